@@ -1,0 +1,247 @@
+#ifndef TROUPE_ACTOR_H
+#define TROUPE_ACTOR_H
+
+/*
+ * Writing actors: definitions, spawning, sending, lifecycle, links and
+ * monitors, and moving blocking calls off the scheduler.
+ *
+ * Functions that take a tr_ctx run only inside a handler (or init/teardown)
+ * of the actor that cx belongs to. From other threads use the tr_runtime_*
+ * equivalents in <troupe/runtime.h>.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/error.h>
+#include <troupe/msg.h>
+#include <troupe/pid.h>
+#include <troupe/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_ctx tr_ctx;
+typedef struct tr_runtime tr_runtime;
+
+/** tr_handler_fn - Handles one message. @state is the actor's state. */
+typedef void (*tr_handler_fn)(tr_ctx *cx, void *state, const tr_msg *m);
+
+/**
+ * tr_init_fn - Runs once, as the actor's first turn, before any message.
+ * Return TR_OK, or a negative value to stop the actor with
+ * TR_EXIT_INIT_FAILED (links and monitors see it).
+ */
+typedef int (*tr_init_fn)(tr_ctx *cx, void *state, void *arg);
+
+/** tr_teardown_fn - Runs once when the actor stops, after its last handler. */
+typedef void (*tr_teardown_fn)(tr_ctx *cx, void *state, int32_t reason);
+
+/**
+ * struct tr_actor_def - What an actor is.
+ * @size:          sizeof(tr_actor_def), an ABI guard; required
+ * @name:          for logs and metrics; may be NULL
+ * @state_size:    bytes of zeroed state the runtime allocates (may be 0)
+ * @init:          optional; without it the spawn argument is ignored and
+ *                 the actor costs nothing until its first message
+ * @teardown:      optional
+ * @handle:        required; the initial behaviour
+ * @mailbox_bound: 0 for unbounded (the default); otherwise a send that
+ *                 would make the mailbox hold more than this many
+ *                 messages fails with TR_EFULL
+ *
+ * The definition must outlive every actor spawned from it (normally it is
+ * a static const).
+ */
+typedef struct tr_actor_def {
+	size_t size;
+	const char *name;
+	size_t state_size;
+	tr_init_fn init;
+	tr_teardown_fn teardown;
+	tr_handler_fn handle;
+	uint32_t mailbox_bound;
+} tr_actor_def;
+
+/**
+ * tr_spawn() - Start a new actor.
+ * @cx:  context of the calling actor
+ * @def: its definition
+ * @arg: passed to def->init on the new actor's first turn (borrowed by the
+ *       runtime until then; the caller keeps it alive or passes ownership
+ *       through its own convention)
+ * @out: on success the new pid; may be NULL
+ *
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL for a bad definition; TR_ENOMEM; TR_ECLOSED
+ *            when the runtime is stopping.
+ */
+TR_API tr_err tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg,
+		       tr_pid *out);
+
+/**
+ * tr_send() - Send a copy of @len bytes at @data.
+ * @cx:   context of the calling actor (becomes the sender)
+ * @to:   receiver
+ * @type: type tag, below TR_MSG_SYSTEM_BASE
+ * @data: payload, may be NULL when @len is 0
+ * @len:  payload size
+ *
+ * A stopped or unknown receiver makes the message a counted dead letter
+ * and the call still returns TR_OK (delivery is asynchronous in general).
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EFULL (bounded mailbox full; nothing was sent);
+ *            TR_EMSGSIZE (over the configured maximum); TR_EINVAL
+ *            (TR_PID_NONE or a reserved type); TR_EUNREACH (a pid of
+ *            another node; counted as a dead letter); TR_ENOMEM.
+ */
+TR_API tr_err tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
+		      size_t len);
+
+/**
+ * tr_send_ptr() - Hand over @ptr without copying.
+ * @cx:      context of the calling actor
+ * @to:      receiver
+ * @type:    type tag
+ * @ptr:     payload; the receiver sees it as m->data
+ * @len:     size to report in m->size (not interpreted)
+ * @free_fn: frees @ptr; may be NULL when nothing needs freeing
+ *
+ * Ownership: @ptr moves to the runtime on every path. When the message is
+ *            not delivered (any error, dead letter, receiver stopped with
+ *            the message queued, runtime stop) the runtime calls
+ *            @free_fn(@ptr). After a handler returns the runtime frees the
+ *            payload unless the handler took it with tr_msg_take_ptr().
+ * Thread:    actor.
+ * Return:    as tr_send().
+ */
+TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
+			  size_t len, tr_free_fn free_fn);
+
+/**
+ * tr_msg_take_ptr() - Keep the pointer payload of the current message.
+ * @cx: context of the calling actor
+ * @m:  the message being handled (must carry TR_MSG_F_PTR)
+ *
+ * Ownership: the caller now owns the pointer and frees it itself.
+ * Thread:    actor.
+ * Return:    the pointer, or NULL when @m is not a pointer message.
+ */
+TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
+
+/** tr_self() - Pid of the calling actor. Thread: actor. */
+TR_API tr_pid tr_self(tr_ctx *cx);
+
+/**
+ * tr_sender() - Sender of the message being handled (TR_PID_NONE inside
+ * init/teardown or for messages from outside any actor). Thread: actor.
+ */
+TR_API tr_pid tr_sender(tr_ctx *cx);
+
+/** tr_ctx_runtime() - The runtime the calling actor runs in. Thread: actor. */
+TR_API tr_runtime *tr_ctx_runtime(tr_ctx *cx);
+
+/**
+ * tr_become() - Handle the next messages with @handler instead.
+ * Thread:    actor.
+ * Return:    TR_OK, or TR_EINVAL when @handler is NULL.
+ */
+TR_API tr_err tr_become(tr_ctx *cx, tr_handler_fn handler);
+
+/**
+ * tr_stop_self() - Stop the calling actor when the current handler returns.
+ * @reason: exit reason seen by links and monitors (TR_EXIT_*)
+ *
+ * Messages still in the mailbox become dead letters.
+ * Thread:    actor.
+ */
+TR_API void tr_stop_self(tr_ctx *cx, int32_t reason);
+
+/**
+ * tr_stop() - Ask another actor to stop with @reason.
+ *
+ * The request is queued behind messages already in its mailbox and cannot
+ * be trapped. Stopping the calling actor itself is tr_stop_self().
+ * Thread:    actor.
+ * Return:    TR_OK (a stale pid is a dead letter), TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_stop(tr_ctx *cx, tr_pid who, int32_t reason);
+
+/**
+ * tr_exit() - Send an exit signal to @who as if a linked actor had stopped
+ * with @reason: it stops unless it traps exits (then it gets TR_MSG_EXIT),
+ * and TR_EXIT_NORMAL is ignored by an actor that does not trap exits.
+ * TR_EXIT_KILL stops it even when it traps exits.
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_exit(tr_ctx *cx, tr_pid who, int32_t reason);
+
+/**
+ * tr_link() - Link the calling actor with @other, both ways.
+ *
+ * When either stops with a reason other than TR_EXIT_NORMAL the other gets
+ * an exit signal (see tr_exit()). Linking to a stopped actor delivers an
+ * exit signal with TR_EXIT_NOPROC. Linking twice is one link.
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL (self or none), TR_ENOMEM.
+ */
+TR_API tr_err tr_link(tr_ctx *cx, tr_pid other);
+
+/** tr_unlink() - Remove a link (no-op if none). Thread: actor. */
+TR_API tr_err tr_unlink(tr_ctx *cx, tr_pid other);
+
+/**
+ * tr_trap_exit() - Receive exit signals from links as TR_MSG_EXIT messages
+ * instead of stopping (TR_EXIT_KILL is never trapped). Thread: actor.
+ */
+TR_API void tr_trap_exit(tr_ctx *cx, bool on);
+
+/**
+ * tr_monitor() - Watch @who: one TR_MSG_DOWN arrives when it stops (with
+ * TR_EXIT_NOPROC at once if it does not exist).
+ * @out: the monitor reference, for tr_demonitor() and tr_down.ref
+ *
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out);
+
+/**
+ * tr_demonitor() - Cancel a monitor; no TR_MSG_DOWN for it is delivered
+ * after this returns, even one already queued.
+ * Thread:    actor.
+ * Return:    TR_OK, or TR_ENOENT when @ref is not an active monitor.
+ */
+TR_API tr_err tr_demonitor(tr_ctx *cx, uint64_t ref);
+
+/**
+ * tr_blocking_fn - A blocking call run by tr_blocking() on the blocking
+ * pool. Its return value becomes the payload of the reply.
+ */
+typedef void *(*tr_blocking_fn)(void *arg);
+
+/**
+ * tr_blocking() - Run @fn(@arg) on the blocking pool, off the scheduler
+ * threads; when it returns the calling actor gets a message of
+ * @reply_type whose data is fn's return value (a pointer message, size 0,
+ * sender = the calling actor).
+ * @free_fn: frees the return value when the reply cannot be delivered or
+ *           is not taken by the handler; may be NULL
+ *
+ * Ownership: @arg stays the caller's; @fn runs on another thread, so the
+ *            caller must not touch what @arg points to until the reply.
+ * Thread:    actor.
+ * Return:    TR_OK (exactly one reply follows, or the result is freed if
+ *            the actor stopped first), TR_EINVAL, TR_ENOMEM, TR_ECLOSED.
+ */
+TR_API tr_err tr_blocking(tr_ctx *cx, tr_blocking_fn fn, void *arg,
+			  uint32_t reply_type, tr_free_fn free_fn);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_ACTOR_H */

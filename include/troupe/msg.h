@@ -1,0 +1,89 @@
+#ifndef TROUPE_MSG_H
+#define TROUPE_MSG_H
+
+/*
+ * Messages as a handler sees them.
+ *
+ * A message has a 32-bit type tag, the sender's pid and a payload. The
+ * payload is either bytes copied at send time (tr_send) or a pointer whose
+ * ownership moved with the message (tr_send_ptr). Types at or above
+ * TR_MSG_SYSTEM_BASE are reserved for the runtime; user types are below it.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/pid.h>
+#include <troupe/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** First type tag reserved for the runtime. */
+#define TR_MSG_SYSTEM_BASE 0xFFFF0000u
+
+/**
+ * TR_MSG_DOWN - A monitored actor stopped. Payload: struct tr_down.
+ * Delivered once per tr_monitor() call that was not cancelled.
+ */
+#define TR_MSG_DOWN 0xFFFF0001u
+
+/**
+ * TR_MSG_EXIT - A linked actor stopped and this actor traps exits.
+ * Payload: struct tr_exit_signal.
+ */
+#define TR_MSG_EXIT 0xFFFF0002u
+
+/* Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
+#define TR_EXIT_NORMAL 0    /* finished its work; links do not propagate it */
+#define TR_EXIT_SHUTDOWN 1  /* stopped by runtime or supervisor shutdown */
+#define TR_EXIT_KILL 2      /* untrappable: a linked actor stops too */
+#define TR_EXIT_NOPROC 3    /* the linked or monitored actor did not exist */
+#define TR_EXIT_ERROR 4     /* generic failure */
+#define TR_EXIT_INIT_FAILED 5 /* the definition's init returned an error */
+#define TR_EXIT_KILLED 6    /* what links see when an actor got TR_EXIT_KILL */
+#define TR_EXIT_USER 256
+
+/** Flags in tr_msg.flags. */
+#define TR_MSG_F_PTR 0x1u /* payload is an owned pointer (tr_send_ptr) */
+
+/**
+ * struct tr_msg - A message, as passed to a handler.
+ * @type:  type tag given by the sender
+ * @flags: TR_MSG_F_* bits
+ * @from:  sender's pid; TR_PID_NONE when sent from outside any actor
+ * @data:  payload bytes (copied send) or the pointer (tr_send_ptr)
+ * @size:  payload size in bytes as given by the sender
+ *
+ * Valid only during the handler call. Read-only.
+ */
+typedef struct tr_msg {
+	uint32_t type;
+	uint32_t flags;
+	tr_pid from;
+	const void *data;
+	size_t size;
+} tr_msg;
+
+/** struct tr_down - Payload of TR_MSG_DOWN. */
+typedef struct tr_down {
+	uint64_t ref;  /* the value tr_monitor() returned */
+	tr_pid who;    /* the actor that stopped */
+	int32_t reason;
+} tr_down;
+
+/** struct tr_exit_signal - Payload of TR_MSG_EXIT. */
+typedef struct tr_exit_signal {
+	tr_pid from;
+	int32_t reason;
+} tr_exit_signal;
+
+/** tr_free_fn - Frees a payload handed over with tr_send_ptr(). */
+typedef void (*tr_free_fn)(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_MSG_H */

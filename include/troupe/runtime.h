@@ -1,0 +1,208 @@
+#ifndef TROUPE_RUNTIME_H
+#define TROUPE_RUNTIME_H
+
+/*
+ * The runtime: workers, lifecycle, and the calls other threads use to
+ * talk to actors (spawn, send, stop, and an inbox to receive replies).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/actor.h>
+#include <troupe/error.h>
+#include <troupe/msg.h>
+#include <troupe/pid.h>
+#include <troupe/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * struct tr_config - Runtime settings. Start from tr_config_default().
+ * @size:             sizeof(tr_config), an ABI guard
+ * @workers:          scheduler threads; 0 = number of online cores
+ * @batch:            messages an actor handles per turn before it yields;
+ *                    0 = 100
+ * @slow_handler_us:  a handler that runs longer than this is counted in
+ *                    the slow_handlers metric; 0 = 10000 (10 ms)
+ * @blocking_threads: threads of the tr_blocking() pool; 0 = 4
+ * @max_msg_size:     largest payload accepted by a send; 0 = 64 MiB
+ * @spin_us:          how long an idle worker looks for work before it
+ *                    sleeps; 0 = 50
+ */
+typedef struct tr_config {
+	size_t size;
+	unsigned workers;
+	unsigned batch;
+	unsigned slow_handler_us;
+	unsigned blocking_threads;
+	size_t max_msg_size;
+	unsigned spin_us;
+} tr_config;
+
+/** tr_config_default() - Defaults, with .size set. Thread: any. */
+TR_API tr_config tr_config_default(void);
+
+/**
+ * tr_runtime_create() - Make a runtime (no thread runs yet).
+ * @cfg: settings; NULL means tr_config_default()
+ * @out: the new runtime
+ *
+ * Thread:    setup.
+ * Return:    TR_OK, TR_EINVAL (bad @cfg), TR_ENOMEM.
+ */
+TR_API tr_err tr_runtime_create(const tr_config *cfg, tr_runtime **out);
+
+/**
+ * tr_runtime_start() - Start the worker and blocking-pool threads.
+ * Actors may be spawned before this; they run once it is called.
+ * Thread:    setup.
+ * Return:    TR_OK, TR_ESTATE (already started), TR_ESYS (a thread could
+ *            not be created; nothing is left running).
+ */
+TR_API tr_err tr_runtime_start(tr_runtime *rt);
+
+/**
+ * tr_runtime_stop() - Begin a graceful stop: spawns fail with TR_ECLOSED
+ * from now on, every actor gets a stop (reason TR_EXIT_SHUTDOWN) behind
+ * the messages already queued for it, and queued messages after that are
+ * counted as dead letters. Returns at once; tr_runtime_join() waits.
+ * Calling it more than once is harmless.
+ * Thread:    any (also from a handler).
+ */
+TR_API void tr_runtime_stop(tr_runtime *rt);
+
+/**
+ * tr_runtime_join() - Wait until a stop requested with tr_runtime_stop()
+ * has finished: every actor stopped, every message handled or counted as
+ * a dead letter, every thread joined.
+ * Thread:    setup (not from a handler).
+ * Return:    TR_OK, or TR_ESTATE when the runtime was never started.
+ */
+TR_API tr_err tr_runtime_join(tr_runtime *rt);
+
+/**
+ * tr_runtime_wait_idle() - Wait until the runtime is quiescent: no
+ * message queued or being handled, no blocking call running, every worker
+ * idle.
+ * @timeout_ms: how long to wait; negative waits forever
+ *
+ * Thread:    any thread that is not a worker.
+ * Return:    TR_OK; TR_ETIMEDOUT; TR_ESTATE if not started.
+ */
+TR_API tr_err tr_runtime_wait_idle(tr_runtime *rt, int64_t timeout_ms);
+
+/**
+ * tr_runtime_destroy() - Free the runtime. Stops and joins it first if it
+ * is still running. NULL is a no-op.
+ * Thread:    setup.
+ */
+TR_API void tr_runtime_destroy(tr_runtime *rt);
+
+/** tr_runtime_workers() - Number of worker threads. Thread: any. */
+TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
+
+/**
+ * tr_runtime_spawn() - tr_spawn() for code that is not an actor.
+ * Thread:    any.
+ * Return:    as tr_spawn().
+ */
+TR_API tr_err tr_runtime_spawn(tr_runtime *rt, const tr_actor_def *def,
+			       void *arg, tr_pid *out);
+
+/**
+ * tr_runtime_send() - tr_send() from outside any actor; the message's
+ * sender is TR_PID_NONE.
+ * Thread:    any.
+ * Return:    as tr_send().
+ */
+TR_API tr_err tr_runtime_send(tr_runtime *rt, tr_pid to, uint32_t type,
+			      const void *data, size_t len);
+
+/**
+ * tr_runtime_send_ptr() - tr_send_ptr() from outside any actor.
+ * Ownership: as tr_send_ptr(): @ptr is the runtime's on every path.
+ * Thread:    any.
+ * Return:    as tr_send().
+ */
+TR_API tr_err tr_runtime_send_ptr(tr_runtime *rt, tr_pid to, uint32_t type,
+				  void *ptr, size_t len, tr_free_fn free_fn);
+
+/**
+ * tr_runtime_send_as() - Send from outside any actor with @from as the
+ * message's sender, so that replies go to @from (for example an inbox).
+ * Thread:    any.
+ * Return:    as tr_send().
+ */
+TR_API tr_err tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to,
+				 uint32_t type, const void *data, size_t len);
+
+/**
+ * tr_runtime_stop_actor() - tr_stop() from outside any actor.
+ * Thread:    any.
+ */
+TR_API tr_err tr_runtime_stop_actor(tr_runtime *rt, tr_pid who,
+				    int32_t reason);
+
+/*
+ * Inbox: a mailbox that a non-actor thread reads, for replies and tests.
+ * It is an actor (it has a pid, it can be linked and monitored); its
+ * messages are queued for tr_inbox_recv() instead of a handler.
+ */
+typedef struct tr_inbox tr_inbox;
+
+/**
+ * struct tr_received - One message taken from an inbox.
+ * @type, @from, @flags: as in tr_msg
+ * @data: payload (a private copy, or the handed-over pointer)
+ * @size: payload size
+ *
+ * Ownership: the caller owns it; release with tr_received_fini().
+ */
+typedef struct tr_received {
+	uint32_t type;
+	uint32_t flags;
+	tr_pid from;
+	void *data;
+	size_t size;
+	tr_free_fn free_fn; /* private: how data is freed */
+} tr_received;
+
+/**
+ * tr_inbox_create() - Make an inbox actor.
+ * Thread:    any.
+ * Return:    TR_OK, TR_ENOMEM, TR_ECLOSED.
+ */
+TR_API tr_err tr_inbox_create(tr_runtime *rt, tr_inbox **out);
+
+/** tr_inbox_pid() - The inbox's pid. Thread: any. */
+TR_API tr_pid tr_inbox_pid(const tr_inbox *ib);
+
+/**
+ * tr_inbox_recv() - Take the oldest message, waiting up to @timeout_ms
+ * (negative: forever; 0: do not wait).
+ * Thread:    any (one reader at a time).
+ * Return:    TR_OK and *out filled; TR_ETIMEDOUT; TR_ECLOSED when the
+ *            inbox actor stopped and nothing is left.
+ */
+TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms,
+			    tr_received *out);
+
+/** tr_received_fini() - Free a received payload. Zeroed: no-op. Thread: any. */
+TR_API void tr_received_fini(tr_received *r);
+
+/**
+ * tr_inbox_destroy() - Stop the inbox actor and free it; messages still
+ * queued are freed. NULL is a no-op.
+ * Thread:    any (not concurrently with tr_inbox_recv on the same inbox).
+ */
+TR_API void tr_inbox_destroy(tr_inbox *ib);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_RUNTIME_H */

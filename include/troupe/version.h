@@ -1,0 +1,41 @@
+#ifndef TROUPE_VERSION_H
+#define TROUPE_VERSION_H
+
+/*
+ * Version of the library and of its binary interface.
+ *
+ * TR_ABI_VERSION changes whenever a public struct (tr_msg, tr_actor_def,
+ * tr_config, tr_metrics) changes layout in a way that is not an append.
+ * Structs that callers fill carry a .size field so that appending fields
+ * stays compatible.
+ */
+
+#define TR_VERSION_MAJOR 0
+#define TR_VERSION_MINOR 1
+#define TR_VERSION_PATCH 0
+#define TR_VERSION_STRING "0.1.0"
+#define TR_ABI_VERSION 1
+
+#if defined(__GNUC__)
+#define TR_API __attribute__((visibility("default")))
+#else
+#define TR_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * tr_version() - Version of the library that is running.
+ *
+ * Thread:    any.
+ * Return:    a static string such as "0.1.0".
+ */
+TR_API const char *tr_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_VERSION_H */

@@ -1,0 +1,1133 @@
+/*
+ * Actors: the slot table, spawn, send, one turn of an actor, system
+ * messages (init, stop, exit signals, links, monitors) and termination.
+ *
+ * Threads:
+ * - spawn and send run on any thread (workers pass their tr__worker, other
+ *   threads NULL);
+ * - tr__actor_run runs on the worker that took the actor from a run queue;
+ *   the mailbox protocol guarantees no other thread runs it at the same
+ *   time;
+ * - everything that takes a tr_ctx runs inside a handler.
+ *
+ * Invariants:
+ * - a message is handled only if its `to` equals the slot's current pid,
+ *   so a handler never sees a message meant for an earlier generation and
+ *   never runs after its actor stopped;
+ * - every message accepted by a send is counted once in `sent` and later
+ *   once in `handled` or `dead`; a refused send (TR_EFULL, TR_EINVAL,
+ *   TR_EMSGSIZE, TR_ENOMEM) is in neither.
+ */
+#include "runtime/actor.h"
+
+#include <string.h>
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/internal.h"
+#include "runtime/pid.h"
+#include "runtime/runtime.h"
+#include "runtime/sched.h"
+
+/* Links and monitors of one actor, allocated on first use. */
+struct mon_ent {
+	uint64_t ref;
+	uint64_t pid;
+};
+
+struct mon_set {
+	struct mon_ent *v;
+	uint32_t n;
+	uint32_t cap;
+};
+
+struct tr__actor_ext {
+	struct mon_set links;    /* ref unused */
+	struct mon_set monitors; /* monitors this actor holds on others */
+	struct mon_set watchers; /* monitors others hold on this actor */
+};
+
+/* Payloads of system messages. */
+struct sys_exit {
+	uint64_t from;
+	int32_t reason;
+};
+
+struct sys_down {
+	uint64_t ref;
+	uint64_t who;
+	int32_t reason;
+};
+
+/* Free slots kept per worker before half are handed to the shared list. */
+#define WORKER_FREE_SLOTS_MAX 4096u
+
+static struct tr__stats *
+stats_of(tr_runtime *rt, struct tr__worker *w)
+{
+	return w != NULL ? &w->stats : &rt->foreign;
+}
+
+static void
+stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
+{
+	_Atomic uint64_t *c =
+		(_Atomic uint64_t *)(void *)((char *)stats_of(rt, w) + off);
+
+	if (w != NULL) {
+		tr__stat_add(c, n);
+	} else {
+		tr__stat_add_shared(c, n);
+	}
+}
+
+#define STAT(rt, w, field, n)                                                 \
+	stat_inc((rt), (w), offsetof(struct tr__stats, field), (n))
+
+static struct tr__msg_cache *
+cache_of(struct tr__worker *w)
+{
+	return w != NULL ? w->cache : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Slot table                                                          */
+
+struct tr__actor *
+tr__actor_lookup(tr_runtime *rt, uint64_t pid)
+{
+	if (tr__pid_node(pid) != 0) {
+		return NULL;
+	}
+	uint32_t slot = tr__pid_slot(pid);
+	uint32_t ci = slot >> TR__CHUNK_BITS;
+
+	if (ci >= TR__MAX_CHUNKS) {
+		return NULL;
+	}
+	/* acquire: pairs with the release CAS that published the chunk. */
+	struct tr__actor *chunk =
+		atomic_load_explicit(&rt->chunks[ci], memory_order_acquire);
+	if (chunk == NULL) {
+		return NULL;
+	}
+	return &chunk[slot & (TR__CHUNK_SLOTS - 1)];
+}
+
+static struct tr__actor *
+chunk_get(tr_runtime *rt, uint32_t ci)
+{
+	struct tr__actor *chunk =
+		atomic_load_explicit(&rt->chunks[ci], memory_order_acquire);
+	if (chunk != NULL) {
+		return chunk;
+	}
+	size_t bytes = sizeof(struct tr__actor) * TR__CHUNK_SLOTS;
+	struct tr__actor *fresh = tr__calloc(bytes);
+	if (fresh == NULL) {
+		return NULL;
+	}
+	for (uint32_t i = 0; i < TR__CHUNK_SLOTS; i++) {
+		tr__mailbox_init(&fresh[i].mb);
+		fresh[i].gen = 1;
+		fresh[i].slot = (ci << TR__CHUNK_BITS) | i;
+	}
+	struct tr__actor *expect = NULL;
+	/* release: publishes the initialised slots to tr__actor_lookup. */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &rt->chunks[ci], &expect, fresh, memory_order_acq_rel,
+		    memory_order_acquire)) {
+		tr__free(fresh, bytes);
+		return expect;
+	}
+	return fresh;
+}
+
+static struct tr__actor *
+slot_alloc(tr_runtime *rt, struct tr__worker *w, uint32_t *slot_out)
+{
+	struct tr__actor *a = NULL;
+
+	if (w != NULL && w->free_slots != NULL) {
+		a = w->free_slots;
+		w->free_slots = a->free_next;
+		w->n_free_slots--;
+	} else {
+		pthread_mutex_lock(&rt->slot_mu);
+		a = rt->free_slots;
+		if (a != NULL) {
+			rt->free_slots = a->free_next;
+		}
+		pthread_mutex_unlock(&rt->slot_mu);
+	}
+	if (a != NULL) {
+		*slot_out = UINT32_MAX; /* caller derives it from the chunk */
+		return a;
+	}
+	uint32_t idx = atomic_fetch_add_explicit(&rt->next_fresh, 1,
+						 memory_order_relaxed);
+	if (idx > TR__PID_SLOT_MASK) {
+		atomic_fetch_sub_explicit(&rt->next_fresh, 1,
+					  memory_order_relaxed);
+		return NULL;
+	}
+	struct tr__actor *chunk = chunk_get(rt, idx >> TR__CHUNK_BITS);
+	if (chunk == NULL) {
+		/* The index is lost; the chunk is retried by the next spawn. */
+		return NULL;
+	}
+	*slot_out = idx;
+	return &chunk[idx & (TR__CHUNK_SLOTS - 1)];
+}
+
+static void
+slot_release(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a)
+{
+	if (w == NULL) {
+		pthread_mutex_lock(&rt->slot_mu);
+		a->free_next = rt->free_slots;
+		rt->free_slots = a;
+		pthread_mutex_unlock(&rt->slot_mu);
+		return;
+	}
+	a->free_next = w->free_slots;
+	w->free_slots = a;
+	if (++w->n_free_slots < WORKER_FREE_SLOTS_MAX) {
+		return;
+	}
+	/* Hand half to the shared list so foreign spawns can reuse them. */
+	struct tr__actor *first = w->free_slots, *last = first;
+	for (unsigned i = 1; i < WORKER_FREE_SLOTS_MAX / 2; i++) {
+		last = last->free_next;
+	}
+	w->free_slots = last->free_next;
+	w->n_free_slots -= WORKER_FREE_SLOTS_MAX / 2;
+	pthread_mutex_lock(&rt->slot_mu);
+	last->free_next = rt->free_slots;
+	rt->free_slots = first;
+	pthread_mutex_unlock(&rt->slot_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+
+static void dead_letter(tr_runtime *rt, struct tr__worker *w,
+			struct tr__msg *msg, bool free_node);
+
+tr_err
+tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	 uint32_t type, const void *data, size_t len)
+{
+	struct tr__msg *msg = tr__msg_alloc(cache_of(w), len);
+
+	if (msg == NULL) {
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	msg->m.flags = 0;
+	msg->m.from.v = from;
+	msg->m.size = len;
+	msg->m.data = msg->data;
+	msg->free_fn = NULL;
+	msg->iflags = 0;
+	if (len > 0) {
+		memcpy(msg->data, data, len);
+	}
+	return tr__send_node(rt, w, to, msg, false);
+}
+
+tr_err
+tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
+	      struct tr__msg *msg, bool bounded)
+{
+	struct tr__actor *a = tr__actor_lookup(rt, to);
+
+	msg->to = to;
+	msg->iflags = 0;
+	if (tr__unlikely(a == NULL ||
+			 atomic_load_explicit(&a->pid, memory_order_relaxed) !=
+				 to)) {
+		STAT(rt, w, sent, 1);
+		dead_letter(rt, w, msg, true);
+		return tr__pid_node(to) != 0 ? TR_EUNREACH : TR_OK;
+	}
+	if (bounded) {
+		uint32_t bound =
+			atomic_load_explicit(&a->bound, memory_order_relaxed);
+		if (bound != 0) {
+			uint32_t n = atomic_fetch_add_explicit(
+				&a->mb_len, 1, memory_order_relaxed);
+			if (n >= bound) {
+				atomic_fetch_sub_explicit(&a->mb_len, 1,
+							  memory_order_relaxed);
+				STAT(rt, w, full, 1);
+				tr__msg_discard(cache_of(w), msg);
+				return TR_EFULL;
+			}
+			msg->iflags |= TR__MSG_I_COUNTED;
+		}
+	}
+	STAT(rt, w, sent, 1);
+	if (tr__mailbox_push(&a->mb, &msg->node)) {
+		tr__sched_schedule(rt, w, a);
+	}
+	return TR_OK;
+}
+
+static tr_err
+check_user_send(tr_runtime *rt, uint64_t to, uint32_t type, size_t len)
+{
+	if (to == 0 || type >= TR_MSG_SYSTEM_BASE) {
+		return TR_EINVAL;
+	}
+	if (len > rt->cfg.max_msg_size) {
+		return TR_EMSGSIZE;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+	      uint64_t to, uint32_t type, const void *data, size_t len)
+{
+	tr_err err = check_user_send(rt, to, type, len);
+
+	if (err < 0) {
+		return err;
+	}
+	if (len > 0 && data == NULL) {
+		return TR_EINVAL;
+	}
+	struct tr__msg *msg = tr__msg_alloc(cache_of(w), len);
+	if (msg == NULL) {
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	msg->m.flags = 0;
+	msg->m.from.v = from;
+	msg->m.size = len;
+	msg->m.data = msg->data;
+	msg->free_fn = NULL;
+	if (len > 0) {
+		memcpy(msg->data, data, len);
+	}
+	return tr__send_node(rt, w, to, msg, true);
+}
+
+tr_err
+tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+	     uint64_t to, uint32_t type, void *ptr, size_t len,
+	     tr_free_fn free_fn, bool bounded)
+{
+	tr_err err = check_user_send(rt, to, type, 0);
+
+	if (err < 0) {
+		goto err_free;
+	}
+	struct tr__msg *msg = tr__msg_alloc(cache_of(w), 0);
+	if (msg == NULL) {
+		err = TR_ENOMEM;
+		goto err_free;
+	}
+	msg->m.type = type;
+	msg->m.flags = TR_MSG_F_PTR;
+	msg->m.from.v = from;
+	msg->m.size = len;
+	msg->m.data = ptr;
+	msg->free_fn = free_fn;
+	return tr__send_node(rt, w, to, msg, bounded);
+
+err_free:
+	if (free_fn != NULL && ptr != NULL) {
+		free_fn(ptr);
+	}
+	return err;
+}
+
+/*
+ * A message that reaches no actor: count it, answer link and monitor
+ * requests with TR_EXIT_NOPROC so the requester learns the actor is gone,
+ * free its pointer payload, and free the node unless the mailbox still
+ * holds it as its tail (@free_node false).
+ */
+static void
+dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
+	    bool free_node)
+{
+	STAT(rt, w, dead, 1);
+	if (msg->m.type == TR__SYS_LINK) {
+		struct sys_exit e = { .from = msg->to, .reason = TR_EXIT_NOPROC };
+		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT, &e,
+			       sizeof(e));
+	} else if (msg->m.type == TR__SYS_MONITOR) {
+		struct sys_down d;
+		memcpy(&d.ref, msg->m.data, sizeof(d.ref));
+		d.who = msg->to;
+		d.reason = TR_EXIT_NOPROC;
+		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN, &d,
+			       sizeof(d));
+	}
+	if (free_node) {
+		tr__msg_discard(cache_of(w), msg);
+	} else if (msg->m.flags & TR_MSG_F_PTR) {
+		if (msg->free_fn != NULL && msg->m.data != NULL) {
+			msg->free_fn((void *)(uintptr_t)msg->m.data);
+		}
+		msg->m.flags &= ~TR_MSG_F_PTR;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Spawning                                                            */
+
+tr_err
+tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
+	  void *arg, const void *state_init, size_t state_init_len,
+	  tr_pid *out)
+{
+	if (def == NULL || def->size < sizeof(tr_actor_def) ||
+	    def->handle == NULL || state_init_len > def->state_size) {
+		return TR_EINVAL;
+	}
+	if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+		return TR_ECLOSED;
+	}
+	void *state = NULL;
+	if (def->state_size > 0) {
+		state = tr__calloc(def->state_size);
+		if (state == NULL) {
+			return TR_ENOMEM;
+		}
+		if (state_init != NULL) {
+			memcpy(state, state_init, state_init_len);
+		}
+	}
+	struct tr__msg *init = NULL;
+	if (def->init != NULL) {
+		init = tr__msg_alloc(cache_of(w), 0);
+		if (init == NULL) {
+			goto err_state;
+		}
+	}
+	uint32_t slot;
+	struct tr__actor *a = slot_alloc(rt, w, &slot);
+	if (a == NULL) {
+		goto err_init;
+	}
+	if (slot == UINT32_MAX) {
+		slot = a->slot;
+	}
+	a->def = def;
+	a->handler = def->handle;
+	a->state = state;
+	a->ext = NULL;
+	a->flags = 0;
+	atomic_store_explicit(&a->bound, def->mailbox_bound,
+			      memory_order_relaxed);
+	uint64_t pid = tr__pid_make(0, a->gen, slot);
+	/*
+	 * release: whoever learns the pid through us (return value, then
+	 * messages) sees the fields above; the worker that runs the actor
+	 * gets them through the mailbox push that follows.
+	 */
+	atomic_store_explicit(&a->pid, pid, memory_order_release);
+	STAT(rt, w, spawned, 1);
+	if (init != NULL) {
+		init->m.type = TR__SYS_INIT;
+		init->m.flags = 0;
+		init->m.from.v = (w != NULL && w->cx.a != NULL) ? w->cx.self : 0;
+		init->m.data = arg;
+		init->m.size = 0;
+		init->free_fn = NULL;
+		(void)tr__send_node(rt, w, pid, init, false);
+	}
+	if (out != NULL) {
+		out->v = pid;
+	}
+	return TR_OK;
+
+err_init:
+	if (init != NULL) {
+		tr__msg_free(cache_of(w), init);
+	}
+err_state:
+	tr__free(state, def->state_size);
+	return TR_ENOMEM;
+}
+
+/* ------------------------------------------------------------------ */
+/* Links and monitors bookkeeping (runner only)                        */
+
+static struct tr__actor_ext *
+ext_get(struct tr__actor *a)
+{
+	if (a->ext == NULL) {
+		a->ext = tr__calloc(sizeof(*a->ext));
+	}
+	return a->ext;
+}
+
+static tr_err
+set_add(struct mon_set *s, uint64_t ref, uint64_t pid)
+{
+	if (s->n == s->cap) {
+		uint32_t cap = s->cap == 0 ? 4 : s->cap * 2;
+		struct mon_ent *v = tr__alloc(cap * sizeof(*v));
+		if (v == NULL) {
+			return TR_ENOMEM;
+		}
+		if (s->n > 0) {
+			memcpy(v, s->v, s->n * sizeof(*v));
+		}
+		tr__free(s->v, s->cap * sizeof(*v));
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n].ref = ref;
+	s->v[s->n].pid = pid;
+	s->n++;
+	return TR_OK;
+}
+
+static int
+set_find_pid(const struct mon_set *s, uint64_t pid)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->v[i].pid == pid) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int
+set_find_ref(const struct mon_set *s, uint64_t ref)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->v[i].ref == ref) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void
+set_remove_at(struct mon_set *s, int i)
+{
+	s->v[i] = s->v[s->n - 1];
+	s->n--;
+}
+
+static void
+set_fini(struct mon_set *s)
+{
+	tr__free(s->v, s->cap * sizeof(*s->v));
+	s->v = NULL;
+	s->n = s->cap = 0;
+}
+
+static void
+ext_free(struct tr__actor *a)
+{
+	if (a->ext == NULL) {
+		return;
+	}
+	set_fini(&a->ext->links);
+	set_fini(&a->ext->monitors);
+	set_fini(&a->ext->watchers);
+	tr__free(a->ext, sizeof(*a->ext));
+	a->ext = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running                                                             */
+
+static void
+ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
+{
+	tr_ctx *cx = &w->cx;
+
+	cx->a = a;
+	cx->self = atomic_load_explicit(&a->pid, memory_order_relaxed);
+	cx->msg = m;
+	cx->ptr_taken = false;
+	cx->stop_requested = false;
+}
+
+/*
+ * Stop @a: teardown, tell links and monitors, free what it owns, bump the
+ * slot's generation and give the slot back. Messages still queued are
+ * dropped as dead letters by the rest of this turn and later turns.
+ */
+static void
+terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
+{
+	tr_runtime *rt = w->rt;
+	tr_ctx *cx = &w->cx;
+	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
+
+	if (a->def->teardown != NULL) {
+		cx->a = a;
+		cx->self = self;
+		cx->msg = NULL;
+		cx->stop_requested = false;
+		a->def->teardown(cx, a->state, reason);
+	}
+	tr__free(a->state, a->def->state_size);
+	a->state = NULL;
+	/* From here senders see a stale pid and count dead letters. */
+	atomic_store_explicit(&a->pid, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->bound, 0, memory_order_relaxed);
+
+	int32_t seen = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
+	if (a->ext != NULL) {
+		struct tr__actor_ext *x = a->ext;
+		struct sys_exit e = { .from = self, .reason = seen };
+
+		for (uint32_t i = 0; i < x->links.n; i++) {
+			(void)tr__send_sys(rt, w, self, x->links.v[i].pid,
+				       TR__SYS_EXIT, &e, sizeof(e));
+		}
+		for (uint32_t i = 0; i < x->watchers.n; i++) {
+			struct sys_down d = { .ref = x->watchers.v[i].ref,
+					      .who = self,
+					      .reason = seen };
+			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
+				       TR__SYS_DOWN, &d, sizeof(d));
+		}
+		/* Monitors this actor held: tell the targets to forget them. */
+		for (uint32_t i = 0; i < x->monitors.n; i++) {
+			uint64_t ref = x->monitors.v[i].ref;
+			(void)tr__send_sys(rt, w, self, x->monitors.v[i].pid,
+				       TR__SYS_DEMONITOR, &ref, sizeof(ref));
+		}
+		ext_free(a);
+	}
+	a->gen = tr__pid_next_gen(a->gen);
+	a->flags = 0;
+	STAT(rt, w, stopped, 1);
+	slot_release(rt, w, a);
+}
+
+static void
+call_handler(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
+{
+	ctx_enter(w, a, m);
+	a->handler(&w->cx, a->state, m);
+	if (w->cx.stop_requested) {
+		terminate(w, a, w->cx.stop_reason);
+	}
+}
+
+/* System message for the current generation. Returns nothing: any
+ * failure to allocate bookkeeping drops the request (counted as handled). */
+static void
+handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
+{
+	uint64_t from = msg->m.from.v;
+
+	switch (msg->m.type) {
+	case TR__SYS_INIT: {
+		ctx_enter(w, a, NULL);
+		int r = a->def->init(&w->cx, a->state, (void *)(uintptr_t)msg->m.data);
+		if (r < 0) {
+			terminate(w, a, TR_EXIT_INIT_FAILED);
+		} else if (w->cx.stop_requested) {
+			terminate(w, a, w->cx.stop_reason);
+		}
+		break;
+	}
+	case TR__SYS_STOP: {
+		int32_t reason;
+		memcpy(&reason, msg->m.data, sizeof(reason));
+		terminate(w, a, reason);
+		break;
+	}
+	case TR__SYS_EXIT: {
+		struct sys_exit e;
+		memcpy(&e, msg->m.data, sizeof(e));
+		if (a->ext != NULL) {
+			int i = set_find_pid(&a->ext->links, e.from);
+			if (i >= 0) {
+				set_remove_at(&a->ext->links, i);
+			}
+		}
+		if (e.reason == TR_EXIT_KILL) {
+			terminate(w, a, TR_EXIT_KILLED);
+		} else if (a->flags & TR__A_TRAP_EXIT) {
+			tr_exit_signal sig = { .from = { e.from },
+					       .reason = e.reason };
+			tr_msg m = { .type = TR_MSG_EXIT,
+				     .from = { e.from },
+				     .data = &sig,
+				     .size = sizeof(sig) };
+			call_handler(w, a, &m);
+		} else if (e.reason != TR_EXIT_NORMAL) {
+			terminate(w, a, e.reason);
+		}
+		break;
+	}
+	case TR__SYS_LINK: {
+		struct tr__actor_ext *x = ext_get(a);
+		if (x != NULL && set_find_pid(&x->links, from) < 0) {
+			(void)set_add(&x->links, 0, from);
+		}
+		break;
+	}
+	case TR__SYS_UNLINK:
+		if (a->ext != NULL) {
+			int i = set_find_pid(&a->ext->links, from);
+			if (i >= 0) {
+				set_remove_at(&a->ext->links, i);
+			}
+		}
+		break;
+	case TR__SYS_MONITOR: {
+		uint64_t ref;
+		memcpy(&ref, msg->m.data, sizeof(ref));
+		struct tr__actor_ext *x = ext_get(a);
+		if (x != NULL) {
+			(void)set_add(&x->watchers, ref, from);
+		}
+		break;
+	}
+	case TR__SYS_DEMONITOR: {
+		uint64_t ref;
+		memcpy(&ref, msg->m.data, sizeof(ref));
+		if (a->ext != NULL) {
+			int i = set_find_ref(&a->ext->watchers, ref);
+			if (i >= 0) {
+				set_remove_at(&a->ext->watchers, i);
+			}
+		}
+		break;
+	}
+	case TR__SYS_DOWN: {
+		struct sys_down d;
+		memcpy(&d, msg->m.data, sizeof(d));
+		int i = a->ext != NULL ? set_find_ref(&a->ext->monitors, d.ref)
+				       : -1;
+		if (i < 0) {
+			break; /* demonitored: never delivered */
+		}
+		set_remove_at(&a->ext->monitors, i);
+		tr_down down = { .ref = d.ref, .who = { d.who },
+				 .reason = d.reason };
+		tr_msg m = { .type = TR_MSG_DOWN,
+			     .from = { d.who },
+			     .data = &down,
+			     .size = sizeof(down) };
+		call_handler(w, a, &m);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void
+deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
+{
+	tr_runtime *rt = w->rt;
+
+	if (msg->to != atomic_load_explicit(&a->pid, memory_order_relaxed)) {
+		dead_letter(rt, w, msg, false);
+		return;
+	}
+	tr__stat_add(&w->stats.handled, 1);
+	if (msg->m.type >= TR__SYS_BASE) {
+		handle_system(w, a, msg);
+		return;
+	}
+	call_handler(w, a, &msg->m);
+	if ((msg->m.flags & TR_MSG_F_PTR) && !w->cx.ptr_taken &&
+	    msg->free_fn != NULL && msg->m.data != NULL) {
+		msg->free_fn((void *)(uintptr_t)msg->m.data);
+	}
+	msg->m.flags &= ~TR_MSG_F_PTR;
+}
+
+static void
+record_delay(struct tr__worker *w, uint64_t ticks)
+{
+	uint64_t ns = tr__ticks_to_ns(ticks);
+	unsigned b = ns == 0 ? 0 : 63u - (unsigned)__builtin_clzll(ns);
+
+	if (b >= TR__HIST_BUCKETS) {
+		b = TR__HIST_BUCKETS - 1;
+	}
+	tr__stat_add(&w->stats.hist[b], 1);
+}
+
+void
+tr__actor_run(struct tr__worker *w, struct tr__actor *a)
+{
+	tr_runtime *rt = w->rt;
+
+	/* acquire: pairs with the release store in schedule/reschedule. */
+	(void)atomic_load_explicit(&a->handoff, memory_order_acquire);
+	uint64_t t = tr__ticks();
+	if (a->sched_ts != 0) {
+		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
+		a->sched_ts = 0;
+	}
+	unsigned n = 0;
+	for (; n < rt->batch; n++) {
+		struct tr__mnode *retired;
+		struct tr__mnode *node = tr__mailbox_pop(&a->mb, &retired);
+
+		if (retired != NULL) {
+			tr__msg_free(w->cache, tr__msg_of(retired));
+		}
+		if (node == NULL) {
+			break;
+		}
+		struct tr__msg *msg = tr__msg_of(node);
+		if (msg->iflags & TR__MSG_I_COUNTED) {
+			atomic_fetch_sub_explicit(&a->mb_len, 1,
+						  memory_order_relaxed);
+		}
+		deliver(w, a, msg);
+		uint64_t now = tr__ticks();
+		if (now - t > rt->slow_ticks) {
+			tr__stat_add(&w->stats.slow, 1);
+		}
+		t = now;
+	}
+	w->cx.a = NULL;
+	if (n == rt->batch || !tr__mailbox_mark_empty(&a->mb)) {
+		tr__sched_reschedule(w, a);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Runtime-wide operations                                             */
+
+uint64_t
+tr__actor_stop_all(tr_runtime *rt)
+{
+	uint32_t n = atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
+	uint64_t sent = 0;
+	int32_t reason = TR_EXIT_SHUTDOWN;
+
+	if (n > TR__PID_SLOT_MASK + 1) {
+		n = (uint32_t)TR__PID_SLOT_MASK + 1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct tr__actor *chunk = atomic_load_explicit(
+			&rt->chunks[i >> TR__CHUNK_BITS], memory_order_acquire);
+		if (chunk == NULL) {
+			i |= TR__CHUNK_SLOTS - 1;
+			continue;
+		}
+		struct tr__actor *a = &chunk[i & (TR__CHUNK_SLOTS - 1)];
+		uint64_t pid = atomic_load_explicit(&a->pid,
+						    memory_order_relaxed);
+		if (pid != 0 && tr__send_sys(rt, tr__sched_current(rt), 0, pid,
+					 TR__SYS_STOP, &reason,
+					 sizeof(reason)) == TR_OK) {
+			sent++;
+		}
+	}
+	return sent;
+}
+
+void
+tr__actor_table_fini(tr_runtime *rt)
+{
+	uint32_t n = atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
+	uint32_t nchunks = (n + TR__CHUNK_SLOTS - 1) >> TR__CHUNK_BITS;
+
+	if (nchunks > TR__MAX_CHUNKS) {
+		nchunks = TR__MAX_CHUNKS;
+	}
+	/* First every live actor's teardown (only if it never ran). */
+	for (uint32_t ci = 0; ci < nchunks; ci++) {
+		struct tr__actor *chunk = atomic_load_explicit(
+			&rt->chunks[ci], memory_order_acquire);
+		if (chunk == NULL) {
+			continue;
+		}
+		for (uint32_t i = 0; i < TR__CHUNK_SLOTS; i++) {
+			struct tr__actor *a = &chunk[i];
+			uint64_t pid = atomic_load_explicit(
+				&a->pid, memory_order_relaxed);
+			if (pid == 0) {
+				continue;
+			}
+			if (a->def->teardown != NULL) {
+				tr_ctx cx = { .rt = rt, .a = a, .self = pid };
+				a->def->teardown(&cx, a->state,
+						 TR_EXIT_SHUTDOWN);
+			}
+			tr__free(a->state, a->def->state_size);
+			a->state = NULL;
+			ext_free(a);
+			atomic_store_explicit(&a->pid, 0, memory_order_relaxed);
+			tr__stat_add_shared(&rt->foreign.stopped, 1);
+		}
+	}
+	for (uint32_t ci = 0; ci < nchunks; ci++) {
+		struct tr__actor *chunk = atomic_load_explicit(
+			&rt->chunks[ci], memory_order_acquire);
+		if (chunk == NULL) {
+			continue;
+		}
+		for (uint32_t i = 0; i < TR__CHUNK_SLOTS; i++) {
+			struct tr__mailbox *mb = &chunk[i].mb;
+			struct tr__mnode *node, *retired;
+
+			while ((node = tr__mailbox_pop(mb, &retired)) != NULL) {
+				if (retired != NULL) {
+					tr__msg_free(NULL, tr__msg_of(retired));
+				}
+				struct tr__msg *msg = tr__msg_of(node);
+				tr__stat_add_shared(&rt->foreign.dead, 1);
+				if (msg->m.flags & TR_MSG_F_PTR) {
+					if (msg->free_fn != NULL &&
+					    msg->m.data != NULL) {
+						msg->free_fn((void *)(uintptr_t)
+								     msg->m.data);
+					}
+					msg->m.flags &= ~TR_MSG_F_PTR;
+				}
+			}
+			if (retired != NULL) {
+				tr__msg_free(NULL, tr__msg_of(retired));
+			}
+			if (mb->tail != &mb->stub) {
+				tr__msg_free(NULL, tr__msg_of(mb->tail));
+				mb->tail = &mb->stub;
+			}
+		}
+		tr__free(chunk, sizeof(struct tr__actor) * TR__CHUNK_SLOTS);
+		atomic_store_explicit(&rt->chunks[ci], NULL,
+				      memory_order_relaxed);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API for handlers                                             */
+
+tr_err
+tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
+{
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	return tr__spawn(cx->rt, cx->w, def, arg, NULL, 0, out);
+}
+
+tr_err
+tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len)
+{
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	return tr__send_copy(cx->rt, cx->w, cx->self, to.v, type, data, len);
+}
+
+tr_err
+tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
+	    tr_free_fn free_fn)
+{
+	if (cx == NULL) {
+		if (free_fn != NULL && ptr != NULL) {
+			free_fn(ptr);
+		}
+		return TR_EINVAL;
+	}
+	return tr__send_ptr(cx->rt, cx->w, cx->self, to.v, type, ptr, len,
+			    free_fn, true);
+}
+
+void *
+tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m)
+{
+	if (cx == NULL || m == NULL || m != cx->msg ||
+	    !(m->flags & TR_MSG_F_PTR) || cx->ptr_taken) {
+		return NULL;
+	}
+	cx->ptr_taken = true;
+	return (void *)(uintptr_t)m->data;
+}
+
+tr_pid
+tr_self(tr_ctx *cx)
+{
+	tr_pid p = { cx != NULL ? cx->self : 0 };
+	return p;
+}
+
+tr_pid
+tr_sender(tr_ctx *cx)
+{
+	if (cx == NULL || cx->msg == NULL) {
+		return TR_PID_NONE;
+	}
+	return cx->msg->from;
+}
+
+tr_runtime *
+tr_ctx_runtime(tr_ctx *cx)
+{
+	return cx != NULL ? cx->rt : NULL;
+}
+
+tr_err
+tr_become(tr_ctx *cx, tr_handler_fn handler)
+{
+	if (cx == NULL || handler == NULL || cx->a == NULL) {
+		return TR_EINVAL;
+	}
+	cx->a->handler = handler;
+	return TR_OK;
+}
+
+void
+tr_stop_self(tr_ctx *cx, int32_t reason)
+{
+	if (cx == NULL) {
+		return;
+	}
+	cx->stop_requested = true;
+	cx->stop_reason = reason;
+}
+
+tr_err
+tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
+{
+	if (cx == NULL || who.v == 0) {
+		return TR_EINVAL;
+	}
+	if (who.v == cx->self) {
+		tr_stop_self(cx, reason);
+		return TR_OK;
+	}
+	return tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_STOP, &reason,
+			sizeof(reason));
+}
+
+tr_err
+tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
+{
+	if (cx == NULL || who.v == 0) {
+		return TR_EINVAL;
+	}
+	struct sys_exit e = { .from = cx->self, .reason = reason };
+	return tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_EXIT, &e,
+			sizeof(e));
+}
+
+tr_err
+tr_link(tr_ctx *cx, tr_pid other)
+{
+	if (cx == NULL || cx->a == NULL || other.v == 0 ||
+	    other.v == cx->self) {
+		return TR_EINVAL;
+	}
+	struct tr__actor_ext *x = ext_get(cx->a);
+	if (x == NULL) {
+		return TR_ENOMEM;
+	}
+	if (set_find_pid(&x->links, other.v) < 0) {
+		tr_err err = set_add(&x->links, 0, other.v);
+		if (err < 0) {
+			return err;
+		}
+	}
+	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_LINK, NULL,
+			0);
+}
+
+tr_err
+tr_unlink(tr_ctx *cx, tr_pid other)
+{
+	if (cx == NULL || cx->a == NULL || other.v == 0) {
+		return TR_EINVAL;
+	}
+	if (cx->a->ext != NULL) {
+		int i = set_find_pid(&cx->a->ext->links, other.v);
+		if (i < 0) {
+			return TR_OK;
+		}
+		set_remove_at(&cx->a->ext->links, i);
+	} else {
+		return TR_OK;
+	}
+	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_UNLINK,
+			NULL, 0);
+}
+
+void
+tr_trap_exit(tr_ctx *cx, bool on)
+{
+	if (cx == NULL || cx->a == NULL) {
+		return;
+	}
+	if (on) {
+		cx->a->flags |= TR__A_TRAP_EXIT;
+	} else {
+		cx->a->flags &= ~TR__A_TRAP_EXIT;
+	}
+}
+
+tr_err
+tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out)
+{
+	if (cx == NULL || cx->a == NULL || who.v == 0) {
+		return TR_EINVAL;
+	}
+	struct tr__actor_ext *x = ext_get(cx->a);
+	if (x == NULL) {
+		return TR_ENOMEM;
+	}
+	uint64_t ref = atomic_fetch_add_explicit(&cx->rt->next_ref, 1,
+						 memory_order_relaxed);
+	tr_err err = set_add(&x->monitors, ref, who.v);
+	if (err < 0) {
+		return err;
+	}
+	err = tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_MONITOR, &ref,
+		       sizeof(ref));
+	if (err < 0) {
+		set_remove_at(&x->monitors, (int)x->monitors.n - 1);
+		return err;
+	}
+	if (out != NULL) {
+		*out = ref;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr_demonitor(tr_ctx *cx, uint64_t ref)
+{
+	if (cx == NULL || cx->a == NULL) {
+		return TR_EINVAL;
+	}
+	int i = cx->a->ext != NULL ? set_find_ref(&cx->a->ext->monitors, ref)
+				   : -1;
+	if (i < 0) {
+		return TR_ENOENT;
+	}
+	uint64_t target = cx->a->ext->monitors.v[i].pid;
+	set_remove_at(&cx->a->ext->monitors, i);
+	(void)tr__send_sys(cx->rt, cx->w, cx->self, target, TR__SYS_DEMONITOR,
+		       &ref, sizeof(ref));
+	return TR_OK;
+}
+
+tr_err
+tr_blocking(tr_ctx *cx, tr_blocking_fn fn, void *arg, uint32_t reply_type,
+	    tr_free_fn free_fn)
+{
+	if (cx == NULL || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
+		return TR_EINVAL;
+	}
+	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {
+		return TR_ECLOSED;
+	}
+	return tr__blocking_submit(&cx->rt->blocking, fn, arg, cx->self,
+				   reply_type, free_fn);
+}

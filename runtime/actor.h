@@ -1,0 +1,126 @@
+/*
+ * Actors and their slots.
+ *
+ * An actor lives in a slot of a chunked table that is never freed while
+ * the runtime exists (type-stable memory): a sender may look a slot up and
+ * push into its mailbox while the actor stops, and the push is still safe.
+ * The mailbox is continuous across the generations of a slot; every message
+ * carries the pid it was sent to, and the worker running the slot drops (as
+ * a dead letter) any message whose pid is not the slot's current one. So a
+ * stale pid never reaches the actor that reused the slot.
+ *
+ * Threads: `pid`, `bound`, `mb_len` and the mailbox head are touched by
+ * senders on any thread. Everything else belongs to the thread running the
+ * actor, or to the spawner before the pid is published.
+ */
+#ifndef TR_RUNTIME_ACTOR_H
+#define TR_RUNTIME_ACTOR_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_stack.h>
+
+#include <troupe/actor.h>
+
+#include "runtime/mailbox.h"
+#include "runtime/msg.h"
+
+struct tr__worker;
+struct tr__actor_ext;
+
+/* Internal message types (all at or above TR_MSG_SYSTEM_BASE). */
+#define TR__SYS_BASE 0xFFFFFF00u
+#define TR__SYS_INIT (TR__SYS_BASE + 1)
+#define TR__SYS_STOP (TR__SYS_BASE + 2)
+#define TR__SYS_EXIT (TR__SYS_BASE + 3)
+#define TR__SYS_LINK (TR__SYS_BASE + 4)
+#define TR__SYS_UNLINK (TR__SYS_BASE + 5)
+#define TR__SYS_MONITOR (TR__SYS_BASE + 6)
+#define TR__SYS_DEMONITOR (TR__SYS_BASE + 7)
+#define TR__SYS_DOWN (TR__SYS_BASE + 8)
+
+/* Runner-owned flag bits. */
+#define TR__A_TRAP_EXIT 0x1u
+
+struct tr__actor {
+	/* Touched by senders. */
+	struct tr__mailbox mb;
+	_Atomic uint64_t pid;    /* current pid value; 0 while the slot is free */
+	_Atomic uint32_t bound;  /* mailbox bound of the current actor, 0 = none */
+	_Atomic uint32_t mb_len; /* messages counted against the bound */
+	ck_stack_entry_t qlink;  /* link in the inject stack */
+	/*
+	 * Written with release by whoever hands the actor to a run queue and
+	 * read with acquire by the worker that runs it next: the run queues
+	 * are ck structures whose ordering TSan cannot see, so this pair is
+	 * what carries happens-before from one turn to the next.
+	 */
+	_Atomic uint32_t handoff;
+	uint32_t flags;
+
+	/* Owned by the running thread. */
+	const tr_actor_def *def;
+	tr_handler_fn handler;
+	void *state;
+	struct tr__actor_ext *ext; /* links and monitors, made on first use */
+	uint64_t sched_ts;         /* ticks when made runnable; 0 = no sample */
+	uint32_t gen;              /* generation of the next spawn in this slot */
+	uint32_t slot;             /* index in the table, fixed */
+	struct tr__actor *free_next;
+};
+
+struct tr_ctx {
+	tr_runtime *rt;
+	struct tr__worker *w; /* NULL for teardown run outside a worker */
+	struct tr__actor *a;
+	uint64_t self;
+	const tr_msg *msg;
+	bool ptr_taken;
+	bool stop_requested;
+	int32_t stop_reason;
+};
+
+/* Run one turn of @a on worker @w (at most the configured batch). */
+void tr__actor_run(struct tr__worker *w, struct tr__actor *a);
+
+/*
+ * Send a prepared node (type, flags, from, data, size, free_fn set) to @to.
+ * @w is the calling worker or NULL. @bounded: apply the mailbox bound.
+ * Ownership: the node and its pointer payload are consumed on every path.
+ */
+tr_err tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
+		     struct tr__msg *msg, bool bounded);
+
+/* Runtime-internal message (system type, no bound), from any thread. */
+tr_err tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+		    uint64_t to, uint32_t type, const void *data, size_t len);
+
+/* Copying send with an explicit sender, from any thread. */
+tr_err tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+		     uint64_t to, uint32_t type, const void *data, size_t len);
+
+/* Pointer send with an explicit sender; @bounded as for tr__send_node. */
+tr_err tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+		    uint64_t to, uint32_t type, void *ptr, size_t len,
+		    tr_free_fn free_fn, bool bounded);
+
+/*
+ * Spawn; @state_init (if not NULL) is copied into the new state before the
+ * pid is published. @out_actor may be NULL.
+ */
+tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
+		 const tr_actor_def *def, void *arg, const void *state_init,
+		 size_t state_init_len, tr_pid *out);
+
+/* Slot table: the actor for a local pid value, or NULL (unknown slot). */
+struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);
+
+/* Send a stop (TR_EXIT_SHUTDOWN) to every live actor. Returns how many. */
+uint64_t tr__actor_stop_all(tr_runtime *rt);
+
+/* Free all slots, states and queued messages (runtime destroy). */
+void tr__actor_table_fini(tr_runtime *rt);
+
+#endif /* TR_RUNTIME_ACTOR_H */

@@ -1,0 +1,75 @@
+/*
+ * Counting allocator. Threads: any. The counters are relaxed atomics: they
+ * are statistics, read by tests once the runtime is quiet. Hot paths
+ * (message nodes) keep per-worker caches in msg.c and come here only to
+ * refill or trim them, so the atomic add is not paid per message.
+ */
+#include "runtime/alloc.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic int64_t outstanding;
+static _Atomic uint64_t fail_countdown;
+
+static int
+should_fail(void)
+{
+	if (atomic_load_explicit(&fail_countdown, memory_order_relaxed) == 0) {
+		return 0;
+	}
+	return atomic_fetch_sub_explicit(&fail_countdown, 1,
+					 memory_order_relaxed) == 1;
+}
+
+void *
+tr__alloc(size_t size)
+{
+	if (should_fail()) {
+		return NULL;
+	}
+	void *p = malloc(size);
+	if (p != NULL) {
+		atomic_fetch_add_explicit(&outstanding, (int64_t)size,
+					  memory_order_relaxed);
+	}
+	return p;
+}
+
+void *
+tr__calloc(size_t size)
+{
+	if (should_fail()) {
+		return NULL;
+	}
+	void *p = calloc(1, size);
+	if (p != NULL) {
+		atomic_fetch_add_explicit(&outstanding, (int64_t)size,
+					  memory_order_relaxed);
+	}
+	return p;
+}
+
+void
+tr__free(void *p, size_t size)
+{
+	if (p == NULL) {
+		return;
+	}
+	atomic_fetch_sub_explicit(&outstanding, (int64_t)size,
+				  memory_order_relaxed);
+	free(p);
+}
+
+int64_t
+tr__alloc_outstanding(void)
+{
+	return atomic_load_explicit(&outstanding, memory_order_relaxed);
+}
+
+void
+tr__alloc_fail_after(uint64_t n)
+{
+	atomic_store_explicit(&fail_countdown, n, memory_order_relaxed);
+}

@@ -1,0 +1,15 @@
+/*
+ * Sleeping and waking one thread on a 32-bit word (Linux futex; see
+ * futex_linux.c). Wait returns when the word differs from @expect, on a
+ * wake, or spuriously; callers loop on their own condition.
+ */
+#ifndef TR_RUNTIME_FUTEX_H
+#define TR_RUNTIME_FUTEX_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+void tr__futex_wait(_Atomic uint32_t *word, uint32_t expect);
+void tr__futex_wake(_Atomic uint32_t *word);
+
+#endif /* TR_RUNTIME_FUTEX_H */

@@ -1,0 +1,53 @@
+/*
+ * Cross-cutting basics for runtime/ only: assertions, branch hints and
+ * container_of. Nothing else belongs here; each module has its own header.
+ */
+#ifndef TR_RUNTIME_INTERNAL_H
+#define TR_RUNTIME_INTERNAL_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define tr__likely(x) __builtin_expect(!!(x), 1)
+#define tr__unlikely(x) __builtin_expect(!!(x), 0)
+
+#define tr__container_of(ptr, type, member)                                   \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Broken internal invariant: always fatal, in every build. */
+#define tr__panic(...)                                                        \
+	do {                                                                  \
+		fprintf(stderr, "troupe: panic at %s:%d: ", __FILE__,         \
+			__LINE__);                                            \
+		fprintf(stderr, __VA_ARGS__);                                 \
+		fputc('\n', stderr);                                          \
+		abort();                                                      \
+	} while (0)
+
+#ifdef NDEBUG
+#define tr__assert(x)                                                         \
+	do {                                                                  \
+		(void)sizeof(x);                                              \
+	} while (0)
+#else
+#define tr__assert(x)                                                         \
+	do {                                                                  \
+		if (tr__unlikely(!(x))) {                                     \
+			tr__panic("assertion failed: %s", #x);                \
+		}                                                             \
+	} while (0)
+#endif
+
+/* Spin-wait hint for the CPU. */
+static inline void
+tr__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+#endif /* TR_RUNTIME_INTERNAL_H */

@@ -1,0 +1,61 @@
+/*
+ * Message nodes: the mailbox link, the receiver's pid, the public tr_msg
+ * view, the payload's free function, and (for copied sends) the payload
+ * itself inline, so a copying send is one allocation.
+ *
+ * Nodes of the three small size classes are recycled through per-worker
+ * caches (no lock, no atomic: a cache belongs to one worker). A node freed
+ * on another worker than the one that allocated it simply joins that
+ * worker's cache. Foreign threads pass a NULL cache and use the allocator.
+ */
+#ifndef TR_RUNTIME_MSG_H
+#define TR_RUNTIME_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/msg.h>
+
+#include "runtime/mailbox.h"
+
+#define TR__MSG_CLASSES 3
+#define TR__MSG_BIG 0xFFFFu /* not from a size class */
+
+/* Internal flag bits in tr__msg.iflags. */
+#define TR__MSG_I_COUNTED 0x1u /* counted in the receiver's mb_len */
+
+struct tr__msg {
+	struct tr__mnode node;
+	uint64_t to; /* receiver pid value; checked against the slot on pop */
+	tr_msg m;
+	tr_free_fn free_fn;
+	uint16_t cls;
+	uint16_t iflags;
+	uint32_t alloc_size; /* for TR__MSG_BIG nodes */
+	_Alignas(16) unsigned char data[];
+};
+
+struct tr__msg_cache {
+	struct tr__msg *head; /* linked through node.next (plain use) */
+	uint32_t count;
+};
+
+/* Allocate a node with room for @len inline bytes. NULL when out of memory. */
+struct tr__msg *tr__msg_alloc(struct tr__msg_cache *caches, size_t len);
+
+/* Free a node (not its pointer payload). */
+void tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg);
+
+/* Free a node and its pointer payload if it has one. */
+void tr__msg_discard(struct tr__msg_cache *caches, struct tr__msg *msg);
+
+/* Release every cached node. */
+void tr__msg_cache_fini(struct tr__msg_cache *caches);
+
+static inline struct tr__msg *
+tr__msg_of(struct tr__mnode *n)
+{
+	return (struct tr__msg *)(void *)n;
+}
+
+#endif /* TR_RUNTIME_MSG_H */

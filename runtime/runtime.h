@@ -1,0 +1,67 @@
+/*
+ * The runtime object. Fields are grouped by who writes them; see the
+ * comments on each group.
+ */
+#ifndef TR_RUNTIME_RUNTIME_H
+#define TR_RUNTIME_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_stack.h>
+
+#include <troupe/runtime.h>
+
+#include "runtime/actor.h"
+#include "runtime/blocking.h"
+#include "runtime/stats.h"
+
+/* Slot table geometry: 2^12 actors per chunk, 2^16 chunks = 2^28 slots. */
+#define TR__CHUNK_BITS 12
+#define TR__CHUNK_SLOTS (1u << TR__CHUNK_BITS)
+#define TR__MAX_CHUNKS (1u << 16)
+
+enum tr__rt_state {
+	TR__RT_CREATED,
+	TR__RT_RUNNING,
+	TR__RT_JOINED,
+};
+
+struct tr_runtime {
+	/* Set at create, read-only afterwards. */
+	tr_config cfg;
+	unsigned nworkers;
+	unsigned batch;
+	uint64_t slow_ticks;
+	struct tr__worker *workers;
+
+	/* Slot table: chunks published with release, read with acquire. */
+	_Atomic(struct tr__actor *) *chunks;
+	_Atomic uint32_t next_fresh;
+	pthread_mutex_t slot_mu; /* guards free_slots (foreign spawns only) */
+	struct tr__actor *free_slots;
+
+	/* Inject queue for threads that are not workers. */
+	_Alignas(64) ck_stack_t inject;
+	_Alignas(64) _Atomic uint32_t n_sleeping;
+	_Atomic uint32_t n_spinning;
+	_Atomic uint32_t wake_rr;
+	_Atomic bool shutdown; /* workers exit */
+
+	/* Lifecycle. */
+	_Alignas(64) _Atomic int state;
+	_Atomic bool stopping; /* no new spawns; join stops every actor */
+	pthread_mutex_t life_mu;
+	pthread_cond_t life_cv;
+	_Atomic uint64_t next_ref;
+
+	struct tr__stats foreign;
+	struct tr__blocking blocking;
+};
+
+/* Sum of every worker's and the foreign counters. */
+void tr__runtime_sum_stats(tr_runtime *rt, struct tr__stats *out);
+
+#endif /* TR_RUNTIME_RUNTIME_H */

@@ -1,0 +1,459 @@
+/*
+ * Work-stealing scheduler.
+ *
+ * Each worker has:
+ * - a next slot: the actor most recently made runnable by a send from this
+ *   worker. The worker runs it next, so two actors that talk to each other
+ *   stay on one core (locality). Thieves may take it only if they see the
+ *   same actor there on two probes a few microseconds apart, i.e. the
+ *   owner is busy elsewhere.
+ * - a ck_ring run queue (single producer: the owner; multiple consumers:
+ *   the owner and thieves). A new next-slot actor pushes the previous one
+ *   here; actors that used up their batch go here, behind the others.
+ * Threads that are not workers push runnable actors on the inject queue
+ * (a ck_stack that workers take whole and reverse to FIFO).
+ *
+ * Idle workers spin for `spin_us` looking for work (own queues, inject,
+ * stealing), then park on a futex. Lost wake-ups are excluded by a Dekker
+ * pair: a parking worker increments n_sleeping (seq_cst) and then checks
+ * every queue; an injecting thread publishes and then (seq_cst fence)
+ * reads n_sleeping, waking a sleeper if there is one. Pushes by a worker
+ * onto its own queues need no such guarantee (that worker is awake and
+ * will run them); they wake a sleeper only as a hint for parallelism, and
+ * each worker re-checks that hint every 64 scheduling ticks.
+ *
+ * Threads: everything here runs on worker threads except
+ * tr__sched_schedule (any thread) and the init/start/shutdown functions
+ * (setup).
+ */
+#include "runtime/sched.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/futex.h"
+#include "runtime/internal.h"
+#include "runtime/runtime.h"
+
+/* Entries per worker ring (a power of two; capacity is one less). */
+#define RING_SIZE 16384u
+/* Consecutive next-slot runs before the ring gets a turn (Go uses a
+ * similar cap so that two chatty actors cannot starve the queue). */
+#define NEXT_STREAK_MAX 64u
+/* Sample the scheduling delay of one wake-up in this many. */
+#define SAMPLE_EVERY 16u
+
+static _Thread_local struct tr__worker *tl_worker;
+
+struct tr__worker *
+tr__sched_current(tr_runtime *rt)
+{
+	struct tr__worker *w = tl_worker;
+
+	return (w != NULL && w->rt == rt) ? w : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Waking                                                              */
+
+static void
+wake_one(tr_runtime *rt)
+{
+	unsigned n = rt->nworkers;
+	unsigned start = atomic_fetch_add_explicit(&rt->wake_rr, 1,
+						   memory_order_relaxed);
+
+	for (unsigned k = 0; k < n; k++) {
+		struct tr__worker *v = &rt->workers[(start + k) % n];
+		uint32_t one = 1;
+
+		if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) ==
+			    1 &&
+		    atomic_compare_exchange_strong_explicit(
+			    &v->sleeping, &one, 0, memory_order_acq_rel,
+			    memory_order_relaxed)) {
+			tr__futex_wake(&v->sleeping);
+			return;
+		}
+	}
+}
+
+/* A hint: more runnable work exists than this worker can run right now. */
+static void
+maybe_wake(tr_runtime *rt)
+{
+	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) > 0 &&
+	    atomic_load_explicit(&rt->n_spinning, memory_order_relaxed) == 0) {
+		wake_one(rt);
+	}
+}
+
+static void
+inject(tr_runtime *rt, struct tr__actor *a)
+{
+	ck_stack_push_upmc(&rt->inject, &a->qlink);
+	/*
+	 * seq_cst fence: the Dekker pair of the fetch_add on n_sleeping in
+	 * park(): either we see the sleeper, or it sees our push.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) > 0) {
+		wake_one(rt);
+	}
+}
+
+static void
+ring_push(struct tr__worker *w, struct tr__actor *a)
+{
+	if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+		inject(w->rt, a);
+		return;
+	}
+	maybe_wake(w->rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Making actors runnable                                              */
+
+void
+tr__sched_schedule(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a)
+{
+	if (w != NULL) {
+		a->sched_ts = (++w->sample_tick % SAMPLE_EVERY) == 0
+				      ? tr__ticks()
+				      : 0;
+		/* release: pairs with the acquire in tr__actor_run. */
+		atomic_store_explicit(&a->handoff, 1, memory_order_release);
+		/* acq_rel: a thief's CAS on next_slot acquires `a`. */
+		struct tr__actor *old = atomic_exchange_explicit(
+			&w->next_slot, a, memory_order_acq_rel);
+		if (old != NULL) {
+			ring_push(w, old);
+		}
+		return;
+	}
+	a->sched_ts = tr__ticks();
+	/* release: pairs with the acquire in tr__actor_run. */
+	atomic_store_explicit(&a->handoff, 1, memory_order_release);
+	inject(rt, a);
+}
+
+void
+tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a)
+{
+	/* release: pairs with the acquire in tr__actor_run. */
+	atomic_store_explicit(&a->handoff, 1, memory_order_release);
+	ring_push(w, a);
+}
+
+/* ------------------------------------------------------------------ */
+/* Finding work                                                        */
+
+static struct tr__actor *
+take_inject(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+
+	if (CK_STACK_ISEMPTY(&rt->inject)) {
+		return NULL;
+	}
+	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&rt->inject);
+	if (e == NULL) {
+		return NULL;
+	}
+	/* The stack is LIFO: reverse it so foreign sends keep their order. */
+	ck_stack_entry_t *rev = NULL;
+	while (e != NULL) {
+		ck_stack_entry_t *next = e->next;
+		e->next = rev;
+		rev = e;
+		e = next;
+	}
+	struct tr__actor *first = tr__container_of(rev, struct tr__actor, qlink);
+	for (e = rev->next; e != NULL;) {
+		ck_stack_entry_t *next = e->next;
+		struct tr__actor *a = tr__container_of(e, struct tr__actor, qlink);
+		if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+			ck_stack_push_upmc(&rt->inject, &a->qlink);
+		}
+		e = next;
+	}
+	if (rev->next != NULL) {
+		maybe_wake(rt);
+	}
+	return first;
+}
+
+static struct tr__actor *
+find_local(struct tr__worker *w)
+{
+	struct tr__actor *a;
+
+	w->tick++;
+	if ((w->tick & 63) == 0) {
+		/* Foreign work must not wait behind a busy local queue. */
+		a = take_inject(w);
+		if (a != NULL) {
+			return a;
+		}
+		if (ck_ring_size(&w->ring) > 0) {
+			maybe_wake(w->rt);
+		}
+	}
+	if (atomic_load_explicit(&w->next_slot, memory_order_relaxed) != NULL) {
+		/* acquire: pairs with the exchange in tr__sched_schedule. */
+		a = atomic_exchange_explicit(&w->next_slot, NULL,
+					     memory_order_acquire);
+		if (a != NULL) {
+			if (w->streak++ < NEXT_STREAK_MAX) {
+				return a;
+			}
+			/* Let the ring have a turn: queue it behind. */
+			w->streak = 0;
+			if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+				return a;
+			}
+		}
+	}
+	w->streak = 0;
+	if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &a)) {
+		return a;
+	}
+	return take_inject(w);
+}
+
+static struct tr__actor *
+steal(struct tr__worker *w, bool probe_next)
+{
+	tr_runtime *rt = w->rt;
+	unsigned n = rt->nworkers;
+
+	for (unsigned k = 1; k < n; k++) {
+		struct tr__worker *v = &rt->workers[(w->index + k) % n];
+		struct tr__actor *a;
+
+		if (ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
+			tr__stat_add(&w->stats.steals, 1);
+			return a;
+		}
+		if (!probe_next) {
+			continue;
+		}
+		a = atomic_load_explicit(&v->next_slot, memory_order_relaxed);
+		if (a != NULL && a == w->seen[v->index]) {
+			struct tr__actor *expect = a;
+			/* acquire: takes `a` from the owner's exchange. */
+			if (atomic_compare_exchange_strong_explicit(
+				    &v->next_slot, &expect, NULL,
+				    memory_order_acquire,
+				    memory_order_relaxed)) {
+				w->seen[v->index] = NULL;
+				tr__stat_add(&w->stats.steals, 1);
+				return a;
+			}
+		}
+		w->seen[v->index] = a;
+	}
+	return NULL;
+}
+
+static bool
+has_work(tr_runtime *rt)
+{
+	if (!CK_STACK_ISEMPTY(&rt->inject)) {
+		return true;
+	}
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		if (ck_ring_size(&rt->workers[i].ring) > 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static struct tr__actor *
+spin(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+	struct tr__actor *a = NULL;
+	uint64_t deadline = tr__clock_ns() + (uint64_t)rt->cfg.spin_us * 1000u;
+
+	atomic_fetch_add_explicit(&rt->n_spinning, 1, memory_order_relaxed);
+	for (unsigned i = 1;; i++) {
+		a = find_local(w);
+		if (a != NULL) {
+			break;
+		}
+		a = steal(w, (i & 15) == 0);
+		if (a != NULL) {
+			break;
+		}
+		if ((i & 63) == 0 &&
+		    (tr__clock_ns() > deadline ||
+		     atomic_load_explicit(&rt->shutdown,
+					  memory_order_relaxed))) {
+			break;
+		}
+		for (int k = 0; k < 8; k++) {
+			tr__cpu_relax();
+		}
+	}
+	atomic_fetch_sub_explicit(&rt->n_spinning, 1, memory_order_relaxed);
+	return a;
+}
+
+static void
+park(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+
+	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+	/* seq_cst: the Dekker pair of the fence in inject(). */
+	atomic_fetch_add_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
+	if (has_work(rt) ||
+	    atomic_load_explicit(&w->next_slot, memory_order_relaxed) != NULL ||
+	    atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+		atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
+					  memory_order_seq_cst);
+		return;
+	}
+	tr__stat_add(&w->stats.parks, 1);
+	/* acquire: pairs with the waker's CAS (acq_rel) setting it to 0. */
+	while (atomic_load_explicit(&w->sleeping, memory_order_acquire) == 1) {
+		tr__futex_wait(&w->sleeping, 1);
+	}
+	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
+	tr__stat_add(&w->stats.wakes, 1);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct tr__worker *w = arg;
+	tr_runtime *rt = w->rt;
+
+	tl_worker = w;
+	for (;;) {
+		struct tr__actor *a = find_local(w);
+
+		if (a == NULL) {
+			a = spin(w);
+		}
+		if (a != NULL) {
+			tr__actor_run(w, a);
+			continue;
+		}
+		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+			break;
+		}
+		park(w);
+	}
+	tl_worker = NULL;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                              */
+
+tr_err
+tr__sched_init(tr_runtime *rt)
+{
+	unsigned n = rt->nworkers;
+
+	rt->workers = tr__calloc(sizeof(struct tr__worker) * n);
+	if (rt->workers == NULL) {
+		return TR_ENOMEM;
+	}
+	ck_stack_init(&rt->inject);
+	for (unsigned i = 0; i < n; i++) {
+		struct tr__worker *w = &rt->workers[i];
+
+		w->rt = rt;
+		w->index = i;
+		w->cx.rt = rt;
+		w->cx.w = w;
+		w->ring_buf = tr__calloc(sizeof(ck_ring_buffer_t) * RING_SIZE);
+		w->seen = tr__calloc(sizeof(struct tr__actor *) * n);
+		if (w->ring_buf == NULL || w->seen == NULL) {
+			tr__sched_fini(rt);
+			return TR_ENOMEM;
+		}
+		ck_ring_init(&w->ring, RING_SIZE);
+	}
+	return TR_OK;
+}
+
+tr_err
+tr__sched_start(tr_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *w = &rt->workers[i];
+
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			atomic_store_explicit(&rt->shutdown, true,
+					      memory_order_release);
+			for (unsigned j = 0; j < i; j++) {
+				atomic_store_explicit(&rt->workers[j].sleeping,
+						      0, memory_order_release);
+				tr__futex_wake(&rt->workers[j].sleeping);
+				pthread_join(rt->workers[j].thread, NULL);
+			}
+			return TR_ESYS;
+		}
+	}
+	return TR_OK;
+}
+
+void
+tr__sched_shutdown(tr_runtime *rt)
+{
+	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		atomic_store_explicit(&rt->workers[i].sleeping, 0,
+				      memory_order_release);
+		tr__futex_wake(&rt->workers[i].sleeping);
+	}
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		pthread_join(rt->workers[i].thread, NULL);
+	}
+}
+
+void
+tr__sched_fini(tr_runtime *rt)
+{
+	if (rt->workers == NULL) {
+		return;
+	}
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *w = &rt->workers[i];
+
+		tr__msg_cache_fini(w->cache);
+		tr__free(w->ring_buf, sizeof(ck_ring_buffer_t) * RING_SIZE);
+		tr__free(w->seen, sizeof(struct tr__actor *) * rt->nworkers);
+	}
+	tr__free(rt->workers, sizeof(struct tr__worker) * rt->nworkers);
+	rt->workers = NULL;
+}
+
+bool
+tr__sched_all_parked(tr_runtime *rt)
+{
+	return atomic_load_explicit(&rt->n_sleeping, memory_order_seq_cst) ==
+		       rt->nworkers &&
+	       !has_work(rt);
+}
+
+uint32_t
+tr__sched_runq_len(tr_runtime *rt, unsigned i)
+{
+	struct tr__worker *w = &rt->workers[i];
+
+	return ck_ring_size(&w->ring) +
+	       (atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
+			NULL
+		? 1u
+		: 0u);
+}

@@ -1,0 +1,63 @@
+/*
+ * Scheduler: workers, their run queues, the inject queue, stealing and
+ * parking. See sched.c for the design and docs/ARCHITECTURE.md.
+ */
+#ifndef TR_RUNTIME_SCHED_H
+#define TR_RUNTIME_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_ring.h>
+
+#include "runtime/actor.h"
+#include "runtime/msg.h"
+#include "runtime/stats.h"
+
+struct tr__worker {
+	/* Read by thieves and wakers. */
+	_Alignas(64) tr_runtime *rt;
+	unsigned index;
+	ck_ring_t ring;
+	ck_ring_buffer_t *ring_buf;
+	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
+	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
+
+	/* Owned by the worker thread. */
+	_Alignas(64) pthread_t thread;
+	struct tr_ctx cx;
+	unsigned tick;
+	unsigned streak;
+	unsigned sample_tick;
+	struct tr__actor **seen; /* per victim: next slot seen last probe */
+	struct tr__actor *free_slots;
+	unsigned n_free_slots;
+	struct tr__msg_cache cache[TR__MSG_CLASSES];
+	struct tr__stats stats;
+};
+
+/* The worker running on this thread for @rt, or NULL. */
+struct tr__worker *tr__sched_current(tr_runtime *rt);
+
+/* Called by the sender whose push found the mailbox idle. */
+void tr__sched_schedule(tr_runtime *rt, struct tr__worker *w,
+			struct tr__actor *a);
+
+/* Put @a back on @w's queue after a turn that left messages. */
+void tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a);
+
+tr_err tr__sched_init(tr_runtime *rt);
+tr_err tr__sched_start(tr_runtime *rt);
+/* Tell workers to exit and join them. */
+void tr__sched_shutdown(tr_runtime *rt);
+void tr__sched_fini(tr_runtime *rt);
+
+/* True when every worker is parked and nothing is queued anywhere. */
+bool tr__sched_all_parked(tr_runtime *rt);
+
+/* Run-queue length of worker @i (approximate). */
+uint32_t tr__sched_runq_len(tr_runtime *rt, unsigned i);
+
+#endif /* TR_RUNTIME_SCHED_H */
