@@ -2,7 +2,7 @@
 # Install the Debian 12 packages troupe needs to build and test, if any is
 # missing. Run as root (or with sudo). Safe to run again.
 set -euo pipefail
-pkgs=(gcc libc6-dev meson ninja-build pkg-config python3
+pkgs=(gcc g++ libc6-dev binutils meson ninja-build pkg-config python3
       libck-dev libcjson-dev libuv1-dev libsqlite3-dev)
 missing=()
 for p in "${pkgs[@]}"; do
