@@ -766,6 +766,15 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 
 	/* acquire: pairs with the release store in schedule/reschedule. */
 	(void)atomic_load_explicit(&a->handoff, memory_order_acquire);
+	/*
+	 * The turn ends after the last message that was queued when it began
+	 * (or after `batch`): a message the actor sends itself, or one that
+	 * arrives meanwhile, waits for the next turn, so a self-sending loop
+	 * lets its correspondents run in between. acquire: pairs with the
+	 * exchange in tr__mailbox_push.
+	 */
+	struct tr__mnode *last = (struct tr__mnode *)atomic_load_explicit(
+		&a->mb.head, memory_order_acquire);
 	uint64_t t = tr__ticks();
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
@@ -793,6 +802,10 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 			tr__stat_add(&w->stats.slow, 1);
 		}
 		t = now;
+		if (node == last) {
+			n++;
+			break;
+		}
 	}
 	w->cx.a = NULL;
 	if (n == rt->batch || !tr__mailbox_mark_empty(&a->mb)) {

@@ -17,6 +17,110 @@ static const uint32_t class_size[TR__MSG_CLASSES] = { 96, 192, 512 };
  * without handing memory back to malloc on every message.
  */
 #define CACHE_MAX 4096u
+/* Nodes per batch handed to the shared pool. */
+#define BATCH 256u
+
+/*
+ * A batch is a chain of nodes; its header (stack entry, last node, count)
+ * lives in the first node's payload area, which is unused while the node
+ * is spare, so taking a batch never walks its (cold) nodes.
+ */
+struct batch_hdr {
+	ck_stack_entry_t link;
+	struct tr__msg *last;
+	uint32_t count;
+};
+
+_Static_assert(sizeof(struct batch_hdr) + sizeof(struct tr__msg) <= 96,
+	       "a batch header must fit in the smallest node's payload");
+
+static struct batch_hdr *
+batch_hdr(struct tr__msg *first)
+{
+	return (struct batch_hdr *)(void *)first->data;
+}
+
+static struct tr__msg *
+batch_first(ck_stack_entry_t *e)
+{
+	return (struct tr__msg *)(void *)((char *)e -
+					   offsetof(struct tr__msg, data) -
+					   offsetof(struct batch_hdr, link));
+}
+
+static struct tr__msg *
+next_of(struct tr__msg *m)
+{
+	return tr__msg_of(
+		atomic_load_explicit(&m->node.next, memory_order_relaxed));
+}
+
+static void
+set_next(struct tr__msg *m, struct tr__msg *next)
+{
+	atomic_store_explicit(&m->node.next,
+			      (struct tr__mnode *)(void *)next,
+			      memory_order_relaxed);
+}
+
+void
+tr__msg_pool_init(struct tr__msg_pool *pool)
+{
+	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
+		ck_stack_init(&pool->spare[i]);
+	}
+}
+
+void
+tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool)
+{
+	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
+		caches[i].head = NULL;
+		caches[i].count = 0;
+		caches[i].spare = &pool->spare[i];
+	}
+}
+
+/* Take every shared batch of this class into the cache. */
+static bool
+refill(struct tr__msg_cache *c)
+{
+	if (CK_STACK_ISEMPTY(c->spare)) {
+		return false;
+	}
+	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(c->spare);
+	bool any = false;
+	while (e != NULL) {
+		ck_stack_entry_t *next_batch = e->next;
+		struct tr__msg *first = batch_first(e);
+		struct batch_hdr *h = batch_hdr(first);
+
+		set_next(h->last, c->head);
+		c->head = first;
+		c->count += h->count;
+		any = true;
+		e = next_batch;
+	}
+	return any;
+}
+
+/* Hand BATCH nodes from the cache to the shared pool. */
+static void
+spill(struct tr__msg_cache *c)
+{
+	struct tr__msg *first = c->head, *last = first;
+
+	for (unsigned i = 1; i < BATCH; i++) {
+		last = next_of(last);
+	}
+	c->head = next_of(last);
+	c->count -= BATCH;
+	set_next(last, NULL);
+	struct batch_hdr *h = batch_hdr(first);
+	h->last = last;
+	h->count = BATCH;
+	ck_stack_push_upmc(c->spare, &h->link);
+}
 
 struct tr__msg *
 tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
@@ -40,10 +144,10 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 		msg->alloc_size = (uint32_t)need;
 		return msg;
 	}
-	if (caches != NULL && caches[cls].head != NULL) {
+	if (caches != NULL &&
+	    (caches[cls].head != NULL || refill(&caches[cls]))) {
 		msg = caches[cls].head;
-		caches[cls].head = tr__msg_of(atomic_load_explicit(
-			&msg->node.next, memory_order_relaxed));
+		caches[cls].head = next_of(msg);
 		caches[cls].count--;
 	} else {
 		msg = tr__alloc(class_size[cls]);
@@ -59,15 +163,14 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 void
 tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg)
 {
-	if (msg->cls != TR__MSG_BIG && caches != NULL &&
-	    caches[msg->cls].count < CACHE_MAX) {
+	if (msg->cls != TR__MSG_BIG && caches != NULL) {
 		struct tr__msg_cache *c = &caches[msg->cls];
 
-		atomic_store_explicit(&msg->node.next,
-				      (struct tr__mnode *)(void *)c->head,
-				      memory_order_relaxed);
+		set_next(msg, c->head);
 		c->head = msg;
-		c->count++;
+		if (++c->count > CACHE_MAX) {
+			spill(c);
+		}
 		return;
 	}
 	tr__free(msg, msg->alloc_size);
@@ -83,19 +186,35 @@ tr__msg_discard(struct tr__msg_cache *caches, struct tr__msg *msg)
 	tr__msg_free(caches, msg);
 }
 
+static void
+free_chain(struct tr__msg *m, unsigned cls)
+{
+	while (m != NULL) {
+		struct tr__msg *next = next_of(m);
+		tr__free(m, class_size[cls]);
+		m = next;
+	}
+}
+
 void
 tr__msg_cache_fini(struct tr__msg_cache *caches)
 {
 	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
-		struct tr__msg *m = caches[i].head;
-
-		while (m != NULL) {
-			struct tr__msg *next = tr__msg_of(atomic_load_explicit(
-				&m->node.next, memory_order_relaxed));
-			tr__free(m, class_size[i]);
-			m = next;
-		}
+		free_chain(caches[i].head, i);
 		caches[i].head = NULL;
 		caches[i].count = 0;
+	}
+}
+
+void
+tr__msg_pool_fini(struct tr__msg_pool *pool)
+{
+	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
+		ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&pool->spare[i]);
+		while (e != NULL) {
+			ck_stack_entry_t *next = e->next;
+			free_chain(batch_first(e), i);
+			e = next;
+		}
 	}
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ck_stack.h>
+
 #include <troupe/msg.h>
 
 #include "runtime/mailbox.h"
@@ -36,9 +38,27 @@ struct tr__msg {
 };
 
 struct tr__msg_cache {
-	struct tr__msg *head; /* linked through node.next (plain use) */
+	struct tr__msg *head; /* linked through node.next (relaxed use) */
 	uint32_t count;
+	ck_stack_t *spare;    /* the runtime's shared batches of this class */
 };
+
+/*
+ * Shared spare nodes, one stack of batches per class. A worker whose cache
+ * overflows pushes a batch of nodes (one CAS); a worker whose cache is
+ * empty takes every batch at once (one exchange). Push-one / pop-all has no
+ * ABA problem, and the traffic is one atomic per batch, not per message.
+ * This is what lets a producer on one worker reuse the nodes its consumer
+ * on another worker frees.
+ */
+struct tr__msg_pool {
+	ck_stack_t spare[TR__MSG_CLASSES];
+};
+
+void tr__msg_pool_init(struct tr__msg_pool *pool);
+void tr__msg_pool_fini(struct tr__msg_pool *pool);
+/* Point a worker's caches at the pool. */
+void tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool);
 
 /* Allocate a node with room for @len inline bytes. NULL when out of memory. */
 struct tr__msg *tr__msg_alloc(struct tr__msg_cache *caches, size_t len);

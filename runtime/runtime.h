@@ -57,6 +57,7 @@ struct tr_runtime {
 	pthread_cond_t life_cv;
 	_Atomic uint64_t next_ref;
 
+	struct tr__msg_pool msg_pool;
 	struct tr__stats foreign;
 	struct tr__blocking blocking;
 };

@@ -104,14 +104,71 @@ inject(tr_runtime *rt, struct tr__actor *a)
 	}
 }
 
+/* Owner only: append to the private overflow FIFO. */
+static void
+ovf_append(struct tr__worker *w, struct tr__actor *a)
+{
+	a->qlink.next = NULL;
+	if (w->ovf_tail != NULL) {
+		w->ovf_tail->next = &a->qlink;
+	} else {
+		w->ovf_head = &a->qlink;
+	}
+	w->ovf_tail = &a->qlink;
+	atomic_store_explicit(&w->ovf_n,
+			      atomic_load_explicit(&w->ovf_n,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* Owner only: take the oldest overflow entry, or NULL. */
+static struct tr__actor *
+ovf_take(struct tr__worker *w)
+{
+	ck_stack_entry_t *e = w->ovf_head;
+
+	if (e == NULL) {
+		return NULL;
+	}
+	w->ovf_head = e->next;
+	if (w->ovf_head == NULL) {
+		w->ovf_tail = NULL;
+	}
+	atomic_store_explicit(&w->ovf_n,
+			      atomic_load_explicit(&w->ovf_n,
+						   memory_order_relaxed) - 1,
+			      memory_order_relaxed);
+	return tr__container_of(e, struct tr__actor, qlink);
+}
+
+/*
+ * Queue @a behind the others on @w. A full ring spills into the private
+ * overflow (never back to the shared inject stack, which would make a
+ * burst of a million runnable actors bounce between the two).
+ */
 static void
 ring_push(struct tr__worker *w, struct tr__actor *a)
 {
-	if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
-		inject(w->rt, a);
+	if (w->ovf_head != NULL ||
+	    !ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+		ovf_append(w, a);
 		return;
 	}
 	maybe_wake(w->rt);
+}
+
+/* Owner only: move overflow entries into the ring while it has room. */
+static void
+ovf_refill(struct tr__worker *w)
+{
+	while (w->ovf_head != NULL) {
+		struct tr__actor *a =
+			tr__container_of(w->ovf_head, struct tr__actor, qlink);
+		if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+			break;
+		}
+		(void)ovf_take(w);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -174,14 +231,8 @@ take_inject(struct tr__worker *w)
 	struct tr__actor *first = tr__container_of(rev, struct tr__actor, qlink);
 	for (e = rev->next; e != NULL;) {
 		ck_stack_entry_t *next = e->next;
-		struct tr__actor *a = tr__container_of(e, struct tr__actor, qlink);
-		if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
-			ck_stack_push_upmc(&rt->inject, &a->qlink);
-		}
+		ring_push(w, tr__container_of(e, struct tr__actor, qlink));
 		e = next;
-	}
-	if (rev->next != NULL) {
-		maybe_wake(rt);
 	}
 	return first;
 }
@@ -212,20 +263,35 @@ find_local(struct tr__worker *w)
 			}
 			/* Let the ring have a turn: queue it behind. */
 			w->streak = 0;
-			if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
-				return a;
-			}
+			ring_push(w, a);
 		}
 	}
 	w->streak = 0;
 	if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &a)) {
+		if (w->ovf_head != NULL) {
+			ovf_refill(w);
+		}
+		return a;
+	}
+	if (w->ovf_head != NULL) {
+		a = ovf_take(w);
+		ovf_refill(w);
 		return a;
 	}
 	return take_inject(w);
 }
 
+/*
+ * Take work from another worker. A victim that keeps starting new turns is
+ * making progress: take from its ring only if more than one actor waits
+ * there (a lone actor will run there soon, and moving it would split a
+ * producer from its consumer across cores). A victim that has not started
+ * a turn since our previous probe (@probe rounds are several microseconds
+ * apart) is stuck in a long handler: then take even its lone ring entry or
+ * the actor in its next slot, which would otherwise wait.
+ */
 static struct tr__actor *
-steal(struct tr__worker *w, bool probe_next)
+steal(struct tr__worker *w, bool probe)
 {
 	tr_runtime *rt = w->rt;
 	unsigned n = rt->nworkers;
@@ -233,28 +299,34 @@ steal(struct tr__worker *w, bool probe_next)
 	for (unsigned k = 1; k < n; k++) {
 		struct tr__worker *v = &rt->workers[(w->index + k) % n];
 		struct tr__actor *a;
+		uint64_t turns =
+			atomic_load_explicit(&v->turns, memory_order_relaxed);
+		bool stuck = probe && turns == w->seen_turns[v->index];
 
-		if (ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
+		if (probe) {
+			w->seen_turns[v->index] = turns;
+		}
+		unsigned queued = ck_ring_size(&v->ring);
+		if ((queued > 1 || (queued == 1 && stuck)) &&
+		    ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
 			tr__stat_add(&w->stats.steals, 1);
 			return a;
 		}
-		if (!probe_next) {
+		if (!stuck) {
 			continue;
 		}
 		a = atomic_load_explicit(&v->next_slot, memory_order_relaxed);
-		if (a != NULL && a == w->seen[v->index]) {
+		if (a != NULL) {
 			struct tr__actor *expect = a;
 			/* acquire: takes `a` from the owner's exchange. */
 			if (atomic_compare_exchange_strong_explicit(
 				    &v->next_slot, &expect, NULL,
 				    memory_order_acquire,
 				    memory_order_relaxed)) {
-				w->seen[v->index] = NULL;
 				tr__stat_add(&w->stats.steals, 1);
 				return a;
 			}
 		}
-		w->seen[v->index] = a;
 	}
 	return NULL;
 }
@@ -343,6 +415,7 @@ worker_main(void *arg)
 			a = spin(w);
 		}
 		if (a != NULL) {
+			tr__stat_add(&w->turns, 1);
 			tr__actor_run(w, a);
 			continue;
 		}
@@ -368,6 +441,7 @@ tr__sched_init(tr_runtime *rt)
 		return TR_ENOMEM;
 	}
 	ck_stack_init(&rt->inject);
+	tr__msg_pool_init(&rt->msg_pool);
 	for (unsigned i = 0; i < n; i++) {
 		struct tr__worker *w = &rt->workers[i];
 
@@ -375,9 +449,10 @@ tr__sched_init(tr_runtime *rt)
 		w->index = i;
 		w->cx.rt = rt;
 		w->cx.w = w;
+		tr__msg_cache_init(w->cache, &rt->msg_pool);
 		w->ring_buf = tr__calloc(sizeof(ck_ring_buffer_t) * RING_SIZE);
-		w->seen = tr__calloc(sizeof(struct tr__actor *) * n);
-		if (w->ring_buf == NULL || w->seen == NULL) {
+		w->seen_turns = tr__calloc(sizeof(uint64_t) * n);
+		if (w->ring_buf == NULL || w->seen_turns == NULL) {
 			tr__sched_fini(rt);
 			return TR_ENOMEM;
 		}
@@ -432,8 +507,9 @@ tr__sched_fini(tr_runtime *rt)
 
 		tr__msg_cache_fini(w->cache);
 		tr__free(w->ring_buf, sizeof(ck_ring_buffer_t) * RING_SIZE);
-		tr__free(w->seen, sizeof(struct tr__actor *) * rt->nworkers);
+		tr__free(w->seen_turns, sizeof(uint64_t) * rt->nworkers);
 	}
+	tr__msg_pool_fini(&rt->msg_pool);
 	tr__free(rt->workers, sizeof(struct tr__worker) * rt->nworkers);
 	rt->workers = NULL;
 }
@@ -452,6 +528,7 @@ tr__sched_runq_len(tr_runtime *rt, unsigned i)
 	struct tr__worker *w = &rt->workers[i];
 
 	return ck_ring_size(&w->ring) +
+	       atomic_load_explicit(&w->ovf_n, memory_order_relaxed) +
 	       (atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
 			NULL
 		? 1u

@@ -23,6 +23,7 @@ struct tr__worker {
 	ck_ring_t ring;
 	ck_ring_buffer_t *ring_buf;
 	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
+	_Atomic uint64_t turns;    /* actor turns started; thieves watch it */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
 
 	/* Owned by the worker thread. */
@@ -31,7 +32,15 @@ struct tr__worker {
 	unsigned tick;
 	unsigned streak;
 	unsigned sample_tick;
-	struct tr__actor **seen; /* per victim: next slot seen last probe */
+	uint64_t *seen_turns; /* per victim: its turn count at the last probe */
+	/*
+	 * Private FIFO for actors that did not fit in the ring (linked
+	 * through qlink). Refilled into the ring as it drains, so thieves
+	 * still find work; ovf_n is read by metrics.
+	 */
+	ck_stack_entry_t *ovf_head;
+	ck_stack_entry_t *ovf_tail;
+	_Atomic uint32_t ovf_n;
 	struct tr__actor *free_slots;
 	unsigned n_free_slots;
 	struct tr__msg_cache cache[TR__MSG_CLASSES];
