@@ -380,13 +380,68 @@ dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 /* ------------------------------------------------------------------ */
 /* Spawning                                                            */
 
+static struct tr__actor_ext *ext_get(struct tr__actor *a);
+static tr_err set_add(struct mon_set *s, uint64_t ref, uint64_t pid);
+static void set_remove_at(struct mon_set *s, int i);
+static void ext_free(struct tr__actor *a);
+
+/*
+ * Record a link or monitor between the spawning actor and a new one that
+ * nobody else can see yet. On failure nothing is left recorded.
+ */
+static tr_err
+spawn_relate(tr_runtime *rt, struct tr__actor *child, uint64_t child_pid,
+	     const struct tr__spawn_opts *o)
+{
+	struct tr__actor *parent = o->parent->a;
+	uint64_t ppid = o->parent->self;
+	struct tr__actor_ext *cx = ext_get(child);
+	struct tr__actor_ext *px = ext_get(parent);
+
+	if (cx == NULL || px == NULL) {
+		return TR_ENOMEM;
+	}
+	if (o->flags & TR__SPAWN_LINK) {
+		if (set_add(&cx->links, 0, ppid) < 0) {
+			return TR_ENOMEM;
+		}
+		if (set_add(&px->links, 0, child_pid) < 0) {
+			return TR_ENOMEM;
+		}
+	}
+	if (o->flags & TR__SPAWN_MONITOR) {
+		uint64_t ref = atomic_fetch_add_explicit(&rt->next_ref, 1,
+							 memory_order_relaxed);
+		if (set_add(&cx->watchers, ref, ppid) < 0) {
+			goto err_link;
+		}
+		if (set_add(&px->monitors, ref, child_pid) < 0) {
+			goto err_link;
+		}
+		if (o->ref_out != NULL) {
+			*o->ref_out = ref;
+		}
+	}
+	return TR_OK;
+
+err_link:
+	if (o->flags & TR__SPAWN_LINK) {
+		set_remove_at(&px->links, (int)px->links.n - 1);
+	}
+	return TR_ENOMEM;
+}
+
 tr_err
 tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
-	  void *arg, const void *state_init, size_t state_init_len,
-	  tr_pid *out)
+	  void *arg, const struct tr__spawn_opts *opts, tr_pid *out)
 {
+	static const struct tr__spawn_opts none;
+	const struct tr__spawn_opts *o = opts != NULL ? opts : &none;
+	tr_err err = TR_ENOMEM;
+
 	if (def == NULL || def->size < sizeof(tr_actor_def) ||
-	    def->handle == NULL || state_init_len > def->state_size) {
+	    def->handle == NULL || o->state_init_len > def->state_size ||
+	    (o->flags != 0 && (o->parent == NULL || o->parent->a == NULL))) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -398,8 +453,8 @@ tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 		if (state == NULL) {
 			return TR_ENOMEM;
 		}
-		if (state_init != NULL) {
-			memcpy(state, state_init, state_init_len);
+		if (o->state_init != NULL) {
+			memcpy(state, o->state_init, o->state_init_len);
 		}
 	}
 	struct tr__msg *init = NULL;
@@ -425,6 +480,14 @@ tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	atomic_store_explicit(&a->bound, def->mailbox_bound,
 			      memory_order_relaxed);
 	uint64_t pid = tr__pid_make(0, a->gen, slot);
+	if (o->flags != 0) {
+		err = spawn_relate(rt, a, pid, o);
+		if (err < 0) {
+			ext_free(a);
+			slot_release(rt, w, a);
+			goto err_init;
+		}
+	}
 	/*
 	 * release: whoever learns the pid through us (return value, then
 	 * messages) sees the fields above; the worker that runs the actor
@@ -452,7 +515,7 @@ err_init:
 	}
 err_state:
 	tr__free(state, def->state_size);
-	return TR_ENOMEM;
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -928,7 +991,30 @@ tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 	if (cx == NULL) {
 		return TR_EINVAL;
 	}
-	return tr__spawn(cx->rt, cx->w, def, arg, NULL, 0, out);
+	return tr__spawn(cx->rt, cx->w, def, arg, NULL, out);
+}
+
+tr_err
+tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
+{
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	struct tr__spawn_opts o = { .parent = cx, .flags = TR__SPAWN_LINK };
+	return tr__spawn(cx->rt, cx->w, def, arg, &o, out);
+}
+
+tr_err
+tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out,
+		 uint64_t *ref)
+{
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	struct tr__spawn_opts o = { .parent = cx,
+				    .flags = TR__SPAWN_MONITOR,
+				    .ref_out = ref };
+	return tr__spawn(cx->rt, cx->w, def, arg, &o, out);
 }
 
 tr_err

@@ -106,13 +106,26 @@ tr_err tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 		    uint64_t to, uint32_t type, void *ptr, size_t len,
 		    tr_free_fn free_fn, bool bounded);
 
+/* Options of tr__spawn beyond the public ones. */
+#define TR__SPAWN_LINK 0x1u    /* link the new actor with opts.parent */
+#define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */
+
+struct tr__spawn_opts {
+	const void *state_init; /* copied into the new state if not NULL */
+	size_t state_init_len;
+	tr_ctx *parent;         /* the spawning actor, for link/monitor */
+	unsigned flags;
+	uint64_t *ref_out;      /* the monitor reference (TR__SPAWN_MONITOR) */
+};
+
 /*
- * Spawn; @state_init (if not NULL) is copied into the new state before the
- * pid is published. @out_actor may be NULL.
+ * Spawn. Link and monitor are set up before the new actor can run (as
+ * Erlang's spawn_link/spawn_monitor), so even an init that fails at once
+ * is seen. @opts may be NULL.
  */
 tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
-		 const tr_actor_def *def, void *arg, const void *state_init,
-		 size_t state_init_len, tr_pid *out);
+		 const tr_actor_def *def, void *arg,
+		 const struct tr__spawn_opts *opts, tr_pid *out);
 
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */
 struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);

@@ -6,13 +6,17 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 void
-tr__futex_wait(_Atomic uint32_t *word, uint32_t expect)
+tr__futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t timeout_ns)
 {
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expect, NULL,
-		NULL, 0);
+	struct timespec ts = { (time_t)(timeout_ns / 1000000000u),
+			       (long)(timeout_ns % 1000000000u) };
+
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expect,
+		timeout_ns != 0 ? &ts : NULL, NULL, 0);
 }
 
 void

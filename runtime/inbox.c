@@ -142,8 +142,10 @@ tr_inbox_create(tr_runtime *rt, tr_inbox **out)
 	pthread_mutex_init(&ib->mu, NULL);
 	pthread_cond_init(&ib->cv, NULL);
 	struct inbox_state st = { .ib = ib };
-	tr_err err = tr__spawn(rt, tr__sched_current(rt), &inbox_def, NULL, &st,
-			       sizeof(st), &ib->pid);
+	struct tr__spawn_opts so = { .state_init = &st,
+				     .state_init_len = sizeof(st) };
+	tr_err err = tr__spawn(rt, tr__sched_current(rt), &inbox_def, NULL, &so,
+			       &ib->pid);
 	if (err < 0) {
 		pthread_mutex_destroy(&ib->mu);
 		pthread_cond_destroy(&ib->cv);

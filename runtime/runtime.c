@@ -305,7 +305,7 @@ tr_runtime_spawn(tr_runtime *rt, const tr_actor_def *def, void *arg,
 	if (rt == NULL) {
 		return TR_EINVAL;
 	}
-	return tr__spawn(rt, tr__sched_current(rt), def, arg, NULL, 0, out);
+	return tr__spawn(rt, tr__sched_current(rt), def, arg, NULL, out);
 }
 
 tr_err

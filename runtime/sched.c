@@ -376,6 +376,16 @@ spin(struct tr__worker *w)
 	return a;
 }
 
+/*
+ * How long a parked worker sleeps while another worker is still awake.
+ * It then looks once for a worker stuck in a long handler with actors
+ * waiting behind it (see steal()). When every worker is parked the
+ * runtime is idle and they sleep until woken, so an idle runtime uses no
+ * CPU; this timeout only costs about one wake-up per millisecond while a
+ * neighbour is busy.
+ */
+#define PARK_CHECK_NS 1000000u
+
 static void
 park(struct tr__worker *w)
 {
@@ -383,7 +393,8 @@ park(struct tr__worker *w)
 
 	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
 	/* seq_cst: the Dekker pair of the fence in inject(). */
-	atomic_fetch_add_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
+	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
+						    memory_order_seq_cst);
 	if (has_work(rt) ||
 	    atomic_load_explicit(&w->next_slot, memory_order_relaxed) != NULL ||
 	    atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
@@ -393,12 +404,30 @@ park(struct tr__worker *w)
 		return;
 	}
 	tr__stat_add(&w->stats.parks, 1);
+	bool others_awake = before + 1 < rt->nworkers;
 	/* acquire: pairs with the waker's CAS (acq_rel) setting it to 0. */
 	while (atomic_load_explicit(&w->sleeping, memory_order_acquire) == 1) {
-		tr__futex_wait(&w->sleeping, 1);
+		tr__futex_wait(&w->sleeping, 1, others_awake ? PARK_CHECK_NS : 0);
+		if (others_awake) {
+			/* Timed out or woken: either way, look around once. */
+			atomic_store_explicit(&w->sleeping, 0,
+					      memory_order_relaxed);
+			break;
+		}
 	}
-	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
+	uint32_t still = atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
+						   memory_order_seq_cst) -
+			 1;
 	tr__stat_add(&w->stats.wakes, 1);
+	if (!others_awake && still > 0 && still + 1 == rt->nworkers) {
+		/*
+		 * The runtime was idle and this worker is the first awake. The
+		 * others sleep without a time limit; wake one so that it parks
+		 * again with the timed check, in case this worker gets stuck
+		 * in a long handler with actors queued behind it.
+		 */
+		wake_one(rt);
+	}
 }
 
 static void *

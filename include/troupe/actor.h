@@ -82,6 +82,29 @@ TR_API tr_err tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg,
 		       tr_pid *out);
 
 /**
+ * tr_spawn_link() - tr_spawn(), linked with the calling actor before the
+ * new actor runs (Erlang's spawn_link): even an init that fails at once
+ * sends its exit signal to the caller.
+ *
+ * Thread:    actor.
+ * Return:    as tr_spawn().
+ */
+TR_API tr_err tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg,
+			    tr_pid *out);
+
+/**
+ * tr_spawn_monitor() - tr_spawn(), monitored by the calling actor before the
+ * new actor runs (Erlang's spawn_monitor): exactly one TR_MSG_DOWN with
+ * the real reason (also TR_EXIT_INIT_FAILED) follows when it stops.
+ * @ref: on success the monitor reference, for tr_demonitor(); may be NULL
+ *
+ * Thread:    actor.
+ * Return:    as tr_spawn().
+ */
+TR_API tr_err tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg,
+			       tr_pid *out, uint64_t *ref);
+
+/**
  * tr_send() - Send a copy of @len bytes at @data.
  * @cx:   context of the calling actor (becomes the sender)
  * @to:   receiver
