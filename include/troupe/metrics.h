@@ -34,8 +34,11 @@ extern "C" {
  * @parks:             times a worker went to sleep
  * @wakes:             times a worker was woken
  * @slow_handlers:     handler calls longer than the slow threshold
- * @sched_delay_p50_ns, @sched_delay_p99_ns: time from runnable to running
- *                     (sampled), 50th and 99th percentile, in ns
+ * @sched_delay_p50_ns, @sched_delay_p99_ns: time from runnable to running,
+ *                     50th and 99th percentile in ns, over every sample
+ *                     since start (one wake-up in 16 is sampled). Kept
+ *                     as a log2 histogram: the value is the upper bound
+ *                     of the bucket, 2^k - 1 (e.g. 8191 means 4-8 us)
  * @sched_delay_samples: number of samples behind the percentiles
  * @blocking_pending:  tr_blocking() calls queued or running
  * @workers:           number of workers
