@@ -3,6 +3,8 @@
  * and is only touched by it; NULL caches (foreign threads) go straight to
  * the allocator. Invariant: a cached node is never referenced elsewhere.
  */
+#include <ck_pr.h>
+
 #include "runtime/msg.h"
 
 #include "runtime/alloc.h"
@@ -85,7 +87,7 @@ tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool)
 static bool
 refill(struct tr__msg_cache *c)
 {
-	if (CK_STACK_ISEMPTY(c->spare)) {
+	if (ck_pr_load_ptr(&c->spare->head) == NULL) {
 		return false;
 	}
 	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(c->spare);

@@ -176,27 +176,30 @@ actors_alive(tr_runtime *rt)
 	return s.spawned - s.stopped;
 }
 
-/* Quiescent: every worker parked, nothing queued, nothing in flight. */
+/*
+ * Quiescent: nothing queued, no worker inside a turn, no blocking call
+ * pending, and every message sent has been handled or counted dead.
+ */
 static bool
 quiescent_once(tr_runtime *rt)
 {
 	struct tr__stats s;
 
-	if (!tr__sched_all_parked(rt) ||
+	if (!tr__sched_settled(rt) ||
 	    atomic_load_explicit(&rt->blocking.pending,
 				 memory_order_acquire) != 0) {
 		return false;
 	}
 	tr__runtime_sum_stats(rt, &s);
-	return s.sent == s.handled + s.dead && tr__sched_all_parked(rt);
+	return s.sent == s.handled + s.dead && tr__sched_settled(rt);
 }
 
 static bool
 quiescent(tr_runtime *rt)
 {
 	/*
-	 * Two observations apart: a worker woken between the counter sums
-	 * and the parked check would be caught by the second.
+	 * Two observations apart: a turn that started between the counter
+	 * sums and the settled check is caught by the second.
 	 */
 	if (!quiescent_once(rt)) {
 		return false;

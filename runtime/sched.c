@@ -26,6 +26,8 @@
  * tr__sched_schedule (any thread) and the init/start/shutdown functions
  * (setup).
  */
+#include <ck_pr.h>
+
 #include "runtime/sched.h"
 
 #include <errno.h>
@@ -58,6 +60,22 @@ tr__sched_current(tr_runtime *rt)
 /* ------------------------------------------------------------------ */
 /* Waking                                                              */
 
+/* Wake @v if it is parked; false if it was not (or someone else won). */
+static bool
+wake_worker(struct tr__worker *v)
+{
+	uint32_t one = 1;
+
+	if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) == 1 &&
+	    atomic_compare_exchange_strong_explicit(&v->sleeping, &one, 0,
+						    memory_order_acq_rel,
+						    memory_order_relaxed)) {
+		tr__futex_wake(&v->sleeping);
+		return true;
+	}
+	return false;
+}
+
 static void
 wake_one(tr_runtime *rt)
 {
@@ -66,15 +84,7 @@ wake_one(tr_runtime *rt)
 						   memory_order_relaxed);
 
 	for (unsigned k = 0; k < n; k++) {
-		struct tr__worker *v = &rt->workers[(start + k) % n];
-		uint32_t one = 1;
-
-		if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) ==
-			    1 &&
-		    atomic_compare_exchange_strong_explicit(
-			    &v->sleeping, &one, 0, memory_order_acq_rel,
-			    memory_order_relaxed)) {
-			tr__futex_wake(&v->sleeping);
+		if (wake_worker(&rt->workers[(start + k) % n])) {
 			return;
 		}
 	}
@@ -213,7 +223,7 @@ take_inject(struct tr__worker *w)
 {
 	tr_runtime *rt = w->rt;
 
-	if (CK_STACK_ISEMPTY(&rt->inject)) {
+	if (ck_pr_load_ptr(&rt->inject.head) == NULL) {
 		return NULL;
 	}
 	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&rt->inject);
@@ -334,7 +344,7 @@ steal(struct tr__worker *w, bool probe)
 static bool
 has_work(tr_runtime *rt)
 {
-	if (!CK_STACK_ISEMPTY(&rt->inject)) {
+	if (ck_pr_load_ptr(&rt->inject.head) != NULL) {
 		return true;
 	}
 	for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -404,29 +414,47 @@ park(struct tr__worker *w)
 		return;
 	}
 	tr__stat_add(&w->stats.parks, 1);
-	bool others_awake = before + 1 < rt->nworkers;
-	/* acquire: pairs with the waker's CAS (acq_rel) setting it to 0. */
-	while (atomic_load_explicit(&w->sleeping, memory_order_acquire) == 1) {
-		tr__futex_wait(&w->sleeping, 1, others_awake ? PARK_CHECK_NS : 0);
-		if (others_awake) {
-			/* Timed out or woken: either way, look around once. */
-			atomic_store_explicit(&w->sleeping, 0,
-					      memory_order_relaxed);
+	bool timed = before + 1 < rt->nworkers;
+	bool woken = false;
+	atomic_store_explicit(&w->park_mode, timed ? 1 : 2, memory_order_relaxed);
+	for (;;) {
+		tr__futex_wait(&w->sleeping, 1, timed ? PARK_CHECK_NS : 0);
+		/* acquire: pairs with the waker's CAS (acq_rel) setting 0. */
+		if (atomic_load_explicit(&w->sleeping, memory_order_acquire) ==
+		    0) {
+			woken = true;
+			break;
+		}
+		if (timed) {
+			/* Timed out: look around once. A waker that wins
+			 * the word after this still finds us awake. */
+			woken = atomic_exchange_explicit(&w->sleeping, 0,
+							 memory_order_acq_rel) ==
+				0;
 			break;
 		}
 	}
-	uint32_t still = atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
-						   memory_order_seq_cst) -
-			 1;
+	atomic_store_explicit(&w->park_mode, 0, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
 	tr__stat_add(&w->stats.wakes, 1);
-	if (!others_awake && still > 0 && still + 1 == rt->nworkers) {
-		/*
-		 * The runtime was idle and this worker is the first awake. The
-		 * others sleep without a time limit; wake one so that it parks
-		 * again with the timed check, in case this worker gets stuck
-		 * in a long handler with actors queued behind it.
-		 */
-		wake_one(rt);
+	if (!woken) {
+		return;
+	}
+	/*
+	 * Woken for work: if another worker sleeps without a time limit, wake
+	 * it so that it parks again with the timed check, in case this worker
+	 * gets stuck in a long handler with actors queued behind it. Timeouts
+	 * never do this, so an idle runtime settles with every worker in an
+	 * untimed sleep.
+	 */
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+		if (v != w &&
+		    atomic_load_explicit(&v->park_mode, memory_order_relaxed) ==
+			    2 &&
+		    wake_worker(v)) {
+			break;
+		}
 	}
 }
 
@@ -444,8 +472,10 @@ worker_main(void *arg)
 			a = spin(w);
 		}
 		if (a != NULL) {
+			/* Odd while a turn runs: see tr__sched_settled(). */
 			tr__stat_add(&w->turns, 1);
 			tr__actor_run(w, a);
+			tr__stat_add(&w->turns, 1);
 			continue;
 		}
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
@@ -544,11 +574,23 @@ tr__sched_fini(tr_runtime *rt)
 }
 
 bool
-tr__sched_all_parked(tr_runtime *rt)
+tr__sched_settled(tr_runtime *rt)
 {
-	return atomic_load_explicit(&rt->n_sleeping, memory_order_seq_cst) ==
-		       rt->nworkers &&
-	       !has_work(rt);
+	if (has_work(rt)) {
+		return false;
+	}
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *w = &rt->workers[i];
+
+		if ((atomic_load_explicit(&w->turns, memory_order_acquire) &
+		     1) != 0 ||
+		    atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
+			    NULL ||
+		    atomic_load_explicit(&w->ovf_n, memory_order_relaxed) != 0) {
+			return false;
+		}
+	}
+	return true;
 }
 
 uint32_t

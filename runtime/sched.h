@@ -23,8 +23,9 @@ struct tr__worker {
 	ck_ring_t ring;
 	ck_ring_buffer_t *ring_buf;
 	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
-	_Atomic uint64_t turns;    /* actor turns started; thieves watch it */
+	_Atomic uint64_t turns;    /* +1 at turn start and end; odd = in a turn */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
+	_Atomic uint32_t park_mode; /* 0 awake, 1 timed sleep, 2 untimed sleep */
 
 	/* Owned by the worker thread. */
 	_Alignas(64) pthread_t thread;
@@ -63,8 +64,11 @@ tr_err tr__sched_start(tr_runtime *rt);
 void tr__sched_shutdown(tr_runtime *rt);
 void tr__sched_fini(tr_runtime *rt);
 
-/* True when every worker is parked and nothing is queued anywhere. */
-bool tr__sched_all_parked(tr_runtime *rt);
+/*
+ * True when no actor is queued anywhere and no worker is inside a turn
+ * (a snapshot: callers check twice and also compare message counters).
+ */
+bool tr__sched_settled(tr_runtime *rt);
 
 /* Run-queue length of worker @i (approximate). */
 uint32_t tr__sched_runq_len(tr_runtime *rt, unsigned i);

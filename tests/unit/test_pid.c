@@ -1,0 +1,270 @@
+/*
+ * Public-API tests of pids: the parts and the text form, distinct pids
+ * for live actors, and stale pids after slot reuse (a send to a stale pid
+ * never reaches the new actor in that slot and is one dead letter).
+ */
+#include <troupe/troupe.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* Generous so that the suite also passes under ThreadSanitizer. */
+#define REPLY_MS 5000
+#define IDLE_MS 10000
+
+enum {
+	MSG_NOTE = 1, /* counted */
+	MSG_QUERY,    /* reply MSG_COUNT with the count */
+	MSG_COUNT,
+};
+
+struct fx {
+	tr_runtime *rt;
+	tr_inbox *ib;
+	tr_pid probe;
+};
+
+static void
+fx_start(struct fx *f, unsigned workers)
+{
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = workers;
+	memset(f, 0, sizeof(*f));
+	if (tr_runtime_create(&cfg, &f->rt) != TR_OK ||
+	    tr_runtime_start(f->rt) != TR_OK ||
+	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
+		fprintf(stderr, "fixture: cannot start a runtime\n");
+		exit(1);
+	}
+	f->probe = tr_inbox_pid(f->ib);
+}
+
+static tr_metrics
+fx_metrics(const struct fx *f)
+{
+	tr_metrics m;
+
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m);
+	CHECK_OK(tr_runtime_metrics(f->rt, &m));
+	return m;
+}
+
+static void
+fx_finish(struct fx *f)
+{
+	tr_inbox_destroy(f->ib);
+	tr_runtime_stop(f->rt);
+	CHECK_OK(tr_runtime_join(f->rt));
+	tr_metrics m = fx_metrics(f);
+	CHECK_EQ_U64(m.actors_alive, 0);
+	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
+	tr_runtime_destroy(f->rt);
+}
+
+static atomic_int frees;
+
+static void
+counting_free(void *p)
+{
+	atomic_fetch_add(&frees, 1);
+	free(p);
+}
+
+struct counter {
+	uint64_t n;
+};
+
+static void
+counter_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct counter *s = state;
+
+	if (m->type == MSG_QUERY) {
+		(void)tr_send(cx, tr_sender(cx), MSG_COUNT, &s->n, sizeof(s->n));
+	} else {
+		s->n++;
+	}
+}
+
+static const tr_actor_def counter_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "counter",
+	.state_size = sizeof(struct counter),
+	.handle = counter_handle,
+};
+
+static tr_pid
+spawn_counter(struct fx *f)
+{
+	tr_pid p = TR_PID_NONE;
+
+	CHECK_OK(tr_runtime_spawn(f->rt, &counter_def, NULL, &p));
+	return p;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void
+test_format_and_parts(void)
+{
+	struct fx f;
+	char buf[32], want[64];
+
+	fx_start(&f, 2);
+	tr_pid p = spawn_counter(&f);
+	CHECK(!tr_pid_is_none(p));
+	CHECK(tr_pid_is_none(TR_PID_NONE));
+	CHECK(tr_pid_eq(p, p));
+	CHECK(!tr_pid_eq(p, TR_PID_NONE));
+	CHECK_EQ_U64(tr_pid_node(p), 0); /* local */
+	CHECK(tr_pid_slot(p) < (1u << 28));
+	CHECK(tr_pid_generation(p) < (1u << 20));
+
+	snprintf(want, sizeof(want), "<%u.%u.%u>", tr_pid_node(p),
+		 tr_pid_slot(p), tr_pid_generation(p));
+	CHECK(tr_pid_format(p, buf, sizeof(buf)) == buf);
+	CHECK(strcmp(buf, want) == 0);
+
+	/* Too small: truncated and still terminated. */
+	char small[4];
+	memset(small, 'z', sizeof(small));
+	CHECK(tr_pid_format(p, small, sizeof(small)) == small);
+	CHECK_EQ_U64(strlen(small), 3);
+	CHECK(strncmp(small, want, 3) == 0);
+
+	CHECK(strcmp(tr_pid_format(TR_PID_NONE, buf, sizeof(buf)), "<0.0.0>") ==
+	      0);
+	CHECK_EQ_U64(tr_pid_slot(TR_PID_NONE), 0);
+	CHECK_EQ_U64(tr_pid_generation(TR_PID_NONE), 0);
+	fx_finish(&f);
+}
+
+static void
+test_live_pids_distinct(void)
+{
+	struct fx f;
+	enum { N = 200 };
+	tr_pid p[N];
+	int same_pid = 0, same_slot = 0;
+
+	fx_start(&f, 2);
+	for (int i = 0; i < N; i++) {
+		p[i] = spawn_counter(&f);
+	}
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ_U64(tr_pid_node(p[i]), 0);
+		CHECK(!tr_pid_eq(p[i], f.probe));
+		for (int j = i + 1; j < N; j++) {
+			same_pid += tr_pid_eq(p[i], p[j]);
+			same_slot += tr_pid_slot(p[i]) == tr_pid_slot(p[j]);
+		}
+	}
+	CHECK_EQ_INT(same_pid, 0);
+	CHECK_EQ_INT(same_slot, 0); /* two live actors never share a slot */
+	fx_finish(&f);
+}
+
+static void
+test_stale_pid_after_reuse(void)
+{
+	struct fx f;
+	enum { BATCH = 64, ROUNDS = 200, STALE_MAX = BATCH * ROUNDS };
+	static tr_pid stale[STALE_MAX];
+	int nstale = 0;
+	tr_pid cur = TR_PID_NONE, old = TR_PID_NONE;
+	tr_pid batch[BATCH];
+
+	atomic_store(&frees, 0);
+	fx_start(&f, 2);
+	/* Spawn, stop, spawn again until a new actor gets a stale slot. */
+	for (int round = 0; round < ROUNDS && tr_pid_is_none(cur); round++) {
+		int n = 0;
+		for (; n < BATCH && tr_pid_is_none(cur); n++) {
+			batch[n] = spawn_counter(&f);
+			for (int k = 0; k < nstale; k++) {
+				if (tr_pid_slot(stale[k]) ==
+				    tr_pid_slot(batch[n])) {
+					cur = batch[n];
+					old = stale[k];
+					break;
+				}
+			}
+		}
+		/* Stop everything but the one that reused a slot. */
+		tr_metrics m0 = fx_metrics(&f);
+		uint64_t stopping = 0;
+		for (int i = 0; i < n; i++) {
+			if (tr_pid_eq(batch[i], cur)) {
+				continue;
+			}
+			CHECK_OK(tr_runtime_stop_actor(f.rt, batch[i],
+						       TR_EXIT_NORMAL));
+			stale[nstale++] = batch[i];
+			stopping++;
+		}
+		WAIT_UNTIL(fx_metrics(&f).actors_stopped >=
+				   m0.actors_stopped + stopping,
+			   REPLY_MS);
+	}
+	if (tr_pid_is_none(cur)) {
+		CHECK(!"no slot was reused after many spawns and stops");
+		fx_finish(&f);
+		return;
+	}
+	char a[32], b[32];
+	printf("  slot reused: old %s, new %s\n", tr_pid_format(old, a, 32),
+	       tr_pid_format(cur, b, 32));
+	CHECK(!tr_pid_eq(cur, old));
+	CHECK_EQ_U64(tr_pid_slot(cur), tr_pid_slot(old));
+	CHECK(tr_pid_generation(cur) != tr_pid_generation(old));
+
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	tr_metrics m0 = fx_metrics(&f);
+	/* A send to the stale pid succeeds and is one dead letter. */
+	CHECK_OK(tr_runtime_send(f.rt, old, MSG_NOTE, NULL, 0));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 1);
+	/* And so is a pointer message, whose payload is freed. */
+	void *ptr = malloc(16);
+	CHECK_OK(tr_runtime_send_ptr(f.rt, old, MSG_NOTE, ptr, 16,
+				     counting_free));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 2);
+	WAIT_UNTIL(atomic_load(&frees) == 1, REPLY_MS);
+	/* Stopping a stale pid does not stop the new actor either. */
+	CHECK_OK(tr_runtime_stop_actor(f.rt, old, TR_EXIT_ERROR));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+
+	/* The new actor in that slot got none of it. */
+	uint64_t n = 99;
+	CHECK_OK(tr_runtime_send_as(f.rt, f.probe, cur, MSG_QUERY, NULL, 0));
+	tr_received r;
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &r));
+	CHECK_EQ_U64(r.type, MSG_COUNT);
+	CHECK(tr_pid_eq(r.from, cur));
+	if (r.size == sizeof(n)) {
+		memcpy(&n, r.data, sizeof(n));
+	}
+	tr_received_fini(&r);
+	CHECK_EQ_U64(n, 0);
+	fx_finish(&f);
+	CHECK_EQ_INT(atomic_load(&frees), 1);
+}
+
+static const struct test_case tests[] = {
+	{ "pid: format and parts", test_format_and_parts },
+	{ "pid: live actors have distinct pids and slots",
+	  test_live_pids_distinct },
+	{ "pid: stale pid after slot reuse is a dead letter",
+	  test_stale_pid_after_reuse },
+	{ NULL, NULL },
+};
+
+TEST_MAIN(tests)

@@ -1,0 +1,1223 @@
+/*
+ * Public-API tests of the runtime: configuration and lifecycle, FIFO per
+ * sender-receiver pair under contention, fairness, quiescence
+ * (tr_runtime_wait_idle), graceful stop with messages in flight, spawns
+ * after stop, spawning and sending from foreign threads, idle CPU use and
+ * wake-up latency of a sleeping runtime.
+ *
+ * Handlers run on worker threads, so they never call CHECK: they report
+ * to the probe inbox or through atomic counters, and the test thread
+ * checks. The counters are seq_cst atomics.
+ */
+#include <troupe/troupe.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+/* Generous so that the suite also passes under ThreadSanitizer. */
+#define REPLY_MS 5000
+#define IDLE_MS 20000
+
+enum {
+	MSG_PING = 1, /* reply MSG_PONG with the handling time (uint64_t ns) */
+	MSG_PONG,
+	MSG_SEQ,      /* struct seq */
+	MSG_START,    /* struct seq_start */
+	MSG_CONT,
+	MSG_QUERY,
+	MSG_RESULTS,
+	MSG_LOOP,
+	MSG_HOP,      /* uint32_t hops left; reply to the sender */
+	MSG_WORK,
+	MSG_GO,
+};
+
+struct fx {
+	tr_runtime *rt;
+	tr_inbox *ib;
+	tr_pid probe;
+};
+
+/* ---- fixture ---------------------------------------------------------- */
+
+static void
+fx_start(struct fx *f, unsigned workers)
+{
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = workers;
+	memset(f, 0, sizeof(*f));
+	if (tr_runtime_create(&cfg, &f->rt) != TR_OK ||
+	    tr_runtime_start(f->rt) != TR_OK ||
+	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
+		fprintf(stderr, "fixture: cannot start a runtime\n");
+		exit(1);
+	}
+	f->probe = tr_inbox_pid(f->ib);
+}
+
+static tr_metrics
+rt_metrics(tr_runtime *rt)
+{
+	tr_metrics m;
+
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m);
+	CHECK_OK(tr_runtime_metrics(rt, &m));
+	return m;
+}
+
+/* After join: nothing alive, and every message is accounted for. */
+static void
+check_final_metrics(tr_runtime *rt)
+{
+	tr_metrics m = rt_metrics(rt);
+
+	CHECK_EQ_U64(m.actors_alive, 0);
+	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
+	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
+}
+
+static void
+fx_finish(struct fx *f)
+{
+	tr_inbox_destroy(f->ib);
+	tr_runtime_stop(f->rt);
+	CHECK_OK(tr_runtime_join(f->rt));
+	check_final_metrics(f->rt);
+	tr_runtime_destroy(f->rt);
+}
+
+static tr_pid
+spawn(tr_runtime *rt, const tr_actor_def *def, void *arg)
+{
+	tr_pid p = TR_PID_NONE;
+
+	CHECK_OK(tr_runtime_spawn(rt, def, arg, &p));
+	return p;
+}
+
+#define SEND(f, to, type, data, len)                                          \
+	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
+				    (len)))
+
+static bool
+fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
+{
+	tr_received r;
+
+	memset(&r, 0, sizeof(r));
+	int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
+	if (err != TR_OK) {
+		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
+			tr_err_name(err));
+		return false;
+	}
+	bool ok = r.type == type && r.size == len;
+	if (!ok) {
+		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
+			r.type, r.size, type, len);
+	} else if (len > 0) {
+		memcpy(out, r.data, len);
+	}
+	tr_received_fini(&r);
+	return ok;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t
+cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool
+payload(const tr_msg *m, void *out, size_t len)
+{
+	if (m->size != len || m->data == NULL) {
+		return false;
+	}
+	memcpy(out, m->data, len);
+	return true;
+}
+
+/* ---- actors ------------------------------------------------------------ */
+
+static void
+echo_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type == MSG_PING) {
+		uint64_t t = now_ns();
+		(void)tr_send(cx, tr_sender(cx), MSG_PONG, &t, sizeof(t));
+	}
+}
+
+static const tr_actor_def echo_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "echo",
+	.handle = echo_handle,
+};
+
+/* counter: counts every message; teardown counts too. */
+static atomic_ulong cnt_handled;
+static atomic_ulong cnt_teardowns;
+static atomic_ulong cnt_td_sum;
+
+struct counter {
+	uint64_t n;
+};
+
+static void
+counter_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct counter *s = state;
+
+	(void)cx;
+	(void)m;
+	s->n++;
+	atomic_fetch_add(&cnt_handled, 1);
+}
+
+static void
+counter_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct counter *s = state;
+
+	(void)cx;
+	(void)reason;
+	atomic_fetch_add(&cnt_td_sum, s->n);
+	atomic_fetch_add(&cnt_teardowns, 1);
+}
+
+static const tr_actor_def counter_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "counter",
+	.state_size = sizeof(struct counter),
+	.teardown = counter_teardown,
+	.handle = counter_handle,
+};
+
+static void
+counter_reset(void)
+{
+	atomic_store(&cnt_handled, 0);
+	atomic_store(&cnt_teardowns, 0);
+	atomic_store(&cnt_td_sum, 0);
+}
+
+/* FIFO: senders number their messages, the receiver checks the order. */
+#define FIFO_ACTORS 4
+#define FIFO_THREADS 2
+#define FIFO_IDS (FIFO_ACTORS + FIFO_THREADS)
+#define FIFO_N 3000
+#define FIFO_CHUNK 50
+
+struct seq {
+	uint32_t id;
+	uint32_t seq;
+};
+
+struct seq_start {
+	tr_pid target;
+	uint32_t id;
+};
+
+struct fifo_report {
+	uint64_t total;
+	uint64_t errors;
+	uint64_t from_errors;
+};
+
+struct fifo_recv {
+	uint32_t next[FIFO_IDS];
+	tr_pid from[FIFO_IDS];
+	struct fifo_report rep;
+};
+
+static atomic_ulong fifo_send_err;
+
+static void
+fifo_recv_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct fifo_recv *s = state;
+	struct seq q;
+
+	if (m->type == MSG_QUERY) {
+		(void)tr_send(cx, tr_sender(cx), MSG_RESULTS, &s->rep,
+			      sizeof(s->rep));
+		return;
+	}
+	if (m->type != MSG_SEQ || !payload(m, &q, sizeof(q)) ||
+	    q.id >= FIFO_IDS) {
+		s->rep.errors++;
+		return;
+	}
+	s->rep.total++;
+	if (q.seq != s->next[q.id]) {
+		s->rep.errors++;
+	}
+	s->next[q.id] = q.seq + 1;
+	/* The sender of one sequence is always the same pid. */
+	if (q.seq == 0) {
+		s->from[q.id] = m->from;
+	} else if (!tr_pid_eq(s->from[q.id], m->from)) {
+		s->rep.from_errors++;
+	}
+}
+
+static const tr_actor_def fifo_recv_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "fifo_recv",
+	.state_size = sizeof(struct fifo_recv),
+	.handle = fifo_recv_handle,
+};
+
+struct fifo_send {
+	tr_pid target;
+	uint32_t id;
+	uint32_t seq;
+};
+
+static void
+fifo_send_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct fifo_send *s = state;
+	struct seq_start st;
+
+	if (m->type == MSG_START && payload(m, &st, sizeof(st))) {
+		s->target = st.target;
+		s->id = st.id;
+	} else if (m->type != MSG_CONT) {
+		return;
+	}
+	/* A chunk per turn, then continue later: senders interleave. */
+	for (int i = 0; i < FIFO_CHUNK && s->seq < FIFO_N; i++) {
+		struct seq q = { s->id, s->seq };
+		int err;
+		/* Copied and pointer messages share one order. */
+		if (s->seq % 3 == 0) {
+			struct seq *p = malloc(sizeof(*p));
+			if (p == NULL) {
+				abort();
+			}
+			*p = q;
+			err = tr_send_ptr(cx, s->target, MSG_SEQ, p, sizeof(*p),
+					  free);
+		} else {
+			err = tr_send(cx, s->target, MSG_SEQ, &q, sizeof(q));
+		}
+		if (err != TR_OK) {
+			atomic_fetch_add(&fifo_send_err, 1);
+		}
+		s->seq++;
+	}
+	if (s->seq < FIFO_N) {
+		(void)tr_send(cx, tr_self(cx), MSG_CONT, NULL, 0);
+	}
+}
+
+static const tr_actor_def fifo_send_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "fifo_send",
+	.state_size = sizeof(struct fifo_send),
+	.handle = fifo_send_handle,
+};
+
+struct fifo_thread {
+	tr_runtime *rt;
+	tr_pid target;
+	uint32_t id;
+};
+
+static void *
+fifo_thread_main(void *arg)
+{
+	struct fifo_thread *t = arg;
+
+	for (uint32_t i = 0; i < FIFO_N; i++) {
+		struct seq q = { t->id, i };
+		if (tr_runtime_send(t->rt, t->target, MSG_SEQ, &q, sizeof(q)) !=
+		    TR_OK) {
+			atomic_fetch_add(&fifo_send_err, 1);
+		}
+	}
+	return NULL;
+}
+
+/* flood: sends itself a message each time it handles one. */
+static atomic_ulong flood_count;
+static atomic_bool flood_halt;
+
+static void
+flood_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type == MSG_LOOP) {
+		atomic_fetch_add(&flood_count, 1);
+		if (!atomic_load(&flood_halt)) {
+			(void)tr_send(cx, tr_self(cx), MSG_LOOP, NULL, 0);
+		}
+	}
+}
+
+static const tr_actor_def flood_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "flood",
+	.handle = flood_handle,
+};
+
+/* forever: like flood, but never halts. */
+static void
+forever_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	(void)m;
+	atomic_fetch_add(&flood_count, 1);
+	(void)tr_send(cx, tr_self(cx), MSG_LOOP, NULL, 0);
+}
+
+static void
+forever_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	(void)cx;
+	(void)state;
+	(void)reason;
+	atomic_fetch_add(&cnt_teardowns, 1);
+}
+
+static const tr_actor_def forever_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "forever",
+	.teardown = forever_teardown,
+	.handle = forever_handle,
+};
+
+/* hop: answers the sender with one hop less, down to zero. */
+static atomic_ulong hops_done;
+
+static void
+hop_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	uint32_t left;
+
+	(void)state;
+	if (m->type == MSG_HOP && payload(m, &left, sizeof(left))) {
+		atomic_fetch_add(&hops_done, 1);
+		if (left > 0) {
+			left--;
+			(void)tr_send(cx, tr_sender(cx), MSG_HOP, &left,
+				      sizeof(left));
+		}
+	}
+}
+
+static const tr_actor_def hop_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "hop",
+	.handle = hop_handle,
+};
+
+/* gs: graceful stop workers; a hop-0 message is forwarded once. */
+#define GS_ACTORS 200
+#define GS_MSGS 20
+
+struct gs_msg {
+	uint32_t hop;
+	uint32_t seq;
+};
+
+static tr_pid gs_pids[GS_ACTORS];
+static atomic_ulong gs_hop0, gs_hop1, gs_fwd_ok, gs_fwd_err;
+static atomic_ulong gs_teardowns, gs_bad_reason;
+
+static void
+gs_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct gs_msg g;
+
+	(void)state;
+	if (m->type != MSG_WORK || !payload(m, &g, sizeof(g))) {
+		return;
+	}
+	/* A little work so that the stop lands while plenty is queued. */
+	volatile uint32_t spin = 0;
+	for (int i = 0; i < 200; i++) {
+		spin += (uint32_t)i;
+	}
+	if (g.hop == 0) {
+		atomic_fetch_add(&gs_hop0, 1);
+		struct gs_msg fwd = { 1, g.seq };
+		tr_pid to = gs_pids[(g.seq * 7919u + 13u) % GS_ACTORS];
+		if (tr_send(cx, to, MSG_WORK, &fwd, sizeof(fwd)) == TR_OK) {
+			atomic_fetch_add(&gs_fwd_ok, 1);
+		} else {
+			atomic_fetch_add(&gs_fwd_err, 1);
+		}
+	} else {
+		atomic_fetch_add(&gs_hop1, 1);
+	}
+}
+
+static void
+gs_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	(void)cx;
+	(void)state;
+	if (reason != TR_EXIT_SHUTDOWN) {
+		atomic_fetch_add(&gs_bad_reason, 1);
+	}
+	atomic_fetch_add(&gs_teardowns, 1);
+}
+
+static const tr_actor_def gs_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "gs",
+	.teardown = gs_teardown,
+	.handle = gs_handle,
+};
+
+/* late: spawns from a handler that runs after tr_runtime_stop(). */
+static atomic_int late_running, late_go, late_err, late_ctx_ok;
+static tr_runtime *late_rt;
+
+static void
+late_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid p;
+
+	(void)state;
+	(void)m;
+	atomic_store(&late_ctx_ok, tr_ctx_runtime(cx) == late_rt);
+	atomic_store(&late_running, 1);
+	uint64_t deadline = now_ns() + 5000000000u;
+	while (!atomic_load(&late_go) && now_ns() < deadline) {
+	}
+	atomic_store(&late_err, tr_spawn(cx, &echo_def, NULL, &p));
+}
+
+static const tr_actor_def late_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "late",
+	.handle = late_handle,
+};
+
+/* stopper: stops the whole runtime from a handler. */
+static void
+stopper_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	(void)m;
+	atomic_store(&late_ctx_ok, tr_ctx_runtime(cx) == late_rt);
+	tr_runtime_stop(tr_ctx_runtime(cx));
+}
+
+static const tr_actor_def stopper_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "stopper",
+	.handle = stopper_handle,
+};
+
+/* busy: makes another actor runnable, then computes for BUSY_NS. */
+#define BUSY_NS 300000000u
+
+static atomic_ullong busy_sent_at, stamp_at;
+
+static void
+stamp_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+	atomic_store(&stamp_at, now_ns());
+}
+
+static const tr_actor_def stamp_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "stamp",
+	.handle = stamp_handle,
+};
+
+static void
+busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid target;
+
+	(void)state;
+	if (m->type != MSG_GO || !payload(m, &target, sizeof(target))) {
+		return;
+	}
+	atomic_store(&busy_sent_at, now_ns());
+	(void)tr_send(cx, target, MSG_PING, NULL, 0);
+	uint64_t end = now_ns() + BUSY_NS;
+	while (now_ns() < end) {
+	}
+}
+
+static const tr_actor_def busy_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "busy",
+	.handle = busy_handle,
+};
+
+/* burst: sends BURST_N numbered messages back to the sender. */
+#define BURST_N 1000
+
+static void
+burst_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	(void)m;
+	for (uint32_t i = 0; i < BURST_N; i++) {
+		(void)tr_send(cx, tr_sender(cx), MSG_SEQ, &i, sizeof(i));
+	}
+}
+
+static const tr_actor_def burst_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "burst",
+	.handle = burst_handle,
+};
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void
+test_errors_and_version(void)
+{
+	CHECK(strcmp(tr_strerror(TR_EFULL), "mailbox full") == 0);
+	CHECK(strcmp(tr_err_name(TR_EFULL), "TR_EFULL") == 0);
+	CHECK(strcmp(tr_err_name(TR_ECLOSED), "TR_ECLOSED") == 0);
+	CHECK(strcmp(tr_strerror(12345), "unknown error") == 0);
+	CHECK(strcmp(tr_err_name(-12345), "TR_E?") == 0);
+	CHECK(strcmp(tr_version(), TR_VERSION_STRING) == 0);
+}
+
+static void
+test_config_and_lifecycle(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	CHECK_EQ_U64(cfg.size, sizeof(tr_config));
+	CHECK_OK(tr_runtime_create(NULL, &rt));
+	CHECK(rt != NULL && tr_runtime_workers(rt) >= 1);
+	tr_runtime_destroy(rt); /* never started */
+	tr_runtime_destroy(NULL);
+
+	cfg.size = 0;
+	rt = NULL;
+	CHECK_ERR(tr_runtime_create(&cfg, &rt), TR_EINVAL);
+	CHECK(rt == NULL);
+
+	cfg = tr_config_default();
+	cfg.workers = 3;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	CHECK_EQ_U64(tr_runtime_workers(rt), 3);
+	CHECK_ERR(tr_runtime_join(rt), TR_ESTATE);
+	CHECK_ERR(tr_runtime_wait_idle(rt, 10), TR_ESTATE);
+	CHECK_OK(tr_runtime_start(rt));
+	CHECK_ERR(tr_runtime_start(rt), TR_ESTATE);
+	CHECK_EQ_U64(rt_metrics(rt).workers, 3);
+	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
+	tr_runtime_stop(rt);
+	tr_runtime_stop(rt); /* harmless */
+	CHECK_OK(tr_runtime_join(rt));
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+}
+
+static void
+test_spawn_before_start(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	counter_reset();
+	cfg.workers = 2;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	tr_pid p = spawn(rt, &counter_def, NULL);
+	for (int i = 0; i < 5; i++) {
+		CHECK_OK(tr_runtime_send(rt, p, MSG_WORK, NULL, 0));
+	}
+	CHECK_EQ_U64(atomic_load(&cnt_handled), 0); /* no thread runs yet */
+	CHECK_OK(tr_runtime_start(rt));
+	WAIT_UNTIL(atomic_load(&cnt_handled) == 5, REPLY_MS);
+	tr_runtime_stop(rt);
+	CHECK_OK(tr_runtime_join(rt));
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+	CHECK_EQ_U64(atomic_load(&cnt_teardowns), 1);
+	CHECK_EQ_U64(atomic_load(&cnt_td_sum), 5);
+}
+
+static void
+test_fifo_per_pair(void)
+{
+	struct fx f;
+	pthread_t th[FIFO_THREADS];
+	struct fifo_thread ta[FIFO_THREADS];
+	struct fifo_report rep;
+
+	atomic_store(&fifo_send_err, 0);
+	fx_start(&f, 4);
+	tr_pid recv = spawn(f.rt, &fifo_recv_def, NULL);
+	for (uint32_t i = 0; i < FIFO_ACTORS; i++) {
+		struct seq_start st = { recv, i };
+		tr_pid s = spawn(f.rt, &fifo_send_def, NULL);
+		CHECK_OK(tr_runtime_send(f.rt, s, MSG_START, &st, sizeof(st)));
+	}
+	for (int i = 0; i < FIFO_THREADS; i++) {
+		ta[i] = (struct fifo_thread){ f.rt, recv,
+					      (uint32_t)(FIFO_ACTORS + i) };
+		CHECK(pthread_create(&th[i], NULL, fifo_thread_main, &ta[i]) ==
+		      0);
+	}
+	for (int i = 0; i < FIFO_THREADS; i++) {
+		pthread_join(th[i], NULL);
+	}
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	memset(&rep, 0xFF, sizeof(rep));
+	SEND(&f, recv, MSG_QUERY, NULL, 0);
+	CHECK(fx_recv(&f, MSG_RESULTS, &rep, sizeof(rep)));
+	CHECK_EQ_U64(rep.total, (uint64_t)FIFO_IDS * FIFO_N);
+	CHECK_EQ_U64(rep.errors, 0);
+	CHECK_EQ_U64(rep.from_errors, 0);
+	CHECK_EQ_U64(atomic_load(&fifo_send_err), 0);
+	fx_finish(&f);
+}
+
+static void
+test_fairness_one_worker(void)
+{
+	struct fx f;
+	uint64_t worst = 0;
+
+	atomic_store(&flood_count, 0);
+	atomic_store(&flood_halt, false);
+	fx_start(&f, 1);
+	tr_pid fl = spawn(f.rt, &flood_def, NULL);
+	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
+	WAIT_UNTIL(atomic_load(&flood_count) > 1000, REPLY_MS);
+	uint64_t before = atomic_load(&flood_count);
+	for (int i = 0; i < 20; i++) {
+		uint64_t t0 = now_ns(), t = 0;
+		SEND(&f, e, MSG_PING, NULL, 0);
+		if (!fx_recv(&f, MSG_PONG, &t, sizeof(t))) {
+			CHECK(!"ping starved by a flooding actor");
+			break;
+		}
+		uint64_t dt = now_ns() - t0;
+		worst = dt > worst ? dt : worst;
+	}
+	/* The flood kept running too. */
+	CHECK(atomic_load(&flood_count) > before);
+	printf("  fairness: worst ping %.3f ms while flooded\n",
+	       (double)worst / 1e6);
+	CHECK(worst < 1000000000u);
+	atomic_store(&flood_halt, true);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	fx_finish(&f);
+}
+
+static void
+test_wait_idle_settles(void)
+{
+	struct fx f;
+	enum { PAIRS = 8, HOPS = 2000 };
+
+	atomic_store(&hops_done, 0);
+	fx_start(&f, 4);
+	for (int i = 0; i < PAIRS; i++) {
+		tr_pid a = spawn(f.rt, &hop_def, NULL);
+		tr_pid b = spawn(f.rt, &hop_def, NULL);
+		uint32_t left = HOPS;
+		/* Sent "as b", so a answers b and the two play it out. */
+		CHECK_OK(tr_runtime_send_as(f.rt, b, a, MSG_HOP, &left,
+					    sizeof(left)));
+	}
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	/* Read right after: everything must have settled already. */
+	CHECK_EQ_U64(atomic_load(&hops_done), (uint64_t)PAIRS * (HOPS + 1));
+	tr_metrics m = rt_metrics(f.rt);
+	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
+	/* Still idle when asked again (a worker may be looking around). */
+	CHECK_OK(tr_runtime_wait_idle(f.rt, 100));
+	fx_finish(&f);
+}
+
+static void
+test_wait_idle_times_out_when_busy(void)
+{
+	struct fx f;
+
+	atomic_store(&flood_count, 0);
+	atomic_store(&flood_halt, false);
+	fx_start(&f, 2);
+	tr_pid fl = spawn(f.rt, &flood_def, NULL);
+	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
+	WAIT_UNTIL(atomic_load(&flood_count) > 100, REPLY_MS);
+	uint64_t t0 = now_ns();
+	CHECK_ERR(tr_runtime_wait_idle(f.rt, 200), TR_ETIMEDOUT);
+	uint64_t dt = now_ns() - t0;
+	CHECK(dt >= 190000000u);
+	CHECK(dt < 5000000000u);
+	atomic_store(&flood_halt, true);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	fx_finish(&f);
+}
+
+static void
+test_graceful_stop_in_flight(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+	tr_pid p = TR_PID_NONE;
+	tr_inbox *ib = NULL;
+
+	atomic_store(&gs_hop0, 0);
+	atomic_store(&gs_hop1, 0);
+	atomic_store(&gs_fwd_ok, 0);
+	atomic_store(&gs_fwd_err, 0);
+	atomic_store(&gs_teardowns, 0);
+	atomic_store(&gs_bad_reason, 0);
+	cfg.workers = 4;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	CHECK_OK(tr_runtime_start(rt));
+	for (int i = 0; i < GS_ACTORS; i++) {
+		gs_pids[i] = spawn(rt, &gs_def, NULL);
+	}
+	for (uint32_t j = 0; j < GS_MSGS; j++) {
+		for (uint32_t i = 0; i < GS_ACTORS; i++) {
+			struct gs_msg g = { 0, i * GS_MSGS + j };
+			CHECK_OK(tr_runtime_send(rt, gs_pids[i], MSG_WORK, &g,
+						 sizeof(g)));
+		}
+	}
+	tr_runtime_stop(rt);
+	CHECK_ERR(tr_runtime_spawn(rt, &gs_def, NULL, &p), TR_ECLOSED);
+	CHECK_ERR(tr_inbox_create(rt, &ib), TR_ECLOSED);
+	CHECK_OK(tr_runtime_join(rt));
+	CHECK_ERR(tr_runtime_spawn(rt, &gs_def, NULL, &p), TR_ECLOSED);
+
+	tr_metrics m = rt_metrics(rt);
+	printf("  graceful stop: %lu forwarded, %lu handled, %" PRIu64
+	       " dead letters\n",
+	       atomic_load(&gs_fwd_ok), atomic_load(&gs_hop1), m.dead_letters);
+	CHECK_EQ_U64(atomic_load(&gs_teardowns), GS_ACTORS);
+	CHECK_EQ_U64(atomic_load(&gs_bad_reason), 0);
+	/* Everything queued before the stop was handled. */
+	CHECK_EQ_U64(atomic_load(&gs_hop0), GS_ACTORS * GS_MSGS);
+	CHECK_EQ_U64(atomic_load(&gs_fwd_err), 0);
+	/* A forwarded message was handled or is a dead letter. */
+	CHECK_EQ_U64(atomic_load(&gs_hop1) + m.dead_letters,
+		     atomic_load(&gs_fwd_ok));
+	CHECK_EQ_U64(m.actors_alive, 0);
+	CHECK_EQ_U64(m.actors_spawned, GS_ACTORS);
+	CHECK_EQ_U64(m.actors_stopped, GS_ACTORS);
+	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
+	tr_runtime_destroy(rt);
+}
+
+static void
+test_stop_self_sending_actor(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	atomic_store(&flood_count, 0);
+	counter_reset();
+	cfg.workers = 2;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	CHECK_OK(tr_runtime_start(rt));
+	tr_pid p = spawn(rt, &forever_def, NULL);
+	CHECK_OK(tr_runtime_send(rt, p, MSG_LOOP, NULL, 0));
+	WAIT_UNTIL(atomic_load(&flood_count) > 1000, REPLY_MS);
+	/* It always has one message queued: the stop lands behind it. */
+	tr_runtime_stop(rt);
+	CHECK_OK(tr_runtime_join(rt));
+	CHECK_EQ_U64(atomic_load(&cnt_teardowns), 1);
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+}
+
+static void
+test_spawn_in_handler_after_stop(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	atomic_store(&late_running, 0);
+	atomic_store(&late_go, 0);
+	atomic_store(&late_err, 1000);
+	atomic_store(&late_ctx_ok, 0);
+	cfg.workers = 1;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	late_rt = rt;
+	CHECK_OK(tr_runtime_start(rt));
+	tr_pid p = spawn(rt, &late_def, NULL);
+	CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+	WAIT_UNTIL(atomic_load(&late_running) == 1, REPLY_MS);
+	tr_runtime_stop(rt);
+	atomic_store(&late_go, 1);
+	CHECK_OK(tr_runtime_join(rt));
+	CHECK_ERR(atomic_load(&late_err), TR_ECLOSED);
+	CHECK_EQ_INT(atomic_load(&late_ctx_ok), 1);
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+}
+
+static void
+test_stop_from_handler(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	atomic_store(&late_ctx_ok, 0);
+	counter_reset();
+	cfg.workers = 2;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	late_rt = rt;
+	CHECK_OK(tr_runtime_start(rt));
+	(void)spawn(rt, &counter_def, NULL);
+	tr_pid p = spawn(rt, &stopper_def, NULL);
+	CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+	/* No tr_runtime_stop() here: the handler asked for it. */
+	CHECK_OK(tr_runtime_join(rt));
+	CHECK_EQ_INT(atomic_load(&late_ctx_ok), 1);
+	CHECK_EQ_U64(atomic_load(&cnt_teardowns), 1);
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+}
+
+static void
+test_destroy_running(void)
+{
+	tr_runtime *rt = NULL;
+	tr_config cfg = tr_config_default();
+
+	counter_reset();
+	cfg.workers = 2;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	CHECK_OK(tr_runtime_start(rt));
+	for (int i = 0; i < 10; i++) {
+		tr_pid p = spawn(rt, &counter_def, NULL);
+		CHECK_OK(tr_runtime_send(rt, p, MSG_WORK, NULL, 0));
+	}
+	/* Stops and joins first: every teardown runs. */
+	tr_runtime_destroy(rt);
+	CHECK_EQ_U64(atomic_load(&cnt_teardowns), 10);
+	CHECK_EQ_U64(atomic_load(&cnt_td_sum), 10);
+}
+
+#define FT_THREADS 4
+#define FT_ACTORS 25
+#define FT_MSGS 100
+
+struct ft_arg {
+	tr_runtime *rt;
+	tr_pid shared;
+	tr_pid pids[FT_ACTORS];
+	uint64_t sent_ok;
+	uint64_t errors;
+};
+
+static void *
+ft_main(void *arg)
+{
+	struct ft_arg *a = arg;
+
+	for (int i = 0; i < FT_ACTORS; i++) {
+		if (tr_runtime_spawn(a->rt, &counter_def, NULL, &a->pids[i]) !=
+		    TR_OK) {
+			a->errors++;
+		}
+		/* A message right away, to an actor that may not run yet. */
+		if (tr_runtime_send(a->rt, a->pids[i], MSG_WORK, NULL, 0) ==
+		    TR_OK) {
+			a->sent_ok++;
+		} else {
+			a->errors++;
+		}
+	}
+	for (uint32_t j = 1; j < FT_MSGS; j++) {
+		for (int i = 0; i < FT_ACTORS; i++) {
+			if (tr_runtime_send(a->rt, a->pids[i], MSG_WORK, &j,
+					    sizeof(j)) == TR_OK) {
+				a->sent_ok++;
+			} else {
+				a->errors++;
+			}
+		}
+		if (tr_runtime_send(a->rt, a->shared, MSG_WORK, &j,
+				    sizeof(j)) == TR_OK) {
+			a->sent_ok++;
+		} else {
+			a->errors++;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_foreign_threads(void)
+{
+	struct fx f;
+	pthread_t th[FT_THREADS];
+	static struct ft_arg args[FT_THREADS];
+	uint64_t sent = 0, errors = 0;
+
+	counter_reset();
+	fx_start(&f, 2);
+	tr_pid shared = spawn(f.rt, &counter_def, NULL);
+	tr_metrics m0 = rt_metrics(f.rt);
+	for (int i = 0; i < FT_THREADS; i++) {
+		memset(&args[i], 0, sizeof(args[i]));
+		args[i].rt = f.rt;
+		args[i].shared = shared;
+		CHECK(pthread_create(&th[i], NULL, ft_main, &args[i]) == 0);
+	}
+	for (int i = 0; i < FT_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		sent += args[i].sent_ok;
+		errors += args[i].errors;
+	}
+	CHECK_EQ_U64(errors, 0);
+	CHECK_EQ_U64(sent, (uint64_t)FT_THREADS * FT_MSGS * FT_ACTORS +
+				   (uint64_t)FT_THREADS * (FT_MSGS - 1));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	CHECK_EQ_U64(atomic_load(&cnt_handled), sent);
+	tr_metrics m1 = rt_metrics(f.rt);
+	CHECK_EQ_U64(m1.actors_spawned - m0.actors_spawned,
+		     FT_THREADS * FT_ACTORS);
+	CHECK_EQ_U64(m1.msgs_handled - m0.msgs_handled, sent);
+	/* Every pid handed out is distinct. */
+	int dup = 0;
+	for (int i = 0; i < FT_THREADS * FT_ACTORS; i++) {
+		for (int j = i + 1; j < FT_THREADS * FT_ACTORS; j++) {
+			dup += tr_pid_eq(args[i / FT_ACTORS].pids[i % FT_ACTORS],
+					 args[j / FT_ACTORS].pids[j % FT_ACTORS]);
+		}
+	}
+	CHECK_EQ_INT(dup, 0);
+	fx_finish(&f);
+	CHECK_EQ_U64(atomic_load(&cnt_teardowns), FT_THREADS * FT_ACTORS + 1);
+	CHECK_EQ_U64(atomic_load(&cnt_td_sum), sent);
+}
+
+static void
+test_idle_cpu(void)
+{
+	struct fx f;
+	uint64_t t = 0;
+
+	fx_start(&f, 2);
+	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	for (int i = 0; i < 10; i++) {
+		SEND(&f, e, MSG_PING, NULL, 0);
+		CHECK(fx_recv(&f, MSG_PONG, &t, sizeof(t)));
+	}
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	WAIT_UNTIL(rt_metrics(f.rt).parks >= 1, REPLY_MS);
+	/*
+	 * Measure over a fixed window. The naps are the measurement, not
+	 * a wait for a condition: nothing is expected to happen.
+	 */
+	uint64_t c0 = cpu_ns(), w0 = now_ns();
+	while (now_ns() - w0 < 2000000000u) {
+		harness_nap_us(100000);
+	}
+	uint64_t used = cpu_ns() - c0;
+	printf("  idle: %.2f ms of CPU over 2 s with 2 workers\n",
+	       (double)used / 1e6);
+	CHECK(used < 20000000u);
+	fx_finish(&f);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+test_wake_latency(void)
+{
+	struct fx f;
+	enum { ROUNDS = 100 };
+	uint64_t oneway[ROUNDS], rtt[ROUNDS];
+	int done = 0;
+
+	fx_start(&f, 2);
+	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	/* Warm-up: the first message of a process pays one-time costs. */
+	uint64_t w0 = now_ns(), wt = 0;
+	SEND(&f, e, MSG_PING, NULL, 0);
+	CHECK(fx_recv(&f, MSG_PONG, &wt, sizeof(wt)));
+	printf("  wake: first message handled after %.1f us\n",
+	       (double)(wt - w0) / 1e3);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	WAIT_UNTIL(rt_metrics(f.rt).parks >= 1, REPLY_MS);
+	tr_metrics m0 = rt_metrics(f.rt);
+	for (int i = 0; i < ROUNDS; i++) {
+		uint64_t parks = rt_metrics(f.rt).parks, handled = 0;
+		uint64_t t0 = now_ns();
+		SEND(&f, e, MSG_PING, NULL, 0);
+		if (!fx_recv(&f, MSG_PONG, &handled, sizeof(handled))) {
+			CHECK(!"message to a sleeping runtime was not handled");
+			break;
+		}
+		rtt[i] = now_ns() - t0;
+		oneway[i] = handled - t0;
+		done++;
+		/* Let the worker that woke go back to sleep. */
+		if (!WAIT_UNTIL(rt_metrics(f.rt).parks > parks, REPLY_MS)) {
+			break;
+		}
+	}
+	tr_metrics m1 = rt_metrics(f.rt);
+	if (done > 0) {
+		qsort(oneway, (size_t)done, sizeof(oneway[0]), cmp_u64);
+		qsort(rtt, (size_t)done, sizeof(rtt[0]), cmp_u64);
+		printf("  wake: send->handle p50 %.1f us max %.1f us; "
+		       "round trip p50 %.1f us max %.1f us; "
+		       "%" PRIu64 " wakes, %" PRIu64 " parks\n",
+		       (double)oneway[done / 2] / 1e3,
+		       (double)oneway[done - 1] / 1e3,
+		       (double)rtt[done / 2] / 1e3, (double)rtt[done - 1] / 1e3,
+		       m1.wakes - m0.wakes, m1.parks - m0.parks);
+		CHECK(oneway[done - 1] < 50000000u);
+	}
+	CHECK_EQ_INT(done, ROUNDS);
+	fx_finish(&f);
+}
+
+static void
+test_idle_worker_takes_work(void)
+{
+	struct fx f;
+
+	atomic_store(&busy_sent_at, 0);
+	atomic_store(&stamp_at, 0);
+	fx_start(&f, 2);
+	tr_pid st = spawn(f.rt, &stamp_def, NULL);
+	tr_pid b = spawn(f.rt, &busy_def, NULL);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	/* b makes st runnable and then computes for 300 ms: the other,
+	 * idle worker must run st meanwhile. */
+	CHECK_OK(tr_runtime_send(f.rt, b, MSG_GO, &st, sizeof(st)));
+	WAIT_UNTIL(atomic_load(&stamp_at) != 0, REPLY_MS);
+	uint64_t delay = atomic_load(&stamp_at) - atomic_load(&busy_sent_at);
+	printf("  runnable behind a busy handler: ran after %.3f ms\n",
+	       (double)delay / 1e6);
+	CHECK(delay < BUSY_NS / 3);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	fx_finish(&f);
+}
+
+static void
+test_inbox_closed_after_stop(void)
+{
+	struct fx f;
+	tr_inbox *ib = NULL;
+	tr_received r;
+
+	fx_start(&f, 2);
+	CHECK_OK(tr_inbox_create(f.rt, &ib));
+	tr_pid p = tr_inbox_pid(ib);
+	CHECK(!tr_pid_is_none(p));
+	CHECK(!tr_pid_eq(p, f.probe));
+	memset(&r, 0, sizeof(r));
+	tr_received_fini(&r); /* zeroed: no-op */
+	CHECK_ERR(tr_inbox_recv(ib, 0, &r), TR_ETIMEDOUT);
+	CHECK_OK(tr_runtime_send(f.rt, p, MSG_WORK, "a", 1));
+	CHECK_OK(tr_runtime_send_as(f.rt, f.probe, p, MSG_WORK, "bc", 2));
+	/* The stop is queued behind both: they are still received. */
+	CHECK_OK(tr_runtime_stop_actor(f.rt, p, TR_EXIT_NORMAL));
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
+	CHECK_EQ_U64(r.size, 1);
+	CHECK(tr_pid_is_none(r.from));
+	CHECK(r.size == 1 && memcmp(r.data, "a", 1) == 0);
+	tr_received_fini(&r);
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
+	CHECK_EQ_U64(r.size, 2);
+	CHECK(tr_pid_eq(r.from, f.probe));
+	CHECK(r.size == 2 && memcmp(r.data, "bc", 2) == 0);
+	tr_received_fini(&r);
+	memset(&r, 0, sizeof(r));
+	CHECK_ERR(tr_inbox_recv(ib, REPLY_MS, &r), TR_ECLOSED);
+	tr_inbox_destroy(ib);
+	tr_inbox_destroy(NULL);
+
+	/* An inbox gets one sender's messages in order. */
+	tr_pid b = spawn(f.rt, &burst_def, NULL);
+	SEND(&f, b, MSG_GO, NULL, 0);
+	int out_of_order = 0;
+	for (uint32_t i = 0; i < BURST_N; i++) {
+		uint32_t got = UINT32_MAX;
+		if (!fx_recv(&f, MSG_SEQ, &got, sizeof(got))) {
+			CHECK(!"burst message missing");
+			break;
+		}
+		out_of_order += got != i;
+	}
+	CHECK_EQ_INT(out_of_order, 0);
+	fx_finish(&f);
+}
+
+static const struct test_case tests[] = {
+	{ "runtime: error names and version", test_errors_and_version },
+	{ "runtime: config and lifecycle errors", test_config_and_lifecycle },
+	{ "runtime: actors spawned before start run after it",
+	  test_spawn_before_start },
+	{ "runtime: FIFO per sender-receiver pair under contention",
+	  test_fifo_per_pair },
+	{ "runtime: a flooding actor does not starve another (1 worker)",
+	  test_fairness_one_worker },
+	{ "runtime: an idle worker runs what a busy handler made runnable",
+	  test_idle_worker_takes_work },
+	{ "runtime: wait_idle returns after all work settled",
+	  test_wait_idle_settles },
+	{ "runtime: wait_idle times out while busy",
+	  test_wait_idle_times_out_when_busy },
+	{ "runtime: graceful stop with messages in flight",
+	  test_graceful_stop_in_flight },
+	{ "runtime: stop ends an actor that keeps sending itself messages",
+	  test_stop_self_sending_actor },
+	{ "runtime: spawn in a handler after stop is TR_ECLOSED",
+	  test_spawn_in_handler_after_stop },
+	{ "runtime: stop from inside a handler", test_stop_from_handler },
+	{ "runtime: destroy stops and joins a running runtime",
+	  test_destroy_running },
+	{ "runtime: spawn and send from foreign threads",
+	  test_foreign_threads },
+	{ "runtime: inbox receives what was queued, then TR_ECLOSED",
+	  test_inbox_closed_after_stop },
+	{ "runtime: idle runtime uses almost no CPU", test_idle_cpu },
+	{ "runtime: message to a sleeping runtime is handled promptly",
+	  test_wake_latency },
+	{ NULL, NULL },
+};
+
+TEST_MAIN(tests)
