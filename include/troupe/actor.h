@@ -32,7 +32,9 @@ typedef void (*tr_handler_fn)(tr_ctx *cx, void *state, const tr_msg *m);
 /**
  * tr_init_fn - Runs once, as the actor's first turn, before any message.
  * Return TR_OK, or a negative value to stop the actor with
- * TR_EXIT_INIT_FAILED (links and monitors see it).
+ * TR_EXIT_INIT_FAILED. Links and monitors made with tr_spawn_link() or
+ * tr_spawn_monitor() see that reason; a tr_monitor() issued after a plain
+ * tr_spawn() may arrive after the actor stopped and see TR_EXIT_NOPROC.
  */
 typedef int (*tr_init_fn)(tr_ctx *cx, void *state, void *arg);
 

@@ -25,7 +25,9 @@ extern "C" {
  * @actors_alive:      spawned and not yet stopped
  * @actors_spawned:    since start
  * @actors_stopped:    since start
- * @msgs_sent:         messages accepted into a mailbox (user and system)
+ * @msgs_sent:         messages accepted by a send (user and system),
+ *                     including those that became dead letters at once;
+ *                     once quiet, msgs_sent == msgs_handled + dead_letters
  * @msgs_handled:      messages taken out of a mailbox and handled
  * @dead_letters:      messages that reached no actor (stale or unknown
  *                     pid, receiver stopped before handling them)

@@ -76,9 +76,10 @@ TR_API tr_err tr_runtime_start(tr_runtime *rt);
 TR_API void tr_runtime_stop(tr_runtime *rt);
 
 /**
- * tr_runtime_join() - Wait until a stop requested with tr_runtime_stop()
- * has finished: every actor stopped, every message handled or counted as
- * a dead letter, every thread joined.
+ * tr_runtime_join() - Wait for a stop and for it to finish. Blocks until
+ * someone calls tr_runtime_stop() (this thread before joining, another
+ * thread, or a handler), then until every actor stopped, every message
+ * was handled or counted as a dead letter, and every thread is joined.
  * Thread:    setup (not from a handler).
  * Return:    TR_OK, or TR_ESTATE when the runtime was never started.
  */
