@@ -270,6 +270,9 @@ tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
 	STAT(rt, w, sent, 1);
 	if (tr__mailbox_push(&a->mb, &msg->node)) {
 		tr__sched_schedule(rt, w, a);
+	} else if (w != NULL && w->cx.a != NULL && w->cx.a != a &&
+		   atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
+		w->cx.mute_on = a;
 	}
 	return TR_OK;
 }
@@ -605,6 +608,8 @@ ext_free(struct tr__actor *a)
 /* ------------------------------------------------------------------ */
 /* Running                                                             */
 
+static void unmute_all(struct tr__worker *w, struct tr__actor *r);
+
 static void
 ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
 {
@@ -666,6 +671,8 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 		}
 		ext_free(a);
 	}
+	/* Nobody may stay muted on an actor that will not run again. */
+	unmute_all(w, a);
 	a->gen = tr__pid_next_gen(a->gen);
 	a->flags = 0;
 	STAT(rt, w, stopped, 1);
@@ -822,7 +829,67 @@ record_delay(struct tr__worker *w, uint64_t ticks)
 	tr__stat_add(&w->stats.hist[b], 1);
 }
 
-void
+/*
+ * Requeue every actor muted on @r. Called by r's runner when r caught up,
+ * by terminate(), and by a muting actor that finds r no longer overloaded
+ * after it pushed itself (so that nobody is left on the stack).
+ */
+static void
+unmute_all(struct tr__worker *w, struct tr__actor *r)
+{
+	/*
+	 * seq_cst store and exchange: the Dekker pair of the push and load in
+	 * mute(). Either the muting actor sees the flag clear, or this
+	 * exchange sees its push.
+	 */
+	atomic_store_explicit(&r->overloaded, 0, memory_order_seq_cst);
+	struct tr__actor *m = atomic_exchange_explicit(&r->muted, NULL,
+						       memory_order_seq_cst);
+	while (m != NULL) {
+		struct tr__actor *next =
+			(struct tr__actor *)(void *)m->qlink.next;
+		tr__sched_reschedule(w, m);
+		m = next;
+	}
+}
+
+/*
+ * Park @a (which has messages left) on @r's muted stack instead of
+ * requeueing it. Returns false when @a must be requeued after all: @r is
+ * @a's own slot or no longer overloaded.
+ */
+static bool
+mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
+{
+	if (r == a || !atomic_load_explicit(&r->overloaded,
+					    memory_order_relaxed)) {
+		return false;
+	}
+	/* release: pairs with the acquire in tr__actor_run when requeued. */
+	atomic_store_explicit(&a->handoff, 1, memory_order_release);
+	struct tr__actor *head =
+		atomic_load_explicit(&r->muted, memory_order_relaxed);
+	do {
+		a->qlink.next = (ck_stack_entry_t *)(void *)head;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&r->muted, &head, a, memory_order_seq_cst,
+		memory_order_relaxed));
+	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst)) {
+		/* r caught up meanwhile: its unmute may have missed us. */
+		struct tr__actor *m = atomic_exchange_explicit(
+			&r->muted, NULL, memory_order_seq_cst);
+		while (m != NULL) {
+			struct tr__actor *next =
+				(struct tr__actor *)(void *)m->qlink.next;
+			tr__sched_reschedule(w, m);
+			m = next;
+		}
+	}
+	tr__stat_add(&w->stats.mutes, 1);
+	return true;
+}
+
+uint64_t
 tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 {
 	tr_runtime *rt = w->rt;
@@ -839,6 +906,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	struct tr__mnode *last = (struct tr__mnode *)atomic_load_explicit(
 		&a->mb.head, memory_order_acquire);
 	uint64_t t = tr__ticks();
+	uint64_t start = t;
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
 		a->sched_ts = 0;
@@ -855,6 +923,16 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 			break;
 		}
 		struct tr__msg *msg = tr__msg_of(node);
+		/*
+		 * Fetch the following message while this one is handled: when
+		 * it was sent from another core its lines are not here yet.
+		 */
+		struct tr__mnode *after =
+			atomic_load_explicit(&node->next, memory_order_relaxed);
+		if (after != NULL) {
+			__builtin_prefetch(after);
+			__builtin_prefetch((char *)after + 64);
+		}
 		if (msg->iflags & TR__MSG_I_COUNTED) {
 			atomic_fetch_sub_explicit(&a->mb_len, 1,
 						  memory_order_relaxed);
@@ -871,9 +949,23 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 		}
 	}
 	w->cx.a = NULL;
-	if (n == rt->batch || !tr__mailbox_mark_empty(&a->mb)) {
-		tr__sched_reschedule(w, a);
+	struct tr__actor *mute_on = w->cx.mute_on;
+	w->cx.mute_on = NULL;
+	bool exhausted = n == rt->batch;
+	if (exhausted) {
+		if (!atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
+			atomic_store_explicit(&a->overloaded, 1,
+					      memory_order_relaxed);
+		}
+	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
+		unmute_all(w, a);
 	}
+	if (exhausted || !tr__mailbox_mark_empty(&a->mb)) {
+		if (mute_on == NULL || exhausted || !mute(w, a, mute_on)) {
+			tr__sched_reschedule(w, a);
+		}
+	}
+	return t - start;
 }
 
 /* ------------------------------------------------------------------ */

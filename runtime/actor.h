@@ -59,6 +59,16 @@ struct tr__actor {
 	 */
 	_Atomic uint32_t handoff;
 	uint32_t flags;
+	/*
+	 * Backpressure (after Pony's muting). `overloaded` is set by the
+	 * runner when a turn used its whole batch and cleared when a turn
+	 * ends with the mailbox caught up. An actor that sent to an
+	 * overloaded one during its turn, and would be requeued, is parked
+	 * on `muted` (a Treiber stack linked through qlink) instead, and
+	 * requeued when the receiver catches up. See docs/ARCHITECTURE.md.
+	 */
+	_Atomic uint32_t overloaded;
+	_Atomic(struct tr__actor *) muted;
 
 	/* Owned by the running thread. */
 	const tr_actor_def *def;
@@ -80,10 +90,14 @@ struct tr_ctx {
 	bool ptr_taken;
 	bool stop_requested;
 	int32_t stop_reason;
+	struct tr__actor *mute_on; /* an overloaded receiver sent to this turn */
 };
 
-/* Run one turn of @a on worker @w (at most the configured batch). */
-void tr__actor_run(struct tr__worker *w, struct tr__actor *a);
+/*
+ * Run one turn of @a on worker @w (at most the configured batch).
+ * Returns how long the handlers took, in ticks.
+ */
+uint64_t tr__actor_run(struct tr__worker *w, struct tr__actor *a);
 
 /*
  * Send a prepared node (type, flags, from, data, size, free_fn set) to @to.

@@ -55,6 +55,7 @@ tr_runtime_metrics(tr_runtime *rt, tr_metrics *out)
 	out->parks = s.parks;
 	out->wakes = s.wakes;
 	out->slow_handlers = s.slow;
+	out->mutes = s.mutes;
 	uint64_t hist[TR__HIST_BUCKETS];
 	uint64_t total = 0;
 	for (unsigned b = 0; b < TR__HIST_BUCKETS; b++) {
@@ -105,6 +106,7 @@ tr_runtime_metrics_json(tr_runtime *rt)
 		{ "sched_delay_samples", m.sched_delay_samples },
 		{ "blocking_pending", m.blocking_pending },
 		{ "workers", m.workers },
+		{ "mutes", m.mutes },
 	};
 	bool ok = true;
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

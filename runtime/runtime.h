@@ -35,6 +35,7 @@ struct tr_runtime {
 	unsigned nworkers;
 	unsigned batch;
 	uint64_t slow_ticks;
+	uint64_t steal_backlog_ticks;
 	struct tr__worker *workers;
 
 	/* Slot table: chunks published with release, read with acquire. */

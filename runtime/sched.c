@@ -100,6 +100,27 @@ maybe_wake(tr_runtime *rt)
 	}
 }
 
+/*
+ * Is the backlog behind @v's current turn worth moving to another core?
+ * Moving an actor costs cache misses on its state and on every message
+ * that crosses cores afterwards (a few microseconds in all), so work is
+ * moved only when what waits on the victim is longer than that: more than
+ * one actor queued, and the queue times the victim's average turn over
+ * STEAL_BACKLOG_US. A producer and its consumer, or many short actors
+ * talking among themselves, stay on one core; long handlers spread.
+ */
+#define STEAL_BACKLOG_US 50u
+
+static bool
+worth_moving(tr_runtime *rt, struct tr__worker *v, unsigned queued)
+{
+	if (queued < 2) {
+		return false;
+	}
+	uint64_t avg = atomic_load_explicit(&v->turn_avg, memory_order_relaxed);
+	return (uint64_t)queued * avg > rt->steal_backlog_ticks;
+}
+
 static void
 inject(tr_runtime *rt, struct tr__actor *a)
 {
@@ -164,7 +185,14 @@ ring_push(struct tr__worker *w, struct tr__actor *a)
 		ovf_append(w, a);
 		return;
 	}
-	maybe_wake(w->rt);
+	/*
+	 * A lone queued actor is this worker's next job, not surplus: waking
+	 * a sleeper for it would cost a futex call per turn of a producer /
+	 * consumer pair and only move one of them to another core.
+	 */
+	if (worth_moving(w->rt, w, ck_ring_size(&w->ring))) {
+		maybe_wake(w->rt);
+	}
 }
 
 /* Owner only: move overflow entries into the ring while it has room. */
@@ -259,7 +287,7 @@ find_local(struct tr__worker *w)
 		if (a != NULL) {
 			return a;
 		}
-		if (ck_ring_size(&w->ring) > 0) {
+		if (worth_moving(w->rt, w, ck_ring_size(&w->ring))) {
 			maybe_wake(w->rt);
 		}
 	}
@@ -293,9 +321,7 @@ find_local(struct tr__worker *w)
 
 /*
  * Take work from another worker. A victim that keeps starting new turns is
- * making progress: take from its ring only if more than one actor waits
- * there (a lone actor will run there soon, and moving it would split a
- * producer from its consumer across cores). A victim that has not started
+ * making progress: take from its ring only if worth_moving(). A victim that has not started
  * a turn since our previous probe (@probe rounds are several microseconds
  * apart) is stuck in a long handler: then take even its lone ring entry or
  * the actor in its next slot, which would otherwise wait.
@@ -317,7 +343,7 @@ steal(struct tr__worker *w, bool probe)
 			w->seen_turns[v->index] = turns;
 		}
 		unsigned queued = ck_ring_size(&v->ring);
-		if ((queued > 1 || (queued == 1 && stuck)) &&
+		if ((stuck ? queued > 0 : worth_moving(rt, v, queued)) &&
 		    ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
 			tr__stat_add(&w->stats.steals, 1);
 			return a;
@@ -474,8 +500,14 @@ worker_main(void *arg)
 		if (a != NULL) {
 			/* Odd while a turn runs: see tr__sched_settled(). */
 			tr__stat_add(&w->turns, 1);
-			tr__actor_run(w, a);
+			uint64_t len = tr__actor_run(w, a);
 			tr__stat_add(&w->turns, 1);
+			/* avg += (len - avg) / 8, kept for thieves (steal()). */
+			uint64_t avg = atomic_load_explicit(
+				&w->turn_avg, memory_order_relaxed);
+			atomic_store_explicit(&w->turn_avg,
+					      avg - avg / 8 + len / 8,
+					      memory_order_relaxed);
 			continue;
 		}
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
@@ -501,6 +533,7 @@ tr__sched_init(tr_runtime *rt)
 	}
 	ck_stack_init(&rt->inject);
 	tr__msg_pool_init(&rt->msg_pool);
+	rt->steal_backlog_ticks = (uint64_t)STEAL_BACKLOG_US * tr__ticks_per_us();
 	for (unsigned i = 0; i < n; i++) {
 		struct tr__worker *w = &rt->workers[i];
 

@@ -24,6 +24,7 @@ struct tr__worker {
 	ck_ring_buffer_t *ring_buf;
 	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
 	_Atomic uint64_t turns;    /* +1 at turn start and end; odd = in a turn */
+	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
 	_Atomic uint32_t park_mode; /* 0 awake, 1 timed sleep, 2 untimed sleep */
 

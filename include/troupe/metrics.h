@@ -45,6 +45,8 @@ extern "C" {
  * @blocking_pending:  tr_blocking() calls queued or running
  * @workers:           number of workers
  * @runq_len:          per-worker run-queue length (first @workers used)
+ * @mutes:             times an actor that sent to an overloaded actor was
+ *                     held back until that actor caught up (backpressure)
  */
 typedef struct tr_metrics {
 	size_t size;
@@ -65,6 +67,7 @@ typedef struct tr_metrics {
 	uint64_t blocking_pending;
 	unsigned workers;
 	uint32_t runq_len[TR_METRICS_MAX_WORKERS];
+	uint64_t mutes;
 } tr_metrics;
 
 /**
