@@ -16,7 +16,7 @@
  * Idle workers spin for `spin_us` looking for work (own queues, inject,
  * stealing), then park on a futex. Lost wake-ups are excluded by a Dekker
  * pair: a parking worker increments n_sleeping (seq_cst) and then checks
- * every queue; an injecting thread publishes and then (seq_cst fence)
+ * every queue; an injecting thread publishes and then (seq_cst RMW)
  * reads n_sleeping, waking a sleeper if there is one. Pushes by a worker
  * onto its own queues need no such guarantee (that worker is awake and
  * will run them); they wake a sleeper only as a hint for parallelism, and
@@ -126,11 +126,14 @@ inject(tr_runtime *rt, struct tr__actor *a)
 {
 	ck_stack_push_upmc(&rt->inject, &a->qlink);
 	/*
-	 * seq_cst fence: the Dekker pair of the fetch_add on n_sleeping in
-	 * park(): either we see the sleeper, or it sees our push.
+	 * seq_cst read-modify-write of n_sleeping: the Dekker pair of the
+	 * fetch_add in park(). Both are RMWs on one location, so they are
+	 * ordered: either we read the sleeper's increment, or the sleeper's
+	 * RMW reads ours and then sees our push. (An RMW rather than a fence:
+	 * ThreadSanitizer does not model fences.)
 	 */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) > 0) {
+	if (atomic_fetch_add_explicit(&rt->n_sleeping, 0,
+				      memory_order_seq_cst) > 0) {
 		wake_one(rt);
 	}
 }
@@ -428,7 +431,7 @@ park(struct tr__worker *w)
 	tr_runtime *rt = w->rt;
 
 	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
-	/* seq_cst: the Dekker pair of the fence in inject(). */
+	/* seq_cst: the Dekker pair of the RMW in inject(). */
 	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
 						    memory_order_seq_cst);
 	if (has_work(rt) ||
