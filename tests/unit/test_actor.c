@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
@@ -47,12 +48,6 @@ enum {
 	MSG_DOWN_FWD,  /* mon: forwarded tr_down */
 	MSG_SPAWN_WATCH, /* mon: spawn (struct spawn_req) and monitor */
 	MSG_SPAWNED,
-};
-
-struct fx {
-	tr_runtime *rt;
-	tr_inbox *ib;
-	tr_pid probe;
 };
 
 struct who {
@@ -87,100 +82,6 @@ struct drive {
 };
 
 /* ---- fixture ---------------------------------------------------------- */
-
-static void
-fx_start_cfg(struct fx *f, const tr_config *cfg)
-{
-	memset(f, 0, sizeof(*f));
-	if (tr_runtime_create(cfg, &f->rt) != TR_OK ||
-	    tr_runtime_start(f->rt) != TR_OK ||
-	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
-		fprintf(stderr, "fixture: cannot start a runtime\n");
-		exit(1);
-	}
-	f->probe = tr_inbox_pid(f->ib);
-}
-
-static void
-fx_start(struct fx *f, unsigned workers)
-{
-	tr_config cfg = tr_config_default();
-
-	cfg.workers = workers;
-	fx_start_cfg(f, &cfg);
-}
-
-static tr_metrics
-fx_metrics(const struct fx *f)
-{
-	tr_metrics m;
-
-	memset(&m, 0, sizeof(m));
-	m.size = sizeof(m);
-	CHECK_OK(tr_runtime_metrics(f->rt, &m));
-	return m;
-}
-
-static void
-fx_finish(struct fx *f)
-{
-	tr_inbox_destroy(f->ib);
-	tr_runtime_stop(f->rt);
-	CHECK_OK(tr_runtime_join(f->rt));
-	tr_metrics m = fx_metrics(f);
-	CHECK_EQ_U64(m.actors_alive, 0);
-	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
-	tr_runtime_destroy(f->rt);
-}
-
-static tr_pid
-fx_spawn(struct fx *f, const tr_actor_def *def, void *arg)
-{
-	tr_pid p = TR_PID_NONE;
-
-	CHECK_OK(tr_runtime_spawn(f->rt, def, arg, &p));
-	CHECK(!tr_pid_is_none(p));
-	return p;
-}
-
-/* Sends from the probe, so that replies come back to it. */
-#define SEND(f, to, type, data, len)                                          \
-	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
-				    (len)))
-
-/* Takes the next probe message; it must be @type with exactly @len bytes. */
-static bool
-fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
-{
-	tr_received r;
-
-	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
-	if (err != TR_OK) {
-		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
-			tr_err_name(err));
-		return false;
-	}
-	bool ok = r.type == type && r.size == len;
-	if (!ok) {
-		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
-			r.type, r.size, type, len);
-	} else if (len > 0) {
-		memcpy(out, r.data, len);
-	}
-	tr_received_fini(&r);
-	return ok;
-}
-
-static bool
-payload(const tr_msg *m, void *out, size_t len)
-{
-	if (m->size != len || m->data == NULL) {
-		return false;
-	}
-	memcpy(out, m->data, len);
-	return true;
-}
 
 static void
 reply_i32(tr_ctx *cx, tr_pid to, int32_t v)

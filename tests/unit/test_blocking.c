@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
@@ -36,105 +37,7 @@ enum {
 	MSG_RDV_DONE,
 };
 
-struct fx {
-	tr_runtime *rt;
-	tr_inbox *ib;
-	tr_pid probe;
-};
-
 /* ---- fixture ---------------------------------------------------------- */
-
-static void
-fx_start_cfg(struct fx *f, const tr_config *cfg)
-{
-	memset(f, 0, sizeof(*f));
-	if (tr_runtime_create(cfg, &f->rt) != TR_OK ||
-	    tr_runtime_start(f->rt) != TR_OK ||
-	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
-		fprintf(stderr, "fixture: cannot start a runtime\n");
-		exit(1);
-	}
-	f->probe = tr_inbox_pid(f->ib);
-}
-
-static void
-fx_start(struct fx *f, unsigned workers)
-{
-	tr_config cfg = tr_config_default();
-
-	cfg.workers = workers;
-	fx_start_cfg(f, &cfg);
-}
-
-static tr_metrics
-fx_metrics(const struct fx *f)
-{
-	tr_metrics m;
-
-	memset(&m, 0, sizeof(m));
-	m.size = sizeof(m);
-	CHECK_OK(tr_runtime_metrics(f->rt, &m));
-	return m;
-}
-
-static void
-fx_finish(struct fx *f)
-{
-	tr_inbox_destroy(f->ib);
-	tr_runtime_stop(f->rt);
-	CHECK_OK(tr_runtime_join(f->rt));
-	tr_metrics m = fx_metrics(f);
-	CHECK_EQ_U64(m.actors_alive, 0);
-	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
-	CHECK_EQ_U64(m.blocking_pending, 0);
-	tr_runtime_destroy(f->rt);
-}
-
-static tr_pid
-fx_spawn(struct fx *f, const tr_actor_def *def)
-{
-	tr_pid p = TR_PID_NONE;
-
-	CHECK_OK(tr_runtime_spawn(f->rt, def, NULL, &p));
-	return p;
-}
-
-#define SEND(f, to, type, data, len)                                          \
-	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
-				    (len)))
-
-static bool
-fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
-{
-	tr_received r;
-
-	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
-	if (err != TR_OK) {
-		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
-			tr_err_name(err));
-		return false;
-	}
-	bool ok = r.type == type && r.size == len;
-	if (!ok) {
-		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
-			r.type, r.size, type, len);
-	} else if (len > 0) {
-		memcpy(out, r.data, len);
-	}
-	tr_received_fini(&r);
-	return ok;
-}
-
-static bool
-payload(const tr_msg *m, void *out, size_t len)
-{
-	if (m->size != len || m->data == NULL) {
-		return false;
-	}
-	memcpy(out, m->data, len);
-	return true;
-}
 
 /* ---- blocking functions ------------------------------------------------ */
 
@@ -370,8 +273,8 @@ blocking_reply(int take)
 	job.fd = fds[0];
 	/* One worker: if the call ran on it, nothing else could run. */
 	fx_start(&f, 1);
-	tr_pid b = fx_spawn(&f, &blk_def);
-	tr_pid e = fx_spawn(&f, &echo_def);
+	tr_pid b = fx_spawn(&f, &blk_def, NULL);
+	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	start_blocking(&f, b, &job, take);
 	WAIT_UNTIL(fx_metrics(&f).blocking_pending == 1, REPLY_MS);
 	/* A pending blocking call means the runtime is not idle. */
@@ -424,7 +327,7 @@ test_blocking_actor_stopped_first(void)
 	CHECK(pipe(fds) == 0);
 	job.fd = fds[0];
 	fx_start(&f, 2);
-	tr_pid b = fx_spawn(&f, &blk_def);
+	tr_pid b = fx_spawn(&f, &blk_def, NULL);
 	start_blocking(&f, b, &job, 0);
 	CHECK_OK(tr_runtime_stop_actor(f.rt, b, TR_EXIT_USER));
 	WAIT_UNTIL(atomic_load(&blk_teardowns) == 1, REPLY_MS);
@@ -450,7 +353,7 @@ test_blocking_runtime_stop_pending(void)
 	CHECK(pipe(fds) == 0);
 	job.fd = fds[0];
 	fx_start(&f, 2);
-	tr_pid b = fx_spawn(&f, &blk_def);
+	tr_pid b = fx_spawn(&f, &blk_def, NULL);
 	start_blocking(&f, b, &job, 0);
 	tr_inbox_destroy(f.ib);
 	tr_runtime_stop(f.rt);
@@ -478,7 +381,7 @@ test_blocking_pool_runs_in_parallel(void)
 	cfg.workers = 1;
 	cfg.blocking_threads = RDV_N;
 	fx_start_cfg(&f, &cfg);
-	tr_pid r = fx_spawn(&f, &rdv_def);
+	tr_pid r = fx_spawn(&f, &rdv_def, NULL);
 	SEND(&f, r, MSG_RDV_GO, NULL, 0);
 	CHECK(fx_recv(&f, MSG_STARTED, &err, sizeof(err)));
 	CHECK_OK(err);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
@@ -39,12 +40,6 @@ enum {
 	MSG_L_HOLD,    /* linker: stay busy until race_go is set */
 };
 
-struct fx {
-	tr_runtime *rt;
-	tr_inbox *ib;
-	tr_pid probe;
-};
-
 struct cmd {
 	tr_pid who;
 	int32_t reason;
@@ -64,96 +59,6 @@ struct watching {
 };
 
 /* ---- fixture ---------------------------------------------------------- */
-
-static void
-fx_start(struct fx *f, unsigned workers)
-{
-	tr_config cfg = tr_config_default();
-
-	cfg.workers = workers;
-	memset(f, 0, sizeof(*f));
-	if (tr_runtime_create(&cfg, &f->rt) != TR_OK ||
-	    tr_runtime_start(f->rt) != TR_OK ||
-	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
-		fprintf(stderr, "fixture: cannot start a runtime\n");
-		exit(1);
-	}
-	f->probe = tr_inbox_pid(f->ib);
-}
-
-static tr_metrics
-fx_metrics(const struct fx *f)
-{
-	tr_metrics m;
-
-	memset(&m, 0, sizeof(m));
-	m.size = sizeof(m);
-	CHECK_OK(tr_runtime_metrics(f->rt, &m));
-	return m;
-}
-
-static void
-fx_finish(struct fx *f)
-{
-	tr_inbox_destroy(f->ib);
-	tr_runtime_stop(f->rt);
-	CHECK_OK(tr_runtime_join(f->rt));
-	tr_metrics m = fx_metrics(f);
-	CHECK_EQ_U64(m.actors_alive, 0);
-	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
-	tr_runtime_destroy(f->rt);
-}
-
-static tr_pid
-fx_spawn(struct fx *f, const tr_actor_def *def)
-{
-	tr_pid p = TR_PID_NONE;
-
-	CHECK_OK(tr_runtime_spawn(f->rt, def, NULL, &p));
-	return p;
-}
-
-#define SEND(f, to, type, data, len)                                          \
-	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
-				    (len)))
-
-static bool
-fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
-{
-	tr_received r;
-
-	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
-	if (err != TR_OK) {
-		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
-			tr_err_name(err));
-		return false;
-	}
-	bool ok = r.type == type && r.size == len;
-	if (!ok) {
-		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
-			r.type, r.size, type, len);
-	} else if (len > 0) {
-		memcpy(out, r.data, len);
-	}
-	tr_received_fini(&r);
-	return ok;
-}
-
-static bool
-fx_recv_none(struct fx *f, int64_t ms)
-{
-	tr_received r;
-
-	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, ms, &r);
-	if (err == TR_OK) {
-		fprintf(stderr, "  probe: unexpected message type %u\n", r.type);
-		tr_received_fini(&r);
-		return false;
-	}
-	return err == TR_ETIMEDOUT;
-}
 
 /* Messages that may arrive in any order (they come from different actors). */
 struct got {
@@ -220,16 +125,6 @@ find_down(const struct got *g, tr_pid who)
 }
 
 /* ---- actors ------------------------------------------------------------ */
-
-static bool
-payload(const tr_msg *m, void *out, size_t len)
-{
-	if (m->size != len || m->data == NULL) {
-		return false;
-	}
-	memcpy(out, m->data, len);
-	return true;
-}
 
 static void
 reply_i32(tr_ctx *cx, tr_pid to, int32_t v)
@@ -490,9 +385,9 @@ link_then_stop(int from_outside)
 	int32_t reason = from_outside ? TR_EXIT_USER + 1 : TR_EXIT_ERROR;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t ra = watch(&f, mon, a);
 	uint64_t rb = watch(&f, mon, b);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
@@ -527,9 +422,9 @@ test_link_normal_does_not_propagate(void)
 	struct fx f;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
@@ -548,9 +443,9 @@ test_trap_exit(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
@@ -576,10 +471,10 @@ test_kill_is_not_trappable(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
-	tr_pid c = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
+	tr_pid c = fx_spawn(&f, &lk_def, NULL);
 	uint64_t ra = watch(&f, mon, a);
 	(void)watch(&f, mon, c);
 	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
@@ -612,9 +507,9 @@ test_exit_signal(void)
 	struct cmd c;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t ra = watch(&f, mon, a);
 
 	/* Not trapping: TR_EXIT_NORMAL is ignored. */
@@ -656,9 +551,9 @@ unlink_case(int mode)
 	struct fx f;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
@@ -703,11 +598,11 @@ test_link_chain(void)
 	struct got g;
 
 	fx_start(&f, 4);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
-	tr_pid c = fx_spawn(&f, &lk_def);
-	tr_pid d = fx_spawn(&f, &lk_def); /* not linked: must survive */
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
+	tr_pid c = fx_spawn(&f, &lk_def, NULL);
+	tr_pid d = fx_spawn(&f, &lk_def, NULL); /* not linked: must survive */
 	uint64_t ra = watch(&f, mon, a);
 	uint64_t rb = watch(&f, mon, b);
 	uint64_t rc = watch(&f, mon, c);
@@ -732,8 +627,8 @@ test_monitor_one_down_per_monitor(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	uint64_t r1 = watch(&f, mon, b);
 	uint64_t r2 = watch(&f, mon, b);
 	CHECK(r1 != r2);
@@ -761,7 +656,7 @@ test_monitor_inbox(void)
 	tr_down d;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	CHECK_OK(tr_inbox_create(f.rt, &other));
 	tr_pid op = tr_inbox_pid(other);
 	uint64_t ref = watch(&f, mon, op);
@@ -790,9 +685,9 @@ test_demonitor(void)
 	struct fx f;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
-	tr_pid c = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
+	tr_pid c = fx_spawn(&f, &lk_def, NULL);
 	uint64_t ref = watch(&f, mon, b);
 	uint64_t rc = watch(&f, mon, c);
 	CHECK_OK(unwatch(&f, mon, ref));
@@ -822,8 +717,8 @@ test_demonitor_queued_down(void)
 	atomic_store(&race_go, 0);
 	atomic_store(&holding, 0);
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid b = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	c = (struct cmd){ b, 0, 0 };
 	SEND(&f, b, MSG_L_HOLD, &c, sizeof(c));
 	WAIT_UNTIL(atomic_load(&holding) == 1, REPLY_MS);
@@ -847,8 +742,8 @@ test_noproc(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid dead = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid dead = fx_spawn(&f, &lk_def, NULL);
 	uint64_t rd = watch(&f, mon, dead);
 	stop_cmd(&f, dead, TR_EXIT_NORMAL);
 	expect_down(&f, dead, rd, TR_EXIT_NORMAL);
@@ -861,7 +756,7 @@ test_noproc(void)
 	CHECK_ERR(unwatch(&f, mon, r2), TR_ENOENT);
 
 	/* Linking a dead pid while trapping: TR_MSG_EXIT with NOPROC. */
-	tr_pid a = fx_spawn(&f, &lk_def);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
 	struct cmd c = { dead, 0, 0 };
 	SEND(&f, a, MSG_L_LINK, &c, sizeof(c));
@@ -874,7 +769,7 @@ test_noproc(void)
 	expect_alive(&f, a);
 
 	/* Not trapping: the NOPROC exit signal stops the linker. */
-	tr_pid a2 = fx_spawn(&f, &lk_def);
+	tr_pid a2 = fx_spawn(&f, &lk_def, NULL);
 	uint64_t ra2 = watch(&f, mon, a2);
 	SEND(&f, a2, MSG_L_LINK, &c, sizeof(c));
 	CHECK(collect(&f, 2, &g));
@@ -893,8 +788,8 @@ test_misuse(void)
 	struct watching w;
 
 	fx_start(&f, 2);
-	tr_pid mon = fx_spawn(&f, &mon_def);
-	tr_pid a = fx_spawn(&f, &lk_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	CHECK_ERR(cmd(&f, a, MSG_L_LINK, a, 0), TR_EINVAL);
 	CHECK_ERR(cmd(&f, a, MSG_L_LINK, TR_PID_NONE, 0), TR_EINVAL);
 	CHECK_ERR(cmd(&f, a, MSG_L_EXIT, TR_PID_NONE, TR_EXIT_ERROR),
@@ -919,9 +814,9 @@ test_runtime_stop_with_links(void)
 
 	atomic_store(&lk_teardowns, 0);
 	fx_start(&f, 4);
-	tr_pid mon = fx_spawn(&f, &mon_def);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	for (int i = 0; i < N; i++) {
-		p[i] = fx_spawn(&f, &lk_def);
+		p[i] = fx_spawn(&f, &lk_def, NULL);
 	}
 	/* A ring of links, every other actor trapping, all monitored. */
 	for (int i = 0; i < N; i++) {

@@ -16,6 +16,7 @@
 #include <cJSON.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000

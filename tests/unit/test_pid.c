@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
@@ -21,51 +22,6 @@ enum {
 	MSG_QUERY,    /* reply MSG_COUNT with the count */
 	MSG_COUNT,
 };
-
-struct fx {
-	tr_runtime *rt;
-	tr_inbox *ib;
-	tr_pid probe;
-};
-
-static void
-fx_start(struct fx *f, unsigned workers)
-{
-	tr_config cfg = tr_config_default();
-
-	cfg.workers = workers;
-	memset(f, 0, sizeof(*f));
-	if (tr_runtime_create(&cfg, &f->rt) != TR_OK ||
-	    tr_runtime_start(f->rt) != TR_OK ||
-	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
-		fprintf(stderr, "fixture: cannot start a runtime\n");
-		exit(1);
-	}
-	f->probe = tr_inbox_pid(f->ib);
-}
-
-static tr_metrics
-fx_metrics(const struct fx *f)
-{
-	tr_metrics m;
-
-	memset(&m, 0, sizeof(m));
-	m.size = sizeof(m);
-	CHECK_OK(tr_runtime_metrics(f->rt, &m));
-	return m;
-}
-
-static void
-fx_finish(struct fx *f)
-{
-	tr_inbox_destroy(f->ib);
-	tr_runtime_stop(f->rt);
-	CHECK_OK(tr_runtime_join(f->rt));
-	tr_metrics m = fx_metrics(f);
-	CHECK_EQ_U64(m.actors_alive, 0);
-	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
-	tr_runtime_destroy(f->rt);
-}
 
 static atomic_int frees;
 

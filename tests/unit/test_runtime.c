@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "fixture.h"
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
@@ -38,97 +39,7 @@ enum {
 	MSG_GO,
 };
 
-struct fx {
-	tr_runtime *rt;
-	tr_inbox *ib;
-	tr_pid probe;
-};
-
 /* ---- fixture ---------------------------------------------------------- */
-
-static void
-fx_start(struct fx *f, unsigned workers)
-{
-	tr_config cfg = tr_config_default();
-
-	cfg.workers = workers;
-	memset(f, 0, sizeof(*f));
-	if (tr_runtime_create(&cfg, &f->rt) != TR_OK ||
-	    tr_runtime_start(f->rt) != TR_OK ||
-	    tr_inbox_create(f->rt, &f->ib) != TR_OK) {
-		fprintf(stderr, "fixture: cannot start a runtime\n");
-		exit(1);
-	}
-	f->probe = tr_inbox_pid(f->ib);
-}
-
-static tr_metrics
-rt_metrics(tr_runtime *rt)
-{
-	tr_metrics m;
-
-	memset(&m, 0, sizeof(m));
-	m.size = sizeof(m);
-	CHECK_OK(tr_runtime_metrics(rt, &m));
-	return m;
-}
-
-/* After join: nothing alive, and every message is accounted for. */
-static void
-check_final_metrics(tr_runtime *rt)
-{
-	tr_metrics m = rt_metrics(rt);
-
-	CHECK_EQ_U64(m.actors_alive, 0);
-	CHECK_EQ_U64(m.actors_stopped, m.actors_spawned);
-	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
-}
-
-static void
-fx_finish(struct fx *f)
-{
-	tr_inbox_destroy(f->ib);
-	tr_runtime_stop(f->rt);
-	CHECK_OK(tr_runtime_join(f->rt));
-	check_final_metrics(f->rt);
-	tr_runtime_destroy(f->rt);
-}
-
-static tr_pid
-spawn(tr_runtime *rt, const tr_actor_def *def, void *arg)
-{
-	tr_pid p = TR_PID_NONE;
-
-	CHECK_OK(tr_runtime_spawn(rt, def, arg, &p));
-	return p;
-}
-
-#define SEND(f, to, type, data, len)                                          \
-	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
-				    (len)))
-
-static bool
-fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
-{
-	tr_received r;
-
-	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
-	if (err != TR_OK) {
-		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
-			tr_err_name(err));
-		return false;
-	}
-	bool ok = r.type == type && r.size == len;
-	if (!ok) {
-		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
-			r.type, r.size, type, len);
-	} else if (len > 0) {
-		memcpy(out, r.data, len);
-	}
-	tr_received_fini(&r);
-	return ok;
-}
 
 static uint64_t
 now_ns(void)
@@ -146,16 +57,6 @@ cpu_ns(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool
-payload(const tr_msg *m, void *out, size_t len)
-{
-	if (m->size != len || m->data == NULL) {
-		return false;
-	}
-	memcpy(out, m->data, len);
-	return true;
 }
 
 /* ---- actors ------------------------------------------------------------ */
@@ -677,10 +578,10 @@ test_fifo_per_pair(void)
 
 	atomic_store(&fifo_send_err, 0);
 	fx_start(&f, 4);
-	tr_pid recv = spawn(f.rt, &fifo_recv_def, NULL);
+	tr_pid recv = fx_spawn(&f, &fifo_recv_def, NULL);
 	for (uint32_t i = 0; i < FIFO_ACTORS; i++) {
 		struct seq_start st = { recv, i };
-		tr_pid s = spawn(f.rt, &fifo_send_def, NULL);
+		tr_pid s = fx_spawn(&f, &fifo_send_def, NULL);
 		CHECK_OK(tr_runtime_send(f.rt, s, MSG_START, &st, sizeof(st)));
 	}
 	for (int i = 0; i < FIFO_THREADS; i++) {
@@ -712,8 +613,8 @@ test_fairness_one_worker(void)
 	atomic_store(&flood_count, 0);
 	atomic_store(&flood_halt, false);
 	fx_start(&f, 1);
-	tr_pid fl = spawn(f.rt, &flood_def, NULL);
-	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	tr_pid fl = fx_spawn(&f, &flood_def, NULL);
+	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
 	WAIT_UNTIL(atomic_load(&flood_count) > 1000, REPLY_MS);
 	uint64_t before = atomic_load(&flood_count);
@@ -746,8 +647,8 @@ test_wait_idle_settles(void)
 	atomic_store(&hops_done, 0);
 	fx_start(&f, 4);
 	for (int i = 0; i < PAIRS; i++) {
-		tr_pid a = spawn(f.rt, &hop_def, NULL);
-		tr_pid b = spawn(f.rt, &hop_def, NULL);
+		tr_pid a = fx_spawn(&f, &hop_def, NULL);
+		tr_pid b = fx_spawn(&f, &hop_def, NULL);
 		uint32_t left = HOPS;
 		/* Sent "as b", so a answers b and the two play it out. */
 		CHECK_OK(tr_runtime_send_as(f.rt, b, a, MSG_HOP, &left,
@@ -756,7 +657,7 @@ test_wait_idle_settles(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	/* Read right after: everything must have settled already. */
 	CHECK_EQ_U64(atomic_load(&hops_done), (uint64_t)PAIRS * (HOPS + 1));
-	tr_metrics m = rt_metrics(f.rt);
+	tr_metrics m = fx_metrics(&f);
 	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
 	/* Still idle when asked again (a worker may be looking around). */
 	CHECK_OK(tr_runtime_wait_idle(f.rt, 100));
@@ -771,7 +672,7 @@ test_wait_idle_times_out_when_busy(void)
 	atomic_store(&flood_count, 0);
 	atomic_store(&flood_halt, false);
 	fx_start(&f, 2);
-	tr_pid fl = spawn(f.rt, &flood_def, NULL);
+	tr_pid fl = fx_spawn(&f, &flood_def, NULL);
 	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
 	WAIT_UNTIL(atomic_load(&flood_count) > 100, REPLY_MS);
 	uint64_t t0 = now_ns();
@@ -986,8 +887,8 @@ test_foreign_threads(void)
 
 	counter_reset();
 	fx_start(&f, 2);
-	tr_pid shared = spawn(f.rt, &counter_def, NULL);
-	tr_metrics m0 = rt_metrics(f.rt);
+	tr_pid shared = fx_spawn(&f, &counter_def, NULL);
+	tr_metrics m0 = fx_metrics(&f);
 	for (int i = 0; i < FT_THREADS; i++) {
 		memset(&args[i], 0, sizeof(args[i]));
 		args[i].rt = f.rt;
@@ -1004,7 +905,7 @@ test_foreign_threads(void)
 				   (uint64_t)FT_THREADS * (FT_MSGS - 1));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_U64(atomic_load(&cnt_handled), sent);
-	tr_metrics m1 = rt_metrics(f.rt);
+	tr_metrics m1 = fx_metrics(&f);
 	CHECK_EQ_U64(m1.actors_spawned - m0.actors_spawned,
 		     FT_THREADS * FT_ACTORS);
 	CHECK_EQ_U64(m1.msgs_handled - m0.msgs_handled, sent);
@@ -1029,13 +930,13 @@ test_idle_cpu(void)
 	uint64_t t = 0;
 
 	fx_start(&f, 2);
-	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	for (int i = 0; i < 10; i++) {
 		SEND(&f, e, MSG_PING, NULL, 0);
 		CHECK(fx_recv(&f, MSG_PONG, &t, sizeof(t)));
 	}
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	WAIT_UNTIL(rt_metrics(f.rt).parks >= 1, REPLY_MS);
+	WAIT_UNTIL(fx_metrics(&f).parks >= 1, REPLY_MS);
 	/*
 	 * Measure over a fixed window. The naps are the measurement, not
 	 * a wait for a condition: nothing is expected to happen.
@@ -1068,7 +969,7 @@ test_wake_latency(void)
 	int done = 0;
 
 	fx_start(&f, 2);
-	tr_pid e = spawn(f.rt, &echo_def, NULL);
+	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	/* Warm-up: the first message of a process pays one-time costs. */
 	uint64_t w0 = now_ns(), wt = 0;
 	SEND(&f, e, MSG_PING, NULL, 0);
@@ -1076,10 +977,10 @@ test_wake_latency(void)
 	printf("  wake: first message handled after %.1f us\n",
 	       (double)(wt - w0) / 1e3);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	WAIT_UNTIL(rt_metrics(f.rt).parks >= 1, REPLY_MS);
-	tr_metrics m0 = rt_metrics(f.rt);
+	WAIT_UNTIL(fx_metrics(&f).parks >= 1, REPLY_MS);
+	tr_metrics m0 = fx_metrics(&f);
 	for (int i = 0; i < ROUNDS; i++) {
-		uint64_t parks = rt_metrics(f.rt).parks, handled = 0;
+		uint64_t parks = fx_metrics(&f).parks, handled = 0;
 		uint64_t t0 = now_ns();
 		SEND(&f, e, MSG_PING, NULL, 0);
 		if (!fx_recv(&f, MSG_PONG, &handled, sizeof(handled))) {
@@ -1090,11 +991,11 @@ test_wake_latency(void)
 		oneway[i] = handled - t0;
 		done++;
 		/* Let the worker that woke go back to sleep. */
-		if (!WAIT_UNTIL(rt_metrics(f.rt).parks > parks, REPLY_MS)) {
+		if (!WAIT_UNTIL(fx_metrics(&f).parks > parks, REPLY_MS)) {
 			break;
 		}
 	}
-	tr_metrics m1 = rt_metrics(f.rt);
+	tr_metrics m1 = fx_metrics(&f);
 	if (done > 0) {
 		qsort(oneway, (size_t)done, sizeof(oneway[0]), cmp_u64);
 		qsort(rtt, (size_t)done, sizeof(rtt[0]), cmp_u64);
@@ -1119,8 +1020,8 @@ test_idle_worker_takes_work(void)
 	atomic_store(&busy_sent_at, 0);
 	atomic_store(&stamp_at, 0);
 	fx_start(&f, 2);
-	tr_pid st = spawn(f.rt, &stamp_def, NULL);
-	tr_pid b = spawn(f.rt, &busy_def, NULL);
+	tr_pid st = fx_spawn(&f, &stamp_def, NULL);
+	tr_pid b = fx_spawn(&f, &busy_def, NULL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	/* b makes st runnable and then computes for 300 ms: the other,
 	 * idle worker must run st meanwhile. */
@@ -1171,7 +1072,7 @@ test_inbox_closed_after_stop(void)
 	tr_inbox_destroy(NULL);
 
 	/* An inbox gets one sender's messages in order. */
-	tr_pid b = spawn(f.rt, &burst_def, NULL);
+	tr_pid b = fx_spawn(&f, &burst_def, NULL);
 	SEND(&f, b, MSG_GO, NULL, 0);
 	int out_of_order = 0;
 	for (uint32_t i = 0; i < BURST_N; i++) {
@@ -1239,14 +1140,14 @@ test_conversation_stays_local(void)
 	const uint32_t rounds = 100000;
 
 	fx_start(&f, 2);
-	tr_pid a = spawn(f.rt, &chat_def, NULL);
-	tr_pid b = spawn(f.rt, &chat_def, NULL);
+	tr_pid a = fx_spawn(&f, &chat_def, NULL);
+	tr_pid b = fx_spawn(&f, &chat_def, NULL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	tr_metrics m0 = rt_metrics(f.rt);
+	tr_metrics m0 = fx_metrics(&f);
 	struct chat_start st = { .peer = b, .report = f.probe, .rounds = rounds };
 	SEND(&f, a, MSG_START, &st, sizeof(st));
 	CHECK(fx_recv(&f, MSG_RESULTS, NULL, 0));
-	tr_metrics m1 = rt_metrics(f.rt);
+	tr_metrics m1 = fx_metrics(&f);
 	uint64_t steals = m1.steals - m0.steals;
 	printf("  conversation: %u round trips, %" PRIu64 " steals\n", rounds,
 	       steals);
