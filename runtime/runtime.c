@@ -116,6 +116,10 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (err < 0) {
 		goto err_sched;
 	}
+	err = tr__io_create(rt, &rt->io);
+	if (err < 0) {
+		goto err_blocking;
+	}
 	pthread_mutex_init(&rt->slot_mu, NULL);
 	pthread_mutex_init(&rt->life_mu, NULL);
 	pthread_cond_init(&rt->life_cv, NULL);
@@ -123,6 +127,8 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	*out = rt;
 	return TR_OK;
 
+err_blocking:
+	tr__blocking_fini(&rt->blocking);
 err_sched:
 	tr__sched_fini(rt);
 err_chunks:
@@ -146,8 +152,14 @@ tr_runtime_start(tr_runtime *rt)
 	if (err < 0) {
 		return err;
 	}
+	err = tr__io_start(rt->io);
+	if (err < 0) {
+		tr__blocking_shutdown(&rt->blocking);
+		return err;
+	}
 	err = tr__sched_start(rt);
 	if (err < 0) {
+		tr__io_shutdown(rt->io);
 		tr__blocking_shutdown(&rt->blocking);
 		return err;
 	}
@@ -242,6 +254,12 @@ tr_runtime_join(tr_runtime *rt)
 	while (!quiescent(rt)) {
 		nap_us(500);
 	}
+	/* No actor is left to send it commands: close every handle. A timer
+	 * that fires meanwhile finds its owner gone and sends nothing. */
+	tr__io_shutdown(rt->io);
+	while (!quiescent(rt)) {
+		nap_us(500);
+	}
 	tr__sched_shutdown(rt);
 	tr__blocking_shutdown(&rt->blocking);
 	atomic_store_explicit(&rt->state, TR__RT_JOINED, memory_order_release);
@@ -286,6 +304,7 @@ tr_runtime_destroy(tr_runtime *rt)
 		tr_runtime_join(rt);
 	}
 	tr__actor_table_fini(rt);
+	tr__io_destroy(rt->io);
 	tr__blocking_fini(&rt->blocking);
 	tr__sched_fini(rt);
 	tr__free(rt->chunks, sizeof(*rt->chunks) * TR__MAX_CHUNKS);

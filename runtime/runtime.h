@@ -16,6 +16,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/blocking.h"
+#include "runtime/io_loop.h"
 #include "runtime/stats.h"
 
 /* Slot table geometry: 2^12 actors per chunk, 2^16 chunks = 2^28 slots. */
@@ -58,6 +59,7 @@ struct tr_runtime {
 	pthread_cond_t life_cv;
 	_Atomic uint64_t next_ref;
 
+	struct tr__io *io; /* the I/O thread (runtime/io_loop.c) */
 	struct tr__msg_pool msg_pool;
 	struct tr__stats foreign;
 	struct tr__blocking blocking;

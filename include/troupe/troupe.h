@@ -11,6 +11,7 @@
  *   actor.h    definitions, spawn, send, links, monitors, tr_blocking
  *   runtime.h  runtime lifecycle, calls from other threads, inboxes
  *   metrics.h  counters and the JSON snapshot
+ *   timer.h    messages after a delay, periodic messages
  */
 
 #include <troupe/version.h>
@@ -20,5 +21,6 @@
 #include <troupe/actor.h>
 #include <troupe/runtime.h>
 #include <troupe/metrics.h>
+#include <troupe/timer.h>
 
 #endif /* TROUPE_TROUPE_H */

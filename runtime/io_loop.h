@@ -1,0 +1,43 @@
+/*
+ * The I/O thread: one libuv loop that owns every uv_ handle of the
+ * runtime. Actors talk to it through a command stack plus uv_async_send
+ * (which coalesces, so the callback drains every queued command); libuv
+ * callbacks turn into ordinary messages. No user code runs on this thread.
+ * Only runtime/io_*.c include <uv.h>.
+ */
+#ifndef TR_RUNTIME_IO_LOOP_H
+#define TR_RUNTIME_IO_LOOP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <stddef.h>
+
+#include <troupe/actor.h>
+#include <troupe/error.h>
+
+struct tr__io;
+
+/* Make the loop's state (no thread yet). */
+tr_err tr__io_create(tr_runtime *rt, struct tr__io **out);
+/* Start the I/O thread. */
+tr_err tr__io_start(struct tr__io *io);
+/*
+ * Close every handle, wait for the close callbacks and join the thread.
+ * Call only when no actor can send it commands any more.
+ */
+void tr__io_shutdown(struct tr__io *io);
+void tr__io_destroy(struct tr__io *io);
+
+/* Timers (commands; run on the I/O thread). */
+uint64_t tr__io_timer_id(struct tr__io *io);
+tr_err tr__io_timer_add(struct tr__io *io, uint64_t id, uint64_t owner,
+			uint64_t to, uint32_t type, const void *data,
+			size_t len, uint64_t delay_ms, uint64_t period_ms);
+tr_err tr__io_timer_cancel(struct tr__io *io, uint64_t id);
+
+/* Timers armed right now (metrics, tests). */
+uint64_t tr__io_timers_active(struct tr__io *io);
+
+#endif /* TR_RUNTIME_IO_LOOP_H */
