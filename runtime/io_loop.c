@@ -16,7 +16,13 @@
 #include "runtime/io_loop.h"
 
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <troupe/io.h>
 
 #include <ck_pr.h>
 #include <ck_stack.h>
@@ -46,7 +52,21 @@ struct io_timer {
 enum cmd_kind {
 	CMD_TIMER_ADD,
 	CMD_TIMER_CANCEL,
+	CMD_SIGNALS,
+	CMD_RESOLVE,
 	CMD_STOP,
+};
+
+/* A name resolution in flight; freed in its callback. */
+struct resolve {
+	uv_getaddrinfo_t req;
+	struct tr__io *io;
+	uint64_t owner;
+	uint32_t reply_type;
+	char *host;
+	char *service;
+	size_t host_len;
+	size_t service_len;
 };
 
 struct cmd {
@@ -58,6 +78,12 @@ struct cmd {
 	/* CMD_TIMER_ADD: made by the caller, so that running out of memory
 	 * is reported to it and an accepted timer always fires. */
 	struct io_timer *timer;
+	/* CMD_RESOLVE: likewise. */
+	struct resolve *resolve;
+	/* CMD_SIGNALS: the target, 0 for "stop the runtime", and the
+	 * caller's semaphore, posted once the watchers are installed. */
+	uint64_t to;
+	sem_t *done;
 };
 
 struct tr__io {
@@ -70,6 +96,9 @@ struct tr__io {
 	_Atomic uint64_t next_id;
 	_Atomic uint64_t active; /* timers armed */
 	struct cmd *stop_cmd;    /* made at create, so stopping cannot fail */
+	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
+	bool sig_on;
+	uint64_t sig_to;
 	struct io_timer *timers[TIMER_BUCKETS];
 };
 
@@ -138,6 +167,61 @@ timer_fired(uv_timer_t *h)
 }
 
 static void
+signal_fired(uv_signal_t *h, int signum)
+{
+	struct tr__io *io = h->data;
+	int32_t sig = signum;
+
+	if (io->sig_to == 0) {
+		tr_runtime_stop(io->rt);
+		return;
+	}
+	(void)tr__send_sys(io->rt, NULL, 0, io->sig_to, TR_MSG_SIGNAL, &sig,
+			   sizeof(sig));
+}
+
+static void
+resolve_free(struct resolve *r)
+{
+	tr__free(r->host, r->host_len);
+	tr__free(r->service, r->service_len);
+	tr__free(r, sizeof(*r));
+}
+
+/* Build the reply (malloc'd: a handler may take it and free() it). */
+static void
+resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct resolve *r = req->data;
+	uint32_t n = 0;
+
+	for (struct addrinfo *ai = res; status == 0 && ai != NULL;
+	     ai = ai->ai_next) {
+		n++;
+	}
+	size_t size = sizeof(tr_resolved) + n * sizeof(struct sockaddr_storage);
+	tr_resolved *out = calloc(1, size);
+	if (out != NULL) {
+		out->status = status;
+		if (status != 0) {
+			snprintf(out->error, sizeof(out->error), "%s",
+				 uv_err_name(status));
+		}
+		for (struct addrinfo *ai = res; status == 0 && ai != NULL;
+		     ai = ai->ai_next) {
+			if (ai->ai_addrlen <= sizeof(struct sockaddr_storage)) {
+				memcpy(&out->addrs[out->count++], ai->ai_addr,
+				       ai->ai_addrlen);
+			}
+		}
+		(void)tr__send_ptr(r->io->rt, NULL, r->owner, r->owner,
+				   r->reply_type, out, size, free, false);
+	}
+	uv_freeaddrinfo(res);
+	resolve_free(r);
+}
+
+static void
 run_cmd(struct tr__io *io, struct cmd *c)
 {
 	switch (c->kind) {
@@ -161,7 +245,40 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		}
 		break;
 	}
+	case CMD_SIGNALS:
+		io->sig_to = c->to;
+		if (!io->sig_on) {
+			static const int signums[2] = { SIGINT, SIGTERM };
+			for (int i = 0; i < 2; i++) {
+				uv_signal_init(&io->loop, &io->sig[i]);
+				io->sig[i].data = io;
+				uv_signal_start(&io->sig[i], signal_fired,
+						signums[i]);
+			}
+			io->sig_on = true;
+		}
+		sem_post(c->done);
+		break;
+	case CMD_RESOLVE: {
+		struct resolve *r = c->resolve;
+		struct addrinfo hints;
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		r->req.data = r;
+		int err = uv_getaddrinfo(&io->loop, &r->req, resolved, r->host,
+					 r->service, &hints);
+		if (err != 0) {
+			resolved(&r->req, err, NULL);
+		}
+		break;
+	}
 	case CMD_STOP:
+		if (io->sig_on) {
+			uv_close((uv_handle_t *)&io->sig[0], NULL);
+			uv_close((uv_handle_t *)&io->sig[1], NULL);
+			io->sig_on = false;
+		}
 		for (unsigned i = 0; i < TIMER_BUCKETS; i++) {
 			while (io->timers[i] != NULL) {
 				timer_remove(io->timers[i]);
@@ -348,4 +465,76 @@ uint64_t
 tr__io_timers_active(struct tr__io *io)
 {
 	return atomic_load_explicit(&io->active, memory_order_relaxed);
+}
+
+tr_err
+tr__io_signals(struct tr__io *io, uint64_t to)
+{
+	struct cmd *c = tr__calloc(sizeof(*c));
+	sem_t done;
+
+	if (c == NULL) {
+		return TR_ENOMEM;
+	}
+	if (!io->started) {
+		tr__free(c, sizeof(*c));
+		return TR_ESTATE;
+	}
+	sem_init(&done, 0, 0);
+	c->kind = CMD_SIGNALS;
+	c->to = to;
+	c->done = &done;
+	push(io, c);
+	/* Wait until installed, so that a signal right after this call is
+	 * never met by the default action (which ends the process). */
+	while (sem_wait(&done) != 0) {
+	}
+	sem_destroy(&done);
+	return TR_OK;
+}
+
+static char *
+dup_str(const char *s, size_t *len)
+{
+	*len = strlen(s) + 1;
+	char *d = tr__alloc(*len);
+	if (d != NULL) {
+		memcpy(d, s, *len);
+	}
+	return d;
+}
+
+tr_err
+tr__io_resolve(struct tr__io *io, uint64_t owner, const char *host,
+	       const char *service, uint32_t reply_type)
+{
+	struct cmd *c = tr__calloc(sizeof(*c));
+	struct resolve *r = tr__calloc(sizeof(*r));
+
+	if (c == NULL || r == NULL) {
+		goto err;
+	}
+	r->io = io;
+	r->owner = owner;
+	r->reply_type = reply_type;
+	r->host = dup_str(host, &r->host_len);
+	if (r->host == NULL) {
+		goto err;
+	}
+	if (service != NULL) {
+		r->service = dup_str(service, &r->service_len);
+		if (r->service == NULL) {
+			goto err;
+		}
+	}
+	c->kind = CMD_RESOLVE;
+	c->resolve = r;
+	return push(io, c);
+
+err:
+	if (r != NULL) {
+		resolve_free(r);
+	}
+	tr__free(c, sizeof(*c));
+	return TR_ENOMEM;
 }

@@ -37,6 +37,13 @@ tr_err tr__io_timer_add(struct tr__io *io, uint64_t id, uint64_t owner,
 			size_t len, uint64_t delay_ms, uint64_t period_ms);
 tr_err tr__io_timer_cancel(struct tr__io *io, uint64_t id);
 
+/* Signal watchers for SIGINT/SIGTERM; @to 0 means "stop the runtime". */
+tr_err tr__io_signals(struct tr__io *io, uint64_t to);
+
+/* Resolve @host/@service; one reply of @reply_type goes to @owner. */
+tr_err tr__io_resolve(struct tr__io *io, uint64_t owner, const char *host,
+		      const char *service, uint32_t reply_type);
+
 /* Timers armed right now (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);
 

@@ -12,6 +12,7 @@
  *   runtime.h  runtime lifecycle, calls from other threads, inboxes
  *   metrics.h  counters and the JSON snapshot
  *   timer.h    messages after a delay, periodic messages
+ *   io.h       signals and name resolution on the I/O thread
  */
 
 #include <troupe/version.h>
@@ -22,5 +23,6 @@
 #include <troupe/runtime.h>
 #include <troupe/metrics.h>
 #include <troupe/timer.h>
+#include <troupe/io.h>
 
 #endif /* TROUPE_TROUPE_H */
