@@ -189,9 +189,10 @@ ring_push(struct tr__worker *w, struct tr__actor *a)
 		return;
 	}
 	/*
-	 * A lone queued actor is this worker's next job, not surplus: waking
-	 * a sleeper for it would cost a futex call per turn of a producer /
-	 * consumer pair and only move one of them to another core.
+	 * Wake a sleeper only for a backlog worth another core: a lone
+	 * queued actor is this worker's next job, and waking someone for it
+	 * would cost a futex call per turn of a producer / consumer pair and
+	 * only move one of them to another core.
 	 */
 	if (worth_moving(w->rt, w, ck_ring_size(&w->ring))) {
 		maybe_wake(w->rt);
