@@ -372,11 +372,8 @@ dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 	}
 	if (free_node) {
 		tr__msg_discard(cache_of(w), msg);
-	} else if (msg->m.flags & TR_MSG_F_PTR) {
-		if (msg->free_fn != NULL && msg->m.data != NULL) {
-			msg->free_fn((void *)(uintptr_t)msg->m.data);
-		}
-		msg->m.flags &= ~TR_MSG_F_PTR;
+	} else {
+		tr__msg_free_payload(msg);
 	}
 }
 
@@ -810,11 +807,10 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		return;
 	}
 	call_handler(w, a, &msg->m);
-	if ((msg->m.flags & TR_MSG_F_PTR) && !w->cx.ptr_taken &&
-	    msg->free_fn != NULL && msg->m.data != NULL) {
-		msg->free_fn((void *)(uintptr_t)msg->m.data);
+	if (w->cx.ptr_taken) {
+		msg->m.flags &= ~TR_MSG_F_PTR; /* the handler owns it now */
 	}
-	msg->m.flags &= ~TR_MSG_F_PTR;
+	tr__msg_free_payload(msg);
 }
 
 static void
@@ -827,6 +823,21 @@ record_delay(struct tr__worker *w, uint64_t ticks)
 		b = TR__HIST_BUCKETS - 1;
 	}
 	tr__stat_add(&w->stats.hist[b], 1);
+}
+
+/* Take @r's whole muted stack and requeue each actor on it. */
+static void
+requeue_muted(struct tr__worker *w, struct tr__actor *r)
+{
+	/* seq_cst: see unmute_all() and mute(). */
+	struct tr__actor *m = atomic_exchange_explicit(&r->muted, NULL,
+						       memory_order_seq_cst);
+	while (m != NULL) {
+		struct tr__actor *next =
+			(struct tr__actor *)(void *)m->qlink.next;
+		tr__sched_reschedule(w, m);
+		m = next;
+	}
 }
 
 /*
@@ -843,14 +854,7 @@ unmute_all(struct tr__worker *w, struct tr__actor *r)
 	 * exchange sees its push.
 	 */
 	atomic_store_explicit(&r->overloaded, 0, memory_order_seq_cst);
-	struct tr__actor *m = atomic_exchange_explicit(&r->muted, NULL,
-						       memory_order_seq_cst);
-	while (m != NULL) {
-		struct tr__actor *next =
-			(struct tr__actor *)(void *)m->qlink.next;
-		tr__sched_reschedule(w, m);
-		m = next;
-	}
+	requeue_muted(w, r);
 }
 
 /*
@@ -876,14 +880,7 @@ mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 		memory_order_relaxed));
 	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst)) {
 		/* r caught up meanwhile: its unmute may have missed us. */
-		struct tr__actor *m = atomic_exchange_explicit(
-			&r->muted, NULL, memory_order_seq_cst);
-		while (m != NULL) {
-			struct tr__actor *next =
-				(struct tr__actor *)(void *)m->qlink.next;
-			tr__sched_reschedule(w, m);
-			m = next;
-		}
+		requeue_muted(w, r);
 	}
 	tr__stat_add(&w->stats.mutes, 1);
 	return true;
@@ -1051,14 +1048,7 @@ tr__actor_table_fini(tr_runtime *rt)
 				}
 				struct tr__msg *msg = tr__msg_of(node);
 				tr__stat_add_shared(&rt->foreign.dead, 1);
-				if (msg->m.flags & TR_MSG_F_PTR) {
-					if (msg->free_fn != NULL &&
-					    msg->m.data != NULL) {
-						msg->free_fn((void *)(uintptr_t)
-								     msg->m.data);
-					}
-					msg->m.flags &= ~TR_MSG_F_PTR;
-				}
+				tr__msg_free_payload(msg);
 			}
 			if (retired != NULL) {
 				tr__msg_free(NULL, tr__msg_of(retired));

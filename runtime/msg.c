@@ -181,10 +181,7 @@ tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg)
 void
 tr__msg_discard(struct tr__msg_cache *caches, struct tr__msg *msg)
 {
-	if ((msg->m.flags & TR_MSG_F_PTR) && msg->free_fn != NULL &&
-	    msg->m.data != NULL) {
-		msg->free_fn((void *)(uintptr_t)msg->m.data);
-	}
+	tr__msg_free_payload(msg);
 	tr__msg_free(caches, msg);
 }
 

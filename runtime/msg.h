@@ -66,6 +66,21 @@ struct tr__msg *tr__msg_alloc(struct tr__msg_cache *caches, size_t len);
 /* Free a node (not its pointer payload). */
 void tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg);
 
+/*
+ * Free the pointer payload, if the node has one, and clear the flag so it
+ * is freed once only. The node itself stays.
+ */
+static inline void
+tr__msg_free_payload(struct tr__msg *msg)
+{
+	if (msg->m.flags & TR_MSG_F_PTR) {
+		if (msg->free_fn != NULL && msg->m.data != NULL) {
+			msg->free_fn((void *)(uintptr_t)msg->m.data);
+		}
+		msg->m.flags &= ~TR_MSG_F_PTR;
+	}
+}
+
 /* Free a node and its pointer payload if it has one. */
 void tr__msg_discard(struct tr__msg_cache *caches, struct tr__msg *msg);
 
