@@ -25,6 +25,7 @@
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
 #include "runtime/internal.h"
+#include "runtime/io_loop.h"
 #include "runtime/pid.h"
 #include "runtime/runtime.h"
 #include "runtime/sched.h"
@@ -42,6 +43,7 @@ struct mon_set {
 };
 
 struct tr__actor_ext {
+	bool owns_io;            /* started child processes (io_process.c) */
 	struct mon_set links;    /* ref unused */
 	struct mon_set monitors; /* monitors this actor holds on others */
 	struct mon_set watchers; /* monitors others hold on this actor */
@@ -322,7 +324,9 @@ tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 	     uint64_t to, uint32_t type, void *ptr, size_t len,
 	     tr_free_fn free_fn, bool bounded)
 {
-	tr_err err = check_user_send(rt, to, type, 0);
+	/* Runtime-internal sends (unbounded) may use the reserved types. */
+	tr_err err = bounded ? check_user_send(rt, to, type, 0)
+			     : (to == 0 ? TR_EINVAL : TR_OK);
 
 	if (err < 0) {
 		goto err_free;
@@ -659,6 +663,10 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 					      .reason = seen };
 			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
 				       TR__SYS_DOWN, &d, sizeof(d));
+		}
+		if (x->owns_io) {
+			/* Its child processes end with it. */
+			(void)tr__io_process_owner_gone(rt->io, self);
 		}
 		/* Monitors this actor held: tell the targets to forget them. */
 		for (uint32_t i = 0; i < x->monitors.n; i++) {
@@ -1296,6 +1304,18 @@ tr_demonitor(tr_ctx *cx, uint64_t ref)
 	set_remove_at(&cx->a->ext->monitors, i);
 	(void)tr__send_sys(cx->rt, cx->w, cx->self, target, TR__SYS_DEMONITOR,
 		       &ref, sizeof(ref));
+	return TR_OK;
+}
+
+tr_err
+tr__actor_note_io(tr_ctx *cx)
+{
+	struct tr__actor_ext *x = ext_get(cx->a);
+
+	if (x == NULL) {
+		return TR_ENOMEM;
+	}
+	x->owns_io = true;
 	return TR_OK;
 }
 

@@ -115,7 +115,10 @@ tr_err tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 tr_err tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 		     uint64_t to, uint32_t type, const void *data, size_t len);
 
-/* Pointer send with an explicit sender; @bounded as for tr__send_node. */
+/*
+ * Pointer send with an explicit sender; @bounded as for tr__send_node.
+ * Unbounded sends are runtime-internal and may use reserved types.
+ */
 tr_err tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 		    uint64_t to, uint32_t type, void *ptr, size_t len,
 		    tr_free_fn free_fn, bool bounded);
@@ -140,6 +143,9 @@ struct tr__spawn_opts {
 tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
 		 const tr_actor_def *def, void *arg,
 		 const struct tr__spawn_opts *opts, tr_pid *out);
+
+/* The calling actor owns I/O resources to release when it stops. */
+tr_err tr__actor_note_io(tr_ctx *cx);
 
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */
 struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);

@@ -54,6 +54,7 @@ enum cmd_kind {
 	CMD_TIMER_CANCEL,
 	CMD_SIGNALS,
 	CMD_RESOLVE,
+	CMD_CALL,
 	CMD_STOP,
 };
 
@@ -84,6 +85,9 @@ struct cmd {
 	 * caller's semaphore, posted once the watchers are installed. */
 	uint64_t to;
 	sem_t *done;
+	/* CMD_CALL: run fn(io, arg) on the I/O thread. */
+	void (*fn)(struct tr__io *io, void *arg);
+	void *arg;
 };
 
 struct tr__io {
@@ -96,6 +100,7 @@ struct tr__io {
 	_Atomic uint64_t next_id;
 	_Atomic uint64_t active; /* timers armed */
 	struct cmd *stop_cmd;    /* made at create, so stopping cannot fail */
+	void *procs;             /* child processes (runtime/io_process.c) */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	bool sig_on;
 	uint64_t sig_to;
@@ -273,7 +278,11 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		}
 		break;
 	}
+	case CMD_CALL:
+		c->fn(io, c->arg);
+		break;
 	case CMD_STOP:
+		tr__io_process_stop_all(io);
 		if (io->sig_on) {
 			uv_close((uv_handle_t *)&io->sig[0], NULL);
 			uv_close((uv_handle_t *)&io->sig[1], NULL);
@@ -537,4 +546,37 @@ err:
 	}
 	tr__free(c, sizeof(*c));
 	return TR_ENOMEM;
+}
+
+tr_err
+tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
+	    void *arg)
+{
+	struct cmd *c = tr__calloc(sizeof(*c));
+
+	if (c == NULL) {
+		return TR_ENOMEM;
+	}
+	c->kind = CMD_CALL;
+	c->fn = fn;
+	c->arg = arg;
+	return push(io, c);
+}
+
+uv_loop_t *
+tr__io_uv_loop(struct tr__io *io)
+{
+	return &io->loop;
+}
+
+tr_runtime *
+tr__io_runtime(struct tr__io *io)
+{
+	return io->rt;
+}
+
+void **
+tr__io_procs(struct tr__io *io)
+{
+	return &io->procs;
 }

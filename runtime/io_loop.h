@@ -44,6 +44,21 @@ tr_err tr__io_signals(struct tr__io *io, uint64_t to);
 tr_err tr__io_resolve(struct tr__io *io, uint64_t owner, const char *host,
 		      const char *service, uint32_t reply_type);
 
+/*
+ * Run @fn(@io, @arg) on the I/O thread, in order with the other commands.
+ * On TR_ENOMEM @fn never runs and @arg stays the caller's.
+ */
+tr_err tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
+		   void *arg);
+/* I/O thread only: its loop, the runtime, the process list head. */
+struct uv_loop_s *tr__io_uv_loop(struct tr__io *io);
+tr_runtime *tr__io_runtime(struct tr__io *io);
+void **tr__io_procs(struct tr__io *io);
+/* I/O thread only: kill every child (SIGKILL); each closes once reaped. */
+void tr__io_process_stop_all(struct tr__io *io);
+/* Any thread: an actor that owned processes stopped; kill them. */
+tr_err tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
+
 /* Timers armed right now (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);
 

@@ -13,6 +13,7 @@
  *   metrics.h  counters and the JSON snapshot
  *   timer.h    messages after a delay, periodic messages
  *   io.h       signals and name resolution on the I/O thread
+ *   process.h  child processes: stdin, stdout/stderr lines, exit
  */
 
 #include <troupe/version.h>
@@ -24,5 +25,6 @@
 #include <troupe/metrics.h>
 #include <troupe/timer.h>
 #include <troupe/io.h>
+#include <troupe/process.h>
 
 #endif /* TROUPE_TROUPE_H */

@@ -1,0 +1,120 @@
+#ifndef TROUPE_PROCESS_H
+#define TROUPE_PROCESS_H
+
+/*
+ * Child processes as message sources: spawn a program, write to its
+ * stdin, get its stdout and stderr as one message per line, and its end as
+ * one message. This is how an agent runs a tool, or an MCP server over
+ * stdio. The child belongs to the actor that spawned it: when that actor
+ * stops, the child is killed (SIGKILL) and reaped.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/actor.h>
+#include <troupe/error.h>
+#include <troupe/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_process {
+	uint64_t v;
+} tr_process;
+
+/* Messages to the owner. Each payload starts with the process id. */
+#define TR_MSG_PROC_STARTED 0xFFFF0020u /* struct tr_process_started */
+#define TR_MSG_PROC_STDOUT 0xFFFF0021u  /* struct tr_process_line (pointer) */
+#define TR_MSG_PROC_STDERR 0xFFFF0022u  /* struct tr_process_line (pointer) */
+#define TR_MSG_PROC_EXIT 0xFFFF0023u    /* struct tr_process_exit */
+
+/* Longest line delivered whole; longer lines arrive in pieces this long. */
+#define TR_PROCESS_MAX_LINE 65536
+
+typedef struct tr_process_started {
+	tr_process proc;
+	int32_t os_pid;
+} tr_process_started;
+
+/** A line without its '\n'; freed by the runtime unless taken (free()). */
+typedef struct tr_process_line {
+	tr_process proc;
+	size_t len;
+	char text[]; /* len bytes, then a NUL */
+} tr_process_line;
+
+/**
+ * struct tr_process_exit - The last message about a process, sent after
+ * all of its output.
+ * @status:      exit status, or -1 if it was killed or never started
+ * @term_signal: the signal that ended it, or 0
+ * @error:       "" or libuv's error name when it could not be started
+ *               ("ENOENT", "EACCES", ...)
+ */
+typedef struct tr_process_exit {
+	tr_process proc;
+	int64_t status;
+	int32_t term_signal;
+	char error[32];
+} tr_process_exit;
+
+/**
+ * struct tr_process_opts - What to run.
+ * @size: sizeof(tr_process_opts)
+ * @file: program (searched in PATH when it has no '/')
+ * @args: NULL-terminated argv, args[0] included; NULL means { file }
+ * @env:  NULL-terminated "NAME=value" list, or NULL to inherit
+ * @cwd:  working directory, or NULL to inherit
+ */
+typedef struct tr_process_opts {
+	size_t size;
+	const char *file;
+	const char *const *args;
+	const char *const *env;
+	const char *cwd;
+} tr_process_opts;
+
+/**
+ * tr_process_spawn() - Start a child process owned by the calling actor.
+ * @out: the process id for the calls below; may be NULL
+ *
+ * Everything in @opts is copied. The owner then gets TR_MSG_PROC_STARTED
+ * (if it started), its output lines, and exactly one TR_MSG_PROC_EXIT
+ * (also when it could not be started).
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM, TR_ECLOSED.
+ */
+TR_API tr_err tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts,
+			       tr_process *out);
+
+/**
+ * tr_process_write() - Write @len bytes (copied) to the child's stdin.
+ * Thread:    actor.
+ * Return:    TR_OK (a write to a process that has ended is dropped),
+ *            TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_process_write(tr_ctx *cx, tr_process p, const void *data,
+			       size_t len);
+
+/**
+ * tr_process_close_stdin() - Close the child's stdin after pending writes
+ * (the child sees end of file).
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_process_close_stdin(tr_ctx *cx, tr_process p);
+
+/**
+ * tr_process_kill() - Send @signum to the child.
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_process_kill(tr_ctx *cx, tr_process p, int signum);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_PROCESS_H */
