@@ -101,6 +101,8 @@ struct tr__io {
 	_Atomic uint64_t active; /* timers armed */
 	struct cmd *stop_cmd;    /* made at create, so stopping cannot fail */
 	void *procs;             /* child processes (runtime/io_process.c) */
+	void *tcps;              /* listeners and connections (io_tcp.c) */
+	_Atomic bool closed;     /* stop command sent: no more commands */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	bool sig_on;
 	uint64_t sig_to;
@@ -283,6 +285,7 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		break;
 	case CMD_STOP:
 		tr__io_process_stop_all(io);
+		tr__io_tcp_close_owned(io, 0);
 		if (io->sig_on) {
 			uv_close((uv_handle_t *)&io->sig[0], NULL);
 			uv_close((uv_handle_t *)&io->sig[1], NULL);
@@ -395,6 +398,7 @@ tr__io_shutdown(struct tr__io *io)
 	if (io == NULL || !io->started) {
 		return;
 	}
+	atomic_store_explicit(&io->closed, true, memory_order_release);
 	push(io, io->stop_cmd);
 	pthread_join(io->thread, NULL);
 	io->started = false;
@@ -552,6 +556,9 @@ tr_err
 tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
 	    void *arg)
 {
+	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
+		return TR_ECLOSED; /* after the stop: e.g. DATA freed at destroy */
+	}
 	struct cmd *c = tr__calloc(sizeof(*c));
 
 	if (c == NULL) {
@@ -579,4 +586,10 @@ void **
 tr__io_procs(struct tr__io *io)
 {
 	return &io->procs;
+}
+
+void **
+tr__io_tcps(struct tr__io *io)
+{
+	return &io->tcps;
 }

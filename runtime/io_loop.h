@@ -56,7 +56,11 @@ tr_runtime *tr__io_runtime(struct tr__io *io);
 void **tr__io_procs(struct tr__io *io);
 /* I/O thread only: kill every child (SIGKILL); each closes once reaped. */
 void tr__io_process_stop_all(struct tr__io *io);
-/* Any thread: an actor that owned processes stopped; kill them. */
+void **tr__io_tcps(struct tr__io *io);
+/* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
+void tr__io_tcp_run(struct tr__io *io, void *arg);
+void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
+/* Any thread: an actor that owned processes or sockets stopped. */
 tr_err tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
 
 /* Timers armed right now (metrics, tests). */

@@ -352,6 +352,7 @@ run_ctl(struct tr__io *io, void *arg)
 
 	if (c->op == 2) {
 		kill_owned(io, c->id);
+		tr__io_tcp_close_owned(io, c->id);
 	} else if (p != NULL && c->op == 0) {
 		if (!uv_is_closing((uv_handle_t *)&p->in)) {
 			/* No callback: maybe_finish() counts this handle as

@@ -14,6 +14,7 @@
  *   timer.h    messages after a delay, periodic messages
  *   io.h       signals and name resolution on the I/O thread
  *   process.h  child processes: stdin, stdout/stderr lines, exit
+ *   tcp.h      TCP listeners and connections as actors
  */
 
 #include <troupe/version.h>
@@ -26,5 +27,6 @@
 #include <troupe/timer.h>
 #include <troupe/io.h>
 #include <troupe/process.h>
+#include <troupe/tcp.h>
 
 #endif /* TROUPE_TROUPE_H */

@@ -1,0 +1,115 @@
+#ifndef TROUPE_TCP_H
+#define TROUPE_TCP_H
+
+/*
+ * TCP: listeners and connections as actors. A listener accepts on the I/O
+ * thread and spawns one actor per connection from a definition you give;
+ * that actor owns the connection and gets its bytes as messages.
+ *
+ * Memory per connection stays bounded whatever the peer does: reading
+ * pauses while the owner has more than TR_TCP_READ_HIGH received bytes not
+ * yet handled, or while more than TR_TCP_READ_HIGH bytes of writes are
+ * pending, and resumes below TR_TCP_READ_LOW; a connection whose pending
+ * writes pass TR_TCP_WRITE_MAX (a peer that does not read) is closed with
+ * the error "ENOBUFS".
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/actor.h>
+#include <troupe/error.h>
+#include <troupe/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_tcp {
+	uint64_t v;
+} tr_tcp;
+
+#define TR_TCP_READ_HIGH (256 * 1024)
+#define TR_TCP_READ_LOW (64 * 1024)
+#define TR_TCP_WRITE_MAX (4 * 1024 * 1024)
+
+/* Messages. Payloads start with the connection or listener id. */
+#define TR_MSG_TCP_LISTENING 0xFFFF0030u /* struct tr_tcp_listening */
+#define TR_MSG_TCP_OPEN 0xFFFF0031u      /* struct tr_tcp_event */
+#define TR_MSG_TCP_DATA 0xFFFF0032u      /* struct tr_tcp_data (pointer) */
+#define TR_MSG_TCP_CLOSED 0xFFFF0033u    /* struct tr_tcp_event */
+
+typedef struct tr_tcp_listening {
+	tr_tcp listener;
+	int32_t status; /* 0, or a negative libuv code */
+	uint16_t port;  /* the bound port (useful after asking for 0) */
+	char error[32];
+} tr_tcp_listening;
+
+/**
+ * struct tr_tcp_event - TR_MSG_TCP_OPEN (status 0) and TR_MSG_TCP_CLOSED
+ * (status 0 for end of file or a local close, else a negative libuv code
+ * named in @error, such as "ECONNRESET" or "ECONNREFUSED").
+ */
+typedef struct tr_tcp_event {
+	tr_tcp conn;
+	int32_t status;
+	char error[32];
+} tr_tcp_event;
+
+/** Received bytes; freed by the runtime after the handler. */
+typedef struct tr_tcp_data {
+	tr_tcp conn;
+	size_t len;
+	unsigned char bytes[];
+} tr_tcp_data;
+
+/**
+ * tr_tcp_listen() - Listen on @host:@port (port 0: any free port). The
+ * caller gets one TR_MSG_TCP_LISTENING. Each accepted connection gets a
+ * new actor spawned from @conn_def (no spawn argument), which receives
+ * TR_MSG_TCP_OPEN, then TR_MSG_TCP_DATA messages, then exactly one
+ * TR_MSG_TCP_CLOSED. The listener closes when its caller stops; a
+ * connection closes when its actor stops.
+ * @out: the listener id; may be NULL
+ *
+ * Thread:    actor.
+ * Return:    TR_OK (one TR_MSG_TCP_LISTENING follows), TR_EINVAL,
+ *            TR_ENOMEM, TR_ECLOSED.
+ */
+TR_API tr_err tr_tcp_listen(tr_ctx *cx, const char *host, uint16_t port,
+			    const tr_actor_def *conn_def, tr_tcp *out);
+
+/**
+ * tr_tcp_connect() - Connect to the numeric address @host:@port. The
+ * calling actor owns the connection: it gets TR_MSG_TCP_OPEN and then data,
+ * or at once one TR_MSG_TCP_CLOSED with the error ("ECONNREFUSED", ...).
+ * Thread:    actor.
+ * Return:    TR_OK (an OPEN or a CLOSED follows), TR_EINVAL, TR_ENOMEM,
+ *            TR_ECLOSED.
+ */
+TR_API tr_err tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port,
+			     tr_tcp *out);
+
+/**
+ * tr_tcp_write() - Queue @len bytes (copied) on a connection. Writes from
+ * one actor go out in order. A write to a closed connection is dropped.
+ * Thread:    actor (any actor, not only the owner).
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data,
+			   size_t len);
+
+/**
+ * tr_tcp_close() - Close a connection after its pending writes; its owner
+ * then gets TR_MSG_TCP_CLOSED with status 0. Closing twice is harmless.
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ */
+TR_API tr_err tr_tcp_close(tr_ctx *cx, tr_tcp conn);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_TCP_H */
