@@ -41,6 +41,7 @@ struct tcp {
 	bool paused_unread;
 	bool closing;
 	bool closed_sent;
+	bool eof; /* the peer shut down its sending side */
 	int64_t pending; /* write bytes queued (I/O thread) */
 	_Atomic int64_t unread;
 	_Atomic int refs;
@@ -209,8 +210,14 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (d != NULL) {
 			tr__free(d, sizeof(*d) + 65536);
 		}
-		if (nread < 0) {
-			tcp_close(t, nread == UV_EOF ? 0 : (int)nread);
+		if (nread == UV_EOF) {
+			/* Half-close: the owner may still write, then close. */
+			uv_read_stop(s);
+			t->reading = false;
+			t->eof = true;
+			send_event(t, TR_MSG_TCP_EOF, 0);
+		} else if (nread < 0) {
+			tcp_close(t, (int)nread);
 		}
 		return;
 	}
@@ -240,7 +247,7 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void
 update_reading(struct tcp *t)
 {
-	if (t->closing || t->is_listener) {
+	if (t->closing || t->is_listener || t->eof) {
 		return;
 	}
 	int64_t unread = atomic_load_explicit(&t->unread, memory_order_relaxed);

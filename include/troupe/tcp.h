@@ -38,6 +38,7 @@ typedef struct tr_tcp {
 #define TR_MSG_TCP_OPEN 0xFFFF0031u      /* struct tr_tcp_event */
 #define TR_MSG_TCP_DATA 0xFFFF0032u      /* struct tr_tcp_data (pointer) */
 #define TR_MSG_TCP_CLOSED 0xFFFF0033u    /* struct tr_tcp_event */
+#define TR_MSG_TCP_EOF 0xFFFF0034u       /* struct tr_tcp_event */
 
 typedef struct tr_tcp_listening {
 	tr_tcp listener;
@@ -47,9 +48,11 @@ typedef struct tr_tcp_listening {
 } tr_tcp_listening;
 
 /**
- * struct tr_tcp_event - TR_MSG_TCP_OPEN (status 0) and TR_MSG_TCP_CLOSED
- * (status 0 for end of file or a local close, else a negative libuv code
- * named in @error, such as "ECONNRESET" or "ECONNREFUSED").
+ * struct tr_tcp_event - TR_MSG_TCP_OPEN (status 0); TR_MSG_TCP_EOF (the
+ * peer shut down its sending side: no more data, but writes still go
+ * out; call tr_tcp_close() when done); TR_MSG_TCP_CLOSED (status 0 after
+ * tr_tcp_close(), else a negative libuv code named in @error, such as
+ * "ECONNRESET", "ECONNREFUSED" or "ENOBUFS").
  */
 typedef struct tr_tcp_event {
 	tr_tcp conn;
@@ -68,8 +71,8 @@ typedef struct tr_tcp_data {
  * tr_tcp_listen() - Listen on @host:@port (port 0: any free port). The
  * caller gets one TR_MSG_TCP_LISTENING. Each accepted connection gets a
  * new actor spawned from @conn_def (no spawn argument), which receives
- * TR_MSG_TCP_OPEN, then TR_MSG_TCP_DATA messages, then exactly one
- * TR_MSG_TCP_CLOSED. The listener closes when its caller stops; a
+ * TR_MSG_TCP_OPEN, then TR_MSG_TCP_DATA messages, TR_MSG_TCP_EOF if the
+ * peer half-closes, and exactly one TR_MSG_TCP_CLOSED last. The listener closes when its caller stops; a
  * connection closes when its actor stops.
  * @out: the listener id; may be NULL
  *

@@ -39,6 +39,10 @@ echo_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	if (m->type == TR_MSG_TCP_DATA) {
 		const tr_tcp_data *d = m->data;
 		(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
+	} else if (m->type == TR_MSG_TCP_EOF) {
+		tr_tcp_event e;
+		memcpy(&e, m->data, sizeof(e));
+		(void)tr_tcp_close(cx, e.conn); /* after the echoes went out */
 	} else if (m->type == TR_MSG_TCP_CLOSED) {
 		atomic_fetch_add(&conns_closed, 1);
 		tr_stop_self(cx, TR_EXIT_NORMAL);
