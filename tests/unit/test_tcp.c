@@ -265,7 +265,40 @@ test_connect_closed_port(void)
 	fx_finish(&f);
 }
 
+static void
+test_stop_with_open_connections(void)
+{
+	struct fx f;
+	enum { N = 5 };
+	int fds[N];
+	char back[8];
+
+	fx_start(&f, 2);
+	uint16_t port = start_server(&f);
+	for (int i = 0; i < N; i++) {
+		fds[i] = dial(port);
+		CHECK(fds[i] >= 0);
+		/* One echo proves the connection actor is up. */
+		CHECK(write(fds[i], "x\n", 2) == 2);
+		CHECK(read_all(fds[i], back, 2));
+	}
+	/* Stop with every connection open: join closes them all. */
+	uint64_t t0 = harness_now_ms();
+	fx_finish(&f);
+	printf("  stop with %d open connections took %" PRIu64 " ms\n", N,
+	       harness_now_ms() - t0);
+	for (int i = 0; i < N; i++) {
+		/* The server side is gone: end of file (or a reset). */
+		struct pollfd p = { .fd = fds[i], .events = POLLIN };
+		CHECK(poll(&p, 1, 5000) == 1);
+		CHECK(read(fds[i], back, sizeof(back)) <= 0);
+		close(fds[i]);
+	}
+}
+
 static const struct test_case tests[] = {
+	{ "tcp: runtime stop closes open connections",
+	  test_stop_with_open_connections },
 	{ "tcp: echo, many connections, partial and pipelined lines",
 	  test_echo_many_partial_pipelined },
 	{ "tcp: a peer that floods and never reads stays bounded",
