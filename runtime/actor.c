@@ -665,8 +665,8 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 				       TR__SYS_DOWN, &d, sizeof(d));
 		}
 		if (x->owns_io) {
-			/* Its child processes end with it. */
-			(void)tr__io_process_owner_gone(rt->io, self);
+			/* Its child processes and sockets end with it. */
+			(void)tr__io_owner_gone(rt->io, self);
 		}
 		/* Monitors this actor held: tell the targets to forget them. */
 		for (uint32_t i = 0; i < x->monitors.n; i++) {

@@ -32,6 +32,7 @@
 #include "runtime/alloc.h"
 #include "runtime/internal.h"
 #include "runtime/runtime.h"
+#include "runtime/stack.h"
 
 /* Timer table: chained hash by id, touched only by the I/O thread. */
 #define TIMER_BUCKETS 4096u
@@ -284,7 +285,7 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		c->fn(io, c->arg);
 		break;
 	case CMD_STOP:
-		tr__io_process_stop_all(io);
+		tr__io_process_kill_owned(io, 0);
 		tr__io_tcp_close_owned(io, 0);
 		if (io->sig_on) {
 			uv_close((uv_handle_t *)&io->sig[0], NULL);
@@ -311,15 +312,8 @@ static void
 drain(uv_async_t *async)
 {
 	struct tr__io *io = async->data;
-	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&io->cmds);
-	ck_stack_entry_t *rev = NULL;
+	ck_stack_entry_t *rev = tr__stack_take_fifo(&io->cmds);
 
-	while (e != NULL) {
-		ck_stack_entry_t *next = e->next;
-		e->next = rev;
-		rev = e;
-		e = next;
-	}
 	while (rev != NULL) {
 		ck_stack_entry_t *next = rev->next;
 		struct cmd *c = tr__container_of(rev, struct cmd, link);
@@ -592,4 +586,31 @@ void **
 tr__io_tcps(struct tr__io *io)
 {
 	return &io->tcps;
+}
+
+/* I/O thread: an actor stopped; end its children and its sockets. */
+static void
+owner_gone(struct tr__io *io, void *arg)
+{
+	uint64_t *owner = arg;
+
+	tr__io_process_kill_owned(io, *owner);
+	tr__io_tcp_close_owned(io, *owner);
+	tr__free(owner, sizeof(*owner));
+}
+
+tr_err
+tr__io_owner_gone(struct tr__io *io, uint64_t owner)
+{
+	uint64_t *arg = tr__alloc(sizeof(*arg));
+
+	if (arg == NULL) {
+		return TR_ENOMEM;
+	}
+	*arg = owner;
+	tr_err err = tr__io_call(io, owner_gone, arg);
+	if (err < 0) {
+		tr__free(arg, sizeof(*arg));
+	}
+	return err;
 }

@@ -54,14 +54,15 @@ tr_err tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
 struct uv_loop_s *tr__io_uv_loop(struct tr__io *io);
 tr_runtime *tr__io_runtime(struct tr__io *io);
 void **tr__io_procs(struct tr__io *io);
-/* I/O thread only: kill every child (SIGKILL); each closes once reaped. */
-void tr__io_process_stop_all(struct tr__io *io);
+/* I/O thread only: SIGKILL the children of @owner (0: all); each closes
+ * once reaped. */
+void tr__io_process_kill_owned(struct tr__io *io, uint64_t owner);
 void **tr__io_tcps(struct tr__io *io);
 /* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
 void tr__io_tcp_run(struct tr__io *io, void *arg);
 void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
 /* Any thread: an actor that owned processes or sockets stopped. */
-tr_err tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
+tr_err tr__io_owner_gone(struct tr__io *io, uint64_t owner);
 
 /* Timers armed right now (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);

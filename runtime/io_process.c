@@ -11,7 +11,7 @@
  *
  * Invariants: a struct proc is freed only after the close callbacks of
  * all four of its handles ran (`closing` counts them down); when the
- * owner stops, actor.c calls tr__io_process_owner_gone() and the I/O
+ * owner stops, actor.c calls tr__io_owner_gone() and the I/O
  * thread kills that owner's children; libuv reaps them (SIGCHLD) and the
  * exit callback closes the handles.
  */
@@ -71,7 +71,7 @@ struct write_req {
 
 struct ctl_req {
 	uint64_t id;
-	int op; /* 0: close stdin, 1: kill, 2: owner gone */
+	int op; /* 0: close stdin, 1: kill */
 	int signum;
 };
 
@@ -333,8 +333,8 @@ run_write(struct tr__io *io, void *arg)
 	}
 }
 
-static void
-kill_owned(struct tr__io *io, uint64_t owner)
+void
+tr__io_process_kill_owned(struct tr__io *io, uint64_t owner)
 {
 	for (struct proc *p = *tr__io_procs(io); p != NULL; p = p->next) {
 		if ((owner == 0 || p->owner == owner) && p->spawned &&
@@ -348,12 +348,9 @@ static void
 run_ctl(struct tr__io *io, void *arg)
 {
 	struct ctl_req *c = arg;
-	struct proc *p = c->op == 2 ? NULL : find(io, c->id);
+	struct proc *p = find(io, c->id);
 
-	if (c->op == 2) {
-		kill_owned(io, c->id);
-		tr__io_tcp_close_owned(io, c->id);
-	} else if (p != NULL && c->op == 0) {
+	if (p != NULL && c->op == 0) {
 		if (!uv_is_closing((uv_handle_t *)&p->in)) {
 			/* No callback: maybe_finish() counts this handle as
 			 * already closed when the process ends. */
@@ -363,12 +360,6 @@ run_ctl(struct tr__io *io, void *arg)
 		uv_process_kill(&p->h, c->signum);
 	}
 	tr__free(c, sizeof(*c));
-}
-
-void
-tr__io_process_stop_all(struct tr__io *io)
-{
-	kill_owned(io, 0);
 }
 
 static tr_err
@@ -387,12 +378,6 @@ ctl(tr_runtime *rt, uint64_t id, int op, int signum)
 		tr__free(c, sizeof(*c));
 	}
 	return err;
-}
-
-tr_err
-tr__io_process_owner_gone(struct tr__io *io, uint64_t owner)
-{
-	return ctl(tr__io_runtime(io), owner, 2, 0);
 }
 
 /* ------------------------------------------------------------------ */

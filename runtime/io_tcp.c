@@ -13,7 +13,7 @@
  *
  * Invariants: each connection sends exactly one OPEN-or-CLOSED first and
  * exactly one CLOSED last; a connection or listener whose owner stopped is
- * closed (actor.c calls tr__io_process_owner_gone, which also lands here).
+ * closed (actor.c calls tr__io_owner_gone, which also lands here).
  */
 #include <troupe/tcp.h>
 

@@ -38,6 +38,7 @@
 #include "runtime/futex.h"
 #include "runtime/internal.h"
 #include "runtime/runtime.h"
+#include "runtime/stack.h"
 
 /* Entries per worker ring (a power of two; capacity is one less). */
 #define RING_SIZE 16384u
@@ -258,18 +259,11 @@ take_inject(struct tr__worker *w)
 	if (ck_pr_load_ptr(&rt->inject.head) == NULL) {
 		return NULL;
 	}
-	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&rt->inject);
-	if (e == NULL) {
+	ck_stack_entry_t *rev = tr__stack_take_fifo(&rt->inject);
+	if (rev == NULL) {
 		return NULL;
 	}
-	/* The stack is LIFO: reverse it so foreign sends keep their order. */
-	ck_stack_entry_t *rev = NULL;
-	while (e != NULL) {
-		ck_stack_entry_t *next = e->next;
-		e->next = rev;
-		rev = e;
-		e = next;
-	}
+	ck_stack_entry_t *e;
 	struct tr__actor *first = tr__container_of(rev, struct tr__actor, qlink);
 	for (e = rev->next; e != NULL;) {
 		ck_stack_entry_t *next = e->next;
