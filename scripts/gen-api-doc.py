@@ -10,7 +10,8 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ORDER = ["troupe.h", "version.h", "error.h", "pid.h", "msg.h", "actor.h",
-         "runtime.h", "metrics.h", "timer.h", "io.h", "process.h", "tcp.h"]
+         "runtime.h", "metrics.h", "timer.h", "io.h", "process.h", "tcp.h",
+         "framer.h"]
 
 
 def entries(text):

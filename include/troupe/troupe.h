@@ -15,6 +15,7 @@
  *   io.h       signals and name resolution on the I/O thread
  *   process.h  child processes: stdin, stdout/stderr lines, exit
  *   tcp.h      TCP listeners and connections as actors
+ *   framer.h   cutting a byte stream into lines or length-prefixed frames
  */
 
 #include <troupe/version.h>
@@ -28,5 +29,6 @@
 #include <troupe/io.h>
 #include <troupe/process.h>
 #include <troupe/tcp.h>
+#include <troupe/framer.h>
 
 #endif /* TROUPE_TROUPE_H */

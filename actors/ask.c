@@ -1,0 +1,2 @@
+/* Placeholder: the ask module is being written. */
+#include <troupe/troupe.h>

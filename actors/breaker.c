@@ -1,0 +1,2 @@
+/* Placeholder: the breaker module is being written. */
+#include <troupe/troupe.h>

@@ -1,0 +1,2 @@
+/* Placeholder: the pubsub module is being written. */
+#include <troupe/troupe.h>

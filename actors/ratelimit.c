@@ -1,0 +1,2 @@
+/* Placeholder: the ratelimit module is being written. */
+#include <troupe/troupe.h>

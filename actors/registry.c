@@ -1,0 +1,2 @@
+/* Placeholder: the registry module is being written. */
+#include <troupe/troupe.h>

@@ -1,0 +1,2 @@
+/* Placeholder: the supervisor module is being written. */
+#include <troupe/troupe.h>

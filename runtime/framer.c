@@ -1,0 +1,2 @@
+/* Placeholder: the framer is being written. */
+#include <troupe/framer.h>
