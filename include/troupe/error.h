@@ -24,7 +24,9 @@ extern "C" {
 	X(EMSGSIZE, -7, "message too large")                            \
 	X(ESTATE, -8, "operation not valid in this state")             \
 	X(EUNREACH, -9, "node unreachable")                             \
-	X(ESYS, -10, "system call failed")
+	X(ESYS, -10, "system call failed")                              \
+	X(EREJECTED, -11, "rejected (circuit open or over a limit)")    \
+	X(EEXIST, -12, "already exists")
 
 typedef enum tr_err {
 	TR_OK = 0,

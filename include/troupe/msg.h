@@ -24,6 +24,13 @@ extern "C" {
 #define TR_MSG_SYSTEM_BASE 0xFFFF0000u
 
 /**
+ * First type tag of the standard actors library (<troupe/actors/...>):
+ * 0xFFFE0000 to 0xFFFEFFFF, 256 types per module. Applications use types
+ * below it.
+ */
+#define TR_MSG_ACTORS_BASE 0xFFFE0000u
+
+/**
  * TR_MSG_DOWN - A monitored actor stopped. Payload: struct tr_down.
  * Delivered once per tr_monitor() call that was not cancelled.
  */
