@@ -56,46 +56,64 @@ typedef struct tr_framer {
 } tr_framer;
 
 /**
- * tr_framer_init() - Prepare @f.
+ * tr_framer_init() - Prepare @f. Does not allocate.
  * @mode:      TR_FRAME_LINE or TR_FRAME_LEN32
- * @max_frame: largest frame accepted, in bytes (without the "\n" or the
- *             prefix); at least 1
+ * @max_frame: largest frame accepted, in bytes (without the "\r\n", "\n"
+ *             or the prefix); at least 1. The framer never holds more
+ *             than @max_frame + 1 bytes (lines) or @max_frame + 4 (length
+ *             prefixed) of an unfinished frame.
  *
  * Thread:    any (the framer then belongs to the caller).
- * Return:    TR_OK, TR_EINVAL.
+ * Return:    TR_OK, TR_EINVAL (NULL @f, unknown @mode, @max_frame 0); on
+ *            TR_EINVAL a non-NULL @f is zeroed, so tr_framer_fini() on it
+ *            is harmless.
  */
 TR_API tr_err tr_framer_init(tr_framer *f, tr_frame_mode mode,
 			     size_t max_frame);
 
-/** tr_framer_fini() - Free what @f holds. Thread: its owner. */
+/**
+ * tr_framer_fini() - Free what @f holds and zero it; tr_framer_init() may
+ * then prepare it again. A no-op on a zeroed framer or NULL.
+ * Thread: its owner.
+ */
 TR_API void tr_framer_fini(tr_framer *f);
 
 /**
  * tr_framer_feed() - Give @f the next @len bytes of the stream (not
  * copied; see the file comment). Feed again only after tr_framer_next()
- * returned 0.
+ * returned 0, even when the frames taken used up every fed byte.
  * Thread:    its owner.
- * Return:    TR_OK; TR_EINVAL (NULL data with a length, or frames of the
- *            previous feed not yet taken); the sticky error of an earlier
- *            tr_framer_next().
+ * Return:    TR_OK; TR_EINVAL (NULL @f, @f not initialised, NULL data
+ *            with a length, or tr_framer_next() has not returned 0 since
+ *            the previous feed; nothing changes); the sticky error of an
+ *            earlier tr_framer_next().
  */
 TR_API tr_err tr_framer_feed(tr_framer *f, const void *data, size_t len);
 
 /**
  * tr_framer_next() - Take the next complete frame.
- * @frame: set to the frame's first byte (valid until the next call on @f)
- * @len:   set to its length
+ * @frame: set to the frame's first byte (valid until the next call on @f);
+ *         NULL when no frame is returned
+ * @len:   set to its length (0 when no frame is returned)
  *
+ * A frame that lies wholly inside the fed bytes points into them; one that
+ * began in an earlier feed points into the framer's buffer.
  * After an error the framer stays failed (every later call returns the
- * same error); the stream cannot be resynchronised, so close it.
+ * same error, and it holds no bytes any more); the stream cannot be
+ * resynchronised, so close it.
  * Thread:    its owner.
- * Return:    1 (a frame), 0 (need more bytes; the rest was kept),
- *            TR_EMSGSIZE (a frame over the maximum), TR_ENOMEM.
+ * Return:    1 (a frame); 0 (need more bytes: the rest was copied, so the
+ *            fed bytes may be reused; also when nothing was fed);
+ *            TR_EMSGSIZE (a frame over the maximum); TR_ENOMEM;
+ *            TR_EINVAL (a NULL argument, or @f not initialised; not
+ *            sticky).
  */
 TR_API int tr_framer_next(tr_framer *f, const void **frame, size_t *len);
 
 /**
- * tr_framer_pending() - Bytes of an unfinished frame held by @f.
+ * tr_framer_pending() - Bytes of the stream @f holds that no returned
+ * frame covered: those copied into its buffer plus fed bytes that
+ * tr_framer_next() has not taken yet. 0 for NULL or a failed framer.
  * Thread: its owner.
  */
 TR_API size_t tr_framer_pending(const tr_framer *f);
