@@ -1,2 +1,941 @@
-/* Placeholder: the pubsub module is being written. */
-#include <troupe/troupe.h>
+/*
+ * PubSub: topics with subscriber lists, published to without a central
+ * actor, and subscribers removed when they stop.
+ *
+ * Threads. Every entry point runs on any thread, handlers included. The
+ * service's own actor (the watcher) runs on a worker like any actor; it
+ * monitors subscribers and handles their TR_MSG_DOWN.
+ *
+ * Snapshots. A topic's subscribers are an immutable array with a
+ * reference count (struct snap). A publish takes a reference under the
+ * shard's read lock and sends after dropping the lock; a writer never
+ * changes a published array, it builds a new one, swaps the topic's
+ * pointer under the shard's write lock and drops the table's reference
+ * to the old one. Whoever drops the last reference frees the array. So a
+ * publish sends to one consistent list, and a slow publish (a long list)
+ * never holds a lock that writers or other publishers wait for.
+ *
+ * Locks.
+ *   wmu          serialises every writer: subscribe, unsubscribe and the
+ *                watcher's SYNC, DOWN and RETRY handling. It guards the
+ *                subscriber table, the membership lists, the writer-side
+ *                counters and watcher_gone; since every change to a shard
+ *                is made under it, a writer reads the shards without their
+ *                locks.
+ *   shard->lock  a rwlock per topic shard. Publishes and counts take it
+ *                shared; a writer takes it exclusive while holding wmu
+ *                (order: wmu, then one shard lock).
+ *
+ * Invariants (under wmu).
+ *   - A topic is in its shard while it has at least one subscriber; its
+ *     snapshot lists each subscriber once, and each listed pid has a
+ *     membership for it in its struct sub, and no other memberships
+ *     exist.
+ *   - A sub with memberships is monitored by the watcher, or a SYNC for
+ *     its pid is queued to the watcher (sent when the sub was created),
+ *     or it is dead and being purged (a RETRY is queued).
+ *   - A sub without memberships is kept only while a SYNC for its pid is
+ *     queued; the watcher frees it.
+ *
+ * Lifetime. The service is reference counted: one reference belongs to
+ * the owner (dropped by tr_pubsub_destroy()), one to the watcher (dropped
+ * by its teardown).
+ */
+#include <troupe/actors/pubsub.h>
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* As in the registry: few enough to stay small, enough to spread readers. */
+#define NSHARDS 16u
+#define SHARD_BITS 4u
+#define SHARD_BUCKETS0 8u
+#define SUB_BUCKETS0 16u
+
+#define CACHE_LINE 64u
+
+struct snap {
+	atomic_uint refs;
+	uint32_t n;
+	tr_pid pids[];
+};
+
+struct topic {
+	struct topic *next; /* shard chain */
+	struct snap *snap;  /* never NULL; swapped under the shard's wrlock */
+	uint64_t hash;
+	size_t len;
+	char name[]; /* len bytes and a NUL */
+};
+
+struct member {
+	struct member *next;
+	struct topic *topic;
+};
+
+struct sub {
+	struct sub *next; /* subscriber table chain */
+	tr_pid pid;
+	uint64_t ref; /* the watcher's monitor, when monitored */
+	bool monitored;
+	bool dead; /* its DOWN was handled; memberships are being purged */
+	size_t n;  /* memberships */
+	struct member *members;
+};
+
+struct shard {
+	alignas(CACHE_LINE) pthread_rwlock_t lock;
+	struct topic **buckets;
+	size_t nbuckets; /* a power of two */
+	size_t count;
+};
+
+/* Publish counters: relaxed, on their own line, away from wmu's. */
+struct pub_counters {
+	alignas(CACHE_LINE) atomic_uint_fast64_t published;
+	atomic_uint_fast64_t unheard;
+	atomic_uint_fast64_t delivered;
+	atomic_uint_fast64_t failed;
+};
+
+struct tr_pubsub {
+	struct shard shards[NSHARDS];
+	struct pub_counters pc;
+	alignas(CACHE_LINE) pthread_mutex_t wmu;
+	tr_runtime *rt;
+	tr_pid watcher;
+	atomic_uint refs;
+	bool watcher_gone;
+	struct sub **subs;
+	size_t nsub_buckets;
+	size_t nsubs;
+	tr_pubsub_stats st; /* writer-side fields only */
+};
+
+struct watcher {
+	tr_pubsub *ps;
+};
+
+/* ---- hashing ------------------------------------------------------------- */
+
+/* splitmix64's finaliser: every input bit reaches every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9u;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebu;
+	x ^= x >> 31;
+	return x;
+}
+
+/* FNV-1a, then mixed so that both the top (shard) and low (bucket) bits
+ * are usable. */
+static uint64_t
+hash_topic(const char *s, size_t len)
+{
+	uint64_t h = 14695981039346656037u;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211u;
+	}
+	return mix64(h);
+}
+
+static tr_err
+check_topic(const char *topic, size_t *len)
+{
+	if (topic == NULL) {
+		return TR_EINVAL;
+	}
+	*len = strnlen(topic, TR_PUBSUB_TOPIC_MAX + 1);
+	if (*len == 0 || *len > TR_PUBSUB_TOPIC_MAX) {
+		return TR_EINVAL;
+	}
+	return TR_OK;
+}
+
+static bool
+pid_ok(tr_pid pid)
+{
+	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
+}
+
+static struct shard *
+shard_of(tr_pubsub *ps, uint64_t hash)
+{
+	return &ps->shards[hash >> (64u - SHARD_BITS)];
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+static struct snap *
+snap_alloc(uint32_t n)
+{
+	struct snap *s = malloc(sizeof(*s) + (size_t)n * sizeof(tr_pid));
+
+	if (s != NULL) {
+		/* The reference of the topic that will hold it. */
+		atomic_init(&s->refs, 1);
+		s->n = n;
+	}
+	return s;
+}
+
+static void
+snap_release(struct snap *s)
+{
+	/*
+	 * acq_rel: the release orders this holder's reads of pids[] before
+	 * the decrement; the acquire of the last decrement pairs with every
+	 * other holder's release, so the free comes after all their reads.
+	 */
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+		free(s);
+	}
+}
+
+/* ---- topic shards -------------------------------------------------------- */
+
+/* Under the shard's lock (either mode), or under wmu. */
+static struct topic *
+shard_find(const struct shard *sh, uint64_t hash, const char *name,
+	   size_t len)
+{
+	struct topic *t = sh->buckets[hash & (sh->nbuckets - 1)];
+
+	for (; t != NULL; t = t->next) {
+		if (t->hash == hash && t->len == len &&
+		    memcmp(t->name, name, len) == 0) {
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Double the buckets when the next insertion would pass a load of 1; the
+ * array is allocated before the lock is taken. Without memory the chains
+ * just grow longer. Under wmu.
+ */
+static void
+shard_maybe_grow(struct shard *sh)
+{
+	if (sh->count + 1 <= sh->nbuckets) {
+		return;
+	}
+	size_t nb = sh->nbuckets * 2;
+	struct topic **fresh = calloc(nb, sizeof(*fresh));
+	if (fresh == NULL) {
+		return;
+	}
+	pthread_rwlock_wrlock(&sh->lock);
+	struct topic **old = sh->buckets;
+	for (size_t i = 0; i < sh->nbuckets; i++) {
+		struct topic *t = old[i];
+		while (t != NULL) {
+			struct topic *next = t->next;
+			size_t b = t->hash & (nb - 1);
+			t->next = fresh[b];
+			fresh[b] = t;
+			t = next;
+		}
+	}
+	sh->buckets = fresh;
+	sh->nbuckets = nb;
+	pthread_rwlock_unlock(&sh->lock);
+	free(old);
+}
+
+/* Under wmu. */
+static void
+shard_insert(struct shard *sh, struct topic *t)
+{
+	shard_maybe_grow(sh);
+	pthread_rwlock_wrlock(&sh->lock);
+	size_t b = t->hash & (sh->nbuckets - 1);
+	t->next = sh->buckets[b];
+	sh->buckets[b] = t;
+	sh->count++;
+	pthread_rwlock_unlock(&sh->lock);
+}
+
+/*
+ * Take @pid out of @t's list; a topic left empty leaves the table.
+ * Under wmu.
+ * Return: TR_OK, or TR_ENOMEM (nothing changed).
+ */
+static tr_err
+topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
+{
+	struct shard *sh = shard_of(ps, t->hash);
+	struct snap *old = t->snap;
+
+	if (old->n == 1) {
+		pthread_rwlock_wrlock(&sh->lock);
+		struct topic **pp = &sh->buckets[t->hash & (sh->nbuckets - 1)];
+		while (*pp != t) {
+			pp = &(*pp)->next;
+		}
+		*pp = t->next;
+		sh->count--;
+		pthread_rwlock_unlock(&sh->lock);
+		snap_release(old);
+		free(t);
+		ps->st.topics--;
+		return TR_OK;
+	}
+	struct snap *fresh = snap_alloc(old->n - 1);
+	if (fresh == NULL) {
+		return TR_ENOMEM;
+	}
+	uint32_t j = 0;
+	for (uint32_t i = 0; i < old->n; i++) {
+		if (!tr_pid_eq(old->pids[i], pid)) {
+			fresh->pids[j++] = old->pids[i];
+		}
+	}
+	pthread_rwlock_wrlock(&sh->lock);
+	t->snap = fresh;
+	pthread_rwlock_unlock(&sh->lock);
+	snap_release(old);
+	return TR_OK;
+}
+
+/* ---- subscribers (all under wmu) ----------------------------------------- */
+
+static struct sub **
+sub_slot(tr_pubsub *ps, tr_pid pid)
+{
+	struct sub **pp = &ps->subs[mix64(pid.v) & (ps->nsub_buckets - 1)];
+
+	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+static void
+subs_maybe_grow(tr_pubsub *ps)
+{
+	if (ps->nsubs + 1 <= ps->nsub_buckets) {
+		return;
+	}
+	size_t nb = ps->nsub_buckets * 2;
+	struct sub **fresh = calloc(nb, sizeof(*fresh));
+	if (fresh == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < ps->nsub_buckets; i++) {
+		struct sub *s = ps->subs[i];
+		while (s != NULL) {
+			struct sub *next = s->next;
+			size_t b = mix64(s->pid.v) & (nb - 1);
+			s->next = fresh[b];
+			fresh[b] = s;
+			s = next;
+		}
+	}
+	free(ps->subs);
+	ps->subs = fresh;
+	ps->nsub_buckets = nb;
+}
+
+static tr_err
+send_self(tr_pubsub *ps, uint32_t type, tr_pid pid)
+{
+	return tr_runtime_send(ps->rt, ps->watcher, type, &pid, sizeof(pid));
+}
+
+/*
+ * The sub of @pid, created if needed. A new sub is announced to the
+ * watcher with a SYNC; if that send fails the sub is dropped again, so
+ * that no subscription exists that the watcher will never hear of.
+ */
+static tr_err
+sub_get(tr_pubsub *ps, tr_pid pid, struct sub **out)
+{
+	struct sub **pp = sub_slot(ps, pid);
+
+	if (*pp != NULL) {
+		*out = *pp;
+		return TR_OK;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return TR_ENOMEM;
+	}
+	s->pid = pid;
+	tr_err err = send_self(ps, TR_MSG_PUBSUB_SYNC, pid);
+	if (err < 0) {
+		free(s);
+		return err;
+	}
+	subs_maybe_grow(ps);
+	pp = sub_slot(ps, pid);
+	*pp = s;
+	ps->nsubs++;
+	*out = s;
+	return TR_OK;
+}
+
+static void
+sub_free(tr_pubsub *ps, struct sub *s)
+{
+	struct sub **pp = sub_slot(ps, s->pid);
+
+	*pp = s->next;
+	ps->nsubs--;
+	free(s);
+}
+
+static struct member **
+member_slot(struct sub *s, const struct topic *t)
+{
+	struct member **pp = &s->members;
+
+	while (*pp != NULL && (*pp)->topic != t) {
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+/*
+ * Remove every membership of a sub whose pid stopped (or cannot be
+ * watched). Without memory for a smaller list the rest is retried from
+ * the watcher's mailbox; if even that send fails the remaining entries
+ * stay, and publishes to them are dead letters.
+ */
+static void
+sub_purge(tr_pubsub *ps, struct sub *s)
+{
+	s->dead = true;
+	s->monitored = false;
+	while (s->members != NULL) {
+		struct member *mb = s->members;
+		if (topic_remove_pid(ps, mb->topic, s->pid) < 0) {
+			(void)send_self(ps, TR_MSG_PUBSUB_RETRY, s->pid);
+			return;
+		}
+		s->members = mb->next;
+		s->n--;
+		free(mb);
+		ps->st.removed++;
+		ps->st.subscriptions--;
+	}
+	sub_free(ps, s);
+}
+
+/* ---- the watcher actor --------------------------------------------------- */
+
+static int
+watcher_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct watcher *w = state;
+
+	(void)cx;
+	w->ps = arg;
+	return TR_OK;
+}
+
+static void
+pubsub_release(tr_pubsub *ps);
+
+static void
+watcher_sync(tr_ctx *cx, tr_pubsub *ps, tr_pid pid)
+{
+	struct sub *s = *sub_slot(ps, pid);
+
+	if (s == NULL || s->dead) {
+		return;
+	}
+	if (s->n == 0) {
+		if (s->monitored) {
+			(void)tr_demonitor(cx, s->ref);
+		}
+		sub_free(ps, s);
+		return;
+	}
+	if (s->monitored) {
+		return;
+	}
+	if (tr_monitor(cx, pid, &s->ref) == TR_OK) {
+		s->monitored = true;
+	} else {
+		/* A subscriber we cannot watch might never be removed. */
+		sub_purge(ps, s);
+	}
+}
+
+static void
+watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pubsub *ps = ((struct watcher *)state)->ps;
+
+	if ((m->type == TR_MSG_PUBSUB_SYNC || m->type == TR_MSG_PUBSUB_RETRY) &&
+	    m->size == sizeof(tr_pid)) {
+		tr_pid pid;
+		memcpy(&pid, m->data, sizeof(pid));
+		pthread_mutex_lock(&ps->wmu);
+		if (m->type == TR_MSG_PUBSUB_SYNC) {
+			watcher_sync(cx, ps, pid);
+		} else {
+			struct sub *s = *sub_slot(ps, pid);
+			if (s != NULL && s->dead) {
+				sub_purge(ps, s);
+			}
+		}
+		pthread_mutex_unlock(&ps->wmu);
+	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
+		tr_down d;
+		memcpy(&d, m->data, sizeof(d));
+		pthread_mutex_lock(&ps->wmu);
+		struct sub *s = *sub_slot(ps, d.who);
+		if (s != NULL && s->monitored && s->ref == d.ref) {
+			sub_purge(ps, s);
+		}
+		pthread_mutex_unlock(&ps->wmu);
+	}
+}
+
+static void
+watcher_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	tr_pubsub *ps = ((struct watcher *)state)->ps;
+
+	(void)cx;
+	(void)reason;
+	if (ps == NULL) {
+		return; /* init never ran: the spawn reference was not taken */
+	}
+	pthread_mutex_lock(&ps->wmu);
+	ps->watcher_gone = true;
+	pthread_mutex_unlock(&ps->wmu);
+	pubsub_release(ps);
+}
+
+static const tr_actor_def watcher_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "pubsub",
+	.state_size = sizeof(struct watcher),
+	.init = watcher_init,
+	.teardown = watcher_teardown,
+	.handle = watcher_handle,
+};
+
+/* ---- create and destroy -------------------------------------------------- */
+
+static void
+pubsub_free(tr_pubsub *ps)
+{
+	for (unsigned i = 0; i < NSHARDS; i++) {
+		struct shard *sh = &ps->shards[i];
+		for (size_t b = 0; b < sh->nbuckets; b++) {
+			struct topic *t = sh->buckets[b];
+			while (t != NULL) {
+				struct topic *next = t->next;
+				snap_release(t->snap);
+				free(t);
+				t = next;
+			}
+		}
+		free(sh->buckets);
+		pthread_rwlock_destroy(&sh->lock);
+	}
+	for (size_t b = 0; b < ps->nsub_buckets; b++) {
+		struct sub *s = ps->subs[b];
+		while (s != NULL) {
+			struct sub *next = s->next;
+			while (s->members != NULL) {
+				struct member *mb = s->members;
+				s->members = mb->next;
+				free(mb);
+			}
+			free(s);
+			s = next;
+		}
+	}
+	free(ps->subs);
+	pthread_mutex_destroy(&ps->wmu);
+	free(ps);
+}
+
+static void
+pubsub_release(tr_pubsub *ps)
+{
+	/*
+	 * acq_rel: the release publishes this side's last writes, the
+	 * acquire of the final decrement (pairing with the other side's
+	 * release) makes them visible to the one that frees.
+	 */
+	if (atomic_fetch_sub_explicit(&ps->refs, 1, memory_order_acq_rel) ==
+	    1) {
+		pubsub_free(ps);
+	}
+}
+
+tr_err
+tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
+{
+	tr_err err = TR_ENOMEM;
+	unsigned ninit = 0;
+
+	if (rt == NULL || out == NULL) {
+		return TR_EINVAL;
+	}
+	/* sizeof is a multiple of the struct's alignment, as C11 requires. */
+	tr_pubsub *ps = aligned_alloc(alignof(tr_pubsub), sizeof(*ps));
+	if (ps == NULL) {
+		return TR_ENOMEM;
+	}
+	memset(ps, 0, sizeof(*ps));
+	ps->rt = rt;
+	ps->st.size = sizeof(ps->st);
+	atomic_init(&ps->pc.published, 0);
+	atomic_init(&ps->pc.unheard, 0);
+	atomic_init(&ps->pc.delivered, 0);
+	atomic_init(&ps->pc.failed, 0);
+	for (; ninit < NSHARDS; ninit++) {
+		struct shard *sh = &ps->shards[ninit];
+		sh->buckets = calloc(SHARD_BUCKETS0, sizeof(*sh->buckets));
+		if (sh->buckets == NULL) {
+			goto err_shards;
+		}
+		if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
+			free(sh->buckets);
+			err = TR_ESYS;
+			goto err_shards;
+		}
+		sh->nbuckets = SHARD_BUCKETS0;
+	}
+	ps->subs = calloc(SUB_BUCKETS0, sizeof(*ps->subs));
+	if (ps->subs == NULL) {
+		goto err_shards;
+	}
+	ps->nsub_buckets = SUB_BUCKETS0;
+	if (pthread_mutex_init(&ps->wmu, NULL) != 0) {
+		err = TR_ESYS;
+		goto err_subs;
+	}
+	/* One reference for the caller, one for the watcher's teardown. */
+	atomic_init(&ps->refs, 2);
+	err = tr_runtime_spawn(rt, &watcher_def, ps, &ps->watcher);
+	if (err < 0) {
+		goto err_mutex;
+	}
+	*out = ps;
+	return TR_OK;
+
+err_mutex:
+	pthread_mutex_destroy(&ps->wmu);
+err_subs:
+	free(ps->subs);
+err_shards:
+	while (ninit-- > 0) {
+		free(ps->shards[ninit].buckets);
+		pthread_rwlock_destroy(&ps->shards[ninit].lock);
+	}
+	free(ps);
+	return err;
+}
+
+void
+tr_pubsub_destroy(tr_pubsub *ps)
+{
+	if (ps == NULL) {
+		return;
+	}
+	/* After a join the watcher is gone: this is a counted dead letter. */
+	(void)tr_runtime_stop_actor(ps->rt, ps->watcher, TR_EXIT_SHUTDOWN);
+	pubsub_release(ps);
+}
+
+/* ---- subscribe and unsubscribe ------------------------------------------- */
+
+tr_err
+tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
+{
+	size_t len;
+	tr_err err;
+
+	if (ps == NULL || !pid_ok(pid)) {
+		return TR_EINVAL;
+	}
+	err = check_topic(topic, &len);
+	if (err < 0) {
+		return err;
+	}
+	uint64_t hash = hash_topic(topic, len);
+	struct shard *sh = shard_of(ps, hash);
+	struct topic *fresh_t = NULL;
+	struct snap *fresh = NULL;
+	struct member *mb = NULL;
+
+	pthread_mutex_lock(&ps->wmu);
+	if (ps->watcher_gone) {
+		err = TR_ECLOSED;
+		goto out;
+	}
+	struct topic *t = shard_find(sh, hash, topic, len);
+	struct sub *s = *sub_slot(ps, pid);
+	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
+		err = TR_EEXIST;
+		goto out;
+	}
+	uint32_t n = t != NULL ? t->snap->n : 0;
+	if (n == UINT32_MAX) {
+		err = TR_ENOMEM;
+		goto out;
+	}
+	/* Everything that can fail first, then the changes. */
+	err = TR_ENOMEM;
+	fresh = snap_alloc(n + 1);
+	mb = malloc(sizeof(*mb));
+	if (t == NULL) {
+		fresh_t = malloc(sizeof(*fresh_t) + len + 1);
+	}
+	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
+		goto out;
+	}
+	err = sub_get(ps, pid, &s);
+	if (err < 0) {
+		goto out;
+	}
+	if (n > 0) {
+		memcpy(fresh->pids, t->snap->pids, (size_t)n * sizeof(tr_pid));
+	}
+	fresh->pids[n] = pid;
+	if (t == NULL) {
+		t = fresh_t;
+		fresh_t = NULL;
+		t->snap = fresh;
+		t->hash = hash;
+		t->len = len;
+		memcpy(t->name, topic, len);
+		t->name[len] = '\0';
+		shard_insert(sh, t);
+		ps->st.topics++;
+	} else {
+		pthread_rwlock_wrlock(&sh->lock);
+		struct snap *old = t->snap;
+		t->snap = fresh;
+		pthread_rwlock_unlock(&sh->lock);
+		snap_release(old);
+	}
+	fresh = NULL;
+	mb->topic = t;
+	mb->next = s->members;
+	s->members = mb;
+	s->n++;
+	mb = NULL;
+	ps->st.subscribed++;
+	ps->st.subscriptions++;
+out:
+	pthread_mutex_unlock(&ps->wmu);
+	free(fresh_t);
+	free(fresh);
+	free(mb);
+	return err;
+}
+
+tr_err
+tr_pubsub_subscribe_self(tr_ctx *cx, tr_pubsub *ps, const char *topic)
+{
+	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
+		return TR_EINVAL;
+	}
+	return tr_pubsub_subscribe(ps, topic, tr_self(cx));
+}
+
+tr_err
+tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
+{
+	size_t len;
+	tr_err err;
+
+	if (ps == NULL || !pid_ok(pid)) {
+		return TR_EINVAL;
+	}
+	err = check_topic(topic, &len);
+	if (err < 0) {
+		return err;
+	}
+	uint64_t hash = hash_topic(topic, len);
+	struct shard *sh = shard_of(ps, hash);
+
+	pthread_mutex_lock(&ps->wmu);
+	struct topic *t = shard_find(sh, hash, topic, len);
+	struct sub *s = *sub_slot(ps, pid);
+	struct member **pp =
+		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
+	if (pp == NULL || *pp == NULL) {
+		err = TR_ENOENT;
+		goto out;
+	}
+	err = topic_remove_pid(ps, t, pid);
+	if (err < 0) {
+		goto out;
+	}
+	struct member *mb = *pp;
+	*pp = mb->next;
+	free(mb);
+	ps->st.unsubscribed++;
+	ps->st.subscriptions--;
+	if (--s->n == 0 && s->monitored) {
+		/*
+		 * The watcher drops the monitor; an unmonitored sub has its
+		 * creation SYNC queued already. On failure the monitor stays
+		 * until the pid stops.
+		 */
+		(void)send_self(ps, TR_MSG_PUBSUB_SYNC, pid);
+	}
+out:
+	pthread_mutex_unlock(&ps->wmu);
+	return err;
+}
+
+tr_err
+tr_pubsub_unsubscribe_self(tr_ctx *cx, tr_pubsub *ps, const char *topic)
+{
+	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
+		return TR_EINVAL;
+	}
+	return tr_pubsub_unsubscribe(ps, topic, tr_self(cx));
+}
+
+/* ---- publish ------------------------------------------------------------- */
+
+/*
+ * The one publish path. @cx is the publishing actor, or NULL for a
+ * publish from outside with @from as the sender.
+ */
+static int
+publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
+	uint32_t type, const void *data, size_t len)
+{
+	size_t tlen;
+
+	if (check_topic(topic, &tlen) < 0 || type >= TR_MSG_SYSTEM_BASE ||
+	    (len > 0 && data == NULL)) {
+		return TR_EINVAL;
+	}
+	uint64_t hash = hash_topic(topic, tlen);
+	struct shard *sh = shard_of(ps, hash);
+	struct snap *snap = NULL;
+
+	pthread_rwlock_rdlock(&sh->lock);
+	struct topic *t = shard_find(sh, hash, topic, tlen);
+	if (t != NULL) {
+		snap = t->snap;
+		/*
+		 * relaxed: the read lock keeps the table's reference, so the
+		 * array cannot go before this increment; snap_release()
+		 * orders the reads that follow.
+		 */
+		atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+	}
+	pthread_rwlock_unlock(&sh->lock);
+	if (snap == NULL) {
+		atomic_fetch_add_explicit(&ps->pc.published, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&ps->pc.unheard, 1,
+					  memory_order_relaxed);
+		return 0;
+	}
+	int sent = 0;
+	uint64_t failed = 0;
+	tr_err err = TR_OK;
+	for (uint32_t i = 0; i < snap->n; i++) {
+		tr_pid to = snap->pids[i];
+		err = cx != NULL
+			      ? tr_send(cx, to, type, data, len)
+			      : tr_runtime_send_as(ps->rt, from, to, type, data,
+						   len);
+		if (err == TR_OK) {
+			sent++;
+		} else if (err == TR_EINVAL || err == TR_EMSGSIZE) {
+			/* About the message: the first send, so none sent. */
+			break;
+		} else {
+			failed++;
+			err = TR_OK;
+		}
+	}
+	snap_release(snap);
+	atomic_fetch_add_explicit(&ps->pc.delivered, (uint64_t)sent,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&ps->pc.failed, failed, memory_order_relaxed);
+	if (err < 0) {
+		return err;
+	}
+	atomic_fetch_add_explicit(&ps->pc.published, 1, memory_order_relaxed);
+	return sent;
+}
+
+int
+tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
+		  const void *data, size_t len)
+{
+	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
+		return TR_EINVAL;
+	}
+	return publish(ps, cx, TR_PID_NONE, topic, type, data, len);
+}
+
+int
+tr_pubsub_publish_as(tr_pubsub *ps, tr_pid from, const char *topic,
+		     uint32_t type, const void *data, size_t len)
+{
+	if (ps == NULL) {
+		return TR_EINVAL;
+	}
+	return publish(ps, NULL, from, topic, type, data, len);
+}
+
+/* ---- inspection ---------------------------------------------------------- */
+
+int
+tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
+{
+	size_t len;
+
+	if (ps == NULL || check_topic(topic, &len) < 0) {
+		return TR_EINVAL;
+	}
+	uint64_t hash = hash_topic(topic, len);
+	struct shard *sh = shard_of(ps, hash);
+	pthread_rwlock_rdlock(&sh->lock);
+	struct topic *t = shard_find(sh, hash, topic, len);
+	uint32_t n = t != NULL ? t->snap->n : 0;
+	pthread_rwlock_unlock(&sh->lock);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+tr_err
+tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
+{
+	if (ps == NULL || out == NULL || out->size < sizeof(*out)) {
+		return TR_EINVAL;
+	}
+	size_t size = out->size;
+	pthread_mutex_lock(&ps->wmu);
+	*out = ps->st;
+	pthread_mutex_unlock(&ps->wmu);
+	out->size = size;
+	out->published = atomic_load_explicit(&ps->pc.published,
+					      memory_order_relaxed);
+	out->unheard = atomic_load_explicit(&ps->pc.unheard,
+					    memory_order_relaxed);
+	out->delivered = atomic_load_explicit(&ps->pc.delivered,
+					      memory_order_relaxed);
+	out->failed = atomic_load_explicit(&ps->pc.failed,
+					   memory_order_relaxed);
+	return TR_OK;
+}
