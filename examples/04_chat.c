@@ -1,2 +1,1356 @@
-/* Placeholder: the chat example is being written. */
-int main(void) { return 0; }
+/*
+ * 04_chat: a line-based chat server with rooms. One actor per client, one
+ * actor per room, and one directory actor that knows the names.
+ *
+ *     example-chat [port]        (default 7001; 0 picks a free port;
+ *                                 Ctrl-C or SIGTERM stops it cleanly)
+ *     nc 127.0.0.1 7001          (in two terminals, then type)
+ *
+ * The protocol is one line per command or message:
+ *
+ *     /nick NAME   take a name: 1-32 of A-Z a-z 0-9 _ -, unique on the server
+ *     /join ROOM   leave your room and enter ROOM (same rules as names)
+ *     /who         the members of your room, sorted
+ *     /rooms       every room with its number of members
+ *     /quit        the server says "* bye" and closes
+ *     text         said to your room: every member gets "NAME: text"
+ *
+ * Lines from the server start with "* " (news) or "! " (an error). A new
+ * client is "guest<N>" in the room "lobby"; every room announces who joins
+ * (to everyone, the newcomer included), who leaves and who changes name.
+ *
+ * The design, for someone who would write this with asyncio:
+ *
+ * - A session actor per connection is the per-client coroutine of
+ *   asyncio.start_server(). tr_tcp_listen() spawns it from session_def;
+ *   its bytes arrive as TR_MSG_TCP_DATA messages, a framer cuts them into
+ *   lines, and each line becomes a message to the session's room or to the
+ *   directory.
+ * - A room actor per room holds the member list that asyncio code would
+ *   keep in a global dict of sets of writers. Broadcasting is the room
+ *   looping over its members and calling tr_tcp_write(), which any actor may
+ *   do on any connection. No lock: only the room touches its list. The
+ *   room monitors its members, so a client whose connection drops (or whose
+ *   actor fails) is removed and announced as gone, like a `finally:` that
+ *   can never be skipped.
+ * - The directory actor (one) owns the names and the room table: it hands
+ *   out guest names, keeps nicks unique, spawns a room on its first join and
+ *   stops it when it is empty again. It monitors the sessions so a name
+ *   frees up when its owner vanishes.
+ * - There is no `await`. A session that asks the directory or its room
+ *   something (a name, a room, /who, /rooms) returns from its handler and
+ *   gets the answer later as a message; until then it keeps the lines that
+ *   come in, in order, in its backlog. So commands take effect, and their
+ *   answers arrive, in the order they were typed. Answers meant for one
+ *   client come back to its session, which writes them; only broadcasts
+ *   are written by the room.
+ *
+ * Flooding: a line over 4096 bytes gets "! line too long" and the client is
+ * disconnected (the framer never holds more than that for it). More than
+ * 50 lines said per second gets one "! slow down" and the excess is
+ * dropped. A client that does not read is the runtime's job: once more than
+ * TR_TCP_WRITE_MAX bytes wait for it, its connection is closed (ENOBUFS),
+ * its session stops and its room carries on without it. Nothing on the
+ * server grows without bound because of one client.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <troupe/troupe.h>
+
+enum {
+	NAME_MAX_LEN = 32,       /* nicks and room names */
+	LINE_MAX_LEN = 4096,     /* longest input line, without its "\n" */
+	RATE_LINES = 50,         /* lines a client may say per window... */
+	RATE_WINDOW_MS = 1000,   /* ...of this many milliseconds */
+	BACKLOG_MAX = 64 * 1024, /* input a session keeps while it waits */
+	DEFAULT_PORT = 7001,
+};
+
+#define LOBBY "lobby"
+
+/*
+ * Message types. Each comment says who sends it to whom and what the
+ * payload is. Fixed-size payloads are small structs copied by tr_send();
+ * a line of text, whose length varies, travels as a pointer (tr_send_ptr).
+ */
+enum {
+	MSG_START = 1,       /* main -> server: uint16_t port */
+	MSG_HELLO,           /* session -> directory: none; "name me" */
+	MSG_NICK,            /* session -> directory: struct name_msg */
+	MSG_JOIN,            /* session -> directory: struct join_msg */
+	MSG_ROOMS,           /* session -> directory: none */
+	MSG_BYE,             /* session -> directory: none; free my name */
+	MSG_NAMED,           /* directory -> session: struct name_msg */
+	MSG_NICK_OK,         /* directory -> session: struct name_msg */
+	MSG_NICK_TAKEN,      /* directory -> session: none */
+	MSG_ROOM_JOIN,       /* directory -> room: struct join_msg */
+	MSG_ROOM_STATUS,     /* room -> directory: struct room_status */
+	MSG_MEMBER_GONE,     /* room -> directory: tr_pid of a lost member */
+	MSG_SAY,             /* session -> room: pointer, "NAME: text\n" */
+	MSG_RENAME,          /* session -> room: struct name_msg */
+	MSG_WHO,             /* session -> room: none */
+	MSG_LEAVE,           /* session -> room: none */
+	MSG_LEFT,            /* room -> session: none; the leave is done */
+	MSG_JOINED,          /* room -> session: none; the sender is the room */
+	MSG_JOIN_FAILED,     /* room or directory -> session: none */
+	MSG_TEXT,            /* room or directory -> session: a reply line */
+	MSG_RATE_WINDOW_END, /* session -> itself, by timer: none */
+};
+
+struct name_msg {
+	char name[NAME_MAX_LEN + 1];
+};
+
+/* A join request; the directory forwards it unchanged to the room. */
+struct join_msg {
+	tr_pid session;
+	tr_tcp conn; /* where the room writes to this member */
+	char nick[NAME_MAX_LEN + 1];
+	char room[NAME_MAX_LEN + 1];
+};
+
+/* What a room tells the directory after every change of its members. */
+struct room_status {
+	uint32_t members;
+	uint64_t joins_seen; /* joins handled so far, for the empty check */
+};
+
+/*
+ * The directory's pid. tr_tcp_listen() spawns sessions without a spawn
+ * argument, so they find the directory here. main() sets it before the
+ * runtime starts any thread; actors only read it.
+ */
+static tr_pid directory_pid;
+
+/* Set by the server actor, read by main() after tr_runtime_join(). */
+static bool listen_failed;
+
+/* ------------------------------------------------------------------ */
+/* Small helpers shared by the actors                                  */
+
+static bool
+valid_name(const char *s, size_t len)
+{
+	if (len == 0 || len > NAME_MAX_LEN) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-';
+		if (!ok) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Make room for one more item in a growing array. Returns the (possibly
+ * moved) array, or NULL when out of memory (the old array is untouched).
+ */
+static void *
+grow(void *items, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap) {
+		return items;
+	}
+	size_t ncap = *cap > 0 ? *cap * 2 : 8;
+	void *p = realloc(items, ncap * size);
+	if (p != NULL) {
+		*cap = ncap;
+	}
+	return p;
+}
+
+static void conn_printf(tr_ctx *cx, tr_tcp conn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Write one short server line to a connection. The runtime copies the
+ * bytes into the connection's write queue, so the buffer can be local.
+ * Every server line is short: names are at most 32 bytes.
+ */
+static void
+conn_printf(tr_ctx *cx, tr_tcp conn, const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		/* TR_ENOMEM is the only failure: the client misses a line. */
+		(void)tr_tcp_write(cx, conn, buf, (size_t)n);
+	}
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Answer a session's request with a line of text that the session writes
+ * to its client (the answer also tells it that the request is done). The
+ * line was built with malloc() and moves with the message; a session that
+ * has stopped meanwhile makes it a dead letter, and the runtime frees it.
+ * A request always gets an answer, so a NULL line (out of memory) becomes
+ * a short copied one.
+ */
+static void
+reply_text(tr_ctx *cx, tr_pid to, char *line, size_t len)
+{
+	static const char busy[] = "! out of memory, try again\n";
+
+	if (line == NULL) {
+		(void)tr_send(cx, to, MSG_TEXT, busy, sizeof(busy) - 1);
+		return;
+	}
+	(void)tr_send_ptr(cx, to, MSG_TEXT, line, len, free);
+}
+
+/* ------------------------------------------------------------------ */
+/* The room: members, broadcasts, departures                           */
+
+struct member {
+	tr_pid session;
+	tr_tcp conn;
+	uint64_t ref; /* our monitor on the session */
+	char nick[NAME_MAX_LEN + 1];
+};
+
+struct room {
+	char name[NAME_MAX_LEN + 1];
+	struct member *members;
+	size_t n, cap;
+	uint64_t joins_seen;
+};
+
+static struct member *
+room_member(struct room *r, tr_pid session)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		if (tr_pid_eq(r->members[i].session, session)) {
+			return &r->members[i];
+		}
+	}
+	return NULL;
+}
+
+/* Writes from one actor go out in order, so every member sees the room's
+ * lines in the same order. */
+static void
+room_broadcast(tr_ctx *cx, struct room *r, const void *text, size_t len)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		(void)tr_tcp_write(cx, r->members[i].conn, text, len);
+	}
+}
+
+static void room_broadcastf(tr_ctx *cx, struct room *r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+room_broadcastf(tr_ctx *cx, struct room *r, const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		room_broadcast(cx, r, buf, (size_t)n);
+	}
+}
+
+/*
+ * Tell the directory how many members we have. It is sent before the
+ * change is announced, so a client that has seen the announcement and then
+ * asks for /rooms gets a count that includes it.
+ */
+static void
+room_report(tr_ctx *cx, struct room *r)
+{
+	struct room_status st = { .members = (uint32_t)r->n,
+				  .joins_seen = r->joins_seen };
+
+	(void)tr_send(cx, directory_pid, MSG_ROOM_STATUS, &st, sizeof(st));
+}
+
+/* Remove a member (order does not matter: /who sorts) and say so. */
+static void
+room_remove(tr_ctx *cx, struct room *r, struct member *mb, bool vanished)
+{
+	char nick[NAME_MAX_LEN + 1];
+
+	memcpy(nick, mb->nick, sizeof(nick));
+	if (vanished) {
+		/*
+		 * Free its name before anyone can read "left": a client that
+		 * sees it and asks for the name at once must get it. The
+		 * directory's own monitor would get there too, but later.
+		 */
+		(void)tr_send(cx, directory_pid, MSG_MEMBER_GONE, &mb->session,
+			      sizeof(mb->session));
+	}
+	*mb = r->members[--r->n];
+	room_report(cx, r);
+	room_broadcastf(cx, r, "* %s left\n", nick);
+}
+
+static void
+room_join(tr_ctx *cx, struct room *r, const struct join_msg *j)
+{
+	r->joins_seen++;
+	if (r->name[0] == '\0') {
+		memcpy(r->name, j->room, sizeof(r->name));
+	}
+	struct member *grown = grow(r->members, &r->cap, r->n, sizeof(*grown));
+	if (grown == NULL) {
+		room_report(cx, r);
+		(void)tr_send(cx, j->session, MSG_JOIN_FAILED, NULL, 0);
+		return;
+	}
+	r->members = grown;
+	struct member *mb = &r->members[r->n];
+	/*
+	 * If the session is already gone, the monitor still works: a
+	 * TR_MSG_DOWN (TR_EXIT_NOPROC) comes at once and removes it again.
+	 */
+	if (tr_monitor(cx, j->session, &mb->ref) < 0) {
+		room_report(cx, r);
+		(void)tr_send(cx, j->session, MSG_JOIN_FAILED, NULL, 0);
+		return;
+	}
+	mb->session = j->session;
+	mb->conn = j->conn;
+	memcpy(mb->nick, j->nick, sizeof(mb->nick));
+	r->n++;
+	room_report(cx, r);
+	room_broadcastf(cx, r, "* %s joined %s\n", mb->nick, r->name);
+	(void)tr_send(cx, j->session, MSG_JOINED, NULL, 0);
+}
+
+/* "* members: a b c\n", sorted, sent to the one who asked. */
+static void
+room_who(tr_ctx *cx, struct room *r, tr_pid asker)
+{
+	const char **names = malloc((r->n + 1) * sizeof(*names));
+	char *line = malloc(sizeof("* members:\n") + r->n * (NAME_MAX_LEN + 1));
+	size_t len = 0;
+
+	if (names != NULL && line != NULL) {
+		for (size_t i = 0; i < r->n; i++) {
+			names[i] = r->members[i].nick;
+		}
+		qsort(names, r->n, sizeof(*names), cmp_str);
+		len = (size_t)sprintf(line, "* members:");
+		for (size_t i = 0; i < r->n; i++) {
+			len += (size_t)sprintf(line + len, " %s", names[i]);
+		}
+		line[len++] = '\n';
+	}
+	free(names);
+	reply_text(cx, asker, line, len);
+}
+
+static void
+room_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct room *r = state;
+	struct member *mb = room_member(r, tr_sender(cx));
+
+	switch (m->type) {
+	case MSG_ROOM_JOIN: {
+		struct join_msg j;
+
+		if (m->size == sizeof(j)) {
+			memcpy(&j, m->data, sizeof(j));
+			room_join(cx, r, &j);
+		}
+		break;
+	}
+	case MSG_SAY:
+		/* The session wrote the whole line; we only fan it out. The
+		 * runtime frees the pointer after this handler. */
+		if (mb != NULL) {
+			room_broadcast(cx, r, m->data, m->size);
+		}
+		break;
+	case MSG_RENAME: {
+		struct name_msg n;
+
+		if (mb == NULL || m->size != sizeof(n)) {
+			break;
+		}
+		memcpy(&n, m->data, sizeof(n));
+		room_broadcastf(cx, r, "* %s is now %s\n", mb->nick, n.name);
+		memcpy(mb->nick, n.name, sizeof(mb->nick));
+		break;
+	}
+	case MSG_WHO:
+		room_who(cx, r, tr_sender(cx));
+		break;
+	case MSG_LEAVE:
+		if (mb != NULL) {
+			(void)tr_demonitor(cx, mb->ref);
+			room_remove(cx, r, mb, false);
+		}
+		/* Always answered: the session waits for it. */
+		(void)tr_send(cx, tr_sender(cx), MSG_LEFT, NULL, 0);
+		break;
+	case TR_MSG_DOWN: {
+		/* A member stopped without leaving: its connection was reset
+		 * or closed by the server (a line too long, a client that
+		 * does not read), or its actor failed. All the same to us. */
+		tr_down d;
+
+		if (m->size != sizeof(d)) {
+			break;
+		}
+		memcpy(&d, m->data, sizeof(d));
+		for (size_t i = 0; i < r->n; i++) {
+			if (r->members[i].ref == d.ref) {
+				room_remove(cx, r, &r->members[i], true);
+				break;
+			}
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void
+room_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct room *r = state;
+
+	(void)cx;
+	(void)reason;
+	free(r->members);
+}
+
+static const tr_actor_def room_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "chat-room",
+	.state_size = sizeof(struct room),
+	.teardown = room_teardown,
+	.handle = room_handle,
+};
+
+/* ------------------------------------------------------------------ */
+/* The directory: names and rooms                                      */
+
+struct user {
+	tr_pid session;
+	uint64_t ref; /* our monitor on the session */
+	char nick[NAME_MAX_LEN + 1];
+};
+
+struct room_entry {
+	char name[NAME_MAX_LEN + 1];
+	tr_pid pid;
+	uint64_t ref;        /* our monitor on the room */
+	uint32_t members;    /* as last reported by the room */
+	uint64_t joins_sent; /* joins we forwarded to it */
+	uint64_t joins_seen; /* joins it had handled at its last report */
+};
+
+struct directory {
+	struct user *users;
+	size_t n_users, cap_users;
+	struct room_entry *rooms;
+	size_t n_rooms, cap_rooms;
+	unsigned next_guest;
+};
+
+/*
+ * Linear searches keep the example short; a server for thousands of
+ * clients would use a hash table here. The state is still the
+ * directory's alone, so whatever structure it picks needs no lock.
+ */
+static struct user *
+dir_user_by_nick(struct directory *d, const char *nick)
+{
+	for (size_t i = 0; i < d->n_users; i++) {
+		if (strcmp(d->users[i].nick, nick) == 0) {
+			return &d->users[i];
+		}
+	}
+	return NULL;
+}
+
+static struct user *
+dir_user_by_pid(struct directory *d, tr_pid session)
+{
+	for (size_t i = 0; i < d->n_users; i++) {
+		if (tr_pid_eq(d->users[i].session, session)) {
+			return &d->users[i];
+		}
+	}
+	return NULL;
+}
+
+static struct room_entry *
+dir_room_by_name(struct directory *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_rooms; i++) {
+		if (strcmp(d->rooms[i].name, name) == 0) {
+			return &d->rooms[i];
+		}
+	}
+	return NULL;
+}
+
+static struct room_entry *
+dir_room_by_pid(struct directory *d, tr_pid pid)
+{
+	for (size_t i = 0; i < d->n_rooms; i++) {
+		if (tr_pid_eq(d->rooms[i].pid, pid)) {
+			return &d->rooms[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+dir_remove_user(struct directory *d, struct user *u)
+{
+	*u = d->users[--d->n_users];
+}
+
+static void
+dir_remove_room(struct directory *d, struct room_entry *e)
+{
+	*e = d->rooms[--d->n_rooms];
+}
+
+/* Free the name of a session that is leaving or gone (idempotent). */
+static void
+dir_forget(tr_ctx *cx, struct directory *d, tr_pid session)
+{
+	struct user *u = dir_user_by_pid(d, session);
+
+	if (u != NULL) {
+		(void)tr_demonitor(cx, u->ref);
+		dir_remove_user(d, u);
+	}
+}
+
+/* A new session: give it the first free "guest<N>" and watch it. */
+static void
+dir_hello(tr_ctx *cx, struct directory *d, tr_pid session)
+{
+	struct name_msg n;
+
+	do {
+		snprintf(n.name, sizeof(n.name), "guest%u", ++d->next_guest);
+	} while (dir_user_by_nick(d, n.name) != NULL);
+
+	struct user *grown = grow(d->users, &d->cap_users, d->n_users,
+				  sizeof(*grown));
+	if (grown == NULL) {
+		/* Out of memory: refuse the client (its connection closes). */
+		(void)tr_stop(cx, session, TR_EXIT_ERROR);
+		return;
+	}
+	d->users = grown;
+	struct user *u = &d->users[d->n_users];
+	if (tr_monitor(cx, session, &u->ref) < 0) {
+		(void)tr_stop(cx, session, TR_EXIT_ERROR);
+		return;
+	}
+	u->session = session;
+	memcpy(u->nick, n.name, sizeof(u->nick));
+	d->n_users++;
+	(void)tr_send(cx, session, MSG_NAMED, &n, sizeof(n));
+}
+
+static void
+dir_nick(tr_ctx *cx, struct directory *d, tr_pid session,
+	 const struct name_msg *n)
+{
+	struct user *me = dir_user_by_pid(d, session);
+	struct user *owner = dir_user_by_nick(d, n->name);
+
+	if (me == NULL || (owner != NULL && owner != me)) {
+		(void)tr_send(cx, session, MSG_NICK_TAKEN, NULL, 0);
+		return;
+	}
+	memcpy(me->nick, n->name, sizeof(me->nick));
+	(void)tr_send(cx, session, MSG_NICK_OK, n, sizeof(*n));
+}
+
+/*
+ * Stop a room that is empty with no join on its way to it. Every join
+ * passes through here, so once both counts agree none can arrive later.
+ */
+static void
+dir_maybe_stop_room(tr_ctx *cx, struct directory *d, struct room_entry *e)
+{
+	if (e->members > 0 || e->joins_seen != e->joins_sent) {
+		return;
+	}
+	(void)tr_demonitor(cx, e->ref);
+	(void)tr_stop(cx, e->pid, TR_EXIT_NORMAL);
+	dir_remove_room(d, e);
+}
+
+static void
+dir_join(tr_ctx *cx, struct directory *d, struct join_msg *j)
+{
+	struct room_entry *e = dir_room_by_name(d, j->room);
+
+	if (e == NULL) {
+		/* First join: the room is born. We monitor it so that our
+		 * table cannot keep a room that stopped on its own. */
+		struct room_entry *grown = grow(d->rooms, &d->cap_rooms,
+						d->n_rooms, sizeof(*grown));
+		if (grown == NULL) {
+			goto err_reply;
+		}
+		d->rooms = grown;
+		e = &d->rooms[d->n_rooms];
+		memset(e, 0, sizeof(*e));
+		if (tr_spawn_monitor(cx, &room_def, NULL, &e->pid, &e->ref) < 0) {
+			goto err_reply;
+		}
+		memcpy(e->name, j->room, sizeof(e->name));
+		d->n_rooms++;
+	}
+	if (tr_send(cx, e->pid, MSG_ROOM_JOIN, j, sizeof(*j)) < 0) {
+		dir_maybe_stop_room(cx, d, e);
+		goto err_reply;
+	}
+	e->joins_sent++;
+	return;
+
+err_reply:
+	(void)tr_send(cx, j->session, MSG_JOIN_FAILED, NULL, 0);
+}
+
+static int
+cmp_room_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct room_entry *)a)->name,
+		      ((const struct room_entry *)b)->name);
+}
+
+/*
+ * "* rooms: kitchen(2) lobby(5)\n", sorted, to the one who asked. A room
+ * whose first join is still on its way has no member yet and is left out.
+ */
+static void
+dir_rooms(tr_ctx *cx, struct directory *d, tr_pid asker)
+{
+	/* Each entry is " name(count)": at most 32 + 13 bytes. */
+	char *line = malloc(sizeof("* rooms:\n") + d->n_rooms * 48);
+	size_t len = 0;
+
+	if (line != NULL) {
+		qsort(d->rooms, d->n_rooms, sizeof(*d->rooms), cmp_room_entry);
+		len = (size_t)sprintf(line, "* rooms:");
+		for (size_t i = 0; i < d->n_rooms; i++) {
+			const struct room_entry *e = &d->rooms[i];
+
+			if (e->members > 0) {
+				len += (size_t)sprintf(line + len, " %s(%u)",
+						       e->name,
+						       (unsigned)e->members);
+			}
+		}
+		line[len++] = '\n';
+	}
+	reply_text(cx, asker, line, len);
+}
+
+static void
+dir_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct directory *d = state;
+	tr_pid from = tr_sender(cx);
+
+	switch (m->type) {
+	case MSG_HELLO:
+		dir_hello(cx, d, from);
+		break;
+	case MSG_NICK: {
+		struct name_msg n;
+
+		if (m->size == sizeof(n)) {
+			memcpy(&n, m->data, sizeof(n));
+			n.name[NAME_MAX_LEN] = '\0';
+			dir_nick(cx, d, from, &n);
+		}
+		break;
+	}
+	case MSG_JOIN: {
+		struct join_msg j;
+
+		if (m->size == sizeof(j)) {
+			memcpy(&j, m->data, sizeof(j));
+			j.session = from;
+			j.nick[NAME_MAX_LEN] = '\0';
+			j.room[NAME_MAX_LEN] = '\0';
+			dir_join(cx, d, &j);
+		}
+		break;
+	}
+	case MSG_ROOMS:
+		dir_rooms(cx, d, from);
+		break;
+	case MSG_BYE:
+		/* The session is on its way out: free its name now, before
+		 * its room announces that it left. */
+		dir_forget(cx, d, from);
+		break;
+	case MSG_ROOM_STATUS: {
+		struct room_status st;
+		struct room_entry *e = dir_room_by_pid(d, from);
+
+		if (e == NULL || m->size != sizeof(st)) {
+			break; /* a room we already let go */
+		}
+		memcpy(&st, m->data, sizeof(st));
+		e->members = st.members;
+		e->joins_seen = st.joins_seen;
+		dir_maybe_stop_room(cx, d, e);
+		break;
+	}
+	case MSG_MEMBER_GONE: {
+		tr_pid who;
+
+		if (m->size == sizeof(who)) {
+			memcpy(&who, m->data, sizeof(who));
+			dir_forget(cx, d, who);
+		}
+		break;
+	}
+	case TR_MSG_DOWN: {
+		/* A session stopped (its name is free), or a room did. */
+		tr_down dn;
+
+		if (m->size != sizeof(dn)) {
+			break;
+		}
+		memcpy(&dn, m->data, sizeof(dn));
+		for (size_t i = 0; i < d->n_users; i++) {
+			if (d->users[i].ref == dn.ref) {
+				dir_remove_user(d, &d->users[i]);
+				return;
+			}
+		}
+		for (size_t i = 0; i < d->n_rooms; i++) {
+			if (d->rooms[i].ref == dn.ref) {
+				dir_remove_room(d, &d->rooms[i]);
+				return;
+			}
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void
+dir_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct directory *d = state;
+
+	(void)cx;
+	(void)reason;
+	free(d->users);
+	free(d->rooms);
+}
+
+static const tr_actor_def directory_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "chat-directory",
+	.state_size = sizeof(struct directory),
+	.teardown = dir_teardown,
+	.handle = dir_handle,
+};
+
+/* ------------------------------------------------------------------ */
+/* The session: one per client                                         */
+
+struct session {
+	tr_tcp conn;
+	tr_framer framer;
+	char nick[NAME_MAX_LEN + 1];      /* "" until the directory names us */
+	tr_pid room;                      /* TR_PID_NONE while in no room */
+	char room_name[NAME_MAX_LEN + 1];
+	char next_room[NAME_MAX_LEN + 1]; /* the room a join is for */
+	bool is_waiting;   /* a request is out: new lines go to the backlog */
+	bool is_quitting;  /* leaving the room on the way out */
+	bool says_bye;     /* ... because of /quit: "* bye" when done */
+	bool is_closing;   /* we asked to close: ignore further input */
+	bool is_peer_done; /* the client shut its sending side */
+	char *backlog;     /* whole lines, each ending in "\n" */
+	size_t backlog_len, backlog_cap;
+	unsigned window_lines; /* lines said in the current rate window */
+	bool is_window_open;
+	bool has_warned; /* "! slow down" already sent in this window */
+};
+
+static void
+session_close(tr_ctx *cx, struct session *s)
+{
+	/* Pending writes go out first; TR_MSG_TCP_CLOSED follows. */
+	s->is_closing = true;
+	(void)tr_tcp_close(cx, s->conn);
+}
+
+/*
+ * Leave for good (/quit, or the client has sent all it will). First the
+ * directory frees the name, then the room is left, then the connection
+ * closes. Leaving before closing matters: lines we said are still on their
+ * way through the room, and the room handles them before our MSG_LEAVE
+ * (one sender, one order), so the client still gets the echo of its last
+ * words. asyncio code would await the room's queue.join() for the same.
+ */
+static void
+session_finish(tr_ctx *cx, struct session *s, bool bye)
+{
+	(void)tr_send(cx, directory_pid, MSG_BYE, NULL, 0);
+	if (!tr_pid_is_none(s->room) &&
+	    tr_send(cx, s->room, MSG_LEAVE, NULL, 0) == TR_OK) {
+		s->is_quitting = true;
+		s->says_bye = bye;
+		s->is_waiting = true; /* MSG_LEFT finishes the job */
+		return;
+	}
+	if (bye) {
+		conn_printf(cx, s->conn, "* bye\n");
+	}
+	session_close(cx, s);
+}
+
+/* The client is done sending and we are done with its lines: go. */
+static void
+session_maybe_finish(tr_ctx *cx, struct session *s)
+{
+	if (s->is_peer_done && !s->is_waiting && !s->is_closing &&
+	    !s->is_quitting) {
+		session_finish(cx, s, false);
+	}
+}
+
+/*
+ * Rate limiting with a fixed window: the first line said after a quiet
+ * spell opens a window and arms a one-shot timer that closes it. Idle
+ * clients cost no timer at all. (asyncio code would compare
+ * loop.time() stamps; a timer message fits an actor as well.)
+ */
+static void
+session_open_window(tr_ctx *cx, struct session *s)
+{
+	if (s->is_window_open) {
+		return;
+	}
+	s->window_lines = 0;
+	s->has_warned = false;
+	/* If the timer cannot be armed (the runtime is stopping) the window
+	 * stays closed and the line is let through. */
+	s->is_window_open = tr_send_after(cx, tr_self(cx), MSG_RATE_WINDOW_END,
+					  NULL, 0, RATE_WINDOW_MS,
+					  NULL) == TR_OK;
+}
+
+static void
+session_slow_down(tr_ctx *cx, struct session *s)
+{
+	session_open_window(cx, s);
+	if (!s->has_warned) {
+		s->has_warned = true;
+		conn_printf(cx, s->conn, "! slow down\n");
+	}
+}
+
+static void
+session_say(tr_ctx *cx, struct session *s, const char *text, size_t len)
+{
+	if (tr_pid_is_none(s->room)) {
+		conn_printf(cx, s->conn, "! not in a room\n");
+		return;
+	}
+	session_open_window(cx, s);
+	if (s->is_window_open && s->window_lines >= RATE_LINES) {
+		session_slow_down(cx, s);
+		return; /* dropped */
+	}
+	s->window_lines++;
+
+	/* "NAME: text\n" on the heap, handed to the room without a copy. */
+	size_t nick_len = strlen(s->nick);
+	size_t total = nick_len + 2 + len + 1;
+	char *line = malloc(total);
+	if (line == NULL) {
+		return;
+	}
+	memcpy(line, s->nick, nick_len);
+	memcpy(line + nick_len, ": ", 2);
+	memcpy(line + nick_len + 2, text, len);
+	line[total - 1] = '\n';
+	/* Ownership moves on every path: on failure the runtime frees it. */
+	(void)tr_send_ptr(cx, s->room, MSG_SAY, line, total, free);
+}
+
+static void
+session_send_join(tr_ctx *cx, struct session *s)
+{
+	struct join_msg j;
+
+	memset(&j, 0, sizeof(j));
+	j.session = tr_self(cx);
+	j.conn = s->conn;
+	memcpy(j.nick, s->nick, sizeof(j.nick));
+	memcpy(j.room, s->next_room, sizeof(j.room));
+	s->is_waiting = true;
+	if (tr_send(cx, directory_pid, MSG_JOIN, &j, sizeof(j)) < 0) {
+		session_close(cx, s);
+	}
+}
+
+static void
+session_nick(tr_ctx *cx, struct session *s, const char *arg, size_t len)
+{
+	struct name_msg n;
+
+	if (!valid_name(arg, len)) {
+		conn_printf(cx, s->conn, "! bad nick\n");
+		return;
+	}
+	memset(&n, 0, sizeof(n));
+	memcpy(n.name, arg, len);
+	if (strcmp(n.name, s->nick) == 0) {
+		conn_printf(cx, s->conn, "* you are now %s\n", s->nick);
+		return;
+	}
+	/* Only the directory can tell whether the name is free. */
+	s->is_waiting = true;
+	if (tr_send(cx, directory_pid, MSG_NICK, &n, sizeof(n)) < 0) {
+		session_close(cx, s);
+	}
+}
+
+static void
+session_join(tr_ctx *cx, struct session *s, const char *arg, size_t len)
+{
+	if (!valid_name(arg, len)) {
+		conn_printf(cx, s->conn, "! bad room\n");
+		return;
+	}
+	if (!tr_pid_is_none(s->room) && strlen(s->room_name) == len &&
+	    memcmp(s->room_name, arg, len) == 0) {
+		conn_printf(cx, s->conn, "! already in %s\n", s->room_name);
+		return;
+	}
+	memset(s->next_room, 0, sizeof(s->next_room));
+	memcpy(s->next_room, arg, len);
+	if (tr_pid_is_none(s->room)) {
+		session_send_join(cx, s);
+		return;
+	}
+	/* Leave first and join once the old room confirms (MSG_LEFT): the
+	 * client is never in two rooms, and counts are never stale. */
+	s->is_waiting = true;
+	if (tr_send(cx, s->room, MSG_LEAVE, NULL, 0) < 0) {
+		session_close(cx, s);
+	}
+}
+
+/*
+ * A question whose answer (MSG_TEXT) we write to the client. We wait for
+ * it like for any request, so that answers come back in the order the
+ * questions were asked, and so that we never close the connection while
+ * an answer is still on its way.
+ */
+static void
+session_ask(tr_ctx *cx, struct session *s, tr_pid to, uint32_t type)
+{
+	s->is_waiting = true;
+	if (tr_send(cx, to, type, NULL, 0) < 0) {
+		session_close(cx, s);
+	}
+}
+
+static bool
+is_cmd(const char *line, size_t len, const char *name)
+{
+	return strlen(name) == len && memcmp(line, name, len) == 0;
+}
+
+/* One complete line, when no request is out. */
+static void
+session_run(tr_ctx *cx, struct session *s, const char *line, size_t len)
+{
+	if (len == 0) {
+		return;
+	}
+	if (line[0] != '/') {
+		session_say(cx, s, line, len);
+		return;
+	}
+	/* "/cmd arg": split at the first space, trim the argument. */
+	size_t cmd_len = 0;
+	while (cmd_len < len && line[cmd_len] != ' ') {
+		cmd_len++;
+	}
+	const char *arg = line + cmd_len;
+	size_t arg_len = len - cmd_len;
+	while (arg_len > 0 && arg[0] == ' ') {
+		arg++;
+		arg_len--;
+	}
+	while (arg_len > 0 && arg[arg_len - 1] == ' ') {
+		arg_len--;
+	}
+
+	if (is_cmd(line, cmd_len, "/nick")) {
+		session_nick(cx, s, arg, arg_len);
+	} else if (is_cmd(line, cmd_len, "/join")) {
+		session_join(cx, s, arg, arg_len);
+	} else if (is_cmd(line, cmd_len, "/who")) {
+		if (tr_pid_is_none(s->room)) {
+			conn_printf(cx, s->conn, "! not in a room\n");
+		} else {
+			session_ask(cx, s, s->room, MSG_WHO);
+		}
+	} else if (is_cmd(line, cmd_len, "/rooms")) {
+		session_ask(cx, s, directory_pid, MSG_ROOMS);
+	} else if (is_cmd(line, cmd_len, "/quit")) {
+		session_finish(cx, s, true);
+	} else {
+		conn_printf(cx, s->conn, "! unknown command\n");
+	}
+}
+
+/*
+ * A line while a request is out: keep a copy (the framer's pointer is
+ * only valid until its next call). The backlog is bounded: a client that
+ * pipelines more than BACKLOG_MAX bytes behind one command is flooding.
+ */
+static void
+session_keep(tr_ctx *cx, struct session *s, const char *line, size_t len)
+{
+	size_t need = s->backlog_len + len + 1;
+
+	if (need > BACKLOG_MAX) {
+		session_slow_down(cx, s);
+		return;
+	}
+	if (need > s->backlog_cap) {
+		size_t cap = s->backlog_cap > 0 ? s->backlog_cap : 1024;
+		while (cap < need) {
+			cap *= 2;
+		}
+		char *p = realloc(s->backlog, cap);
+		if (p == NULL) {
+			return;
+		}
+		s->backlog = p;
+		s->backlog_cap = cap;
+	}
+	memcpy(s->backlog + s->backlog_len, line, len);
+	s->backlog[s->backlog_len + len] = '\n';
+	s->backlog_len = need;
+}
+
+static void
+session_line(tr_ctx *cx, struct session *s, const char *line, size_t len)
+{
+	if (s->is_closing || s->is_quitting) {
+		return;
+	}
+	if (s->is_waiting) {
+		session_keep(cx, s, line, len);
+	} else {
+		session_run(cx, s, line, len);
+	}
+}
+
+/* The answer came: run the kept lines until one sends a new request. */
+static void
+session_resume(tr_ctx *cx, struct session *s)
+{
+	size_t off = 0;
+
+	s->is_waiting = false;
+	while (off < s->backlog_len && !s->is_waiting && !s->is_closing &&
+	       !s->is_quitting) {
+		const char *line = s->backlog + off;
+		const char *nl = memchr(line, '\n', s->backlog_len - off);
+		size_t len = (size_t)(nl - line);
+
+		session_run(cx, s, line, len);
+		off += len + 1;
+	}
+	if (s->is_closing || s->is_quitting) {
+		off = s->backlog_len; /* nothing more will run */
+	}
+	if (off > 0) {
+		s->backlog_len -= off;
+		memmove(s->backlog, s->backlog + off, s->backlog_len);
+	}
+	session_maybe_finish(cx, s);
+}
+
+static void
+session_data(tr_ctx *cx, struct session *s, const tr_tcp_data *d)
+{
+	const void *line;
+	size_t len;
+	int r;
+
+	if (s->is_closing) {
+		return;
+	}
+	/* The framer borrows d->bytes until next() returns 0 or an error,
+	 * which happens before this handler returns and the runtime frees
+	 * the data. Only an unfinished last line is copied. */
+	r = tr_framer_feed(&s->framer, d->bytes, d->len);
+	if (r == TR_OK) {
+		while ((r = tr_framer_next(&s->framer, &line, &len)) > 0) {
+			session_line(cx, s, line, len);
+		}
+	}
+	if (r < 0 && !s->is_closing) {
+		if (r == TR_EMSGSIZE) {
+			conn_printf(cx, s->conn, "! line too long\n");
+		}
+		session_close(cx, s);
+	}
+}
+
+static int
+session_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct session *s = state;
+
+	(void)cx;
+	(void)arg; /* tr_tcp_listen() gives none */
+	return tr_framer_init(&s->framer, TR_FRAME_LINE, LINE_MAX_LEN);
+}
+
+static void
+session_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct session *s = state;
+
+	switch (m->type) {
+	case TR_MSG_TCP_OPEN: {
+		tr_tcp_event e;
+
+		memcpy(&e, m->data, sizeof(e));
+		s->conn = e.conn;
+		/* Ask for a name; lines that come meanwhile wait in order. */
+		s->is_waiting = true;
+		if (tr_send(cx, directory_pid, MSG_HELLO, NULL, 0) < 0) {
+			session_close(cx, s);
+		}
+		break;
+	}
+	case TR_MSG_TCP_DATA:
+		session_data(cx, s, m->data);
+		break;
+	case TR_MSG_TCP_EOF:
+		s->is_peer_done = true;
+		session_maybe_finish(cx, s);
+		break;
+	case TR_MSG_TCP_CLOSED:
+		/* Closed by us, by the peer, or by the runtime (ENOBUFS for a
+		 * client that does not read). Stopping is all it takes: the
+		 * room and the directory monitor us and clean up. */
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+		break;
+	case MSG_NAMED: {
+		struct name_msg n;
+
+		if (m->size != sizeof(n)) {
+			break;
+		}
+		memcpy(&n, m->data, sizeof(n));
+		memcpy(s->nick, n.name, sizeof(s->nick));
+		conn_printf(cx, s->conn, "* welcome, you are %s\n", s->nick);
+		memcpy(s->next_room, LOBBY, sizeof(LOBBY));
+		session_send_join(cx, s); /* still waiting, now for the room */
+		break;
+	}
+	case MSG_NICK_OK: {
+		struct name_msg n;
+
+		if (m->size != sizeof(n)) {
+			break;
+		}
+		memcpy(&n, m->data, sizeof(n));
+		memcpy(s->nick, n.name, sizeof(s->nick));
+		conn_printf(cx, s->conn, "* you are now %s\n", s->nick);
+		if (!tr_pid_is_none(s->room)) {
+			(void)tr_send(cx, s->room, MSG_RENAME, &n, sizeof(n));
+		}
+		session_resume(cx, s);
+		break;
+	}
+	case MSG_NICK_TAKEN:
+		conn_printf(cx, s->conn, "! nick taken\n");
+		session_resume(cx, s);
+		break;
+	case MSG_LEFT:
+		s->room = TR_PID_NONE;
+		s->room_name[0] = '\0';
+		if (s->is_quitting) {
+			if (s->says_bye) {
+				conn_printf(cx, s->conn, "* bye\n");
+			}
+			session_close(cx, s);
+		} else {
+			session_send_join(cx, s); /* on to the next room */
+		}
+		break;
+	case MSG_JOINED:
+		s->room = tr_sender(cx);
+		memcpy(s->room_name, s->next_room, sizeof(s->room_name));
+		session_resume(cx, s);
+		break;
+	case MSG_JOIN_FAILED:
+		conn_printf(cx, s->conn, "! cannot join %s\n", s->next_room);
+		session_resume(cx, s);
+		break;
+	case MSG_TEXT:
+		/* The answer to /who or /rooms, copied or handed over. */
+		(void)tr_tcp_write(cx, s->conn, m->data, m->size);
+		session_resume(cx, s);
+		break;
+	case MSG_RATE_WINDOW_END:
+		s->is_window_open = false;
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+session_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct session *s = state;
+
+	(void)cx;
+	(void)reason;
+	tr_framer_fini(&s->framer);
+	free(s->backlog);
+}
+
+static const tr_actor_def session_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "chat-session",
+	.state_size = sizeof(struct session),
+	.init = session_init,
+	.teardown = session_teardown,
+	.handle = session_handle,
+};
+
+/* ------------------------------------------------------------------ */
+/* The server: opens the listener, as in 03_echo.c                     */
+
+static void
+server_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type == MSG_START) {
+		uint16_t port;
+
+		memcpy(&port, m->data, sizeof(port));
+		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL) < 0) {
+			fprintf(stderr, "chat: cannot listen\n");
+			listen_failed = true;
+			tr_runtime_stop(tr_ctx_runtime(cx));
+		}
+	} else if (m->type == TR_MSG_TCP_LISTENING) {
+		tr_tcp_listening l;
+
+		memcpy(&l, m->data, sizeof(l));
+		if (l.status < 0) {
+			fprintf(stderr, "chat: listen failed: %s\n", l.error);
+			listen_failed = true;
+			tr_runtime_stop(tr_ctx_runtime(cx));
+			return;
+		}
+		/* The one line on stdout; scripts wait for it. */
+		printf("listening on %u\n", l.port);
+		fflush(stdout);
+	}
+}
+
+static const tr_actor_def server_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "chat-server",
+	.handle = server_handle,
+};
+
+int
+main(int argc, char **argv)
+{
+	uint16_t port = DEFAULT_PORT;
+	bool failed = false;
+	tr_runtime *rt;
+	tr_pid server;
+
+	if (argc > 1) { /* the port is the last argument */
+		char *end;
+		long v = strtol(argv[argc - 1], &end, 10);
+
+		if (end == argv[argc - 1] || *end != '\0' || v < 0 ||
+		    v > 65535) {
+			fprintf(stderr, "usage: example-chat [port]\n");
+			return 2;
+		}
+		port = (uint16_t)v;
+	}
+	/*
+	 * A write to a connection that the client has reset can raise
+	 * SIGPIPE (libuv writes with write(), not send(MSG_NOSIGNAL)), and
+	 * its default action ends the process. Ignore it, as Python does at
+	 * startup: the write then fails with EPIPE and only that connection
+	 * closes.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (tr_runtime_create(NULL, &rt) < 0) {
+		fprintf(stderr, "chat: cannot create the runtime\n");
+		return 1;
+	}
+	/* Spawned before the start, so directory_pid is set before any
+	 * session can read it. */
+	if (tr_runtime_spawn(rt, &directory_def, NULL, &directory_pid) < 0 ||
+	    tr_runtime_spawn(rt, &server_def, NULL, &server) < 0 ||
+	    tr_runtime_start(rt) < 0) {
+		fprintf(stderr, "chat: cannot start the runtime\n");
+		tr_runtime_destroy(rt);
+		return 1;
+	}
+	/* SIGINT/SIGTERM: a graceful stop. Installed before we listen, so a
+	 * signal sent once "listening" is printed is always handled. */
+	if (tr_runtime_handle_signals(rt, TR_PID_NONE) < 0 ||
+	    tr_runtime_send(rt, server, MSG_START, &port, sizeof(port)) < 0) {
+		fprintf(stderr, "chat: cannot start the server\n");
+		failed = true;
+		tr_runtime_stop(rt);
+	}
+	tr_runtime_join(rt); /* returns after a signal (or a failed listen) */
+	tr_runtime_destroy(rt);
+	return failed || listen_failed ? 1 : 0;
+}
