@@ -375,3 +375,34 @@ tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason)
 	return tr__send_sys(rt, tr__sched_current(rt), 0, who.v, TR__SYS_STOP,
 			    &reason, sizeof(reason));
 }
+
+bool
+tr_actor_alive(tr_runtime *rt, tr_pid pid)
+{
+	if (rt == NULL || pid.v == 0) {
+		return false;
+	}
+	struct tr__actor *a = tr__actor_lookup(rt, pid.v);
+
+	return a != NULL &&
+	       atomic_load_explicit(&a->pid, memory_order_acquire) == pid.v;
+}
+
+tr_err
+tr_mailbox_len(tr_runtime *rt, tr_pid pid, uint32_t *out)
+{
+	if (rt == NULL || out == NULL || pid.v == 0) {
+		return TR_EINVAL;
+	}
+	struct tr__actor *a = tr__actor_lookup(rt, pid.v);
+
+	if (a == NULL ||
+	    atomic_load_explicit(&a->pid, memory_order_acquire) != pid.v) {
+		return TR_ENOENT;
+	}
+	if (atomic_load_explicit(&a->bound, memory_order_relaxed) == 0) {
+		return TR_ESTATE;
+	}
+	*out = atomic_load_explicit(&a->mb_len, memory_order_relaxed);
+	return TR_OK;
+}

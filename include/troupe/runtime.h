@@ -142,6 +142,31 @@ TR_API tr_err tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to,
 				 uint32_t type, const void *data, size_t len);
 
 /**
+ * tr_actor_alive() - Whether @pid names a local actor that has not stopped.
+ *
+ * The answer can be stale as soon as it is returned (the actor may stop
+ * right after), so use it for bookkeeping such as taking over a name, not
+ * to decide whether a send will arrive.
+ * Thread:    any.
+ * Return:    true or false (false for TR_PID_NONE and remote pids).
+ */
+TR_API bool tr_actor_alive(tr_runtime *rt, tr_pid pid);
+
+/**
+ * tr_mailbox_len() - Messages waiting in the mailbox of @pid.
+ * @out: set to the count
+ *
+ * Only mailboxes with a bound (tr_actor_def.mailbox_bound) are counted;
+ * counting every mailbox would cost an atomic operation per message on
+ * both sides. An actor that should be measurable without a real limit
+ * gets the bound UINT32_MAX. The count is a snapshot.
+ * Thread:    any.
+ * Return:    TR_OK; TR_ENOENT (not a live local actor); TR_ESTATE (its
+ *            mailbox has no bound, so it is not counted); TR_EINVAL.
+ */
+TR_API tr_err tr_mailbox_len(tr_runtime *rt, tr_pid pid, uint32_t *out);
+
+/**
  * tr_runtime_stop_actor() - tr_stop() from outside any actor.
  * Thread:    any.
  */

@@ -1186,12 +1186,29 @@ test_bounded_mailbox_from_outside(void)
 		full += err == TR_EFULL;
 		other += err != TR_OK && err != TR_EFULL;
 	}
+	/* While held, the bounded mailbox is measurable and full. */
+	uint32_t len = 0;
+	CHECK_OK(tr_mailbox_len(f.rt, b, &len));
+	CHECK_EQ_U64(len, BOUND);
+	CHECK_ERR(tr_mailbox_len(f.rt, h, &len), TR_ESTATE);
+	CHECK_ERR(tr_mailbox_len(f.rt, TR_PID_NONE, &len), TR_EINVAL);
+	CHECK_ERR(tr_mailbox_len(f.rt, b, NULL), TR_EINVAL);
+	CHECK(tr_actor_alive(f.rt, b));
+	CHECK(tr_actor_alive(f.rt, h));
+	CHECK(!tr_actor_alive(f.rt, TR_PID_NONE));
 	atomic_store(&hold_go, 1);
 	CHECK_EQ_INT(ok, BOUND);
 	CHECK_EQ_INT(full, 5);
 	CHECK_EQ_INT(other, 0);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_INT(atomic_load(&bounded_handled), BOUND);
+	CHECK_OK(tr_mailbox_len(f.rt, b, &len));
+	CHECK_EQ_U64(len, 0);
+	/* A stopped actor is neither alive nor measurable. */
+	CHECK_OK(tr_runtime_stop_actor(f.rt, h, TR_EXIT_NORMAL));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	CHECK(!tr_actor_alive(f.rt, h));
+	CHECK_ERR(tr_mailbox_len(f.rt, h, &len), TR_ENOENT);
 	CHECK_EQ_U64(fx_metrics(&f).mailbox_full, m0.mailbox_full + 5);
 	/* Drained: room again. */
 	CHECK_OK(tr_runtime_send(f.rt, b, MSG_PING, NULL, 0));
