@@ -1,0 +1,461 @@
+#ifndef TROUPE_ACTORS_SUPERVISOR_H
+#define TROUPE_ACTORS_SUPERVISOR_H
+
+/*
+ * Supervisor: an actor that starts children, watches them through links
+ * and restarts them by a strategy (Erlang/OTP's supervisor behaviour).
+ *
+ * A supervisor is described by flags (strategy, restart intensity, an
+ * optional observer) and an ordered list of child specs. It traps exits,
+ * starts its children one at a time in spec order (each child's init must
+ * have returned before the next one is spawned), and links every child.
+ * When a child stops, its restart type decides whether it is restarted,
+ * and the strategy decides which siblings are restarted with it. More
+ * than @intensity restarts within @period_ms make the supervisor stop all
+ * its children and stop itself with TR_SUP_EXIT_INTENSITY, so that its
+ * own supervisor decides what happens next.
+ *
+ * Children are stopped one at a time in reverse start order: an exit
+ * signal TR_EXIT_SHUTDOWN (a child that traps exits sees it as a message
+ * and may clean up), then TR_EXIT_KILL if it has not stopped within its
+ * shutdown time. Children of a simple_one_for_one supervisor are stopped
+ * all at once, as in OTP. The supervisor never blocks: while it waits for
+ * a child it keeps taking messages and handles them, in arrival order,
+ * once the step in progress is done.
+ *
+ * Requests (start_child, terminate_child, ...) are messages to the
+ * supervisor; each one is answered by exactly one TR_MSG_SUP_REPLY to the
+ * requester, unless the supervisor has stopped before it took the
+ * request (monitor it when that matters).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/troupe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** First message type of the supervisor module. */
+#define TR_MSG_SUP_BASE (TR_MSG_ACTORS_BASE + 0x100u)
+
+/**
+ * TR_MSG_SUP_EVENT - Sent to the observer of a supervisor (see struct
+ * tr_sup_flags). Payload: struct tr_sup_event; the sender is the
+ * supervisor.
+ */
+#define TR_MSG_SUP_EVENT (TR_MSG_SUP_BASE + 0x01u)
+
+/**
+ * TR_MSG_SUP_REPLY - The answer to a request or to a start. Payload: a
+ * struct tr_sup_reply, followed for TR_SUP_OP_WHICH_CHILDREN by
+ * reply.count struct tr_sup_child_info; read it with tr_sup_reply_parse()
+ * and tr_sup_reply_child(). The sender is the supervisor.
+ */
+#define TR_MSG_SUP_REPLY (TR_MSG_SUP_BASE + 0x02u)
+
+/* TR_MSG_SUP_BASE + 0x80 ... + 0xFF are the supervisor's own messages. */
+
+/*
+ * Exit reasons of a supervisor, in the range below TR_EXIT_USER that the
+ * standard actors use (the runtime's own reasons are small numbers).
+ */
+/** More than @intensity restarts within @period_ms. */
+#define TR_SUP_EXIT_INTENSITY 0x80
+/** A child failed to start while the supervisor started. */
+#define TR_SUP_EXIT_START_FAILED 0x81
+
+/** Size of a child id, terminating NUL included (ids are 1 to 31 bytes). */
+#define TR_SUP_ID_MAX 32
+
+/** Shutdown time that waits for the child as long as it takes. */
+#define TR_SUP_INFINITY UINT64_MAX
+
+/** Largest restart intensity accepted. */
+#define TR_SUP_MAX_INTENSITY 100000u
+
+/** Deepest nesting of supervisor specs inside one another. */
+#define TR_SUP_MAX_DEPTH 8
+
+/**
+ * enum tr_sup_strategy - What is restarted when a child stops.
+ * @TR_SUP_ONE_FOR_ONE:   only that child
+ * @TR_SUP_ONE_FOR_ALL:   all children: the others are stopped (reverse
+ *                        order), then all are started again (in order)
+ * @TR_SUP_REST_FOR_ONE:  that child and the ones after it in start order
+ * @TR_SUP_SIMPLE_ONE_FOR_ONE: one_for_one over dynamic children that are
+ *                        all made from one template spec and started with
+ *                        a per-child argument (TR_SUP_OP_START_CHILD)
+ */
+typedef enum tr_sup_strategy {
+	TR_SUP_ONE_FOR_ONE = 0,
+	TR_SUP_ONE_FOR_ALL = 1,
+	TR_SUP_REST_FOR_ONE = 2,
+	TR_SUP_SIMPLE_ONE_FOR_ONE = 3,
+} tr_sup_strategy;
+
+/**
+ * enum tr_sup_restart - When a stopped child is restarted.
+ * @TR_SUP_PERMANENT: always
+ * @TR_SUP_TRANSIENT: only after an abnormal exit (a reason other than
+ *                    TR_EXIT_NORMAL and TR_EXIT_SHUTDOWN)
+ * @TR_SUP_TEMPORARY: never; its spec is removed when it stops
+ */
+typedef enum tr_sup_restart {
+	TR_SUP_PERMANENT = 0,
+	TR_SUP_TRANSIENT = 1,
+	TR_SUP_TEMPORARY = 2,
+} tr_sup_restart;
+
+/** enum tr_sup_child_type - What a child is (reported by requests). */
+typedef enum tr_sup_child_type {
+	TR_SUP_WORKER = 0,
+	TR_SUP_SUPERVISOR = 1,
+} tr_sup_child_type;
+
+/**
+ * struct tr_sup_flags - How a supervisor behaves.
+ * @size:      sizeof(tr_sup_flags), an ABI guard; required
+ * @strategy:  enum tr_sup_strategy
+ * @intensity: restarts allowed within @period_ms (0: the first restart
+ *             already stops the supervisor, as MaxR = 0 in OTP); at most
+ *             TR_SUP_MAX_INTENSITY
+ * @period_ms: the sliding window of @intensity; at least 1
+ * @observer:  receives a TR_MSG_SUP_EVENT for each thing that happens to
+ *             a child; TR_PID_NONE for none. Events are best effort: a
+ *             bounded observer mailbox that is full drops them
+ */
+typedef struct tr_sup_flags {
+	size_t size;
+	tr_sup_strategy strategy;
+	uint32_t intensity;
+	uint64_t period_ms;
+	tr_pid observer;
+} tr_sup_flags;
+
+/**
+ * struct tr_sup_child_spec - One child of a supervisor.
+ * @size:        sizeof(tr_sup_child_spec), an ABI guard; required
+ * @id:          a name, unique within the supervisor, 1 to
+ *               TR_SUP_ID_MAX - 1 bytes; copied
+ * @def:         the child's definition; must outlive the supervisor and
+ *               every child started from it (normally a static const)
+ * @arg:         passed to def->init on every start and restart; the
+ *               caller keeps it alive as long as the supervisor may
+ *               restart the child. For a simple_one_for_one template it
+ *               is ignored: each child gets the argument of its
+ *               TR_SUP_OP_START_CHILD request
+ * @restart:     enum tr_sup_restart
+ * @type:        enum tr_sup_child_type; forced to TR_SUP_SUPERVISOR when
+ *               @sup_flags is set
+ * @shutdown_ms: how long a shutdown waits after TR_EXIT_SHUTDOWN before
+ *               TR_EXIT_KILL; 0 kills at once; TR_SUP_INFINITY waits as
+ *               long as it takes (what a nested supervisor should have,
+ *               so that it can stop its own children in order)
+ * @sup_flags, @sup_specs, @sup_nspecs: instead of @def and @arg (which
+ *               must then be NULL): the child is a supervisor with these
+ *               flags and children, the same three things tr_sup_start()
+ *               takes. They are copied with this spec, recursively, so
+ *               they need to stay valid only during the call that takes
+ *               the spec; every restart of the child starts from the copy
+ */
+typedef struct tr_sup_child_spec {
+	size_t size;
+	const char *id;
+	const tr_actor_def *def;
+	void *arg;
+	tr_sup_restart restart;
+	tr_sup_child_type type;
+	uint64_t shutdown_ms;
+	const tr_sup_flags *sup_flags;
+	const struct tr_sup_child_spec *sup_specs;
+	size_t sup_nspecs;
+} tr_sup_child_spec;
+
+/**
+ * enum tr_sup_event_kind - What a TR_MSG_SUP_EVENT reports.
+ * @TR_SUP_EV_STARTED:      a child started (at supervisor start, by
+ *                          TR_SUP_OP_START_CHILD or TR_SUP_OP_RESTART_CHILD);
+ *                          @pid is the new pid
+ * @TR_SUP_EV_RESTARTED:    the supervisor restarted a child after an exit
+ *                          (also the siblings restarted with it); @pid is
+ *                          the new pid
+ * @TR_SUP_EV_EXITED:       a child stopped, for whatever cause (also when
+ *                          the supervisor stopped it); @pid is the pid
+ *                          that stopped, @reason its exit reason
+ * @TR_SUP_EV_START_FAILED: a child's init failed (@reason is its exit
+ *                          reason, normally TR_EXIT_INIT_FAILED), or it
+ *                          could not be spawned (@status is the error)
+ * @TR_SUP_EV_INTENSITY:    the restart intensity was exceeded; @id names
+ *                          the child whose exit was one too many
+ * @TR_SUP_EV_SHUTDOWN:     the supervisor begins to stop its children and
+ *                          will then stop with @reason
+ */
+typedef enum tr_sup_event_kind {
+	TR_SUP_EV_STARTED = 1,
+	TR_SUP_EV_RESTARTED = 2,
+	TR_SUP_EV_EXITED = 3,
+	TR_SUP_EV_START_FAILED = 4,
+	TR_SUP_EV_INTENSITY = 5,
+	TR_SUP_EV_SHUTDOWN = 6,
+} tr_sup_event_kind;
+
+/**
+ * struct tr_sup_event - Payload of TR_MSG_SUP_EVENT.
+ * @kind:   enum tr_sup_event_kind
+ * @reason: an exit reason (see the kinds); 0 otherwise
+ * @status: TR_OK, or the spawn error of TR_SUP_EV_START_FAILED
+ * @sup:    the supervisor
+ * @pid:    the child (see the kinds); TR_PID_NONE when none
+ * @id:     the child's id; empty for TR_SUP_EV_SHUTDOWN
+ */
+typedef struct tr_sup_event {
+	uint32_t kind;
+	int32_t reason;
+	int32_t status;
+	uint32_t reserved;
+	tr_pid sup;
+	tr_pid pid;
+	char id[TR_SUP_ID_MAX];
+} tr_sup_event;
+
+/**
+ * enum tr_sup_op - Requests to a supervisor (struct tr_sup_request).
+ * @TR_SUP_OP_START:          not a request: the reply to a start
+ *                            (tr_sup_start_link()); @pid is the supervisor
+ * @TR_SUP_OP_START_CHILD:    add @spec and start it (@arg instead for
+ *                            simple_one_for_one); reply @pid
+ * @TR_SUP_OP_TERMINATE_CHILD: stop child @id (by @pid for
+ *                            simple_one_for_one) as a shutdown would; the
+ *                            spec stays (temporary and simple_one_for_one
+ *                            children are removed); reply @pid = the pid
+ *                            that was stopped, TR_PID_NONE if none ran
+ * @TR_SUP_OP_RESTART_CHILD:  start the stopped child @id again; reply @pid
+ * @TR_SUP_OP_DELETE_CHILD:   remove the spec of the stopped child @id
+ * @TR_SUP_OP_WHICH_CHILDREN: reply with one tr_sup_child_info per child,
+ *                            in start order
+ * @TR_SUP_OP_COUNT_CHILDREN: reply with the counts of struct tr_sup_reply
+ * @TR_SUP_OP_STOP:           stop all children in reverse order, then the
+ *                            supervisor (reason TR_EXIT_SHUTDOWN); the
+ *                            reply comes when the children are gone
+ */
+typedef enum tr_sup_op {
+	TR_SUP_OP_START = 1,
+	TR_SUP_OP_START_CHILD = 2,
+	TR_SUP_OP_TERMINATE_CHILD = 3,
+	TR_SUP_OP_RESTART_CHILD = 4,
+	TR_SUP_OP_DELETE_CHILD = 5,
+	TR_SUP_OP_WHICH_CHILDREN = 6,
+	TR_SUP_OP_COUNT_CHILDREN = 7,
+	TR_SUP_OP_STOP = 8,
+} tr_sup_op;
+
+/**
+ * struct tr_sup_request - A request; see enum tr_sup_op for each op.
+ * @size: sizeof(tr_sup_request), an ABI guard; required
+ * @op:   enum tr_sup_op (not TR_SUP_OP_START)
+ * @tag:  any value; returned in the reply, to match replies to requests
+ * @spec: TR_SUP_OP_START_CHILD of a supervisor that is not
+ *        simple_one_for_one; copied (as by tr_sup_start())
+ * @arg:  TR_SUP_OP_START_CHILD of a simple_one_for_one supervisor: the
+ *        child's init argument (kept alive by the caller for restarts)
+ * @id:   the child, for TERMINATE_CHILD, RESTART_CHILD and DELETE_CHILD;
+ *        copied
+ * @pid:  the child, for TERMINATE_CHILD of a simple_one_for_one supervisor
+ */
+typedef struct tr_sup_request {
+	size_t size;
+	tr_sup_op op;
+	uint64_t tag;
+	const tr_sup_child_spec *spec;
+	void *arg;
+	const char *id;
+	tr_pid pid;
+} tr_sup_request;
+
+/**
+ * struct tr_sup_reply - Payload of TR_MSG_SUP_REPLY.
+ * @tag:    the request's tag (the start's tag for TR_SUP_OP_START)
+ * @op:     enum tr_sup_op of the request answered
+ * @status: TR_OK; TR_EINVAL (the op does not apply to this supervisor or
+ *          lacks its argument); TR_ENOENT (no such child); TR_EEXIST (a
+ *          child with that id exists; @pid is its pid if it runs);
+ *          TR_ESTATE (the child runs, for RESTART_CHILD and DELETE_CHILD;
+ *          @pid is its pid); TR_EREJECTED (the child's init failed:
+ *          @reason is its exit reason); TR_ECLOSED (the supervisor
+ *          stopped before it could act on the request); TR_ENOMEM; or the
+ *          error that kept a child from being spawned
+ * @reason: see @status
+ * @count:  TR_SUP_OP_WHICH_CHILDREN: how many tr_sup_child_info follow
+ * @pid:    see enum tr_sup_op
+ * @specs, @active, @supervisors, @workers: TR_SUP_OP_COUNT_CHILDREN, as
+ *          OTP's count_children: child specs (1 for simple_one_for_one),
+ *          children running, and children of each type, running or not
+ */
+typedef struct tr_sup_reply {
+	uint64_t tag;
+	uint32_t op;
+	int32_t status;
+	int32_t reason;
+	uint32_t count;
+	tr_pid pid;
+	uint32_t specs;
+	uint32_t active;
+	uint32_t supervisors;
+	uint32_t workers;
+} tr_sup_reply;
+
+/**
+ * struct tr_sup_child_info - One child in a TR_SUP_OP_WHICH_CHILDREN reply.
+ * @id:      its id (the template's id for simple_one_for_one)
+ * @pid:     its pid; TR_PID_NONE when it does not run
+ * @type:    enum tr_sup_child_type
+ * @restart: enum tr_sup_restart
+ */
+typedef struct tr_sup_child_info {
+	char id[TR_SUP_ID_MAX];
+	tr_pid pid;
+	uint32_t type;
+	uint32_t restart;
+} tr_sup_child_info;
+
+/**
+ * tr_sup_start_link() - Start a supervisor linked with the calling actor
+ * (OTP's supervisor:start_link). The calling actor is its parent: an
+ * exit signal from it makes the supervisor stop its children in reverse
+ * order and then stop with the same reason.
+ * @cx:    context of the calling actor
+ * @flags: how it behaves
+ * @specs: its children, started in this order; may be NULL when @n is 0
+ * @n:     number of specs (exactly 1, the template, for
+ *         simple_one_for_one, which starts with no child)
+ * @tag:   returned in the start reply
+ * @out:   on success the supervisor's pid; may be NULL
+ *
+ * The children start after this returns, in the supervisor's first
+ * turns. Then the caller gets one TR_MSG_SUP_REPLY with op
+ * TR_SUP_OP_START: status TR_OK once every child has started; otherwise
+ * the status of the child that failed, after the children already
+ * started have been stopped again, and the supervisor then stops with
+ * TR_SUP_EXIT_START_FAILED (which the caller sees through the link).
+ * Ownership: @flags and @specs are copied (deeply, nested supervisor
+ *            specs included); each spec's @def and @arg are borrowed as
+ *            struct tr_sup_child_spec says.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @flags, a bad flag, a bad
+ *            spec, a wrong number of specs, nesting deeper than
+ *            TR_SUP_MAX_DEPTH); TR_EEXIST (two specs with the same id);
+ *            TR_ENOMEM; TR_ECLOSED (the runtime is stopping). On error no
+ *            actor was started and no reply will come.
+ */
+TR_API tr_err tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
+				const tr_sup_child_spec *specs, size_t n,
+				uint64_t tag, tr_pid *out);
+
+/**
+ * tr_sup_start() - Start a supervisor from a thread that is not an actor,
+ * for the top of a tree, and wait until its children have started. It
+ * has no parent and no link: stop it with TR_SUP_OP_STOP (see
+ * tr_sup_send_as()) or with the runtime.
+ * @rt:    a started runtime
+ * @flags, @specs, @n: as for tr_sup_start_link()
+ * @out:   on TR_OK the supervisor's pid; TR_PID_NONE otherwise; may be NULL
+ *
+ * When a child fails to start, the children already started are stopped
+ * again and the supervisor stops before this returns TR_EREJECTED (the
+ * observer gets the TR_SUP_EV_START_FAILED event with the reason).
+ * Ownership: as tr_sup_start_link().
+ * Thread:    any thread that is not a worker (it blocks).
+ * Return:    TR_OK; TR_EREJECTED (a child's init failed); the errors of
+ *            tr_sup_start_link() for bad input; TR_ESTATE (@rt is not
+ *            running); TR_ECLOSED (the runtime stopped meanwhile, or the
+ *            supervisor was stopped from outside before it had started);
+ *            TR_ENOMEM; or the error that kept a child from being spawned.
+ */
+TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
+			   const tr_sup_child_spec *specs, size_t n,
+			   tr_pid *out);
+
+/**
+ * tr_sup_send() - Send a request to supervisor @sup; the reply comes to
+ * the calling actor.
+ * @cx:  context of the calling actor
+ * @sup: the supervisor
+ * @req: the request
+ *
+ * Exactly one TR_MSG_SUP_REPLY with @req->tag answers it, unless @sup has
+ * stopped (or stops) before taking it: a stale pid makes the request a
+ * counted dead letter, as any send.
+ * Ownership: @req is copied, with the spec and id it points to (not the
+ *            spec's @def and @arg, see struct tr_sup_child_spec).
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a too small @req->size,
+ *            TR_PID_NONE @sup, an unknown op, a bad spec or id, an op
+ *            without the id or pid it needs); TR_ENOMEM; the errors of
+ *            tr_send(). On error no reply will come.
+ */
+TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
+
+/**
+ * tr_sup_send_as() - tr_sup_send() from a thread that is not an actor.
+ * @rt:       the runtime of @sup
+ * @reply_to: who gets the reply (an inbox, say); TR_PID_NONE for none
+ * @sup:      the supervisor
+ * @req:      the request
+ *
+ * Ownership: as tr_sup_send().
+ * Thread:    any.
+ * Return:    as tr_sup_send(); TR_EINVAL also for a NULL @rt.
+ */
+TR_API tr_err tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
+			     const tr_sup_request *req);
+
+/**
+ * tr_sup_stop() - Ask supervisor @sup for an orderly stop: its children
+ * are stopped one at a time in reverse start order, then it stops with
+ * TR_EXIT_SHUTDOWN. The calling actor gets a TR_MSG_SUP_REPLY (op
+ * TR_SUP_OP_STOP, tag 0) when the children are gone.
+ * @cx:  context of the calling actor
+ * @sup: the supervisor
+ *
+ * tr_runtime_stop() is different: it stops every actor at once, in no
+ * particular order, supervisors and children alike.
+ * Thread:    actor.
+ * Return:    as tr_sup_send().
+ */
+TR_API tr_err tr_sup_stop(tr_ctx *cx, tr_pid sup);
+
+/**
+ * tr_sup_reply_parse() - Read the struct tr_sup_reply at the start of a
+ * TR_MSG_SUP_REPLY payload.
+ * @data: the payload (m->data, or tr_received.data)
+ * @size: its size
+ * @out:  filled on success
+ *
+ * Thread:    any.
+ * Return:    TR_OK, or TR_EINVAL when the payload is not a reply.
+ */
+TR_API tr_err tr_sup_reply_parse(const void *data, size_t size,
+				 tr_sup_reply *out);
+
+/**
+ * tr_sup_reply_child() - Read entry @i of a TR_SUP_OP_WHICH_CHILDREN reply.
+ * @data: the payload
+ * @size: its size
+ * @i:    index, below reply.count
+ * @out:  filled on success
+ *
+ * Thread:    any.
+ * Return:    TR_OK; TR_EINVAL (not a reply of that op); TR_ENOENT (@i is
+ *            not below reply.count).
+ */
+TR_API tr_err tr_sup_reply_child(const void *data, size_t size, uint32_t i,
+				 tr_sup_child_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_ACTORS_SUPERVISOR_H */
