@@ -1,0 +1,2 @@
+/* Placeholder: the jobs module is being written. */
+#include <troupe/troupe.h>

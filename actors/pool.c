@@ -1,0 +1,2 @@
+/* Placeholder: the pool module is being written. */
+#include <troupe/troupe.h>
