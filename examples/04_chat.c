@@ -1274,7 +1274,7 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		uint16_t port;
 
 		memcpy(&port, m->data, sizeof(port));
-		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL) < 0) {
+		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL, NULL) < 0) {
 			fprintf(stderr, "chat: cannot listen\n");
 			listen_failed = true;
 			tr_runtime_stop(tr_ctx_runtime(cx));

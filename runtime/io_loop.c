@@ -72,7 +72,7 @@ struct resolve {
 };
 
 struct cmd {
-	ck_stack_entry_t link;
+	struct tr__io_op op; /* first: drain() runs op.run */
 	enum cmd_kind kind;
 	uint64_t id;
 	uint64_t delay_ms;
@@ -93,8 +93,24 @@ struct cmd {
 
 struct tr__io {
 	tr_runtime *rt;
+	struct tr__io **group; /* every loop of the runtime; [0] is the first */
+	unsigned index;        /* in group */
+	unsigned count;        /* loops in group */
 	uv_loop_t loop;
 	uv_async_t async;
+	uv_prepare_t prepare;
+	uv_check_t check;
+	/*
+	 * 1 while the loop may block in (or is about to enter) its poll, 0
+	 * while it runs callbacks. A producer that pushes a command while it
+	 * is 0 skips uv_async_send (a write to an eventfd), because the loop
+	 * drains the stack in its prepare callback before it polls again.
+	 * Both sides use read-modify-writes of this one word, so they are
+	 * totally ordered: either the producer's RMW comes first and the
+	 * prepare callback's exchange sees its push, or it comes after and
+	 * reads 1 and wakes the loop.
+	 */
+	_Atomic unsigned polling;
 	pthread_t thread;
 	bool started;
 	ck_stack_t cmds;
@@ -297,6 +313,8 @@ run_cmd(struct tr__io *io, struct cmd *c)
 				timer_remove(io->timers[i]);
 			}
 		}
+		uv_close((uv_handle_t *)&io->prepare, NULL);
+		uv_close((uv_handle_t *)&io->check, NULL);
 		uv_close((uv_handle_t *)&io->async, NULL);
 		break;
 	}
@@ -309,33 +327,83 @@ cmd_free(struct cmd *c)
 }
 
 static void
-drain(uv_async_t *async)
+cmd_run(struct tr__io *io, struct tr__io_op *op)
 {
-	struct tr__io *io = async->data;
+	struct cmd *c = (struct cmd *)op;
+
+	run_cmd(io, c);
+	if (c != io->stop_cmd) {
+		cmd_free(c);
+	}
+}
+
+static void
+drain_io(struct tr__io *io)
+{
 	ck_stack_entry_t *rev = tr__stack_take_fifo(&io->cmds);
 
 	while (rev != NULL) {
 		ck_stack_entry_t *next = rev->next;
-		struct cmd *c = tr__container_of(rev, struct cmd, link);
-		run_cmd(io, c);
-		if (c != io->stop_cmd) {
-			cmd_free(c);
-		}
+		struct tr__io_op *op = tr__container_of(rev, struct tr__io_op,
+						       link);
+		op->run(io, op);
 		rev = next;
 	}
+}
+
+static void
+drain(uv_async_t *async)
+{
+	drain_io(async->data);
+}
+
+/* Right before the loop polls: from now on producers must wake it. */
+static void
+before_poll(uv_prepare_t *h)
+{
+	struct tr__io *io = h->data;
+
+	/* seq_cst RMW: see `polling`. */
+	(void)atomic_exchange_explicit(&io->polling, 1, memory_order_seq_cst);
+	if (ck_pr_load_ptr(&io->cmds.head) != NULL) {
+		/* Pushed while we ran callbacks, without a wake-up. */
+		drain_io(io);
+	}
+}
+
+/* Back from the poll: callbacks run, producers need not wake us. */
+static void
+after_poll(uv_check_t *h)
+{
+	struct tr__io *io = h->data;
+
+	(void)atomic_exchange_explicit(&io->polling, 0, memory_order_seq_cst);
 }
 
 static void *
 io_main(void *arg)
 {
 	struct tr__io *io = arg;
+	sigset_t pipe;
 
+	/*
+	 * libuv writes with write()/writev(), so a peer that reset its
+	 * connection raises SIGPIPE, whose default action ends the process.
+	 * Every socket write happens on this thread: blocking the signal
+	 * here turns it into the EPIPE error alone, without changing the
+	 * process-wide disposition the application may rely on.
+	 */
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 	uv_run(&io->loop, UV_RUN_DEFAULT);
 	return NULL;
 }
 
-tr_err
-tr__io_create(tr_runtime *rt, struct tr__io **out)
+static void loop_destroy(struct tr__io *io);
+
+static tr_err
+loop_create(tr_runtime *rt, struct tr__io **out)
 {
 	struct tr__io *io = tr__calloc(sizeof(*io));
 
@@ -345,11 +413,13 @@ tr__io_create(tr_runtime *rt, struct tr__io **out)
 	io->rt = rt;
 	ck_stack_init(&io->cmds);
 	atomic_init(&io->next_id, 1);
+	atomic_init(&io->polling, 1);
 	io->stop_cmd = tr__calloc(sizeof(struct cmd));
 	if (io->stop_cmd == NULL) {
 		tr__free(io, sizeof(*io));
 		return TR_ENOMEM;
 	}
+	io->stop_cmd->op.run = cmd_run;
 	io->stop_cmd->kind = CMD_STOP;
 	if (uv_loop_init(&io->loop) != 0) {
 		goto err_free;
@@ -359,6 +429,15 @@ tr__io_create(tr_runtime *rt, struct tr__io **out)
 		goto err_free;
 	}
 	io->async.data = io;
+	/* Neither keeps the loop alive; the async handle does that. */
+	uv_prepare_init(&io->loop, &io->prepare);
+	io->prepare.data = io;
+	uv_prepare_start(&io->prepare, before_poll);
+	uv_unref((uv_handle_t *)&io->prepare);
+	uv_check_init(&io->loop, &io->check);
+	io->check.data = io;
+	uv_check_start(&io->check, after_poll);
+	uv_unref((uv_handle_t *)&io->check);
 	*out = io;
 	return TR_OK;
 
@@ -369,33 +448,118 @@ err_free:
 }
 
 tr_err
+tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
+{
+	struct tr__io **group;
+
+	if (loops == 0) {
+		loops = 1;
+	}
+	group = tr__calloc(sizeof(*group) * loops);
+	if (group == NULL) {
+		return TR_ENOMEM;
+	}
+	for (unsigned i = 0; i < loops; i++) {
+		tr_err err = loop_create(rt, &group[i]);
+		if (err < 0) {
+			while (i-- > 0) {
+				loop_destroy(group[i]);
+			}
+			tr__free(group, sizeof(*group) * loops);
+			return err;
+		}
+		group[i]->group = group;
+		group[i]->index = i;
+		group[i]->count = loops;
+	}
+	*out = group[0];
+	return TR_OK;
+}
+
+tr_err
 tr__io_start(struct tr__io *io)
 {
-	if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
-		return TR_ESYS;
+	for (unsigned i = 0; i < io->count; i++) {
+		struct tr__io *l = io->group[i];
+		if (pthread_create(&l->thread, NULL, io_main, l) != 0) {
+			return TR_ESYS; /* the started ones stop at shutdown */
+		}
+		l->started = true;
 	}
-	io->started = true;
+	return TR_OK;
+}
+
+struct tr__io *
+tr__io_pick(struct tr__io *io, uint64_t key)
+{
+	return io->group[key % io->count];
+}
+
+static tr_err
+push_op(struct tr__io *io, struct tr__io_op *op)
+{
+	ck_stack_push_upmc(&io->cmds, &op->link);
+	/* seq_cst RMW: see `polling`. */
+	if (atomic_fetch_or_explicit(&io->polling, 0, memory_order_seq_cst) !=
+	    0) {
+		uv_async_send(&io->async);
+	}
 	return TR_OK;
 }
 
 static tr_err
 push(struct tr__io *io, struct cmd *c)
 {
-	ck_stack_push_upmc(&io->cmds, &c->link);
-	uv_async_send(&io->async);
-	return TR_OK;
+	c->op.run = cmd_run;
+	return push_op(io, &c->op);
+}
+
+tr_err
+tr__io_post(struct tr__io *io, struct tr__io_op *op)
+{
+	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
+		return TR_ECLOSED;
+	}
+	return push_op(io, op);
 }
 
 void
 tr__io_shutdown(struct tr__io *io)
 {
-	if (io == NULL || !io->started) {
+	if (io == NULL) {
 		return;
 	}
-	atomic_store_explicit(&io->closed, true, memory_order_release);
-	push(io, io->stop_cmd);
-	pthread_join(io->thread, NULL);
-	io->started = false;
+	for (unsigned i = 0; i < io->count; i++) {
+		struct tr__io *l = io->group[i];
+		atomic_store_explicit(&l->closed, true, memory_order_release);
+		if (l->started) {
+			push(l, l->stop_cmd);
+		}
+	}
+	for (unsigned i = 0; i < io->count; i++) {
+		struct tr__io *l = io->group[i];
+		if (l->started) {
+			pthread_join(l->thread, NULL);
+			l->started = false;
+		}
+	}
+}
+
+static void
+loop_destroy(struct tr__io *io)
+{
+	if (!uv_is_closing((uv_handle_t *)&io->async)) {
+		/* Never started: close the handles on this thread. */
+		drain_io(io);
+		run_cmd(io, io->stop_cmd);
+	}
+	uv_run(&io->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&io->loop);
+	/* Commands that arrived after the stop (none by contract). */
+	drain_io(io);
+	tr__io_tcp_fini(io);
+	tr__free(io->stop_cmd, sizeof(struct cmd));
+	tr__free(io, sizeof(*io));
 }
 
 void
@@ -404,17 +568,13 @@ tr__io_destroy(struct tr__io *io)
 	if (io == NULL) {
 		return;
 	}
-	if (!uv_is_closing((uv_handle_t *)&io->async)) {
-		/* Never started: close the handles on this thread. */
-		drain(&io->async);
-		run_cmd(io, io->stop_cmd);
+	struct tr__io **group = io->group;
+	unsigned count = io->count;
+
+	for (unsigned i = 0; i < count; i++) {
+		loop_destroy(group[i]);
 	}
-	uv_run(&io->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&io->loop);
-	/* Commands that arrived after the stop (none by contract). */
-	drain(&io->async);
-	tr__free(io->stop_cmd, sizeof(struct cmd));
-	tr__free(io, sizeof(*io));
+	tr__free(group, sizeof(*group) * count);
 }
 
 uint64_t
@@ -428,6 +588,7 @@ tr__io_timer_add(struct tr__io *io, uint64_t id, uint64_t owner, uint64_t to,
 		 uint32_t type, const void *data, size_t len,
 		 uint64_t delay_ms, uint64_t period_ms)
 {
+	io = tr__io_pick(io, id);
 	struct cmd *c = tr__calloc(sizeof(*c));
 	struct io_timer *t = tr__alloc(timer_size(len));
 
@@ -458,6 +619,7 @@ tr__io_timer_add(struct tr__io *io, uint64_t id, uint64_t owner, uint64_t to,
 tr_err
 tr__io_timer_cancel(struct tr__io *io, uint64_t id)
 {
+	io = tr__io_pick(io, id);
 	struct cmd *c = tr__calloc(sizeof(*c));
 
 	if (c == NULL) {
@@ -471,7 +633,13 @@ tr__io_timer_cancel(struct tr__io *io, uint64_t id)
 uint64_t
 tr__io_timers_active(struct tr__io *io)
 {
-	return atomic_load_explicit(&io->active, memory_order_relaxed);
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < io->count; i++) {
+		n += atomic_load_explicit(&io->group[i]->active,
+					  memory_order_relaxed);
+	}
+	return n;
 }
 
 tr_err
@@ -602,15 +770,27 @@ owner_gone(struct tr__io *io, void *arg)
 tr_err
 tr__io_owner_gone(struct tr__io *io, uint64_t owner)
 {
-	uint64_t *arg = tr__alloc(sizeof(*arg));
+	tr_err ret = TR_OK;
 
-	if (arg == NULL) {
-		return TR_ENOMEM;
+	/* Its handles may live on any loop. */
+	for (unsigned i = 0; i < io->count; i++) {
+		uint64_t *arg = tr__alloc(sizeof(*arg));
+		if (arg == NULL) {
+			ret = TR_ENOMEM;
+			continue;
+		}
+		*arg = owner;
+		tr_err err = tr__io_call(io->group[i], owner_gone, arg);
+		if (err < 0) {
+			tr__free(arg, sizeof(*arg));
+			ret = err;
+		}
 	}
-	*arg = owner;
-	tr_err err = tr__io_call(io, owner_gone, arg);
-	if (err < 0) {
-		tr__free(arg, sizeof(*arg));
-	}
-	return err;
+	return ret;
+}
+
+unsigned
+tr__io_loops(struct tr__io *io)
+{
+	return io->count;
 }

@@ -14,21 +14,47 @@
 
 #include <stddef.h>
 
+#include <ck_stack.h>
+
 #include <troupe/actor.h>
 #include <troupe/error.h>
 
+/*
+ * One loop. A runtime has one or more (tr_config.io_threads), each with
+ * its own thread; the runtime holds the first, which knows the others.
+ * Timers and TCP handles are spread over the loops by id (tr__io_pick);
+ * signals, name resolution and child processes stay on the first.
+ */
 struct tr__io;
 
-/* Make the loop's state (no thread yet). */
-tr_err tr__io_create(tr_runtime *rt, struct tr__io **out);
-/* Start the I/O thread. */
+/*
+ * A command embedded in the caller's own request, so that queueing it
+ * costs no allocation: @run executes on the loop's thread and owns the
+ * request from then on.
+ */
+struct tr__io_op {
+	ck_stack_entry_t link;
+	void (*run)(struct tr__io *io, struct tr__io_op *op);
+};
+
+/* Make @loops loops (0 means 1; no thread yet); *out is the first. */
+tr_err tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out);
+/* Start every loop's thread. */
 tr_err tr__io_start(struct tr__io *io);
 /*
- * Close every handle, wait for the close callbacks and join the thread.
- * Call only when no actor can send it commands any more.
+ * Close every handle, wait for the close callbacks and join the threads.
+ * Call only when no actor can send commands any more.
  */
 void tr__io_shutdown(struct tr__io *io);
 void tr__io_destroy(struct tr__io *io);
+/* The loop that owns handles with this id. */
+struct tr__io *tr__io_pick(struct tr__io *io, uint64_t key);
+unsigned tr__io_loops(struct tr__io *io);
+/*
+ * Queue @op on loop @io (already picked). On an error @op was not queued
+ * and stays the caller's: TR_ECLOSED after the runtime stopped.
+ */
+tr_err tr__io_post(struct tr__io *io, struct tr__io_op *op);
 
 /* Timers (commands; run on the I/O thread). */
 uint64_t tr__io_timer_id(struct tr__io *io);
@@ -61,10 +87,12 @@ void **tr__io_tcps(struct tr__io *io);
 /* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
 void tr__io_tcp_run(struct tr__io *io, void *arg);
 void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
+/* Free the loop's connection table (after the loop has closed). */
+void tr__io_tcp_fini(struct tr__io *io);
 /* Any thread: an actor that owned processes or sockets stopped. */
 tr_err tr__io_owner_gone(struct tr__io *io, uint64_t owner);
 
-/* Timers armed right now (metrics, tests). */
+/* Timers armed right now, over every loop (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);
 
 #endif /* TR_RUNTIME_IO_LOOP_H */

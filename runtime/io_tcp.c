@@ -1,15 +1,28 @@
 /*
- * TCP listeners and connections on the I/O thread (<troupe/tcp.h>).
+ * TCP listeners and connections on the I/O threads (<troupe/tcp.h>).
  *
- * Threads: the public calls copy their arguments and pass them with
- * tr__io_call(); every uv_ handle and the connection table belong to the
- * I/O thread. The one exception is the free function of a DATA message,
- * which runs wherever the message is consumed: it lowers the connection's
- * count of unread bytes (atomic) and, when reading was paused for that
- * reason and the count is back under the low watermark, asks the I/O
- * thread to resume. A connection is therefore reference-counted: one
- * reference for the I/O thread until its handle's close callback, one per
- * DATA message in flight.
+ * Threads: the public calls copy their arguments into a request that
+ * embeds its own queue entry (struct tr__io_op) and post it to the loop
+ * that owns the connection (tr__io_pick by id); every uv_ handle and each
+ * loop's connection table belong to that loop's thread. The one exception
+ * is the free function of a DATA message, which runs wherever the message
+ * is consumed: it lowers the connection's count of unread bytes (atomic)
+ * and, when reading was paused for that reason and the count is back
+ * under the low watermark, asks the loop to resume. A connection is
+ * therefore reference-counted: one reference for its loop until the
+ * handle's close callback, one per DATA message in flight, one per write
+ * or shutdown request and one for a connect timer.
+ *
+ * The hot path, per request of an echo-like protocol: the loop reads
+ * into one buffer per loop, copies exactly what was read into the DATA
+ * message, and a write first tries uv_try_write straight from the
+ * request; only bytes the socket does not take at once are queued with
+ * uv_write, from the same memory. So a request costs one allocation per
+ * direction and no uv_write bookkeeping when the socket keeps up.
+ *
+ * With several loops, a listener accepts on its own loop; a connection
+ * whose id belongs to another loop is handed over as a duplicated file
+ * descriptor and opened there, and only then gets its actor.
  *
  * Invariants: each connection sends exactly one OPEN-or-CLOSED first and
  * exactly one CLOSED last; a connection or listener whose owner stopped is
@@ -17,9 +30,11 @@
  */
 #include <troupe/tcp.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -29,22 +44,35 @@
 #include "runtime/io_loop.h"
 #include "runtime/runtime.h"
 
+#define TCP_BUCKETS 1024u
+#define READ_BUF (64u * 1024u)
+
 struct tcp {
 	uv_tcp_t h;
-	struct tcp *next;
+	uv_timer_t connect_timer; /* connects with a timeout only */
+	struct tcp *next;         /* chain by id */
+	struct tcp *owner_next;   /* chain by owner */
 	struct tr__io *io;
 	uint64_t id;
 	uint64_t owner;
-	bool is_listener;
 	const tr_actor_def *conn_def; /* listeners */
+	void *conn_arg;               /* listeners */
+	bool is_listener;
+	bool has_timer;
 	bool reading;
-	bool paused_unread;
 	bool closing;
 	bool closed_sent;
 	bool eof; /* the peer shut down its sending side */
-	int64_t pending; /* write bytes queued (I/O thread) */
+	int64_t pending; /* write bytes queued (loop thread) */
 	_Atomic int64_t unread;
 	_Atomic int refs;
+};
+
+/* One per loop, made on first use. */
+struct tcp_table {
+	struct tcp *by_id[TCP_BUCKETS];
+	struct tcp *by_owner[TCP_BUCKETS];
+	unsigned char rbuf[READ_BUF]; /* every read lands here first */
 };
 
 /* Private header in front of each DATA payload. */
@@ -54,40 +82,100 @@ struct data_hdr {
 	_Alignas(16) tr_tcp_data pub;
 };
 
+enum req_kind {
+	REQ_LISTEN,
+	REQ_CONNECT,
+	REQ_CLOSE,
+	REQ_RESUME,
+	REQ_ADOPT, /* an accepted socket handed to its loop */
+};
+
 struct tcp_req {
-	int op; /* 0 listen, 1 connect, 2 write, 3 close, 4 owner gone, 5 resume */
+	struct tr__io_op op;
+	enum req_kind kind;
 	uint64_t id;
 	uint64_t owner;
 	const tr_actor_def *conn_def;
+	void *conn_arg;
+	uint32_t timeout_ms;
+	int fd; /* REQ_ADOPT */
 	uint16_t port;
 	char host[64];
-	size_t len;
-	unsigned char data[];
 };
 
+/* A write: queued, tried at once, and if need be kept as the uv_write. */
 struct wreq {
+	struct tr__io_op op;
+	uint64_t id;
 	uv_write_t req;
 	struct tcp *t;
 	size_t len;
+	size_t off; /* bytes taken by uv_try_write */
 	unsigned char data[];
 };
 
 static _Atomic uint64_t next_tcp_id = 1;
-static void **
+
+static struct tcp_table *
 table(struct tr__io *io)
 {
-	return tr__io_tcps(io);
+	void **slot = tr__io_tcps(io);
+
+	if (*slot == NULL) {
+		*slot = tr__calloc(sizeof(struct tcp_table));
+	}
+	return *slot;
+}
+
+static struct tcp **
+id_bucket(struct tcp_table *tb, uint64_t id)
+{
+	return &tb->by_id[id % TCP_BUCKETS];
+}
+
+static struct tcp **
+owner_bucket(struct tcp_table *tb, uint64_t owner)
+{
+	/* Pids differ mostly in their slot bits, which are the low ones. */
+	return &tb->by_owner[(owner ^ (owner >> 28)) % TCP_BUCKETS];
 }
 
 static struct tcp *
 find(struct tr__io *io, uint64_t id)
 {
-	for (struct tcp *t = *table(io); t != NULL; t = t->next) {
+	struct tcp_table *tb = *tr__io_tcps(io);
+
+	if (tb == NULL) {
+		return NULL;
+	}
+	for (struct tcp *t = *id_bucket(tb, id); t != NULL; t = t->next) {
 		if (t->id == id) {
 			return t;
 		}
 	}
 	return NULL;
+}
+
+static void
+link_owner(struct tcp_table *tb, struct tcp *t)
+{
+	struct tcp **b = owner_bucket(tb, t->owner);
+
+	t->owner_next = *b;
+	*b = t;
+}
+
+static void
+unlink_owner(struct tcp_table *tb, struct tcp *t)
+{
+	struct tcp **pp = owner_bucket(tb, t->owner);
+
+	while (*pp != NULL && *pp != t) {
+		pp = &(*pp)->owner_next;
+	}
+	if (*pp == t) {
+		*pp = t->owner_next;
+	}
 }
 
 static void
@@ -132,12 +220,17 @@ tcp_close(struct tcp *t, int status)
 		t->closed_sent = true;
 		send_event(t, TR_MSG_TCP_CLOSED, status);
 	}
-	struct tcp **pp = (struct tcp **)table(t->io);
+	struct tcp_table *tb = *tr__io_tcps(t->io);
+	struct tcp **pp = id_bucket(tb, t->id);
 	while (*pp != NULL && *pp != t) {
 		pp = &(*pp)->next;
 	}
 	if (*pp == t) {
 		*pp = t->next;
+	}
+	unlink_owner(tb, t);
+	if (t->has_timer) {
+		uv_close((uv_handle_t *)&t->connect_timer, closed_cb);
 	}
 	uv_close((uv_handle_t *)&t->h, closed_cb);
 }
@@ -145,7 +238,8 @@ tcp_close(struct tcp *t, int status)
 static struct tcp *
 tcp_new(struct tr__io *io, uint64_t id, uint64_t owner)
 {
-	struct tcp *t = tr__calloc(sizeof(*t));
+	struct tcp_table *tb = table(io);
+	struct tcp *t = tb != NULL ? tr__calloc(sizeof(*t)) : NULL;
 
 	if (t == NULL) {
 		return NULL;
@@ -156,9 +250,36 @@ tcp_new(struct tr__io *io, uint64_t id, uint64_t owner)
 	atomic_init(&t->refs, 1);
 	uv_tcp_init(tr__io_uv_loop(io), &t->h);
 	t->h.data = t;
-	t->next = *table(io);
-	*table(io) = t;
+	t->next = *id_bucket(tb, id);
+	*id_bucket(tb, id) = t;
+	link_owner(tb, t);
 	return t;
+}
+
+/* Set the owner of an accepted connection once its actor exists. */
+static void
+set_owner(struct tcp *t, uint64_t owner)
+{
+	struct tcp_table *tb = *tr__io_tcps(t->io);
+
+	unlink_owner(tb, t);
+	t->owner = owner;
+	link_owner(tb, t);
+}
+
+static void run_req(struct tr__io *io, struct tr__io_op *op);
+
+static struct tcp_req *
+req_new(enum req_kind kind, uint64_t id)
+{
+	struct tcp_req *r = tr__calloc(sizeof(*r));
+
+	if (r != NULL) {
+		r->op.run = run_req;
+		r->kind = kind;
+		r->id = id;
+	}
+	return r;
 }
 
 static void
@@ -172,14 +293,10 @@ data_free(void *p)
 
 	if (left <= TR_TCP_READ_LOW &&
 	    left + (int64_t)d->len > TR_TCP_READ_LOW) {
-		/* Crossed the low watermark: let the I/O thread resume. */
-		struct tcp_req *r = tr__calloc(sizeof(*r));
-		if (r != NULL) {
-			r->op = 5;
-			r->id = t->id;
-			if (tr__io_call(t->io, tr__io_tcp_run, r) < 0) {
-				tr__free(r, sizeof(*r));
-			}
+		/* Crossed the low watermark: let the loop resume. */
+		struct tcp_req *r = req_new(REQ_RESUME, t->id);
+		if (r != NULL && tr__io_post(t->io, &r->op) < 0) {
+			tr__free(r, sizeof(*r));
 		}
 	}
 	tr__free(d, sizeof(*d) + d->len);
@@ -189,11 +306,14 @@ data_free(void *p)
 static void
 alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	(void)h;
+	struct tcp *t = h->data;
+	struct tcp_table *tb = *tr__io_tcps(t->io);
+
 	(void)suggested;
-	struct data_hdr *d = tr__alloc(sizeof(*d) + 65536);
-	buf->base = d != NULL ? (char *)d->pub.bytes : NULL;
-	buf->len = d != NULL ? 65536 : 0;
+	/* libuv reads synchronously into it and calls read_cb at once, so
+	 * one buffer per loop serves every connection. */
+	buf->base = (char *)tb->rbuf;
+	buf->len = READ_BUF;
 }
 
 static void update_reading(struct tcp *t);
@@ -202,14 +322,8 @@ static void
 read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct tcp *t = s->data;
-	struct data_hdr *d = buf->base != NULL
-		? tr__container_of((void *)buf->base, struct data_hdr, pub.bytes)
-		: NULL;
 
 	if (nread <= 0) {
-		if (d != NULL) {
-			tr__free(d, sizeof(*d) + 65536);
-		}
 		if (nread == UV_EOF) {
 			/* Half-close: the owner may still write, then close. */
 			uv_read_stop(s);
@@ -221,15 +335,13 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		return;
 	}
-	/* Shrink to what was read; the copy keeps memory proportional. */
+	/* Exactly what was read: memory stays proportional to the data. */
 	struct data_hdr *out = tr__alloc(sizeof(*out) + (size_t)nread);
 	if (out == NULL) {
-		tr__free(d, sizeof(*d) + 65536);
 		tcp_close(t, UV_ENOMEM);
 		return;
 	}
-	memcpy(out->pub.bytes, d->pub.bytes, (size_t)nread);
-	tr__free(d, sizeof(*d) + 65536);
+	memcpy(out->pub.bytes, buf->base, (size_t)nread);
 	out->t = t;
 	out->len = (size_t)nread;
 	out->pub.conn.v = t->id;
@@ -267,34 +379,113 @@ update_reading(struct tcp *t)
 static void
 open_conn(struct tcp *t)
 {
+	/* Request/response protocols want small writes to leave at once. */
+	uv_tcp_nodelay(&t->h, 1);
 	send_event(t, TR_MSG_TCP_OPEN, 0);
 	update_reading(t);
+}
+
+/* Give @t (already on its loop) an actor, then let it read. */
+static void
+start_accepted(struct tcp *t, const tr_actor_def *def, void *arg)
+{
+	tr_pid pid;
+
+	if (tr__spawn(tr__io_runtime(t->io), NULL, def, arg, NULL, &pid) < 0) {
+		t->closed_sent = true; /* nobody to tell */
+		tcp_close(t, 0);
+		return;
+	}
+	set_owner(t, pid.v);
+	open_conn(t);
+}
+
+static void
+temp_closed(uv_handle_t *h)
+{
+	tr__free(h, sizeof(uv_tcp_t));
+}
+
+/*
+ * Out of memory for a connection: accept it into a throwaway handle and
+ * close it, because libuv stops accepting until the pending one is taken.
+ */
+static void
+reject(struct tcp *l)
+{
+	uv_tcp_t *tmp = tr__alloc(sizeof(*tmp));
+
+	if (tmp != NULL) {
+		uv_tcp_init(tr__io_uv_loop(l->io), tmp);
+		(void)uv_accept((uv_stream_t *)&l->h, (uv_stream_t *)tmp);
+		uv_close((uv_handle_t *)tmp, temp_closed);
+	}
+}
+
+/*
+ * Accept on the listener's loop and move the socket to the loop its id
+ * belongs to. libuv cannot move a handle between loops, so the socket
+ * goes as a duplicated descriptor and the accepting handle is closed.
+ */
+static void
+hand_over(struct tcp *l, struct tr__io *to, uint64_t id)
+{
+	uv_tcp_t *tmp = tr__alloc(sizeof(*tmp));
+	struct tcp_req *r = req_new(REQ_ADOPT, id);
+	uv_os_fd_t fd = -1;
+	int dup_fd = -1;
+
+	if (tmp != NULL) {
+		uv_tcp_init(tr__io_uv_loop(l->io), tmp);
+		if (uv_accept((uv_stream_t *)&l->h, (uv_stream_t *)tmp) == 0 &&
+		    uv_fileno((uv_handle_t *)tmp, &fd) == 0) {
+			dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		}
+		uv_close((uv_handle_t *)tmp, temp_closed);
+	}
+	if (r == NULL || dup_fd < 0) {
+		/* Dropped: the peer sees the connection close. */
+		if (dup_fd >= 0) {
+			close(dup_fd);
+		}
+		tr__free(r, sizeof(*r));
+		return;
+	}
+	r->fd = dup_fd;
+	r->conn_def = l->conn_def;
+	r->conn_arg = l->conn_arg;
+	if (tr__io_post(to, &r->op) < 0) {
+		close(dup_fd);
+		tr__free(r, sizeof(*r));
+	}
 }
 
 static void
 on_connection(uv_stream_t *server, int status)
 {
 	struct tcp *l = server->data;
-	tr_runtime *rt = tr__io_runtime(l->io);
 
 	if (status < 0) {
 		return;
 	}
 	uint64_t id = atomic_fetch_add_explicit(&next_tcp_id, 1,
 						memory_order_relaxed);
-	struct tcp *t = tcp_new(l->io, id, 0);
-	if (t == NULL) {
+	struct tr__io *to = tr__io_pick(l->io, id);
+	if (to != l->io) {
+		hand_over(l, to, id);
 		return;
 	}
-	tr_pid pid;
-	if (uv_accept(server, (uv_stream_t *)&t->h) != 0 ||
-	    tr__spawn(rt, NULL, l->conn_def, NULL, NULL, &pid) < 0) {
-		t->closed_sent = true; /* nobody to tell */
+	struct tcp *t = tcp_new(l->io, id, 0);
+	if (t == NULL) {
+		reject(l);
+		return;
+	}
+	if (uv_accept(server, (uv_stream_t *)&t->h) != 0) {
+		t->closed_sent = true;
 		tcp_close(t, 0);
 		return;
 	}
-	t->owner = pid.v;
-	open_conn(t);
+	start_accepted(t, l->conn_def, l->conn_arg);
 }
 
 static void
@@ -307,18 +498,31 @@ connected(uv_connect_t *req, int status)
 		tcp_close(t, status);
 		return;
 	}
+	if (t->has_timer) {
+		uv_timer_stop(&t->connect_timer);
+	}
 	if (!t->closing) {
 		open_conn(t);
 	}
 }
 
 static void
+connect_timed_out(uv_timer_t *h)
+{
+	struct tcp *t = h->data;
+
+	/* Closing the handle cancels the connect request (ECANCELED),
+	 * which then finds the connection already closed. */
+	tcp_close(t, UV_ETIMEDOUT);
+}
+
+static void
 write_done(uv_write_t *req, int status)
 {
-	struct wreq *w = (struct wreq *)req;
+	struct wreq *w = tr__container_of(req, struct wreq, req);
 	struct tcp *t = w->t;
 
-	t->pending -= (int64_t)w->len;
+	t->pending -= (int64_t)(w->len - w->off);
 	tr__free(w, sizeof(*w) + w->len);
 	if (status < 0) {
 		tcp_close(t, status);
@@ -326,6 +530,50 @@ write_done(uv_write_t *req, int status)
 		update_reading(t);
 	}
 	unref(t);
+}
+
+static void
+run_write(struct tr__io *io, struct tr__io_op *op)
+{
+	struct wreq *w = (struct wreq *)op;
+	struct tcp *t = find(io, w->id);
+
+	if (t == NULL || t->closing || t->is_listener || w->len == 0) {
+		goto done;
+	}
+	if (t->pending + (int64_t)w->len > TR_TCP_WRITE_MAX) {
+		/* The peer does not read: drop it, not the memory. */
+		tcp_close(t, UV_ENOBUFS);
+		goto done;
+	}
+	if (t->pending == 0) {
+		/* Nothing queued, so order allows writing straight away. */
+		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+		int n = uv_try_write((uv_stream_t *)&t->h, &b, 1);
+		if (n == (int)w->len) {
+			goto done;
+		}
+		if (n >= 0) {
+			w->off = (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			tcp_close(t, n);
+			goto done;
+		}
+	}
+	uv_buf_t b = uv_buf_init((char *)w->data + w->off,
+				 (unsigned)(w->len - w->off));
+	w->t = t;
+	if (uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, write_done) != 0) {
+		tcp_close(t, UV_EPIPE);
+		goto done;
+	}
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	t->pending += (int64_t)(w->len - w->off);
+	update_reading(t);
+	return;
+
+done:
+	tr__free(w, sizeof(*w) + w->len);
 }
 
 static void
@@ -365,167 +613,195 @@ addr_of(const char *host, uint16_t port, struct sockaddr_storage *ss)
 	return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
 }
 
-void
-tr__io_tcp_run(struct tr__io *io, void *arg)
+static void
+do_listen(struct tr__io *io, const struct tcp_req *r)
 {
-	struct tcp_req *r = arg;
 	struct sockaddr_storage ss;
+	struct tcp *l = tcp_new(io, r->id, r->owner);
 
-	switch (r->op) {
-	case 0: { /* listen */
-		struct tcp *l = tcp_new(io, r->id, r->owner);
-		if (l == NULL) {
-			listen_reply(io, r, UV_ENOMEM, 0);
-			break;
-		}
-		l->is_listener = true;
-		l->conn_def = r->conn_def;
-		int err = addr_of(r->host, r->port, &ss);
-		if (err == 0) {
-			err = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
-		}
-		if (err == 0) {
-			err = uv_listen((uv_stream_t *)&l->h, 511,
-					on_connection);
-		}
-		uint16_t port = 0;
-		if (err == 0) {
-			struct sockaddr_storage got;
-			int len = sizeof(got);
-			uv_tcp_getsockname(&l->h, (struct sockaddr *)&got, &len);
-			port = ntohs(got.ss_family == AF_INET6
-				? ((struct sockaddr_in6 *)&got)->sin6_port
-				: ((struct sockaddr_in *)&got)->sin_port);
-		}
-		listen_reply(io, r, err, port);
-		if (err != 0) {
-			tcp_close(l, err);
-		}
-		break;
+	if (l == NULL) {
+		listen_reply(io, r, UV_ENOMEM, 0);
+		return;
 	}
-	case 1: { /* connect */
-		struct tcp *t = tcp_new(io, r->id, r->owner);
-		uv_connect_t *req = tr__alloc(sizeof(*req));
-		int err = t == NULL || req == NULL ? UV_ENOMEM
-						   : addr_of(r->host, r->port, &ss);
-		if (err == 0) {
-			req->data = t;
-			err = uv_tcp_connect(req, &t->h, (struct sockaddr *)&ss,
-					     connected);
-		}
-		if (err != 0) {
-			tr__free(req, sizeof(*req));
-			if (t != NULL) {
-				tcp_close(t, err);
-			} else {
-				tr_tcp_event e = { .conn = { r->id },
-						   .status = UV_ENOMEM };
-				snprintf(e.error, sizeof(e.error), "ENOMEM");
-				(void)tr__send_sys(tr__io_runtime(io), NULL,
-						   r->owner, r->owner,
-						   TR_MSG_TCP_CLOSED, &e,
-						   sizeof(e));
-			}
-		}
-		break;
+	l->is_listener = true;
+	l->conn_def = r->conn_def;
+	l->conn_arg = r->conn_arg;
+	int err = addr_of(r->host, r->port, &ss);
+	if (err == 0) {
+		err = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
 	}
-	case 2: { /* write */
-		struct tcp *t = find(io, r->id);
-		if (t == NULL || t->closing || t->is_listener) {
-			break;
-		}
-		if (t->pending + (int64_t)r->len > TR_TCP_WRITE_MAX) {
-			/* The peer does not read: drop it, not the memory. */
-			tcp_close(t, UV_ENOBUFS);
-			break;
-		}
-		struct wreq *w = tr__alloc(sizeof(*w) + r->len);
-		if (w == NULL) {
-			tcp_close(t, UV_ENOMEM);
-			break;
-		}
-		w->t = t;
-		w->len = r->len;
-		memcpy(w->data, r->data, r->len);
-		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)r->len);
-		if (uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1,
-			     write_done) != 0) {
-			tr__free(w, sizeof(*w) + r->len);
-			tcp_close(t, UV_EPIPE);
-			break;
-		}
-		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-		t->pending += (int64_t)r->len;
-		update_reading(t);
-		break;
+	if (err == 0) {
+		err = uv_listen((uv_stream_t *)&l->h, 511, on_connection);
 	}
-	case 3: { /* close after pending writes */
-		struct tcp *t = find(io, r->id);
-		if (t == NULL || t->closing) {
-			break;
-		}
-		uv_shutdown_t *req = t->is_listener ? NULL
-						    : tr__alloc(sizeof(*req));
-		if (req == NULL) {
-			tcp_close(t, 0);
-			break;
-		}
+	uint16_t port = 0;
+	if (err == 0) {
+		struct sockaddr_storage got;
+		int len = sizeof(got);
+		uv_tcp_getsockname(&l->h, (struct sockaddr *)&got, &len);
+		port = ntohs(got.ss_family == AF_INET6
+				     ? ((struct sockaddr_in6 *)&got)->sin6_port
+				     : ((struct sockaddr_in *)&got)->sin_port);
+	}
+	listen_reply(io, r, err, port);
+	if (err != 0) {
+		tcp_close(l, err);
+	}
+}
+
+static void
+do_connect(struct tr__io *io, const struct tcp_req *r)
+{
+	struct sockaddr_storage ss;
+	struct tcp *t = tcp_new(io, r->id, r->owner);
+	uv_connect_t *req = tr__alloc(sizeof(*req));
+	int err = t == NULL || req == NULL ? UV_ENOMEM
+					   : addr_of(r->host, r->port, &ss);
+
+	if (err == 0) {
 		req->data = t;
-		uv_read_stop((uv_stream_t *)&t->h);
-		t->reading = false;
-		if (uv_shutdown(req, (uv_stream_t *)&t->h, shut_done) != 0) {
-			tr__free(req, sizeof(*req));
-			tcp_close(t, 0);
-			break;
-		}
-		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-		break;
+		err = uv_tcp_connect(req, &t->h, (struct sockaddr *)&ss,
+				     connected);
 	}
-	case 4: /* owner gone */
-		tr__io_tcp_close_owned(io, r->owner);
+	if (err != 0) {
+		tr__free(req, sizeof(*req));
+		if (t != NULL) {
+			tcp_close(t, err);
+			return;
+		}
+		tr_tcp_event e = { .conn = { r->id }, .status = UV_ENOMEM };
+		snprintf(e.error, sizeof(e.error), "ENOMEM");
+		(void)tr__send_sys(tr__io_runtime(io), NULL, r->owner,
+				   r->owner, TR_MSG_TCP_CLOSED, &e, sizeof(e));
+		return;
+	}
+	if (r->timeout_ms > 0) {
+		uv_timer_init(tr__io_uv_loop(io), &t->connect_timer);
+		t->connect_timer.data = t;
+		t->has_timer = true;
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+		uv_timer_start(&t->connect_timer, connect_timed_out,
+			       r->timeout_ms, 0);
+	}
+}
+
+static void
+do_close(struct tr__io *io, const struct tcp_req *r)
+{
+	struct tcp *t = find(io, r->id);
+
+	if (t == NULL || t->closing) {
+		return;
+	}
+	uv_shutdown_t *req = t->is_listener ? NULL : tr__alloc(sizeof(*req));
+	if (req == NULL) {
+		tcp_close(t, 0);
+		return;
+	}
+	req->data = t;
+	uv_read_stop((uv_stream_t *)&t->h);
+	t->reading = false;
+	if (uv_shutdown(req, (uv_stream_t *)&t->h, shut_done) != 0) {
+		tr__free(req, sizeof(*req));
+		tcp_close(t, 0);
+		return;
+	}
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+static void
+do_adopt(struct tr__io *io, const struct tcp_req *r)
+{
+	struct tcp *t = tcp_new(io, r->id, 0);
+
+	if (t == NULL) {
+		close(r->fd);
+		return;
+	}
+	if (uv_tcp_open(&t->h, r->fd) != 0) {
+		close(r->fd);
+		t->closed_sent = true;
+		tcp_close(t, 0);
+		return;
+	}
+	start_accepted(t, r->conn_def, r->conn_arg);
+}
+
+static void
+run_req(struct tr__io *io, struct tr__io_op *op)
+{
+	struct tcp_req *r = (struct tcp_req *)op;
+
+	switch (r->kind) {
+	case REQ_LISTEN:
+		do_listen(io, r);
 		break;
-	case 5: { /* resume reading */
+	case REQ_CONNECT:
+		do_connect(io, r);
+		break;
+	case REQ_CLOSE:
+		do_close(io, r);
+		break;
+	case REQ_RESUME: {
 		struct tcp *t = find(io, r->id);
 		if (t != NULL) {
 			update_reading(t);
 		}
 		break;
 	}
+	case REQ_ADOPT:
+		do_adopt(io, r);
+		break;
 	}
-	tr__free(r, sizeof(*r) + r->len);
+	tr__free(r, sizeof(*r));
 }
 
 void
 tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner)
 {
-	struct tcp *t = *table(io);
+	struct tcp_table *tb = *tr__io_tcps(io);
 
-	while (t != NULL) {
-		struct tcp *next = t->next;
-		if (owner == 0 || t->owner == owner) {
-			tcp_close(t, 0);
-		}
-		t = next;
+	if (tb == NULL) {
+		return;
 	}
+	if (owner != 0) {
+		struct tcp *t = *owner_bucket(tb, owner);
+		while (t != NULL) {
+			struct tcp *next = t->owner_next;
+			if (t->owner == owner) {
+				tcp_close(t, 0); /* unlinks t only */
+			}
+			t = next;
+		}
+		return;
+	}
+	for (unsigned i = 0; i < TCP_BUCKETS; i++) {
+		while (tb->by_id[i] != NULL) {
+			tcp_close(tb->by_id[i], 0);
+		}
+	}
+}
+
+void
+tr__io_tcp_fini(struct tr__io *io)
+{
+	void **slot = tr__io_tcps(io);
+
+	tr__free(*slot, sizeof(struct tcp_table));
+	*slot = NULL;
 }
 
 /* ------------------------------------------------------------------ */
 /* Public calls                                                        */
 
 static tr_err
-submit(tr_ctx *cx, struct tcp_req *r)
+post(tr_ctx *cx, uint64_t id, struct tr__io_op *op)
 {
-	tr_err err = tr__io_call(cx->rt->io, tr__io_tcp_run, r);
-
-	if (err < 0) {
-		tr__free(r, sizeof(*r) + r->len);
-	}
-	return err;
+	return tr__io_post(tr__io_pick(cx->rt->io, id), op);
 }
 
 static tr_err
-endpoint_req(tr_ctx *cx, int op, const char *host, uint16_t port,
-	     const tr_actor_def *def, tr_tcp *out)
+endpoint_req(tr_ctx *cx, enum req_kind kind, const char *host, uint16_t port,
+	     struct tcp_req **out)
 {
 	if (cx == NULL || cx->a == NULL || host == NULL ||
 	    strlen(host) >= sizeof(((struct tcp_req *)0)->host)) {
@@ -534,44 +810,69 @@ endpoint_req(tr_ctx *cx, int op, const char *host, uint16_t port,
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {
 		return TR_ECLOSED;
 	}
-	struct tcp_req *r = tr__calloc(sizeof(*r));
+	struct tcp_req *r = req_new(kind, atomic_fetch_add_explicit(
+						  &next_tcp_id, 1,
+						  memory_order_relaxed));
 	if (r == NULL) {
 		return TR_ENOMEM;
 	}
-	r->op = op;
-	r->id = atomic_fetch_add_explicit(&next_tcp_id, 1, memory_order_relaxed);
 	r->owner = cx->self;
-	r->conn_def = def;
 	r->port = port;
 	snprintf(r->host, sizeof(r->host), "%s", host);
+	*out = r;
+	return TR_OK;
+}
+
+static tr_err
+endpoint_submit(tr_ctx *cx, struct tcp_req *r, tr_tcp *out)
+{
 	uint64_t id = r->id;
 	tr_err err = tr__actor_note_io(cx);
+
+	if (err == TR_OK) {
+		err = post(cx, id, &r->op);
+	}
 	if (err < 0) {
 		tr__free(r, sizeof(*r));
 		return err;
 	}
-	err = submit(cx, r);
-	if (err == TR_OK && out != NULL) {
+	if (out != NULL) {
 		out->v = id;
 	}
-	return err;
+	return TR_OK;
 }
 
 tr_err
 tr_tcp_listen(tr_ctx *cx, const char *host, uint16_t port,
-	      const tr_actor_def *conn_def, tr_tcp *out)
+	      const tr_actor_def *conn_def, void *conn_arg, tr_tcp *out)
 {
+	struct tcp_req *r;
+
 	if (conn_def == NULL || conn_def->size < sizeof(tr_actor_def) ||
 	    conn_def->handle == NULL) {
 		return TR_EINVAL;
 	}
-	return endpoint_req(cx, 0, host, port, conn_def, out);
+	tr_err err = endpoint_req(cx, REQ_LISTEN, host, port, &r);
+	if (err < 0) {
+		return err;
+	}
+	r->conn_def = conn_def;
+	r->conn_arg = conn_arg;
+	return endpoint_submit(cx, r, out);
 }
 
 tr_err
-tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port, tr_tcp *out)
+tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port,
+	       uint32_t timeout_ms, tr_tcp *out)
 {
-	return endpoint_req(cx, 1, host, port, NULL, out);
+	struct tcp_req *r;
+	tr_err err = endpoint_req(cx, REQ_CONNECT, host, port, &r);
+
+	if (err < 0) {
+		return err;
+	}
+	r->timeout_ms = timeout_ms;
+	return endpoint_submit(cx, r, out);
 }
 
 tr_err
@@ -581,16 +882,23 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 	    len > TR_TCP_WRITE_MAX) {
 		return TR_EINVAL;
 	}
-	struct tcp_req *r = tr__alloc(sizeof(*r) + len);
-	if (r == NULL) {
+	struct wreq *w = tr__alloc(sizeof(*w) + len);
+	if (w == NULL) {
 		return TR_ENOMEM;
 	}
-	memset(r, 0, sizeof(*r));
-	r->op = 2;
-	r->id = conn.v;
-	r->len = len;
-	memcpy(r->data, data, len);
-	return submit(cx, r);
+	w->op.run = run_write;
+	w->id = conn.v;
+	w->t = NULL;
+	w->len = len;
+	w->off = 0;
+	if (len > 0) {
+		memcpy(w->data, data, len);
+	}
+	tr_err err = post(cx, conn.v, &w->op);
+	if (err < 0) {
+		tr__free(w, sizeof(*w) + len);
+	}
+	return err;
 }
 
 tr_err
@@ -599,11 +907,13 @@ tr_tcp_close(tr_ctx *cx, tr_tcp conn)
 	if (cx == NULL || conn.v == 0) {
 		return TR_EINVAL;
 	}
-	struct tcp_req *r = tr__calloc(sizeof(*r));
+	struct tcp_req *r = req_new(REQ_CLOSE, conn.v);
 	if (r == NULL) {
 		return TR_ENOMEM;
 	}
-	r->op = 3;
-	r->id = conn.v;
-	return submit(cx, r);
+	tr_err err = post(cx, conn.v, &r->op);
+	if (err < 0) {
+		tr__free(r, sizeof(*r));
+	}
+	return err;
 }

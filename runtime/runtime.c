@@ -92,6 +92,12 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (c.spin_us == 0) {
 		c.spin_us = 50;
 	}
+	if (c.io_threads == 0) {
+		c.io_threads = 1;
+	}
+	if (c.io_threads > 64) {
+		return TR_EINVAL;
+	}
 	tr__clock_init();
 
 	tr_runtime *rt = tr__calloc(sizeof(*rt));
@@ -116,7 +122,7 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (err < 0) {
 		goto err_sched;
 	}
-	err = tr__io_create(rt, &rt->io);
+	err = tr__io_create(rt, c.io_threads, &rt->io);
 	if (err < 0) {
 		goto err_blocking;
 	}

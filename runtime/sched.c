@@ -134,7 +134,17 @@ inject(tr_runtime *rt, struct tr__actor *a)
 	 * ThreadSanitizer does not model fences.)
 	 */
 	if (atomic_fetch_add_explicit(&rt->n_sleeping, 0,
-				      memory_order_seq_cst) > 0) {
+				      memory_order_seq_cst) > 0 &&
+	    atomic_load_explicit(&rt->n_spinning, memory_order_relaxed) == 0) {
+		/*
+		 * Nobody is spinning. A spinner counted here either takes
+		 * the push in its loop or, giving up, parks: its decrement
+		 * of n_spinning comes before its RMW of n_sleeping, so if
+		 * that RMW preceded ours we read the decrement (and wake),
+		 * and if it follows ours its check sees the push. Skipping
+		 * the futex call while a worker spins is what keeps an I/O
+		 * thread's sends cheap.
+		 */
 		wake_one(rt);
 	}
 }

@@ -32,6 +32,10 @@ extern "C" {
  * @max_msg_size:     largest payload accepted by a send; 0 = 64 MiB
  * @spin_us:          how long an idle worker looks for work before it
  *                    sleeps; 0 = 50
+ * @io_threads:       I/O threads, each running its own libuv loop; timers
+ *                    and TCP connections are spread over them, signals,
+ *                    name resolution and child processes use the first;
+ *                    0 = 1, at most 64
  */
 typedef struct tr_config {
 	size_t size;
@@ -41,6 +45,7 @@ typedef struct tr_config {
 	unsigned blocking_threads;
 	size_t max_msg_size;
 	unsigned spin_us;
+	unsigned io_threads;
 } tr_config;
 
 /** tr_config_default() - Defaults, with .size set. Thread: any. */

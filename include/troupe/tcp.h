@@ -70,29 +70,39 @@ typedef struct tr_tcp_data {
 /**
  * tr_tcp_listen() - Listen on @host:@port (port 0: any free port). The
  * caller gets one TR_MSG_TCP_LISTENING. Each accepted connection gets a
- * new actor spawned from @conn_def (no spawn argument), which receives
+ * new actor spawned from @conn_def with @conn_arg as its spawn argument
+ * (the same pointer for every connection), which receives
  * TR_MSG_TCP_OPEN, then TR_MSG_TCP_DATA messages, TR_MSG_TCP_EOF if the
- * peer half-closes, and exactly one TR_MSG_TCP_CLOSED last. The listener closes when its caller stops; a
- * connection closes when its actor stops.
- * @out: the listener id; may be NULL
+ * peer half-closes, and exactly one TR_MSG_TCP_CLOSED last. The listener
+ * closes when its caller stops; a connection closes when its actor stops.
+ * Connections have TCP_NODELAY set. With several I/O threads
+ * (tr_config.io_threads) connections are spread over them.
+ * @conn_arg: passed to conn_def->init; borrowed: it must outlive the
+ *            listener and every connection actor. May be NULL.
+ * @out:      the listener id; may be NULL
  *
  * Thread:    actor.
  * Return:    TR_OK (one TR_MSG_TCP_LISTENING follows), TR_EINVAL,
  *            TR_ENOMEM, TR_ECLOSED.
  */
 TR_API tr_err tr_tcp_listen(tr_ctx *cx, const char *host, uint16_t port,
-			    const tr_actor_def *conn_def, tr_tcp *out);
+			    const tr_actor_def *conn_def, void *conn_arg,
+			    tr_tcp *out);
 
 /**
  * tr_tcp_connect() - Connect to the numeric address @host:@port. The
  * calling actor owns the connection: it gets TR_MSG_TCP_OPEN and then data,
- * or at once one TR_MSG_TCP_CLOSED with the error ("ECONNREFUSED", ...).
+ * or one TR_MSG_TCP_CLOSED with the error ("ECONNREFUSED", and
+ * "ETIMEDOUT" when @timeout_ms passed first).
+ * @timeout_ms: give up connecting after this long; 0 = the system's
+ *              own limit (minutes)
+ *
  * Thread:    actor.
  * Return:    TR_OK (an OPEN or a CLOSED follows), TR_EINVAL, TR_ENOMEM,
  *            TR_ECLOSED.
  */
 TR_API tr_err tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port,
-			     tr_tcp *out);
+			     uint32_t timeout_ms, tr_tcp *out);
 
 /**
  * tr_tcp_write() - Queue @len bytes (copied) on a connection. Writes from

@@ -62,7 +62,7 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (m->type == MSG_GO) {
 		*probe = tr_sender(cx);
-		if (tr_tcp_listen(cx, "127.0.0.1", 0, &echo_def, NULL) < 0) {
+		if (tr_tcp_listen(cx, "127.0.0.1", 0, &echo_def, NULL, NULL) < 0) {
 			uint16_t zero = 0;
 			(void)tr_send(cx, *probe, MSG_PORT, &zero, sizeof(zero));
 		}
@@ -211,10 +211,16 @@ client_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	tr_pid *probe = state;
 
 	if (m->type == MSG_GO) {
+		/* uint16_t port, then optionally a uint32_t timeout */
 		uint16_t port;
+		uint32_t timeout_ms = 0;
 		*probe = tr_sender(cx);
 		memcpy(&port, m->data, sizeof(port));
-		(void)tr_tcp_connect(cx, "127.0.0.1", port, NULL);
+		if (m->size >= sizeof(port) + sizeof(timeout_ms)) {
+			memcpy(&timeout_ms, (const char *)m->data + sizeof(port),
+			       sizeof(timeout_ms));
+		}
+		(void)tr_tcp_connect(cx, "127.0.0.1", port, timeout_ms, NULL);
 	} else if (m->type == TR_MSG_TCP_OPEN || m->type == TR_MSG_TCP_CLOSED) {
 		tr_tcp_event e;
 		memcpy(&e, m->data, sizeof(e));
@@ -265,6 +271,149 @@ test_connect_closed_port(void)
 	fx_finish(&f);
 }
 
+/*
+ * A listener whose accept queue is full drops further SYNs, so a connect
+ * to it hangs until its timeout.
+ */
+static void
+test_connect_timeout(void)
+{
+	struct fx f;
+	tr_tcp_event e;
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fill[8];
+	int nfill = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(listen(s, 0) == 0);
+	getsockname(s, (struct sockaddr *)&a, &len);
+	uint16_t port = ntohs(a.sin_port);
+	/* Fill the queue; never accept. */
+	for (int i = 0; i < 8; i++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		(void)connect(c, (struct sockaddr *)&a, sizeof(a));
+		fill[nfill++] = c;
+	}
+
+	fx_start(&f, 2);
+	tr_pid c = fx_spawn(&f, &client_def, NULL);
+	unsigned char go[sizeof(uint16_t) + sizeof(uint32_t)];
+	uint32_t timeout_ms = 200;
+	memcpy(go, &port, sizeof(port));
+	memcpy(go + sizeof(port), &timeout_ms, sizeof(timeout_ms));
+	uint64_t t0 = harness_now_ms();
+	SEND(&f, c, MSG_GO, go, sizeof(go));
+	CHECK(fx_recv(&f, MSG_RESULT, &e, sizeof(e)));
+	uint64_t took = harness_now_ms() - t0;
+	printf("  connect to a full backlog: %s after %" PRIu64 " ms\n",
+	       e.error, took);
+	CHECK(e.status < 0);
+	CHECK(strcmp(e.error, "ETIMEDOUT") == 0);
+	CHECK(took >= 190);
+	fx_finish(&f);
+	for (int i = 0; i < nfill; i++) {
+		close(fill[i]);
+	}
+	close(s);
+}
+
+/* With several I/O loops: connections spread over them, each spawned
+ * with the listener's argument. */
+static const char prefix_arg[] = "P:";
+
+static int
+prefix_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)cx;
+	*(const char **)state = arg;
+	return TR_OK;
+}
+
+static void
+prefix_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	const char *prefix = *(const char **)state;
+
+	if (m->type == TR_MSG_TCP_DATA) {
+		const tr_tcp_data *d = m->data;
+		(void)tr_tcp_write(cx, d->conn, prefix, strlen(prefix));
+		(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
+	} else if (m->type == TR_MSG_TCP_CLOSED) {
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+	}
+}
+
+static const tr_actor_def prefix_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "prefix-conn",
+	.state_size = sizeof(const char *),
+	.init = prefix_init,
+	.handle = prefix_handle,
+};
+
+static void
+pserver_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+
+	if (m->type == MSG_GO) {
+		*probe = tr_sender(cx);
+		(void)tr_tcp_listen(cx, "127.0.0.1", 0, &prefix_def,
+				    (void *)prefix_arg, NULL);
+	} else if (m->type == TR_MSG_TCP_LISTENING) {
+		tr_tcp_listening l;
+		memcpy(&l, m->data, sizeof(l));
+		uint16_t port = l.status == 0 ? l.port : 0;
+		(void)tr_send(cx, *probe, MSG_PORT, &port, sizeof(port));
+	}
+}
+
+static const tr_actor_def pserver_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "prefix-server",
+	.state_size = sizeof(tr_pid),
+	.handle = pserver_handle,
+};
+
+static void
+test_io_threads(void)
+{
+	struct fx f;
+	enum { N = 12 };
+	int fds[N];
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = 2;
+	cfg.io_threads = 3;
+	fx_start_cfg(&f, &cfg);
+	tr_pid srv = fx_spawn(&f, &pserver_def, NULL);
+	uint16_t port = 0;
+	SEND(&f, srv, MSG_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_PORT, &port, sizeof(port)));
+	CHECK(port != 0);
+	for (int i = 0; i < N; i++) {
+		fds[i] = dial(port);
+		CHECK(fds[i] >= 0);
+	}
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			char line[16], want[24], back[24];
+			int n = snprintf(line, sizeof(line), "c%d-%d\n", i, round);
+			snprintf(want, sizeof(want), "P:%s", line);
+			CHECK(write(fds[i], line, (size_t)n) == n);
+			CHECK(read_all(fds[i], back, strlen(want)));
+			CHECK(memcmp(back, want, strlen(want)) == 0);
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		close(fds[i]);
+	}
+	fx_finish(&f);
+}
+
 static void
 test_stop_with_open_connections(void)
 {
@@ -305,6 +454,10 @@ static const struct test_case tests[] = {
 	  test_flooding_peer_is_bounded },
 	{ "tcp: connect to a closed port, then to a live one",
 	  test_connect_closed_port },
+	{ "tcp: a connect past its timeout ends in ETIMEDOUT",
+	  test_connect_timeout },
+	{ "tcp: three I/O loops, listener argument reaches every connection",
+	  test_io_threads },
 	{ NULL, NULL },
 };
 
