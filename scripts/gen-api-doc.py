@@ -26,6 +26,10 @@ def main():
     inc = os.path.join(ROOT, "include", "troupe")
     names = [n for n in ORDER if os.path.exists(os.path.join(inc, n))]
     names += sorted(n for n in os.listdir(inc) if n.endswith(".h") and n not in names)
+    # The standard actors library (libtroupe-actors) after the runtime.
+    act = os.path.join(inc, "actors")
+    if os.path.isdir(act):
+        names += sorted("actors/" + n for n in os.listdir(act) if n.endswith(".h"))
     out = ["# troupe API reference", "",
            "Generated from the comments in `include/troupe/*.h` by "
            "`scripts/gen-api-doc.py`; the headers are the source of truth.", ""]

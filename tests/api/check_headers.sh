@@ -6,8 +6,8 @@ src=$1 cc=$2 cxx=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
-for h in "$src"/include/troupe/*.h; do
-	name=troupe/$(basename "$h")
+for h in "$src"/include/troupe/*.h "$src"/include/troupe/actors/*.h; do
+	name=${h#"$src"/include/}
 	printf '#include <%s>\nint tr_header_check_%s;\n' "$name" \
 		"$(basename "$h" .h)" >"$tmp/t.c"
 	if ! "$cc" -std=c11 -pedantic -Wall -Wextra -Werror -I"$src/include" \
