@@ -53,6 +53,9 @@ struct tr__actor_ext {
 struct sys_exit {
 	uint64_t from;
 	int32_t reason;
+	/* The sender stopped (a link fired), so the link is gone. A signal
+	 * from tr_exit() leaves the link in place, as Erlang's exit/2. */
+	bool link_ended;
 };
 
 struct sys_down {
@@ -363,7 +366,8 @@ dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 {
 	STAT(rt, w, dead, 1);
 	if (msg->m.type == TR__SYS_LINK) {
-		struct sys_exit e = { .from = msg->to, .reason = TR_EXIT_NOPROC };
+		struct sys_exit e = { .from = msg->to, .reason = TR_EXIT_NOPROC,
+				      .link_ended = true };
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT, &e,
 			       sizeof(e));
 	} else if (msg->m.type == TR__SYS_MONITOR) {
@@ -651,7 +655,8 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	int32_t seen = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
 	if (a->ext != NULL) {
 		struct tr__actor_ext *x = a->ext;
-		struct sys_exit e = { .from = self, .reason = seen };
+		struct sys_exit e = { .from = self, .reason = seen,
+				      .link_ended = true };
 
 		for (uint32_t i = 0; i < x->links.n; i++) {
 			(void)tr__send_sys(rt, w, self, x->links.v[i].pid,
@@ -721,7 +726,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	case TR__SYS_EXIT: {
 		struct sys_exit e;
 		memcpy(&e, msg->m.data, sizeof(e));
-		if (a->ext != NULL) {
+		if (e.link_ended && a->ext != NULL) {
 			int i = set_find_pid(&a->ext->links, e.from);
 			if (i >= 0) {
 				set_remove_at(&a->ext->links, i);

@@ -198,7 +198,9 @@ TR_API tr_err tr_stop(tr_ctx *cx, tr_pid who, int32_t reason);
  * tr_exit() - Send an exit signal to @who as if a linked actor had stopped
  * with @reason: it stops unless it traps exits (then it gets TR_MSG_EXIT),
  * and TR_EXIT_NORMAL is ignored by an actor that does not trap exits.
- * TR_EXIT_KILL stops it even when it traps exits.
+ * TR_EXIT_KILL stops it even when it traps exits. A link between the two
+ * stays (as with Erlang's exit/2): if @who stops, the caller still gets
+ * its exit signal.
  * Thread:    actor.
  * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
  */

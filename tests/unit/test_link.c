@@ -544,6 +544,39 @@ test_exit_signal(void)
 	fx_finish(&f);
 }
 
+/* tr_exit() does not undo a link: the sender's later death still
+ * reaches the receiver (Erlang's exit/2 keeps links too). */
+static void
+test_exit_keeps_link(void)
+{
+	struct fx f;
+	struct got g;
+	struct cmd c;
+
+	fx_start(&f, 2);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
+	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
+	CHECK_OK(cmd(&f, b, MSG_L_TRAP, TR_PID_NONE, 1));
+	c = (struct cmd){ b, TR_EXIT_USER + 1, 0 };
+	SEND(&f, a, MSG_L_EXIT, &c, sizeof(c));
+	CHECK(collect(&f, 2, &g));
+	CHECK_EQ_INT(g.nres, 1);
+	CHECK_EQ_INT(g.nexit, 1);
+	CHECK(tr_pid_eq(g.exit[0].from, a));
+	CHECK_EQ_INT(g.exit[0].reason, TR_EXIT_USER + 1);
+	/* Now a stops: the link still fires. */
+	c = (struct cmd){ TR_PID_NONE, TR_EXIT_USER + 2, 0 };
+	SEND(&f, a, MSG_L_STOP, &c, sizeof(c));
+	CHECK(collect(&f, 1, &g));
+	CHECK_EQ_INT(g.nexit, 1);
+	CHECK(tr_pid_eq(g.exit[0].from, a));
+	CHECK_EQ_INT(g.exit[0].reason, TR_EXIT_USER + 2);
+	expect_alive(&f, b);
+	expect_quiet(&f);
+	fx_finish(&f);
+}
+
 /* mode 0: unlink from a; 1: unlink from b; 2: link twice, unlink once. */
 static void
 unlink_case(int mode)
@@ -850,6 +883,7 @@ static const struct test_case tests[] = {
 	  test_kill_is_not_trappable },
 	{ "link: tr_exit to trapping and non-trapping actors",
 	  test_exit_signal },
+	{ "link: tr_exit leaves the link in place", test_exit_keeps_link },
 	{ "link: unlink prevents propagation", test_unlink },
 	{ "link: unlink from the other side", test_unlink_other_side },
 	{ "link: linking twice is one link", test_link_twice_is_one_link },
