@@ -31,6 +31,7 @@
 #include "runtime/sched.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "runtime/alloc.h"
@@ -412,8 +413,20 @@ spin(struct tr__worker *w)
 					  memory_order_relaxed))) {
 			break;
 		}
-		for (int k = 0; k < 8; k++) {
-			tr__cpu_relax();
+		if ((i & 7) == 0) {
+			/*
+			 * Let another thread have this core now and then: on
+			 * a machine with no spare core (the I/O thread, a
+			 * client in the same box) spinning would otherwise
+			 * delay the very thread that produces our next
+			 * message. When nothing else is runnable this
+			 * returns at once.
+			 */
+			sched_yield();
+		} else {
+			for (int k = 0; k < 8; k++) {
+				tr__cpu_relax();
+			}
 		}
 	}
 	atomic_fetch_sub_explicit(&rt->n_spinning, 1, memory_order_relaxed);
