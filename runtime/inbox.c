@@ -140,7 +140,13 @@ tr_inbox_create(tr_runtime *rt, tr_inbox **out)
 	ib->rt = rt;
 	ib->refs = 2; /* the user and the actor */
 	pthread_mutex_init(&ib->mu, NULL);
-	pthread_cond_init(&ib->cv, NULL);
+	/* Deadlines on the monotonic clock: a wall-clock jump must not
+	 * stretch or cut a receive timeout. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ib->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	struct inbox_state st = { .ib = ib };
 	struct tr__spawn_opts so = { .state_init = &st,
 				     .state_init_len = sizeof(st) };
@@ -169,7 +175,7 @@ tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
 		return TR_EINVAL;
 	}
 	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	if (timeout_ms > 0) {
 		deadline.tv_sec += timeout_ms / 1000;
 		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
