@@ -1,2 +1,2179 @@
-/* Placeholder: the pool module is being written. */
-#include <troupe/troupe.h>
+/*
+ * Pool (<troupe/actors/pool.h>): a router actor over supervised workers,
+ * written on the public API only.
+ *
+ * Actors. A pool is one actor. In its init it starts a one_for_one
+ * supervisor linked to itself (tr_sup_start_link()) whose children are
+ * the workers, one permanent child per slot, with the child id "w<num>".
+ * The pool is the supervisor's observer: TR_SUP_EV_STARTED and
+ * TR_SUP_EV_RESTARTED give a slot its current pid, TR_SUP_EV_EXITED takes
+ * it away. A scatter-gather runs in a collector actor that the caller
+ * starts (so its one result does not depend on the pool staying alive);
+ * the pool only picks the workers and sends them the request in the
+ * collector's name.
+ *
+ * Slots. Slot numbers only grow and the slot array is kept sorted by
+ * number; a shrink removes the highest ones. The hash ring holds
+ * RING_POINTS points per slot, derived from the slot's number alone, so a
+ * restarted worker keeps its keys and a resize moves only the keys whose
+ * nearest point changed (about 1/N of them).
+ *
+ * Sending for the client. The pool hands each message on with
+ * tr_runtime_send_as() from its own turn: the worker sees the client as
+ * the sender, and the runtime keeps the order of one thread's sends, so
+ * messages the pool passes on to one worker arrive in the order the pool
+ * took them.
+ *
+ * Waiting messages. A message for a slot whose worker is not running
+ * waits in that slot's list (at most max_pending over the pool) and is
+ * sent, in order, when the slot gets its pid. Before sending to a pid the
+ * pool checks tr_actor_alive(): a worker known to be dead is treated as
+ * not running at once, without waiting for the supervisor's event, which
+ * keeps the messages lost to a crash to those already in its mailbox.
+ *
+ * Control. Resizes and stops are acted on one at a time, in arrival
+ * order; stats and worker lists are answered at once. A resize sends
+ * START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD (shrink) requests
+ * to the supervisor and answers when every reply is in.
+ *
+ * Worker definitions. Workers are spawned from a copy of the user's
+ * definition with a mailbox bound (the user's, or UINT32_MAX) so that
+ * tr_mailbox_len() can measure them. An actor's definition must outlive
+ * it and a worker may outlive its pool (a runtime stop ends actors in any
+ * order), so the copies live in a process-wide list that only grows, one
+ * per distinct definition, as the supervisor does for its own copies.
+ *
+ * Threads: every function that takes a struct pool or struct collector
+ * runs in that actor's turns; the public functions only validate, copy
+ * and send. The definition list is the one piece of shared memory
+ * (lock-free, push only).
+ */
+#include <troupe/actors/pool.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <troupe/actors/supervisor.h>
+
+/* The pool's own messages (the header keeps 0x80 and up private). */
+#define MSG_ROUTE (TR_MSG_POOL_BASE + 0x80u)    /* struct route_hdr + bytes */
+#define MSG_CTL (TR_MSG_POOL_BASE + 0x81u)      /* struct ctl_wire */
+#define MSG_GATHER (TR_MSG_POOL_BASE + 0x82u)   /* struct gather_hdr + bytes */
+#define MSG_TARGETS (TR_MSG_POOL_BASE + 0x83u)  /* struct targets_hdr + pids */
+#define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
+#define MSG_GRETRY (TR_MSG_POOL_BASE + 0x85u)   /* collector's resend */
+
+/*
+ * Points per slot on the hash ring. With 160 (ketama's choice) the share
+ * of keys of each of N slots stays within a few percent of 1/N, so a
+ * resize moves close to the ideal fraction of keys, and a ring of the
+ * largest pool (1024 slots) is still only 2.5 MB.
+ */
+#define RING_POINTS 160u
+
+/* Defaults of struct tr_pool_config (documented there). */
+#define DEFAULT_INTENSITY 10u
+#define DEFAULT_PERIOD_MS 10000u
+#define DEFAULT_SHUTDOWN_MS 5000u
+#define DEFAULT_MAX_PENDING 10000u
+
+/* Backoff of a gather result the caller's mailbox refused, as in ask. */
+#define RETRY_FIRST_MS 1u
+#define RETRY_MAX_MS 100u
+
+/* Marks a gather result, so that parsing can reject other payloads. */
+#define GATHER_MAGIC 0x67617472u /* "gatr" */
+
+/* Child ids are "w" and a decimal number below TR_POOL_MAX_WORKERS * k. */
+#define ID_LEN 16
+
+/* ------------------------------------------------------------------ */
+/* Wire formats (copied with memcpy: payloads carry no alignment)      */
+
+struct route_hdr {
+	uint64_t key;
+	uint32_t how;
+	uint32_t type;
+};
+
+struct ctl_wire {
+	uint64_t tag;
+	uint32_t op;
+	uint32_t workers;
+};
+
+struct gather_hdr {
+	uint32_t count;
+	uint32_t type;
+	uint64_t len;
+};
+
+struct targets_hdr {
+	int32_t status;
+	uint32_t n;
+};
+
+struct result_hdr {
+	uint32_t magic;
+	int32_t status;
+	uint64_t id;
+	uint32_t asked;
+	uint32_t replied;
+	uint32_t missing;
+	uint32_t reserved;
+};
+
+struct entry_hdr {
+	tr_pid worker;
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t size;
+};
+
+/* ------------------------------------------------------------------ */
+/* Measurable copies of worker definitions                             */
+
+struct wdef {
+	struct wdef *next;
+	tr_actor_def user; /* the key, by value */
+	tr_actor_def def;  /* what workers are spawned with */
+};
+
+static _Atomic(struct wdef *) wdefs;
+
+static bool
+def_same(const tr_actor_def *a, const tr_actor_def *b)
+{
+	return a->name == b->name && a->state_size == b->state_size &&
+	       a->init == b->init && a->teardown == b->teardown &&
+	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound;
+}
+
+static const tr_actor_def *
+wdef_find(struct wdef *w, const tr_actor_def *user)
+{
+	for (; w != NULL; w = w->next) {
+		if (def_same(&w->user, user)) {
+			return &w->def;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The copy of @user with a bound. Entries are compared by value, so a
+ * definition at an address that held another one earlier gets its own.
+ */
+static const tr_actor_def *
+wdef_get(const tr_actor_def *user)
+{
+	/* acquire: pairs with the release CAS below, so the entries walked
+	 * are complete. */
+	struct wdef *head = atomic_load_explicit(&wdefs, memory_order_acquire);
+	const tr_actor_def *d = wdef_find(head, user);
+	if (d != NULL) {
+		return d;
+	}
+	struct wdef *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		return NULL;
+	}
+	memcpy(&w->user, user, sizeof(tr_actor_def));
+	w->def = w->user;
+	w->def.size = sizeof(tr_actor_def);
+	if (w->def.mailbox_bound == 0) {
+		/* A bound that never refuses, only so that the queue length
+		 * is counted (see tr_mailbox_len()). */
+		w->def.mailbox_bound = UINT32_MAX;
+	}
+	for (;;) {
+		w->next = head;
+		/* acq_rel: the release half publishes *w to the acquire load
+		 * above; on failure, acquire the newer head, whose entries we
+		 * then walk. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &wdefs, &head, w, memory_order_acq_rel,
+			    memory_order_acquire)) {
+			return &w->def;
+		}
+		d = wdef_find(head, user);
+		if (d != NULL) {
+			free(w);
+			return d;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The pool actor                                                      */
+
+/* A message waiting for a slot's worker. */
+struct pend {
+	struct pend *next;
+	tr_pid from;
+	uint64_t key;
+	uint32_t how;
+	uint32_t type;
+	size_t len;
+	unsigned char data[];
+};
+
+struct slot {
+	uint32_t num;
+	tr_pid pid; /* TR_PID_NONE while its worker does not run */
+	struct pend *head;
+	struct pend *tail;
+};
+
+struct point {
+	uint64_t h;
+	uint32_t idx; /* into the slot array; the ring is rebuilt on change */
+};
+
+/* A control request waiting for its turn. */
+struct ctl {
+	struct ctl *next;
+	tr_pid reply_to;
+	uint64_t tag;
+	uint32_t op;
+	uint32_t workers;
+};
+
+enum phase { P_BOOTING, P_RUNNING, P_STOPPING, P_STOPPED };
+
+/* The argument of a pool's init; made by whoever starts it. */
+struct boot {
+	tr_pool_config cfg;
+	tr_pid reply_to;
+	tr_pid link_to; /* tr_pool_start()'s inbox, linked until started */
+	uint64_t tag;
+};
+
+struct pool {
+	tr_pid self;
+	tr_pid sup;
+	bool sup_gone;
+	const tr_actor_def *wdef;
+	void *arg;
+	uint32_t strategy;
+	uint64_t shutdown_ms;
+	uint32_t max_pending;
+	enum phase phase;
+	int32_t stop_reason;
+	/* Slots, sorted by number. */
+	struct slot *slots;
+	uint32_t n;
+	uint32_t next_num;
+	uint32_t rr;
+	struct point *ring;
+	size_t nring;
+	uint32_t npending;
+	/* The start. */
+	tr_pid boot_to;
+	tr_pid boot_link;
+	uint64_t boot_tag;
+	/* Control: the request in progress and the ones waiting. */
+	struct ctl *cur;
+	uint32_t waiting; /* supervisor replies the current one awaits */
+	int32_t cur_status;
+	struct ctl *cq_head;
+	struct ctl *cq_tail;
+	/* Counters of struct tr_pool_reply. */
+	uint64_t routed[TR_POOL_CONSISTENT_HASH + 1]; /* by strategy */
+	uint64_t delivered;
+	uint64_t dropped;
+	uint64_t gathers;
+	uint64_t restarts;
+};
+
+/* splitmix64's finalizer: a cheap 64-bit mix with full avalanche. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+static int
+point_cmp(const void *a, const void *b)
+{
+	const struct point *pa = a, *pb = b;
+
+	if (pa->h != pb->h) {
+		return pa->h < pb->h ? -1 : 1;
+	}
+	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
+}
+
+/* Rebuilds the ring from the slots; false (ring unchanged) without
+ * memory. */
+static bool
+ring_build(struct pool *p)
+{
+	size_t n = (size_t)p->n * RING_POINTS;
+	struct point *r = n > 0 ? malloc(n * sizeof(*r)) : NULL;
+
+	if (n > 0 && r == NULL) {
+		return false;
+	}
+	for (uint32_t i = 0; i < p->n; i++) {
+		for (uint32_t k = 0; k < RING_POINTS; k++) {
+			uint64_t seed = ((uint64_t)p->slots[i].num << 32) | k;
+			r[(size_t)i * RING_POINTS + k] =
+				(struct point){ .h = mix64(seed), .idx = i };
+		}
+	}
+	if (n > 0) {
+		qsort(r, n, sizeof(*r), point_cmp);
+	}
+	free(p->ring);
+	p->ring = r;
+	p->nring = n;
+	return true;
+}
+
+/* The slot that owns @key: the first point at or after the key's hash. */
+static uint32_t
+ring_lookup(const struct pool *p, uint64_t key)
+{
+	/* Keys are often small consecutive numbers: mix them first, with a
+	 * constant that keeps key k apart from slot points. */
+	uint64_t h = mix64(key ^ 0x5851F42D4C957F2Dull);
+	size_t lo = 0, hi = p->nring;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->ring[mid].h < h) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return p->ring[lo == p->nring ? 0 : lo].idx;
+}
+
+static struct slot *
+slot_by_num(struct pool *p, uint32_t num)
+{
+	uint32_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (p->slots[mid].num < num) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo < p->n && p->slots[lo].num == num ? &p->slots[lo] : NULL;
+}
+
+static void
+slot_id(char *buf, uint32_t num)
+{
+	snprintf(buf, ID_LEN, "w%u", num);
+}
+
+/* The slot number in a child id, or false for an id that is not ours. */
+static bool
+parse_id(const char *id, uint32_t *num)
+{
+	uint32_t v = 0;
+
+	if (id[0] != 'w' || id[1] == '\0') {
+		return false;
+	}
+	for (const char *c = id + 1; *c != '\0'; c++) {
+		if (*c < '0' || *c > '9' || v > UINT32_MAX / 10 - 1) {
+			return false;
+		}
+		v = v * 10 + (uint32_t)(*c - '0');
+	}
+	*num = v;
+	return true;
+}
+
+/*
+ * Is the slot's worker running? A pid the runtime no longer knows is
+ * forgotten at once: the supervisor's EXITED event for it will follow.
+ */
+static bool
+slot_live(tr_ctx *cx, struct slot *s)
+{
+	if (tr_pid_is_none(s->pid)) {
+		return false;
+	}
+	if (!tr_actor_alive(tr_ctx_runtime(cx), s->pid)) {
+		s->pid = TR_PID_NONE;
+		return false;
+	}
+	return true;
+}
+
+static tr_err
+deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from,
+	uint32_t type, const void *data, size_t len)
+{
+	tr_err err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid, type,
+					data, len);
+
+	if (err == TR_OK) {
+		p->delivered++;
+	}
+	return err;
+}
+
+/* Keeps a message for @s until its worker runs. */
+static void
+hold(struct pool *p, struct slot *s, tr_pid from, uint32_t how, uint64_t key,
+     uint32_t type, const void *data, size_t len)
+{
+	if (p->npending >= p->max_pending || len > SIZE_MAX - sizeof(struct pend)) {
+		p->dropped++;
+		return;
+	}
+	struct pend *e = malloc(sizeof(*e) + len);
+	if (e == NULL) {
+		p->dropped++;
+		return;
+	}
+	e->next = NULL;
+	e->from = from;
+	e->how = how;
+	e->key = key;
+	e->type = type;
+	e->len = len;
+	if (len > 0) {
+		memcpy(e->data, data, len);
+	}
+	if (s->tail != NULL) {
+		s->tail->next = e;
+	} else {
+		s->head = e;
+	}
+	s->tail = e;
+	p->npending++;
+}
+
+/* Detaches the waiting messages of @s. */
+static struct pend *
+take_pending(struct pool *p, struct slot *s)
+{
+	struct pend *list = s->head;
+
+	for (struct pend *e = list; e != NULL; e = e->next) {
+		p->npending--;
+	}
+	s->head = NULL;
+	s->tail = NULL;
+	return list;
+}
+
+static void
+drop_list(struct pool *p, struct pend *e)
+{
+	while (e != NULL) {
+		struct pend *next = e->next;
+		p->dropped++;
+		free(e);
+		e = next;
+	}
+}
+
+/* One message to one worker by round robin or least loaded. */
+static void
+route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from,
+	  uint32_t type, const void *data, size_t len)
+{
+	uint32_t n = p->n;
+	bool any_live = false;
+
+	if (how == TR_POOL_LEAST_LOADED) {
+		uint32_t best = UINT32_MAX, best_len = UINT32_MAX;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t idx = (p->rr + i) % n;
+			struct slot *s = &p->slots[idx];
+			uint32_t q;
+			if (!slot_live(cx, s)) {
+				continue;
+			}
+			if (tr_mailbox_len(tr_ctx_runtime(cx), s->pid, &q) < 0) {
+				/* Stopped between the two calls. */
+				continue;
+			}
+			any_live = true;
+			if (q < best_len) {
+				best = idx;
+				best_len = q;
+			}
+		}
+		if (best != UINT32_MAX) {
+			/* The emptiest queue refusing (TR_EFULL) means all of
+			 * them are full: drop, as a bounded mailbox would. */
+			if (deliver(cx, p, &p->slots[best], from, type, data,
+				    len) == TR_OK) {
+				p->rr = best + 1;
+			} else {
+				p->dropped++;
+			}
+			return;
+		}
+	} else {
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t idx = (p->rr + i) % n;
+			struct slot *s = &p->slots[idx];
+			if (!slot_live(cx, s)) {
+				continue;
+			}
+			any_live = true;
+			if (deliver(cx, p, s, from, type, data, len) == TR_OK) {
+				p->rr = idx + 1;
+				return;
+			}
+			/* TR_EFULL or TR_ENOMEM: the next worker may take it. */
+		}
+	}
+	if (any_live) {
+		p->dropped++;
+		return;
+	}
+	/* No worker runs: wait for the next slot in turn. */
+	uint32_t idx = p->rr % n;
+	p->rr = idx + 1;
+	hold(p, &p->slots[idx], from, how, 0, type, data, len);
+}
+
+static void
+route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, tr_pid from,
+      uint32_t type, const void *data, size_t len)
+{
+	if (p->n == 0) {
+		p->dropped++;
+		return;
+	}
+	switch (how) {
+	case TR_POOL_ROUND_ROBIN:
+	case TR_POOL_LEAST_LOADED:
+		route_any(cx, p, how, from, type, data, len);
+		break;
+	case TR_POOL_CONSISTENT_HASH: {
+		struct slot *s = &p->slots[ring_lookup(p, key)];
+		if (!slot_live(cx, s)) {
+			/* The key belongs to this slot: wait for its worker. */
+			hold(p, s, from, how, key, type, data, len);
+		} else if (deliver(cx, p, s, from, type, data, len) < 0) {
+			p->dropped++;
+		}
+		break;
+	}
+	case TR_POOL_BROADCAST:
+		for (uint32_t i = 0; i < p->n; i++) {
+			struct slot *s = &p->slots[i];
+			if (!slot_live(cx, s)) {
+				hold(p, s, from, how, 0, type, data, len);
+			} else if (deliver(cx, p, s, from, type, data, len) < 0) {
+				p->dropped++;
+			}
+		}
+		break;
+	default:
+		p->dropped++;
+		break;
+	}
+}
+
+/* Sends what waited for @s, now that its worker runs. */
+static void
+flush_slot(tr_ctx *cx, struct pool *p, struct slot *s)
+{
+	struct pend *e = take_pending(p, s);
+
+	while (e != NULL) {
+		struct pend *next = e->next;
+		if (deliver(cx, p, s, e->from, e->type, e->data, e->len) < 0) {
+			p->dropped++;
+		}
+		free(e);
+		e = next;
+	}
+}
+
+/* Routes again what waited for a slot that is gone. */
+static void
+reroute(tr_ctx *cx, struct pool *p, struct pend *e)
+{
+	while (e != NULL) {
+		struct pend *next = e->next;
+		if (e->how == TR_POOL_BROADCAST) {
+			/* A copy for that worker only. */
+			p->dropped++;
+		} else {
+			route(cx, p, e->how, e->key, e->from, e->type, e->data,
+			      e->len);
+		}
+		free(e);
+		e = next;
+	}
+}
+
+static uint32_t
+count_live(const struct pool *p)
+{
+	uint32_t live = 0;
+
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (!tr_pid_is_none(p->slots[i].pid)) {
+			live++;
+		}
+	}
+	return live;
+}
+
+static void
+reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
+      int32_t status)
+{
+	tr_pool_reply rp;
+
+	if (tr_pid_is_none(to)) {
+		return;
+	}
+	memset(&rp, 0, sizeof(rp));
+	rp.tag = tag;
+	rp.op = op;
+	rp.status = status;
+	rp.workers = p->n;
+	rp.live = count_live(p);
+	rp.pending = p->npending;
+	rp.round_robin = p->routed[TR_POOL_ROUND_ROBIN];
+	rp.least_loaded = p->routed[TR_POOL_LEAST_LOADED];
+	rp.broadcast = p->routed[TR_POOL_BROADCAST];
+	rp.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
+	rp.delivered = p->delivered;
+	rp.dropped = p->dropped;
+	rp.gathers = p->gathers;
+	rp.restarts = p->restarts;
+	if (op != TR_POOL_OP_WORKERS) {
+		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
+		return;
+	}
+	size_t size = sizeof(rp) + (size_t)p->n * sizeof(tr_pid);
+	unsigned char *buf = malloc(size);
+	if (buf == NULL) {
+		rp.status = TR_ENOMEM;
+		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
+		return;
+	}
+	rp.count = p->n;
+	memcpy(buf, &rp, sizeof(rp));
+	for (uint32_t i = 0; i < p->n; i++) {
+		memcpy(buf + sizeof(rp) + (size_t)i * sizeof(tr_pid),
+		       &p->slots[i].pid, sizeof(tr_pid));
+	}
+	(void)tr_send_ptr(cx, to, TR_MSG_POOL_REPLY, buf, size, free);
+}
+
+/* Answers the start, once. */
+static void
+boot_done(tr_ctx *cx, struct pool *p, int32_t status)
+{
+	if (!tr_pid_is_none(p->boot_link)) {
+		(void)tr_unlink(cx, p->boot_link);
+		p->boot_link = TR_PID_NONE;
+	}
+	reply(cx, p, p->boot_to, TR_POOL_OP_START, p->boot_tag, status);
+	p->boot_to = TR_PID_NONE;
+}
+
+/* Answers every control request left: a stop is done, the rest not. */
+static void
+flush_ctl(tr_ctx *cx, struct pool *p)
+{
+	if (p->cur != NULL) {
+		struct ctl *c = p->cur;
+		p->cur = NULL;
+		reply(cx, p, c->reply_to, c->op, c->tag,
+		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
+		free(c);
+	}
+	while (p->cq_head != NULL) {
+		struct ctl *c = p->cq_head;
+		p->cq_head = c->next;
+		reply(cx, p, c->reply_to, c->op, c->tag,
+		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
+		free(c);
+	}
+	p->cq_tail = NULL;
+}
+
+static void
+finish_stop(tr_ctx *cx, struct pool *p)
+{
+	if (p->phase == P_STOPPED) {
+		return;
+	}
+	if (!tr_pid_is_none(p->boot_to)) {
+		boot_done(cx, p, TR_ECLOSED);
+	}
+	flush_ctl(cx, p);
+	p->phase = P_STOPPED;
+	tr_stop_self(cx, p->stop_reason);
+}
+
+static void
+begin_stop(tr_ctx *cx, struct pool *p, int32_t reason)
+{
+	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
+		return;
+	}
+	p->phase = P_STOPPING;
+	p->stop_reason = reason;
+	for (uint32_t i = 0; i < p->n; i++) {
+		drop_list(p, take_pending(p, &p->slots[i]));
+	}
+	if (p->sup_gone) {
+		finish_stop(cx, p);
+		return;
+	}
+	if (tr_sup_stop(cx, p->sup) < 0) {
+		/* No memory for the request: the exit signal needs none of
+		 * ours and ends in the same orderly shutdown. */
+		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
+	}
+}
+
+static void run_ctl(tr_ctx *cx, struct pool *p);
+
+static void
+ctl_done(tr_ctx *cx, struct pool *p)
+{
+	struct ctl *c = p->cur;
+
+	p->cur = NULL;
+	reply(cx, p, c->reply_to, c->op, c->tag, p->cur_status);
+	free(c);
+	run_ctl(cx, p);
+}
+
+/* The ring after the slot array changed. */
+static void
+ring_rebuild(struct pool *p)
+{
+	if (ring_build(p)) {
+		return;
+	}
+	/*
+	 * No memory for a new ring. The old one still spreads keys, but its
+	 * points may name slots that moved or are gone: keep every lookup
+	 * in bounds, at the price of sending those keys to slot 0 until the
+	 * next resize.
+	 */
+	for (size_t k = 0; k < p->nring; k++) {
+		if (p->ring[k].idx >= p->n) {
+			p->ring[k].idx = 0;
+		}
+	}
+}
+
+/* Removes slots [@keep, n): out of routing, their waiting messages routed
+ * again. */
+static void
+cut_slots(tr_ctx *cx, struct pool *p, uint32_t keep)
+{
+	struct pend *orphans = NULL, **tail = &orphans;
+
+	for (uint32_t i = keep; i < p->n; i++) {
+		*tail = take_pending(p, &p->slots[i]);
+		while (*tail != NULL) {
+			tail = &(*tail)->next;
+		}
+	}
+	p->n = keep;
+	ring_rebuild(p);
+	reroute(cx, p, orphans);
+}
+
+/* Removes the slot at @at (a grow whose worker did not start). */
+static void
+remove_slot(tr_ctx *cx, struct pool *p, uint32_t at)
+{
+	struct pend *orphans = take_pending(p, &p->slots[at]);
+
+	memmove(&p->slots[at], &p->slots[at + 1],
+		(p->n - at - 1) * sizeof(p->slots[0]));
+	p->n--;
+	ring_rebuild(p);
+	reroute(cx, p, orphans);
+}
+
+static void
+resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
+{
+	uint32_t old = p->n;
+	struct slot *s = realloc(p->slots, target * sizeof(*s));
+
+	if (s == NULL) {
+		p->cur_status = TR_ENOMEM;
+		return;
+	}
+	p->slots = s;
+	for (uint32_t i = old; i < target; i++) {
+		memset(&p->slots[i], 0, sizeof(p->slots[i]));
+		p->slots[i].num = p->next_num++;
+	}
+	p->n = target;
+	if (!ring_build(p)) {
+		p->n = old;
+		p->cur_status = TR_ENOMEM;
+		return;
+	}
+	for (uint32_t i = old; i < target; i++) {
+		char id[ID_LEN];
+		slot_id(id, p->slots[i].num);
+		tr_sup_child_spec spec = {
+			.size = sizeof(spec),
+			.id = id,
+			.def = p->wdef,
+			.arg = p->arg,
+			.restart = TR_SUP_PERMANENT,
+			.type = TR_SUP_WORKER,
+			.shutdown_ms = p->shutdown_ms,
+		};
+		tr_sup_request q = {
+			.size = sizeof(q),
+			.op = TR_SUP_OP_START_CHILD,
+			.tag = p->slots[i].num,
+			.spec = &spec,
+		};
+		tr_err err = tr_sup_send(cx, p->sup, &q);
+		if (err < 0) {
+			/* This and the later slots will not start: drop them
+			 * (nothing can wait for them yet). */
+			p->cur_status = err;
+			cut_slots(cx, p, i);
+			return;
+		}
+		p->waiting++;
+	}
+}
+
+static void
+resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
+{
+	uint32_t old = p->n;
+	uint32_t nums[TR_POOL_MAX_WORKERS];
+
+	for (uint32_t i = target; i < old; i++) {
+		nums[i - target] = p->slots[i].num;
+	}
+	cut_slots(cx, p, target);
+	for (uint32_t i = 0; i < old - target; i++) {
+		char id[ID_LEN];
+		slot_id(id, nums[i]);
+		tr_sup_request q = {
+			.size = sizeof(q),
+			.op = TR_SUP_OP_TERMINATE_CHILD,
+			.tag = nums[i],
+			.id = id,
+		};
+		/* The supervisor acts on requests in order: the delete finds
+		 * the child stopped. */
+		tr_err err = tr_sup_send(cx, p->sup, &q);
+		if (err == TR_OK) {
+			p->waiting++;
+			q.op = TR_SUP_OP_DELETE_CHILD;
+			err = tr_sup_send(cx, p->sup, &q);
+			if (err == TR_OK) {
+				p->waiting++;
+			}
+		}
+		if (err < 0 && p->cur_status == TR_OK) {
+			p->cur_status = err;
+		}
+	}
+}
+
+/* Starts the next control request, if none is in progress. */
+static void
+run_ctl(tr_ctx *cx, struct pool *p)
+{
+	while (p->cur == NULL && p->cq_head != NULL && p->phase == P_RUNNING) {
+		struct ctl *c = p->cq_head;
+		p->cq_head = c->next;
+		if (p->cq_head == NULL) {
+			p->cq_tail = NULL;
+		}
+		c->next = NULL;
+		p->cur = c;
+		p->cur_status = TR_OK;
+		p->waiting = 0;
+		if (c->op == TR_POOL_OP_STOP) {
+			begin_stop(cx, p, TR_EXIT_NORMAL);
+			return;
+		}
+		if (c->workers > p->n) {
+			resize_grow(cx, p, c->workers);
+		} else if (c->workers < p->n) {
+			resize_shrink(cx, p, c->workers);
+		}
+		if (p->waiting > 0) {
+			return;
+		}
+		p->cur = NULL;
+		reply(cx, p, c->reply_to, c->op, c->tag, p->cur_status);
+		free(c);
+	}
+}
+
+static void
+on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	struct route_hdr h;
+
+	if (m->data == NULL || m->size < sizeof(h)) {
+		return;
+	}
+	memcpy(&h, m->data, sizeof(h));
+	uint32_t how = h.how == TR_POOL_DEFAULT ? p->strategy : h.how;
+	if (how > TR_POOL_CONSISTENT_HASH) {
+		return;
+	}
+	p->routed[how]++;
+	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
+		p->dropped++;
+		return;
+	}
+	const unsigned char *data = (const unsigned char *)m->data + sizeof(h);
+	route(cx, p, how, h.key, m->from, h.type, data, m->size - sizeof(h));
+}
+
+static void
+on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	struct ctl_wire w;
+
+	if (m->data == NULL || m->size != sizeof(w)) {
+		return;
+	}
+	memcpy(&w, m->data, sizeof(w));
+	if (w.op == TR_POOL_OP_STATS || w.op == TR_POOL_OP_WORKERS) {
+		reply(cx, p, m->from, w.op, w.tag, TR_OK);
+		return;
+	}
+	if (w.op != TR_POOL_OP_RESIZE && w.op != TR_POOL_OP_STOP) {
+		return;
+	}
+	if (p->phase == P_STOPPED ||
+	    (p->phase == P_STOPPING && w.op != TR_POOL_OP_STOP)) {
+		reply(cx, p, m->from, w.op, w.tag, TR_ECLOSED);
+		return;
+	}
+	struct ctl *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		reply(cx, p, m->from, w.op, w.tag, TR_ENOMEM);
+		return;
+	}
+	c->reply_to = m->from;
+	c->tag = w.tag;
+	c->op = w.op;
+	c->workers = w.workers;
+	if (p->cq_tail != NULL) {
+		p->cq_tail->next = c;
+	} else {
+		p->cq_head = c;
+	}
+	p->cq_tail = c;
+	run_ctl(cx, p);
+}
+
+/* The next @want running workers in round-robin order (all when 0). */
+static uint32_t
+pick_targets(tr_ctx *cx, struct pool *p, uint32_t want, struct slot **out)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < p->n; i++) {
+		uint32_t idx = (p->rr + i) % p->n;
+		if (!slot_live(cx, &p->slots[idx])) {
+			continue;
+		}
+		out[k++] = &p->slots[idx];
+		if (want != 0 && k == want) {
+			p->rr = idx + 1;
+			break;
+		}
+	}
+	return k;
+}
+
+static void
+on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	struct gather_hdr g;
+	struct slot *picked[TR_POOL_MAX_WORKERS];
+	tr_pid pids[TR_POOL_MAX_WORKERS];
+	struct targets_hdr t = { .status = TR_OK, .n = 0 };
+
+	if (m->data == NULL || m->size < sizeof(g)) {
+		return;
+	}
+	memcpy(&g, m->data, sizeof(g));
+	if (g.len != m->size - sizeof(g)) {
+		return;
+	}
+	p->gathers++;
+	if (p->phase == P_RUNNING || p->phase == P_BOOTING) {
+		const unsigned char *data =
+			(const unsigned char *)m->data + sizeof(g);
+		uint32_t k = pick_targets(cx, p, g.count, picked);
+		for (uint32_t i = 0; i < k; i++) {
+			/* The collector is the sender: replies go to it. */
+			if (deliver(cx, p, picked[i], m->from, g.type, data,
+				    (size_t)g.len) == TR_OK) {
+				pids[t.n++] = picked[i]->pid;
+			}
+		}
+	}
+	if (t.n == 0) {
+		t.status = TR_ENOENT;
+	}
+	size_t size = sizeof(t) + (size_t)t.n * sizeof(tr_pid);
+	unsigned char *buf = malloc(size);
+	if (buf == NULL) {
+		/* The collector ends with its timeout instead. */
+		return;
+	}
+	memcpy(buf, &t, sizeof(t));
+	if (t.n > 0) {
+		memcpy(buf + sizeof(t), pids, (size_t)t.n * sizeof(tr_pid));
+	}
+	(void)tr_send_ptr(cx, m->from, MSG_TARGETS, buf, size, free);
+}
+
+static void
+on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	tr_sup_event ev;
+	uint32_t num;
+
+	if (m->data == NULL || m->size != sizeof(ev)) {
+		return;
+	}
+	memcpy(&ev, m->data, sizeof(ev));
+	ev.id[TR_SUP_ID_MAX - 1] = '\0';
+	if (!tr_pid_eq(ev.sup, p->sup) || !parse_id(ev.id, &num)) {
+		return;
+	}
+	struct slot *s = slot_by_num(p, num);
+	if (s == NULL) {
+		return; /* a slot removed by a shrink */
+	}
+	switch (ev.kind) {
+	case TR_SUP_EV_RESTARTED:
+		p->restarts++;
+		/* fall through */
+	case TR_SUP_EV_STARTED:
+		s->pid = ev.pid;
+		if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
+			drop_list(p, take_pending(p, s));
+		} else {
+			flush_slot(cx, p, s);
+		}
+		break;
+	case TR_SUP_EV_EXITED:
+		if (tr_pid_eq(s->pid, ev.pid)) {
+			s->pid = TR_PID_NONE;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	tr_sup_reply rp;
+
+	if (!tr_pid_eq(m->from, p->sup) ||
+	    tr_sup_reply_parse(m->data, m->size, &rp) < 0) {
+		return;
+	}
+	switch (rp.op) {
+	case TR_SUP_OP_START:
+		if (p->phase != P_BOOTING) {
+			return;
+		}
+		if (rp.status != TR_OK) {
+			/* The supervisor stops (TR_SUP_EXIT_START_FAILED)
+			 * after it stopped the workers that had started. */
+			boot_done(cx, p, rp.status);
+			p->stop_reason = TR_SUP_EXIT_START_FAILED;
+			p->sup_gone = true;
+			p->phase = P_STOPPING;
+			finish_stop(cx, p);
+			return;
+		}
+		p->phase = P_RUNNING;
+		boot_done(cx, p, TR_OK);
+		run_ctl(cx, p);
+		return;
+	case TR_SUP_OP_STOP:
+		/* The workers are gone and the supervisor stops right after
+		 * this reply: nothing left to tell it in our teardown. */
+		p->sup_gone = true;
+		if (p->phase == P_STOPPING) {
+			finish_stop(cx, p);
+		}
+		return;
+	case TR_SUP_OP_START_CHILD:
+		if (rp.status != TR_OK) {
+			/* The supervisor kept no spec for it: drop the slot. */
+			struct slot *s = slot_by_num(p, (uint32_t)rp.tag);
+			if (s != NULL) {
+				remove_slot(cx, p, (uint32_t)(s - p->slots));
+			}
+			if (p->cur_status == TR_OK) {
+				p->cur_status = rp.status;
+			}
+		}
+		break;
+	case TR_SUP_OP_TERMINATE_CHILD:
+	case TR_SUP_OP_DELETE_CHILD:
+		if (rp.status != TR_OK && p->cur_status == TR_OK) {
+			p->cur_status = rp.status;
+		}
+		break;
+	default:
+		return;
+	}
+	if (p->cur != NULL && p->waiting > 0 && --p->waiting == 0) {
+		ctl_done(cx, p);
+	}
+}
+
+static void
+on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	tr_exit_signal sig;
+
+	if (m->data == NULL || m->size != sizeof(sig)) {
+		return;
+	}
+	memcpy(&sig, m->data, sizeof(sig));
+	if (tr_pid_eq(sig.from, p->sup)) {
+		p->sup_gone = true;
+		if (p->phase == P_STOPPING) {
+			finish_stop(cx, p);
+			return;
+		}
+		/* The workers' supervisor gave up (its restart intensity):
+		 * so does the pool, with its reason. */
+		for (uint32_t i = 0; i < p->n; i++) {
+			drop_list(p, take_pending(p, &p->slots[i]));
+			p->slots[i].pid = TR_PID_NONE;
+		}
+		p->phase = P_STOPPING;
+		p->stop_reason = sig.reason;
+		finish_stop(cx, p);
+		return;
+	}
+	if (sig.reason == TR_EXIT_NORMAL) {
+		return; /* what a link that does not trap would ignore too */
+	}
+	/* The parent (or another linked actor) failed: stop in order. */
+	begin_stop(cx, p, sig.reason);
+}
+
+static void
+pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct pool *p = state;
+
+	if (p->phase == P_STOPPED) {
+		return;
+	}
+	switch (m->type) {
+	case MSG_ROUTE:
+		on_route(cx, p, m);
+		break;
+	case MSG_CTL:
+		on_ctl(cx, p, m);
+		break;
+	case MSG_GATHER:
+		on_gather(cx, p, m);
+		break;
+	case TR_MSG_SUP_EVENT:
+		on_event(cx, p, m);
+		break;
+	case TR_MSG_SUP_REPLY:
+		on_sup_reply(cx, p, m);
+		break;
+	case TR_MSG_EXIT:
+		on_exit_signal(cx, p, m);
+		break;
+	default:
+		break; /* not a pool message: ignored */
+	}
+}
+
+static int
+pool_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct pool *p = state;
+	struct boot *b = arg;
+	const tr_pool_config *cfg = &b->cfg;
+	tr_err err = TR_ENOMEM;
+
+	p->self = tr_self(cx);
+	p->boot_to = b->reply_to;
+	p->boot_link = b->link_to;
+	p->boot_tag = b->tag;
+	p->arg = cfg->arg;
+	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
+						       : cfg->strategy;
+	p->shutdown_ms = cfg->shutdown_ms != 0 ? cfg->shutdown_ms
+					       : DEFAULT_SHUTDOWN_MS;
+	p->max_pending = cfg->max_pending != 0 ? cfg->max_pending
+					       : DEFAULT_MAX_PENDING;
+	p->phase = P_BOOTING;
+	uint32_t n = cfg->workers;
+	tr_sup_flags flags = {
+		.size = sizeof(flags),
+		.strategy = TR_SUP_ONE_FOR_ONE,
+		.intensity = cfg->intensity != 0 ? cfg->intensity
+						 : DEFAULT_INTENSITY,
+		.period_ms = cfg->period_ms != 0 ? cfg->period_ms
+						 : DEFAULT_PERIOD_MS,
+		.observer = p->self,
+	};
+	p->wdef = wdef_get(cfg->def);
+	free(b);
+	tr_trap_exit(cx, true);
+	if (!tr_pid_is_none(p->boot_link)) {
+		/* tr_pool_start() waits on an inbox; if we die before we
+		 * answer, the link stops the inbox and ends its wait. */
+		(void)tr_link(cx, p->boot_link);
+	}
+	p->slots = calloc(n, sizeof(*p->slots));
+	tr_sup_child_spec *specs = calloc(n, sizeof(*specs));
+	char (*ids)[ID_LEN] = calloc(n, sizeof(*ids));
+	if (p->wdef == NULL || p->slots == NULL || specs == NULL ||
+	    ids == NULL) {
+		goto err_free;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		p->slots[i].num = i;
+		slot_id(ids[i], i);
+		specs[i] = (tr_sup_child_spec){
+			.size = sizeof(tr_sup_child_spec),
+			.id = ids[i],
+			.def = p->wdef,
+			.arg = p->arg,
+			.restart = TR_SUP_PERMANENT,
+			.type = TR_SUP_WORKER,
+			.shutdown_ms = p->shutdown_ms,
+		};
+	}
+	p->n = n;
+	p->next_num = n;
+	if (!ring_build(p)) {
+		goto err_free;
+	}
+	/* Flags and specs are copied: the arrays can go. */
+	err = tr_sup_start_link(cx, &flags, specs, n, 0, &p->sup);
+	if (err < 0) {
+		goto err_free;
+	}
+	free(specs);
+	free(ids);
+	return TR_OK;
+
+err_free:
+	free(specs);
+	free(ids);
+	p->sup_gone = true;
+	boot_done(cx, p, err);
+	p->phase = P_STOPPED;
+	return err;
+}
+
+static void
+pool_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct pool *p = state;
+
+	(void)reason;
+	/* Stopped from outside (tr_stop, the runtime): nobody may wait
+	 * forever for an answer. */
+	if (!tr_pid_is_none(p->boot_to)) {
+		boot_done(cx, p, TR_ECLOSED);
+	}
+	flush_ctl(cx, p);
+	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
+		/* A normal stop does not travel along the link: tell the
+		 * supervisor, as its parent, to stop the workers. */
+		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
+	}
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct pend *e = take_pending(p, &p->slots[i]);
+		while (e != NULL) {
+			struct pend *next = e->next;
+			free(e);
+			e = next;
+		}
+	}
+	free(p->slots);
+	p->slots = NULL;
+	p->n = 0;
+	free(p->ring);
+	p->ring = NULL;
+}
+
+static const tr_actor_def pool_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "pool",
+	.state_size = sizeof(struct pool),
+	.init = pool_init,
+	.teardown = pool_teardown,
+	.handle = pool_handle,
+};
+
+/* ------------------------------------------------------------------ */
+/* The scatter-gather collector                                        */
+
+/* The init argument of a collector; freed by its init. */
+struct gather_arg {
+	tr_pid reply_to;
+	tr_pid pool;
+	uint64_t id;
+	uint64_t timeout_ms;
+	uint32_t reply_type;
+	uint32_t count;
+	uint32_t type;
+	size_t len;
+	unsigned char data[];
+};
+
+/* A reply received; kept in arrival order. */
+struct rep {
+	struct rep *next;
+	tr_pid from;
+	uint32_t type;
+	size_t size;
+	unsigned char data[];
+};
+
+struct collector {
+	tr_pid reply_to;
+	tr_pid pool;
+	uint64_t id;
+	uint32_t reply_type;
+	uint64_t pool_ref;
+	uint64_t caller_ref;
+	tr_timer_id timer;
+	bool has_timer;
+	bool has_targets;
+	bool done;
+	tr_pid *targets;
+	bool *answered;
+	uint32_t ntargets;
+	uint32_t nreplied;
+	struct rep *head;
+	struct rep *tail;
+	unsigned char *result;
+	size_t result_len;
+	uint32_t retry_ms;
+};
+
+/* Gather ids are unique in the process, across runtimes. */
+static _Atomic uint64_t next_gather_id = 1;
+
+static void
+reps_free(struct collector *c)
+{
+	while (c->head != NULL) {
+		struct rep *r = c->head;
+		c->head = r->next;
+		free(r);
+	}
+	c->tail = NULL;
+}
+
+static int
+target_index(const struct collector *c, tr_pid who)
+{
+	for (uint32_t i = 0; i < c->ntargets; i++) {
+		if (tr_pid_eq(c->targets[i], who)) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static bool
+seen_from(const struct collector *c, tr_pid who)
+{
+	for (const struct rep *r = c->head; r != NULL; r = r->next) {
+		if (tr_pid_eq(r->from, who)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static unsigned char *
+result_make(const struct collector *c, int32_t status, size_t *len)
+{
+	struct result_hdr h = {
+		.magic = GATHER_MAGIC,
+		.status = status,
+		.id = c->id,
+		.asked = c->has_targets ? c->ntargets : 0,
+	};
+	size_t size = sizeof(h);
+
+	for (const struct rep *r = c->head; r != NULL; r = r->next) {
+		if (r->size > SIZE_MAX - size - sizeof(struct entry_hdr)) {
+			return NULL;
+		}
+		size += sizeof(struct entry_hdr) + r->size;
+		h.replied++;
+	}
+	h.missing = h.asked - h.replied;
+	unsigned char *buf = malloc(size);
+	if (buf == NULL) {
+		return NULL;
+	}
+	memcpy(buf, &h, sizeof(h));
+	size_t at = sizeof(h);
+	for (const struct rep *r = c->head; r != NULL; r = r->next) {
+		struct entry_hdr e = {
+			.worker = r->from,
+			.type = r->type,
+			.size = r->size,
+		};
+		memcpy(buf + at, &e, sizeof(e));
+		at += sizeof(e);
+		if (r->size > 0) {
+			memcpy(buf + at, r->data, r->size);
+			at += r->size;
+		}
+	}
+	*len = size;
+	return buf;
+}
+
+static void
+collector_deliver(tr_ctx *cx, struct collector *c)
+{
+	for (;;) {
+		tr_err err = tr_send(cx, c->reply_to, c->reply_type, c->result,
+				     c->result_len);
+		if (err == TR_OK) {
+			free(c->result);
+			c->result = NULL;
+			tr_stop_self(cx, TR_EXIT_NORMAL);
+			return;
+		}
+		if (err == TR_EMSGSIZE &&
+		    c->result_len > sizeof(struct result_hdr)) {
+			/* The replies do not fit one message: report that,
+			 * with the counts, instead of the bytes. */
+			struct result_hdr h;
+			memcpy(&h, c->result, sizeof(h));
+			h.status = TR_EMSGSIZE;
+			h.replied = 0;
+			h.missing = h.asked;
+			c->result_len = sizeof(h);
+			memcpy(c->result, &h, sizeof(h));
+			continue;
+		}
+		if (err == TR_EFULL || err == TR_ENOMEM) {
+			uint32_t delay = c->retry_ms;
+			c->retry_ms = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
+							       : delay * 2;
+			if (tr_send_after(cx, tr_self(cx), MSG_GRETRY, NULL, 0,
+					  delay, NULL) == TR_OK) {
+				return;
+			}
+		}
+		/* Nothing more can be done (the runtime is stopping). */
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+		return;
+	}
+}
+
+static void
+collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
+{
+	size_t len = 0;
+
+	c->done = true;
+	if (c->has_timer) {
+		(void)tr_timer_cancel(cx, c->timer);
+		c->has_timer = false;
+	}
+	c->result = result_make(c, status, &len);
+	if (c->result == NULL) {
+		/* No room for the replies: the counts alone, as an error. */
+		reps_free(c);
+		c->result = result_make(c, TR_ENOMEM, &len);
+	}
+	reps_free(c);
+	if (c->result == NULL) {
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		return;
+	}
+	c->result_len = len;
+	c->retry_ms = RETRY_FIRST_MS;
+	collector_deliver(cx, c);
+}
+
+static void
+on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
+{
+	struct targets_hdr t;
+
+	if (c->has_targets || m->data == NULL || m->size < sizeof(t)) {
+		return;
+	}
+	memcpy(&t, m->data, sizeof(t));
+	if (t.n > TR_POOL_MAX_WORKERS ||
+	    m->size != sizeof(t) + (size_t)t.n * sizeof(tr_pid)) {
+		return;
+	}
+	if (t.status != TR_OK || t.n == 0) {
+		reps_free(c);
+		collector_finish(cx, c, t.status != TR_OK ? t.status : TR_ENOENT);
+		return;
+	}
+	c->targets = malloc((size_t)t.n * sizeof(tr_pid));
+	c->answered = calloc(t.n, sizeof(bool));
+	if (c->targets == NULL || c->answered == NULL) {
+		reps_free(c);
+		collector_finish(cx, c, TR_ENOMEM);
+		return;
+	}
+	memcpy(c->targets, (const unsigned char *)m->data + sizeof(t),
+	       (size_t)t.n * sizeof(tr_pid));
+	c->ntargets = t.n;
+	c->has_targets = true;
+	/* Replies that came before the list: keep those of workers asked. */
+	struct rep **pp = &c->head;
+	c->tail = NULL;
+	while (*pp != NULL) {
+		struct rep *r = *pp;
+		int i = target_index(c, r->from);
+		if (i < 0 || c->answered[i]) {
+			*pp = r->next;
+			free(r);
+			continue;
+		}
+		c->answered[i] = true;
+		c->nreplied++;
+		c->tail = r;
+		pp = &r->next;
+	}
+	if (c->nreplied == c->ntargets) {
+		collector_finish(cx, c, TR_OK);
+	}
+}
+
+static void
+on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
+{
+	int i = -1;
+
+	if (c->has_targets) {
+		i = target_index(c, m->from);
+		if (i < 0 || c->answered[i]) {
+			return;
+		}
+	} else if (tr_pid_is_none(m->from) || seen_from(c, m->from)) {
+		return;
+	}
+	size_t size = m->data != NULL ? m->size : 0;
+	if (size > SIZE_MAX - sizeof(struct rep)) {
+		return;
+	}
+	struct rep *r = malloc(sizeof(*r) + size);
+	if (r == NULL) {
+		return; /* counted as missing */
+	}
+	r->next = NULL;
+	r->from = m->from;
+	r->type = m->type;
+	r->size = size;
+	if (size > 0) {
+		memcpy(r->data, m->data, size);
+	}
+	if (c->tail != NULL) {
+		c->tail->next = r;
+	} else {
+		c->head = r;
+	}
+	c->tail = r;
+	if (i >= 0) {
+		c->answered[i] = true;
+		if (++c->nreplied == c->ntargets) {
+			collector_finish(cx, c, TR_OK);
+		}
+	}
+}
+
+static void
+collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct collector *c = state;
+
+	if (m->type == MSG_GRETRY) {
+		if (c->result != NULL) {
+			collector_deliver(cx, c);
+		}
+		return;
+	}
+	if (m->type == TR_MSG_DOWN) {
+		tr_down d;
+		if (m->data == NULL || m->size != sizeof(d)) {
+			return;
+		}
+		memcpy(&d, m->data, sizeof(d));
+		if (d.ref == c->caller_ref) {
+			/* Nobody is left to tell. */
+			tr_stop_self(cx, TR_EXIT_NORMAL);
+		} else if (d.ref == c->pool_ref && !c->done &&
+			   !c->has_targets) {
+			reps_free(c);
+			collector_finish(cx, c, TR_ENOENT);
+		}
+		return;
+	}
+	if (c->done) {
+		return; /* a late reply */
+	}
+	if (m->type == MSG_TARGETS && tr_pid_eq(m->from, c->pool)) {
+		on_targets(cx, c, m);
+	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
+		c->has_timer = false;
+		if (!c->has_targets) {
+			reps_free(c);
+		}
+		collector_finish(cx, c, TR_ETIMEDOUT);
+	} else if (m->type < TR_MSG_SYSTEM_BASE) {
+		on_worker_reply(cx, c, m);
+	}
+}
+
+static int
+collector_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct collector *c = state;
+	struct gather_arg *a = arg;
+	struct gather_hdr g = {
+		.count = a->count,
+		.type = a->type,
+		.len = a->len,
+	};
+	tr_err err = TR_ENOMEM;
+
+	c->reply_to = a->reply_to;
+	c->pool = a->pool;
+	c->id = a->id;
+	c->reply_type = a->reply_type;
+	/* The request travels as the gather header, then the bytes: build
+	 * it in place of the argument's own header-less copy. */
+	unsigned char *req = malloc(sizeof(g) + a->len);
+	if (req != NULL) {
+		memcpy(req, &g, sizeof(g));
+		if (a->len > 0) {
+			memcpy(req + sizeof(g), a->data, a->len);
+		}
+	}
+	size_t req_len = sizeof(g) + a->len;
+	uint64_t timeout_ms = a->timeout_ms;
+	free(a);
+	if (req == NULL) {
+		goto err_finish;
+	}
+	err = tr_monitor(cx, c->reply_to, &c->caller_ref);
+	if (err == TR_OK) {
+		err = tr_monitor(cx, c->pool, &c->pool_ref);
+	}
+	if (err == TR_OK) {
+		err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
+				    timeout_ms, &c->timer);
+		c->has_timer = err == TR_OK;
+	}
+	if (err == TR_OK) {
+		err = tr_send_ptr(cx, c->pool, MSG_GATHER, req, req_len, free);
+		req = NULL;
+	}
+	free(req);
+	if (err == TR_OK) {
+		return TR_OK;
+	}
+err_finish:
+	collector_finish(cx, c, err);
+	return TR_OK;
+}
+
+static void
+collector_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct collector *c = state;
+
+	(void)cx;
+	(void)reason;
+	reps_free(c);
+	free(c->targets);
+	free(c->answered);
+	free(c->result);
+	c->targets = NULL;
+	c->answered = NULL;
+	c->result = NULL;
+}
+
+static const tr_actor_def collector_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "pool-gather",
+	.state_size = sizeof(struct collector),
+	.init = collector_init,
+	.teardown = collector_teardown,
+	.handle = collector_handle,
+};
+
+/* ------------------------------------------------------------------ */
+/* Public functions                                                    */
+
+static bool
+type_ok(uint32_t type)
+{
+	return type < TR_MSG_SYSTEM_BASE;
+}
+
+static tr_err
+boot_make(const tr_pool_config *cfg, struct boot **out)
+{
+	*out = NULL;
+	if (cfg == NULL || cfg->size < sizeof(*cfg) || cfg->def == NULL ||
+	    cfg->def->size < sizeof(tr_actor_def) || cfg->def->handle == NULL ||
+	    cfg->workers == 0 || cfg->workers > TR_POOL_MAX_WORKERS) {
+		return TR_EINVAL;
+	}
+	switch (cfg->strategy) {
+	case TR_POOL_DEFAULT:
+	case TR_POOL_ROUND_ROBIN:
+	case TR_POOL_LEAST_LOADED:
+	case TR_POOL_BROADCAST:
+		break;
+	default:
+		return TR_EINVAL;
+	}
+	struct boot *b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		return TR_ENOMEM;
+	}
+	memcpy(&b->cfg, cfg, sizeof(b->cfg));
+	b->cfg.size = sizeof(b->cfg);
+	*out = b;
+	return TR_OK;
+}
+
+tr_err
+tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
+		   tr_pid *out)
+{
+	struct boot *b;
+
+	if (out != NULL) {
+		*out = TR_PID_NONE;
+	}
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	tr_err err = boot_make(cfg, &b);
+	if (err < 0) {
+		return err;
+	}
+	b->reply_to = tr_self(cx);
+	b->tag = tag;
+	err = tr_spawn_link(cx, &pool_def, b, out);
+	if (err < 0) {
+		free(b);
+	}
+	return err;
+}
+
+tr_err
+tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
+{
+	struct boot *b;
+	tr_inbox *ib;
+	tr_pid pid = TR_PID_NONE;
+
+	if (out != NULL) {
+		*out = TR_PID_NONE;
+	}
+	if (rt == NULL) {
+		return TR_EINVAL;
+	}
+	tr_err err = boot_make(cfg, &b);
+	if (err < 0) {
+		return err;
+	}
+	/*
+	 * Waiting on a runtime that does not run would never end, and on a
+	 * worker it would block the thread the pool needs. The idle probe
+	 * tells both apart (TR_ESTATE, TR_EINVAL) without waiting.
+	 */
+	err = tr_runtime_wait_idle(rt, 0);
+	if (err == TR_ESTATE || err == TR_EINVAL) {
+		free(b);
+		return err;
+	}
+	err = tr_inbox_create(rt, &ib);
+	if (err < 0) {
+		free(b);
+		return err;
+	}
+	b->reply_to = tr_inbox_pid(ib);
+	b->link_to = b->reply_to;
+	err = tr_runtime_spawn(rt, &pool_def, b, &pid);
+	if (err < 0) {
+		free(b);
+		goto out_inbox;
+	}
+	for (;;) {
+		tr_received r;
+		tr_pool_reply rp;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(ib, -1, &r) < 0) {
+			/* The inbox stopped: the runtime is stopping, or the
+			 * pool died and the link took the inbox along. */
+			err = TR_ECLOSED;
+			break;
+		}
+		bool mine = r.type == TR_MSG_POOL_REPLY &&
+			    tr_pid_eq(r.from, pid) &&
+			    tr_pool_reply_parse(r.data, r.size, &rp) == TR_OK &&
+			    rp.op == TR_POOL_OP_START;
+		tr_received_fini(&r);
+		if (mine) {
+			err = rp.status;
+			break;
+		}
+	}
+	if (err == TR_OK && out != NULL) {
+		*out = pid;
+	}
+out_inbox:
+	tr_inbox_destroy(ib);
+	return err;
+}
+
+/* The MSG_ROUTE payload: header, then the caller's bytes. */
+static tr_err
+route_make(tr_pool_strategy how, uint64_t key, uint32_t type,
+	   const void *data, size_t len, unsigned char **buf, size_t *size)
+{
+	struct route_hdr h = { .key = key, .how = (uint32_t)how, .type = type };
+
+	if ((unsigned)how > TR_POOL_CONSISTENT_HASH || !type_ok(type) ||
+	    (data == NULL && len > 0)) {
+		return TR_EINVAL;
+	}
+	if (len > SIZE_MAX - sizeof(h)) {
+		return TR_EMSGSIZE;
+	}
+	*buf = malloc(sizeof(h) + len);
+	if (*buf == NULL) {
+		return TR_ENOMEM;
+	}
+	memcpy(*buf, &h, sizeof(h));
+	if (len > 0) {
+		memcpy(*buf + sizeof(h), data, len);
+	}
+	*size = sizeof(h) + len;
+	return TR_OK;
+}
+
+tr_err
+tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how, uint64_t key,
+	      uint32_t type, const void *data, size_t len)
+{
+	unsigned char *buf;
+	size_t size;
+
+	if (cx == NULL || tr_pid_is_none(pool)) {
+		return TR_EINVAL;
+	}
+	tr_err err = route_make(how, key, type, data, len, &buf, &size);
+	if (err < 0) {
+		return err;
+	}
+	err = tr_send(cx, pool, MSG_ROUTE, buf, size);
+	free(buf);
+	return err;
+}
+
+tr_err
+tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type, const void *data,
+	     size_t len)
+{
+	return tr_pool_route(cx, pool, TR_POOL_DEFAULT, 0, type, data, len);
+}
+
+tr_err
+tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
+		 tr_pool_strategy how, uint64_t key, uint32_t type,
+		 const void *data, size_t len)
+{
+	unsigned char *buf;
+	size_t size;
+
+	if (rt == NULL || tr_pid_is_none(pool)) {
+		return TR_EINVAL;
+	}
+	tr_err err = route_make(how, key, type, data, len, &buf, &size);
+	if (err < 0) {
+		return err;
+	}
+	err = tr_runtime_send_as(rt, from, pool, MSG_ROUTE, buf, size);
+	free(buf);
+	return err;
+}
+
+static tr_err
+gather_make(tr_pid reply_to, tr_pid pool, const tr_pool_gather_req *req,
+	    struct gather_arg **out)
+{
+	*out = NULL;
+	if (req == NULL || req->size < sizeof(*req) || tr_pid_is_none(pool) ||
+	    tr_pid_is_none(reply_to) || !type_ok(req->type) ||
+	    !type_ok(req->reply_type) || (req->data == NULL && req->len > 0) ||
+	    req->timeout_ms == 0) {
+		return TR_EINVAL;
+	}
+	if (req->len > SIZE_MAX - sizeof(struct gather_arg) -
+			       sizeof(struct gather_hdr)) {
+		return TR_EMSGSIZE;
+	}
+	struct gather_arg *a = malloc(sizeof(*a) + req->len);
+	if (a == NULL) {
+		return TR_ENOMEM;
+	}
+	a->reply_to = reply_to;
+	a->pool = pool;
+	/* relaxed: only uniqueness matters, no data is published by it. */
+	a->id = atomic_fetch_add_explicit(&next_gather_id, 1,
+					  memory_order_relaxed);
+	a->timeout_ms = req->timeout_ms;
+	a->reply_type = req->reply_type;
+	a->count = req->count;
+	a->type = req->type;
+	a->len = req->len;
+	if (req->len > 0) {
+		memcpy(a->data, req->data, req->len);
+	}
+	*out = a;
+	return TR_OK;
+}
+
+tr_err
+tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
+	       uint64_t *id)
+{
+	struct gather_arg *a;
+
+	if (cx == NULL) {
+		return TR_EINVAL;
+	}
+	tr_err err = gather_make(tr_self(cx), pool, req, &a);
+	if (err < 0) {
+		return err;
+	}
+	uint64_t gid = a->id;
+	err = tr_spawn(cx, &collector_def, a, NULL);
+	if (err < 0) {
+		free(a);
+		return err;
+	}
+	if (id != NULL) {
+		*id = gid;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
+		  const tr_pool_gather_req *req, uint64_t *id)
+{
+	struct gather_arg *a;
+
+	if (rt == NULL) {
+		return TR_EINVAL;
+	}
+	tr_err err = gather_make(reply_to, pool, req, &a);
+	if (err < 0) {
+		return err;
+	}
+	uint64_t gid = a->id;
+	err = tr_runtime_spawn(rt, &collector_def, a, NULL);
+	if (err < 0) {
+		free(a);
+		return err;
+	}
+	if (id != NULL) {
+		*id = gid;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr_pool_gather_parse(const void *data, size_t size, tr_pool_gather_result *out)
+{
+	struct result_hdr h;
+
+	if (data == NULL || out == NULL || size < sizeof(h)) {
+		return TR_EINVAL;
+	}
+	memcpy(&h, data, sizeof(h));
+	if (h.magic != GATHER_MAGIC || h.replied > h.asked ||
+	    h.missing != h.asked - h.replied) {
+		return TR_EINVAL;
+	}
+	memset(out, 0, sizeof(*out));
+	out->id = h.id;
+	out->status = h.status;
+	out->asked = h.asked;
+	out->replied = h.replied;
+	out->missing = h.missing;
+	return TR_OK;
+}
+
+tr_err
+tr_pool_gather_reply(const void *data, size_t size, uint32_t i,
+		     tr_pool_gather_entry *out)
+{
+	tr_pool_gather_result res;
+
+	if (out == NULL || tr_pool_gather_parse(data, size, &res) < 0) {
+		return TR_EINVAL;
+	}
+	if (i >= res.replied) {
+		return TR_ENOENT;
+	}
+	const unsigned char *p = data;
+	size_t at = sizeof(struct result_hdr);
+	for (uint32_t k = 0;; k++) {
+		struct entry_hdr e;
+		if (size - at < sizeof(e)) {
+			return TR_EINVAL;
+		}
+		memcpy(&e, p + at, sizeof(e));
+		at += sizeof(e);
+		if (e.size > size - at) {
+			return TR_EINVAL;
+		}
+		if (k == i) {
+			out->worker = e.worker;
+			out->type = e.type;
+			out->size = (size_t)e.size;
+			out->data = e.size > 0 ? p + at : NULL;
+			return TR_OK;
+		}
+		at += (size_t)e.size;
+	}
+}
+
+static tr_err
+ctl_make(const tr_pool_request *req, struct ctl_wire *w)
+{
+	if (req == NULL || req->size < sizeof(*req)) {
+		return TR_EINVAL;
+	}
+	switch (req->op) {
+	case TR_POOL_OP_RESIZE:
+		if (req->workers == 0 || req->workers > TR_POOL_MAX_WORKERS) {
+			return TR_EINVAL;
+		}
+		break;
+	case TR_POOL_OP_STATS:
+	case TR_POOL_OP_WORKERS:
+	case TR_POOL_OP_STOP:
+		break;
+	default:
+		return TR_EINVAL;
+	}
+	memset(w, 0, sizeof(*w));
+	w->tag = req->tag;
+	w->op = (uint32_t)req->op;
+	w->workers = req->workers;
+	return TR_OK;
+}
+
+tr_err
+tr_pool_control(tr_ctx *cx, tr_pid pool, const tr_pool_request *req)
+{
+	struct ctl_wire w;
+
+	if (cx == NULL || tr_pid_is_none(pool)) {
+		return TR_EINVAL;
+	}
+	tr_err err = ctl_make(req, &w);
+	if (err < 0) {
+		return err;
+	}
+	return tr_send(cx, pool, MSG_CTL, &w, sizeof(w));
+}
+
+tr_err
+tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
+		   const tr_pool_request *req)
+{
+	struct ctl_wire w;
+
+	if (rt == NULL || tr_pid_is_none(pool)) {
+		return TR_EINVAL;
+	}
+	tr_err err = ctl_make(req, &w);
+	if (err < 0) {
+		return err;
+	}
+	return tr_runtime_send_as(rt, reply_to, pool, MSG_CTL, &w, sizeof(w));
+}
+
+tr_err
+tr_pool_reply_parse(const void *data, size_t size, tr_pool_reply *out)
+{
+	if (data == NULL || out == NULL || size < sizeof(*out)) {
+		return TR_EINVAL;
+	}
+	memcpy(out, data, sizeof(*out));
+	return TR_OK;
+}
+
+tr_err
+tr_pool_reply_worker(const void *data, size_t size, uint32_t i, tr_pid *out)
+{
+	tr_pool_reply rp;
+
+	if (out == NULL || tr_pool_reply_parse(data, size, &rp) < 0 ||
+	    rp.op != TR_POOL_OP_WORKERS ||
+	    (size - sizeof(rp)) / sizeof(tr_pid) < rp.count) {
+		return TR_EINVAL;
+	}
+	if (i >= rp.count) {
+		return TR_ENOENT;
+	}
+	memcpy(out, (const unsigned char *)data + sizeof(rp) +
+			    (size_t)i * sizeof(tr_pid),
+	       sizeof(*out));
+	return TR_OK;
+}

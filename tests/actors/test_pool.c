@@ -1,2 +1,1142 @@
-/* Placeholder until the pool module lands: reports "skipped". */
-int main(void) { return 77; }
+/*
+ * Pool (<troupe/actors/pool.h>): every routing strategy with exact
+ * counts, scatter-gather (complete and partial), a crashed worker
+ * replaced while routing goes on, resizing both ways, a start from an
+ * actor with its link, and bad input.
+ *
+ * Workers ("wk") answer MSG_WORK with MSG_DONE {their pid, the value} to
+ * tr_sender(), so the replies reaching the probe also prove that the pool
+ * kept the client as the sender. Each worker takes a start number in its
+ * init; a test can make the first few silent to scatter-gather requests,
+ * hold one in a handler until released (a deterministic backlog), or make
+ * inits fail. Handlers never call CHECK.
+ */
+#include <troupe/troupe.h>
+#include <troupe/actors/pool.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Generous, for the sanitizer builds on a busy machine. */
+#define FX_REPLY_MS 20000
+#include "harness.h"
+#include "fixture.h"
+
+#define WAIT_MS 20000
+
+enum {
+	MSG_WORK = 1,  /* uint64_t value; reply MSG_DONE */
+	MSG_DONE,      /* struct done */
+	MSG_CRASH,     /* stop with TR_EXIT_ERROR */
+	MSG_GATE,      /* block in the handler until the gate opens */
+	MSG_ASK,       /* uint64_t; reply MSG_ANSWER 2 * value, unless silent */
+	MSG_ANSWER,    /* uint64_t */
+	MSG_RESULT,    /* scatter-gather results */
+	MSG_BOSS_GO,   /* boss: start a pool of 3 */
+	MSG_BOSS_SEND, /* boss: tr_pool_send() three MSG_WORK */
+	MSG_BOSS_GATHER, /* boss: tr_pool_gather() */
+	MSG_BOSS_DIE,  /* boss: stop with TR_EXIT_ERROR */
+	MSG_BOSS_FWD,  /* boss -> probe: struct fwd */
+};
+
+struct done {
+	tr_pid worker;
+	uint64_t value;
+};
+
+/* What the test controls in every worker, through the pool's arg. */
+struct world {
+	atomic_uint started;     /* inits run, the start number */
+	atomic_uint silent;      /* workers started below this are silent */
+	atomic_uint fail_inits;  /* inits fail while nonzero */
+	atomic_uint handled;     /* MSG_WORK handled */
+	atomic_int gate_open;
+	atomic_int gate_in;      /* a worker waits in the gate */
+};
+
+static struct world g;
+
+static void
+world_reset(void)
+{
+	atomic_store(&g.started, 0);
+	atomic_store(&g.silent, 0);
+	atomic_store(&g.fail_inits, 0);
+	atomic_store(&g.handled, 0);
+	atomic_store(&g.gate_open, 0);
+	atomic_store(&g.gate_in, 0);
+}
+
+struct wk {
+	struct world *w;
+	unsigned num;
+};
+
+static int
+wk_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct wk *k = state;
+
+	(void)cx;
+	k->w = arg;
+	if (atomic_load(&k->w->fail_inits) != 0) {
+		return TR_EINVAL;
+	}
+	k->num = atomic_fetch_add(&k->w->started, 1);
+	return TR_OK;
+}
+
+static void
+wk_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct wk *k = state;
+	uint64_t v;
+
+	switch (m->type) {
+	case MSG_WORK:
+		if (!payload(m, &v, sizeof(v))) {
+			break;
+		}
+		atomic_fetch_add(&k->w->handled, 1);
+		struct done d = { .worker = tr_self(cx), .value = v };
+		(void)tr_send(cx, tr_sender(cx), MSG_DONE, &d, sizeof(d));
+		break;
+	case MSG_CRASH:
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		break;
+	case MSG_GATE:
+		/* A test-only stall: it builds a backlog nobody else can
+		 * drain, and the runtime has spare workers meanwhile. */
+		atomic_store(&k->w->gate_in, 1);
+		while (atomic_load(&k->w->gate_open) == 0) {
+			harness_nap_us(200);
+		}
+		break;
+	case MSG_ASK:
+		if (!payload(m, &v, sizeof(v)) ||
+		    k->num < atomic_load(&k->w->silent)) {
+			break;
+		}
+		v *= 2;
+		(void)tr_send(cx, tr_sender(cx), MSG_ANSWER, &v, sizeof(v));
+		break;
+	default:
+		break;
+	}
+}
+
+static const tr_actor_def wk_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "wk",
+	.state_size = sizeof(struct wk),
+	.init = wk_init,
+	.handle = wk_handle,
+};
+
+/* ---- starting, asking and counting --------------------------------------- */
+
+static tr_pool_config
+pool_cfg(uint32_t n, tr_pool_strategy how)
+{
+	tr_pool_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.size = sizeof(c);
+	c.def = &wk_def;
+	c.arg = &g;
+	c.workers = n;
+	c.strategy = how;
+	return c;
+}
+
+static tr_pid
+start_pool(struct fx *f, uint32_t n, tr_pool_strategy how)
+{
+	tr_pool_config c = pool_cfg(n, how);
+	tr_pid pool = TR_PID_NONE;
+
+	CHECK_OK(tr_pool_start(f->rt, &c, &pool));
+	CHECK(!tr_pid_is_none(pool));
+	return pool;
+}
+
+/* A control request from the probe and its reply; @pids gets the worker
+ * list of TR_POOL_OP_WORKERS (room for @cap). */
+static bool
+control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
+	tr_pool_reply *out, tr_pid *pids, uint32_t cap)
+{
+	static uint64_t tag = 100;
+	tr_pool_request q = { .size = sizeof(q), .op = op, .tag = ++tag,
+			      .workers = workers };
+	tr_received r;
+
+	CHECK_OK(tr_pool_control_as(f->rt, f->probe, pool, &q));
+	memset(&r, 0, sizeof(r));
+	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
+		fprintf(stderr, "  no reply to op %d\n", (int)op);
+		harness_failed_checks++;
+		return false;
+	}
+	bool ok = r.type == TR_MSG_POOL_REPLY &&
+		  tr_pool_reply_parse(r.data, r.size, out) == TR_OK &&
+		  out->tag == tag && out->op == (uint32_t)op;
+	if (ok && pids != NULL) {
+		for (uint32_t i = 0; i < out->count && i < cap; i++) {
+			ok = ok && tr_pool_reply_worker(r.data, r.size, i,
+							&pids[i]) == TR_OK;
+		}
+		tr_pid extra;
+		ok = ok && tr_pool_reply_worker(r.data, r.size, out->count,
+						&extra) == TR_ENOENT;
+	}
+	if (!ok) {
+		fprintf(stderr, "  bad reply to op %d (type %u)\n", (int)op,
+			r.type);
+		harness_failed_checks++;
+	}
+	tr_received_fini(&r);
+	return ok;
+}
+
+static tr_pool_reply
+stats(struct fx *f, tr_pid pool)
+{
+	tr_pool_reply rp;
+
+	memset(&rp, 0, sizeof(rp));
+	(void)control(f, pool, TR_POOL_OP_STATS, 0, &rp, NULL, 0);
+	return rp;
+}
+
+static void
+stop_pool(struct fx *f, tr_pid pool)
+{
+	tr_pool_reply rp;
+
+	if (control(f, pool, TR_POOL_OP_STOP, 0, &rp, NULL, 0)) {
+		CHECK_OK(rp.status);
+	}
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f->rt, pool), WAIT_MS));
+}
+
+static void
+route(struct fx *f, tr_pid pool, tr_pool_strategy how, uint64_t key,
+      uint64_t value)
+{
+	CHECK_OK(tr_pool_route_as(f->rt, f->probe, pool, how, key, MSG_WORK,
+				  &value, sizeof(value)));
+}
+
+/* Index of @p in @pids, or -1. */
+static int
+find_pid(const tr_pid *pids, uint32_t n, tr_pid p)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (tr_pid_eq(pids[i], p)) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/* Takes @n MSG_DONE and counts them per worker in @pids order; a reply
+ * from anyone else counts in *@stray. */
+static void
+tally(struct fx *f, uint32_t n, const tr_pid *pids, uint32_t npids,
+      unsigned *counts, unsigned *stray)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct done d;
+		if (!fx_recv(f, MSG_DONE, &d, sizeof(d))) {
+			harness_failed_checks++;
+			return;
+		}
+		int at = find_pid(pids, npids, d.worker);
+		if (at < 0) {
+			(*stray)++;
+		} else {
+			counts[at]++;
+		}
+	}
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void
+test_round_robin(void)
+{
+	struct fx f;
+	tr_pid pids[4];
+	unsigned counts[4] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 4, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 4));
+	CHECK_EQ_U64(rp.count, 4);
+	CHECK_EQ_U64(rp.live, 4);
+	for (uint64_t i = 0; i < 100; i++) {
+		route(&f, pool, i % 2 == 0 ? TR_POOL_ROUND_ROBIN : TR_POOL_DEFAULT,
+		      0, i);
+	}
+	tally(&f, 100, pids, 4, counts, &stray);
+	CHECK_EQ_U64(stray, 0);
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ_U64(counts[i], 25);
+	}
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.round_robin, 100);
+	CHECK_EQ_U64(rp.delivered, 100);
+	CHECK_EQ_U64(rp.dropped, 0);
+	CHECK_EQ_U64(rp.least_loaded + rp.broadcast + rp.consistent_hash, 0);
+	CHECK_EQ_U64(atomic_load(&g.handled), 100);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+static void
+test_least_loaded(void)
+{
+	struct fx f;
+	tr_pid pids[2];
+	unsigned counts[2] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+	uint32_t q = 0;
+
+	world_reset();
+	fx_start(&f, 3);
+	tr_pid pool = start_pool(&f, 2, TR_POOL_LEAST_LOADED);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
+	/* Worker 0 stalls in its handler with 50 messages behind it. */
+	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_GATE, NULL, 0));
+	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
+	for (uint64_t i = 0; i < 50; i++) {
+		CHECK_OK(tr_runtime_send_as(f.rt, f.probe, pids[0], MSG_WORK, &i,
+					    sizeof(i)));
+	}
+	CHECK_OK(tr_mailbox_len(f.rt, pids[0], &q));
+	CHECK_EQ_U64(q, 50);
+	/* Every routed message goes to the idle worker. */
+	for (uint64_t i = 0; i < 20; i++) {
+		route(&f, pool, TR_POOL_DEFAULT, 0, 1000 + i);
+	}
+	tally(&f, 20, pids, 2, counts, &stray);
+	CHECK_EQ_U64(counts[0], 0);
+	CHECK_EQ_U64(counts[1], 20);
+	CHECK_EQ_U64(stray, 0);
+	atomic_store(&g.gate_open, 1);
+	memset(counts, 0, sizeof(counts));
+	tally(&f, 50, pids, 2, counts, &stray);
+	CHECK_EQ_U64(counts[0], 50);
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.least_loaded, 20);
+	CHECK_EQ_U64(rp.delivered, 20);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+static void
+test_broadcast(void)
+{
+	struct fx f;
+	tr_pid pids[5];
+	unsigned counts[5] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 5, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 5));
+	route(&f, pool, TR_POOL_BROADCAST, 0, 7);
+	tally(&f, 5, pids, 5, counts, &stray);
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ_U64(counts[i], 1);
+	}
+	CHECK_EQ_U64(stray, 0);
+	CHECK(fx_recv_none(&f, 200));
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.broadcast, 1);
+	CHECK_EQ_U64(rp.delivered, 5);
+	CHECK_EQ_U64(atomic_load(&g.handled), 5);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+#define NKEYS 1000
+
+/* Routes every key once and records which worker took it. */
+static void
+route_keys(struct fx *f, tr_pid pool, tr_pid *owner)
+{
+	for (uint64_t k = 0; k < NKEYS; k++) {
+		route(f, pool, TR_POOL_CONSISTENT_HASH, k * 7919u, k);
+	}
+	for (int i = 0; i < NKEYS; i++) {
+		struct done d;
+		if (!fx_recv(f, MSG_DONE, &d, sizeof(d)) || d.value >= NKEYS) {
+			harness_failed_checks++;
+			return;
+		}
+		owner[d.value] = d.worker;
+	}
+}
+
+static void
+test_consistent_hash(void)
+{
+	static tr_pid first[NKEYS], again[NKEYS], grown[NKEYS];
+	struct fx f;
+	tr_pid pids[5];
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 4, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 4));
+	route_keys(&f, pool, first);
+	route_keys(&f, pool, again);
+	unsigned per[5] = { 0 }, same = 0;
+	for (int k = 0; k < NKEYS; k++) {
+		same += tr_pid_eq(first[k], again[k]);
+		int at = find_pid(pids, 4, first[k]);
+		CHECK(at >= 0);
+		if (at >= 0) {
+			per[at]++;
+		}
+	}
+	CHECK_EQ_U64(same, NKEYS);
+	for (int i = 0; i < 4; i++) {
+		/* About 250 each; far from it means a broken ring. */
+		CHECK(per[i] > 150 && per[i] < 350);
+	}
+	CHECK(control(&f, pool, TR_POOL_OP_RESIZE, 5, &rp, NULL, 0));
+	CHECK_OK(rp.status);
+	CHECK_EQ_U64(rp.workers, 5);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 5));
+	CHECK_EQ_U64(rp.live, 5);
+	route_keys(&f, pool, grown);
+	unsigned moved = 0, to_new = 0;
+	for (int k = 0; k < NKEYS; k++) {
+		if (!tr_pid_eq(first[k], grown[k])) {
+			moved++;
+			to_new += tr_pid_eq(grown[k], pids[4]);
+		}
+	}
+	/* Ideal: 1/5 of the keys, all to the new worker. */
+	CHECK(moved > 100);
+	CHECK(moved <= 350);
+	CHECK_EQ_U64(to_new, moved);
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.consistent_hash, 3 * NKEYS);
+	CHECK_EQ_U64(rp.delivered, 3 * NKEYS);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+/* Takes one scatter-gather result; its replies go to @vals/@from. */
+static bool
+recv_result(struct fx *f, tr_pool_gather_result *res, uint64_t *vals,
+	    tr_pid *from, uint32_t cap)
+{
+	tr_received r;
+
+	memset(&r, 0, sizeof(r));
+	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
+		fprintf(stderr, "  no gather result\n");
+		return false;
+	}
+	bool ok = r.type == MSG_RESULT &&
+		  tr_pool_gather_parse(r.data, r.size, res) == TR_OK;
+	for (uint32_t i = 0; ok && i < res->replied && i < cap; i++) {
+		tr_pool_gather_entry e;
+		ok = tr_pool_gather_reply(r.data, r.size, i, &e) == TR_OK &&
+		     e.type == MSG_ANSWER && e.size == sizeof(uint64_t);
+		if (ok) {
+			memcpy(&vals[i], e.data, sizeof(uint64_t));
+			from[i] = e.worker;
+		}
+	}
+	if (ok) {
+		tr_pool_gather_entry e;
+		ok = tr_pool_gather_reply(r.data, r.size, res->replied, &e) ==
+		     TR_ENOENT;
+	}
+	if (!ok) {
+		fprintf(stderr, "  bad gather result (type %u size %zu)\n",
+			r.type, r.size);
+	}
+	tr_received_fini(&r);
+	return ok;
+}
+
+static void
+test_gather_all(void)
+{
+	struct fx f;
+	tr_pid pids[5], from[5];
+	uint64_t vals[5], id = 0;
+	tr_pool_gather_result res;
+	tr_pool_reply rp;
+	uint64_t q = 21;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 5, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 5));
+	tr_pool_gather_req req = {
+		.size = sizeof(req),
+		.type = MSG_ASK,
+		.data = &q,
+		.len = sizeof(q),
+		.timeout_ms = WAIT_MS,
+		.reply_type = MSG_RESULT,
+	};
+	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK(id != 0);
+	CHECK(recv_result(&f, &res, vals, from, 5));
+	CHECK_EQ_U64(res.id, id);
+	CHECK_ERR(res.status, TR_OK);
+	CHECK_EQ_U64(res.asked, 5);
+	CHECK_EQ_U64(res.replied, 5);
+	CHECK_EQ_U64(res.missing, 0);
+	unsigned seen[5] = { 0 };
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ_U64(vals[i], 42);
+		int at = find_pid(pids, 5, from[i]);
+		CHECK(at >= 0);
+		if (at >= 0) {
+			seen[at]++;
+		}
+	}
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ_U64(seen[i], 1);
+	}
+	/* Two of them only. */
+	req.count = 2;
+	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK(recv_result(&f, &res, vals, from, 5));
+	CHECK_EQ_U64(res.id, id);
+	CHECK_ERR(res.status, TR_OK);
+	CHECK_EQ_U64(res.asked, 2);
+	CHECK_EQ_U64(res.replied, 2);
+	CHECK(!tr_pid_eq(from[0], from[1]));
+	CHECK(fx_recv_none(&f, 100));
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.gathers, 2);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+static void
+test_gather_partial(void)
+{
+	struct fx f;
+	tr_pid pids[5], from[5];
+	uint64_t vals[5], id = 0;
+	tr_pool_gather_result res;
+	tr_pool_reply rp;
+	uint64_t q = 5;
+
+	world_reset();
+	atomic_store(&g.silent, 2); /* the first two workers never answer */
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 5, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 5));
+	tr_pool_gather_req req = {
+		.size = sizeof(req),
+		.type = MSG_ASK,
+		.data = &q,
+		.len = sizeof(q),
+		.timeout_ms = 300,
+		.reply_type = MSG_RESULT,
+	};
+	uint64_t t0 = harness_now_ms();
+	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK(recv_result(&f, &res, vals, from, 5));
+	CHECK(harness_now_ms() - t0 >= 300);
+	CHECK_EQ_U64(res.id, id);
+	CHECK_ERR(res.status, TR_ETIMEDOUT);
+	CHECK_EQ_U64(res.asked, 5);
+	CHECK_EQ_U64(res.replied, 3);
+	CHECK_EQ_U64(res.missing, 2);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_U64(vals[i], 10);
+		/* Workers start in slot order: the silent ones are 0 and 1. */
+		int at = find_pid(pids, 5, from[i]);
+		CHECK(at >= 2);
+	}
+	CHECK(fx_recv_none(&f, 100));
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+static void
+test_crash_replaced(void)
+{
+	struct fx f;
+	tr_pid pids[3], after[3];
+	unsigned counts[3] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 3, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 3));
+	CHECK(tr_runtime_wait_idle(f.rt, WAIT_MS) == TR_OK);
+	tr_metrics m0 = fx_metrics(&f);
+	/* Crash worker 1 while 60 messages are routed. */
+	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	for (uint64_t i = 0; i < 60; i++) {
+		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
+	}
+	/* Every message is either answered or a dead letter at the worker
+	 * that crashed. Wait for the replacement and for quiet. */
+	CHECK(WAIT_UNTIL(atomic_load(&g.started) == 4, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
+	tr_metrics m1 = fx_metrics(&f);
+	uint64_t lost = m1.dead_letters - m0.dead_letters;
+	unsigned got = 0;
+	for (;;) {
+		struct done d;
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(f.ib, 0, &r) != TR_OK) {
+			break;
+		}
+		if (r.type == MSG_DONE && r.size == sizeof(d)) {
+			memcpy(&d, r.data, sizeof(d));
+			got++;
+			CHECK(!tr_pid_eq(d.worker, pids[1]));
+		}
+		tr_received_fini(&r);
+	}
+	CHECK_EQ_U64(got + lost, 60);
+	CHECK_EQ_U64(atomic_load(&g.handled), got);
+	/* The replacement takes its share again. */
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, after, 3));
+	CHECK_EQ_U64(rp.live, 3);
+	CHECK_EQ_U64(rp.restarts, 1);
+	CHECK(tr_pid_eq(after[0], pids[0]));
+	CHECK(!tr_pid_eq(after[1], pids[1]) && !tr_pid_is_none(after[1]));
+	CHECK(tr_pid_eq(after[2], pids[2]));
+	for (uint64_t i = 0; i < 30; i++) {
+		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
+	}
+	tally(&f, 30, after, 3, counts, &stray);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_U64(counts[i], 10);
+	}
+	CHECK_EQ_U64(stray, 0);
+	CHECK_EQ_U64(atomic_load(&g.started), 4);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+/* A hashed key whose worker is down waits in the pool for the new one. */
+static void
+test_held_for_restart(void)
+{
+	struct fx f;
+	tr_pid pids[1];
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 1, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 1));
+	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pids[0]), WAIT_MS));
+	for (uint64_t i = 0; i < 10; i++) {
+		route(&f, pool, TR_POOL_CONSISTENT_HASH, 42, i);
+	}
+	/* In order, all from the replacement. */
+	for (uint64_t i = 0; i < 10; i++) {
+		struct done d;
+		CHECK(fx_recv(&f, MSG_DONE, &d, sizeof(d)));
+		CHECK_EQ_U64(d.value, i);
+		CHECK(!tr_pid_eq(d.worker, pids[0]));
+	}
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.restarts, 1);
+	CHECK_EQ_U64(rp.delivered, 10);
+	CHECK_EQ_U64(rp.dropped, 0);
+	CHECK_EQ_U64(rp.pending, 0);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+static void
+test_resize(void)
+{
+	struct fx f;
+	tr_pid pids[6], after[6];
+	unsigned counts[6] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_RESIZE, 6, &rp, NULL, 0));
+	CHECK_OK(rp.status);
+	CHECK_EQ_U64(rp.workers, 6);
+	CHECK_EQ_U64(rp.live, 6);
+	CHECK_EQ_U64(atomic_load(&g.started), 6);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 6));
+	CHECK_EQ_U64(rp.count, 6);
+	for (int i = 0; i < 6; i++) {
+		CHECK(!tr_pid_is_none(pids[i]));
+		CHECK_EQ_INT(find_pid(pids, 6, pids[i]), i);
+	}
+	/* Messages already routed to the workers a shrink removes are
+	 * handled before they stop. */
+	for (uint64_t i = 0; i < 60; i++) {
+		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
+	}
+	tr_pool_request q = { .size = sizeof(q), .op = TR_POOL_OP_RESIZE,
+			      .tag = 7, .workers = 3 };
+	CHECK_OK(tr_pool_control_as(f.rt, f.probe, pool, &q));
+	unsigned done = 0;
+	bool replied = false;
+	while (done < 60 || !replied) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(f.ib, FX_REPLY_MS, &r) != TR_OK) {
+			CHECK(false);
+			break;
+		}
+		if (r.type == MSG_DONE) {
+			struct done d;
+			memcpy(&d, r.data, sizeof(d));
+			int at = find_pid(pids, 6, d.worker);
+			CHECK(at >= 0);
+			if (at >= 0) {
+				counts[at]++;
+			}
+			done++;
+		} else if (r.type == TR_MSG_POOL_REPLY &&
+			   tr_pool_reply_parse(r.data, r.size, &rp) == TR_OK) {
+			CHECK_EQ_U64(rp.tag, 7);
+			CHECK_OK(rp.status);
+			CHECK_EQ_U64(rp.workers, 3);
+			replied = true;
+		}
+		tr_received_fini(&r);
+	}
+	for (int i = 0; i < 6; i++) {
+		CHECK_EQ_U64(counts[i], 10);
+	}
+	for (int i = 3; i < 6; i++) {
+		CHECK(!tr_actor_alive(f.rt, pids[i]));
+	}
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, after, 6));
+	CHECK_EQ_U64(rp.count, 3);
+	CHECK_EQ_U64(rp.live, 3);
+	for (int i = 0; i < 3; i++) {
+		CHECK(tr_pid_eq(after[i], pids[i]));
+	}
+	memset(counts, 0, sizeof(counts));
+	for (uint64_t i = 0; i < 30; i++) {
+		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
+	}
+	tally(&f, 30, after, 3, counts, &stray);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_U64(counts[i], 10);
+	}
+	CHECK_EQ_U64(stray, 0);
+	/* A grow whose inits fail keeps the size it had. */
+	atomic_store(&g.fail_inits, 1);
+	CHECK(control(&f, pool, TR_POOL_OP_RESIZE, 5, &rp, NULL, 0));
+	CHECK_ERR(rp.status, TR_EREJECTED);
+	CHECK_EQ_U64(rp.workers, 3);
+	CHECK_EQ_U64(rp.live, 3);
+	atomic_store(&g.fail_inits, 0);
+	/* The same size again is a no-op. */
+	CHECK(control(&f, pool, TR_POOL_OP_RESIZE, 3, &rp, NULL, 0));
+	CHECK_OK(rp.status);
+	CHECK_EQ_U64(rp.workers, 3);
+	stop_pool(&f, pool);
+	for (int i = 0; i < 3; i++) {
+		CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, after[i]), WAIT_MS));
+	}
+	fx_finish(&f);
+}
+
+/* ---- a pool started by an actor ----------------------------------------- */
+
+struct fwd {
+	uint32_t what; /* MSG_DONE, TR_MSG_POOL_REPLY or MSG_RESULT */
+	int32_t status;
+	tr_pid pool;
+	tr_pid worker;
+	uint32_t replied;
+};
+
+struct boss {
+	tr_pid probe;
+	tr_pid pool;
+};
+
+static void
+boss_fwd(tr_ctx *cx, struct boss *b, const struct fwd *w)
+{
+	(void)tr_send(cx, b->probe, MSG_BOSS_FWD, w, sizeof(*w));
+}
+
+static void
+boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct boss *b = state;
+	struct fwd w;
+	uint64_t v = 3;
+
+	memset(&w, 0, sizeof(w));
+	w.what = m->type;
+	switch (m->type) {
+	case MSG_BOSS_GO: {
+		tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
+		b->probe = m->from;
+		w.status = tr_pool_start_link(cx, &c, 9, &b->pool);
+		w.pool = b->pool;
+		if (w.status < 0) {
+			boss_fwd(cx, b, &w);
+		}
+		break;
+	}
+	case MSG_BOSS_SEND:
+		for (uint64_t i = 0; i < 3; i++) {
+			(void)tr_pool_send(cx, b->pool, MSG_WORK, &i, sizeof(i));
+		}
+		break;
+	case MSG_BOSS_GATHER: {
+		tr_pool_gather_req req = {
+			.size = sizeof(req),
+			.type = MSG_ASK,
+			.data = &v,
+			.len = sizeof(v),
+			.timeout_ms = WAIT_MS,
+			.reply_type = MSG_RESULT,
+		};
+		(void)tr_pool_gather(cx, b->pool, &req, NULL);
+		break;
+	}
+	case MSG_BOSS_DIE:
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		break;
+	case MSG_DONE: {
+		struct done d;
+		if (payload(m, &d, sizeof(d))) {
+			w.worker = d.worker;
+			boss_fwd(cx, b, &w);
+		}
+		break;
+	}
+	case TR_MSG_POOL_REPLY: {
+		tr_pool_reply rp;
+		if (tr_pool_reply_parse(m->data, m->size, &rp) == TR_OK &&
+		    rp.op == TR_POOL_OP_START && rp.tag == 9) {
+			w.status = rp.status;
+			w.pool = m->from;
+			w.replied = rp.live;
+			boss_fwd(cx, b, &w);
+		}
+		break;
+	}
+	case MSG_RESULT: {
+		tr_pool_gather_result res;
+		if (tr_pool_gather_parse(m->data, m->size, &res) == TR_OK) {
+			w.status = res.status;
+			w.replied = res.replied;
+			boss_fwd(cx, b, &w);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static const tr_actor_def boss_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "boss",
+	.state_size = sizeof(struct boss),
+	.handle = boss_handle,
+};
+
+static void
+test_start_link(void)
+{
+	struct fx f;
+	struct fwd w;
+	tr_pid pids[3];
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid boss = fx_spawn(&f, &boss_def, NULL);
+	SEND(&f, boss, MSG_BOSS_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_BOSS_FWD, &w, sizeof(w)));
+	CHECK_EQ_U64(w.what, TR_MSG_POOL_REPLY);
+	CHECK_OK(w.status);
+	CHECK_EQ_U64(w.replied, 3);
+	tr_pid pool = w.pool;
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 3));
+	/* Workers answer the boss, which routed the work. */
+	SEND(&f, boss, MSG_BOSS_SEND, NULL, 0);
+	unsigned per[3] = { 0 };
+	for (int i = 0; i < 3; i++) {
+		CHECK(fx_recv(&f, MSG_BOSS_FWD, &w, sizeof(w)));
+		CHECK_EQ_U64(w.what, MSG_DONE);
+		int at = find_pid(pids, 3, w.worker);
+		CHECK(at >= 0);
+		if (at >= 0) {
+			per[at]++;
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_U64(per[i], 1);
+	}
+	SEND(&f, boss, MSG_BOSS_GATHER, NULL, 0);
+	CHECK(fx_recv(&f, MSG_BOSS_FWD, &w, sizeof(w)));
+	CHECK_EQ_U64(w.what, MSG_RESULT);
+	CHECK_OK(w.status);
+	CHECK_EQ_U64(w.replied, 3);
+	/* The boss fails: the link takes the pool and its workers down. */
+	SEND(&f, boss, MSG_BOSS_DIE, NULL, 0);
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pool), WAIT_MS));
+	for (int i = 0; i < 3; i++) {
+		CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pids[i]), WAIT_MS));
+	}
+	fx_finish(&f);
+}
+
+/* ---- failures and bad input --------------------------------------------- */
+
+/* Monitors the pid it is sent and tells the probe the DOWN's reason. */
+static void
+mon_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+	tr_pid who;
+	tr_down d;
+
+	if (m->type == MSG_WORK && payload(m, &who, sizeof(who))) {
+		*probe = m->from;
+		(void)tr_monitor(cx, who, NULL);
+	} else if (m->type == TR_MSG_DOWN && payload(m, &d, sizeof(d))) {
+		(void)tr_send(cx, *probe, MSG_DONE, &d.reason,
+			      sizeof(d.reason));
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+	}
+}
+
+static const tr_actor_def mon_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "mon",
+	.state_size = sizeof(tr_pid),
+	.handle = mon_handle,
+};
+
+static void
+test_intensity(void)
+{
+	struct fx f;
+	tr_pid pids[2];
+	tr_pool_reply rp;
+	tr_pool_config c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
+	tr_pid pool = TR_PID_NONE;
+	int32_t reason = 0;
+
+	world_reset();
+	fx_start(&f, 2);
+	c.intensity = 1;
+	c.period_ms = 600000;
+	CHECK_OK(tr_pool_start(f.rt, &c, &pool));
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	SEND(&f, mon, MSG_WORK, &pool, sizeof(pool));
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
+	/* One restart is allowed... */
+	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK(WAIT_UNTIL(atomic_load(&g.started) == 3, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
+	CHECK_EQ_U64(rp.restarts, 1);
+	CHECK_EQ_U64(rp.live, 2);
+	/* ...the second within the period is one too many: the supervisor
+	 * gives up, and the pool stops with its reason. */
+	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	CHECK(fx_recv(&f, MSG_DONE, &reason, sizeof(reason)));
+	CHECK_EQ_INT(reason, TR_SUP_EXIT_INTENSITY);
+	CHECK(!tr_actor_alive(f.rt, pool));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pids[0]), WAIT_MS));
+	fx_finish(&f);
+}
+
+static void
+test_start_fails(void)
+{
+	struct fx f;
+	tr_pid pool = TR_PID_NONE;
+
+	world_reset();
+	fx_start(&f, 2);
+	atomic_store(&g.fail_inits, 1);
+	tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EREJECTED);
+	CHECK(tr_pid_is_none(pool));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1, WAIT_MS)); /* probe */
+	fx_finish(&f);
+}
+
+static void
+test_bad_input(void)
+{
+	struct fx f;
+	tr_pid pool = TR_PID_NONE;
+	uint64_t v = 1;
+	tr_pool_reply rp;
+	tr_pool_gather_result res;
+	tr_pool_gather_entry e;
+	tr_pid p;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pool_config c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_start(NULL, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(f.rt, NULL, &pool), TR_EINVAL);
+	c.size = 8;
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	c = pool_cfg(0, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	c = pool_cfg(TR_POOL_MAX_WORKERS + 1, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	c = pool_cfg(2, TR_POOL_CONSISTENT_HASH);
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	c = pool_cfg(2, (tr_pool_strategy)99);
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
+	c.def = NULL;
+	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK(tr_pid_is_none(pool));
+	CHECK_ERR(tr_pool_start_link(NULL, &c, 0, &pool), TR_EINVAL);
+
+	/* A runtime that does not run cannot start a pool. */
+	tr_runtime *idle;
+	CHECK_OK(tr_runtime_create(NULL, &idle));
+	c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_start(idle, &c, &pool), TR_ESTATE);
+	tr_runtime_destroy(idle);
+
+	pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
+	CHECK_ERR(tr_pool_route_as(NULL, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
+				   MSG_WORK, &v, sizeof(v)),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, TR_PID_NONE,
+				   TR_POOL_ROUND_ROBIN, 0, MSG_WORK, &v,
+				   sizeof(v)),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, (tr_pool_strategy)9, 0,
+				   MSG_WORK, &v, sizeof(v)),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
+				   TR_MSG_DOWN, &v, sizeof(v)),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
+				   MSG_WORK, NULL, 4),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
+				&v, sizeof(v)),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
+
+	tr_pool_gather_req req = { .size = sizeof(req), .type = MSG_ASK,
+				   .data = &v, .len = sizeof(v),
+				   .timeout_ms = 100, .reply_type = MSG_RESULT };
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, NULL, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(NULL, f.probe, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(f.rt, TR_PID_NONE, pool, &req, NULL),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, TR_PID_NONE, &req, NULL),
+		  TR_EINVAL);
+	req.timeout_ms = 0;
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	req.timeout_ms = 100;
+	req.reply_type = TR_MSG_EXIT;
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	req.reply_type = MSG_RESULT;
+	req.size = 4;
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	req.size = sizeof(req);
+	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
+
+	tr_pool_request q = { .size = sizeof(q), .op = TR_POOL_OP_RESIZE,
+			      .workers = 0 };
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	q.workers = TR_POOL_MAX_WORKERS + 1;
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	q.op = TR_POOL_OP_START;
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	q.op = (tr_pool_op)77;
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	q.op = TR_POOL_OP_STATS;
+	q.size = 1;
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_control_as(NULL, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
+
+	/* Payloads that are not what the parsers expect. */
+	unsigned char junk[64];
+	memset(junk, 0xAB, sizeof(junk));
+	CHECK_ERR(tr_pool_reply_parse(NULL, 0, &rp), TR_EINVAL);
+	CHECK_ERR(tr_pool_reply_parse(junk, 3, &rp), TR_EINVAL);
+	CHECK_ERR(tr_pool_reply_worker(junk, sizeof(junk), 0, &p), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_parse(junk, sizeof(junk), &res), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_parse(NULL, 0, &res), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_reply(junk, sizeof(junk), 0, &e), TR_EINVAL);
+
+	/* A gather to a pool that stopped ends with TR_ENOENT. */
+	stop_pool(&f, pool);
+	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL));
+	tr_received r;
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
+	CHECK_EQ_U64(r.type, MSG_RESULT);
+	CHECK_OK(tr_pool_gather_parse(r.data, r.size, &res));
+	CHECK_ERR(res.status, TR_ENOENT);
+	CHECK_EQ_U64(res.asked, 0);
+	tr_received_fini(&r);
+	/* Routing to it is a dead letter, as any send to a stopped actor. */
+	CHECK_OK(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
+				  MSG_WORK, &v, sizeof(v)));
+	CHECK(fx_recv_none(&f, 100));
+	fx_finish(&f);
+}
+
+static const struct test_case tests[] = {
+	{ "pool: round robin spreads N*k messages exactly", test_round_robin },
+	{ "pool: least loaded avoids a worker with a backlog", test_least_loaded },
+	{ "pool: broadcast reaches every worker once", test_broadcast },
+	{ "pool: consistent hash is stable and moves few keys on grow",
+	  test_consistent_hash },
+	{ "pool: scatter-gather with every reply, and with K workers",
+	  test_gather_all },
+	{ "pool: scatter-gather with silent workers is partial",
+	  test_gather_partial },
+	{ "pool: a crashed worker is replaced, nothing else lost",
+	  test_crash_replaced },
+	{ "pool: messages wait for a restarting worker", test_held_for_restart },
+	{ "pool: resize up and down", test_resize },
+	{ "pool: started by an actor, stopped through the link",
+	  test_start_link },
+	{ "pool: the supervisor's restart limit stops the pool",
+	  test_intensity },
+	{ "pool: a failing worker init fails the start", test_start_fails },
+	{ "pool: bad input", test_bad_input },
+	{ NULL, NULL },
+};
+
+TEST_MAIN(tests)

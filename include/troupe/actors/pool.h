@@ -1,0 +1,503 @@
+#ifndef TROUPE_ACTORS_POOL_H
+#define TROUPE_ACTORS_POOL_H
+
+/*
+ * Pool: one actor that owns N identical workers and routes messages to
+ * them (Akka's pool routers: RoundRobinPool, SmallestMailboxPool,
+ * BroadcastPool, ConsistentHashingPool, ScatterGatherFirstCompleted; in
+ * Erlang, a poolboy-like pool whose checkout is a message).
+ *
+ * The workers are children of a supervisor (<troupe/actors/supervisor.h>,
+ * one_for_one, permanent children) that the pool starts linked to itself
+ * and observes: a worker that stops is restarted, and the pool routes to
+ * the replacement from the moment the supervisor reports it. Each worker
+ * slot has a stable number, so the consistent-hash ring does not change
+ * when a worker is replaced.
+ *
+ * Routing keeps the sender. A client sends its message to the pool
+ * (tr_pool_send(), tr_pool_route()); the pool passes it on with
+ * tr_runtime_send_as(), so the worker sees the client's type, bytes and
+ * pid (tr_sender()) exactly as if the client had sent it directly, and
+ * answers the client, never the pool. Workers need not know they are in
+ * a pool.
+ *
+ * A message routed to a slot whose worker is not running (starting, or
+ * being restarted) waits in the pool, in order, and is sent to the new
+ * worker once the supervisor reports it started. Messages already queued
+ * at a worker that stops are lost with it (counted as dead letters, as
+ * for any actor).
+ *
+ * Control requests (resize, stats, the worker list, stop) are messages to
+ * the pool; each is answered by exactly one TR_MSG_POOL_REPLY carrying
+ * the request's tag, unless the pool stopped before taking it.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troupe/troupe.h>
+#include <troupe/actors/supervisor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** First message type of the pool module. */
+#define TR_MSG_POOL_BASE (TR_MSG_ACTORS_BASE + 0x700u)
+
+/**
+ * TR_MSG_POOL_REPLY - The answer to a control request or to a start.
+ * Payload: a struct tr_pool_reply, followed for TR_POOL_OP_WORKERS by
+ * reply.count pids; read it with tr_pool_reply_parse() and
+ * tr_pool_reply_worker(). The sender is the pool.
+ */
+#define TR_MSG_POOL_REPLY (TR_MSG_POOL_BASE + 0x00u)
+
+/**
+ * TR_MSG_POOL_GATHERED - A type callers may choose for scatter-gather
+ * results (struct tr_pool_gather_req.reply_type); any user type works.
+ */
+#define TR_MSG_POOL_GATHERED (TR_MSG_POOL_BASE + 0x01u)
+
+/* TR_MSG_POOL_BASE + 0x80 ... + 0xFF are the pool's own messages. */
+
+/** Largest number of workers in one pool. */
+#define TR_POOL_MAX_WORKERS 1024u
+
+/**
+ * enum tr_pool_strategy - How a message picks its worker.
+ * @TR_POOL_DEFAULT:         the pool's configured strategy
+ * @TR_POOL_ROUND_ROBIN:     the next running worker in slot order
+ * @TR_POOL_LEAST_LOADED:    the running worker with the fewest messages
+ *                           waiting in its mailbox (tr_mailbox_len());
+ *                           ties go round robin
+ * @TR_POOL_BROADCAST:       a copy to every worker
+ * @TR_POOL_CONSISTENT_HASH: the worker that owns the caller's 64-bit key
+ *                           on a hash ring with 160 points per worker,
+ *                           so a resize moves about 1/N of the keys
+ */
+typedef enum tr_pool_strategy {
+	TR_POOL_DEFAULT = 0,
+	TR_POOL_ROUND_ROBIN = 1,
+	TR_POOL_LEAST_LOADED = 2,
+	TR_POOL_BROADCAST = 3,
+	TR_POOL_CONSISTENT_HASH = 4,
+} tr_pool_strategy;
+
+/**
+ * struct tr_pool_config - What a pool is made of.
+ * @size:        sizeof(tr_pool_config), an ABI guard; required
+ * @def:         the workers' definition; must outlive the pool and every
+ *               worker (normally a static const). The workers are spawned
+ *               from a copy whose mailbox_bound is @def's bound, or
+ *               UINT32_MAX when @def has none, so that their queues can
+ *               be measured; the copy is kept for the life of the process
+ *               (one per distinct definition)
+ * @arg:         passed to every worker's init, on every start and restart;
+ *               the caller keeps it alive as long as the pool runs
+ * @workers:     initial number of workers, 1 to TR_POOL_MAX_WORKERS
+ * @strategy:    the strategy of tr_pool_send() and of TR_POOL_DEFAULT:
+ *               TR_POOL_ROUND_ROBIN (also for 0), TR_POOL_LEAST_LOADED or
+ *               TR_POOL_BROADCAST (a hash needs a key)
+ * @intensity:   restarts allowed within @period_ms before the workers'
+ *               supervisor gives up (and the pool stops with
+ *               TR_SUP_EXIT_INTENSITY); 0 means 10
+ * @period_ms:   the window of @intensity; 0 means 10000
+ * @shutdown_ms: how long a worker may take to stop after TR_EXIT_SHUTDOWN
+ *               (on shrink and stop) before it is killed; 0 means 5000;
+ *               TR_SUP_INFINITY waits as long as it takes
+ * @max_pending: messages the pool holds for workers that are not running,
+ *               over all slots; more are dropped and counted; 0 means
+ *               10000
+ */
+typedef struct tr_pool_config {
+	size_t size;
+	const tr_actor_def *def;
+	void *arg;
+	uint32_t workers;
+	tr_pool_strategy strategy;
+	uint32_t intensity;
+	uint64_t period_ms;
+	uint64_t shutdown_ms;
+	uint32_t max_pending;
+} tr_pool_config;
+
+/**
+ * enum tr_pool_op - Control requests (struct tr_pool_request).
+ * @TR_POOL_OP_START:   not a request: the reply to a start; @workers is
+ *                      the pool's size
+ * @TR_POOL_OP_RESIZE:  grow or shrink to @workers workers. New workers are
+ *                      started through the supervisor; the reply comes
+ *                      when they have started (their init returned).
+ *                      Shrinking takes the highest slots out of routing at
+ *                      once and stops their workers through the
+ *                      supervisor (TR_EXIT_SHUTDOWN, then TR_EXIT_KILL
+ *                      after @shutdown_ms); each handles the messages
+ *                      already in its mailbox first, unless it traps exits
+ *                      and chooses otherwise. The reply comes when they are
+ *                      gone. Resizes and stops are acted on one at a time,
+ *                      in arrival order
+ * @TR_POOL_OP_STATS:   the counters of struct tr_pool_reply
+ * @TR_POOL_OP_WORKERS: the counters, followed by one pid per slot, in slot
+ *                      order (TR_PID_NONE for a slot whose worker is not
+ *                      running)
+ * @TR_POOL_OP_STOP:    stop the workers (through the supervisor), then the
+ *                      pool (TR_EXIT_NORMAL); the reply comes when the
+ *                      workers are gone. Messages routed meanwhile are
+ *                      dropped
+ */
+typedef enum tr_pool_op {
+	TR_POOL_OP_START = 1,
+	TR_POOL_OP_RESIZE = 2,
+	TR_POOL_OP_STATS = 3,
+	TR_POOL_OP_WORKERS = 4,
+	TR_POOL_OP_STOP = 5,
+} tr_pool_op;
+
+/**
+ * struct tr_pool_request - A control request.
+ * @size:    sizeof(tr_pool_request), an ABI guard; required
+ * @op:      enum tr_pool_op (not TR_POOL_OP_START)
+ * @tag:     any value; returned in the reply
+ * @workers: TR_POOL_OP_RESIZE: the new size, 1 to TR_POOL_MAX_WORKERS
+ */
+typedef struct tr_pool_request {
+	size_t size;
+	tr_pool_op op;
+	uint64_t tag;
+	uint32_t workers;
+} tr_pool_request;
+
+/**
+ * struct tr_pool_reply - Payload of TR_MSG_POOL_REPLY.
+ * @tag:             the request's tag (the start's tag for
+ *                   TR_POOL_OP_START)
+ * @op:              enum tr_pool_op answered
+ * @status:          TR_OK; TR_EREJECTED (a worker's init failed, at start
+ *                   or on grow; a failed grow keeps the workers that did
+ *                   start); TR_ECLOSED (the pool stopped before it could
+ *                   act); TR_ENOMEM; or a supervisor's error
+ * @workers:         slots now (the pool's size)
+ * @live:            slots whose worker runs now
+ * @count:           TR_POOL_OP_WORKERS: pids that follow the reply
+ * @pending:         messages waiting in the pool for a worker to start
+ * @round_robin, @least_loaded, @broadcast, @consistent_hash: messages
+ *                   routed by each strategy (a broadcast counts once)
+ * @delivered:       messages handed to workers (each broadcast copy
+ *                   counts); handled or counted as dead letters by the
+ *                   runtime from there
+ * @dropped:         messages the pool could not hand to any worker: a
+ *                   bounded worker mailbox full (TR_EFULL), more than
+ *                   @max_pending waiting, routed while the pool stops, or
+ *                   still waiting when it stopped
+ * @gathers:         scatter-gather requests served
+ * @restarts:        workers the supervisor restarted
+ */
+typedef struct tr_pool_reply {
+	uint64_t tag;
+	uint32_t op;
+	int32_t status;
+	uint32_t workers;
+	uint32_t live;
+	uint32_t count;
+	uint32_t pending;
+	uint64_t round_robin;
+	uint64_t least_loaded;
+	uint64_t broadcast;
+	uint64_t consistent_hash;
+	uint64_t delivered;
+	uint64_t dropped;
+	uint64_t gathers;
+	uint64_t restarts;
+} tr_pool_reply;
+
+/**
+ * struct tr_pool_gather_req - A scatter-gather request.
+ * @size:       sizeof(tr_pool_gather_req), an ABI guard; required
+ * @type:       the request's message type, below TR_MSG_SYSTEM_BASE
+ * @data:       its payload, copied; may be NULL when @len is 0
+ * @len:        payload size
+ * @count:      how many workers to ask: 0 (or more than run) asks every
+ *              running worker; otherwise the next @count running workers
+ *              in round-robin order
+ * @timeout_ms: how long to wait for the replies, at least 1
+ * @reply_type: type of the one result message, below TR_MSG_SYSTEM_BASE
+ *              (TR_MSG_POOL_GATHERED, or one of the caller's own)
+ */
+typedef struct tr_pool_gather_req {
+	size_t size;
+	uint32_t type;
+	const void *data;
+	size_t len;
+	uint32_t count;
+	uint64_t timeout_ms;
+	uint32_t reply_type;
+} tr_pool_gather_req;
+
+/**
+ * struct tr_pool_gather_result - The head of a scatter-gather result.
+ * @id:      the id tr_pool_gather() returned
+ * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
+ *           came first: the replies received are included, @missing
+ *           did not answer); TR_ENOENT (the pool stopped, or had no
+ *           running worker, before it sent the request); TR_EMSGSIZE
+ *           (the replies do not fit one message: only the counts come,
+ *           with @replied 0); TR_ENOMEM
+ * @asked:   workers the request was sent to
+ * @replied: replies included, at most one per worker asked, in arrival
+ *           order
+ * @missing: @asked - @replied
+ */
+typedef struct tr_pool_gather_result {
+	uint64_t id;
+	int32_t status;
+	uint32_t asked;
+	uint32_t replied;
+	uint32_t missing;
+} tr_pool_gather_result;
+
+/**
+ * struct tr_pool_gather_entry - One reply in a scatter-gather result.
+ * @worker: who replied
+ * @type:   the reply's type
+ * @data:   its bytes, pointing into the result message; NULL when empty
+ * @size:   number of bytes
+ */
+typedef struct tr_pool_gather_entry {
+	tr_pid worker;
+	uint32_t type;
+	const void *data;
+	size_t size;
+} tr_pool_gather_entry;
+
+/**
+ * tr_pool_start_link() - Start a pool linked with the calling actor, its
+ * parent: an exit signal from the parent (other than TR_EXIT_NORMAL)
+ * stops the workers and then the pool with the parent's reason.
+ * @cx:  context of the calling actor
+ * @cfg: the pool (copied)
+ * @tag: returned in the start reply
+ * @out: on success the pool's pid; may be NULL
+ *
+ * The workers start after this returns; the caller then gets one
+ * TR_MSG_POOL_REPLY with op TR_POOL_OP_START: TR_OK once they all
+ * started, or the error (TR_EREJECTED when a worker's init failed), after
+ * which the pool stops. Messages routed before the workers run wait in
+ * the pool.
+ * Ownership: @cfg is copied; @cfg->def and @cfg->arg are borrowed as
+ *            struct tr_pool_config says.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a small @cfg->size, a bad
+ *            definition, a worker count out of range, an unknown or hash
+ *            default strategy); TR_ENOMEM; TR_ECLOSED (the runtime is
+ *            stopping). On error no actor was started and no reply comes.
+ */
+TR_API tr_err tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg,
+				 uint64_t tag, tr_pid *out);
+
+/**
+ * tr_pool_start() - Start a pool from a thread that is not an actor and
+ * wait until its workers have started. It has no parent: stop it with
+ * TR_POOL_OP_STOP or with the runtime.
+ * @rt:  a started runtime
+ * @cfg: the pool (copied)
+ * @out: on TR_OK the pool's pid; TR_PID_NONE otherwise; may be NULL
+ *
+ * Ownership: as tr_pool_start_link().
+ * Thread:    any thread that is not a worker (it blocks).
+ * Return:    TR_OK; the errors of tr_pool_start_link() for bad input;
+ *            TR_EREJECTED (a worker's init failed; nothing is left
+ *            running); TR_ESTATE (@rt is not running); TR_ECLOSED (the
+ *            runtime stopped meanwhile); TR_ENOMEM.
+ */
+TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
+			    tr_pid *out);
+
+/**
+ * tr_pool_route() - Route a message through pool @pool.
+ * @cx:   context of the calling actor: the worker sees it as the sender
+ * @pool: the pool
+ * @how:  enum tr_pool_strategy
+ * @key:  TR_POOL_CONSISTENT_HASH: the key (equal keys reach the same
+ *        worker while the pool's size stays the same); ignored otherwise
+ * @type: the message's type, below TR_MSG_SYSTEM_BASE; the worker gets it
+ *        unchanged
+ * @data: payload, copied; may be NULL when @len is 0
+ * @len:  payload size
+ *
+ * The message is one send to the pool; the pool's choice and its send to
+ * the worker happen in the pool's next turn. Messages routed one after
+ * another by one sender to the same worker arrive in order.
+ * Ownership: none (@data is copied).
+ * Thread:    actor.
+ * Return:    TR_OK (a stopped pool makes it a dead letter, as any send);
+ *            TR_EINVAL (NULL @cx, TR_PID_NONE @pool, an unknown @how, a
+ *            reserved @type, NULL @data with @len > 0); TR_EMSGSIZE;
+ *            TR_ENOMEM; the other errors of tr_send().
+ */
+TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
+			    uint64_t key, uint32_t type, const void *data,
+			    size_t len);
+
+/**
+ * tr_pool_send() - tr_pool_route() with the pool's configured strategy.
+ * Ownership: none (@data is copied).
+ * Thread:    actor.
+ * Return:    as tr_pool_route().
+ */
+TR_API tr_err tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type,
+			   const void *data, size_t len);
+
+/**
+ * tr_pool_route_as() - tr_pool_route() from a thread that is not an actor.
+ * @rt:   the runtime of @pool
+ * @from: the sender the worker sees (an inbox, say); may be TR_PID_NONE
+ * @pool, @how, @key, @type, @data, @len: as for tr_pool_route()
+ *
+ * Ownership: none (@data is copied).
+ * Thread:    any.
+ * Return:    as tr_pool_route(); TR_EINVAL also for a NULL @rt.
+ */
+TR_API tr_err tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
+			       tr_pool_strategy how, uint64_t key,
+			       uint32_t type, const void *data, size_t len);
+
+/**
+ * tr_pool_gather() - Send a request to the workers of @pool and get one
+ * message with their replies (scatter-gather).
+ * @cx:   context of the calling actor, which receives the result
+ * @pool: the pool
+ * @req:  the request
+ * @id:   on success the id of the result; may be NULL
+ *
+ * A short-lived collector actor is started. The pool sends the request
+ * to the chosen workers with the collector as the sender, so a worker
+ * answers it like any request, by sending to tr_sender(). A reply counts
+ * when it comes from a worker that was asked (the first one from each).
+ * When every asked worker replied, or when @req->timeout_ms has passed
+ * since the call, the caller gets one message of @req->reply_type: read
+ * it with tr_pool_gather_parse() and tr_pool_gather_reply(). A reply
+ * that comes later is dropped (a dead letter once the collector is gone).
+ * On TR_OK exactly one result with this id reaches the caller, unless the
+ * caller stops first.
+ * Ownership: @req and the bytes it points to are copied.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
+ *            TR_PID_NONE @pool, a reserved type, NULL data with a length,
+ *            a zero timeout); TR_ENOMEM; TR_ECLOSED. On error no result
+ *            will arrive.
+ */
+TR_API tr_err tr_pool_gather(tr_ctx *cx, tr_pid pool,
+			     const tr_pool_gather_req *req, uint64_t *id);
+
+/**
+ * tr_pool_gather_as() - tr_pool_gather() from a thread that is not an
+ * actor.
+ * @rt:       the runtime of @pool
+ * @reply_to: who gets the result (an inbox, say)
+ * @pool, @req, @id: as for tr_pool_gather()
+ *
+ * Ownership: @req and the bytes it points to are copied.
+ * Thread:    any.
+ * Return:    as tr_pool_gather(); TR_EINVAL also for a NULL @rt or a
+ *            TR_PID_NONE @reply_to.
+ */
+TR_API tr_err tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
+				const tr_pool_gather_req *req, uint64_t *id);
+
+/**
+ * tr_pool_gather_parse() - Read the head of a scatter-gather result.
+ * @data: the payload (m->data, or tr_received.data)
+ * @size: its size
+ * @out:  filled on success
+ *
+ * Ownership: none.
+ * Thread:    any.
+ * Return:    TR_OK, or TR_EINVAL when the payload is not a gather result.
+ */
+TR_API tr_err tr_pool_gather_parse(const void *data, size_t size,
+				   tr_pool_gather_result *out);
+
+/**
+ * tr_pool_gather_reply() - Read reply @i of a scatter-gather result.
+ * @data: the payload
+ * @size: its size
+ * @i:    index, below result.replied
+ * @out:  filled on success; out->data points into @data
+ *
+ * Ownership: @out borrows from @data (valid as long as the message is).
+ * Thread:    any.
+ * Return:    TR_OK; TR_EINVAL (not a gather result, or a damaged one);
+ *            TR_ENOENT (@i is not below result.replied).
+ */
+TR_API tr_err tr_pool_gather_reply(const void *data, size_t size, uint32_t i,
+				   tr_pool_gather_entry *out);
+
+/**
+ * tr_pool_control() - Send a control request to @pool; the reply comes
+ * to the calling actor.
+ * @cx:   context of the calling actor
+ * @pool: the pool
+ * @req:  the request
+ *
+ * Exactly one TR_MSG_POOL_REPLY with @req->tag answers it, unless the
+ * pool stopped before taking it (then it is a dead letter, as any send).
+ * Ownership: @req is copied.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
+ *            TR_PID_NONE @pool, an unknown op, a resize out of range);
+ *            the errors of tr_send(). On error no reply comes.
+ */
+TR_API tr_err tr_pool_control(tr_ctx *cx, tr_pid pool,
+			      const tr_pool_request *req);
+
+/**
+ * tr_pool_control_as() - tr_pool_control() from a thread that is not an
+ * actor.
+ * @rt:       the runtime of @pool
+ * @reply_to: who gets the reply; TR_PID_NONE for none
+ * @pool:     the pool
+ * @req:      the request
+ *
+ * Ownership: @req is copied.
+ * Thread:    any.
+ * Return:    as tr_pool_control(); TR_EINVAL also for a NULL @rt.
+ */
+TR_API tr_err tr_pool_control_as(tr_runtime *rt, tr_pid reply_to,
+				 tr_pid pool, const tr_pool_request *req);
+
+/**
+ * tr_pool_reply_parse() - Read the struct tr_pool_reply at the start of a
+ * TR_MSG_POOL_REPLY payload.
+ * @data: the payload
+ * @size: its size
+ * @out:  filled on success
+ *
+ * Ownership: none.
+ * Thread:    any.
+ * Return:    TR_OK, or TR_EINVAL when the payload is not a reply.
+ */
+TR_API tr_err tr_pool_reply_parse(const void *data, size_t size,
+				  tr_pool_reply *out);
+
+/**
+ * tr_pool_reply_worker() - Read pid @i of a TR_POOL_OP_WORKERS reply.
+ * @data: the payload
+ * @size: its size
+ * @i:    slot index, below reply.count
+ * @out:  filled on success (TR_PID_NONE for a slot without a running
+ *        worker)
+ *
+ * Ownership: none.
+ * Thread:    any.
+ * Return:    TR_OK; TR_EINVAL (not a reply of that op); TR_ENOENT (@i is
+ *            not below reply.count).
+ */
+TR_API tr_err tr_pool_reply_worker(const void *data, size_t size, uint32_t i,
+				   tr_pid *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TROUPE_ACTORS_POOL_H */
