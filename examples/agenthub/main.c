@@ -1,0 +1,976 @@
+/*
+ * agenthub: an agent hub on troupe. Clients connect over TCP and send
+ * tasks as JSON lines; a manager splits each task into subtasks, a pool of
+ * supervised employees runs them (real tools as child processes, and a
+ * simulated model service behind a rate limiter and a circuit breaker),
+ * and the results stream back as JSON lines. Employees crash on purpose,
+ * the model fails and has outages, and every task still gets exactly one
+ * result.
+ *
+ *     agenthub                     the hub and 20 simulated clients for
+ *                                  10 s, a progress line a second, then a
+ *                                  summary and a self-check (exit 0 only
+ *                                  if it passes)
+ *     agenthub --no-load           only the hub, until Ctrl-C; then
+ *     nc 127.0.0.1 7400            and type "summarise the docs"
+ *
+ * The protocol, one JSON object per line each way:
+ *
+ *   client: {"task": "find error in server.log", "id": "a1"}
+ *           "id" is optional (a string or a number). A line that does not
+ *           start with "{" is a task in plain words; tasks without an id
+ *           get "auto-1", "auto-2", ... in the order of the connection.
+ *   hub:    {"id": "a1", "event": "accepted", "subtasks": 1}
+ *           {"id": "a1", "event": "progress", "done": 1, "total": 1,
+ *            "subtask": "grep error server.log"}
+ *           {"id": "a1", "event": "result", "ok": true,
+ *            "result": {"subtasks": 1, "retries": 0, "files":
+ *                       {"server.log": {"grep": {"word": "error",
+ *                                                "matches": 14}}}},
+ *            "ms": 4}
+ *   errors: {"event": "error", "error": "..."} for malformed JSON, a field
+ *           other than "task" and "id", or a task that cannot be taken
+ *           (with its "id" when it had one); the connection stays open. A
+ *           line over 4096 bytes gets "line too long" and is disconnected.
+ *
+ * "ok" is false when a subtask gave up (see lead.c): the result then
+ * holds what succeeded and a "failed" list. A task that runs longer than
+ * --task-timeout ends with "ok": false and {"error": "timed out ..."}.
+ *
+ * The actors (one file each, see agenthub.h):
+ *
+ *   listener -> session (one per client) -> "manager" -> jobs service
+ *     -> lead (one per task, a job) -> pool "employees"
+ *     -> employee (N, supervised) -> child processes, and
+ *        rate limiter -> circuit breaker -> tr_ask -> "model"
+ *   manager, leads -> "tasks" and "breaker" topics -> monitor
+ *   client (N, simulated, over loopback) -> the listener
+ *
+ * main() is not an actor. It sets everything up, waits on an inbox (for
+ * the listener's port, the clients' reports and Ctrl-C), drains the load,
+ * stops the runtime and checks that every count agrees with every other.
+ */
+#include "agenthub.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <troupe/actors/pool.h>
+#include <troupe/actors/supervisor.h>
+
+#ifndef AGENTHUB_DATA_DIR
+#define AGENTHUB_DATA_DIR "data"
+#endif
+
+struct hub hub;
+struct hub_stats stats;
+
+enum {
+	DRAIN_WAIT_MS = 120000, /* generous: sanitizer builds are slow */
+	SETTLE_WAIT_MS = 20000,
+};
+
+uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+now_ms(void)
+{
+	return now_ns() / 1000000u;
+}
+
+double
+hub_seconds(void)
+{
+	return (double)(now_ns() - hub.t0_ns) / 1e9;
+}
+
+/*
+ * Take @name for the calling actor. A restarted actor takes over the name
+ * of the one it replaces at once (tr_registry_replace), instead of waiting
+ * for the registry to notice that the old holder stopped; a live holder
+ * keeps its name.
+ */
+tr_err
+register_name(tr_ctx *cx, const char *name)
+{
+	tr_pid old;
+
+	if (tr_registry_whereis(hub.reg, name, &old) == TR_OK &&
+	    !tr_pid_eq(old, tr_self(cx))) {
+		if (tr_actor_alive(tr_ctx_runtime(cx), old)) {
+			return TR_EEXIST;
+		}
+		return tr_registry_replace(hub.reg, name, old, tr_self(cx));
+	}
+	return tr_registry_register_self(cx, hub.reg, name);
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: agenthub [options]\n"
+		"  --port P              listen on 127.0.0.1:P (default %d; 0: any)\n"
+		"  --seconds S           load for S seconds (default 10; 0: until "
+		"Ctrl-C)\n"
+		"  --no-load             only the hub, until Ctrl-C (for nc)\n"
+		"  --clients N           simulated clients (default 20)\n"
+		"  --tasks-per-client N  each client sends N tasks, then the run "
+		"ends\n"
+		"  --inflight N          tasks each client keeps open (default 1)\n"
+		"  --employees N         employees in the pool (default 8)\n"
+		"  --crash-rate R        fraction of subtask attempts that crash "
+		"their\n"
+		"                        employee (default 0.02)\n"
+		"  --model-fail F        fraction of model calls that fail "
+		"(default 0.05)\n"
+		"  --task-timeout MS     a task still running after MS ms fails "
+		"(default 30000)\n"
+		"  --model-rate N        model calls per second the limiter "
+		"allows\n"
+		"                        (default 200)\n"
+		"  --outage-every S      the model is down once every S seconds "
+		"(default 4;\n"
+		"                        0: never) ...\n"
+		"  --outage-ms MS        ... for MS milliseconds (default 1000)\n"
+		"  --workers N           scheduler threads (default: one per core)\n"
+		"  --seed N              seed of every random choice (default 1)\n"
+		"  --data DIR            the data files (default: the shipped "
+		"ones)\n"
+		"  --quiet               no progress lines\n",
+		DEFAULT_PORT);
+}
+
+static bool
+parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max) {
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool
+parse_rate(const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v >= 0.0 && v <= 1.0)) {
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static void
+parse_options(int argc, char **argv, struct hub_options *o,
+	      const char **data_dir)
+{
+	bool has_seconds = false;
+
+	*o = (struct hub_options){
+		.port = DEFAULT_PORT,
+		.seconds = 10,
+		.clients = 20,
+		.inflight = 1,
+		.employees = 8,
+		.crash_rate = 0.02,
+		.model_fail = 0.05,
+		.task_timeout_ms = 30000,
+		.model_rate = 200,
+		.outage_every_ms = 4000,
+		.outage_ms = 1000,
+		.seed = 1,
+	};
+	*data_dir = AGENTHUB_DATA_DIR;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		unsigned long n = 0;
+		bool ok = true;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			exit(0);
+		} else if (strcmp(a, "--no-load") == 0) {
+			o->is_no_load = true;
+			continue;
+		} else if (strcmp(a, "--quiet") == 0) {
+			o->is_quiet = true;
+			continue;
+		} else if (v == NULL) {
+			ok = false;
+		} else if (strcmp(a, "--port") == 0) {
+			ok = parse_uint(v, 65535, &n);
+			o->port = (uint16_t)n;
+		} else if (strcmp(a, "--seconds") == 0) {
+			ok = parse_uint(v, 86400, &n);
+			o->seconds = (unsigned)n;
+			has_seconds = true;
+		} else if (strcmp(a, "--clients") == 0) {
+			ok = parse_uint(v, 1000, &n);
+			o->clients = (unsigned)n;
+		} else if (strcmp(a, "--tasks-per-client") == 0) {
+			ok = parse_uint(v, 1000000, &n) && n > 0;
+			o->tasks_per_client = (unsigned)n;
+		} else if (strcmp(a, "--inflight") == 0) {
+			ok = parse_uint(v, 16, &n) && n > 0;
+			o->inflight = (unsigned)n;
+		} else if (strcmp(a, "--employees") == 0) {
+			ok = parse_uint(v, TR_POOL_MAX_WORKERS, &n) && n > 0;
+			o->employees = (unsigned)n;
+		} else if (strcmp(a, "--workers") == 0) {
+			ok = parse_uint(v, 64, &n);
+			o->workers = (unsigned)n;
+		} else if (strcmp(a, "--crash-rate") == 0) {
+			ok = parse_rate(v, &o->crash_rate) &&
+			     o->crash_rate <= 0.5;
+		} else if (strcmp(a, "--model-fail") == 0) {
+			ok = parse_rate(v, &o->model_fail);
+		} else if (strcmp(a, "--task-timeout") == 0) {
+			ok = parse_uint(v, 86400000, &n) && n > 0;
+			o->task_timeout_ms = (unsigned)n;
+		} else if (strcmp(a, "--model-rate") == 0) {
+			ok = parse_uint(v, 1000000, &n) && n > 0;
+			o->model_rate = (unsigned)n;
+		} else if (strcmp(a, "--outage-every") == 0) {
+			ok = parse_uint(v, 3600, &n);
+			o->outage_every_ms = (unsigned)n * 1000;
+		} else if (strcmp(a, "--outage-ms") == 0) {
+			ok = parse_uint(v, 3600000, &n);
+			o->outage_ms = (unsigned)n;
+		} else if (strcmp(a, "--seed") == 0) {
+			ok = parse_uint(v, ~0ul, &n);
+			o->seed = n;
+		} else if (strcmp(a, "--data") == 0) {
+			*data_dir = v;
+		} else {
+			ok = false;
+		}
+		if (!ok) {
+			fprintf(stderr, "agenthub: bad option %s%s%s\n", a,
+				v != NULL ? " " : "", v != NULL ? v : "");
+			usage(stderr);
+			exit(2);
+		}
+		i++;
+	}
+	/* Only the hub: nc users want it to stay up. */
+	if (o->is_no_load && !has_seconds) {
+		o->seconds = 0;
+	}
+	if (o->outage_ms >= o->outage_every_ms) {
+		o->outage_every_ms = 0; /* an outage that never ends: none */
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The data files                                                      */
+
+static bool
+is_data_name(const char *n)
+{
+	size_t len = strlen(n);
+	const char *dot = strrchr(n, '.');
+
+	if (len == 0 || len >= FILE_NAME_MAX || n[0] == '.' || dot == NULL ||
+	    dot == n || dot[1] == '\0') {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = n[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int
+cmp_file(const void *a, const void *b)
+{
+	return strcmp(((const struct data_file *)a)->name,
+		      ((const struct data_file *)b)->name);
+}
+
+/* The files the planner may choose from: plain names in @dir, sorted. */
+static bool
+load_data_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL) {
+		fprintf(stderr, "agenthub: cannot open the data directory %s: "
+			"%s\n", dir, strerror(errno));
+		return false;
+	}
+	snprintf(hub.data_dir, sizeof(hub.data_dir), "%s", dir);
+	while ((e = readdir(d)) != NULL && hub.n_files < MAX_FILES) {
+		if (!is_data_name(e->d_name)) {
+			continue;
+		}
+		struct data_file *f = &hub.files[hub.n_files++];
+		snprintf(f->name, sizeof(f->name), "%s", e->d_name);
+		snprintf(f->stem, sizeof(f->stem), "%s", e->d_name);
+		*strrchr(f->stem, '.') = '\0';
+		for (char *p = f->stem; *p; p++) { /* the planner lower-cases */
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		}
+	}
+	closedir(d);
+	qsort(hub.files, hub.n_files, sizeof(hub.files[0]), cmp_file);
+	if (hub.n_files == 0) {
+		fprintf(stderr, "agenthub: no data files in %s\n", dir);
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The run, seen from main                                             */
+
+struct run {
+	tr_runtime *rt;
+	tr_inbox *inbox;
+	tr_pid me;  /* the inbox's pid */
+	tr_pid top; /* supervisor of the model and the manager */
+	tr_pid pool;
+	tr_pid server;
+	tr_pid monitor;
+	tr_pid *clients;
+	struct client_args *client_args;
+	unsigned n_clients; /* the simulated ones plus the rogue */
+	uint16_t port;
+	/* what came back */
+	struct client_report *reports;
+	unsigned n_reports;
+	bool has_listening;
+	struct listening listening;
+	bool has_status;
+	struct mgr_status status;
+	bool has_report;
+	struct report report;
+	bool has_pool;
+	tr_pool_reply pool_stats;
+	unsigned signals;
+	double load_s;
+	tr_metrics fin;
+	tr_jobs_stats jobs;
+};
+
+static void
+die(const char *what, int err)
+{
+	fprintf(stderr, "agenthub: %s: %s\n", what, tr_strerror(err));
+	exit(1);
+}
+
+/* Take one message from the inbox, if one comes within @ms, and note
+ * what it says. */
+static void
+pump(struct run *r, int64_t ms)
+{
+	tr_received m;
+
+	if (tr_inbox_recv(r->inbox, ms, &m) != TR_OK) {
+		return;
+	}
+	switch (m.type) {
+	case TR_MSG_SIGNAL:
+		r->signals++;
+		printf("\n%s: finishing (again to stop at once)\n",
+		       r->signals == 1 ? "signal" : "second signal");
+		fflush(stdout);
+		if (r->signals > 1) {
+			tr_runtime_stop(r->rt);
+		}
+		break;
+	case MSG_LISTENING:
+		if (m.size == sizeof(r->listening)) {
+			memcpy(&r->listening, m.data, m.size);
+			r->has_listening = true;
+		}
+		break;
+	case MSG_CLIENT_DONE:
+		if (m.size == sizeof(struct client_report) &&
+		    r->n_reports < r->n_clients) {
+			memcpy(&r->reports[r->n_reports++], m.data, m.size);
+		}
+		break;
+	case MSG_STATUS_REPLY:
+		if (m.size == sizeof(r->status)) {
+			memcpy(&r->status, m.data, m.size);
+			r->has_status = true;
+		}
+		break;
+	case MSG_REPORT_REPLY:
+		if (m.size == sizeof(r->report)) {
+			memcpy(&r->report, m.data, m.size);
+			r->has_report = true;
+		}
+		break;
+	case TR_MSG_POOL_REPLY:
+		if (tr_pool_reply_parse(m.data, m.size, &r->pool_stats) ==
+		    TR_OK) {
+			r->has_pool = true;
+		}
+		break;
+	default:
+		break;
+	}
+	tr_received_fini(&m);
+}
+
+/* Pump until @done(r) or @ms pass (or a second Ctrl-C). */
+static bool
+wait_for(struct run *r, bool (*done)(const struct run *), int64_t ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (!done(r) && r->signals < 2) {
+		uint64_t now = now_ms();
+		if (now >= end) {
+			return false;
+		}
+		pump(r, (int64_t)(end - now < 200 ? end - now : 200));
+	}
+	return done(r);
+}
+
+static bool
+is_listening(const struct run *r)
+{
+	return r->has_listening;
+}
+
+static bool
+all_reported(const struct run *r)
+{
+	return r->n_reports == r->n_clients;
+}
+
+static bool
+has_status(const struct run *r)
+{
+	return r->has_status;
+}
+
+static bool
+has_report(const struct run *r)
+{
+	return r->has_report;
+}
+
+static bool
+has_pool(const struct run *r)
+{
+	return r->has_pool;
+}
+
+/* Create the services and the actors; listen. */
+static void
+setup(struct run *r)
+{
+	tr_err err;
+
+	tr_config cfg = tr_config_default();
+	cfg.workers = hub.opt.workers;
+	if ((err = tr_runtime_create(&cfg, &r->rt)) < 0) {
+		die("tr_runtime_create", err);
+	}
+
+	/* The shared services. `hub` is complete before any thread runs. */
+	tr_ratelimit_config rl = {
+		.size = sizeof(rl),
+		.rate = hub.opt.model_rate, /* calls per second */
+		.burst = 20,
+		.max_wait_ms = 250,
+	};
+	tr_breaker_config bc = {
+		.size = sizeof(bc),
+		.failure_threshold = 5, /* five failures in a row, or */
+		.window = 20,           /* half of the last twenty calls */
+		.min_calls = 10,
+		.failure_rate_pct = 50,
+		.recovery_ms = 500,     /* then half a second open */
+		.half_open_trials = 3,  /* then three trial calls */
+		.id = 1,
+	};
+	if ((err = tr_registry_create(r->rt, &hub.reg)) < 0 ||
+	    (err = tr_pubsub_create(r->rt, &hub.bus)) < 0 ||
+	    (err = tr_ratelimit_create(r->rt, &rl, &hub.limiter)) < 0 ||
+	    (err = tr_breaker_create(r->rt, &bc, &hub.breaker)) < 0 ||
+	    (err = tr_jobs_create(r->rt, NULL, &hub.jobs)) < 0) {
+		die("creating the services", err);
+	}
+	/* Each task runs as a job: a lead actor of its own, at most
+	 * LEADS_MAX at once; more wait in the jobs service's queue. */
+	if ((err = tr_jobs_register(hub.jobs, JOB_KIND_TASK, &lead_def,
+				    LEADS_MAX)) < 0) {
+		die("registering the task job", err);
+	}
+	hub.t0_ns = now_ns();
+	if ((err = tr_runtime_start(r->rt)) < 0 ||
+	    (err = tr_inbox_create(r->rt, &r->inbox)) < 0) {
+		die("starting the runtime", err);
+	}
+	r->me = tr_inbox_pid(r->inbox);
+	/* Ctrl-C and SIGTERM come to the inbox as messages. */
+	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
+		die("tr_runtime_handle_signals", err);
+	}
+
+	/* The progress printer first, so it hears every event. */
+	if ((err = tr_runtime_spawn(r->rt, &monitor_def, NULL,
+				    &r->monitor)) < 0) {
+		die("spawning the monitor", err);
+	}
+
+	/*
+	 * The employees: a pool, which starts them under its own supervisor
+	 * (one_for_one, permanent children). Injected crashes come fast, so
+	 * the restart intensity is set far above them; a real hub would keep
+	 * a tight limit (OTP's default is 1 in 5 s), so that an employee that
+	 * keeps crashing moves the failure up the tree.
+	 */
+	tr_pool_config pc = {
+		.size = sizeof(pc),
+		.def = &employee_def,
+		.workers = hub.opt.employees,
+		.strategy = TR_POOL_ROUND_ROBIN,
+		.intensity = 100000,
+		.period_ms = 1000,
+		.shutdown_ms = 1000,
+	};
+	if ((err = tr_pool_start(r->rt, &pc, &r->pool)) < 0 ||
+	    (err = tr_registry_register(hub.reg, NAME_EMPLOYEES, r->pool)) <
+		    0) {
+		die("starting the employees", err);
+	}
+
+	/* The model and the manager under a supervisor of their own; each
+	 * registers its name in init (again after a restart). */
+	tr_sup_flags flags = {
+		.size = sizeof(flags),
+		.strategy = TR_SUP_ONE_FOR_ONE,
+		.intensity = 5,
+		.period_ms = 10000,
+	};
+	tr_sup_child_spec specs[] = {
+		{ .size = sizeof(tr_sup_child_spec), .id = "model",
+		  .def = &model_def, .shutdown_ms = 1000 },
+		{ .size = sizeof(tr_sup_child_spec), .id = "manager",
+		  .def = &manager_def, .shutdown_ms = 1000 },
+	};
+	if ((err = tr_sup_start(r->rt, &flags, specs, 2, &r->top)) < 0) {
+		die("starting the model and the manager", err);
+	}
+
+	/* The listener answers MSG_LISTEN's sender, our inbox. */
+	if ((err = tr_runtime_spawn(r->rt, &server_def, NULL, &r->server)) <
+		    0 ||
+	    (err = tr_runtime_send_as(r->rt, r->me, r->server, MSG_LISTEN,
+				      &hub.opt.port, sizeof(hub.opt.port))) <
+		    0) {
+		die("starting the listener", err);
+	}
+	if (!wait_for(r, is_listening, 10000) || r->listening.status < 0) {
+		fprintf(stderr, "agenthub: cannot listen on port %u: %s\n",
+			hub.opt.port,
+			r->has_listening ? r->listening.error : "no answer");
+		exit(1);
+	}
+	r->port = r->listening.port;
+}
+
+static void
+start_load(struct run *r)
+{
+	/* The simulated clients, and one rogue that sends a line too long. */
+	r->n_clients = hub.opt.clients + (hub.opt.clients > 0 ? 1 : 0);
+	r->clients = calloc(r->n_clients + 1, sizeof(*r->clients));
+	r->client_args = calloc(r->n_clients + 1, sizeof(*r->client_args));
+	r->reports = calloc(r->n_clients + 1, sizeof(*r->reports));
+	if (r->clients == NULL || r->client_args == NULL ||
+	    r->reports == NULL) {
+		die("starting the clients", TR_ENOMEM);
+	}
+	for (unsigned i = 0; i < r->n_clients; i++) {
+		/* Read by the client's init, later: it must outlive this. */
+		r->client_args[i] = (struct client_args){
+			.index = i, .port = r->port, .report_to = r->me };
+		tr_err err = tr_runtime_spawn(r->rt, &client_def,
+					      &r->client_args[i],
+					      &r->clients[i]);
+		if (err < 0) {
+			die("spawning a client", err);
+		}
+	}
+}
+
+/* Let the load run; then drain it: no new tasks, wait for the results. */
+static void
+run_load(struct run *r)
+{
+	uint64_t t0 = now_ns();
+	bool is_timed = hub.opt.tasks_per_client == 0 && hub.opt.seconds > 0;
+	uint64_t end = t0 + (uint64_t)hub.opt.seconds * 1000000000u;
+
+	for (;;) {
+		if (r->signals > 0 || (r->n_clients > 0 && all_reported(r))) {
+			break;
+		}
+		if (is_timed && now_ns() >= end) {
+			break;
+		}
+		pump(r, 100);
+	}
+	r->load_s = (double)(now_ns() - t0) / 1e9;
+	for (unsigned i = 0; i < r->n_clients; i++) {
+		/* A client that already left makes this a dead letter. */
+		(void)tr_runtime_send(r->rt, r->clients[i], MSG_DRAIN, NULL, 0);
+	}
+	if (r->n_clients > 0 && !wait_for(r, all_reported, DRAIN_WAIT_MS)) {
+		printf("only %u of %u clients reported\n", r->n_reports,
+		       r->n_clients);
+	}
+}
+
+/* Wait until the manager has no task in flight (people with nc may have
+ * left some), then collect the totals. */
+static void
+settle(struct run *r)
+{
+	uint64_t end = now_ms() + SETTLE_WAIT_MS;
+
+	do {
+		r->has_status = false;
+		(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER,
+					  MSG_STATUS, NULL, 0);
+		if (!wait_for(r, has_status, 5000)) {
+			break;
+		}
+		if (r->status.in_flight == 0) {
+			break;
+		}
+		pump(r, 50);
+	} while (now_ms() < end && r->signals < 2);
+
+	/* Every injected crash should have been seen as a restart by now;
+	 * the last one may still be on its way to the pool. */
+	end = now_ms() + SETTLE_WAIT_MS;
+	do {
+		tr_pool_request q = { .size = sizeof(q),
+				      .op = TR_POOL_OP_STATS };
+		r->has_pool = false;
+		(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
+		if (!wait_for(r, has_pool, 5000) ||
+		    r->pool_stats.restarts >= stat_get(&stats.crashes)) {
+			break;
+		}
+		pump(r, 50);
+	} while (now_ms() < end && r->signals < 2);
+
+	(void)tr_runtime_send(r->rt, r->monitor, MSG_QUIET, NULL, 0);
+	(void)tr_runtime_send_as(r->rt, r->me, r->monitor, MSG_REPORT, NULL, 0);
+	(void)wait_for(r, has_report, 5000);
+}
+
+static void
+stop(struct run *r)
+{
+	tr_err err;
+
+	/* Everything stops at once: sessions, clients, employees and their
+	 * child processes, services. Nothing is in flight any more. */
+	tr_runtime_stop(r->rt);
+	if ((err = tr_runtime_join(r->rt)) < 0) {
+		die("tr_runtime_join", err);
+	}
+	r->fin.size = sizeof(r->fin);
+	(void)tr_runtime_metrics(r->rt, &r->fin);
+	r->jobs.size = sizeof(r->jobs);
+	(void)tr_jobs_stats_get(hub.jobs, &r->jobs);
+}
+
+/* ------------------------------------------------------------------ */
+/* Summary and self-check                                              */
+
+struct client_totals {
+	uint64_t sent, accepted, results, ok, progress;
+	uint64_t errors_expected, errors_seen, unexpected;
+	unsigned clean;
+	const char *problem;
+};
+
+static struct client_totals
+sum_clients(const struct run *r)
+{
+	struct client_totals t = { 0 };
+
+	for (unsigned i = 0; i < r->n_reports; i++) {
+		const struct client_report *c = &r->reports[i];
+
+		t.sent += c->sent;
+		t.accepted += c->accepted;
+		t.results += c->results;
+		t.ok += c->ok;
+		t.progress += c->progress;
+		t.errors_expected += c->errors_expected;
+		t.errors_seen += c->errors_seen;
+		t.unexpected += c->unexpected;
+		t.clean += c->is_clean ? 1 : 0;
+		if (c->unexpected > 0 && t.problem == NULL) {
+			t.problem = c->problem;
+		}
+	}
+	return t;
+}
+
+static void
+print_summary(const struct run *r)
+{
+	const struct report *rep = &r->report;
+	uint64_t calls = stat_get(&stats.model_calls);
+	uint64_t waits = stat_get(&stats.limiter_waits);
+
+	unsigned clients = hub.opt.is_no_load ? 0 : hub.opt.clients;
+
+	printf("\nsummary: %.1f s, %u client%s, %u employees, %u workers\n",
+	       r->load_s, clients, clients == 1 ? "" : "s", hub.opt.employees,
+	       r->fin.workers);
+	printf("  tasks      %" PRIu64 " accepted, %" PRIu64 " results: %"
+	       PRIu64 " ok, %" PRIu64 " partial or failed; %" PRIu64
+	       " cancelled (client gone); %.1f tasks/s\n",
+	       rep->accepted, rep->done, rep->ok, rep->done - rep->ok,
+	       rep->cancelled,
+	       r->load_s > 0 ? (double)rep->done / r->load_s : 0.0);
+	printf("  latency    p50 %" PRIu64 " ms, p90 %" PRIu64 " ms, p99 %"
+	       PRIu64 " ms, max %" PRIu64 " ms\n",
+	       rep->p50_ms, rep->p90_ms, rep->p99_ms, rep->max_ms);
+	printf("  subtasks   %" PRIu64 " tool runs (%" PRIu64 " failed), %"
+	       PRIu64 " model calls (%" PRIu64 " failed), %" PRIu64
+	       " refused by the open breaker\n",
+	       stat_get(&stats.tool_runs), stat_get(&stats.tool_failures),
+	       calls, stat_get(&stats.model_failures),
+	       stat_get(&stats.breaker_rejects));
+	printf("  jobs       %" PRIu64 " submitted: %" PRIu64 " succeeded, %"
+	       PRIu64 " failed, %" PRIu64 " timed out, %" PRIu64
+	       " cancelled\n",
+	       r->jobs.submitted, r->jobs.succeeded, r->jobs.failed,
+	       r->jobs.timed_out, r->jobs.cancelled);
+	printf("  retries    %" PRIu64 " after a crash, %" PRIu64
+	       " after a timeout, %" PRIu64 " after a model failure\n",
+	       rep->retries_crash, rep->retries_timeout, rep->retries_failure);
+	printf("  employees  %" PRIu64 " crashes injected, %" PRIu64
+	       " restarts by the supervisor\n",
+	       stat_get(&stats.crashes), r->pool_stats.restarts);
+	printf("  breaker    %" PRIu64 " changes%s%s\n", rep->breaker_changes,
+	       rep->breaker_changes ? ": " : "", rep->breaker_log);
+	printf("  limiter    %" PRIu64 " waits, %.1f ms on average; %" PRIu64
+	       " rejected\n",
+	       waits,
+	       waits ? (double)stat_get(&stats.limiter_wait_ms) /
+			       (double)waits
+		     : 0.0,
+	       stat_get(&stats.limiter_rejects));
+	printf("  sessions   %" PRIu64 " connections, %" PRIu64
+	       " tasks, %" PRIu64 " errors answered, %" PRIu64
+	       " cut off for a long line\n",
+	       stat_get(&stats.sessions), stat_get(&stats.sess_tasks),
+	       stat_get(&stats.sess_errors), stat_get(&stats.sess_too_long));
+	printf("  runtime    %" PRIu64 " messages handled, %" PRIu64
+	       " dead letters, %" PRIu64 " actors spawned\n",
+	       r->fin.msgs_handled, r->fin.dead_letters, r->fin.actors_spawned);
+}
+
+static int failures;
+
+static void expect(bool ok, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+expect(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("  %s  ", ok ? "ok  " : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!ok) {
+		failures++;
+	}
+}
+
+static void
+check(const struct run *r)
+{
+	const struct mgr_status *st = &r->status;
+	uint64_t s_tasks = stat_get(&stats.sess_tasks);
+	uint64_t s_acc = stat_get(&stats.sess_accepted);
+	uint64_t s_res = stat_get(&stats.sess_results);
+	uint64_t s_rej = stat_get(&stats.sess_rejected);
+	uint64_t s_lost = stat_get(&stats.sess_abandoned);
+	bool is_loaded = r->n_clients > 0;
+
+	printf("\nchecks\n");
+	expect(r->has_status && st->in_flight == 0 &&
+		       st->tasks == st->results + st->cancelled &&
+		       r->has_report && r->report.done == st->results &&
+		       r->report.accepted == st->tasks,
+	       "every accepted task got exactly one result: %" PRIu64
+	       " taken == %" PRIu64 " answered + %" PRIu64
+	       " cancelled, none in flight",
+	       st->tasks, st->results, st->cancelled);
+	const tr_jobs_stats *j = &r->jobs;
+	expect(j->submitted == st->tasks && j->queued == 0 && j->running == 0 &&
+		       j->succeeded + j->failed + j->timed_out + j->cancelled ==
+			       j->submitted,
+	       "every job ended once: %" PRIu64 " submitted == %" PRIu64
+	       " succeeded + %" PRIu64 " failed + %" PRIu64 " timed out + %"
+	       PRIu64 " cancelled",
+	       j->submitted, j->succeeded, j->failed, j->timed_out,
+	       j->cancelled);
+	expect(s_tasks == s_res + s_lost + s_rej && s_acc + s_rej == s_tasks,
+	       "sessions: %" PRIu64 " tasks, %" PRIu64 " accepted, %" PRIu64
+	       " results written, %" PRIu64 " refused, %" PRIu64
+	       " left open by clients that went away",
+	       s_tasks, s_acc, s_res, s_rej, s_lost);
+	if (is_loaded) {
+		struct client_totals c = sum_clients(r);
+		uint64_t expected = (uint64_t)hub.opt.tasks_per_client *
+				    hub.opt.clients;
+
+		expect(all_reported(r) && c.clean == r->n_clients,
+		       "%u of %u clients closed cleanly after their last "
+		       "result (%u simulated + 1 rogue)",
+		       c.clean, r->n_clients, hub.opt.clients);
+		expect(c.sent == c.accepted && c.accepted == c.results &&
+			       c.results == s_res && s_lost == 0 &&
+			       (expected == 0 || c.sent == expected),
+		       "no session lost a result: clients sent %" PRIu64
+		       ", got %" PRIu64 " accepted and %" PRIu64
+		       " results (%" PRIu64 " ok)%s",
+		       c.sent, c.accepted, c.results, c.ok,
+		       expected ? ", as many as asked for" : "");
+		expect(c.unexpected == 0,
+		       "the protocol held: %" PRIu64 " progress events, %" PRIu64
+		       " unexpected%s%s",
+		       c.progress, c.unexpected, c.problem ? ": " : "",
+		       c.problem ? c.problem : "");
+		expect(c.errors_seen == c.errors_expected &&
+			       stat_get(&stats.sess_too_long) == 1,
+		       "bad input: %" PRIu64 " errors provoked, %" PRIu64
+		       " answered, the long line cut off",
+		       c.errors_expected, c.errors_seen);
+	}
+	expect(r->has_pool &&
+		       r->pool_stats.restarts == stat_get(&stats.crashes),
+	       "every crashed employee was restarted: %" PRIu64
+	       " crashes, %" PRIu64 " restarts",
+	       stat_get(&stats.crashes), r->pool_stats.restarts);
+	expect(r->fin.actors_alive == 0 &&
+		       r->fin.actors_spawned == r->fin.actors_stopped &&
+		       r->fin.msgs_sent ==
+			       r->fin.msgs_handled + r->fin.dead_letters,
+	       "after join: %" PRIu64 " actors alive, msgs_sent %" PRIu64
+	       " == handled %" PRIu64 " + dead letters %" PRIu64,
+	       r->fin.actors_alive, r->fin.msgs_sent, r->fin.msgs_handled,
+	       r->fin.dead_letters);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct run r = { 0 };
+	const char *data_dir;
+
+	parse_options(argc, argv, &hub.opt, &data_dir);
+	if (!load_data_dir(data_dir)) {
+		return 1;
+	}
+	/* A client that resets its connection must not end the process
+	 * through SIGPIPE; the write fails instead. */
+	signal(SIGPIPE, SIG_IGN);
+
+	setup(&r);
+	printf("agenthub: troupe %s, %u workers, listening on 127.0.0.1:%u\n",
+	       tr_version(), tr_runtime_workers(r.rt), r.port);
+	printf("  data       %u files:", hub.n_files);
+	for (unsigned i = 0; i < hub.n_files; i++) {
+		printf(" %s", hub.files[i].name);
+	}
+	printf("\n  employees  %u in a pool under a supervisor; crash rate "
+	       "%.3g\n",
+	       hub.opt.employees, hub.opt.crash_rate);
+	printf("  model      5-30 ms, %.3g of calls fail", hub.opt.model_fail);
+	if (hub.opt.outage_every_ms > 0) {
+		printf(", down %u ms every %u s", hub.opt.outage_ms,
+		       hub.opt.outage_every_ms / 1000);
+	}
+	printf("; %u calls/s through the rate limiter\n", hub.opt.model_rate);
+	if (hub.opt.is_no_load) {
+		printf("  no load: connect with nc 127.0.0.1 %u, type a task "
+		       "(Ctrl-C to stop)\n",
+		       r.port);
+	} else if (hub.opt.tasks_per_client > 0) {
+		printf("  load       %u clients, %u tasks each, %u in flight\n",
+		       hub.opt.clients, hub.opt.tasks_per_client,
+		       hub.opt.inflight);
+	} else {
+		printf("  load       %u clients, %u in flight each, for %u s%s\n",
+		       hub.opt.clients, hub.opt.inflight, hub.opt.seconds,
+		       hub.opt.seconds == 0 ? " (until Ctrl-C)" : "");
+	}
+	fflush(stdout);
+
+	if (!hub.opt.is_no_load && hub.opt.clients > 0) {
+		start_load(&r);
+	}
+	run_load(&r);
+	settle(&r);
+	stop(&r);
+	print_summary(&r);
+	check(&r);
+
+	tr_inbox_destroy(r.inbox);
+	tr_jobs_destroy(hub.jobs);
+	tr_registry_destroy(hub.reg);
+	tr_pubsub_destroy(hub.bus);
+	tr_ratelimit_destroy(hub.limiter);
+	tr_breaker_destroy(hub.breaker);
+	tr_runtime_destroy(r.rt);
+	free(r.clients);
+	free(r.client_args);
+	free(r.reports);
+	printf("%s\n", failures == 0 ? "all checks passed" : "CHECKS FAILED");
+	return failures == 0 ? 0 : 1;
+}

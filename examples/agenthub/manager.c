@@ -1,0 +1,413 @@
+/*
+ * manager.c - the manager: the hub's front door for tasks.
+ *
+ * Sessions find it by name ("manager") and send it MSG_TASK. For each
+ * task it:
+ *
+ * 1. plans it (plan.c: which tools on which files, then the model);
+ * 2. submits it to the jobs service as a job of kind "task", with the plan
+ *    as the payload and itself as the watcher. The service queues the job
+ *    until one of LEADS_MAX slots is free, then starts a task lead for it
+ *    (lead.c), which runs the subtasks on the employees;
+ * 3. turns the job's events into answers for the session, in order:
+ *
+ *      job event                     session gets
+ *      TR_JOB_EV_QUEUED              MSG_ACCEPTED   (with the plan's size)
+ *      TR_JOB_EV_PROGRESS            MSG_PROGRESS   (one per subtask ended)
+ *      TR_JOB_EV_FINISHED            MSG_RESULT     (exactly once)
+ *
+ * The jobs service sends every event of a job from one actor and exactly
+ * one FINISHED per job, whatever happens to the lead: it completes, fails,
+ * crashes, runs past the task timeout (--task-timeout), or is cancelled.
+ * So a session gets exactly one result for every task the manager
+ * accepted. The manager monitors each session that has tasks; when one
+ * goes away, its jobs are cancelled.
+ *
+ * The manager also relays the circuit breaker's state changes to the
+ * "breaker" topic and publishes each task's lifecycle on "tasks", where
+ * the monitor listens.
+ *
+ * In asyncio terms: the manager is the dispatcher that would call
+ * job_manager.submit_job() and forward status updates to the websocket of
+ * whoever asked.
+ *
+ * Threads: one actor; its state is its own. It reads `hub` (read-only).
+ */
+#include "agenthub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include <troupe/actors/jobs.h>
+
+/* A task the manager accepted and has not answered yet. */
+struct task {
+	uint64_t job;   /* the job's id, also the task's number */
+	tr_pid session;
+	uint32_t seq;   /* the session's number for it */
+	uint32_t total; /* subtasks in the plan */
+	uint32_t done;  /* progress events so far */
+	uint64_t t0_ns;
+};
+
+/* A session we monitor because it has tasks. */
+struct watch {
+	tr_pid pid;
+	uint64_t ref;
+};
+
+struct manager {
+	struct task *tasks; /* in flight, in arrival order */
+	size_t n_tasks, cap_tasks;
+	struct watch *watches;
+	size_t n_watches, cap_watches;
+	uint64_t taken, answered, cancelled;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small tables                                                        */
+
+/*
+ * Linear searches keep the example short: a few dozen tasks are in flight
+ * at once. A hub for thousands would use a hash table here; the state is
+ * still the manager's alone, so whatever it picks needs no lock.
+ */
+static struct task *
+task_by_job(struct manager *mg, uint64_t job)
+{
+	for (size_t i = 0; i < mg->n_tasks; i++) {
+		if (mg->tasks[i].job == job) {
+			return &mg->tasks[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+task_remove(struct manager *mg, struct task *t)
+{
+	size_t i = (size_t)(t - mg->tasks);
+
+	memmove(&mg->tasks[i], &mg->tasks[i + 1],
+		(mg->n_tasks - i - 1) * sizeof(*mg->tasks));
+	mg->n_tasks--;
+}
+
+/* Make room for one more item in a growing array; false when out of
+ * memory (the array is untouched then). */
+static bool
+grow(void **items, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap) {
+		return true;
+	}
+	size_t ncap = *cap > 0 ? *cap * 2 : 16;
+	void *p = realloc(*items, ncap * size);
+	if (p == NULL) {
+		return false;
+	}
+	*items = p;
+	*cap = ncap;
+	return true;
+}
+
+/* Monitor a session unless we already do. */
+static bool
+watch(tr_ctx *cx, struct manager *mg, tr_pid pid)
+{
+	for (size_t i = 0; i < mg->n_watches; i++) {
+		if (tr_pid_eq(mg->watches[i].pid, pid)) {
+			return true;
+		}
+	}
+	if (!grow((void **)&mg->watches, &mg->cap_watches, mg->n_watches,
+		  sizeof(*mg->watches))) {
+		return false;
+	}
+	struct watch *w = &mg->watches[mg->n_watches];
+	/* A session that is already gone gets its DOWN (NOPROC) at once. */
+	if (tr_monitor(cx, pid, &w->ref) < 0) {
+		return false;
+	}
+	w->pid = pid;
+	mg->n_watches++;
+	return true;
+}
+
+static void
+publish(tr_ctx *cx, const struct task *t, uint32_t kind, bool ok,
+	uint64_t ms)
+{
+	struct task_event ev = {
+		.kind = kind,
+		.task = t->job,
+		.subtasks = t->total,
+		.ok = ok,
+		.ms = ms,
+	};
+
+	/* To every subscriber of "tasks" (the monitor); none is fine too. */
+	(void)tr_pubsub_publish(cx, hub.bus, TOPIC_TASKS, MSG_TASK_EVENT, &ev,
+				sizeof(ev));
+}
+
+/* ------------------------------------------------------------------ */
+/* Taking tasks                                                        */
+
+static void
+take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
+{
+	struct task_msg hdr;
+	struct lead_args *a = NULL;
+	tr_pid session = tr_sender(cx);
+	uint64_t job;
+
+	if (m->size < sizeof(hdr)) {
+		return;
+	}
+	memcpy(&hdr, m->data, sizeof(hdr));
+	if (hdr.len > TASK_TEXT_MAX || m->size != sizeof(hdr) + hdr.len) {
+		return;
+	}
+	if (!grow((void **)&mg->tasks, &mg->cap_tasks, mg->n_tasks,
+		  sizeof(*mg->tasks)) ||
+	    !watch(cx, mg, session) ||
+	    (a = malloc(sizeof(*a) + hdr.len)) == NULL) {
+		goto err_reject;
+	}
+	const char *text = (const char *)m->data + sizeof(hdr);
+	plan_task(text, hdr.len, &a->plan);
+	a->len = hdr.len;
+	memcpy(a->text, text, hdr.len);
+	/* The job's payload is copied: ours can go. We watch the job, so
+	 * its events, from QUEUED on, come to us. */
+	if (tr_jobs_submit(hub.jobs, JOB_KIND_TASK, a, sizeof(*a) + hdr.len,
+			   hub.opt.task_timeout_ms, tr_self(cx), &job) < 0) {
+		goto err_reject;
+	}
+	mg->tasks[mg->n_tasks++] = (struct task){
+		.job = job,
+		.session = session,
+		.seq = hdr.seq,
+		.total = a->plan.n,
+		.t0_ns = now_ns(),
+	};
+	mg->taken++;
+	free(a);
+	return;
+
+err_reject:
+	/* The task is refused, never accepted, so the session answers
+	 * with an error instead of waiting for a result. */
+	free(a);
+	(void)tr_send(cx, session, MSG_REJECTED, &hdr.seq, sizeof(hdr.seq));
+}
+
+/* ------------------------------------------------------------------ */
+/* Job events                                                          */
+
+/* A job ended other than with a result: a small "result" saying why. */
+static char *
+failure_json(const struct task *t, const tr_job_event *ev)
+{
+	cJSON *r = cJSON_CreateObject();
+	char why[160];
+
+	switch (ev->state) {
+	case TR_JOB_TIMED_OUT:
+		snprintf(why, sizeof(why), "timed out after %u ms",
+			 hub.opt.task_timeout_ms);
+		break;
+	case TR_JOB_CANCELLED:
+		snprintf(why, sizeof(why), "cancelled");
+		break;
+	default:
+		snprintf(why, sizeof(why), "the task's lead failed%s%s",
+			 ev->note[0] ? ": " : "", ev->note);
+		break;
+	}
+	cJSON_AddNumberToObject(r, "subtasks", t->total);
+	cJSON_AddStringToObject(r, "error", why);
+	char *text = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return text;
+}
+
+static void
+job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
+	     const tr_job_event *ev)
+{
+	uint64_t ms = (now_ns() - t->t0_ns) / 1000000u;
+	const struct lead_result *lr = ev->result;
+	char *owned = NULL;
+	const char *json;
+	bool ok = false;
+
+	if (ev->state == TR_JOB_CANCELLED) {
+		/* Only when its session went away: nobody to answer. */
+		mg->cancelled++;
+		publish(cx, t, TASK_EV_CANCELLED, false, ms);
+		task_remove(mg, t);
+		return;
+	}
+	if (ev->state == TR_JOB_SUCCEEDED && lr != NULL &&
+	    ev->result_size > sizeof(*lr) &&
+	    ((const char *)ev->result)[ev->result_size - 1] == '\0') {
+		ok = lr->ok;
+		json = lr->json;
+	} else {
+		owned = failure_json(t, ev);
+		json = owned != NULL ? owned : "{}";
+	}
+	size_t len = strlen(json);
+	struct result_msg *r = malloc(sizeof(*r) + len + 1);
+	if (r != NULL) {
+		r->seq = t->seq;
+		r->ok = ok;
+		r->ms = ms;
+		memcpy(r->json, json, len + 1);
+		/* The result can be a few KB: it moves as a pointer, not a
+		 * copy. If the session is gone, the runtime frees it. */
+		(void)tr_send_ptr(cx, t->session, MSG_RESULT, r,
+				  sizeof(*r) + len + 1, free);
+	}
+	cJSON_free(owned);
+	mg->answered++;
+	publish(cx, t, TASK_EV_DONE, ok, ms);
+	task_remove(mg, t);
+}
+
+static void
+job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
+{
+	tr_job_event ev;
+
+	if (tr_job_event_parse(m->data, m->size, &ev) != TR_OK) {
+		return;
+	}
+	struct task *t = task_by_job(mg, ev.id);
+	if (t == NULL) {
+		return;
+	}
+	switch (ev.event) {
+	case TR_JOB_EV_QUEUED: {
+		struct accepted_msg a = { .seq = t->seq, .total = t->total,
+					  .task = t->job };
+		(void)tr_send(cx, t->session, MSG_ACCEPTED, &a, sizeof(a));
+		publish(cx, t, TASK_EV_ACCEPTED, false, 0);
+		break;
+	}
+	case TR_JOB_EV_PROGRESS: {
+		/* The lead reports one event per subtask that ended, with the
+		 * subtask's label as the note. */
+		struct progress_msg p = { .seq = t->seq, .done = ++t->done,
+					  .total = t->total };
+		/* Labels are shorter than LABEL_MAX; cut anything longer. */
+		size_t n = strnlen(ev.note, sizeof(p.subtask) - 1);
+		memcpy(p.subtask, ev.note, n);
+		p.subtask[n] = '\0';
+		(void)tr_send(cx, t->session, MSG_PROGRESS, &p, sizeof(p));
+		break;
+	}
+	case TR_JOB_EV_FINISHED:
+		job_finished(cx, mg, t, &ev);
+		break;
+	default: /* TR_JOB_EV_STARTED: nothing to tell */
+		break;
+	}
+}
+
+/* A session stopped: cancel its jobs. Each still ends with one FINISHED
+ * event (cancelled, or whatever came first), which removes it. */
+static void
+session_down(struct manager *mg, const tr_down *d)
+{
+	for (size_t i = 0; i < mg->n_watches; i++) {
+		if (mg->watches[i].ref == d->ref) {
+			mg->watches[i] = mg->watches[--mg->n_watches];
+			break;
+		}
+	}
+	for (size_t i = 0; i < mg->n_tasks; i++) {
+		if (tr_pid_eq(mg->tasks[i].session, d->who)) {
+			(void)tr_jobs_cancel(hub.jobs, mg->tasks[i].job);
+		}
+	}
+}
+
+static int
+manager_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)state;
+	(void)arg;
+	/* State changes of the breaker come to us; we relay them to the
+	 * "breaker" topic, where anyone may listen. */
+	tr_err err = tr_breaker_subscribe(hub.breaker, tr_self(cx));
+	if (err < 0 && err != TR_EEXIST) {
+		return err;
+	}
+	return register_name(cx, NAME_MANAGER);
+}
+
+static void
+manager_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct manager *mg = state;
+
+	switch (m->type) {
+	case MSG_TASK:
+		take_task(cx, mg, m);
+		break;
+	case TR_MSG_JOB_EVENT:
+		job_event(cx, mg, m);
+		break;
+	case TR_MSG_DOWN: {
+		tr_down d;
+
+		if (payload(m, &d, sizeof(d))) {
+			session_down(mg, &d);
+		}
+		break;
+	}
+	case TR_MSG_BREAKER_STATE:
+		(void)tr_pubsub_publish(cx, hub.bus, TOPIC_BREAKER,
+					MSG_BREAKER_EVENT, m->data, m->size);
+		break;
+	case MSG_STATUS: {
+		struct mgr_status st = {
+			.tasks = mg->taken,
+			.results = mg->answered,
+			.cancelled = mg->cancelled,
+			.in_flight = mg->n_tasks,
+		};
+		(void)tr_send(cx, tr_sender(cx), MSG_STATUS_REPLY, &st,
+			      sizeof(st));
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void
+manager_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct manager *mg = state;
+
+	(void)reason;
+	(void)tr_breaker_unsubscribe(hub.breaker, tr_self(cx));
+	free(mg->tasks);
+	free(mg->watches);
+}
+
+const tr_actor_def manager_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "manager",
+	.state_size = sizeof(struct manager),
+	.init = manager_init,
+	.teardown = manager_teardown,
+	.handle = manager_handle,
+};
