@@ -10,7 +10,7 @@
  * start_server(), except that it never awaits: it returns from every
  * handler, and the next message, a line or an answer, comes in later.
  *
- * The protocol (also at the top of main.c and in docs/actors/agenthub.md):
+ * The protocol (also at the top of main.c and in the agent hub chapter of docs/GUIDE.md):
  *
  *   client: {"task": "summarise the docs", "id": "a1"}   (id optional)
  *   hub:    {"id": "a1", "event": "accepted", "subtasks": 8}
