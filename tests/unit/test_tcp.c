@@ -414,6 +414,123 @@ test_io_threads(void)
 	fx_finish(&f);
 }
 
+/*
+ * A reply bigger than the socket takes at once: the direct write sends a
+ * part, the rest goes to the loop first, and a second write queued behind
+ * it comes out after it, byte for byte.
+ */
+#define BIG_REPLY (3u << 20)
+
+static unsigned char
+big_byte(size_t i)
+{
+	return (unsigned char)('a' + (i * 7u + i / 4093u) % 26u);
+}
+
+static void
+big_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type == TR_MSG_TCP_DATA) {
+		const tr_tcp_data *d = m->data;
+		unsigned char *buf = malloc(BIG_REPLY);
+		if (buf == NULL) {
+			return;
+		}
+		for (size_t i = 0; i < BIG_REPLY; i++) {
+			buf[i] = big_byte(i);
+		}
+		/* Two of them: the socket's send buffer grows to about
+		 * 4 MiB, so the second send() is cut short or refused. */
+		(void)tr_tcp_write(cx, d->conn, buf, BIG_REPLY);
+		(void)tr_tcp_write(cx, d->conn, buf, BIG_REPLY);
+		(void)tr_tcp_write(cx, d->conn, "END\n", 4);
+		free(buf);
+	} else if (m->type == TR_MSG_TCP_CLOSED) {
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+	}
+}
+
+static const tr_actor_def big_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "big-reply",
+	.handle = big_handle,
+};
+
+static void
+bserver_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+
+	if (m->type == MSG_GO) {
+		*probe = tr_sender(cx);
+		(void)tr_tcp_listen(cx, "127.0.0.1", 0, &big_def, NULL, NULL);
+	} else if (m->type == TR_MSG_TCP_LISTENING) {
+		tr_tcp_listening l;
+		memcpy(&l, m->data, sizeof(l));
+		uint16_t port = l.status == 0 ? l.port : 0;
+		(void)tr_send(cx, *probe, MSG_PORT, &port, sizeof(port));
+	}
+}
+
+static const tr_actor_def bserver_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "big-server",
+	.state_size = sizeof(tr_pid),
+	.handle = bserver_handle,
+};
+
+static void
+test_big_reply_in_order(void)
+{
+	struct fx f;
+	size_t total = 2 * (size_t)BIG_REPLY + 4;
+	char *back = malloc(total);
+
+	CHECK(back != NULL);
+	fx_start(&f, 2);
+	tr_pid srv = fx_spawn(&f, &bserver_def, NULL);
+	uint16_t port = 0;
+	SEND(&f, srv, MSG_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_PORT, &port, sizeof(port)));
+	/* A small receive buffer (set before connecting: shrinking it on a
+	 * live connection can stall it), so the server's socket fills. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int small = 4096;
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(write(fd, "go\n", 3) == 3);
+	/* Let the server fill its side before we read. */
+	harness_nap_us(200000);
+	size_t got = 0;
+	uint64_t deadline = harness_now_ms() + 20000;
+	while (got < total && harness_now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0) {
+			continue;
+		}
+		ssize_t r = read(fd, back + got, total - got);
+		if (r <= 0) {
+			break;
+		}
+		got += (size_t)r;
+	}
+	CHECK_EQ_U64(got, total);
+	size_t bad = 0;
+	for (size_t i = 0; i < 2 * (size_t)BIG_REPLY && i < got; i++) {
+		bad += (unsigned char)back[i] != big_byte(i % BIG_REPLY);
+	}
+	CHECK_EQ_U64(bad, 0);
+	CHECK(got == total &&
+	      memcmp(back + 2 * (size_t)BIG_REPLY, "END\n", 4) == 0);
+	close(fd);
+	free(back);
+	fx_finish(&f);
+}
+
 static void
 test_stop_with_open_connections(void)
 {
@@ -458,6 +575,8 @@ static const struct test_case tests[] = {
 	  test_connect_timeout },
 	{ "tcp: three I/O loops, listener argument reaches every connection",
 	  test_io_threads },
+	{ "tcp: a reply larger than the socket buffer stays whole and in order",
+	  test_big_reply_in_order },
 	{ NULL, NULL },
 };
 
