@@ -47,6 +47,8 @@
  */
 #include <troupe/actors/jobs.h>
 
+#include "defs.h"
+
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -216,76 +218,18 @@ jw_teardown(tr_ctx *cx, void *state, int32_t reason)
 	h->payload = NULL;
 }
 
-struct jdef {
-	struct jdef *next;
-	tr_actor_def user; /* the key, by value */
-	tr_actor_def def;  /* what job actors are spawned with */
-};
+static _Atomic(struct tra_def *) jdefs;
 
-static _Atomic(struct jdef *) jdefs;
-
-static bool
-def_same(const tr_actor_def *a, const tr_actor_def *b)
+/* Job actors run the wrapper, with the job's header before the state. */
+static void
+derive_job(const tr_actor_def *user, tr_actor_def *out)
 {
-	return a->name == b->name && a->state_size == b->state_size &&
-	       a->init == b->init && a->teardown == b->teardown &&
-	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound;
-}
-
-static const struct jdef *
-jdef_find(const struct jdef *w, const tr_actor_def *user)
-{
-	for (; w != NULL; w = w->next) {
-		if (def_same(&w->user, user)) {
-			return w;
-		}
-	}
-	return NULL;
-}
-
-/* The wrapped copy of @user, compared by value. */
-static const struct jdef *
-jdef_get(const tr_actor_def *user)
-{
-	/* acquire: pairs with the release CAS below, so the entries walked
-	 * are complete. */
-	struct jdef *head = atomic_load_explicit(&jdefs, memory_order_acquire);
-	const struct jdef *d = jdef_find(head, user);
-	if (d != NULL) {
-		return d;
-	}
-	if (user->state_size > SIZE_MAX - HDR_SIZE) {
-		return NULL;
-	}
-	struct jdef *w = calloc(1, sizeof(*w));
-	if (w == NULL) {
-		return NULL;
-	}
-	memcpy(&w->user, user, sizeof(tr_actor_def));
-	w->user.size = sizeof(tr_actor_def);
-	w->def.size = sizeof(tr_actor_def);
-	w->def.name = user->name;
-	w->def.state_size = HDR_SIZE + user->state_size;
-	w->def.init = jw_init;
-	w->def.teardown = jw_teardown;
-	w->def.handle = jw_handle;
-	w->def.mailbox_bound = user->mailbox_bound;
-	for (;;) {
-		w->next = head;
-		/* acq_rel: the release half publishes *w to the acquire load
-		 * above; on failure, acquire the newer head, whose entries we
-		 * then walk. */
-		if (atomic_compare_exchange_weak_explicit(
-			    &jdefs, &head, w, memory_order_acq_rel,
-			    memory_order_acquire)) {
-			return w;
-		}
-		d = jdef_find(head, user);
-		if (d != NULL) {
-			free(w);
-			return d;
-		}
-	}
+	out->name = user->name;
+	out->state_size = HDR_SIZE + user->state_size;
+	out->init = jw_init;
+	out->teardown = jw_teardown;
+	out->handle = jw_handle;
+	out->mailbox_bound = user->mailbox_bound;
 }
 
 /* ------------------------------------------------------------------ */
@@ -326,7 +270,7 @@ struct job {
 struct kind {
 	struct kind *next;
 	char name[TR_JOBS_KIND_MAX + 1];
-	const struct jdef *jd;
+	const struct tra_def *jd;
 	uint32_t max;
 	uint32_t active;
 	struct job *qhead;
@@ -1218,7 +1162,8 @@ tr_jobs_register(tr_jobs *j, const char *kind, const tr_actor_def *def,
 	    max_concurrency == 0) {
 		return TR_EINVAL;
 	}
-	const struct jdef *jd = jdef_get(def);
+	const struct tra_def *jd = def->state_size > SIZE_MAX - HDR_SIZE
+		? NULL : tra_def_get(&jdefs, def, derive_job);
 	if (jd == NULL) {
 		return TR_ENOMEM;
 	}

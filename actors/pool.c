@@ -50,6 +50,8 @@
  */
 #include <troupe/actors/pool.h>
 
+#include "defs.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -136,74 +138,16 @@ struct entry_hdr {
 /* ------------------------------------------------------------------ */
 /* Measurable copies of worker definitions                             */
 
-struct wdef {
-	struct wdef *next;
-	tr_actor_def user; /* the key, by value */
-	tr_actor_def def;  /* what workers are spawned with */
-};
+static _Atomic(struct tra_def *) wdefs;
 
-static _Atomic(struct wdef *) wdefs;
-
-static bool
-def_same(const tr_actor_def *a, const tr_actor_def *b)
+static void
+derive_measurable(const tr_actor_def *user, tr_actor_def *out)
 {
-	return a->name == b->name && a->state_size == b->state_size &&
-	       a->init == b->init && a->teardown == b->teardown &&
-	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound;
-}
-
-static const tr_actor_def *
-wdef_find(struct wdef *w, const tr_actor_def *user)
-{
-	for (; w != NULL; w = w->next) {
-		if (def_same(&w->user, user)) {
-			return &w->def;
-		}
-	}
-	return NULL;
-}
-
-/*
- * The copy of @user with a bound. Entries are compared by value, so a
- * definition at an address that held another one earlier gets its own.
- */
-static const tr_actor_def *
-wdef_get(const tr_actor_def *user)
-{
-	/* acquire: pairs with the release CAS below, so the entries walked
-	 * are complete. */
-	struct wdef *head = atomic_load_explicit(&wdefs, memory_order_acquire);
-	const tr_actor_def *d = wdef_find(head, user);
-	if (d != NULL) {
-		return d;
-	}
-	struct wdef *w = calloc(1, sizeof(*w));
-	if (w == NULL) {
-		return NULL;
-	}
-	memcpy(&w->user, user, sizeof(tr_actor_def));
-	w->def = w->user;
-	w->def.size = sizeof(tr_actor_def);
-	if (w->def.mailbox_bound == 0) {
+	*out = *user;
+	if (out->mailbox_bound == 0) {
 		/* A bound that never refuses, only so that the queue length
 		 * is counted (see tr_mailbox_len()). */
-		w->def.mailbox_bound = UINT32_MAX;
-	}
-	for (;;) {
-		w->next = head;
-		/* acq_rel: the release half publishes *w to the acquire load
-		 * above; on failure, acquire the newer head, whose entries we
-		 * then walk. */
-		if (atomic_compare_exchange_weak_explicit(
-			    &wdefs, &head, w, memory_order_acq_rel,
-			    memory_order_acquire)) {
-			return &w->def;
-		}
-		d = wdef_find(head, user);
-		if (d != NULL) {
-			free(w);
-			return d;
-		}
+		out->mailbox_bound = UINT32_MAX;
 	}
 }
 
@@ -1252,7 +1196,9 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 						 : DEFAULT_PERIOD_MS,
 		.observer = p->self,
 	};
-	p->wdef = wdef_get(cfg->def);
+	const struct tra_def *wd = tra_def_get(&wdefs, cfg->def,
+						 derive_measurable);
+	p->wdef = wd != NULL ? &wd->def : NULL;
 	free(b);
 	tr_trap_exit(cx, true);
 	if (!tr_pid_is_none(p->boot_link)) {

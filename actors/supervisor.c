@@ -44,6 +44,8 @@
  */
 #include <troupe/actors/supervisor.h>
 
+#include "defs.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -286,74 +288,14 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 	return err < 0 ? err : r;
 }
 
-struct wrap {
-	struct wrap *next;
-	tr_actor_def user; /* the key, by value */
-	tr_actor_def def;  /* what children are spawned with */
-};
+static _Atomic(struct tra_def *) wraps;
 
-static _Atomic(struct wrap *) wraps;
-
-static bool
-def_same(const tr_actor_def *a, const tr_actor_def *b)
+/* Children with an init start from a copy whose init acknowledges. */
+static void
+derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 {
-	return a->name == b->name && a->state_size == b->state_size &&
-	       a->init == b->init && a->teardown == b->teardown &&
-	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound;
-}
-
-static const tr_actor_def *
-wrap_find(struct wrap *w, const tr_actor_def *user)
-{
-	for (; w != NULL; w = w->next) {
-		if (def_same(&w->user, user)) {
-			return &w->def;
-		}
-	}
-	return NULL;
-}
-
-/*
- * The copy of @user whose init acknowledges. Entries are compared by
- * value, so a definition at an address that held another one earlier
- * gets an entry of its own.
- */
-static const tr_actor_def *
-wrap_get(const tr_actor_def *user)
-{
-	/* acquire: pairs with the release CAS below, so the entries walked
-	 * are complete. */
-	struct wrap *head = atomic_load_explicit(&wraps, memory_order_acquire);
-	const tr_actor_def *d = wrap_find(head, user);
-	if (d != NULL) {
-		return d;
-	}
-	struct wrap *w = malloc(sizeof(*w));
-	if (w == NULL) {
-		return NULL;
-	}
-	memset(w, 0, sizeof(*w));
-	memcpy(&w->user, user, sizeof(tr_actor_def));
-	w->def = w->user;
-	w->def.size = sizeof(tr_actor_def);
-	w->def.init = wrap_init;
-	for (;;) {
-		w->next = head;
-		/* acq_rel: the release half publishes *w to the acquire load
-		 * above (C11 wants the success order at least as strong as the
-		 * failure one); on failure, acquire the newer head, whose
-		 * entries we then walk. */
-		if (atomic_compare_exchange_weak_explicit(
-			    &wraps, &head, w, memory_order_acq_rel,
-			    memory_order_acquire)) {
-			return &w->def;
-		}
-		d = wrap_find(head, user);
-		if (d != NULL) {
-			free(w);
-			return d;
-		}
-	}
+	*out = *user;
+	out->init = wrap_init;
 }
 
 /* ------------------------------------------------------------------ */
@@ -802,7 +744,8 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 		*needs_ack = false;
 		return tr_spawn_link(cx, c->sp.def, c->sp.arg, pid);
 	}
-	const tr_actor_def *w = wrap_get(c->sp.def);
+	const struct tra_def *wd = tra_def_get(&wraps, c->sp.def, derive_wrap);
+	const tr_actor_def *w = wd != NULL ? &wd->def : NULL;
 	struct start_rec *rec = malloc(sizeof(*rec));
 	if (w == NULL || rec == NULL) {
 		free(rec);
