@@ -43,6 +43,8 @@
  */
 #include <troupe/actors/pubsub.h>
 
+#include "names.h"
+
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -66,10 +68,8 @@ struct snap {
 };
 
 struct topic {
-	struct topic *next; /* shard chain */
+	struct tra_name key; /* first: the name table's entry */
 	struct snap *snap;  /* never NULL; swapped under the shard's wrlock */
-	uint64_t hash;
-	size_t len;
 	char name[]; /* len bytes and a NUL */
 };
 
@@ -88,13 +88,6 @@ struct sub {
 	struct member *members;
 };
 
-struct shard {
-	alignas(CACHE_LINE) pthread_rwlock_t lock;
-	struct topic **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
-};
-
 /* Publish counters: relaxed, on their own line, away from wmu's. */
 struct pub_counters {
 	alignas(CACHE_LINE) atomic_uint_fast64_t published;
@@ -104,7 +97,7 @@ struct pub_counters {
 };
 
 struct tr_pubsub {
-	struct shard shards[NSHARDS];
+	struct tra_shard shards[NSHARDS];
 	struct pub_counters pc;
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
@@ -120,34 +113,6 @@ struct tr_pubsub {
 struct watcher {
 	tr_pubsub *ps;
 };
-
-/* ---- hashing ------------------------------------------------------------- */
-
-/* splitmix64's finaliser: every input bit reaches every output bit. */
-static uint64_t
-mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9u;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebu;
-	x ^= x >> 31;
-	return x;
-}
-
-/* FNV-1a, then mixed so that both the top (shard) and low (bucket) bits
- * are usable. */
-static uint64_t
-hash_topic(const char *s, size_t len)
-{
-	uint64_t h = 14695981039346656037u;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211u;
-	}
-	return mix64(h);
-}
 
 static tr_err
 check_topic(const char *topic, size_t *len)
@@ -168,7 +133,7 @@ pid_ok(tr_pid pid)
 	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
 }
 
-static struct shard *
+static struct tra_shard *
 shard_of(tr_pubsub *ps, uint64_t hash)
 {
 	return &ps->shards[hash >> (64u - SHARD_BITS)];
@@ -202,69 +167,23 @@ snap_release(struct snap *s)
 	}
 }
 
-/* ---- topic shards -------------------------------------------------------- */
+/* ---- topic shards (actors/names.c) ------------------------------------- */
 
-/* Under the shard's lock (either mode), or under wmu. */
 static struct topic *
-shard_find(const struct shard *sh, uint64_t hash, const char *name,
+topic_find(const struct tra_shard *sh, uint64_t hash, const char *name,
 	   size_t len)
 {
-	struct topic *t = sh->buckets[hash & (sh->nbuckets - 1)];
-
-	for (; t != NULL; t = t->next) {
-		if (t->hash == hash && t->len == len &&
-		    memcmp(t->name, name, len) == 0) {
-			return t;
-		}
-	}
-	return NULL;
+	/* The key is the first member. */
+	return (struct topic *)tra_shard_find(sh, hash, name, len);
 }
 
-/*
- * Double the buckets when the next insertion would pass a load of 1; the
- * array is allocated before the lock is taken. Without memory the chains
- * just grow longer. Under wmu.
- */
 static void
-shard_maybe_grow(struct shard *sh)
+free_topic(struct tra_name *e)
 {
-	if (sh->count + 1 <= sh->nbuckets) {
-		return;
-	}
-	size_t nb = sh->nbuckets * 2;
-	struct topic **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
-	pthread_rwlock_wrlock(&sh->lock);
-	struct topic **old = sh->buckets;
-	for (size_t i = 0; i < sh->nbuckets; i++) {
-		struct topic *t = old[i];
-		while (t != NULL) {
-			struct topic *next = t->next;
-			size_t b = t->hash & (nb - 1);
-			t->next = fresh[b];
-			fresh[b] = t;
-			t = next;
-		}
-	}
-	sh->buckets = fresh;
-	sh->nbuckets = nb;
-	pthread_rwlock_unlock(&sh->lock);
-	free(old);
-}
+	struct topic *t = (struct topic *)e;
 
-/* Under wmu. */
-static void
-shard_insert(struct shard *sh, struct topic *t)
-{
-	shard_maybe_grow(sh);
-	pthread_rwlock_wrlock(&sh->lock);
-	size_t b = t->hash & (sh->nbuckets - 1);
-	t->next = sh->buckets[b];
-	sh->buckets[b] = t;
-	sh->count++;
-	pthread_rwlock_unlock(&sh->lock);
+	snap_release(t->snap);
+	free(t);
 }
 
 /*
@@ -275,18 +194,11 @@ shard_insert(struct shard *sh, struct topic *t)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct shard *sh = shard_of(ps, t->hash);
+	struct tra_shard *sh = shard_of(ps, t->key.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
-		pthread_rwlock_wrlock(&sh->lock);
-		struct topic **pp = &sh->buckets[t->hash & (sh->nbuckets - 1)];
-		while (*pp != t) {
-			pp = &(*pp)->next;
-		}
-		*pp = t->next;
-		sh->count--;
-		pthread_rwlock_unlock(&sh->lock);
+		tra_shard_remove(sh, &t->key);
 		snap_release(old);
 		free(t);
 		ps->st.topics--;
@@ -314,7 +226,7 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 static struct sub **
 sub_slot(tr_pubsub *ps, tr_pid pid)
 {
-	struct sub **pp = &ps->subs[mix64(pid.v) & (ps->nsub_buckets - 1)];
+	struct sub **pp = &ps->subs[tra_mix64(pid.v) & (ps->nsub_buckets - 1)];
 
 	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
 		pp = &(*pp)->next;
@@ -337,7 +249,7 @@ subs_maybe_grow(tr_pubsub *ps)
 		struct sub *s = ps->subs[i];
 		while (s != NULL) {
 			struct sub *next = s->next;
-			size_t b = mix64(s->pid.v) & (nb - 1);
+			size_t b = tra_mix64(s->pid.v) & (nb - 1);
 			s->next = fresh[b];
 			fresh[b] = s;
 			s = next;
@@ -536,18 +448,7 @@ static void
 pubsub_free(tr_pubsub *ps)
 {
 	for (unsigned i = 0; i < NSHARDS; i++) {
-		struct shard *sh = &ps->shards[i];
-		for (size_t b = 0; b < sh->nbuckets; b++) {
-			struct topic *t = sh->buckets[b];
-			while (t != NULL) {
-				struct topic *next = t->next;
-				snap_release(t->snap);
-				free(t);
-				t = next;
-			}
-		}
-		free(sh->buckets);
-		pthread_rwlock_destroy(&sh->lock);
+		tra_shard_fini(&ps->shards[i], free_topic);
 	}
 	for (size_t b = 0; b < ps->nsub_buckets; b++) {
 		struct sub *s = ps->subs[b];
@@ -603,18 +504,12 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 	atomic_init(&ps->pc.delivered, 0);
 	atomic_init(&ps->pc.failed, 0);
 	for (; ninit < NSHARDS; ninit++) {
-		struct shard *sh = &ps->shards[ninit];
-		sh->buckets = calloc(SHARD_BUCKETS0, sizeof(*sh->buckets));
-		if (sh->buckets == NULL) {
+		err = tra_shard_init(&ps->shards[ninit], SHARD_BUCKETS0);
+		if (err < 0) {
 			goto err_shards;
 		}
-		if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
-			free(sh->buckets);
-			err = TR_ESYS;
-			goto err_shards;
-		}
-		sh->nbuckets = SHARD_BUCKETS0;
 	}
+	err = TR_ENOMEM;
 	ps->subs = calloc(SUB_BUCKETS0, sizeof(*ps->subs));
 	if (ps->subs == NULL) {
 		goto err_shards;
@@ -639,8 +534,7 @@ err_subs:
 	free(ps->subs);
 err_shards:
 	while (ninit-- > 0) {
-		free(ps->shards[ninit].buckets);
-		pthread_rwlock_destroy(&ps->shards[ninit].lock);
+		tra_shard_fini(&ps->shards[ninit], free_topic);
 	}
 	free(ps);
 	return err;
@@ -672,8 +566,8 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = hash_topic(topic, len);
-	struct shard *sh = shard_of(ps, hash);
+	uint64_t hash = tra_hash_name(topic, len);
+	struct tra_shard *sh = shard_of(ps, hash);
 	struct topic *fresh_t = NULL;
 	struct snap *fresh = NULL;
 	struct member *mb = NULL;
@@ -683,7 +577,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct topic *t = shard_find(sh, hash, topic, len);
+	struct topic *t = topic_find(sh, hash, topic, len);
 	struct sub *s = *sub_slot(ps, pid);
 	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
@@ -716,11 +610,12 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		t = fresh_t;
 		fresh_t = NULL;
 		t->snap = fresh;
-		t->hash = hash;
-		t->len = len;
+		t->key.hash = hash;
+		t->key.len = len;
+		t->key.name = t->name;
 		memcpy(t->name, topic, len);
 		t->name[len] = '\0';
-		shard_insert(sh, t);
+		tra_shard_insert(sh, &t->key);
 		ps->st.topics++;
 	} else {
 		pthread_rwlock_wrlock(&sh->lock);
@@ -767,11 +662,11 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = hash_topic(topic, len);
-	struct shard *sh = shard_of(ps, hash);
+	uint64_t hash = tra_hash_name(topic, len);
+	struct tra_shard *sh = shard_of(ps, hash);
 
 	pthread_mutex_lock(&ps->wmu);
-	struct topic *t = shard_find(sh, hash, topic, len);
+	struct topic *t = topic_find(sh, hash, topic, len);
 	struct sub *s = *sub_slot(ps, pid);
 	struct member **pp =
 		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
@@ -826,12 +721,12 @@ publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
 	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = hash_topic(topic, tlen);
-	struct shard *sh = shard_of(ps, hash);
+	uint64_t hash = tra_hash_name(topic, tlen);
+	struct tra_shard *sh = shard_of(ps, hash);
 	struct snap *snap = NULL;
 
 	pthread_rwlock_rdlock(&sh->lock);
-	struct topic *t = shard_find(sh, hash, topic, tlen);
+	struct topic *t = topic_find(sh, hash, topic, tlen);
 	if (t != NULL) {
 		snap = t->snap;
 		/*
@@ -909,10 +804,10 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 	if (ps == NULL || check_topic(topic, &len) < 0) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = hash_topic(topic, len);
-	struct shard *sh = shard_of(ps, hash);
+	uint64_t hash = tra_hash_name(topic, len);
+	struct tra_shard *sh = shard_of(ps, hash);
 	pthread_rwlock_rdlock(&sh->lock);
-	struct topic *t = shard_find(sh, hash, topic, len);
+	struct topic *t = topic_find(sh, hash, topic, len);
 	uint32_t n = t != NULL ? t->snap->n : 0;
 	pthread_rwlock_unlock(&sh->lock);
 	return n > INT32_MAX ? INT32_MAX : (int)n;

@@ -34,6 +34,8 @@
  */
 #include <troupe/actors/registry.h>
 
+#include "names.h"
+
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -57,13 +59,11 @@
 struct holder;
 
 struct rname {
-	struct rname *next;  /* shard chain */
+	struct tra_name key; /* first: the name table's entry */
 	struct rname *hprev; /* holder's name list */
 	struct rname *hnext;
 	struct holder *holder;
 	tr_pid pid; /* == holder->pid; what a lookup reads */
-	uint64_t hash;
-	size_t len;
 	char name[]; /* len bytes and a NUL */
 };
 
@@ -76,15 +76,8 @@ struct holder {
 	struct rname *names;
 };
 
-struct shard {
-	alignas(CACHE_LINE) pthread_rwlock_t lock;
-	struct rname **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
-};
-
 struct tr_registry {
-	struct shard shards[NSHARDS];
+	struct tra_shard shards[NSHARDS];
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
 	tr_pid watcher;
@@ -99,34 +92,6 @@ struct tr_registry {
 struct watcher {
 	tr_registry *reg;
 };
-
-/* ---- hashing ------------------------------------------------------------- */
-
-/* splitmix64's finaliser: every input bit reaches every output bit. */
-static uint64_t
-mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9u;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebu;
-	x ^= x >> 31;
-	return x;
-}
-
-/* FNV-1a, then mixed so that both the top (shard) and low (bucket) bits
- * are usable. */
-static uint64_t
-hash_name(const char *s, size_t len)
-{
-	uint64_t h = 14695981039346656037u;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211u;
-	}
-	return mix64(h);
-}
 
 static tr_err
 check_name(const char *name, size_t *len)
@@ -147,90 +112,26 @@ pid_ok(tr_pid pid)
 	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
 }
 
-static struct shard *
+static struct tra_shard *
 shard_of(tr_registry *reg, uint64_t hash)
 {
 	return &reg->shards[hash >> (64u - SHARD_BITS)];
 }
 
-/* ---- name shards --------------------------------------------------------- */
+/* ---- name shards (actors/names.c) -------------------------------------- */
 
-/* Under the shard's lock (either mode), or under wmu. */
 static struct rname *
-shard_find(const struct shard *sh, uint64_t hash, const char *name,
+rname_find(const struct tra_shard *sh, uint64_t hash, const char *name,
 	   size_t len)
 {
-	struct rname *n = sh->buckets[hash & (sh->nbuckets - 1)];
-
-	for (; n != NULL; n = n->next) {
-		if (n->hash == hash && n->len == len &&
-		    memcmp(n->name, name, len) == 0) {
-			return n;
-		}
-	}
-	return NULL;
+	/* The key is the first member. */
+	return (struct rname *)tra_shard_find(sh, hash, name, len);
 }
 
-/*
- * Double the buckets when the next insertion would pass a load of 1. The
- * new array is allocated before the lock is taken, so readers wait only
- * for the rehash. Without memory the chains just grow longer.
- * Under wmu.
- */
 static void
-shard_maybe_grow(struct shard *sh)
+free_rname(struct tra_name *e)
 {
-	if (sh->count + 1 <= sh->nbuckets) {
-		return;
-	}
-	size_t nb = sh->nbuckets * 2;
-	struct rname **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
-	pthread_rwlock_wrlock(&sh->lock);
-	struct rname **old = sh->buckets;
-	for (size_t i = 0; i < sh->nbuckets; i++) {
-		struct rname *n = old[i];
-		while (n != NULL) {
-			struct rname *next = n->next;
-			size_t b = n->hash & (nb - 1);
-			n->next = fresh[b];
-			fresh[b] = n;
-			n = next;
-		}
-	}
-	sh->buckets = fresh;
-	sh->nbuckets = nb;
-	pthread_rwlock_unlock(&sh->lock);
-	free(old);
-}
-
-/* Under wmu. */
-static void
-shard_insert(struct shard *sh, struct rname *n)
-{
-	shard_maybe_grow(sh);
-	pthread_rwlock_wrlock(&sh->lock);
-	size_t b = n->hash & (sh->nbuckets - 1);
-	n->next = sh->buckets[b];
-	sh->buckets[b] = n;
-	sh->count++;
-	pthread_rwlock_unlock(&sh->lock);
-}
-
-/* Under wmu. */
-static void
-shard_remove(struct shard *sh, struct rname *n)
-{
-	pthread_rwlock_wrlock(&sh->lock);
-	struct rname **pp = &sh->buckets[n->hash & (sh->nbuckets - 1)];
-	while (*pp != n) {
-		pp = &(*pp)->next;
-	}
-	*pp = n->next;
-	sh->count--;
-	pthread_rwlock_unlock(&sh->lock);
+	free(e);
 }
 
 /* ---- holders (all under wmu) --------------------------------------------- */
@@ -239,7 +140,7 @@ static struct holder **
 holder_slot(tr_registry *reg, tr_pid pid)
 {
 	struct holder **pp =
-		&reg->holders[mix64(pid.v) & (reg->nholder_buckets - 1)];
+		&reg->holders[tra_mix64(pid.v) & (reg->nholder_buckets - 1)];
 
 	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
 		pp = &(*pp)->next;
@@ -262,7 +163,7 @@ holders_maybe_grow(tr_registry *reg)
 		struct holder *h = reg->holders[i];
 		while (h != NULL) {
 			struct holder *next = h->next;
-			size_t b = mix64(h->pid.v) & (nb - 1);
+			size_t b = tra_mix64(h->pid.v) & (nb - 1);
 			h->next = fresh[b];
 			fresh[b] = h;
 			h = next;
@@ -372,7 +273,7 @@ holder_purge(tr_registry *reg, struct holder *h)
 	while (h->names != NULL) {
 		struct rname *n = h->names;
 		h->names = n->hnext;
-		shard_remove(shard_of(reg, n->hash), n);
+		tra_shard_remove(shard_of(reg, n->key.hash), &n->key);
 		free(n);
 		reg->st.removed++;
 		reg->st.names--;
@@ -489,17 +390,7 @@ static void
 registry_free(tr_registry *reg)
 {
 	for (unsigned i = 0; i < NSHARDS; i++) {
-		struct shard *sh = &reg->shards[i];
-		for (size_t b = 0; b < sh->nbuckets; b++) {
-			struct rname *n = sh->buckets[b];
-			while (n != NULL) {
-				struct rname *next = n->next;
-				free(n);
-				n = next;
-			}
-		}
-		free(sh->buckets);
-		pthread_rwlock_destroy(&sh->lock);
+		tra_shard_fini(&reg->shards[i], free_rname);
 	}
 	for (size_t b = 0; b < reg->nholder_buckets; b++) {
 		struct holder *h = reg->holders[b];
@@ -546,18 +437,12 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 	reg->rt = rt;
 	reg->st.size = sizeof(reg->st);
 	for (; ninit < NSHARDS; ninit++) {
-		struct shard *sh = &reg->shards[ninit];
-		sh->buckets = calloc(SHARD_BUCKETS0, sizeof(*sh->buckets));
-		if (sh->buckets == NULL) {
+		err = tra_shard_init(&reg->shards[ninit], SHARD_BUCKETS0);
+		if (err < 0) {
 			goto err_shards;
 		}
-		if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
-			free(sh->buckets);
-			err = TR_ESYS;
-			goto err_shards;
-		}
-		sh->nbuckets = SHARD_BUCKETS0;
 	}
+	err = TR_ENOMEM;
 	reg->holders = calloc(HOLDER_BUCKETS0, sizeof(*reg->holders));
 	if (reg->holders == NULL) {
 		goto err_shards;
@@ -582,8 +467,7 @@ err_holders:
 	free(reg->holders);
 err_shards:
 	while (ninit-- > 0) {
-		free(reg->shards[ninit].buckets);
-		pthread_rwlock_destroy(&reg->shards[ninit].lock);
+		tra_shard_fini(&reg->shards[ninit], free_rname);
 	}
 	free(reg);
 	return err;
@@ -609,8 +493,9 @@ rname_new(const char *name, size_t len, uint64_t hash)
 
 	if (n != NULL) {
 		memset(n, 0, sizeof(*n));
-		n->hash = hash;
-		n->len = len;
+		n->key.hash = hash;
+		n->key.len = len;
+		n->key.name = n->name;
 		memcpy(n->name, name, len);
 		n->name[len] = '\0';
 	}
@@ -635,8 +520,8 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = hash_name(name, len);
-	struct shard *sh = shard_of(reg, hash);
+	uint64_t hash = tra_hash_name(name, len);
+	struct tra_shard *sh = shard_of(reg, hash);
 	/* Allocated before the lock; freed unused if the name exists. */
 	struct rname *fresh = rname_new(name, len, hash);
 	if (fresh == NULL) {
@@ -647,7 +532,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct rname *n = shard_find(sh, hash, name, len);
+	struct rname *n = rname_find(sh, hash, name, len);
 	struct holder *h;
 	if (n == NULL) {
 		err = holder_get(reg, pid, &h);
@@ -655,7 +540,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 			goto out;
 		}
 		fresh->pid = pid;
-		shard_insert(sh, fresh);
+		tra_shard_insert(sh, &fresh->key);
 		holder_link(reg, h, fresh);
 		fresh = NULL;
 		reg->st.registered++;
@@ -721,12 +606,12 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = hash_name(name, len);
-	struct shard *sh = shard_of(reg, hash);
+	uint64_t hash = tra_hash_name(name, len);
+	struct tra_shard *sh = shard_of(reg, hash);
 	pthread_mutex_lock(&reg->wmu);
-	struct rname *n = shard_find(sh, hash, name, len);
+	struct rname *n = rname_find(sh, hash, name, len);
 	if (n != NULL) {
-		shard_remove(sh, n);
+		tra_shard_remove(sh, &n->key);
 		holder_unlink(reg, n);
 		reg->st.unregistered++;
 		reg->st.names--;
@@ -757,10 +642,10 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = hash_name(name, len);
-	struct shard *sh = shard_of(reg, hash);
+	uint64_t hash = tra_hash_name(name, len);
+	struct tra_shard *sh = shard_of(reg, hash);
 	pthread_rwlock_rdlock(&sh->lock);
-	struct rname *n = shard_find(sh, hash, name, len);
+	struct rname *n = rname_find(sh, hash, name, len);
 	if (n != NULL) {
 		*out = n->pid;
 	}
