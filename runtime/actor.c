@@ -92,7 +92,7 @@ stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
 static struct tr__msg_cache *
 cache_of(struct tr__worker *w)
 {
-	return w != NULL ? w->cache : NULL;
+	return w != NULL ? w->cache : tr__msg_thread_cache();
 }
 
 /* ------------------------------------------------------------------ */
@@ -234,9 +234,36 @@ tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
 	msg->m.size = len;
 	msg->m.data = msg->data;
 	msg->free_fn = NULL;
-	msg->iflags = 0;
 	if (len > 0) {
 		memcpy(msg->data, data, len);
+	}
+	return tr__send_node(rt, w, to, msg, false);
+}
+
+struct tr__msg *
+tr__msg_new(struct tr__worker *w, size_t len)
+{
+	struct tr__msg *msg = tr__msg_alloc(cache_of(w), len);
+
+	if (msg != NULL) {
+		msg->m.flags = 0;
+		msg->m.size = len;
+		msg->m.data = msg->data;
+		msg->free_fn = NULL;
+	}
+	return msg;
+}
+
+tr_err
+tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+	       uint64_t to, uint32_t type, struct tr__msg *msg,
+	       tr_free_fn release)
+{
+	msg->m.type = type;
+	msg->m.from.v = from;
+	if (release != NULL) {
+		msg->free_fn = release;
+		msg->iflags |= TR__MSG_I_HOOK;
 	}
 	return tr__send_node(rt, w, to, msg, false);
 }
@@ -248,7 +275,6 @@ tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
 	struct tr__actor *a = tr__actor_lookup(rt, to);
 
 	msg->to = to;
-	msg->iflags = 0;
 	if (tr__unlikely(a == NULL ||
 			 atomic_load_explicit(&a->pid, memory_order_relaxed) !=
 				 to)) {

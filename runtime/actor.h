@@ -123,6 +123,19 @@ tr_err tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 		    uint64_t to, uint32_t type, void *ptr, size_t len,
 		    tr_free_fn free_fn, bool bounded);
 
+/*
+ * A message built in place, for hot paths that would otherwise copy or
+ * allocate twice: tr__msg_new() gives a node with @len inline bytes at
+ * msg->data (m.data and m.size set; the caller may point m.data inside
+ * the bytes); tr__send_built() sends it unbounded (runtime-internal, may
+ * use reserved types). @release, if not NULL, runs on m.data when the
+ * payload is freed, on every path, and must not free the bytes.
+ */
+struct tr__msg *tr__msg_new(struct tr__worker *w, size_t len);
+tr_err tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+		      uint64_t to, uint32_t type, struct tr__msg *msg,
+		      tr_free_fn release);
+
 /* Options of tr__spawn beyond the public ones. */
 #define TR__SPAWN_LINK 0x1u    /* link the new actor with opts.parent */
 #define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */

@@ -18,6 +18,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/alloc.h"
+#include "runtime/internal.h"
 #include "runtime/sched.h"
 
 struct tr__blocking_job {
@@ -32,6 +33,7 @@ struct tr__blocking_job {
 struct pool_arg {
 	struct tr__blocking *b;
 	tr_runtime *rt;
+	unsigned index;
 };
 
 tr_err
@@ -55,6 +57,7 @@ pool_main(void *p)
 	struct tr__blocking *b = pa.b;
 
 	tr__free(p, sizeof(struct pool_arg));
+	tr__thread_name("tr-blocking-", pa.index);
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		while (b->head == NULL && !b->stop) {
@@ -95,6 +98,7 @@ tr__blocking_start(struct tr__blocking *b, tr_runtime *rt)
 		}
 		pa->b = b;
 		pa->rt = rt;
+		pa->index = i;
 		if (pthread_create(&b->threads[i], NULL, pool_main, pa) != 0) {
 			tr__free(pa, sizeof(*pa));
 			tr__blocking_shutdown(b);

@@ -50,4 +50,10 @@ tr__cpu_relax(void)
 #endif
 }
 
+/*
+ * Name the calling thread "<prefix><index>" (at most 15 characters) so
+ * that top -H, gdb and perf show which of the runtime's threads is which.
+ */
+void tr__thread_name(const char *prefix, unsigned index);
+
 #endif /* TR_RUNTIME_INTERNAL_H */

@@ -31,6 +31,7 @@
 #include "runtime/actor.h"
 #include "runtime/alloc.h"
 #include "runtime/internal.h"
+#include "runtime/msg.h"
 #include "runtime/runtime.h"
 #include "runtime/stack.h"
 
@@ -121,6 +122,7 @@ struct tr__io {
 	void *tcps;              /* listeners and connections (io_tcp.c) */
 	_Atomic bool closed;     /* stop command sent: no more commands */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
+	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
 	bool sig_on;
 	uint64_t sig_to;
 	struct io_timer *timers[TIMER_BUCKETS];
@@ -386,6 +388,8 @@ io_main(void *arg)
 	struct tr__io *io = arg;
 	sigset_t pipe;
 
+	tr__thread_name("tr-io-", io->index);
+
 	/*
 	 * libuv writes with write()/writev(), so a peer that reset its
 	 * connection raises SIGPIPE, whose default action ends the process.
@@ -396,7 +400,12 @@ io_main(void *arg)
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	/* Reads become messages here: recycle the nodes workers free. */
+	tr__msg_cache_init(io->cache, &io->rt->msg_pool);
+	tr__msg_thread_cache_set(io->cache);
 	uv_run(&io->loop, UV_RUN_DEFAULT);
+	tr__msg_thread_cache_set(NULL);
+	tr__msg_cache_fini(io->cache);
 	return NULL;
 }
 

@@ -43,6 +43,7 @@
 #include "runtime/alloc.h"
 #include "runtime/internal.h"
 #include "runtime/io_loop.h"
+#include "runtime/msg.h"
 #include "runtime/runtime.h"
 
 #define TCP_BUCKETS 1024u
@@ -390,8 +391,9 @@ req_new(enum req_kind kind, uint64_t id)
 	return r;
 }
 
+/* Release hook of a DATA message: the bytes go with the node. */
 static void
-data_free(void *p)
+data_release(void *p)
 {
 	struct data_hdr *d = tr__container_of(p, struct data_hdr, pub);
 	struct tcp *t = d->t;
@@ -407,7 +409,6 @@ data_free(void *p)
 			tr__free(r, sizeof(*r));
 		}
 	}
-	tr__free(d, sizeof(*d) + d->len);
 	unref(t);
 }
 
@@ -443,23 +444,29 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		return;
 	}
-	/* Exactly what was read: memory stays proportional to the data. */
-	struct data_hdr *out = tr__alloc(sizeof(*out) + (size_t)nread);
-	if (out == NULL) {
+	/*
+	 * One node holds the header and the bytes: memory stays proportional
+	 * to the data, and a read of a few KiB comes from the loop's node
+	 * cache (nodes the workers freed), not from malloc.
+	 */
+	struct tr__msg *msg = tr__msg_new(NULL, sizeof(struct data_hdr) +
+						       (size_t)nread);
+	if (msg == NULL) {
 		tcp_close(t, UV_ENOMEM);
 		return;
 	}
+	struct data_hdr *out = (struct data_hdr *)(void *)msg->data;
 	memcpy(out->pub.bytes, buf->base, (size_t)nread);
 	out->t = t;
 	out->len = (size_t)nread;
 	out->pub.conn.v = t->id;
 	out->pub.len = (size_t)nread;
+	msg->m.data = &out->pub;
+	msg->m.size = sizeof(tr_tcp_data) + (size_t)nread;
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->unread, nread, memory_order_relaxed);
-	(void)tr__send_ptr(tr__io_runtime(t->io), NULL, t->owner, t->owner,
-			   TR_MSG_TCP_DATA, &out->pub,
-			   sizeof(tr_tcp_data) + (size_t)nread, data_free,
-			   false);
+	(void)tr__send_built(tr__io_runtime(t->io), NULL, t->owner, t->owner,
+			     TR_MSG_TCP_DATA, msg, data_release);
 	update_reading(t);
 }
 
@@ -1077,8 +1084,10 @@ current_conn(tr_ctx *cx, tr_tcp conn)
 {
 	const tr_msg *m = cx->msg;
 
-	if (m == NULL || m->type != TR_MSG_TCP_DATA ||
-	    !(m->flags & TR_MSG_F_PTR) || m->data == NULL) {
+	/* Only the runtime sends this type, always built with its hook. */
+	if (m == NULL || m->type != TR_MSG_TCP_DATA || m->data == NULL ||
+	    !(tr__container_of(m, const struct tr__msg, m)->iflags &
+	      TR__MSG_I_HOOK)) {
 		return NULL;
 	}
 	const tr_tcp_data *d = m->data;

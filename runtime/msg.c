@@ -10,17 +10,42 @@
 #include "runtime/alloc.h"
 #include "runtime/internal.h"
 
-/* 96 bytes hold a 32-byte payload: ints, pids and small structs. */
-static const uint32_t class_size[TR__MSG_CLASSES] = { 96, 192, 512 };
+/*
+ * 96 bytes hold a 32-byte payload: ints, pids and small structs. 2048
+ * holds a socket read of a few dozen request lines, so a TCP connection's
+ * DATA usually needs no malloc on the I/O thread and no free on a worker.
+ */
+static const uint32_t class_size[TR__MSG_CLASSES] = { 96, 192, 512, 2048 };
 
 /*
- * Nodes a worker keeps per class. 4096 x 96 B is 384 KiB: enough to absorb
+ * Nodes a thread keeps per class. 4096 x 96 B is 384 KiB: enough to absorb
  * the burst of a producer that outruns its consumer on another worker
- * without handing memory back to malloc on every message.
+ * without handing memory back to malloc on every message. The larger
+ * classes keep about 1 MiB each.
  */
-#define CACHE_MAX 4096u
-/* Nodes per batch handed to the shared pool. */
+static const uint32_t class_cap[TR__MSG_CLASSES] = { 4096, 4096, 2048, 512 };
+/* Nodes per batch handed to the shared pool (at most any cap). */
 #define BATCH 256u
+
+_Static_assert(BATCH <= 512, "a batch must fit in every class's cache");
+
+/*
+ * The cache of the calling thread when it is not a worker (an I/O loop
+ * sets one; other foreign threads have none and use the allocator).
+ */
+static _Thread_local struct tr__msg_cache *tl_cache;
+
+struct tr__msg_cache *
+tr__msg_thread_cache(void)
+{
+	return tl_cache;
+}
+
+void
+tr__msg_thread_cache_set(struct tr__msg_cache *caches)
+{
+	tl_cache = caches;
+}
 
 /*
  * A batch is a chain of nodes; its header (stack entry, last node, count)
@@ -144,6 +169,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 		}
 		msg->cls = TR__MSG_BIG;
 		msg->alloc_size = (uint32_t)need;
+		msg->iflags = 0;
 		return msg;
 	}
 	if (caches != NULL &&
@@ -159,6 +185,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 	}
 	msg->cls = (uint16_t)cls;
 	msg->alloc_size = class_size[cls];
+	msg->iflags = 0;
 	return msg;
 }
 
@@ -170,7 +197,7 @@ tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg)
 
 		set_next(msg, c->head);
 		c->head = msg;
-		if (++c->count > CACHE_MAX) {
+		if (++c->count > class_cap[msg->cls]) {
 			spill(c);
 		}
 		return;

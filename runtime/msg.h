@@ -20,11 +20,17 @@
 
 #include "runtime/mailbox.h"
 
-#define TR__MSG_CLASSES 3
+#define TR__MSG_CLASSES 4
 #define TR__MSG_BIG 0xFFFFu /* not from a size class */
 
 /* Internal flag bits in tr__msg.iflags. */
 #define TR__MSG_I_COUNTED 0x1u /* counted in the receiver's mb_len */
+/*
+ * The payload lies inline in the node but has a release hook: free_fn
+ * runs on m.data when the payload is freed (after the handler, or as a
+ * dead letter) and must not free the bytes, which go with the node.
+ */
+#define TR__MSG_I_HOOK 0x2u
 
 struct tr__msg {
 	struct tr__mnode node;
@@ -57,18 +63,29 @@ struct tr__msg_pool {
 
 void tr__msg_pool_init(struct tr__msg_pool *pool);
 void tr__msg_pool_fini(struct tr__msg_pool *pool);
-/* Point a worker's caches at the pool. */
+/* Point a thread's caches (TR__MSG_CLASSES of them) at the pool. */
 void tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool);
 
-/* Allocate a node with room for @len inline bytes. NULL when out of memory. */
+/*
+ * The caches of a thread that is not a worker but sends many messages (an
+ * I/O loop): set once on that thread, cleared before the caches are freed.
+ * NULL for every other thread.
+ */
+struct tr__msg_cache *tr__msg_thread_cache(void);
+void tr__msg_thread_cache_set(struct tr__msg_cache *caches);
+
+/*
+ * Allocate a node with room for @len inline bytes, iflags clear. NULL when
+ * out of memory.
+ */
 struct tr__msg *tr__msg_alloc(struct tr__msg_cache *caches, size_t len);
 
 /* Free a node (not its pointer payload). */
 void tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg);
 
 /*
- * Free the pointer payload, if the node has one, and clear the flag so it
- * is freed once only. The node itself stays.
+ * Free the pointer payload, if the node has one, or run its release hook,
+ * and clear the flag so this happens once only. The node itself stays.
  */
 static inline void
 tr__msg_free_payload(struct tr__msg *msg)
@@ -78,6 +95,9 @@ tr__msg_free_payload(struct tr__msg *msg)
 			msg->free_fn((void *)(uintptr_t)msg->m.data);
 		}
 		msg->m.flags &= ~TR_MSG_F_PTR;
+	} else if (msg->iflags & TR__MSG_I_HOOK) {
+		msg->iflags &= (uint16_t)~TR__MSG_I_HOOK;
+		msg->free_fn((void *)(uintptr_t)msg->m.data);
 	}
 }
 

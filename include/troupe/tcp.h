@@ -36,7 +36,7 @@ typedef struct tr_tcp {
 /* Messages. Payloads start with the connection or listener id. */
 #define TR_MSG_TCP_LISTENING 0xFFFF0030u /* struct tr_tcp_listening */
 #define TR_MSG_TCP_OPEN 0xFFFF0031u      /* struct tr_tcp_event */
-#define TR_MSG_TCP_DATA 0xFFFF0032u      /* struct tr_tcp_data (pointer) */
+#define TR_MSG_TCP_DATA 0xFFFF0032u      /* struct tr_tcp_data */
 #define TR_MSG_TCP_CLOSED 0xFFFF0033u    /* struct tr_tcp_event */
 #define TR_MSG_TCP_EOF 0xFFFF0034u       /* struct tr_tcp_event */
 
