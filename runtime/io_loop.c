@@ -96,7 +96,13 @@ struct tr__io {
 	tr_runtime *rt;
 	struct tr__io **group; /* every loop of the runtime; [0] is the first */
 	unsigned index;        /* in group */
-	unsigned count;        /* loops in group */
+	unsigned count;        /* loops that timers and sockets are spread on */
+	/*
+	 * group[count] is one more loop, for child processes only: uv_spawn
+	 * forks and then blocks until the child has exec'd, which for a big
+	 * parent takes milliseconds per child, and a burst of tool runs
+	 * must not hold up timers and sockets.
+	 */
 	uv_loop_t loop;
 	uv_async_t async;
 	uv_prepare_t prepare;
@@ -388,7 +394,11 @@ io_main(void *arg)
 	struct tr__io *io = arg;
 	sigset_t pipe;
 
-	tr__thread_name("tr-io-", io->index);
+	if (io->index < io->count) {
+		tr__thread_name("tr-io-", io->index);
+	} else {
+		tr__thread_name("tr-io-proc", 0);
+	}
 
 	/*
 	 * libuv writes with write()/writev(), so a peer that reset its
@@ -464,17 +474,18 @@ tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 	if (loops == 0) {
 		loops = 1;
 	}
-	group = tr__calloc(sizeof(*group) * loops);
+	/* The last one is the process loop. */
+	group = tr__calloc(sizeof(*group) * (loops + 1));
 	if (group == NULL) {
 		return TR_ENOMEM;
 	}
-	for (unsigned i = 0; i < loops; i++) {
+	for (unsigned i = 0; i < loops + 1; i++) {
 		tr_err err = loop_create(rt, &group[i]);
 		if (err < 0) {
 			while (i-- > 0) {
 				loop_destroy(group[i]);
 			}
-			tr__free(group, sizeof(*group) * loops);
+			tr__free(group, sizeof(*group) * (loops + 1));
 			return err;
 		}
 		group[i]->group = group;
@@ -488,7 +499,7 @@ tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 tr_err
 tr__io_start(struct tr__io *io)
 {
-	for (unsigned i = 0; i < io->count; i++) {
+	for (unsigned i = 0; i < io->count + 1; i++) {
 		struct tr__io *l = io->group[i];
 		if (pthread_create(&l->thread, NULL, io_main, l) != 0) {
 			return TR_ESYS; /* the started ones stop at shutdown */
@@ -502,6 +513,12 @@ struct tr__io *
 tr__io_pick(struct tr__io *io, uint64_t key)
 {
 	return io->group[key % io->count];
+}
+
+struct tr__io *
+tr__io_proc_loop(struct tr__io *io)
+{
+	return io->group[io->count];
 }
 
 static tr_err
@@ -538,14 +555,14 @@ tr__io_shutdown(struct tr__io *io)
 	if (io == NULL) {
 		return;
 	}
-	for (unsigned i = 0; i < io->count; i++) {
+	for (unsigned i = 0; i < io->count + 1; i++) {
 		struct tr__io *l = io->group[i];
 		atomic_store_explicit(&l->closed, true, memory_order_release);
 		if (l->started) {
 			push(l, l->stop_cmd);
 		}
 	}
-	for (unsigned i = 0; i < io->count; i++) {
+	for (unsigned i = 0; i < io->count + 1; i++) {
 		struct tr__io *l = io->group[i];
 		if (l->started) {
 			pthread_join(l->thread, NULL);
@@ -578,12 +595,12 @@ tr__io_destroy(struct tr__io *io)
 		return;
 	}
 	struct tr__io **group = io->group;
-	unsigned count = io->count;
+	unsigned all = io->count + 1;
 
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i < all; i++) {
 		loop_destroy(group[i]);
 	}
-	tr__free(group, sizeof(*group) * count);
+	tr__free(group, sizeof(*group) * all);
 }
 
 uint64_t
@@ -781,8 +798,8 @@ tr__io_owner_gone(struct tr__io *io, uint64_t owner)
 {
 	tr_err ret = TR_OK;
 
-	/* Its handles may live on any loop. */
-	for (unsigned i = 0; i < io->count; i++) {
+	/* Its handles may live on any loop, the process loop included. */
+	for (unsigned i = 0; i < io->count + 1; i++) {
 		uint64_t *arg = tr__alloc(sizeof(*arg));
 		if (arg == NULL) {
 			ret = TR_ENOMEM;

@@ -23,7 +23,8 @@
  * One loop. A runtime has one or more (tr_config.io_threads), each with
  * its own thread; the runtime holds the first, which knows the others.
  * Timers and TCP handles are spread over the loops by id (tr__io_pick);
- * signals, name resolution and child processes stay on the first.
+ * signals and name resolution stay on the first. Child processes have a
+ * loop of their own (tr__io_proc_loop), which is not among those counted.
  */
 struct tr__io;
 
@@ -50,6 +51,8 @@ void tr__io_destroy(struct tr__io *io);
 /* The loop that owns handles with this id. */
 struct tr__io *tr__io_pick(struct tr__io *io, uint64_t key);
 unsigned tr__io_loops(struct tr__io *io);
+/* The loop that runs child processes (and nothing else). */
+struct tr__io *tr__io_proc_loop(struct tr__io *io);
 /*
  * Queue @op on loop @io (already picked). On an error @op was not queued
  * and stays the caller's: TR_ECLOSED after the runtime stopped.

@@ -1,5 +1,5 @@
 /*
- * Child processes on the I/O thread (<troupe/process.h>).
+ * Child processes on the process loop's thread (<troupe/process.h>).
  *
  * Threads: the public calls run in handlers; they copy their arguments
  * into a request and hand it to the I/O thread with tr__io_call(). Every
@@ -373,7 +373,7 @@ ctl(tr_runtime *rt, uint64_t id, int op, int signum)
 	c->id = id;
 	c->op = op;
 	c->signum = signum;
-	tr_err err = tr__io_call(rt->io, run_ctl, c);
+	tr_err err = tr__io_call(tr__io_proc_loop(rt->io), run_ctl, c);
 	if (err < 0) {
 		tr__free(c, sizeof(*c));
 	}
@@ -452,7 +452,7 @@ tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 	uint64_t id = r->id;
 	tr_err err = tr__actor_note_io(cx);
 	if (err == TR_OK) {
-		err = tr__io_call(cx->rt->io, run_spawn, r);
+		err = tr__io_call(tr__io_proc_loop(cx->rt->io), run_spawn, r);
 	}
 	if (err < 0) {
 		tr__free(r, bytes);
@@ -478,7 +478,7 @@ tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 	w->id = p.v;
 	w->len = len;
 	memcpy(w->data, data, len);
-	tr_err err = tr__io_call(cx->rt->io, run_write, w);
+	tr_err err = tr__io_call(tr__io_proc_loop(cx->rt->io), run_write, w);
 	if (err < 0) {
 		tr__free(w, sizeof(*w) + len);
 	}

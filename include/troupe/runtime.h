@@ -33,9 +33,11 @@ extern "C" {
  * @spin_us:          how long an idle worker looks for work before it
  *                    sleeps; 0 = 50
  * @io_threads:       I/O threads, each running its own libuv loop; timers
- *                    and TCP connections are spread over them, signals,
- *                    name resolution and child processes use the first;
- *                    0 = 1, at most 64
+ *                    and TCP connections are spread over them, signals
+ *                    and name resolution use the first; 0 = 1, at most
+ *                    64. Child processes always have one more loop and
+ *                    thread of their own, so starting one never holds up
+ *                    a timer or a socket.
  */
 typedef struct tr_config {
 	size_t size;
