@@ -465,8 +465,30 @@ err_link:
 	return TR_ENOMEM;
 }
 
+static tr_err spawn_one(tr_runtime *rt, struct tr__worker *w,
+			const tr_actor_def *def, void *arg,
+			const struct tr__spawn_opts *o, tr_pid *out);
+
 tr_err
 tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
+	  void *arg, const struct tr__spawn_opts *opts, tr_pid *out)
+{
+	if (w != NULL) {
+		/* The spawning actor is alive until its turn ends, which keeps
+		 * join sweeping until this child has been counted. */
+		return spawn_one(rt, w, def, arg, opts, out);
+	}
+	/* seq_cst: the Dekker pair of tr_runtime_stop/tr_runtime_join. */
+	atomic_fetch_add_explicit(&rt->foreign_spawning, 1,
+				  memory_order_seq_cst);
+	tr_err err = spawn_one(rt, w, def, arg, opts, out);
+	atomic_fetch_sub_explicit(&rt->foreign_spawning, 1,
+				  memory_order_seq_cst);
+	return err;
+}
+
+static tr_err
+spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	  void *arg, const struct tr__spawn_opts *opts, tr_pid *out)
 {
 	static const struct tr__spawn_opts none;
@@ -478,7 +500,7 @@ tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	    (o->flags != 0 && (o->parent == NULL || o->parent->a == NULL))) {
 		return TR_EINVAL;
 	}
-	if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+	if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
 		return TR_ECLOSED;
 	}
 	void *state = NULL;
@@ -510,7 +532,7 @@ tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	a->handler = def->handle;
 	a->state = state;
 	a->ext = NULL;
-	a->flags = 0;
+	a->flags = init != NULL ? TR__A_INIT_PENDING : 0;
 	atomic_store_explicit(&a->bound, def->mailbox_bound,
 			      memory_order_relaxed);
 	uint64_t pid = tr__pid_make(0, a->gen, slot);
@@ -734,6 +756,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 
 	switch (msg->m.type) {
 	case TR__SYS_INIT: {
+		a->flags &= ~TR__A_INIT_PENDING;
 		ctx_enter(w, a, NULL);
 		int r = a->def->init(&w->cx, a->state, (void *)(uintptr_t)msg->m.data);
 		if (r < 0) {
@@ -746,6 +769,18 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	case TR__SYS_STOP: {
 		int32_t reason;
 		memcpy(&reason, msg->m.data, sizeof(reason));
+		if (tr__unlikely(a->flags & TR__A_INIT_PENDING)) {
+			/*
+			 * A runtime stop saw the pid between its publication
+			 * and the queueing of init (tr__spawn). Init owns the
+			 * spawn argument, so it runs first: the stop goes
+			 * behind it; the spawner is a few instructions away
+			 * from queueing it.
+			 */
+			(void)tr__send_sys(w->rt, w, from, msg->to, TR__SYS_STOP,
+					   &reason, sizeof(reason));
+			break;
+		}
 		terminate(w, a, reason);
 		break;
 	}

@@ -43,6 +43,7 @@ struct tr__actor_ext;
 
 /* Runner-owned flag bits. */
 #define TR__A_TRAP_EXIT 0x1u
+#define TR__A_INIT_PENDING 0x2u /* has an init that has not run yet */
 
 struct tr__actor {
 	/* Touched by senders. */

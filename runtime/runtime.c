@@ -180,7 +180,7 @@ tr_runtime_stop(tr_runtime *rt)
 		return;
 	}
 	pthread_mutex_lock(&rt->life_mu);
-	atomic_store_explicit(&rt->stopping, true, memory_order_release);
+	atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
 	pthread_cond_broadcast(&rt->life_cv);
 	pthread_mutex_unlock(&rt->life_mu);
 }
@@ -245,6 +245,16 @@ tr_runtime_join(tr_runtime *rt)
 	}
 	pthread_mutex_unlock(&rt->life_mu);
 
+	/*
+	 * A foreign thread's spawn that read `stopping` false has raised
+	 * foreign_spawning first (seq_cst on both sides): wait until it has
+	 * published its actor and queued its first message, or the sweep
+	 * below could miss it and nothing alive would count it.
+	 */
+	while (atomic_load_explicit(&rt->foreign_spawning,
+				    memory_order_seq_cst) != 0) {
+		nap_us(50);
+	}
 	/*
 	 * Stop every actor, then keep stopping whatever is still alive (an
 	 * actor spawned while the first sweep ran, or one whose stop is still

@@ -55,6 +55,15 @@ struct tr_runtime {
 	/* Lifecycle. */
 	_Alignas(64) _Atomic int state;
 	_Atomic bool stopping; /* no new spawns; join stops every actor */
+	/*
+	 * Spawns by threads that are not workers (tr_runtime_spawn, accepted
+	 * connections) between their check of `stopping` and the queueing of
+	 * the new actor's first message. Such a spawn has no live parent to
+	 * keep join's sweep going, so join waits for this to reach zero
+	 * before it sweeps: a Dekker pair of seq_cst operations with
+	 * `stopping` (see tr__spawn and tr_runtime_join).
+	 */
+	_Atomic uint32_t foreign_spawning;
 	pthread_mutex_t life_mu;
 	pthread_cond_t life_cv;
 	_Atomic uint64_t next_ref;

@@ -1162,6 +1162,121 @@ test_conversation_stays_local(void)
 	fx_finish(&f);
 }
 
+/*
+ * A stop racing spawns: the runtime's stop sweep may see a new actor's pid
+ * before its spawner has queued its init. Init owns the spawn argument, so
+ * it must still run exactly once, before the stop: every argument handed
+ * to a successful spawn is freed by an init, every refused one stays with
+ * the spawner. Foreign threads and actors spawn in a loop while the
+ * runtime stops.
+ */
+static _Atomic uint64_t race_given, race_inits, race_refused;
+
+static int
+race_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)cx;
+	(void)state;
+	free(arg);
+	atomic_fetch_add(&race_inits, 1);
+	return 0;
+}
+
+static void
+race_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+}
+
+static const tr_actor_def race_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "race-child",
+	.init = race_init,
+	.handle = race_handle,
+};
+
+/* An actor that spawns a child per message and sends itself the next. */
+static void
+race_parent_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	(void)m;
+	for (int i = 0; i < 8; i++) {
+		int *arg = malloc(sizeof(int));
+		if (arg == NULL) {
+			return;
+		}
+		atomic_fetch_add(&race_given, 1);
+		if (tr_spawn(cx, &race_def, arg, NULL) != TR_OK) {
+			free(arg);
+			atomic_fetch_add(&race_refused, 1);
+			return;
+		}
+	}
+	(void)tr_send(cx, tr_self(cx), MSG_GO, NULL, 0);
+}
+
+static const tr_actor_def race_parent_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "race-parent",
+	.handle = race_parent_handle,
+};
+
+static void *
+race_spawner(void *p)
+{
+	tr_runtime *rt = p;
+
+	for (;;) {
+		int *arg = malloc(sizeof(int));
+		tr_pid pid;
+
+		if (arg == NULL) {
+			return NULL;
+		}
+		atomic_fetch_add(&race_given, 1);
+		if (tr_runtime_spawn(rt, &race_def, arg, &pid) != TR_OK) {
+			free(arg);
+			atomic_fetch_add(&race_refused, 1);
+			return NULL; /* stopping */
+		}
+	}
+}
+
+static void
+test_stop_racing_spawns_runs_init(void)
+{
+	for (int round = 0; round < 20; round++) {
+		tr_runtime *rt = NULL;
+		tr_config cfg = tr_config_default();
+		pthread_t th[2];
+
+		atomic_store(&race_given, 0);
+		atomic_store(&race_inits, 0);
+		atomic_store(&race_refused, 0);
+		cfg.workers = 2;
+		CHECK_OK(tr_runtime_create(&cfg, &rt));
+		CHECK_OK(tr_runtime_start(rt));
+		for (int i = 0; i < 2; i++) {
+			CHECK(pthread_create(&th[i], NULL, race_spawner, rt) == 0);
+			tr_pid p = spawn(rt, &race_parent_def, NULL);
+			CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+		}
+		WAIT_UNTIL(atomic_load(&race_given) > 2000, REPLY_MS);
+		tr_runtime_stop(rt);
+		CHECK_OK(tr_runtime_join(rt));
+		for (int i = 0; i < 2; i++) {
+			pthread_join(th[i], NULL);
+		}
+		CHECK_EQ_U64(atomic_load(&race_inits) + atomic_load(&race_refused),
+			     atomic_load(&race_given));
+		check_final_metrics(rt);
+		tr_runtime_destroy(rt);
+	}
+}
+
 static const struct test_case tests[] = {
 	{ "runtime: error names and version", test_errors_and_version },
 	{ "runtime: config and lifecycle errors", test_config_and_lifecycle },
@@ -1184,6 +1299,8 @@ static const struct test_case tests[] = {
 	{ "runtime: spawn in a handler after stop is TR_ECLOSED",
 	  test_spawn_in_handler_after_stop },
 	{ "runtime: stop from inside a handler", test_stop_from_handler },
+	{ "runtime: a stop racing spawns still runs every init first",
+	  test_stop_racing_spawns_runs_init },
 	{ "runtime: destroy stops and joins a running runtime",
 	  test_destroy_running },
 	{ "runtime: spawn and send from foreign threads",
