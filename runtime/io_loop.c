@@ -191,9 +191,23 @@ timer_fired(uv_timer_t *h)
 		timer_remove(t);
 		return;
 	}
-	(void)tr__send_copy(rt, NULL, t->owner, t->to, t->type, t->data,
-			    t->len);
-	if (!t->periodic) {
+	if (t->periodic) {
+		/*
+		 * A tick a full bounded mailbox refuses is dropped (and
+		 * counted in mailbox_full), as Go's Ticker drops ticks for a
+		 * slow receiver: the next one comes anyway.
+		 */
+		(void)tr__send_copy(rt, NULL, t->owner, t->to, t->type,
+				    t->data, t->len);
+	} else {
+		/*
+		 * A one-shot timer is often a timeout that nothing else will
+		 * repeat: it is delivered past the bound (by at most one
+		 * message per pending timer), as a system message would be.
+		 * Its type was checked when it was started.
+		 */
+		(void)tr__send_sys(rt, NULL, t->owner, t->to, t->type, t->data,
+				   t->len);
 		timer_remove(t);
 	}
 }

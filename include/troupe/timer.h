@@ -41,7 +41,9 @@ typedef struct tr_timer_id {
  * @out:      on success the timer id, for tr_timer_cancel(); may be NULL
  *
  * The message's sender is the owner. Timers with equal delays started by
- * one actor fire in the order they were started.
+ * one actor fire in the order they were started. The message is delivered
+ * even to a full bounded mailbox (a timeout must not be lost): each
+ * pending one-shot timer can exceed the bound by one message.
  * Ownership: none (the payload is copied).
  * Thread:    actor.
  * Return:    TR_OK, TR_EINVAL, TR_EMSGSIZE, TR_ENOMEM, TR_ECLOSED (the
@@ -55,6 +57,10 @@ TR_API tr_err tr_send_after(tr_ctx *cx, tr_pid to, uint32_t type,
  * tr_send_every() - Like tr_send_after(), then again every @period_ms
  * until cancelled or until the owner stops.
  * @period_ms: first delay and period; at least 1
+ *
+ * Unlike a one-shot timer, a tick that a full bounded mailbox refuses is
+ * dropped (counted in the mailbox_full metric), as Go's time.Ticker drops
+ * ticks for a slow receiver: ticks never pile up behind a busy actor.
  *
  * Thread:    actor.
  * Return:    as tr_send_after().

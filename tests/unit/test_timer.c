@@ -276,6 +276,97 @@ test_cancel_bad_input_and_shutdown(void)
 	CHECK(took < 5000);
 }
 
+/* ---- a full bounded mailbox ---------------------------------------------- */
+
+/*
+ * An actor with a mailbox bound of 4 arms a 10 ms one-shot and a 2 ms
+ * periodic timer, fills its own mailbox and stays in its handler for
+ * 60 ms, so both timers fire at a full mailbox. The one-shot (a timeout,
+ * typically) must still arrive; the ticks are dropped and counted.
+ */
+enum { MSG_FILL = 50, MSG_ONESHOT, MSG_EVERY, BOUND = 4 };
+
+struct full_state {
+	tr_pid probe;
+	unsigned fills, ticks;
+	int32_t fill_err;
+};
+
+struct full_report {
+	unsigned fills, ticks;
+	int32_t fill_err;
+};
+
+static void
+full_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct full_state *s = state;
+
+	switch (m->type) {
+	case MSG_GO: {
+		s->probe = tr_sender(cx);
+		CHECK_OK(tr_send_after(cx, tr_self(cx), MSG_ONESHOT, NULL, 0, 10,
+				       NULL));
+		CHECK_OK(tr_send_every(cx, tr_self(cx), MSG_EVERY, NULL, 0, 2,
+				       NULL));
+		for (unsigned i = 0; i < BOUND; i++) {
+			CHECK_OK(tr_send(cx, tr_self(cx), MSG_FILL, NULL, 0));
+		}
+		/* The mailbox is full now: one more is refused. */
+		s->fill_err = tr_send(cx, tr_self(cx), MSG_FILL, NULL, 0);
+		uint64_t until = now_ms() + 60;
+		while (now_ms() < until) {
+			/* busy: both timers fire meanwhile */
+		}
+		break;
+	}
+	case MSG_FILL:
+		s->fills++;
+		break;
+	case MSG_EVERY:
+		s->ticks++;
+		break;
+	case MSG_ONESHOT: {
+		struct full_report r = { s->fills, s->ticks, s->fill_err };
+		(void)tr_send(cx, s->probe, MSG_REPORT, &r, sizeof(r));
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static const tr_actor_def full_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "full",
+	.state_size = sizeof(struct full_state),
+	.mailbox_bound = BOUND,
+	.handle = full_handle,
+};
+
+static void
+test_full_mailbox_oneshot_arrives_ticks_drop(void)
+{
+	struct fx f;
+	struct full_report r;
+
+	fx_start(&f, 2);
+	uint64_t full0 = fx_metrics(&f).mailbox_full;
+	tr_pid a = fx_spawn(&f, &full_def, NULL);
+	SEND(&f, a, MSG_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_REPORT, &r, sizeof(r)));
+	CHECK_ERR(r.fill_err, TR_EFULL);
+	/* The one-shot came after the four that filled the mailbox. */
+	CHECK_EQ_U64(r.fills, BOUND);
+	uint64_t full = fx_metrics(&f).mailbox_full - full0;
+	printf("  ticks handled %u, refused at the full mailbox %llu\n",
+	       r.ticks, (unsigned long long)full);
+	/* The fifth fill and at least one tick were refused. */
+	CHECK(full >= 2);
+	fx_finish(&f);
+}
+
 static const struct test_case tests[] = {
 	{ "timer: one-shots fire in order of delay, never early",
 	  test_order_and_tolerance },
@@ -284,6 +375,8 @@ static const struct test_case tests[] = {
 	  test_owner_stop_ends_its_timers },
 	{ "timer: cancel, bad input, stop with timers armed",
 	  test_cancel_bad_input_and_shutdown },
+	{ "timer: a one-shot reaches a full mailbox, ticks are dropped",
+	  test_full_mailbox_oneshot_arrives_ticks_drop },
 	{ NULL, NULL },
 };
 
