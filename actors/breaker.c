@@ -284,6 +284,27 @@ tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success)
 	pthread_mutex_unlock(&b->mu);
 }
 
+void
+tr_breaker_release(tr_breaker *b, uint64_t ticket)
+{
+	if (b == NULL || ticket == 0) {
+		return;
+	}
+	pthread_mutex_lock(&b->mu);
+	if (ticket != b->epoch) {
+		b->stats.stale++;
+	} else {
+		b->stats.released++;
+		/* Trials out include the successful ones; only a trial
+		 * still running can be given back. */
+		if (b->state == TR_BREAKER_HALF_OPEN &&
+		    b->trials_out > b->trials_ok) {
+			b->trials_out--;
+		}
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
 tr_breaker_state
 tr_breaker_current(tr_breaker *b)
 {

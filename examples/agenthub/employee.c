@@ -37,8 +37,8 @@
  * supervisor starts a fresh employee (a new pid, an empty state). What
  * must not be lost is a breaker trial: in half-open state the breaker
  * waits for the outcome of each trial call, so the teardown, which runs
- * on every stop, records an unanswered call as a failure while the
- * breaker is half-open (asyncio code would do that in a `finally:`).
+ * on every stop, gives every unanswered call back with
+ * tr_breaker_release() (asyncio code would do that in a `finally:`).
  *
  * Threads: one actor per employee; its state is its own. It reads `hub`
  * (read-only) and adds to `stats`.
@@ -595,23 +595,17 @@ employee_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)cx;
 	(void)reason;
 	/*
-	 * Calls the breaker let through whose outcome we will never see.
-	 * A closed breaker does not wait for them: leaving them out is
-	 * right, since counting them as failures would let employee
-	 * crashes open the breaker in front of a healthy model. A half-open
-	 * breaker does wait, for each of its few trial calls, and rejects
-	 * everything else meanwhile: a trial must be recorded, and without
-	 * an outcome it counts as a failure (the breaker opens again for
-	 * one more recovery time). A ticket from an earlier state is
-	 * ignored by the breaker anyway.
+	 * Calls the breaker let through whose outcome we will never see:
+	 * give them back. Counting them as failures would let employee
+	 * crashes open the breaker in front of a healthy model; leaving them
+	 * out would leave a half-open breaker waiting for trials that will
+	 * never end, rejecting every other call meanwhile.
 	 */
-	bool is_half_open = tr_breaker_current(hub.breaker) ==
-			    TR_BREAKER_HALF_OPEN;
 	for (int i = 0; i < SLOTS; i++) {
 		struct job *j = &e->slot[i];
 
-		if (j->ticket != 0 && is_half_open) {
-			tr_breaker_record(hub.breaker, j->ticket, false);
+		if (j->ticket != 0) {
+			tr_breaker_release(hub.breaker, j->ticket);
 		}
 		free(j->prompt);
 	}

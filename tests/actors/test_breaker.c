@@ -266,6 +266,55 @@ test_half_open_trials(void)
 	finish(&f, b);
 }
 
+/*
+ * A trial whose caller stopped: released, it frees its place for another
+ * trial instead of holding the breaker half-open with nothing to decide;
+ * nothing is counted as a success or failure, and a stale or a CLOSED
+ * release changes nothing.
+ */
+static void
+test_release_frees_a_trial(void)
+{
+	struct fx f;
+	struct fake_clock clk = { 0 };
+	tr_breaker_config cfg = config(&clk);
+	uint64_t t0, t1, t2, t3;
+
+	fx_start(&f, 1);
+	cfg.failure_threshold = 1;
+	cfg.recovery_ms = 100;
+	cfg.half_open_trials = 1;
+	tr_breaker *b = make(&f, &cfg);
+	set_time(&clk, 1000);
+	CHECK_OK(tr_breaker_allow(b, &t0)); /* from the CLOSED epoch */
+	CHECK_OK(call(b, false));
+	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_OPEN);
+	set_time(&clk, 1100);
+	CHECK_OK(tr_breaker_allow(b, &t1));
+	CHECK_ERR(tr_breaker_allow(b, &t2), TR_EREJECTED);
+	/* A stale release frees nothing. */
+	tr_breaker_release(b, t0);
+	CHECK_ERR(tr_breaker_allow(b, &t2), TR_EREJECTED);
+	/* The trial's caller is gone: its place goes to the next call. */
+	tr_breaker_release(b, t1);
+	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
+	CHECK_OK(tr_breaker_allow(b, &t2));
+	CHECK_ERR(tr_breaker_allow(b, &t3), TR_EREJECTED);
+	tr_breaker_record(b, t2, true);
+	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
+	/* Released while CLOSED: neither a success nor a failure. */
+	CHECK_OK(tr_breaker_allow(b, &t3));
+	tr_breaker_release(b, t3);
+	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
+	tr_breaker_stats s = stats(b);
+	CHECK_EQ_U64(s.released, 2);
+	CHECK_EQ_U64(s.stale, 1);
+	CHECK_EQ_U64(s.failures, 1);
+	CHECK_EQ_U64(s.successes, 1);
+	CHECK_EQ_U64(s.changes, 3); /* open, half-open, closed */
+	finish(&f, b);
+}
+
 static void
 test_trial_failure_reopens(void)
 {
@@ -556,6 +605,8 @@ static const struct test_case tests[] = {
 	  test_failure_rate },
 	{ "breaker: half-open lets exactly K trials through",
 	  test_half_open_trials },
+	{ "breaker: a released trial frees its place, counts nothing",
+	  test_release_frees_a_trial },
 	{ "breaker: a failed trial opens it with a fresh recovery time",
 	  test_trial_failure_reopens },
 	{ "breaker: each change reaches every subscriber once, in order",

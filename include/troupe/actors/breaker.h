@@ -119,6 +119,8 @@ typedef struct tr_breaker_change {
  * @stale:       records ignored because the breaker changed state since
  *               their call was allowed
  * @send_errors: state messages a subscriber could not be sent
+ * @released:    allowed calls given back without an outcome
+ *               (tr_breaker_release())
  */
 typedef struct tr_breaker_stats {
 	size_t size;
@@ -130,6 +132,7 @@ typedef struct tr_breaker_stats {
 	uint64_t failures;
 	uint64_t stale;
 	uint64_t send_errors;
+	uint64_t released;
 } tr_breaker_stats;
 
 typedef struct tr_breaker tr_breaker;
@@ -166,8 +169,9 @@ TR_API void tr_breaker_destroy(tr_breaker *b);
  * @ticket: on TR_OK the ticket to pass to tr_breaker_record(); 0 on
  *          TR_EREJECTED
  *
- * Every allowed call must be recorded once: in HALF_OPEN the breaker
- * waits for the outcome of each trial.
+ * Every allowed call must end in exactly one tr_breaker_record() or, if
+ * it has no outcome, one tr_breaker_release(): in HALF_OPEN the breaker
+ * waits for each trial.
  * Ownership: none.
  * Thread:    any.
  * Return:    TR_OK; TR_EREJECTED (OPEN, or HALF_OPEN with every trial
@@ -191,6 +195,23 @@ TR_API tr_err tr_breaker_allow(tr_breaker *b, uint64_t *ticket);
  * Return:    nothing: an outcome that does not count is not an error.
  */
 TR_API void tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success);
+
+/**
+ * tr_breaker_release() - Give back an allowed call that will have no
+ * outcome: its caller stopped, or gave up before the call was made.
+ * @b:      the breaker
+ * @ticket: what tr_breaker_allow() gave for the call
+ *
+ * Nothing is counted as a success or a failure. In HALF_OPEN the trial's
+ * place is freed, so another call may try, instead of the breaker
+ * waiting for an outcome that will never come (an Erlang-style caller
+ * that crashed mid-call, say). A ticket from an earlier state, a zero
+ * ticket or a NULL @b is ignored, as in tr_breaker_record().
+ * Ownership: none.
+ * Thread:    any.
+ * Return:    nothing.
+ */
+TR_API void tr_breaker_release(tr_breaker *b, uint64_t ticket);
 
 /**
  * tr_breaker_current() - The current state. Like tr_breaker_allow(), it
