@@ -158,7 +158,13 @@ work_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	if (m->type != MSG_WORK) {
 		return;
 	}
-	busy_ns(2000000u);
+	/*
+	 * 32 x 8 ms: long enough that the idle worker, once woken, gets a
+	 * core even when other test programs load the machine (with 2 ms
+	 * items a loaded two-core machine once ran all 64 ms of them before
+	 * the OS ran the woken worker at all).
+	 */
+	busy_ns(8000000u);
 	pthread_t self = pthread_self();
 	pthread_mutex_lock(&fan_lock);
 	bool known = false;
@@ -428,7 +434,7 @@ test_work_spreads(void)
 	       " wakes, %" PRIu64 " parks\n",
 	       nthreads, m1.steals - m0.steals, m1.wakes - m0.wakes,
 	       m1.parks - m0.parks);
-	/* 32 x 2 ms of work made runnable on one worker: the idle one
+	/* 32 x 8 ms of work made runnable on one worker: the idle one
 	 * must have woken up and taken some. */
 	CHECK_EQ_INT(nthreads, 2);
 	CHECK(m1.steals > m0.steals);
