@@ -3,8 +3,9 @@
  * actor, and subscribers removed when they stop.
  *
  * Threads. Every entry point runs on any thread, handlers included. The
- * service's own actor (the watcher) runs on a worker like any actor; it
- * monitors subscribers and handles their TR_MSG_DOWN.
+ * service's own actor (the watcher, actors/watch.c) runs on a worker like
+ * any actor; it monitors subscribers and, on their TR_MSG_DOWN, has
+ * sub_purge() remove their memberships.
  *
  * Snapshots. A topic's subscribers are an immutable array with a
  * reference count (struct snap). A publish takes a reference under the
@@ -18,8 +19,8 @@
  * Locks.
  *   wmu          serialises every writer: subscribe, unsubscribe and the
  *                watcher's SYNC, DOWN and RETRY handling. It guards the
- *                subscriber table, the membership lists, the writer-side
- *                counters and watcher_gone; since every change to a shard
+ *                subscriber table (the watch set), the membership lists
+ *                and the writer-side counters; since every change to a shard
  *                is made under it, a writer reads the shards without their
  *                locks.
  *   shard->lock  a rwlock per topic shard. Publishes and counts take it
@@ -31,19 +32,19 @@
  *     snapshot lists each subscriber once, and each listed pid has a
  *     membership for it in its struct sub, and no other memberships
  *     exist.
- *   - A sub with memberships is monitored by the watcher, or a SYNC for
- *     its pid is queued to the watcher (sent when the sub was created),
- *     or it is dead and being purged (a RETRY is queued).
- *   - A sub without memberships is kept only while a SYNC for its pid is
- *     queued; the watcher frees it.
+ *   - Subs are the watch set's entries (actors/watch.h), whose protocol
+ *     keeps a sub with memberships monitored, or with a SYNC queued, or
+ *     dead and being purged (a RETRY queued); its `uses` is its number of
+ *     memberships.
  *
- * Lifetime. The service is reference counted: one reference belongs to
- * the owner (dropped by tr_pubsub_destroy()), one to the watcher (dropped
- * by its teardown).
+ * Lifetime. The service is reference counted (in the watch set): one
+ * reference belongs to the owner (dropped by tr_pubsub_destroy()), one to
+ * the watcher (dropped by its teardown).
  */
 #include <troupe/actors/pubsub.h>
 
 #include "names.h"
+#include "watch.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -57,7 +58,6 @@
 #define NSHARDS 16u
 #define SHARD_BITS 4u
 #define SHARD_BUCKETS0 8u
-#define SUB_BUCKETS0 16u
 
 #define CACHE_LINE 64u
 
@@ -79,12 +79,7 @@ struct member {
 };
 
 struct sub {
-	struct sub *next; /* subscriber table chain */
-	tr_pid pid;
-	uint64_t ref; /* the watcher's monitor, when monitored */
-	bool monitored;
-	bool dead; /* its DOWN was handled; memberships are being purged */
-	size_t n;  /* memberships */
+	struct tra_watched w; /* first: the watch set's entry; uses = members */
 	struct member *members;
 };
 
@@ -101,17 +96,8 @@ struct tr_pubsub {
 	struct pub_counters pc;
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
-	tr_pid watcher;
-	atomic_uint refs;
-	bool watcher_gone;
-	struct sub **subs;
-	size_t nsub_buckets;
-	size_t nsubs;
+	struct tra_watch watch; /* the subscribers and their watcher */
 	tr_pubsub_stats st; /* writer-side fields only */
-};
-
-struct watcher {
-	tr_pubsub *ps;
 };
 
 static tr_err
@@ -223,89 +209,16 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
-static struct sub **
-sub_slot(tr_pubsub *ps, tr_pid pid)
+static tr_pubsub *
+pubsub_of(struct tra_watch *ws)
 {
-	struct sub **pp = &ps->subs[tra_mix64(pid.v) & (ps->nsub_buckets - 1)];
-
-	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
-		pp = &(*pp)->next;
-	}
-	return pp;
+	return (tr_pubsub *)(void *)((char *)ws - offsetof(tr_pubsub, watch));
 }
 
-static void
-subs_maybe_grow(tr_pubsub *ps)
+static struct sub *
+sub_find(tr_pubsub *ps, tr_pid pid)
 {
-	if (ps->nsubs + 1 <= ps->nsub_buckets) {
-		return;
-	}
-	size_t nb = ps->nsub_buckets * 2;
-	struct sub **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < ps->nsub_buckets; i++) {
-		struct sub *s = ps->subs[i];
-		while (s != NULL) {
-			struct sub *next = s->next;
-			size_t b = tra_mix64(s->pid.v) & (nb - 1);
-			s->next = fresh[b];
-			fresh[b] = s;
-			s = next;
-		}
-	}
-	free(ps->subs);
-	ps->subs = fresh;
-	ps->nsub_buckets = nb;
-}
-
-static tr_err
-send_self(tr_pubsub *ps, uint32_t type, tr_pid pid)
-{
-	return tr_runtime_send(ps->rt, ps->watcher, type, &pid, sizeof(pid));
-}
-
-/*
- * The sub of @pid, created if needed. A new sub is announced to the
- * watcher with a SYNC; if that send fails the sub is dropped again, so
- * that no subscription exists that the watcher will never hear of.
- */
-static tr_err
-sub_get(tr_pubsub *ps, tr_pid pid, struct sub **out)
-{
-	struct sub **pp = sub_slot(ps, pid);
-
-	if (*pp != NULL) {
-		*out = *pp;
-		return TR_OK;
-	}
-	struct sub *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		return TR_ENOMEM;
-	}
-	s->pid = pid;
-	tr_err err = send_self(ps, TR_MSG_PUBSUB_SYNC, pid);
-	if (err < 0) {
-		free(s);
-		return err;
-	}
-	subs_maybe_grow(ps);
-	pp = sub_slot(ps, pid);
-	*pp = s;
-	ps->nsubs++;
-	*out = s;
-	return TR_OK;
-}
-
-static void
-sub_free(tr_pubsub *ps, struct sub *s)
-{
-	struct sub **pp = sub_slot(ps, s->pid);
-
-	*pp = s->next;
-	ps->nsubs--;
-	free(s);
+	return (struct sub *)tra_watch_find(&ps->watch, pid);
 }
 
 static struct member **
@@ -320,166 +233,70 @@ member_slot(struct sub *s, const struct topic *t)
 }
 
 /*
- * Remove every membership of a sub whose pid stopped (or cannot be
- * watched). Without memory for a smaller list the rest is retried from
- * the watcher's mailbox; if even that send fails the remaining entries
- * stay, and publishes to them are dead letters.
+ * The watch set's purge: remove every membership of a sub whose pid
+ * stopped (or cannot be watched). Without memory for a smaller list the
+ * rest is retried from the watcher's mailbox; if even that send fails the
+ * remaining entries stay, and publishes to them are dead letters.
  */
 static void
-sub_purge(tr_pubsub *ps, struct sub *s)
+sub_purge(struct tra_watch *ws, struct tra_watched *e)
 {
-	s->dead = true;
-	s->monitored = false;
+	tr_pubsub *ps = pubsub_of(ws);
+	struct sub *s = (struct sub *)e;
+
 	while (s->members != NULL) {
 		struct member *mb = s->members;
-		if (topic_remove_pid(ps, mb->topic, s->pid) < 0) {
-			(void)send_self(ps, TR_MSG_PUBSUB_RETRY, s->pid);
+		if (topic_remove_pid(ps, mb->topic, e->pid) < 0) {
+			tra_watch_retry(ws, e);
 			return;
 		}
 		s->members = mb->next;
-		s->n--;
+		e->uses--;
 		free(mb);
 		ps->st.removed++;
 		ps->st.subscriptions--;
 	}
-	sub_free(ps, s);
+	tra_watch_free(ws, e);
 }
 
-/* ---- the watcher actor --------------------------------------------------- */
-
-static int
-watcher_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct watcher *w = state;
-
-	(void)cx;
-	w->ps = arg;
-	return TR_OK;
-}
+static void pubsub_free(struct tra_watch *ws);
 
 static void
-pubsub_release(tr_pubsub *ps);
-
-static void
-watcher_sync(tr_ctx *cx, tr_pubsub *ps, tr_pid pid)
+sub_free_entry(struct tra_watched *e)
 {
-	struct sub *s = *sub_slot(ps, pid);
+	struct sub *s = (struct sub *)e;
 
-	if (s == NULL || s->dead) {
-		return;
+	while (s->members != NULL) {
+		struct member *mb = s->members;
+		s->members = mb->next;
+		free(mb);
 	}
-	if (s->n == 0) {
-		if (s->monitored) {
-			(void)tr_demonitor(cx, s->ref);
-		}
-		sub_free(ps, s);
-		return;
-	}
-	if (s->monitored) {
-		return;
-	}
-	if (tr_monitor(cx, pid, &s->ref) == TR_OK) {
-		s->monitored = true;
-	} else {
-		/* A subscriber we cannot watch might never be removed. */
-		sub_purge(ps, s);
-	}
+	free(s);
 }
 
-static void
-watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
-{
-	tr_pubsub *ps = ((struct watcher *)state)->ps;
-
-	if ((m->type == TR_MSG_PUBSUB_SYNC || m->type == TR_MSG_PUBSUB_RETRY) &&
-	    m->size == sizeof(tr_pid)) {
-		tr_pid pid;
-		memcpy(&pid, m->data, sizeof(pid));
-		pthread_mutex_lock(&ps->wmu);
-		if (m->type == TR_MSG_PUBSUB_SYNC) {
-			watcher_sync(cx, ps, pid);
-		} else {
-			struct sub *s = *sub_slot(ps, pid);
-			if (s != NULL && s->dead) {
-				sub_purge(ps, s);
-			}
-		}
-		pthread_mutex_unlock(&ps->wmu);
-	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
-		tr_down d;
-		memcpy(&d, m->data, sizeof(d));
-		pthread_mutex_lock(&ps->wmu);
-		struct sub *s = *sub_slot(ps, d.who);
-		if (s != NULL && s->monitored && s->ref == d.ref) {
-			sub_purge(ps, s);
-		}
-		pthread_mutex_unlock(&ps->wmu);
-	}
-}
-
-static void
-watcher_teardown(tr_ctx *cx, void *state, int32_t reason)
-{
-	tr_pubsub *ps = ((struct watcher *)state)->ps;
-
-	(void)cx;
-	(void)reason;
-	if (ps == NULL) {
-		return; /* init never ran: the spawn reference was not taken */
-	}
-	pthread_mutex_lock(&ps->wmu);
-	ps->watcher_gone = true;
-	pthread_mutex_unlock(&ps->wmu);
-	pubsub_release(ps);
-}
-
-static const tr_actor_def watcher_def = {
-	.size = sizeof(tr_actor_def),
-	.name = "pubsub",
-	.state_size = sizeof(struct watcher),
-	.init = watcher_init,
-	.teardown = watcher_teardown,
-	.handle = watcher_handle,
+static const struct tra_watch_ops watch_ops = {
+	.def = TRA_WATCH_DEF("pubsub"),
+	.sync_type = TR_MSG_PUBSUB_SYNC,
+	.retry_type = TR_MSG_PUBSUB_RETRY,
+	.entry_size = sizeof(struct sub),
+	.purge = sub_purge,
+	.free_owner = pubsub_free,
+	.free_entry = sub_free_entry,
 };
 
 /* ---- create and destroy -------------------------------------------------- */
 
 static void
-pubsub_free(tr_pubsub *ps)
+pubsub_free(struct tra_watch *ws)
 {
+	tr_pubsub *ps = pubsub_of(ws);
+
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		tra_shard_fini(&ps->shards[i], free_topic);
 	}
-	for (size_t b = 0; b < ps->nsub_buckets; b++) {
-		struct sub *s = ps->subs[b];
-		while (s != NULL) {
-			struct sub *next = s->next;
-			while (s->members != NULL) {
-				struct member *mb = s->members;
-				s->members = mb->next;
-				free(mb);
-			}
-			free(s);
-			s = next;
-		}
-	}
-	free(ps->subs);
+	tra_watch_fini(ws);
 	pthread_mutex_destroy(&ps->wmu);
 	free(ps);
-}
-
-static void
-pubsub_release(tr_pubsub *ps)
-{
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&ps->refs, 1, memory_order_acq_rel) ==
-	    1) {
-		pubsub_free(ps);
-	}
 }
 
 tr_err
@@ -509,19 +326,11 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 			goto err_shards;
 		}
 	}
-	err = TR_ENOMEM;
-	ps->subs = calloc(SUB_BUCKETS0, sizeof(*ps->subs));
-	if (ps->subs == NULL) {
-		goto err_shards;
-	}
-	ps->nsub_buckets = SUB_BUCKETS0;
 	if (pthread_mutex_init(&ps->wmu, NULL) != 0) {
 		err = TR_ESYS;
-		goto err_subs;
+		goto err_shards;
 	}
-	/* One reference for the caller, one for the watcher's teardown. */
-	atomic_init(&ps->refs, 2);
-	err = tr_runtime_spawn(rt, &watcher_def, ps, &ps->watcher);
+	err = tra_watch_init(&ps->watch, rt, &ps->wmu, &watch_ops);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -530,8 +339,6 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 
 err_mutex:
 	pthread_mutex_destroy(&ps->wmu);
-err_subs:
-	free(ps->subs);
 err_shards:
 	while (ninit-- > 0) {
 		tra_shard_fini(&ps->shards[ninit], free_topic);
@@ -543,12 +350,9 @@ err_shards:
 void
 tr_pubsub_destroy(tr_pubsub *ps)
 {
-	if (ps == NULL) {
-		return;
+	if (ps != NULL) {
+		tra_watch_destroy(&ps->watch);
 	}
-	/* After a join the watcher is gone: this is a counted dead letter. */
-	(void)tr_runtime_stop_actor(ps->rt, ps->watcher, TR_EXIT_SHUTDOWN);
-	pubsub_release(ps);
 }
 
 /* ---- subscribe and unsubscribe ------------------------------------------- */
@@ -573,12 +377,12 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	struct member *mb = NULL;
 
 	pthread_mutex_lock(&ps->wmu);
-	if (ps->watcher_gone) {
+	if (ps->watch.watcher_gone) {
 		err = TR_ECLOSED;
 		goto out;
 	}
 	struct topic *t = topic_find(sh, hash, topic, len);
-	struct sub *s = *sub_slot(ps, pid);
+	struct sub *s = sub_find(ps, pid);
 	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
@@ -598,10 +402,12 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
 	}
-	err = sub_get(ps, pid, &s);
+	struct tra_watched *e;
+	err = tra_watch_get(&ps->watch, pid, &e);
 	if (err < 0) {
 		goto out;
 	}
+	s = (struct sub *)e;
 	if (n > 0) {
 		memcpy(fresh->pids, t->snap->pids, (size_t)n * sizeof(tr_pid));
 	}
@@ -628,7 +434,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	mb->topic = t;
 	mb->next = s->members;
 	s->members = mb;
-	s->n++;
+	s->w.uses++;
 	mb = NULL;
 	ps->st.subscribed++;
 	ps->st.subscriptions++;
@@ -667,7 +473,7 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 
 	pthread_mutex_lock(&ps->wmu);
 	struct topic *t = topic_find(sh, hash, topic, len);
-	struct sub *s = *sub_slot(ps, pid);
+	struct sub *s = sub_find(ps, pid);
 	struct member **pp =
 		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
 	if (pp == NULL || *pp == NULL) {
@@ -683,13 +489,8 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	free(mb);
 	ps->st.unsubscribed++;
 	ps->st.subscriptions--;
-	if (--s->n == 0 && s->monitored) {
-		/*
-		 * The watcher drops the monitor; an unmonitored sub has its
-		 * creation SYNC queued already. On failure the monitor stays
-		 * until the pid stops.
-		 */
-		(void)send_self(ps, TR_MSG_PUBSUB_SYNC, pid);
+	if (--s->w.uses == 0) {
+		tra_watch_idle(&ps->watch, &s->w);
 	}
 out:
 	pthread_mutex_unlock(&ps->wmu);

@@ -2,13 +2,14 @@
  * Registry: names for pids, removed when their holder stops.
  *
  * Threads. Every entry point runs on any thread, handlers included. The
- * registry's own actor (the watcher) runs on a worker like any actor; it
- * monitors the pids that hold names and handles their TR_MSG_DOWN.
+ * registry's own actor (the watcher, actors/watch.c) runs on a worker
+ * like any actor; it monitors the pids that hold names and, on their
+ * TR_MSG_DOWN, has holder_purge() remove their names.
  *
  * Locks.
  *   wmu          serialises every writer: register, unregister, replace,
  *                and the watcher's SYNC and DOWN handling. It guards the
- *                holder table, the counters and watcher_gone, and since
+ *                holder table (the watch set), the counters, and since
  *                every change to a shard is made under it, a writer reads
  *                the shards without their locks.
  *   shard->lock  a rwlock per name shard. Lookups take it shared; a
@@ -18,23 +19,22 @@
  * Invariants (under wmu).
  *   - Every name is in exactly one shard chain and on the name list of
  *     the holder of its pid; a holder's list holds exactly its names.
- *   - A holder with names is monitored by the watcher, or a SYNC for its
- *     pid is queued to the watcher (sent when the holder was created).
- *   - A holder without names is kept only while a SYNC for its pid is
- *     queued (or, if that send failed for lack of memory, until its DOWN);
- *     the watcher frees it.
+ *   - Holders are the watch set's entries (actors/watch.h), whose
+ *     protocol keeps a holder with names monitored or with a SYNC queued;
+ *     its `uses` is its number of names.
  *   Together: a holder that stops loses its names when the watcher
  *   handles its DOWN, and the watcher never monitors a pid for long after
  *   its last name went.
  *
- * Lifetime. The registry is reference counted: one reference belongs to
- * the owner (dropped by tr_registry_destroy()), one to the watcher
- * (dropped by its teardown), so a handler still running in the watcher
- * never sees freed memory.
+ * Lifetime. The registry is reference counted (in the watch set): one
+ * reference belongs to the owner (dropped by tr_registry_destroy()), one
+ * to the watcher (dropped by its teardown), so a handler still running in
+ * the watcher never sees freed memory.
  */
 #include <troupe/actors/registry.h>
 
 #include "names.h"
+#include "watch.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -51,7 +51,6 @@
 #define NSHARDS 16u
 #define SHARD_BITS 4u
 #define SHARD_BUCKETS0 8u
-#define HOLDER_BUCKETS0 16u
 
 /* alignas on the struct members below puts each shard on its own lines. */
 #define CACHE_LINE 64u
@@ -68,11 +67,7 @@ struct rname {
 };
 
 struct holder {
-	struct holder *next; /* holder table chain */
-	tr_pid pid;
-	uint64_t ref; /* the watcher's monitor, when monitored */
-	bool monitored;
-	size_t nnames;
+	struct tra_watched w; /* first: the watch set's entry; uses = names */
 	struct rname *names;
 };
 
@@ -80,17 +75,8 @@ struct tr_registry {
 	struct tra_shard shards[NSHARDS];
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
-	tr_pid watcher;
-	atomic_uint refs;
-	bool watcher_gone;
-	struct holder **holders;
-	size_t nholder_buckets;
-	size_t nholders; /* table entries, those without names included */
+	struct tra_watch watch; /* the holders and their watcher */
 	tr_registry_stats st;
-};
-
-struct watcher {
-	tr_registry *reg;
 };
 
 static tr_err
@@ -136,91 +122,22 @@ free_rname(struct tra_name *e)
 
 /* ---- holders (all under wmu) --------------------------------------------- */
 
-static struct holder **
-holder_slot(tr_registry *reg, tr_pid pid)
+static tr_registry *
+registry_of(struct tra_watch *ws)
 {
-	struct holder **pp =
-		&reg->holders[tra_mix64(pid.v) & (reg->nholder_buckets - 1)];
-
-	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
-		pp = &(*pp)->next;
-	}
-	return pp;
+	return (tr_registry *)(void *)((char *)ws -
+				       offsetof(tr_registry, watch));
 }
 
-static void
-holders_maybe_grow(tr_registry *reg)
-{
-	if (reg->nholders + 1 <= reg->nholder_buckets) {
-		return;
-	}
-	size_t nb = reg->nholder_buckets * 2;
-	struct holder **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < reg->nholder_buckets; i++) {
-		struct holder *h = reg->holders[i];
-		while (h != NULL) {
-			struct holder *next = h->next;
-			size_t b = tra_mix64(h->pid.v) & (nb - 1);
-			h->next = fresh[b];
-			fresh[b] = h;
-			h = next;
-		}
-	}
-	free(reg->holders);
-	reg->holders = fresh;
-	reg->nholder_buckets = nb;
-}
-
-static tr_err
-send_sync(tr_registry *reg, tr_pid pid)
-{
-	return tr_runtime_send(reg->rt, reg->watcher, TR_MSG_REGISTRY_SYNC,
-			       &pid, sizeof(pid));
-}
-
-/*
- * The holder of @pid, created if needed. A new holder is announced to the
- * watcher with a SYNC; if that send fails the holder is dropped again, so
- * that no name can exist that the watcher will never hear of.
- */
+/* The holder of @pid, made (and announced to the watcher) if needed. */
 static tr_err
 holder_get(tr_registry *reg, tr_pid pid, struct holder **out)
 {
-	struct holder **pp = holder_slot(reg, pid);
+	struct tra_watched *e;
+	tr_err err = tra_watch_get(&reg->watch, pid, &e);
 
-	if (*pp != NULL) {
-		*out = *pp;
-		return TR_OK;
-	}
-	struct holder *h = calloc(1, sizeof(*h));
-	if (h == NULL) {
-		return TR_ENOMEM;
-	}
-	h->pid = pid;
-	tr_err err = send_sync(reg, pid);
-	if (err < 0) {
-		free(h);
-		return err;
-	}
-	holders_maybe_grow(reg);
-	pp = holder_slot(reg, pid);
-	*pp = h;
-	reg->nholders++;
-	*out = h;
-	return TR_OK;
-}
-
-static void
-holder_free(tr_registry *reg, struct holder *h)
-{
-	struct holder **pp = holder_slot(reg, h->pid);
-
-	*pp = h->next;
-	reg->nholders--;
-	free(h);
+	*out = (struct holder *)e;
+	return err;
 }
 
 static void
@@ -233,16 +150,12 @@ holder_link(tr_registry *reg, struct holder *h, struct rname *n)
 		h->names->hprev = n;
 	}
 	h->names = n;
-	if (h->nnames++ == 0) {
+	if (h->w.uses++ == 0) {
 		reg->st.holders++;
 	}
 }
 
-/*
- * Take @n off its holder's list. A monitored holder left without names
- * gets a SYNC so that the watcher drops the monitor; an unmonitored one
- * already has its creation SYNC queued.
- */
+/* Take @n off its holder's list. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
@@ -257,19 +170,19 @@ holder_unlink(tr_registry *reg, struct rname *n)
 		n->hnext->hprev = n->hprev;
 	}
 	n->holder = NULL;
-	if (--h->nnames == 0) {
+	if (--h->w.uses == 0) {
 		reg->st.holders--;
-		if (h->monitored) {
-			/* On failure the monitor stays until the pid stops. */
-			(void)send_sync(reg, h->pid);
-		}
+		tra_watch_idle(&reg->watch, &h->w);
 	}
 }
 
-/* @h stopped (or cannot be watched): remove all its names and free it. */
+/* The watch set's purge: @e stopped (or cannot be watched). */
 static void
-holder_purge(tr_registry *reg, struct holder *h)
+holder_purge(struct tra_watch *ws, struct tra_watched *e)
 {
+	tr_registry *reg = registry_of(ws);
+	struct holder *h = (struct holder *)e;
+
 	while (h->names != NULL) {
 		struct rname *n = h->names;
 		h->names = n->hnext;
@@ -278,145 +191,42 @@ holder_purge(tr_registry *reg, struct holder *h)
 		reg->st.removed++;
 		reg->st.names--;
 	}
-	if (h->nnames > 0) {
+	if (h->w.uses > 0) {
 		reg->st.holders--;
 	}
-	holder_free(reg, h);
+	tra_watch_free(ws, e);
 }
 
-/* ---- the watcher actor --------------------------------------------------- */
-
-static int
-watcher_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct watcher *w = state;
-
-	(void)cx;
-	w->reg = arg;
-	return TR_OK;
-}
+static void registry_free(struct tra_watch *ws);
 
 static void
-registry_release(tr_registry *reg);
-
-static void
-watcher_sync(tr_ctx *cx, tr_registry *reg, tr_pid pid)
+holder_free(struct tra_watched *e)
 {
-	struct holder *h = *holder_slot(reg, pid);
-
-	if (h == NULL) {
-		return;
-	}
-	if (h->nnames == 0) {
-		if (h->monitored) {
-			(void)tr_demonitor(cx, h->ref);
-		}
-		holder_free(reg, h);
-		return;
-	}
-	if (h->monitored) {
-		return;
-	}
-	if (tr_monitor(cx, pid, &h->ref) == TR_OK) {
-		h->monitored = true;
-	} else {
-		/*
-		 * Out of memory: a name we cannot watch could name a
-		 * stopped actor forever, so it goes now, as if its holder
-		 * had stopped.
-		 */
-		holder_purge(reg, h);
-	}
+	free(e); /* its names went with the shards */
 }
 
-static void
-watcher_down(tr_registry *reg, const tr_down *d)
-{
-	struct holder *h = *holder_slot(reg, d->who);
-
-	if (h != NULL && h->monitored && h->ref == d->ref) {
-		holder_purge(reg, h);
-	}
-}
-
-static void
-watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
-{
-	tr_registry *reg = ((struct watcher *)state)->reg;
-
-	if (m->type == TR_MSG_REGISTRY_SYNC && m->size == sizeof(tr_pid)) {
-		tr_pid pid;
-		memcpy(&pid, m->data, sizeof(pid));
-		pthread_mutex_lock(&reg->wmu);
-		watcher_sync(cx, reg, pid);
-		pthread_mutex_unlock(&reg->wmu);
-	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
-		tr_down d;
-		memcpy(&d, m->data, sizeof(d));
-		pthread_mutex_lock(&reg->wmu);
-		watcher_down(reg, &d);
-		pthread_mutex_unlock(&reg->wmu);
-	}
-}
-
-static void
-watcher_teardown(tr_ctx *cx, void *state, int32_t reason)
-{
-	tr_registry *reg = ((struct watcher *)state)->reg;
-
-	(void)cx;
-	(void)reason;
-	if (reg == NULL) {
-		return; /* init never ran: the spawn reference was not taken */
-	}
-	pthread_mutex_lock(&reg->wmu);
-	reg->watcher_gone = true;
-	pthread_mutex_unlock(&reg->wmu);
-	registry_release(reg);
-}
-
-static const tr_actor_def watcher_def = {
-	.size = sizeof(tr_actor_def),
-	.name = "registry",
-	.state_size = sizeof(struct watcher),
-	.init = watcher_init,
-	.teardown = watcher_teardown,
-	.handle = watcher_handle,
+static const struct tra_watch_ops watch_ops = {
+	.def = TRA_WATCH_DEF("registry"),
+	.sync_type = TR_MSG_REGISTRY_SYNC,
+	.entry_size = sizeof(struct holder),
+	.purge = holder_purge,
+	.free_owner = registry_free,
+	.free_entry = holder_free,
 };
 
 /* ---- create and destroy -------------------------------------------------- */
 
 static void
-registry_free(tr_registry *reg)
+registry_free(struct tra_watch *ws)
 {
+	tr_registry *reg = registry_of(ws);
+
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		tra_shard_fini(&reg->shards[i], free_rname);
 	}
-	for (size_t b = 0; b < reg->nholder_buckets; b++) {
-		struct holder *h = reg->holders[b];
-		while (h != NULL) {
-			struct holder *next = h->next;
-			free(h);
-			h = next;
-		}
-	}
-	free(reg->holders);
+	tra_watch_fini(ws);
 	pthread_mutex_destroy(&reg->wmu);
 	free(reg);
-}
-
-static void
-registry_release(tr_registry *reg)
-{
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&reg->refs, 1, memory_order_acq_rel) ==
-	    1) {
-		registry_free(reg);
-	}
 }
 
 tr_err
@@ -442,19 +252,11 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 			goto err_shards;
 		}
 	}
-	err = TR_ENOMEM;
-	reg->holders = calloc(HOLDER_BUCKETS0, sizeof(*reg->holders));
-	if (reg->holders == NULL) {
-		goto err_shards;
-	}
-	reg->nholder_buckets = HOLDER_BUCKETS0;
 	if (pthread_mutex_init(&reg->wmu, NULL) != 0) {
 		err = TR_ESYS;
-		goto err_holders;
+		goto err_shards;
 	}
-	/* One reference for the caller, one for the watcher's teardown. */
-	atomic_init(&reg->refs, 2);
-	err = tr_runtime_spawn(rt, &watcher_def, reg, &reg->watcher);
+	err = tra_watch_init(&reg->watch, rt, &reg->wmu, &watch_ops);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -463,8 +265,6 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 
 err_mutex:
 	pthread_mutex_destroy(&reg->wmu);
-err_holders:
-	free(reg->holders);
 err_shards:
 	while (ninit-- > 0) {
 		tra_shard_fini(&reg->shards[ninit], free_rname);
@@ -476,12 +276,9 @@ err_shards:
 void
 tr_registry_destroy(tr_registry *reg)
 {
-	if (reg == NULL) {
-		return;
+	if (reg != NULL) {
+		tra_watch_destroy(&reg->watch);
 	}
-	/* After a join the watcher is gone: this is a counted dead letter. */
-	(void)tr_runtime_stop_actor(reg->rt, reg->watcher, TR_EXIT_SHUTDOWN);
-	registry_release(reg);
 }
 
 /* ---- writers ------------------------------------------------------------- */
@@ -528,7 +325,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		return TR_ENOMEM;
 	}
 	pthread_mutex_lock(&reg->wmu);
-	if (reg->watcher_gone) {
+	if (reg->watch.watcher_gone) {
 		err = TR_ECLOSED;
 		goto out;
 	}
