@@ -51,12 +51,14 @@ TR_API tr_err tr_runtime_handle_signals(tr_runtime *rt, tr_pid to);
  * @count:  number of addresses in @addrs
  * @addrs:  the addresses, in resolver order (IPv4 and IPv6)
  */
+TR_FAM_BEGIN
 typedef struct tr_resolved {
 	int32_t status;
 	char error[32];
 	uint32_t count;
 	struct sockaddr_storage addrs[];
 } tr_resolved;
+TR_FAM_END
 
 /**
  * tr_resolve() - Resolve @host (and optional @service) without blocking

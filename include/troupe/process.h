@@ -39,11 +39,13 @@ typedef struct tr_process_started {
 } tr_process_started;
 
 /** A line without its '\n'; freed by the runtime unless taken (free()). */
+TR_FAM_BEGIN
 typedef struct tr_process_line {
 	tr_process proc;
 	size_t len;
 	char text[]; /* len bytes, then a NUL */
 } tr_process_line;
+TR_FAM_END
 
 /**
  * struct tr_process_exit - The last message about a process, sent after

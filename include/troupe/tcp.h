@@ -61,11 +61,13 @@ typedef struct tr_tcp_event {
 } tr_tcp_event;
 
 /** Received bytes; freed by the runtime after the handler. */
+TR_FAM_BEGIN
 typedef struct tr_tcp_data {
 	tr_tcp conn;
 	size_t len;
 	unsigned char bytes[];
 } tr_tcp_data;
+TR_FAM_END
 
 /**
  * tr_tcp_listen() - Listen on @host:@port (port 0: any free port). The

@@ -22,6 +22,22 @@
 #define TR_API
 #endif
 
+/*
+ * A few payload structs end in a flexible array member, which C has had
+ * since C99 and C++ has not: GCC and Clang accept one in C++ as an
+ * extension, and these two keep -pedantic quiet about it there, so the
+ * headers compile cleanly from C++ as well. Nothing in C.
+ */
+#if defined(__cplusplus) && defined(__GNUC__)
+#define TR_FAM_BEGIN                                                          \
+	_Pragma("GCC diagnostic push")                                        \
+		_Pragma("GCC diagnostic ignored \"-Wpedantic\"")
+#define TR_FAM_END _Pragma("GCC diagnostic pop")
+#else
+#define TR_FAM_BEGIN
+#define TR_FAM_END
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every public header compiles on its own, as C11 with -pedantic -Werror and
-# (when a C++ compiler is present) as C++. Usage: check_headers.sh SRCDIR CC [CXX]
+# Every public header compiles on its own, as C11 and (when a C++ compiler
+# is present) as C++11, both with -pedantic -Werror.
+# Usage: check_headers.sh SRCDIR CC [CXX]
 set -u
 src=$1 cc=$2 cxx=${3:-}
 tmp=$(mktemp -d)
@@ -17,7 +18,8 @@ for h in "$src"/include/troupe/*.h "$src"/include/troupe/actors/*.h; do
 	fi
 	if [ -n "$cxx" ]; then
 		cp "$tmp/t.c" "$tmp/t.cc"
-		if ! "$cxx" -std=c++11 -Wall -Wextra -Werror -I"$src/include" \
+		if ! "$cxx" -std=c++11 -pedantic -Wall -Wextra -Werror \
+			-I"$src/include" \
 			-c "$tmp/t.cc" -o "$tmp/t.o"; then
 			echo "FAIL: $name as C++"
 			fail=1
