@@ -1060,8 +1060,14 @@ tr__actor_stop_all(tr_runtime *rt)
 			continue;
 		}
 		struct tr__actor *a = &chunk[i & (TR__CHUNK_SLOTS - 1)];
+		/*
+		 * acquire: pairs with the spawner's release of the pid, so
+		 * the worker that handles this STOP (through the mailbox)
+		 * sees the new actor's fields, its init-pending flag
+		 * included.
+		 */
 		uint64_t pid = atomic_load_explicit(&a->pid,
-						    memory_order_relaxed);
+						    memory_order_acquire);
 		if (pid != 0 && tr__send_sys(rt, tr__sched_current(rt), 0, pid,
 					 TR__SYS_STOP, &reason,
 					 sizeof(reason)) == TR_OK) {

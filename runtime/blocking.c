@@ -57,7 +57,7 @@ pool_main(void *p)
 	struct tr__blocking *b = pa.b;
 
 	tr__free(p, sizeof(struct pool_arg));
-	tr__thread_name("tr-blocking-", pa.index);
+	tr__thread_name("tr-blocking-", (int)pa.index);
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		while (b->head == NULL && !b->stop) {

@@ -51,9 +51,10 @@ tr__cpu_relax(void)
 }
 
 /*
- * Name the calling thread "<prefix><index>" (at most 15 characters) so
- * that top -H, gdb and perf show which of the runtime's threads is which.
+ * Name the calling thread "<prefix><index>", or "<prefix>" for a negative
+ * index (at most 15 characters), so that top -H, gdb and perf show which
+ * of the runtime's threads is which.
  */
-void tr__thread_name(const char *prefix, unsigned index);
+void tr__thread_name(const char *prefix, int index);
 
 #endif /* TR_RUNTIME_INTERNAL_H */

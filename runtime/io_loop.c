@@ -409,9 +409,9 @@ io_main(void *arg)
 	sigset_t pipe;
 
 	if (io->index < io->count) {
-		tr__thread_name("tr-io-", io->index);
+		tr__thread_name("tr-io-", (int)io->index);
 	} else {
-		tr__thread_name("tr-io-proc", 0);
+		tr__thread_name("tr-io-proc", -1);
 	}
 
 	/*

@@ -5,8 +5,9 @@
  * embeds its own queue entry (struct tr__io_op) and post it to the loop
  * that owns the connection (tr__io_pick by id); every uv_ handle and each
  * loop's connection table belong to that loop's thread. The one exception
- * is the free function of a DATA message, which runs wherever the message
- * is consumed: it lowers the connection's count of unread bytes (atomic)
+ * is the release hook of a DATA message, which runs wherever the message
+ * is consumed: it lowers the connection's count of unread bytes (atomic;
+ * counted as the memory of the DATA nodes, not just the bytes read)
  * and, when reading was paused for that reason and the count is back
  * under the low watermark, asks the loop to resume. A connection is
  * therefore reference-counted: one reference for its loop until the
@@ -68,7 +69,7 @@ struct tcp {
 	bool closed_sent;
 	bool eof; /* the peer shut down its sending side */
 	int64_t pending; /* write bytes queued (loop thread) */
-	_Atomic int64_t unread;
+	_Atomic int64_t unread; /* memory of DATA not yet handled */
 	_Atomic int refs;
 	/*
 	 * Direct writes (see tr_tcp_write): `wlock` is held by whoever puts
@@ -103,6 +104,7 @@ struct tcp_table {
 struct data_hdr {
 	struct tcp *t;
 	size_t len;
+	size_t charge; /* the node's whole size, counted in t->unread */
 	_Alignas(16) tr_tcp_data pub;
 };
 
@@ -397,12 +399,12 @@ data_release(void *p)
 {
 	struct data_hdr *d = tr__container_of(p, struct data_hdr, pub);
 	struct tcp *t = d->t;
-	int64_t left = atomic_fetch_sub_explicit(&t->unread, (int64_t)d->len,
+	int64_t c = (int64_t)d->charge;
+	int64_t left = atomic_fetch_sub_explicit(&t->unread, c,
 						 memory_order_relaxed) -
-		       (int64_t)d->len;
+		       c;
 
-	if (left <= TR_TCP_READ_LOW &&
-	    left + (int64_t)d->len > TR_TCP_READ_LOW) {
+	if (left <= TR_TCP_READ_LOW && left + c > TR_TCP_READ_LOW) {
 		/* Crossed the low watermark: let the loop resume. */
 		struct tcp_req *r = req_new(REQ_RESUME, t->id);
 		if (r != NULL && tr__io_post(t->io, &r->op) < 0) {
@@ -459,12 +461,18 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	memcpy(out->pub.bytes, buf->base, (size_t)nread);
 	out->t = t;
 	out->len = (size_t)nread;
+	/*
+	 * Counted by what the node takes, not by the bytes read: a read of
+	 * 500 bytes holds a 2 KiB node, and the watermarks bound memory.
+	 */
+	out->charge = msg->alloc_size;
 	out->pub.conn.v = t->id;
 	out->pub.len = (size_t)nread;
 	msg->m.data = &out->pub;
 	msg->m.size = sizeof(tr_tcp_data) + (size_t)nread;
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->unread, nread, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->unread, (int64_t)out->charge,
+				  memory_order_relaxed);
 	(void)tr__send_built(tr__io_runtime(t->io), NULL, t->owner, t->owner,
 			     TR_MSG_TCP_DATA, msg, data_release);
 	update_reading(t);

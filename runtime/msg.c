@@ -1,7 +1,8 @@
 /*
- * Message node allocation. Threads: the cache array belongs to one worker
- * and is only touched by it; NULL caches (foreign threads) go straight to
- * the allocator. Invariant: a cached node is never referenced elsewhere.
+ * Message node allocation. Threads: a cache array belongs to one thread
+ * (a worker, or an I/O loop through tr__msg_thread_cache) and is only
+ * touched by it; NULL caches (other foreign threads) go straight to the
+ * allocator. Invariant: a cached node is never referenced elsewhere.
  */
 #include <ck_pr.h>
 
@@ -26,6 +27,8 @@ static const uint32_t class_size[TR__MSG_CLASSES] = { 96, 192, 512, 2048 };
 static const uint32_t class_cap[TR__MSG_CLASSES] = { 4096, 4096, 2048, 512 };
 /* Nodes per batch handed to the shared pool (at most any cap). */
 #define BATCH 256u
+/* Batches the shared pool keeps per class: 32 MiB, and at least 64. */
+static const int32_t pool_cap[TR__MSG_CLASSES] = { 1365, 682, 256, 64 };
 
 _Static_assert(BATCH <= 512, "a batch must fit in every class's cache");
 
@@ -95,6 +98,7 @@ tr__msg_pool_init(struct tr__msg_pool *pool)
 {
 	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
 		ck_stack_init(&pool->spare[i]);
+		atomic_init(&pool->nspare[i], 0);
 	}
 }
 
@@ -105,6 +109,7 @@ tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool)
 		caches[i].head = NULL;
 		caches[i].count = 0;
 		caches[i].spare = &pool->spare[i];
+		caches[i].nspare = &pool->nspare[i];
 	}
 }
 
@@ -116,7 +121,7 @@ refill(struct tr__msg_cache *c)
 		return false;
 	}
 	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(c->spare);
-	bool any = false;
+	int32_t taken = 0;
 	while (e != NULL) {
 		ck_stack_entry_t *next_batch = e->next;
 		struct tr__msg *first = batch_first(e);
@@ -125,15 +130,20 @@ refill(struct tr__msg_cache *c)
 		set_next(h->last, c->head);
 		c->head = first;
 		c->count += h->count;
-		any = true;
+		taken++;
 		e = next_batch;
 	}
-	return any;
+	if (taken > 0) {
+		atomic_fetch_sub_explicit(c->nspare, taken, memory_order_relaxed);
+	}
+	return taken > 0;
 }
 
-/* Hand BATCH nodes from the cache to the shared pool. */
+static void free_chain(struct tr__msg *m, unsigned cls);
+
+/* Hand BATCH nodes from the cache to the shared pool, or to malloc. */
 static void
-spill(struct tr__msg_cache *c)
+spill(struct tr__msg_cache *c, unsigned cls)
 {
 	struct tr__msg *first = c->head, *last = first;
 
@@ -143,6 +153,13 @@ spill(struct tr__msg_cache *c)
 	c->head = next_of(last);
 	c->count -= BATCH;
 	set_next(last, NULL);
+	/* The count may pass the cap by a batch or two in a race: fine. */
+	if (atomic_load_explicit(c->nspare, memory_order_relaxed) >=
+	    pool_cap[cls]) {
+		free_chain(first, cls);
+		return;
+	}
+	atomic_fetch_add_explicit(c->nspare, 1, memory_order_relaxed);
 	struct batch_hdr *h = batch_hdr(first);
 	h->last = last;
 	h->count = BATCH;
@@ -198,7 +215,7 @@ tr__msg_free(struct tr__msg_cache *caches, struct tr__msg *msg)
 		set_next(msg, c->head);
 		c->head = msg;
 		if (++c->count > class_cap[msg->cls]) {
-			spill(c);
+			spill(c, msg->cls);
 		}
 		return;
 	}

@@ -3,14 +3,16 @@
  * view, the payload's free function, and (for copied sends) the payload
  * itself inline, so a copying send is one allocation.
  *
- * Nodes of the three small size classes are recycled through per-worker
- * caches (no lock, no atomic: a cache belongs to one worker). A node freed
- * on another worker than the one that allocated it simply joins that
- * worker's cache. Foreign threads pass a NULL cache and use the allocator.
+ * Nodes of the size classes are recycled through per-thread caches (no
+ * lock, no atomic: a cache belongs to one worker or one I/O loop). A node
+ * freed on another thread than the one that allocated it simply joins
+ * that thread's cache. Other foreign threads pass a NULL cache and use
+ * the allocator.
  */
 #ifndef TR_RUNTIME_MSG_H
 #define TR_RUNTIME_MSG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +49,7 @@ struct tr__msg_cache {
 	struct tr__msg *head; /* linked through node.next (relaxed use) */
 	uint32_t count;
 	ck_stack_t *spare;    /* the runtime's shared batches of this class */
+	_Atomic int32_t *nspare; /* batches in spare (approximate) */
 };
 
 /*
@@ -59,6 +62,15 @@ struct tr__msg_cache {
  */
 struct tr__msg_pool {
 	ck_stack_t spare[TR__MSG_CLASSES];
+	/*
+	 * Batches held per class, capped (about 32 MiB a class): past the
+	 * cap a spilled batch goes back to malloc, so a burst (a few
+	 * thousand connections' reads in flight, say) does not keep its
+	 * nodes for the life of the runtime. Relaxed, so a taker may count
+	 * its batches off before their giver counted them on: the value can
+	 * dip below zero for a moment, hence signed.
+	 */
+	_Atomic int32_t nspare[TR__MSG_CLASSES];
 };
 
 void tr__msg_pool_init(struct tr__msg_pool *pool);

@@ -160,6 +160,7 @@ tr_runtime_start(tr_runtime *rt)
 	}
 	err = tr__io_start(rt->io);
 	if (err < 0) {
+		tr__io_shutdown(rt->io); /* the loops that did start */
 		tr__blocking_shutdown(&rt->blocking);
 		return err;
 	}

@@ -512,7 +512,7 @@ worker_main(void *arg)
 	tr_runtime *rt = w->rt;
 
 	tl_worker = w;
-	tr__thread_name("tr-worker-", w->index);
+	tr__thread_name("tr-worker-", (int)w->index);
 	for (;;) {
 		struct tr__actor *a = find_local(w);
 

@@ -9,10 +9,14 @@
 #include "runtime/internal.h"
 
 void
-tr__thread_name(const char *prefix, unsigned index)
+tr__thread_name(const char *prefix, int index)
 {
 	char name[16]; /* the kernel keeps 15 characters and the NUL */
 
-	snprintf(name, sizeof(name), "%s%u", prefix, index);
+	if (index < 0) {
+		snprintf(name, sizeof(name), "%s", prefix);
+	} else {
+		snprintf(name, sizeof(name), "%s%d", prefix, index);
+	}
 	(void)pthread_setname_np(pthread_self(), name);
 }

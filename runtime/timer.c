@@ -16,7 +16,7 @@ start_timer(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
 	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
-	if (len > TR_TIMER_MAX_PAYLOAD) {
+	if (len > TR_TIMER_MAX_PAYLOAD || len > cx->rt->cfg.max_msg_size) {
 		return TR_EMSGSIZE;
 	}
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {

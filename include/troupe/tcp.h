@@ -7,8 +7,9 @@
  * that actor owns the connection and gets its bytes as messages.
  *
  * Memory per connection stays bounded whatever the peer does: reading
- * pauses while the owner has more than TR_TCP_READ_HIGH received bytes not
- * yet handled, or while more than TR_TCP_READ_HIGH bytes of writes are
+ * pauses while the DATA messages the owner has not yet handled take more
+ * than TR_TCP_READ_HIGH bytes of memory, or while more than
+ * TR_TCP_READ_HIGH bytes of writes are
  * pending, and resumes below TR_TCP_READ_LOW; a connection whose pending
  * writes pass TR_TCP_WRITE_MAX (a peer that does not read) is closed with
  * the error "ENOBUFS".
