@@ -47,6 +47,9 @@ struct tr__actor_ext {
 	struct mon_set links;    /* ref unused */
 	struct mon_set monitors; /* monitors this actor holds on others */
 	struct mon_set watchers; /* monitors others hold on this actor */
+	/* A stop that came before init (see TR__SYS_STOP): done after it. */
+	bool stop_pending;
+	int32_t stop_reason;
 };
 
 /* Payloads of system messages. */
@@ -763,6 +766,8 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			terminate(w, a, TR_EXIT_INIT_FAILED);
 		} else if (w->cx.stop_requested) {
 			terminate(w, a, w->cx.stop_reason);
+		} else if (a->ext != NULL && a->ext->stop_pending) {
+			terminate(w, a, a->ext->stop_reason);
 		}
 		break;
 	}
@@ -773,12 +778,21 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			/*
 			 * A runtime stop saw the pid between its publication
 			 * and the queueing of init (tr__spawn). Init owns the
-			 * spawn argument, so it runs first: the stop goes
-			 * behind it; the spawner is a few instructions away
-			 * from queueing it.
+			 * spawn argument, so it runs first and the stop is
+			 * done right after it. Without memory to note that,
+			 * the stop goes behind it in the mailbox (the
+			 * spawner is a few instructions away from queueing
+			 * init).
 			 */
-			(void)tr__send_sys(w->rt, w, from, msg->to, TR__SYS_STOP,
-					   &reason, sizeof(reason));
+			struct tr__actor_ext *x = ext_get(a);
+			if (x == NULL) {
+				(void)tr__send_sys(w->rt, w, from, msg->to,
+						   TR__SYS_STOP, &reason,
+						   sizeof(reason));
+			} else if (!x->stop_pending) {
+				x->stop_pending = true;
+				x->stop_reason = reason;
+			}
 			break;
 		}
 		terminate(w, a, reason);

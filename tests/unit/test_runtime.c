@@ -1245,9 +1245,27 @@ race_spawner(void *p)
 	}
 }
 
+/* Busy threads: a worker preempted inside tr_spawn widens the window. */
+static _Atomic bool race_hog_stop;
+
+static void *
+race_hog(void *p)
+{
+	(void)p;
+	while (!atomic_load_explicit(&race_hog_stop, memory_order_relaxed)) {
+	}
+	return NULL;
+}
+
 static void
 test_stop_racing_spawns_runs_init(void)
 {
+	pthread_t hog[2];
+
+	atomic_store(&race_hog_stop, false);
+	for (int i = 0; i < 2; i++) {
+		CHECK(pthread_create(&hog[i], NULL, race_hog, NULL) == 0);
+	}
 	for (int round = 0; round < 20; round++) {
 		tr_runtime *rt = NULL;
 		tr_config cfg = tr_config_default();
@@ -1274,6 +1292,10 @@ test_stop_racing_spawns_runs_init(void)
 			     atomic_load(&race_given));
 		check_final_metrics(rt);
 		tr_runtime_destroy(rt);
+	}
+	atomic_store(&race_hog_stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(hog[i], NULL);
 	}
 }
 
