@@ -50,6 +50,7 @@
  */
 #include <troupe/actors/pool.h>
 
+#include "boot.h"
 #include "defs.h"
 
 #include <stdatomic.h>
@@ -1756,6 +1757,21 @@ tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
 	return err;
 }
 
+/* The pool's answer to its start (tra_await_start). */
+static bool
+start_status(const tr_received *r, tr_err *status)
+{
+	tr_pool_reply rp;
+
+	if (r->type != TR_MSG_POOL_REPLY ||
+	    tr_pool_reply_parse(r->data, r->size, &rp) != TR_OK ||
+	    rp.op != TR_POOL_OP_START) {
+		return false;
+	}
+	*status = rp.status;
+	return true;
+}
+
 tr_err
 tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 {
@@ -1795,26 +1811,7 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 		free(b);
 		goto out_inbox;
 	}
-	for (;;) {
-		tr_received r;
-		tr_pool_reply rp;
-		memset(&r, 0, sizeof(r));
-		if (tr_inbox_recv(ib, -1, &r) < 0) {
-			/* The inbox stopped: the runtime is stopping, or the
-			 * pool died and the link took the inbox along. */
-			err = TR_ECLOSED;
-			break;
-		}
-		bool mine = r.type == TR_MSG_POOL_REPLY &&
-			    tr_pid_eq(r.from, pid) &&
-			    tr_pool_reply_parse(r.data, r.size, &rp) == TR_OK &&
-			    rp.op == TR_POOL_OP_START;
-		tr_received_fini(&r);
-		if (mine) {
-			err = rp.status;
-			break;
-		}
-	}
+	err = tra_await_start(ib, pid, start_status);
 	if (err == TR_OK && out != NULL) {
 		*out = pid;
 	}

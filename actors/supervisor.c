@@ -44,6 +44,7 @@
  */
 #include <troupe/actors/supervisor.h>
 
+#include "boot.h"
 #include "defs.h"
 
 #include <stdatomic.h>
@@ -1563,6 +1564,21 @@ tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 	return err;
 }
 
+/* The supervisor's answer to its start (tra_await_start). */
+static bool
+start_status(const tr_received *r, tr_err *status)
+{
+	tr_sup_reply rp;
+
+	if (r->type != TR_MSG_SUP_REPLY ||
+	    tr_sup_reply_parse(r->data, r->size, &rp) != TR_OK ||
+	    rp.op != TR_SUP_OP_START) {
+		return false;
+	}
+	*status = rp.status;
+	return true;
+}
+
 tr_err
 tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 	     const tr_sup_child_spec *specs, size_t n, tr_pid *out)
@@ -1611,26 +1627,7 @@ tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 		boot_free(b);
 		goto out_inbox;
 	}
-	for (;;) {
-		tr_received r;
-		tr_sup_reply rp;
-		memset(&r, 0, sizeof(r));
-		if (tr_inbox_recv(ib, -1, &r) < 0) {
-			/* The inbox stopped: the runtime is stopping, or the
-			 * supervisor died and the link took the inbox along. */
-			err = TR_ECLOSED;
-			break;
-		}
-		bool mine = r.type == TR_MSG_SUP_REPLY &&
-			    tr_pid_eq(r.from, pid) &&
-			    tr_sup_reply_parse(r.data, r.size, &rp) == TR_OK &&
-			    rp.op == TR_SUP_OP_START;
-		tr_received_fini(&r);
-		if (mine) {
-			err = rp.status;
-			break;
-		}
-	}
+	err = tra_await_start(ib, pid, start_status);
 	if (err == TR_OK && out != NULL) {
 		*out = pid;
 	}

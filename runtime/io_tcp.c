@@ -100,13 +100,23 @@ struct tcp_table {
 	unsigned char rbuf[READ_BUF]; /* every read lands here first */
 };
 
-/* Private header in front of each DATA payload. */
+/* Private header in front of each DATA payload, at the node's data. */
 struct data_hdr {
 	struct tcp *t;
-	size_t len;
-	size_t charge; /* the node's whole size, counted in t->unread */
 	_Alignas(16) tr_tcp_data pub;
 };
+
+/*
+ * What a DATA message counts in t->unread: the whole node, not the bytes
+ * read (a read of 500 bytes holds a 2 KiB node), so the read watermarks
+ * bound memory.
+ */
+static int64_t
+data_charge(struct data_hdr *d)
+{
+	return (int64_t)tr__container_of((void *)d, struct tr__msg, data)
+		->alloc_size;
+}
 
 enum req_kind {
 	REQ_LISTEN,
@@ -399,7 +409,7 @@ data_release(void *p)
 {
 	struct data_hdr *d = tr__container_of(p, struct data_hdr, pub);
 	struct tcp *t = d->t;
-	int64_t c = (int64_t)d->charge;
+	int64_t c = data_charge(d);
 	int64_t left = atomic_fetch_sub_explicit(&t->unread, c,
 						 memory_order_relaxed) -
 		       c;
@@ -460,18 +470,12 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct data_hdr *out = (struct data_hdr *)(void *)msg->data;
 	memcpy(out->pub.bytes, buf->base, (size_t)nread);
 	out->t = t;
-	out->len = (size_t)nread;
-	/*
-	 * Counted by what the node takes, not by the bytes read: a read of
-	 * 500 bytes holds a 2 KiB node, and the watermarks bound memory.
-	 */
-	out->charge = msg->alloc_size;
 	out->pub.conn.v = t->id;
 	out->pub.len = (size_t)nread;
 	msg->m.data = &out->pub;
 	msg->m.size = sizeof(tr_tcp_data) + (size_t)nread;
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->unread, (int64_t)out->charge,
+	atomic_fetch_add_explicit(&t->unread, data_charge(out),
 				  memory_order_relaxed);
 	(void)tr__send_built(tr__io_runtime(t->io), NULL, t->owner, t->owner,
 			     TR_MSG_TCP_DATA, msg, data_release);
