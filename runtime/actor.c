@@ -257,23 +257,6 @@ tr__msg_new(struct tr__worker *w, size_t len)
 	return msg;
 }
 
-void *
-tr__node_buf(struct tr__worker *w, size_t len)
-{
-	struct tr__msg *msg = tr__msg_alloc(cache_of(w), len);
-
-	return msg != NULL ? msg->data : NULL;
-}
-
-void
-tr__node_buf_free(struct tr__worker *w, void *p)
-{
-	if (p != NULL) {
-		tr__msg_free(cache_of(w),
-			     tr__container_of(p, struct tr__msg, data));
-	}
-}
-
 tr_err
 tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 	       uint64_t to, uint32_t type, struct tr__msg *msg,

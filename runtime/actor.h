@@ -137,17 +137,6 @@ tr_err tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 		      uint64_t to, uint32_t type, struct tr__msg *msg,
 		      tr_free_fn release);
 
-/*
- * Runtime memory that crosses threads the way a message does (a write
- * handed from a worker to an I/O loop): @len bytes in a message node from
- * the caller's cache (@w's, or the calling I/O loop's when @w is NULL), so
- * the allocating and the freeing thread each stay on their node caches
- * instead of passing malloc's memory between them. Freed with
- * tr__node_buf_free() on any thread, with that thread's worker.
- */
-void *tr__node_buf(struct tr__worker *w, size_t len);
-void tr__node_buf_free(struct tr__worker *w, void *p);
-
 /* Options of tr__spawn beyond the public ones. */
 #define TR__SPAWN_LINK 0x1u    /* link the new actor with opts.parent */
 #define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */

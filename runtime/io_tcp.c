@@ -15,15 +15,11 @@
  * or shutdown request and one for a connect timer.
  *
  * The hot path, per request of an echo-like protocol: the loop reads
- * into one buffer per loop and copies exactly what was read into the DATA
- * message, a node from the loop's cache; the actor's reply is a write
- * request in a node from its worker's cache, which the loop first tries
- * with uv_try_write straight from the request, queueing with uv_write
- * (from the same memory) only what the socket does not take at once. So
- * a request costs no malloc in either direction, and only the loop's
- * thread ever touches the socket: its file, lock and TCP state stay in
- * one core's cache (see docs/ARCHITECTURE.md for why workers do not
- * write to sockets themselves).
+ * into one buffer per loop, copies exactly what was read into the DATA
+ * message, and a write first tries uv_try_write straight from the
+ * request; only bytes the socket does not take at once are queued with
+ * uv_write, from the same memory. So a request costs one allocation per
+ * direction and no uv_write bookkeeping when the socket keeps up.
  *
  * With several loops, a listener accepts on its own loop; a connection
  * whose id belongs to another loop is handed over as a duplicated file
@@ -75,7 +71,27 @@ struct tcp {
 	int64_t pending; /* write bytes queued (loop thread) */
 	_Atomic int64_t unread; /* memory of DATA not yet handled */
 	_Atomic int refs;
+	/*
+	 * Direct writes (see tr_tcp_write): `wlock` is held by whoever puts
+	 * bytes on the socket outside libuv's queue, a worker or the loop;
+	 * WLOCK_CLOSED once the loop closes the handle, for good. A worker
+	 * writes directly only while no write for this connection is with
+	 * the loop (inflight_of(id) is zero). `front` is the rest of a
+	 * direct write the socket did not take, which the loop writes
+	 * before anything else.
+	 */
+	int fd;
+	_Atomic unsigned wlock;
+	_Atomic(struct wreq *) front;
+	_Atomic bool broken;       /* a direct write lost bytes: close */
+	_Atomic bool kick_queued;  /* kick_op is on the loop's stack */
+	struct tr__io_op kick_op;  /* "write front", without allocating */
+	bool loop_holds;           /* the loop holds wlock (loop thread) */
 };
+
+#define WLOCK_FREE 0u
+#define WLOCK_HELD 1u
+#define WLOCK_CLOSED 2u
 
 /* One per loop, made on first use. */
 struct tcp_table {
@@ -129,12 +145,32 @@ struct wreq {
 	uint64_t id;
 	uv_write_t req;
 	struct tcp *t;
+	bool counted; /* one unit of t->inflight until the kernel has it */
 	size_t len;
 	size_t off; /* bytes taken by uv_try_write */
 	unsigned char data[];
 };
 
 static _Atomic uint64_t next_tcp_id = 1;
+
+/*
+ * Writes handed to a loop and not yet taken by the kernel, per connection
+ * id, in buckets: a writer that has only the id (any actor may write to
+ * any connection) can count its write here without finding the
+ * connection, and a bucket shared by two ids only sends a writer down the
+ * queued path more often. Ids are unique in the process, so the array is
+ * shared by every runtime.
+ */
+#define INFLIGHT_BUCKETS 4096u
+static _Atomic int64_t inflight[INFLIGHT_BUCKETS];
+
+static _Atomic int64_t *
+inflight_of(uint64_t id)
+{
+	return &inflight[id % INFLIGHT_BUCKETS];
+}
+
+static void run_kick(struct tr__io *io, struct tr__io_op *op);
 
 static struct tcp_table *
 table(struct tr__io *io)
@@ -213,6 +249,61 @@ closed_cb(uv_handle_t *h)
 	unref(h->data);
 }
 
+/* Take the write lock; false once the loop has closed the connection. */
+static bool
+wlock_take(struct tcp *t)
+{
+	for (;;) {
+		unsigned v = WLOCK_FREE;
+		/* acquire: the last holder's writes and `front` are seen. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &t->wlock, &v, WLOCK_HELD, memory_order_acquire,
+			    memory_order_relaxed)) {
+			return true;
+		}
+		if (v == WLOCK_CLOSED) {
+			return false;
+		}
+		/* Held for one send() at most. */
+		tr__cpu_relax();
+	}
+}
+
+static void
+wlock_give(struct tcp *t)
+{
+	atomic_store_explicit(&t->wlock, WLOCK_FREE, memory_order_release);
+}
+
+/* Loop: no direct write ever again (the handle is closing). */
+static void
+wlock_close(struct tcp *t)
+{
+	if (!t->loop_holds) {
+		while (!wlock_take(t)) {
+			if (atomic_load_explicit(&t->wlock,
+						 memory_order_acquire) ==
+			    WLOCK_CLOSED) {
+				return;
+			}
+		}
+	}
+	t->loop_holds = false;
+	atomic_store_explicit(&t->wlock, WLOCK_CLOSED, memory_order_release);
+}
+
+static void
+uncount(struct wreq *w)
+{
+	if (w->counted) {
+		/* release: a direct writer that reads the drop also sees the
+		 * queue emptied. */
+		atomic_fetch_sub_explicit(inflight_of(w->id), 1,
+					  memory_order_release);
+		w->counted = false;
+	}
+}
+
 static void
 send_event(struct tcp *t, uint32_t type, int status)
 {
@@ -249,6 +340,13 @@ tcp_close(struct tcp *t, int status)
 		*pp = t->next;
 	}
 	unlink_owner(tb, t);
+	wlock_close(t);
+	struct wreq *f = atomic_exchange_explicit(&t->front, NULL,
+						  memory_order_acquire);
+	if (f != NULL) {
+		uncount(f);
+		tr__free(f, sizeof(*f) + f->len);
+	}
 	if (t->has_timer) {
 		uv_close((uv_handle_t *)&t->connect_timer, closed_cb);
 	}
@@ -267,7 +365,10 @@ tcp_new(struct tr__io *io, uint64_t id, uint64_t owner)
 	t->io = io;
 	t->id = id;
 	t->owner = owner;
+	t->fd = -1;
+	t->kick_op.run = run_kick;
 	atomic_init(&t->refs, 1);
+	atomic_init(&t->wlock, WLOCK_FREE);
 	uv_tcp_init(tr__io_uv_loop(io), &t->h);
 	t->h.data = t;
 	t->next = *id_bucket(tb, id);
@@ -405,8 +506,15 @@ update_reading(struct tcp *t)
 static void
 open_conn(struct tcp *t)
 {
+	uv_os_fd_t fd = -1;
+
 	/* Request/response protocols want small writes to leave at once. */
 	uv_tcp_nodelay(&t->h, 1);
+	/* Published to workers by the DATA messages that carry t. */
+	t->fd = uv_fileno((uv_handle_t *)&t->h, &fd) == 0 ? fd : -1;
+	if (t->fd < 0) {
+		wlock_close(t);
+	}
 	send_event(t, TR_MSG_TCP_OPEN, 0);
 	update_reading(t);
 }
@@ -549,7 +657,8 @@ write_done(uv_write_t *req, int status)
 	struct tcp *t = w->t;
 
 	t->pending -= (int64_t)(w->len - w->off);
-	tr__node_buf_free(NULL, w);
+	uncount(w);
+	tr__free(w, sizeof(*w) + w->len);
 	if (status < 0) {
 		tcp_close(t, status);
 	} else {
@@ -559,8 +668,8 @@ write_done(uv_write_t *req, int status)
 }
 
 /*
- * Loop: put @w's bytes on the socket, straight away when nothing is
- * queued (order allows it), else behind libuv's queue.
+ * Loop, holding wlock: put @w's bytes on the socket, straight away when
+ * nothing is queued (order allows it), else behind libuv's queue.
  * Return: true if @w was kept as a uv_write (freed in write_done).
  */
 static bool
@@ -598,6 +707,56 @@ put(struct tcp *t, struct wreq *w)
 	return true;
 }
 
+/* Loop: take the lock unless closed; remember that the loop holds it. */
+static void
+loop_lock(struct tcp *t)
+{
+	t->loop_holds = wlock_take(t);
+}
+
+static void
+loop_unlock(struct tcp *t)
+{
+	if (t->loop_holds) {
+		t->loop_holds = false;
+		wlock_give(t);
+	}
+}
+
+/* Loop, holding wlock: the rest of a direct write goes first. */
+static void
+put_front(struct tcp *t)
+{
+	struct wreq *f = atomic_exchange_explicit(&t->front, NULL,
+						  memory_order_acquire);
+
+	if (f != NULL && (t->closing || !put(t, f))) {
+		uncount(f);
+		tr__free(f, sizeof(*f) + f->len);
+	}
+}
+
+static void
+run_kick(struct tr__io *io, struct tr__io_op *op)
+{
+	struct tcp *t = tr__container_of(op, struct tcp, kick_op);
+
+	(void)io;
+	atomic_store_explicit(&t->kick_queued, false, memory_order_relaxed);
+	if (!t->closing) {
+		if (atomic_load_explicit(&t->broken, memory_order_acquire)) {
+			tcp_close(t, UV_ENOMEM);
+		} else {
+			loop_lock(t);
+			put_front(t);
+			if (!t->closing) {
+				loop_unlock(t);
+			}
+		}
+	}
+	unref(t);
+}
+
 static void
 run_write(struct tr__io *io, struct tr__io_op *op)
 {
@@ -607,12 +766,19 @@ run_write(struct tr__io *io, struct tr__io_op *op)
 	if (t == NULL || t->closing || t->is_listener || w->len == 0) {
 		goto done;
 	}
-	if (put(t, w)) {
+	loop_lock(t);
+	put_front(t);
+	bool kept = !t->closing && put(t, w);
+	if (!t->closing) {
+		loop_unlock(t);
+	}
+	if (kept) {
 		return;
 	}
 
 done:
-	tr__node_buf_free(NULL, w);
+	uncount(w);
+	tr__free(w, sizeof(*w) + w->len);
 }
 
 static void
@@ -735,6 +901,16 @@ do_close(struct tr__io *io, const struct tcp_req *r)
 	if (req == NULL) {
 		tcp_close(t, 0);
 		return;
+	}
+	if (!t->is_listener) {
+		/* The rest of a direct write still goes before the FIN. */
+		loop_lock(t);
+		put_front(t);
+		if (t->closing) {
+			tr__free(req, sizeof(*req));
+			return;
+		}
+		wlock_close(t);
 	}
 	req->data = t;
 	uv_read_stop((uv_stream_t *)&t->h);
@@ -914,6 +1090,94 @@ tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port,
 	return endpoint_submit(cx, r, out);
 }
 
+/* The connection of the DATA message being handled, if it is @conn. */
+static struct tcp *
+current_conn(tr_ctx *cx, tr_tcp conn)
+{
+	const tr_msg *m = cx->msg;
+
+	/* Only the runtime sends this type, always built with its hook. */
+	if (m == NULL || m->type != TR_MSG_TCP_DATA || m->data == NULL ||
+	    !(tr__container_of(m, const struct tr__msg, m)->iflags &
+	      TR__MSG_I_HOOK)) {
+		return NULL;
+	}
+	const tr_tcp_data *d = m->data;
+	if (d->conn.v != conn.v) {
+		return NULL;
+	}
+	/* The message holds a reference, so t lives while we use it. */
+	return tr__container_of((void *)(uintptr_t)d, struct data_hdr, pub)->t;
+}
+
+/* Have the loop write `front` (or close a broken connection). */
+static void
+kick(struct tcp *t)
+{
+	if (atomic_exchange_explicit(&t->kick_queued, true,
+				     memory_order_acq_rel)) {
+		return; /* already on the stack */
+	}
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	if (tr__io_post(t->io, &t->kick_op) < 0) {
+		/* Stopping: tcp_close frees `front`. */
+		atomic_store_explicit(&t->kick_queued, false,
+				      memory_order_relaxed);
+		unref(t);
+	}
+}
+
+/*
+ * A worker answering the connection whose data it is handling writes to
+ * the socket itself when nothing for it waits at the loop: the reply then
+ * costs one send() and no hop to the I/O thread. The write lock keeps the
+ * loop and other workers off the socket meanwhile; what the socket does
+ * not take becomes `front`, which the loop writes before anything queued
+ * later. Return: true when the bytes are taken care of.
+ */
+static bool
+try_direct(struct tcp *t, tr_tcp conn, const void *data, size_t len)
+{
+	_Atomic int64_t *queued = inflight_of(conn.v);
+
+	if (atomic_load_explicit(queued, memory_order_acquire) != 0 ||
+	    !wlock_take(t)) {
+		return false;
+	}
+	if (atomic_load_explicit(queued, memory_order_acquire) != 0) {
+		wlock_give(t);
+		return false;
+	}
+	ssize_t n = send(t->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n == (ssize_t)len) {
+		wlock_give(t);
+		return true;
+	}
+	if (n <= 0) {
+		/* Nothing went: the loop writes it all, and reports errors
+		 * with libuv's names. */
+		wlock_give(t);
+		return false;
+	}
+	size_t rest = len - (size_t)n;
+	struct wreq *f = tr__alloc(sizeof(*f) + rest);
+	if (f == NULL) {
+		/* Part of a message went out and the rest cannot follow. */
+		atomic_store_explicit(&t->broken, true, memory_order_release);
+	} else {
+		memset(f, 0, sizeof(*f));
+		f->id = conn.v;
+		f->counted = true;
+		f->len = rest;
+		memcpy(f->data, (const char *)data + n, rest);
+		atomic_fetch_add_explicit(queued, 1, memory_order_relaxed);
+		atomic_store_explicit(&t->front, f, memory_order_release);
+	}
+	kick(t);
+	wlock_give(t);
+	return true;
+}
+
 tr_err
 tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 {
@@ -924,7 +1188,11 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 	if (len == 0) {
 		return TR_OK;
 	}
-	struct wreq *w = tr__node_buf(cx->w, sizeof(*w) + len);
+	struct tcp *t = current_conn(cx, conn);
+	if (t != NULL && try_direct(t, conn, data, len)) {
+		return TR_OK;
+	}
+	struct wreq *w = tr__alloc(sizeof(*w) + len);
 	if (w == NULL) {
 		return TR_ENOMEM;
 	}
@@ -933,10 +1201,15 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 	w->t = NULL;
 	w->len = len;
 	w->off = 0;
+	w->counted = true;
 	memcpy(w->data, data, len);
+	/* Counted before it is queued: a writer that happens after us
+	 * sees it and queues behind instead of writing directly. */
+	atomic_fetch_add_explicit(inflight_of(conn.v), 1, memory_order_relaxed);
 	tr_err err = post(cx, conn.v, &w->op);
 	if (err < 0) {
-		tr__node_buf_free(cx->w, w);
+		uncount(w);
+		tr__free(w, sizeof(*w) + len);
 	}
 	return err;
 }
