@@ -480,6 +480,13 @@ err_free:
 	return TR_ESYS;
 }
 
+/* Every loop of @io's group: the spread ones and the process loop. */
+static unsigned
+group_len(const struct tr__io *io)
+{
+	return io->count + 1;
+}
+
 tr_err
 tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 {
@@ -489,17 +496,18 @@ tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 		loops = 1;
 	}
 	/* The last one is the process loop. */
-	group = tr__calloc(sizeof(*group) * (loops + 1));
+	unsigned all = loops + 1;
+	group = tr__calloc(sizeof(*group) * all);
 	if (group == NULL) {
 		return TR_ENOMEM;
 	}
-	for (unsigned i = 0; i < loops + 1; i++) {
+	for (unsigned i = 0; i < all; i++) {
 		tr_err err = loop_create(rt, &group[i]);
 		if (err < 0) {
 			while (i-- > 0) {
 				loop_destroy(group[i]);
 			}
-			tr__free(group, sizeof(*group) * (loops + 1));
+			tr__free(group, sizeof(*group) * all);
 			return err;
 		}
 		group[i]->group = group;
@@ -513,7 +521,7 @@ tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 tr_err
 tr__io_start(struct tr__io *io)
 {
-	for (unsigned i = 0; i < io->count + 1; i++) {
+	for (unsigned i = 0; i < group_len(io); i++) {
 		struct tr__io *l = io->group[i];
 		if (pthread_create(&l->thread, NULL, io_main, l) != 0) {
 			return TR_ESYS; /* the started ones stop at shutdown */
@@ -569,14 +577,14 @@ tr__io_shutdown(struct tr__io *io)
 	if (io == NULL) {
 		return;
 	}
-	for (unsigned i = 0; i < io->count + 1; i++) {
+	for (unsigned i = 0; i < group_len(io); i++) {
 		struct tr__io *l = io->group[i];
 		atomic_store_explicit(&l->closed, true, memory_order_release);
 		if (l->started) {
 			push(l, l->stop_cmd);
 		}
 	}
-	for (unsigned i = 0; i < io->count + 1; i++) {
+	for (unsigned i = 0; i < group_len(io); i++) {
 		struct tr__io *l = io->group[i];
 		if (l->started) {
 			pthread_join(l->thread, NULL);
@@ -609,7 +617,7 @@ tr__io_destroy(struct tr__io *io)
 		return;
 	}
 	struct tr__io **group = io->group;
-	unsigned all = io->count + 1;
+	unsigned all = group_len(io);
 
 	for (unsigned i = 0; i < all; i++) {
 		loop_destroy(group[i]);
@@ -813,7 +821,7 @@ tr__io_owner_gone(struct tr__io *io, uint64_t owner)
 	tr_err ret = TR_OK;
 
 	/* Its handles may live on any loop, the process loop included. */
-	for (unsigned i = 0; i < io->count + 1; i++) {
+	for (unsigned i = 0; i < group_len(io); i++) {
 		uint64_t *arg = tr__alloc(sizeof(*arg));
 		if (arg == NULL) {
 			ret = TR_ENOMEM;
