@@ -30,9 +30,11 @@
 
 #include "runtime/actor.h"
 #include "runtime/alloc.h"
+#include "runtime/futex.h"
 #include "runtime/internal.h"
 #include "runtime/msg.h"
 #include "runtime/runtime.h"
+#include "runtime/sched.h"
 #include "runtime/stack.h"
 
 /* Timer table: chained hash by id, touched only by the I/O thread. */
@@ -127,6 +129,13 @@ struct tr__io {
 	void *procs;             /* child processes (runtime/io_process.c) */
 	void *tcps;              /* listeners and connections (io_tcp.c) */
 	_Atomic bool closed;     /* stop command sent: no more commands */
+	/* Who runs the loop: see "Who runs a loop" below. */
+	bool shared;             /* workers poll it too */
+	_Atomic uint32_t drive;  /* DRIVE_*: who holds the loop now */
+	_Atomic uint32_t hands;  /* +1 at each worker's take and give */
+	_Atomic uint32_t want;   /* worker index + 1 asking for the loop */
+	_Atomic uint32_t watch;  /* WATCH_*: the loop thread's futex word */
+	uv_timer_t nap;          /* bounds a worker's poll when it must */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
 	bool sig_on;
@@ -197,8 +206,8 @@ timer_fired(uv_timer_t *h)
 		 * counted in mailbox_full), as Go's Ticker drops ticks for a
 		 * slow receiver: the next one comes anyway.
 		 */
-		(void)tr__send_copy(rt, NULL, t->owner, t->to, t->type,
-				    t->data, t->len);
+		(void)tr__send_copy(rt, tr__io_worker(t->io), t->owner, t->to,
+				    t->type, t->data, t->len);
 	} else {
 		/*
 		 * A one-shot timer is often a timeout that nothing else will
@@ -206,8 +215,8 @@ timer_fired(uv_timer_t *h)
 		 * message per pending timer), as a system message would be.
 		 * Its type was checked when it was started.
 		 */
-		(void)tr__send_sys(rt, NULL, t->owner, t->to, t->type, t->data,
-				   t->len);
+		(void)tr__send_sys(rt, tr__io_worker(t->io), t->owner, t->to,
+				   t->type, t->data, t->len);
 		timer_remove(t);
 	}
 }
@@ -222,8 +231,8 @@ signal_fired(uv_signal_t *h, int signum)
 		tr_runtime_stop(io->rt);
 		return;
 	}
-	(void)tr__send_sys(io->rt, NULL, 0, io->sig_to, TR_MSG_SIGNAL, &sig,
-			   sizeof(sig));
+	(void)tr__send_sys(io->rt, tr__io_worker(io), 0, io->sig_to,
+			   TR_MSG_SIGNAL, &sig, sizeof(sig));
 }
 
 static void
@@ -260,8 +269,9 @@ resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 				       ai->ai_addrlen);
 			}
 		}
-		(void)tr__send_ptr(r->io->rt, NULL, r->owner, r->owner,
-				   r->reply_type, out, size, free, false);
+		(void)tr__send_ptr(r->io->rt, tr__io_worker(r->io), r->owner,
+				   r->owner, r->reply_type, out, size, free,
+				   false);
 	}
 	uv_freeaddrinfo(res);
 	resolve_free(r);
@@ -337,7 +347,13 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		}
 		uv_close((uv_handle_t *)&io->prepare, NULL);
 		uv_close((uv_handle_t *)&io->check, NULL);
-		uv_close((uv_handle_t *)&io->async, NULL);
+		uv_close((uv_handle_t *)&io->nap, NULL);
+		/*
+		 * The async handle stays open, unreferenced, until
+		 * loop_destroy(): a waker may still kick a worker's poll
+		 * (tr__io_kick) until every worker has been joined.
+		 */
+		uv_unref((uv_handle_t *)&io->async);
 		break;
 	}
 }
@@ -391,6 +407,15 @@ before_poll(uv_prepare_t *h)
 		/* Pushed while we ran callbacks, without a wake-up. */
 		drain_io(io);
 	}
+	/*
+	 * A worker running the loop must not block in the poll with turns
+	 * that this pass's callbacks (timers, commands) queued on it: make
+	 * the poll return at once.
+	 */
+	struct tr__worker *w = tr__io_worker(io);
+	if (w != NULL && tr__sched_has_local(w)) {
+		uv_stop(&io->loop);
+	}
 }
 
 /* Back from the poll: callbacks run, producers need not wake us. */
@@ -400,6 +425,136 @@ after_poll(uv_check_t *h)
 	struct tr__io *io = h->data;
 
 	(void)atomic_exchange_explicit(&io->polling, 0, memory_order_seq_cst);
+}
+
+/*
+ * Who runs a loop. A libuv loop is single-threaded: whoever holds `drive`
+ * runs it, and only that thread touches its handles meanwhile. A shared
+ * loop (one timers and sockets are spread on) is held in turn by:
+ *
+ *  - a worker with nothing to do (DRIVE_WORKER): instead of sleeping on its
+ *    futex it polls the loop once (tr__io_drive_poll) and gives it back
+ *    when the poll returns, then runs the turns the callbacks made
+ *    runnable on itself. A read, the turn it causes and the reply then
+ *    run on one thread, with no hand-off between threads. A waker kicks
+ *    such a worker out of its poll with uv_async_send (tr__io_kick).
+ *  - the loop's own thread (DRIVE_THREAD), as a fallback: it looks every
+ *    WATCH_NS and takes the loop when no worker has taken or given it
+ *    since its previous look (every worker busy, or none mapped to this
+ *    loop). It then runs the loop as a dedicated I/O thread would, and
+ *    hands it over (want) to the first worker that goes idle.
+ *
+ * The loop thread sleeps without a time limit only while one worker's
+ * poll has lasted WATCH_IDLE_CHECKS looks (the runtime is idle); the
+ * worker's give wakes it. `drive` and `watch` form a Dekker pair (seq_cst
+ * on both sides), so that wake is never lost. The loop's thread keeps the
+ * loop after the stop command and runs it until every handle has closed.
+ * No user code runs while a loop is being run, on any thread: callbacks
+ * only turn events into messages.
+ */
+enum { DRIVE_FREE, DRIVE_WORKER, DRIVE_THREAD };
+enum { WATCH_TIMED, WATCH_IDLE };
+#define WATCH_NS 1000000u
+#define WATCH_IDLE_CHECKS 4u
+
+/*
+ * Loop thread, holding the loop: run it until a worker asks for it.
+ * Return: true (still holding it) once the runtime is stopping.
+ */
+static bool
+thread_drive(struct tr__io *io)
+{
+	for (;;) {
+		uv_run(&io->loop, UV_RUN_ONCE);
+		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
+			return true;
+		}
+		uint32_t want = atomic_exchange_explicit(&io->want, 0,
+							 memory_order_relaxed);
+		if (want != 0) {
+			/* release: the worker's take acquires the loop. */
+			atomic_store_explicit(&io->drive, DRIVE_FREE,
+					      memory_order_seq_cst);
+			tr__sched_wake_worker(io->rt, want - 1);
+			return false;
+		}
+	}
+}
+
+/* Loop thread of a shared loop: returns holding it, once closed. */
+static void
+thread_watch(struct tr__io *io)
+{
+	uint32_t seen =
+		atomic_load_explicit(&io->hands, memory_order_relaxed);
+	unsigned still = 0;
+
+	for (;;) {
+		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
+			/* The holder leaves its poll for the stop command. */
+			uint32_t free_ = DRIVE_FREE;
+			if (atomic_compare_exchange_strong_explicit(
+				    &io->drive, &free_, DRIVE_THREAD,
+				    memory_order_seq_cst,
+				    memory_order_relaxed)) {
+				return;
+			}
+			tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS / 10);
+			continue;
+		}
+		tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS);
+		uint32_t d = atomic_load_explicit(&io->drive,
+						  memory_order_seq_cst);
+		uint32_t h = atomic_load_explicit(&io->hands,
+						  memory_order_relaxed);
+		if (h != seen) {
+			/* A worker took or gave the loop: it is polled. */
+			seen = h;
+			still = 0;
+			continue;
+		}
+		if (d == DRIVE_FREE) {
+			uint32_t free_ = DRIVE_FREE;
+			/* acquire: the last holder's give released the loop. */
+			if (!atomic_compare_exchange_strong_explicit(
+				    &io->drive, &free_, DRIVE_THREAD,
+				    memory_order_seq_cst,
+				    memory_order_relaxed)) {
+				continue;
+			}
+			/*
+			 * Nobody polled for a whole look: every worker is in
+			 * a turn or asleep. One stuck in a long handler may
+			 * have actors queued behind it while the others
+			 * sleep without a time limit; have one look.
+			 */
+			tr__sched_nudge(io->rt);
+			if (thread_drive(io)) {
+				return;
+			}
+			seen = atomic_load_explicit(&io->hands,
+						    memory_order_relaxed);
+			still = 0;
+			continue;
+		}
+		if (++still < WATCH_IDLE_CHECKS) {
+			continue;
+		}
+		/* One worker's poll has lasted several looks: idle. */
+		still = 0;
+		/* seq_cst: the Dekker pair of tr__io_drive_give(). */
+		atomic_store_explicit(&io->watch, WATCH_IDLE,
+				      memory_order_seq_cst);
+		if (atomic_load_explicit(&io->drive, memory_order_seq_cst) ==
+			    DRIVE_WORKER &&
+		    atomic_load_explicit(&io->hands, memory_order_relaxed) ==
+			    seen &&
+		    !atomic_load_explicit(&io->closed, memory_order_acquire)) {
+			tr__futex_wait(&io->watch, WATCH_IDLE, 0);
+		}
+		atomic_store_explicit(&io->watch, WATCH_TIMED,
+				      memory_order_relaxed);
+	}
 }
 
 static void *
@@ -417,9 +572,10 @@ io_main(void *arg)
 	/*
 	 * libuv writes with write()/writev(), so a peer that reset its
 	 * connection raises SIGPIPE, whose default action ends the process.
-	 * Every socket write happens on this thread: blocking the signal
-	 * here turns it into the EPIPE error alone, without changing the
-	 * process-wide disposition the application may rely on.
+	 * Blocking the signal on every thread that runs a loop (this one and
+	 * the workers, see worker_main) turns it into the EPIPE error alone,
+	 * without changing the process-wide disposition the application may
+	 * rely on.
 	 */
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
@@ -427,6 +583,9 @@ io_main(void *arg)
 	/* Reads become messages here: recycle the nodes workers free. */
 	tr__msg_cache_init(io->cache, &io->rt->msg_pool);
 	tr__msg_thread_cache_set(io->cache);
+	if (io->shared) {
+		thread_watch(io);
+	}
 	uv_run(&io->loop, UV_RUN_DEFAULT);
 	tr__msg_thread_cache_set(NULL);
 	tr__msg_cache_fini(io->cache);
@@ -471,6 +630,8 @@ loop_create(tr_runtime *rt, struct tr__io **out)
 	io->check.data = io;
 	uv_check_start(&io->check, after_poll);
 	uv_unref((uv_handle_t *)&io->check);
+	uv_timer_init(&io->loop, &io->nap);
+	uv_unref((uv_handle_t *)&io->nap);
 	*out = io;
 	return TR_OK;
 
@@ -488,7 +649,8 @@ group_len(const struct tr__io *io)
 }
 
 tr_err
-tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
+tr__io_create(tr_runtime *rt, unsigned loops, bool shared,
+	      struct tr__io **out)
 {
 	struct tr__io **group;
 
@@ -513,6 +675,8 @@ tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out)
 		group[i]->group = group;
 		group[i]->index = i;
 		group[i]->count = loops;
+		/* The process loop is never shared: uv_spawn blocks. */
+		group[i]->shared = shared && i < loops;
 	}
 	*out = group[0];
 	return TR_OK;
@@ -582,6 +746,10 @@ tr__io_shutdown(struct tr__io *io)
 		atomic_store_explicit(&l->closed, true, memory_order_release);
 		if (l->started) {
 			push(l, l->stop_cmd);
+			/* Out of any untimed sleep: it finishes the loop. */
+			atomic_store_explicit(&l->watch, WATCH_TIMED,
+					      memory_order_seq_cst);
+			tr__futex_wake(&l->watch);
 		}
 	}
 	for (unsigned i = 0; i < group_len(io); i++) {
@@ -596,11 +764,13 @@ tr__io_shutdown(struct tr__io *io)
 static void
 loop_destroy(struct tr__io *io)
 {
-	if (!uv_is_closing((uv_handle_t *)&io->async)) {
+	if (!uv_is_closing((uv_handle_t *)&io->prepare)) {
 		/* Never started: close the handles on this thread. */
 		drain_io(io);
 		run_cmd(io, io->stop_cmd);
 	}
+	/* Every thread that could kick it has been joined. */
+	uv_close((uv_handle_t *)&io->async, NULL);
 	uv_run(&io->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&io->loop);
 	/* Commands that arrived after the stop (none by contract). */
@@ -841,4 +1011,102 @@ unsigned
 tr__io_loops(struct tr__io *io)
 {
 	return io->count;
+}
+
+struct tr__worker *
+tr__io_worker(struct tr__io *io)
+{
+	return tr__sched_current(io->rt);
+}
+
+struct tr__io *
+tr__io_for_worker(struct tr__io *io, unsigned worker)
+{
+	struct tr__io *l = io->group[worker % io->count];
+
+	return l->shared ? l : NULL;
+}
+
+bool
+tr__io_drive_free(struct tr__io *io)
+{
+	return atomic_load_explicit(&io->drive, memory_order_relaxed) ==
+	       DRIVE_FREE;
+}
+
+bool
+tr__io_drive_take(struct tr__io *io, unsigned worker)
+{
+	uint32_t d = atomic_load_explicit(&io->drive, memory_order_relaxed);
+
+	if (d == DRIVE_THREAD) {
+		/* Ask the loop thread to hand it over: it wakes us. */
+		uint32_t none = 0;
+		if (atomic_load_explicit(&io->want, memory_order_relaxed) ==
+			    0 &&
+		    !atomic_load_explicit(&io->closed, memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(
+			    &io->want, &none, worker + 1, memory_order_relaxed,
+			    memory_order_relaxed)) {
+			uv_async_send(&io->async);
+		}
+		return false;
+	}
+	if (d != DRIVE_FREE ||
+	    !atomic_compare_exchange_strong_explicit(
+		    &io->drive, &d, DRIVE_WORKER, memory_order_seq_cst,
+		    memory_order_relaxed)) {
+		return false;
+	}
+	/*
+	 * The stop command is queued after `closed` is set, and only the
+	 * holder runs commands: a worker that reads it clear here runs the
+	 * loop before the stop command does.
+	 */
+	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
+		atomic_store_explicit(&io->drive, DRIVE_FREE,
+				      memory_order_seq_cst);
+		return false;
+	}
+	atomic_fetch_add_explicit(&io->hands, 1, memory_order_relaxed);
+	return true;
+}
+
+static void
+nap_done(uv_timer_t *h)
+{
+	(void)h; /* its only job was to end the poll */
+}
+
+void
+tr__io_drive_poll(struct tr__io *io, bool timed)
+{
+	if (timed) {
+		uv_timer_start(&io->nap, nap_done, WATCH_NS / 1000000u, 0);
+	}
+	uv_run(&io->loop, UV_RUN_ONCE);
+	uv_timer_stop(&io->nap);
+}
+
+void
+tr__io_drive_give(struct tr__io *io)
+{
+	atomic_fetch_add_explicit(&io->hands, 1, memory_order_relaxed);
+	/* seq_cst: the Dekker pair of thread_watch()'s store to watch. */
+	atomic_store_explicit(&io->drive, DRIVE_FREE, memory_order_seq_cst);
+	if (atomic_load_explicit(&io->watch, memory_order_seq_cst) ==
+	    WATCH_IDLE) {
+		uint32_t idle = WATCH_IDLE;
+		if (atomic_compare_exchange_strong_explicit(
+			    &io->watch, &idle, WATCH_TIMED,
+			    memory_order_seq_cst, memory_order_relaxed)) {
+			tr__futex_wake(&io->watch);
+		}
+	}
+}
+
+void
+tr__io_kick(struct tr__io *io)
+{
+	uv_async_send(&io->async);
 }

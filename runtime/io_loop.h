@@ -38,8 +38,12 @@ struct tr__io_op {
 	void (*run)(struct tr__io *io, struct tr__io_op *op);
 };
 
-/* Make @loops loops (0 means 1; no thread yet); *out is the first. */
-tr_err tr__io_create(tr_runtime *rt, unsigned loops, struct tr__io **out);
+/*
+ * Make @loops loops (0 means 1; no thread yet); *out is the first. With
+ * @shared, idle workers poll them too (not the process loop).
+ */
+tr_err tr__io_create(tr_runtime *rt, unsigned loops, bool shared,
+		     struct tr__io **out);
 /* Start every loop's thread. */
 tr_err tr__io_start(struct tr__io *io);
 /*
@@ -97,5 +101,27 @@ tr_err tr__io_owner_gone(struct tr__io *io, uint64_t owner);
 
 /* Timers armed right now, over every loop (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);
+
+/*
+ * Workers polling a loop (see "Who runs a loop" in io_loop.c). The loop
+ * worker @worker may poll when idle, or NULL (loops not shared).
+ */
+struct tr__io *tr__io_for_worker(struct tr__io *io, unsigned worker);
+/* Nobody holds loop @io: an idle worker should poll rather than spin. */
+bool tr__io_drive_free(struct tr__io *io);
+/* Take loop @io to poll it; false if someone else holds it (then the
+ * loop's thread, if it holds it, hands it over and wakes @worker). */
+bool tr__io_drive_take(struct tr__io *io, unsigned worker);
+/* Holding it: one poll, at most one check period long if @timed. */
+void tr__io_drive_poll(struct tr__io *io, bool timed);
+/* Holding it: give it back. */
+void tr__io_drive_give(struct tr__io *io);
+/*
+ * In a callback of loop @io: the worker running the loop, whose queues
+ * the turns it causes go to, or NULL on the loop's own thread.
+ */
+struct tr__worker *tr__io_worker(struct tr__io *io);
+/* Any thread: make the poll in progress on @io return. */
+void tr__io_kick(struct tr__io *io);
 
 #endif /* TR_RUNTIME_IO_LOOP_H */

@@ -315,8 +315,8 @@ send_event(struct tcp *t, uint32_t type, int status)
 	if (status < 0) {
 		snprintf(e.error, sizeof(e.error), "%s", uv_err_name(status));
 	}
-	(void)tr__send_sys(tr__io_runtime(t->io), NULL, t->owner, t->owner,
-			   type, &e, sizeof(e));
+	(void)tr__send_sys(tr__io_runtime(t->io), tr__io_worker(t->io),
+			   t->owner, t->owner, type, &e, sizeof(e));
 }
 
 /* Close once; the owner of a connection hears CLOSED exactly once. */
@@ -477,8 +477,9 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->unread, data_charge(out),
 				  memory_order_relaxed);
-	(void)tr__send_built(tr__io_runtime(t->io), NULL, t->owner, t->owner,
-			     TR_MSG_TCP_DATA, msg, data_release);
+	(void)tr__send_built(tr__io_runtime(t->io), tr__io_worker(t->io),
+			     t->owner, t->owner, TR_MSG_TCP_DATA, msg,
+			     data_release);
 	update_reading(t);
 }
 
@@ -805,8 +806,8 @@ listen_reply(struct tr__io *io, const struct tcp_req *r, int status,
 	if (status < 0) {
 		snprintf(l.error, sizeof(l.error), "%s", uv_err_name(status));
 	}
-	(void)tr__send_sys(tr__io_runtime(io), NULL, r->owner, r->owner,
-			   TR_MSG_TCP_LISTENING, &l, sizeof(l));
+	(void)tr__send_sys(tr__io_runtime(io), tr__io_worker(io), r->owner,
+			   r->owner, TR_MSG_TCP_LISTENING, &l, sizeof(l));
 }
 
 static int
@@ -875,7 +876,7 @@ do_connect(struct tr__io *io, const struct tcp_req *r)
 		}
 		tr_tcp_event e = { .conn = { r->id }, .status = UV_ENOMEM };
 		snprintf(e.error, sizeof(e.error), "ENOMEM");
-		(void)tr__send_sys(tr__io_runtime(io), NULL, r->owner,
+		(void)tr__send_sys(tr__io_runtime(io), tr__io_worker(io), r->owner,
 				   r->owner, TR_MSG_TCP_CLOSED, &e, sizeof(e));
 		return;
 	}

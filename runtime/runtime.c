@@ -122,7 +122,7 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (err < 0) {
 		goto err_sched;
 	}
-	err = tr__io_create(rt, c.io_threads, &rt->io);
+	err = tr__io_create(rt, c.io_threads, !c.io_dedicated, &rt->io);
 	if (err < 0) {
 		goto err_blocking;
 	}

@@ -31,13 +31,17 @@
 #include "runtime/sched.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
 #include "runtime/futex.h"
 #include "runtime/internal.h"
+#include "runtime/io_loop.h"
+#include "runtime/msg.h"
 #include "runtime/runtime.h"
 #include "runtime/stack.h"
 
@@ -62,6 +66,23 @@ tr__sched_current(tr_runtime *rt)
 /* ------------------------------------------------------------------ */
 /* Waking                                                              */
 
+/* @v's `sleeping` was just cleared by us: get it out of its sleep. */
+static void
+rouse(struct tr__worker *v)
+{
+	/* Set before `sleeping` (release), so our acq_rel RMW sees it. */
+	struct tr__io *loop =
+		atomic_load_explicit(&v->polling, memory_order_relaxed);
+
+	if (loop != NULL) {
+		/* Asleep in the loop's poll (see park()). If it has left the
+		 * poll meanwhile, this wakes the loop's next holder once. */
+		tr__io_kick(loop);
+	} else {
+		tr__futex_wake(&v->sleeping);
+	}
+}
+
 /* Wake @v if it is parked; false if it was not (or someone else won). */
 static bool
 wake_worker(struct tr__worker *v)
@@ -72,7 +93,7 @@ wake_worker(struct tr__worker *v)
 	    atomic_compare_exchange_strong_explicit(&v->sleeping, &one, 0,
 						    memory_order_acq_rel,
 						    memory_order_relaxed)) {
-		tr__futex_wake(&v->sleeping);
+		rouse(v);
 		return true;
 	}
 	return false;
@@ -443,12 +464,40 @@ spin(struct tr__worker *w)
  */
 #define PARK_CHECK_NS 1000000u
 
+/* If a worker sleeps without a time limit, wake it (it sleeps again
+ * with one), so that someone looks for a worker stuck in a long turn. */
+static void
+wake_untimed(tr_runtime *rt, const struct tr__worker *except)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+		if (v != except &&
+		    atomic_load_explicit(&v->park_mode, memory_order_relaxed) ==
+			    2 &&
+		    wake_worker(v)) {
+			break;
+		}
+	}
+}
+
 static void
 park(struct tr__worker *w)
 {
 	tr_runtime *rt = w->rt;
+	/*
+	 * With the I/O loop free, sleep in its poll rather than on the
+	 * futex: the events it returns become turns on this worker, with no
+	 * hand-off to another thread (see "Who runs a loop", io_loop.c).
+	 */
+	struct tr__io *loop = w->loop != NULL &&
+					      tr__io_drive_take(w->loop,
+								w->index)
+				      ? w->loop
+				      : NULL;
 
-	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+	atomic_store_explicit(&w->polling, loop, memory_order_relaxed);
+	/* release: a waker that clears the word reads `polling`. */
+	atomic_store_explicit(&w->sleeping, 1, memory_order_release);
 	/* seq_cst: the Dekker pair of the RMW in inject(). */
 	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
 						    memory_order_seq_cst);
@@ -458,50 +507,64 @@ park(struct tr__worker *w)
 		atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
 					  memory_order_seq_cst);
+		if (loop != NULL) {
+			tr__io_drive_give(loop);
+			atomic_store_explicit(&w->polling, NULL,
+					      memory_order_relaxed);
+		}
 		return;
 	}
 	tr__stat_add(&w->stats.parks, 1);
 	bool timed = before + 1 < rt->nworkers;
 	bool woken = false;
 	atomic_store_explicit(&w->park_mode, timed ? 1 : 2, memory_order_relaxed);
-	for (;;) {
-		tr__futex_wait(&w->sleeping, 1, timed ? PARK_CHECK_NS : 0);
-		/* acquire: pairs with the waker's CAS (acq_rel) setting 0. */
-		if (atomic_load_explicit(&w->sleeping, memory_order_acquire) ==
-		    0) {
-			woken = true;
-			break;
-		}
-		if (timed) {
-			/* Timed out: look around once. A waker that wins
-			 * the word after this still finds us awake. */
-			woken = atomic_exchange_explicit(&w->sleeping, 0,
-							 memory_order_acq_rel) ==
-				0;
-			break;
+	if (loop != NULL) {
+		/*
+		 * One poll: it returns with events (their turns are now
+		 * queued here), when a waker kicks it, or, if timed, after
+		 * the check period. Turns this poll made runnable do not
+		 * count as a wake-up for work: waking an untimed sleeper
+		 * for each would cost a futex call per poll; the loop's
+		 * thread does that instead if nobody polls for a while.
+		 */
+		tr__io_drive_poll(loop, timed);
+		(void)atomic_exchange_explicit(&w->sleeping, 0,
+					       memory_order_acq_rel);
+		tr__io_drive_give(loop);
+		atomic_store_explicit(&w->polling, NULL, memory_order_relaxed);
+	} else {
+		for (;;) {
+			tr__futex_wait(&w->sleeping, 1,
+				       timed ? PARK_CHECK_NS : 0);
+			/* acquire: pairs with the waker's CAS (acq_rel). */
+			if (atomic_load_explicit(&w->sleeping,
+						 memory_order_acquire) == 0) {
+				woken = true;
+				break;
+			}
+			if (timed) {
+				/* Timed out: look around once. A waker that
+				 * wins the word after this still finds us
+				 * awake. */
+				woken = atomic_exchange_explicit(
+						&w->sleeping, 0,
+						memory_order_acq_rel) == 0;
+				break;
+			}
 		}
 	}
 	atomic_store_explicit(&w->park_mode, 0, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
 	tr__stat_add(&w->stats.wakes, 1);
-	if (!woken) {
-		return;
-	}
-	/*
-	 * Woken for work: if another worker sleeps without a time limit, wake
-	 * it so that it parks again with the timed check, in case this worker
-	 * gets stuck in a long handler with actors queued behind it. Timeouts
-	 * never do this, so an idle runtime settles with every worker in an
-	 * untimed sleep.
-	 */
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		struct tr__worker *v = &rt->workers[i];
-		if (v != w &&
-		    atomic_load_explicit(&v->park_mode, memory_order_relaxed) ==
-			    2 &&
-		    wake_worker(v)) {
-			break;
-		}
+	if (woken) {
+		/*
+		 * Woken for work: make a worker that sleeps without a time
+		 * limit sleep with one, in case this worker gets stuck in a
+		 * long handler with actors queued behind it. Timeouts never
+		 * do this, so an idle runtime settles with every worker in
+		 * an untimed sleep.
+		 */
+		wake_untimed(rt, w);
 	}
 }
 
@@ -513,11 +576,28 @@ worker_main(void *arg)
 
 	tl_worker = w;
 	tr__thread_name("tr-worker-", (int)w->index);
+	if (w->loop != NULL) {
+		/* This thread runs libuv writes too: see io_main(). */
+		sigset_t pipe;
+		sigemptyset(&pipe);
+		sigaddset(&pipe, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	}
+	/* Reads this worker polls become messages from its own nodes. */
+	tr__msg_thread_cache_set(w->cache);
 	for (;;) {
 		struct tr__actor *a = find_local(w);
 
 		if (a == NULL) {
-			a = spin(w);
+			/*
+			 * Spinning catches work without a futex call; a free
+			 * loop's poll catches it as cheaply, and I/O too.
+			 * Either way look at the other workers first (one
+			 * stuck in a long turn gives up its queue).
+			 */
+			a = w->loop != NULL && tr__io_drive_free(w->loop)
+				    ? steal(w, true)
+				    : spin(w);
 		}
 		if (a != NULL) {
 			/* Odd while a turn runs: see tr__sched_settled(). */
@@ -537,6 +617,7 @@ worker_main(void *arg)
 		}
 		park(w);
 	}
+	tr__msg_thread_cache_set(NULL);
 	tl_worker = NULL;
 	return NULL;
 }
@@ -579,6 +660,9 @@ tr_err
 tr__sched_start(tr_runtime *rt)
 {
 	for (unsigned i = 0; i < rt->nworkers; i++) {
+		rt->workers[i].loop = tr__io_for_worker(rt->io, i);
+	}
+	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct tr__worker *w = &rt->workers[i];
 
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -587,7 +671,7 @@ tr__sched_start(tr_runtime *rt)
 			for (unsigned j = 0; j < i; j++) {
 				atomic_store_explicit(&rt->workers[j].sleeping,
 						      0, memory_order_release);
-				tr__futex_wake(&rt->workers[j].sleeping);
+				rouse(&rt->workers[j]);
 				pthread_join(rt->workers[j].thread, NULL);
 			}
 			return TR_ESYS;
@@ -603,7 +687,7 @@ tr__sched_shutdown(tr_runtime *rt)
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		atomic_store_explicit(&rt->workers[i].sleeping, 0,
 				      memory_order_release);
-		tr__futex_wake(&rt->workers[i].sleeping);
+		rouse(&rt->workers[i]);
 	}
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		pthread_join(rt->workers[i].thread, NULL);
@@ -659,4 +743,26 @@ tr__sched_runq_len(tr_runtime *rt, unsigned i)
 			NULL
 		? 1u
 		: 0u);
+}
+
+void
+tr__sched_wake_worker(tr_runtime *rt, unsigned i)
+{
+	if (i < rt->nworkers) {
+		(void)wake_worker(&rt->workers[i]);
+	}
+}
+
+void
+tr__sched_nudge(tr_runtime *rt)
+{
+	wake_untimed(rt, NULL);
+}
+
+bool
+tr__sched_has_local(struct tr__worker *w)
+{
+	return atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
+		       NULL ||
+	       ck_ring_size(&w->ring) > 0 || w->ovf_head != NULL;
 }

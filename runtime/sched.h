@@ -16,6 +16,8 @@
 #include "runtime/msg.h"
 #include "runtime/stats.h"
 
+struct tr__io;
+
 struct tr__worker {
 	/* Read by thieves and wakers. */
 	_Alignas(64) tr_runtime *rt;
@@ -27,10 +29,13 @@ struct tr__worker {
 	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
 	_Atomic uint32_t park_mode; /* 0 awake, 1 timed sleep, 2 untimed sleep */
+	/* The I/O loop this worker sleeps in while it polls it, or NULL. */
+	_Atomic(struct tr__io *) polling;
 
 	/* Owned by the worker thread. */
 	_Alignas(64) pthread_t thread;
 	struct tr_ctx cx;
+	struct tr__io *loop; /* the I/O loop it may poll when idle, or NULL */
 	unsigned tick;
 	unsigned streak;
 	unsigned sample_tick;
@@ -55,6 +60,13 @@ struct tr__worker *tr__sched_current(tr_runtime *rt);
 /* Called by the sender whose push found the mailbox idle. */
 void tr__sched_schedule(tr_runtime *rt, struct tr__worker *w,
 			struct tr__actor *a);
+
+/* Wake worker @i if it sleeps (the I/O loop it asked for is free). */
+void tr__sched_wake_worker(tr_runtime *rt, unsigned i);
+/* Owner: @w has runnable actors of its own queued. */
+bool tr__sched_has_local(struct tr__worker *w);
+/* Wake a worker that sleeps without a time limit, if any. */
+void tr__sched_nudge(tr_runtime *rt);
 
 /* Put @a back on @w's queue after a turn that left messages. */
 void tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a);

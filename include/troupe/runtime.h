@@ -38,6 +38,12 @@ extern "C" {
  *                    64. Child processes always have one more loop and
  *                    thread of their own, so starting one never holds up
  *                    a timer or a socket.
+ * @io_dedicated:     nonzero: only the I/O threads run their loops. By
+ *                    default (0) an idle worker polls a loop itself, so
+ *                    that a read, the turn it causes and the reply run on
+ *                    one thread; the I/O thread takes the loop over while
+ *                    every worker is busy. No user code runs inside a
+ *                    loop either way.
  */
 typedef struct tr_config {
 	size_t size;
@@ -48,6 +54,7 @@ typedef struct tr_config {
 	size_t max_msg_size;
 	unsigned spin_us;
 	unsigned io_threads;
+	unsigned io_dedicated;
 } tr_config;
 
 /** tr_config_default() - Defaults, with .size set. Thread: any. */
