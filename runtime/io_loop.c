@@ -135,6 +135,7 @@ struct tr__io {
 	_Atomic uint32_t hands;  /* +1 at each worker's take and give */
 	_Atomic uint32_t want;   /* worker index + 1 asking for the loop */
 	_Atomic uint32_t watch;  /* WATCH_*: the loop thread's futex word */
+	_Atomic uint64_t takeovers; /* by this loop's thread (metrics) */
 	uv_timer_t nap;          /* bounds a worker's poll when it must */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
@@ -528,6 +529,8 @@ thread_watch(struct tr__io *io)
 			 * have actors queued behind it while the others
 			 * sleep without a time limit; have one look.
 			 */
+			atomic_fetch_add_explicit(&io->takeovers, 1,
+						  memory_order_relaxed);
 			tr__sched_nudge(io->rt);
 			if (thread_drive(io)) {
 				return;
@@ -846,6 +849,18 @@ tr__io_timer_cancel(struct tr__io *io, uint64_t id)
 	c->kind = CMD_TIMER_CANCEL;
 	c->id = id;
 	return push(io, c);
+}
+
+uint64_t
+tr__io_takeovers(struct tr__io *io)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; io != NULL && i < io->count; i++) {
+		n += atomic_load_explicit(&io->group[i]->takeovers,
+					  memory_order_relaxed);
+	}
+	return n;
 }
 
 uint64_t

@@ -99,6 +99,8 @@ void tr__io_tcp_fini(struct tr__io *io);
 /* Any thread: an actor that owned processes or sockets stopped. */
 tr_err tr__io_owner_gone(struct tr__io *io, uint64_t owner);
 
+/* Times a loop's thread took it over from idle workers, over every loop. */
+uint64_t tr__io_takeovers(struct tr__io *io);
 /* Timers armed right now, over every loop (metrics, tests). */
 uint64_t tr__io_timers_active(struct tr__io *io);
 

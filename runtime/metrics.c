@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "runtime/io_loop.h"
 #include "runtime/runtime.h"
 #include "runtime/sched.h"
 
@@ -56,6 +57,8 @@ tr_runtime_metrics(tr_runtime *rt, tr_metrics *out)
 	out->wakes = s.wakes;
 	out->slow_handlers = s.slow;
 	out->mutes = s.mutes;
+	out->io_polls = s.io_polls;
+	out->io_takeovers = tr__io_takeovers(rt->io);
 	uint64_t hist[TR__HIST_BUCKETS];
 	uint64_t total = 0;
 	for (unsigned b = 0; b < TR__HIST_BUCKETS; b++) {
@@ -107,6 +110,8 @@ tr_runtime_metrics_json(tr_runtime *rt)
 		{ "blocking_pending", m.blocking_pending },
 		{ "workers", m.workers },
 		{ "mutes", m.mutes },
+		{ "io_polls", m.io_polls },
+		{ "io_takeovers", m.io_takeovers },
 	};
 	bool ok = true;
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

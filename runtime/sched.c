@@ -527,6 +527,7 @@ park(struct tr__worker *w)
 		 * for each would cost a futex call per poll; the loop's
 		 * thread does that instead if nobody polls for a while.
 		 */
+		tr__stat_add(&w->stats.io_polls, 1);
 		tr__io_drive_poll(loop, timed);
 		(void)atomic_exchange_explicit(&w->sleeping, 0,
 					       memory_order_acq_rel);

@@ -47,6 +47,12 @@ extern "C" {
  * @runq_len:          per-worker run-queue length (first @workers used)
  * @mutes:             times an actor that sent to an overloaded actor was
  *                     held back until that actor caught up (backpressure)
+ * @io_polls:          times an idle worker polled an I/O loop itself
+ *                     instead of sleeping (tr_config.io_dedicated off)
+ * @io_takeovers:      times an I/O thread took its loop over because no
+ *                     worker had polled it for a millisecond: every worker
+ *                     was busy. Often rising means the workers are
+ *                     saturated and I/O waits for the I/O threads
  */
 typedef struct tr_metrics {
 	size_t size;
@@ -68,6 +74,8 @@ typedef struct tr_metrics {
 	unsigned workers;
 	uint32_t runq_len[TR_METRICS_MAX_WORKERS];
 	uint64_t mutes;
+	uint64_t io_polls;
+	uint64_t io_takeovers;
 } tr_metrics;
 
 /**

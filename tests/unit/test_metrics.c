@@ -302,7 +302,8 @@ test_json(void)
 		"mailbox_full",       "steals",             "parks",
 		"wakes",              "slow_handlers",      "sched_delay_p50_ns",
 		"sched_delay_p99_ns", "sched_delay_samples", "blocking_pending",
-		"workers",
+		"workers",            "mutes",              "io_polls",
+		"io_takeovers",
 	};
 	tr_runtime *rt = start(3, 0);
 	tr_pid p;

@@ -11,11 +11,13 @@
 #include <troupe/troupe.h>
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -562,6 +564,134 @@ test_stop_with_open_connections(void)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Who runs the loop: workers, the I/O thread, or only the I/O thread   */
+
+/* Echo @rounds lines on each of @n connections; false on any mismatch. */
+static bool
+echo_rounds(uint16_t port, int n, int rounds)
+{
+	bool ok = true;
+
+	for (int i = 0; i < n && ok; i++) {
+		int fd = dial(port);
+		ok = fd >= 0;
+		for (int r = 0; ok && r < rounds; r++) {
+			char line[32], back[32];
+			int len = snprintf(line, sizeof(line), "c%d r%d\n", i, r);
+			ok = write(fd, line, (size_t)len) == len &&
+			     read_all(fd, back, (size_t)len) &&
+			     memcmp(line, back, (size_t)len) == 0;
+		}
+		if (fd >= 0) {
+			close(fd);
+		}
+	}
+	return ok;
+}
+
+static void
+test_workers_poll_the_loop(void)
+{
+	struct fx f;
+
+	fx_start(&f, 2);
+	uint16_t port = start_server(&f);
+	tr_metrics m0 = rt_metrics(f.rt);
+	CHECK(echo_rounds(port, 8, 20));
+	tr_metrics m1 = rt_metrics(f.rt);
+	printf("  %" PRIu64 " worker polls, %" PRIu64 " takeovers\n",
+	       m1.io_polls - m0.io_polls, m1.io_takeovers - m0.io_takeovers);
+	/* 160 request/reply pairs, each waited for: idle workers poll. */
+	CHECK(m1.io_polls - m0.io_polls >= 100);
+	fx_finish(&f);
+}
+
+static void
+test_dedicated_io_threads(void)
+{
+	struct fx f;
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = 2;
+	cfg.io_dedicated = 1;
+	fx_start_cfg(&f, &cfg);
+	uint16_t port = start_server(&f);
+	CHECK(echo_rounds(port, 8, 20));
+	tr_metrics m = rt_metrics(f.rt);
+	CHECK_EQ_U64(m.io_polls, 0);
+	fx_finish(&f);
+}
+
+enum { MSG_BUSY = 300, MSG_TICK, MSG_BUSY_DONE };
+
+struct busy_report {
+	bool delivered; /* the timer's message arrived during the turn */
+	uint64_t waited_ms;
+};
+
+/*
+ * One turn that does not end until a timer it started has delivered its
+ * message (seen in msgs_sent) or 3 s pass: on one worker nobody but the
+ * I/O thread can run the loop meanwhile.
+ */
+static void
+busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type != MSG_BUSY) {
+		return;
+	}
+	tr_runtime *rt = tr_ctx_runtime(cx);
+	tr_metrics m0 = rt_metrics(rt);
+	struct busy_report r = { 0 };
+	uint64_t t0 = harness_now_ms();
+
+	if (tr_send_after(cx, tr_self(cx), MSG_TICK, NULL, 0, 1, NULL) ==
+	    TR_OK) {
+		while (harness_now_ms() - t0 < 3000) {
+			if (rt_metrics(rt).msgs_sent > m0.msgs_sent) {
+				r.delivered = true;
+				break;
+			}
+			harness_nap_us(200);
+		}
+	}
+	r.waited_ms = harness_now_ms() - t0;
+	(void)tr_send(cx, tr_sender(cx), MSG_BUSY_DONE, &r, sizeof(r));
+}
+
+static const tr_actor_def busy_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "busy",
+	.handle = busy_handle,
+};
+
+static void
+test_io_thread_takes_over_from_busy_workers(void)
+{
+	struct fx f;
+	struct busy_report r;
+
+	fx_start(&f, 1);
+	uint16_t port = start_server(&f);
+	tr_pid b = fx_spawn(&f, &busy_def, NULL);
+	tr_metrics m0 = rt_metrics(f.rt);
+	SEND(&f, b, MSG_BUSY, NULL, 0);
+	CHECK(fx_recv(&f, MSG_BUSY_DONE, &r, sizeof(r)));
+	tr_metrics m1 = rt_metrics(f.rt);
+	printf("  timer delivered after %" PRIu64 " ms of a busy turn, "
+	       "%" PRIu64 " takeovers\n",
+	       r.waited_ms, m1.io_takeovers - m0.io_takeovers);
+	CHECK(r.delivered);
+	/* It may have held the loop since before the turn began. */
+	CHECK(m1.io_takeovers >= 1);
+	/* Idle again: the worker asks for the loop back and polls it. */
+	WAIT_UNTIL(rt_metrics(f.rt).io_polls > m1.io_polls, FX_REPLY_MS);
+	CHECK(echo_rounds(port, 2, 5));
+	fx_finish(&f);
+}
+
 static const struct test_case tests[] = {
 	{ "tcp: runtime stop closes open connections",
 	  test_stop_with_open_connections },
@@ -577,6 +707,12 @@ static const struct test_case tests[] = {
 	  test_io_threads },
 	{ "tcp: a reply larger than the socket buffer stays whole and in order",
 	  test_big_reply_in_order },
+	{ "tcp: idle workers poll the loop themselves",
+	  test_workers_poll_the_loop },
+	{ "tcp: io_dedicated keeps the loops on the I/O threads",
+	  test_dedicated_io_threads },
+	{ "tcp: the I/O thread runs the loop while every worker is busy",
+	  test_io_thread_takes_over_from_busy_workers },
 	{ NULL, NULL },
 };
 
