@@ -1097,6 +1097,10 @@ void
 tr__io_drive_poll(struct tr__io *io, bool timed)
 {
 	if (timed) {
+		/* The loop's clock stood still since its last pass: without
+		 * this the nap would be due already, fire before the poll and
+		 * leave the poll without a time limit. */
+		uv_update_time(&io->loop);
 		uv_timer_start(&io->nap, nap_done, WATCH_NS / 1000000u, 0);
 	}
 	uv_run(&io->loop, UV_RUN_ONCE);
