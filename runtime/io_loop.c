@@ -1046,7 +1046,8 @@ bool
 tr__io_drive_free(struct tr__io *io)
 {
 	return atomic_load_explicit(&io->drive, memory_order_relaxed) ==
-	       DRIVE_FREE;
+		       DRIVE_FREE &&
+	       !atomic_load_explicit(&io->closed, memory_order_relaxed);
 }
 
 bool

@@ -107,7 +107,10 @@ wake_one(tr_runtime *rt)
 						   memory_order_relaxed);
 
 	for (unsigned k = 0; k < n; k++) {
-		if (wake_worker(&rt->workers[(start + k) % n])) {
+		struct tr__worker *v = &rt->workers[(start + k) % n];
+		/* A worker polling its I/O loop sends from its callbacks
+		 * while it counts as asleep: it must not pick itself. */
+		if (v != tl_worker && wake_worker(v)) {
 			return;
 		}
 	}
@@ -503,7 +506,9 @@ park(struct tr__worker *w)
 						    memory_order_seq_cst);
 	if (has_work(rt) ||
 	    atomic_load_explicit(&w->next_slot, memory_order_relaxed) != NULL ||
-	    atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+	    atomic_load_explicit(&rt->shutdown, memory_order_acquire) ||
+	    /* The loop was handed back to us meanwhile: go and take it. */
+	    (loop == NULL && w->loop != NULL && tr__io_drive_free(w->loop))) {
 		atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
 					  memory_order_seq_cst);
