@@ -1,17 +1,19 @@
 /*
- * The I/O thread and the timers on it.
+ * The I/O loops, who runs them, and the timers on them.
  *
  * Threads: tr__io_timer_add/cancel run on workers (inside handlers); they
  * allocate a command, push it on a ck_stack and call uv_async_send, the
  * only libuv call that is safe from another thread. Everything else here,
- * and every uv_ handle, belongs to the I/O thread. The async callback
- * takes the whole stack (one exchange), reverses it to FIFO and runs the
- * commands, so one actor's commands run in the order it issued them.
+ * and every uv_ handle, belongs to whichever thread holds the loop: an
+ * idle worker polling it, or the loop's own thread (see "Who runs a
+ * loop" below). The async callback takes the whole stack (one exchange),
+ * reverses it to FIFO and runs the commands, so one actor's commands run
+ * in the order it issued them.
  *
  * Invariants: a timer's memory is freed only in its close callback (the
- * libuv uv_close rule); the async handle is closed only by the stop
- * command, which the runtime sends after every actor has stopped, so no
- * thread can call uv_async_send on a closed handle.
+ * libuv uv_close rule); the async handle is only unreferenced by the
+ * stop command and closed in loop_destroy(), after every thread that
+ * could call uv_async_send on it has been joined.
  */
 #include "runtime/io_loop.h"
 
@@ -37,7 +39,7 @@
 #include "runtime/sched.h"
 #include "runtime/stack.h"
 
-/* Timer table: chained hash by id, touched only by the I/O thread. */
+/* Timer table: chained hash by id, touched only by the loop's holder. */
 #define TIMER_BUCKETS 4096u
 
 struct io_timer {
@@ -470,12 +472,21 @@ thread_drive(struct tr__io *io)
 		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
 			return true;
 		}
+		/* acquire: pairs with the asking worker's release CAS. */
 		uint32_t want = atomic_exchange_explicit(&io->want, 0,
-							 memory_order_relaxed);
-		if (want != 0) {
-			/* release: the worker's take acquires the loop. */
+							 memory_order_acquire);
+		/*
+		 * Hand over only to a worker still asleep: one that woke for
+		 * work meanwhile asks again when it next sleeps, and giving
+		 * the loop to nobody would leave it unpolled until the next
+		 * look.
+		 */
+		if (want != 0 && tr__sched_asleep(io->rt, want - 1)) {
+			/* The worker's take acquires the loop. */
 			atomic_store_explicit(&io->drive, DRIVE_FREE,
 					      memory_order_seq_cst);
+			/* If it woke meanwhile, it sees the loop free before
+			 * it sleeps again (see park()). */
 			tr__sched_wake_worker(io->rt, want - 1);
 			return false;
 		}
@@ -1051,23 +1062,10 @@ tr__io_drive_free(struct tr__io *io)
 }
 
 bool
-tr__io_drive_take(struct tr__io *io, unsigned worker)
+tr__io_drive_take(struct tr__io *io)
 {
 	uint32_t d = atomic_load_explicit(&io->drive, memory_order_relaxed);
 
-	if (d == DRIVE_THREAD) {
-		/* Ask the loop thread to hand it over: it wakes us. */
-		uint32_t none = 0;
-		if (atomic_load_explicit(&io->want, memory_order_relaxed) ==
-			    0 &&
-		    !atomic_load_explicit(&io->closed, memory_order_relaxed) &&
-		    atomic_compare_exchange_strong_explicit(
-			    &io->want, &none, worker + 1, memory_order_relaxed,
-			    memory_order_relaxed)) {
-			uv_async_send(&io->async);
-		}
-		return false;
-	}
 	if (d != DRIVE_FREE ||
 	    !atomic_compare_exchange_strong_explicit(
 		    &io->drive, &d, DRIVE_WORKER, memory_order_seq_cst,
@@ -1075,9 +1073,9 @@ tr__io_drive_take(struct tr__io *io, unsigned worker)
 		return false;
 	}
 	/*
-	 * The stop command is queued after `closed` is set, and only the
-	 * holder runs commands: a worker that reads it clear here runs the
-	 * loop before the stop command does.
+	 * `closed` is set before the stop command is queued: a worker that
+	 * reads it clear here may run the loop, and may be the one that runs
+	 * the stop command; the loop's thread then finishes the loop.
 	 */
 	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
 		atomic_store_explicit(&io->drive, DRIVE_FREE,
@@ -1085,6 +1083,25 @@ tr__io_drive_take(struct tr__io *io, unsigned worker)
 		return false;
 	}
 	atomic_fetch_add_explicit(&io->hands, 1, memory_order_relaxed);
+	return true;
+}
+
+bool
+tr__io_drive_ask(struct tr__io *io, unsigned worker)
+{
+	uint32_t none = 0;
+
+	if (atomic_load_explicit(&io->drive, memory_order_relaxed) !=
+		    DRIVE_THREAD ||
+	    atomic_load_explicit(&io->closed, memory_order_relaxed) ||
+	    atomic_load_explicit(&io->want, memory_order_relaxed) != 0 ||
+	    /* release: the thread's exchange then sees us asleep. */
+	    !atomic_compare_exchange_strong_explicit(
+		    &io->want, &none, worker + 1, memory_order_release,
+		    memory_order_relaxed)) {
+		return false;
+	}
+	uv_async_send(&io->async); /* end the thread's current pass */
 	return true;
 }
 

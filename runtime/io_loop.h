@@ -111,9 +111,14 @@ uint64_t tr__io_timers_active(struct tr__io *io);
 struct tr__io *tr__io_for_worker(struct tr__io *io, unsigned worker);
 /* Nobody holds loop @io: an idle worker should poll rather than spin. */
 bool tr__io_drive_free(struct tr__io *io);
-/* Take loop @io to poll it; false if someone else holds it (then the
- * loop's thread, if it holds it, hands it over and wakes @worker). */
-bool tr__io_drive_take(struct tr__io *io, unsigned worker);
+/* Take loop @io to poll it; false if someone else holds it. */
+bool tr__io_drive_take(struct tr__io *io);
+/*
+ * Worker @worker, published as asleep: if the loop's own thread holds
+ * @io, ask it to hand the loop over (it then wakes the worker). Return:
+ * true if asked.
+ */
+bool tr__io_drive_ask(struct tr__io *io, unsigned worker);
 /* Holding it: one poll, at most one check period long if @timed. */
 void tr__io_drive_poll(struct tr__io *io, bool timed);
 /* Holding it: give it back. */

@@ -1,10 +1,11 @@
 /*
- * TCP listeners and connections on the I/O threads (<troupe/tcp.h>).
+ * TCP listeners and connections on the I/O loops (<troupe/tcp.h>).
  *
  * Threads: the public calls copy their arguments into a request that
  * embeds its own queue entry (struct tr__io_op) and post it to the loop
  * that owns the connection (tr__io_pick by id); every uv_ handle and each
- * loop's connection table belong to that loop's thread. The one exception
+ * loop's connection table belong to whichever thread holds that loop (an
+ * idle worker or the loop's thread, see io_loop.c). The one exception
  * is the release hook of a DATA message, which runs wherever the message
  * is consumed: it lowers the connection's count of unread bytes (atomic;
  * counted as the memory of the DATA nodes, not just the bytes read)

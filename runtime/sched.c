@@ -492,9 +492,7 @@ park(struct tr__worker *w)
 	 * futex: the events it returns become turns on this worker, with no
 	 * hand-off to another thread (see "Who runs a loop", io_loop.c).
 	 */
-	struct tr__io *loop = w->loop != NULL &&
-					      tr__io_drive_take(w->loop,
-								w->index)
+	struct tr__io *loop = w->loop != NULL && tr__io_drive_take(w->loop)
 				      ? w->loop
 				      : NULL;
 
@@ -519,6 +517,9 @@ park(struct tr__worker *w)
 		}
 		return;
 	}
+	/* Held by its own thread (all workers were busy): ask for it. */
+	bool asked = loop == NULL && w->loop != NULL &&
+		     tr__io_drive_ask(w->loop, w->index);
 	tr__stat_add(&w->stats.parks, 1);
 	bool timed = before + 1 < rt->nworkers;
 	bool woken = false;
@@ -527,15 +528,15 @@ park(struct tr__worker *w)
 		/*
 		 * One poll: it returns with events (their turns are now
 		 * queued here), when a waker kicks it, or, if timed, after
-		 * the check period. Turns this poll made runnable do not
-		 * count as a wake-up for work: waking an untimed sleeper
-		 * for each would cost a futex call per poll; the loop's
-		 * thread does that instead if nobody polls for a while.
+		 * the check period. A waker's kick is a wake-up for work;
+		 * turns this poll made runnable are not: waking an untimed
+		 * sleeper for each would cost a futex call per poll, and
+		 * the loop's thread does that if nobody polls for a while.
 		 */
 		tr__stat_add(&w->stats.io_polls, 1);
 		tr__io_drive_poll(loop, timed);
-		(void)atomic_exchange_explicit(&w->sleeping, 0,
-					       memory_order_acq_rel);
+		woken = atomic_exchange_explicit(&w->sleeping, 0,
+						 memory_order_acq_rel) == 0;
 		tr__io_drive_give(loop);
 		atomic_store_explicit(&w->polling, NULL, memory_order_relaxed);
 	} else {
@@ -562,6 +563,9 @@ park(struct tr__worker *w)
 	atomic_store_explicit(&w->park_mode, 0, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
 	tr__stat_add(&w->stats.wakes, 1);
+	if (woken && asked && tr__io_drive_free(w->loop)) {
+		woken = false; /* handed the loop, not work */
+	}
 	if (woken) {
 		/*
 		 * Woken for work: make a worker that sleeps without a time
@@ -675,8 +679,10 @@ tr__sched_start(tr_runtime *rt)
 			atomic_store_explicit(&rt->shutdown, true,
 					      memory_order_release);
 			for (unsigned j = 0; j < i; j++) {
-				atomic_store_explicit(&rt->workers[j].sleeping,
-						      0, memory_order_release);
+				/* acq_rel: rouse() reads `polling`. */
+				(void)atomic_exchange_explicit(
+					&rt->workers[j].sleeping, 0,
+					memory_order_acq_rel);
 				rouse(&rt->workers[j]);
 				pthread_join(rt->workers[j].thread, NULL);
 			}
@@ -691,8 +697,9 @@ tr__sched_shutdown(tr_runtime *rt)
 {
 	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
 	for (unsigned i = 0; i < rt->nworkers; i++) {
-		atomic_store_explicit(&rt->workers[i].sleeping, 0,
-				      memory_order_release);
+		/* acq_rel: rouse() reads `polling`. */
+		(void)atomic_exchange_explicit(&rt->workers[i].sleeping, 0,
+					       memory_order_acq_rel);
 		rouse(&rt->workers[i]);
 	}
 	for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -757,6 +764,14 @@ tr__sched_wake_worker(tr_runtime *rt, unsigned i)
 	if (i < rt->nworkers) {
 		(void)wake_worker(&rt->workers[i]);
 	}
+}
+
+bool
+tr__sched_asleep(tr_runtime *rt, unsigned i)
+{
+	return i < rt->nworkers &&
+	       atomic_load_explicit(&rt->workers[i].sleeping,
+				    memory_order_relaxed) == 1;
 }
 
 void

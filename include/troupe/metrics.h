@@ -33,8 +33,9 @@ extern "C" {
  *                     pid, receiver stopped before handling them)
  * @mailbox_full:      sends refused with TR_EFULL
  * @steals:            actors taken from another worker's run queue
- * @parks:             times a worker went to sleep
- * @wakes:             times a worker was woken
+ * @parks:             times a worker went to sleep (on its futex, or in a
+ *                     poll of an I/O loop)
+ * @wakes:             times a worker came back from such a sleep
  * @slow_handlers:     handler calls longer than the slow threshold
  * @sched_delay_p50_ns, @sched_delay_p99_ns: time from runnable to running,
  *                     50th and 99th percentile in ns, over every sample
@@ -50,9 +51,11 @@ extern "C" {
  * @io_polls:          times an idle worker polled an I/O loop itself
  *                     instead of sleeping (tr_config.io_dedicated off)
  * @io_takeovers:      times an I/O thread took its loop over because no
- *                     worker had polled it for a millisecond: every worker
- *                     was busy. Often rising means the workers are
- *                     saturated and I/O waits for the I/O threads
+ *                     worker had polled it for a millisecond or two: every
+ *                     worker was busy (or, once per loop, no worker polls
+ *                     that loop: io_threads > workers). Often rising means
+ *                     the workers are saturated and I/O waits for the I/O
+ *                     threads
  */
 typedef struct tr_metrics {
 	size_t size;

@@ -41,8 +41,8 @@ extern "C" {
  * @io_dedicated:     nonzero: only the I/O threads run their loops. By
  *                    default (0) an idle worker polls a loop itself, so
  *                    that a read, the turn it causes and the reply run on
- *                    one thread; the I/O thread takes the loop over while
- *                    every worker is busy. No user code runs inside a
+ *                    one thread; the I/O thread takes the loop over when
+ *                    no worker has polled it for a millisecond or two. No user code runs inside a
  *                    loop either way.
  */
 typedef struct tr_config {
