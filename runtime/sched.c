@@ -14,7 +14,11 @@
  * (a ck_stack that workers take whole and reverse to FIFO).
  *
  * Idle workers spin for `spin_us` looking for work (own queues, inject,
- * stealing), then park on a futex. Lost wake-ups are excluded by a Dekker
+ * stealing), then park on a futex; a worker whose I/O loop is free instead
+ * looks at the others once and parks in a poll of that loop, woken by
+ * uv_async_send (see park() and "Who runs a loop" in io_loop.c). Its
+ * `sleeping` word and its place in n_sleeping are the same either way.
+ * Lost wake-ups are excluded by a Dekker
  * pair: a parking worker increments n_sleeping (seq_cst) and then checks
  * every queue; an injecting thread publishes and then (seq_cst RMW)
  * reads n_sleeping, waking a sleeper if there is one. Pushes by a worker
