@@ -475,18 +475,20 @@ thread_drive(struct tr__io *io)
 		/* acquire: pairs with the asking worker's release CAS. */
 		uint32_t want = atomic_exchange_explicit(&io->want, 0,
 							 memory_order_acquire);
-		/*
-		 * Hand over only to a worker still asleep: one that woke for
-		 * work meanwhile asks again when it next sleeps, and giving
-		 * the loop to nobody would leave it unpolled until the next
-		 * look.
-		 */
-		if (want != 0 && tr__sched_asleep(io->rt, want - 1)) {
+		if (want != 0) {
 			/* The worker's take acquires the loop. */
 			atomic_store_explicit(&io->drive, DRIVE_FREE,
 					      memory_order_seq_cst);
-			/* If it woke meanwhile, it sees the loop free before
-			 * it sleeps again (see park()). */
+			/*
+			 * It asked once marked asleep, so this wakes it
+			 * unless something else woke it first: then it is
+			 * running turns (events this pass delivered, often)
+			 * and takes the loop when it next sleeps (park()
+			 * looks once more before sleeping). Declining here
+			 * instead would, under request/response traffic,
+			 * keep the loop on this thread for as long as the
+			 * traffic lasts.
+			 */
 			tr__sched_wake_worker(io->rt, want - 1);
 			return false;
 		}
@@ -1095,7 +1097,7 @@ tr__io_drive_ask(struct tr__io *io, unsigned worker)
 		    DRIVE_THREAD ||
 	    atomic_load_explicit(&io->closed, memory_order_relaxed) ||
 	    atomic_load_explicit(&io->want, memory_order_relaxed) != 0 ||
-	    /* release: the thread's exchange then sees us asleep. */
+	    /* release: if we sleep, the thread then sees it and wakes us. */
 	    !atomic_compare_exchange_strong_explicit(
 		    &io->want, &none, worker + 1, memory_order_release,
 		    memory_order_relaxed)) {

@@ -114,9 +114,9 @@ bool tr__io_drive_free(struct tr__io *io);
 /* Take loop @io to poll it; false if someone else holds it. */
 bool tr__io_drive_take(struct tr__io *io);
 /*
- * Worker @worker, published as asleep: if the loop's own thread holds
- * @io, ask it to hand the loop over (it then wakes the worker). Return:
- * true if asked.
+ * Worker @worker, idle: if the loop's own thread holds @io, ask it to
+ * hand the loop over (it frees it and wakes the worker if it sleeps).
+ * Return: true if asked.
  */
 bool tr__io_drive_ask(struct tr__io *io, unsigned worker);
 /* Holding it: one poll, at most one check period long if @timed. */

@@ -418,8 +418,9 @@ has_work(tr_runtime *rt)
 	return false;
 }
 
+/* @handover: we asked for our I/O loop; stop when it is handed over. */
 static struct tr__actor *
-spin(struct tr__worker *w)
+spin(struct tr__worker *w, bool handover)
 {
 	tr_runtime *rt = w->rt;
 	struct tr__actor *a = NULL;
@@ -442,6 +443,9 @@ spin(struct tr__worker *w)
 			break;
 		}
 		if ((i & 7) == 0) {
+			if (handover && tr__io_drive_free(w->loop)) {
+				break; /* go and poll it */
+			}
 			/*
 			 * Let another thread have this core now and then: on
 			 * a machine with no spare core (the I/O thread, a
@@ -609,9 +613,22 @@ worker_main(void *arg)
 			 * Either way look at the other workers first (one
 			 * stuck in a long turn gives up its queue).
 			 */
-			a = w->loop != NULL && tr__io_drive_free(w->loop)
-				    ? steal(w, true)
-				    : spin(w);
+			if (w->loop == NULL) {
+				a = spin(w, false);
+			} else if (tr__io_drive_free(w->loop)) {
+				a = steal(w, true);
+			} else {
+				/*
+				 * If its own thread holds the loop (every
+				 * worker was busy), ask for it now, not only
+				 * when going to sleep: a worker that keeps
+				 * finding work while it spins would never get
+				 * it back. spin() stops once it is handed
+				 * over. (A worker's poll is left alone.)
+				 */
+				a = spin(w, tr__io_drive_ask(w->loop,
+							     w->index));
+			}
 		}
 		if (a != NULL) {
 			/* Odd while a turn runs: see tr__sched_settled(). */
@@ -770,13 +787,6 @@ tr__sched_wake_worker(tr_runtime *rt, unsigned i)
 	}
 }
 
-bool
-tr__sched_asleep(tr_runtime *rt, unsigned i)
-{
-	return i < rt->nworkers &&
-	       atomic_load_explicit(&rt->workers[i].sleeping,
-				    memory_order_relaxed) == 1;
-}
 
 void
 tr__sched_nudge(tr_runtime *rt)

@@ -63,8 +63,6 @@ void tr__sched_schedule(tr_runtime *rt, struct tr__worker *w,
 
 /* Wake worker @i if it sleeps (the I/O loop it asked for is free). */
 void tr__sched_wake_worker(tr_runtime *rt, unsigned i);
-/* Worker @i is asleep (on its futex or in a poll). */
-bool tr__sched_asleep(tr_runtime *rt, unsigned i);
 /* Owner: @w has runnable actors of its own queued. */
 bool tr__sched_has_local(struct tr__worker *w);
 /* Wake a worker that sleeps without a time limit, if any. */
