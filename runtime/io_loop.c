@@ -529,6 +529,9 @@ thread_watch(struct tr__io *io)
 		}
 		if (d == DRIVE_FREE) {
 			uint32_t free_ = DRIVE_FREE;
+			/* A want from before belongs to no period of ours. */
+			atomic_store_explicit(&io->want, 0,
+					      memory_order_relaxed);
 			/* acquire: the last holder's give released the loop. */
 			if (!atomic_compare_exchange_strong_explicit(
 				    &io->drive, &free_, DRIVE_THREAD,
@@ -1058,7 +1061,8 @@ tr__io_for_worker(struct tr__io *io, unsigned worker)
 bool
 tr__io_drive_free(struct tr__io *io)
 {
-	return atomic_load_explicit(&io->drive, memory_order_relaxed) ==
+	/* seq_cst: see the store of `sleeping` in park(). */
+	return atomic_load_explicit(&io->drive, memory_order_seq_cst) ==
 		       DRIVE_FREE &&
 	       !atomic_load_explicit(&io->closed, memory_order_relaxed);
 }
@@ -1092,15 +1096,31 @@ bool
 tr__io_drive_ask(struct tr__io *io, unsigned worker)
 {
 	uint32_t none = 0;
+	uint32_t me = worker + 1;
+	uint32_t want = atomic_load_explicit(&io->want, memory_order_relaxed);
 
+	if (want == me) {
+		return true; /* asked already */
+	}
 	if (atomic_load_explicit(&io->drive, memory_order_relaxed) !=
 		    DRIVE_THREAD ||
 	    atomic_load_explicit(&io->closed, memory_order_relaxed) ||
-	    atomic_load_explicit(&io->want, memory_order_relaxed) != 0 ||
-	    /* release: if we sleep, the thread then sees it and wakes us. */
+	    want != 0 ||
 	    !atomic_compare_exchange_strong_explicit(
-		    &io->want, &none, worker + 1, memory_order_release,
+		    &io->want, &none, me, memory_order_seq_cst,
 		    memory_order_relaxed)) {
+		return false;
+	}
+	/*
+	 * A want must belong to one period of the thread holding the loop:
+	 * if the loop changed hands meanwhile, withdraw it, so that no
+	 * stale want blocks later asks.
+	 */
+	if (atomic_load_explicit(&io->drive, memory_order_seq_cst) !=
+	    DRIVE_THREAD) {
+		(void)atomic_compare_exchange_strong_explicit(
+			&io->want, &me, 0, memory_order_relaxed,
+			memory_order_relaxed);
 		return false;
 	}
 	uv_async_send(&io->async); /* end the thread's current pass */

@@ -482,9 +482,18 @@ wake_untimed(tr_runtime *rt, const struct tr__worker *except)
 {
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct tr__worker *v = &rt->workers[i];
+		uint32_t untimed = 2;
+		/*
+		 * Mark it (3) so that it does not take this for a wake-up
+		 * for work and wake another in turn: idle workers would
+		 * otherwise keep waking each other.
+		 */
 		if (v != except &&
 		    atomic_load_explicit(&v->park_mode, memory_order_relaxed) ==
 			    2 &&
+		    atomic_compare_exchange_strong_explicit(
+			    &v->park_mode, &untimed, 3, memory_order_relaxed,
+			    memory_order_relaxed) &&
 		    wake_worker(v)) {
 			break;
 		}
@@ -505,8 +514,12 @@ park(struct tr__worker *w)
 				      : NULL;
 
 	atomic_store_explicit(&w->polling, loop, memory_order_relaxed);
-	/* release: a waker that clears the word reads `polling`. */
-	atomic_store_explicit(&w->sleeping, 1, memory_order_release);
+	/*
+	 * release: a waker that clears the word reads `polling`. seq_cst:
+	 * with the load of the loop's state below, the Dekker pair of the
+	 * loop thread's handover (store FREE, then CAS on this word).
+	 */
+	atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
 	/* seq_cst: the Dekker pair of the RMW in inject(). */
 	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
 						    memory_order_seq_cst);
@@ -568,7 +581,10 @@ park(struct tr__worker *w)
 			}
 		}
 	}
-	atomic_store_explicit(&w->park_mode, 0, memory_order_relaxed);
+	if (atomic_exchange_explicit(&w->park_mode, 0, memory_order_relaxed) ==
+	    3) {
+		woken = false; /* only told to sleep with a time limit */
+	}
 	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
 	tr__stat_add(&w->stats.wakes, 1);
 	if (woken && asked && tr__io_drive_free(w->loop)) {
@@ -782,8 +798,14 @@ tr__sched_runq_len(tr_runtime *rt, unsigned i)
 void
 tr__sched_wake_worker(tr_runtime *rt, unsigned i)
 {
-	if (i < rt->nworkers) {
-		(void)wake_worker(&rt->workers[i]);
+	uint32_t one = 1;
+
+	/* seq_cst, no relaxed pre-check: see the store in park(). */
+	if (i < rt->nworkers &&
+	    atomic_compare_exchange_strong_explicit(
+		    &rt->workers[i].sleeping, &one, 0, memory_order_seq_cst,
+		    memory_order_relaxed)) {
+		rouse(&rt->workers[i]);
 	}
 }
 

@@ -28,7 +28,8 @@ struct tr__worker {
 	_Atomic uint64_t turns;    /* +1 at turn start and end; odd = in a turn */
 	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
-	_Atomic uint32_t park_mode; /* 0 awake, 1 timed sleep, 2 untimed sleep */
+	/* 0 awake, 1 timed sleep, 2 untimed sleep, 3 woken to sleep timed */
+	_Atomic uint32_t park_mode;
 	/* The I/O loop this worker sleeps in while it polls it, or NULL. */
 	_Atomic(struct tr__io *) polling;
 

