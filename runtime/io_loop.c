@@ -480,14 +480,14 @@ thread_drive(struct tr__io *io)
 			atomic_store_explicit(&io->drive, DRIVE_FREE,
 					      memory_order_seq_cst);
 			/*
-			 * It asked once marked asleep, so this wakes it
-			 * unless something else woke it first: then it is
-			 * running turns (events this pass delivered, often)
-			 * and takes the loop when it next sleeps (park()
-			 * looks once more before sleeping). Declining here
-			 * instead would, under request/response traffic,
-			 * keep the loop on this thread for as long as the
-			 * traffic lasts.
+			 * If it sleeps, this wakes it. If it is awake (it
+			 * asks before spinning too, and events this pass
+			 * delivered often woke it), it stops spinning once
+			 * the loop is free, or takes it when it next goes
+			 * idle (park() looks once more before sleeping).
+			 * Handing over only to a sleeping worker would,
+			 * under request/response traffic, keep the loop on
+			 * this thread for as long as the traffic lasts.
 			 */
 			tr__sched_wake_worker(io->rt, want - 1);
 			return false;

@@ -809,7 +809,6 @@ tr__sched_wake_worker(tr_runtime *rt, unsigned i)
 	}
 }
 
-
 void
 tr__sched_nudge(tr_runtime *rt)
 {
