@@ -57,4 +57,13 @@ tr__cpu_relax(void)
  */
 void tr__thread_name(const char *prefix, int index);
 
+/*
+ * Block SIGPIPE on the calling thread, one that runs libuv writes: libuv
+ * writes with write()/writev(), so a peer that reset its connection
+ * raises SIGPIPE, whose default action ends the process. Blocked, the
+ * write fails with EPIPE alone, and the process-wide disposition the
+ * application may rely on is left alone.
+ */
+void tr__thread_block_sigpipe(void);
+
 #endif /* TR_RUNTIME_INTERNAL_H */

@@ -495,6 +495,18 @@ thread_drive(struct tr__io *io)
 	}
 }
 
+/* Loop thread: take the loop if it is free. */
+static bool
+thread_take(struct tr__io *io)
+{
+	uint32_t free_ = DRIVE_FREE;
+
+	/* acquire (seq_cst): the last holder's give released the loop. */
+	return atomic_compare_exchange_strong_explicit(
+		&io->drive, &free_, DRIVE_THREAD, memory_order_seq_cst,
+		memory_order_relaxed);
+}
+
 /* Loop thread of a shared loop: returns holding it, once closed. */
 static void
 thread_watch(struct tr__io *io)
@@ -506,11 +518,7 @@ thread_watch(struct tr__io *io)
 	for (;;) {
 		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
 			/* The holder leaves its poll for the stop command. */
-			uint32_t free_ = DRIVE_FREE;
-			if (atomic_compare_exchange_strong_explicit(
-				    &io->drive, &free_, DRIVE_THREAD,
-				    memory_order_seq_cst,
-				    memory_order_relaxed)) {
+			if (thread_take(io)) {
 				return;
 			}
 			tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS / 10);
@@ -528,15 +536,10 @@ thread_watch(struct tr__io *io)
 			continue;
 		}
 		if (d == DRIVE_FREE) {
-			uint32_t free_ = DRIVE_FREE;
 			/* A want from before belongs to no period of ours. */
 			atomic_store_explicit(&io->want, 0,
 					      memory_order_relaxed);
-			/* acquire: the last holder's give released the loop. */
-			if (!atomic_compare_exchange_strong_explicit(
-				    &io->drive, &free_, DRIVE_THREAD,
-				    memory_order_seq_cst,
-				    memory_order_relaxed)) {
+			if (!thread_take(io)) {
 				continue;
 			}
 			/*
@@ -580,25 +583,14 @@ static void *
 io_main(void *arg)
 {
 	struct tr__io *io = arg;
-	sigset_t pipe;
 
 	if (io->index < io->count) {
 		tr__thread_name("tr-io-", (int)io->index);
 	} else {
 		tr__thread_name("tr-io-proc", -1);
 	}
-
-	/*
-	 * libuv writes with write()/writev(), so a peer that reset its
-	 * connection raises SIGPIPE, whose default action ends the process.
-	 * Blocking the signal on every thread that runs a loop (this one and
-	 * the workers, see worker_main) turns it into the EPIPE error alone,
-	 * without changing the process-wide disposition the application may
-	 * rely on.
-	 */
-	sigemptyset(&pipe);
-	sigaddset(&pipe, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	/* It runs libuv writes; so do the workers that poll it. */
+	tr__thread_block_sigpipe();
 	/* Reads become messages here: recycle the nodes workers free. */
 	tr__msg_cache_init(io->cache, &io->rt->msg_pool);
 	tr__msg_thread_cache_set(io->cache);

@@ -877,8 +877,9 @@ do_connect(struct tr__io *io, const struct tcp_req *r)
 		}
 		tr_tcp_event e = { .conn = { r->id }, .status = UV_ENOMEM };
 		snprintf(e.error, sizeof(e.error), "ENOMEM");
-		(void)tr__send_sys(tr__io_runtime(io), tr__io_worker(io), r->owner,
-				   r->owner, TR_MSG_TCP_CLOSED, &e, sizeof(e));
+		(void)tr__send_sys(tr__io_runtime(io), tr__io_worker(io),
+				   r->owner, r->owner, TR_MSG_TCP_CLOSED, &e,
+				   sizeof(e));
 		return;
 	}
 	if (r->timeout_ms > 0) {

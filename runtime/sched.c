@@ -35,9 +35,7 @@
 #include "runtime/sched.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <string.h>
 
 #include "runtime/alloc.h"
@@ -611,11 +609,7 @@ worker_main(void *arg)
 	tl_worker = w;
 	tr__thread_name("tr-worker-", (int)w->index);
 	if (w->loop != NULL) {
-		/* This thread runs libuv writes too: see io_main(). */
-		sigset_t pipe;
-		sigemptyset(&pipe);
-		sigaddset(&pipe, SIGPIPE);
-		pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+		tr__thread_block_sigpipe(); /* it runs libuv writes too */
 	}
 	/* Reads this worker polls become messages from its own nodes. */
 	tr__msg_thread_cache_set(w->cache);
