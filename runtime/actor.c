@@ -43,7 +43,9 @@ struct mon_set {
 };
 
 struct tr__actor_ext {
-	bool owns_io;            /* started child processes (io_process.c) */
+	/* Owns child processes or sockets: what releases them at its stop,
+	 * allocated when it took the first (see tr__io_gone_prepare). */
+	struct tr__io_gone *io_gone;
 	struct mon_set links;    /* ref unused */
 	struct mon_set monitors; /* monitors this actor holds on others */
 	struct mon_set watchers; /* monitors others hold on this actor */
@@ -468,6 +470,7 @@ err_link:
 	return TR_ENOMEM;
 }
 
+static tr_err note_io(tr_runtime *rt, struct tr__actor *a);
 static tr_err spawn_one(tr_runtime *rt, struct tr__worker *w,
 			const tr_actor_def *def, void *arg,
 			const struct tr__spawn_opts *o, tr_pid *out);
@@ -500,7 +503,8 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 
 	if (def == NULL || def->size < sizeof(tr_actor_def) ||
 	    def->handle == NULL || o->state_init_len > def->state_size ||
-	    (o->flags != 0 && (o->parent == NULL || o->parent->a == NULL))) {
+	    ((o->flags & (TR__SPAWN_LINK | TR__SPAWN_MONITOR)) != 0 &&
+	     (o->parent == NULL || o->parent->a == NULL))) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
@@ -539,7 +543,15 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	atomic_store_explicit(&a->bound, def->mailbox_bound,
 			      memory_order_relaxed);
 	uint64_t pid = tr__pid_make(0, a->gen, slot);
-	if (o->flags != 0) {
+	if ((o->flags & TR__SPAWN_OWNS_IO) != 0) {
+		err = note_io(rt, a);
+		if (err < 0) {
+			ext_free(a);
+			slot_release(rt, w, a);
+			goto err_init;
+		}
+	}
+	if ((o->flags & (TR__SPAWN_LINK | TR__SPAWN_MONITOR)) != 0) {
 		err = spawn_relate(rt, a, pid, o);
 		if (err < 0) {
 			ext_free(a);
@@ -657,6 +669,7 @@ ext_free(struct tr__actor *a)
 	set_fini(&a->ext->links);
 	set_fini(&a->ext->monitors);
 	set_fini(&a->ext->watchers);
+	tr__io_gone_discard(a->ext->io_gone);
 	tr__free(a->ext, sizeof(*a->ext));
 	a->ext = NULL;
 }
@@ -720,9 +733,10 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
 				       TR__SYS_DOWN, &d, sizeof(d));
 		}
-		if (x->owns_io) {
+		if (x->io_gone != NULL) {
 			/* Its child processes and sockets end with it. */
-			(void)tr__io_owner_gone(rt->io, self);
+			tr__io_owner_gone(rt->io, self, x->io_gone);
+			x->io_gone = NULL;
 		}
 		/* Monitors this actor held: tell the targets to forget them. */
 		for (uint32_t i = 0; i < x->monitors.n; i++) {
@@ -734,9 +748,19 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	}
 	/* Nobody may stay muted on an actor that will not run again. */
 	unmute_all(w, a);
-	a->gen = tr__pid_next_gen(a->gen);
 	a->flags = 0;
 	STAT(rt, w, stopped, 1);
+	if (a->gen == TR__PID_GEN_MASK) {
+		/*
+		 * The slot's last generation: retired for the life of the
+		 * runtime, so no pid is ever handed out twice (see pid.h).
+		 * Messages still sent to its pids are dead letters, as for
+		 * any stale pid; the slot costs its table entry only.
+		 */
+		tr__stat_add_shared(&rt->slots_retired, 1);
+		return;
+	}
+	a->gen++;
 	slot_release(rt, w, a);
 }
 
@@ -1393,16 +1417,27 @@ tr_demonitor(tr_ctx *cx, uint64_t ref)
 	return TR_OK;
 }
 
-tr_err
-tr__actor_note_io(tr_ctx *cx)
+static tr_err
+note_io(tr_runtime *rt, struct tr__actor *a)
 {
-	struct tr__actor_ext *x = ext_get(cx->a);
+	struct tr__actor_ext *x = ext_get(a);
 
 	if (x == NULL) {
 		return TR_ENOMEM;
 	}
-	x->owns_io = true;
+	if (x->io_gone == NULL) {
+		x->io_gone = tr__io_gone_prepare(rt->io);
+		if (x->io_gone == NULL) {
+			return TR_ENOMEM;
+		}
+	}
 	return TR_OK;
+}
+
+tr_err
+tr__actor_note_io(tr_ctx *cx)
+{
+	return note_io(cx->rt, cx->a);
 }
 
 tr_err

@@ -140,6 +140,8 @@ tr_err tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 /* Options of tr__spawn beyond the public ones. */
 #define TR__SPAWN_LINK 0x1u    /* link the new actor with opts.parent */
 #define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */
+/* The new actor owns I/O (an accepted connection): see tr__actor_note_io. */
+#define TR__SPAWN_OWNS_IO 0x4u
 
 struct tr__spawn_opts {
 	const void *state_init; /* copied into the new state if not NULL */
@@ -158,7 +160,11 @@ tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
 		 const tr_actor_def *def, void *arg,
 		 const struct tr__spawn_opts *opts, tr_pid *out);
 
-/* The calling actor owns I/O resources to release when it stops. */
+/*
+ * The calling actor owns I/O resources to release when it stops. Call it
+ * before handing the resource to the I/O thread: it allocates what the
+ * release needs, so a TR_ENOMEM here means nothing was started.
+ */
 tr_err tr__actor_note_io(tr_ctx *cx);
 
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */

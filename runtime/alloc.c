@@ -2,7 +2,8 @@
  * Counting allocator. Threads: any. The counters are relaxed atomics: they
  * are statistics, read by tests once the runtime is quiet. Hot paths
  * (message nodes) keep per-worker caches in msg.c and come here only to
- * refill or trim them, so the atomic add is not paid per message.
+ * refill or trim them, so the atomic add is not paid per message. Debug
+ * builds fill freed memory with 0xdb.
  */
 #include "runtime/alloc.h"
 
@@ -59,6 +60,15 @@ tr__free(void *p, size_t size)
 	}
 	atomic_fetch_sub_explicit(&outstanding, (int64_t)size,
 				  memory_order_relaxed);
+#ifndef NDEBUG
+	/*
+	 * Poison what is freed, so a use after free by code we cannot
+	 * instrument (libuv finishing a close inside a freed record, say)
+	 * reads garbage that trips its own checks instead of stale values
+	 * that happen to work. 0xdb sets every flag bit libuv tests.
+	 */
+	memset(p, 0xdb, size);
+#endif
 	free(p);
 }
 

@@ -336,7 +336,7 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		c->fn(io, c->arg);
 		break;
 	case CMD_STOP:
-		tr__io_process_kill_owned(io, 0);
+		tr__io_process_owner_gone(io, 0);
 		tr__io_tcp_close_owned(io, 0);
 		if (io->sig_on) {
 			uv_close((uv_handle_t *)&io->sig[0], NULL);
@@ -997,37 +997,87 @@ tr__io_tcps(struct tr__io *io)
 	return &io->tcps;
 }
 
-/* I/O thread: an actor stopped; end its children and its sockets. */
-static void
-owner_gone(struct tr__io *io, void *arg)
-{
-	uint64_t *owner = arg;
+/*
+ * An actor that owns I/O gets, when it first takes some, one command per
+ * loop to post when it stops (tr__io_gone_prepare). Stopping then cannot
+ * fail for want of memory, so its children and sockets never outlive it.
+ * The commands live in one block, freed by whichever runs last.
+ */
+struct gone_op {
+	struct tr__io_op op;
+	struct tr__io_gone *g;
+};
 
-	tr__io_process_kill_owned(io, *owner);
-	tr__io_tcp_close_owned(io, *owner);
-	tr__free(owner, sizeof(*owner));
+struct tr__io_gone {
+	uint64_t owner;
+	unsigned n;
+	_Atomic unsigned left; /* commands not yet run or refused */
+	struct gone_op ops[];
+};
+
+static size_t
+gone_size(unsigned n)
+{
+	return sizeof(struct tr__io_gone) + n * sizeof(struct gone_op);
 }
 
-tr_err
-tr__io_owner_gone(struct tr__io *io, uint64_t owner)
+static void
+gone_put(struct tr__io_gone *g)
 {
-	tr_err ret = TR_OK;
+	/* acq_rel: the last one to finish sees every other loop's run
+	 * complete before it frees the block. */
+	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) ==
+	    1) {
+		tr__free(g, gone_size(g->n));
+	}
+}
 
+/* I/O thread: an actor stopped; end its children and its sockets. */
+static void
+owner_gone(struct tr__io *io, struct tr__io_op *op)
+{
+	struct gone_op *o = (struct gone_op *)op;
+	uint64_t owner = o->g->owner;
+
+	tr__io_process_owner_gone(io, owner);
+	tr__io_tcp_close_owned(io, owner);
+	gone_put(o->g);
+}
+
+struct tr__io_gone *
+tr__io_gone_prepare(struct tr__io *io)
+{
+	unsigned n = group_len(io);
+	struct tr__io_gone *g = tr__calloc(gone_size(n));
+
+	if (g != NULL) {
+		g->n = n;
+	}
+	return g;
+}
+
+void
+tr__io_gone_discard(struct tr__io_gone *g)
+{
+	if (g != NULL) {
+		tr__free(g, gone_size(g->n));
+	}
+}
+
+void
+tr__io_owner_gone(struct tr__io *io, uint64_t owner, struct tr__io_gone *g)
+{
+	g->owner = owner;
+	atomic_init(&g->left, g->n);
 	/* Its handles may live on any loop, the process loop included. */
-	for (unsigned i = 0; i < group_len(io); i++) {
-		uint64_t *arg = tr__alloc(sizeof(*arg));
-		if (arg == NULL) {
-			ret = TR_ENOMEM;
-			continue;
-		}
-		*arg = owner;
-		tr_err err = tr__io_call(io->group[i], owner_gone, arg);
-		if (err < 0) {
-			tr__free(arg, sizeof(*arg));
-			ret = err;
+	for (unsigned i = 0; i < g->n; i++) {
+		g->ops[i].g = g;
+		g->ops[i].op.run = owner_gone;
+		/* A closed loop has already closed everything it held. */
+		if (tr__io_post(io->group[i], &g->ops[i].op) < 0) {
+			gone_put(g);
 		}
 	}
-	return ret;
 }
 
 unsigned

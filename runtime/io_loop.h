@@ -87,17 +87,30 @@ tr_err tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
 struct uv_loop_s *tr__io_uv_loop(struct tr__io *io);
 tr_runtime *tr__io_runtime(struct tr__io *io);
 void **tr__io_procs(struct tr__io *io);
-/* I/O thread only: SIGKILL the children of @owner (0: all); each closes
- * once reaped. */
-void tr__io_process_kill_owned(struct tr__io *io, uint64_t owner);
+/*
+ * I/O thread only: the actor @owner stopped (0: the runtime is stopping).
+ * Its children's process groups get SIGKILL and the pipes of those that
+ * already exited are closed, so none of them keeps its record alive.
+ */
+void tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
 void **tr__io_tcps(struct tr__io *io);
 /* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
 void tr__io_tcp_run(struct tr__io *io, void *arg);
 void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
 /* Free the loop's connection table (after the loop has closed). */
 void tr__io_tcp_fini(struct tr__io *io);
-/* Any thread: an actor that owned processes or sockets stopped. */
-tr_err tr__io_owner_gone(struct tr__io *io, uint64_t owner);
+/*
+ * What an actor that owns processes or sockets needs to release them when
+ * it stops, allocated when it first takes one (NULL: out of memory), so
+ * that releasing cannot fail. Any thread.
+ */
+struct tr__io_gone;
+struct tr__io_gone *tr__io_gone_prepare(struct tr__io *io);
+/* Free one that was never used (the actor never ran). */
+void tr__io_gone_discard(struct tr__io_gone *g);
+/* Any thread: @owner stopped; consumes @g. Cannot fail. */
+void tr__io_owner_gone(struct tr__io *io, uint64_t owner,
+		       struct tr__io_gone *g);
 
 /* Times a loop's thread took it over from idle workers, over every loop. */
 uint64_t tr__io_takeovers(struct tr__io *io);

@@ -1,6 +1,7 @@
 /*
  * pid layout: bits 63..48 node, 47..28 generation, 27..0 slot index.
- * Generation 0 is never used, so no local pid is 0 (TR_PID_NONE).
+ * Generation 0 is never used, so no local pid is 0 (TR_PID_NONE). A slot
+ * runs generations 1 to TR__PID_GEN_MASK and is then retired (actor.c).
  */
 #ifndef TR_RUNTIME_PID_H
 #define TR_RUNTIME_PID_H
@@ -33,14 +34,6 @@ static inline uint32_t
 tr__pid_node(uint64_t v)
 {
 	return (uint32_t)(v >> TR__PID_NODE_SHIFT);
-}
-
-/* The generation after @gen, skipping 0. */
-static inline uint32_t
-tr__pid_next_gen(uint32_t gen)
-{
-	gen = (gen + 1) & (uint32_t)TR__PID_GEN_MASK;
-	return gen == 0 ? 1 : gen;
 }
 
 #endif /* TR_RUNTIME_PID_H */

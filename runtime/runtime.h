@@ -44,6 +44,7 @@ struct tr_runtime {
 	_Atomic uint32_t next_fresh;
 	pthread_mutex_t slot_mu; /* guards free_slots (foreign spawns only) */
 	struct tr__actor *free_slots;
+	_Atomic uint64_t slots_retired; /* slots whose generations ran out */
 
 	/* Inject queue for threads that are not workers. */
 	_Alignas(64) ck_stack_t inject;

@@ -6,9 +6,17 @@
  *
  * A pid is a 64-bit value: 16 bits of node (0 = this node; other values are
  * reserved for distribution), 20 bits of generation and 28 bits of slot
- * index. A slot is reused after its actor stops, with the next generation,
- * so a stale pid never reaches the new actor: a send to it is a counted
- * dead letter. The generation wraps after 2^20 reuses of one slot.
+ * index.
+ *
+ * Guarantee: a pid is unique for the life of the runtime. It is never
+ * handed out twice, so a stale pid held anywhere (a timer, a registry, a
+ * monitor, a message in flight) names no live actor: a send to it is a
+ * counted dead letter and never reaches an actor spawned later. A slot is
+ * reused after its actor stops, with the next generation, and retired
+ * once it has used its last one (2^20 - 1 actors per slot); a retired
+ * slot keeps only its table entry (one slot per million spawns that
+ * reuse it). Spawning also fails with TR_ENOMEM once all 2^28 slots are
+ * live or retired, after about 2.8e14 spawns.
  */
 
 #include <stdbool.h>

@@ -214,10 +214,119 @@ test_stale_pid_after_reuse(void)
 	CHECK_EQ_INT(atomic_load(&frees), 1);
 }
 
+/*
+ * Pids are never handed out twice. On one worker, a looper spawns a child
+ * and stops it, one per turn: the child's stop runs before the looper's
+ * next turn, so every spawn reuses the same slot (the free list is LIFO)
+ * and walks its generations. A slot has 2^20 - 1 of them; past that a pid
+ * repeated and a message to a long-dead pid reached a live actor. Now the
+ * slot must be retired after its last generation: the looper runs that
+ * far and beyond, and every pid it saw is distinct.
+ */
+enum { MSG_SPIN = 10, MSG_SPUN, GEN_MAX = (1 << 20) - 1,
+       SPINS = GEN_MAX + 64 };
+
+struct looper {
+	tr_pid probe;
+	uint32_t done;
+	uint64_t *pids; /* SPINS of them, owned by the test */
+};
+
+static void
+looper_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct looper *s = state;
+
+	if (m->type == MSG_SPIN && m->size == sizeof(s->pids)) {
+		s->probe = tr_sender(cx);
+		memcpy(&s->pids, m->data, sizeof(s->pids));
+	} else if (m->type != MSG_SPIN) {
+		return;
+	}
+	tr_pid c = TR_PID_NONE;
+	if (tr_spawn(cx, &counter_def, NULL, &c) != TR_OK ||
+	    tr_stop(cx, c, TR_EXIT_NORMAL) != TR_OK) {
+		uint32_t bad = UINT32_MAX;
+		(void)tr_send(cx, s->probe, MSG_SPUN, &bad, sizeof(bad));
+		return;
+	}
+	s->pids[s->done++] = c.v;
+	if (s->done == SPINS) {
+		(void)tr_send(cx, s->probe, MSG_SPUN, &s->done, sizeof(s->done));
+		return;
+	}
+	(void)tr_send(cx, tr_self(cx), MSG_SPIN, NULL, 0);
+}
+
+static const tr_actor_def looper_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "looper",
+	.state_size = sizeof(struct looper),
+	.handle = looper_handle,
+};
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+test_pid_never_reused(void)
+{
+	struct fx f;
+	uint64_t *pids = calloc(SPINS, sizeof(*pids));
+	uint32_t done = 0;
+
+	CHECK(pids != NULL);
+	if (pids == NULL) {
+		return;
+	}
+	fx_start(&f, 1);
+	tr_pid l = fx_spawn(&f, &looper_def, NULL);
+	SEND(&f, l, MSG_SPIN, &pids, sizeof(pids));
+	/* A million spawns: give slow (sanitizer) builds minutes. */
+	tr_received r;
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(f.ib, 600000, &r));
+	CHECK_EQ_U64(r.type, MSG_SPUN);
+	if (r.size == sizeof(done)) {
+		memcpy(&done, r.data, sizeof(done));
+	}
+	tr_received_fini(&r);
+	CHECK_EQ_U64(done, SPINS);
+
+	/* The walk did reach the end of the first slot's generations. */
+	uint32_t slot0 = tr_pid_slot((tr_pid){ pids[0] });
+	uint64_t in_slot0 = 0;
+	for (uint32_t i = 0; i < done; i++) {
+		in_slot0 += tr_pid_slot((tr_pid){ pids[i] }) == slot0;
+	}
+	CHECK_EQ_U64(in_slot0, GEN_MAX);
+
+	/* The first child's pid now names nobody: a dead letter. */
+	tr_metrics m0 = fx_metrics(&f);
+	SEND(&f, (tr_pid){ pids[0] }, MSG_NOTE, NULL, 0);
+	WAIT_UNTIL(fx_metrics(&f).dead_letters > m0.dead_letters, IDLE_MS);
+
+	qsort(pids, done, sizeof(*pids), cmp_u64);
+	uint64_t repeats = 0;
+	for (uint32_t i = 1; i < done; i++) {
+		repeats += pids[i] == pids[i - 1];
+	}
+	CHECK_EQ_U64(repeats, 0);
+	fx_finish(&f);
+	free(pids);
+}
+
 static const struct test_case tests[] = {
 	{ "pid: format and parts", test_format_and_parts },
 	{ "pid: live actors have distinct pids and slots",
 	  test_live_pids_distinct },
+	{ "pid: a pid is never handed out twice (a slot retires)",
+	  test_pid_never_reused },
 	{ "pid: stale pid after slot reuse is a dead letter",
 	  test_stale_pid_after_reuse },
 	{ NULL, NULL },
