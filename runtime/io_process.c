@@ -2,18 +2,26 @@
  * Child processes on the process loop's thread (<troupe/process.h>).
  *
  * Threads: the public calls run in handlers; they copy their arguments
- * into a request and hand it to the I/O thread with tr__io_call(). Every
- * uv_ handle here (the process and its three pipes) belongs to the I/O
- * thread. Output is split into lines and sent to the owner as pointer
- * messages; the exit message is sent only once the child has exited and
- * both output pipes reached end of file, so it always comes after the
- * last line.
+ * into a request and hand it to the process loop with tr__io_call().
+ * Every uv_ handle here (the process and its three pipes) belongs to that
+ * loop's thread. Output is split into lines; each line is a message whose
+ * bytes lie in its node, with a release hook (line_release) that runs
+ * wherever the owner consumed it, lowers the record's count of unread
+ * memory and, when reading was paused and the count falls to the low
+ * watermark, posts a resume to the loop. The exit message is sent only
+ * once the child has exited and both output pipes are done, so it always
+ * comes after the last line.
  *
- * Invariants: a struct proc is freed only after the close callbacks of
- * all four of its handles ran (`closing` counts them down); when the
- * owner stops, actor.c calls tr__io_owner_gone() and the I/O
- * thread kills that owner's children; libuv reaps them (SIGCHLD) and the
- * exit callback closes the handles.
+ * Each child leads its own process group. When the owner stops (actor.c
+ * posts tr__io_owner_gone) or the runtime stops, the group of a child that
+ * has not exited is killed; the output pipes of one that has exited are
+ * closed at once, since only something it left behind can hold them.
+ *
+ * Invariants: every uv_close here passes handle_closed, which counts the
+ * four handles down and then drops the loop's reference; a record is
+ * freed when its last reference goes (the loop's, one per line message in
+ * flight, one while a resume is posted), so neither libuv nor a line's
+ * release hook ever touches freed memory.
  */
 #include <troupe/process.h>
 
@@ -26,6 +34,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/alloc.h"
+#include "runtime/internal.h"
 #include "runtime/io_loop.h"
 #include "runtime/runtime.h"
 
@@ -42,13 +51,36 @@ struct proc {
 	uint64_t owner;
 	uv_process_t h;
 	uv_pipe_t in, out, err;
+	uv_shutdown_t shut;
 	struct linebuf lout, lerr;
-	int open_reads; /* output pipes not yet at end of file */
+	/*
+	 * Memory of the line messages not yet handled by the owner (see
+	 * line_release). Reading stops above TR_PROCESS_READ_HIGH and starts
+	 * again at TR_PROCESS_READ_LOW, so a child that writes faster than
+	 * its owner reads is held back by its pipe, as a TCP peer is.
+	 */
+	_Atomic int64_t unread;
+	/* One reference for the loop (until the last close callback), one
+	 * per line message in flight, one while `resume` is posted. */
+	_Atomic uint32_t refs;
+	_Atomic bool resume_posted;
+	struct tr__io_op resume; /* posted by line_release */
+	int open_reads;    /* output pipes not yet done (end of file) */
+	bool out_open, err_open; /* which of them */
+	int open_handles;  /* handles whose close callback has not run */
+	bool reading;      /* both output pipes started (not paused) */
 	bool exited;
 	bool spawned;
+	bool finished;     /* EXIT sent, handles closing */
+	bool owner_gone;   /* nobody reads the output any more */
 	int64_t status;
 	int32_t term_signal;
-	int closing; /* close callbacks still to come */
+};
+
+/* A line message: the node holds the proc and the public line. */
+struct line_hdr {
+	struct proc *p;
+	tr_process_line pub; /* must be last: text follows */
 };
 
 /* Spawn request: everything copied into one allocation by the caller. */
@@ -101,66 +133,185 @@ unlink_proc(struct proc *p)
 	}
 }
 
+/* Any thread: drop a reference; the last one frees the record. */
+static void
+unref(struct proc *p)
+{
+	/* acq_rel: the last holder sees every other holder's use done. */
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) ==
+	    1) {
+		tr__free(p, sizeof(*p));
+	}
+}
+
+/*
+ * Every uv_close of the four handles passes this callback: the record,
+ * which holds the handles, is released only after the last one ran
+ * (libuv finishes closes in its own order, newest first).
+ */
 static void
 handle_closed(uv_handle_t *h)
 {
 	struct proc *p = h->data;
 
-	if (--p->closing > 0) {
+	if (--p->open_handles > 0) {
 		return;
 	}
 	free(p->lout.buf);
 	free(p->lerr.buf);
-	tr__free(p, sizeof(*p));
+	p->lout.buf = p->lerr.buf = NULL;
+	unref(p);
 }
 
 static void
-close_if_open(struct proc *p, uv_handle_t *h)
+close_handle(uv_handle_t *h)
 {
 	if (!uv_is_closing(h)) {
 		uv_close(h, handle_closed);
-	} else {
-		p->closing--;
 	}
 }
 
-/* Send one line (or piece) to the owner as a pointer message. */
+static int64_t
+line_charge(size_t len)
+{
+	/* The node's header and the public struct come with every line, so
+	 * a flood of empty lines is held back too. */
+	return (int64_t)(sizeof(struct line_hdr) + len + 64);
+}
+
+static void read_both(struct proc *p, bool want);
+static bool *is_open(struct proc *p, uv_stream_t *s);
+
+/* Loop: the owner caught up; read again (unless already done). */
+static void
+run_resume(struct tr__io *io, struct tr__io_op *op)
+{
+	struct proc *p = tr__container_of(op, struct proc, resume);
+
+	(void)io;
+	atomic_store_explicit(&p->resume_posted, false, memory_order_relaxed);
+	if (!p->finished &&
+	    atomic_load_explicit(&p->unread, memory_order_relaxed) <=
+		    TR_PROCESS_READ_LOW) {
+		read_both(p, true);
+	}
+	unref(p);
+}
+
+/* Release hook of a line message, on whatever thread consumed it. */
+static void
+line_release(void *data)
+{
+	struct line_hdr *l = tr__container_of(data, struct line_hdr, pub);
+	struct proc *p = l->p;
+	int64_t c = line_charge(l->pub.len);
+	int64_t left = atomic_fetch_sub_explicit(&p->unread, c,
+						 memory_order_relaxed) -
+		       c;
+
+	if (left <= TR_PROCESS_READ_LOW && left + c > TR_PROCESS_READ_LOW &&
+	    !atomic_exchange_explicit(&p->resume_posted, true,
+				      memory_order_relaxed)) {
+		/* Crossed the low watermark: the loop may read again. The
+		 * op lives in the record, which this reference keeps. */
+		atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+		if (tr__io_post(p->io, &p->resume) < 0) {
+			atomic_store_explicit(&p->resume_posted, false,
+					      memory_order_relaxed);
+			unref(p);
+		}
+	}
+	unref(p);
+}
+
+/* Send one line (or piece) to the owner; its memory counts as unread. */
 static void
 send_line(struct proc *p, uint32_t type, const char *text, size_t len)
 {
-	tr_process_line *l = malloc(sizeof(*l) + len + 1);
-
-	if (l == NULL) {
+	if (p->owner_gone) {
+		return;
+	}
+	struct tr__msg *msg = tr__msg_new(NULL, sizeof(struct line_hdr) +
+							len + 1);
+	if (msg == NULL) {
 		return; /* out of memory: the line is lost */
 	}
-	l->proc.v = p->id;
-	l->len = len;
-	memcpy(l->text, text, len);
-	l->text[len] = '\0';
-	(void)tr__send_ptr(tr__io_runtime(p->io), NULL, p->owner, p->owner,
-			   type, l, sizeof(*l) + len + 1, free, false);
+	struct line_hdr *l = (struct line_hdr *)(void *)msg->data;
+	l->p = p;
+	l->pub.proc.v = p->id;
+	l->pub.len = len;
+	memcpy(l->pub.text, text, len);
+	l->pub.text[len] = '\0';
+	msg->m.data = &l->pub;
+	msg->m.size = sizeof(tr_process_line) + len + 1;
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->unread, line_charge(len),
+				  memory_order_relaxed);
+	(void)tr__send_built(tr__io_runtime(p->io), NULL, p->owner, p->owner,
+			     type, msg, line_release);
 }
 
 /* The end: exit seen and both outputs drained. Send EXIT, close all. */
 static void
 maybe_finish(struct proc *p)
 {
-	if (!p->exited || p->open_reads > 0 || p->closing > 0) {
+	if (p->finished || !p->exited || p->open_reads > 0) {
 		return;
 	}
+	p->finished = true;
 	tr_process_exit e;
 	memset(&e, 0, sizeof(e));
 	e.proc.v = p->id;
 	e.status = p->term_signal != 0 ? -1 : p->status;
 	e.term_signal = p->term_signal;
-	(void)tr__send_sys(tr__io_runtime(p->io), NULL, p->owner, p->owner,
-			   TR_MSG_PROC_EXIT, &e, sizeof(e));
+	if (!p->owner_gone) {
+		(void)tr__send_sys(tr__io_runtime(p->io), NULL, p->owner,
+				   p->owner, TR_MSG_PROC_EXIT, &e, sizeof(e));
+	}
 	unlink_proc(p);
-	p->closing = 4;
-	close_if_open(p, (uv_handle_t *)&p->h);
-	close_if_open(p, (uv_handle_t *)&p->in);
-	close_if_open(p, (uv_handle_t *)&p->out);
-	close_if_open(p, (uv_handle_t *)&p->err);
+	close_handle((uv_handle_t *)&p->h);
+	close_handle((uv_handle_t *)&p->in);
+	close_handle((uv_handle_t *)&p->out);
+	close_handle((uv_handle_t *)&p->err);
+}
+
+static bool *
+is_open(struct proc *p, uv_stream_t *s)
+{
+	return s == (uv_stream_t *)&p->out ? &p->out_open : &p->err_open;
+}
+
+/*
+ * Stop reading an output pipe for good: flush its last unterminated line
+ * and count it done. Used at end of file, and when the child has exited
+ * but something it left behind still holds the pipe while nobody will
+ * read the output (owner gone, runtime stopping, or the owner killed it).
+ */
+static void
+end_output(struct proc *p, uv_stream_t *s)
+{
+	bool is_out = s == (uv_stream_t *)&p->out;
+	struct linebuf *lb = is_out ? &p->lout : &p->lerr;
+
+	if (!*is_open(p, s)) {
+		return;
+	}
+	if (lb->len > 0) {
+		send_line(p, is_out ? TR_MSG_PROC_STDOUT : TR_MSG_PROC_STDERR,
+			  lb->buf, lb->len);
+		lb->len = 0;
+	}
+	uv_read_stop(s);
+	*is_open(p, s) = false;
+	p->open_reads--;
+}
+
+static void
+end_outputs(struct proc *p)
+{
+	end_output(p, (uv_stream_t *)&p->out);
+	end_output(p, (uv_stream_t *)&p->err);
+	maybe_finish(p);
 }
 
 static void
@@ -171,6 +322,10 @@ proc_exited(uv_process_t *h, int64_t status, int term_signal)
 	p->exited = true;
 	p->status = status;
 	p->term_signal = term_signal;
+	if (p->owner_gone) {
+		end_outputs(p);
+		return;
+	}
 	maybe_finish(p);
 }
 
@@ -228,14 +383,37 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	free(buf->base);
 	if (nread < 0) {
-		/* End of file or error: flush a last unterminated line. */
-		if (lb->len > 0) {
-			send_line(p, type, lb->buf, lb->len);
-			lb->len = 0;
-		}
-		uv_read_stop(s);
-		p->open_reads--;
+		/* End of file or error. */
+		end_output(p, s);
 		maybe_finish(p);
+		return;
+	}
+	if (p->reading && atomic_load_explicit(&p->unread,
+					       memory_order_relaxed) >
+				  TR_PROCESS_READ_HIGH) {
+		read_both(p, false);
+	}
+}
+
+/* Start or stop reading the output pipes still open. */
+static void
+read_both(struct proc *p, bool want)
+{
+	if (want == p->reading) {
+		return;
+	}
+	p->reading = want;
+	uv_stream_t *pipes[2] = { (uv_stream_t *)&p->out,
+				  (uv_stream_t *)&p->err };
+	for (int i = 0; i < 2; i++) {
+		if (!*is_open(p, pipes[i])) {
+			continue;
+		}
+		if (want) {
+			uv_read_start(pipes[i], alloc_cb, read_cb);
+		} else {
+			uv_read_stop(pipes[i]);
+		}
 	}
 }
 
@@ -257,6 +435,9 @@ run_spawn(struct tr__io *io, void *arg)
 	p->io = io;
 	p->id = r->id;
 	p->owner = r->owner;
+	atomic_init(&p->refs, 1);
+	p->resume.run = run_resume;
+	p->open_handles = 4;
 	uv_pipe_init(loop, &p->in, 0);
 	uv_pipe_init(loop, &p->out, 0);
 	uv_pipe_init(loop, &p->err, 0);
@@ -278,6 +459,13 @@ run_spawn(struct tr__io *io, void *arg)
 	o.cwd = r->cwd;
 	o.stdio_count = 3;
 	o.stdio = stdio;
+	/*
+	 * setsid(): the child leads a process group of its own, so a stop
+	 * can kill what it started too (a shell's background jobs), not
+	 * only the child itself. It also has no controlling terminal, so a
+	 * Ctrl-C meant for this program is not delivered to it twice.
+	 */
+	o.flags = UV_PROCESS_DETACHED;
 	p->next = *tr__io_procs(io);
 	*tr__io_procs(io) = p;
 	int err = uv_spawn(loop, &p->h, &o);
@@ -288,19 +476,19 @@ run_spawn(struct tr__io *io, void *arg)
 		(void)tr__send_sys(tr__io_runtime(io), NULL, p->owner, p->owner,
 				   TR_MSG_PROC_EXIT, &e, sizeof(e));
 		unlink_proc(p);
+		p->finished = true;
 		/* uv_spawn initialised the process handle even on failure. */
-		p->closing = 4;
-		uv_close((uv_handle_t *)&p->h, handle_closed);
-		uv_close((uv_handle_t *)&p->in, handle_closed);
-		uv_close((uv_handle_t *)&p->out, handle_closed);
-		uv_close((uv_handle_t *)&p->err, handle_closed);
+		close_handle((uv_handle_t *)&p->h);
+		close_handle((uv_handle_t *)&p->in);
+		close_handle((uv_handle_t *)&p->out);
+		close_handle((uv_handle_t *)&p->err);
 		tr__free(r, r->bytes);
 		return;
 	}
 	p->spawned = true;
 	p->open_reads = 2;
-	uv_read_start((uv_stream_t *)&p->out, alloc_cb, read_cb);
-	uv_read_start((uv_stream_t *)&p->err, alloc_cb, read_cb);
+	p->out_open = p->err_open = true;
+	read_both(p, true);
 	tr_process_started st = { .proc = { p->id }, .os_pid = p->h.pid };
 	(void)tr__send_sys(tr__io_runtime(io), NULL, p->owner, p->owner,
 			   TR_MSG_PROC_STARTED, &st, sizeof(st));
@@ -333,15 +521,45 @@ run_write(struct tr__io *io, void *arg)
 	}
 }
 
-void
-tr__io_process_kill_owned(struct tr__io *io, uint64_t owner)
+/*
+ * Kill what the child started along with it. Only while the child has
+ * not been reaped: until then its pid, which names the group, cannot
+ * belong to anyone else. Afterwards a stray member that still holds the
+ * pipes is cut off by closing them (end_outputs) instead.
+ */
+static void
+kill_group(struct proc *p, int signum)
 {
-	for (struct proc *p = *tr__io_procs(io); p != NULL; p = p->next) {
-		if ((owner == 0 || p->owner == owner) && p->spawned &&
-		    !p->exited) {
-			uv_process_kill(&p->h, SIGKILL);
+	if (p->spawned && !p->exited) {
+		if (uv_kill(-p->h.pid, signum) != 0) {
+			uv_process_kill(&p->h, signum);
 		}
 	}
+}
+
+void
+tr__io_process_owner_gone(struct tr__io *io, uint64_t owner)
+{
+	struct proc *p = *tr__io_procs(io);
+
+	while (p != NULL) {
+		struct proc *next = p->next; /* end_outputs may unlink p */
+		if ((owner == 0 || p->owner == owner) && !p->finished) {
+			p->owner_gone = true;
+			kill_group(p, SIGKILL);
+			if (p->exited) {
+				end_outputs(p);
+			}
+		}
+		p = next;
+	}
+}
+
+static void
+stdin_shut(uv_shutdown_t *req, int status)
+{
+	(void)status; /* cancelled if the record is closing already */
+	close_handle((uv_handle_t *)req->handle);
 }
 
 static void
@@ -351,13 +569,19 @@ run_ctl(struct tr__io *io, void *arg)
 	struct proc *p = find(io, c->id);
 
 	if (p != NULL && c->op == 0) {
-		if (!uv_is_closing((uv_handle_t *)&p->in)) {
-			/* No callback: maybe_finish() counts this handle as
-			 * already closed when the process ends. */
-			uv_close((uv_handle_t *)&p->in, NULL);
+		/* After the writes queued before it: shut down, then close. */
+		uv_stream_t *in = (uv_stream_t *)&p->in;
+		if (!uv_is_closing((uv_handle_t *)in) && uv_is_writable(in) &&
+		    uv_shutdown(&p->shut, in, stdin_shut) != 0) {
+			close_handle((uv_handle_t *)in);
 		}
-	} else if (p != NULL && c->op == 1 && p->spawned && !p->exited) {
-		uv_process_kill(&p->h, c->signum);
+	} else if (p != NULL && c->op == 1 && p->spawned) {
+		if (!p->exited) {
+			uv_process_kill(&p->h, c->signum);
+		} else if (c->signum == SIGKILL) {
+			/* Exited, output held open by what it left behind. */
+			end_outputs(p);
+		}
 	}
 	tr__free(c, sizeof(*c));
 }
