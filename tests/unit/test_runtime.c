@@ -3,7 +3,12 @@
  * sender-receiver pair under contention, fairness, quiescence
  * (tr_runtime_wait_idle), graceful stop with messages in flight, spawns
  * after stop, spawning and sending from foreign threads, idle CPU use and
- * wake-up latency of a sleeping runtime.
+ * waking a sleeping runtime.
+ *
+ * No check here bounds how long something took: a busy machine makes
+ * everything later. Waits are on conditions, with deadlines of many
+ * seconds as their failure; latencies are printed, not checked (the
+ * benchmark program measures speed).
  *
  * Handlers run on worker threads, so they never call CHECK: they report
  * to the probe inbox or through atomic counters, and the test thread
@@ -21,9 +26,10 @@
 #include "harness.h"
 #include "fixture.h"
 
-/* Generous so that the suite also passes under ThreadSanitizer. */
-#define REPLY_MS 5000
-#define IDLE_MS 20000
+/* Deadlines, generous so that the suite also passes under ThreadSanitizer
+ * on a loaded machine: reaching one is a failure. */
+#define REPLY_MS 30000
+#define IDLE_MS 30000
 
 enum {
 	MSG_PING = 1, /* reply MSG_PONG with the handling time (uint64_t ns) */
@@ -408,8 +414,9 @@ late_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	(void)m;
 	atomic_store(&late_ctx_ok, tr_ctx_runtime(cx) == late_rt);
 	atomic_store(&late_running, 1);
-	uint64_t deadline = now_ns() + 5000000000u;
+	uint64_t deadline = now_ns() + (uint64_t)REPLY_MS * 1000000u;
 	while (!atomic_load(&late_go) && now_ns() < deadline) {
+		harness_nap_us(100);
 	}
 	atomic_store(&late_err, tr_spawn(cx, &echo_def, NULL, &p));
 }
@@ -436,10 +443,13 @@ static const tr_actor_def stopper_def = {
 	.handle = stopper_handle,
 };
 
-/* busy: makes another actor runnable, then computes for BUSY_NS. */
-#define BUSY_NS 300000000u
-
+/*
+ * busy: makes another actor runnable, then stays in its handler until
+ * that actor has run (or a deadline passes), so the other actor can only
+ * have run on another worker.
+ */
 static atomic_ullong busy_sent_at, stamp_at;
+static atomic_bool busy_saw_stamp;
 
 static void
 stamp_handle(tr_ctx *cx, void *state, const tr_msg *m)
@@ -467,9 +477,10 @@ busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	atomic_store(&busy_sent_at, now_ns());
 	(void)tr_send(cx, target, MSG_PING, NULL, 0);
-	uint64_t end = now_ns() + BUSY_NS;
-	while (now_ns() < end) {
+	uint64_t end = now_ns() + (uint64_t)REPLY_MS * 1000000u;
+	while (atomic_load(&stamp_at) == 0 && now_ns() < end) {
 	}
+	atomic_store(&busy_saw_stamp, atomic_load(&stamp_at) != 0);
 }
 
 static const tr_actor_def busy_def = {
@@ -620,6 +631,8 @@ test_fairness_one_worker(void)
 	uint64_t before = atomic_load(&flood_count);
 	for (int i = 0; i < 20; i++) {
 		uint64_t t0 = now_ns(), t = 0;
+		/* Starved, the ping would wait for the flood forever: the
+		 * receive's deadline is the failure. */
 		SEND(&f, e, MSG_PING, NULL, 0);
 		if (!fx_recv(&f, MSG_PONG, &t, sizeof(t))) {
 			CHECK(!"ping starved by a flooding actor");
@@ -632,7 +645,6 @@ test_fairness_one_worker(void)
 	CHECK(atomic_load(&flood_count) > before);
 	printf("  fairness: worst ping %.3f ms while flooded\n",
 	       (double)worst / 1e6);
-	CHECK(worst < 1000000000u);
 	atomic_store(&flood_halt, true);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	fx_finish(&f);
@@ -660,7 +672,7 @@ test_wait_idle_settles(void)
 	tr_metrics m = fx_metrics(&f);
 	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
 	/* Still idle when asked again (a worker may be looking around). */
-	CHECK_OK(tr_runtime_wait_idle(f.rt, 100));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	fx_finish(&f);
 }
 
@@ -677,9 +689,8 @@ test_wait_idle_times_out_when_busy(void)
 	WAIT_UNTIL(atomic_load(&flood_count) > 100, REPLY_MS);
 	uint64_t t0 = now_ns();
 	CHECK_ERR(tr_runtime_wait_idle(f.rt, 200), TR_ETIMEDOUT);
-	uint64_t dt = now_ns() - t0;
-	CHECK(dt >= 190000000u);
-	CHECK(dt < 5000000000u);
+	/* It gave up no earlier than asked (t0 was read before the call). */
+	CHECK(now_ns() - t0 >= 200000000u);
 	atomic_store(&flood_halt, true);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	fx_finish(&f);
@@ -1024,7 +1035,6 @@ test_wake_latency(void)
 		       (double)oneway[done - 1] / 1e3,
 		       (double)rtt[done / 2] / 1e3, (double)rtt[done - 1] / 1e3,
 		       m1.wakes - m0.wakes, m1.parks - m0.parks);
-		CHECK(oneway[done - 1] < 50000000u);
 	}
 	CHECK_EQ_INT(done, ROUNDS);
 	fx_finish(&f);
@@ -1041,15 +1051,17 @@ test_idle_worker_takes_work(void)
 	tr_pid st = fx_spawn(&f, &stamp_def, NULL);
 	tr_pid b = fx_spawn(&f, &busy_def, NULL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	/* b makes st runnable and then computes for 300 ms: the other,
-	 * idle worker must run st meanwhile. */
+	atomic_store(&busy_saw_stamp, false);
+	/* b makes st runnable and then stays in its handler until st has
+	 * run: the other, idle worker must run st meanwhile. Left behind
+	 * b, st would run only after b's deadline. */
 	CHECK_OK(tr_runtime_send(f.rt, b, MSG_GO, &st, sizeof(st)));
 	WAIT_UNTIL(atomic_load(&stamp_at) != 0, REPLY_MS);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
+	CHECK(atomic_load(&busy_saw_stamp));
 	uint64_t delay = atomic_load(&stamp_at) - atomic_load(&busy_sent_at);
 	printf("  runnable behind a busy handler: ran after %.3f ms\n",
 	       (double)delay / 1e6);
-	CHECK(delay < BUSY_NS / 3);
-	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	fx_finish(&f);
 }
 
@@ -1167,14 +1179,15 @@ test_conversation_stays_local(void)
 	CHECK(fx_recv(&f, MSG_RESULTS, NULL, 0));
 	tr_metrics m1 = fx_metrics(&f);
 	uint64_t steals = m1.steals - m0.steals;
-	printf("  conversation: %u round trips, %" PRIu64 " steals\n", rounds,
-	       steals);
 	/*
 	 * Each partner is woken by the other's send and goes to that
-	 * worker's next slot, so the pair shares a worker. A steal happens
-	 * only when the OS preempts the worker; 1% is far above that.
+	 * worker's next slot, so the pair shares a worker, and a steal
+	 * happens only when the OS preempts the worker. How often that is
+	 * depends on the machine's load, so the count is printed, not
+	 * checked (the benchmark program measures locality).
 	 */
-	CHECK(steals < rounds / 100);
+	printf("  conversation: %u round trips, %" PRIu64 " steals\n", rounds,
+	       steals);
 	/* START, rounds hops each way, and the report the inbox handled. */
 	CHECK_EQ_U64(m1.msgs_handled - m0.msgs_handled, 2 * (uint64_t)rounds + 2);
 	fx_finish(&f);
@@ -1347,12 +1360,12 @@ static const struct test_case tests[] = {
 	  test_foreign_threads },
 	{ "runtime: inbox receives what was queued, then TR_ECLOSED",
 	  test_inbox_closed_after_stop },
-	{ "runtime: a two-actor conversation stays on one worker",
+	{ "runtime: a two-actor conversation, every hop handled once",
 	  test_conversation_stays_local },
 	{ "runtime: idle runtime uses almost no CPU", test_idle_cpu },
 	{ "runtime: idle, with an I/O loop per worker, uses almost no CPU",
 	  test_idle_cpu_loop_per_worker },
-	{ "runtime: message to a sleeping runtime is handled promptly",
+	{ "runtime: a message wakes a sleeping runtime, every time",
 	  test_wake_latency },
 	{ NULL, NULL },
 };
