@@ -22,9 +22,10 @@
 #include "harness.h"
 #include "fixture.h"
 
-/* Generous so that the suite also passes under ThreadSanitizer. */
-#define REPLY_MS 5000
-#define IDLE_MS 10000
+/* Deadlines, generous so that the suite also passes under ThreadSanitizer
+ * on a loaded machine: reaching one is a failure. */
+#define REPLY_MS 30000
+#define IDLE_MS 30000
 
 enum {
 	MSG_PING = 1,
@@ -79,8 +80,10 @@ read_pipe(void *arg)
 	return r;
 }
 
-/* Waits, up to 5 s, until RDV_N calls are inside this function at once. */
+/* Waits, up to RDV_S seconds (a failure), until RDV_N calls are inside
+ * this function at once. */
 #define RDV_N 3
+#define RDV_S 30
 
 static pthread_mutex_t rdv_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t rdv_cond = PTHREAD_COND_INITIALIZER;
@@ -96,7 +99,7 @@ rendezvous(void *arg)
 
 	(void)arg;
 	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 5;
+	deadline.tv_sec += RDV_S;
 	pthread_mutex_lock(&rdv_lock);
 	rdv_inside++;
 	pthread_cond_broadcast(&rdv_cond);
