@@ -15,6 +15,15 @@
 #include "harness.h"
 #include "fixture.h"
 
+/*
+ * No check bounds how long a result took: a busy machine makes every
+ * result later. An ask that must not time out gets NEVER_MS, so that a
+ * timeout cannot pass for the outcome under test, and waits for a
+ * condition fail after WAIT_MS.
+ */
+#define NEVER_MS 600000u
+#define WAIT_MS 30000
+
 enum {
 	MSG_GO = 1, /* probe -> asker: struct go */
 	MSG_ASKED,  /* asker -> probe: struct asked */
@@ -43,7 +52,7 @@ struct go {
 	uint8_t payload[16];
 	uint32_t delay_lo; /* >0: payload is a delay in lo..hi ms per ask */
 	uint32_t delay_hi;
-	uint32_t busy_ms;  /* stay in the handler this long after asking */
+	uint8_t until_full; /* stay in the handler until a result is refused */
 	uint8_t stop_after; /* stop the asker right after asking */
 };
 
@@ -207,11 +216,20 @@ asker_go(tr_ctx *cx, struct asker *a, const struct go *g)
 			a->r.other++;
 		}
 	}
-	if (g->busy_ms > 0) {
-		/* Keeps results queued behind this turn (bounded mailbox). */
-		uint64_t until = harness_now_ms() + g->busy_ms;
-		while (harness_now_ms() < until) {
+	if (g->until_full) {
+		/*
+		 * Keeps results queued behind this turn until the bounded
+		 * mailbox has refused one (or WAIT_MS passed: the test then
+		 * finds no refusal and fails).
+		 */
+		tr_runtime *rt = tr_ctx_runtime(cx);
+		tr_metrics m = { .size = sizeof(m) };
+		(void)tr_runtime_metrics(rt, &m);
+		uint64_t full0 = m.mailbox_full;
+		uint64_t until = harness_now_ms() + WAIT_MS;
+		while (m.mailbox_full == full0 && harness_now_ms() < until) {
 			harness_nap_us(1000);
+			(void)tr_runtime_metrics(rt, &m);
 		}
 	}
 	if (g->stop_after) {
@@ -369,17 +387,6 @@ go_one(tr_pid target, uint64_t timeout_ms)
 	return g;
 }
 
-/* Under the sanitizers everything is slower: stretch time bounds. */
-static uint64_t
-slow_factor(void)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-	return 4;
-#else
-	return 1;
-#endif
-}
-
 /* ---- tests ------------------------------------------------------------ */
 
 static void
@@ -393,7 +400,7 @@ test_reply(void)
 	fx_start(&f, 2);
 	tr_pid echo = fx_spawn(&f, &echo_def, NULL);
 	tr_pid asker = fx_spawn(&f, &asker_def, NULL);
-	struct go g = go_one(echo, 5000);
+	struct go g = go_one(echo, NEVER_MS);
 	g.len = 3;
 	memcpy(g.payload, "abc", 3);
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
@@ -407,10 +414,11 @@ test_reply(void)
 	CHECK(tr_pid_eq(res.from, echo));
 	CHECK_EQ_U64(res.size, 3);
 	CHECK(memcmp(bytes, "bcd", 3) == 0);
-	/* Exactly one: nothing else reaches the asker. */
+	/* Exactly one: the proxy, which alone could send another result,
+	 * is gone (probe, echo and asker remain) and sent nothing more. */
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 200));
-	/* The proxy is gone: probe, echo and asker remain. */
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, 5000));
 	fx_finish(&f);
 }
 
@@ -438,9 +446,12 @@ test_timeout(void)
 	CHECK_ERR(res.status, TR_ETIMEDOUT);
 	CHECK_EQ_U64(res.size, 0);
 	CHECK_EQ_U64(res.type, 0);
+	/* Not early: t0 was read before the ask was made (1 ms for the
+	 * clocks' millisecond rounding). */
 	CHECK(took >= 49);
-	CHECK(took < 50 + 1000 * slow_factor());
 	CHECK_EQ_U64(atomic_load(&requests_seen), 1);
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 200));
 	fx_finish(&f);
 }
@@ -456,9 +467,10 @@ test_target_stops(void)
 	fx_start(&f, 2);
 	tr_pid asker = fx_spawn(&f, &asker_def, NULL);
 
-	/* Stops without replying: ENOENT long before the 10 s timeout. */
+	/* Stops without replying: ENOENT at once, not the timeout (which
+	 * would be TR_ETIMEDOUT, ten minutes on). */
 	tr_pid stopper = fx_spawn(&f, &stopper_def, NULL);
-	struct go g = go_one(stopper, 10000);
+	struct go g = go_one(stopper, NEVER_MS);
 	uint64_t t0 = harness_now_ms();
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
 	CHECK(recv_asked(&f, &a));
@@ -468,11 +480,10 @@ test_target_stops(void)
 	printf("  stopped target reported after %" PRIu64 " ms\n", took);
 	CHECK_EQ_U64(res.id, a.id);
 	CHECK_ERR(res.status, TR_ENOENT);
-	CHECK(took < 2000);
 
 	/* Replies, then stops at once: the reply wins over the DOWN. */
 	stopper = fx_spawn(&f, &stopper_def, NULL);
-	g = go_one(stopper, 10000);
+	g = go_one(stopper, NEVER_MS);
 	g.len = 1;
 	g.payload[0] = 1;
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
@@ -498,17 +509,16 @@ test_unknown_target(void)
 	tr_pid asker = fx_spawn(&f, &asker_def, NULL);
 	tr_pid gone = fx_spawn(&f, &silent_def, NULL);
 	CHECK_OK(tr_runtime_stop_actor(f.rt, gone, TR_EXIT_NORMAL));
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 2, 5000));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 2, WAIT_MS));
 	tr_metrics m0 = fx_metrics(&f);
-	struct go g = go_one(gone, 10000);
-	uint64_t t0 = harness_now_ms();
+	struct go g = go_one(gone, NEVER_MS);
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
 	CHECK(recv_asked(&f, &a));
 	CHECK_OK(a.err);
 	CHECK(recv_result(&f, &res, bytes, sizeof(bytes)));
 	CHECK_EQ_U64(res.id, a.id);
+	/* At once: the timeout would be TR_ETIMEDOUT, ten minutes on. */
 	CHECK_ERR(res.status, TR_ENOENT);
-	CHECK(harness_now_ms() - t0 < 2000);
 	/* The request itself went to a stale pid: one dead letter (the
 	 * monitor's NOPROC answer is the runtime's, also counted). */
 	CHECK(fx_metrics(&f).dead_letters - m0.dead_letters >= 1);
@@ -548,12 +558,17 @@ test_replies_around_the_timeout(void)
 	CHECK_EQ_U64(r.dup, 0);
 	CHECK_EQ_U64(r.unknown, 0);
 	CHECK_EQ_U64(r.bad, 0);
-	/* Both sides of the race happened, or the test proved nothing. */
-	CHECK(r.ok > 0);
+	/*
+	 * The proxy arms its timeout before it sends the request, and the
+	 * target arms its reply timer after it got it, on the same timer
+	 * loop: a reply delayed by more than the timeout always loses.
+	 * Which of the others win depends on the machine's load, so the
+	 * replies in time are printed, not checked.
+	 */
 	CHECK(r.timedout > 0);
 	/* Every reply has been sent; then nothing more reaches the asker. */
-	CHECK(WAIT_UNTIL(atomic_load(&late_sent) == N_RACE, 10000));
-	CHECK_OK(tr_runtime_wait_idle(f.rt, 10000));
+	CHECK(WAIT_UNTIL(atomic_load(&late_sent) == N_RACE, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 100));
 	/* Each late reply met a stopped proxy: a dead letter. A timeout
 	 * that fired just as a reply won is one too, hence at most. */
@@ -600,7 +615,7 @@ test_thousand_concurrent(void)
 	CHECK_EQ_U64(ok, N_ASKERS * N_PER_ASKER);
 	CHECK(fx_recv_none(&f, 100));
 	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1 + 4 + N_ASKERS,
-			 5000));
+			 WAIT_MS));
 	fx_finish(&f);
 }
 
@@ -623,8 +638,8 @@ test_asker_stops(void)
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
 	/* The 50 proxies and the asker go; the probe and the target stay,
 	 * long before any timeout. */
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 2, 10000));
-	CHECK(WAIT_UNTIL(atomic_load(&requests_seen) == 50, 5000));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 2, WAIT_MS));
+	CHECK(WAIT_UNTIL(atomic_load(&requests_seen) == 50, WAIT_MS));
 	tr_metrics m = fx_metrics(&f);
 	CHECK_EQ_U64(m.actors_spawned - m.actors_stopped, 2);
 	CHECK(fx_recv_none(&f, 100));
@@ -646,7 +661,7 @@ test_full_asker_mailbox(void)
 	g.timeout_ms = 60000;
 	g.n = 20;
 	g.mode = MODE_TALLY;
-	g.busy_ms = 100;
+	g.until_full = 1;
 	SEND(&f, asker, MSG_GO, &g, sizeof(g));
 	CHECK(fx_recv(&f, MSG_REPORT, &r, sizeof(r)));
 	CHECK_EQ_U64(r.results, 20);
@@ -668,7 +683,7 @@ test_sync(void)
 	tr_pid echo = fx_spawn(&f, &echo_def, NULL);
 	tr_pid silent = fx_spawn(&f, &silent_def, NULL);
 
-	CHECK_OK(tr_ask_sync(f.rt, echo, MSG_PING, "hi", 2, 5000, &res));
+	CHECK_OK(tr_ask_sync(f.rt, echo, MSG_PING, "hi", 2, NEVER_MS, &res));
 	CHECK_OK(res.status);
 	CHECK(res.id != 0);
 	CHECK_EQ_U64(res.type, MSG_PONG);
@@ -685,17 +700,19 @@ test_sync(void)
 		  TR_ETIMEDOUT);
 	uint64_t took = harness_now_ms() - t0;
 	CHECK_ERR(res.status, TR_ETIMEDOUT);
+	/* Not early (1 ms for the clocks' millisecond rounding). */
 	CHECK(took >= 49);
-	CHECK(took < 50 + 1000 * slow_factor());
 	tr_ask_result_fini(&res);
 
 	tr_pid stopper = fx_spawn(&f, &stopper_def, NULL);
-	CHECK_ERR(tr_ask_sync(f.rt, stopper, MSG_PING, NULL, 0, 10000, &res),
+	CHECK_ERR(tr_ask_sync(f.rt, stopper, MSG_PING, NULL, 0, NEVER_MS,
+			      &res),
 		  TR_ENOENT);
 	CHECK_ERR(res.status, TR_ENOENT);
 	/* Now a stale pid. */
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, 5000));
-	CHECK_ERR(tr_ask_sync(f.rt, stopper, MSG_PING, NULL, 0, 10000, &res),
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, WAIT_MS));
+	CHECK_ERR(tr_ask_sync(f.rt, stopper, MSG_PING, NULL, 0, NEVER_MS,
+			      &res),
 		  TR_ENOENT);
 
 	CHECK_ERR(tr_ask_sync(NULL, echo, MSG_PING, NULL, 0, 10, &res),
@@ -711,7 +728,7 @@ test_sync(void)
 	CHECK_ERR(tr_ask_sync(f.rt, echo, TR_MSG_DOWN, NULL, 0, 10, &res),
 		  TR_EINVAL);
 	/* Only the probe and the two targets are left: no proxy, no inbox. */
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, 5000));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 3, WAIT_MS));
 	fx_finish(&f);
 }
 
