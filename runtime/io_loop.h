@@ -93,6 +93,8 @@ void **tr__io_procs(struct tr__io *io);
  * already exited are closed, so none of them keeps its record alive.
  */
 void tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
+/* Any thread: times reading a child's output paused (tests). */
+uint64_t tr__io_process_pauses(void);
 void **tr__io_tcps(struct tr__io *io);
 /* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
 void tr__io_tcp_run(struct tr__io *io, void *arg);

@@ -73,6 +73,7 @@ struct proc {
 	bool spawned;
 	bool finished;     /* EXIT sent, handles closing */
 	bool owner_gone;   /* nobody reads the output any more */
+	bool cut;          /* at exit, stop waiting for end of file */
 	int64_t status;
 	int32_t term_signal;
 };
@@ -108,6 +109,13 @@ struct ctl_req {
 };
 
 static _Atomic uint64_t next_proc_id = 1;
+static _Atomic uint64_t read_pauses; /* for tests: tr__io_process_pauses */
+
+uint64_t
+tr__io_process_pauses(void)
+{
+	return atomic_load_explicit(&read_pauses, memory_order_relaxed);
+}
 
 static struct proc *
 find(struct tr__io *io, uint64_t id)
@@ -322,7 +330,7 @@ proc_exited(uv_process_t *h, int64_t status, int term_signal)
 	p->exited = true;
 	p->status = status;
 	p->term_signal = term_signal;
-	if (p->owner_gone) {
+	if (p->cut) {
 		end_outputs(p);
 		return;
 	}
@@ -403,6 +411,10 @@ read_both(struct proc *p, bool want)
 		return;
 	}
 	p->reading = want;
+	if (!want) {
+		atomic_fetch_add_explicit(&read_pauses, 1,
+					  memory_order_relaxed);
+	}
 	uv_stream_t *pipes[2] = { (uv_stream_t *)&p->out,
 				  (uv_stream_t *)&p->err };
 	for (int i = 0; i < 2; i++) {
@@ -546,6 +558,7 @@ tr__io_process_owner_gone(struct tr__io *io, uint64_t owner)
 		struct proc *next = p->next; /* end_outputs may unlink p */
 		if ((owner == 0 || p->owner == owner) && !p->finished) {
 			p->owner_gone = true;
+			p->cut = true;
 			kill_group(p, SIGKILL);
 			if (p->exited) {
 				end_outputs(p);
@@ -576,10 +589,12 @@ run_ctl(struct tr__io *io, void *arg)
 			close_handle((uv_handle_t *)in);
 		}
 	} else if (p != NULL && c->op == 1 && p->spawned) {
+		/* SIGKILL: the owner wants it over, output held open by what
+		 * it left behind included. */
+		p->cut = p->cut || c->signum == SIGKILL;
 		if (!p->exited) {
 			uv_process_kill(&p->h, c->signum);
-		} else if (c->signum == SIGKILL) {
-			/* Exited, output held open by what it left behind. */
+		} else if (p->cut) {
 			end_outputs(p);
 		}
 	}

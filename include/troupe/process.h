@@ -17,7 +17,8 @@
  * runtime stops reading the child's pipes (the child blocks in write()
  * when they fill) and reads again when the owner has caught up to
  * TR_PROCESS_READ_LOW. So a child that writes faster than its owner
- * handles lines costs a bounded amount of memory.
+ * handles lines costs a bounded amount of memory: the high watermark plus
+ * the lines of one read of at most 64 KiB.
  *
  * The exit message comes after every line, so it waits for end of file on
  * stdout and stderr. A child that exits and leaves a process behind that

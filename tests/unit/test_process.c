@@ -3,26 +3,36 @@
  * and before the exit message, stdin is written and closed, exit codes,
  * stderr, signals, environment and working directory are reported, a
  * program that cannot start ends in one exit message with libuv's error
- * name, a child whose owner stops is killed and reaped, and a burst of
- * children started by a large parent does not hold up timers.
+ * name, a child whose owner stops is killed and reaped with its process
+ * group, nothing a child leaves behind holds up a stop, a burst of
+ * children started by a large parent does not hold up timers, closes of
+ * a record's handles all finish before it is freed, and output pauses
+ * above a watermark while the owner is behind.
  */
 #include <troupe/troupe.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
 #include "harness.h"
 #include "fixture.h"
+#include "runtime/io_loop.h"
+#include "runtime/runtime.h"
 
 enum {
 	MSG_GO = 1, /* uint32_t scenario */
 	MSG_EVENT,  /* to the probe: struct event */
 };
 
-enum { S_CAT, S_SH, S_KILL, S_BADFILE, S_ORPHAN, S_ENV };
+enum { S_CAT, S_SH, S_KILL, S_BADFILE, S_ORPHAN, S_ENV, S_GRANDCHILD,
+       S_DAEMON, S_DAEMON_KILL };
 
 struct event {
 	uint32_t kind; /* TR_MSG_PROC_* */
@@ -66,6 +76,15 @@ runner_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		};
 		static const char *const env[] = { "FOO=bar", "PATH=/usr/bin:/bin",
 						   NULL };
+		/* A background job holds the pipes after sh has exited; a
+		 * setsid one also leaves sh's process group. Each prints
+		 * its pid. */
+		static const char *const grandchild_args[] = {
+			"sh", "-c", "sleep 1000 & echo $!", NULL
+		};
+		static const char *const daemon_args[] = {
+			"sh", "-c", "setsid sleep 1000 & echo $!", NULL
+		};
 		tr_process_opts o = { .size = sizeof(o) };
 		switch (r->scenario) {
 		case S_CAT:
@@ -88,6 +107,15 @@ runner_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			o.args = env_args;
 			o.env = env;
 			o.cwd = "/";
+			break;
+		case S_GRANDCHILD:
+			o.file = "sh";
+			o.args = grandchild_args;
+			break;
+		case S_DAEMON:
+		case S_DAEMON_KILL:
+			o.file = "sh";
+			o.args = daemon_args;
 			break;
 		}
 		tr_err err = tr_process_spawn(cx, &o, &r->proc);
@@ -122,6 +150,11 @@ runner_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		const tr_process_line *l = m->data;
 		snprintf(e.text, sizeof(e.text), "%s", l->text);
 		forward(cx, r, &e);
+		if (r->scenario == S_GRANDCHILD || r->scenario == S_DAEMON) {
+			tr_stop_self(cx, TR_EXIT_NORMAL);
+		} else if (r->scenario == S_DAEMON_KILL) {
+			(void)tr_process_kill(cx, r->proc, SIGKILL);
+		}
 		return;
 	}
 	case TR_MSG_PROC_EXIT: {
@@ -158,7 +191,9 @@ run(struct fx *f, uint32_t scenario, struct event *ev, unsigned max)
 			break;
 		}
 		if (ev[n++].kind == TR_MSG_PROC_EXIT || ev[n - 1].kind == 0 ||
-		    (scenario == S_ORPHAN && n == 1)) {
+		    (scenario == S_ORPHAN && n == 1) ||
+		    ((scenario == S_GRANDCHILD || scenario == S_DAEMON) &&
+		     ev[n - 1].kind == TR_MSG_PROC_STDOUT)) {
 			break;
 		}
 	}
@@ -272,13 +307,318 @@ test_owner_stop_kills_and_reaps(void)
 	fx_finish(&f);
 }
 
+/* Gone: no such process, or a zombie its new parent has not reaped. */
+static bool
+proc_gone(pid_t pid)
+{
+	char path[64], buf[256];
+
+	if (kill(pid, 0) == -1 && errno == ESRCH) {
+		return true;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL) {
+		return true;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	const char *rp = strrchr(buf, ')');
+	return rp != NULL && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/*
+ * A child's stdin closed as soon as it has started, by many owners at
+ * once: the close, the exit and both ends of file then often come in one
+ * pass of the loop. Each close of the record's handles must finish
+ * before the record is freed; debug builds poison freed memory, so libuv
+ * finishing a close inside a freed record trips its own assertion.
+ */
+enum { MSG_CLOSER_GO = 20, MSG_CLOSER_DONE, CLOSERS = 12, CLOSER_RUNS = 20 };
+
+struct closer {
+	tr_pid probe;
+	unsigned started, exits;
+};
+
+static void
+closer_spawn(tr_ctx *cx, struct closer *c)
+{
+	static const char *const args[] = { "true", NULL };
+	tr_process_opts o = { .size = sizeof(o), .file = "true", .args = args };
+	tr_process p;
+
+	if (tr_process_spawn(cx, &o, &p) == TR_OK) {
+		c->started++;
+	}
+}
+
+static void
+closer_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct closer *c = state;
+
+	if (m->type == MSG_CLOSER_GO) {
+		c->probe = tr_sender(cx);
+		closer_spawn(cx, c);
+	} else if (m->type == TR_MSG_PROC_STARTED) {
+		tr_process_started st;
+		memcpy(&st, m->data, sizeof(st));
+		(void)tr_process_close_stdin(cx, st.proc);
+	} else if (m->type == TR_MSG_PROC_EXIT) {
+		if (++c->exits < CLOSER_RUNS) {
+			closer_spawn(cx, c);
+			return;
+		}
+		uint32_t r[2] = { c->started, c->exits };
+		(void)tr_send(cx, c->probe, MSG_CLOSER_DONE, r, sizeof(r));
+	}
+}
+
+static const tr_actor_def closer_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "closer",
+	.state_size = sizeof(struct closer),
+	.handle = closer_handle,
+};
+
+static void
+test_close_stdin_at_once(void)
+{
+	struct fx f;
+
+	fx_start(&f, 2);
+	for (unsigned i = 0; i < CLOSERS; i++) {
+		tr_pid c = fx_spawn(&f, &closer_def, NULL);
+		SEND(&f, c, MSG_CLOSER_GO, NULL, 0);
+	}
+	for (unsigned i = 0; i < CLOSERS; i++) {
+		uint32_t r[2] = { 0, 0 };
+		CHECK(fx_recv(&f, MSG_CLOSER_DONE, r, sizeof(r)));
+		CHECK_EQ_U64(r[0], CLOSER_RUNS);
+		CHECK_EQ_U64(r[1], CLOSER_RUNS);
+	}
+	fx_finish(&f);
+}
+
+/*
+ * What a child leaves behind. A background job of sh holds the output
+ * pipes after sh has exited; when the owner stops, it must die with the
+ * child's process group. One that left the group (setsid) cannot be
+ * killed that way, but it must not hold up the runtime's stop: the pipes
+ * of a child that has exited are closed when its owner goes.
+ */
+static void
+test_owner_stop_kills_the_group(void)
+{
+	struct fx f;
+	struct event ev[4];
+
+	fx_start(&f, 2);
+	unsigned n = run(&f, S_GRANDCHILD, ev, 4);
+	CHECK_EQ_U64(n, 2);
+	pid_t gpid = n == 2 ? (pid_t)atoi(ev[1].text) : 0;
+	CHECK(gpid > 0);
+	if (gpid > 0) {
+		WAIT_UNTIL(proc_gone(gpid), 30000);
+		if (!proc_gone(gpid)) {
+			kill(gpid, SIGKILL);
+		}
+	}
+	fx_finish(&f);
+}
+
+struct joiner {
+	tr_runtime *rt;
+	atomic_bool done;
+};
+
+static void *
+join_thread(void *arg)
+{
+	struct joiner *j = arg;
+
+	tr_runtime_stop(j->rt);
+	CHECK_OK(tr_runtime_join(j->rt));
+	atomic_store(&j->done, true);
+	return NULL;
+}
+
+static void
+test_stop_with_output_held_open(void)
+{
+	struct fx f;
+	struct event ev[4];
+
+	fx_start(&f, 2);
+	unsigned n = run(&f, S_DAEMON, ev, 4);
+	CHECK_EQ_U64(n, 2);
+	pid_t dpid = n == 2 ? (pid_t)atoi(ev[1].text) : 0;
+	CHECK(dpid > 0);
+
+	/* The owner has stopped; stop and join must not wait for the
+	 * process that still holds its child's pipes. */
+	struct joiner j = { .rt = f.rt };
+	pthread_t th;
+	tr_inbox_destroy(f.ib);
+	CHECK(pthread_create(&th, NULL, join_thread, &j) == 0);
+	bool joined = WAIT_UNTIL(atomic_load(&j.done), 30000);
+	if (dpid > 0) {
+		kill(dpid, SIGKILL); /* it left the group: ours to end */
+	}
+	if (!joined) {
+		fprintf(stderr, "  join waited for the daemon\n");
+	}
+	pthread_join(th, NULL);
+	check_final_metrics(f.rt);
+	tr_runtime_destroy(f.rt);
+}
+
+static void
+test_sigkill_ends_wait_for_output(void)
+{
+	struct fx f;
+	struct event ev[8];
+
+	fx_start(&f, 2);
+	/* The owner lives: SIGKILL means "over", so the exit message comes
+	 * although something the child left behind holds its pipes. */
+	unsigned n = run(&f, S_DAEMON_KILL, ev, 8);
+	CHECK(n >= 3);
+	CHECK(n > 0 && ev[n - 1].kind == TR_MSG_PROC_EXIT);
+	pid_t dpid = n >= 2 ? (pid_t)atoi(ev[1].text) : 0;
+	CHECK(dpid > 0);
+	if (dpid > 0) {
+		kill(dpid, SIGKILL);
+	}
+	fx_finish(&f);
+}
+
+/*
+ * Flow control: `yes` writes lines far faster than an owner that is stuck
+ * in its first handler reads them. Reading must pause with a bounded
+ * number of lines queued (one read of 64 KiB of "y" lines is 32,768 of
+ * them, past the high watermark), and start again once the owner runs.
+ */
+enum { MSG_YES_GO = 30, MSG_YES_PID, MSG_YES_DONE, YES_LINES = 200000 };
+
+static atomic_bool yes_release;
+static atomic_uint_fast64_t yes_lines;
+static atomic_int yes_pid;
+
+/* The child sleeps in write(2) on its full stdout (libuv makes it a
+ * socket pair, so the kernel waits in the socket's send path). */
+static bool
+blocked_in_write(int pid)
+{
+	char path[64], buf[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL) {
+		return false;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	return strstr(buf, "pipe_write") != NULL ||
+	       strstr(buf, "sock_alloc_send") != NULL ||
+	       strstr(buf, "unix_stream_sendmsg") != NULL;
+}
+
+struct yes_owner {
+	tr_pid probe;
+	tr_process proc;
+	bool killed;
+};
+
+static void
+yes_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct yes_owner *y = state;
+	static const char *const args[] = { "yes", NULL };
+
+	switch (m->type) {
+	case MSG_YES_GO: {
+		y->probe = tr_sender(cx);
+		tr_process_opts o = { .size = sizeof(o), .file = "yes",
+				      .args = args };
+		(void)tr_process_spawn(cx, &o, &y->proc);
+		return;
+	}
+	case TR_MSG_PROC_STARTED: {
+		tr_process_started st;
+		memcpy(&st, m->data, sizeof(st));
+		atomic_store(&yes_pid, st.os_pid);
+		return;
+	}
+	case TR_MSG_PROC_STDOUT:
+		if (atomic_fetch_add(&yes_lines, 1) == 0) {
+			/* Stuck, as a handler that computes for long. */
+			uint64_t until = harness_now_ms() + 120000;
+			while (!atomic_load(&yes_release) &&
+			       harness_now_ms() < until) {
+				harness_nap_us(200);
+			}
+		}
+		if (atomic_load(&yes_lines) >= YES_LINES && !y->killed) {
+			y->killed = true;
+			(void)tr_process_kill(cx, y->proc, SIGKILL);
+		}
+		return;
+	case TR_MSG_PROC_EXIT:
+		(void)tr_send(cx, y->probe, MSG_YES_DONE, NULL, 0);
+		return;
+	default:
+		return;
+	}
+}
+
+static const tr_actor_def yes_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "yes-owner",
+	.state_size = sizeof(struct yes_owner),
+	.handle = yes_handle,
+};
+
+static void
+test_output_flow_control(void)
+{
+	struct fx f;
+	uint64_t pauses0 = tr__io_process_pauses();
+
+	atomic_store(&yes_release, false);
+	atomic_store(&yes_lines, 0);
+	atomic_store(&yes_pid, 0);
+	fx_start(&f, 2);
+	tr_pid y = fx_spawn(&f, &yes_def, NULL);
+	SEND(&f, y, MSG_YES_GO, NULL, 0);
+	WAIT_UNTIL(tr__io_process_pauses() > pauses0, 30000);
+	/* Held back by its stdout, which nobody reads while paused. */
+	WAIT_UNTIL(atomic_load(&yes_pid) > 0 &&
+			   blocked_in_write(atomic_load(&yes_pid)),
+		   30000);
+	tr_metrics m = fx_metrics(&f);
+	uint64_t queued = m.msgs_sent - m.msgs_handled - m.dead_letters;
+	printf("  reading paused with %llu messages queued\n",
+	       (unsigned long long)queued);
+	CHECK(queued <= 40000);
+	atomic_store(&yes_release, true);
+	/* Reading resumes: the owner gets far more than one read's worth,
+	 * then kills the child and hears of its end. */
+	CHECK(fx_recv(&f, MSG_YES_DONE, NULL, 0));
+	CHECK(atomic_load(&yes_lines) >= YES_LINES);
+	fx_finish(&f);
+}
+
 /*
  * Timers and child processes. Starting a child forks the whole process and
  * waits for the exec, which takes longer the more memory the parent maps:
  * if that happened on a loop that also runs timers, a burst of tool runs
- * would hold every timer of that loop. A ticker with a 5 ms period
- * measures the longest gap between its ticks while a spawner starts
- * BURST children from a parent made large on purpose.
+ * would hold every timer of that loop. So children have a loop of their
+ * own; a ticker with a 5 ms period must keep ticking while that loop is
+ * held.
  */
 enum { MSG_TICK = 10, MSG_REPORT, MSG_GAP, MSG_SPAWNED };
 enum { BURST = 16, BIG_MB = 512 };
@@ -361,6 +701,21 @@ static const tr_actor_def spawner_def = {
 	.handle = spawner_handle,
 };
 
+/* Runs on the process loop: holds it until the test lets go. */
+static atomic_bool loop_held, loop_release;
+
+static void
+hold_loop(struct tr__io *io, void *arg)
+{
+	(void)io;
+	(void)arg;
+	atomic_store(&loop_held, true);
+	uint64_t until = harness_now_ms() + 120000;
+	while (!atomic_load(&loop_release) && harness_now_ms() < until) {
+		harness_nap_us(200);
+	}
+}
+
 static void
 test_spawn_burst_keeps_timers(void)
 {
@@ -384,7 +739,31 @@ test_spawn_burst_keeps_timers(void)
 	uint32_t go = 0, started = 0;
 	uint64_t gap[2] = { 0, 0 };
 
+	/*
+	 * Timers never wait for the process loop: hold it (as a slow fork
+	 * would) and the ticker must still tick, many times. Were timers on
+	 * that loop, no tick would come until it is let go, and this wait
+	 * would time out.
+	 */
+	atomic_store(&loop_held, false);
+	atomic_store(&loop_release, false);
 	SEND(&f, t, MSG_GO, &go, sizeof(go));
+	CHECK_OK(tr__io_call(tr__io_proc_loop(f.rt->io), hold_loop, NULL));
+	WAIT_UNTIL(atomic_load(&loop_held), 30000);
+	SEND(&f, t, MSG_REPORT, NULL, 0);
+	CHECK(fx_recv(&f, MSG_GAP, gap, sizeof(gap)));
+	uint64_t ticks0 = gap[1];
+	bool ticked = WAIT_UNTIL(({
+		SEND(&f, t, MSG_REPORT, NULL, 0);
+		fx_recv(&f, MSG_GAP, gap, sizeof(gap)) && gap[1] >= ticks0 + 20;
+	}), 30000);
+	CHECK(ticked);
+	CHECK(atomic_load(&loop_held));
+	atomic_store(&loop_release, true);
+
+	/* And a real burst from a large parent completes; how long the
+	 * ticks waited meanwhile is printed, not judged (a figure for a
+	 * benchmark, which depends on the machine's load). */
 	uint64_t t0 = now_ms();
 	SEND(&f, s, MSG_GO, &go, sizeof(go));
 	CHECK(fx_recv(&f, MSG_SPAWNED, &started, sizeof(started)));
@@ -396,10 +775,6 @@ test_spawn_burst_keeps_timers(void)
 	       "between 5 ms ticks %llu ms (%llu ticks)\n",
 	       BURST, BIG_MB, (unsigned long long)burst_ms,
 	       (unsigned long long)gap[0], (unsigned long long)gap[1]);
-	/* Generous for loaded and sanitizer builds; a loop blocked by the
-	 * burst shows a gap as long as the whole burst. */
-	CHECK(gap[1] > 0);
-	CHECK(gap[0] < 200);
 	fx_finish(&f);
 	munmap(mem, big);
 }
@@ -416,6 +791,16 @@ static const struct test_case tests[] = {
 	  test_owner_stop_kills_and_reaps },
 	{ "process: a burst of children from a large parent holds no timer",
 	  test_spawn_burst_keeps_timers },
+	{ "process: stdin closed at once by many owners, records freed last",
+	  test_close_stdin_at_once },
+	{ "process: the owner stopping kills the child's process group",
+	  test_owner_stop_kills_the_group },
+	{ "process: stop and join do not wait for pipes held by a daemon",
+	  test_stop_with_output_held_open },
+	{ "process: SIGKILL ends the wait for output held open",
+	  test_sigkill_ends_wait_for_output },
+	{ "process: output pauses above the watermark and resumes",
+	  test_output_flow_control },
 	{ NULL, NULL },
 };
 
