@@ -23,7 +23,7 @@
 #include "fixture.h"
 
 /* Generous: the sanitizer builds are slow and the machine may be busy. */
-#define GONE_MS 20000
+#define GONE_MS 30000
 #define IDLE_MS 60000
 
 enum {
