@@ -24,7 +24,8 @@
 #define ROUNDS 8
 #define OPS_BEFORE_STOP 150000 /* over all threads */
 #define OPS_AFTER_STOP 2000   /* per thread, once it saw TR_ECLOSED */
-#define MAX_OPS 2000000       /* per thread; a safety net */
+#define MAX_OPS 2000000       /* per thread; a safety net on memory */
+#define STOP_WAIT_MS 120000   /* a thread waits this long for the stop */
 
 enum {
 	MSG_HIT = 1,
@@ -36,6 +37,7 @@ struct hit_state {
 
 static uint64_t seed;
 static atomic_ullong received, teardowns, bad_reasons, ops_done;
+static atomic_bool stop_called; /* set once tr_runtime_stop() returned */
 
 static void
 hit_handle(tr_ctx *cx, void *state, const tr_msg *m)
@@ -116,12 +118,33 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	uint64_t after_stop = 0;
 
-	for (uint64_t i = 0; i < MAX_OPS && after_stop < OPS_AFTER_STOP; i++) {
+	for (uint64_t i = 0; after_stop < OPS_AFTER_STOP; i++) {
 		uint64_t r = next_rand(&w->rng);
 		unsigned op = (unsigned)(r % 10);
 		tr_pid p;
 		int err;
 
+		if (i >= MAX_OPS && w->closed_spawns == 0) {
+			/*
+			 * Done before the stop (the main thread may not run
+			 * for a long time on a loaded machine): wait for it,
+			 * then see it once, as every thread must.
+			 */
+			uint64_t until = harness_now_ms() + STOP_WAIT_MS;
+			while (!atomic_load(&stop_called) &&
+			       harness_now_ms() < until) {
+				harness_nap_us(1000);
+			}
+			err = tr_runtime_spawn(w->rt, &hit_def, NULL, &p);
+			if (err == TR_ECLOSED) {
+				w->closed_spawns++;
+			} else if (err == TR_OK) {
+				w->spawned++;
+			} else {
+				w->spawn_errors++;
+			}
+			break;
+		}
 		if (w->closed_spawns > 0) {
 			after_stop++;
 		}
@@ -182,6 +205,7 @@ one_round(int round)
 	atomic_store(&teardowns, 0);
 	atomic_store(&bad_reasons, 0);
 	atomic_store(&ops_done, 0);
+	atomic_store(&stop_called, false);
 	cfg.workers = 4;
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	CHECK_OK(tr_runtime_start(rt));
@@ -203,6 +227,7 @@ one_round(int round)
 	/* Stop while the threads keep going; they finish some time after
 	 * their spawns start failing with TR_ECLOSED. */
 	tr_runtime_stop(rt);
+	atomic_store(&stop_called, true);
 	for (int i = 0; i < THREADS; i++) {
 		pthread_join(w[i].thread, NULL);
 		spawned += w[i].spawned;
