@@ -5,6 +5,10 @@
  * noticed; a peer that floods without reading cannot make the runtime
  * hold more than a bounded amount of memory; a connect to a closed port
  * ends in one TR_MSG_TCP_CLOSED with ECONNREFUSED.
+ *
+ * The machine may be busy with other work, so no test asserts how long
+ * something took: each waits for its event with a generous deadline
+ * (WAIT_MS), and only missing that deadline fails.
  */
 #include "runtime/alloc.h"
 
@@ -21,6 +25,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* Deadlines are failures only: generous, for busy and sanitizer runs. */
+#define WAIT_MS 30000
+#define FX_REPLY_MS WAIT_MS
 
 #include "harness.h"
 #include "fixture.h"
@@ -110,12 +118,12 @@ dial(uint16_t port)
 	return fd;
 }
 
-/* Read exactly n bytes within 5 s. */
+/* Read exactly n bytes within WAIT_MS. */
 static bool
 read_all(int fd, char *buf, size_t n)
 {
 	size_t got = 0;
-	uint64_t deadline = harness_now_ms() + 5000;
+	uint64_t deadline = harness_now_ms() + WAIT_MS;
 
 	while (got < n && harness_now_ms() < deadline) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -166,9 +174,17 @@ test_echo_many_partial_pipelined(void)
 		close(fds[i]);
 	}
 	/* Peers that close: every connection actor hears CLOSED. */
-	WAIT_UNTIL(atomic_load(&conns_closed) == N, 5000);
+	WAIT_UNTIL(atomic_load(&conns_closed) == N, WAIT_MS);
 	fx_finish(&f);
 }
+
+/*
+ * More than a correct runtime lets a peer that never reads push in: that
+ * is the kernel buffers on both sides and in both directions (tens of
+ * MiB at most) plus the runtime's own bound (TR_TCP_READ_HIGH unread and
+ * pending). Past this, the runtime is taking bytes it cannot be holding.
+ */
+#define FLOOD_BUDGET ((size_t)256 << 20)
 
 static void
 test_flooding_peer_is_bounded(void)
@@ -184,12 +200,22 @@ test_flooding_peer_is_bounded(void)
 	int64_t base = tr__alloc_outstanding();
 	int64_t peak = 0;
 	size_t sent = 0;
-	uint64_t end = harness_now_ms() + 1500;
-	/* Send as fast as possible and never read the echo. */
-	while (harness_now_ms() < end && sent < (size_t)256 << 20) {
-		ssize_t w = write(fd, chunk, sizeof(chunk));
+	bool refused = false;
+	/*
+	 * Send and never read the echo, until the runtime stops taking
+	 * bytes (the socket stays unwritable for a while), the connection
+	 * fails, or the budget is spent. How long "a while" is only decides
+	 * how long we watch: every check below holds at any moment.
+	 */
+	uint64_t last = harness_now_ms();
+	while (sent < FLOOD_BUDGET && !refused &&
+	       harness_now_ms() - last < 2000) {
+		ssize_t w = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
 		if (w > 0) {
 			sent += (size_t)w;
+			last = harness_now_ms();
+		} else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			refused = true; /* closed with ENOBUFS: also bounded */
 		} else {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			poll(&p, 1, 10);
@@ -201,7 +227,7 @@ test_flooding_peer_is_bounded(void)
 	       "runtime memory peak %" PRId64 " KiB\n", sent >> 10, peak >> 10);
 	/* Read pauses at 256 KiB unread or pending; writes cap at 4 MiB. */
 	CHECK(peak < (int64_t)16 << 20);
-	CHECK(sent < (size_t)256 << 20);
+	CHECK(sent < FLOOD_BUDGET);
 	close(fd);
 	fx_finish(&f);
 }
@@ -306,15 +332,13 @@ test_connect_timeout(void)
 	uint32_t timeout_ms = 200;
 	memcpy(go, &port, sizeof(port));
 	memcpy(go + sizeof(port), &timeout_ms, sizeof(timeout_ms));
-	uint64_t t0 = harness_now_ms();
 	SEND(&f, c, MSG_GO, go, sizeof(go));
 	CHECK(fx_recv(&f, MSG_RESULT, &e, sizeof(e)));
-	uint64_t took = harness_now_ms() - t0;
-	printf("  connect to a full backlog: %s after %" PRIu64 " ms\n",
-	       e.error, took);
+	printf("  connect to a full backlog: %s\n", e.error);
+	/* The timeout, not the system's own minutes-long limit, ended it:
+	 * FX_REPLY_MS is far shorter than that. */
 	CHECK(e.status < 0);
 	CHECK(strcmp(e.error, "ETIMEDOUT") == 0);
-	CHECK(took >= 190);
 	fx_finish(&f);
 	for (int i = 0; i < nfill; i++) {
 		close(fill[i]);
@@ -429,6 +453,8 @@ big_byte(size_t i)
 	return (unsigned char)('a' + (i * 7u + i / 4093u) % 26u);
 }
 
+static _Atomic bool big_written;
+
 static void
 big_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
@@ -448,6 +474,7 @@ big_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_tcp_write(cx, d->conn, buf, BIG_REPLY);
 		(void)tr_tcp_write(cx, d->conn, "END\n", 4);
 		free(buf);
+		atomic_store(&big_written, true);
 	} else if (m->type == TR_MSG_TCP_CLOSED) {
 		tr_stop_self(cx, TR_EXIT_NORMAL);
 	}
@@ -490,6 +517,7 @@ test_big_reply_in_order(void)
 	char *back = malloc(total);
 
 	CHECK(back != NULL);
+	atomic_store(&big_written, false);
 	fx_start(&f, 2);
 	tr_pid srv = fx_spawn(&f, &bserver_def, NULL);
 	uint16_t port = 0;
@@ -505,10 +533,11 @@ test_big_reply_in_order(void)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
 	CHECK(write(fd, "go\n", 3) == 3);
-	/* Let the server fill its side before we read. */
-	harness_nap_us(200000);
+	/* Let the server queue all of it before we read, so that its
+	 * socket is full while it writes. */
+	WAIT_UNTIL(atomic_load(&big_written), WAIT_MS);
 	size_t got = 0;
-	uint64_t deadline = harness_now_ms() + 20000;
+	uint64_t deadline = harness_now_ms() + WAIT_MS;
 	while (got < total && harness_now_ms() < deadline) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, 100) <= 0) {
@@ -551,14 +580,11 @@ test_stop_with_open_connections(void)
 		CHECK(read_all(fds[i], back, 2));
 	}
 	/* Stop with every connection open: join closes them all. */
-	uint64_t t0 = harness_now_ms();
 	fx_finish(&f);
-	printf("  stop with %d open connections took %" PRIu64 " ms\n", N,
-	       harness_now_ms() - t0);
 	for (int i = 0; i < N; i++) {
 		/* The server side is gone: end of file (or a reset). */
 		struct pollfd p = { .fd = fds[i], .events = POLLIN };
-		CHECK(poll(&p, 1, 5000) == 1);
+		CHECK(poll(&p, 1, WAIT_MS) == 1);
 		CHECK(read(fds[i], back, sizeof(back)) <= 0);
 		close(fds[i]);
 	}
@@ -590,6 +616,25 @@ echo_rounds(uint16_t port, int n, int rounds)
 	return ok;
 }
 
+/*
+ * Request/reply traffic until a worker has polled the loop since @since
+ * (or WAIT_MS pass). How many polls a round trip costs depends on who
+ * else wants the CPUs, so only "at least one" is a property.
+ */
+static bool
+echo_until_polled(struct fx *f, uint16_t port, uint64_t since)
+{
+	uint64_t deadline = harness_now_ms() + WAIT_MS;
+	bool ok = true;
+
+	while (ok && rt_metrics(f->rt).io_polls == since &&
+	       harness_now_ms() < deadline) {
+		ok = echo_rounds(port, 1, 5);
+	}
+	CHECK(ok);
+	return rt_metrics(f->rt).io_polls > since;
+}
+
 static void
 test_workers_poll_the_loop(void)
 {
@@ -599,11 +644,8 @@ test_workers_poll_the_loop(void)
 	uint16_t port = start_server(&f);
 	tr_metrics m0 = rt_metrics(f.rt);
 	CHECK(echo_rounds(port, 8, 20));
-	tr_metrics m1 = rt_metrics(f.rt);
-	printf("  %" PRIu64 " worker polls, %" PRIu64 " takeovers\n",
-	       m1.io_polls - m0.io_polls, m1.io_takeovers - m0.io_takeovers);
-	/* 160 request/reply pairs, each waited for: idle workers poll. */
-	CHECK(m1.io_polls - m0.io_polls >= 100);
+	/* Idle workers poll the loop (io_dedicated, below, never does). */
+	CHECK(echo_until_polled(&f, port, m0.io_polls));
 	fx_finish(&f);
 }
 
@@ -627,13 +669,12 @@ enum { MSG_BUSY = 300, MSG_TICK, MSG_BUSY_DONE };
 
 struct busy_report {
 	bool delivered; /* the timer's message arrived during the turn */
-	uint64_t waited_ms;
 };
 
 /*
  * One turn that does not end until a timer it started has delivered its
- * message (seen in msgs_sent) or 3 s pass: on one worker nobody but the
- * I/O thread can run the loop meanwhile.
+ * message (seen in msgs_sent) or WAIT_MS pass: on one worker nobody but
+ * the I/O thread can run the loop meanwhile.
  */
 static void
 busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
@@ -649,7 +690,7 @@ busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (tr_send_after(cx, tr_self(cx), MSG_TICK, NULL, 0, 1, NULL) ==
 	    TR_OK) {
-		while (harness_now_ms() - t0 < 3000) {
+		while (harness_now_ms() - t0 < WAIT_MS) {
 			if (rt_metrics(rt).msgs_sent > m0.msgs_sent) {
 				r.delivered = true;
 				break;
@@ -657,7 +698,6 @@ busy_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			harness_nap_us(200);
 		}
 	}
-	r.waited_ms = harness_now_ms() - t0;
 	(void)tr_send(cx, tr_sender(cx), MSG_BUSY_DONE, &r, sizeof(r));
 }
 
@@ -671,7 +711,7 @@ static void
 test_io_thread_takes_over_from_busy_workers(void)
 {
 	struct fx f;
-	struct busy_report r;
+	struct busy_report r = { 0 };
 
 	fx_start(&f, 1);
 	uint16_t port = start_server(&f);
@@ -680,22 +720,20 @@ test_io_thread_takes_over_from_busy_workers(void)
 	SEND(&f, b, MSG_BUSY, NULL, 0);
 	CHECK(fx_recv(&f, MSG_BUSY_DONE, &r, sizeof(r)));
 	tr_metrics m1 = rt_metrics(f.rt);
-	printf("  timer delivered after %" PRIu64 " ms of a busy turn, "
-	       "%" PRIu64 " takeovers\n",
-	       r.waited_ms, m1.io_takeovers - m0.io_takeovers);
+	printf("  timer delivered during a busy turn: %s, %" PRIu64
+	       " takeovers\n", r.delivered ? "yes" : "no",
+	       m1.io_takeovers - m0.io_takeovers);
 	CHECK(r.delivered);
 	/* It may have held the loop since before the turn began. */
 	CHECK(m1.io_takeovers >= 1);
 	/*
 	 * Idle again: the worker asks for the loop back and polls it, so
 	 * request/reply traffic makes it poll (it may already be in its
-	 * first poll, which does not return while nothing happens).
+	 * first poll, which does not return while nothing happens). When
+	 * the machine is busy the I/O thread may keep the loop for a while,
+	 * so wait for the first poll rather than count them.
 	 */
-	CHECK(echo_rounds(port, 2, 5));
-	tr_metrics m2 = rt_metrics(f.rt);
-	printf("  afterwards: %" PRIu64 " worker polls in 10 round trips\n",
-	       m2.io_polls - m1.io_polls);
-	CHECK(m2.io_polls - m1.io_polls >= 1);
+	CHECK(echo_until_polled(&f, port, m1.io_polls));
 	fx_finish(&f);
 }
 
