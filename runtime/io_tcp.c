@@ -26,6 +26,17 @@
  * whose id belongs to another loop is handed over as a duplicated file
  * descriptor and opened there, and only then gets its actor.
  *
+ * Closing (the rule is stated in tcp.h): tr_tcp_close() and the stop of
+ * a connection's owner close it gracefully. The connection is marked
+ * `draining`, and from then on no direct write and no newly queued write
+ * touches it. Reading continues only to discard, so that unread bytes in
+ * the kernel do not turn the final close() into a reset. libuv runs the
+ * uv_shutdown after the writes already queued, and its callback closes the
+ * handle. The timer bounds the wait: if the peer takes no pending byte for
+ * TR_TCP_LINGER_MS, the connection is reset. An abortive close
+ * (tr_tcp_abort, that deadline) sets SO_LINGER to zero and closes at once.
+ * When the runtime stops, every handle closes at once.
+ *
  * Invariants: each connection sends exactly one OPEN-or-CLOSED first and
  * exactly one CLOSED last; a connection or listener whose owner stopped is
  * closed (actor.c calls tr__io_owner_gone, which also lands here).
@@ -33,6 +44,7 @@
 #include <troupe/tcp.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +67,11 @@ struct wreq;
 
 struct tcp {
 	uv_tcp_t h;
-	uv_timer_t connect_timer; /* connects with a timeout only */
+	/* A connect's timeout, then a graceful close's deadline. */
+	uv_timer_t timer;
+	/* A graceful close's: built in, so that it cannot run out of memory
+	 * and drop the writes it is meant to flush. */
+	uv_shutdown_t shut;
 	struct tcp *next;         /* chain by id */
 	struct tcp *owner_next;   /* chain by owner */
 	struct tr__io *io;
@@ -69,7 +85,11 @@ struct tcp {
 	bool closing;
 	bool closed_sent;
 	bool eof; /* the peer shut down its sending side */
+	bool is_open;  /* connected or accepted, OPEN sent */
+	bool draining; /* closing gracefully: writes flush, then the FIN */
 	int64_t pending; /* write bytes queued (loop thread) */
+	size_t linger_left;    /* bytes libuv still held at the last progress */
+	uint64_t linger_since; /* loop time of that progress */
 	_Atomic int64_t unread; /* memory of DATA not yet handled */
 	_Atomic int refs;
 	/*
@@ -93,6 +113,18 @@ struct tcp {
 #define WLOCK_FREE 0u
 #define WLOCK_HELD 1u
 #define WLOCK_CLOSED 2u
+
+/*
+ * How often the loop, waiting for wlock, pauses before it yields its CPU.
+ * A worker holds the lock for one send() of a reply, a few microseconds,
+ * and a pause costs 10 to 140 cycles depending on the CPU, so 128 of them
+ * cover such a send. A longer wait means the holder was preempted inside
+ * send(): spinning on then would only keep it off the CPU.
+ */
+#define WLOCK_SPINS 128u
+
+/* A graceful close checks for progress four times per TR_TCP_LINGER_MS. */
+#define LINGER_TICK_MS (TR_TCP_LINGER_MS / 4u)
 
 /* One per loop, made on first use. */
 struct tcp_table {
@@ -123,6 +155,7 @@ enum req_kind {
 	REQ_LISTEN,
 	REQ_CONNECT,
 	REQ_CLOSE,
+	REQ_ABORT,
 	REQ_RESUME,
 	REQ_ADOPT, /* an accepted socket handed to its loop */
 };
@@ -250,46 +283,71 @@ closed_cb(uv_handle_t *h)
 	unref(h->data);
 }
 
-/* Take the write lock; false once the loop has closed the connection. */
+/*
+ * Take the write lock if it is free: one CAS, and no waiting. Only two
+ * parties ever want it: the worker running the owner's handler for a DATA
+ * message (one at a time, since an actor runs on one worker at a time)
+ * and the loop. A worker that finds it taken writes through the loop
+ * instead (see try_direct), so a worker never waits for the loop, which
+ * may itself be held up by a long pass. Return false if held or closed.
+ */
 static bool
-wlock_take(struct tcp *t)
+wlock_try(struct tcp *t)
 {
-	for (;;) {
-		unsigned v = WLOCK_FREE;
-		/* acquire: the last holder's writes and `front` are seen. */
-		if (atomic_compare_exchange_weak_explicit(
-			    &t->wlock, &v, WLOCK_HELD, memory_order_acquire,
-			    memory_order_relaxed)) {
+	unsigned v = WLOCK_FREE;
+
+	/* acquire: pairs with the release in wlock_give and wlock_close, so
+	 * the last holder's writes and `front` are seen. */
+	return atomic_compare_exchange_strong_explicit(
+		&t->wlock, &v, WLOCK_HELD, memory_order_acquire,
+		memory_order_relaxed);
+}
+
+/*
+ * Loop: take the write lock, waiting for a worker that holds it inside
+ * one send(). The fast path is the one CAS of wlock_try. The holder's
+ * thread may have been preempted inside send(), and on a machine with
+ * few cores the loop's spinning would then take the CPU that the holder
+ * needs: so the loop pauses WLOCK_SPINS times, then yields its CPU at
+ * every further look. Return false once the lock is closed.
+ */
+static bool
+wlock_wait(struct tcp *t)
+{
+	for (unsigned spins = 0;; spins++) {
+		if (wlock_try(t)) {
 			return true;
 		}
-		if (v == WLOCK_CLOSED) {
+		/* Relaxed: only a hint; wlock_try's CAS is what orders. */
+		if (atomic_load_explicit(&t->wlock, memory_order_relaxed) ==
+		    WLOCK_CLOSED) {
 			return false;
 		}
-		/* Held for one send() at most. */
-		tr__cpu_relax();
+		if (spins < WLOCK_SPINS) {
+			tr__cpu_relax();
+		} else {
+			sched_yield();
+		}
 	}
 }
 
 static void
 wlock_give(struct tcp *t)
 {
+	/* release: pairs with the acquire CAS in wlock_try. */
 	atomic_store_explicit(&t->wlock, WLOCK_FREE, memory_order_release);
 }
 
-/* Loop: no direct write ever again (the handle is closing). */
+/* Loop: no direct write ever again (closing, or a graceful close). */
 static void
 wlock_close(struct tcp *t)
 {
-	if (!t->loop_holds) {
-		while (!wlock_take(t)) {
-			if (atomic_load_explicit(&t->wlock,
-						 memory_order_acquire) ==
-			    WLOCK_CLOSED) {
-				return;
-			}
-		}
+	if (!t->loop_holds && !wlock_wait(t)) {
+		return; /* already closed */
 	}
 	t->loop_holds = false;
+	/* release: pairs with the acquire CAS in wlock_try, which then
+	 * fails for good. */
 	atomic_store_explicit(&t->wlock, WLOCK_CLOSED, memory_order_release);
 }
 
@@ -349,9 +407,28 @@ tcp_close(struct tcp *t, int status)
 		tr__free(f, sizeof(*f) + f->len);
 	}
 	if (t->has_timer) {
-		uv_close((uv_handle_t *)&t->connect_timer, closed_cb);
+		uv_close((uv_handle_t *)&t->timer, closed_cb);
 	}
 	uv_close((uv_handle_t *)&t->h, closed_cb);
+}
+
+/*
+ * Close at once with a reset: the peer gets RST instead of FIN, and what
+ * libuv or the kernel still holds for it is dropped.
+ */
+static void
+tcp_reset(struct tcp *t, int status)
+{
+	uv_os_fd_t fd;
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	if (!t->closing && !t->is_listener &&
+	    uv_fileno((uv_handle_t *)&t->h, &fd) == 0) {
+		/* What uv_tcp_close_reset does, which refuses a stream that
+		 * is shutting down: close() then resets. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
+	tcp_close(t, status);
 }
 
 static struct tcp *
@@ -445,6 +522,17 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct tcp *t = s->data;
 
+	if (t->draining) {
+		/* Closed by its owner: nobody wants these bytes. */
+		if (nread == UV_EOF) {
+			uv_read_stop(s);
+			t->reading = false;
+			t->eof = true;
+		} else if (nread < 0) {
+			tcp_close(t, (int)nread);
+		}
+		return;
+	}
 	if (nread <= 0) {
 		if (nread == UV_EOF) {
 			/* Half-close: the owner may still write, then close. */
@@ -488,7 +576,7 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void
 update_reading(struct tcp *t)
 {
-	if (t->closing || t->is_listener || t->eof) {
+	if (t->closing || t->draining || t->is_listener || t->eof) {
 		return;
 	}
 	int64_t unread = atomic_load_explicit(&t->unread, memory_order_relaxed);
@@ -517,6 +605,7 @@ open_conn(struct tcp *t)
 	if (t->fd < 0) {
 		wlock_close(t);
 	}
+	t->is_open = true;
 	send_event(t, TR_MSG_TCP_OPEN, 0);
 	update_reading(t);
 }
@@ -526,8 +615,10 @@ static void
 start_accepted(struct tcp *t, const tr_actor_def *def, void *arg)
 {
 	tr_pid pid;
+	/* The actor owns its connection: its stop closes it (tcp.h). */
+	struct tr__spawn_opts o = { .flags = TR__SPAWN_OWNS_IO };
 
-	if (tr__spawn(tr__io_runtime(t->io), NULL, def, arg, NULL, &pid) < 0) {
+	if (tr__spawn(tr__io_runtime(t->io), NULL, def, arg, &o, &pid) < 0) {
 		t->closed_sent = true; /* nobody to tell */
 		tcp_close(t, 0);
 		return;
@@ -635,7 +726,7 @@ connected(uv_connect_t *req, int status)
 		return;
 	}
 	if (t->has_timer) {
-		uv_timer_stop(&t->connect_timer);
+		uv_timer_stop(&t->timer);
 	}
 	if (!t->closing) {
 		open_conn(t);
@@ -713,7 +804,7 @@ put(struct tcp *t, struct wreq *w)
 static void
 loop_lock(struct tcp *t)
 {
-	t->loop_holds = wlock_take(t);
+	t->loop_holds = wlock_wait(t);
 }
 
 static void
@@ -745,7 +836,7 @@ run_kick(struct tr__io *io, struct tr__io_op *op)
 
 	(void)io;
 	atomic_store_explicit(&t->kick_queued, false, memory_order_relaxed);
-	if (!t->closing) {
+	if (!t->closing && !t->draining) {
 		if (atomic_load_explicit(&t->broken, memory_order_acquire)) {
 			tcp_close(t, UV_ENOMEM);
 		} else {
@@ -765,7 +856,9 @@ run_write(struct tr__io *io, struct tr__io_op *op)
 	struct wreq *w = (struct wreq *)op;
 	struct tcp *t = find(io, w->id);
 
-	if (t == NULL || t->closing || t->is_listener || w->len == 0) {
+	/* Queued after a graceful close began: dropped, as after a close. */
+	if (t == NULL || t->closing || t->draining || t->is_listener ||
+	    w->len == 0) {
 		goto done;
 	}
 	loop_lock(t);
@@ -788,8 +881,8 @@ shut_done(uv_shutdown_t *req, int status)
 {
 	struct tcp *t = req->data;
 
+	/* ECANCELED when the handle closed first, then nothing happens. */
 	(void)status;
-	tr__free(req, sizeof(*req));
 	tcp_close(t, 0);
 	unref(t);
 }
@@ -883,13 +976,82 @@ do_connect(struct tr__io *io, const struct tcp_req *r)
 		return;
 	}
 	if (r->timeout_ms > 0) {
-		uv_timer_init(tr__io_uv_loop(io), &t->connect_timer);
-		t->connect_timer.data = t;
+		uv_timer_init(tr__io_uv_loop(io), &t->timer);
+		t->timer.data = t;
 		t->has_timer = true;
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-		uv_timer_start(&t->connect_timer, connect_timed_out,
+		uv_timer_start(&t->timer, connect_timed_out,
 			       r->timeout_ms, 0);
 	}
+}
+
+/*
+ * A graceful close makes no progress when libuv has held the same bytes
+ * for TR_TCP_LINGER_MS: the peer stopped reading, so reset it.
+ */
+static void
+linger_tick(uv_timer_t *h)
+{
+	struct tcp *t = h->data;
+	size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&t->h);
+	uint64_t now = uv_now(h->loop);
+
+	if (left < t->linger_left) {
+		t->linger_left = left;
+		t->linger_since = now;
+	} else if (now - t->linger_since >= TR_TCP_LINGER_MS) {
+		tcp_reset(t, UV_ETIMEDOUT);
+	}
+}
+
+/*
+ * Loop: close @t after what is queued for it (tcp.h states the rule).
+ * What is not yet on the socket goes first, `front` included; then libuv
+ * runs the shutdown behind the queued writes, and shut_done closes the
+ * handle. A write error on the way closes at once (write_done).
+ */
+static void
+close_gracefully(struct tcp *t)
+{
+	if (t->closing || t->draining) {
+		return;
+	}
+	/* A listener, or a connect still in progress, has nothing to flush. */
+	if (t->is_listener || !t->is_open) {
+		tcp_close(t, 0);
+		return;
+	}
+	/* The rest of a direct write still goes before the FIN. */
+	loop_lock(t);
+	put_front(t);
+	if (t->closing) {
+		return;
+	}
+	wlock_close(t);
+	t->shut.data = t;
+	if (uv_shutdown(&t->shut, (uv_stream_t *)&t->h, shut_done) != 0) {
+		/* No longer writable: there is nothing left to flush. */
+		tcp_close(t, 0);
+		return;
+	}
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	t->draining = true;
+	/* Keep reading, to discard: bytes left unread in the kernel would
+	 * make the final close() reset the connection and drop the rest of
+	 * our writes with it. */
+	if (!t->eof && !t->reading) {
+		uv_read_start((uv_stream_t *)&t->h, alloc_cb, read_cb);
+		t->reading = true;
+	}
+	if (!t->has_timer) {
+		uv_timer_init(tr__io_uv_loop(t->io), &t->timer);
+		t->timer.data = t;
+		t->has_timer = true;
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	}
+	t->linger_left = uv_stream_get_write_queue_size((uv_stream_t *)&t->h);
+	t->linger_since = uv_now(tr__io_uv_loop(t->io));
+	uv_timer_start(&t->timer, linger_tick, LINGER_TICK_MS, LINGER_TICK_MS);
 }
 
 static void
@@ -897,33 +1059,20 @@ do_close(struct tr__io *io, const struct tcp_req *r)
 {
 	struct tcp *t = find(io, r->id);
 
-	if (t == NULL || t->closing) {
-		return;
+	if (t != NULL) {
+		close_gracefully(t);
 	}
-	uv_shutdown_t *req = t->is_listener ? NULL : tr__alloc(sizeof(*req));
-	if (req == NULL) {
-		tcp_close(t, 0);
-		return;
+}
+
+static void
+do_abort(struct tr__io *io, const struct tcp_req *r)
+{
+	struct tcp *t = find(io, r->id);
+
+	/* Also cuts a graceful close short. */
+	if (t != NULL) {
+		tcp_reset(t, 0);
 	}
-	if (!t->is_listener) {
-		/* The rest of a direct write still goes before the FIN. */
-		loop_lock(t);
-		put_front(t);
-		if (t->closing) {
-			tr__free(req, sizeof(*req));
-			return;
-		}
-		wlock_close(t);
-	}
-	req->data = t;
-	uv_read_stop((uv_stream_t *)&t->h);
-	t->reading = false;
-	if (uv_shutdown(req, (uv_stream_t *)&t->h, shut_done) != 0) {
-		tr__free(req, sizeof(*req));
-		tcp_close(t, 0);
-		return;
-	}
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 }
 
 static void
@@ -959,6 +1108,9 @@ run_req(struct tr__io *io, struct tr__io_op *op)
 	case REQ_CLOSE:
 		do_close(io, r);
 		break;
+	case REQ_ABORT:
+		do_abort(io, r);
+		break;
 	case REQ_RESUME: {
 		struct tcp *t = find(io, r->id);
 		if (t != NULL) {
@@ -982,16 +1134,19 @@ tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner)
 		return;
 	}
 	if (owner != 0) {
+		/* The owner stopped: its connections close gracefully. */
 		struct tcp *t = *owner_bucket(tb, owner);
 		while (t != NULL) {
 			struct tcp *next = t->owner_next;
 			if (t->owner == owner) {
-				tcp_close(t, 0); /* unlinks t only */
+				/* Unlinks nothing but t, if anything. */
+				close_gracefully(t);
 			}
 			t = next;
 		}
 		return;
 	}
+	/* The runtime is stopping: everything closes at once. */
 	for (unsigned i = 0; i < TCP_BUCKETS; i++) {
 		while (tb->by_id[i] != NULL) {
 			tcp_close(tb->by_id[i], 0);
@@ -1143,8 +1298,10 @@ try_direct(struct tcp *t, tr_tcp conn, const void *data, size_t len)
 {
 	_Atomic int64_t *queued = inflight_of(conn.v);
 
+	/* Held means held by the loop, which is writing for this connection
+	 * now: the write goes behind, through the loop, without waiting. */
 	if (atomic_load_explicit(queued, memory_order_acquire) != 0 ||
-	    !wlock_take(t)) {
+	    !wlock_try(t)) {
 		return false;
 	}
 	if (atomic_load_explicit(queued, memory_order_acquire) != 0) {
@@ -1217,13 +1374,13 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 	return err;
 }
 
-tr_err
-tr_tcp_close(tr_ctx *cx, tr_tcp conn)
+static tr_err
+conn_req(tr_ctx *cx, tr_tcp conn, enum req_kind kind)
 {
 	if (cx == NULL || conn.v == 0) {
 		return TR_EINVAL;
 	}
-	struct tcp_req *r = req_new(REQ_CLOSE, conn.v);
+	struct tcp_req *r = req_new(kind, conn.v);
 	if (r == NULL) {
 		return TR_ENOMEM;
 	}
@@ -1232,4 +1389,16 @@ tr_tcp_close(tr_ctx *cx, tr_tcp conn)
 		tr__free(r, sizeof(*r));
 	}
 	return err;
+}
+
+tr_err
+tr_tcp_close(tr_ctx *cx, tr_tcp conn)
+{
+	return conn_req(cx, conn, REQ_CLOSE);
+}
+
+tr_err
+tr_tcp_abort(tr_ctx *cx, tr_tcp conn)
+{
+	return conn_req(cx, conn, REQ_ABORT);
 }

@@ -13,6 +13,18 @@
  * pending, and resumes below TR_TCP_READ_LOW; a connection whose pending
  * writes pass TR_TCP_WRITE_MAX (a peer that does not read) is closed with
  * the error "ENOBUFS".
+ *
+ * Closing. A connection closes gracefully when its owner calls
+ * tr_tcp_close() or stops. No data reaches the owner any more: bytes that
+ * still arrive are read and discarded. Every write queued before the
+ * close goes out, then the FIN, and only then is the socket released.
+ * Writes queued after the close are dropped. The wait is bounded: it
+ * holds at most TR_TCP_WRITE_MAX bytes, and if the peer takes none of
+ * them for TR_TCP_LINGER_MS, the connection is reset and the rest is
+ * dropped (a live owner then gets TR_MSG_TCP_CLOSED with "ETIMEDOUT").
+ * tr_tcp_abort() closes at once with a reset and drops whatever is
+ * queued. When the runtime stops, every connection closes at once and
+ * writes still queued are dropped.
  */
 
 #include <stddef.h>
@@ -33,6 +45,8 @@ typedef struct tr_tcp {
 #define TR_TCP_READ_HIGH (256 * 1024)
 #define TR_TCP_READ_LOW (64 * 1024)
 #define TR_TCP_WRITE_MAX (4 * 1024 * 1024)
+/* A graceful close whose peer takes no pending byte this long is reset. */
+#define TR_TCP_LINGER_MS 10000
 
 /* Messages. Payloads start with the connection or listener id. */
 #define TR_MSG_TCP_LISTENING 0xFFFF0030u /* struct tr_tcp_listening */
@@ -52,8 +66,9 @@ typedef struct tr_tcp_listening {
  * struct tr_tcp_event - TR_MSG_TCP_OPEN (status 0); TR_MSG_TCP_EOF (the
  * peer shut down its sending side: no more data, but writes still go
  * out; call tr_tcp_close() when done); TR_MSG_TCP_CLOSED (status 0 after
- * tr_tcp_close(), else a negative libuv code named in @error, such as
- * "ECONNRESET", "ECONNREFUSED" or "ENOBUFS").
+ * tr_tcp_close() or tr_tcp_abort(), else a negative libuv code named in
+ * @error, such as "ECONNRESET", "ECONNREFUSED", "ENOBUFS" or, when a
+ * graceful close timed out, "ETIMEDOUT").
  */
 typedef struct tr_tcp_event {
 	tr_tcp conn;
@@ -77,7 +92,9 @@ TR_FAM_END
  * (the same pointer for every connection), which receives
  * TR_MSG_TCP_OPEN, then TR_MSG_TCP_DATA messages, TR_MSG_TCP_EOF if the
  * peer half-closes, and exactly one TR_MSG_TCP_CLOSED last. The listener
- * closes when its caller stops; a connection closes when its actor stops.
+ * closes when its caller stops; a connection closes when its actor stops,
+ * gracefully (see "Closing" above): the peer gets what the actor wrote,
+ * then end of file.
  * Connections have TCP_NODELAY set. With several I/O threads
  * (tr_config.io_threads) connections are spread over them.
  * @conn_arg: passed to conn_def->init; borrowed: it must outlive the
@@ -117,12 +134,31 @@ TR_API tr_err tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data,
 			   size_t len);
 
 /**
- * tr_tcp_close() - Close a connection after its pending writes; its owner
- * then gets TR_MSG_TCP_CLOSED with status 0. Closing twice is harmless.
+ * tr_tcp_close() - Close a connection gracefully (see "Closing" above):
+ * its pending writes go out, then the FIN. Its owner then gets
+ * TR_MSG_TCP_CLOSED with status 0, or with "ETIMEDOUT" if the peer took
+ * nothing for TR_TCP_LINGER_MS. Closing twice is harmless.
+ *
+ * Ownership: none.
  * Thread:    actor.
- * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM, TR_ECLOSED (the runtime is
+ *            stopping, which closes every connection anyway).
  */
 TR_API tr_err tr_tcp_close(tr_ctx *cx, tr_tcp conn);
+
+/**
+ * tr_tcp_abort() - Close a connection at once with a reset (RST): pending
+ * writes are dropped, and so is what the kernel has not yet sent. Use it
+ * for a peer that broke the protocol. Its owner then gets
+ * TR_MSG_TCP_CLOSED with status 0. It also cuts short a graceful close in
+ * progress. On an already closed connection it does nothing.
+ *
+ * Ownership: none.
+ * Thread:    actor.
+ * Return:    TR_OK, TR_EINVAL, TR_ENOMEM, TR_ECLOSED (the runtime is
+ *            stopping, which closes every connection anyway).
+ */
+TR_API tr_err tr_tcp_abort(tr_ctx *cx, tr_tcp conn);
 
 #ifdef __cplusplus
 }

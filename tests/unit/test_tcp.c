@@ -4,7 +4,10 @@
  * once, partial reads and pipelined lines; a peer that closes early is
  * noticed; a peer that floods without reading cannot make the runtime
  * hold more than a bounded amount of memory; a connect to a closed port
- * ends in one TR_MSG_TCP_CLOSED with ECONNREFUSED.
+ * ends in one TR_MSG_TCP_CLOSED with ECONNREFUSED. Closing: a connection
+ * actor that stops closes its socket, after everything it wrote; an
+ * abort resets at once; a graceful close to a peer that never reads ends
+ * after TR_TCP_LINGER_MS.
  *
  * The machine may be busy with other work, so no test asserts how long
  * something took: each waits for its event with a generous deadline
@@ -15,6 +18,7 @@
 #include <troupe/troupe.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -737,6 +741,383 @@ test_io_thread_takes_over_from_busy_workers(void)
 	fx_finish(&f);
 }
 
+/* ------------------------------------------------------------------ */
+/* Closing: by the owner's stop, gracefully, abortively                 */
+
+enum close_how {
+	HOW_STOP,  /* tr_stop_self right after the writes */
+	HOW_CLOSE, /* tr_tcp_close, then report CLOSED to the probe */
+	HOW_ABORT, /* tr_tcp_abort, then report CLOSED to the probe */
+};
+
+/* The listener's argument, shared by its connection actors. */
+struct closer_cfg {
+	size_t write_bytes; /* written in CLOSER_PIECE pieces on first data */
+	enum close_how how;
+	tr_pid probe;
+};
+
+#define CLOSER_PIECE 1024u
+
+/* Calls that failed in a closer actor (checked by the test thread). */
+static _Atomic int closer_errors;
+
+/*
+ * A connection actor that, on its first data, writes cfg->write_bytes in
+ * many small writes (big_byte's pattern) and closes in the same turn.
+ */
+static int
+closer_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)cx;
+	*(const struct closer_cfg **)state = arg;
+	return TR_OK;
+}
+
+static void
+closer_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	const struct closer_cfg *cfg = *(const struct closer_cfg **)state;
+
+	if (m->type == TR_MSG_TCP_DATA) {
+		const tr_tcp_data *d = m->data;
+		unsigned char piece[CLOSER_PIECE];
+		for (size_t off = 0; off < cfg->write_bytes;
+		     off += CLOSER_PIECE) {
+			size_t n = cfg->write_bytes - off < CLOSER_PIECE
+					   ? cfg->write_bytes - off
+					   : CLOSER_PIECE;
+			for (size_t i = 0; i < n; i++) {
+				piece[i] = big_byte(off + i);
+			}
+			if (tr_tcp_write(cx, d->conn, piece, n) != TR_OK) {
+				atomic_fetch_add(&closer_errors, 1);
+			}
+		}
+		tr_err err = TR_OK;
+		if (cfg->how == HOW_STOP) {
+			tr_stop_self(cx, TR_EXIT_NORMAL);
+		} else if (cfg->how == HOW_CLOSE) {
+			err = tr_tcp_close(cx, d->conn);
+		} else {
+			err = tr_tcp_abort(cx, d->conn);
+		}
+		if (err != TR_OK) {
+			atomic_fetch_add(&closer_errors, 1);
+		}
+	} else if (m->type == TR_MSG_TCP_CLOSED) {
+		(void)tr_send(cx, cfg->probe, MSG_RESULT, m->data, m->size);
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+	}
+}
+
+static const tr_actor_def closer_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "closer-conn",
+	.state_size = sizeof(const struct closer_cfg *),
+	.init = closer_init,
+	.handle = closer_handle,
+};
+
+static void
+cserver_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+
+	if (m->type == MSG_GO) {
+		void *cfg;
+		*probe = tr_sender(cx);
+		memcpy(&cfg, m->data, sizeof(cfg));
+		(void)tr_tcp_listen(cx, "127.0.0.1", 0, &closer_def, cfg, NULL);
+	} else if (m->type == TR_MSG_TCP_LISTENING) {
+		tr_tcp_listening l;
+		memcpy(&l, m->data, sizeof(l));
+		uint16_t port = l.status == 0 ? l.port : 0;
+		(void)tr_send(cx, *probe, MSG_PORT, &port, sizeof(port));
+	}
+}
+
+static const tr_actor_def cserver_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "closer-server",
+	.state_size = sizeof(tr_pid),
+	.handle = cserver_handle,
+};
+
+static uint16_t
+start_closer_server(struct fx *f, struct closer_cfg *cfg)
+{
+	uint16_t port = 0;
+	tr_pid s = fx_spawn(f, &cserver_def, NULL);
+
+	cfg->probe = f->probe;
+	atomic_store(&closer_errors, 0);
+	SEND(f, s, MSG_GO, &cfg, sizeof(cfg));
+	CHECK(fx_recv(f, MSG_PORT, &port, sizeof(port)));
+	CHECK(port != 0);
+	return port;
+}
+
+/* Descriptors open in this process (the runtime's sockets among them). */
+static int
+fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (d == NULL) {
+		return -1;
+	}
+	while (readdir(d) != NULL) {
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * The runtime's end of the connection whose client end is @client, or
+ * -1 if not accepted yet. The server runs in this process, so its socket
+ * is one of our descriptors. It is found by name (its inode in
+ * /proc/net/tcp, then the descriptor whose link names that inode), not by
+ * calls on every descriptor, which would touch sockets that the runtime's
+ * threads are opening and closing.
+ */
+static int
+server_end(int client)
+{
+	struct sockaddr_in me, srv;
+	socklen_t me_len = sizeof(me), srv_len = sizeof(srv);
+	char want[64] = "";
+	char line[512];
+
+	if (getsockname(client, (struct sockaddr *)&me, &me_len) != 0 ||
+	    getpeername(client, (struct sockaddr *)&srv, &srv_len) != 0) {
+		return -1;
+	}
+	FILE *tcp = fopen("/proc/self/net/tcp", "r");
+	if (tcp == NULL) {
+		return -1;
+	}
+	while (fgets(line, sizeof(line), tcp) != NULL) {
+		/* sl: local:port remote:port st queues timers retr uid
+		 * timeout inode */
+		unsigned lport, rport;
+		unsigned long inode;
+		if (sscanf(line,
+			   " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+			   &lport, &rport, &inode) == 3 &&
+		    lport == ntohs(srv.sin_port) &&
+		    rport == ntohs(me.sin_port) && inode != 0) {
+			snprintf(want, sizeof(want), "socket:[%lu]", inode);
+			break;
+		}
+	}
+	fclose(tcp);
+	if (want[0] == '\0') {
+		return -1;
+	}
+	DIR *d = opendir("/proc/self/fd");
+	int found = -1;
+	for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+		char link[64];
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link,
+				       sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			if (strcmp(link, want) == 0) {
+				found = atoi(e->d_name);
+				break;
+			}
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return found;
+}
+
+/*
+ * Connect with a small receive buffer and cap the server end's send
+ * buffer, so that most of a few MiB written at once stays queued in the
+ * runtime whatever the kernel's own limits are: that queue is what a
+ * close must not lose (or, aborting, must drop).
+ */
+static int
+dial_small(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int small = 4096;
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(port) };
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	int srv = -1;
+	WAIT_UNTIL((srv = server_end(fd)) >= 0, WAIT_MS);
+	if (srv >= 0) {
+		int cap = 16384;
+		setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &cap, sizeof(cap));
+	}
+	return fd;
+}
+
+/*
+ * Read until end of file, an error or WAIT_MS, in small reads (a slow
+ * reader). Counts the bytes, and those that differ from big_byte's
+ * pattern. Return: 0 at end of file, else the read's errno (ETIMEDOUT
+ * for the deadline).
+ */
+static int
+read_to_end(int fd, size_t *got, size_t *bad)
+{
+	char buf[4096];
+	uint64_t deadline = harness_now_ms() + WAIT_MS;
+
+	*got = 0;
+	*bad = 0;
+	while (harness_now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0) {
+			continue;
+		}
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r == 0) {
+			return 0;
+		}
+		if (r < 0) {
+			return errno;
+		}
+		for (ssize_t i = 0; i < r; i++) {
+			*bad += (unsigned char)buf[i] != big_byte(*got + (size_t)i);
+		}
+		*got += (size_t)r;
+	}
+	return ETIMEDOUT;
+}
+
+/* The connection actor stops on its first data: the peer sees EOF. */
+static void
+test_actor_stop_closes_connection(void)
+{
+	struct fx f;
+	struct closer_cfg cfg = { .write_bytes = 0, .how = HOW_STOP };
+	size_t got, bad;
+
+	fx_start(&f, 2);
+	uint16_t port = start_closer_server(&f, &cfg);
+	int before = fd_count();
+	int fd = dial(port);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "x", 1) == 1);
+	/* Nothing was written, so the end of file comes with nothing. */
+	CHECK_EQ_INT(read_to_end(fd, &got, &bad), 0);
+	CHECK_EQ_U64(got, 0);
+	close(fd);
+	/* And the runtime's descriptor is released too. */
+	WAIT_UNTIL(fd_count() == before, WAIT_MS);
+	CHECK_EQ_INT(atomic_load(&closer_errors), 0);
+	fx_finish(&f);
+}
+
+/*
+ * The connection actor writes TR_TCP_WRITE_MAX bytes in 1 KiB writes and
+ * stops in the same turn; the peer reads only after that stop, slowly,
+ * and must get every byte, then end of file.
+ */
+static void
+test_actor_stop_flushes_writes(void)
+{
+	struct fx f;
+	struct closer_cfg cfg = { .write_bytes = TR_TCP_WRITE_MAX,
+				  .how = HOW_STOP };
+	size_t got, bad;
+
+	fx_start(&f, 2);
+	uint16_t port = start_closer_server(&f, &cfg);
+	int fd = dial_small(port);
+	CHECK(fd >= 0);
+	uint64_t stopped = rt_metrics(f.rt).actors_stopped;
+	CHECK(write(fd, "x", 1) == 1);
+	WAIT_UNTIL(rt_metrics(f.rt).actors_stopped > stopped, WAIT_MS);
+	CHECK_EQ_INT(read_to_end(fd, &got, &bad), 0);
+	CHECK_EQ_U64(got, TR_TCP_WRITE_MAX);
+	CHECK_EQ_U64(bad, 0);
+	close(fd);
+	CHECK_EQ_INT(atomic_load(&closer_errors), 0);
+	fx_finish(&f);
+}
+
+/* tr_tcp_abort drops what is queued and resets the connection. */
+static void
+test_abort_resets(void)
+{
+	struct fx f;
+	struct closer_cfg cfg = { .write_bytes = TR_TCP_WRITE_MAX,
+				  .how = HOW_ABORT };
+	tr_tcp_event e;
+	size_t got, bad;
+
+	memset(&e, 0, sizeof(e));
+	fx_start(&f, 2);
+	uint16_t port = start_closer_server(&f, &cfg);
+	int fd = dial_small(port);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "x", 1) == 1);
+	/* The owner hears CLOSED with status 0: it asked for it. */
+	CHECK(fx_recv(&f, MSG_RESULT, &e, sizeof(e)));
+	CHECK_EQ_INT(e.status, 0);
+	CHECK_EQ_INT(read_to_end(fd, &got, &bad), ECONNRESET);
+	CHECK(got < TR_TCP_WRITE_MAX);
+	CHECK_EQ_U64(bad, 0);
+	close(fd);
+	CHECK_EQ_INT(atomic_load(&closer_errors), 0);
+	fx_finish(&f);
+}
+
+/*
+ * A graceful close to a peer that never reads cannot hold the socket:
+ * after TR_TCP_LINGER_MS without progress it is reset, and its owner
+ * hears ETIMEDOUT. (This test takes about TR_TCP_LINGER_MS.)
+ */
+static void
+test_close_to_stalled_peer_is_bounded(void)
+{
+	struct fx f;
+	struct closer_cfg cfg = { .write_bytes = TR_TCP_WRITE_MAX,
+				  .how = HOW_CLOSE };
+	tr_tcp_event e;
+
+	memset(&e, 0, sizeof(e));
+	fx_start(&f, 2);
+	uint16_t port = start_closer_server(&f, &cfg);
+	int before = fd_count();
+	int fd = dial_small(port);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "x", 1) == 1);
+	/* Never read. */
+	CHECK(fx_recv(&f, MSG_RESULT, &e, sizeof(e)));
+	CHECK(e.status < 0);
+	CHECK(strcmp(e.error, "ETIMEDOUT") == 0);
+	printf("  graceful close to a peer that never reads: %s\n", e.error);
+	/* Only our end is left open. */
+	WAIT_UNTIL(fd_count() == before + 1, WAIT_MS);
+	close(fd);
+	CHECK_EQ_INT(atomic_load(&closer_errors), 0);
+	fx_finish(&f);
+}
+
+static void
+test_close_misuse(void)
+{
+	CHECK_ERR(tr_tcp_abort(NULL, (tr_tcp){ 1 }), TR_EINVAL);
+	CHECK_ERR(tr_tcp_close(NULL, (tr_tcp){ 1 }), TR_EINVAL);
+}
+
 static const struct test_case tests[] = {
 	{ "tcp: runtime stop closes open connections",
 	  test_stop_with_open_connections },
@@ -758,6 +1139,15 @@ static const struct test_case tests[] = {
 	  test_dedicated_io_threads },
 	{ "tcp: the I/O thread runs the loop while every worker is busy",
 	  test_io_thread_takes_over_from_busy_workers },
+	{ "tcp: a connection actor that stops closes its connection",
+	  test_actor_stop_closes_connection },
+	{ "tcp: an actor that writes and stops: the peer gets all, then EOF",
+	  test_actor_stop_flushes_writes },
+	{ "tcp: tr_tcp_abort resets and drops what is queued",
+	  test_abort_resets },
+	{ "tcp: a graceful close to a peer that never reads is bounded",
+	  test_close_to_stalled_peer_is_bounded },
+	{ "tcp: close and abort refuse a missing context", test_close_misuse },
 	{ NULL, NULL },
 };
 
