@@ -714,6 +714,7 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	a->state = NULL;
 	/* From here senders see a stale pid and count dead letters. */
 	atomic_store_explicit(&a->pid, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->stop_for, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->bound, 0, memory_order_relaxed);
 
 	int32_t seen = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
@@ -910,6 +911,12 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	tr_runtime *rt = w->rt;
 
 	if (msg->to != atomic_load_explicit(&a->pid, memory_order_relaxed)) {
+		if (msg->m.type == TR__SYS_STOP && msg->to == a->overtaken) {
+			/* The queued copy of a stop that was taken ahead of
+			 * it (take_stop): done, not a dead letter. */
+			tr__stat_add(&w->stats.handled, 1);
+			return;
+		}
 		dead_letter(rt, w, msg, false);
 		return;
 	}
@@ -923,6 +930,27 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		msg->m.flags &= ~TR_MSG_F_PTR; /* the handler owns it now */
 	}
 	tr__msg_free_payload(msg);
+}
+
+/*
+ * A stop overtakes what is queued (tr__actor_stop): taken before the next
+ * message, unless init has not run yet (init owns the spawn argument, and
+ * is always the first message). What is queued then finds the pid stale
+ * and becomes dead letters, so a stop is never stuck behind a backlog.
+ */
+static void
+take_stop(struct tr__worker *w, struct tr__actor *a)
+{
+	/* acquire: pairs with the release in tr__actor_stop. */
+	uint64_t to = atomic_load_explicit(&a->stop_for, memory_order_acquire);
+	uint64_t pid = atomic_load_explicit(&a->pid, memory_order_relaxed);
+
+	if (to != pid || pid == 0 || (a->flags & TR__A_INIT_PENDING)) {
+		return;
+	}
+	a->overtaken = pid;
+	terminate(w, a, atomic_load_explicit(&a->stop_why,
+					     memory_order_relaxed));
 }
 
 static void
@@ -1046,6 +1074,11 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 			atomic_fetch_sub_explicit(&a->mb_len, 1,
 						  memory_order_relaxed);
 		}
+		if (tr__unlikely(atomic_load_explicit(&a->stop_for,
+						      memory_order_relaxed) !=
+				 0)) {
+			take_stop(w, a);
+		}
 		deliver(w, a, msg);
 		uint64_t now = tr__ticks();
 		if (now - t > rt->slow_ticks) {
@@ -1081,7 +1114,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 /* Runtime-wide operations                                             */
 
 uint64_t
-tr__actor_stop_all(tr_runtime *rt)
+tr__actor_stop_all(tr_runtime *rt, bool overtake)
 {
 	uint32_t n = atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
 	uint64_t sent = 0;
@@ -1106,9 +1139,15 @@ tr__actor_stop_all(tr_runtime *rt)
 		 */
 		uint64_t pid = atomic_load_explicit(&a->pid,
 						    memory_order_acquire);
-		if (pid != 0 && tr__send_sys(rt, tr__sched_current(rt), 0, pid,
-					 TR__SYS_STOP, &reason,
-					 sizeof(reason)) == TR_OK) {
+		struct tr__worker *w = tr__sched_current(rt);
+		tr_err err = TR_EINVAL;
+		if (pid != 0) {
+			err = overtake ? tr__actor_stop(rt, w, 0, pid, reason)
+				       : tr__send_sys(rt, w, 0, pid,
+						      TR__SYS_STOP, &reason,
+						      sizeof(reason));
+		}
+		if (err == TR_OK) {
 			sent++;
 		}
 	}
@@ -1303,8 +1342,34 @@ tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
 		tr_stop_self(cx, reason);
 		return TR_OK;
 	}
-	return tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_STOP, &reason,
-			sizeof(reason));
+	return tr__actor_stop(cx->rt, cx->w, cx->self, who.v, reason);
+}
+
+tr_err
+tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+	       uint64_t to, int32_t reason)
+{
+	/*
+	 * The stop is queued first: that schedules the actor, and it is the
+	 * stop itself if the runner reaches it before it sees the mark. The
+	 * mark comes second, so the queued STOP is always there to be
+	 * counted once: handled, or swallowed after the mark was taken (see
+	 * deliver()); a stale pid makes it one dead letter, as before.
+	 */
+	tr_err err = tr__send_sys(rt, w, from, to, TR__SYS_STOP, &reason,
+				  sizeof(reason));
+	struct tr__actor *a = tr__actor_lookup(rt, to);
+
+	if (err == TR_OK && a != NULL &&
+	    atomic_load_explicit(&a->pid, memory_order_relaxed) == to) {
+		atomic_store_explicit(&a->stop_why, reason,
+				      memory_order_relaxed);
+		/* release: pairs with the acquire in take_stop(), which then
+		 * reads this stop's reason. A mark for an older pid of the
+		 * slot is never taken (the pids differ). */
+		atomic_store_explicit(&a->stop_for, to, memory_order_release);
+	}
+	return err;
 }
 
 tr_err

@@ -49,6 +49,12 @@ struct tr__actor {
 	/* Touched by senders. */
 	struct tr__mailbox mb;
 	_Atomic uint64_t pid;    /* current pid value; 0 while the slot is free */
+	/*
+	 * A stop that overtakes the mailbox (tr__actor_stop): the pid it is
+	 * for, and its reason. The runner checks it before each message.
+	 */
+	_Atomic uint64_t stop_for;
+	_Atomic int32_t stop_why;
 	_Atomic uint32_t bound;  /* mailbox bound of the current actor, 0 = none */
 	_Atomic uint32_t mb_len; /* messages counted against the bound */
 	ck_stack_entry_t qlink;  /* link in the inject stack */
@@ -77,6 +83,7 @@ struct tr__actor {
 	void *state;
 	struct tr__actor_ext *ext; /* links and monitors, made on first use */
 	uint64_t sched_ts;         /* ticks when made runnable; 0 = no sample */
+	uint64_t overtaken;        /* last pid stopped ahead of its queue */
 	uint32_t gen;              /* generation of the next spawn in this slot */
 	uint32_t slot;             /* index in the table, fixed */
 	struct tr__actor *free_next;
@@ -107,6 +114,15 @@ uint64_t tr__actor_run(struct tr__worker *w, struct tr__actor *a);
  */
 tr_err tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
 		     struct tr__msg *msg, bool bounded);
+
+/*
+ * Stop actor @to with @reason, ahead of the messages queued for it: the
+ * worker running it stops it before its next message (after its init, if
+ * that has not run), and what is still queued becomes dead letters. Any
+ * thread; @from is the stopper's pid or 0.
+ */
+tr_err tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from,
+		      uint64_t to, int32_t reason);
 
 /* Runtime-internal message (system type, no bound), from any thread. */
 tr_err tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from,
@@ -170,8 +186,12 @@ tr_err tr__actor_note_io(tr_ctx *cx);
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */
 struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);
 
-/* Send a stop (TR_EXIT_SHUTDOWN) to every live actor. Returns how many. */
-uint64_t tr__actor_stop_all(tr_runtime *rt);
+/*
+ * Send a stop (TR_EXIT_SHUTDOWN) to every live actor, queued behind its
+ * messages or, with @overtake, ahead of them (tr__actor_stop). Returns
+ * how many.
+ */
+uint64_t tr__actor_stop_all(tr_runtime *rt, bool overtake);
 
 /* Free all slots, states and queued messages (runtime destroy). */
 void tr__actor_table_fini(tr_runtime *rt);

@@ -534,18 +534,25 @@ run_write(struct tr__io *io, void *arg)
 }
 
 /*
- * Kill what the child started along with it. Only while the child has
- * not been reaped: until then its pid, which names the group, cannot
- * belong to anyone else. Afterwards a stray member that still holds the
- * pipes is cut off by closing them (end_outputs) instead.
+ * Kill what the child started along with it: its process group, which
+ * it leads (setsid), so its pid names the group. While the child has not
+ * been reaped, that pid is ours alone. After, the number stays reserved
+ * by the kernel for as long as any member of the group lives, so killing
+ * the group is still safe when a member evidently lives: it holds the
+ * child's output open. (The one case left: every holder left the group
+ * with a setsid of its own, the group emptied, and the pid numbers
+ * wrapped around to make that number a new group's leader, all before
+ * the owner stopped.) A member that left the group is cut off by closing
+ * the pipes instead (end_outputs).
  */
 static void
 kill_group(struct proc *p, int signum)
 {
-	if (p->spawned && !p->exited) {
-		if (uv_kill(-p->h.pid, signum) != 0) {
-			uv_process_kill(&p->h, signum);
-		}
+	if (!p->spawned || (p->exited && p->open_reads == 0)) {
+		return;
+	}
+	if (uv_kill(-p->h.pid, signum) != 0 && !p->exited) {
+		uv_process_kill(&p->h, signum);
 	}
 }
 

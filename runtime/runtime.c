@@ -92,6 +92,9 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (c.spin_us == 0) {
 		c.spin_us = 50;
 	}
+	if (c.stop_drain_ms == 0) {
+		c.stop_drain_ms = 5000;
+	}
 	if (c.io_threads == 0) {
 		c.io_threads = 1;
 	}
@@ -261,11 +264,18 @@ tr_runtime_join(tr_runtime *rt)
 	 * actor spawned while the first sweep ran, or one whose stop is still
 	 * behind a long queue) until none is left.
 	 */
-	tr__actor_stop_all(rt);
+	uint64_t overtake_at = tr__clock_ns() +
+			       (uint64_t)rt->cfg.stop_drain_ms * 1000000u;
+	bool overtake = false;
+	tr__actor_stop_all(rt, false);
 	for (unsigned round = 1; actors_alive(rt) > 0; round++) {
 		nap_us(1000);
-		if (round % 50 == 0) {
-			tr__actor_stop_all(rt);
+		if (!overtake && tr__clock_ns() >= overtake_at) {
+			/* Drained long enough: what is left is dropped. */
+			overtake = true;
+			tr__actor_stop_all(rt, true);
+		} else if (round % 50 == 0) {
+			tr__actor_stop_all(rt, overtake);
 		}
 	}
 	while (!quiescent(rt)) {
@@ -389,8 +399,7 @@ tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason)
 	if (rt == NULL || who.v == 0) {
 		return TR_EINVAL;
 	}
-	return tr__send_sys(rt, tr__sched_current(rt), 0, who.v, TR__SYS_STOP,
-			    &reason, sizeof(reason));
+	return tr__actor_stop(rt, tr__sched_current(rt), 0, who.v, reason);
 }
 
 bool

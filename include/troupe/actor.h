@@ -185,10 +185,15 @@ TR_API tr_err tr_become(tr_ctx *cx, tr_handler_fn handler);
 TR_API void tr_stop_self(tr_ctx *cx, int32_t reason);
 
 /**
- * tr_stop() - Ask another actor to stop with @reason.
+ * tr_stop() - Stop another actor with @reason.
  *
- * The request is queued behind messages already in its mailbox and cannot
- * be trapped. Stopping the calling actor itself is tr_stop_self().
+ * The stop overtakes the messages already in its mailbox, as an Erlang
+ * exit signal does: the actor finishes the message it is handling (and
+ * its init, if that has not run yet) and stops before the next one; what
+ * was still queued for it becomes dead letters. It cannot be trapped. To
+ * have an actor finish its queue first, send it a message of your own
+ * that makes it call tr_stop_self(). Stopping the calling actor itself is
+ * tr_stop_self().
  * Thread:    actor.
  * Return:    TR_OK (a stale pid is a dead letter), TR_EINVAL, TR_ENOMEM.
  */

@@ -44,6 +44,11 @@ extern "C" {
  *                    one thread; the I/O thread takes the loop over when
  *                    no worker has polled it for a millisecond or two. No user code runs inside a
  *                    loop either way.
+ * @stop_drain_ms:    how long a runtime stop lets each actor handle what
+ *                    was queued for it before its stop; after that the
+ *                    stop overtakes what is left (dead letters), so a stop
+ *                    is bounded by this plus the longest single handler;
+ *                    0 = 5000
  */
 typedef struct tr_config {
 	size_t size;
@@ -55,6 +60,7 @@ typedef struct tr_config {
 	unsigned spin_us;
 	unsigned io_threads;
 	unsigned io_dedicated;
+	unsigned stop_drain_ms;
 } tr_config;
 
 /** tr_config_default() - Defaults, with .size set. Thread: any. */
@@ -81,9 +87,12 @@ TR_API tr_err tr_runtime_start(tr_runtime *rt);
 
 /**
  * tr_runtime_stop() - Begin a graceful stop: spawns fail with TR_ECLOSED
- * from now on, every actor gets a stop (reason TR_EXIT_SHUTDOWN) behind
- * the messages already queued for it, and queued messages after that are
- * counted as dead letters. Returns at once; tr_runtime_join() waits.
+ * from now on, and every actor gets a stop (reason TR_EXIT_SHUTDOWN)
+ * behind the messages already queued for it; messages queued after it are
+ * counted as dead letters. An actor still alive cfg.stop_drain_ms after
+ * the stop began gets a stop that overtakes its queue (see tr_stop()), so
+ * a stop is never stuck behind a backlog: it takes at most that long plus
+ * the longest single handler. Returns at once; tr_runtime_join() waits.
  * Calling it more than once is harmless.
  * Thread:    any (also from a handler).
  */
