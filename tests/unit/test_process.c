@@ -613,6 +613,36 @@ test_output_flow_control(void)
 }
 
 /*
+ * A stop overtakes queued output: the owner, stuck in its first line with
+ * thousands more queued behind it, is stopped; it must not handle another
+ * line, and its child dies with it.
+ */
+static void
+test_stop_overtakes_output(void)
+{
+	struct fx f;
+	uint64_t pauses0 = tr__io_process_pauses();
+
+	atomic_store(&yes_release, false);
+	atomic_store(&yes_lines, 0);
+	atomic_store(&yes_pid, 0);
+	fx_start(&f, 2);
+	tr_pid y = fx_spawn(&f, &yes_def, NULL);
+	SEND(&f, y, MSG_YES_GO, NULL, 0);
+	WAIT_UNTIL(tr__io_process_pauses() > pauses0, 30000);
+	CHECK_OK(tr_runtime_stop_actor(f.rt, y, TR_EXIT_SHUTDOWN));
+	atomic_store(&yes_release, true);
+	WAIT_UNTIL(!tr_actor_alive(f.rt, y), 30000);
+	CHECK_EQ_U64(atomic_load(&yes_lines), 1);
+	int pid = atomic_load(&yes_pid);
+	CHECK(pid > 0);
+	if (pid > 0) {
+		WAIT_UNTIL(proc_gone(pid), 30000);
+	}
+	fx_finish(&f);
+}
+
+/*
  * Timers and child processes. Starting a child forks the whole process and
  * waits for the exec, which takes longer the more memory the parent maps:
  * if that happened on a loop that also runs timers, a burst of tool runs
@@ -801,6 +831,8 @@ static const struct test_case tests[] = {
 	  test_sigkill_ends_wait_for_output },
 	{ "process: output pauses above the watermark and resumes",
 	  test_output_flow_control },
+	{ "process: a stop overtakes queued output",
+	  test_stop_overtakes_output },
 	{ NULL, NULL },
 };
 
