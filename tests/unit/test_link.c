@@ -400,6 +400,9 @@ link_then_stop(int from_outside)
 	uint64_t rb = watch(&f, mon, b);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	if (from_outside) {
+		/* b took the link first: a stop from outside overtakes what
+		 * is queued (the link would get TR_EXIT_NOPROC). */
+		CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 		CHECK_OK(tr_runtime_stop_actor(f.rt, b, reason));
 	} else {
 		stop_cmd(&f, b, reason);
@@ -766,6 +769,9 @@ test_demonitor_queued_down(void)
 	SEND(&f, mon, MSG_DEMON_RACE, &c, sizeof(c));
 	WAIT_UNTIL(atomic_load(&race_ready) == 1, REPLY_MS);
 	atomic_store(&race_go, 1);
+	/* b answers a ping queued after mon's monitor request: it took the
+	 * monitor before the stop, which would overtake it. */
+	expect_alive(&f, b);
 	CHECK_OK(tr_runtime_stop_actor(f.rt, b, TR_EXIT_ERROR));
 	/* OK: b stopped while mon was still busy, and the demonitor of
 	 * the queued down succeeded. */

@@ -711,6 +711,9 @@ test_graceful_stop_in_flight(void)
 	atomic_store(&gs_teardowns, 0);
 	atomic_store(&gs_bad_reason, 0);
 	cfg.workers = 4;
+	/* Everything queued is handled: no cut-off a slow machine could
+	 * reach. */
+	cfg.stop_drain_ms = 600000;
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	CHECK_OK(tr_runtime_start(rt));
 	for (int i = 0; i < GS_ACTORS; i++) {
@@ -827,6 +830,7 @@ test_destroy_running(void)
 
 	counter_reset();
 	cfg.workers = 2;
+	cfg.stop_drain_ms = 600000; /* every message handled, however slow */
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	CHECK_OK(tr_runtime_start(rt));
 	for (int i = 0; i < 10; i++) {
@@ -1082,7 +1086,10 @@ test_inbox_closed_after_stop(void)
 	CHECK_ERR(tr_inbox_recv(ib, 0, &r), TR_ETIMEDOUT);
 	CHECK_OK(tr_runtime_send(f.rt, p, MSG_WORK, "a", 1));
 	CHECK_OK(tr_runtime_send_as(f.rt, f.probe, p, MSG_WORK, "bc", 2));
-	/* The stop is queued behind both: they are still received. */
+	/* Both are in the inbox's queue once the runtime is idle (a stop
+	 * overtakes what its actor has not taken yet): still received
+	 * after the stop. */
+	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_OK(tr_runtime_stop_actor(f.rt, p, TR_EXIT_NORMAL));
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
