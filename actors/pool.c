@@ -1790,11 +1790,11 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 		return err;
 	}
 	/*
-	 * Waiting on a runtime that does not run would never end, and on a
-	 * worker it would block the thread the pool needs. The idle probe
-	 * tells both apart (TR_ESTATE, TR_EINVAL) without waiting.
+	 * On a worker the wait would block the thread the pool needs; on a
+	 * runtime that does not run it would never end (the idle probe says
+	 * TR_ESTATE without waiting).
 	 */
-	err = tr_runtime_wait_idle(rt, 0);
+	err = tr_runtime_on_worker(rt) ? TR_EINVAL : tr_runtime_wait_idle(rt, 0);
 	if (err == TR_ESTATE || err == TR_EINVAL) {
 		free(b);
 		return err;

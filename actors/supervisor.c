@@ -1598,11 +1598,12 @@ tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 		return err;
 	}
 	/*
-	 * Waiting on a runtime that does not run would never end, and on a
-	 * worker it would block the thread the supervisor needs. The idle
-	 * probe tells both apart (TR_ESTATE, TR_EINVAL) without waiting.
+	 * On a worker the wait would block the thread the supervisor needs;
+	 * on a runtime that does not run it would never end (the idle probe
+	 * says TR_ESTATE without waiting).
 	 */
-	err = tr_runtime_wait_idle(rt, 0);
+	err = tr_runtime_on_worker(rt) ? TR_EINVAL
+				       : tr_runtime_wait_idle(rt, 0);
 	if (err == TR_ESTATE || err == TR_EINVAL) {
 		conf_free(conf);
 		return err;

@@ -1227,7 +1227,7 @@ tr__actor_table_fini(tr_runtime *rt)
 tr_err
 tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
 	return tr__spawn(cx->rt, cx->w, def, arg, NULL, out);
@@ -1236,7 +1236,7 @@ tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 tr_err
 tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
 	struct tr__spawn_opts o = { .parent = cx, .flags = TR__SPAWN_LINK };
@@ -1247,7 +1247,7 @@ tr_err
 tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out,
 		 uint64_t *ref)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
 	struct tr__spawn_opts o = { .parent = cx,
@@ -1259,7 +1259,7 @@ tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out,
 tr_err
 tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
 	return tr__send_copy(cx->rt, cx->w, cx->self, to.v, type, data, len);
@@ -1269,7 +1269,7 @@ tr_err
 tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
 	    tr_free_fn free_fn)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		if (free_fn != NULL && ptr != NULL) {
 			free_fn(ptr);
 		}
@@ -1282,7 +1282,7 @@ tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
 void *
 tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m)
 {
-	if (cx == NULL || m == NULL || m != cx->msg ||
+	if (!tr__ctx_ok(cx, __func__) || m == NULL || m != cx->msg ||
 	    !(m->flags & TR_MSG_F_PTR) || cx->ptr_taken) {
 		return NULL;
 	}
@@ -1293,14 +1293,14 @@ tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m)
 tr_pid
 tr_self(tr_ctx *cx)
 {
-	tr_pid p = { cx != NULL ? cx->self : 0 };
+	tr_pid p = { tr__ctx_ok(cx, __func__) ? cx->self : 0 };
 	return p;
 }
 
 tr_pid
 tr_sender(tr_ctx *cx)
 {
-	if (cx == NULL || cx->msg == NULL) {
+	if (!tr__ctx_ok(cx, __func__) || cx->msg == NULL) {
 		return TR_PID_NONE;
 	}
 	return cx->msg->from;
@@ -1315,7 +1315,7 @@ tr_ctx_runtime(tr_ctx *cx)
 tr_err
 tr_become(tr_ctx *cx, tr_handler_fn handler)
 {
-	if (cx == NULL || handler == NULL || cx->a == NULL) {
+	if (!tr__ctx_ok(cx, __func__) || handler == NULL || cx->a == NULL) {
 		return TR_EINVAL;
 	}
 	cx->a->handler = handler;
@@ -1325,7 +1325,7 @@ tr_become(tr_ctx *cx, tr_handler_fn handler)
 void
 tr_stop_self(tr_ctx *cx, int32_t reason)
 {
-	if (cx == NULL) {
+	if (!tr__ctx_ok(cx, __func__)) {
 		return;
 	}
 	cx->stop_requested = true;
@@ -1335,7 +1335,7 @@ tr_stop_self(tr_ctx *cx, int32_t reason)
 tr_err
 tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
 {
-	if (cx == NULL || who.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || who.v == 0) {
 		return TR_EINVAL;
 	}
 	if (who.v == cx->self) {
@@ -1375,7 +1375,7 @@ tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 tr_err
 tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
 {
-	if (cx == NULL || who.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || who.v == 0) {
 		return TR_EINVAL;
 	}
 	struct sys_exit e = { .from = cx->self, .reason = reason };
@@ -1386,7 +1386,7 @@ tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
 tr_err
 tr_link(tr_ctx *cx, tr_pid other)
 {
-	if (cx == NULL || cx->a == NULL || other.v == 0 ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || other.v == 0 ||
 	    other.v == cx->self) {
 		return TR_EINVAL;
 	}
@@ -1407,7 +1407,7 @@ tr_link(tr_ctx *cx, tr_pid other)
 tr_err
 tr_unlink(tr_ctx *cx, tr_pid other)
 {
-	if (cx == NULL || cx->a == NULL || other.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || other.v == 0) {
 		return TR_EINVAL;
 	}
 	if (cx->a->ext != NULL) {
@@ -1426,7 +1426,7 @@ tr_unlink(tr_ctx *cx, tr_pid other)
 void
 tr_trap_exit(tr_ctx *cx, bool on)
 {
-	if (cx == NULL || cx->a == NULL) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
 		return;
 	}
 	if (on) {
@@ -1439,7 +1439,7 @@ tr_trap_exit(tr_ctx *cx, bool on)
 tr_err
 tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out)
 {
-	if (cx == NULL || cx->a == NULL || who.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || who.v == 0) {
 		return TR_EINVAL;
 	}
 	struct tr__actor_ext *x = ext_get(cx->a);
@@ -1467,7 +1467,7 @@ tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out)
 tr_err
 tr_demonitor(tr_ctx *cx, uint64_t ref)
 {
-	if (cx == NULL || cx->a == NULL) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
 		return TR_EINVAL;
 	}
 	int i = cx->a->ext != NULL ? set_find_ref(&cx->a->ext->monitors, ref)
@@ -1499,6 +1499,23 @@ note_io(tr_runtime *rt, struct tr__actor *a)
 	return TR_OK;
 }
 
+void
+tr__ctx_check(const tr_ctx *cx, const char *fn)
+{
+	if (cx->w == NULL) {
+		/* A teardown run at destroy, outside any worker. */
+		return;
+	}
+	if (tr__sched_current(cx->rt) != cx->w) {
+		tr__misuse("%s() with a tr_ctx from another thread (a context "
+			   "is valid only inside its handler, on its worker)",
+			   fn);
+	} else if (cx->a == NULL) {
+		tr__misuse("%s() with a tr_ctx whose turn is over (kept after "
+			   "its handler returned)", fn);
+	}
+}
+
 tr_err
 tr__actor_note_io(tr_ctx *cx)
 {
@@ -1509,7 +1526,7 @@ tr_err
 tr_blocking(tr_ctx *cx, tr_blocking_fn fn, void *arg, uint32_t reply_type,
 	    tr_free_fn free_fn)
 {
-	if (cx == NULL || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
+	if (!tr__ctx_ok(cx, __func__) || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {

@@ -102,6 +102,33 @@ struct tr_ctx {
 };
 
 /*
+ * Debug builds: abort unless @cx is the context of a turn running now on
+ * the calling thread (see tr__ctx_ok).
+ */
+void tr__ctx_check(const tr_ctx *cx, const char *fn);
+
+/*
+ * The check at the top of every call that takes a tr_ctx: false for NULL
+ * (the caller returns TR_EINVAL). A context used from another thread or
+ * kept after its handler returned would touch a worker's caches from the
+ * wrong thread: debug builds abort on it, naming @fn; release builds pay
+ * nothing more than the NULL test.
+ */
+static inline bool
+tr__ctx_ok(const tr_ctx *cx, const char *fn)
+{
+	if (cx == NULL) {
+		return false;
+	}
+#ifndef NDEBUG
+	tr__ctx_check(cx, fn);
+#else
+	(void)fn;
+#endif
+	return true;
+}
+
+/*
  * Run one turn of @a on worker @w (at most the configured batch).
  * Returns how long the handlers took, in ticks.
  */

@@ -174,6 +174,11 @@ tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
 	if (ib == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
+	if (timeout_ms != 0 && tr__sched_current(ib->rt) != NULL) {
+		tr__misuse("tr_inbox_recv() waiting in a handler: it blocks a "
+			   "worker, which the reply may need");
+		return TR_EINVAL;
+	}
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	if (timeout_ms > 0) {

@@ -39,6 +39,26 @@
 	} while (0)
 #endif
 
+/*
+ * API misuse (wrong thread, a context used outside its turn, a call that
+ * would deadlock): debug builds abort with a message that says what was
+ * wrong; release builds go on and the caller returns an error, as the
+ * function documents.
+ */
+#ifdef NDEBUG
+#define tr__misuse(...)                                                       \
+	do {                                                                  \
+	} while (0)
+#else
+#define tr__misuse(...)                                                       \
+	do {                                                                  \
+		fprintf(stderr, "troupe: misuse: ");                          \
+		fprintf(stderr, __VA_ARGS__);                                 \
+		fputc('\n', stderr);                                          \
+		abort();                                                      \
+	} while (0)
+#endif
+
 /* Spin-wait hint for the CPU. */
 static inline void
 tr__cpu_relax(void)

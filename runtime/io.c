@@ -26,7 +26,7 @@ tr_err
 tr_resolve(tr_ctx *cx, const char *host, const char *service,
 	   uint32_t reply_type)
 {
-	if (cx == NULL || cx->a == NULL || host == NULL || host[0] == '\0' ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || host == NULL || host[0] == '\0' ||
 	    reply_type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}

@@ -1067,10 +1067,14 @@ tr__io_gone_discard(struct tr__io_gone *g)
 void
 tr__io_owner_gone(struct tr__io *io, uint64_t owner, struct tr__io_gone *g)
 {
+	/* Read before the posts: once the last is posted, its loop may run
+	 * it and free the block. */
+	unsigned n = g->n;
+
 	g->owner = owner;
-	atomic_init(&g->left, g->n);
+	atomic_init(&g->left, n);
 	/* Its handles may live on any loop, the process loop included. */
-	for (unsigned i = 0; i < g->n; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		g->ops[i].g = g;
 		g->ops[i].op.run = owner_gone;
 		/* A closed loop has already closed everything it held. */

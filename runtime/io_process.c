@@ -659,7 +659,7 @@ strv_copy(const char *const *v, size_t n, char ***slots, char **text)
 tr_err
 tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 {
-	if (cx == NULL || cx->a == NULL || opts == NULL ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || opts == NULL ||
 	    opts->size < sizeof(tr_process_opts) || opts->file == NULL) {
 		return TR_EINVAL;
 	}
@@ -713,7 +713,7 @@ tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 tr_err
 tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 {
-	if (cx == NULL || p.v == 0 || (len > 0 && data == NULL) ||
+	if (!tr__ctx_ok(cx, __func__) || p.v == 0 || (len > 0 && data == NULL) ||
 	    len > UINT32_MAX) {
 		return TR_EINVAL;
 	}
@@ -734,7 +734,7 @@ tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 tr_err
 tr_process_close_stdin(tr_ctx *cx, tr_process p)
 {
-	if (cx == NULL || p.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || p.v == 0) {
 		return TR_EINVAL;
 	}
 	return ctl(cx->rt, p.v, 0, 0);
@@ -743,7 +743,7 @@ tr_process_close_stdin(tr_ctx *cx, tr_process p)
 tr_err
 tr_process_kill(tr_ctx *cx, tr_process p, int signum)
 {
-	if (cx == NULL || p.v == 0 || signum <= 0) {
+	if (!tr__ctx_ok(cx, __func__) || p.v == 0 || signum <= 0) {
 		return TR_EINVAL;
 	}
 	return ctl(cx->rt, p.v, 1, signum);

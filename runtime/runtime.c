@@ -240,7 +240,12 @@ tr_runtime_join(tr_runtime *rt)
 	if (st == TR__RT_JOINED) {
 		return TR_OK;
 	}
-	if (st != TR__RT_RUNNING || tr__sched_current(rt) != NULL) {
+	if (tr__sched_current(rt) != NULL) {
+		tr__misuse("tr_runtime_join() in a handler: it waits for every "
+			   "actor to stop, the caller's own included");
+		return TR_ESTATE;
+	}
+	if (st != TR__RT_RUNNING) {
 		return TR_ESTATE;
 	}
 	pthread_mutex_lock(&rt->life_mu);
@@ -296,7 +301,12 @@ tr_runtime_join(tr_runtime *rt)
 tr_err
 tr_runtime_wait_idle(tr_runtime *rt, int64_t timeout_ms)
 {
-	if (rt == NULL || tr__sched_current(rt) != NULL) {
+	if (rt == NULL) {
+		return TR_EINVAL;
+	}
+	if (tr__sched_current(rt) != NULL) {
+		tr__misuse("tr_runtime_wait_idle() in a handler: the runtime "
+			   "is not idle while the caller runs");
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&rt->state, memory_order_acquire) !=
@@ -323,6 +333,11 @@ void
 tr_runtime_destroy(tr_runtime *rt)
 {
 	if (rt == NULL) {
+		return;
+	}
+	if (tr__sched_current(rt) != NULL) {
+		tr__misuse("tr_runtime_destroy() in a handler: it would free "
+			   "the worker it runs on");
 		return;
 	}
 	if (atomic_load_explicit(&rt->state, memory_order_acquire) ==
@@ -400,6 +415,12 @@ tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason)
 		return TR_EINVAL;
 	}
 	return tr__actor_stop(rt, tr__sched_current(rt), 0, who.v, reason);
+}
+
+bool
+tr_runtime_on_worker(const tr_runtime *rt)
+{
+	return rt != NULL && tr__sched_current((tr_runtime *)rt) != NULL;
 }
 
 bool

@@ -12,7 +12,7 @@ static tr_err
 start_timer(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
 	    size_t len, uint64_t delay_ms, uint64_t period_ms, tr_timer_id *out)
 {
-	if (cx == NULL || cx->a == NULL || to.v == 0 ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || to.v == 0 ||
 	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
@@ -54,7 +54,7 @@ tr_send_every(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
 tr_err
 tr_timer_cancel(tr_ctx *cx, tr_timer_id id)
 {
-	if (cx == NULL || id.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || id.v == 0) {
 		return TR_EINVAL;
 	}
 	return tr__io_timer_cancel(cx->rt->io, id.v);

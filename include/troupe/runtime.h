@@ -103,8 +103,9 @@ TR_API void tr_runtime_stop(tr_runtime *rt);
  * someone calls tr_runtime_stop() (this thread before joining, another
  * thread, or a handler), then until every actor stopped, every message
  * was handled or counted as a dead letter, and every thread is joined.
- * Thread:    setup (not from a handler).
- * Return:    TR_OK, or TR_ESTATE when the runtime was never started.
+ * Thread:    setup (not from a handler: debug builds abort on that).
+ * Return:    TR_OK, or TR_ESTATE when the runtime was never started or
+ *            when called from a handler.
  */
 TR_API tr_err tr_runtime_join(tr_runtime *rt);
 
@@ -114,17 +115,28 @@ TR_API tr_err tr_runtime_join(tr_runtime *rt);
  * idle.
  * @timeout_ms: how long to wait; negative waits forever
  *
- * Thread:    any thread that is not a worker.
- * Return:    TR_OK; TR_ETIMEDOUT; TR_ESTATE if not started.
+ * Thread:    any thread that is not a worker (debug builds abort on a
+ *            worker; use tr_runtime_on_worker() to tell).
+ * Return:    TR_OK; TR_ETIMEDOUT; TR_ESTATE if not started; TR_EINVAL on
+ *            a worker.
  */
 TR_API tr_err tr_runtime_wait_idle(tr_runtime *rt, int64_t timeout_ms);
 
 /**
  * tr_runtime_destroy() - Free the runtime. Stops and joins it first if it
  * is still running. NULL is a no-op.
- * Thread:    setup.
+ * Thread:    setup (from a handler it does nothing; debug builds abort).
  */
 TR_API void tr_runtime_destroy(tr_runtime *rt);
+
+/**
+ * tr_runtime_on_worker() - True when the calling thread is one of @rt's
+ * workers, that is inside a handler, where calls that wait for the
+ * runtime (join, wait_idle, a blocking tr_inbox_recv, the blocking
+ * start functions of the standard actors) must not be made.
+ * Thread:    any.
+ */
+TR_API bool tr_runtime_on_worker(const tr_runtime *rt);
 
 /** tr_runtime_workers() - Number of worker threads. Thread: any. */
 TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
@@ -233,9 +245,11 @@ TR_API tr_pid tr_inbox_pid(const tr_inbox *ib);
 /**
  * tr_inbox_recv() - Take the oldest message, waiting up to @timeout_ms
  * (negative: forever; 0: do not wait).
- * Thread:    any (one reader at a time).
+ * Thread:    any (one reader at a time); on a worker only with
+ *            @timeout_ms 0 (waiting there is misuse: debug builds abort,
+ *            release builds return TR_EINVAL).
  * Return:    TR_OK and *out filled; TR_ETIMEDOUT; TR_ECLOSED when the
- *            inbox actor stopped and nothing is left.
+ *            inbox actor stopped and nothing is left; TR_EINVAL.
  */
 TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms,
 			    tr_received *out);
