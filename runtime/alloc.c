@@ -10,6 +10,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 static _Atomic int64_t outstanding;
 static _Atomic uint64_t fail_countdown;
@@ -83,3 +86,18 @@ tr__alloc_fail_after(uint64_t n)
 {
 	atomic_store_explicit(&fail_countdown, n, memory_order_relaxed);
 }
+
+#if defined(__GLIBC__)
+void
+tr__alloc_give_back(void)
+{
+	/* glibc keeps freed memory in its arenas (one per thread that
+	 * allocated); this returns the free pages of all of them. */
+	(void)malloc_trim(0);
+}
+#else
+void
+tr__alloc_give_back(void)
+{
+}
+#endif

@@ -19,4 +19,10 @@ int64_t tr__alloc_outstanding(void);
 /* Make the n-th allocation from now fail (n >= 1); 0 disarms. Tests only. */
 void tr__alloc_fail_after(uint64_t n);
 
+/*
+ * Return free memory to the operating system (the runtime went idle).
+ * Slow (it walks the allocator's arenas): never on a hot path.
+ */
+void tr__alloc_give_back(void);
+
 #endif /* TR_RUNTIME_ALLOC_H */

@@ -250,14 +250,24 @@ tr__msg_cache_fini(struct tr__msg_cache *caches)
 }
 
 void
-tr__msg_pool_fini(struct tr__msg_pool *pool)
+tr__msg_pool_trim(struct tr__msg_pool *pool)
 {
 	for (unsigned i = 0; i < TR__MSG_CLASSES; i++) {
 		ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&pool->spare[i]);
+		int32_t n = 0;
 		while (e != NULL) {
 			ck_stack_entry_t *next = e->next;
 			free_chain(batch_first(e), i);
 			e = next;
+			n++;
 		}
+		atomic_fetch_sub_explicit(&pool->nspare[i], n,
+					  memory_order_relaxed);
 	}
+}
+
+void
+tr__msg_pool_fini(struct tr__msg_pool *pool)
+{
+	tr__msg_pool_trim(pool);
 }

@@ -75,6 +75,8 @@ struct tr__msg_pool {
 
 void tr__msg_pool_init(struct tr__msg_pool *pool);
 void tr__msg_pool_fini(struct tr__msg_pool *pool);
+/* Free every spare batch (the runtime went idle). Any thread. */
+void tr__msg_pool_trim(struct tr__msg_pool *pool);
 /* Point a thread's caches (TR__MSG_CLASSES of them) at the pool. */
 void tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool);
 

@@ -68,6 +68,7 @@ struct tr_runtime {
 	pthread_mutex_t life_mu;
 	pthread_cond_t life_cv;
 	_Atomic uint64_t next_ref;
+	_Atomic uint64_t gave_back_ns; /* last idle give-back (sched.c) */
 
 	struct tr__io *io; /* the I/O thread (runtime/io_loop.c) */
 	struct tr__msg_pool msg_pool;

@@ -498,6 +498,33 @@ wake_untimed(tr_runtime *rt, const struct tr__worker *except)
 	}
 }
 
+/*
+ * The last worker to go to sleep: the runtime is idle. Memory freed since
+ * a burst of load (message nodes kept for reuse, and what glibc keeps in
+ * its arenas) goes back to the OS, so an idle server returns to near its
+ * baseline, as Erlang's and Go's do. At most once per GIVE_BACK_NS, and
+ * never while work waits: it costs a walk of the heap, and the first
+ * touch of a page given back costs ~11 us when load returns.
+ */
+#define GIVE_BACK_NS 1000000000u
+
+static void
+idle_give_back(tr_runtime *rt)
+{
+	uint64_t now = tr__clock_ns();
+	uint64_t last = atomic_load_explicit(&rt->gave_back_ns,
+					     memory_order_relaxed);
+
+	if (now - last < GIVE_BACK_NS ||
+	    !atomic_compare_exchange_strong_explicit(&rt->gave_back_ns, &last,
+						     now, memory_order_relaxed,
+						     memory_order_relaxed)) {
+		return;
+	}
+	tr__msg_pool_trim(&rt->msg_pool);
+	tr__alloc_give_back();
+}
+
 static void
 park(struct tr__worker *w)
 {
@@ -541,6 +568,9 @@ park(struct tr__worker *w)
 		     tr__io_drive_ask(w->loop, w->index);
 	tr__stat_add(&w->stats.parks, 1);
 	bool timed = before + 1 < rt->nworkers;
+	if (!timed) {
+		idle_give_back(rt);
+	}
 	bool woken = false;
 	atomic_store_explicit(&w->park_mode, timed ? 1 : 2, memory_order_relaxed);
 	if (loop != NULL) {
