@@ -134,7 +134,9 @@ fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
 	return ok;
 }
 
-/* True when nothing reaches the probe within @ms. */
+/* True when nothing reaches the probe within @ms. On a busy machine a
+ * short window proves little: wait for the runtime to be idle first, then
+ * anything sent to the probe is already queued. */
 static inline bool
 fx_recv_none(struct fx *f, int64_t ms)
 {
