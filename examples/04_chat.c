@@ -2,22 +2,38 @@
  * 04_chat: a line-based chat server with rooms. One actor per client, one
  * actor per room, and one directory actor that knows the names.
  *
- *     example-chat [port]        (default 7001; 0 picks a free port;
- *                                 Ctrl-C or SIGTERM stops it cleanly)
- *     nc 127.0.0.1 7001          (in two terminals, then type)
+ *     example-chat [options] [port]   (default 7001; 0 picks a free port)
+ *       --rate N           lines a client may say per second (default 50;
+ *                          0: no limit)
+ *       --workers N        scheduler threads (default: one per core)
+ *       --stop-timeout S   how long a stop waits for clients to go, in
+ *                          seconds (default 5; decimals allowed)
+ *     nc 127.0.0.1 7001    (in two terminals, then type)
  *
  * The protocol is one line per command or message:
  *
  *     /nick NAME   take a name: 1-32 of A-Z a-z 0-9 _ -, unique on the server
- *     /join ROOM   leave your room and enter ROOM (same rules as names)
+ *     /join ROOM   leave your room and enter ROOM (same rules as names, and
+ *                  an optional leading "#": see "Room names")
  *     /who         the members of your room, sorted
  *     /rooms       every room with its number of members
+ *     /stats       your room's size and how many messages wait for it
  *     /quit        the server says "* bye" and closes
  *     text         said to your room: every member gets "NAME: text"
  *
  * Lines from the server start with "* " (news) or "! " (an error). A new
- * client is "guest<N>" in the room "lobby"; every room announces who joins
- * (to everyone, the newcomer included), who leaves and who changes name.
+ * client is "guest<N>" in the room "lobby". A room of up to ANNOUNCE_MAX
+ * (100) members announces who joins (to everyone, the newcomer included),
+ * who leaves and who changes name. A bigger room tells a newcomer only
+ * its own "* NAME joined ROOM", and everyone, at most once a second, a
+ * summary such as "* lobby: 12 joined, 3 left, 0 renamed, 4817 here",
+ * the way big channels hide joins and parts: announcing each of 5,000
+ * arrivals to everyone would be 12.5 million lines.
+ *
+ * Room names: IRC users type "/join #rust", so a leading "#" is accepted
+ * and is not part of the name: "/join #kitchen" and "/join kitchen" enter
+ * the same room, listed as "kitchen". Room names ignore case; a room is
+ * shown as its first member spelled it. Nicks stay case-sensitive.
  *
  * The design, for someone who would write this with asyncio:
  *
@@ -27,12 +43,11 @@
  *   lines, and each line becomes a message to the session's room or to the
  *   directory.
  * - A room actor per room holds the member list that asyncio code would
- *   keep in a global dict of sets of writers. Broadcasting is the room
- *   looping over its members and calling tr_tcp_write(), which any actor may
- *   do on any connection. No lock: only the room touches its list. The
- *   room monitors its members, so a client whose connection drops (or whose
- *   actor fails) is removed and announced as gone, like a `finally:` that
- *   can never be skipped.
+ *   keep in a global dict of sets of writers. It writes to its members
+ *   with tr_tcp_write(), which any actor may do on any connection. No
+ *   lock: only the room touches its list. The room monitors its members,
+ *   so a client whose connection drops (or whose actor fails) is removed
+ *   and announced as gone, like a `finally:` that can never be skipped.
  * - The directory actor (one) owns the names and the room table: it hands
  *   out guest names, keeps nicks unique, spawns a room on its first join and
  *   stops it when it is empty again. It monitors the sessions so a name
@@ -42,16 +57,49 @@
  *   gets the answer later as a message; until then it keeps the lines that
  *   come in, in order, in its backlog. So commands take effect, and their
  *   answers arrive, in the order they were typed. Answers meant for one
- *   client come back to its session, which writes them; only broadcasts
- *   are written by the room.
+ *   client come back to its session, which writes them; only what the
+ *   room says to everyone is written by the room.
+ *
+ * A busy room. Everything said in a room goes to every member, so a room
+ * does more work the more it has members and talkers, and one room runs
+ * on one core. Two rules keep that work and its memory in proportion:
+ *
+ * - A room writes in batches: what its members say is appended to one
+ *   buffer, written to each member at most FLUSH_MS (10 ms) later, one
+ *   write per member per batch instead of one per line (asyncio's
+ *   transport buffers writes the same way until the loop's next turn).
+ * - A room holds its senders back. A session may have at most SAY_WINDOW
+ *   (8) lines at its room that the room has not yet written out; the
+ *   room acknowledges them with each batch (MSG_SAID). Until then the
+ *   session keeps its client's next lines in its backlog, in order, as
+ *   asyncio code would `await queue.put()` on a bounded queue. So a
+ *   room's queue holds at most SAY_WINDOW + 1 messages per member however
+ *   many lines arrive, and a session's backlog is bounded (below). The
+ *   runtime's own backpressure (muting the senders of an overloaded
+ *   actor) only holds back senders that have more messages waiting, and a
+ *   session usually has one; a window per sender bounds them all.
+ *   /stats shows a room's queue and the longest it has been.
  *
  * Flooding: a line over 4096 bytes gets "! line too long" and the client is
- * disconnected (the framer never holds more than that for it). More than
- * 50 lines said per second gets one "! slow down" and the excess is
- * dropped. A client that does not read is the runtime's job: once more than
- * TR_TCP_WRITE_MAX bytes wait for it, its connection is closed (ENOBUFS),
- * its session stops and its room carries on without it. Nothing on the
- * server grows without bound because of one client.
+ * disconnected (the framer never holds more than that for it). More lines
+ * said per second than --rate (50) gets one "! slow down" and the excess
+ * is dropped; lines are counted as they arrive, not as the room takes
+ * them. Lines that wait in a session (behind a command, or while its room
+ * is behind) take at most BACKLOG_MAX bytes; past that the client gets
+ * "! slow down" and the line is dropped. A client that does not read is
+ * the runtime's job: once more than TR_TCP_WRITE_MAX bytes wait for it,
+ * its connection is closed (ENOBUFS), its session stops and its room
+ * carries on without it. Nothing on the server grows without bound,
+ * because of one client or because of many.
+ *
+ * Stopping (SIGINT or SIGTERM): the server stops accepting, every client
+ * gets "* server stopping" and its connection is closed once what was
+ * already written to it has gone out; a room drops what it has not
+ * written yet and everything said after that. The process exits with
+ * status 0 as soon as every client is gone, or after --stop-timeout
+ * seconds (a client that does not read can hold its close up), whichever
+ * comes first; then tr_runtime_stop() ends the rest, and messages still
+ * queued by then are dropped unread. A second signal stops at once.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -60,16 +108,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <troupe/troupe.h>
 
 enum {
 	NAME_MAX_LEN = 32,       /* nicks and room names */
 	LINE_MAX_LEN = 4096,     /* longest input line, without its "\n" */
-	RATE_LINES = 50,         /* lines a client may say per window... */
-	RATE_WINDOW_MS = 1000,   /* ...of this many milliseconds */
+	RATE_WINDOW_MS = 1000,   /* --rate counts lines per this window */
 	BACKLOG_MAX = 64 * 1024, /* input a session keeps while it waits */
+	SAY_WINDOW = 8,          /* lines a session may have at its room */
+	FLUSH_MS = 10,           /* a room writes out what was said this often */
+	OUT_MAX = 64 * 1024,     /* ... or at once when this much is pending */
+	ANNOUNCE_MAX = 100,      /* rooms up to this size announce each change */
+	SUMMARY_MS = 1000,       /* bigger rooms sum changes up this often */
 	DEFAULT_PORT = 7001,
+	DEFAULT_RATE = 50,
+	DEFAULT_STOP_MS = 5000,
 };
 
 #define LOBBY "lobby"
@@ -95,12 +151,18 @@ enum {
 	MSG_SAY,             /* session -> room: pointer, "NAME: text\n" */
 	MSG_RENAME,          /* session -> room: struct name_msg */
 	MSG_WHO,             /* session -> room: none */
+	MSG_STATS,           /* session -> room: none */
 	MSG_LEAVE,           /* session -> room: none */
+	MSG_SAID,            /* room -> session: uint32_t, lines written out */
 	MSG_LEFT,            /* room -> session: none; the leave is done */
-	MSG_JOINED,          /* room -> session: none; the sender is the room */
+	MSG_JOINED,          /* room -> session: struct name_msg, the room's */
 	MSG_JOIN_FAILED,     /* room or directory -> session: none */
 	MSG_TEXT,            /* room or directory -> session: a reply line */
 	MSG_RATE_WINDOW_END, /* session -> itself, by timer: none */
+	MSG_FLUSH,           /* room -> itself, by timer: none */
+	MSG_SUMMARY,         /* room -> itself, by timer: none */
+	MSG_SHUTDOWN,        /* main -> directory -> rooms, sessions: none */
+	MSG_ALL_GONE,        /* directory -> main's inbox: none */
 };
 
 struct name_msg {
@@ -119,6 +181,21 @@ struct join_msg {
 struct room_status {
 	uint32_t members;
 	uint64_t joins_seen; /* joins handled so far, for the empty check */
+};
+
+/*
+ * The settings, from the command line. main() sets them before the
+ * runtime starts any thread; actors only read them.
+ */
+static struct {
+	unsigned rate;    /* lines per RATE_WINDOW_MS; 0: no limit */
+	unsigned workers; /* 0: one per core */
+	uint64_t stop_ms;
+	uint16_t port;
+} opt = {
+	.rate = DEFAULT_RATE,
+	.stop_ms = DEFAULT_STOP_MS,
+	.port = DEFAULT_PORT,
 };
 
 /*
@@ -169,6 +246,18 @@ grow(void *items, size_t *cap, size_t n, size_t size)
 	return p;
 }
 
+static int format_line(char *buf, size_t cap, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+/* vsnprintf() into @buf; the length, or -1 if it does not fit. */
+static int
+format_line(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(buf, cap, fmt, ap);
+
+	return n > 0 && (size_t)n < cap ? n : -1;
+}
+
 static void conn_printf(tr_ctx *cx, tr_tcp conn, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -184,9 +273,9 @@ conn_printf(tr_ctx *cx, tr_tcp conn, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	int n = format_line(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0 && (size_t)n < sizeof(buf)) {
+	if (n > 0) {
 		/* TR_ENOMEM is the only failure: the client misses a line. */
 		(void)tr_tcp_write(cx, conn, buf, (size_t)n);
 	}
@@ -219,12 +308,14 @@ reply_text(tr_ctx *cx, tr_pid to, char *line, size_t len)
 }
 
 /* ------------------------------------------------------------------ */
-/* The room: members, broadcasts, departures                           */
+/* The room: members, batched output, departures                       */
 
 struct member {
 	tr_pid session;
 	tr_tcp conn;
-	uint64_t ref; /* our monitor on the session */
+	uint64_t ref;    /* our monitor on the session */
+	size_t out_from; /* its part of the room's batch starts here */
+	uint32_t said;   /* its lines in the batch, not yet acknowledged */
 	char nick[NAME_MAX_LEN + 1];
 };
 
@@ -233,6 +324,13 @@ struct room {
 	struct member *members;
 	size_t n, cap;
 	uint64_t joins_seen;
+	char *out; /* the batch: what everyone gets at the next flush */
+	size_t out_len, out_cap;
+	bool is_flush_armed;   /* a MSG_FLUSH is on its way */
+	bool is_summary_armed; /* a MSG_SUMMARY is on its way */
+	bool is_stopping;      /* the server stops: say nothing more */
+	unsigned joined, left, renamed; /* not yet in a summary */
+	uint32_t queue_peak;   /* longest queue seen, for /stats */
 };
 
 static struct member *
@@ -246,31 +344,134 @@ room_member(struct room *r, tr_pid session)
 	return NULL;
 }
 
-/* Writes from one actor go out in order, so every member sees the room's
- * lines in the same order. */
-static void
-room_broadcast(tr_ctx *cx, struct room *r, const void *text, size_t len)
+/* Rooms up to ANNOUNCE_MAX members (counting the one who comes or goes)
+ * tell everyone about each join, leave and rename. */
+static bool
+room_announces(const struct room *r, size_t members)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		(void)tr_tcp_write(cx, r->members[i].conn, text, len);
+	return !r->is_stopping && members <= ANNOUNCE_MAX;
+}
+
+/*
+ * Tell @mb what it has not had of the batch, and acknowledge its lines.
+ * Writes from one actor go out in order, so every member sees the room's
+ * lines in the same order.
+ */
+static void
+room_catch_up(tr_ctx *cx, struct room *r, struct member *mb)
+{
+	if (r->out_len > mb->out_from) {
+		(void)tr_tcp_write(cx, mb->conn, r->out + mb->out_from,
+				   r->out_len - mb->out_from);
+	}
+	mb->out_from = r->out_len;
+	if (mb->said > 0) {
+		/* The session may send that many more lines. */
+		(void)tr_send(cx, mb->session, MSG_SAID, &mb->said,
+			      sizeof(mb->said));
+		mb->said = 0;
 	}
 }
 
-static void room_broadcastf(tr_ctx *cx, struct room *r, const char *fmt, ...)
+/* Write the batch out: one write per member, whatever its size. */
+static void
+room_flush(tr_ctx *cx, struct room *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		room_catch_up(cx, r, &r->members[i]);
+		r->members[i].out_from = 0;
+	}
+	r->out_len = 0;
+}
+
+/*
+ * A flush within FLUSH_MS. Lines said meanwhile join the same batch, so
+ * a busy room writes less often per line, not more. If no timer can be
+ * armed (the runtime is stopping), flush at once instead.
+ */
+static void
+room_arm_flush(tr_ctx *cx, struct room *r)
+{
+	if (r->is_flush_armed) {
+		return;
+	}
+	r->is_flush_armed = tr_send_after(cx, tr_self(cx), MSG_FLUSH, NULL, 0,
+					  FLUSH_MS, NULL) == TR_OK;
+	if (!r->is_flush_armed) {
+		room_flush(cx, r);
+	}
+}
+
+/* Add @text to the batch for every member. */
+static void
+room_say(tr_ctx *cx, struct room *r, const void *text, size_t len)
+{
+	if (r->out_len + len > OUT_MAX) {
+		room_flush(cx, r); /* big enough: no need to wait */
+	}
+	if (r->out_len + len > r->out_cap) {
+		size_t cap = r->out_cap > 0 ? r->out_cap : 4096;
+		while (cap < r->out_len + len) {
+			cap *= 2;
+		}
+		char *p = realloc(r->out, cap);
+		if (p == NULL) {
+			return; /* out of memory: the line is lost */
+		}
+		r->out = p;
+		r->out_cap = cap;
+	}
+	memcpy(r->out + r->out_len, text, len);
+	r->out_len += len;
+	room_arm_flush(cx, r);
+}
+
+static void room_sayf(tr_ctx *cx, struct room *r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void
-room_broadcastf(tr_ctx *cx, struct room *r, const char *fmt, ...)
+room_sayf(tr_ctx *cx, struct room *r, const char *fmt, ...)
 {
 	char buf[160];
 	va_list ap;
 
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	int n = format_line(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0 && (size_t)n < sizeof(buf)) {
-		room_broadcast(cx, r, buf, (size_t)n);
+	if (n > 0) {
+		room_say(cx, r, buf, (size_t)n);
 	}
+}
+
+/*
+ * A big room counts its changes and sums them up once per SUMMARY_MS, so
+ * that its announcements cost one line per member per second at most,
+ * however many people come and go.
+ */
+static void
+room_note_change(tr_ctx *cx, struct room *r, unsigned *counter)
+{
+	if (r->is_stopping) {
+		return;
+	}
+	(*counter)++;
+	if (!r->is_summary_armed) {
+		r->is_summary_armed = tr_send_after(cx, tr_self(cx),
+						    MSG_SUMMARY, NULL, 0,
+						    SUMMARY_MS, NULL) == TR_OK;
+	}
+}
+
+static void
+room_summary(tr_ctx *cx, struct room *r)
+{
+	r->is_summary_armed = false;
+	if (r->is_stopping || r->joined + r->left + r->renamed == 0) {
+		return;
+	}
+	room_sayf(cx, r, "* %s: %u joined, %u left, %u renamed, %zu here\n",
+		  r->name, r->joined, r->left, r->renamed, r->n);
+	r->joined = r->left = r->renamed = 0;
 }
 
 /*
@@ -305,17 +506,25 @@ room_remove(tr_ctx *cx, struct room *r, struct member *mb, bool vanished)
 	}
 	*mb = r->members[--r->n];
 	room_report(cx, r);
-	room_broadcastf(cx, r, "* %s left\n", nick);
+	if (room_announces(r, r->n + 1)) {
+		room_sayf(cx, r, "* %s left\n", nick);
+	} else {
+		room_note_change(cx, r, &r->left);
+	}
 }
 
 static void
 room_join(tr_ctx *cx, struct room *r, const struct join_msg *j)
 {
+	struct name_msg named;
+
 	r->joins_seen++;
 	if (r->name[0] == '\0') {
 		memcpy(r->name, j->room, sizeof(r->name));
 	}
-	struct member *grown = grow(r->members, &r->cap, r->n, sizeof(*grown));
+	struct member *grown = r->is_stopping ? NULL
+					      : grow(r->members, &r->cap, r->n,
+						     sizeof(*grown));
 	if (grown == NULL) {
 		room_report(cx, r);
 		(void)tr_send(cx, j->session, MSG_JOIN_FAILED, NULL, 0);
@@ -323,6 +532,7 @@ room_join(tr_ctx *cx, struct room *r, const struct join_msg *j)
 	}
 	r->members = grown;
 	struct member *mb = &r->members[r->n];
+	memset(mb, 0, sizeof(*mb));
 	/*
 	 * If the session is already gone, the monitor still works: a
 	 * TR_MSG_DOWN (TR_EXIT_NOPROC) comes at once and removes it again.
@@ -335,10 +545,25 @@ room_join(tr_ctx *cx, struct room *r, const struct join_msg *j)
 	mb->session = j->session;
 	mb->conn = j->conn;
 	memcpy(mb->nick, j->nick, sizeof(mb->nick));
+	/*
+	 * The others hear of it with the batch (or in a summary), which goes
+	 * out after the report below. room_sayf() may flush the batch first,
+	 * which leaves mb alone: it is not counted in r->n yet.
+	 */
+	if (room_announces(r, r->n + 1)) {
+		room_sayf(cx, r, "* %s joined %s\n", mb->nick, r->name);
+	} else {
+		room_note_change(cx, r, &r->joined);
+	}
+	/* The newcomer gets only what is said from now on... */
+	mb->out_from = r->out_len;
 	r->n++;
 	room_report(cx, r);
-	room_broadcastf(cx, r, "* %s joined %s\n", mb->nick, r->name);
-	(void)tr_send(cx, j->session, MSG_JOINED, NULL, 0);
+	/* ...and its own join at once, before its session goes on. */
+	conn_printf(cx, mb->conn, "* %s joined %s\n", mb->nick, r->name);
+	memset(&named, 0, sizeof(named));
+	memcpy(named.name, r->name, sizeof(named.name));
+	(void)tr_send(cx, j->session, MSG_JOINED, &named, sizeof(named));
 }
 
 /* "* members: a b c\n", sorted, sent to the one who asked. */
@@ -359,9 +584,61 @@ room_who(tr_ctx *cx, struct room *r, tr_pid asker)
 			len += (size_t)sprintf(line + len, " %s", names[i]);
 		}
 		line[len++] = '\n';
+	} else {
+		free(line);
+		line = NULL;
 	}
 	free(names);
 	reply_text(cx, asker, line, len);
+}
+
+/* "* lobby: 200 members, 3 queued, at most 57\n" */
+static void
+room_stats(tr_ctx *cx, struct room *r, tr_pid asker)
+{
+	uint32_t queued = 0;
+	char *line = malloc(160);
+	size_t len = 0;
+
+	(void)tr_mailbox_len(tr_ctx_runtime(cx), tr_self(cx), &queued);
+	if (line != NULL) {
+		len = (size_t)snprintf(line, 160,
+				       "* %s: %zu members, %u queued, at most "
+				       "%u\n",
+				       r->name, r->n, (unsigned)queued,
+				       (unsigned)r->queue_peak);
+	}
+	reply_text(cx, asker, line, len);
+}
+
+/*
+ * How long the queue is now (a relaxed load: the runtime counts the
+ * mailboxes of actors with a bound, see room_def). Only /stats uses it.
+ */
+static void
+room_sample_queue(tr_ctx *cx, struct room *r)
+{
+	uint32_t queued;
+
+	if (tr_mailbox_len(tr_ctx_runtime(cx), tr_self(cx), &queued) == TR_OK &&
+	    queued > r->queue_peak) {
+		r->queue_peak = queued;
+	}
+}
+
+/*
+ * The server stops: what is in the batch is dropped, and the room says
+ * nothing more. Its members' sessions are closing their connections.
+ */
+static void
+room_stop(struct room *r)
+{
+	r->is_stopping = true;
+	r->out_len = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		r->members[i].out_from = 0;
+		r->members[i].said = 0;
+	}
 }
 
 static void
@@ -381,33 +658,67 @@ room_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case MSG_SAY:
-		/* The session wrote the whole line; we only fan it out. The
-		 * runtime frees the pointer after this handler. */
-		if (mb != NULL) {
-			room_broadcast(cx, r, m->data, m->size);
+		/* The session wrote the whole line; we add it to the batch,
+		 * which copies it. The runtime frees the pointer after this
+		 * handler. */
+		if (mb != NULL && !r->is_stopping) {
+			room_sample_queue(cx, r);
+			room_say(cx, r, m->data, m->size);
+			mb->said++;
 		}
 		break;
 	case MSG_RENAME: {
 		struct name_msg n;
 
-		if (mb == NULL || m->size != sizeof(n)) {
+		if (mb == NULL || m->size != sizeof(n) || r->is_stopping) {
 			break;
 		}
 		memcpy(&n, m->data, sizeof(n));
-		room_broadcastf(cx, r, "* %s is now %s\n", mb->nick, n.name);
+		n.name[NAME_MAX_LEN] = '\0';
+		room_sample_queue(cx, r);
+		if (room_announces(r, r->n)) {
+			room_sayf(cx, r, "* %s is now %s\n", mb->nick, n.name);
+		} else {
+			room_note_change(cx, r, &r->renamed);
+		}
 		memcpy(mb->nick, n.name, sizeof(mb->nick));
+		/* Counted in the session's window like a line. */
+		mb->said++;
+		room_arm_flush(cx, r);
 		break;
 	}
 	case MSG_WHO:
-		room_who(cx, r, tr_sender(cx));
+	case MSG_STATS:
+		/* The asker first gets what was said before it asked. */
+		if (mb != NULL) {
+			room_catch_up(cx, r, mb);
+		}
+		if (m->type == MSG_WHO) {
+			room_who(cx, r, tr_sender(cx));
+		} else {
+			room_stats(cx, r, tr_sender(cx));
+		}
 		break;
 	case MSG_LEAVE:
 		if (mb != NULL) {
+			/* What was said before it left (its last words
+			 * included) still reaches it. */
+			room_catch_up(cx, r, mb);
 			(void)tr_demonitor(cx, mb->ref);
 			room_remove(cx, r, mb, false);
 		}
 		/* Always answered: the session waits for it. */
 		(void)tr_send(cx, tr_sender(cx), MSG_LEFT, NULL, 0);
+		break;
+	case MSG_FLUSH:
+		r->is_flush_armed = false;
+		room_flush(cx, r);
+		break;
+	case MSG_SUMMARY:
+		room_summary(cx, r);
+		break;
+	case MSG_SHUTDOWN:
+		room_stop(r);
 		break;
 	case TR_MSG_DOWN: {
 		/* A member stopped without leaving: its connection was reset
@@ -440,6 +751,7 @@ room_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)cx;
 	(void)reason;
 	free(r->members);
+	free(r->out);
 }
 
 static const tr_actor_def room_def = {
@@ -448,6 +760,13 @@ static const tr_actor_def room_def = {
 	.state_size = sizeof(struct room),
 	.teardown = room_teardown,
 	.handle = room_handle,
+	/*
+	 * Not a limit (the sessions' windows bound the queue): a bound lets
+	 * the runtime count the queue, which /stats reports. A real limit
+	 * would make sends fail with TR_EFULL, and a join or a leave must
+	 * not be refused.
+	 */
+	.mailbox_bound = UINT32_MAX,
 };
 
 /* ------------------------------------------------------------------ */
@@ -474,6 +793,9 @@ struct directory {
 	struct room_entry *rooms;
 	size_t n_rooms, cap_rooms;
 	unsigned next_guest;
+	bool is_stopping;    /* MSG_SHUTDOWN came: no new names or rooms */
+	bool has_told_gone;  /* MSG_ALL_GONE sent */
+	tr_pid stop_reply_to; /* main's inbox */
 };
 
 /*
@@ -503,11 +825,12 @@ dir_user_by_pid(struct directory *d, tr_pid session)
 	return NULL;
 }
 
+/* Room names ignore case: "#Kitchen" is the room "kitchen". */
 static struct room_entry *
 dir_room_by_name(struct directory *d, const char *name)
 {
 	for (size_t i = 0; i < d->n_rooms; i++) {
-		if (strcmp(d->rooms[i].name, name) == 0) {
+		if (strcasecmp(d->rooms[i].name, name) == 0) {
 			return &d->rooms[i];
 		}
 	}
@@ -525,10 +848,21 @@ dir_room_by_pid(struct directory *d, tr_pid pid)
 	return NULL;
 }
 
+/* While stopping: once the last session is gone, main() may end. */
 static void
-dir_remove_user(struct directory *d, struct user *u)
+dir_maybe_all_gone(tr_ctx *cx, struct directory *d)
+{
+	if (d->is_stopping && d->n_users == 0 && !d->has_told_gone) {
+		d->has_told_gone = true;
+		(void)tr_send(cx, d->stop_reply_to, MSG_ALL_GONE, NULL, 0);
+	}
+}
+
+static void
+dir_remove_user(tr_ctx *cx, struct directory *d, struct user *u)
 {
 	*u = d->users[--d->n_users];
+	dir_maybe_all_gone(cx, d);
 }
 
 static void
@@ -545,7 +879,7 @@ dir_forget(tr_ctx *cx, struct directory *d, tr_pid session)
 
 	if (u != NULL) {
 		(void)tr_demonitor(cx, u->ref);
-		dir_remove_user(d, u);
+		dir_remove_user(cx, d, u);
 	}
 }
 
@@ -555,6 +889,11 @@ dir_hello(tr_ctx *cx, struct directory *d, tr_pid session)
 {
 	struct name_msg n;
 
+	if (d->is_stopping) {
+		/* It connected just before the listener closed. */
+		(void)tr_send(cx, session, MSG_SHUTDOWN, NULL, 0);
+		return;
+	}
 	do {
 		snprintf(n.name, sizeof(n.name), "guest%u", ++d->next_guest);
 	} while (dir_user_by_nick(d, n.name) != NULL);
@@ -613,6 +952,9 @@ dir_join(tr_ctx *cx, struct directory *d, struct join_msg *j)
 {
 	struct room_entry *e = dir_room_by_name(d, j->room);
 
+	if (d->is_stopping) {
+		goto err_reply;
+	}
 	if (e == NULL) {
 		/* First join: the room is born. We monitor it so that our
 		 * table cannot keep a room that stopped on its own. */
@@ -644,8 +986,8 @@ err_reply:
 static int
 cmp_room_entry(const void *a, const void *b)
 {
-	return strcmp(((const struct room_entry *)a)->name,
-		      ((const struct room_entry *)b)->name);
+	return strcasecmp(((const struct room_entry *)a)->name,
+			  ((const struct room_entry *)b)->name);
 }
 
 /*
@@ -674,6 +1016,28 @@ dir_rooms(tr_ctx *cx, struct directory *d, tr_pid asker)
 		line[len++] = '\n';
 	}
 	reply_text(cx, asker, line, len);
+}
+
+/*
+ * The server stops. The rooms hear it first, so that none announces the
+ * departures that follow; then every session, which tells its client and
+ * closes. main() hears back once the last one is gone.
+ */
+static void
+dir_shutdown(tr_ctx *cx, struct directory *d, tr_pid reply_to)
+{
+	if (d->is_stopping) {
+		return;
+	}
+	d->is_stopping = true;
+	d->stop_reply_to = reply_to;
+	for (size_t i = 0; i < d->n_rooms; i++) {
+		(void)tr_send(cx, d->rooms[i].pid, MSG_SHUTDOWN, NULL, 0);
+	}
+	for (size_t i = 0; i < d->n_users; i++) {
+		(void)tr_send(cx, d->users[i].session, MSG_SHUTDOWN, NULL, 0);
+	}
+	dir_maybe_all_gone(cx, d);
 }
 
 static void
@@ -738,6 +1102,9 @@ dir_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
+	case MSG_SHUTDOWN:
+		dir_shutdown(cx, d, from);
+		break;
 	case TR_MSG_DOWN: {
 		/* A session stopped (its name is free), or a room did. */
 		tr_down dn;
@@ -748,7 +1115,7 @@ dir_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		memcpy(&dn, m->data, sizeof(dn));
 		for (size_t i = 0; i < d->n_users; i++) {
 			if (d->users[i].ref == dn.ref) {
-				dir_remove_user(d, &d->users[i]);
+				dir_remove_user(cx, d, &d->users[i]);
 				return;
 			}
 		}
@@ -792,19 +1159,30 @@ struct session {
 	tr_framer framer;
 	char nick[NAME_MAX_LEN + 1];      /* "" until the directory names us */
 	tr_pid room;                      /* TR_PID_NONE while in no room */
-	char room_name[NAME_MAX_LEN + 1];
+	char room_name[NAME_MAX_LEN + 1]; /* as the room spells it */
 	char next_room[NAME_MAX_LEN + 1]; /* the room a join is for */
 	bool is_waiting;   /* a request is out: new lines go to the backlog */
 	bool is_quitting;  /* leaving the room on the way out */
 	bool says_bye;     /* ... because of /quit: "* bye" when done */
 	bool is_closing;   /* we asked to close: ignore further input */
 	bool is_peer_done; /* the client shut its sending side */
+	unsigned at_room;  /* lines at the room, not yet acknowledged */
 	char *backlog;     /* whole lines, each ending in "\n" */
 	size_t backlog_len, backlog_cap;
 	unsigned window_lines; /* lines said in the current rate window */
 	bool is_window_open;
 	bool has_warned; /* "! slow down" already sent in this window */
 };
+
+/*
+ * Whether the next line must wait in the backlog: a request is out, or
+ * the room has not yet written out SAY_WINDOW of our lines.
+ */
+static bool
+session_is_held(const struct session *s)
+{
+	return s->is_waiting || s->at_room >= SAY_WINDOW;
+}
 
 static void
 session_close(tr_ctx *cx, struct session *s)
@@ -819,8 +1197,9 @@ session_close(tr_ctx *cx, struct session *s)
  * directory frees the name, then the room is left, then the connection
  * closes. Leaving before closing matters: lines we said are still on their
  * way through the room, and the room handles them before our MSG_LEAVE
- * (one sender, one order), so the client still gets the echo of its last
- * words. asyncio code would await the room's queue.join() for the same.
+ * (one sender, one order), and writes them to us before it answers, so
+ * the client still gets the echo of its last words. asyncio code would
+ * await the room's queue.join() for the same.
  */
 static void
 session_finish(tr_ctx *cx, struct session *s, bool bye)
@@ -843,8 +1222,8 @@ session_finish(tr_ctx *cx, struct session *s, bool bye)
 static void
 session_maybe_finish(tr_ctx *cx, struct session *s)
 {
-	if (s->is_peer_done && !s->is_waiting && !s->is_closing &&
-	    !s->is_quitting) {
+	if (s->is_peer_done && !s->is_waiting && s->backlog_len == 0 &&
+	    !s->is_closing && !s->is_quitting) {
 		session_finish(cx, s, false);
 	}
 }
@@ -880,6 +1259,25 @@ session_slow_down(tr_ctx *cx, struct session *s)
 	}
 }
 
+/*
+ * Count a line to be said against --rate, as it arrives: what the client
+ * does is measured, not how soon its room takes the line. False: drop it.
+ */
+static bool
+session_rate_ok(tr_ctx *cx, struct session *s)
+{
+	if (opt.rate == 0) {
+		return true;
+	}
+	session_open_window(cx, s);
+	if (s->is_window_open && s->window_lines >= opt.rate) {
+		session_slow_down(cx, s);
+		return false;
+	}
+	s->window_lines++;
+	return true;
+}
+
 static void
 session_say(tr_ctx *cx, struct session *s, const char *text, size_t len)
 {
@@ -887,13 +1285,6 @@ session_say(tr_ctx *cx, struct session *s, const char *text, size_t len)
 		conn_printf(cx, s->conn, "! not in a room\n");
 		return;
 	}
-	session_open_window(cx, s);
-	if (s->is_window_open && s->window_lines >= RATE_LINES) {
-		session_slow_down(cx, s);
-		return; /* dropped */
-	}
-	s->window_lines++;
-
 	/* "NAME: text\n" on the heap, handed to the room without a copy. */
 	size_t nick_len = strlen(s->nick);
 	size_t total = nick_len + 2 + len + 1;
@@ -906,7 +1297,9 @@ session_say(tr_ctx *cx, struct session *s, const char *text, size_t len)
 	memcpy(line + nick_len + 2, text, len);
 	line[total - 1] = '\n';
 	/* Ownership moves on every path: on failure the runtime frees it. */
-	(void)tr_send_ptr(cx, s->room, MSG_SAY, line, total, free);
+	if (tr_send_ptr(cx, s->room, MSG_SAY, line, total, free) == TR_OK) {
+		s->at_room++; /* until the room's MSG_SAID */
+	}
 }
 
 static void
@@ -950,12 +1343,17 @@ session_nick(tr_ctx *cx, struct session *s, const char *arg, size_t len)
 static void
 session_join(tr_ctx *cx, struct session *s, const char *arg, size_t len)
 {
+	/* "#kitchen" is the room "kitchen" (see "Room names" above). */
+	if (len > 0 && arg[0] == '#') {
+		arg++;
+		len--;
+	}
 	if (!valid_name(arg, len)) {
 		conn_printf(cx, s->conn, "! bad room\n");
 		return;
 	}
 	if (!tr_pid_is_none(s->room) && strlen(s->room_name) == len &&
-	    memcmp(s->room_name, arg, len) == 0) {
+	    strncasecmp(s->room_name, arg, len) == 0) {
 		conn_printf(cx, s->conn, "! already in %s\n", s->room_name);
 		return;
 	}
@@ -988,13 +1386,23 @@ session_ask(tr_ctx *cx, struct session *s, tr_pid to, uint32_t type)
 	}
 }
 
+static void
+session_ask_room(tr_ctx *cx, struct session *s, uint32_t type)
+{
+	if (tr_pid_is_none(s->room)) {
+		conn_printf(cx, s->conn, "! not in a room\n");
+	} else {
+		session_ask(cx, s, s->room, type);
+	}
+}
+
 static bool
 is_cmd(const char *line, size_t len, const char *name)
 {
 	return strlen(name) == len && memcmp(line, name, len) == 0;
 }
 
-/* One complete line, when no request is out. */
+/* One complete line, when nothing holds the session back. */
 static void
 session_run(tr_ctx *cx, struct session *s, const char *line, size_t len)
 {
@@ -1025,11 +1433,9 @@ session_run(tr_ctx *cx, struct session *s, const char *line, size_t len)
 	} else if (is_cmd(line, cmd_len, "/join")) {
 		session_join(cx, s, arg, arg_len);
 	} else if (is_cmd(line, cmd_len, "/who")) {
-		if (tr_pid_is_none(s->room)) {
-			conn_printf(cx, s->conn, "! not in a room\n");
-		} else {
-			session_ask(cx, s, s->room, MSG_WHO);
-		}
+		session_ask_room(cx, s, MSG_WHO);
+	} else if (is_cmd(line, cmd_len, "/stats")) {
+		session_ask_room(cx, s, MSG_STATS);
 	} else if (is_cmd(line, cmd_len, "/rooms")) {
 		session_ask(cx, s, directory_pid, MSG_ROOMS);
 	} else if (is_cmd(line, cmd_len, "/quit")) {
@@ -1040,9 +1446,10 @@ session_run(tr_ctx *cx, struct session *s, const char *line, size_t len)
 }
 
 /*
- * A line while a request is out: keep a copy (the framer's pointer is
- * only valid until its next call). The backlog is bounded: a client that
- * pipelines more than BACKLOG_MAX bytes behind one command is flooding.
+ * A line while the session is held back: keep a copy (the framer's
+ * pointer is only valid until its next call). The backlog is bounded: a
+ * client that gets more than BACKLOG_MAX bytes ahead of the server is
+ * flooding, whatever its rate.
  */
 static void
 session_keep(tr_ctx *cx, struct session *s, const char *line, size_t len)
@@ -1076,22 +1483,25 @@ session_line(tr_ctx *cx, struct session *s, const char *line, size_t len)
 	if (s->is_closing || s->is_quitting) {
 		return;
 	}
-	if (s->is_waiting) {
+	if (len > 0 && line[0] != '/' && !session_rate_ok(cx, s)) {
+		return; /* over the rate: dropped */
+	}
+	if (session_is_held(s)) {
 		session_keep(cx, s, line, len);
 	} else {
 		session_run(cx, s, line, len);
 	}
 }
 
-/* The answer came: run the kept lines until one sends a new request. */
+/* An answer or an acknowledgement came: run the kept lines until one
+ * holds the session back again. */
 static void
-session_resume(tr_ctx *cx, struct session *s)
+session_pump(tr_ctx *cx, struct session *s)
 {
 	size_t off = 0;
 
-	s->is_waiting = false;
-	while (off < s->backlog_len && !s->is_waiting && !s->is_closing &&
-	       !s->is_quitting) {
+	while (off < s->backlog_len && !session_is_held(s) &&
+	       !s->is_closing && !s->is_quitting) {
 		const char *line = s->backlog + off;
 		const char *nl = memchr(line, '\n', s->backlog_len - off);
 		size_t len = (size_t)(nl - line);
@@ -1107,6 +1517,14 @@ session_resume(tr_ctx *cx, struct session *s)
 		memmove(s->backlog, s->backlog + off, s->backlog_len);
 	}
 	session_maybe_finish(cx, s);
+}
+
+/* The answer to our request came. */
+static void
+session_resume(tr_ctx *cx, struct session *s)
+{
+	s->is_waiting = false;
+	session_pump(cx, s);
 }
 
 static void
@@ -1199,8 +1617,9 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		memcpy(&n, m->data, sizeof(n));
 		memcpy(s->nick, n.name, sizeof(s->nick));
 		conn_printf(cx, s->conn, "* you are now %s\n", s->nick);
-		if (!tr_pid_is_none(s->room)) {
-			(void)tr_send(cx, s->room, MSG_RENAME, &n, sizeof(n));
+		if (!tr_pid_is_none(s->room) &&
+		    tr_send(cx, s->room, MSG_RENAME, &n, sizeof(n)) == TR_OK) {
+			s->at_room++; /* acknowledged like a line */
 		}
 		session_resume(cx, s);
 		break;
@@ -1209,7 +1628,22 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		conn_printf(cx, s->conn, "! nick taken\n");
 		session_resume(cx, s);
 		break;
+	case MSG_SAID: {
+		uint32_t n;
+
+		if (m->size != sizeof(n)) {
+			break;
+		}
+		memcpy(&n, m->data, sizeof(n));
+		s->at_room = s->at_room > n ? s->at_room - n : 0;
+		if (!s->is_waiting) {
+			session_pump(cx, s);
+		}
+		break;
+	}
 	case MSG_LEFT:
+		/* The room wrote out all we said before it answered. */
+		s->at_room = 0;
 		s->room = TR_PID_NONE;
 		s->room_name[0] = '\0';
 		if (s->is_quitting) {
@@ -1221,22 +1655,39 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			session_send_join(cx, s); /* on to the next room */
 		}
 		break;
-	case MSG_JOINED:
+	case MSG_JOINED: {
+		struct name_msg n;
+
+		if (m->size != sizeof(n)) {
+			break;
+		}
+		memcpy(&n, m->data, sizeof(n));
 		s->room = tr_sender(cx);
-		memcpy(s->room_name, s->next_room, sizeof(s->room_name));
+		memcpy(s->room_name, n.name, sizeof(s->room_name));
+		s->room_name[NAME_MAX_LEN] = '\0';
 		session_resume(cx, s);
 		break;
+	}
 	case MSG_JOIN_FAILED:
 		conn_printf(cx, s->conn, "! cannot join %s\n", s->next_room);
 		session_resume(cx, s);
 		break;
 	case MSG_TEXT:
-		/* The answer to /who or /rooms, copied or handed over. */
+		/* The answer to /who, /stats or /rooms, copied or handed
+		 * over. */
 		(void)tr_tcp_write(cx, s->conn, m->data, m->size);
 		session_resume(cx, s);
 		break;
 	case MSG_RATE_WINDOW_END:
 		s->is_window_open = false;
+		break;
+	case MSG_SHUTDOWN:
+		/* The server stops: say so, and close once everything
+		 * written so far has gone out. Input is ignored from now. */
+		if (!s->is_closing) {
+			conn_printf(cx, s->conn, "* server stopping\n");
+			session_close(cx, s);
+		}
 		break;
 	default:
 		break;
@@ -1274,6 +1725,7 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		uint16_t port;
 
 		memcpy(&port, m->data, sizeof(port));
+		/* The listener is ours: it closes when this actor stops. */
 		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL, NULL) < 0) {
 			fprintf(stderr, "chat: cannot listen\n");
 			listen_failed = true;
@@ -1301,25 +1753,120 @@ static const tr_actor_def server_def = {
 	.handle = server_handle,
 };
 
+/* ------------------------------------------------------------------ */
+/* main: options, start, and the stop                                  */
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: example-chat [--rate LINES_PER_SEC] "
+			"[--workers N] [--stop-timeout SECONDS] [port]\n");
+	exit(2);
+}
+
+static unsigned long
+parse_ulong(const char *s, unsigned long max)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (end == s || *end != '\0' || s[0] == '-' || v > max) {
+		usage();
+	}
+	return v;
+}
+
+static void
+parse_options(int argc, char **argv)
+{
+	bool has_port = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (a[0] != '-' || a[1] == '\0') {
+			if (has_port) {
+				usage();
+			}
+			opt.port = (uint16_t)parse_ulong(a, 65535);
+			has_port = true;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			usage();
+		}
+		const char *v = argv[++i];
+		if (strcmp(a, "--rate") == 0) {
+			opt.rate = (unsigned)parse_ulong(v, 1000000);
+		} else if (strcmp(a, "--workers") == 0) {
+			opt.workers = (unsigned)parse_ulong(v, 256);
+		} else if (strcmp(a, "--stop-timeout") == 0) {
+			char *end;
+			double sec = strtod(v, &end);
+
+			if (end == v || *end != '\0' || !(sec >= 0.0) ||
+			    sec > 86400.0) {
+				usage();
+			}
+			opt.stop_ms = (uint64_t)(sec * 1000.0);
+		} else {
+			usage();
+		}
+	}
+}
+
+/*
+ * The graceful stop, in asyncio terms: server.close(), tell every client,
+ * then asyncio.wait_for(all_clients_gone, timeout), then cancel the rest.
+ * Returns when every client is gone, the timeout passed, or a second
+ * signal came; the caller then stops the runtime.
+ */
+static void
+shut_down(tr_runtime *rt, tr_inbox *ib, tr_pid server)
+{
+	uint64_t deadline = now_ms() + opt.stop_ms;
+
+	/* No new clients: the listener closes with its owner. */
+	(void)tr_runtime_stop_actor(rt, server, TR_EXIT_NORMAL);
+	/* Sent as the inbox, so that MSG_ALL_GONE comes back here. */
+	if (tr_runtime_send_as(rt, tr_inbox_pid(ib), directory_pid,
+			       MSG_SHUTDOWN, NULL, 0) < 0) {
+		return;
+	}
+	for (;;) {
+		uint64_t now = now_ms();
+		tr_received m;
+
+		if (now >= deadline ||
+		    tr_inbox_recv(ib, (int64_t)(deadline - now), &m) != TR_OK) {
+			return; /* the timeout, or the runtime is stopping */
+		}
+		uint32_t type = m.type;
+		tr_received_fini(&m);
+		if (type == MSG_ALL_GONE || type == TR_MSG_SIGNAL) {
+			return;
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
-	uint16_t port = DEFAULT_PORT;
 	bool failed = false;
 	tr_runtime *rt;
+	tr_inbox *ib = NULL;
 	tr_pid server;
 
-	if (argc > 1) { /* the port is the last argument */
-		char *end;
-		long v = strtol(argv[argc - 1], &end, 10);
-
-		if (end == argv[argc - 1] || *end != '\0' || v < 0 ||
-		    v > 65535) {
-			fprintf(stderr, "usage: example-chat [port]\n");
-			return 2;
-		}
-		port = (uint16_t)v;
-	}
+	parse_options(argc, argv);
 	/*
 	 * A write to a connection that the client has reset can raise
 	 * SIGPIPE (libuv writes with write(), not send(MSG_NOSIGNAL)), and
@@ -1329,7 +1876,9 @@ main(int argc, char **argv)
 	 */
 	signal(SIGPIPE, SIG_IGN);
 
-	if (tr_runtime_create(NULL, &rt) < 0) {
+	tr_config cfg = tr_config_default();
+	cfg.workers = opt.workers;
+	if (tr_runtime_create(&cfg, &rt) < 0) {
 		fprintf(stderr, "chat: cannot create the runtime\n");
 		return 1;
 	}
@@ -1342,15 +1891,40 @@ main(int argc, char **argv)
 		tr_runtime_destroy(rt);
 		return 1;
 	}
-	/* SIGINT/SIGTERM: a graceful stop. Installed before we listen, so a
-	 * signal sent once "listening" is printed is always handled. */
-	if (tr_runtime_handle_signals(rt, TR_PID_NONE) < 0 ||
-	    tr_runtime_send(rt, server, MSG_START, &port, sizeof(port)) < 0) {
+	/*
+	 * SIGINT/SIGTERM come to main's inbox as messages, so that main can
+	 * run the stop (shut_down). Installed before we listen, so a signal
+	 * sent once "listening" is printed is always handled.
+	 */
+	if (tr_inbox_create(rt, &ib) < 0 ||
+	    tr_runtime_handle_signals(rt, tr_inbox_pid(ib)) < 0 ||
+	    tr_runtime_send(rt, server, MSG_START, &opt.port,
+			    sizeof(opt.port)) < 0) {
 		fprintf(stderr, "chat: cannot start the server\n");
 		failed = true;
-		tr_runtime_stop(rt);
 	}
-	tr_runtime_join(rt); /* returns after a signal (or a failed listen) */
+	while (!failed) {
+		tr_received m;
+
+		/* TR_ECLOSED: the runtime stopped (the listen failed). */
+		if (tr_inbox_recv(ib, -1, &m) != TR_OK) {
+			break;
+		}
+		uint32_t type = m.type;
+		tr_received_fini(&m);
+		if (type == TR_MSG_SIGNAL) {
+			shut_down(rt, ib, server);
+			break;
+		}
+	}
+	/*
+	 * Every actor stops. What is still queued for one is cheap by now:
+	 * a closing session ignores input, a stopping room drops lines, and
+	 * the windows kept every room's queue short.
+	 */
+	tr_runtime_stop(rt);
+	tr_runtime_join(rt);
+	tr_inbox_destroy(ib);
 	tr_runtime_destroy(rt);
 	return failed || listen_failed ? 1 : 0;
 }

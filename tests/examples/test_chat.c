@@ -69,10 +69,23 @@ server_kill(struct server *sv)
 	close(sv->out);
 }
 
-/* Start `example-chat 0` and read the port from its first line. */
+/*
+ * Start `example-chat [@args...] 0` and read the port from its first
+ * line. @args is NULL or a NULL-terminated list of options.
+ */
 static bool
-server_start(struct server *sv)
+server_start_args(struct server *sv, const char *const *args)
 {
+	const char *argv[16];
+	size_t argc = 0;
+
+	argv[argc++] = chat_path;
+	for (size_t i = 0; args != NULL && args[i] != NULL && argc < 14; i++) {
+		argv[argc++] = args[i];
+	}
+	argv[argc++] = "0";
+	argv[argc] = NULL;
+
 	int p[2];
 	pid_t parent = getpid();
 
@@ -94,7 +107,7 @@ server_start(struct server *sv)
 			_exit(127);
 		}
 		dup2(p[1], STDOUT_FILENO);
-		execl(chat_path, chat_path, "0", (char *)NULL);
+		execv(chat_path, (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
@@ -134,15 +147,23 @@ server_start(struct server *sv)
 	return true;
 }
 
-/* SIGTERM must stop it cleanly: exit status 0 within the deadline. */
+static bool
+server_start(struct server *sv)
+{
+	return server_start_args(sv, NULL);
+}
+
+/*
+ * After SIGTERM (sent at @since_ms) it must stop cleanly: exit status 0
+ * within STOP_WAIT_MS of the signal.
+ */
 static void
-server_stop(struct server *sv)
+server_wait(struct server *sv, uint64_t since_ms)
 {
 	int status = 0;
 	pid_t r = 0;
 
-	kill(sv->pid, SIGTERM);
-	uint64_t deadline = harness_now_ms() + STOP_WAIT_MS;
+	uint64_t deadline = since_ms + STOP_WAIT_MS;
 	while ((r = waitpid(sv->pid, &status, WNOHANG)) == 0 &&
 	       harness_now_ms() < deadline) {
 		harness_nap_us(2000);
@@ -170,6 +191,16 @@ server_stop(struct server *sv)
 		harness_failed_checks++;
 	}
 	close(sv->out);
+}
+
+/* SIGTERM must stop it cleanly: exit status 0 within the deadline. */
+static void
+server_stop(struct server *sv)
+{
+	uint64_t t0 = harness_now_ms();
+
+	kill(sv->pid, SIGTERM);
+	server_wait(sv, t0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -574,8 +605,9 @@ test_nicks_and_lobby(void)
 	EXPECT(&a, "* guest4 is now carl");
 	EXPECT(&a, "carl: after the rename");
 
-	/* The server stops with clients still connected. */
+	/* The server stops with clients still connected: they are told. */
 	server_stop(&sv);
+	EXPECT(&a, "* server stopping");
 	EXPECT_EOF(&a);
 	client_close(&b);
 out_a:
@@ -1154,6 +1186,549 @@ out_free:
 	free(cs);
 }
 
+/* ------------------------------------------------------------------ */
+/* Options, room names, busy rooms, stopping                           */
+
+enum {
+	SAY_WINDOW = 8,     /* the server's: lines a session has at its room */
+	ANNOUNCE_MAX = 100, /* the server's: rooms up to this size announce */
+};
+
+/* `example-chat @args...` must refuse them: usage on stderr, exit status
+ * 2, no "listening" line. */
+static void
+expect_usage(const char *const *args)
+{
+	struct server sv;
+	int status = 0;
+	pid_t r = 0;
+	int p[2];
+	const char *argv[8];
+	size_t argc = 0;
+
+	argv[argc++] = chat_path;
+	for (size_t i = 0; args[i] != NULL && argc < 7; i++) {
+		argv[argc++] = args[i];
+	}
+	argv[argc] = NULL;
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		CHECK(!"pipe2");
+		return;
+	}
+	sv.pid = fork();
+	if (sv.pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[1], STDOUT_FILENO);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, STDERR_FILENO);
+		execv(chat_path, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	sv.out = p[0];
+	if (sv.pid < 0) {
+		CHECK(!"fork");
+		close(sv.out);
+		return;
+	}
+	uint64_t deadline = harness_now_ms() + START_WAIT_MS;
+	while ((r = waitpid(sv.pid, &status, WNOHANG)) == 0 &&
+	       harness_now_ms() < deadline) {
+		harness_nap_us(2000);
+	}
+	if (r != sv.pid) {
+		fprintf(stderr, "%s:%d: \"%s\" did not exit\n", __FILE__,
+			__LINE__, args[0]);
+		harness_failed_checks++;
+		server_kill(&sv);
+		return;
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	char rest[64];
+	CHECK(read(sv.out, rest, sizeof(rest)) == 0);
+	close(sv.out);
+}
+
+/* --rate and --workers; bad options are refused. */
+static void
+test_options(void)
+{
+	static const char *const nicks[] = { "alice", "bob" };
+	static const char *const rate5[] = { "--rate", "5", NULL };
+	static const char *const unlimited[] = { "--rate", "0", "--workers",
+						 "1", NULL };
+	enum { BURST = 20, FLOOD = 300 };
+	struct client cs[2];
+	struct client *a = &cs[0], *b = &cs[1];
+	struct server sv;
+	char *burst = malloc(FLOOD * 16 + 16);
+	size_t len = 0;
+	unsigned a_lines, a_slow, b_lines, b_slow;
+
+	clients_init(cs, 2);
+	if (burst == NULL || !server_start_args(&sv, rate5)) {
+		goto out_free;
+	}
+	/* --rate 5: as test_rate_limit, with 5 lines a second. */
+	if (lobby_clients(sv.port, cs, nicks, 2)) {
+		for (int i = 0; i < BURST; i++) {
+			len += (size_t)sprintf(burst + len, "r %d\n", i);
+		}
+		len += (size_t)sprintf(burst + len, "/who\n");
+		CHECK(client_send(a, burst, len));
+		count_rate_lines(a, &a_lines, &a_slow);
+		CHECK(a_lines >= 5);
+		CHECK(a_lines < BURST);
+		CHECK(a_slow >= 1);
+		if (a_slow == 1) {
+			CHECK_EQ_U64(a_lines, 5);
+		}
+	}
+	server_stop(&sv);
+	client_close(a);
+	client_close(b);
+
+	/* --rate 0: no limit; 300 lines at once are all said, in order,
+	 * and one worker thread is enough to serve them. */
+	clients_init(cs, 2);
+	if (!server_start_args(&sv, unlimited)) {
+		goto out_free;
+	}
+	if (lobby_clients(sv.port, cs, nicks, 2)) {
+		len = 0;
+		for (int i = 0; i < FLOOD; i++) {
+			len += (size_t)sprintf(burst + len, "r %d\n", i);
+		}
+		len += (size_t)sprintf(burst + len, "/who\n");
+		CHECK(client_send(a, burst, len));
+		count_rate_lines(a, &a_lines, &a_slow);
+		CHECK_EQ_U64(a_lines, FLOOD);
+		CHECK_EQ_U64(a_slow, 0);
+		SAY(b, "/who");
+		count_rate_lines(b, &b_lines, &b_slow);
+		CHECK_EQ_U64(b_lines, FLOOD);
+	}
+	server_stop(&sv);
+	client_close(a);
+	client_close(b);
+
+	static const char *const bad_rate[] = { "--rate", "x", "0", NULL };
+	static const char *const bad_workers[] = { "--workers", "-1", "0",
+						   NULL };
+	static const char *const bad_stop[] = { "--stop-timeout", "soon", "0",
+						NULL };
+	static const char *const unknown[] = { "--colour", "red", "0", NULL };
+	static const char *const missing[] = { "0", "--rate", NULL };
+	expect_usage(bad_rate);
+	expect_usage(bad_workers);
+	expect_usage(bad_stop);
+	expect_usage(unknown);
+	expect_usage(missing);
+out_free:
+	free(burst);
+}
+
+/* "#kitchen" is the room "kitchen", whatever its case. */
+static void
+test_room_names(void)
+{
+	static const char *const nicks[] = { "alice", "bob", "carol" };
+	struct client cs[3];
+	struct client *a = &cs[0], *b = &cs[1], *c = &cs[2];
+	struct server sv;
+
+	clients_init(cs, 3);
+	if (!server_start(&sv)) {
+		return;
+	}
+	if (!lobby_clients(sv.port, cs, nicks, 3)) {
+		goto out;
+	}
+	SAY(a, "/join #kitchen");
+	EXPECT(a, "* alice joined kitchen");
+	EXPECT(b, "* alice left");
+	EXPECT(c, "* alice left");
+	SAY(b, "/join kitchen");
+	EXPECT(b, "* bob joined kitchen");
+	EXPECT(a, "* bob joined kitchen");
+	EXPECT(c, "* bob left");
+	/* The room keeps the spelling of its first member. */
+	SAY(c, "/join #KITCHEN");
+	EXPECT(c, "* carol joined kitchen");
+	EXPECT(a, "* carol joined kitchen");
+	EXPECT(b, "* carol joined kitchen");
+	SAY(a, "/join #Kitchen");
+	EXPECT(a, "! already in kitchen");
+	SAY(a, "/join #");
+	EXPECT(a, "! bad room");
+	SAY(a, "/join ##kitchen");
+	EXPECT(a, "! bad room");
+	SAY(a, "/join #kitchen!");
+	EXPECT(a, "! bad room");
+	SAY(a, "/rooms");
+	EXPECT(a, "* rooms: kitchen(3)");
+	SAY(b, "/join #Lobby");
+	EXPECT(b, "* bob joined Lobby");
+	EXPECT(a, "* bob left");
+	EXPECT(c, "* bob left");
+	SAY(c, "/join LOBBY");
+	EXPECT(c, "* carol joined Lobby");
+	EXPECT(b, "* carol joined Lobby");
+	EXPECT(a, "* carol left");
+	SAY(a, "/rooms");
+	EXPECT(a, "* rooms: kitchen(1) Lobby(2)");
+	SAY(c, "/who");
+	EXPECT(c, "* members: bob carol");
+out:
+	server_stop(&sv);
+	for (size_t i = 0; i < 3; i++) {
+		client_close(&cs[i]);
+	}
+}
+
+/*
+ * A room with more than ANNOUNCE_MAX members no longer announces each
+ * join and leave to everyone (that is quadratic: n arrivals, n lines each)
+ * but sums them up. Everyone still sees its own join.
+ */
+static void
+test_big_room_sums_up(void)
+{
+	enum { N = ANNOUNCE_MAX + 20, GONE = 10 };
+	struct client *cs = calloc(N, sizeof(*cs));
+	struct client *first;
+	struct server sv;
+	char want[64];
+	char got[256];
+	bool ok = true;
+
+	if (cs == NULL) {
+		CHECK(!"calloc");
+		return;
+	}
+	first = &cs[0];
+	clients_init(cs, N);
+	if (!server_start(&sv)) {
+		free(cs);
+		return;
+	}
+	for (unsigned i = 0; i < N && ok; i++) {
+		ok = client_open(&cs[i], sv.port);
+		fmt(want, sizeof(want), "* welcome, you are guest%u", i + 1);
+		ok = ok && EXPECT(&cs[i], want);
+		fmt(want, sizeof(want), "* guest%u joined lobby", i + 1);
+		ok = ok && EXPECT(&cs[i], want);
+	}
+	if (!ok) {
+		goto out;
+	}
+	/* guest1 hears of guest2..guest100 one by one, then of the other
+	 * twenty in summaries. */
+	unsigned joins_seen = 0, joined = 0, left = 0, here = 0;
+	uint64_t deadline = harness_now_ms() + BULK_WAIT_MS;
+	while (joined < N - ANNOUNCE_MAX && harness_now_ms() < deadline &&
+	       client_line(first, got, sizeof(got), LINE_WAIT_MS)) {
+		unsigned k, j, l, rn, h;
+
+		if (sscanf(got, "* guest%u joined lobby", &k) == 1) {
+			CHECK(k == joins_seen + 2);
+			CHECK(k <= ANNOUNCE_MAX);
+			joins_seen++;
+		} else if (sscanf(got, "* lobby: %u joined, %u left, %u "
+				  "renamed, %u here", &j, &l, &rn, &h) == 4) {
+			joined += j;
+			left += l;
+			here = h;
+		} else {
+			fprintf(stderr, "unexpected \"%.200s\"\n", got);
+			CHECK(!"unexpected line");
+		}
+	}
+	CHECK_EQ_U64(joins_seen, ANNOUNCE_MAX - 1);
+	CHECK_EQ_U64(joined, N - ANNOUNCE_MAX);
+	CHECK_EQ_U64(left, 0);
+	CHECK_EQ_U64(here, N);
+
+	/* Ten leave: one summary (or a few) says so, no "left" line. */
+	for (size_t i = N - GONE; i < N; i++) {
+		client_close(&cs[i]);
+	}
+	while (left < GONE && harness_now_ms() < deadline &&
+	       client_line(first, got, sizeof(got), LINE_WAIT_MS)) {
+		unsigned j, l, rn, h;
+
+		if (sscanf(got, "* lobby: %u joined, %u left, %u renamed, %u "
+			   "here", &j, &l, &rn, &h) == 4) {
+			joined += j;
+			left += l;
+			here = h;
+		} else {
+			fprintf(stderr, "unexpected \"%.200s\"\n", got);
+			CHECK(!"unexpected line");
+		}
+	}
+	CHECK_EQ_U64(left, GONE);
+	CHECK_EQ_U64(here, N - GONE);
+	SAY(first, "/rooms");
+	fmt(want, sizeof(want), "* rooms: lobby(%u)", (unsigned)(N - GONE));
+	EXPECT(first, want);
+out:
+	server_stop(&sv);
+	for (size_t i = 0; i < N; i++) {
+		client_close(&cs[i]);
+	}
+	free(cs);
+}
+
+/*
+ * Everyone in a room says 200 lines at once, with no rate limit: far more
+ * than the room writes out at a time. Each sender has at most SAY_WINDOW
+ * lines at the room; the rest wait in its session. So the room's queue,
+ * as /stats reports it, stays within a bound set by the number of
+ * members, not by the number of lines, and every line still arrives.
+ */
+static void
+test_busy_room_holds_senders_back(void)
+{
+	enum { N = 40, LINES = 200 };
+	static const char *const unlimited[] = { "--rate", "0", NULL };
+	struct client *cs = calloc(N, sizeof(*cs));
+	unsigned got[N] = { 0 };
+	struct server sv;
+	bool ok = true;
+
+	if (cs == NULL) {
+		CHECK(!"calloc");
+		return;
+	}
+	clients_init(cs, N);
+	if (!server_start_args(&sv, unlimited)) {
+		free(cs);
+		return;
+	}
+	for (unsigned i = 0; i < N && ok; i++) {
+		ok = crowd_client(&cs[i], sv.port, 0, i + 1, "busy");
+	}
+	if (!ok) {
+		goto out;
+	}
+	for (unsigned i = 0; i < N; i++) {
+		char buf[LINES * 8];
+		size_t len = 0;
+
+		for (int k = 0; k < LINES; k++) {
+			len += (size_t)sprintf(buf + len, "m %d\n", k);
+		}
+		CHECK(client_send(&cs[i], buf, len));
+	}
+	unsigned done = 0;
+	uint64_t deadline = harness_now_ms() + BULK_WAIT_MS;
+	while (done < N && harness_now_ms() < deadline) {
+		struct pollfd pfs[N];
+
+		for (size_t i = 0; i < N; i++) {
+			pfs[i] = (struct pollfd){
+				.fd = cs[i].is_eof ? -1 : cs[i].fd,
+				.events = POLLIN,
+			};
+		}
+		if (poll(pfs, N, 1000) <= 0) {
+			continue;
+		}
+		for (size_t i = 0; i < N; i++) {
+			char line[256];
+
+			if (pfs[i].revents == 0) {
+				continue;
+			}
+			client_fill(&cs[i], 0);
+			while (client_take(&cs[i], line, sizeof(line))) {
+				if (line[0] == '*') {
+					continue; /* later arrivals' joins */
+				}
+				if (line[0] == '!') {
+					fprintf(stderr, "client %zu: \"%s\"\n", i,
+						line);
+					CHECK(!"a line was refused");
+				}
+				if (++got[i] == N * LINES) {
+					done++;
+				}
+			}
+			CHECK(!cs[i].is_eof);
+		}
+	}
+	for (size_t i = 0; i < N; i++) {
+		CHECK_EQ_U64(got[i], N * LINES);
+	}
+	/* Per member: its window, one request, and a join or a departure
+	 * on its way; plus the room's two timers. */
+	SAY(&cs[0], "/stats");
+	char line[256];
+	unsigned members = 0, queued = 0, peak = ~0u;
+	if (client_line(&cs[0], line, sizeof(line), LINE_WAIT_MS)) {
+		if (sscanf(line, "* busy: %u members, %u queued, at most %u",
+			   &members, &queued, &peak) != 3) {
+			fprintf(stderr, "got \"%s\"\n", line);
+			CHECK(!"a /stats line");
+		}
+	}
+	CHECK_EQ_U64(members, N);
+	fprintf(stderr, "room queue: at most %u messages for %u lines\n", peak,
+		N * LINES);
+	CHECK(peak <= N * (SAY_WINDOW + 2) + 2);
+out:
+	server_stop(&sv);
+	for (size_t i = 0; i < N; i++) {
+		client_close(&cs[i]);
+	}
+	free(cs);
+}
+
+/*
+ * Clients that keep talking at 20 lines a second each (within the limit)
+ * while the server is stopped: every one of them is told and then
+ * disconnected, and the server exits with status 0, all before the
+ * generous deadline (the stop itself is bounded by --stop-timeout).
+ */
+struct talk {
+	struct client *cs;
+	size_t n;
+	size_t *off;   /* how much of the current line went out */
+	bool *has_out; /* a line is being sent */
+	unsigned *heard;
+	bool *told; /* "* server stopping" came */
+	uint64_t next_tick;
+};
+
+static void
+talk_step(struct talk *t, const char *line, size_t len, unsigned tick_ms)
+{
+	struct pollfd pfs[64];
+	uint64_t now = harness_now_ms();
+
+	if (now >= t->next_tick) {
+		for (size_t i = 0; i < t->n; i++) {
+			if (!t->has_out[i] && !t->cs[i].is_eof) {
+				t->has_out[i] = true;
+				t->off[i] = 0;
+			}
+		}
+		/* Never catch up in a burst: that would hit the rate. */
+		t->next_tick = now + tick_ms;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		pfs[i] = (struct pollfd){
+			.fd = t->cs[i].is_eof ? -1 : t->cs[i].fd,
+			.events = POLLIN | (t->has_out[i] ? POLLOUT : 0),
+		};
+	}
+	int wait = (int)(t->next_tick > now ? t->next_tick - now : 0);
+	if (poll(pfs, t->n, wait) <= 0) {
+		return;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		struct client *c = &t->cs[i];
+
+		if (pfs[i].revents & POLLOUT) {
+			ssize_t n = send(c->fd, line + t->off[i],
+					 len - t->off[i],
+					 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				t->off[i] += (size_t)n;
+				t->has_out[i] = t->off[i] < len;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				t->has_out[i] = false; /* closed: stop */
+			}
+		}
+		if (pfs[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+			char got[256];
+
+			client_fill(c, 0);
+			while (client_take(c, got, sizeof(got))) {
+				if (strcmp(got, "* server stopping") == 0) {
+					t->told[i] = true;
+				} else if (got[0] != '*' && got[0] != '!') {
+					t->heard[i]++;
+				}
+			}
+		}
+	}
+}
+
+static void
+test_stop_under_load(void)
+{
+	enum { N = 60, TICK_MS = 50, LEN = 120 };
+	struct client *cs = calloc(N, sizeof(*cs));
+	size_t off[N] = { 0 };
+	bool has_out[N] = { false };
+	unsigned heard[N] = { 0 };
+	bool told[N] = { false };
+	char line[LEN + 1];
+	struct server sv;
+	bool ok = true;
+
+	if (cs == NULL) {
+		CHECK(!"calloc");
+		return;
+	}
+	memset(line, 't', LEN);
+	line[LEN] = '\n';
+	clients_init(cs, N);
+	if (!server_start(&sv)) {
+		free(cs);
+		return;
+	}
+	for (unsigned i = 0; i < N && ok; i++) {
+		ok = crowd_client(&cs[i], sv.port, 0, i + 1, "busy");
+	}
+	if (!ok) {
+		goto out_stop;
+	}
+	struct talk t = { .cs = cs, .n = N, .off = off, .has_out = has_out,
+			  .heard = heard, .told = told,
+			  .next_tick = harness_now_ms() };
+	/* Talk until everyone has heard about five lines from each. */
+	uint64_t deadline = harness_now_ms() + BULK_WAIT_MS;
+	unsigned busy = 0;
+	while (busy < N && harness_now_ms() < deadline) {
+		talk_step(&t, line, sizeof(line), TICK_MS);
+		busy = 0;
+		for (size_t i = 0; i < N; i++) {
+			busy += heard[i] >= 5 * N;
+		}
+	}
+	CHECK_EQ_U64(busy, N);
+
+	/* Stop it, and go on talking until each connection ends. */
+	uint64_t t0 = harness_now_ms();
+	kill(sv.pid, SIGTERM);
+	unsigned ended = 0;
+	while (ended < N && harness_now_ms() < t0 + STOP_WAIT_MS) {
+		talk_step(&t, line, sizeof(line), TICK_MS);
+		ended = 0;
+		for (size_t i = 0; i < N; i++) {
+			ended += cs[i].is_eof;
+		}
+	}
+	CHECK_EQ_U64(ended, N);
+	unsigned n_told = 0;
+	for (size_t i = 0; i < N; i++) {
+		n_told += told[i];
+	}
+	CHECK_EQ_U64(n_told, N);
+	server_wait(&sv, t0);
+	goto out;
+out_stop:
+	server_stop(&sv);
+out:
+	for (size_t i = 0; i < N; i++) {
+		client_close(&cs[i]);
+	}
+	free(cs);
+}
+
 static const struct test_case tests[] = {
 	{ "chat: welcome, nicks, lobby broadcast, quit", test_nicks_and_lobby },
 	{ "chat: rooms: join, leave, who, rooms", test_rooms },
@@ -1167,6 +1742,14 @@ static const struct test_case tests[] = {
 	{ "chat: 50 clients, 20 lines each, all heard in order", test_crowd },
 	{ "chat: a client that does not read is dropped, the room goes on",
 	  test_client_that_does_not_read },
+	{ "chat: --rate, --workers, and bad options", test_options },
+	{ "chat: #room names, any case", test_room_names },
+	{ "chat: a room over 100 members sums up joins and leaves",
+	  test_big_room_sums_up },
+	{ "chat: a busy room holds its senders back",
+	  test_busy_room_holds_senders_back },
+	{ "chat: SIGTERM under load: everyone told, exit 0",
+	  test_stop_under_load },
 	{ NULL, NULL },
 };
 
