@@ -390,6 +390,8 @@ drain_io(struct tr__io *io)
 		op->run(io, op);
 		rev = next;
 	}
+	/* The pass is over: writes it gathered leave now, together. */
+	tr__io_tcp_flush(io);
 }
 
 static void

@@ -99,6 +99,9 @@ void **tr__io_tcps(struct tr__io *io);
 /* I/O thread only: run a TCP request (io_tcp.c); close an owner's TCP. */
 void tr__io_tcp_run(struct tr__io *io, void *arg);
 void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
+/* I/O thread only, at the end of each pass over the loop's commands: put
+ * the writes gathered in the pass on their sockets. */
+void tr__io_tcp_flush(struct tr__io *io);
 /* Free the loop's connection table (after the loop has closed). */
 void tr__io_tcp_fini(struct tr__io *io);
 /*

@@ -108,6 +108,13 @@ struct tcp {
 	_Atomic bool kick_queued;  /* kick_op is on the loop's stack */
 	struct tr__io_op kick_op;  /* "write front", without allocating */
 	bool loop_holds;           /* the loop holds wlock (loop thread) */
+	/*
+	 * Writes gathered in this pass of the loop (see tr__io_tcp_flush),
+	 * and the link in the table's list of connections that have some.
+	 */
+	struct wreq *gq_head, *gq_tail;
+	struct tcp *dirty_next;
+	bool dirty;
 };
 
 #define WLOCK_FREE 0u
@@ -130,6 +137,7 @@ struct tcp {
 struct tcp_table {
 	struct tcp *by_id[TCP_BUCKETS];
 	struct tcp *by_owner[TCP_BUCKETS];
+	struct tcp *dirty; /* connections with gathered writes */
 	unsigned char rbuf[READ_BUF]; /* every read lands here first */
 };
 
@@ -179,6 +187,7 @@ struct wreq {
 	uint64_t id;
 	uv_write_t req;
 	struct tcp *t;
+	struct wreq *gnext; /* in t's gathered writes */
 	bool counted; /* one unit of t->inflight until the kernel has it */
 	size_t len;
 	size_t off; /* bytes taken by uv_try_write */
@@ -205,6 +214,7 @@ inflight_of(uint64_t id)
 }
 
 static void run_kick(struct tr__io *io, struct tr__io_op *op);
+static void drop_gathered(struct tcp *t);
 
 static struct tcp_table *
 table(struct tr__io *io)
@@ -378,6 +388,19 @@ send_event(struct tcp *t, uint32_t type, int status)
 			   t->owner, t->owner, type, &e, sizeof(e));
 }
 
+/* Loop: free the writes gathered for @t (it is closing). */
+static void
+drop_gathered(struct tcp *t)
+{
+	while (t->gq_head != NULL) {
+		struct wreq *w = t->gq_head;
+		t->gq_head = w->gnext;
+		uncount(w);
+		tr__free(w, sizeof(*w) + w->len);
+	}
+	t->gq_tail = NULL;
+}
+
 /* Close once; the owner of a connection hears CLOSED exactly once. */
 static void
 tcp_close(struct tcp *t, int status)
@@ -406,6 +429,7 @@ tcp_close(struct tcp *t, int status)
 		uncount(f);
 		tr__free(f, sizeof(*f) + f->len);
 	}
+	drop_gathered(t);
 	if (t->has_timer) {
 		uv_close((uv_handle_t *)&t->timer, closed_cb);
 	}
@@ -761,6 +785,31 @@ write_done(uv_write_t *req, int status)
 }
 
 /*
+ * Loop, holding wlock: queue @w's bytes behind libuv's queue.
+ * Return: true if @w was kept as a uv_write (freed in write_done).
+ */
+static bool
+queue(struct tcp *t, struct wreq *w)
+{
+	if (t->pending + (int64_t)(w->len - w->off) > TR_TCP_WRITE_MAX) {
+		/* The peer does not read: drop it, not the memory. */
+		tcp_close(t, UV_ENOBUFS);
+		return false;
+	}
+	uv_buf_t b = uv_buf_init((char *)w->data + w->off,
+				 (unsigned)(w->len - w->off));
+	w->t = t;
+	if (uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, write_done) != 0) {
+		tcp_close(t, UV_EPIPE);
+		return false;
+	}
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	t->pending += (int64_t)(w->len - w->off);
+	update_reading(t);
+	return true;
+}
+
+/*
  * Loop, holding wlock: put @w's bytes on the socket, straight away when
  * nothing is queued (order allows it), else behind libuv's queue.
  * Return: true if @w was kept as a uv_write (freed in write_done).
@@ -787,17 +836,70 @@ put(struct tcp *t, struct wreq *w)
 			return false;
 		}
 	}
-	uv_buf_t b = uv_buf_init((char *)w->data + w->off,
-				 (unsigned)(w->len - w->off));
-	w->t = t;
-	if (uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, write_done) != 0) {
-		tcp_close(t, UV_EPIPE);
-		return false;
+	return queue(t, w);
+}
+
+/*
+ * Loop, holding wlock: put every gathered write of @t on the socket, as
+ * few system calls as the socket allows: while libuv holds nothing for
+ * it, up to GATHER_MAX of them leave in one writev (uv_try_write with
+ * several buffers); what the socket does not take is queued in order.
+ */
+#define GATHER_MAX 64u
+
+static void
+flush_locked(struct tcp *t)
+{
+	while (!t->closing && t->gq_head != NULL) {
+		if (t->pending > 0) {
+			struct wreq *w = t->gq_head;
+			t->gq_head = w->gnext;
+			if (!queue(t, w)) {
+				uncount(w);
+				tr__free(w, sizeof(*w) + w->len);
+			}
+			continue;
+		}
+		uv_buf_t bufs[GATHER_MAX];
+		unsigned n = 0;
+		size_t total = 0;
+		for (struct wreq *w = t->gq_head; w != NULL && n < GATHER_MAX;
+		     w = w->gnext) {
+			bufs[n++] = uv_buf_init((char *)w->data + w->off,
+						(unsigned)(w->len - w->off));
+			total += w->len - w->off;
+		}
+		int r = uv_try_write((uv_stream_t *)&t->h, bufs, n);
+		if (r < 0 && r != UV_EAGAIN) {
+			tcp_close(t, r);
+			break;
+		}
+		size_t done = r > 0 ? (size_t)r : 0;
+		while (t->gq_head != NULL &&
+		       done >= t->gq_head->len - t->gq_head->off) {
+			struct wreq *w = t->gq_head;
+			done -= w->len - w->off;
+			t->gq_head = w->gnext;
+			uncount(w);
+			tr__free(w, sizeof(*w) + w->len);
+		}
+		if (done > 0) {
+			t->gq_head->off += done;
+		}
+		if ((size_t)(r > 0 ? r : 0) < total) {
+			/* The socket is full: the rest waits in libuv's
+			 * queue (the next round queues it, pending > 0). */
+			struct wreq *w = t->gq_head;
+			t->gq_head = w->gnext;
+			if (!queue(t, w)) {
+				uncount(w);
+				tr__free(w, sizeof(*w) + w->len);
+			}
+		}
 	}
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-	t->pending += (int64_t)(w->len - w->off);
-	update_reading(t);
-	return true;
+	if (t->gq_head == NULL) {
+		t->gq_tail = NULL;
+	}
 }
 
 /* Loop: take the lock unless closed; remember that the loop holds it. */
@@ -861,19 +963,59 @@ run_write(struct tr__io *io, struct tr__io_op *op)
 	    w->len == 0) {
 		goto done;
 	}
-	loop_lock(t);
-	put_front(t);
-	bool kept = !t->closing && put(t, w);
-	if (!t->closing) {
-		loop_unlock(t);
+	/*
+	 * Gathered, not written: every write that reaches this connection
+	 * in this pass of the loop leaves with the others in one writev
+	 * when the pass ends (tr__io_tcp_flush), with no timer and no
+	 * added wait. A room that sends a line to each of its members, a
+	 * few lines a turn, costs a system call per member per pass
+	 * instead of one per member per line.
+	 */
+	w->t = t;
+	w->gnext = NULL;
+	if (t->gq_tail != NULL) {
+		t->gq_tail->gnext = w;
+	} else {
+		t->gq_head = w;
 	}
-	if (kept) {
-		return;
+	t->gq_tail = w;
+	if (!t->dirty) {
+		struct tcp_table *tb = *tr__io_tcps(io);
+		t->dirty = true;
+		t->dirty_next = tb->dirty;
+		tb->dirty = t;
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	}
+	return;
 
 done:
 	uncount(w);
 	tr__free(w, sizeof(*w) + w->len);
+}
+
+void
+tr__io_tcp_flush(struct tr__io *io)
+{
+	struct tcp_table *tb = *tr__io_tcps(io);
+
+	if (tb == NULL) {
+		return;
+	}
+	while (tb->dirty != NULL) {
+		struct tcp *t = tb->dirty;
+		tb->dirty = t->dirty_next;
+		t->dirty = false;
+		if (t->gq_head != NULL && !t->closing) {
+			loop_lock(t);
+			put_front(t);
+			flush_locked(t);
+			if (!t->closing) {
+				loop_unlock(t);
+			}
+		}
+		drop_gathered(t); /* closed on the way: nothing to flush */
+		unref(t);
+	}
 }
 
 static void
@@ -1021,9 +1163,11 @@ close_gracefully(struct tcp *t)
 		tcp_close(t, 0);
 		return;
 	}
-	/* The rest of a direct write still goes before the FIN. */
+	/* The rest of a direct write, then what was gathered, still go
+	 * before the FIN. */
 	loop_lock(t);
 	put_front(t);
+	flush_locked(t);
 	if (t->closing) {
 		return;
 	}
@@ -1176,7 +1320,7 @@ static tr_err
 endpoint_req(tr_ctx *cx, enum req_kind kind, const char *host, uint16_t port,
 	     struct tcp_req **out)
 {
-	if (cx == NULL || cx->a == NULL || host == NULL ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || host == NULL ||
 	    strlen(host) >= sizeof(((struct tcp_req *)0)->host)) {
 		return TR_EINVAL;
 	}
@@ -1341,7 +1485,7 @@ try_direct(struct tcp *t, tr_tcp conn, const void *data, size_t len)
 tr_err
 tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 {
-	if (cx == NULL || conn.v == 0 || (len > 0 && data == NULL) ||
+	if (!tr__ctx_ok(cx, __func__) || conn.v == 0 || (len > 0 && data == NULL) ||
 	    len > TR_TCP_WRITE_MAX) {
 		return TR_EINVAL;
 	}
@@ -1377,7 +1521,7 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 static tr_err
 conn_req(tr_ctx *cx, tr_tcp conn, enum req_kind kind)
 {
-	if (cx == NULL || conn.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || conn.v == 0) {
 		return TR_EINVAL;
 	}
 	struct tcp_req *r = req_new(kind, conn.v);
