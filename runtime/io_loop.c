@@ -291,6 +291,14 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		atomic_fetch_add_explicit(&io->active, 1, memory_order_relaxed);
 		t->next = *bucket(io, t->id);
 		*bucket(io, t->id) = t;
+		/*
+		 * libuv counts the delay from the loop's cached time, taken
+		 * when this pass began, which can be long before the caller
+		 * asked (a busy pass, a loop that slept): from it, a timer
+		 * could fire before its delay had passed since the call.
+		 * Now is never earlier than the call.
+		 */
+		uv_update_time(&io->loop);
 		uv_timer_start(&t->h, timer_fired, c->delay_ms, c->period_ms);
 		break;
 	}

@@ -302,7 +302,7 @@ test_owner_stop_kills_and_reaps(void)
 	CHECK(pid > 0);
 	/* Gone means killed and reaped: no zombie answers kill(pid, 0). */
 	if (pid > 0) {
-		WAIT_UNTIL(kill(pid, 0) == -1 && errno == ESRCH, 5000);
+		WAIT_UNTIL(kill(pid, 0) == -1 && errno == ESRCH, 30000);
 	}
 	fx_finish(&f);
 }
@@ -630,6 +630,8 @@ test_stop_overtakes_output(void)
 	tr_pid y = fx_spawn(&f, &yes_def, NULL);
 	SEND(&f, y, MSG_YES_GO, NULL, 0);
 	WAIT_UNTIL(tr__io_process_pauses() > pauses0, 30000);
+	/* The owner is inside its first line, stuck there. */
+	WAIT_UNTIL(atomic_load(&yes_lines) == 1, 30000);
 	CHECK_OK(tr_runtime_stop_actor(f.rt, y, TR_EXIT_SHUTDOWN));
 	atomic_store(&yes_release, true);
 	WAIT_UNTIL(!tr_actor_alive(f.rt, y), 30000);
