@@ -138,7 +138,6 @@ struct tr__io {
 	_Atomic uint32_t want;   /* worker index + 1 asking for the loop */
 	_Atomic uint32_t watch;  /* WATCH_*: the loop thread's futex word */
 	_Atomic uint64_t takeovers; /* by this loop's thread (metrics) */
-	uv_timer_t nap;          /* bounds a worker's poll when it must */
 	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
 	bool sig_on;
@@ -358,7 +357,6 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		}
 		uv_close((uv_handle_t *)&io->prepare, NULL);
 		uv_close((uv_handle_t *)&io->check, NULL);
-		uv_close((uv_handle_t *)&io->nap, NULL);
 		/*
 		 * The async handle stays open, unreferenced, until
 		 * loop_destroy(): a waker may still kick a worker's poll
@@ -400,6 +398,7 @@ drain_io(struct tr__io *io)
 	}
 	/* The pass is over: writes it gathered leave now, together. */
 	tr__io_tcp_flush(io);
+	tr__io_process_flush(io);
 }
 
 static void
@@ -554,13 +553,11 @@ thread_watch(struct tr__io *io)
 			}
 			/*
 			 * Nobody polled for a whole look: every worker is in
-			 * a turn or asleep. One stuck in a long handler may
-			 * have actors queued behind it while the others
-			 * sleep without a time limit; have one look.
+			 * a turn or asleep on its futex. (Actors queued behind
+			 * a long turn are the scheduler's monitor's business.)
 			 */
 			atomic_fetch_add_explicit(&io->takeovers, 1,
 						  memory_order_relaxed);
-			tr__sched_nudge(io->rt);
 			if (thread_drive(io)) {
 				return;
 			}
@@ -651,8 +648,6 @@ loop_create(tr_runtime *rt, struct tr__io **out)
 	io->check.data = io;
 	uv_check_start(&io->check, after_poll);
 	uv_unref((uv_handle_t *)&io->check);
-	uv_timer_init(&io->loop, &io->nap);
-	uv_unref((uv_handle_t *)&io->nap);
 	*out = io;
 	return TR_OK;
 
@@ -1183,24 +1178,10 @@ tr__io_drive_ask(struct tr__io *io, unsigned worker)
 	return true;
 }
 
-static void
-nap_done(uv_timer_t *h)
-{
-	(void)h; /* its only job was to end the poll */
-}
-
 void
-tr__io_drive_poll(struct tr__io *io, bool timed)
+tr__io_drive_poll(struct tr__io *io)
 {
-	if (timed) {
-		/* The loop's clock stood still since its last pass: without
-		 * this the nap would be due already, fire before the poll and
-		 * leave the poll without a time limit. */
-		uv_update_time(&io->loop);
-		uv_timer_start(&io->nap, nap_done, WATCH_NS / 1000000u, 0);
-	}
 	uv_run(&io->loop, UV_RUN_ONCE);
-	uv_timer_stop(&io->nap);
 }
 
 void

@@ -93,6 +93,9 @@ void **tr__io_procs(struct tr__io *io);
  * already exited are closed, so none of them keeps its record alive.
  */
 void tr__io_process_owner_gone(struct tr__io *io, uint64_t owner);
+/* I/O thread only, at the end of each pass over the loop's commands: put
+ * the stdin writes gathered in the pass on their pipes. */
+void tr__io_process_flush(struct tr__io *io);
 /* Any thread: times reading a child's output paused (tests). */
 uint64_t tr__io_process_pauses(void);
 void **tr__io_tcps(struct tr__io *io);
@@ -102,6 +105,9 @@ void tr__io_tcp_close_owned(struct tr__io *io, uint64_t owner);
 /* I/O thread only, at the end of each pass over the loop's commands: put
  * the writes gathered in the pass on their sockets. */
 void tr__io_tcp_flush(struct tr__io *io);
+/* Any thread (tests): writes whole on a socket by a flush, and the
+ * system calls that took them. */
+void tr__io_tcp_gather_stats(uint64_t *writes, uint64_t *calls);
 /* Free the loop's connection table (after the loop has closed). */
 void tr__io_tcp_fini(struct tr__io *io);
 /*
@@ -137,8 +143,8 @@ bool tr__io_drive_take(struct tr__io *io);
  * Return: true if asked.
  */
 bool tr__io_drive_ask(struct tr__io *io, unsigned worker);
-/* Holding it: one poll, at most one check period long if @timed. */
-void tr__io_drive_poll(struct tr__io *io, bool timed);
+/* Holding it: one poll, until an event or a kick (tr__io_kick). */
+void tr__io_drive_poll(struct tr__io *io);
 /* Holding it: give it back. */
 void tr__io_drive_give(struct tr__io *io);
 /*

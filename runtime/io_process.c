@@ -74,6 +74,8 @@ struct proc {
 	bool finished;     /* EXIT sent, handles closing */
 	bool owner_gone;   /* nobody reads the output any more */
 	bool cut;          /* at exit, stop waiting for end of file */
+	/* stdin writes gathered in this pass of the loop (flush_stdin). */
+	struct write_req *gq_head, *gq_tail;
 	int64_t status;
 	int32_t term_signal;
 };
@@ -99,6 +101,8 @@ struct write_req {
 	uv_write_t req;
 	uint64_t id;
 	size_t len;
+	size_t off;               /* bytes the pipe took at once */
+	struct write_req *gnext;  /* in the record's gathered writes */
 	char data[];
 };
 
@@ -188,6 +192,7 @@ line_charge(size_t len)
 }
 
 static void read_both(struct proc *p, bool want);
+static void drop_stdin(struct proc *p);
 static bool *is_open(struct proc *p, uv_stream_t *s);
 
 /* Loop: the owner caught up; read again (unless already done). */
@@ -277,6 +282,7 @@ maybe_finish(struct proc *p)
 				   p->owner, TR_MSG_PROC_EXIT, &e, sizeof(e));
 	}
 	unlink_proc(p);
+	drop_stdin(p);
 	close_handle((uv_handle_t *)&p->h);
 	close_handle((uv_handle_t *)&p->in);
 	close_handle((uv_handle_t *)&p->out);
@@ -517,6 +523,97 @@ write_done(uv_write_t *req, int status)
 }
 
 static void
+drop_stdin(struct proc *p)
+{
+	while (p->gq_head != NULL) {
+		struct write_req *w = p->gq_head;
+		p->gq_head = w->gnext;
+		tr__free(w, sizeof(*w) + w->len);
+	}
+	p->gq_tail = NULL;
+}
+
+/* Queue one write behind whatever libuv holds for stdin. */
+static void
+queue_stdin(struct proc *p, struct write_req *w)
+{
+	uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
+
+	if (uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, write_done) != 0) {
+		tr__free(w, sizeof(*w) + w->len);
+	}
+}
+
+/*
+ * Put the stdin writes gathered in this pass on the pipe, as TCP does
+ * (io_tcp.c, flush_locked): while libuv holds nothing for it, up to
+ * GATHER_MAX leave in one writev, and what the pipe does not take is
+ * queued in order behind.
+ */
+#define GATHER_MAX 64u
+
+static void
+flush_stdin(struct proc *p)
+{
+	uv_stream_t *in = (uv_stream_t *)&p->in;
+
+	if (uv_is_closing((uv_handle_t *)in) || !uv_is_writable(in)) {
+		drop_stdin(p); /* the child's stdin is gone */
+		return;
+	}
+	while (p->gq_head != NULL) {
+		if (uv_stream_get_write_queue_size(in) > 0) {
+			struct write_req *w = p->gq_head;
+			p->gq_head = w->gnext;
+			queue_stdin(p, w);
+			continue;
+		}
+		uv_buf_t bufs[GATHER_MAX];
+		unsigned n = 0;
+		size_t total = 0;
+		for (struct write_req *w = p->gq_head;
+		     w != NULL && n < GATHER_MAX; w = w->gnext) {
+			bufs[n++] = uv_buf_init(w->data + w->off,
+						(unsigned)(w->len - w->off));
+			total += w->len - w->off;
+		}
+		int r = uv_try_write(in, bufs, n);
+		if (r < 0 && r != UV_EAGAIN) {
+			drop_stdin(p); /* the child closed its stdin */
+			break;
+		}
+		size_t done = r > 0 ? (size_t)r : 0;
+		while (p->gq_head != NULL &&
+		       done >= p->gq_head->len - p->gq_head->off) {
+			struct write_req *w = p->gq_head;
+			done -= w->len - w->off;
+			p->gq_head = w->gnext;
+			tr__free(w, sizeof(*w) + w->len);
+		}
+		if (done > 0) {
+			p->gq_head->off += done;
+		}
+		if ((size_t)(r > 0 ? r : 0) < total) {
+			/* The pipe is full: the next one waits in libuv. */
+			struct write_req *w = p->gq_head;
+			p->gq_head = w->gnext;
+			queue_stdin(p, w);
+		}
+	}
+	p->gq_tail = NULL;
+}
+
+void
+tr__io_process_flush(struct tr__io *io)
+{
+	for (struct proc *p = *tr__io_procs(io); p != NULL; p = p->next) {
+		if (p->gq_head != NULL) {
+			flush_stdin(p);
+		}
+	}
+}
+
+static void
 run_write(struct tr__io *io, void *arg)
 {
 	struct write_req *w = arg;
@@ -527,10 +624,15 @@ run_write(struct tr__io *io, void *arg)
 		tr__free(w, sizeof(*w) + w->len);
 		return;
 	}
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-	if (uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, write_done) != 0) {
-		tr__free(w, sizeof(*w) + w->len);
+	/* Gathered: it leaves with the others of this pass, in one writev
+	 * (tr__io_process_flush), with no timer and no added wait. */
+	w->gnext = NULL;
+	if (p->gq_tail != NULL) {
+		p->gq_tail->gnext = w;
+	} else {
+		p->gq_head = w;
 	}
+	p->gq_tail = w;
 }
 
 /*
@@ -591,6 +693,7 @@ run_ctl(struct tr__io *io, void *arg)
 	if (p != NULL && c->op == 0) {
 		/* After the writes queued before it: shut down, then close. */
 		uv_stream_t *in = (uv_stream_t *)&p->in;
+		flush_stdin(p);
 		if (!uv_is_closing((uv_handle_t *)in) && uv_is_writable(in) &&
 		    uv_shutdown(&p->shut, in, stdin_shut) != 0) {
 			close_handle((uv_handle_t *)in);
@@ -723,6 +826,8 @@ tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 	}
 	w->id = p.v;
 	w->len = len;
+	w->off = 0;
+	w->gnext = NULL;
 	memcpy(w->data, data, len);
 	tr_err err = tr__io_call(tr__io_proc_loop(cx->rt->io), run_write, w);
 	if (err < 0) {

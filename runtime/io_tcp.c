@@ -847,6 +847,16 @@ put(struct tcp *t, struct wreq *w)
  */
 #define GATHER_MAX 64u
 
+/* Writes put on sockets by a flush, and the calls that took them. */
+static _Atomic uint64_t gathered_writes, gathered_calls;
+
+void
+tr__io_tcp_gather_stats(uint64_t *writes, uint64_t *calls)
+{
+	*writes = atomic_load_explicit(&gathered_writes, memory_order_relaxed);
+	*calls = atomic_load_explicit(&gathered_calls, memory_order_relaxed);
+}
+
 static void
 flush_locked(struct tcp *t)
 {
@@ -874,6 +884,8 @@ flush_locked(struct tcp *t)
 			tcp_close(t, r);
 			break;
 		}
+		atomic_fetch_add_explicit(&gathered_calls, 1,
+					  memory_order_relaxed);
 		size_t done = r > 0 ? (size_t)r : 0;
 		while (t->gq_head != NULL &&
 		       done >= t->gq_head->len - t->gq_head->off) {
@@ -882,6 +894,8 @@ flush_locked(struct tcp *t)
 			t->gq_head = w->gnext;
 			uncount(w);
 			tr__free(w, sizeof(*w) + w->len);
+			atomic_fetch_add_explicit(&gathered_writes, 1,
+						  memory_order_relaxed);
 		}
 		if (done > 0) {
 			t->gq_head->off += done;

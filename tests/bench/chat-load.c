@@ -249,7 +249,7 @@ main(int argc, char **argv)
 		c->id = i;
 		c->room = i % n_rooms;
 		c->want = (uint64_t)members_per_room(c->room) * n_lines;
-		int n = snprintf(cmd, sizeof(cmd), "/nick c%u\n/join #r%u\n", i,
+		int n = snprintf(cmd, sizeof(cmd), "/nick c%u\n/join r%u\n", i,
 				 c->room);
 		queue_out(c, cmd, (size_t)n);
 		flush_out(c);

@@ -14,6 +14,8 @@
  * (WAIT_MS), and only missing that deadline fails.
  */
 #include "runtime/alloc.h"
+#include "runtime/io_loop.h"
+#include "runtime/runtime.h"
 
 #include <troupe/troupe.h>
 
@@ -1118,7 +1120,132 @@ test_close_misuse(void)
 	CHECK_ERR(tr_tcp_close(NULL, (tr_tcp){ 1 }), TR_EINVAL);
 }
 
+/*
+ * Writes gathered per connection: an actor that is not the connection's
+ * owner writes GATHER_N pieces to it while its loop is held, so all of
+ * them reach the loop in one pass. They must leave in one system call
+ * (one writev), whole and in order. Without gathering each piece was a
+ * send() of its own.
+ */
+enum { MSG_FAN = 40, MSG_FANNED, GATHER_N = 50 };
+
+static _Atomic uint64_t g_conn;
+static atomic_bool g_loop_held, g_loop_release;
+
+static void
+gconn_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	if (m->type == TR_MSG_TCP_OPEN) {
+		tr_tcp_event e;
+		memcpy(&e, m->data, sizeof(e));
+		atomic_store(&g_conn, e.conn.v);
+	}
+}
+
+static const tr_actor_def gconn_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "gather-conn",
+	.handle = gconn_handle,
+};
+
+static void
+gserver_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+
+	if (m->type == MSG_GO) {
+		*probe = tr_sender(cx);
+		(void)tr_tcp_listen(cx, "127.0.0.1", 0, &gconn_def, NULL, NULL);
+	} else if (m->type == TR_MSG_TCP_LISTENING) {
+		tr_tcp_listening l;
+		memcpy(&l, m->data, sizeof(l));
+		uint16_t port = l.status == 0 ? l.port : 0;
+		(void)tr_send(cx, *probe, MSG_PORT, &port, sizeof(port));
+	} else if (m->type == MSG_FAN) {
+		tr_tcp c = { atomic_load(&g_conn) };
+		uint32_t ok = 0;
+		for (unsigned i = 0; i < GATHER_N; i++) {
+			char piece[8];
+			snprintf(piece, sizeof(piece), "%03u;", i);
+			ok += tr_tcp_write(cx, c, piece, 4) == TR_OK;
+		}
+		(void)tr_send(cx, tr_sender(cx), MSG_FANNED, &ok, sizeof(ok));
+	}
+}
+
+static const tr_actor_def gserver_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "gather-server",
+	.state_size = sizeof(tr_pid),
+	.handle = gserver_handle,
+};
+
+static void
+hold_loop(struct tr__io *io, void *arg)
+{
+	(void)io;
+	(void)arg;
+	atomic_store(&g_loop_held, true);
+	uint64_t until = harness_now_ms() + 120000;
+	while (!atomic_load(&g_loop_release) && harness_now_ms() < until) {
+		harness_nap_us(200);
+	}
+}
+
+static void
+test_writes_gathered(void)
+{
+	struct fx f;
+	uint16_t port = 0;
+	uint32_t ok = 0;
+	uint64_t w0, c0, w1, c1;
+
+	atomic_store(&g_conn, 0);
+	atomic_store(&g_loop_held, false);
+	atomic_store(&g_loop_release, false);
+	/* The loop on its own thread, so that holding it holds no worker. */
+	tr_config cfg = tr_config_default();
+	cfg.workers = 2;
+	cfg.io_dedicated = 1;
+	fx_start_cfg(&f, &cfg);
+	tr_pid s = fx_spawn(&f, &gserver_def, NULL);
+	SEND(&f, s, MSG_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_PORT, &port, sizeof(port)));
+	int fd = port != 0 ? dial(port) : -1;
+	CHECK(fd >= 0);
+	WAIT_UNTIL(atomic_load(&g_conn) != 0, WAIT_MS);
+
+	tr__io_tcp_gather_stats(&w0, &c0);
+	CHECK_OK(tr__io_call(f.rt->io, hold_loop, NULL));
+	WAIT_UNTIL(atomic_load(&g_loop_held), WAIT_MS);
+	SEND(&f, s, MSG_FAN, NULL, 0);
+	CHECK(fx_recv(&f, MSG_FANNED, &ok, sizeof(ok)));
+	CHECK_EQ_U64(ok, GATHER_N);
+	atomic_store(&g_loop_release, true);
+
+	char buf[GATHER_N * 4 + 1], want[GATHER_N * 4 + 1];
+	for (unsigned i = 0; i < GATHER_N; i++) {
+		snprintf(want + 4 * i, 5, "%03u;", i);
+	}
+	CHECK(fd >= 0 && read_all(fd, buf, GATHER_N * 4));
+	CHECK(memcmp(buf, want, GATHER_N * 4) == 0);
+	/* The loop counts after its call returns, which may be after the
+	 * bytes were read here. */
+	WAIT_UNTIL((tr__io_tcp_gather_stats(&w1, &c1), w1 - w0 >= GATHER_N),
+		   WAIT_MS);
+	CHECK_EQ_U64(w1 - w0, GATHER_N);
+	CHECK_EQ_U64(c1 - c0, 1);
+	if (fd >= 0) {
+		close(fd);
+	}
+	fx_finish(&f);
+}
+
 static const struct test_case tests[] = {
+	{ "tcp: writes that reach a connection in one pass leave in one call",
+	  test_writes_gathered },
 	{ "tcp: runtime stop closes open connections",
 	  test_stop_with_open_connections },
 	{ "tcp: echo, many connections, partial and pipelined lines",
