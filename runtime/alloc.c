@@ -71,6 +71,8 @@ tr__free(void *p, size_t size)
 	 * that happen to work. 0xdb sets every flag bit libuv tests.
 	 */
 	memset(p, 0xdb, size);
+	/* Keep the compiler from dropping the fill as a dead store. */
+	__asm__ __volatile__("" : : "r"(p) : "memory");
 #endif
 	free(p);
 }

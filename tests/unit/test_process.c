@@ -328,6 +328,107 @@ proc_gone(pid_t pid)
 	return rp != NULL && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
+/* Runs on the process loop: holds it until the test lets go. */
+static atomic_bool loop_held, loop_release;
+
+static void
+hold_loop(struct tr__io *io, void *arg)
+{
+	(void)io;
+	(void)arg;
+	atomic_store(&loop_held, true);
+	uint64_t until = harness_now_ms() + 120000;
+	while (!atomic_load(&loop_release) && harness_now_ms() < until) {
+		harness_nap_us(200);
+	}
+}
+
+/*
+ * The same, made certain: the child is killed while its loop is held,
+ * and the close of its stdin is queued meanwhile, so that when the loop
+ * runs again the close comes first in the next pass and the exit and
+ * both ends of file in the poll of that same pass. The record must not
+ * be freed before libuv has finished closing stdin, which lives inside
+ * it: in a debug build a freed record is poisoned, and libuv's own check
+ * of a closing handle then aborts the test.
+ */
+enum { MSG_CL_GO = 50, MSG_CL_PID, MSG_CL_CLOSE, MSG_CL_CLOSED, MSG_CL_EXIT };
+
+struct racer {
+	tr_pid probe;
+	tr_process proc;
+};
+
+static void
+racer_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct racer *r = state;
+	static const char *const args[] = { "sleep", "1000", NULL };
+
+	switch (m->type) {
+	case MSG_CL_GO: {
+		r->probe = tr_sender(cx);
+		tr_process_opts o = { .size = sizeof(o), .file = "sleep",
+				      .args = args };
+		(void)tr_process_spawn(cx, &o, &r->proc);
+		return;
+	}
+	case TR_MSG_PROC_STARTED: {
+		tr_process_started st;
+		memcpy(&st, m->data, sizeof(st));
+		int32_t pid = st.os_pid;
+		(void)tr_send(cx, r->probe, MSG_CL_PID, &pid, sizeof(pid));
+		return;
+	}
+	case MSG_CL_CLOSE: {
+		tr_err err = tr_process_close_stdin(cx, r->proc);
+		(void)tr_send(cx, r->probe, MSG_CL_CLOSED, &err, sizeof(err));
+		return;
+	}
+	case TR_MSG_PROC_EXIT:
+		(void)tr_send(cx, r->probe, MSG_CL_EXIT, NULL, 0);
+		return;
+	default:
+		return;
+	}
+}
+
+static const tr_actor_def racer_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "racer",
+	.state_size = sizeof(struct racer),
+	.handle = racer_handle,
+};
+
+static void
+test_close_stdin_with_exit_in_one_pass(void)
+{
+	struct fx f;
+	int32_t pid = 0;
+	tr_err err = TR_EINVAL;
+
+	fx_start(&f, 2);
+	tr_pid r = fx_spawn(&f, &racer_def, NULL);
+	SEND(&f, r, MSG_CL_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_CL_PID, &pid, sizeof(pid)));
+	CHECK(pid > 0);
+	atomic_store(&loop_held, false);
+	atomic_store(&loop_release, false);
+	CHECK_OK(tr__io_call(tr__io_proc_loop(f.rt->io), hold_loop, NULL));
+	WAIT_UNTIL(atomic_load(&loop_held), 30000);
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		/* Dead, not yet reaped: the loop that would reap it is held. */
+		WAIT_UNTIL(proc_gone(pid), 30000);
+	}
+	SEND(&f, r, MSG_CL_CLOSE, NULL, 0);
+	CHECK(fx_recv(&f, MSG_CL_CLOSED, &err, sizeof(err)));
+	CHECK_OK(err);
+	atomic_store(&loop_release, true);
+	CHECK(fx_recv(&f, MSG_CL_EXIT, NULL, 0));
+	fx_finish(&f);
+}
+
 /*
  * A child's stdin closed as soon as it has started, by many owners at
  * once: the close, the exit and both ends of file then often come in one
@@ -733,21 +834,6 @@ static const tr_actor_def spawner_def = {
 	.handle = spawner_handle,
 };
 
-/* Runs on the process loop: holds it until the test lets go. */
-static atomic_bool loop_held, loop_release;
-
-static void
-hold_loop(struct tr__io *io, void *arg)
-{
-	(void)io;
-	(void)arg;
-	atomic_store(&loop_held, true);
-	uint64_t until = harness_now_ms() + 120000;
-	while (!atomic_load(&loop_release) && harness_now_ms() < until) {
-		harness_nap_us(200);
-	}
-}
-
 static void
 test_spawn_burst_keeps_timers(void)
 {
@@ -825,6 +911,8 @@ static const struct test_case tests[] = {
 	  test_spawn_burst_keeps_timers },
 	{ "process: stdin closed at once by many owners, records freed last",
 	  test_close_stdin_at_once },
+	{ "process: stdin closed in the pass of the exit, record freed last",
+	  test_close_stdin_with_exit_in_one_pass },
 	{ "process: the owner stopping kills the child's process group",
 	  test_owner_stop_kills_the_group },
 	{ "process: stop and join do not wait for pipes held by a daemon",
