@@ -95,11 +95,13 @@
  * Stopping (SIGINT or SIGTERM): the server stops accepting, every client
  * gets "* server stopping" and its connection is closed once what was
  * already written to it has gone out; a room drops what it has not
- * written yet and everything said after that. The process exits with
- * status 0 as soon as every client is gone, or after --stop-timeout
- * seconds (a client that does not read can hold its close up), whichever
- * comes first; then tr_runtime_stop() ends the rest, and messages still
- * queued by then are dropped unread. A second signal stops at once.
+ * written yet and everything said after that. As soon as every client is
+ * gone, or after --stop-timeout seconds (a client that does not read can
+ * hold its close up), whichever comes first, tr_runtime_stop() ends the
+ * rest, and the process exits with status 0. Little can be queued by
+ * then, and it is cheap: a closing session ignores input, a stopping room
+ * drops lines, and the windows keep every room's queue short. A second
+ * signal stops at once.
  */
 #include <signal.h>
 #include <stdarg.h>

@@ -84,7 +84,7 @@ enum {
 	MSG_ACCEPTED,      /* manager -> session: struct accepted_msg */
 	MSG_PROGRESS,      /* manager -> session: struct progress_msg */
 	MSG_RESULT,        /* manager -> session: pointer, struct result_msg */
-	MSG_REJECTED,      /* manager -> session: uint32_t seq (not taken) */
+	MSG_REJECTED,      /* manager -> session: struct rejected_msg */
 	MSG_SUBTASK,       /* lead -> pool -> employee: struct subtask_msg + prompt */
 	MSG_CLAIMED,       /* employee -> lead: struct subtask_ref */
 	MSG_SUBTASK_DONE,  /* employee -> lead: struct done_msg + text */
@@ -104,6 +104,8 @@ enum {
 	MSG_STATUS_REPLY,  /* manager -> main's inbox: struct mgr_status */
 	MSG_DRAIN,         /* main -> clients: none; finish and close */
 	MSG_CLIENT_DONE,   /* client -> main's inbox: struct client_report */
+	MSG_SHUTDOWN,      /* main -> manager: none; refuse new tasks */
+	MSG_ABORT,         /* main -> manager: none; fail the open tasks now */
 };
 
 /* MSG_LISTENING: the port the hub listens on, or why it could not. */
@@ -126,6 +128,17 @@ struct accepted_msg {
 	uint32_t seq;
 	uint32_t total; /* subtasks in the plan */
 	uint64_t task;  /* the task's number: its job's id */
+};
+
+/* MSG_REJECTED: a task the manager did not take, and why. */
+enum reject_why {
+	REJECT_BUSY = 1,   /* out of memory: "hub busy, try again" */
+	REJECT_STOPPING,   /* the hub is stopping (MSG_SHUTDOWN came) */
+};
+
+struct rejected_msg {
+	uint32_t seq;
+	uint32_t why; /* enum reject_why */
 };
 
 /* MSG_PROGRESS: one more subtask finished (or gave up). */
@@ -242,6 +255,7 @@ struct mgr_status {
 	uint64_t tasks;     /* taken */
 	uint64_t results;   /* answered */
 	uint64_t cancelled; /* dropped because the session went away */
+	uint64_t aborted;   /* of the results: failed by MSG_ABORT */
 	uint64_t in_flight;
 };
 
@@ -250,6 +264,7 @@ struct client_report {
 	uint32_t index;
 	bool is_clean; /* connected, and closed only after its last result */
 	uint64_t sent, accepted, results, ok, progress;
+	uint64_t refused; /* "the hub is stopping", while draining */
 	uint64_t errors_expected, errors_seen;
 	uint64_t unexpected; /* an event that broke the protocol */
 	char problem[96];    /* the first such event, for the report */
@@ -275,6 +290,7 @@ struct hub_options {
 	unsigned outage_ms;      /* --outage-ms */
 	uint64_t seed;           /* --seed */
 	bool is_quiet;           /* --quiet: no live progress lines */
+	unsigned stop_timeout_ms; /* --stop-timeout (s): Ctrl-C's bound */
 };
 
 struct data_file {
@@ -309,11 +325,16 @@ extern struct hub hub;
  * orders every write before the read.
  */
 struct hub_stats {
-	/* sessions */
+	/*
+	 * sessions. Each task sent to the manager ends once, in one of
+	 * sess_results, sess_rejected or sess_abandoned; and it is counted
+	 * once in one of sess_accepted, sess_rejected or sess_unaccepted.
+	 */
 	_Atomic uint64_t sessions;
 	_Atomic uint64_t sess_tasks;     /* lines sent to the manager */
-	_Atomic uint64_t sess_rejected;  /* of those, refused (out of memory) */
+	_Atomic uint64_t sess_rejected;  /* of those, refused: never taken */
 	_Atomic uint64_t sess_accepted;  /* "accepted" events written */
+	_Atomic uint64_t sess_unaccepted; /* ended before any "accepted" */
 	_Atomic uint64_t sess_results;   /* "result" events written */
 	_Atomic uint64_t sess_errors;    /* "error" events written */
 	_Atomic uint64_t sess_abandoned; /* tasks open when a session ended */
@@ -345,6 +366,24 @@ static inline uint64_t
 stat_get(_Atomic uint64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/*
+ * The ends of a session's tasks are counted with release, and main()
+ * reads them with acquire while the run goes on (sessions_settled() in
+ * main.c): whoever sees a task's end also sees it counted in sess_tasks,
+ * which the same session added to before.
+ */
+static inline void
+stat_add_release(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_release);
+}
+
+static inline uint64_t
+stat_get_acquire(_Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ */

@@ -15,6 +15,9 @@
  * unknown id, a second result, a progress out of order) is counted as
  * unexpected, with the first one kept for the report.
  *
+ * A task refused with "the hub is stopping" (a Ctrl-C came) is not owed
+ * a result; it is counted as refused.
+ *
  * It also tries the unhappy paths a person with nc would hit:
  * - the first line it sends is malformed JSON or has an unknown field, and
  *   it expects exactly one {"event": "error"} for it;
@@ -176,11 +179,23 @@ client_event(tr_ctx *cx, struct client *c, const char *line, size_t len)
 		goto out;
 	}
 	if (strcmp(name, "error") == 0) {
+		const char *why = cJSON_GetStringValue(
+			cJSON_GetObjectItem(ev, "error"));
+
+		if (r != NULL && !r->is_accepted && why != NULL &&
+		    strcmp(why, "the hub is stopping") == 0) {
+			/* Sent just before the stop reached us: the hub
+			 * took nothing, so nothing is owed. */
+			c->rep.refused++;
+			r->is_used = false;
+			c->n_open--;
+			fill(cx, c);
+			goto out;
+		}
 		c->rep.errors_seen++;
 		if (id != NULL) {
 			problem(c, "task %s refused: %.40s", id,
-				cJSON_GetStringValue(
-					cJSON_GetObjectItem(ev, "error")));
+				why != NULL ? why : "?");
 		}
 		goto out;
 	}

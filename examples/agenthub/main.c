@@ -49,6 +49,15 @@
  * main() is not an actor. It sets everything up, waits on an inbox (for
  * the listener's port, the clients' reports and Ctrl-C), drains the load,
  * stops the runtime and checks that every count agrees with every other.
+ *
+ * Ctrl-C or SIGTERM stops the hub within a bound: the listener closes,
+ * the simulated clients stop sending, new tasks get {"event": "error",
+ * "error": "the hub is stopping"}, and the open tasks have --stop-timeout
+ * seconds (5) to finish. Those still open then get their result at once,
+ * "ok": false with {"error": "the hub is stopping"}, so that every task
+ * the hub accepted still gets exactly one result. Then the runtime stops,
+ * the summary and the checks are printed, and the exit status is 0 if
+ * they pass. A second signal stops at once.
  */
 #include "agenthub.h"
 
@@ -75,6 +84,10 @@ struct hub_stats stats;
 enum {
 	DRAIN_WAIT_MS = 120000, /* generous: sanitizer builds are slow */
 	SETTLE_WAIT_MS = 20000,
+	/* After a stop's deadline: answering the open tasks takes a few
+	 * messages each; this only bounds a hub that is broken. */
+	ABORT_WAIT_MS = 5000,
+	DEFAULT_STOP_TIMEOUT_S = 5,
 };
 
 uint64_t
@@ -151,11 +164,14 @@ usage(FILE *f)
 		"                        0: never) ...\n"
 		"  --outage-ms MS        ... for MS milliseconds (default 1000)\n"
 		"  --workers N           scheduler threads (default: one per core)\n"
+		"  --stop-timeout S      on Ctrl-C, open tasks get S seconds to "
+		"finish,\n"
+		"                        then fail (default %d)\n"
 		"  --seed N              seed of every random choice (default 1)\n"
 		"  --data DIR            the data files (default: the shipped "
 		"ones)\n"
 		"  --quiet               no progress lines\n",
-		DEFAULT_PORT);
+		DEFAULT_PORT, DEFAULT_STOP_TIMEOUT_S);
 }
 
 static bool
@@ -204,6 +220,7 @@ parse_options(int argc, char **argv, struct hub_options *o,
 		.outage_every_ms = 4000,
 		.outage_ms = 1000,
 		.seed = 1,
+		.stop_timeout_ms = DEFAULT_STOP_TIMEOUT_S * 1000,
 	};
 	*data_dir = AGENTHUB_DATA_DIR;
 	for (int i = 1; i < argc; i++) {
@@ -262,6 +279,9 @@ parse_options(int argc, char **argv, struct hub_options *o,
 		} else if (strcmp(a, "--outage-ms") == 0) {
 			ok = parse_uint(v, 3600000, &n);
 			o->outage_ms = (unsigned)n;
+		} else if (strcmp(a, "--stop-timeout") == 0) {
+			ok = parse_uint(v, 3600, &n);
+			o->stop_timeout_ms = (unsigned)n * 1000;
 		} else if (strcmp(a, "--seed") == 0) {
 			ok = parse_uint(v, ~0ul, &n);
 			o->seed = n;
@@ -634,7 +654,26 @@ start_load(struct run *r)
 	}
 }
 
-/* Let the load run; then drain it: no new tasks, wait for the results. */
+static void
+drain_clients(struct run *r)
+{
+	for (unsigned i = 0; i < r->n_clients; i++) {
+		/* A client that already left makes this a dead letter. */
+		(void)tr_runtime_send(r->rt, r->clients[i], MSG_DRAIN, NULL, 0);
+	}
+}
+
+static bool
+is_drained_or_signalled(const struct run *r)
+{
+	return all_reported(r) || r->signals > 0;
+}
+
+/*
+ * Let the load run until it is done, its time is up or a signal comes.
+ * Without a signal, drain it: no new tasks, wait for the results. A
+ * signal, before or during the drain, is shut_down()'s job.
+ */
 static void
 run_load(struct run *r)
 {
@@ -652,54 +691,113 @@ run_load(struct run *r)
 		pump(r, 100);
 	}
 	r->load_s = (double)(now_ns() - t0) / 1e9;
-	for (unsigned i = 0; i < r->n_clients; i++) {
-		/* A client that already left makes this a dead letter. */
-		(void)tr_runtime_send(r->rt, r->clients[i], MSG_DRAIN, NULL, 0);
+	if (r->signals > 0) {
+		return;
 	}
-	if (r->n_clients > 0 && !wait_for(r, all_reported, DRAIN_WAIT_MS)) {
+	drain_clients(r);
+	if (r->n_clients > 0 &&
+	    !wait_for(r, is_drained_or_signalled, DRAIN_WAIT_MS)) {
 		printf("only %u of %u clients reported\n", r->n_reports,
 		       r->n_clients);
 	}
 }
 
-/* Wait until the manager has no task in flight (people with nc may have
- * left some), then collect the totals. */
-static void
-settle(struct run *r)
+/*
+ * Whether every task a session sent has ended: its result written, it
+ * was refused, or its client went away. Asked while the sessions run,
+ * so the ends are read first (with acquire, see stat_add_release) and
+ * the tasks last: each end seen was counted as a task before it, so the
+ * sums can only be equal when nothing seen is open.
+ */
+static bool
+sessions_settled(void)
 {
-	uint64_t end = now_ms() + SETTLE_WAIT_MS;
+	uint64_t ended = stat_get_acquire(&stats.sess_results) +
+			 stat_get_acquire(&stats.sess_rejected) +
+			 stat_get_acquire(&stats.sess_abandoned);
 
-	do {
+	return ended == stat_get(&stats.sess_tasks);
+}
+
+/*
+ * Wait, until @deadline_ms or until @signals signals have come, for
+ * nothing to be in flight: the manager has no task open, every simulated client has
+ * reported, every session has written what it owes, and every injected
+ * crash has been seen as a restart (the last may still be on its way
+ * to the pool). Only then may the runtime stop without cutting off an
+ * answer, whether its stop waits for the messages already queued or
+ * overtakes them. True if all of that holds.
+ */
+static bool
+wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
+{
+	while (r->signals < signals) {
+		uint64_t now = now_ms();
+		if (now >= deadline_ms) {
+			return false;
+		}
+		uint64_t left = deadline_ms - now;
+		int64_t ask_ms = (int64_t)(left < 5000 ? left : 5000);
+
 		r->has_status = false;
 		(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER,
 					  MSG_STATUS, NULL, 0);
-		if (!wait_for(r, has_status, 5000)) {
-			break;
+		if (!wait_for(r, has_status, ask_ms)) {
+			continue;
 		}
-		if (r->status.in_flight == 0) {
-			break;
-		}
-		pump(r, 50);
-	} while (now_ms() < end && r->signals < 2);
-
-	/* Every injected crash should have been seen as a restart by now;
-	 * the last one may still be on its way to the pool. */
-	end = now_ms() + SETTLE_WAIT_MS;
-	do {
-		tr_pool_request q = { .size = sizeof(q),
-				      .op = TR_POOL_OP_STATS };
-		r->has_pool = false;
-		(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
-		if (!wait_for(r, has_pool, 5000) ||
-		    r->pool_stats.restarts >= stat_get(&stats.crashes)) {
-			break;
+		bool is_idle = r->status.in_flight == 0 && sessions_settled() &&
+			       (r->n_clients == 0 || all_reported(r));
+		if (is_idle) {
+			tr_pool_request q = { .size = sizeof(q),
+					      .op = TR_POOL_OP_STATS };
+			r->has_pool = false;
+			(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
+			if (wait_for(r, has_pool, ask_ms) &&
+			    r->pool_stats.restarts >= stat_get(&stats.crashes)) {
+				return true;
+			}
 		}
 		pump(r, 50);
-	} while (now_ms() < end && r->signals < 2);
+	}
+	return false;
+}
 
+/* The last word of the monitor, for the summary. */
+static void
+collect_report(struct run *r)
+{
 	(void)tr_runtime_send(r->rt, r->monitor, MSG_QUIET, NULL, 0);
 	(void)tr_runtime_send_as(r->rt, r->me, r->monitor, MSG_REPORT, NULL, 0);
 	(void)wait_for(r, has_report, 5000);
+}
+
+/*
+ * Ctrl-C or SIGTERM: stop within --stop-timeout (see the top of this
+ * file). In asyncio terms: server.close(), stop the producers, then
+ * asyncio.wait_for(the open tasks, timeout), and on the timeout answer
+ * each of them with a failure instead of dropping it.
+ */
+static void
+shut_down(struct run *r)
+{
+	uint64_t deadline = now_ms() + hub.opt.stop_timeout_ms;
+
+	/* No new clients: the listener closes with its owner. */
+	(void)tr_runtime_stop_actor(r->rt, r->server, TR_EXIT_NORMAL);
+	/* The simulated clients first, so that few of their tasks are
+	 * refused; then the manager refuses every new task. */
+	drain_clients(r);
+	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_SHUTDOWN,
+				  NULL, 0);
+	if (wait_settled(r, deadline, 2) || r->signals > 1) {
+		return;
+	}
+	/* Time is up: each open task gets its failed result now. */
+	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_ABORT,
+				  NULL, 0);
+	if (!wait_settled(r, now_ms() + ABORT_WAIT_MS, 2)) {
+		printf("the stop did not settle: some answers may be lost\n");
+	}
 }
 
 static void
@@ -723,7 +821,7 @@ stop(struct run *r)
 /* Summary and self-check                                              */
 
 struct client_totals {
-	uint64_t sent, accepted, results, ok, progress;
+	uint64_t sent, accepted, results, ok, progress, refused;
 	uint64_t errors_expected, errors_seen, unexpected;
 	unsigned clean;
 	const char *problem;
@@ -742,6 +840,7 @@ sum_clients(const struct run *r)
 		t.results += c->results;
 		t.ok += c->ok;
 		t.progress += c->progress;
+		t.refused += c->refused;
 		t.errors_expected += c->errors_expected;
 		t.errors_seen += c->errors_seen;
 		t.unexpected += c->unexpected;
@@ -805,6 +904,13 @@ print_summary(const struct run *r)
 	       " cut off for a long line\n",
 	       stat_get(&stats.sessions), stat_get(&stats.sess_tasks),
 	       stat_get(&stats.sess_errors), stat_get(&stats.sess_too_long));
+	if (r->signals > 0) {
+		printf("  stop       on a signal: %" PRIu64 " refused while "
+		       "stopping, %" PRIu64 " open tasks failed at the %.1f s "
+		       "deadline\n",
+		       stat_get(&stats.sess_rejected), r->status.aborted,
+		       hub.opt.stop_timeout_ms / 1000.0);
+	}
 	printf("  runtime    %" PRIu64 " messages handled, %" PRIu64
 	       " dead letters, %" PRIu64 " actors spawned\n",
 	       r->fin.msgs_handled, r->fin.dead_letters, r->fin.actors_spawned);
@@ -839,7 +945,9 @@ check(const struct run *r)
 	uint64_t s_res = stat_get(&stats.sess_results);
 	uint64_t s_rej = stat_get(&stats.sess_rejected);
 	uint64_t s_lost = stat_get(&stats.sess_abandoned);
+	uint64_t s_unacc = stat_get(&stats.sess_unaccepted);
 	bool is_loaded = r->n_clients > 0;
+	bool is_stopped = r->signals > 0; /* by Ctrl-C, within its bound */
 
 	printf("\nchecks\n");
 	expect(r->has_status && st->in_flight == 0 &&
@@ -859,11 +967,15 @@ check(const struct run *r)
 	       PRIu64 " cancelled",
 	       j->submitted, j->succeeded, j->failed, j->timed_out,
 	       j->cancelled);
-	expect(s_tasks == s_res + s_lost + s_rej && s_acc + s_rej == s_tasks,
-	       "sessions: %" PRIu64 " tasks, %" PRIu64 " accepted, %" PRIu64
-	       " results written, %" PRIu64 " refused, %" PRIu64
-	       " left open by clients that went away",
-	       s_tasks, s_acc, s_res, s_rej, s_lost);
+	/* Each task counted once by how it ended, and once by whether it
+	 * was accepted (see struct hub_stats). */
+	expect(s_tasks == s_res + s_rej + s_lost &&
+		       s_tasks == s_acc + s_rej + s_unacc,
+	       "sessions: %" PRIu64 " tasks == %" PRIu64 " results written + %"
+	       PRIu64 " refused + %" PRIu64 " left open by clients that went "
+	       "away == %" PRIu64 " accepted + %" PRIu64 " refused + %" PRIu64
+	       " gone before accepted",
+	       s_tasks, s_res, s_rej, s_lost, s_acc, s_rej, s_unacc);
 	if (is_loaded) {
 		struct client_totals c = sum_clients(r);
 		uint64_t expected = (uint64_t)hub.opt.tasks_per_client *
@@ -873,14 +985,20 @@ check(const struct run *r)
 		       "%u of %u clients closed cleanly after their last "
 		       "result (%u simulated + 1 rogue)",
 		       c.clean, r->n_clients, hub.opt.clients);
-		expect(c.sent == c.accepted && c.accepted == c.results &&
-			       c.results == s_res && s_lost == 0 &&
-			       (expected == 0 || c.sent == expected),
+		/* A stop cuts the load short: then fewer tasks than asked
+		 * for, and some refused because the hub was stopping. */
+		expect(c.sent == c.accepted + c.refused &&
+			       c.accepted == c.results && c.results == s_res &&
+			       s_lost == 0 &&
+			       (is_stopped ||
+				(c.refused == 0 &&
+				 (expected == 0 || c.sent == expected))),
 		       "no session lost a result: clients sent %" PRIu64
 		       ", got %" PRIu64 " accepted and %" PRIu64
-		       " results (%" PRIu64 " ok)%s",
-		       c.sent, c.accepted, c.results, c.ok,
-		       expected ? ", as many as asked for" : "");
+		       " results (%" PRIu64 " ok), %" PRIu64 " refused%s",
+		       c.sent, c.accepted, c.results, c.ok, c.refused,
+		       expected && !is_stopped ? ", as many as asked for"
+					       : "");
 		expect(c.unexpected == 0,
 		       "the protocol held: %" PRIu64 " progress events, %" PRIu64
 		       " unexpected%s%s",
@@ -956,7 +1074,17 @@ main(int argc, char **argv)
 		start_load(&r);
 	}
 	run_load(&r);
-	settle(&r);
+	/* People with nc may have left tasks open: let them finish, unless
+	 * a signal asks for the bounded stop instead. */
+	if (r.signals == 0 &&
+	    !wait_settled(&r, now_ms() + SETTLE_WAIT_MS, 1) &&
+	    r.signals == 0) {
+		printf("still busy after %d s\n", SETTLE_WAIT_MS / 1000);
+	}
+	if (r.signals > 0) {
+		shut_down(&r);
+	}
+	collect_report(&r);
 	stop(&r);
 	print_summary(&r);
 	check(&r);

@@ -23,6 +23,15 @@
  * accepted. The manager monitors each session that has tasks; when one
  * goes away, its jobs are cancelled.
  *
+ * Stopping (main.c): after MSG_SHUTDOWN the manager refuses new tasks
+ * (MSG_REJECTED, REJECT_STOPPING), and lets the open ones finish. After
+ * MSG_ABORT, which comes if they do not finish in time, every task still
+ * open gets a failed result at once ("the hub is stopping") and its job
+ * is cancelled: an accepted task still gets exactly one result, even
+ * when the hub stops before it is done. The task stays in the table
+ * until its job's FINISHED event, so "none in flight" still means every
+ * job has ended.
+ *
  * The manager also relays the circuit breaker's state changes to the
  * "breaker" topic and publishes each task's lifecycle on "tasks", where
  * the monitor listens.
@@ -51,6 +60,8 @@ struct task {
 	uint32_t total; /* subtasks in the plan */
 	uint32_t done;  /* progress events so far */
 	uint64_t t0_ns;
+	bool is_accepted; /* MSG_ACCEPTED sent */
+	bool is_answered; /* MSG_RESULT sent (by MSG_ABORT): nothing more */
 };
 
 /* A session we monitor because it has tasks. */
@@ -64,7 +75,8 @@ struct manager {
 	size_t n_tasks, cap_tasks;
 	struct watch *watches;
 	size_t n_watches, cap_watches;
-	uint64_t taken, answered, cancelled;
+	uint64_t taken, answered, cancelled, aborted;
+	bool is_stopping; /* MSG_SHUTDOWN came: no new tasks */
 };
 
 /* ------------------------------------------------------------------ */
@@ -172,6 +184,12 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 	if (hdr.len > TASK_TEXT_MAX || m->size != sizeof(hdr) + hdr.len) {
 		return;
 	}
+	if (mg->is_stopping) {
+		struct rejected_msg r = { .seq = hdr.seq, .why = REJECT_STOPPING };
+
+		(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
+		return;
+	}
 	if (!grow((void **)&mg->tasks, &mg->cap_tasks, mg->n_tasks,
 		  sizeof(*mg->tasks)) ||
 	    !watch(cx, mg, session) ||
@@ -203,32 +221,19 @@ err_reject:
 	/* The task is refused, never accepted, so the session answers
 	 * with an error instead of waiting for a result. */
 	free(a);
-	(void)tr_send(cx, session, MSG_REJECTED, &hdr.seq, sizeof(hdr.seq));
+	struct rejected_msg r = { .seq = hdr.seq, .why = REJECT_BUSY };
+	(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
 }
 
 /* ------------------------------------------------------------------ */
 /* Job events                                                          */
 
-/* A job ended other than with a result: a small "result" saying why. */
+/* A small "result" object saying why a task failed as a whole. */
 static char *
-failure_json(const struct task *t, const tr_job_event *ev)
+failure_json(const struct task *t, const char *why)
 {
 	cJSON *r = cJSON_CreateObject();
-	char why[160];
 
-	switch (ev->state) {
-	case TR_JOB_TIMED_OUT:
-		snprintf(why, sizeof(why), "timed out after %u ms",
-			 hub.opt.task_timeout_ms);
-		break;
-	case TR_JOB_CANCELLED:
-		snprintf(why, sizeof(why), "cancelled");
-		break;
-	default:
-		snprintf(why, sizeof(why), "the task's lead failed%s%s",
-			 ev->note[0] ? ": " : "", ev->note);
-		break;
-	}
 	cJSON_AddNumberToObject(r, "subtasks", t->total);
 	cJSON_AddStringToObject(r, "error", why);
 	char *text = cJSON_PrintUnformatted(r);
@@ -236,34 +241,28 @@ failure_json(const struct task *t, const tr_job_event *ev)
 	return text;
 }
 
+/* The one "accepted" of a task (the job's QUEUED event, or an abort that
+ * comes before it). */
 static void
-job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
-	     const tr_job_event *ev)
+accept_task(tr_ctx *cx, struct task *t)
+{
+	struct accepted_msg a = { .seq = t->seq, .total = t->total,
+				  .task = t->job };
+
+	t->is_accepted = true;
+	(void)tr_send(cx, t->session, MSG_ACCEPTED, &a, sizeof(a));
+	publish(cx, t, TASK_EV_ACCEPTED, false, 0);
+}
+
+/* The one result of a task. @json is the "result" object. */
+static void
+answer_task(tr_ctx *cx, struct manager *mg, struct task *t, bool ok,
+	    const char *json)
 {
 	uint64_t ms = (now_ns() - t->t0_ns) / 1000000u;
-	const struct lead_result *lr = ev->result;
-	char *owned = NULL;
-	const char *json;
-	bool ok = false;
-
-	if (ev->state == TR_JOB_CANCELLED) {
-		/* Only when its session went away: nobody to answer. */
-		mg->cancelled++;
-		publish(cx, t, TASK_EV_CANCELLED, false, ms);
-		task_remove(mg, t);
-		return;
-	}
-	if (ev->state == TR_JOB_SUCCEEDED && lr != NULL &&
-	    ev->result_size > sizeof(*lr) &&
-	    ((const char *)ev->result)[ev->result_size - 1] == '\0') {
-		ok = lr->ok;
-		json = lr->json;
-	} else {
-		owned = failure_json(t, ev);
-		json = owned != NULL ? owned : "{}";
-	}
 	size_t len = strlen(json);
 	struct result_msg *r = malloc(sizeof(*r) + len + 1);
+
 	if (r != NULL) {
 		r->seq = t->seq;
 		r->ok = ok;
@@ -274,9 +273,53 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 		(void)tr_send_ptr(cx, t->session, MSG_RESULT, r,
 				  sizeof(*r) + len + 1, free);
 	}
-	cJSON_free(owned);
+	t->is_answered = true;
 	mg->answered++;
 	publish(cx, t, TASK_EV_DONE, ok, ms);
+}
+
+static void
+job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
+	     const tr_job_event *ev)
+{
+	const struct lead_result *lr = ev->result;
+	char why[160];
+	char *owned = NULL;
+
+	if (t->is_answered) {
+		/* Failed by MSG_ABORT already; its job has ended now. */
+		task_remove(mg, t);
+		return;
+	}
+	switch (ev->state) {
+	case TR_JOB_SUCCEEDED:
+		if (lr != NULL && ev->result_size > sizeof(*lr) &&
+		    ((const char *)ev->result)[ev->result_size - 1] == '\0') {
+			answer_task(cx, mg, t, lr->ok, lr->json);
+			task_remove(mg, t);
+			return;
+		}
+		snprintf(why, sizeof(why), "the task's lead sent no result");
+		break;
+	case TR_JOB_CANCELLED:
+		/* Only when its session went away: nobody to answer. */
+		mg->cancelled++;
+		publish(cx, t, TASK_EV_CANCELLED, false,
+			(now_ns() - t->t0_ns) / 1000000u);
+		task_remove(mg, t);
+		return;
+	case TR_JOB_TIMED_OUT:
+		snprintf(why, sizeof(why), "timed out after %u ms",
+			 hub.opt.task_timeout_ms);
+		break;
+	default:
+		snprintf(why, sizeof(why), "the task's lead failed%s%s",
+			 ev->note[0] ? ": " : "", ev->note);
+		break;
+	}
+	owned = failure_json(t, why);
+	answer_task(cx, mg, t, false, owned != NULL ? owned : "{}");
+	cJSON_free(owned);
 	task_remove(mg, t);
 }
 
@@ -293,14 +336,15 @@ job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		return;
 	}
 	switch (ev.event) {
-	case TR_JOB_EV_QUEUED: {
-		struct accepted_msg a = { .seq = t->seq, .total = t->total,
-					  .task = t->job };
-		(void)tr_send(cx, t->session, MSG_ACCEPTED, &a, sizeof(a));
-		publish(cx, t, TASK_EV_ACCEPTED, false, 0);
+	case TR_JOB_EV_QUEUED:
+		if (!t->is_accepted) {
+			accept_task(cx, t);
+		}
 		break;
-	}
 	case TR_JOB_EV_PROGRESS: {
+		if (t->is_answered) {
+			break; /* the client has its result: nothing after it */
+		}
 		/* The lead reports one event per subtask that ended, with the
 		 * subtask's label as the note. */
 		struct progress_msg p = { .seq = t->seq, .done = ++t->done,
@@ -317,6 +361,32 @@ job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		break;
 	default: /* TR_JOB_EV_STARTED: nothing to tell */
 		break;
+	}
+}
+
+/*
+ * The hub stops and the open tasks did not finish in time: each gets its
+ * result now, a failure, so that no accepted task goes without one; its
+ * job is cancelled, and its FINISHED event removes it later.
+ */
+static void
+abort_open_tasks(tr_ctx *cx, struct manager *mg)
+{
+	mg->is_stopping = true;
+	for (size_t i = 0; i < mg->n_tasks; i++) {
+		struct task *t = &mg->tasks[i];
+
+		if (t->is_answered) {
+			continue;
+		}
+		if (!t->is_accepted) {
+			accept_task(cx, t); /* taken, so accepted first */
+		}
+		char *json = failure_json(t, "the hub is stopping");
+		answer_task(cx, mg, t, false, json != NULL ? json : "{}");
+		cJSON_free(json);
+		mg->aborted++;
+		(void)tr_jobs_cancel(hub.jobs, t->job);
 	}
 }
 
@@ -376,11 +446,18 @@ manager_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_pubsub_publish(cx, hub.bus, TOPIC_BREAKER,
 					MSG_BREAKER_EVENT, m->data, m->size);
 		break;
+	case MSG_SHUTDOWN:
+		mg->is_stopping = true;
+		break;
+	case MSG_ABORT:
+		abort_open_tasks(cx, mg);
+		break;
 	case MSG_STATUS: {
 		struct mgr_status st = {
 			.tasks = mg->taken,
 			.results = mg->answered,
 			.cancelled = mg->cancelled,
+			.aborted = mg->aborted,
 			.in_flight = mg->n_tasks,
 		};
 		(void)tr_send(cx, tr_sender(cx), MSG_STATUS_REPLY, &st,

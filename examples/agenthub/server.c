@@ -31,7 +31,14 @@
  * Every accepted task gets exactly one result. If the manager stops with
  * tasks open (the session monitors it), each of them gets a result with
  * "ok": false at once. If the client goes away first, the manager (which
- * monitors the session) cancels its tasks.
+ * monitors the session) cancels its tasks. While the hub stops, new tasks
+ * get {"event": "error", "error": "the hub is stopping"}.
+ *
+ * The session counts each task it sent twice, each time in exactly one
+ * place (stats in agenthub.h): how it ended (a result written, refused,
+ * or abandoned because the client went away first) and whether it was
+ * accepted (an "accepted" written, refused, or ended before the manager's
+ * "accepted" could reach us). The self-check adds both up.
  *
  * Threads: one actor per connection plus the listener; state is per
  * actor. They read `hub` (read-only) and add to `stats`.
@@ -48,6 +55,7 @@
 /* A task this session sent to the manager and has no result for yet. */
 struct open_task {
 	bool is_used;
+	bool is_accepted; /* "accepted" written */
 	uint32_t seq;
 	uint64_t t0_ns;
 	char id[ID_TEXT_MAX]; /* the id as JSON text: "\"a1\"" or "17" */
@@ -131,11 +139,24 @@ close_conn(tr_ctx *cx, struct session *s)
 	}
 }
 
-/* A task got its result: free its slot; a client that is done sending
- * and has nothing open is done. */
+/*
+ * A task ended: its result was written, or it was refused. Count it once
+ * (a result with no "accepted" before it comes only when the manager
+ * stopped first), free its slot; a client that is done sending and has
+ * nothing open is done.
+ */
 static void
-open_release(tr_ctx *cx, struct session *s, struct open_task *t)
+open_release(tr_ctx *cx, struct session *s, struct open_task *t,
+	     bool is_refused)
 {
+	if (is_refused) {
+		stat_add_release(&stats.sess_rejected, 1);
+	} else {
+		stat_add_release(&stats.sess_results, 1);
+		if (!t->is_accepted) {
+			stat_add(&stats.sess_unaccepted, 1);
+		}
+	}
 	t->is_used = false;
 	s->n_open--;
 	if (s->is_peer_done && s->n_open == 0) {
@@ -214,6 +235,7 @@ submit(tr_ctx *cx, struct session *s, const char *id, const char *text,
 		return;
 	}
 	t->is_used = true;
+	t->is_accepted = false;
 	t->seq = hdr.seq;
 	t->t0_ns = now_ns();
 	snprintf(t->id, sizeof(t->id), "%s", id);
@@ -345,9 +367,10 @@ answer_accepted(tr_ctx *cx, struct session *s, const struct accepted_msg *a)
 {
 	struct open_task *t = open_by_seq(s, a->seq);
 
-	if (t == NULL) {
+	if (t == NULL || t->is_accepted) {
 		return;
 	}
+	t->is_accepted = true;
 	cJSON *o = event(t->id, "accepted");
 	cJSON_AddNumberToObject(o, "subtasks", a->total);
 	stat_add(&stats.sess_accepted, 1);
@@ -387,9 +410,8 @@ answer_result(tr_ctx *cx, struct session *s, const tr_msg *m)
 	/* The manager built the result object; it goes in as it is. */
 	cJSON_AddRawToObject(o, "result", r->json);
 	cJSON_AddNumberToObject(o, "ms", (double)r->ms);
-	stat_add(&stats.sess_results, 1);
 	send_json(cx, s, o);
-	open_release(cx, s, t);
+	open_release(cx, s, t, false);
 }
 
 /* The manager stopped: every task it had gets a failed result now. */
@@ -409,9 +431,8 @@ manager_gone(tr_ctx *cx, struct session *s)
 		cJSON_AddStringToObject(r, "error", "the manager stopped");
 		cJSON_AddNumberToObject(o, "ms",
 					(double)((now_ns() - t->t0_ns) / 1000000u));
-		stat_add(&stats.sess_results, 1);
 		send_json(cx, s, o);
-		open_release(cx, s, t);
+		open_release(cx, s, t, false);
 	}
 }
 
@@ -476,14 +497,16 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		answer_result(cx, s, m);
 		break;
 	case MSG_REJECTED: {
-		uint32_t seq;
+		struct rejected_msg r;
 		struct open_task *t;
 
-		if (payload(m, &seq, sizeof(seq)) &&
-		    (t = open_by_seq(s, seq)) != NULL) {
-			stat_add(&stats.sess_rejected, 1);
-			send_error(cx, s, t->id, "hub busy, try again");
-			open_release(cx, s, t);
+		if (payload(m, &r, sizeof(r)) &&
+		    (t = open_by_seq(s, r.seq)) != NULL) {
+			send_error(cx, s, t->id,
+				   r.why == REJECT_STOPPING
+					   ? "the hub is stopping"
+					   : "hub busy, try again");
+			open_release(cx, s, t, true);
 		}
 		break;
 	}
@@ -508,8 +531,16 @@ session_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)cx;
 	(void)reason;
-	/* Tasks still open when the client went away: nobody to answer. */
-	stat_add(&stats.sess_abandoned, s->n_open);
+	/* Tasks still open when the client went away: nobody to answer.
+	 * Some may have gone before their "accepted" could reach us. */
+	for (int i = 0; i < SESSION_INFLIGHT; i++) {
+		if (s->open[i].is_used) {
+			stat_add_release(&stats.sess_abandoned, 1);
+			if (!s->open[i].is_accepted) {
+				stat_add(&stats.sess_unaccepted, 1);
+			}
+		}
+	}
 	tr_framer_fini(&s->framer);
 }
 
