@@ -1585,12 +1585,9 @@ out:
 	free(cs);
 }
 
-/*
- * Clients that keep talking at 20 lines a second each (within the limit)
- * while the server is stopped: every one of them is told and then
- * disconnected, and the server exits with status 0, all before the
- * generous deadline (the stop itself is bounded by --stop-timeout).
- */
+/* Clients that say a line every tick and read whatever comes. */
+enum { TALK_MAX = 64 };
+
 struct talk {
 	struct client *cs;
 	size_t n;
@@ -1604,9 +1601,13 @@ struct talk {
 static void
 talk_step(struct talk *t, const char *line, size_t len, unsigned tick_ms)
 {
-	struct pollfd pfs[64];
+	struct pollfd pfs[TALK_MAX];
 	uint64_t now = harness_now_ms();
 
+	if (t->n > TALK_MAX) {
+		CHECK(!"too many talkers");
+		return;
+	}
 	if (now >= t->next_tick) {
 		for (size_t i = 0; i < t->n; i++) {
 			if (!t->has_out[i] && !t->cs[i].is_eof) {
@@ -1656,6 +1657,12 @@ talk_step(struct talk *t, const char *line, size_t len, unsigned tick_ms)
 	}
 }
 
+/*
+ * Clients that keep talking at 20 lines a second each (within the limit)
+ * while the server is stopped: every one of them is told and then
+ * disconnected, and the server exits with status 0, all before the
+ * generous deadline (the stop itself is bounded by --stop-timeout).
+ */
 static void
 test_stop_under_load(void)
 {
