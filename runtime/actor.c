@@ -1044,6 +1044,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 		&a->mb.head, memory_order_acquire);
 	uint64_t t = tr__ticks();
 	uint64_t start = t;
+	tr__sched_turn_began(w, start);
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
 		a->sched_ts = 0;

@@ -37,6 +37,7 @@ struct tr_runtime {
 	unsigned batch;
 	uint64_t slow_ticks;
 	uint64_t steal_backlog_ticks;
+	uint64_t stuck_ticks; /* a turn this old is stuck (sched.c) */
 	struct tr__worker *workers;
 
 	/* Slot table: chunks published with release, read with acquire. */
@@ -52,6 +53,9 @@ struct tr_runtime {
 	_Atomic uint32_t n_spinning;
 	_Atomic uint32_t wake_rr;
 	_Atomic bool shutdown; /* workers exit */
+	/* The monitor thread (sched.c): its futex word, MON_*. */
+	_Atomic uint32_t mon;
+	pthread_t mon_thread;
 
 	/* Lifecycle. */
 	_Alignas(64) _Atomic int state;

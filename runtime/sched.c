@@ -4,9 +4,8 @@
  * Each worker has:
  * - a next slot: the actor most recently made runnable by a send from this
  *   worker. The worker runs it next, so two actors that talk to each other
- *   stay on one core (locality). Thieves may take it only if they see the
- *   same actor there on two probes a few microseconds apart, i.e. the
- *   owner is busy elsewhere.
+ *   stay on one core (locality). Thieves take it only from a worker whose
+ *   current turn is older than the steal threshold (the owner is stuck).
  * - a ck_ring run queue (single producer: the owner; multiple consumers:
  *   the owner and thieves). A new next-slot actor pushes the previous one
  *   here; actors that used up their batch go here, behind the others.
@@ -14,21 +13,28 @@
  * (a ck_stack that workers take whole and reverse to FIFO).
  *
  * Idle workers spin for `spin_us` looking for work (own queues, inject,
- * stealing), then park on a futex; a worker whose I/O loop is free instead
- * looks at the others once and parks in a poll of that loop, woken by
- * uv_async_send (see park() and "Who runs a loop" in io_loop.c). Its
- * `sleeping` word and its place in n_sleeping are the same either way.
- * Lost wake-ups are excluded by a Dekker
- * pair: a parking worker increments n_sleeping (seq_cst) and then checks
- * every queue; an injecting thread publishes and then (seq_cst RMW)
- * reads n_sleeping, waking a sleeper if there is one. Pushes by a worker
- * onto its own queues need no such guarantee (that worker is awake and
- * will run them); they wake a sleeper only as a hint for parallelism, and
- * each worker re-checks that hint every 64 scheduling ticks.
+ * stealing), then park without a time limit: on a futex, or, when their
+ * I/O loop is free, in a poll of that loop, woken by uv_async_send (see
+ * park() and "Who runs a loop" in io_loop.c). Their `sleeping` word and
+ * their place in n_sleeping are the same either way. Lost wake-ups are
+ * excluded by a Dekker pair: a parking worker increments n_sleeping
+ * (seq_cst) and then checks every queue; an injecting thread publishes and
+ * then (seq_cst RMW) reads n_sleeping, waking a sleeper if there is one.
+ * Pushes by a worker onto its own queues need no such guarantee (that
+ * worker is awake and will run them); they wake a sleeper only as a hint.
+ *
+ * Work queued behind a long turn is rescued in one way, after Go's sysmon:
+ * each worker stamps when its current turn began (turn_start); a monitor
+ * thread that ticks while any worker is awake wakes a sleeper when some
+ * worker's turn is older than the steal threshold and that worker has
+ * actors queued; a thief treats a victim whose turn is that old as stuck
+ * and takes even its lone queued actor or its next slot. When every
+ * worker sleeps, the monitor sleeps too, and the first worker to wake up
+ * wakes it.
  *
  * Threads: everything here runs on worker threads except
- * tr__sched_schedule (any thread) and the init/start/shutdown functions
- * (setup).
+ * tr__sched_schedule (any thread), the monitor thread's functions, and
+ * the init/start/shutdown functions (setup).
  */
 #include <ck_pr.h>
 
@@ -355,35 +361,55 @@ find_local(struct tr__worker *w)
 }
 
 /*
+ * A turn older than this is stuck: whatever waits behind it waits at least
+ * this long, however short the worker's other turns are. It is four times
+ * a whole batch of short handlers whose every message misses the cache
+ * (100 x about 0.5 us): a worker that merely runs chatty actors split over
+ * two cores must not look stuck, or its queue would be spread further.
+ */
+#define STUCK_US 200u
+
+/*
+ * Has @v been in its current turn for longer than STUCK_US? Then a thief
+ * may take even its lone queued actor or the one in its next slot, and
+ * the monitor wakes a sleeper for it. @now is the caller's tr__ticks().
+ */
+static bool
+stuck(tr_runtime *rt, struct tr__worker *v, uint64_t now)
+{
+	uint64_t began =
+		atomic_load_explicit(&v->turn_start, memory_order_relaxed);
+
+	/* TSCs of different cores may differ by a few ticks: now < began. */
+	return began != 0 && now > began && now - began > rt->stuck_ticks;
+}
+
+/*
  * Take work from another worker. A victim that keeps starting new turns is
- * making progress: take from its ring only if worth_moving(). A victim that has not started
- * a turn since our previous probe (@probe rounds are several microseconds
- * apart) is stuck in a long handler: then take even its lone ring entry or
- * the actor in its next slot, which would otherwise wait.
+ * making progress: take from its ring only if worth_moving(). A victim in
+ * a turn older than the steal threshold is stuck in a long handler: then
+ * take even its lone ring entry or the actor in its next slot, which would
+ * otherwise wait for the whole turn.
  */
 static struct tr__actor *
-steal(struct tr__worker *w, bool probe)
+steal(struct tr__worker *w)
 {
 	tr_runtime *rt = w->rt;
 	unsigned n = rt->nworkers;
+	uint64_t now = tr__ticks();
 
 	for (unsigned k = 1; k < n; k++) {
 		struct tr__worker *v = &rt->workers[(w->index + k) % n];
 		struct tr__actor *a;
-		uint64_t turns =
-			atomic_load_explicit(&v->turns, memory_order_relaxed);
-		bool stuck = probe && turns == w->seen_turns[v->index];
-
-		if (probe) {
-			w->seen_turns[v->index] = turns;
-		}
+		bool is_stuck = stuck(rt, v, now);
 		unsigned queued = ck_ring_size(&v->ring);
-		if ((stuck ? queued > 0 : worth_moving(rt, v, queued)) &&
+
+		if ((is_stuck ? queued > 0 : worth_moving(rt, v, queued)) &&
 		    ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
 			tr__stat_add(&w->stats.steals, 1);
 			return a;
 		}
-		if (!stuck) {
+		if (!is_stuck) {
 			continue;
 		}
 		a = atomic_load_explicit(&v->next_slot, memory_order_relaxed);
@@ -430,7 +456,7 @@ spin(struct tr__worker *w, bool handover)
 		if (a != NULL) {
 			break;
 		}
-		a = steal(w, (i & 15) == 0);
+		a = steal(w);
 		if (a != NULL) {
 			break;
 		}
@@ -459,43 +485,21 @@ spin(struct tr__worker *w, bool handover)
 			}
 		}
 	}
-	atomic_fetch_sub_explicit(&rt->n_spinning, 1, memory_order_relaxed);
-	return a;
-}
-
-/*
- * How long a parked worker sleeps while another worker is still awake.
- * It then looks once for a worker stuck in a long handler with actors
- * waiting behind it (see steal()). When every worker is parked the
- * runtime is idle and they sleep until woken, so an idle runtime uses no
- * CPU; this timeout only costs about one wake-up per millisecond while a
- * neighbour is busy.
- */
-#define PARK_CHECK_NS 1000000u
-
-/* If a worker sleeps without a time limit, wake it (it sleeps again
- * with one), so that someone looks for a worker stuck in a long turn. */
-static void
-wake_untimed(tr_runtime *rt, const struct tr__worker *except)
-{
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		struct tr__worker *v = &rt->workers[i];
-		uint32_t untimed = 2;
-		/*
-		 * Mark it (3) so that it does not take this for a wake-up
-		 * for work and wake another in turn: idle workers would
-		 * otherwise keep waking each other.
-		 */
-		if (v != except &&
-		    atomic_load_explicit(&v->park_mode, memory_order_relaxed) ==
-			    2 &&
-		    atomic_compare_exchange_strong_explicit(
-			    &v->park_mode, &untimed, 3, memory_order_relaxed,
-			    memory_order_relaxed) &&
-		    wake_worker(v)) {
-			break;
-		}
+	uint32_t spinners = atomic_fetch_sub_explicit(&rt->n_spinning, 1,
+						      memory_order_relaxed);
+	/*
+	 * Go's rule: the last spinner that found work, with more queued
+	 * (what it took from the inject stack, say), wakes another worker,
+	 * which spins in its turn. Senders skip the wake-up while a worker
+	 * spins, so without this a spinner that took two actors at once
+	 * would leave the second behind its own turn while others sleep.
+	 */
+	if (a != NULL && spinners == 1 &&
+	    (tr__sched_has_local(w) ||
+	     ck_pr_load_ptr(&rt->inject.head) != NULL)) {
+		maybe_wake(rt);
 	}
+	return a;
 }
 
 /*
@@ -525,6 +529,46 @@ idle_give_back(tr_runtime *rt)
 	tr__alloc_give_back();
 }
 
+/* The monitor's futex word: ticking, or asleep while every worker is. */
+enum { MON_TICKING, MON_ASLEEP };
+
+/*
+ * A worker left its sleep and was the first of an idle runtime to do so
+ * (@before is what its decrement of n_sleeping read): if the monitor
+ * sleeps, wake it, for this worker may now start a long turn.
+ */
+static void
+monitor_rouse(tr_runtime *rt, uint32_t before)
+{
+	uint32_t asleep = MON_ASLEEP;
+
+	/* seq_cst: with our RMW of n_sleeping, the Dekker pair of the
+	 * monitor's store of MON_ASLEEP and its load of n_sleeping. */
+	if (before == rt->nworkers &&
+	    atomic_load_explicit(&rt->mon, memory_order_seq_cst) ==
+		    MON_ASLEEP &&
+	    atomic_compare_exchange_strong_explicit(&rt->mon, &asleep,
+						    MON_TICKING,
+						    memory_order_relaxed,
+						    memory_order_relaxed)) {
+		tr__futex_wake(&rt->mon);
+	}
+}
+
+/* Leave the count of sleepers (after a sleep, or instead of one). */
+static void
+unpark(tr_runtime *rt)
+{
+	/* seq_cst: see monitor_rouse(), and park()'s increment. */
+	uint32_t before = atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
+						    memory_order_seq_cst);
+	monitor_rouse(rt, before);
+}
+
+/*
+ * Sleep until woken, without a time limit: a worker stuck in a long turn
+ * is the monitor's business, not its neighbours'.
+ */
 static void
 park(struct tr__worker *w)
 {
@@ -554,8 +598,7 @@ park(struct tr__worker *w)
 	    /* The loop was handed back to us meanwhile: go and take it. */
 	    (loop == NULL && w->loop != NULL && tr__io_drive_free(w->loop))) {
 		atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
-					  memory_order_seq_cst);
+		unpark(rt);
 		if (loop != NULL) {
 			tr__io_drive_give(loop);
 			atomic_store_explicit(&w->polling, NULL,
@@ -564,70 +607,126 @@ park(struct tr__worker *w)
 		return;
 	}
 	/* Held by its own thread (all workers were busy): ask for it. */
-	bool asked = loop == NULL && w->loop != NULL &&
-		     tr__io_drive_ask(w->loop, w->index);
+	if (loop == NULL && w->loop != NULL) {
+		(void)tr__io_drive_ask(w->loop, w->index);
+	}
 	tr__stat_add(&w->stats.parks, 1);
-	bool timed = before + 1 < rt->nworkers;
-	if (!timed) {
+	if (before + 1 == rt->nworkers) {
 		idle_give_back(rt);
 	}
-	bool woken = false;
-	atomic_store_explicit(&w->park_mode, timed ? 1 : 2, memory_order_relaxed);
 	if (loop != NULL) {
 		/*
 		 * One poll: it returns with events (their turns are now
-		 * queued here), when a waker kicks it, or, if timed, after
-		 * the check period. A waker's kick is a wake-up for work;
-		 * turns this poll made runnable are not: waking an untimed
-		 * sleeper for each would cost a futex call per poll, and
-		 * the loop's thread does that if nobody polls for a while.
+		 * queued here) or when a waker kicks it.
 		 */
 		tr__stat_add(&w->stats.io_polls, 1);
-		tr__io_drive_poll(loop, timed);
-		woken = atomic_exchange_explicit(&w->sleeping, 0,
-						 memory_order_acq_rel) == 0;
+		tr__io_drive_poll(loop);
+		/* acq_rel: pairs with a waker's CAS, or beats it. */
+		(void)atomic_exchange_explicit(&w->sleeping, 0,
+					       memory_order_acq_rel);
 		tr__io_drive_give(loop);
 		atomic_store_explicit(&w->polling, NULL, memory_order_relaxed);
 	} else {
-		for (;;) {
-			tr__futex_wait(&w->sleeping, 1,
-				       timed ? PARK_CHECK_NS : 0);
-			/* acquire: pairs with the waker's CAS (acq_rel). */
-			if (atomic_load_explicit(&w->sleeping,
-						 memory_order_acquire) == 0) {
-				woken = true;
-				break;
-			}
-			if (timed) {
-				/* Timed out: look around once. A waker that
-				 * wins the word after this still finds us
-				 * awake. */
-				woken = atomic_exchange_explicit(
-						&w->sleeping, 0,
-						memory_order_acq_rel) == 0;
-				break;
-			}
+		/* acquire: pairs with the waker's CAS (acq_rel). */
+		while (atomic_load_explicit(&w->sleeping,
+					    memory_order_acquire) != 0) {
+			tr__futex_wait(&w->sleeping, 1, 0);
 		}
 	}
-	if (atomic_exchange_explicit(&w->park_mode, 0, memory_order_relaxed) ==
-	    3) {
-		woken = false; /* only told to sleep with a time limit */
-	}
-	atomic_fetch_sub_explicit(&rt->n_sleeping, 1, memory_order_seq_cst);
+	unpark(rt);
 	tr__stat_add(&w->stats.wakes, 1);
-	if (woken && asked && tr__io_drive_free(w->loop)) {
-		woken = false; /* handed the loop, not work */
+}
+
+/* ------------------------------------------------------------------ */
+/* The monitor                                                         */
+
+/*
+ * How often the monitor looks while some worker is awake. A queue behind
+ * a stuck turn is found within about this (plus the steal threshold),
+ * whatever every other worker is doing; each look costs a timed futex
+ * wake-up, about 0.1% of a core at this period.
+ */
+#define MON_TICK_NS 1000000u
+/* Looks with every worker asleep before the monitor sleeps too. */
+#define MON_IDLE_LOOKS 4u
+
+/* Does @v have actors that only it would run (ring or next slot)? */
+static bool
+has_queued(struct tr__worker *v)
+{
+	return ck_ring_size(&v->ring) > 0 ||
+	       atomic_load_explicit(&v->next_slot, memory_order_relaxed) !=
+		       NULL;
+}
+
+/*
+ * One look: if a worker is stuck in a long turn with actors queued behind
+ * it while others sleep and none spins, wake one; it steals them (see
+ * steal()). One wake per look: a worker woken for nothing costs a futex
+ * call, and the next look catches a second stuck worker.
+ */
+static void
+monitor_look(tr_runtime *rt)
+{
+	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) == 0 ||
+	    atomic_load_explicit(&rt->n_spinning, memory_order_relaxed) > 0) {
+		return; /* nobody to wake, or a spinner will steal it */
 	}
-	if (woken) {
+	uint64_t now = tr__ticks();
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+
+		if (stuck(rt, v, now) && has_queued(v)) {
+			tr__stat_add_shared(&rt->foreign.rescues, 1);
+			wake_one(rt);
+			return;
+		}
+	}
+}
+
+static void *
+monitor_main(void *arg)
+{
+	tr_runtime *rt = arg;
+	unsigned idle = 0;
+
+	tr__thread_name("tr-monitor", -1);
+	for (;;) {
+		tr__futex_wait(&rt->mon, MON_TICKING, MON_TICK_NS);
+		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+			break;
+		}
+		monitor_look(rt);
+		if (atomic_load_explicit(&rt->n_sleeping,
+					 memory_order_relaxed) < rt->nworkers) {
+			idle = 0;
+			continue;
+		}
+		if (++idle < MON_IDLE_LOOKS) {
+			continue;
+		}
 		/*
-		 * Woken for work: make a worker that sleeps without a time
-		 * limit sleep with one, in case this worker gets stuck in a
-		 * long handler with actors queued behind it. Timeouts never
-		 * do this, so an idle runtime settles with every worker in
-		 * an untimed sleep.
+		 * Every worker has slept for several looks: the runtime is
+		 * idle, and an idle runtime uses no CPU. seq_cst: the Dekker
+		 * pair of a waking worker's RMW of n_sleeping and its load of
+		 * `mon` (monitor_rouse): either we see it awake here, or it
+		 * sees us asleep and wakes us.
 		 */
-		wake_untimed(rt, w);
+		idle = 0;
+		atomic_store_explicit(&rt->mon, MON_ASLEEP, memory_order_seq_cst);
+		while (atomic_load_explicit(&rt->n_sleeping,
+					    memory_order_seq_cst) ==
+			       rt->nworkers &&
+		       atomic_load_explicit(&rt->mon, memory_order_relaxed) ==
+			       MON_ASLEEP &&
+		       !atomic_load_explicit(&rt->shutdown,
+					     memory_order_relaxed)) {
+			tr__futex_wait(&rt->mon, MON_ASLEEP, 0);
+		}
+		atomic_store_explicit(&rt->mon, MON_TICKING,
+				      memory_order_relaxed);
 	}
+	return NULL;
 }
 
 static void *
@@ -656,7 +755,7 @@ worker_main(void *arg)
 			if (w->loop == NULL) {
 				a = spin(w, false);
 			} else if (tr__io_drive_free(w->loop)) {
-				a = steal(w, true);
+				a = steal(w);
 			} else {
 				/*
 				 * If its own thread holds the loop (every
@@ -673,7 +772,10 @@ worker_main(void *arg)
 		if (a != NULL) {
 			/* Odd while a turn runs: see tr__sched_settled(). */
 			tr__stat_add(&w->turns, 1);
+			/* tr__actor_run stamps turn_start (turn_began()). */
 			uint64_t len = tr__actor_run(w, a);
+			atomic_store_explicit(&w->turn_start, 0,
+					      memory_order_relaxed);
 			tr__stat_add(&w->turns, 1);
 			/* avg += (len - avg) / 8, kept for thieves (steal()). */
 			uint64_t avg = atomic_load_explicit(
@@ -708,6 +810,7 @@ tr__sched_init(tr_runtime *rt)
 	ck_stack_init(&rt->inject);
 	tr__msg_pool_init(&rt->msg_pool);
 	rt->steal_backlog_ticks = (uint64_t)STEAL_BACKLOG_US * tr__ticks_per_us();
+	rt->stuck_ticks = (uint64_t)STUCK_US * tr__ticks_per_us();
 	for (unsigned i = 0; i < n; i++) {
 		struct tr__worker *w = &rt->workers[i];
 
@@ -717,14 +820,37 @@ tr__sched_init(tr_runtime *rt)
 		w->cx.w = w;
 		tr__msg_cache_init(w->cache, &rt->msg_pool);
 		w->ring_buf = tr__calloc(sizeof(ck_ring_buffer_t) * RING_SIZE);
-		w->seen_turns = tr__calloc(sizeof(uint64_t) * n);
-		if (w->ring_buf == NULL || w->seen_turns == NULL) {
+		if (w->ring_buf == NULL) {
 			tr__sched_fini(rt);
 			return TR_ENOMEM;
 		}
 		ck_ring_init(&w->ring, RING_SIZE);
 	}
 	return TR_OK;
+}
+
+/* Tell the first @started workers and, if it runs, the monitor to exit,
+ * and join them. */
+static void
+stop_threads(tr_runtime *rt, unsigned started, bool monitor)
+{
+	/* release: the threads' acquire loads of `shutdown`. */
+	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	for (unsigned i = 0; i < started; i++) {
+		/* acq_rel: rouse() reads `polling`. */
+		(void)atomic_exchange_explicit(&rt->workers[i].sleeping, 0,
+					       memory_order_acq_rel);
+		rouse(&rt->workers[i]);
+	}
+	if (monitor) {
+		atomic_store_explicit(&rt->mon, MON_TICKING,
+				      memory_order_relaxed);
+		tr__futex_wake(&rt->mon);
+		pthread_join(rt->mon_thread, NULL);
+	}
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(rt->workers[i].thread, NULL);
+	}
 }
 
 tr_err
@@ -737,18 +863,15 @@ tr__sched_start(tr_runtime *rt)
 		struct tr__worker *w = &rt->workers[i];
 
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-			atomic_store_explicit(&rt->shutdown, true,
-					      memory_order_release);
-			for (unsigned j = 0; j < i; j++) {
-				/* acq_rel: rouse() reads `polling`. */
-				(void)atomic_exchange_explicit(
-					&rt->workers[j].sleeping, 0,
-					memory_order_acq_rel);
-				rouse(&rt->workers[j]);
-				pthread_join(rt->workers[j].thread, NULL);
-			}
+			stop_threads(rt, i, false);
 			return TR_ESYS;
 		}
+	}
+	/* A single worker has nobody to hand work to: no monitor. */
+	if (rt->nworkers > 1 &&
+	    pthread_create(&rt->mon_thread, NULL, monitor_main, rt) != 0) {
+		stop_threads(rt, rt->nworkers, false);
+		return TR_ESYS;
 	}
 	return TR_OK;
 }
@@ -756,16 +879,7 @@ tr__sched_start(tr_runtime *rt)
 void
 tr__sched_shutdown(tr_runtime *rt)
 {
-	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		/* acq_rel: rouse() reads `polling`. */
-		(void)atomic_exchange_explicit(&rt->workers[i].sleeping, 0,
-					       memory_order_acq_rel);
-		rouse(&rt->workers[i]);
-	}
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		pthread_join(rt->workers[i].thread, NULL);
-	}
+	stop_threads(rt, rt->nworkers, rt->nworkers > 1);
 }
 
 void
@@ -779,7 +893,6 @@ tr__sched_fini(tr_runtime *rt)
 
 		tr__msg_cache_fini(w->cache);
 		tr__free(w->ring_buf, sizeof(ck_ring_buffer_t) * RING_SIZE);
-		tr__free(w->seen_turns, sizeof(uint64_t) * rt->nworkers);
 	}
 	tr__msg_pool_fini(&rt->msg_pool);
 	tr__free(rt->workers, sizeof(struct tr__worker) * rt->nworkers);
@@ -831,12 +944,6 @@ tr__sched_wake_worker(tr_runtime *rt, unsigned i)
 		    memory_order_relaxed)) {
 		rouse(&rt->workers[i]);
 	}
-}
-
-void
-tr__sched_nudge(tr_runtime *rt)
-{
-	wake_untimed(rt, NULL);
 }
 
 bool

@@ -26,10 +26,11 @@ struct tr__worker {
 	ck_ring_buffer_t *ring_buf;
 	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
 	_Atomic uint64_t turns;    /* +1 at turn start and end; odd = in a turn */
+	/* When the current turn began (tr__ticks), 0 between turns: how
+	 * thieves and the monitor tell a worker stuck in a long turn. */
+	_Atomic uint64_t turn_start;
 	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
-	/* 0 awake, 1 timed sleep, 2 untimed sleep, 3 woken to sleep timed */
-	_Atomic uint32_t park_mode;
 	/* The I/O loop this worker sleeps in while it polls it, or NULL. */
 	_Atomic(struct tr__io *) polling;
 
@@ -40,7 +41,6 @@ struct tr__worker {
 	unsigned tick;
 	unsigned streak;
 	unsigned sample_tick;
-	uint64_t *seen_turns; /* per victim: its turn count at the last probe */
 	/*
 	 * Private FIFO for actors that did not fit in the ring (linked
 	 * through qlink). Refilled into the ring as it drains, so thieves
@@ -66,8 +66,17 @@ void tr__sched_schedule(tr_runtime *rt, struct tr__worker *w,
 void tr__sched_wake_worker(tr_runtime *rt, unsigned i);
 /* Owner: @w has runnable actors of its own queued. */
 bool tr__sched_has_local(struct tr__worker *w);
-/* Wake a worker that sleeps without a time limit, if any. */
-void tr__sched_nudge(tr_runtime *rt);
+
+/*
+ * tr__actor_run, as a turn begins at @start (tr__ticks): from now on the
+ * turn's age tells others whether the actors queued here are stuck behind
+ * it. The owner clears it when the turn ends.
+ */
+static inline void
+tr__sched_turn_began(struct tr__worker *w, uint64_t start)
+{
+	atomic_store_explicit(&w->turn_start, start, memory_order_relaxed);
+}
 
 /* Put @a back on @w's queue after a turn that left messages. */
 void tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a);

@@ -5,7 +5,11 @@
  *     troupe-bench <bench> [n]     workers from $BENCH_THREADS (default:
  *                                  online cores), watchdog $BENCH_TIMEOUT
  *                                  seconds (default 600); BENCH_METRICS=1
- *                                  prints the runtime metrics on stderr
+ *                                  prints the runtime metrics on stderr;
+ *                                  BENCH_CHUNK sets the messages a sender
+ *                                  sends per handler call (0: all at once)
+ *                                  and BENCH_IO_DEDICATED=1 the runtime's
+ *                                  io_dedicated
  *
  * The program prints exactly one JSON line on stdout, for example
  *     {"impl":"troupe","bench":"pingpong","threads":2,"n":1000000,
@@ -80,7 +84,14 @@ enum {
  */
 #define SEND_CHUNK 100u
 
+/*
+ * The chunk in use: SEND_CHUNK, or $BENCH_CHUNK (0: no chunks, a sender
+ * sends all its messages in one handler call), to compare the two.
+ */
+static uint64_t g_chunk = SEND_CHUNK;
+
 #define FANIN_SENDERS 20u
+#define FANOUT_CONSUMERS 20u
 #define RING_SIZE 503u
 #define BIG_ACTORS 1000u
 #define COMPUTE_WORKERS 1000u
@@ -103,6 +114,7 @@ struct bench {
 	bool has_rate; /* rate is not n / wall_s (big, idle) */
 	double rate;
 	char why[192]; /* empty while the check holds */
+	char extra[96]; /* more JSON fields, starting with a comma, or "" */
 	tr_pid *idle_pids;
 	/* Filled before a workload starts and immutable while it runs. */
 	tr_pid table[MAX_TABLE];
@@ -506,7 +518,7 @@ counter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static void
 producer_chunk(tr_ctx *cx, struct producer *p)
 {
-	uint64_t k = p->n - p->sent > SEND_CHUNK ? SEND_CHUNK : p->n - p->sent;
+	uint64_t k = p->n - p->sent > g_chunk ? g_chunk : p->n - p->sent;
 
 	for (uint64_t i = 0; i < k; i++) {
 		send_msg(cx, p->counter, MSG_INC, NULL, 0);
@@ -623,7 +635,7 @@ fanin_receiver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static void
 fanin_sender_chunk(tr_ctx *cx, struct fanin_sender *s)
 {
-	uint64_t k = s->left > SEND_CHUNK ? SEND_CHUNK : s->left;
+	uint64_t k = s->left > g_chunk ? g_chunk : s->left;
 
 	for (uint64_t i = 0; i < k; i++) {
 		send_msg(cx, s->to, MSG_DATA, NULL, 0);
@@ -1353,6 +1365,270 @@ run_compute(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * fanout: one producer, n messages round robin to 20 consumers
+ */
+
+struct fanout_producer {
+	tr_pid to[FANOUT_CONSUMERS];
+	uint64_t left;
+	unsigned next;
+};
+
+struct fanout_consumer {
+	tr_pid report;
+	uint64_t want; /* 0 until MSG_SETUP arrived */
+	uint64_t count;
+};
+
+static void
+fanout_chunk(tr_ctx *cx, struct fanout_producer *p)
+{
+	uint64_t k = p->left > g_chunk ? g_chunk : p->left;
+
+	for (uint64_t i = 0; i < k; i++) {
+		send_msg(cx, p->to[p->next], MSG_DATA, NULL, 0);
+		p->next = (p->next + 1) % FANOUT_CONSUMERS;
+	}
+	p->left -= k;
+	if (p->left > 0) {
+		send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
+	}
+}
+
+static void
+fanout_producer_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct fanout_producer *p = state;
+
+	switch (m->type) {
+	case MSG_START:
+		msg_read(m, p, sizeof(*p));
+		fanout_chunk(cx, p);
+		break;
+	case MSG_CONT:
+		fanout_chunk(cx, p);
+		break;
+	default:
+		unexpected("fanout producer", m);
+	}
+}
+
+static void
+fanout_consumer_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct fanout_consumer *c = state;
+
+	switch (m->type) {
+	case MSG_SETUP:
+		c->want = msg_u64(m);
+		c->report = m->from;
+		break;
+	case MSG_DATA:
+		if (++c->count == c->want) {
+			send_u64(cx, c->report, MSG_DONE, c->count);
+		}
+		break;
+	case MSG_GET:
+		/* After the reports: proves no message arrived beyond want. */
+		send_u64(cx, m->from, MSG_TOTAL, c->count);
+		break;
+	default:
+		unexpected("fanout consumer", m);
+	}
+}
+
+static const tr_actor_def fanout_producer_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "fanout_producer",
+	.state_size = sizeof(struct fanout_producer),
+	.handle = fanout_producer_handle,
+};
+
+static const tr_actor_def fanout_consumer_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "fanout_consumer",
+	.state_size = sizeof(struct fanout_consumer),
+	.handle = fanout_consumer_handle,
+};
+
+static void
+run_fanout(struct bench *b)
+{
+	struct fanout_producer s = { .left = b->n };
+	tr_pid producer = spawn_main(b, &fanout_producer_def);
+	uint64_t total = 0;
+
+	if (b->n < FANOUT_CONSUMERS) {
+		check_fail(b, "n must be at least %u", FANOUT_CONSUMERS);
+		return;
+	}
+	for (unsigned i = 0; i < FANOUT_CONSUMERS; i++) {
+		/* Round robin from consumer 0: the first n % 20 get one more. */
+		uint64_t want = b->n / FANOUT_CONSUMERS +
+				(i < b->n % FANOUT_CONSUMERS ? 1 : 0);
+
+		s.to[i] = spawn_main(b, &fanout_consumer_def);
+		send_main(b, s.to[i], MSG_SETUP, &want, sizeof(want));
+	}
+	settle(b);
+
+	double t0 = now_s();
+	send_main(b, producer, MSG_START, &s, sizeof(s));
+	for (unsigned i = 0; i < FANOUT_CONSUMERS; i++) {
+		uint64_t count;
+
+		recv_report(b, MSG_DONE, &count, sizeof(count));
+		total += count;
+	}
+	b->wall_s = now_s() - t0;
+	if (total != b->n) {
+		check_fail(b, "total=%" PRIu64, total);
+		return;
+	}
+	settle(b);
+	total = 0;
+	for (unsigned i = 0; i < FANOUT_CONSUMERS; i++) {
+		uint64_t count;
+
+		send_main(b, s.to[i], MSG_GET, NULL, 0);
+		recv_report(b, MSG_TOTAL, &count, sizeof(count));
+		total += count;
+	}
+	if (total != b->n) {
+		check_fail(b, "total=%" PRIu64 " once the producer finished",
+			   total);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * rescue: how long a short message waits behind a long handler
+ *
+ * Not a workload of the specification: it measures the scheduler's rescue
+ * of work queued behind a long turn. Each of n trials starts with every
+ * worker asleep; the main thread then sends L to a long actor and, right
+ * after, S to a short one. L's handler computes until S's handler has run
+ * (at most RESCUE_CAP_MS); S's handler measures how long S waited since it
+ * was sent. When both landed on one worker, S runs only if another worker
+ * takes it from there while L computes. The result is the median wait
+ * (rate, in microseconds) and the 99th percentile and worst wait.
+ *
+ * This is the one workload whose actors share memory: L and S meet on an
+ * atomic flag, because what is measured is when S runs, and a message
+ * could not reach L while its handler computes.
+ */
+
+#define RESCUE_CAP_MS 1000u
+
+static atomic_bool g_s_ran;
+
+struct rescue_ask {
+	double sent_s; /* when the main thread sent S */
+};
+
+static void
+rescue_long_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type != MSG_GO) {
+		unexpected("rescue long", m);
+	}
+	double until = now_s() + RESCUE_CAP_MS / 1000.0;
+	/* acquire: pairs with the release store in rescue_short_handle. */
+	while (!atomic_load_explicit(&g_s_ran, memory_order_acquire) &&
+	       now_s() < until) {
+		/* computing */
+	}
+	send_msg(cx, m->from, MSG_DONE, NULL, 0);
+}
+
+static void
+rescue_short_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct rescue_ask a;
+
+	(void)state;
+	if (m->type != MSG_REQ) {
+		unexpected("rescue short", m);
+	}
+	msg_read(m, &a, sizeof(a));
+	double waited_us = (now_s() - a.sent_s) * 1e6;
+	/* release: L's acquire load sees it and ends its turn. */
+	atomic_store_explicit(&g_s_ran, true, memory_order_release);
+	send_msg(cx, m->from, MSG_ANS, &waited_us, sizeof(waited_us));
+}
+
+static const tr_actor_def rescue_long_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "rescue_long",
+	.handle = rescue_long_handle,
+};
+
+static const tr_actor_def rescue_short_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "rescue_short",
+	.handle = rescue_short_handle,
+};
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+run_rescue(struct bench *b)
+{
+	tr_pid lng = spawn_main(b, &rescue_long_def);
+	tr_pid shrt = spawn_main(b, &rescue_short_def);
+	double *waits = malloc(sizeof(double) * b->n);
+	unsigned capped = 0;
+
+	if (waits == NULL) {
+		bench_fail("out of memory");
+	}
+	double t0 = now_s();
+	for (uint64_t i = 0; i < b->n; i++) {
+		settle(b);
+		/* Let the workers finish spinning and go to sleep. */
+		struct timespec nap = { 0, 2000000 };
+		nanosleep(&nap, NULL);
+		atomic_store_explicit(&g_s_ran, false, memory_order_relaxed);
+		struct rescue_ask a;
+		send_main(b, lng, MSG_GO, NULL, 0);
+		a.sent_s = now_s();
+		send_main(b, shrt, MSG_REQ, &a, sizeof(a));
+		for (int k = 0; k < 2; k++) {
+			tr_received r;
+
+			must(tr_inbox_recv(b->inbox, -1, &r), "tr_inbox_recv");
+			if (r.type == MSG_ANS && r.size == sizeof(double)) {
+				memcpy(&waits[i], r.data, sizeof(double));
+			} else if (r.type != MSG_DONE) {
+				bench_fail("unexpected report type %" PRIu32,
+					   r.type);
+			}
+			tr_received_fini(&r);
+		}
+		if (waits[i] >= RESCUE_CAP_MS * 1000.0) {
+			capped++;
+		}
+	}
+	b->wall_s = now_s() - t0;
+	qsort(waits, b->n, sizeof(double), cmp_double);
+	b->has_rate = true;
+	b->rate = waits[b->n / 2];
+	snprintf(b->extra, sizeof(b->extra),
+		 ",\"p99_us\":%.1f,\"max_us\":%.1f", waits[b->n * 99 / 100],
+		 waits[b->n - 1]);
+	if (capped > 0) {
+		check_fail(b, "S waited the whole of L in %u trials", capped);
+	}
+	free(waits);
+}
+
+/* ------------------------------------------------------------------------
  * main
  */
 
@@ -1366,6 +1642,8 @@ static const struct workload workloads[] = {
 	{ "big", 2000000, "msgs/s", run_big },
 	{ "idle", 1000000, "bytes/actor", run_idle },
 	{ "compute", 200000, "tasks/s", run_compute },
+	{ "fanout", 10000000, "msgs/s", run_fanout },
+	{ "rescue", 1000, "us_median_wait", run_rescue },
 };
 
 #define N_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -1433,8 +1711,19 @@ main(int argc, char **argv)
 	g_unit = w->unit;
 	watchdog_arm();
 
+	const char *chunk = getenv("BENCH_CHUNK");
+	if (chunk != NULL && *chunk != '\0') {
+		g_chunk = strtoull(chunk, NULL, 10);
+		if (g_chunk == 0) {
+			g_chunk = UINT64_MAX;
+		}
+	}
+
 	tr_config cfg = tr_config_default();
 	cfg.workers = threads;
+	/* BENCH_IO_DEDICATED=1: only the I/O threads run their loops. */
+	const char *ded = getenv("BENCH_IO_DEDICATED");
+	cfg.io_dedicated = ded != NULL && *ded != '\0' && *ded != '0';
 	must(tr_runtime_create(&cfg, &b.rt), "tr_runtime_create");
 	must(tr_runtime_start(b.rt), "tr_runtime_start");
 	must(tr_inbox_create(b.rt, &b.inbox), "tr_inbox_create");
@@ -1476,9 +1765,9 @@ main(int argc, char **argv)
 	if (!claim_report()) {
 		_exit(3);
 	}
-	printf("%s,\"wall_s\":%.6f,\"rate\":%.1f,\"unit\":\"%s\","
+	printf("%s,\"wall_s\":%.6f,\"rate\":%.1f,\"unit\":\"%s\"%s,"
 	       "\"check\":\"%s%s\"}\n",
-	       g_head, b.wall_s, b.rate, w->unit,
+	       g_head, b.wall_s, b.rate, w->unit, b.extra,
 	       b.why[0] == '\0' ? "ok" : "fail: ", b.why);
 	fflush(stdout);
 	return b.why[0] == '\0' ? 0 : 1;

@@ -1,0 +1,250 @@
+/*
+ * Scheduler tests: work queued behind a long handler is taken by another
+ * worker, whatever that worker was doing (asleep on its futex, asleep in
+ * a poll of an I/O loop, spinning), with both I/O modes.
+ *
+ * The long handler L computes until the short handler S has run, so a
+ * test passes only if some other worker runs S while L's turn lasts: with
+ * nobody to take S, L would wait for ever, and its deadline of many
+ * seconds is the failure. Each trial starts with every worker asleep, so
+ * that nothing but the scheduler's rescue can wake one. Nothing here
+ * depends on how fast anything is.
+ *
+ * Handlers run on worker threads, so they never call CHECK: they report
+ * to the probe inbox or through atomics, and the test thread checks.
+ */
+#include <troupe/troupe.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "harness.h"
+#define FX_REPLY_MS 90000 /* longer than L waits for S */
+#include "fixture.h"
+#include "runtime/runtime.h"
+
+/* Deadlines, generous so that the suite also passes under ThreadSanitizer
+ * on a loaded machine: reaching one is a failure. */
+#define WAIT_MS 30000
+#define LONG_MS 30000
+
+enum {
+	MSG_GO = 1,   /* to L: struct go; compute until S ran, then MSG_DONE */
+	MSG_GO_THEN,  /* to L: struct go; send S its request first */
+	MSG_DISPATCH, /* to D: struct go; send S its request, then L its GO */
+	MSG_REQ,      /* to S: mark that S ran */
+	MSG_DONE,     /* L to the probe: uint32_t, 1 if L gave up waiting */
+};
+
+struct go {
+	tr_pid s;
+	tr_pid l;
+	tr_pid report;
+};
+
+/* seq_cst: S's store is what L's loop and the test thread wait for. */
+static atomic_int s_ran;
+
+static uint64_t
+ms_now(void)
+{
+	return harness_now_ms();
+}
+
+static void
+long_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct go g;
+
+	(void)state;
+	if (!payload(m, &g, sizeof(g))) {
+		return;
+	}
+	if (m->type == MSG_GO_THEN) {
+		/* S lands in this worker's next slot, behind this turn. */
+		tr_send(cx, g.s, MSG_REQ, NULL, 0);
+	}
+	uint64_t until = ms_now() + LONG_MS;
+	uint32_t gave_up = 0;
+	while (atomic_load(&s_ran) == 0) {
+		if (ms_now() > until) {
+			gave_up = 1;
+			break;
+		}
+	}
+	tr_send(cx, g.report, MSG_DONE, &gave_up, sizeof(gave_up));
+}
+
+static void
+short_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	if (m->type == MSG_REQ) {
+		atomic_store(&s_ran, 1);
+	}
+}
+
+/*
+ * Sends S its request and then L its GO in one turn: both become runnable
+ * on this worker, L in the next slot and S in the ring behind it, and a
+ * lone queued actor wakes nobody.
+ */
+static void
+dispatch_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct go g;
+
+	(void)state;
+	if (m->type != MSG_DISPATCH || !payload(m, &g, sizeof(g))) {
+		return;
+	}
+	tr_send(cx, g.s, MSG_REQ, NULL, 0);
+	tr_send(cx, g.l, MSG_GO, &g, sizeof(g));
+}
+
+static const tr_actor_def long_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "long",
+	.handle = long_handle,
+};
+
+static const tr_actor_def short_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "short",
+	.handle = short_handle,
+};
+
+static const tr_actor_def dispatch_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "dispatch",
+	.handle = dispatch_handle,
+};
+
+/* How L and S are started. */
+enum how {
+	/* One turn of D sends to both: they queue on one worker. */
+	BY_DISPATCH,
+	/* L's own turn sends to S: S waits in that worker's next slot. */
+	BY_LONG,
+	/* A foreign thread sends L's GO and, right after, S's request. */
+	BY_FOREIGN,
+};
+
+/* Every worker counts as asleep: on its futex or in a poll of a loop. */
+static bool
+all_asleep(tr_runtime *rt, unsigned workers)
+{
+	return atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) ==
+	       workers;
+}
+
+/* Run @trials trials; stop at the first failure (each costs LONG_MS). */
+static void
+rescue_trials(unsigned io_dedicated, enum how how, unsigned trials)
+{
+	const unsigned workers = 2;
+	struct fx f;
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = workers;
+	cfg.io_dedicated = io_dedicated;
+	fx_start_cfg(&f, &cfg);
+	struct go g = {
+		.s = fx_spawn(&f, &short_def, NULL),
+		.l = fx_spawn(&f, &long_def, NULL),
+		.report = f.probe,
+	};
+	tr_pid d = fx_spawn(&f, &dispatch_def, NULL);
+
+	for (unsigned i = 0; i < trials; i++) {
+		atomic_store(&s_ran, 0);
+		CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
+		if (!WAIT_UNTIL(all_asleep(f.rt, workers), WAIT_MS)) {
+			break;
+		}
+		switch (how) {
+		case BY_DISPATCH:
+			SEND(&f, d, MSG_DISPATCH, &g, sizeof(g));
+			break;
+		case BY_LONG:
+			SEND(&f, g.l, MSG_GO_THEN, &g, sizeof(g));
+			break;
+		case BY_FOREIGN:
+			SEND(&f, g.l, MSG_GO, &g, sizeof(g));
+			CHECK_OK(tr_runtime_send(f.rt, g.s, MSG_REQ, NULL, 0));
+			break;
+		}
+		uint32_t gave_up = 1;
+		CHECK(fx_recv(&f, MSG_DONE, &gave_up, sizeof(gave_up)));
+		CHECK_EQ_U64(gave_up, 0);
+		CHECK_EQ_INT(atomic_load(&s_ran), 1);
+		if (gave_up != 0) {
+			fprintf(stderr, "  trial %u: S never ran while L "
+					"computed\n", i);
+			break;
+		}
+	}
+	fx_finish(&f);
+}
+
+static void
+test_dispatch_futex(void)
+{
+	rescue_trials(1, BY_DISPATCH, 20);
+}
+
+static void
+test_dispatch_poll(void)
+{
+	rescue_trials(0, BY_DISPATCH, 20);
+}
+
+static void
+test_next_slot_futex(void)
+{
+	rescue_trials(1, BY_LONG, 20);
+}
+
+static void
+test_next_slot_poll(void)
+{
+	rescue_trials(0, BY_LONG, 20);
+}
+
+static void
+test_foreign_futex(void)
+{
+	rescue_trials(1, BY_FOREIGN, 200);
+}
+
+static void
+test_foreign_poll(void)
+{
+	rescue_trials(0, BY_FOREIGN, 200);
+}
+
+static const struct test_case tests[] = {
+	{ "sched: an actor queued behind a long turn runs elsewhere "
+	  "(io_dedicated)",
+	  test_dispatch_futex },
+	{ "sched: an actor queued behind a long turn runs elsewhere "
+	  "(workers poll I/O)",
+	  test_dispatch_poll },
+	{ "sched: the next slot behind a long turn runs elsewhere "
+	  "(io_dedicated)",
+	  test_next_slot_futex },
+	{ "sched: the next slot behind a long turn runs elsewhere "
+	  "(workers poll I/O)",
+	  test_next_slot_poll },
+	{ "sched: a foreign send right behind a long one runs while it computes "
+	  "(io_dedicated)",
+	  test_foreign_futex },
+	{ "sched: a foreign send right behind a long one runs while it computes "
+	  "(workers poll I/O)",
+	  test_foreign_poll },
+	{ NULL, NULL },
+};
+
+TEST_MAIN(tests)
