@@ -6,6 +6,8 @@
  *       --rate N           lines a client may say per second (default 50;
  *                          0: no limit)
  *       --workers N        scheduler threads (default: one per core)
+ *       --flush-ms MS      how long a room gathers lines before it writes
+ *                          them to its members (default 10; 0: at once)
  *       --stop-timeout S   how long a stop waits for clients to go, in
  *                          seconds (default 5; decimals allowed)
  *     nc 127.0.0.1 7001    (in two terminals, then type)
@@ -192,10 +194,12 @@ struct room_status {
 static struct {
 	unsigned rate;    /* lines per RATE_WINDOW_MS; 0: no limit */
 	unsigned workers; /* 0: one per core */
+	unsigned flush_ms; /* how long a room gathers a batch; 0: none */
 	uint64_t stop_ms;
 	uint16_t port;
 } opt = {
 	.rate = DEFAULT_RATE,
+	.flush_ms = FLUSH_MS,
 	.stop_ms = DEFAULT_STOP_MS,
 	.port = DEFAULT_PORT,
 };
@@ -397,8 +401,15 @@ room_arm_flush(tr_ctx *cx, struct room *r)
 	if (r->is_flush_armed) {
 		return;
 	}
+	if (opt.flush_ms == 0) {
+		/* No batch: each line to each member at once (the runtime
+		 * still gathers the writes a connection gets in one pass of
+		 * its I/O loop into one system call). */
+		room_flush(cx, r);
+		return;
+	}
 	r->is_flush_armed = tr_send_after(cx, tr_self(cx), MSG_FLUSH, NULL, 0,
-					  FLUSH_MS, NULL) == TR_OK;
+					  opt.flush_ms, NULL) == TR_OK;
 	if (!r->is_flush_armed) {
 		room_flush(cx, r);
 	}
@@ -1771,7 +1782,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: example-chat [--rate LINES_PER_SEC] "
-			"[--workers N] [--stop-timeout SECONDS] [port]\n");
+			"[--workers N] [--flush-ms MS] [--stop-timeout SECONDS] "
+			"[port]\n");
 	exit(2);
 }
 
@@ -1811,6 +1823,8 @@ parse_options(int argc, char **argv)
 			opt.rate = (unsigned)parse_ulong(v, 1000000);
 		} else if (strcmp(a, "--workers") == 0) {
 			opt.workers = (unsigned)parse_ulong(v, 256);
+		} else if (strcmp(a, "--flush-ms") == 0) {
+			opt.flush_ms = (unsigned)parse_ulong(v, 1000);
 		} else if (strcmp(a, "--stop-timeout") == 0) {
 			char *end;
 			double sec = strtod(v, &end);

@@ -1249,14 +1249,14 @@ expect_usage(const char *const *args)
 	close(sv.out);
 }
 
-/* --rate and --workers; bad options are refused. */
+/* --rate, --workers and --flush-ms; bad options are refused. */
 static void
 test_options(void)
 {
 	static const char *const nicks[] = { "alice", "bob" };
 	static const char *const rate5[] = { "--rate", "5", NULL };
 	static const char *const unlimited[] = { "--rate", "0", "--workers",
-						 "1", NULL };
+						 "1", "--flush-ms", "0", NULL };
 	enum { BURST = 20, FLOOD = 300 };
 	struct client cs[2];
 	struct client *a = &cs[0], *b = &cs[1];
@@ -1289,7 +1289,8 @@ test_options(void)
 	client_close(b);
 
 	/* --rate 0: no limit; 300 lines at once are all said, in order,
-	 * and one worker thread is enough to serve them. */
+	 * and one worker thread is enough to serve them; with --flush-ms 0
+	 * the room writes each line at once instead of in batches. */
 	clients_init(cs, 2);
 	if (!server_start_args(&sv, unlimited)) {
 		goto out_free;
@@ -1318,11 +1319,14 @@ test_options(void)
 	static const char *const bad_stop[] = { "--stop-timeout", "soon", "0",
 						NULL };
 	static const char *const unknown[] = { "--colour", "red", "0", NULL };
+	static const char *const bad_flush[] = { "--flush-ms", "5000", "0",
+						 NULL };
 	static const char *const missing[] = { "0", "--rate", NULL };
 	expect_usage(bad_rate);
 	expect_usage(bad_workers);
 	expect_usage(bad_stop);
 	expect_usage(unknown);
+	expect_usage(bad_flush);
 	expect_usage(missing);
 out_free:
 	free(burst);
@@ -1749,7 +1753,8 @@ static const struct test_case tests[] = {
 	{ "chat: 50 clients, 20 lines each, all heard in order", test_crowd },
 	{ "chat: a client that does not read is dropped, the room goes on",
 	  test_client_that_does_not_read },
-	{ "chat: --rate, --workers, and bad options", test_options },
+	{ "chat: --rate, --workers, --flush-ms, and bad options",
+	  test_options },
 	{ "chat: #room names, any case", test_room_names },
 	{ "chat: a room over 100 members sums up joins and leaves",
 	  test_big_room_sums_up },
