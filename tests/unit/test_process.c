@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "fixture.h"
+#include "runtime/alloc.h"
 #include "runtime/io_loop.h"
 #include "runtime/runtime.h"
 
@@ -746,6 +747,72 @@ test_stop_overtakes_output(void)
 }
 
 /*
+ * The release of an owner's children cannot fail for want of memory: the
+ * owner makes the next allocation fail, from its own handler, and stops.
+ * Nothing else runs meanwhile, so the stop path would meet that failure
+ * first if it allocated, and the child would outlive its owner.
+ */
+enum { MSG_NM_GO = 60, MSG_NM_PID, MSG_NM_DIE };
+
+struct nomem_owner {
+	tr_pid probe;
+};
+
+static void
+nomem_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct nomem_owner *o = state;
+	static const char *const args[] = { "sleep", "1000", NULL };
+
+	if (m->type == MSG_NM_GO) {
+		o->probe = tr_sender(cx);
+		tr_process_opts opts = { .size = sizeof(opts), .file = "sleep",
+					 .args = args };
+		tr_process p;
+		(void)tr_process_spawn(cx, &opts, &p);
+	} else if (m->type == TR_MSG_PROC_STARTED) {
+		tr_process_started st;
+		memcpy(&st, m->data, sizeof(st));
+		int32_t pid = st.os_pid;
+		(void)tr_send(cx, o->probe, MSG_NM_PID, &pid, sizeof(pid));
+	} else if (m->type == MSG_NM_DIE) {
+		tr__alloc_fail_after(1);
+		tr_stop_self(cx, TR_EXIT_NORMAL);
+	}
+}
+
+static const tr_actor_def nomem_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "nomem-owner",
+	.state_size = sizeof(struct nomem_owner),
+	.handle = nomem_handle,
+};
+
+static void
+test_owner_stop_needs_no_memory(void)
+{
+	struct fx f;
+	int32_t pid = 0;
+
+	fx_start(&f, 2);
+	tr_pid o = fx_spawn(&f, &nomem_def, NULL);
+	SEND(&f, o, MSG_NM_GO, NULL, 0);
+	CHECK(fx_recv(&f, MSG_NM_PID, &pid, sizeof(pid)));
+	CHECK(pid > 0);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, 30000));
+	SEND(&f, o, MSG_NM_DIE, NULL, 0);
+	WAIT_UNTIL(!tr_actor_alive(f.rt, o), 30000);
+	if (pid > 0) {
+		WAIT_UNTIL(proc_gone(pid), 30000);
+		if (!proc_gone(pid)) {
+			kill(pid, SIGKILL);
+		}
+	}
+	tr__alloc_fail_after(0);
+	fx_finish(&f);
+}
+
+/*
  * Timers and child processes. Starting a child forks the whole process and
  * waits for the exec, which takes longer the more memory the parent maps:
  * if that happened on a loop that also runs timers, a burst of tool runs
@@ -923,6 +990,8 @@ static const struct test_case tests[] = {
 	  test_output_flow_control },
 	{ "process: a stop overtakes queued output",
 	  test_stop_overtakes_output },
+	{ "process: an owner's stop releases its children without memory",
+	  test_owner_stop_needs_no_memory },
 	{ NULL, NULL },
 };
 
