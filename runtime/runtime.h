@@ -56,6 +56,13 @@ struct tr_runtime {
 	/* The monitor thread (sched.c): its futex word, MON_*. */
 	_Atomic uint32_t mon;
 	pthread_t mon_thread;
+	/*
+	 * Set by the monitor (sched.c, "Spreading"): while `compact`, short
+	 * work is not spread over workers, and it stays with `keeper`.
+	 */
+	_Atomic bool compact;
+	_Atomic uint32_t keeper;
+	uint64_t *mon_handled; /* the monitor's, one per worker */
 
 	/* Lifecycle. */
 	_Alignas(64) _Atomic int state;

@@ -26,11 +26,15 @@
  * Work queued behind a long turn is rescued in one way, after Go's sysmon:
  * each worker stamps when its current turn began (turn_start); a monitor
  * thread that ticks while any worker is awake wakes a sleeper when some
- * worker's turn is older than the steal threshold and that worker has
- * actors queued; a thief treats a victim whose turn is that old as stuck
- * and takes even its lone queued actor or its next slot. When every
- * worker sleeps, the monitor sleeps too, and the first worker to wake up
- * wakes it.
+ * worker's turn is older than STUCK_US and that worker has actors queued;
+ * a thief treats a victim whose turn is that old as stuck and takes even
+ * its lone queued actor or its next slot. When every worker sleeps, the
+ * monitor sleeps too, and the first worker to wake up wakes it.
+ *
+ * The monitor also learns whether spreading work over workers pays, from
+ * the messages handled per second with one worker busy and with several
+ * (see "Spreading" below); while it does not, the runtime runs compact on
+ * one worker, the keeper.
  *
  * Threads: everything here runs on worker threads except
  * tr__sched_schedule (any thread), the monitor thread's functions, and
@@ -148,7 +152,9 @@ maybe_wake(tr_runtime *rt)
 static bool
 worth_moving(tr_runtime *rt, struct tr__worker *v, unsigned queued)
 {
-	if (queued < 2) {
+	/* Compact: the monitor measured that spreading this work loses. */
+	if (queued < 2 || atomic_load_explicit(&rt->compact,
+					       memory_order_relaxed)) {
 		return false;
 	}
 	uint64_t avg = atomic_load_explicit(&v->turn_avg, memory_order_relaxed);
@@ -294,15 +300,15 @@ tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a)
 /* ------------------------------------------------------------------ */
 /* Finding work                                                        */
 
+/* Take all of @s (the inject stack or our hand-in stack): run the first,
+ * queue the rest in order. */
 static struct tr__actor *
-take_inject(struct tr__worker *w)
+take_stack(struct tr__worker *w, ck_stack_t *s)
 {
-	tr_runtime *rt = w->rt;
-
-	if (ck_pr_load_ptr(&rt->inject.head) == NULL) {
+	if (ck_pr_load_ptr(&s->head) == NULL) {
 		return NULL;
 	}
-	ck_stack_entry_t *rev = tr__stack_take_fifo(&rt->inject);
+	ck_stack_entry_t *rev = tr__stack_take_fifo(s);
 	if (rev == NULL) {
 		return NULL;
 	}
@@ -317,12 +323,110 @@ take_inject(struct tr__worker *w)
 }
 
 static struct tr__actor *
+take_inject(struct tr__worker *w)
+{
+	return take_stack(w, &w->rt->inject);
+}
+
+/*
+ * A turn older than this is stuck: whatever waits behind it waits at least
+ * this long, however short the worker's other turns are. It is four times
+ * a whole batch of short handlers whose every message misses the cache
+ * (100 x about 0.5 us): a worker that merely runs chatty actors split over
+ * two cores must not look stuck, or its queue would be spread further.
+ */
+#define STUCK_US 200u
+
+/*
+ * Has @v been in its current turn for longer than STUCK_US? Then a thief
+ * may take even its lone queued actor or the one in its next slot, and
+ * the monitor wakes a sleeper for it. @now is the caller's tr__ticks().
+ */
+static bool
+stuck(tr_runtime *rt, struct tr__worker *v, uint64_t now)
+{
+	uint64_t began =
+		atomic_load_explicit(&v->turn_start, memory_order_relaxed);
+
+	/* TSCs of different cores may differ by a few ticks: now < began. */
+	return began != 0 && now > began && now - began > rt->stuck_ticks;
+}
+
+/*
+ * The runtime runs compact with another worker as the keeper: hand it
+ * everything queued here, so that a swarm of chatty actors split over two
+ * cores comes back together on one (actors that are idle follow by
+ * themselves: whoever wakes one runs it).
+ */
+static void
+hand_back(struct tr__worker *w, struct tr__worker *k)
+{
+	tr_runtime *rt = w->rt;
+	/* acquire: takes the actor from the exchange that queued it. */
+	struct tr__actor *a = atomic_exchange_explicit(&w->next_slot, NULL,
+						       memory_order_acquire);
+	unsigned n = 0;
+
+	for (;;) {
+		if (a == NULL && !ck_ring_dequeue_spmc(&w->ring, w->ring_buf,
+						       &a)) {
+			a = ovf_take(w);
+			if (a == NULL) {
+				break;
+			}
+		}
+		/* release: pairs with the acquire in tr__actor_run. */
+		atomic_store_explicit(&a->handoff, 1, memory_order_release);
+		ck_stack_push_upmc(&k->handin, &a->qlink);
+		a = NULL;
+		n++;
+	}
+	if (n == 0) {
+		return;
+	}
+	/*
+	 * seq_cst RMW of n_sleeping, as in inject(): the Dekker pair of the
+	 * keeper's increment in park(), after which it looks at its hand-in
+	 * stack. Either it sees our pushes, or we see it asleep.
+	 */
+	(void)atomic_fetch_add_explicit(&rt->n_sleeping, 0,
+					memory_order_seq_cst);
+	(void)wake_worker(k);
+}
+
+/*
+ * Every 64 ticks, while the runtime runs compact, a worker that is not
+ * the keeper hands what it has queued to the keeper: what it stole from
+ * a keeper stuck in a long turn (rescue), or what its own turns made
+ * runnable. Not while the keeper is stuck: then this is the rescue.
+ */
+static void
+check_compact(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+
+	if (!atomic_load_explicit(&rt->compact, memory_order_relaxed)) {
+		return;
+	}
+	uint32_t k = atomic_load_explicit(&rt->keeper, memory_order_relaxed);
+	if (k != w->index && k < rt->nworkers &&
+	    !stuck(rt, &rt->workers[k], tr__ticks())) {
+		hand_back(w, &rt->workers[k]);
+	}
+}
+
+static struct tr__actor *
 find_local(struct tr__worker *w)
 {
 	struct tr__actor *a;
 
 	w->tick++;
 	if ((w->tick & 63) == 0) {
+		check_compact(w);
+		a = take_stack(w, &w->handin);
+		if (a != NULL) {
+			return a;
+		}
 		/* Foreign work must not wait behind a busy local queue. */
 		a = take_inject(w);
 		if (a != NULL) {
@@ -357,39 +461,19 @@ find_local(struct tr__worker *w)
 		ovf_refill(w);
 		return a;
 	}
+	a = take_stack(w, &w->handin);
+	if (a != NULL) {
+		return a;
+	}
 	return take_inject(w);
-}
-
-/*
- * A turn older than this is stuck: whatever waits behind it waits at least
- * this long, however short the worker's other turns are. It is four times
- * a whole batch of short handlers whose every message misses the cache
- * (100 x about 0.5 us): a worker that merely runs chatty actors split over
- * two cores must not look stuck, or its queue would be spread further.
- */
-#define STUCK_US 200u
-
-/*
- * Has @v been in its current turn for longer than STUCK_US? Then a thief
- * may take even its lone queued actor or the one in its next slot, and
- * the monitor wakes a sleeper for it. @now is the caller's tr__ticks().
- */
-static bool
-stuck(tr_runtime *rt, struct tr__worker *v, uint64_t now)
-{
-	uint64_t began =
-		atomic_load_explicit(&v->turn_start, memory_order_relaxed);
-
-	/* TSCs of different cores may differ by a few ticks: now < began. */
-	return began != 0 && now > began && now - began > rt->stuck_ticks;
 }
 
 /*
  * Take work from another worker. A victim that keeps starting new turns is
  * making progress: take from its ring only if worth_moving(). A victim in
- * a turn older than the steal threshold is stuck in a long handler: then
- * take even its lone ring entry or the actor in its next slot, which would
- * otherwise wait for the whole turn.
+ * a turn older than STUCK_US is stuck in a long handler: then take even
+ * its lone ring entry or the actor in its next slot, which would otherwise
+ * wait for the whole turn.
  */
 static struct tr__actor *
 steal(struct tr__worker *w)
@@ -435,7 +519,39 @@ has_work(tr_runtime *rt)
 		return true;
 	}
 	for (unsigned i = 0; i < rt->nworkers; i++) {
-		if (ck_ring_size(&rt->workers[i].ring) > 0) {
+		if (ck_ring_size(&rt->workers[i].ring) > 0 ||
+		    ck_pr_load_ptr(&rt->workers[i].handin.head) != NULL) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Is there work that @w, about to park, would take if it stayed awake:
+ * the inject stack, its own queues, or a backlog it may steal? Another
+ * worker's ring that is not worth moving is not: that worker is awake and
+ * runs it. A worker that stayed awake for it spun on that worker's ring
+ * and turn stamp, and every one of its reads took those cache lines away
+ * from the worker that writes them at each turn; two workers then ran a
+ * chatty swarm slower than one.
+ */
+static bool
+work_for(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+
+	if (ck_pr_load_ptr(&rt->inject.head) != NULL ||
+	    tr__sched_has_local(w)) {
+		return true;
+	}
+	uint64_t now = tr__ticks();
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+		unsigned queued = ck_ring_size(&v->ring);
+
+		if (v != w && queued > 0 &&
+		    (worth_moving(rt, v, queued) || stuck(rt, v, now))) {
 			return true;
 		}
 	}
@@ -592,8 +708,7 @@ park(struct tr__worker *w)
 	/* seq_cst: the Dekker pair of the RMW in inject(). */
 	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
 						    memory_order_seq_cst);
-	if (has_work(rt) ||
-	    atomic_load_explicit(&w->next_slot, memory_order_relaxed) != NULL ||
+	if (work_for(w) ||
 	    atomic_load_explicit(&rt->shutdown, memory_order_acquire) ||
 	    /* The loop was handed back to us meanwhile: go and take it. */
 	    (loop == NULL && w->loop != NULL && tr__io_drive_free(w->loop))) {
@@ -684,19 +799,238 @@ monitor_look(tr_runtime *rt)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Spreading: does running on more workers pay?                        */
+
+/*
+ * Moving an actor to another core costs cache misses on its state, on its
+ * mailbox and on every message that crosses cores afterwards: about half a
+ * microsecond each on this class of machine, against some 10 ns for a
+ * message between two actors on one core. For handlers that compute, or
+ * for actors that mostly talk among their own kind (a tree of spawns),
+ * spreading over the workers multiplies the throughput; for a swarm of
+ * short actors that talk to each other at random (a fan-in, a thousand
+ * actors pinging random peers) it divides it, and a swarm once split over
+ * two cores stays split: each message to an idle actor moves it to the
+ * sender's core. No property of a turn tells the two apart in advance,
+ * so the monitor measures them: every epoch (EPOCH_LOOKS looks) it reads
+ * the messages handled and the time spent in turns over all workers. An
+ * epoch in which one worker did the work gives the rate of running
+ * compact; with spreading allowed, an epoch in which more than one and a
+ * half workers were busy gives the rate of running spread. If spread is
+ * slower than compact (by a tenth), the runtime runs compact for a hold
+ * that doubles at each such finding (HOLD_MIN_NS up to HOLD_MAX_NS), then
+ * tries spreading again; if spread wins it is trusted for a period that
+ * doubles likewise, after which a short compact hold measures the compact
+ * rate again, since the work may have changed. Compact means: no steal
+ * for backlog (a stuck worker is still robbed), no wake-up for a backlog,
+ * and the workers other than the busiest of the last epoch (the keeper)
+ * hand it what they have queued, every 64 ticks (see check_compact()).
+ * The runtime starts compact, and after an idle spell new work starts
+ * compact unless spreading had won; so a trial always has a compact rate
+ * to be compared with. The constants are periods of the controller, not
+ * properties of any workload: what decides is the measured rates.
+ */
+#define EPOCH_LOOKS 4u
+#define HOLD_MIN_NS 8000000ull
+#define HOLD_MAX_NS 1000000000ull
+#define TRUST_MIN_NS 100000000ull
+#define TRUST_MAX_NS 4000000000ull
+/* An epoch with more steals than this did not run compact. */
+#define EPOCH_STEALS_MAX 16u
+/* A compact rate older than this says nothing about the work now. */
+#define SOLO_STALE_NS 1000000000ull
+
+enum ctl_state {
+	CTL_SOLO,   /* compact, measuring one worker alone */
+	CTL_TRIAL,  /* spreading allowed, waiting for a spread epoch */
+	CTL_SPREAD, /* spreading won; trusted until `until` */
+};
+
+/* The monitor thread's own state. */
+struct ctl {
+	enum ctl_state state;
+	unsigned looks;
+	unsigned skip;       /* epochs to ignore after a change (transition) */
+	uint64_t t0;         /* epoch start (ticks) and the sums then */
+	uint64_t msgs0;
+	uint64_t busy0;
+	uint64_t *handled0;  /* per worker, to find the busiest */
+	uint64_t steals0;
+	uint64_t solo_rate;  /* messages per 2^20 ticks alone; 0: none yet */
+	uint64_t solo_at;    /* when it was measured */
+	bool solo_fresh;     /* measured during the current hold */
+	uint64_t hold;       /* the next compact hold, ticks */
+	uint64_t trust;      /* the next period spreading is trusted, ticks */
+	uint64_t until;      /* end of the current hold or trust period */
+};
+
+static uint64_t
+ns_to_ticks(uint64_t ns)
+{
+	return ns / 1000u * tr__ticks_per_us();
+}
+
+static void
+ctl_compact(tr_runtime *rt, struct ctl *c, unsigned keeper, uint64_t now,
+	    uint64_t hold)
+{
+	atomic_store_explicit(&rt->keeper, keeper, memory_order_relaxed);
+	atomic_store_explicit(&rt->compact, true, memory_order_relaxed);
+	tr__stat_add_shared(&rt->foreign.compacts, 1);
+	c->state = CTL_SOLO;
+	c->until = now + hold;
+	c->solo_fresh = false;
+	c->skip = 1;
+}
+
+/* Start a new epoch from here, ignoring the time before (idle, say). */
+static void
+ctl_restart(tr_runtime *rt, struct ctl *c, uint64_t now)
+{
+	c->t0 = now;
+	c->msgs0 = 0;
+	c->busy0 = 0;
+	c->steals0 = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+
+		c->handled0[i] = atomic_load_explicit(&v->stats.handled,
+						      memory_order_relaxed);
+		c->msgs0 += c->handled0[i];
+		c->busy0 += atomic_load_explicit(&v->busy,
+						 memory_order_relaxed);
+		c->steals0 += atomic_load_explicit(&v->stats.steals,
+						   memory_order_relaxed);
+	}
+	c->looks = 0;
+	c->skip = 1;
+}
+
+static void
+ctl_epoch(tr_runtime *rt, struct ctl *c, uint64_t now)
+{
+	uint64_t msgs = 0, busy = 0, most = 0, steals = 0;
+	unsigned busiest = 0;
+
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+		uint64_t h = atomic_load_explicit(&v->stats.handled,
+						  memory_order_relaxed);
+
+		if (h - c->handled0[i] >= most) {
+			most = h - c->handled0[i];
+			busiest = i;
+		}
+		c->handled0[i] = h;
+		msgs += h;
+		busy += atomic_load_explicit(&v->busy, memory_order_relaxed);
+		steals += atomic_load_explicit(&v->stats.steals,
+					       memory_order_relaxed);
+	}
+	uint64_t dt = now - c->t0;
+	uint64_t dm = msgs - c->msgs0;
+	uint64_t db = busy - c->busy0;
+	uint64_t ds = steals - c->steals0;
+
+	c->t0 = now;
+	c->msgs0 = msgs;
+	c->busy0 = busy;
+	c->steals0 = steals;
+	if (dt == 0 || c->skip > 0) {
+		if (c->skip > 0) {
+			c->skip--;
+		}
+		return;
+	}
+	/* Workers busy on average, in sixteenths; messages per 2^20 ticks. */
+	uint64_t busy16 = db * 16u / dt;
+	uint64_t rate = (dm << 20) / dt;
+	/*
+	 * Compact: about one worker busy and (nearly) nothing moved between
+	 * workers, so the work sat on one. Spread: one and a half or more.
+	 */
+	bool solo = busy16 >= 8 && busy16 <= 20 && ds <= EPOCH_STEALS_MAX;
+	bool spread = busy16 >= 24;
+
+	if (solo) {
+		c->solo_rate = rate;
+		c->solo_at = now;
+		c->solo_fresh = true;
+	}
+	bool judge = spread && c->state != CTL_SOLO;
+	if (judge && (c->solo_rate == 0 ||
+		      now - c->solo_at >= ns_to_ticks(SOLO_STALE_NS))) {
+		/* Nothing to compare with: measure compact first. */
+		ctl_compact(rt, c, busiest, now, ns_to_ticks(HOLD_MIN_NS));
+		return;
+	}
+	if (judge && rate * 10u < c->solo_rate * 9u) {
+		/* Spread is slower than one worker was: run compact. */
+		ctl_compact(rt, c, busiest, now, c->hold);
+		c->hold = c->hold * 2 < ns_to_ticks(HOLD_MAX_NS)
+				  ? c->hold * 2
+				  : ns_to_ticks(HOLD_MAX_NS);
+		c->trust = ns_to_ticks(TRUST_MIN_NS);
+		return;
+	}
+	switch (c->state) {
+	case CTL_SOLO:
+		/* Without a measurement the hold lasts four times as long. */
+		if (now >= c->until &&
+		    (c->solo_fresh || now - c->until >= 3 * c->hold)) {
+			atomic_store_explicit(&rt->compact, false,
+					      memory_order_relaxed);
+			c->state = CTL_TRIAL;
+			c->skip = 1;
+		}
+		break;
+	case CTL_TRIAL:
+		if (judge) {
+			/* Spread won (see above): trust it for a while. */
+			c->hold = ns_to_ticks(HOLD_MIN_NS);
+			c->state = CTL_SPREAD;
+			c->until = now + c->trust;
+			c->trust = c->trust * 2 < ns_to_ticks(TRUST_MAX_NS)
+					   ? c->trust * 2
+					   : ns_to_ticks(TRUST_MAX_NS);
+		}
+		break;
+	case CTL_SPREAD:
+		if (now >= c->until) {
+			/* Measure compact again: the work may have changed. */
+			ctl_compact(rt, c, busiest, now,
+				    ns_to_ticks(HOLD_MIN_NS));
+		}
+		break;
+	}
+}
+
 static void *
 monitor_main(void *arg)
 {
 	tr_runtime *rt = arg;
 	unsigned idle = 0;
+	struct ctl c = {
+		.state = CTL_SOLO,
+		.handled0 = rt->mon_handled,
+		.hold = ns_to_ticks(HOLD_MIN_NS),
+		.trust = ns_to_ticks(TRUST_MIN_NS),
+	};
 
 	tr__thread_name("tr-monitor", -1);
+	ctl_restart(rt, &c, tr__ticks());
+	c.until = c.t0 + c.hold;
 	for (;;) {
 		tr__futex_wait(&rt->mon, MON_TICKING, MON_TICK_NS);
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 			break;
 		}
 		monitor_look(rt);
+		if (++c.looks >= EPOCH_LOOKS) {
+			c.looks = 0;
+			ctl_epoch(rt, &c, tr__ticks());
+		}
 		if (atomic_load_explicit(&rt->n_sleeping,
 					 memory_order_relaxed) < rt->nworkers) {
 			idle = 0;
@@ -725,6 +1059,11 @@ monitor_main(void *arg)
 		}
 		atomic_store_explicit(&rt->mon, MON_TICKING,
 				      memory_order_relaxed);
+		ctl_restart(rt, &c, tr__ticks());
+		if (c.state == CTL_TRIAL) {
+			/* No verdict yet: new work starts compact. */
+			ctl_compact(rt, &c, 0, c.t0, ns_to_ticks(HOLD_MIN_NS));
+		}
 	}
 	return NULL;
 }
@@ -776,6 +1115,12 @@ worker_main(void *arg)
 			uint64_t len = tr__actor_run(w, a);
 			atomic_store_explicit(&w->turn_start, 0,
 					      memory_order_relaxed);
+			atomic_store_explicit(
+				&w->busy,
+				atomic_load_explicit(&w->busy,
+						     memory_order_relaxed) +
+					len,
+				memory_order_relaxed);
 			tr__stat_add(&w->turns, 1);
 			/* avg += (len - avg) / 8, kept for thieves (steal()). */
 			uint64_t avg = atomic_load_explicit(
@@ -807,6 +1152,12 @@ tr__sched_init(tr_runtime *rt)
 	if (rt->workers == NULL) {
 		return TR_ENOMEM;
 	}
+	rt->mon_handled = tr__calloc(sizeof(uint64_t) * n);
+	if (rt->mon_handled == NULL) {
+		tr__free(rt->workers, sizeof(struct tr__worker) * n);
+		rt->workers = NULL;
+		return TR_ENOMEM;
+	}
 	ck_stack_init(&rt->inject);
 	tr__msg_pool_init(&rt->msg_pool);
 	rt->steal_backlog_ticks = (uint64_t)STEAL_BACKLOG_US * tr__ticks_per_us();
@@ -825,7 +1176,10 @@ tr__sched_init(tr_runtime *rt)
 			return TR_ENOMEM;
 		}
 		ck_ring_init(&w->ring, RING_SIZE);
+		ck_stack_init(&w->handin);
 	}
+	/* Compact until the monitor has measured one worker alone. */
+	atomic_store_explicit(&rt->compact, n > 1, memory_order_relaxed);
 	return TR_OK;
 }
 
@@ -897,6 +1251,8 @@ tr__sched_fini(tr_runtime *rt)
 	tr__msg_pool_fini(&rt->msg_pool);
 	tr__free(rt->workers, sizeof(struct tr__worker) * rt->nworkers);
 	rt->workers = NULL;
+	tr__free(rt->mon_handled, sizeof(uint64_t) * rt->nworkers);
+	rt->mon_handled = NULL;
 }
 
 bool
@@ -951,5 +1307,6 @@ tr__sched_has_local(struct tr__worker *w)
 {
 	return atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
 		       NULL ||
-	       ck_ring_size(&w->ring) > 0 || w->ovf_head != NULL;
+	       ck_ring_size(&w->ring) > 0 || w->ovf_head != NULL ||
+	       ck_pr_load_ptr(&w->handin.head) != NULL;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <ck_ring.h>
+#include <ck_stack.h>
 
 #include "runtime/actor.h"
 #include "runtime/msg.h"
@@ -30,9 +31,16 @@ struct tr__worker {
 	 * thieves and the monitor tell a worker stuck in a long turn. */
 	_Atomic uint64_t turn_start;
 	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
+	_Atomic uint64_t busy;     /* ticks spent in turns, for the monitor */
 	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
 	/* The I/O loop this worker sleeps in while it polls it, or NULL. */
 	_Atomic(struct tr__io *) polling;
+	/*
+	 * Actors handed to this worker by others when the runtime runs
+	 * compact (see "Spreading" in sched.c): any worker pushes, the owner
+	 * takes the whole stack.
+	 */
+	_Alignas(64) ck_stack_t handin;
 
 	/* Owned by the worker thread. */
 	_Alignas(64) pthread_t thread;

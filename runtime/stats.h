@@ -27,6 +27,7 @@ struct tr__stats {
 	_Atomic uint64_t mutes;
 	_Atomic uint64_t io_polls;
 	_Atomic uint64_t rescues; /* the monitor woke a worker for a stuck queue */
+	_Atomic uint64_t compacts; /* the monitor found spreading slower */
 	_Atomic uint64_t hist[TR__HIST_BUCKETS];
 };
 
