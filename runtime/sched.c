@@ -336,6 +336,8 @@ take_inject(struct tr__worker *w)
  * two cores must not look stuck, or its queue would be spread further.
  */
 #define STUCK_US 200u
+/* A spinner waiting for a turn to get stuck spins this much longer. */
+#define SPIN_STUCK_SLACK_NS 10000u
 
 /*
  * Has @v been in its current turn for longer than STUCK_US? Then a thief
@@ -350,6 +352,15 @@ stuck(tr_runtime *rt, struct tr__worker *v, uint64_t now)
 
 	/* TSCs of different cores may differ by a few ticks: now < began. */
 	return began != 0 && now > began && now - began > rt->stuck_ticks;
+}
+
+/* Does @v have actors that only it would run (ring or next slot)? */
+static bool
+has_queued(struct tr__worker *v)
+{
+	return ck_ring_size(&v->ring) > 0 ||
+	       atomic_load_explicit(&v->next_slot, memory_order_relaxed) !=
+		       NULL;
 }
 
 /*
@@ -558,6 +569,36 @@ work_for(struct tr__worker *w)
 	return false;
 }
 
+/*
+ * A spinner about to give up: is some other worker in a turn that began
+ * before we started spinning (@since, ticks), with actors queued behind
+ * it? Then that turn is long already and will soon be stuck: return how
+ * many ns to keep spinning so as to steal them then, or 0. Turns that
+ * began while we spun are the short turns of a busy worker, and waiting
+ * for them would only keep us reading that worker's lines.
+ */
+static uint64_t
+stuck_soon(struct tr__worker *w, uint64_t since)
+{
+	tr_runtime *rt = w->rt;
+	uint64_t now = tr__ticks();
+	uint64_t most = 0;
+
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+		uint64_t began = atomic_load_explicit(&v->turn_start,
+						      memory_order_relaxed);
+
+		if (v == w || began == 0 || began >= since || now <= began ||
+		    now - began >= rt->stuck_ticks || !has_queued(v)) {
+			continue;
+		}
+		uint64_t left = rt->stuck_ticks - (now - began);
+		most = left > most ? left : most;
+	}
+	return most == 0 ? 0 : tr__ticks_to_ns(most) + SPIN_STUCK_SLACK_NS;
+}
+
 /* @handover: we asked for our I/O loop; stop when it is handed over. */
 static struct tr__actor *
 spin(struct tr__worker *w, bool handover)
@@ -565,6 +606,8 @@ spin(struct tr__worker *w, bool handover)
 	tr_runtime *rt = w->rt;
 	struct tr__actor *a = NULL;
 	uint64_t deadline = tr__clock_ns() + (uint64_t)rt->cfg.spin_us * 1000u;
+	uint64_t since = tr__ticks();
+	bool extended = false;
 
 	atomic_fetch_add_explicit(&rt->n_spinning, 1, memory_order_relaxed);
 	for (unsigned i = 1;; i++) {
@@ -580,7 +623,15 @@ spin(struct tr__worker *w, bool handover)
 		    (tr__clock_ns() > deadline ||
 		     atomic_load_explicit(&rt->shutdown,
 					  memory_order_relaxed))) {
-			break;
+			uint64_t more = extended ? 0 : stuck_soon(w, since);
+			if (more == 0 ||
+			    atomic_load_explicit(&rt->shutdown,
+						 memory_order_relaxed)) {
+				break;
+			}
+			/* Once: stay until that long turn is stuck. */
+			extended = true;
+			deadline = tr__clock_ns() + more;
 		}
 		if ((i & 7) == 0) {
 			if (handover && tr__io_drive_free(w->loop)) {
@@ -762,41 +813,54 @@ park(struct tr__worker *w)
  * wake-up, about 0.1% of a core at this period.
  */
 #define MON_TICK_NS 1000000u
+/* Added to a shortened sleep, so that the turn is stuck when we look. */
+#define MON_EARLY_SLACK_NS 20000u
 /* Looks with every worker asleep before the monitor sleeps too. */
 #define MON_IDLE_LOOKS 4u
-
-/* Does @v have actors that only it would run (ring or next slot)? */
-static bool
-has_queued(struct tr__worker *v)
-{
-	return ck_ring_size(&v->ring) > 0 ||
-	       atomic_load_explicit(&v->next_slot, memory_order_relaxed) !=
-		       NULL;
-}
 
 /*
  * One look: if a worker is stuck in a long turn with actors queued behind
  * it while others sleep and none spins, wake one; it steals them (see
  * steal()). One wake per look: a worker woken for nothing costs a futex
  * call, and the next look catches a second stuck worker.
+ *
+ * Return: how long to sleep before the next look, in ns. A turn that has
+ * lasted a quarter of STUCK_US with actors queued behind it is likely to
+ * get stuck: look again when it would be, rather than up to a tick later.
+ * Shorter turns, which are nearly all turns, never shorten the tick.
  */
-static void
+static uint64_t
 monitor_look(tr_runtime *rt)
 {
+	uint64_t sleep_ns = MON_TICK_NS;
+
 	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) == 0 ||
 	    atomic_load_explicit(&rt->n_spinning, memory_order_relaxed) > 0) {
-		return; /* nobody to wake, or a spinner will steal it */
+		return sleep_ns; /* nobody to wake, or a spinner will steal */
 	}
 	uint64_t now = tr__ticks();
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct tr__worker *v = &rt->workers[i];
 
-		if (stuck(rt, v, now) && has_queued(v)) {
+		if (!has_queued(v)) {
+			continue;
+		}
+		if (stuck(rt, v, now)) {
 			tr__stat_add_shared(&rt->foreign.rescues, 1);
 			wake_one(rt);
-			return;
+			return sleep_ns;
+		}
+		uint64_t began = atomic_load_explicit(&v->turn_start,
+						      memory_order_relaxed);
+		if (began != 0 && now > began &&
+		    now - began > rt->stuck_ticks / 4) {
+			uint64_t left = tr__ticks_to_ns(rt->stuck_ticks -
+							(now - began)) +
+					MON_EARLY_SLACK_NS;
+			sleep_ns = left < sleep_ns ? left : sleep_ns;
 		}
 	}
+	return sleep_ns;
 }
 
 /* ------------------------------------------------------------------ */
@@ -813,7 +877,7 @@ monitor_look(tr_runtime *rt)
  * actors pinging random peers) it divides it, and a swarm once split over
  * two cores stays split: each message to an idle actor moves it to the
  * sender's core. No property of a turn tells the two apart in advance,
- * so the monitor measures them: every epoch (EPOCH_LOOKS looks) it reads
+ * so the monitor measures them: every epoch (EPOCH_NS) it reads
  * the messages handled and the time spent in turns over all workers. An
  * epoch in which one worker did the work gives the rate of running
  * compact; with spreading allowed, an epoch in which more than one and a
@@ -831,7 +895,7 @@ monitor_look(tr_runtime *rt)
  * to be compared with. The constants are periods of the controller, not
  * properties of any workload: what decides is the measured rates.
  */
-#define EPOCH_LOOKS 4u
+#define EPOCH_NS 4000000ull
 #define HOLD_MIN_NS 8000000ull
 #define HOLD_MAX_NS 1000000000ull
 #define TRUST_MIN_NS 100000000ull
@@ -850,7 +914,6 @@ enum ctl_state {
 /* The monitor thread's own state. */
 struct ctl {
 	enum ctl_state state;
-	unsigned looks;
 	unsigned skip;       /* epochs to ignore after a change (transition) */
 	uint64_t t0;         /* epoch start (ticks) and the sums then */
 	uint64_t msgs0;
@@ -903,7 +966,6 @@ ctl_restart(tr_runtime *rt, struct ctl *c, uint64_t now)
 		c->steals0 += atomic_load_explicit(&v->stats.steals,
 						   memory_order_relaxed);
 	}
-	c->looks = 0;
 	c->skip = 1;
 }
 
@@ -1021,15 +1083,18 @@ monitor_main(void *arg)
 	tr__thread_name("tr-monitor", -1);
 	ctl_restart(rt, &c, tr__ticks());
 	c.until = c.t0 + c.hold;
+	uint64_t sleep_ns = MON_TICK_NS;
+	uint64_t last_epoch = c.t0;
 	for (;;) {
-		tr__futex_wait(&rt->mon, MON_TICKING, MON_TICK_NS);
+		tr__futex_wait(&rt->mon, MON_TICKING, sleep_ns);
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 			break;
 		}
-		monitor_look(rt);
-		if (++c.looks >= EPOCH_LOOKS) {
-			c.looks = 0;
-			ctl_epoch(rt, &c, tr__ticks());
+		sleep_ns = monitor_look(rt);
+		uint64_t now = tr__ticks();
+		if (now - last_epoch >= ns_to_ticks(EPOCH_NS)) {
+			last_epoch = now;
+			ctl_epoch(rt, &c, now);
 		}
 		if (atomic_load_explicit(&rt->n_sleeping,
 					 memory_order_relaxed) < rt->nworkers) {
@@ -1060,6 +1125,9 @@ monitor_main(void *arg)
 		atomic_store_explicit(&rt->mon, MON_TICKING,
 				      memory_order_relaxed);
 		ctl_restart(rt, &c, tr__ticks());
+		last_epoch = c.t0;
+		/* Work just arrived: look when its first turn could be stuck. */
+		sleep_ns = tr__ticks_to_ns(rt->stuck_ticks) + MON_EARLY_SLACK_NS;
 		if (c.state == CTL_TRIAL) {
 			/* No verdict yet: new work starts compact. */
 			ctl_compact(rt, &c, 0, c.t0, ns_to_ticks(HOLD_MIN_NS));

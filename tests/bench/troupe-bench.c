@@ -1588,11 +1588,18 @@ run_rescue(struct bench *b)
 	if (waits == NULL) {
 		bench_fail("out of memory");
 	}
+	uint64_t rng = 88172645463325252ull;
 	double t0 = now_s();
 	for (uint64_t i = 0; i < b->n; i++) {
 		settle(b);
-		/* Let the workers finish spinning and go to sleep. */
-		struct timespec nap = { 0, 2000000 };
+		/*
+		 * Let the workers finish spinning and go to sleep, for 2 to 3
+		 * ms: a random part, so that trials do not start in step with
+		 * the runtime's own millisecond tick.
+		 */
+		struct timespec nap = {
+			0, 2000000 + (long)(xorshift64(&rng) % 1000000u)
+		};
 		nanosleep(&nap, NULL);
 		atomic_store_explicit(&g_s_ran, false, memory_order_relaxed);
 		struct rescue_ask a;
