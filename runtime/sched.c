@@ -256,6 +256,8 @@ ovf_refill(struct tr__worker *w)
 	while (w->ovf_head != NULL) {
 		struct tr__actor *a =
 			tr__container_of(w->ovf_head, struct tr__actor, qlink);
+		/* release: ovf_append wrote qlink after the last one. */
+		atomic_store_explicit(&a->handoff, 1, memory_order_release);
 		if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
 			break;
 		}
@@ -316,7 +318,9 @@ take_stack(struct tr__worker *w, ck_stack_t *s)
 	struct tr__actor *first = tr__container_of(rev, struct tr__actor, qlink);
 	for (e = rev->next; e != NULL;) {
 		ck_stack_entry_t *next = e->next;
-		ring_push(w, tr__container_of(e, struct tr__actor, qlink));
+		/* Release after our writes to qlink: a thief may run it. */
+		tr__sched_reschedule(w,
+				     tr__container_of(e, struct tr__actor, qlink));
 		e = next;
 	}
 	return first;
