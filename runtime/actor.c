@@ -25,8 +25,10 @@
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
 #include "runtime/internal.h"
+#include "runtime/inbox.h"
 #include "runtime/io_loop.h"
 #include "runtime/pid.h"
+#include "runtime/request.h"
 #include "runtime/runtime.h"
 #include "runtime/sched.h"
 
@@ -48,7 +50,9 @@ struct tr__actor_ext {
 	struct tr__io_gone *io_gone;
 	struct mon_set links;    /* ref unused */
 	struct mon_set monitors; /* monitors this actor holds on others */
-	struct mon_set watchers; /* monitors others hold on this actor */
+	struct mon_set watchers; /* monitors others hold on this actor, and
+				  * the requests it holds (see request.h) */
+	struct tr__reqtab reqs;  /* requests this actor has open */
 	/* A stop that came before init (see TR__SYS_STOP): done after it. */
 	bool stop_pending;
 	int32_t stop_reason;
@@ -396,7 +400,13 @@ dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 	    bool free_node)
 {
 	STAT(rt, w, dead, 1);
-	if (msg->m.type == TR__SYS_LINK) {
+	if ((msg->m.flags & TR_MSG_F_REQUEST) && msg->m.from.v != 0) {
+		/* A request nobody took: its outcome is a failure. */
+		struct sys_down d = { .ref = msg->m.ref.v, .who = msg->to,
+				      .reason = TR_EXIT_NOPROC };
+		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN,
+				   &d, sizeof(d));
+	} else if (msg->m.type == TR__SYS_LINK) {
 		struct sys_exit e = { .from = msg->to, .reason = TR_EXIT_NOPROC,
 				      .link_ended = true };
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT, &e,
@@ -539,7 +549,8 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	a->handler = def->handle;
 	a->state = state;
 	a->ext = NULL;
-	a->flags = init != NULL ? TR__A_INIT_PENDING : 0;
+	a->flags = (init != NULL ? TR__A_INIT_PENDING : 0) |
+		   ((o->flags & TR__SPAWN_INBOX) ? TR__A_INBOX : 0);
 	atomic_store_explicit(&a->bound, def->mailbox_bound,
 			      memory_order_relaxed);
 	uint64_t pid = tr__pid_make(0, a->gen, slot);
@@ -637,7 +648,8 @@ set_find_pid(const struct mon_set *s, uint64_t pid)
 static int
 set_find_ref(const struct mon_set *s, uint64_t ref)
 {
-	for (uint32_t i = 0; i < s->n; i++) {
+	/* From the end: a request is usually answered soon after it came. */
+	for (uint32_t i = s->n; i-- > 0;) {
 		if (s->v[i].ref == ref) {
 			return (int)i;
 		}
@@ -669,6 +681,7 @@ ext_free(struct tr__actor *a)
 	set_fini(&a->ext->links);
 	set_fini(&a->ext->monitors);
 	set_fini(&a->ext->watchers);
+	tr__reqtab_fini(&a->ext->reqs);
 	tr__io_gone_discard(a->ext->io_gone);
 	tr__free(a->ext, sizeof(*a->ext));
 	a->ext = NULL;
@@ -773,6 +786,91 @@ call_handler(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
 	if (w->cx.stop_requested) {
 		terminate(w, a, w->cx.stop_reason);
 	}
+}
+
+/*
+ * The request @ref of @a failed (@who stopped with @reason, or never took
+ * it, or the deadline passed). Its outcome, unless it already had one.
+ */
+/* Close the open request @ref of @a; false if it was not open. */
+static bool
+req_take(struct tr__actor *a, uint64_t ref)
+{
+	if (a->flags & TR__A_INBOX) {
+		return tr__inbox_req_take(a->state, ref);
+	}
+	return a->ext != NULL && tr__reqtab_take(&a->ext->reqs, ref, NULL);
+}
+
+static void
+request_failed(struct tr__worker *w, struct tr__actor *a, uint64_t ref,
+	       uint64_t who, int32_t reason)
+{
+	if (!req_take(a, ref)) {
+		return; /* answered or timed out already */
+	}
+	tr_request_failed f;
+	tr_msg m;
+	tr__req_failed_msg(&m, &f, ref, who, reason);
+	call_handler(w, a, &m);
+}
+
+/* A tick: fail every open request of @a whose deadline passed. */
+static void
+requests_due(struct tr__worker *w, struct tr__actor *a)
+{
+	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
+	struct tr__reqtab *t = a->ext != NULL ? &a->ext->reqs : NULL;
+	uint64_t now = tr__clock_ns();
+	struct tr__req r;
+
+	if (t == NULL) {
+		return;
+	}
+	t->armed = 0; /* this tick is spent */
+	while (tr__reqtab_due(t, now, &r)) {
+		/* The target forgets its watch, if it took the request. */
+		tr__req_unwatch_target(w->rt, w, self, r.to, r.ref);
+		tr_request_failed f;
+		tr_msg m;
+		tr__req_failed_msg(&m, &f, r.ref, r.to, TR_EXIT_TIMEOUT);
+		call_handler(w, a, &m);
+		if (atomic_load_explicit(&a->pid, memory_order_relaxed) !=
+		    self) {
+			return; /* it stopped: its table went with it */
+		}
+	}
+	tr__req_arm(w->rt, t, self, tr__reqtab_next(t));
+}
+
+struct tr__reqtab *
+tr__actor_reqs(struct tr__actor *a)
+{
+	struct tr__actor_ext *x = ext_get(a);
+
+	return x != NULL ? &x->reqs : NULL;
+}
+
+void
+tr__actor_unwatch(tr_ctx *cx, uint64_t ref)
+{
+	if (cx->inbox != NULL) {
+		/* Not this thread's to touch: the inbox's actor does it. */
+		(void)tr__send_sys(cx->rt, NULL, cx->self, cx->self,
+				   TR__SYS_DEMONITOR, &ref, sizeof(ref));
+		return;
+	}
+	struct tr__actor_ext *x = cx->a->ext;
+	int i = x != NULL ? set_find_ref(&x->watchers, ref) : -1;
+	if (i >= 0) {
+		set_remove_at(&x->watchers, i);
+	}
+}
+
+void
+tr__msg_discard_any(struct tr__worker *w, struct tr__msg *msg)
+{
+	tr__msg_discard(cache_of(w), msg);
 }
 
 /* System message for the current generation. Returns nothing: any
@@ -885,6 +983,10 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	case TR__SYS_DOWN: {
 		struct sys_down d;
 		memcpy(&d, msg->m.data, sizeof(d));
+		if (d.ref & TR__REF_REQ) {
+			request_failed(w, a, d.ref, d.who, d.reason);
+			break;
+		}
 		int i = a->ext != NULL ? set_find_ref(&a->ext->monitors, d.ref)
 				       : -1;
 		if (i < 0) {
@@ -900,9 +1002,39 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		call_handler(w, a, &m);
 		break;
 	}
+	case TR__SYS_REQ_TICK:
+		requests_due(w, a);
+		break;
 	default:
 		break;
 	}
+}
+
+/*
+ * A request or a reply reaches @a. A reply is let through only if its
+ * request is still open (else it is late: a counted dead letter). A
+ * request makes its sender a watcher of @a under the request's reference,
+ * so that @a's stop fails it; tr_reply and tr_forward remove the watch.
+ * Returns false when the message was consumed here.
+ */
+static bool
+take_request_msg(struct tr__worker *w, struct tr__actor *a,
+		 struct tr__msg *msg)
+{
+	if (msg->m.flags & TR_MSG_F_REPLY) {
+		if (req_take(a, msg->m.ref.v)) {
+			return true;
+		}
+		dead_letter(w->rt, w, msg, false);
+		return false;
+	}
+	struct tr__actor_ext *x = ext_get(a);
+	/* Without memory the request is still handled; only the target's
+	 * death would then go unnoticed, and the timeout covers it. */
+	if (x != NULL) {
+		(void)set_add(&x->watchers, msg->m.ref.v, msg->m.from.v);
+	}
+	return true;
 }
 
 static void
@@ -920,11 +1052,17 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		dead_letter(rt, w, msg, false);
 		return;
 	}
-	tr__stat_add(&w->stats.handled, 1);
 	if (msg->m.type >= TR__SYS_BASE) {
+		tr__stat_add(&w->stats.handled, 1);
 		handle_system(w, a, msg);
 		return;
 	}
+	if (msg->m.flags & (TR_MSG_F_REQUEST | TR_MSG_F_REPLY)) {
+		if (!take_request_msg(w, a, msg)) {
+			return;
+		}
+	}
+	tr__stat_add(&w->stats.handled, 1);
 	call_handler(w, a, &msg->m);
 	if (w->cx.ptr_taken) {
 		msg->m.flags &= ~TR_MSG_F_PTR; /* the handler owns it now */
@@ -1237,7 +1375,7 @@ tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 tr_err
 tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 {
-	if (!tr__ctx_ok(cx, __func__)) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
 		return TR_EINVAL;
 	}
 	struct tr__spawn_opts o = { .parent = cx, .flags = TR__SPAWN_LINK };
@@ -1248,7 +1386,7 @@ tr_err
 tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out,
 		 uint64_t *ref)
 {
-	if (!tr__ctx_ok(cx, __func__)) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
 		return TR_EINVAL;
 	}
 	struct tr__spawn_opts o = { .parent = cx,
@@ -1339,7 +1477,7 @@ tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
 	if (!tr__ctx_ok(cx, __func__) || who.v == 0) {
 		return TR_EINVAL;
 	}
-	if (who.v == cx->self) {
+	if (who.v == cx->self && cx->inbox == NULL) {
 		tr_stop_self(cx, reason);
 		return TR_OK;
 	}

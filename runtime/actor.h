@@ -40,10 +40,14 @@ struct tr__actor_ext;
 #define TR__SYS_MONITOR (TR__SYS_BASE + 6)
 #define TR__SYS_DEMONITOR (TR__SYS_BASE + 7)
 #define TR__SYS_DOWN (TR__SYS_BASE + 8)
+#define TR__SYS_REQ_TICK (TR__SYS_BASE + 9) /* a request deadline is due */
 
 /* Runner-owned flag bits. */
 #define TR__A_TRAP_EXIT 0x1u
 #define TR__A_INIT_PENDING 0x2u /* has an init that has not run yet */
+/* An inbox's actor: its table of open requests is the inbox's, kept under
+ * the inbox's mutex (runtime/inbox.c), and its state is the inbox's. */
+#define TR__A_INBOX 0x4u
 
 struct tr__actor {
 	/* Touched by senders. */
@@ -99,6 +103,9 @@ struct tr_ctx {
 	bool stop_requested;
 	int32_t stop_reason;
 	struct tr__actor *mute_on; /* an overloaded receiver sent to this turn */
+	/* Not NULL: the context of a thread that is not a worker, which
+	 * acts as the inbox's actor (tr_inbox_ctx). w and msg are NULL. */
+	struct tr_inbox *inbox;
 };
 
 /*
@@ -185,6 +192,7 @@ tr_err tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 #define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */
 /* The new actor owns I/O (an accepted connection): see tr__actor_note_io. */
 #define TR__SPAWN_OWNS_IO 0x4u
+#define TR__SPAWN_INBOX 0x8u /* sets TR__A_INBOX */
 
 struct tr__spawn_opts {
 	const void *state_init; /* copied into the new state if not NULL */
@@ -209,6 +217,18 @@ tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
  * release needs, so a TR_ENOMEM here means nothing was started.
  */
 tr_err tr__actor_note_io(tr_ctx *cx);
+
+/*
+ * Requests (runtime/request.c). tr__actor_reqs: @a's table of open
+ * requests, made on first use; NULL without memory. tr__actor_unwatch:
+ * the request @ref that the context's actor holds is answered or passed
+ * on; forget the watch its arrival took. Both on @a's own turn.
+ */
+struct tr__reqtab *tr__actor_reqs(struct tr__actor *a);
+void tr__actor_unwatch(tr_ctx *cx, uint64_t ref);
+
+/* Free a node that was never sent, on worker @w or any thread (NULL). */
+void tr__msg_discard_any(struct tr__worker *w, struct tr__msg *msg);
 
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */
 struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);

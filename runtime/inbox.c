@@ -1,6 +1,15 @@
 /*
  * Inboxes: an actor whose handler queues each message for a thread that
- * is not an actor, which takes them with tr_inbox_recv().
+ * is not an actor, which takes them with tr_inbox_recv() or, for the
+ * outcome of one request, tr_inbox_recv_ref(). The inbox also gives that
+ * thread a context (tr_inbox_ctx) for the calls an actor makes: sends,
+ * spawns, requests and replies, sent as the inbox's actor.
+ *
+ * Requests made through the context are kept in the inbox's table under
+ * its mutex (runtime/inbox.h). Their deadlines are checked by the
+ * receiving thread, which is the only one that can observe them: a
+ * receive expires what is due before it looks, and waits no longer than
+ * the next deadline.
  *
  * Threads: the handler runs on workers; recv and destroy on any thread.
  * The queue is guarded by the inbox's mutex (the reader must block, so a
@@ -13,10 +22,13 @@
 
 #include <troupe/runtime.h>
 
+#include "runtime/actor.h"
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
+#include "runtime/inbox.h"
 #include "runtime/internal.h"
 #include "runtime/msg.h"
+#include "runtime/request.h"
 #include "runtime/runtime.h"
 #include "runtime/sched.h"
 
@@ -34,6 +46,8 @@ struct tr_inbox {
 	struct item *tail;
 	bool closed; /* the actor stopped */
 	int refs;
+	struct tr__reqtab reqs; /* requests made through cx, under mu */
+	tr_ctx cx;              /* the owning thread's context */
 };
 
 struct inbox_state {
@@ -54,9 +68,25 @@ inbox_unref_locked(struct tr_inbox *ib)
 		tr_received_fini(&it->r);
 		tr__free(it, sizeof(*it));
 	}
+	tr__reqtab_fini(&ib->reqs);
 	pthread_mutex_destroy(&ib->mu);
 	pthread_cond_destroy(&ib->cv);
 	tr__free(ib, sizeof(*ib));
+}
+
+static void
+enqueue_locked(struct tr_inbox *ib, struct item *it)
+{
+	if (ib->tail != NULL) {
+		ib->tail->next = it;
+	} else {
+		ib->head = it;
+	}
+	ib->tail = it;
+	/* Broadcast: a thread may wait for one reference while another
+	 * item arrives (only one thread may use an inbox at a time, but a
+	 * signal could wake a waiter the item is not for). */
+	pthread_cond_broadcast(&ib->cv);
 }
 
 static void
@@ -78,6 +108,7 @@ inbox_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	it->r.type = m->type;
 	it->r.flags = m->flags;
 	it->r.from = m->from;
+	it->r.ref = m->ref;
 	it->r.size = m->size;
 	if (m->flags & TR_MSG_F_PTR) {
 		/* A pointer message from the runtime's own nodes: keep its
@@ -96,13 +127,7 @@ inbox_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		it->r.free_fn = free_copy;
 	}
 	pthread_mutex_lock(&ib->mu);
-	if (ib->tail != NULL) {
-		ib->tail->next = it;
-	} else {
-		ib->head = it;
-	}
-	ib->tail = it;
-	pthread_cond_signal(&ib->cv);
+	enqueue_locked(ib, it);
 	pthread_mutex_unlock(&ib->mu);
 }
 
@@ -149,7 +174,8 @@ tr_inbox_create(tr_runtime *rt, tr_inbox **out)
 	pthread_condattr_destroy(&ca);
 	struct inbox_state st = { .ib = ib };
 	struct tr__spawn_opts so = { .state_init = &st,
-				     .state_init_len = sizeof(st) };
+				     .state_init_len = sizeof(st),
+				     .flags = TR__SPAWN_INBOX };
 	tr_err err = tr__spawn(rt, tr__sched_current(rt), &inbox_def, NULL, &so,
 			       &ib->pid);
 	if (err < 0) {
@@ -158,8 +184,84 @@ tr_inbox_create(tr_runtime *rt, tr_inbox **out)
 		tr__free(ib, sizeof(*ib));
 		return err;
 	}
+	ib->cx.rt = rt;
+	ib->cx.self = ib->pid.v;
+	ib->cx.inbox = ib;
 	*out = ib;
 	return TR_OK;
+}
+
+tr_ctx *
+tr_inbox_ctx(tr_inbox *ib)
+{
+	return ib != NULL ? &ib->cx : NULL;
+}
+
+int
+tr__inbox_req_add(struct tr_inbox *ib, uint64_t ref, uint64_t to,
+		  uint64_t deadline)
+{
+	pthread_mutex_lock(&ib->mu);
+	int err = tr__reqtab_add(&ib->reqs, ref, to, deadline);
+	pthread_mutex_unlock(&ib->mu);
+	return err;
+}
+
+void
+tr__inbox_req_drop(struct tr_inbox *ib, uint64_t ref)
+{
+	pthread_mutex_lock(&ib->mu);
+	(void)tr__reqtab_take(&ib->reqs, ref, NULL);
+	pthread_mutex_unlock(&ib->mu);
+}
+
+bool
+tr__inbox_req_take(void *actor_state, uint64_t ref)
+{
+	struct tr_inbox *ib = ((struct inbox_state *)actor_state)->ib;
+
+	pthread_mutex_lock(&ib->mu);
+	bool open = tr__reqtab_take(&ib->reqs, ref, NULL);
+	pthread_mutex_unlock(&ib->mu);
+	return open;
+}
+
+/*
+ * Fail every request whose deadline passed (under mu): its outcome joins
+ * the queue, and its target forgets the watch. Returns the next deadline,
+ * in clock ns, 0 if none. An item that cannot be allocated leaves its
+ * request open, to be expired by the next receive.
+ */
+static uint64_t
+expire_locked(struct tr_inbox *ib)
+{
+	uint64_t now = tr__clock_ns();
+	struct tr__req r;
+
+	while (tr__reqtab_next(&ib->reqs) != 0 &&
+	       tr__reqtab_next(&ib->reqs) <= now) {
+		struct item *it = tr__alloc(sizeof(*it));
+		tr_request_failed *f = malloc(sizeof(*f));
+		if (it == NULL || f == NULL) {
+			tr__free(it, sizeof(*it));
+			free(f);
+			break;
+		}
+		(void)tr__reqtab_due(&ib->reqs, now, &r);
+		tr__req_unwatch_target(ib->rt, NULL, ib->pid.v, r.to, r.ref);
+		tr_msg m;
+		tr__req_failed_msg(&m, f, r.ref, r.to, TR_EXIT_TIMEOUT);
+		memset(it, 0, sizeof(*it));
+		it->r.type = m.type;
+		it->r.flags = m.flags;
+		it->r.from = m.from;
+		it->r.ref = m.ref;
+		it->r.data = f;
+		it->r.size = sizeof(*f);
+		it->r.free_fn = free_copy;
+		enqueue_locked(ib, it);
+	}
+	return tr__reqtab_next(&ib->reqs);
 }
 
 tr_pid
@@ -168,8 +270,41 @@ tr_inbox_pid(const tr_inbox *ib)
 	return ib != NULL ? ib->pid : TR_PID_NONE;
 }
 
-tr_err
-tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
+static struct timespec
+ts_of_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000u),
+			       (long)(ns % 1000000000u) };
+	return ts;
+}
+
+/* Unlink and return the first item (@ref 0) or the first outcome of the
+ * request @ref, or NULL (under mu). */
+static struct item *
+take_locked(struct tr_inbox *ib, uint64_t ref)
+{
+	struct item *prev = NULL;
+
+	for (struct item *it = ib->head; it != NULL; prev = it, it = it->next) {
+		if (ref != 0 && (it->r.ref.v != ref ||
+				 !(it->r.flags & TR_MSG_F_REPLY))) {
+			continue;
+		}
+		if (prev != NULL) {
+			prev->next = it->next;
+		} else {
+			ib->head = it->next;
+		}
+		if (ib->tail == it) {
+			ib->tail = prev;
+		}
+		return it;
+	}
+	return NULL;
+}
+
+static tr_err
+recv(tr_inbox *ib, uint64_t ref, int64_t timeout_ms, tr_received *out)
 {
 	if (ib == NULL || out == NULL) {
 		return TR_EINVAL;
@@ -179,44 +314,61 @@ tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
 			   "worker, which the reply may need");
 		return TR_EINVAL;
 	}
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	if (timeout_ms > 0) {
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
+	/* Deadlines on the monotonic clock (the condition variable's): a
+	 * wall-clock jump must not stretch or cut a receive timeout. */
+	uint64_t until = timeout_ms > 0
+				 ? tr__clock_ns() + (uint64_t)timeout_ms * 1000000u
+				 : 0;
+	struct item *it;
+
 	pthread_mutex_lock(&ib->mu);
-	while (ib->head == NULL) {
+	for (;;) {
+		uint64_t next = expire_locked(ib);
+		it = take_locked(ib, ref);
+		if (it != NULL) {
+			break;
+		}
 		if (ib->closed) {
 			pthread_mutex_unlock(&ib->mu);
 			return TR_ECLOSED;
 		}
-		if (timeout_ms == 0) {
+		if (timeout_ms == 0 ||
+		    (timeout_ms > 0 && tr__clock_ns() >= until)) {
 			pthread_mutex_unlock(&ib->mu);
 			return TR_ETIMEDOUT;
 		}
-		if (timeout_ms < 0) {
+		/* Wake for an item, the caller's deadline or a request's. */
+		uint64_t wake = timeout_ms > 0 ? until : 0;
+		if (next != 0 && (wake == 0 || next < wake)) {
+			wake = next;
+		}
+		if (wake == 0) {
 			pthread_cond_wait(&ib->cv, &ib->mu);
-		} else if (pthread_cond_timedwait(&ib->cv, &ib->mu,
-						  &deadline) != 0 &&
-			   ib->head == NULL) {
-			pthread_mutex_unlock(&ib->mu);
-			return TR_ETIMEDOUT;
+		} else {
+			struct timespec ts = ts_of_ns(wake);
+			(void)pthread_cond_timedwait(&ib->cv, &ib->mu, &ts);
 		}
-	}
-	struct item *it = ib->head;
-	ib->head = it->next;
-	if (ib->head == NULL) {
-		ib->tail = NULL;
 	}
 	pthread_mutex_unlock(&ib->mu);
 	*out = it->r;
 	tr__free(it, sizeof(*it));
 	return TR_OK;
+}
+
+tr_err
+tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
+{
+	return recv(ib, 0, timeout_ms, out);
+}
+
+tr_err
+tr_inbox_recv_ref(tr_inbox *ib, tr_ref ref, int64_t timeout_ms,
+		  tr_received *out)
+{
+	if (ref.v == 0) {
+		return TR_EINVAL;
+	}
+	return recv(ib, ref.v, timeout_ms, out);
 }
 
 void

@@ -12,14 +12,14 @@
 #include "runtime/internal.h"
 
 /*
- * 96 bytes hold a 32-byte payload: ints, pids and small structs. 2048
+ * 112 bytes hold a 32-byte payload: ints, pids and small structs. 2048
  * holds a socket read of a few dozen request lines, so a TCP connection's
  * DATA usually needs no malloc on the I/O thread and no free on a worker.
  */
-static const uint32_t class_size[TR__MSG_CLASSES] = { 96, 192, 512, 2048 };
+static const uint32_t class_size[TR__MSG_CLASSES] = { 112, 192, 512, 2048 };
 
 /*
- * Nodes a thread keeps per class. 4096 x 96 B is 384 KiB: enough to absorb
+ * Nodes a thread keeps per class. 4096 x 112 B is 448 KiB: enough to absorb
  * the burst of a producer that outruns its consumer on another worker
  * without handing memory back to malloc on every message. The larger
  * classes keep about 1 MiB each.
@@ -28,7 +28,7 @@ static const uint32_t class_cap[TR__MSG_CLASSES] = { 4096, 4096, 2048, 512 };
 /* Nodes per batch handed to the shared pool (at most any cap). */
 #define BATCH 256u
 /* Batches the shared pool keeps per class: 32 MiB, and at least 64. */
-static const int32_t pool_cap[TR__MSG_CLASSES] = { 1365, 682, 256, 64 };
+static const int32_t pool_cap[TR__MSG_CLASSES] = { 1170, 682, 256, 64 };
 
 _Static_assert(BATCH <= 512, "a batch must fit in every class's cache");
 
@@ -61,7 +61,7 @@ struct batch_hdr {
 	uint32_t count;
 };
 
-_Static_assert(sizeof(struct batch_hdr) + sizeof(struct tr__msg) <= 96,
+_Static_assert(sizeof(struct batch_hdr) + sizeof(struct tr__msg) <= 112,
 	       "a batch header must fit in the smallest node's payload");
 
 static struct batch_hdr *
@@ -187,6 +187,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 		msg->cls = TR__MSG_BIG;
 		msg->alloc_size = (uint32_t)need;
 		msg->iflags = 0;
+		msg->m.ref.v = 0;
 		return msg;
 	}
 	if (caches != NULL &&
@@ -203,6 +204,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 	msg->cls = (uint16_t)cls;
 	msg->alloc_size = class_size[cls];
 	msg->iflags = 0;
+	msg->m.ref.v = 0; /* only requests and replies set it */
 	return msg;
 }
 

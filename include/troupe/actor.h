@@ -146,6 +146,117 @@ TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
 			  size_t len, tr_free_fn free_fn);
 
 /**
+ * tr_request() - Send a request: a message whose one outcome comes back.
+ * @cx:         context of the calling actor, or of a thread (tr_inbox_ctx)
+ * @to:         the actor asked
+ * @type:       type tag, below TR_MSG_SYSTEM_BASE
+ * @data:       payload (copied), may be NULL when @len is 0
+ * @len:        payload size
+ * @timeout_ms: how long to wait for the reply; 0 waits without limit
+ * @ref:        on success the request's reference; may be NULL
+ *
+ * The target sees a message with TR_MSG_F_REQUEST and m->ref set, and
+ * answers it with tr_reply(), now or in a later turn, or passes it on with
+ * tr_forward(). Exactly one outcome reaches the requester, a message with
+ * TR_MSG_F_REPLY and m->ref equal to *@ref: the reply, or
+ * TR_MSG_REQUEST_FAILED (payload struct tr_request_failed) with
+ * TR_EXIT_NOPROC if @to did not exist or stopped before it took the
+ * request, the reason @to stopped with if it stopped holding it, or
+ * TR_EXIT_TIMEOUT when @timeout_ms passed first. A reply that comes after
+ * that is a counted dead letter. No proxy actor and no timer per request:
+ * the runtime watches the target for the request and keeps one timer per
+ * requester (docs/ARCHITECTURE.md, "Requests").
+ *
+ * From a thread, the outcome joins the inbox: take it with
+ * tr_inbox_recv_ref(), which is the blocking call.
+ * Thread:    actor, or the thread of an inbox context.
+ * Return:    TR_OK (the outcome will come); on an error nothing was sent
+ *            and no outcome comes: TR_EFULL, TR_EMSGSIZE, TR_EINVAL,
+ *            TR_ENOMEM as tr_send().
+ */
+TR_API tr_err tr_request(tr_ctx *cx, tr_pid to, uint32_t type,
+			 const void *data, size_t len, uint64_t timeout_ms,
+			 tr_ref *ref);
+
+/**
+ * tr_request_ptr() - tr_request() handing over @ptr, as tr_send_ptr().
+ * @cx:         as tr_request()
+ * @to:         as tr_request()
+ * @type:       as tr_request()
+ * @ptr:        payload; the target sees it as m->data
+ * @len:        size to report in m->size
+ * @free_fn:    frees @ptr; may be NULL
+ * @timeout_ms: as tr_request()
+ * @ref:        as tr_request()
+ *
+ * Ownership: as tr_send_ptr(): @ptr moves to the runtime on every path.
+ * Thread:    actor, or the thread of an inbox context.
+ * Return:    as tr_request().
+ */
+TR_API tr_err tr_request_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
+			     size_t len, tr_free_fn free_fn,
+			     uint64_t timeout_ms, tr_ref *ref);
+
+/**
+ * tr_reply() - Answer the request @req with a copy of @len bytes.
+ * @cx:   context of the actor that holds the request
+ * @req:  the request; only its from, ref and flags are read, so a copy of
+ *        the tr_msg header kept past the handler answers it later
+ * @type: type tag of the reply, below TR_MSG_SYSTEM_BASE
+ * @data: payload, may be NULL when @len is 0
+ * @len:  payload size
+ *
+ * The reply carries the request's reference and goes to its sender. It is
+ * not held back by the requester's mailbox bound (the requester asked for
+ * it). A message that is not a request (no TR_MSG_F_REQUEST) is answered
+ * with a plain send to its sender, so one handler serves tr_send() and
+ * tr_request() callers alike. A requester that stopped, or whose request
+ * timed out, makes the reply a counted dead letter; that is not an error.
+ * Thread:    actor, or the thread of an inbox context.
+ * Return:    TR_OK; TR_EINVAL (no sender, reserved type); TR_EMSGSIZE;
+ *            TR_EFULL (a plain send refused by a bounded mailbox);
+ *            TR_ENOMEM.
+ */
+TR_API tr_err tr_reply(tr_ctx *cx, const tr_msg *req, uint32_t type,
+		       const void *data, size_t len);
+
+/**
+ * tr_reply_ptr() - Answer @req handing over @ptr (a variable-length reply:
+ * a struct with a flexible array member).
+ * @cx:      as tr_reply()
+ * @req:     as tr_reply()
+ * @type:    as tr_reply()
+ * @ptr:     payload; the requester sees it as m->data
+ * @len:     size to report in m->size
+ * @free_fn: frees @ptr; may be NULL
+ *
+ * Ownership: as tr_send_ptr().
+ * Thread:    actor, or the thread of an inbox context.
+ * Return:    as tr_reply().
+ */
+TR_API tr_err tr_reply_ptr(tr_ctx *cx, const tr_msg *req, uint32_t type,
+			   void *ptr, size_t len, tr_free_fn free_fn);
+
+/**
+ * tr_forward() - Pass message @m on to @to, keeping its sender and, for a
+ * request, its reference (CAF's delegate): @to's tr_reply() answers the
+ * original requester, and the requester now watches @to instead of this
+ * actor.
+ * @cx: context of the calling actor
+ * @to: the next holder
+ * @m:  a message this actor holds; a pointer payload moves on with it and
+ *      must be this turn's message (its pointer is freed on an error)
+ *
+ * A dead or unknown @to fails the request with TR_EXIT_NOPROC, as any
+ * request that reaches no actor.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (a pointer message of another turn, a
+ *            reserved type, an inbox context); TR_EFULL; TR_ENOMEM. On an
+ *            error this actor still holds the request.
+ */
+TR_API tr_err tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m);
+
+/**
  * tr_msg_take_ptr() - Keep the pointer payload of the current message.
  * @cx: context of the calling actor
  * @m:  the message being handled (must carry TR_MSG_F_PTR)

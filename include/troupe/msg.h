@@ -42,6 +42,13 @@ extern "C" {
  */
 #define TR_MSG_EXIT 0xFFFF0002u
 
+/**
+ * TR_MSG_REQUEST_FAILED - A request of ours ended without a reply.
+ * Payload: struct tr_request_failed; m->ref is the request's reference and
+ * TR_MSG_F_REPLY is set. See tr_request().
+ */
+#define TR_MSG_REQUEST_FAILED 0xFFFF0003u
+
 /* Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
 #define TR_EXIT_NORMAL 0    /* finished its work; links do not propagate it */
 #define TR_EXIT_SHUTDOWN 1  /* stopped by runtime or supervisor shutdown */
@@ -50,25 +57,51 @@ extern "C" {
 #define TR_EXIT_ERROR 4     /* generic failure */
 #define TR_EXIT_INIT_FAILED 5 /* the definition's init returned an error */
 #define TR_EXIT_KILLED 6    /* what links see when an actor got TR_EXIT_KILL */
+#define TR_EXIT_TIMEOUT 7   /* a request's timeout passed (TR_MSG_REQUEST_FAILED) */
 #define TR_EXIT_USER 256
 
-/** Flags in tr_msg.flags. */
-#define TR_MSG_F_PTR 0x1u /* payload is an owned pointer (tr_send_ptr) */
+/** TR_MSG_F_PTR - Flag in tr_msg.flags: the payload is an owned pointer. */
+#define TR_MSG_F_PTR 0x1u
+
+/**
+ * TR_MSG_F_REQUEST - Flag in tr_msg.flags: the message is a request
+ * (tr_request()); m->ref names it and tr_reply() answers it.
+ */
+#define TR_MSG_F_REQUEST 0x2u
+
+/**
+ * TR_MSG_F_REPLY - Flag in tr_msg.flags: the message is the outcome of a
+ * request this actor made, a reply or TR_MSG_REQUEST_FAILED; m->ref is the
+ * reference tr_request() returned.
+ */
+#define TR_MSG_F_REPLY 0x4u
+
+/**
+ * struct tr_ref - A reference: names one request, unique for the life of
+ * the runtime. Zero is no reference.
+ */
+typedef struct tr_ref {
+	uint64_t v;
+} tr_ref;
 
 /**
  * struct tr_msg - A message, as passed to a handler.
  * @type:  type tag given by the sender
  * @flags: TR_MSG_F_* bits
  * @from:  sender's pid; TR_PID_NONE when sent from outside any actor
- * @data:  payload bytes (copied send) or the pointer (tr_send_ptr)
+ * @ref:   for a request or a reply, the request's reference; else zero
+ * @data:  payload bytes (copied send) or the pointer (tr_send_ptr); bytes
+ *         of a copied send are aligned to 16
  * @size:  payload size in bytes as given by the sender
  *
- * Valid only during the handler call. Read-only.
+ * Valid only during the handler call. Read-only. Read a fixed-size
+ * payload with TR_MSG_AS().
  */
 typedef struct tr_msg {
 	uint32_t type;
 	uint32_t flags;
 	tr_pid from;
+	tr_ref ref;
 	const void *data;
 	size_t size;
 } tr_msg;
@@ -85,6 +118,30 @@ typedef struct tr_exit_signal {
 	tr_pid from;
 	int32_t reason;
 } tr_exit_signal;
+
+/**
+ * struct tr_request_failed - Payload of TR_MSG_REQUEST_FAILED.
+ * @ref:    the request's reference (also in m->ref)
+ * @to:     the actor the request was sent to
+ * @reason: TR_EXIT_TIMEOUT, TR_EXIT_NOPROC (the target did not exist or
+ *          stopped before it took the request), or the reason the target
+ *          stopped with while it held the request
+ */
+typedef struct tr_request_failed {
+	tr_ref ref;
+	tr_pid to;
+	int32_t reason;
+} tr_request_failed;
+
+/**
+ * TR_MSG_AS - The payload of @m as a `const T *`, or NULL unless its size
+ * is exactly sizeof(T). Works on a tr_msg and on a tr_received. Copied
+ * payloads are aligned to 16, so any T of alignment 16 or less may be
+ * read in place; for a pointer message it is the pointer sent.
+ */
+#define TR_MSG_AS(m, T)                                                   \
+	((m)->size == sizeof(T) ? (const T *)(const void *)(m)->data        \
+				: (const T *)NULL)
 
 /** tr_free_fn - Frees a payload handed over with tr_send_ptr(). */
 typedef void (*tr_free_fn)(void *ptr);

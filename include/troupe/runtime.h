@@ -216,8 +216,9 @@ TR_API tr_err tr_runtime_stop_actor(tr_runtime *rt, tr_pid who,
 typedef struct tr_inbox tr_inbox;
 
 /**
- * struct tr_received - One message taken from an inbox.
- * @type, @from, @flags: as in tr_msg
+ * struct tr_received - One message taken from an inbox (fields as in
+ * struct tr_msg; TR_MSG_AS() reads its payload).
+ * @type, @from, @flags, @ref: as in tr_msg
  * @data: payload (a private copy, or the handed-over pointer)
  * @size: payload size
  *
@@ -227,6 +228,7 @@ typedef struct tr_received {
 	uint32_t type;
 	uint32_t flags;
 	tr_pid from;
+	tr_ref ref;
 	void *data;
 	size_t size;
 	tr_free_fn free_fn; /* private: how data is freed */
@@ -253,6 +255,42 @@ TR_API tr_pid tr_inbox_pid(const tr_inbox *ib);
  */
 TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms,
 			    tr_received *out);
+
+/**
+ * tr_inbox_recv_ref() - Take the outcome of the request @ref (made with
+ * tr_request() on tr_inbox_ctx(@ib)), waiting up to @timeout_ms (negative:
+ * forever); other messages stay queued, in order. This is the blocking
+ * request: tr_request(), then tr_inbox_recv_ref().
+ * @ib:         the inbox
+ * @ref:        the request's reference
+ * @timeout_ms: 0 polls; negative waits until the outcome comes (which the
+ *              request's own timeout bounds, if it has one)
+ * @out:        the reply, or TR_MSG_REQUEST_FAILED (TR_MSG_F_REPLY set)
+ *
+ * A request's own timeout is enforced by the receives of its inbox: a
+ * receive first turns every request whose deadline passed into its
+ * TR_MSG_REQUEST_FAILED outcome. Giving up here (TR_ETIMEDOUT) leaves
+ * the request open.
+ * Thread:    the thread that uses the inbox, outside handlers.
+ * Return:    TR_OK; TR_ETIMEDOUT; TR_ECLOSED (the inbox stopped and the
+ *            outcome is not queued); TR_EINVAL (zero reference).
+ */
+TR_API tr_err tr_inbox_recv_ref(tr_inbox *ib, tr_ref ref, int64_t timeout_ms,
+				tr_received *out);
+
+/**
+ * tr_inbox_ctx() - The context of the thread that uses @ib: with it that
+ * thread calls what an actor calls, as the inbox's actor (tr_self() is the
+ * inbox's pid and replies come to the inbox): tr_send(), tr_send_ptr(),
+ * tr_spawn(), tr_request(), tr_request_ptr(), tr_reply(), tr_reply_ptr().
+ * Calls that change an actor's own state (tr_link(), tr_monitor(),
+ * tr_become(), timers, I/O) return TR_EINVAL with it.
+ * @ib: the inbox; NULL gives NULL
+ *
+ * Thread: one thread at a time, the one that receives from @ib; the
+ * context lives as long as the inbox.
+ */
+TR_API tr_ctx *tr_inbox_ctx(tr_inbox *ib);
 
 /** tr_received_fini() - Free a received payload. Zeroed: no-op. Thread: any. */
 TR_API void tr_received_fini(tr_received *r);

@@ -1,0 +1,463 @@
+/*
+ * Requests: the requester's table, the timer tick, and the public calls
+ * tr_request(), tr_reply(), tr_reply_ptr() and tr_forward(). See
+ * runtime/request.h for the protocol and docs/ARCHITECTURE.md ("Requests")
+ * for why it needs no proxy actor.
+ */
+#include <string.h>
+
+#include <troupe/actor.h>
+
+#include "runtime/actor.h"
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/inbox.h"
+#include "runtime/internal.h"
+#include "runtime/io_loop.h"
+#include "runtime/request.h"
+#include "runtime/runtime.h"
+
+uint64_t
+tr__req_ref(struct tr_runtime *rt)
+{
+	/* The monitors' counter: one sequence of references per runtime. */
+	return atomic_fetch_add_explicit(&rt->next_ref, 1,
+					 memory_order_relaxed) |
+	       TR__REF_REQ;
+}
+
+/* ------------------------------------------------------------------ */
+/* The table: open addressing on the reference, linear probing, removal
+ * by backward shift (no tombstones). References are sequential, so the
+ * multiplicative hash spreads them. */
+
+static uint32_t
+slot_of(const struct tr__reqtab *t, uint64_t ref)
+{
+	return (uint32_t)((ref * UINT64_C(0x9E3779B97F4A7C15)) >> 32) &
+	       (t->cap - 1);
+}
+
+static void
+put(struct tr__reqtab *t, const struct tr__req *r)
+{
+	uint32_t i = slot_of(t, r->ref);
+
+	while (t->v[i].ref != 0) {
+		i = (i + 1) & (t->cap - 1);
+	}
+	t->v[i] = *r;
+}
+
+static int
+grow(struct tr__reqtab *t)
+{
+	uint32_t cap = t->cap == 0 ? 8 : t->cap * 2;
+	struct tr__req *v = tr__calloc(sizeof(*v) * cap);
+
+	if (v == NULL) {
+		return TR_ENOMEM;
+	}
+	struct tr__req *old = t->v;
+	uint32_t ocap = t->cap;
+	t->v = v;
+	t->cap = cap;
+	for (uint32_t i = 0; i < ocap; i++) {
+		if (old[i].ref != 0) {
+			put(t, &old[i]);
+		}
+	}
+	if (old != NULL) {
+		tr__free(old, sizeof(*old) * ocap);
+	}
+	return TR_OK;
+}
+
+int
+tr__reqtab_add(struct tr__reqtab *t, uint64_t ref, uint64_t to,
+	       uint64_t deadline)
+{
+	/* At most 3/4 full, so a probe always ends. */
+	if ((t->n + 1) * 4 > t->cap * 3 && grow(t) < 0) {
+		return TR_ENOMEM;
+	}
+	struct tr__req r = { .ref = ref, .to = to, .deadline = deadline };
+	put(t, &r);
+	t->n++;
+	return TR_OK;
+}
+
+static void
+remove_at(struct tr__reqtab *t, uint32_t i)
+{
+	uint32_t mask = t->cap - 1;
+	uint32_t j = i;
+
+	t->v[i].ref = 0;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (t->v[j].ref == 0) {
+			break;
+		}
+		/* Move j back into the hole at i unless its home lies
+		 * cyclically in (i, j]. */
+		uint32_t home = slot_of(t, t->v[j].ref);
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			t->v[i] = t->v[j];
+			t->v[j].ref = 0;
+			i = j;
+		}
+	}
+	t->n--;
+}
+
+bool
+tr__reqtab_take(struct tr__reqtab *t, uint64_t ref, struct tr__req *out)
+{
+	if (t->n == 0 || ref == 0) {
+		return false;
+	}
+	for (uint32_t i = slot_of(t, ref);; i = (i + 1) & (t->cap - 1)) {
+		if (t->v[i].ref == 0) {
+			return false;
+		}
+		if (t->v[i].ref == ref) {
+			if (out != NULL) {
+				*out = t->v[i];
+			}
+			remove_at(t, i);
+			return true;
+		}
+	}
+}
+
+bool
+tr__reqtab_due(struct tr__reqtab *t, uint64_t now, struct tr__req *out)
+{
+	for (uint32_t i = 0; t->n > 0 && i < t->cap; i++) {
+		const struct tr__req *r = &t->v[i];
+		if (r->ref != 0 && r->deadline != 0 && r->deadline <= now) {
+			*out = *r;
+			remove_at(t, i);
+			return true;
+		}
+	}
+	return false;
+}
+
+uint64_t
+tr__reqtab_next(const struct tr__reqtab *t)
+{
+	uint64_t next = 0;
+
+	for (uint32_t i = 0; t->n > 0 && i < t->cap; i++) {
+		uint64_t d = t->v[i].deadline;
+		if (t->v[i].ref != 0 && d != 0 && (next == 0 || d < next)) {
+			next = d;
+		}
+	}
+	return next;
+}
+
+void
+tr__reqtab_fini(struct tr__reqtab *t)
+{
+	if (t->v != NULL) {
+		tr__free(t->v, sizeof(*t->v) * t->cap);
+	}
+	memset(t, 0, sizeof(*t));
+}
+
+/* ------------------------------------------------------------------ */
+/* Timeouts and failures */
+
+void
+tr__req_arm(struct tr_runtime *rt, struct tr__reqtab *t, uint64_t owner,
+	    uint64_t deadline)
+{
+	if (deadline == 0 || (t->armed != 0 && t->armed <= deadline)) {
+		return;
+	}
+	uint64_t now = tr__clock_ns();
+	uint64_t ms = deadline > now ? (deadline - now + 999999u) / 1000000u
+				     : 0;
+	/*
+	 * If the timer cannot be started (no memory, runtime stopping), no
+	 * tick is armed and the deadline is checked at the next request or
+	 * tick instead: t->armed stays as it was.
+	 */
+	if (tr__io_timer_add(rt->io, tr__io_timer_id(rt->io), owner, owner,
+			     TR__SYS_REQ_TICK, NULL, 0, ms, 0) == TR_OK) {
+		t->armed = deadline;
+	}
+}
+
+void
+tr__req_failed_msg(tr_msg *m, tr_request_failed *f, uint64_t ref,
+		   uint64_t to, int32_t reason)
+{
+	f->ref.v = ref;
+	f->to.v = to;
+	f->reason = reason;
+	memset(m, 0, sizeof(*m));
+	m->type = TR_MSG_REQUEST_FAILED;
+	m->flags = TR_MSG_F_REPLY;
+	m->from.v = to;
+	m->ref.v = ref;
+	m->data = f;
+	m->size = sizeof(*f);
+}
+
+void
+tr__req_unwatch_target(struct tr_runtime *rt, struct tr__worker *w,
+		       uint64_t from, uint64_t to, uint64_t ref)
+{
+	(void)tr__send_sys(rt, w, from, to, TR__SYS_DEMONITOR, &ref,
+			   sizeof(ref));
+}
+
+/* ------------------------------------------------------------------ */
+/* Public calls */
+
+/*
+ * Register @ref in the requester's table: an actor's (its own turn) or an
+ * inbox's (under its mutex, tr__inbox_req_add).
+ */
+static tr_err
+register_req(tr_ctx *cx, uint64_t ref, uint64_t to, uint64_t timeout_ms)
+{
+	uint64_t deadline =
+		timeout_ms == 0 ? 0 : tr__clock_ns() + timeout_ms * 1000000u;
+
+	if (cx->inbox != NULL) {
+		return tr__inbox_req_add(cx->inbox, ref, to, deadline);
+	}
+	struct tr__reqtab *t = tr__actor_reqs(cx->a);
+	if (t == NULL || tr__reqtab_add(t, ref, to, deadline) < 0) {
+		return TR_ENOMEM;
+	}
+	tr__req_arm(cx->rt, t, cx->self, deadline);
+	return TR_OK;
+}
+
+static void
+unregister_req(tr_ctx *cx, uint64_t ref)
+{
+	if (cx->inbox != NULL) {
+		tr__inbox_req_drop(cx->inbox, ref);
+		return;
+	}
+	(void)tr__reqtab_take(tr__actor_reqs(cx->a), ref, NULL);
+}
+
+static tr_err
+request(tr_ctx *cx, tr_pid to, struct tr__msg *msg, uint64_t timeout_ms,
+	tr_ref *out)
+{
+	if (cx->inbox == NULL && cx->a == NULL) {
+		tr__msg_discard_any(cx->w, msg); /* frees a pointer payload */
+		return TR_EINVAL; /* a teardown's context, or a stale one */
+	}
+	uint64_t ref = tr__req_ref(cx->rt);
+	tr_err err = register_req(cx, ref, to.v, timeout_ms);
+
+	if (err < 0) {
+		tr__msg_discard_any(cx->w, msg);
+		return err;
+	}
+	msg->m.flags |= TR_MSG_F_REQUEST;
+	msg->m.ref.v = ref;
+	msg->m.from.v = cx->self;
+	/*
+	 * A target that does not exist makes the request a dead letter,
+	 * which answers it with TR_MSG_REQUEST_FAILED (TR_EXIT_NOPROC):
+	 * that is its one outcome. A refusal (a full mailbox) is not sent
+	 * at all: then there is no outcome, and the error says so.
+	 */
+	err = tr__send_node(cx->rt, cx->w, to.v, msg, true);
+	if (err < 0 && err != TR_EUNREACH) {
+		unregister_req(cx, ref);
+		return err;
+	}
+	if (out != NULL) {
+		out->v = ref;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
+	   size_t len, uint64_t timeout_ms, tr_ref *out)
+{
+	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
+	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
+		return TR_EINVAL;
+	}
+	if (len > cx->rt->cfg.max_msg_size) {
+		return TR_EMSGSIZE;
+	}
+	struct tr__msg *msg = tr__msg_new(cx->w, len);
+	if (msg == NULL) {
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	if (len > 0) {
+		memcpy(msg->data, data, len);
+	}
+	return request(cx, to, msg, timeout_ms, out);
+}
+
+tr_err
+tr_request_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
+	       tr_free_fn free_fn, uint64_t timeout_ms, tr_ref *out)
+{
+	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
+	    type >= TR_MSG_SYSTEM_BASE) {
+		if (free_fn != NULL && ptr != NULL) {
+			free_fn(ptr);
+		}
+		return TR_EINVAL;
+	}
+	struct tr__msg *msg = tr__msg_new(cx->w, 0);
+	if (msg == NULL) {
+		if (free_fn != NULL && ptr != NULL) {
+			free_fn(ptr);
+		}
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	msg->m.flags = TR_MSG_F_PTR;
+	msg->m.data = ptr;
+	msg->m.size = len;
+	msg->free_fn = free_fn;
+	return request(cx, to, msg, timeout_ms, out);
+}
+
+/*
+ * The answer to @req leaves this actor: forget the watch taken when the
+ * request arrived (see request.h), so its stop no longer fails it.
+ */
+static void
+answered(tr_ctx *cx, const tr_msg *req)
+{
+	if ((req->flags & TR_MSG_F_REQUEST) && req->ref.v != 0) {
+		tr__actor_unwatch(cx, req->ref.v);
+	}
+}
+
+static tr_err
+reply(tr_ctx *cx, const tr_msg *req, struct tr__msg *msg)
+{
+	if (req->flags & TR_MSG_F_REQUEST) {
+		msg->m.flags |= TR_MSG_F_REPLY;
+		msg->m.ref = req->ref;
+	}
+	msg->m.from.v = cx->self;
+	/*
+	 * A reply is not held back by the requester's bound, as a system
+	 * message: the requester asked for it, and its open requests limit
+	 * how many come. A plain answer is a plain send.
+	 */
+	tr_err err = tr__send_node(cx->rt, cx->w, req->from.v, msg,
+				   !(req->flags & TR_MSG_F_REQUEST));
+	answered(cx, req);
+	return err == TR_EUNREACH ? TR_OK : err;
+}
+
+tr_err
+tr_reply(tr_ctx *cx, const tr_msg *req, uint32_t type, const void *data,
+	 size_t len)
+{
+	if (!tr__ctx_ok(cx, __func__) || req == NULL || req->from.v == 0 ||
+	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
+		return TR_EINVAL;
+	}
+	if (len > cx->rt->cfg.max_msg_size) {
+		return TR_EMSGSIZE;
+	}
+	struct tr__msg *msg = tr__msg_new(cx->w, len);
+	if (msg == NULL) {
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	if (len > 0) {
+		memcpy(msg->data, data, len);
+	}
+	return reply(cx, req, msg);
+}
+
+tr_err
+tr_reply_ptr(tr_ctx *cx, const tr_msg *req, uint32_t type, void *ptr,
+	     size_t len, tr_free_fn free_fn)
+{
+	if (!tr__ctx_ok(cx, __func__) || req == NULL || req->from.v == 0 ||
+	    type >= TR_MSG_SYSTEM_BASE) {
+		if (free_fn != NULL && ptr != NULL) {
+			free_fn(ptr);
+		}
+		return TR_EINVAL;
+	}
+	struct tr__msg *msg = tr__msg_new(cx->w, 0);
+	if (msg == NULL) {
+		if (free_fn != NULL && ptr != NULL) {
+			free_fn(ptr);
+		}
+		return TR_ENOMEM;
+	}
+	msg->m.type = type;
+	msg->m.flags = TR_MSG_F_PTR;
+	msg->m.data = ptr;
+	msg->m.size = len;
+	msg->free_fn = free_fn;
+	return reply(cx, req, msg);
+}
+
+tr_err
+tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
+{
+	if (!tr__ctx_ok(cx, __func__) || m == NULL || to.v == 0 ||
+	    m->type >= TR_MSG_SYSTEM_BASE || cx->inbox != NULL) {
+		return TR_EINVAL;
+	}
+	struct tr__msg *msg;
+	if (m->flags & TR_MSG_F_PTR) {
+		/* The pointer moves on with the message. */
+		const struct tr__msg *node =
+			tr__container_of(m, const struct tr__msg, m);
+		void *ptr = tr_msg_take_ptr(cx, m);
+		if (ptr == NULL) {
+			return TR_EINVAL; /* not this turn's, or taken */
+		}
+		msg = tr__msg_new(cx->w, 0);
+		if (msg == NULL) {
+			if (node->free_fn != NULL) {
+				node->free_fn(ptr);
+			}
+			return TR_ENOMEM;
+		}
+		msg->m.flags = TR_MSG_F_PTR;
+		msg->m.data = ptr;
+		msg->free_fn = node->free_fn;
+	} else {
+		msg = tr__msg_new(cx->w, m->size);
+		if (msg == NULL) {
+			return TR_ENOMEM;
+		}
+		if (m->size > 0) {
+			memcpy(msg->data, m->data, m->size);
+		}
+	}
+	msg->m.type = m->type;
+	msg->m.size = m->size;
+	msg->m.flags |= m->flags & TR_MSG_F_REQUEST;
+	msg->m.ref = m->ref;
+	msg->m.from = m->from; /* the reply goes to the original sender */
+	tr_err err = tr__send_node(cx->rt, cx->w, to.v, msg, true);
+	if (err == TR_EUNREACH) {
+		err = TR_OK; /* a dead letter, which fails the request */
+	}
+	if (err == TR_OK) {
+		answered(cx, m);
+	}
+	return err;
+}
