@@ -39,6 +39,13 @@
 #include "runtime/sched.h"
 #include "runtime/stack.h"
 
+#include <sys/socket.h>
+#include <troupe/io.h>
+_Static_assert(sizeof(tr_sockaddr) == sizeof(struct sockaddr_storage) &&
+		       _Alignof(tr_sockaddr) >=
+			       _Alignof(struct sockaddr_storage),
+	       "tr_sockaddr must hold any struct sockaddr_storage");
+
 /* Timer table: chained hash by id, touched only by the loop's holder. */
 #define TIMER_BUCKETS 4096u
 
@@ -256,7 +263,7 @@ resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	     ai = ai->ai_next) {
 		n++;
 	}
-	size_t size = sizeof(tr_resolved) + n * sizeof(struct sockaddr_storage);
+	size_t size = sizeof(tr_resolved) + n * sizeof(tr_sockaddr);
 	tr_resolved *out = calloc(1, size);
 	if (out != NULL) {
 		out->status = status;

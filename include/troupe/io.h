@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include <troupe/actor.h>
 #include <troupe/error.h>
@@ -44,19 +43,33 @@ extern "C" {
 TR_API tr_err tr_runtime_handle_signals(tr_runtime *rt, tr_pid to);
 
 /**
+ * struct tr_sockaddr - Room for one socket address: the size and alignment
+ * of the system's struct sockaddr_storage, without making every user of
+ * <troupe/troupe.h> include <sys/socket.h>. Read it through a cast:
+ * `(const struct sockaddr_storage *)&res->addrs[i]`.
+ */
+typedef struct tr_sockaddr {
+	union {
+		unsigned char bytes[128];
+		uint64_t align_; /* sockaddr_storage's alignment */
+	} u;
+} tr_sockaddr;
+
+/**
  * struct tr_resolved - Payload of the reply to tr_resolve() (a pointer
  * message; the runtime frees it after the handler unless taken).
  * @status: 0, or a negative libuv error code (see @error)
  * @error:  libuv's name of the error ("EAI_NONAME", ...), "" on success
  * @count:  number of addresses in @addrs
- * @addrs:  the addresses, in resolver order (IPv4 and IPv6)
+ * @addrs:  the addresses, in resolver order (IPv4 and IPv6); each is a
+ *          struct sockaddr_storage (see struct tr_sockaddr)
  */
 TR_FAM_BEGIN
 typedef struct tr_resolved {
 	int32_t status;
 	char error[32];
 	uint32_t count;
-	struct sockaddr_storage addrs[];
+	tr_sockaddr addrs[];
 } tr_resolved;
 TR_FAM_END
 

@@ -47,7 +47,7 @@ extern "C" {
  * Payload: struct tr_request_failed; m->ref is the request's reference and
  * TR_MSG_F_REPLY is set. See tr_request().
  */
-#define TR_MSG_REQUEST_FAILED 0xFFFF0003u
+#define TR_MSG_REQUEST_FAILED 0xFFFF0004u
 
 /* Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
 #define TR_EXIT_NORMAL 0    /* finished its work; links do not propagate it */

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Every public header compiles on its own, as C11 and (when a C++ compiler
-# is present) as C++11, both with -pedantic -Werror.
+# is present) as C++11, both with -pedantic -Werror; and all of them
+# together leave a user's namespace alone: a program may define its own
+# send(), connect() or signal() (system headers such as <sys/socket.h>
+# would declare them); and no two public message types share a value.
 # Usage: check_headers.sh SRCDIR CC [CXX]
 set -u
 src=$1 cc=$2 cxx=${3:-}
@@ -26,5 +29,31 @@ for h in "$src"/include/troupe/*.h "$src"/include/troupe/actors/*.h; do
 		fi
 	fi
 done
-[ $fail = 0 ] && echo "all public headers compile alone"
+{
+	for h in "$src"/include/troupe/*.h "$src"/include/troupe/actors/*.h; do
+		echo "#include <${h#"$src"/include/}>"
+	done
+	cat <<'C'
+/* Names a user may take; each clashes with a system declaration. */
+int send(int to, const char *what);
+int send(int to, const char *what) { return to + (what != 0); }
+static int connect(void) { return 1; }
+static double signal(double x) { return x; }
+int main(void) { return send(0, 0) + connect() + (int)signal(0.0) - 2; }
+C
+} >"$tmp/ns.c"
+if ! "$cc" -std=c11 -Wall -Wextra -Werror -I"$src/include" \
+	-c "$tmp/ns.c" -o "$tmp/ns.o"; then
+	echo "FAIL: the public headers declare names that belong to users"
+	fail=1
+fi
+# No two public message types share a value.
+dups=$(grep -ho '^#define TR_MSG_[A-Z0-9_]* 0x[0-9A-Fa-f]*u' \
+	"$src"/include/troupe/*.h "$src"/include/troupe/actors/*.h |
+	awk '{print tolower($3)}' | sort | uniq -d)
+if [ -n "$dups" ]; then
+	echo "FAIL: message type values defined twice: $dups"
+	fail=1
+fi
+[ $fail = 0 ] && echo "all public headers compile alone and leave users' names alone"
 exit $fail

@@ -129,8 +129,10 @@ resolver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	s->r.count[i] = res->count;
 	memcpy(s->r.error[i], res->error, sizeof(res->error));
 	if (res->count > 0) {
-		s->r.family[i] = res->addrs[0].ss_family;
-		if (res->addrs[0].ss_family == AF_INET) {
+		const struct sockaddr_storage *ss =
+			(const struct sockaddr_storage *)&res->addrs[0];
+		s->r.family[i] = ss->ss_family;
+		if (ss->ss_family == AF_INET) {
 			const struct sockaddr_in *in =
 				(const struct sockaddr_in *)&res->addrs[0];
 			s->r.v4[i] = ntohl(in->sin_addr.s_addr);
