@@ -14,12 +14,41 @@ ORDER = ["troupe.h", "version.h", "error.h", "pid.h", "msg.h", "actor.h",
          "framer.h"]
 
 
+def defines_of(rest):
+    """The #defines at the start of @rest: a macro ends at its line (or its
+    continuation lines), not at a ';'. A run of #defines with no blank
+    line between them is one block under one comment, each define on its
+    own line with its trailing comment."""
+    lines = rest.split("\n")
+    out = []
+    i = 0
+    while i < len(lines) and lines[i].startswith("#define"):
+        decl = lines[i]
+        i += 1
+        while decl.endswith("\\") and i < len(lines):
+            decl = decl[:-1].rstrip() + " " + lines[i].strip()
+            i += 1
+        out.append(" ".join(decl.split()))
+    if len(out) == 1:
+        out[0] = re.sub(r"\s*/\*.*?\*/", "", out[0])
+    return "\n".join(out)
+
+
 def entries(text):
-    for m in re.finditer(r"/\*\*(.*?)\*/\s*(.*?)(?:;|\{)", text, re.S):
+    for m in re.finditer(r"/\*\*(.*?)\*/[ \t]*\n?\s*", text, re.S):
         body = "\n".join(re.sub(r"^\s*\* ?", "", l)
                          for l in m.group(1).strip().splitlines())
+        rest = text[m.end():]
+        if rest.startswith("#define"):
+            yield body.strip(), defines_of(rest)
+            continue
+        else:
+            d = re.match(r"(.*?)(?:;|\{)", rest, re.S)
+            if d is None:
+                continue
+            decl = d.group(1)
         # TR_FAM_BEGIN only quiets C++ -pedantic; it is not the API.
-        decl = " ".join(m.group(2).replace("TR_FAM_BEGIN", "").split())
+        decl = " ".join(decl.replace("TR_FAM_BEGIN", "").split())
         yield body.strip(), decl
 
 
@@ -42,7 +71,8 @@ def main():
             out += [re.sub(r"^\s*\* ?", "", l) for l in head.group(1).splitlines()]
             out.append("")
         for body, decl in entries(text):
-            out += ["```c", decl + ";" if "(" in decl else decl, "```", "", body, ""]
+            end = ";" if "(" in decl and not decl.startswith("#") else ""
+            out += ["```c", decl + end, "```", "", body, ""]
     sys.stdout.write("\n".join(out).rstrip() + "\n")
 
 

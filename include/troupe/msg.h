@@ -49,7 +49,7 @@ extern "C" {
  */
 #define TR_MSG_REQUEST_FAILED 0xFFFF0004u
 
-/* Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
+/** Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
 #define TR_EXIT_NORMAL 0    /* finished its work; links do not propagate it */
 #define TR_EXIT_SHUTDOWN 1  /* stopped by runtime or supervisor shutdown */
 #define TR_EXIT_KILL 2      /* untrappable: a linked actor stops too */

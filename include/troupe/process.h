@@ -43,19 +43,19 @@ typedef struct tr_process {
 	uint64_t v;
 } tr_process;
 
-/* Messages to the owner. Each payload starts with the process id. */
+/** Messages to the owner. Each payload starts with the process id. */
 #define TR_MSG_PROC_STARTED 0xFFFF0020u /* struct tr_process_started */
 #define TR_MSG_PROC_STDOUT 0xFFFF0021u  /* struct tr_process_line */
 #define TR_MSG_PROC_STDERR 0xFFFF0022u  /* struct tr_process_line */
 #define TR_MSG_PROC_EXIT 0xFFFF0023u    /* struct tr_process_exit */
 
-/* Longest line delivered whole; longer lines arrive in pieces this long. */
+/** Longest line delivered whole; longer lines arrive in pieces this long. */
 #define TR_PROCESS_MAX_LINE 65536
 
-/* Reading a child's output pauses above this much unhandled line memory
+/** Reading a child's output pauses above this much unhandled line memory
  * (each line counts its length plus about 100 bytes)... */
 #define TR_PROCESS_READ_HIGH (256 * 1024)
-/* ...and resumes at or below this much. */
+/** ...and resumes at or below this much. */
 #define TR_PROCESS_READ_LOW (64 * 1024)
 
 typedef struct tr_process_started {

@@ -26,7 +26,7 @@ typedef struct tr_timer_id {
 	uint64_t v;
 } tr_timer_id;
 
-/* Longest payload a timer message may carry. */
+/** Longest payload a timer message may carry. */
 #define TR_TIMER_MAX_PAYLOAD 256
 
 /**
