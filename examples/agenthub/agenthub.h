@@ -90,9 +90,9 @@ enum {
 	MSG_SUBTASK_DONE,  /* employee -> lead: struct done_msg + text */
 	MSG_RETRY,         /* lead -> itself, by timer: struct subtask_ref */
 	MSG_DEADLINE,      /* lead -> itself, by timer: struct subtask_ref */
-	MSG_MODEL_CALL,    /* employee -> model, through tr_ask: prompt JSON */
-	MSG_MODEL_REPLY,   /* model -> ask proxy: JSON text */
-	MSG_MODEL_ERROR,   /* model -> ask proxy: error text */
+	MSG_MODEL_CALL,    /* employee -> model, a tr_request: prompt JSON */
+	MSG_MODEL_REPLY,   /* model -> employee, its tr_reply: JSON text */
+	MSG_MODEL_ERROR,   /* model -> employee, its tr_reply: error text */
 	MSG_MODEL_DUE,     /* model -> itself, by timer: struct model_due */
 	MSG_TASK_EVENT,    /* manager, lead -> "tasks" topic: struct task_event */
 	MSG_BREAKER_EVENT, /* manager -> "breaker" topic: tr_breaker_change */
@@ -185,7 +185,7 @@ enum outcome {
 	OUT_OK = 0,
 	OUT_TOOL_FAILED,  /* the tool could not run or failed: not retried */
 	OUT_MODEL_ERROR,  /* the model answered with an error */
-	OUT_MODEL_TIMEOUT, /* the model did not answer in time (tr_ask) */
+	OUT_MODEL_TIMEOUT, /* the model did not answer in time (tr_request) */
 	OUT_BREAKER_OPEN, /* the circuit breaker rejected the call at once */
 	OUT_RATE_LIMITED, /* the rate limiter would have made it wait too long */
 };
@@ -211,8 +211,7 @@ struct subtask_ref {
 
 /* MSG_MODEL_DUE: a call whose simulated latency has passed. */
 struct model_due {
-	tr_pid reply_to; /* the tr_ask proxy */
-	uint64_t call;   /* the call's number, for its reply text */
+	uint64_t call;   /* the call's number: finds the held request */
 	bool ok;
 };
 

@@ -23,9 +23,11 @@
  *      (or a REJECT at once if the wait would pass LIMITER_WAIT_MS);
  *   2. the circuit breaker: tr_breaker_allow() fails at once while the
  *      model is known to be down, without a call;
- *   3. the call itself: tr_ask() to the actor registered as "model", with
- *      a timeout, which ends in exactly one TR_MSG_ASK_RESULT; its outcome
- *      is recorded in the breaker with tr_breaker_record().
+ *   3. the call itself: tr_request() to the actor registered as "model",
+ *      with a timeout, which ends in exactly one outcome carrying the
+ *      request's reference: the model's reply, or TR_MSG_REQUEST_FAILED
+ *      (the timeout, or the model gone); it is recorded in the breaker
+ *      with tr_breaker_record().
  *
  * Crashes. With --crash-rate R an employee crashes on a fraction R of the
  * subtask attempts it handles: it starts the work (the tool runs, or the
@@ -33,8 +35,9 @@
  * crashes depends only on (seed, task, subtask, attempt), so runs are
  * reproducible and a retry gets a fresh roll. The crash takes every
  * subtask the employee holds with it: the runtime kills its child
- * processes, its ask proxies notice it stopped and stop too, and its
- * supervisor starts a fresh employee (a new pid, an empty state). What
+ * processes, forgets its open model requests (the model's late answers
+ * become counted dead letters), and its supervisor starts a fresh
+ * employee (a new pid, an empty state). What
  * must not be lost is a breaker trial: in half-open state the breaker
  * waits for the outcome of each trial call, so the teardown, which runs
  * on every stop, gives every unanswered call back with
@@ -53,8 +56,6 @@
 
 #include <cjson/cJSON.h>
 
-#include <troupe/actors/ask.h>
-
 enum {
 	SLOTS = 4,             /* subtasks in progress at once */
 	LIMITER_WAIT_MS = 500, /* longest wait for a model token */
@@ -72,7 +73,7 @@ enum phase {
 	PH_FREE = 0,
 	PH_TOOL,  /* the child process runs */
 	PH_TOKEN, /* waiting for the rate limiter */
-	PH_MODEL, /* the ask is out */
+	PH_MODEL, /* the model request is out */
 };
 
 struct job {
@@ -85,7 +86,7 @@ struct job {
 	char out[OUTPUT_MAX]; /* the tool's stdout, lines joined by '\n' */
 	size_t out_len;
 	uint64_t tag;      /* PH_TOKEN: our tag on the limiter request */
-	uint64_t ask_id;   /* PH_MODEL */
+	tr_ref req;        /* PH_MODEL: the model request's reference */
 	uint64_t ticket;   /* the breaker's ticket while a call is out */
 };
 
@@ -333,8 +334,8 @@ model_granted(tr_ctx *cx, struct employee *e, struct job *j)
 	}
 	/* By name: the model may have been restarted with a new pid. */
 	if (tr_registry_whereis(hub.reg, NAME_MODEL, &model) != TR_OK ||
-	    tr_ask(cx, model, MSG_MODEL_CALL, j->prompt, strlen(j->prompt),
-		   MODEL_TIMEOUT_MS, &j->ask_id) != TR_OK) {
+	    tr_request(cx, model, MSG_MODEL_CALL, j->prompt,
+		       strlen(j->prompt), MODEL_TIMEOUT_MS, &j->req) != TR_OK) {
 		tr_breaker_record(hub.breaker, j->ticket, false);
 		j->ticket = 0;
 		job_failf(cx, j, OUT_MODEL_ERROR, "model not reachable");
@@ -344,30 +345,41 @@ model_granted(tr_ctx *cx, struct employee *e, struct job *j)
 	j->phase = PH_MODEL;
 }
 
+/*
+ * The one outcome of the model request: the model's reply
+ * (MSG_MODEL_REPLY or MSG_MODEL_ERROR), or TR_MSG_REQUEST_FAILED with
+ * TR_EXIT_TIMEOUT, TR_EXIT_NOPROC (the registered model was already gone)
+ * or the reason the model stopped with while it held the call.
+ */
 static void
-model_answered(tr_ctx *cx, struct job *j, const tr_ask_result *r)
+model_answered(tr_ctx *cx, struct job *j, const tr_msg *m)
 {
-	bool is_ok = r->status == TR_OK && r->type == MSG_MODEL_REPLY &&
-		     r->size > 0;
+	bool is_ok = m->type == MSG_MODEL_REPLY && m->size > 0;
 
 	/* Exactly once per allowed call: now, or in the teardown. */
 	tr_breaker_record(hub.breaker, j->ticket, is_ok);
 	j->ticket = 0;
 	if (is_ok) {
-		job_finish(cx, j, OUT_OK, r->data, r->size);
+		job_finish(cx, j, OUT_OK, m->data, m->size);
 		return;
 	}
 	stat_add(&stats.model_failures, 1);
-	if (r->status == TR_ETIMEDOUT) {
+	if (m->type != TR_MSG_REQUEST_FAILED) {
+		job_failf(cx, j, OUT_MODEL_ERROR, "model: %.*s",
+			  (int)(m->size < 100 ? m->size : 100),
+			  (const char *)m->data);
+		return;
+	}
+	const tr_request_failed *f = TR_MSG_AS(m, tr_request_failed);
+	int32_t reason = f != NULL ? f->reason : TR_EXIT_ERROR;
+	if (reason == TR_EXIT_TIMEOUT) {
 		job_failf(cx, j, OUT_MODEL_TIMEOUT, "model: no answer in %d ms",
 			  MODEL_TIMEOUT_MS);
-	} else if (r->status == TR_OK) {
-		job_failf(cx, j, OUT_MODEL_ERROR, "model: %.*s",
-			  (int)(r->size < 100 ? r->size : 100),
-			  (const char *)r->data);
+	} else if (reason == TR_EXIT_NOPROC) {
+		job_failf(cx, j, OUT_MODEL_ERROR, "model: not running");
 	} else {
-		job_failf(cx, j, OUT_MODEL_ERROR, "model: %s",
-			  tr_strerror(r->status));
+		job_failf(cx, j, OUT_MODEL_ERROR,
+			  "model: stopped with reason %" PRId32, reason);
 	}
 }
 
@@ -563,23 +575,19 @@ employee_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
-	case TR_MSG_ASK_RESULT: {
-		tr_ask_result r;
-
-		if (tr_ask_result_parse(m->data, m->size, &r) != TR_OK) {
+	default:
+		/* The outcome of a model request, matched by its reference. */
+		if (!(m->flags & TR_MSG_F_REPLY)) {
 			break;
 		}
 		for (int i = 0; i < SLOTS; i++) {
 			struct job *j = &e->slot[i];
 
-			if (j->phase == PH_MODEL && j->ask_id == r.id) {
-				model_answered(cx, j, &r);
+			if (j->phase == PH_MODEL && j->req.v == m->ref.v) {
+				model_answered(cx, j, m);
 				break;
 			}
 		}
-		break;
-	}
-	default:
 		break;
 	}
 	if (!e->is_crashing) {

@@ -42,7 +42,7 @@
  *   listener -> session (one per client) -> "manager" -> jobs service
  *     -> lead (one per task, a job) -> pool "employees"
  *     -> employee (N, supervised) -> child processes, and
- *        rate limiter -> circuit breaker -> tr_ask -> "model"
+ *        rate limiter -> circuit breaker -> tr_request -> "model"
  *   manager, leads -> "tasks" and "breaker" topics -> monitor
  *   client (N, simulated, over loopback) -> the listener
  *

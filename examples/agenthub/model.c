@@ -18,10 +18,12 @@
  * (the outputs of the tools the employee ran before), so a person reading
  * the result over nc sees something that makes sense.
  *
- * Callers reach it with tr_ask(), by name: it registers itself as "model"
- * in init. It answers the ask proxy (tr_sender of the call), never the
- * employee directly; the proxy turns the answer, a timeout or our stop
- * into exactly one result for the employee.
+ * Callers reach it with tr_request(), by name: it registers itself as
+ * "model" in init. It keeps a copy of each call's message header (the
+ * sender, the reference and the flags are all tr_reply() reads) and
+ * answers it with tr_reply() when the latency has passed. The runtime
+ * turns the answer, the caller's timeout or our stop into exactly one
+ * outcome for the caller.
  *
  * Threads: one actor; its state is its own. It reads `hub` (read-only).
  */
@@ -46,6 +48,7 @@ enum {
  * limiter sees to that), so a list is enough. */
 struct pending {
 	struct pending *next;
+	tr_msg req; /* the call's header, without its payload */
 	uint64_t call;
 	size_t len;
 	char text[REPLY_MAX];
@@ -176,17 +179,19 @@ static void
 model_call(tr_ctx *cx, struct model *md, const tr_msg *m)
 {
 	struct pending *p = malloc(sizeof(*p));
-	struct model_due due = {
-		.reply_to = tr_sender(cx),
-		.call = ++md->calls,
-	};
+	struct model_due due = { .call = ++md->calls };
 	uint64_t latency = LATENCY_MIN_MS + rng_next(&md->rng) % LATENCY_SPAN_MS;
 	double roll = (double)(rng_next(&md->rng) >> 11) / 9007199254740992.0;
 
 	if (p == NULL) {
-		return; /* out of memory: the caller's ask times out */
+		return; /* out of memory: the caller's request times out */
 	}
 	due.ok = roll >= hub.opt.model_fail && !in_outage();
+	/* Only the header outlives this turn: the payload is the
+	 * runtime's, and tr_reply() does not read it. */
+	p->req = *m;
+	p->req.data = NULL;
+	p->req.size = 0;
 	p->call = due.call;
 	if (due.ok) {
 		write_summary(m->data, m->size, due.call, p->text, &p->len);
@@ -217,11 +222,11 @@ model_due(tr_ctx *cx, struct model *md, const struct model_due *due)
 		}
 		*pp = p->next;
 		stat_add(due->ok ? &stats.model_served : &stats.model_errors, 1);
-		/* To the ask proxy. If it gave up already (timeout), it has
-		 * stopped and this is a counted dead letter. */
-		(void)tr_send(cx, due->reply_to,
-			      due->ok ? MSG_MODEL_REPLY : MSG_MODEL_ERROR,
-			      p->text, p->len);
+		/* To the caller. If its request timed out already, or it
+		 * stopped, this is a counted dead letter. */
+		(void)tr_reply(cx, &p->req,
+			       due->ok ? MSG_MODEL_REPLY : MSG_MODEL_ERROR,
+			       p->text, p->len);
 		free(p);
 		return;
 	}
