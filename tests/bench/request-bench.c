@@ -1,11 +1,13 @@
 /*
  * request-bench: round trips of one request at a time between two actors,
- * three ways, to measure what a request costs over a plain message:
+ * two ways, to measure what a request costs over a plain message:
  *
  *     request-bench send [n]      plain tr_send there and back (the floor)
  *     request-bench request [n]   tr_request + tr_reply (the core's)
- *     request-bench ask [n]       tr_ask + tr_ask_reply (the standard
- *                                 actors' ask: a proxy actor per call)
+ *
+ * It also measured the standard actors' ask (tr_ask, a proxy actor, two
+ * monitors and a timer per call), which core requests replaced; that
+ * module was removed, and its figure is kept in docs/BENCHMARKS.md.
  *
  * Workers from $BENCH_THREADS (default: online cores). Prints one JSON
  * line like troupe-bench: {"bench":"request","threads":2,"n":...,
@@ -23,10 +25,9 @@
 #include <unistd.h>
 
 #include <troupe/troupe.h>
-#include <troupe/actors/ask.h>
 
 enum { START = 1, ASK, ANSWER, DONE };
-enum mode { M_SEND, M_REQUEST, M_ASK };
+enum mode { M_SEND, M_REQUEST };
 
 static enum mode g_mode;
 
@@ -39,7 +40,7 @@ struct asker {
 	tr_pid server;
 	tr_pid report;
 	uint64_t n, done;
-	uint64_t want; /* the reference (request) or id (ask) in flight */
+	uint64_t want; /* the reference of the request in flight */
 	bool bad;
 };
 
@@ -50,12 +51,8 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	const uint64_t *v = TR_MSG_AS(m, uint64_t);
 	uint64_t r = v != NULL ? *v + 1 : 0;
 
-	if (g_mode == M_ASK) {
-		(void)tr_ask_reply(cx, ANSWER, &r, sizeof(r));
-	} else {
-		/* A plain send is answered by a plain send. */
-		(void)tr_reply(cx, m, ANSWER, &r, sizeof(r));
-	}
+	/* A plain send is answered by a plain send. */
+	(void)tr_reply(cx, m, ANSWER, &r, sizeof(r));
 }
 
 static void
@@ -74,9 +71,6 @@ ask_next(tr_ctx *cx, struct asker *a)
 		a->want = ref.v;
 		break;
 	}
-	case M_ASK:
-		err = tr_ask(cx, a->server, ASK, &v, sizeof(v), 5000, &a->want);
-		break;
 	}
 	if (err != TR_OK) {
 		a->bad = true;
@@ -100,24 +94,12 @@ asker_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		ask_next(cx, a);
 		return;
 	}
-	if (g_mode == M_ASK) {
-		tr_ask_result r;
-		if (m->type != TR_MSG_ASK_RESULT ||
-		    tr_ask_result_parse(m->data, m->size, &r) != TR_OK ||
-		    r.status != TR_OK || r.id != a->want ||
-		    r.size != sizeof(got)) {
-			a->bad = true;
-		} else {
-			memcpy(&got, r.data, sizeof(got));
-		}
+	const uint64_t *v = TR_MSG_AS(m, uint64_t);
+	if (m->type != ANSWER || v == NULL ||
+	    (g_mode == M_REQUEST && m->ref.v != a->want)) {
+		a->bad = true;
 	} else {
-		const uint64_t *v = TR_MSG_AS(m, uint64_t);
-		if (m->type != ANSWER || v == NULL ||
-		    (g_mode == M_REQUEST && m->ref.v != a->want)) {
-			a->bad = true;
-		} else {
-			got = *v;
-		}
+		got = *v;
 	}
 	if (got != a->done + 1) {
 		a->bad = true;
@@ -156,7 +138,7 @@ int
 main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: request-bench send|request|ask [n]\n");
+		fprintf(stderr, "usage: request-bench send|request [n]\n");
 		return 2;
 	}
 	const char *name = argv[1];
@@ -164,8 +146,6 @@ main(int argc, char **argv)
 		g_mode = M_SEND;
 	} else if (strcmp(name, "request") == 0) {
 		g_mode = M_REQUEST;
-	} else if (strcmp(name, "ask") == 0) {
-		g_mode = M_ASK;
 	} else {
 		fprintf(stderr, "request-bench: unknown mode %s\n", name);
 		return 2;
