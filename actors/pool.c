@@ -83,7 +83,9 @@
 #define DEFAULT_SHUTDOWN_MS 5000u
 #define DEFAULT_MAX_PENDING 10000u
 
-/* Backoff of a gather result the caller's mailbox refused, as in ask. */
+/* Backoff of a gather result the caller's mailbox refused: it is sent
+ * again after 1 ms, then twice as long each time up to 100 ms, so a full
+ * mailbox delays the result but never loses it. */
 #define RETRY_FIRST_MS 1u
 #define RETRY_MAX_MS 100u
 
@@ -159,6 +161,7 @@ derive_measurable(const tr_actor_def *user, tr_actor_def *out)
 struct pend {
 	struct pend *next;
 	tr_pid from;
+	tr_ref ref; /* a request's reference, or zero */
 	uint64_t key;
 	uint32_t how;
 	uint32_t type;
@@ -360,12 +363,25 @@ slot_live(tr_ctx *cx, struct slot *s)
 	return true;
 }
 
+/*
+ * Sends one message to @s's worker as @from. A request (@ref not zero) is
+ * forwarded: the worker's tr_reply() answers the requester directly.
+ */
 static tr_err
-deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from,
+deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
 	uint32_t type, const void *data, size_t len)
 {
-	tr_err err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid, type,
-					data, len);
+	tr_err err;
+
+	if (ref.v != 0) {
+		tr_msg req = { .type = type, .flags = TR_MSG_F_REQUEST,
+			       .from = from, .ref = ref, .data = data,
+			       .size = len };
+		err = tr_forward(cx, s->pid, &req);
+	} else {
+		err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid,
+					 type, data, len);
+	}
 
 	if (err == TR_OK) {
 		p->delivered++;
@@ -375,8 +391,8 @@ deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from,
 
 /* Keeps a message for @s until its worker runs. */
 static void
-hold(struct pool *p, struct slot *s, tr_pid from, uint32_t how, uint64_t key,
-     uint32_t type, const void *data, size_t len)
+hold(struct pool *p, struct slot *s, tr_pid from, tr_ref ref, uint32_t how,
+     uint64_t key, uint32_t type, const void *data, size_t len)
 {
 	if (p->npending >= p->max_pending || len > SIZE_MAX - sizeof(struct pend)) {
 		p->dropped++;
@@ -389,6 +405,7 @@ hold(struct pool *p, struct slot *s, tr_pid from, uint32_t how, uint64_t key,
 	}
 	e->next = NULL;
 	e->from = from;
+	e->ref = ref;
 	e->how = how;
 	e->key = key;
 	e->type = type;
@@ -432,7 +449,7 @@ drop_list(struct pool *p, struct pend *e)
 
 /* One message to one worker by round robin or least loaded. */
 static void
-route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from,
+route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from, tr_ref ref,
 	  uint32_t type, const void *data, size_t len)
 {
 	uint32_t n = p->n;
@@ -460,8 +477,8 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from,
 		if (best != UINT32_MAX) {
 			/* The emptiest queue refusing (TR_EFULL) means all of
 			 * them are full: drop, as a bounded mailbox would. */
-			if (deliver(cx, p, &p->slots[best], from, type, data,
-				    len) == TR_OK) {
+			if (deliver(cx, p, &p->slots[best], from, ref, type,
+				    data, len) == TR_OK) {
 				p->rr = best + 1;
 			} else {
 				p->dropped++;
@@ -476,7 +493,8 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from,
 				continue;
 			}
 			any_live = true;
-			if (deliver(cx, p, s, from, type, data, len) == TR_OK) {
+			if (deliver(cx, p, s, from, ref, type, data, len) ==
+			    TR_OK) {
 				p->rr = idx + 1;
 				return;
 			}
@@ -490,28 +508,32 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from,
 	/* No worker runs: wait for the next slot in turn. */
 	uint32_t idx = p->rr % n;
 	p->rr = idx + 1;
-	hold(p, &p->slots[idx], from, how, 0, type, data, len);
+	hold(p, &p->slots[idx], from, ref, how, 0, type, data, len);
 }
 
 static void
 route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, tr_pid from,
-      uint32_t type, const void *data, size_t len)
+      tr_ref ref, uint32_t type, const void *data, size_t len)
 {
 	if (p->n == 0) {
 		p->dropped++;
 		return;
 	}
+	if (ref.v != 0 && how == TR_POOL_BROADCAST) {
+		/* A request has one answer: one worker gets it. */
+		how = TR_POOL_ROUND_ROBIN;
+	}
 	switch (how) {
 	case TR_POOL_ROUND_ROBIN:
 	case TR_POOL_LEAST_LOADED:
-		route_any(cx, p, how, from, type, data, len);
+		route_any(cx, p, how, from, ref, type, data, len);
 		break;
 	case TR_POOL_CONSISTENT_HASH: {
 		struct slot *s = &p->slots[ring_lookup(p, key)];
 		if (!slot_live(cx, s)) {
 			/* The key belongs to this slot: wait for its worker. */
-			hold(p, s, from, how, key, type, data, len);
-		} else if (deliver(cx, p, s, from, type, data, len) < 0) {
+			hold(p, s, from, ref, how, key, type, data, len);
+		} else if (deliver(cx, p, s, from, ref, type, data, len) < 0) {
 			p->dropped++;
 		}
 		break;
@@ -520,8 +542,9 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, tr_pid from,
 		for (uint32_t i = 0; i < p->n; i++) {
 			struct slot *s = &p->slots[i];
 			if (!slot_live(cx, s)) {
-				hold(p, s, from, how, 0, type, data, len);
-			} else if (deliver(cx, p, s, from, type, data, len) < 0) {
+				hold(p, s, from, ref, how, 0, type, data, len);
+			} else if (deliver(cx, p, s, from, ref, type, data,
+					   len) < 0) {
 				p->dropped++;
 			}
 		}
@@ -540,7 +563,8 @@ flush_slot(tr_ctx *cx, struct pool *p, struct slot *s)
 
 	while (e != NULL) {
 		struct pend *next = e->next;
-		if (deliver(cx, p, s, e->from, e->type, e->data, e->len) < 0) {
+		if (deliver(cx, p, s, e->from, e->ref, e->type, e->data,
+			    e->len) < 0) {
 			p->dropped++;
 		}
 		free(e);
@@ -558,8 +582,8 @@ reroute(tr_ctx *cx, struct pool *p, struct pend *e)
 			/* A copy for that worker only. */
 			p->dropped++;
 		} else {
-			route(cx, p, e->how, e->key, e->from, e->type, e->data,
-			      e->len);
+			route(cx, p, e->how, e->key, e->from, e->ref, e->type,
+			      e->data, e->len);
 		}
 		free(e);
 		e = next;
@@ -894,7 +918,8 @@ on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		return;
 	}
 	const unsigned char *data = (const unsigned char *)m->data + sizeof(h);
-	route(cx, p, how, h.key, m->from, h.type, data, m->size - sizeof(h));
+	route(cx, p, how, h.key, m->from, (tr_ref){ 0 }, h.type, data,
+	      m->size - sizeof(h));
 }
 
 static void
@@ -978,7 +1003,8 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		uint32_t k = pick_targets(cx, p, g.count, picked);
 		for (uint32_t i = 0; i < k; i++) {
 			/* The collector is the sender: replies go to it. */
-			if (deliver(cx, p, picked[i], m->from, g.type, data,
+			if (deliver(cx, p, picked[i], m->from, (tr_ref){ 0 },
+				    g.type, data,
 				    (size_t)g.len) == TR_OK) {
 				pids[t.n++] = picked[i]->pid;
 			}
@@ -1135,6 +1161,29 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	begin_stop(cx, p, sig.reason);
 }
 
+/*
+ * A message of an application type sent to the pool itself (tr_send,
+ * tr_request, a registry name): routed with the pool's strategy, as an
+ * Akka router takes a plain tell. A request goes to one worker, whose
+ * reply answers the requester. Anything else is not the pool's and is
+ * counted as dropped.
+ */
+static void
+on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
+		p->dropped++;
+		return;
+	}
+	p->routed[p->strategy]++;
+	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
+		p->dropped++;
+		return;
+	}
+	tr_ref ref = (m->flags & TR_MSG_F_REQUEST) ? m->ref : (tr_ref){ 0 };
+	route(cx, p, p->strategy, 0, m->from, ref, m->type, m->data, m->size);
+}
+
 static void
 pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
@@ -1163,7 +1212,8 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		on_exit_signal(cx, p, m);
 		break;
 	default:
-		break; /* not a pool message: ignored */
+		on_plain(cx, p, m);
+		break;
 	}
 }
 
