@@ -758,6 +758,12 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 			(void)tr__send_sys(rt, w, self, x->monitors.v[i].pid,
 				       TR__SYS_DEMONITOR, &ref, sizeof(ref));
 		}
+		/* Likewise its open requests: a target that holds one need
+		 * not keep a watch for a requester that is gone. */
+		struct tr__req r;
+		while (tr__reqtab_any(&x->reqs, &r)) {
+			tr__req_unwatch_target(rt, w, self, r.to, r.ref);
+		}
 		ext_free(a);
 	}
 	/* Nobody may stay muted on an actor that will not run again. */
@@ -815,9 +821,15 @@ request_failed(struct tr__worker *w, struct tr__actor *a, uint64_t ref,
 	call_handler(w, a, &m);
 }
 
-/* A tick: fail every open request of @a whose deadline passed. */
+/*
+ * A tick armed for deadline @for_deadline: fail every open request of @a
+ * whose deadline passed. Only the tick that is still the armed one arms
+ * the next: a tick superseded by an earlier deadline (whose own tick
+ * armed a successor) ends there, so ticks never multiply.
+ */
 static void
-requests_due(struct tr__worker *w, struct tr__actor *a)
+requests_due(struct tr__worker *w, struct tr__actor *a,
+	     uint64_t for_deadline)
 {
 	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
 	struct tr__reqtab *t = a->ext != NULL ? &a->ext->reqs : NULL;
@@ -827,7 +839,8 @@ requests_due(struct tr__worker *w, struct tr__actor *a)
 	if (t == NULL) {
 		return;
 	}
-	t->armed = 0; /* this tick is spent */
+	/* While this runs, armed stays at a past deadline, so requests the
+	 * handler makes arm nothing: the next tick is armed once, below. */
 	while (tr__reqtab_due(t, now, &r)) {
 		/* The target forgets its watch, if it took the request. */
 		tr__req_unwatch_target(w->rt, w, self, r.to, r.ref);
@@ -840,7 +853,10 @@ requests_due(struct tr__worker *w, struct tr__actor *a)
 			return; /* it stopped: its table went with it */
 		}
 	}
-	tr__req_arm(w->rt, t, self, tr__reqtab_next(t));
+	if (for_deadline == t->armed) {
+		t->armed = 0; /* this tick is spent */
+		tr__req_arm(w->rt, t, self, tr__reqtab_next(t));
+	}
 }
 
 struct tr__reqtab *
@@ -854,6 +870,9 @@ tr__actor_reqs(struct tr__actor *a)
 void
 tr__actor_unwatch(tr_ctx *cx, uint64_t ref)
 {
+	if (cx->a == NULL && cx->inbox == NULL) {
+		return; /* a stale context: the callers refuse it */
+	}
 	if (cx->inbox != NULL) {
 		/* Not this thread's to touch: the inbox's actor does it. */
 		(void)tr__send_sys(cx->rt, NULL, cx->self, cx->self,
@@ -1002,9 +1021,14 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		call_handler(w, a, &m);
 		break;
 	}
-	case TR__SYS_REQ_TICK:
-		requests_due(w, a);
+	case TR__SYS_REQ_TICK: {
+		uint64_t for_deadline = 0;
+		if (msg->m.size == sizeof(for_deadline)) {
+			memcpy(&for_deadline, msg->m.data, sizeof(for_deadline));
+		}
+		requests_due(w, a, for_deadline);
 		break;
+	}
 	default:
 		break;
 	}
@@ -1464,8 +1488,8 @@ tr_become(tr_ctx *cx, tr_handler_fn handler)
 void
 tr_stop_self(tr_ctx *cx, int32_t reason)
 {
-	if (!tr__ctx_ok(cx, __func__)) {
-		return;
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
+		return; /* a thread's context: its inbox stops by destroy */
 	}
 	cx->stop_requested = true;
 	cx->stop_reason = reason;
@@ -1666,7 +1690,7 @@ tr_err
 tr_blocking(tr_ctx *cx, tr_blocking_fn fn, void *arg, uint32_t reply_type,
 	    tr_free_fn free_fn)
 {
-	if (!tr__ctx_ok(cx, __func__) || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {

@@ -816,7 +816,7 @@ tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 tr_err
 tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || p.v == 0 || (len > 0 && data == NULL) ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 || (len > 0 && data == NULL) ||
 	    len > UINT32_MAX) {
 		return TR_EINVAL;
 	}
@@ -839,7 +839,7 @@ tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 tr_err
 tr_process_close_stdin(tr_ctx *cx, tr_process p)
 {
-	if (!tr__ctx_ok(cx, __func__) || p.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0) {
 		return TR_EINVAL;
 	}
 	return ctl(cx->rt, p.v, 0, 0);
@@ -848,7 +848,7 @@ tr_process_close_stdin(tr_ctx *cx, tr_process p)
 tr_err
 tr_process_kill(tr_ctx *cx, tr_process p, int signum)
 {
-	if (!tr__ctx_ok(cx, __func__) || p.v == 0 || signum <= 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 || signum <= 0) {
 		return TR_EINVAL;
 	}
 	return ctl(cx->rt, p.v, 1, signum);

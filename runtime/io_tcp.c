@@ -1499,7 +1499,7 @@ try_direct(struct tcp *t, tr_tcp conn, const void *data, size_t len)
 tr_err
 tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || conn.v == 0 || (len > 0 && data == NULL) ||
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || conn.v == 0 || (len > 0 && data == NULL) ||
 	    len > TR_TCP_WRITE_MAX) {
 		return TR_EINVAL;
 	}
@@ -1535,7 +1535,7 @@ tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 static tr_err
 conn_req(tr_ctx *cx, tr_tcp conn, enum req_kind kind)
 {
-	if (!tr__ctx_ok(cx, __func__) || conn.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || conn.v == 0) {
 		return TR_EINVAL;
 	}
 	struct tcp_req *r = req_new(kind, conn.v);

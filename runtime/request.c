@@ -145,6 +145,19 @@ tr__reqtab_due(struct tr__reqtab *t, uint64_t now, struct tr__req *out)
 	return false;
 }
 
+bool
+tr__reqtab_any(struct tr__reqtab *t, struct tr__req *out)
+{
+	for (uint32_t i = 0; t->n > 0 && i < t->cap; i++) {
+		if (t->v[i].ref != 0) {
+			*out = t->v[i];
+			remove_at(t, i);
+			return true;
+		}
+	}
+	return false;
+}
+
 uint64_t
 tr__reqtab_next(const struct tr__reqtab *t)
 {
@@ -186,8 +199,10 @@ tr__req_arm(struct tr_runtime *rt, struct tr__reqtab *t, uint64_t owner,
 	 * tick is armed and the deadline is checked at the next request or
 	 * tick instead: t->armed stays as it was.
 	 */
+	/* The tick names its deadline: see requests_due() in actor.c. */
 	if (tr__io_timer_add(rt->io, tr__io_timer_id(rt->io), owner, owner,
-			     TR__SYS_REQ_TICK, NULL, 0, ms, 0) == TR_OK) {
+			     TR__SYS_REQ_TICK, &deadline, sizeof(deadline), ms,
+			     0) == TR_OK) {
 		t->armed = deadline;
 	}
 }
@@ -226,8 +241,12 @@ tr__req_unwatch_target(struct tr_runtime *rt, struct tr__worker *w,
 static tr_err
 register_req(tr_ctx *cx, uint64_t ref, uint64_t to, uint64_t timeout_ms)
 {
+	/* Past about 100 years a timeout is no timeout (and the product
+	 * would wrap). */
 	uint64_t deadline =
-		timeout_ms == 0 ? 0 : tr__clock_ns() + timeout_ms * 1000000u;
+		timeout_ms == 0 || timeout_ms > UINT64_C(3) << 40
+			? 0
+			: tr__clock_ns() + timeout_ms * 1000000u;
 
 	if (cx->inbox != NULL) {
 		return tr__inbox_req_add(cx->inbox, ref, to, deadline);
@@ -368,8 +387,9 @@ tr_err
 tr_reply(tr_ctx *cx, const tr_msg *req, uint32_t type, const void *data,
 	 size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || req == NULL || req->from.v == 0 ||
-	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
+	if (!tr__ctx_ok(cx, __func__) || (cx->a == NULL && cx->inbox == NULL) ||
+	    req == NULL || req->from.v == 0 || type >= TR_MSG_SYSTEM_BASE ||
+	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
 	if (len > cx->rt->cfg.max_msg_size) {
@@ -390,8 +410,8 @@ tr_err
 tr_reply_ptr(tr_ctx *cx, const tr_msg *req, uint32_t type, void *ptr,
 	     size_t len, tr_free_fn free_fn)
 {
-	if (!tr__ctx_ok(cx, __func__) || req == NULL || req->from.v == 0 ||
-	    type >= TR_MSG_SYSTEM_BASE) {
+	if (!tr__ctx_ok(cx, __func__) || (cx->a == NULL && cx->inbox == NULL) ||
+	    req == NULL || req->from.v == 0 || type >= TR_MSG_SYSTEM_BASE) {
 		if (free_fn != NULL && ptr != NULL) {
 			free_fn(ptr);
 		}
@@ -415,8 +435,8 @@ tr_reply_ptr(tr_ctx *cx, const tr_msg *req, uint32_t type, void *ptr,
 tr_err
 tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
 {
-	if (!tr__ctx_ok(cx, __func__) || m == NULL || to.v == 0 ||
-	    m->type >= TR_MSG_SYSTEM_BASE || cx->inbox != NULL) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || m == NULL ||
+	    to.v == 0 || m->type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}
 	struct tr__msg *msg;
@@ -449,8 +469,10 @@ tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
 	}
 	msg->m.type = m->type;
 	msg->m.size = m->size;
-	msg->m.flags |= m->flags & TR_MSG_F_REQUEST;
-	msg->m.ref = m->ref;
+	if (m->flags & TR_MSG_F_REQUEST) {
+		msg->m.flags |= TR_MSG_F_REQUEST;
+		msg->m.ref = m->ref;
+	}
 	msg->m.from = m->from; /* the reply goes to the original sender */
 	tr_err err = tr__send_node(cx->rt, cx->w, to.v, msg, true);
 	if (err == TR_EUNREACH) {

@@ -69,6 +69,9 @@ bool tr__reqtab_take(struct tr__reqtab *t, uint64_t ref, struct tr__req *out);
  */
 bool tr__reqtab_due(struct tr__reqtab *t, uint64_t now, struct tr__req *out);
 
+/* Remove any one open request into *out; false when none is open. */
+bool tr__reqtab_any(struct tr__reqtab *t, struct tr__req *out);
+
 /* Earliest deadline left, 0 if none. */
 uint64_t tr__reqtab_next(const struct tr__reqtab *t);
 

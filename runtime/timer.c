@@ -54,7 +54,7 @@ tr_send_every(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
 tr_err
 tr_timer_cancel(tr_ctx *cx, tr_timer_id id)
 {
-	if (!tr__ctx_ok(cx, __func__) || id.v == 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || id.v == 0) {
 		return TR_EINVAL;
 	}
 	return tr__io_timer_cancel(cx->rt->io, id.v);

@@ -122,7 +122,8 @@ typedef struct tr_exit_signal {
 /**
  * struct tr_request_failed - Payload of TR_MSG_REQUEST_FAILED.
  * @ref:    the request's reference (also in m->ref)
- * @to:     the actor the request was sent to
+ * @to:     for a timeout, the actor the request was sent to; otherwise
+ *          the actor that held it last (after tr_forward(), the last one)
  * @reason: TR_EXIT_TIMEOUT, TR_EXIT_NOPROC (the target did not exist or
  *          stopped before it took the request), or the reason the target
  *          stopped with while it held the request

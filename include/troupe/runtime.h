@@ -283,8 +283,12 @@ TR_API tr_err tr_inbox_recv_ref(tr_inbox *ib, tr_ref ref, int64_t timeout_ms,
  * thread calls what an actor calls, as the inbox's actor (tr_self() is the
  * inbox's pid and replies come to the inbox): tr_send(), tr_send_ptr(),
  * tr_spawn(), tr_request(), tr_request_ptr(), tr_reply(), tr_reply_ptr().
- * Calls that change an actor's own state (tr_link(), tr_monitor(),
- * tr_become(), timers, I/O) return TR_EINVAL with it.
+ * Calls that change an actor's own state or act for it (tr_link(),
+ * tr_monitor(), tr_trap_exit(), tr_become(), tr_forward(), tr_blocking(),
+ * timers, TCP and child processes) return TR_EINVAL with it;
+ * tr_stop_self() does nothing (tr_inbox_destroy() stops the inbox). To
+ * answer a request the thread received, pass tr_reply() a tr_msg with the
+ * received message's from, ref and flags.
  * @ib: the inbox; NULL gives NULL
  *
  * Thread: one thread at a time, the one that receives from @ib; the
