@@ -125,7 +125,8 @@ wk_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			break;
 		}
 		v *= 2;
-		(void)tr_send(cx, tr_sender(cx), MSG_ANSWER, &v, sizeof(v));
+		/* A request's reply, or a plain answer to a plain send. */
+		(void)tr_reply(cx, m, MSG_ANSWER, &v, sizeof(v));
 		/* Read after the send: the answer was queued by then. */
 		uint64_t now = harness_now_ms();
 		unsigned long long was = atomic_load(&k->w->answered_ms);
@@ -307,6 +308,51 @@ test_round_robin(void)
 	CHECK_EQ_U64(rp.dropped, 0);
 	CHECK_EQ_U64(rp.least_loaded + rp.broadcast + rp.consistent_hash, 0);
 	CHECK_EQ_U64(atomic_load(&g.handled), 100);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
+/*
+ * A plain tr_send and a tr_request to the pool's own pid are routed with
+ * its strategy, as an Akka router takes a plain tell; the request's reply
+ * comes from the worker, under the request's reference.
+ */
+static void
+test_plain_send_and_request(void)
+{
+	struct fx f;
+	tr_pid pids[4];
+	unsigned counts[4] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_ctx *cx = tr_inbox_ctx(f.ib);
+	tr_pid pool = start_pool(&f, 4, TR_POOL_ROUND_ROBIN);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 4));
+	for (uint64_t i = 0; i < 8; i++) {
+		CHECK_OK(tr_send(cx, pool, MSG_WORK, &i, sizeof(i)));
+	}
+	tally(&f, 8, pids, 4, counts, &stray);
+	CHECK_EQ_U64(stray, 0);
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ_U64(counts[i], 2);
+	}
+	uint64_t v = 21;
+	tr_ref ref = { 0 };
+	CHECK_OK(tr_request(cx, pool, MSG_ASK, &v, sizeof(v), 0, &ref));
+	tr_received r;
+	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	const uint64_t *got = TR_MSG_AS(&r, uint64_t);
+	CHECK(r.type == MSG_ANSWER && got != NULL && *got == 42);
+	CHECK(find_pid(pids, 4, r.from) >= 0); /* answered by a worker */
+	tr_received_fini(&r);
+	/* A type of the standard actors' range is not the pool's to route. */
+	CHECK_OK(tr_send(cx, pool, TR_MSG_ACTORS_BASE + 0x7F0u, NULL, 0));
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.round_robin, 9);
+	CHECK_EQ_U64(rp.delivered, 9);
+	CHECK_EQ_U64(rp.dropped, 1);
 	stop_pool(&f, pool);
 	fx_finish(&f);
 }
@@ -1149,6 +1195,8 @@ test_bad_input(void)
 
 static const struct test_case tests[] = {
 	{ "pool: round robin spreads N*k messages exactly", test_round_robin },
+	{ "pool: a plain send and a request to the pool are routed",
+	  test_plain_send_and_request },
 	{ "pool: least loaded avoids a worker with a backlog", test_least_loaded },
 	{ "pool: broadcast reaches every worker once", test_broadcast },
 	{ "pool: consistent hash is stable and moves few keys on grow",

@@ -19,7 +19,9 @@
  * tr_runtime_send_as(), so the worker sees the client's type, bytes and
  * pid (tr_sender()) exactly as if the client had sent it directly, and
  * answers the client, never the pool. Workers need not know they are in
- * a pool.
+ * a pool. A plain tr_send() or tr_request() of an application type to the
+ * pool itself is routed with the pool's strategy; a request is passed on
+ * with tr_forward(), so the worker's tr_reply() answers the requester.
  *
  * A message routed to a slot whose worker is not running (starting, or
  * being restarted) waits in the pool, in order, and is sent to the new
