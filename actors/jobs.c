@@ -238,7 +238,7 @@ derive_job(const tr_actor_def *user, tr_actor_def *out)
 struct watcher {
 	struct watcher *next;
 	tr_pid pid;
-	uint64_t ref; /* watchers of every job: the runner's monitor */
+	tr_ref ref; /* watchers of every job: the runner's monitor */
 };
 
 struct kind;
@@ -281,7 +281,7 @@ struct kind {
 struct active {
 	struct active *next;
 	tr_pid pid;
-	uint64_t ref;
+	tr_ref ref;
 	uint64_t id;
 	struct kind *kind;
 };
@@ -611,7 +611,7 @@ start(tr_ctx *cx, tr_jobs *j, struct kind *k, struct job *jb)
 	struct start_rec *rec = malloc(sizeof(*rec));
 	struct active *a = malloc(sizeof(*a));
 	tr_pid pid;
-	uint64_t ref;
+	tr_ref ref;
 
 	if (rec == NULL || a == NULL) {
 		free(rec);
@@ -678,7 +678,7 @@ read_id(const tr_msg *m, uint64_t *id)
 }
 
 static tr_err
-watcher_add(struct watcher **list, tr_pid pid, uint64_t ref)
+watcher_add(struct watcher **list, tr_pid pid, tr_ref ref)
 {
 	if (has_watcher(*list, pid)) {
 		return TR_EEXIST;
@@ -696,7 +696,7 @@ watcher_add(struct watcher **list, tr_pid pid, uint64_t ref)
 
 /* Removes @pid; returns the removed entry's ref through @ref. */
 static bool
-watcher_remove(struct watcher **list, tr_pid pid, uint64_t *ref)
+watcher_remove(struct watcher **list, tr_pid pid, tr_ref *ref)
 {
 	for (struct watcher **pp = list; *pp != NULL; pp = &(*pp)->next) {
 		struct watcher *w = *pp;
@@ -727,7 +727,7 @@ on_submit(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 	if (!tr_pid_is_none(jb->first_watcher)) {
 		/* Without memory the watcher misses the events; the job
 		 * itself is not affected. */
-		(void)watcher_add(&jb->watchers, jb->first_watcher, 0);
+		(void)watcher_add(&jb->watchers, jb->first_watcher, (tr_ref){ 0 });
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
 	struct kind *k = jb->kind;
@@ -868,7 +868,7 @@ static void
 on_watch(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 {
 	struct watch_wire w;
-	uint64_t ref;
+	tr_ref ref;
 
 	if (m->data == NULL || m->size != sizeof(w)) {
 		return;
@@ -909,7 +909,7 @@ on_watch(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 		}
 		return;
 	}
-	(void)watcher_add(&jb->watchers, w.pid, 0);
+	(void)watcher_add(&jb->watchers, w.pid, (tr_ref){ 0 });
 }
 
 static void
@@ -923,7 +923,7 @@ on_down(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 	memcpy(&d, m->data, sizeof(d));
 	for (struct active **pp = &j->active; *pp != NULL; pp = &(*pp)->next) {
 		struct active *a = *pp;
-		if (a->ref != d.ref) {
+		if (a->ref.v != d.ref.v) {
 			continue;
 		}
 		*pp = a->next;
@@ -944,7 +944,7 @@ on_down(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 		return;
 	}
 	for (struct watcher *w = j->all; w != NULL; w = w->next) {
-		if (w->ref == d.ref) {
+		if (w->ref.v == d.ref.v) {
 			(void)watcher_remove(&j->all, w->pid, NULL);
 			return;
 		}

@@ -1371,8 +1371,8 @@ struct collector {
 	tr_pid pool;
 	uint64_t id;
 	uint32_t reply_type;
-	uint64_t pool_ref;
-	uint64_t caller_ref;
+	tr_ref pool_ref;
+	tr_ref caller_ref;
 	tr_timer_id timer;
 	bool has_timer;
 	bool has_targets;
@@ -1641,10 +1641,10 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			return;
 		}
 		memcpy(&d, m->data, sizeof(d));
-		if (d.ref == c->caller_ref) {
+		if (d.ref.v == c->caller_ref.v) {
 			/* Nobody is left to tell. */
 			tr_stop_self(cx, TR_EXIT_NORMAL);
-		} else if (d.ref == c->pool_ref && !c->done &&
+		} else if (d.ref.v == c->pool_ref.v && !c->done &&
 			   !c->has_targets) {
 			reps_free(c);
 			collector_finish(cx, c, TR_ENOENT);

@@ -420,7 +420,7 @@ struct child {
 	tr_pid pid;
 	uint64_t start_seq;
 	uint64_t exit_stamp;
-	uint64_t mon_ref; /* monitor of a child being stopped */
+	tr_ref mon_ref; /* monitor of a child being stopped */
 	int32_t exit_reason;
 	bool has_mon;
 	bool mark_term;   /* the task stops it */
@@ -1346,7 +1346,7 @@ on_down(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	memcpy(&d, m->data, sizeof(d));
 	for (size_t i = 0; i < s->n; i++) {
 		struct child *c = &s->kids[i];
-		if (c->terminating && c->has_mon && c->mon_ref == d.ref) {
+		if (c->terminating && c->has_mon && c->mon_ref.v == d.ref.v) {
 			c->has_mon = false; /* delivered: nothing to cancel */
 			terminate_done(cx, s, c, d.reason);
 			return;

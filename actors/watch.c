@@ -202,7 +202,7 @@ tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		memcpy(&d, m->data, sizeof(d));
 		pthread_mutex_lock(ws->mu);
 		struct tra_watched *e = *slot(ws, d.who);
-		if (e != NULL && e->monitored && e->ref == d.ref) {
+		if (e != NULL && e->monitored && e->ref.v == d.ref.v) {
 			purge(ws, e);
 		}
 		pthread_mutex_unlock(ws->mu);

@@ -38,7 +38,7 @@
 struct tra_watched {
 	struct tra_watched *next; /* table chain */
 	tr_pid pid;
-	uint64_t ref;   /* the watcher's monitor, when monitored */
+	tr_ref ref;     /* the watcher's monitor, when monitored */
 	bool monitored;
 	bool dead;      /* its pid stopped: being purged */
 	size_t uses;    /* what the module counts as held; 0 = idle */

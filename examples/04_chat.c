@@ -319,7 +319,7 @@ reply_text(tr_ctx *cx, tr_pid to, char *line, size_t len)
 struct member {
 	tr_pid session;
 	tr_tcp conn;
-	uint64_t ref;    /* our monitor on the session */
+	tr_ref ref;      /* our monitor on the session */
 	size_t out_from; /* its part of the room's batch starts here */
 	uint32_t said;   /* its lines in the batch, not yet acknowledged */
 	char nick[NAME_MAX_LEN + 1];
@@ -744,7 +744,7 @@ room_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		memcpy(&d, m->data, sizeof(d));
 		for (size_t i = 0; i < r->n; i++) {
-			if (r->members[i].ref == d.ref) {
+			if (r->members[i].ref.v == d.ref.v) {
 				room_remove(cx, r, &r->members[i], true);
 				break;
 			}
@@ -787,14 +787,14 @@ static const tr_actor_def room_def = {
 
 struct user {
 	tr_pid session;
-	uint64_t ref; /* our monitor on the session */
+	tr_ref ref; /* our monitor on the session */
 	char nick[NAME_MAX_LEN + 1];
 };
 
 struct room_entry {
 	char name[NAME_MAX_LEN + 1];
 	tr_pid pid;
-	uint64_t ref;        /* our monitor on the room */
+	tr_ref ref;          /* our monitor on the room */
 	uint32_t members;    /* as last reported by the room */
 	uint64_t joins_sent; /* joins we forwarded to it */
 	uint64_t joins_seen; /* joins it had handled at its last report */
@@ -1127,13 +1127,13 @@ dir_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		memcpy(&dn, m->data, sizeof(dn));
 		for (size_t i = 0; i < d->n_users; i++) {
-			if (d->users[i].ref == dn.ref) {
+			if (d->users[i].ref.v == dn.ref.v) {
 				dir_remove_user(cx, d, &d->users[i]);
 				return;
 			}
 		}
 		for (size_t i = 0; i < d->n_rooms; i++) {
-			if (d->rooms[i].ref == dn.ref) {
+			if (d->rooms[i].ref.v == dn.ref.v) {
 				dir_remove_room(d, &d->rooms[i]);
 				return;
 			}

@@ -1012,7 +1012,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			break; /* demonitored: never delivered */
 		}
 		set_remove_at(&a->ext->monitors, i);
-		tr_down down = { .ref = d.ref, .who = { d.who },
+		tr_down down = { .ref = { d.ref }, .who = { d.who },
 				 .reason = d.reason };
 		tr_msg m = { .type = TR_MSG_DOWN,
 			     .from = { d.who },
@@ -1408,14 +1408,14 @@ tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 
 tr_err
 tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out,
-		 uint64_t *ref)
+		 tr_ref *ref)
 {
 	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
 		return TR_EINVAL;
 	}
 	struct tr__spawn_opts o = { .parent = cx,
 				    .flags = TR__SPAWN_MONITOR,
-				    .ref_out = ref };
+				    .ref_out = ref != NULL ? &ref->v : NULL };
 	return tr__spawn(cx->rt, cx->w, def, arg, &o, out);
 }
 
@@ -1600,7 +1600,7 @@ tr_trap_exit(tr_ctx *cx, bool on)
 }
 
 tr_err
-tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out)
+tr_monitor(tr_ctx *cx, tr_pid who, tr_ref *out)
 {
 	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || who.v == 0) {
 		return TR_EINVAL;
@@ -1622,15 +1622,18 @@ tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out)
 		return err;
 	}
 	if (out != NULL) {
-		*out = ref;
+		out->v = ref;
 	}
 	return TR_OK;
 }
 
 tr_err
-tr_demonitor(tr_ctx *cx, uint64_t ref)
+tr_demonitor(tr_ctx *cx, tr_ref mref)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
+	uint64_t ref = mref.v;
+
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || ref == 0 ||
+	    (ref & TR__REF_REQ)) {
 		return TR_EINVAL;
 	}
 	int i = cx->a->ext != NULL ? set_find_ref(&cx->a->ext->monitors, ref)

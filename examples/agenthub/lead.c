@@ -106,7 +106,7 @@ struct sub {
 /* An employee we monitor because it claimed one of our subtasks. */
 struct watch {
 	tr_pid pid;
-	uint64_t ref;
+	tr_ref ref;
 };
 
 struct lead {
@@ -520,7 +520,7 @@ static void
 down(tr_ctx *cx, struct lead *l, const tr_down *d)
 {
 	for (uint32_t i = 0; i < l->n_watches; i++) {
-		if (l->watches[i].ref == d->ref) {
+		if (l->watches[i].ref.v == d->ref.v) {
 			l->watches[i] = l->watches[--l->n_watches];
 			break;
 		}

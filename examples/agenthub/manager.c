@@ -67,7 +67,7 @@ struct task {
 /* A session we monitor because it has tasks. */
 struct watch {
 	tr_pid pid;
-	uint64_t ref;
+	tr_ref ref;
 };
 
 struct manager {
@@ -396,7 +396,7 @@ static void
 session_down(struct manager *mg, const tr_down *d)
 {
 	for (size_t i = 0; i < mg->n_watches; i++) {
-		if (mg->watches[i].ref == d->ref) {
+		if (mg->watches[i].ref.v == d->ref.v) {
 			mg->watches[i] = mg->watches[--mg->n_watches];
 			break;
 		}

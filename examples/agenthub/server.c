@@ -69,7 +69,7 @@ struct session {
 	uint32_t next_seq;
 	uint32_t next_auto;   /* ids of tasks that came without one */
 	tr_pid manager;       /* the one we monitor */
-	uint64_t manager_ref;
+	tr_ref manager_ref;
 	bool is_closing;      /* we asked to close: ignore further input */
 	bool is_peer_done;    /* the client sent everything it will */
 };
@@ -513,7 +513,7 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case TR_MSG_DOWN: {
 		tr_down d;
 
-		if (payload(m, &d, sizeof(d)) && d.ref == s->manager_ref &&
+		if (payload(m, &d, sizeof(d)) && d.ref.v == s->manager_ref.v &&
 		    tr_pid_eq(d.who, s->manager)) {
 			manager_gone(cx, s);
 		}

@@ -104,7 +104,7 @@ TR_API tr_err tr_spawn_link(tr_ctx *cx, const tr_actor_def *def, void *arg,
  * Return:    as tr_spawn().
  */
 TR_API tr_err tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg,
-			       tr_pid *out, uint64_t *ref);
+			       tr_pid *out, tr_ref *ref);
 
 /**
  * tr_send() - Send a copy of @len bytes at @data.
@@ -350,7 +350,7 @@ TR_API void tr_trap_exit(tr_ctx *cx, bool on);
  * Thread:    actor.
  * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
  */
-TR_API tr_err tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out);
+TR_API tr_err tr_monitor(tr_ctx *cx, tr_pid who, tr_ref *out);
 
 /**
  * tr_demonitor() - Cancel a monitor; no TR_MSG_DOWN for it is delivered
@@ -358,7 +358,7 @@ TR_API tr_err tr_monitor(tr_ctx *cx, tr_pid who, uint64_t *out);
  * Thread:    actor.
  * Return:    TR_OK, or TR_ENOENT when @ref is not an active monitor.
  */
-TR_API tr_err tr_demonitor(tr_ctx *cx, uint64_t ref);
+TR_API tr_err tr_demonitor(tr_ctx *cx, tr_ref ref);
 
 /**
  * tr_blocking_fn - A blocking call run by tr_blocking() on the blocking

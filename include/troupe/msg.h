@@ -108,7 +108,7 @@ typedef struct tr_msg {
 
 /** struct tr_down - Payload of TR_MSG_DOWN. */
 typedef struct tr_down {
-	uint64_t ref;  /* the value tr_monitor() returned */
+	tr_ref ref;    /* the reference tr_monitor() returned */
 	tr_pid who;    /* the actor that stopped */
 	int32_t reason;
 } tr_down;

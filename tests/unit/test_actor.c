@@ -63,7 +63,7 @@ struct results {
 
 struct watching {
 	tr_pid who;
-	uint64_t ref;
+	tr_ref ref;
 	int32_t err;
 	int32_t spawn_err;
 };
@@ -206,7 +206,7 @@ static const tr_actor_def mon_def = {
 };
 
 /* Monitors @who through @mon and waits for the monitor to be in place. */
-static uint64_t
+static tr_ref
 watch(struct fx *f, tr_pid mon, tr_pid who)
 {
 	struct watching w;
@@ -220,14 +220,14 @@ watch(struct fx *f, tr_pid mon, tr_pid who)
 
 /* Waits for the next forwarded TR_MSG_DOWN and checks it. */
 static void
-expect_down(struct fx *f, tr_pid who, uint64_t ref, int32_t reason)
+expect_down(struct fx *f, tr_pid who, tr_ref ref, int32_t reason)
 {
 	tr_down d;
 
 	memset(&d, 0, sizeof(d));
 	CHECK(fx_recv(f, MSG_DOWN_FWD, &d, sizeof(d)));
 	CHECK(tr_pid_eq(d.who, who));
-	CHECK_EQ_U64(d.ref, ref);
+	CHECK_EQ_U64(d.ref.v, ref.v);
 	CHECK_EQ_INT(d.reason, reason);
 }
 
@@ -932,7 +932,7 @@ stop_with_queued(int mode)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid drv = fx_spawn(&f, &driver_def, NULL);
 	tr_pid v = fx_spawn(&f, &td_def, NULL);
-	uint64_t ref = watch(&f, mon, v);
+	tr_ref ref = watch(&f, mon, v);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	tr_metrics m0 = fx_metrics(&f);
 

@@ -35,7 +35,7 @@ enum {
 	MSG_EXIT_FWD,  /* struct exit_fwd */
 	MSG_WATCH,     /* mon: struct cmd; reply MSG_WATCHING */
 	MSG_WATCHING,
-	MSG_UNWATCH,   /* mon: uint64_t ref; reply MSG_RESULT */
+	MSG_UNWATCH,   /* mon: tr_ref ref; reply MSG_RESULT */
 	MSG_DOWN_FWD,  /* mon: tr_down */
 	MSG_DEMON_RACE, /* mon: struct cmd; see test_demonitor_queued_down */
 	MSG_L_HOLD,    /* linker: stay busy until race_go is set */
@@ -55,7 +55,7 @@ struct exit_fwd {
 };
 
 struct watching {
-	uint64_t ref;
+	tr_ref ref;
 	int32_t err;
 };
 
@@ -241,7 +241,7 @@ mon_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct mon *s = state;
 	struct cmd c;
 	struct watching w;
-	uint64_t ref = 0;
+	tr_ref ref = { 0 };
 
 	memset(&c, 0, sizeof(c));
 	memset(&w, 0, sizeof(w));
@@ -327,11 +327,11 @@ stop_cmd(struct fx *f, tr_pid to, int32_t reason)
 	SEND(f, to, MSG_L_STOP, &c, sizeof(c));
 }
 
-static uint64_t
+static tr_ref
 watch(struct fx *f, tr_pid mon, tr_pid who)
 {
 	struct cmd c = { who, 0, 0 };
-	struct watching w = { 0, -1000 };
+	struct watching w = { { 0 }, -1000 };
 
 	SEND(f, mon, MSG_WATCH, &c, sizeof(c));
 	CHECK(fx_recv(f, MSG_WATCHING, &w, sizeof(w)));
@@ -340,25 +340,25 @@ watch(struct fx *f, tr_pid mon, tr_pid who)
 }
 
 static void
-expect_down(struct fx *f, tr_pid who, uint64_t ref, int32_t reason)
+expect_down(struct fx *f, tr_pid who, tr_ref ref, int32_t reason)
 {
 	tr_down d;
 
 	memset(&d, 0, sizeof(d));
 	CHECK(fx_recv(f, MSG_DOWN_FWD, &d, sizeof(d)));
 	CHECK(tr_pid_eq(d.who, who));
-	CHECK_EQ_U64(d.ref, ref);
+	CHECK_EQ_U64(d.ref.v, ref.v);
 	CHECK_EQ_INT(d.reason, reason);
 }
 
 static void
-check_down(const struct got *g, tr_pid who, uint64_t ref, int32_t reason)
+check_down(const struct got *g, tr_pid who, tr_ref ref, int32_t reason)
 {
 	const tr_down *d = find_down(g, who);
 
 	CHECK(d != NULL);
 	if (d != NULL) {
-		CHECK_EQ_U64(d->ref, ref);
+		CHECK_EQ_U64(d->ref.v, ref.v);
 		CHECK_EQ_INT(d->reason, reason);
 	}
 }
@@ -396,8 +396,8 @@ link_then_stop(int from_outside)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t ra = watch(&f, mon, a);
-	uint64_t rb = watch(&f, mon, b);
+	tr_ref ra = watch(&f, mon, a);
+	tr_ref rb = watch(&f, mon, b);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	if (from_outside) {
 		/* b took the link first: a stop from outside overtakes what
@@ -436,7 +436,7 @@ test_link_normal_does_not_propagate(void)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t rb = watch(&f, mon, b);
+	tr_ref rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	stop_cmd(&f, b, TR_EXIT_NORMAL);
@@ -457,7 +457,7 @@ test_trap_exit(void)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t rb = watch(&f, mon, b);
+	tr_ref rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
@@ -486,7 +486,7 @@ test_kill_is_not_trappable(void)
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	tr_pid c = fx_spawn(&f, &lk_def, NULL);
-	uint64_t ra = watch(&f, mon, a);
+	tr_ref ra = watch(&f, mon, a);
 	(void)watch(&f, mon, c);
 	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
 	CHECK_OK(cmd(&f, c, MSG_L_TRAP, TR_PID_NONE, 1));
@@ -521,7 +521,7 @@ test_exit_signal(void)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t ra = watch(&f, mon, a);
+	tr_ref ra = watch(&f, mon, a);
 
 	/* Not trapping: TR_EXIT_NORMAL is ignored. */
 	CHECK_OK(cmd(&f, b, MSG_L_EXIT, a, TR_EXIT_NORMAL));
@@ -598,7 +598,7 @@ unlink_case(int mode)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid a = fx_spawn(&f, &lk_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t rb = watch(&f, mon, b);
+	tr_ref rb = watch(&f, mon, b);
 	(void)watch(&f, mon, a);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	if (mode == 2) {
@@ -647,9 +647,9 @@ test_link_chain(void)
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	tr_pid c = fx_spawn(&f, &lk_def, NULL);
 	tr_pid d = fx_spawn(&f, &lk_def, NULL); /* not linked: must survive */
-	uint64_t ra = watch(&f, mon, a);
-	uint64_t rb = watch(&f, mon, b);
-	uint64_t rc = watch(&f, mon, c);
+	tr_ref ra = watch(&f, mon, a);
+	tr_ref rb = watch(&f, mon, b);
+	tr_ref rc = watch(&f, mon, c);
 	(void)watch(&f, mon, d);
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	CHECK_OK(cmd(&f, b, MSG_L_LINK, c, 0));
@@ -673,9 +673,9 @@ test_monitor_one_down_per_monitor(void)
 	fx_start(&f, 2);
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
-	uint64_t r1 = watch(&f, mon, b);
-	uint64_t r2 = watch(&f, mon, b);
-	CHECK(r1 != r2);
+	tr_ref r1 = watch(&f, mon, b);
+	tr_ref r2 = watch(&f, mon, b);
+	CHECK(r1.v != r2.v);
 	stop_cmd(&f, b, TR_EXIT_USER + 9);
 	CHECK(collect(&f, 2, &g));
 	CHECK_EQ_INT(g.ndown, 2);
@@ -683,8 +683,8 @@ test_monitor_one_down_per_monitor(void)
 	for (int i = 0; i < g.ndown; i++) {
 		CHECK(tr_pid_eq(g.down[i].who, b));
 		CHECK_EQ_INT(g.down[i].reason, TR_EXIT_USER + 9);
-		seen1 += g.down[i].ref == r1;
-		seen2 += g.down[i].ref == r2;
+		seen1 += g.down[i].ref.v == r1.v;
+		seen2 += g.down[i].ref.v == r2.v;
 	}
 	CHECK_EQ_INT(seen1, 1);
 	CHECK_EQ_INT(seen2, 1);
@@ -703,18 +703,18 @@ test_monitor_inbox(void)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	CHECK_OK(tr_inbox_create(f.rt, &other));
 	tr_pid op = tr_inbox_pid(other);
-	uint64_t ref = watch(&f, mon, op);
+	tr_ref ref = watch(&f, mon, op);
 	tr_inbox_destroy(other);
 	/* An inbox is an actor: destroying it is seen by its monitors. */
 	memset(&d, 0, sizeof(d));
 	CHECK(fx_recv(&f, MSG_DOWN_FWD, &d, sizeof(d)));
 	CHECK(tr_pid_eq(d.who, op));
-	CHECK_EQ_U64(d.ref, ref);
+	CHECK_EQ_U64(d.ref.v, ref.v);
 	fx_finish(&f);
 }
 
 static int32_t
-unwatch(struct fx *f, tr_pid mon, uint64_t ref)
+unwatch(struct fx *f, tr_pid mon, tr_ref ref)
 {
 	int32_t r = -1000;
 
@@ -732,11 +732,11 @@ test_demonitor(void)
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid b = fx_spawn(&f, &lk_def, NULL);
 	tr_pid c = fx_spawn(&f, &lk_def, NULL);
-	uint64_t ref = watch(&f, mon, b);
-	uint64_t rc = watch(&f, mon, c);
+	tr_ref ref = watch(&f, mon, b);
+	tr_ref rc = watch(&f, mon, c);
 	CHECK_OK(unwatch(&f, mon, ref));
 	CHECK_ERR(unwatch(&f, mon, ref), TR_ENOENT);
-	CHECK_ERR(unwatch(&f, mon, ref + rc + 12345), TR_ENOENT);
+	CHECK_ERR(unwatch(&f, mon, (tr_ref){ ref.v + rc.v + 12345 }), TR_ENOENT);
 	stop_cmd(&f, b, TR_EXIT_ERROR);
 	/* The other monitor still works, and only it fires. */
 	stop_cmd(&f, c, TR_EXIT_ERROR);
@@ -791,13 +791,13 @@ test_noproc(void)
 	fx_start(&f, 2);
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	tr_pid dead = fx_spawn(&f, &lk_def, NULL);
-	uint64_t rd = watch(&f, mon, dead);
+	tr_ref rd = watch(&f, mon, dead);
 	stop_cmd(&f, dead, TR_EXIT_NORMAL);
 	expect_down(&f, dead, rd, TR_EXIT_NORMAL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 
 	/* Monitoring a dead pid: one TR_MSG_DOWN with TR_EXIT_NOPROC. */
-	uint64_t r2 = watch(&f, mon, dead);
+	tr_ref r2 = watch(&f, mon, dead);
 	expect_down(&f, dead, r2, TR_EXIT_NOPROC);
 	/* That monitor is over: nothing left to cancel. */
 	CHECK_ERR(unwatch(&f, mon, r2), TR_ENOENT);
@@ -817,7 +817,7 @@ test_noproc(void)
 
 	/* Not trapping: the NOPROC exit signal stops the linker. */
 	tr_pid a2 = fx_spawn(&f, &lk_def, NULL);
-	uint64_t ra2 = watch(&f, mon, a2);
+	tr_ref ra2 = watch(&f, mon, a2);
 	SEND(&f, a2, MSG_L_LINK, &c, sizeof(c));
 	CHECK(collect(&f, 2, &g));
 	CHECK_EQ_INT(g.nres, 1);
@@ -843,7 +843,7 @@ test_misuse(void)
 		  TR_EINVAL);
 	CHECK_OK(cmd(&f, a, MSG_L_UNLINK, mon, 0)); /* no link: a no-op */
 	c = (struct cmd){ TR_PID_NONE, 0, 0 };
-	w = (struct watching){ 0, -1000 };
+	w = (struct watching){ { 0 }, -1000 };
 	SEND(&f, mon, MSG_WATCH, &c, sizeof(c));
 	CHECK(fx_recv(&f, MSG_WATCHING, &w, sizeof(w)));
 	CHECK_ERR(w.err, TR_EINVAL);

@@ -620,7 +620,7 @@ test_inbox_context(void)
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_NOPROC);
 	tr_received_fini(&r);
-	uint64_t mref;
+	tr_ref mref;
 	CHECK_ERR(tr_monitor(cx, s, &mref), TR_EINVAL);
 	CHECK_ERR(tr_link(cx, s), TR_EINVAL);
 	fx_finish(&f);
