@@ -10,7 +10,8 @@ def_same(const tr_actor_def *a, const tr_actor_def *b)
 {
 	return a->name == b->name && a->state_size == b->state_size &&
 	       a->init == b->init && a->teardown == b->teardown &&
-	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound;
+	       a->handle == b->handle && a->mailbox_bound == b->mailbox_bound &&
+	       a->arg_size == b->arg_size;
 }
 
 static const struct tra_def *

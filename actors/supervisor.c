@@ -297,6 +297,9 @@ derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 {
 	*out = *user;
 	out->init = wrap_init;
+	/* wrap_init gets its own record; the user's argument is the
+	 * supervisor's to keep alive (see tr_sup_child_spec.arg). */
+	out->arg_size = 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -517,6 +517,9 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	     (o->parent == NULL || o->parent->a == NULL))) {
 		return TR_EINVAL;
 	}
+	if (def->arg_size > rt->cfg.max_msg_size) {
+		return TR_EMSGSIZE;
+	}
 	if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
 		return TR_ECLOSED;
 	}
@@ -531,10 +534,16 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 		}
 	}
 	struct tr__msg *init = NULL;
+	/* With arg_size the argument travels in the INIT message, a copy. */
+	size_t arg_len = def->init != NULL && arg != NULL ? def->arg_size : 0;
 	if (def->init != NULL) {
-		init = tr__msg_alloc(cache_of(w), 0);
+		init = tr__msg_alloc(cache_of(w), arg_len);
 		if (init == NULL) {
 			goto err_state;
+		}
+		if (arg_len > 0) {
+			memcpy(init->data, arg, arg_len);
+			arg = init->data;
 		}
 	}
 	uint32_t slot;
@@ -582,7 +591,7 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 		init->m.flags = 0;
 		init->m.from.v = (w != NULL && w->cx.a != NULL) ? w->cx.self : 0;
 		init->m.data = arg;
-		init->m.size = 0;
+		init->m.size = arg_len;
 		init->free_fn = NULL;
 		(void)tr__send_node(rt, w, pid, init, false);
 	}

@@ -53,6 +53,13 @@ typedef void (*tr_teardown_fn)(tr_ctx *cx, void *state, int32_t reason);
  * @mailbox_bound: 0 for unbounded (the default); otherwise a send that
  *                 would make the mailbox hold more than this many
  *                 messages fails with TR_EFULL
+ * @arg_size:      0: init gets the spawn argument itself, which the
+ *                 spawner must keep alive until init has run. Otherwise
+ *                 the spawn copies this many bytes from the argument (up
+ *                 to the runtime's max_msg_size), and init gets a pointer
+ *                 to the copy, valid during init: the spawner may reuse
+ *                 its argument as soon as the spawn returns. NULL stays
+ *                 NULL.
  *
  * The definition must outlive every actor spawned from it (normally it is
  * a static const).
@@ -65,20 +72,23 @@ typedef struct tr_actor_def {
 	tr_teardown_fn teardown;
 	tr_handler_fn handle;
 	uint32_t mailbox_bound;
+	size_t arg_size;
 } tr_actor_def;
 
 /**
  * tr_spawn() - Start a new actor.
  * @cx:  context of the calling actor
  * @def: its definition
- * @arg: passed to def->init on the new actor's first turn (borrowed by the
- *       runtime until then; the caller keeps it alive or passes ownership
- *       through its own convention)
+ * @arg: passed to def->init on the new actor's first turn: borrowed by the
+ *       runtime until then (the caller keeps it alive or passes ownership
+ *       through its own convention), or copied now when def->arg_size is
+ *       set
  * @out: on success the new pid; may be NULL
  *
- * Thread:    actor.
- * Return:    TR_OK; TR_EINVAL for a bad definition; TR_ENOMEM; TR_ECLOSED
- *            when the runtime is stopping.
+ * Thread:    actor, or the thread of an inbox context.
+ * Return:    TR_OK; TR_EINVAL for a bad definition; TR_EMSGSIZE (arg_size
+ *            over the configured maximum); TR_ENOMEM; TR_ECLOSED when the
+ *            runtime is stopping.
  */
 TR_API tr_err tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg,
 		       tr_pid *out);

@@ -1345,10 +1345,91 @@ test_bad_input_from_actor(void)
 	fx_finish(&f);
 }
 
+/* ---- a copied spawn argument ---- */
+
+static atomic_int copy_gate_in, copy_gate_open;
+static tr_pid copy_probe;
+
+static void
+copy_gate_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+	atomic_store(&copy_gate_in, 1);
+	uint64_t until = harness_now_ms() + FX_REPLY_MS;
+	while (atomic_load(&copy_gate_open) == 0 && harness_now_ms() < until) {
+		harness_nap_us(200);
+	}
+}
+
+static const tr_actor_def copy_gate_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "copy-gate",
+	.handle = copy_gate_handle,
+};
+
+static int
+copier_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)state;
+	int v = arg != NULL ? *(const int *)arg : -1;
+	return tr_send(cx, copy_probe, 1, &v, sizeof(v));
+}
+
+static void
+copier_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+}
+
+/*
+ * With def.arg_size the spawner may reuse its argument at once. On one
+ * worker held in a handler, init cannot run before the argument changes;
+ * it must still see the value at spawn time.
+ */
+static void
+test_spawn_arg_copied(void)
+{
+	static const tr_actor_def copier_def = {
+		.size = sizeof(tr_actor_def),
+		.name = "copier",
+		.init = copier_init,
+		.handle = copier_handle,
+		.arg_size = sizeof(int),
+	};
+	struct fx f;
+	int v = 7;
+	int got = 0;
+
+	atomic_store(&copy_gate_in, 0);
+	atomic_store(&copy_gate_open, 0);
+	fx_start(&f, 1);
+	copy_probe = f.probe;
+	tr_pid gate = fx_spawn(&f, &copy_gate_def, NULL);
+	SEND(&f, gate, 1, NULL, 0);
+	CHECK(WAIT_UNTIL(atomic_load(&copy_gate_in) == 1, FX_REPLY_MS));
+	fx_spawn(&f, &copier_def, &v);
+	v = 99; /* the spawner's argument changes before init runs */
+	atomic_store(&copy_gate_open, 1);
+	CHECK(fx_recv(&f, 1, &got, sizeof(got)));
+	CHECK_EQ_INT(got, 7);
+
+	tr_actor_def too_big = copier_def;
+	too_big.arg_size = (size_t)1 << 62; /* over any max_msg_size */
+	tr_pid p;
+	CHECK_ERR(tr_spawn(tr_inbox_ctx(f.ib), &too_big, &v, &p), TR_EMSGSIZE);
+	fx_finish(&f);
+}
+
 static const struct test_case tests[] = {
 	{ "actor: state is zeroed", test_state_zeroed },
 	{ "actor: init gets arg and runs before the first message",
 	  test_init_arg_before_first_message },
+	{ "actor: def.arg_size copies the spawn argument at spawn",
+	  test_spawn_arg_copied },
 	{ "actor: init failure stops with TR_EXIT_INIT_FAILED",
 	  test_init_failure_stops },
 	{ "actor: teardown runs once with the stop_self reason",
