@@ -4,7 +4,7 @@
 #include <string.h>
 
 tr_err
-tra_await_start(tr_inbox *ib, tr_pid pid,
+tr__await_start(tr_inbox *ib, tr_pid pid,
 		bool (*status_of)(const tr_received *r, tr_err *status))
 {
 	for (;;) {

@@ -16,7 +16,7 @@
  * Return: that status, or TR_ECLOSED if the inbox stopped first (the
  * runtime is stopping, or the actor died and the link took the inbox).
  */
-tr_err tra_await_start(tr_inbox *ib, tr_pid pid,
+tr_err tr__await_start(tr_inbox *ib, tr_pid pid,
 		       bool (*status_of)(const tr_received *r, tr_err *status));
 
 #endif /* TR_ACTORS_BOOT_H */

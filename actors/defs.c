@@ -14,8 +14,8 @@ def_same(const tr_actor_def *a, const tr_actor_def *b)
 	       a->arg_size == b->arg_size;
 }
 
-static const struct tra_def *
-find(const struct tra_def *d, const tr_actor_def *user)
+static const struct tr__def *
+find(const struct tr__def *d, const tr_actor_def *user)
 {
 	for (; d != NULL; d = d->next) {
 		if (def_same(&d->user, user)) {
@@ -25,18 +25,18 @@ find(const struct tra_def *d, const tr_actor_def *user)
 	return NULL;
 }
 
-const struct tra_def *
-tra_def_get(_Atomic(struct tra_def *) *list, const tr_actor_def *user,
-	    tra_def_derive derive)
+const struct tr__def *
+tr__def_get(_Atomic(struct tr__def *) *list, const tr_actor_def *user,
+	    tr__def_derive derive)
 {
 	/* acquire: pairs with the release CAS below, so the entries walked
 	 * are complete. */
-	struct tra_def *head = atomic_load_explicit(list, memory_order_acquire);
-	const struct tra_def *found = find(head, user);
+	struct tr__def *head = atomic_load_explicit(list, memory_order_acquire);
+	const struct tr__def *found = find(head, user);
 	if (found != NULL) {
 		return found;
 	}
-	struct tra_def *d = calloc(1, sizeof(*d));
+	struct tr__def *d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		return NULL;
 	}

@@ -14,14 +14,14 @@
 
 #include <troupe/troupe.h>
 
-struct tra_def {
-	struct tra_def *next;
+struct tr__def {
+	struct tr__def *next;
 	tr_actor_def user; /* the key, compared by value */
 	tr_actor_def def;  /* what children are spawned with */
 };
 
 /* Fill @out (zeroed, size set) from @user. */
-typedef void (*tra_def_derive)(const tr_actor_def *user, tr_actor_def *out);
+typedef void (*tr__def_derive)(const tr_actor_def *user, tr_actor_def *out);
 
 /*
  * The entry of @list for @user, made with @derive on first use. Entries
@@ -29,8 +29,8 @@ typedef void (*tra_def_derive)(const tr_actor_def *user, tr_actor_def *out);
  * one earlier gets an entry of its own.
  * Thread: any. Return: the entry, or NULL without memory.
  */
-const struct tra_def *tra_def_get(_Atomic(struct tra_def *) *list,
+const struct tr__def *tr__def_get(_Atomic(struct tr__def *) *list,
 				  const tr_actor_def *user,
-				  tra_def_derive derive);
+				  tr__def_derive derive);
 
 #endif /* TR_ACTORS_DEFS_H */

@@ -218,7 +218,7 @@ jw_teardown(tr_ctx *cx, void *state, int32_t reason)
 	h->payload = NULL;
 }
 
-static _Atomic(struct tra_def *) jdefs;
+static _Atomic(struct tr__def *) jdefs;
 
 /* Job actors run the wrapper, with the job's header before the state. */
 static void
@@ -270,7 +270,7 @@ struct job {
 struct kind {
 	struct kind *next;
 	char name[TR_JOBS_KIND_MAX + 1];
-	const struct tra_def *jd;
+	const struct tr__def *jd;
 	uint32_t max;
 	uint32_t active;
 	struct job *qhead;
@@ -1162,8 +1162,8 @@ tr_jobs_register(tr_jobs *j, const char *kind, const tr_actor_def *def,
 	    max_concurrency == 0) {
 		return TR_EINVAL;
 	}
-	const struct tra_def *jd = def->state_size > SIZE_MAX - HDR_SIZE
-		? NULL : tra_def_get(&jdefs, def, derive_job);
+	const struct tr__def *jd = def->state_size > SIZE_MAX - HDR_SIZE
+		? NULL : tr__def_get(&jdefs, def, derive_job);
 	if (jd == NULL) {
 		return TR_ENOMEM;
 	}

@@ -5,7 +5,7 @@
 #include <string.h>
 
 uint64_t
-tra_mix64(uint64_t x)
+tr__mix64(uint64_t x)
 {
 	x ^= x >> 30;
 	x *= 0xbf58476d1ce4e5b9u;
@@ -16,7 +16,7 @@ tra_mix64(uint64_t x)
 }
 
 uint64_t
-tra_hash_name(const char *s, size_t len)
+tr__hash_name(const char *s, size_t len)
 {
 	uint64_t h = 14695981039346656037u;
 
@@ -24,11 +24,11 @@ tra_hash_name(const char *s, size_t len)
 		h ^= (unsigned char)s[i];
 		h *= 1099511628211u;
 	}
-	return tra_mix64(h);
+	return tr__mix64(h);
 }
 
 tr_err
-tra_shard_init(struct tra_shard *sh, size_t nbuckets)
+tr__shard_init(struct tr__shard *sh, size_t nbuckets)
 {
 	sh->buckets = calloc(nbuckets, sizeof(*sh->buckets));
 	if (sh->buckets == NULL) {
@@ -44,12 +44,12 @@ tra_shard_init(struct tra_shard *sh, size_t nbuckets)
 }
 
 void
-tra_shard_fini(struct tra_shard *sh, void (*free_entry)(struct tra_name *e))
+tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__name *e))
 {
 	for (size_t b = 0; b < sh->nbuckets; b++) {
-		struct tra_name *e = sh->buckets[b];
+		struct tr__name *e = sh->buckets[b];
 		while (e != NULL) {
-			struct tra_name *next = e->next;
+			struct tr__name *next = e->next;
 			free_entry(e);
 			e = next;
 		}
@@ -58,11 +58,11 @@ tra_shard_fini(struct tra_shard *sh, void (*free_entry)(struct tra_name *e))
 	pthread_rwlock_destroy(&sh->lock);
 }
 
-struct tra_name *
-tra_shard_find(const struct tra_shard *sh, uint64_t hash, const char *name,
+struct tr__name *
+tr__shard_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 	       size_t len)
 {
-	struct tra_name *e = sh->buckets[hash & (sh->nbuckets - 1)];
+	struct tr__name *e = sh->buckets[hash & (sh->nbuckets - 1)];
 
 	for (; e != NULL; e = e->next) {
 		if (e->hash == hash && e->len == len &&
@@ -79,22 +79,22 @@ tra_shard_find(const struct tra_shard *sh, uint64_t hash, const char *name,
  * for the rehash. Without memory the chains just grow longer.
  */
 static void
-maybe_grow(struct tra_shard *sh)
+maybe_grow(struct tr__shard *sh)
 {
 	if (sh->count + 1 <= sh->nbuckets) {
 		return;
 	}
 	size_t nb = sh->nbuckets * 2;
-	struct tra_name **fresh = calloc(nb, sizeof(*fresh));
+	struct tr__name **fresh = calloc(nb, sizeof(*fresh));
 	if (fresh == NULL) {
 		return;
 	}
 	pthread_rwlock_wrlock(&sh->lock);
-	struct tra_name **old = sh->buckets;
+	struct tr__name **old = sh->buckets;
 	for (size_t i = 0; i < sh->nbuckets; i++) {
-		struct tra_name *e = old[i];
+		struct tr__name *e = old[i];
 		while (e != NULL) {
-			struct tra_name *next = e->next;
+			struct tr__name *next = e->next;
 			size_t b = e->hash & (nb - 1);
 			e->next = fresh[b];
 			fresh[b] = e;
@@ -108,7 +108,7 @@ maybe_grow(struct tra_shard *sh)
 }
 
 void
-tra_shard_insert(struct tra_shard *sh, struct tra_name *e)
+tr__shard_insert(struct tr__shard *sh, struct tr__name *e)
 {
 	maybe_grow(sh);
 	pthread_rwlock_wrlock(&sh->lock);
@@ -120,10 +120,10 @@ tra_shard_insert(struct tra_shard *sh, struct tra_name *e)
 }
 
 void
-tra_shard_remove(struct tra_shard *sh, struct tra_name *e)
+tr__shard_remove(struct tr__shard *sh, struct tr__name *e)
 {
 	pthread_rwlock_wrlock(&sh->lock);
-	struct tra_name **pp = &sh->buckets[e->hash & (sh->nbuckets - 1)];
+	struct tr__name **pp = &sh->buckets[e->hash & (sh->nbuckets - 1)];
 	while (*pp != e) {
 		pp = &(*pp)->next;
 	}

@@ -141,7 +141,7 @@ struct entry_hdr {
 /* ------------------------------------------------------------------ */
 /* Measurable copies of worker definitions                             */
 
-static _Atomic(struct tra_def *) wdefs;
+static _Atomic(struct tr__def *) wdefs;
 
 static void
 derive_measurable(const tr_actor_def *user, tr_actor_def *out)
@@ -1247,7 +1247,7 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 						 : DEFAULT_PERIOD_MS,
 		.observer = p->self,
 	};
-	const struct tra_def *wd = tra_def_get(&wdefs, cfg->def,
+	const struct tr__def *wd = tr__def_get(&wdefs, cfg->def,
 						 derive_measurable);
 	p->wdef = wd != NULL ? &wd->def : NULL;
 	free(b);
@@ -1807,7 +1807,7 @@ tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
 	return err;
 }
 
-/* The pool's answer to its start (tra_await_start). */
+/* The pool's answer to its start (tr__await_start). */
 static bool
 start_status(const tr_received *r, tr_err *status)
 {
@@ -1861,7 +1861,7 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 		free(b);
 		goto out_inbox;
 	}
-	err = tra_await_start(ib, pid, start_status);
+	err = tr__await_start(ib, pid, start_status);
 	if (err == TR_OK && out != NULL) {
 		*out = pid;
 	}

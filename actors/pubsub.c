@@ -68,7 +68,7 @@ struct snap {
 };
 
 struct topic {
-	struct tra_name key; /* first: the name table's entry */
+	struct tr__name key; /* first: the name table's entry */
 	struct snap *snap;  /* never NULL; swapped under the shard's wrlock */
 	char name[]; /* len bytes and a NUL */
 };
@@ -79,7 +79,7 @@ struct member {
 };
 
 struct sub {
-	struct tra_watched w; /* first: the watch set's entry; uses = members */
+	struct tr__watched w; /* first: the watch set's entry; uses = members */
 	struct member *members;
 };
 
@@ -92,11 +92,11 @@ struct pub_counters {
 };
 
 struct tr_pubsub {
-	struct tra_shard shards[NSHARDS];
+	struct tr__shard shards[NSHARDS];
 	struct pub_counters pc;
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
-	struct tra_watch watch; /* the subscribers and their watcher */
+	struct tr__watch watch; /* the subscribers and their watcher */
 	tr_pubsub_stats st; /* writer-side fields only */
 };
 
@@ -119,7 +119,7 @@ pid_ok(tr_pid pid)
 	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
 }
 
-static struct tra_shard *
+static struct tr__shard *
 shard_of(tr_pubsub *ps, uint64_t hash)
 {
 	return &ps->shards[hash >> (64u - SHARD_BITS)];
@@ -156,15 +156,15 @@ snap_release(struct snap *s)
 /* ---- topic shards (actors/names.c) ------------------------------------- */
 
 static struct topic *
-topic_find(const struct tra_shard *sh, uint64_t hash, const char *name,
+topic_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 	   size_t len)
 {
 	/* The key is the first member. */
-	return (struct topic *)tra_shard_find(sh, hash, name, len);
+	return (struct topic *)tr__shard_find(sh, hash, name, len);
 }
 
 static void
-free_topic(struct tra_name *e)
+free_topic(struct tr__name *e)
 {
 	struct topic *t = (struct topic *)e;
 
@@ -180,11 +180,11 @@ free_topic(struct tra_name *e)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct tra_shard *sh = shard_of(ps, t->key.hash);
+	struct tr__shard *sh = shard_of(ps, t->key.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
-		tra_shard_remove(sh, &t->key);
+		tr__shard_remove(sh, &t->key);
 		snap_release(old);
 		free(t);
 		ps->st.topics--;
@@ -210,7 +210,7 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
 static tr_pubsub *
-pubsub_of(struct tra_watch *ws)
+pubsub_of(struct tr__watch *ws)
 {
 	return (tr_pubsub *)(void *)((char *)ws - offsetof(tr_pubsub, watch));
 }
@@ -218,7 +218,7 @@ pubsub_of(struct tra_watch *ws)
 static struct sub *
 sub_find(tr_pubsub *ps, tr_pid pid)
 {
-	return (struct sub *)tra_watch_find(&ps->watch, pid);
+	return (struct sub *)tr__watch_find(&ps->watch, pid);
 }
 
 static struct member **
@@ -239,7 +239,7 @@ member_slot(struct sub *s, const struct topic *t)
  * remaining entries stay, and publishes to them are dead letters.
  */
 static void
-sub_purge(struct tra_watch *ws, struct tra_watched *e)
+sub_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_pubsub *ps = pubsub_of(ws);
 	struct sub *s = (struct sub *)e;
@@ -247,7 +247,7 @@ sub_purge(struct tra_watch *ws, struct tra_watched *e)
 	while (s->members != NULL) {
 		struct member *mb = s->members;
 		if (topic_remove_pid(ps, mb->topic, e->pid) < 0) {
-			tra_watch_retry(ws, e);
+			tr__watch_retry(ws, e);
 			return;
 		}
 		s->members = mb->next;
@@ -256,13 +256,13 @@ sub_purge(struct tra_watch *ws, struct tra_watched *e)
 		ps->st.removed++;
 		ps->st.subscriptions--;
 	}
-	tra_watch_free(ws, e);
+	tr__watch_free(ws, e);
 }
 
-static void pubsub_free(struct tra_watch *ws);
+static void pubsub_free(struct tr__watch *ws);
 
 static void
-sub_free_entry(struct tra_watched *e)
+sub_free_entry(struct tr__watched *e)
 {
 	struct sub *s = (struct sub *)e;
 
@@ -274,8 +274,8 @@ sub_free_entry(struct tra_watched *e)
 	free(s);
 }
 
-static const struct tra_watch_ops watch_ops = {
-	.def = TRA_WATCH_DEF("pubsub"),
+static const struct tr__watch_ops watch_ops = {
+	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = TR_MSG_PUBSUB_SYNC,
 	.retry_type = TR_MSG_PUBSUB_RETRY,
 	.entry_size = sizeof(struct sub),
@@ -287,14 +287,14 @@ static const struct tra_watch_ops watch_ops = {
 /* ---- create and destroy -------------------------------------------------- */
 
 static void
-pubsub_free(struct tra_watch *ws)
+pubsub_free(struct tr__watch *ws)
 {
 	tr_pubsub *ps = pubsub_of(ws);
 
 	for (unsigned i = 0; i < NSHARDS; i++) {
-		tra_shard_fini(&ps->shards[i], free_topic);
+		tr__shard_fini(&ps->shards[i], free_topic);
 	}
-	tra_watch_fini(ws);
+	tr__watch_fini(ws);
 	pthread_mutex_destroy(&ps->wmu);
 	free(ps);
 }
@@ -321,7 +321,7 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 	atomic_init(&ps->pc.delivered, 0);
 	atomic_init(&ps->pc.failed, 0);
 	for (; ninit < NSHARDS; ninit++) {
-		err = tra_shard_init(&ps->shards[ninit], SHARD_BUCKETS0);
+		err = tr__shard_init(&ps->shards[ninit], SHARD_BUCKETS0);
 		if (err < 0) {
 			goto err_shards;
 		}
@@ -330,7 +330,7 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 		err = TR_ESYS;
 		goto err_shards;
 	}
-	err = tra_watch_init(&ps->watch, rt, &ps->wmu, &watch_ops);
+	err = tr__watch_init(&ps->watch, rt, &ps->wmu, &watch_ops);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -341,7 +341,7 @@ err_mutex:
 	pthread_mutex_destroy(&ps->wmu);
 err_shards:
 	while (ninit-- > 0) {
-		tra_shard_fini(&ps->shards[ninit], free_topic);
+		tr__shard_fini(&ps->shards[ninit], free_topic);
 	}
 	free(ps);
 	return err;
@@ -351,7 +351,7 @@ void
 tr_pubsub_destroy(tr_pubsub *ps)
 {
 	if (ps != NULL) {
-		tra_watch_destroy(&ps->watch);
+		tr__watch_destroy(&ps->watch);
 	}
 }
 
@@ -370,8 +370,8 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tra_hash_name(topic, len);
-	struct tra_shard *sh = shard_of(ps, hash);
+	uint64_t hash = tr__hash_name(topic, len);
+	struct tr__shard *sh = shard_of(ps, hash);
 	struct topic *fresh_t = NULL;
 	struct snap *fresh = NULL;
 	struct member *mb = NULL;
@@ -402,8 +402,8 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
 	}
-	struct tra_watched *e;
-	err = tra_watch_get(&ps->watch, pid, &e);
+	struct tr__watched *e;
+	err = tr__watch_get(&ps->watch, pid, &e);
 	if (err < 0) {
 		goto out;
 	}
@@ -421,7 +421,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		t->key.name = t->name;
 		memcpy(t->name, topic, len);
 		t->name[len] = '\0';
-		tra_shard_insert(sh, &t->key);
+		tr__shard_insert(sh, &t->key);
 		ps->st.topics++;
 	} else {
 		pthread_rwlock_wrlock(&sh->lock);
@@ -468,8 +468,8 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tra_hash_name(topic, len);
-	struct tra_shard *sh = shard_of(ps, hash);
+	uint64_t hash = tr__hash_name(topic, len);
+	struct tr__shard *sh = shard_of(ps, hash);
 
 	pthread_mutex_lock(&ps->wmu);
 	struct topic *t = topic_find(sh, hash, topic, len);
@@ -490,7 +490,7 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	ps->st.unsubscribed++;
 	ps->st.subscriptions--;
 	if (--s->w.uses == 0) {
-		tra_watch_idle(&ps->watch, &s->w);
+		tr__watch_idle(&ps->watch, &s->w);
 	}
 out:
 	pthread_mutex_unlock(&ps->wmu);
@@ -522,8 +522,8 @@ publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
 	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tra_hash_name(topic, tlen);
-	struct tra_shard *sh = shard_of(ps, hash);
+	uint64_t hash = tr__hash_name(topic, tlen);
+	struct tr__shard *sh = shard_of(ps, hash);
 	struct snap *snap = NULL;
 
 	pthread_rwlock_rdlock(&sh->lock);
@@ -605,8 +605,8 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 	if (ps == NULL || check_topic(topic, &len) < 0) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tra_hash_name(topic, len);
-	struct tra_shard *sh = shard_of(ps, hash);
+	uint64_t hash = tr__hash_name(topic, len);
+	struct tr__shard *sh = shard_of(ps, hash);
 	pthread_rwlock_rdlock(&sh->lock);
 	struct topic *t = topic_find(sh, hash, topic, len);
 	uint32_t n = t != NULL ? t->snap->n : 0;

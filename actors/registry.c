@@ -58,7 +58,7 @@
 struct holder;
 
 struct rname {
-	struct tra_name key; /* first: the name table's entry */
+	struct tr__name key; /* first: the name table's entry */
 	struct rname *hprev; /* holder's name list */
 	struct rname *hnext;
 	struct holder *holder;
@@ -67,15 +67,15 @@ struct rname {
 };
 
 struct holder {
-	struct tra_watched w; /* first: the watch set's entry; uses = names */
+	struct tr__watched w; /* first: the watch set's entry; uses = names */
 	struct rname *names;
 };
 
 struct tr_registry {
-	struct tra_shard shards[NSHARDS];
+	struct tr__shard shards[NSHARDS];
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
-	struct tra_watch watch; /* the holders and their watcher */
+	struct tr__watch watch; /* the holders and their watcher */
 	tr_registry_stats st;
 };
 
@@ -98,7 +98,7 @@ pid_ok(tr_pid pid)
 	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
 }
 
-static struct tra_shard *
+static struct tr__shard *
 shard_of(tr_registry *reg, uint64_t hash)
 {
 	return &reg->shards[hash >> (64u - SHARD_BITS)];
@@ -107,15 +107,15 @@ shard_of(tr_registry *reg, uint64_t hash)
 /* ---- name shards (actors/names.c) -------------------------------------- */
 
 static struct rname *
-rname_find(const struct tra_shard *sh, uint64_t hash, const char *name,
+rname_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 	   size_t len)
 {
 	/* The key is the first member. */
-	return (struct rname *)tra_shard_find(sh, hash, name, len);
+	return (struct rname *)tr__shard_find(sh, hash, name, len);
 }
 
 static void
-free_rname(struct tra_name *e)
+free_rname(struct tr__name *e)
 {
 	free(e);
 }
@@ -123,7 +123,7 @@ free_rname(struct tra_name *e)
 /* ---- holders (all under wmu) --------------------------------------------- */
 
 static tr_registry *
-registry_of(struct tra_watch *ws)
+registry_of(struct tr__watch *ws)
 {
 	return (tr_registry *)(void *)((char *)ws -
 				       offsetof(tr_registry, watch));
@@ -133,8 +133,8 @@ registry_of(struct tra_watch *ws)
 static tr_err
 holder_get(tr_registry *reg, tr_pid pid, struct holder **out)
 {
-	struct tra_watched *e;
-	tr_err err = tra_watch_get(&reg->watch, pid, &e);
+	struct tr__watched *e;
+	tr_err err = tr__watch_get(&reg->watch, pid, &e);
 
 	*out = (struct holder *)e;
 	return err;
@@ -172,13 +172,13 @@ holder_unlink(tr_registry *reg, struct rname *n)
 	n->holder = NULL;
 	if (--h->w.uses == 0) {
 		reg->st.holders--;
-		tra_watch_idle(&reg->watch, &h->w);
+		tr__watch_idle(&reg->watch, &h->w);
 	}
 }
 
 /* The watch set's purge: @e stopped (or cannot be watched). */
 static void
-holder_purge(struct tra_watch *ws, struct tra_watched *e)
+holder_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_registry *reg = registry_of(ws);
 	struct holder *h = (struct holder *)e;
@@ -186,7 +186,7 @@ holder_purge(struct tra_watch *ws, struct tra_watched *e)
 	while (h->names != NULL) {
 		struct rname *n = h->names;
 		h->names = n->hnext;
-		tra_shard_remove(shard_of(reg, n->key.hash), &n->key);
+		tr__shard_remove(shard_of(reg, n->key.hash), &n->key);
 		free(n);
 		reg->st.removed++;
 		reg->st.names--;
@@ -194,19 +194,19 @@ holder_purge(struct tra_watch *ws, struct tra_watched *e)
 	if (h->w.uses > 0) {
 		reg->st.holders--;
 	}
-	tra_watch_free(ws, e);
+	tr__watch_free(ws, e);
 }
 
-static void registry_free(struct tra_watch *ws);
+static void registry_free(struct tr__watch *ws);
 
 static void
-holder_free(struct tra_watched *e)
+holder_free(struct tr__watched *e)
 {
 	free(e); /* its names went with the shards */
 }
 
-static const struct tra_watch_ops watch_ops = {
-	.def = TRA_WATCH_DEF("registry"),
+static const struct tr__watch_ops watch_ops = {
+	.def = TR__WATCH_DEF("registry"),
 	.sync_type = TR_MSG_REGISTRY_SYNC,
 	.entry_size = sizeof(struct holder),
 	.purge = holder_purge,
@@ -217,14 +217,14 @@ static const struct tra_watch_ops watch_ops = {
 /* ---- create and destroy -------------------------------------------------- */
 
 static void
-registry_free(struct tra_watch *ws)
+registry_free(struct tr__watch *ws)
 {
 	tr_registry *reg = registry_of(ws);
 
 	for (unsigned i = 0; i < NSHARDS; i++) {
-		tra_shard_fini(&reg->shards[i], free_rname);
+		tr__shard_fini(&reg->shards[i], free_rname);
 	}
-	tra_watch_fini(ws);
+	tr__watch_fini(ws);
 	pthread_mutex_destroy(&reg->wmu);
 	free(reg);
 }
@@ -247,7 +247,7 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 	reg->rt = rt;
 	reg->st.size = sizeof(reg->st);
 	for (; ninit < NSHARDS; ninit++) {
-		err = tra_shard_init(&reg->shards[ninit], SHARD_BUCKETS0);
+		err = tr__shard_init(&reg->shards[ninit], SHARD_BUCKETS0);
 		if (err < 0) {
 			goto err_shards;
 		}
@@ -256,7 +256,7 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 		err = TR_ESYS;
 		goto err_shards;
 	}
-	err = tra_watch_init(&reg->watch, rt, &reg->wmu, &watch_ops);
+	err = tr__watch_init(&reg->watch, rt, &reg->wmu, &watch_ops);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -267,7 +267,7 @@ err_mutex:
 	pthread_mutex_destroy(&reg->wmu);
 err_shards:
 	while (ninit-- > 0) {
-		tra_shard_fini(&reg->shards[ninit], free_rname);
+		tr__shard_fini(&reg->shards[ninit], free_rname);
 	}
 	free(reg);
 	return err;
@@ -277,7 +277,7 @@ void
 tr_registry_destroy(tr_registry *reg)
 {
 	if (reg != NULL) {
-		tra_watch_destroy(&reg->watch);
+		tr__watch_destroy(&reg->watch);
 	}
 }
 
@@ -317,8 +317,8 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tra_hash_name(name, len);
-	struct tra_shard *sh = shard_of(reg, hash);
+	uint64_t hash = tr__hash_name(name, len);
+	struct tr__shard *sh = shard_of(reg, hash);
 	/* Allocated before the lock; freed unused if the name exists. */
 	struct rname *fresh = rname_new(name, len, hash);
 	if (fresh == NULL) {
@@ -337,7 +337,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 			goto out;
 		}
 		fresh->pid = pid;
-		tra_shard_insert(sh, &fresh->key);
+		tr__shard_insert(sh, &fresh->key);
 		holder_link(reg, h, fresh);
 		fresh = NULL;
 		reg->st.registered++;
@@ -403,12 +403,12 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tra_hash_name(name, len);
-	struct tra_shard *sh = shard_of(reg, hash);
+	uint64_t hash = tr__hash_name(name, len);
+	struct tr__shard *sh = shard_of(reg, hash);
 	pthread_mutex_lock(&reg->wmu);
 	struct rname *n = rname_find(sh, hash, name, len);
 	if (n != NULL) {
-		tra_shard_remove(sh, &n->key);
+		tr__shard_remove(sh, &n->key);
 		holder_unlink(reg, n);
 		reg->st.unregistered++;
 		reg->st.names--;
@@ -439,8 +439,8 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tra_hash_name(name, len);
-	struct tra_shard *sh = shard_of(reg, hash);
+	uint64_t hash = tr__hash_name(name, len);
+	struct tr__shard *sh = shard_of(reg, hash);
 	pthread_rwlock_rdlock(&sh->lock);
 	struct rname *n = rname_find(sh, hash, name, len);
 	if (n != NULL) {

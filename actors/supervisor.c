@@ -289,7 +289,7 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 	return err < 0 ? err : r;
 }
 
-static _Atomic(struct tra_def *) wraps;
+static _Atomic(struct tr__def *) wraps;
 
 /* Children with an init start from a copy whose init acknowledges. */
 static void
@@ -748,7 +748,7 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 		*needs_ack = false;
 		return tr_spawn_link(cx, c->sp.def, c->sp.arg, pid);
 	}
-	const struct tra_def *wd = tra_def_get(&wraps, c->sp.def, derive_wrap);
+	const struct tr__def *wd = tr__def_get(&wraps, c->sp.def, derive_wrap);
 	const tr_actor_def *w = wd != NULL ? &wd->def : NULL;
 	struct start_rec *rec = malloc(sizeof(*rec));
 	if (w == NULL || rec == NULL) {
@@ -1567,7 +1567,7 @@ tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 	return err;
 }
 
-/* The supervisor's answer to its start (tra_await_start). */
+/* The supervisor's answer to its start (tr__await_start). */
 static bool
 start_status(const tr_received *r, tr_err *status)
 {
@@ -1631,7 +1631,7 @@ tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 		boot_free(b);
 		goto out_inbox;
 	}
-	err = tra_await_start(ib, pid, start_status);
+	err = tr__await_start(ib, pid, start_status);
 	if (err == TR_OK && out != NULL) {
 		*out = pid;
 	}

@@ -8,11 +8,11 @@
 
 #define BUCKETS0 16u
 
-static struct tra_watched **
-slot(struct tra_watch *ws, tr_pid pid)
+static struct tr__watched **
+slot(struct tr__watch *ws, tr_pid pid)
 {
-	struct tra_watched **pp =
-		&ws->buckets[tra_mix64(pid.v) & (ws->nbuckets - 1)];
+	struct tr__watched **pp =
+		&ws->buckets[tr_pid_hash(pid) & (ws->nbuckets - 1)];
 
 	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
 		pp = &(*pp)->next;
@@ -22,21 +22,21 @@ slot(struct tra_watch *ws, tr_pid pid)
 
 /* Double the buckets when full; without memory the chains just grow. */
 static void
-maybe_grow(struct tra_watch *ws)
+maybe_grow(struct tr__watch *ws)
 {
 	if (ws->count + 1 <= ws->nbuckets) {
 		return;
 	}
 	size_t nb = ws->nbuckets * 2;
-	struct tra_watched **fresh = calloc(nb, sizeof(*fresh));
+	struct tr__watched **fresh = calloc(nb, sizeof(*fresh));
 	if (fresh == NULL) {
 		return;
 	}
 	for (size_t i = 0; i < ws->nbuckets; i++) {
-		struct tra_watched *e = ws->buckets[i];
+		struct tr__watched *e = ws->buckets[i];
 		while (e != NULL) {
-			struct tra_watched *next = e->next;
-			size_t b = tra_mix64(e->pid.v) & (nb - 1);
+			struct tr__watched *next = e->next;
+			size_t b = tr_pid_hash(e->pid) & (nb - 1);
 			e->next = fresh[b];
 			fresh[b] = e;
 			e = next;
@@ -48,21 +48,21 @@ maybe_grow(struct tra_watch *ws)
 }
 
 static tr_err
-send_watcher(struct tra_watch *ws, uint32_t type, tr_pid pid)
+send_watcher(struct tr__watch *ws, uint32_t type, tr_pid pid)
 {
 	return tr_runtime_send(ws->rt, ws->watcher, type, &pid, sizeof(pid));
 }
 
-struct tra_watched *
-tra_watch_find(struct tra_watch *ws, tr_pid pid)
+struct tr__watched *
+tr__watch_find(struct tr__watch *ws, tr_pid pid)
 {
 	return *slot(ws, pid);
 }
 
 tr_err
-tra_watch_get(struct tra_watch *ws, tr_pid pid, struct tra_watched **out)
+tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out)
 {
-	struct tra_watched **pp = slot(ws, pid);
+	struct tr__watched **pp = slot(ws, pid);
 
 	if (*pp != NULL) {
 		*out = *pp;
@@ -71,7 +71,7 @@ tra_watch_get(struct tra_watch *ws, tr_pid pid, struct tra_watched **out)
 	if (ws->watcher_gone) {
 		return TR_ECLOSED;
 	}
-	struct tra_watched *e = calloc(1, ws->ops->entry_size);
+	struct tr__watched *e = calloc(1, ws->ops->entry_size);
 	if (e == NULL) {
 		return TR_ENOMEM;
 	}
@@ -91,7 +91,7 @@ tra_watch_get(struct tra_watch *ws, tr_pid pid, struct tra_watched **out)
 }
 
 void
-tra_watch_idle(struct tra_watch *ws, struct tra_watched *e)
+tr__watch_idle(struct tr__watch *ws, struct tr__watched *e)
 {
 	if (e->monitored) {
 		/* The watcher drops the monitor and the entry. On failure the
@@ -101,9 +101,9 @@ tra_watch_idle(struct tra_watch *ws, struct tra_watched *e)
 }
 
 void
-tra_watch_free(struct tra_watch *ws, struct tra_watched *e)
+tr__watch_free(struct tr__watch *ws, struct tr__watched *e)
 {
-	struct tra_watched **pp = slot(ws, e->pid);
+	struct tr__watched **pp = slot(ws, e->pid);
 
 	*pp = e->next;
 	ws->count--;
@@ -111,7 +111,7 @@ tra_watch_free(struct tra_watch *ws, struct tra_watched *e)
 }
 
 void
-tra_watch_retry(struct tra_watch *ws, struct tra_watched *e)
+tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 {
 	/* If even this fails the entry stays, and what it holds with it. */
 	(void)send_watcher(ws, ws->ops->retry_type, e->pid);
@@ -120,7 +120,7 @@ tra_watch_retry(struct tra_watch *ws, struct tra_watched *e)
 /* ---- the watcher actor --------------------------------------------------- */
 
 static void
-release(struct tra_watch *ws)
+release(struct tr__watch *ws)
 {
 	/*
 	 * acq_rel: the release publishes this side's last writes, the
@@ -134,7 +134,7 @@ release(struct tra_watch *ws)
 }
 
 static void
-purge(struct tra_watch *ws, struct tra_watched *e)
+purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	e->dead = true;
 	e->monitored = false;
@@ -142,9 +142,9 @@ purge(struct tra_watch *ws, struct tra_watched *e)
 }
 
 static void
-on_sync(tr_ctx *cx, struct tra_watch *ws, tr_pid pid)
+on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 {
-	struct tra_watched *e = *slot(ws, pid);
+	struct tr__watched *e = *slot(ws, pid);
 
 	if (e == NULL || e->dead) {
 		return;
@@ -153,7 +153,7 @@ on_sync(tr_ctx *cx, struct tra_watch *ws, tr_pid pid)
 		if (e->monitored) {
 			(void)tr_demonitor(cx, e->ref);
 		}
-		tra_watch_free(ws, e);
+		tr__watch_free(ws, e);
 		return;
 	}
 	if (e->monitored) {
@@ -169,18 +169,18 @@ on_sync(tr_ctx *cx, struct tra_watch *ws, tr_pid pid)
 }
 
 int
-tra_watch_actor_init(tr_ctx *cx, void *state, void *arg)
+tr__watch_actor_init(tr_ctx *cx, void *state, void *arg)
 {
 	(void)cx;
-	*(struct tra_watch **)state = arg;
+	*(struct tr__watch **)state = arg;
 	return TR_OK;
 }
 
 void
-tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
+tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	struct tra_watch *ws = *(struct tra_watch **)state;
-	const struct tra_watch_ops *ops = ws->ops;
+	struct tr__watch *ws = *(struct tr__watch **)state;
+	const struct tr__watch_ops *ops = ws->ops;
 
 	if ((m->type == ops->sync_type ||
 	     (ops->retry_type != 0 && m->type == ops->retry_type)) &&
@@ -191,7 +191,7 @@ tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		if (m->type == ops->sync_type) {
 			on_sync(cx, ws, pid);
 		} else {
-			struct tra_watched *e = *slot(ws, pid);
+			struct tr__watched *e = *slot(ws, pid);
 			if (e != NULL && e->dead) {
 				ops->purge(ws, e);
 			}
@@ -201,7 +201,7 @@ tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		tr_down d;
 		memcpy(&d, m->data, sizeof(d));
 		pthread_mutex_lock(ws->mu);
-		struct tra_watched *e = *slot(ws, d.who);
+		struct tr__watched *e = *slot(ws, d.who);
 		if (e != NULL && e->monitored && e->ref.v == d.ref.v) {
 			purge(ws, e);
 		}
@@ -210,9 +210,9 @@ tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 }
 
 void
-tra_watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
+tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
-	struct tra_watch *ws = *(struct tra_watch **)state;
+	struct tr__watch *ws = *(struct tr__watch **)state;
 
 	(void)cx;
 	(void)reason;
@@ -228,8 +228,8 @@ tra_watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
 /* ---- init and destroy ---------------------------------------------------- */
 
 tr_err
-tra_watch_init(struct tra_watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
-	       const struct tra_watch_ops *ops)
+tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
+	       const struct tr__watch_ops *ops)
 {
 	ws->mu = mu;
 	ws->rt = rt;
@@ -253,7 +253,7 @@ tra_watch_init(struct tra_watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
 }
 
 void
-tra_watch_destroy(struct tra_watch *ws)
+tr__watch_destroy(struct tr__watch *ws)
 {
 	/* After a join the watcher is gone: this is a counted dead letter. */
 	(void)tr_runtime_stop_actor(ws->rt, ws->watcher, TR_EXIT_SHUTDOWN);
@@ -261,12 +261,12 @@ tra_watch_destroy(struct tra_watch *ws)
 }
 
 void
-tra_watch_fini(struct tra_watch *ws)
+tr__watch_fini(struct tr__watch *ws)
 {
 	for (size_t b = 0; b < ws->nbuckets; b++) {
-		struct tra_watched *e = ws->buckets[b];
+		struct tr__watched *e = ws->buckets[b];
 		while (e != NULL) {
-			struct tra_watched *next = e->next;
+			struct tr__watched *next = e->next;
 			ws->ops->free_entry(e);
 			e = next;
 		}

@@ -12,8 +12,8 @@
  * Protocol, which keeps every entry that holds something monitored, or
  * with a SYNC for its pid queued to the watcher:
  *   - a new entry is announced with a SYNC sent before it is inserted; if
- *     the send fails there is no entry (tra_watch_get fails);
- *   - when an entry's uses drop to zero the module calls tra_watch_idle,
+ *     the send fails there is no entry (tr__watch_get fails);
+ *   - when an entry's uses drop to zero the module calls tr__watch_idle,
  *     which sends a SYNC if the entry is monitored (an unmonitored one has
  *     its creation SYNC queued already);
  *   - on a SYNC the watcher frees an entry without uses (dropping its
@@ -35,8 +35,8 @@
 
 #include <troupe/troupe.h>
 
-struct tra_watched {
-	struct tra_watched *next; /* table chain */
+struct tr__watched {
+	struct tr__watched *next; /* table chain */
 	tr_pid pid;
 	tr_ref ref;     /* the watcher's monitor, when monitored */
 	bool monitored;
@@ -44,77 +44,77 @@ struct tra_watched {
 	size_t uses;    /* what the module counts as held; 0 = idle */
 };
 
-struct tra_watch;
+struct tr__watch;
 
-struct tra_watch_ops {
-	tr_actor_def def;    /* the watcher: TRA_WATCH_DEF("name") */
+struct tr__watch_ops {
+	tr_actor_def def;    /* the watcher: TR__WATCH_DEF("name") */
 	uint32_t sync_type;  /* message types the watcher is sent */
 	uint32_t retry_type; /* 0 when purge never defers */
-	size_t entry_size;   /* the module's record, tra_watched first */
+	size_t entry_size;   /* the module's record, tr__watched first */
 	/*
 	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
-	 * and tra_watch_free() it, or, out of memory, tra_watch_retry() and
+	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
 	 * return with @e kept.
 	 */
-	void (*purge)(struct tra_watch *ws, struct tra_watched *e);
+	void (*purge)(struct tr__watch *ws, struct tr__watched *e);
 	/* The last reference went: free the module (which calls fini). */
-	void (*free_owner)(struct tra_watch *ws);
-	/* From tra_watch_fini: free an entry and what it still holds. */
-	void (*free_entry)(struct tra_watched *e);
+	void (*free_owner)(struct tr__watch *ws);
+	/* From tr__watch_fini: free an entry and what it still holds. */
+	void (*free_entry)(struct tr__watched *e);
 };
 
-struct tra_watch {
+struct tr__watch {
 	pthread_mutex_t *mu;
 	tr_runtime *rt;
 	tr_pid watcher;
 	atomic_uint refs;  /* the module's creator and the watcher */
 	bool watcher_gone; /* under mu: no new entries */
-	struct tra_watched **buckets;
+	struct tr__watched **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t count;
-	const struct tra_watch_ops *ops;
+	const struct tr__watch_ops *ops;
 };
 
-/* The watcher actor's functions, for TRA_WATCH_DEF. */
-int tra_watch_actor_init(tr_ctx *cx, void *state, void *arg);
-void tra_watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m);
-void tra_watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
+/* The watcher actor's functions, for TR__WATCH_DEF. */
+int tr__watch_actor_init(tr_ctx *cx, void *state, void *arg);
+void tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m);
+void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
 
 /* The watcher's definition, named after its module. */
-#define TRA_WATCH_DEF(NAME)                                                   \
+#define TR__WATCH_DEF(NAME)                                                   \
 	{                                                                     \
 		.size = sizeof(tr_actor_def), .name = (NAME),                 \
-		.state_size = sizeof(struct tra_watch *),                     \
-		.init = tra_watch_actor_init,                                 \
-		.teardown = tra_watch_actor_teardown,                         \
-		.handle = tra_watch_actor_handle,                             \
+		.state_size = sizeof(struct tr__watch *),                     \
+		.init = tr__watch_actor_init,                                 \
+		.teardown = tr__watch_actor_teardown,                         \
+		.handle = tr__watch_actor_handle,                             \
 	}
 
 /*
  * Make the table and start the watcher (@mu is initialised). On an error
  * (TR_ENOMEM, or what spawning returned) nothing is left to undo here.
  */
-tr_err tra_watch_init(struct tra_watch *ws, tr_runtime *rt,
-		      pthread_mutex_t *mu, const struct tra_watch_ops *ops);
+tr_err tr__watch_init(struct tr__watch *ws, tr_runtime *rt,
+		      pthread_mutex_t *mu, const struct tr__watch_ops *ops);
 /* The module is destroyed: stop the watcher, drop the creator's share. */
-void tra_watch_destroy(struct tra_watch *ws);
+void tr__watch_destroy(struct tr__watch *ws);
 /* From ops->free_owner: free every entry left, and the table. */
-void tra_watch_fini(struct tra_watch *ws);
+void tr__watch_fini(struct tr__watch *ws);
 
 /* mu held. The entry of @pid, or NULL. */
-struct tra_watched *tra_watch_find(struct tra_watch *ws, tr_pid pid);
+struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
 /*
  * mu held. The entry of @pid, made (and announced) if there is none.
  * Return: TR_OK, TR_ECLOSED (the watcher is gone), TR_ENOMEM, or the
  * send's error.
  */
-tr_err tra_watch_get(struct tra_watch *ws, tr_pid pid,
-		     struct tra_watched **out);
+tr_err tr__watch_get(struct tr__watch *ws, tr_pid pid,
+		     struct tr__watched **out);
 /* mu held: @e's uses just dropped to zero. */
-void tra_watch_idle(struct tra_watch *ws, struct tra_watched *e);
+void tr__watch_idle(struct tr__watch *ws, struct tr__watched *e);
 /* mu held: take @e out of the table and free it. */
-void tra_watch_free(struct tra_watch *ws, struct tra_watched *e);
+void tr__watch_free(struct tr__watch *ws, struct tr__watched *e);
 /* mu held, from purge: call purge on @e again later, from the watcher. */
-void tra_watch_retry(struct tra_watch *ws, struct tra_watched *e);
+void tr__watch_retry(struct tr__watch *ws, struct tr__watched *e);
 
 #endif /* TR_ACTORS_WATCH_H */

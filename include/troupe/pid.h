@@ -53,6 +53,23 @@ tr_pid_is_none(tr_pid p)
 }
 
 /**
+ * tr_pid_hash() - A well-mixed 64-bit hash of @p, for hash tables keyed by
+ * pid (equal pids, equal hashes). Thread: any.
+ */
+static inline uint64_t
+tr_pid_hash(tr_pid p)
+{
+	uint64_t x = p.v; /* splitmix64's finaliser */
+
+	x ^= x >> 30;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64_C(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+/**
  * tr_pid_node() - Node part of a pid (0 for the local node).
  * Thread: any.
  */
