@@ -1313,13 +1313,16 @@ tr__actor_stop_all(tr_runtime *rt, bool overtake)
 						    memory_order_acquire);
 		struct tr__worker *w = tr__sched_current(rt);
 		tr_err err = TR_EINVAL;
-		if (pid != 0) {
-			err = overtake ? tr__actor_stop(rt, w, 0, pid, reason)
-				       : tr__send_sys(rt, w, 0, pid,
-						      TR__SYS_STOP, &reason,
-						      sizeof(reason));
+		if (pid == 0 ||
+		    (a->swept == pid && (a->swept_overtook || !overtake))) {
+			continue; /* free, or already sent this stop */
 		}
+		err = overtake ? tr__actor_stop(rt, w, 0, pid, reason)
+			       : tr__send_sys(rt, w, 0, pid, TR__SYS_STOP,
+					      &reason, sizeof(reason));
 		if (err == TR_OK) {
+			a->swept = pid;
+			a->swept_overtook = overtake;
 			sent++;
 		}
 	}

@@ -89,6 +89,14 @@ struct tr__actor {
 	uint64_t sched_ts;         /* ticks when made runnable; 0 = no sample */
 	uint64_t overtaken;        /* last pid stopped ahead of its queue */
 	uint32_t gen;              /* generation of the next spawn in this slot */
+	/*
+	 * The pid the runtime's stop already sent its STOP to, and whether
+	 * that stop overtook: a later sweep does not send that pid the same
+	 * stop again (a second queued STOP would end as a dead letter).
+	 * Touched only by the thread that stops the runtime.
+	 */
+	uint64_t swept;
+	bool swept_overtook;
 	uint32_t slot;             /* index in the table, fixed */
 	struct tr__actor *free_next;
 };

@@ -266,8 +266,10 @@ tr_runtime_join(tr_runtime *rt)
 	}
 	/*
 	 * Stop every actor, then keep stopping whatever is still alive (an
-	 * actor spawned while the first sweep ran, or one whose stop is still
-	 * behind a long queue) until none is left.
+	 * actor spawned while the first sweep ran) until none is left. A pid
+	 * that already has its STOP queued, behind a long queue or a long
+	 * turn, is not sent another (tr__actor_stop_all): it would end as a
+	 * dead letter.
 	 */
 	uint64_t overtake_at = tr__clock_ns() +
 			       (uint64_t)rt->cfg.stop_drain_ms * 1000000u;

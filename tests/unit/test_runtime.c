@@ -1337,9 +1337,75 @@ test_stop_racing_spawns_runs_init(void)
 	}
 }
 
+/* ---- a stop that waits behind a long turn is sent once ---- */
+
+static atomic_int slow_in, slow_release;
+
+static void
+slow_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+	atomic_store(&slow_in, 1);
+	uint64_t until = harness_now_ms() + FX_REPLY_MS;
+	while (atomic_load(&slow_release) == 0 && harness_now_ms() < until) {
+		harness_nap_us(200);
+	}
+}
+
+static const tr_actor_def slow_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "slow",
+	.handle = slow_handle,
+};
+
+static void *
+release_later(void *arg)
+{
+	(void)arg;
+	/* Long enough for the stop loop to sweep several times (it sweeps
+	 * every 50 ms); a shorter wait only makes the check weaker. */
+	harness_nap_us(400000);
+	atomic_store(&slow_release, 1);
+	return NULL;
+}
+
+/*
+ * The runtime's stop sweeps its actors again while any is alive; an actor
+ * whose STOP waits behind a long turn must not get a second STOP each
+ * sweep (each would end as a dead letter once it stopped).
+ */
+static void
+test_stop_sent_once_behind_long_turn(void)
+{
+	tr_runtime *rt;
+	tr_config cfg = tr_config_default();
+	pthread_t th;
+
+	atomic_store(&slow_in, 0);
+	atomic_store(&slow_release, 0);
+	cfg.workers = 1;
+	CHECK_OK(tr_runtime_create(&cfg, &rt));
+	CHECK_OK(tr_runtime_start(rt));
+	tr_pid p = spawn(rt, &slow_def, NULL);
+	CHECK_OK(tr_runtime_send(rt, p, 1, NULL, 0));
+	CHECK(WAIT_UNTIL(atomic_load(&slow_in) == 1, FX_REPLY_MS));
+	CHECK(pthread_create(&th, NULL, release_later, NULL) == 0);
+	tr_runtime_stop(rt);
+	CHECK_OK(tr_runtime_join(rt));
+	CHECK(pthread_join(th, NULL) == 0);
+	tr_metrics m = rt_metrics(rt);
+	CHECK_EQ_U64(m.dead_letters, 0);
+	check_final_metrics(rt);
+	tr_runtime_destroy(rt);
+}
+
 static const struct test_case tests[] = {
 	{ "runtime: error names and version", test_errors_and_version },
 	{ "runtime: config and lifecycle errors", test_config_and_lifecycle },
+	{ "runtime: a stop behind a long turn is sent once",
+	  test_stop_sent_once_behind_long_turn },
 	{ "runtime: actors spawned before start run after it",
 	  test_spawn_before_start },
 	{ "runtime: FIFO per sender-receiver pair under contention",
