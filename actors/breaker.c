@@ -121,7 +121,8 @@ should_trip(const tr_breaker *b)
 {
 	const tr_breaker_config *c = &b->cfg;
 
-	if (c->failure_threshold > 0 && b->consecutive >= c->failure_threshold) {
+	if (c->failure_threshold > 0 &&
+	    b->consecutive >= c->failure_threshold) {
 		return true;
 	}
 	if (c->window > 0 && b->win_n >= c->min_calls &&

@@ -29,8 +29,8 @@ typedef void (*tr__def_derive)(const tr_actor_def *user, tr_actor_def *out);
  * one earlier gets an entry of its own.
  * Thread: any. Return: the entry, or NULL without memory.
  */
-const struct tr__def *tr__def_get(_Atomic(struct tr__def *) *list,
-				  const tr_actor_def *user,
-				  tr__def_derive derive);
+const struct tr__def *
+tr__def_get(_Atomic(struct tr__def *) *list, const tr_actor_def *user,
+	    tr__def_derive derive);
 
 #endif /* TR_ACTORS_DEFS_H */

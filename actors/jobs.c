@@ -59,15 +59,15 @@
 #include <string.h>
 
 /* The runner's own messages (the header keeps 0x80 and up private). */
-#define MSG_SUBMIT (TR_MSG_JOBS_BASE + 0x80u)   /* uint64_t id */
-#define MSG_CANCEL (TR_MSG_JOBS_BASE + 0x81u)   /* uint64_t id */
-#define MSG_WATCH (TR_MSG_JOBS_BASE + 0x82u)    /* struct watch_wire */
-#define MSG_DONE (TR_MSG_JOBS_BASE + 0x83u)     /* struct done_wire + bytes */
+#define MSG_SUBMIT   (TR_MSG_JOBS_BASE + 0x80u) /* uint64_t id */
+#define MSG_CANCEL   (TR_MSG_JOBS_BASE + 0x81u) /* uint64_t id */
+#define MSG_WATCH    (TR_MSG_JOBS_BASE + 0x82u) /* struct watch_wire */
+#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x83u) /* struct done_wire + bytes */
 #define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x84u) /* struct progress_wire */
-#define MSG_TIMEOUT (TR_MSG_JOBS_BASE + 0x85u)  /* uint64_t id */
+#define MSG_TIMEOUT  (TR_MSG_JOBS_BASE + 0x85u) /* uint64_t id */
 
 #define DEFAULT_MAX_FINISHED 10000u
-#define TABLE_BUCKETS0 64u
+#define TABLE_BUCKETS0       64u
 
 /* Marks an event payload, so that parsing can reject other payloads. */
 #define EVENT_MAGIC 0x6A6F6265u /* "jobe" */
@@ -132,15 +132,15 @@ struct jhdr {
 	tr_pid self;
 	tr_job_info info;
 	void *payload;
-	bool finished;  /* tr_job_complete() or tr_job_fail() was called */
-	bool init_ran;  /* the user's init was called */
+	bool finished; /* tr_job_complete() or tr_job_fail() was called */
+	bool init_ran; /* the user's init was called */
 	char kind[TR_JOBS_KIND_MAX + 1];
 };
 
 /* The header rounded up, so that the user's state is aligned as any
  * allocation is. */
-#define HDR_SIZE                                                        \
-	((sizeof(struct jhdr) + alignof(max_align_t) - 1) /             \
+#define HDR_SIZE                                                               \
+	((sizeof(struct jhdr) + alignof(max_align_t) - 1) /                    \
 	 alignof(max_align_t) * alignof(max_align_t))
 
 /* The init argument of a job actor; freed by its init. */
@@ -244,14 +244,14 @@ struct watcher {
 struct kind;
 
 struct job {
-	struct job *hnext;  /* hash chain */
-	struct job *qnext;  /* kind queue, then finished FIFO */
-	struct job *qprev;  /* kind queue only */
+	struct job *hnext; /* hash chain */
+	struct job *qnext; /* kind queue, then finished FIFO */
+	struct job *qprev; /* kind queue only */
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
 	uint32_t progress;
-	uint32_t seq;       /* events sent */
+	uint32_t seq; /* events sent */
 	int32_t exit_reason;
 	tr_pid worker;
 	tr_pid first_watcher;
@@ -259,7 +259,7 @@ struct job {
 	tr_timer_id timer;
 	bool has_timer;
 	bool in_queue;
-	void *payload;      /* until the job starts */
+	void *payload; /* until the job starts */
 	size_t len;
 	void *result;
 	size_t result_len;
@@ -649,10 +649,10 @@ start(tr_ctx *cx, tr_jobs *j, struct kind *k, struct job *jb)
 		/* A timer that cannot be armed (no memory, the runtime
 		 * stopping) leaves the job without a limit rather than
 		 * failing a job that did nothing wrong. */
-		jb->has_timer = tr_send_after(cx, tr_self(cx), MSG_TIMEOUT,
-					      &jb->id, sizeof(jb->id),
-					      jb->timeout_ms, &jb->timer) ==
-				TR_OK;
+		jb->has_timer =
+			tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
+				      sizeof(jb->id), jb->timeout_ms,
+				      &jb->timer) == TR_OK;
 	}
 }
 
@@ -727,7 +727,8 @@ on_submit(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 	if (!tr_pid_is_none(jb->first_watcher)) {
 		/* Without memory the watcher misses the events; the job
 		 * itself is not affected. */
-		(void)watcher_add(&jb->watchers, jb->first_watcher, (tr_ref){ 0 });
+		(void)watcher_add(&jb->watchers, jb->first_watcher,
+				  (tr_ref){ 0 });
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
 	struct kind *k = jb->kind;
@@ -825,7 +826,8 @@ on_done(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 			d.ok = 0;
 			note_copy(d.note, "no memory for the result");
 		} else {
-			memcpy(result, (const unsigned char *)m->data + sizeof(d),
+			memcpy(result,
+			       (const unsigned char *)m->data + sizeof(d),
 			       rlen);
 		}
 	}
@@ -935,9 +937,10 @@ on_down(tr_ctx *cx, tr_jobs *j, const tr_msg *m)
 		    job_transition(j, jb, TR_JOB_FAILED)) {
 			/* It stopped without a result: a crash. */
 			jb->exit_reason = d.reason;
-			note_copy(jb->note, d.reason == TR_EXIT_INIT_FAILED
-						    ? "init failed"
-						    : "stopped without a result");
+			note_copy(jb->note,
+				  d.reason == TR_EXIT_INIT_FAILED
+					  ? "init failed"
+					  : "stopped without a result");
 			finish(cx, j, jb);
 		}
 		pump(cx, j, k);
@@ -1162,8 +1165,10 @@ tr_jobs_register(tr_jobs *j, const char *kind, const tr_actor_def *def,
 	    max_concurrency == 0) {
 		return TR_EINVAL;
 	}
-	const struct tr__def *jd = def->state_size > SIZE_MAX - HDR_SIZE
-		? NULL : tr__def_get(&jdefs, def, derive_job);
+	const struct tr__def *jd =
+		def->state_size > SIZE_MAX - HDR_SIZE
+			? NULL
+			: tr__def_get(&jdefs, def, derive_job);
 	if (jd == NULL) {
 		return TR_ENOMEM;
 	}

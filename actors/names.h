@@ -40,8 +40,8 @@ uint64_t tr__hash_name(const char *s, size_t len);
 /* Return: TR_OK, TR_ENOMEM, TR_ESYS. */
 tr_err tr__shard_init(struct tr__shard *sh, size_t nbuckets);
 /* Free the shard, calling @free_entry on each entry left. */
-void tr__shard_fini(struct tr__shard *sh,
-		    void (*free_entry)(struct tr__name *e));
+void
+tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__name *e));
 /* Under the shard's lock (either mode), or the module's writer mutex. */
 struct tr__name *tr__shard_find(const struct tr__shard *sh, uint64_t hash,
 				const char *name, size_t len);

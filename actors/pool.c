@@ -62,12 +62,12 @@
 #include <troupe/actors/supervisor.h>
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
-#define MSG_ROUTE (TR_MSG_POOL_BASE + 0x80u)    /* struct route_hdr + bytes */
-#define MSG_CTL (TR_MSG_POOL_BASE + 0x81u)      /* struct ctl_wire */
-#define MSG_GATHER (TR_MSG_POOL_BASE + 0x82u)   /* struct gather_hdr + bytes */
-#define MSG_TARGETS (TR_MSG_POOL_BASE + 0x83u)  /* struct targets_hdr + pids */
+#define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
+#define MSG_CTL      (TR_MSG_POOL_BASE + 0x81u) /* struct ctl_wire */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* struct gather_hdr + bytes */
+#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
-#define MSG_GRETRY (TR_MSG_POOL_BASE + 0x85u)   /* collector's resend */
+#define MSG_GRETRY   (TR_MSG_POOL_BASE + 0x85u) /* collector's resend */
 
 /*
  * Points per slot on the hash ring. With 160 (ketama's choice) the share
@@ -78,8 +78,8 @@
 #define RING_POINTS 160u
 
 /* Defaults of struct tr_pool_config (documented there). */
-#define DEFAULT_INTENSITY 10u
-#define DEFAULT_PERIOD_MS 10000u
+#define DEFAULT_INTENSITY   10u
+#define DEFAULT_PERIOD_MS   10000u
 #define DEFAULT_SHUTDOWN_MS 5000u
 #define DEFAULT_MAX_PENDING 10000u
 
@@ -87,7 +87,7 @@
  * again after 1 ms, then twice as long each time up to 100 ms, so a full
  * mailbox delays the result but never loses it. */
 #define RETRY_FIRST_MS 1u
-#define RETRY_MAX_MS 100u
+#define RETRY_MAX_MS   100u
 
 /* Marks a gather result, so that parsing can reject other payloads. */
 #define GATHER_MAGIC 0x67617472u /* "gatr" */
@@ -374,13 +374,16 @@ deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
 	tr_err err;
 
 	if (ref.v != 0) {
-		tr_msg req = { .type = type, .flags = TR_MSG_F_REQUEST,
-			       .from = from, .ref = ref, .data = data,
+		tr_msg req = { .type = type,
+			       .flags = TR_MSG_F_REQUEST,
+			       .from = from,
+			       .ref = ref,
+			       .data = data,
 			       .size = len };
 		err = tr_forward(cx, s->pid, &req);
 	} else {
-		err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid,
-					 type, data, len);
+		err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid, type,
+					 data, len);
 	}
 
 	if (err == TR_OK) {
@@ -394,7 +397,8 @@ static void
 hold(struct pool *p, struct slot *s, tr_pid from, tr_ref ref, uint32_t how,
      uint64_t key, uint32_t type, const void *data, size_t len)
 {
-	if (p->npending >= p->max_pending || len > SIZE_MAX - sizeof(struct pend)) {
+	if (p->npending >= p->max_pending ||
+	    len > SIZE_MAX - sizeof(struct pend)) {
 		p->dropped++;
 		return;
 	}
@@ -464,7 +468,8 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from, tr_ref ref,
 			if (!slot_live(cx, s)) {
 				continue;
 			}
-			if (tr_mailbox_len(tr_ctx_runtime(cx), s->pid, &q) < 0) {
+			if (tr_mailbox_len(tr_ctx_runtime(cx), s->pid, &q) <
+			    0) {
 				/* Stopped between the two calls. */
 				continue;
 			}
@@ -498,7 +503,8 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from, tr_ref ref,
 				p->rr = idx + 1;
 				return;
 			}
-			/* TR_EFULL or TR_ENOMEM: the next worker may take it. */
+			/* TR_EFULL or TR_ENOMEM: the next worker may take it.
+			 */
 		}
 	}
 	if (any_live) {
@@ -1004,8 +1010,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		for (uint32_t i = 0; i < k; i++) {
 			/* The collector is the sender: replies go to it. */
 			if (deliver(cx, p, picked[i], m->from, (tr_ref){ 0 },
-				    g.type, data,
-				    (size_t)g.len) == TR_OK) {
+				    g.type, data, (size_t)g.len) == TR_OK) {
 				pids[t.n++] = picked[i]->pid;
 			}
 		}
@@ -1232,10 +1237,10 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 	p->arg = cfg->arg;
 	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
 						       : cfg->strategy;
-	p->shutdown_ms = cfg->shutdown_ms != 0 ? cfg->shutdown_ms
-					       : DEFAULT_SHUTDOWN_MS;
-	p->max_pending = cfg->max_pending != 0 ? cfg->max_pending
-					       : DEFAULT_MAX_PENDING;
+	p->shutdown_ms =
+		cfg->shutdown_ms != 0 ? cfg->shutdown_ms : DEFAULT_SHUTDOWN_MS;
+	p->max_pending =
+		cfg->max_pending != 0 ? cfg->max_pending : DEFAULT_MAX_PENDING;
 	p->phase = P_BOOTING;
 	uint32_t n = cfg->workers;
 	tr_sup_flags flags = {
@@ -1247,8 +1252,8 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 						 : DEFAULT_PERIOD_MS,
 		.observer = p->self,
 	};
-	const struct tr__def *wd = tr__def_get(&wdefs, cfg->def,
-						 derive_measurable);
+	const struct tr__def *wd =
+		tr__def_get(&wdefs, cfg->def, derive_measurable);
 	p->wdef = wd != NULL ? &wd->def : NULL;
 	free(b);
 	tr_trap_exit(cx, true);
@@ -1259,7 +1264,7 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 	}
 	p->slots = calloc(n, sizeof(*p->slots));
 	tr_sup_child_spec *specs = calloc(n, sizeof(*specs));
-	char (*ids)[ID_LEN] = calloc(n, sizeof(*ids));
+	char(*ids)[ID_LEN] = calloc(n, sizeof(*ids));
 	if (p->wdef == NULL || p->slots == NULL || specs == NULL ||
 	    ids == NULL) {
 		goto err_free;
@@ -1547,7 +1552,8 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	}
 	if (t.status != TR_OK || t.n == 0) {
 		reps_free(c);
-		collector_finish(cx, c, t.status != TR_OK ? t.status : TR_ENOENT);
+		collector_finish(cx, c,
+				 t.status != TR_OK ? t.status : TR_ENOENT);
 		return;
 	}
 	c->targets = malloc((size_t)t.n * sizeof(tr_pid));
@@ -1844,7 +1850,8 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 	 * runtime that does not run it would never end (the idle probe says
 	 * TR_ESTATE without waiting).
 	 */
-	err = tr_runtime_on_worker(rt) ? TR_EINVAL : tr_runtime_wait_idle(rt, 0);
+	err = tr_runtime_on_worker(rt) ? TR_EINVAL
+				       : tr_runtime_wait_idle(rt, 0);
 	if (err == TR_ESTATE || err == TR_EINVAL) {
 		free(b);
 		return err;
@@ -1872,8 +1879,8 @@ out_inbox:
 
 /* The MSG_ROUTE payload: header, then the caller's bytes. */
 static tr_err
-route_make(tr_pool_strategy how, uint64_t key, uint32_t type,
-	   const void *data, size_t len, unsigned char **buf, size_t *size)
+route_make(tr_pool_strategy how, uint64_t key, uint32_t type, const void *data,
+	   size_t len, unsigned char **buf, size_t *size)
 {
 	struct route_hdr h = { .key = key, .how = (uint32_t)how, .type = type };
 
@@ -1923,9 +1930,8 @@ tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type, const void *data,
 }
 
 tr_err
-tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
-		 tr_pool_strategy how, uint64_t key, uint32_t type,
-		 const void *data, size_t len)
+tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool, tr_pool_strategy how,
+		 uint64_t key, uint32_t type, const void *data, size_t len)
 {
 	unsigned char *buf;
 	size_t size;
@@ -1953,8 +1959,8 @@ gather_make(tr_pid reply_to, tr_pid pool, const tr_pool_gather_req *req,
 	    req->timeout_ms == 0) {
 		return TR_EINVAL;
 	}
-	if (req->len > SIZE_MAX - sizeof(struct gather_arg) -
-			       sizeof(struct gather_hdr)) {
+	if (req->len >
+	    SIZE_MAX - sizeof(struct gather_arg) - sizeof(struct gather_hdr)) {
 		return TR_EMSGSIZE;
 	}
 	struct gather_arg *a = malloc(sizeof(*a) + req->len);
@@ -2165,8 +2171,9 @@ tr_pool_reply_worker(const void *data, size_t size, uint32_t i, tr_pid *out)
 	if (i >= rp.count) {
 		return TR_ENOENT;
 	}
-	memcpy(out, (const unsigned char *)data + sizeof(rp) +
-			    (size_t)i * sizeof(tr_pid),
+	memcpy(out,
+	       (const unsigned char *)data + sizeof(rp) +
+		       (size_t)i * sizeof(tr_pid),
 	       sizeof(*out));
 	return TR_OK;
 }

@@ -55,8 +55,8 @@
 #include <string.h>
 
 /* As in the registry: few enough to stay small, enough to spread readers. */
-#define NSHARDS 16u
-#define SHARD_BITS 4u
+#define NSHARDS        16u
+#define SHARD_BITS     4u
 #define SHARD_BUCKETS0 8u
 
 #define CACHE_LINE 64u
@@ -69,8 +69,8 @@ struct snap {
 
 struct topic {
 	struct tr__name key; /* first: the name table's entry */
-	struct snap *snap;  /* never NULL; swapped under the shard's wrlock */
-	char name[]; /* len bytes and a NUL */
+	struct snap *snap;   /* never NULL; swapped under the shard's wrlock */
+	char name[];         /* len bytes and a NUL */
 };
 
 struct member {
@@ -97,7 +97,7 @@ struct tr_pubsub {
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
 	struct tr__watch watch; /* the subscribers and their watcher */
-	tr_pubsub_stats st; /* writer-side fields only */
+	tr_pubsub_stats st;     /* writer-side fields only */
 };
 
 static tr_err
@@ -550,10 +550,9 @@ publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
 	tr_err err = TR_OK;
 	for (uint32_t i = 0; i < snap->n; i++) {
 		tr_pid to = snap->pids[i];
-		err = cx != NULL
-			      ? tr_send(cx, to, type, data, len)
-			      : tr_runtime_send_as(ps->rt, from, to, type, data,
-						   len);
+		err = cx != NULL ? tr_send(cx, to, type, data, len)
+				 : tr_runtime_send_as(ps->rt, from, to, type,
+						      data, len);
 		if (err == TR_OK) {
 			sent++;
 		} else if (err == TR_EINVAL || err == TR_EMSGSIZE) {
@@ -625,13 +624,13 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 	*out = ps->st;
 	pthread_mutex_unlock(&ps->wmu);
 	out->size = size;
-	out->published = atomic_load_explicit(&ps->pc.published,
-					      memory_order_relaxed);
-	out->unheard = atomic_load_explicit(&ps->pc.unheard,
-					    memory_order_relaxed);
-	out->delivered = atomic_load_explicit(&ps->pc.delivered,
-					      memory_order_relaxed);
-	out->failed = atomic_load_explicit(&ps->pc.failed,
-					   memory_order_relaxed);
+	out->published =
+		atomic_load_explicit(&ps->pc.published, memory_order_relaxed);
+	out->unheard =
+		atomic_load_explicit(&ps->pc.unheard, memory_order_relaxed);
+	out->delivered =
+		atomic_load_explicit(&ps->pc.delivered, memory_order_relaxed);
+	out->failed =
+		atomic_load_explicit(&ps->pc.failed, memory_order_relaxed);
 	return TR_OK;
 }

@@ -33,13 +33,13 @@
 
 /* The limiter's own messages. */
 #define MSG_RL_REQUEST (TR_MSG_RATELIMIT_BASE + 0x80u)
-#define MSG_RL_TICK (TR_MSG_RATELIMIT_BASE + 0x81u)
-#define MSG_RL_RETRY (TR_MSG_RATELIMIT_BASE + 0x82u)
+#define MSG_RL_TICK    (TR_MSG_RATELIMIT_BASE + 0x81u)
+#define MSG_RL_RETRY   (TR_MSG_RATELIMIT_BASE + 0x82u)
 
 #define UNITS_PER_TOKEN 1000000000u
 /* Credit never grows past this, far above any burst (2^32 tokens). */
 #define CREDIT_LIMIT (UINT64_MAX / 2)
-#define NS_PER_MS 1000000u
+#define NS_PER_MS    1000000u
 
 /* A refused reply is sent again after this long. */
 #define RETRY_MS 5u
@@ -86,7 +86,7 @@ struct limiter {
 	size_t cap;
 	size_t head;
 	size_t n;
-	uint64_t queued; /* tokens asked for by the queue */
+	uint64_t queued;   /* tokens asked for by the queue */
 	uint64_t tick_seq; /* the armed tick; older ticks are ignored */
 	bool tick_armed;
 	struct pending *retry; /* replies refused by a full mailbox */
@@ -221,8 +221,8 @@ retry_push(struct limiter *l, tr_pid to, uint32_t type,
 }
 
 static void
-reply(tr_ctx *cx, struct limiter *l, tr_pid to, uint32_t type,
-      uint64_t tag, int32_t status, uint32_t tokens, uint64_t wait_ms)
+reply(tr_ctx *cx, struct limiter *l, tr_pid to, uint32_t type, uint64_t tag,
+      int32_t status, uint32_t tokens, uint64_t wait_ms)
 {
 	tr_ratelimit_reply r = {
 		.tag = tag,
@@ -323,9 +323,9 @@ tick_arm(tr_ctx *cx, struct limiter *l, uint64_t ns)
 	}
 	/* Without a timer the queue would stall; on failure (the runtime is
 	 * stopping) teardown answers the waiters instead. */
-	l->tick_armed = tr_send_after(cx, tr_self(cx), MSG_RL_TICK,
-				      &l->tick_seq, sizeof(l->tick_seq), ms,
-				      NULL) == TR_OK;
+	l->tick_armed =
+		tr_send_after(cx, tr_self(cx), MSG_RL_TICK, &l->tick_seq,
+			      sizeof(l->tick_seq), ms, NULL) == TR_OK;
 }
 
 /* Grant every waiter whose tokens are there, then arm for the next. */
@@ -620,8 +620,8 @@ tr_ratelimit_acquire_as(tr_ratelimit *rl, tr_pid reply_to, uint32_t tokens,
 	if (err < 0) {
 		return err;
 	}
-	return tr_runtime_send_as(rl->rt, reply_to, rl->pid, MSG_RL_REQUEST,
-				  &q, sizeof(q));
+	return tr_runtime_send_as(rl->rt, reply_to, rl->pid, MSG_RL_REQUEST, &q,
+				  sizeof(q));
 }
 
 tr_err

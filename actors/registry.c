@@ -48,8 +48,8 @@
  * 16 shards: enough that lookups from a few dozen threads rarely meet on
  * one lock, few enough that a registry of a handful of names stays small.
  */
-#define NSHARDS 16u
-#define SHARD_BITS 4u
+#define NSHARDS        16u
+#define SHARD_BITS     4u
 #define SHARD_BUCKETS0 8u
 
 /* alignas on the struct members below puts each shard on its own lines. */
@@ -62,7 +62,7 @@ struct rname {
 	struct rname *hprev; /* holder's name list */
 	struct rname *hnext;
 	struct holder *holder;
-	tr_pid pid; /* == holder->pid; what a lookup reads */
+	tr_pid pid;  /* == holder->pid; what a lookup reads */
 	char name[]; /* len bytes and a NUL */
 };
 
@@ -451,8 +451,8 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 }
 
 tr_err
-tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name,
-		 uint32_t type, const void *data, size_t len)
+tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name, uint32_t type,
+		 const void *data, size_t len)
 {
 	tr_pid to;
 

@@ -54,8 +54,8 @@
 #include <time.h>
 
 /* The supervisor's own messages (see the header: 0x80 and up are private). */
-#define MSG_REQ (TR_MSG_SUP_BASE + 0x80u)   /* pointer to struct req */
-#define MSG_ACK (TR_MSG_SUP_BASE + 0x81u)   /* uint64_t start sequence */
+#define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
+#define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* uint64_t start sequence */
 #define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* uint64_t timer sequence */
 
 /* ------------------------------------------------------------------ */
@@ -85,9 +85,9 @@ struct conf {
 };
 
 static void conf_free(struct conf *c);
-static tr_err conf_copy(const tr_sup_flags *flags,
-			const tr_sup_child_spec *specs, size_t n,
-			unsigned depth, struct conf **out);
+static tr_err
+conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
+	  unsigned depth, struct conf **out);
 static tr_err conf_dup(const struct conf *src, struct conf **out);
 
 static void
@@ -404,8 +404,8 @@ struct boot {
 	struct conf *conf; /* owned */
 	tr_pid parent;     /* TR_PID_NONE for tr_sup_start() */
 	tr_pid reply_to;
-	tr_pid link_to;    /* tr_sup_start()'s inbox, linked until started */
-	uint64_t tag;      /* BOOT_REPLY: the caller's; BOOT_ACK: the seq */
+	tr_pid link_to; /* tr_sup_start()'s inbox, linked until started */
+	uint64_t tag;   /* BOOT_REPLY: the caller's; BOOT_ACK: the seq */
 	int kind;
 };
 
@@ -769,8 +769,8 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 static void
 started(tr_ctx *cx, struct sup *s, struct child *c)
 {
-	uint32_t kind = s->task == T_RESTART ? TR_SUP_EV_RESTARTED
-					     : TR_SUP_EV_STARTED;
+	uint32_t kind =
+		s->task == T_RESTART ? TR_SUP_EV_RESTARTED : TR_SUP_EV_STARTED;
 
 	emit(cx, s, kind, c, c->pid, 0, 0);
 	s->task_pid = c->pid;
@@ -900,8 +900,8 @@ after_terminated(struct sup *s, struct child *c)
 	}
 }
 
-static void terminate_done(tr_ctx *cx, struct sup *s, struct child *c,
-			   int32_t reason);
+static void
+terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason);
 
 /*
  * OTP's shutdown: monitor, unlink, exit signal, wait for the DOWN. The

@@ -38,10 +38,10 @@
 struct tr__watched {
 	struct tr__watched *next; /* table chain */
 	tr_pid pid;
-	tr_ref ref;     /* the watcher's monitor, when monitored */
+	tr_ref ref; /* the watcher's monitor, when monitored */
 	bool monitored;
-	bool dead;      /* its pid stopped: being purged */
-	size_t uses;    /* what the module counts as held; 0 = idle */
+	bool dead;   /* its pid stopped: being purged */
+	size_t uses; /* what the module counts as held; 0 = idle */
 };
 
 struct tr__watch;
@@ -81,21 +81,21 @@ void tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m);
 void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
 
 /* The watcher's definition, named after its module. */
-#define TR__WATCH_DEF(NAME)                                                   \
-	{                                                                     \
-		.size = sizeof(tr_actor_def), .name = (NAME),                 \
-		.state_size = sizeof(struct tr__watch *),                     \
-		.init = tr__watch_actor_init,                                 \
-		.teardown = tr__watch_actor_teardown,                         \
-		.handle = tr__watch_actor_handle,                             \
+#define TR__WATCH_DEF(NAME)                                                    \
+	{                                                                      \
+		.size = sizeof(tr_actor_def), .name = (NAME),                  \
+		.state_size = sizeof(struct tr__watch *),                      \
+		.init = tr__watch_actor_init,                                  \
+		.teardown = tr__watch_actor_teardown,                          \
+		.handle = tr__watch_actor_handle,                              \
 	}
 
 /*
  * Make the table and start the watcher (@mu is initialised). On an error
  * (TR_ENOMEM, or what spawning returned) nothing is left to undo here.
  */
-tr_err tr__watch_init(struct tr__watch *ws, tr_runtime *rt,
-		      pthread_mutex_t *mu, const struct tr__watch_ops *ops);
+tr_err tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
+		      const struct tr__watch_ops *ops);
 /* The module is destroyed: stop the watcher, drop the creator's share. */
 void tr__watch_destroy(struct tr__watch *ws);
 /* From ops->free_owner: free every entry left, and the table. */
@@ -108,8 +108,8 @@ struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
  * Return: TR_OK, TR_ECLOSED (the watcher is gone), TR_ENOMEM, or the
  * send's error.
  */
-tr_err tr__watch_get(struct tr__watch *ws, tr_pid pid,
-		     struct tr__watched **out);
+tr_err
+tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out);
 /* mu held: @e's uses just dropped to zero. */
 void tr__watch_idle(struct tr__watch *ws, struct tr__watched *e);
 /* mu held: take @e out of the table and free it. */

@@ -195,8 +195,9 @@ main(int argc, char **argv)
 	}
 	tr_received_fini(&r);
 	if (rep.rounds != rounds) {
-		fprintf(stderr, "ping reported %" PRIu64 " rounds, want %"
-			PRIu64 "\n", rep.rounds, rounds);
+		fprintf(stderr,
+			"ping reported %" PRIu64 " rounds, want %" PRIu64 "\n",
+			rep.rounds, rounds);
 		return 1;
 	}
 

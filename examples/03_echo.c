@@ -71,7 +71,8 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		uint16_t port;
 
 		memcpy(&port, m->data, sizeof(port));
-		if (tr_tcp_listen(cx, "0.0.0.0", port, &conn_def, NULL, NULL) < 0) {
+		if (tr_tcp_listen(cx, "0.0.0.0", port, &conn_def, NULL, NULL) <
+		    0) {
 			fprintf(stderr, "echo: cannot listen\n");
 			tr_runtime_stop(tr_ctx_runtime(cx));
 		}

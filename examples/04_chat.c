@@ -123,10 +123,10 @@ enum {
 	RATE_WINDOW_MS = 1000,   /* --rate counts lines per this window */
 	BACKLOG_MAX = 64 * 1024, /* input a session keeps while it waits */
 	SAY_WINDOW = 8,          /* lines a session may have at its room */
-	FLUSH_MS = 10,           /* a room writes out what was said this often */
-	OUT_MAX = 64 * 1024,     /* ... or at once when this much is pending */
-	ANNOUNCE_MAX = 100,      /* rooms up to this size announce each change */
-	SUMMARY_MS = 1000,       /* bigger rooms sum changes up this often */
+	FLUSH_MS = 10,       /* a room writes out what was said this often */
+	OUT_MAX = 64 * 1024, /* ... or at once when this much is pending */
+	ANNOUNCE_MAX = 100,  /* rooms up to this size announce each change */
+	SUMMARY_MS = 1000,   /* bigger rooms sum changes up this often */
 	DEFAULT_PORT = 7001,
 	DEFAULT_RATE = 50,
 	DEFAULT_STOP_MS = 5000,
@@ -192,8 +192,8 @@ struct room_status {
  * runtime starts any thread; actors only read them.
  */
 static struct {
-	unsigned rate;    /* lines per RATE_WINDOW_MS; 0: no limit */
-	unsigned workers; /* 0: one per core */
+	unsigned rate;     /* lines per RATE_WINDOW_MS; 0: no limit */
+	unsigned workers;  /* 0: one per core */
 	unsigned flush_ms; /* how long a room gathers a batch; 0: none */
 	uint64_t stop_ms;
 	uint16_t port;
@@ -332,11 +332,11 @@ struct room {
 	uint64_t joins_seen;
 	char *out; /* the batch: what everyone gets at the next flush */
 	size_t out_len, out_cap;
-	bool is_flush_armed;   /* a MSG_FLUSH is on its way */
-	bool is_summary_armed; /* a MSG_SUMMARY is on its way */
-	bool is_stopping;      /* the server stops: say nothing more */
+	bool is_flush_armed;            /* a MSG_FLUSH is on its way */
+	bool is_summary_armed;          /* a MSG_SUMMARY is on its way */
+	bool is_stopping;               /* the server stops: say nothing more */
 	unsigned joined, left, renamed; /* not yet in a summary */
-	uint32_t queue_peak;   /* longest queue seen, for /stats */
+	uint32_t queue_peak;            /* longest queue seen, for /stats */
 };
 
 static struct member *
@@ -469,9 +469,9 @@ room_note_change(tr_ctx *cx, struct room *r, unsigned *counter)
 	}
 	(*counter)++;
 	if (!r->is_summary_armed) {
-		r->is_summary_armed = tr_send_after(cx, tr_self(cx),
-						    MSG_SUMMARY, NULL, 0,
-						    SUMMARY_MS, NULL) == TR_OK;
+		r->is_summary_armed =
+			tr_send_after(cx, tr_self(cx), MSG_SUMMARY, NULL, 0,
+				      SUMMARY_MS, NULL) == TR_OK;
 	}
 }
 
@@ -806,8 +806,8 @@ struct directory {
 	struct room_entry *rooms;
 	size_t n_rooms, cap_rooms;
 	unsigned next_guest;
-	bool is_stopping;    /* MSG_SHUTDOWN came: no new names or rooms */
-	bool has_told_gone;  /* MSG_ALL_GONE sent */
+	bool is_stopping;     /* MSG_SHUTDOWN came: no new names or rooms */
+	bool has_told_gone;   /* MSG_ALL_GONE sent */
 	tr_pid stop_reply_to; /* main's inbox */
 };
 
@@ -911,8 +911,8 @@ dir_hello(tr_ctx *cx, struct directory *d, tr_pid session)
 		snprintf(n.name, sizeof(n.name), "guest%u", ++d->next_guest);
 	} while (dir_user_by_nick(d, n.name) != NULL);
 
-	struct user *grown = grow(d->users, &d->cap_users, d->n_users,
-				  sizeof(*grown));
+	struct user *grown =
+		grow(d->users, &d->cap_users, d->n_users, sizeof(*grown));
 	if (grown == NULL) {
 		/* Out of memory: refuse the client (its connection closes). */
 		(void)tr_stop(cx, session, TR_EXIT_ERROR);
@@ -979,7 +979,8 @@ dir_join(tr_ctx *cx, struct directory *d, struct join_msg *j)
 		d->rooms = grown;
 		e = &d->rooms[d->n_rooms];
 		memset(e, 0, sizeof(*e));
-		if (tr_spawn_monitor(cx, &room_def, NULL, &e->pid, &e->ref) < 0) {
+		if (tr_spawn_monitor(cx, &room_def, NULL, &e->pid, &e->ref) <
+		    0) {
 			goto err_reply;
 		}
 		memcpy(e->name, j->room, sizeof(e->name));
@@ -1257,9 +1258,9 @@ session_open_window(tr_ctx *cx, struct session *s)
 	s->has_warned = false;
 	/* If the timer cannot be armed (the runtime is stopping) the window
 	 * stays closed and the line is let through. */
-	s->is_window_open = tr_send_after(cx, tr_self(cx), MSG_RATE_WINDOW_END,
-					  NULL, 0, RATE_WINDOW_MS,
-					  NULL) == TR_OK;
+	s->is_window_open =
+		tr_send_after(cx, tr_self(cx), MSG_RATE_WINDOW_END, NULL, 0,
+			      RATE_WINDOW_MS, NULL) == TR_OK;
 }
 
 static void
@@ -1513,8 +1514,8 @@ session_pump(tr_ctx *cx, struct session *s)
 {
 	size_t off = 0;
 
-	while (off < s->backlog_len && !session_is_held(s) &&
-	       !s->is_closing && !s->is_quitting) {
+	while (off < s->backlog_len && !session_is_held(s) && !s->is_closing &&
+	       !s->is_quitting) {
 		const char *line = s->backlog + off;
 		const char *nl = memchr(line, '\n', s->backlog_len - off);
 		size_t len = (size_t)(nl - line);
@@ -1739,7 +1740,8 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 		memcpy(&port, m->data, sizeof(port));
 		/* The listener is ours: it closes when this actor stops. */
-		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL, NULL) < 0) {
+		if (tr_tcp_listen(cx, "0.0.0.0", port, &session_def, NULL,
+				  NULL) < 0) {
 			fprintf(stderr, "chat: cannot listen\n");
 			listen_failed = true;
 			tr_runtime_stop(tr_ctx_runtime(cx));
@@ -1781,9 +1783,10 @@ now_ms(void)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: example-chat [--rate LINES_PER_SEC] "
-			"[--workers N] [--flush-ms MS] [--stop-timeout SECONDS] "
-			"[port]\n");
+	fprintf(stderr,
+		"usage: example-chat [--rate LINES_PER_SEC] "
+		"[--workers N] [--flush-ms MS] [--stop-timeout SECONDS] "
+		"[port]\n");
 	exit(2);
 }
 

@@ -65,7 +65,7 @@
 /* Agents calling the slow tool, and how long one call sleeps. With the
  * default 4 blocking threads, 8 agents keep the pool busy with a queue. */
 #define N_AGENTS 8
-#define TOOL_MS 20
+#define TOOL_MS  20
 /* The sink's mailbox holds at most this many events. */
 #define SINK_BOUND 256
 /* The sink sends one credit per this many events handled. */
@@ -76,22 +76,22 @@
 /* main ticks the firehose every TICK_MS; each tick offers BURST events,
  * far more than the sink's mailbox holds. The backlog never exceeds
  * BACKLOG_MAX: beyond it events are shed (counted and dropped). */
-#define TICK_MS 100
-#define BURST 2000
+#define TICK_MS     100
+#define BURST       2000
 #define BACKLOG_MAX 20000
 
 enum {
-	MSG_GO = 1,   /* main -> driver: start the waves */
-	MSG_WAVE,     /* down the tree; payload struct wave */
-	MSG_RESULT,   /* up the tree; payload struct result */
-	MSG_REPLACED, /* watcher -> node: payload struct replaced */
-	MSG_DRAIN,    /* main -> driver, agents, firehose: finish up */
-	MSG_DRAINED,  /* driver -> main's inbox: payload struct drain_report */
-	MSG_START,    /* main -> agent */
+	MSG_GO = 1,    /* main -> driver: start the waves */
+	MSG_WAVE,      /* down the tree; payload struct wave */
+	MSG_RESULT,    /* up the tree; payload struct result */
+	MSG_REPLACED,  /* watcher -> node: payload struct replaced */
+	MSG_DRAIN,     /* main -> driver, agents, firehose: finish up */
+	MSG_DRAINED,   /* driver -> main's inbox: payload struct drain_report */
+	MSG_START,     /* main -> agent */
 	MSG_TOOL_DONE, /* tr_blocking reply: pointer to struct tool_result */
-	MSG_TICK,     /* main -> firehose */
-	MSG_EVENT,    /* firehose -> sink; payload uint64_t sequence number */
-	MSG_CREDIT,   /* sink -> firehose */
+	MSG_TICK,      /* main -> firehose */
+	MSG_EVENT,     /* firehose -> sink; payload uint64_t sequence number */
+	MSG_CREDIT,    /* sink -> firehose */
 };
 
 struct wave {
@@ -723,7 +723,7 @@ slow_tool(void *arg)
 }
 
 struct agent {
-	struct tool_req req;   /* lent to the tool until the reply */
+	struct tool_req req; /* lent to the tool until the reply */
 	uint64_t called_ns;
 	bool is_draining;
 	struct tool_result *last; /* the latest result, kept */
@@ -1028,13 +1028,13 @@ build_tree(tr_runtime *rt, size_t n_leaves, struct tree *t)
 			struct node_spec *spec = &t->spec[t->n_nodes++];
 			size_t first = j * FANOUT;
 
-			spec->nchild = (uint32_t)(ncur - first < FANOUT ?
-							  ncur - first :
-							  FANOUT);
+			spec->nchild =
+				(uint32_t)(ncur - first < FANOUT ? ncur - first
+								 : FANOUT);
 			memcpy(spec->child, &cur[first],
 			       spec->nchild * sizeof(tr_pid));
-			tr_err err = tr_runtime_spawn(rt, &node_def, spec,
-						      &next[j]);
+			tr_err err =
+				tr_runtime_spawn(rt, &node_def, spec, &next[j]);
 			if (err < 0) {
 				die("spawning a node", err);
 			}
@@ -1121,8 +1121,7 @@ progress(struct run *r, double t, uint64_t *last_handled, double *last_t)
 	char a[16], b[16], c[16];
 
 	snapshot(r->rt, &m);
-	double rate = (double)(m.msgs_handled - *last_handled) /
-		      (t - *last_t);
+	double rate = (double)(m.msgs_handled - *last_handled) / (t - *last_t);
 	*last_handled = m.msgs_handled;
 	*last_t = t;
 	printf("[%4.1fs] %s msg/s | alive %" PRIu64 " | waves %" PRIu64
@@ -1180,10 +1179,10 @@ setup(struct run *r)
 	dargs = (struct driver_args){ .root = r->tree.root,
 				      .expect = r->tree.n_leaves };
 	static tr_pid sink_pid;
-	if ((err = tr_runtime_spawn(r->rt, &watcher_def, &wargs,
-				    &watcher)) < 0 ||
-	    (err = tr_runtime_spawn(r->rt, &driver_def, &dargs,
-				    &r->driver)) < 0 ||
+	if ((err = tr_runtime_spawn(r->rt, &watcher_def, &wargs, &watcher)) <
+		    0 ||
+	    (err = tr_runtime_spawn(r->rt, &driver_def, &dargs, &r->driver)) <
+		    0 ||
 	    (err = tr_runtime_spawn(r->rt, &sink_def, NULL, &sink)) < 0) {
 		die("tr_runtime_spawn", err);
 	}
@@ -1314,14 +1313,15 @@ print_summary(const struct run *r)
 
 	printf("\nsummary: %.1f s of load on %u worker%s\n", r->load_s,
 	       fin->workers, fin->workers == 1 ? "" : "s");
-	printf("  messages   %" PRIu64 " handled, %s msg/s; dead letters: %"
-	       PRIu64 " lost with crashed leaves, %" PRIu64 " at shutdown\n",
+	printf("  messages   %" PRIu64
+	       " handled, %s msg/s; dead letters: %" PRIu64
+	       " lost with crashed leaves, %" PRIu64 " at shutdown\n",
 	       handled, si((double)handled / r->load_s, a, sizeof(a)),
 	       r->idle.dead_letters, fin->dead_letters - r->idle.dead_letters);
 	printf("  waves      %" PRIu64 " through %zu actors, %" PRIu64
 	       " with a wrong sum; latency avg %s, max %s\n",
-	       r->rep.completed, r->tree.n_leaves + r->tree.n_nodes,
-	       r->rep.bad, dur(r->rep.lat_avg_ns, a, sizeof(a)),
+	       r->rep.completed, r->tree.n_leaves + r->tree.n_nodes, r->rep.bad,
+	       dur(r->rep.lat_avg_ns, a, sizeof(a)),
 	       dur(r->rep.lat_max_ns, b, sizeof(b)));
 	printf("  failures   %" PRIu64 " leaves crashed, %" PRIu64
 	       " restarted by the watcher, %" PRIu64 " waves re-sent, %" PRIu64
@@ -1340,8 +1340,8 @@ print_summary(const struct run *r)
 	       get(&stats.events_offered), get(&stats.events_sent),
 	       get(&stats.events_refused), get(&stats.events_shed),
 	       get(&stats.events_dropped));
-	printf("  scheduler  delay p50 %s p99 %s (%" PRIu64 " samples); %"
-	       PRIu64 " steals, %" PRIu64 " parks, %" PRIu64
+	printf("  scheduler  delay p50 %s p99 %s (%" PRIu64
+	       " samples); %" PRIu64 " steals, %" PRIu64 " parks, %" PRIu64
 	       " slow handlers\n",
 	       dur(fin->sched_delay_p50_ns, a, sizeof(a)),
 	       dur(fin->sched_delay_p99_ns, b, sizeof(b)),
@@ -1418,8 +1418,8 @@ check(const struct run *r)
 	       " replied, none pending at idle",
 	       started, tools);
 	expect(fin->mailbox_full == refused,
-	       "mailbox_full %" PRIu64 " == TR_EFULL seen by the firehose %"
-	       PRIu64,
+	       "mailbox_full %" PRIu64
+	       " == TR_EFULL seen by the firehose %" PRIu64,
 	       fin->mailbox_full, refused);
 	expect(offered == sent + shed + dropped && sent == handled,
 	       "events: offered %" PRIu64 " == accepted + shed + dropped, "
@@ -1443,8 +1443,8 @@ main(int argc, char **argv)
 	printf("%" PRIu64 " actors: a tree of %zu leaves and %zu nodes "
 	       "(fan-out %d), a watcher, a driver, %d agents, a firehose "
 	       "and a sink\n",
-	       r.ready.actors_spawned, r.tree.n_leaves, r.tree.n_nodes,
-	       FANOUT, N_AGENTS);
+	       r.ready.actors_spawned, r.tree.n_leaves, r.tree.n_nodes, FANOUT,
+	       N_AGENTS);
 	printf("load: %d waves in flight, leaves crash 1 in %u, tools sleep "
 	       "%d ms, %d events per %d ms into a %d-slot mailbox\n",
 	       WINDOW, CRASH_ONE_IN, TOOL_MS, BURST, TICK_MS, SINK_BOUND);

@@ -95,7 +95,7 @@ stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
 	}
 }
 
-#define STAT(rt, w, field, n)                                                 \
+#define STAT(rt, w, field, n)                                                  \
 	stat_inc((rt), (w), offsetof(struct tr__stats, field), (n))
 
 static struct tr__msg_cache *
@@ -230,7 +230,7 @@ static void dead_letter(tr_runtime *rt, struct tr__worker *w,
 
 tr_err
 tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
-	 uint32_t type, const void *data, size_t len)
+	     uint32_t type, const void *data, size_t len)
 {
 	struct tr__msg *msg = tr__msg_alloc(cache_of(w), len);
 
@@ -264,9 +264,8 @@ tr__msg_new(struct tr__worker *w, size_t len)
 }
 
 tr_err
-tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
-	       uint64_t to, uint32_t type, struct tr__msg *msg,
-	       tr_free_fn release)
+tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	       uint32_t type, struct tr__msg *msg, tr_free_fn release)
 {
 	msg->m.type = type;
 	msg->m.from.v = from;
@@ -330,8 +329,8 @@ check_user_send(tr_runtime *rt, uint64_t to, uint32_t type, size_t len)
 }
 
 tr_err
-tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from,
-	      uint64_t to, uint32_t type, const void *data, size_t len)
+tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	      uint32_t type, const void *data, size_t len)
 {
 	tr_err err = check_user_send(rt, to, type, len);
 
@@ -358,9 +357,9 @@ tr__send_copy(tr_runtime *rt, struct tr__worker *w, uint64_t from,
 }
 
 tr_err
-tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
-	     uint64_t to, uint32_t type, void *ptr, size_t len,
-	     tr_free_fn free_fn, bool bounded)
+tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	     uint32_t type, void *ptr, size_t len, tr_free_fn free_fn,
+	     bool bounded)
 {
 	/* Runtime-internal sends (unbounded) may use the reserved types. */
 	tr_err err = bounded ? check_user_send(rt, to, type, 0)
@@ -402,22 +401,24 @@ dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 	STAT(rt, w, dead, 1);
 	if ((msg->m.flags & TR_MSG_F_REQUEST) && msg->m.from.v != 0) {
 		/* A request nobody took: its outcome is a failure. */
-		struct sys_down d = { .ref = msg->m.ref.v, .who = msg->to,
+		struct sys_down d = { .ref = msg->m.ref.v,
+				      .who = msg->to,
 				      .reason = TR_EXIT_NOPROC };
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN,
 				   &d, sizeof(d));
 	} else if (msg->m.type == TR__SYS_LINK) {
-		struct sys_exit e = { .from = msg->to, .reason = TR_EXIT_NOPROC,
+		struct sys_exit e = { .from = msg->to,
+				      .reason = TR_EXIT_NOPROC,
 				      .link_ended = true };
-		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT, &e,
-			       sizeof(e));
+		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT,
+				   &e, sizeof(e));
 	} else if (msg->m.type == TR__SYS_MONITOR) {
 		struct sys_down d;
 		memcpy(&d.ref, msg->m.data, sizeof(d.ref));
 		d.who = msg->to;
 		d.reason = TR_EXIT_NOPROC;
-		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN, &d,
-			       sizeof(d));
+		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN,
+				   &d, sizeof(d));
 	}
 	if (free_node) {
 		tr__msg_discard(cache_of(w), msg);
@@ -481,9 +482,9 @@ err_link:
 }
 
 static tr_err note_io(tr_runtime *rt, struct tr__actor *a);
-static tr_err spawn_one(tr_runtime *rt, struct tr__worker *w,
-			const tr_actor_def *def, void *arg,
-			const struct tr__spawn_opts *o, tr_pid *out);
+static tr_err
+spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
+	  void *arg, const struct tr__spawn_opts *o, tr_pid *out);
 
 tr_err
 tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
@@ -589,7 +590,8 @@ spawn_one(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
 	if (init != NULL) {
 		init->m.type = TR__SYS_INIT;
 		init->m.flags = 0;
-		init->m.from.v = (w != NULL && w->cx.a != NULL) ? w->cx.self : 0;
+		init->m.from.v =
+			(w != NULL && w->cx.a != NULL) ? w->cx.self : 0;
 		init->m.data = arg;
 		init->m.size = arg_len;
 		init->free_fn = NULL;
@@ -742,19 +744,20 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	int32_t seen = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
 	if (a->ext != NULL) {
 		struct tr__actor_ext *x = a->ext;
-		struct sys_exit e = { .from = self, .reason = seen,
+		struct sys_exit e = { .from = self,
+				      .reason = seen,
 				      .link_ended = true };
 
 		for (uint32_t i = 0; i < x->links.n; i++) {
 			(void)tr__send_sys(rt, w, self, x->links.v[i].pid,
-				       TR__SYS_EXIT, &e, sizeof(e));
+					   TR__SYS_EXIT, &e, sizeof(e));
 		}
 		for (uint32_t i = 0; i < x->watchers.n; i++) {
 			struct sys_down d = { .ref = x->watchers.v[i].ref,
 					      .who = self,
 					      .reason = seen };
 			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
-				       TR__SYS_DOWN, &d, sizeof(d));
+					   TR__SYS_DOWN, &d, sizeof(d));
 		}
 		if (x->io_gone != NULL) {
 			/* Its child processes and sockets end with it. */
@@ -765,7 +768,8 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 		for (uint32_t i = 0; i < x->monitors.n; i++) {
 			uint64_t ref = x->monitors.v[i].ref;
 			(void)tr__send_sys(rt, w, self, x->monitors.v[i].pid,
-				       TR__SYS_DEMONITOR, &ref, sizeof(ref));
+					   TR__SYS_DEMONITOR, &ref,
+					   sizeof(ref));
 		}
 		/* Likewise its open requests: a target that holds one need
 		 * not keep a watch for a requester that is gone. */
@@ -837,8 +841,7 @@ request_failed(struct tr__worker *w, struct tr__actor *a, uint64_t ref,
  * armed a successor) ends there, so ticks never multiply.
  */
 static void
-requests_due(struct tr__worker *w, struct tr__actor *a,
-	     uint64_t for_deadline)
+requests_due(struct tr__worker *w, struct tr__actor *a, uint64_t for_deadline)
 {
 	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
 	struct tr__reqtab *t = a->ext != NULL ? &a->ext->reqs : NULL;
@@ -912,7 +915,8 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	case TR__SYS_INIT: {
 		a->flags &= ~TR__A_INIT_PENDING;
 		ctx_enter(w, a, NULL);
-		int r = a->def->init(&w->cx, a->state, (void *)(uintptr_t)msg->m.data);
+		int r = a->def->init(&w->cx, a->state,
+				     (void *)(uintptr_t)msg->m.data);
 		if (r < 0) {
 			terminate(w, a, TR_EXIT_INIT_FAILED);
 		} else if (w->cx.stop_requested) {
@@ -1021,7 +1025,8 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			break; /* demonitored: never delivered */
 		}
 		set_remove_at(&a->ext->monitors, i);
-		tr_down down = { .ref = { d.ref }, .who = { d.who },
+		tr_down down = { .ref = { d.ref },
+				 .who = { d.who },
 				 .reason = d.reason };
 		tr_msg m = { .type = TR_MSG_DOWN,
 			     .from = { d.who },
@@ -1033,7 +1038,8 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	case TR__SYS_REQ_TICK: {
 		uint64_t for_deadline = 0;
 		if (msg->m.size == sizeof(for_deadline)) {
-			memcpy(&for_deadline, msg->m.data, sizeof(for_deadline));
+			memcpy(&for_deadline, msg->m.data,
+			       sizeof(for_deadline));
 		}
 		requests_due(w, a, for_deadline);
 		break;
@@ -1051,8 +1057,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
  * Returns false when the message was consumed here.
  */
 static bool
-take_request_msg(struct tr__worker *w, struct tr__actor *a,
-		 struct tr__msg *msg)
+take_request_msg(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 {
 	if (msg->m.flags & TR_MSG_F_REPLY) {
 		if (req_take(a, msg->m.ref.v)) {
@@ -1120,8 +1125,8 @@ take_stop(struct tr__worker *w, struct tr__actor *a)
 		return;
 	}
 	a->overtaken = pid;
-	terminate(w, a, atomic_load_explicit(&a->stop_why,
-					     memory_order_relaxed));
+	terminate(w, a,
+		  atomic_load_explicit(&a->stop_why, memory_order_relaxed));
 }
 
 static void
@@ -1141,8 +1146,8 @@ static void
 requeue_muted(struct tr__worker *w, struct tr__actor *r)
 {
 	/* seq_cst: see unmute_all() and mute(). */
-	struct tr__actor *m = atomic_exchange_explicit(&r->muted, NULL,
-						       memory_order_seq_cst);
+	struct tr__actor *m =
+		atomic_exchange_explicit(&r->muted, NULL, memory_order_seq_cst);
 	while (m != NULL) {
 		struct tr__actor *next =
 			(struct tr__actor *)(void *)m->qlink.next;
@@ -1176,8 +1181,8 @@ unmute_all(struct tr__worker *w, struct tr__actor *r)
 static bool
 mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 {
-	if (r == a || !atomic_load_explicit(&r->overloaded,
-					    memory_order_relaxed)) {
+	if (r == a ||
+	    !atomic_load_explicit(&r->overloaded, memory_order_relaxed)) {
 		return false;
 	}
 	/* release: pairs with the acquire in tr__actor_run when requeued. */
@@ -1186,9 +1191,9 @@ mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 		atomic_load_explicit(&r->muted, memory_order_relaxed);
 	do {
 		a->qlink.next = (ck_stack_entry_t *)(void *)head;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&r->muted, &head, a, memory_order_seq_cst,
-		memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(&r->muted, &head, a,
+							memory_order_seq_cst,
+							memory_order_relaxed));
 	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst)) {
 		/* r caught up meanwhile: its unmute may have missed us. */
 		requeue_muted(w, r);
@@ -1267,7 +1272,8 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	w->cx.mute_on = NULL;
 	bool exhausted = n == rt->batch;
 	if (exhausted) {
-		if (!atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
+		if (!atomic_load_explicit(&a->overloaded,
+					  memory_order_relaxed)) {
 			atomic_store_explicit(&a->overloaded, 1,
 					      memory_order_relaxed);
 		}
@@ -1288,7 +1294,8 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 uint64_t
 tr__actor_stop_all(tr_runtime *rt, bool overtake)
 {
-	uint32_t n = atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
+	uint32_t n =
+		atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
 	uint64_t sent = 0;
 	int32_t reason = TR_EXIT_SHUTDOWN;
 
@@ -1309,8 +1316,8 @@ tr__actor_stop_all(tr_runtime *rt, bool overtake)
 		 * sees the new actor's fields, its init-pending flag
 		 * included.
 		 */
-		uint64_t pid = atomic_load_explicit(&a->pid,
-						    memory_order_acquire);
+		uint64_t pid =
+			atomic_load_explicit(&a->pid, memory_order_acquire);
 		struct tr__worker *w = tr__sched_current(rt);
 		tr_err err = TR_EINVAL;
 		if (pid == 0 ||
@@ -1332,7 +1339,8 @@ tr__actor_stop_all(tr_runtime *rt, bool overtake)
 void
 tr__actor_table_fini(tr_runtime *rt)
 {
-	uint32_t n = atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
+	uint32_t n =
+		atomic_load_explicit(&rt->next_fresh, memory_order_relaxed);
 	uint32_t nchunks = (n + TR__CHUNK_SLOTS - 1) >> TR__CHUNK_BITS;
 
 	if (nchunks > TR__MAX_CHUNKS) {
@@ -1521,8 +1529,8 @@ tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
 }
 
 tr_err
-tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from,
-	       uint64_t to, int32_t reason)
+tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	       int32_t reason)
 {
 	/*
 	 * The stop is queued first: that schedules the actor, and it is the
@@ -1555,7 +1563,7 @@ tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
 	}
 	struct sys_exit e = { .from = cx->self, .reason = reason };
 	return tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_EXIT, &e,
-			sizeof(e));
+			    sizeof(e));
 }
 
 tr_err
@@ -1575,8 +1583,8 @@ tr_link(tr_ctx *cx, tr_pid other)
 			return err;
 		}
 	}
-	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_LINK, NULL,
-			0);
+	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_LINK,
+			    NULL, 0);
 }
 
 tr_err
@@ -1595,7 +1603,7 @@ tr_unlink(tr_ctx *cx, tr_pid other)
 		return TR_OK;
 	}
 	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_UNLINK,
-			NULL, 0);
+			    NULL, 0);
 }
 
 void
@@ -1627,8 +1635,8 @@ tr_monitor(tr_ctx *cx, tr_pid who, tr_ref *out)
 	if (err < 0) {
 		return err;
 	}
-	err = tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_MONITOR, &ref,
-		       sizeof(ref));
+	err = tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_MONITOR,
+			   &ref, sizeof(ref));
 	if (err < 0) {
 		set_remove_at(&x->monitors, (int)x->monitors.n - 1);
 		return err;
@@ -1656,7 +1664,7 @@ tr_demonitor(tr_ctx *cx, tr_ref mref)
 	uint64_t target = cx->a->ext->monitors.v[i].pid;
 	set_remove_at(&cx->a->ext->monitors, i);
 	(void)tr__send_sys(cx->rt, cx->w, cx->self, target, TR__SYS_DEMONITOR,
-		       &ref, sizeof(ref));
+			   &ref, sizeof(ref));
 	return TR_OK;
 }
 
@@ -1691,7 +1699,8 @@ tr__ctx_check(const tr_ctx *cx, const char *fn)
 			   fn);
 	} else if (cx->a == NULL) {
 		tr__misuse("%s() with a tr_ctx whose turn is over (kept after "
-			   "its handler returned)", fn);
+			   "its handler returned)",
+			   fn);
 	}
 }
 
@@ -1705,7 +1714,8 @@ tr_err
 tr_blocking(tr_ctx *cx, tr_blocking_fn fn, void *arg, uint32_t reply_type,
 	    tr_free_fn free_fn)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || fn == NULL || reply_type >= TR_MSG_SYSTEM_BASE) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || fn == NULL ||
+	    reply_type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {

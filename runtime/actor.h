@@ -31,19 +31,19 @@ struct tr__worker;
 struct tr__actor_ext;
 
 /* Internal message types (all at or above TR_MSG_SYSTEM_BASE). */
-#define TR__SYS_BASE 0xFFFFFF00u
-#define TR__SYS_INIT (TR__SYS_BASE + 1)
-#define TR__SYS_STOP (TR__SYS_BASE + 2)
-#define TR__SYS_EXIT (TR__SYS_BASE + 3)
-#define TR__SYS_LINK (TR__SYS_BASE + 4)
-#define TR__SYS_UNLINK (TR__SYS_BASE + 5)
-#define TR__SYS_MONITOR (TR__SYS_BASE + 6)
+#define TR__SYS_BASE      0xFFFFFF00u
+#define TR__SYS_INIT      (TR__SYS_BASE + 1)
+#define TR__SYS_STOP      (TR__SYS_BASE + 2)
+#define TR__SYS_EXIT      (TR__SYS_BASE + 3)
+#define TR__SYS_LINK      (TR__SYS_BASE + 4)
+#define TR__SYS_UNLINK    (TR__SYS_BASE + 5)
+#define TR__SYS_MONITOR   (TR__SYS_BASE + 6)
 #define TR__SYS_DEMONITOR (TR__SYS_BASE + 7)
-#define TR__SYS_DOWN (TR__SYS_BASE + 8)
-#define TR__SYS_REQ_TICK (TR__SYS_BASE + 9) /* a request deadline is due */
+#define TR__SYS_DOWN      (TR__SYS_BASE + 8)
+#define TR__SYS_REQ_TICK  (TR__SYS_BASE + 9) /* a request deadline is due */
 
 /* Runner-owned flag bits. */
-#define TR__A_TRAP_EXIT 0x1u
+#define TR__A_TRAP_EXIT    0x1u
 #define TR__A_INIT_PENDING 0x2u /* has an init that has not run yet */
 /* An inbox's actor: its table of open requests is the inbox's, kept under
  * the inbox's mutex (runtime/inbox.c), and its state is the inbox's. */
@@ -52,14 +52,15 @@ struct tr__actor_ext;
 struct tr__actor {
 	/* Touched by senders. */
 	struct tr__mailbox mb;
-	_Atomic uint64_t pid;    /* current pid value; 0 while the slot is free */
+	_Atomic uint64_t pid; /* current pid value; 0 while the slot is free */
 	/*
 	 * A stop that overtakes the mailbox (tr__actor_stop): the pid it is
 	 * for, and its reason. The runner checks it before each message.
 	 */
 	_Atomic uint64_t stop_for;
 	_Atomic int32_t stop_why;
-	_Atomic uint32_t bound;  /* mailbox bound of the current actor, 0 = none */
+	_Atomic uint32_t
+		bound; /* mailbox bound of the current actor, 0 = none */
 	_Atomic uint32_t mb_len; /* messages counted against the bound */
 	ck_stack_entry_t qlink;  /* link in the inject stack */
 	/*
@@ -88,7 +89,7 @@ struct tr__actor {
 	struct tr__actor_ext *ext; /* links and monitors, made on first use */
 	uint64_t sched_ts;         /* ticks when made runnable; 0 = no sample */
 	uint64_t overtaken;        /* last pid stopped ahead of its queue */
-	uint32_t gen;              /* generation of the next spawn in this slot */
+	uint32_t gen; /* generation of the next spawn in this slot */
 	/*
 	 * The pid the runtime's stop already sent its STOP to, and whether
 	 * that stop overtook: a later sweep does not send that pid the same
@@ -97,7 +98,7 @@ struct tr__actor {
 	 */
 	uint64_t swept;
 	bool swept_overtook;
-	uint32_t slot;             /* index in the table, fixed */
+	uint32_t slot; /* index in the table, fixed */
 	struct tr__actor *free_next;
 };
 
@@ -110,7 +111,8 @@ struct tr_ctx {
 	bool ptr_taken;
 	bool stop_requested;
 	int32_t stop_reason;
-	struct tr__actor *mute_on; /* an overloaded receiver sent to this turn */
+	struct tr__actor
+		*mute_on; /* an overloaded receiver sent to this turn */
 	/* Not NULL: the context of a thread that is not a worker, which
 	 * acts as the inbox's actor (tr_inbox_ctx). w and msg are NULL. */
 	struct tr_inbox *inbox;
@@ -191,23 +193,23 @@ tr_err tr__send_ptr(tr_runtime *rt, struct tr__worker *w, uint64_t from,
  * payload is freed, on every path, and must not free the bytes.
  */
 struct tr__msg *tr__msg_new(struct tr__worker *w, size_t len);
-tr_err tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from,
-		      uint64_t to, uint32_t type, struct tr__msg *msg,
-		      tr_free_fn release);
+tr_err
+tr__send_built(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
+	       uint32_t type, struct tr__msg *msg, tr_free_fn release);
 
 /* Options of tr__spawn beyond the public ones. */
-#define TR__SPAWN_LINK 0x1u    /* link the new actor with opts.parent */
+#define TR__SPAWN_LINK    0x1u /* link the new actor with opts.parent */
 #define TR__SPAWN_MONITOR 0x2u /* opts.parent monitors the new actor */
 /* The new actor owns I/O (an accepted connection): see tr__actor_note_io. */
 #define TR__SPAWN_OWNS_IO 0x4u
-#define TR__SPAWN_INBOX 0x8u /* sets TR__A_INBOX */
+#define TR__SPAWN_INBOX   0x8u /* sets TR__A_INBOX */
 
 struct tr__spawn_opts {
 	const void *state_init; /* copied into the new state if not NULL */
 	size_t state_init_len;
-	tr_ctx *parent;         /* the spawning actor, for link/monitor */
+	tr_ctx *parent; /* the spawning actor, for link/monitor */
 	unsigned flags;
-	uint64_t *ref_out;      /* the monitor reference (TR__SPAWN_MONITOR) */
+	uint64_t *ref_out; /* the monitor reference (TR__SPAWN_MONITOR) */
 };
 
 /*
@@ -215,9 +217,8 @@ struct tr__spawn_opts {
  * Erlang's spawn_link/spawn_monitor), so even an init that fails at once
  * is seen. @opts may be NULL.
  */
-tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w,
-		 const tr_actor_def *def, void *arg,
-		 const struct tr__spawn_opts *opts, tr_pid *out);
+tr_err tr__spawn(tr_runtime *rt, struct tr__worker *w, const tr_actor_def *def,
+		 void *arg, const struct tr__spawn_opts *opts, tr_pid *out);
 
 /*
  * The calling actor owns I/O resources to release when it stops. Call it

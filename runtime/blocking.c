@@ -74,7 +74,8 @@ pool_main(void *p)
 		pthread_mutex_unlock(&b->mu);
 
 		void *result = j->fn(j->arg);
-		/* Not bounded: the reply to a call the actor made always fits. */
+		/* Not bounded: the reply to a call the actor made always fits.
+		 */
 		(void)tr__send_ptr(pa.rt, NULL, j->to, j->to, j->type, result,
 				   0, j->free_fn, false);
 		tr__free(j, sizeof(*j));

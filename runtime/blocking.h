@@ -29,9 +29,8 @@ struct tr__blocking {
 
 tr_err tr__blocking_init(struct tr__blocking *b, unsigned nthreads);
 tr_err tr__blocking_start(struct tr__blocking *b, tr_runtime *rt);
-tr_err tr__blocking_submit(struct tr__blocking *b, tr_blocking_fn fn,
-			   void *arg, uint64_t to, uint32_t type,
-			   tr_free_fn free_fn);
+tr_err tr__blocking_submit(struct tr__blocking *b, tr_blocking_fn fn, void *arg,
+			   uint64_t to, uint32_t type, tr_free_fn free_fn);
 /* Stop the threads once the queue is empty and join them. */
 void tr__blocking_shutdown(struct tr__blocking *b);
 void tr__blocking_fini(struct tr__blocking *b);

@@ -10,8 +10,8 @@ tr_strerror(int err)
 	switch (err) {
 	case TR_OK:
 		return "ok";
-#define X(name, val, str)                                                     \
-	case TR_##name:                                                       \
+#define X(name, val, str)                                                      \
+	case TR_##name:                                                        \
 		return str;
 		TR_ERR_MAP(X)
 #undef X
@@ -26,8 +26,8 @@ tr_err_name(int err)
 	switch (err) {
 	case TR_OK:
 		return "TR_OK";
-#define X(name, val, str)                                                     \
-	case TR_##name:                                                       \
+#define X(name, val, str)                                                      \
+	case TR_##name:                                                        \
 		return "TR_" #name;
 		TR_ERR_MAP(X)
 #undef X

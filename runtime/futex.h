@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 /* @timeout_ns 0 waits without a time limit. */
-void tr__futex_wait(_Atomic uint32_t *word, uint32_t expect,
-		    uint64_t timeout_ns);
+void
+tr__futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t timeout_ns);
 void tr__futex_wake(_Atomic uint32_t *word);
 
 #endif /* TR_RUNTIME_FUTEX_H */

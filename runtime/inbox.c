@@ -102,7 +102,8 @@ inbox_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct item *it = tr__alloc(sizeof(*it));
 
 	if (it == NULL) {
-		return; /* handled and lost: counted as handled, nothing leaks */
+		return; /* handled and lost: counted as handled, nothing leaks
+			 */
 	}
 	memset(it, 0, sizeof(*it));
 	it->r.type = m->type;
@@ -286,8 +287,8 @@ take_locked(struct tr_inbox *ib, uint64_t ref)
 	struct item *prev = NULL;
 
 	for (struct item *it = ib->head; it != NULL; prev = it, it = it->next) {
-		if (ref != 0 && (it->r.ref.v != ref ||
-				 !(it->r.flags & TR_MSG_F_REPLY))) {
+		if (ref != 0 &&
+		    (it->r.ref.v != ref || !(it->r.flags & TR_MSG_F_REPLY))) {
 			continue;
 		}
 		if (prev != NULL) {
@@ -316,9 +317,10 @@ recv(tr_inbox *ib, uint64_t ref, int64_t timeout_ms, tr_received *out)
 	}
 	/* Deadlines on the monotonic clock (the condition variable's): a
 	 * wall-clock jump must not stretch or cut a receive timeout. */
-	uint64_t until = timeout_ms > 0
-				 ? tr__clock_ns() + (uint64_t)timeout_ms * 1000000u
-				 : 0;
+	uint64_t until =
+		timeout_ms > 0
+			? tr__clock_ns() + (uint64_t)timeout_ms * 1000000u
+			: 0;
 	struct item *it;
 
 	pthread_mutex_lock(&ib->mu);

@@ -9,33 +9,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define tr__likely(x) __builtin_expect(!!(x), 1)
+#define tr__likely(x)   __builtin_expect(!!(x), 1)
 #define tr__unlikely(x) __builtin_expect(!!(x), 0)
 
-#define tr__container_of(ptr, type, member)                                   \
+#define tr__container_of(ptr, type, member)                                    \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Broken internal invariant: always fatal, in every build. */
-#define tr__panic(...)                                                        \
-	do {                                                                  \
-		fprintf(stderr, "troupe: panic at %s:%d: ", __FILE__,         \
-			__LINE__);                                            \
-		fprintf(stderr, __VA_ARGS__);                                 \
-		fputc('\n', stderr);                                          \
-		abort();                                                      \
+#define tr__panic(...)                                                         \
+	do {                                                                   \
+		fprintf(stderr, "troupe: panic at %s:%d: ", __FILE__,          \
+			__LINE__);                                             \
+		fprintf(stderr, __VA_ARGS__);                                  \
+		fputc('\n', stderr);                                           \
+		abort();                                                       \
 	} while (0)
 
 #ifdef NDEBUG
-#define tr__assert(x)                                                         \
-	do {                                                                  \
-		(void)sizeof(x);                                              \
+#define tr__assert(x)                                                          \
+	do {                                                                   \
+		(void)sizeof(x);                                               \
 	} while (0)
 #else
-#define tr__assert(x)                                                         \
-	do {                                                                  \
-		if (tr__unlikely(!(x))) {                                     \
-			tr__panic("assertion failed: %s", #x);                \
-		}                                                             \
+#define tr__assert(x)                                                          \
+	do {                                                                   \
+		if (tr__unlikely(!(x))) {                                      \
+			tr__panic("assertion failed: %s", #x);                 \
+		}                                                              \
 	} while (0)
 #endif
 
@@ -46,16 +46,16 @@
  * function documents.
  */
 #ifdef NDEBUG
-#define tr__misuse(...)                                                       \
-	do {                                                                  \
+#define tr__misuse(...)                                                        \
+	do {                                                                   \
 	} while (0)
 #else
-#define tr__misuse(...)                                                       \
-	do {                                                                  \
-		fprintf(stderr, "troupe: misuse: ");                          \
-		fprintf(stderr, __VA_ARGS__);                                 \
-		fputc('\n', stderr);                                          \
-		abort();                                                      \
+#define tr__misuse(...)                                                        \
+	do {                                                                   \
+		fprintf(stderr, "troupe: misuse: ");                           \
+		fprintf(stderr, __VA_ARGS__);                                  \
+		fputc('\n', stderr);                                           \
+		abort();                                                       \
 	} while (0)
 #endif
 

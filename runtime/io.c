@@ -26,8 +26,8 @@ tr_err
 tr_resolve(tr_ctx *cx, const char *host, const char *service,
 	   uint32_t reply_type)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || host == NULL || host[0] == '\0' ||
-	    reply_type >= TR_MSG_SYSTEM_BASE) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || host == NULL ||
+	    host[0] == '\0' || reply_type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
 	}
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {

@@ -139,13 +139,13 @@ struct tr__io {
 	void *tcps;              /* listeners and connections (io_tcp.c) */
 	_Atomic bool closed;     /* stop command sent: no more commands */
 	/* Who runs the loop: see "Who runs a loop" below. */
-	bool shared;             /* workers poll it too */
-	_Atomic uint32_t drive;  /* DRIVE_*: who holds the loop now */
-	_Atomic uint32_t hands;  /* +1 at each worker's take and give */
-	_Atomic uint32_t want;   /* worker index + 1 asking for the loop */
-	_Atomic uint32_t watch;  /* WATCH_*: the loop thread's futex word */
+	bool shared;                /* workers poll it too */
+	_Atomic uint32_t drive;     /* DRIVE_*: who holds the loop now */
+	_Atomic uint32_t hands;     /* +1 at each worker's take and give */
+	_Atomic uint32_t want;      /* worker index + 1 asking for the loop */
+	_Atomic uint32_t watch;     /* WATCH_*: the loop thread's futex word */
 	_Atomic uint64_t takeovers; /* by this loop's thread (metrics) */
-	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
+	uv_signal_t sig[2];         /* SIGINT, SIGTERM once asked for */
 	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
 	bool sig_on;
 	uint64_t sig_to;
@@ -398,8 +398,8 @@ drain_io(struct tr__io *io)
 
 	while (rev != NULL) {
 		ck_stack_entry_t *next = rev->next;
-		struct tr__io_op *op = tr__container_of(rev, struct tr__io_op,
-						       link);
+		struct tr__io_op *op =
+			tr__container_of(rev, struct tr__io_op, link);
 		op->run(io, op);
 		rev = next;
 	}
@@ -473,7 +473,7 @@ after_poll(uv_check_t *h)
  */
 enum { DRIVE_FREE, DRIVE_WORKER, DRIVE_THREAD };
 enum { WATCH_TIMED, WATCH_IDLE };
-#define WATCH_NS 1000000u
+#define WATCH_NS          1000000u
 #define WATCH_IDLE_CHECKS 4u
 
 /*
@@ -527,8 +527,7 @@ thread_take(struct tr__io *io)
 static void
 thread_watch(struct tr__io *io)
 {
-	uint32_t seen =
-		atomic_load_explicit(&io->hands, memory_order_relaxed);
+	uint32_t seen = atomic_load_explicit(&io->hands, memory_order_relaxed);
 	unsigned still = 0;
 
 	for (;;) {
@@ -541,10 +540,10 @@ thread_watch(struct tr__io *io)
 			continue;
 		}
 		tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS);
-		uint32_t d = atomic_load_explicit(&io->drive,
-						  memory_order_seq_cst);
-		uint32_t h = atomic_load_explicit(&io->hands,
-						  memory_order_relaxed);
+		uint32_t d =
+			atomic_load_explicit(&io->drive, memory_order_seq_cst);
+		uint32_t h =
+			atomic_load_explicit(&io->hands, memory_order_relaxed);
 		if (h != seen) {
 			/* A worker took or gave the loop: it is polled. */
 			seen = h;
@@ -672,8 +671,7 @@ group_len(const struct tr__io *io)
 }
 
 tr_err
-tr__io_create(tr_runtime *rt, unsigned loops, bool shared,
-	      struct tr__io **out)
+tr__io_create(tr_runtime *rt, unsigned loops, bool shared, struct tr__io **out)
 {
 	struct tr__io **group;
 
@@ -826,8 +824,8 @@ tr__io_timer_id(struct tr__io *io)
 
 tr_err
 tr__io_timer_add(struct tr__io *io, uint64_t id, uint64_t owner, uint64_t to,
-		 uint32_t type, const void *data, size_t len,
-		 uint64_t delay_ms, uint64_t period_ms)
+		 uint32_t type, const void *data, size_t len, uint64_t delay_ms,
+		 uint64_t period_ms)
 {
 	io = tr__io_pick(io, id);
 	struct cmd *c = tr__calloc(sizeof(*c));
@@ -972,7 +970,8 @@ tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
 	    void *arg)
 {
 	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
-		return TR_ECLOSED; /* after the stop: e.g. DATA freed at destroy */
+		return TR_ECLOSED; /* after the stop: e.g. DATA freed at destroy
+				    */
 	}
 	struct cmd *c = tr__calloc(sizeof(*c));
 
@@ -1038,8 +1037,7 @@ gone_put(struct tr__io_gone *g)
 {
 	/* acq_rel: the last one to finish sees every other loop's run
 	 * complete before it frees the block. */
-	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) ==
-	    1) {
+	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) == 1) {
 		tr__free(g, gone_size(g->n));
 	}
 }
@@ -1164,9 +1162,9 @@ tr__io_drive_ask(struct tr__io *io, unsigned worker)
 		    DRIVE_THREAD ||
 	    atomic_load_explicit(&io->closed, memory_order_relaxed) ||
 	    want != 0 ||
-	    !atomic_compare_exchange_strong_explicit(
-		    &io->want, &none, me, memory_order_seq_cst,
-		    memory_order_relaxed)) {
+	    !atomic_compare_exchange_strong_explicit(&io->want, &none, me,
+						     memory_order_seq_cst,
+						     memory_order_relaxed)) {
 		return false;
 	}
 	/*

@@ -42,8 +42,8 @@ struct tr__io_op {
  * Make @loops loops (0 means 1; no thread yet); *out is the first. With
  * @shared, idle workers poll them too (not the process loop).
  */
-tr_err tr__io_create(tr_runtime *rt, unsigned loops, bool shared,
-		     struct tr__io **out);
+tr_err
+tr__io_create(tr_runtime *rt, unsigned loops, bool shared, struct tr__io **out);
 /* Start every loop's thread. */
 tr_err tr__io_start(struct tr__io *io);
 /*
@@ -120,8 +120,8 @@ struct tr__io_gone *tr__io_gone_prepare(struct tr__io *io);
 /* Free one that was never used (the actor never ran). */
 void tr__io_gone_discard(struct tr__io_gone *g);
 /* Any thread: @owner stopped; consumes @g. Cannot fail. */
-void tr__io_owner_gone(struct tr__io *io, uint64_t owner,
-		       struct tr__io_gone *g);
+void
+tr__io_owner_gone(struct tr__io *io, uint64_t owner, struct tr__io_gone *g);
 
 /* Times a loop's thread took it over from idle workers, over every loop. */
 uint64_t tr__io_takeovers(struct tr__io *io);

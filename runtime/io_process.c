@@ -65,15 +65,15 @@ struct proc {
 	_Atomic uint32_t refs;
 	_Atomic bool resume_posted;
 	struct tr__io_op resume; /* posted by line_release */
-	int open_reads;    /* output pipes not yet done (end of file) */
+	int open_reads;          /* output pipes not yet done (end of file) */
 	bool out_open, err_open; /* which of them */
-	int open_handles;  /* handles whose close callback has not run */
-	bool reading;      /* both output pipes started (not paused) */
+	int open_handles;        /* handles whose close callback has not run */
+	bool reading;            /* both output pipes started (not paused) */
 	bool exited;
 	bool spawned;
-	bool finished;     /* EXIT sent, handles closing */
-	bool owner_gone;   /* nobody reads the output any more */
-	bool cut;          /* at exit, stop waiting for end of file */
+	bool finished;   /* EXIT sent, handles closing */
+	bool owner_gone; /* nobody reads the output any more */
+	bool cut;        /* at exit, stop waiting for end of file */
 	/* stdin writes gathered in this pass of the loop (flush_stdin). */
 	struct write_req *gq_head, *gq_tail;
 	int64_t status;
@@ -101,8 +101,8 @@ struct write_req {
 	uv_write_t req;
 	uint64_t id;
 	size_t len;
-	size_t off;               /* bytes the pipe took at once */
-	struct write_req *gnext;  /* in the record's gathered writes */
+	size_t off;              /* bytes the pipe took at once */
+	struct write_req *gnext; /* in the record's gathered writes */
 	char data[];
 };
 
@@ -150,8 +150,7 @@ static void
 unref(struct proc *p)
 {
 	/* acq_rel: the last holder sees every other holder's use done. */
-	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) ==
-	    1) {
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
 		tr__free(p, sizeof(*p));
 	}
 }
@@ -218,9 +217,9 @@ line_release(void *data)
 	struct line_hdr *l = tr__container_of(data, struct line_hdr, pub);
 	struct proc *p = l->p;
 	int64_t c = line_charge(l->pub.len);
-	int64_t left = atomic_fetch_sub_explicit(&p->unread, c,
-						 memory_order_relaxed) -
-		       c;
+	int64_t left =
+		atomic_fetch_sub_explicit(&p->unread, c, memory_order_relaxed) -
+		c;
 
 	if (left <= TR_PROCESS_READ_LOW && left + c > TR_PROCESS_READ_LOW &&
 	    !atomic_exchange_explicit(&p->resume_posted, true,
@@ -244,8 +243,8 @@ send_line(struct proc *p, uint32_t type, const char *text, size_t len)
 	if (p->owner_gone) {
 		return;
 	}
-	struct tr__msg *msg = tr__msg_new(NULL, sizeof(struct line_hdr) +
-							len + 1);
+	struct tr__msg *msg =
+		tr__msg_new(NULL, sizeof(struct line_hdr) + len + 1);
 	if (msg == NULL) {
 		return; /* out of memory: the line is lost */
 	}
@@ -359,7 +358,8 @@ feed(struct proc *p, struct linebuf *lb, uint32_t type, const char *data,
 {
 	for (size_t i = 0; i < n; i++) {
 		if (data[i] == '\n') {
-			send_line(p, type, lb->buf != NULL ? lb->buf : "", lb->len);
+			send_line(p, type, lb->buf != NULL ? lb->buf : "",
+				  lb->len);
 			lb->len = 0;
 			continue;
 		}
@@ -402,9 +402,9 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		maybe_finish(p);
 		return;
 	}
-	if (p->reading && atomic_load_explicit(&p->unread,
-					       memory_order_relaxed) >
-				  TR_PROCESS_READ_HIGH) {
+	if (p->reading &&
+	    atomic_load_explicit(&p->unread, memory_order_relaxed) >
+		    TR_PROCESS_READ_HIGH) {
 		read_both(p, false);
 	}
 }
@@ -770,13 +770,15 @@ tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 		return TR_ECLOSED;
 	}
 	const char *const default_args[2] = { opts->file, NULL };
-	const char *const *args = opts->args != NULL ? opts->args : default_args;
+	const char *const *args =
+		opts->args != NULL ? opts->args : default_args;
 	size_t text = strlen(opts->file) + 1 +
 		      (opts->cwd != NULL ? strlen(opts->cwd) + 1 : 0);
 	size_t nargs = strv_len(args, &text);
 	size_t nenv = strv_len(opts->env, &text);
 	size_t nslots = nargs + 1 + (opts->env != NULL ? nenv + 1 : 0);
-	size_t bytes = sizeof(struct spawn_req) + nslots * sizeof(char *) + text;
+	size_t bytes =
+		sizeof(struct spawn_req) + nslots * sizeof(char *) + text;
 	struct spawn_req *r = tr__alloc(bytes);
 	if (r == NULL) {
 		return TR_ENOMEM;
@@ -816,8 +818,8 @@ tr_process_spawn(tr_ctx *cx, const tr_process_opts *opts, tr_process *out)
 tr_err
 tr_process_write(tr_ctx *cx, tr_process p, const void *data, size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 || (len > 0 && data == NULL) ||
-	    len > UINT32_MAX) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 ||
+	    (len > 0 && data == NULL) || len > UINT32_MAX) {
 		return TR_EINVAL;
 	}
 	struct write_req *w = tr__alloc(sizeof(*w) + len);
@@ -848,7 +850,8 @@ tr_process_close_stdin(tr_ctx *cx, tr_process p)
 tr_err
 tr_process_kill(tr_ctx *cx, tr_process p, int signum)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 || signum <= 0) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || p.v == 0 ||
+	    signum <= 0) {
 		return TR_EINVAL;
 	}
 	return ctl(cx->rt, p.v, 1, signum);

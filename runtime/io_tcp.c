@@ -72,8 +72,8 @@ struct tcp {
 	/* A graceful close's: built in, so that it cannot run out of memory
 	 * and drop the writes it is meant to flush. */
 	uv_shutdown_t shut;
-	struct tcp *next;         /* chain by id */
-	struct tcp *owner_next;   /* chain by owner */
+	struct tcp *next;       /* chain by id */
+	struct tcp *owner_next; /* chain by owner */
 	struct tr__io *io;
 	uint64_t id;
 	uint64_t owner;
@@ -84,12 +84,12 @@ struct tcp {
 	bool reading;
 	bool closing;
 	bool closed_sent;
-	bool eof; /* the peer shut down its sending side */
-	bool is_open;  /* connected or accepted, OPEN sent */
-	bool draining; /* closing gracefully: writes flush, then the FIN */
-	int64_t pending; /* write bytes queued (loop thread) */
-	size_t linger_left;    /* bytes libuv still held at the last progress */
-	uint64_t linger_since; /* loop time of that progress */
+	bool eof;           /* the peer shut down its sending side */
+	bool is_open;       /* connected or accepted, OPEN sent */
+	bool draining;      /* closing gracefully: writes flush, then the FIN */
+	int64_t pending;    /* write bytes queued (loop thread) */
+	size_t linger_left; /* bytes libuv still held at the last progress */
+	uint64_t linger_since;  /* loop time of that progress */
 	_Atomic int64_t unread; /* memory of DATA not yet handled */
 	_Atomic int refs;
 	/*
@@ -104,10 +104,10 @@ struct tcp {
 	int fd;
 	_Atomic unsigned wlock;
 	_Atomic(struct wreq *) front;
-	_Atomic bool broken;       /* a direct write lost bytes: close */
-	_Atomic bool kick_queued;  /* kick_op is on the loop's stack */
-	struct tr__io_op kick_op;  /* "write front", without allocating */
-	bool loop_holds;           /* the loop holds wlock (loop thread) */
+	_Atomic bool broken;      /* a direct write lost bytes: close */
+	_Atomic bool kick_queued; /* kick_op is on the loop's stack */
+	struct tr__io_op kick_op; /* "write front", without allocating */
+	bool loop_holds;          /* the loop holds wlock (loop thread) */
 	/*
 	 * Writes gathered in this pass of the loop (see tr__io_tcp_flush),
 	 * and the link in the table's list of connections that have some.
@@ -117,8 +117,8 @@ struct tcp {
 	bool dirty;
 };
 
-#define WLOCK_FREE 0u
-#define WLOCK_HELD 1u
+#define WLOCK_FREE   0u
+#define WLOCK_HELD   1u
 #define WLOCK_CLOSED 2u
 
 /*
@@ -137,7 +137,7 @@ struct tcp {
 struct tcp_table {
 	struct tcp *by_id[TCP_BUCKETS];
 	struct tcp *by_owner[TCP_BUCKETS];
-	struct tcp *dirty; /* connections with gathered writes */
+	struct tcp *dirty;            /* connections with gathered writes */
 	unsigned char rbuf[READ_BUF]; /* every read lands here first */
 };
 
@@ -423,8 +423,8 @@ tcp_close(struct tcp *t, int status)
 	}
 	unlink_owner(tb, t);
 	wlock_close(t);
-	struct wreq *f = atomic_exchange_explicit(&t->front, NULL,
-						  memory_order_acquire);
+	struct wreq *f =
+		atomic_exchange_explicit(&t->front, NULL, memory_order_acquire);
 	if (f != NULL) {
 		uncount(f);
 		tr__free(f, sizeof(*f) + f->len);
@@ -512,9 +512,9 @@ data_release(void *p)
 	struct data_hdr *d = tr__container_of(p, struct data_hdr, pub);
 	struct tcp *t = d->t;
 	int64_t c = data_charge(d);
-	int64_t left = atomic_fetch_sub_explicit(&t->unread, c,
-						 memory_order_relaxed) -
-		       c;
+	int64_t left =
+		atomic_fetch_sub_explicit(&t->unread, c, memory_order_relaxed) -
+		c;
 
 	if (left <= TR_TCP_READ_LOW && left + c > TR_TCP_READ_LOW) {
 		/* Crossed the low watermark: let the loop resume. */
@@ -574,8 +574,8 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	 * to the data, and a read of a few KiB comes from the loop's node
 	 * cache (nodes the workers freed), not from malloc.
 	 */
-	struct tr__msg *msg = tr__msg_new(NULL, sizeof(struct data_hdr) +
-						       (size_t)nread);
+	struct tr__msg *msg =
+		tr__msg_new(NULL, sizeof(struct data_hdr) + (size_t)nread);
 	if (msg == NULL) {
 		tcp_close(t, UV_ENOMEM);
 		return;
@@ -936,8 +936,8 @@ loop_unlock(struct tcp *t)
 static void
 put_front(struct tcp *t)
 {
-	struct wreq *f = atomic_exchange_explicit(&t->front, NULL,
-						  memory_order_acquire);
+	struct wreq *f =
+		atomic_exchange_explicit(&t->front, NULL, memory_order_acquire);
 
 	if (f != NULL && (t->closing || !put(t, f))) {
 		uncount(f);
@@ -1136,8 +1136,7 @@ do_connect(struct tr__io *io, const struct tcp_req *r)
 		t->timer.data = t;
 		t->has_timer = true;
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-		uv_timer_start(&t->timer, connect_timed_out,
-			       r->timeout_ms, 0);
+		uv_timer_start(&t->timer, connect_timed_out, r->timeout_ms, 0);
 	}
 }
 
@@ -1341,9 +1340,9 @@ endpoint_req(tr_ctx *cx, enum req_kind kind, const char *host, uint16_t port,
 	if (atomic_load_explicit(&cx->rt->stopping, memory_order_acquire)) {
 		return TR_ECLOSED;
 	}
-	struct tcp_req *r = req_new(kind, atomic_fetch_add_explicit(
-						  &next_tcp_id, 1,
-						  memory_order_relaxed));
+	struct tcp_req *r =
+		req_new(kind, atomic_fetch_add_explicit(&next_tcp_id, 1,
+							memory_order_relaxed));
 	if (r == NULL) {
 		return TR_ENOMEM;
 	}
@@ -1393,8 +1392,8 @@ tr_tcp_listen(tr_ctx *cx, const char *host, uint16_t port,
 }
 
 tr_err
-tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port,
-	       uint32_t timeout_ms, tr_tcp *out)
+tr_tcp_connect(tr_ctx *cx, const char *host, uint16_t port, uint32_t timeout_ms,
+	       tr_tcp *out)
 {
 	struct tcp_req *r;
 	tr_err err = endpoint_req(cx, REQ_CONNECT, host, port, &r);
@@ -1499,8 +1498,8 @@ try_direct(struct tcp *t, tr_tcp conn, const void *data, size_t len)
 tr_err
 tr_tcp_write(tr_ctx *cx, tr_tcp conn, const void *data, size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || conn.v == 0 || (len > 0 && data == NULL) ||
-	    len > TR_TCP_WRITE_MAX) {
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || conn.v == 0 ||
+	    (len > 0 && data == NULL) || len > TR_TCP_WRITE_MAX) {
 		return TR_EINVAL;
 	}
 	if (len == 0) {

@@ -22,8 +22,8 @@ struct tr__mnode {
 
 struct tr__mailbox {
 	_Atomic(uintptr_t) head; /* last node pushed | 1 if empty+unscheduled */
-	struct tr__mnode *tail;  /* consumer: the node before the next message */
-	struct tr__mnode stub;   /* the first tail, so the queue is never empty */
+	struct tr__mnode *tail; /* consumer: the node before the next message */
+	struct tr__mnode stub; /* the first tail, so the queue is never empty */
 };
 
 /* Empty and not scheduled. Does not allocate; cannot fail. */

@@ -62,7 +62,8 @@ tr_runtime_metrics(tr_runtime *rt, tr_metrics *out)
 	uint64_t hist[TR__HIST_BUCKETS];
 	uint64_t total = 0;
 	for (unsigned b = 0; b < TR__HIST_BUCKETS; b++) {
-		hist[b] = atomic_load_explicit(&s.hist[b], memory_order_relaxed);
+		hist[b] =
+			atomic_load_explicit(&s.hist[b], memory_order_relaxed);
 		total += hist[b];
 	}
 	out->sched_delay_samples = total;

@@ -74,8 +74,8 @@ static struct tr__msg *
 batch_first(ck_stack_entry_t *e)
 {
 	return (struct tr__msg *)(void *)((char *)e -
-					   offsetof(struct tr__msg, data) -
-					   offsetof(struct batch_hdr, link));
+					  offsetof(struct tr__msg, data) -
+					  offsetof(struct batch_hdr, link));
 }
 
 static struct tr__msg *
@@ -88,8 +88,7 @@ next_of(struct tr__msg *m)
 static void
 set_next(struct tr__msg *m, struct tr__msg *next)
 {
-	atomic_store_explicit(&m->node.next,
-			      (struct tr__mnode *)(void *)next,
+	atomic_store_explicit(&m->node.next, (struct tr__mnode *)(void *)next,
 			      memory_order_relaxed);
 }
 
@@ -134,7 +133,8 @@ refill(struct tr__msg_cache *c)
 		e = next_batch;
 	}
 	if (taken > 0) {
-		atomic_fetch_sub_explicit(c->nspare, taken, memory_order_relaxed);
+		atomic_fetch_sub_explicit(c->nspare, taken,
+					  memory_order_relaxed);
 	}
 	return taken > 0;
 }

@@ -23,7 +23,7 @@
 #include "runtime/mailbox.h"
 
 #define TR__MSG_CLASSES 4
-#define TR__MSG_BIG 0xFFFFu /* not from a size class */
+#define TR__MSG_BIG     0xFFFFu /* not from a size class */
 
 /* Internal flag bits in tr__msg.iflags. */
 #define TR__MSG_I_COUNTED 0x1u /* counted in the receiver's mb_len */
@@ -48,7 +48,7 @@ struct tr__msg {
 struct tr__msg_cache {
 	struct tr__msg *head; /* linked through node.next (relaxed use) */
 	uint32_t count;
-	ck_stack_t *spare;    /* the runtime's shared batches of this class */
+	ck_stack_t *spare; /* the runtime's shared batches of this class */
 	_Atomic int32_t *nspare; /* batches in spare (approximate) */
 };
 
@@ -78,7 +78,8 @@ void tr__msg_pool_fini(struct tr__msg_pool *pool);
 /* Free every spare batch (the runtime went idle). Any thread. */
 void tr__msg_pool_trim(struct tr__msg_pool *pool);
 /* Point a thread's caches (TR__MSG_CLASSES of them) at the pool. */
-void tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool);
+void
+tr__msg_cache_init(struct tr__msg_cache *caches, struct tr__msg_pool *pool);
 
 /*
  * The caches of a thread that is not a worker but sends many messages (an

@@ -10,10 +10,10 @@
 
 #include <troupe/pid.h>
 
-#define TR__PID_SLOT_BITS 28
-#define TR__PID_GEN_BITS 20
-#define TR__PID_SLOT_MASK ((UINT64_C(1) << TR__PID_SLOT_BITS) - 1)
-#define TR__PID_GEN_MASK ((UINT64_C(1) << TR__PID_GEN_BITS) - 1)
+#define TR__PID_SLOT_BITS  28
+#define TR__PID_GEN_BITS   20
+#define TR__PID_SLOT_MASK  ((UINT64_C(1) << TR__PID_SLOT_BITS) - 1)
+#define TR__PID_GEN_MASK   ((UINT64_C(1) << TR__PID_GEN_BITS) - 1)
 #define TR__PID_NODE_SHIFT (TR__PID_SLOT_BITS + TR__PID_GEN_BITS)
 
 static inline uint64_t

@@ -192,8 +192,8 @@ tr__req_arm(struct tr_runtime *rt, struct tr__reqtab *t, uint64_t owner,
 		return;
 	}
 	uint64_t now = tr__clock_ns();
-	uint64_t ms = deadline > now ? (deadline - now + 999999u) / 1000000u
-				     : 0;
+	uint64_t ms =
+		deadline > now ? (deadline - now + 999999u) / 1000000u : 0;
 	/*
 	 * If the timer cannot be started (no memory, runtime stopping), no
 	 * tick is armed and the deadline is checked at the next request or
@@ -208,8 +208,8 @@ tr__req_arm(struct tr_runtime *rt, struct tr__reqtab *t, uint64_t owner,
 }
 
 void
-tr__req_failed_msg(tr_msg *m, tr_request_failed *f, uint64_t ref,
-		   uint64_t to, int32_t reason)
+tr__req_failed_msg(tr_msg *m, tr_request_failed *f, uint64_t ref, uint64_t to,
+		   int32_t reason)
 {
 	f->ref.v = ref;
 	f->to.v = to;
@@ -243,10 +243,9 @@ register_req(tr_ctx *cx, uint64_t ref, uint64_t to, uint64_t timeout_ms)
 {
 	/* Past about 100 years a timeout is no timeout (and the product
 	 * would wrap). */
-	uint64_t deadline =
-		timeout_ms == 0 || timeout_ms > UINT64_C(3) << 40
-			? 0
-			: tr__clock_ns() + timeout_ms * 1000000u;
+	uint64_t deadline = timeout_ms == 0 || timeout_ms > UINT64_C(3) << 40
+				    ? 0
+				    : tr__clock_ns() + timeout_ms * 1000000u;
 
 	if (cx->inbox != NULL) {
 		return tr__inbox_req_add(cx->inbox, ref, to, deadline);
@@ -305,8 +304,8 @@ request(tr_ctx *cx, tr_pid to, struct tr__msg *msg, uint64_t timeout_ms,
 }
 
 tr_err
-tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
-	   size_t len, uint64_t timeout_ms, tr_ref *out)
+tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len,
+	   uint64_t timeout_ms, tr_ref *out)
 {
 	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
 	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {

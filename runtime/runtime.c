@@ -50,8 +50,8 @@ tr__runtime_sum_stats(tr_runtime *rt, struct tr__stats *out)
 
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i <= rt->nworkers; i++) {
-		struct tr__stats *s = i < rt->nworkers ? &rt->workers[i].stats
-						       : &rt->foreign;
+		struct tr__stats *s =
+			i < rt->nworkers ? &rt->workers[i].stats : &rt->foreign;
 		_Atomic uint64_t *src = (_Atomic uint64_t *)(void *)s;
 
 		for (size_t f = 0; f < nfields; f++) {
@@ -208,8 +208,8 @@ quiescent_once(tr_runtime *rt)
 	struct tr__stats s;
 
 	if (!tr__sched_settled(rt) ||
-	    atomic_load_explicit(&rt->blocking.pending,
-				 memory_order_acquire) != 0) {
+	    atomic_load_explicit(&rt->blocking.pending, memory_order_acquire) !=
+		    0) {
 		return false;
 	}
 	tr__runtime_sum_stats(rt, &s);
@@ -271,8 +271,8 @@ tr_runtime_join(tr_runtime *rt)
 	 * turn, is not sent another (tr__actor_stop_all): it would end as a
 	 * dead letter.
 	 */
-	uint64_t overtake_at = tr__clock_ns() +
-			       (uint64_t)rt->cfg.stop_drain_ms * 1000000u;
+	uint64_t overtake_at =
+		tr__clock_ns() + (uint64_t)rt->cfg.stop_drain_ms * 1000000u;
 	bool overtake = false;
 	tr__actor_stop_all(rt, false);
 	for (unsigned round = 1; actors_alive(rt) > 0; round++) {

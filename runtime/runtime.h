@@ -20,9 +20,9 @@
 #include "runtime/stats.h"
 
 /* Slot table geometry: 2^12 actors per chunk, 2^16 chunks = 2^28 slots. */
-#define TR__CHUNK_BITS 12
+#define TR__CHUNK_BITS  12
 #define TR__CHUNK_SLOTS (1u << TR__CHUNK_BITS)
-#define TR__MAX_CHUNKS (1u << 16)
+#define TR__MAX_CHUNKS  (1u << 16)
 
 enum tr__rt_state {
 	TR__RT_CREATED,

@@ -153,8 +153,8 @@ static bool
 worth_moving(tr_runtime *rt, struct tr__worker *v, unsigned queued)
 {
 	/* Compact: the monitor measured that spreading this work loses. */
-	if (queued < 2 || atomic_load_explicit(&rt->compact,
-					       memory_order_relaxed)) {
+	if (queued < 2 ||
+	    atomic_load_explicit(&rt->compact, memory_order_relaxed)) {
 		return false;
 	}
 	uint64_t avg = atomic_load_explicit(&v->turn_avg, memory_order_relaxed);
@@ -199,10 +199,10 @@ ovf_append(struct tr__worker *w, struct tr__actor *a)
 		w->ovf_head = &a->qlink;
 	}
 	w->ovf_tail = &a->qlink;
-	atomic_store_explicit(&w->ovf_n,
-			      atomic_load_explicit(&w->ovf_n,
-						   memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&w->ovf_n,
+		atomic_load_explicit(&w->ovf_n, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 }
 
 /* Owner only: take the oldest overflow entry, or NULL. */
@@ -218,10 +218,10 @@ ovf_take(struct tr__worker *w)
 	if (w->ovf_head == NULL) {
 		w->ovf_tail = NULL;
 	}
-	atomic_store_explicit(&w->ovf_n,
-			      atomic_load_explicit(&w->ovf_n,
-						   memory_order_relaxed) - 1,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&w->ovf_n,
+		atomic_load_explicit(&w->ovf_n, memory_order_relaxed) - 1,
+		memory_order_relaxed);
 	return tr__container_of(e, struct tr__actor, qlink);
 }
 
@@ -315,12 +315,13 @@ take_stack(struct tr__worker *w, ck_stack_t *s)
 		return NULL;
 	}
 	ck_stack_entry_t *e;
-	struct tr__actor *first = tr__container_of(rev, struct tr__actor, qlink);
+	struct tr__actor *first =
+		tr__container_of(rev, struct tr__actor, qlink);
 	for (e = rev->next; e != NULL;) {
 		ck_stack_entry_t *next = e->next;
 		/* Release after our writes to qlink: a thief may run it. */
-		tr__sched_reschedule(w,
-				     tr__container_of(e, struct tr__actor, qlink));
+		tr__sched_reschedule(
+			w, tr__container_of(e, struct tr__actor, qlink));
 		e = next;
 	}
 	return first;
@@ -383,8 +384,8 @@ hand_back(struct tr__worker *w, struct tr__worker *k)
 	unsigned n = 0;
 
 	for (;;) {
-		if (a == NULL && !ck_ring_dequeue_spmc(&w->ring, w->ring_buf,
-						       &a)) {
+		if (a == NULL &&
+		    !ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &a)) {
 			a = ovf_take(w);
 			if (a == NULL) {
 				break;
@@ -687,8 +688,8 @@ static void
 idle_give_back(tr_runtime *rt)
 {
 	uint64_t now = tr__clock_ns();
-	uint64_t last = atomic_load_explicit(&rt->gave_back_ns,
-					     memory_order_relaxed);
+	uint64_t last =
+		atomic_load_explicit(&rt->gave_back_ns, memory_order_relaxed);
 
 	if (now - last < GIVE_BACK_NS ||
 	    !atomic_compare_exchange_strong_explicit(&rt->gave_back_ns, &last,
@@ -718,10 +719,9 @@ monitor_rouse(tr_runtime *rt, uint32_t before)
 	if (before == rt->nworkers &&
 	    atomic_load_explicit(&rt->mon, memory_order_seq_cst) ==
 		    MON_ASLEEP &&
-	    atomic_compare_exchange_strong_explicit(&rt->mon, &asleep,
-						    MON_TICKING,
-						    memory_order_relaxed,
-						    memory_order_relaxed)) {
+	    atomic_compare_exchange_strong_explicit(
+		    &rt->mon, &asleep, MON_TICKING, memory_order_relaxed,
+		    memory_order_relaxed)) {
 		tr__futex_wake(&rt->mon);
 	}
 }
@@ -749,9 +749,8 @@ park(struct tr__worker *w)
 	 * futex: the events it returns become turns on this worker, with no
 	 * hand-off to another thread (see "Who runs a loop", io_loop.c).
 	 */
-	struct tr__io *loop = w->loop != NULL && tr__io_drive_take(w->loop)
-				      ? w->loop
-				      : NULL;
+	struct tr__io *loop =
+		w->loop != NULL && tr__io_drive_take(w->loop) ? w->loop : NULL;
 
 	atomic_store_explicit(&w->polling, loop, memory_order_relaxed);
 	/*
@@ -899,9 +898,9 @@ monitor_look(tr_runtime *rt)
  * to be compared with. The constants are periods of the controller, not
  * properties of any workload: what decides is the measured rates.
  */
-#define EPOCH_NS 4000000ull
-#define HOLD_MIN_NS 8000000ull
-#define HOLD_MAX_NS 1000000000ull
+#define EPOCH_NS     4000000ull
+#define HOLD_MIN_NS  8000000ull
+#define HOLD_MAX_NS  1000000000ull
 #define TRUST_MIN_NS 100000000ull
 #define TRUST_MAX_NS 4000000000ull
 /* An epoch with more steals than this did not run compact. */
@@ -918,18 +917,18 @@ enum ctl_state {
 /* The monitor thread's own state. */
 struct ctl {
 	enum ctl_state state;
-	unsigned skip;       /* epochs to ignore after a change (transition) */
-	uint64_t t0;         /* epoch start (ticks) and the sums then */
+	unsigned skip; /* epochs to ignore after a change (transition) */
+	uint64_t t0;   /* epoch start (ticks) and the sums then */
 	uint64_t msgs0;
 	uint64_t busy0;
-	uint64_t *handled0;  /* per worker, to find the busiest */
+	uint64_t *handled0; /* per worker, to find the busiest */
 	uint64_t steals0;
-	uint64_t solo_rate;  /* messages per 2^20 ticks alone; 0: none yet */
-	uint64_t solo_at;    /* when it was measured */
-	bool solo_fresh;     /* measured during the current hold */
-	uint64_t hold;       /* the next compact hold, ticks */
-	uint64_t trust;      /* the next period spreading is trusted, ticks */
-	uint64_t until;      /* end of the current hold or trust period */
+	uint64_t solo_rate; /* messages per 2^20 ticks alone; 0: none yet */
+	uint64_t solo_at;   /* when it was measured */
+	bool solo_fresh;    /* measured during the current hold */
+	uint64_t hold;      /* the next compact hold, ticks */
+	uint64_t trust;     /* the next period spreading is trusted, ticks */
+	uint64_t until;     /* end of the current hold or trust period */
 };
 
 static uint64_t
@@ -965,8 +964,8 @@ ctl_restart(tr_runtime *rt, struct ctl *c, uint64_t now)
 		c->handled0[i] = atomic_load_explicit(&v->stats.handled,
 						      memory_order_relaxed);
 		c->msgs0 += c->handled0[i];
-		c->busy0 += atomic_load_explicit(&v->busy,
-						 memory_order_relaxed);
+		c->busy0 +=
+			atomic_load_explicit(&v->busy, memory_order_relaxed);
 		c->steals0 += atomic_load_explicit(&v->stats.steals,
 						   memory_order_relaxed);
 	}
@@ -1116,7 +1115,8 @@ monitor_main(void *arg)
 		 * sees us asleep and wakes us.
 		 */
 		idle = 0;
-		atomic_store_explicit(&rt->mon, MON_ASLEEP, memory_order_seq_cst);
+		atomic_store_explicit(&rt->mon, MON_ASLEEP,
+				      memory_order_seq_cst);
 		while (atomic_load_explicit(&rt->n_sleeping,
 					    memory_order_seq_cst) ==
 			       rt->nworkers &&
@@ -1130,8 +1130,10 @@ monitor_main(void *arg)
 				      memory_order_relaxed);
 		ctl_restart(rt, &c, tr__ticks());
 		last_epoch = c.t0;
-		/* Work just arrived: look when its first turn could be stuck. */
-		sleep_ns = tr__ticks_to_ns(rt->stuck_ticks) + MON_EARLY_SLACK_NS;
+		/* Work just arrived: look when its first turn could be stuck.
+		 */
+		sleep_ns =
+			tr__ticks_to_ns(rt->stuck_ticks) + MON_EARLY_SLACK_NS;
 		if (c.state == CTL_TRIAL) {
 			/* No verdict yet: new work starts compact. */
 			ctl_compact(rt, &c, 0, c.t0, ns_to_ticks(HOLD_MIN_NS));
@@ -1176,8 +1178,8 @@ worker_main(void *arg)
 				 * it back. spin() stops once it is handed
 				 * over. (A worker's poll is left alone.)
 				 */
-				a = spin(w, tr__io_drive_ask(w->loop,
-							     w->index));
+				a = spin(w,
+					 tr__io_drive_ask(w->loop, w->index));
 			}
 		}
 		if (a != NULL) {
@@ -1194,7 +1196,8 @@ worker_main(void *arg)
 					len,
 				memory_order_relaxed);
 			tr__stat_add(&w->turns, 1);
-			/* avg += (len - avg) / 8, kept for thieves (steal()). */
+			/* avg += (len - avg) / 8, kept for thieves (steal()).
+			 */
 			uint64_t avg = atomic_load_explicit(
 				&w->turn_avg, memory_order_relaxed);
 			atomic_store_explicit(&w->turn_avg,
@@ -1232,7 +1235,8 @@ tr__sched_init(tr_runtime *rt)
 	}
 	ck_stack_init(&rt->inject);
 	tr__msg_pool_init(&rt->msg_pool);
-	rt->steal_backlog_ticks = (uint64_t)STEAL_BACKLOG_US * tr__ticks_per_us();
+	rt->steal_backlog_ticks =
+		(uint64_t)STEAL_BACKLOG_US * tr__ticks_per_us();
 	rt->stuck_ticks = (uint64_t)STUCK_US * tr__ticks_per_us();
 	for (unsigned i = 0; i < n; i++) {
 		struct tr__worker *w = &rt->workers[i];
@@ -1340,7 +1344,8 @@ tr__sched_settled(tr_runtime *rt)
 		     1) != 0 ||
 		    atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
 			    NULL ||
-		    atomic_load_explicit(&w->ovf_n, memory_order_relaxed) != 0) {
+		    atomic_load_explicit(&w->ovf_n, memory_order_relaxed) !=
+			    0) {
 			return false;
 		}
 	}
@@ -1355,9 +1360,9 @@ tr__sched_runq_len(tr_runtime *rt, unsigned i)
 	return ck_ring_size(&w->ring) +
 	       atomic_load_explicit(&w->ovf_n, memory_order_relaxed) +
 	       (atomic_load_explicit(&w->next_slot, memory_order_relaxed) !=
-			NULL
-		? 1u
-		: 0u);
+				NULL
+			? 1u
+			: 0u);
 }
 
 void

@@ -26,7 +26,7 @@ struct tr__worker {
 	ck_ring_t ring;
 	ck_ring_buffer_t *ring_buf;
 	_Alignas(64) _Atomic(struct tr__actor *) next_slot;
-	_Atomic uint64_t turns;    /* +1 at turn start and end; odd = in a turn */
+	_Atomic uint64_t turns; /* +1 at turn start and end; odd = in a turn */
 	/* When the current turn began (tr__ticks), 0 between turns: how
 	 * thieves and the monitor tell a worker stuck in a long turn. */
 	_Atomic uint64_t turn_start;
@@ -67,8 +67,8 @@ struct tr__worker {
 struct tr__worker *tr__sched_current(tr_runtime *rt);
 
 /* Called by the sender whose push found the mailbox idle. */
-void tr__sched_schedule(tr_runtime *rt, struct tr__worker *w,
-			struct tr__actor *a);
+void
+tr__sched_schedule(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a);
 
 /* Wake worker @i if it sleeps (the I/O loop it asked for is free). */
 void tr__sched_wake_worker(tr_runtime *rt, unsigned i);

@@ -26,7 +26,8 @@ struct tr__stats {
 	_Atomic uint64_t stopped;
 	_Atomic uint64_t mutes;
 	_Atomic uint64_t io_polls;
-	_Atomic uint64_t rescues; /* the monitor woke a worker for a stuck queue */
+	_Atomic uint64_t
+		rescues; /* the monitor woke a worker for a stuck queue */
 	_Atomic uint64_t compacts; /* the monitor found spreading slower */
 	_Atomic uint64_t hist[TR__HIST_BUCKETS];
 };
@@ -35,9 +36,9 @@ struct tr__stats {
 static inline void
 tr__stat_add(_Atomic uint64_t *c, uint64_t n)
 {
-	atomic_store_explicit(
-		c, atomic_load_explicit(c, memory_order_relaxed) + n,
-		memory_order_relaxed);
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
 }
 
 /* Multi-writer increment (foreign threads). */

@@ -9,8 +9,8 @@
 #include "runtime/runtime.h"
 
 static tr_err
-start_timer(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
-	    size_t len, uint64_t delay_ms, uint64_t period_ms, tr_timer_id *out)
+start_timer(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len,
+	    uint64_t delay_ms, uint64_t period_ms, tr_timer_id *out)
 {
 	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || to.v == 0 ||
 	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {

@@ -106,7 +106,7 @@ fx_spawn(struct fx *f, const tr_actor_def *def, void *arg)
 }
 
 /* Sends from the probe, so that replies come back to it. */
-#define SEND(f, to, type, data, len)                                          \
+#define SEND(f, to, type, data, len)                                           \
 	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
 				    (len)))
 
@@ -125,7 +125,8 @@ fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
 	}
 	bool ok = r.type == type && r.size == len;
 	if (!ok) {
-		fprintf(stderr, "  probe: got type %u size %zu, want %u size %zu\n",
+		fprintf(stderr,
+			"  probe: got type %u size %zu, want %u size %zu\n",
 			r.type, r.size, type, len);
 	} else if (len > 0) {
 		memcpy(out, r.data, len);
@@ -145,7 +146,8 @@ fx_recv_none(struct fx *f, int64_t ms)
 	memset(&r, 0, sizeof(r));
 	int err = tr_inbox_recv(f->ib, ms, &r);
 	if (err == TR_OK) {
-		fprintf(stderr, "  probe: unexpected message type %u\n", r.type);
+		fprintf(stderr, "  probe: unexpected message type %u\n",
+			r.type);
 		tr_received_fini(&r);
 		return false;
 	}

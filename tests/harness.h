@@ -57,81 +57,84 @@ harness_nap_us(unsigned us)
 	nanosleep(&ts, NULL);
 }
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
 			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-				__LINE__, #cond);                             \
-			harness_failed_checks++;                              \
-		}                                                             \
+				__LINE__, #cond);                              \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
-#define CHECK_EQ_U64(a, b)                                                    \
-	do {                                                                  \
-		uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);            \
-		if (ca_ != cb_) {                                             \
-			fprintf(stderr,                                       \
-				"%s:%d: %s == %s failed: %" PRIu64            \
-				" != %" PRIu64 "\n",                          \
-				__FILE__, __LINE__, #a, #b, ca_, cb_);        \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_EQ_U64(a, b)                                                     \
+	do {                                                                   \
+		uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);             \
+		if (ca_ != cb_) {                                              \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == %s failed: %" PRIu64             \
+				" != %" PRIu64 "\n",                           \
+				__FILE__, __LINE__, #a, #b, ca_, cb_);         \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
-#define CHECK_EQ_INT(a, b)                                                    \
-	do {                                                                  \
-		long long ca_ = (long long)(a), cb_ = (long long)(b);         \
-		if (ca_ != cb_) {                                             \
-			fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", \
-				__FILE__, __LINE__, #a, #b, ca_, cb_);        \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_EQ_INT(a, b)                                                     \
+	do {                                                                   \
+		long long ca_ = (long long)(a), cb_ = (long long)(b);          \
+		if (ca_ != cb_) {                                              \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == %s failed: %lld != %lld\n",      \
+				__FILE__, __LINE__, #a, #b, ca_, cb_);         \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
-#define CHECK_OK(expr)                                                        \
-	do {                                                                  \
-		int ce_ = (int)(expr);                                        \
-		if (ce_ != 0) {                                               \
-			fprintf(stderr, "%s:%d: %s returned %d (%s)\n",       \
-				__FILE__, __LINE__, #expr, ce_,               \
-				tr_strerror(ce_));                            \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_OK(expr)                                                         \
+	do {                                                                   \
+		int ce_ = (int)(expr);                                         \
+		if (ce_ != 0) {                                                \
+			fprintf(stderr, "%s:%d: %s returned %d (%s)\n",        \
+				__FILE__, __LINE__, #expr, ce_,                \
+				tr_strerror(ce_));                             \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
-#define CHECK_ERR(expr, want)                                                 \
-	do {                                                                  \
-		int ce_ = (int)(expr);                                        \
-		if (ce_ != (int)(want)) {                                     \
-			fprintf(stderr, "%s:%d: %s returned %d (%s), want %s\n", \
-				__FILE__, __LINE__, #expr, ce_,               \
-				tr_err_name(ce_), #want);                     \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_ERR(expr, want)                                                  \
+	do {                                                                   \
+		int ce_ = (int)(expr);                                         \
+		if (ce_ != (int)(want)) {                                      \
+			fprintf(stderr,                                        \
+				"%s:%d: %s returned %d (%s), want %s\n",       \
+				__FILE__, __LINE__, #expr, ce_,                \
+				tr_err_name(ce_), #want);                      \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
 /* Wait up to ms for cond; a timeout is a failed check. Yields true if met. */
-#define WAIT_UNTIL(cond, ms)                                                  \
-	({                                                                    \
-		uint64_t wd_ = harness_now_ms() + (ms);                       \
-		bool wok_ = false;                                            \
-		for (;;) {                                                    \
-			if (cond) {                                           \
-				wok_ = true;                                  \
-				break;                                        \
-			}                                                     \
-			if (harness_now_ms() > wd_) {                         \
-				break;                                        \
-			}                                                     \
-			harness_nap_us(200);                                  \
-		}                                                             \
-		if (!wok_) {                                                  \
-			fprintf(stderr, "%s:%d: timed out after %d ms waiting " \
-				"for %s\n", __FILE__, __LINE__, (int)(ms),    \
-				#cond);                                       \
-			harness_failed_checks++;                              \
-		}                                                             \
-		wok_;                                                         \
+#define WAIT_UNTIL(cond, ms)                                                   \
+	({                                                                     \
+		uint64_t wd_ = harness_now_ms() + (ms);                        \
+		bool wok_ = false;                                             \
+		for (;;) {                                                     \
+			if (cond) {                                            \
+				wok_ = true;                                   \
+				break;                                         \
+			}                                                      \
+			if (harness_now_ms() > wd_) {                          \
+				break;                                         \
+			}                                                      \
+			harness_nap_us(200);                                   \
+		}                                                              \
+		if (!wok_) {                                                   \
+			fprintf(stderr,                                        \
+				"%s:%d: timed out after %d ms waiting "        \
+				"for %s\n",                                    \
+				__FILE__, __LINE__, (int)(ms), #cond);         \
+			harness_failed_checks++;                               \
+		}                                                              \
+		wok_;                                                          \
 	})
 
 static inline int
@@ -148,8 +151,8 @@ harness_run(const struct test_case *tests, int argc, char **argv)
 		uint64_t t0 = harness_now_ms();
 		t->fn();
 		bool ok = harness_failed_checks == before;
-		printf("%s %s (%" PRIu64 " ms)\n", ok ? "ok  " : "FAIL", t->name,
-		       harness_now_ms() - t0);
+		printf("%s %s (%" PRIu64 " ms)\n", ok ? "ok  " : "FAIL",
+		       t->name, harness_now_ms() - t0);
 		if (ok) {
 			passed++;
 		} else {
@@ -160,10 +163,10 @@ harness_run(const struct test_case *tests, int argc, char **argv)
 	return failed == 0 ? 0 : 1;
 }
 
-#define TEST_MAIN(table)                                                      \
-	int main(int argc, char **argv)                                       \
-	{                                                                     \
-		return harness_run(table, argc, argv);                        \
+#define TEST_MAIN(table)                                                       \
+	int main(int argc, char **argv)                                        \
+	{                                                                      \
+		return harness_run(table, argc, argv);                         \
 	}
 
 #endif /* TR_TESTS_HARNESS_H */

@@ -41,28 +41,28 @@
 /* Limits                                                              */
 
 enum {
-	LINE_MAX_LEN = 4096,  /* longest request line; longer disconnects */
-	TASK_TEXT_MAX = 512,  /* longest task text, in bytes */
-	ID_TEXT_MAX = 160,    /* longest client id, as JSON text */
+	LINE_MAX_LEN = 4096,   /* longest request line; longer disconnects */
+	TASK_TEXT_MAX = 512,   /* longest task text, in bytes */
+	ID_TEXT_MAX = 160,     /* longest client id, as JSON text */
 	SESSION_INFLIGHT = 32, /* tasks one session may have in flight */
-	MAX_FILES = 8,        /* data files the planner knows */
-	FILE_NAME_MAX = 32,   /* longest data file name, NUL included */
-	WORD_MAX = 32,        /* longest search word, NUL included */
-	LABEL_MAX = 64,       /* "grep error server.log", NUL included */
-	MAX_STEPS = 40,       /* subtasks in one plan */
-	PROMPT_MAX = 2048,    /* longest model prompt */
-	OUTPUT_MAX = 1024,    /* longest subtask output (a JSON text) */
-	LEADS_MAX = 64,       /* tasks running at once; more wait in line */
+	MAX_FILES = 8,         /* data files the planner knows */
+	FILE_NAME_MAX = 32,    /* longest data file name, NUL included */
+	WORD_MAX = 32,         /* longest search word, NUL included */
+	LABEL_MAX = 64,        /* "grep error server.log", NUL included */
+	MAX_STEPS = 40,        /* subtasks in one plan */
+	PROMPT_MAX = 2048,     /* longest model prompt */
+	OUTPUT_MAX = 1024,     /* longest subtask output (a JSON text) */
+	LEADS_MAX = 64,        /* tasks running at once; more wait in line */
 	DEFAULT_PORT = 7400,
 };
 
 /* Names in the registry and topics on the bus. */
-#define NAME_MANAGER "manager"
-#define NAME_MODEL "model"
+#define NAME_MANAGER   "manager"
+#define NAME_MODEL     "model"
 #define NAME_EMPLOYEES "employees"
-#define TOPIC_TASKS "tasks"
-#define TOPIC_BREAKER "breaker"
-#define JOB_KIND_TASK "task" /* the kind of job a task runs as */
+#define TOPIC_TASKS    "tasks"
+#define TOPIC_BREAKER  "breaker"
+#define JOB_KIND_TASK  "task" /* the kind of job a task runs as */
 
 /* The exit reason of an injected crash (reasons from TR_EXIT_USER up are
  * the application's). */
@@ -78,23 +78,23 @@ enum {
  * pointer with tr_send_ptr().
  */
 enum {
-	MSG_LISTEN = 1,    /* main -> server: uint16_t port */
-	MSG_LISTENING,     /* server -> main's inbox: struct listening */
-	MSG_TASK,          /* session -> manager: struct task_msg + text */
-	MSG_ACCEPTED,      /* manager -> session: struct accepted_msg */
-	MSG_PROGRESS,      /* manager -> session: struct progress_msg */
-	MSG_RESULT,        /* manager -> session: pointer, struct result_msg */
-	MSG_REJECTED,      /* manager -> session: struct rejected_msg */
-	MSG_SUBTASK,       /* lead -> pool -> employee: struct subtask_msg + prompt */
-	MSG_CLAIMED,       /* employee -> lead: struct subtask_ref */
-	MSG_SUBTASK_DONE,  /* employee -> lead: struct done_msg + text */
-	MSG_RETRY,         /* lead -> itself, by timer: struct subtask_ref */
-	MSG_DEADLINE,      /* lead -> itself, by timer: struct subtask_ref */
-	MSG_MODEL_CALL,    /* employee -> model, a tr_request: prompt JSON */
-	MSG_MODEL_REPLY,   /* model -> employee, its tr_reply: JSON text */
-	MSG_MODEL_ERROR,   /* model -> employee, its tr_reply: error text */
-	MSG_MODEL_DUE,     /* model -> itself, by timer: struct model_due */
-	MSG_TASK_EVENT,    /* manager, lead -> "tasks" topic: struct task_event */
+	MSG_LISTEN = 1, /* main -> server: uint16_t port */
+	MSG_LISTENING,  /* server -> main's inbox: struct listening */
+	MSG_TASK,       /* session -> manager: struct task_msg + text */
+	MSG_ACCEPTED,   /* manager -> session: struct accepted_msg */
+	MSG_PROGRESS,   /* manager -> session: struct progress_msg */
+	MSG_RESULT,     /* manager -> session: pointer, struct result_msg */
+	MSG_REJECTED,   /* manager -> session: struct rejected_msg */
+	MSG_SUBTASK, /* lead -> pool -> employee: struct subtask_msg + prompt */
+	MSG_CLAIMED, /* employee -> lead: struct subtask_ref */
+	MSG_SUBTASK_DONE, /* employee -> lead: struct done_msg + text */
+	MSG_RETRY,        /* lead -> itself, by timer: struct subtask_ref */
+	MSG_DEADLINE,     /* lead -> itself, by timer: struct subtask_ref */
+	MSG_MODEL_CALL,   /* employee -> model, a tr_request: prompt JSON */
+	MSG_MODEL_REPLY,  /* model -> employee, its tr_reply: JSON text */
+	MSG_MODEL_ERROR,  /* model -> employee, its tr_reply: error text */
+	MSG_MODEL_DUE,    /* model -> itself, by timer: struct model_due */
+	MSG_TASK_EVENT, /* manager, lead -> "tasks" topic: struct task_event */
 	MSG_BREAKER_EVENT, /* manager -> "breaker" topic: tr_breaker_change */
 	MSG_TICK,          /* monitor -> itself, every second: none */
 	MSG_REPORT,        /* main -> monitor: none; reply struct report */
@@ -132,8 +132,8 @@ struct accepted_msg {
 
 /* MSG_REJECTED: a task the manager did not take, and why. */
 enum reject_why {
-	REJECT_BUSY = 1,   /* out of memory: "hub busy, try again" */
-	REJECT_STOPPING,   /* the hub is stopping (MSG_SHUTDOWN came) */
+	REJECT_BUSY = 1, /* out of memory: "hub busy, try again" */
+	REJECT_STOPPING, /* the hub is stopping (MSG_SHUTDOWN came) */
 };
 
 struct rejected_msg {
@@ -183,11 +183,12 @@ struct subtask_msg {
 /* How a subtask ended, as the employee saw it. */
 enum outcome {
 	OUT_OK = 0,
-	OUT_TOOL_FAILED,  /* the tool could not run or failed: not retried */
-	OUT_MODEL_ERROR,  /* the model answered with an error */
+	OUT_TOOL_FAILED,   /* the tool could not run or failed: not retried */
+	OUT_MODEL_ERROR,   /* the model answered with an error */
 	OUT_MODEL_TIMEOUT, /* the model did not answer in time (tr_request) */
-	OUT_BREAKER_OPEN, /* the circuit breaker rejected the call at once */
-	OUT_RATE_LIMITED, /* the rate limiter would have made it wait too long */
+	OUT_BREAKER_OPEN,  /* the circuit breaker rejected the call at once */
+	OUT_RATE_LIMITED,  /* the rate limiter would have made it wait too long
+			    */
 };
 
 /* MSG_SUBTASK_DONE: employee -> lead. The text (the output as a JSON
@@ -211,7 +212,7 @@ struct subtask_ref {
 
 /* MSG_MODEL_DUE: a call whose simulated latency has passed. */
 struct model_due {
-	uint64_t call;   /* the call's number: finds the held request */
+	uint64_t call; /* the call's number: finds the held request */
 	bool ok;
 };
 
@@ -234,8 +235,8 @@ struct task_event {
 	uint32_t retry; /* enum retry_why, for TASK_EV_RETRY */
 	uint64_t task;
 	uint32_t subtasks;
-	bool ok;        /* TASK_EV_DONE: every subtask succeeded */
-	uint64_t ms;    /* TASK_EV_DONE: latency */
+	bool ok;     /* TASK_EV_DONE: every subtask succeeded */
+	uint64_t ms; /* TASK_EV_DONE: latency */
 };
 
 /* MSG_REPORT_REPLY: what the monitor saw over the whole run. */
@@ -273,22 +274,22 @@ struct client_report {
 /* Settings and shared services                                        */
 
 struct hub_options {
-	uint16_t port;           /* --port; 0 = any free port */
-	bool is_no_load;         /* --no-load: only the hub */
-	unsigned seconds;        /* --seconds; 0 = until Ctrl-C */
-	unsigned clients;        /* --clients */
+	uint16_t port;             /* --port; 0 = any free port */
+	bool is_no_load;           /* --no-load: only the hub */
+	unsigned seconds;          /* --seconds; 0 = until Ctrl-C */
+	unsigned clients;          /* --clients */
 	unsigned tasks_per_client; /* --tasks-per-client; 0 = until time */
-	unsigned inflight;       /* --inflight: tasks each client keeps open */
-	unsigned employees;      /* --employees */
-	unsigned workers;        /* --workers; 0 = one per core */
-	double crash_rate;       /* --crash-rate */
-	double model_fail;       /* --model-fail */
+	unsigned inflight;        /* --inflight: tasks each client keeps open */
+	unsigned employees;       /* --employees */
+	unsigned workers;         /* --workers; 0 = one per core */
+	double crash_rate;        /* --crash-rate */
+	double model_fail;        /* --model-fail */
 	unsigned task_timeout_ms; /* --task-timeout */
-	unsigned model_rate;     /* --model-rate: limiter tokens per second */
+	unsigned model_rate;      /* --model-rate: limiter tokens per second */
 	unsigned outage_every_ms; /* --outage-every (s); 0 = no outages */
-	unsigned outage_ms;      /* --outage-ms */
-	uint64_t seed;           /* --seed */
-	bool is_quiet;           /* --quiet: no live progress lines */
+	unsigned outage_ms;       /* --outage-ms */
+	uint64_t seed;            /* --seed */
+	bool is_quiet;            /* --quiet: no live progress lines */
 	unsigned stop_timeout_ms; /* --stop-timeout (s): Ctrl-C's bound */
 };
 
@@ -330,22 +331,22 @@ struct hub_stats {
 	 * once in one of sess_accepted, sess_rejected or sess_unaccepted.
 	 */
 	_Atomic uint64_t sessions;
-	_Atomic uint64_t sess_tasks;     /* lines sent to the manager */
-	_Atomic uint64_t sess_rejected;  /* of those, refused: never taken */
-	_Atomic uint64_t sess_accepted;  /* "accepted" events written */
+	_Atomic uint64_t sess_tasks;      /* lines sent to the manager */
+	_Atomic uint64_t sess_rejected;   /* of those, refused: never taken */
+	_Atomic uint64_t sess_accepted;   /* "accepted" events written */
 	_Atomic uint64_t sess_unaccepted; /* ended before any "accepted" */
-	_Atomic uint64_t sess_results;   /* "result" events written */
-	_Atomic uint64_t sess_errors;    /* "error" events written */
-	_Atomic uint64_t sess_abandoned; /* tasks open when a session ended */
-	_Atomic uint64_t sess_too_long;  /* clients cut off for a long line */
+	_Atomic uint64_t sess_results;    /* "result" events written */
+	_Atomic uint64_t sess_errors;     /* "error" events written */
+	_Atomic uint64_t sess_abandoned;  /* tasks open when a session ended */
+	_Atomic uint64_t sess_too_long;   /* clients cut off for a long line */
 	/* employees */
-	_Atomic uint64_t crashes;        /* injected */
+	_Atomic uint64_t crashes; /* injected */
 	_Atomic uint64_t tool_runs;
 	_Atomic uint64_t tool_failures;
 	_Atomic uint64_t model_calls;    /* calls the breaker let through */
 	_Atomic uint64_t model_failures; /* of those: error or timeout */
 	_Atomic uint64_t breaker_rejects;
-	_Atomic uint64_t limiter_waits;  /* grants that had to wait */
+	_Atomic uint64_t limiter_waits; /* grants that had to wait */
 	_Atomic uint64_t limiter_wait_ms;
 	_Atomic uint64_t limiter_rejects;
 	/* model service */
@@ -409,8 +410,8 @@ struct client_args {
 
 /* plan.c: the subtasks a task's text asks for. */
 struct plan_step {
-	uint32_t tool;      /* enum tool */
-	uint32_t file;      /* index into hub.files */
+	uint32_t tool;       /* enum tool */
+	uint32_t file;       /* index into hub.files */
 	char word[WORD_MAX]; /* TOOL_GREP */
 	char label[LABEL_MAX];
 };

@@ -78,16 +78,16 @@ enum phase {
 
 struct job {
 	enum phase phase;
-	bool is_doomed;    /* this attempt crashes the employee */
-	tr_pid lead;       /* who sent it, who gets the answer */
+	bool is_doomed;         /* this attempt crashes the employee */
+	tr_pid lead;            /* who sent it, who gets the answer */
 	struct subtask_msg sub; /* without the prompt */
-	char *prompt;      /* TOOL_MODEL: the prompt, NUL-terminated */
-	tr_process proc;   /* PH_TOOL */
-	char out[OUTPUT_MAX]; /* the tool's stdout, lines joined by '\n' */
+	char *prompt;           /* TOOL_MODEL: the prompt, NUL-terminated */
+	tr_process proc;        /* PH_TOOL */
+	char out[OUTPUT_MAX];   /* the tool's stdout, lines joined by '\n' */
 	size_t out_len;
-	uint64_t tag;      /* PH_TOKEN: our tag on the limiter request */
-	tr_ref req;        /* PH_MODEL: the model request's reference */
-	uint64_t ticket;   /* the breaker's ticket while a call is out */
+	uint64_t tag;    /* PH_TOKEN: our tag on the limiter request */
+	tr_ref req;      /* PH_MODEL: the model request's reference */
+	uint64_t ticket; /* the breaker's ticket while a call is out */
 };
 
 /* A subtask waiting for a free slot: a copy of the message. */
@@ -133,12 +133,12 @@ job_finish(tr_ctx *cx, struct job *j, enum outcome outcome, const char *text,
 	memset(j, 0, sizeof(*j));
 }
 
-static void job_failf(tr_ctx *cx, struct job *j, enum outcome outcome,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void
+job_failf(tr_ctx *cx, struct job *j, enum outcome outcome, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 static void
-job_failf(tr_ctx *cx, struct job *j, enum outcome outcome, const char *fmt,
-	  ...)
+job_failf(tr_ctx *cx, struct job *j, enum outcome outcome, const char *fmt, ...)
 {
 	char text[160];
 	va_list ap;
@@ -147,8 +147,9 @@ job_failf(tr_ctx *cx, struct job *j, enum outcome outcome, const char *fmt,
 	int n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	job_finish(cx, j, outcome, text,
-		   n < 0 ? 0 : (size_t)n < sizeof(text) ? (size_t)n
-							  : sizeof(text) - 1);
+		   n < 0                      ? 0
+		   : (size_t)n < sizeof(text) ? (size_t)n
+					      : sizeof(text) - 1);
 }
 
 /* The injected crash: the whole employee stops when this handler returns.
@@ -177,8 +178,7 @@ static const char top_script[] =
 	"export LC_ALL=C; tr -cs '[:alpha:]' '\\n' < \"$1\" | "
 	"tr '[:upper:]' '[:lower:]' | grep -E '^.{4,}$' | sort | uniq -c | "
 	"sort -k1,1nr -k2,2 | head -n 5";
-static const char uniq_script[] =
-	"export LC_ALL=C; sort \"$1\" | uniq | wc -l";
+static const char uniq_script[] = "export LC_ALL=C; sort \"$1\" | uniq | wc -l";
 
 static tr_err
 tool_start(tr_ctx *cx, struct job *j)
@@ -187,8 +187,8 @@ tool_start(tr_ctx *cx, struct job *j)
 	/* -e and --: a word or a file that starts with "-" is still a word
 	 * and a file. grep's exit status 1 means "no line matched". */
 	const char *wc[] = { "wc", "-l", "-w", "-c", file, NULL };
-	const char *grep[] = { "grep", "-c", "-i", "-w", "-e", j->sub.word,
-			       "--", file, NULL };
+	const char *grep[] = { "grep",      "-c", "-i", "-w", "-e",
+			       j->sub.word, "--", file, NULL };
 	const char *top[] = { "sh", "-c", top_script, "sh", file, NULL };
 	const char *uniq[] = { "sh", "-c", uniq_script, "sh", file, NULL };
 	const char *const *argv;
@@ -305,7 +305,8 @@ tool_exit(tr_ctx *cx, struct employee *e, struct job *j,
 	    !cJSON_PrintPreallocated(o, text, (int)sizeof(text), false)) {
 		cJSON_Delete(o);
 		stat_add(&stats.tool_failures, 1);
-		job_failf(cx, j, OUT_TOOL_FAILED, "%s printed something unexpected",
+		job_failf(cx, j, OUT_TOOL_FAILED,
+			  "%s printed something unexpected",
 			  tool_name(j->sub.tool));
 		return;
 	}
@@ -328,14 +329,16 @@ model_granted(tr_ctx *cx, struct employee *e, struct job *j)
 	if (tr_breaker_allow(hub.breaker, &j->ticket) != TR_OK) {
 		/* Open: fail fast, no call. The lead retries later. */
 		stat_add(&stats.breaker_rejects, 1);
-		job_failf(cx, j, OUT_BREAKER_OPEN, "model unavailable: circuit %s",
-			  tr_breaker_state_name(tr_breaker_current(hub.breaker)));
+		job_failf(
+			cx, j, OUT_BREAKER_OPEN,
+			"model unavailable: circuit %s",
+			tr_breaker_state_name(tr_breaker_current(hub.breaker)));
 		return;
 	}
 	/* By name: the model may have been restarted with a new pid. */
 	if (tr_registry_whereis(hub.reg, NAME_MODEL, &model) != TR_OK ||
-	    tr_request(cx, model, MSG_MODEL_CALL, j->prompt,
-		       strlen(j->prompt), MODEL_TIMEOUT_MS, &j->req) != TR_OK) {
+	    tr_request(cx, model, MSG_MODEL_CALL, j->prompt, strlen(j->prompt),
+		       MODEL_TIMEOUT_MS, &j->req) != TR_OK) {
 		tr_breaker_record(hub.breaker, j->ticket, false);
 		j->ticket = 0;
 		job_failf(cx, j, OUT_MODEL_ERROR, "model not reachable");
@@ -468,7 +471,8 @@ subtask(tr_ctx *cx, struct employee *e, const tr_msg *m)
 		return;
 	}
 	/* Claim it: from now on the lead watches us for it. */
-	struct subtask_ref claim = { .task = sub.task, .index = sub.index,
+	struct subtask_ref claim = { .task = sub.task,
+				     .index = sub.index,
 				     .attempt = sub.attempt };
 	(void)tr_send(cx, tr_sender(cx), MSG_CLAIMED, &claim, sizeof(claim));
 

@@ -100,7 +100,7 @@ struct sub {
 	uint32_t redispatches; /* crashes and timeouts so far */
 	tr_pid employee;       /* SUB_CLAIMED */
 	uint64_t claimed_ns;
-	char *text;            /* DONE: output (JSON); FAILED: why */
+	char *text; /* DONE: output (JSON); FAILED: why */
 };
 
 /* An employee we monitor because it claimed one of our subtasks. */
@@ -177,12 +177,12 @@ build_prompt(const struct lead *l, uint32_t i, char *out, size_t cap)
 	for (uint32_t k = 0; k < l->n; k++) {
 		const struct sub *d = &l->sub[k];
 
-		if (d->step.file == s->step.file && d->step.tool != TOOL_MODEL &&
-		    d->state == SUB_DONE) {
+		if (d->step.file == s->step.file &&
+		    d->step.tool != TOOL_MODEL && d->state == SUB_DONE) {
 			cJSON *o = cJSON_Parse(d->text);
 			if (o != NULL) {
-				cJSON_AddItemToObject(facts,
-						      tool_name(d->step.tool), o);
+				cJSON_AddItemToObject(
+					facts, tool_name(d->step.tool), o);
 			}
 		}
 	}
@@ -197,7 +197,8 @@ build_prompt(const struct lead *l, uint32_t i, char *out, size_t cap)
 static void
 arm_deadline(tr_ctx *cx, const struct lead *l, uint32_t i, uint64_t ms)
 {
-	struct subtask_ref ref = { .task = l->task, .index = i,
+	struct subtask_ref ref = { .task = l->task,
+				   .index = i,
 				   .attempt = l->sub[i].attempt };
 
 	/* Not cancelled when the subtask ends: a timer message for an
@@ -254,8 +255,9 @@ is_ready(const struct lead *l, uint32_t i)
 	for (uint32_t k = 0; k < l->n; k++) {
 		const struct sub *d = &l->sub[k];
 
-		if (d->step.file == s->step.file && d->step.tool != TOOL_MODEL &&
-		    d->state != SUB_DONE && d->state != SUB_FAILED) {
+		if (d->step.file == s->step.file &&
+		    d->step.tool != TOOL_MODEL && d->state != SUB_DONE &&
+		    d->state != SUB_FAILED) {
 			return false;
 		}
 	}
@@ -303,16 +305,16 @@ build_result(const struct lead *l, bool *ok)
 			}
 			cJSON *o = cJSON_Parse(s->text);
 			if (f != NULL && o != NULL) {
-				cJSON_AddItemToObject(f, tool_name(s->step.tool),
-						      o);
+				cJSON_AddItemToObject(
+					f, tool_name(s->step.tool), o);
 			} else {
 				cJSON_Delete(o);
 			}
 		} else {
 			cJSON *e = cJSON_CreateObject();
 			cJSON_AddStringToObject(e, "subtask", s->step.label);
-			cJSON_AddStringToObject(e, "error",
-						s->text != NULL ? s->text : "?");
+			cJSON_AddStringToObject(
+				e, "error", s->text != NULL ? s->text : "?");
 			cJSON_AddItemToArray(failed, e);
 			*ok = false;
 		}
@@ -365,8 +367,7 @@ sub_ended(tr_ctx *cx, struct lead *l, uint32_t i)
 }
 
 static void
-sub_fail(tr_ctx *cx, struct lead *l, uint32_t i, const char *why,
-	 size_t len)
+sub_fail(tr_ctx *cx, struct lead *l, uint32_t i, const char *why, size_t len)
 {
 	struct sub *s = &l->sub[i];
 
@@ -414,7 +415,8 @@ backoff(tr_ctx *cx, struct lead *l, uint32_t i, const char *why, size_t len)
 		ms = BACKOFF_MAX_MS;
 	}
 	ms += rng_next(&l->rng) % (ms / 4 + 1);
-	struct subtask_ref ref = { .task = l->task, .index = i,
+	struct subtask_ref ref = { .task = l->task,
+				   .index = i,
 				   .attempt = s->attempt };
 	s->state = SUB_BACKOFF;
 	l->retries++;
@@ -468,7 +470,8 @@ subtask_done(tr_ctx *cx, struct lead *l, const tr_msg *m)
 	if (m->size != sizeof(d) + d.len) {
 		return;
 	}
-	struct subtask_ref r = { .task = d.task, .index = d.index,
+	struct subtask_ref r = { .task = d.task,
+				 .index = d.index,
 				 .attempt = d.attempt };
 	struct sub *s = current(l, &r);
 	if (s == NULL || (s->state != SUB_SENT && s->state != SUB_CLAIMED)) {

@@ -137,9 +137,9 @@ fill(tr_ctx *cx, struct client *c)
 				r = &c->req[i];
 			}
 		}
-		const char *text = task_texts[rng_next(&c->rng) %
-					      (sizeof(task_texts) /
-					       sizeof(task_texts[0]))];
+		const char *text =
+			task_texts[rng_next(&c->rng) % (sizeof(task_texts) /
+							sizeof(task_texts[0]))];
 		char line[256];
 		int n;
 
@@ -170,7 +170,8 @@ static void
 client_event(tr_ctx *cx, struct client *c, const char *line, size_t len)
 {
 	cJSON *ev = cJSON_ParseWithLength(line, len);
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "event"));
+	const char *name =
+		cJSON_GetStringValue(cJSON_GetObjectItem(ev, "event"));
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "id"));
 	struct req *r = id != NULL ? req_by_id(c, id) : NULL;
 
@@ -179,8 +180,8 @@ client_event(tr_ctx *cx, struct client *c, const char *line, size_t len)
 		goto out;
 	}
 	if (strcmp(name, "error") == 0) {
-		const char *why = cJSON_GetStringValue(
-			cJSON_GetObjectItem(ev, "error"));
+		const char *why =
+			cJSON_GetStringValue(cJSON_GetObjectItem(ev, "error"));
 
 		if (r != NULL && !r->is_accepted && why != NULL &&
 		    strcmp(why, "the hub is stopping") == 0) {
@@ -270,8 +271,9 @@ static void
 client_opened(tr_ctx *cx, struct client *c)
 {
 	static const char *const bad[] = {
-		"{\"task\": \"count words\",\n",                  /* cut short */
-		"{\"task\": \"count words\", \"colour\": \"red\"}\n", /* unknown */
+		"{\"task\": \"count words\",\n", /* cut short */
+		"{\"task\": \"count words\", \"colour\": \"red\"}\n", /* unknown
+								       */
 	};
 
 	c->is_open = true;

@@ -140,34 +140,45 @@ usage(FILE *f)
 {
 	fprintf(f,
 		"usage: agenthub [options]\n"
-		"  --port P              listen on 127.0.0.1:P (default %d; 0: any)\n"
-		"  --seconds S           load for S seconds (default 10; 0: until "
+		"  --port P              listen on 127.0.0.1:P (default %d; 0: "
+		"any)\n"
+		"  --seconds S           load for S seconds (default 10; 0: "
+		"until "
 		"Ctrl-C)\n"
 		"  --no-load             only the hub, until Ctrl-C (for nc)\n"
 		"  --clients N           simulated clients (default 20)\n"
-		"  --tasks-per-client N  each client sends N tasks, then the run "
+		"  --tasks-per-client N  each client sends N tasks, then the "
+		"run "
 		"ends\n"
-		"  --inflight N          tasks each client keeps open (default 1)\n"
+		"  --inflight N          tasks each client keeps open (default "
+		"1)\n"
 		"  --employees N         employees in the pool (default 8)\n"
-		"  --crash-rate R        fraction of subtask attempts that crash "
+		"  --crash-rate R        fraction of subtask attempts that "
+		"crash "
 		"their\n"
 		"                        employee (default 0.02)\n"
 		"  --model-fail F        fraction of model calls that fail "
 		"(default 0.05)\n"
-		"  --task-timeout MS     a task still running after MS ms fails "
+		"  --task-timeout MS     a task still running after MS ms "
+		"fails "
 		"(default 30000)\n"
 		"  --model-rate N        model calls per second the limiter "
 		"allows\n"
 		"                        (default 200)\n"
-		"  --outage-every S      the model is down once every S seconds "
+		"  --outage-every S      the model is down once every S "
+		"seconds "
 		"(default 4;\n"
 		"                        0: never) ...\n"
-		"  --outage-ms MS        ... for MS milliseconds (default 1000)\n"
-		"  --workers N           scheduler threads (default: one per core)\n"
-		"  --stop-timeout S      on Ctrl-C, open tasks get S seconds to "
+		"  --outage-ms MS        ... for MS milliseconds (default "
+		"1000)\n"
+		"  --workers N           scheduler threads (default: one per "
+		"core)\n"
+		"  --stop-timeout S      on Ctrl-C, open tasks get S seconds "
+		"to "
 		"finish,\n"
 		"                        then fail (default %d)\n"
-		"  --seed N              seed of every random choice (default 1)\n"
+		"  --seed N              seed of every random choice (default "
+		"1)\n"
 		"  --data DIR            the data files (default: the shipped "
 		"ones)\n"
 		"  --quiet               no progress lines\n",
@@ -346,8 +357,10 @@ load_data_dir(const char *dir)
 	struct dirent *e;
 
 	if (d == NULL) {
-		fprintf(stderr, "agenthub: cannot open the data directory %s: "
-			"%s\n", dir, strerror(errno));
+		fprintf(stderr,
+			"agenthub: cannot open the data directory %s: "
+			"%s\n",
+			dir, strerror(errno));
 		return false;
 	}
 	snprintf(hub.data_dir, sizeof(hub.data_dir), "%s", dir);
@@ -538,8 +551,8 @@ setup(struct run *r)
 		.window = 20,           /* half of the last twenty calls */
 		.min_calls = 10,
 		.failure_rate_pct = 50,
-		.recovery_ms = 500,     /* then half a second open */
-		.half_open_trials = 3,  /* then three trial calls */
+		.recovery_ms = 500,    /* then half a second open */
+		.half_open_trials = 3, /* then three trial calls */
 		.id = 1,
 	};
 	if ((err = tr_registry_create(r->rt, &hub.reg)) < 0 ||
@@ -567,8 +580,8 @@ setup(struct run *r)
 	}
 
 	/* The progress printer first, so it hears every event. */
-	if ((err = tr_runtime_spawn(r->rt, &monitor_def, NULL,
-				    &r->monitor)) < 0) {
+	if ((err = tr_runtime_spawn(r->rt, &monitor_def, NULL, &r->monitor)) <
+	    0) {
 		die("spawning the monitor", err);
 	}
 
@@ -603,10 +616,14 @@ setup(struct run *r)
 		.period_ms = 10000,
 	};
 	tr_sup_child_spec specs[] = {
-		{ .size = sizeof(tr_sup_child_spec), .id = "model",
-		  .def = &model_def, .shutdown_ms = 1000 },
-		{ .size = sizeof(tr_sup_child_spec), .id = "manager",
-		  .def = &manager_def, .shutdown_ms = 1000 },
+		{ .size = sizeof(tr_sup_child_spec),
+		  .id = "model",
+		  .def = &model_def,
+		  .shutdown_ms = 1000 },
+		{ .size = sizeof(tr_sup_child_spec),
+		  .id = "manager",
+		  .def = &manager_def,
+		  .shutdown_ms = 1000 },
 	};
 	if ((err = tr_sup_start(r->rt, &flags, specs, 2, &r->top)) < 0) {
 		die("starting the model and the manager", err);
@@ -643,11 +660,11 @@ start_load(struct run *r)
 	}
 	for (unsigned i = 0; i < r->n_clients; i++) {
 		/* Read by the client's init, later: it must outlive this. */
-		r->client_args[i] = (struct client_args){
-			.index = i, .port = r->port, .report_to = r->me };
-		tr_err err = tr_runtime_spawn(r->rt, &client_def,
-					      &r->client_args[i],
-					      &r->clients[i]);
+		r->client_args[i] = (struct client_args){ .index = i,
+							  .port = r->port,
+							  .report_to = r->me };
+		tr_err err = tr_runtime_spawn(
+			r->rt, &client_def, &r->client_args[i], &r->clients[i]);
 		if (err < 0) {
 			die("spawning a client", err);
 		}
@@ -721,8 +738,8 @@ sessions_settled(void)
 
 /*
  * Wait, until @deadline_ms or until @signals signals have come, for
- * nothing to be in flight: the manager has no task open, every simulated client has
- * reported, every session has written what it owes, and every injected
+ * nothing to be in flight: the manager has no task open, every simulated client
+ * has reported, every session has written what it owes, and every injected
  * crash has been seen as a restart (the last may still be on its way
  * to the pool). Only then may the runtime stop without cutting off an
  * answer, whether its stop waits for the messages already queued or
@@ -753,7 +770,8 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 			r->has_pool = false;
 			(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
 			if (wait_for(r, has_pool, ask_ms) &&
-			    r->pool_stats.restarts >= stat_get(&stats.crashes)) {
+			    r->pool_stats.restarts >=
+				    stat_get(&stats.crashes)) {
 				return true;
 			}
 		}
@@ -793,8 +811,8 @@ shut_down(struct run *r)
 		return;
 	}
 	/* Time is up: each open task gets its failed result now. */
-	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_ABORT,
-				  NULL, 0);
+	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_ABORT, NULL,
+				  0);
 	if (!wait_settled(r, now_ms() + ABORT_WAIT_MS, 2)) {
 		printf("the stop did not settle: some answers may be lost\n");
 	}
@@ -864,23 +882,24 @@ print_summary(const struct run *r)
 	printf("\nsummary: %.1f s, %u client%s, %u employees, %u workers\n",
 	       r->load_s, clients, clients == 1 ? "" : "s", hub.opt.employees,
 	       r->fin.workers);
-	printf("  tasks      %" PRIu64 " accepted, %" PRIu64 " results: %"
-	       PRIu64 " ok, %" PRIu64 " partial or failed; %" PRIu64
+	printf("  tasks      %" PRIu64 " accepted, %" PRIu64
+	       " results: %" PRIu64 " ok, %" PRIu64
+	       " partial or failed; %" PRIu64
 	       " cancelled (client gone); %.1f tasks/s\n",
 	       rep->accepted, rep->done, rep->ok, rep->done - rep->ok,
 	       rep->cancelled,
 	       r->load_s > 0 ? (double)rep->done / r->load_s : 0.0);
-	printf("  latency    p50 %" PRIu64 " ms, p90 %" PRIu64 " ms, p99 %"
-	       PRIu64 " ms, max %" PRIu64 " ms\n",
+	printf("  latency    p50 %" PRIu64 " ms, p90 %" PRIu64
+	       " ms, p99 %" PRIu64 " ms, max %" PRIu64 " ms\n",
 	       rep->p50_ms, rep->p90_ms, rep->p99_ms, rep->max_ms);
-	printf("  subtasks   %" PRIu64 " tool runs (%" PRIu64 " failed), %"
-	       PRIu64 " model calls (%" PRIu64 " failed), %" PRIu64
-	       " refused by the open breaker\n",
+	printf("  subtasks   %" PRIu64 " tool runs (%" PRIu64
+	       " failed), %" PRIu64 " model calls (%" PRIu64
+	       " failed), %" PRIu64 " refused by the open breaker\n",
 	       stat_get(&stats.tool_runs), stat_get(&stats.tool_failures),
 	       calls, stat_get(&stats.model_failures),
 	       stat_get(&stats.breaker_rejects));
-	printf("  jobs       %" PRIu64 " submitted: %" PRIu64 " succeeded, %"
-	       PRIu64 " failed, %" PRIu64 " timed out, %" PRIu64
+	printf("  jobs       %" PRIu64 " submitted: %" PRIu64
+	       " succeeded, %" PRIu64 " failed, %" PRIu64 " timed out, %" PRIu64
 	       " cancelled\n",
 	       r->jobs.submitted, r->jobs.succeeded, r->jobs.failed,
 	       r->jobs.timed_out, r->jobs.cancelled);
@@ -895,8 +914,7 @@ print_summary(const struct run *r)
 	printf("  limiter    %" PRIu64 " waits, %.1f ms on average; %" PRIu64
 	       " rejected\n",
 	       waits,
-	       waits ? (double)stat_get(&stats.limiter_wait_ms) /
-			       (double)waits
+	       waits ? (double)stat_get(&stats.limiter_wait_ms) / (double)waits
 		     : 0.0,
 	       stat_get(&stats.limiter_rejects));
 	printf("  sessions   %" PRIu64 " connections, %" PRIu64
@@ -918,8 +936,8 @@ print_summary(const struct run *r)
 
 static int failures;
 
-static void expect(bool ok, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void
+expect(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 expect(bool ok, const char *fmt, ...)
@@ -963,23 +981,24 @@ check(const struct run *r)
 		       j->succeeded + j->failed + j->timed_out + j->cancelled ==
 			       j->submitted,
 	       "every job ended once: %" PRIu64 " submitted == %" PRIu64
-	       " succeeded + %" PRIu64 " failed + %" PRIu64 " timed out + %"
-	       PRIu64 " cancelled",
+	       " succeeded + %" PRIu64 " failed + %" PRIu64
+	       " timed out + %" PRIu64 " cancelled",
 	       j->submitted, j->succeeded, j->failed, j->timed_out,
 	       j->cancelled);
 	/* Each task counted once by how it ended, and once by whether it
 	 * was accepted (see struct hub_stats). */
 	expect(s_tasks == s_res + s_rej + s_lost &&
 		       s_tasks == s_acc + s_rej + s_unacc,
-	       "sessions: %" PRIu64 " tasks == %" PRIu64 " results written + %"
-	       PRIu64 " refused + %" PRIu64 " left open by clients that went "
+	       "sessions: %" PRIu64 " tasks == %" PRIu64
+	       " results written + %" PRIu64 " refused + %" PRIu64
+	       " left open by clients that went "
 	       "away == %" PRIu64 " accepted + %" PRIu64 " refused + %" PRIu64
 	       " gone before accepted",
 	       s_tasks, s_res, s_rej, s_lost, s_acc, s_rej, s_unacc);
 	if (is_loaded) {
 		struct client_totals c = sum_clients(r);
-		uint64_t expected = (uint64_t)hub.opt.tasks_per_client *
-				    hub.opt.clients;
+		uint64_t expected =
+			(uint64_t)hub.opt.tasks_per_client * hub.opt.clients;
 
 		expect(all_reported(r) && c.clean == r->n_clients,
 		       "%u of %u clients closed cleanly after their last "
@@ -997,11 +1016,10 @@ check(const struct run *r)
 		       ", got %" PRIu64 " accepted and %" PRIu64
 		       " results (%" PRIu64 " ok), %" PRIu64 " refused%s",
 		       c.sent, c.accepted, c.results, c.ok, c.refused,
-		       expected && !is_stopped ? ", as many as asked for"
-					       : "");
+		       expected && !is_stopped ? ", as many as asked for" : "");
 		expect(c.unexpected == 0,
-		       "the protocol held: %" PRIu64 " progress events, %" PRIu64
-		       " unexpected%s%s",
+		       "the protocol held: %" PRIu64
+		       " progress events, %" PRIu64 " unexpected%s%s",
 		       c.progress, c.unexpected, c.problem ? ": " : "",
 		       c.problem ? c.problem : "");
 		expect(c.errors_seen == c.errors_expected &&
@@ -1064,7 +1082,8 @@ main(int argc, char **argv)
 		       hub.opt.clients, hub.opt.tasks_per_client,
 		       hub.opt.inflight);
 	} else {
-		printf("  load       %u clients, %u in flight each, for %u s%s\n",
+		printf("  load       %u clients, %u in flight each, for %u "
+		       "s%s\n",
 		       hub.opt.clients, hub.opt.inflight, hub.opt.seconds,
 		       hub.opt.seconds == 0 ? " (until Ctrl-C)" : "");
 	}
@@ -1076,8 +1095,7 @@ main(int argc, char **argv)
 	run_load(&r);
 	/* People with nc may have left tasks open: let them finish, unless
 	 * a signal asks for the bounded stop instead. */
-	if (r.signals == 0 &&
-	    !wait_settled(&r, now_ms() + SETTLE_WAIT_MS, 1) &&
+	if (r.signals == 0 && !wait_settled(&r, now_ms() + SETTLE_WAIT_MS, 1) &&
 	    r.signals == 0) {
 		printf("still busy after %d s\n", SETTLE_WAIT_MS / 1000);
 	}

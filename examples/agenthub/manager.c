@@ -54,7 +54,7 @@
 
 /* A task the manager accepted and has not answered yet. */
 struct task {
-	uint64_t job;   /* the job's id, also the task's number */
+	uint64_t job; /* the job's id, also the task's number */
 	tr_pid session;
 	uint32_t seq;   /* the session's number for it */
 	uint32_t total; /* subtasks in the plan */
@@ -150,8 +150,7 @@ watch(tr_ctx *cx, struct manager *mg, tr_pid pid)
 }
 
 static void
-publish(tr_ctx *cx, const struct task *t, uint32_t kind, bool ok,
-	uint64_t ms)
+publish(tr_ctx *cx, const struct task *t, uint32_t kind, bool ok, uint64_t ms)
 {
 	struct task_event ev = {
 		.kind = kind,
@@ -185,7 +184,8 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		return;
 	}
 	if (mg->is_stopping) {
-		struct rejected_msg r = { .seq = hdr.seq, .why = REJECT_STOPPING };
+		struct rejected_msg r = { .seq = hdr.seq,
+					  .why = REJECT_STOPPING };
 
 		(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
 		return;
@@ -246,7 +246,8 @@ failure_json(const struct task *t, const char *why)
 static void
 accept_task(tr_ctx *cx, struct task *t)
 {
-	struct accepted_msg a = { .seq = t->seq, .total = t->total,
+	struct accepted_msg a = { .seq = t->seq,
+				  .total = t->total,
 				  .task = t->job };
 
 	t->is_accepted = true;
@@ -347,7 +348,8 @@ job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		}
 		/* The lead reports one event per subtask that ended, with the
 		 * subtask's label as the note. */
-		struct progress_msg p = { .seq = t->seq, .done = ++t->done,
+		struct progress_msg p = { .seq = t->seq,
+					  .done = ++t->done,
 					  .total = t->total };
 		/* Labels are shorter than LABEL_MAX; cut anything longer. */
 		size_t n = strnlen(ev.note, sizeof(p.subtask) - 1);

@@ -40,7 +40,7 @@
 enum {
 	LATENCY_MIN_MS = 5,
 	LATENCY_SPAN_MS = 26, /* so 5 to 30 ms */
-	SENTENCE_MAX = 320, /* the summary; quoted, it fits in a reply */
+	SENTENCE_MAX = 320,   /* the summary; quoted, it fits in a reply */
 	REPLY_MAX = 512,
 };
 
@@ -90,8 +90,9 @@ appendf(char *buf, size_t *len, const char *fmt, ...)
 	int k = vsnprintf(buf + *len, SENTENCE_MAX - *len, fmt, ap);
 	va_end(ap);
 	if (k > 0) {
-		*len += (size_t)k < SENTENCE_MAX - *len ? (size_t)k
-						     : SENTENCE_MAX - 1 - *len;
+		*len += (size_t)k < SENTENCE_MAX - *len
+				? (size_t)k
+				: SENTENCE_MAX - 1 - *len;
 	}
 }
 
@@ -118,8 +119,8 @@ write_summary(const char *prompt, size_t len, uint64_t call, char *out,
 	cJSON *facts = cJSON_GetObjectItem(p, "facts");
 	cJSON *wc = cJSON_GetObjectItem(facts, "wc");
 	cJSON *grep = cJSON_GetObjectItem(facts, "grep");
-	cJSON *top = cJSON_GetObjectItem(cJSON_GetObjectItem(facts, "top"),
-					 "words");
+	cJSON *top =
+		cJSON_GetObjectItem(cJSON_GetObjectItem(facts, "top"), "words");
 	cJSON *uniq = cJSON_GetObjectItem(facts, "uniq");
 	const char *sep = "";
 
@@ -130,8 +131,8 @@ write_summary(const char *prompt, size_t len, uint64_t call, char *out,
 		sep = ";";
 	}
 	if (cJSON_IsObject(grep)) {
-		const char *w = cJSON_GetStringValue(
-			cJSON_GetObjectItem(grep, "word"));
+		const char *w =
+			cJSON_GetStringValue(cJSON_GetObjectItem(grep, "word"));
 		appendf(s, &n, "%s %.0f lines mention \"%s\"", sep,
 			number(grep, "matches"), w != NULL ? w : "?");
 		sep = ";";
@@ -141,7 +142,8 @@ write_summary(const char *prompt, size_t len, uint64_t call, char *out,
 		int k = 0;
 
 		appendf(s, &n, "%s mostly about", sep);
-		cJSON_ArrayForEach(e, top) {
+		cJSON_ArrayForEach(e, top)
+		{
 			const char *w = cJSON_GetStringValue(
 				cJSON_GetObjectItem(e, "word"));
 			if (w != NULL && k < 3) {
@@ -180,7 +182,8 @@ model_call(tr_ctx *cx, struct model *md, const tr_msg *m)
 {
 	struct pending *p = malloc(sizeof(*p));
 	struct model_due due = { .call = ++md->calls };
-	uint64_t latency = LATENCY_MIN_MS + rng_next(&md->rng) % LATENCY_SPAN_MS;
+	uint64_t latency =
+		LATENCY_MIN_MS + rng_next(&md->rng) % LATENCY_SPAN_MS;
 	double roll = (double)(rng_next(&md->rng) >> 11) / 9007199254740992.0;
 
 	if (p == NULL) {
@@ -196,10 +199,9 @@ model_call(tr_ctx *cx, struct model *md, const tr_msg *m)
 	if (due.ok) {
 		write_summary(m->data, m->size, due.call, p->text, &p->len);
 	} else {
-		p->len = (size_t)snprintf(p->text, sizeof(p->text),
-					  "503 model overloaded (call %" PRIu64
-					  ")",
-					  due.call);
+		p->len = (size_t)snprintf(
+			p->text, sizeof(p->text),
+			"503 model overloaded (call %" PRIu64 ")", due.call);
 	}
 	if (tr_send_after(cx, tr_self(cx), MSG_MODEL_DUE, &due, sizeof(due),
 			  latency, NULL) < 0) {
@@ -221,7 +223,8 @@ model_due(tr_ctx *cx, struct model *md, const struct model_due *due)
 			continue;
 		}
 		*pp = p->next;
-		stat_add(due->ok ? &stats.model_served : &stats.model_errors, 1);
+		stat_add(due->ok ? &stats.model_served : &stats.model_errors,
+			 1);
 		/* To the caller. If its request timed out already, or it
 		 * stopped, this is a counted dead letter. */
 		(void)tr_reply(cx, &p->req,

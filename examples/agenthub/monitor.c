@@ -168,7 +168,8 @@ breaker_event(struct monitor *mo, const tr_breaker_change *c)
 		int n = snprintf(mo->breaker_log + mo->breaker_log_len,
 				 sizeof(mo->breaker_log) - mo->breaker_log_len,
 				 "%s%.1fs %s", mo->breaker_log_len ? ", " : "",
-				 hub_seconds(), tr_breaker_state_name((int)c->to));
+				 hub_seconds(),
+				 tr_breaker_state_name((int)c->to));
 		mo->breaker_log_len += n > 0 ? (size_t)n : 0;
 	} else if (mo->breaker_log_len + 5 < sizeof(mo->breaker_log)) {
 		memcpy(mo->breaker_log + mo->breaker_log_len, ", ...", 6);
@@ -212,8 +213,8 @@ tick(tr_ctx *cx, struct monitor *mo)
 
 	printf("[%5.1fs] tasks %" PRIu64 " done, %.0f/s, %" PRIu64
 	       " open | msgs %s/s | latency p50 %" PRIu64 " p99 %" PRIu64
-	       " ms | restarts %" PRIu64 " | breaker %s | limiter waits %"
-	       PRIu64 "\n",
+	       " ms | restarts %" PRIu64
+	       " | breaker %s | limiter waits %" PRIu64 "\n",
 	       t, mo->done, (double)(mo->done - mo->last_done) / dt,
 	       mo->accepted - mo->done - mo->cancelled,
 	       si((double)(m.msgs_handled - mo->last_handled) / dt, a,

@@ -46,17 +46,17 @@ struct keyword {
 };
 
 static const struct keyword keywords[] = {
-	{ "count", WANT_WC },       { "size", WANT_WC },
-	{ "stats", WANT_WC },       { "wc", WANT_WC },
-	{ "measure", WANT_WC },     { "find", WANT_GREP },
-	{ "grep", WANT_GREP },      { "search", WANT_GREP },
-	{ "top", WANT_TOP },        { "frequent", WANT_TOP },
-	{ "common", WANT_TOP },     { "unique", WANT_UNIQ },
-	{ "distinct", WANT_UNIQ },  { "uniq", WANT_UNIQ },
-	{ "dedupe", WANT_UNIQ },    { "summarise", WANT_MODEL },
+	{ "count", WANT_WC },        { "size", WANT_WC },
+	{ "stats", WANT_WC },        { "wc", WANT_WC },
+	{ "measure", WANT_WC },      { "find", WANT_GREP },
+	{ "grep", WANT_GREP },       { "search", WANT_GREP },
+	{ "top", WANT_TOP },         { "frequent", WANT_TOP },
+	{ "common", WANT_TOP },      { "unique", WANT_UNIQ },
+	{ "distinct", WANT_UNIQ },   { "uniq", WANT_UNIQ },
+	{ "dedupe", WANT_UNIQ },     { "summarise", WANT_MODEL },
 	{ "summarize", WANT_MODEL }, { "summary", WANT_MODEL },
-	{ "explain", WANT_MODEL },  { "describe", WANT_MODEL },
-	{ "review", WANT_MODEL },   { "report", WANT_MODEL },
+	{ "explain", WANT_MODEL },   { "describe", WANT_MODEL },
+	{ "review", WANT_MODEL },    { "report", WANT_MODEL },
 };
 
 const char *
@@ -120,7 +120,8 @@ is_search_word(const char *w)
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)w[i]) && w[i] != '_' && w[i] != '-') {
+		if (!isalnum((unsigned char)w[i]) && w[i] != '_' &&
+		    w[i] != '-') {
 			return false;
 		}
 	}
@@ -140,8 +141,8 @@ add_step(struct plan *p, uint32_t tool, uint32_t file, const char *word)
 	s->file = file;
 	if (word != NULL) {
 		snprintf(s->word, sizeof(s->word), "%s", word);
-		snprintf(s->label, sizeof(s->label), "%s %s %s", tool_name(tool),
-			 word, hub.files[file].name);
+		snprintf(s->label, sizeof(s->label), "%s %s %s",
+			 tool_name(tool), word, hub.files[file].name);
 	} else {
 		snprintf(s->label, sizeof(s->label), "%s %s", tool_name(tool),
 			 hub.files[file].name);
@@ -167,8 +168,8 @@ plan_task(const char *text, size_t len, struct plan *out)
 		size_t k = 0;
 		while (i < len && is_word_char(text[i])) {
 			if (k < sizeof(words[0]) - 1) {
-				words[n_words][k++] = (char)tolower(
-					(unsigned char)text[i]);
+				words[n_words][k++] =
+					(char)tolower((unsigned char)text[i]);
 			}
 			i++;
 		}
@@ -190,13 +191,15 @@ plan_task(const char *text, size_t len, struct plan *out)
 		unsigned k = keyword_of(words[i]);
 		want |= k;
 		if (k == WANT_GREP && search[0] == '\0') {
-			/* "search for W": the word after the verb, past "for". */
+			/* "search for W": the word after the verb, past "for".
+			 */
 			size_t j = i + 1;
 			if (j < n_words && strcmp(words[j], "for") == 0) {
 				j++;
 			}
 			if (j < n_words && is_search_word(words[j])) {
-				snprintf(search, sizeof(search), "%s", words[j]);
+				snprintf(search, sizeof(search), "%s",
+					 words[j]);
 			}
 		}
 	}

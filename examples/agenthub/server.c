@@ -10,7 +10,8 @@
  * start_server(), except that it never awaits: it returns from every
  * handler, and the next message, a line or an answer, comes in later.
  *
- * The protocol (also at the top of main.c and in the agent hub chapter of docs/GUIDE.md):
+ * The protocol (also at the top of main.c and in the agent hub chapter of
+ * docs/GUIDE.md):
  *
  *   client: {"task": "summarise the docs", "id": "a1"}   (id optional)
  *   hub:    {"id": "a1", "event": "accepted", "subtasks": 8}
@@ -67,11 +68,11 @@ struct session {
 	struct open_task open[SESSION_INFLIGHT];
 	uint32_t n_open;
 	uint32_t next_seq;
-	uint32_t next_auto;   /* ids of tasks that came without one */
-	tr_pid manager;       /* the one we monitor */
+	uint32_t next_auto; /* ids of tasks that came without one */
+	tr_pid manager;     /* the one we monitor */
 	tr_ref manager_ref;
-	bool is_closing;      /* we asked to close: ignore further input */
-	bool is_peer_done;    /* the client sent everything it will */
+	bool is_closing;   /* we asked to close: ignore further input */
+	bool is_peer_done; /* the client sent everything it will */
 };
 
 /* ------------------------------------------------------------------ */
@@ -262,10 +263,12 @@ json_request(tr_ctx *cx, struct session *s, const char *line, size_t len)
 		end++;
 	}
 	if (end != NULL && end < line + len) {
-		send_error(cx, s, NULL, "malformed JSON: text after the object");
+		send_error(cx, s, NULL,
+			   "malformed JSON: text after the object");
 		goto out;
 	}
-	cJSON_ArrayForEach(f, req) {
+	cJSON_ArrayForEach(f, req)
+	{
 		if (strcmp(f->string, "task") == 0) {
 			task = (cJSON *)f;
 		} else if (strcmp(f->string, "id") == 0) {
@@ -429,8 +432,8 @@ manager_gone(tr_ctx *cx, struct session *s)
 		cJSON_AddBoolToObject(o, "ok", false);
 		cJSON *r = cJSON_AddObjectToObject(o, "result");
 		cJSON_AddStringToObject(r, "error", "the manager stopped");
-		cJSON_AddNumberToObject(o, "ms",
-					(double)((now_ns() - t->t0_ns) / 1000000u));
+		cJSON_AddNumberToObject(
+			o, "ms", (double)((now_ns() - t->t0_ns) / 1000000u));
 		send_json(cx, s, o);
 		open_release(cx, s, t, false);
 	}

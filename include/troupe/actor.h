@@ -184,9 +184,8 @@ TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
  *            and no outcome comes: TR_EFULL, TR_EMSGSIZE, TR_EINVAL,
  *            TR_ENOMEM as tr_send().
  */
-TR_API tr_err tr_request(tr_ctx *cx, tr_pid to, uint32_t type,
-			 const void *data, size_t len, uint64_t timeout_ms,
-			 tr_ref *ref);
+TR_API tr_err tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
+			 size_t len, uint64_t timeout_ms, tr_ref *ref);
 
 /**
  * tr_request_ptr() - tr_request() handing over @ptr, as tr_send_ptr().

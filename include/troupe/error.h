@@ -14,18 +14,18 @@
 extern "C" {
 #endif
 
-#define TR_ERR_MAP(X)                                                   \
-	X(EINVAL, -1, "invalid argument")                               \
-	X(ENOMEM, -2, "out of memory")                                  \
-	X(ENOENT, -3, "no such actor or name")                          \
-	X(ETIMEDOUT, -4, "timed out")                                   \
-	X(ECLOSED, -5, "runtime is stopping or stopped")               \
-	X(EFULL, -6, "mailbox full")                                    \
-	X(EMSGSIZE, -7, "message too large")                            \
-	X(ESTATE, -8, "operation not valid in this state")             \
-	X(EUNREACH, -9, "node unreachable")                             \
-	X(ESYS, -10, "system call failed")                              \
-	X(EREJECTED, -11, "rejected")                                   \
+#define TR_ERR_MAP(X)                                                          \
+	X(EINVAL, -1, "invalid argument")                                      \
+	X(ENOMEM, -2, "out of memory")                                         \
+	X(ENOENT, -3, "no such actor or name")                                 \
+	X(ETIMEDOUT, -4, "timed out")                                          \
+	X(ECLOSED, -5, "runtime is stopping or stopped")                       \
+	X(EFULL, -6, "mailbox full")                                           \
+	X(EMSGSIZE, -7, "message too large")                                   \
+	X(ESTATE, -8, "operation not valid in this state")                     \
+	X(EUNREACH, -9, "node unreachable")                                    \
+	X(ESYS, -10, "system call failed")                                     \
+	X(EREJECTED, -11, "rejected")                                          \
 	X(EEXIST, -12, "already exists")
 
 typedef enum tr_err {

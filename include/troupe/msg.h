@@ -50,14 +50,15 @@ extern "C" {
 #define TR_MSG_REQUEST_FAILED 0xFFFF0004u
 
 /** Exit reasons. Values from TR_EXIT_USER upwards belong to applications. */
-#define TR_EXIT_NORMAL 0    /* finished its work; links do not propagate it */
-#define TR_EXIT_SHUTDOWN 1  /* stopped by runtime or supervisor shutdown */
-#define TR_EXIT_KILL 2      /* untrappable: a linked actor stops too */
-#define TR_EXIT_NOPROC 3    /* the linked or monitored actor did not exist */
-#define TR_EXIT_ERROR 4     /* generic failure */
+#define TR_EXIT_NORMAL      0 /* finished its work; links do not propagate it */
+#define TR_EXIT_SHUTDOWN    1 /* stopped by runtime or supervisor shutdown */
+#define TR_EXIT_KILL        2 /* untrappable: a linked actor stops too */
+#define TR_EXIT_NOPROC      3 /* the linked or monitored actor did not exist */
+#define TR_EXIT_ERROR       4 /* generic failure */
 #define TR_EXIT_INIT_FAILED 5 /* the definition's init returned an error */
-#define TR_EXIT_KILLED 6    /* what links see when an actor got TR_EXIT_KILL */
-#define TR_EXIT_TIMEOUT 7   /* a request's timeout passed (TR_MSG_REQUEST_FAILED) */
+#define TR_EXIT_KILLED      6 /* what links see when an actor got TR_EXIT_KILL */
+#define TR_EXIT_TIMEOUT                                                        \
+	7 /* a request's timeout passed (TR_MSG_REQUEST_FAILED) */
 #define TR_EXIT_USER 256
 
 /** TR_MSG_F_PTR - Flag in tr_msg.flags: the payload is an owned pointer. */
@@ -108,8 +109,8 @@ typedef struct tr_msg {
 
 /** struct tr_down - Payload of TR_MSG_DOWN. */
 typedef struct tr_down {
-	tr_ref ref;    /* the reference tr_monitor() returned */
-	tr_pid who;    /* the actor that stopped */
+	tr_ref ref; /* the reference tr_monitor() returned */
+	tr_pid who; /* the actor that stopped */
 	int32_t reason;
 } tr_down;
 
@@ -140,8 +141,8 @@ typedef struct tr_request_failed {
  * payloads are aligned to 16, so any T of alignment 16 or less may be
  * read in place; for a pointer message it is the pointer sent.
  */
-#define TR_MSG_AS(m, T)                                                   \
-	((m)->size == sizeof(T) ? (const T *)(const void *)(m)->data        \
+#define TR_MSG_AS(m, T)                                                        \
+	((m)->size == sizeof(T) ? (const T *)(const void *)(m)->data           \
 				: (const T *)NULL)
 
 /** tr_free_fn - Frees a payload handed over with tr_send_ptr(). */

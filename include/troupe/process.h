@@ -45,9 +45,9 @@ typedef struct tr_process {
 
 /** Messages to the owner. Each payload starts with the process id. */
 #define TR_MSG_PROC_STARTED 0xFFFF0020u /* struct tr_process_started */
-#define TR_MSG_PROC_STDOUT 0xFFFF0021u  /* struct tr_process_line */
-#define TR_MSG_PROC_STDERR 0xFFFF0022u  /* struct tr_process_line */
-#define TR_MSG_PROC_EXIT 0xFFFF0023u    /* struct tr_process_exit */
+#define TR_MSG_PROC_STDOUT  0xFFFF0021u /* struct tr_process_line */
+#define TR_MSG_PROC_STDERR  0xFFFF0022u /* struct tr_process_line */
+#define TR_MSG_PROC_EXIT    0xFFFF0023u /* struct tr_process_exit */
 
 /** Longest line delivered whole; longer lines arrive in pieces this long. */
 #define TR_PROCESS_MAX_LINE 65536

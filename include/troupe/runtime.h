@@ -42,8 +42,8 @@ extern "C" {
  *                    default (0) an idle worker polls a loop itself, so
  *                    that a read, the turn it causes and the reply run on
  *                    one thread; the I/O thread takes the loop over when
- *                    no worker has polled it for a millisecond or two. No user code runs inside a
- *                    loop either way.
+ *                    no worker has polled it for a millisecond or two. No user
+ * code runs inside a loop either way.
  * @stop_drain_ms:    how long a runtime stop lets each actor handle what
  *                    was queued for it before its stop; after that the
  *                    stop overtakes what is left (dead letters), so a stop
@@ -205,8 +205,7 @@ TR_API tr_err tr_mailbox_len(tr_runtime *rt, tr_pid pid, uint32_t *out);
  * tr_runtime_stop_actor() - tr_stop() from outside any actor.
  * Thread:    any.
  */
-TR_API tr_err tr_runtime_stop_actor(tr_runtime *rt, tr_pid who,
-				    int32_t reason);
+TR_API tr_err tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason);
 
 /*
  * Inbox: a mailbox that a non-actor thread reads, for replies and tests.
@@ -253,8 +252,7 @@ TR_API tr_pid tr_inbox_pid(const tr_inbox *ib);
  * Return:    TR_OK and *out filled; TR_ETIMEDOUT; TR_ECLOSED when the
  *            inbox actor stopped and nothing is left; TR_EINVAL.
  */
-TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms,
-			    tr_received *out);
+TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out);
 
 /**
  * tr_inbox_recv_ref() - Take the outcome of the request @ref (made with

@@ -43,17 +43,17 @@ typedef struct tr_tcp {
 } tr_tcp;
 
 #define TR_TCP_READ_HIGH (256 * 1024)
-#define TR_TCP_READ_LOW (64 * 1024)
+#define TR_TCP_READ_LOW  (64 * 1024)
 #define TR_TCP_WRITE_MAX (4 * 1024 * 1024)
 /** A graceful close whose peer takes no pending byte this long is reset. */
 #define TR_TCP_LINGER_MS 10000
 
 /** Messages. Payloads start with the connection or listener id. */
 #define TR_MSG_TCP_LISTENING 0xFFFF0030u /* struct tr_tcp_listening */
-#define TR_MSG_TCP_OPEN 0xFFFF0031u      /* struct tr_tcp_event */
-#define TR_MSG_TCP_DATA 0xFFFF0032u      /* struct tr_tcp_data */
-#define TR_MSG_TCP_CLOSED 0xFFFF0033u    /* struct tr_tcp_event */
-#define TR_MSG_TCP_EOF 0xFFFF0034u       /* struct tr_tcp_event */
+#define TR_MSG_TCP_OPEN      0xFFFF0031u /* struct tr_tcp_event */
+#define TR_MSG_TCP_DATA      0xFFFF0032u /* struct tr_tcp_data */
+#define TR_MSG_TCP_CLOSED    0xFFFF0033u /* struct tr_tcp_event */
+#define TR_MSG_TCP_EOF       0xFFFF0034u /* struct tr_tcp_event */
 
 typedef struct tr_tcp_listening {
 	tr_tcp listener;

@@ -10,11 +10,11 @@
  * stays compatible.
  */
 
-#define TR_VERSION_MAJOR 0
-#define TR_VERSION_MINOR 1
-#define TR_VERSION_PATCH 0
+#define TR_VERSION_MAJOR  0
+#define TR_VERSION_MINOR  1
+#define TR_VERSION_PATCH  0
 #define TR_VERSION_STRING "0.1.0"
-#define TR_ABI_VERSION 1
+#define TR_ABI_VERSION    1
 
 #if defined(__GNUC__)
 #define TR_API __attribute__((visibility("default")))
@@ -29,8 +29,8 @@
  * headers compile cleanly from C++ as well. Nothing in C.
  */
 #if defined(__cplusplus) && defined(__GNUC__)
-#define TR_FAM_BEGIN                                                          \
-	_Pragma("GCC diagnostic push")                                        \
+#define TR_FAM_BEGIN                                                           \
+	_Pragma("GCC diagnostic push")                                         \
 		_Pragma("GCC diagnostic ignored \"-Wpedantic\"")
 #define TR_FAM_END _Pragma("GCC diagnostic pop")
 #else

@@ -218,7 +218,7 @@ test_failure_rate(void)
 	CHECK_OK(call(b, false));
 	CHECK_OK(call(b, false));
 	CHECK_OK(call(b, true));
-	CHECK_OK(call(b, true)); /* F F S S: 50 % */
+	CHECK_OK(call(b, true));  /* F F S S: 50 % */
 	CHECK_OK(call(b, false)); /* F S S F: 50 % */
 	CHECK_OK(call(b, false)); /* S S F F: 50 % */
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
@@ -389,11 +389,11 @@ test_changes_published_in_order(void)
 		{ TR_BREAKER_HALF_OPEN, TR_BREAKER_CLOSED },
 	};
 	static const uint64_t at[] = { 0, 10, 10, 20, 20 };
-	CHECK_OK(call(b, false));  /* closed -> open at 0 */
+	CHECK_OK(call(b, false)); /* closed -> open at 0 */
 	set_time(&clk, 10);
-	CHECK_OK(call(b, false));  /* -> half-open, -> open at 10 */
+	CHECK_OK(call(b, false)); /* -> half-open, -> open at 10 */
 	set_time(&clk, 20);
-	CHECK_OK(call(b, true));   /* -> half-open, -> closed at 20 */
+	CHECK_OK(call(b, true)); /* -> half-open, -> closed at 20 */
 	for (int sub = 0; sub < 2; sub++) {
 		tr_inbox *ib = sub == 0 ? f.ib : ib2;
 		for (uint64_t i = 0; i < 5; i++) {
@@ -443,8 +443,7 @@ test_real_clock_half_opens(void)
 	CHECK_OK(call(b, false));
 	CHECK(recv_change(f.ib, FX_REPLY_MS, &c));
 	CHECK_EQ_U64(c.to, TR_BREAKER_OPEN);
-	CHECK(WAIT_UNTIL(tr_breaker_current(b) == TR_BREAKER_HALF_OPEN,
-			 30000));
+	CHECK(WAIT_UNTIL(tr_breaker_current(b) == TR_BREAKER_HALF_OPEN, 30000));
 	uint64_t took = harness_now_ms() - t0;
 	printf("  half-open after %" PRIu64 " ms (recovery 50 ms)\n", took);
 	CHECK(took >= 49);
@@ -464,7 +463,7 @@ test_real_clock_half_opens(void)
 /* ---- four threads ------------------------------------------------------ */
 
 #define N_THREADS 4
-#define N_CALLS 20000
+#define N_CALLS   20000
 
 struct hammer {
 	tr_breaker *b;
@@ -520,7 +519,8 @@ test_threads(void)
 	cfg.half_open_trials = 2;
 	tr_breaker *b = make(&f, &cfg);
 	for (int i = 0; i < N_THREADS; i++) {
-		h[i] = (struct hammer){ .b = b, .clk = &clk,
+		h[i] = (struct hammer){ .b = b,
+					.clk = &clk,
 					.seed = 2463534242u + (unsigned)i };
 		CHECK(pthread_create(&th[i], NULL, hammer_run, &h[i]) == 0);
 	}
@@ -531,8 +531,8 @@ test_threads(void)
 	}
 	tr_breaker_stats s = stats(b);
 	printf("  %" PRIu64 " changes; %" PRIu64 " allowed, %" PRIu64
-	       " rejected, %" PRIu64 " stale\n", s.changes, s.allowed,
-	       s.rejected, s.stale);
+	       " rejected, %" PRIu64 " stale\n",
+	       s.changes, s.allowed, s.rejected, s.stale);
 	CHECK_EQ_U64(calls, N_THREADS * N_CALLS);
 	CHECK_EQ_U64(s.allowed + s.rejected, calls);
 	/* Every allowed call was recorded once: counted or stale. */
@@ -586,8 +586,8 @@ test_bad_input(void)
 	tr_breaker_stats s = { .size = 4 };
 	CHECK_ERR(tr_breaker_snapshot(b, &s), TR_EINVAL);
 	CHECK_EQ_INT(tr_breaker_current(NULL), TR_BREAKER_CLOSED);
-	CHECK(strcmp(tr_breaker_state_name(TR_BREAKER_HALF_OPEN), "half-open")
-	      == 0);
+	CHECK(strcmp(tr_breaker_state_name(TR_BREAKER_HALF_OPEN),
+		     "half-open") == 0);
 	CHECK(strcmp(tr_breaker_state_name(7), "?") == 0);
 	tr_breaker_destroy(b);
 	tr_breaker_destroy(NULL);

@@ -115,26 +115,26 @@ pump(struct fx *f, int64_t ms)
 	return true;
 }
 
-#define WAIT_EV(f, cond, ms)                                                  \
-	({                                                                    \
-		uint64_t wd_ = harness_now_ms() + (ms);                       \
-		bool wok_ = false;                                            \
-		for (;;) {                                                    \
-			if (cond) {                                           \
-				wok_ = true;                                  \
-				break;                                        \
-			}                                                     \
-			if (harness_now_ms() > wd_) {                         \
-				break;                                        \
-			}                                                     \
-			(void)pump((f), 20);                                  \
-		}                                                             \
-		if (!wok_) {                                                  \
-			fprintf(stderr, "%s:%d: timed out waiting for %s\n",  \
-				__FILE__, __LINE__, #cond);                   \
-			harness_failed_checks++;                              \
-		}                                                             \
-		wok_;                                                         \
+#define WAIT_EV(f, cond, ms)                                                   \
+	({                                                                     \
+		uint64_t wd_ = harness_now_ms() + (ms);                        \
+		bool wok_ = false;                                             \
+		for (;;) {                                                     \
+			if (cond) {                                            \
+				wok_ = true;                                   \
+				break;                                         \
+			}                                                      \
+			if (harness_now_ms() > wd_) {                          \
+				break;                                         \
+			}                                                      \
+			(void)pump((f), 20);                                   \
+		}                                                              \
+		if (!wok_) {                                                   \
+			fprintf(stderr, "%s:%d: timed out waiting for %s\n",   \
+				__FILE__, __LINE__, #cond);                    \
+			harness_failed_checks++;                               \
+		}                                                              \
+		wok_;                                                          \
 	})
 
 static int
@@ -185,14 +185,15 @@ story(uint64_t id, bool *seq_ok)
 	return buf;
 }
 
-#define CHECK_STR(a, b)                                                       \
-	do {                                                                  \
-		const char *sa_ = (a), *sb_ = (b);                            \
-		if (strcmp(sa_, sb_) != 0) {                                  \
-			fprintf(stderr, "%s:%d: %s == \"%s\" failed: \"%s\"\n", \
-				__FILE__, __LINE__, #a, sb_, sa_);            \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_STR(a, b)                                                        \
+	do {                                                                   \
+		const char *sa_ = (a), *sb_ = (b);                             \
+		if (strcmp(sa_, sb_) != 0) {                                   \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
+				__FILE__, __LINE__, #a, sb_, sa_);             \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
 static tr_job_status
@@ -248,7 +249,8 @@ submit(struct fx *f, tr_jobs *j, const char *kind, const void *p, size_t len,
 	return id;
 }
 
-/* ---- job kinds ------------------------------------------------------------ */
+/* ---- job kinds ------------------------------------------------------------
+ */
 
 /* echo: completes at once with "echo:" + payload. */
 static int
@@ -335,7 +337,8 @@ slow_init(tr_ctx *cx, void *state, void *arg)
 	(void)state;
 	int now = atomic_fetch_add(&g.running, 1) + 1;
 	int high = atomic_load(&g.high);
-	while (now > high && !atomic_compare_exchange_weak(&g.high, &high, now)) {
+	while (now > high &&
+	       !atomic_compare_exchange_weak(&g.high, &high, now)) {
 	}
 	unsigned k = atomic_fetch_add(&g.norder, 1);
 	if (k < ORDER_MAX) {
@@ -560,7 +563,8 @@ jobs_finish(struct fx *f, tr_jobs *j)
 	fx_finish(f);
 }
 
-/* ---- tests ---------------------------------------------------------------- */
+/* ---- tests ----------------------------------------------------------------
+ */
 
 static void
 test_complete(void)
@@ -609,9 +613,8 @@ test_complete(void)
 	tr_jobs_stats s = stats_of(j);
 	CHECK_EQ_U64(s.submitted, 3);
 	CHECK_EQ_U64(s.succeeded, 3);
-	CHECK_EQ_U64(s.queued + s.running + s.failed + s.cancelled +
-			     s.timed_out,
-		     0);
+	CHECK_EQ_U64(
+		s.queued + s.running + s.failed + s.cancelled + s.timed_out, 0);
 	jobs_finish(&f, j);
 }
 
@@ -1015,7 +1018,7 @@ test_mixed_200(void)
 	CHECK_OK(tr_jobs_register(j, "mixed", &mixed_def, 8));
 	for (int i = 0; i < NMIXED; i++) {
 		unsigned char mode = (unsigned char)(i % M_MODES);
-		uint64_t timeout = mode == M_TIMEOUT ? 30
+		uint64_t timeout = mode == M_TIMEOUT  ? 30
 				   : mode == M_CANCEL ? 0
 						      : 60000;
 		ids[i] = submit(&f, j, "mixed", &mode, 1, timeout);
@@ -1034,7 +1037,7 @@ test_mixed_200(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 300));
 	static const uint32_t want[M_MODES] = {
-		TR_JOB_SUCCEEDED, TR_JOB_FAILED, TR_JOB_FAILED,
+		TR_JOB_SUCCEEDED, TR_JOB_FAILED,    TR_JOB_FAILED,
 		TR_JOB_CANCELLED, TR_JOB_TIMED_OUT,
 	};
 	int bad = 0;

@@ -38,8 +38,8 @@ enum {
 	MSG_BOSS_GO,   /* boss: start a pool of 3 */
 	MSG_BOSS_SEND, /* boss: tr_pool_send() three MSG_WORK */
 	MSG_BOSS_GATHER, /* boss: tr_pool_gather() */
-	MSG_BOSS_DIE,  /* boss: stop with TR_EXIT_ERROR */
-	MSG_BOSS_FWD,  /* boss -> probe: struct fwd */
+	MSG_BOSS_DIE,    /* boss: stop with TR_EXIT_ERROR */
+	MSG_BOSS_FWD,    /* boss -> probe: struct fwd */
 };
 
 struct done {
@@ -49,13 +49,13 @@ struct done {
 
 /* What the test controls in every worker, through the pool's arg. */
 struct world {
-	atomic_uint started;     /* inits run, the start number */
-	atomic_uint silent;      /* workers started below this are silent */
-	atomic_uint fail_inits;  /* inits fail while nonzero */
-	atomic_uint handled;     /* MSG_WORK handled */
+	atomic_uint started;    /* inits run, the start number */
+	atomic_uint silent;     /* workers started below this are silent */
+	atomic_uint fail_inits; /* inits fail while nonzero */
+	atomic_uint handled;    /* MSG_WORK handled */
 	atomic_int gate_open;
-	atomic_int gate_in;      /* a worker waits in the gate */
-	atomic_uint answers;     /* MSG_ANSWER sent */
+	atomic_int gate_in;        /* a worker waits in the gate */
+	atomic_uint answers;       /* MSG_ANSWER sent */
 	atomic_ullong answered_ms; /* clock after the latest answer was sent */
 };
 
@@ -130,9 +130,8 @@ wk_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		/* Read after the send: the answer was queued by then. */
 		uint64_t now = harness_now_ms();
 		unsigned long long was = atomic_load(&k->w->answered_ms);
-		while (was < now &&
-		       !atomic_compare_exchange_weak(&k->w->answered_ms, &was,
-						     now)) {
+		while (was < now && !atomic_compare_exchange_weak(
+					    &k->w->answered_ms, &was, now)) {
 		}
 		atomic_fetch_add(&k->w->answers, 1);
 		break;
@@ -183,8 +182,9 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	tr_pool_reply *out, tr_pid *pids, uint32_t cap)
 {
 	static uint64_t tag = 100;
-	tr_pool_request q = { .size = sizeof(q), .op = op, .tag = ++tag,
-			      .workers = workers };
+	tr_pool_request q = {
+		.size = sizeof(q), .op = op, .tag = ++tag, .workers = workers
+	};
 	tr_received r;
 
 	CHECK_OK(tr_pool_control_as(f->rt, f->probe, pool, &q));
@@ -294,8 +294,8 @@ test_round_robin(void)
 	CHECK_EQ_U64(rp.count, 4);
 	CHECK_EQ_U64(rp.live, 4);
 	for (uint64_t i = 0; i < 100; i++) {
-		route(&f, pool, i % 2 == 0 ? TR_POOL_ROUND_ROBIN : TR_POOL_DEFAULT,
-		      0, i);
+		route(&f, pool,
+		      i % 2 == 0 ? TR_POOL_ROUND_ROBIN : TR_POOL_DEFAULT, 0, i);
 	}
 	tally(&f, 100, pids, 4, counts, &stray);
 	CHECK_EQ_U64(stray, 0);
@@ -374,8 +374,8 @@ test_least_loaded(void)
 	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_GATE, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
 	for (uint64_t i = 0; i < 50; i++) {
-		CHECK_OK(tr_runtime_send_as(f.rt, f.probe, pids[0], MSG_WORK, &i,
-					    sizeof(i)));
+		CHECK_OK(tr_runtime_send_as(f.rt, f.probe, pids[0], MSG_WORK,
+					    &i, sizeof(i)));
 	}
 	CHECK_OK(tr_mailbox_len(f.rt, pids[0], &q));
 	CHECK_EQ_U64(q, 50);
@@ -634,7 +634,8 @@ test_gather_partial(void)
 		CHECK_EQ_U64(res.replied, 3);
 	} else {
 		printf("  the answers came after the timeout could fire: "
-		       "%u in the result\n", res.replied);
+		       "%u in the result\n",
+		       res.replied);
 		CHECK(res.replied <= 3);
 	}
 	CHECK_EQ_U64(res.replied + res.missing, 5);
@@ -771,8 +772,10 @@ test_resize(void)
 	for (uint64_t i = 0; i < 60; i++) {
 		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
 	}
-	tr_pool_request q = { .size = sizeof(q), .op = TR_POOL_OP_RESIZE,
-			      .tag = 7, .workers = 3 };
+	tr_pool_request q = { .size = sizeof(q),
+			      .op = TR_POOL_OP_RESIZE,
+			      .tag = 7,
+			      .workers = 3 };
 	CHECK_OK(tr_pool_control_as(f.rt, f.probe, pool, &q));
 	unsigned done = 0;
 	bool replied = false;
@@ -883,7 +886,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case MSG_BOSS_SEND:
 		for (uint64_t i = 0; i < 3; i++) {
-			(void)tr_pool_send(cx, b->pool, MSG_WORK, &i, sizeof(i));
+			(void)tr_pool_send(cx, b->pool, MSG_WORK, &i,
+					   sizeof(i));
 		}
 		break;
 	case MSG_BOSS_GATHER: {
@@ -1062,7 +1066,8 @@ test_start_fails(void)
 	tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
 	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EREJECTED);
 	CHECK(tr_pid_is_none(pool));
-	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1, WAIT_MS)); /* probe */
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1,
+			 WAIT_MS)); /* probe */
 	fx_finish(&f);
 }
 
@@ -1127,27 +1132,36 @@ test_bad_input(void)
 		  TR_EINVAL);
 	CHECK_ERR(tr_pool_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
 
-	tr_pool_gather_req req = { .size = sizeof(req), .type = MSG_ASK,
-				   .data = &v, .len = sizeof(v),
-				   .timeout_ms = 100, .reply_type = MSG_RESULT };
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, NULL, NULL), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(NULL, f.probe, pool, &req, NULL), TR_EINVAL);
+	tr_pool_gather_req req = { .size = sizeof(req),
+				   .type = MSG_ASK,
+				   .data = &v,
+				   .len = sizeof(v),
+				   .timeout_ms = 100,
+				   .reply_type = MSG_RESULT };
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, NULL, NULL),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(NULL, f.probe, pool, &req, NULL),
+		  TR_EINVAL);
 	CHECK_ERR(tr_pool_gather_as(f.rt, TR_PID_NONE, pool, &req, NULL),
 		  TR_EINVAL);
 	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, TR_PID_NONE, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 0;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+		  TR_EINVAL);
 	req.timeout_ms = 100;
 	req.reply_type = TR_MSG_EXIT;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+		  TR_EINVAL);
 	req.reply_type = MSG_RESULT;
 	req.size = 4;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+		  TR_EINVAL);
 	req.size = sizeof(req);
 	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
 
-	tr_pool_request q = { .size = sizeof(q), .op = TR_POOL_OP_RESIZE,
+	tr_pool_request q = { .size = sizeof(q),
+			      .op = TR_POOL_OP_RESIZE,
 			      .workers = 0 };
 	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
 	q.workers = TR_POOL_MAX_WORKERS + 1;
@@ -1197,7 +1211,8 @@ static const struct test_case tests[] = {
 	{ "pool: round robin spreads N*k messages exactly", test_round_robin },
 	{ "pool: a plain send and a request to the pool are routed",
 	  test_plain_send_and_request },
-	{ "pool: least loaded avoids a worker with a backlog", test_least_loaded },
+	{ "pool: least loaded avoids a worker with a backlog",
+	  test_least_loaded },
 	{ "pool: broadcast reaches every worker once", test_broadcast },
 	{ "pool: consistent hash is stable and moves few keys on grow",
 	  test_consistent_hash },
@@ -1207,7 +1222,8 @@ static const struct test_case tests[] = {
 	  test_gather_partial },
 	{ "pool: a crashed worker is replaced, nothing else lost",
 	  test_crash_replaced },
-	{ "pool: messages wait for a restarting worker", test_held_for_restart },
+	{ "pool: messages wait for a restarting worker",
+	  test_held_for_restart },
 	{ "pool: resize up and down", test_resize },
 	{ "pool: started by an actor, stopped through the link",
 	  test_start_link },

@@ -30,18 +30,18 @@
 enum {
 	MSG_NOTE = 1, /* published in the basic tests; any payload */
 	MSG_NOTE2,
-	MSG_FWD,      /* to the probe: struct fwd */
-	MSG_DO_SUB,   /* payload: topic; subscribe self, reply MSG_RESULT */
-	MSG_DO_PUB,   /* payload: topic; publish MSG_NOTE "x", reply
-		       * MSG_RESULT */
-	MSG_RESULT,   /* int32_t */
-	MSG_EVENT,    /* struct ev, published in the order tests */
-	MSG_QUERY,    /* reply MSG_REPORT */
-	MSG_REPORT,   /* struct report */
-	MSG_GO,       /* publisher: struct go */
-	MSG_CONT,     /* publisher to itself: next chunk */
-	MSG_HALT,     /* publisher: stop after the current chunk */
-	MSG_DONE,     /* publisher to the probe: struct done */
+	MSG_FWD,    /* to the probe: struct fwd */
+	MSG_DO_SUB, /* payload: topic; subscribe self, reply MSG_RESULT */
+	MSG_DO_PUB, /* payload: topic; publish MSG_NOTE "x", reply
+		     * MSG_RESULT */
+	MSG_RESULT, /* int32_t */
+	MSG_EVENT,  /* struct ev, published in the order tests */
+	MSG_QUERY,  /* reply MSG_REPORT */
+	MSG_REPORT, /* struct report */
+	MSG_GO,     /* publisher: struct go */
+	MSG_CONT,   /* publisher to itself: next chunk */
+	MSG_HALT,   /* publisher: stop after the current chunk */
+	MSG_DONE,   /* publisher to the probe: struct done */
 };
 
 /* ---- a subscriber that forwards what it gets ----------------------------- */
@@ -251,8 +251,7 @@ publisher_chunk(tr_ctx *cx, struct publisher *p)
 		}
 		p->d.published++;
 	}
-	if ((p->go.count != 0 && p->d.published == p->go.count) ||
-	    p->halted) {
+	if ((p->go.count != 0 && p->d.published == p->go.count) || p->halted) {
 		publisher_finish(cx, p);
 		return;
 	}
@@ -457,24 +456,24 @@ test_basics(void)
 
 	/* Subscribing twice changes nothing: still one copy. */
 	CHECK_ERR(tr_pubsub_subscribe(g_ps, "news", s2), TR_EEXIST);
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a",
-					  1),
-		     1);
+	CHECK_EQ_INT(
+		tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a", 1),
+		1);
 	CHECK(recv_fwds(&f, got, 1));
 	expect_quiet(&f);
 
 	/* Nobody listens: fine, counted. */
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, "void", MSG_NOTE, "a",
-					  1),
-		     0);
+	CHECK_EQ_INT(
+		tr_pubsub_publish_as(g_ps, f.probe, "void", MSG_NOTE, "a", 1),
+		0);
 	expect_quiet(&f);
 
 	/* The last one out removes the topic. */
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "news", s2));
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, "news"), 0);
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a",
-					  1),
-		     0);
+	CHECK_EQ_INT(
+		tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a", 1),
+		0);
 	expect_quiet(&f);
 
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
@@ -578,9 +577,9 @@ test_bad_input(void)
 	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, "empty", TR_MSG_DOWN,
 				       NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, longest, MSG_NOTE, NULL,
-				       4),
-		  TR_EINVAL);
+	CHECK_ERR(
+		tr_pubsub_publish_as(g_ps, f.probe, longest, MSG_NOTE, NULL, 4),
+		TR_EINVAL);
 	expect_quiet(&f);
 	st = stats(g_ps);
 	CHECK_EQ_U64(st.published, 0);
@@ -746,8 +745,7 @@ test_subscribers_die_mid_stream(void)
 	for (int i = half; i < MAX_SUBS; i++) {
 		CHECK_OK(tr_runtime_stop_actor(f.rt, subs[i], TR_EXIT_KILL));
 	}
-	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "feed") == half,
-			 GONE_MS));
+	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "feed") == half, GONE_MS));
 	/* Publishing goes on after the removal; survivors keep up. */
 	uint64_t mark = recv_of(0);
 	CHECK(WAIT_UNTIL(recv_of(0) >= mark + 2000, IDLE_MS));
@@ -798,9 +796,9 @@ test_subscribers_die_mid_stream(void)
 	tr_metrics m1 = fx_metrics(&f);
 	CHECK_EQ_U64(sent, received + (m1.dead_letters - m0.dead_letters));
 	CHECK_EQ_U64(m1.msgs_sent, m1.msgs_handled + m1.dead_letters);
-	fprintf(stderr, "  die: %" PRIu64 " published, %" PRIu64
-			" sent, %" PRIu64 " received, %" PRIu64
-			" dead letters\n",
+	fprintf(stderr,
+		"  die: %" PRIu64 " published, %" PRIu64 " sent, %" PRIu64
+		" received, %" PRIu64 " dead letters\n",
 		published, sent, received, m1.dead_letters - m0.dead_letters);
 	teardown(&f);
 }
@@ -923,8 +921,8 @@ test_destroy_with_subscriptions(void)
 			CHECK_OK(tr_pubsub_subscribe(g_ps, topic, s));
 		}
 		if (i % 4 == 0) {
-			CHECK_OK(tr_runtime_stop_actor(f.rt, s,
-						       TR_EXIT_NORMAL));
+			CHECK_OK(
+				tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
 		}
 	}
 	tr_pubsub_stats st = stats(g_ps);

@@ -153,8 +153,8 @@ test_rate_over_a_second(void)
 	 * to the rate (200 in the first second, 1245 ms for all) is a
 	 * matter of the machine's load: printed, not checked. */
 	printf("  %u grants in the first second (200 on time), all %u in "
-	       "%" PRIu64 " ms (1245 on time)\n", in_first_second, N_PRECISE,
-	       span);
+	       "%" PRIu64 " ms (1245 on time)\n",
+	       in_first_second, N_PRECISE, span);
 	CHECK_EQ_U64(in_order, N_PRECISE);
 	CHECK_EQ_U64(early, 0);
 	/* 249 intervals of 5 ms: 1245 ms, never less from t0 (taken before

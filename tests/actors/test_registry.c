@@ -27,7 +27,7 @@
 #define IDLE_MS 60000
 
 enum {
-	MSG_PING = 1,   /* reply MSG_PONG (struct pong) to the sender */
+	MSG_PING = 1, /* reply MSG_PONG (struct pong) to the sender */
 	MSG_PONG,
 	MSG_REG_SELF,   /* payload: a name; register self, reply MSG_RESULT */
 	MSG_SEND_NAMED, /* payload: a name; tr_registry_send a MSG_PING
@@ -206,9 +206,9 @@ test_basics(void)
 	CHECK(is_gone(g_reg, "alpha"));
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 	CHECK_ERR(tr_registry_unregister(g_reg, "alpha"), TR_ENOENT);
-	CHECK_ERR(tr_registry_send_as(g_reg, f.probe, "alpha", MSG_PING, NULL,
-				      0),
-		  TR_ENOENT);
+	CHECK_ERR(
+		tr_registry_send_as(g_reg, f.probe, "alpha", MSG_PING, NULL, 0),
+		TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
 	tr_registry_stats st = stats(g_reg);
@@ -523,10 +523,10 @@ test_replace(void)
 /* ---- race ---------------------------------------------------------------- */
 
 #define RACE_THREADS 4
-#define RACE_ITERS 50000
-#define RACE_NAMES 8
-#define RACE_POOL 128
-#define RACE_STOPS 64
+#define RACE_ITERS   50000
+#define RACE_NAMES   8
+#define RACE_POOL    128
+#define RACE_STOPS   64
 
 struct race {
 	struct fx *f;
@@ -665,9 +665,9 @@ test_race(void)
 		memset(&racers[i], 0, sizeof(racers[i]));
 		racers[i].r = &r;
 		racers[i].idx = (unsigned)i;
-		CHECK_EQ_INT(pthread_create(&th[i], NULL, racer_main,
-					    &racers[i]),
-			     0);
+		CHECK_EQ_INT(
+			pthread_create(&th[i], NULL, racer_main, &racers[i]),
+			0);
 	}
 	CHECK_EQ_INT(pthread_create(&th[RACE_THREADS], NULL, stopper_main, &r),
 		     0);
@@ -694,10 +694,11 @@ test_race(void)
 	CHECK(st.replaced <= repls);
 	CHECK(st.removed > 0);
 	check_balance(&st);
-	fprintf(stderr, "  race: %" PRIu64 " registers, %" PRIu64
-			" unregisters, %" PRIu64 " replaces (%" PRIu64
-			" of a holder), %" PRIu64 " removed on stop, %" PRIu64
-			" left\n",
+	fprintf(stderr,
+		"  race: %" PRIu64 " registers, %" PRIu64
+		" unregisters, %" PRIu64 " replaces (%" PRIu64
+		" of a holder), %" PRIu64 " removed on stop, %" PRIu64
+		" left\n",
 		regs, unregs, repls, st.replaced, st.removed, st.names);
 
 	/* Every name left maps to a live actor, and it answers. */

@@ -38,15 +38,15 @@
 #define NOKILL_MS 60000
 
 enum {
-	MSG_CRASH = 1,  /* kid: stop with TR_EXIT_ERROR */
-	MSG_QUIT,       /* kid: stop with TR_EXIT_NORMAL */
-	MSG_REPORT,     /* kid -> probe: struct report */
-	MSG_BOSS_START, /* boss: struct boss_start; reply MSG_BOSS_RESULT */
-	MSG_BOSS_REQ,   /* boss: tr_sup_request; reply MSG_BOSS_RESULT */
+	MSG_CRASH = 1,    /* kid: stop with TR_EXIT_ERROR */
+	MSG_QUIT,         /* kid: stop with TR_EXIT_NORMAL */
+	MSG_REPORT,       /* kid -> probe: struct report */
+	MSG_BOSS_START,   /* boss: struct boss_start; reply MSG_BOSS_RESULT */
+	MSG_BOSS_REQ,     /* boss: tr_sup_request; reply MSG_BOSS_RESULT */
 	MSG_BOSS_STOPSUP, /* boss: tr_sup_stop(); reply MSG_BOSS_RESULT */
-	MSG_BOSS_DIE,   /* boss: int32_t reason */
-	MSG_BOSS_RESULT, /* boss -> probe: struct boss_result */
-	MSG_BOSS_EXIT,  /* boss -> probe: tr_exit_signal it trapped */
+	MSG_BOSS_DIE,     /* boss: int32_t reason */
+	MSG_BOSS_RESULT,  /* boss -> probe: struct boss_result */
+	MSG_BOSS_EXIT,    /* boss -> probe: tr_exit_signal it trapped */
 };
 
 /* Kinds of struct report. */
@@ -72,7 +72,7 @@ struct entry {
 	tr_pid result_pid;
 };
 
-#define LOG_MAX 8192
+#define LOG_MAX  8192
 #define KIDS_MAX 256
 
 static struct entry log_v[LOG_MAX];
@@ -124,7 +124,8 @@ pump(struct fx *f, int64_t ms)
 			for (uint32_t i = 0; i < e->rp.count && i < KIDS_MAX;
 			     i++) {
 				if (tr_sup_reply_child(r.data, r.size, i,
-						       &last_kids[i]) == TR_OK) {
+						       &last_kids[i]) ==
+				    TR_OK) {
 					last_nkids++;
 				}
 			}
@@ -147,26 +148,26 @@ pump(struct fx *f, int64_t ms)
 }
 
 /* Pumps the probe until @cond holds; a timeout is a failed check. */
-#define WAIT_LOG(f, cond, ms)                                                 \
-	({                                                                    \
-		uint64_t wd_ = harness_now_ms() + (ms);                       \
-		bool wok_ = false;                                            \
-		for (;;) {                                                    \
-			if (cond) {                                           \
-				wok_ = true;                                  \
-				break;                                        \
-			}                                                     \
-			if (harness_now_ms() > wd_) {                         \
-				break;                                        \
-			}                                                     \
-			(void)pump((f), 20);                                  \
-		}                                                             \
-		if (!wok_) {                                                  \
-			fprintf(stderr, "%s:%d: timed out waiting for %s\n",  \
-				__FILE__, __LINE__, #cond);                   \
-			harness_failed_checks++;                              \
-		}                                                             \
-		wok_;                                                         \
+#define WAIT_LOG(f, cond, ms)                                                  \
+	({                                                                     \
+		uint64_t wd_ = harness_now_ms() + (ms);                        \
+		bool wok_ = false;                                             \
+		for (;;) {                                                     \
+			if (cond) {                                            \
+				wok_ = true;                                   \
+				break;                                         \
+			}                                                      \
+			if (harness_now_ms() > wd_) {                          \
+				break;                                         \
+			}                                                      \
+			(void)pump((f), 20);                                   \
+		}                                                              \
+		if (!wok_) {                                                   \
+			fprintf(stderr, "%s:%d: timed out waiting for %s\n",   \
+				__FILE__, __LINE__, #cond);                    \
+			harness_failed_checks++;                               \
+		}                                                              \
+		wok_;                                                          \
 	})
 
 /* Events of @kind (any supervisor when @sup is none, any child when @id
@@ -251,7 +252,8 @@ static const struct entry *
 find_reply(uint64_t tag)
 {
 	for (size_t i = 0; i < log_n; i++) {
-		if (log_v[i].type == TR_MSG_SUP_REPLY && log_v[i].rp.tag == tag) {
+		if (log_v[i].type == TR_MSG_SUP_REPLY &&
+		    log_v[i].rp.tag == tag) {
 			return &log_v[i];
 		}
 	}
@@ -269,14 +271,15 @@ find_type(uint32_t type, size_t from)
 	return NULL;
 }
 
-#define CHECK_STR(a, b)                                                       \
-	do {                                                                  \
-		const char *sa_ = (a), *sb_ = (b);                            \
-		if (strcmp(sa_, sb_) != 0) {                                  \
-			fprintf(stderr, "%s:%d: %s == \"%s\" failed: \"%s\"\n", \
-				__FILE__, __LINE__, #a, sb_, sa_);            \
-			harness_failed_checks++;                              \
-		}                                                             \
+#define CHECK_STR(a, b)                                                        \
+	do {                                                                   \
+		const char *sa_ = (a), *sb_ = (b);                             \
+		if (strcmp(sa_, sb_) != 0) {                                   \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
+				__FILE__, __LINE__, #a, sb_, sa_);             \
+			harness_failed_checks++;                               \
+		}                                                              \
 	} while (0)
 
 /* ---- kids --------------------------------------------------------------- */
@@ -355,7 +358,8 @@ kid_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			break;
 		}
 		kid_report(cx, k->a, R_GOT_EXIT, sig.reason);
-		if (!(k->a->ignore_shutdown && sig.reason == TR_EXIT_SHUTDOWN)) {
+		if (!(k->a->ignore_shutdown &&
+		      sig.reason == TR_EXIT_SHUTDOWN)) {
 			tr_stop_self(cx, sig.reason);
 		}
 		break;
@@ -521,8 +525,9 @@ static tr_pid
 boss_start(struct fx *f, tr_pid *boss, const tr_sup_flags *fl,
 	   const tr_sup_child_spec *specs, size_t n, int32_t want)
 {
-	struct boss_start bs = { .flags = fl, .specs = specs, .n = n,
-				 .tag = next_tag++ };
+	struct boss_start bs = {
+		.flags = fl, .specs = specs, .n = n, .tag = next_tag++
+	};
 	size_t mark = log_n;
 
 	*boss = fx_spawn(f, &boss_def, NULL);
@@ -592,8 +597,8 @@ req_op(struct fx *f, tr_pid sup, tr_sup_op op, const char *id, tr_pid pid)
 static int
 which(struct fx *f, tr_pid sup)
 {
-	tr_sup_reply rp = req_op(f, sup, TR_SUP_OP_WHICH_CHILDREN, NULL,
-				 TR_PID_NONE);
+	tr_sup_reply rp =
+		req_op(f, sup, TR_SUP_OP_WHICH_CHILDREN, NULL, TR_PID_NONE);
 	CHECK_OK(rp.status);
 	if (rp.status != TR_OK) {
 		return -1;
@@ -711,7 +716,8 @@ crash_middle(tr_sup_strategy strategy, const char *want_order,
 	log_reset();
 	for (int i = 0; i < 3; i++) {
 		kid_arg_init(&k[i], ids[i], f.probe);
-		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT, NOKILL_MS);
+		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT,
+				 NOKILL_MS);
 	}
 	tr_sup_flags fl = kflags(strategy, 3, PERIOD_MS, f.probe);
 	tr_pid sup = start_sup(&f, &fl, specs, 3);
@@ -814,8 +820,8 @@ test_restart_types(void)
 	CHECK(tr_pid_is_none(kid_pid("T1")));
 	CHECK(!tr_pid_is_none(kid_pid("T2")) && !tr_pid_eq(kid_pid("T2"), t2));
 	CHECK_EQ_INT(last_kids[1].restart, TR_SUP_TRANSIENT);
-	tr_sup_reply rp = req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL,
-				 TR_PID_NONE);
+	tr_sup_reply rp =
+		req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL, TR_PID_NONE);
 	CHECK_OK(rp.status);
 	CHECK_EQ_U64(rp.specs, 3);
 	CHECK_EQ_U64(rp.active, 2);
@@ -855,7 +861,8 @@ test_intensity_exceeded(void)
 		CHECK_EQ_INT(which(&f, sup), 2);
 		crash(&f, kid_pid("A"));
 		if (i < 3) {
-			WAIT_LOG(&f, count_ev(TR_SUP_EV_RESTARTED, "A") == i + 1,
+			WAIT_LOG(&f,
+				 count_ev(TR_SUP_EV_RESTARTED, "A") == i + 1,
 				 WAIT_MS);
 		}
 	}
@@ -943,7 +950,8 @@ test_nested(void)
 	kid_arg_init(&kw, "W", f.probe);
 	kid_arg_init(&kg1, "G1", f.probe);
 	kid_arg_init(&kg2, "G2", f.probe);
-	tr_sup_flags inner_fl = kflags(TR_SUP_ONE_FOR_ONE, 1, PERIOD_MS, f.probe);
+	tr_sup_flags inner_fl =
+		kflags(TR_SUP_ONE_FOR_ONE, 1, PERIOD_MS, f.probe);
 	tr_sup_child_spec inner[] = {
 		kspec("G1", &kid_def, &kg1, TR_SUP_PERMANENT, NOKILL_MS),
 		kspec("G2", &kid_def, &kg2, TR_SUP_PERMANENT, NOKILL_MS),
@@ -963,8 +971,8 @@ test_nested(void)
 	CHECK_EQ_INT(which(&f, sup), 2);
 	tr_pid w = kid_pid("W"), in1 = kid_pid("inner");
 	CHECK_EQ_INT(last_kids[1].type, TR_SUP_SUPERVISOR);
-	tr_sup_reply rp = req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL,
-				 TR_PID_NONE);
+	tr_sup_reply rp =
+		req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL, TR_PID_NONE);
 	CHECK_EQ_U64(rp.supervisors, 1);
 	CHECK_EQ_U64(rp.workers, 1);
 	CHECK_EQ_INT(which(&f, in1), 2);
@@ -984,8 +992,8 @@ test_nested(void)
 		 WAIT_MS);
 	CHECK_EQ_INT(count_ev_sup(in1, TR_SUP_EV_INTENSITY, "G1"), 1);
 	const tr_sup_event *ex = last_ev(TR_SUP_EV_EXITED, "inner");
-	CHECK(ex != NULL && tr_pid_eq(ex->sup, sup) && tr_pid_eq(ex->pid, in1) &&
-	      ex->reason == TR_SUP_EXIT_INTENSITY);
+	CHECK(ex != NULL && tr_pid_eq(ex->sup, sup) &&
+	      tr_pid_eq(ex->pid, in1) && ex->reason == TR_SUP_EXIT_INTENSITY);
 	CHECK_STR(order_since(mark, true), "dG1 dG2 sG1 sG2");
 	CHECK_EQ_INT(which(&f, sup), 2);
 	CHECK(tr_pid_eq(kid_pid("W"), w));
@@ -1024,7 +1032,8 @@ test_shutdown_order(void)
 	log_reset();
 	for (int i = 0; i < 3; i++) {
 		kid_arg_init(&k[i], ids[i], f.probe);
-		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT, NOKILL_MS);
+		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT,
+				 NOKILL_MS);
 	}
 	k[1].trap = true; /* B sees the shutdown as a message, then stops */
 	tr_sup_flags fl = kflags(TR_SUP_ONE_FOR_ONE, 3, PERIOD_MS, f.probe);
@@ -1134,7 +1143,8 @@ test_parent_exit(void)
 	log_reset();
 	for (int i = 0; i < 3; i++) {
 		kid_arg_init(&k[i], ids[i], f.probe);
-		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT, NOKILL_MS);
+		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT,
+				 NOKILL_MS);
 	}
 	tr_sup_flags fl = kflags(TR_SUP_REST_FOR_ONE, 3, PERIOD_MS, f.probe);
 	tr_pid sup = boss_start(&f, &boss, &fl, specs, 3, TR_OK);
@@ -1174,10 +1184,12 @@ test_dynamic_children(void)
 	tr_pid sup = start_sup(&f, &fl, NULL, 0);
 	CHECK_EQ_INT(which(&f, sup), 0);
 
-	tr_sup_child_spec s1 = kspec("d1", &kid_def, &k1, TR_SUP_PERMANENT, NOKILL_MS);
-	tr_sup_child_spec s2 = kspec("d2", &kid_def, &k2, TR_SUP_PERMANENT, NOKILL_MS);
-	tr_sup_child_spec sbad = kspec("bad", &kid_def, &kbad, TR_SUP_PERMANENT,
-				       NOKILL_MS);
+	tr_sup_child_spec s1 =
+		kspec("d1", &kid_def, &k1, TR_SUP_PERMANENT, NOKILL_MS);
+	tr_sup_child_spec s2 =
+		kspec("d2", &kid_def, &k2, TR_SUP_PERMANENT, NOKILL_MS);
+	tr_sup_child_spec sbad =
+		kspec("bad", &kid_def, &kbad, TR_SUP_PERMANENT, NOKILL_MS);
 	tr_sup_request q;
 	memset(&q, 0, sizeof(q));
 	q.op = TR_SUP_OP_START_CHILD;
@@ -1265,13 +1277,13 @@ test_dynamic_children(void)
 	struct kid_arg kg;
 	kid_arg_init(&kg, "g", f.probe);
 	{
-		tr_sup_flags sub_fl = kflags(TR_SUP_ONE_FOR_ALL, 1, PERIOD_MS,
-					     f.probe);
+		tr_sup_flags sub_fl =
+			kflags(TR_SUP_ONE_FOR_ALL, 1, PERIOD_MS, f.probe);
 		tr_sup_child_spec sub_kids[1] = {
 			kspec("g", &kid_def, &kg, TR_SUP_PERMANENT, NOKILL_MS),
 		};
-		tr_sup_child_spec sub = kspec("sub", NULL, NULL,
-					      TR_SUP_TRANSIENT, TR_SUP_INFINITY);
+		tr_sup_child_spec sub = kspec(
+			"sub", NULL, NULL, TR_SUP_TRANSIENT, TR_SUP_INFINITY);
 		sub.sup_flags = &sub_fl;
 		sub.sup_specs = sub_kids;
 		sub.sup_nspecs = 1;
@@ -1320,7 +1332,7 @@ test_dynamic_children(void)
 }
 
 #define N_SIMPLE 100
-#define N_CRASH 10
+#define N_CRASH  10
 
 static void
 test_simple_one_for_one(void)
@@ -1338,9 +1350,10 @@ test_simple_one_for_one(void)
 	fx_start(&f, 2);
 	log_reset();
 	kid_arg_init(&kt, "tmpl", f.probe);
-	tr_sup_flags fl = kflags(TR_SUP_SIMPLE_ONE_FOR_ONE, 20, PERIOD_MS, f.probe);
-	tr_sup_child_spec tmpl = kspec("w", &kid_def, &kt, TR_SUP_PERMANENT,
-				       NOKILL_MS);
+	tr_sup_flags fl =
+		kflags(TR_SUP_SIMPLE_ONE_FOR_ONE, 20, PERIOD_MS, f.probe);
+	tr_sup_child_spec tmpl =
+		kspec("w", &kid_def, &kt, TR_SUP_PERMANENT, NOKILL_MS);
 	tr_pid sup = start_sup(&f, &fl, &tmpl, 1);
 	CHECK_EQ_INT(which(&f, sup), 0);
 
@@ -1371,10 +1384,11 @@ test_simple_one_for_one(void)
 		CHECK(!tr_pid_is_none(pid[i]));
 		CHECK_EQ_INT(atomic_load(&ka[i].starts), 1);
 	}
-	CHECK_EQ_INT(atomic_load(&kt.starts), 0); /* the template's arg: unused */
+	CHECK_EQ_INT(atomic_load(&kt.starts),
+		     0); /* the template's arg: unused */
 	CHECK_EQ_INT(count_ev(TR_SUP_EV_STARTED, "w"), N_SIMPLE);
-	tr_sup_reply rp = req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL,
-				 TR_PID_NONE);
+	tr_sup_reply rp =
+		req_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL, TR_PID_NONE);
 	CHECK_EQ_U64(rp.specs, 1);
 	CHECK_EQ_U64(rp.active, N_SIMPLE);
 	CHECK_EQ_U64(rp.workers, N_SIMPLE);
@@ -1440,7 +1454,8 @@ test_start_fails(void)
 	log_reset();
 	for (int i = 0; i < 3; i++) {
 		kid_arg_init(&k[i], ids[i], f.probe);
-		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT, NOKILL_MS);
+		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT,
+				 NOKILL_MS);
 	}
 	atomic_store(&k[1].fail_inits, 1);
 	tr_sup_flags fl = kflags(TR_SUP_ONE_FOR_ONE, 3, PERIOD_MS, f.probe);
@@ -1509,8 +1524,8 @@ test_bad_input(void)
 	memset(long_id, 'x', sizeof(long_id) - 1);
 	long_id[sizeof(long_id) - 1] = '\0';
 	tr_sup_flags fl = kflags(TR_SUP_ONE_FOR_ONE, 3, PERIOD_MS, TR_PID_NONE);
-	tr_sup_child_spec good = kspec("A", &kid_def, &ka, TR_SUP_PERMANENT,
-				       NOKILL_MS);
+	tr_sup_child_spec good =
+		kspec("A", &kid_def, &ka, TR_SUP_PERMANENT, NOKILL_MS);
 	tr_sup_child_spec two[2] = { good, good };
 
 	/* Flags. */
@@ -1559,8 +1574,8 @@ test_bad_input(void)
 	s.sup_flags = &fl; /* both a definition and a nested supervisor */
 	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
 	/* A spec that nests itself: too deep. */
-	tr_sup_child_spec loop = kspec("L", NULL, NULL, TR_SUP_PERMANENT,
-				       TR_SUP_INFINITY);
+	tr_sup_child_spec loop =
+		kspec("L", NULL, NULL, TR_SUP_PERMANENT, TR_SUP_INFINITY);
 	loop.sup_flags = &fl;
 	loop.sup_specs = &loop;
 	loop.sup_nspecs = 1;
@@ -1669,9 +1684,10 @@ test_stopped_from_outside(void)
 	/* A live tree and a simple_one_for_one with 20 children when the
 	 * runtime stops: everything ends, nothing leaks, nothing hangs. */
 	sup = start_sup(&f, &fl, top, 2);
-	tr_sup_flags sfl = kflags(TR_SUP_SIMPLE_ONE_FOR_ONE, 100, PERIOD_MS, f.probe);
-	tr_sup_child_spec tmpl = kspec("d", &kid_def, NULL, TR_SUP_PERMANENT,
-				       NOKILL_MS);
+	tr_sup_flags sfl =
+		kflags(TR_SUP_SIMPLE_ONE_FOR_ONE, 100, PERIOD_MS, f.probe);
+	tr_sup_child_spec tmpl =
+		kspec("d", &kid_def, NULL, TR_SUP_PERMANENT, NOKILL_MS);
 	tr_pid simple = start_sup(&f, &sfl, &tmpl, 1);
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);

@@ -12,9 +12,9 @@
  * line goes to every member of its room, the sender included (the chat
  * echoes it), so the run expects exactly clients * members * lines
  * deliveries; each client counts the lines it gets ("c<j>: m...") and the
- * run ends when every client has all of its own. Prints one JSON line: deliveries, seconds,
- * deliveries per second and, with --pid, the server's CPU time per
- * delivery (user + system, from /proc). check is "ok" only if every
+ * run ends when every client has all of its own. Prints one JSON line:
+ * deliveries, seconds, deliveries per second and, with --pid, the server's CPU
+ * time per delivery (user + system, from /proc). check is "ok" only if every
  * client got exactly what it should. The server must be started with no
  * rate limit (example-chat --rate 0).
  */
@@ -39,22 +39,23 @@ struct client {
 	int fd;
 	unsigned id;
 	unsigned room;
-	unsigned echoed;    /* own lines seen back */
-	unsigned sent;      /* lines said */
-	uint64_t got;       /* lines said in its room, its own included */
-	uint64_t want;      /* lines it must get */
-	bool synced;        /* /who listed the whole room */
+	unsigned echoed; /* own lines seen back */
+	unsigned sent;   /* lines said */
+	uint64_t got;    /* lines said in its room, its own included */
+	uint64_t want;   /* lines it must get */
+	bool synced;     /* /who listed the whole room */
 	bool who_asked;
 	char in[65536];
 	size_t in_len;
-	char *out;          /* pending output */
+	char *out; /* pending output */
 	size_t out_len, out_off, out_cap;
 };
 
 static unsigned n_clients = 200, n_rooms = 20, n_lines = 500, line_size = 40;
 static int port = 7001;
 static int server_pid;
-static unsigned members_per_room(unsigned r)
+static unsigned
+members_per_room(unsigned r)
 {
 	return n_clients / n_rooms + (r < n_clients % n_rooms ? 1 : 0);
 }
@@ -87,8 +88,10 @@ server_cpu_s(void)
 	buf[n] = '\0';
 	char *p = strrchr(buf, ')');
 	/* Fields after ")": state is 3; utime 14 and stime 15. */
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-				       "%*u %*u %lu %lu", &ut, &st) != 2) {
+	if (p == NULL || sscanf(p + 2,
+				"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+				"%*u %*u %lu %lu",
+				&ut, &st) != 2) {
 		return 0;
 	}
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -150,7 +153,8 @@ on_line(struct client *c, char *line, size_t len)
 {
 	if (len > 1 && line[0] == 'c') {
 		char *colon = memchr(line, ':', len);
-		if (colon != NULL && colon + 2 < line + len && colon[2] == 'm') {
+		if (colon != NULL && colon + 2 < line + len &&
+		    colon[2] == 'm') {
 			c->got++;
 			if ((unsigned)strtoul(line + 1, NULL, 10) == c->id) {
 				c->echoed++;
@@ -253,7 +257,8 @@ main(int argc, char **argv)
 				 c->room);
 		queue_out(c, cmd, (size_t)n);
 		flush_out(c);
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET,
+		struct epoll_event ev = { .events =
+						  EPOLLIN | EPOLLOUT | EPOLLET,
 					  .data.u32 = i };
 		epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 	}

@@ -159,7 +159,8 @@ main(int argc, char **argv)
 	tr_runtime *rt;
 	tr_inbox *ib;
 	if (n == 0 || tr_runtime_create(&cfg, &rt) != TR_OK ||
-	    tr_runtime_start(rt) != TR_OK || tr_inbox_create(rt, &ib) != TR_OK) {
+	    tr_runtime_start(rt) != TR_OK ||
+	    tr_inbox_create(rt, &ib) != TR_OK) {
 		fprintf(stderr, "request-bench: cannot start\n");
 		return 2;
 	}

@@ -64,7 +64,7 @@ enum {
 	MSG_GO,
 	MSG_TASK,
 	MSG_RESULT,
-	MSG_DONE,      /* actor -> inbox: the final report */
+	MSG_DONE, /* actor -> inbox: the final report */
 };
 
 /*
@@ -90,14 +90,14 @@ enum {
  */
 static uint64_t g_chunk = SEND_CHUNK;
 
-#define FANIN_SENDERS 20u
+#define FANIN_SENDERS    20u
 #define FANOUT_CONSUMERS 20u
-#define RING_SIZE 503u
-#define BIG_ACTORS 1000u
-#define COMPUTE_WORKERS 1000u
-#define COMPUTE_ITERS 20000u
-#define COMPUTE_MUL 6364136223846793005ull
-#define COMPUTE_ADD 1442695040888963407ull
+#define RING_SIZE        503u
+#define BIG_ACTORS       1000u
+#define COMPUTE_WORKERS  1000u
+#define COMPUTE_ITERS    20000u
+#define COMPUTE_MUL      6364136223846793005ull
+#define COMPUTE_ADD      1442695040888963407ull
 
 /* The largest pid table a workload needs (big and compute: 1000). */
 #define MAX_TABLE 1000u
@@ -113,7 +113,7 @@ struct bench {
 	double wall_s;
 	bool has_rate; /* rate is not n / wall_s (big, idle) */
 	double rate;
-	char why[192]; /* empty while the check holds */
+	char why[192];  /* empty while the check holds */
 	char extra[96]; /* more JSON fields, starting with a comma, or "" */
 	tr_pid *idle_pids;
 	/* Filled before a workload starts and immutable while it runs. */
@@ -159,8 +159,8 @@ now_s(void)
 static bool
 claim_report(void)
 {
-	return atomic_exchange_explicit(&g_reported, 1,
-					memory_order_acq_rel) == 0;
+	return atomic_exchange_explicit(&g_reported, 1, memory_order_acq_rel) ==
+	       0;
 }
 
 /*
@@ -434,7 +434,8 @@ ping_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		/* The echo must be the value of the ping in flight. */
 		if (x != p->received + 1) {
 			bench_fail("pingpong: echo %" PRIu64 " for ping "
-				   "%" PRIu64, x, p->received + 1);
+				   "%" PRIu64,
+				   x, p->received + 1);
 		}
 		if (++p->received == p->n) {
 			send_u64(cx, p->report, MSG_DONE, p->received);
@@ -904,8 +905,10 @@ run_spawn(struct bench *b)
 			   r.sum);
 	}
 	if (alive != base) {
-		check_fail(b, "%" PRIu64 " actors alive after %d ms, "
-			   "want %" PRIu64, alive, SETTLE_MS, base);
+		check_fail(b,
+			   "%" PRIu64 " actors alive after %d ms, "
+			   "want %" PRIu64,
+			   alive, SETTLE_MS, base);
 	}
 }
 
@@ -960,8 +963,8 @@ skynet_node_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		s->parent = m->from;
 		s->pending = 10;
 		uint64_t sub = st.size / 10;
-		const tr_actor_def *def = sub == 1 ? &skynet_leaf_def
-						   : &skynet_node_def;
+		const tr_actor_def *def =
+			sub == 1 ? &skynet_leaf_def : &skynet_node_def;
 		for (uint64_t i = 0; i < 10; i++) {
 			struct skynet_start c = { st.num + i * sub, sub };
 			tr_pid child;
@@ -1013,8 +1016,8 @@ run_skynet(struct bench *b)
 	uint64_t sum;
 
 	double t0 = now_s();
-	tr_pid root = spawn_main(b, b->n == 1 ? &skynet_leaf_def
-					      : &skynet_node_def);
+	tr_pid root =
+		spawn_main(b, b->n == 1 ? &skynet_leaf_def : &skynet_node_def);
 	send_main(b, root, MSG_START, &st, sizeof(st));
 	recv_report(b, MSG_ANS, &sum, sizeof(sum));
 	b->wall_s = now_s() - t0;
@@ -1061,8 +1064,8 @@ xorshift64(uint64_t *x)
 static void
 big_ping(tr_ctx *cx, struct big_actor *a)
 {
-	send_msg(cx, a->peers[xorshift64(&a->rng) % BIG_ACTORS], MSG_PING,
-		 NULL, 0);
+	send_msg(cx, a->peers[xorshift64(&a->rng) % BIG_ACTORS], MSG_PING, NULL,
+		 0);
 }
 
 static void
@@ -1149,8 +1152,10 @@ run_big(struct bench *b)
 	b->has_rate = true;
 	b->rate = b->wall_s > 0 ? 2.0 * (double)b->n / b->wall_s : 0.0;
 	if (exact != BIG_ACTORS) {
-		check_fail(b, "%" PRIu64 " of %u actors got exactly %" PRIu64
-			   " pongs", exact, BIG_ACTORS, b->n / BIG_ACTORS);
+		check_fail(b,
+			   "%" PRIu64 " of %u actors got exactly %" PRIu64
+			   " pongs",
+			   exact, BIG_ACTORS, b->n / BIG_ACTORS);
 	}
 }
 
@@ -1359,8 +1364,10 @@ run_compute(struct bench *b)
 	recv_report(b, MSG_DONE, &r, sizeof(r));
 	b->wall_s = now_s() - t0;
 	if (r.answers != b->n || r.sum != expected) {
-		check_fail(b, "answers=%" PRIu64 " sum=%" PRIu64
-			   " expected=%" PRIu64, r.answers, r.sum, expected);
+		check_fail(b,
+			   "answers=%" PRIu64 " sum=%" PRIu64
+			   " expected=%" PRIu64,
+			   r.answers, r.sum, expected);
 	}
 }
 
@@ -1463,7 +1470,8 @@ run_fanout(struct bench *b)
 		return;
 	}
 	for (unsigned i = 0; i < FANOUT_CONSUMERS; i++) {
-		/* Round robin from consumer 0: the first n % 20 get one more. */
+		/* Round robin from consumer 0: the first n % 20 get one more.
+		 */
 		uint64_t want = b->n / FANOUT_CONSUMERS +
 				(i < b->n % FANOUT_CONSUMERS ? 1 : 0);
 
@@ -1597,9 +1605,8 @@ run_rescue(struct bench *b)
 		 * ms: a random part, so that trials do not start in step with
 		 * the runtime's own millisecond tick.
 		 */
-		struct timespec nap = {
-			0, 2000000 + (long)(xorshift64(&rng) % 1000000u)
-		};
+		struct timespec nap = { 0, 2000000 + (long)(xorshift64(&rng) %
+							    1000000u) };
 		nanosleep(&nap, NULL);
 		atomic_store_explicit(&g_s_ran, false, memory_order_relaxed);
 		struct rescue_ask a;
@@ -1626,9 +1633,8 @@ run_rescue(struct bench *b)
 	qsort(waits, b->n, sizeof(double), cmp_double);
 	b->has_rate = true;
 	b->rate = waits[b->n / 2];
-	snprintf(b->extra, sizeof(b->extra),
-		 ",\"p99_us\":%.1f,\"max_us\":%.1f", waits[b->n * 99 / 100],
-		 waits[b->n - 1]);
+	snprintf(b->extra, sizeof(b->extra), ",\"p99_us\":%.1f,\"max_us\":%.1f",
+		 waits[b->n * 99 / 100], waits[b->n - 1]);
 	if (capped > 0) {
 		check_fail(b, "S waited the whole of L in %u trials", capped);
 	}
@@ -1714,7 +1720,8 @@ main(int argc, char **argv)
 
 	snprintf(g_head, sizeof(g_head),
 		 "{\"impl\":\"troupe\",\"bench\":\"%s\",\"threads\":%u,"
-		 "\"n\":%" PRIu64, w->name, threads, b.n);
+		 "\"n\":%" PRIu64,
+		 w->name, threads, b.n);
 	g_unit = w->unit;
 	watchdog_arm();
 

@@ -41,7 +41,7 @@ static const char *hub_path;
 
 struct hub {
 	pid_t pid;
-	int out;   /* its stdout */
+	int out; /* its stdout */
 	uint16_t port;
 	char text[OUT_MAX + 1]; /* what it printed */
 	size_t len;
@@ -113,8 +113,7 @@ hub_start(struct hub *h, const char *const *args)
 		}
 	}
 	unsigned port = 0;
-	if (at == NULL ||
-	    sscanf(at, "listening on 127.0.0.1:%u", &port) != 1 ||
+	if (at == NULL || sscanf(at, "listening on 127.0.0.1:%u", &port) != 1 ||
 	    port == 0 || port > 65535) {
 		fprintf(stderr, "%s:%d: the hub said \"%s\"\n", __FILE__,
 			__LINE__, h->text);
@@ -143,12 +142,15 @@ hub_wait(struct hub *h, uint64_t since_ms)
 	       harness_now_ms() < deadline) {
 		/* A full pipe would hold up its summary. */
 		if (!hub_read(h, 10)) {
-			harness_nap_us(10000); /* closed: only the exit is left */
+			harness_nap_us(
+				10000); /* closed: only the exit is left */
 		}
 	}
 	if (r != h->pid) {
-		fprintf(stderr, "%s:%d: the hub did not exit within %d ms of "
-			"SIGTERM\n", __FILE__, __LINE__, EXIT_WAIT_MS);
+		fprintf(stderr,
+			"%s:%d: the hub did not exit within %d ms of "
+			"SIGTERM\n",
+			__FILE__, __LINE__, EXIT_WAIT_MS);
 		harness_failed_checks++;
 		kill(h->pid, SIGKILL);
 		waitpid(h->pid, NULL, 0);
@@ -285,9 +287,9 @@ struct task_client {
 	char *buf;
 	size_t len;
 	unsigned next_id;
-	unsigned open;         /* sent, not ended */
+	unsigned open; /* sent, not ended */
 	unsigned results;
-	unsigned refused;      /* "the hub is stopping" */
+	unsigned refused;          /* "the hub is stopping" */
 	unsigned accepted_ids[64]; /* accepted, no result yet */
 	unsigned n_accepted;
 	unsigned problems;
@@ -358,8 +360,9 @@ tc_event(struct task_client *c, const char *line)
 		i++;
 	}
 	if (is_result != (i < c->n_accepted)) {
-		tc_problem(c, is_result ? "a result for a task not accepted"
-					: "a refusal of an accepted task",
+		tc_problem(c,
+			   is_result ? "a result for a task not accepted"
+				     : "a refusal of an accepted task",
 			   line);
 		return;
 	}
@@ -377,8 +380,8 @@ tc_event(struct task_client *c, const char *line)
 static void
 tc_read(struct task_client *c)
 {
-	ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF - c->len,
-			 MSG_DONTWAIT);
+	ssize_t n =
+		recv(c->fd, c->buf + c->len, CLIENT_BUF - c->len, MSG_DONTWAIT);
 
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		c->is_eof = true;

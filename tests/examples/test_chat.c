@@ -38,8 +38,7 @@ enum {
 
 static const char *chat_path;
 
-static void
-fmt(char *buf, size_t cap, const char *f, ...)
+static void fmt(char *buf, size_t cap, const char *f, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void
@@ -136,9 +135,10 @@ server_start_args(struct server *sv, const char *const *args)
 		fmt(want, sizeof(want), "listening on %u\n", port);
 	}
 	if (port == 0 || port > 65535 || strcmp(line, want) != 0) {
-		fprintf(stderr, "%s:%d: the server said \"%s\", not one "
-			"\"listening on <port>\" line\n", __FILE__, __LINE__,
-			line);
+		fprintf(stderr,
+			"%s:%d: the server said \"%s\", not one "
+			"\"listening on <port>\" line\n",
+			__FILE__, __LINE__, line);
 		harness_failed_checks++;
 		server_kill(sv);
 		return false;
@@ -169,8 +169,10 @@ server_wait(struct server *sv, uint64_t since_ms)
 		harness_nap_us(2000);
 	}
 	if (r != sv->pid) {
-		fprintf(stderr, "%s:%d: the server did not exit within %d ms of "
-			"SIGTERM\n", __FILE__, __LINE__, STOP_WAIT_MS);
+		fprintf(stderr,
+			"%s:%d: the server did not exit within %d ms of "
+			"SIGTERM\n",
+			__FILE__, __LINE__, STOP_WAIT_MS);
 		harness_failed_checks++;
 		server_kill(sv);
 		return;
@@ -179,7 +181,8 @@ server_wait(struct server *sv, uint64_t since_ms)
 	if (WIFEXITED(status)) {
 		CHECK_EQ_INT(WEXITSTATUS(status), 0);
 	} else if (WIFSIGNALED(status)) {
-		fprintf(stderr, "server killed by signal %d\n", WTERMSIG(status));
+		fprintf(stderr, "server killed by signal %d\n",
+			WTERMSIG(status));
 	}
 	/* "listening on <port>" was its one line on stdout. */
 	char rest[256];
@@ -380,7 +383,8 @@ expect_at(struct client *c, const char *want, int line)
 	if (!client_line(c, got, sizeof(got), LINE_WAIT_MS)) {
 		fprintf(stderr, "%s:%d: wanted \"%.200s\", got %s\n", __FILE__,
 			line, want,
-			c->is_eof ? "the end of the stream" : "nothing in time");
+			c->is_eof ? "the end of the stream"
+				  : "nothing in time");
 		harness_failed_checks++;
 		return false;
 	}
@@ -425,21 +429,25 @@ expect_eof_at(struct client *c, int line)
 		client_fill(c, 100);
 	}
 	if (!c->is_eof) {
-		fprintf(stderr, "%s:%d: the server did not close the "
-			"connection\n", __FILE__, line);
+		fprintf(stderr,
+			"%s:%d: the server did not close the "
+			"connection\n",
+			__FILE__, line);
 		harness_failed_checks++;
 	} else if (c->len > 0) {
-		fprintf(stderr, "%s:%d: %zu unexpected bytes before the end: "
-			"\"%.*s\"\n", __FILE__, line, c->len,
+		fprintf(stderr,
+			"%s:%d: %zu unexpected bytes before the end: "
+			"\"%.*s\"\n",
+			__FILE__, line, c->len,
 			(int)(c->len < 200 ? c->len : 200), c->buf);
 		harness_failed_checks++;
 	}
 }
 
-#define SAY(c, text) say_at((c), (text), __LINE__)
-#define EXPECT(c, want) expect_at((c), (want), __LINE__)
+#define SAY(c, text)        say_at((c), (text), __LINE__)
+#define EXPECT(c, want)     expect_at((c), (want), __LINE__)
 #define SKIP_UNTIL(c, want) skip_until_at((c), (want), __LINE__, LINE_WAIT_MS)
-#define EXPECT_EOF(c) expect_eof_at((c), __LINE__)
+#define EXPECT_EOF(c)       expect_eof_at((c), __LINE__)
 
 /*
  * Connect @n clients one at a time (guest1..guestN on a fresh server),
@@ -469,7 +477,8 @@ lobby_clients(uint16_t port, struct client *cs, const char *const *nicks,
 		SAY(&cs[i], want);
 		fmt(want, sizeof(want), "* you are now %s", nicks[i]);
 		ok &= EXPECT(&cs[i], want);
-		fmt(want, sizeof(want), "* guest%zu is now %s", i + 1, nicks[i]);
+		fmt(want, sizeof(want), "* guest%zu is now %s", i + 1,
+		    nicks[i]);
 		for (size_t j = 0; j < n; j++) {
 			ok &= EXPECT(&cs[j], want);
 		}
@@ -1007,16 +1016,21 @@ test_crowd(void)
 				if (line[0] == '*') {
 					continue; /* later arrivals' joins */
 				}
-				if (sscanf(line, "guest%u: m %d", &from, &k) != 2 ||
+				if (sscanf(line, "guest%u: m %d", &from, &k) !=
+					    2 ||
 				    from < 1 || from > N) {
-					fprintf(stderr, "client %zu: unexpected "
-						"\"%s\"\n", i, line);
+					fprintf(stderr,
+						"client %zu: unexpected "
+						"\"%s\"\n",
+						i, line);
 					CHECK(!"unexpected line");
 					continue;
 				}
 				if (k != next[i][from - 1]) {
-					fprintf(stderr, "client %zu: guest%u's "
-						"line %d came when %d was due\n",
+					fprintf(stderr,
+						"client %zu: guest%u's "
+						"line %d came when %d was "
+						"due\n",
 						i, from, k, next[i][from - 1]);
 					CHECK(!"per-sender order");
 				}
@@ -1107,18 +1121,18 @@ test_client_that_does_not_read(void)
 		if (poll(pfs, TALKERS, wait) > 0) {
 			for (size_t i = 0; i < TALKERS; i++) {
 				if (pfs[i].revents & POLLOUT) {
-					ssize_t n = send(cs[i].fd,
-							 line + out_off[i],
-							 LEN + 1 - out_off[i],
-							 MSG_NOSIGNAL |
-								 MSG_DONTWAIT);
+					ssize_t n = send(
+						cs[i].fd, line + out_off[i],
+						LEN + 1 - out_off[i],
+						MSG_NOSIGNAL | MSG_DONTWAIT);
 					if (n > 0) {
 						out_off[i] += (size_t)n;
-						has_out[i] = out_off[i] < LEN + 1;
+						has_out[i] =
+							out_off[i] < LEN + 1;
 					}
 				}
-				if (pfs[i].revents & (POLLIN | POLLHUP |
-						      POLLERR)) {
+				if (pfs[i].revents &
+				    (POLLIN | POLLHUP | POLLERR)) {
 					client_fill(&cs[i], 0);
 					while (client_take(&cs[i], got,
 							   CLIENT_BUF)) {
@@ -1155,7 +1169,8 @@ test_client_that_does_not_read(void)
 			fmt(storage[i], sizeof(storage[i]), "guest%zu", i + 1);
 			names[i] = storage[i];
 		}
-		/* Sorted as strings: guest1 guest10 guest11 guest12 guest2 ... */
+		/* Sorted as strings: guest1 guest10 guest11 guest12 guest2 ...
+		 */
 		for (size_t i = 0; i < TALKERS; i++) {
 			for (size_t j = i + 1; j < TALKERS; j++) {
 				if (strcmp(names[j], names[i]) < 0) {
@@ -1255,8 +1270,9 @@ test_options(void)
 {
 	static const char *const nicks[] = { "alice", "bob" };
 	static const char *const rate5[] = { "--rate", "5", NULL };
-	static const char *const unlimited[] = { "--rate", "0", "--workers",
-						 "1", "--flush-ms", "0", NULL };
+	static const char *const unlimited[] = {
+		"--rate", "0", "--workers", "1", "--flush-ms", "0", NULL
+	};
 	enum { BURST = 20, FLOOD = 300 };
 	struct client cs[2];
 	struct client *a = &cs[0], *b = &cs[1];
@@ -1438,8 +1454,10 @@ test_big_room_sums_up(void)
 			CHECK(k == joins_seen + 2);
 			CHECK(k <= ANNOUNCE_MAX);
 			joins_seen++;
-		} else if (sscanf(got, "* lobby: %u joined, %u left, %u "
-				  "renamed, %u here", &j, &l, &rn, &h) == 4) {
+		} else if (sscanf(got,
+				  "* lobby: %u joined, %u left, %u "
+				  "renamed, %u here",
+				  &j, &l, &rn, &h) == 4) {
 			joined += j;
 			left += l;
 			here = h;
@@ -1461,8 +1479,10 @@ test_big_room_sums_up(void)
 	       client_line(first, got, sizeof(got), LINE_WAIT_MS)) {
 		unsigned j, l, rn, h;
 
-		if (sscanf(got, "* lobby: %u joined, %u left, %u renamed, %u "
-			   "here", &j, &l, &rn, &h) == 4) {
+		if (sscanf(got,
+			   "* lobby: %u joined, %u left, %u renamed, %u "
+			   "here",
+			   &j, &l, &rn, &h) == 4) {
 			joined += j;
 			left += l;
 			here = h;
@@ -1551,8 +1571,8 @@ test_busy_room_holds_senders_back(void)
 					continue; /* later arrivals' joins */
 				}
 				if (line[0] == '!') {
-					fprintf(stderr, "client %zu: \"%s\"\n", i,
-						line);
+					fprintf(stderr, "client %zu: \"%s\"\n",
+						i, line);
 					CHECK(!"a line was refused");
 				}
 				if (++got[i] == N * LINES) {
@@ -1636,9 +1656,9 @@ talk_step(struct talk *t, const char *line, size_t len, unsigned tick_ms)
 		struct client *c = &t->cs[i];
 
 		if (pfs[i].revents & POLLOUT) {
-			ssize_t n = send(c->fd, line + t->off[i],
-					 len - t->off[i],
-					 MSG_NOSIGNAL | MSG_DONTWAIT);
+			ssize_t n =
+				send(c->fd, line + t->off[i], len - t->off[i],
+				     MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n > 0) {
 				t->off[i] += (size_t)n;
 				t->has_out[i] = t->off[i] < len;
@@ -1697,8 +1717,12 @@ test_stop_under_load(void)
 	if (!ok) {
 		goto out_stop;
 	}
-	struct talk t = { .cs = cs, .n = N, .off = off, .has_out = has_out,
-			  .heard = heard, .told = told,
+	struct talk t = { .cs = cs,
+			  .n = N,
+			  .off = off,
+			  .has_out = has_out,
+			  .heard = heard,
+			  .told = told,
 			  .next_tick = harness_now_ms() };
 	/* Talk until everyone has heard about five lines from each. */
 	uint64_t deadline = harness_now_ms() + BULK_WAIT_MS;

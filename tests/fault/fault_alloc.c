@@ -119,8 +119,10 @@ run_all_fault_points(bool start)
 		tr__alloc_fail_after(0);
 		int64_t left = tr__alloc_outstanding() - base;
 		if (left != 0) {
-			fprintf(stderr, "  fault at allocation %" PRIu64
-				": %" PRId64 " bytes leaked\n", n, left);
+			fprintf(stderr,
+				"  fault at allocation %" PRIu64 ": %" PRId64
+				" bytes leaked\n",
+				n, left);
 			CHECK_EQ_INT(left, 0);
 			break;
 		}

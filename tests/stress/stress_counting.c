@@ -18,13 +18,13 @@
 
 #include "harness.h"
 
-#define N_ACTORS 2000
-#define N_STALE 200
-#define FANOUT 3
-#define HOPS 5
-#define ROUNDS 4 /* each with a new runtime */
+#define N_ACTORS      2000
+#define N_STALE       200
+#define FANOUT        3
+#define HOPS          5
+#define ROUNDS        4  /* each with a new runtime */
 #define STOPPER_EVERY 50 /* every 50th actor stops itself ... */
-#define STOP_AFTER 3     /* ... after handling this many messages */
+#define STOP_AFTER    3  /* ... after handling this many messages */
 #define STALE_PERCENT 10
 
 enum {
@@ -204,8 +204,9 @@ one_round(int round)
 	for (int i = 0; i < N_ACTORS; i++) {
 		sum += received_by[i];
 	}
-	printf("  round %d: seed %" PRIu64 ", %u workers: %" PRIu64 " sent, %" PRIu64
-	       " received, %" PRIu64 " dead letters in %" PRIu64 " ms\n",
+	printf("  round %d: seed %" PRIu64 ", %u workers: %" PRIu64
+	       " sent, %" PRIu64 " received, %" PRIu64
+	       " dead letters in %" PRIu64 " ms\n",
 	       round, seed, workers, sent, received, m.dead_letters, elapsed);
 	printf("  runtime: sent %" PRIu64 " handled %" PRIu64 " steals %" PRIu64
 	       " parks %" PRIu64 " sched p50 %" PRIu64 " ns p99 %" PRIu64

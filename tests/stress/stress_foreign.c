@@ -19,13 +19,13 @@
 
 #include "harness.h"
 
-#define THREADS 6
-#define TABLE 256
-#define ROUNDS 8
-#define OPS_BEFORE_STOP 150000 /* over all threads */
-#define OPS_AFTER_STOP 2000   /* per thread, once it saw TR_ECLOSED */
-#define MAX_OPS 2000000       /* per thread; a safety net on memory */
-#define STOP_WAIT_MS 120000   /* a thread waits this long for the stop */
+#define THREADS         6
+#define TABLE           256
+#define ROUNDS          8
+#define OPS_BEFORE_STOP 150000  /* over all threads */
+#define OPS_AFTER_STOP  2000    /* per thread, once it saw TR_ECLOSED */
+#define MAX_OPS         2000000 /* per thread; a safety net on memory */
+#define STOP_WAIT_MS    120000  /* a thread waits this long for the stop */
 
 enum {
 	MSG_HIT = 1,
@@ -160,15 +160,16 @@ worker_main(void *arg)
 			}
 		} else if (op == 2) {
 			err = tr_runtime_stop_actor(w->rt, table_get(r >> 16),
-						    TR_EXIT_USER + (int)(r % 7));
+						    TR_EXIT_USER +
+							    (int)(r % 7));
 			if (err == TR_OK) {
 				w->stops++;
 			} else {
 				w->stop_errors++;
 			}
 		} else {
-			err = tr_runtime_send(w->rt, table_get(r >> 16), MSG_HIT,
-					      &r, sizeof(r));
+			err = tr_runtime_send(w->rt, table_get(r >> 16),
+					      MSG_HIT, &r, sizeof(r));
 			if (err == TR_OK) {
 				w->sent++;
 			} else {
@@ -219,7 +220,8 @@ one_round(int round)
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].rt = rt;
 		w[i].rng = (seed + (uint64_t)round * 1000003u +
-			    (uint64_t)i * 0x9E3779B97F4A7C15u) | 1;
+			    (uint64_t)i * 0x9E3779B97F4A7C15u) |
+			   1;
 		CHECK(pthread_create(&w[i].thread, NULL, worker_main, &w[i]) ==
 		      0);
 	}

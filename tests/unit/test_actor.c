@@ -22,10 +22,10 @@
 /* Deadlines, generous so that the suite also passes under ThreadSanitizer
  * on a loaded machine: reaching one is a failure. */
 #define REPLY_MS 30000
-#define IDLE_MS 30000
+#define IDLE_MS  30000
 
 enum {
-	MSG_PING = 1,  /* reply MSG_PONG struct who to the sender */
+	MSG_PING = 1, /* reply MSG_PONG struct who to the sender */
 	MSG_PONG,
 	MSG_NOTE,      /* remember the sender, no reply */
 	MSG_QUERY,     /* reply MSG_PONG with the remembered sender */
@@ -46,7 +46,7 @@ enum {
 	MSG_D_BAD,     /* driver: misuse calls */
 	MSG_WATCH,     /* mon: payload tr_pid; reply MSG_WATCHING */
 	MSG_WATCHING,
-	MSG_DOWN_FWD,  /* mon: forwarded tr_down */
+	MSG_DOWN_FWD,    /* mon: forwarded tr_down */
 	MSG_SPAWN_WATCH, /* mon: spawn (struct spawn_req) and monitor */
 	MSG_SPAWNED,
 };
@@ -299,7 +299,8 @@ init_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (m->type == MSG_QUERY) {
 		struct init_report r = {
-			s->init_ran, s->arg_val,
+			s->init_ran,
+			s->arg_val,
 			tr_pid_eq(s->self_in_init, tr_self(cx)),
 			s->sender_none_in_init,
 		};
@@ -451,10 +452,10 @@ struct ptr_payload {
 	int32_t take;
 };
 
-static atomic_int ptr_frees;      /* calls of counting_free */
-static atomic_int ptr_seen;       /* pointer messages handled */
-static atomic_int ptr_bad;        /* wrong flags, size, data or take result */
-static atomic_int ptr_taken;      /* payloads the handler took */
+static atomic_int ptr_frees;        /* calls of counting_free */
+static atomic_int ptr_seen;         /* pointer messages handled */
+static atomic_int ptr_bad;          /* wrong flags, size, data or take result */
+static atomic_int ptr_taken;        /* payloads the handler took */
 static atomic_int frees_in_handler; /* ptr_frees seen inside the handler */
 static atomic_int plain_seen;
 
@@ -599,10 +600,9 @@ driver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 				      sizeof(reason));
 		}
 		for (int i = 0; i < d.n && i < 16; i++) {
-			r.v[i] = tr_send_ptr(cx, d.target, MSG_PTR,
-					     new_payload(0),
-					     sizeof(struct ptr_payload),
-					     counting_free);
+			r.v[i] = tr_send_ptr(
+				cx, d.target, MSG_PTR, new_payload(0),
+				sizeof(struct ptr_payload), counting_free);
 		}
 		(void)tr_send(cx, tr_sender(cx), MSG_RESULTS, &r, sizeof(r));
 		break;
@@ -610,7 +610,8 @@ driver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case MSG_D_FLOOD: {
 		/* v[0] = TR_OK count, v[1] = TR_EFULL count, v[2] = others */
 		for (int i = 0; i < d.n; i++) {
-			int err = tr_send(cx, d.target, MSG_PING, &i, sizeof(i));
+			int err =
+				tr_send(cx, d.target, MSG_PING, &i, sizeof(i));
 			r.v[err == TR_OK ? 0 : err == TR_EFULL ? 1 : 2]++;
 		}
 		(void)tr_send(cx, tr_sender(cx), MSG_RESULTS, &r, sizeof(r));
@@ -897,10 +898,10 @@ test_become(void)
 		uint32_t type;
 		int32_t want;
 	} steps[] = {
-		{ MSG_PING, 'A' },      { MSG_SWAP_NULL, TR_EINVAL },
-		{ MSG_PING, 'A' },      { MSG_SWAP, TR_OK },
-		{ MSG_PING, 'B' },      { MSG_PING, 'B' },
-		{ MSG_SWAP, TR_OK },    { MSG_PING, 'A' },
+		{ MSG_PING, 'A' },   { MSG_SWAP_NULL, TR_EINVAL },
+		{ MSG_PING, 'A' },   { MSG_SWAP, TR_OK },
+		{ MSG_PING, 'B' },   { MSG_PING, 'B' },
+		{ MSG_SWAP, TR_OK }, { MSG_PING, 'A' },
 	};
 
 	fx_start(&f, 2);
@@ -1056,8 +1057,7 @@ test_ptr_dead_letter(void)
 	tr_pid s = fx_spawn(&f, &sink_def, NULL);
 	tr_metrics m0 = fx_metrics(&f);
 	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
-	WAIT_UNTIL(fx_metrics(&f).actors_stopped > m0.actors_stopped,
-		   REPLY_MS);
+	WAIT_UNTIL(fx_metrics(&f).actors_stopped > m0.actors_stopped, REPLY_MS);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	m0 = fx_metrics(&f);
 	CHECK_OK(tr_runtime_send_ptr(f.rt, s, MSG_PTR, new_payload(0),
@@ -1166,7 +1166,8 @@ test_bounded_mailbox(void)
 		CHECK_EQ_INT(r.v[1], 3);
 		CHECK_EQ_INT(r.v[2], 0);
 		CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-		CHECK_EQ_INT(atomic_load(&bounded_handled), BOUND * (round + 1));
+		CHECK_EQ_INT(atomic_load(&bounded_handled),
+			     BOUND * (round + 1));
 		CHECK_EQ_U64(fx_metrics(&f).mailbox_full,
 			     m0.mailbox_full + 3u * (unsigned)(round + 1));
 	}

@@ -25,15 +25,15 @@
 /* Deadlines, generous so that the suite also passes under ThreadSanitizer
  * on a loaded machine: reaching one is a failure. */
 #define REPLY_MS 30000
-#define IDLE_MS 30000
+#define IDLE_MS  30000
 
 enum {
 	MSG_PING = 1,
 	MSG_PONG,
-	MSG_GO,       /* struct go */
-	MSG_STARTED,  /* int32_t: what tr_blocking() returned */
-	MSG_DONE,     /* the blocking reply */
-	MSG_REPORT,   /* struct report */
+	MSG_GO,      /* struct go */
+	MSG_STARTED, /* int32_t: what tr_blocking() returned */
+	MSG_DONE,    /* the blocking reply */
+	MSG_REPORT,  /* struct report */
 	MSG_RDV_GO,
 	MSG_RDV_DONE,
 };

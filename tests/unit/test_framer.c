@@ -42,8 +42,9 @@ static void
 sink_init(struct sink *s, const struct frame *want, size_t n_want,
 	  const char *what, size_t where)
 {
-	*s = (struct sink){ .want = want, .n_want = n_want, .what = what,
-			    .where = where };
+	*s = (struct sink){
+		.want = want, .n_want = n_want, .what = what, .where = where
+	};
 }
 
 static void
@@ -623,8 +624,9 @@ test_sticky_error(void)
 		tr_framer_fini(&f);
 		/* fini leaves it reusable. */
 		CHECK_OK(tr_framer_init(&f, modes[k], 4));
-		CHECK_OK(tr_framer_feed(&f, k == 0 ? (const void *)"ok\n"
-						   : (const void *)good_len,
+		CHECK_OK(tr_framer_feed(&f,
+					k == 0 ? (const void *)"ok\n"
+					       : (const void *)good_len,
 					k == 0 ? 3 : 5));
 		CHECK_EQ_INT(tr_framer_next(&f, &p, &n), 1);
 		CHECK(n == (k == 0 ? 2u : 1u));
@@ -789,8 +791,8 @@ random_byte(bool is_line)
 {
 	/* Lines get many "\r": they test the one-"\r" rule hard. */
 	static const unsigned char some[] = { '\r', 'a', 0, 0xFF };
-	unsigned char c = rng_below(3) == 0 ? some[rng_below(4)]
-					     : (unsigned char)rng();
+	unsigned char c =
+		rng_below(3) == 0 ? some[rng_below(4)] : (unsigned char)rng();
 
 	if (is_line && c == '\n') {
 		c = 'n';

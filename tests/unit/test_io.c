@@ -113,14 +113,14 @@ resolver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		s->r.err[0] = tr_resolve(cx, "127.0.0.1", NULL, MSG_RESOLVED);
 		/* Numeric hosts: no /etc/hosts or DNS server needed. */
 		s->r.err[1] = tr_resolve(cx, "::1", "80", MSG_RESOLVED + 10);
-		s->r.err[2] = tr_resolve(cx, "127.0.0.1",
-					 "no-such-service-xyz",
+		s->r.err[2] = tr_resolve(cx, "127.0.0.1", "no-such-service-xyz",
 					 MSG_RESOLVED + 20);
 		return;
 	}
-	unsigned i = m->type == MSG_RESOLVED ? 0
+	unsigned i = m->type == MSG_RESOLVED        ? 0
 		     : m->type == MSG_RESOLVED + 10 ? 1
-		     : m->type == MSG_RESOLVED + 20 ? 2 : 3;
+		     : m->type == MSG_RESOLVED + 20 ? 2
+						    : 3;
 	if (i == 3 || !(m->flags & TR_MSG_F_PTR)) {
 		return;
 	}

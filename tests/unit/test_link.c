@@ -21,24 +21,24 @@
 /* Deadlines, generous so that the suite also passes under ThreadSanitizer
  * on a loaded machine: reaching one is a failure. */
 #define REPLY_MS 30000
-#define IDLE_MS 30000
+#define IDLE_MS  30000
 
 enum {
-	MSG_PING = 1,  /* reply MSG_PONG (payload: own pid) */
+	MSG_PING = 1, /* reply MSG_PONG (payload: own pid) */
 	MSG_PONG,
-	MSG_RESULT,    /* payload int32_t */
-	MSG_L_LINK,    /* struct cmd: tr_link(who); reply MSG_RESULT */
-	MSG_L_UNLINK,  /* struct cmd: tr_unlink(who); reply MSG_RESULT */
-	MSG_L_TRAP,    /* struct cmd: tr_trap_exit(on); reply MSG_RESULT */
-	MSG_L_STOP,    /* struct cmd: tr_stop_self(reason); no reply */
-	MSG_L_EXIT,    /* struct cmd: tr_exit(who, reason); reply MSG_RESULT */
-	MSG_EXIT_FWD,  /* struct exit_fwd */
-	MSG_WATCH,     /* mon: struct cmd; reply MSG_WATCHING */
+	MSG_RESULT,   /* payload int32_t */
+	MSG_L_LINK,   /* struct cmd: tr_link(who); reply MSG_RESULT */
+	MSG_L_UNLINK, /* struct cmd: tr_unlink(who); reply MSG_RESULT */
+	MSG_L_TRAP,   /* struct cmd: tr_trap_exit(on); reply MSG_RESULT */
+	MSG_L_STOP,   /* struct cmd: tr_stop_self(reason); no reply */
+	MSG_L_EXIT,   /* struct cmd: tr_exit(who, reason); reply MSG_RESULT */
+	MSG_EXIT_FWD, /* struct exit_fwd */
+	MSG_WATCH,    /* mon: struct cmd; reply MSG_WATCHING */
 	MSG_WATCHING,
-	MSG_UNWATCH,   /* mon: tr_ref ref; reply MSG_RESULT */
-	MSG_DOWN_FWD,  /* mon: tr_down */
+	MSG_UNWATCH,    /* mon: tr_ref ref; reply MSG_RESULT */
+	MSG_DOWN_FWD,   /* mon: tr_down */
 	MSG_DEMON_RACE, /* mon: struct cmd; see test_demonitor_queued_down */
-	MSG_L_HOLD,    /* linker: stay busy until race_go is set */
+	MSG_L_HOLD,     /* linker: stay busy until race_go is set */
 };
 
 struct cmd {
@@ -48,8 +48,8 @@ struct cmd {
 };
 
 struct exit_fwd {
-	tr_pid by;     /* the linker that trapped it */
-	tr_pid from;   /* tr_exit_signal.from */
+	tr_pid by;   /* the linker that trapped it */
+	tr_pid from; /* tr_exit_signal.from */
 	int32_t reason;
 	int32_t size_ok;
 };
@@ -80,16 +80,16 @@ collect(struct fx *f, int n, struct got *g)
 		memset(&r, 0, sizeof(r));
 		int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
 		if (err != TR_OK) {
-			fprintf(stderr, "  probe: message %d of %d: %s\n", i + 1,
-				n, tr_err_name(err));
+			fprintf(stderr, "  probe: message %d of %d: %s\n",
+				i + 1, n, tr_err_name(err));
 			return false;
 		}
 		if (r.type == MSG_RESULT && r.size == sizeof(int32_t) &&
 		    g->nres < 8) {
 			memcpy(&g->res[g->nres++], r.data, r.size);
 			ok = true;
-		} else if (r.type == MSG_DOWN_FWD && r.size == sizeof(tr_down) &&
-			   g->ndown < 8) {
+		} else if (r.type == MSG_DOWN_FWD &&
+			   r.size == sizeof(tr_down) && g->ndown < 8) {
 			memcpy(&g->down[g->ndown++], r.data, r.size);
 			ok = true;
 		} else if (r.type == MSG_EXIT_FWD &&
@@ -102,7 +102,8 @@ collect(struct fx *f, int n, struct got *g)
 			ok = true;
 		}
 		if (!ok) {
-			fprintf(stderr, "  probe: unexpected type %u size %zu\n",
+			fprintf(stderr,
+				"  probe: unexpected type %u size %zu\n",
 				r.type, r.size);
 		}
 		tr_received_fini(&r);
@@ -248,8 +249,9 @@ mon_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	switch (m->type) {
 	case MSG_WATCH:
 		s->probe = tr_sender(cx);
-		w.err = payload(m, &c, sizeof(c)) ? tr_monitor(cx, c.who, &w.ref)
-						  : -100;
+		w.err = payload(m, &c, sizeof(c))
+				? tr_monitor(cx, c.who, &w.ref)
+				: -100;
 		(void)tr_send(cx, s->probe, MSG_WATCHING, &w, sizeof(w));
 		break;
 	case MSG_UNWATCH:
@@ -736,7 +738,8 @@ test_demonitor(void)
 	tr_ref rc = watch(&f, mon, c);
 	CHECK_OK(unwatch(&f, mon, ref));
 	CHECK_ERR(unwatch(&f, mon, ref), TR_ENOENT);
-	CHECK_ERR(unwatch(&f, mon, (tr_ref){ ref.v + rc.v + 12345 }), TR_ENOENT);
+	CHECK_ERR(unwatch(&f, mon, (tr_ref){ ref.v + rc.v + 12345 }),
+		  TR_ENOENT);
 	stop_cmd(&f, b, TR_EXIT_ERROR);
 	/* The other monitor still works, and only it fires. */
 	stop_cmd(&f, c, TR_EXIT_ERROR);

@@ -60,7 +60,7 @@ test_fifo_single_thread(void)
 	CHECK(!tr__mailbox_mark_empty(&mb)); /* something is queued */
 }
 
-#define PRODUCERS 4
+#define PRODUCERS    4
 #define PER_PRODUCER 100000
 
 struct race {

@@ -21,14 +21,14 @@
 /* Deadlines, generous so that the suite also passes under ThreadSanitizer
  * on a loaded machine: reaching one is a failure. */
 #define REPLY_MS 30000
-#define IDLE_MS 30000
+#define IDLE_MS  30000
 
 enum {
 	MSG_NOTE = 1,
-	MSG_HOP,   /* uint32_t hops left; reply to the sender */
-	MSG_SLOW,  /* busy for SLOW_NS */
-	MSG_FAN,   /* spawn FAN_N children and give each a MSG_WORK */
-	MSG_WORK,  /* record the thread, wait for a second one */
+	MSG_HOP,  /* uint32_t hops left; reply to the sender */
+	MSG_SLOW, /* busy for SLOW_NS */
+	MSG_FAN,  /* spawn FAN_N children and give each a MSG_WORK */
+	MSG_WORK, /* record the thread, wait for a second one */
 };
 
 static tr_runtime *
@@ -304,7 +304,8 @@ num(const cJSON *o, const char *key)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 
 	if (!cJSON_IsNumber(v)) {
-		fprintf(stderr, "  json: \"%s\" missing or not a number\n", key);
+		fprintf(stderr, "  json: \"%s\" missing or not a number\n",
+			key);
 		return NULL;
 	}
 	return v;
@@ -314,12 +315,24 @@ static void
 test_json(void)
 {
 	static const char *keys[] = {
-		"actors_alive",       "actors_spawned",     "actors_stopped",
-		"msgs_sent",          "msgs_handled",       "dead_letters",
-		"mailbox_full",       "steals",             "parks",
-		"wakes",              "slow_handlers",      "sched_delay_p50_ns",
-		"sched_delay_p99_ns", "sched_delay_samples", "blocking_pending",
-		"workers",            "mutes",              "io_polls",
+		"actors_alive",
+		"actors_spawned",
+		"actors_stopped",
+		"msgs_sent",
+		"msgs_handled",
+		"dead_letters",
+		"mailbox_full",
+		"steals",
+		"parks",
+		"wakes",
+		"slow_handlers",
+		"sched_delay_p50_ns",
+		"sched_delay_p99_ns",
+		"sched_delay_samples",
+		"blocking_pending",
+		"workers",
+		"mutes",
+		"io_polls",
 		"io_takeovers",
 	};
 	tr_runtime *rt = start(3, 0);
@@ -395,8 +408,8 @@ test_sched_delay_sampled(void)
 	}
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	tr_metrics m = metrics(rt);
-	printf("  sched delay: p50 %" PRIu64 " ns, p99 %" PRIu64
-	       " ns, %" PRIu64 " samples\n",
+	printf("  sched delay: p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, %" PRIu64
+	       " samples\n",
 	       m.sched_delay_p50_ns, m.sched_delay_p99_ns,
 	       m.sched_delay_samples);
 	CHECK(m.sched_delay_samples > 0);

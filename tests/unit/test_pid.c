@@ -15,7 +15,7 @@
 
 /* Generous so that the suite also passes under ThreadSanitizer. */
 #define REPLY_MS 5000
-#define IDLE_MS 10000
+#define IDLE_MS  10000
 
 enum {
 	MSG_NOTE = 1, /* counted */
@@ -42,7 +42,8 @@ counter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct counter *s = state;
 
 	if (m->type == MSG_QUERY) {
-		(void)tr_send(cx, tr_sender(cx), MSG_COUNT, &s->n, sizeof(s->n));
+		(void)tr_send(cx, tr_sender(cx), MSG_COUNT, &s->n,
+			      sizeof(s->n));
 	} else {
 		s->n++;
 	}
@@ -223,8 +224,7 @@ test_stale_pid_after_reuse(void)
  * slot must be retired after its last generation: the looper runs that
  * far and beyond, and every pid it saw is distinct.
  */
-enum { MSG_SPIN = 10, MSG_SPUN, GEN_MAX = (1 << 20) - 1,
-       SPINS = GEN_MAX + 64 };
+enum { MSG_SPIN = 10, MSG_SPUN, GEN_MAX = (1 << 20) - 1, SPINS = GEN_MAX + 64 };
 
 struct looper {
 	tr_pid probe;
@@ -252,7 +252,8 @@ looper_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	s->pids[s->done++] = c.v;
 	if (s->done == SPINS) {
-		(void)tr_send(cx, s->probe, MSG_SPUN, &s->done, sizeof(s->done));
+		(void)tr_send(cx, s->probe, MSG_SPUN, &s->done,
+			      sizeof(s->done));
 		return;
 	}
 	(void)tr_send(cx, tr_self(cx), MSG_SPIN, NULL, 0);

@@ -32,8 +32,17 @@ enum {
 	MSG_EVENT,  /* to the probe: struct event */
 };
 
-enum { S_CAT, S_SH, S_KILL, S_BADFILE, S_ORPHAN, S_ENV, S_GRANDCHILD,
-       S_DAEMON, S_DAEMON_KILL };
+enum {
+	S_CAT,
+	S_SH,
+	S_KILL,
+	S_BADFILE,
+	S_ORPHAN,
+	S_ENV,
+	S_GRANDCHILD,
+	S_DAEMON,
+	S_DAEMON_KILL
+};
 
 struct event {
 	uint32_t kind; /* TR_MSG_PROC_* */
@@ -71,12 +80,13 @@ runner_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		static const char *const sh_args[] = {
 			"sh", "-c", "echo oops >&2; echo out; exit 3", NULL
 		};
-		static const char *const sleep_args[] = { "sleep", "100", NULL };
-		static const char *const env_args[] = {
-			"sh", "-c", "echo $FOO; pwd", NULL
-		};
-		static const char *const env[] = { "FOO=bar", "PATH=/usr/bin:/bin",
-						   NULL };
+		static const char *const sleep_args[] = { "sleep", "100",
+							  NULL };
+		static const char *const env_args[] = { "sh", "-c",
+							"echo $FOO; pwd",
+							NULL };
+		static const char *const env[] = { "FOO=bar",
+						   "PATH=/usr/bin:/bin", NULL };
 		/* A background job holds the pipes after sh has exited; a
 		 * setsid one also leaves sh's process group. Each prints
 		 * its pid. */
@@ -369,7 +379,8 @@ racer_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	switch (m->type) {
 	case MSG_CL_GO: {
 		r->probe = tr_sender(cx);
-		tr_process_opts o = { .size = sizeof(o), .file = "sleep",
+		tr_process_opts o = { .size = sizeof(o),
+				      .file = "sleep",
 				      .args = args };
 		(void)tr_process_spawn(cx, &o, &r->proc);
 		return;
@@ -644,7 +655,8 @@ yes_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	switch (m->type) {
 	case MSG_YES_GO: {
 		y->probe = tr_sender(cx);
-		tr_process_opts o = { .size = sizeof(o), .file = "yes",
+		tr_process_opts o = { .size = sizeof(o),
+				      .file = "yes",
 				      .args = args };
 		(void)tr_process_spawn(cx, &o, &y->proc);
 		return;
@@ -766,7 +778,8 @@ nomem_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (m->type == MSG_NM_GO) {
 		o->probe = tr_sender(cx);
-		tr_process_opts opts = { .size = sizeof(opts), .file = "sleep",
+		tr_process_opts opts = { .size = sizeof(opts),
+					 .file = "sleep",
 					 .args = args };
 		tr_process p;
 		(void)tr_process_spawn(cx, &opts, &p);
@@ -879,7 +892,8 @@ spawner_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	if (m->type == MSG_GO) {
 		s->probe = tr_sender(cx);
 		for (unsigned i = 0; i < BURST; i++) {
-			tr_process_opts o = { .size = sizeof(o), .file = "true",
+			tr_process_opts o = { .size = sizeof(o),
+					      .file = "true",
 					      .args = args };
 			tr_process p;
 			CHECK_OK(tr_process_spawn(cx, &o, &p));
@@ -938,10 +952,13 @@ test_spawn_burst_keeps_timers(void)
 	SEND(&f, t, MSG_REPORT, NULL, 0);
 	CHECK(fx_recv(&f, MSG_GAP, gap, sizeof(gap)));
 	uint64_t ticks0 = gap[1];
-	bool ticked = WAIT_UNTIL(({
-		SEND(&f, t, MSG_REPORT, NULL, 0);
-		fx_recv(&f, MSG_GAP, gap, sizeof(gap)) && gap[1] >= ticks0 + 20;
-	}), 30000);
+	bool ticked =
+		WAIT_UNTIL(({
+				   SEND(&f, t, MSG_REPORT, NULL, 0);
+				   fx_recv(&f, MSG_GAP, gap, sizeof(gap)) &&
+					   gap[1] >= ticks0 + 20;
+			   }),
+			   30000);
 	CHECK(ticked);
 	CHECK(atomic_load(&loop_held));
 	atomic_store(&loop_release, true);
@@ -967,7 +984,8 @@ test_spawn_burst_keeps_timers(void)
 static const struct test_case tests[] = {
 	{ "process: stdin in, stdout lines in order, exit after output",
 	  test_cat_lines_in_order },
-	{ "process: stderr lines and the exit code", test_stderr_and_exit_code },
+	{ "process: stderr lines and the exit code",
+	  test_stderr_and_exit_code },
 	{ "process: kill, environment and working directory",
 	  test_kill_and_env },
 	{ "process: a missing program ends in one exit with ENOENT",

@@ -24,21 +24,21 @@
 #include "fixture.h"
 
 enum {
-	ECHO = 1,    /* int: reply with n + 1 */
-	HOLD,        /* keep the request, answer on RELEASE */
-	RELEASE,     /* answer the held request with 99 */
-	DIE,         /* int32 reason: stop holding the request */
-	START,       /* struct start, to a client */
-	REPORT,      /* struct report, client -> probe */
-	PLAIN_ECHO,  /* int: tr_reply to a plain send */
+	ECHO = 1,   /* int: reply with n + 1 */
+	HOLD,       /* keep the request, answer on RELEASE */
+	RELEASE,    /* answer the held request with 99 */
+	DIE,        /* int32 reason: stop holding the request */
+	START,      /* struct start, to a client */
+	REPORT,     /* struct report, client -> probe */
+	PLAIN_ECHO, /* int: tr_reply to a plain send */
 	ANSWER,
-	REPLY_DIE,   /* int: reply with n + 1, then stop in the same turn */
-	DELAYED,     /* int: reply after a delay computed from n, by timer */
-	LATER,       /* struct later: the server's own timer for DELAYED */
-	PTR_ECHO,    /* int: reply n + 1 as a counted pointer (tr_reply_ptr) */
-	GATE_WAIT,   /* stay in the turn until gate_open */
-	NOSENDER,    /* tr_pid: tr_reply to it, report the error there */
-	ERR_REPORT,  /* int32_t: the error NOSENDER got */
+	REPLY_DIE,  /* int: reply with n + 1, then stop in the same turn */
+	DELAYED,    /* int: reply after a delay computed from n, by timer */
+	LATER,      /* struct later: the server's own timer for DELAYED */
+	PTR_ECHO,   /* int: reply n + 1 as a counted pointer (tr_reply_ptr) */
+	GATE_WAIT,  /* stay in the turn until gate_open */
+	NOSENDER,   /* tr_pid: tr_reply to it, report the error there */
+	ERR_REPORT, /* int32_t: the error NOSENDER got */
 };
 
 /* Requests a server may hold at once (HOLD). */
@@ -187,8 +187,9 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case PTR_ECHO:
 		if (n != NULL) {
-			CHECK_OK(tr_reply_ptr(cx, m, ANSWER, counted_int(*n + 1),
-					      sizeof(int), counted_free));
+			CHECK_OK(tr_reply_ptr(cx, m, ANSWER,
+					      counted_int(*n + 1), sizeof(int),
+					      counted_free));
 		}
 		break;
 	case GATE_WAIT:
@@ -284,7 +285,7 @@ struct start {
 	uint32_t type;
 	int value;
 	uint64_t timeout_ms;
-	unsigned count; /* requests to make at once (stress) */
+	unsigned count;     /* requests to make at once (stress) */
 	bool stop_after;    /* stop right after making the requests */
 	bool wait_answered; /* stay in the turn until ECHO answered them all */
 };
@@ -335,8 +336,8 @@ client_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		for (unsigned i = 0; i < k; i++) {
 			tr_ref ref = { 0 };
 			int v = st->value + (int)i;
-			CHECK_OK(tr_request(cx, st->to, st->type, &v,
-					    sizeof(v), st->timeout_ms, &ref));
+			CHECK_OK(tr_request(cx, st->to, st->type, &v, sizeof(v),
+					    st->timeout_ms, &ref));
 			CHECK(ref.v != 0);
 			c->refs[c->nrefs++] = ref.v;
 		}
@@ -416,8 +417,11 @@ start_client(struct fx *f, tr_pid to, uint32_t type, int value,
 	     uint64_t timeout_ms)
 {
 	tr_pid c = fx_spawn(f, &client_def, NULL);
-	struct start st = { .to = to, .report_to = f->probe, .type = type,
-			    .value = value, .timeout_ms = timeout_ms };
+	struct start st = { .to = to,
+			    .report_to = f->probe,
+			    .type = type,
+			    .value = value,
+			    .timeout_ms = timeout_ms };
 	SEND(f, c, START, &st, sizeof(st));
 	return c;
 }
@@ -711,12 +715,15 @@ test_replies_around_the_timeout(void)
 	tr_pid s = fx_spawn(&f, &server_def, NULL);
 	tr_pid c = fx_spawn(&f, &client_def, NULL);
 	uint64_t dead0 = fx_metrics(&f).dead_letters;
-	struct start st = { .to = s, .report_to = f.probe, .type = DELAYED,
-			    .timeout_ms = 20, .count = N };
+	struct start st = { .to = s,
+			    .report_to = f.probe,
+			    .type = DELAYED,
+			    .timeout_ms = 20,
+			    .count = N };
 	SEND(&f, c, START, &st, sizeof(st));
 	struct report r = recv_report(&f);
-	printf("  %u requests: %u replies in time, %u timeouts\n", N,
-	       r.answers, r.timeouts);
+	printf("  %u requests: %u replies in time, %u timeouts\n", N, r.answers,
+	       r.timeouts);
 	CHECK_EQ_U64(r.outcomes, N);
 	CHECK_EQ_U64(r.dups, 0);
 	CHECK_EQ_U64(r.answers + r.timeouts, N);
@@ -746,9 +753,12 @@ test_requester_stops(void)
 	uint64_t timeouts[2] = { 0, 600000 };
 	for (unsigned i = 0; i < 2; i++) {
 		tr_pid c = fx_spawn(&f, &client_def, NULL);
-		struct start st = { .to = s, .report_to = f.probe,
-				    .type = HOLD, .timeout_ms = timeouts[i],
-				    .count = EACH, .stop_after = true };
+		struct start st = { .to = s,
+				    .report_to = f.probe,
+				    .type = HOLD,
+				    .timeout_ms = timeouts[i],
+				    .count = EACH,
+				    .stop_after = true };
 		SEND(&f, c, START, &st, sizeof(st));
 	}
 	CHECK(WAIT_UNTIL(atomic_load(&held_total) == 2 * EACH, FX_REPLY_MS));
@@ -778,8 +788,11 @@ test_bounded_requester(void)
 	tr_pid s = fx_spawn(&f, &server_def, NULL);
 	tr_pid c = fx_spawn(&f, &tight_client_def, NULL);
 	uint64_t full0 = fx_metrics(&f).mailbox_full;
-	struct start st = { .to = s, .report_to = f.probe, .type = ECHO,
-			    .count = N, .wait_answered = true };
+	struct start st = { .to = s,
+			    .report_to = f.probe,
+			    .type = ECHO,
+			    .count = N,
+			    .wait_answered = true };
 	SEND(&f, c, START, &st, sizeof(st));
 	struct report r = recv_report(&f);
 	CHECK_EQ_U64(r.outcomes, N);
@@ -884,8 +897,7 @@ test_pointer_payloads(void)
 	CHECK_OK(tr_request(cx, s, PTR_ECHO, &v, sizeof(v), 0, &ref));
 	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
 	const int *got = TR_MSG_AS(&r, int);
-	CHECK(r.type == ANSWER && r.ref.v == ref.v && got != NULL &&
-	      *got == 2);
+	CHECK(r.type == ANSWER && r.ref.v == ref.v && got != NULL && *got == 2);
 	CHECK_EQ_U64(atomic_load(&ptr_frees), 0);
 	tr_received_fini(&r);
 	CHECK_EQ_U64(atomic_load(&ptr_frees), 1);
@@ -936,11 +948,11 @@ test_pointer_payloads(void)
 	CHECK_ERR(tr_request_ptr(cx, s, TR_MSG_SYSTEM_BASE, counted_int(0),
 				 sizeof(int), counted_free, 0, &ref),
 		  TR_EINVAL);
-	CHECK_ERR(tr_reply_ptr(cx, &nobody, ANSWER, counted_int(0),
-			       sizeof(int), counted_free),
+	CHECK_ERR(tr_reply_ptr(cx, &nobody, ANSWER, counted_int(0), sizeof(int),
+			       counted_free),
 		  TR_EINVAL);
-	CHECK_ERR(tr_reply_ptr(cx, &someone, TR_MSG_SYSTEM_BASE,
-			       counted_int(0), sizeof(int), counted_free),
+	CHECK_ERR(tr_reply_ptr(cx, &someone, TR_MSG_SYSTEM_BASE, counted_int(0),
+			       sizeof(int), counted_free),
 		  TR_EINVAL);
 	CHECK_ERR(tr_reply_ptr(cx, NULL, ANSWER, counted_int(0), sizeof(int),
 			       counted_free),
@@ -1029,8 +1041,7 @@ struct asker_thread {
 };
 
 static bool
-outcome_is(tr_inbox *ib, tr_ref ref, uint32_t type, int value,
-	   int32_t reason)
+outcome_is(tr_inbox *ib, tr_ref ref, uint32_t type, int value, int32_t reason)
 {
 	tr_received r;
 

@@ -29,18 +29,18 @@
 /* Deadlines, generous so that the suite also passes under ThreadSanitizer
  * on a loaded machine: reaching one is a failure. */
 #define REPLY_MS 30000
-#define IDLE_MS 30000
+#define IDLE_MS  30000
 
 enum {
 	MSG_PING = 1, /* reply MSG_PONG with the handling time (uint64_t ns) */
 	MSG_PONG,
-	MSG_SEQ,      /* struct seq */
-	MSG_START,    /* struct seq_start */
+	MSG_SEQ,   /* struct seq */
+	MSG_START, /* struct seq_start */
 	MSG_CONT,
 	MSG_QUERY,
 	MSG_RESULTS,
 	MSG_LOOP,
-	MSG_HOP,      /* uint32_t hops left; reply to the sender */
+	MSG_HOP, /* uint32_t hops left; reply to the sender */
 	MSG_WORK,
 	MSG_GO,
 };
@@ -131,11 +131,11 @@ counter_reset(void)
 }
 
 /* FIFO: senders number their messages, the receiver checks the order. */
-#define FIFO_ACTORS 4
+#define FIFO_ACTORS  4
 #define FIFO_THREADS 2
-#define FIFO_IDS (FIFO_ACTORS + FIFO_THREADS)
-#define FIFO_N 3000
-#define FIFO_CHUNK 50
+#define FIFO_IDS     (FIFO_ACTORS + FIFO_THREADS)
+#define FIFO_N       3000
+#define FIFO_CHUNK   50
 
 struct seq {
 	uint32_t id;
@@ -344,7 +344,7 @@ static const tr_actor_def hop_def = {
 
 /* gs: graceful stop workers; a hop-0 message is forwarded once. */
 #define GS_ACTORS 200
-#define GS_MSGS 20
+#define GS_MSGS   20
 
 struct gs_msg {
 	uint32_t hop;
@@ -844,8 +844,8 @@ test_destroy_running(void)
 }
 
 #define FT_THREADS 4
-#define FT_ACTORS 25
-#define FT_MSGS 100
+#define FT_ACTORS  25
+#define FT_MSGS    100
 
 struct ft_arg {
 	tr_runtime *rt;
@@ -928,8 +928,9 @@ test_foreign_threads(void)
 	int dup = 0;
 	for (int i = 0; i < FT_THREADS * FT_ACTORS; i++) {
 		for (int j = i + 1; j < FT_THREADS * FT_ACTORS; j++) {
-			dup += tr_pid_eq(args[i / FT_ACTORS].pids[i % FT_ACTORS],
-					 args[j / FT_ACTORS].pids[j % FT_ACTORS]);
+			dup += tr_pid_eq(
+				args[i / FT_ACTORS].pids[i % FT_ACTORS],
+				args[j / FT_ACTORS].pids[j % FT_ACTORS]);
 		}
 	}
 	CHECK_EQ_INT(dup, 0);
@@ -1181,7 +1182,9 @@ test_conversation_stays_local(void)
 	tr_pid b = fx_spawn(&f, &chat_def, NULL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	tr_metrics m0 = fx_metrics(&f);
-	struct chat_start st = { .peer = b, .report = f.probe, .rounds = rounds };
+	struct chat_start st = { .peer = b,
+				 .report = f.probe,
+				 .rounds = rounds };
 	SEND(&f, a, MSG_START, &st, sizeof(st));
 	CHECK(fx_recv(&f, MSG_RESULTS, NULL, 0));
 	tr_metrics m1 = fx_metrics(&f);
@@ -1196,7 +1199,8 @@ test_conversation_stays_local(void)
 	printf("  conversation: %u round trips, %" PRIu64 " steals\n", rounds,
 	       steals);
 	/* START, rounds hops each way, and the report the inbox handled. */
-	CHECK_EQ_U64(m1.msgs_handled - m0.msgs_handled, 2 * (uint64_t)rounds + 2);
+	CHECK_EQ_U64(m1.msgs_handled - m0.msgs_handled,
+		     2 * (uint64_t)rounds + 2);
 	fx_finish(&f);
 }
 
@@ -1316,7 +1320,8 @@ test_stop_racing_spawns_runs_init(void)
 		CHECK_OK(tr_runtime_create(&cfg, &rt));
 		CHECK_OK(tr_runtime_start(rt));
 		for (int i = 0; i < 2; i++) {
-			CHECK(pthread_create(&th[i], NULL, race_spawner, rt) == 0);
+			CHECK(pthread_create(&th[i], NULL, race_spawner, rt) ==
+			      0);
 			tr_pid p = spawn(rt, &race_parent_def, NULL);
 			CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
 		}
@@ -1326,7 +1331,8 @@ test_stop_racing_spawns_runs_init(void)
 		for (int i = 0; i < 2; i++) {
 			pthread_join(th[i], NULL);
 		}
-		CHECK_EQ_U64(atomic_load(&race_inits) + atomic_load(&race_refused),
+		CHECK_EQ_U64(atomic_load(&race_inits) +
+				     atomic_load(&race_refused),
 			     atomic_load(&race_given));
 		check_final_metrics(rt);
 		tr_runtime_destroy(rt);

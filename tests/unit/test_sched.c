@@ -181,8 +181,10 @@ rescue_trials(unsigned io_dedicated, enum how how, unsigned trials)
 		CHECK_EQ_U64(gave_up, 0);
 		CHECK_EQ_INT(atomic_load(&s_ran), 1);
 		if (gave_up != 0) {
-			fprintf(stderr, "  trial %u: S never ran while L "
-					"computed\n", i);
+			fprintf(stderr,
+				"  trial %u: S never ran while L "
+				"computed\n",
+				i);
 			break;
 		}
 	}
@@ -238,10 +240,12 @@ static const struct test_case tests[] = {
 	{ "sched: the next slot behind a long turn runs elsewhere "
 	  "(workers poll I/O)",
 	  test_next_slot_poll },
-	{ "sched: a foreign send right behind a long one runs while it computes "
+	{ "sched: a foreign send right behind a long one runs while it "
+	  "computes "
 	  "(io_dedicated)",
 	  test_foreign_futex },
-	{ "sched: a foreign send right behind a long one runs while it computes "
+	{ "sched: a foreign send right behind a long one runs while it "
+	  "computes "
 	  "(workers poll I/O)",
 	  test_foreign_poll },
 	{ NULL, NULL },

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 /* Deadlines are failures only: generous, for busy and sanitizer runs. */
-#define WAIT_MS 30000
+#define WAIT_MS     30000
 #define FX_REPLY_MS WAIT_MS
 
 #include "harness.h"
@@ -78,9 +78,11 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (m->type == MSG_GO) {
 		*probe = tr_sender(cx);
-		if (tr_tcp_listen(cx, "127.0.0.1", 0, &echo_def, NULL, NULL) < 0) {
+		if (tr_tcp_listen(cx, "127.0.0.1", 0, &echo_def, NULL, NULL) <
+		    0) {
 			uint16_t zero = 0;
-			(void)tr_send(cx, *probe, MSG_PORT, &zero, sizeof(zero));
+			(void)tr_send(cx, *probe, MSG_PORT, &zero,
+				      sizeof(zero));
 		}
 	} else if (m->type == TR_MSG_TCP_LISTENING) {
 		tr_tcp_listening l;
@@ -230,7 +232,8 @@ test_flooding_peer_is_bounded(void)
 		peak = now > peak ? now : peak;
 	}
 	printf("  flood: %zu KiB accepted from a peer that never reads, "
-	       "runtime memory peak %" PRId64 " KiB\n", sent >> 10, peak >> 10);
+	       "runtime memory peak %" PRId64 " KiB\n",
+	       sent >> 10, peak >> 10);
 	/* Read pauses at 256 KiB unread or pending; writes cap at 4 MiB. */
 	CHECK(peak < (int64_t)16 << 20);
 	CHECK(sent < FLOOD_BUDGET);
@@ -251,7 +254,8 @@ client_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		*probe = tr_sender(cx);
 		memcpy(&port, m->data, sizeof(port));
 		if (m->size >= sizeof(port) + sizeof(timeout_ms)) {
-			memcpy(&timeout_ms, (const char *)m->data + sizeof(port),
+			memcpy(&timeout_ms,
+			       (const char *)m->data + sizeof(port),
 			       sizeof(timeout_ms));
 		}
 		(void)tr_tcp_connect(cx, "127.0.0.1", port, timeout_ms, NULL);
@@ -433,7 +437,8 @@ test_io_threads(void)
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < N; i++) {
 			char line[16], want[24], back[24];
-			int n = snprintf(line, sizeof(line), "c%d-%d\n", i, round);
+			int n = snprintf(line, sizeof(line), "c%d-%d\n", i,
+					 round);
 			snprintf(want, sizeof(want), "P:%s", line);
 			CHECK(write(fds[i], line, (size_t)n) == n);
 			CHECK(read_all(fds[i], back, strlen(want)));
@@ -610,7 +615,8 @@ echo_rounds(uint16_t port, int n, int rounds)
 		ok = fd >= 0;
 		for (int r = 0; ok && r < rounds; r++) {
 			char line[32], back[32];
-			int len = snprintf(line, sizeof(line), "c%d r%d\n", i, r);
+			int len =
+				snprintf(line, sizeof(line), "c%d r%d\n", i, r);
 			ok = write(fd, line, (size_t)len) == len &&
 			     read_all(fd, back, (size_t)len) &&
 			     memcmp(line, back, (size_t)len) == 0;
@@ -727,8 +733,8 @@ test_io_thread_takes_over_from_busy_workers(void)
 	CHECK(fx_recv(&f, MSG_BUSY_DONE, &r, sizeof(r)));
 	tr_metrics m1 = rt_metrics(f.rt);
 	printf("  timer delivered during a busy turn: %s, %" PRIu64
-	       " takeovers\n", r.delivered ? "yes" : "no",
-	       m1.io_takeovers - m0.io_takeovers);
+	       " takeovers\n",
+	       r.delivered ? "yes" : "no", m1.io_takeovers - m0.io_takeovers);
 	CHECK(r.delivered);
 	/* It may have held the loop since before the turn began. */
 	CHECK(m1.io_takeovers >= 1);
@@ -907,7 +913,8 @@ server_end(int client)
 		unsigned lport, rport;
 		unsigned long inode;
 		if (sscanf(line,
-			   " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+			   " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u "
+			   "%*u %lu",
 			   &lport, &rport, &inode) == 3 &&
 		    lport == ntohs(srv.sin_port) &&
 		    rport == ntohs(me.sin_port) && inode != 0) {
@@ -923,8 +930,8 @@ server_end(int client)
 	int found = -1;
 	for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
 		char link[64];
-		ssize_t n = readlinkat(dirfd(d), e->d_name, link,
-				       sizeof(link) - 1);
+		ssize_t n =
+			readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
 		if (n > 0) {
 			link[n] = '\0';
 			if (strcmp(link, want) == 0) {
@@ -995,7 +1002,8 @@ read_to_end(int fd, size_t *got, size_t *bad)
 			return errno;
 		}
 		for (ssize_t i = 0; i < r; i++) {
-			*bad += (unsigned char)buf[i] != big_byte(*got + (size_t)i);
+			*bad += (unsigned char)buf[i] !=
+				big_byte(*got + (size_t)i);
 		}
 		*got += (size_t)r;
 	}

@@ -46,7 +46,7 @@ now_ms(void)
  * the delay between the starts; equal delays fire in start order. The
  * 60 s timer cannot fire while the test runs, whatever the load.
  */
-#define N_ORDER 5
+#define N_ORDER       5
 #define ORDER_LONG_MS 60000u
 static const uint64_t order_delays[N_ORDER] = { ORDER_LONG_MS, 20, 40, 40,
 						100 };
@@ -82,10 +82,9 @@ order_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		s->t0 = now_ms();
 		for (unsigned i = 0; i < N_ORDER; i++) {
 			struct order_tag tag = { order_delays[i], i };
-			tr_err err = tr_send_after(cx, tr_self(cx), MSG_TICK,
-						   &tag, sizeof(tag),
-						   order_delays[i],
-						   i == 0 ? &s->long_id : NULL);
+			tr_err err = tr_send_after(
+				cx, tr_self(cx), MSG_TICK, &tag, sizeof(tag),
+				order_delays[i], i == 0 ? &s->long_id : NULL);
 			if (err < 0) {
 				struct order_report r = { .err = err };
 				(void)tr_send(cx, s->probe, MSG_REPORT, &r,
@@ -139,7 +138,8 @@ test_order_never_early(void)
 	fx_finish(&f);
 }
 
-/* ---- periodic, cancel ------------------------------------------------------ */
+/* ---- periodic, cancel ------------------------------------------------------
+ */
 
 /*
  * After the cancel (or the owner's stop), a chain of MARK_STAGES one-shot
@@ -149,8 +149,8 @@ test_order_never_early(void)
  * tick before each later marker (its next deadline is at most one period
  * away, less than MARK_MS).
  */
-#define TICK_MS 10
-#define MARK_MS 20
+#define TICK_MS     10
+#define MARK_MS     20
 #define MARK_STAGES 3
 
 enum { MSG_MARK = 20 };
@@ -295,7 +295,8 @@ run_ticker(bool stop_self)
 		/* Ticks the timer sent before the cancel was done may still
 		 * come; none after the first marker. */
 		printf("  ticks after the cancel: %u before the marker, %u "
-		       "after\n", r.before_mark, r.after_mark);
+		       "after\n",
+		       r.before_mark, r.after_mark);
 		CHECK_EQ_U64(r.after_mark, 0);
 		CHECK_EQ_U64(atomic_load(&ticks_seen),
 			     5 + r.before_mark + r.after_mark);
@@ -374,15 +375,15 @@ misc_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	memset(big, 0, sizeof(big));
 	/* A 50 ms timer to the probe, cancelled at once: never arrives. */
 	tag = 1;
-	r.err[0] = tr_send_after(cx, probe, MSG_TICK, &tag, sizeof(tag), 50,
-				 &id);
+	r.err[0] =
+		tr_send_after(cx, probe, MSG_TICK, &tag, sizeof(tag), 50, &id);
 	r.err[1] = tr_timer_cancel(cx, id);
 	r.err[2] = tr_send_every(cx, probe, MSG_TICK, NULL, 0, 0, NULL);
 	r.err[3] = tr_send_after(cx, TR_PID_NONE, MSG_TICK, NULL, 0, 1, NULL);
-	r.err[4] = tr_send_after(cx, probe, TR_MSG_SYSTEM_BASE, NULL, 0, 1,
-				 NULL);
-	r.err[5] = tr_send_after(cx, probe, MSG_TICK, big, sizeof(big), 1,
-				 NULL);
+	r.err[4] =
+		tr_send_after(cx, probe, TR_MSG_SYSTEM_BASE, NULL, 0, 1, NULL);
+	r.err[5] =
+		tr_send_after(cx, probe, MSG_TICK, big, sizeof(big), 1, NULL);
 	/* Armed for a minute: the runtime must stop without waiting. */
 	tag = 2;
 	r.err[6] = tr_send_after(cx, probe, MSG_TICK, &tag, sizeof(tag),
@@ -473,7 +474,8 @@ full_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		/* The mailbox is full now: one more is refused. */
 		if (s->fill_err == 0) {
-			s->fill_err = tr_send(cx, tr_self(cx), MSG_FILL, NULL, 0);
+			s->fill_err =
+				tr_send(cx, tr_self(cx), MSG_FILL, NULL, 0);
 		}
 		int32_t e[3];
 		e[0] = tr_send_every(cx, tr_self(cx), MSG_EVERY, NULL, 0, 2,
@@ -538,7 +540,8 @@ test_full_mailbox_oneshot_arrives_ticks_drop(void)
 	CHECK_EQ_U64(r.fills, BOUND);
 	CHECK_EQ_U64(r.ticks, 0);
 	printf("  ticks refused at the full mailbox before the witness: "
-	       "%llu\n", (unsigned long long)(full - 1));
+	       "%llu\n",
+	       (unsigned long long)(full - 1));
 	/* The fifth fill and at least one tick were refused. */
 	CHECK(full >= 2);
 	fx_finish(&f);

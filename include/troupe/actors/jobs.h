@@ -298,9 +298,8 @@ TR_API tr_err tr_jobs_register(tr_jobs *j, const char *kind,
  *            TR_ENOMEM; TR_ECLOSED (the service was destroyed, or its
  *            runner stopped with the runtime).
  */
-TR_API tr_err tr_jobs_submit(tr_jobs *j, const char *kind,
-			     const void *payload, size_t len,
-			     uint64_t timeout_ms, tr_pid watcher,
+TR_API tr_err tr_jobs_submit(tr_jobs *j, const char *kind, const void *payload,
+			     size_t len, uint64_t timeout_ms, tr_pid watcher,
 			     uint64_t *id);
 
 /**

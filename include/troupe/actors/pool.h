@@ -465,8 +465,8 @@ TR_API tr_err tr_pool_control(tr_ctx *cx, tr_pid pool,
  * Thread:    any.
  * Return:    as tr_pool_control(); TR_EINVAL also for a NULL @rt.
  */
-TR_API tr_err tr_pool_control_as(tr_runtime *rt, tr_pid reply_to,
-				 tr_pid pool, const tr_pool_request *req);
+TR_API tr_err tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
+				 const tr_pool_request *req);
 
 /**
  * tr_pool_reply_parse() - Read the struct tr_pool_reply at the start of a

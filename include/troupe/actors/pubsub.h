@@ -51,7 +51,7 @@ extern "C" {
  * own actor to start or stop monitoring a subscriber, or to retry a
  * removal. Applications never receive them.
  */
-#define TR_MSG_PUBSUB_SYNC (TR_MSG_PUBSUB_BASE + 0x00u)
+#define TR_MSG_PUBSUB_SYNC  (TR_MSG_PUBSUB_BASE + 0x00u)
 #define TR_MSG_PUBSUB_RETRY (TR_MSG_PUBSUB_BASE + 0x01u)
 
 /** Longest topic in bytes, not counting the terminating NUL. */
@@ -135,8 +135,7 @@ TR_API void tr_pubsub_destroy(tr_pubsub *ps);
  *            TR_ENOMEM; TR_ECLOSED (the service's actor has stopped,
  *            because the runtime is stopping).
  */
-TR_API tr_err tr_pubsub_subscribe(tr_pubsub *ps, const char *topic,
-				  tr_pid pid);
+TR_API tr_err tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid);
 
 /**
  * tr_pubsub_subscribe_self() - tr_pubsub_subscribe() for the calling

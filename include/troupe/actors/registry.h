@@ -230,8 +230,7 @@ TR_API tr_err tr_registry_send_as(tr_registry *reg, tr_pid from,
  * Thread:    any.
  * Return:    TR_OK, or TR_EINVAL for NULL or a too small @out->size.
  */
-TR_API tr_err tr_registry_stats_get(tr_registry *reg,
-				    tr_registry_stats *out);
+TR_API tr_err tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out);
 
 #ifdef __cplusplus
 }
