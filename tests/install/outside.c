@@ -70,8 +70,10 @@ static void
 print_answer(const char *label, const tr_received *r)
 {
 	if (r->type != MSG_UPPERED) {
-		fprintf(stderr, "outside: %s: got message type 0x%x, not the "
-			"answer\n", label, (unsigned)r->type);
+		fprintf(stderr,
+			"outside: %s: got message type 0x%x, not the "
+			"answer\n",
+			label, (unsigned)r->type);
 		exit(1);
 	}
 	printf("%s: %.*s\n", label, (int)r->size, (const char *)r->data);
@@ -99,7 +101,8 @@ main(void)
 	tr_ctx *cx = tr_inbox_ctx(ib);
 
 	check(tr_spawn(cx, &upper_def, NULL, &upper), "tr_spawn");
-	check(tr_registry_register(reg, "upper", upper), "tr_registry_register");
+	check(tr_registry_register(reg, "upper", upper),
+	      "tr_registry_register");
 	check(tr_registry_whereis(reg, "upper", &found), "tr_registry_whereis");
 	if (!tr_pid_eq(found, upper)) {
 		fprintf(stderr, "outside: the registry names another pid\n");
