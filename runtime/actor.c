@@ -713,6 +713,7 @@ ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
 	cx->msg = m;
 	cx->ptr_taken = false;
 	cx->stop_requested = false;
+	cx->sent0 = atomic_load_explicit(&w->stats.sent, memory_order_relaxed);
 }
 
 /*
@@ -1471,6 +1472,23 @@ tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m)
 	}
 	cx->ptr_taken = true;
 	return (void *)(uintptr_t)m->data;
+}
+
+bool
+tr_should_yield(tr_ctx *cx)
+{
+	if (!tr__ctx_ok(cx, __func__) || cx->w == NULL || cx->a == NULL) {
+		return false;
+	}
+	/*
+	 * A batch of sends, counted on the worker's own counter, so sending
+	 * pays nothing for this question. An overloaded receiver is not a
+	 * reason by itself: the sender is muted when its turn ends anyway,
+	 * and yielding at its first send would double its messages.
+	 */
+	return atomic_load_explicit(&cx->w->stats.sent, memory_order_relaxed) -
+		       cx->sent0 >=
+	       cx->rt->batch;
 }
 
 tr_pid

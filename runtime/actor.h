@@ -111,8 +111,10 @@ struct tr_ctx {
 	bool ptr_taken;
 	bool stop_requested;
 	int32_t stop_reason;
-	struct tr__actor
-		*mute_on; /* an overloaded receiver sent to this turn */
+	/* An overloaded receiver sent to this turn. */
+	struct tr__actor *mute_on;
+	/* The worker's sent count when this handler call began. */
+	uint64_t sent0;
 	/* Not NULL: the context of a thread that is not a worker, which
 	 * acts as the inbox's actor (tr_inbox_ctx). w and msg are NULL. */
 	struct tr_inbox *inbox;

@@ -276,6 +276,35 @@ TR_API tr_err tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m);
  */
 TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
 
+/**
+ * tr_should_yield() - True when the running handler should return soon: it
+ * has sent at least the runtime's batch of messages (tr_config.batch, 100
+ * by default) since it was called. A handler with more to send then posts
+ * itself a message to continue and returns, so that its receivers run in
+ * between and, when one is overloaded, the runtime can hold the sender
+ * back (it mutes it when the call returns):
+ *
+ *     case MSG_CONT:
+ *         while (p->left > 0) {
+ *             tr_send(cx, p->to, MSG_DATA, ...);
+ *             p->left--;
+ *             if (p->left > 0 && tr_should_yield(cx)) {
+ *                 tr_send(cx, tr_self(cx), MSG_CONT, NULL, 0);
+ *                 break;
+ *             }
+ *         }
+ *
+ * A loop that sends everything in one call instead queues it all before
+ * any receiver can answer, and runs 1.2x to 12x slower on two workers
+ * (docs/BENCHMARKS.md, "Sending in a loop").
+ * @cx: context of the calling actor
+ *
+ * Thread:    actor.
+ * Return:    true to return now; false otherwise, and for a thread's
+ *            context.
+ */
+TR_API bool tr_should_yield(tr_ctx *cx);
+
 /** tr_self() - Pid of the calling actor. Thread: actor. */
 TR_API tr_pid tr_self(tr_ctx *cx);
 

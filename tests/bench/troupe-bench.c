@@ -81,14 +81,25 @@ enum {
  * with chunks of 20 to 200 and at 11M with 1000. Before the runtime had
  * sender backpressure, chunks of 1000 left nearly all n messages queued
  * on one worker (about 1 GB). MSG_CONT adds 1% to the messages sent.
+ * BENCH_CHUNK=auto lets tr_should_yield() decide instead, which is what
+ * an application should do (GUIDE, section 9).
  */
 #define SEND_CHUNK 100u
 
 /*
  * The chunk in use: SEND_CHUNK, or $BENCH_CHUNK (0: no chunks, a sender
- * sends all its messages in one handler call), to compare the two.
+ * sends all its messages in one handler call; "auto": the sender returns
+ * when tr_should_yield() says so), to compare them.
  */
 static uint64_t g_chunk = SEND_CHUNK;
+static bool g_chunk_auto;
+
+/* A sender that has sent @i messages in this call: return now? */
+static bool
+chunk_over(tr_ctx *cx, uint64_t i)
+{
+	return g_chunk_auto ? tr_should_yield(cx) : i >= g_chunk;
+}
 
 #define FANIN_SENDERS    20u
 #define FANOUT_CONSUMERS 20u
@@ -519,12 +530,13 @@ counter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static void
 producer_chunk(tr_ctx *cx, struct producer *p)
 {
-	uint64_t k = p->n - p->sent > g_chunk ? g_chunk : p->n - p->sent;
-
-	for (uint64_t i = 0; i < k; i++) {
+	for (uint64_t i = 0; p->sent < p->n;) {
 		send_msg(cx, p->counter, MSG_INC, NULL, 0);
+		p->sent++;
+		if (chunk_over(cx, ++i)) {
+			break;
+		}
 	}
-	p->sent += k;
 	if (p->sent < p->n) {
 		send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
 	} else {
@@ -636,12 +648,13 @@ fanin_receiver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static void
 fanin_sender_chunk(tr_ctx *cx, struct fanin_sender *s)
 {
-	uint64_t k = s->left > g_chunk ? g_chunk : s->left;
-
-	for (uint64_t i = 0; i < k; i++) {
+	for (uint64_t i = 0; s->left > 0;) {
 		send_msg(cx, s->to, MSG_DATA, NULL, 0);
+		s->left--;
+		if (chunk_over(cx, ++i)) {
+			break;
+		}
 	}
-	s->left -= k;
 	if (s->left > 0) {
 		send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
 	}
@@ -1390,13 +1403,14 @@ struct fanout_consumer {
 static void
 fanout_chunk(tr_ctx *cx, struct fanout_producer *p)
 {
-	uint64_t k = p->left > g_chunk ? g_chunk : p->left;
-
-	for (uint64_t i = 0; i < k; i++) {
+	for (uint64_t i = 0; p->left > 0;) {
 		send_msg(cx, p->to[p->next], MSG_DATA, NULL, 0);
 		p->next = (p->next + 1) % FANOUT_CONSUMERS;
+		p->left--;
+		if (chunk_over(cx, ++i)) {
+			break;
+		}
 	}
-	p->left -= k;
 	if (p->left > 0) {
 		send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
 	}
@@ -1726,7 +1740,9 @@ main(int argc, char **argv)
 	watchdog_arm();
 
 	const char *chunk = getenv("BENCH_CHUNK");
-	if (chunk != NULL && *chunk != '\0') {
+	if (chunk != NULL && strcmp(chunk, "auto") == 0) {
+		g_chunk_auto = true;
+	} else if (chunk != NULL && *chunk != '\0') {
 		g_chunk = strtoull(chunk, NULL, 10);
 		if (g_chunk == 0) {
 			g_chunk = UINT64_MAX;

@@ -1425,10 +1425,60 @@ test_spawn_arg_copied(void)
 	fx_finish(&f);
 }
 
+/* ---- tr_should_yield: a batch of sends per handler call ---- */
+
+static void
+yielder_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type != 1) {
+		return; /* the messages it sends itself */
+	}
+	int before = 0;
+	int sends = 0;
+	while (sends < 1000 && !tr_should_yield(cx)) {
+		before += tr_should_yield(cx) ? 1 : 0;
+		(void)tr_send(cx, tr_self(cx), 2, NULL, 0);
+		sends++;
+	}
+	int r[2] = { sends, before };
+	(void)tr_send(cx, m->from, 3, r, sizeof(r));
+}
+
+static const tr_actor_def yielder_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "yielder",
+	.handle = yielder_handle,
+};
+
+static void
+test_should_yield(void)
+{
+	struct fx f;
+	tr_config cfg = tr_config_default();
+	int r[2] = { 0, 0 };
+
+	cfg.workers = 2;
+	cfg.batch = 10;
+	fx_start_cfg(&f, &cfg);
+	tr_pid y = fx_spawn(&f, &yielder_def, NULL);
+	SEND(&f, y, 1, NULL, 0);
+	CHECK(fx_recv(&f, 3, r, sizeof(r)));
+	CHECK_EQ_INT(r[0], 10); /* true once a batch was sent, not before */
+	CHECK_EQ_INT(r[1], 0);
+	/* A new call starts a new count. */
+	SEND(&f, y, 1, NULL, 0);
+	CHECK(fx_recv(&f, 3, r, sizeof(r)));
+	CHECK_EQ_INT(r[0], 10);
+	CHECK(!tr_should_yield(tr_inbox_ctx(f.ib)));
+	fx_finish(&f);
+}
+
 static const struct test_case tests[] = {
 	{ "actor: state is zeroed", test_state_zeroed },
 	{ "actor: init gets arg and runs before the first message",
 	  test_init_arg_before_first_message },
+	{ "actor: tr_should_yield after a batch of sends", test_should_yield },
 	{ "actor: def.arg_size copies the spawn argument at spawn",
 	  test_spawn_arg_copied },
 	{ "actor: init failure stops with TR_EXIT_INIT_FAILED",
