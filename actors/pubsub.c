@@ -54,6 +54,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The service tells its own actor to start or stop monitoring a
+ * subscriber, or to retry a removal. Applications never receive them. */
+#define MSG_SYNC  (TR_MSG_PUBSUB_BASE + 0x80u)
+#define MSG_RETRY (TR_MSG_PUBSUB_BASE + 0x81u)
+
 /* As in the registry: few enough to stay small, enough to spread readers. */
 #define NSHARDS        16u
 #define SHARD_BITS     4u
@@ -276,8 +281,8 @@ sub_free_entry(struct tr__watched *e)
 
 static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
-	.sync_type = TR_MSG_PUBSUB_SYNC,
-	.retry_type = TR_MSG_PUBSUB_RETRY,
+	.sync_type = MSG_SYNC,
+	.retry_type = MSG_RETRY,
 	.entry_size = sizeof(struct sub),
 	.purge = sub_purge,
 	.free_owner = pubsub_free,

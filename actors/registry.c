@@ -44,6 +44,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The registry tells its own actor to start or stop monitoring a pid.
+ * Applications never receive it. */
+#define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
+
 /*
  * 16 shards: enough that lookups from a few dozen threads rarely meet on
  * one lock, few enough that a registry of a handful of names stays small.
@@ -207,7 +211,7 @@ holder_free(struct tr__watched *e)
 
 static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("registry"),
-	.sync_type = TR_MSG_REGISTRY_SYNC,
+	.sync_type = MSG_SYNC,
 	.entry_size = sizeof(struct holder),
 	.purge = holder_purge,
 	.free_owner = registry_free,

@@ -46,13 +46,7 @@ extern "C" {
 /** First message type of the pubsub module. */
 #define TR_MSG_PUBSUB_BASE (TR_MSG_ACTORS_BASE + 0x300u)
 
-/*
- * TR_MSG_PUBSUB_SYNC, TR_MSG_PUBSUB_RETRY - Private: the service tells its
- * own actor to start or stop monitoring a subscriber, or to retry a
- * removal. Applications never receive them.
- */
-#define TR_MSG_PUBSUB_SYNC  (TR_MSG_PUBSUB_BASE + 0x00u)
-#define TR_MSG_PUBSUB_RETRY (TR_MSG_PUBSUB_BASE + 0x01u)
+/* TR_MSG_PUBSUB_BASE + 0x80 ... + 0xFF are the service's own messages. */
 
 /** Longest topic in bytes, not counting the terminating NUL. */
 #define TR_PUBSUB_TOPIC_MAX 255

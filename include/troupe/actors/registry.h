@@ -45,11 +45,7 @@ extern "C" {
 /** First message type of the registry module. */
 #define TR_MSG_REGISTRY_BASE (TR_MSG_ACTORS_BASE + 0x200u)
 
-/*
- * TR_MSG_REGISTRY_SYNC - Private: the registry tells its own actor to
- * start or stop monitoring a pid. Applications never receive it.
- */
-#define TR_MSG_REGISTRY_SYNC (TR_MSG_REGISTRY_BASE + 0x00u)
+/* TR_MSG_REGISTRY_BASE + 0x80 ... + 0xFF are the registry's own messages. */
 
 /** Longest name in bytes, not counting the terminating NUL. */
 #define TR_REGISTRY_NAME_MAX 255
