@@ -339,8 +339,9 @@ test_owner_stop_ends_its_timers(void)
 
 /* ---- one-shot cancel, bad input, shutdown with timers armed -------------- */
 
-/* Far beyond any test: a stop that waited for it would be seen. */
-#define ARMED_MS 60000u
+/* An hour: a stop that waited for these timers would run into the
+ * suite's timeout, which is then the failure. */
+#define ARMED_MS 3600000u
 
 struct misc_result {
 	int32_t err[8];
@@ -423,13 +424,13 @@ test_cancel_bad_input_and_shutdown(void)
 	SEND(&f, a, MSG_DONE, NULL, 0);
 	CHECK(fx_recv(&f, MSG_TICK, &tag, sizeof(tag)));
 	CHECK_EQ_U64(tag, 3);
+	/* The stop must not wait for the armed timers: the event is that
+	 * it returns at all (fx_finish also checks that every message was
+	 * accounted for and no actor is left). */
 	uint64_t t0 = now_ms();
 	fx_finish(&f);
-	uint64_t took = now_ms() - t0;
-	printf("  stop with timers armed took %" PRIu64 " ms\n", took);
-	/* Not a speed check: waiting for the armed timers would take the
-	 * whole minute. */
-	CHECK(took < ARMED_MS);
+	printf("  stop with timers armed took %" PRIu64 " ms\n",
+	       now_ms() - t0);
 }
 
 /* ---- a full bounded mailbox ---------------------------------------------- */
