@@ -95,37 +95,64 @@ free_copy(void *p)
 	free(p);
 }
 
+/* A queue item with @m's header; the caller attaches the payload. */
+static struct item *
+item_new(const tr_msg *m)
+{
+	struct item *it = tr__alloc(sizeof(*it));
+
+	if (it != NULL) {
+		memset(it, 0, sizeof(*it));
+		it->r.type = m->type;
+		it->r.flags = m->flags;
+		it->r.from = m->from;
+		it->r.ref = m->ref;
+		it->r.size = m->size;
+	}
+	return it;
+}
+
+/* item_new() with a private copy of @m's bytes; NULL without memory. */
+static struct item *
+item_copy(const tr_msg *m)
+{
+	struct item *it = item_new(m);
+
+	if (it == NULL || m->size == 0) {
+		return it;
+	}
+	it->r.data = malloc(m->size);
+	if (it->r.data == NULL) {
+		tr__free(it, sizeof(*it));
+		return NULL;
+	}
+	memcpy(it->r.data, m->data, m->size);
+	it->r.free_fn = free_copy;
+	return it;
+}
+
 static void
 inbox_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct tr_inbox *ib = ((struct inbox_state *)state)->ib;
-	struct item *it = tr__alloc(sizeof(*it));
+	struct item *it;
 
-	if (it == NULL) {
-		return; /* handled and lost: counted as handled, nothing leaks
-			 */
-	}
-	memset(it, 0, sizeof(*it));
-	it->r.type = m->type;
-	it->r.flags = m->flags;
-	it->r.from = m->from;
-	it->r.ref = m->ref;
-	it->r.size = m->size;
 	if (m->flags & TR_MSG_F_PTR) {
 		/* A pointer message from the runtime's own nodes: keep its
 		 * free function with it. */
 		const struct tr__msg *node =
 			tr__container_of(m, const struct tr__msg, m);
-		it->r.free_fn = node->free_fn;
-		it->r.data = tr_msg_take_ptr(cx, m);
-	} else if (m->size > 0) {
-		it->r.data = malloc(m->size);
-		if (it->r.data == NULL) {
-			tr__free(it, sizeof(*it));
-			return;
+		it = item_new(m);
+		if (it != NULL) {
+			it->r.free_fn = node->free_fn;
+			it->r.data = tr_msg_take_ptr(cx, m);
 		}
-		memcpy(it->r.data, m->data, m->size);
-		it->r.free_fn = free_copy;
+	} else {
+		it = item_copy(m);
+	}
+	if (it == NULL) {
+		/* Handled and lost: counted as handled, nothing leaks. */
+		return;
 	}
 	pthread_mutex_lock(&ib->mu);
 	enqueue_locked(ib, it);
@@ -237,32 +264,28 @@ static uint64_t
 expire_locked(struct tr_inbox *ib)
 {
 	uint64_t now = tr__clock_ns();
-	struct tr__req r;
 
-	while (tr__reqtab_next(&ib->reqs) != 0 &&
-	       tr__reqtab_next(&ib->reqs) <= now) {
-		struct item *it = tr__alloc(sizeof(*it));
-		tr_request_failed *f = malloc(sizeof(*f));
-		if (it == NULL || f == NULL) {
-			tr__free(it, sizeof(*it));
-			free(f);
-			break;
+	for (;;) {
+		uint64_t next = tr__reqtab_next(&ib->reqs);
+		struct tr__req r;
+		if (next == 0 || next > now ||
+		    !tr__reqtab_due(&ib->reqs, now, &r)) {
+			return next;
 		}
-		(void)tr__reqtab_due(&ib->reqs, now, &r);
-		tr__req_unwatch_target(ib->rt, NULL, ib->pid.v, r.to, r.ref);
+		tr_request_failed f;
 		tr_msg m;
-		tr__req_failed_msg(&m, f, r.ref, r.to, TR_EXIT_TIMEOUT);
-		memset(it, 0, sizeof(*it));
-		it->r.type = m.type;
-		it->r.flags = m.flags;
-		it->r.from = m.from;
-		it->r.ref = m.ref;
-		it->r.data = f;
-		it->r.size = sizeof(*f);
-		it->r.free_fn = free_copy;
+		tr__req_failed_msg(&m, &f, r.ref, r.to, TR_EXIT_TIMEOUT);
+		struct item *it = item_copy(&m);
+		if (it == NULL) {
+			/* Open again (no growth: it was just in the table),
+			 * for the next receive to expire. */
+			(void)tr__reqtab_add(&ib->reqs, r.ref, r.to,
+					     r.deadline);
+			return next;
+		}
+		tr__req_unwatch_target(ib->rt, NULL, ib->pid.v, r.to, r.ref);
 		enqueue_locked(ib, it);
 	}
-	return tr__reqtab_next(&ib->reqs);
 }
 
 tr_pid

@@ -970,8 +970,8 @@ tr__io_call(struct tr__io *io, void (*fn)(struct tr__io *io, void *arg),
 	    void *arg)
 {
 	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
-		return TR_ECLOSED; /* after the stop: e.g. DATA freed at destroy
-				    */
+		/* After the stop: e.g. DATA freed at destroy. */
+		return TR_ECLOSED;
 	}
 	struct cmd *c = tr__calloc(sizeof(*c));
 

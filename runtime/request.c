@@ -303,52 +303,80 @@ request(tr_ctx *cx, tr_pid to, struct tr__msg *msg, uint64_t timeout_ms,
 	return TR_OK;
 }
 
-tr_err
-tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len,
-	   uint64_t timeout_ms, tr_ref *out)
+/* A node holding a copy of @len bytes at @data; NULL with *err set. */
+static struct tr__msg *
+node_copy(tr_ctx *cx, uint32_t type, const void *data, size_t len, tr_err *err)
 {
-	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
-	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
-		return TR_EINVAL;
+	if (len > 0 && data == NULL) {
+		*err = TR_EINVAL;
+		return NULL;
 	}
 	if (len > cx->rt->cfg.max_msg_size) {
-		return TR_EMSGSIZE;
+		*err = TR_EMSGSIZE;
+		return NULL;
 	}
 	struct tr__msg *msg = tr__msg_new(cx->w, len);
 	if (msg == NULL) {
-		return TR_ENOMEM;
+		*err = TR_ENOMEM;
+		return NULL;
 	}
 	msg->m.type = type;
 	if (len > 0) {
 		memcpy(msg->data, data, len);
 	}
-	return request(cx, to, msg, timeout_ms, out);
+	return msg;
 }
 
-tr_err
-tr_request_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
-	       tr_free_fn free_fn, uint64_t timeout_ms, tr_ref *out)
+/*
+ * A node carrying @ptr, when the caller's checks passed (@ok); else, or
+ * without memory, NULL with *err set and @ptr freed: a pointer payload
+ * moves to the runtime on every path.
+ */
+static struct tr__msg *
+node_ptr(tr_ctx *cx, bool ok, uint32_t type, void *ptr, size_t len,
+	 tr_free_fn free_fn, tr_err *err)
 {
-	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
-	    type >= TR_MSG_SYSTEM_BASE) {
-		if (free_fn != NULL && ptr != NULL) {
-			free_fn(ptr);
-		}
-		return TR_EINVAL;
-	}
-	struct tr__msg *msg = tr__msg_new(cx->w, 0);
+	struct tr__msg *msg = ok ? tr__msg_new(cx->w, 0) : NULL;
+
 	if (msg == NULL) {
 		if (free_fn != NULL && ptr != NULL) {
 			free_fn(ptr);
 		}
-		return TR_ENOMEM;
+		*err = ok ? TR_ENOMEM : TR_EINVAL;
+		return NULL;
 	}
 	msg->m.type = type;
 	msg->m.flags = TR_MSG_F_PTR;
 	msg->m.data = ptr;
 	msg->m.size = len;
 	msg->free_fn = free_fn;
-	return request(cx, to, msg, timeout_ms, out);
+	return msg;
+}
+
+tr_err
+tr_request(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len,
+	   uint64_t timeout_ms, tr_ref *out)
+{
+	tr_err err;
+
+	if (!tr__ctx_ok(cx, __func__) || to.v == 0 ||
+	    type >= TR_MSG_SYSTEM_BASE) {
+		return TR_EINVAL;
+	}
+	struct tr__msg *msg = node_copy(cx, type, data, len, &err);
+	return msg != NULL ? request(cx, to, msg, timeout_ms, out) : err;
+}
+
+tr_err
+tr_request_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
+	       tr_free_fn free_fn, uint64_t timeout_ms, tr_ref *out)
+{
+	tr_err err;
+	bool ok = tr__ctx_ok(cx, __func__) && to.v != 0 &&
+		  type < TR_MSG_SYSTEM_BASE;
+	struct tr__msg *msg = node_ptr(cx, ok, type, ptr, len, free_fn, &err);
+
+	return msg != NULL ? request(cx, to, msg, timeout_ms, out) : err;
 }
 
 /*
@@ -382,58 +410,43 @@ reply(tr_ctx *cx, const tr_msg *req, struct tr__msg *msg)
 	return err == TR_EUNREACH ? TR_OK : err;
 }
 
+/* The checks tr_reply and tr_reply_ptr share. */
+static bool
+reply_ok(tr_ctx *cx, const tr_msg *req, uint32_t type, const char *fn)
+{
+	return tr__ctx_ok(cx, fn) && (cx->a != NULL || cx->inbox != NULL) &&
+	       req != NULL && req->from.v != 0 && type < TR_MSG_SYSTEM_BASE;
+}
+
 tr_err
 tr_reply(tr_ctx *cx, const tr_msg *req, uint32_t type, const void *data,
 	 size_t len)
 {
-	if (!tr__ctx_ok(cx, __func__) || (cx->a == NULL && cx->inbox == NULL) ||
-	    req == NULL || req->from.v == 0 || type >= TR_MSG_SYSTEM_BASE ||
-	    (len > 0 && data == NULL)) {
+	tr_err err;
+
+	if (!reply_ok(cx, req, type, __func__)) {
 		return TR_EINVAL;
 	}
-	if (len > cx->rt->cfg.max_msg_size) {
-		return TR_EMSGSIZE;
-	}
-	struct tr__msg *msg = tr__msg_new(cx->w, len);
-	if (msg == NULL) {
-		return TR_ENOMEM;
-	}
-	msg->m.type = type;
-	if (len > 0) {
-		memcpy(msg->data, data, len);
-	}
-	return reply(cx, req, msg);
+	struct tr__msg *msg = node_copy(cx, type, data, len, &err);
+	return msg != NULL ? reply(cx, req, msg) : err;
 }
 
 tr_err
 tr_reply_ptr(tr_ctx *cx, const tr_msg *req, uint32_t type, void *ptr,
 	     size_t len, tr_free_fn free_fn)
 {
-	if (!tr__ctx_ok(cx, __func__) || (cx->a == NULL && cx->inbox == NULL) ||
-	    req == NULL || req->from.v == 0 || type >= TR_MSG_SYSTEM_BASE) {
-		if (free_fn != NULL && ptr != NULL) {
-			free_fn(ptr);
-		}
-		return TR_EINVAL;
-	}
-	struct tr__msg *msg = tr__msg_new(cx->w, 0);
-	if (msg == NULL) {
-		if (free_fn != NULL && ptr != NULL) {
-			free_fn(ptr);
-		}
-		return TR_ENOMEM;
-	}
-	msg->m.type = type;
-	msg->m.flags = TR_MSG_F_PTR;
-	msg->m.data = ptr;
-	msg->m.size = len;
-	msg->free_fn = free_fn;
-	return reply(cx, req, msg);
+	tr_err err;
+	struct tr__msg *msg = node_ptr(cx, reply_ok(cx, req, type, __func__),
+				       type, ptr, len, free_fn, &err);
+
+	return msg != NULL ? reply(cx, req, msg) : err;
 }
 
 tr_err
 tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
 {
+	tr_err err;
+
 	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || m == NULL ||
 	    to.v == 0 || m->type >= TR_MSG_SYSTEM_BASE) {
 		return TR_EINVAL;
@@ -447,33 +460,20 @@ tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
 		if (ptr == NULL) {
 			return TR_EINVAL; /* not this turn's, or taken */
 		}
-		msg = tr__msg_new(cx->w, 0);
-		if (msg == NULL) {
-			if (node->free_fn != NULL) {
-				node->free_fn(ptr);
-			}
-			return TR_ENOMEM;
-		}
-		msg->m.flags = TR_MSG_F_PTR;
-		msg->m.data = ptr;
-		msg->free_fn = node->free_fn;
+		msg = node_ptr(cx, true, m->type, ptr, m->size, node->free_fn,
+			       &err);
 	} else {
-		msg = tr__msg_new(cx->w, m->size);
-		if (msg == NULL) {
-			return TR_ENOMEM;
-		}
-		if (m->size > 0) {
-			memcpy(msg->data, m->data, m->size);
-		}
+		msg = node_copy(cx, m->type, m->data, m->size, &err);
 	}
-	msg->m.type = m->type;
-	msg->m.size = m->size;
+	if (msg == NULL) {
+		return err;
+	}
 	if (m->flags & TR_MSG_F_REQUEST) {
 		msg->m.flags |= TR_MSG_F_REQUEST;
 		msg->m.ref = m->ref;
 	}
 	msg->m.from = m->from; /* the reply goes to the original sender */
-	tr_err err = tr__send_node(cx->rt, cx->w, to.v, msg, true);
+	err = tr__send_node(cx->rt, cx->w, to.v, msg, true);
 	if (err == TR_EUNREACH) {
 		err = TR_OK; /* a dead letter, which fails the request */
 	}

@@ -187,8 +187,8 @@ enum outcome {
 	OUT_MODEL_ERROR,   /* the model answered with an error */
 	OUT_MODEL_TIMEOUT, /* the model did not answer in time (tr_request) */
 	OUT_BREAKER_OPEN,  /* the circuit breaker rejected the call at once */
-	OUT_RATE_LIMITED,  /* the rate limiter would have made it wait too long
-			    */
+	/* The rate limiter would have made it wait too long. */
+	OUT_RATE_LIMITED,
 };
 
 /* MSG_SUBTASK_DONE: employee -> lead. The text (the output as a JSON

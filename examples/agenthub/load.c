@@ -272,8 +272,8 @@ client_opened(tr_ctx *cx, struct client *c)
 {
 	static const char *const bad[] = {
 		"{\"task\": \"count words\",\n", /* cut short */
-		"{\"task\": \"count words\", \"colour\": \"red\"}\n", /* unknown
-								       */
+		/* an unknown field */
+		"{\"task\": \"count words\", \"colour\": \"red\"}\n",
 	};
 
 	c->is_open = true;

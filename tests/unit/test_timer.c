@@ -429,8 +429,7 @@ test_cancel_bad_input_and_shutdown(void)
 	 * accounted for and no actor is left). */
 	uint64_t t0 = now_ms();
 	fx_finish(&f);
-	printf("  stop with timers armed took %" PRIu64 " ms\n",
-	       now_ms() - t0);
+	printf("  stop with timers armed took %" PRIu64 " ms\n", now_ms() - t0);
 }
 
 /* ---- a full bounded mailbox ---------------------------------------------- */
