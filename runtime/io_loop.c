@@ -138,14 +138,9 @@ struct tr__io {
 	void *procs;             /* child processes (runtime/io_process.c) */
 	void *tcps;              /* listeners and connections (io_tcp.c) */
 	_Atomic bool closed;     /* stop command sent: no more commands */
-	/* Who runs the loop: see "Who runs a loop" below. */
-	bool shared;                /* workers poll it too */
-	_Atomic uint32_t drive;     /* DRIVE_*: who holds the loop now */
-	_Atomic uint32_t hands;     /* +1 at each worker's take and give */
-	_Atomic uint32_t want;      /* worker index + 1 asking for the loop */
-	_Atomic uint32_t watch;     /* WATCH_*: the loop thread's futex word */
-	_Atomic uint64_t takeovers; /* by this loop's thread (metrics) */
-	uv_signal_t sig[2];         /* SIGINT, SIGTERM once asked for */
+	bool shared;             /* workers poll it too (park.c) */
+	struct tr__hold hold;    /* who runs it, if shared (park.c) */
+	uv_signal_t sig[2];      /* SIGINT, SIGTERM once asked for */
 	struct tr__msg_cache cache[TR__MSG_CLASSES]; /* this thread's nodes */
 	bool sig_on;
 	uint64_t sig_to;
@@ -447,149 +442,24 @@ after_poll(uv_check_t *h)
 }
 
 /*
- * Who runs a loop. A libuv loop is single-threaded: whoever holds `drive`
- * runs it, and only that thread touches its handles meanwhile. A shared
- * loop (one timers and sockets are spread on) is held in turn by:
- *
- *  - a worker with nothing to do (DRIVE_WORKER): instead of sleeping on its
- *    futex it polls the loop once (tr__io_drive_poll) and gives it back
- *    when the poll returns, then runs the turns the callbacks made
- *    runnable on itself. A read, the turn it causes and the reply then
- *    run on one thread, with no hand-off between threads. A waker kicks
- *    such a worker out of its poll with uv_async_send (tr__io_kick).
- *  - the loop's own thread (DRIVE_THREAD), as a fallback: it looks every
- *    WATCH_NS and takes the loop when no worker has taken or given it
- *    since its previous look (every worker busy, or none mapped to this
- *    loop). It then runs the loop as a dedicated I/O thread would, and
- *    hands it over (want) to the first worker that goes idle.
- *
- * The loop thread sleeps without a time limit only while one worker's
- * poll has lasted WATCH_IDLE_CHECKS looks (the runtime is idle); the
- * worker's give wakes it. `drive` and `watch` form a Dekker pair (seq_cst
- * on both sides), so that wake is never lost. The loop's thread keeps the
- * loop after the stop command and runs it until every handle has closed.
- * No user code runs while a loop is being run, on any thread: callbacks
- * only turn events into messages.
+ * Who runs a shared loop (one timers and sockets are spread on) is
+ * park.c's business: an idle worker polls it once instead of sleeping on
+ * its futex, or, when every worker is busy, the loop's own thread runs it
+ * until an idle worker asks for it. A libuv loop is single-threaded:
+ * whoever holds it runs it, and only that thread touches its handles
+ * meanwhile. No user code runs while a loop is being run, on any thread:
+ * callbacks only turn events into messages.
  */
-enum { DRIVE_FREE, DRIVE_WORKER, DRIVE_THREAD };
-enum { WATCH_TIMED, WATCH_IDLE };
-#define WATCH_NS          1000000u
-#define WATCH_IDLE_CHECKS 4u
-
-/*
- * Loop thread, holding the loop: run it until a worker asks for it.
- * Return: true (still holding it) once the runtime is stopping.
- */
-static bool
-thread_drive(struct tr__io *io)
+void
+tr__io_run_once(struct tr__io *io)
 {
-	for (;;) {
-		uv_run(&io->loop, UV_RUN_ONCE);
-		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
-			return true;
-		}
-		/* acquire: pairs with the asking worker's release CAS. */
-		uint32_t want = atomic_exchange_explicit(&io->want, 0,
-							 memory_order_acquire);
-		if (want != 0) {
-			/* The worker's take acquires the loop. */
-			atomic_store_explicit(&io->drive, DRIVE_FREE,
-					      memory_order_seq_cst);
-			/*
-			 * If it sleeps, this wakes it. If it is awake (it
-			 * asks before spinning too, and events this pass
-			 * delivered often woke it), it stops spinning once
-			 * the loop is free, or takes it when it next goes
-			 * idle (park() looks once more before sleeping).
-			 * Handing over only to a sleeping worker would,
-			 * under request/response traffic, keep the loop on
-			 * this thread for as long as the traffic lasts.
-			 */
-			tr__sched_wake_worker(io->rt, want - 1);
-			return false;
-		}
-	}
+	uv_run(&io->loop, UV_RUN_ONCE);
 }
 
-/* Loop thread: take the loop if it is free. */
-static bool
-thread_take(struct tr__io *io)
+struct tr__hold *
+tr__io_hold(struct tr__io *io)
 {
-	uint32_t free_ = DRIVE_FREE;
-
-	/* acquire (seq_cst): the last holder's give released the loop. */
-	return atomic_compare_exchange_strong_explicit(
-		&io->drive, &free_, DRIVE_THREAD, memory_order_seq_cst,
-		memory_order_relaxed);
-}
-
-/* Loop thread of a shared loop: returns holding it, once closed. */
-static void
-thread_watch(struct tr__io *io)
-{
-	uint32_t seen = atomic_load_explicit(&io->hands, memory_order_relaxed);
-	unsigned still = 0;
-
-	for (;;) {
-		if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
-			/* The holder leaves its poll for the stop command. */
-			if (thread_take(io)) {
-				return;
-			}
-			tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS / 10);
-			continue;
-		}
-		tr__futex_wait(&io->watch, WATCH_TIMED, WATCH_NS);
-		uint32_t d =
-			atomic_load_explicit(&io->drive, memory_order_seq_cst);
-		uint32_t h =
-			atomic_load_explicit(&io->hands, memory_order_relaxed);
-		if (h != seen) {
-			/* A worker took or gave the loop: it is polled. */
-			seen = h;
-			still = 0;
-			continue;
-		}
-		if (d == DRIVE_FREE) {
-			/* A want from before belongs to no period of ours. */
-			atomic_store_explicit(&io->want, 0,
-					      memory_order_relaxed);
-			if (!thread_take(io)) {
-				continue;
-			}
-			/*
-			 * Nobody polled for a whole look: every worker is in
-			 * a turn or asleep on its futex. (Actors queued behind
-			 * a long turn are the scheduler's monitor's business.)
-			 */
-			atomic_fetch_add_explicit(&io->takeovers, 1,
-						  memory_order_relaxed);
-			if (thread_drive(io)) {
-				return;
-			}
-			seen = atomic_load_explicit(&io->hands,
-						    memory_order_relaxed);
-			still = 0;
-			continue;
-		}
-		if (++still < WATCH_IDLE_CHECKS) {
-			continue;
-		}
-		/* One worker's poll has lasted several looks: idle. */
-		still = 0;
-		/* seq_cst: the Dekker pair of tr__io_drive_give(). */
-		atomic_store_explicit(&io->watch, WATCH_IDLE,
-				      memory_order_seq_cst);
-		if (atomic_load_explicit(&io->drive, memory_order_seq_cst) ==
-			    DRIVE_WORKER &&
-		    atomic_load_explicit(&io->hands, memory_order_relaxed) ==
-			    seen &&
-		    !atomic_load_explicit(&io->closed, memory_order_acquire)) {
-			tr__futex_wait(&io->watch, WATCH_IDLE, 0);
-		}
-		atomic_store_explicit(&io->watch, WATCH_TIMED,
-				      memory_order_relaxed);
-	}
+	return &io->hold;
 }
 
 static void *
@@ -608,7 +478,8 @@ io_main(void *arg)
 	tr__msg_cache_init(io->cache, &io->rt->msg_pool);
 	tr__msg_thread_cache_set(io->cache);
 	if (io->shared) {
-		thread_watch(io);
+		/* Returns holding the loop, once it is closing. */
+		tr__hold_watch(io);
 	}
 	uv_run(&io->loop, UV_RUN_DEFAULT);
 	tr__msg_thread_cache_set(NULL);
@@ -630,6 +501,7 @@ loop_create(tr_runtime *rt, struct tr__io **out)
 	ck_stack_init(&io->cmds);
 	atomic_init(&io->next_id, 1);
 	atomic_init(&io->polling, 1);
+	tr__hold_init(&io->hold);
 	io->stop_cmd = tr__calloc(sizeof(struct cmd));
 	if (io->stop_cmd == NULL) {
 		tr__free(io, sizeof(*io));
@@ -765,12 +637,10 @@ tr__io_shutdown(struct tr__io *io)
 	for (unsigned i = 0; i < group_len(io); i++) {
 		struct tr__io *l = io->group[i];
 		atomic_store_explicit(&l->closed, true, memory_order_release);
+		/* No worker takes it from now on; its thread finishes it. */
+		tr__hold_close(l);
 		if (l->started) {
 			push(l, l->stop_cmd);
-			/* Out of any untimed sleep: it finishes the loop. */
-			atomic_store_explicit(&l->watch, WATCH_TIMED,
-					      memory_order_seq_cst);
-			tr__futex_wake(&l->watch);
 		}
 	}
 	for (unsigned i = 0; i < group_len(io); i++) {
@@ -875,7 +745,7 @@ tr__io_takeovers(struct tr__io *io)
 	uint64_t n = 0;
 
 	for (unsigned i = 0; io != NULL && i < io->count; i++) {
-		n += atomic_load_explicit(&io->group[i]->takeovers,
+		n += atomic_load_explicit(&io->group[i]->hold.takeovers,
 					  memory_order_relaxed);
 	}
 	return n;
@@ -1112,98 +982,6 @@ tr__io_for_worker(struct tr__io *io, unsigned worker)
 	struct tr__io *l = io->group[worker % io->count];
 
 	return l->shared ? l : NULL;
-}
-
-bool
-tr__io_drive_free(struct tr__io *io)
-{
-	/* seq_cst: see the store of `sleeping` in park(). */
-	return atomic_load_explicit(&io->drive, memory_order_seq_cst) ==
-		       DRIVE_FREE &&
-	       !atomic_load_explicit(&io->closed, memory_order_relaxed);
-}
-
-bool
-tr__io_drive_take(struct tr__io *io)
-{
-	uint32_t d = atomic_load_explicit(&io->drive, memory_order_relaxed);
-
-	if (d != DRIVE_FREE ||
-	    !atomic_compare_exchange_strong_explicit(
-		    &io->drive, &d, DRIVE_WORKER, memory_order_seq_cst,
-		    memory_order_relaxed)) {
-		return false;
-	}
-	/*
-	 * `closed` is set before the stop command is queued: a worker that
-	 * reads it clear here may run the loop, and may be the one that runs
-	 * the stop command; the loop's thread then finishes the loop.
-	 */
-	if (atomic_load_explicit(&io->closed, memory_order_acquire)) {
-		atomic_store_explicit(&io->drive, DRIVE_FREE,
-				      memory_order_seq_cst);
-		return false;
-	}
-	atomic_fetch_add_explicit(&io->hands, 1, memory_order_relaxed);
-	return true;
-}
-
-bool
-tr__io_drive_ask(struct tr__io *io, unsigned worker)
-{
-	uint32_t none = 0;
-	uint32_t me = worker + 1;
-	uint32_t want = atomic_load_explicit(&io->want, memory_order_relaxed);
-
-	if (want == me) {
-		return true; /* asked already */
-	}
-	if (atomic_load_explicit(&io->drive, memory_order_relaxed) !=
-		    DRIVE_THREAD ||
-	    atomic_load_explicit(&io->closed, memory_order_relaxed) ||
-	    want != 0 ||
-	    !atomic_compare_exchange_strong_explicit(&io->want, &none, me,
-						     memory_order_seq_cst,
-						     memory_order_relaxed)) {
-		return false;
-	}
-	/*
-	 * A want must belong to one period of the thread holding the loop:
-	 * if the loop changed hands meanwhile, withdraw it, so that no
-	 * stale want blocks later asks.
-	 */
-	if (atomic_load_explicit(&io->drive, memory_order_seq_cst) !=
-	    DRIVE_THREAD) {
-		(void)atomic_compare_exchange_strong_explicit(
-			&io->want, &me, 0, memory_order_relaxed,
-			memory_order_relaxed);
-		return false;
-	}
-	uv_async_send(&io->async); /* end the thread's current pass */
-	return true;
-}
-
-void
-tr__io_drive_poll(struct tr__io *io)
-{
-	uv_run(&io->loop, UV_RUN_ONCE);
-}
-
-void
-tr__io_drive_give(struct tr__io *io)
-{
-	atomic_fetch_add_explicit(&io->hands, 1, memory_order_relaxed);
-	/* seq_cst: the Dekker pair of thread_watch()'s store to watch. */
-	atomic_store_explicit(&io->drive, DRIVE_FREE, memory_order_seq_cst);
-	if (atomic_load_explicit(&io->watch, memory_order_seq_cst) ==
-	    WATCH_IDLE) {
-		uint32_t idle = WATCH_IDLE;
-		if (atomic_compare_exchange_strong_explicit(
-			    &io->watch, &idle, WATCH_TIMED,
-			    memory_order_seq_cst, memory_order_relaxed)) {
-			tr__futex_wake(&io->watch);
-		}
-	}
 }
 
 void

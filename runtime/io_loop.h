@@ -19,6 +19,8 @@
 #include <troupe/actor.h>
 #include <troupe/error.h>
 
+#include "runtime/park.h"
+
 /*
  * One loop. A runtime has one or more (tr_config.io_threads), each with
  * its own thread; the runtime holds the first, which knows the others.
@@ -129,24 +131,14 @@ uint64_t tr__io_takeovers(struct tr__io *io);
 uint64_t tr__io_timers_active(struct tr__io *io);
 
 /*
- * Workers polling a loop (see "Who runs a loop" in io_loop.c). The loop
- * worker @worker may poll when idle, or NULL (loops not shared).
+ * Workers polling a loop (park.c). The loop worker @worker may poll when
+ * idle, or NULL (loops not shared).
  */
 struct tr__io *tr__io_for_worker(struct tr__io *io, unsigned worker);
-/* Nobody holds loop @io: an idle worker should poll rather than spin. */
-bool tr__io_drive_free(struct tr__io *io);
-/* Take loop @io to poll it; false if someone else holds it. */
-bool tr__io_drive_take(struct tr__io *io);
-/*
- * Worker @worker, idle: if the loop's own thread holds @io, ask it to
- * hand the loop over (it frees it and wakes the worker if it sleeps).
- * Return: true if asked.
- */
-bool tr__io_drive_ask(struct tr__io *io, unsigned worker);
-/* Holding it: one poll, until an event or a kick (tr__io_kick). */
-void tr__io_drive_poll(struct tr__io *io);
-/* Holding it: give it back. */
-void tr__io_drive_give(struct tr__io *io);
+/* Who runs loop @io (park.c). */
+struct tr__hold *tr__io_hold(struct tr__io *io);
+/* Holding it: one pass, polling until an event or a kick (tr__io_kick). */
+void tr__io_run_once(struct tr__io *io);
 /*
  * In a callback of loop @io: the worker running the loop, whose queues
  * the turns it causes go to, or NULL on the loop's own thread.

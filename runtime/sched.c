@@ -13,15 +13,14 @@
  * (a ck_stack that workers take whole and reverse to FIFO).
  *
  * Idle workers spin for `spin_us` looking for work (own queues, inject,
- * stealing), then park without a time limit: on a futex, or, when their
- * I/O loop is free, in a poll of that loop, woken by uv_async_send (see
- * park() and "Who runs a loop" in io_loop.c). Their `sleeping` word and
- * their place in n_sleeping are the same either way. Lost wake-ups are
+ * stealing), then park without a time limit (park.c): on a futex, or,
+ * when their I/O loop is free, in a poll of that loop. Lost wake-ups are
  * excluded by a Dekker pair: a parking worker increments n_sleeping
- * (seq_cst) and then checks every queue; an injecting thread publishes and
- * then (seq_cst RMW) reads n_sleeping, waking a sleeper if there is one.
- * Pushes by a worker onto its own queues need no such guarantee (that
- * worker is awake and will run them); they wake a sleeper only as a hint.
+ * (seq_cst) and then checks every queue (tr__sched_work_for); an
+ * injecting thread publishes and then (seq_cst RMW) reads n_sleeping,
+ * waking a sleeper if there is one. Pushes by a worker onto its own
+ * queues need no such guarantee (that worker is awake and will run
+ * them); they wake a sleeper only as a hint.
  *
  * Work queued behind a long turn is rescued in one way, after Go's sysmon:
  * each worker stamps when its current turn began (turn_start); a monitor
@@ -50,10 +49,10 @@
 
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
-#include "runtime/futex.h"
 #include "runtime/internal.h"
 #include "runtime/io_loop.h"
 #include "runtime/msg.h"
+#include "runtime/park.h"
 #include "runtime/runtime.h"
 #include "runtime/stack.h"
 
@@ -78,63 +77,13 @@ tr__sched_current(tr_runtime *rt)
 /* ------------------------------------------------------------------ */
 /* Waking                                                              */
 
-/* @v's `sleeping` was just cleared by us: get it out of its sleep. */
-static void
-rouse(struct tr__worker *v)
-{
-	/* Set before `sleeping` (release), so our acq_rel RMW sees it. */
-	struct tr__io *loop =
-		atomic_load_explicit(&v->polling, memory_order_relaxed);
-
-	if (loop != NULL) {
-		/* Asleep in the loop's poll (see park()). If it has left the
-		 * poll meanwhile, this wakes the loop's next holder once. */
-		tr__io_kick(loop);
-	} else {
-		tr__futex_wake(&v->sleeping);
-	}
-}
-
-/* Wake @v if it is parked; false if it was not (or someone else won). */
-static bool
-wake_worker(struct tr__worker *v)
-{
-	uint32_t one = 1;
-
-	if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) == 1 &&
-	    atomic_compare_exchange_strong_explicit(&v->sleeping, &one, 0,
-						    memory_order_acq_rel,
-						    memory_order_relaxed)) {
-		rouse(v);
-		return true;
-	}
-	return false;
-}
-
-static void
-wake_one(tr_runtime *rt)
-{
-	unsigned n = rt->nworkers;
-	unsigned start = atomic_fetch_add_explicit(&rt->wake_rr, 1,
-						   memory_order_relaxed);
-
-	for (unsigned k = 0; k < n; k++) {
-		struct tr__worker *v = &rt->workers[(start + k) % n];
-		/* A worker polling its I/O loop sends from its callbacks
-		 * while it counts as asleep: it must not pick itself. */
-		if (v != tl_worker && wake_worker(v)) {
-			return;
-		}
-	}
-}
-
 /* A hint: more runnable work exists than this worker can run right now. */
 static void
 maybe_wake(tr_runtime *rt)
 {
 	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) > 0 &&
 	    atomic_load_explicit(&rt->n_spinning, memory_order_relaxed) == 0) {
-		wake_one(rt);
+		tr__park_wake_one(rt);
 	}
 }
 
@@ -167,7 +116,7 @@ inject(tr_runtime *rt, struct tr__actor *a)
 	ck_stack_push_upmc(&rt->inject, &a->qlink);
 	/*
 	 * seq_cst read-modify-write of n_sleeping: the Dekker pair of the
-	 * fetch_add in park(). Both are RMWs on one location, so they are
+	 * fetch_add in tr__park(). Both are RMWs on one location, so they are
 	 * ordered: either we read the sleeper's increment, or the sleeper's
 	 * RMW reads ours and then sees our push. (An RMW rather than a fence:
 	 * ThreadSanitizer does not model fences.)
@@ -184,7 +133,7 @@ inject(tr_runtime *rt, struct tr__actor *a)
 		 * the futex call while a worker spins is what keeps an I/O
 		 * thread's sends cheap.
 		 */
-		wake_one(rt);
+		tr__park_wake_one(rt);
 	}
 }
 
@@ -402,12 +351,12 @@ hand_back(struct tr__worker *w, struct tr__worker *k)
 	}
 	/*
 	 * seq_cst RMW of n_sleeping, as in inject(): the Dekker pair of the
-	 * keeper's increment in park(), after which it looks at its hand-in
-	 * stack. Either it sees our pushes, or we see it asleep.
+	 * keeper's increment in tr__park(), after which it looks at its
+	 * hand-in stack. Either it sees our pushes, or we see it asleep.
 	 */
 	(void)atomic_fetch_add_explicit(&rt->n_sleeping, 0,
 					memory_order_seq_cst);
-	(void)wake_worker(k);
+	(void)tr__park_wake(k);
 }
 
 /*
@@ -552,8 +501,8 @@ has_work(tr_runtime *rt)
  * from the worker that writes them at each turn; two workers then ran a
  * chatty swarm slower than one.
  */
-static bool
-work_for(struct tr__worker *w)
+bool
+tr__sched_work_for(struct tr__worker *w)
 {
 	tr_runtime *rt = w->rt;
 
@@ -639,7 +588,7 @@ spin(struct tr__worker *w, bool handover)
 			deadline = tr__clock_ns() + more;
 		}
 		if ((i & 7) == 0) {
-			if (handover && tr__io_drive_free(w->loop)) {
+			if (handover && tr__hold_free(w->loop)) {
 				break; /* go and poll it */
 			}
 			/*
@@ -672,138 +621,6 @@ spin(struct tr__worker *w, bool handover)
 		maybe_wake(rt);
 	}
 	return a;
-}
-
-/*
- * The last worker to go to sleep: the runtime is idle. Memory freed since
- * a burst of load (message nodes kept for reuse, and what glibc keeps in
- * its arenas) goes back to the OS, so an idle server returns to near its
- * baseline, as Erlang's and Go's do. At most once per GIVE_BACK_NS, and
- * never while work waits: it costs a walk of the heap, and the first
- * touch of a page given back costs ~11 us when load returns.
- */
-#define GIVE_BACK_NS 1000000000u
-
-static void
-idle_give_back(tr_runtime *rt)
-{
-	uint64_t now = tr__clock_ns();
-	uint64_t last =
-		atomic_load_explicit(&rt->gave_back_ns, memory_order_relaxed);
-
-	if (now - last < GIVE_BACK_NS ||
-	    !atomic_compare_exchange_strong_explicit(&rt->gave_back_ns, &last,
-						     now, memory_order_relaxed,
-						     memory_order_relaxed)) {
-		return;
-	}
-	tr__msg_pool_trim(&rt->msg_pool);
-	tr__alloc_give_back();
-}
-
-/* The monitor's futex word: ticking, or asleep while every worker is. */
-enum { MON_TICKING, MON_ASLEEP };
-
-/*
- * A worker left its sleep and was the first of an idle runtime to do so
- * (@before is what its decrement of n_sleeping read): if the monitor
- * sleeps, wake it, for this worker may now start a long turn.
- */
-static void
-monitor_rouse(tr_runtime *rt, uint32_t before)
-{
-	uint32_t asleep = MON_ASLEEP;
-
-	/* seq_cst: with our RMW of n_sleeping, the Dekker pair of the
-	 * monitor's store of MON_ASLEEP and its load of n_sleeping. */
-	if (before == rt->nworkers &&
-	    atomic_load_explicit(&rt->mon, memory_order_seq_cst) ==
-		    MON_ASLEEP &&
-	    atomic_compare_exchange_strong_explicit(
-		    &rt->mon, &asleep, MON_TICKING, memory_order_relaxed,
-		    memory_order_relaxed)) {
-		tr__futex_wake(&rt->mon);
-	}
-}
-
-/* Leave the count of sleepers (after a sleep, or instead of one). */
-static void
-unpark(tr_runtime *rt)
-{
-	/* seq_cst: see monitor_rouse(), and park()'s increment. */
-	uint32_t before = atomic_fetch_sub_explicit(&rt->n_sleeping, 1,
-						    memory_order_seq_cst);
-	monitor_rouse(rt, before);
-}
-
-/*
- * Sleep until woken, without a time limit: a worker stuck in a long turn
- * is the monitor's business, not its neighbours'.
- */
-static void
-park(struct tr__worker *w)
-{
-	tr_runtime *rt = w->rt;
-	/*
-	 * With the I/O loop free, sleep in its poll rather than on the
-	 * futex: the events it returns become turns on this worker, with no
-	 * hand-off to another thread (see "Who runs a loop", io_loop.c).
-	 */
-	struct tr__io *loop =
-		w->loop != NULL && tr__io_drive_take(w->loop) ? w->loop : NULL;
-
-	atomic_store_explicit(&w->polling, loop, memory_order_relaxed);
-	/*
-	 * release: a waker that clears the word reads `polling`. seq_cst:
-	 * with the load of the loop's state below, the Dekker pair of the
-	 * loop thread's handover (store FREE, then CAS on this word).
-	 */
-	atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
-	/* seq_cst: the Dekker pair of the RMW in inject(). */
-	uint32_t before = atomic_fetch_add_explicit(&rt->n_sleeping, 1,
-						    memory_order_seq_cst);
-	if (work_for(w) ||
-	    atomic_load_explicit(&rt->shutdown, memory_order_acquire) ||
-	    /* The loop was handed back to us meanwhile: go and take it. */
-	    (loop == NULL && w->loop != NULL && tr__io_drive_free(w->loop))) {
-		atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
-		unpark(rt);
-		if (loop != NULL) {
-			tr__io_drive_give(loop);
-			atomic_store_explicit(&w->polling, NULL,
-					      memory_order_relaxed);
-		}
-		return;
-	}
-	/* Held by its own thread (all workers were busy): ask for it. */
-	if (loop == NULL && w->loop != NULL) {
-		(void)tr__io_drive_ask(w->loop, w->index);
-	}
-	tr__stat_add(&w->stats.parks, 1);
-	if (before + 1 == rt->nworkers) {
-		idle_give_back(rt);
-	}
-	if (loop != NULL) {
-		/*
-		 * One poll: it returns with events (their turns are now
-		 * queued here) or when a waker kicks it.
-		 */
-		tr__stat_add(&w->stats.io_polls, 1);
-		tr__io_drive_poll(loop);
-		/* acq_rel: pairs with a waker's CAS, or beats it. */
-		(void)atomic_exchange_explicit(&w->sleeping, 0,
-					       memory_order_acq_rel);
-		tr__io_drive_give(loop);
-		atomic_store_explicit(&w->polling, NULL, memory_order_relaxed);
-	} else {
-		/* acquire: pairs with the waker's CAS (acq_rel). */
-		while (atomic_load_explicit(&w->sleeping,
-					    memory_order_acquire) != 0) {
-			tr__futex_wait(&w->sleeping, 1, 0);
-		}
-	}
-	unpark(rt);
-	tr__stat_add(&w->stats.wakes, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -850,7 +667,7 @@ monitor_look(tr_runtime *rt)
 		}
 		if (stuck(rt, v, now)) {
 			tr__stat_add_shared(&rt->foreign.rescues, 1);
-			wake_one(rt);
+			tr__park_wake_one(rt);
 			return sleep_ns;
 		}
 		uint64_t began = atomic_load_explicit(&v->turn_start,
@@ -1089,7 +906,7 @@ monitor_main(void *arg)
 	uint64_t sleep_ns = MON_TICK_NS;
 	uint64_t last_epoch = c.t0;
 	for (;;) {
-		tr__futex_wait(&rt->mon, MON_TICKING, sleep_ns);
+		tr__park_monitor_nap(rt, sleep_ns);
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 			break;
 		}
@@ -1107,27 +924,10 @@ monitor_main(void *arg)
 		if (++idle < MON_IDLE_LOOKS) {
 			continue;
 		}
-		/*
-		 * Every worker has slept for several looks: the runtime is
-		 * idle, and an idle runtime uses no CPU. seq_cst: the Dekker
-		 * pair of a waking worker's RMW of n_sleeping and its load of
-		 * `mon` (monitor_rouse): either we see it awake here, or it
-		 * sees us asleep and wakes us.
-		 */
+		/* Every worker has slept for several looks: the runtime is
+		 * idle, and an idle runtime uses no CPU. */
 		idle = 0;
-		atomic_store_explicit(&rt->mon, MON_ASLEEP,
-				      memory_order_seq_cst);
-		while (atomic_load_explicit(&rt->n_sleeping,
-					    memory_order_seq_cst) ==
-			       rt->nworkers &&
-		       atomic_load_explicit(&rt->mon, memory_order_relaxed) ==
-			       MON_ASLEEP &&
-		       !atomic_load_explicit(&rt->shutdown,
-					     memory_order_relaxed)) {
-			tr__futex_wait(&rt->mon, MON_ASLEEP, 0);
-		}
-		atomic_store_explicit(&rt->mon, MON_TICKING,
-				      memory_order_relaxed);
+		tr__park_monitor_idle(rt);
 		ctl_restart(rt, &c, tr__ticks());
 		last_epoch = c.t0;
 		/* Work just arrived: look when its first turn could be stuck.
@@ -1167,7 +967,7 @@ worker_main(void *arg)
 			 */
 			if (w->loop == NULL) {
 				a = spin(w, false);
-			} else if (tr__io_drive_free(w->loop)) {
+			} else if (tr__hold_free(w->loop)) {
 				a = steal(w);
 			} else {
 				/*
@@ -1178,8 +978,7 @@ worker_main(void *arg)
 				 * it back. spin() stops once it is handed
 				 * over. (A worker's poll is left alone.)
 				 */
-				a = spin(w,
-					 tr__io_drive_ask(w->loop, w->index));
+				a = spin(w, tr__hold_ask(w->loop, w->index));
 			}
 		}
 		if (a != NULL) {
@@ -1208,7 +1007,7 @@ worker_main(void *arg)
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 			break;
 		}
-		park(w);
+		tr__park(w);
 	}
 	tr__msg_thread_cache_set(NULL);
 	tl_worker = NULL;
@@ -1264,18 +1063,13 @@ tr__sched_init(tr_runtime *rt)
 static void
 stop_threads(tr_runtime *rt, unsigned started, bool monitor)
 {
-	/* release: the threads' acquire loads of `shutdown`. */
-	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	/* seq_cst: a worker that parks after tr__park_stop reads it. */
+	atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
 	for (unsigned i = 0; i < started; i++) {
-		/* acq_rel: rouse() reads `polling`. */
-		(void)atomic_exchange_explicit(&rt->workers[i].sleeping, 0,
-					       memory_order_acq_rel);
-		rouse(&rt->workers[i]);
+		tr__park_stop(&rt->workers[i]);
 	}
 	if (monitor) {
-		atomic_store_explicit(&rt->mon, MON_TICKING,
-				      memory_order_relaxed);
-		tr__futex_wake(&rt->mon);
+		tr__park_monitor_stop(rt);
 		pthread_join(rt->mon_thread, NULL);
 	}
 	for (unsigned i = 0; i < started; i++) {
@@ -1363,20 +1157,6 @@ tr__sched_runq_len(tr_runtime *rt, unsigned i)
 				NULL
 			? 1u
 			: 0u);
-}
-
-void
-tr__sched_wake_worker(tr_runtime *rt, unsigned i)
-{
-	uint32_t one = 1;
-
-	/* seq_cst, no relaxed pre-check: see the store in park(). */
-	if (i < rt->nworkers &&
-	    atomic_compare_exchange_strong_explicit(
-		    &rt->workers[i].sleeping, &one, 0, memory_order_seq_cst,
-		    memory_order_relaxed)) {
-		rouse(&rt->workers[i]);
-	}
 }
 
 bool

@@ -32,9 +32,7 @@ struct tr__worker {
 	_Atomic uint64_t turn_start;
 	_Atomic uint64_t turn_avg; /* moving average of turn length, ticks */
 	_Atomic uint64_t busy;     /* ticks spent in turns, for the monitor */
-	_Atomic uint32_t sleeping; /* futex word: 1 while parked */
-	/* The I/O loop this worker sleeps in while it polls it, or NULL. */
-	_Atomic(struct tr__io *) polling;
+	_Atomic uint32_t park;     /* TR__PARK_*: where it sleeps (park.c) */
 	/*
 	 * Actors handed to this worker by others when the runtime runs
 	 * compact (see "Spreading" in sched.c): any worker pushes, the owner
@@ -70,8 +68,11 @@ struct tr__worker *tr__sched_current(tr_runtime *rt);
 void
 tr__sched_schedule(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a);
 
-/* Wake worker @i if it sleeps (the I/O loop it asked for is free). */
-void tr__sched_wake_worker(tr_runtime *rt, unsigned i);
+/*
+ * Is there work that @w, about to park, would take if it stayed awake?
+ * (tr__park looks after counting itself asleep.)
+ */
+bool tr__sched_work_for(struct tr__worker *w);
 /* Owner: @w has runnable actors of its own queued. */
 bool tr__sched_has_local(struct tr__worker *w);
 
