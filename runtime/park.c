@@ -174,6 +174,30 @@ idle_give_back(tr_runtime *rt)
 	tr__alloc_give_back();
 }
 
+/*
+ * Ask the monitor to look at @due (ticks), if it would not look by then
+ * anyway: one futex wake, and only for the earliest pending request.
+ */
+static void
+monitor_due(tr_runtime *rt, uint64_t due)
+{
+	uint64_t next =
+		atomic_load_explicit(&rt->mon_next, memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(&rt->mon_due, memory_order_relaxed);
+
+	if (next != 0 && next <= due) {
+		return; /* it looks by then */
+	}
+	do {
+		if (cur != 0 && cur <= due) {
+			return; /* asked already, for earlier */
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&rt->mon_due, &cur, due,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	tr__futex_wake(&rt->mon);
+}
+
 static bool hold_take(struct tr__io *io);
 static void hold_give(struct tr__io *io);
 
@@ -218,6 +242,15 @@ tr__park(struct tr__worker *w)
 	if (before + 1 == rt->nworkers) {
 		idle_give_back(rt);
 	}
+	/*
+	 * Actors queued behind another worker's turn: if that turn gets
+	 * stuck, the monitor wakes us to take them. Make sure it looks then,
+	 * not up to a tick later.
+	 */
+	uint64_t due = tr__sched_stuck_due(w);
+	if (due != 0) {
+		monitor_due(rt, due);
+	}
 	if (loop != NULL) {
 		/* One poll: it returns with events (their turns are now
 		 * queued here) or when a waker kicks it. */
@@ -247,6 +280,25 @@ tr__park_monitor_nap(tr_runtime *rt, uint64_t ns)
 	tr__futex_wait(&rt->mon, MON_TICKING, ns);
 }
 
+uint64_t
+tr__park_monitor_next(tr_runtime *rt, uint64_t looked, uint64_t sleep_ns)
+{
+	uint64_t due = atomic_load_explicit(&rt->mon_due, memory_order_relaxed);
+
+	if (due == 0) {
+		return sleep_ns;
+	}
+	if (due <= looked) {
+		/* Served; a later request waits for the next look. */
+		(void)atomic_compare_exchange_strong_explicit(
+			&rt->mon_due, &due, 0, memory_order_relaxed,
+			memory_order_relaxed);
+		return sleep_ns;
+	}
+	uint64_t left = tr__ticks_to_ns(due - looked);
+	return left < sleep_ns ? left : sleep_ns;
+}
+
 void
 tr__park_monitor_idle(tr_runtime *rt)
 {
@@ -255,6 +307,7 @@ tr__park_monitor_idle(tr_runtime *rt)
 	 * and its load of `mon` (unpark): either we see it awake here, or
 	 * it sees us asleep and wakes us.
 	 */
+	atomic_store_explicit(&rt->mon_next, 0, memory_order_relaxed);
 	atomic_store_explicit(&rt->mon, MON_ASLEEP, memory_order_seq_cst);
 	while (atomic_load_explicit(&rt->n_sleeping, memory_order_seq_cst) ==
 		       rt->nworkers &&

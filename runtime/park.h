@@ -60,6 +60,13 @@ void tr__park_monitor_nap(tr_runtime *rt, uint64_t ns);
  * wakes it (its unpark).
  */
 void tr__park_monitor_idle(tr_runtime *rt);
+/*
+ * The monitor, after its nap: a look a parking worker asked for (ticks),
+ * served by a look at @looked or later; returns how long to sleep at
+ * most (ns) for the next one, or @sleep_ns if none is pending.
+ */
+uint64_t
+tr__park_monitor_next(tr_runtime *rt, uint64_t looked, uint64_t sleep_ns);
 /* Runtime stop: get the monitor out of its sleep. */
 void tr__park_monitor_stop(tr_runtime *rt);
 

@@ -53,9 +53,16 @@ struct tr_runtime {
 	_Atomic uint32_t n_spinning;
 	_Atomic uint32_t wake_rr;
 	_Atomic bool shutdown; /* workers exit */
-	/* The monitor thread (sched.c): its futex word, MON_*. */
+	/* The monitor thread (sched.c): its futex word (park.c). */
 	_Atomic uint32_t mon;
 	pthread_t mon_thread;
+	/*
+	 * Ticks: when the monitor next looks (0 while it sleeps idle), and
+	 * an earlier look a parking worker asked for (0: none). See
+	 * tr__park_monitor_due().
+	 */
+	_Atomic uint64_t mon_next;
+	_Atomic uint64_t mon_due;
 	/*
 	 * Set by the monitor (sched.c, "Spreading"): while `compact`, short
 	 * work is not spread over workers, and it stays with `keeper`.

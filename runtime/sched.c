@@ -553,6 +553,30 @@ stuck_soon(struct tr__worker *w, uint64_t since)
 	return most == 0 ? 0 : tr__ticks_to_ns(most) + SPIN_STUCK_SLACK_NS;
 }
 
+uint64_t
+tr__sched_stuck_due(struct tr__worker *w)
+{
+	tr_runtime *rt = w->rt;
+	uint64_t now = tr__ticks();
+	uint64_t due = 0;
+
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct tr__worker *v = &rt->workers[i];
+
+		if (v == w || !has_queued(v)) {
+			continue;
+		}
+		/* Between turns, or about to stamp one: it could begin now. */
+		uint64_t began = atomic_load_explicit(&v->turn_start,
+						      memory_order_relaxed);
+		/* A tenth more, so that the turn is stuck when looked at. */
+		uint64_t at = (began != 0 && began < now ? began : now) +
+			      rt->stuck_ticks + rt->stuck_ticks / 10;
+		due = due == 0 || at < due ? at : due;
+	}
+	return due;
+}
+
 /* @handover: we asked for our I/O loop; stop when it is handed over. */
 static struct tr__actor *
 spin(struct tr__worker *w, bool handover)
@@ -906,11 +930,15 @@ monitor_main(void *arg)
 	uint64_t sleep_ns = MON_TICK_NS;
 	uint64_t last_epoch = c.t0;
 	for (;;) {
+		atomic_store_explicit(&rt->mon_next,
+				      tr__ticks() + ns_to_ticks(sleep_ns),
+				      memory_order_relaxed);
 		tr__park_monitor_nap(rt, sleep_ns);
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 			break;
 		}
-		sleep_ns = monitor_look(rt);
+		uint64_t looked = tr__ticks();
+		sleep_ns = tr__park_monitor_next(rt, looked, monitor_look(rt));
 		uint64_t now = tr__ticks();
 		if (now - last_epoch >= ns_to_ticks(EPOCH_NS)) {
 			last_epoch = now;

@@ -73,6 +73,13 @@ tr__sched_schedule(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a);
  * (tr__park looks after counting itself asleep.)
  */
 bool tr__sched_work_for(struct tr__worker *w);
+/*
+ * @w is going to sleep: the earliest moment (ticks) at which actors queued
+ * behind another worker's turn would be stuck behind it (a little after,
+ * so that a look then finds it stuck), were that turn to last, or 0 if
+ * nothing is queued behind any turn.
+ */
+uint64_t tr__sched_stuck_due(struct tr__worker *w);
 /* Owner: @w has runnable actors of its own queued. */
 bool tr__sched_has_local(struct tr__worker *w);
 
