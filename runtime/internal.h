@@ -5,6 +5,7 @@
 #ifndef TR_RUNTIME_INTERNAL_H
 #define TR_RUNTIME_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,5 +86,8 @@ void tr__thread_name(const char *prefix, int index);
  * application may rely on is left alone.
  */
 void tr__thread_block_sigpipe(void);
+/* Run the calling thread only on the @index-th CPU it may use now (round
+ * robin); false if that cannot be done (nothing changes then). */
+bool tr__thread_pin(unsigned index);
 
 #endif /* TR_RUNTIME_INTERNAL_H */

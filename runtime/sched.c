@@ -978,6 +978,10 @@ worker_main(void *arg)
 
 	tl_worker = w;
 	tr__thread_name("tr-worker-", (int)w->index);
+	if (rt->cfg.pin_workers != 0) {
+		/* Unpinned is still correct: a failure changes nothing else. */
+		(void)tr__thread_pin(w->index);
+	}
 	if (w->loop != NULL) {
 		tr__thread_block_sigpipe(); /* it runs libuv writes too */
 	}

@@ -49,6 +49,15 @@ extern "C" {
  *                    stop overtakes what is left (dead letters), so a stop
  *                    is bounded by this plus the longest single handler;
  *                    0 = 5000
+ * @pin_workers:      nonzero: worker i runs only on the i-th CPU this
+ *                    process may use (round robin past the last), as
+ *                    Pony's --ponypin; the monitor, I/O and blocking
+ *                    threads are not pinned. A woken worker then never
+ *                    queues behind a busy one on the same core, which a
+ *                    kernel that does not look for an idle core on wake-up
+ *                    can leave it doing for milliseconds. Off by default:
+ *                    two processes pinned alike would share their first
+ *                    cores while the others idle.
  */
 typedef struct tr_config {
 	size_t size;
@@ -61,6 +70,7 @@ typedef struct tr_config {
 	unsigned io_threads;
 	unsigned io_dedicated;
 	unsigned stop_drain_ms;
+	unsigned pin_workers;
 } tr_config;
 
 /** tr_config_default() - Defaults, with .size set. Thread: any. */

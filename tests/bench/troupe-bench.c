@@ -8,8 +8,9 @@
  *                                  prints the runtime metrics on stderr;
  *                                  BENCH_CHUNK sets the messages a sender
  *                                  sends per handler call (0: all at once)
- *                                  and BENCH_IO_DEDICATED=1 the runtime's
- *                                  io_dedicated
+ *                                  BENCH_IO_DEDICATED=1 the runtime's
+ *                                  io_dedicated and BENCH_PIN=1 its
+ *                                  pin_workers
  *
  * The program prints exactly one JSON line on stdout, for example
  *     {"impl":"troupe","bench":"pingpong","threads":2,"n":1000000,
@@ -1774,6 +1775,9 @@ main(int argc, char **argv)
 	/* BENCH_IO_DEDICATED=1: only the I/O threads run their loops. */
 	const char *ded = getenv("BENCH_IO_DEDICATED");
 	cfg.io_dedicated = ded != NULL && *ded != '\0' && *ded != '0';
+	/* BENCH_PIN=1: each worker on a CPU of its own. */
+	const char *pin = getenv("BENCH_PIN");
+	cfg.pin_workers = pin != NULL && *pin != '\0' && *pin != '0';
 	must(tr_runtime_create(&cfg, &b.rt), "tr_runtime_create");
 	must(tr_runtime_start(b.rt), "tr_runtime_start");
 	must(tr_inbox_create(b.rt, &b.inbox), "tr_inbox_create");

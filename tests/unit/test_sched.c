@@ -15,6 +15,7 @@
  */
 #include <troupe/troupe.h>
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,6 +36,7 @@ enum {
 	MSG_DISPATCH, /* to D: struct go; send S its request, then L its GO */
 	MSG_REQ,      /* to S: mark that S ran */
 	MSG_DONE,     /* L to the probe: uint32_t, 1 if L gave up waiting */
+	MSG_CPUS,     /* to W: reply MSG_CPUS, uint32_t, the CPUs it may use */
 };
 
 struct go {
@@ -122,6 +124,29 @@ static const tr_actor_def dispatch_def = {
 	.handle = dispatch_handle,
 };
 
+/* Reports how many CPUs the worker running it may use. */
+static void
+cpus_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	cpu_set_t set;
+	uint32_t n = 0;
+
+	(void)state;
+	if (m->type != MSG_CPUS) {
+		return;
+	}
+	if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+		n = (uint32_t)CPU_COUNT(&set);
+	}
+	tr_send(cx, m->from, MSG_CPUS, &n, sizeof(n));
+}
+
+static const tr_actor_def cpus_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "cpus",
+	.handle = cpus_handle,
+};
+
 /* How L and S are started. */
 enum how {
 	/* One turn of D sends to both: they queue on one worker. */
@@ -142,7 +167,8 @@ all_asleep(tr_runtime *rt, unsigned workers)
 
 /* Run @trials trials; stop at the first failure (each costs LONG_MS). */
 static void
-rescue_trials(unsigned io_dedicated, enum how how, unsigned trials)
+rescue_trials(unsigned io_dedicated, enum how how, unsigned trials,
+	      unsigned pin)
 {
 	const unsigned workers = 2;
 	struct fx f;
@@ -150,6 +176,7 @@ rescue_trials(unsigned io_dedicated, enum how how, unsigned trials)
 
 	cfg.workers = workers;
 	cfg.io_dedicated = io_dedicated;
+	cfg.pin_workers = pin;
 	fx_start_cfg(&f, &cfg);
 	struct go g = {
 		.s = fx_spawn(&f, &short_def, NULL),
@@ -194,37 +221,65 @@ rescue_trials(unsigned io_dedicated, enum how how, unsigned trials)
 static void
 test_dispatch_futex(void)
 {
-	rescue_trials(1, BY_DISPATCH, 20);
+	rescue_trials(1, BY_DISPATCH, 20, 0);
 }
 
 static void
 test_dispatch_poll(void)
 {
-	rescue_trials(0, BY_DISPATCH, 20);
+	rescue_trials(0, BY_DISPATCH, 20, 0);
 }
 
 static void
 test_next_slot_futex(void)
 {
-	rescue_trials(1, BY_LONG, 20);
+	rescue_trials(1, BY_LONG, 20, 0);
 }
 
 static void
 test_next_slot_poll(void)
 {
-	rescue_trials(0, BY_LONG, 20);
+	rescue_trials(0, BY_LONG, 20, 0);
 }
 
 static void
 test_foreign_futex(void)
 {
-	rescue_trials(1, BY_FOREIGN, 200);
+	rescue_trials(1, BY_FOREIGN, 200, 0);
 }
 
 static void
 test_foreign_poll(void)
 {
-	rescue_trials(0, BY_FOREIGN, 200);
+	rescue_trials(0, BY_FOREIGN, 200, 0);
+}
+
+/*
+ * pin_workers: every worker may use exactly one CPU (whichever worker runs
+ * the probe actor, each time), and the rescue still works pinned. On a
+ * one-CPU machine both workers share that CPU: the rescue then needs the
+ * kernel to preempt L, which it does within its time slice.
+ */
+static void
+test_pinned(void)
+{
+	struct fx f;
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = 2;
+	cfg.pin_workers = 1;
+	fx_start_cfg(&f, &cfg);
+	for (unsigned i = 0; i < 20; i++) {
+		tr_pid w = fx_spawn(&f, &cpus_def, NULL);
+		uint32_t n = 0;
+
+		SEND(&f, w, MSG_CPUS, NULL, 0);
+		CHECK(fx_recv(&f, MSG_CPUS, &n, sizeof(n)));
+		CHECK_EQ_U64(n, 1);
+	}
+	fx_finish(&f);
+	rescue_trials(0, BY_DISPATCH, 20, 1);
+	rescue_trials(1, BY_FOREIGN, 20, 1);
 }
 
 static const struct test_case tests[] = {
@@ -248,6 +303,8 @@ static const struct test_case tests[] = {
 	  "computes "
 	  "(workers poll I/O)",
 	  test_foreign_poll },
+	{ "sched: pinned workers run on one CPU each, and are rescued too",
+	  test_pinned },
 	{ NULL, NULL },
 };
 
