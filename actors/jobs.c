@@ -1112,7 +1112,7 @@ tr_jobs_create(tr_runtime *rt, const tr_jobs_config *cfg, tr_jobs **out)
 	}
 	/* One reference for the caller, one for the runner's teardown. */
 	atomic_init(&j->refs, 2);
-	err = tr_runtime_spawn(rt, &runner_def, j, &j->runner);
+	err = tr_spawn(tr_runtime_ctx(rt), &runner_def, j, &j->runner);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -1138,7 +1138,7 @@ tr_jobs_destroy(tr_jobs *j)
 	j->closed = true;
 	pthread_mutex_unlock(&j->mu);
 	/* After a join the runner is gone: this is a counted dead letter. */
-	(void)tr_runtime_stop_actor(j->rt, j->runner, TR_EXIT_SHUTDOWN);
+	(void)tr_stop(tr_runtime_ctx(j->rt), j->runner, TR_EXIT_SHUTDOWN);
 	jobs_release(j);
 }
 
@@ -1236,8 +1236,8 @@ tr_jobs_submit(tr_jobs *j, const char *kind, const void *payload, size_t len,
 	jb->id = ++j->next_id;
 	/* Sent under the lock, so the runner takes submissions in id
 	 * order, which is the FIFO order of each kind. */
-	err = tr_runtime_send(j->rt, j->runner, MSG_SUBMIT, &jb->id,
-			      sizeof(jb->id));
+	err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_SUBMIT, &jb->id,
+		      sizeof(jb->id));
 	if (err < 0) {
 		goto err_unlock;
 	}
@@ -1271,8 +1271,8 @@ tr_jobs_cancel(tr_jobs *j, uint64_t id)
 	} else if (is_final(jb->state)) {
 		err = TR_ESTATE;
 	} else {
-		err = tr_runtime_send(j->rt, j->runner, MSG_CANCEL, &id,
-				      sizeof(id));
+		err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_CANCEL, &id,
+			      sizeof(id));
 	}
 	pthread_mutex_unlock(&j->mu);
 	return err;
@@ -1343,8 +1343,8 @@ watch_send(tr_jobs *j, uint64_t id, tr_pid pid, bool on)
 	} else if (on && id != 0 && table_find(j, id) == NULL) {
 		err = TR_ENOENT;
 	} else {
-		err = tr_runtime_send(j->rt, j->runner, MSG_WATCH, &w,
-				      sizeof(w));
+		err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_WATCH, &w,
+			      sizeof(w));
 	}
 	pthread_mutex_unlock(&j->mu);
 	return err;

@@ -1863,7 +1863,7 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 	}
 	b->reply_to = tr_inbox_pid(ib);
 	b->link_to = b->reply_to;
-	err = tr_runtime_spawn(rt, &pool_def, b, &pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &pool_def, b, &pid);
 	if (err < 0) {
 		free(b);
 		goto out_inbox;
@@ -2023,7 +2023,7 @@ tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
 		return err;
 	}
 	uint64_t gid = a->id;
-	err = tr_runtime_spawn(rt, &collector_def, a, NULL);
+	err = tr_spawn(tr_runtime_ctx(rt), &collector_def, a, NULL);
 	if (err < 0) {
 		free(a);
 		return err;

@@ -536,7 +536,7 @@ tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
 	rl->refs = 2; /* the caller's handle and the actor */
 	/* On success init and teardown will run: the actor's reference is
 	 * dropped in teardown. */
-	err = tr_runtime_spawn(rt, &limiter_def, rl, &rl->pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &limiter_def, rl, &rl->pid);
 	if (err < 0) {
 		pthread_mutex_destroy(&rl->mu);
 		free(rl);
@@ -557,7 +557,7 @@ tr_ratelimit_destroy(tr_ratelimit *rl)
 	pthread_mutex_unlock(&rl->mu);
 	if (!closed) {
 		/* Its teardown answers the waiters and drops its reference. */
-		(void)tr_runtime_stop_actor(rl->rt, rl->pid, TR_EXIT_NORMAL);
+		(void)tr_stop(tr_runtime_ctx(rl->rt), rl->pid, TR_EXIT_NORMAL);
 	}
 	handle_unref(rl);
 }

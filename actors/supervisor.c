@@ -1626,7 +1626,7 @@ tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 	b->reply_to = tr_inbox_pid(ib);
 	b->link_to = b->reply_to;
 	b->kind = BOOT_REPLY;
-	err = tr_runtime_spawn(rt, &sup_def, b, &pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &sup_def, b, &pid);
 	if (err < 0) {
 		boot_free(b);
 		goto out_inbox;
@@ -1668,7 +1668,8 @@ tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
 	if (err < 0) {
 		return err;
 	}
-	return tr_runtime_send_ptr(rt, sup, MSG_REQ, r, sizeof(*r), req_free);
+	return tr_send_ptr(tr_runtime_ctx(rt), sup, MSG_REQ, r, sizeof(*r),
+			   req_free);
 }
 
 tr_err

@@ -391,6 +391,8 @@ load_data_dir(const char *dir)
 struct run {
 	tr_runtime *rt;
 	tr_inbox *inbox;
+	tr_ctx *cx; /* the inbox's context: what is sent on it is answered
+		     * to the inbox */
 	tr_pid me;  /* the inbox's pid */
 	tr_pid top; /* supervisor of the model and the manager */
 	tr_pid pool;
@@ -574,6 +576,7 @@ setup(struct run *r)
 	    (err = tr_inbox_create(r->rt, &r->inbox)) < 0) {
 		die("starting the runtime", err);
 	}
+	r->cx = tr_inbox_ctx(r->inbox);
 	r->me = tr_inbox_pid(r->inbox);
 	/* Ctrl-C and SIGTERM come to the inbox as messages. */
 	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
@@ -581,8 +584,7 @@ setup(struct run *r)
 	}
 
 	/* The progress printer first, so it hears every event. */
-	if ((err = tr_runtime_spawn(r->rt, &monitor_def, NULL, &r->monitor)) <
-	    0) {
+	if ((err = tr_spawn(r->cx, &monitor_def, NULL, &r->monitor)) < 0) {
 		die("spawning the monitor", err);
 	}
 
@@ -631,11 +633,9 @@ setup(struct run *r)
 	}
 
 	/* The listener answers MSG_LISTEN's sender, our inbox. */
-	if ((err = tr_runtime_spawn(r->rt, &server_def, NULL, &r->server)) <
-		    0 ||
-	    (err = tr_runtime_send_as(r->rt, r->me, r->server, MSG_LISTEN,
-				      &hub.opt.port, sizeof(hub.opt.port))) <
-		    0) {
+	if ((err = tr_spawn(r->cx, &server_def, NULL, &r->server)) < 0 ||
+	    (err = tr_send(r->cx, r->server, MSG_LISTEN, &hub.opt.port,
+			   sizeof(hub.opt.port))) < 0) {
 		die("starting the listener", err);
 	}
 	if (!wait_for(r, is_listening, 10000) || r->listening.status < 0) {
@@ -664,8 +664,8 @@ start_load(struct run *r)
 		r->client_args[i] = (struct client_args){ .index = i,
 							  .port = r->port,
 							  .report_to = r->me };
-		tr_err err = tr_runtime_spawn(
-			r->rt, &client_def, &r->client_args[i], &r->clients[i]);
+		tr_err err = tr_spawn(r->cx, &client_def, &r->client_args[i],
+				      &r->clients[i]);
 		if (err < 0) {
 			die("spawning a client", err);
 		}
@@ -677,7 +677,8 @@ drain_clients(struct run *r)
 {
 	for (unsigned i = 0; i < r->n_clients; i++) {
 		/* A client that already left makes this a dead letter. */
-		(void)tr_runtime_send(r->rt, r->clients[i], MSG_DRAIN, NULL, 0);
+		(void)tr_send(tr_runtime_ctx(r->rt), r->clients[i], MSG_DRAIN,
+			      NULL, 0);
 	}
 }
 
@@ -785,8 +786,8 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 static void
 collect_report(struct run *r)
 {
-	(void)tr_runtime_send(r->rt, r->monitor, MSG_QUIET, NULL, 0);
-	(void)tr_runtime_send_as(r->rt, r->me, r->monitor, MSG_REPORT, NULL, 0);
+	(void)tr_send(tr_runtime_ctx(r->rt), r->monitor, MSG_QUIET, NULL, 0);
+	(void)tr_send(r->cx, r->monitor, MSG_REPORT, NULL, 0);
 	(void)wait_for(r, has_report, 5000);
 }
 
@@ -802,7 +803,7 @@ shut_down(struct run *r)
 	uint64_t deadline = now_ms() + hub.opt.stop_timeout_ms;
 
 	/* No new clients: the listener closes with its owner. */
-	(void)tr_runtime_stop_actor(r->rt, r->server, TR_EXIT_NORMAL);
+	(void)tr_stop(tr_runtime_ctx(r->rt), r->server, TR_EXIT_NORMAL);
 	/* The simulated clients first, so that few of their tasks are
 	 * refused; then the manager refuses every new task. */
 	drain_clients(r);

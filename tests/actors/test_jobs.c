@@ -748,7 +748,7 @@ test_cancel_running_late_complete(void)
 	uint64_t a = submit(&f, j, "hang", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_STARTED) == 1, WAIT_MS));
 	tr_pid worker = find_ev(a, TR_JOB_EV_STARTED)->ev.worker;
-	CHECK_OK(tr_runtime_send(f.rt, worker, MSG_HOLD, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), worker, MSG_HOLD, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
 	CHECK_OK(tr_jobs_cancel(j, a));
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_FINISHED) == 1, WAIT_MS));

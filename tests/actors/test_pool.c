@@ -371,11 +371,10 @@ test_least_loaded(void)
 	tr_pid pool = start_pool(&f, 2, TR_POOL_LEAST_LOADED);
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
 	/* Worker 0 stalls in its handler with 50 messages behind it. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_GATE, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_GATE, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
 	for (uint64_t i = 0; i < 50; i++) {
-		CHECK_OK(tr_runtime_send_as(f.rt, f.probe, pids[0], MSG_WORK,
-					    &i, sizeof(i)));
+		SEND(&f, pids[0], MSG_WORK, &i, sizeof(i));
 	}
 	CHECK_OK(tr_mailbox_len(f.rt, pids[0], &q));
 	CHECK_EQ_U64(q, 50);
@@ -665,7 +664,7 @@ test_crash_replaced(void)
 	CHECK(tr_runtime_wait_idle(f.rt, WAIT_MS) == TR_OK);
 	tr_metrics m0 = fx_metrics(&f);
 	/* Crash worker 1 while 60 messages are routed. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[1], MSG_CRASH, NULL, 0));
 	for (uint64_t i = 0; i < 60; i++) {
 		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
 	}
@@ -724,7 +723,7 @@ test_held_for_restart(void)
 	fx_start(&f, 2);
 	tr_pid pool = start_pool(&f, 1, TR_POOL_ROUND_ROBIN);
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 1));
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_CRASH, NULL, 0));
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pids[0]), WAIT_MS));
 	for (uint64_t i = 0; i < 10; i++) {
 		route(&f, pool, TR_POOL_CONSISTENT_HASH, 42, i);
@@ -1038,7 +1037,7 @@ test_intensity(void)
 	SEND(&f, mon, MSG_WORK, &pool, sizeof(pool));
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
 	/* One restart is allowed... */
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_CRASH, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.started) == 3, WAIT_MS));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
@@ -1046,7 +1045,7 @@ test_intensity(void)
 	CHECK_EQ_U64(rp.live, 2);
 	/* ...the second within the period is one too many: the supervisor
 	 * gives up, and the pool stops with its reason. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[1], MSG_CRASH, NULL, 0));
 	CHECK(fx_recv(&f, MSG_DONE, &reason, sizeof(reason)));
 	CHECK_EQ_INT(reason, TR_SUP_EXIT_INTENSITY);
 	CHECK(!tr_actor_alive(f.rt, pool));

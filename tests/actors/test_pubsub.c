@@ -743,7 +743,7 @@ test_subscribers_die_mid_stream(void)
 	start_publishers(&f, pubs, MAX_PUBS, 0, 10, "feed");
 	CHECK(WAIT_UNTIL(recv_of(MAX_SUBS - 1) >= 500, IDLE_MS));
 	for (int i = half; i < MAX_SUBS; i++) {
-		CHECK_OK(tr_runtime_stop_actor(f.rt, subs[i], TR_EXIT_KILL));
+		CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), subs[i], TR_EXIT_KILL));
 	}
 	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "feed") == half, GONE_MS));
 	/* Publishing goes on after the removal; survivors keep up. */
@@ -857,7 +857,7 @@ test_several_topics(void)
 	expect_quiet(&f);
 
 	/* s stops: it leaves a and c; b keeps other. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "a") == 0 &&
 				 tr_pubsub_subscribers(g_ps, "c") == 0,
 			 GONE_MS));
@@ -877,7 +877,7 @@ test_stopped_pid_is_removed(void)
 
 	setup(&f, 2);
 	tr_pid s = fx_spawn(&f, &fwd_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s, TR_EXIT_NORMAL));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS)); /* s has stopped */
 
 	CHECK_OK(tr_pubsub_subscribe(g_ps, "x", s));
@@ -895,7 +895,7 @@ test_stopped_pid_is_removed(void)
 	CHECK_OK(tr_pubsub_subscribe(g_ps, "z", t));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "z", t));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, t, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), t, TR_EXIT_ERROR));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	st = stats(g_ps);
 	CHECK_EQ_U64(st.removed, 2);
@@ -921,8 +921,8 @@ test_destroy_with_subscriptions(void)
 			CHECK_OK(tr_pubsub_subscribe(g_ps, topic, s));
 		}
 		if (i % 4 == 0) {
-			CHECK_OK(
-				tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
+			CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s,
+					 TR_EXIT_NORMAL));
 		}
 	}
 	tr_pubsub_stats st = stats(g_ps);

@@ -498,8 +498,8 @@ test_bad_config_and_requests(void)
 	CHECK_ERR(tr_ratelimit_acquire(NULL, rl, 1, 1, -1), TR_EINVAL);
 	/* A forged request without a sender is ignored, one with a bad
 	 * token count is answered, neither crashes the limiter. */
-	CHECK_OK(tr_runtime_send(f.rt, tr_ratelimit_pid(rl),
-				 TR_MSG_RATELIMIT_BASE + 0x80u, "junk", 4));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), tr_ratelimit_pid(rl),
+			 TR_MSG_RATELIMIT_BASE + 0x80u, "junk", 4));
 	CHECK(fx_recv_none(&f, 50));
 	CHECK_OK(tr_ratelimit_try(rl, 5));
 	tr_ratelimit_destroy(rl);

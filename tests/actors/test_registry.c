@@ -386,7 +386,7 @@ test_name_vanishes_on_stop(void)
 
 	CHECK_OK(tr_registry_register(g_reg, "worker", a));
 	CHECK(ping(&f, a));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(is_gone(g_reg, "worker"), GONE_MS));
 
 	tr_registry_stats st = stats(g_reg);
@@ -425,7 +425,7 @@ test_all_names_of_a_pid_vanish(void)
 	/* One name of a goes before the stop and is not removed twice. */
 	CHECK_OK(tr_registry_unregister(g_reg, "a.3"));
 	CHECK_EQ_U64(stats(g_reg).holders, 2);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_NORMAL));
 	CHECK(WAIT_UNTIL(stats(g_reg).names == 1, GONE_MS));
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof(name), "a.%d", i);
@@ -450,7 +450,7 @@ test_stopped_pid_loses_name(void)
 
 	setup(&f, 2);
 	tr_pid a = fx_spawn(&f, &node_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_NORMAL));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS)); /* a has stopped */
 
 	/* Liveness is unknown at register time: accepted, removed soon. */
@@ -489,7 +489,7 @@ test_replace(void)
 	CHECK(tr_pid_eq(whereis(g_reg, "svc.other"), c));
 
 	/* a's stop removes only what a still held. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(is_gone(g_reg, "svc.admin"), GONE_MS));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK(tr_pid_eq(whereis(g_reg, "svc"), b));
@@ -507,7 +507,7 @@ test_replace(void)
 	 * name ends up with c, and d's DOWN never takes it away.
 	 */
 	CHECK_OK(tr_registry_register(g_reg, "job", d));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, d, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), d, TR_EXIT_ERROR));
 	CHECK_OK(tr_registry_replace(g_reg, "job", d, c));
 	CHECK(tr_pid_eq(whereis(g_reg, "job"), c));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
@@ -640,8 +640,8 @@ stopper_main(void *arg)
 		}
 		int i = (k * 37) % RACE_POOL; /* 37 is coprime with 128 */
 		atomic_store(&r->stopped[i], true);
-		(void)tr_runtime_stop_actor(r->f->rt, r->pool[i],
-					    TR_EXIT_ERROR);
+		(void)tr_stop(tr_runtime_ctx(r->f->rt), r->pool[i],
+			      TR_EXIT_ERROR);
 	}
 	return NULL;
 }
@@ -752,8 +752,8 @@ fill(struct fx *f, tr_registry *reg, int nactors, int per_actor)
 		}
 		if (i % 3 == 0) {
 			/* Some holders stop, some DOWNs may still be queued. */
-			CHECK_OK(tr_runtime_stop_actor(f->rt, p,
-						       TR_EXIT_NORMAL));
+			CHECK_OK(tr_stop(tr_runtime_ctx(f->rt), p,
+					 TR_EXIT_NORMAL));
 		}
 	}
 }

@@ -643,7 +643,7 @@ static void
 crash(struct fx *f, tr_pid who)
 {
 	CHECK(!tr_pid_is_none(who));
-	CHECK_OK(tr_runtime_send(f->rt, who, MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f->rt), who, MSG_CRASH, NULL, 0));
 }
 
 /* ---- strategies --------------------------------------------------------- */
@@ -792,7 +792,8 @@ test_restart_types(void)
 	tr_pid p = kid_pid("P"), t2 = kid_pid("T2");
 
 	/* Transient, normal exit: not restarted, the spec stays. */
-	CHECK_OK(tr_runtime_send(f.rt, kid_pid("T1"), MSG_QUIT, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), kid_pid("T1"), MSG_QUIT, NULL,
+			 0));
 	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "T1") == 1, WAIT_MS);
 	CHECK_EQ_INT(which(&f, sup), 4);
 	CHECK(tr_pid_is_none(kid_pid("T1")));
@@ -809,7 +810,7 @@ test_restart_types(void)
 	CHECK(tr_pid_is_none(kid_pid("X")));
 
 	/* Permanent, normal exit: restarted all the same. */
-	CHECK_OK(tr_runtime_send(f.rt, p, MSG_QUIT, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), p, MSG_QUIT, NULL, 0));
 	WAIT_LOG(&f, count_ev(TR_SUP_EV_RESTARTED, "P") == 1, WAIT_MS);
 
 	CHECK_EQ_INT(which(&f, sup), 3);
@@ -1674,10 +1675,10 @@ test_stopped_from_outside(void)
 	top[1].sup_specs = inner;
 	top[1].sup_nspecs = 2;
 
-	/* tr_runtime_stop_actor() is a stop, not an exit signal: the
+	/* tr_stop() from outside is a stop, not an exit signal: the
 	 * supervisor cannot trap it and its children go by their links. */
 	tr_pid sup = start_sup(&f, &fl, top, 2);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, sup, TR_EXIT_SHUTDOWN));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), sup, TR_EXIT_SHUTDOWN));
 	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
 	WAIT_LOG(&f, count_rep(R_DOWN, NULL, TR_EXIT_SHUTDOWN) == 3, WAIT_MS);
 

@@ -124,8 +124,7 @@ main(void)
 	print_answer("send", &r);
 	tr_received_fini(&r);
 
-	check(tr_runtime_stop_actor(rt, upper, TR_EXIT_NORMAL),
-	      "tr_runtime_stop_actor");
+	check(tr_stop(cx, upper, TR_EXIT_NORMAL), "tr_stop");
 	tr_registry_destroy(reg);
 	tr_inbox_destroy(ib);
 	tr_runtime_stop(rt);
