@@ -19,8 +19,8 @@
  * nearest point changed (about 1/N of them).
  *
  * Sending for the client. The pool hands each message on with
- * tr_runtime_send_as() from its own turn: the worker sees the client as
- * the sender, and the runtime keeps the order of one thread's sends, so
+ * tr_forward() from its own turn: the worker sees the client as the
+ * sender, and the runtime keeps the order of one thread's sends, so
  * messages the pool passes on to one worker arrive in the order the pool
  * took them.
  *
@@ -364,27 +364,21 @@ slot_live(tr_ctx *cx, struct slot *s)
 }
 
 /*
- * Sends one message to @s's worker as @from. A request (@ref not zero) is
- * forwarded: the worker's tr_reply() answers the requester directly.
+ * Sends one message to @s's worker as @from, forwarded: the worker sees
+ * the client as the sender, and for a request (@ref not zero) the
+ * worker's tr_reply() answers the requester directly.
  */
 static tr_err
 deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
 	uint32_t type, const void *data, size_t len)
 {
-	tr_err err;
-
-	if (ref.v != 0) {
-		tr_msg req = { .type = type,
-			       .flags = TR_MSG_F_REQUEST,
-			       .from = from,
-			       .ref = ref,
-			       .data = data,
-			       .size = len };
-		err = tr_forward(cx, s->pid, &req);
-	} else {
-		err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid, type,
-					 data, len);
-	}
+	tr_msg m = { .type = type,
+		     .flags = ref.v != 0 ? TR_MSG_F_REQUEST : 0,
+		     .from = from,
+		     .ref = ref,
+		     .data = data,
+		     .size = len };
+	tr_err err = tr_forward(cx, s->pid, &m);
 
 	if (err == TR_OK) {
 		p->delivered++;
@@ -1929,25 +1923,6 @@ tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type, const void *data,
 	return tr_pool_route(cx, pool, TR_POOL_DEFAULT, 0, type, data, len);
 }
 
-tr_err
-tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool, tr_pool_strategy how,
-		 uint64_t key, uint32_t type, const void *data, size_t len)
-{
-	unsigned char *buf;
-	size_t size;
-
-	if (rt == NULL || tr_pid_is_none(pool)) {
-		return TR_EINVAL;
-	}
-	tr_err err = route_make(how, key, type, data, len, &buf, &size);
-	if (err < 0) {
-		return err;
-	}
-	err = tr_runtime_send_as(rt, from, pool, MSG_ROUTE, buf, size);
-	free(buf);
-	return err;
-}
-
 static tr_err
 gather_make(tr_pid reply_to, tr_pid pool, const tr_pool_gather_req *req,
 	    struct gather_arg **out)
@@ -1999,31 +1974,6 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	}
 	uint64_t gid = a->id;
 	err = tr_spawn(cx, &collector_def, a, NULL);
-	if (err < 0) {
-		free(a);
-		return err;
-	}
-	if (id != NULL) {
-		*id = gid;
-	}
-	return TR_OK;
-}
-
-tr_err
-tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-		  const tr_pool_gather_req *req, uint64_t *id)
-{
-	struct gather_arg *a;
-
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = gather_make(reply_to, pool, req, &a);
-	if (err < 0) {
-		return err;
-	}
-	uint64_t gid = a->id;
-	err = tr_spawn(tr_runtime_ctx(rt), &collector_def, a, NULL);
 	if (err < 0) {
 		free(a);
 		return err;
@@ -2130,22 +2080,6 @@ tr_pool_control(tr_ctx *cx, tr_pid pool, const tr_pool_request *req)
 		return err;
 	}
 	return tr_send(cx, pool, MSG_CTL, &w, sizeof(w));
-}
-
-tr_err
-tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-		   const tr_pool_request *req)
-{
-	struct ctl_wire w;
-
-	if (rt == NULL || tr_pid_is_none(pool)) {
-		return TR_EINVAL;
-	}
-	tr_err err = ctl_make(req, &w);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_as(rt, reply_to, pool, MSG_CTL, &w, sizeof(w));
 }
 
 tr_err

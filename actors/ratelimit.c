@@ -597,7 +597,9 @@ tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl, uint32_t tokens,
 {
 	struct request q;
 
-	if (cx == NULL) {
+	/* The grant goes to the context's pid: the runtime's context has
+	 * none to send it to. */
+	if (cx == NULL || tr_pid_is_none(tr_self(cx))) {
 		return TR_EINVAL;
 	}
 	tr_err err = request_make(rl, tokens, tag, max_wait_ms, &q);
@@ -605,23 +607,6 @@ tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl, uint32_t tokens,
 		return err;
 	}
 	return tr_send(cx, rl->pid, MSG_RL_REQUEST, &q, sizeof(q));
-}
-
-tr_err
-tr_ratelimit_acquire_as(tr_ratelimit *rl, tr_pid reply_to, uint32_t tokens,
-			uint64_t tag, int64_t max_wait_ms)
-{
-	struct request q;
-
-	if (tr_pid_is_none(reply_to)) {
-		return TR_EINVAL;
-	}
-	tr_err err = request_make(rl, tokens, tag, max_wait_ms, &q);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_as(rl->rt, reply_to, rl->pid, MSG_RL_REQUEST, &q,
-				  sizeof(q));
 }
 
 tr_err

@@ -1656,23 +1656,6 @@ tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req)
 }
 
 tr_err
-tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
-	       const tr_sup_request *req)
-{
-	struct req *r;
-
-	if (rt == NULL || tr_pid_is_none(sup)) {
-		return TR_EINVAL;
-	}
-	tr_err err = req_make(req, reply_to, &r);
-	if (err < 0) {
-		return err;
-	}
-	return tr_send_ptr(tr_runtime_ctx(rt), sup, MSG_REQ, r, sizeof(*r),
-			   req_free);
-}
-
-tr_err
 tr_sup_stop(tr_ctx *cx, tr_pid sup)
 {
 	tr_sup_request q;

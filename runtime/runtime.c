@@ -372,17 +372,6 @@ tr_runtime_ctx(tr_runtime *rt)
 	return rt != NULL ? &rt->cx : NULL;
 }
 
-tr_err
-tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to, uint32_t type,
-		   const void *data, size_t len)
-{
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	return tr__send_copy(rt, tr__sched_current(rt), from.v, to.v, type,
-			     data, len);
-}
-
 bool
 tr_runtime_on_worker(const tr_runtime *rt)
 {

@@ -129,7 +129,7 @@ register_name(tr_ctx *cx, const char *name)
 		}
 		return tr_registry_replace(hub.reg, name, old, tr_self(cx));
 	}
-	return tr_registry_register_self(cx, hub.reg, name);
+	return tr_registry_register(hub.reg, name, tr_self(cx));
 }
 
 /* ------------------------------------------------------------------ */
@@ -759,8 +759,8 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 		int64_t ask_ms = (int64_t)(left < 5000 ? left : 5000);
 
 		r->has_status = false;
-		(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER,
-					  MSG_STATUS, NULL, 0);
+		(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_STATUS,
+				       NULL, 0);
 		if (!wait_for(r, has_status, ask_ms)) {
 			continue;
 		}
@@ -771,7 +771,7 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 					      .op = TR_POOL_OP_STATS };
 			r->has_pool = false;
 			r->crashes_asked = stat_get(&stats.crashes);
-			(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
+			(void)tr_pool_control(r->cx, r->pool, &q);
 			if (wait_for(r, has_pool, ask_ms) &&
 			    r->pool_stats.restarts >= r->crashes_asked) {
 				return true;
@@ -807,14 +807,14 @@ shut_down(struct run *r)
 	/* The simulated clients first, so that few of their tasks are
 	 * refused; then the manager refuses every new task. */
 	drain_clients(r);
-	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_SHUTDOWN,
-				  NULL, 0);
+	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_SHUTDOWN, NULL,
+			       0);
 	if (wait_settled(r, deadline, 2) || r->signals > 1) {
 		return;
 	}
 	/* Time is up: each open task gets its failed result now. */
-	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_ABORT, NULL,
-				  0);
+	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_ABORT, NULL,
+			       0);
 	if (!wait_settled(r, now_ms() + ABORT_WAIT_MS, 2)) {
 		printf("the stop did not settle: some answers may be lost\n");
 	}

@@ -261,8 +261,9 @@ monitor_init(tr_ctx *cx, void *state, void *arg)
 	tr_err err;
 
 	(void)arg;
-	if ((err = tr_pubsub_subscribe_self(cx, hub.bus, TOPIC_TASKS)) < 0 ||
-	    (err = tr_pubsub_subscribe_self(cx, hub.bus, TOPIC_BREAKER)) < 0) {
+	tr_pid me = tr_self(cx);
+	if ((err = tr_pubsub_subscribe(hub.bus, TOPIC_TASKS, me)) < 0 ||
+	    (err = tr_pubsub_subscribe(hub.bus, TOPIC_BREAKER, me)) < 0) {
 		return err;
 	}
 	mo->last_t = hub_seconds();

@@ -313,7 +313,11 @@ TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
  */
 TR_API bool tr_should_yield(tr_ctx *cx);
 
-/** tr_self() - Pid of the calling actor. Thread: actor. */
+/**
+ * tr_self() - Pid of the calling actor; with a thread's context, the
+ * inbox's pid (tr_inbox_ctx()) or TR_PID_NONE (tr_runtime_ctx()).
+ * Thread: actor, or a thread's context.
+ */
 TR_API tr_pid tr_self(tr_ctx *cx);
 
 /**

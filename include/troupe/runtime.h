@@ -171,15 +171,6 @@ TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
 TR_API tr_ctx *tr_runtime_ctx(tr_runtime *rt);
 
 /**
- * tr_runtime_send_as() - Send from outside any actor with @from as the
- * message's sender, so that replies go to @from (for example an inbox).
- * Thread:    any.
- * Return:    as tr_send().
- */
-TR_API tr_err tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to,
-				 uint32_t type, const void *data, size_t len);
-
-/**
  * tr_actor_alive() - Whether @pid names a local actor that has not stopped.
  *
  * The answer can be stale as soon as it is returned (the actor may stop

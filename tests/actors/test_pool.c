@@ -187,7 +187,7 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	};
 	tr_received r;
 
-	CHECK_OK(tr_pool_control_as(f->rt, f->probe, pool, &q));
+	CHECK_OK(tr_pool_control(tr_inbox_ctx(f->ib), pool, &q));
 	memset(&r, 0, sizeof(r));
 	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no reply to op %d\n", (int)op);
@@ -240,8 +240,8 @@ static void
 route(struct fx *f, tr_pid pool, tr_pool_strategy how, uint64_t key,
       uint64_t value)
 {
-	CHECK_OK(tr_pool_route_as(f->rt, f->probe, pool, how, key, MSG_WORK,
-				  &value, sizeof(value)));
+	CHECK_OK(tr_pool_route(tr_inbox_ctx(f->ib), pool, how, key, MSG_WORK,
+			       &value, sizeof(value)));
 }
 
 /* Index of @p in @pids, or -1. */
@@ -553,7 +553,7 @@ test_gather_all(void)
 		.timeout_ms = WAIT_MS,
 		.reply_type = MSG_RESULT,
 	};
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(id != 0);
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	CHECK_EQ_U64(res.id, id);
@@ -575,7 +575,7 @@ test_gather_all(void)
 	}
 	/* Two of them only. */
 	req.count = 2;
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	CHECK_EQ_U64(res.id, id);
 	CHECK_ERR(res.status, TR_OK);
@@ -613,7 +613,7 @@ test_gather_partial(void)
 		.reply_type = MSG_RESULT,
 	};
 	uint64_t t0 = harness_now_ms();
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	/* Not early: t0 was read before the collector armed its timer. */
 	CHECK(harness_now_ms() - t0 >= 300);
@@ -775,7 +775,7 @@ test_resize(void)
 			      .op = TR_POOL_OP_RESIZE,
 			      .tag = 7,
 			      .workers = 3 };
-	CHECK_OK(tr_pool_control_as(f.rt, f.probe, pool, &q));
+	CHECK_OK(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q));
 	unsigned done = 0;
 	bool replied = false;
 	while (done < 60 || !replied) {
@@ -1110,21 +1110,21 @@ test_bad_input(void)
 	tr_runtime_destroy(idle);
 
 	pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_route_as(NULL, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   MSG_WORK, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
+				&v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, TR_PID_NONE,
-				   TR_POOL_ROUND_ROBIN, 0, MSG_WORK, &v,
-				   sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), TR_PID_NONE,
+				TR_POOL_ROUND_ROBIN, 0, MSG_WORK, &v,
+				sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, (tr_pool_strategy)9, 0,
-				   MSG_WORK, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, (tr_pool_strategy)9,
+				0, MSG_WORK, &v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   TR_MSG_DOWN, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN,
+				0, TR_MSG_DOWN, &v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   MSG_WORK, NULL, 4),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN,
+				0, MSG_WORK, NULL, 4),
 		  TR_EINVAL);
 	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
 				&v, sizeof(v)),
@@ -1137,24 +1137,23 @@ test_bad_input(void)
 				   .len = sizeof(v),
 				   .timeout_ms = 100,
 				   .reply_type = MSG_RESULT };
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, NULL, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, NULL, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(NULL, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather(tr_runtime_ctx(f.rt), pool, &req, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(f.rt, TR_PID_NONE, pool, &req, NULL),
-		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, TR_PID_NONE, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), TR_PID_NONE, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 0;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 100;
 	req.reply_type = TR_MSG_EXIT;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.reply_type = MSG_RESULT;
 	req.size = 4;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.size = sizeof(req);
 	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
@@ -1162,18 +1161,18 @@ test_bad_input(void)
 	tr_pool_request q = { .size = sizeof(q),
 			      .op = TR_POOL_OP_RESIZE,
 			      .workers = 0 };
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.workers = TR_POOL_MAX_WORKERS + 1;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = TR_POOL_OP_START;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = (tr_pool_op)77;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = TR_POOL_OP_STATS;
 	q.size = 1;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, NULL), TR_EINVAL);
-	CHECK_ERR(tr_pool_control_as(NULL, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 
 	/* Payloads that are not what the parsers expect. */
@@ -1190,7 +1189,7 @@ test_bad_input(void)
 	 * timeout would be TR_ETIMEDOUT, ten minutes on). */
 	stop_pool(&f, pool);
 	req.timeout_ms = 600000;
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL));
 	tr_received r;
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
@@ -1200,8 +1199,8 @@ test_bad_input(void)
 	CHECK_EQ_U64(res.asked, 0);
 	tr_received_fini(&r);
 	/* Routing to it is a dead letter, as any send to a stopped actor. */
-	CHECK_OK(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				  MSG_WORK, &v, sizeof(v)));
+	CHECK_OK(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN, 0,
+			       MSG_WORK, &v, sizeof(v)));
 	CHECK(fx_recv_none(&f, 100));
 	fx_finish(&f);
 }

@@ -82,10 +82,11 @@ node_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_send(cx, s->probe, MSG_PONG, m->data, m->size);
 		break;
 	case MSG_REG_SELF:
-		reply_i32(cx, tr_sender(cx),
-			  name_of(m, name, sizeof(name))
-				  ? tr_registry_register_self(cx, g_reg, name)
-				  : -100);
+		reply_i32(
+			cx, tr_sender(cx),
+			name_of(m, name, sizeof(name))
+				? tr_registry_register(g_reg, name, tr_self(cx))
+				: -100);
 		break;
 	case MSG_SEND_NAMED:
 		s->probe = tr_sender(cx);
@@ -195,8 +196,8 @@ test_basics(void)
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 
 	/* Send by name from outside: the probe is the sender, a answers. */
-	CHECK_OK(tr_registry_send_as(g_reg, f.probe, "alias-of-a", MSG_PING,
-				     NULL, 0));
+	CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alias-of-a",
+				  MSG_PING, NULL, 0));
 	memset(&p, 0, sizeof(p));
 	CHECK(fx_recv(&f, MSG_PONG, &p, sizeof(p)));
 	CHECK(tr_pid_eq(p.self, a));
@@ -206,9 +207,9 @@ test_basics(void)
 	CHECK(is_gone(g_reg, "alpha"));
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 	CHECK_ERR(tr_registry_unregister(g_reg, "alpha"), TR_ENOENT);
-	CHECK_ERR(
-		tr_registry_send_as(g_reg, f.probe, "alpha", MSG_PING, NULL, 0),
-		TR_ENOENT);
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alpha", MSG_PING,
+				   NULL, 0),
+		  TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
 	tr_registry_stats st = stats(g_reg);
@@ -287,7 +288,9 @@ test_bad_input(void)
 	CHECK_ERR(tr_registry_register(g_reg, "x", TR_PID_NONE), TR_EINVAL);
 	CHECK_ERR(tr_registry_replace(g_reg, "x", TR_PID_NONE, TR_PID_NONE),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_register_self(NULL, g_reg, "x"), TR_EINVAL);
+	CHECK_ERR(
+		tr_registry_register(g_reg, "x", tr_self(tr_runtime_ctx(f.rt))),
+		TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(NULL, "x"), TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(g_reg, NULL), TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(g_reg, too_long), TR_EINVAL);
@@ -297,9 +300,11 @@ test_bad_input(void)
 	CHECK_ERR(tr_registry_whereis(g_reg, "", &p), TR_EINVAL);
 	CHECK_ERR(tr_registry_send(NULL, g_reg, "x", MSG_PING, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send_as(NULL, f.probe, "x", MSG_PING, NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), NULL, "x", MSG_PING,
+				   NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send_as(g_reg, f.probe, NULL, MSG_PING, NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, NULL, MSG_PING,
+				   NULL, 0),
 		  TR_EINVAL);
 	tr_registry_stats st;
 	memset(&st, 0, sizeof(st));
@@ -309,8 +314,8 @@ test_bad_input(void)
 	/* The longest name works; a reserved type is refused by the send. */
 	CHECK_OK(tr_registry_register(g_reg, longest, a));
 	CHECK(tr_pid_eq(whereis(g_reg, longest), a));
-	CHECK_ERR(tr_registry_send_as(g_reg, f.probe, longest, TR_MSG_DOWN,
-				      NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, longest,
+				   TR_MSG_DOWN, NULL, 0),
 		  TR_EINVAL);
 	/* Names are bytes, compared exactly. */
 	CHECK(is_gone(g_reg, "X"));
@@ -357,14 +362,16 @@ test_from_actor(void)
 	CHECK_EQ_INT(r, TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
-	/* A registry of another runtime is refused inside a handler. */
+	/* A registry of another runtime is refused by the call that takes
+	 * the handler's context. (Registering takes a bare pid, which does
+	 * not say which runtime it belongs to.) */
 	struct fx other;
 	tr_registry *oreg = NULL;
 	fx_start(&other, 1);
 	CHECK_OK(tr_registry_create(other.rt, &oreg));
 	tr_registry *mine = g_reg;
 	g_reg = oreg;
-	SEND(&f, a, MSG_REG_SELF, "elsewhere", 9);
+	SEND(&f, b, MSG_SEND_NAMED, "elsewhere", 9);
 	CHECK(fx_recv(&f, MSG_RESULT, &r, sizeof(r)));
 	CHECK_EQ_INT(r, TR_EINVAL);
 	g_reg = mine;
@@ -715,8 +722,8 @@ test_race(void)
 			continue;
 		}
 		CHECK(!atomic_load(&r.stopped[k]));
-		CHECK_OK(tr_registry_send_as(g_reg, f.probe, race_names[i],
-					     MSG_PING, NULL, 0));
+		CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg,
+					  race_names[i], MSG_PING, NULL, 0));
 		struct pong pg;
 		memset(&pg, 0, sizeof(pg));
 		CHECK(fx_recv(&f, MSG_PONG, &pg, sizeof(pg)));

@@ -568,7 +568,7 @@ request(struct fx *f, tr_pid sup, tr_sup_request q)
 	none.status = -1000;
 	q.size = sizeof(q);
 	q.tag = next_tag++;
-	tr_err err = tr_sup_send_as(f->rt, f->probe, sup, &q);
+	tr_err err = tr_sup_send(tr_inbox_ctx(f->ib), sup, &q);
 	CHECK_OK(err);
 	if (err < 0) {
 		return none;
@@ -1371,7 +1371,7 @@ test_simple_one_for_one(void)
 		q.op = TR_SUP_OP_START_CHILD;
 		q.tag = tag0 + (uint64_t)i;
 		q.arg = &ka[i];
-		CHECK_OK(tr_sup_send_as(f.rt, f.probe, sup, &q));
+		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
 	}
 	WAIT_LOG(&f, find_reply(tag0 + N_SIMPLE - 1) != NULL, WAIT_MS);
 	for (int i = 0; i < N_SIMPLE; i++) {
@@ -1596,30 +1596,30 @@ test_bad_input(void)
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, NULL), TR_EINVAL);
-	CHECK_ERR(tr_sup_send_as(NULL, f.probe, live, &q), TR_EINVAL);
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, TR_PID_NONE, &q), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, NULL), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), TR_PID_NONE, &q), TR_EINVAL);
 	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
 	tr_sup_request b = q;
 	b.size = 0;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b = q;
 	b.op = (tr_sup_op)99;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_START; /* a reply, not a request */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_RESTART_CHILD; /* without an id */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_TERMINATE_CHILD; /* without an id or a pid */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.id = long_id;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b = q;
 	b.op = TR_SUP_OP_START_CHILD;
 	s = good;
 	s.def = NULL;
 	b.spec = &s;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	/* Nothing above reached the supervisor (only the start report of
 	 * its child comes), and it still answers. */
 	WAIT_LOG(&f, count_rep(R_START, "A", -1) == 1, WAIT_MS);
@@ -1697,14 +1697,14 @@ test_stopped_from_outside(void)
 		kid_arg_init(&kd[i], "d", f.probe);
 		q.arg = &kd[i];
 		q.tag = next_tag++;
-		CHECK_OK(tr_sup_send_as(f.rt, f.probe, simple, &q));
+		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
 	}
 	WAIT_LOG(&f, find_reply(q.tag) != NULL, WAIT_MS);
 	CHECK_EQ_INT(which(&f, simple), 20);
 	/* Some requests still in flight as the runtime stops. */
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_OK(tr_sup_send_as(f.rt, f.probe, sup, &q));
-	CHECK_OK(tr_sup_send_as(f.rt, f.probe, simple, &q));
+	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
+	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
 	fx_finish(&f);
 }
 

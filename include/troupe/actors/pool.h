@@ -16,8 +16,8 @@
  *
  * Routing keeps the sender. A client sends its message to the pool
  * (tr_pool_send(), tr_pool_route()); the pool passes it on with
- * tr_runtime_send_as(), so the worker sees the client's type, bytes and
- * pid (tr_sender()) exactly as if the client had sent it directly, and
+ * tr_forward(), so the worker sees the client's type, bytes and pid
+ * (tr_sender()) exactly as if the client had sent it directly, and
  * answers the client, never the pool. Workers need not know they are in
  * a pool. A plain tr_send() or tr_request() of an application type to the
  * pool itself is routed with the pool's strategy; a request is passed on
@@ -32,6 +32,11 @@
  * Control requests (resize, stats, the worker list, stop) are messages to
  * the pool; each is answered by exactly one TR_MSG_POOL_REPLY carrying
  * the request's tag, unless the pool stopped before taking it.
+ *
+ * Every call that sends takes the caller's context, an actor's or a
+ * thread's (tr_inbox_ctx(), tr_runtime_ctx()): its pid is the sender the
+ * workers see and where replies and results go. There are no variants
+ * for threads.
  */
 
 #include <stddef.h>
@@ -317,7 +322,8 @@ TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
 
 /**
  * tr_pool_route() - Route a message through pool @pool.
- * @cx:   context of the calling actor: the worker sees it as the sender
+ * @cx:   context of the calling actor or thread: the worker sees its pid
+ *        as the sender (TR_PID_NONE for tr_runtime_ctx())
  * @pool: the pool
  * @how:  enum tr_pool_strategy
  * @key:  TR_POOL_CONSISTENT_HASH: the key (equal keys reach the same
@@ -331,7 +337,7 @@ TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
  * the worker happen in the pool's next turn. Messages routed one after
  * another by one sender to the same worker arrive in order.
  * Ownership: none (@data is copied).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK (a stopped pool makes it a dead letter, as any send);
  *            TR_EINVAL (NULL @cx, TR_PID_NONE @pool, an unknown @how, a
  *            reserved @type, NULL @data with @len > 0); TR_EMSGSIZE;
@@ -344,30 +350,17 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
 /**
  * tr_pool_send() - tr_pool_route() with the pool's configured strategy.
  * Ownership: none (@data is copied).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    as tr_pool_route().
  */
 TR_API tr_err tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type,
 			   const void *data, size_t len);
 
 /**
- * tr_pool_route_as() - tr_pool_route() from a thread that is not an actor.
- * @rt:   the runtime of @pool
- * @from: the sender the worker sees (an inbox, say); may be TR_PID_NONE
- * @pool, @how, @key, @type, @data, @len: as for tr_pool_route()
- *
- * Ownership: none (@data is copied).
- * Thread:    any.
- * Return:    as tr_pool_route(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
-			       tr_pool_strategy how, uint64_t key,
-			       uint32_t type, const void *data, size_t len);
-
-/**
  * tr_pool_gather() - Send a request to the workers of @pool and get one
  * message with their replies (scatter-gather).
- * @cx:   context of the calling actor, which receives the result
+ * @cx:   context of the calling actor, or of a thread's inbox
+ *        (tr_inbox_ctx()), which receives the result
  * @pool: the pool
  * @req:  the request
  * @id:   on success the id of the result; may be NULL
@@ -383,29 +376,15 @@ TR_API tr_err tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
  * On TR_OK exactly one result with this id reaches the caller, unless the
  * caller stops first.
  * Ownership: @req and the bytes it points to are copied.
- * Thread:    actor.
- * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
+ * Thread:    actor, or an inbox's context.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, tr_runtime_ctx(), which
+ *            has no pid to receive the result, a small @req->size,
  *            TR_PID_NONE @pool, a reserved type, NULL data with a length,
  *            a zero timeout); TR_ENOMEM; TR_ECLOSED. On error no result
  *            will arrive.
  */
 TR_API tr_err tr_pool_gather(tr_ctx *cx, tr_pid pool,
 			     const tr_pool_gather_req *req, uint64_t *id);
-
-/**
- * tr_pool_gather_as() - tr_pool_gather() from a thread that is not an
- * actor.
- * @rt:       the runtime of @pool
- * @reply_to: who gets the result (an inbox, say)
- * @pool, @req, @id: as for tr_pool_gather()
- *
- * Ownership: @req and the bytes it points to are copied.
- * Thread:    any.
- * Return:    as tr_pool_gather(); TR_EINVAL also for a NULL @rt or a
- *            TR_PID_NONE @reply_to.
- */
-TR_API tr_err tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-				const tr_pool_gather_req *req, uint64_t *id);
 
 /**
  * tr_pool_gather_parse() - Read the head of a scatter-gather result.
@@ -437,36 +416,22 @@ TR_API tr_err tr_pool_gather_reply(const void *data, size_t size, uint32_t i,
 
 /**
  * tr_pool_control() - Send a control request to @pool; the reply comes
- * to the calling actor.
- * @cx:   context of the calling actor
+ * to the caller.
+ * @cx:   context of the calling actor or thread; the reply goes to its
+ *        pid (none with tr_runtime_ctx())
  * @pool: the pool
  * @req:  the request
  *
  * Exactly one TR_MSG_POOL_REPLY with @req->tag answers it, unless the
  * pool stopped before taking it (then it is a dead letter, as any send).
  * Ownership: @req is copied.
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
  *            TR_PID_NONE @pool, an unknown op, a resize out of range);
  *            the errors of tr_send(). On error no reply comes.
  */
 TR_API tr_err tr_pool_control(tr_ctx *cx, tr_pid pool,
 			      const tr_pool_request *req);
-
-/**
- * tr_pool_control_as() - tr_pool_control() from a thread that is not an
- * actor.
- * @rt:       the runtime of @pool
- * @reply_to: who gets the reply; TR_PID_NONE for none
- * @pool:     the pool
- * @req:      the request
- *
- * Ownership: @req is copied.
- * Thread:    any.
- * Return:    as tr_pool_control(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-				 const tr_pool_request *req);
 
 /**
  * tr_pool_reply_parse() - Read the struct tr_pool_reply at the start of a

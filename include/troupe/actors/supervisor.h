@@ -357,8 +357,8 @@ TR_API tr_err tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 /**
  * tr_sup_start() - Start a supervisor from a thread that is not an actor,
  * for the top of a tree, and wait until its children have started. It
- * has no parent and no link: stop it with TR_SUP_OP_STOP (see
- * tr_sup_send_as()) or with the runtime.
+ * has no parent and no link: stop it with TR_SUP_OP_STOP (tr_sup_send()
+ * on a thread's context) or with the runtime.
  * @rt:    a started runtime
  * @flags, @specs, @n: as for tr_sup_start_link()
  * @out:   on TR_OK the supervisor's pid; TR_PID_NONE otherwise; may be NULL
@@ -380,8 +380,9 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 
 /**
  * tr_sup_send() - Send a request to supervisor @sup; the reply comes to
- * the calling actor.
- * @cx:  context of the calling actor
+ * the caller.
+ * @cx:  context of the calling actor or thread; the reply goes to its pid
+ *       (an inbox's with tr_inbox_ctx(); none with tr_runtime_ctx())
  * @sup: the supervisor
  * @req: the request
  *
@@ -390,27 +391,13 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
  * counted dead letter, as any send.
  * Ownership: @req is copied, with the spec and id it points to (not the
  *            spec's @def and @arg, see struct tr_sup_child_spec).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a too small @req->size,
  *            TR_PID_NONE @sup, an unknown op, a bad spec or id, an op
  *            without the id or pid it needs); TR_ENOMEM; the errors of
  *            tr_send(). On error no reply will come.
  */
 TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
-
-/**
- * tr_sup_send_as() - tr_sup_send() from a thread that is not an actor.
- * @rt:       the runtime of @sup
- * @reply_to: who gets the reply (an inbox, say); TR_PID_NONE for none
- * @sup:      the supervisor
- * @req:      the request
- *
- * Ownership: as tr_sup_send().
- * Thread:    any.
- * Return:    as tr_sup_send(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
-			     const tr_sup_request *req);
 
 /**
  * tr_sup_stop() - Ask supervisor @sup for an orderly stop: its children
