@@ -471,12 +471,14 @@ pump(struct run *r, int64_t ms)
 			r->has_report = true;
 		}
 		break;
-	case TR_MSG_POOL_REPLY:
-		if (tr_pool_reply_parse(m.data, m.size, &r->pool_stats) ==
-		    TR_OK) {
+	case TR_MSG_POOL_REPLY: {
+		const tr_pool_reply *rp = TR_MSG_AS(&m, tr_pool_reply);
+		if (rp != NULL) {
+			r->pool_stats = *rp;
 			r->has_pool = true;
 		}
 		break;
+	}
 	default:
 		break;
 	}

@@ -298,12 +298,11 @@ monitor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case TR_MSG_POOL_REPLY: {
-		tr_pool_reply r;
+		const tr_pool_reply *r = TR_MSG_AS(m, tr_pool_reply);
 
-		if (tr_pool_reply_parse(m->data, m->size, &r) == TR_OK &&
-		    r.status == TR_OK) {
-			mo->restarts = r.restarts;
-			mo->live = r.live;
+		if (r != NULL && r->status == TR_OK) {
+			mo->restarts = r->restarts;
+			mo->live = r->live;
 		}
 		break;
 	}

@@ -194,18 +194,27 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 		harness_failed_checks++;
 		return false;
 	}
-	bool ok = r.type == TR_MSG_POOL_REPLY &&
-		  tr_pool_reply_parse(r.data, r.size, out) == TR_OK &&
-		  out->tag == tag && out->op == (uint32_t)op;
-	if (ok && pids != NULL) {
-		for (uint32_t i = 0; i < out->count && i < cap; i++) {
-			ok = ok && tr_pool_reply_worker(r.data, r.size, i,
-							&pids[i]) == TR_OK;
+	bool ok;
+	if (op == TR_POOL_OP_WORKERS) {
+		/* Variable length: the counters, then reply.count pids. */
+		const tr_pool_workers *w = r.data;
+		ok = r.type == TR_MSG_POOL_WORKERS && r.size >= sizeof(*w) &&
+		     r.size == sizeof(*w) + w->reply.count * sizeof(tr_pid);
+		if (ok) {
+			*out = w->reply;
+			for (uint32_t i = 0;
+			     pids != NULL && i < out->count && i < cap; i++) {
+				pids[i] = w->pids[i];
+			}
 		}
-		tr_pid extra;
-		ok = ok && tr_pool_reply_worker(r.data, r.size, out->count,
-						&extra) == TR_ENOENT;
+	} else {
+		const tr_pool_reply *rp = TR_MSG_AS(&r, tr_pool_reply);
+		ok = r.type == TR_MSG_POOL_REPLY && rp != NULL;
+		if (ok) {
+			*out = *rp;
+		}
 	}
+	ok = ok && out->tag == tag && out->op == (uint32_t)op;
 	if (!ok) {
 		fprintf(stderr, "  bad reply to op %d (type %u)\n", (int)op,
 			r.type);
@@ -507,21 +516,28 @@ recv_result(struct fx *f, tr_pool_gather_result *res, uint64_t *vals,
 		fprintf(stderr, "  no gather result\n");
 		return false;
 	}
-	bool ok = r.type == MSG_RESULT &&
-		  tr_pool_gather_parse(r.data, r.size, res) == TR_OK;
-	for (uint32_t i = 0; ok && i < res->replied && i < cap; i++) {
-		tr_pool_gather_entry e;
-		ok = tr_pool_gather_reply(r.data, r.size, i, &e) == TR_OK &&
-		     e.type == MSG_ANSWER && e.size == sizeof(uint64_t);
-		if (ok) {
-			memcpy(&vals[i], e.data, sizeof(uint64_t));
-			from[i] = e.worker;
-		}
-	}
+	/* A pointer message: the result, its entries, their bytes. */
+	const tr_pool_gather_result *gr = r.data;
+	const unsigned char *lo = r.data, *hi = lo + r.size;
+	bool ok =
+		r.type == MSG_RESULT && (r.flags & TR_MSG_F_PTR) &&
+		r.size >= sizeof(*gr) && gr->replied <= gr->asked &&
+		gr->missing == gr->asked - gr->replied &&
+		(r.size - sizeof(*gr)) / sizeof(gr->replies[0]) >= gr->replied;
 	if (ok) {
-		tr_pool_gather_entry e;
-		ok = tr_pool_gather_reply(r.data, r.size, res->replied, &e) ==
-		     TR_ENOENT;
+		*res = *gr;
+	}
+	for (uint32_t i = 0; ok && i < res->replied; i++) {
+		const tr_pool_gather_entry *e = &gr->replies[i];
+		const unsigned char *d = e->data;
+		/* Inside the message, aligned to 16. */
+		ok = e->type == MSG_ANSWER && e->size == sizeof(uint64_t) &&
+		     d != NULL && d >= lo && d + e->size <= hi &&
+		     (uintptr_t)d % 16 == 0;
+		if (ok && i < cap) {
+			memcpy(&vals[i], e->data, sizeof(uint64_t));
+			from[i] = e->worker;
+		}
 	}
 	if (!ok) {
 		fprintf(stderr, "  bad gather result (type %u size %zu)\n",
@@ -751,6 +767,7 @@ test_resize(void)
 	tr_pid pids[6], after[6];
 	unsigned counts[6] = { 0 }, stray = 0;
 	tr_pool_reply rp;
+	const tr_pool_reply *pr;
 
 	world_reset();
 	fx_start(&f, 2);
@@ -795,10 +812,10 @@ test_resize(void)
 			}
 			done++;
 		} else if (r.type == TR_MSG_POOL_REPLY &&
-			   tr_pool_reply_parse(r.data, r.size, &rp) == TR_OK) {
-			CHECK_EQ_U64(rp.tag, 7);
-			CHECK_OK(rp.status);
-			CHECK_EQ_U64(rp.workers, 3);
+			   (pr = TR_MSG_AS(&r, tr_pool_reply)) != NULL) {
+			CHECK_EQ_U64(pr->tag, 7);
+			CHECK_OK(pr->status);
+			CHECK_EQ_U64(pr->workers, 3);
 			replied = true;
 		}
 		tr_received_fini(&r);
@@ -885,8 +902,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case MSG_BOSS_SEND:
 		for (uint64_t i = 0; i < 3; i++) {
-			(void)tr_pool_send(cx, b->pool, MSG_WORK, &i,
-					   sizeof(i));
+			/* A plain send: routed with the pool's strategy. */
+			(void)tr_send(cx, b->pool, MSG_WORK, &i, sizeof(i));
 		}
 		break;
 	case MSG_BOSS_GATHER: {
@@ -913,21 +930,20 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case TR_MSG_POOL_REPLY: {
-		tr_pool_reply rp;
-		if (tr_pool_reply_parse(m->data, m->size, &rp) == TR_OK &&
-		    rp.op == TR_POOL_OP_START && rp.tag == 9) {
-			w.status = rp.status;
+		const tr_pool_reply *rp = TR_MSG_AS(m, tr_pool_reply);
+		if (rp != NULL && rp->op == TR_POOL_OP_START && rp->tag == 9) {
+			w.status = rp->status;
 			w.pool = m->from;
-			w.replied = rp.live;
+			w.replied = rp->live;
 			boss_fwd(cx, b, &w);
 		}
 		break;
 	}
 	case MSG_RESULT: {
-		tr_pool_gather_result res;
-		if (tr_pool_gather_parse(m->data, m->size, &res) == TR_OK) {
-			w.status = res.status;
-			w.replied = res.replied;
+		const tr_pool_gather_result *res = m->data;
+		if ((m->flags & TR_MSG_F_PTR) && m->size >= sizeof(*res)) {
+			w.status = res->status;
+			w.replied = res->replied;
 			boss_fwd(cx, b, &w);
 		}
 		break;
@@ -1076,10 +1092,7 @@ test_bad_input(void)
 	struct fx f;
 	tr_pid pool = TR_PID_NONE;
 	uint64_t v = 1;
-	tr_pool_reply rp;
 	tr_pool_gather_result res;
-	tr_pool_gather_entry e;
-	tr_pid p;
 
 	world_reset();
 	fx_start(&f, 2);
@@ -1129,7 +1142,7 @@ test_bad_input(void)
 	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
 				&v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
+	CHECK_ERR(tr_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
 
 	tr_pool_gather_req req = { .size = sizeof(req),
 				   .type = MSG_ASK,
@@ -1175,15 +1188,15 @@ test_bad_input(void)
 	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 
-	/* Payloads that are not what the parsers expect. */
-	unsigned char junk[64];
+	/* A reply payload of another size is not read as one. */
+	unsigned char junk[sizeof(tr_pool_reply) + 16];
 	memset(junk, 0xAB, sizeof(junk));
-	CHECK_ERR(tr_pool_reply_parse(NULL, 0, &rp), TR_EINVAL);
-	CHECK_ERR(tr_pool_reply_parse(junk, 3, &rp), TR_EINVAL);
-	CHECK_ERR(tr_pool_reply_worker(junk, sizeof(junk), 0, &p), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_parse(junk, sizeof(junk), &res), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_parse(NULL, 0, &res), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_reply(junk, sizeof(junk), 0, &e), TR_EINVAL);
+	tr_msg jm = { .type = TR_MSG_POOL_REPLY, .data = junk, .size = 3 };
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == NULL);
+	jm.size = sizeof(junk);
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == NULL);
+	jm.size = sizeof(tr_pool_reply);
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == (const void *)junk);
 
 	/* A gather to a pool that stopped ends with TR_ENOENT (at once: the
 	 * timeout would be TR_ETIMEDOUT, ten minutes on). */
@@ -1194,7 +1207,8 @@ test_bad_input(void)
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, MSG_RESULT);
-	CHECK_OK(tr_pool_gather_parse(r.data, r.size, &res));
+	CHECK(r.size >= sizeof(res) && (r.flags & TR_MSG_F_PTR));
+	memcpy(&res, r.data, sizeof(res));
 	CHECK_ERR(res.status, TR_ENOENT);
 	CHECK_EQ_U64(res.asked, 0);
 	tr_received_fini(&r);

@@ -118,17 +118,20 @@ pump(struct fx *f, int64_t ms)
 	} else if (r.type == TR_MSG_SUP_EVENT && r.size == sizeof(e->ev)) {
 		memcpy(&e->ev, r.data, sizeof(e->ev));
 	} else if (r.type == TR_MSG_SUP_REPLY &&
-		   tr_sup_reply_parse(r.data, r.size, &e->rp) == TR_OK) {
-		if (e->rp.op == TR_SUP_OP_WHICH_CHILDREN) {
-			last_nkids = 0;
-			for (uint32_t i = 0; i < e->rp.count && i < KIDS_MAX;
-			     i++) {
-				if (tr_sup_reply_child(r.data, r.size, i,
-						       &last_kids[i]) ==
-				    TR_OK) {
-					last_nkids++;
-				}
-			}
+		   TR_MSG_AS(&r, tr_sup_reply) != NULL) {
+		e->rp = *TR_MSG_AS(&r, tr_sup_reply);
+	} else if (r.type == TR_MSG_SUP_CHILDREN &&
+		   r.size >= sizeof(tr_sup_children) &&
+		   r.size == sizeof(tr_sup_children) +
+				     ((const tr_sup_children *)r.data)
+						     ->reply.count *
+					     sizeof(tr_sup_child_info)) {
+		/* Variable length: the reply, then reply.count children. */
+		const tr_sup_children *c = r.data;
+		e->rp = c->reply;
+		last_nkids = 0;
+		for (uint32_t i = 0; i < c->reply.count && i < KIDS_MAX; i++) {
+			last_kids[last_nkids++] = c->children[i];
 		}
 	} else if (r.type == MSG_BOSS_EXIT && r.size == sizeof(e->sig)) {
 		memcpy(&e->sig, r.data, sizeof(e->sig));
@@ -252,7 +255,8 @@ static const struct entry *
 find_reply(uint64_t tag)
 {
 	for (size_t i = 0; i < log_n; i++) {
-		if (log_v[i].type == TR_MSG_SUP_REPLY &&
+		if ((log_v[i].type == TR_MSG_SUP_REPLY ||
+		     log_v[i].type == TR_MSG_SUP_CHILDREN) &&
 		    log_v[i].rp.tag == tag) {
 			return &log_v[i];
 		}
@@ -505,7 +509,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_send(cx, b->probe, MSG_BOSS_EXIT, m->data, m->size);
 		break;
 	case TR_MSG_SUP_REPLY:
-		(void)tr_send(cx, b->probe, TR_MSG_SUP_REPLY, m->data, m->size);
+	case TR_MSG_SUP_CHILDREN:
+		(void)tr_send(cx, b->probe, m->type, m->data, m->size);
 		break;
 	default:
 		break;
@@ -1626,18 +1631,21 @@ test_bad_input(void)
 	CHECK(fx_recv_none(&f, 50));
 	CHECK_EQ_INT(which(&f, live), 1);
 
-	/* Reply parsing. */
+	/* Reading replies: a fixed reply of another size is not one, and
+	 * the children came as their own type, sized by their count. */
 	tr_sup_reply rp;
-	tr_sup_child_info ci;
-	CHECK_ERR(tr_sup_reply_parse(NULL, sizeof(rp), &rp), TR_EINVAL);
-	CHECK_ERR(tr_sup_reply_parse(&rp, sizeof(rp) - 1, &rp), TR_EINVAL);
 	memset(&rp, 0, sizeof(rp));
-	rp.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_ENOENT);
-	rp.count = 1; /* claims an entry it does not carry */
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_EINVAL);
-	rp.op = TR_SUP_OP_COUNT_CHILDREN;
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_EINVAL);
+	tr_msg jm = { .type = TR_MSG_SUP_REPLY, .data = &rp, .size = 0 };
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == NULL);
+	jm.size = sizeof(rp) - 1;
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == NULL);
+	jm.size = sizeof(rp);
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == &rp);
+	const struct entry *kids = find_type(TR_MSG_SUP_CHILDREN, 0);
+	CHECK(kids != NULL && kids->rp.op == TR_SUP_OP_WHICH_CHILDREN &&
+	      kids->rp.count == 1);
+	CHECK_EQ_U64(last_nkids, 1);
+	CHECK_STR(last_kids[0].id, "A");
 
 	stop_sup(&f, live, 1);
 	fx_finish(&f);
