@@ -152,9 +152,9 @@ TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
  *
  * What works: tr_send(), tr_send_ptr(), tr_spawn(), tr_stop() and tr_exit()
  * (as if sent by nobody), and tr_ctx_runtime(). A call made on one of
- * @rt's workers (from a handler) runs as that worker's own sends do, in
- * order with the running actor's. What needs an actor or an inbox
- * returns TR_EINVAL, and does nothing else: tr_request() and
+ * @rt's workers (from a handler, through library code, say) goes through
+ * that worker, as the running actor's own sends do. What needs an actor
+ * or an inbox returns TR_EINVAL, and does nothing else: tr_request() and
  * tr_request_ptr() (no one would receive the outcome: use an inbox's
  * context, tr_inbox_ctx()), tr_reply(), tr_reply_ptr(), tr_forward(),
  * tr_spawn_link(), tr_spawn_monitor(), tr_link(), tr_unlink(),
