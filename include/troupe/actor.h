@@ -322,7 +322,8 @@ TR_API tr_pid tr_self(tr_ctx *cx);
 
 /**
  * tr_sender() - Sender of the message being handled (TR_PID_NONE inside
- * init/teardown or for messages from outside any actor). Thread: actor.
+ * init/teardown, for a thread's context, and for messages sent on
+ * tr_runtime_ctx()). Thread: actor.
  */
 TR_API tr_pid tr_sender(tr_ctx *cx);
 
