@@ -98,8 +98,8 @@ transition(tr_breaker *b, tr_breaker_state to, uint64_t now)
 	}
 	c.seq = ++b->stats.changes;
 	for (size_t i = 0; i < b->subs_n; i++) {
-		if (tr_runtime_send(b->rt, b->subs[i], TR_MSG_BREAKER_STATE, &c,
-				    sizeof(c)) != TR_OK) {
+		if (tr_send(tr_runtime_ctx(b->rt), b->subs[i],
+			    TR_MSG_BREAKER_STATE, &c, sizeof(c)) != TR_OK) {
 			b->stats.send_errors++;
 		}
 	}

@@ -69,9 +69,6 @@
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
 
-/* Marks an event payload, so that parsing can reject other payloads. */
-#define EVENT_MAGIC 0x6A6F6265u /* "jobe" */
-
 /* ------------------------------------------------------------------ */
 /* Wire formats (copied with memcpy: payloads carry no alignment)      */
 
@@ -93,20 +90,6 @@ struct progress_wire {
 	uint64_t id;
 	uint32_t percent;
 	uint32_t reserved;
-	char note[TR_JOB_NOTE_MAX];
-};
-
-struct event_wire {
-	uint32_t magic;
-	uint32_t seq;
-	uint64_t id;
-	uint32_t event;
-	uint32_t state;
-	uint32_t progress;
-	int32_t exit_reason;
-	tr_pid worker;
-	uint64_t result_size;
-	char kind[TR_JOBS_KIND_MAX + 1];
 	char note[TR_JOB_NOTE_MAX];
 };
 
@@ -495,38 +478,37 @@ event_send(tr_ctx *cx, tr_jobs *j, tr_pid to, const void *buf, size_t len)
 	}
 }
 
-/* The event of @jb numbered @seq; NULL without memory. */
+/* The event of @jb numbered @seq (struct tr_job_event and the result
+ * bytes); NULL without memory. */
 static unsigned char *
 event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 {
-	struct event_wire w;
 	size_t rlen = 0;
 
-	memset(&w, 0, sizeof(w));
-	w.magic = EVENT_MAGIC;
-	w.seq = seq;
-	w.id = jb->id;
-	w.event = event;
-	w.state = jb->state;
-	w.progress = jb->progress;
-	w.exit_reason = jb->exit_reason;
-	w.worker = jb->worker;
-	memcpy(w.kind, jb->kind->name, sizeof(w.kind));
-	memcpy(w.note, jb->note, sizeof(w.note));
 	if (event == TR_JOB_EV_FINISHED && jb->state == TR_JOB_SUCCEEDED) {
 		rlen = jb->result_len;
 	}
-	w.result_size = rlen;
-	unsigned char *buf = malloc(sizeof(w) + rlen);
-	if (buf == NULL) {
+	tr_job_event *ev = calloc(1, sizeof(*ev) + rlen);
+	if (ev == NULL) {
 		return NULL;
 	}
-	memcpy(buf, &w, sizeof(w));
+	ev->seq = seq;
+	ev->id = jb->id;
+	ev->event = event;
+	ev->state = jb->state;
+	ev->progress = jb->progress;
+	ev->exit_reason = jb->exit_reason;
+	ev->worker = jb->worker;
+	memcpy(ev->kind, jb->kind->name, sizeof(ev->kind));
+	ev->kind[TR_JOBS_KIND_MAX] = '\0';
+	memcpy(ev->note, jb->note, sizeof(ev->note));
+	ev->note[TR_JOB_NOTE_MAX - 1] = '\0';
+	ev->result_size = rlen;
 	if (rlen > 0) {
-		memcpy(buf + sizeof(w), jb->result, rlen);
+		memcpy(ev->result, jb->result, rlen);
 	}
-	*len = sizeof(w) + rlen;
-	return buf;
+	*len = sizeof(*ev) + rlen;
+	return (unsigned char *)ev;
 }
 
 /* Tells the job's watchers and the watchers of every job. */
@@ -1112,7 +1094,7 @@ tr_jobs_create(tr_runtime *rt, const tr_jobs_config *cfg, tr_jobs **out)
 	}
 	/* One reference for the caller, one for the runner's teardown. */
 	atomic_init(&j->refs, 2);
-	err = tr_runtime_spawn(rt, &runner_def, j, &j->runner);
+	err = tr_spawn(tr_runtime_ctx(rt), &runner_def, j, &j->runner);
 	if (err < 0) {
 		goto err_mutex;
 	}
@@ -1138,7 +1120,7 @@ tr_jobs_destroy(tr_jobs *j)
 	j->closed = true;
 	pthread_mutex_unlock(&j->mu);
 	/* After a join the runner is gone: this is a counted dead letter. */
-	(void)tr_runtime_stop_actor(j->rt, j->runner, TR_EXIT_SHUTDOWN);
+	(void)tr_stop(tr_runtime_ctx(j->rt), j->runner, TR_EXIT_SHUTDOWN);
 	jobs_release(j);
 }
 
@@ -1236,8 +1218,8 @@ tr_jobs_submit(tr_jobs *j, const char *kind, const void *payload, size_t len,
 	jb->id = ++j->next_id;
 	/* Sent under the lock, so the runner takes submissions in id
 	 * order, which is the FIFO order of each kind. */
-	err = tr_runtime_send(j->rt, j->runner, MSG_SUBMIT, &jb->id,
-			      sizeof(jb->id));
+	err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_SUBMIT, &jb->id,
+		      sizeof(jb->id));
 	if (err < 0) {
 		goto err_unlock;
 	}
@@ -1271,8 +1253,8 @@ tr_jobs_cancel(tr_jobs *j, uint64_t id)
 	} else if (is_final(jb->state)) {
 		err = TR_ESTATE;
 	} else {
-		err = tr_runtime_send(j->rt, j->runner, MSG_CANCEL, &id,
-				      sizeof(id));
+		err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_CANCEL, &id,
+			      sizeof(id));
 	}
 	pthread_mutex_unlock(&j->mu);
 	return err;
@@ -1343,8 +1325,8 @@ watch_send(tr_jobs *j, uint64_t id, tr_pid pid, bool on)
 	} else if (on && id != 0 && table_find(j, id) == NULL) {
 		err = TR_ENOENT;
 	} else {
-		err = tr_runtime_send(j->rt, j->runner, MSG_WATCH, &w,
-				      sizeof(w));
+		err = tr_send(tr_runtime_ctx(j->rt), j->runner, MSG_WATCH, &w,
+			      sizeof(w));
 	}
 	pthread_mutex_unlock(&j->mu);
 	return err;
@@ -1378,38 +1360,6 @@ tr_jobs_stats_get(tr_jobs *j, tr_jobs_stats *out)
 	out->timed_out = j->by_state[TR_JOB_TIMED_OUT];
 	out->events_dropped = j->events_dropped;
 	pthread_mutex_unlock(&j->mu);
-	return TR_OK;
-}
-
-tr_err
-tr_job_event_parse(const void *data, size_t size, tr_job_event *out)
-{
-	struct event_wire w;
-
-	if (data == NULL || out == NULL || size < sizeof(w)) {
-		return TR_EINVAL;
-	}
-	memcpy(&w, data, sizeof(w));
-	if (w.magic != EVENT_MAGIC || w.result_size != size - sizeof(w) ||
-	    w.event < TR_JOB_EV_QUEUED || w.event > TR_JOB_EV_FINISHED) {
-		return TR_EINVAL;
-	}
-	memset(out, 0, sizeof(*out));
-	out->id = w.id;
-	out->seq = w.seq;
-	out->event = w.event;
-	out->state = w.state;
-	out->progress = w.progress;
-	out->exit_reason = w.exit_reason;
-	out->worker = w.worker;
-	memcpy(out->kind, w.kind, sizeof(out->kind));
-	out->kind[TR_JOBS_KIND_MAX] = '\0';
-	memcpy(out->note, w.note, sizeof(out->note));
-	out->note[TR_JOB_NOTE_MAX - 1] = '\0';
-	out->result_size = (size_t)w.result_size;
-	out->result = w.result_size > 0
-			      ? (const unsigned char *)data + sizeof(w)
-			      : NULL;
 	return TR_OK;
 }
 

@@ -19,8 +19,8 @@
  * nearest point changed (about 1/N of them).
  *
  * Sending for the client. The pool hands each message on with
- * tr_runtime_send_as() from its own turn: the worker sees the client as
- * the sender, and the runtime keeps the order of one thread's sends, so
+ * tr_forward() from its own turn: the worker sees the client as the
+ * sender, and the runtime keeps the order of one thread's sends, so
  * messages the pool passes on to one worker arrive in the order the pool
  * took them.
  *
@@ -89,9 +89,6 @@
 #define RETRY_FIRST_MS 1u
 #define RETRY_MAX_MS   100u
 
-/* Marks a gather result, so that parsing can reject other payloads. */
-#define GATHER_MAGIC 0x67617472u /* "gatr" */
-
 /* Child ids are "w" and a decimal number below TR_POOL_MAX_WORKERS * k. */
 #define ID_LEN 16
 
@@ -119,23 +116,6 @@ struct gather_hdr {
 struct targets_hdr {
 	int32_t status;
 	uint32_t n;
-};
-
-struct result_hdr {
-	uint32_t magic;
-	int32_t status;
-	uint64_t id;
-	uint32_t asked;
-	uint32_t replied;
-	uint32_t missing;
-	uint32_t reserved;
-};
-
-struct entry_hdr {
-	tr_pid worker;
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t size;
 };
 
 /* ------------------------------------------------------------------ */
@@ -364,27 +344,21 @@ slot_live(tr_ctx *cx, struct slot *s)
 }
 
 /*
- * Sends one message to @s's worker as @from. A request (@ref not zero) is
- * forwarded: the worker's tr_reply() answers the requester directly.
+ * Sends one message to @s's worker as @from, forwarded: the worker sees
+ * the client as the sender, and for a request (@ref not zero) the
+ * worker's tr_reply() answers the requester directly.
  */
 static tr_err
 deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
 	uint32_t type, const void *data, size_t len)
 {
-	tr_err err;
-
-	if (ref.v != 0) {
-		tr_msg req = { .type = type,
-			       .flags = TR_MSG_F_REQUEST,
-			       .from = from,
-			       .ref = ref,
-			       .data = data,
-			       .size = len };
-		err = tr_forward(cx, s->pid, &req);
-	} else {
-		err = tr_runtime_send_as(tr_ctx_runtime(cx), from, s->pid, type,
-					 data, len);
-	}
+	tr_msg m = { .type = type,
+		     .flags = ref.v != 0 ? TR_MSG_F_REQUEST : 0,
+		     .from = from,
+		     .ref = ref,
+		     .data = data,
+		     .size = len };
+	tr_err err = tr_forward(cx, s->pid, &m);
 
 	if (err == TR_OK) {
 		p->delivered++;
@@ -637,20 +611,21 @@ reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
 		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 		return;
 	}
-	size_t size = sizeof(rp) + (size_t)p->n * sizeof(tr_pid);
-	unsigned char *buf = malloc(size);
-	if (buf == NULL) {
-		rp.status = TR_ENOMEM;
-		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
+	size_t size = sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
+	tr_pool_workers *w = malloc(size);
+	if (w == NULL) {
+		/* The same type, without the list: one answer either way. */
+		tr_pool_workers head = { .reply = rp };
+		head.reply.status = TR_ENOMEM;
+		(void)tr_send(cx, to, TR_MSG_POOL_WORKERS, &head, sizeof(head));
 		return;
 	}
-	rp.count = p->n;
-	memcpy(buf, &rp, sizeof(rp));
+	w->reply = rp;
+	w->reply.count = p->n;
 	for (uint32_t i = 0; i < p->n; i++) {
-		memcpy(buf + sizeof(rp) + (size_t)i * sizeof(tr_pid),
-		       &p->slots[i].pid, sizeof(tr_pid));
+		w->pids[i] = p->slots[i].pid;
 	}
-	(void)tr_send_ptr(cx, to, TR_MSG_POOL_REPLY, buf, size, free);
+	(void)tr_send_ptr(cx, to, TR_MSG_POOL_WORKERS, w, size, free);
 }
 
 /* Answers the start, once. */
@@ -1074,21 +1049,20 @@ on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 static void
 on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	tr_sup_reply rp;
+	const tr_sup_reply *rp = TR_MSG_AS(m, tr_sup_reply);
 
-	if (!tr_pid_eq(m->from, p->sup) ||
-	    tr_sup_reply_parse(m->data, m->size, &rp) < 0) {
+	if (!tr_pid_eq(m->from, p->sup) || rp == NULL) {
 		return;
 	}
-	switch (rp.op) {
+	switch (rp->op) {
 	case TR_SUP_OP_START:
 		if (p->phase != P_BOOTING) {
 			return;
 		}
-		if (rp.status != TR_OK) {
+		if (rp->status != TR_OK) {
 			/* The supervisor stops (TR_SUP_EXIT_START_FAILED)
 			 * after it stopped the workers that had started. */
-			boot_done(cx, p, rp.status);
+			boot_done(cx, p, rp->status);
 			p->stop_reason = TR_SUP_EXIT_START_FAILED;
 			p->sup_gone = true;
 			p->phase = P_STOPPING;
@@ -1108,21 +1082,21 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		}
 		return;
 	case TR_SUP_OP_START_CHILD:
-		if (rp.status != TR_OK) {
+		if (rp->status != TR_OK) {
 			/* The supervisor kept no spec for it: drop the slot. */
-			struct slot *s = slot_by_num(p, (uint32_t)rp.tag);
+			struct slot *s = slot_by_num(p, (uint32_t)rp->tag);
 			if (s != NULL) {
 				remove_slot(cx, p, (uint32_t)(s - p->slots));
 			}
 			if (p->cur_status == TR_OK) {
-				p->cur_status = rp.status;
+				p->cur_status = rp->status;
 			}
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		if (rp.status != TR_OK && p->cur_status == TR_OK) {
-			p->cur_status = rp.status;
+		if (rp->status != TR_OK && p->cur_status == TR_OK) {
+			p->cur_status = rp->status;
 		}
 		break;
 	default:
@@ -1429,86 +1403,114 @@ seen_from(const struct collector *c, tr_pid who)
 	return false;
 }
 
+/* Where entry bytes start in a result: entries are 16-aligned. */
+static size_t
+align16(size_t n)
+{
+	return (n + 15u) & ~(size_t)15u;
+}
+
+/*
+ * The result, laid out as it is sent (struct tr_pool_gather_result, its
+ * entries, then each entry's bytes at a 16-aligned offset) with the
+ * entries' data pointers left NULL: result_send() points them into each
+ * copy it sends. NULL without memory or when the size would overflow.
+ */
 static unsigned char *
 result_make(const struct collector *c, int32_t status, size_t *len)
 {
-	struct result_hdr h = {
-		.magic = GATHER_MAGIC,
+	tr_pool_gather_result h = {
 		.status = status,
 		.id = c->id,
 		.asked = c->has_targets ? c->ntargets : 0,
 	};
-	size_t size = sizeof(h);
+	size_t n = 0;
 
 	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		if (r->size > SIZE_MAX - size - sizeof(struct entry_hdr)) {
+		n++;
+	}
+	if (n > (SIZE_MAX - sizeof(h)) / sizeof(tr_pool_gather_entry)) {
+		return NULL;
+	}
+	size_t size = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
+	for (const struct rep *r = c->head; r != NULL; r = r->next) {
+		if (r->size > SIZE_MAX - 15u - size) {
 			return NULL;
 		}
-		size += sizeof(struct entry_hdr) + r->size;
-		h.replied++;
+		size += align16(r->size);
 	}
+	h.replied = (uint32_t)n;
 	h.missing = h.asked - h.replied;
-	unsigned char *buf = malloc(size);
+	unsigned char *buf = calloc(1, size);
 	if (buf == NULL) {
 		return NULL;
 	}
-	memcpy(buf, &h, sizeof(h));
-	size_t at = sizeof(h);
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		struct entry_hdr e = {
-			.worker = r->from,
-			.type = r->type,
-			.size = r->size,
-		};
-		memcpy(buf + at, &e, sizeof(e));
-		at += sizeof(e);
+	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)buf;
+	*res = h;
+	size_t at = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
+	uint32_t i = 0;
+	for (const struct rep *r = c->head; r != NULL; r = r->next, i++) {
+		res->replies[i].worker = r->from;
+		res->replies[i].type = r->type;
+		res->replies[i].size = r->size;
 		if (r->size > 0) {
 			memcpy(buf + at, r->data, r->size);
-			at += r->size;
+			at += align16(r->size);
 		}
 	}
 	*len = size;
 	return buf;
 }
 
+/*
+ * Send a copy of the result, with its entries pointing into that copy:
+ * a pointer message, which the runtime frees if it cannot deliver it,
+ * so each attempt sends a fresh copy.
+ */
+static tr_err
+result_send(tr_ctx *cx, struct collector *c)
+{
+	unsigned char *copy = malloc(c->result_len);
+
+	if (copy == NULL) {
+		return TR_ENOMEM;
+	}
+	memcpy(copy, c->result, c->result_len);
+	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)copy;
+	size_t at = align16(sizeof(*res) +
+			    res->replied * sizeof(tr_pool_gather_entry));
+	for (uint32_t i = 0; i < res->replied; i++) {
+		if (res->replies[i].size > 0) {
+			res->replies[i].data = copy + at;
+			at += align16(res->replies[i].size);
+		}
+	}
+	return tr_send_ptr(cx, c->reply_to, c->reply_type, copy, c->result_len,
+			   free);
+}
+
 static void
 collector_deliver(tr_ctx *cx, struct collector *c)
 {
-	for (;;) {
-		tr_err err = tr_send(cx, c->reply_to, c->reply_type, c->result,
-				     c->result_len);
-		if (err == TR_OK) {
-			free(c->result);
-			c->result = NULL;
-			tr_stop_self(cx, TR_EXIT_NORMAL);
-			return;
-		}
-		if (err == TR_EMSGSIZE &&
-		    c->result_len > sizeof(struct result_hdr)) {
-			/* The replies do not fit one message: report that,
-			 * with the counts, instead of the bytes. */
-			struct result_hdr h;
-			memcpy(&h, c->result, sizeof(h));
-			h.status = TR_EMSGSIZE;
-			h.replied = 0;
-			h.missing = h.asked;
-			c->result_len = sizeof(h);
-			memcpy(c->result, &h, sizeof(h));
-			continue;
-		}
-		if (err == TR_EFULL || err == TR_ENOMEM) {
-			uint32_t delay = c->retry_ms;
-			c->retry_ms = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
-							       : delay * 2;
-			if (tr_send_after(cx, tr_self(cx), MSG_GRETRY, NULL, 0,
-					  delay, NULL) == TR_OK) {
-				return;
-			}
-		}
-		/* Nothing more can be done (the runtime is stopping). */
+	tr_err err = result_send(cx, c);
+
+	if (err == TR_OK) {
+		free(c->result);
+		c->result = NULL;
 		tr_stop_self(cx, TR_EXIT_NORMAL);
 		return;
 	}
+	if (err == TR_EFULL || err == TR_ENOMEM) {
+		uint32_t delay = c->retry_ms;
+		c->retry_ms =
+			delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
+		if (tr_send_after(cx, tr_self(cx), MSG_GRETRY, NULL, 0, delay,
+				  NULL) == TR_OK) {
+			return;
+		}
+	}
+	/* Nothing more can be done (the runtime is stopping). */
+	tr_stop_self(cx, TR_EXIT_NORMAL);
 }
 
 static void
@@ -1817,14 +1819,13 @@ tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
 static bool
 start_status(const tr_received *r, tr_err *status)
 {
-	tr_pool_reply rp;
+	const tr_pool_reply *rp = TR_MSG_AS(r, tr_pool_reply);
 
-	if (r->type != TR_MSG_POOL_REPLY ||
-	    tr_pool_reply_parse(r->data, r->size, &rp) != TR_OK ||
-	    rp.op != TR_POOL_OP_START) {
+	if (r->type != TR_MSG_POOL_REPLY || rp == NULL ||
+	    rp->op != TR_POOL_OP_START) {
 		return false;
 	}
-	*status = rp.status;
+	*status = rp->status;
 	return true;
 }
 
@@ -1863,7 +1864,7 @@ tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
 	}
 	b->reply_to = tr_inbox_pid(ib);
 	b->link_to = b->reply_to;
-	err = tr_runtime_spawn(rt, &pool_def, b, &pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &pool_def, b, &pid);
 	if (err < 0) {
 		free(b);
 		goto out_inbox;
@@ -1918,32 +1919,6 @@ tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how, uint64_t key,
 		return err;
 	}
 	err = tr_send(cx, pool, MSG_ROUTE, buf, size);
-	free(buf);
-	return err;
-}
-
-tr_err
-tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type, const void *data,
-	     size_t len)
-{
-	return tr_pool_route(cx, pool, TR_POOL_DEFAULT, 0, type, data, len);
-}
-
-tr_err
-tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool, tr_pool_strategy how,
-		 uint64_t key, uint32_t type, const void *data, size_t len)
-{
-	unsigned char *buf;
-	size_t size;
-
-	if (rt == NULL || tr_pid_is_none(pool)) {
-		return TR_EINVAL;
-	}
-	tr_err err = route_make(how, key, type, data, len, &buf, &size);
-	if (err < 0) {
-		return err;
-	}
-	err = tr_runtime_send_as(rt, from, pool, MSG_ROUTE, buf, size);
 	free(buf);
 	return err;
 }
@@ -2009,88 +1984,6 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	return TR_OK;
 }
 
-tr_err
-tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-		  const tr_pool_gather_req *req, uint64_t *id)
-{
-	struct gather_arg *a;
-
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = gather_make(reply_to, pool, req, &a);
-	if (err < 0) {
-		return err;
-	}
-	uint64_t gid = a->id;
-	err = tr_runtime_spawn(rt, &collector_def, a, NULL);
-	if (err < 0) {
-		free(a);
-		return err;
-	}
-	if (id != NULL) {
-		*id = gid;
-	}
-	return TR_OK;
-}
-
-tr_err
-tr_pool_gather_parse(const void *data, size_t size, tr_pool_gather_result *out)
-{
-	struct result_hdr h;
-
-	if (data == NULL || out == NULL || size < sizeof(h)) {
-		return TR_EINVAL;
-	}
-	memcpy(&h, data, sizeof(h));
-	if (h.magic != GATHER_MAGIC || h.replied > h.asked ||
-	    h.missing != h.asked - h.replied) {
-		return TR_EINVAL;
-	}
-	memset(out, 0, sizeof(*out));
-	out->id = h.id;
-	out->status = h.status;
-	out->asked = h.asked;
-	out->replied = h.replied;
-	out->missing = h.missing;
-	return TR_OK;
-}
-
-tr_err
-tr_pool_gather_reply(const void *data, size_t size, uint32_t i,
-		     tr_pool_gather_entry *out)
-{
-	tr_pool_gather_result res;
-
-	if (out == NULL || tr_pool_gather_parse(data, size, &res) < 0) {
-		return TR_EINVAL;
-	}
-	if (i >= res.replied) {
-		return TR_ENOENT;
-	}
-	const unsigned char *p = data;
-	size_t at = sizeof(struct result_hdr);
-	for (uint32_t k = 0;; k++) {
-		struct entry_hdr e;
-		if (size - at < sizeof(e)) {
-			return TR_EINVAL;
-		}
-		memcpy(&e, p + at, sizeof(e));
-		at += sizeof(e);
-		if (e.size > size - at) {
-			return TR_EINVAL;
-		}
-		if (k == i) {
-			out->worker = e.worker;
-			out->type = e.type;
-			out->size = (size_t)e.size;
-			out->data = e.size > 0 ? p + at : NULL;
-			return TR_OK;
-		}
-		at += (size_t)e.size;
-	}
-}
-
 static tr_err
 ctl_make(const tr_pool_request *req, struct ctl_wire *w)
 {
@@ -2130,50 +2023,4 @@ tr_pool_control(tr_ctx *cx, tr_pid pool, const tr_pool_request *req)
 		return err;
 	}
 	return tr_send(cx, pool, MSG_CTL, &w, sizeof(w));
-}
-
-tr_err
-tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-		   const tr_pool_request *req)
-{
-	struct ctl_wire w;
-
-	if (rt == NULL || tr_pid_is_none(pool)) {
-		return TR_EINVAL;
-	}
-	tr_err err = ctl_make(req, &w);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_as(rt, reply_to, pool, MSG_CTL, &w, sizeof(w));
-}
-
-tr_err
-tr_pool_reply_parse(const void *data, size_t size, tr_pool_reply *out)
-{
-	if (data == NULL || out == NULL || size < sizeof(*out)) {
-		return TR_EINVAL;
-	}
-	memcpy(out, data, sizeof(*out));
-	return TR_OK;
-}
-
-tr_err
-tr_pool_reply_worker(const void *data, size_t size, uint32_t i, tr_pid *out)
-{
-	tr_pool_reply rp;
-
-	if (out == NULL || tr_pool_reply_parse(data, size, &rp) < 0 ||
-	    rp.op != TR_POOL_OP_WORKERS ||
-	    (size - sizeof(rp)) / sizeof(tr_pid) < rp.count) {
-		return TR_EINVAL;
-	}
-	if (i >= rp.count) {
-		return TR_ENOENT;
-	}
-	memcpy(out,
-	       (const unsigned char *)data + sizeof(rp) +
-		       (size_t)i * sizeof(tr_pid),
-	       sizeof(*out));
-	return TR_OK;
 }

@@ -452,15 +452,6 @@ out:
 }
 
 tr_err
-tr_pubsub_subscribe_self(tr_ctx *cx, tr_pubsub *ps, const char *topic)
-{
-	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
-		return TR_EINVAL;
-	}
-	return tr_pubsub_subscribe(ps, topic, tr_self(cx));
-}
-
-tr_err
 tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 {
 	size_t len;
@@ -502,24 +493,13 @@ out:
 	return err;
 }
 
-tr_err
-tr_pubsub_unsubscribe_self(tr_ctx *cx, tr_pubsub *ps, const char *topic)
-{
-	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
-		return TR_EINVAL;
-	}
-	return tr_pubsub_unsubscribe(ps, topic, tr_self(cx));
-}
-
 /* ---- publish ------------------------------------------------------------- */
 
-/*
- * The one publish path. @cx is the publishing actor, or NULL for a
- * publish from outside with @from as the sender.
- */
+/* The publish path; @cx is the publisher's context (its pid is the
+ * sender). */
 static int
-publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
-	uint32_t type, const void *data, size_t len)
+publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
+	const void *data, size_t len)
 {
 	size_t tlen;
 
@@ -555,9 +535,7 @@ publish(tr_pubsub *ps, tr_ctx *cx, tr_pid from, const char *topic,
 	tr_err err = TR_OK;
 	for (uint32_t i = 0; i < snap->n; i++) {
 		tr_pid to = snap->pids[i];
-		err = cx != NULL ? tr_send(cx, to, type, data, len)
-				 : tr_runtime_send_as(ps->rt, from, to, type,
-						      data, len);
+		err = tr_send(cx, to, type, data, len);
 		if (err == TR_OK) {
 			sent++;
 		} else if (err == TR_EINVAL || err == TR_EMSGSIZE) {
@@ -586,17 +564,7 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
 		return TR_EINVAL;
 	}
-	return publish(ps, cx, TR_PID_NONE, topic, type, data, len);
-}
-
-int
-tr_pubsub_publish_as(tr_pubsub *ps, tr_pid from, const char *topic,
-		     uint32_t type, const void *data, size_t len)
-{
-	if (ps == NULL) {
-		return TR_EINVAL;
-	}
-	return publish(ps, NULL, from, topic, type, data, len);
+	return publish(ps, cx, topic, type, data, len);
 }
 
 /* ---- inspection ---------------------------------------------------------- */

@@ -536,7 +536,7 @@ tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
 	rl->refs = 2; /* the caller's handle and the actor */
 	/* On success init and teardown will run: the actor's reference is
 	 * dropped in teardown. */
-	err = tr_runtime_spawn(rt, &limiter_def, rl, &rl->pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &limiter_def, rl, &rl->pid);
 	if (err < 0) {
 		pthread_mutex_destroy(&rl->mu);
 		free(rl);
@@ -557,7 +557,7 @@ tr_ratelimit_destroy(tr_ratelimit *rl)
 	pthread_mutex_unlock(&rl->mu);
 	if (!closed) {
 		/* Its teardown answers the waiters and drops its reference. */
-		(void)tr_runtime_stop_actor(rl->rt, rl->pid, TR_EXIT_NORMAL);
+		(void)tr_stop(tr_runtime_ctx(rl->rt), rl->pid, TR_EXIT_NORMAL);
 	}
 	handle_unref(rl);
 }
@@ -597,7 +597,9 @@ tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl, uint32_t tokens,
 {
 	struct request q;
 
-	if (cx == NULL) {
+	/* The grant goes to the context's pid: the runtime's context has
+	 * none to send it to. */
+	if (cx == NULL || tr_pid_is_none(tr_self(cx))) {
 		return TR_EINVAL;
 	}
 	tr_err err = request_make(rl, tokens, tag, max_wait_ms, &q);
@@ -605,23 +607,6 @@ tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl, uint32_t tokens,
 		return err;
 	}
 	return tr_send(cx, rl->pid, MSG_RL_REQUEST, &q, sizeof(q));
-}
-
-tr_err
-tr_ratelimit_acquire_as(tr_ratelimit *rl, tr_pid reply_to, uint32_t tokens,
-			uint64_t tag, int64_t max_wait_ms)
-{
-	struct request q;
-
-	if (tr_pid_is_none(reply_to)) {
-		return TR_EINVAL;
-	}
-	tr_err err = request_make(rl, tokens, tag, max_wait_ms, &q);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_as(rl->rt, reply_to, rl->pid, MSG_RL_REQUEST, &q,
-				  sizeof(q));
 }
 
 tr_err

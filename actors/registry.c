@@ -379,15 +379,6 @@ tr_registry_register(tr_registry *reg, const char *name, tr_pid pid)
 }
 
 tr_err
-tr_registry_register_self(tr_ctx *cx, tr_registry *reg, const char *name)
-{
-	if (cx == NULL || reg == NULL || tr_ctx_runtime(cx) != reg->rt) {
-		return TR_EINVAL;
-	}
-	return do_register(reg, name, tr_self(cx), false, TR_PID_NONE);
-}
-
-tr_err
 tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
 		    tr_pid pid)
 {
@@ -468,22 +459,6 @@ tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name, uint32_t type,
 		return err;
 	}
 	return tr_send(cx, to, type, data, len);
-}
-
-tr_err
-tr_registry_send_as(tr_registry *reg, tr_pid from, const char *name,
-		    uint32_t type, const void *data, size_t len)
-{
-	tr_pid to;
-
-	if (reg == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = tr_registry_whereis(reg, name, &to);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_as(reg->rt, from, to, type, data, len);
 }
 
 tr_err

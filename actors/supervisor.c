@@ -1083,28 +1083,31 @@ reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 	if (tr_pid_is_none(r->reply_to)) {
 		return;
 	}
-	size_t size = sizeof(tr_sup_reply) + s->n * sizeof(tr_sup_child_info);
-	char *buf = calloc(1, size);
-	if (buf == NULL) {
-		(void)reply(cx, r, TR_ENOMEM, 0, TR_PID_NONE);
+	size_t size =
+		sizeof(tr_sup_children) + s->n * sizeof(tr_sup_child_info);
+	tr_sup_children *c = calloc(1, size);
+	if (c == NULL) {
+		/* The same type, without the list: one answer either way. */
+		tr_sup_children head;
+		memset(&head, 0, sizeof(head));
+		head.reply.tag = r->tag;
+		head.reply.op = r->op;
+		head.reply.status = TR_ENOMEM;
+		(void)tr_send(cx, r->reply_to, TR_MSG_SUP_CHILDREN, &head,
+			      sizeof(head));
 		return;
 	}
-	tr_sup_reply rp;
-	memset(&rp, 0, sizeof(rp));
-	rp.tag = r->tag;
-	rp.op = r->op;
-	rp.count = (uint32_t)s->n;
-	memcpy(buf, &rp, sizeof(rp));
+	c->reply.tag = r->tag;
+	c->reply.op = r->op;
+	c->reply.count = (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
-		tr_sup_child_info ci;
-		memset(&ci, 0, sizeof(ci));
-		memcpy(ci.id, s->kids[i].sp.id, sizeof(ci.id));
-		ci.pid = s->kids[i].pid;
-		ci.type = s->kids[i].sp.type;
-		ci.restart = s->kids[i].sp.restart;
-		memcpy(buf + sizeof(rp) + i * sizeof(ci), &ci, sizeof(ci));
+		tr_sup_child_info *ci = &c->children[i];
+		memcpy(ci->id, s->kids[i].sp.id, sizeof(ci->id));
+		ci->pid = s->kids[i].pid;
+		ci->type = s->kids[i].sp.type;
+		ci->restart = s->kids[i].sp.restart;
 	}
-	(void)tr_send_ptr(cx, r->reply_to, TR_MSG_SUP_REPLY, buf, size, free);
+	(void)tr_send_ptr(cx, r->reply_to, TR_MSG_SUP_CHILDREN, c, size, free);
 }
 
 static void
@@ -1571,14 +1574,13 @@ tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 static bool
 start_status(const tr_received *r, tr_err *status)
 {
-	tr_sup_reply rp;
+	const tr_sup_reply *rp = TR_MSG_AS(r, tr_sup_reply);
 
-	if (r->type != TR_MSG_SUP_REPLY ||
-	    tr_sup_reply_parse(r->data, r->size, &rp) != TR_OK ||
-	    rp.op != TR_SUP_OP_START) {
+	if (r->type != TR_MSG_SUP_REPLY || rp == NULL ||
+	    rp->op != TR_SUP_OP_START) {
 		return false;
 	}
-	*status = rp.status;
+	*status = rp->status;
 	return true;
 }
 
@@ -1626,7 +1628,7 @@ tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 	b->reply_to = tr_inbox_pid(ib);
 	b->link_to = b->reply_to;
 	b->kind = BOOT_REPLY;
-	err = tr_runtime_spawn(rt, &sup_def, b, &pid);
+	err = tr_spawn(tr_runtime_ctx(rt), &sup_def, b, &pid);
 	if (err < 0) {
 		boot_free(b);
 		goto out_inbox;
@@ -1656,22 +1658,6 @@ tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req)
 }
 
 tr_err
-tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
-	       const tr_sup_request *req)
-{
-	struct req *r;
-
-	if (rt == NULL || tr_pid_is_none(sup)) {
-		return TR_EINVAL;
-	}
-	tr_err err = req_make(req, reply_to, &r);
-	if (err < 0) {
-		return err;
-	}
-	return tr_runtime_send_ptr(rt, sup, MSG_REQ, r, sizeof(*r), req_free);
-}
-
-tr_err
 tr_sup_stop(tr_ctx *cx, tr_pid sup)
 {
 	tr_sup_request q;
@@ -1680,33 +1666,4 @@ tr_sup_stop(tr_ctx *cx, tr_pid sup)
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_STOP;
 	return tr_sup_send(cx, sup, &q);
-}
-
-tr_err
-tr_sup_reply_parse(const void *data, size_t size, tr_sup_reply *out)
-{
-	if (data == NULL || out == NULL || size < sizeof(*out)) {
-		return TR_EINVAL;
-	}
-	memcpy(out, data, sizeof(*out));
-	return TR_OK;
-}
-
-tr_err
-tr_sup_reply_child(const void *data, size_t size, uint32_t i,
-		   tr_sup_child_info *out)
-{
-	tr_sup_reply rp;
-
-	if (out == NULL || tr_sup_reply_parse(data, size, &rp) < 0 ||
-	    rp.op != TR_SUP_OP_WHICH_CHILDREN ||
-	    (size - sizeof(rp)) / sizeof(*out) < rp.count) {
-		return TR_EINVAL;
-	}
-	if (i >= rp.count) {
-		return TR_ENOENT;
-	}
-	memcpy(out, (const char *)data + sizeof(rp) + (size_t)i * sizeof(*out),
-	       sizeof(*out));
-	return TR_OK;
 }

@@ -50,7 +50,8 @@ maybe_grow(struct tr__watch *ws)
 static tr_err
 send_watcher(struct tr__watch *ws, uint32_t type, tr_pid pid)
 {
-	return tr_runtime_send(ws->rt, ws->watcher, type, &pid, sizeof(pid));
+	return tr_send(tr_runtime_ctx(ws->rt), ws->watcher, type, &pid,
+		       sizeof(pid));
 }
 
 struct tr__watched *
@@ -244,7 +245,7 @@ tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
 	/* One reference for the creator, one for the watcher's teardown. */
 	atomic_init(&ws->refs, 2);
 	/* The definition is in the module's static ops: it outlives us. */
-	tr_err err = tr_runtime_spawn(rt, &ops->def, ws, &ws->watcher);
+	tr_err err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
 	if (err < 0) {
 		free(ws->buckets);
 		ws->buckets = NULL;
@@ -256,7 +257,7 @@ void
 tr__watch_destroy(struct tr__watch *ws)
 {
 	/* After a join the watcher is gone: this is a counted dead letter. */
-	(void)tr_runtime_stop_actor(ws->rt, ws->watcher, TR_EXIT_SHUTDOWN);
+	(void)tr_stop(tr_runtime_ctx(ws->rt), ws->watcher, TR_EXIT_SHUTDOWN);
 	release(ws);
 }
 

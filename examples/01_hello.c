@@ -7,8 +7,8 @@
  *   2. define and spawn one actor, a "greeter" that prints a line for each
  *      message it gets and counts them in its own state,
  *   3. start the worker threads,
- *   4. send it a few messages from main, which is not an actor, with
- *      tr_runtime_send(),
+ *   4. send it a few messages from main, which is not an actor, through
+ *      the runtime's context (tr_runtime_ctx),
  *   5. wait until every message has been handled (tr_runtime_wait_idle),
  *   6. stop, join and destroy the runtime.
  *
@@ -47,9 +47,8 @@ struct greeter {
 
 /*
  * The handler: called once per message, one message at a time. @m and @cx
- * are valid only during the call. For a message sent with tr_send() or
- * tr_runtime_send(), m->data points to a private copy of the bytes that the
- * sender passed.
+ * are valid only during the call. For a message sent with tr_send(),
+ * m->data points to a private copy of the bytes that the sender passed.
  */
 static void
 greeter_handle(tr_ctx *cx, void *state, const tr_msg *m)
@@ -101,10 +100,14 @@ main(void)
 	 *    online core. Passing NULL is the same as tr_config_default(). */
 	check(tr_runtime_create(NULL, &rt), "tr_runtime_create");
 
+	/* main is not an actor, so it has no context of its own: the
+	 * runtime's context lets it make the calls an actor makes (spawn,
+	 * send, stop). Its messages have no sender. */
+	tr_ctx *cx = tr_runtime_ctx(rt);
+
 	/* 2. Spawn the greeter. Its pid is the only way to reach it. Spawning
 	 *    before start is allowed; it runs once the workers are up. */
-	check(tr_runtime_spawn(rt, &greeter_def, NULL, &greeter),
-	      "tr_runtime_spawn");
+	check(tr_spawn(cx, &greeter_def, NULL, &greeter), "tr_spawn");
 
 	/* 3. Start the worker threads. */
 	check(tr_runtime_start(rt), "tr_runtime_start");
@@ -115,9 +118,9 @@ main(void)
 	 *    strings could change right after the call. Messages from one
 	 *    sender to one actor arrive in the order they were sent. */
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		check(tr_runtime_send(rt, greeter, MSG_GREET, names[i],
-				      strlen(names[i])),
-		      "tr_runtime_send");
+		check(tr_send(cx, greeter, MSG_GREET, names[i],
+			      strlen(names[i])),
+		      "tr_send");
 	}
 
 	/* 5. Sends are asynchronous: they return before the greeter runs.

@@ -172,14 +172,16 @@ main(int argc, char **argv)
 
 	/* Pong first, so that ping can be told its pid. The arguments live
 	 * on main's stack, which outlives ping's init. */
-	check(tr_runtime_spawn(rt, &pong_def, NULL, &pong), "spawn pong");
+	check(tr_spawn(tr_runtime_ctx(rt), &pong_def, NULL, &pong),
+	      "spawn pong");
 	struct ping_args args = {
 		.pong = pong,
 		.report_to = tr_inbox_pid(inbox),
 		.rounds = rounds,
 	};
 	double t0 = now_s();
-	check(tr_runtime_spawn(rt, &ping_def, &args, &ping), "spawn ping");
+	check(tr_spawn(tr_runtime_ctx(rt), &ping_def, &args, &ping),
+	      "spawn ping");
 	printf("ping %s <-> pong %s, %" PRIu64 " round trips on %u workers\n",
 	       tr_pid_format(ping, buf[0], sizeof(buf[0])),
 	       tr_pid_format(pong, buf[1], sizeof(buf[1])), rounds,

@@ -109,8 +109,8 @@ main(int argc, char **argv)
 	}
 	/* SIGINT/SIGTERM: stop gracefully (TR_PID_NONE = the default). */
 	tr_runtime_handle_signals(rt, TR_PID_NONE);
-	tr_runtime_spawn(rt, &server_def, NULL, &server);
-	tr_runtime_send(rt, server, MSG_START, &port, sizeof(port));
+	tr_spawn(tr_runtime_ctx(rt), &server_def, NULL, &server);
+	tr_send(tr_runtime_ctx(rt), server, MSG_START, &port, sizeof(port));
 	tr_runtime_join(rt); /* returns after a signal (or a failed listen) */
 	tr_runtime_destroy(rt);
 	printf("echo: stopped\n");

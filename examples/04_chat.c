@@ -1855,10 +1855,11 @@ shut_down(tr_runtime *rt, tr_inbox *ib, tr_pid server)
 	uint64_t deadline = now_ms() + opt.stop_ms;
 
 	/* No new clients: the listener closes with its owner. */
-	(void)tr_runtime_stop_actor(rt, server, TR_EXIT_NORMAL);
-	/* Sent as the inbox, so that MSG_ALL_GONE comes back here. */
-	if (tr_runtime_send_as(rt, tr_inbox_pid(ib), directory_pid,
-			       MSG_SHUTDOWN, NULL, 0) < 0) {
+	(void)tr_stop(tr_runtime_ctx(rt), server, TR_EXIT_NORMAL);
+	/* Sent on the inbox's context, so that MSG_ALL_GONE comes back
+	 * here. */
+	if (tr_send(tr_inbox_ctx(ib), directory_pid, MSG_SHUTDOWN, NULL, 0) <
+	    0) {
 		return;
 	}
 	for (;;) {
@@ -1903,8 +1904,9 @@ main(int argc, char **argv)
 	}
 	/* Spawned before the start, so directory_pid is set before any
 	 * session can read it. */
-	if (tr_runtime_spawn(rt, &directory_def, NULL, &directory_pid) < 0 ||
-	    tr_runtime_spawn(rt, &server_def, NULL, &server) < 0 ||
+	if (tr_spawn(tr_runtime_ctx(rt), &directory_def, NULL, &directory_pid) <
+		    0 ||
+	    tr_spawn(tr_runtime_ctx(rt), &server_def, NULL, &server) < 0 ||
 	    tr_runtime_start(rt) < 0) {
 		fprintf(stderr, "chat: cannot start the runtime\n");
 		tr_runtime_destroy(rt);
@@ -1917,8 +1919,8 @@ main(int argc, char **argv)
 	 */
 	if (tr_inbox_create(rt, &ib) < 0 ||
 	    tr_runtime_handle_signals(rt, tr_inbox_pid(ib)) < 0 ||
-	    tr_runtime_send(rt, server, MSG_START, &opt.port,
-			    sizeof(opt.port)) < 0) {
+	    tr_send(tr_runtime_ctx(rt), server, MSG_START, &opt.port,
+		    sizeof(opt.port)) < 0) {
 		fprintf(stderr, "chat: cannot start the server\n");
 		failed = true;
 	}

@@ -20,13 +20,13 @@
  *             keeps the rest as backlog and resumes when the sink sends
  *             credit (back-pressure instead of unbounded queues).
  *
- * main is not an actor: it ticks the firehose with tr_runtime_send(),
- * prints a progress line every second from tr_runtime_metrics(), then
- * drains the load (the driver's "drained" report arrives in a tr_inbox),
- * stops the runtime and checks that every message is accounted for:
- * msgs_sent == msgs_handled + dead_letters, and the application's own
- * counts agree with each other and with the metrics. It exits 1 when a
- * check fails.
+ * main is not an actor: it ticks the firehose with tr_send() on the
+ * runtime's context (tr_runtime_ctx()), prints a progress line every second
+ * from tr_runtime_metrics(), then drains the load (the driver's "drained"
+ * report arrives in a tr_inbox), stops the runtime and checks that every
+ * message is accounted for: msgs_sent == msgs_handled + dead_letters, and
+ * the application's own counts agree with each other and with the metrics.
+ * It exits 1 when a check fails.
  *
  * Threads: main, the runtime's workers and blocking pool. Actors share no
  * mutable state. The only other shared memory is the spawn arguments that
@@ -1000,6 +1000,7 @@ parse_options(int argc, char **argv, struct options *o)
 static void
 build_tree(tr_runtime *rt, size_t n_leaves, struct tree *t)
 {
+	tr_ctx *cx = tr_runtime_ctx(rt); /* main is not an actor */
 	tr_pid *cur = malloc(n_leaves * sizeof(*cur));
 	tr_pid *next = malloc(n_leaves * sizeof(*next));
 
@@ -1013,7 +1014,7 @@ build_tree(tr_runtime *rt, size_t n_leaves, struct tree *t)
 		die("building the tree", TR_ENOMEM);
 	}
 	for (size_t i = 0; i < n_leaves; i++) {
-		tr_err err = tr_runtime_spawn(rt, &leaf_def, NULL, &cur[i]);
+		tr_err err = tr_spawn(cx, &leaf_def, NULL, &cur[i]);
 		if (err < 0) {
 			die("spawning a leaf", err);
 		}
@@ -1033,8 +1034,7 @@ build_tree(tr_runtime *rt, size_t n_leaves, struct tree *t)
 								 : FANOUT);
 			memcpy(spec->child, &cur[first],
 			       spec->nchild * sizeof(tr_pid));
-			tr_err err =
-				tr_runtime_spawn(rt, &node_def, spec, &next[j]);
+			tr_err err = tr_spawn(cx, &node_def, spec, &next[j]);
 			if (err < 0) {
 				die("spawning a node", err);
 			}
@@ -1179,20 +1179,19 @@ setup(struct run *r)
 	dargs = (struct driver_args){ .root = r->tree.root,
 				      .expect = r->tree.n_leaves };
 	static tr_pid sink_pid;
-	if ((err = tr_runtime_spawn(r->rt, &watcher_def, &wargs, &watcher)) <
-		    0 ||
-	    (err = tr_runtime_spawn(r->rt, &driver_def, &dargs, &r->driver)) <
-		    0 ||
-	    (err = tr_runtime_spawn(r->rt, &sink_def, NULL, &sink)) < 0) {
-		die("tr_runtime_spawn", err);
+	tr_ctx *cx = tr_runtime_ctx(r->rt);
+	if ((err = tr_spawn(cx, &watcher_def, &wargs, &watcher)) < 0 ||
+	    (err = tr_spawn(cx, &driver_def, &dargs, &r->driver)) < 0 ||
+	    (err = tr_spawn(cx, &sink_def, NULL, &sink)) < 0) {
+		die("tr_spawn", err);
 	}
 	sink_pid = sink;
-	err = tr_runtime_spawn(r->rt, &firehose_def, &sink_pid, &r->firehose);
+	err = tr_spawn(cx, &firehose_def, &sink_pid, &r->firehose);
 	if (err < 0) {
 		die("spawning the firehose", err);
 	}
 	for (unsigned i = 0; i < N_AGENTS; i++) {
-		err = tr_runtime_spawn(r->rt, &agent_def, NULL, &r->agents[i]);
+		err = tr_spawn(cx, &agent_def, NULL, &r->agents[i]);
 		if (err < 0) {
 			die("spawning an agent", err);
 		}
@@ -1219,10 +1218,11 @@ static void
 run_load(struct run *r)
 {
 	tr_err err;
+	tr_ctx *cx = tr_runtime_ctx(r->rt);
 
-	err = tr_runtime_send(r->rt, r->driver, MSG_GO, NULL, 0);
+	err = tr_send(cx, r->driver, MSG_GO, NULL, 0);
 	for (unsigned i = 0; err == TR_OK && i < N_AGENTS; i++) {
-		err = tr_runtime_send(r->rt, r->agents[i], MSG_START, NULL, 0);
+		err = tr_send(cx, r->agents[i], MSG_START, NULL, 0);
 	}
 	if (err < 0) {
 		die("starting the load", err);
@@ -1233,7 +1233,7 @@ run_load(struct run *r)
 	unsigned ticks_per_s = 1000 / TICK_MS;
 	for (unsigned i = 1; i <= r->opt.seconds * ticks_per_s; i++) {
 		sleep_until(start + (uint64_t)i * TICK_MS * 1000000u);
-		err = tr_runtime_send(r->rt, r->firehose, MSG_TICK, NULL, 0);
+		err = tr_send(cx, r->firehose, MSG_TICK, NULL, 0);
 		if (err < 0) {
 			die("ticking the firehose", err);
 		}
@@ -1263,13 +1263,15 @@ drain_and_stop(struct run *r)
 	if (err < 0) {
 		die("tr_inbox_create", err);
 	}
-	err = tr_runtime_send_as(r->rt, tr_inbox_pid(inbox), r->driver,
-				 MSG_DRAIN, NULL, 0);
+	/* The driver answers the inbox, so its drain is sent on the inbox's
+	 * context; the others answer nobody. */
+	err = tr_send(tr_inbox_ctx(inbox), r->driver, MSG_DRAIN, NULL, 0);
+	tr_ctx *cx = tr_runtime_ctx(r->rt);
 	for (unsigned i = 0; err == TR_OK && i < N_AGENTS; i++) {
-		err = tr_runtime_send(r->rt, r->agents[i], MSG_DRAIN, NULL, 0);
+		err = tr_send(cx, r->agents[i], MSG_DRAIN, NULL, 0);
 	}
 	if (err == TR_OK) {
-		err = tr_runtime_send(r->rt, r->firehose, MSG_DRAIN, NULL, 0);
+		err = tr_send(cx, r->firehose, MSG_DRAIN, NULL, 0);
 	}
 	if (err < 0) {
 		die("draining", err);

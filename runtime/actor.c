@@ -8,7 +8,10 @@
  * - tr__actor_run runs on the worker that took the actor from a run queue;
  *   the mailbox protocol guarantees no other thread runs it at the same
  *   time;
- * - everything that takes a tr_ctx runs inside a handler.
+ * - everything that takes a tr_ctx runs inside a handler, or on the
+ *   thread that owns a thread's context (an inbox's, tr_inbox_ctx, or the
+ *   runtime's, tr_runtime_ctx, which any thread may use). A thread's
+ *   context has no actor and no worker, and nothing here writes to it.
  *
  * Invariants:
  * - a message is handled only if its `to` equals the slot's current pid,
@@ -1408,13 +1411,28 @@ tr__actor_table_fini(tr_runtime *rt)
 /* ------------------------------------------------------------------ */
 /* Public API for handlers                                             */
 
+/*
+ * The worker a call on @cx runs on: its turn's, none for a teardown run
+ * at destroy, and for a thread's context (no actor, no worker of its
+ * own) the calling thread's if it is a worker, so that a send from a
+ * handler through tr_runtime_ctx() uses that worker's caches and queues.
+ */
+static inline struct tr__worker *
+ctx_worker(tr_ctx *cx)
+{
+	if (tr__likely(cx->w != NULL || cx->a != NULL)) {
+		return cx->w;
+	}
+	return tr__sched_current(cx->rt);
+}
+
 tr_err
 tr_spawn(tr_ctx *cx, const tr_actor_def *def, void *arg, tr_pid *out)
 {
 	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
-	return tr__spawn(cx->rt, cx->w, def, arg, NULL, out);
+	return tr__spawn(cx->rt, ctx_worker(cx), def, arg, NULL, out);
 }
 
 tr_err
@@ -1446,7 +1464,8 @@ tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data, size_t len)
 	if (!tr__ctx_ok(cx, __func__)) {
 		return TR_EINVAL;
 	}
-	return tr__send_copy(cx->rt, cx->w, cx->self, to.v, type, data, len);
+	return tr__send_copy(cx->rt, ctx_worker(cx), cx->self, to.v, type, data,
+			     len);
 }
 
 tr_err
@@ -1459,8 +1478,8 @@ tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr, size_t len,
 		}
 		return TR_EINVAL;
 	}
-	return tr__send_ptr(cx->rt, cx->w, cx->self, to.v, type, ptr, len,
-			    free_fn, true);
+	return tr__send_ptr(cx->rt, ctx_worker(cx), cx->self, to.v, type, ptr,
+			    len, free_fn, true);
 }
 
 void *
@@ -1543,7 +1562,7 @@ tr_stop(tr_ctx *cx, tr_pid who, int32_t reason)
 		tr_stop_self(cx, reason);
 		return TR_OK;
 	}
-	return tr__actor_stop(cx->rt, cx->w, cx->self, who.v, reason);
+	return tr__actor_stop(cx->rt, ctx_worker(cx), cx->self, who.v, reason);
 }
 
 tr_err
@@ -1580,8 +1599,8 @@ tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
 		return TR_EINVAL;
 	}
 	struct sys_exit e = { .from = cx->self, .reason = reason };
-	return tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_EXIT, &e,
-			    sizeof(e));
+	return tr__send_sys(cx->rt, ctx_worker(cx), cx->self, who.v,
+			    TR__SYS_EXIT, &e, sizeof(e));
 }
 
 tr_err

@@ -418,7 +418,7 @@ tr_inbox_destroy(tr_inbox *ib)
 	pthread_mutex_lock(&ib->mu);
 	if (!ib->closed) {
 		/* The actor is alive, so the runtime is too. */
-		(void)tr_runtime_stop_actor(ib->rt, ib->pid, TR_EXIT_NORMAL);
+		(void)tr_stop(tr_runtime_ctx(ib->rt), ib->pid, TR_EXIT_NORMAL);
 	}
 	inbox_unref_locked(ib);
 }

@@ -1,12 +1,13 @@
 /*
  * Runtime lifecycle (create, start, stop, join, wait for quiescence,
- * destroy) and the calls that threads outside any actor use.
+ * destroy), and the context that threads outside any actor use
+ * (tr_runtime_ctx).
  *
- * Threads: create/start/join/destroy are `setup`; stop, spawn and send are
- * `any`. life_mu/life_cv only wake a joiner when a stop is requested; the
- * join itself polls the counters with short sleeps, because the conditions
- * it waits for (every actor stopped, every worker parked) are spread over
- * all workers and are not worth a lock on their paths.
+ * Threads: create/start/join/destroy are `setup`; stop and the runtime's
+ * context are `any`. life_mu/life_cv only wake a joiner when a stop is
+ * requested; the join itself polls the counters with short sleeps, because
+ * the conditions it waits for (every actor stopped, every worker parked)
+ * are spread over all workers and are not worth a lock on their paths.
  *
  * Invariant at the end of join: every actor stopped, every mailbox empty,
  * sum(sent) == sum(handled) + sum(dead), every worker thread joined.
@@ -111,6 +112,7 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	rt->nworkers = c.workers;
 	rt->batch = c.batch;
 	rt->slow_ticks = (uint64_t)c.slow_handler_us * tr__ticks_per_us();
+	rt->cx.rt = rt; /* tr_runtime_ctx(): no actor, no inbox, no sender */
 	atomic_init(&rt->next_ref, 1);
 	rt->chunks = tr__calloc(sizeof(*rt->chunks) * TR__MAX_CHUNKS);
 	if (rt->chunks == NULL) {
@@ -364,59 +366,10 @@ tr_runtime_workers(const tr_runtime *rt)
 	return rt != NULL ? rt->nworkers : 0;
 }
 
-tr_err
-tr_runtime_spawn(tr_runtime *rt, const tr_actor_def *def, void *arg,
-		 tr_pid *out)
+tr_ctx *
+tr_runtime_ctx(tr_runtime *rt)
 {
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	return tr__spawn(rt, tr__sched_current(rt), def, arg, NULL, out);
-}
-
-tr_err
-tr_runtime_send(tr_runtime *rt, tr_pid to, uint32_t type, const void *data,
-		size_t len)
-{
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	return tr__send_copy(rt, tr__sched_current(rt), 0, to.v, type, data,
-			     len);
-}
-
-tr_err
-tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to, uint32_t type,
-		   const void *data, size_t len)
-{
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	return tr__send_copy(rt, tr__sched_current(rt), from.v, to.v, type,
-			     data, len);
-}
-
-tr_err
-tr_runtime_send_ptr(tr_runtime *rt, tr_pid to, uint32_t type, void *ptr,
-		    size_t len, tr_free_fn free_fn)
-{
-	if (rt == NULL) {
-		if (free_fn != NULL && ptr != NULL) {
-			free_fn(ptr);
-		}
-		return TR_EINVAL;
-	}
-	return tr__send_ptr(rt, tr__sched_current(rt), 0, to.v, type, ptr, len,
-			    free_fn, true);
-}
-
-tr_err
-tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason)
-{
-	if (rt == NULL || who.v == 0) {
-		return TR_EINVAL;
-	}
-	return tr__actor_stop(rt, tr__sched_current(rt), 0, who.v, reason);
+	return rt != NULL ? &rt->cx : NULL;
 }
 
 bool

@@ -39,6 +39,14 @@ struct tr_runtime {
 	uint64_t steal_backlog_ticks;
 	uint64_t stuck_ticks; /* a turn this old is stuck (sched.c) */
 	struct tr__worker *workers;
+	/*
+	 * The context of threads that are not actors (tr_runtime_ctx): no
+	 * actor, no inbox, no worker, sender 0. Every thread shares it,
+	 * which is safe because the calls write to a context only while it
+	 * has an actor (ptr_taken, stop_requested: runtime/actor.c); a send
+	 * through it picks the calling thread's worker at the call.
+	 */
+	tr_ctx cx;
 
 	/* Slot table: chunks published with release, read with acquire. */
 	_Atomic(struct tr__actor *) *chunks;
@@ -75,12 +83,12 @@ struct tr_runtime {
 	_Alignas(64) _Atomic int state;
 	_Atomic bool stopping; /* no new spawns; join stops every actor */
 	/*
-	 * Spawns by threads that are not workers (tr_runtime_spawn, accepted
-	 * connections) between their check of `stopping` and the queueing of
-	 * the new actor's first message. Such a spawn has no live parent to
-	 * keep join's sweep going, so join waits for this to reach zero
-	 * before it sweeps: a Dekker pair of seq_cst operations with
-	 * `stopping` (see tr__spawn and tr_runtime_join).
+	 * Spawns by threads that are not workers (through a thread's
+	 * context, accepted connections) between their check of `stopping`
+	 * and the queueing of the new actor's first message. Such a spawn
+	 * has no live parent to keep join's sweep going, so join waits for
+	 * this to reach zero before it sweeps: a Dekker pair of seq_cst
+	 * operations with `stopping` (see tr__spawn and tr_runtime_join).
 	 */
 	_Atomic uint32_t foreign_spawning;
 	pthread_mutex_t life_mu;

@@ -94,7 +94,7 @@ spawn(tr_runtime *rt, const tr_actor_def *def, void *arg)
 {
 	tr_pid p = TR_PID_NONE;
 
-	CHECK_OK(tr_runtime_spawn(rt, def, arg, &p));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(rt), def, arg, &p));
 	CHECK(!tr_pid_is_none(p));
 	return p;
 }
@@ -107,8 +107,7 @@ fx_spawn(struct fx *f, const tr_actor_def *def, void *arg)
 
 /* Sends from the probe, so that replies come back to it. */
 #define SEND(f, to, type, data, len)                                           \
-	CHECK_OK(tr_runtime_send_as((f)->rt, (f)->probe, (to), (type), (data), \
-				    (len)))
+	CHECK_OK(tr_send(tr_inbox_ctx((f)->ib), (to), (type), (data), (len)))
 
 /* Takes the next probe message; it must be @type with exactly @len bytes. */
 static inline bool

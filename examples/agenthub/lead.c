@@ -237,8 +237,9 @@ dispatch(tr_ctx *cx, struct lead *l, uint32_t i)
 	s->state = SUB_SENT;
 	s->employee = TR_PID_NONE;
 	if (tr_registry_whereis(hub.reg, NAME_EMPLOYEES, &pool) == TR_OK) {
-		(void)tr_pool_send(cx, pool, MSG_SUBTASK, buf,
-				   sizeof(msg) + msg.prompt_len);
+		/* A plain send: the pool routes it with its strategy. */
+		(void)tr_send(cx, pool, MSG_SUBTASK, buf,
+			      sizeof(msg) + msg.prompt_len);
 	}
 	arm_deadline(cx, l, i, CLAIM_TIMEOUT_MS);
 }

@@ -129,7 +129,7 @@ register_name(tr_ctx *cx, const char *name)
 		}
 		return tr_registry_replace(hub.reg, name, old, tr_self(cx));
 	}
-	return tr_registry_register_self(cx, hub.reg, name);
+	return tr_registry_register(hub.reg, name, tr_self(cx));
 }
 
 /* ------------------------------------------------------------------ */
@@ -391,6 +391,8 @@ load_data_dir(const char *dir)
 struct run {
 	tr_runtime *rt;
 	tr_inbox *inbox;
+	tr_ctx *cx; /* the inbox's context: what is sent on it is answered
+		     * to the inbox */
 	tr_pid me;  /* the inbox's pid */
 	tr_pid top; /* supervisor of the model and the manager */
 	tr_pid pool;
@@ -469,12 +471,14 @@ pump(struct run *r, int64_t ms)
 			r->has_report = true;
 		}
 		break;
-	case TR_MSG_POOL_REPLY:
-		if (tr_pool_reply_parse(m.data, m.size, &r->pool_stats) ==
-		    TR_OK) {
+	case TR_MSG_POOL_REPLY: {
+		const tr_pool_reply *rp = TR_MSG_AS(&m, tr_pool_reply);
+		if (rp != NULL) {
+			r->pool_stats = *rp;
 			r->has_pool = true;
 		}
 		break;
+	}
 	default:
 		break;
 	}
@@ -574,6 +578,7 @@ setup(struct run *r)
 	    (err = tr_inbox_create(r->rt, &r->inbox)) < 0) {
 		die("starting the runtime", err);
 	}
+	r->cx = tr_inbox_ctx(r->inbox);
 	r->me = tr_inbox_pid(r->inbox);
 	/* Ctrl-C and SIGTERM come to the inbox as messages. */
 	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
@@ -581,8 +586,7 @@ setup(struct run *r)
 	}
 
 	/* The progress printer first, so it hears every event. */
-	if ((err = tr_runtime_spawn(r->rt, &monitor_def, NULL, &r->monitor)) <
-	    0) {
+	if ((err = tr_spawn(r->cx, &monitor_def, NULL, &r->monitor)) < 0) {
 		die("spawning the monitor", err);
 	}
 
@@ -631,11 +635,9 @@ setup(struct run *r)
 	}
 
 	/* The listener answers MSG_LISTEN's sender, our inbox. */
-	if ((err = tr_runtime_spawn(r->rt, &server_def, NULL, &r->server)) <
-		    0 ||
-	    (err = tr_runtime_send_as(r->rt, r->me, r->server, MSG_LISTEN,
-				      &hub.opt.port, sizeof(hub.opt.port))) <
-		    0) {
+	if ((err = tr_spawn(r->cx, &server_def, NULL, &r->server)) < 0 ||
+	    (err = tr_send(r->cx, r->server, MSG_LISTEN, &hub.opt.port,
+			   sizeof(hub.opt.port))) < 0) {
 		die("starting the listener", err);
 	}
 	if (!wait_for(r, is_listening, 10000) || r->listening.status < 0) {
@@ -664,8 +666,8 @@ start_load(struct run *r)
 		r->client_args[i] = (struct client_args){ .index = i,
 							  .port = r->port,
 							  .report_to = r->me };
-		tr_err err = tr_runtime_spawn(
-			r->rt, &client_def, &r->client_args[i], &r->clients[i]);
+		tr_err err = tr_spawn(r->cx, &client_def, &r->client_args[i],
+				      &r->clients[i]);
 		if (err < 0) {
 			die("spawning a client", err);
 		}
@@ -677,7 +679,8 @@ drain_clients(struct run *r)
 {
 	for (unsigned i = 0; i < r->n_clients; i++) {
 		/* A client that already left makes this a dead letter. */
-		(void)tr_runtime_send(r->rt, r->clients[i], MSG_DRAIN, NULL, 0);
+		(void)tr_send(tr_runtime_ctx(r->rt), r->clients[i], MSG_DRAIN,
+			      NULL, 0);
 	}
 }
 
@@ -758,8 +761,8 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 		int64_t ask_ms = (int64_t)(left < 5000 ? left : 5000);
 
 		r->has_status = false;
-		(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER,
-					  MSG_STATUS, NULL, 0);
+		(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_STATUS,
+				       NULL, 0);
 		if (!wait_for(r, has_status, ask_ms)) {
 			continue;
 		}
@@ -770,7 +773,7 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 					      .op = TR_POOL_OP_STATS };
 			r->has_pool = false;
 			r->crashes_asked = stat_get(&stats.crashes);
-			(void)tr_pool_control_as(r->rt, r->me, r->pool, &q);
+			(void)tr_pool_control(r->cx, r->pool, &q);
 			if (wait_for(r, has_pool, ask_ms) &&
 			    r->pool_stats.restarts >= r->crashes_asked) {
 				return true;
@@ -785,8 +788,8 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 static void
 collect_report(struct run *r)
 {
-	(void)tr_runtime_send(r->rt, r->monitor, MSG_QUIET, NULL, 0);
-	(void)tr_runtime_send_as(r->rt, r->me, r->monitor, MSG_REPORT, NULL, 0);
+	(void)tr_send(tr_runtime_ctx(r->rt), r->monitor, MSG_QUIET, NULL, 0);
+	(void)tr_send(r->cx, r->monitor, MSG_REPORT, NULL, 0);
 	(void)wait_for(r, has_report, 5000);
 }
 
@@ -802,18 +805,18 @@ shut_down(struct run *r)
 	uint64_t deadline = now_ms() + hub.opt.stop_timeout_ms;
 
 	/* No new clients: the listener closes with its owner. */
-	(void)tr_runtime_stop_actor(r->rt, r->server, TR_EXIT_NORMAL);
+	(void)tr_stop(tr_runtime_ctx(r->rt), r->server, TR_EXIT_NORMAL);
 	/* The simulated clients first, so that few of their tasks are
 	 * refused; then the manager refuses every new task. */
 	drain_clients(r);
-	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_SHUTDOWN,
-				  NULL, 0);
+	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_SHUTDOWN, NULL,
+			       0);
 	if (wait_settled(r, deadline, 2) || r->signals > 1) {
 		return;
 	}
 	/* Time is up: each open task gets its failed result now. */
-	(void)tr_registry_send_as(hub.reg, r->me, NAME_MANAGER, MSG_ABORT, NULL,
-				  0);
+	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_ABORT, NULL,
+			       0);
 	if (!wait_settled(r, now_ms() + ABORT_WAIT_MS, 2)) {
 		printf("the stop did not settle: some answers may be lost\n");
 	}

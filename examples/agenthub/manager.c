@@ -283,7 +283,7 @@ static void
 job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 	     const tr_job_event *ev)
 {
-	const struct lead_result *lr = ev->result;
+	const struct lead_result *lr = (const void *)ev->result;
 	char why[160];
 	char *owned = NULL;
 
@@ -294,7 +294,7 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 	}
 	switch (ev->state) {
 	case TR_JOB_SUCCEEDED:
-		if (lr != NULL && ev->result_size > sizeof(*lr) &&
+		if (ev->result_size > sizeof(*lr) &&
 		    ((const char *)ev->result)[ev->result_size - 1] == '\0') {
 			answer_task(cx, mg, t, lr->ok, lr->json);
 			task_remove(mg, t);
@@ -327,16 +327,17 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 static void
 job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 {
-	tr_job_event ev;
+	const tr_job_event *ev = m->data;
 
-	if (tr_job_event_parse(m->data, m->size, &ev) != TR_OK) {
+	/* Variable length: the event, then result_size bytes. */
+	if (m->size < sizeof(*ev) || m->size - sizeof(*ev) != ev->result_size) {
 		return;
 	}
-	struct task *t = task_by_job(mg, ev.id);
+	struct task *t = task_by_job(mg, ev->id);
 	if (t == NULL) {
 		return;
 	}
-	switch (ev.event) {
+	switch (ev->event) {
 	case TR_JOB_EV_QUEUED:
 		if (!t->is_accepted) {
 			accept_task(cx, t);
@@ -352,14 +353,14 @@ job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 					  .done = ++t->done,
 					  .total = t->total };
 		/* Labels are shorter than LABEL_MAX; cut anything longer. */
-		size_t n = strnlen(ev.note, sizeof(p.subtask) - 1);
-		memcpy(p.subtask, ev.note, n);
+		size_t n = strnlen(ev->note, sizeof(p.subtask) - 1);
+		memcpy(p.subtask, ev->note, n);
 		p.subtask[n] = '\0';
 		(void)tr_send(cx, t->session, MSG_PROGRESS, &p, sizeof(p));
 		break;
 	}
 	case TR_JOB_EV_FINISHED:
-		job_finished(cx, mg, t, &ev);
+		job_finished(cx, mg, t, ev);
 		break;
 	default: /* TR_JOB_EV_STARTED: nothing to tell */
 		break;

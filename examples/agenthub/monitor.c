@@ -261,8 +261,9 @@ monitor_init(tr_ctx *cx, void *state, void *arg)
 	tr_err err;
 
 	(void)arg;
-	if ((err = tr_pubsub_subscribe_self(cx, hub.bus, TOPIC_TASKS)) < 0 ||
-	    (err = tr_pubsub_subscribe_self(cx, hub.bus, TOPIC_BREAKER)) < 0) {
+	tr_pid me = tr_self(cx);
+	if ((err = tr_pubsub_subscribe(hub.bus, TOPIC_TASKS, me)) < 0 ||
+	    (err = tr_pubsub_subscribe(hub.bus, TOPIC_BREAKER, me)) < 0) {
 		return err;
 	}
 	mo->last_t = hub_seconds();
@@ -297,12 +298,11 @@ monitor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case TR_MSG_POOL_REPLY: {
-		tr_pool_reply r;
+		const tr_pool_reply *r = TR_MSG_AS(m, tr_pool_reply);
 
-		if (tr_pool_reply_parse(m->data, m->size, &r) == TR_OK &&
-		    r.status == TR_OK) {
-			mo->restarts = r.restarts;
-			mo->live = r.live;
+		if (r != NULL && r->status == TR_OK) {
+			mo->restarts = r->restarts;
+			mo->live = r->live;
 		}
 		break;
 	}

@@ -5,9 +5,12 @@
  * Writing actors: definitions, spawning, sending, lifecycle, links and
  * monitors, and moving blocking calls off the scheduler.
  *
- * Functions that take a tr_ctx run only inside a handler (or init/teardown)
- * of the actor that cx belongs to. From other threads use the tr_runtime_*
- * equivalents in <troupe/runtime.h>.
+ * Functions that take a tr_ctx run inside a handler (or init/teardown) of
+ * the actor that cx belongs to. Other threads make the same calls with a
+ * thread's context from <troupe/runtime.h>: an inbox's (tr_inbox_ctx()),
+ * whose pid is the sender and which receives the replies, or the
+ * runtime's (tr_runtime_ctx()), which sends as nobody. Each function says
+ * which contexts it takes; the others get TR_EINVAL.
  */
 
 #include <stdbool.h>
@@ -77,7 +80,7 @@ typedef struct tr_actor_def {
 
 /**
  * tr_spawn() - Start a new actor.
- * @cx:  context of the calling actor
+ * @cx:  context of the calling actor or thread
  * @def: its definition
  * @arg: passed to def->init on the new actor's first turn: borrowed by the
  *       runtime until then (the caller keeps it alive or passes ownership
@@ -85,7 +88,8 @@ typedef struct tr_actor_def {
  *       set
  * @out: on success the new pid; may be NULL
  *
- * Thread:    actor, or the thread of an inbox context.
+ * Thread:    actor, or a thread's context (tr_inbox_ctx(),
+ *            tr_runtime_ctx()).
  * Return:    TR_OK; TR_EINVAL for a bad definition; TR_EMSGSIZE (arg_size
  *            over the configured maximum); TR_ENOMEM; TR_ECLOSED when the
  *            runtime is stopping.
@@ -118,7 +122,8 @@ TR_API tr_err tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg,
 
 /**
  * tr_send() - Send a copy of @len bytes at @data.
- * @cx:   context of the calling actor (becomes the sender)
+ * @cx:   context of the calling actor or thread; its pid becomes the
+ *        sender (none for tr_runtime_ctx())
  * @to:   receiver
  * @type: type tag, below TR_MSG_SYSTEM_BASE
  * @data: payload, may be NULL when @len is 0
@@ -126,7 +131,8 @@ TR_API tr_err tr_spawn_monitor(tr_ctx *cx, const tr_actor_def *def, void *arg,
  *
  * A stopped or unknown receiver makes the message a counted dead letter
  * and the call still returns TR_OK (delivery is asynchronous in general).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context (tr_inbox_ctx(),
+ *            tr_runtime_ctx()).
  * Return:    TR_OK; TR_EFULL (bounded mailbox full; nothing was sent);
  *            TR_EMSGSIZE (over the configured maximum); TR_EINVAL
  *            (TR_PID_NONE or a reserved type); TR_EUNREACH (a pid of
@@ -137,7 +143,7 @@ TR_API tr_err tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
 
 /**
  * tr_send_ptr() - Hand over @ptr without copying.
- * @cx:      context of the calling actor
+ * @cx:      as tr_send()
  * @to:      receiver
  * @type:    type tag
  * @ptr:     payload; the receiver sees it as m->data
@@ -149,7 +155,7 @@ TR_API tr_err tr_send(tr_ctx *cx, tr_pid to, uint32_t type, const void *data,
  *            the message queued, runtime stop) the runtime calls
  *            @free_fn(@ptr). After a handler returns the runtime frees the
  *            payload unless the handler took it with tr_msg_take_ptr().
- * Thread:    actor.
+ * Thread:    as tr_send().
  * Return:    as tr_send().
  */
 TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
@@ -157,7 +163,9 @@ TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
 
 /**
  * tr_request() - Send a request: a message whose one outcome comes back.
- * @cx:         context of the calling actor, or of a thread (tr_inbox_ctx)
+ * @cx:         context of the calling actor, or of a thread's inbox
+ *              (tr_inbox_ctx()); the runtime's context (tr_runtime_ctx())
+ *              has no one to receive the outcome: TR_EINVAL
  * @to:         the actor asked
  * @type:       type tag, below TR_MSG_SYSTEM_BASE
  * @data:       payload (copied), may be NULL when @len is 0
@@ -305,12 +313,17 @@ TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
  */
 TR_API bool tr_should_yield(tr_ctx *cx);
 
-/** tr_self() - Pid of the calling actor. Thread: actor. */
+/**
+ * tr_self() - Pid of the calling actor; with a thread's context, the
+ * inbox's pid (tr_inbox_ctx()) or TR_PID_NONE (tr_runtime_ctx()).
+ * Thread: actor, or a thread's context.
+ */
 TR_API tr_pid tr_self(tr_ctx *cx);
 
 /**
  * tr_sender() - Sender of the message being handled (TR_PID_NONE inside
- * init/teardown or for messages from outside any actor). Thread: actor.
+ * init/teardown, for a thread's context, and for messages sent on
+ * tr_runtime_ctx()). Thread: actor.
  */
 TR_API tr_pid tr_sender(tr_ctx *cx);
 
@@ -343,7 +356,7 @@ TR_API void tr_stop_self(tr_ctx *cx, int32_t reason);
  * have an actor finish its queue first, send it a message of your own
  * that makes it call tr_stop_self(). Stopping the calling actor itself is
  * tr_stop_self().
- * Thread:    actor.
+ * Thread:    as tr_send().
  * Return:    TR_OK (a stale pid is a dead letter), TR_EINVAL, TR_ENOMEM.
  */
 TR_API tr_err tr_stop(tr_ctx *cx, tr_pid who, int32_t reason);
@@ -354,8 +367,9 @@ TR_API tr_err tr_stop(tr_ctx *cx, tr_pid who, int32_t reason);
  * and TR_EXIT_NORMAL is ignored by an actor that does not trap exits.
  * TR_EXIT_KILL stops it even when it traps exits. A link between the two
  * stays (as with Erlang's exit/2): if @who stops, the caller still gets
- * its exit signal.
- * Thread:    actor.
+ * its exit signal. From tr_runtime_ctx() the signal comes from
+ * TR_PID_NONE.
+ * Thread:    as tr_send().
  * Return:    TR_OK, TR_EINVAL, TR_ENOMEM.
  */
 TR_API tr_err tr_exit(tr_ctx *cx, tr_pid who, int32_t reason);

@@ -89,7 +89,8 @@ typedef struct tr_ref {
  * struct tr_msg - A message, as passed to a handler.
  * @type:  type tag given by the sender
  * @flags: TR_MSG_F_* bits
- * @from:  sender's pid; TR_PID_NONE when sent from outside any actor
+ * @from:  sender's pid: an actor's, an inbox's (sent on tr_inbox_ctx()),
+ *         or TR_PID_NONE (sent on tr_runtime_ctx())
  * @ref:   for a request or a reply, the request's reference; else zero
  * @data:  payload bytes (copied send) or the pointer (tr_send_ptr); bytes
  *         of a copied send are aligned to 16

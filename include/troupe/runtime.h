@@ -2,8 +2,9 @@
 #define TROUPE_RUNTIME_H
 
 /*
- * The runtime: workers, lifecycle, and the calls other threads use to
- * talk to actors (spawn, send, stop, and an inbox to receive replies).
+ * The runtime: workers, lifecycle, and the contexts other threads use to
+ * talk to actors: the runtime's own (tr_runtime_ctx), and an inbox's,
+ * which can also receive replies (tr_inbox_ctx).
  */
 
 #include <stdbool.h>
@@ -152,39 +153,32 @@ TR_API bool tr_runtime_on_worker(const tr_runtime *rt);
 TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
 
 /**
- * tr_runtime_spawn() - tr_spawn() for code that is not an actor.
- * Thread:    any.
- * Return:    as tr_spawn().
+ * tr_runtime_ctx() - The context of a thread that is neither an actor nor
+ * the owner of an inbox: with it, code outside any actor makes the calls
+ * an actor makes, where they make sense without an actor. Messages sent
+ * through it have no sender (m->from is TR_PID_NONE), so nothing can
+ * answer them.
+ * @rt: the runtime; NULL gives NULL
+ *
+ * What works: tr_send(), tr_send_ptr(), tr_spawn(), tr_stop() and tr_exit()
+ * (as if sent by nobody), and tr_ctx_runtime(). A call made on one of
+ * @rt's workers (from a handler, through library code, say) goes through
+ * that worker, as the running actor's own sends do. What needs an actor
+ * or an inbox returns TR_EINVAL, and does nothing else: tr_request() and
+ * tr_request_ptr() (no one would receive the outcome: use an inbox's
+ * context, tr_inbox_ctx()), tr_reply(), tr_reply_ptr(), tr_forward(),
+ * tr_spawn_link(), tr_spawn_monitor(), tr_link(), tr_unlink(),
+ * tr_monitor(), tr_demonitor(), tr_become(), tr_blocking(), timers, TCP
+ * and child processes; tr_self() and tr_sender() give TR_PID_NONE,
+ * tr_msg_take_ptr() NULL, tr_should_yield() false, and tr_stop_self() and
+ * tr_trap_exit() do nothing.
+ *
+ * There is one such context per runtime, shared by every thread: none of
+ * these calls changes it, so unlike Pony's ponyint_register_thread() no
+ * thread registers first.
+ * Thread:    any; the context lives as long as @rt.
  */
-TR_API tr_err tr_runtime_spawn(tr_runtime *rt, const tr_actor_def *def,
-			       void *arg, tr_pid *out);
-
-/**
- * tr_runtime_send() - tr_send() from outside any actor; the message's
- * sender is TR_PID_NONE.
- * Thread:    any.
- * Return:    as tr_send().
- */
-TR_API tr_err tr_runtime_send(tr_runtime *rt, tr_pid to, uint32_t type,
-			      const void *data, size_t len);
-
-/**
- * tr_runtime_send_ptr() - tr_send_ptr() from outside any actor.
- * Ownership: as tr_send_ptr(): @ptr is the runtime's on every path.
- * Thread:    any.
- * Return:    as tr_send().
- */
-TR_API tr_err tr_runtime_send_ptr(tr_runtime *rt, tr_pid to, uint32_t type,
-				  void *ptr, size_t len, tr_free_fn free_fn);
-
-/**
- * tr_runtime_send_as() - Send from outside any actor with @from as the
- * message's sender, so that replies go to @from (for example an inbox).
- * Thread:    any.
- * Return:    as tr_send().
- */
-TR_API tr_err tr_runtime_send_as(tr_runtime *rt, tr_pid from, tr_pid to,
-				 uint32_t type, const void *data, size_t len);
+TR_API tr_ctx *tr_runtime_ctx(tr_runtime *rt);
 
 /**
  * tr_actor_alive() - Whether @pid names a local actor that has not stopped.
@@ -210,12 +204,6 @@ TR_API bool tr_actor_alive(tr_runtime *rt, tr_pid pid);
  *            mailbox has no bound, so it is not counted); TR_EINVAL.
  */
 TR_API tr_err tr_mailbox_len(tr_runtime *rt, tr_pid pid, uint32_t *out);
-
-/**
- * tr_runtime_stop_actor() - tr_stop() from outside any actor.
- * Thread:    any.
- */
-TR_API tr_err tr_runtime_stop_actor(tr_runtime *rt, tr_pid who, int32_t reason);
 
 /*
  * Inbox: a mailbox that a non-actor thread reads, for replies and tests.

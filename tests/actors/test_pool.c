@@ -187,25 +187,34 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	};
 	tr_received r;
 
-	CHECK_OK(tr_pool_control_as(f->rt, f->probe, pool, &q));
+	CHECK_OK(tr_pool_control(tr_inbox_ctx(f->ib), pool, &q));
 	memset(&r, 0, sizeof(r));
 	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no reply to op %d\n", (int)op);
 		harness_failed_checks++;
 		return false;
 	}
-	bool ok = r.type == TR_MSG_POOL_REPLY &&
-		  tr_pool_reply_parse(r.data, r.size, out) == TR_OK &&
-		  out->tag == tag && out->op == (uint32_t)op;
-	if (ok && pids != NULL) {
-		for (uint32_t i = 0; i < out->count && i < cap; i++) {
-			ok = ok && tr_pool_reply_worker(r.data, r.size, i,
-							&pids[i]) == TR_OK;
+	bool ok;
+	if (op == TR_POOL_OP_WORKERS) {
+		/* Variable length: the counters, then reply.count pids. */
+		const tr_pool_workers *w = r.data;
+		ok = r.type == TR_MSG_POOL_WORKERS && r.size >= sizeof(*w) &&
+		     r.size == sizeof(*w) + w->reply.count * sizeof(tr_pid);
+		if (ok) {
+			*out = w->reply;
+			for (uint32_t i = 0;
+			     pids != NULL && i < out->count && i < cap; i++) {
+				pids[i] = w->pids[i];
+			}
 		}
-		tr_pid extra;
-		ok = ok && tr_pool_reply_worker(r.data, r.size, out->count,
-						&extra) == TR_ENOENT;
+	} else {
+		const tr_pool_reply *rp = TR_MSG_AS(&r, tr_pool_reply);
+		ok = r.type == TR_MSG_POOL_REPLY && rp != NULL;
+		if (ok) {
+			*out = *rp;
+		}
 	}
+	ok = ok && out->tag == tag && out->op == (uint32_t)op;
 	if (!ok) {
 		fprintf(stderr, "  bad reply to op %d (type %u)\n", (int)op,
 			r.type);
@@ -240,8 +249,8 @@ static void
 route(struct fx *f, tr_pid pool, tr_pool_strategy how, uint64_t key,
       uint64_t value)
 {
-	CHECK_OK(tr_pool_route_as(f->rt, f->probe, pool, how, key, MSG_WORK,
-				  &value, sizeof(value)));
+	CHECK_OK(tr_pool_route(tr_inbox_ctx(f->ib), pool, how, key, MSG_WORK,
+			       &value, sizeof(value)));
 }
 
 /* Index of @p in @pids, or -1. */
@@ -371,11 +380,10 @@ test_least_loaded(void)
 	tr_pid pool = start_pool(&f, 2, TR_POOL_LEAST_LOADED);
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
 	/* Worker 0 stalls in its handler with 50 messages behind it. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_GATE, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_GATE, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
 	for (uint64_t i = 0; i < 50; i++) {
-		CHECK_OK(tr_runtime_send_as(f.rt, f.probe, pids[0], MSG_WORK,
-					    &i, sizeof(i)));
+		SEND(&f, pids[0], MSG_WORK, &i, sizeof(i));
 	}
 	CHECK_OK(tr_mailbox_len(f.rt, pids[0], &q));
 	CHECK_EQ_U64(q, 50);
@@ -508,21 +516,28 @@ recv_result(struct fx *f, tr_pool_gather_result *res, uint64_t *vals,
 		fprintf(stderr, "  no gather result\n");
 		return false;
 	}
-	bool ok = r.type == MSG_RESULT &&
-		  tr_pool_gather_parse(r.data, r.size, res) == TR_OK;
-	for (uint32_t i = 0; ok && i < res->replied && i < cap; i++) {
-		tr_pool_gather_entry e;
-		ok = tr_pool_gather_reply(r.data, r.size, i, &e) == TR_OK &&
-		     e.type == MSG_ANSWER && e.size == sizeof(uint64_t);
-		if (ok) {
-			memcpy(&vals[i], e.data, sizeof(uint64_t));
-			from[i] = e.worker;
-		}
-	}
+	/* A pointer message: the result, its entries, their bytes. */
+	const tr_pool_gather_result *gr = r.data;
+	const unsigned char *lo = r.data, *hi = lo + r.size;
+	bool ok =
+		r.type == MSG_RESULT && (r.flags & TR_MSG_F_PTR) &&
+		r.size >= sizeof(*gr) && gr->replied <= gr->asked &&
+		gr->missing == gr->asked - gr->replied &&
+		(r.size - sizeof(*gr)) / sizeof(gr->replies[0]) >= gr->replied;
 	if (ok) {
-		tr_pool_gather_entry e;
-		ok = tr_pool_gather_reply(r.data, r.size, res->replied, &e) ==
-		     TR_ENOENT;
+		*res = *gr;
+	}
+	for (uint32_t i = 0; ok && i < res->replied; i++) {
+		const tr_pool_gather_entry *e = &gr->replies[i];
+		const unsigned char *d = e->data;
+		/* Inside the message, aligned to 16. */
+		ok = e->type == MSG_ANSWER && e->size == sizeof(uint64_t) &&
+		     d != NULL && d >= lo && d + e->size <= hi &&
+		     (uintptr_t)d % 16 == 0;
+		if (ok && i < cap) {
+			memcpy(&vals[i], e->data, sizeof(uint64_t));
+			from[i] = e->worker;
+		}
 	}
 	if (!ok) {
 		fprintf(stderr, "  bad gather result (type %u size %zu)\n",
@@ -554,7 +569,7 @@ test_gather_all(void)
 		.timeout_ms = WAIT_MS,
 		.reply_type = MSG_RESULT,
 	};
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(id != 0);
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	CHECK_EQ_U64(res.id, id);
@@ -576,7 +591,7 @@ test_gather_all(void)
 	}
 	/* Two of them only. */
 	req.count = 2;
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	CHECK_EQ_U64(res.id, id);
 	CHECK_ERR(res.status, TR_OK);
@@ -614,7 +629,7 @@ test_gather_partial(void)
 		.reply_type = MSG_RESULT,
 	};
 	uint64_t t0 = harness_now_ms();
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, &id));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
 	CHECK(recv_result(&f, &res, vals, from, 5));
 	/* Not early: t0 was read before the collector armed its timer. */
 	CHECK(harness_now_ms() - t0 >= 300);
@@ -665,7 +680,7 @@ test_crash_replaced(void)
 	CHECK(tr_runtime_wait_idle(f.rt, WAIT_MS) == TR_OK);
 	tr_metrics m0 = fx_metrics(&f);
 	/* Crash worker 1 while 60 messages are routed. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[1], MSG_CRASH, NULL, 0));
 	for (uint64_t i = 0; i < 60; i++) {
 		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
 	}
@@ -724,7 +739,7 @@ test_held_for_restart(void)
 	fx_start(&f, 2);
 	tr_pid pool = start_pool(&f, 1, TR_POOL_ROUND_ROBIN);
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 1));
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_CRASH, NULL, 0));
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pids[0]), WAIT_MS));
 	for (uint64_t i = 0; i < 10; i++) {
 		route(&f, pool, TR_POOL_CONSISTENT_HASH, 42, i);
@@ -752,6 +767,7 @@ test_resize(void)
 	tr_pid pids[6], after[6];
 	unsigned counts[6] = { 0 }, stray = 0;
 	tr_pool_reply rp;
+	const tr_pool_reply *pr;
 
 	world_reset();
 	fx_start(&f, 2);
@@ -776,7 +792,7 @@ test_resize(void)
 			      .op = TR_POOL_OP_RESIZE,
 			      .tag = 7,
 			      .workers = 3 };
-	CHECK_OK(tr_pool_control_as(f.rt, f.probe, pool, &q));
+	CHECK_OK(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q));
 	unsigned done = 0;
 	bool replied = false;
 	while (done < 60 || !replied) {
@@ -796,10 +812,10 @@ test_resize(void)
 			}
 			done++;
 		} else if (r.type == TR_MSG_POOL_REPLY &&
-			   tr_pool_reply_parse(r.data, r.size, &rp) == TR_OK) {
-			CHECK_EQ_U64(rp.tag, 7);
-			CHECK_OK(rp.status);
-			CHECK_EQ_U64(rp.workers, 3);
+			   (pr = TR_MSG_AS(&r, tr_pool_reply)) != NULL) {
+			CHECK_EQ_U64(pr->tag, 7);
+			CHECK_OK(pr->status);
+			CHECK_EQ_U64(pr->workers, 3);
 			replied = true;
 		}
 		tr_received_fini(&r);
@@ -886,8 +902,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case MSG_BOSS_SEND:
 		for (uint64_t i = 0; i < 3; i++) {
-			(void)tr_pool_send(cx, b->pool, MSG_WORK, &i,
-					   sizeof(i));
+			/* A plain send: routed with the pool's strategy. */
+			(void)tr_send(cx, b->pool, MSG_WORK, &i, sizeof(i));
 		}
 		break;
 	case MSG_BOSS_GATHER: {
@@ -914,21 +930,20 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case TR_MSG_POOL_REPLY: {
-		tr_pool_reply rp;
-		if (tr_pool_reply_parse(m->data, m->size, &rp) == TR_OK &&
-		    rp.op == TR_POOL_OP_START && rp.tag == 9) {
-			w.status = rp.status;
+		const tr_pool_reply *rp = TR_MSG_AS(m, tr_pool_reply);
+		if (rp != NULL && rp->op == TR_POOL_OP_START && rp->tag == 9) {
+			w.status = rp->status;
 			w.pool = m->from;
-			w.replied = rp.live;
+			w.replied = rp->live;
 			boss_fwd(cx, b, &w);
 		}
 		break;
 	}
 	case MSG_RESULT: {
-		tr_pool_gather_result res;
-		if (tr_pool_gather_parse(m->data, m->size, &res) == TR_OK) {
-			w.status = res.status;
-			w.replied = res.replied;
+		const tr_pool_gather_result *res = m->data;
+		if ((m->flags & TR_MSG_F_PTR) && m->size >= sizeof(*res)) {
+			w.status = res->status;
+			w.replied = res->replied;
 			boss_fwd(cx, b, &w);
 		}
 		break;
@@ -1038,7 +1053,7 @@ test_intensity(void)
 	SEND(&f, mon, MSG_WORK, &pool, sizeof(pool));
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
 	/* One restart is allowed... */
-	CHECK_OK(tr_runtime_send(f.rt, pids[0], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[0], MSG_CRASH, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.started) == 3, WAIT_MS));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
@@ -1046,7 +1061,7 @@ test_intensity(void)
 	CHECK_EQ_U64(rp.live, 2);
 	/* ...the second within the period is one too many: the supervisor
 	 * gives up, and the pool stops with its reason. */
-	CHECK_OK(tr_runtime_send(f.rt, pids[1], MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), pids[1], MSG_CRASH, NULL, 0));
 	CHECK(fx_recv(&f, MSG_DONE, &reason, sizeof(reason)));
 	CHECK_EQ_INT(reason, TR_SUP_EXIT_INTENSITY);
 	CHECK(!tr_actor_alive(f.rt, pool));
@@ -1077,10 +1092,7 @@ test_bad_input(void)
 	struct fx f;
 	tr_pid pool = TR_PID_NONE;
 	uint64_t v = 1;
-	tr_pool_reply rp;
 	tr_pool_gather_result res;
-	tr_pool_gather_entry e;
-	tr_pid p;
 
 	world_reset();
 	fx_start(&f, 2);
@@ -1111,26 +1123,26 @@ test_bad_input(void)
 	tr_runtime_destroy(idle);
 
 	pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_route_as(NULL, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   MSG_WORK, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
+				&v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, TR_PID_NONE,
-				   TR_POOL_ROUND_ROBIN, 0, MSG_WORK, &v,
-				   sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), TR_PID_NONE,
+				TR_POOL_ROUND_ROBIN, 0, MSG_WORK, &v,
+				sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, (tr_pool_strategy)9, 0,
-				   MSG_WORK, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, (tr_pool_strategy)9,
+				0, MSG_WORK, &v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   TR_MSG_DOWN, &v, sizeof(v)),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN,
+				0, TR_MSG_DOWN, &v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				   MSG_WORK, NULL, 4),
+	CHECK_ERR(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN,
+				0, MSG_WORK, NULL, 4),
 		  TR_EINVAL);
 	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,
 				&v, sizeof(v)),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
+	CHECK_ERR(tr_send(NULL, pool, MSG_WORK, &v, sizeof(v)), TR_EINVAL);
 
 	tr_pool_gather_req req = { .size = sizeof(req),
 				   .type = MSG_ASK,
@@ -1138,24 +1150,23 @@ test_bad_input(void)
 				   .len = sizeof(v),
 				   .timeout_ms = 100,
 				   .reply_type = MSG_RESULT };
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, NULL, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, NULL, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(NULL, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_gather(tr_runtime_ctx(f.rt), pool, &req, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(f.rt, TR_PID_NONE, pool, &req, NULL),
-		  TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, TR_PID_NONE, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), TR_PID_NONE, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 0;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 100;
 	req.reply_type = TR_MSG_EXIT;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.reply_type = MSG_RESULT;
 	req.size = 4;
-	CHECK_ERR(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL),
+	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.size = sizeof(req);
 	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
@@ -1163,46 +1174,47 @@ test_bad_input(void)
 	tr_pool_request q = { .size = sizeof(q),
 			      .op = TR_POOL_OP_RESIZE,
 			      .workers = 0 };
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.workers = TR_POOL_MAX_WORKERS + 1;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = TR_POOL_OP_START;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = (tr_pool_op)77;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
 	q.op = TR_POOL_OP_STATS;
 	q.size = 1;
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, &q), TR_EINVAL);
-	CHECK_ERR(tr_pool_control_as(f.rt, f.probe, pool, NULL), TR_EINVAL);
-	CHECK_ERR(tr_pool_control_as(NULL, f.probe, pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
 
-	/* Payloads that are not what the parsers expect. */
-	unsigned char junk[64];
+	/* A reply payload of another size is not read as one. */
+	unsigned char junk[sizeof(tr_pool_reply) + 16];
 	memset(junk, 0xAB, sizeof(junk));
-	CHECK_ERR(tr_pool_reply_parse(NULL, 0, &rp), TR_EINVAL);
-	CHECK_ERR(tr_pool_reply_parse(junk, 3, &rp), TR_EINVAL);
-	CHECK_ERR(tr_pool_reply_worker(junk, sizeof(junk), 0, &p), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_parse(junk, sizeof(junk), &res), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_parse(NULL, 0, &res), TR_EINVAL);
-	CHECK_ERR(tr_pool_gather_reply(junk, sizeof(junk), 0, &e), TR_EINVAL);
+	tr_msg jm = { .type = TR_MSG_POOL_REPLY, .data = junk, .size = 3 };
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == NULL);
+	jm.size = sizeof(junk);
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == NULL);
+	jm.size = sizeof(tr_pool_reply);
+	CHECK(TR_MSG_AS(&jm, tr_pool_reply) == (const void *)junk);
 
 	/* A gather to a pool that stopped ends with TR_ENOENT (at once: the
 	 * timeout would be TR_ETIMEDOUT, ten minutes on). */
 	stop_pool(&f, pool);
 	req.timeout_ms = 600000;
-	CHECK_OK(tr_pool_gather_as(f.rt, f.probe, pool, &req, NULL));
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL));
 	tr_received r;
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, MSG_RESULT);
-	CHECK_OK(tr_pool_gather_parse(r.data, r.size, &res));
+	CHECK(r.size >= sizeof(res) && (r.flags & TR_MSG_F_PTR));
+	memcpy(&res, r.data, sizeof(res));
 	CHECK_ERR(res.status, TR_ENOENT);
 	CHECK_EQ_U64(res.asked, 0);
 	tr_received_fini(&r);
 	/* Routing to it is a dead letter, as any send to a stopped actor. */
-	CHECK_OK(tr_pool_route_as(f.rt, f.probe, pool, TR_POOL_ROUND_ROBIN, 0,
-				  MSG_WORK, &v, sizeof(v)));
+	CHECK_OK(tr_pool_route(tr_inbox_ctx(f.ib), pool, TR_POOL_ROUND_ROBIN, 0,
+			       MSG_WORK, &v, sizeof(v)));
 	CHECK(fx_recv_none(&f, 100));
 	fx_finish(&f);
 }

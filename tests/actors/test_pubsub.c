@@ -82,10 +82,11 @@ fwd_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	(void)state;
 	switch (m->type) {
 	case MSG_DO_SUB:
-		reply_i32(cx, tr_sender(cx),
-			  topic_of(m, topic, sizeof(topic))
-				  ? tr_pubsub_subscribe_self(cx, g_ps, topic)
-				  : -100);
+		reply_i32(
+			cx, tr_sender(cx),
+			topic_of(m, topic, sizeof(topic))
+				? tr_pubsub_subscribe(g_ps, topic, tr_self(cx))
+				: -100);
 		break;
 	case MSG_DO_PUB:
 		reply_i32(cx, tr_sender(cx),
@@ -427,8 +428,8 @@ test_basics(void)
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, "news"), 2);
 
 	/* One copy to each, with the given sender, type and bytes. */
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE,
-					  "hello", 5),
+	CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "news",
+				       MSG_NOTE, "hello", 5),
 		     2);
 	CHECK(recv_fwds(&f, got, 2));
 	CHECK(!tr_pid_eq(got[0].self, got[1].self));
@@ -444,8 +445,8 @@ test_basics(void)
 	/* Unsubscribed: s1 gets nothing more. */
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "news", s1));
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, "news"), 1);
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, TR_PID_NONE, "news", MSG_NOTE2,
-					  NULL, 0),
+	CHECK_EQ_INT(tr_pubsub_publish(tr_runtime_ctx(f.rt), g_ps, "news",
+				       MSG_NOTE2, NULL, 0),
 		     1);
 	CHECK(recv_fwds(&f, got, 1));
 	CHECK(tr_pid_eq(got[0].self, s2));
@@ -456,24 +457,24 @@ test_basics(void)
 
 	/* Subscribing twice changes nothing: still one copy. */
 	CHECK_ERR(tr_pubsub_subscribe(g_ps, "news", s2), TR_EEXIST);
-	CHECK_EQ_INT(
-		tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a", 1),
-		1);
+	CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "news",
+				       MSG_NOTE, "a", 1),
+		     1);
 	CHECK(recv_fwds(&f, got, 1));
 	expect_quiet(&f);
 
 	/* Nobody listens: fine, counted. */
-	CHECK_EQ_INT(
-		tr_pubsub_publish_as(g_ps, f.probe, "void", MSG_NOTE, "a", 1),
-		0);
+	CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "void",
+				       MSG_NOTE, "a", 1),
+		     0);
 	expect_quiet(&f);
 
 	/* The last one out removes the topic. */
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "news", s2));
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, "news"), 0);
-	CHECK_EQ_INT(
-		tr_pubsub_publish_as(g_ps, f.probe, "news", MSG_NOTE, "a", 1),
-		0);
+	CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "news",
+				       MSG_NOTE, "a", 1),
+		     0);
 	expect_quiet(&f);
 
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
@@ -506,7 +507,8 @@ test_unsubscribe_non_subscriber(void)
 	CHECK_ERR(tr_pubsub_unsubscribe(g_ps, "unknown", s1), TR_ENOENT);
 	CHECK_ERR(tr_pubsub_unsubscribe(g_ps, "unknown", s2), TR_ENOENT);
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, "t"), 1);
-	CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, "t", MSG_NOTE, "z", 1),
+	CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "t", MSG_NOTE,
+				       "z", 1),
 		     1);
 	CHECK(recv_fwds(&f, got, 1));
 	CHECK(tr_pid_eq(got[0].self, s1));
@@ -546,19 +548,24 @@ test_bad_input(void)
 	CHECK_ERR(tr_pubsub_subscribe(g_ps, "", s), TR_EINVAL);
 	CHECK_ERR(tr_pubsub_subscribe(g_ps, too_long, s), TR_EINVAL);
 	CHECK_ERR(tr_pubsub_subscribe(g_ps, "t", TR_PID_NONE), TR_EINVAL);
-	CHECK_ERR(tr_pubsub_subscribe_self(NULL, g_ps, "t"), TR_EINVAL);
+	CHECK_ERR(tr_pubsub_subscribe(g_ps, "t", tr_self(tr_runtime_ctx(f.rt))),
+		  TR_EINVAL);
 	CHECK_ERR(tr_pubsub_unsubscribe(NULL, "t", s), TR_EINVAL);
 	CHECK_ERR(tr_pubsub_unsubscribe(g_ps, NULL, s), TR_EINVAL);
 	CHECK_ERR(tr_pubsub_unsubscribe(g_ps, "t", TR_PID_NONE), TR_EINVAL);
-	CHECK_ERR(tr_pubsub_unsubscribe_self(NULL, g_ps, "t"), TR_EINVAL);
+	CHECK_ERR(
+		tr_pubsub_unsubscribe(g_ps, "t", tr_self(tr_runtime_ctx(f.rt))),
+		TR_EINVAL);
 	CHECK_ERR(tr_pubsub_publish(NULL, g_ps, "t", MSG_NOTE, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pubsub_publish_as(NULL, f.probe, "t", MSG_NOTE, NULL, 0),
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), NULL, "t", MSG_NOTE,
+				    NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, NULL, MSG_NOTE, NULL, 0),
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, NULL, MSG_NOTE,
+				    NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, too_long, MSG_NOTE, NULL,
-				       0),
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, too_long,
+				    MSG_NOTE, NULL, 0),
 		  TR_EINVAL);
 	CHECK_ERR(tr_pubsub_subscribers(NULL, "t"), TR_EINVAL);
 	CHECK_ERR(tr_pubsub_subscribers(g_ps, ""), TR_EINVAL);
@@ -571,15 +578,15 @@ test_bad_input(void)
 	 * without subscribers, and nothing is sent. */
 	CHECK_OK(tr_pubsub_subscribe(g_ps, longest, s));
 	CHECK_EQ_INT(tr_pubsub_subscribers(g_ps, longest), 1);
-	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, longest, TR_MSG_DOWN,
-				       NULL, 0),
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, longest,
+				    TR_MSG_DOWN, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_pubsub_publish_as(g_ps, f.probe, "empty", TR_MSG_DOWN,
-				       NULL, 0),
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, "empty",
+				    TR_MSG_DOWN, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(
-		tr_pubsub_publish_as(g_ps, f.probe, longest, MSG_NOTE, NULL, 4),
-		TR_EINVAL);
+	CHECK_ERR(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps, longest, MSG_NOTE,
+				    NULL, 4),
+		  TR_EINVAL);
 	expect_quiet(&f);
 	st = stats(g_ps);
 	CHECK_EQ_U64(st.published, 0);
@@ -615,15 +622,17 @@ test_from_actor(void)
 	CHECK_EQ_INT(pub_cmd(&f, b, "empty", got, 0), 0);
 	expect_quiet(&f);
 
-	/* A service of another runtime is refused inside a handler. */
+	/* A service of another runtime is refused by the call that takes
+	 * the handler's context. (Subscribing takes a bare pid, which does
+	 * not say which runtime it belongs to.) */
 	struct fx other;
 	tr_pubsub *ops = NULL;
 	fx_start(&other, 1);
 	CHECK_OK(tr_pubsub_create(other.rt, &ops));
 	tr_pubsub *mine = g_ps;
 	g_ps = ops;
-	CHECK_EQ_INT(cmd(&f, a, MSG_DO_SUB, "room"), TR_EINVAL);
 	CHECK_EQ_INT(pub_cmd(&f, a, "room", got, 0), TR_EINVAL);
+	CHECK_EQ_INT(pub_cmd(&f, b, "room", got, 0), TR_EINVAL);
 	g_ps = mine;
 	tr_pubsub_destroy(ops);
 	fx_finish(&other);
@@ -743,7 +752,7 @@ test_subscribers_die_mid_stream(void)
 	start_publishers(&f, pubs, MAX_PUBS, 0, 10, "feed");
 	CHECK(WAIT_UNTIL(recv_of(MAX_SUBS - 1) >= 500, IDLE_MS));
 	for (int i = half; i < MAX_SUBS; i++) {
-		CHECK_OK(tr_runtime_stop_actor(f.rt, subs[i], TR_EXIT_KILL));
+		CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), subs[i], TR_EXIT_KILL));
 	}
 	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "feed") == half, GONE_MS));
 	/* Publishing goes on after the removal; survivors keep up. */
@@ -822,8 +831,8 @@ test_several_topics(void)
 	CHECK_OK(tr_pubsub_subscribe(g_ps, "b", other));
 	for (int i = 0; i < 3; i++) {
 		char c = (char)('a' + i);
-		CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, topics[i],
-						  MSG_NOTE, &c, 1),
+		CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps,
+					       topics[i], MSG_NOTE, &c, 1),
 			     i == 1 ? 2 : 1);
 	}
 	/* s's forwards arrive in publish order; other's may come anywhere. */
@@ -842,8 +851,8 @@ test_several_topics(void)
 
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "b", s));
 	for (int i = 0; i < 3; i++) {
-		CHECK_EQ_INT(tr_pubsub_publish_as(g_ps, f.probe, topics[i],
-						  MSG_NOTE2, "q", 1),
+		CHECK_EQ_INT(tr_pubsub_publish(tr_inbox_ctx(f.ib), g_ps,
+					       topics[i], MSG_NOTE2, "q", 1),
 			     1);
 	}
 	CHECK(recv_fwds(&f, all, 3));
@@ -857,7 +866,7 @@ test_several_topics(void)
 	expect_quiet(&f);
 
 	/* s stops: it leaves a and c; b keeps other. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(tr_pubsub_subscribers(g_ps, "a") == 0 &&
 				 tr_pubsub_subscribers(g_ps, "c") == 0,
 			 GONE_MS));
@@ -877,7 +886,7 @@ test_stopped_pid_is_removed(void)
 
 	setup(&f, 2);
 	tr_pid s = fx_spawn(&f, &fwd_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s, TR_EXIT_NORMAL));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS)); /* s has stopped */
 
 	CHECK_OK(tr_pubsub_subscribe(g_ps, "x", s));
@@ -895,7 +904,7 @@ test_stopped_pid_is_removed(void)
 	CHECK_OK(tr_pubsub_subscribe(g_ps, "z", t));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_OK(tr_pubsub_unsubscribe(g_ps, "z", t));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, t, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), t, TR_EXIT_ERROR));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	st = stats(g_ps);
 	CHECK_EQ_U64(st.removed, 2);
@@ -921,15 +930,15 @@ test_destroy_with_subscriptions(void)
 			CHECK_OK(tr_pubsub_subscribe(g_ps, topic, s));
 		}
 		if (i % 4 == 0) {
-			CHECK_OK(
-				tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
+			CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s,
+					 TR_EXIT_NORMAL));
 		}
 	}
 	tr_pubsub_stats st = stats(g_ps);
 	CHECK_EQ_U64(st.subscribed, 600);
 	check_balance(&st);
-	CHECK(tr_pubsub_publish_as(g_ps, TR_PID_NONE, "topic.7", MSG_NOTE2,
-				   NULL, 0) >= 15);
+	CHECK(tr_pubsub_publish(tr_runtime_ctx(f.rt), g_ps, "topic.7",
+				MSG_NOTE2, NULL, 0) >= 15);
 	tr_pubsub_destroy(g_ps);
 	g_ps = NULL;
 	/* The subscribers' forwards of that publish still reach the probe. */

@@ -91,8 +91,8 @@ test_burst_then_wait(void)
 	tr_ratelimit *rl = make(&f, 10, 5, 10000);
 	uint64_t t0 = harness_now_ms();
 	for (uint64_t i = 0; i < 6; i++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, i,
-						 TR_RATELIMIT_WAIT_DEFAULT));
+		CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, i,
+					      TR_RATELIMIT_WAIT_DEFAULT));
 	}
 	for (uint64_t i = 0; i < 5; i++) {
 		CHECK(recv_reply(&f, t0, &g));
@@ -129,7 +129,8 @@ test_rate_over_a_second(void)
 	tr_ratelimit *rl = make(&f, 200, 1, 0);
 	uint64_t t0 = harness_now_ms();
 	for (uint64_t i = 0; i < N_PRECISE; i++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, i, INT64_MAX));
+		CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, i,
+					      INT64_MAX));
 	}
 	unsigned in_order = 0, in_first_second = 0, early = 0;
 	for (unsigned i = 0; i < N_PRECISE; i++) {
@@ -184,12 +185,13 @@ test_max_wait_rejects_at_once(void)
 	tr_ratelimit *rl = make(&f, 1, 1, 10000);
 	uint64_t t0 = harness_now_ms();
 	for (uint64_t k = 0; k <= N_QUEUED; k++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, k, INT64_MAX));
+		CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, k,
+					      INT64_MAX));
 	}
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 100,
-					 TR_RATELIMIT_WAIT_DEFAULT));
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 101, 0));
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 102, 600000));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, 100,
+				      TR_RATELIMIT_WAIT_DEFAULT));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, 101, 0));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, 102, 600000));
 	/* The first grant, then the two rejects; a grant that came in
 	 * between is in order and never early. */
 	unsigned grants = 0, rejects = 0, replies = 0;
@@ -258,16 +260,16 @@ test_multi_token_fifo(void)
 	/* Taken before the bucket empties, so that every due time below is
 	 * a lower bound from t0. */
 	uint64_t t0 = harness_now_ms();
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 10, 1, -1));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 10, 1, -1));
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
 	CHECK_EQ_U64(g.r.tag, 1);
 	CHECK_EQ_U64(g.r.tokens, 10);
 	/* Empty now: 10 tokens in 100 ms, then 1 more in 10 ms. The single
 	 * token must not overtake the ten queued before it. */
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 10, 2, -1));
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 1, 3, -1));
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 5, 4, -1));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 10, 2, -1));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 1, 3, -1));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 5, 4, -1));
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.r.tag, 2);
 	CHECK(g.at >= 99);
@@ -302,7 +304,8 @@ test_try(void)
 	CHECK_ERR(tr_ratelimit_try(NULL, 1), TR_EINVAL);
 	/* A waiter for 50 is queued (30 s of tokens away): try may not
 	 * overtake it, though the 20 tokens it would take are there. */
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 50, 7, INT64_MAX));
+	CHECK_OK(
+		tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 50, 7, INT64_MAX));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS)); /* it is queued */
 	CHECK_ERR(tr_ratelimit_try(rl, 1), TR_EREJECTED);
 	tr_ratelimit_destroy(rl);
@@ -317,7 +320,7 @@ test_try(void)
 	rl = make(&f, 10, 5, 10000);
 	uint64_t t0 = harness_now_ms();
 	CHECK_OK(tr_ratelimit_try(rl, 5));
-	CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 2, 8, INT64_MAX));
+	CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 2, 8, INT64_MAX));
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
 	CHECK_EQ_U64(g.r.tag, 8);
@@ -447,7 +450,8 @@ test_stop_answers_waiters(void)
 	CHECK(!tr_pid_is_none(pid));
 	uint64_t t0 = harness_now_ms();
 	for (uint64_t i = 0; i < 4; i++) {
-		CHECK_OK(tr_ratelimit_acquire_as(rl, f.probe, 30, i, -1));
+		CHECK_OK(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 30, i,
+					      -1));
 	}
 	CHECK(recv_reply(&f, t0, &g));
 	CHECK_EQ_U64(g.type, TR_MSG_RATELIMIT_GRANT);
@@ -490,16 +494,19 @@ test_bad_config_and_requests(void)
 	CHECK_EQ_U64(fx_metrics(&f).actors_alive, 1);
 
 	CHECK_OK(tr_ratelimit_create(f.rt, &c, &rl));
-	CHECK_ERR(tr_ratelimit_acquire_as(rl, f.probe, 6, 1, -1), TR_EINVAL);
-	CHECK_ERR(tr_ratelimit_acquire_as(rl, f.probe, 0, 1, -1), TR_EINVAL);
-	CHECK_ERR(tr_ratelimit_acquire_as(rl, TR_PID_NONE, 1, 1, -1),
+	CHECK_ERR(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 6, 1, -1),
 		  TR_EINVAL);
-	CHECK_ERR(tr_ratelimit_acquire_as(NULL, f.probe, 1, 1, -1), TR_EINVAL);
+	CHECK_ERR(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), rl, 0, 1, -1),
+		  TR_EINVAL);
+	CHECK_ERR(tr_ratelimit_acquire(tr_runtime_ctx(f.rt), rl, 1, 1, -1),
+		  TR_EINVAL);
+	CHECK_ERR(tr_ratelimit_acquire(tr_inbox_ctx(f.ib), NULL, 1, 1, -1),
+		  TR_EINVAL);
 	CHECK_ERR(tr_ratelimit_acquire(NULL, rl, 1, 1, -1), TR_EINVAL);
 	/* A forged request without a sender is ignored, one with a bad
 	 * token count is answered, neither crashes the limiter. */
-	CHECK_OK(tr_runtime_send(f.rt, tr_ratelimit_pid(rl),
-				 TR_MSG_RATELIMIT_BASE + 0x80u, "junk", 4));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), tr_ratelimit_pid(rl),
+			 TR_MSG_RATELIMIT_BASE + 0x80u, "junk", 4));
 	CHECK(fx_recv_none(&f, 50));
 	CHECK_OK(tr_ratelimit_try(rl, 5));
 	tr_ratelimit_destroy(rl);

@@ -82,10 +82,11 @@ node_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_send(cx, s->probe, MSG_PONG, m->data, m->size);
 		break;
 	case MSG_REG_SELF:
-		reply_i32(cx, tr_sender(cx),
-			  name_of(m, name, sizeof(name))
-				  ? tr_registry_register_self(cx, g_reg, name)
-				  : -100);
+		reply_i32(
+			cx, tr_sender(cx),
+			name_of(m, name, sizeof(name))
+				? tr_registry_register(g_reg, name, tr_self(cx))
+				: -100);
 		break;
 	case MSG_SEND_NAMED:
 		s->probe = tr_sender(cx);
@@ -195,8 +196,8 @@ test_basics(void)
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 
 	/* Send by name from outside: the probe is the sender, a answers. */
-	CHECK_OK(tr_registry_send_as(g_reg, f.probe, "alias-of-a", MSG_PING,
-				     NULL, 0));
+	CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alias-of-a",
+				  MSG_PING, NULL, 0));
 	memset(&p, 0, sizeof(p));
 	CHECK(fx_recv(&f, MSG_PONG, &p, sizeof(p)));
 	CHECK(tr_pid_eq(p.self, a));
@@ -206,9 +207,9 @@ test_basics(void)
 	CHECK(is_gone(g_reg, "alpha"));
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 	CHECK_ERR(tr_registry_unregister(g_reg, "alpha"), TR_ENOENT);
-	CHECK_ERR(
-		tr_registry_send_as(g_reg, f.probe, "alpha", MSG_PING, NULL, 0),
-		TR_ENOENT);
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alpha", MSG_PING,
+				   NULL, 0),
+		  TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
 	tr_registry_stats st = stats(g_reg);
@@ -287,7 +288,9 @@ test_bad_input(void)
 	CHECK_ERR(tr_registry_register(g_reg, "x", TR_PID_NONE), TR_EINVAL);
 	CHECK_ERR(tr_registry_replace(g_reg, "x", TR_PID_NONE, TR_PID_NONE),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_register_self(NULL, g_reg, "x"), TR_EINVAL);
+	CHECK_ERR(
+		tr_registry_register(g_reg, "x", tr_self(tr_runtime_ctx(f.rt))),
+		TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(NULL, "x"), TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(g_reg, NULL), TR_EINVAL);
 	CHECK_ERR(tr_registry_unregister(g_reg, too_long), TR_EINVAL);
@@ -297,9 +300,11 @@ test_bad_input(void)
 	CHECK_ERR(tr_registry_whereis(g_reg, "", &p), TR_EINVAL);
 	CHECK_ERR(tr_registry_send(NULL, g_reg, "x", MSG_PING, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send_as(NULL, f.probe, "x", MSG_PING, NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), NULL, "x", MSG_PING,
+				   NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send_as(g_reg, f.probe, NULL, MSG_PING, NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, NULL, MSG_PING,
+				   NULL, 0),
 		  TR_EINVAL);
 	tr_registry_stats st;
 	memset(&st, 0, sizeof(st));
@@ -309,8 +314,8 @@ test_bad_input(void)
 	/* The longest name works; a reserved type is refused by the send. */
 	CHECK_OK(tr_registry_register(g_reg, longest, a));
 	CHECK(tr_pid_eq(whereis(g_reg, longest), a));
-	CHECK_ERR(tr_registry_send_as(g_reg, f.probe, longest, TR_MSG_DOWN,
-				      NULL, 0),
+	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, longest,
+				   TR_MSG_DOWN, NULL, 0),
 		  TR_EINVAL);
 	/* Names are bytes, compared exactly. */
 	CHECK(is_gone(g_reg, "X"));
@@ -357,14 +362,16 @@ test_from_actor(void)
 	CHECK_EQ_INT(r, TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
-	/* A registry of another runtime is refused inside a handler. */
+	/* A registry of another runtime is refused by the call that takes
+	 * the handler's context. (Registering takes a bare pid, which does
+	 * not say which runtime it belongs to.) */
 	struct fx other;
 	tr_registry *oreg = NULL;
 	fx_start(&other, 1);
 	CHECK_OK(tr_registry_create(other.rt, &oreg));
 	tr_registry *mine = g_reg;
 	g_reg = oreg;
-	SEND(&f, a, MSG_REG_SELF, "elsewhere", 9);
+	SEND(&f, b, MSG_SEND_NAMED, "elsewhere", 9);
 	CHECK(fx_recv(&f, MSG_RESULT, &r, sizeof(r)));
 	CHECK_EQ_INT(r, TR_EINVAL);
 	g_reg = mine;
@@ -386,7 +393,7 @@ test_name_vanishes_on_stop(void)
 
 	CHECK_OK(tr_registry_register(g_reg, "worker", a));
 	CHECK(ping(&f, a));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(is_gone(g_reg, "worker"), GONE_MS));
 
 	tr_registry_stats st = stats(g_reg);
@@ -425,7 +432,7 @@ test_all_names_of_a_pid_vanish(void)
 	/* One name of a goes before the stop and is not removed twice. */
 	CHECK_OK(tr_registry_unregister(g_reg, "a.3"));
 	CHECK_EQ_U64(stats(g_reg).holders, 2);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_NORMAL));
 	CHECK(WAIT_UNTIL(stats(g_reg).names == 1, GONE_MS));
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof(name), "a.%d", i);
@@ -450,7 +457,7 @@ test_stopped_pid_loses_name(void)
 
 	setup(&f, 2);
 	tr_pid a = fx_spawn(&f, &node_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_NORMAL));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS)); /* a has stopped */
 
 	/* Liveness is unknown at register time: accepted, removed soon. */
@@ -489,7 +496,7 @@ test_replace(void)
 	CHECK(tr_pid_eq(whereis(g_reg, "svc.other"), c));
 
 	/* a's stop removes only what a still held. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, a, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), a, TR_EXIT_ERROR));
 	CHECK(WAIT_UNTIL(is_gone(g_reg, "svc.admin"), GONE_MS));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK(tr_pid_eq(whereis(g_reg, "svc"), b));
@@ -507,7 +514,7 @@ test_replace(void)
 	 * name ends up with c, and d's DOWN never takes it away.
 	 */
 	CHECK_OK(tr_registry_register(g_reg, "job", d));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, d, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), d, TR_EXIT_ERROR));
 	CHECK_OK(tr_registry_replace(g_reg, "job", d, c));
 	CHECK(tr_pid_eq(whereis(g_reg, "job"), c));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
@@ -640,8 +647,8 @@ stopper_main(void *arg)
 		}
 		int i = (k * 37) % RACE_POOL; /* 37 is coprime with 128 */
 		atomic_store(&r->stopped[i], true);
-		(void)tr_runtime_stop_actor(r->f->rt, r->pool[i],
-					    TR_EXIT_ERROR);
+		(void)tr_stop(tr_runtime_ctx(r->f->rt), r->pool[i],
+			      TR_EXIT_ERROR);
 	}
 	return NULL;
 }
@@ -715,8 +722,8 @@ test_race(void)
 			continue;
 		}
 		CHECK(!atomic_load(&r.stopped[k]));
-		CHECK_OK(tr_registry_send_as(g_reg, f.probe, race_names[i],
-					     MSG_PING, NULL, 0));
+		CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg,
+					  race_names[i], MSG_PING, NULL, 0));
 		struct pong pg;
 		memset(&pg, 0, sizeof(pg));
 		CHECK(fx_recv(&f, MSG_PONG, &pg, sizeof(pg)));
@@ -752,8 +759,8 @@ fill(struct fx *f, tr_registry *reg, int nactors, int per_actor)
 		}
 		if (i % 3 == 0) {
 			/* Some holders stop, some DOWNs may still be queued. */
-			CHECK_OK(tr_runtime_stop_actor(f->rt, p,
-						       TR_EXIT_NORMAL));
+			CHECK_OK(tr_stop(tr_runtime_ctx(f->rt), p,
+					 TR_EXIT_NORMAL));
 		}
 	}
 }

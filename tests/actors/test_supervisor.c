@@ -118,17 +118,20 @@ pump(struct fx *f, int64_t ms)
 	} else if (r.type == TR_MSG_SUP_EVENT && r.size == sizeof(e->ev)) {
 		memcpy(&e->ev, r.data, sizeof(e->ev));
 	} else if (r.type == TR_MSG_SUP_REPLY &&
-		   tr_sup_reply_parse(r.data, r.size, &e->rp) == TR_OK) {
-		if (e->rp.op == TR_SUP_OP_WHICH_CHILDREN) {
-			last_nkids = 0;
-			for (uint32_t i = 0; i < e->rp.count && i < KIDS_MAX;
-			     i++) {
-				if (tr_sup_reply_child(r.data, r.size, i,
-						       &last_kids[i]) ==
-				    TR_OK) {
-					last_nkids++;
-				}
-			}
+		   TR_MSG_AS(&r, tr_sup_reply) != NULL) {
+		e->rp = *TR_MSG_AS(&r, tr_sup_reply);
+	} else if (r.type == TR_MSG_SUP_CHILDREN &&
+		   r.size >= sizeof(tr_sup_children) &&
+		   r.size == sizeof(tr_sup_children) +
+				     ((const tr_sup_children *)r.data)
+						     ->reply.count *
+					     sizeof(tr_sup_child_info)) {
+		/* Variable length: the reply, then reply.count children. */
+		const tr_sup_children *c = r.data;
+		e->rp = c->reply;
+		last_nkids = 0;
+		for (uint32_t i = 0; i < c->reply.count && i < KIDS_MAX; i++) {
+			last_kids[last_nkids++] = c->children[i];
 		}
 	} else if (r.type == MSG_BOSS_EXIT && r.size == sizeof(e->sig)) {
 		memcpy(&e->sig, r.data, sizeof(e->sig));
@@ -252,7 +255,8 @@ static const struct entry *
 find_reply(uint64_t tag)
 {
 	for (size_t i = 0; i < log_n; i++) {
-		if (log_v[i].type == TR_MSG_SUP_REPLY &&
+		if ((log_v[i].type == TR_MSG_SUP_REPLY ||
+		     log_v[i].type == TR_MSG_SUP_CHILDREN) &&
 		    log_v[i].rp.tag == tag) {
 			return &log_v[i];
 		}
@@ -505,7 +509,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_send(cx, b->probe, MSG_BOSS_EXIT, m->data, m->size);
 		break;
 	case TR_MSG_SUP_REPLY:
-		(void)tr_send(cx, b->probe, TR_MSG_SUP_REPLY, m->data, m->size);
+	case TR_MSG_SUP_CHILDREN:
+		(void)tr_send(cx, b->probe, m->type, m->data, m->size);
 		break;
 	default:
 		break;
@@ -568,7 +573,7 @@ request(struct fx *f, tr_pid sup, tr_sup_request q)
 	none.status = -1000;
 	q.size = sizeof(q);
 	q.tag = next_tag++;
-	tr_err err = tr_sup_send_as(f->rt, f->probe, sup, &q);
+	tr_err err = tr_sup_send(tr_inbox_ctx(f->ib), sup, &q);
 	CHECK_OK(err);
 	if (err < 0) {
 		return none;
@@ -643,7 +648,7 @@ static void
 crash(struct fx *f, tr_pid who)
 {
 	CHECK(!tr_pid_is_none(who));
-	CHECK_OK(tr_runtime_send(f->rt, who, MSG_CRASH, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f->rt), who, MSG_CRASH, NULL, 0));
 }
 
 /* ---- strategies --------------------------------------------------------- */
@@ -792,7 +797,8 @@ test_restart_types(void)
 	tr_pid p = kid_pid("P"), t2 = kid_pid("T2");
 
 	/* Transient, normal exit: not restarted, the spec stays. */
-	CHECK_OK(tr_runtime_send(f.rt, kid_pid("T1"), MSG_QUIT, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), kid_pid("T1"), MSG_QUIT, NULL,
+			 0));
 	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "T1") == 1, WAIT_MS);
 	CHECK_EQ_INT(which(&f, sup), 4);
 	CHECK(tr_pid_is_none(kid_pid("T1")));
@@ -809,7 +815,7 @@ test_restart_types(void)
 	CHECK(tr_pid_is_none(kid_pid("X")));
 
 	/* Permanent, normal exit: restarted all the same. */
-	CHECK_OK(tr_runtime_send(f.rt, p, MSG_QUIT, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), p, MSG_QUIT, NULL, 0));
 	WAIT_LOG(&f, count_ev(TR_SUP_EV_RESTARTED, "P") == 1, WAIT_MS);
 
 	CHECK_EQ_INT(which(&f, sup), 3);
@@ -1370,7 +1376,7 @@ test_simple_one_for_one(void)
 		q.op = TR_SUP_OP_START_CHILD;
 		q.tag = tag0 + (uint64_t)i;
 		q.arg = &ka[i];
-		CHECK_OK(tr_sup_send_as(f.rt, f.probe, sup, &q));
+		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
 	}
 	WAIT_LOG(&f, find_reply(tag0 + N_SIMPLE - 1) != NULL, WAIT_MS);
 	for (int i = 0; i < N_SIMPLE; i++) {
@@ -1595,48 +1601,51 @@ test_bad_input(void)
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, NULL), TR_EINVAL);
-	CHECK_ERR(tr_sup_send_as(NULL, f.probe, live, &q), TR_EINVAL);
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, TR_PID_NONE, &q), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, NULL), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), TR_PID_NONE, &q), TR_EINVAL);
 	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
 	tr_sup_request b = q;
 	b.size = 0;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b = q;
 	b.op = (tr_sup_op)99;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_START; /* a reply, not a request */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_RESTART_CHILD; /* without an id */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_TERMINATE_CHILD; /* without an id or a pid */
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b.id = long_id;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	b = q;
 	b.op = TR_SUP_OP_START_CHILD;
 	s = good;
 	s.def = NULL;
 	b.spec = &s;
-	CHECK_ERR(tr_sup_send_as(f.rt, f.probe, live, &b), TR_EINVAL);
+	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
 	/* Nothing above reached the supervisor (only the start report of
 	 * its child comes), and it still answers. */
 	WAIT_LOG(&f, count_rep(R_START, "A", -1) == 1, WAIT_MS);
 	CHECK(fx_recv_none(&f, 50));
 	CHECK_EQ_INT(which(&f, live), 1);
 
-	/* Reply parsing. */
+	/* Reading replies: a fixed reply of another size is not one, and
+	 * the children came as their own type, sized by their count. */
 	tr_sup_reply rp;
-	tr_sup_child_info ci;
-	CHECK_ERR(tr_sup_reply_parse(NULL, sizeof(rp), &rp), TR_EINVAL);
-	CHECK_ERR(tr_sup_reply_parse(&rp, sizeof(rp) - 1, &rp), TR_EINVAL);
 	memset(&rp, 0, sizeof(rp));
-	rp.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_ENOENT);
-	rp.count = 1; /* claims an entry it does not carry */
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_EINVAL);
-	rp.op = TR_SUP_OP_COUNT_CHILDREN;
-	CHECK_ERR(tr_sup_reply_child(&rp, sizeof(rp), 0, &ci), TR_EINVAL);
+	tr_msg jm = { .type = TR_MSG_SUP_REPLY, .data = &rp, .size = 0 };
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == NULL);
+	jm.size = sizeof(rp) - 1;
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == NULL);
+	jm.size = sizeof(rp);
+	CHECK(TR_MSG_AS(&jm, tr_sup_reply) == &rp);
+	const struct entry *kids = find_type(TR_MSG_SUP_CHILDREN, 0);
+	CHECK(kids != NULL && kids->rp.op == TR_SUP_OP_WHICH_CHILDREN &&
+	      kids->rp.count == 1);
+	CHECK_EQ_U64(last_nkids, 1);
+	CHECK_STR(last_kids[0].id, "A");
 
 	stop_sup(&f, live, 1);
 	fx_finish(&f);
@@ -1674,10 +1683,10 @@ test_stopped_from_outside(void)
 	top[1].sup_specs = inner;
 	top[1].sup_nspecs = 2;
 
-	/* tr_runtime_stop_actor() is a stop, not an exit signal: the
+	/* tr_stop() from outside is a stop, not an exit signal: the
 	 * supervisor cannot trap it and its children go by their links. */
 	tr_pid sup = start_sup(&f, &fl, top, 2);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, sup, TR_EXIT_SHUTDOWN));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), sup, TR_EXIT_SHUTDOWN));
 	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
 	WAIT_LOG(&f, count_rep(R_DOWN, NULL, TR_EXIT_SHUTDOWN) == 3, WAIT_MS);
 
@@ -1696,14 +1705,14 @@ test_stopped_from_outside(void)
 		kid_arg_init(&kd[i], "d", f.probe);
 		q.arg = &kd[i];
 		q.tag = next_tag++;
-		CHECK_OK(tr_sup_send_as(f.rt, f.probe, simple, &q));
+		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
 	}
 	WAIT_LOG(&f, find_reply(q.tag) != NULL, WAIT_MS);
 	CHECK_EQ_INT(which(&f, simple), 20);
 	/* Some requests still in flight as the runtime stops. */
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_OK(tr_sup_send_as(f.rt, f.probe, sup, &q));
-	CHECK_OK(tr_sup_send_as(f.rt, f.probe, simple, &q));
+	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
+	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
 	fx_finish(&f);
 }
 

@@ -86,7 +86,8 @@ main(int argc, char **argv)
 	nap_ms(200);
 	double before = rss_mib();
 	for (unsigned i = 0; i < actors; i++) {
-		if (tr_runtime_spawn(rt, &sink_def, NULL, &pids[i]) != TR_OK) {
+		if (tr_spawn(tr_runtime_ctx(rt), &sink_def, NULL, &pids[i]) !=
+		    TR_OK) {
 			fprintf(stderr, "idle-rss: spawn failed\n");
 			return 1;
 		}
@@ -94,8 +95,8 @@ main(int argc, char **argv)
 	uint64_t sent = 0;
 	for (unsigned k = 0; k < per; k++) {
 		for (unsigned i = 0; i < actors; i++) {
-			if (tr_runtime_send(rt, pids[i], MSG_WORK, payload,
-					    sizeof(payload)) == TR_OK) {
+			if (tr_send(tr_runtime_ctx(rt), pids[i], MSG_WORK,
+				    payload, sizeof(payload)) == TR_OK) {
 				sent++;
 			}
 		}

@@ -19,19 +19,19 @@
  * line and 3 when the watchdog fired.
  *
  * Threads: the main thread creates and starts the runtime, spawns the
- * long-lived actors, starts the workload with tr_runtime_send_as() from an
- * inbox, and waits for the final report with tr_inbox_recv(): the inbox is
- * the reporting target of every workload. Handlers run on the workers.
+ * long-lived actors, starts the workload with tr_send() on an inbox's
+ * context, and waits for the final report with tr_inbox_recv(): the inbox
+ * is the reporting target of every workload. Handlers run on the workers.
  * bench_fail() may be called from any thread and ends the process; the
  * watchdog runs in a signal handler and does the same.
  *
- * Invariants: every logical message is one troupe message (tr_send or
- * tr_runtime_send_as); nothing is batched and actors share no mutable
- * memory. The only memory two actors see is a pid table that the main
- * thread fills before the workload starts and does not change while it
- * runs; a pointer to it travels inside a copied setup message, the way a
- * shared immutable message would. wall_s covers the workload only: the
- * runtime is started before and stopped after the clock runs.
+ * Invariants: every logical message is one troupe message (tr_send);
+ * nothing is batched and actors share no mutable memory. The only memory
+ * two actors see is a pid table that the main thread fills before the
+ * workload starts and does not change while it runs; a pointer to it
+ * travels inside a copied setup message, the way a shared immutable message
+ * would. wall_s covers the workload only: the runtime is started before and
+ * stopped after the clock runs.
  */
 
 #include <inttypes.h>
@@ -325,7 +325,7 @@ spawn_main(struct bench *b, const tr_actor_def *def)
 {
 	tr_pid pid;
 
-	must(tr_runtime_spawn(b->rt, def, NULL, &pid), "tr_runtime_spawn");
+	must(tr_spawn(tr_runtime_ctx(b->rt), def, NULL, &pid), "tr_spawn");
 	return pid;
 }
 
@@ -334,8 +334,7 @@ static void
 send_main(struct bench *b, tr_pid to, uint32_t type, const void *data,
 	  size_t len)
 {
-	must(tr_runtime_send_as(b->rt, b->inbox_pid, to, type, data, len),
-	     "tr_runtime_send_as");
+	must(tr_send(tr_inbox_ctx(b->inbox), to, type, data, len), "tr_send");
 }
 
 /* Wait for the next report; it must be of @type with exactly @len bytes. */
@@ -1231,9 +1230,9 @@ run_idle(struct bench *b)
 	size_t rss1 = resident_bytes();
 	uint64_t alive = metrics(b).actors_alive - base;
 	for (uint64_t i = 0; i < b->n; i++) {
-		must(tr_runtime_stop_actor(b->rt, b->idle_pids[i],
-					   TR_EXIT_SHUTDOWN),
-		     "tr_runtime_stop_actor");
+		must(tr_stop(tr_runtime_ctx(b->rt), b->idle_pids[i],
+			     TR_EXIT_SHUTDOWN),
+		     "tr_stop");
 	}
 	uint64_t left = wait_alive(b, base) - base;
 	b->wall_s = now_s() - t0;

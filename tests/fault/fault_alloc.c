@@ -81,7 +81,7 @@ scenario(bool start)
 	enomem += err == TR_ENOMEM;
 	for (int i = 0; i < 4; i++) {
 		tr_pid p = TR_PID_NONE;
-		err = tr_runtime_spawn(rt, &echo_def, NULL, &p);
+		err = tr_spawn(tr_runtime_ctx(rt), &echo_def, NULL, &p);
 		CHECK(err == TR_OK || err == TR_ENOMEM);
 		enomem += err == TR_ENOMEM;
 		if (err != TR_OK) {
@@ -89,13 +89,14 @@ scenario(bool start)
 		}
 		char big[300];
 		memset(big, i, sizeof(big));
-		err = tr_runtime_send_as(rt, tr_inbox_pid(ib), p, 1, big,
-					 (size_t)(i + 1) * 70);
+		/* As the inbox, or as nobody when it could not be made. */
+		tr_ctx *cx = ib != NULL ? tr_inbox_ctx(ib) : tr_runtime_ctx(rt);
+		err = tr_send(cx, p, 1, big, (size_t)(i + 1) * 70);
 		CHECK(err == TR_OK || err == TR_ENOMEM);
 		enomem += err == TR_ENOMEM;
 		void *box = malloc(32);
 		/* Ownership moves on every path, failure included. */
-		err = tr_runtime_send_ptr(rt, p, 1, box, 32, free_box);
+		err = tr_send_ptr(tr_runtime_ctx(rt), p, 1, box, 32, free_box);
 		CHECK(err == TR_OK || err == TR_ENOMEM);
 		enomem += err == TR_ENOMEM;
 	}

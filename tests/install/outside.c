@@ -117,15 +117,13 @@ main(void)
 	tr_received_fini(&r);
 
 	/* A plain message to the name, with the inbox as its sender. */
-	check(tr_registry_send_as(reg, tr_inbox_pid(ib), "upper", MSG_UPPER,
-				  "again", 5),
-	      "tr_registry_send_as");
+	check(tr_registry_send(cx, reg, "upper", MSG_UPPER, "again", 5),
+	      "tr_registry_send");
 	check(tr_inbox_recv(ib, -1, &r), "tr_inbox_recv");
 	print_answer("send", &r);
 	tr_received_fini(&r);
 
-	check(tr_runtime_stop_actor(rt, upper, TR_EXIT_NORMAL),
-	      "tr_runtime_stop_actor");
+	check(tr_stop(cx, upper, TR_EXIT_NORMAL), "tr_stop");
 	tr_registry_destroy(reg);
 	tr_inbox_destroy(ib);
 	tr_runtime_stop(rt);

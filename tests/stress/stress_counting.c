@@ -166,22 +166,22 @@ one_round(int round)
 
 	/* Stale pids: actors that stopped before the traffic starts. */
 	for (int i = 0; i < N_STALE; i++) {
-		CHECK_OK(tr_runtime_spawn(rt, &node_def,
-					  (void *)(uintptr_t)(N_ACTORS + i),
-					  &stale[i]));
-		CHECK_OK(tr_runtime_stop_actor(rt, stale[i], TR_EXIT_NORMAL));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &node_def,
+				  (void *)(uintptr_t)(N_ACTORS + i),
+				  &stale[i]));
+		CHECK_OK(tr_stop(tr_runtime_ctx(rt), stale[i], TR_EXIT_NORMAL));
 	}
 	WAIT_UNTIL(metrics(rt).actors_stopped == N_STALE, 30000);
 	for (int i = 0; i < N_ACTORS; i++) {
-		CHECK_OK(tr_runtime_spawn(rt, &node_def, (void *)(uintptr_t)i,
-					  &pids[i]));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &node_def,
+				  (void *)(uintptr_t)i, &pids[i]));
 	}
 
 	uint64_t t0 = harness_now_ms();
 	for (int i = 0; i < N_ACTORS; i++) {
 		struct hop h = { HOPS };
-		if (tr_runtime_send(rt, pids[i], MSG_HOP, &h, sizeof(h)) ==
-		    TR_OK) {
+		if (tr_send(tr_runtime_ctx(rt), pids[i], MSG_HOP, &h,
+			    sizeof(h)) == TR_OK) {
 			main_sent++;
 		}
 	}

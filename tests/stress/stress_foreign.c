@@ -135,7 +135,8 @@ worker_main(void *arg)
 			       harness_now_ms() < until) {
 				harness_nap_us(1000);
 			}
-			err = tr_runtime_spawn(w->rt, &hit_def, NULL, &p);
+			err = tr_spawn(tr_runtime_ctx(w->rt), &hit_def, NULL,
+				       &p);
 			if (err == TR_ECLOSED) {
 				w->closed_spawns++;
 			} else if (err == TR_OK) {
@@ -149,7 +150,8 @@ worker_main(void *arg)
 			after_stop++;
 		}
 		if (op < 2) {
-			err = tr_runtime_spawn(w->rt, &hit_def, NULL, &p);
+			err = tr_spawn(tr_runtime_ctx(w->rt), &hit_def, NULL,
+				       &p);
 			if (err == TR_OK) {
 				w->spawned++;
 				table_put(r >> 16, p);
@@ -159,17 +161,16 @@ worker_main(void *arg)
 				w->spawn_errors++;
 			}
 		} else if (op == 2) {
-			err = tr_runtime_stop_actor(w->rt, table_get(r >> 16),
-						    TR_EXIT_USER +
-							    (int)(r % 7));
+			err = tr_stop(tr_runtime_ctx(w->rt), table_get(r >> 16),
+				      TR_EXIT_USER + (int)(r % 7));
 			if (err == TR_OK) {
 				w->stops++;
 			} else {
 				w->stop_errors++;
 			}
 		} else {
-			err = tr_runtime_send(w->rt, table_get(r >> 16),
-					      MSG_HIT, &r, sizeof(r));
+			err = tr_send(tr_runtime_ctx(w->rt), table_get(r >> 16),
+				      MSG_HIT, &r, sizeof(r));
 			if (err == TR_OK) {
 				w->sent++;
 			} else {
@@ -212,7 +213,7 @@ one_round(int round)
 	CHECK_OK(tr_runtime_start(rt));
 	for (int i = 0; i < TABLE; i++) {
 		tr_pid p = TR_PID_NONE;
-		CHECK_OK(tr_runtime_spawn(rt, &hit_def, NULL, &p));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &hit_def, NULL, &p));
 		table[i] = p;
 		spawned++;
 	}

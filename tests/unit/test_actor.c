@@ -780,7 +780,7 @@ test_init_failure_stops(void)
 	/* Its handler never runs: a message to it is a dead letter. */
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	tr_metrics m0 = fx_metrics(&f);
-	CHECK_OK(tr_runtime_send(f.rt, w.who, MSG_PING, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), w.who, MSG_PING, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 1);
 	CHECK_EQ_INT(atomic_load(&failinit_handled), 0);
@@ -826,7 +826,7 @@ test_teardown_stopped_from_outside(void)
 	SEND(&f, p, MSG_SET, NULL, 0);
 	/* Handled before the stop, which would overtake it. */
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, p, TR_EXIT_USER + 4));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), p, TR_EXIT_USER + 4));
 	WAIT_UNTIL(atomic_load(&td_calls) == 1, REPLY_MS);
 	CHECK_EQ_INT(atomic_load(&td_reason), TR_EXIT_USER + 4);
 	CHECK_EQ_INT(atomic_load(&td_x), 42);
@@ -865,7 +865,7 @@ test_self_and_sender(void)
 	CHECK(tr_pid_eq(w.sender, f.probe));
 
 	/* From outside any actor: sender is TR_PID_NONE. */
-	CHECK_OK(tr_runtime_send(f.rt, e, MSG_NOTE, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), e, MSG_NOTE, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	memset(&w, 0xFF, sizeof(w));
 	SEND(&f, e, MSG_QUERY, NULL, 0);
@@ -1011,9 +1011,8 @@ test_ptr_delivered_not_taken(void)
 	ptr_reset();
 	fx_start(&f, 2);
 	tr_pid s = fx_spawn(&f, &sink_def, NULL);
-	CHECK_OK(tr_runtime_send_ptr(f.rt, s, MSG_PTR, new_payload(0),
-				     sizeof(struct ptr_payload),
-				     counting_free));
+	CHECK_OK(tr_send_ptr(tr_runtime_ctx(f.rt), s, MSG_PTR, new_payload(0),
+			     sizeof(struct ptr_payload), counting_free));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_INT(atomic_load(&ptr_seen), 1);
 	CHECK_EQ_INT(atomic_load(&ptr_bad), 0);
@@ -1033,11 +1032,10 @@ test_ptr_taken(void)
 	ptr_reset();
 	fx_start(&f, 2);
 	tr_pid s = fx_spawn(&f, &sink_def, NULL);
-	CHECK_OK(tr_runtime_send_ptr(f.rt, s, MSG_PTR, new_payload(1),
-				     sizeof(struct ptr_payload),
-				     counting_free));
+	CHECK_OK(tr_send_ptr(tr_runtime_ctx(f.rt), s, MSG_PTR, new_payload(1),
+			     sizeof(struct ptr_payload), counting_free));
 	/* A copied message has no pointer to take. */
-	CHECK_OK(tr_runtime_send(f.rt, s, MSG_PLAIN, "x", 1));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), s, MSG_PLAIN, "x", 1));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_INT(atomic_load(&ptr_seen), 1);
 	CHECK_EQ_INT(atomic_load(&ptr_taken), 1);
@@ -1056,13 +1054,12 @@ test_ptr_dead_letter(void)
 	fx_start(&f, 2);
 	tr_pid s = fx_spawn(&f, &sink_def, NULL);
 	tr_metrics m0 = fx_metrics(&f);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s, TR_EXIT_NORMAL));
 	WAIT_UNTIL(fx_metrics(&f).actors_stopped > m0.actors_stopped, REPLY_MS);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	m0 = fx_metrics(&f);
-	CHECK_OK(tr_runtime_send_ptr(f.rt, s, MSG_PTR, new_payload(0),
-				     sizeof(struct ptr_payload),
-				     counting_free));
+	CHECK_OK(tr_send_ptr(tr_runtime_ctx(f.rt), s, MSG_PTR, new_payload(0),
+			     sizeof(struct ptr_payload), counting_free));
 	WAIT_UNTIL(atomic_load(&ptr_frees) >= 1, REPLY_MS);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_INT(atomic_load(&ptr_frees), 1);
@@ -1128,11 +1125,11 @@ test_ptr_efull_and_einval(void)
 	CHECK_EQ_INT(atomic_load(&ptr_seen), 1);
 
 	/* Refused for bad input: freed as well. */
-	CHECK_ERR(tr_runtime_send_ptr(f.rt, TR_PID_NONE, MSG_PTR,
-				      new_payload(0), 1, counting_free),
+	CHECK_ERR(tr_send_ptr(tr_runtime_ctx(f.rt), TR_PID_NONE, MSG_PTR,
+			      new_payload(0), 1, counting_free),
 		  TR_EINVAL);
-	CHECK_ERR(tr_runtime_send_ptr(f.rt, s, TR_MSG_DOWN, new_payload(0), 1,
-				      counting_free),
+	CHECK_ERR(tr_send_ptr(tr_runtime_ctx(f.rt), s, TR_MSG_DOWN,
+			      new_payload(0), 1, counting_free),
 		  TR_EINVAL);
 	WAIT_UNTIL(atomic_load(&ptr_frees) >= 5, REPLY_MS);
 	CHECK_EQ_INT(atomic_load(&ptr_frees), 5);
@@ -1188,11 +1185,12 @@ test_bounded_mailbox_from_outside(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	tr_metrics m0 = fx_metrics(&f);
 	/* The only worker is held, so b cannot drain while we send. */
-	CHECK_OK(tr_runtime_send(f.rt, h, MSG_PING, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), h, MSG_PING, NULL, 0));
 	WAIT_UNTIL(atomic_load(&holding) == 1, REPLY_MS);
 	int ok = 0, full = 0, other = 0;
 	for (int i = 0; i < BOUND + 5; i++) {
-		int err = tr_runtime_send(f.rt, b, MSG_PING, &i, sizeof(i));
+		int err = tr_send(tr_runtime_ctx(f.rt), b, MSG_PING, &i,
+				  sizeof(i));
 		ok += err == TR_OK;
 		full += err == TR_EFULL;
 		other += err != TR_OK && err != TR_EFULL;
@@ -1216,13 +1214,13 @@ test_bounded_mailbox_from_outside(void)
 	CHECK_OK(tr_mailbox_len(f.rt, b, &len));
 	CHECK_EQ_U64(len, 0);
 	/* A stopped actor is neither alive nor measurable. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, h, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), h, TR_EXIT_NORMAL));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK(!tr_actor_alive(f.rt, h));
 	CHECK_ERR(tr_mailbox_len(f.rt, h, &len), TR_ENOENT);
 	CHECK_EQ_U64(fx_metrics(&f).mailbox_full, m0.mailbox_full + 5);
 	/* Drained: room again. */
-	CHECK_OK(tr_runtime_send(f.rt, b, MSG_PING, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_PING, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_INT(atomic_load(&bounded_handled), BOUND + 1);
 	fx_finish(&f);
@@ -1263,29 +1261,30 @@ test_bad_input_from_outside(void)
 	cfg.max_msg_size = 64;
 	fx_start_cfg(&f, &cfg);
 	tr_metrics m0 = fx_metrics(&f);
-	CHECK_ERR(tr_runtime_spawn(f.rt, NULL, NULL, &p), TR_EINVAL);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(f.rt), NULL, NULL, &p), TR_EINVAL);
 	bad.size = 0;
-	CHECK_ERR(tr_runtime_spawn(f.rt, &bad, NULL, &p), TR_EINVAL);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(f.rt), &bad, NULL, &p), TR_EINVAL);
 	bad.size = 1;
-	CHECK_ERR(tr_runtime_spawn(f.rt, &bad, NULL, &p), TR_EINVAL);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(f.rt), &bad, NULL, &p), TR_EINVAL);
 	bad = echo_def;
 	bad.handle = NULL;
-	CHECK_ERR(tr_runtime_spawn(f.rt, &bad, NULL, &p), TR_EINVAL);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(f.rt), &bad, NULL, &p), TR_EINVAL);
 	CHECK_EQ_U64(fx_metrics(&f).actors_spawned, m0.actors_spawned);
 
 	tr_pid e = fx_spawn(&f, &echo_def, NULL);
 	memset(big, 0, sizeof(big));
-	CHECK_ERR(tr_runtime_send(f.rt, TR_PID_NONE, MSG_PING, NULL, 0),
+	CHECK_ERR(tr_send(tr_runtime_ctx(f.rt), TR_PID_NONE, MSG_PING, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_runtime_send(f.rt, e, TR_MSG_SYSTEM_BASE, NULL, 0),
+	CHECK_ERR(tr_send(tr_runtime_ctx(f.rt), e, TR_MSG_SYSTEM_BASE, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_runtime_send(f.rt, e, 0xFFFFFFFFu, NULL, 0), TR_EINVAL);
-	CHECK_ERR(tr_runtime_send_as(f.rt, f.probe, e, TR_MSG_EXIT, NULL, 0),
+	CHECK_ERR(tr_send(tr_runtime_ctx(f.rt), e, 0xFFFFFFFFu, NULL, 0),
 		  TR_EINVAL);
-	CHECK_ERR(tr_runtime_send(f.rt, e, MSG_NOTE, big, sizeof(big)),
+	CHECK_ERR(tr_send(tr_inbox_ctx(f.ib), e, TR_MSG_EXIT, NULL, 0),
+		  TR_EINVAL);
+	CHECK_ERR(tr_send(tr_runtime_ctx(f.rt), e, MSG_NOTE, big, sizeof(big)),
 		  TR_EMSGSIZE);
-	CHECK_OK(tr_runtime_send(f.rt, e, MSG_NOTE, big, 64));
-	CHECK_ERR(tr_runtime_stop_actor(f.rt, TR_PID_NONE, TR_EXIT_ERROR),
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), e, MSG_NOTE, big, 64));
+	CHECK_ERR(tr_stop(tr_runtime_ctx(f.rt), TR_PID_NONE, TR_EXIT_ERROR),
 		  TR_EINVAL);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 

@@ -332,7 +332,7 @@ test_blocking_actor_stopped_first(void)
 	fx_start(&f, 2);
 	tr_pid b = fx_spawn(&f, &blk_def, NULL);
 	start_blocking(&f, b, &job, 0);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, b, TR_EXIT_USER));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), b, TR_EXIT_USER));
 	WAIT_UNTIL(atomic_load(&blk_teardowns) == 1, REPLY_MS);
 	CHECK(write(fds[1], "x", 1) == 1);
 	/* The reply has nobody to go to: its result is freed once. */

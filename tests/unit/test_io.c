@@ -76,7 +76,7 @@ test_signal_default_stops_runtime(void)
 	CHECK_ERR(tr_runtime_handle_signals(rt, TR_PID_NONE), TR_ESTATE);
 	CHECK_OK(tr_runtime_start(rt));
 	tr_pid c;
-	CHECK_OK(tr_runtime_spawn(rt, &catcher_def, NULL, &c));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &catcher_def, NULL, &c));
 	CHECK_OK(tr_runtime_handle_signals(rt, TR_PID_NONE));
 	raise(SIGINT);
 	/* join returns only once a stop was requested: the signal did it. */

@@ -405,7 +405,7 @@ link_then_stop(int from_outside)
 		/* b took the link first: a stop from outside overtakes what
 		 * is queued (the link would get TR_EXIT_NOPROC). */
 		CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-		CHECK_OK(tr_runtime_stop_actor(f.rt, b, reason));
+		CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), b, reason));
 	} else {
 		stop_cmd(&f, b, reason);
 	}
@@ -775,7 +775,7 @@ test_demonitor_queued_down(void)
 	/* b answers a ping queued after mon's monitor request: it took the
 	 * monitor before the stop, which would overtake it. */
 	expect_alive(&f, b);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, b, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), b, TR_EXIT_ERROR));
 	/* OK: b stopped while mon was still busy, and the demonitor of
 	 * the queued down succeeded. */
 	CHECK(fx_recv(&f, MSG_RESULT, &r, sizeof(r)));

@@ -25,10 +25,11 @@
 
 enum {
 	MSG_NOTE = 1,
-	MSG_HOP,  /* uint32_t hops left; reply to the sender */
-	MSG_SLOW, /* busy for SLOW_NS */
-	MSG_FAN,  /* spawn FAN_N children and give each a MSG_WORK */
-	MSG_WORK, /* record the thread, wait for a second one */
+	MSG_HOP,   /* uint32_t hops left; reply to the sender */
+	MSG_SERVE, /* struct serve: start a rally with another hop */
+	MSG_SLOW,  /* busy for SLOW_NS */
+	MSG_FAN,   /* spawn FAN_N children and give each a MSG_WORK */
+	MSG_WORK,  /* record the thread, wait for a second one */
 };
 
 static tr_runtime *
@@ -104,13 +105,24 @@ static const tr_actor_def quiet_def = {
 	.handle = quiet_handle,
 };
 
+/* hop: answers the sender with one hop less, down to zero; a serve starts
+ * the rally by sending the first hop to the other player. */
+struct serve {
+	tr_pid to;
+	uint32_t left;
+};
+
 static void
 hop_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	uint32_t left;
 
+	const struct serve *sv = TR_MSG_AS(m, struct serve);
+
 	(void)state;
-	if (m->type == MSG_HOP && m->size == sizeof(left)) {
+	if (m->type == MSG_SERVE && sv != NULL) {
+		(void)tr_send(cx, sv->to, MSG_HOP, &sv->left, sizeof(sv->left));
+	} else if (m->type == MSG_HOP && m->size == sizeof(left)) {
 		memcpy(&left, m->data, sizeof(left));
 		if (left > 0) {
 			left--;
@@ -237,7 +249,7 @@ test_counters_move(void)
 	tr_metrics m0 = metrics(rt);
 	CHECK_EQ_U64(m0.workers, 2);
 	for (int i = 0; i < N; i++) {
-		CHECK_OK(tr_runtime_spawn(rt, &quiet_def, NULL, &p[i]));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &quiet_def, NULL, &p[i]));
 	}
 	tr_metrics m1 = metrics(rt);
 	CHECK_EQ_U64(m1.actors_spawned, m0.actors_spawned + N);
@@ -246,8 +258,8 @@ test_counters_move(void)
 
 	for (int j = 0; j < MSGS; j++) {
 		for (int i = 0; i < N; i++) {
-			CHECK_OK(tr_runtime_send(rt, p[i], MSG_NOTE, &j,
-						 sizeof(j)));
+			CHECK_OK(tr_send(tr_runtime_ctx(rt), p[i], MSG_NOTE, &j,
+					 sizeof(j)));
 		}
 	}
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
@@ -264,7 +276,7 @@ test_counters_move(void)
 	CHECK_EQ_U64(runq, 0); /* idle: nothing queued to run */
 
 	for (int i = 0; i < N; i++) {
-		CHECK_OK(tr_runtime_stop_actor(rt, p[i], TR_EXIT_NORMAL));
+		CHECK_OK(tr_stop(tr_runtime_ctx(rt), p[i], TR_EXIT_NORMAL));
 	}
 	WAIT_UNTIL(metrics(rt).actors_stopped == m0.actors_stopped + N,
 		   REPLY_MS);
@@ -276,7 +288,7 @@ test_counters_move(void)
 	CHECK_EQ_U64(m3.msgs_sent, m3.msgs_handled + m3.dead_letters);
 
 	/* A send to a stopped actor is a dead letter. */
-	CHECK_OK(tr_runtime_send(rt, p[0], MSG_NOTE, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p[0], MSG_NOTE, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	CHECK_EQ_U64(metrics(rt).dead_letters, m0.dead_letters + 1);
 	finish(rt);
@@ -338,8 +350,8 @@ test_json(void)
 	tr_runtime *rt = start(3, 0);
 	tr_pid p;
 
-	CHECK_OK(tr_runtime_spawn(rt, &quiet_def, NULL, &p));
-	CHECK_OK(tr_runtime_send(rt, p, MSG_NOTE, NULL, 0));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &quiet_def, NULL, &p));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_NOTE, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	tr_metrics m = metrics(rt);
 	char *text = tr_runtime_metrics_json(rt);
@@ -400,11 +412,12 @@ test_sched_delay_sampled(void)
 
 	for (int i = 0; i < PAIRS; i++) {
 		tr_pid a, b;
-		uint32_t left = HOPS;
-		CHECK_OK(tr_runtime_spawn(rt, &hop_def, NULL, &a));
-		CHECK_OK(tr_runtime_spawn(rt, &hop_def, NULL, &b));
-		CHECK_OK(tr_runtime_send_as(rt, b, a, MSG_HOP, &left,
-					    sizeof(left)));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &hop_def, NULL, &a));
+		CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &hop_def, NULL, &b));
+		/* b serves to a, so a answers b and the two play it out. */
+		struct serve sv = { .to = a, .left = HOPS };
+		CHECK_OK(tr_send(tr_runtime_ctx(rt), b, MSG_SERVE, &sv,
+				 sizeof(sv)));
 	}
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	tr_metrics m = metrics(rt);
@@ -415,7 +428,8 @@ test_sched_delay_sampled(void)
 	CHECK(m.sched_delay_samples > 0);
 	CHECK(m.sched_delay_p50_ns <= m.sched_delay_p99_ns);
 	CHECK(m.sched_delay_p99_ns > 0);
-	CHECK_EQ_U64(m.msgs_handled, (uint64_t)PAIRS * (HOPS + 1));
+	/* Each pair: the serve, then HOPS + 1 hops. */
+	CHECK_EQ_U64(m.msgs_handled, (uint64_t)PAIRS * (HOPS + 2));
 	finish(rt);
 }
 
@@ -425,11 +439,11 @@ test_slow_handlers(void)
 	tr_runtime *rt = start(1, 1000); /* 1 ms threshold */
 	tr_pid p;
 
-	CHECK_OK(tr_runtime_spawn(rt, &slow_def, NULL, &p));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &slow_def, NULL, &p));
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	tr_metrics m0 = metrics(rt);
 	for (int i = 0; i < 3; i++) {
-		CHECK_OK(tr_runtime_send(rt, p, MSG_SLOW, NULL, 0));
+		CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_SLOW, NULL, 0));
 	}
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	tr_metrics m1 = metrics(rt);
@@ -457,12 +471,12 @@ test_work_spreads(void)
 	fan_nthreads = 0;
 	atomic_store(&fan_done, 0);
 	atomic_store(&fan_errors, 0);
-	CHECK_OK(tr_runtime_spawn(rt, &fan_def, NULL, &p));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(rt), &fan_def, NULL, &p));
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	/* Both workers asleep: each must wake to run. */
 	tr_metrics m0;
 	WAIT_UNTIL(all_asleep(rt, &m0), REPLY_MS);
-	CHECK_OK(tr_runtime_send(rt, p, MSG_FAN, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_FAN, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(rt, IDLE_MS));
 	/* And back to sleep. */
 	tr_metrics m1;

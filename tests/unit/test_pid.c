@@ -61,7 +61,7 @@ spawn_counter(struct fx *f)
 {
 	tr_pid p = TR_PID_NONE;
 
-	CHECK_OK(tr_runtime_spawn(f->rt, &counter_def, NULL, &p));
+	CHECK_OK(tr_spawn(tr_runtime_ctx(f->rt), &counter_def, NULL, &p));
 	return p;
 }
 
@@ -160,8 +160,8 @@ test_stale_pid_after_reuse(void)
 			if (tr_pid_eq(batch[i], cur)) {
 				continue;
 			}
-			CHECK_OK(tr_runtime_stop_actor(f.rt, batch[i],
-						       TR_EXIT_NORMAL));
+			CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), batch[i],
+					 TR_EXIT_NORMAL));
 			stale[nstale++] = batch[i];
 			stopping++;
 		}
@@ -184,23 +184,23 @@ test_stale_pid_after_reuse(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	tr_metrics m0 = fx_metrics(&f);
 	/* A send to the stale pid succeeds and is one dead letter. */
-	CHECK_OK(tr_runtime_send(f.rt, old, MSG_NOTE, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), old, MSG_NOTE, NULL, 0));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 1);
 	/* And so is a pointer message, whose payload is freed. */
 	void *ptr = malloc(16);
-	CHECK_OK(tr_runtime_send_ptr(f.rt, old, MSG_NOTE, ptr, 16,
-				     counting_free));
+	CHECK_OK(tr_send_ptr(tr_runtime_ctx(f.rt), old, MSG_NOTE, ptr, 16,
+			     counting_free));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 2);
 	WAIT_UNTIL(atomic_load(&frees) == 1, REPLY_MS);
 	/* Stopping a stale pid does not stop the new actor either. */
-	CHECK_OK(tr_runtime_stop_actor(f.rt, old, TR_EXIT_ERROR));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), old, TR_EXIT_ERROR));
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 
 	/* The new actor in that slot got none of it. */
 	uint64_t n = 99;
-	CHECK_OK(tr_runtime_send_as(f.rt, f.probe, cur, MSG_QUERY, NULL, 0));
+	SEND(&f, cur, MSG_QUERY, NULL, 0);
 	tr_received r;
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &r));

@@ -746,7 +746,7 @@ test_stop_overtakes_output(void)
 	WAIT_UNTIL(tr__io_process_pauses() > pauses0, 30000);
 	/* The owner is inside its first line, stuck there. */
 	WAIT_UNTIL(atomic_load(&yes_lines) == 1, 30000);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, y, TR_EXIT_SHUTDOWN));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), y, TR_EXIT_SHUTDOWN));
 	atomic_store(&yes_release, true);
 	WAIT_UNTIL(!tr_actor_alive(f.rt, y), 30000);
 	CHECK_EQ_U64(atomic_load(&yes_lines), 1);

@@ -661,7 +661,7 @@ test_stress_one_outcome(void)
 	/* Stop two servers while their queues are full of requests. */
 	int32_t why = TR_EXIT_USER + 1;
 	SEND(&f, servers[0], DIE, &why, sizeof(why));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, servers[1], TR_EXIT_USER + 2));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), servers[1], TR_EXIT_USER + 2));
 	unsigned done = 0;
 	for (unsigned i = 0; i < CLIENTS; i++) {
 		struct report r = recv_report(&f);
@@ -931,7 +931,7 @@ test_pointer_payloads(void)
 
 	/* A pointer request to a stopped actor: noproc, and freed. */
 	tr_pid gone = fx_spawn(&f, &server_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, gone, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), gone, TR_EXIT_NORMAL));
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, gone), FX_REPLY_MS));
 	CHECK_OK(tr_request_ptr(cx, gone, ECHO, counted_int(30), sizeof(int),
 				counted_free, 0, &ref));
@@ -986,7 +986,7 @@ test_thread_target_dies(void)
 	tr_pid s1 = fx_spawn(&f, &server_def, NULL);
 	CHECK_OK(tr_request(cx, s1, HOLD, NULL, 0, 0, &ref));
 	CHECK(WAIT_UNTIL(atomic_load(&held_total) == 1, FX_REPLY_MS));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, s1, TR_EXIT_USER + 5));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s1, TR_EXIT_USER + 5));
 	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
 	fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && (r.flags & TR_MSG_F_REPLY) &&
@@ -1110,7 +1110,7 @@ test_threads_with_own_inboxes(void)
 	tr_pid servers[2] = { fx_spawn(&f, &server_def, NULL),
 			      fx_spawn(&f, &server_def, NULL) };
 	tr_pid gone = fx_spawn(&f, &server_def, NULL);
-	CHECK_OK(tr_runtime_stop_actor(f.rt, gone, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), gone, TR_EXIT_NORMAL));
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, gone), FX_REPLY_MS));
 	for (unsigned i = 0; i < THREADS; i++) {
 		ts[i] = (struct asker_thread){ .rt = f.rt,
@@ -1180,7 +1180,8 @@ test_bad_input(void)
 
 	/* From a handler: a message from outside any actor has no sender
 	 * to reply to. */
-	CHECK_OK(tr_runtime_send(f.rt, s, NOSENDER, &f.probe, sizeof(f.probe)));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), s, NOSENDER, &f.probe,
+			 sizeof(f.probe)));
 	int32_t err = 0;
 	CHECK(fx_recv(&f, ERR_REPORT, &err, sizeof(err)));
 	CHECK_ERR(err, TR_EINVAL);

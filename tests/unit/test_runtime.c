@@ -40,7 +40,8 @@ enum {
 	MSG_QUERY,
 	MSG_RESULTS,
 	MSG_LOOP,
-	MSG_HOP, /* uint32_t hops left; reply to the sender */
+	MSG_HOP,   /* uint32_t hops left; reply to the sender */
+	MSG_SERVE, /* struct serve: start a rally with another hop */
 	MSG_WORK,
 	MSG_GO,
 };
@@ -261,8 +262,8 @@ fifo_thread_main(void *arg)
 
 	for (uint32_t i = 0; i < FIFO_N; i++) {
 		struct seq q = { t->id, i };
-		if (tr_runtime_send(t->rt, t->target, MSG_SEQ, &q, sizeof(q)) !=
-		    TR_OK) {
+		if (tr_send(tr_runtime_ctx(t->rt), t->target, MSG_SEQ, &q,
+			    sizeof(q)) != TR_OK) {
 			atomic_fetch_add(&fifo_send_err, 1);
 		}
 	}
@@ -317,16 +318,26 @@ static const tr_actor_def forever_def = {
 	.handle = forever_handle,
 };
 
-/* hop: answers the sender with one hop less, down to zero. */
+/* hop: answers the sender with one hop less, down to zero; a serve starts
+ * the rally by sending the first hop to the other player. */
 static atomic_ulong hops_done;
+
+struct serve {
+	tr_pid to;
+	uint32_t left;
+};
 
 static void
 hop_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	uint32_t left;
 
+	const struct serve *sv = TR_MSG_AS(m, struct serve);
+
 	(void)state;
-	if (m->type == MSG_HOP && payload(m, &left, sizeof(left))) {
+	if (m->type == MSG_SERVE && sv != NULL) {
+		(void)tr_send(cx, sv->to, MSG_HOP, &sv->left, sizeof(sv->left));
+	} else if (m->type == MSG_HOP && payload(m, &left, sizeof(left))) {
 		atomic_fetch_add(&hops_done, 1);
 		if (left > 0) {
 			left--;
@@ -566,7 +577,7 @@ test_spawn_before_start(void)
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	tr_pid p = spawn(rt, &counter_def, NULL);
 	for (int i = 0; i < 5; i++) {
-		CHECK_OK(tr_runtime_send(rt, p, MSG_WORK, NULL, 0));
+		CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_WORK, NULL, 0));
 	}
 	CHECK_EQ_U64(atomic_load(&cnt_handled), 0); /* no thread runs yet */
 	CHECK_OK(tr_runtime_start(rt));
@@ -593,7 +604,8 @@ test_fifo_per_pair(void)
 	for (uint32_t i = 0; i < FIFO_ACTORS; i++) {
 		struct seq_start st = { recv, i };
 		tr_pid s = fx_spawn(&f, &fifo_send_def, NULL);
-		CHECK_OK(tr_runtime_send(f.rt, s, MSG_START, &st, sizeof(st)));
+		CHECK_OK(tr_send(tr_runtime_ctx(f.rt), s, MSG_START, &st,
+				 sizeof(st)));
 	}
 	for (int i = 0; i < FIFO_THREADS; i++) {
 		ta[i] = (struct fifo_thread){ f.rt, recv,
@@ -626,7 +638,7 @@ test_fairness_one_worker(void)
 	fx_start(&f, 1);
 	tr_pid fl = fx_spawn(&f, &flood_def, NULL);
 	tr_pid e = fx_spawn(&f, &echo_def, NULL);
-	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), fl, MSG_LOOP, NULL, 0));
 	WAIT_UNTIL(atomic_load(&flood_count) > 1000, REPLY_MS);
 	uint64_t before = atomic_load(&flood_count);
 	for (int i = 0; i < 20; i++) {
@@ -661,10 +673,9 @@ test_wait_idle_settles(void)
 	for (int i = 0; i < PAIRS; i++) {
 		tr_pid a = fx_spawn(&f, &hop_def, NULL);
 		tr_pid b = fx_spawn(&f, &hop_def, NULL);
-		uint32_t left = HOPS;
-		/* Sent "as b", so a answers b and the two play it out. */
-		CHECK_OK(tr_runtime_send_as(f.rt, b, a, MSG_HOP, &left,
-					    sizeof(left)));
+		struct serve sv = { .to = a, .left = HOPS };
+		/* b serves to a, so a answers b and the two play it out. */
+		SEND(&f, b, MSG_SERVE, &sv, sizeof(sv));
 	}
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	/* Read right after: everything must have settled already. */
@@ -685,7 +696,7 @@ test_wait_idle_times_out_when_busy(void)
 	atomic_store(&flood_halt, false);
 	fx_start(&f, 2);
 	tr_pid fl = fx_spawn(&f, &flood_def, NULL);
-	CHECK_OK(tr_runtime_send(f.rt, fl, MSG_LOOP, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), fl, MSG_LOOP, NULL, 0));
 	WAIT_UNTIL(atomic_load(&flood_count) > 100, REPLY_MS);
 	uint64_t t0 = now_ns();
 	CHECK_ERR(tr_runtime_wait_idle(f.rt, 200), TR_ETIMEDOUT);
@@ -722,15 +733,15 @@ test_graceful_stop_in_flight(void)
 	for (uint32_t j = 0; j < GS_MSGS; j++) {
 		for (uint32_t i = 0; i < GS_ACTORS; i++) {
 			struct gs_msg g = { 0, i * GS_MSGS + j };
-			CHECK_OK(tr_runtime_send(rt, gs_pids[i], MSG_WORK, &g,
-						 sizeof(g)));
+			CHECK_OK(tr_send(tr_runtime_ctx(rt), gs_pids[i],
+					 MSG_WORK, &g, sizeof(g)));
 		}
 	}
 	tr_runtime_stop(rt);
-	CHECK_ERR(tr_runtime_spawn(rt, &gs_def, NULL, &p), TR_ECLOSED);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(rt), &gs_def, NULL, &p), TR_ECLOSED);
 	CHECK_ERR(tr_inbox_create(rt, &ib), TR_ECLOSED);
 	CHECK_OK(tr_runtime_join(rt));
-	CHECK_ERR(tr_runtime_spawn(rt, &gs_def, NULL, &p), TR_ECLOSED);
+	CHECK_ERR(tr_spawn(tr_runtime_ctx(rt), &gs_def, NULL, &p), TR_ECLOSED);
 
 	tr_metrics m = rt_metrics(rt);
 	printf("  graceful stop: %lu forwarded, %lu handled, %" PRIu64
@@ -763,7 +774,7 @@ test_stop_self_sending_actor(void)
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	CHECK_OK(tr_runtime_start(rt));
 	tr_pid p = spawn(rt, &forever_def, NULL);
-	CHECK_OK(tr_runtime_send(rt, p, MSG_LOOP, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_LOOP, NULL, 0));
 	WAIT_UNTIL(atomic_load(&flood_count) > 1000, REPLY_MS);
 	/* It always has one message queued: the stop lands behind it. */
 	tr_runtime_stop(rt);
@@ -788,7 +799,7 @@ test_spawn_in_handler_after_stop(void)
 	late_rt = rt;
 	CHECK_OK(tr_runtime_start(rt));
 	tr_pid p = spawn(rt, &late_def, NULL);
-	CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_GO, NULL, 0));
 	WAIT_UNTIL(atomic_load(&late_running) == 1, REPLY_MS);
 	tr_runtime_stop(rt);
 	atomic_store(&late_go, 1);
@@ -813,7 +824,7 @@ test_stop_from_handler(void)
 	CHECK_OK(tr_runtime_start(rt));
 	(void)spawn(rt, &counter_def, NULL);
 	tr_pid p = spawn(rt, &stopper_def, NULL);
-	CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_GO, NULL, 0));
 	/* No tr_runtime_stop() here: the handler asked for it. */
 	CHECK_OK(tr_runtime_join(rt));
 	CHECK_EQ_INT(atomic_load(&late_ctx_ok), 1);
@@ -835,7 +846,7 @@ test_destroy_running(void)
 	CHECK_OK(tr_runtime_start(rt));
 	for (int i = 0; i < 10; i++) {
 		tr_pid p = spawn(rt, &counter_def, NULL);
-		CHECK_OK(tr_runtime_send(rt, p, MSG_WORK, NULL, 0));
+		CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_WORK, NULL, 0));
 	}
 	/* Stops and joins first: every teardown runs. */
 	tr_runtime_destroy(rt);
@@ -861,13 +872,13 @@ ft_main(void *arg)
 	struct ft_arg *a = arg;
 
 	for (int i = 0; i < FT_ACTORS; i++) {
-		if (tr_runtime_spawn(a->rt, &counter_def, NULL, &a->pids[i]) !=
-		    TR_OK) {
+		if (tr_spawn(tr_runtime_ctx(a->rt), &counter_def, NULL,
+			     &a->pids[i]) != TR_OK) {
 			a->errors++;
 		}
 		/* A message right away, to an actor that may not run yet. */
-		if (tr_runtime_send(a->rt, a->pids[i], MSG_WORK, NULL, 0) ==
-		    TR_OK) {
+		if (tr_send(tr_runtime_ctx(a->rt), a->pids[i], MSG_WORK, NULL,
+			    0) == TR_OK) {
 			a->sent_ok++;
 		} else {
 			a->errors++;
@@ -875,15 +886,15 @@ ft_main(void *arg)
 	}
 	for (uint32_t j = 1; j < FT_MSGS; j++) {
 		for (int i = 0; i < FT_ACTORS; i++) {
-			if (tr_runtime_send(a->rt, a->pids[i], MSG_WORK, &j,
-					    sizeof(j)) == TR_OK) {
+			if (tr_send(tr_runtime_ctx(a->rt), a->pids[i], MSG_WORK,
+				    &j, sizeof(j)) == TR_OK) {
 				a->sent_ok++;
 			} else {
 				a->errors++;
 			}
 		}
-		if (tr_runtime_send(a->rt, a->shared, MSG_WORK, &j,
-				    sizeof(j)) == TR_OK) {
+		if (tr_send(tr_runtime_ctx(a->rt), a->shared, MSG_WORK, &j,
+			    sizeof(j)) == TR_OK) {
 			a->sent_ok++;
 		} else {
 			a->errors++;
@@ -1060,7 +1071,7 @@ test_idle_worker_takes_work(void)
 	/* b makes st runnable and then stays in its handler until st has
 	 * run: the other, idle worker must run st meanwhile. Left behind
 	 * b, st would run only after b's deadline. */
-	CHECK_OK(tr_runtime_send(f.rt, b, MSG_GO, &st, sizeof(st)));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_GO, &st, sizeof(st)));
 	WAIT_UNTIL(atomic_load(&stamp_at) != 0, REPLY_MS);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK(atomic_load(&busy_saw_stamp));
@@ -1085,13 +1096,13 @@ test_inbox_closed_after_stop(void)
 	memset(&r, 0, sizeof(r));
 	tr_received_fini(&r); /* zeroed: no-op */
 	CHECK_ERR(tr_inbox_recv(ib, 0, &r), TR_ETIMEDOUT);
-	CHECK_OK(tr_runtime_send(f.rt, p, MSG_WORK, "a", 1));
-	CHECK_OK(tr_runtime_send_as(f.rt, f.probe, p, MSG_WORK, "bc", 2));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), p, MSG_WORK, "a", 1));
+	SEND(&f, p, MSG_WORK, "bc", 2);
 	/* Both are in the inbox's queue once the runtime is idle (a stop
 	 * overtakes what its actor has not taken yet): still received
 	 * after the stop. */
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
-	CHECK_OK(tr_runtime_stop_actor(f.rt, p, TR_EXIT_NORMAL));
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), p, TR_EXIT_NORMAL));
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
 	CHECK_EQ_U64(r.size, 1);
@@ -1279,7 +1290,8 @@ race_spawner(void *p)
 			return NULL;
 		}
 		atomic_fetch_add(&race_given, 1);
-		if (tr_runtime_spawn(rt, &race_def, arg, &pid) != TR_OK) {
+		if (tr_spawn(tr_runtime_ctx(rt), &race_def, arg, &pid) !=
+		    TR_OK) {
 			free(arg);
 			atomic_fetch_add(&race_refused, 1);
 			return NULL; /* stopping */
@@ -1323,7 +1335,8 @@ test_stop_racing_spawns_runs_init(void)
 			CHECK(pthread_create(&th[i], NULL, race_spawner, rt) ==
 			      0);
 			tr_pid p = spawn(rt, &race_parent_def, NULL);
-			CHECK_OK(tr_runtime_send(rt, p, MSG_GO, NULL, 0));
+			CHECK_OK(tr_send(tr_runtime_ctx(rt), p, MSG_GO, NULL,
+					 0));
 		}
 		WAIT_UNTIL(atomic_load(&race_given) > 2000, REPLY_MS);
 		tr_runtime_stop(rt);
@@ -1395,7 +1408,7 @@ test_stop_sent_once_behind_long_turn(void)
 	CHECK_OK(tr_runtime_create(&cfg, &rt));
 	CHECK_OK(tr_runtime_start(rt));
 	tr_pid p = spawn(rt, &slow_def, NULL);
-	CHECK_OK(tr_runtime_send(rt, p, 1, NULL, 0));
+	CHECK_OK(tr_send(tr_runtime_ctx(rt), p, 1, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&slow_in) == 1, FX_REPLY_MS));
 	CHECK(pthread_create(&th, NULL, release_later, NULL) == 0);
 	tr_runtime_stop(rt);
@@ -1405,6 +1418,99 @@ test_stop_sent_once_behind_long_turn(void)
 	CHECK_EQ_U64(m.dead_letters, 0);
 	check_final_metrics(rt);
 	tr_runtime_destroy(rt);
+}
+
+/* relay: on MSG_GO (payload: a pid), sends MSG_WORK to that pid through
+ * the runtime's context, from its handler, so on a worker thread. */
+static atomic_int relay_err = 1;
+
+static void
+relay_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	const tr_pid *to = TR_MSG_AS(m, tr_pid);
+
+	(void)state;
+	if (m->type == MSG_GO && to != NULL) {
+		tr_ctx *rcx = tr_runtime_ctx(tr_ctx_runtime(cx));
+		atomic_store(&relay_err,
+			     tr_send(rcx, *to, MSG_WORK, "relayed", 7));
+	}
+}
+
+static const tr_actor_def relay_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "relay",
+	.handle = relay_handle,
+};
+
+static atomic_ulong freed;
+
+static void
+free_count(void *p)
+{
+	free(p);
+	atomic_fetch_add(&freed, 1);
+}
+
+/*
+ * The runtime's context: what it sends has no sender, from any thread
+ * and from a handler; what needs an actor or an inbox to receive the
+ * outcome is refused with TR_EINVAL, and a payload handed over is freed.
+ */
+static void
+test_runtime_ctx(void)
+{
+	struct fx f;
+	tr_received r;
+	tr_ref ref = { 0 };
+
+	fx_start(&f, 2);
+	tr_ctx *cx = tr_runtime_ctx(f.rt);
+	CHECK(cx != NULL);
+	CHECK(tr_runtime_ctx(NULL) == NULL);
+	CHECK(tr_runtime_ctx(f.rt) == cx); /* one per runtime */
+	CHECK(tr_ctx_runtime(cx) == f.rt);
+	CHECK(tr_pid_is_none(tr_self(cx)));
+	CHECK(tr_pid_is_none(tr_sender(cx)));
+	CHECK(!tr_should_yield(cx));
+
+	/* Refused: nobody would receive an outcome, or no actor to act for. */
+	tr_pid e = fx_spawn(&f, &echo_def, NULL);
+	CHECK_ERR(tr_request(cx, e, MSG_PING, NULL, 0, 0, &ref), TR_EINVAL);
+	CHECK_EQ_U64(ref.v, 0);
+	atomic_store(&freed, 0);
+	CHECK_ERR(tr_request_ptr(cx, e, MSG_PING, malloc(8), 8, free_count, 0,
+				 NULL),
+		  TR_EINVAL);
+	CHECK_EQ_U64(atomic_load(&freed), 1); /* freed on refusal */
+	tr_msg fake = { .type = MSG_PING,
+			.flags = TR_MSG_F_REQUEST,
+			.from = f.probe,
+			.ref = { 1 } };
+	CHECK_ERR(tr_reply(cx, &fake, MSG_PONG, NULL, 0), TR_EINVAL);
+	CHECK_ERR(tr_forward(cx, e, &fake), TR_EINVAL);
+	CHECK_ERR(tr_link(cx, e), TR_EINVAL);
+	CHECK_ERR(tr_monitor(cx, e, &ref), TR_EINVAL);
+	CHECK_ERR(tr_spawn_link(cx, &echo_def, NULL, NULL), TR_EINVAL);
+	CHECK_ERR(tr_send_after(cx, e, MSG_PING, NULL, 0, 1, NULL), TR_EINVAL);
+	tr_stop_self(cx, TR_EXIT_ERROR); /* nothing to stop */
+
+	/* A send from a handler, on a worker, has no sender either. */
+	tr_pid relay = TR_PID_NONE;
+	CHECK_OK(tr_spawn(cx, &relay_def, NULL, &relay));
+	CHECK_OK(tr_send(cx, relay, MSG_GO, &f.probe, sizeof(f.probe)));
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &r));
+	CHECK_EQ_INT(atomic_load(&relay_err), TR_OK);
+	CHECK_EQ_U64(r.type, MSG_WORK);
+	CHECK(tr_pid_is_none(r.from));
+	CHECK(r.size == 7 && memcmp(r.data, "relayed", 7) == 0);
+	tr_received_fini(&r);
+
+	/* A stop through it works as from anywhere. */
+	CHECK_OK(tr_stop(cx, relay, TR_EXIT_NORMAL));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, relay), REPLY_MS));
+	fx_finish(&f);
 }
 
 static const struct test_case tests[] = {
@@ -1439,6 +1545,8 @@ static const struct test_case tests[] = {
 	  test_foreign_threads },
 	{ "runtime: inbox receives what was queued, then TR_ECLOSED",
 	  test_inbox_closed_after_stop },
+	{ "runtime: the runtime's context sends as nobody, refuses the rest",
+	  test_runtime_ctx },
 	{ "runtime: a two-actor conversation, every hop handled once",
 	  test_conversation_stays_local },
 	{ "runtime: idle runtime uses almost no CPU", test_idle_cpu },

@@ -200,7 +200,8 @@ rescue_trials(unsigned io_dedicated, enum how how, unsigned trials,
 			break;
 		case BY_FOREIGN:
 			SEND(&f, g.l, MSG_GO, &g, sizeof(g));
-			CHECK_OK(tr_runtime_send(f.rt, g.s, MSG_REQ, NULL, 0));
+			CHECK_OK(tr_send(tr_runtime_ctx(f.rt), g.s, MSG_REQ,
+					 NULL, 0));
 			break;
 		}
 		uint32_t gave_up = 1;

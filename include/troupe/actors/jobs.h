@@ -49,9 +49,10 @@ extern "C" {
 #define TR_MSG_JOBS_BASE (TR_MSG_ACTORS_BASE + 0x800u)
 
 /**
- * TR_MSG_JOB_EVENT - Something happened to a watched job. Read the
- * payload with tr_job_event_parse(); its layout is private. The sender is
- * the service's runner actor.
+ * TR_MSG_JOB_EVENT - Something happened to a watched job. Payload:
+ * struct tr_job_event, of variable length: read m->data as a
+ * `const tr_job_event *`; m->size is sizeof(tr_job_event) plus
+ * result_size. The sender is the service's runner actor.
  */
 #define TR_MSG_JOB_EVENT (TR_MSG_JOBS_BASE + 0x00u)
 
@@ -107,8 +108,7 @@ typedef enum tr_job_event_kind {
 } tr_job_event_kind;
 
 /**
- * struct tr_job_event - A TR_MSG_JOB_EVENT, as read by
- * tr_job_event_parse().
+ * struct tr_job_event - Payload of TR_MSG_JOB_EVENT.
  * @id:          the job
  * @seq:         1 for the job's first event, then one more for each;
  *               a watcher that sees a gap subscribed late or lost an
@@ -123,10 +123,21 @@ typedef enum tr_job_event_kind {
  * @kind:        the job's kind
  * @note:        PROGRESS: the progress note; FINISHED: the failure
  *               reason, or what ended the job; may be empty
- * @result:      FINISHED of a succeeded job: the result bytes, pointing
- *               into the message; NULL when empty
- * @result_size: number of bytes at @result
+ * @result_size: number of bytes in @result
+ * @result:      FINISHED of a succeeded job: the result bytes; none
+ *               otherwise
+ *
+ * Variable length: m->size is sizeof(tr_job_event) + result_size. A
+ * copied message, so it is read in place and may be kept by copying
+ * m->size bytes:
+ *
+ *     const tr_job_event *ev = m->data;
+ *     if (m->size >= sizeof(*ev) &&
+ *         m->size - sizeof(*ev) == ev->result_size) ...
+ *
+ * @kind and @note always hold a NUL.
  */
+TR_FAM_BEGIN
 typedef struct tr_job_event {
 	uint64_t id;
 	uint32_t seq;
@@ -137,9 +148,10 @@ typedef struct tr_job_event {
 	tr_pid worker;
 	char kind[TR_JOBS_KIND_MAX + 1];
 	char note[TR_JOB_NOTE_MAX];
-	const void *result;
-	size_t result_size;
+	uint64_t result_size;
+	unsigned char result[];
 } tr_job_event;
+TR_FAM_END
 
 /**
  * struct tr_job_status - A job as the table holds it (tr_jobs_status()).
@@ -383,19 +395,6 @@ TR_API tr_err tr_jobs_unwatch(tr_jobs *j, uint64_t id, tr_pid pid);
  * Return:    TR_OK, or TR_EINVAL for NULL or a too small @out->size.
  */
 TR_API tr_err tr_jobs_stats_get(tr_jobs *j, tr_jobs_stats *out);
-
-/**
- * tr_job_event_parse() - Read a TR_MSG_JOB_EVENT payload.
- * @data: the payload (m->data, or tr_received.data)
- * @size: its size
- * @out:  filled on success; out->result points into @data
- *
- * Ownership: @out borrows from @data: valid as long as the message is.
- * Thread:    any.
- * Return:    TR_OK, or TR_EINVAL when the payload is not a job event.
- */
-TR_API tr_err tr_job_event_parse(const void *data, size_t size,
-				 tr_job_event *out);
 
 /**
  * tr_job_state_name() - Name of a tr_job_state.

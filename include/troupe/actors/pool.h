@@ -15,13 +15,16 @@
  * when a worker is replaced.
  *
  * Routing keeps the sender. A client sends its message to the pool
- * (tr_pool_send(), tr_pool_route()); the pool passes it on with
- * tr_runtime_send_as(), so the worker sees the client's type, bytes and
- * pid (tr_sender()) exactly as if the client had sent it directly, and
+ * (tr_send(), tr_pool_route()); the pool passes it on with
+ * tr_forward(), so the worker sees the client's type, bytes and pid
+ * (tr_sender()) exactly as if the client had sent it directly, and
  * answers the client, never the pool. Workers need not know they are in
- * a pool. A plain tr_send() or tr_request() of an application type to the
- * pool itself is routed with the pool's strategy; a request is passed on
- * with tr_forward(), so the worker's tr_reply() answers the requester.
+ * a pool. A plain tr_send() or tr_request() of an application type (below
+ * TR_MSG_ACTORS_BASE, copied) to the pool itself is routed with the pool's
+ * strategy; a request is passed on with tr_forward(), so the worker's
+ * tr_reply() answers the requester. tr_pool_route() picks the strategy
+ * per message, and also routes the other types below
+ * TR_MSG_SYSTEM_BASE.
  *
  * A message routed to a slot whose worker is not running (starting, or
  * being restarted) waits in the pool, in order, and is sent to the new
@@ -30,8 +33,14 @@
  * for any actor).
  *
  * Control requests (resize, stats, the worker list, stop) are messages to
- * the pool; each is answered by exactly one TR_MSG_POOL_REPLY carrying
- * the request's tag, unless the pool stopped before taking it.
+ * the pool; each is answered by exactly one message carrying the
+ * request's tag (TR_MSG_POOL_REPLY, or TR_MSG_POOL_WORKERS for the worker
+ * list), unless the pool stopped before taking it.
+ *
+ * Every call that sends takes the caller's context, an actor's or a
+ * thread's (tr_inbox_ctx(), tr_runtime_ctx()): its pid is the sender the
+ * workers see and where replies and results go. There are no variants
+ * for threads.
  */
 
 #include <stddef.h>
@@ -48,18 +57,26 @@ extern "C" {
 #define TR_MSG_POOL_BASE (TR_MSG_ACTORS_BASE + 0x700u)
 
 /**
- * TR_MSG_POOL_REPLY - The answer to a control request or to a start.
- * Payload: a struct tr_pool_reply, followed for TR_POOL_OP_WORKERS by
- * reply.count pids; read it with tr_pool_reply_parse() and
- * tr_pool_reply_worker(). The sender is the pool.
+ * TR_MSG_POOL_REPLY - The answer to a control request (but
+ * TR_POOL_OP_WORKERS) or to a start. Payload: struct tr_pool_reply, read
+ * with TR_MSG_AS(m, tr_pool_reply). The sender is the pool.
  */
 #define TR_MSG_POOL_REPLY (TR_MSG_POOL_BASE + 0x00u)
 
 /**
  * TR_MSG_POOL_GATHERED - A type callers may choose for scatter-gather
  * results (struct tr_pool_gather_req.reply_type); any user type works.
+ * Payload: struct tr_pool_gather_result, of variable length.
  */
 #define TR_MSG_POOL_GATHERED (TR_MSG_POOL_BASE + 0x01u)
+
+/**
+ * TR_MSG_POOL_WORKERS - The answer to TR_POOL_OP_WORKERS. Payload:
+ * struct tr_pool_workers, of variable length: read m->data as a
+ * `const tr_pool_workers *`; m->size is sizeof(tr_pool_workers) plus
+ * reply.count pids. The sender is the pool.
+ */
+#define TR_MSG_POOL_WORKERS (TR_MSG_POOL_BASE + 0x02u)
 
 /* TR_MSG_POOL_BASE + 0x80 ... + 0xFF are the pool's own messages. */
 
@@ -98,7 +115,8 @@ typedef enum tr_pool_strategy {
  * @arg:         passed to every worker's init, on every start and restart;
  *               the caller keeps it alive as long as the pool runs
  * @workers:     initial number of workers, 1 to TR_POOL_MAX_WORKERS
- * @strategy:    the strategy of tr_pool_send() and of TR_POOL_DEFAULT:
+ * @strategy:    the strategy of a plain send to the pool and of
+ *               TR_POOL_DEFAULT:
  *               TR_POOL_ROUND_ROBIN (also for 0), TR_POOL_LEAST_LOADED or
  *               TR_POOL_BROADCAST (a hash needs a key)
  * @intensity:   restarts allowed within @period_ms before the workers'
@@ -140,9 +158,9 @@ typedef struct tr_pool_config {
  *                      gone. Resizes and stops are acted on one at a time,
  *                      in arrival order
  * @TR_POOL_OP_STATS:   the counters of struct tr_pool_reply
- * @TR_POOL_OP_WORKERS: the counters, followed by one pid per slot, in slot
- *                      order (TR_PID_NONE for a slot whose worker is not
- *                      running)
+ * @TR_POOL_OP_WORKERS: the counters and one pid per slot, in slot order
+ *                      (TR_PID_NONE for a slot whose worker is not
+ *                      running): a TR_MSG_POOL_WORKERS
  * @TR_POOL_OP_STOP:    stop the workers (through the supervisor), then the
  *                      pool (TR_EXIT_NORMAL); the reply comes when the
  *                      workers are gone. Messages routed meanwhile are
@@ -181,7 +199,7 @@ typedef struct tr_pool_request {
  *                   act); TR_ENOMEM; or a supervisor's error
  * @workers:         slots now (the pool's size)
  * @live:            slots whose worker runs now
- * @count:           TR_POOL_OP_WORKERS: pids that follow the reply
+ * @count:           TR_POOL_OP_WORKERS: entries of tr_pool_workers.pids
  * @pending:         messages waiting in the pool for a worker to start
  * @round_robin, @least_loaded, @broadcast, @consistent_hash: messages
  *                   routed by each strategy (a broadcast counts once)
@@ -194,6 +212,9 @@ typedef struct tr_pool_request {
  *                   still waiting when it stopped
  * @gathers:         scatter-gather requests served
  * @restarts:        workers the supervisor restarted
+ *
+ * Payload of TR_MSG_POOL_REPLY (fixed size: TR_MSG_AS(m, tr_pool_reply)),
+ * and the head of struct tr_pool_workers.
  */
 typedef struct tr_pool_reply {
 	uint64_t tag;
@@ -212,6 +233,25 @@ typedef struct tr_pool_reply {
 	uint64_t gathers;
 	uint64_t restarts;
 } tr_pool_reply;
+
+/**
+ * struct tr_pool_workers - Payload of TR_MSG_POOL_WORKERS.
+ * @reply: the counters, as in TR_MSG_POOL_REPLY; @reply.count is the
+ *         number of @pids (0 when @reply.status is an error)
+ * @pids:  one pid per slot, in slot order
+ *
+ * Variable length: m->size is sizeof(tr_pool_workers) +
+ * reply.count * sizeof(tr_pid). Read it in place:
+ *
+ *     const tr_pool_workers *w = m->data;
+ *     for (uint32_t i = 0; i < w->reply.count; i++) ... w->pids[i] ...
+ */
+TR_FAM_BEGIN
+typedef struct tr_pool_workers {
+	tr_pool_reply reply;
+	tr_pid pids[];
+} tr_pool_workers;
+TR_FAM_END
 
 /**
  * struct tr_pool_gather_req - A scatter-gather request.
@@ -237,32 +277,11 @@ typedef struct tr_pool_gather_req {
 } tr_pool_gather_req;
 
 /**
- * struct tr_pool_gather_result - The head of a scatter-gather result.
- * @id:      the id tr_pool_gather() returned
- * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
- *           came first: the replies received are included, @missing
- *           did not answer); TR_ENOENT (the pool stopped, or had no
- *           running worker, before it sent the request); TR_EMSGSIZE
- *           (the replies do not fit one message: only the counts come,
- *           with @replied 0); TR_ENOMEM
- * @asked:   workers the request was sent to
- * @replied: replies included, at most one per worker asked, in arrival
- *           order
- * @missing: @asked - @replied
- */
-typedef struct tr_pool_gather_result {
-	uint64_t id;
-	int32_t status;
-	uint32_t asked;
-	uint32_t replied;
-	uint32_t missing;
-} tr_pool_gather_result;
-
-/**
  * struct tr_pool_gather_entry - One reply in a scatter-gather result.
  * @worker: who replied
  * @type:   the reply's type
- * @data:   its bytes, pointing into the result message; NULL when empty
+ * @data:   its bytes, inside the result message and aligned to 16; NULL
+ *          when empty
  * @size:   number of bytes
  */
 typedef struct tr_pool_gather_entry {
@@ -271,6 +290,40 @@ typedef struct tr_pool_gather_entry {
 	const void *data;
 	size_t size;
 } tr_pool_gather_entry;
+
+/**
+ * struct tr_pool_gather_result - A scatter-gather result, the payload of
+ * the message of tr_pool_gather_req.reply_type.
+ * @id:      the id tr_pool_gather() returned
+ * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
+ *           came first: the replies received are included, @missing
+ *           did not answer); TR_ENOENT (the pool stopped, or had no
+ *           running worker, before it sent the request); TR_ENOMEM (the
+ *           replies could not be kept: only the counts come, with
+ *           @replied 0)
+ * @asked:   workers the request was sent to
+ * @replied: entries of @replies, at most one per worker asked, in
+ *           arrival order
+ * @missing: @asked - @replied
+ * @replies: the replies; their bytes follow in the same block
+ *
+ * A pointer message of variable length (its entries point into it, so
+ * it is handed over, never copied): read m->data in place as a
+ * `const tr_pool_gather_result *`; m->size is the size of the whole
+ * block, entries and bytes included. Keep it past the handler with
+ * tr_msg_take_ptr() and free() it; from an inbox, tr_received_fini()
+ * frees it.
+ */
+TR_FAM_BEGIN
+typedef struct tr_pool_gather_result {
+	uint64_t id;
+	int32_t status;
+	uint32_t asked;
+	uint32_t replied;
+	uint32_t missing;
+	tr_pool_gather_entry replies[];
+} tr_pool_gather_result;
+TR_FAM_END
 
 /**
  * tr_pool_start_link() - Start a pool linked with the calling actor, its
@@ -317,7 +370,8 @@ TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
 
 /**
  * tr_pool_route() - Route a message through pool @pool.
- * @cx:   context of the calling actor: the worker sees it as the sender
+ * @cx:   context of the calling actor or thread: the worker sees its pid
+ *        as the sender (TR_PID_NONE for tr_runtime_ctx())
  * @pool: the pool
  * @how:  enum tr_pool_strategy
  * @key:  TR_POOL_CONSISTENT_HASH: the key (equal keys reach the same
@@ -331,7 +385,7 @@ TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
  * the worker happen in the pool's next turn. Messages routed one after
  * another by one sender to the same worker arrive in order.
  * Ownership: none (@data is copied).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK (a stopped pool makes it a dead letter, as any send);
  *            TR_EINVAL (NULL @cx, TR_PID_NONE @pool, an unknown @how, a
  *            reserved @type, NULL @data with @len > 0); TR_EMSGSIZE;
@@ -342,32 +396,10 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
 			    size_t len);
 
 /**
- * tr_pool_send() - tr_pool_route() with the pool's configured strategy.
- * Ownership: none (@data is copied).
- * Thread:    actor.
- * Return:    as tr_pool_route().
- */
-TR_API tr_err tr_pool_send(tr_ctx *cx, tr_pid pool, uint32_t type,
-			   const void *data, size_t len);
-
-/**
- * tr_pool_route_as() - tr_pool_route() from a thread that is not an actor.
- * @rt:   the runtime of @pool
- * @from: the sender the worker sees (an inbox, say); may be TR_PID_NONE
- * @pool, @how, @key, @type, @data, @len: as for tr_pool_route()
- *
- * Ownership: none (@data is copied).
- * Thread:    any.
- * Return:    as tr_pool_route(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
-			       tr_pool_strategy how, uint64_t key,
-			       uint32_t type, const void *data, size_t len);
-
-/**
  * tr_pool_gather() - Send a request to the workers of @pool and get one
  * message with their replies (scatter-gather).
- * @cx:   context of the calling actor, which receives the result
+ * @cx:   context of the calling actor, or of a thread's inbox
+ *        (tr_inbox_ctx()), which receives the result
  * @pool: the pool
  * @req:  the request
  * @id:   on success the id of the result; may be NULL
@@ -377,14 +409,15 @@ TR_API tr_err tr_pool_route_as(tr_runtime *rt, tr_pid from, tr_pid pool,
  * answers it like any request, by sending to tr_sender(). A reply counts
  * when it comes from a worker that was asked (the first one from each).
  * When every asked worker replied, or when @req->timeout_ms has passed
- * since the call, the caller gets one message of @req->reply_type: read
- * it with tr_pool_gather_parse() and tr_pool_gather_reply(). A reply
+ * since the call, the caller gets one message of @req->reply_type whose
+ * payload is a struct tr_pool_gather_result. A reply
  * that comes later is dropped (a dead letter once the collector is gone).
  * On TR_OK exactly one result with this id reaches the caller, unless the
  * caller stops first.
  * Ownership: @req and the bytes it points to are copied.
- * Thread:    actor.
- * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
+ * Thread:    actor, or an inbox's context.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, tr_runtime_ctx(), which
+ *            has no pid to receive the result, a small @req->size,
  *            TR_PID_NONE @pool, a reserved type, NULL data with a length,
  *            a zero timeout); TR_ENOMEM; TR_ECLOSED. On error no result
  *            will arrive.
@@ -393,110 +426,23 @@ TR_API tr_err tr_pool_gather(tr_ctx *cx, tr_pid pool,
 			     const tr_pool_gather_req *req, uint64_t *id);
 
 /**
- * tr_pool_gather_as() - tr_pool_gather() from a thread that is not an
- * actor.
- * @rt:       the runtime of @pool
- * @reply_to: who gets the result (an inbox, say)
- * @pool, @req, @id: as for tr_pool_gather()
- *
- * Ownership: @req and the bytes it points to are copied.
- * Thread:    any.
- * Return:    as tr_pool_gather(); TR_EINVAL also for a NULL @rt or a
- *            TR_PID_NONE @reply_to.
- */
-TR_API tr_err tr_pool_gather_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-				const tr_pool_gather_req *req, uint64_t *id);
-
-/**
- * tr_pool_gather_parse() - Read the head of a scatter-gather result.
- * @data: the payload (m->data, or tr_received.data)
- * @size: its size
- * @out:  filled on success
- *
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK, or TR_EINVAL when the payload is not a gather result.
- */
-TR_API tr_err tr_pool_gather_parse(const void *data, size_t size,
-				   tr_pool_gather_result *out);
-
-/**
- * tr_pool_gather_reply() - Read reply @i of a scatter-gather result.
- * @data: the payload
- * @size: its size
- * @i:    index, below result.replied
- * @out:  filled on success; out->data points into @data
- *
- * Ownership: @out borrows from @data (valid as long as the message is).
- * Thread:    any.
- * Return:    TR_OK; TR_EINVAL (not a gather result, or a damaged one);
- *            TR_ENOENT (@i is not below result.replied).
- */
-TR_API tr_err tr_pool_gather_reply(const void *data, size_t size, uint32_t i,
-				   tr_pool_gather_entry *out);
-
-/**
  * tr_pool_control() - Send a control request to @pool; the reply comes
- * to the calling actor.
- * @cx:   context of the calling actor
+ * to the caller.
+ * @cx:   context of the calling actor or thread; the reply goes to its
+ *        pid (none with tr_runtime_ctx())
  * @pool: the pool
  * @req:  the request
  *
  * Exactly one TR_MSG_POOL_REPLY with @req->tag answers it, unless the
  * pool stopped before taking it (then it is a dead letter, as any send).
  * Ownership: @req is copied.
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
  *            TR_PID_NONE @pool, an unknown op, a resize out of range);
  *            the errors of tr_send(). On error no reply comes.
  */
 TR_API tr_err tr_pool_control(tr_ctx *cx, tr_pid pool,
 			      const tr_pool_request *req);
-
-/**
- * tr_pool_control_as() - tr_pool_control() from a thread that is not an
- * actor.
- * @rt:       the runtime of @pool
- * @reply_to: who gets the reply; TR_PID_NONE for none
- * @pool:     the pool
- * @req:      the request
- *
- * Ownership: @req is copied.
- * Thread:    any.
- * Return:    as tr_pool_control(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_pool_control_as(tr_runtime *rt, tr_pid reply_to, tr_pid pool,
-				 const tr_pool_request *req);
-
-/**
- * tr_pool_reply_parse() - Read the struct tr_pool_reply at the start of a
- * TR_MSG_POOL_REPLY payload.
- * @data: the payload
- * @size: its size
- * @out:  filled on success
- *
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK, or TR_EINVAL when the payload is not a reply.
- */
-TR_API tr_err tr_pool_reply_parse(const void *data, size_t size,
-				  tr_pool_reply *out);
-
-/**
- * tr_pool_reply_worker() - Read pid @i of a TR_POOL_OP_WORKERS reply.
- * @data: the payload
- * @size: its size
- * @i:    slot index, below reply.count
- * @out:  filled on success (TR_PID_NONE for a slot without a running
- *        worker)
- *
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK; TR_EINVAL (not a reply of that op); TR_ENOENT (@i is
- *            not below reply.count).
- */
-TR_API tr_err tr_pool_reply_worker(const void *data, size_t size, uint32_t i,
-				   tr_pid *out);
 
 #ifdef __cplusplus
 }

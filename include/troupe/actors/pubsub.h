@@ -8,8 +8,14 @@
  * A pubsub service belongs to one runtime. A topic is a string, matched
  * exactly (no patterns); it exists while it has subscribers. Publishing
  * sends an ordinary copied message to every current subscriber: the type
- * and payload are the publisher's, the sender is the publishing actor
- * (tr_pubsub_publish()) or the pid given to tr_pubsub_publish_as().
+ * and payload are the publisher's, and the sender is the pid of the
+ * publisher's context: an actor's, or a thread's (tr_inbox_ctx(), or
+ * tr_runtime_ctx() for no sender).
+ *
+ * Subscribing takes the subscriber's pid, whoever calls: an actor
+ * subscribes itself with tr_self(cx), and a parent or a thread may
+ * subscribe another actor. Calls that only change the service's tables
+ * take a pid; the call that sends takes a context.
  *
  * No central actor sits on the publish path. Each topic holds an
  * immutable snapshot of its subscriber list; a publish takes a reference
@@ -132,21 +138,6 @@ TR_API void tr_pubsub_destroy(tr_pubsub *ps);
 TR_API tr_err tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid);
 
 /**
- * tr_pubsub_subscribe_self() - tr_pubsub_subscribe() for the calling
- * actor.
- * @cx:    context of the calling actor, the subscriber
- * @ps:    a service of the caller's runtime
- * @topic: as for tr_pubsub_subscribe()
- *
- * Ownership: @topic is borrowed; the service keeps a copy.
- * Thread:    actor.
- * Return:    as tr_pubsub_subscribe(); TR_EINVAL also when @ps belongs to
- *            another runtime.
- */
-TR_API tr_err tr_pubsub_subscribe_self(tr_ctx *cx, tr_pubsub *ps,
-				       const char *topic);
-
-/**
  * tr_pubsub_unsubscribe() - Unsubscribe @pid from @topic.
  * @ps:    the service
  * @topic: the topic
@@ -164,24 +155,10 @@ TR_API tr_err tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic,
 				    tr_pid pid);
 
 /**
- * tr_pubsub_unsubscribe_self() - tr_pubsub_unsubscribe() for the calling
- * actor.
- * @cx:    context of the calling actor, the subscriber
- * @ps:    a service of the caller's runtime
- * @topic: the topic
- *
- * Ownership: none (@topic is borrowed).
- * Thread:    actor.
- * Return:    as tr_pubsub_unsubscribe(); TR_EINVAL also when @ps belongs
- *            to another runtime.
- */
-TR_API tr_err tr_pubsub_unsubscribe_self(tr_ctx *cx, tr_pubsub *ps,
-					 const char *topic);
-
-/**
  * tr_pubsub_publish() - Send a copy of a message to every subscriber of
- * @topic, with the calling actor as the sender.
- * @cx:    context of the publishing actor
+ * @topic, with the publisher as the sender.
+ * @cx:    context of the publishing actor or thread; its pid is the
+ *         sender subscribers see (none for tr_runtime_ctx())
  * @ps:    a service of the caller's runtime
  * @topic: the topic; one without subscribers is not an error
  * @type:  message type, below TR_MSG_SYSTEM_BASE
@@ -191,7 +168,7 @@ TR_API tr_err tr_pubsub_unsubscribe_self(tr_ctx *cx, tr_pubsub *ps,
  * A subscriber whose mailbox refuses the message (TR_EFULL, TR_ENOMEM)
  * is skipped and counted in the stats' @failed; the others still get it.
  * Ownership: none (each subscriber gets its own copy of @data).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    the number of subscribers the message was sent to (0 for a
  *            topic nobody subscribes to), or a negative error and nothing
  *            was sent: TR_EINVAL (NULL, bad topic, reserved type, or @ps of
@@ -199,22 +176,6 @@ TR_API tr_err tr_pubsub_unsubscribe_self(tr_ctx *cx, tr_pubsub *ps,
  */
 TR_API int tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic,
 			     uint32_t type, const void *data, size_t len);
-
-/**
- * tr_pubsub_publish_as() - tr_pubsub_publish() from code that is not an
- * actor.
- * @ps:    the service
- * @from:  the sender subscribers see (an inbox, say); TR_PID_NONE for none
- * @topic, @type, @data, @len: as for tr_pubsub_publish()
- *
- * The order guarantee holds for publishes made one after another by one
- * thread.
- * Ownership: none (each subscriber gets its own copy of @data).
- * Thread:    any.
- * Return:    as tr_pubsub_publish().
- */
-TR_API int tr_pubsub_publish_as(tr_pubsub *ps, tr_pid from, const char *topic,
-				uint32_t type, const void *data, size_t len);
 
 /**
  * tr_pubsub_subscribers() - Number of subscribers of @topic now.

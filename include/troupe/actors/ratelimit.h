@@ -126,9 +126,10 @@ TR_API void tr_ratelimit_destroy(tr_ratelimit *rl);
 TR_API tr_pid tr_ratelimit_pid(const tr_ratelimit *rl);
 
 /**
- * tr_ratelimit_acquire() - Ask for @tokens; the calling actor gets exactly
- * one GRANT or REJECT carrying @tag.
- * @cx:          context of the calling actor, which gets the reply
+ * tr_ratelimit_acquire() - Ask for @tokens; the caller gets exactly one
+ * GRANT or REJECT carrying @tag.
+ * @cx:          context of the calling actor, or of a thread's inbox
+ *               (tr_inbox_ctx()), which gets the reply
  * @rl:          the limiter
  * @tokens:      1 to the limiter's burst
  * @tag:         any value, returned in the reply
@@ -142,25 +143,14 @@ TR_API tr_pid tr_ratelimit_pid(const tr_ratelimit *rl);
  * tr_ratelimit_pid() when that matters). A reply refused by a full
  * bounded mailbox is sent again later, never dropped.
  * Ownership: none; @rl must stay valid for the call.
- * Thread:    actor.
- * Return:    TR_OK; TR_EINVAL (NULL @cx or @rl, @tokens 0 or above the
- *            burst); TR_ECLOSED (the limiter stopped); as tr_send().
+ * Thread:    actor, or an inbox's context.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @rl, tr_runtime_ctx(), which
+ *            has no pid for the reply, @tokens 0 or above the burst);
+ *            TR_ECLOSED (the limiter stopped); as tr_send().
  */
 TR_API tr_err tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl,
 				   uint32_t tokens, uint64_t tag,
 				   int64_t max_wait_ms);
-
-/**
- * tr_ratelimit_acquire_as() - tr_ratelimit_acquire() from any thread; the
- * reply goes to @reply_to (an actor or an inbox).
- * Ownership: none.
- * Thread:    any.
- * Return:    as tr_ratelimit_acquire(); TR_EINVAL also for TR_PID_NONE
- *            @reply_to.
- */
-TR_API tr_err tr_ratelimit_acquire_as(tr_ratelimit *rl, tr_pid reply_to,
-				      uint32_t tokens, uint64_t tag,
-				      int64_t max_wait_ms);
 
 /**
  * tr_ratelimit_try() - Take @tokens now if they are there, without a

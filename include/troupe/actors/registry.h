@@ -7,8 +7,11 @@
  *
  * A registry belongs to one runtime. It maps strings to pids: a name has
  * at most one holder, a pid may hold several names. Every function is
- * safe from any thread, handlers included; the _self and send variants
- * that take a tr_ctx are for handlers.
+ * safe from any thread, handlers included. The functions that change or
+ * read the names take the pid they are about (an actor registers itself
+ * with tr_self(cx), a supervisor or a thread may register another);
+ * tr_registry_send() takes the sender's context, an actor's or a
+ * thread's (tr_inbox_ctx(), tr_runtime_ctx()).
  *
  * A name disappears when its holder stops: the registry runs a small
  * actor of its own that monitors every pid holding a name and, on
@@ -121,21 +124,6 @@ TR_API tr_err tr_registry_register(tr_registry *reg, const char *name,
 				   tr_pid pid);
 
 /**
- * tr_registry_register_self() - tr_registry_register() for the calling
- * actor.
- * @cx:   context of the calling actor, which gets the name
- * @reg:  a registry of the caller's runtime
- * @name: as for tr_registry_register()
- *
- * Ownership: @name is borrowed; the registry keeps a copy.
- * Thread:    actor.
- * Return:    as tr_registry_register(); TR_EINVAL also when @reg belongs
- *            to another runtime.
- */
-TR_API tr_err tr_registry_register_self(tr_ctx *cx, tr_registry *reg,
-					const char *name);
-
-/**
  * tr_registry_replace() - Give @name to @pid if it is free or held by
  * @expected (a compare-and-swap on the name).
  * @reg:      the registry
@@ -186,35 +174,19 @@ TR_API tr_err tr_registry_whereis(tr_registry *reg, const char *name,
 
 /**
  * tr_registry_send() - tr_send() to the holder of @name.
- * @cx:   context of the calling actor (the sender)
+ * @cx:   context of the calling actor or thread; its pid is the sender
+ *        (none for tr_runtime_ctx())
  * @reg:  the registry
  * @name: the receiver's name
  * @type, @data, @len: as for tr_send()
  *
  * Ownership: none (the payload is copied, as by tr_send()).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_ENOENT when no actor holds @name (nothing was sent);
  *            TR_EINVAL also for a bad name; otherwise as tr_send().
  */
 TR_API tr_err tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name,
 			       uint32_t type, const void *data, size_t len);
-
-/**
- * tr_registry_send_as() - tr_runtime_send_as() to the holder of @name,
- * from code that is not an actor.
- * @reg:  the registry
- * @from: the sender the receiver sees (an inbox, say); TR_PID_NONE for
- *        none
- * @name: the receiver's name
- * @type, @data, @len: as for tr_send()
- *
- * Ownership: none (the payload is copied).
- * Thread:    any.
- * Return:    as tr_registry_send().
- */
-TR_API tr_err tr_registry_send_as(tr_registry *reg, tr_pid from,
-				  const char *name, uint32_t type,
-				  const void *data, size_t len);
 
 /**
  * tr_registry_stats_get() - Fill @out with the registry's counters, taken

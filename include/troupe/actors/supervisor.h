@@ -24,9 +24,10 @@
  * once the step in progress is done.
  *
  * Requests (start_child, terminate_child, ...) are messages to the
- * supervisor; each one is answered by exactly one TR_MSG_SUP_REPLY to the
- * requester, unless the supervisor has stopped before it took the
- * request (monitor it when that matters).
+ * supervisor; each one is answered by exactly one TR_MSG_SUP_REPLY (a
+ * TR_MSG_SUP_CHILDREN for TR_SUP_OP_WHICH_CHILDREN) to the requester,
+ * unless the supervisor has stopped before it took the request (monitor
+ * it when that matters).
  */
 
 #include <stddef.h>
@@ -43,18 +44,25 @@ extern "C" {
 
 /**
  * TR_MSG_SUP_EVENT - Sent to the observer of a supervisor (see struct
- * tr_sup_flags). Payload: struct tr_sup_event; the sender is the
- * supervisor.
+ * tr_sup_flags). Payload: struct tr_sup_event, read with
+ * TR_MSG_AS(m, tr_sup_event); the sender is the supervisor.
  */
 #define TR_MSG_SUP_EVENT (TR_MSG_SUP_BASE + 0x01u)
 
 /**
- * TR_MSG_SUP_REPLY - The answer to a request or to a start. Payload: a
- * struct tr_sup_reply, followed for TR_SUP_OP_WHICH_CHILDREN by
- * reply.count struct tr_sup_child_info; read it with tr_sup_reply_parse()
- * and tr_sup_reply_child(). The sender is the supervisor.
+ * TR_MSG_SUP_REPLY - The answer to a request (but
+ * TR_SUP_OP_WHICH_CHILDREN) or to a start. Payload: struct tr_sup_reply,
+ * read with TR_MSG_AS(m, tr_sup_reply). The sender is the supervisor.
  */
 #define TR_MSG_SUP_REPLY (TR_MSG_SUP_BASE + 0x02u)
+
+/**
+ * TR_MSG_SUP_CHILDREN - The answer to TR_SUP_OP_WHICH_CHILDREN. Payload:
+ * struct tr_sup_children, of variable length: read m->data as a
+ * `const tr_sup_children *`; m->size is sizeof(tr_sup_children) plus
+ * reply.count struct tr_sup_child_info. The sender is the supervisor.
+ */
+#define TR_MSG_SUP_CHILDREN (TR_MSG_SUP_BASE + 0x03u)
 
 /* TR_MSG_SUP_BASE + 0x80 ... + 0xFF are the supervisor's own messages. */
 
@@ -235,7 +243,7 @@ typedef struct tr_sup_event {
  * @TR_SUP_OP_RESTART_CHILD:  start the stopped child @id again; reply @pid
  * @TR_SUP_OP_DELETE_CHILD:   remove the spec of the stopped child @id
  * @TR_SUP_OP_WHICH_CHILDREN: reply with one tr_sup_child_info per child,
- *                            in start order
+ *                            in start order: a TR_MSG_SUP_CHILDREN
  * @TR_SUP_OP_COUNT_CHILDREN: reply with the counts of struct tr_sup_reply
  * @TR_SUP_OP_STOP:           stop all children in reverse order, then the
  *                            supervisor (reason TR_EXIT_SHUTDOWN); the
@@ -288,11 +296,14 @@ typedef struct tr_sup_request {
  *          stopped before it could act on the request); TR_ENOMEM; or the
  *          error that kept a child from being spawned
  * @reason: see @status
- * @count:  TR_SUP_OP_WHICH_CHILDREN: how many tr_sup_child_info follow
+ * @count:  TR_SUP_OP_WHICH_CHILDREN: entries of tr_sup_children.children
  * @pid:    see enum tr_sup_op
  * @specs, @active, @supervisors, @workers: TR_SUP_OP_COUNT_CHILDREN, as
  *          OTP's count_children: child specs (1 for simple_one_for_one),
  *          children running, and children of each type, running or not
+ *
+ * Payload of TR_MSG_SUP_REPLY (fixed size: TR_MSG_AS(m, tr_sup_reply)),
+ * and the head of struct tr_sup_children.
  */
 typedef struct tr_sup_reply {
 	uint64_t tag;
@@ -320,6 +331,25 @@ typedef struct tr_sup_child_info {
 	uint32_t type;
 	uint32_t restart;
 } tr_sup_child_info;
+
+/**
+ * struct tr_sup_children - Payload of TR_MSG_SUP_CHILDREN.
+ * @reply:    tag, op and status as in TR_MSG_SUP_REPLY; @reply.count is
+ *            the number of @children (0 when @reply.status is an error)
+ * @children: one entry per child, in start order
+ *
+ * Variable length: m->size is sizeof(tr_sup_children) +
+ * reply.count * sizeof(tr_sup_child_info). Read it in place:
+ *
+ *     const tr_sup_children *c = m->data;
+ *     for (uint32_t i = 0; i < c->reply.count; i++) ... c->children[i] ...
+ */
+TR_FAM_BEGIN
+typedef struct tr_sup_children {
+	tr_sup_reply reply;
+	tr_sup_child_info children[];
+} tr_sup_children;
+TR_FAM_END
 
 /**
  * tr_sup_start_link() - Start a supervisor linked with the calling actor
@@ -357,8 +387,8 @@ TR_API tr_err tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 /**
  * tr_sup_start() - Start a supervisor from a thread that is not an actor,
  * for the top of a tree, and wait until its children have started. It
- * has no parent and no link: stop it with TR_SUP_OP_STOP (see
- * tr_sup_send_as()) or with the runtime.
+ * has no parent and no link: stop it with TR_SUP_OP_STOP (tr_sup_send()
+ * on a thread's context) or with the runtime.
  * @rt:    a started runtime
  * @flags, @specs, @n: as for tr_sup_start_link()
  * @out:   on TR_OK the supervisor's pid; TR_PID_NONE otherwise; may be NULL
@@ -380,17 +410,19 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 
 /**
  * tr_sup_send() - Send a request to supervisor @sup; the reply comes to
- * the calling actor.
- * @cx:  context of the calling actor
+ * the caller.
+ * @cx:  context of the calling actor or thread; the reply goes to its pid
+ *       (an inbox's with tr_inbox_ctx(); none with tr_runtime_ctx())
  * @sup: the supervisor
  * @req: the request
  *
- * Exactly one TR_MSG_SUP_REPLY with @req->tag answers it, unless @sup has
+ * Exactly one TR_MSG_SUP_REPLY (TR_MSG_SUP_CHILDREN for
+ * TR_SUP_OP_WHICH_CHILDREN) with @req->tag answers it, unless @sup has
  * stopped (or stops) before taking it: a stale pid makes the request a
  * counted dead letter, as any send.
  * Ownership: @req is copied, with the spec and id it points to (not the
  *            spec's @def and @arg, see struct tr_sup_child_spec).
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a too small @req->size,
  *            TR_PID_NONE @sup, an unknown op, a bad spec or id, an op
  *            without the id or pid it needs); TR_ENOMEM; the errors of
@@ -399,60 +431,19 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
 TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
 
 /**
- * tr_sup_send_as() - tr_sup_send() from a thread that is not an actor.
- * @rt:       the runtime of @sup
- * @reply_to: who gets the reply (an inbox, say); TR_PID_NONE for none
- * @sup:      the supervisor
- * @req:      the request
- *
- * Ownership: as tr_sup_send().
- * Thread:    any.
- * Return:    as tr_sup_send(); TR_EINVAL also for a NULL @rt.
- */
-TR_API tr_err tr_sup_send_as(tr_runtime *rt, tr_pid reply_to, tr_pid sup,
-			     const tr_sup_request *req);
-
-/**
  * tr_sup_stop() - Ask supervisor @sup for an orderly stop: its children
  * are stopped one at a time in reverse start order, then it stops with
- * TR_EXIT_SHUTDOWN. The calling actor gets a TR_MSG_SUP_REPLY (op
+ * TR_EXIT_SHUTDOWN. The caller gets a TR_MSG_SUP_REPLY (op
  * TR_SUP_OP_STOP, tag 0) when the children are gone.
- * @cx:  context of the calling actor
+ * @cx:  context of the calling actor or thread, as for tr_sup_send()
  * @sup: the supervisor
  *
  * tr_runtime_stop() is different: it stops every actor at once, in no
  * particular order, supervisors and children alike.
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    as tr_sup_send().
  */
 TR_API tr_err tr_sup_stop(tr_ctx *cx, tr_pid sup);
-
-/**
- * tr_sup_reply_parse() - Read the struct tr_sup_reply at the start of a
- * TR_MSG_SUP_REPLY payload.
- * @data: the payload (m->data, or tr_received.data)
- * @size: its size
- * @out:  filled on success
- *
- * Thread:    any.
- * Return:    TR_OK, or TR_EINVAL when the payload is not a reply.
- */
-TR_API tr_err tr_sup_reply_parse(const void *data, size_t size,
-				 tr_sup_reply *out);
-
-/**
- * tr_sup_reply_child() - Read entry @i of a TR_SUP_OP_WHICH_CHILDREN reply.
- * @data: the payload
- * @size: its size
- * @i:    index, below reply.count
- * @out:  filled on success
- *
- * Thread:    any.
- * Return:    TR_OK; TR_EINVAL (not a reply of that op); TR_ENOENT (@i is
- *            not below reply.count).
- */
-TR_API tr_err tr_sup_reply_child(const void *data, size_t size, uint32_t i,
-				 tr_sup_child_info *out);
 
 #ifdef __cplusplus
 }
