@@ -29,7 +29,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 /* The limiter's own messages. */
 #define MSG_RL_REQUEST (TR_MSG_RATELIMIT_BASE + 0x80u)
@@ -94,15 +95,6 @@ struct limiter {
 	size_t retry_cap;
 	bool retry_armed;
 };
-
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * Bring the credit up to @now. Caller holds rl->mu.
@@ -336,7 +328,7 @@ serve(tr_ctx *cx, struct limiter *l)
 
 	while (l->n > 0) {
 		struct waiter *h = &l->q[l->head];
-		uint64_t now = mono_ns();
+		uint64_t now = tr__clock_ns();
 
 		pthread_mutex_lock(&rl->mu);
 		refill(rl, now);
@@ -362,7 +354,7 @@ static void
 on_request(tr_ctx *cx, struct limiter *l, tr_pid from, const struct request *q)
 {
 	tr_ratelimit *rl = l->rl;
-	uint64_t now = mono_ns();
+	uint64_t now = tr__clock_ns();
 
 	if (q->tokens == 0 || q->tokens > rl->burst) {
 		/* acquire() refuses these; only a forged message gets here. */
@@ -532,7 +524,7 @@ tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
 	rl->max_wait_ms = cfg->max_wait_ms;
 	rl->max_queue = cfg->max_queue;
 	rl->credit = (uint64_t)cfg->burst * UNITS_PER_TOKEN;
-	rl->last_ns = mono_ns();
+	rl->last_ns = tr__clock_ns();
 	rl->refs = 2; /* the caller's handle and the actor */
 	/* On success init and teardown will run: the actor's reference is
 	 * dropped in teardown. */
@@ -617,7 +609,7 @@ tr_ratelimit_try(tr_ratelimit *rl, uint32_t tokens)
 	if (rl == NULL || tokens == 0 || tokens > rl->burst) {
 		return TR_EINVAL;
 	}
-	uint64_t now = mono_ns();
+	uint64_t now = tr__clock_ns();
 	pthread_mutex_lock(&rl->mu);
 	if (rl->closed) {
 		err = TR_ECLOSED;
