@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "resend.h"
 
 /* The limiter's own messages. */
 #define MSG_RL_REQUEST (TR_MSG_RATELIMIT_BASE + 0x80u)
@@ -93,7 +94,7 @@ struct limiter {
 	struct pending *retry; /* replies refused by a full mailbox */
 	size_t retry_n;
 	size_t retry_cap;
-	bool retry_armed;
+	struct tr__resend resend; /* MSG_RL_RETRY, every RETRY_MS */
 };
 
 /*
@@ -181,16 +182,6 @@ handle_unref(tr_ratelimit *rl)
 
 /* ---- replies -------------------------------------------------------- */
 
-static void
-retry_arm(tr_ctx *cx, struct limiter *l)
-{
-	if (!l->retry_armed &&
-	    tr_send_after(cx, tr_self(cx), MSG_RL_RETRY, NULL, 0, RETRY_MS,
-			  NULL) == TR_OK) {
-		l->retry_armed = true;
-	}
-}
-
 /* Keep a refused reply for later. False when there is no room at all. */
 static bool
 retry_push(struct limiter *l, tr_pid to, uint32_t type,
@@ -231,12 +222,12 @@ reply(tr_ctx *cx, struct limiter *l, tr_pid to, uint32_t type, uint64_t tag,
 	}
 	if (!behind) {
 		tr_err err = tr_send(cx, to, type, &r, sizeof(r));
-		if (err != TR_EFULL && err != TR_ENOMEM) {
+		if (!tr__resend_worth(err)) {
 			return; /* sent, or to a pid that can never take it */
 		}
 	}
 	if (retry_push(l, to, type, &r)) {
-		retry_arm(cx, l);
+		(void)tr__resend_arm(cx, &l->resend);
 	}
 }
 
@@ -245,7 +236,6 @@ retry_run(tr_ctx *cx, struct limiter *l)
 {
 	size_t kept = 0;
 
-	l->retry_armed = false;
 	for (size_t i = 0; i < l->retry_n; i++) {
 		struct pending *p = &l->retry[i];
 		bool behind = false;
@@ -255,7 +245,7 @@ retry_run(tr_ctx *cx, struct limiter *l)
 		if (!behind) {
 			tr_err err = tr_send(cx, p->to, p->type, &p->reply,
 					     sizeof(p->reply));
-			if (err != TR_EFULL && err != TR_ENOMEM) {
+			if (!tr__resend_worth(err)) {
 				continue;
 			}
 		}
@@ -263,7 +253,7 @@ retry_run(tr_ctx *cx, struct limiter *l)
 	}
 	l->retry_n = kept;
 	if (kept > 0) {
-		retry_arm(cx, l);
+		(void)tr__resend_arm(cx, &l->resend);
 	}
 }
 
@@ -416,6 +406,7 @@ limiter_init(tr_ctx *cx, void *state, void *arg)
 
 	(void)cx;
 	l->rl = arg;
+	tr__resend_init(&l->resend, MSG_RL_RETRY, RETRY_MS, RETRY_MS);
 	return TR_OK;
 }
 
@@ -449,7 +440,7 @@ limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case MSG_RL_RETRY:
-		if (tr_pid_eq(m->from, tr_self(cx))) {
+		if (tr__resend_fired(cx, &l->resend, m)) {
 			retry_run(cx, l);
 		}
 		break;
