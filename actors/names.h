@@ -15,33 +15,26 @@
 
 #include <troupe/troupe.h>
 
+#include "hash.h"
+
 #define TR__CACHE_LINE 64
 
 struct tr__name {
-	struct tr__name *next; /* shard chain */
-	uint64_t hash;
+	struct tr__hnode node; /* first; node.hash is tr__hash_bytes(name) */
 	size_t len;
 	const char *name; /* len bytes and a NUL, in the entry */
 };
 
 struct tr__shard {
 	alignas(TR__CACHE_LINE) pthread_rwlock_t lock;
-	struct tr__name **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
+	struct tr__htab tab;
 };
-
-/* splitmix64's finaliser: every input bit reaches every output bit. */
-uint64_t tr__mix64(uint64_t x);
-/* FNV-1a, mixed so that both the top (shard) and low (bucket) bits are
- * usable. */
-uint64_t tr__hash_name(const char *s, size_t len);
 
 /* Return: TR_OK, TR_ENOMEM, TR_ESYS. */
 tr_err tr__shard_init(struct tr__shard *sh, size_t nbuckets);
-/* Free the shard, calling @free_entry on each entry left. */
+/* Free the shard, calling @free_entry on each entry's node left. */
 void
-tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__name *e));
+tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__hnode *n));
 /* Under the shard's lock (either mode), or the module's writer mutex. */
 struct tr__name *tr__shard_find(const struct tr__shard *sh, uint64_t hash,
 				const char *name, size_t len);

@@ -169,9 +169,9 @@ topic_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 }
 
 static void
-free_topic(struct tr__name *e)
+free_topic(struct tr__hnode *n)
 {
-	struct topic *t = (struct topic *)e;
+	struct topic *t = (struct topic *)n; /* the node is first */
 
 	snap_release(t->snap);
 	free(t);
@@ -185,7 +185,7 @@ free_topic(struct tr__name *e)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct tr__shard *sh = shard_of(ps, t->key.hash);
+	struct tr__shard *sh = shard_of(ps, t->key.node.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
@@ -267,9 +267,9 @@ sub_purge(struct tr__watch *ws, struct tr__watched *e)
 static void pubsub_free(struct tr__watch *ws);
 
 static void
-sub_free_entry(struct tr__watched *e)
+sub_free_entry(struct tr__hnode *n)
 {
-	struct sub *s = (struct sub *)e;
+	struct sub *s = (struct sub *)n; /* the node is first */
 
 	while (s->members != NULL) {
 		struct member *mb = s->members;
@@ -375,7 +375,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
+	uint64_t hash = tr__hash_bytes(topic, len);
 	struct tr__shard *sh = shard_of(ps, hash);
 	struct topic *fresh_t = NULL;
 	struct snap *fresh = NULL;
@@ -421,7 +421,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		t = fresh_t;
 		fresh_t = NULL;
 		t->snap = fresh;
-		t->key.hash = hash;
+		t->key.node.hash = hash;
 		t->key.len = len;
 		t->key.name = t->name;
 		memcpy(t->name, topic, len);
@@ -464,7 +464,7 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
+	uint64_t hash = tr__hash_bytes(topic, len);
 	struct tr__shard *sh = shard_of(ps, hash);
 
 	pthread_mutex_lock(&ps->wmu);
@@ -507,7 +507,7 @@ publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
 	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tr__hash_name(topic, tlen);
+	uint64_t hash = tr__hash_bytes(topic, tlen);
 	struct tr__shard *sh = shard_of(ps, hash);
 	struct snap *snap = NULL;
 
@@ -577,7 +577,7 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 	if (ps == NULL || check_topic(topic, &len) < 0) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
+	uint64_t hash = tr__hash_bytes(topic, len);
 	struct tr__shard *sh = shard_of(ps, hash);
 	pthread_rwlock_rdlock(&sh->lock);
 	struct topic *t = topic_find(sh, hash, topic, len);

@@ -119,9 +119,9 @@ rname_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 }
 
 static void
-free_rname(struct tr__name *e)
+free_rname(struct tr__hnode *n)
 {
-	free(e);
+	free(n); /* the node is first */
 }
 
 /* ---- holders (all under wmu) --------------------------------------------- */
@@ -190,7 +190,7 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 	while (h->names != NULL) {
 		struct rname *n = h->names;
 		h->names = n->hnext;
-		tr__shard_remove(shard_of(reg, n->key.hash), &n->key);
+		tr__shard_remove(shard_of(reg, n->key.node.hash), &n->key);
 		free(n);
 		reg->st.removed++;
 		reg->st.names--;
@@ -204,9 +204,9 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 static void registry_free(struct tr__watch *ws);
 
 static void
-holder_free(struct tr__watched *e)
+holder_free(struct tr__hnode *n)
 {
-	free(e); /* its names went with the shards */
+	free(n); /* the node is first; its names went with the shards */
 }
 
 static const struct tr__watch_ops watch_ops = {
@@ -294,7 +294,7 @@ rname_new(const char *name, size_t len, uint64_t hash)
 
 	if (n != NULL) {
 		memset(n, 0, sizeof(*n));
-		n->key.hash = hash;
+		n->key.node.hash = hash;
 		n->key.len = len;
 		n->key.name = n->name;
 		memcpy(n->name, name, len);
@@ -321,7 +321,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
+	uint64_t hash = tr__hash_bytes(name, len);
 	struct tr__shard *sh = shard_of(reg, hash);
 	/* Allocated before the lock; freed unused if the name exists. */
 	struct rname *fresh = rname_new(name, len, hash);
@@ -398,7 +398,7 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
+	uint64_t hash = tr__hash_bytes(name, len);
 	struct tr__shard *sh = shard_of(reg, hash);
 	pthread_mutex_lock(&reg->wmu);
 	struct rname *n = rname_find(sh, hash, name, len);
@@ -434,7 +434,7 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
+	uint64_t hash = tr__hash_bytes(name, len);
 	struct tr__shard *sh = shard_of(reg, hash);
 	pthread_rwlock_rdlock(&sh->lock);
 	struct rname *n = rname_find(sh, hash, name, len);
