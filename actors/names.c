@@ -4,37 +4,79 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Eight buckets a shard at first; they double as names come. */
+#define SHARD_BUCKETS0 8u
+
 tr_err
-tr__shard_init(struct tr__shard *sh, size_t nbuckets)
+tr__names_init(struct tr__names *t)
 {
-	if (tr__hash_init(&sh->tab, nbuckets) < 0) {
-		return TR_ENOMEM;
+	unsigned i = 0;
+	tr_err err = TR_OK;
+
+	for (; i < TR__NAMES_COUNT; i++) {
+		struct tr__shard *sh = &t->shards[i];
+		err = tr__hash_init(&sh->tab, SHARD_BUCKETS0);
+		if (err < 0) {
+			break;
+		}
+		if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
+			tr__hash_fini(&sh->tab, NULL);
+			err = TR_ESYS;
+			break;
+		}
 	}
-	if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
-		tr__hash_fini(&sh->tab, NULL);
-		return TR_ESYS;
+	if (err < 0) {
+		while (i-- > 0) {
+			tr__hash_fini(&t->shards[i].tab, NULL);
+			pthread_rwlock_destroy(&t->shards[i].lock);
+		}
 	}
-	return TR_OK;
+	return err;
 }
 
 void
-tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__hnode *n))
+tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n))
 {
-	tr__hash_fini(&sh->tab, free_entry);
-	pthread_rwlock_destroy(&sh->lock);
+	for (unsigned i = 0; i < TR__NAMES_COUNT; i++) {
+		tr__hash_fini(&t->shards[i].tab, free_entry);
+		pthread_rwlock_destroy(&t->shards[i].lock);
+	}
+}
+
+tr_err
+tr__names_key(struct tr__names *t, const char *name, size_t max,
+	      struct tr__name_key *k)
+{
+	if (name == NULL) {
+		return TR_EINVAL;
+	}
+	k->name = name;
+	k->len = strnlen(name, max + 1);
+	if (k->len == 0 || k->len > max) {
+		return TR_EINVAL;
+	}
+	k->hash = tr__hash_bytes(name, k->len);
+	k->sh = tr__names_shard(t, k->hash);
+	return TR_OK;
+}
+
+struct tr__shard *
+tr__names_shard(struct tr__names *t, uint64_t hash)
+{
+	/* The top bits: the low ones pick the bucket inside the shard. */
+	return &t->shards[hash >> (64u - TR__NAMES_BITS)];
 }
 
 struct tr__name *
-tr__shard_find(const struct tr__shard *sh, uint64_t hash, const char *name,
-	       size_t len)
+tr__names_find(const struct tr__name_key *k)
 {
-	struct tr__hnode *n = tr__hash_chain(&sh->tab, hash);
+	struct tr__hnode *n = tr__hash_chain(&k->sh->tab, k->hash);
 
 	for (; n != NULL; n = n->next) {
 		/* The node is the entry's first member. */
 		struct tr__name *e = (struct tr__name *)n;
-		if (n->hash == hash && e->len == len &&
-		    memcmp(e->name, name, len) == 0) {
+		if (n->hash == k->hash && e->len == k->len &&
+		    memcmp(e->name, k->name, k->len) == 0) {
 			return e;
 		}
 	}
@@ -42,8 +84,9 @@ tr__shard_find(const struct tr__shard *sh, uint64_t hash, const char *name,
 }
 
 void
-tr__shard_insert(struct tr__shard *sh, struct tr__name *e)
+tr__names_insert(struct tr__names *t, struct tr__name *e)
 {
+	struct tr__shard *sh = tr__names_shard(t, e->node.hash);
 	/* The doubled buckets are allocated before the lock is taken, so
 	 * readers wait only for the rehash. */
 	struct tr__hnode **fresh = tr__hash_grow_prepare(&sh->tab);
@@ -59,8 +102,10 @@ tr__shard_insert(struct tr__shard *sh, struct tr__name *e)
 }
 
 void
-tr__shard_remove(struct tr__shard *sh, struct tr__name *e)
+tr__names_remove(struct tr__names *t, struct tr__name *e)
 {
+	struct tr__shard *sh = tr__names_shard(t, e->node.hash);
+
 	pthread_rwlock_wrlock(&sh->lock);
 	tr__hash_unlink(&sh->tab, &e->node);
 	pthread_rwlock_unlock(&sh->lock);

@@ -76,6 +76,13 @@ struct tr__watch {
 	const struct tr__watch_ops *ops;
 };
 
+/* Can @pid hold anything: a local pid, which the watcher can monitor? */
+static inline bool
+tr__watch_can_hold(tr_pid pid)
+{
+	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
+}
+
 /* The watcher actor's functions, for TR__WATCH_DEF. */
 int tr__watch_actor_init(tr_ctx *cx, void *state, void *arg);
 void tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m);
