@@ -49,6 +49,7 @@
 
 #include "defs.h"
 #include "hash.h"
+#include "ref.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -1008,12 +1009,7 @@ jobs_free(tr_jobs *j)
 static void
 jobs_release(tr_jobs *j)
 {
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) == 1) {
+	if (tr__ref_put(&j->refs)) {
 		jobs_free(j);
 	}
 }

@@ -44,6 +44,7 @@
 #include <troupe/actors/pubsub.h>
 
 #include "names.h"
+#include "ref.h"
 #include "watch.h"
 
 #include <pthread.h>
@@ -124,12 +125,8 @@ snap_alloc(uint32_t n)
 static void
 snap_release(struct snap *s)
 {
-	/*
-	 * acq_rel: the release orders this holder's reads of pids[] before
-	 * the decrement; the acquire of the last decrement pairs with every
-	 * other holder's release, so the free comes after all their reads.
-	 */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+	/* The reads of pids[] come before the drop (see tr__ref_put). */
+	if (tr__ref_put(&s->refs)) {
 		free(s);
 	}
 }

@@ -27,10 +27,12 @@
 #include <troupe/actors/ratelimit.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "ref.h"
 #include "resend.h"
 
 /* The limiter's own messages. */
@@ -53,13 +55,13 @@ struct tr_ratelimit {
 	uint32_t burst;
 	int64_t max_wait_ms;
 	uint32_t max_queue;
+	atomic_uint refs; /* the caller's handle and the actor */
 	pthread_mutex_t mu;
 	/* Under mu. */
 	uint64_t credit;  /* nano-tokens, at most burst * UNITS_PER_TOKEN */
 	uint64_t last_ns; /* when credit was last brought up to date */
 	uint32_t waiting; /* requests in the actor's queue */
 	bool closed;      /* the actor stopped */
-	int refs;
 };
 
 struct request {
@@ -171,10 +173,7 @@ ns_to_ms_up(uint64_t ns)
 static void
 handle_unref(tr_ratelimit *rl)
 {
-	pthread_mutex_lock(&rl->mu);
-	bool last = --rl->refs == 0;
-	pthread_mutex_unlock(&rl->mu);
-	if (last) {
+	if (tr__ref_put(&rl->refs)) {
 		pthread_mutex_destroy(&rl->mu);
 		free(rl);
 	}
@@ -516,7 +515,7 @@ tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
 	rl->max_queue = cfg->max_queue;
 	rl->credit = (uint64_t)cfg->burst * UNITS_PER_TOKEN;
 	rl->last_ns = tr__clock_ns();
-	rl->refs = 2; /* the caller's handle and the actor */
+	atomic_init(&rl->refs, 2);
 	/* On success init and teardown will run: the actor's reference is
 	 * dropped in teardown. */
 	err = tr_spawn(tr_runtime_ctx(rt), &limiter_def, rl, &rl->pid);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ref.h"
+
 #define BUCKETS0 16u
 
 static tr_err
@@ -84,13 +86,7 @@ tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 static void
 release(struct tr__watch *ws)
 {
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) ==
-	    1) {
+	if (tr__ref_put(&ws->refs)) {
 		ws->ops->free_owner(ws);
 	}
 }
