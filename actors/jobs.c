@@ -320,13 +320,19 @@ table_insert(tr_jobs *j, struct job *jb)
 }
 
 static void
-job_free(struct job *jb)
+watchers_clear(struct watcher **list)
 {
-	while (jb->watchers != NULL) {
-		struct watcher *w = jb->watchers;
-		jb->watchers = w->next;
+	while (*list != NULL) {
+		struct watcher *w = *list;
+		*list = w->next;
 		free(w);
 	}
+}
+
+static void
+job_free(struct job *jb)
+{
+	watchers_clear(&jb->watchers);
 	free(jb->payload);
 	free(jb->result);
 	free(jb);
@@ -531,11 +537,7 @@ finish(tr_ctx *cx, tr_jobs *j, struct job *jb)
 		jb->has_timer = false;
 	}
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
-	while (jb->watchers != NULL) {
-		struct watcher *w = jb->watchers;
-		jb->watchers = w->next;
-		free(w);
-	}
+	watchers_clear(&jb->watchers);
 	free(jb->payload);
 	jb->payload = NULL;
 	jb->len = 0;
@@ -963,11 +965,7 @@ runner_teardown(tr_ctx *cx, void *state, int32_t reason)
 		a->kind->active--;
 		free(a);
 	}
-	while (j->all != NULL) {
-		struct watcher *w = j->all;
-		j->all = w->next;
-		free(w);
-	}
+	watchers_clear(&j->all);
 	pthread_mutex_unlock(&j->mu);
 	jobs_release(j);
 }
@@ -997,11 +995,7 @@ jobs_free(tr_jobs *j)
 		j->active = a->next;
 		free(a);
 	}
-	while (j->all != NULL) {
-		struct watcher *w = j->all;
-		j->all = w->next;
-		free(w);
-	}
+	watchers_clear(&j->all);
 	pthread_mutex_destroy(&j->mu);
 	free(j);
 }
