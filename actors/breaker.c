@@ -26,7 +26,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 /* Largest failure-rate window: a byte per call, 64 KiB at most. */
 #define WINDOW_MAX 65536u
@@ -52,14 +53,12 @@ struct tr_breaker {
 	tr_breaker_stats stats;
 };
 
+/* The default of cfg.clock. */
 static uint64_t
 mono_ms(void *arg)
 {
-	struct timespec ts;
-
 	(void)arg;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return tr__clock_ms();
 }
 
 static uint64_t

@@ -48,6 +48,8 @@
 #include <troupe/actors/jobs.h>
 
 #include "defs.h"
+#include "hash.h"
+#include "ref.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -227,9 +229,9 @@ struct watcher {
 struct kind;
 
 struct job {
-	struct job *hnext; /* hash chain */
-	struct job *qnext; /* kind queue, then finished FIFO */
-	struct job *qprev; /* kind queue only */
+	struct tr__hnode node; /* first: the table's; node.hash of the id */
+	struct job *qnext;     /* kind queue, then finished FIFO */
+	struct job *qprev;     /* kind queue only */
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
@@ -278,9 +280,7 @@ struct tr_jobs {
 	uint32_t max_finished;
 	uint64_t next_id;
 	/* The table. */
-	struct job **buckets;
-	size_t nbuckets;
-	size_t count;
+	struct tr__htab tab;
 	struct job *fin_head;
 	struct job *fin_tail;
 	size_t nfinished;
@@ -296,18 +296,14 @@ struct tr_jobs {
 
 /* ---- the job table ------------------------------------------------------ */
 
-static size_t
-bucket_of(const tr_jobs *j, uint64_t id)
-{
-	/* Fibonacci hashing: consecutive ids spread over the buckets. */
-	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 32) % j->nbuckets;
-}
-
 static struct job *
 table_find(const tr_jobs *j, uint64_t id)
 {
-	for (struct job *jb = j->buckets[bucket_of(j, id)]; jb != NULL;
-	     jb = jb->hnext) {
+	uint64_t hash = tr__hash_u64(id);
+
+	for (struct tr__hnode *n = tr__hash_chain(&j->tab, hash); n != NULL;
+	     n = n->next) {
+		struct job *jb = (struct job *)n; /* the node is first */
 		if (jb->id == id) {
 			return jb;
 		}
@@ -315,69 +311,44 @@ table_find(const tr_jobs *j, uint64_t id)
 	return NULL;
 }
 
-/* Doubles the buckets when the load passes 1; keeps them without memory. */
-static void
-table_grow(tr_jobs *j)
-{
-	size_t n = j->nbuckets * 2;
-	struct job **b = calloc(n, sizeof(*b));
-
-	if (b == NULL) {
-		return; /* longer chains, still correct */
-	}
-	struct job **old = j->buckets;
-	size_t oldn = j->nbuckets;
-	j->buckets = b;
-	j->nbuckets = n;
-	for (size_t i = 0; i < oldn; i++) {
-		struct job *jb = old[i];
-		while (jb != NULL) {
-			struct job *next = jb->hnext;
-			size_t at = bucket_of(j, jb->id);
-			jb->hnext = b[at];
-			b[at] = jb;
-			jb = next;
-		}
-	}
-	free(old);
-}
-
 static void
 table_insert(tr_jobs *j, struct job *jb)
 {
-	if (j->count >= j->nbuckets) {
-		table_grow(j);
+	jb->node.hash = tr__hash_u64(jb->id);
+	tr__hash_grow(&j->tab);
+	tr__hash_link(&j->tab, &jb->node);
+}
+
+static void
+watchers_clear(struct watcher **list)
+{
+	while (*list != NULL) {
+		struct watcher *w = *list;
+		*list = w->next;
+		free(w);
 	}
-	size_t at = bucket_of(j, jb->id);
-	jb->hnext = j->buckets[at];
-	j->buckets[at] = jb;
-	j->count++;
 }
 
 static void
 job_free(struct job *jb)
 {
-	while (jb->watchers != NULL) {
-		struct watcher *w = jb->watchers;
-		jb->watchers = w->next;
-		free(w);
-	}
+	watchers_clear(&jb->watchers);
 	free(jb->payload);
 	free(jb->result);
 	free(jb);
+}
+
+static void
+job_free_node(struct tr__hnode *n)
+{
+	job_free((struct job *)n); /* the node is first */
 }
 
 /* Unlinks @jb from the hash table (not from the queues) and frees it. */
 static void
 table_remove(tr_jobs *j, struct job *jb)
 {
-	struct job **pp = &j->buckets[bucket_of(j, jb->id)];
-
-	while (*pp != jb) {
-		pp = &(*pp)->hnext;
-	}
-	*pp = jb->hnext;
-	j->count--;
+	tr__hash_unlink(&j->tab, &jb->node);
 	job_free(jb);
 }
 
@@ -566,11 +537,7 @@ finish(tr_ctx *cx, tr_jobs *j, struct job *jb)
 		jb->has_timer = false;
 	}
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
-	while (jb->watchers != NULL) {
-		struct watcher *w = jb->watchers;
-		jb->watchers = w->next;
-		free(w);
-	}
+	watchers_clear(&jb->watchers);
 	free(jb->payload);
 	jb->payload = NULL;
 	jb->len = 0;
@@ -998,11 +965,7 @@ runner_teardown(tr_ctx *cx, void *state, int32_t reason)
 		a->kind->active--;
 		free(a);
 	}
-	while (j->all != NULL) {
-		struct watcher *w = j->all;
-		j->all = w->next;
-		free(w);
-	}
+	watchers_clear(&j->all);
 	pthread_mutex_unlock(&j->mu);
 	jobs_release(j);
 }
@@ -1021,15 +984,7 @@ static const tr_actor_def runner_def = {
 static void
 jobs_free(tr_jobs *j)
 {
-	for (size_t i = 0; i < j->nbuckets; i++) {
-		struct job *jb = j->buckets[i];
-		while (jb != NULL) {
-			struct job *next = jb->hnext;
-			job_free(jb);
-			jb = next;
-		}
-	}
-	free(j->buckets);
+	tr__hash_fini(&j->tab, job_free_node);
 	while (j->kinds != NULL) {
 		struct kind *k = j->kinds;
 		j->kinds = k->next;
@@ -1040,11 +995,7 @@ jobs_free(tr_jobs *j)
 		j->active = a->next;
 		free(a);
 	}
-	while (j->all != NULL) {
-		struct watcher *w = j->all;
-		j->all = w->next;
-		free(w);
-	}
+	watchers_clear(&j->all);
 	pthread_mutex_destroy(&j->mu);
 	free(j);
 }
@@ -1052,12 +1003,7 @@ jobs_free(tr_jobs *j)
 static void
 jobs_release(tr_jobs *j)
 {
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) == 1) {
+	if (tr__ref_put(&j->refs)) {
 		jobs_free(j);
 	}
 }
@@ -1082,12 +1028,10 @@ tr_jobs_create(tr_runtime *rt, const tr_jobs_config *cfg, tr_jobs **out)
 	j->max_finished = cfg != NULL && cfg->max_finished != 0
 				  ? cfg->max_finished
 				  : DEFAULT_MAX_FINISHED;
-	j->buckets = calloc(TABLE_BUCKETS0, sizeof(*j->buckets));
-	if (j->buckets == NULL) {
-		err = TR_ENOMEM;
+	err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
+	if (err < 0) {
 		goto err_free;
 	}
-	j->nbuckets = TABLE_BUCKETS0;
 	if (pthread_mutex_init(&j->mu, NULL) != 0) {
 		err = TR_ESYS;
 		goto err_buckets;
@@ -1104,7 +1048,7 @@ tr_jobs_create(tr_runtime *rt, const tr_jobs_config *cfg, tr_jobs **out)
 err_mutex:
 	pthread_mutex_destroy(&j->mu);
 err_buckets:
-	free(j->buckets);
+	tr__hash_fini(&j->tab, NULL);
 err_free:
 	free(j);
 	return err;

@@ -4,130 +4,109 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t
-tr__mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9u;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebu;
-	x ^= x >> 31;
-	return x;
-}
-
-uint64_t
-tr__hash_name(const char *s, size_t len)
-{
-	uint64_t h = 14695981039346656037u;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211u;
-	}
-	return tr__mix64(h);
-}
+/* Eight buckets a shard at first; they double as names come. */
+#define SHARD_BUCKETS0 8u
 
 tr_err
-tr__shard_init(struct tr__shard *sh, size_t nbuckets)
+tr__names_init(struct tr__names *t)
 {
-	sh->buckets = calloc(nbuckets, sizeof(*sh->buckets));
-	if (sh->buckets == NULL) {
-		return TR_ENOMEM;
+	unsigned i = 0;
+	tr_err err = TR_OK;
+
+	for (; i < TR__NAMES_COUNT; i++) {
+		struct tr__shard *sh = &t->shards[i];
+		err = tr__hash_init(&sh->tab, SHARD_BUCKETS0);
+		if (err < 0) {
+			break;
+		}
+		if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
+			tr__hash_fini(&sh->tab, NULL);
+			err = TR_ESYS;
+			break;
+		}
 	}
-	if (pthread_rwlock_init(&sh->lock, NULL) != 0) {
-		free(sh->buckets);
-		return TR_ESYS;
+	if (err < 0) {
+		while (i-- > 0) {
+			tr__hash_fini(&t->shards[i].tab, NULL);
+			pthread_rwlock_destroy(&t->shards[i].lock);
+		}
 	}
-	sh->nbuckets = nbuckets;
-	sh->count = 0;
-	return TR_OK;
+	return err;
 }
 
 void
-tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__name *e))
+tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n))
 {
-	for (size_t b = 0; b < sh->nbuckets; b++) {
-		struct tr__name *e = sh->buckets[b];
-		while (e != NULL) {
-			struct tr__name *next = e->next;
-			free_entry(e);
-			e = next;
-		}
+	for (unsigned i = 0; i < TR__NAMES_COUNT; i++) {
+		tr__hash_fini(&t->shards[i].tab, free_entry);
+		pthread_rwlock_destroy(&t->shards[i].lock);
 	}
-	free(sh->buckets);
-	pthread_rwlock_destroy(&sh->lock);
+}
+
+tr_err
+tr__names_key(struct tr__names *t, const char *name, size_t max,
+	      struct tr__name_key *k)
+{
+	if (name == NULL) {
+		return TR_EINVAL;
+	}
+	k->name = name;
+	k->len = strnlen(name, max + 1);
+	if (k->len == 0 || k->len > max) {
+		return TR_EINVAL;
+	}
+	k->hash = tr__hash_bytes(name, k->len);
+	k->sh = tr__names_shard(t, k->hash);
+	return TR_OK;
+}
+
+struct tr__shard *
+tr__names_shard(struct tr__names *t, uint64_t hash)
+{
+	/* The top bits: the low ones pick the bucket inside the shard. */
+	return &t->shards[hash >> (64u - TR__NAMES_BITS)];
 }
 
 struct tr__name *
-tr__shard_find(const struct tr__shard *sh, uint64_t hash, const char *name,
-	       size_t len)
+tr__names_find(const struct tr__name_key *k)
 {
-	struct tr__name *e = sh->buckets[hash & (sh->nbuckets - 1)];
+	struct tr__hnode *n = tr__hash_chain(&k->sh->tab, k->hash);
 
-	for (; e != NULL; e = e->next) {
-		if (e->hash == hash && e->len == len &&
-		    memcmp(e->name, name, len) == 0) {
+	for (; n != NULL; n = n->next) {
+		/* The node is the entry's first member. */
+		struct tr__name *e = (struct tr__name *)n;
+		if (n->hash == k->hash && e->len == k->len &&
+		    memcmp(e->name, k->name, k->len) == 0) {
 			return e;
 		}
 	}
 	return NULL;
 }
 
-/*
- * Double the buckets when the next insertion would pass a load of 1. The
- * new array is allocated before the lock is taken, so readers wait only
- * for the rehash. Without memory the chains just grow longer.
- */
-static void
-maybe_grow(struct tr__shard *sh)
+void
+tr__names_insert(struct tr__names *t, struct tr__name *e)
 {
-	if (sh->count + 1 <= sh->nbuckets) {
-		return;
-	}
-	size_t nb = sh->nbuckets * 2;
-	struct tr__name **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
+	struct tr__shard *sh = tr__names_shard(t, e->node.hash);
+	/* The doubled buckets are allocated before the lock is taken, so
+	 * readers wait only for the rehash. */
+	struct tr__hnode **fresh = tr__hash_grow_prepare(&sh->tab);
+	struct tr__hnode **old = NULL;
+
 	pthread_rwlock_wrlock(&sh->lock);
-	struct tr__name **old = sh->buckets;
-	for (size_t i = 0; i < sh->nbuckets; i++) {
-		struct tr__name *e = old[i];
-		while (e != NULL) {
-			struct tr__name *next = e->next;
-			size_t b = e->hash & (nb - 1);
-			e->next = fresh[b];
-			fresh[b] = e;
-			e = next;
-		}
+	if (fresh != NULL) {
+		old = tr__hash_grow_commit(&sh->tab, fresh);
 	}
-	sh->buckets = fresh;
-	sh->nbuckets = nb;
+	tr__hash_link(&sh->tab, &e->node);
 	pthread_rwlock_unlock(&sh->lock);
 	free(old);
 }
 
 void
-tr__shard_insert(struct tr__shard *sh, struct tr__name *e)
+tr__names_remove(struct tr__names *t, struct tr__name *e)
 {
-	maybe_grow(sh);
-	pthread_rwlock_wrlock(&sh->lock);
-	size_t b = e->hash & (sh->nbuckets - 1);
-	e->next = sh->buckets[b];
-	sh->buckets[b] = e;
-	sh->count++;
-	pthread_rwlock_unlock(&sh->lock);
-}
+	struct tr__shard *sh = tr__names_shard(t, e->node.hash);
 
-void
-tr__shard_remove(struct tr__shard *sh, struct tr__name *e)
-{
 	pthread_rwlock_wrlock(&sh->lock);
-	struct tr__name **pp = &sh->buckets[e->hash & (sh->nbuckets - 1)];
-	while (*pp != e) {
-		pp = &(*pp)->next;
-	}
-	*pp = e->next;
-	sh->count--;
+	tr__hash_unlink(&sh->tab, &e->node);
 	pthread_rwlock_unlock(&sh->lock);
 }

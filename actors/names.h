@@ -1,9 +1,12 @@
 /*
  * A sharded table of names, shared by the registry and pubsub (internal;
- * not installed). Entries embed struct tr__name as their first member;
- * each shard has a rwlock that lookups take for reading, and writers,
- * already serialised by their module's own mutex, take for writing only
- * to change a chain, so readers never wait for an allocation.
+ * not installed). Entries embed struct tr__name as their first member.
+ * The table has 16 shards: enough that lookups from a few dozen threads
+ * rarely meet on one lock, few enough that a table of a handful of names
+ * stays small. Each shard has a rwlock that lookups take for reading,
+ * and writers, already serialised by their module's own mutex, take for
+ * writing only to change a chain, so readers never wait for an
+ * allocation.
  */
 #ifndef TR_ACTORS_NAMES_H
 #define TR_ACTORS_NAMES_H
@@ -15,38 +18,54 @@
 
 #include <troupe/troupe.h>
 
-#define TR__CACHE_LINE 64
+#include "hash.h"
+
+#define TR__CACHE_LINE  64
+#define TR__NAMES_BITS  4u
+#define TR__NAMES_COUNT (1u << TR__NAMES_BITS)
 
 struct tr__name {
-	struct tr__name *next; /* shard chain */
-	uint64_t hash;
+	struct tr__hnode node; /* first; node.hash is tr__hash_bytes(name) */
 	size_t len;
 	const char *name; /* len bytes and a NUL, in the entry */
 };
 
 struct tr__shard {
 	alignas(TR__CACHE_LINE) pthread_rwlock_t lock;
-	struct tr__name **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
+	struct tr__htab tab;
 };
 
-/* splitmix64's finaliser: every input bit reaches every output bit. */
-uint64_t tr__mix64(uint64_t x);
-/* FNV-1a, mixed so that both the top (shard) and low (bucket) bits are
- * usable. */
-uint64_t tr__hash_name(const char *s, size_t len);
+struct tr__names {
+	struct tr__shard shards[TR__NAMES_COUNT];
+};
 
-/* Return: TR_OK, TR_ENOMEM, TR_ESYS. */
-tr_err tr__shard_init(struct tr__shard *sh, size_t nbuckets);
-/* Free the shard, calling @free_entry on each entry left. */
+/* A name checked and hashed, and the shard it belongs in. */
+struct tr__name_key {
+	const char *name;
+	size_t len;
+	uint64_t hash;
+	struct tr__shard *sh;
+};
+
+/* Return: TR_OK, TR_ENOMEM, TR_ESYS; on an error nothing is left. */
+tr_err tr__names_init(struct tr__names *t);
+/* Free the table, calling @free_entry on each entry's node left. */
 void
-tr__shard_fini(struct tr__shard *sh, void (*free_entry)(struct tr__name *e));
-/* Under the shard's lock (either mode), or the module's writer mutex. */
-struct tr__name *tr__shard_find(const struct tr__shard *sh, uint64_t hash,
-				const char *name, size_t len);
-/* Writer mutex held; takes the shard's lock for writing. */
-void tr__shard_insert(struct tr__shard *sh, struct tr__name *e);
-void tr__shard_remove(struct tr__shard *sh, struct tr__name *e);
+tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n));
+/*
+ * Fill @k for @name, which must be 1 to @max bytes long.
+ * Return: TR_OK, or TR_EINVAL (NULL, empty or too long).
+ */
+tr_err tr__names_key(struct tr__names *t, const char *name, size_t max,
+		     struct tr__name_key *k);
+/* The shard of @hash. */
+struct tr__shard *tr__names_shard(struct tr__names *t, uint64_t hash);
+/* The entry of @k. Under its shard's lock (either mode), or the module's
+ * writer mutex. */
+struct tr__name *tr__names_find(const struct tr__name_key *k);
+/* Writer mutex held; take @e's shard lock for writing. @e's node.hash,
+ * len and name are set. */
+void tr__names_insert(struct tr__names *t, struct tr__name *e);
+void tr__names_remove(struct tr__names *t, struct tr__name *e);
 
 #endif /* TR_ACTORS_NAMES_H */

@@ -44,6 +44,7 @@
 #include <troupe/actors/pubsub.h>
 
 #include "names.h"
+#include "ref.h"
 #include "watch.h"
 
 #include <pthread.h>
@@ -58,11 +59,6 @@
  * subscriber, or to retry a removal. Applications never receive them. */
 #define MSG_SYNC  (TR_MSG_PUBSUB_BASE + 0x80u)
 #define MSG_RETRY (TR_MSG_PUBSUB_BASE + 0x81u)
-
-/* As in the registry: few enough to stay small, enough to spread readers. */
-#define NSHARDS        16u
-#define SHARD_BITS     4u
-#define SHARD_BUCKETS0 8u
 
 #define CACHE_LINE 64u
 
@@ -97,7 +93,7 @@ struct pub_counters {
 };
 
 struct tr_pubsub {
-	struct tr__shard shards[NSHARDS];
+	struct tr__names topics;
 	struct pub_counters pc;
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
@@ -106,28 +102,9 @@ struct tr_pubsub {
 };
 
 static tr_err
-check_topic(const char *topic, size_t *len)
+topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
 {
-	if (topic == NULL) {
-		return TR_EINVAL;
-	}
-	*len = strnlen(topic, TR_PUBSUB_TOPIC_MAX + 1);
-	if (*len == 0 || *len > TR_PUBSUB_TOPIC_MAX) {
-		return TR_EINVAL;
-	}
-	return TR_OK;
-}
-
-static bool
-pid_ok(tr_pid pid)
-{
-	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
-}
-
-static struct tr__shard *
-shard_of(tr_pubsub *ps, uint64_t hash)
-{
-	return &ps->shards[hash >> (64u - SHARD_BITS)];
+	return tr__names_key(&ps->topics, topic, TR_PUBSUB_TOPIC_MAX, k);
 }
 
 /* ---- snapshots ----------------------------------------------------------- */
@@ -148,12 +125,8 @@ snap_alloc(uint32_t n)
 static void
 snap_release(struct snap *s)
 {
-	/*
-	 * acq_rel: the release orders this holder's reads of pids[] before
-	 * the decrement; the acquire of the last decrement pairs with every
-	 * other holder's release, so the free comes after all their reads.
-	 */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+	/* The reads of pids[] come before the drop (see tr__ref_put). */
+	if (tr__ref_put(&s->refs)) {
 		free(s);
 	}
 }
@@ -161,17 +134,16 @@ snap_release(struct snap *s)
 /* ---- topic shards (actors/names.c) ------------------------------------- */
 
 static struct topic *
-topic_find(const struct tr__shard *sh, uint64_t hash, const char *name,
-	   size_t len)
+topic_find(const struct tr__name_key *k)
 {
 	/* The key is the first member. */
-	return (struct topic *)tr__shard_find(sh, hash, name, len);
+	return (struct topic *)tr__names_find(k);
 }
 
 static void
-free_topic(struct tr__name *e)
+free_topic(struct tr__hnode *n)
 {
-	struct topic *t = (struct topic *)e;
+	struct topic *t = (struct topic *)n; /* the node is first */
 
 	snap_release(t->snap);
 	free(t);
@@ -185,11 +157,11 @@ free_topic(struct tr__name *e)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct tr__shard *sh = shard_of(ps, t->key.hash);
+	struct tr__shard *sh = tr__names_shard(&ps->topics, t->key.node.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
-		tr__shard_remove(sh, &t->key);
+		tr__names_remove(&ps->topics, &t->key);
 		snap_release(old);
 		free(t);
 		ps->st.topics--;
@@ -267,9 +239,9 @@ sub_purge(struct tr__watch *ws, struct tr__watched *e)
 static void pubsub_free(struct tr__watch *ws);
 
 static void
-sub_free_entry(struct tr__watched *e)
+sub_free_entry(struct tr__hnode *n)
 {
-	struct sub *s = (struct sub *)e;
+	struct sub *s = (struct sub *)n; /* the node is first */
 
 	while (s->members != NULL) {
 		struct member *mb = s->members;
@@ -296,9 +268,7 @@ pubsub_free(struct tr__watch *ws)
 {
 	tr_pubsub *ps = pubsub_of(ws);
 
-	for (unsigned i = 0; i < NSHARDS; i++) {
-		tr__shard_fini(&ps->shards[i], free_topic);
-	}
+	tr__names_fini(&ps->topics, free_topic);
 	tr__watch_fini(ws);
 	pthread_mutex_destroy(&ps->wmu);
 	free(ps);
@@ -307,8 +277,7 @@ pubsub_free(struct tr__watch *ws)
 tr_err
 tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 {
-	tr_err err = TR_ENOMEM;
-	unsigned ninit = 0;
+	tr_err err;
 
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
@@ -325,15 +294,13 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 	atomic_init(&ps->pc.unheard, 0);
 	atomic_init(&ps->pc.delivered, 0);
 	atomic_init(&ps->pc.failed, 0);
-	for (; ninit < NSHARDS; ninit++) {
-		err = tr__shard_init(&ps->shards[ninit], SHARD_BUCKETS0);
-		if (err < 0) {
-			goto err_shards;
-		}
+	err = tr__names_init(&ps->topics);
+	if (err < 0) {
+		goto err_free;
 	}
 	if (pthread_mutex_init(&ps->wmu, NULL) != 0) {
 		err = TR_ESYS;
-		goto err_shards;
+		goto err_topics;
 	}
 	err = tr__watch_init(&ps->watch, rt, &ps->wmu, &watch_ops);
 	if (err < 0) {
@@ -344,10 +311,9 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 
 err_mutex:
 	pthread_mutex_destroy(&ps->wmu);
-err_shards:
-	while (ninit-- > 0) {
-		tr__shard_fini(&ps->shards[ninit], free_topic);
-	}
+err_topics:
+	tr__names_fini(&ps->topics, NULL);
+err_free:
 	free(ps);
 	return err;
 }
@@ -362,21 +328,26 @@ tr_pubsub_destroy(tr_pubsub *ps)
 
 /* ---- subscribe and unsubscribe ------------------------------------------- */
 
+/* The checks both make. */
+static tr_err
+member_args(tr_pubsub *ps, const char *topic, tr_pid pid,
+	    struct tr__name_key *k)
+{
+	if (ps == NULL || !tr__watch_can_hold(pid)) {
+		return TR_EINVAL;
+	}
+	return topic_key(ps, topic, k);
+}
+
 tr_err
 tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 {
-	size_t len;
-	tr_err err;
+	struct tr__name_key k;
+	tr_err err = member_args(ps, topic, pid, &k);
 
-	if (ps == NULL || !pid_ok(pid)) {
-		return TR_EINVAL;
-	}
-	err = check_topic(topic, &len);
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
-	struct tr__shard *sh = shard_of(ps, hash);
 	struct topic *fresh_t = NULL;
 	struct snap *fresh = NULL;
 	struct member *mb = NULL;
@@ -386,7 +357,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct topic *t = topic_find(sh, hash, topic, len);
+	struct topic *t = topic_find(&k);
 	struct sub *s = sub_find(ps, pid);
 	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
@@ -402,7 +373,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	fresh = snap_alloc(n + 1);
 	mb = malloc(sizeof(*mb));
 	if (t == NULL) {
-		fresh_t = malloc(sizeof(*fresh_t) + len + 1);
+		fresh_t = malloc(sizeof(*fresh_t) + k.len + 1);
 	}
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
@@ -421,18 +392,18 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		t = fresh_t;
 		fresh_t = NULL;
 		t->snap = fresh;
-		t->key.hash = hash;
-		t->key.len = len;
+		t->key.node.hash = k.hash;
+		t->key.len = k.len;
 		t->key.name = t->name;
-		memcpy(t->name, topic, len);
-		t->name[len] = '\0';
-		tr__shard_insert(sh, &t->key);
+		memcpy(t->name, topic, k.len);
+		t->name[k.len] = '\0';
+		tr__names_insert(&ps->topics, &t->key);
 		ps->st.topics++;
 	} else {
-		pthread_rwlock_wrlock(&sh->lock);
+		pthread_rwlock_wrlock(&k.sh->lock);
 		struct snap *old = t->snap;
 		t->snap = fresh;
-		pthread_rwlock_unlock(&sh->lock);
+		pthread_rwlock_unlock(&k.sh->lock);
 		snap_release(old);
 	}
 	fresh = NULL;
@@ -454,21 +425,14 @@ out:
 tr_err
 tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 {
-	size_t len;
-	tr_err err;
+	struct tr__name_key k;
+	tr_err err = member_args(ps, topic, pid, &k);
 
-	if (ps == NULL || !pid_ok(pid)) {
-		return TR_EINVAL;
-	}
-	err = check_topic(topic, &len);
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
-	struct tr__shard *sh = shard_of(ps, hash);
-
 	pthread_mutex_lock(&ps->wmu);
-	struct topic *t = topic_find(sh, hash, topic, len);
+	struct topic *t = topic_find(&k);
 	struct sub *s = sub_find(ps, pid);
 	struct member **pp =
 		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
@@ -501,18 +465,16 @@ static int
 publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
 	const void *data, size_t len)
 {
-	size_t tlen;
+	struct tr__name_key k;
 
-	if (check_topic(topic, &tlen) < 0 || type >= TR_MSG_SYSTEM_BASE ||
+	if (topic_key(ps, topic, &k) < 0 || type >= TR_MSG_SYSTEM_BASE ||
 	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tr__hash_name(topic, tlen);
-	struct tr__shard *sh = shard_of(ps, hash);
 	struct snap *snap = NULL;
 
-	pthread_rwlock_rdlock(&sh->lock);
-	struct topic *t = topic_find(sh, hash, topic, tlen);
+	pthread_rwlock_rdlock(&k.sh->lock);
+	struct topic *t = topic_find(&k);
 	if (t != NULL) {
 		snap = t->snap;
 		/*
@@ -522,7 +484,7 @@ publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
 		 */
 		atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
 	}
-	pthread_rwlock_unlock(&sh->lock);
+	pthread_rwlock_unlock(&k.sh->lock);
 	if (snap == NULL) {
 		atomic_fetch_add_explicit(&ps->pc.published, 1,
 					  memory_order_relaxed);
@@ -572,17 +534,15 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 int
 tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 {
-	size_t len;
+	struct tr__name_key k;
 
-	if (ps == NULL || check_topic(topic, &len) < 0) {
+	if (ps == NULL || topic_key(ps, topic, &k) < 0) {
 		return TR_EINVAL;
 	}
-	uint64_t hash = tr__hash_name(topic, len);
-	struct tr__shard *sh = shard_of(ps, hash);
-	pthread_rwlock_rdlock(&sh->lock);
-	struct topic *t = topic_find(sh, hash, topic, len);
+	pthread_rwlock_rdlock(&k.sh->lock);
+	struct topic *t = topic_find(&k);
 	uint32_t n = t != NULL ? t->snap->n : 0;
-	pthread_rwlock_unlock(&sh->lock);
+	pthread_rwlock_unlock(&k.sh->lock);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 

@@ -27,9 +27,13 @@
 #include <troupe/actors/ratelimit.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
+#include "ref.h"
+#include "resend.h"
 
 /* The limiter's own messages. */
 #define MSG_RL_REQUEST (TR_MSG_RATELIMIT_BASE + 0x80u)
@@ -51,13 +55,13 @@ struct tr_ratelimit {
 	uint32_t burst;
 	int64_t max_wait_ms;
 	uint32_t max_queue;
+	atomic_uint refs; /* the caller's handle and the actor */
 	pthread_mutex_t mu;
 	/* Under mu. */
 	uint64_t credit;  /* nano-tokens, at most burst * UNITS_PER_TOKEN */
 	uint64_t last_ns; /* when credit was last brought up to date */
 	uint32_t waiting; /* requests in the actor's queue */
 	bool closed;      /* the actor stopped */
-	int refs;
 };
 
 struct request {
@@ -92,17 +96,8 @@ struct limiter {
 	struct pending *retry; /* replies refused by a full mailbox */
 	size_t retry_n;
 	size_t retry_cap;
-	bool retry_armed;
+	struct tr__resend resend; /* MSG_RL_RETRY, every RETRY_MS */
 };
-
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * Bring the credit up to @now. Caller holds rl->mu.
@@ -178,26 +173,13 @@ ns_to_ms_up(uint64_t ns)
 static void
 handle_unref(tr_ratelimit *rl)
 {
-	pthread_mutex_lock(&rl->mu);
-	bool last = --rl->refs == 0;
-	pthread_mutex_unlock(&rl->mu);
-	if (last) {
+	if (tr__ref_put(&rl->refs)) {
 		pthread_mutex_destroy(&rl->mu);
 		free(rl);
 	}
 }
 
 /* ---- replies -------------------------------------------------------- */
-
-static void
-retry_arm(tr_ctx *cx, struct limiter *l)
-{
-	if (!l->retry_armed &&
-	    tr_send_after(cx, tr_self(cx), MSG_RL_RETRY, NULL, 0, RETRY_MS,
-			  NULL) == TR_OK) {
-		l->retry_armed = true;
-	}
-}
 
 /* Keep a refused reply for later. False when there is no room at all. */
 static bool
@@ -239,12 +221,12 @@ reply(tr_ctx *cx, struct limiter *l, tr_pid to, uint32_t type, uint64_t tag,
 	}
 	if (!behind) {
 		tr_err err = tr_send(cx, to, type, &r, sizeof(r));
-		if (err != TR_EFULL && err != TR_ENOMEM) {
+		if (!tr__resend_worth(err)) {
 			return; /* sent, or to a pid that can never take it */
 		}
 	}
 	if (retry_push(l, to, type, &r)) {
-		retry_arm(cx, l);
+		(void)tr__resend_arm(cx, &l->resend);
 	}
 }
 
@@ -253,7 +235,6 @@ retry_run(tr_ctx *cx, struct limiter *l)
 {
 	size_t kept = 0;
 
-	l->retry_armed = false;
 	for (size_t i = 0; i < l->retry_n; i++) {
 		struct pending *p = &l->retry[i];
 		bool behind = false;
@@ -263,7 +244,7 @@ retry_run(tr_ctx *cx, struct limiter *l)
 		if (!behind) {
 			tr_err err = tr_send(cx, p->to, p->type, &p->reply,
 					     sizeof(p->reply));
-			if (err != TR_EFULL && err != TR_ENOMEM) {
+			if (!tr__resend_worth(err)) {
 				continue;
 			}
 		}
@@ -271,7 +252,7 @@ retry_run(tr_ctx *cx, struct limiter *l)
 	}
 	l->retry_n = kept;
 	if (kept > 0) {
-		retry_arm(cx, l);
+		(void)tr__resend_arm(cx, &l->resend);
 	}
 }
 
@@ -336,7 +317,7 @@ serve(tr_ctx *cx, struct limiter *l)
 
 	while (l->n > 0) {
 		struct waiter *h = &l->q[l->head];
-		uint64_t now = mono_ns();
+		uint64_t now = tr__clock_ns();
 
 		pthread_mutex_lock(&rl->mu);
 		refill(rl, now);
@@ -362,7 +343,7 @@ static void
 on_request(tr_ctx *cx, struct limiter *l, tr_pid from, const struct request *q)
 {
 	tr_ratelimit *rl = l->rl;
-	uint64_t now = mono_ns();
+	uint64_t now = tr__clock_ns();
 
 	if (q->tokens == 0 || q->tokens > rl->burst) {
 		/* acquire() refuses these; only a forged message gets here. */
@@ -424,6 +405,7 @@ limiter_init(tr_ctx *cx, void *state, void *arg)
 
 	(void)cx;
 	l->rl = arg;
+	tr__resend_init(&l->resend, MSG_RL_RETRY, RETRY_MS, RETRY_MS);
 	return TR_OK;
 }
 
@@ -457,7 +439,7 @@ limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	}
 	case MSG_RL_RETRY:
-		if (tr_pid_eq(m->from, tr_self(cx))) {
+		if (tr__resend_fired(cx, &l->resend, m)) {
 			retry_run(cx, l);
 		}
 		break;
@@ -532,8 +514,8 @@ tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
 	rl->max_wait_ms = cfg->max_wait_ms;
 	rl->max_queue = cfg->max_queue;
 	rl->credit = (uint64_t)cfg->burst * UNITS_PER_TOKEN;
-	rl->last_ns = mono_ns();
-	rl->refs = 2; /* the caller's handle and the actor */
+	rl->last_ns = tr__clock_ns();
+	atomic_init(&rl->refs, 2);
 	/* On success init and teardown will run: the actor's reference is
 	 * dropped in teardown. */
 	err = tr_spawn(tr_runtime_ctx(rt), &limiter_def, rl, &rl->pid);
@@ -617,7 +599,7 @@ tr_ratelimit_try(tr_ratelimit *rl, uint32_t tokens)
 	if (rl == NULL || tokens == 0 || tokens > rl->burst) {
 		return TR_EINVAL;
 	}
-	uint64_t now = mono_ns();
+	uint64_t now = tr__clock_ns();
 	pthread_mutex_lock(&rl->mu);
 	if (rl->closed) {
 		err = TR_ECLOSED;

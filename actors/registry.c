@@ -48,15 +48,7 @@
  * Applications never receive it. */
 #define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
 
-/*
- * 16 shards: enough that lookups from a few dozen threads rarely meet on
- * one lock, few enough that a registry of a handful of names stays small.
- */
-#define NSHARDS        16u
-#define SHARD_BITS     4u
-#define SHARD_BUCKETS0 8u
-
-/* alignas on the struct members below puts each shard on its own lines. */
+/* alignas on wmu keeps it off the last shard's lines. */
 #define CACHE_LINE 64u
 
 struct holder;
@@ -76,7 +68,7 @@ struct holder {
 };
 
 struct tr_registry {
-	struct tr__shard shards[NSHARDS];
+	struct tr__names names;
 	alignas(CACHE_LINE) pthread_mutex_t wmu;
 	tr_runtime *rt;
 	struct tr__watch watch; /* the holders and their watcher */
@@ -84,44 +76,24 @@ struct tr_registry {
 };
 
 static tr_err
-check_name(const char *name, size_t *len)
+name_key(tr_registry *reg, const char *name, struct tr__name_key *k)
 {
-	if (name == NULL) {
-		return TR_EINVAL;
-	}
-	*len = strnlen(name, TR_REGISTRY_NAME_MAX + 1);
-	if (*len == 0 || *len > TR_REGISTRY_NAME_MAX) {
-		return TR_EINVAL;
-	}
-	return TR_OK;
-}
-
-static bool
-pid_ok(tr_pid pid)
-{
-	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
-}
-
-static struct tr__shard *
-shard_of(tr_registry *reg, uint64_t hash)
-{
-	return &reg->shards[hash >> (64u - SHARD_BITS)];
+	return tr__names_key(&reg->names, name, TR_REGISTRY_NAME_MAX, k);
 }
 
 /* ---- name shards (actors/names.c) -------------------------------------- */
 
 static struct rname *
-rname_find(const struct tr__shard *sh, uint64_t hash, const char *name,
-	   size_t len)
+rname_find(const struct tr__name_key *k)
 {
 	/* The key is the first member. */
-	return (struct rname *)tr__shard_find(sh, hash, name, len);
+	return (struct rname *)tr__names_find(k);
 }
 
 static void
-free_rname(struct tr__name *e)
+free_rname(struct tr__hnode *n)
 {
-	free(e);
+	free(n); /* the node is first */
 }
 
 /* ---- holders (all under wmu) --------------------------------------------- */
@@ -190,7 +162,7 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 	while (h->names != NULL) {
 		struct rname *n = h->names;
 		h->names = n->hnext;
-		tr__shard_remove(shard_of(reg, n->key.hash), &n->key);
+		tr__names_remove(&reg->names, &n->key);
 		free(n);
 		reg->st.removed++;
 		reg->st.names--;
@@ -204,9 +176,9 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 static void registry_free(struct tr__watch *ws);
 
 static void
-holder_free(struct tr__watched *e)
+holder_free(struct tr__hnode *n)
 {
-	free(e); /* its names went with the shards */
+	free(n); /* the node is first; its names went with the shards */
 }
 
 static const struct tr__watch_ops watch_ops = {
@@ -225,9 +197,7 @@ registry_free(struct tr__watch *ws)
 {
 	tr_registry *reg = registry_of(ws);
 
-	for (unsigned i = 0; i < NSHARDS; i++) {
-		tr__shard_fini(&reg->shards[i], free_rname);
-	}
+	tr__names_fini(&reg->names, free_rname);
 	tr__watch_fini(ws);
 	pthread_mutex_destroy(&reg->wmu);
 	free(reg);
@@ -236,8 +206,7 @@ registry_free(struct tr__watch *ws)
 tr_err
 tr_registry_create(tr_runtime *rt, tr_registry **out)
 {
-	tr_err err = TR_ENOMEM;
-	unsigned ninit = 0;
+	tr_err err;
 
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
@@ -250,15 +219,13 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 	memset(reg, 0, sizeof(*reg));
 	reg->rt = rt;
 	reg->st.size = sizeof(reg->st);
-	for (; ninit < NSHARDS; ninit++) {
-		err = tr__shard_init(&reg->shards[ninit], SHARD_BUCKETS0);
-		if (err < 0) {
-			goto err_shards;
-		}
+	err = tr__names_init(&reg->names);
+	if (err < 0) {
+		goto err_free;
 	}
 	if (pthread_mutex_init(&reg->wmu, NULL) != 0) {
 		err = TR_ESYS;
-		goto err_shards;
+		goto err_names;
 	}
 	err = tr__watch_init(&reg->watch, rt, &reg->wmu, &watch_ops);
 	if (err < 0) {
@@ -269,10 +236,9 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 
 err_mutex:
 	pthread_mutex_destroy(&reg->wmu);
-err_shards:
-	while (ninit-- > 0) {
-		tr__shard_fini(&reg->shards[ninit], free_rname);
-	}
+err_names:
+	tr__names_fini(&reg->names, NULL);
+err_free:
 	free(reg);
 	return err;
 }
@@ -288,17 +254,17 @@ tr_registry_destroy(tr_registry *reg)
 /* ---- writers ------------------------------------------------------------- */
 
 static struct rname *
-rname_new(const char *name, size_t len, uint64_t hash)
+rname_new(const struct tr__name_key *k)
 {
-	struct rname *n = malloc(sizeof(*n) + len + 1);
+	struct rname *n = malloc(sizeof(*n) + k->len + 1);
 
 	if (n != NULL) {
 		memset(n, 0, sizeof(*n));
-		n->key.hash = hash;
-		n->key.len = len;
+		n->key.node.hash = k->hash;
+		n->key.len = k->len;
 		n->key.name = n->name;
-		memcpy(n->name, name, len);
-		n->name[len] = '\0';
+		memcpy(n->name, k->name, k->len);
+		n->name[k->len] = '\0';
 	}
 	return n;
 }
@@ -311,20 +277,18 @@ static tr_err
 do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	    tr_pid expected)
 {
-	size_t len;
+	struct tr__name_key k;
 	tr_err err;
 
-	if (reg == NULL || !pid_ok(pid)) {
+	if (reg == NULL || !tr__watch_can_hold(pid)) {
 		return TR_EINVAL;
 	}
-	err = check_name(name, &len);
+	err = name_key(reg, name, &k);
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
-	struct tr__shard *sh = shard_of(reg, hash);
 	/* Allocated before the lock; freed unused if the name exists. */
-	struct rname *fresh = rname_new(name, len, hash);
+	struct rname *fresh = rname_new(&k);
 	if (fresh == NULL) {
 		return TR_ENOMEM;
 	}
@@ -333,7 +297,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct rname *n = rname_find(sh, hash, name, len);
+	struct rname *n = rname_find(&k);
 	struct holder *h;
 	if (n == NULL) {
 		err = holder_get(reg, pid, &h);
@@ -341,7 +305,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 			goto out;
 		}
 		fresh->pid = pid;
-		tr__shard_insert(sh, &fresh->key);
+		tr__names_insert(&reg->names, &fresh->key);
 		holder_link(reg, h, fresh);
 		fresh = NULL;
 		reg->st.registered++;
@@ -359,9 +323,9 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (err < 0) {
 		goto out;
 	}
-	pthread_rwlock_wrlock(&sh->lock);
+	pthread_rwlock_wrlock(&k.sh->lock);
 	n->pid = pid;
-	pthread_rwlock_unlock(&sh->lock);
+	pthread_rwlock_unlock(&k.sh->lock);
 	holder_unlink(reg, n);
 	holder_link(reg, h, n);
 	reg->st.registered++;
@@ -388,22 +352,20 @@ tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
 tr_err
 tr_registry_unregister(tr_registry *reg, const char *name)
 {
-	size_t len;
+	struct tr__name_key k;
 	tr_err err;
 
 	if (reg == NULL) {
 		return TR_EINVAL;
 	}
-	err = check_name(name, &len);
+	err = name_key(reg, name, &k);
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
-	struct tr__shard *sh = shard_of(reg, hash);
 	pthread_mutex_lock(&reg->wmu);
-	struct rname *n = rname_find(sh, hash, name, len);
+	struct rname *n = rname_find(&k);
 	if (n != NULL) {
-		tr__shard_remove(sh, &n->key);
+		tr__names_remove(&reg->names, &n->key);
 		holder_unlink(reg, n);
 		reg->st.unregistered++;
 		reg->st.names--;
@@ -421,7 +383,7 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 tr_err
 tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 {
-	size_t len;
+	struct tr__name_key k;
 	tr_err err;
 
 	if (out != NULL) {
@@ -430,18 +392,16 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (reg == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	err = check_name(name, &len);
+	err = name_key(reg, name, &k);
 	if (err < 0) {
 		return err;
 	}
-	uint64_t hash = tr__hash_name(name, len);
-	struct tr__shard *sh = shard_of(reg, hash);
-	pthread_rwlock_rdlock(&sh->lock);
-	struct rname *n = rname_find(sh, hash, name, len);
+	pthread_rwlock_rdlock(&k.sh->lock);
+	struct rname *n = rname_find(&k);
 	if (n != NULL) {
 		*out = n->pid;
 	}
-	pthread_rwlock_unlock(&sh->lock);
+	pthread_rwlock_unlock(&k.sh->lock);
 	return n != NULL ? TR_OK : TR_ENOENT;
 }
 

@@ -4,48 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "names.h"
+#include "ref.h"
 
 #define BUCKETS0 16u
-
-static struct tr__watched **
-slot(struct tr__watch *ws, tr_pid pid)
-{
-	struct tr__watched **pp =
-		&ws->buckets[tr_pid_hash(pid) & (ws->nbuckets - 1)];
-
-	while (*pp != NULL && !tr_pid_eq((*pp)->pid, pid)) {
-		pp = &(*pp)->next;
-	}
-	return pp;
-}
-
-/* Double the buckets when full; without memory the chains just grow. */
-static void
-maybe_grow(struct tr__watch *ws)
-{
-	if (ws->count + 1 <= ws->nbuckets) {
-		return;
-	}
-	size_t nb = ws->nbuckets * 2;
-	struct tr__watched **fresh = calloc(nb, sizeof(*fresh));
-	if (fresh == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < ws->nbuckets; i++) {
-		struct tr__watched *e = ws->buckets[i];
-		while (e != NULL) {
-			struct tr__watched *next = e->next;
-			size_t b = tr_pid_hash(e->pid) & (nb - 1);
-			e->next = fresh[b];
-			fresh[b] = e;
-			e = next;
-		}
-	}
-	free(ws->buckets);
-	ws->buckets = fresh;
-	ws->nbuckets = nb;
-}
 
 static tr_err
 send_watcher(struct tr__watch *ws, uint32_t type, tr_pid pid)
@@ -57,25 +18,32 @@ send_watcher(struct tr__watch *ws, uint32_t type, tr_pid pid)
 struct tr__watched *
 tr__watch_find(struct tr__watch *ws, tr_pid pid)
 {
-	return *slot(ws, pid);
+	struct tr__hnode *n = tr__hash_chain(&ws->tab, tr_pid_hash(pid));
+
+	/* The node is the entry's first member. */
+	while (n != NULL && !tr_pid_eq(((struct tr__watched *)n)->pid, pid)) {
+		n = n->next;
+	}
+	return (struct tr__watched *)n;
 }
 
 tr_err
 tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out)
 {
-	struct tr__watched **pp = slot(ws, pid);
+	struct tr__watched *e = tr__watch_find(ws, pid);
 
-	if (*pp != NULL) {
-		*out = *pp;
+	if (e != NULL) {
+		*out = e;
 		return TR_OK;
 	}
 	if (ws->watcher_gone) {
 		return TR_ECLOSED;
 	}
-	struct tr__watched *e = calloc(1, ws->ops->entry_size);
+	e = calloc(1, ws->ops->entry_size);
 	if (e == NULL) {
 		return TR_ENOMEM;
 	}
+	e->node.hash = tr_pid_hash(pid);
 	e->pid = pid;
 	/* Announced before it exists: no entry the watcher never hears of. */
 	tr_err err = send_watcher(ws, ws->ops->sync_type, pid);
@@ -83,10 +51,8 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out)
 		free(e);
 		return err;
 	}
-	maybe_grow(ws);
-	pp = slot(ws, pid);
-	*pp = e;
-	ws->count++;
+	tr__hash_grow(&ws->tab);
+	tr__hash_link(&ws->tab, &e->node);
 	*out = e;
 	return TR_OK;
 }
@@ -104,10 +70,7 @@ tr__watch_idle(struct tr__watch *ws, struct tr__watched *e)
 void
 tr__watch_free(struct tr__watch *ws, struct tr__watched *e)
 {
-	struct tr__watched **pp = slot(ws, e->pid);
-
-	*pp = e->next;
-	ws->count--;
+	tr__hash_unlink(&ws->tab, &e->node);
 	free(e);
 }
 
@@ -123,13 +86,7 @@ tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 static void
 release(struct tr__watch *ws)
 {
-	/*
-	 * acq_rel: the release publishes this side's last writes, the
-	 * acquire of the final decrement (pairing with the other side's
-	 * release) makes them visible to the one that frees.
-	 */
-	if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) ==
-	    1) {
+	if (tr__ref_put(&ws->refs)) {
 		ws->ops->free_owner(ws);
 	}
 }
@@ -145,7 +102,7 @@ purge(struct tr__watch *ws, struct tr__watched *e)
 static void
 on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 {
-	struct tr__watched *e = *slot(ws, pid);
+	struct tr__watched *e = tr__watch_find(ws, pid);
 
 	if (e == NULL || e->dead) {
 		return;
@@ -192,7 +149,7 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		if (m->type == ops->sync_type) {
 			on_sync(cx, ws, pid);
 		} else {
-			struct tr__watched *e = *slot(ws, pid);
+			struct tr__watched *e = tr__watch_find(ws, pid);
 			if (e != NULL && e->dead) {
 				ops->purge(ws, e);
 			}
@@ -202,7 +159,7 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		tr_down d;
 		memcpy(&d, m->data, sizeof(d));
 		pthread_mutex_lock(ws->mu);
-		struct tr__watched *e = *slot(ws, d.who);
+		struct tr__watched *e = tr__watch_find(ws, d.who);
 		if (e != NULL && e->monitored && e->ref.v == d.ref.v) {
 			purge(ws, e);
 		}
@@ -236,19 +193,15 @@ tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
 	ws->rt = rt;
 	ws->ops = ops;
 	ws->watcher_gone = false;
-	ws->count = 0;
-	ws->buckets = calloc(BUCKETS0, sizeof(*ws->buckets));
-	if (ws->buckets == NULL) {
+	if (tr__hash_init(&ws->tab, BUCKETS0) < 0) {
 		return TR_ENOMEM;
 	}
-	ws->nbuckets = BUCKETS0;
 	/* One reference for the creator, one for the watcher's teardown. */
 	atomic_init(&ws->refs, 2);
 	/* The definition is in the module's static ops: it outlives us. */
 	tr_err err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
 	if (err < 0) {
-		free(ws->buckets);
-		ws->buckets = NULL;
+		tr__hash_fini(&ws->tab, NULL);
 	}
 	return err;
 }
@@ -264,14 +217,5 @@ tr__watch_destroy(struct tr__watch *ws)
 void
 tr__watch_fini(struct tr__watch *ws)
 {
-	for (size_t b = 0; b < ws->nbuckets; b++) {
-		struct tr__watched *e = ws->buckets[b];
-		while (e != NULL) {
-			struct tr__watched *next = e->next;
-			ws->ops->free_entry(e);
-			e = next;
-		}
-	}
-	free(ws->buckets);
-	ws->buckets = NULL;
+	tr__hash_fini(&ws->tab, ws->ops->free_entry);
 }

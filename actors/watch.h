@@ -35,8 +35,10 @@
 
 #include <troupe/troupe.h>
 
+#include "hash.h"
+
 struct tr__watched {
-	struct tr__watched *next; /* table chain */
+	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
 	tr_ref ref; /* the watcher's monitor, when monitored */
 	bool monitored;
@@ -59,8 +61,9 @@ struct tr__watch_ops {
 	void (*purge)(struct tr__watch *ws, struct tr__watched *e);
 	/* The last reference went: free the module (which calls fini). */
 	void (*free_owner)(struct tr__watch *ws);
-	/* From tr__watch_fini: free an entry and what it still holds. */
-	void (*free_entry)(struct tr__watched *e);
+	/* From tr__watch_fini: free an entry (given by its node, its first
+	 * member) and what it still holds. */
+	void (*free_entry)(struct tr__hnode *n);
 };
 
 struct tr__watch {
@@ -69,11 +72,16 @@ struct tr__watch {
 	tr_pid watcher;
 	atomic_uint refs;  /* the module's creator and the watcher */
 	bool watcher_gone; /* under mu: no new entries */
-	struct tr__watched **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
+	struct tr__htab tab;
 	const struct tr__watch_ops *ops;
 };
+
+/* Can @pid hold anything: a local pid, which the watcher can monitor? */
+static inline bool
+tr__watch_can_hold(tr_pid pid)
+{
+	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
+}
 
 /* The watcher actor's functions, for TR__WATCH_DEF. */
 int tr__watch_actor_init(tr_ctx *cx, void *state, void *arg);
