@@ -118,6 +118,8 @@ struct tr__io {
 	uv_async_t async;
 	uv_prepare_t prepare;
 	uv_check_t check;
+	/* Ends a worker's poll by a deadline (tr__io_run_once); unref'd. */
+	uv_timer_t wake;
 	/*
 	 * 1 while the loop may block in (or is about to enter) its poll, 0
 	 * while it runs callbacks. A producer that pushes a command while it
@@ -359,6 +361,7 @@ run_cmd(struct tr__io *io, struct cmd *c)
 		}
 		uv_close((uv_handle_t *)&io->prepare, NULL);
 		uv_close((uv_handle_t *)&io->check, NULL);
+		uv_close((uv_handle_t *)&io->wake, NULL);
 		/*
 		 * The async handle stays open, unreferenced, until
 		 * loop_destroy(): a waker may still kick a worker's poll
@@ -450,10 +453,26 @@ after_poll(uv_check_t *h)
  * meanwhile. No user code runs while a loop is being run, on any thread:
  * callbacks only turn events into messages.
  */
-void
-tr__io_run_once(struct tr__io *io)
+static void
+wake_fired(uv_timer_t *h)
 {
+	(void)h; /* its firing ended the poll: nothing else to do */
+}
+
+void
+tr__io_run_once(struct tr__io *io, uint64_t within_ns)
+{
+	bool timed = within_ns != 0 && !uv_is_closing((uv_handle_t *)&io->wake);
+
+	if (timed) {
+		/* libuv polls in whole milliseconds: round up. */
+		uv_timer_start(&io->wake, wake_fired,
+			       (within_ns + 999999u) / 1000000u, 0);
+	}
 	uv_run(&io->loop, UV_RUN_ONCE);
+	if (timed) {
+		uv_timer_stop(&io->wake);
+	}
 }
 
 struct tr__hold *
@@ -522,6 +541,8 @@ loop_create(tr_runtime *rt, struct tr__io **out)
 	io->prepare.data = io;
 	uv_prepare_start(&io->prepare, before_poll);
 	uv_unref((uv_handle_t *)&io->prepare);
+	uv_timer_init(&io->loop, &io->wake);
+	uv_unref((uv_handle_t *)&io->wake);
 	uv_check_init(&io->loop, &io->check);
 	io->check.data = io;
 	uv_check_start(&io->check, after_poll);

@@ -137,8 +137,11 @@ uint64_t tr__io_timers_active(struct tr__io *io);
 struct tr__io *tr__io_for_worker(struct tr__io *io, unsigned worker);
 /* Who runs loop @io (park.c). */
 struct tr__hold *tr__io_hold(struct tr__io *io);
-/* Holding it: one pass, polling until an event or a kick (tr__io_kick). */
-void tr__io_run_once(struct tr__io *io);
+/*
+ * Holding it: one pass, polling until an event, a kick (tr__io_kick) or,
+ * if @within_ns is not 0, that long (rounded up to a millisecond).
+ */
+void tr__io_run_once(struct tr__io *io, uint64_t within_ns);
 /*
  * In a callback of loop @io: the worker running the loop, whose queues
  * the turns it causes go to, or NULL on the loop's own thread.

@@ -198,6 +198,23 @@ monitor_due(tr_runtime *rt, uint64_t due)
 	tr__futex_wake(&rt->mon);
 }
 
+/*
+ * A sleeper with actors queued behind another worker's turn wakes itself
+ * when that turn would be stuck (@due, ticks; 0: not timed), should the
+ * monitor's wake-up be late: the kernel may queue the monitor behind the
+ * very turn it is to rescue. Return: ns from now, at least 1.
+ */
+static uint64_t
+due_in(uint64_t due)
+{
+	uint64_t now = tr__ticks();
+
+	if (due == 0) {
+		return 0;
+	}
+	return due > now ? tr__ticks_to_ns(due - now) : 1;
+}
+
 static bool hold_take(struct tr__io *io);
 static void hold_give(struct tr__io *io);
 
@@ -255,7 +272,7 @@ tr__park(struct tr__worker *w)
 		/* One poll: it returns with events (their turns are now
 		 * queued here) or when a waker kicks it. */
 		tr__stat_add(&w->stats.io_polls, 1);
-		tr__io_run_once(loop);
+		tr__io_run_once(loop, due_in(due));
 		/* acq_rel: pairs with a waker's CAS, or beats it. */
 		(void)atomic_exchange_explicit(&w->park, TR__PARK_AWAKE,
 					       memory_order_acq_rel);
@@ -264,7 +281,17 @@ tr__park(struct tr__worker *w)
 		/* acquire: pairs with the waker's CAS (acq_rel). */
 		while (atomic_load_explicit(&w->park, memory_order_acquire) ==
 		       TR__PARK_FUTEX) {
-			tr__futex_wait(&w->park, TR__PARK_FUTEX, 0);
+			uint64_t within = due_in(due);
+			uint32_t s = TR__PARK_FUTEX;
+
+			if (within == 1 &&
+			    atomic_compare_exchange_strong_explicit(
+				    &w->park, &s, TR__PARK_AWAKE,
+				    memory_order_acq_rel,
+				    memory_order_relaxed)) {
+				break; /* our own deadline: look again */
+			}
+			tr__futex_wait(&w->park, TR__PARK_FUTEX, within);
 		}
 	}
 	unpark(rt);
@@ -476,7 +503,7 @@ thread_drive(struct tr__io *io)
 	struct tr__hold *h = tr__io_hold(io);
 
 	for (;;) {
-		tr__io_run_once(io);
+		tr__io_run_once(io, 0);
 		if (closing(h)) {
 			return true;
 		}

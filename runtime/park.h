@@ -38,9 +38,11 @@ struct tr__hold {
 /* ---- Workers ---------------------------------------------------------- */
 
 /*
- * Sleep until woken, without a time limit: in the poll of @w's loop if it
- * is free (the events become turns on @w), on the futex otherwise. Returns
- * at once if work_for(@w) or shutdown is seen after @w counts as asleep.
+ * Sleep until woken: in the poll of @w's loop if it is free (the events
+ * become turns on @w), on the futex otherwise. Without a time limit,
+ * unless actors wait behind another worker's turn: then until that turn
+ * would be stuck. Returns at once if work_for(@w) or shutdown is seen
+ * after @w counts as asleep.
  */
 void tr__park(struct tr__worker *w);
 /* Wake @v if it sleeps; false if it did not, or another waker won. */

@@ -13,7 +13,8 @@
  * (a ck_stack that workers take whole and reverse to FIFO).
  *
  * Idle workers spin for `spin_us` looking for work (own queues, inject,
- * stealing), then park without a time limit (park.c): on a futex, or,
+ * stealing), then park (park.c), without a time limit unless actors wait
+ * behind another worker's turn: on a futex, or,
  * when their I/O loop is free, in a poll of that loop. Lost wake-ups are
  * excluded by a Dekker pair: a parking worker increments n_sleeping
  * (seq_cst) and then checks every queue (tr__sched_work_for); an
