@@ -690,7 +690,8 @@ begin_stop(tr_ctx *cx, struct pool *p, int32_t reason)
 		finish_stop(cx, p);
 		return;
 	}
-	if (tr_sup_stop(cx, p->sup) < 0) {
+	tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
+	if (tr_sup_send(cx, p->sup, &q) < 0) {
 		/* No memory for the request: the exit signal needs none of
 		 * ours and ends in the same orderly shutdown. */
 		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);

@@ -1656,14 +1656,3 @@ tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req)
 	}
 	return tr_send_ptr(cx, sup, MSG_REQ, r, sizeof(*r), req_free);
 }
-
-tr_err
-tr_sup_stop(tr_ctx *cx, tr_pid sup)
-{
-	tr_sup_request q;
-
-	memset(&q, 0, sizeof(q));
-	q.size = sizeof(q);
-	q.op = TR_SUP_OP_STOP;
-	return tr_sup_send(cx, sup, &q);
-}

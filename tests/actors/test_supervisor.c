@@ -43,7 +43,7 @@ enum {
 	MSG_REPORT,       /* kid -> probe: struct report */
 	MSG_BOSS_START,   /* boss: struct boss_start; reply MSG_BOSS_RESULT */
 	MSG_BOSS_REQ,     /* boss: tr_sup_request; reply MSG_BOSS_RESULT */
-	MSG_BOSS_STOPSUP, /* boss: tr_sup_stop(); reply MSG_BOSS_RESULT */
+	MSG_BOSS_STOPSUP, /* boss: TR_SUP_OP_STOP; reply MSG_BOSS_RESULT */
 	MSG_BOSS_DIE,     /* boss: int32_t reason */
 	MSG_BOSS_RESULT,  /* boss -> probe: struct boss_result */
 	MSG_BOSS_EXIT,    /* boss -> probe: tr_exit_signal it trapped */
@@ -496,9 +496,11 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
 		break;
 	}
-	case MSG_BOSS_STOPSUP:
-		boss_result(cx, b, tr_sup_stop(cx, b->sup), b->sup);
+	case MSG_BOSS_STOPSUP: {
+		tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
+		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
 		break;
+	}
 	case MSG_BOSS_DIE: {
 		int32_t reason = TR_EXIT_NORMAL;
 		(void)payload(m, &reason, sizeof(reason));
@@ -1062,7 +1064,7 @@ test_shutdown_order(void)
 	CHECK(e != NULL && e->rp.op == TR_SUP_OP_COUNT_CHILDREN &&
 	      e->rp.status == TR_OK && e->rp.active == 3);
 
-	/* tr_sup_stop() from the boss, the supervisor's parent. */
+	/* TR_SUP_OP_STOP from the boss, the supervisor's parent. */
 	mark = log_n;
 	SEND(&f, boss, MSG_BOSS_STOPSUP, NULL, 0);
 	WAIT_LOG(&f, find_type(MSG_BOSS_EXIT, mark) != NULL, WAIT_MS);
@@ -1729,7 +1731,7 @@ static const struct test_case tests[] = {
 	  test_intensity_not_exceeded },
 	{ "supervisor: nested supervisor restarted with fresh children",
 	  test_nested },
-	{ "supervisor: tr_sup_stop stops children in reverse order",
+	{ "supervisor: TR_SUP_OP_STOP stops children in reverse order",
 	  test_shutdown_order },
 	{ "supervisor: a child that ignores the shutdown is killed",
 	  test_shutdown_kill },

@@ -430,21 +430,6 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
  */
 TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
 
-/**
- * tr_sup_stop() - Ask supervisor @sup for an orderly stop: its children
- * are stopped one at a time in reverse start order, then it stops with
- * TR_EXIT_SHUTDOWN. The caller gets a TR_MSG_SUP_REPLY (op
- * TR_SUP_OP_STOP, tag 0) when the children are gone.
- * @cx:  context of the calling actor or thread, as for tr_sup_send()
- * @sup: the supervisor
- *
- * tr_runtime_stop() is different: it stops every actor at once, in no
- * particular order, supervisors and children alike.
- * Thread:    actor, or a thread's context.
- * Return:    as tr_sup_send().
- */
-TR_API tr_err tr_sup_stop(tr_ctx *cx, tr_pid sup);
-
 #ifdef __cplusplus
 }
 #endif
