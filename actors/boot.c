@@ -4,15 +4,20 @@
 #include <string.h>
 
 tr_err
-tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
+tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how, uint32_t type,
 	       void *boot, size_t size, tr_free_fn free_fn, tr_pid *out,
 	       tr_ref *ref)
 {
+	bool link = (how & TR__BOOT_LINK) != 0;
 	tr_pid pid = TR_PID_NONE;
+	tr_ref r = { 0 };
 	tr_err err;
 
+	if (out != NULL) {
+		*out = TR_PID_NONE;
+	}
 	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
+		*ref = r;
 	}
 	err = link ? tr_spawn_link(cx, def, NULL, &pid)
 		   : tr_spawn(cx, def, NULL, &pid);
@@ -20,9 +25,8 @@ tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
 		free_fn(boot);
 		return err;
 	}
-	if (ref != NULL && !tr_pid_is_none(tr_self(cx))) {
-		err = tr_request_ptr(cx, pid, type, boot, size, free_fn, 0,
-				     ref);
+	if ((how & TR__BOOT_ASK) && !tr_pid_is_none(tr_self(cx))) {
+		err = tr_request_ptr(cx, pid, type, boot, size, free_fn, 0, &r);
 	} else {
 		err = tr_send_ptr(cx, pid, type, boot, size, free_fn);
 	}
@@ -35,7 +39,12 @@ tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
 		(void)tr_stop(cx, pid, TR_EXIT_NORMAL);
 		return err;
 	}
-	*out = pid;
+	if (out != NULL) {
+		*out = pid;
+	}
+	if (ref != NULL) {
+		*ref = r;
+	}
 	return TR_OK;
 }
 

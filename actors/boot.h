@@ -18,18 +18,27 @@
 
 #include <troupe/troupe.h>
 
+/* How tr__boot_start() starts an actor. */
+enum {
+	TR__BOOT_LINK = 1u << 0, /* linked with the calling actor */
+	TR__BOOT_ASK = 1u << 1,  /* a request, when the context has a pid */
+};
+
 /*
- * Spawn an actor from @def (linked with the calling actor when @link) and
- * send it @boot, a pointer message of @type and @size handed over with
- * @free_fn. The message is a request with no timeout when @ref is not
- * NULL and @cx has a pid (an actor's or an inbox's context); otherwise it
- * is a plain send and *@ref, if any, is zero.
+ * Spawn an actor from @def and send it @boot, a pointer message of @type
+ * and @size handed over with @free_fn. @how is TR__BOOT_* bits: with
+ * TR__BOOT_LINK the actor is linked with the calling actor; with
+ * TR__BOOT_ASK, on a context that has a pid (an actor's or an inbox's),
+ * the message is a request with no timeout whose reference goes to
+ * *@ref. Otherwise it is a plain send and *@ref is zero.
+ * @out, @ref: may be NULL; set on every path (TR_PID_NONE and zero on
+ * error).
  * Ownership: @boot moves on every path (@free_fn frees it on error).
- * Return: TR_OK and *@out; otherwise the error of the spawn or the send,
- * and nothing is left running (an actor spawned before the send failed
- * is unlinked and stopped).
+ * Return: TR_OK; otherwise the error of the spawn or the send, and
+ * nothing is left running (an actor spawned before the send failed is
+ * unlinked and stopped).
  */
-tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link,
+tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how,
 		      uint32_t type, void *boot, size_t size,
 		      tr_free_fn free_fn, tr_pid *out, tr_ref *ref);
 

@@ -1820,8 +1820,6 @@ tr_err
 tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 {
 	struct boot *b;
-	tr_pid pid;
-	tr_ref r;
 
 	if (out != NULL) {
 		*out = TR_PID_NONE;
@@ -1836,18 +1834,9 @@ tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 	if (err < 0) {
 		return err;
 	}
-	err = tr__boot_start(cx, &pool_def, cfg->is_linked, MSG_START, b,
-			     sizeof(*b), free, &pid, &r);
-	if (err < 0) {
-		return err;
-	}
-	if (out != NULL) {
-		*out = pid;
-	}
-	if (ref != NULL) {
-		*ref = r;
-	}
-	return TR_OK;
+	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
+	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
+			      free, out, ref);
 }
 
 /* The MSG_ROUTE payload: header, then the caller's bytes. */

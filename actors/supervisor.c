@@ -750,7 +750,7 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 		b->parent = s->self;
 		b->seq = seq;
 		b->kind = BOOT_ACK;
-		return tr__boot_start(cx, &sup_def, true, MSG_START, b,
+		return tr__boot_start(cx, &sup_def, TR__BOOT_LINK, MSG_START, b,
 				      sizeof(*b), boot_free, pid, NULL);
 	}
 	if (c->sp.def->init == NULL) {
@@ -1566,7 +1566,6 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	     const tr_sup_child_spec *specs, size_t n, tr_pid *out, tr_ref *ref)
 {
 	struct conf *conf;
-	tr_ref r;
 
 	if (out != NULL) {
 		*out = TR_PID_NONE;
@@ -1588,22 +1587,13 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	}
 	b->conf = conf;
 	b->kind = BOOT_REPLY;
+	unsigned how = TR__BOOT_ASK;
 	if (flags->is_linked) {
 		b->parent = tr_self(cx);
+		how |= TR__BOOT_LINK;
 	}
-	tr_pid pid;
-	err = tr__boot_start(cx, &sup_def, flags->is_linked, MSG_START, b,
-			     sizeof(*b), boot_free, &pid, &r);
-	if (err < 0) {
-		return err;
-	}
-	if (out != NULL) {
-		*out = pid;
-	}
-	if (ref != NULL) {
-		*ref = r;
-	}
-	return TR_OK;
+	return tr__boot_start(cx, &sup_def, how, MSG_START, b, sizeof(*b),
+			      boot_free, out, ref);
 }
 
 tr_err
