@@ -1,24 +1,65 @@
-/* Waiting for a started actor's answer (see boot.h). */
+/* Starting an actor that answers its own start (see boot.h). */
 #include "boot.h"
 
 #include <string.h>
 
 tr_err
-tr__await_start(tr_inbox *ib, tr_pid pid,
-		bool (*status_of)(const tr_received *r, tr_err *status))
+tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how, uint32_t type,
+	       void *boot, size_t size, tr_free_fn free_fn, tr_pid *out,
+	       tr_ref *ref)
 {
-	for (;;) {
-		tr_received r;
-		tr_err status;
+	bool link = (how & TR__BOOT_LINK) != 0;
+	tr_pid pid = TR_PID_NONE;
+	tr_ref r = { 0 };
+	tr_err err;
 
-		memset(&r, 0, sizeof(r));
-		if (tr_inbox_recv(ib, -1, &r) < 0) {
-			return TR_ECLOSED;
-		}
-		bool mine = tr_pid_eq(r.from, pid) && status_of(&r, &status);
-		tr_received_fini(&r);
-		if (mine) {
-			return status;
-		}
+	if (out != NULL) {
+		*out = TR_PID_NONE;
 	}
+	if (ref != NULL) {
+		*ref = r;
+	}
+	err = link ? tr_spawn_link(cx, def, NULL, &pid)
+		   : tr_spawn(cx, def, NULL, &pid);
+	if (err < 0) {
+		free_fn(boot);
+		return err;
+	}
+	if ((how & TR__BOOT_ASK) && !tr_pid_is_none(tr_self(cx))) {
+		err = tr_request_ptr(cx, pid, type, boot, size, free_fn, 0, &r);
+	} else {
+		err = tr_send_ptr(cx, pid, type, boot, size, free_fn);
+	}
+	if (err < 0) {
+		/* Never started: it goes quietly, without an exit signal
+		 * to the caller. */
+		if (link) {
+			(void)tr_unlink(cx, pid);
+		}
+		(void)tr_stop(cx, pid, TR_EXIT_NORMAL);
+		return err;
+	}
+	if (out != NULL) {
+		*out = pid;
+	}
+	if (ref != NULL) {
+		*ref = r;
+	}
+	return TR_OK;
+}
+
+void *
+tr__boot_take(tr_ctx *cx, const tr_msg *m, size_t size, tr_msg *start)
+{
+	if (!(m->flags & TR_MSG_F_PTR) || m->size != size) {
+		return NULL;
+	}
+	void *boot = tr_msg_take_ptr(cx, m);
+	if (boot == NULL) {
+		return NULL;
+	}
+	*start = *m;
+	start->data = NULL;
+	start->size = 0;
+	return boot;
 }

@@ -1,22 +1,55 @@
 /*
- * Starting an actor from a thread that is not an actor and waiting for its
- * answer, shared by the supervisor and the pool (internal; not installed).
+ * Starting an actor that answers its own start, shared by the supervisor
+ * and the pool (internal; not installed).
+ *
+ * The starter spawns the actor with no init argument and sends it what it
+ * starts with (its "boot") as its first message: a request when the
+ * starter can receive the outcome, so that exactly one answer reaches it
+ * (the actor's reply, or TR_MSG_REQUEST_FAILED if the actor stops before
+ * it takes the boot), and a plain message otherwise. The boot is a
+ * message rather than the spawn argument so that the runtime frees it
+ * when the actor never takes it (a runtime stop, a kill).
  */
 #ifndef TR_ACTORS_BOOT_H
 #define TR_ACTORS_BOOT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <troupe/troupe.h>
 
+/* How tr__boot_start() starts an actor. */
+enum {
+	TR__BOOT_LINK = 1u << 0, /* linked with the calling actor */
+	TR__BOOT_ASK = 1u << 1,  /* a request, when the context has a pid */
+};
+
 /*
- * Wait on @ib (linked to @pid) for @pid's answer to its start, skipping
- * anything else that arrives. @status_of says whether a message from
- * @pid is that answer and, if so, gives its status.
- * Return: that status, or TR_ECLOSED if the inbox stopped first (the
- * runtime is stopping, or the actor died and the link took the inbox).
+ * Spawn an actor from @def and send it @boot, a pointer message of @type
+ * and @size handed over with @free_fn. @how is TR__BOOT_* bits: with
+ * TR__BOOT_LINK the actor is linked with the calling actor; with
+ * TR__BOOT_ASK, on a context that has a pid (an actor's or an inbox's),
+ * the message is a request with no timeout whose reference goes to
+ * *@ref. Otherwise it is a plain send and *@ref is zero.
+ * @out, @ref: may be NULL; set on every path (TR_PID_NONE and zero on
+ * error).
+ * Ownership: @boot moves on every path (@free_fn frees it on error).
+ * Return: TR_OK; otherwise the error of the spawn or the send, and
+ * nothing is left running (an actor spawned before the send failed is
+ * unlinked and stopped).
  */
-tr_err tr__await_start(tr_inbox *ib, tr_pid pid,
-		       bool (*status_of)(const tr_received *r, tr_err *status));
+tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how,
+		      uint32_t type, void *boot, size_t size,
+		      tr_free_fn free_fn, tr_pid *out, tr_ref *ref);
+
+/*
+ * In the started actor's handler: take the boot out of the start message
+ * @m (a pointer message of @size bytes), and keep in *@start the header
+ * that tr_reply() answers later (start->from is TR_PID_NONE when nobody
+ * waits for the answer).
+ * Return: the boot, now owned by the caller; NULL when @m is not a start
+ * message.
+ */
+void *tr__boot_take(tr_ctx *cx, const tr_msg *m, size_t size, tr_msg *start);
 
 #endif /* TR_ACTORS_BOOT_H */

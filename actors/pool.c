@@ -2,8 +2,9 @@
  * Pool (<troupe/actors/pool.h>): a router actor over supervised workers,
  * written on the public API only.
  *
- * Actors. A pool is one actor. In its init it starts a one_for_one
- * supervisor linked to itself (tr_sup_start_link()) whose children are
+ * Actors. A pool is one actor. When it takes its start (MSG_START, the
+ * first message, see boot.h) it starts a one_for_one supervisor linked
+ * to itself (tr_sup_start() with is_linked) whose children are
  * the workers, one permanent child per slot, with the child id "w<num>".
  * The pool is the supervisor's observer: TR_SUP_EV_STARTED and
  * TR_SUP_EV_RESTARTED give a slot its current pid, TR_SUP_EV_EXITED takes
@@ -68,6 +69,7 @@
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GRETRY   (TR_MSG_POOL_BASE + 0x85u) /* collector's resend */
+#define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
 
 /*
  * Points per slot on the hash ring. With 160 (ketama's choice) the share
@@ -170,14 +172,12 @@ struct ctl {
 	uint32_t workers;
 };
 
-enum phase { P_BOOTING, P_RUNNING, P_STOPPING, P_STOPPED };
+/* P_NEW: spawned, its MSG_START not taken yet. */
+enum phase { P_NEW, P_BOOTING, P_RUNNING, P_STOPPING, P_STOPPED };
 
-/* The argument of a pool's init; made by whoever starts it. */
+/* What a pool starts with: the payload of its MSG_START (boot.h). */
 struct boot {
 	tr_pool_config cfg;
-	tr_pid reply_to;
-	tr_pid link_to; /* tr_pool_start()'s inbox, linked until started */
-	uint64_t tag;
 };
 
 struct pool {
@@ -199,10 +199,9 @@ struct pool {
 	struct point *ring;
 	size_t nring;
 	uint32_t npending;
-	/* The start. */
-	tr_pid boot_to;
-	tr_pid boot_link;
-	uint64_t boot_tag;
+	/* The start message, to answer; boot.from is TR_PID_NONE once
+	 * answered, or when nobody waits. */
+	tr_msg boot;
 	/* Control: the request in progress and the ones waiting. */
 	struct ctl *cur;
 	uint32_t waiting; /* supervisor replies the current one awaits */
@@ -584,6 +583,27 @@ count_live(const struct pool *p)
 }
 
 static void
+fill_reply(const struct pool *p, uint32_t op, uint64_t tag, int32_t status,
+	   tr_pool_reply *rp)
+{
+	memset(rp, 0, sizeof(*rp));
+	rp->tag = tag;
+	rp->op = op;
+	rp->status = status;
+	rp->workers = p->n;
+	rp->live = count_live(p);
+	rp->pending = p->npending;
+	rp->round_robin = p->routed[TR_POOL_ROUND_ROBIN];
+	rp->least_loaded = p->routed[TR_POOL_LEAST_LOADED];
+	rp->broadcast = p->routed[TR_POOL_BROADCAST];
+	rp->consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
+	rp->delivered = p->delivered;
+	rp->dropped = p->dropped;
+	rp->gathers = p->gathers;
+	rp->restarts = p->restarts;
+}
+
+static void
 reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
       int32_t status)
 {
@@ -592,21 +612,7 @@ reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
 	if (tr_pid_is_none(to)) {
 		return;
 	}
-	memset(&rp, 0, sizeof(rp));
-	rp.tag = tag;
-	rp.op = op;
-	rp.status = status;
-	rp.workers = p->n;
-	rp.live = count_live(p);
-	rp.pending = p->npending;
-	rp.round_robin = p->routed[TR_POOL_ROUND_ROBIN];
-	rp.least_loaded = p->routed[TR_POOL_LEAST_LOADED];
-	rp.broadcast = p->routed[TR_POOL_BROADCAST];
-	rp.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
-	rp.delivered = p->delivered;
-	rp.dropped = p->dropped;
-	rp.gathers = p->gathers;
-	rp.restarts = p->restarts;
+	fill_reply(p, op, tag, status, &rp);
 	if (op != TR_POOL_OP_WORKERS) {
 		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 		return;
@@ -632,12 +638,14 @@ reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
 static void
 boot_done(tr_ctx *cx, struct pool *p, int32_t status)
 {
-	if (!tr_pid_is_none(p->boot_link)) {
-		(void)tr_unlink(cx, p->boot_link);
-		p->boot_link = TR_PID_NONE;
+	tr_pool_reply rp;
+
+	if (tr_pid_is_none(p->boot.from)) {
+		return;
 	}
-	reply(cx, p, p->boot_to, TR_POOL_OP_START, p->boot_tag, status);
-	p->boot_to = TR_PID_NONE;
+	fill_reply(p, TR_POOL_OP_START, 0, status, &rp);
+	(void)tr_reply(cx, &p->boot, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
+	p->boot.from = TR_PID_NONE;
 }
 
 /* Answers every control request left: a stop is done, the rest not. */
@@ -667,9 +675,7 @@ finish_stop(tr_ctx *cx, struct pool *p)
 	if (p->phase == P_STOPPED) {
 		return;
 	}
-	if (!tr_pid_is_none(p->boot_to)) {
-		boot_done(cx, p, TR_ECLOSED);
-	}
+	boot_done(cx, p, TR_ECLOSED);
 	flush_ctl(cx, p);
 	p->phase = P_STOPPED;
 	tr_stop_self(cx, p->stop_reason);
@@ -690,7 +696,8 @@ begin_stop(tr_ctx *cx, struct pool *p, int32_t reason)
 		finish_stop(cx, p);
 		return;
 	}
-	if (tr_sup_stop(cx, p->sup) < 0) {
+	tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
+	if (tr_sup_send(cx, p->sup, &q) < 0) {
 		/* No memory for the request: the exit signal needs none of
 		 * ours and ends in the same orderly shutdown. */
 		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
@@ -1163,51 +1170,17 @@ on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	route(cx, p, p->strategy, 0, m->from, ref, m->type, m->data, m->size);
 }
 
+/* The start: make the slots and start the workers' supervisor. */
 static void
-pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
+on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	struct pool *p = state;
-
-	if (p->phase == P_STOPPED) {
-		return;
-	}
-	switch (m->type) {
-	case MSG_ROUTE:
-		on_route(cx, p, m);
-		break;
-	case MSG_CTL:
-		on_ctl(cx, p, m);
-		break;
-	case MSG_GATHER:
-		on_gather(cx, p, m);
-		break;
-	case TR_MSG_SUP_EVENT:
-		on_event(cx, p, m);
-		break;
-	case TR_MSG_SUP_REPLY:
-		on_sup_reply(cx, p, m);
-		break;
-	case TR_MSG_EXIT:
-		on_exit_signal(cx, p, m);
-		break;
-	default:
-		on_plain(cx, p, m);
-		break;
-	}
-}
-
-static int
-pool_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct pool *p = state;
-	struct boot *b = arg;
-	const tr_pool_config *cfg = &b->cfg;
+	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &p->boot);
 	tr_err err = TR_ENOMEM;
 
-	p->self = tr_self(cx);
-	p->boot_to = b->reply_to;
-	p->boot_link = b->link_to;
-	p->boot_tag = b->tag;
+	if (b == NULL) {
+		return;
+	}
+	const tr_pool_config *cfg = &b->cfg;
 	p->arg = cfg->arg;
 	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
 						       : cfg->strategy;
@@ -1225,17 +1198,12 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 		.period_ms = cfg->period_ms != 0 ? cfg->period_ms
 						 : DEFAULT_PERIOD_MS,
 		.observer = p->self,
+		.is_linked = true,
 	};
 	const struct tr__def *wd =
 		tr__def_get(&wdefs, cfg->def, derive_measurable);
 	p->wdef = wd != NULL ? &wd->def : NULL;
 	free(b);
-	tr_trap_exit(cx, true);
-	if (!tr_pid_is_none(p->boot_link)) {
-		/* tr_pool_start() waits on an inbox; if we die before we
-		 * answer, the link stops the inbox and ends its wait. */
-		(void)tr_link(cx, p->boot_link);
-	}
 	p->slots = calloc(n, sizeof(*p->slots));
 	tr_sup_child_spec *specs = calloc(n, sizeof(*specs));
 	char(*ids)[ID_LEN] = calloc(n, sizeof(*ids));
@@ -1261,22 +1229,82 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 	if (!ring_build(p)) {
 		goto err_free;
 	}
-	/* Flags and specs are copied: the arrays can go. */
-	err = tr_sup_start_link(cx, &flags, specs, n, 0, &p->sup);
+	/* Flags and specs are copied: the arrays can go. Its start reply
+	 * comes to on_sup_reply(). */
+	err = tr_sup_start(cx, &flags, specs, n, &p->sup, NULL);
 	if (err < 0) {
 		goto err_free;
 	}
 	free(specs);
 	free(ids);
-	return TR_OK;
+	return;
 
 err_free:
 	free(specs);
 	free(ids);
 	p->sup_gone = true;
+	p->stop_reason = TR_SUP_EXIT_START_FAILED;
 	boot_done(cx, p, err);
 	p->phase = P_STOPPED;
-	return err;
+	tr_stop_self(cx, TR_SUP_EXIT_START_FAILED);
+}
+
+static void
+pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct pool *p = state;
+
+	if (p->phase == P_NEW) {
+		/* The start is the first message (see boot.h). */
+		if (m->type == MSG_START) {
+			on_start(cx, p, m);
+		} else {
+			p->dropped++;
+		}
+		return;
+	}
+	if (p->phase == P_STOPPED) {
+		return;
+	}
+	switch (m->type) {
+	case MSG_ROUTE:
+		on_route(cx, p, m);
+		break;
+	case MSG_CTL:
+		on_ctl(cx, p, m);
+		break;
+	case MSG_GATHER:
+		on_gather(cx, p, m);
+		break;
+	case TR_MSG_SUP_EVENT:
+		on_event(cx, p, m);
+		break;
+	case TR_MSG_SUP_REPLY:
+		on_sup_reply(cx, p, m);
+		break;
+	case TR_MSG_EXIT:
+		on_exit_signal(cx, p, m);
+		break;
+	case TR_MSG_REQUEST_FAILED:
+	case MSG_START:
+		/* The supervisor stopped before it took its start: its exit
+		 * signal tells us. A second start is not one. */
+		break;
+	default:
+		on_plain(cx, p, m);
+		break;
+	}
+}
+
+static int
+pool_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct pool *p = state;
+
+	(void)arg;
+	p->self = tr_self(cx);
+	tr_trap_exit(cx, true);
+	return TR_OK;
 }
 
 static void
@@ -1287,9 +1315,7 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)reason;
 	/* Stopped from outside (tr_stop, the runtime): nobody may wait
 	 * forever for an answer. */
-	if (!tr_pid_is_none(p->boot_to)) {
-		boot_done(cx, p, TR_ECLOSED);
-	}
+	boot_done(cx, p, TR_ECLOSED);
 	flush_ctl(cx, p);
 	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
 		/* A normal stop does not travel along the link: tell the
@@ -1791,13 +1817,15 @@ boot_make(const tr_pool_config *cfg, struct boot **out)
 }
 
 tr_err
-tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
-		   tr_pid *out)
+tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 {
 	struct boot *b;
 
 	if (out != NULL) {
 		*out = TR_PID_NONE;
+	}
+	if (ref != NULL) {
+		*ref = (tr_ref){ 0 };
 	}
 	if (cx == NULL) {
 		return TR_EINVAL;
@@ -1806,76 +1834,9 @@ tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg, uint64_t tag,
 	if (err < 0) {
 		return err;
 	}
-	b->reply_to = tr_self(cx);
-	b->tag = tag;
-	err = tr_spawn_link(cx, &pool_def, b, out);
-	if (err < 0) {
-		free(b);
-	}
-	return err;
-}
-
-/* The pool's answer to its start (tr__await_start). */
-static bool
-start_status(const tr_received *r, tr_err *status)
-{
-	const tr_pool_reply *rp = TR_MSG_AS(r, tr_pool_reply);
-
-	if (r->type != TR_MSG_POOL_REPLY || rp == NULL ||
-	    rp->op != TR_POOL_OP_START) {
-		return false;
-	}
-	*status = rp->status;
-	return true;
-}
-
-tr_err
-tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg, tr_pid *out)
-{
-	struct boot *b;
-	tr_inbox *ib;
-	tr_pid pid = TR_PID_NONE;
-
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = boot_make(cfg, &b);
-	if (err < 0) {
-		return err;
-	}
-	/*
-	 * On a worker the wait would block the thread the pool needs; on a
-	 * runtime that does not run it would never end (the idle probe says
-	 * TR_ESTATE without waiting).
-	 */
-	err = tr_runtime_on_worker(rt) ? TR_EINVAL
-				       : tr_runtime_wait_idle(rt, 0);
-	if (err == TR_ESTATE || err == TR_EINVAL) {
-		free(b);
-		return err;
-	}
-	err = tr_inbox_create(rt, &ib);
-	if (err < 0) {
-		free(b);
-		return err;
-	}
-	b->reply_to = tr_inbox_pid(ib);
-	b->link_to = b->reply_to;
-	err = tr_spawn(tr_runtime_ctx(rt), &pool_def, b, &pid);
-	if (err < 0) {
-		free(b);
-		goto out_inbox;
-	}
-	err = tr__await_start(ib, pid, start_status);
-	if (err == TR_OK && out != NULL) {
-		*out = pid;
-	}
-out_inbox:
-	tr_inbox_destroy(ib);
-	return err;
+	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
+	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
+			      free, out, ref);
 }
 
 /* The MSG_ROUTE payload: header, then the caller's bytes. */

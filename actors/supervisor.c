@@ -25,6 +25,14 @@
  * nested supervisor acknowledges itself, once all its own children have
  * started.
  *
+ * Starting. Whoever starts a supervisor spawns it and sends it its
+ * flags and specs as its first message (MSG_START, actors/boot.h): a
+ * request from an actor or an inbox, answered with TR_MSG_SUP_REPLY once
+ * the children have started (or one failed), a plain message from the
+ * runtime's context, or, from a parent supervisor, a message answered
+ * with MSG_ACK. Nothing happens before it: the supervisor's init only
+ * traps exits.
+ *
  * Threads: every function that takes a struct sup runs in that
  * supervisor's turns. The public start and request functions run on the
  * caller's thread and only copy and validate. The list of definition
@@ -57,6 +65,7 @@
 #define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
 #define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* uint64_t start sequence */
 #define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* uint64_t timer sequence */
+#define MSG_START (TR_MSG_SUP_BASE + 0x83u) /* pointer to struct boot */
 
 /* ------------------------------------------------------------------ */
 /* Copied specs                                                        */
@@ -399,19 +408,23 @@ err_req:
 /* How a supervisor reports that its start is done. */
 enum { BOOT_REPLY, BOOT_ACK };
 
-/* The argument of a supervisor's init; made by whoever starts it. */
+/*
+ * What a supervisor starts with: the payload of its MSG_START, sent by
+ * whoever spawned it right after the spawn, so that the message owns it
+ * (the runtime frees it if the supervisor never takes it).
+ */
 struct boot {
 	struct conf *conf; /* owned */
-	tr_pid parent;     /* TR_PID_NONE for tr_sup_start() */
-	tr_pid reply_to;
-	tr_pid link_to; /* tr_sup_start()'s inbox, linked until started */
-	uint64_t tag;   /* BOOT_REPLY: the caller's; BOOT_ACK: the seq */
+	tr_pid parent;     /* TR_PID_NONE when not linked */
+	uint64_t seq;      /* BOOT_ACK: the parent's start sequence */
 	int kind;
 };
 
 static void
-boot_free(struct boot *b)
+boot_free(void *p)
 {
+	struct boot *b = p;
+
 	if (b != NULL) {
 		conf_free(b->conf);
 		free(b);
@@ -461,11 +474,13 @@ struct sup {
 	uint32_t hist_n;
 	uint64_t next_seq;
 	uint64_t next_stamp;
-	/* How to report the end of the start. */
+	/* How to report the end of the start: to boot.from (a reply to
+	 * the start, or an acknowledgement to the parent supervisor);
+	 * nobody once it is reported, or when boot.from is TR_PID_NONE. */
+	bool is_booted; /* MSG_START taken */
 	int boot_kind;
-	tr_pid boot_to;
-	tr_pid boot_link;
-	uint64_t boot_tag;
+	uint64_t boot_seq;
+	tr_msg boot;
 	/* The task. */
 	enum task task;
 	bool is_starting;
@@ -635,38 +650,37 @@ add_restart(struct sup *s)
 }
 
 /*
- * Answers the start: to the caller (BOOT_REPLY) or to the parent. False
- * when a successful start could not be told: whoever waits for it would
- * wait forever, so the caller shuts down instead.
+ * Answers the start: a reply to the starter (BOOT_REPLY) or an
+ * acknowledgement to the parent supervisor. False when a successful
+ * start could not be told: whoever waits for it would wait forever, so
+ * the caller shuts down instead (and the starter's request then fails).
  */
 static bool
 boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
 	tr_err err = TR_OK;
 
+	if (tr_pid_is_none(s->boot.from)) {
+		return true;
+	}
 	if (s->boot_kind == BOOT_ACK) {
 		if (status == TR_OK) {
-			err = tr_send(cx, s->boot_to, MSG_ACK, &s->boot_tag,
-				      sizeof(s->boot_tag));
+			err = tr_send(cx, s->boot.from, MSG_ACK, &s->boot_seq,
+				      sizeof(s->boot_seq));
 		}
 	} else {
-		struct req r;
-		memset(&r, 0, sizeof(r));
-		r.op = TR_SUP_OP_START;
-		r.tag = s->boot_tag;
-		r.reply_to = s->boot_to;
-		err = reply(cx, &r, status, reason, s->self);
+		tr_sup_reply rp;
+		memset(&rp, 0, sizeof(rp));
+		rp.op = TR_SUP_OP_START;
+		rp.status = status;
+		rp.reason = reason;
+		rp.pid = s->self;
+		err = tr_reply(cx, &s->boot, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 	}
 	if (status == TR_OK && err < 0) {
-		/* Keep the link: our exit is then what ends the wait of
-		 * tr_sup_start(). */
 		return false;
 	}
-	if (status == TR_OK && !tr_pid_is_none(s->boot_link)) {
-		(void)tr_unlink(cx, s->boot_link);
-	}
-	s->boot_to = TR_PID_NONE;
-	s->boot_link = TR_PID_NONE;
+	s->boot.from = TR_PID_NONE;
 	return true;
 }
 
@@ -734,14 +748,10 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 			return err;
 		}
 		b->parent = s->self;
-		b->reply_to = s->self;
-		b->tag = seq;
+		b->seq = seq;
 		b->kind = BOOT_ACK;
-		err = tr_spawn_link(cx, &sup_def, b, pid);
-		if (err < 0) {
-			boot_free(b);
-		}
-		return err;
+		return tr__boot_start(cx, &sup_def, TR__BOOT_LINK, MSG_START, b,
+				      sizeof(*b), boot_free, pid, NULL);
 	}
 	if (c->sp.def->init == NULL) {
 		/* Nothing can fail before its first message. */
@@ -1290,6 +1300,9 @@ drain_one(tr_ctx *cx, struct sup *s)
 static void
 run(tr_ctx *cx, struct sup *s)
 {
+	if (!s->is_booted) {
+		return; /* nothing to act on before the start */
+	}
 	while (!s->is_stopped) {
 		if (s->task != T_NONE) {
 			if (s->is_starting || s->nterm > 0) {
@@ -1414,61 +1427,29 @@ on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	s->dq_tail = r;
 }
 
+/* The start: what to supervise, and whom to tell when it has started. */
 static void
-sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
+on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	struct sup *s = state;
-
-	if (s->is_stopped) {
+	if (s->is_booted) {
+		return; /* one start only; the runtime frees the copy */
+	}
+	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &s->boot);
+	if (b == NULL) {
 		return;
 	}
-	switch (m->type) {
-	case TR_MSG_EXIT:
-		on_exit_signal(cx, s, m);
-		break;
-	case TR_MSG_DOWN:
-		on_down(cx, s, m);
-		break;
-	case MSG_ACK:
-		on_ack(s, cx, m);
-		break;
-	case MSG_TIMER:
-		on_timer(cx, s, m);
-		break;
-	case MSG_REQ:
-		on_request(cx, s, m);
-		break;
-	default:
-		return; /* not a supervisor message: ignored */
-	}
-	run(cx, s);
-}
-
-static int
-sup_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct sup *s = state;
-	struct boot *b = arg;
 	struct conf *conf = b->conf;
 
-	s->self = tr_self(cx);
+	s->is_booted = true;
 	s->parent = b->parent;
 	s->boot_kind = b->kind;
-	s->boot_to = b->reply_to;
-	s->boot_link = b->link_to;
-	s->boot_tag = b->tag;
+	s->boot_seq = b->seq;
 	b->conf = NULL;
 	boot_free(b);
 	s->strategy = conf->strategy;
 	s->intensity = conf->intensity;
 	s->period_ms = conf->period_ms;
 	s->observer = conf->observer;
-	tr_trap_exit(cx, true);
-	if (!tr_pid_is_none(s->boot_link)) {
-		/* tr_sup_start() waits on an inbox; if we die before we
-		 * answer, the link stops the inbox and ends its wait. */
-		(void)tr_link(cx, s->boot_link);
-	}
 	if (s->intensity > 0) {
 		s->hist = calloc(s->intensity, sizeof(*s->hist));
 		if (s->hist == NULL) {
@@ -1493,13 +1474,57 @@ sup_init(tr_ctx *cx, void *state, void *arg)
 	}
 	conf_free(conf);
 	s->task = T_INIT;
-	run(cx, s);
-	return TR_OK;
+	return;
 
 err_nomem:
 	conf_free(conf);
-	(void)boot_done(cx, s, TR_ENOMEM, TR_EXIT_INIT_FAILED);
-	return TR_ENOMEM;
+	(void)boot_done(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
+	stop(cx, s, TR_SUP_EXIT_START_FAILED);
+}
+
+static void
+sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct sup *s = state;
+
+	if (s->is_stopped) {
+		return;
+	}
+	switch (m->type) {
+	case TR_MSG_EXIT:
+		on_exit_signal(cx, s, m);
+		break;
+	case TR_MSG_DOWN:
+		on_down(cx, s, m);
+		break;
+	case MSG_ACK:
+		on_ack(s, cx, m);
+		break;
+	case MSG_TIMER:
+		on_timer(cx, s, m);
+		break;
+	case MSG_REQ:
+		on_request(cx, s, m);
+		break;
+	case MSG_START:
+		on_start(cx, s, m);
+		break;
+	default:
+		return; /* not a supervisor message: ignored */
+	}
+	run(cx, s);
+}
+
+/* The start itself comes as the first message (MSG_START, see boot.h). */
+static int
+sup_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct sup *s = state;
+
+	(void)arg;
+	s->self = tr_self(cx);
+	tr_trap_exit(cx, true);
+	return TR_OK;
 }
 
 static void
@@ -1537,14 +1562,16 @@ static const tr_actor_def sup_def = {
 /* Public functions                                                    */
 
 tr_err
-tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
-		  const tr_sup_child_spec *specs, size_t n, uint64_t tag,
-		  tr_pid *out)
+tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
+	     const tr_sup_child_spec *specs, size_t n, tr_pid *out, tr_ref *ref)
 {
 	struct conf *conf;
 
 	if (out != NULL) {
 		*out = TR_PID_NONE;
+	}
+	if (ref != NULL) {
+		*ref = (tr_ref){ 0 };
 	}
 	if (cx == NULL) {
 		return TR_EINVAL;
@@ -1559,87 +1586,14 @@ tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
 		return TR_ENOMEM;
 	}
 	b->conf = conf;
-	b->parent = tr_self(cx);
-	b->reply_to = b->parent;
-	b->tag = tag;
 	b->kind = BOOT_REPLY;
-	err = tr_spawn_link(cx, &sup_def, b, out);
-	if (err < 0) {
-		boot_free(b);
+	unsigned how = TR__BOOT_ASK;
+	if (flags->is_linked) {
+		b->parent = tr_self(cx);
+		how |= TR__BOOT_LINK;
 	}
-	return err;
-}
-
-/* The supervisor's answer to its start (tr__await_start). */
-static bool
-start_status(const tr_received *r, tr_err *status)
-{
-	const tr_sup_reply *rp = TR_MSG_AS(r, tr_sup_reply);
-
-	if (r->type != TR_MSG_SUP_REPLY || rp == NULL ||
-	    rp->op != TR_SUP_OP_START) {
-		return false;
-	}
-	*status = rp->status;
-	return true;
-}
-
-tr_err
-tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
-	     const tr_sup_child_spec *specs, size_t n, tr_pid *out)
-{
-	struct conf *conf;
-	tr_inbox *ib;
-	tr_pid pid = TR_PID_NONE;
-
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (rt == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = conf_copy(flags, specs, n, 0, &conf);
-	if (err < 0) {
-		return err;
-	}
-	/*
-	 * On a worker the wait would block the thread the supervisor needs;
-	 * on a runtime that does not run it would never end (the idle probe
-	 * says TR_ESTATE without waiting).
-	 */
-	err = tr_runtime_on_worker(rt) ? TR_EINVAL
-				       : tr_runtime_wait_idle(rt, 0);
-	if (err == TR_ESTATE || err == TR_EINVAL) {
-		conf_free(conf);
-		return err;
-	}
-	err = tr_inbox_create(rt, &ib);
-	if (err < 0) {
-		conf_free(conf);
-		return err;
-	}
-	struct boot *b = calloc(1, sizeof(*b));
-	if (b == NULL) {
-		conf_free(conf);
-		err = TR_ENOMEM;
-		goto out_inbox;
-	}
-	b->conf = conf;
-	b->reply_to = tr_inbox_pid(ib);
-	b->link_to = b->reply_to;
-	b->kind = BOOT_REPLY;
-	err = tr_spawn(tr_runtime_ctx(rt), &sup_def, b, &pid);
-	if (err < 0) {
-		boot_free(b);
-		goto out_inbox;
-	}
-	err = tr__await_start(ib, pid, start_status);
-	if (err == TR_OK && out != NULL) {
-		*out = pid;
-	}
-out_inbox:
-	tr_inbox_destroy(ib);
-	return err;
+	return tr__boot_start(cx, &sup_def, how, MSG_START, b, sizeof(*b),
+			      boot_free, out, ref);
 }
 
 tr_err
@@ -1655,15 +1609,4 @@ tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req)
 		return err;
 	}
 	return tr_send_ptr(cx, sup, MSG_REQ, r, sizeof(*r), req_free);
-}
-
-tr_err
-tr_sup_stop(tr_ctx *cx, tr_pid sup)
-{
-	tr_sup_request q;
-
-	memset(&q, 0, sizeof(q));
-	q.size = sizeof(q);
-	q.op = TR_SUP_OP_STOP;
-	return tr_sup_send(cx, sup, &q);
 }

@@ -153,6 +153,40 @@ fx_recv_none(struct fx *f, int64_t ms)
 	return err == TR_ETIMEDOUT;
 }
 
+/*
+ * Takes the outcome of the request @ref made on the probe's context
+ * (tr_inbox_recv_ref(): other messages stay queued). It must be the reply
+ * itself, under @ref, of @type from @from, with exactly @len bytes,
+ * copied to @out.
+ */
+static inline bool
+fx_recv_ref(struct fx *f, tr_ref ref, uint32_t type, tr_pid from, void *out,
+	    size_t len)
+{
+	tr_received r;
+
+	memset(&r, 0, sizeof(r));
+	int err = tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r);
+	if (err != TR_OK) {
+		fprintf(stderr, "  probe: no outcome of request %llu: %s\n",
+			(unsigned long long)ref.v, tr_err_name(err));
+		return false;
+	}
+	bool ok = r.type == type && r.size == len &&
+		  (r.flags & TR_MSG_F_REPLY) && r.ref.v == ref.v &&
+		  tr_pid_eq(r.from, from);
+	if (!ok) {
+		fprintf(stderr,
+			"  probe: outcome of request %llu: type %u size %zu, "
+			"want %u size %zu\n",
+			(unsigned long long)ref.v, r.type, r.size, type, len);
+	} else if (len > 0) {
+		memcpy(out, r.data, len);
+	}
+	tr_received_fini(&r);
+	return ok;
+}
+
 /* Copies a handler's payload of exactly @len bytes. */
 static inline bool
 payload(const tr_msg *m, void *out, size_t len)

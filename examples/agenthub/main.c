@@ -531,11 +531,39 @@ has_pool(const struct run *r)
 	return r->has_pool;
 }
 
+/*
+ * The outcome of a start made on the inbox's context: the pool's or the
+ * supervisor's start reply, or TR_MSG_REQUEST_FAILED if it stopped before
+ * it answered. Anything else that arrives meanwhile stays queued.
+ */
+static tr_err
+await_start(struct run *r, tr_ref ref)
+{
+	tr_received m;
+	tr_err err = tr_inbox_recv_ref(r->inbox, ref, -1, &m);
+
+	if (err < 0) {
+		return err;
+	}
+	const tr_pool_reply *pool = TR_MSG_AS(&m, tr_pool_reply);
+	const tr_sup_reply *sup = TR_MSG_AS(&m, tr_sup_reply);
+	if (m.type == TR_MSG_POOL_REPLY && pool != NULL) {
+		err = pool->status;
+	} else if (m.type == TR_MSG_SUP_REPLY && sup != NULL) {
+		err = sup->status;
+	} else {
+		err = TR_ECLOSED;
+	}
+	tr_received_fini(&m);
+	return err;
+}
+
 /* Create the services and the actors; listen. */
 static void
 setup(struct run *r)
 {
 	tr_err err;
+	tr_ref ref;
 
 	tr_config cfg = tr_config_default();
 	cfg.workers = hub.opt.workers;
@@ -606,7 +634,8 @@ setup(struct run *r)
 		.period_ms = 1000,
 		.shutdown_ms = 1000,
 	};
-	if ((err = tr_pool_start(r->rt, &pc, &r->pool)) < 0 ||
+	if ((err = tr_pool_start(r->cx, &pc, &r->pool, &ref)) < 0 ||
+	    (err = await_start(r, ref)) < 0 ||
 	    (err = tr_registry_register(hub.reg, NAME_EMPLOYEES, r->pool)) <
 		    0) {
 		die("starting the employees", err);
@@ -630,7 +659,8 @@ setup(struct run *r)
 		  .def = &manager_def,
 		  .shutdown_ms = 1000 },
 	};
-	if ((err = tr_sup_start(r->rt, &flags, specs, 2, &r->top)) < 0) {
+	if ((err = tr_sup_start(r->cx, &flags, specs, 2, &r->top, &ref)) < 0 ||
+	    (err = await_start(r, ref)) < 0) {
 		die("starting the model and the manager", err);
 	}
 

@@ -143,8 +143,8 @@ TR_API void tr_runtime_destroy(tr_runtime *rt);
 /**
  * tr_runtime_on_worker() - True when the calling thread is one of @rt's
  * workers, that is inside a handler, where calls that wait for the
- * runtime (join, wait_idle, a blocking tr_inbox_recv, the blocking
- * start functions of the standard actors) must not be made.
+ * runtime (join, wait_idle, a tr_inbox_recv or tr_inbox_recv_ref that
+ * waits) must not be made.
  * Thread:    any.
  */
 TR_API bool tr_runtime_on_worker(const tr_runtime *rt);

@@ -164,13 +164,43 @@ pool_cfg(uint32_t n, tr_pool_strategy how)
 	return c;
 }
 
+/*
+ * Starts a pool on the probe's context and waits for the outcome of the
+ * start with tr_inbox_recv_ref(). Returns the start reply's status, or
+ * the call's error.
+ */
+static int32_t
+start_wait(struct fx *f, const tr_pool_config *c, tr_pid *pool)
+{
+	tr_ref ref;
+	tr_pool_reply rp;
+
+	tr_err err = tr_pool_start(tr_inbox_ctx(f->ib), c, pool, &ref);
+	if (err < 0) {
+		CHECK(tr_pid_is_none(*pool) && ref.v == 0);
+		return err;
+	}
+	CHECK(!tr_pid_is_none(*pool) && ref.v != 0);
+	bool got =
+		fx_recv_ref(f, ref, TR_MSG_POOL_REPLY, *pool, &rp, sizeof(rp));
+	CHECK(got);
+	if (!got) {
+		return -1000;
+	}
+	CHECK_EQ_INT(rp.op, TR_POOL_OP_START);
+	if (rp.status == TR_OK) {
+		CHECK_EQ_U64(rp.live, c->workers);
+	}
+	return rp.status;
+}
+
 static tr_pid
 start_pool(struct fx *f, uint32_t n, tr_pool_strategy how)
 {
 	tr_pool_config c = pool_cfg(n, how);
 	tr_pid pool = TR_PID_NONE;
 
-	CHECK_OK(tr_pool_start(f->rt, &c, &pool));
+	CHECK_OK(start_wait(f, &c, &pool));
 	CHECK(!tr_pid_is_none(pool));
 	return pool;
 }
@@ -872,6 +902,7 @@ struct fwd {
 struct boss {
 	tr_pid probe;
 	tr_pid pool;
+	tr_ref start_ref;
 };
 
 static void
@@ -892,8 +923,9 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	switch (m->type) {
 	case MSG_BOSS_GO: {
 		tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
+		c.is_linked = true; /* the boss is the parent */
 		b->probe = m->from;
-		w.status = tr_pool_start_link(cx, &c, 9, &b->pool);
+		w.status = tr_pool_start(cx, &c, &b->pool, &b->start_ref);
 		w.pool = b->pool;
 		if (w.status < 0) {
 			boss_fwd(cx, b, &w);
@@ -931,7 +963,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case TR_MSG_POOL_REPLY: {
 		const tr_pool_reply *rp = TR_MSG_AS(m, tr_pool_reply);
-		if (rp != NULL && rp->op == TR_POOL_OP_START && rp->tag == 9) {
+		if (rp != NULL && rp->op == TR_POOL_OP_START &&
+		    (m->flags & TR_MSG_F_REPLY) && m->ref.v == b->start_ref.v) {
 			w.status = rp->status;
 			w.pool = m->from;
 			w.replied = rp->live;
@@ -1048,7 +1081,7 @@ test_intensity(void)
 	fx_start(&f, 2);
 	c.intensity = 1;
 	c.period_ms = 600000;
-	CHECK_OK(tr_pool_start(f.rt, &c, &pool));
+	CHECK_OK(start_wait(&f, &c, &pool));
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	SEND(&f, mon, MSG_WORK, &pool, sizeof(pool));
 	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 2));
@@ -1079,8 +1112,8 @@ test_start_fails(void)
 	fx_start(&f, 2);
 	atomic_store(&g.fail_inits, 1);
 	tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EREJECTED);
-	CHECK(tr_pid_is_none(pool));
+	CHECK_ERR(start_wait(&f, &c, &pool), TR_EREJECTED);
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pool), WAIT_MS));
 	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1,
 			 WAIT_MS)); /* probe */
 	fx_finish(&f);
@@ -1097,30 +1130,55 @@ test_bad_input(void)
 	world_reset();
 	fx_start(&f, 2);
 	tr_pool_config c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_start(NULL, &c, &pool), TR_EINVAL);
-	CHECK_ERR(tr_pool_start(f.rt, NULL, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(NULL, &c, &pool, NULL), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), NULL, &pool, NULL),
+		  TR_EINVAL);
 	c.size = 8;
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	c = pool_cfg(0, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	c = pool_cfg(TR_POOL_MAX_WORKERS + 1, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	c = pool_cfg(2, TR_POOL_CONSISTENT_HASH);
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	c = pool_cfg(2, (tr_pool_strategy)99);
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
 	c.def = NULL;
-	CHECK_ERR(tr_pool_start(f.rt, &c, &pool), TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
 	CHECK(tr_pid_is_none(pool));
-	CHECK_ERR(tr_pool_start_link(NULL, &c, 0, &pool), TR_EINVAL);
+	/* A link needs an actor: a thread's context cannot be a parent. */
+	c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
+	c.is_linked = true;
+	CHECK_ERR(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, NULL),
+		  TR_EINVAL);
+	CHECK_ERR(tr_pool_start(tr_runtime_ctx(f.rt), &c, &pool, NULL),
+		  TR_EINVAL);
+	CHECK(tr_pid_is_none(pool));
+	CHECK_EQ_U64(fx_metrics(&f).actors_alive, 1); /* the probe */
 
-	/* A runtime that does not run cannot start a pool. */
+	/* Nothing waits, so a runtime that does not run yet takes a start
+	 * (on its own context: no reply); the pool runs once it does. */
 	tr_runtime *idle;
+	tr_ref ref = { 1 };
 	CHECK_OK(tr_runtime_create(NULL, &idle));
 	c = pool_cfg(2, TR_POOL_ROUND_ROBIN);
-	CHECK_ERR(tr_pool_start(idle, &c, &pool), TR_ESTATE);
+	CHECK_OK(tr_pool_start(tr_runtime_ctx(idle), &c, &pool, &ref));
+	CHECK(!tr_pid_is_none(pool) && ref.v == 0);
+	CHECK_OK(tr_runtime_start(idle));
+	CHECK(WAIT_UNTIL(atomic_load(&g.started) == 2, WAIT_MS));
+	CHECK(tr_actor_alive(idle, pool));
+	tr_runtime_stop(idle);
+	CHECK_OK(tr_runtime_join(idle));
+	check_final_metrics(idle);
 	tr_runtime_destroy(idle);
+	world_reset();
 
 	pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
 	CHECK_ERR(tr_pool_route(NULL, pool, TR_POOL_ROUND_ROBIN, 0, MSG_WORK,

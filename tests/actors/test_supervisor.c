@@ -11,8 +11,10 @@
  * supervisor's observer. Everything the probe gets is appended to one
  * log in arrival order; tests wait on conditions over that log and check
  * orders as short strings such as "dC dB dA" (teardown of C, then B,
- * then A). A "boss" actor starts supervisors with tr_sup_start_link() and
- * forwards what it gets. Handlers never call CHECK.
+ * then A). The test thread starts supervisors on the probe's context and
+ * waits for the start reply with tr_inbox_recv_ref(); a "boss" actor
+ * starts supervisors linked with itself and forwards what it gets.
+ * Handlers never call CHECK.
  */
 #include <troupe/troupe.h>
 #include <troupe/actors/supervisor.h>
@@ -43,7 +45,7 @@ enum {
 	MSG_REPORT,       /* kid -> probe: struct report */
 	MSG_BOSS_START,   /* boss: struct boss_start; reply MSG_BOSS_RESULT */
 	MSG_BOSS_REQ,     /* boss: tr_sup_request; reply MSG_BOSS_RESULT */
-	MSG_BOSS_STOPSUP, /* boss: tr_sup_stop(); reply MSG_BOSS_RESULT */
+	MSG_BOSS_STOPSUP, /* boss: TR_SUP_OP_STOP; reply MSG_BOSS_RESULT */
 	MSG_BOSS_DIE,     /* boss: int32_t reason */
 	MSG_BOSS_RESULT,  /* boss -> probe: struct boss_result */
 	MSG_BOSS_EXIT,    /* boss -> probe: tr_exit_signal it trapped */
@@ -458,6 +460,8 @@ struct boss_start {
 struct boss {
 	tr_pid probe;
 	tr_pid sup;
+	tr_ref start_ref;   /* of the start in progress */
+	uint64_t start_tag; /* the test's name for it */
 };
 
 static void
@@ -482,8 +486,14 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			break;
 		}
 		tr_trap_exit(cx, true);
-		int32_t err = tr_sup_start_link(cx, bs.flags, bs.specs, bs.n,
-						bs.tag, &b->sup);
+		tr_sup_flags fl = *bs.flags;
+		fl.is_linked = true; /* the boss is the parent */
+		b->start_tag = bs.tag;
+		int32_t err = tr_sup_start(cx, &fl, bs.specs, bs.n, &b->sup,
+					   &b->start_ref);
+		if (err == TR_OK && b->start_ref.v == 0) {
+			err = -101; /* an actor's start is a request */
+		}
 		boss_result(cx, b, err, b->sup);
 		break;
 	}
@@ -496,9 +506,11 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
 		break;
 	}
-	case MSG_BOSS_STOPSUP:
-		boss_result(cx, b, tr_sup_stop(cx, b->sup), b->sup);
+	case MSG_BOSS_STOPSUP: {
+		tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
+		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
 		break;
+	}
 	case MSG_BOSS_DIE: {
 		int32_t reason = TR_EXIT_NORMAL;
 		(void)payload(m, &reason, sizeof(reason));
@@ -508,7 +520,20 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case TR_MSG_EXIT:
 		(void)tr_send(cx, b->probe, MSG_BOSS_EXIT, m->data, m->size);
 		break;
-	case TR_MSG_SUP_REPLY:
+	case TR_MSG_SUP_REPLY: {
+		const tr_sup_reply *rp = TR_MSG_AS(m, tr_sup_reply);
+		if (rp == NULL) {
+			break;
+		}
+		tr_sup_reply fw = *rp;
+		if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == b->start_ref.v) {
+			/* The outcome of our start, under its reference:
+			 * tagged for the probe with the test's tag. */
+			fw.tag = b->start_tag;
+		}
+		(void)tr_send(cx, b->probe, m->type, &fw, sizeof(fw));
+		break;
+	}
 	case TR_MSG_SUP_CHILDREN:
 		(void)tr_send(cx, b->probe, m->type, m->data, m->size);
 		break;
@@ -623,13 +648,41 @@ kid_pid(const char *id)
 	return TR_PID_NONE;
 }
 
+/*
+ * Starts a supervisor on the probe's context and waits for the outcome of
+ * the start with tr_inbox_recv_ref() (the observer's events stay queued
+ * for the log). Returns the start reply's status, or the call's error.
+ */
+static int32_t
+start_wait(struct fx *f, const tr_sup_flags *fl, const tr_sup_child_spec *specs,
+	   size_t n, tr_pid *sup)
+{
+	tr_ref ref;
+	tr_sup_reply rp;
+
+	tr_err err = tr_sup_start(tr_inbox_ctx(f->ib), fl, specs, n, sup, &ref);
+	if (err < 0) {
+		CHECK(tr_pid_is_none(*sup) && ref.v == 0);
+		return err;
+	}
+	CHECK(!tr_pid_is_none(*sup) && ref.v != 0);
+	bool got = fx_recv_ref(f, ref, TR_MSG_SUP_REPLY, *sup, &rp, sizeof(rp));
+	CHECK(got);
+	if (!got) {
+		return -1000;
+	}
+	CHECK_EQ_INT(rp.op, TR_SUP_OP_START);
+	CHECK(tr_pid_eq(rp.pid, *sup));
+	return rp.status;
+}
+
 static tr_pid
 start_sup(struct fx *f, const tr_sup_flags *fl, const tr_sup_child_spec *specs,
 	  size_t n)
 {
 	tr_pid sup = TR_PID_NONE;
 
-	CHECK_OK(tr_sup_start(f->rt, fl, specs, n, &sup));
+	CHECK_OK(start_wait(f, fl, specs, n, &sup));
 	CHECK(!tr_pid_is_none(sup));
 	return sup;
 }
@@ -671,7 +724,7 @@ test_one_for_one(void)
 		kspec("C", &plain_def, NULL, TR_SUP_PERMANENT, NOKILL_MS),
 	};
 	tr_pid sup = start_sup(&f, &fl, specs, 3);
-	/* tr_sup_start() returns once all three have started. */
+	/* The start reply comes once all three have started. */
 	WAIT_LOG(&f, count_ev(TR_SUP_EV_STARTED, NULL) == 3, WAIT_MS);
 	CHECK_EQ_INT(which(&f, sup), 3);
 	CHECK_STR(last_kids[0].id, "A");
@@ -1062,7 +1115,7 @@ test_shutdown_order(void)
 	CHECK(e != NULL && e->rp.op == TR_SUP_OP_COUNT_CHILDREN &&
 	      e->rp.status == TR_OK && e->rp.active == 3);
 
-	/* tr_sup_stop() from the boss, the supervisor's parent. */
+	/* TR_SUP_OP_STOP from the boss, the supervisor's parent. */
 	mark = log_n;
 	SEND(&f, boss, MSG_BOSS_STOPSUP, NULL, 0);
 	WAIT_LOG(&f, find_type(MSG_BOSS_EXIT, mark) != NULL, WAIT_MS);
@@ -1466,8 +1519,8 @@ test_start_fails(void)
 	atomic_store(&k[1].fail_inits, 1);
 	tr_sup_flags fl = kflags(TR_SUP_ONE_FOR_ONE, 3, PERIOD_MS, f.probe);
 	tr_pid sup = TR_PID_NONE;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, specs, 3, &sup), TR_EREJECTED);
-	CHECK(tr_pid_is_none(sup));
+	CHECK_ERR(start_wait(&f, &fl, specs, 3, &sup), TR_EREJECTED);
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, sup), WAIT_MS));
 	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
 	WAIT_LOG(&f, count_rep(R_DOWN, NULL, -1) == 2, WAIT_MS);
 	/* A started, B's init failed (its teardown still runs), A was
@@ -1480,8 +1533,8 @@ test_start_fails(void)
 	const tr_sup_event *ev = last_ev(TR_SUP_EV_START_FAILED, "B");
 	CHECK(ev != NULL && ev->reason == TR_EXIT_INIT_FAILED);
 
-	/* The same through tr_sup_start_link(): a failed start reply, then
-	 * the exit signal with TR_SUP_EXIT_START_FAILED. */
+	/* The same from an actor, linked: a failed start reply, then the
+	 * exit signal with TR_SUP_EXIT_START_FAILED. */
 	log_reset();
 	atomic_store(&k[1].fail_inits, 1);
 	sup = boss_start(&f, &boss, &fl, specs, 3, TR_EREJECTED);
@@ -1503,7 +1556,8 @@ test_start_fails(void)
 	top[1].sup_flags = &fl;
 	top[1].sup_specs = &specs[1];
 	top[1].sup_nspecs = 2;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, top, 2, &sup), TR_EREJECTED);
+	CHECK_ERR(start_wait(&f, &fl, top, 2, &sup), TR_EREJECTED);
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, sup), WAIT_MS));
 	WAIT_UNTIL(alive(&f) == 2, WAIT_MS);
 	WAIT_LOG(&f, count_rep(R_DOWN, NULL, -1) == 2, WAIT_MS);
 	CHECK_STR(order_since(0, true), "sA fB dB dA");
@@ -1533,67 +1587,76 @@ test_bad_input(void)
 	tr_sup_child_spec good =
 		kspec("A", &kid_def, &ka, TR_SUP_PERMANENT, NOKILL_MS);
 	tr_sup_child_spec two[2] = { good, good };
+	tr_ctx *cx = tr_inbox_ctx(f.ib);
 
 	/* Flags. */
-	CHECK_ERR(tr_sup_start(NULL, &fl, &good, 1, &sup), TR_EINVAL);
-	CHECK_ERR(tr_sup_start(f.rt, NULL, &good, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(NULL, &fl, &good, 1, &sup, NULL), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, NULL, &good, 1, &sup, NULL), TR_EINVAL);
 	tr_sup_flags bad = fl;
 	bad.size = 0;
-	CHECK_ERR(tr_sup_start(f.rt, &bad, &good, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, &good, 1, &sup, NULL), TR_EINVAL);
 	bad = fl;
 	bad.strategy = (tr_sup_strategy)7;
-	CHECK_ERR(tr_sup_start(f.rt, &bad, &good, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, &good, 1, &sup, NULL), TR_EINVAL);
 	bad = fl;
 	bad.period_ms = 0;
-	CHECK_ERR(tr_sup_start(f.rt, &bad, &good, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, &good, 1, &sup, NULL), TR_EINVAL);
 	bad = fl;
 	bad.intensity = TR_SUP_MAX_INTENSITY + 1;
-	CHECK_ERR(tr_sup_start(f.rt, &bad, &good, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, &good, 1, &sup, NULL), TR_EINVAL);
 
 	/* Spec lists. */
-	CHECK_ERR(tr_sup_start(f.rt, &fl, NULL, 2, &sup), TR_EINVAL);
-	CHECK_ERR(tr_sup_start(f.rt, &fl, two, 2, &sup), TR_EEXIST);
+	CHECK_ERR(tr_sup_start(cx, &fl, NULL, 2, &sup, NULL), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, two, 2, &sup, NULL), TR_EEXIST);
 	bad = fl;
 	bad.strategy = TR_SUP_SIMPLE_ONE_FOR_ONE;
-	CHECK_ERR(tr_sup_start(f.rt, &bad, NULL, 0, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, NULL, 0, &sup, NULL), TR_EINVAL);
 	two[1].id = "B";
-	CHECK_ERR(tr_sup_start(f.rt, &bad, two, 2, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &bad, two, 2, &sup, NULL), TR_EINVAL);
 
 	/* Specs. */
 	tr_sup_child_spec s = good;
 	s.size = 0;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s = good;
 	s.id = NULL;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s.id = "";
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s.id = long_id;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s = good;
 	s.def = NULL;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s = good;
 	s.restart = (tr_sup_restart)9;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	s = good;
 	s.sup_flags = &fl; /* both a definition and a nested supervisor */
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &s, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &s, 1, &sup, NULL), TR_EINVAL);
 	/* A spec that nests itself: too deep. */
 	tr_sup_child_spec loop =
 		kspec("L", NULL, NULL, TR_SUP_PERMANENT, TR_SUP_INFINITY);
 	loop.sup_flags = &fl;
 	loop.sup_specs = &loop;
 	loop.sup_nspecs = 1;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &loop, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &loop, 1, &sup, NULL), TR_EINVAL);
 	/* A bad spec inside a nested one. */
 	s = good;
 	s.def = NULL;
 	tr_sup_child_spec nest = loop;
 	nest.sup_specs = &s;
-	CHECK_ERR(tr_sup_start(f.rt, &fl, &nest, 1, &sup), TR_EINVAL);
+	CHECK_ERR(tr_sup_start(cx, &fl, &nest, 1, &sup, NULL), TR_EINVAL);
 	CHECK(tr_pid_is_none(sup));
-	CHECK_ERR(tr_sup_start_link(NULL, &fl, &good, 1, 0, &sup), TR_EINVAL);
+	/* A link needs an actor: a thread's context cannot be a parent. */
+	bad = fl;
+	bad.is_linked = true;
+	CHECK_ERR(tr_sup_start(cx, &bad, &good, 1, &sup, NULL), TR_EINVAL);
+	CHECK_ERR(
+		tr_sup_start(tr_runtime_ctx(f.rt), &bad, &good, 1, &sup, NULL),
+		TR_EINVAL);
+	CHECK(tr_pid_is_none(sup));
+	CHECK_EQ_U64(alive(&f), 1); /* the probe: nothing was left running */
 
 	/* Requests. */
 	tr_pid live = start_sup(&f, &fl, &good, 1);
@@ -1650,10 +1713,27 @@ test_bad_input(void)
 	stop_sup(&f, live, 1);
 	fx_finish(&f);
 
-	/* A runtime that does not run: refused instead of waiting forever. */
+	/* Nothing waits, so a runtime that does not run yet takes a start:
+	 * the reply comes once it runs. */
 	tr_runtime *rt;
+	tr_inbox *ib;
+	tr_ref ref;
+	tr_received r;
 	CHECK_OK(tr_runtime_create(NULL, &rt));
-	CHECK_ERR(tr_sup_start(rt, &fl, &good, 1, &sup), TR_ESTATE);
+	CHECK_OK(tr_inbox_create(rt, &ib));
+	CHECK_OK(tr_sup_start(tr_inbox_ctx(ib), &fl, &good, 1, &sup, &ref));
+	CHECK_OK(tr_runtime_start(rt));
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv_ref(ib, ref, WAIT_MS, &r));
+	const tr_sup_reply *srp = TR_MSG_AS(&r, tr_sup_reply);
+	CHECK(r.type == TR_MSG_SUP_REPLY && srp != NULL &&
+	      srp->op == TR_SUP_OP_START && srp->status == TR_OK);
+	tr_received_fini(&r);
+	CHECK(tr_actor_alive(rt, sup));
+	tr_inbox_destroy(ib);
+	tr_runtime_stop(rt);
+	CHECK_OK(tr_runtime_join(rt));
+	check_final_metrics(rt);
 	tr_runtime_destroy(rt);
 }
 
@@ -1697,7 +1777,13 @@ test_stopped_from_outside(void)
 		kflags(TR_SUP_SIMPLE_ONE_FOR_ONE, 100, PERIOD_MS, f.probe);
 	tr_sup_child_spec tmpl =
 		kspec("d", &kid_def, NULL, TR_SUP_PERMANENT, NOKILL_MS);
-	tr_pid simple = start_sup(&f, &sfl, &tmpl, 1);
+	/* This one from the runtime's context: no reply, no reference;
+	 * requests queued behind the start are acted on after it. */
+	tr_pid simple = TR_PID_NONE;
+	tr_ref ref = { 1 };
+	CHECK_OK(tr_sup_start(tr_runtime_ctx(f.rt), &sfl, &tmpl, 1, &simple,
+			      &ref));
+	CHECK(!tr_pid_is_none(simple) && ref.v == 0);
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_START_CHILD;
@@ -1729,7 +1815,7 @@ static const struct test_case tests[] = {
 	  test_intensity_not_exceeded },
 	{ "supervisor: nested supervisor restarted with fresh children",
 	  test_nested },
-	{ "supervisor: tr_sup_stop stops children in reverse order",
+	{ "supervisor: TR_SUP_OP_STOP stops children in reverse order",
 	  test_shutdown_order },
 	{ "supervisor: a child that ignores the shutdown is killed",
 	  test_shutdown_kill },

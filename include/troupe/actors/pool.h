@@ -40,9 +40,12 @@
  * Every call that sends takes the caller's context, an actor's or a
  * thread's (tr_inbox_ctx(), tr_runtime_ctx()): its pid is the sender the
  * workers see and where replies and results go. There are no variants
- * for threads.
+ * for threads. The start is one of them: tr_pool_start() returns at once
+ * and its outcome comes as a reply; the pool is linked with the calling
+ * actor only when its config asks for it (is_linked).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,6 +132,14 @@ typedef enum tr_pool_strategy {
  * @max_pending: messages the pool holds for workers that are not running,
  *               over all slots; more are dropped and counted; 0 means
  *               10000
+ * @is_linked:   tr_pool_start() links the pool with the calling actor,
+ *               its parent: an exit signal from the parent (other than
+ *               TR_EXIT_NORMAL) stops the workers and then the pool with
+ *               the parent's reason, and the pool's own exit reaches the
+ *               parent. Only an actor can be linked (a thread's context
+ *               gives TR_EINVAL). False (the default): no link; the pool
+ *               runs until TR_POOL_OP_STOP, its workers' restart
+ *               intensity, or the runtime stops it
  */
 typedef struct tr_pool_config {
 	size_t size;
@@ -140,6 +151,7 @@ typedef struct tr_pool_config {
 	uint64_t period_ms;
 	uint64_t shutdown_ms;
 	uint32_t max_pending;
+	bool is_linked;
 } tr_pool_config;
 
 /**
@@ -190,8 +202,8 @@ typedef struct tr_pool_request {
 
 /**
  * struct tr_pool_reply - Payload of TR_MSG_POOL_REPLY.
- * @tag:             the request's tag (the start's tag for
- *                   TR_POOL_OP_START)
+ * @tag:             the request's tag (0 for TR_POOL_OP_START, whose
+ *                   reply carries the start's reference in m->ref)
  * @op:              enum tr_pool_op answered
  * @status:          TR_OK; TR_EREJECTED (a worker's init failed, at start
  *                   or on grow; a failed grow keeps the workers that did
@@ -326,47 +338,38 @@ typedef struct tr_pool_gather_result {
 TR_FAM_END
 
 /**
- * tr_pool_start_link() - Start a pool linked with the calling actor, its
- * parent: an exit signal from the parent (other than TR_EXIT_NORMAL)
- * stops the workers and then the pool with the parent's reason.
- * @cx:  context of the calling actor
- * @cfg: the pool (copied)
- * @tag: returned in the start reply
+ * tr_pool_start() - Start a pool: from an actor, or from any thread
+ * through its inbox's or the runtime's context. It never blocks.
+ * @cx:  context of the calling actor or thread; the start reply goes to
+ *       its pid (none with tr_runtime_ctx(), which gets no reply)
+ * @cfg: the pool (copied); @cfg->is_linked links it with the calling
+ *       actor, its parent
  * @out: on success the pool's pid; may be NULL
+ * @ref: on success the start's reference (zero with tr_runtime_ctx());
+ *       may be NULL
  *
- * The workers start after this returns; the caller then gets one
- * TR_MSG_POOL_REPLY with op TR_POOL_OP_START: TR_OK once they all
- * started, or the error (TR_EREJECTED when a worker's init failed), after
- * which the pool stops. Messages routed before the workers run wait in
- * the pool.
+ * The workers start after this returns. The start is a request
+ * (tr_request()) with no timeout: the caller then gets exactly one
+ * outcome, with TR_MSG_F_REPLY and m->ref equal to *@ref. It is a
+ * TR_MSG_POOL_REPLY with op TR_POOL_OP_START and status TR_OK once the
+ * workers all started; or the same reply with the error (TR_EREJECTED
+ * when a worker's init failed; TR_ECLOSED when the pool was stopped
+ * first), after which the pool stops and nothing of it is left running;
+ * or TR_MSG_REQUEST_FAILED if the pool stopped before it took the start.
+ * Messages routed before the workers run wait in the pool. A thread that
+ * wants to wait starts the pool on its inbox's context, then takes the
+ * reply with tr_inbox_recv_ref(ib, ref, -1, &r) (see tr_sup_start()).
  * Ownership: @cfg is copied; @cfg->def and @cfg->arg are borrowed as
  *            struct tr_pool_config says.
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a small @cfg->size, a bad
  *            definition, a worker count out of range, an unknown or hash
- *            default strategy); TR_ENOMEM; TR_ECLOSED (the runtime is
- *            stopping). On error no actor was started and no reply comes.
+ *            default strategy, @cfg->is_linked on a thread's context);
+ *            TR_ENOMEM; TR_ECLOSED (the runtime is stopping). On error no
+ *            actor was left running and no reply comes.
  */
-TR_API tr_err tr_pool_start_link(tr_ctx *cx, const tr_pool_config *cfg,
-				 uint64_t tag, tr_pid *out);
-
-/**
- * tr_pool_start() - Start a pool from a thread that is not an actor and
- * wait until its workers have started. It has no parent: stop it with
- * TR_POOL_OP_STOP or with the runtime.
- * @rt:  a started runtime
- * @cfg: the pool (copied)
- * @out: on TR_OK the pool's pid; TR_PID_NONE otherwise; may be NULL
- *
- * Ownership: as tr_pool_start_link().
- * Thread:    any thread that is not a worker (it blocks).
- * Return:    TR_OK; the errors of tr_pool_start_link() for bad input;
- *            TR_EREJECTED (a worker's init failed; nothing is left
- *            running); TR_ESTATE (@rt is not running); TR_ECLOSED (the
- *            runtime stopped meanwhile); TR_ENOMEM.
- */
-TR_API tr_err tr_pool_start(tr_runtime *rt, const tr_pool_config *cfg,
-			    tr_pid *out);
+TR_API tr_err tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out,
+			    tr_ref *ref);
 
 /**
  * tr_pool_route() - Route a message through pool @pool.

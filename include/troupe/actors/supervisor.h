@@ -23,6 +23,14 @@
  * a child it keeps taking messages and handles them, in arrival order,
  * once the step in progress is done.
  *
+ * One start serves every caller: tr_sup_start() on an actor's context or
+ * a thread's (an inbox's, the runtime's) returns at once, and the outcome
+ * of the start comes later as a reply to the caller (none on the
+ * runtime's context). The supervisor is linked with the calling actor
+ * only when its flags ask for it (is_linked), as OTP's start_link against
+ * start. It ends by TR_SUP_OP_STOP, by its parent's exit, by its restart
+ * intensity, or with the runtime.
+ *
  * Requests (start_child, terminate_child, ...) are messages to the
  * supervisor; each one is answered by exactly one TR_MSG_SUP_REPLY (a
  * TR_MSG_SUP_CHILDREN for TR_SUP_OP_WHICH_CHILDREN) to the requester,
@@ -30,6 +38,7 @@
  * it when that matters).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -134,6 +143,16 @@ typedef enum tr_sup_child_type {
  * @observer:  receives a TR_MSG_SUP_EVENT for each thing that happens to
  *             a child; TR_PID_NONE for none. Events are best effort: a
  *             bounded observer mailbox that is full drops them
+ * @is_linked: tr_sup_start() links the supervisor with the calling actor,
+ *             its parent (OTP's start_link): an exit signal from the
+ *             parent makes the supervisor stop its children in reverse
+ *             order and then stop with the parent's reason, and the
+ *             supervisor's own exit reaches the parent. Only an actor can
+ *             be linked (a thread's context gives TR_EINVAL). False (the
+ *             default): no link, as OTP's start; the supervisor then runs
+ *             until it is stopped (TR_SUP_OP_STOP, its restart intensity,
+ *             the runtime). Ignored in a nested spec's @sup_flags: a child
+ *             is always linked with its supervisor
  */
 typedef struct tr_sup_flags {
 	size_t size;
@@ -141,6 +160,7 @@ typedef struct tr_sup_flags {
 	uint32_t intensity;
 	uint64_t period_ms;
 	tr_pid observer;
+	bool is_linked;
 } tr_sup_flags;
 
 /**
@@ -232,7 +252,7 @@ typedef struct tr_sup_event {
 /**
  * enum tr_sup_op - Requests to a supervisor (struct tr_sup_request).
  * @TR_SUP_OP_START:          not a request: the reply to a start
- *                            (tr_sup_start_link()); @pid is the supervisor
+ *                            (tr_sup_start()); @pid is the supervisor
  * @TR_SUP_OP_START_CHILD:    add @spec and start it (@arg instead for
  *                            simple_one_for_one); reply @pid
  * @TR_SUP_OP_TERMINATE_CHILD: stop child @id (by @pid for
@@ -285,7 +305,8 @@ typedef struct tr_sup_request {
 
 /**
  * struct tr_sup_reply - Payload of TR_MSG_SUP_REPLY.
- * @tag:    the request's tag (the start's tag for TR_SUP_OP_START)
+ * @tag:    the request's tag (0 for TR_SUP_OP_START, whose reply carries
+ *          the start's reference in m->ref instead)
  * @op:     enum tr_sup_op of the request answered
  * @status: TR_OK; TR_EINVAL (the op does not apply to this supervisor or
  *          lacks its argument); TR_ENOENT (no such child); TR_EEXIST (a
@@ -352,61 +373,60 @@ typedef struct tr_sup_children {
 TR_FAM_END
 
 /**
- * tr_sup_start_link() - Start a supervisor linked with the calling actor
- * (OTP's supervisor:start_link). The calling actor is its parent: an
- * exit signal from it makes the supervisor stop its children in reverse
- * order and then stop with the same reason.
- * @cx:    context of the calling actor
- * @flags: how it behaves
+ * tr_sup_start() - Start a supervisor (OTP's supervisor:start_link or
+ * start, CAF's spawn): from an actor, or from any thread through its
+ * inbox's or the runtime's context. It never blocks.
+ * @cx:    context of the calling actor or thread; the start reply goes to
+ *         its pid (an inbox's with tr_inbox_ctx(); none with
+ *         tr_runtime_ctx(), which gets no reply)
+ * @flags: how it behaves; @flags->is_linked links it with the calling
+ *         actor, its parent
  * @specs: its children, started in this order; may be NULL when @n is 0
  * @n:     number of specs (exactly 1, the template, for
  *         simple_one_for_one, which starts with no child)
- * @tag:   returned in the start reply
  * @out:   on success the supervisor's pid; may be NULL
+ * @ref:   on success the start's reference (zero with tr_runtime_ctx());
+ *         may be NULL
  *
  * The children start after this returns, in the supervisor's first
- * turns. Then the caller gets one TR_MSG_SUP_REPLY with op
- * TR_SUP_OP_START: status TR_OK once every child has started; otherwise
- * the status of the child that failed, after the children already
- * started have been stopped again, and the supervisor then stops with
- * TR_SUP_EXIT_START_FAILED (which the caller sees through the link).
+ * turns. The start is a request (tr_request()) with no timeout: the
+ * caller then gets exactly one outcome, with TR_MSG_F_REPLY and m->ref
+ * equal to *@ref. It is a TR_MSG_SUP_REPLY with op TR_SUP_OP_START and
+ * status TR_OK once every child has started; or the same reply with the
+ * status of the child that failed, sent after the children already
+ * started have been stopped again (the supervisor then stops with
+ * TR_SUP_EXIT_START_FAILED, which a parent also sees through the link);
+ * or status TR_ECLOSED if the supervisor was stopped from outside while
+ * it started; or TR_MSG_REQUEST_FAILED if it stopped before it took the
+ * start. A thread that wants to wait starts the supervisor on its
+ * inbox's context and takes the reply with tr_inbox_recv_ref() (other
+ * messages, such as the observer's events, stay queued):
+ *
+ *     tr_ref ref;
+ *     tr_received r;
+ *     bool up = false;
+ *     if (tr_sup_start(tr_inbox_ctx(ib), &fl, specs, n, &sup, &ref) == 0 &&
+ *         tr_inbox_recv_ref(ib, ref, -1, &r) == TR_OK) {
+ *             const tr_sup_reply *rp = TR_MSG_AS(&r, tr_sup_reply);
+ *             up = r.type == TR_MSG_SUP_REPLY && rp != NULL &&
+ *                  rp->status == TR_OK;
+ *             tr_received_fini(&r);
+ *     }
+ *
  * Ownership: @flags and @specs are copied (deeply, nested supervisor
  *            specs included); each spec's @def and @arg are borrowed as
  *            struct tr_sup_child_spec says.
- * Thread:    actor.
+ * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @flags, a bad flag, a bad
  *            spec, a wrong number of specs, nesting deeper than
- *            TR_SUP_MAX_DEPTH); TR_EEXIST (two specs with the same id);
- *            TR_ENOMEM; TR_ECLOSED (the runtime is stopping). On error no
- *            actor was started and no reply will come.
+ *            TR_SUP_MAX_DEPTH, @flags->is_linked on a thread's context);
+ *            TR_EEXIST (two specs with the same id); TR_ENOMEM;
+ *            TR_ECLOSED (the runtime is stopping). On error no actor was
+ *            left running and no reply will come.
  */
-TR_API tr_err tr_sup_start_link(tr_ctx *cx, const tr_sup_flags *flags,
-				const tr_sup_child_spec *specs, size_t n,
-				uint64_t tag, tr_pid *out);
-
-/**
- * tr_sup_start() - Start a supervisor from a thread that is not an actor,
- * for the top of a tree, and wait until its children have started. It
- * has no parent and no link: stop it with TR_SUP_OP_STOP (tr_sup_send()
- * on a thread's context) or with the runtime.
- * @rt:    a started runtime
- * @flags, @specs, @n: as for tr_sup_start_link()
- * @out:   on TR_OK the supervisor's pid; TR_PID_NONE otherwise; may be NULL
- *
- * When a child fails to start, the children already started are stopped
- * again and the supervisor stops before this returns TR_EREJECTED (the
- * observer gets the TR_SUP_EV_START_FAILED event with the reason).
- * Ownership: as tr_sup_start_link().
- * Thread:    any thread that is not a worker (it blocks).
- * Return:    TR_OK; TR_EREJECTED (a child's init failed); the errors of
- *            tr_sup_start_link() for bad input; TR_ESTATE (@rt is not
- *            running); TR_ECLOSED (the runtime stopped meanwhile, or the
- *            supervisor was stopped from outside before it had started);
- *            TR_ENOMEM; or the error that kept a child from being spawned.
- */
-TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
+TR_API tr_err tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 			   const tr_sup_child_spec *specs, size_t n,
-			   tr_pid *out);
+			   tr_pid *out, tr_ref *ref);
 
 /**
  * tr_sup_send() - Send a request to supervisor @sup; the reply comes to
@@ -429,21 +449,6 @@ TR_API tr_err tr_sup_start(tr_runtime *rt, const tr_sup_flags *flags,
  *            tr_send(). On error no reply will come.
  */
 TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
-
-/**
- * tr_sup_stop() - Ask supervisor @sup for an orderly stop: its children
- * are stopped one at a time in reverse start order, then it stops with
- * TR_EXIT_SHUTDOWN. The caller gets a TR_MSG_SUP_REPLY (op
- * TR_SUP_OP_STOP, tag 0) when the children are gone.
- * @cx:  context of the calling actor or thread, as for tr_sup_send()
- * @sup: the supervisor
- *
- * tr_runtime_stop() is different: it stops every actor at once, in no
- * particular order, supervisors and children alike.
- * Thread:    actor, or a thread's context.
- * Return:    as tr_sup_send().
- */
-TR_API tr_err tr_sup_stop(tr_ctx *cx, tr_pid sup);
 
 #ifdef __cplusplus
 }
