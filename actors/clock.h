@@ -1,7 +1,8 @@
 /*
  * The monotonic clock of the standard actors (internal; not installed).
- * The rate limiter's bucket and the circuit breaker's recovery time read
- * it; both need time that never steps back when the wall clock is set.
+ * The rate limiter's bucket, the circuit breaker's recovery time and the
+ * supervisor's restart window read it; all need time that never steps
+ * back when the wall clock is set.
  *
  * Threads: any.
  */

@@ -53,6 +53,7 @@
 
 #include "boot.h"
 #include "defs.h"
+#include "hash.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -216,14 +217,11 @@ struct pool {
 	uint64_t restarts;
 };
 
-/* splitmix64's finalizer: a cheap 64-bit mix with full avalanche. */
+/* splitmix64: a step of its sequence, then the shared finalizer. */
 static uint64_t
 mix64(uint64_t x)
 {
-	x += 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	return x ^ (x >> 31);
+	return tr__hash_u64(x + 0x9E3779B97F4A7C15ull);
 }
 
 static int

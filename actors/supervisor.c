@@ -53,13 +53,13 @@
 #include <troupe/actors/supervisor.h>
 
 #include "boot.h"
+#include "clock.h"
 #include "defs.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The supervisor's own messages (see the header: 0x80 and up are private). */
 #define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
@@ -505,15 +505,6 @@ struct sup {
 
 static const tr_actor_def sup_def;
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static bool
 is_simple(const struct sup *s)
 {
@@ -630,7 +621,7 @@ consume_exit(struct sup *s, struct child *c)
 static bool
 add_restart(struct sup *s)
 {
-	uint64_t now = now_ms();
+	uint64_t now = tr__clock_ms();
 
 	while (s->hist_n > 0) {
 		uint32_t oldest = (s->hist_head + s->intensity - s->hist_n) %
