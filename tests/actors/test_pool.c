@@ -36,7 +36,7 @@ enum {
 	MSG_ANSWER,    /* uint64_t */
 	MSG_RESULT,    /* scatter-gather results */
 	MSG_BOSS_GO,   /* boss: start a pool of 3 */
-	MSG_BOSS_SEND, /* boss: tr_pool_send() three MSG_WORK */
+	MSG_BOSS_SEND, /* boss: three plain tr_send() MSG_WORK to the pool */
 	MSG_BOSS_GATHER, /* boss: tr_pool_gather() */
 	MSG_BOSS_DIE,    /* boss: stop with TR_EXIT_ERROR */
 	MSG_BOSS_FWD,    /* boss -> probe: struct fwd */
