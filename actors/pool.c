@@ -54,6 +54,7 @@
 #include "boot.h"
 #include "defs.h"
 #include "hash.h"
+#include "resend.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -1388,7 +1389,7 @@ struct collector {
 	struct rep *tail;
 	unsigned char *result;
 	size_t result_len;
-	uint32_t retry_ms;
+	struct tr__resend resend; /* the result, refused by a full mailbox */
 };
 
 /* Gather ids are unique in the process, across runtimes. */
@@ -1524,14 +1525,8 @@ collector_deliver(tr_ctx *cx, struct collector *c)
 		tr_stop_self(cx, TR_EXIT_NORMAL);
 		return;
 	}
-	if (err == TR_EFULL || err == TR_ENOMEM) {
-		uint32_t delay = c->retry_ms;
-		c->retry_ms =
-			delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
-		if (tr_send_after(cx, tr_self(cx), MSG_GRETRY, NULL, 0, delay,
-				  NULL) == TR_OK) {
-			return;
-		}
+	if (tr__resend_worth(err) && tr__resend_arm(cx, &c->resend)) {
+		return;
 	}
 	/* Nothing more can be done (the runtime is stopping). */
 	tr_stop_self(cx, TR_EXIT_NORMAL);
@@ -1559,7 +1554,7 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 		return;
 	}
 	c->result_len = len;
-	c->retry_ms = RETRY_FIRST_MS;
+	tr__resend_init(&c->resend, MSG_GRETRY, RETRY_FIRST_MS, RETRY_MAX_MS);
 	collector_deliver(cx, c);
 }
 
@@ -1662,7 +1657,8 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct collector *c = state;
 
 	if (m->type == MSG_GRETRY) {
-		if (c->result != NULL) {
+		/* Only our own, armed by collector_deliver(). */
+		if (tr__resend_fired(cx, &c->resend, m) && c->result != NULL) {
 			collector_deliver(cx, c);
 		}
 		return;
