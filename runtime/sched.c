@@ -293,6 +293,8 @@ take_inject(struct tr__worker *w)
 #define STUCK_US 200u
 /* A spinner waiting for a turn to get stuck spins this much longer. */
 #define SPIN_STUCK_SLACK_NS 10000u
+/* The monitor looks this long after a turn would be stuck, so that it is. */
+#define MON_EARLY_SLACK_NS 20000u
 
 /*
  * Has @v been in its current turn for longer than STUCK_US? Then a thief
@@ -570,9 +572,9 @@ tr__sched_stuck_due(struct tr__worker *w)
 		/* Between turns, or about to stamp one: it could begin now. */
 		uint64_t began = atomic_load_explicit(&v->turn_start,
 						      memory_order_relaxed);
-		/* A tenth more, so that the turn is stuck when looked at. */
 		uint64_t at = (began != 0 && began < now ? began : now) +
-			      rt->stuck_ticks + rt->stuck_ticks / 10;
+			      rt->stuck_ticks +
+			      MON_EARLY_SLACK_NS / 1000u * tr__ticks_per_us();
 		due = due == 0 || at < due ? at : due;
 	}
 	return due;
@@ -658,8 +660,6 @@ spin(struct tr__worker *w, bool handover)
  * wake-up, about 0.1% of a core at this period.
  */
 #define MON_TICK_NS 1000000u
-/* Added to a shortened sleep, so that the turn is stuck when we look. */
-#define MON_EARLY_SLACK_NS 20000u
 /* Looks with every worker asleep before the monitor sleeps too. */
 #define MON_IDLE_LOOKS 4u
 

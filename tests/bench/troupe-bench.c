@@ -154,13 +154,19 @@ static const char *g_unit = "";
 static char g_timeout_line[320];
 static size_t g_timeout_len;
 
-static double
-now_s(void)
+static uint64_t
+now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double
+now_s(void)
+{
+	return (double)now_ns() * 1e-9;
 }
 
 /*
@@ -1551,15 +1557,6 @@ run_fanout(struct bench *b)
 
 static atomic_bool g_s_ran;
 static _Atomic uint64_t g_s_ran_ns;
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void
 rescue_long_handle(tr_ctx *cx, void *state, const tr_msg *m)
