@@ -243,10 +243,22 @@ tr_breaker_allow(tr_breaker *b, uint64_t *ticket)
 	return err;
 }
 
-void
-tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success)
+/* A call given back without an outcome: in HALF_OPEN, a trial still
+ * running frees its place (trials out include the successful ones). */
+static void
+release(tr_breaker *b)
 {
-	if (b == NULL || ticket == 0) {
+	b->stats.released++;
+	if (b->state == TR_BREAKER_HALF_OPEN && b->trials_out > b->trials_ok) {
+		b->trials_out--;
+	}
+}
+
+void
+tr_breaker_record(tr_breaker *b, uint64_t ticket, tr_breaker_outcome outcome)
+{
+	if (b == NULL || ticket == 0 ||
+	    (unsigned)outcome > TR_BREAKER_RELEASED) {
 		return;
 	}
 	pthread_mutex_lock(&b->mu);
@@ -255,6 +267,12 @@ tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success)
 		pthread_mutex_unlock(&b->mu);
 		return;
 	}
+	if (outcome == TR_BREAKER_RELEASED) {
+		release(b);
+		pthread_mutex_unlock(&b->mu);
+		return;
+	}
+	bool success = outcome == TR_BREAKER_SUCCESS;
 	if (success) {
 		b->stats.successes++;
 	} else {
@@ -280,27 +298,6 @@ tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success)
 	default:
 		/* No ticket of an OPEN epoch exists: allow() rejects. */
 		break;
-	}
-	pthread_mutex_unlock(&b->mu);
-}
-
-void
-tr_breaker_release(tr_breaker *b, uint64_t ticket)
-{
-	if (b == NULL || ticket == 0) {
-		return;
-	}
-	pthread_mutex_lock(&b->mu);
-	if (ticket != b->epoch) {
-		b->stats.stale++;
-	} else {
-		b->stats.released++;
-		/* Trials out include the successful ones; only a trial
-		 * still running can be given back. */
-		if (b->state == TR_BREAKER_HALF_OPEN &&
-		    b->trials_out > b->trials_ok) {
-			b->trials_out--;
-		}
 	}
 	pthread_mutex_unlock(&b->mu);
 }

@@ -66,7 +66,6 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_CTL      (TR_MSG_POOL_BASE + 0x81u) /* struct ctl_wire */
 #define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* struct gather_hdr + bytes */
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
@@ -103,12 +102,6 @@ struct route_hdr {
 	uint64_t key;
 	uint32_t how;
 	uint32_t type;
-};
-
-struct ctl_wire {
-	uint64_t tag;
-	uint32_t op;
-	uint32_t workers;
 };
 
 struct gather_hdr {
@@ -168,8 +161,7 @@ struct point {
 /* A control request waiting for its turn. */
 struct ctl {
 	struct ctl *next;
-	tr_pid reply_to;
-	uint64_t tag;
+	tr_msg req; /* the request's header, for tr_reply() */
 	uint32_t op;
 	uint32_t workers;
 };
@@ -582,11 +574,9 @@ count_live(const struct pool *p)
 }
 
 static void
-fill_reply(const struct pool *p, uint32_t op, uint64_t tag, int32_t status,
-	   tr_pool_reply *rp)
+fill_reply(const struct pool *p, uint32_t op, int32_t status, tr_pool_reply *rp)
 {
 	memset(rp, 0, sizeof(*rp));
-	rp->tag = tag;
 	rp->op = op;
 	rp->status = status;
 	rp->workers = p->n;
@@ -602,27 +592,27 @@ fill_reply(const struct pool *p, uint32_t op, uint64_t tag, int32_t status,
 	rp->restarts = p->restarts;
 }
 
+/* Answers the control request @req (a request, or a plain message). */
 static void
-reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
+reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
       int32_t status)
 {
 	tr_pool_reply rp;
 
-	if (tr_pid_is_none(to)) {
+	if (tr_pid_is_none(req->from)) {
 		return;
 	}
-	fill_reply(p, op, tag, status, &rp);
-	if (op != TR_POOL_OP_WORKERS) {
-		(void)tr_send(cx, to, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
+	fill_reply(p, op, status, &rp);
+	if (op != TR_POOL_OP_WORKERS || status != TR_OK) {
+		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 		return;
 	}
 	size_t size = sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
 	tr_pool_workers *w = malloc(size);
 	if (w == NULL) {
 		/* The same type, without the list: one answer either way. */
-		tr_pool_workers head = { .reply = rp };
-		head.reply.status = TR_ENOMEM;
-		(void)tr_send(cx, to, TR_MSG_POOL_WORKERS, &head, sizeof(head));
+		rp.status = TR_ENOMEM;
+		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 		return;
 	}
 	w->reply = rp;
@@ -630,7 +620,7 @@ reply(tr_ctx *cx, struct pool *p, tr_pid to, uint32_t op, uint64_t tag,
 	for (uint32_t i = 0; i < p->n; i++) {
 		w->pids[i] = p->slots[i].pid;
 	}
-	(void)tr_send_ptr(cx, to, TR_MSG_POOL_WORKERS, w, size, free);
+	(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w, size, free);
 }
 
 /* Answers the start, once. */
@@ -642,7 +632,7 @@ boot_done(tr_ctx *cx, struct pool *p, int32_t status)
 	if (tr_pid_is_none(p->boot.from)) {
 		return;
 	}
-	fill_reply(p, TR_POOL_OP_START, 0, status, &rp);
+	fill_reply(p, 0, status, &rp);
 	(void)tr_reply(cx, &p->boot, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 	p->boot.from = TR_PID_NONE;
 }
@@ -654,14 +644,14 @@ flush_ctl(tr_ctx *cx, struct pool *p)
 	if (p->cur != NULL) {
 		struct ctl *c = p->cur;
 		p->cur = NULL;
-		reply(cx, p, c->reply_to, c->op, c->tag,
+		reply(cx, p, &c->req, c->op,
 		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
 		free(c);
 	}
 	while (p->cq_head != NULL) {
 		struct ctl *c = p->cq_head;
 		p->cq_head = c->next;
-		reply(cx, p, c->reply_to, c->op, c->tag,
+		reply(cx, p, &c->req, c->op,
 		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
 		free(c);
 	}
@@ -711,7 +701,7 @@ ctl_done(tr_ctx *cx, struct pool *p)
 	struct ctl *c = p->cur;
 
 	p->cur = NULL;
-	reply(cx, p, c->reply_to, c->op, c->tag, p->cur_status);
+	reply(cx, p, &c->req, c->op, p->cur_status);
 	free(c);
 	run_ctl(cx, p);
 }
@@ -881,7 +871,7 @@ run_ctl(tr_ctx *cx, struct pool *p)
 			return;
 		}
 		p->cur = NULL;
-		reply(cx, p, c->reply_to, c->op, c->tag, p->cur_status);
+		reply(cx, p, &c->req, c->op, p->cur_status);
 		free(c);
 	}
 }
@@ -912,33 +902,32 @@ on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
 static void
 on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	struct ctl_wire w;
+	const tr_pool_request *q = TR_MSG_AS(m, tr_pool_request);
+	uint32_t op = q != NULL ? q->op : 0;
 
-	if (m->data == NULL || m->size != sizeof(w)) {
+	if (op == TR_POOL_OP_STATS || op == TR_POOL_OP_WORKERS) {
+		reply(cx, p, m, op, TR_OK);
 		return;
 	}
-	memcpy(&w, m->data, sizeof(w));
-	if (w.op == TR_POOL_OP_STATS || w.op == TR_POOL_OP_WORKERS) {
-		reply(cx, p, m->from, w.op, w.tag, TR_OK);
-		return;
-	}
-	if (w.op != TR_POOL_OP_RESIZE && w.op != TR_POOL_OP_STOP) {
+	if ((op != TR_POOL_OP_RESIZE && op != TR_POOL_OP_STOP) ||
+	    (op == TR_POOL_OP_RESIZE &&
+	     (q->workers == 0 || q->workers > TR_POOL_MAX_WORKERS))) {
+		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
 	if (p->phase == P_STOPPED ||
-	    (p->phase == P_STOPPING && w.op != TR_POOL_OP_STOP)) {
-		reply(cx, p, m->from, w.op, w.tag, TR_ECLOSED);
+	    (p->phase == P_STOPPING && op != TR_POOL_OP_STOP)) {
+		reply(cx, p, m, op, TR_ECLOSED);
 		return;
 	}
 	struct ctl *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		reply(cx, p, m->from, w.op, w.tag, TR_ENOMEM);
+		reply(cx, p, m, op, TR_ENOMEM);
 		return;
 	}
-	c->reply_to = m->from;
-	c->tag = w.tag;
-	c->op = w.op;
-	c->workers = w.workers;
+	c->req = *m;
+	c->op = op;
+	c->workers = q->workers;
 	if (p->cq_tail != NULL) {
 		p->cq_tail->next = c;
 	} else {
@@ -1269,7 +1258,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case MSG_ROUTE:
 		on_route(cx, p, m);
 		break;
-	case MSG_CTL:
+	case TR_MSG_POOL_CONTROL:
 		on_ctl(cx, p, m);
 		break;
 	case MSG_GATHER:
@@ -1937,45 +1926,4 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 		*id = gid;
 	}
 	return TR_OK;
-}
-
-static tr_err
-ctl_make(const tr_pool_request *req, struct ctl_wire *w)
-{
-	if (req == NULL || req->size < sizeof(*req)) {
-		return TR_EINVAL;
-	}
-	switch (req->op) {
-	case TR_POOL_OP_RESIZE:
-		if (req->workers == 0 || req->workers > TR_POOL_MAX_WORKERS) {
-			return TR_EINVAL;
-		}
-		break;
-	case TR_POOL_OP_STATS:
-	case TR_POOL_OP_WORKERS:
-	case TR_POOL_OP_STOP:
-		break;
-	default:
-		return TR_EINVAL;
-	}
-	memset(w, 0, sizeof(*w));
-	w->tag = req->tag;
-	w->op = (uint32_t)req->op;
-	w->workers = req->workers;
-	return TR_OK;
-}
-
-tr_err
-tr_pool_control(tr_ctx *cx, tr_pid pool, const tr_pool_request *req)
-{
-	struct ctl_wire w;
-
-	if (cx == NULL || tr_pid_is_none(pool)) {
-		return TR_EINVAL;
-	}
-	tr_err err = ctl_make(req, &w);
-	if (err < 0) {
-		return err;
-	}
-	return tr_send(cx, pool, MSG_CTL, &w, sizeof(w));
 }

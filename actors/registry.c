@@ -406,22 +406,6 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 }
 
 tr_err
-tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name, uint32_t type,
-		 const void *data, size_t len)
-{
-	tr_pid to;
-
-	if (cx == NULL || reg == NULL || tr_ctx_runtime(cx) != reg->rt) {
-		return TR_EINVAL;
-	}
-	tr_err err = tr_registry_whereis(reg, name, &to);
-	if (err < 0) {
-		return err;
-	}
-	return tr_send(cx, to, type, data, len);
-}
-
-tr_err
 tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 {
 	if (reg == NULL || out == NULL || out->size < sizeof(*out)) {

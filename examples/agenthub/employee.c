@@ -40,8 +40,8 @@
  * employee (a new pid, an empty state). What
  * must not be lost is a breaker trial: in half-open state the breaker
  * waits for the outcome of each trial call, so the teardown, which runs
- * on every stop, gives every unanswered call back with
- * tr_breaker_release() (asyncio code would do that in a `finally:`).
+ * on every stop, gives every unanswered call back: tr_breaker_record()
+ * with TR_BREAKER_RELEASED (asyncio code would do that in a `finally:`).
  *
  * Threads: one actor per employee; its state is its own. It reads `hub`
  * (read-only) and adds to `stats`.
@@ -339,7 +339,7 @@ model_granted(tr_ctx *cx, struct employee *e, struct job *j)
 	if (tr_registry_whereis(hub.reg, NAME_MODEL, &model) != TR_OK ||
 	    tr_request(cx, model, MSG_MODEL_CALL, j->prompt, strlen(j->prompt),
 		       MODEL_TIMEOUT_MS, &j->req) != TR_OK) {
-		tr_breaker_record(hub.breaker, j->ticket, false);
+		tr_breaker_record(hub.breaker, j->ticket, TR_BREAKER_FAILURE);
 		j->ticket = 0;
 		job_failf(cx, j, OUT_MODEL_ERROR, "model not reachable");
 		return;
@@ -360,7 +360,8 @@ model_answered(tr_ctx *cx, struct job *j, const tr_msg *m)
 	bool is_ok = m->type == MSG_MODEL_REPLY && m->size > 0;
 
 	/* Exactly once per allowed call: now, or in the teardown. */
-	tr_breaker_record(hub.breaker, j->ticket, is_ok);
+	tr_breaker_record(hub.breaker, j->ticket,
+			  is_ok ? TR_BREAKER_SUCCESS : TR_BREAKER_FAILURE);
 	j->ticket = 0;
 	if (is_ok) {
 		job_finish(cx, j, OUT_OK, m->data, m->size);
@@ -617,7 +618,8 @@ employee_teardown(tr_ctx *cx, void *state, int32_t reason)
 		struct job *j = &e->slot[i];
 
 		if (j->ticket != 0) {
-			tr_breaker_release(hub.breaker, j->ticket);
+			tr_breaker_record(hub.breaker, j->ticket,
+					  TR_BREAKER_RELEASED);
 		}
 		free(j->prompt);
 	}

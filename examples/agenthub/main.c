@@ -770,6 +770,16 @@ sessions_settled(void)
 	return ended == stat_get(&stats.sess_tasks);
 }
 
+/* A message to the manager, found by its name, answered to the inbox. */
+static tr_err
+tell_manager(struct run *r, uint32_t type)
+{
+	tr_pid manager;
+	tr_err err = tr_registry_whereis(hub.reg, NAME_MANAGER, &manager);
+
+	return err < 0 ? err : tr_send(r->cx, manager, type, NULL, 0);
+}
+
 /*
  * Wait, until @deadline_ms or until @signals signals have come, for
  * nothing to be in flight: the manager has no task open, every simulated client
@@ -791,19 +801,18 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 		int64_t ask_ms = (int64_t)(left < 5000 ? left : 5000);
 
 		r->has_status = false;
-		(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_STATUS,
-				       NULL, 0);
+		(void)tell_manager(r, MSG_STATUS);
 		if (!wait_for(r, has_status, ask_ms)) {
 			continue;
 		}
 		bool is_idle = r->status.in_flight == 0 && sessions_settled() &&
 			       (r->n_clients == 0 || all_reported(r));
 		if (is_idle) {
-			tr_pool_request q = { .size = sizeof(q),
-					      .op = TR_POOL_OP_STATS };
+			tr_pool_request q = { .op = TR_POOL_OP_STATS };
 			r->has_pool = false;
 			r->crashes_asked = stat_get(&stats.crashes);
-			(void)tr_pool_control(r->cx, r->pool, &q);
+			(void)tr_request(r->cx, r->pool, TR_MSG_POOL_CONTROL,
+					 &q, sizeof(q), (uint64_t)ask_ms, NULL);
 			if (wait_for(r, has_pool, ask_ms) &&
 			    r->pool_stats.restarts >= r->crashes_asked) {
 				return true;
@@ -839,14 +848,12 @@ shut_down(struct run *r)
 	/* The simulated clients first, so that few of their tasks are
 	 * refused; then the manager refuses every new task. */
 	drain_clients(r);
-	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_SHUTDOWN, NULL,
-			       0);
+	(void)tell_manager(r, MSG_SHUTDOWN);
 	if (wait_settled(r, deadline, 2) || r->signals > 1) {
 		return;
 	}
 	/* Time is up: each open task gets its failed result now. */
-	(void)tr_registry_send(r->cx, hub.reg, NAME_MANAGER, MSG_ABORT, NULL,
-			       0);
+	(void)tell_manager(r, MSG_ABORT);
 	if (!wait_settled(r, now_ms() + ABORT_WAIT_MS, 2)) {
 		printf("the stop did not settle: some answers may be lost\n");
 	}

@@ -41,7 +41,7 @@
  */
 enum {
 	HIST_BUCKETS = 1000 + 900 + 900 + 1,
-	POOL_TAG = 1,
+	TICK_MS = 1000, /* a line of figures, and the pool's answer's bound */
 };
 
 struct hist {
@@ -203,10 +203,9 @@ tick(tr_ctx *cx, struct monitor *mo)
 	/* Ask the pool for its counters; the answer comes as a message and
 	 * shows on the next line. */
 	if (tr_registry_whereis(hub.reg, NAME_EMPLOYEES, &pool) == TR_OK) {
-		tr_pool_request q = { .size = sizeof(q),
-				      .op = TR_POOL_OP_STATS,
-				      .tag = POOL_TAG };
-		(void)tr_pool_control(cx, pool, &q);
+		tr_pool_request q = { .op = TR_POOL_OP_STATS };
+		(void)tr_request(cx, pool, TR_MSG_POOL_CONTROL, &q, sizeof(q),
+				 TICK_MS, NULL);
 	}
 	(void)tr_runtime_metrics(tr_ctx_runtime(cx), &m);
 	tr_breaker_state bs = tr_breaker_current(hub.breaker);
@@ -268,7 +267,7 @@ monitor_init(tr_ctx *cx, void *state, void *arg)
 	}
 	mo->last_t = hub_seconds();
 	if (!hub.opt.is_quiet) {
-		err = tr_send_every(cx, tr_self(cx), MSG_TICK, NULL, 0, 1000,
+		err = tr_send_every(cx, tr_self(cx), MSG_TICK, NULL, 0, TICK_MS,
 				    &mo->tick);
 		mo->is_ticking = err == TR_OK;
 	}

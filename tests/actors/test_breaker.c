@@ -61,7 +61,9 @@ call(tr_breaker *b, bool success)
 
 	if (err == TR_OK) {
 		CHECK(t != 0);
-		tr_breaker_record(b, t, success);
+		tr_breaker_record(b, t,
+				  success ? TR_BREAKER_SUCCESS
+					  : TR_BREAKER_FAILURE);
 	} else {
 		CHECK_EQ_U64(t, 0);
 	}
@@ -253,11 +255,11 @@ test_half_open_trials(void)
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
 	CHECK_OK(tr_breaker_allow(b, &t2));
 	CHECK_ERR(tr_breaker_allow(b, &t3), TR_EREJECTED);
-	tr_breaker_record(b, t1, true);
+	tr_breaker_record(b, t1, TR_BREAKER_SUCCESS);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
 	/* One trial done does not free a place for another. */
 	CHECK_ERR(tr_breaker_allow(b, &t3), TR_EREJECTED);
-	tr_breaker_record(b, t2, true);
+	tr_breaker_record(b, t2, TR_BREAKER_SUCCESS);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
 	CHECK_OK(call(b, true));
 	tr_breaker_stats s = stats(b);
@@ -293,18 +295,18 @@ test_release_frees_a_trial(void)
 	CHECK_OK(tr_breaker_allow(b, &t1));
 	CHECK_ERR(tr_breaker_allow(b, &t2), TR_EREJECTED);
 	/* A stale release frees nothing. */
-	tr_breaker_release(b, t0);
+	tr_breaker_record(b, t0, TR_BREAKER_RELEASED);
 	CHECK_ERR(tr_breaker_allow(b, &t2), TR_EREJECTED);
 	/* The trial's caller is gone: its place goes to the next call. */
-	tr_breaker_release(b, t1);
+	tr_breaker_record(b, t1, TR_BREAKER_RELEASED);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
 	CHECK_OK(tr_breaker_allow(b, &t2));
 	CHECK_ERR(tr_breaker_allow(b, &t3), TR_EREJECTED);
-	tr_breaker_record(b, t2, true);
+	tr_breaker_record(b, t2, TR_BREAKER_SUCCESS);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
 	/* Released while CLOSED: neither a success nor a failure. */
 	CHECK_OK(tr_breaker_allow(b, &t3));
-	tr_breaker_release(b, t3);
+	tr_breaker_record(b, t3, TR_BREAKER_RELEASED);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_CLOSED);
 	tr_breaker_stats s = stats(b);
 	CHECK_EQ_U64(s.released, 2);
@@ -337,14 +339,14 @@ test_trial_failure_reopens(void)
 	CHECK_OK(tr_breaker_allow(b, &t1));
 	CHECK_OK(tr_breaker_allow(b, &t2));
 	/* The slow call's outcome must not count as a trial. */
-	tr_breaker_record(b, t_old, true);
-	tr_breaker_record(b, t_old, false);
+	tr_breaker_record(b, t_old, TR_BREAKER_SUCCESS);
+	tr_breaker_record(b, t_old, TR_BREAKER_FAILURE);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
 	set_time(&clk, 150);
-	tr_breaker_record(b, t1, false);
+	tr_breaker_record(b, t1, TR_BREAKER_FAILURE);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_OPEN);
 	/* The other trial ends after the verdict: ignored. */
-	tr_breaker_record(b, t2, true);
+	tr_breaker_record(b, t2, TR_BREAKER_SUCCESS);
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_OPEN);
 	/* A fresh recovery time from 150, not from the first opening. */
 	set_time(&clk, 249);
@@ -352,13 +354,18 @@ test_trial_failure_reopens(void)
 	set_time(&clk, 250);
 	CHECK_OK(tr_breaker_allow(b, &t));
 	CHECK_EQ_INT(tr_breaker_current(b), TR_BREAKER_HALF_OPEN);
-	tr_breaker_record(b, t, true);
+	tr_breaker_record(b, t, TR_BREAKER_SUCCESS);
 	tr_breaker_stats s = stats(b);
 	CHECK_EQ_U64(s.stale, 3);
 	CHECK_EQ_U64(s.changes, 4);
-	tr_breaker_record(b, 0, false); /* no ticket: ignored */
-	tr_breaker_record(NULL, t, false);
-	CHECK_EQ_U64(stats(b).stale, 3);
+	tr_breaker_record(b, 0, TR_BREAKER_FAILURE); /* no ticket: ignored */
+	tr_breaker_record(NULL, t, TR_BREAKER_FAILURE);
+	tr_breaker_record(b, t, (tr_breaker_outcome)7); /* unknown: ignored */
+	tr_breaker_stats after = stats(b);
+	CHECK_EQ_U64(after.stale, 3);
+	CHECK_EQ_U64(after.successes, s.successes);
+	CHECK_EQ_U64(after.failures, s.failures);
+	CHECK_EQ_U64(after.released, s.released);
 	finish(&f, b);
 }
 
@@ -452,7 +459,7 @@ test_real_clock_half_opens(void)
 	CHECK_EQ_U64(c.seq, 2);
 	CHECK(c.at_ms >= 50);
 	CHECK_OK(tr_breaker_allow(b, &t));
-	tr_breaker_record(b, t, true);
+	tr_breaker_record(b, t, TR_BREAKER_SUCCESS);
 	CHECK(recv_change(f.ib, FX_REPLY_MS, &c));
 	CHECK_EQ_U64(c.to, TR_BREAKER_CLOSED);
 	CHECK(fx_recv_none(&f, 50));
@@ -494,7 +501,9 @@ hammer_run(void *arg)
 				sched_yield();
 			}
 			/* Mostly failures, so that it trips often. */
-			tr_breaker_record(h->b, t, (x % 100) < 40);
+			tr_breaker_record(h->b, t,
+					  (x % 100) < 40 ? TR_BREAKER_SUCCESS
+							 : TR_BREAKER_FAILURE);
 		}
 		h->calls++;
 	}

@@ -187,7 +187,7 @@ start_wait(struct fx *f, const tr_pool_config *c, tr_pid *pool)
 	if (!got) {
 		return -1000;
 	}
-	CHECK_EQ_INT(rp.op, TR_POOL_OP_START);
+	CHECK_EQ_INT(rp.op, 0); /* the start's reply */
 	if (rp.status == TR_OK) {
 		CHECK_EQ_U64(rp.live, c->workers);
 	}
@@ -211,15 +211,14 @@ static bool
 control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	tr_pool_reply *out, tr_pid *pids, uint32_t cap)
 {
-	static uint64_t tag = 100;
-	tr_pool_request q = {
-		.size = sizeof(q), .op = op, .tag = ++tag, .workers = workers
-	};
+	tr_pool_request q = { .op = op, .workers = workers };
 	tr_received r;
+	tr_ref ref;
 
-	CHECK_OK(tr_pool_control(tr_inbox_ctx(f->ib), pool, &q));
+	CHECK_OK(tr_request(tr_inbox_ctx(f->ib), pool, TR_MSG_POOL_CONTROL, &q,
+			    sizeof(q), 0, &ref));
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no reply to op %d\n", (int)op);
 		harness_failed_checks++;
 		return false;
@@ -244,7 +243,7 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 			*out = *rp;
 		}
 	}
-	ok = ok && out->tag == tag && out->op == (uint32_t)op;
+	ok = ok && (r.flags & TR_MSG_F_REPLY) && out->op == (uint32_t)op;
 	if (!ok) {
 		fprintf(stderr, "  bad reply to op %d (type %u)\n", (int)op,
 			r.type);
@@ -252,6 +251,28 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	}
 	tr_received_fini(&r);
 	return ok;
+}
+
+/* The status a TR_MSG_POOL_CONTROL request of @len bytes at @q gets, or
+ * -1000 without an answer. */
+static int32_t
+control_status(struct fx *f, tr_pid pool, const void *q, size_t len)
+{
+	tr_received r;
+	tr_ref ref;
+	int32_t status = -1000;
+
+	CHECK_OK(tr_request(tr_inbox_ctx(f->ib), pool, TR_MSG_POOL_CONTROL, q,
+			    len, 0, &ref));
+	memset(&r, 0, sizeof(r));
+	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) == TR_OK) {
+		const tr_pool_reply *rp = TR_MSG_AS(&r, tr_pool_reply);
+		if (r.type == TR_MSG_POOL_REPLY && rp != NULL) {
+			status = rp->status;
+		}
+		tr_received_fini(&r);
+	}
+	return status;
 }
 
 static tr_pool_reply
@@ -818,11 +839,10 @@ test_resize(void)
 	for (uint64_t i = 0; i < 60; i++) {
 		route(&f, pool, TR_POOL_ROUND_ROBIN, 0, i);
 	}
-	tr_pool_request q = { .size = sizeof(q),
-			      .op = TR_POOL_OP_RESIZE,
-			      .tag = 7,
-			      .workers = 3 };
-	CHECK_OK(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q));
+	tr_pool_request q = { .op = TR_POOL_OP_RESIZE, .workers = 3 };
+	tr_ref ref;
+	CHECK_OK(tr_request(tr_inbox_ctx(f.ib), pool, TR_MSG_POOL_CONTROL, &q,
+			    sizeof(q), 0, &ref));
 	unsigned done = 0;
 	bool replied = false;
 	while (done < 60 || !replied) {
@@ -843,7 +863,7 @@ test_resize(void)
 			done++;
 		} else if (r.type == TR_MSG_POOL_REPLY &&
 			   (pr = TR_MSG_AS(&r, tr_pool_reply)) != NULL) {
-			CHECK_EQ_U64(pr->tag, 7);
+			CHECK_EQ_U64(r.ref.v, ref.v);
 			CHECK_OK(pr->status);
 			CHECK_EQ_U64(pr->workers, 3);
 			replied = true;
@@ -963,8 +983,8 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case TR_MSG_POOL_REPLY: {
 		const tr_pool_reply *rp = TR_MSG_AS(m, tr_pool_reply);
-		if (rp != NULL && rp->op == TR_POOL_OP_START &&
-		    (m->flags & TR_MSG_F_REPLY) && m->ref.v == b->start_ref.v) {
+		if (rp != NULL && rp->op == 0 && (m->flags & TR_MSG_F_REPLY) &&
+		    m->ref.v == b->start_ref.v) {
 			w.status = rp->status;
 			w.pool = m->from;
 			w.replied = rp->live;
@@ -1229,22 +1249,20 @@ test_bad_input(void)
 	req.size = sizeof(req);
 	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
 
-	tr_pool_request q = { .size = sizeof(q),
-			      .op = TR_POOL_OP_RESIZE,
-			      .workers = 0 };
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
+	/* A bad control request is answered with TR_EINVAL, and the pool
+	 * carries on. */
+	tr_pool_request q = { .op = TR_POOL_OP_RESIZE, .workers = 0 };
+	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_EINVAL);
 	q.workers = TR_POOL_MAX_WORKERS + 1;
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
-	q.op = TR_POOL_OP_START;
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
-	q.op = (tr_pool_op)77;
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
+	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_EINVAL);
+	q.op = 0;
+	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_EINVAL);
+	q.op = 77;
+	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_EINVAL);
 	q.op = TR_POOL_OP_STATS;
-	q.size = 1;
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, &q), TR_EINVAL);
-	CHECK_ERR(tr_pool_control(tr_inbox_ctx(f.ib), pool, NULL), TR_EINVAL);
-	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
-	CHECK_ERR(tr_pool_control(NULL, pool, &q), TR_EINVAL);
+	CHECK_ERR(control_status(&f, pool, &q, 1), TR_EINVAL);
+	CHECK_ERR(control_status(&f, pool, NULL, 0), TR_EINVAL);
+	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_OK);
 
 	/* A reply payload of another size is not read as one. */
 	unsigned char junk[sizeof(tr_pool_reply) + 16];

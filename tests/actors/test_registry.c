@@ -30,7 +30,7 @@ enum {
 	MSG_PING = 1, /* reply MSG_PONG (struct pong) to the sender */
 	MSG_PONG,
 	MSG_REG_SELF,   /* payload: a name; register self, reply MSG_RESULT */
-	MSG_SEND_NAMED, /* payload: a name; tr_registry_send a MSG_PING
+	MSG_SEND_NAMED, /* payload: a name; send a MSG_PING to its holder
 			 * there, reply MSG_RESULT, forward the MSG_PONG to
 			 * the probe */
 	MSG_RESULT,     /* int32_t */
@@ -47,6 +47,16 @@ static tr_registry *g_reg;
 struct node {
 	tr_pid probe;
 };
+
+/* Send to a name, as a user does: look it up, then send to the pid. */
+static tr_err
+send_named(tr_ctx *cx, const char *name, uint32_t type)
+{
+	tr_pid to;
+	tr_err err = tr_registry_whereis(g_reg, name, &to);
+
+	return err < 0 ? err : tr_send(cx, to, type, NULL, 0);
+}
 
 static void
 reply_i32(tr_ctx *cx, tr_pid to, int32_t v)
@@ -92,8 +102,7 @@ node_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		s->probe = tr_sender(cx);
 		reply_i32(cx, s->probe,
 			  name_of(m, name, sizeof(name))
-				  ? tr_registry_send(cx, g_reg, name, MSG_PING,
-						     NULL, 0)
+				  ? send_named(cx, name, MSG_PING)
 				  : -100);
 		break;
 	default:
@@ -196,8 +205,7 @@ test_basics(void)
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 
 	/* Send by name from outside: the probe is the sender, a answers. */
-	CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alias-of-a",
-				  MSG_PING, NULL, 0));
+	CHECK_OK(send_named(tr_inbox_ctx(f.ib), "alias-of-a", MSG_PING));
 	memset(&p, 0, sizeof(p));
 	CHECK(fx_recv(&f, MSG_PONG, &p, sizeof(p)));
 	CHECK(tr_pid_eq(p.self, a));
@@ -207,9 +215,7 @@ test_basics(void)
 	CHECK(is_gone(g_reg, "alpha"));
 	CHECK(tr_pid_eq(whereis(g_reg, "alias-of-a"), a));
 	CHECK_ERR(tr_registry_unregister(g_reg, "alpha"), TR_ENOENT);
-	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, "alpha", MSG_PING,
-				   NULL, 0),
-		  TR_ENOENT);
+	CHECK_ERR(send_named(tr_inbox_ctx(f.ib), "alpha", MSG_PING), TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
 	tr_registry_stats st = stats(g_reg);
@@ -298,14 +304,6 @@ test_bad_input(void)
 	CHECK_ERR(tr_registry_whereis(NULL, "x", &p), TR_EINVAL);
 	CHECK_ERR(tr_registry_whereis(g_reg, "x", NULL), TR_EINVAL);
 	CHECK_ERR(tr_registry_whereis(g_reg, "", &p), TR_EINVAL);
-	CHECK_ERR(tr_registry_send(NULL, g_reg, "x", MSG_PING, NULL, 0),
-		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), NULL, "x", MSG_PING,
-				   NULL, 0),
-		  TR_EINVAL);
-	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, NULL, MSG_PING,
-				   NULL, 0),
-		  TR_EINVAL);
 	tr_registry_stats st;
 	memset(&st, 0, sizeof(st));
 	CHECK_ERR(tr_registry_stats_get(g_reg, &st), TR_EINVAL); /* size 0 */
@@ -314,8 +312,7 @@ test_bad_input(void)
 	/* The longest name works; a reserved type is refused by the send. */
 	CHECK_OK(tr_registry_register(g_reg, longest, a));
 	CHECK(tr_pid_eq(whereis(g_reg, longest), a));
-	CHECK_ERR(tr_registry_send(tr_inbox_ctx(f.ib), g_reg, longest,
-				   TR_MSG_DOWN, NULL, 0),
+	CHECK_ERR(send_named(tr_inbox_ctx(f.ib), longest, TR_MSG_DOWN),
 		  TR_EINVAL);
 	/* Names are bytes, compared exactly. */
 	CHECK(is_gone(g_reg, "X"));
@@ -362,18 +359,17 @@ test_from_actor(void)
 	CHECK_EQ_INT(r, TR_ENOENT);
 	CHECK(fx_recv_none(&f, 50));
 
-	/* A registry of another runtime is refused by the call that takes
-	 * the handler's context. (Registering takes a bare pid, which does
-	 * not say which runtime it belongs to.) */
+	/* Names are per registry: one of another runtime does not know
+	 * this one's names. */
 	struct fx other;
 	tr_registry *oreg = NULL;
 	fx_start(&other, 1);
 	CHECK_OK(tr_registry_create(other.rt, &oreg));
 	tr_registry *mine = g_reg;
 	g_reg = oreg;
-	SEND(&f, b, MSG_SEND_NAMED, "elsewhere", 9);
+	SEND(&f, b, MSG_SEND_NAMED, "server", 6);
 	CHECK(fx_recv(&f, MSG_RESULT, &r, sizeof(r)));
-	CHECK_EQ_INT(r, TR_EINVAL);
+	CHECK_EQ_INT(r, TR_ENOENT);
 	g_reg = mine;
 	tr_registry_destroy(oreg);
 	fx_finish(&other);
@@ -722,8 +718,8 @@ test_race(void)
 			continue;
 		}
 		CHECK(!atomic_load(&r.stopped[k]));
-		CHECK_OK(tr_registry_send(tr_inbox_ctx(f.ib), g_reg,
-					  race_names[i], MSG_PING, NULL, 0));
+		CHECK_OK(send_named(tr_inbox_ctx(f.ib), race_names[i],
+				    MSG_PING));
 		struct pong pg;
 		memset(&pg, 0, sizeof(pg));
 		CHECK(fx_recv(&f, MSG_PONG, &pg, sizeof(pg)));

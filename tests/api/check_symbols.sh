@@ -14,7 +14,10 @@ exported=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' |
 	sed 's/@.*//' | grep -v '^TROUPE_' | sort -u)
 name=$(basename "$sym")
 listed=$(sed -n 's/^\t\(tr_[a-z0-9_]*\);$/\1/p' "$sym" | sort -u)
-declared=$(grep -ho 'TR_API [^;]*' "$hdr"/*.h |
+# One line per header, so that a declaration clang-format wrapped after
+# its return type is still read whole.
+declared=$(for h in "$hdr"/*.h; do tr '\n' ' ' <"$h"; echo; done |
+	grep -o 'TR_API [^;]*' |
 	grep -o '\btr_[a-z_0-9]*(' | tr -d '(' | sort -u)
 if [ "$exported" != "$listed" ]; then
 	echo "FAIL: exported symbols differ from $name:"

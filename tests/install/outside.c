@@ -116,9 +116,9 @@ main(void)
 	print_answer("request", &r);
 	tr_received_fini(&r);
 
-	/* A plain message to the name, with the inbox as its sender. */
-	check(tr_registry_send(cx, reg, "upper", MSG_UPPER, "again", 5),
-	      "tr_registry_send");
+	/* A plain message to the pid the name gave, with the inbox as its
+	 * sender. */
+	check(tr_send(cx, found, MSG_UPPER, "again", 5), "tr_send");
 	check(tr_inbox_recv(ib, -1, &r), "tr_inbox_recv");
 	print_answer("send", &r);
 	tr_received_fini(&r);

@@ -37,6 +37,13 @@ extern "C" {
 /** First message type of the circuit breaker module. */
 #define TR_MSG_BREAKER_BASE (TR_MSG_ACTORS_BASE + 0x600u)
 
+/** How an allowed call ended (tr_breaker_record()). */
+typedef enum tr_breaker_outcome {
+	TR_BREAKER_FAILURE = 0,
+	TR_BREAKER_SUCCESS = 1,
+	TR_BREAKER_RELEASED = 2,
+} tr_breaker_outcome;
+
 /**
  * TR_MSG_BREAKER_STATE - A breaker changed state. Payload:
  * struct tr_breaker_change. The sender is TR_PID_NONE.
@@ -120,7 +127,7 @@ typedef struct tr_breaker_change {
  *               their call was allowed
  * @send_errors: state messages a subscriber could not be sent
  * @released:    allowed calls given back without an outcome
- *               (tr_breaker_release())
+ *               (TR_BREAKER_RELEASED)
  */
 typedef struct tr_breaker_stats {
 	size_t size;
@@ -169,8 +176,8 @@ TR_API void tr_breaker_destroy(tr_breaker *b);
  * @ticket: on TR_OK the ticket to pass to tr_breaker_record(); 0 on
  *          TR_EREJECTED
  *
- * Every allowed call must end in exactly one tr_breaker_record() or, if
- * it has no outcome, one tr_breaker_release(): in HALF_OPEN the breaker
+ * Every allowed call must end in exactly one tr_breaker_record(), with
+ * TR_BREAKER_RELEASED if it has no outcome: in HALF_OPEN the breaker
  * waits for each trial.
  * Ownership: none.
  * Thread:    any.
@@ -180,38 +187,28 @@ TR_API void tr_breaker_destroy(tr_breaker *b);
 TR_API tr_err tr_breaker_allow(tr_breaker *b, uint64_t *ticket);
 
 /**
- * tr_breaker_record() - Report the outcome of an allowed call.
+ * tr_breaker_record() - End an allowed call with its outcome.
  * @b:       the breaker
  * @ticket:  what tr_breaker_allow() gave for the call
- * @success: whether the call succeeded
+ * @outcome: TR_BREAKER_SUCCESS, TR_BREAKER_FAILURE, or TR_BREAKER_RELEASED
+ *           for a call that will have no outcome (its caller stopped, or
+ *           gave up before the call was made)
  *
- * An outcome whose ticket comes from an earlier state (the breaker
+ * A success or failure counts toward the breaker's decisions. A released
+ * call counts as neither: in HALF_OPEN its trial's place is freed, so
+ * another call may try, instead of the breaker waiting for an outcome
+ * that will never come (an Erlang-style caller that crashed mid-call,
+ * say). An outcome whose ticket comes from an earlier state (the breaker
  * changed state while the call ran) is ignored and counted as stale, as
  * in sony/gobreaker's generations: a slow call from before the breaker
- * opened must not decide a half-open trial. A NULL @b or a zero ticket
- * is ignored.
+ * opened must not decide a half-open trial. A NULL @b, a zero ticket or
+ * an unknown @outcome is ignored.
  * Ownership: none.
  * Thread:    any.
  * Return:    nothing: an outcome that does not count is not an error.
  */
-TR_API void tr_breaker_record(tr_breaker *b, uint64_t ticket, bool success);
-
-/**
- * tr_breaker_release() - Give back an allowed call that will have no
- * outcome: its caller stopped, or gave up before the call was made.
- * @b:      the breaker
- * @ticket: what tr_breaker_allow() gave for the call
- *
- * Nothing is counted as a success or a failure. In HALF_OPEN the trial's
- * place is freed, so another call may try, instead of the breaker
- * waiting for an outcome that will never come (an Erlang-style caller
- * that crashed mid-call, say). A ticket from an earlier state, a zero
- * ticket or a NULL @b is ignored, as in tr_breaker_record().
- * Ownership: none.
- * Thread:    any.
- * Return:    nothing.
- */
-TR_API void tr_breaker_release(tr_breaker *b, uint64_t ticket);
+TR_API void
+tr_breaker_record(tr_breaker *b, uint64_t ticket, tr_breaker_outcome outcome);
 
 /**
  * tr_breaker_current() - The current state. Like tr_breaker_allow(), it

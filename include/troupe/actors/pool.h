@@ -32,10 +32,12 @@
  * at a worker that stops are lost with it (counted as dead letters, as
  * for any actor).
  *
- * Control requests (resize, stats, the worker list, stop) are messages to
- * the pool; each is answered by exactly one message carrying the
- * request's tag (TR_MSG_POOL_REPLY, or TR_MSG_POOL_WORKERS for the worker
- * list), unless the pool stopped before taking it.
+ * Control (resize, stats, the worker list, stop) is a request in the core:
+ * tr_request() of a TR_MSG_POOL_CONTROL to the pool. The requester gets
+ * exactly one outcome under the request's reference: the pool's reply
+ * (TR_MSG_POOL_REPLY, or TR_MSG_POOL_WORKERS for the worker list), or
+ * TR_MSG_REQUEST_FAILED when the pool stopped first or the timeout
+ * passed.
  *
  * Every call that sends takes the caller's context, an actor's or a
  * thread's (tr_inbox_ctx(), tr_runtime_ctx()): its pid is the sender the
@@ -61,7 +63,7 @@ extern "C" {
 
 /**
  * TR_MSG_POOL_REPLY - The answer to a control request (but
- * TR_POOL_OP_WORKERS) or to a start. Payload: struct tr_pool_reply, read
+ * TR_POOL_OP_WORKERS) or to a start (op 0). Payload: struct tr_pool_reply, read
  * with TR_MSG_AS(m, tr_pool_reply). The sender is the pool.
  */
 #define TR_MSG_POOL_REPLY (TR_MSG_POOL_BASE + 0x00u)
@@ -80,6 +82,16 @@ extern "C" {
  * reply.count pids. The sender is the pool.
  */
 #define TR_MSG_POOL_WORKERS (TR_MSG_POOL_BASE + 0x02u)
+
+/**
+ * TR_MSG_POOL_CONTROL - A control request to a pool, sent with
+ * tr_request() (or tr_send(), then the answer is a plain message).
+ * Payload: struct tr_pool_request, copied. Answered with a
+ * TR_MSG_POOL_REPLY, or a TR_MSG_POOL_WORKERS for TR_POOL_OP_WORKERS; a
+ * payload of the wrong size, an unknown op or a resize out of range is
+ * answered with status TR_EINVAL.
+ */
+#define TR_MSG_POOL_CONTROL (TR_MSG_POOL_BASE + 0x03u)
 
 /* TR_MSG_POOL_BASE + 0x80 ... + 0xFF are the pool's own messages. */
 
@@ -156,8 +168,6 @@ typedef struct tr_pool_config {
 
 /**
  * enum tr_pool_op - Control requests (struct tr_pool_request).
- * @TR_POOL_OP_START:   not a request: the reply to a start; @workers is
- *                      the pool's size
  * @TR_POOL_OP_RESIZE:  grow or shrink to @workers workers. New workers are
  *                      started through the supervisor; the reply comes
  *                      when they have started (their init returned).
@@ -179,7 +189,6 @@ typedef struct tr_pool_config {
  *                      dropped
  */
 typedef enum tr_pool_op {
-	TR_POOL_OP_START = 1,
 	TR_POOL_OP_RESIZE = 2,
 	TR_POOL_OP_STATS = 3,
 	TR_POOL_OP_WORKERS = 4,
@@ -187,24 +196,21 @@ typedef enum tr_pool_op {
 } tr_pool_op;
 
 /**
- * struct tr_pool_request - A control request.
- * @size:    sizeof(tr_pool_request), an ABI guard; required
- * @op:      enum tr_pool_op (not TR_POOL_OP_START)
- * @tag:     any value; returned in the reply
+ * struct tr_pool_request - Payload of TR_MSG_POOL_CONTROL.
+ * @op:      enum tr_pool_op
  * @workers: TR_POOL_OP_RESIZE: the new size, 1 to TR_POOL_MAX_WORKERS
+ *
+ *     tr_pool_request q = { .op = TR_POOL_OP_RESIZE, .workers = 8 };
+ *     tr_request(cx, pool, TR_MSG_POOL_CONTROL, &q, sizeof(q), 5000, &ref);
  */
 typedef struct tr_pool_request {
-	size_t size;
-	tr_pool_op op;
-	uint64_t tag;
+	uint32_t op;
 	uint32_t workers;
 } tr_pool_request;
 
 /**
  * struct tr_pool_reply - Payload of TR_MSG_POOL_REPLY.
- * @tag:             the request's tag (0 for TR_POOL_OP_START, whose
- *                   reply carries the start's reference in m->ref)
- * @op:              enum tr_pool_op answered
+ * @op:              enum tr_pool_op answered; 0 for the start's reply
  * @status:          TR_OK; TR_EREJECTED (a worker's init failed, at start
  *                   or on grow; a failed grow keeps the workers that did
  *                   start); TR_ECLOSED (the pool stopped before it could
@@ -229,7 +235,6 @@ typedef struct tr_pool_request {
  * and the head of struct tr_pool_workers.
  */
 typedef struct tr_pool_reply {
-	uint64_t tag;
 	uint32_t op;
 	int32_t status;
 	uint32_t workers;
@@ -351,7 +356,7 @@ TR_FAM_END
  * The workers start after this returns. The start is a request
  * (tr_request()) with no timeout: the caller then gets exactly one
  * outcome, with TR_MSG_F_REPLY and m->ref equal to *@ref. It is a
- * TR_MSG_POOL_REPLY with op TR_POOL_OP_START and status TR_OK once the
+ * TR_MSG_POOL_REPLY with op 0 and status TR_OK once the
  * workers all started; or the same reply with the error (TR_EREJECTED
  * when a worker's init failed; TR_ECLOSED when the pool was stopped
  * first), after which the pool stops and nothing of it is left running;
@@ -427,25 +432,6 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
  */
 TR_API tr_err tr_pool_gather(tr_ctx *cx, tr_pid pool,
 			     const tr_pool_gather_req *req, uint64_t *id);
-
-/**
- * tr_pool_control() - Send a control request to @pool; the reply comes
- * to the caller.
- * @cx:   context of the calling actor or thread; the reply goes to its
- *        pid (none with tr_runtime_ctx())
- * @pool: the pool
- * @req:  the request
- *
- * Exactly one TR_MSG_POOL_REPLY with @req->tag answers it, unless the
- * pool stopped before taking it (then it is a dead letter, as any send).
- * Ownership: @req is copied.
- * Thread:    actor, or a thread's context.
- * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a small @req->size,
- *            TR_PID_NONE @pool, an unknown op, a resize out of range);
- *            the errors of tr_send(). On error no reply comes.
- */
-TR_API tr_err tr_pool_control(tr_ctx *cx, tr_pid pool,
-			      const tr_pool_request *req);
 
 #ifdef __cplusplus
 }

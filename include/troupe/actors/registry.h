@@ -9,9 +9,9 @@
  * at most one holder, a pid may hold several names. Every function is
  * safe from any thread, handlers included. The functions that change or
  * read the names take the pid they are about (an actor registers itself
- * with tr_self(cx), a supervisor or a thread may register another);
- * tr_registry_send() takes the sender's context, an actor's or a
- * thread's (tr_inbox_ctx(), tr_runtime_ctx()).
+ * with tr_self(cx), a supervisor or a thread may register another).
+ * Sending to a name is a lookup, then a tr_send() to the pid found: there
+ * is one way to send.
  *
  * A name disappears when its holder stops: the registry runs a small
  * actor of its own that monitors every pid holding a name and, on
@@ -27,7 +27,7 @@
  * Registering a pid that has already stopped, or never existed, succeeds;
  * its names vanish once the monitor's DOWN (TR_EXIT_NOPROC) is handled.
  *
- * Cost: a lookup (tr_registry_whereis(), tr_registry_send()) hashes the
+ * Cost: a lookup (tr_registry_whereis()) hashes the
  * name and takes a read lock of one of 16 shards, chosen by the hash,
  * then walks one hash chain (load factor at most 1). Lookups of different
  * names rarely share a lock, and a lookup waits only for a writer of the
@@ -171,22 +171,6 @@ TR_API tr_err tr_registry_unregister(tr_registry *reg, const char *name);
  */
 TR_API tr_err tr_registry_whereis(tr_registry *reg, const char *name,
 				  tr_pid *out);
-
-/**
- * tr_registry_send() - tr_send() to the holder of @name.
- * @cx:   context of the calling actor or thread; its pid is the sender
- *        (none for tr_runtime_ctx())
- * @reg:  the registry
- * @name: the receiver's name
- * @type, @data, @len: as for tr_send()
- *
- * Ownership: none (the payload is copied, as by tr_send()).
- * Thread:    actor, or a thread's context.
- * Return:    TR_ENOENT when no actor holds @name (nothing was sent);
- *            TR_EINVAL also for a bad name; otherwise as tr_send().
- */
-TR_API tr_err tr_registry_send(tr_ctx *cx, tr_registry *reg, const char *name,
-			       uint32_t type, const void *data, size_t len);
 
 /**
  * tr_registry_stats_get() - Fill @out with the registry's counters, taken
