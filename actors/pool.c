@@ -148,7 +148,8 @@ struct pend {
 
 struct slot {
 	uint32_t num;
-	tr_pid pid; /* TR_PID_NONE while its worker does not run */
+	tr_pid pid;      /* TR_PID_NONE while its worker does not run */
+	tr_ref starting; /* the supervisor's start of its worker, if asked */
 	struct pend *head;
 	struct pend *tail;
 };
@@ -686,7 +687,7 @@ begin_stop(tr_ctx *cx, struct pool *p, int32_t reason)
 		return;
 	}
 	tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
-	if (tr_sup_send(cx, p->sup, &q) < 0) {
+	if (tr_sup_call(cx, p->sup, &q, 0, NULL) < 0) {
 		/* No memory for the request: the exit signal needs none of
 		 * ours and ends in the same orderly shutdown. */
 		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
@@ -793,10 +794,10 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		tr_sup_request q = {
 			.size = sizeof(q),
 			.op = TR_SUP_OP_START_CHILD,
-			.tag = p->slots[i].num,
 			.spec = &spec,
 		};
-		tr_err err = tr_sup_send(cx, p->sup, &q);
+		tr_err err =
+			tr_sup_call(cx, p->sup, &q, 0, &p->slots[i].starting);
 		if (err < 0) {
 			/* This and the later slots will not start: drop them
 			 * (nothing can wait for them yet). */
@@ -824,16 +825,15 @@ resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 		tr_sup_request q = {
 			.size = sizeof(q),
 			.op = TR_SUP_OP_TERMINATE_CHILD,
-			.tag = nums[i],
 			.id = id,
 		};
 		/* The supervisor acts on requests in order: the delete finds
 		 * the child stopped. */
-		tr_err err = tr_sup_send(cx, p->sup, &q);
+		tr_err err = tr_sup_call(cx, p->sup, &q, 0, NULL);
 		if (err == TR_OK) {
 			p->waiting++;
 			q.op = TR_SUP_OP_DELETE_CHILD;
-			err = tr_sup_send(cx, p->sup, &q);
+			err = tr_sup_call(cx, p->sup, &q, 0, NULL);
 			if (err == TR_OK) {
 				p->waiting++;
 			}
@@ -1050,7 +1050,7 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		return;
 	}
 	switch (rp->op) {
-	case TR_SUP_OP_START:
+	case 0: /* the supervisor's start */
 		if (p->phase != P_BOOTING) {
 			return;
 		}
@@ -1079,9 +1079,11 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	case TR_SUP_OP_START_CHILD:
 		if (rp->status != TR_OK) {
 			/* The supervisor kept no spec for it: drop the slot. */
-			struct slot *s = slot_by_num(p, (uint32_t)rp->tag);
-			if (s != NULL) {
-				remove_slot(cx, p, (uint32_t)(s - p->slots));
+			for (uint32_t i = 0; i < p->n; i++) {
+				if (p->slots[i].starting.v == m->ref.v) {
+					remove_slot(cx, p, i);
+					break;
+				}
 			}
 			if (p->cur_status == TR_OK) {
 				p->cur_status = rp->status;

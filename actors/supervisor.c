@@ -318,8 +318,7 @@ derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 struct req {
 	struct req *next; /* deferred queue */
 	uint64_t stamp;
-	uint64_t tag;
-	tr_pid reply_to;
+	tr_msg hdr; /* the request's header, for tr_reply() */
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
@@ -344,7 +343,7 @@ req_free(void *p)
 }
 
 static tr_err
-req_make(const tr_sup_request *in, tr_pid reply_to, struct req **out)
+req_make(const tr_sup_request *in, struct req **out)
 {
 	*out = NULL;
 	if (in == NULL || in->size < sizeof(*in)) {
@@ -375,8 +374,6 @@ req_make(const tr_sup_request *in, tr_pid reply_to, struct req **out)
 		return TR_ENOMEM;
 	}
 	r->op = (uint32_t)in->op;
-	r->tag = in->tag;
-	r->reply_to = reply_to;
 	r->pid = in->pid;
 	r->arg = in->arg;
 	tr_err err = TR_OK;
@@ -539,16 +536,15 @@ reply(tr_ctx *cx, const struct req *r, int32_t status, int32_t reason,
 {
 	tr_sup_reply rp;
 
-	if (tr_pid_is_none(r->reply_to)) {
+	if (tr_pid_is_none(r->hdr.from)) {
 		return TR_OK;
 	}
 	memset(&rp, 0, sizeof(rp));
-	rp.tag = r->tag;
 	rp.op = r->op;
 	rp.status = status;
 	rp.reason = reason;
 	rp.pid = pid;
-	return tr_send(cx, r->reply_to, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+	return tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
 static struct child *
@@ -662,7 +658,7 @@ boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 	} else {
 		tr_sup_reply rp;
 		memset(&rp, 0, sizeof(rp));
-		rp.op = TR_SUP_OP_START;
+		rp.op = 0; /* the start */
 		rp.status = status;
 		rp.reason = reason;
 		rp.pid = s->self;
@@ -1081,7 +1077,7 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 static void
 reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 {
-	if (tr_pid_is_none(r->reply_to)) {
+	if (tr_pid_is_none(r->hdr.from)) {
 		return;
 	}
 	size_t size =
@@ -1089,16 +1085,9 @@ reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 	tr_sup_children *c = calloc(1, size);
 	if (c == NULL) {
 		/* The same type, without the list: one answer either way. */
-		tr_sup_children head;
-		memset(&head, 0, sizeof(head));
-		head.reply.tag = r->tag;
-		head.reply.op = r->op;
-		head.reply.status = TR_ENOMEM;
-		(void)tr_send(cx, r->reply_to, TR_MSG_SUP_CHILDREN, &head,
-			      sizeof(head));
+		(void)reply(cx, r, TR_ENOMEM, 0, TR_PID_NONE);
 		return;
 	}
-	c->reply.tag = r->tag;
 	c->reply.op = r->op;
 	c->reply.count = (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
@@ -1108,7 +1097,7 @@ reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 		ci->type = s->kids[i].sp.type;
 		ci->restart = s->kids[i].sp.restart;
 	}
-	(void)tr_send_ptr(cx, r->reply_to, TR_MSG_SUP_CHILDREN, c, size, free);
+	(void)tr_reply_ptr(cx, &r->hdr, TR_MSG_SUP_CHILDREN, c, size, free);
 }
 
 static void
@@ -1116,11 +1105,10 @@ reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
 {
 	tr_sup_reply rp;
 
-	if (tr_pid_is_none(r->reply_to)) {
+	if (tr_pid_is_none(r->hdr.from)) {
 		return;
 	}
 	memset(&rp, 0, sizeof(rp));
-	rp.tag = r->tag;
 	rp.op = r->op;
 	rp.specs = is_simple(s) ? 1u : (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
@@ -1133,7 +1121,7 @@ reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
 			rp.workers++;
 		}
 	}
-	(void)tr_send(cx, r->reply_to, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+	(void)tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
 /* Takes @r: it is freed here or becomes the task's request. */
@@ -1410,6 +1398,8 @@ on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	}
 	r->next = NULL;
 	r->stamp = ++s->next_stamp;
+	r->hdr = *m;
+	r->hdr.data = NULL; /* the header only: the pointer is ours now */
 	if (s->dq_tail != NULL) {
 		s->dq_tail->next = r;
 	} else {
@@ -1588,16 +1578,24 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 }
 
 tr_err
-tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req)
+tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
+	    uint64_t timeout_ms, tr_ref *ref)
 {
 	struct req *r;
 
+	if (ref != NULL) {
+		*ref = (tr_ref){ 0 };
+	}
 	if (cx == NULL || tr_pid_is_none(sup)) {
 		return TR_EINVAL;
 	}
-	tr_err err = req_make(req, tr_self(cx), &r);
+	tr_err err = req_make(req, &r);
 	if (err < 0) {
 		return err;
 	}
-	return tr_send_ptr(cx, sup, MSG_REQ, r, sizeof(*r), req_free);
+	if (tr_pid_is_none(tr_self(cx))) {
+		return tr_send_ptr(cx, sup, MSG_REQ, r, sizeof(*r), req_free);
+	}
+	return tr_request_ptr(cx, sup, MSG_REQ, r, sizeof(*r), req_free,
+			      timeout_ms, ref);
 }

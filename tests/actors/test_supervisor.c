@@ -49,6 +49,7 @@ enum {
 	MSG_BOSS_DIE,     /* boss: int32_t reason */
 	MSG_BOSS_RESULT,  /* boss -> probe: struct boss_result */
 	MSG_BOSS_EXIT,    /* boss -> probe: tr_exit_signal it trapped */
+	MSG_BOSS_REPLY,   /* boss -> probe: struct boss_reply */
 };
 
 /* Kinds of struct report. */
@@ -72,6 +73,8 @@ struct entry {
 	tr_exit_signal sig;
 	int32_t result;
 	tr_pid result_pid;
+	uint64_t result_ref;
+	uint64_t ref; /* a reply's: the reference of what it answers */
 };
 
 #define LOG_MAX  8192
@@ -82,7 +85,6 @@ static size_t log_n;
 /* The entries of the last TR_SUP_OP_WHICH_CHILDREN reply. */
 static tr_sup_child_info last_kids[KIDS_MAX];
 static uint32_t last_nkids;
-static uint64_t next_tag = 1;
 
 static void
 log_reset(void)
@@ -94,6 +96,13 @@ log_reset(void)
 struct boss_result {
 	int32_t err;
 	tr_pid pid;
+	uint64_t ref; /* of the start or request the boss made */
+};
+
+/* A reply the boss got, passed on with the reference it answers. */
+struct boss_reply {
+	uint64_t ref;
+	tr_sup_reply rp;
 };
 
 /* Takes one probe message (waiting up to @ms) into the log. */
@@ -115,6 +124,7 @@ pump(struct fx *f, int64_t ms)
 	memset(e, 0, sizeof(*e));
 	e->type = r.type;
 	e->from = r.from;
+	e->ref = (r.flags & TR_MSG_F_REPLY) ? r.ref.v : 0;
 	if (r.type == MSG_REPORT && r.size == sizeof(e->rep)) {
 		memcpy(&e->rep, r.data, sizeof(e->rep));
 	} else if (r.type == TR_MSG_SUP_EVENT && r.size == sizeof(e->ev)) {
@@ -143,6 +153,14 @@ pump(struct fx *f, int64_t ms)
 		memcpy(&br, r.data, sizeof(br));
 		e->result = br.err;
 		e->result_pid = br.pid;
+		e->result_ref = br.ref;
+	} else if (r.type == MSG_BOSS_REPLY &&
+		   r.size == sizeof(struct boss_reply)) {
+		struct boss_reply br;
+		memcpy(&br, r.data, sizeof(br));
+		e->type = TR_MSG_SUP_REPLY;
+		e->rp = br.rp;
+		e->ref = br.ref;
 	} else {
 		fprintf(stderr, "  probe: unexpected type %u size %zu\n",
 			r.type, r.size);
@@ -253,13 +271,14 @@ order_since(size_t mark, bool with_starts)
 	return buf;
 }
 
+/* The reply to the request or start of reference @ref. */
 static const struct entry *
-find_reply(uint64_t tag)
+find_reply(uint64_t ref)
 {
 	for (size_t i = 0; i < log_n; i++) {
 		if ((log_v[i].type == TR_MSG_SUP_REPLY ||
 		     log_v[i].type == TR_MSG_SUP_CHILDREN) &&
-		    log_v[i].rp.tag == tag) {
+		    ref != 0 && log_v[i].ref == ref) {
 			return &log_v[i];
 		}
 	}
@@ -454,20 +473,17 @@ struct boss_start {
 	const tr_sup_flags *flags;
 	const tr_sup_child_spec *specs;
 	size_t n;
-	uint64_t tag;
 };
 
 struct boss {
 	tr_pid probe;
 	tr_pid sup;
-	tr_ref start_ref;   /* of the start in progress */
-	uint64_t start_tag; /* the test's name for it */
 };
 
 static void
-boss_result(tr_ctx *cx, struct boss *b, int32_t err, tr_pid pid)
+boss_result(tr_ctx *cx, struct boss *b, int32_t err, tr_pid pid, tr_ref ref)
 {
-	struct boss_result r = { .err = err, .pid = pid };
+	struct boss_result r = { .err = err, .pid = pid, .ref = ref.v };
 
 	(void)tr_send(cx, b->probe, MSG_BOSS_RESULT, &r, sizeof(r));
 }
@@ -481,34 +497,38 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case MSG_BOSS_START: {
 		struct boss_start bs;
 		b->probe = tr_sender(cx);
+		tr_ref ref = { 0 };
 		if (!payload(m, &bs, sizeof(bs))) {
-			boss_result(cx, b, -100, TR_PID_NONE);
+			boss_result(cx, b, -100, TR_PID_NONE, ref);
 			break;
 		}
 		tr_trap_exit(cx, true);
 		tr_sup_flags fl = *bs.flags;
 		fl.is_linked = true; /* the boss is the parent */
-		b->start_tag = bs.tag;
-		int32_t err = tr_sup_start(cx, &fl, bs.specs, bs.n, &b->sup,
-					   &b->start_ref);
-		if (err == TR_OK && b->start_ref.v == 0) {
+		int32_t err =
+			tr_sup_start(cx, &fl, bs.specs, bs.n, &b->sup, &ref);
+		if (err == TR_OK && ref.v == 0) {
 			err = -101; /* an actor's start is a request */
 		}
-		boss_result(cx, b, err, b->sup);
+		boss_result(cx, b, err, b->sup, ref);
 		break;
 	}
 	case MSG_BOSS_REQ: {
 		tr_sup_request q;
+		tr_ref ref = { 0 };
 		if (!payload(m, &q, sizeof(q))) {
-			boss_result(cx, b, -100, TR_PID_NONE);
+			boss_result(cx, b, -100, TR_PID_NONE, ref);
 			break;
 		}
-		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
+		int32_t err = tr_sup_call(cx, b->sup, &q, 0, &ref);
+		boss_result(cx, b, err, b->sup, ref);
 		break;
 	}
 	case MSG_BOSS_STOPSUP: {
 		tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
-		boss_result(cx, b, tr_sup_send(cx, b->sup, &q), b->sup);
+		tr_ref ref = { 0 };
+		int32_t err = tr_sup_call(cx, b->sup, &q, 0, &ref);
+		boss_result(cx, b, err, b->sup, ref);
 		break;
 	}
 	case MSG_BOSS_DIE: {
@@ -525,13 +545,11 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		if (rp == NULL) {
 			break;
 		}
-		tr_sup_reply fw = *rp;
-		if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == b->start_ref.v) {
-			/* The outcome of our start, under its reference:
-			 * tagged for the probe with the test's tag. */
-			fw.tag = b->start_tag;
+		struct boss_reply fw = { .ref = m->ref.v, .rp = *rp };
+		if (!(m->flags & TR_MSG_F_REPLY)) {
+			fw.ref = 0; /* not an answer: the probe flags it */
 		}
-		(void)tr_send(cx, b->probe, m->type, &fw, sizeof(fw));
+		(void)tr_send(cx, b->probe, MSG_BOSS_REPLY, &fw, sizeof(fw));
 		break;
 	}
 	case TR_MSG_SUP_CHILDREN:
@@ -555,9 +573,7 @@ static tr_pid
 boss_start(struct fx *f, tr_pid *boss, const tr_sup_flags *fl,
 	   const tr_sup_child_spec *specs, size_t n, int32_t want)
 {
-	struct boss_start bs = {
-		.flags = fl, .specs = specs, .n = n, .tag = next_tag++
-	};
+	struct boss_start bs = { .flags = fl, .specs = specs, .n = n };
 	size_t mark = log_n;
 
 	*boss = fx_spawn(f, &boss_def, NULL);
@@ -569,11 +585,12 @@ boss_start(struct fx *f, tr_pid *boss, const tr_sup_flags *fl,
 	}
 	CHECK_OK(e->result);
 	tr_pid sup = e->result_pid;
+	uint64_t ref = e->result_ref;
 	CHECK(!tr_pid_is_none(sup));
-	WAIT_LOG(f, find_reply(bs.tag) != NULL, WAIT_MS);
-	e = find_reply(bs.tag);
+	WAIT_LOG(f, find_reply(ref) != NULL, WAIT_MS);
+	e = find_reply(ref);
 	if (e != NULL) {
-		CHECK_EQ_INT(e->rp.op, TR_SUP_OP_START);
+		CHECK_EQ_INT(e->rp.op, 0); /* the start's reply */
 		CHECK_EQ_INT(e->rp.status, want);
 		CHECK(tr_pid_eq(e->rp.pid, sup));
 	}
@@ -588,6 +605,13 @@ alive(struct fx *f)
 	return fx_metrics(f).actors_alive;
 }
 
+/* A request from the probe whose reply nobody reads: its error only. */
+static tr_err
+call(struct fx *f, tr_pid sup, const tr_sup_request *q)
+{
+	return tr_sup_call(tr_inbox_ctx(f->ib), sup, q, 0, NULL);
+}
+
 /* Sends @q from the probe and waits for its reply. */
 static tr_sup_reply
 request(struct fx *f, tr_pid sup, tr_sup_request q)
@@ -597,16 +621,16 @@ request(struct fx *f, tr_pid sup, tr_sup_request q)
 	memset(&none, 0, sizeof(none));
 	none.status = -1000;
 	q.size = sizeof(q);
-	q.tag = next_tag++;
-	tr_err err = tr_sup_send(tr_inbox_ctx(f->ib), sup, &q);
+	tr_ref ref;
+	tr_err err = tr_sup_call(tr_inbox_ctx(f->ib), sup, &q, 0, &ref);
 	CHECK_OK(err);
 	if (err < 0) {
 		return none;
 	}
-	if (!WAIT_LOG(f, find_reply(q.tag) != NULL, WAIT_MS)) {
+	if (!WAIT_LOG(f, find_reply(ref.v) != NULL, WAIT_MS)) {
 		return none;
 	}
-	tr_sup_reply rp = find_reply(q.tag)->rp;
+	tr_sup_reply rp = find_reply(ref.v)->rp;
 	CHECK_EQ_INT(rp.op, q.op);
 	return rp;
 }
@@ -671,7 +695,7 @@ start_wait(struct fx *f, const tr_sup_flags *fl, const tr_sup_child_spec *specs,
 	if (!got) {
 		return -1000;
 	}
-	CHECK_EQ_INT(rp.op, TR_SUP_OP_START);
+	CHECK_EQ_INT(rp.op, 0); /* the start's reply */
 	CHECK(tr_pid_eq(rp.pid, *sup));
 	return rp.status;
 }
@@ -1105,13 +1129,14 @@ test_shutdown_order(void)
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_COUNT_CHILDREN;
-	q.tag = next_tag++;
 	size_t mark = log_n;
 	SEND(&f, boss, MSG_BOSS_REQ, &q, sizeof(q));
-	WAIT_LOG(&f, find_reply(q.tag) != NULL, WAIT_MS);
+	WAIT_LOG(&f, find_type(MSG_BOSS_RESULT, mark) != NULL, WAIT_MS);
 	const struct entry *e = find_type(MSG_BOSS_RESULT, mark);
 	CHECK(e != NULL && e->result == TR_OK);
-	e = find_reply(q.tag);
+	uint64_t ref = e != NULL ? e->result_ref : 0;
+	WAIT_LOG(&f, find_reply(ref) != NULL, WAIT_MS);
+	e = find_reply(ref);
 	CHECK(e != NULL && e->rp.op == TR_SUP_OP_COUNT_CHILDREN &&
 	      e->rp.status == TR_OK && e->rp.active == 3);
 
@@ -1400,7 +1425,7 @@ test_simple_one_for_one(void)
 	struct kid_arg kt;
 	struct kid_arg *ka = calloc(N_SIMPLE, sizeof(*ka));
 	tr_pid pid[N_SIMPLE];
-	uint64_t tag0 = next_tag;
+	tr_ref ref[N_SIMPLE];
 
 	CHECK(ka != NULL);
 	if (ka == NULL) {
@@ -1417,8 +1442,6 @@ test_simple_one_for_one(void)
 	CHECK_EQ_INT(which(&f, sup), 0);
 
 	/* 100 start requests in flight at once, answered in order. */
-	tag0 = next_tag;
-	next_tag += N_SIMPLE;
 	for (int i = 0; i < N_SIMPLE; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "w%d", i);
@@ -1427,13 +1450,12 @@ test_simple_one_for_one(void)
 		memset(&q, 0, sizeof(q));
 		q.size = sizeof(q);
 		q.op = TR_SUP_OP_START_CHILD;
-		q.tag = tag0 + (uint64_t)i;
 		q.arg = &ka[i];
-		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
+		CHECK_OK(tr_sup_call(tr_inbox_ctx(f.ib), sup, &q, 0, &ref[i]));
 	}
-	WAIT_LOG(&f, find_reply(tag0 + N_SIMPLE - 1) != NULL, WAIT_MS);
+	WAIT_LOG(&f, find_reply(ref[N_SIMPLE - 1].v) != NULL, WAIT_MS);
 	for (int i = 0; i < N_SIMPLE; i++) {
-		const struct entry *e = find_reply(tag0 + (uint64_t)i);
+		const struct entry *e = find_reply(ref[i].v);
 		pid[i] = TR_PID_NONE;
 		CHECK(e != NULL);
 		if (e != NULL) {
@@ -1664,30 +1686,29 @@ test_bad_input(void)
 	memset(&q, 0, sizeof(q));
 	q.size = sizeof(q);
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, NULL), TR_EINVAL);
-	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), TR_PID_NONE, &q), TR_EINVAL);
-	CHECK_ERR(tr_sup_send(NULL, live, &q), TR_EINVAL);
+	CHECK_ERR(call(&f, live, NULL), TR_EINVAL);
+	CHECK_ERR(tr_sup_call(NULL, live, &q, 0, NULL), TR_EINVAL);
+	CHECK_ERR(call(&f, TR_PID_NONE, &q), TR_EINVAL);
 	tr_sup_request b = q;
 	b.size = 0;
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	b = q;
 	b.op = (tr_sup_op)99;
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
-	b.op = TR_SUP_OP_START; /* a reply, not a request */
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
+	b.op = 0; /* the start's reply, not a request */
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_RESTART_CHILD; /* without an id */
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	b.op = TR_SUP_OP_TERMINATE_CHILD; /* without an id or a pid */
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	b.id = long_id;
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	b = q;
 	b.op = TR_SUP_OP_START_CHILD;
 	s = good;
 	s.def = NULL;
 	b.spec = &s;
-	CHECK_ERR(tr_sup_send(tr_inbox_ctx(f.ib), live, &b), TR_EINVAL);
+	CHECK_ERR(call(&f, live, &b), TR_EINVAL);
 	/* Nothing above reached the supervisor (only the start report of
 	 * its child comes), and it still answers. */
 	WAIT_LOG(&f, count_rep(R_START, "A", -1) == 1, WAIT_MS);
@@ -1726,8 +1747,8 @@ test_bad_input(void)
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(tr_inbox_recv_ref(ib, ref, WAIT_MS, &r));
 	const tr_sup_reply *srp = TR_MSG_AS(&r, tr_sup_reply);
-	CHECK(r.type == TR_MSG_SUP_REPLY && srp != NULL &&
-	      srp->op == TR_SUP_OP_START && srp->status == TR_OK);
+	CHECK(r.type == TR_MSG_SUP_REPLY && srp != NULL && srp->op == 0 &&
+	      srp->status == TR_OK);
 	tr_received_fini(&r);
 	CHECK(tr_actor_alive(rt, sup));
 	tr_inbox_destroy(ib);
@@ -1790,15 +1811,14 @@ test_stopped_from_outside(void)
 	for (int i = 0; i < 20; i++) {
 		kid_arg_init(&kd[i], "d", f.probe);
 		q.arg = &kd[i];
-		q.tag = next_tag++;
-		CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
+		CHECK_OK(tr_sup_call(tr_inbox_ctx(f.ib), simple, &q, 0, &ref));
 	}
-	WAIT_LOG(&f, find_reply(q.tag) != NULL, WAIT_MS);
+	WAIT_LOG(&f, find_reply(ref.v) != NULL, WAIT_MS);
 	CHECK_EQ_INT(which(&f, simple), 20);
 	/* Some requests still in flight as the runtime stops. */
 	q.op = TR_SUP_OP_WHICH_CHILDREN;
-	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), sup, &q));
-	CHECK_OK(tr_sup_send(tr_inbox_ctx(f.ib), simple, &q));
+	CHECK_OK(tr_sup_call(tr_inbox_ctx(f.ib), sup, &q, 0, NULL));
+	CHECK_OK(tr_sup_call(tr_inbox_ctx(f.ib), simple, &q, 0, NULL));
 	fx_finish(&f);
 }
 

@@ -31,11 +31,12 @@
  * start. It ends by TR_SUP_OP_STOP, by its parent's exit, by its restart
  * intensity, or with the runtime.
  *
- * Requests (start_child, terminate_child, ...) are messages to the
- * supervisor; each one is answered by exactly one TR_MSG_SUP_REPLY (a
- * TR_MSG_SUP_CHILDREN for TR_SUP_OP_WHICH_CHILDREN) to the requester,
- * unless the supervisor has stopped before it took the request (monitor
- * it when that matters).
+ * Requests (start_child, terminate_child, ...) are requests in the core,
+ * made with tr_sup_call(): the requester gets exactly one outcome under
+ * the request's reference, the supervisor's TR_MSG_SUP_REPLY (a
+ * TR_MSG_SUP_CHILDREN for TR_SUP_OP_WHICH_CHILDREN), or
+ * TR_MSG_REQUEST_FAILED when the supervisor stopped first or the timeout
+ * passed.
  */
 
 #include <stdbool.h>
@@ -60,7 +61,7 @@ extern "C" {
 
 /**
  * TR_MSG_SUP_REPLY - The answer to a request (but
- * TR_SUP_OP_WHICH_CHILDREN) or to a start. Payload: struct tr_sup_reply,
+ * TR_SUP_OP_WHICH_CHILDREN) or to a start (op 0). Payload: struct tr_sup_reply,
  * read with TR_MSG_AS(m, tr_sup_reply). The sender is the supervisor.
  */
 #define TR_MSG_SUP_REPLY (TR_MSG_SUP_BASE + 0x02u)
@@ -251,8 +252,6 @@ typedef struct tr_sup_event {
 
 /**
  * enum tr_sup_op - Requests to a supervisor (struct tr_sup_request).
- * @TR_SUP_OP_START:          not a request: the reply to a start
- *                            (tr_sup_start()); @pid is the supervisor
  * @TR_SUP_OP_START_CHILD:    add @spec and start it (@arg instead for
  *                            simple_one_for_one); reply @pid
  * @TR_SUP_OP_TERMINATE_CHILD: stop child @id (by @pid for
@@ -270,7 +269,6 @@ typedef struct tr_sup_event {
  *                            reply comes when the children are gone
  */
 typedef enum tr_sup_op {
-	TR_SUP_OP_START = 1,
 	TR_SUP_OP_START_CHILD = 2,
 	TR_SUP_OP_TERMINATE_CHILD = 3,
 	TR_SUP_OP_RESTART_CHILD = 4,
@@ -283,8 +281,7 @@ typedef enum tr_sup_op {
 /**
  * struct tr_sup_request - A request; see enum tr_sup_op for each op.
  * @size: sizeof(tr_sup_request), an ABI guard; required
- * @op:   enum tr_sup_op (not TR_SUP_OP_START)
- * @tag:  any value; returned in the reply, to match replies to requests
+ * @op:   enum tr_sup_op
  * @spec: TR_SUP_OP_START_CHILD of a supervisor that is not
  *        simple_one_for_one; copied (as by tr_sup_start())
  * @arg:  TR_SUP_OP_START_CHILD of a simple_one_for_one supervisor: the
@@ -296,7 +293,6 @@ typedef enum tr_sup_op {
 typedef struct tr_sup_request {
 	size_t size;
 	tr_sup_op op;
-	uint64_t tag;
 	const tr_sup_child_spec *spec;
 	void *arg;
 	const char *id;
@@ -305,9 +301,8 @@ typedef struct tr_sup_request {
 
 /**
  * struct tr_sup_reply - Payload of TR_MSG_SUP_REPLY.
- * @tag:    the request's tag (0 for TR_SUP_OP_START, whose reply carries
- *          the start's reference in m->ref instead)
- * @op:     enum tr_sup_op of the request answered
+ * @op:     enum tr_sup_op of the request answered; 0 for the start's
+ *          reply, whose @pid is the supervisor
  * @status: TR_OK; TR_EINVAL (the op does not apply to this supervisor or
  *          lacks its argument); TR_ENOENT (no such child); TR_EEXIST (a
  *          child with that id exists; @pid is its pid if it runs);
@@ -327,7 +322,6 @@ typedef struct tr_sup_request {
  * and the head of struct tr_sup_children.
  */
 typedef struct tr_sup_reply {
-	uint64_t tag;
 	uint32_t op;
 	int32_t status;
 	int32_t reason;
@@ -429,26 +423,33 @@ TR_API tr_err tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 			   tr_pid *out, tr_ref *ref);
 
 /**
- * tr_sup_send() - Send a request to supervisor @sup; the reply comes to
- * the caller.
- * @cx:  context of the calling actor or thread; the reply goes to its pid
- *       (an inbox's with tr_inbox_ctx(); none with tr_runtime_ctx())
- * @sup: the supervisor
- * @req: the request
+ * tr_sup_call() - Make a request to supervisor @sup.
+ * @cx:         context of the calling actor or thread; the outcome goes
+ *              to its pid (an inbox's with tr_inbox_ctx()). On
+ *              tr_runtime_ctx(), which has no pid, the request is sent
+ *              and nothing answers it.
+ * @sup:        the supervisor
+ * @req:        the request
+ * @timeout_ms: as for tr_request(): 0 waits without limit
+ * @ref:        on success the request's reference (zero on
+ *              tr_runtime_ctx()); may be NULL
  *
- * Exactly one TR_MSG_SUP_REPLY (TR_MSG_SUP_CHILDREN for
- * TR_SUP_OP_WHICH_CHILDREN) with @req->tag answers it, unless @sup has
- * stopped (or stops) before taking it: a stale pid makes the request a
- * counted dead letter, as any send.
+ * A request in the core, as tr_request() (it cannot be one the caller
+ * builds: the child spec it carries is copied deeply at this call). The
+ * caller gets exactly one outcome, with TR_MSG_F_REPLY and m->ref equal
+ * to *@ref: a TR_MSG_SUP_REPLY (a TR_MSG_SUP_CHILDREN for
+ * TR_SUP_OP_WHICH_CHILDREN), or TR_MSG_REQUEST_FAILED when @sup does not
+ * exist, stops before it answers, or the timeout passes.
  * Ownership: @req is copied, with the spec and id it points to (not the
  *            spec's @def and @arg, see struct tr_sup_child_spec).
  * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, a too small @req->size,
  *            TR_PID_NONE @sup, an unknown op, a bad spec or id, an op
  *            without the id or pid it needs); TR_ENOMEM; the errors of
- *            tr_send(). On error no reply will come.
+ *            tr_request(). On error no outcome will come.
  */
-TR_API tr_err tr_sup_send(tr_ctx *cx, tr_pid sup, const tr_sup_request *req);
+TR_API tr_err tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
+			  uint64_t timeout_ms, tr_ref *ref);
 
 #ifdef __cplusplus
 }
