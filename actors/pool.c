@@ -54,7 +54,6 @@
 #include "boot.h"
 #include "defs.h"
 #include "hash.h"
-#include "resend.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -69,7 +68,7 @@
 #define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* struct gather_hdr + bytes */
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
-#define MSG_GRETRY   (TR_MSG_POOL_BASE + 0x85u) /* collector's resend */
+#define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
 
 /*
@@ -85,12 +84,6 @@
 #define DEFAULT_PERIOD_MS   10000u
 #define DEFAULT_SHUTDOWN_MS 5000u
 #define DEFAULT_MAX_PENDING 10000u
-
-/* Backoff of a gather result the caller's mailbox refused: it is sent
- * again after 1 ms, then twice as long each time up to 100 ms, so a full
- * mailbox delays the result but never loses it. */
-#define RETRY_FIRST_MS 1u
-#define RETRY_MAX_MS   100u
 
 /* Child ids are "w" and a decimal number below TR_POOL_MAX_WORKERS * k. */
 #define ID_LEN 16
@@ -1339,13 +1332,10 @@ static const tr_actor_def pool_def = {
 /* ------------------------------------------------------------------ */
 /* The scatter-gather collector                                        */
 
-/* The init argument of a collector; freed by its init. */
+/* What a collector starts with: its start message's payload (boot.h). */
 struct gather_arg {
-	tr_pid reply_to;
 	tr_pid pool;
-	uint64_t id;
 	uint64_t timeout_ms;
-	uint32_t reply_type;
 	uint32_t count;
 	uint32_t type;
 	size_t len;
@@ -1362,12 +1352,9 @@ struct rep {
 };
 
 struct collector {
-	tr_pid reply_to;
+	tr_msg start; /* the caller's request, answered by the result */
 	tr_pid pool;
-	uint64_t id;
-	uint32_t reply_type;
 	tr_ref pool_ref;
-	tr_ref caller_ref;
 	tr_timer_id timer;
 	bool has_timer;
 	bool has_targets;
@@ -1378,13 +1365,7 @@ struct collector {
 	uint32_t nreplied;
 	struct rep *head;
 	struct rep *tail;
-	unsigned char *result;
-	size_t result_len;
-	struct tr__resend resend; /* the result, refused by a full mailbox */
 };
-
-/* Gather ids are unique in the process, across runtimes. */
-static _Atomic uint64_t next_gather_id = 1;
 
 static void
 reps_free(struct collector *c)
@@ -1427,17 +1408,15 @@ align16(size_t n)
 }
 
 /*
- * The result, laid out as it is sent (struct tr_pool_gather_result, its
- * entries, then each entry's bytes at a 16-aligned offset) with the
- * entries' data pointers left NULL: result_send() points them into each
- * copy it sends. NULL without memory or when the size would overflow.
+ * The result as it is sent: struct tr_pool_gather_result, its entries,
+ * then each entry's bytes at a 16-aligned offset, the entries pointing
+ * into the block. NULL without memory or when the size would overflow.
  */
 static unsigned char *
 result_make(const struct collector *c, int32_t status, size_t *len)
 {
 	tr_pool_gather_result h = {
 		.status = status,
-		.id = c->id,
 		.asked = c->has_targets ? c->ntargets : 0,
 	};
 	size_t n = 0;
@@ -1470,6 +1449,7 @@ result_make(const struct collector *c, int32_t status, size_t *len)
 		res->replies[i].type = r->type;
 		res->replies[i].size = r->size;
 		if (r->size > 0) {
+			res->replies[i].data = buf + at;
 			memcpy(buf + at, r->data, r->size);
 			at += align16(r->size);
 		}
@@ -1479,50 +1459,10 @@ result_make(const struct collector *c, int32_t status, size_t *len)
 }
 
 /*
- * Send a copy of the result, with its entries pointing into that copy:
- * a pointer message, which the runtime frees if it cannot deliver it,
- * so each attempt sends a fresh copy.
+ * Answers the caller's request with the result and stops. A reply is not
+ * held back by the caller's mailbox bound, so it is sent once; a caller
+ * that stopped makes it a dead letter.
  */
-static tr_err
-result_send(tr_ctx *cx, struct collector *c)
-{
-	unsigned char *copy = malloc(c->result_len);
-
-	if (copy == NULL) {
-		return TR_ENOMEM;
-	}
-	memcpy(copy, c->result, c->result_len);
-	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)copy;
-	size_t at = align16(sizeof(*res) +
-			    res->replied * sizeof(tr_pool_gather_entry));
-	for (uint32_t i = 0; i < res->replied; i++) {
-		if (res->replies[i].size > 0) {
-			res->replies[i].data = copy + at;
-			at += align16(res->replies[i].size);
-		}
-	}
-	return tr_send_ptr(cx, c->reply_to, c->reply_type, copy, c->result_len,
-			   free);
-}
-
-static void
-collector_deliver(tr_ctx *cx, struct collector *c)
-{
-	tr_err err = result_send(cx, c);
-
-	if (err == TR_OK) {
-		free(c->result);
-		c->result = NULL;
-		tr_stop_self(cx, TR_EXIT_NORMAL);
-		return;
-	}
-	if (tr__resend_worth(err) && tr__resend_arm(cx, &c->resend)) {
-		return;
-	}
-	/* Nothing more can be done (the runtime is stopping). */
-	tr_stop_self(cx, TR_EXIT_NORMAL);
-}
-
 static void
 collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 {
@@ -1533,20 +1473,68 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 		(void)tr_timer_cancel(cx, c->timer);
 		c->has_timer = false;
 	}
-	c->result = result_make(c, status, &len);
-	if (c->result == NULL) {
+	if (status != TR_OK && status != TR_ETIMEDOUT) {
+		reps_free(c); /* an error carries the counts only */
+	}
+	unsigned char *res = result_make(c, status, &len);
+	if (res == NULL) {
 		/* No room for the replies: the counts alone, as an error. */
 		reps_free(c);
-		c->result = result_make(c, TR_ENOMEM, &len);
+		res = result_make(c, TR_ENOMEM, &len);
 	}
 	reps_free(c);
-	if (c->result == NULL) {
+	if (res == NULL || tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED,
+					res, len, free) < 0) {
+		/* The caller's request fails when we stop: still one
+		 * outcome. */
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
-	c->result_len = len;
-	tr__resend_init(&c->resend, MSG_GRETRY, RETRY_FIRST_MS, RETRY_MAX_MS);
-	collector_deliver(cx, c);
+	tr_stop_self(cx, TR_EXIT_NORMAL);
+}
+
+/* The start: watch the pool, arm the timeout, ask the pool to send the
+ * request to its workers in our name. */
+static void
+on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
+{
+	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
+
+	if (a == NULL || m->size < sizeof(*a) ||
+	    a->len != m->size - sizeof(*a)) {
+		free(a);
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		return;
+	}
+	struct gather_hdr g = { .count = a->count,
+				.type = a->type,
+				.len = a->len };
+	c->pool = a->pool;
+	/* The request travels as the gather header, then the bytes. */
+	size_t req_len = sizeof(g) + a->len;
+	unsigned char *req = malloc(req_len);
+	tr_err err = TR_ENOMEM;
+	if (req != NULL) {
+		memcpy(req, &g, sizeof(g));
+		if (a->len > 0) {
+			memcpy(req + sizeof(g), a->data, a->len);
+		}
+		err = tr_monitor(cx, c->pool, &c->pool_ref);
+	}
+	if (err == TR_OK) {
+		err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
+				    a->timeout_ms, &c->timer);
+		c->has_timer = err == TR_OK;
+	}
+	if (err == TR_OK) {
+		err = tr_send_ptr(cx, c->pool, MSG_GATHER, req, req_len, free);
+		req = NULL;
+	}
+	free(req);
+	free(a);
+	if (err < 0) {
+		collector_finish(cx, c, err);
+	}
 }
 
 static void
@@ -1563,7 +1551,6 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		return;
 	}
 	if (t.status != TR_OK || t.n == 0) {
-		reps_free(c);
 		collector_finish(cx, c,
 				 t.status != TR_OK ? t.status : TR_ENOENT);
 		return;
@@ -1571,7 +1558,6 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	c->targets = malloc((size_t)t.n * sizeof(tr_pid));
 	c->answered = calloc(t.n, sizeof(bool));
 	if (c->targets == NULL || c->answered == NULL) {
-		reps_free(c);
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
@@ -1647,33 +1633,21 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
-	if (m->type == MSG_GRETRY) {
-		/* Only our own, armed by collector_deliver(). */
-		if (tr__resend_fired(cx, &c->resend, m) && c->result != NULL) {
-			collector_deliver(cx, c);
+	if (m->type == MSG_GBOOT) {
+		if (tr_pid_is_none(c->pool)) {
+			on_gather_start(cx, c, m);
 		}
 		return;
+	}
+	if (c->done || tr_pid_is_none(c->pool)) {
+		return; /* a late reply, or anything before the start */
 	}
 	if (m->type == TR_MSG_DOWN) {
-		tr_down d;
-		if (m->data == NULL || m->size != sizeof(d)) {
-			return;
-		}
-		memcpy(&d, m->data, sizeof(d));
-		if (d.ref.v == c->caller_ref.v) {
-			/* Nobody is left to tell. */
-			tr_stop_self(cx, TR_EXIT_NORMAL);
-		} else if (d.ref.v == c->pool_ref.v && !c->done &&
-			   !c->has_targets) {
-			reps_free(c);
+		const tr_down *d = TR_MSG_AS(m, tr_down);
+		if (d != NULL && d->ref.v == c->pool_ref.v && !c->has_targets) {
 			collector_finish(cx, c, TR_ENOENT);
 		}
-		return;
-	}
-	if (c->done) {
-		return; /* a late reply */
-	}
-	if (m->type == MSG_TARGETS && tr_pid_eq(m->from, c->pool)) {
+	} else if (m->type == MSG_TARGETS && tr_pid_eq(m->from, c->pool)) {
 		on_targets(cx, c, m);
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
 		c->has_timer = false;
@@ -1686,59 +1660,6 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 }
 
-static int
-collector_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct collector *c = state;
-	struct gather_arg *a = arg;
-	struct gather_hdr g = {
-		.count = a->count,
-		.type = a->type,
-		.len = a->len,
-	};
-	tr_err err = TR_ENOMEM;
-
-	c->reply_to = a->reply_to;
-	c->pool = a->pool;
-	c->id = a->id;
-	c->reply_type = a->reply_type;
-	/* The request travels as the gather header, then the bytes: build
-	 * it in place of the argument's own header-less copy. */
-	unsigned char *req = malloc(sizeof(g) + a->len);
-	if (req != NULL) {
-		memcpy(req, &g, sizeof(g));
-		if (a->len > 0) {
-			memcpy(req + sizeof(g), a->data, a->len);
-		}
-	}
-	size_t req_len = sizeof(g) + a->len;
-	uint64_t timeout_ms = a->timeout_ms;
-	free(a);
-	if (req == NULL) {
-		goto err_finish;
-	}
-	err = tr_monitor(cx, c->reply_to, &c->caller_ref);
-	if (err == TR_OK) {
-		err = tr_monitor(cx, c->pool, &c->pool_ref);
-	}
-	if (err == TR_OK) {
-		err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
-				    timeout_ms, &c->timer);
-		c->has_timer = err == TR_OK;
-	}
-	if (err == TR_OK) {
-		err = tr_send_ptr(cx, c->pool, MSG_GATHER, req, req_len, free);
-		req = NULL;
-	}
-	free(req);
-	if (err == TR_OK) {
-		return TR_OK;
-	}
-err_finish:
-	collector_finish(cx, c, err);
-	return TR_OK;
-}
-
 static void
 collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
@@ -1749,17 +1670,14 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 	reps_free(c);
 	free(c->targets);
 	free(c->answered);
-	free(c->result);
 	c->targets = NULL;
 	c->answered = NULL;
-	c->result = NULL;
 }
 
 static const tr_actor_def collector_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "pool-gather",
 	.state_size = sizeof(struct collector),
-	.init = collector_init,
 	.teardown = collector_teardown,
 	.handle = collector_handle,
 };
@@ -1869,14 +1787,16 @@ tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how, uint64_t key,
 	return err;
 }
 
-static tr_err
-gather_make(tr_pid reply_to, tr_pid pool, const tr_pool_gather_req *req,
-	    struct gather_arg **out)
+tr_err
+tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
+	       tr_ref *ref)
 {
-	*out = NULL;
-	if (req == NULL || req->size < sizeof(*req) || tr_pid_is_none(pool) ||
-	    tr_pid_is_none(reply_to) || !type_ok(req->type) ||
-	    !type_ok(req->reply_type) || (req->data == NULL && req->len > 0) ||
+	if (ref != NULL) {
+		*ref = (tr_ref){ 0 };
+	}
+	if (cx == NULL || req == NULL || req->size < sizeof(*req) ||
+	    tr_pid_is_none(pool) || tr_pid_is_none(tr_self(cx)) ||
+	    !type_ok(req->type) || (req->data == NULL && req->len > 0) ||
 	    req->timeout_ms == 0) {
 		return TR_EINVAL;
 	}
@@ -1884,48 +1804,19 @@ gather_make(tr_pid reply_to, tr_pid pool, const tr_pool_gather_req *req,
 	    SIZE_MAX - sizeof(struct gather_arg) - sizeof(struct gather_hdr)) {
 		return TR_EMSGSIZE;
 	}
-	struct gather_arg *a = malloc(sizeof(*a) + req->len);
+	size_t size = sizeof(struct gather_arg) + req->len;
+	struct gather_arg *a = malloc(size);
 	if (a == NULL) {
 		return TR_ENOMEM;
 	}
-	a->reply_to = reply_to;
 	a->pool = pool;
-	/* relaxed: only uniqueness matters, no data is published by it. */
-	a->id = atomic_fetch_add_explicit(&next_gather_id, 1,
-					  memory_order_relaxed);
 	a->timeout_ms = req->timeout_ms;
-	a->reply_type = req->reply_type;
 	a->count = req->count;
 	a->type = req->type;
 	a->len = req->len;
 	if (req->len > 0) {
 		memcpy(a->data, req->data, req->len);
 	}
-	*out = a;
-	return TR_OK;
-}
-
-tr_err
-tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
-	       uint64_t *id)
-{
-	struct gather_arg *a;
-
-	if (cx == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = gather_make(tr_self(cx), pool, req, &a);
-	if (err < 0) {
-		return err;
-	}
-	uint64_t gid = a->id;
-	err = tr_spawn(cx, &collector_def, a, NULL);
-	if (err < 0) {
-		free(a);
-		return err;
-	}
-	if (id != NULL) {
-		*id = gid;
-	}
-	return TR_OK;
+	return tr__boot_start(cx, &collector_def, TR__BOOT_ASK, MSG_GBOOT, a,
+			      size, free, NULL, ref);
 }

@@ -34,7 +34,6 @@ enum {
 	MSG_GATE,      /* block in the handler until the gate opens */
 	MSG_ASK,       /* uint64_t; reply MSG_ANSWER 2 * value, unless silent */
 	MSG_ANSWER,    /* uint64_t */
-	MSG_RESULT,    /* scatter-gather results */
 	MSG_BOSS_GO,   /* boss: start a pool of 3 */
 	MSG_BOSS_SEND, /* boss: three plain tr_send() MSG_WORK to the pool */
 	MSG_BOSS_GATHER, /* boss: tr_pool_gather() */
@@ -555,15 +554,16 @@ test_consistent_hash(void)
 	fx_finish(&f);
 }
 
-/* Takes one scatter-gather result; its replies go to @vals/@from. */
+/* Takes the scatter-gather result that answers @ref; its replies go to
+ * @vals/@from. */
 static bool
-recv_result(struct fx *f, tr_pool_gather_result *res, uint64_t *vals,
-	    tr_pid *from, uint32_t cap)
+recv_result(struct fx *f, tr_ref ref, tr_pool_gather_result *res,
+	    uint64_t *vals, tr_pid *from, uint32_t cap)
 {
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no gather result\n");
 		return false;
 	}
@@ -571,8 +571,9 @@ recv_result(struct fx *f, tr_pool_gather_result *res, uint64_t *vals,
 	const tr_pool_gather_result *gr = r.data;
 	const unsigned char *lo = r.data, *hi = lo + r.size;
 	bool ok =
-		r.type == MSG_RESULT && (r.flags & TR_MSG_F_PTR) &&
-		r.size >= sizeof(*gr) && gr->replied <= gr->asked &&
+		r.type == TR_MSG_POOL_GATHERED && (r.flags & TR_MSG_F_PTR) &&
+		(r.flags & TR_MSG_F_REPLY) && r.size >= sizeof(*gr) &&
+		gr->replied <= gr->asked &&
 		gr->missing == gr->asked - gr->replied &&
 		(r.size - sizeof(*gr)) / sizeof(gr->replies[0]) >= gr->replied;
 	if (ok) {
@@ -603,7 +604,8 @@ test_gather_all(void)
 {
 	struct fx f;
 	tr_pid pids[5], from[5];
-	uint64_t vals[5], id = 0;
+	uint64_t vals[5];
+	tr_ref id = { 0 };
 	tr_pool_gather_result res;
 	tr_pool_reply rp;
 	uint64_t q = 21;
@@ -618,12 +620,10 @@ test_gather_all(void)
 		.data = &q,
 		.len = sizeof(q),
 		.timeout_ms = WAIT_MS,
-		.reply_type = MSG_RESULT,
 	};
 	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
-	CHECK(id != 0);
-	CHECK(recv_result(&f, &res, vals, from, 5));
-	CHECK_EQ_U64(res.id, id);
+	CHECK(id.v != 0);
+	CHECK(recv_result(&f, id, &res, vals, from, 5));
 	CHECK_ERR(res.status, TR_OK);
 	CHECK_EQ_U64(res.asked, 5);
 	CHECK_EQ_U64(res.replied, 5);
@@ -643,8 +643,7 @@ test_gather_all(void)
 	/* Two of them only. */
 	req.count = 2;
 	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
-	CHECK(recv_result(&f, &res, vals, from, 5));
-	CHECK_EQ_U64(res.id, id);
+	CHECK(recv_result(&f, id, &res, vals, from, 5));
 	CHECK_ERR(res.status, TR_OK);
 	CHECK_EQ_U64(res.asked, 2);
 	CHECK_EQ_U64(res.replied, 2);
@@ -661,7 +660,8 @@ test_gather_partial(void)
 {
 	struct fx f;
 	tr_pid pids[5], from[5];
-	uint64_t vals[5], id = 0;
+	uint64_t vals[5];
+	tr_ref id = { 0 };
 	tr_pool_gather_result res;
 	tr_pool_reply rp;
 	uint64_t q = 5;
@@ -677,14 +677,12 @@ test_gather_partial(void)
 		.data = &q,
 		.len = sizeof(q),
 		.timeout_ms = 300,
-		.reply_type = MSG_RESULT,
 	};
 	uint64_t t0 = harness_now_ms();
 	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &id));
-	CHECK(recv_result(&f, &res, vals, from, 5));
+	CHECK(recv_result(&f, id, &res, vals, from, 5));
 	/* Not early: t0 was read before the collector armed its timer. */
 	CHECK(harness_now_ms() - t0 >= 300);
-	CHECK_EQ_U64(res.id, id);
 	CHECK_ERR(res.status, TR_ETIMEDOUT);
 	CHECK_EQ_U64(res.asked, 5);
 	/*
@@ -912,7 +910,7 @@ test_resize(void)
 /* ---- a pool started by an actor ----------------------------------------- */
 
 struct fwd {
-	uint32_t what; /* MSG_DONE, TR_MSG_POOL_REPLY or MSG_RESULT */
+	uint32_t what; /* MSG_DONE, TR_MSG_POOL_REPLY or TR_MSG_POOL_GATHERED */
 	int32_t status;
 	tr_pid pool;
 	tr_pid worker;
@@ -965,7 +963,6 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			.data = &v,
 			.len = sizeof(v),
 			.timeout_ms = WAIT_MS,
-			.reply_type = MSG_RESULT,
 		};
 		(void)tr_pool_gather(cx, b->pool, &req, NULL);
 		break;
@@ -992,9 +989,10 @@ boss_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
-	case MSG_RESULT: {
+	case TR_MSG_POOL_GATHERED: {
 		const tr_pool_gather_result *res = m->data;
-		if ((m->flags & TR_MSG_F_PTR) && m->size >= sizeof(*res)) {
+		if ((m->flags & TR_MSG_F_PTR) && (m->flags & TR_MSG_F_REPLY) &&
+		    m->size >= sizeof(*res)) {
 			w.status = res->status;
 			w.replied = res->replied;
 			boss_fwd(cx, b, &w);
@@ -1048,7 +1046,7 @@ test_start_link(void)
 	}
 	SEND(&f, boss, MSG_BOSS_GATHER, NULL, 0);
 	CHECK(fx_recv(&f, MSG_BOSS_FWD, &w, sizeof(w)));
-	CHECK_EQ_U64(w.what, MSG_RESULT);
+	CHECK_EQ_U64(w.what, TR_MSG_POOL_GATHERED);
 	CHECK_OK(w.status);
 	CHECK_EQ_U64(w.replied, 3);
 	/* The boss fails: the link takes the pool and its workers down. */
@@ -1226,8 +1224,7 @@ test_bad_input(void)
 				   .type = MSG_ASK,
 				   .data = &v,
 				   .len = sizeof(v),
-				   .timeout_ms = 100,
-				   .reply_type = MSG_RESULT };
+				   .timeout_ms = 100 };
 	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, NULL, NULL),
 		  TR_EINVAL);
 	CHECK_ERR(tr_pool_gather(NULL, pool, &req, NULL), TR_EINVAL);
@@ -1239,10 +1236,10 @@ test_bad_input(void)
 	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
 	req.timeout_ms = 100;
-	req.reply_type = TR_MSG_EXIT;
+	req.type = TR_MSG_EXIT;
 	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
-	req.reply_type = MSG_RESULT;
+	req.type = MSG_ASK;
 	req.size = 4;
 	CHECK_ERR(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL),
 		  TR_EINVAL);
@@ -1278,11 +1275,12 @@ test_bad_input(void)
 	 * timeout would be TR_ETIMEDOUT, ten minutes on). */
 	stop_pool(&f, pool);
 	req.timeout_ms = 600000;
-	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, NULL));
+	tr_ref gref;
+	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &gref));
 	tr_received r;
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
-	CHECK_EQ_U64(r.type, MSG_RESULT);
+	CHECK_OK(tr_inbox_recv_ref(f.ib, gref, FX_REPLY_MS, &r));
+	CHECK_EQ_U64(r.type, TR_MSG_POOL_GATHERED);
 	CHECK(r.size >= sizeof(res) && (r.flags & TR_MSG_F_PTR));
 	memcpy(&res, r.data, sizeof(res));
 	CHECK_ERR(res.status, TR_ENOENT);

@@ -69,9 +69,9 @@ extern "C" {
 #define TR_MSG_POOL_REPLY (TR_MSG_POOL_BASE + 0x00u)
 
 /**
- * TR_MSG_POOL_GATHERED - A type callers may choose for scatter-gather
- * results (struct tr_pool_gather_req.reply_type); any user type works.
- * Payload: struct tr_pool_gather_result, of variable length.
+ * TR_MSG_POOL_GATHERED - The result of a scatter-gather: the reply to the
+ * request tr_pool_gather() made. Payload: struct tr_pool_gather_result,
+ * of variable length.
  */
 #define TR_MSG_POOL_GATHERED (TR_MSG_POOL_BASE + 0x01u)
 
@@ -280,8 +280,6 @@ TR_FAM_END
  *              running worker; otherwise the next @count running workers
  *              in round-robin order
  * @timeout_ms: how long to wait for the replies, at least 1
- * @reply_type: type of the one result message, below TR_MSG_SYSTEM_BASE
- *              (TR_MSG_POOL_GATHERED, or one of the caller's own)
  */
 typedef struct tr_pool_gather_req {
 	size_t size;
@@ -290,7 +288,6 @@ typedef struct tr_pool_gather_req {
 	size_t len;
 	uint32_t count;
 	uint64_t timeout_ms;
-	uint32_t reply_type;
 } tr_pool_gather_req;
 
 /**
@@ -310,8 +307,7 @@ typedef struct tr_pool_gather_entry {
 
 /**
  * struct tr_pool_gather_result - A scatter-gather result, the payload of
- * the message of tr_pool_gather_req.reply_type.
- * @id:      the id tr_pool_gather() returned
+ * TR_MSG_POOL_GATHERED.
  * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
  *           came first: the replies received are included, @missing
  *           did not answer); TR_ENOENT (the pool stopped, or had no
@@ -333,7 +329,6 @@ typedef struct tr_pool_gather_entry {
  */
 TR_FAM_BEGIN
 typedef struct tr_pool_gather_result {
-	uint64_t id;
 	int32_t status;
 	uint32_t asked;
 	uint32_t replied;
@@ -405,33 +400,35 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
 
 /**
  * tr_pool_gather() - Send a request to the workers of @pool and get one
- * message with their replies (scatter-gather).
+ * reply with all of theirs (scatter-gather).
  * @cx:   context of the calling actor, or of a thread's inbox
  *        (tr_inbox_ctx()), which receives the result
  * @pool: the pool
  * @req:  the request
- * @id:   on success the id of the result; may be NULL
+ * @ref:  on success the reference the result answers; may be NULL
  *
- * A short-lived collector actor is started. The pool sends the request
- * to the chosen workers with the collector as the sender, so a worker
- * answers it like any request, by sending to tr_sender(). A reply counts
- * when it comes from a worker that was asked (the first one from each).
- * When every asked worker replied, or when @req->timeout_ms has passed
- * since the call, the caller gets one message of @req->reply_type whose
- * payload is a struct tr_pool_gather_result. A reply
- * that comes later is dropped (a dead letter once the collector is gone).
- * On TR_OK exactly one result with this id reaches the caller, unless the
- * caller stops first.
+ * A request in the core to a short-lived collector actor, which the pool
+ * lets send the request to the chosen workers in its name, so a worker
+ * answers it like any message, with tr_reply() or by sending to
+ * tr_sender(). A reply counts when it comes from a worker that was asked
+ * (the first one from each). When every asked worker replied, or when
+ * @req->timeout_ms has passed since the collector started, it answers
+ * with a TR_MSG_POOL_GATHERED whose payload is a struct
+ * tr_pool_gather_result. A worker's reply that comes later is dropped (a
+ * dead letter once the collector is gone). On TR_OK the caller gets
+ * exactly one outcome with TR_MSG_F_REPLY and m->ref equal to *@ref: the
+ * result, or TR_MSG_REQUEST_FAILED if the collector was stopped first (a
+ * kill, the runtime's stop).
  * Ownership: @req and the bytes it points to are copied.
  * Thread:    actor, or an inbox's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @req, tr_runtime_ctx(), which
  *            has no pid to receive the result, a small @req->size,
  *            TR_PID_NONE @pool, a reserved type, NULL data with a length,
- *            a zero timeout); TR_ENOMEM; TR_ECLOSED. On error no result
- *            will arrive.
+ *            a zero timeout); TR_EMSGSIZE; TR_ENOMEM; TR_ECLOSED. On
+ *            error no outcome will come.
  */
 TR_API tr_err tr_pool_gather(tr_ctx *cx, tr_pid pool,
-			     const tr_pool_gather_req *req, uint64_t *id);
+			     const tr_pool_gather_req *req, tr_ref *ref);
 
 #ifdef __cplusplus
 }
