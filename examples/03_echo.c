@@ -33,10 +33,13 @@ conn_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	(void)state;
 	switch (m->type) {
 	case TR_MSG_TCP_DATA: {
-		const tr_tcp_data *d = m->data;
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
 
 		/* Copied into the connection's write queue. */
-		(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
+		if (d != NULL) {
+			(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
+		}
 		break;
 	}
 	case TR_MSG_TCP_EOF: {

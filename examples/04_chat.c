@@ -1596,9 +1596,14 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
-	case TR_MSG_TCP_DATA:
-		session_data(cx, s, m->data);
+	case TR_MSG_TCP_DATA: {
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d != NULL) {
+			session_data(cx, s, d);
+		}
 		break;
+	}
 	case TR_MSG_TCP_EOF:
 		s->is_peer_done = true;
 		session_maybe_finish(cx, s);

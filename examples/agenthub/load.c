@@ -329,9 +329,14 @@ client_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case TR_MSG_TCP_OPEN:
 		client_opened(cx, c);
 		break;
-	case TR_MSG_TCP_DATA:
-		client_data(cx, c, m->data);
+	case TR_MSG_TCP_DATA: {
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d != NULL) {
+			client_data(cx, c, d);
+		}
 		break;
+	}
 	case TR_MSG_TCP_EOF:
 		/* The hub closed its side: only the rogue expects that. */
 		if (!c->is_rogue) {

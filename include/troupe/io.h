@@ -57,7 +57,8 @@ typedef struct tr_sockaddr {
 
 /**
  * struct tr_resolved - Payload of the reply to tr_resolve() (a pointer
- * message; the runtime frees it after the handler unless taken).
+ * message; the runtime frees it after the handler unless taken). Read
+ * with TR_MSG_AS_FAM(m, tr_resolved, count, addrs).
  * @status: 0, or a negative libuv error code (see @error)
  * @error:  libuv's name of the error ("EAI_NONAME", ...), "" on success
  * @count:  number of addresses in @addrs

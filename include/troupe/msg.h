@@ -146,6 +146,30 @@ typedef struct tr_request_failed {
 	((m)->size == sizeof(T) ? (const T *)(const void *)(m)->data           \
 				: (const T *)NULL)
 
+/**
+ * TR_MSG_AS_FAM - The payload of @m as a `const T *`, for a T that ends in
+ * a flexible array member @array whose length is the member @count of
+ * the payload itself; NULL unless @m->size is exactly sizeof(T) plus
+ * @count elements. For example
+ *
+ *     const tr_tcp_data *d = TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+ *     const tr_pool_workers *w =
+ *             TR_MSG_AS_FAM(m, tr_pool_workers, reply.count, pids);
+ *
+ * The count is read only once the head is known to be there, and the
+ * size check divides, so no count can overflow it.
+ */
+#define TR_MSG_AS_FAM(m, T, count, array)                                      \
+	((m)->data != NULL && (m)->size >= sizeof(T) &&                        \
+			 ((m)->size - sizeof(T)) %                             \
+					 sizeof(((const T *)0)->array[0]) ==   \
+				 0 &&                                          \
+			 ((m)->size - sizeof(T)) /                             \
+					 sizeof(((const T *)0)->array[0]) ==   \
+				 ((const T *)(const void *)(m)->data)->count   \
+		 ? (const T *)(const void *)(m)->data                          \
+		 : (const T *)NULL)
+
 /** tr_free_fn - Frees a payload handed over with tr_send_ptr(). */
 typedef void (*tr_free_fn)(void *ptr);
 

@@ -76,7 +76,8 @@ typedef struct tr_tcp_event {
 	char error[32];
 } tr_tcp_event;
 
-/** Received bytes; freed by the runtime after the handler. */
+/** Received bytes; freed by the runtime after the handler. Read with
+ * TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes). */
 TR_FAM_BEGIN
 typedef struct tr_tcp_data {
 	tr_tcp conn;

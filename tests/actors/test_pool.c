@@ -225,9 +225,9 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	bool ok;
 	if (op == TR_POOL_OP_WORKERS) {
 		/* Variable length: the counters, then reply.count pids. */
-		const tr_pool_workers *w = r.data;
-		ok = r.type == TR_MSG_POOL_WORKERS && r.size >= sizeof(*w) &&
-		     r.size == sizeof(*w) + w->reply.count * sizeof(tr_pid);
+		const tr_pool_workers *w =
+			TR_MSG_AS_FAM(&r, tr_pool_workers, reply.count, pids);
+		ok = r.type == TR_MSG_POOL_WORKERS && w != NULL;
 		if (ok) {
 			*out = w->reply;
 			for (uint32_t i = 0;

@@ -133,11 +133,8 @@ pump(struct fx *f, int64_t ms)
 		   TR_MSG_AS(&r, tr_sup_reply) != NULL) {
 		e->rp = *TR_MSG_AS(&r, tr_sup_reply);
 	} else if (r.type == TR_MSG_SUP_CHILDREN &&
-		   r.size >= sizeof(tr_sup_children) &&
-		   r.size == sizeof(tr_sup_children) +
-				     ((const tr_sup_children *)r.data)
-						     ->reply.count *
-					     sizeof(tr_sup_child_info)) {
+		   TR_MSG_AS_FAM(&r, tr_sup_children, reply.count, children) !=
+			   NULL) {
 		/* Variable length: the reply, then reply.count children. */
 		const tr_sup_children *c = r.data;
 		e->rp = c->reply;

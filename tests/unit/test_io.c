@@ -121,10 +121,10 @@ resolver_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		     : m->type == MSG_RESOLVED + 10 ? 1
 		     : m->type == MSG_RESOLVED + 20 ? 2
 						    : 3;
-	if (i == 3 || !(m->flags & TR_MSG_F_PTR)) {
+	const tr_resolved *res = TR_MSG_AS_FAM(m, tr_resolved, count, addrs);
+	if (i == 3 || !(m->flags & TR_MSG_F_PTR) || res == NULL) {
 		return;
 	}
-	const tr_resolved *res = m->data;
 	s->r.status[i] = res->status;
 	s->r.count[i] = res->count;
 	memcpy(s->r.error[i], res->error, sizeof(res->error));

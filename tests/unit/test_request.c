@@ -1191,7 +1191,51 @@ test_bad_input(void)
 	fx_finish(&f);
 }
 
+/* The size checks of TR_MSG_AS and TR_MSG_AS_FAM, on hand-made headers. */
+TR_FAM_BEGIN
+struct fam {
+	uint32_t n;
+	uint32_t pad;
+	uint64_t v[];
+};
+TR_FAM_END
+
+static void
+test_payload_views(void)
+{
+	_Alignas(16) unsigned char
+		buf[sizeof(struct fam) + 3 * sizeof(uint64_t)];
+	struct fam *f = (struct fam *)(void *)buf;
+	tr_msg m = { .data = buf, .size = sizeof(buf) };
+
+	memset(buf, 0, sizeof(buf));
+	f->n = 3;
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == f);
+	f->n = 2; /* says two, carries three */
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	f->n = 4; /* says four, carries three */
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	f->n = UINT32_MAX; /* no overflow makes it fit */
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	m.size = sizeof(struct fam) + 5; /* not a whole element */
+	f->n = 0;
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	m.size = sizeof(struct fam); /* the head alone, count 0 */
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == f);
+	m.size = sizeof(struct fam) - 1; /* not even the head */
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	m.data = NULL;
+	m.size = sizeof(struct fam);
+	CHECK(TR_MSG_AS_FAM(&m, struct fam, n, v) == NULL);
+	/* TR_MSG_AS takes the exact size only. */
+	m.data = buf;
+	CHECK(TR_MSG_AS(&m, struct fam) == f);
+	m.size = sizeof(buf);
+	CHECK(TR_MSG_AS(&m, struct fam) == NULL);
+}
+
 static const struct test_case tests[] = {
+	{ "payload_views", test_payload_views },
 	{ "reply", test_reply },
 	{ "noproc", test_noproc },
 	{ "target_stops_holding", test_target_stops_holding },

@@ -53,7 +53,11 @@ echo_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	(void)state;
 	if (m->type == TR_MSG_TCP_DATA) {
-		const tr_tcp_data *d = m->data;
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d == NULL) {
+			return;
+		}
 		(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
 	} else if (m->type == TR_MSG_TCP_EOF) {
 		tr_tcp_event e;
@@ -374,7 +378,11 @@ prefix_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	const char *prefix = *(const char **)state;
 
 	if (m->type == TR_MSG_TCP_DATA) {
-		const tr_tcp_data *d = m->data;
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d == NULL) {
+			return;
+		}
 		(void)tr_tcp_write(cx, d->conn, prefix, strlen(prefix));
 		(void)tr_tcp_write(cx, d->conn, d->bytes, d->len);
 	} else if (m->type == TR_MSG_TCP_CLOSED) {
@@ -471,7 +479,11 @@ big_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	(void)state;
 	if (m->type == TR_MSG_TCP_DATA) {
-		const tr_tcp_data *d = m->data;
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d == NULL) {
+			return;
+		}
 		unsigned char *buf = malloc(BIG_REPLY);
 		if (buf == NULL) {
 			return;
@@ -788,7 +800,11 @@ closer_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	const struct closer_cfg *cfg = *(const struct closer_cfg **)state;
 
 	if (m->type == TR_MSG_TCP_DATA) {
-		const tr_tcp_data *d = m->data;
+		const tr_tcp_data *d =
+			TR_MSG_AS_FAM(m, tr_tcp_data, len, bytes);
+		if (d == NULL) {
+			return;
+		}
 		unsigned char piece[CLOSER_PIECE];
 		for (size_t off = 0; off < cfg->write_bytes;
 		     off += CLOSER_PIECE) {

@@ -77,9 +77,9 @@ extern "C" {
 
 /**
  * TR_MSG_POOL_WORKERS - The answer to TR_POOL_OP_WORKERS. Payload:
- * struct tr_pool_workers, of variable length: read m->data as a
- * `const tr_pool_workers *`; m->size is sizeof(tr_pool_workers) plus
- * reply.count pids. The sender is the pool.
+ * struct tr_pool_workers, of variable length: read it with
+ * TR_MSG_AS_FAM(m, tr_pool_workers, reply.count, pids); m->size is
+ * sizeof(tr_pool_workers) plus reply.count pids. The sender is the pool.
  */
 #define TR_MSG_POOL_WORKERS (TR_MSG_POOL_BASE + 0x02u)
 
@@ -260,7 +260,8 @@ typedef struct tr_pool_reply {
  * Variable length: m->size is sizeof(tr_pool_workers) +
  * reply.count * sizeof(tr_pid). Read it in place:
  *
- *     const tr_pool_workers *w = m->data;
+ *     const tr_pool_workers *w =
+ *             TR_MSG_AS_FAM(m, tr_pool_workers, reply.count, pids);
  *     for (uint32_t i = 0; i < w->reply.count; i++) ... w->pids[i] ...
  */
 TR_FAM_BEGIN

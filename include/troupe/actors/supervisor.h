@@ -68,8 +68,9 @@ extern "C" {
 
 /**
  * TR_MSG_SUP_CHILDREN - The answer to TR_SUP_OP_WHICH_CHILDREN. Payload:
- * struct tr_sup_children, of variable length: read m->data as a
- * `const tr_sup_children *`; m->size is sizeof(tr_sup_children) plus
+ * struct tr_sup_children, of variable length: read it with
+ * TR_MSG_AS_FAM(m, tr_sup_children, reply.count, children); m->size is
+ * sizeof(tr_sup_children) plus
  * reply.count struct tr_sup_child_info. The sender is the supervisor.
  */
 #define TR_MSG_SUP_CHILDREN (TR_MSG_SUP_BASE + 0x03u)
@@ -349,14 +350,15 @@ typedef struct tr_sup_child_info {
 
 /**
  * struct tr_sup_children - Payload of TR_MSG_SUP_CHILDREN.
- * @reply:    tag, op and status as in TR_MSG_SUP_REPLY; @reply.count is
+ * @reply:    op and status as in TR_MSG_SUP_REPLY; @reply.count is
  *            the number of @children (0 when @reply.status is an error)
  * @children: one entry per child, in start order
  *
  * Variable length: m->size is sizeof(tr_sup_children) +
  * reply.count * sizeof(tr_sup_child_info). Read it in place:
  *
- *     const tr_sup_children *c = m->data;
+ *     const tr_sup_children *c =
+ *             TR_MSG_AS_FAM(m, tr_sup_children, reply.count, children);
  *     for (uint32_t i = 0; i < c->reply.count; i++) ... c->children[i] ...
  */
 TR_FAM_BEGIN
