@@ -5,16 +5,18 @@
  * Version of the library and of its binary interface.
  *
  * TR_ABI_VERSION changes whenever a public struct (tr_msg, tr_actor_def,
- * tr_config, tr_metrics) changes layout in a way that is not an append.
+ * tr_config, tr_metrics, and the standard actors' payloads) changes layout
+ * in a way that is not an append, and whenever a public function goes. It
+ * is the shared libraries' soname (libtroupe.so.2).
  * Structs that callers fill carry a .size field so that appending fields
  * stays compatible.
  */
 
 #define TR_VERSION_MAJOR  0
-#define TR_VERSION_MINOR  1
+#define TR_VERSION_MINOR  2
 #define TR_VERSION_PATCH  0
-#define TR_VERSION_STRING "0.1.0"
-#define TR_ABI_VERSION    1
+#define TR_VERSION_STRING "0.2.0"
+#define TR_ABI_VERSION    2
 
 #if defined(__GNUC__)
 #define TR_API __attribute__((visibility("default")))
@@ -46,7 +48,7 @@ extern "C" {
  * tr_version() - Version of the library that is running.
  *
  * Thread:    any.
- * Return:    a static string such as "0.1.0".
+ * Return:    a static string such as "0.2.0".
  */
 TR_API const char *tr_version(void);
 

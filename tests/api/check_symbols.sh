@@ -35,6 +35,14 @@ for s in $declared; do
 		fail=1
 	fi
 done
+# The soname is the binary interface's version, TR_ABI_VERSION.
+abi=$(sed -n 's/^#define TR_ABI_VERSION *\([0-9]*\).*/\1/p' \
+	"$src/include/troupe/version.h")
+soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+if [ "${soname##*.so.}" != "$abi" ]; then
+	echo "FAIL: soname $soname, but TR_ABI_VERSION is $abi"
+	fail=1
+fi
 if ! python3 "$src/scripts/gen-api-doc.py" | diff -q - "$src/docs/API.md" >/dev/null; then
 	echo "FAIL: docs/API.md is out of date: run scripts/gen-api-doc.py > docs/API.md"
 	fail=1
