@@ -885,6 +885,7 @@ on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	p->routed[how]++;
 	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
 		p->dropped++;
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	const unsigned char *data = (const unsigned char *)m->data + sizeof(h);
@@ -1000,7 +1001,9 @@ on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	tr_sup_event ev;
 	uint32_t num;
 
-	if (m->data == NULL || m->size != sizeof(ev)) {
+	if (m->data == NULL || m->size != sizeof(ev) ||
+	    !tr_pid_eq(m->from, p->sup)) {
+		(void)tr_unhandled(cx, m); /* not from our supervisor */
 		return;
 	}
 	memcpy(&ev, m->data, sizeof(ev));
@@ -1040,6 +1043,7 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	const tr_sup_reply *rp = TR_MSG_AS(m, tr_sup_reply);
 
 	if (!tr_pid_eq(m->from, p->sup) || rp == NULL) {
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	switch (rp->op) {
@@ -1141,12 +1145,16 @@ static void
 on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
 	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
+		/* Another module's message, or a pointer the pool cannot
+		 * pass on: not routed, and not silently. */
 		p->dropped++;
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	p->routed[p->strategy]++;
 	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
 		p->dropped++;
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	tr_ref ref = (m->flags & TR_MSG_F_REQUEST) ? m->ref : (tr_ref){ 0 };
@@ -1243,10 +1251,12 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			on_start(cx, p, m);
 		} else {
 			p->dropped++;
+			(void)tr_unhandled(cx, m);
 		}
 		return;
 	}
 	if (p->phase == P_STOPPED) {
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	switch (m->type) {

@@ -1469,6 +1469,7 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct sup *s = state;
 
 	if (s->is_stopped) {
+		(void)tr_unhandled(cx, m);
 		return;
 	}
 	switch (m->type) {
@@ -1491,7 +1492,10 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		on_start(cx, s, m);
 		break;
 	default:
-		return; /* not a supervisor message: ignored */
+		/* Not a supervisor message: a counted dead letter, and a
+		 * request gets its failure at once. */
+		(void)tr_unhandled(cx, m);
+		return;
 	}
 	run(cx, s);
 }

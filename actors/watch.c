@@ -164,6 +164,8 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			purge(ws, e);
 		}
 		pthread_mutex_unlock(ws->mu);
+	} else {
+		(void)tr_unhandled(cx, m); /* not for a table's own actor */
 	}
 }
 

@@ -715,6 +715,7 @@ ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
 	cx->self = atomic_load_explicit(&a->pid, memory_order_relaxed);
 	cx->msg = m;
 	cx->ptr_taken = false;
+	cx->unhandled = false;
 	cx->stop_requested = false;
 	cx->sent0 = atomic_load_explicit(&w->stats.sent, memory_order_relaxed);
 }
@@ -1491,6 +1492,31 @@ tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m)
 	}
 	cx->ptr_taken = true;
 	return (void *)(uintptr_t)m->data;
+}
+
+tr_err
+tr_unhandled(tr_ctx *cx, const tr_msg *m)
+{
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || m == NULL ||
+	    m != cx->msg || cx->unhandled) {
+		return TR_EINVAL;
+	}
+	if (m->type >= TR_MSG_SYSTEM_BASE) {
+		return TR_OK; /* the runtime's own: an actor may ignore them */
+	}
+	cx->unhandled = true;
+	STAT(cx->rt, cx->w, unhandled, 1);
+	STAT(cx->rt, cx->w, dead, 1);
+	if ((m->flags & TR_MSG_F_REQUEST) && m->from.v != 0) {
+		/* Its one outcome, now rather than at its timeout. */
+		struct sys_down d = { .ref = m->ref.v,
+				      .who = cx->self,
+				      .reason = TR_EXIT_UNHANDLED };
+		tr__actor_unwatch(cx, m->ref.v);
+		(void)tr__send_sys(cx->rt, cx->w, cx->self, m->from.v,
+				   TR__SYS_DOWN, &d, sizeof(d));
+	}
+	return TR_OK;
 }
 
 bool

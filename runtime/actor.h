@@ -109,6 +109,7 @@ struct tr_ctx {
 	uint64_t self;
 	const tr_msg *msg;
 	bool ptr_taken;
+	bool unhandled; /* tr_unhandled() was called for msg */
 	bool stop_requested;
 	int32_t stop_reason;
 	/* An overloaded receiver sent to this turn. */

@@ -215,7 +215,9 @@ quiescent_once(tr_runtime *rt)
 		return false;
 	}
 	tr__runtime_sum_stats(rt, &s);
-	return s.sent == s.handled + s.dead && tr__sched_settled(rt);
+	/* An unhandled message is in both handled and dead. */
+	return s.sent + s.unhandled == s.handled + s.dead &&
+	       tr__sched_settled(rt);
 }
 
 static bool

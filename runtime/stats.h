@@ -15,8 +15,11 @@
 
 struct tr__stats {
 	_Atomic uint64_t sent;
-	_Atomic uint64_t handled;
+	_Atomic uint64_t handled; /* delivered to a handler */
 	_Atomic uint64_t dead;
+	/* Of those handled, the ones the handler called unhandled, which
+	 * count as dead letters too (tr_unhandled). */
+	_Atomic uint64_t unhandled;
 	_Atomic uint64_t full;
 	_Atomic uint64_t steals;
 	_Atomic uint64_t parks;

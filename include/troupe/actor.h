@@ -285,6 +285,30 @@ TR_API tr_err tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m);
 TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
 
 /**
+ * tr_unhandled() - Say that the current message was not for this actor:
+ * an unknown type, a payload of the wrong size, a message it cannot take
+ * in its present state. Akka's unhandled(), Erlang's dropped message,
+ * counted instead of silent.
+ * @cx: context of the calling actor
+ * @m:  the message being handled
+ *
+ * The message counts as a dead letter (the dead_letters metric) instead
+ * of a handled one; the runtime's own messages (types from
+ * TR_MSG_SYSTEM_BASE up, such as a DOWN nobody asked for) are left as
+ * they are, since an actor may ignore those. A
+ * request gets its one outcome at once: TR_MSG_REQUEST_FAILED with
+ * reason TR_EXIT_UNHANDLED, instead of its requester waiting for its
+ * timeout; the actor must not reply to it afterwards (the reply would be
+ * a late one). The handler goes on as it likes; a pointer payload is
+ * freed after it returns, as always.
+ * Ownership: none.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (not the message of this turn, not an
+ *            actor's context, or already said for this message).
+ */
+TR_API tr_err tr_unhandled(tr_ctx *cx, const tr_msg *m);
+
+/**
  * tr_should_yield() - True when the running handler should return soon: it
  * has sent at least the runtime's batch of messages (tr_config.batch, 100
  * by default) since it was called. A handler with more to send then posts

@@ -59,6 +59,8 @@ extern "C" {
 #define TR_EXIT_KILLED      6 /* what links see when an actor got TR_EXIT_KILL */
 #define TR_EXIT_TIMEOUT                                                        \
 	7 /* a request's timeout passed (TR_MSG_REQUEST_FAILED) */
+#define TR_EXIT_UNHANDLED                                                      \
+	8 /* the target did not handle the request (tr_unhandled()) */
 #define TR_EXIT_USER 256
 
 /** TR_MSG_F_PTR - Flag in tr_msg.flags: the payload is an owned pointer. */

@@ -1261,6 +1261,33 @@ test_bad_input(void)
 	CHECK_ERR(control_status(&f, pool, NULL, 0), TR_EINVAL);
 	CHECK_ERR(control_status(&f, pool, &q, sizeof(q)), TR_OK);
 
+	/* What the pool cannot take is not lost silently: a supervisor
+	 * event from a stranger, sent as a request, fails at once, and a
+	 * pointer message, which it cannot route, is a dead letter and
+	 * counted as dropped. */
+	tr_pool_reply st0 = stats(&f, pool);
+	tr_metrics m0 = fx_metrics(&f);
+	tr_ref uref;
+	CHECK_OK(tr_request(tr_inbox_ctx(f.ib), pool, TR_MSG_SUP_EVENT, &v,
+			    sizeof(v), 0, &uref)); /* not from its supervisor */
+	tr_received ur;
+	memset(&ur, 0, sizeof(ur));
+	CHECK_OK(tr_inbox_recv_ref(f.ib, uref, FX_REPLY_MS, &ur));
+	const tr_request_failed *uf = TR_MSG_AS(&ur, tr_request_failed);
+	CHECK(ur.type == TR_MSG_REQUEST_FAILED && uf != NULL &&
+	      uf->reason == TR_EXIT_UNHANDLED);
+	tr_received_fini(&ur);
+	uint64_t *boxed = malloc(sizeof(*boxed));
+	CHECK(boxed != NULL);
+	if (boxed != NULL) {
+		*boxed = v;
+		CHECK_OK(tr_send_ptr(tr_inbox_ctx(f.ib), pool, MSG_WORK, boxed,
+				     sizeof(*boxed), free));
+	}
+	tr_pool_reply st1 = stats(&f, pool); /* after both, in order */
+	CHECK_EQ_U64(st1.dropped, st0.dropped + 1);
+	CHECK_EQ_U64(fx_metrics(&f).dead_letters, m0.dead_letters + 2);
+
 	/* A reply payload of another size is not read as one. */
 	unsigned char junk[sizeof(tr_pool_reply) + 16];
 	memset(junk, 0xAB, sizeof(junk));

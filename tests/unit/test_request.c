@@ -1191,6 +1191,94 @@ test_bad_input(void)
 	fx_finish(&f);
 }
 
+/*
+ * A picky server: it handles PICK_ONE (replying with the result of its
+ * own misuse checks) and calls everything else unhandled.
+ */
+enum { PICK_ONE = 900, PICK_OTHER };
+
+struct pick_errs {
+	int32_t other; /* tr_unhandled() with another message */
+	int32_t none;  /* and with none */
+};
+
+static void
+picky_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type == PICK_ONE) {
+		/* Misuse: another message, no message. */
+		tr_msg other = *m;
+		struct pick_errs errs = { tr_unhandled(cx, &other),
+					  tr_unhandled(cx, NULL) };
+		(void)tr_reply(cx, m, PICK_ONE, &errs, sizeof(errs));
+		return;
+	}
+	tr_err first = tr_unhandled(cx, m);
+	tr_err second = tr_unhandled(cx, m); /* once per message */
+	if (first != TR_OK || second != TR_EINVAL) {
+		(void)tr_send(cx, m->from, PICK_OTHER, NULL, 0); /* a failure */
+	}
+}
+
+static const tr_actor_def picky_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "picky",
+	.handle = picky_handle,
+};
+
+static void
+test_unhandled(void)
+{
+	struct fx f;
+	tr_received r;
+	tr_ref ref;
+
+	fx_start(&f, 2);
+	tr_pid p = fx_spawn(&f, &picky_def, NULL);
+	tr_ctx *cx = tr_inbox_ctx(f.ib);
+
+	/* A request it does not handle fails at once, though it has no
+	 * timeout: nothing else could ever answer it. */
+	CHECK_OK(tr_request(cx, p, PICK_OTHER, NULL, 0, 0, &ref));
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
+	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL);
+	CHECK(fl != NULL && fl->reason == TR_EXIT_UNHANDLED &&
+	      tr_pid_eq(fl->to, p) && fl->ref.v == ref.v);
+	tr_received_fini(&r);
+
+	/* Plain messages it does not handle are dead letters, not handled
+	 * ones: every one is counted, and the totals still add up. */
+	tr_metrics before = fx_metrics(&f);
+	for (int i = 0; i < 10; i++) {
+		SEND(&f, p, PICK_OTHER, &i, sizeof(i));
+	}
+	CHECK(WAIT_UNTIL(fx_metrics(&f).dead_letters >=
+				 before.dead_letters + 10,
+			 FX_REPLY_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, FX_REPLY_MS));
+	tr_metrics after = fx_metrics(&f);
+	CHECK_EQ_U64(after.dead_letters, before.dead_letters + 10);
+	CHECK_EQ_U64(after.msgs_sent, after.msgs_handled + after.dead_letters);
+
+	/* Its misuse checks: not this turn's message, none at all. */
+	CHECK_OK(tr_request(cx, p, PICK_ONE, NULL, 0, 0, &ref));
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	const struct pick_errs *errs = TR_MSG_AS(&r, struct pick_errs);
+	CHECK(r.type == PICK_ONE && errs != NULL);
+	CHECK(errs != NULL && errs->other == TR_EINVAL &&
+	      errs->none == TR_EINVAL);
+	tr_received_fini(&r);
+	/* Not on a thread's context, which handles no message. */
+	tr_msg none = { .type = PICK_OTHER };
+	CHECK_ERR(tr_unhandled(cx, &none), TR_EINVAL);
+	CHECK(fx_recv_none(&f, 50)); /* no PICK_OTHER failure report */
+	fx_finish(&f);
+}
+
 /* The size checks of TR_MSG_AS and TR_MSG_AS_FAM, on hand-made headers. */
 TR_FAM_BEGIN
 struct fam {
@@ -1236,6 +1324,7 @@ test_payload_views(void)
 
 static const struct test_case tests[] = {
 	{ "payload_views", test_payload_views },
+	{ "unhandled", test_unhandled },
 	{ "reply", test_reply },
 	{ "noproc", test_noproc },
 	{ "target_stops_holding", test_target_stops_holding },

@@ -226,8 +226,12 @@ typedef struct tr_pool_request {
  *                   runtime from there
  * @dropped:         messages the pool could not hand to any worker: a
  *                   bounded worker mailbox full (TR_EFULL), more than
- *                   @max_pending waiting, routed while the pool stops, or
- *                   still waiting when it stopped
+ *                   @max_pending waiting, routed while the pool stops,
+ *                   still waiting when it stopped, or not routable at
+ *                   all (another module's type, a pointer message). The
+ *                   last two kinds and those routed while it stops are
+ *                   also dead letters (tr_unhandled()); a request among
+ *                   them fails at once with TR_EXIT_UNHANDLED
  * @gathers:         scatter-gather requests served
  * @restarts:        workers the supervisor restarted
  *
