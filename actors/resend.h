@@ -6,8 +6,8 @@
  * first_ms and doubles with each try up to max_ms (equal values give a
  * fixed delay), and one such message at a time is armed.
  *
- * The rate limiter uses it for its replies (a fixed 5 ms), the pool's
- * scatter-gather collector for its result (1 ms doubling to 100 ms).
+ * The pool's scatter-gather collector uses it for its result (1 ms
+ * doubling to 100 ms).
  *
  * Threads: actor, the one whose state holds the struct.
  */
