@@ -349,16 +349,18 @@ on_stats(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 		       sizeof(l->st));
 }
 
-/* The first message: the configuration, answered with the stats. */
-static void
+/*
+ * The first message: the configuration, answered with the stats. False
+ * when @m is not a start (only a forged one can be).
+ */
+static bool
 on_start(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 {
 	tr_msg start;
 	tr_ratelimit_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
 	if (cfg == NULL) {
-		l->st.dropped++; /* not a start: only a forged one */
-		return;
+		return false;
 	}
 	l->cfg = *cfg;
 	free(cfg);
@@ -367,6 +369,7 @@ on_start(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 	if (!tr_pid_is_none(start.from)) {
 		on_stats(cx, l, &start);
 	}
+	return true;
 }
 
 static void
@@ -375,8 +378,7 @@ limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct limiter *l = state;
 	bool started = l->cfg.rate != 0;
 
-	if (m->type == MSG_START && !started) {
-		on_start(cx, l, m);
+	if (m->type == MSG_START && !started && on_start(cx, l, m)) {
 		return;
 	}
 	if (m->type == MSG_TICK && tr_pid_eq(m->from, tr_self(cx))) {
