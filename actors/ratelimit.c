@@ -1,13 +1,13 @@
 /*
- * Rate limiter: a token bucket shared between callers and one actor
- * (<troupe/actors/ratelimit.h>).
+ * Rate limiter (<troupe/actors/ratelimit.h>): a token bucket owned by one
+ * actor, which answers requests.
  *
- * The bucket (credit, the time it was last refilled, the number of
- * waiters, the closed flag) lives in struct tr_ratelimit under its mutex,
- * so tr_ratelimit_try() can answer on the caller's thread. Everything
- * that waits belongs to the limiter actor: the FIFO queue of waiters, the
- * one timer armed for the first waiter's due time, and replies that a
- * full mailbox refused and that are sent again later.
+ * The actor holds everything: the credit, when it was last refilled, the
+ * FIFO queue of waiting requests (a copy of each request's header, which
+ * tr_reply() answers later) and the one timer armed for the first
+ * waiter's due time. It starts from its first message (MSG_START, see
+ * boot.h), which carries the configuration checked by
+ * tr_ratelimit_start().
  *
  * Credit is kept in nano-tokens (one token = 10^9 units): refilling by
  * elapsed_ns * rate units is exact integer arithmetic on the monotonic
@@ -20,87 +20,53 @@
  * of a new request exact: the tokens queued ahead plus its own, less the
  * credit, divided by the rate.
  *
- * Threads: the actor on workers; try, acquire and destroy on any thread.
- * The handle is freed by the last of the user (destroy) and the actor
- * (teardown) to let go.
+ * Answers are replies to requests, which a bounded mailbox never refuses,
+ * so nothing is kept to be sent again. A requester that stopped cannot
+ * take a grant: before granting the head, and before refusing a new
+ * request, the limiter drops the waiters whose requester is gone.
+ * Waiters it still holds when it stops are failed by the runtime with
+ * its stop reason.
+ *
+ * Threads: the actor's turns only.
  */
 #include <troupe/actors/ratelimit.h>
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "boot.h"
 #include "clock.h"
-#include "ref.h"
-#include "resend.h"
 
 /* The limiter's own messages. */
-#define MSG_RL_REQUEST (TR_MSG_RATELIMIT_BASE + 0x80u)
-#define MSG_RL_TICK    (TR_MSG_RATELIMIT_BASE + 0x81u)
-#define MSG_RL_RETRY   (TR_MSG_RATELIMIT_BASE + 0x82u)
+#define MSG_START (TR_MSG_RATELIMIT_BASE + 0x80u) /* ptr to the config */
+#define MSG_TICK  (TR_MSG_RATELIMIT_BASE + 0x81u) /* uint64_t tick_seq */
 
 #define UNITS_PER_TOKEN 1000000000u
 /* Credit never grows past this, far above any burst (2^32 tokens). */
 #define CREDIT_LIMIT (UINT64_MAX / 2)
 #define NS_PER_MS    1000000u
 
-/* A refused reply is sent again after this long. */
-#define RETRY_MS 5u
-
-struct tr_ratelimit {
-	tr_runtime *rt;
-	tr_pid pid;
-	uint32_t rate;
-	uint32_t burst;
-	int64_t max_wait_ms;
-	uint32_t max_queue;
-	atomic_uint refs; /* the caller's handle and the actor */
-	pthread_mutex_t mu;
-	/* Under mu. */
-	uint64_t credit;  /* nano-tokens, at most burst * UNITS_PER_TOKEN */
-	uint64_t last_ns; /* when credit was last brought up to date */
-	uint32_t waiting; /* requests in the actor's queue */
-	bool closed;      /* the actor stopped */
-};
-
-struct request {
-	uint64_t tag;
-	int64_t max_wait_ms;
-	uint32_t tokens;
-	uint32_t pad;
-};
-
 struct waiter {
-	tr_pid to;
-	uint64_t tag;
+	tr_msg req; /* the request's header, answered later */
 	uint64_t since_ns;
 	uint32_t tokens;
 };
 
-struct pending {
-	tr_pid to;
-	uint32_t type;
-	tr_ratelimit_reply reply;
-};
-
 struct limiter {
-	tr_ratelimit *rl;
-	struct waiter *q; /* ring of cap entries, n used from head */
+	tr_ratelimit_config cfg; /* rate == 0 until the start */
+	uint64_t credit;         /* nano-tokens */
+	uint64_t last_ns;        /* when credit was last brought up to date */
+	struct waiter *q;        /* ring of cap entries, n used from head */
 	size_t cap;
 	size_t head;
 	size_t n;
 	uint64_t queued;   /* tokens asked for by the queue */
 	uint64_t tick_seq; /* the armed tick; older ticks are ignored */
 	bool tick_armed;
-	struct pending *retry; /* replies refused by a full mailbox */
-	size_t retry_n;
-	size_t retry_cap;
-	struct tr__resend resend; /* MSG_RL_RETRY, every RETRY_MS */
+	tr_ratelimit_stats st; /* tokens and waiting are filled on demand */
 };
 
 /*
- * Bring the credit up to @now. Caller holds rl->mu.
+ * Bring the credit up to @now.
  *
  * With waiters queued the credit is not capped at the burst: served on
  * time, the queue would have taken every token as it came, so a timer
@@ -109,151 +75,90 @@ struct limiter {
  * (cap_credit()).
  */
 static void
-refill(tr_ratelimit *rl, uint64_t now)
+refill(struct limiter *l, uint64_t now)
 {
-	uint64_t cap = rl->waiting > 0 ? CREDIT_LIMIT
-				       : (uint64_t)rl->burst * UNITS_PER_TOKEN;
+	uint64_t cap = l->n > 0 ? CREDIT_LIMIT
+				: (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
 
-	if (now <= rl->last_ns) {
+	if (now <= l->last_ns) {
 		return;
 	}
-	uint64_t elapsed = now - rl->last_ns;
-	rl->last_ns = now;
-	if (rl->credit >= cap) {
+	uint64_t elapsed = now - l->last_ns;
+	l->last_ns = now;
+	if (l->credit >= cap) {
 		return;
 	}
-	uint64_t room = cap - rl->credit;
+	uint64_t room = cap - l->credit;
 	/* Compare before multiplying, so elapsed * rate cannot overflow. */
-	if (elapsed >= room / rl->rate + 1) {
-		rl->credit = cap;
+	if (elapsed >= room / l->cfg.rate + 1) {
+		l->credit = cap;
 		return;
 	}
-	rl->credit += elapsed * rl->rate;
-	if (rl->credit > cap) {
-		rl->credit = cap;
+	l->credit += elapsed * l->cfg.rate;
+	if (l->credit > cap) {
+		l->credit = cap;
 	}
 }
 
-/* The bucket holds at most the burst when nobody waits. Holds rl->mu. */
+/* The bucket holds at most the burst when nobody waits. */
 static void
-cap_credit(tr_ratelimit *rl)
+cap_credit(struct limiter *l)
 {
-	uint64_t cap = (uint64_t)rl->burst * UNITS_PER_TOKEN;
+	uint64_t cap = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
 
-	if (rl->waiting == 0 && rl->credit > cap) {
-		rl->credit = cap;
+	if (l->n == 0 && l->credit > cap) {
+		l->credit = cap;
 	}
 }
 
 /*
- * Nanoseconds until @tokens more than the queue's are there, from the
- * current credit. UINT64_MAX when it does not fit in 64 bits. Caller
- * holds rl->mu.
+ * Nanoseconds until @tokens are there, from the current credit.
+ * UINT64_MAX when it does not fit in 64 bits.
  */
 static uint64_t
-wait_ns(const tr_ratelimit *rl, uint64_t tokens)
+wait_ns(const struct limiter *l, uint64_t tokens)
 {
 	if (tokens > UINT64_MAX / UNITS_PER_TOKEN) {
 		return UINT64_MAX;
 	}
 	uint64_t need = tokens * UNITS_PER_TOKEN;
-	if (need <= rl->credit) {
+	if (need <= l->credit) {
 		return 0;
 	}
-	need -= rl->credit;
-	return need / rl->rate + (need % rl->rate != 0);
+	need -= l->credit;
+	return need / l->cfg.rate + (need % l->cfg.rate != 0);
 }
 
 static uint64_t
 ns_to_ms_up(uint64_t ns)
 {
-	return ns / NS_PER_MS + (ns % NS_PER_MS != 0);
+	return ns == UINT64_MAX ? UINT64_MAX
+				: ns / NS_PER_MS + (ns % NS_PER_MS != 0);
 }
 
 static void
-handle_unref(tr_ratelimit *rl)
-{
-	if (tr__ref_put(&rl->refs)) {
-		pthread_mutex_destroy(&rl->mu);
-		free(rl);
-	}
-}
-
-/* ---- replies -------------------------------------------------------- */
-
-/* Keep a refused reply for later. False when there is no room at all. */
-static bool
-retry_push(struct limiter *l, tr_pid to, uint32_t type,
-	   const tr_ratelimit_reply *r)
-{
-	if (l->retry_n == l->retry_cap) {
-		size_t cap = l->retry_cap == 0 ? 8 : l->retry_cap * 2;
-		struct pending *v = realloc(l->retry, cap * sizeof(*v));
-		if (v == NULL) {
-			return false;
-		}
-		l->retry = v;
-		l->retry_cap = cap;
-	}
-	l->retry[l->retry_n].to = to;
-	l->retry[l->retry_n].type = type;
-	l->retry[l->retry_n].reply = *r;
-	l->retry_n++;
-	return true;
-}
-
-static void
-reply(tr_ctx *cx, struct limiter *l, tr_pid to, uint32_t type, uint64_t tag,
-      int32_t status, uint32_t tokens, uint64_t wait_ms)
+answer(tr_ctx *cx, const tr_msg *req, int32_t status, uint32_t tokens,
+       uint64_t wait_ms)
 {
 	tr_ratelimit_reply r = {
-		.tag = tag,
 		.status = status,
 		.tokens = tokens,
 		.wait_ms = wait_ms,
 	};
 
-	/* Replies to one requester stay in order: once one waits for a
-	 * retry, the later ones queue behind it. */
-	bool behind = false;
-	for (size_t i = 0; i < l->retry_n && !behind; i++) {
-		behind = tr_pid_eq(l->retry[i].to, to);
-	}
-	if (!behind) {
-		tr_err err = tr_send(cx, to, type, &r, sizeof(r));
-		if (!tr__resend_worth(err)) {
-			return; /* sent, or to a pid that can never take it */
-		}
-	}
-	if (retry_push(l, to, type, &r)) {
-		(void)tr__resend_arm(cx, &l->resend);
-	}
+	/* A requester that stopped or gave up makes it a dead letter. */
+	(void)tr_reply(cx, req, TR_MSG_RATELIMIT_REPLY, &r, sizeof(r));
 }
 
-static void
-retry_run(tr_ctx *cx, struct limiter *l)
+/*
+ * Whether the requester of @w has stopped. Only a local pid can be
+ * asked; a remote requester is kept.
+ */
+static bool
+gone(tr_ctx *cx, const struct waiter *w)
 {
-	size_t kept = 0;
-
-	for (size_t i = 0; i < l->retry_n; i++) {
-		struct pending *p = &l->retry[i];
-		bool behind = false;
-		for (size_t j = 0; j < kept && !behind; j++) {
-			behind = tr_pid_eq(l->retry[j].to, p->to);
-		}
-		if (!behind) {
-			tr_err err = tr_send(cx, p->to, p->type, &p->reply,
-					     sizeof(p->reply));
-			if (!tr__resend_worth(err)) {
-				continue;
-			}
-		}
-		l->retry[kept++] = *p;
-	}
-	l->retry_n = kept;
-	if (kept > 0) {
-		(void)tr__resend_arm(cx, &l->resend);
-	}
+	return tr_pid_node(w->req.from) == 0 &&
+	       !tr_actor_alive(tr_ctx_runtime(cx), w->req.from);
 }
 
 /* ---- the queue ------------------------------------------------------ */
@@ -289,7 +194,29 @@ queue_pop(struct limiter *l)
 	l->head = (l->head + 1) % l->cap;
 	l->n--;
 	l->queued -= w.tokens;
+	cap_credit(l);
 	return w;
+}
+
+/* Drop the waiters whose requester stopped, keeping the order. */
+static size_t
+purge(tr_ctx *cx, struct limiter *l)
+{
+	size_t kept = 0;
+	size_t n = l->n;
+
+	for (size_t i = 0; i < n; i++) {
+		struct waiter *w = &l->q[(l->head + i) % l->cap];
+		if (gone(cx, w)) {
+			l->queued -= w->tokens;
+			l->st.abandoned++;
+			continue;
+		}
+		l->q[(l->head + kept++) % l->cap] = *w;
+	}
+	l->n = kept;
+	cap_credit(l);
+	return n - kept;
 }
 
 /* Arm the one timer for the head's due time, @ns from now. */
@@ -302,94 +229,102 @@ tick_arm(tr_ctx *cx, struct limiter *l, uint64_t ns)
 	if (ms == 0) {
 		ms = 1;
 	}
-	/* Without a timer the queue would stall; on failure (the runtime is
-	 * stopping) teardown answers the waiters instead. */
-	l->tick_armed =
-		tr_send_after(cx, tr_self(cx), MSG_RL_TICK, &l->tick_seq,
-			      sizeof(l->tick_seq), ms, NULL) == TR_OK;
+	/* On failure (the runtime is stopping, or no memory) the next
+	 * acquire serves the queue and arms again. */
+	l->tick_armed = tr_send_after(cx, tr_self(cx), MSG_TICK, &l->tick_seq,
+				      sizeof(l->tick_seq), ms, NULL) == TR_OK;
 }
 
 /* Grant every waiter whose tokens are there, then arm for the next. */
 static void
 serve(tr_ctx *cx, struct limiter *l)
 {
-	tr_ratelimit *rl = l->rl;
-
 	while (l->n > 0) {
 		struct waiter *h = &l->q[l->head];
 		uint64_t now = tr__clock_ns();
 
-		pthread_mutex_lock(&rl->mu);
-		refill(rl, now);
-		uint64_t need = wait_ns(rl, h->tokens);
-		if (need == 0) {
-			rl->credit -= (uint64_t)h->tokens * UNITS_PER_TOKEN;
-			rl->waiting--;
-			cap_credit(rl);
+		if (gone(cx, h)) {
+			/* Its tokens stay in the bucket. */
+			(void)queue_pop(l);
+			l->st.abandoned++;
+			continue;
 		}
-		pthread_mutex_unlock(&rl->mu);
+		refill(l, now);
+		uint64_t need = wait_ns(l, h->tokens);
 		if (need > 0) {
 			tick_arm(cx, l, need);
 			return;
 		}
+		l->credit -= (uint64_t)h->tokens * UNITS_PER_TOKEN;
 		struct waiter w = queue_pop(l);
-		reply(cx, l, w.to, TR_MSG_RATELIMIT_GRANT, w.tag, TR_OK,
-		      w.tokens, (now - w.since_ns) / NS_PER_MS);
+		l->st.granted++;
+		answer(cx, &w.req, TR_OK, w.tokens,
+		       (now - w.since_ns) / NS_PER_MS);
 	}
 	l->tick_armed = false;
 }
 
-static void
-on_request(tr_ctx *cx, struct limiter *l, tr_pid from, const struct request *q)
+/* ---- requests ------------------------------------------------------- */
+
+/* Can a request wait @need ns, with room left in the queue? */
+static bool
+fits(const struct limiter *l, uint64_t need, int64_t max_wait_ms)
 {
-	tr_ratelimit *rl = l->rl;
+	bool in_time = max_wait_ms < 0 ||
+		       (uint64_t)max_wait_ms >= UINT64_MAX / NS_PER_MS ||
+		       need <= (uint64_t)max_wait_ms * NS_PER_MS;
+
+	return in_time && (l->cfg.max_queue == 0 || l->n < l->cfg.max_queue);
+}
+
+static void
+on_acquire(tr_ctx *cx, struct limiter *l, const tr_msg *m)
+{
+	const tr_ratelimit_acquire_req *q =
+		TR_MSG_AS(m, tr_ratelimit_acquire_req);
+
+	if (q == NULL || q->tokens == 0 || q->tokens > l->cfg.burst) {
+		/* It could never be granted. */
+		l->st.invalid++;
+		answer(cx, m, TR_EINVAL, q != NULL ? q->tokens : 0, 0);
+		return;
+	}
+	/* A negative wait means the default; a negative default, none. */
+	int64_t max_wait =
+		q->max_wait_ms < 0 ? l->cfg.max_wait_ms : q->max_wait_ms;
+	if (l->n > 0 && !l->tick_armed) {
+		serve(cx, l); /* its timer could not be armed */
+	}
 	uint64_t now = tr__clock_ns();
-
-	if (q->tokens == 0 || q->tokens > rl->burst) {
-		/* acquire() refuses these; only a forged message gets here. */
-		reply(cx, l, from, TR_MSG_RATELIMIT_REJECT, q->tag, TR_EINVAL,
-		      q->tokens, 0);
+	refill(l, now);
+	uint64_t need = wait_ns(l, l->queued + q->tokens);
+	if (!fits(l, need, max_wait) && purge(cx, l) > 0) {
+		/* Waiters ahead had stopped: the head may be new, or due. */
+		serve(cx, l);
+		refill(l, now);
+		need = wait_ns(l, l->queued + q->tokens);
+	}
+	if (l->n == 0 && need == 0) {
+		l->credit -= (uint64_t)q->tokens * UNITS_PER_TOKEN;
+		l->st.granted++;
+		answer(cx, m, TR_OK, q->tokens, 0);
 		return;
 	}
-	pthread_mutex_lock(&rl->mu);
-	refill(rl, now);
-	uint64_t need = wait_ns(rl, l->queued + q->tokens);
-	bool grant = l->n == 0 && need == 0;
-	bool fits = q->max_wait_ms < 0 ||
-		    (uint64_t)q->max_wait_ms >= UINT64_MAX / NS_PER_MS ||
-		    need <= (uint64_t)q->max_wait_ms * NS_PER_MS;
-	bool room = rl->max_queue == 0 || l->n < rl->max_queue;
-	if (grant) {
-		rl->credit -= (uint64_t)q->tokens * UNITS_PER_TOKEN;
-	} else if (fits && room) {
-		rl->waiting++;
-	}
-	pthread_mutex_unlock(&rl->mu);
-
-	if (grant) {
-		reply(cx, l, from, TR_MSG_RATELIMIT_GRANT, q->tag, TR_OK,
-		      q->tokens, 0);
-		return;
-	}
-	uint64_t need_ms = need == UINT64_MAX ? UINT64_MAX : ns_to_ms_up(need);
-	if (!fits || !room) {
-		reply(cx, l, from, TR_MSG_RATELIMIT_REJECT, q->tag,
-		      TR_EREJECTED, q->tokens, need_ms);
+	if (!fits(l, need, max_wait)) {
+		l->st.rejected++;
+		answer(cx, m, TR_EREJECTED, q->tokens, ns_to_ms_up(need));
 		return;
 	}
 	struct waiter w = {
-		.to = from,
-		.tag = q->tag,
+		.req = *m,
 		.since_ns = now,
 		.tokens = q->tokens,
 	};
+	w.req.data = NULL;
+	w.req.size = 0;
 	if (!queue_push(l, &w)) {
-		pthread_mutex_lock(&rl->mu);
-		rl->waiting--;
-		cap_credit(rl);
-		pthread_mutex_unlock(&rl->mu);
-		reply(cx, l, from, TR_MSG_RATELIMIT_REJECT, q->tag,
-		      TR_EREJECTED, q->tokens, need_ms);
+		l->st.rejected++;
+		answer(cx, m, TR_ENOMEM, q->tokens, 0);
 		return;
 	}
 	if (l->n == 1) {
@@ -398,53 +333,74 @@ on_request(tr_ctx *cx, struct limiter *l, tr_pid from, const struct request *q)
 	}
 }
 
-static int
-limiter_init(tr_ctx *cx, void *state, void *arg)
+static void
+on_stats(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 {
-	struct limiter *l = state;
+	if (m->size != 0) {
+		l->st.invalid++;
+		answer(cx, m, TR_EINVAL, 0, 0);
+		return;
+	}
+	refill(l, tr__clock_ns());
+	uint64_t tokens = l->credit / UNITS_PER_TOKEN;
+	l->st.tokens = tokens < l->cfg.burst ? (uint32_t)tokens : l->cfg.burst;
+	l->st.waiting = l->n > UINT32_MAX ? UINT32_MAX : (uint32_t)l->n;
+	(void)tr_reply(cx, m, TR_MSG_RATELIMIT_STATS_REPLY, &l->st,
+		       sizeof(l->st));
+}
 
-	(void)cx;
-	l->rl = arg;
-	tr__resend_init(&l->resend, MSG_RL_RETRY, RETRY_MS, RETRY_MS);
-	return TR_OK;
+/*
+ * The first message: the configuration, answered with the stats. False
+ * when @m is not a start (only a forged one can be).
+ */
+static bool
+on_start(tr_ctx *cx, struct limiter *l, const tr_msg *m)
+{
+	tr_msg start;
+	tr_ratelimit_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
+
+	if (cfg == NULL) {
+		return false;
+	}
+	l->cfg = *cfg;
+	free(cfg);
+	l->credit = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
+	l->last_ns = tr__clock_ns();
+	if (!tr_pid_is_none(start.from)) {
+		on_stats(cx, l, &start);
+	}
+	return true;
 }
 
 static void
 limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct limiter *l = state;
+	bool started = l->cfg.rate != 0;
 
-	switch (m->type) {
-	case MSG_RL_REQUEST: {
-		struct request q;
-
-		if (m->size != sizeof(q) || tr_pid_is_none(m->from)) {
-			return; /* nobody to answer */
-		}
-		memcpy(&q, m->data, sizeof(q));
-		on_request(cx, l, m->from, &q);
-		break;
+	if (m->type == MSG_START && !started && on_start(cx, l, m)) {
+		return;
 	}
-	case MSG_RL_TICK: {
-		uint64_t seq;
-
-		if (!tr_pid_eq(m->from, tr_self(cx)) ||
-		    m->size != sizeof(seq)) {
-			return;
-		}
-		memcpy(&seq, m->data, sizeof(seq));
-		if (l->tick_armed && seq == l->tick_seq) {
+	if (m->type == MSG_TICK && tr_pid_eq(m->from, tr_self(cx))) {
+		const uint64_t *seq = TR_MSG_AS(m, uint64_t);
+		if (seq != NULL && l->tick_armed && *seq == l->tick_seq) {
 			serve(cx, l);
 		}
-		break;
+		return;
 	}
-	case MSG_RL_RETRY:
-		if (tr__resend_fired(cx, &l->resend, m)) {
-			retry_run(cx, l);
-		}
-		break;
-	default:
-		break;
+	if (!(m->flags & TR_MSG_F_REQUEST)) {
+		/* Nobody could match an answer to it. */
+		l->st.dropped++;
+		(void)tr_unhandled(cx, m);
+		return;
+	}
+	if (started && m->type == TR_MSG_RATELIMIT_ACQUIRE) {
+		on_acquire(cx, l, m);
+	} else if (started && m->type == TR_MSG_RATELIMIT_STATS) {
+		on_stats(cx, l, m);
+	} else {
+		l->st.invalid++;
+		answer(cx, m, TR_EINVAL, 0, 0);
 	}
 }
 
@@ -452,165 +408,42 @@ static void
 limiter_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct limiter *l = state;
-	tr_ratelimit *rl = l->rl;
 
+	(void)cx;
 	(void)reason;
-	pthread_mutex_lock(&rl->mu);
-	rl->closed = true;
-	rl->waiting = 0;
-	pthread_mutex_unlock(&rl->mu);
-	/* Replies refused earlier go first, in their order; one last try. */
-	for (size_t i = 0; i < l->retry_n; i++) {
-		struct pending *p = &l->retry[i];
-		(void)tr_send(cx, p->to, p->type, &p->reply, sizeof(p->reply));
-	}
-	while (l->n > 0) {
-		struct waiter w = queue_pop(l);
-		tr_ratelimit_reply r = {
-			.tag = w.tag,
-			.status = TR_ECLOSED,
-			.tokens = w.tokens,
-		};
-		(void)tr_send(cx, w.to, TR_MSG_RATELIMIT_REJECT, &r, sizeof(r));
-	}
-	free(l->retry);
+	/* The runtime fails the requests still queued, with our reason. */
 	free(l->q);
-	handle_unref(rl);
 }
 
 static const tr_actor_def limiter_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "ratelimit",
 	.state_size = sizeof(struct limiter),
-	.init = limiter_init,
 	.teardown = limiter_teardown,
 	.handle = limiter_handle,
 };
 
-/* ---- public calls --------------------------------------------------- */
-
 tr_err
-tr_ratelimit_create(tr_runtime *rt, const tr_ratelimit_config *cfg,
-		    tr_ratelimit **out)
+tr_ratelimit_start(tr_ctx *cx, const tr_ratelimit_config *cfg, tr_pid *out,
+		   tr_ref *ref)
 {
-	tr_ratelimit *rl;
-	tr_err err;
-
-	if (rt == NULL || cfg == NULL || out == NULL ||
-	    cfg->size < sizeof(*cfg) || cfg->rate == 0 || cfg->burst == 0) {
+	if (out != NULL) {
+		*out = TR_PID_NONE;
+	}
+	if (ref != NULL) {
+		*ref = (tr_ref){ 0 };
+	}
+	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	    cfg->rate == 0 || cfg->burst == 0) {
 		return TR_EINVAL;
 	}
-	rl = calloc(1, sizeof(*rl));
-	if (rl == NULL) {
+	tr_ratelimit_config *b = malloc(sizeof(*b));
+	if (b == NULL) {
 		return TR_ENOMEM;
 	}
-	if (pthread_mutex_init(&rl->mu, NULL) != 0) {
-		free(rl);
-		return TR_ENOMEM;
-	}
-	rl->rt = rt;
-	rl->rate = cfg->rate;
-	rl->burst = cfg->burst;
-	rl->max_wait_ms = cfg->max_wait_ms;
-	rl->max_queue = cfg->max_queue;
-	rl->credit = (uint64_t)cfg->burst * UNITS_PER_TOKEN;
-	rl->last_ns = tr__clock_ns();
-	atomic_init(&rl->refs, 2);
-	/* On success init and teardown will run: the actor's reference is
-	 * dropped in teardown. */
-	err = tr_spawn(tr_runtime_ctx(rt), &limiter_def, rl, &rl->pid);
-	if (err < 0) {
-		pthread_mutex_destroy(&rl->mu);
-		free(rl);
-		return err;
-	}
-	*out = rl;
-	return TR_OK;
-}
-
-void
-tr_ratelimit_destroy(tr_ratelimit *rl)
-{
-	if (rl == NULL) {
-		return;
-	}
-	pthread_mutex_lock(&rl->mu);
-	bool closed = rl->closed;
-	pthread_mutex_unlock(&rl->mu);
-	if (!closed) {
-		/* Its teardown answers the waiters and drops its reference. */
-		(void)tr_stop(tr_runtime_ctx(rl->rt), rl->pid, TR_EXIT_NORMAL);
-	}
-	handle_unref(rl);
-}
-
-tr_pid
-tr_ratelimit_pid(const tr_ratelimit *rl)
-{
-	return rl != NULL ? rl->pid : TR_PID_NONE;
-}
-
-/* Checks shared by the acquire calls; fills the request. */
-static tr_err
-request_make(tr_ratelimit *rl, uint32_t tokens, uint64_t tag,
-	     int64_t max_wait_ms, struct request *q)
-{
-	if (rl == NULL || tokens == 0 || tokens > rl->burst) {
-		return TR_EINVAL;
-	}
-	pthread_mutex_lock(&rl->mu);
-	bool closed = rl->closed;
-	pthread_mutex_unlock(&rl->mu);
-	if (closed) {
-		return TR_ECLOSED;
-	}
-	memset(q, 0, sizeof(*q));
-	q->tag = tag;
-	q->tokens = tokens;
-	/* The default is resolved here, so that a negative value in the
-	 * message always means "no limit". */
-	q->max_wait_ms = max_wait_ms < 0 ? rl->max_wait_ms : max_wait_ms;
-	return TR_OK;
-}
-
-tr_err
-tr_ratelimit_acquire(tr_ctx *cx, tr_ratelimit *rl, uint32_t tokens,
-		     uint64_t tag, int64_t max_wait_ms)
-{
-	struct request q;
-
-	/* The grant goes to the context's pid: the runtime's context has
-	 * none to send it to. */
-	if (cx == NULL || tr_pid_is_none(tr_self(cx))) {
-		return TR_EINVAL;
-	}
-	tr_err err = request_make(rl, tokens, tag, max_wait_ms, &q);
-	if (err < 0) {
-		return err;
-	}
-	return tr_send(cx, rl->pid, MSG_RL_REQUEST, &q, sizeof(q));
-}
-
-tr_err
-tr_ratelimit_try(tr_ratelimit *rl, uint32_t tokens)
-{
-	tr_err err = TR_EREJECTED;
-
-	if (rl == NULL || tokens == 0 || tokens > rl->burst) {
-		return TR_EINVAL;
-	}
-	uint64_t now = tr__clock_ns();
-	pthread_mutex_lock(&rl->mu);
-	if (rl->closed) {
-		err = TR_ECLOSED;
-	} else if (rl->waiting == 0) {
-		refill(rl, now);
-		uint64_t need = (uint64_t)tokens * UNITS_PER_TOKEN;
-		if (rl->credit >= need) {
-			rl->credit -= need;
-			err = TR_OK;
-		}
-	}
-	pthread_mutex_unlock(&rl->mu);
-	return err;
+	*b = *cfg;
+	b->size = sizeof(*b);
+	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
+	return tr__boot_start(cx, &limiter_def, how, MSG_START, b, sizeof(*b),
+			      free, out, ref);
 }

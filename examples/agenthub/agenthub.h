@@ -311,7 +311,7 @@ struct hub {
 	uint64_t t0_ns; /* when the run began, for timestamps */
 	tr_registry *reg;
 	tr_pubsub *bus;
-	tr_ratelimit *limiter;
+	tr_pid limiter; /* requests: <troupe/actors/ratelimit.h> */
 	tr_breaker *breaker;
 	tr_jobs *jobs;
 };

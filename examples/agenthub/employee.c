@@ -19,8 +19,9 @@
  * A model subtask goes through the three guards an asyncio agent would
  * stack around an LLM client:
  *
- *   1. the rate limiter: tr_ratelimit_acquire() and wait for the GRANT
- *      (or a REJECT at once if the wait would pass LIMITER_WAIT_MS);
+ *   1. the rate limiter: a TR_MSG_RATELIMIT_ACQUIRE request for one
+ *      token, answered under its reference by a grant, or by a reject
+ *      at once if the wait would pass LIMITER_WAIT_MS;
  *   2. the circuit breaker: tr_breaker_allow() fails at once while the
  *      model is known to be down, without a call;
  *   3. the call itself: tr_request() to the actor registered as "model",
@@ -85,8 +86,7 @@ struct job {
 	tr_process proc;        /* PH_TOOL */
 	char out[OUTPUT_MAX];   /* the tool's stdout, lines joined by '\n' */
 	size_t out_len;
-	uint64_t tag;    /* PH_TOKEN: our tag on the limiter request */
-	tr_ref req;      /* PH_MODEL: the model request's reference */
+	tr_ref req;      /* PH_TOKEN, PH_MODEL: the request's reference */
 	uint64_t ticket; /* the breaker's ticket while a call is out */
 };
 
@@ -101,7 +101,6 @@ struct queued {
 struct employee {
 	struct job slot[SLOTS];
 	struct queued *head, *tail;
-	uint64_t next_tag;
 	bool is_crashing; /* start nothing more: we stop after this turn */
 };
 
@@ -391,8 +390,8 @@ model_answered(tr_ctx *cx, struct job *j, const tr_msg *m)
 /* Taking work                                                         */
 
 static void
-job_start(tr_ctx *cx, struct employee *e, struct job *j, tr_pid lead,
-	  const unsigned char *msg, size_t size)
+job_start(tr_ctx *cx, struct job *j, tr_pid lead, const unsigned char *msg,
+	  size_t size)
 {
 	struct subtask_msg sub;
 
@@ -423,11 +422,44 @@ job_start(tr_ctx *cx, struct employee *e, struct job *j, tr_pid lead,
 	memcpy(j->prompt, msg + sizeof(sub), len);
 	j->prompt[len] = '\0';
 	j->phase = PH_TOKEN;
-	j->tag = ++e->next_tag;
-	if (tr_ratelimit_acquire(cx, hub.limiter, 1, j->tag, LIMITER_WAIT_MS) <
-	    0) {
+	/* No timeout of our own: the limiter answers within
+	 * LIMITER_WAIT_MS, and the runtime fails the request if the limiter
+	 * is gone. */
+	tr_ratelimit_acquire_req q = { .tokens = 1,
+				       .max_wait_ms = LIMITER_WAIT_MS };
+	if (tr_request(cx, hub.limiter, TR_MSG_RATELIMIT_ACQUIRE, &q, sizeof(q),
+		       0, &j->req) < 0) {
 		job_failf(cx, j, OUT_RATE_LIMITED, "rate limiter unavailable");
 	}
+}
+
+/*
+ * The one outcome of the limiter request: a TR_MSG_RATELIMIT_REPLY that
+ * grants the token or refuses it (the wait would pass LIMITER_WAIT_MS),
+ * or TR_MSG_REQUEST_FAILED if the limiter is gone.
+ */
+static void
+limiter_answered(tr_ctx *cx, struct employee *e, struct job *j, const tr_msg *m)
+{
+	const tr_ratelimit_reply *r = TR_MSG_AS(m, tr_ratelimit_reply);
+
+	j->req = (tr_ref){ 0 };
+	if (m->type != TR_MSG_RATELIMIT_REPLY || r == NULL) {
+		job_failf(cx, j, OUT_RATE_LIMITED, "rate limiter unavailable");
+		return;
+	}
+	if (r->status != TR_OK) {
+		stat_add(&stats.limiter_rejects, 1);
+		job_failf(cx, j, OUT_RATE_LIMITED,
+			  "rate limited: would wait %" PRIu64 " ms",
+			  r->wait_ms);
+		return;
+	}
+	if (r->wait_ms > 0) {
+		stat_add(&stats.limiter_waits, 1);
+		stat_add(&stats.limiter_wait_ms, r->wait_ms);
+	}
+	model_granted(cx, e, j);
 }
 
 static struct job *
@@ -454,7 +486,7 @@ take_backlog(tr_ctx *cx, struct employee *e)
 		if (e->head == NULL) {
 			e->tail = NULL;
 		}
-		job_start(cx, e, j, q->lead, q->msg, q->size);
+		job_start(cx, j, q->lead, q->msg, q->size);
 		free(q);
 	}
 }
@@ -479,7 +511,7 @@ subtask(tr_ctx *cx, struct employee *e, const tr_msg *m)
 
 	struct job *j = free_slot(e);
 	if (j != NULL && e->head == NULL && !e->is_crashing) {
-		job_start(cx, e, j, tr_sender(cx), m->data, m->size);
+		job_start(cx, j, tr_sender(cx), m->data, m->size);
 		return;
 	}
 	struct queued *q = malloc(sizeof(*q) + m->size);
@@ -549,45 +581,19 @@ employee_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
-	case TR_MSG_RATELIMIT_GRANT:
-	case TR_MSG_RATELIMIT_REJECT: {
-		tr_ratelimit_reply r;
-
-		if (!payload(m, &r, sizeof(r))) {
-			break;
-		}
-		for (int i = 0; i < SLOTS; i++) {
-			struct job *j = &e->slot[i];
-
-			if (j->phase != PH_TOKEN || j->tag != r.tag) {
-				continue;
-			}
-			if (r.status == TR_OK) {
-				if (r.wait_ms > 0) {
-					stat_add(&stats.limiter_waits, 1);
-					stat_add(&stats.limiter_wait_ms,
-						 r.wait_ms);
-				}
-				model_granted(cx, e, j);
-			} else {
-				stat_add(&stats.limiter_rejects, 1);
-				job_failf(cx, j, OUT_RATE_LIMITED,
-					  "rate limited: would wait %" PRIu64
-					  " ms",
-					  r.wait_ms);
-			}
-			break;
-		}
-		break;
-	}
 	default:
-		/* The outcome of a model request, matched by its reference. */
+		/* The outcome of a limiter or model request, matched by its
+		 * reference. */
 		if (!(m->flags & TR_MSG_F_REPLY)) {
 			break;
 		}
 		for (int i = 0; i < SLOTS; i++) {
 			struct job *j = &e->slot[i];
 
+			if (j->phase == PH_TOKEN && j->req.v == m->ref.v) {
+				limiter_answered(cx, e, j, m);
+				break;
+			}
 			if (j->phase == PH_MODEL && j->req.v == m->ref.v) {
 				model_answered(cx, j, m);
 				break;

@@ -590,7 +590,8 @@ setup(struct run *r)
 	};
 	if ((err = tr_registry_create(r->rt, &hub.reg)) < 0 ||
 	    (err = tr_pubsub_create(r->rt, &hub.bus)) < 0 ||
-	    (err = tr_ratelimit_create(r->rt, &rl, &hub.limiter)) < 0 ||
+	    (err = tr_ratelimit_start(tr_runtime_ctx(r->rt), &rl, &hub.limiter,
+				      NULL)) < 0 ||
 	    (err = tr_breaker_create(r->rt, &bc, &hub.breaker)) < 0 ||
 	    (err = tr_jobs_create(r->rt, NULL, &hub.jobs)) < 0) {
 		die("creating the services", err);
@@ -1159,7 +1160,6 @@ main(int argc, char **argv)
 	tr_jobs_destroy(hub.jobs);
 	tr_registry_destroy(hub.reg);
 	tr_pubsub_destroy(hub.bus);
-	tr_ratelimit_destroy(hub.limiter);
 	tr_breaker_destroy(hub.breaker);
 	tr_runtime_destroy(r.rt);
 	free(r.clients);
