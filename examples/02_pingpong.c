@@ -176,7 +176,7 @@ main(int argc, char **argv)
 	      "spawn pong");
 	struct ping_args args = {
 		.pong = pong,
-		.report_to = tr_inbox_pid(inbox),
+		.report_to = tr_self(tr_inbox_ctx(inbox)),
 		.rounds = rounds,
 	};
 	double t0 = now_s();
@@ -189,7 +189,7 @@ main(int argc, char **argv)
 
 	/* Wait for ping's report, at most 60 s. */
 	tr_received r;
-	check(tr_inbox_recv(inbox, 60000, &r), "waiting for ping");
+	check(tr_inbox_recv(inbox, NULL, 60000, &r), "waiting for ping");
 	double secs = now_s() - t0;
 	struct ping_report rep = { 0 };
 	if (r.type == MSG_DONE && r.size == sizeof(rep)) {

@@ -1872,7 +1872,8 @@ shut_down(tr_runtime *rt, tr_inbox *ib, tr_pid server)
 		tr_received m;
 
 		if (now >= deadline ||
-		    tr_inbox_recv(ib, (int64_t)(deadline - now), &m) != TR_OK) {
+		    tr_inbox_recv(ib, NULL, (int64_t)(deadline - now), &m) !=
+			    TR_OK) {
 			return; /* the timeout, or the runtime is stopping */
 		}
 		uint32_t type = m.type;
@@ -1923,7 +1924,7 @@ main(int argc, char **argv)
 	 * sent once "listening" is printed is always handled.
 	 */
 	if (tr_inbox_create(rt, &ib) < 0 ||
-	    tr_runtime_handle_signals(rt, tr_inbox_pid(ib)) < 0 ||
+	    tr_runtime_handle_signals(rt, tr_self(tr_inbox_ctx(ib))) < 0 ||
 	    tr_send(tr_runtime_ctx(rt), server, MSG_START, &opt.port,
 		    sizeof(opt.port)) < 0) {
 		fprintf(stderr, "chat: cannot start the server\n");
@@ -1933,7 +1934,7 @@ main(int argc, char **argv)
 		tr_received m;
 
 		/* TR_ECLOSED: the runtime stopped (the listen failed). */
-		if (tr_inbox_recv(ib, -1, &m) != TR_OK) {
+		if (tr_inbox_recv(ib, NULL, -1, &m) != TR_OK) {
 			break;
 		}
 		uint32_t type = m.type;

@@ -1277,7 +1277,7 @@ drain_and_stop(struct run *r)
 		die("draining", err);
 	}
 	/* A lost message would stall a wave: the checks report it. */
-	err = tr_inbox_recv(inbox, 20000, &msg);
+	err = tr_inbox_recv(inbox, NULL, 20000, &msg);
 	if (err < 0) {
 		printf("the driver did not report: %s\n", tr_strerror(err));
 	} else {

@@ -1,9 +1,9 @@
 /*
  * Inboxes: an actor whose handler queues each message for a thread that
  * is not an actor, which takes them with tr_inbox_recv() or, for the
- * outcome of one request, tr_inbox_recv_ref(). The inbox also gives that
- * thread a context (tr_inbox_ctx) for the calls an actor makes: sends,
- * spawns, requests and replies, sent as the inbox's actor.
+ * outcome of one request, tr_inbox_recv() with the reference. The inbox also
+ * gives that thread a context (tr_inbox_ctx) for the calls an actor makes:
+ * sends, spawns, requests and replies, sent as the inbox's actor.
  *
  * Requests made through the context are kept in the inbox's table under
  * its mutex (runtime/inbox.h). Their deadlines are checked by the
@@ -288,12 +288,6 @@ expire_locked(struct tr_inbox *ib)
 	}
 }
 
-tr_pid
-tr_inbox_pid(const tr_inbox *ib)
-{
-	return ib != NULL ? ib->pid : TR_PID_NONE;
-}
-
 static struct timespec
 ts_of_ns(uint64_t ns)
 {
@@ -381,19 +375,13 @@ recv(tr_inbox *ib, uint64_t ref, int64_t timeout_ms, tr_received *out)
 }
 
 tr_err
-tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out)
+tr_inbox_recv(tr_inbox *ib, const tr_ref *ref, int64_t timeout_ms,
+	      tr_received *out)
 {
-	return recv(ib, 0, timeout_ms, out);
-}
-
-tr_err
-tr_inbox_recv_ref(tr_inbox *ib, tr_ref ref, int64_t timeout_ms,
-		  tr_received *out)
-{
-	if (ref.v == 0) {
+	if (ref != NULL && ref->v == 0) {
 		return TR_EINVAL;
 	}
-	return recv(ib, ref.v, timeout_ms, out);
+	return recv(ib, ref != NULL ? ref->v : 0, timeout_ms, out);
 }
 
 void

@@ -38,7 +38,7 @@ fx_start_cfg(struct fx *f, const tr_config *cfg)
 		fprintf(stderr, "fixture: cannot start a runtime\n");
 		exit(1);
 	}
-	f->probe = tr_inbox_pid(f->ib);
+	f->probe = tr_self(tr_inbox_ctx(f->ib));
 }
 
 static inline void
@@ -116,7 +116,7 @@ fx_recv(struct fx *f, uint32_t type, void *out, size_t len)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, FX_REPLY_MS, &r);
+	int err = tr_inbox_recv(f->ib, NULL, FX_REPLY_MS, &r);
 	if (err != TR_OK) {
 		fprintf(stderr, "  probe: no message of type %u: %s\n", type,
 			tr_err_name(err));
@@ -143,7 +143,7 @@ fx_recv_none(struct fx *f, int64_t ms)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv(f->ib, ms, &r);
+	int err = tr_inbox_recv(f->ib, NULL, ms, &r);
 	if (err == TR_OK) {
 		fprintf(stderr, "  probe: unexpected message type %u\n",
 			r.type);
@@ -155,8 +155,8 @@ fx_recv_none(struct fx *f, int64_t ms)
 
 /*
  * Takes the outcome of the request @ref made on the probe's context
- * (tr_inbox_recv_ref(): other messages stay queued). It must be the reply
- * itself, under @ref, of @type from @from, with exactly @len bytes,
+ * (tr_inbox_recv() with the reference: other messages stay queued). It must be
+ * the reply itself, under @ref, of @type from @from, with exactly @len bytes,
  * copied to @out.
  */
 static inline bool
@@ -166,7 +166,7 @@ fx_recv_ref(struct fx *f, tr_ref ref, uint32_t type, tr_pid from, void *out,
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	int err = tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r);
+	int err = tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r);
 	if (err != TR_OK) {
 		fprintf(stderr, "  probe: no outcome of request %llu: %s\n",
 			(unsigned long long)ref.v, tr_err_name(err));

@@ -434,7 +434,7 @@ pump(struct run *r, int64_t ms)
 {
 	tr_received m;
 
-	if (tr_inbox_recv(r->inbox, ms, &m) != TR_OK) {
+	if (tr_inbox_recv(r->inbox, NULL, ms, &m) != TR_OK) {
 		return;
 	}
 	switch (m.type) {
@@ -540,7 +540,7 @@ static tr_err
 await_start(struct run *r, tr_ref ref)
 {
 	tr_received m;
-	tr_err err = tr_inbox_recv_ref(r->inbox, ref, -1, &m);
+	tr_err err = tr_inbox_recv(r->inbox, &ref, -1, &m);
 
 	if (err < 0) {
 		return err;
@@ -608,7 +608,7 @@ setup(struct run *r)
 		die("starting the runtime", err);
 	}
 	r->cx = tr_inbox_ctx(r->inbox);
-	r->me = tr_inbox_pid(r->inbox);
+	r->me = tr_self(tr_inbox_ctx(r->inbox));
 	/* Ctrl-C and SIGTERM come to the inbox as messages. */
 	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
 		die("tr_runtime_handle_signals", err);

@@ -186,7 +186,7 @@ TR_API tr_err tr_send_ptr(tr_ctx *cx, tr_pid to, uint32_t type, void *ptr,
  * requester (docs/ARCHITECTURE.md, "Requests").
  *
  * From a thread, the outcome joins the inbox: take it with
- * tr_inbox_recv_ref(), which is the blocking call.
+ * tr_inbox_recv() with the reference, which is the blocking call.
  * Thread:    actor, or the thread of an inbox context.
  * Return:    TR_OK (the outcome will come); on an error nothing was sent
  *            and no outcome comes: TR_EFULL, TR_EMSGSIZE, TR_EINVAL,

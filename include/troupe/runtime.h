@@ -143,7 +143,7 @@ TR_API void tr_runtime_destroy(tr_runtime *rt);
 /**
  * tr_runtime_on_worker() - True when the calling thread is one of @rt's
  * workers, that is inside a handler, where calls that wait for the
- * runtime (join, wait_idle, a tr_inbox_recv or tr_inbox_recv_ref that
+ * runtime (join, wait_idle, a tr_inbox_recv that
  * waits) must not be made.
  * Thread:    any.
  */
@@ -238,41 +238,34 @@ typedef struct tr_received {
  */
 TR_API tr_err tr_inbox_create(tr_runtime *rt, tr_inbox **out);
 
-/** tr_inbox_pid() - The inbox's pid. Thread: any. */
-TR_API tr_pid tr_inbox_pid(const tr_inbox *ib);
-
 /**
- * tr_inbox_recv() - Take the oldest message, waiting up to @timeout_ms
- * (negative: forever; 0: do not wait).
- * Thread:    any (one reader at a time); on a worker only with
- *            @timeout_ms 0 (waiting there is misuse: debug builds abort,
- *            release builds return TR_EINVAL).
- * Return:    TR_OK and *out filled; TR_ETIMEDOUT; TR_ECLOSED when the
- *            inbox actor stopped and nothing is left; TR_EINVAL.
- */
-TR_API tr_err tr_inbox_recv(tr_inbox *ib, int64_t timeout_ms, tr_received *out);
-
-/**
- * tr_inbox_recv_ref() - Take the outcome of the request @ref (made with
- * tr_request() on tr_inbox_ctx(@ib)), waiting up to @timeout_ms (negative:
- * forever); other messages stay queued, in order. This is the blocking
- * request: tr_request(), then tr_inbox_recv_ref().
+ * tr_inbox_recv() - Take a message, waiting up to @timeout_ms: the oldest
+ * one, or the outcome of one request. A blocking request is tr_request()
+ * on tr_inbox_ctx(@ib), then tr_inbox_recv(@ib, &ref, ...).
  * @ib:         the inbox
- * @ref:        the request's reference
- * @timeout_ms: 0 polls; negative waits until the outcome comes (which the
- *              request's own timeout bounds, if it has one)
- * @out:        the reply, or TR_MSG_REQUEST_FAILED (TR_MSG_F_REPLY set)
+ * @ref:        NULL for the oldest message; otherwise the reference of a
+ *              request made on tr_inbox_ctx(@ib), and only its outcome
+ *              (the reply, or TR_MSG_REQUEST_FAILED, with TR_MSG_F_REPLY)
+ *              is taken: other messages stay queued, in order
+ * @timeout_ms: negative waits without limit (for an outcome, the
+ *              request's own timeout bounds that, if it has one); 0 does
+ *              not wait
+ * @out:        the message
  *
  * A request's own timeout is enforced by the receives of its inbox: a
  * receive first turns every request whose deadline passed into its
  * TR_MSG_REQUEST_FAILED outcome. Giving up here (TR_ETIMEDOUT) leaves
- * the request open.
- * Thread:    the thread that uses the inbox, outside handlers.
- * Return:    TR_OK; TR_ETIMEDOUT; TR_ECLOSED (the inbox stopped and the
- *            outcome is not queued); TR_EINVAL (zero reference).
+ * the request open. The inbox's pid, the sender its messages show, is
+ * tr_self(tr_inbox_ctx(@ib)).
+ * Thread:    any (one reader at a time), outside handlers; on a worker
+ *            only with @timeout_ms 0 (waiting there is misuse: debug
+ *            builds abort, release builds return TR_EINVAL).
+ * Return:    TR_OK and *out filled; TR_ETIMEDOUT; TR_ECLOSED when the
+ *            inbox actor stopped and nothing (or not that outcome) is
+ *            left; TR_EINVAL (also a zero @ref->v).
  */
-TR_API tr_err tr_inbox_recv_ref(tr_inbox *ib, tr_ref ref, int64_t timeout_ms,
-				tr_received *out);
+TR_API tr_err tr_inbox_recv(tr_inbox *ib, const tr_ref *ref, int64_t timeout_ms,
+			    tr_received *out);
 
 /**
  * tr_inbox_ctx() - The context of the thread that uses @ib: with it that

@@ -89,7 +89,7 @@ recv_change(tr_inbox *ib, int64_t ms, tr_breaker_change *c)
 
 	memset(&r, 0, sizeof(r));
 	memset(c, 0, sizeof(*c));
-	if (tr_inbox_recv(ib, ms, &r) != TR_OK) {
+	if (tr_inbox_recv(ib, NULL, ms, &r) != TR_OK) {
 		fprintf(stderr, "  subscriber: no state message\n");
 		return false;
 	}
@@ -385,7 +385,7 @@ test_changes_published_in_order(void)
 	cfg.recovery_ms = 10;
 	CHECK_OK(tr_breaker_create(f.rt, &cfg, &b));
 	CHECK_OK(tr_breaker_subscribe(b, f.probe));
-	CHECK_OK(tr_breaker_subscribe(b, tr_inbox_pid(ib2)));
+	CHECK_OK(tr_breaker_subscribe(b, tr_self(tr_inbox_ctx(ib2))));
 	CHECK_ERR(tr_breaker_subscribe(b, f.probe), TR_EEXIST);
 
 	static const uint32_t want[][2] = {
@@ -416,16 +416,17 @@ test_changes_published_in_order(void)
 	CHECK(fx_recv_none(&f, 50));
 	tr_received r;
 	memset(&r, 0, sizeof(r));
-	CHECK_ERR(tr_inbox_recv(ib2, 0, &r), TR_ETIMEDOUT);
+	CHECK_ERR(tr_inbox_recv(ib2, NULL, 0, &r), TR_ETIMEDOUT);
 
 	/* After unsubscribing, only the other hears of the next change. */
-	CHECK_OK(tr_breaker_unsubscribe(b, tr_inbox_pid(ib2)));
-	CHECK_ERR(tr_breaker_unsubscribe(b, tr_inbox_pid(ib2)), TR_ENOENT);
+	CHECK_OK(tr_breaker_unsubscribe(b, tr_self(tr_inbox_ctx(ib2))));
+	CHECK_ERR(tr_breaker_unsubscribe(b, tr_self(tr_inbox_ctx(ib2))),
+		  TR_ENOENT);
 	CHECK_OK(call(b, false));
 	CHECK(recv_change(f.ib, FX_REPLY_MS, &c));
 	CHECK_EQ_U64(c.seq, 6);
 	CHECK_EQ_U64(c.to, TR_BREAKER_OPEN);
-	CHECK_ERR(tr_inbox_recv(ib2, 50, &r), TR_ETIMEDOUT);
+	CHECK_ERR(tr_inbox_recv(ib2, NULL, 50, &r), TR_ETIMEDOUT);
 	CHECK_EQ_U64(stats(b).send_errors, 0);
 	tr_breaker_destroy(b);
 	tr_inbox_destroy(ib2);

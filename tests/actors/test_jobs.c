@@ -95,7 +95,7 @@ pump(struct fx *f, int64_t ms)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv(f->ib, ms, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, NULL, ms, &r) != TR_OK) {
 		return false;
 	}
 	const tr_job_event *ev = r.data;

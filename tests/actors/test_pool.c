@@ -165,8 +165,8 @@ pool_cfg(uint32_t n, tr_pool_strategy how)
 
 /*
  * Starts a pool on the probe's context and waits for the outcome of the
- * start with tr_inbox_recv_ref(). Returns the start reply's status, or
- * the call's error.
+ * start with tr_inbox_recv() with the reference. Returns the start reply's
+ * status, or the call's error.
  */
 static int32_t
 start_wait(struct fx *f, const tr_pool_config *c, tr_pid *pool)
@@ -217,7 +217,7 @@ control(struct fx *f, tr_pid pool, tr_pool_op op, uint32_t workers,
 	CHECK_OK(tr_request(tr_inbox_ctx(f->ib), pool, TR_MSG_POOL_CONTROL, &q,
 			    sizeof(q), 0, &ref));
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no reply to op %d\n", (int)op);
 		harness_failed_checks++;
 		return false;
@@ -264,7 +264,7 @@ control_status(struct fx *f, tr_pid pool, const void *q, size_t len)
 	CHECK_OK(tr_request(tr_inbox_ctx(f->ib), pool, TR_MSG_POOL_CONTROL, q,
 			    len, 0, &ref));
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) == TR_OK) {
+	if (tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r) == TR_OK) {
 		const tr_pool_reply *rp = TR_MSG_AS(&r, tr_pool_reply);
 		if (r.type == TR_MSG_POOL_REPLY && rp != NULL) {
 			status = rp->status;
@@ -401,7 +401,7 @@ test_plain_send_and_request(void)
 	tr_ref ref = { 0 };
 	CHECK_OK(tr_request(cx, pool, MSG_ASK, &v, sizeof(v), 0, &ref));
 	tr_received r;
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const uint64_t *got = TR_MSG_AS(&r, uint64_t);
 	CHECK(r.type == MSG_ANSWER && got != NULL && *got == 42);
 	CHECK(find_pid(pids, 4, r.from) >= 0); /* answered by a worker */
@@ -563,7 +563,7 @@ recv_result(struct fx *f, tr_ref ref, tr_pool_gather_result *res,
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  no gather result\n");
 		return false;
 	}
@@ -744,7 +744,7 @@ test_crash_replaced(void)
 		struct done d;
 		tr_received r;
 		memset(&r, 0, sizeof(r));
-		if (tr_inbox_recv(f.ib, 0, &r) != TR_OK) {
+		if (tr_inbox_recv(f.ib, NULL, 0, &r) != TR_OK) {
 			break;
 		}
 		if (r.type == MSG_DONE && r.size == sizeof(d)) {
@@ -846,7 +846,7 @@ test_resize(void)
 	while (done < 60 || !replied) {
 		tr_received r;
 		memset(&r, 0, sizeof(r));
-		if (tr_inbox_recv(f.ib, FX_REPLY_MS, &r) != TR_OK) {
+		if (tr_inbox_recv(f.ib, NULL, FX_REPLY_MS, &r) != TR_OK) {
 			CHECK(false);
 			break;
 		}
@@ -1272,7 +1272,7 @@ test_bad_input(void)
 			    sizeof(v), 0, &uref)); /* not from its supervisor */
 	tr_received ur;
 	memset(&ur, 0, sizeof(ur));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, uref, FX_REPLY_MS, &ur));
+	CHECK_OK(tr_inbox_recv(f.ib, &uref, FX_REPLY_MS, &ur));
 	const tr_request_failed *uf = TR_MSG_AS(&ur, tr_request_failed);
 	CHECK(ur.type == TR_MSG_REQUEST_FAILED && uf != NULL &&
 	      uf->reason == TR_EXIT_UNHANDLED);
@@ -1306,7 +1306,7 @@ test_bad_input(void)
 	CHECK_OK(tr_pool_gather(tr_inbox_ctx(f.ib), pool, &req, &gref));
 	tr_received r;
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, gref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &gref, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, TR_MSG_POOL_GATHERED);
 	CHECK(r.size >= sizeof(res) && (r.flags & TR_MSG_F_PTR));
 	memcpy(&res, r.data, sizeof(res));

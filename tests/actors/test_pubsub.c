@@ -381,7 +381,7 @@ pub_cmd(struct fx *f, tr_pid who, const char *topic, struct fwd *fw, int nfwd)
 	for (int i = 0; i < 1 + nfwd; i++) {
 		tr_received m;
 		memset(&m, 0, sizeof(m));
-		if (tr_inbox_recv(f->ib, FX_REPLY_MS, &m) != TR_OK) {
+		if (tr_inbox_recv(f->ib, NULL, FX_REPLY_MS, &m) != TR_OK) {
 			CHECK(!"a reply or forward is missing");
 			break;
 		}

@@ -72,7 +72,7 @@ recv_any(struct fx *f, uint64_t t0, struct got *g)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv(f->ib, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, NULL, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  probe: no outcome\n");
 		return false;
 	}
@@ -88,7 +88,7 @@ recv_of(struct fx *f, tr_ref ref, uint64_t t0, struct got *g)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv_ref(f->ib, ref, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r) != TR_OK) {
 		fprintf(stderr, "  probe: no outcome of request %llu\n",
 			(unsigned long long)ref.v);
 		return false;

@@ -12,8 +12,8 @@
  * log in arrival order; tests wait on conditions over that log and check
  * orders as short strings such as "dC dB dA" (teardown of C, then B,
  * then A). The test thread starts supervisors on the probe's context and
- * waits for the start reply with tr_inbox_recv_ref(); a "boss" actor
- * starts supervisors linked with itself and forwards what it gets.
+ * waits for the start reply with tr_inbox_recv() with the reference; a "boss"
+ * actor starts supervisors linked with itself and forwards what it gets.
  * Handlers never call CHECK.
  */
 #include <troupe/troupe.h>
@@ -112,7 +112,7 @@ pump(struct fx *f, int64_t ms)
 	tr_received r;
 
 	memset(&r, 0, sizeof(r));
-	if (tr_inbox_recv(f->ib, ms, &r) != TR_OK) {
+	if (tr_inbox_recv(f->ib, NULL, ms, &r) != TR_OK) {
 		return false;
 	}
 	if (log_n == LOG_MAX) {
@@ -671,8 +671,8 @@ kid_pid(const char *id)
 
 /*
  * Starts a supervisor on the probe's context and waits for the outcome of
- * the start with tr_inbox_recv_ref() (the observer's events stay queued
- * for the log). Returns the start reply's status, or the call's error.
+ * the start with tr_inbox_recv() with the reference (the observer's events stay
+ * queued for the log). Returns the start reply's status, or the call's error.
  */
 static int32_t
 start_wait(struct fx *f, const tr_sup_flags *fl, const tr_sup_child_spec *specs,
@@ -1742,7 +1742,7 @@ test_bad_input(void)
 	CHECK_OK(tr_sup_start(tr_inbox_ctx(ib), &fl, &good, 1, &sup, &ref));
 	CHECK_OK(tr_runtime_start(rt));
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv_ref(ib, ref, WAIT_MS, &r));
+	CHECK_OK(tr_inbox_recv(ib, &ref, WAIT_MS, &r));
 	const tr_sup_reply *srp = TR_MSG_AS(&r, tr_sup_reply);
 	CHECK(r.type == TR_MSG_SUP_REPLY && srp != NULL && srp->op == 0 &&
 	      srp->status == TR_OK);

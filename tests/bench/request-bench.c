@@ -176,7 +176,7 @@ main(int argc, char **argv)
 	tr_received r;
 	uint64_t res[2] = { 0, 1 };
 	if (tr_send(cx, asker, START, &st, sizeof(st)) != TR_OK ||
-	    tr_inbox_recv(ib, 600000, &r) != TR_OK) {
+	    tr_inbox_recv(ib, NULL, 600000, &r) != TR_OK) {
 		fprintf(stderr, "request-bench: no report\n");
 		return 2;
 	}

@@ -350,7 +350,7 @@ recv_report(struct bench *b, uint32_t type, void *out, size_t len)
 	tr_received r;
 
 	/* No timeout here: the watchdog bounds the whole run. */
-	must(tr_inbox_recv(b->inbox, -1, &r), "tr_inbox_recv");
+	must(tr_inbox_recv(b->inbox, NULL, -1, &r), "tr_inbox_recv");
 	if (r.type != type || r.size != len) {
 		bench_fail("report of type %" PRIu32 " with %zu bytes, "
 			   "want type %" PRIu32 " with %zu",
@@ -1639,7 +1639,8 @@ run_rescue(struct bench *b)
 		for (int k = 0; k < 2; k++) {
 			tr_received r;
 
-			must(tr_inbox_recv(b->inbox, -1, &r), "tr_inbox_recv");
+			must(tr_inbox_recv(b->inbox, NULL, -1, &r),
+			     "tr_inbox_recv");
 			if (r.type != MSG_ANS && r.type != MSG_DONE) {
 				bench_fail("unexpected report type %" PRIu32,
 					   r.type);
@@ -1777,7 +1778,7 @@ main(int argc, char **argv)
 	must(tr_runtime_create(&cfg, &b.rt), "tr_runtime_create");
 	must(tr_runtime_start(b.rt), "tr_runtime_start");
 	must(tr_inbox_create(b.rt, &b.inbox), "tr_inbox_create");
-	b.inbox_pid = tr_inbox_pid(b.inbox);
+	b.inbox_pid = tr_self(tr_inbox_ctx(b.inbox));
 
 	w->run(&b);
 

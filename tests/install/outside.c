@@ -112,14 +112,14 @@ main(void)
 	/* A request without a time limit, and its one outcome. */
 	check(tr_request(cx, found, MSG_UPPER, "hello, world", 12, 0, &ref),
 	      "tr_request");
-	check(tr_inbox_recv_ref(ib, ref, -1, &r), "tr_inbox_recv_ref");
+	check(tr_inbox_recv(ib, &ref, -1, &r), "tr_inbox_recv");
 	print_answer("request", &r);
 	tr_received_fini(&r);
 
 	/* A plain message to the pid the name gave, with the inbox as its
 	 * sender. */
 	check(tr_send(cx, found, MSG_UPPER, "again", 5), "tr_send");
-	check(tr_inbox_recv(ib, -1, &r), "tr_inbox_recv");
+	check(tr_inbox_recv(ib, NULL, -1, &r), "tr_inbox_recv");
 	print_answer("send", &r);
 	tr_received_fini(&r);
 

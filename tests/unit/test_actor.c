@@ -883,7 +883,7 @@ test_self_and_sender(void)
 	tr_received rec;
 	memset(&rec, 0, sizeof(rec));
 	SEND(&f, e, MSG_PING, NULL, 0);
-	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &rec));
+	CHECK_OK(tr_inbox_recv(f.ib, NULL, REPLY_MS, &rec));
 	CHECK(tr_pid_eq(rec.from, e));
 	CHECK_EQ_U64(rec.type, MSG_PONG);
 	tr_received_fini(&rec);

@@ -78,7 +78,7 @@ collect(struct fx *f, int n, struct got *g)
 		tr_received r;
 		bool ok = false;
 		memset(&r, 0, sizeof(r));
-		int err = tr_inbox_recv(f->ib, REPLY_MS, &r);
+		int err = tr_inbox_recv(f->ib, NULL, REPLY_MS, &r);
 		if (err != TR_OK) {
 			fprintf(stderr, "  probe: message %d of %d: %s\n",
 				i + 1, n, tr_err_name(err));
@@ -704,7 +704,7 @@ test_monitor_inbox(void)
 	fx_start(&f, 2);
 	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
 	CHECK_OK(tr_inbox_create(f.rt, &other));
-	tr_pid op = tr_inbox_pid(other);
+	tr_pid op = tr_self(tr_inbox_ctx(other));
 	tr_ref ref = watch(&f, mon, op);
 	tr_inbox_destroy(other);
 	/* An inbox is an actor: destroying it is seen by its monitors. */

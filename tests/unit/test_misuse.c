@@ -44,7 +44,7 @@ misuser_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	} else if (strcmp(s, "recv-in-handler") == 0) {
 		tr_received r;
 		memset(&r, 0, sizeof(r));
-		err = tr_inbox_recv(g_ib, 1000, &r);
+		err = tr_inbox_recv(g_ib, NULL, 1000, &r);
 	} else if (strcmp(s, "destroy-in-handler") == 0) {
 		tr_runtime_destroy(g_rt);
 	} else {

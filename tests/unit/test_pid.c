@@ -203,7 +203,7 @@ test_stale_pid_after_reuse(void)
 	SEND(&f, cur, MSG_QUERY, NULL, 0);
 	tr_received r;
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, NULL, REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, MSG_COUNT);
 	CHECK(tr_pid_eq(r.from, cur));
 	if (r.size == sizeof(n)) {
@@ -291,7 +291,7 @@ test_pid_never_reused(void)
 	/* A million spawns: give slow (sanitizer) builds minutes. */
 	tr_received r;
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(f.ib, 600000, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, NULL, 600000, &r));
 	CHECK_EQ_U64(r.type, MSG_SPUN);
 	if (r.size == sizeof(done)) {
 		memcpy(&done, r.data, sizeof(done));

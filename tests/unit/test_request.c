@@ -583,7 +583,7 @@ test_inbox_context(void)
 	v = 10;
 	CHECK_OK(tr_request(cx, s, ECHO, &v, sizeof(v), 0, &ref));
 	tr_received r;
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, ANSWER);
 	CHECK_EQ_U64(r.ref.v, ref.v);
 	CHECK(r.flags & TR_MSG_F_REPLY);
@@ -592,7 +592,7 @@ test_inbox_context(void)
 	CHECK(TR_MSG_AS(&r, int64_t) == NULL); /* size-checked */
 	tr_received_fini(&r);
 	/* The plain answer is still there, in order. */
-	CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, NULL, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, ANSWER);
 	CHECK_EQ_U64(r.ref.v, 0);
 	got = TR_MSG_AS(&r, int);
@@ -601,7 +601,7 @@ test_inbox_context(void)
 
 	/* A request's own timeout, seen by the receive. */
 	CHECK_OK(tr_request(cx, s, HOLD, NULL, 0, 20, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, TR_MSG_REQUEST_FAILED);
 	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(fl != NULL && fl->reason == TR_EXIT_TIMEOUT &&
@@ -612,14 +612,14 @@ test_inbox_context(void)
 	uint64_t dead = fx_metrics(&f).dead_letters;
 	CHECK_OK(tr_send(cx, s, RELEASE, NULL, 0));
 	CHECK(WAIT_UNTIL(fx_metrics(&f).dead_letters > dead, FX_REPLY_MS));
-	CHECK_ERR(tr_inbox_recv(f.ib, 0, &r), TR_ETIMEDOUT);
+	CHECK_ERR(tr_inbox_recv(f.ib, NULL, 0, &r), TR_ETIMEDOUT);
 
 	/* Unknown target: noproc. Actor-only calls are refused. */
 	int32_t why = TR_EXIT_NORMAL;
 	CHECK_OK(tr_send(cx, s, DIE, &why, sizeof(why)));
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, s), FX_REPLY_MS));
 	CHECK_OK(tr_request(cx, s, ECHO, &v, sizeof(v), 0, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_NOPROC);
@@ -847,7 +847,7 @@ test_bounded_target_refuses(void)
 	atomic_store(&gate_open, true);
 	for (unsigned i = 0; i < queued; i++) {
 		tr_received r;
-		CHECK_OK(tr_inbox_recv(f.ib, FX_REPLY_MS, &r));
+		CHECK_OK(tr_inbox_recv(f.ib, NULL, FX_REPLY_MS, &r));
 		const int *got = TR_MSG_AS(&r, int);
 		CHECK(r.type == ANSWER && r.ref.v == 0 &&
 		      !(r.flags & TR_MSG_F_REPLY) && got != NULL && *got == 6);
@@ -858,7 +858,7 @@ test_bounded_target_refuses(void)
 	 * ones' deadlines have passed too, and they produced nothing. */
 	CHECK_OK(tr_request(cx, g, HOLD, NULL, 0, 20, &ref));
 	tr_received r;
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_TIMEOUT);
@@ -895,7 +895,7 @@ test_pointer_payloads(void)
 	/* A pointer reply taken by a thread: its to free, once. */
 	int v = 1;
 	CHECK_OK(tr_request(cx, s, PTR_ECHO, &v, sizeof(v), 0, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const int *got = TR_MSG_AS(&r, int);
 	CHECK(r.type == ANSWER && r.ref.v == ref.v && got != NULL && *got == 2);
 	CHECK_EQ_U64(atomic_load(&ptr_frees), 0);
@@ -913,7 +913,7 @@ test_pointer_payloads(void)
 
 	/* A late pointer reply: a dead letter, freed. */
 	CHECK_OK(tr_request(cx, s, HOLD, NULL, 0, 20, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	CHECK_EQ_U64(r.type, TR_MSG_REQUEST_FAILED);
 	tr_received_fini(&r);
 	int as_ptr = 1;
@@ -923,7 +923,7 @@ test_pointer_payloads(void)
 	/* A pointer request: freed after the target's handler. */
 	CHECK_OK(tr_request_ptr(cx, s, ECHO, counted_int(20), sizeof(int),
 				counted_free, 0, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	got = TR_MSG_AS(&r, int);
 	CHECK(r.type == ANSWER && got != NULL && *got == 21);
 	tr_received_fini(&r);
@@ -935,7 +935,7 @@ test_pointer_payloads(void)
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, gone), FX_REPLY_MS));
 	CHECK_OK(tr_request_ptr(cx, gone, ECHO, counted_int(30), sizeof(int),
 				counted_free, 0, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_NOPROC);
@@ -968,9 +968,9 @@ test_pointer_payloads(void)
 
 /*
  * A blocking request from a thread (tr_request on the inbox's context,
- * then tr_inbox_recv_ref) whose target dies: held without a timeout, it
- * fails with the target's reason; held with a long timeout, the same, at
- * once; still queued behind the message that stops the target, noproc.
+ * then tr_inbox_recv with its reference) whose target dies: held without a
+ * timeout, it fails with the target's reason; held with a long timeout, the
+ * same, at once; still queued behind the message that stops the target, noproc.
  */
 static void
 test_thread_target_dies(void)
@@ -987,7 +987,7 @@ test_thread_target_dies(void)
 	CHECK_OK(tr_request(cx, s1, HOLD, NULL, 0, 0, &ref));
 	CHECK(WAIT_UNTIL(atomic_load(&held_total) == 1, FX_REPLY_MS));
 	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), s1, TR_EXIT_USER + 5));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && (r.flags & TR_MSG_F_REPLY) &&
 	      r.ref.v == ref.v);
@@ -1000,7 +1000,7 @@ test_thread_target_dies(void)
 	CHECK(WAIT_UNTIL(atomic_load(&held_total) == 2, FX_REPLY_MS));
 	int32_t why = TR_EXIT_USER + 6;
 	CHECK_OK(tr_send(cx, s2, DIE, &why, sizeof(why)));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_USER + 6 && fl->to.v == s2.v);
@@ -1013,7 +1013,7 @@ test_thread_target_dies(void)
 	int v = 1;
 	CHECK_OK(tr_send(cx, s3, DIE, &why, sizeof(why)));
 	CHECK_OK(tr_request(cx, s3, ECHO, &v, sizeof(v), 0, &ref));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
 	      fl->reason == TR_EXIT_NOPROC && fl->to.v == s3.v);
@@ -1045,7 +1045,7 @@ outcome_is(tr_inbox *ib, tr_ref ref, uint32_t type, int value, int32_t reason)
 {
 	tr_received r;
 
-	if (tr_inbox_recv_ref(ib, ref, FX_REPLY_MS, &r) != TR_OK) {
+	if (tr_inbox_recv(ib, &ref, FX_REPLY_MS, &r) != TR_OK) {
 		return false;
 	}
 	bool ok = r.type == type && r.ref.v == ref.v &&
@@ -1091,7 +1091,7 @@ asker_thread_main(void *arg)
 	}
 	/* Nothing stray is left. */
 	tr_received r;
-	if (tr_inbox_recv(ib, 0, &r) != TR_ETIMEDOUT) {
+	if (tr_inbox_recv(ib, NULL, 0, &r) != TR_ETIMEDOUT) {
 		t->errors++;
 		tr_received_fini(&r);
 	}
@@ -1176,7 +1176,7 @@ test_bad_input(void)
 		  TR_EMSGSIZE);
 	CHECK_ERR(tr_forward(cx, s, &someone), TR_EINVAL);
 	tr_received r;
-	CHECK_ERR(tr_inbox_recv_ref(f.ib, (tr_ref){ 0 }, 0, &r), TR_EINVAL);
+	CHECK_ERR(tr_inbox_recv(f.ib, &(tr_ref){ 0 }, 0, &r), TR_EINVAL);
 
 	/* From a handler: a message from outside any actor has no sender
 	 * to reply to. */
@@ -1242,7 +1242,7 @@ test_unhandled(void)
 	 * timeout: nothing else could ever answer it. */
 	CHECK_OK(tr_request(cx, p, PICK_OTHER, NULL, 0, 0, &ref));
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
 	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL);
 	CHECK(fl != NULL && fl->reason == TR_EXIT_UNHANDLED &&
@@ -1266,7 +1266,7 @@ test_unhandled(void)
 	/* Its misuse checks: not this turn's message, none at all. */
 	CHECK_OK(tr_request(cx, p, PICK_ONE, NULL, 0, 0, &ref));
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv_ref(f.ib, ref, FX_REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, &ref, FX_REPLY_MS, &r));
 	const struct pick_errs *errs = TR_MSG_AS(&r, struct pick_errs);
 	CHECK(r.type == PICK_ONE && errs != NULL);
 	CHECK(errs != NULL && errs->other == TR_EINVAL &&

@@ -1090,12 +1090,12 @@ test_inbox_closed_after_stop(void)
 
 	fx_start(&f, 2);
 	CHECK_OK(tr_inbox_create(f.rt, &ib));
-	tr_pid p = tr_inbox_pid(ib);
+	tr_pid p = tr_self(tr_inbox_ctx(ib));
 	CHECK(!tr_pid_is_none(p));
 	CHECK(!tr_pid_eq(p, f.probe));
 	memset(&r, 0, sizeof(r));
 	tr_received_fini(&r); /* zeroed: no-op */
-	CHECK_ERR(tr_inbox_recv(ib, 0, &r), TR_ETIMEDOUT);
+	CHECK_ERR(tr_inbox_recv(ib, NULL, 0, &r), TR_ETIMEDOUT);
 	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), p, MSG_WORK, "a", 1));
 	SEND(&f, p, MSG_WORK, "bc", 2);
 	/* Both are in the inbox's queue once the runtime is idle (a stop
@@ -1104,19 +1104,19 @@ test_inbox_closed_after_stop(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), p, TR_EXIT_NORMAL));
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(ib, NULL, REPLY_MS, &r));
 	CHECK_EQ_U64(r.size, 1);
 	CHECK(tr_pid_is_none(r.from));
 	CHECK(r.size == 1 && memcmp(r.data, "a", 1) == 0);
 	tr_received_fini(&r);
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(ib, REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(ib, NULL, REPLY_MS, &r));
 	CHECK_EQ_U64(r.size, 2);
 	CHECK(tr_pid_eq(r.from, f.probe));
 	CHECK(r.size == 2 && memcmp(r.data, "bc", 2) == 0);
 	tr_received_fini(&r);
 	memset(&r, 0, sizeof(r));
-	CHECK_ERR(tr_inbox_recv(ib, REPLY_MS, &r), TR_ECLOSED);
+	CHECK_ERR(tr_inbox_recv(ib, NULL, REPLY_MS, &r), TR_ECLOSED);
 	tr_inbox_destroy(ib);
 	tr_inbox_destroy(NULL);
 
@@ -1500,7 +1500,7 @@ test_runtime_ctx(void)
 	CHECK_OK(tr_spawn(cx, &relay_def, NULL, &relay));
 	CHECK_OK(tr_send(cx, relay, MSG_GO, &f.probe, sizeof(f.probe)));
 	memset(&r, 0, sizeof(r));
-	CHECK_OK(tr_inbox_recv(f.ib, REPLY_MS, &r));
+	CHECK_OK(tr_inbox_recv(f.ib, NULL, REPLY_MS, &r));
 	CHECK_EQ_INT(atomic_load(&relay_err), TR_OK);
 	CHECK_EQ_U64(r.type, MSG_WORK);
 	CHECK(tr_pid_is_none(r.from));

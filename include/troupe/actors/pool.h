@@ -363,7 +363,7 @@ TR_FAM_END
  * or TR_MSG_REQUEST_FAILED if the pool stopped before it took the start.
  * Messages routed before the workers run wait in the pool. A thread that
  * wants to wait starts the pool on its inbox's context, then takes the
- * reply with tr_inbox_recv_ref(ib, ref, -1, &r) (see tr_sup_start()).
+ * reply with tr_inbox_recv(ib, &ref, -1, &r) (see tr_sup_start()).
  * Ownership: @cfg is copied; @cfg->def and @cfg->arg are borrowed as
  *            struct tr_pool_config says.
  * Thread:    actor, or a thread's context.

@@ -199,7 +199,7 @@ typedef struct tr_ratelimit_stats {
  * stopped before it took its start. Requests sent before that answer
  * are served after the start, in order. The settings are checked here,
  * so a limiter that starts cannot fail later. A thread that wants to wait
- * takes the answer with tr_inbox_recv_ref(ib, ref, -1, &r); it need not:
+ * takes the answer with tr_inbox_recv(ib, &ref, -1, &r); it need not:
  * requests queue behind the start.
  * Ownership: @cfg is copied.
  * Thread:    actor, or a thread's context.

@@ -395,14 +395,14 @@ TR_FAM_END
  * or status TR_ECLOSED if the supervisor was stopped from outside while
  * it started; or TR_MSG_REQUEST_FAILED if it stopped before it took the
  * start. A thread that wants to wait starts the supervisor on its
- * inbox's context and takes the reply with tr_inbox_recv_ref() (other
- * messages, such as the observer's events, stay queued):
+ * inbox's context and takes the reply with tr_inbox_recv() with the reference
+ * (other messages, such as the observer's events, stay queued):
  *
  *     tr_ref ref;
  *     tr_received r;
  *     bool up = false;
  *     if (tr_sup_start(tr_inbox_ctx(ib), &fl, specs, n, &sup, &ref) == 0 &&
- *         tr_inbox_recv_ref(ib, ref, -1, &r) == TR_OK) {
+ *         tr_inbox_recv(ib, &ref, -1, &r) == TR_OK) {
  *             const tr_sup_reply *rp = TR_MSG_AS(&r, tr_sup_reply);
  *             up = r.type == TR_MSG_SUP_REPLY && rp != NULL &&
  *                  rp->status == TR_OK;
