@@ -49,7 +49,10 @@ tr_runtime_metrics(tr_runtime *rt, tr_metrics *out)
 	out->actors_stopped = s.stopped;
 	out->actors_alive = s.spawned - s.stopped;
 	out->msgs_sent = s.sent;
-	out->msgs_handled = s.handled - s.unhandled;
+	/* Read without a lock, unhandled may briefly be ahead of the
+	 * handled count that includes it. */
+	out->msgs_handled =
+		s.handled > s.unhandled ? s.handled - s.unhandled : 0;
 	out->dead_letters = s.dead;
 	out->mailbox_full = s.full;
 	out->steals = s.steals;
