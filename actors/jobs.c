@@ -936,7 +936,7 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 
 	if (!j->started) {
 		/* The start is the first message (see boot.h). */
-		if (m->type == MSG_START && j->kinds == NULL) {
+		if (m->type == MSG_START) {
 			on_start(cx, j, m);
 		} else {
 			unhandled(cx, j, m);
@@ -1055,6 +1055,7 @@ boot_make(const tr_jobs_config *cfg, struct boot **out)
 		}
 	}
 	struct boot *b = calloc(1, sizeof(*b));
+	/* One more than asked, so that no kinds is not a NULL from calloc. */
 	struct kind *kinds = calloc(cfg->nkinds + 1, sizeof(*kinds));
 	if (b == NULL || kinds == NULL) {
 		free(b);
