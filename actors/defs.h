@@ -1,11 +1,11 @@
 /*
  * Derived actor definitions, shared by the standard actors (internal; not
- * installed). The supervisor, the pool and jobs spawn children from a
+ * installed). The supervisor and the pool spawn children from a
  * definition derived from the user's (an init that acknowledges, a
- * mailbox bound that makes the queue measurable, a wrapper around the
- * job). A child may outlive the actor that spawned it, so a derived
- * definition is made once per distinct user definition and kept for the
- * life of the process, in a lock-free push-only list per module.
+ * mailbox bound that makes the queue measurable). A child may outlive
+ * the actor that spawned it, so a derived definition is made once per
+ * distinct user definition and kept for the life of the process, in a
+ * lock-free push-only list per module.
  */
 #ifndef TR_ACTORS_DEFS_H
 #define TR_ACTORS_DEFS_H

@@ -1,6 +1,6 @@
 /*
  * Dropping a reference, shared by the standard actors (internal; not
- * installed). A service and its own actor (jobs, the watch set, the rate
+ * installed). A service and its own actor (the watch set, the rate
  * limiter) and a published subscriber list (pubsub) are freed by the
  * last of their holders to let go.
  *

@@ -17,9 +17,10 @@
  *   load.c      the simulated clients (real TCP clients over loopback)
  *   plan.c      the planner: which subtasks a task's text asks for
  *
- * Threads: `hub` is written by main() before tr_runtime_start() and only
- * read afterwards; `stats` holds relaxed atomic counters that actors add
- * to and that main() and the monitor read.
+ * Threads: `hub` is written by main() before tr_runtime_start() (the jobs
+ * service's pid before the manager starts) and only read afterwards; `stats`
+ * holds relaxed atomic counters that actors add to and that main() and the
+ * monitor read.
  */
 #ifndef AGENTHUB_H
 #define AGENTHUB_H
@@ -301,7 +302,10 @@ struct data_file {
 /*
  * Everything the actors share, set by main() before tr_runtime_start()
  * and read-only from then on: the settings, the data files, and the
- * standard services (each is safe to call from any thread).
+ * standard services (each is safe to call from any thread). @jobs, the
+ * jobs service's pid, is set once the runtime runs, before main() starts
+ * the manager, the one actor that talks to it (the spawn orders the
+ * write before the manager's reads).
  */
 struct hub {
 	struct hub_options opt;
@@ -313,7 +317,7 @@ struct hub {
 	tr_pubsub *bus;
 	tr_pid limiter; /* requests: <troupe/actors/ratelimit.h> */
 	tr_breaker *breaker;
-	tr_jobs *jobs;
+	tr_pid jobs; /* an actor: every call is a request (jobs.h) */
 };
 
 extern struct hub hub;

@@ -20,7 +20,8 @@
  * the plan as the payload; the service starts a lead for it when one of
  * LEADS_MAX slots is free, stops it if it runs past the task timeout or
  * is cancelled, and tells the manager about every step, exactly once at
- * the end.
+ * the end. The lead's first message is the job (TR_MSG_JOB_START): it
+ * keeps the struct tr_job in its state and names it in every report.
  *
  * Subtasks go to the pool registered as "employees", which picks an
  * employee round robin and passes the message on with the lead as the
@@ -110,6 +111,7 @@ struct watch {
 };
 
 struct lead {
+	tr_job job;    /* for tr_job_progress() and tr_job_complete() */
 	uint64_t task; /* the job's id */
 	uint32_t n, done, retries;
 	bool is_finished;
@@ -343,11 +345,11 @@ finish(tr_ctx *cx, struct lead *l)
 
 	l->is_finished = true;
 	if (r == NULL) {
-		(void)tr_job_fail(cx, "out of memory");
+		(void)tr_job_fail(cx, &l->job, "out of memory");
 	} else {
 		r->ok = ok && json != NULL;
 		memcpy(r->json, json != NULL ? json : "{}", len + 1);
-		(void)tr_job_complete(cx, r, sizeof(*r) + len + 1);
+		(void)tr_job_complete(cx, &l->job, r, sizeof(*r) + len + 1);
 	}
 	free(r);
 	cJSON_free(json);
@@ -359,7 +361,8 @@ sub_ended(tr_ctx *cx, struct lead *l, uint32_t i)
 {
 	l->done++;
 	/* The label is the progress note; the manager counts the events. */
-	(void)tr_job_progress(cx, l->done * 100 / l->n, l->sub[i].step.label);
+	(void)tr_job_progress(cx, &l->job, l->done * 100 / l->n,
+			      l->sub[i].step.label);
 	if (l->done == l->n) {
 		finish(cx, l);
 		return;
@@ -538,25 +541,31 @@ down(tr_ctx *cx, struct lead *l, const tr_down *d)
 	}
 }
 
-/* The job starts: copy the plan and send out what can go at once. */
-static int
-lead_init(tr_ctx *cx, void *state, void *arg)
+/* The job starts (TR_MSG_JOB_START): copy the plan and send out what can
+ * go at once. A payload that is not a plan fails the job. */
+static void
+job_started(tr_ctx *cx, struct lead *l, const tr_msg *m)
 {
-	struct lead *l = state;
-	const struct tr_job_info *job = arg;
+	const tr_job_start *job = m->data;
 	struct lead_args a;
 
-	if (job == NULL || job->size < sizeof(a)) {
-		return TR_EINVAL;
+	if (m->size < sizeof(*job) || l->job.id != 0) {
+		return; /* not a job, or a second one */
+	}
+	l->job = job->job;
+	if (job->payload_size < sizeof(a)) {
+		(void)tr_job_fail(cx, &l->job, "not a plan");
+		return;
 	}
 	memcpy(&a, job->payload, sizeof(a));
-	if (a.len > TASK_TEXT_MAX || job->size != sizeof(a) + a.len ||
+	if (a.len > TASK_TEXT_MAX || job->payload_size != sizeof(a) + a.len ||
 	    a.plan.n > MAX_STEPS) {
-		return TR_EINVAL;
+		(void)tr_job_fail(cx, &l->job, "not a plan");
+		return;
 	}
-	l->task = job->id;
-	l->rng = (hub.opt.seed ^ job->id * 0x9E3779B97F4A7C15u) | 1;
-	memcpy(l->text, (const char *)job->payload + sizeof(a), a.len);
+	l->task = job->job.id;
+	l->rng = (hub.opt.seed ^ l->task * 0x9E3779B97F4A7C15u) | 1;
+	memcpy(l->text, job->payload + sizeof(a), a.len);
 	l->text[a.len] = '\0';
 	l->n = a.plan.n;
 	for (uint32_t i = 0; i < l->n; i++) {
@@ -565,10 +574,9 @@ lead_init(tr_ctx *cx, void *state, void *arg)
 	}
 	if (l->n == 0) {
 		finish(cx, l); /* no data files: nothing to do */
-		return TR_OK;
+		return;
 	}
 	dispatch_ready(cx, l);
-	return TR_OK;
 }
 
 static void
@@ -578,6 +586,9 @@ lead_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct subtask_ref ref;
 
 	switch (m->type) {
+	case TR_MSG_JOB_START:
+		job_started(cx, l, m);
+		break;
 	case MSG_CLAIMED:
 		if (payload(m, &ref, sizeof(ref))) {
 			claimed(cx, l, &ref);
@@ -625,7 +636,6 @@ const tr_actor_def lead_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "lead",
 	.state_size = sizeof(struct lead),
-	.init = lead_init,
 	.teardown = lead_teardown,
 	.handle = lead_handle,
 };

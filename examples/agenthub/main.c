@@ -532,9 +532,10 @@ has_pool(const struct run *r)
 }
 
 /*
- * The outcome of a start made on the inbox's context: the pool's or the
- * supervisor's start reply, or TR_MSG_REQUEST_FAILED if it stopped before
- * it answered. Anything else that arrives meanwhile stays queued.
+ * The outcome of a start made on the inbox's context: the pool's, the
+ * supervisor's or the jobs service's start reply, or TR_MSG_REQUEST_FAILED if
+ * it stopped before it answered. Anything else that arrives meanwhile stays
+ * queued.
  */
 static tr_err
 await_start(struct run *r, tr_ref ref)
@@ -547,10 +548,13 @@ await_start(struct run *r, tr_ref ref)
 	}
 	const tr_pool_reply *pool = TR_MSG_AS(&m, tr_pool_reply);
 	const tr_sup_reply *sup = TR_MSG_AS(&m, tr_sup_reply);
+	const tr_jobs_reply *jobs = TR_MSG_AS(&m, tr_jobs_reply);
 	if (m.type == TR_MSG_POOL_REPLY && pool != NULL) {
 		err = pool->status;
 	} else if (m.type == TR_MSG_SUP_REPLY && sup != NULL) {
 		err = sup->status;
+	} else if (m.type == TR_MSG_JOBS_REPLY && jobs != NULL) {
+		err = jobs->status;
 	} else {
 		err = TR_ECLOSED;
 	}
@@ -592,15 +596,8 @@ setup(struct run *r)
 	    (err = tr_pubsub_create(r->rt, &hub.bus)) < 0 ||
 	    (err = tr_ratelimit_start(tr_runtime_ctx(r->rt), &rl, &hub.limiter,
 				      NULL)) < 0 ||
-	    (err = tr_breaker_create(r->rt, &bc, &hub.breaker)) < 0 ||
-	    (err = tr_jobs_create(r->rt, NULL, &hub.jobs)) < 0) {
+	    (err = tr_breaker_create(r->rt, &bc, &hub.breaker)) < 0) {
 		die("creating the services", err);
-	}
-	/* Each task runs as a job: a lead actor of its own, at most
-	 * LEADS_MAX at once; more wait in the jobs service's queue. */
-	if ((err = tr_jobs_register(hub.jobs, JOB_KIND_TASK, &lead_def,
-				    LEADS_MAX)) < 0) {
-		die("registering the task job", err);
 	}
 	hub.t0_ns = now_ns();
 	if ((err = tr_runtime_start(r->rt)) < 0 ||
@@ -612,6 +609,22 @@ setup(struct run *r)
 	/* Ctrl-C and SIGTERM come to the inbox as messages. */
 	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
 		die("tr_runtime_handle_signals", err);
+	}
+
+	/*
+	 * Each task runs as a job: a lead actor of its own, at most
+	 * LEADS_MAX at once; more wait in the jobs service's queue. The
+	 * service is an actor, started before the manager that uses it.
+	 */
+	tr_jobs_kind kinds[] = { {
+		.name = JOB_KIND_TASK,
+		.def = &lead_def,
+		.max_concurrency = LEADS_MAX,
+	} };
+	tr_jobs_config jc = { .size = sizeof(jc), .kinds = kinds, .nkinds = 1 };
+	if ((err = tr_jobs_start(r->cx, &jc, &hub.jobs, &ref)) < 0 ||
+	    (err = await_start(r, ref)) < 0) {
+		die("starting the jobs service", err);
 	}
 
 	/* The progress printer first, so it hears every event. */
@@ -860,6 +873,26 @@ shut_down(struct run *r)
 	}
 }
 
+/* The jobs service's counters, asked while it runs: by now every job
+ * has ended, unless the stop cuts them short (the check then says so). */
+static void
+collect_jobs(struct run *r)
+{
+	tr_received m;
+	tr_ref ref;
+
+	if (tr_request(r->cx, hub.jobs, TR_MSG_JOBS_STATS, NULL, 0, 5000,
+		       &ref) < 0 ||
+	    tr_inbox_recv(r->inbox, &ref, -1, &m) < 0) {
+		return;
+	}
+	const tr_jobs_stats *s = TR_MSG_AS(&m, tr_jobs_stats);
+	if (m.type == TR_MSG_JOBS_STATS_REPLY && s != NULL) {
+		r->jobs = *s;
+	}
+	tr_received_fini(&m);
+}
+
 static void
 stop(struct run *r)
 {
@@ -873,8 +906,6 @@ stop(struct run *r)
 	}
 	r->fin.size = sizeof(r->fin);
 	(void)tr_runtime_metrics(r->rt, &r->fin);
-	r->jobs.size = sizeof(r->jobs);
-	(void)tr_jobs_stats_get(hub.jobs, &r->jobs);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1152,12 +1183,12 @@ main(int argc, char **argv)
 		shut_down(&r);
 	}
 	collect_report(&r);
+	collect_jobs(&r);
 	stop(&r);
 	print_summary(&r);
 	check(&r);
 
 	tr_inbox_destroy(r.inbox);
-	tr_jobs_destroy(hub.jobs);
 	tr_registry_destroy(hub.reg);
 	tr_pubsub_destroy(hub.bus);
 	tr_breaker_destroy(hub.breaker);

@@ -6,10 +6,15 @@
  *
  * 1. plans it (plan.c: which tools on which files, then the model);
  * 2. submits it to the jobs service as a job of kind "task", with the plan
- *    as the payload and itself as the watcher. The service queues the job
- *    until one of LEADS_MAX slots is free, then starts a task lead for it
- *    (lead.c), which runs the subtasks on the employees;
- * 3. turns the job's events into answers for the session, in order:
+ *    as the payload and itself as the watcher: a request
+ *    (TR_MSG_JOBS_SUBMIT) whose reply, matched by its reference, gives the
+ *    job's id, or says the task cannot be taken (then the session gets
+ *    MSG_REJECTED). The manager does not wait for it: the task is in its
+ *    table meanwhile, under the request's reference. The service queues
+ *    the job until one of LEADS_MAX slots is free, then starts a task
+ *    lead for it (lead.c), which runs the subtasks on the employees;
+ * 3. turns the job's events into answers for the session, in order (the
+ *    submit's reply comes before the first of them):
  *
  *      job event                     session gets
  *      TR_JOB_EV_QUEUED              MSG_ACCEPTED   (with the plan's size)
@@ -52,9 +57,10 @@
 
 #include <troupe/actors/jobs.h>
 
-/* A task the manager accepted and has not answered yet. */
+/* A task the manager took and has not answered yet. */
 struct task {
-	uint64_t job; /* the job's id, also the task's number */
+	uint64_t job;  /* the job's id, also the task's number; 0 until... */
+	tr_ref submit; /* ...the reply to this submit request comes */
 	tr_pid session;
 	uint32_t seq;   /* the session's number for it */
 	uint32_t total; /* subtasks in the plan */
@@ -62,6 +68,7 @@ struct task {
 	uint64_t t0_ns;
 	bool is_accepted; /* MSG_ACCEPTED sent */
 	bool is_answered; /* MSG_RESULT sent (by MSG_ABORT): nothing more */
+	bool is_orphan;   /* its session stopped before the job had an id */
 };
 
 /* A session we monitor because it has tasks. */
@@ -77,6 +84,7 @@ struct manager {
 	size_t n_watches, cap_watches;
 	uint64_t taken, answered, cancelled, aborted;
 	bool is_stopping; /* MSG_SHUTDOWN came: no new tasks */
+	bool is_aborted;  /* MSG_ABORT came: open tasks fail at once */
 };
 
 /* ------------------------------------------------------------------ */
@@ -92,6 +100,17 @@ task_by_job(struct manager *mg, uint64_t job)
 {
 	for (size_t i = 0; i < mg->n_tasks; i++) {
 		if (mg->tasks[i].job == job) {
+			return &mg->tasks[i];
+		}
+	}
+	return NULL;
+}
+
+static struct task *
+task_by_submit(struct manager *mg, tr_ref ref)
+{
+	for (size_t i = 0; i < mg->n_tasks; i++) {
+		if (mg->tasks[i].job == 0 && mg->tasks[i].submit.v == ref.v) {
 			return &mg->tasks[i];
 		}
 	}
@@ -169,12 +188,32 @@ publish(tr_ctx *cx, const struct task *t, uint32_t kind, bool ok, uint64_t ms)
 /* Taking tasks                                                        */
 
 static void
+reject(tr_ctx *cx, tr_pid session, uint32_t seq, enum reject_why why)
+{
+	struct rejected_msg r = { .seq = seq, .why = why };
+
+	(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
+}
+
+/* Cancel a job. A plain send: the service's answer to it comes as a
+ * plain TR_MSG_JOBS_REPLY, which we ignore; the job's one FINISHED event
+ * is what tells. */
+static void
+cancel_job(tr_ctx *cx, uint64_t job)
+{
+	tr_jobs_job_req rq = { .id = job };
+
+	(void)tr_send(cx, hub.jobs, TR_MSG_JOBS_CANCEL, &rq, sizeof(rq));
+}
+
+static void
 take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 {
 	struct task_msg hdr;
 	struct lead_args *a = NULL;
+	tr_jobs_submit_req *rq = NULL;
 	tr_pid session = tr_sender(cx);
-	uint64_t job;
+	tr_ref ref;
 
 	if (m->size < sizeof(hdr)) {
 		return;
@@ -184,45 +223,51 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		return;
 	}
 	if (mg->is_stopping) {
-		struct rejected_msg r = { .seq = hdr.seq,
-					  .why = REJECT_STOPPING };
-
-		(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
+		reject(cx, session, hdr.seq, REJECT_STOPPING);
 		return;
 	}
+	size_t len = sizeof(*a) + hdr.len;
 	if (!grow((void **)&mg->tasks, &mg->cap_tasks, mg->n_tasks,
 		  sizeof(*mg->tasks)) ||
-	    !watch(cx, mg, session) ||
-	    (a = malloc(sizeof(*a) + hdr.len)) == NULL) {
+	    !watch(cx, mg, session) || (a = malloc(len)) == NULL ||
+	    (rq = calloc(1, sizeof(*rq) + len)) == NULL) {
 		goto err_reject;
 	}
 	const char *text = (const char *)m->data + sizeof(hdr);
 	plan_task(text, hdr.len, &a->plan);
 	a->len = hdr.len;
 	memcpy(a->text, text, hdr.len);
-	/* The job's payload is copied: ours can go. We watch the job, so
+	/* The job's payload is the plan and the text. We watch the job, so
 	 * its events, from QUEUED on, come to us. */
-	if (tr_jobs_submit(hub.jobs, JOB_KIND_TASK, a, sizeof(*a) + hdr.len,
-			   hub.opt.task_timeout_ms, tr_self(cx), &job) < 0) {
-		goto err_reject;
+	snprintf(rq->kind, sizeof(rq->kind), "%s", JOB_KIND_TASK);
+	rq->timeout_ms = hub.opt.task_timeout_ms;
+	rq->watcher = tr_self(cx);
+	rq->payload_size = len;
+	memcpy(rq->payload, a, len);
+	uint32_t total = a->plan.n;
+	free(a);
+	/* The request moves as a pointer (freed by the runtime on every
+	 * path); its one outcome comes to submitted(). */
+	if (tr_request_ptr(cx, hub.jobs, TR_MSG_JOBS_SUBMIT, rq,
+			   sizeof(*rq) + len, free, 0, &ref) < 0) {
+		reject(cx, session, hdr.seq, REJECT_BUSY);
+		return;
 	}
 	mg->tasks[mg->n_tasks++] = (struct task){
-		.job = job,
+		.submit = ref,
 		.session = session,
 		.seq = hdr.seq,
-		.total = a->plan.n,
+		.total = total,
 		.t0_ns = now_ns(),
 	};
-	mg->taken++;
-	free(a);
 	return;
 
 err_reject:
 	/* The task is refused, never accepted, so the session answers
 	 * with an error instead of waiting for a result. */
 	free(a);
-	struct rejected_msg r = { .seq = hdr.seq, .why = REJECT_BUSY };
-	(void)tr_send(cx, session, MSG_REJECTED, &r, sizeof(r));
+	free(rq);
+	reject(cx, session, hdr.seq, REJECT_BUSY);
 }
 
 /* ------------------------------------------------------------------ */
@@ -373,30 +418,67 @@ job_event(tr_ctx *cx, struct manager *mg, const tr_msg *m)
  * job is cancelled, and its FINISHED event removes it later.
  */
 static void
+abort_task(tr_ctx *cx, struct manager *mg, struct task *t)
+{
+	if (!t->is_accepted) {
+		accept_task(cx, t); /* taken, so accepted first */
+	}
+	char *json = failure_json(t, "the hub is stopping");
+	answer_task(cx, mg, t, false, json != NULL ? json : "{}");
+	cJSON_free(json);
+	mg->aborted++;
+	cancel_job(cx, t->job);
+}
+
+static void
 abort_open_tasks(tr_ctx *cx, struct manager *mg)
 {
 	mg->is_stopping = true;
+	mg->is_aborted = true;
 	for (size_t i = 0; i < mg->n_tasks; i++) {
 		struct task *t = &mg->tasks[i];
 
-		if (t->is_answered) {
-			continue;
+		/* One still without a job id is aborted when the id comes. */
+		if (!t->is_answered && t->job != 0) {
+			abort_task(cx, mg, t);
 		}
-		if (!t->is_accepted) {
-			accept_task(cx, t); /* taken, so accepted first */
-		}
-		char *json = failure_json(t, "the hub is stopping");
-		answer_task(cx, mg, t, false, json != NULL ? json : "{}");
-		cJSON_free(json);
-		mg->aborted++;
-		(void)tr_jobs_cancel(hub.jobs, t->job);
+	}
+}
+
+/*
+ * The outcome of a submit: the job's id, or the reason the task cannot
+ * be taken (the service refused it, or is gone: TR_MSG_REQUEST_FAILED),
+ * which the session hears as a rejection. A task that was taken is
+ * counted now.
+ */
+static void
+submitted(tr_ctx *cx, struct manager *mg, const tr_msg *m)
+{
+	struct task *t = task_by_submit(mg, m->ref);
+	const tr_jobs_reply *rep = TR_MSG_AS(m, tr_jobs_reply);
+
+	if (t == NULL) {
+		return;
+	}
+	if (m->type != TR_MSG_JOBS_REPLY || rep == NULL || rep->status < 0) {
+		reject(cx, t->session, t->seq,
+		       mg->is_stopping ? REJECT_STOPPING : REJECT_BUSY);
+		task_remove(mg, t);
+		return;
+	}
+	t->job = rep->id;
+	mg->taken++;
+	if (mg->is_aborted) {
+		abort_task(cx, mg, t);
+	} else if (t->is_orphan) {
+		cancel_job(cx, t->job);
 	}
 }
 
 /* A session stopped: cancel its jobs. Each still ends with one FINISHED
  * event (cancelled, or whatever came first), which removes it. */
 static void
-session_down(struct manager *mg, const tr_down *d)
+session_down(tr_ctx *cx, struct manager *mg, const tr_down *d)
 {
 	for (size_t i = 0; i < mg->n_watches; i++) {
 		if (mg->watches[i].ref.v == d->ref.v) {
@@ -405,8 +487,15 @@ session_down(struct manager *mg, const tr_down *d)
 		}
 	}
 	for (size_t i = 0; i < mg->n_tasks; i++) {
-		if (tr_pid_eq(mg->tasks[i].session, d->who)) {
-			(void)tr_jobs_cancel(hub.jobs, mg->tasks[i].job);
+		struct task *t = &mg->tasks[i];
+
+		if (!tr_pid_eq(t->session, d->who)) {
+			continue;
+		}
+		if (t->job != 0) {
+			cancel_job(cx, t->job);
+		} else {
+			t->is_orphan = true; /* cancelled when the id comes */
 		}
 	}
 }
@@ -437,11 +526,18 @@ manager_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case TR_MSG_JOB_EVENT:
 		job_event(cx, mg, m);
 		break;
+	case TR_MSG_JOBS_REPLY:
+	case TR_MSG_REQUEST_FAILED:
+		/* A submit's outcome; the plain answers to cancels go. */
+		if (m->flags & TR_MSG_F_REPLY) {
+			submitted(cx, mg, m);
+		}
+		break;
 	case TR_MSG_DOWN: {
 		tr_down d;
 
 		if (payload(m, &d, sizeof(d))) {
-			session_down(mg, &d);
+			session_down(cx, mg, &d);
 		}
 		break;
 	}

@@ -2,14 +2,19 @@
  * Jobs (<troupe/actors/jobs.h>): submit and complete with a result,
  * progress in order, the concurrency limit with FIFO starts, cancelling
  * queued and running jobs (a late complete is ignored), timeouts, crashes
- * and failures, watchers, the table's limit, unknown ids and bad input,
- * and exactly one final event per job over 200 mixed jobs.
+ * and failures, watchers, the table's limit, a job actor that changes its
+ * behaviour, the service's stop (by tr_stop and through its parent's
+ * link) with jobs running, the start's checks, requests it cannot use
+ * (answered with an error, or counted), and exactly one final event per
+ * job over 200 mixed jobs.
  *
- * The probe watches jobs; every event it gets is appended to one log in
- * arrival order, and tests wait on conditions over that log. Job actors
- * report through atomics in struct world (high-water mark of running
- * jobs, start order, teardown reasons, return codes). Handlers never call
- * CHECK.
+ * The probe is an inbox: it starts the service and makes every request
+ * with tr_request(), taking each outcome with tr_inbox_recv() and its
+ * reference, so the job events it watches stay queued; every event is appended
+ * to one log in arrival order, and tests wait on conditions over that log. Job
+ * actors report through atomics in struct world (high-water mark of
+ * running jobs, start order, teardown reasons, return codes). Handlers
+ * never call CHECK.
  */
 #include <troupe/troupe.h>
 #include <troupe/actors/jobs.h>
@@ -28,12 +33,15 @@
 #define WAIT_MS 30000
 
 enum {
-	MSG_STEP = 1, /* steps: uint32_t step number */
-	MSG_POLL,     /* slow: is the release flag set? */
-	MSG_HOLD,     /* hang: wait for the gate, then complete */
-	MSG_CRASH,    /* stop with TR_EXIT_ERROR */
-	MSG_TRY,      /* outsider: call the job functions, report */
-	MSG_TRIED,    /* outsider -> probe: int32_t[3] */
+	MSG_STEP = 1,   /* steps: uint32_t step number */
+	MSG_POLL,       /* slow: is the release flag set? */
+	MSG_HOLD,       /* hang: wait for the gate, then complete */
+	MSG_CRASH,      /* stop with TR_EXIT_ERROR */
+	MSG_TRY,        /* outsider: call the job functions, report */
+	MSG_TRIED,      /* outsider -> probe: int32_t[3] */
+	MSG_STRANGE,    /* a type the service does not know */
+	MSG_START_JOBS, /* parent: start a linked service, report its pid */
+	MSG_STARTED,    /* parent -> probe: tr_pid of the service */
 };
 
 #define ORDER_MAX 64
@@ -198,124 +206,275 @@ story(uint64_t id, bool *seq_ok)
 		}                                                              \
 	} while (0)
 
-static tr_job_status
-status_of(tr_jobs *j, uint64_t id)
-{
-	tr_job_status st;
+#define CHECK_STR(a, b)                                                        \
+	do {                                                                   \
+		const char *sa_ = (a), *sb_ = (b);                             \
+		if (strcmp(sa_, sb_) != 0) {                                   \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
+				__FILE__, __LINE__, #a, sb_, sa_);             \
+			harness_failed_checks++;                               \
+		}                                                              \
+	} while (0)
 
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	CHECK_OK(tr_jobs_status(j, id, &st));
-	return st;
+/* ---- requests from the probe ----------------------------------------------
+ */
+
+/*
+ * Sends a request from the probe and takes its outcome into *@r (the
+ * caller releases it). False when none came in time, or when it is not
+ * the outcome of this request.
+ */
+static bool
+ask(struct fx *f, tr_pid to, uint32_t type, const void *data, size_t len,
+    tr_received *r)
+{
+	tr_ref ref;
+
+	memset(r, 0, sizeof(*r));
+	if (tr_request(tr_inbox_ctx(f->ib), to, type, data, len, 0, &ref) !=
+	    TR_OK) {
+		fprintf(stderr, "  probe: request %u not sent\n", type);
+		return false;
+	}
+	if (tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, r) != TR_OK) {
+		fprintf(stderr, "  probe: no outcome of request %u\n", type);
+		return false;
+	}
+	return (r->flags & TR_MSG_F_REPLY) && r->ref.v == ref.v;
 }
 
-static uint32_t
-state_of(tr_jobs *j, uint64_t id)
+/* The status of a TR_MSG_JOBS_REPLY outcome; TR_ECLOSED for another. */
+static tr_err
+reply_status(const tr_received *r, uint64_t *id)
 {
-	tr_job_status st = status_of(j, id);
-	uint32_t state = st.state;
+	const tr_jobs_reply *rep = TR_MSG_AS(r, tr_jobs_reply);
 
-	tr_jobs_status_fini(&st);
-	return state;
+	if (r->type != TR_MSG_JOBS_REPLY || rep == NULL) {
+		return TR_ECLOSED;
+	}
+	if (id != NULL) {
+		*id = rep->id;
+	}
+	return rep->status;
 }
 
-static tr_pid
-worker_of(tr_jobs *j, uint64_t id)
+/* A request answered by TR_MSG_JOBS_REPLY: its status. */
+static tr_err
+ask_status(struct fx *f, tr_pid j, uint32_t type, const void *data, size_t len,
+	   uint64_t *id)
 {
-	tr_job_status st = status_of(j, id);
-	tr_pid worker = st.worker;
+	tr_received r;
+	tr_err err = TR_ETIMEDOUT;
 
-	tr_jobs_status_fini(&st);
-	return worker;
+	if (ask(f, j, type, data, len, &r)) {
+		err = reply_status(&r, id);
+	}
+	tr_received_fini(&r);
+	return err;
 }
 
-static tr_jobs_stats
-stats_of(tr_jobs *j)
+static tr_err
+submit_req(struct fx *f, tr_pid j, const char *kind, const void *p, size_t len,
+	   uint64_t timeout_ms, tr_pid watcher, uint64_t *id)
 {
-	tr_jobs_stats s;
+	size_t size = sizeof(tr_jobs_submit_req) + len;
+	tr_jobs_submit_req *rq = calloc(1, size);
 
-	memset(&s, 0, sizeof(s));
-	s.size = sizeof(s);
-	CHECK_OK(tr_jobs_stats_get(j, &s));
-	return s;
+	if (rq == NULL) {
+		return TR_ENOMEM;
+	}
+	snprintf(rq->kind, sizeof(rq->kind), "%s", kind);
+	rq->timeout_ms = timeout_ms;
+	rq->watcher = watcher;
+	rq->payload_size = len;
+	if (len > 0) {
+		memcpy(rq->payload, p, len);
+	}
+	*id = 0;
+	tr_err err = ask_status(f, j, TR_MSG_JOBS_SUBMIT, rq, size, id);
+	free(rq);
+	return err;
 }
 
+/* Submits with the probe as the watcher. */
 static uint64_t
-submit(struct fx *f, tr_jobs *j, const char *kind, const void *p, size_t len,
+submit(struct fx *f, tr_pid j, const char *kind, const void *p, size_t len,
        uint64_t timeout_ms)
 {
 	uint64_t id = 0;
 
-	CHECK_OK(tr_jobs_submit(j, kind, p, len, timeout_ms, f->probe, &id));
+	CHECK_OK(submit_req(f, j, kind, p, len, timeout_ms, f->probe, &id));
 	CHECK(id != 0);
 	return id;
 }
 
-/* ---- job kinds ------------------------------------------------------------
- */
-
-/* echo: completes at once with "echo:" + payload. */
-static int
-echo_init(tr_ctx *cx, void *state, void *arg)
+static tr_err
+cancel(struct fx *f, tr_pid j, uint64_t id)
 {
-	const tr_job_info *info = arg;
-	char out[64];
+	tr_jobs_job_req rq = { .id = id };
 
-	(void)state;
-	memcpy(out, "echo:", 5);
-	size_t n = info->size < sizeof(out) - 5 ? info->size : sizeof(out) - 5;
-	if (n > 0) {
-		memcpy(out + 5, info->payload, n);
-	}
-	(void)tr_job_complete(cx, out, 5 + n);
-	return TR_OK;
+	return ask_status(f, j, TR_MSG_JOBS_CANCEL, &rq, sizeof(rq), NULL);
 }
 
-static void
-ignore_handle(tr_ctx *cx, void *state, const tr_msg *m)
+static tr_err
+watch(struct fx *f, tr_pid j, uint64_t id, tr_pid pid, bool on)
 {
-	(void)cx;
-	(void)state;
-	(void)m;
+	tr_jobs_watch_req rq = { .id = id, .pid = pid, .on = on };
+
+	return ask_status(f, j, TR_MSG_JOBS_WATCH, &rq, sizeof(rq), NULL);
+}
+
+/* A status reply, copied out (the result up to 64 bytes). */
+struct status {
+	tr_err err;
+	uint32_t state;
+	uint32_t progress;
+	int32_t exit_reason;
+	tr_pid worker;
+	char kind[TR_JOBS_KIND_MAX + 1];
+	char note[TR_JOB_NOTE_MAX];
+	uint64_t result_size;
+	unsigned char result[64];
+};
+
+static struct status
+status_get(struct fx *f, tr_pid j, uint64_t id)
+{
+	tr_jobs_job_req rq = { .id = id };
+	struct status s;
+	tr_received r;
+
+	memset(&s, 0, sizeof(s));
+	s.err = TR_ETIMEDOUT;
+	if (ask(f, j, TR_MSG_JOBS_STATUS, &rq, sizeof(rq), &r)) {
+		const tr_job_status *st = r.data;
+		if (r.type == TR_MSG_JOBS_STATUS_REPLY &&
+		    (r.flags & TR_MSG_F_PTR) && r.size >= sizeof(*st) &&
+		    r.size - sizeof(*st) == st->result_size &&
+		    st->result_size <= sizeof(s.result) && st->id == id) {
+			s.err = TR_OK;
+			s.state = st->state;
+			s.progress = st->progress;
+			s.exit_reason = st->exit_reason;
+			s.worker = st->worker;
+			memcpy(s.kind, st->kind, sizeof(s.kind));
+			memcpy(s.note, st->note, sizeof(s.note));
+			s.result_size = st->result_size;
+			memcpy(s.result, st->result, st->result_size);
+		} else {
+			s.err = reply_status(&r, NULL);
+		}
+	}
+	tr_received_fini(&r);
+	return s;
+}
+
+static struct status
+status_of(struct fx *f, tr_pid j, uint64_t id)
+{
+	struct status s = status_get(f, j, id);
+
+	CHECK_OK(s.err);
+	return s;
+}
+
+static uint32_t
+state_of(struct fx *f, tr_pid j, uint64_t id)
+{
+	return status_of(f, j, id).state;
+}
+
+static tr_jobs_stats
+stats_of(struct fx *f, tr_pid j)
+{
+	tr_jobs_stats s;
+	tr_received r;
+
+	memset(&s, 0, sizeof(s));
+	if (ask(f, j, TR_MSG_JOBS_STATS, NULL, 0, &r) &&
+	    r.type == TR_MSG_JOBS_STATS_REPLY &&
+	    TR_MSG_AS(&r, tr_jobs_stats) != NULL) {
+		s = *TR_MSG_AS(&r, tr_jobs_stats);
+	} else {
+		fprintf(stderr, "  probe: no stats\n");
+		harness_failed_checks++;
+	}
+	tr_received_fini(&r);
+	return s;
+}
+
+/* ---- job kinds ------------------------------------------------------------
+ *
+ * Each keeps its job (from TR_MSG_JOB_START) in its state.
+ */
+
+/* The job of a TR_MSG_JOB_START, or NULL. */
+static const tr_job_start *
+job_start(const tr_msg *m)
+{
+	const tr_job_start *js = m->data;
+
+	if (m->type != TR_MSG_JOB_START || m->size < sizeof(*js) ||
+	    m->size - sizeof(*js) != js->payload_size) {
+		return NULL;
+	}
+	return js;
+}
+
+struct jstate {
+	tr_job job;
+};
+
+/* echo: completes at once with "echo:" + payload. */
+static void
+echo_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
+	char out[64];
+
+	if (js == NULL) {
+		return;
+	}
+	s->job = js->job;
+	memcpy(out, "echo:", 5);
+	size_t n = js->payload_size < sizeof(out) - 5 ? js->payload_size
+						      : sizeof(out) - 5;
+	if (n > 0) {
+		memcpy(out + 5, js->payload, n);
+	}
+	(void)tr_job_complete(cx, &s->job, out, 5 + n);
 }
 
 static const tr_actor_def echo_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "echo",
-	.init = echo_init,
-	.handle = ignore_handle,
+	.state_size = sizeof(struct jstate),
+	.handle = echo_handle,
 };
 
 /* steps: ten progress reports, one per message, then "done". */
-struct steps {
-	uint64_t id;
-};
-
-static int
-steps_init(tr_ctx *cx, void *state, void *arg)
-{
-	struct steps *s = state;
-	const tr_job_info *info = arg;
-	uint32_t n = 1;
-
-	s->id = info->id;
-	return tr_send(cx, tr_self(cx), MSG_STEP, &n, sizeof(n));
-}
-
 static void
 steps_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	uint32_t n;
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
+	uint32_t n = 1;
 	char note[32];
 
-	(void)state;
+	if (js != NULL) {
+		s->job = js->job;
+		(void)tr_send(cx, tr_self(cx), MSG_STEP, &n, sizeof(n));
+		return;
+	}
 	if (m->type != MSG_STEP || !payload(m, &n, sizeof(n))) {
 		return;
 	}
 	snprintf(note, sizeof(note), "step %u", n);
-	(void)tr_job_progress(cx, n * 10, note);
+	(void)tr_job_progress(cx, &s->job, n * 10, note);
 	if (n == 10) {
-		(void)tr_job_complete(cx, "done", 4);
+		(void)tr_job_complete(cx, &s->job, "done", 4);
 		return;
 	}
 	n++;
@@ -325,52 +484,59 @@ steps_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static const tr_actor_def steps_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "steps",
-	.state_size = sizeof(struct steps),
-	.init = steps_init,
+	.state_size = sizeof(struct jstate),
 	.handle = steps_handle,
 };
 
 /* slow: counts itself running and finishes once released. */
-static int
-slow_init(tr_ctx *cx, void *state, void *arg)
-{
-	const tr_job_info *info = arg;
-
-	(void)state;
-	int now = atomic_fetch_add(&g.running, 1) + 1;
-	int high = atomic_load(&g.high);
-	while (now > high &&
-	       !atomic_compare_exchange_weak(&g.high, &high, now)) {
-	}
-	unsigned k = atomic_fetch_add(&g.norder, 1);
-	if (k < ORDER_MAX) {
-		atomic_store(&g.order[k], info->id);
-	}
-	return tr_send_every(cx, tr_self(cx), MSG_POLL, NULL, 0, 2, NULL);
-}
+struct slow {
+	tr_job job;
+	bool counted;
+};
 
 static void
 slow_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	(void)state;
+	struct slow *s = state;
+	const tr_job_start *js = job_start(m);
+
+	if (js != NULL) {
+		s->job = js->job;
+		s->counted = true;
+		int now = atomic_fetch_add(&g.running, 1) + 1;
+		int high = atomic_load(&g.high);
+		while (now > high &&
+		       !atomic_compare_exchange_weak(&g.high, &high, now)) {
+		}
+		unsigned k = atomic_fetch_add(&g.norder, 1);
+		if (k < ORDER_MAX) {
+			atomic_store(&g.order[k], js->job.id);
+		}
+		(void)tr_send_every(cx, tr_self(cx), MSG_POLL, NULL, 0, 2,
+				    NULL);
+		return;
+	}
 	if (m->type == MSG_POLL && atomic_load(&g.release) != 0) {
-		(void)tr_job_complete(cx, NULL, 0);
+		(void)tr_job_complete(cx, &s->job, NULL, 0);
 	}
 }
 
 static void
 slow_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
+	struct slow *s = state;
+
 	(void)cx;
-	(void)state;
 	(void)reason;
-	atomic_fetch_sub(&g.running, 1);
+	if (s->counted) {
+		atomic_fetch_sub(&g.running, 1);
+	}
 }
 
 static const tr_actor_def slow_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "slow",
-	.init = slow_init,
+	.state_size = sizeof(struct slow),
 	.teardown = slow_teardown,
 	.handle = slow_handle,
 };
@@ -379,15 +545,20 @@ static const tr_actor_def slow_def = {
 static void
 hang_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	(void)state;
-	if (m->type == MSG_HOLD) {
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
+
+	if (js != NULL) {
+		s->job = js->job;
+	} else if (m->type == MSG_HOLD) {
 		/* A test-only stall: the job is inside a handler while the
 		 * test cancels it. */
 		atomic_store(&g.gate_in, 1);
 		while (atomic_load(&g.gate_open) == 0) {
 			harness_nap_us(200);
 		}
-		atomic_store(&g.complete_ret, tr_job_complete(cx, "late", 4));
+		atomic_store(&g.complete_ret,
+			     tr_job_complete(cx, &s->job, "late", 4));
 	}
 }
 
@@ -403,24 +574,19 @@ hang_teardown(tr_ctx *cx, void *state, int32_t reason)
 static const tr_actor_def hang_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "hang",
+	.state_size = sizeof(struct jstate),
 	.teardown = hang_teardown,
 	.handle = hang_handle,
 };
 
-/* crash: stops with TR_EXIT_ERROR on its first message. */
-static int
-crash_init(tr_ctx *cx, void *state, void *arg)
-{
-	(void)state;
-	(void)arg;
-	return tr_send(cx, tr_self(cx), MSG_CRASH, NULL, 0);
-}
-
+/* crash: stops with TR_EXIT_ERROR on the message after its start. */
 static void
 crash_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	(void)state;
-	if (m->type == MSG_CRASH) {
+	if (job_start(m) != NULL) {
+		(void)tr_send(cx, tr_self(cx), MSG_CRASH, NULL, 0);
+	} else if (m->type == MSG_CRASH) {
 		tr_stop_self(cx, TR_EXIT_ERROR);
 	}
 }
@@ -428,25 +594,27 @@ crash_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static const tr_actor_def crash_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "crash",
-	.init = crash_init,
 	.handle = crash_handle,
 };
 
-/* failer: fails with a reason in its init. */
-static int
-failer_init(tr_ctx *cx, void *state, void *arg)
+/* failer: fails with a reason as soon as it has its job. */
+static void
+failer_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	(void)state;
-	(void)arg;
-	(void)tr_job_fail(cx, "disk full");
-	return TR_OK;
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
+
+	if (js != NULL) {
+		s->job = js->job;
+		(void)tr_job_fail(cx, &s->job, "disk full");
+	}
 }
 
 static const tr_actor_def failer_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "failer",
-	.init = failer_init,
-	.handle = ignore_handle,
+	.state_size = sizeof(struct jstate),
+	.handle = failer_handle,
 };
 
 /* badinit: its init fails. */
@@ -463,79 +631,152 @@ static const tr_actor_def badinit_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "badinit",
 	.init = badinit_init,
-	.handle = ignore_handle,
+	.handle = failer_handle,
 };
 
 /* misuse: calls the job functions wrongly, records the return codes. */
-static int
-misuse_init(tr_ctx *cx, void *state, void *arg)
+static void
+misuse_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	(void)state;
-	(void)arg;
-	atomic_store(&g.rc_progress_bad, tr_job_progress(cx, 101, "x"));
-	(void)tr_job_complete(cx, "ok", 2);
-	atomic_store(&g.rc_complete_twice, tr_job_complete(cx, "again", 5));
-	atomic_store(&g.rc_progress_after, tr_job_progress(cx, 50, NULL));
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
+
+	if (js == NULL) {
+		return;
+	}
+	s->job = js->job;
+	atomic_store(&g.rc_progress_bad,
+		     tr_job_progress(cx, &s->job, 101, "x"));
+	(void)tr_job_complete(cx, &s->job, "ok", 2);
+	atomic_store(&g.rc_complete_twice,
+		     tr_job_complete(cx, &s->job, "again", 5));
+	atomic_store(&g.rc_progress_after,
+		     tr_job_progress(cx, &s->job, 50, NULL));
 	atomic_store(&g.rc_checks, 1);
-	return TR_OK;
 }
 
 static const tr_actor_def misuse_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "misuse",
-	.init = misuse_init,
-	.handle = ignore_handle,
+	.state_size = sizeof(struct jstate),
+	.handle = misuse_handle,
+};
+
+/*
+ * shifter: its init gets the kind's argument and marks its state; its
+ * start changes behaviour with tr_become(); the new handler, with the
+ * same state, completes with the mark and the argument.
+ */
+struct shifter {
+	tr_job job;
+	uint32_t magic;
+	const char *arg;
+};
+
+static void
+shifter_then(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct shifter *s = state;
+	char out[64];
+
+	if (m->type != MSG_STEP) {
+		return;
+	}
+	int n = snprintf(out, sizeof(out), "%s %x",
+			 s->arg != NULL ? s->arg : "-", s->magic);
+	(void)tr_job_progress(cx, &s->job, 50, "shifted");
+	(void)tr_job_complete(cx, &s->job, out, (size_t)n);
+}
+
+static int
+shifter_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct shifter *s = state;
+
+	(void)cx;
+	s->magic = 0xC0FFEE;
+	s->arg = arg;
+	return TR_OK;
+}
+
+static void
+shifter_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct shifter *s = state;
+	const tr_job_start *js = job_start(m);
+
+	if (js != NULL) {
+		s->job = js->job;
+		(void)tr_become(cx, shifter_then);
+		(void)tr_send(cx, tr_self(cx), MSG_STEP, NULL, 0);
+	}
+}
+
+static const tr_actor_def shifter_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "shifter",
+	.state_size = sizeof(struct shifter),
+	.init = shifter_init,
+	.handle = shifter_handle,
 };
 
 /* mixed: the payload byte says how the job ends. */
 enum { M_COMPLETE, M_FAIL, M_CRASH, M_CANCEL, M_TIMEOUT, M_MODES };
 
-static int
-mixed_init(tr_ctx *cx, void *state, void *arg)
+static void
+mixed_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
-	const tr_job_info *info = arg;
+	struct jstate *s = state;
+	const tr_job_start *js = job_start(m);
 	unsigned char mode = M_CANCEL;
 
-	(void)state;
-	if (info->size == 1) {
-		memcpy(&mode, info->payload, 1);
+	if (js == NULL) {
+		if (m->type == MSG_CRASH) {
+			tr_stop_self(cx, TR_EXIT_ERROR);
+		}
+		return;
+	}
+	s->job = js->job;
+	if (js->payload_size == 1) {
+		mode = js->payload[0];
 	}
 	switch (mode) {
 	case M_COMPLETE:
-		(void)tr_job_progress(cx, 50, "half");
-		(void)tr_job_complete(cx, "ok", 2);
+		(void)tr_job_progress(cx, &s->job, 50, "half");
+		(void)tr_job_complete(cx, &s->job, "ok", 2);
 		break;
 	case M_FAIL:
-		(void)tr_job_fail(cx, "no");
+		(void)tr_job_fail(cx, &s->job, "no");
 		break;
 	case M_CRASH:
-		return tr_send(cx, tr_self(cx), MSG_CRASH, NULL, 0);
+		(void)tr_send(cx, tr_self(cx), MSG_CRASH, NULL, 0);
+		break;
 	default:
 		break; /* hang until cancelled or timed out */
 	}
-	return TR_OK;
 }
 
 static const tr_actor_def mixed_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "mixed",
-	.init = mixed_init,
-	.handle = crash_handle,
+	.state_size = sizeof(struct jstate),
+	.handle = mixed_handle,
 };
 
-/* An ordinary actor that is not a job. */
+/* An ordinary actor that is not a job: its tr_job is zeroed. */
 static void
 outsider_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
+	tr_job none = { 0 };
 	int32_t rc[3];
 
 	(void)state;
 	if (m->type != MSG_TRY) {
 		return;
 	}
-	rc[0] = tr_job_progress(cx, 10, "x");
-	rc[1] = tr_job_complete(cx, NULL, 0);
-	rc[2] = tr_job_fail(cx, "x");
+	rc[0] = tr_job_progress(cx, &none, 10, "x");
+	rc[1] = tr_job_complete(cx, &none, NULL, 0);
+	rc[2] = tr_job_fail(cx, &none, "x");
 	(void)tr_send(cx, tr_sender(cx), MSG_TRIED, rc, sizeof(rc));
 }
 
@@ -545,24 +786,47 @@ static const tr_actor_def outsider_def = {
 	.handle = outsider_handle,
 };
 
-static tr_jobs *
-jobs_start(struct fx *f, unsigned workers)
+/* ---- the service ----------------------------------------------------------
+ */
+
+#define KIND(n, d, max)                                                        \
+	{                                                                      \
+		.name = (n), .def = (d), .max_concurrency = (max)              \
+	}
+
+static tr_pid
+start_cfg(struct fx *f, unsigned workers, const tr_jobs_config *cfg)
 {
-	tr_jobs *j = NULL;
+	tr_pid j = TR_PID_NONE;
+	tr_ref ref;
+	tr_jobs_reply rep = { .status = 1 };
 
 	world_reset();
 	log_reset();
 	fx_start(f, workers);
-	CHECK_OK(tr_jobs_create(f->rt, NULL, &j));
+	CHECK_OK(tr_jobs_start(tr_inbox_ctx(f->ib), cfg, &j, &ref));
+	CHECK(fx_recv_ref(f, ref, TR_MSG_JOBS_REPLY, j, &rep, sizeof(rep)));
+	CHECK_OK(rep.status);
+	CHECK_EQ_U64(rep.id, 0);
 	return j;
 }
 
+static tr_pid
+jobs_start(struct fx *f, unsigned workers, const tr_jobs_kind *kinds,
+	   uint32_t nkinds)
+{
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = nkinds };
+
+	return start_cfg(f, workers, &cfg);
+}
+
 static void
-jobs_finish(struct fx *f, tr_jobs *j)
+jobs_finish(struct fx *f)
 {
 	CHECK_EQ_INT(stray, 0);
-	tr_jobs_destroy(j);
-	fx_finish(f);
+	fx_finish(f); /* the runtime's stop ends the service too */
 }
 
 /* ---- tests ----------------------------------------------------------------
@@ -571,11 +835,11 @@ jobs_finish(struct fx *f, tr_jobs *j)
 static void
 test_complete(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("echo", &echo_def, 2) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
+	tr_pid j = jobs_start(&f, 2, kinds, 1);
 	bool seq_ok;
 
-	CHECK_OK(tr_jobs_register(j, "echo", &echo_def, 2));
 	uint64_t id = submit(&f, j, "echo", "hello", 5, 0);
 	CHECK(WAIT_EV(&f, count_ev(id, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	CHECK_STR(story(id, &seq_ok), "QSF");
@@ -589,45 +853,44 @@ test_complete(void)
 		CHECK(memcmp(e->ev->result, "echo:hello", 10) == 0);
 		CHECK_STR(e->ev->kind, "echo");
 	}
-	tr_job_status st = status_of(j, id);
+	struct status st = status_of(&f, j, id);
 	CHECK_EQ_U64(st.state, TR_JOB_SUCCEEDED);
 	CHECK_EQ_U64(st.progress, 100);
 	CHECK_EQ_U64(st.result_size, 10);
-	CHECK(st.result != NULL && memcmp(st.result, "echo:hello", 10) == 0);
+	CHECK(memcmp(st.result, "echo:hello", 10) == 0);
 	CHECK_STR(st.kind, "echo");
-	tr_jobs_status_fini(&st);
-	CHECK(st.result == NULL);
 
 	/* A watcher of every job; a late watcher of a finished job. */
-	CHECK_OK(tr_jobs_watch(j, 0, f.probe));
+	CHECK_OK(watch(&f, j, 0, f.probe, true));
 	uint64_t id2 = 0;
-	CHECK_OK(tr_jobs_submit(j, "echo", NULL, 0, 0, TR_PID_NONE, &id2));
+	CHECK_OK(submit_req(&f, j, "echo", NULL, 0, 0, TR_PID_NONE, &id2));
 	CHECK(WAIT_EV(&f, count_ev(id2, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	CHECK_STR(story(id2, &seq_ok), "QSF");
-	CHECK_OK(tr_jobs_watch(j, id, f.probe));
+	CHECK_OK(watch(&f, j, id, f.probe, true));
 	CHECK(WAIT_EV(&f, count_ev(id, TR_JOB_EV_FINISHED) == 2, WAIT_MS));
 	CHECK_EQ_U64(evs[nev - 1].ev->seq, 3);
-	CHECK_OK(tr_jobs_unwatch(j, 0, f.probe));
+	CHECK_OK(watch(&f, j, 0, f.probe, false));
 	uint64_t id3 = 0;
-	CHECK_OK(tr_jobs_submit(j, "echo", "x", 1, 0, TR_PID_NONE, &id3));
-	CHECK(WAIT_UNTIL(state_of(j, id3) == TR_JOB_SUCCEEDED, WAIT_MS));
+	CHECK_OK(submit_req(&f, j, "echo", "x", 1, 0, TR_PID_NONE, &id3));
+	CHECK(WAIT_UNTIL(state_of(&f, j, id3) == TR_JOB_SUCCEEDED, WAIT_MS));
 	CHECK(fx_recv_none(&f, 100));
-	tr_jobs_stats s = stats_of(j);
+	tr_jobs_stats s = stats_of(&f, j);
 	CHECK_EQ_U64(s.submitted, 3);
 	CHECK_EQ_U64(s.succeeded, 3);
 	CHECK_EQ_U64(
 		s.queued + s.running + s.failed + s.cancelled + s.timed_out, 0);
-	jobs_finish(&f, j);
+	CHECK_EQ_U64(s.unhandled, 0);
+	jobs_finish(&f);
 }
 
 static void
 test_progress(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("steps", &steps_def, 1) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
+	tr_pid j = jobs_start(&f, 2, kinds, 1);
 	bool seq_ok;
 
-	CHECK_OK(tr_jobs_register(j, "steps", &steps_def, 1));
 	uint64_t id = submit(&f, j, "steps", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(id, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	CHECK_STR(story(id, &seq_ok), "QSPPPPPPPPPPF");
@@ -647,17 +910,17 @@ test_progress(void)
 	const struct evrec *e = find_ev(id, TR_JOB_EV_FINISHED);
 	CHECK(e != NULL && e->ev->result_size == 4 &&
 	      memcmp(e->ev->result, "done", 4) == 0);
-	jobs_finish(&f, j);
+	jobs_finish(&f);
 }
 
 static void
 test_concurrency(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("slow", &slow_def, 2) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 3);
+	tr_pid j = jobs_start(&f, 3, kinds, 1);
 	uint64_t ids[6];
 
-	CHECK_OK(tr_jobs_register(j, "slow", &slow_def, 2));
 	for (int i = 0; i < 6; i++) {
 		ids[i] = submit(&f, j, "slow", NULL, 0, 0);
 	}
@@ -668,17 +931,17 @@ test_concurrency(void)
 		(void)pump(&f, 10);
 	}
 	CHECK_EQ_INT(count_ev(0, TR_JOB_EV_STARTED), 2);
-	CHECK_EQ_U64(stats_of(j).running, 2);
-	CHECK_EQ_U64(stats_of(j).queued, 4);
+	CHECK_EQ_U64(stats_of(&f, j).running, 2);
+	CHECK_EQ_U64(stats_of(&f, j).queued, 4);
 	for (int i = 2; i < 6; i++) {
-		CHECK_EQ_U64(state_of(j, ids[i]), TR_JOB_QUEUED);
+		CHECK_EQ_U64(state_of(&f, j, ids[i]), TR_JOB_QUEUED);
 	}
 	atomic_store(&g.release, 1);
 	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_FINISHED) == 6, WAIT_MS));
 	CHECK_EQ_INT(atomic_load(&g.high), 2);
 	CHECK_EQ_U64(atomic_load(&g.norder), 6);
-	/* Every job ran once (two inits may run at the same time, so their
-	 * order among themselves is the scheduler's). */
+	/* Every job ran once (two starts may be handled at the same time,
+	 * so their order among themselves is the scheduler's). */
 	for (int i = 0; i < 6; i++) {
 		int seen = 0;
 		for (int k = 0; k < 6; k++) {
@@ -686,7 +949,7 @@ test_concurrency(void)
 		}
 		CHECK_EQ_INT(seen, 1);
 	}
-	/* FIFO: the runner started them in submission order. */
+	/* FIFO: the service started them in submission order. */
 	int k = 0;
 	for (size_t i = 0; i < nev; i++) {
 		if (evs[i].ev->event == TR_JOB_EV_STARTED && k < 6) {
@@ -695,35 +958,37 @@ test_concurrency(void)
 		}
 	}
 	for (int i = 0; i < 6; i++) {
-		CHECK_EQ_U64(state_of(j, ids[i]), TR_JOB_SUCCEEDED);
+		CHECK_EQ_U64(state_of(&f, j, ids[i]), TR_JOB_SUCCEEDED);
 	}
 	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 0, WAIT_MS));
-	jobs_finish(&f, j);
+	jobs_finish(&f);
 }
 
 static void
 test_cancel_queued(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 1) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
+	tr_pid j = jobs_start(&f, 2, kinds, 1);
 
-	CHECK_OK(tr_jobs_register(j, "hang", &hang_def, 1));
 	uint64_t a = submit(&f, j, "hang", NULL, 0, 0);
 	uint64_t b = submit(&f, j, "hang", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_STARTED) == 1, WAIT_MS));
-	CHECK_OK(tr_jobs_cancel(j, b));
+	CHECK_OK(cancel(&f, j, b));
 	CHECK(WAIT_EV(&f, count_ev(b, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	bool seq_ok;
 	CHECK_STR(story(b, &seq_ok), "QF");
-	tr_job_status st = status_of(j, b);
+	struct status st = status_of(&f, j, b);
 	CHECK_EQ_U64(st.state, TR_JOB_CANCELLED);
 	CHECK(tr_pid_is_none(st.worker));
-	CHECK_ERR(tr_jobs_cancel(j, b), TR_ESTATE);
-	CHECK_EQ_U64(state_of(j, a), TR_JOB_RUNNING);
-	/* Cancelling the running one stops its actor and frees its slot. */
-	tr_pid worker = worker_of(j, a);
+	CHECK_ERR(cancel(&f, j, b), TR_ESTATE);
+	CHECK_EQ_U64(state_of(&f, j, a), TR_JOB_RUNNING);
+	/* Cancelling the running one stops its actor and frees its slot;
+	 * the state is final when the reply comes. */
+	tr_pid worker = status_of(&f, j, a).worker;
 	CHECK(tr_actor_alive(f.rt, worker));
-	CHECK_OK(tr_jobs_cancel(j, a));
+	CHECK_OK(cancel(&f, j, a));
+	CHECK_EQ_U64(state_of(&f, j, a), TR_JOB_CANCELLED);
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	const struct evrec *e = find_ev(a, TR_JOB_EV_FINISHED);
 	CHECK(e != NULL && e->ev->state == TR_JOB_CANCELLED &&
@@ -732,27 +997,27 @@ test_cancel_queued(void)
 	CHECK_EQ_INT(atomic_load(&g.last_reason), TR_JOBS_EXIT_CANCELLED);
 	uint64_t c = submit(&f, j, "hang", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(c, TR_JOB_EV_STARTED) == 1, WAIT_MS));
-	CHECK_OK(tr_jobs_cancel(j, c));
+	CHECK_OK(cancel(&f, j, c));
 	CHECK(WAIT_EV(&f, count_ev(c, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
-	tr_jobs_stats s = stats_of(j);
+	tr_jobs_stats s = stats_of(&f, j);
 	CHECK_EQ_U64(s.cancelled, 3);
 	CHECK_EQ_U64(s.submitted, 3);
-	jobs_finish(&f, j);
+	jobs_finish(&f);
 }
 
 static void
 test_cancel_running_late_complete(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 1) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 3);
+	tr_pid j = jobs_start(&f, 3, kinds, 1);
 
-	CHECK_OK(tr_jobs_register(j, "hang", &hang_def, 1));
 	uint64_t a = submit(&f, j, "hang", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_STARTED) == 1, WAIT_MS));
 	tr_pid worker = find_ev(a, TR_JOB_EV_STARTED)->ev->worker;
 	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), worker, MSG_HOLD, NULL, 0));
 	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
-	CHECK_OK(tr_jobs_cancel(j, a));
+	CHECK_OK(cancel(&f, j, a));
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	/* Now the job completes, too late. */
 	atomic_store(&g.gate_open, 1);
@@ -761,25 +1026,24 @@ test_cancel_running_late_complete(void)
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 100));
 	CHECK_EQ_INT(count_ev(a, TR_JOB_EV_FINISHED), 1);
-	tr_job_status st = status_of(j, a);
+	struct status st = status_of(&f, j, a);
 	CHECK_EQ_U64(st.state, TR_JOB_CANCELLED);
 	CHECK_EQ_U64(st.result_size, 0);
-	CHECK(st.result == NULL);
 	CHECK_EQ_INT(st.exit_reason, TR_JOBS_EXIT_CANCELLED);
-	tr_jobs_stats s = stats_of(j);
+	tr_jobs_stats s = stats_of(&f, j);
 	CHECK_EQ_U64(s.cancelled, 1);
 	CHECK_EQ_U64(s.succeeded, 0);
-	jobs_finish(&f, j);
+	jobs_finish(&f);
 }
 
 static void
 test_timeout(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 1),
+					      KIND("echo", &echo_def, 1) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
+	tr_pid j = jobs_start(&f, 2, kinds, 2);
 
-	CHECK_OK(tr_jobs_register(j, "hang", &hang_def, 1));
-	CHECK_OK(tr_jobs_register(j, "echo", &echo_def, 1));
 	uint64_t t0 = harness_now_ms();
 	uint64_t a = submit(&f, j, "hang", NULL, 0, 150);
 	CHECK(WAIT_EV(&f, count_ev(a, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
@@ -787,14 +1051,14 @@ test_timeout(void)
 	const struct evrec *e = find_ev(a, TR_JOB_EV_FINISHED);
 	CHECK(e != NULL && e->ev->state == TR_JOB_TIMED_OUT &&
 	      e->ev->exit_reason == TR_JOBS_EXIT_TIMEOUT);
-	tr_pid worker = worker_of(j, a);
+	tr_pid worker = status_of(&f, j, a).worker;
 	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, worker), WAIT_MS));
 	CHECK_EQ_INT(atomic_load(&g.last_reason), TR_JOBS_EXIT_TIMEOUT);
-	CHECK_EQ_U64(state_of(j, a), TR_JOB_TIMED_OUT);
+	CHECK_EQ_U64(state_of(&f, j, a), TR_JOB_TIMED_OUT);
 	/*
 	 * A job that ends in time does not time out afterwards. The hang c,
 	 * started right after b with the same timeout, is the marker: the
-	 * runner arms c's timer after b's, so it hears of b's timer first,
+	 * service arms c's timer after b's, so it hears of b's timer first,
 	 * and once c has timed out b's timer has had its turn. Whether the
 	 * echo ends within its 100 ms is up to the machine's load; either
 	 * way it has exactly one final state, and keeps it.
@@ -809,28 +1073,30 @@ test_timeout(void)
 	if (!in_time) {
 		printf("  the echo job did not end within its 100 ms\n");
 	}
-	CHECK_EQ_U64(state_of(j, b),
+	CHECK_EQ_U64(state_of(&f, j, b),
 		     in_time ? TR_JOB_SUCCEEDED : TR_JOB_TIMED_OUT);
-	CHECK_EQ_U64(state_of(j, c), TR_JOB_TIMED_OUT);
+	CHECK_EQ_U64(state_of(&f, j, c), TR_JOB_TIMED_OUT);
 	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
 	CHECK(fx_recv_none(&f, 100));
 	CHECK_EQ_INT(count_ev(b, TR_JOB_EV_FINISHED), 1);
-	tr_jobs_stats s = stats_of(j);
+	tr_jobs_stats s = stats_of(&f, j);
 	CHECK_EQ_U64(s.timed_out, in_time ? 2 : 3);
 	CHECK_EQ_U64(s.succeeded, in_time ? 1 : 0);
-	jobs_finish(&f, j);
+	jobs_finish(&f);
 }
 
 static void
 test_crash_and_fail(void)
 {
+	static const tr_jobs_kind kinds[] = {
+		KIND("crash", &crash_def, 1),
+		KIND("failer", &failer_def, 1),
+		KIND("badinit", &badinit_def, 1),
+	};
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
+	tr_pid j = jobs_start(&f, 2, kinds, 3);
 	bool seq_ok;
 
-	CHECK_OK(tr_jobs_register(j, "crash", &crash_def, 1));
-	CHECK_OK(tr_jobs_register(j, "failer", &failer_def, 1));
-	CHECK_OK(tr_jobs_register(j, "badinit", &badinit_def, 1));
 	uint64_t a = submit(&f, j, "crash", NULL, 0, 0);
 	uint64_t b = submit(&f, j, "failer", NULL, 0, 0);
 	uint64_t c = submit(&f, j, "badinit", NULL, 0, 0);
@@ -838,146 +1104,314 @@ test_crash_and_fail(void)
 	CHECK_STR(story(a, &seq_ok), "QSF");
 	CHECK_STR(story(b, &seq_ok), "QSF");
 	CHECK_STR(story(c, &seq_ok), "QSF");
-	tr_job_status st = status_of(j, a);
+	struct status st = status_of(&f, j, a);
 	CHECK_EQ_U64(st.state, TR_JOB_FAILED);
 	CHECK_EQ_INT(st.exit_reason, TR_EXIT_ERROR);
 	CHECK_STR(st.note, "stopped without a result");
-	st = status_of(j, b);
+	st = status_of(&f, j, b);
 	CHECK_EQ_U64(st.state, TR_JOB_FAILED);
 	CHECK_EQ_INT(st.exit_reason, TR_EXIT_NORMAL);
 	CHECK_STR(st.note, "disk full");
 	const struct evrec *e = find_ev(b, TR_JOB_EV_FINISHED);
 	CHECK(e != NULL && strcmp(e->ev->note, "disk full") == 0);
-	st = status_of(j, c);
+	st = status_of(&f, j, c);
 	CHECK_EQ_U64(st.state, TR_JOB_FAILED);
 	CHECK_EQ_INT(st.exit_reason, TR_EXIT_INIT_FAILED);
-	CHECK_EQ_U64(stats_of(j).failed, 3);
-	jobs_finish(&f, j);
+	CHECK_EQ_U64(stats_of(&f, j).failed, 3);
+	jobs_finish(&f);
+}
+
+static void
+test_become(void)
+{
+	static const tr_jobs_kind kinds[] = { { .name = "shifter",
+						.def = &shifter_def,
+						.arg = "kind-arg",
+						.max_concurrency = 1 } };
+	struct fx f;
+	tr_pid j = jobs_start(&f, 2, kinds, 1);
+	bool seq_ok;
+
+	uint64_t id = submit(&f, j, "shifter", NULL, 0, 0);
+	CHECK(WAIT_EV(&f, count_ev(id, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
+	CHECK_STR(story(id, &seq_ok), "QSPF");
+	CHECK(seq_ok);
+	const struct evrec *e = find_ev(id, TR_JOB_EV_FINISHED);
+	CHECK(e != NULL && e->ev->state == TR_JOB_SUCCEEDED &&
+	      e->ev->result_size == 15 &&
+	      memcmp(e->ev->result, "kind-arg c0ffee", 15) == 0);
+	jobs_finish(&f);
 }
 
 static void
 test_max_finished(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("echo", &echo_def, 1) };
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = 1,
+			       .max_finished = 2 };
 	struct fx f;
-	tr_jobs *j = NULL;
-	tr_jobs_config cfg = { .size = sizeof(cfg), .max_finished = 2 };
+	tr_pid j = start_cfg(&f, 2, &cfg);
 	uint64_t ids[3];
 
-	world_reset();
-	log_reset();
-	fx_start(&f, 2);
-	CHECK_OK(tr_jobs_create(f.rt, &cfg, &j));
-	CHECK_OK(tr_jobs_register(j, "echo", &echo_def, 1));
 	for (int i = 0; i < 3; i++) {
 		ids[i] = submit(&f, j, "echo", NULL, 0, 0);
 		CHECK(WAIT_EV(&f, count_ev(ids[i], TR_JOB_EV_FINISHED) == 1,
 			      WAIT_MS));
 	}
-	tr_job_status st = { .size = sizeof(st) };
-	CHECK_ERR(tr_jobs_status(j, ids[0], &st), TR_ENOENT);
-	CHECK_EQ_U64(state_of(j, ids[1]), TR_JOB_SUCCEEDED);
-	CHECK_EQ_U64(state_of(j, ids[2]), TR_JOB_SUCCEEDED);
-	CHECK_EQ_U64(stats_of(j).succeeded, 3);
-	jobs_finish(&f, j);
+	CHECK_ERR(status_get(&f, j, ids[0]).err, TR_ENOENT);
+	CHECK_EQ_U64(state_of(&f, j, ids[1]), TR_JOB_SUCCEEDED);
+	CHECK_EQ_U64(state_of(&f, j, ids[2]), TR_JOB_SUCCEEDED);
+	CHECK_EQ_U64(stats_of(&f, j).succeeded, 3);
+	jobs_finish(&f);
 }
 
+/* The pids of the first @n STARTED events. */
 static void
-test_destroy_stops_jobs(void)
+started_workers(tr_pid *out, int n)
 {
-	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
-	tr_pid workers[3];
-
-	CHECK_OK(tr_jobs_register(j, "hang", &hang_def, 3));
-	for (int i = 0; i < 5; i++) {
-		(void)submit(&f, j, "hang", NULL, 0, 0);
-	}
-	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_STARTED) == 3, WAIT_MS));
 	int k = 0;
-	for (size_t i = 0; i < nev && k < 3; i++) {
+
+	for (size_t i = 0; i < nev && k < n; i++) {
 		if (evs[i].ev->event == TR_JOB_EV_STARTED) {
-			workers[k++] = evs[i].ev->worker;
+			out[k++] = evs[i].ev->worker;
 		}
 	}
-	tr_jobs_destroy(j);
+}
+
+/* Five jobs of a kind of three at once, after the service stopped: the
+ * three actors stopped with it, and every job ended once, failed. */
+static void
+check_stopped_with_jobs(struct fx *f, tr_pid j, const uint64_t *ids,
+			const tr_pid *workers, int32_t why)
+{
 	for (int i = 0; i < 3; i++) {
-		CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, workers[i]), WAIT_MS));
+		CHECK(WAIT_UNTIL(!tr_actor_alive(f->rt, workers[i]), WAIT_MS));
 	}
 	CHECK(WAIT_UNTIL(atomic_load(&g.teardowns) == 3, WAIT_MS));
 	CHECK_EQ_INT(atomic_load(&g.last_reason), TR_EXIT_SHUTDOWN);
-	CHECK_EQ_INT(stray, 0);
-	fx_finish(&f);
+	CHECK(WAIT_EV(f, count_ev(0, TR_JOB_EV_FINISHED) == 5, WAIT_MS));
+	for (int i = 0; i < 5; i++) {
+		const struct evrec *e = find_ev(ids[i], TR_JOB_EV_FINISHED);
+		CHECK(e != NULL && e->ev->state == TR_JOB_FAILED &&
+		      strcmp(e->ev->note, "the service stopped") == 0 &&
+		      e->ev->exit_reason == (i < 3 ? TR_EXIT_SHUTDOWN : 0));
+	}
+	/* A request to a stopped service: the runtime answers it. */
+	tr_received r;
+	CHECK(ask(f, j, TR_MSG_JOBS_STATS, NULL, 0, &r));
+	const tr_request_failed *rf = TR_MSG_AS(&r, tr_request_failed);
+	CHECK(r.type == TR_MSG_REQUEST_FAILED && rf != NULL &&
+	      rf->reason == why);
+	tr_received_fini(&r);
+}
+
+static void
+test_stop_stops_jobs(void)
+{
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 3) };
+	struct fx f;
+	tr_pid j = jobs_start(&f, 2, kinds, 1);
+	tr_pid workers[3];
+	uint64_t ids[5];
+
+	for (int i = 0; i < 5; i++) {
+		ids[i] = submit(&f, j, "hang", NULL, 0, 0);
+	}
+	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_STARTED) == 3, WAIT_MS));
+	started_workers(workers, 3);
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), j, TR_EXIT_SHUTDOWN));
+	check_stopped_with_jobs(&f, j, ids, workers, TR_EXIT_NOPROC);
+	jobs_finish(&f);
+}
+
+/* parent: starts a service linked with itself and tells the probe. */
+static void
+parent_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 3) };
+	tr_pid *probe = state;
+
+	if (m->type == MSG_START_JOBS && payload(m, probe, sizeof(*probe))) {
+		tr_jobs_config cfg = { .size = sizeof(cfg),
+				       .kinds = kinds,
+				       .nkinds = 1,
+				       .is_linked = true };
+		tr_pid j = TR_PID_NONE;
+		(void)tr_jobs_start(cx, &cfg, &j, NULL);
+		(void)tr_send(cx, *probe, MSG_STARTED, &j, sizeof(j));
+	}
+	/* The start's reply comes here too; nothing to do with it. */
+}
+
+static const tr_actor_def parent_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "parent",
+	.state_size = sizeof(tr_pid),
+	.handle = parent_handle,
+};
+
+static void
+test_parent_exit_stops_jobs(void)
+{
+	struct fx f;
+	tr_pid workers[3];
+	uint64_t ids[5];
+	tr_pid j = TR_PID_NONE;
+
+	world_reset();
+	log_reset();
+	fx_start(&f, 2);
+	tr_pid parent = fx_spawn(&f, &parent_def, NULL);
+	SEND(&f, parent, MSG_START_JOBS, &f.probe, sizeof(f.probe));
+	CHECK(fx_recv(&f, MSG_STARTED, &j, sizeof(j)));
+	CHECK(!tr_pid_is_none(j));
+	for (int i = 0; i < 5; i++) {
+		ids[i] = submit(&f, j, "hang", NULL, 0, 0);
+	}
+	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_STARTED) == 3, WAIT_MS));
+	started_workers(workers, 3);
+	/* The parent fails: the link takes the service down, and the
+	 * service its jobs. */
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), parent, TR_EXIT_ERROR));
+	check_stopped_with_jobs(&f, j, ids, workers, TR_EXIT_NOPROC);
+	jobs_finish(&f);
+}
+
+static void
+test_start_checks(void)
+{
+	tr_jobs_kind kinds[2] = { KIND("echo", &echo_def, 1),
+				  KIND("x", &echo_def, 1) };
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = 2 };
+	char longname[TR_JOBS_KIND_MAX + 2];
+	struct fx f;
+	tr_pid pid = TR_PID_NONE;
+	tr_ref ref = { 7 };
+
+	world_reset();
+	log_reset();
+	fx_start(&f, 2);
+	tr_ctx *cx = tr_inbox_ctx(f.ib);
+	kinds[1].name = "echo";
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EEXIST);
+	CHECK(tr_pid_is_none(pid));
+	CHECK_EQ_U64(ref.v, 0);
+	kinds[1] = (tr_jobs_kind)KIND("x", NULL, 1);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	kinds[1] = (tr_jobs_kind)KIND("x", &echo_def, 0);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	kinds[1] = (tr_jobs_kind)KIND("", &echo_def, 1);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	kinds[1] = (tr_jobs_kind)KIND(NULL, &echo_def, 1);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	memset(longname, 'k', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	kinds[1] = (tr_jobs_kind)KIND(longname, &echo_def, 1);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	tr_actor_def nohandle = echo_def;
+	nohandle.handle = NULL;
+	kinds[1] = (tr_jobs_kind)KIND("x", &nohandle, 1);
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	kinds[1] = (tr_jobs_kind)KIND("x", &echo_def, 1);
+	CHECK_ERR(tr_jobs_start(NULL, &cfg, &pid, &ref), TR_EINVAL);
+	CHECK_ERR(tr_jobs_start(cx, NULL, &pid, &ref), TR_EINVAL);
+	cfg.size = 2;
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	cfg.size = sizeof(cfg);
+	cfg.nkinds = TR_JOBS_MAX_KINDS + 1;
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	cfg.nkinds = 2;
+	cfg.is_linked = true; /* only an actor has a link */
+	CHECK_ERR(tr_jobs_start(cx, &cfg, &pid, &ref), TR_EINVAL);
+	cfg.is_linked = false;
+	/* A name of exactly TR_JOBS_KIND_MAX bytes is fine; a start on the
+	 * runtime's context gets no reply, and the service runs. */
+	longname[TR_JOBS_KIND_MAX] = '\0';
+	kinds[1] = (tr_jobs_kind)KIND(longname, &echo_def, 1);
+	CHECK_OK(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &pid, &ref));
+	CHECK(!tr_pid_is_none(pid));
+	CHECK_EQ_U64(ref.v, 0);
+	uint64_t id = submit(&f, pid, longname, "z", 1, 0);
+	CHECK(WAIT_EV(&f, count_ev(id, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
+	CHECK_STR(find_ev(id, TR_JOB_EV_FINISHED)->ev->kind, longname);
+	/* No kinds at all is a service that refuses every submit. */
+	tr_jobs_config none = { .size = sizeof(none) };
+	CHECK_OK(tr_jobs_start(tr_runtime_ctx(f.rt), &none, &pid, NULL));
+	CHECK_ERR(submit_req(&f, pid, "echo", NULL, 0, 0, TR_PID_NONE, &id),
+		  TR_ENOENT);
+	jobs_finish(&f);
 }
 
 static void
 test_unknown_and_bad_input(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("echo", &echo_def, 1),
+					      KIND("misuse", &misuse_def, 1) };
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 2);
-	tr_job_status st = { .size = sizeof(st) };
-	tr_jobs_stats s = { .size = sizeof(s) };
-	uint64_t id = 0;
-	char longname[TR_JOBS_KIND_MAX + 2];
+	tr_pid j = jobs_start(&f, 2, kinds, 2);
+	uint64_t id = 1;
+	tr_jobs_job_req jr = { .id = 12345 };
 
-	CHECK_OK(tr_jobs_register(j, "echo", &echo_def, 1));
-	CHECK_ERR(tr_jobs_status(j, 12345, &st), TR_ENOENT);
-	CHECK_ERR(tr_jobs_status(j, 0, &st), TR_ENOENT);
-	CHECK_ERR(tr_jobs_cancel(j, 12345), TR_ENOENT);
-	CHECK_ERR(tr_jobs_watch(j, 12345, f.probe), TR_ENOENT);
-	CHECK_ERR(tr_jobs_submit(j, "nope", NULL, 0, 0, TR_PID_NONE, &id),
+	/* Unknown kinds and jobs. */
+	CHECK_ERR(submit_req(&f, j, "nope", NULL, 0, 0, TR_PID_NONE, &id),
 		  TR_ENOENT);
 	CHECK_EQ_U64(id, 0);
-	CHECK_ERR(tr_jobs_register(j, "echo", &echo_def, 1), TR_EEXIST);
-	CHECK_ERR(tr_jobs_register(j, "x", NULL, 1), TR_EINVAL);
-	CHECK_ERR(tr_jobs_register(j, "x", &echo_def, 0), TR_EINVAL);
-	CHECK_ERR(tr_jobs_register(j, "", &echo_def, 1), TR_EINVAL);
-	CHECK_ERR(tr_jobs_register(j, NULL, &echo_def, 1), TR_EINVAL);
-	memset(longname, 'k', sizeof(longname) - 1);
-	longname[sizeof(longname) - 1] = '\0';
-	CHECK_ERR(tr_jobs_register(j, longname, &echo_def, 1), TR_EINVAL);
-	longname[TR_JOBS_KIND_MAX] = '\0';
-	CHECK_OK(tr_jobs_register(j, longname, &echo_def, 1));
-	CHECK_ERR(tr_jobs_register(NULL, "x", &echo_def, 1), TR_EINVAL);
-	tr_actor_def nohandle = echo_def;
-	nohandle.handle = NULL;
-	CHECK_ERR(tr_jobs_register(j, "x", &nohandle, 1), TR_EINVAL);
-	CHECK_ERR(tr_jobs_submit(j, "echo", NULL, 0, 0, TR_PID_NONE, NULL),
+	CHECK_ERR(status_get(&f, j, 12345).err, TR_ENOENT);
+	CHECK_ERR(status_get(&f, j, 0).err, TR_ENOENT);
+	CHECK_ERR(cancel(&f, j, 12345), TR_ENOENT);
+	CHECK_ERR(watch(&f, j, 12345, f.probe, true), TR_ENOENT);
+	CHECK_OK(watch(&f, j, 12345, f.probe, false));
+	CHECK_ERR(watch(&f, j, 0, TR_PID_NONE, true), TR_EINVAL);
+	CHECK_ERR(watch(&f, j, 0, TR_PID_NONE, false), TR_EINVAL);
+	CHECK_EQ_U64(stats_of(&f, j).unhandled, 0);
+
+	/* Requests of the wrong size, or of a type the service does not
+	 * know: TR_EINVAL, and counted. */
+	tr_jobs_submit_req sr = { .kind = "echo", .payload_size = 5 };
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_SUBMIT, &sr, sizeof(sr), NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_jobs_submit(j, "echo", NULL, 5, 0, TR_PID_NONE, &id),
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_SUBMIT, &sr, 8, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_jobs_submit(NULL, "echo", NULL, 0, 0, TR_PID_NONE, &id),
+	memset(sr.kind, 'e', sizeof(sr.kind)); /* no NUL */
+	sr.payload_size = 0;
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_SUBMIT, &sr, sizeof(sr), NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_jobs_submit(j, NULL, NULL, 0, 0, TR_PID_NONE, &id),
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_CANCEL, &jr, 4, NULL),
 		  TR_EINVAL);
-	CHECK_ERR(tr_jobs_status(NULL, 1, &st), TR_EINVAL);
-	CHECK_ERR(tr_jobs_status(j, 1, NULL), TR_EINVAL);
-	st.size = 4;
-	CHECK_ERR(tr_jobs_status(j, 1, &st), TR_EINVAL);
-	CHECK_ERR(tr_jobs_cancel(NULL, 1), TR_EINVAL);
-	CHECK_ERR(tr_jobs_watch(j, 0, TR_PID_NONE), TR_EINVAL);
-	CHECK_ERR(tr_jobs_watch(NULL, 0, f.probe), TR_EINVAL);
-	CHECK_ERR(tr_jobs_unwatch(j, 0, TR_PID_NONE), TR_EINVAL);
-	CHECK_ERR(tr_jobs_stats_get(j, NULL), TR_EINVAL);
-	s.size = 3;
-	CHECK_ERR(tr_jobs_stats_get(j, &s), TR_EINVAL);
-	tr_jobs_config cfg = { .size = 2 };
-	tr_jobs *other = NULL;
-	CHECK_ERR(tr_jobs_create(NULL, NULL, &other), TR_EINVAL);
-	CHECK_ERR(tr_jobs_create(f.rt, &cfg, &other), TR_EINVAL);
-	CHECK(other == NULL);
-	CHECK_ERR(tr_jobs_create(f.rt, NULL, NULL), TR_EINVAL);
-	tr_jobs_destroy(NULL);
-	tr_jobs_status_fini(NULL);
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_STATUS, NULL, 0, NULL),
+		  TR_EINVAL);
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_WATCH, &jr, sizeof(jr), NULL),
+		  TR_EINVAL);
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_STATS, &jr, sizeof(jr), NULL),
+		  TR_EINVAL);
+	CHECK_ERR(ask_status(&f, j, MSG_STRANGE, NULL, 0, NULL), TR_EINVAL);
+	CHECK_ERR(ask_status(&f, j, TR_MSG_JOBS_REPLY, NULL, 0, NULL),
+		  TR_EINVAL);
+	CHECK_EQ_U64(stats_of(&f, j).unhandled, 9);
+	/* A plain message it cannot use is counted, and not answered. */
+	SEND(&f, j, MSG_STRANGE, "?", 1);
+	SEND(&f, j, TR_MSG_JOBS_CANCEL, "?", 1);
+	CHECK(WAIT_UNTIL(stats_of(&f, j).unhandled == 11, WAIT_MS));
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
+	CHECK(fx_recv_none(&f, 100));
+	CHECK_EQ_U64(stats_of(&f, j).submitted, 0);
 
 	CHECK_STR(tr_job_state_name(TR_JOB_QUEUED), "queued");
 	CHECK_STR(tr_job_state_name(TR_JOB_TIMED_OUT), "timed out");
 	CHECK_STR(tr_job_state_name(0), "?");
 	CHECK_STR(tr_job_state_name(99), "?");
 
-	/* The job functions outside a job actor, and misused inside one. */
-	CHECK_ERR(tr_job_progress(NULL, 1, NULL), TR_EINVAL);
-	CHECK_ERR(tr_job_complete(NULL, NULL, 0), TR_EINVAL);
-	CHECK_ERR(tr_job_fail(NULL, NULL), TR_EINVAL);
+	/* The job functions without a job, and misused inside one. */
+	tr_job none = { 0 };
+	CHECK_ERR(tr_job_progress(NULL, &none, 1, NULL), TR_EINVAL);
+	CHECK_ERR(tr_job_complete(NULL, &none, NULL, 0), TR_EINVAL);
+	CHECK_ERR(tr_job_fail(NULL, &none, NULL), TR_EINVAL);
+	CHECK_ERR(tr_job_progress(tr_inbox_ctx(f.ib), NULL, 1, NULL),
+		  TR_EINVAL);
 	tr_pid out = fx_spawn(&f, &outsider_def, NULL);
 	int32_t rc[3];
 	SEND(&f, out, MSG_TRY, NULL, 0);
@@ -985,21 +1419,20 @@ test_unknown_and_bad_input(void)
 	CHECK_ERR(rc[0], TR_ESTATE);
 	CHECK_ERR(rc[1], TR_ESTATE);
 	CHECK_ERR(rc[2], TR_ESTATE);
-	CHECK_OK(tr_jobs_register(j, "misuse", &misuse_def, 1));
 	uint64_t m = submit(&f, j, "misuse", NULL, 0, 0);
 	CHECK(WAIT_EV(&f, count_ev(m, TR_JOB_EV_FINISHED) == 1, WAIT_MS));
 	CHECK_EQ_INT(atomic_load(&g.rc_checks), 1);
 	CHECK_ERR(atomic_load(&g.rc_progress_bad), TR_EINVAL);
 	CHECK_ERR(atomic_load(&g.rc_complete_twice), TR_ESTATE);
 	CHECK_ERR(atomic_load(&g.rc_progress_after), TR_ESTATE);
-	st.size = sizeof(st);
-	st = status_of(j, m);
+	struct status st = status_of(&f, j, m);
 	CHECK_EQ_U64(st.state, TR_JOB_SUCCEEDED);
 	CHECK(st.result_size == 2 && memcmp(st.result, "ok", 2) == 0);
-	tr_jobs_status_fini(&st);
 	bool seq_ok;
 	CHECK_STR(story(m, &seq_ok), "QSF");
-	jobs_finish(&f, j);
+	/* A report that does not come from the job's actor is not one. */
+	CHECK_EQ_U64(stats_of(&f, j).succeeded, 1);
+	jobs_finish(&f);
 }
 
 #define NMIXED 200
@@ -1007,11 +1440,11 @@ test_unknown_and_bad_input(void)
 static void
 test_mixed_200(void)
 {
+	static const tr_jobs_kind kinds[] = { KIND("mixed", &mixed_def, 8) };
 	static uint64_t ids[NMIXED];
 	struct fx f;
-	tr_jobs *j = jobs_start(&f, 3);
+	tr_pid j = jobs_start(&f, 3, kinds, 1);
 
-	CHECK_OK(tr_jobs_register(j, "mixed", &mixed_def, 8));
 	for (int i = 0; i < NMIXED; i++) {
 		unsigned char mode = (unsigned char)(i % M_MODES);
 		uint64_t timeout = mode == M_TIMEOUT  ? 30
@@ -1020,13 +1453,12 @@ test_mixed_200(void)
 		ids[i] = submit(&f, j, "mixed", &mode, 1, timeout);
 		if (mode == M_CANCEL && i % 2 == 1) {
 			/* Half of them at once, most likely still queued. */
-			CHECK_OK(tr_jobs_cancel(j, ids[i]));
+			CHECK_OK(cancel(&f, j, ids[i]));
 		}
 	}
 	for (int i = 0; i < NMIXED; i++) {
 		if (i % M_MODES == M_CANCEL && i % 2 == 0) {
-			tr_err err = tr_jobs_cancel(j, ids[i]);
-			CHECK_OK(err);
+			CHECK_OK(cancel(&f, j, ids[i]));
 		}
 	}
 	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_FINISHED) == NMIXED, WAIT_MS));
@@ -1047,7 +1479,7 @@ test_mixed_200(void)
 			  count_ev(ids[i], TR_JOB_EV_QUEUED) == 1 &&
 			  count_ev(ids[i], TR_JOB_EV_STARTED) <= 1 &&
 			  e != NULL && e->ev->state == want[i % M_MODES] &&
-			  state_of(j, ids[i]) == want[i % M_MODES];
+			  state_of(&f, j, ids[i]) == want[i % M_MODES];
 		if (!ok && bad++ < 5) {
 			fprintf(stderr, "  job %d (mode %d): \"%s\" state %s\n",
 				i, i % M_MODES, s,
@@ -1056,7 +1488,7 @@ test_mixed_200(void)
 		}
 	}
 	CHECK_EQ_INT(bad, 0);
-	tr_jobs_stats s = stats_of(j);
+	tr_jobs_stats s = stats_of(&f, j);
 	CHECK_EQ_U64(s.submitted, NMIXED);
 	CHECK_EQ_U64(s.succeeded, NMIXED / M_MODES);
 	CHECK_EQ_U64(s.failed, 2 * NMIXED / M_MODES);
@@ -1064,7 +1496,8 @@ test_mixed_200(void)
 	CHECK_EQ_U64(s.timed_out, NMIXED / M_MODES);
 	CHECK_EQ_U64(s.queued + s.running, 0);
 	CHECK_EQ_U64(s.events_dropped, 0);
-	jobs_finish(&f, j);
+	CHECK_EQ_U64(s.unhandled, 0);
+	jobs_finish(&f);
 }
 
 static const struct test_case tests[] = {
@@ -1076,10 +1509,18 @@ static const struct test_case tests[] = {
 	  test_cancel_running_late_complete },
 	{ "jobs: a job past its timeout is timed out", test_timeout },
 	{ "jobs: crashes and failures are failed jobs", test_crash_and_fail },
+	{ "jobs: a job actor's tr_become keeps its state and its job",
+	  test_become },
 	{ "jobs: the table keeps max_finished finished jobs",
 	  test_max_finished },
-	{ "jobs: destroy stops the running jobs", test_destroy_stops_jobs },
-	{ "jobs: unknown ids and bad input", test_unknown_and_bad_input },
+	{ "jobs: stopping the service stops the running jobs",
+	  test_stop_stops_jobs },
+	{ "jobs: a linked parent's exit stops the service and its jobs",
+	  test_parent_exit_stops_jobs },
+	{ "jobs: the start's checks, and a start on the runtime's context",
+	  test_start_checks },
+	{ "jobs: unknown ids and kinds, bad requests, plain strangers",
+	  test_unknown_and_bad_input },
 	{ "jobs: exactly one final event per job over 200 mixed jobs",
 	  test_mixed_200 },
 	{ NULL, NULL },

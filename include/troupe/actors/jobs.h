@@ -5,14 +5,36 @@
  * Jobs: a background job runner (in the manner of Oban and Sidekiq, with
  * one actor per running job as in an Erlang worker pool).
  *
- * A jobs service belongs to one runtime. Job kinds are registered by name
- * with an actor definition and a concurrency limit. tr_jobs_submit()
- * returns a 64-bit job id at once; the job waits in its kind's queue
- * (first in, first out) until one of the kind's slots is free, then runs
- * as a fresh actor spawned from the kind's definition, with the job's
- * payload. The job actor reports progress with tr_job_progress() and
- * ends with tr_job_complete() (result bytes) or tr_job_fail() (a reason).
- * A job actor that stops without doing either (a crash) is a failed job.
+ * The service is an actor. tr_jobs_start() spawns it with its job kinds
+ * (a name, an actor definition and a concurrency limit each), and it is
+ * stopped like any actor. Everything else is a request to it, answered
+ * by exactly one message under the request's reference (m->ref, with
+ * TR_MSG_F_REPLY), as for any tr_request():
+ *
+ *   request              payload              success reply
+ *   TR_MSG_JOBS_SUBMIT   tr_jobs_submit_req   TR_MSG_JOBS_REPLY (the id)
+ *   TR_MSG_JOBS_CANCEL   tr_jobs_job_req      TR_MSG_JOBS_REPLY
+ *   TR_MSG_JOBS_STATUS   tr_jobs_job_req      TR_MSG_JOBS_STATUS_REPLY
+ *   TR_MSG_JOBS_WATCH    tr_jobs_watch_req    TR_MSG_JOBS_REPLY
+ *   TR_MSG_JOBS_STATS    none (size 0)        TR_MSG_JOBS_STATS_REPLY
+ *
+ * Every refusal, whatever the request, is a TR_MSG_JOBS_REPLY whose
+ * status says why (TR_EINVAL for a payload of the wrong size or a type
+ * the service does not know, TR_ENOENT for an unknown kind or job, ...).
+ * A service that is gone gives TR_MSG_REQUEST_FAILED, from the runtime.
+ * The same messages sent with tr_send() are acted on too, and answered
+ * with a plain message (tr_reply() semantics); sent on tr_runtime_ctx()
+ * they get no answer. A message the service cannot use is counted in
+ * tr_jobs_stats.unhandled and otherwise ignored.
+ *
+ * A submitted job waits in its kind's queue (first in, first out) until
+ * one of the kind's slots is free, then runs as a fresh actor spawned
+ * from the kind's definition. Its first message is TR_MSG_JOB_START,
+ * which names the job (struct tr_job) and carries its payload. The job
+ * actor reports progress with tr_job_progress() and ends with
+ * tr_job_complete() (result bytes) or tr_job_fail() (a reason), each
+ * given the struct tr_job it was started with. A job actor that stops
+ * without doing either (a crash) is a failed job.
  *
  *   QUEUED --start--> RUNNING --complete--> SUCCEEDED
  *     |                  |------fail/crash--> FAILED
@@ -22,20 +44,22 @@
  *
  * The first of those events that the service handles decides the final
  * state; whatever comes later (a complete after a cancel, say) is
- * ignored. Each job gets exactly one TR_JOB_EV_FINISHED event.
+ * ignored. Each job gets exactly one TR_JOB_EV_FINISHED event, also when
+ * the service stops first (then the job ends FAILED, see
+ * tr_jobs_start()).
  *
- * The service's actor (the runner) makes every state change and sends
- * every event, so a subscriber sees one job's events in order (queued,
- * started, progress..., finished). The job table is also readable from
- * any thread: tr_jobs_status() answers at once from the table. Jobs live
- * in memory only; the table and the state machine are kept apart so that
- * a persistence layer can take over the table.
+ * The service's actor makes every state change and sends every event,
+ * so a watcher sees one job's events in order (queued, started,
+ * progress..., finished). Jobs live in memory only; the table and the
+ * state machine are kept apart in the code so that a persistence layer
+ * can take over the table.
  *
  * A running job's slot is freed when its actor has stopped (not when its
  * final state is decided), so the concurrency limit counts actors that
  * exist, also a cancelled one that is still finishing a handler.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,9 +76,88 @@ extern "C" {
  * TR_MSG_JOB_EVENT - Something happened to a watched job. Payload:
  * struct tr_job_event, of variable length: read m->data as a
  * `const tr_job_event *`; m->size is sizeof(tr_job_event) plus
- * result_size. The sender is the service's runner actor.
+ * result_size. The sender is the service.
  */
 #define TR_MSG_JOB_EVENT (TR_MSG_JOBS_BASE + 0x00u)
+
+/**
+ * TR_MSG_JOBS_REPLY - The answer to a start, a submit, a cancel or a
+ * watch, and to any request the service refuses. Payload: struct
+ * tr_jobs_reply, read with TR_MSG_AS(m, tr_jobs_reply).
+ */
+#define TR_MSG_JOBS_REPLY (TR_MSG_JOBS_BASE + 0x01u)
+
+/**
+ * TR_MSG_JOBS_STATUS_REPLY - The answer to a status request for a job
+ * the table holds. Payload: struct tr_job_status, of variable length, in
+ * a pointer message: read m->data as a `const tr_job_status *`; m->size
+ * is sizeof(tr_job_status) plus result_size.
+ */
+#define TR_MSG_JOBS_STATUS_REPLY (TR_MSG_JOBS_BASE + 0x02u)
+
+/**
+ * TR_MSG_JOBS_STATS_REPLY - The answer to TR_MSG_JOBS_STATS. Payload:
+ * struct tr_jobs_stats, read with TR_MSG_AS(m, tr_jobs_stats).
+ */
+#define TR_MSG_JOBS_STATS_REPLY (TR_MSG_JOBS_BASE + 0x03u)
+
+/**
+ * TR_MSG_JOB_START - A job actor's job: the first message the service
+ * sends it, before anything else can reach it. Payload: struct
+ * tr_job_start, of variable length, in a pointer message: read m->data
+ * as a `const tr_job_start *`; keep it past the handler with
+ * tr_msg_take_ptr() (then free() it), or copy what you need. The sender
+ * is the service.
+ */
+#define TR_MSG_JOB_START (TR_MSG_JOBS_BASE + 0x04u)
+
+/**
+ * TR_MSG_JOBS_SUBMIT - Request: queue a job. Payload: struct
+ * tr_jobs_submit_req followed by its payload bytes (m->size is
+ * sizeof(tr_jobs_submit_req) + payload_size). Reply: TR_MSG_JOBS_REPLY
+ * with the new job's id (never 0); status TR_ENOENT (no such kind),
+ * TR_EINVAL (a size that does not add up, a kind name without a NUL, a
+ * remote watcher), TR_ENOMEM. The job is in the table (TR_JOB_QUEUED)
+ * when the reply is sent, and the reply comes before any of the job's
+ * events when the requester is its watcher.
+ */
+#define TR_MSG_JOBS_SUBMIT (TR_MSG_JOBS_BASE + 0x10u)
+
+/**
+ * TR_MSG_JOBS_CANCEL - Request: cancel job tr_jobs_job_req.id. A queued
+ * job leaves its queue; a running job's actor is stopped with
+ * TR_JOBS_EXIT_CANCELLED. Reply: TR_MSG_JOBS_REPLY; status TR_OK (the job
+ * is TR_JOB_CANCELLED now, and a complete its actor sends after this is
+ * ignored), TR_ENOENT (no such job), TR_ESTATE (it had already finished:
+ * the outcome that came first stands).
+ */
+#define TR_MSG_JOBS_CANCEL (TR_MSG_JOBS_BASE + 0x11u)
+
+/**
+ * TR_MSG_JOBS_STATUS - Request: read job tr_jobs_job_req.id from the
+ * table. Reply: TR_MSG_JOBS_STATUS_REPLY; or TR_MSG_JOBS_REPLY with
+ * TR_ENOENT (no such job, or a finished one the table no longer keeps)
+ * or TR_ENOMEM.
+ */
+#define TR_MSG_JOBS_STATUS (TR_MSG_JOBS_BASE + 0x12u)
+
+/**
+ * TR_MSG_JOBS_WATCH - Request: start or stop sending a pid a job's
+ * events (struct tr_jobs_watch_req). A watcher of a job that has already
+ * finished gets its FINISHED event at once (with the current seq);
+ * otherwise it gets the events after this one. A watcher of every job
+ * is dropped when it stops (the service monitors it); a watcher of one
+ * job when the job finishes. Reply: TR_MSG_JOBS_REPLY; status TR_OK
+ * (also when a pid that did not watch is told to stop), TR_ENOENT (no
+ * such job), TR_EINVAL (TR_PID_NONE or a remote pid), TR_ENOMEM.
+ */
+#define TR_MSG_JOBS_WATCH (TR_MSG_JOBS_BASE + 0x13u)
+
+/**
+ * TR_MSG_JOBS_STATS - Request, no payload: the service's counters.
+ * Reply: TR_MSG_JOBS_STATS_REPLY.
+ */
+#define TR_MSG_JOBS_STATS (TR_MSG_JOBS_BASE + 0x14u)
 
 /* TR_MSG_JOBS_BASE + 0x80 ... + 0xFF are the service's own messages. */
 
@@ -62,13 +165,16 @@ extern "C" {
  * Exit reasons of job actors the service stops, in the range below
  * TR_EXIT_USER that the standard actors use.
  */
-/** The job was cancelled (tr_jobs_cancel()). */
+/** The job was cancelled (TR_MSG_JOBS_CANCEL). */
 #define TR_JOBS_EXIT_CANCELLED 0x90
 /** The job ran longer than its timeout. */
 #define TR_JOBS_EXIT_TIMEOUT 0x91
 
 /** Longest kind name in bytes, not counting the terminating NUL. */
 #define TR_JOBS_KIND_MAX 63
+
+/** Most kinds one service runs. */
+#define TR_JOBS_MAX_KINDS 256u
 
 /** Size of a note (progress text or failure reason), NUL included. */
 #define TR_JOB_NOTE_MAX 128
@@ -78,9 +184,10 @@ extern "C" {
  * @TR_JOB_QUEUED:    waiting for a slot of its kind
  * @TR_JOB_RUNNING:   its actor runs
  * @TR_JOB_SUCCEEDED: it called tr_job_complete(); the result is kept
- * @TR_JOB_FAILED:    it called tr_job_fail(), or its actor stopped
- *                    without a result (@exit_reason says how)
- * @TR_JOB_CANCELLED: tr_jobs_cancel() came first
+ * @TR_JOB_FAILED:    it called tr_job_fail(), its actor stopped without a
+ *                    result (@exit_reason says how), or the service
+ *                    stopped first
+ * @TR_JOB_CANCELLED: a cancel came first
  * @TR_JOB_TIMED_OUT: it was still running when its timeout passed
  */
 typedef enum tr_job_state {
@@ -154,21 +261,20 @@ typedef struct tr_job_event {
 TR_FAM_END
 
 /**
- * struct tr_job_status - A job as the table holds it (tr_jobs_status()).
- * @size:        sizeof(tr_job_status), set by the caller
- * @id:          the job
- * @state:       enum tr_job_state
- * @progress:    last reported progress, 0 to 100
- * @exit_reason: as in struct tr_job_event
- * @worker:      the job's actor (TR_PID_NONE before it started)
- * @kind:        the job's kind
+ * struct tr_job_status - Payload of TR_MSG_JOBS_STATUS_REPLY: a job as
+ * the table holds it.
+ * @id, @state, @progress, @exit_reason, @worker, @kind: as in struct
+ *               tr_job_event
  * @note:        the last progress note, or the failure reason
- * @result:      TR_JOB_SUCCEEDED: a copy of the result bytes (NULL when
- *               empty); release with tr_jobs_status_fini()
- * @result_size: number of bytes at @result
+ * @result_size: number of bytes in @result
+ * @result:      TR_JOB_SUCCEEDED: the result bytes
+ *
+ * Variable length, in a pointer message: m->size is
+ * sizeof(tr_job_status) + result_size. Read it in place; from an inbox,
+ * tr_received_fini() frees it.
  */
+TR_FAM_BEGIN
 typedef struct tr_job_status {
-	size_t size;
 	uint64_t id;
 	uint32_t state;
 	uint32_t progress;
@@ -176,53 +282,155 @@ typedef struct tr_job_status {
 	tr_pid worker;
 	char kind[TR_JOBS_KIND_MAX + 1];
 	char note[TR_JOB_NOTE_MAX];
-	void *result;
-	size_t result_size;
+	uint64_t result_size;
+	unsigned char result[];
 } tr_job_status;
+TR_FAM_END
 
 /**
- * struct tr_job_info - What a job actor's init gets as its argument.
+ * struct tr_job - A job, as its actor names it to tr_job_progress(),
+ * tr_job_complete() and tr_job_fail(). Plain data: keep it in the job
+ * actor's state (it survives tr_become()). A zeroed one is no job.
+ * @service: the service that runs the job
  * @id:      the job
- * @kind:    the job's kind
- * @payload: the bytes given to tr_jobs_submit() (NULL when empty); valid
- *           until the job actor stops
- * @size:    number of bytes at @payload
  */
-typedef struct tr_job_info {
+typedef struct tr_job {
+	tr_pid service;
 	uint64_t id;
-	const char *kind;
-	const void *payload;
-	size_t size;
-} tr_job_info;
+} tr_job;
 
 /**
- * struct tr_jobs_config - Settings of a service.
+ * struct tr_job_start - Payload of TR_MSG_JOB_START.
+ * @job:          the job, for the tr_job_*() calls
+ * @kind:         its kind, NUL-terminated
+ * @payload_size: number of bytes in @payload
+ * @payload:      the bytes given at submit
+ *
+ * Variable length, in a pointer message: m->size is
+ * sizeof(tr_job_start) + payload_size.
+ */
+TR_FAM_BEGIN
+typedef struct tr_job_start {
+	tr_job job;
+	char kind[TR_JOBS_KIND_MAX + 1];
+	uint64_t payload_size;
+	unsigned char payload[];
+} tr_job_start;
+TR_FAM_END
+
+/**
+ * struct tr_jobs_kind - One kind of job (in struct tr_jobs_config).
+ * @name:            1 to TR_JOBS_KIND_MAX bytes, unique in the service;
+ *                   copied
+ * @def:             the job actors' definition, spawned as it is (no
+ *                   wrapper): its init gets @arg, and the job comes as
+ *                   the first message (TR_MSG_JOB_START). It must outlive
+ *                   every job actor (normally a static const)
+ * @arg:             passed to every job actor's init; kept alive by the
+ *                   caller as long as the service may start jobs
+ * @max_concurrency: at most this many actors of the kind exist at once,
+ *                   at least 1
+ */
+typedef struct tr_jobs_kind {
+	const char *name;
+	const tr_actor_def *def;
+	void *arg;
+	uint32_t max_concurrency;
+} tr_jobs_kind;
+
+/**
+ * struct tr_jobs_config - What a service runs.
  * @size:         sizeof(tr_jobs_config), an ABI guard; required
- * @max_finished: finished jobs kept in the table for tr_jobs_status();
+ * @kinds:        the job kinds, copied; may be NULL when @nkinds is 0
+ * @nkinds:       entries of @kinds, at most TR_JOBS_MAX_KINDS
+ * @max_finished: finished jobs kept in the table for status requests;
  *                the oldest are dropped beyond it (their status becomes
  *                TR_ENOENT); 0 means 10000
+ * @is_linked:    tr_jobs_start() links the service with the calling
+ *                actor, its parent (OTP's start_link): the parent's
+ *                abnormal exit stops the service, and so its job actors.
+ *                Only an actor can be linked (a thread's context gives
+ *                TR_EINVAL). False (the default): no link
  */
 typedef struct tr_jobs_config {
 	size_t size;
+	const tr_jobs_kind *kinds;
+	uint32_t nkinds;
 	uint32_t max_finished;
+	bool is_linked;
 } tr_jobs_config;
 
 /**
- * struct tr_jobs_stats - Counters of one service.
- * @size:      sizeof(tr_jobs_stats), set by the caller
- * @submitted: jobs accepted by tr_jobs_submit()
- * @queued:    jobs waiting for a slot now (including submitted jobs the
- *             runner has not seen yet)
+ * struct tr_jobs_submit_req - Payload of TR_MSG_JOBS_SUBMIT.
+ * @kind:         a kind of the service, NUL-terminated
+ * @timeout_ms:   how long the job may run, counted from its start (time
+ *                in the queue does not count); 0 for no limit
+ * @watcher:      gets this job's events, from the first (QUEUED) on;
+ *                TR_PID_NONE for none
+ * @payload_size: number of bytes in @payload
+ * @payload:      bytes for the job actor (in its TR_MSG_JOB_START)
+ *
+ * Variable length: send sizeof(tr_jobs_submit_req) + payload_size bytes.
+ */
+TR_FAM_BEGIN
+typedef struct tr_jobs_submit_req {
+	char kind[TR_JOBS_KIND_MAX + 1];
+	uint64_t timeout_ms;
+	tr_pid watcher;
+	uint64_t payload_size;
+	unsigned char payload[];
+} tr_jobs_submit_req;
+TR_FAM_END
+
+/**
+ * struct tr_jobs_job_req - Payload of TR_MSG_JOBS_CANCEL and
+ * TR_MSG_JOBS_STATUS.
+ * @id: the job
+ */
+typedef struct tr_jobs_job_req {
+	uint64_t id;
+} tr_jobs_job_req;
+
+/**
+ * struct tr_jobs_watch_req - Payload of TR_MSG_JOBS_WATCH.
+ * @id:  a job, or 0 for every job from now on
+ * @pid: the watcher
+ * @on:  true to start sending it events, false to stop (events already
+ *       sent may still arrive)
+ */
+typedef struct tr_jobs_watch_req {
+	uint64_t id;
+	tr_pid pid;
+	bool on;
+} tr_jobs_watch_req;
+
+/**
+ * struct tr_jobs_reply - Payload of TR_MSG_JOBS_REPLY.
+ * @id:     a submit's new job; otherwise the job the request named (0 for
+ *          a start and the requests that name none)
+ * @status: TR_OK, or why the request was refused (see each request)
+ */
+typedef struct tr_jobs_reply {
+	uint64_t id;
+	int32_t status;
+} tr_jobs_reply;
+
+/**
+ * struct tr_jobs_stats - Payload of TR_MSG_JOBS_STATS_REPLY.
+ * @submitted: jobs accepted
+ * @queued:    jobs waiting for a slot now
  * @running:   jobs in TR_JOB_RUNNING now
  * @succeeded, @failed, @cancelled, @timed_out: jobs that ended so
  *             (each job counts once)
  * @events_dropped: events a watcher's mailbox refused (TR_EFULL)
+ * @unhandled: messages the service could not use: an unknown type, a
+ *             payload of the wrong size (requests among them were
+ *             answered with TR_EINVAL)
  *
  * submitted == queued + running + succeeded + failed + cancelled +
- * timed_out, read under one lock.
+ * timed_out.
  */
 typedef struct tr_jobs_stats {
-	size_t size;
 	uint64_t submitted;
 	uint64_t queued;
 	uint64_t running;
@@ -231,170 +439,44 @@ typedef struct tr_jobs_stats {
 	uint64_t cancelled;
 	uint64_t timed_out;
 	uint64_t events_dropped;
+	uint64_t unhandled;
 } tr_jobs_stats;
 
-typedef struct tr_jobs tr_jobs;
-
 /**
- * tr_jobs_create() - Make a jobs service for @rt and spawn its runner.
- * @rt:  the runtime the jobs run in
- * @cfg: settings; NULL for the defaults
- * @out: the new service
+ * tr_jobs_start() - Start a jobs service: from an actor, or from any
+ * thread through its inbox's or the runtime's context. It never blocks.
+ * @cx:  context of the calling actor or thread; the start reply goes to
+ *       its pid (none with tr_runtime_ctx(), which gets no reply)
+ * @cfg: the service's kinds and settings (copied)
+ * @out: on success the service's pid; may be NULL
+ * @ref: on success the start's reference (zero with tr_runtime_ctx());
+ *       may be NULL
  *
- * The runtime need not be started yet; jobs start once it runs.
- * Ownership: the caller owns *@out; release with tr_jobs_destroy().
- * Thread:    any.
- * Return:    TR_OK; TR_EINVAL (NULL @rt or @out, a small @cfg->size);
- *            TR_ENOMEM; TR_ESYS; TR_ECLOSED (the runtime is stopping).
- */
-TR_API tr_err tr_jobs_create(tr_runtime *rt, const tr_jobs_config *cfg,
-			     tr_jobs **out);
-
-/**
- * tr_jobs_destroy() - Stop the service: its runner stops, and so does
- * every running job actor (TR_EXIT_SHUTDOWN). Watchers get no more
- * events; jobs still queued never run.
- * @j: the service; NULL is a no-op
+ * The start is a request with no timeout: the caller gets exactly one
+ * outcome under *@ref, a TR_MSG_JOBS_REPLY with status TR_OK once the
+ * service runs (or TR_ENOMEM, after which it stops), or
+ * TR_MSG_REQUEST_FAILED if it was stopped before it took its start.
+ * Requests sent before that wait in its mailbox. Waiting is optional.
  *
- * The memory is released once the runner has stopped too: at once when
- * the runtime was already joined, otherwise on one of its workers
- * shortly after. Call it before tr_runtime_destroy(), and not while
- * another thread still uses @j.
- * Ownership: @j is the caller's no more.
- * Thread:    any.
- * Return:    nothing; it cannot fail.
+ * The service stops like any actor: tr_stop(), an exit signal, its
+ * parent's exit with @cfg->is_linked, or the runtime's stop. Whatever the
+ * reason, it then stops every job actor that exists (TR_EXIT_SHUTDOWN,
+ * which overtakes their queues), and every job that has not finished
+ * ends TR_JOB_FAILED with the note "the service stopped" (exit_reason
+ * TR_EXIT_SHUTDOWN for one that ran): its watchers get its FINISHED
+ * event. Requests after that get TR_MSG_REQUEST_FAILED.
+ * Ownership: @cfg and its kinds are copied; each kind's def and arg are
+ *            borrowed as struct tr_jobs_kind says.
+ * Thread:    actor, or a thread's context.
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a small @cfg->size,
+ *            too many kinds, a bad name, definition or limit,
+ *            @cfg->is_linked on a thread's context); TR_EEXIST (two
+ *            kinds of one name); TR_ENOMEM; TR_ECLOSED (the runtime is
+ *            stopping). On error no actor was left running and no reply
+ *            comes.
  */
-TR_API void tr_jobs_destroy(tr_jobs *j);
-
-/**
- * tr_jobs_register() - Add a job kind.
- * @j:    the service
- * @kind: its name, 1 to TR_JOBS_KIND_MAX bytes; copied
- * @def:  the job actors' definition; must outlive the service and every
- *        job actor (normally a static const). Its init gets a
- *        const struct tr_job_info *; a definition without init never
- *        sees the payload. Job actors are spawned from a copy of it
- *        (with room for the service's own bookkeeping in their state),
- *        kept for the life of the process, one per distinct definition
- * @max_concurrency: at most this many actors of the kind exist at once,
- *        at least 1
- *
- * Ownership: @kind is copied; @def is borrowed as said.
- * Thread:    any.
- * Return:    TR_OK; TR_EEXIST (the kind exists; nothing changed);
- *            TR_EINVAL (NULL, a bad name or definition, a zero limit);
- *            TR_ENOMEM; TR_ECLOSED (the service stopped).
- */
-TR_API tr_err tr_jobs_register(tr_jobs *j, const char *kind,
-			       const tr_actor_def *def,
-			       uint32_t max_concurrency);
-
-/**
- * tr_jobs_submit() - Queue a job.
- * @j:          the service
- * @kind:       a registered kind
- * @payload:    bytes for the job actor, copied; may be NULL when @len is 0
- * @len:        payload size
- * @timeout_ms: how long the job may run, counted from its start (time
- *              in the queue does not count); 0 for no limit
- * @watcher:    gets this job's events, from the first (QUEUED) on, as if
- *              tr_jobs_watch() had been called before the job existed;
- *              TR_PID_NONE for none
- * @id:         on success the job's id (never 0)
- *
- * The job is in the table (TR_JOB_QUEUED) when this returns.
- * Ownership: @payload is copied.
- * Thread:    any.
- * Return:    TR_OK; TR_ENOENT (no such kind); TR_EINVAL (NULL @j, @kind
- *            or @id, NULL @payload with @len > 0, a remote @watcher);
- *            TR_ENOMEM; TR_ECLOSED (the service was destroyed, or its
- *            runner stopped with the runtime).
- */
-TR_API tr_err tr_jobs_submit(tr_jobs *j, const char *kind, const void *payload,
-			     size_t len, uint64_t timeout_ms, tr_pid watcher,
-			     uint64_t *id);
-
-/**
- * tr_jobs_cancel() - Cancel a job: a queued job is removed from its
- * queue; a running job's actor is stopped with TR_JOBS_EXIT_CANCELLED.
- * @j:  the service
- * @id: the job
- *
- * The cancel is acted on by the runner, in order with what it handles:
- * a job that completes (or fails, or times out) before the runner takes
- * the cancel keeps that outcome. Its state becomes TR_JOB_CANCELLED
- * otherwise, and a complete the job's actor sends after that is ignored.
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK (the cancel is on its way); TR_ENOENT (no such job);
- *            TR_ESTATE (the job has already finished); TR_EINVAL;
- *            TR_ENOMEM; TR_ECLOSED (the service stopped).
- */
-TR_API tr_err tr_jobs_cancel(tr_jobs *j, uint64_t id);
-
-/**
- * tr_jobs_status() - Read a job from the table.
- * @j:   the service
- * @id:  the job
- * @out: filled on TR_OK (@out->size must be set)
- *
- * Ownership: on TR_OK out->result is the caller's: release it with
- *            tr_jobs_status_fini().
- * Thread:    any.
- * Return:    TR_OK; TR_ENOENT (no such job, or a finished one that the
- *            table no longer keeps); TR_EINVAL (NULL, a small
- *            @out->size); TR_ENOMEM (no memory for the result copy).
- */
-TR_API tr_err tr_jobs_status(tr_jobs *j, uint64_t id, tr_job_status *out);
-
-/**
- * tr_jobs_status_fini() - Free the result copy of a status and zero it
- * (its size field is kept). NULL or a zeroed status: no-op.
- * Ownership: releases st->result; @st itself stays the caller's.
- * Thread:    any.
- * Return:    nothing; it cannot fail.
- */
-TR_API void tr_jobs_status_fini(tr_job_status *st);
-
-/**
- * tr_jobs_watch() - Send @pid the events of job @id, or of every job.
- * @j:   the service
- * @id:  a job, or 0 for every job from now on
- * @pid: the watcher
- *
- * A watcher of a job that has already finished gets its FINISHED event
- * at once (with the current seq); otherwise it gets the events that
- * happen after the runner took the request. A watcher of every job is
- * dropped when it stops (the runner monitors it); a watcher of one job
- * when the job finishes. Events are best effort towards a bounded
- * mailbox that is full (counted in the stats).
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK; TR_ENOENT (no such job); TR_EINVAL (NULL @j, a
- *            TR_PID_NONE or remote @pid); TR_ENOMEM; TR_ECLOSED.
- */
-TR_API tr_err tr_jobs_watch(tr_jobs *j, uint64_t id, tr_pid pid);
-
-/**
- * tr_jobs_unwatch() - Stop sending @pid the events of @id (0: of every
- * job). Events already sent may still arrive.
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK (also when @pid did not watch); TR_EINVAL; TR_ENOMEM;
- *            TR_ECLOSED.
- */
-TR_API tr_err tr_jobs_unwatch(tr_jobs *j, uint64_t id, tr_pid pid);
-
-/**
- * tr_jobs_stats_get() - Fill @out with the service's counters.
- * @j:   the service
- * @out: destination; @out->size must be set
- *
- * Ownership: none.
- * Thread:    any.
- * Return:    TR_OK, or TR_EINVAL for NULL or a too small @out->size.
- */
-TR_API tr_err tr_jobs_stats_get(tr_jobs *j, tr_jobs_stats *out);
+TR_API tr_err tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out,
+			    tr_ref *ref);
 
 /**
  * tr_job_state_name() - Name of a tr_job_state.
@@ -406,50 +488,57 @@ TR_API tr_err tr_jobs_stats_get(tr_jobs *j, tr_jobs_stats *out);
 TR_API const char *tr_job_state_name(int state);
 
 /**
- * tr_job_progress() - Report the calling job's progress.
- * @cx:      context of a job actor (in its init or a handler)
+ * tr_job_progress() - Report a job's progress.
+ * @cx:      context of the job's actor
+ * @job:     the job, from its TR_MSG_JOB_START
  * @percent: 0 to 100
  * @note:    a short text, truncated to TR_JOB_NOTE_MAX - 1 bytes; may be
  *           NULL
  *
+ * The service takes reports only from the job's own actor, while the
+ * job runs.
  * Ownership: @note is copied.
- * Thread:    actor (a job actor).
- * Return:    TR_OK; TR_EINVAL (NULL @cx, @percent above 100); TR_ESTATE
- *            (not a job actor, or the job already completed or failed);
- *            the errors of tr_send().
+ * Thread:    actor (the job's).
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @job, @percent above 100);
+ *            TR_ESTATE (a zeroed @job: no job, or one already completed
+ *            or failed); the errors of tr_send().
  */
-TR_API tr_err tr_job_progress(tr_ctx *cx, uint32_t percent, const char *note);
+TR_API tr_err tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
+			      const char *note);
 
 /**
- * tr_job_complete() - Finish the calling job with a result, and stop its
+ * tr_job_complete() - Finish a job with a result, and stop the calling
  * actor (TR_EXIT_NORMAL) when the current handler returns.
- * @cx:   context of a job actor (in its init or a handler)
+ * @cx:   context of the job's actor
+ * @job:  the job, from its TR_MSG_JOB_START; zeroed on return, so that a
+ *        second report is TR_ESTATE
  * @data: the result, copied; may be NULL when @len is 0
  * @len:  its size
  *
  * When the result cannot be sent the actor stops with TR_EXIT_ERROR, so
  * the job ends failed rather than never.
  * Ownership: @data is copied.
- * Thread:    actor (a job actor).
- * Return:    TR_OK (also when the runner then ignores it, because the
- *            job was cancelled or timed out first); TR_EINVAL (NULL @cx,
- *            NULL @data with @len > 0); TR_ESTATE (not a job actor, or
- *            already completed or failed); TR_ENOMEM; the errors of
- *            tr_send_ptr().
+ * Thread:    actor (the job's).
+ * Return:    TR_OK (also when the service then ignores it, because the
+ *            job was cancelled or timed out first); TR_EINVAL (NULL @cx
+ *            or @job, NULL @data with @len > 0); TR_ESTATE (a zeroed
+ *            @job); TR_EMSGSIZE; TR_ENOMEM; the errors of tr_send_ptr().
  */
-TR_API tr_err tr_job_complete(tr_ctx *cx, const void *data, size_t len);
+TR_API tr_err tr_job_complete(tr_ctx *cx, tr_job *job, const void *data,
+			      size_t len);
 
 /**
- * tr_job_fail() - Finish the calling job as failed, and stop its actor
+ * tr_job_fail() - Finish a job as failed, and stop the calling actor
  * (TR_EXIT_NORMAL) when the current handler returns.
- * @cx:     context of a job actor (in its init or a handler)
+ * @cx:     context of the job's actor
+ * @job:    as tr_job_complete()
  * @reason: why, truncated to TR_JOB_NOTE_MAX - 1 bytes; may be NULL
  *
  * Ownership: @reason is copied.
- * Thread:    actor (a job actor).
+ * Thread:    actor (the job's).
  * Return:    as tr_job_complete().
  */
-TR_API tr_err tr_job_fail(tr_ctx *cx, const char *reason);
+TR_API tr_err tr_job_fail(tr_ctx *cx, tr_job *job, const char *reason);
 
 #ifdef __cplusplus
 }
