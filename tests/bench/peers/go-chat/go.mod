@@ -1,0 +1,3 @@
+module gochat
+
+go 1.19
