@@ -25,7 +25,8 @@
  * The same messages sent with tr_send() are acted on too, and answered
  * with a plain message (tr_reply() semantics); sent on tr_runtime_ctx()
  * they get no answer. A message the service cannot use is counted in
- * tr_jobs_stats.unhandled and otherwise ignored.
+ * tr_jobs_stats.unhandled; a request among them is answered with
+ * TR_EINVAL, anything else is a dead letter (tr_unhandled()).
  *
  * A submitted job waits in its kind's queue (first in, first out) until
  * one of the kind's slots is free, then runs as a fresh actor spawned

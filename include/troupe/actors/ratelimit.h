@@ -57,8 +57,8 @@
  * not taken yet). A request it cannot understand (an unknown type, a
  * payload of the wrong size, 0 tokens or more than the burst) is answered
  * by a TR_MSG_RATELIMIT_REPLY with TR_EINVAL; a plain message (not a
- * request) is counted in tr_ratelimit_stats.dropped and otherwise
- * ignored, since an answer could not be matched to it.
+ * request) is counted in tr_ratelimit_stats.dropped and is a dead
+ * letter (tr_unhandled()), since an answer could not be matched to it.
  */
 
 #include <stdbool.h>
