@@ -12,6 +12,7 @@
 #include <string.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#include <pthread.h>
 #endif
 
 static _Atomic int64_t outstanding;
@@ -97,9 +98,48 @@ tr__alloc_give_back(void)
 	 * allocated); this returns the free pages of all of them. */
 	(void)malloc_trim(0);
 }
+
+/*
+ * glibc's free() shrinks a thread's arena as soon as 128 KiB at its top
+ * are free: an madvise() that flushes the TLB of every core running the
+ * process, and the next malloc() faults the pages in again. A worker
+ * that frees a burst of write buffers each pass of its loop paid that
+ * every pass (15% of the chat server's CPU, see docs/BENCHMARKS.md).
+ * The runtime gives memory back itself when it goes idle, so free()
+ * need not: trim only past 64 MiB, and take blocks up to glibc's largest
+ * mmap threshold (32 MiB) from the arenas, where they are reused, rather
+ * than from mmap() and munmap() each time. Setting the trim threshold
+ * turns off glibc's own adjustment of both, hence the second call.
+ */
+static void
+tune_once(void)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+
+	if (getenv("MALLOC_TRIM_THRESHOLD_") != NULL ||
+	    getenv("MALLOC_MMAP_THRESHOLD_") != NULL ||
+	    (t != NULL && strstr(t, "glibc.malloc.") != NULL)) {
+		return; /* the user tuned it: theirs to decide */
+	}
+	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	(void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+}
+
+void
+tr__alloc_tune(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	(void)pthread_once(&once, tune_once);
+}
 #else
 void
 tr__alloc_give_back(void)
+{
+}
+
+void
+tr__alloc_tune(void)
 {
 }
 #endif

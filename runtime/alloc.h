@@ -25,4 +25,12 @@ void tr__alloc_fail_after(uint64_t n);
  */
 void tr__alloc_give_back(void);
 
+/*
+ * Set the allocator up for a runtime, once per process: with glibc, keep
+ * freed memory in the arenas instead of returning it on every free()
+ * (tr__alloc_give_back() returns it when the runtime goes idle). Leaves
+ * the allocator alone when the environment sets its thresholds.
+ */
+void tr__alloc_tune(void);
+
 #endif /* TR_RUNTIME_ALLOC_H */

@@ -71,6 +71,7 @@ tr_runtime_create(const tr_config *cfg, tr_runtime **out)
 	if (out == NULL || c.size < sizeof(tr_config)) {
 		return TR_EINVAL;
 	}
+	tr__alloc_tune();
 	if (c.workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c.workers = n > 0 ? (unsigned)n : 1;
