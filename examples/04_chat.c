@@ -8,6 +8,8 @@
  *       --workers N        scheduler threads (default: one per core)
  *       --flush-ms MS      how long a room gathers lines before it writes
  *                          them to its members (default 10; 0: at once)
+ *       --window N         lines a client may have at its room before the
+ *                          room has written them out (default 8)
  *       --stop-timeout S   how long a stop waits for clients to go, in
  *                          seconds (default 5; decimals allowed)
  *     nc 127.0.0.1 7001    (in two terminals, then type)
@@ -71,7 +73,7 @@
  *   write per member per batch instead of one per line (asyncio's
  *   transport buffers writes the same way until the loop's next turn).
  * - A room holds its senders back. A session may have at most SAY_WINDOW
- *   (8) lines at its room that the room has not yet written out; the
+ *   (8, --window) lines at its room that the room has not yet written out; the
  *   room acknowledges them with each batch (MSG_SAID). Until then the
  *   session keeps its client's next lines in its backlog, in order, as
  *   asyncio code would `await queue.put()` on a bounded queue. So a
@@ -195,11 +197,13 @@ static struct {
 	unsigned rate;     /* lines per RATE_WINDOW_MS; 0: no limit */
 	unsigned workers;  /* 0: one per core */
 	unsigned flush_ms; /* how long a room gathers a batch; 0: none */
+	unsigned window;   /* lines a session may have at its room */
 	uint64_t stop_ms;
 	uint16_t port;
 } opt = {
 	.rate = DEFAULT_RATE,
 	.flush_ms = FLUSH_MS,
+	.window = SAY_WINDOW,
 	.stop_ms = DEFAULT_STOP_MS,
 	.port = DEFAULT_PORT,
 };
@@ -1195,7 +1199,7 @@ struct session {
 static bool
 session_is_held(const struct session *s)
 {
-	return s->is_waiting || s->at_room >= SAY_WINDOW;
+	return s->is_waiting || s->at_room >= opt.window;
 }
 
 static void
@@ -1788,10 +1792,9 @@ now_ms(void)
 static void
 usage(void)
 {
-	fprintf(stderr,
-		"usage: example-chat [--rate LINES_PER_SEC] "
-		"[--workers N] [--flush-ms MS] [--stop-timeout SECONDS] "
-		"[port]\n");
+	fprintf(stderr, "usage: example-chat [--rate LINES_PER_SEC] "
+			"[--workers N] [--flush-ms MS] [--window LINES] "
+			"[--stop-timeout SECONDS] [port]\n");
 	exit(2);
 }
 
@@ -1833,6 +1836,11 @@ parse_options(int argc, char **argv)
 			opt.workers = (unsigned)parse_ulong(v, 256);
 		} else if (strcmp(a, "--flush-ms") == 0) {
 			opt.flush_ms = (unsigned)parse_ulong(v, 1000);
+		} else if (strcmp(a, "--window") == 0) {
+			opt.window = (unsigned)parse_ulong(v, 1024);
+			if (opt.window == 0) {
+				usage(); /* nothing could ever be said */
+			}
 		} else if (strcmp(a, "--stop-timeout") == 0) {
 			char *end;
 			double sec = strtod(v, &end);

@@ -1264,7 +1264,7 @@ expect_usage(const char *const *args)
 	close(sv.out);
 }
 
-/* --rate, --workers and --flush-ms; bad options are refused. */
+/* --rate, --workers, --flush-ms and --window; bad options are refused. */
 static void
 test_options(void)
 {
@@ -1273,6 +1273,8 @@ test_options(void)
 	static const char *const unlimited[] = {
 		"--rate", "0", "--workers", "1", "--flush-ms", "0", NULL
 	};
+	static const char *const wide[] = { "--rate",     "0", "--window", "64",
+					    "--flush-ms", "2", NULL };
 	enum { BURST = 20, FLOOD = 300 };
 	struct client cs[2];
 	struct client *a = &cs[0], *b = &cs[1];
@@ -1329,6 +1331,25 @@ test_options(void)
 	client_close(a);
 	client_close(b);
 
+	/* --window 64 --flush-ms 2: a wider window, the same lines, all
+	 * said, in order. */
+	clients_init(cs, 2);
+	if (!server_start_args(&sv, wide)) {
+		goto out_free;
+	}
+	if (lobby_clients(sv.port, cs, nicks, 2)) {
+		CHECK(client_send(a, burst, len));
+		count_rate_lines(a, &a_lines, &a_slow);
+		CHECK_EQ_U64(a_lines, FLOOD);
+		CHECK_EQ_U64(a_slow, 0);
+		SAY(b, "/who");
+		count_rate_lines(b, &b_lines, &b_slow);
+		CHECK_EQ_U64(b_lines, FLOOD);
+	}
+	server_stop(&sv);
+	client_close(a);
+	client_close(b);
+
 	static const char *const bad_rate[] = { "--rate", "x", "0", NULL };
 	static const char *const bad_workers[] = { "--workers", "-1", "0",
 						   NULL };
@@ -1338,12 +1359,17 @@ test_options(void)
 	static const char *const bad_flush[] = { "--flush-ms", "5000", "0",
 						 NULL };
 	static const char *const missing[] = { "0", "--rate", NULL };
+	static const char *const no_window[] = { "--window", "0", "0", NULL };
+	static const char *const big_window[] = { "--window", "5000", "0",
+						  NULL };
 	expect_usage(bad_rate);
 	expect_usage(bad_workers);
 	expect_usage(bad_stop);
 	expect_usage(unknown);
 	expect_usage(bad_flush);
 	expect_usage(missing);
+	expect_usage(no_window);
+	expect_usage(big_window);
 out_free:
 	free(burst);
 }
@@ -1777,7 +1803,7 @@ static const struct test_case tests[] = {
 	{ "chat: 50 clients, 20 lines each, all heard in order", test_crowd },
 	{ "chat: a client that does not read is dropped, the room goes on",
 	  test_client_that_does_not_read },
-	{ "chat: --rate, --workers, --flush-ms, and bad options",
+	{ "chat: --rate, --workers, --flush-ms, --window, and bad options",
 	  test_options },
 	{ "chat: #room names, any case", test_room_names },
 	{ "chat: a room over 100 members sums up joins and leaves",
