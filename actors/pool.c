@@ -65,8 +65,8 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* struct gather_hdr + bytes */
-#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: gather_arg */
+#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
@@ -97,15 +97,18 @@ struct route_hdr {
 	uint32_t type;
 };
 
-struct gather_hdr {
+/*
+ * A scatter-gather: what a collector starts with (its start message,
+ * boot.h), then, unchanged, the request it makes of the pool (a pointer
+ * message that moves on).
+ */
+struct gather_arg {
+	tr_pid pool;
+	uint64_t timeout_ms;
 	uint32_t count;
 	uint32_t type;
-	uint64_t len;
-};
-
-struct targets_hdr {
-	int32_t status;
-	uint32_t n;
+	size_t len;
+	unsigned char data[];
 };
 
 /* ------------------------------------------------------------------ */
@@ -931,68 +934,43 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	run_ctl(cx, p);
 }
 
-/* The next @want running workers in round-robin order (all when 0). */
-static uint32_t
-pick_targets(tr_ctx *cx, struct pool *p, uint32_t want, struct slot **out)
+/*
+ * Sends a scatter-gather's request, in the collector's name, to the next
+ * @count running workers in round-robin order (all when 0), and answers
+ * the collector with the pids of those that took it: none when the pool
+ * stops or no worker runs, and the collector then ends at once.
+ */
+static void
+on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	uint32_t k = 0;
+	const struct gather_arg *a = m->data;
+	tr_pid pids[TR_POOL_MAX_WORKERS];
+	uint32_t n = 0, picked = 0;
 
-	for (uint32_t i = 0; i < p->n; i++) {
+	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
+	    a->len != m->size - sizeof(*a)) {
+		(void)tr_unhandled(cx, m);
+		return;
+	}
+	p->gathers++;
+	for (uint32_t i = 0; p->phase != P_STOPPING && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
-		if (!slot_live(cx, &p->slots[idx])) {
+		struct slot *s = &p->slots[idx];
+		if (!slot_live(cx, s)) {
 			continue;
 		}
-		out[k++] = &p->slots[idx];
-		if (want != 0 && k == want) {
+		/* The collector is the sender: replies go to it. */
+		if (deliver(cx, p, s, m->from, (tr_ref){ 0 }, a->type, a->data,
+			    a->len) == TR_OK) {
+			pids[n++] = s->pid;
+		}
+		if (++picked == a->count) {
 			p->rr = idx + 1;
 			break;
 		}
 	}
-	return k;
-}
-
-static void
-on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	struct gather_hdr g;
-	struct slot *picked[TR_POOL_MAX_WORKERS];
-	tr_pid pids[TR_POOL_MAX_WORKERS];
-	struct targets_hdr t = { .status = TR_OK, .n = 0 };
-
-	if (m->data == NULL || m->size < sizeof(g)) {
-		return;
-	}
-	memcpy(&g, m->data, sizeof(g));
-	if (g.len != m->size - sizeof(g)) {
-		return;
-	}
-	p->gathers++;
-	if (p->phase == P_RUNNING || p->phase == P_BOOTING) {
-		const unsigned char *data =
-			(const unsigned char *)m->data + sizeof(g);
-		uint32_t k = pick_targets(cx, p, g.count, picked);
-		for (uint32_t i = 0; i < k; i++) {
-			/* The collector is the sender: replies go to it. */
-			if (deliver(cx, p, picked[i], m->from, (tr_ref){ 0 },
-				    g.type, data, (size_t)g.len) == TR_OK) {
-				pids[t.n++] = picked[i]->pid;
-			}
-		}
-	}
-	if (t.n == 0) {
-		t.status = TR_ENOENT;
-	}
-	size_t size = sizeof(t) + (size_t)t.n * sizeof(tr_pid);
-	unsigned char *buf = malloc(size);
-	if (buf == NULL) {
-		/* The collector ends with its timeout instead. */
-		return;
-	}
-	memcpy(buf, &t, sizeof(t));
-	if (t.n > 0) {
-		memcpy(buf + sizeof(t), pids, (size_t)t.n * sizeof(tr_pid));
-	}
-	(void)tr_send_ptr(cx, m->from, MSG_TARGETS, buf, size, free);
+	/* Without memory for the reply the collector ends with its timeout. */
+	(void)tr_reply(cx, m, MSG_TARGETS, pids, n * sizeof(tr_pid));
 }
 
 static void
@@ -1342,16 +1320,6 @@ static const tr_actor_def pool_def = {
 /* ------------------------------------------------------------------ */
 /* The scatter-gather collector                                        */
 
-/* What a collector starts with: its start message's payload (boot.h). */
-struct gather_arg {
-	tr_pid pool;
-	uint64_t timeout_ms;
-	uint32_t count;
-	uint32_t type;
-	size_t len;
-	unsigned char data[];
-};
-
 /* A reply received; kept in arrival order. */
 struct rep {
 	struct rep *next;
@@ -1362,15 +1330,12 @@ struct rep {
 };
 
 struct collector {
-	tr_msg start; /* the caller's request, answered by the result */
-	tr_pid pool;
-	tr_ref pool_ref;
+	tr_msg start;    /* the caller's request, answered by the result */
+	tr_ref pool_ref; /* our request to the pool; zero until it is made */
 	tr_timer_id timer;
 	bool has_timer;
-	bool has_targets;
 	bool done;
-	tr_pid *targets;
-	bool *answered;
+	tr_pid *targets; /* the workers asked, once the pool said which */
 	uint32_t ntargets;
 	uint32_t nreplied;
 	struct rep *head;
@@ -1388,15 +1353,15 @@ reps_free(struct collector *c)
 	c->tail = NULL;
 }
 
-static int
-target_index(const struct collector *c, tr_pid who)
+static bool
+is_target(const struct collector *c, tr_pid who)
 {
 	for (uint32_t i = 0; i < c->ntargets; i++) {
 		if (tr_pid_eq(c->targets[i], who)) {
-			return (int)i;
+			return true;
 		}
 	}
-	return -1;
+	return false;
 }
 
 static bool
@@ -1425,10 +1390,7 @@ align16(size_t n)
 static unsigned char *
 result_make(const struct collector *c, int32_t status, size_t *len)
 {
-	tr_pool_gather_result h = {
-		.status = status,
-		.asked = c->has_targets ? c->ntargets : 0,
-	};
+	tr_pool_gather_result h = { .status = status, .asked = c->ntargets };
 	size_t n = 0;
 
 	for (const struct rep *r = c->head; r != NULL; r = r->next) {
@@ -1483,8 +1445,9 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 		(void)tr_timer_cancel(cx, c->timer);
 		c->has_timer = false;
 	}
-	if (status != TR_OK && status != TR_ETIMEDOUT) {
-		reps_free(c); /* an error carries the counts only */
+	if ((status != TR_OK && status != TR_ETIMEDOUT) || c->targets == NULL) {
+		/* An error, or nobody known to be asked: the counts only. */
+		reps_free(c);
 	}
 	unsigned char *res = result_make(c, status, &len);
 	if (res == NULL) {
@@ -1503,8 +1466,11 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 	tr_stop_self(cx, TR_EXIT_NORMAL);
 }
 
-/* The start: watch the pool, arm the timeout, ask the pool to send the
- * request to its workers in our name. */
+/*
+ * The start: arm the timeout and ask the pool to send the request to its
+ * workers in our name. The pool's answer, or its death, is the outcome of
+ * that request in the core.
+ */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
@@ -1516,77 +1482,51 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
-	struct gather_hdr g = { .count = a->count,
-				.type = a->type,
-				.len = a->len };
-	c->pool = a->pool;
-	/* The request travels as the gather header, then the bytes. */
-	size_t req_len = sizeof(g) + a->len;
-	unsigned char *req = malloc(req_len);
-	tr_err err = TR_ENOMEM;
-	if (req != NULL) {
-		memcpy(req, &g, sizeof(g));
-		if (a->len > 0) {
-			memcpy(req + sizeof(g), a->data, a->len);
-		}
-		err = tr_monitor(cx, c->pool, &c->pool_ref);
+	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
+				   a->timeout_ms, &c->timer);
+	if (err < 0) {
+		free(a);
+		collector_finish(cx, c, err);
+		return;
 	}
-	if (err == TR_OK) {
-		err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
-				    a->timeout_ms, &c->timer);
-		c->has_timer = err == TR_OK;
-	}
-	if (err == TR_OK) {
-		err = tr_send_ptr(cx, c->pool, MSG_GATHER, req, req_len, free);
-		req = NULL;
-	}
-	free(req);
-	free(a);
+	c->has_timer = true;
+	err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free, 0,
+			     &c->pool_ref);
 	if (err < 0) {
 		collector_finish(cx, c, err);
 	}
 }
 
+/* The pool's answer: the workers it asked. */
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	struct targets_hdr t;
+	size_t n = m->size / sizeof(tr_pid);
 
-	if (c->has_targets || m->data == NULL || m->size < sizeof(t)) {
+	if (m->size % sizeof(tr_pid) != 0 || n > TR_POOL_MAX_WORKERS) {
 		return;
 	}
-	memcpy(&t, m->data, sizeof(t));
-	if (t.n > TR_POOL_MAX_WORKERS ||
-	    m->size != sizeof(t) + (size_t)t.n * sizeof(tr_pid)) {
+	if (n == 0) {
+		collector_finish(cx, c, TR_ENOENT);
 		return;
 	}
-	if (t.status != TR_OK || t.n == 0) {
-		collector_finish(cx, c,
-				 t.status != TR_OK ? t.status : TR_ENOENT);
-		return;
-	}
-	c->targets = malloc((size_t)t.n * sizeof(tr_pid));
-	c->answered = calloc(t.n, sizeof(bool));
-	if (c->targets == NULL || c->answered == NULL) {
+	c->targets = malloc(m->size);
+	if (c->targets == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	memcpy(c->targets, (const unsigned char *)m->data + sizeof(t),
-	       (size_t)t.n * sizeof(tr_pid));
-	c->ntargets = t.n;
-	c->has_targets = true;
+	memcpy(c->targets, m->data, m->size);
+	c->ntargets = (uint32_t)n;
 	/* Replies that came before the list: keep those of workers asked. */
 	struct rep **pp = &c->head;
 	c->tail = NULL;
 	while (*pp != NULL) {
 		struct rep *r = *pp;
-		int i = target_index(c, r->from);
-		if (i < 0 || c->answered[i]) {
+		if (!is_target(c, r->from)) {
 			*pp = r->next;
 			free(r);
 			continue;
 		}
-		c->answered[i] = true;
 		c->nreplied++;
 		c->tail = r;
 		pp = &r->next;
@@ -1596,17 +1536,13 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	}
 }
 
+/* The first reply from each worker counts (before the list came, from
+ * anyone: on_targets() sorts them out). */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	int i = -1;
-
-	if (c->has_targets) {
-		i = target_index(c, m->from);
-		if (i < 0 || c->answered[i]) {
-			return;
-		}
-	} else if (tr_pid_is_none(m->from) || seen_from(c, m->from)) {
+	if (tr_pid_is_none(m->from) || seen_from(c, m->from) ||
+	    (c->targets != NULL && !is_target(c, m->from))) {
 		return;
 	}
 	size_t size = m->data != NULL ? m->size : 0;
@@ -1630,11 +1566,8 @@ on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		c->head = r;
 	}
 	c->tail = r;
-	if (i >= 0) {
-		c->answered[i] = true;
-		if (++c->nreplied == c->ntargets) {
-			collector_finish(cx, c, TR_OK);
-		}
+	if (c->targets != NULL && ++c->nreplied == c->ntargets) {
+		collector_finish(cx, c, TR_OK);
 	}
 }
 
@@ -1643,27 +1576,26 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
+	/* Not started: no request to the pool yet, and not done. */
+	bool started = c->pool_ref.v != 0 || c->done;
 	if (m->type == MSG_GBOOT) {
-		if (tr_pid_is_none(c->pool)) {
+		if (!started) {
 			on_gather_start(cx, c, m);
 		}
 		return;
 	}
-	if (c->done || tr_pid_is_none(c->pool)) {
+	if (c->done || !started) {
 		return; /* a late reply, or anything before the start */
 	}
-	if (m->type == TR_MSG_DOWN) {
-		const tr_down *d = TR_MSG_AS(m, tr_down);
-		if (d != NULL && d->ref.v == c->pool_ref.v && !c->has_targets) {
+	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
+		if (m->type == MSG_TARGETS) {
+			on_targets(cx, c, m);
+		} else {
+			/* The pool stopped before it answered. */
 			collector_finish(cx, c, TR_ENOENT);
 		}
-	} else if (m->type == MSG_TARGETS && tr_pid_eq(m->from, c->pool)) {
-		on_targets(cx, c, m);
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
 		c->has_timer = false;
-		if (!c->has_targets) {
-			reps_free(c);
-		}
 		collector_finish(cx, c, TR_ETIMEDOUT);
 	} else if (m->type < TR_MSG_SYSTEM_BASE) {
 		on_worker_reply(cx, c, m);
@@ -1679,9 +1611,6 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)reason;
 	reps_free(c);
 	free(c->targets);
-	free(c->answered);
-	c->targets = NULL;
-	c->answered = NULL;
 }
 
 static const tr_actor_def collector_def = {
@@ -1810,8 +1739,7 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	    req->timeout_ms == 0) {
 		return TR_EINVAL;
 	}
-	if (req->len >
-	    SIZE_MAX - sizeof(struct gather_arg) - sizeof(struct gather_hdr)) {
+	if (req->len > SIZE_MAX - sizeof(struct gather_arg)) {
 		return TR_EMSGSIZE;
 	}
 	size_t size = sizeof(struct gather_arg) + req->len;
