@@ -584,26 +584,6 @@ ctl_done(tr_ctx *cx, struct pool *p)
 	}
 }
 
-/* The ring after the slot array changed. */
-static void
-ring_rebuild(struct pool *p)
-{
-	if (ring_build(p)) {
-		return;
-	}
-	/*
-	 * No memory for a new ring. The old one still spreads keys, but its
-	 * points may name slots that moved or are gone: keep every lookup
-	 * in bounds, at the price of sending those keys to slot 0 until the
-	 * next resize.
-	 */
-	for (size_t k = 0; k < p->nring; k++) {
-		if (p->ring[k].idx >= p->n) {
-			p->ring[k].idx = 0;
-		}
-	}
-}
-
 /* Removes @count slots from @at on (a shrink, or workers that did not
  * start): out of routing, their waiting messages routed again. */
 static void
@@ -620,7 +600,19 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	ring_rebuild(p);
+	if (!ring_build(p)) {
+		/*
+		 * No memory for a new ring. The old one still spreads keys,
+		 * but its points may name slots that moved or are gone: keep
+		 * every lookup in bounds, at the price of sending those keys
+		 * to slot 0 until the next resize.
+		 */
+		for (size_t k = 0; k < p->nring; k++) {
+			if (p->ring[k].idx >= p->n) {
+				p->ring[k].idx = 0;
+			}
+		}
+	}
 	settle(cx, p, orphans, NULL);
 }
 
@@ -942,13 +934,11 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->slots[i].pid = TR_PID_NONE;
 		}
-		stop_pool(cx, p, sig->reason);
-		return;
-	}
-	if (sig->reason == TR_EXIT_NORMAL) {
+	} else if (sig->reason == TR_EXIT_NORMAL) {
 		return; /* what a link that does not trap would ignore too */
 	}
-	/* The parent (or another linked actor) failed: stop in order. */
+	/* Otherwise the parent (or another linked actor) failed: stop in
+	 * order. */
 	stop_pool(cx, p, sig->reason);
 }
 
@@ -1102,15 +1092,14 @@ struct rep {
 };
 
 struct collector {
-	tr_msg start;    /* the caller's request, answered by the result */
-	tr_ref pool_ref; /* our request to the pool; zero until it is made */
-	tr_timer_id timer;
-	bool has_timer;
+	tr_msg start;      /* the caller's request, answered by the result */
+	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
+	tr_timer_id timer; /* zero until armed */
 	bool done;
 	tr_pid *targets; /* the workers asked, once the pool said which */
 	uint32_t ntargets;
 	uint32_t nreplied;
-	struct rep *head;
+	struct rep *head; /* nreplied of them once the targets are known */
 	struct rep *tail;
 };
 
@@ -1123,6 +1112,7 @@ reps_free(struct collector *c)
 		free(r);
 	}
 	c->tail = NULL;
+	c->nreplied = 0;
 }
 
 static bool
@@ -1162,31 +1152,26 @@ align16(size_t n)
 static unsigned char *
 result_make(const struct collector *c, int32_t status, size_t *len)
 {
-	tr_pool_gather_result h = { .status = status, .asked = c->ntargets };
-	size_t n = 0;
+	/* One entry per worker asked at most (TR_POOL_MAX_WORKERS). */
+	tr_pool_gather_result h = { .status = status,
+				    .asked = c->ntargets,
+				    .replied = c->nreplied,
+				    .missing = c->ntargets - c->nreplied };
+	size_t at = align16(sizeof(h) + h.replied * sizeof(h.replies[0]));
+	size_t size = at;
 
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		n++;
-	}
-	if (n > (SIZE_MAX - sizeof(h)) / sizeof(tr_pool_gather_entry)) {
-		return NULL;
-	}
-	size_t size = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
 	for (const struct rep *r = c->head; r != NULL; r = r->next) {
 		if (r->size > SIZE_MAX - 15u - size) {
 			return NULL;
 		}
 		size += align16(r->size);
 	}
-	h.replied = (uint32_t)n;
-	h.missing = h.asked - h.replied;
 	unsigned char *buf = calloc(1, size);
 	if (buf == NULL) {
 		return NULL;
 	}
 	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)buf;
 	*res = h;
-	size_t at = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
 	uint32_t i = 0;
 	for (const struct rep *r = c->head; r != NULL; r = r->next, i++) {
 		res->replies[i].worker = r->from;
@@ -1213,10 +1198,8 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 	size_t len = 0;
 
 	c->done = true;
-	if (c->has_timer) {
-		(void)tr_timer_cancel(cx, c->timer);
-		c->has_timer = false;
-	}
+	/* Harmless when it fired already or was never armed. */
+	(void)tr_timer_cancel(cx, c->timer);
 	if ((status != TR_OK && status != TR_ETIMEDOUT) || c->targets == NULL) {
 		/* An error, or nobody known to be asked: the counts only. */
 		reps_free(c);
@@ -1256,14 +1239,12 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	}
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
 				   a->timeout_ms, &c->timer);
-	if (err < 0) {
+	if (err == TR_OK) {
+		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
+				     0, &c->pool_ref);
+	} else {
 		free(a);
-		collector_finish(cx, c, err);
-		return;
 	}
-	c->has_timer = true;
-	err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free, 0,
-			     &c->pool_ref);
 	if (err < 0) {
 		collector_finish(cx, c, err);
 	}
@@ -1367,7 +1348,6 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			collector_finish(cx, c, TR_ENOENT);
 		}
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
-		c->has_timer = false;
 		collector_finish(cx, c, TR_ETIMEDOUT);
 	} else if (m->type < TR_MSG_SYSTEM_BASE) {
 		on_worker_reply(cx, c, m);
