@@ -4,14 +4,16 @@
  *
  * Actors. A pool is one actor. When it takes its start (MSG_START, the
  * first message, see boot.h) it starts a one_for_one supervisor linked
- * to itself (tr_sup_start() with is_linked) whose children are
- * the workers, one permanent child per slot, with the child id "w<num>".
- * The pool is the supervisor's observer: TR_SUP_EV_STARTED and
- * TR_SUP_EV_RESTARTED give a slot its current pid, TR_SUP_EV_EXITED takes
- * it away. A scatter-gather runs in a collector actor that the caller
- * starts (so its one result does not depend on the pool staying alive);
- * the pool only picks the workers and sends them the request in the
- * collector's name.
+ * to itself (tr_sup_start() with is_linked) with no children, and then
+ * grows to its size as a resize would: one permanent child per slot, with
+ * the child id "w<num>", started by START_CHILD requests, which the
+ * supervisor acts on in order after its own start. The pool is the
+ * supervisor's observer: TR_SUP_EV_STARTED and TR_SUP_EV_RESTARTED give
+ * a slot its current pid, TR_SUP_EV_EXITED takes it away. A
+ * scatter-gather runs in a collector actor that the caller starts (so its
+ * one result does not depend on the pool staying alive); the pool only
+ * picks the workers and sends them the request in the collector's name,
+ * answering the collector's request with the pids it asked.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
  * number; a shrink removes the highest ones. The hash ring holds
@@ -32,10 +34,12 @@
  * not running at once, without waiting for the supervisor's event, which
  * keeps the messages lost to a crash to those already in its mailbox.
  *
- * Control. Resizes and stops are acted on one at a time, in arrival
- * order; stats and worker lists are answered at once. A resize sends
- * START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD (shrink) requests
- * to the supervisor and answers when every reply is in.
+ * Control. The start, resizes and stops are acted on one at a time, in
+ * arrival order, from a queue whose head is the one in progress; stats
+ * and worker lists are answered at once. The start is a grow from no
+ * slots whose answer has op 0 and which stops the pool when it fails. A
+ * resize sends START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD
+ * (shrink) requests to the supervisor and answers when every reply is in.
  *
  * Worker definitions. Workers are spawned from a copy of the user's
  * definition with a mailbox bound (the user's, or UINT32_MAX) so that
@@ -65,8 +69,8 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* struct gather_hdr + bytes */
-#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* struct targets_hdr + pids */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: gather_arg */
+#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
@@ -89,7 +93,7 @@
 #define ID_LEN 16
 
 /* ------------------------------------------------------------------ */
-/* Wire formats (copied with memcpy: payloads carry no alignment)      */
+/* Wire formats (read in place: copied payloads are 16-aligned)        */
 
 struct route_hdr {
 	uint64_t key;
@@ -97,15 +101,18 @@ struct route_hdr {
 	uint32_t type;
 };
 
-struct gather_hdr {
+/*
+ * A scatter-gather: what a collector starts with (its start message,
+ * boot.h), then, unchanged, the request it makes of the pool (a pointer
+ * message that moves on).
+ */
+struct gather_arg {
+	tr_pid pool;
+	uint64_t timeout_ms;
 	uint32_t count;
 	uint32_t type;
-	uint64_t len;
-};
-
-struct targets_hdr {
-	int32_t status;
-	uint32_t n;
+	size_t len;
+	unsigned char data[];
 };
 
 /* ------------------------------------------------------------------ */
@@ -127,20 +134,18 @@ derive_measurable(const tr_actor_def *user, tr_actor_def *out)
 /* ------------------------------------------------------------------ */
 /* The pool actor                                                      */
 
-/* A message waiting for a slot's worker. */
+/* A message waiting for a slot's worker: the client's, as forwarded. */
 struct pend {
 	struct pend *next;
-	tr_pid from;
-	tr_ref ref; /* a request's reference, or zero */
+	tr_msg m; /* m.data points at data */
 	uint64_t key;
 	uint32_t how;
-	uint32_t type;
-	size_t len;
 	unsigned char data[];
 };
 
 struct slot {
 	uint32_t num;
+	char id[ID_LEN]; /* its child id, "w<num>" */
 	tr_pid pid;      /* TR_PID_NONE while its worker does not run */
 	tr_ref starting; /* the supervisor's start of its worker, if asked */
 	struct pend *head;
@@ -152,7 +157,7 @@ struct point {
 	uint32_t idx; /* into the slot array; the ring is rebuilt on change */
 };
 
-/* A control request waiting for its turn. */
+/* A control request (op 0: the start) waiting for its turn. */
 struct ctl {
 	struct ctl *next;
 	tr_msg req; /* the request's header, for tr_reply() */
@@ -160,16 +165,17 @@ struct ctl {
 	uint32_t workers;
 };
 
-/* P_NEW: spawned, its MSG_START not taken yet. */
-enum phase { P_NEW, P_BOOTING, P_RUNNING, P_STOPPING, P_STOPPED };
-
-/* What a pool starts with: the payload of its MSG_START (boot.h). */
+/* What a pool starts with, the payload of its MSG_START (boot.h): the
+ * configuration and the start's own place in the control queue. */
 struct boot {
+	struct ctl ctl; /* first: freed as a struct ctl once answered */
 	tr_pool_config cfg;
 };
 
+/* P_NEW: spawned, its MSG_START not taken yet. */
+enum phase { P_NEW, P_RUNNING, P_STOPPING };
+
 struct pool {
-	tr_pid self;
 	tr_pid sup;
 	bool sup_gone;
 	const tr_actor_def *wdef;
@@ -187,15 +193,11 @@ struct pool {
 	struct point *ring;
 	size_t nring;
 	uint32_t npending;
-	/* The start message, to answer; boot.from is TR_PID_NONE once
-	 * answered, or when nobody waits. */
-	tr_msg boot;
-	/* Control: the request in progress and the ones waiting. */
-	struct ctl *cur;
-	uint32_t waiting; /* supervisor replies the current one awaits */
-	int32_t cur_status;
+	/* Control: the head is in progress while it waits for replies. */
 	struct ctl *cq_head;
-	struct ctl *cq_tail;
+	struct ctl **cq_tail;
+	uint32_t waiting; /* supervisor replies the head awaits */
+	int32_t cur_status;
 	/* Counters of struct tr_pool_reply. */
 	uint64_t routed[TR_POOL_CONSISTENT_HASH + 1]; /* by strategy */
 	uint64_t delivered;
@@ -269,47 +271,6 @@ ring_lookup(const struct pool *p, uint64_t key)
 	return p->ring[lo == p->nring ? 0 : lo].idx;
 }
 
-static struct slot *
-slot_by_num(struct pool *p, uint32_t num)
-{
-	uint32_t lo = 0, hi = p->n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (p->slots[mid].num < num) {
-			lo = mid + 1;
-		} else {
-			hi = mid;
-		}
-	}
-	return lo < p->n && p->slots[lo].num == num ? &p->slots[lo] : NULL;
-}
-
-static void
-slot_id(char *buf, uint32_t num)
-{
-	snprintf(buf, ID_LEN, "w%u", num);
-}
-
-/* The slot number in a child id, or false for an id that is not ours. */
-static bool
-parse_id(const char *id, uint32_t *num)
-{
-	uint32_t v = 0;
-
-	if (id[0] != 'w' || id[1] == '\0') {
-		return false;
-	}
-	for (const char *c = id + 1; *c != '\0'; c++) {
-		if (*c < '0' || *c > '9' || v > UINT32_MAX / 10 - 1) {
-			return false;
-		}
-		v = v * 10 + (uint32_t)(*c - '0');
-	}
-	*num = v;
-	return true;
-}
-
 /*
  * Is the slot's worker running? A pid the runtime no longer knows is
  * forgotten at once: the supervisor's EXITED event for it will follow.
@@ -327,22 +288,24 @@ slot_live(tr_ctx *cx, struct slot *s)
 	return true;
 }
 
+/* Counts a message the pool does not take (a dead letter; a request
+ * fails at once). */
+static void
+refuse(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	p->dropped++;
+	(void)tr_unhandled(cx, m);
+}
+
 /*
- * Sends one message to @s's worker as @from, forwarded: the worker sees
- * the client as the sender, and for a request (@ref not zero) the
- * worker's tr_reply() answers the requester directly.
+ * Sends the client's message @m to @s's worker, forwarded: the worker
+ * sees the client as the sender, and for a request the worker's
+ * tr_reply() answers the requester directly.
  */
 static tr_err
-deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
-	uint32_t type, const void *data, size_t len)
+deliver(tr_ctx *cx, struct pool *p, struct slot *s, const tr_msg *m)
 {
-	tr_msg m = { .type = type,
-		     .flags = ref.v != 0 ? TR_MSG_F_REQUEST : 0,
-		     .from = from,
-		     .ref = ref,
-		     .data = data,
-		     .size = len };
-	tr_err err = tr_forward(cx, s->pid, &m);
+	tr_err err = tr_forward(cx, s->pid, m);
 
 	if (err == TR_OK) {
 		p->delivered++;
@@ -352,28 +315,26 @@ deliver(tr_ctx *cx, struct pool *p, struct slot *s, tr_pid from, tr_ref ref,
 
 /* Keeps a message for @s until its worker runs. */
 static void
-hold(struct pool *p, struct slot *s, tr_pid from, tr_ref ref, uint32_t how,
-     uint64_t key, uint32_t type, const void *data, size_t len)
+hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
+     const tr_msg *m)
 {
-	if (p->npending >= p->max_pending ||
-	    len > SIZE_MAX - sizeof(struct pend)) {
-		p->dropped++;
-		return;
+	struct pend *e = NULL;
+
+	if (p->npending < p->max_pending &&
+	    m->size <= SIZE_MAX - sizeof(struct pend)) {
+		e = malloc(sizeof(*e) + m->size);
 	}
-	struct pend *e = malloc(sizeof(*e) + len);
 	if (e == NULL) {
 		p->dropped++;
 		return;
 	}
 	e->next = NULL;
-	e->from = from;
-	e->ref = ref;
-	e->how = how;
+	e->m = *m;
+	e->m.data = e->data;
 	e->key = key;
-	e->type = type;
-	e->len = len;
-	if (len > 0) {
-		memcpy(e->data, data, len);
+	e->how = how;
+	if (m->size > 0) {
+		memcpy(e->data, m->data, m->size);
 	}
 	if (s->tail != NULL) {
 		s->tail->next = e;
@@ -398,192 +359,113 @@ take_pending(struct pool *p, struct slot *s)
 	return list;
 }
 
+/* To @s's worker, or kept until it runs; a refusal drops it. */
 static void
-drop_list(struct pool *p, struct pend *e)
+send_or_hold(tr_ctx *cx, struct pool *p, struct slot *s, uint32_t how,
+	     uint64_t key, const tr_msg *m)
 {
-	while (e != NULL) {
-		struct pend *next = e->next;
+	if (!slot_live(cx, s)) {
+		hold(p, s, how, key, m);
+	} else if (deliver(cx, p, s, m) < 0) {
 		p->dropped++;
-		free(e);
-		e = next;
 	}
 }
 
-/* One message to one worker by round robin or least loaded. */
+/*
+ * One message to one worker by round robin or least loaded (the running
+ * worker with the shortest queue, ties in round-robin order); held for
+ * the next slot in turn when no worker runs.
+ */
 static void
-route_any(tr_ctx *cx, struct pool *p, uint32_t how, tr_pid from, tr_ref ref,
-	  uint32_t type, const void *data, size_t len)
+route_any(tr_ctx *cx, struct pool *p, uint32_t how, const tr_msg *m)
 {
-	uint32_t n = p->n;
+	uint32_t best = UINT32_MAX, best_len = UINT32_MAX;
 	bool any_live = false;
 
-	if (how == TR_POOL_LEAST_LOADED) {
-		uint32_t best = UINT32_MAX, best_len = UINT32_MAX;
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t idx = (p->rr + i) % n;
-			struct slot *s = &p->slots[idx];
-			uint32_t q;
-			if (!slot_live(cx, s)) {
-				continue;
-			}
-			if (tr_mailbox_len(tr_ctx_runtime(cx), s->pid, &q) <
-			    0) {
-				/* Stopped between the two calls. */
-				continue;
-			}
-			any_live = true;
+	for (uint32_t i = 0; i < p->n; i++) {
+		uint32_t idx = (p->rr + i) % p->n;
+		struct slot *s = &p->slots[idx];
+		uint32_t q = 0;
+		if (!slot_live(cx, s)) {
+			continue;
+		}
+		if (how == TR_POOL_LEAST_LOADED &&
+		    tr_mailbox_len(tr_ctx_runtime(cx), s->pid, &q) < 0) {
+			continue; /* stopped between the two calls */
+		}
+		any_live = true;
+		if (how == TR_POOL_LEAST_LOADED) {
 			if (q < best_len) {
 				best = idx;
 				best_len = q;
 			}
-		}
-		if (best != UINT32_MAX) {
-			/* The emptiest queue refusing (TR_EFULL) means all of
-			 * them are full: drop, as a bounded mailbox would. */
-			if (deliver(cx, p, &p->slots[best], from, ref, type,
-				    data, len) == TR_OK) {
-				p->rr = best + 1;
-			} else {
-				p->dropped++;
-			}
+		} else if (deliver(cx, p, s, m) == TR_OK) {
+			p->rr = idx + 1;
 			return;
 		}
-	} else {
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t idx = (p->rr + i) % n;
-			struct slot *s = &p->slots[idx];
-			if (!slot_live(cx, s)) {
-				continue;
-			}
-			any_live = true;
-			if (deliver(cx, p, s, from, ref, type, data, len) ==
-			    TR_OK) {
-				p->rr = idx + 1;
-				return;
-			}
-			/* TR_EFULL or TR_ENOMEM: the next worker may take it.
-			 */
-		}
+		/* Round robin: on TR_EFULL or TR_ENOMEM the next worker may
+		 * take it. */
 	}
-	if (any_live) {
+	/* The emptiest queue refusing (TR_EFULL) means all of them are full:
+	 * drop, as a bounded mailbox would. */
+	if (best != UINT32_MAX && deliver(cx, p, &p->slots[best], m) == TR_OK) {
+		p->rr = best + 1;
+	} else if (any_live) {
 		p->dropped++;
-		return;
+	} else {
+		/* No worker runs: wait for the next slot in turn. */
+		uint32_t idx = p->rr % p->n;
+		p->rr = idx + 1;
+		hold(p, &p->slots[idx], how, 0, m);
 	}
-	/* No worker runs: wait for the next slot in turn. */
-	uint32_t idx = p->rr % n;
-	p->rr = idx + 1;
-	hold(p, &p->slots[idx], from, ref, how, 0, type, data, len);
 }
 
 static void
-route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, tr_pid from,
-      tr_ref ref, uint32_t type, const void *data, size_t len)
+route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 {
 	if (p->n == 0) {
 		p->dropped++;
 		return;
 	}
-	if (ref.v != 0 && how == TR_POOL_BROADCAST) {
+	if ((m->flags & TR_MSG_F_REQUEST) && how == TR_POOL_BROADCAST) {
 		/* A request has one answer: one worker gets it. */
 		how = TR_POOL_ROUND_ROBIN;
 	}
-	switch (how) {
-	case TR_POOL_ROUND_ROBIN:
-	case TR_POOL_LEAST_LOADED:
-		route_any(cx, p, how, from, ref, type, data, len);
-		break;
-	case TR_POOL_CONSISTENT_HASH: {
+	if (how == TR_POOL_CONSISTENT_HASH) {
+		/* The key belongs to its slot: wait for its worker if need
+		 * be. */
 		struct slot *s = &p->slots[ring_lookup(p, key)];
-		if (!slot_live(cx, s)) {
-			/* The key belongs to this slot: wait for its worker. */
-			hold(p, s, from, ref, how, key, type, data, len);
-		} else if (deliver(cx, p, s, from, ref, type, data, len) < 0) {
-			p->dropped++;
-		}
-		break;
-	}
-	case TR_POOL_BROADCAST:
+		send_or_hold(cx, p, s, how, key, m);
+	} else if (how == TR_POOL_BROADCAST) {
 		for (uint32_t i = 0; i < p->n; i++) {
-			struct slot *s = &p->slots[i];
-			if (!slot_live(cx, s)) {
-				hold(p, s, from, ref, how, 0, type, data, len);
-			} else if (deliver(cx, p, s, from, ref, type, data,
-					   len) < 0) {
-				p->dropped++;
-			}
+			send_or_hold(cx, p, &p->slots[i], how, 0, m);
 		}
-		break;
-	default:
-		p->dropped++;
-		break;
+	} else {
+		route_any(cx, p, how, m);
 	}
 }
 
-/* Sends what waited for @s, now that its worker runs. */
+/*
+ * Hands on the waiting messages @e: to @s's worker, which now runs, or,
+ * with @s NULL, routed again, their slot being gone (a broadcast copy was
+ * for that worker only). While the pool stops they are dropped.
+ */
 static void
-flush_slot(tr_ctx *cx, struct pool *p, struct slot *s)
+settle(tr_ctx *cx, struct pool *p, struct pend *e, struct slot *s)
 {
-	struct pend *e = take_pending(p, s);
-
 	while (e != NULL) {
 		struct pend *next = e->next;
-		if (deliver(cx, p, s, e->from, e->ref, e->type, e->data,
-			    e->len) < 0) {
+		if (p->phase == P_STOPPING ||
+		    (s == NULL && e->how == TR_POOL_BROADCAST)) {
+			p->dropped++;
+		} else if (s == NULL) {
+			route(cx, p, e->how, e->key, &e->m);
+		} else if (deliver(cx, p, s, &e->m) < 0) {
 			p->dropped++;
 		}
 		free(e);
 		e = next;
 	}
-}
-
-/* Routes again what waited for a slot that is gone. */
-static void
-reroute(tr_ctx *cx, struct pool *p, struct pend *e)
-{
-	while (e != NULL) {
-		struct pend *next = e->next;
-		if (e->how == TR_POOL_BROADCAST) {
-			/* A copy for that worker only. */
-			p->dropped++;
-		} else {
-			route(cx, p, e->how, e->key, e->from, e->ref, e->type,
-			      e->data, e->len);
-		}
-		free(e);
-		e = next;
-	}
-}
-
-static uint32_t
-count_live(const struct pool *p)
-{
-	uint32_t live = 0;
-
-	for (uint32_t i = 0; i < p->n; i++) {
-		if (!tr_pid_is_none(p->slots[i].pid)) {
-			live++;
-		}
-	}
-	return live;
-}
-
-static void
-fill_reply(const struct pool *p, uint32_t op, int32_t status, tr_pool_reply *rp)
-{
-	memset(rp, 0, sizeof(*rp));
-	rp->op = op;
-	rp->status = status;
-	rp->workers = p->n;
-	rp->live = count_live(p);
-	rp->pending = p->npending;
-	rp->round_robin = p->routed[TR_POOL_ROUND_ROBIN];
-	rp->least_loaded = p->routed[TR_POOL_LEAST_LOADED];
-	rp->broadcast = p->routed[TR_POOL_BROADCAST];
-	rp->consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
-	rp->delivered = p->delivered;
-	rp->dropped = p->dropped;
-	rp->gathers = p->gathers;
-	rp->restarts = p->restarts;
 }
 
 /* Answers the control request @req (a request, or a plain message). */
@@ -591,12 +473,27 @@ static void
 reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
       int32_t status)
 {
-	tr_pool_reply rp;
+	tr_pool_reply rp = {
+		.op = op,
+		.status = status,
+		.workers = p->n,
+		.pending = p->npending,
+		.round_robin = p->routed[TR_POOL_ROUND_ROBIN],
+		.least_loaded = p->routed[TR_POOL_LEAST_LOADED],
+		.broadcast = p->routed[TR_POOL_BROADCAST],
+		.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH],
+		.delivered = p->delivered,
+		.dropped = p->dropped,
+		.gathers = p->gathers,
+		.restarts = p->restarts,
+	};
 
 	if (tr_pid_is_none(req->from)) {
 		return;
 	}
-	fill_reply(p, op, status, &rp);
+	for (uint32_t i = 0; i < p->n; i++) {
+		rp.live += !tr_pid_is_none(p->slots[i].pid);
+	}
 	if (op != TR_POOL_OP_WORKERS || status != TR_OK) {
 		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 		return;
@@ -617,138 +514,106 @@ reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
 	(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w, size, free);
 }
 
-/* Answers the start, once. */
+/* Answers the control request at the head of the queue and drops it. */
 static void
-boot_done(tr_ctx *cx, struct pool *p, int32_t status)
+ctl_answer(tr_ctx *cx, struct pool *p, int32_t status)
 {
-	tr_pool_reply rp;
+	struct ctl *c = p->cq_head;
 
-	if (tr_pid_is_none(p->boot.from)) {
-		return;
+	p->cq_head = c->next;
+	if (p->cq_head == NULL) {
+		p->cq_tail = &p->cq_head;
 	}
-	fill_reply(p, 0, status, &rp);
-	(void)tr_reply(cx, &p->boot, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
-	p->boot.from = TR_PID_NONE;
+	reply(cx, p, &c->req, c->op, status);
+	free(c);
 }
 
 /* Answers every control request left: a stop is done, the rest not. */
 static void
 flush_ctl(tr_ctx *cx, struct pool *p)
 {
-	if (p->cur != NULL) {
-		struct ctl *c = p->cur;
-		p->cur = NULL;
-		reply(cx, p, &c->req, c->op,
-		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
-		free(c);
-	}
 	while (p->cq_head != NULL) {
-		struct ctl *c = p->cq_head;
-		p->cq_head = c->next;
-		reply(cx, p, &c->req, c->op,
-		      c->op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
-		free(c);
+		bool is_stop = p->cq_head->op == TR_POOL_OP_STOP;
+		ctl_answer(cx, p, is_stop ? TR_OK : TR_ECLOSED);
 	}
-	p->cq_tail = NULL;
 }
 
+/*
+ * Stops the workers through the supervisor, then the pool with @reason
+ * (the first reason given). Called again once the supervisor is gone, it
+ * answers every control request left (a stop is done, the rest are not)
+ * and stops the pool.
+ */
 static void
-finish_stop(tr_ctx *cx, struct pool *p)
+stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
 {
-	if (p->phase == P_STOPPED) {
-		return;
-	}
-	boot_done(cx, p, TR_ECLOSED);
-	flush_ctl(cx, p);
-	p->phase = P_STOPPED;
-	tr_stop_self(cx, p->stop_reason);
-}
-
-static void
-begin_stop(tr_ctx *cx, struct pool *p, int32_t reason)
-{
-	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
-		return;
-	}
-	p->phase = P_STOPPING;
-	p->stop_reason = reason;
-	for (uint32_t i = 0; i < p->n; i++) {
-		drop_list(p, take_pending(p, &p->slots[i]));
+	if (p->phase != P_STOPPING) {
+		p->phase = P_STOPPING;
+		p->stop_reason = reason;
+		for (uint32_t i = 0; i < p->n; i++) {
+			settle(cx, p, take_pending(p, &p->slots[i]), NULL);
+		}
+		if (!p->sup_gone) {
+			tr_sup_request q = { .size = sizeof(q),
+					     .op = TR_SUP_OP_STOP };
+			if (tr_sup_call(cx, p->sup, &q, 0, NULL) < 0) {
+				/* No memory for the request: the exit signal
+				 * needs none of ours and ends in the same
+				 * orderly shutdown. */
+				(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
+			}
+			return;
+		}
 	}
 	if (p->sup_gone) {
-		finish_stop(cx, p);
-		return;
-	}
-	tr_sup_request q = { .size = sizeof(q), .op = TR_SUP_OP_STOP };
-	if (tr_sup_call(cx, p->sup, &q, 0, NULL) < 0) {
-		/* No memory for the request: the exit signal needs none of
-		 * ours and ends in the same orderly shutdown. */
-		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
+		flush_ctl(cx, p);
+		tr_stop_self(cx, p->stop_reason);
 	}
 }
 
-static void run_ctl(tr_ctx *cx, struct pool *p);
-
+/* The control request at the head got its last reply: answer it. A
+ * start that failed stops the pool. */
 static void
 ctl_done(tr_ctx *cx, struct pool *p)
 {
-	struct ctl *c = p->cur;
+	uint32_t op = p->cq_head->op;
 
-	p->cur = NULL;
-	reply(cx, p, &c->req, c->op, p->cur_status);
-	free(c);
-	run_ctl(cx, p);
-}
-
-/* The ring after the slot array changed. */
-static void
-ring_rebuild(struct pool *p)
-{
-	if (ring_build(p)) {
-		return;
-	}
-	/*
-	 * No memory for a new ring. The old one still spreads keys, but its
-	 * points may name slots that moved or are gone: keep every lookup
-	 * in bounds, at the price of sending those keys to slot 0 until the
-	 * next resize.
-	 */
-	for (size_t k = 0; k < p->nring; k++) {
-		if (p->ring[k].idx >= p->n) {
-			p->ring[k].idx = 0;
-		}
+	ctl_answer(cx, p, p->cur_status);
+	if (op == 0 && p->cur_status != TR_OK) {
+		stop_pool(cx, p, TR_SUP_EXIT_START_FAILED);
 	}
 }
 
-/* Removes slots [@keep, n): out of routing, their waiting messages routed
- * again. */
+/* Removes @count slots from @at on (a shrink, or workers that did not
+ * start): out of routing, their waiting messages routed again. */
 static void
-cut_slots(tr_ctx *cx, struct pool *p, uint32_t keep)
+remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 {
 	struct pend *orphans = NULL, **tail = &orphans;
 
-	for (uint32_t i = keep; i < p->n; i++) {
+	for (uint32_t i = at; i < at + count; i++) {
 		*tail = take_pending(p, &p->slots[i]);
 		while (*tail != NULL) {
 			tail = &(*tail)->next;
 		}
 	}
-	p->n = keep;
-	ring_rebuild(p);
-	reroute(cx, p, orphans);
-}
-
-/* Removes the slot at @at (a grow whose worker did not start). */
-static void
-remove_slot(tr_ctx *cx, struct pool *p, uint32_t at)
-{
-	struct pend *orphans = take_pending(p, &p->slots[at]);
-
-	memmove(&p->slots[at], &p->slots[at + 1],
-		(p->n - at - 1) * sizeof(p->slots[0]));
-	p->n--;
-	ring_rebuild(p);
-	reroute(cx, p, orphans);
+	memmove(&p->slots[at], &p->slots[at + count],
+		(p->n - at - count) * sizeof(p->slots[0]));
+	p->n -= count;
+	if (!ring_build(p)) {
+		/*
+		 * No memory for a new ring. The old one still spreads keys,
+		 * but its points may name slots that moved or are gone: keep
+		 * every lookup in bounds, at the price of sending those keys
+		 * to slot 0 until the next resize.
+		 */
+		for (size_t k = 0; k < p->nring; k++) {
+			if (p->ring[k].idx >= p->n) {
+				p->ring[k].idx = 0;
+			}
+		}
+	}
+	settle(cx, p, orphans, NULL);
 }
 
 static void
@@ -763,8 +628,8 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 	}
 	p->slots = s;
 	for (uint32_t i = old; i < target; i++) {
-		memset(&p->slots[i], 0, sizeof(p->slots[i]));
-		p->slots[i].num = p->next_num++;
+		s[i] = (struct slot){ .num = p->next_num++ };
+		snprintf(s[i].id, sizeof(s[i].id), "w%u", s[i].num);
 	}
 	p->n = target;
 	if (!ring_build(p)) {
@@ -773,11 +638,9 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		return;
 	}
 	for (uint32_t i = old; i < target; i++) {
-		char id[ID_LEN];
-		slot_id(id, p->slots[i].num);
 		tr_sup_child_spec spec = {
 			.size = sizeof(spec),
-			.id = id,
+			.id = p->slots[i].id,
 			.def = p->wdef,
 			.arg = p->arg,
 			.restart = TR_SUP_PERMANENT,
@@ -795,7 +658,7 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 			/* This and the later slots will not start: drop them
 			 * (nothing can wait for them yet). */
 			p->cur_status = err;
-			cut_slots(cx, p, i);
+			remove_slots(cx, p, i, target - i);
 			return;
 		}
 		p->waiting++;
@@ -805,20 +668,11 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 static void
 resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 {
-	uint32_t old = p->n;
-	uint32_t nums[TR_POOL_MAX_WORKERS];
-
-	for (uint32_t i = target; i < old; i++) {
-		nums[i - target] = p->slots[i].num;
-	}
-	cut_slots(cx, p, target);
-	for (uint32_t i = 0; i < old - target; i++) {
-		char id[ID_LEN];
-		slot_id(id, nums[i]);
+	for (uint32_t i = target; i < p->n; i++) {
 		tr_sup_request q = {
 			.size = sizeof(q),
 			.op = TR_SUP_OP_TERMINATE_CHILD,
-			.id = id,
+			.id = p->slots[i].id,
 		};
 		/* The supervisor acts on requests in order: the delete finds
 		 * the child stopped. */
@@ -835,24 +689,18 @@ resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 			p->cur_status = err;
 		}
 	}
+	remove_slots(cx, p, target, p->n - target);
 }
 
-/* Starts the next control request, if none is in progress. */
+/* Acts on the control requests in turn until one waits for replies. */
 static void
 run_ctl(tr_ctx *cx, struct pool *p)
 {
-	while (p->cur == NULL && p->cq_head != NULL && p->phase == P_RUNNING) {
+	while (p->waiting == 0 && p->cq_head != NULL && p->phase == P_RUNNING) {
 		struct ctl *c = p->cq_head;
-		p->cq_head = c->next;
-		if (p->cq_head == NULL) {
-			p->cq_tail = NULL;
-		}
-		c->next = NULL;
-		p->cur = c;
 		p->cur_status = TR_OK;
-		p->waiting = 0;
 		if (c->op == TR_POOL_OP_STOP) {
-			begin_stop(cx, p, TR_EXIT_NORMAL);
+			stop_pool(cx, p, TR_EXIT_NORMAL);
 			return;
 		}
 		if (c->workers > p->n) {
@@ -860,37 +708,58 @@ run_ctl(tr_ctx *cx, struct pool *p)
 		} else if (c->workers < p->n) {
 			resize_shrink(cx, p, c->workers);
 		}
-		if (p->waiting > 0) {
-			return;
+		if (p->waiting == 0) {
+			ctl_done(cx, p);
 		}
-		p->cur = NULL;
-		reply(cx, p, &c->req, c->op, p->cur_status);
-		free(c);
 	}
+}
+
+/* Routes the client's message @fw, which came as @m, by @how. */
+static void
+route_client(tr_ctx *cx, struct pool *p, const tr_msg *m, uint32_t how,
+	     uint64_t key, const tr_msg *fw)
+{
+	p->routed[how]++;
+	if (p->phase == P_STOPPING) {
+		refuse(cx, p, m);
+		return;
+	}
+	route(cx, p, how, key, fw);
 }
 
 static void
 on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	struct route_hdr h;
+	const struct route_hdr *h = m->data;
 
-	if (m->data == NULL || m->size < sizeof(h)) {
+	if ((m->flags & TR_MSG_F_PTR) || m->size < sizeof(*h) ||
+	    h->how > TR_POOL_CONSISTENT_HASH) {
+		refuse(cx, p, m);
 		return;
 	}
-	memcpy(&h, m->data, sizeof(h));
-	uint32_t how = h.how == TR_POOL_DEFAULT ? p->strategy : h.how;
-	if (how > TR_POOL_CONSISTENT_HASH) {
+	tr_msg fw = { .type = h->type,
+		      .from = m->from,
+		      .data = h + 1,
+		      .size = m->size - sizeof(*h) };
+	route_client(cx, p, m, h->how == TR_POOL_DEFAULT ? p->strategy : h->how,
+		     h->key, &fw);
+}
+
+/*
+ * A message of an application type sent to the pool itself (tr_send,
+ * tr_request, a registry name): routed with the pool's strategy, as an
+ * Akka router takes a plain tell. A request goes to one worker, whose
+ * reply answers the requester. Another module's message, or a pointer the
+ * pool cannot pass on, is not routed, and not silently.
+ */
+static void
+on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
+{
+	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
+		refuse(cx, p, m);
 		return;
 	}
-	p->routed[how]++;
-	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
-		p->dropped++;
-		(void)tr_unhandled(cx, m);
-		return;
-	}
-	const unsigned char *data = (const unsigned char *)m->data + sizeof(h);
-	route(cx, p, how, h.key, m->from, (tr_ref){ 0 }, h.type, data,
-	      m->size - sizeof(h));
+	route_client(cx, p, m, p->strategy, 0, m);
 }
 
 static void
@@ -909,8 +778,7 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	if (p->phase == P_STOPPED ||
-	    (p->phase == P_STOPPING && op != TR_POOL_OP_STOP)) {
+	if (p->phase == P_STOPPING && op != TR_POOL_OP_STOP) {
 		reply(cx, p, m, op, TR_ECLOSED);
 		return;
 	}
@@ -922,113 +790,81 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	c->req = *m;
 	c->op = op;
 	c->workers = q->workers;
-	if (p->cq_tail != NULL) {
-		p->cq_tail->next = c;
-	} else {
-		p->cq_head = c;
-	}
-	p->cq_tail = c;
+	*p->cq_tail = c;
+	p->cq_tail = &c->next;
 	run_ctl(cx, p);
 }
 
-/* The next @want running workers in round-robin order (all when 0). */
-static uint32_t
-pick_targets(tr_ctx *cx, struct pool *p, uint32_t want, struct slot **out)
+/*
+ * Sends a scatter-gather's request, in the collector's name, to the next
+ * @count running workers in round-robin order (all when 0), and answers
+ * the collector with the pids of those that took it: none when the pool
+ * stops or no worker runs, and the collector then ends at once.
+ */
+static void
+on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	uint32_t k = 0;
+	const struct gather_arg *a = m->data;
+	tr_pid pids[TR_POOL_MAX_WORKERS];
+	uint32_t n = 0, picked = 0;
 
-	for (uint32_t i = 0; i < p->n; i++) {
+	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
+	    a->len != m->size - sizeof(*a)) {
+		(void)tr_unhandled(cx, m);
+		return;
+	}
+	p->gathers++;
+	/* The collector is the sender: replies go to it. */
+	tr_msg fw = { .type = a->type,
+		      .from = m->from,
+		      .data = a->data,
+		      .size = a->len };
+	for (uint32_t i = 0; p->phase != P_STOPPING && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
-		if (!slot_live(cx, &p->slots[idx])) {
+		struct slot *s = &p->slots[idx];
+		if (!slot_live(cx, s)) {
 			continue;
 		}
-		out[k++] = &p->slots[idx];
-		if (want != 0 && k == want) {
+		if (deliver(cx, p, s, &fw) == TR_OK) {
+			pids[n++] = s->pid;
+		}
+		if (++picked == a->count) {
 			p->rr = idx + 1;
 			break;
 		}
 	}
-	return k;
-}
-
-static void
-on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	struct gather_hdr g;
-	struct slot *picked[TR_POOL_MAX_WORKERS];
-	tr_pid pids[TR_POOL_MAX_WORKERS];
-	struct targets_hdr t = { .status = TR_OK, .n = 0 };
-
-	if (m->data == NULL || m->size < sizeof(g)) {
-		return;
-	}
-	memcpy(&g, m->data, sizeof(g));
-	if (g.len != m->size - sizeof(g)) {
-		return;
-	}
-	p->gathers++;
-	if (p->phase == P_RUNNING || p->phase == P_BOOTING) {
-		const unsigned char *data =
-			(const unsigned char *)m->data + sizeof(g);
-		uint32_t k = pick_targets(cx, p, g.count, picked);
-		for (uint32_t i = 0; i < k; i++) {
-			/* The collector is the sender: replies go to it. */
-			if (deliver(cx, p, picked[i], m->from, (tr_ref){ 0 },
-				    g.type, data, (size_t)g.len) == TR_OK) {
-				pids[t.n++] = picked[i]->pid;
-			}
-		}
-	}
-	if (t.n == 0) {
-		t.status = TR_ENOENT;
-	}
-	size_t size = sizeof(t) + (size_t)t.n * sizeof(tr_pid);
-	unsigned char *buf = malloc(size);
-	if (buf == NULL) {
-		/* The collector ends with its timeout instead. */
-		return;
-	}
-	memcpy(buf, &t, sizeof(t));
-	if (t.n > 0) {
-		memcpy(buf + sizeof(t), pids, (size_t)t.n * sizeof(tr_pid));
-	}
-	(void)tr_send_ptr(cx, m->from, MSG_TARGETS, buf, size, free);
+	/* Without memory for the reply the collector ends with its timeout. */
+	(void)tr_reply(cx, m, MSG_TARGETS, pids, n * sizeof(tr_pid));
 }
 
 static void
 on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	tr_sup_event ev;
-	uint32_t num;
+	const tr_sup_event *ev = TR_MSG_AS(m, tr_sup_event);
+	struct slot *s = NULL;
 
-	if (m->data == NULL || m->size != sizeof(ev) ||
-	    !tr_pid_eq(m->from, p->sup)) {
+	if (ev == NULL || !tr_pid_eq(m->from, p->sup)) {
 		(void)tr_unhandled(cx, m); /* not from our supervisor */
 		return;
 	}
-	memcpy(&ev, m->data, sizeof(ev));
-	ev.id[TR_SUP_ID_MAX - 1] = '\0';
-	if (!tr_pid_eq(ev.sup, p->sup) || !parse_id(ev.id, &num)) {
-		return;
+	for (uint32_t i = 0; i < p->n && s == NULL; i++) {
+		if (strncmp(p->slots[i].id, ev->id, TR_SUP_ID_MAX) == 0) {
+			s = &p->slots[i];
+		}
 	}
-	struct slot *s = slot_by_num(p, num);
 	if (s == NULL) {
-		return; /* a slot removed by a shrink */
+		return; /* a slot removed by a shrink, or a shutdown */
 	}
-	switch (ev.kind) {
+	switch (ev->kind) {
 	case TR_SUP_EV_RESTARTED:
 		p->restarts++;
 		/* fall through */
 	case TR_SUP_EV_STARTED:
-		s->pid = ev.pid;
-		if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
-			drop_list(p, take_pending(p, s));
-		} else {
-			flush_slot(cx, p, s);
-		}
+		s->pid = ev->pid;
+		settle(cx, p, take_pending(p, s), s);
 		break;
 	case TR_SUP_EV_EXITED:
-		if (tr_pid_eq(s->pid, ev.pid)) {
+		if (tr_pid_eq(s->pid, ev->pid)) {
 			s->pid = TR_PID_NONE;
 		}
 		break;
@@ -1047,131 +883,81 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		return;
 	}
 	switch (rp->op) {
-	case 0: /* the supervisor's start */
-		if (p->phase != P_BOOTING) {
-			return;
-		}
-		if (rp->status != TR_OK) {
-			/* The supervisor stops (TR_SUP_EXIT_START_FAILED)
-			 * after it stopped the workers that had started. */
-			boot_done(cx, p, rp->status);
-			p->stop_reason = TR_SUP_EXIT_START_FAILED;
-			p->sup_gone = true;
-			p->phase = P_STOPPING;
-			finish_stop(cx, p);
-			return;
-		}
-		p->phase = P_RUNNING;
-		boot_done(cx, p, TR_OK);
-		run_ctl(cx, p);
-		return;
 	case TR_SUP_OP_STOP:
-		/* The workers are gone and the supervisor stops right after
-		 * this reply: nothing left to tell it in our teardown. */
+		/* Only stop_pool() asks it. The workers are gone and the
+		 * supervisor stops right after this reply: nothing left to
+		 * tell it in our teardown. */
 		p->sup_gone = true;
-		if (p->phase == P_STOPPING) {
-			finish_stop(cx, p);
-		}
+		stop_pool(cx, p, p->stop_reason);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (rp->status != TR_OK) {
 			/* The supervisor kept no spec for it: drop the slot. */
 			for (uint32_t i = 0; i < p->n; i++) {
 				if (p->slots[i].starting.v == m->ref.v) {
-					remove_slot(cx, p, i);
+					remove_slots(cx, p, i, 1);
 					break;
 				}
-			}
-			if (p->cur_status == TR_OK) {
-				p->cur_status = rp->status;
 			}
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		if (rp->status != TR_OK && p->cur_status == TR_OK) {
-			p->cur_status = rp->status;
-		}
 		break;
 	default:
+		/* The supervisor's start (op 0): had it failed, it stops, and
+		 * its exit signal tells us. */
 		return;
 	}
-	if (p->cur != NULL && p->waiting > 0 && --p->waiting == 0) {
+	if (rp->status != TR_OK && p->cur_status == TR_OK) {
+		p->cur_status = rp->status;
+	}
+	if (p->waiting > 0 && --p->waiting == 0) {
 		ctl_done(cx, p);
+		run_ctl(cx, p);
 	}
 }
 
 static void
 on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	tr_exit_signal sig;
+	const tr_exit_signal *sig = TR_MSG_AS(m, tr_exit_signal);
 
-	if (m->data == NULL || m->size != sizeof(sig)) {
+	if (sig == NULL) {
 		return;
 	}
-	memcpy(&sig, m->data, sizeof(sig));
-	if (tr_pid_eq(sig.from, p->sup)) {
+	if (tr_pid_eq(sig->from, p->sup)) {
+		/* The supervisor is gone, and the workers with it: at the
+		 * end of our stop, or because it gave up (its restart
+		 * intensity), and then so does the pool, with its reason. */
 		p->sup_gone = true;
-		if (p->phase == P_STOPPING) {
-			finish_stop(cx, p);
-			return;
-		}
-		/* The workers' supervisor gave up (its restart intensity):
-		 * so does the pool, with its reason. */
 		for (uint32_t i = 0; i < p->n; i++) {
-			drop_list(p, take_pending(p, &p->slots[i]));
 			p->slots[i].pid = TR_PID_NONE;
 		}
-		p->phase = P_STOPPING;
-		p->stop_reason = sig.reason;
-		finish_stop(cx, p);
-		return;
-	}
-	if (sig.reason == TR_EXIT_NORMAL) {
+	} else if (sig->reason == TR_EXIT_NORMAL) {
 		return; /* what a link that does not trap would ignore too */
 	}
-	/* The parent (or another linked actor) failed: stop in order. */
-	begin_stop(cx, p, sig.reason);
+	/* Otherwise the parent (or another linked actor) failed: stop in
+	 * order. */
+	stop_pool(cx, p, sig->reason);
 }
 
-/*
- * A message of an application type sent to the pool itself (tr_send,
- * tr_request, a registry name): routed with the pool's strategy, as an
- * Akka router takes a plain tell. A request goes to one worker, whose
- * reply answers the requester. Anything else is not the pool's and is
- * counted as dropped.
- */
-static void
-on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
-		/* Another module's message, or a pointer the pool cannot
-		 * pass on: not routed, and not silently. */
-		p->dropped++;
-		(void)tr_unhandled(cx, m);
-		return;
-	}
-	p->routed[p->strategy]++;
-	if (p->phase == P_STOPPING || p->phase == P_STOPPED) {
-		p->dropped++;
-		(void)tr_unhandled(cx, m);
-		return;
-	}
-	tr_ref ref = (m->flags & TR_MSG_F_REQUEST) ? m->ref : (tr_ref){ 0 };
-	route(cx, p, p->strategy, 0, m->from, ref, m->type, m->data, m->size);
-}
-
-/* The start: make the slots and start the workers' supervisor. */
+/* The start: the supervisor, then a grow to the configured size. */
 static void
 on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &p->boot);
-	tr_err err = TR_ENOMEM;
+	tr_msg start;
+	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &start);
 
 	if (b == NULL) {
+		refuse(cx, p, m);
 		return;
 	}
 	const tr_pool_config *cfg = &b->cfg;
+	b->ctl = (struct ctl){ .req = start, .workers = cfg->workers };
+	p->cq_head = &b->ctl;
+	p->cq_tail = &b->ctl.next;
+	p->phase = P_RUNNING;
 	p->arg = cfg->arg;
 	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
 						       : cfg->strategy;
@@ -1179,8 +965,6 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		cfg->shutdown_ms != 0 ? cfg->shutdown_ms : DEFAULT_SHUTDOWN_MS;
 	p->max_pending =
 		cfg->max_pending != 0 ? cfg->max_pending : DEFAULT_MAX_PENDING;
-	p->phase = P_BOOTING;
-	uint32_t n = cfg->workers;
 	tr_sup_flags flags = {
 		.size = sizeof(flags),
 		.strategy = TR_SUP_ONE_FOR_ONE,
@@ -1188,56 +972,25 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 						 : DEFAULT_INTENSITY,
 		.period_ms = cfg->period_ms != 0 ? cfg->period_ms
 						 : DEFAULT_PERIOD_MS,
-		.observer = p->self,
+		.observer = tr_self(cx),
 		.is_linked = true,
 	};
 	const struct tr__def *wd =
 		tr__def_get(&wdefs, cfg->def, derive_measurable);
-	p->wdef = wd != NULL ? &wd->def : NULL;
-	free(b);
-	p->slots = calloc(n, sizeof(*p->slots));
-	tr_sup_child_spec *specs = calloc(n, sizeof(*specs));
-	char(*ids)[ID_LEN] = calloc(n, sizeof(*ids));
-	if (p->wdef == NULL || p->slots == NULL || specs == NULL ||
-	    ids == NULL) {
-		goto err_free;
+	tr_err err = TR_ENOMEM;
+	if (wd != NULL) {
+		p->wdef = &wd->def;
+		/* Its start reply comes to on_sup_reply(), before the
+		 * replies to the grow's requests. */
+		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		p->slots[i].num = i;
-		slot_id(ids[i], i);
-		specs[i] = (tr_sup_child_spec){
-			.size = sizeof(tr_sup_child_spec),
-			.id = ids[i],
-			.def = p->wdef,
-			.arg = p->arg,
-			.restart = TR_SUP_PERMANENT,
-			.type = TR_SUP_WORKER,
-			.shutdown_ms = p->shutdown_ms,
-		};
-	}
-	p->n = n;
-	p->next_num = n;
-	if (!ring_build(p)) {
-		goto err_free;
-	}
-	/* Flags and specs are copied: the arrays can go. Its start reply
-	 * comes to on_sup_reply(). */
-	err = tr_sup_start(cx, &flags, specs, n, &p->sup, NULL);
 	if (err < 0) {
-		goto err_free;
+		p->sup_gone = true;
+		p->cur_status = err;
+		ctl_done(cx, p); /* the start fails: the pool stops */
+		return;
 	}
-	free(specs);
-	free(ids);
-	return;
-
-err_free:
-	free(specs);
-	free(ids);
-	p->sup_gone = true;
-	p->stop_reason = TR_SUP_EXIT_START_FAILED;
-	boot_done(cx, p, err);
-	p->phase = P_STOPPED;
-	tr_stop_self(cx, TR_SUP_EXIT_START_FAILED);
+	run_ctl(cx, p);
 }
 
 static void
@@ -1250,13 +1003,8 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		if (m->type == MSG_START) {
 			on_start(cx, p, m);
 		} else {
-			p->dropped++;
-			(void)tr_unhandled(cx, m);
+			refuse(cx, p, m);
 		}
-		return;
-	}
-	if (p->phase == P_STOPPED) {
-		(void)tr_unhandled(cx, m);
 		return;
 	}
 	switch (m->type) {
@@ -1280,7 +1028,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	case TR_MSG_REQUEST_FAILED:
 	case MSG_START:
-		/* The supervisor stopped before it took its start: its exit
+		/* A request to the supervisor that it did not take: its exit
 		 * signal tells us. A second start is not one. */
 		break;
 	default:
@@ -1295,7 +1043,7 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 	struct pool *p = state;
 
 	(void)arg;
-	p->self = tr_self(cx);
+	p->cq_tail = &p->cq_head;
 	tr_trap_exit(cx, true);
 	return TR_OK;
 }
@@ -1308,26 +1056,18 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)reason;
 	/* Stopped from outside (tr_stop, the runtime): nobody may wait
 	 * forever for an answer. */
-	boot_done(cx, p, TR_ECLOSED);
 	flush_ctl(cx, p);
 	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
 		/* A normal stop does not travel along the link: tell the
 		 * supervisor, as its parent, to stop the workers. */
 		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
 	}
+	p->phase = P_STOPPING; /* what still waits is dropped, not routed */
 	for (uint32_t i = 0; i < p->n; i++) {
-		struct pend *e = take_pending(p, &p->slots[i]);
-		while (e != NULL) {
-			struct pend *next = e->next;
-			free(e);
-			e = next;
-		}
+		settle(cx, p, take_pending(p, &p->slots[i]), NULL);
 	}
 	free(p->slots);
-	p->slots = NULL;
-	p->n = 0;
 	free(p->ring);
-	p->ring = NULL;
 }
 
 static const tr_actor_def pool_def = {
@@ -1342,16 +1082,6 @@ static const tr_actor_def pool_def = {
 /* ------------------------------------------------------------------ */
 /* The scatter-gather collector                                        */
 
-/* What a collector starts with: its start message's payload (boot.h). */
-struct gather_arg {
-	tr_pid pool;
-	uint64_t timeout_ms;
-	uint32_t count;
-	uint32_t type;
-	size_t len;
-	unsigned char data[];
-};
-
 /* A reply received; kept in arrival order. */
 struct rep {
 	struct rep *next;
@@ -1362,18 +1092,14 @@ struct rep {
 };
 
 struct collector {
-	tr_msg start; /* the caller's request, answered by the result */
-	tr_pid pool;
-	tr_ref pool_ref;
-	tr_timer_id timer;
-	bool has_timer;
-	bool has_targets;
+	tr_msg start;      /* the caller's request, answered by the result */
+	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
+	tr_timer_id timer; /* zero until armed */
 	bool done;
-	tr_pid *targets;
-	bool *answered;
+	tr_pid *targets; /* the workers asked, once the pool said which */
 	uint32_t ntargets;
 	uint32_t nreplied;
-	struct rep *head;
+	struct rep *head; /* nreplied of them once the targets are known */
 	struct rep *tail;
 };
 
@@ -1386,17 +1112,18 @@ reps_free(struct collector *c)
 		free(r);
 	}
 	c->tail = NULL;
+	c->nreplied = 0;
 }
 
-static int
-target_index(const struct collector *c, tr_pid who)
+static bool
+is_target(const struct collector *c, tr_pid who)
 {
 	for (uint32_t i = 0; i < c->ntargets; i++) {
 		if (tr_pid_eq(c->targets[i], who)) {
-			return (int)i;
+			return true;
 		}
 	}
-	return -1;
+	return false;
 }
 
 static bool
@@ -1425,34 +1152,26 @@ align16(size_t n)
 static unsigned char *
 result_make(const struct collector *c, int32_t status, size_t *len)
 {
-	tr_pool_gather_result h = {
-		.status = status,
-		.asked = c->has_targets ? c->ntargets : 0,
-	};
-	size_t n = 0;
+	/* One entry per worker asked at most (TR_POOL_MAX_WORKERS). */
+	tr_pool_gather_result h = { .status = status,
+				    .asked = c->ntargets,
+				    .replied = c->nreplied,
+				    .missing = c->ntargets - c->nreplied };
+	size_t at = align16(sizeof(h) + h.replied * sizeof(h.replies[0]));
+	size_t size = at;
 
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		n++;
-	}
-	if (n > (SIZE_MAX - sizeof(h)) / sizeof(tr_pool_gather_entry)) {
-		return NULL;
-	}
-	size_t size = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
 	for (const struct rep *r = c->head; r != NULL; r = r->next) {
 		if (r->size > SIZE_MAX - 15u - size) {
 			return NULL;
 		}
 		size += align16(r->size);
 	}
-	h.replied = (uint32_t)n;
-	h.missing = h.asked - h.replied;
 	unsigned char *buf = calloc(1, size);
 	if (buf == NULL) {
 		return NULL;
 	}
 	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)buf;
 	*res = h;
-	size_t at = align16(sizeof(h) + n * sizeof(tr_pool_gather_entry));
 	uint32_t i = 0;
 	for (const struct rep *r = c->head; r != NULL; r = r->next, i++) {
 		res->replies[i].worker = r->from;
@@ -1479,12 +1198,11 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 	size_t len = 0;
 
 	c->done = true;
-	if (c->has_timer) {
-		(void)tr_timer_cancel(cx, c->timer);
-		c->has_timer = false;
-	}
-	if (status != TR_OK && status != TR_ETIMEDOUT) {
-		reps_free(c); /* an error carries the counts only */
+	/* Harmless when it fired already or was never armed. */
+	(void)tr_timer_cancel(cx, c->timer);
+	if ((status != TR_OK && status != TR_ETIMEDOUT) || c->targets == NULL) {
+		/* An error, or nobody known to be asked: the counts only. */
+		reps_free(c);
 	}
 	unsigned char *res = result_make(c, status, &len);
 	if (res == NULL) {
@@ -1503,8 +1221,11 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 	tr_stop_self(cx, TR_EXIT_NORMAL);
 }
 
-/* The start: watch the pool, arm the timeout, ask the pool to send the
- * request to its workers in our name. */
+/*
+ * The start: arm the timeout and ask the pool to send the request to its
+ * workers in our name. The pool's answer, or its death, is the outcome of
+ * that request in the core.
+ */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
@@ -1516,77 +1237,49 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
-	struct gather_hdr g = { .count = a->count,
-				.type = a->type,
-				.len = a->len };
-	c->pool = a->pool;
-	/* The request travels as the gather header, then the bytes. */
-	size_t req_len = sizeof(g) + a->len;
-	unsigned char *req = malloc(req_len);
-	tr_err err = TR_ENOMEM;
-	if (req != NULL) {
-		memcpy(req, &g, sizeof(g));
-		if (a->len > 0) {
-			memcpy(req + sizeof(g), a->data, a->len);
-		}
-		err = tr_monitor(cx, c->pool, &c->pool_ref);
-	}
+	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
+				   a->timeout_ms, &c->timer);
 	if (err == TR_OK) {
-		err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
-				    a->timeout_ms, &c->timer);
-		c->has_timer = err == TR_OK;
+		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
+				     0, &c->pool_ref);
+	} else {
+		free(a);
 	}
-	if (err == TR_OK) {
-		err = tr_send_ptr(cx, c->pool, MSG_GATHER, req, req_len, free);
-		req = NULL;
-	}
-	free(req);
-	free(a);
 	if (err < 0) {
 		collector_finish(cx, c, err);
 	}
 }
 
+/* The pool's answer: the workers it asked. */
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	struct targets_hdr t;
+	size_t n = m->size / sizeof(tr_pid);
 
-	if (c->has_targets || m->data == NULL || m->size < sizeof(t)) {
+	if (m->size % sizeof(tr_pid) != 0 || n > TR_POOL_MAX_WORKERS) {
 		return;
 	}
-	memcpy(&t, m->data, sizeof(t));
-	if (t.n > TR_POOL_MAX_WORKERS ||
-	    m->size != sizeof(t) + (size_t)t.n * sizeof(tr_pid)) {
+	if (n == 0) {
+		collector_finish(cx, c, TR_ENOENT);
 		return;
 	}
-	if (t.status != TR_OK || t.n == 0) {
-		collector_finish(cx, c,
-				 t.status != TR_OK ? t.status : TR_ENOENT);
-		return;
-	}
-	c->targets = malloc((size_t)t.n * sizeof(tr_pid));
-	c->answered = calloc(t.n, sizeof(bool));
-	if (c->targets == NULL || c->answered == NULL) {
+	c->targets = malloc(m->size);
+	if (c->targets == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	memcpy(c->targets, (const unsigned char *)m->data + sizeof(t),
-	       (size_t)t.n * sizeof(tr_pid));
-	c->ntargets = t.n;
-	c->has_targets = true;
+	memcpy(c->targets, m->data, m->size);
+	c->ntargets = (uint32_t)n;
 	/* Replies that came before the list: keep those of workers asked. */
 	struct rep **pp = &c->head;
 	c->tail = NULL;
 	while (*pp != NULL) {
 		struct rep *r = *pp;
-		int i = target_index(c, r->from);
-		if (i < 0 || c->answered[i]) {
+		if (!is_target(c, r->from)) {
 			*pp = r->next;
 			free(r);
 			continue;
 		}
-		c->answered[i] = true;
 		c->nreplied++;
 		c->tail = r;
 		pp = &r->next;
@@ -1596,17 +1289,13 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	}
 }
 
+/* The first reply from each worker counts (before the list came, from
+ * anyone: on_targets() sorts them out). */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	int i = -1;
-
-	if (c->has_targets) {
-		i = target_index(c, m->from);
-		if (i < 0 || c->answered[i]) {
-			return;
-		}
-	} else if (tr_pid_is_none(m->from) || seen_from(c, m->from)) {
+	if (tr_pid_is_none(m->from) || seen_from(c, m->from) ||
+	    (c->targets != NULL && !is_target(c, m->from))) {
 		return;
 	}
 	size_t size = m->data != NULL ? m->size : 0;
@@ -1630,11 +1319,8 @@ on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		c->head = r;
 	}
 	c->tail = r;
-	if (i >= 0) {
-		c->answered[i] = true;
-		if (++c->nreplied == c->ntargets) {
-			collector_finish(cx, c, TR_OK);
-		}
+	if (c->targets != NULL && ++c->nreplied == c->ntargets) {
+		collector_finish(cx, c, TR_OK);
 	}
 }
 
@@ -1643,27 +1329,25 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
+	/* Not started: no request to the pool yet, and not done. */
+	bool started = c->pool_ref.v != 0 || c->done;
 	if (m->type == MSG_GBOOT) {
-		if (tr_pid_is_none(c->pool)) {
+		if (!started) {
 			on_gather_start(cx, c, m);
 		}
 		return;
 	}
-	if (c->done || tr_pid_is_none(c->pool)) {
+	if (c->done || !started) {
 		return; /* a late reply, or anything before the start */
 	}
-	if (m->type == TR_MSG_DOWN) {
-		const tr_down *d = TR_MSG_AS(m, tr_down);
-		if (d != NULL && d->ref.v == c->pool_ref.v && !c->has_targets) {
+	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
+		if (m->type == MSG_TARGETS) {
+			on_targets(cx, c, m);
+		} else {
+			/* The pool stopped before it answered. */
 			collector_finish(cx, c, TR_ENOENT);
 		}
-	} else if (m->type == MSG_TARGETS && tr_pid_eq(m->from, c->pool)) {
-		on_targets(cx, c, m);
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
-		c->has_timer = false;
-		if (!c->has_targets) {
-			reps_free(c);
-		}
 		collector_finish(cx, c, TR_ETIMEDOUT);
 	} else if (m->type < TR_MSG_SYSTEM_BASE) {
 		on_worker_reply(cx, c, m);
@@ -1679,9 +1363,6 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)reason;
 	reps_free(c);
 	free(c->targets);
-	free(c->answered);
-	c->targets = NULL;
-	c->answered = NULL;
 }
 
 static const tr_actor_def collector_def = {
@@ -1695,104 +1376,57 @@ static const tr_actor_def collector_def = {
 /* ------------------------------------------------------------------ */
 /* Public functions                                                    */
 
-static bool
-type_ok(uint32_t type)
-{
-	return type < TR_MSG_SYSTEM_BASE;
-}
-
-static tr_err
-boot_make(const tr_pool_config *cfg, struct boot **out)
-{
-	*out = NULL;
-	if (cfg == NULL || cfg->size < sizeof(*cfg) || cfg->def == NULL ||
-	    cfg->def->size < sizeof(tr_actor_def) || cfg->def->handle == NULL ||
-	    cfg->workers == 0 || cfg->workers > TR_POOL_MAX_WORKERS) {
-		return TR_EINVAL;
-	}
-	switch (cfg->strategy) {
-	case TR_POOL_DEFAULT:
-	case TR_POOL_ROUND_ROBIN:
-	case TR_POOL_LEAST_LOADED:
-	case TR_POOL_BROADCAST:
-		break;
-	default:
-		return TR_EINVAL;
-	}
-	struct boot *b = calloc(1, sizeof(*b));
-	if (b == NULL) {
-		return TR_ENOMEM;
-	}
-	memcpy(&b->cfg, cfg, sizeof(b->cfg));
-	b->cfg.size = sizeof(b->cfg);
-	*out = b;
-	return TR_OK;
-}
-
 tr_err
 tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	struct boot *b;
-
 	if (out != NULL) {
 		*out = TR_PID_NONE;
 	}
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL) {
+	/* A hash needs a key: it cannot be the strategy of a plain send. */
+	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	    cfg->def == NULL || cfg->def->size < sizeof(tr_actor_def) ||
+	    cfg->def->handle == NULL || cfg->workers == 0 ||
+	    cfg->workers > TR_POOL_MAX_WORKERS ||
+	    (unsigned)cfg->strategy > TR_POOL_BROADCAST) {
 		return TR_EINVAL;
 	}
-	tr_err err = boot_make(cfg, &b);
-	if (err < 0) {
-		return err;
+	struct boot *b = malloc(sizeof(*b));
+	if (b == NULL) {
+		return TR_ENOMEM;
 	}
+	b->cfg = *cfg;
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
 	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
 			      free, out, ref);
-}
-
-/* The MSG_ROUTE payload: header, then the caller's bytes. */
-static tr_err
-route_make(tr_pool_strategy how, uint64_t key, uint32_t type, const void *data,
-	   size_t len, unsigned char **buf, size_t *size)
-{
-	struct route_hdr h = { .key = key, .how = (uint32_t)how, .type = type };
-
-	if ((unsigned)how > TR_POOL_CONSISTENT_HASH || !type_ok(type) ||
-	    (data == NULL && len > 0)) {
-		return TR_EINVAL;
-	}
-	if (len > SIZE_MAX - sizeof(h)) {
-		return TR_EMSGSIZE;
-	}
-	*buf = malloc(sizeof(h) + len);
-	if (*buf == NULL) {
-		return TR_ENOMEM;
-	}
-	memcpy(*buf, &h, sizeof(h));
-	if (len > 0) {
-		memcpy(*buf + sizeof(h), data, len);
-	}
-	*size = sizeof(h) + len;
-	return TR_OK;
 }
 
 tr_err
 tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how, uint64_t key,
 	      uint32_t type, const void *data, size_t len)
 {
-	unsigned char *buf;
-	size_t size;
+	struct route_hdr h = { .key = key, .how = (uint32_t)how, .type = type };
 
-	if (cx == NULL || tr_pid_is_none(pool)) {
+	if (cx == NULL || tr_pid_is_none(pool) ||
+	    (unsigned)how > TR_POOL_CONSISTENT_HASH ||
+	    type >= TR_MSG_SYSTEM_BASE || (data == NULL && len > 0)) {
 		return TR_EINVAL;
 	}
-	tr_err err = route_make(how, key, type, data, len, &buf, &size);
-	if (err < 0) {
-		return err;
+	if (len > SIZE_MAX - sizeof(h)) {
+		return TR_EMSGSIZE;
 	}
-	err = tr_send(cx, pool, MSG_ROUTE, buf, size);
+	/* One message: the header, then the caller's bytes. */
+	unsigned char *buf = malloc(sizeof(h) + len);
+	if (buf == NULL) {
+		return TR_ENOMEM;
+	}
+	memcpy(buf, &h, sizeof(h));
+	if (len > 0) {
+		memcpy(buf + sizeof(h), data, len);
+	}
+	tr_err err = tr_send(cx, pool, MSG_ROUTE, buf, sizeof(h) + len);
 	free(buf);
 	return err;
 }
@@ -1806,12 +1440,11 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	}
 	if (cx == NULL || req == NULL || req->size < sizeof(*req) ||
 	    tr_pid_is_none(pool) || tr_pid_is_none(tr_self(cx)) ||
-	    !type_ok(req->type) || (req->data == NULL && req->len > 0) ||
-	    req->timeout_ms == 0) {
+	    req->type >= TR_MSG_SYSTEM_BASE ||
+	    (req->data == NULL && req->len > 0) || req->timeout_ms == 0) {
 		return TR_EINVAL;
 	}
-	if (req->len >
-	    SIZE_MAX - sizeof(struct gather_arg) - sizeof(struct gather_hdr)) {
+	if (req->len > SIZE_MAX - sizeof(struct gather_arg)) {
 		return TR_EMSGSIZE;
 	}
 	size_t size = sizeof(struct gather_arg) + req->len;

@@ -809,6 +809,50 @@ test_held_for_restart(void)
 	fx_finish(&f);
 }
 
+/*
+ * Messages routed before any worker runs wait in the pool, each for the
+ * slot whose turn it was, and reach the workers once they started. The
+ * runtime does not run yet when the pool is started and the messages are
+ * routed, so the pool takes them all after its start and before any
+ * worker can have started.
+ */
+static void
+test_routed_before_start(void)
+{
+	struct fx f;
+	tr_pid pids[3];
+	unsigned counts[3] = { 0 }, stray = 0;
+	tr_pool_reply rp;
+	tr_ref ref = { 0 };
+	tr_pool_config c = pool_cfg(3, TR_POOL_ROUND_ROBIN);
+	tr_pid pool = TR_PID_NONE;
+
+	world_reset();
+	memset(&f, 0, sizeof(f));
+	CHECK_OK(tr_runtime_create(NULL, &f.rt));
+	CHECK_OK(tr_inbox_create(f.rt, &f.ib));
+	CHECK_OK(tr_pool_start(tr_inbox_ctx(f.ib), &c, &pool, &ref));
+	for (uint64_t i = 0; i < 9; i++) {
+		route(&f, pool, TR_POOL_DEFAULT, 0, i);
+	}
+	CHECK_OK(tr_runtime_start(f.rt));
+	CHECK(fx_recv_ref(&f, ref, TR_MSG_POOL_REPLY, pool, &rp, sizeof(rp)));
+	CHECK_OK(rp.status);
+	CHECK(control(&f, pool, TR_POOL_OP_WORKERS, 0, &rp, pids, 3));
+	tally(&f, 9, pids, 3, counts, &stray);
+	CHECK_EQ_U64(stray, 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_U64(counts[i], 3); /* held in turn, slot by slot */
+	}
+	rp = stats(&f, pool);
+	CHECK_EQ_U64(rp.round_robin, 9);
+	CHECK_EQ_U64(rp.delivered, 9);
+	CHECK_EQ_U64(rp.dropped, 0);
+	CHECK_EQ_U64(rp.pending, 0);
+	stop_pool(&f, pool);
+	fx_finish(&f);
+}
+
 static void
 test_resize(void)
 {
@@ -1337,6 +1381,8 @@ static const struct test_case tests[] = {
 	  test_crash_replaced },
 	{ "pool: messages wait for a restarting worker",
 	  test_held_for_restart },
+	{ "pool: messages routed before the workers run wait for them",
+	  test_routed_before_start },
 	{ "pool: resize up and down", test_resize },
 	{ "pool: started by an actor, stopped through the link",
 	  test_start_link },
