@@ -22,21 +22,21 @@
  * and is never freed: a child may outlive its supervisor (a runtime stop,
  * a kill), and the definition an actor was spawned with must outlive the
  * actor. A worker without init cannot fail to start and needs no copy. A
- * nested supervisor acknowledges itself, once all its own children have
- * started.
+ * nested supervisor is started as any supervisor is, and its start's
+ * reply is its acknowledgement.
  *
  * Starting. Whoever starts a supervisor spawns it and sends it its
  * flags and specs as its first message (MSG_START, actors/boot.h): a
- * request from an actor or an inbox, answered with TR_MSG_SUP_REPLY once
- * the children have started (or one failed), a plain message from the
- * runtime's context, or, from a parent supervisor, a message answered
- * with MSG_ACK. Nothing happens before it: the supervisor's init only
- * traps exits.
+ * request from an actor (a parent supervisor too) or an inbox, answered
+ * with TR_MSG_SUP_REPLY once the children have started (or one failed),
+ * or a plain message from the runtime's context. Nothing happens before
+ * it: the supervisor's init only traps exits.
  *
  * Threads: every function that takes a struct sup runs in that
  * supervisor's turns. The public start and request functions run on the
- * caller's thread and only copy and validate. The list of definition
- * copies is the one piece of shared memory (lock-free, push only).
+ * caller's thread and only copy and validate. Shared memory: the list of
+ * definition copies (lock-free, push only), and the copied confs, which
+ * never change once made and are freed by their last holder.
  *
  * A child is stopped as OTP does it: monitor, unlink, exit signal, and
  * the DOWN reports the end. The link cannot: an actor that receives an
@@ -45,8 +45,8 @@
  * Invariants:
  * - a child's pid is TR_PID_NONE exactly when it is not running (a child
  *   whose init has not returned yet counts as running);
- * - at most one child is starting at a time (s->is_starting), and
- *   s->nterm children are being stopped;
+ * - at most one child is starting at a time, and none while children
+ *   are being stopped (the task waits while one is: is_waiting());
  * - a child whose exit is not yet acted on has exit_pending set; a task
  *   that stops or starts that child consumes it (OTP flushes the EXIT).
  */
@@ -55,6 +55,7 @@
 #include "boot.h"
 #include "clock.h"
 #include "defs.h"
+#include "ref.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -63,9 +64,9 @@
 
 /* The supervisor's own messages (see the header: 0x80 and up are private). */
 #define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
-#define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* uint64_t start sequence */
+#define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* no payload */
 #define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* uint64_t timer sequence */
-#define MSG_START (TR_MSG_SUP_BASE + 0x83u) /* pointer to struct boot */
+#define MSG_START (TR_MSG_SUP_BASE + 0x83u) /* pointer to struct conf */
 
 /* ------------------------------------------------------------------ */
 /* Copied specs                                                        */
@@ -83,8 +84,15 @@ struct spec {
 	uint32_t type;
 };
 
-/* Flags and specs of a supervisor, deep-copied. */
+/*
+ * Flags and specs of a supervisor, deep-copied once and then never
+ * changed: a nested spec's conf is shared by reference among the parent's
+ * copies of the spec and each nested supervisor started from it, which
+ * may outlive the parent.
+ */
 struct conf {
+	atomic_uint refs;
+	bool is_linked; /* linked with its starter, the parent */
 	uint32_t strategy;
 	uint32_t intensity;
 	uint64_t period_ms;
@@ -93,17 +101,35 @@ struct conf {
 	struct spec *specs;
 };
 
-static void conf_free(struct conf *c);
+static void conf_put(void *p);
 static tr_err
 conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	  unsigned depth, struct conf **out);
-static tr_err conf_dup(const struct conf *src, struct conf **out);
+
+static struct conf *
+conf_hold(struct conf *c)
+{
+	if (c != NULL) {
+		/* relaxed: the caller holds a reference already, so the
+		 * count cannot reach zero meanwhile. */
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+	}
+	return c;
+}
 
 static void
 spec_fini(struct spec *sp)
 {
-	conf_free(sp->nested);
+	conf_put(sp->nested);
 	sp->nested = NULL;
+}
+
+/* Another copy of @sp, sharing its nested conf. */
+static struct spec
+spec_hold(const struct spec *sp)
+{
+	(void)conf_hold(sp->nested);
+	return *sp;
 }
 
 static tr_err
@@ -154,21 +180,13 @@ spec_copy(struct spec *dst, const tr_sup_child_spec *src, unsigned depth)
 	return TR_OK;
 }
 
-static tr_err
-spec_dup(struct spec *dst, const struct spec *src)
-{
-	*dst = *src;
-	dst->nested = NULL;
-	if (src->nested != NULL) {
-		return conf_dup(src->nested, &dst->nested);
-	}
-	return TR_OK;
-}
-
+/* Drops a reference to conf @p; the last one frees it. */
 static void
-conf_free(struct conf *c)
+conf_put(void *p)
 {
-	if (c == NULL) {
+	struct conf *c = p;
+
+	if (c == NULL || !tr__ref_put(&c->refs)) {
 		return;
 	}
 	for (size_t i = 0; i < c->n; i++) {
@@ -198,6 +216,9 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	if (c == NULL) {
 		return TR_ENOMEM;
 	}
+	atomic_init(&c->refs, 1);
+	/* A nested supervisor is always linked with its parent. */
+	c->is_linked = depth > 0 || flags->is_linked;
 	c->strategy = (uint32_t)flags->strategy;
 	c->intensity = flags->intensity;
 	c->period_ms = flags->period_ms;
@@ -212,7 +233,7 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	}
 	for (size_t i = 0; i < n; i++) {
 		err = spec_copy(&c->specs[i], &specs[i], depth);
-		c->n = i + 1; /* conf_free() releases what this copy holds */
+		c->n = i + 1; /* conf_put() releases what this copy holds */
 		if (err < 0) {
 			goto err_conf;
 		}
@@ -236,65 +257,32 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	return TR_OK;
 
 err_conf:
-	conf_free(c);
+	conf_put(c);
 	return err;
-}
-
-static tr_err
-conf_dup(const struct conf *src, struct conf **out)
-{
-	*out = NULL;
-	struct conf *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		return TR_ENOMEM;
-	}
-	*c = *src;
-	c->n = 0;
-	c->specs = NULL;
-	if (src->n > 0) {
-		c->specs = calloc(src->n, sizeof(*c->specs));
-		if (c->specs == NULL) {
-			free(c);
-			return TR_ENOMEM;
-		}
-	}
-	for (size_t i = 0; i < src->n; i++) {
-		tr_err err = spec_dup(&c->specs[i], &src->specs[i]);
-		c->n = i + 1;
-		if (err < 0) {
-			conf_free(c);
-			return err;
-		}
-	}
-	*out = c;
-	return TR_OK;
 }
 
 /* ------------------------------------------------------------------ */
 /* Acknowledged starts of workers                                      */
 
-/* What the wrapped init needs; made per start, freed by that init. */
+/* What the wrapped init needs; the spawn copies it (arg_size). */
 struct start_rec {
 	tr_init_fn init;
 	void *arg;
 	tr_pid sup;
-	uint64_t seq;
 };
 
 static int
 wrap_init(tr_ctx *cx, void *state, void *arg)
 {
-	struct start_rec rec;
+	const struct start_rec *rec = arg;
 
-	memcpy(&rec, arg, sizeof(rec));
-	free(arg);
-	int r = rec.init(cx, state, rec.arg);
+	int r = rec->init(cx, state, rec->arg);
 	if (r < 0) {
 		return r;
 	}
 	/* Without the acknowledgement the supervisor would wait forever, so
 	 * failing to send it fails the start (teardown still runs). */
-	tr_err err = tr_send(cx, rec.sup, MSG_ACK, &rec.seq, sizeof(rec.seq));
+	tr_err err = tr_send(cx, rec->sup, MSG_ACK, NULL, 0);
 	return err < 0 ? err : r;
 }
 
@@ -306,9 +294,9 @@ derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 {
 	*out = *user;
 	out->init = wrap_init;
-	/* wrap_init gets its own record; the user's argument is the
+	/* wrap_init gets a copy of its record; the user's argument is the
 	 * supervisor's to keep alive (see tr_sup_child_spec.arg). */
-	out->arg_size = 0;
+	out->arg_size = sizeof(struct start_rec);
 }
 
 /* ------------------------------------------------------------------ */
@@ -402,40 +390,12 @@ err_req:
 /* ------------------------------------------------------------------ */
 /* The supervisor actor                                                */
 
-/* How a supervisor reports that its start is done. */
-enum { BOOT_REPLY, BOOT_ACK };
-
-/*
- * What a supervisor starts with: the payload of its MSG_START, sent by
- * whoever spawned it right after the spawn, so that the message owns it
- * (the runtime frees it if the supervisor never takes it).
- */
-struct boot {
-	struct conf *conf; /* owned */
-	tr_pid parent;     /* TR_PID_NONE when not linked */
-	uint64_t seq;      /* BOOT_ACK: the parent's start sequence */
-	int kind;
-};
-
-static void
-boot_free(void *p)
-{
-	struct boot *b = p;
-
-	if (b != NULL) {
-		conf_free(b->conf);
-		free(b);
-	}
-}
-
 struct child {
 	struct spec sp;
 	tr_pid pid;
-	uint64_t start_seq;
 	uint64_t exit_stamp;
 	tr_ref mon_ref; /* monitor of a child being stopped */
 	int32_t exit_reason;
-	bool has_mon;
 	bool mark_term;   /* the task stops it */
 	bool mark_start;  /* the task starts it */
 	bool starting;    /* its init has not acknowledged yet */
@@ -446,7 +406,6 @@ struct child {
 enum task {
 	T_NONE,
 	T_INIT,
-	T_INIT_FAILED,
 	T_RESTART,
 	T_SHUTDOWN,
 	T_REQ_START,
@@ -457,31 +416,20 @@ enum task {
 struct sup {
 	tr_pid self;
 	tr_pid parent;
-	tr_pid observer;
-	uint32_t strategy;
-	uint32_t intensity;
-	uint64_t period_ms;
-	struct spec tmpl; /* simple_one_for_one */
+	struct conf *conf; /* the start's, shared; NULL until it is taken */
 	struct child *kids;
 	size_t n;
 	size_t cap;
-	/* Restart times (ms), a ring of @intensity entries. */
+	/* Restart times (ms), a ring of conf->intensity entries. */
 	uint64_t *hist;
 	uint32_t hist_head;
 	uint32_t hist_n;
-	uint64_t next_seq;
 	uint64_t next_stamp;
-	/* How to report the end of the start: to boot.from (a reply to
-	 * the start, or an acknowledgement to the parent supervisor);
-	 * nobody once it is reported, or when boot.from is TR_PID_NONE. */
-	bool is_booted; /* MSG_START taken */
-	int boot_kind;
-	uint64_t boot_seq;
+	/* The start's header, whose sender is told when the start is done:
+	 * TR_PID_NONE once it is told, or when nobody waits. */
 	tr_msg boot;
 	/* The task. */
 	enum task task;
-	bool is_starting;
-	uint32_t nterm;
 	bool has_timer;
 	tr_timer_id timer;
 	uint64_t timer_seq;
@@ -493,7 +441,6 @@ struct sup {
 	/* Deferred work. */
 	struct req *dq_head;
 	struct req *dq_tail;
-	size_t npending;
 	bool parent_exit_pending;
 	int32_t parent_exit_reason;
 	uint64_t parent_exit_stamp;
@@ -505,7 +452,7 @@ static const tr_actor_def sup_def;
 static bool
 is_simple(const struct sup *s)
 {
-	return s->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
+	return s->conf->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
 }
 
 static void
@@ -514,7 +461,7 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 {
 	tr_sup_event ev;
 
-	if (tr_pid_is_none(s->observer)) {
+	if (tr_pid_is_none(s->conf->observer)) {
 		return;
 	}
 	memset(&ev, 0, sizeof(ev));
@@ -527,24 +474,24 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 		memcpy(ev.id, c->sp.id, sizeof(ev.id));
 	}
 	/* Best effort, as documented: the supervisor must not fail for it. */
-	(void)tr_send(cx, s->observer, TR_MSG_SUP_EVENT, &ev, sizeof(ev));
+	(void)tr_send(cx, s->conf->observer, TR_MSG_SUP_EVENT, &ev, sizeof(ev));
 }
 
 static tr_err
-reply(tr_ctx *cx, const struct req *r, int32_t status, int32_t reason,
-      tr_pid pid)
+reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
+      int32_t reason, tr_pid pid)
 {
 	tr_sup_reply rp;
 
-	if (tr_pid_is_none(r->hdr.from)) {
+	if (tr_pid_is_none(hdr->from)) {
 		return TR_OK;
 	}
 	memset(&rp, 0, sizeof(rp));
-	rp.op = r->op;
+	rp.op = op;
 	rp.status = status;
 	rp.reason = reason;
 	rp.pid = pid;
-	return tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
 static struct child *
@@ -591,26 +538,35 @@ add_child(struct sup *s, const struct spec *sp)
 	return c;
 }
 
-static void consume_exit(struct sup *s, struct child *c);
+/* Its exit, not acted on yet, is acted on after the task, in order. */
+static void
+pend_exit(struct sup *s, struct child *c, int32_t reason)
+{
+	c->exit_pending = true;
+	c->exit_reason = reason;
+	c->exit_stamp = ++s->next_stamp;
+}
 
 static void
 remove_child(struct sup *s, struct child *c)
 {
 	size_t i = (size_t)(c - s->kids);
 
-	consume_exit(s, c);
 	spec_fini(&c->sp);
 	memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof(*c));
 	s->n--;
 }
 
-static void
-consume_exit(struct sup *s, struct child *c)
+/* Is the task waiting for a child: for its init to return, or its end? */
+static bool
+is_waiting(const struct sup *s)
 {
-	if (c->exit_pending) {
-		c->exit_pending = false;
-		s->npending--;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->kids[i].starting || s->kids[i].terminating) {
+			return true;
+		}
 	}
+	return false;
 }
 
 /* OTP's add_restart: false when this restart is one too many. */
@@ -618,57 +574,37 @@ static bool
 add_restart(struct sup *s)
 {
 	uint64_t now = tr__clock_ms();
+	uint32_t max = s->conf->intensity;
 
 	while (s->hist_n > 0) {
-		uint32_t oldest = (s->hist_head + s->intensity - s->hist_n) %
-				  s->intensity;
-		if (now - s->hist[oldest] <= s->period_ms) {
+		uint32_t oldest = (s->hist_head + max - s->hist_n) % max;
+		if (now - s->hist[oldest] <= s->conf->period_ms) {
 			break;
 		}
 		s->hist_n--;
 	}
-	if (s->hist_n == s->intensity) {
+	if (s->hist_n == max) {
 		return false;
 	}
 	s->hist[s->hist_head] = now;
-	s->hist_head = (s->hist_head + 1) % s->intensity;
+	s->hist_head = (s->hist_head + 1) % max;
 	s->hist_n++;
 	return true;
 }
 
 /*
- * Answers the start: a reply to the starter (BOOT_REPLY) or an
- * acknowledgement to the parent supervisor. False when a successful
- * start could not be told: whoever waits for it would wait forever, so
- * the caller shuts down instead (and the starter's request then fails).
+ * Answers the start (op 0), once: to the starter, which is the parent
+ * supervisor for a nested one. False when a successful start could not
+ * be told: whoever waits for it would wait forever, so the caller shuts
+ * down instead (and the starter's request then fails).
  */
 static bool
 boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
-	tr_err err = TR_OK;
+	tr_err err = reply(cx, &s->boot, 0, status, reason, s->self);
 
-	if (tr_pid_is_none(s->boot.from)) {
-		return true;
-	}
-	if (s->boot_kind == BOOT_ACK) {
-		if (status == TR_OK) {
-			err = tr_send(cx, s->boot.from, MSG_ACK, &s->boot_seq,
-				      sizeof(s->boot_seq));
-		}
-	} else {
-		tr_sup_reply rp;
-		memset(&rp, 0, sizeof(rp));
-		rp.op = 0; /* the start */
-		rp.status = status;
-		rp.reason = reason;
-		rp.pid = s->self;
-		err = tr_reply(cx, &s->boot, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
-	}
-	if (status == TR_OK && err < 0) {
-		return false;
-	}
 	s->boot.from = TR_PID_NONE;
-	return true;
+	return status != TR_OK || err == TR_OK;
 }
 
 /* Answers what is left when the supervisor stops: a stop is done, any
@@ -677,17 +613,16 @@ static void
 flush_requests(tr_ctx *cx, struct sup *s)
 {
 	if (s->task_req != NULL) {
-		struct req *r = s->task_req;
-		(void)reply(cx, r, r->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
-			    0, TR_PID_NONE);
-		req_free(r);
+		s->task_req->next = s->dq_head;
+		s->dq_head = s->task_req;
 		s->task_req = NULL;
 	}
 	while (s->dq_head != NULL) {
 		struct req *r = s->dq_head;
 		s->dq_head = r->next;
-		(void)reply(cx, r, r->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
-			    0, TR_PID_NONE);
+		(void)reply(cx, &r->hdr, r->op,
+			    r->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED, 0,
+			    TR_PID_NONE);
 		req_free(r);
 	}
 	s->dq_tail = NULL;
@@ -701,10 +636,24 @@ stop(tr_ctx *cx, struct sup *s, int32_t reason)
 	s->is_stopped = true;
 }
 
+/* Answers the task's request, if it has one, and drops it. */
 static void
-begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
+task_reply(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason,
+	   tr_pid pid)
 {
-	emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
+	struct req *r = s->task_req;
+
+	if (r != NULL) {
+		(void)reply(cx, &r->hdr, r->op, status, reason, pid);
+		req_free(r);
+		s->task_req = NULL;
+	}
+}
+
+/* The task becomes stopping every child, then the supervisor. */
+static void
+mark_shutdown(struct sup *s, int32_t reason)
+{
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 		s->kids[i].mark_term = true;
@@ -713,32 +662,38 @@ begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 	s->task_reason = reason;
 }
 
+static void
+begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
+{
+	emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
+	mark_shutdown(s, reason);
+}
+
 /* ---- starting ------------------------------------------------------ */
+
+/*
+ * Spawns a supervisor that starts with @conf (a reference, taken on
+ * every path), linked with the caller when the conf says so. The conf is
+ * the start message's payload, so that the runtime drops the reference
+ * if the supervisor never takes it (a runtime stop, a kill).
+ */
+static tr_err
+sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
+{
+	unsigned how = TR__BOOT_ASK | (conf->is_linked ? TR__BOOT_LINK : 0u);
+
+	return tr__boot_start(cx, &sup_def, how, MSG_START, conf, sizeof(*conf),
+			      conf_put, out, ref);
+}
 
 static tr_err
 spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 	    bool *needs_ack)
 {
-	uint64_t seq = ++s->next_seq;
-	tr_err err;
-
-	c->start_seq = seq;
 	*needs_ack = true;
 	if (c->sp.nested != NULL) {
-		struct boot *b = calloc(1, sizeof(*b));
-		if (b == NULL) {
-			return TR_ENOMEM;
-		}
-		err = conf_dup(c->sp.nested, &b->conf);
-		if (err < 0) {
-			boot_free(b);
-			return err;
-		}
-		b->parent = s->self;
-		b->seq = seq;
-		b->kind = BOOT_ACK;
-		return tr__boot_start(cx, &sup_def, TR__BOOT_LINK, MSG_START, b,
-				      sizeof(*b), boot_free, pid, NULL);
+		/* It answers its start request once its children have. */
+		return sup_spawn(cx, conf_hold(c->sp.nested), pid, NULL);
 	}
 	if (c->sp.def->init == NULL) {
 		/* Nothing can fail before its first message. */
@@ -746,21 +701,15 @@ spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
 		return tr_spawn_link(cx, c->sp.def, c->sp.arg, pid);
 	}
 	const struct tr__def *wd = tr__def_get(&wraps, c->sp.def, derive_wrap);
-	const tr_actor_def *w = wd != NULL ? &wd->def : NULL;
-	struct start_rec *rec = malloc(sizeof(*rec));
-	if (w == NULL || rec == NULL) {
-		free(rec);
+	if (wd == NULL) {
 		return TR_ENOMEM;
 	}
-	rec->init = c->sp.def->init;
-	rec->arg = c->sp.arg;
-	rec->sup = s->self;
-	rec->seq = seq;
-	err = tr_spawn_link(cx, w, rec, pid);
-	if (err < 0) {
-		free(rec);
-	}
-	return err;
+	struct start_rec rec = {
+		.init = c->sp.def->init,
+		.arg = c->sp.arg,
+		.sup = s->self,
+	};
+	return tr_spawn_link(cx, &wd->def, &rec, pid);
 }
 
 static void
@@ -780,52 +729,31 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 	tr_pid failed = c->pid;
 
 	c->starting = false;
-	s->is_starting = false;
 	c->pid = TR_PID_NONE;
 	emit(cx, s, TR_SUP_EV_START_FAILED, c, failed, reason,
 	     status == TR_EREJECTED ? 0 : status);
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 	}
-	switch (s->task) {
-	case T_INIT:
-		/* OTP: stop the children already started, then fail. */
-		for (size_t i = 0; i < s->n; i++) {
-			s->kids[i].mark_term = true;
-		}
-		s->task = T_INIT_FAILED;
+	task_reply(cx, s, status, reason, TR_PID_NONE);
+	if (s->task == T_INIT) {
+		/* OTP: stop the children already started, then fail; the
+		 * start is answered once they are gone. */
 		s->fail_reason = reason;
 		s->fail_status = status;
-		break;
-	case T_RESTART:
-		if (status == TR_ECLOSED) {
-			/* The runtime is stopping: nothing can start again. */
-			begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-			break;
-		}
+		mark_shutdown(s, TR_SUP_EXIT_START_FAILED);
+	} else if (s->task == T_RESTART && status == TR_ECLOSED) {
+		/* The runtime is stopping: nothing can start again. */
+		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
+	} else if (s->task == T_RESTART) {
 		/*
 		 * As OTP's try_again_restart: the failure is one more exit
 		 * of this child, acted on after the task, and it counts
 		 * against the intensity, which bounds the retries.
 		 */
-		c->exit_pending = true;
-		c->exit_reason = reason;
-		c->exit_stamp = ++s->next_stamp;
-		s->npending++;
-		break;
-	case T_REQ_START:
-		(void)reply(cx, s->task_req, status, reason, TR_PID_NONE);
-		req_free(s->task_req);
-		s->task_req = NULL;
+		pend_exit(s, c, reason);
+	} else if (s->task == T_REQ_START) {
 		remove_child(s, c); /* OTP keeps no spec that failed to start */
-		break;
-	case T_REQ_RESTART:
-		(void)reply(cx, s->task_req, status, reason, TR_PID_NONE);
-		req_free(s->task_req);
-		s->task_req = NULL;
-		break;
-	default:
-		break;
 	}
 }
 
@@ -836,19 +764,17 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 	bool needs_ack;
 
 	c->mark_start = false;
-	consume_exit(s, c);
+	c->exit_pending = false;
 	tr_err err = spawn_child(cx, s, c, &pid, &needs_ack);
 	if (err < 0) {
 		start_failed(cx, s, c, TR_EXIT_ERROR, err);
 		return;
 	}
 	c->pid = pid;
-	if (needs_ack) {
-		c->starting = true;
-		s->is_starting = true;
-		return;
+	c->starting = needs_ack;
+	if (!needs_ack) {
+		started(cx, s, c);
 	}
-	started(cx, s, c);
 }
 
 /* ---- stopping ------------------------------------------------------ */
@@ -866,7 +792,7 @@ kill_terminating(tr_ctx *cx, struct sup *s)
 static void
 arm_timer(tr_ctx *cx, struct sup *s, uint64_t ms)
 {
-	if (s->nterm == 0 || ms == 0 || ms == TR_SUP_INFINITY) {
+	if (ms == 0 || ms == TR_SUP_INFINITY || !is_waiting(s)) {
 		return;
 	}
 	uint64_t seq = ++s->timer_seq;
@@ -915,13 +841,12 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 	if (tr_pid_is_none(c->pid)) {
 		/* Already gone: its exit, if not acted on yet, never
 		 * will be. */
-		consume_exit(s, c);
+		c->exit_pending = false;
 		after_terminated(s, c);
 		return;
 	}
 	int32_t how = c->sp.shutdown_ms == 0 ? TR_EXIT_KILL : TR_EXIT_SHUTDOWN;
 	c->terminating = true;
-	s->nterm++;
 	if (tr_monitor(cx, c->pid, &c->mon_ref) < 0) {
 		/* Out of memory: its end could not be seen, so it must end
 		 * now, unseen. */
@@ -929,7 +854,6 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		terminate_done(cx, s, c, TR_EXIT_KILLED);
 		return;
 	}
-	c->has_mon = true;
 	(void)tr_unlink(cx, c->pid);
 	if (tr_exit(cx, c->pid, how) < 0 && how != TR_EXIT_KILL) {
 		(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
@@ -941,19 +865,16 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 {
 	tr_pid old = c->pid;
 
-	if (c->has_mon) {
-		(void)tr_demonitor(cx, c->mon_ref);
-		c->has_mon = false;
-	}
+	/* No DOWN may come later (TR_ENOENT if it came already). */
+	(void)tr_demonitor(cx, c->mon_ref);
 	c->terminating = false;
 	c->pid = TR_PID_NONE;
-	s->nterm--;
 	emit(cx, s, TR_SUP_EV_EXITED, c, old, reason, 0);
 	if (s->task == T_REQ_TERMINATE) {
 		s->task_pid = old;
 	}
 	after_terminated(s, c);
-	if (s->nterm == 0 && s->has_timer) {
+	if (s->has_timer && !is_waiting(s)) {
 		(void)tr_timer_cancel(cx, s->timer);
 		s->has_timer = false;
 	}
@@ -979,7 +900,7 @@ step(tr_ctx *cx, struct sup *s)
 					terminate_begin(cx, s, &s->kids[j]);
 				}
 			}
-			arm_timer(cx, s, s->tmpl.shutdown_ms);
+			arm_timer(cx, s, s->conf->specs[0].shutdown_ms);
 		} else {
 			uint64_t ms = c->sp.shutdown_ms;
 			terminate_begin(cx, s, c);
@@ -1002,32 +923,15 @@ finish_task(tr_ctx *cx, struct sup *s)
 	enum task t = s->task;
 
 	s->task = T_NONE;
-	switch (t) {
-	case T_INIT:
-		if (!boot_done(cx, s, TR_OK, 0)) {
-			begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
-		}
-		break;
-	case T_INIT_FAILED:
-		(void)boot_done(cx, s, s->fail_status, s->fail_reason);
-		stop(cx, s, TR_SUP_EXIT_START_FAILED);
-		break;
-	case T_SHUTDOWN:
-		stop(cx, s, s->task_reason);
-		break;
-	case T_REQ_START:
-	case T_REQ_RESTART:
-	case T_REQ_TERMINATE:
-		if (s->task_req != NULL) {
-			(void)reply(cx, s->task_req, TR_OK, 0, s->task_pid);
-		}
-		break;
-	default:
-		break;
-	}
-	req_free(s->task_req);
-	s->task_req = NULL;
+	task_reply(cx, s, TR_OK, 0, s->task_pid);
 	s->task_pid = TR_PID_NONE;
+	if (t == T_INIT && !boot_done(cx, s, TR_OK, 0)) {
+		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
+	} else if (t == T_SHUTDOWN) {
+		/* A start that failed is answered now (see start_failed()). */
+		(void)boot_done(cx, s, s->fail_status, s->fail_reason);
+		stop(cx, s, s->task_reason);
+	}
 }
 
 /* Acts on an exit of @c that no task consumed. */
@@ -1036,7 +940,7 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	int32_t reason = c->exit_reason;
 
-	consume_exit(s, c);
+	c->exit_pending = false;
 	bool again = c->sp.restart == TR_SUP_PERMANENT ||
 		     (c->sp.restart == TR_SUP_TRANSIENT &&
 		      reason != TR_EXIT_NORMAL && reason != TR_EXIT_SHUTDOWN);
@@ -1051,25 +955,19 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 		begin_shutdown(cx, s, TR_SUP_EXIT_INTENSITY);
 		return;
 	}
-	size_t at = (size_t)(c - s->kids);
-	switch (s->strategy) {
-	case TR_SUP_ONE_FOR_ALL:
-		for (size_t i = 0; i < s->n; i++) {
+	uint32_t strategy = s->conf->strategy;
+	if (strategy == TR_SUP_ONE_FOR_ALL || strategy == TR_SUP_REST_FOR_ONE) {
+		/* All children, or @c and the ones after it. */
+		size_t from = strategy == TR_SUP_ONE_FOR_ALL
+				      ? 0
+				      : (size_t)(c - s->kids);
+		for (size_t i = from; i < s->n; i++) {
 			struct child *k = &s->kids[i];
 			k->mark_term = k != c;
 			k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
 		}
-		break;
-	case TR_SUP_REST_FOR_ONE:
-		for (size_t i = at; i < s->n; i++) {
-			struct child *k = &s->kids[i];
-			k->mark_term = k != c;
-			k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
-		}
-		break;
-	default:
+	} else {
 		c->mark_start = true;
-		break;
 	}
 	s->task = T_RESTART;
 }
@@ -1085,7 +983,7 @@ reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 	tr_sup_children *c = calloc(1, size);
 	if (c == NULL) {
 		/* The same type, without the list: one answer either way. */
-		(void)reply(cx, r, TR_ENOMEM, 0, TR_PID_NONE);
+		(void)reply(cx, &r->hdr, r->op, TR_ENOMEM, 0, TR_PID_NONE);
 		return;
 	}
 	c->reply.op = r->op;
@@ -1152,7 +1050,7 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		}
 		if (is_simple(s)) {
 			/* A template has no nested conf to share. */
-			struct spec sp = s->tmpl;
+			struct spec sp = s->conf->specs[0];
 			sp.arg = r->arg;
 			c = add_child(s, &sp);
 		} else {
@@ -1223,7 +1121,7 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		status = TR_EINVAL;
 		break;
 	}
-	(void)reply(cx, r, status, 0, pid);
+	(void)reply(cx, &r->hdr, r->op, status, 0, pid);
 	req_free(r);
 }
 
@@ -1243,7 +1141,7 @@ drain_one(tr_ctx *cx, struct sup *s)
 		best = s->parent_exit_stamp;
 		what = PARENT;
 	}
-	for (size_t i = 0; s->npending > 0 && i < s->n; i++) {
+	for (size_t i = 0; i < s->n; i++) {
 		if (s->kids[i].exit_pending && s->kids[i].exit_stamp < best) {
 			best = s->kids[i].exit_stamp;
 			bc = &s->kids[i];
@@ -1279,12 +1177,12 @@ drain_one(tr_ctx *cx, struct sup *s)
 static void
 run(tr_ctx *cx, struct sup *s)
 {
-	if (!s->is_booted) {
+	if (s->conf == NULL) {
 		return; /* nothing to act on before the start */
 	}
 	while (!s->is_stopped) {
 		if (s->task != T_NONE) {
-			if (s->is_starting || s->nterm > 0) {
+			if (is_waiting(s)) {
 				return;
 			}
 			if (!step(cx, s)) {
@@ -1301,33 +1199,30 @@ run(tr_ctx *cx, struct sup *s)
 static void
 on_exit_signal(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	tr_exit_signal sig;
+	const tr_exit_signal *sig = TR_MSG_AS(m, tr_exit_signal);
 
-	if (m->size != sizeof(sig) || m->data == NULL) {
+	if (sig == NULL) {
 		return;
 	}
-	memcpy(&sig, m->data, sizeof(sig));
-	struct child *c = find_pid(s, sig.from);
+	struct child *c = find_pid(s, sig->from);
 	if (c != NULL) {
 		if (c->starting) {
 			/* Before its acknowledgement: its init failed. */
-			start_failed(cx, s, c, sig.reason, TR_EREJECTED);
+			start_failed(cx, s, c, sig->reason, TR_EREJECTED);
 		} else if (c->terminating) {
-			terminate_done(cx, s, c, sig.reason);
+			terminate_done(cx, s, c, sig->reason);
 		} else {
-			emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, sig.reason, 0);
+			emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, sig->reason,
+			     0);
 			c->pid = TR_PID_NONE;
-			c->exit_pending = true;
-			c->exit_reason = sig.reason;
-			c->exit_stamp = ++s->next_stamp;
-			s->npending++;
+			pend_exit(s, c, sig->reason);
 		}
 		return;
 	}
-	if (!tr_pid_is_none(s->parent) && tr_pid_eq(sig.from, s->parent) &&
+	if (!tr_pid_is_none(s->parent) && tr_pid_eq(sig->from, s->parent) &&
 	    !s->parent_exit_pending) {
 		s->parent_exit_pending = true;
-		s->parent_exit_reason = sig.reason;
+		s->parent_exit_reason = sig->reason;
 		s->parent_exit_stamp = ++s->next_stamp;
 	}
 	/* Anything else is not ours to act on (OTP ignores it too). */
@@ -1336,50 +1231,36 @@ on_exit_signal(tr_ctx *cx, struct sup *s, const tr_msg *m)
 static void
 on_down(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	tr_down d;
+	const tr_down *d = TR_MSG_AS(m, tr_down);
 
-	if (m->size != sizeof(d) || m->data == NULL) {
-		return;
-	}
-	memcpy(&d, m->data, sizeof(d));
-	for (size_t i = 0; i < s->n; i++) {
+	for (size_t i = 0; d != NULL && i < s->n; i++) {
 		struct child *c = &s->kids[i];
-		if (c->terminating && c->has_mon && c->mon_ref.v == d.ref.v) {
-			c->has_mon = false; /* delivered: nothing to cancel */
-			terminate_done(cx, s, c, d.reason);
+		if (c->terminating && c->mon_ref.v == d->ref.v) {
+			terminate_done(cx, s, c, d->reason);
 			return;
 		}
 	}
 }
 
+/* A child's init returned (a nested supervisor's children started).
+ * Pids are never reused, so the sender's pid names this start. */
 static void
-on_ack(struct sup *s, tr_ctx *cx, const tr_msg *m)
+on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 {
-	uint64_t seq;
+	struct child *c = find_pid(s, from);
 
-	if (m->size != sizeof(seq) || m->data == NULL) {
-		return;
+	if (c != NULL && c->starting) {
+		c->starting = false;
+		started(cx, s, c);
 	}
-	memcpy(&seq, m->data, sizeof(seq));
-	struct child *c = find_pid(s, m->from);
-	if (c == NULL || !c->starting || c->start_seq != seq) {
-		return;
-	}
-	c->starting = false;
-	s->is_starting = false;
-	started(cx, s, c);
 }
 
 static void
 on_timer(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	uint64_t seq;
+	const uint64_t *seq = TR_MSG_AS(m, uint64_t);
 
-	if (m->size != sizeof(seq) || m->data == NULL) {
-		return;
-	}
-	memcpy(&seq, m->data, sizeof(seq));
-	if (!s->has_timer || seq != s->timer_seq) {
+	if (seq == NULL || !s->has_timer || *seq != s->timer_seq) {
 		return; /* a tick from a timer cancelled too late */
 	}
 	s->has_timer = false;
@@ -1412,53 +1293,39 @@ on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 static void
 on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	if (s->is_booted) {
-		return; /* one start only; the runtime frees the copy */
+	if (s->conf != NULL) {
+		return; /* one start only; the runtime drops the reference */
 	}
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &s->boot);
-	if (b == NULL) {
+	struct conf *conf = tr__boot_take(cx, m, sizeof(*conf), &s->boot);
+	if (conf == NULL) {
 		return;
 	}
-	struct conf *conf = b->conf;
-
-	s->is_booted = true;
-	s->parent = b->parent;
-	s->boot_kind = b->kind;
-	s->boot_seq = b->seq;
-	b->conf = NULL;
-	boot_free(b);
-	s->strategy = conf->strategy;
-	s->intensity = conf->intensity;
-	s->period_ms = conf->period_ms;
-	s->observer = conf->observer;
-	if (s->intensity > 0) {
-		s->hist = calloc(s->intensity, sizeof(*s->hist));
+	s->conf = conf;
+	if (conf->is_linked) {
+		s->parent = s->boot.from;
+	}
+	if (conf->intensity > 0) {
+		s->hist = calloc(conf->intensity, sizeof(*s->hist));
 		if (s->hist == NULL) {
 			goto err_nomem;
 		}
 	}
-	if (is_simple(s)) {
-		s->tmpl = conf->specs[0];
-		conf->n = 0;
-	} else if (conf->n > 0) {
+	if (!is_simple(s) && conf->n > 0) {
 		s->kids = calloc(conf->n, sizeof(*s->kids));
 		if (s->kids == NULL) {
 			goto err_nomem;
 		}
 		s->cap = conf->n;
 		for (size_t i = 0; i < conf->n; i++) {
-			s->kids[i].sp = conf->specs[i];
+			s->kids[i].sp = spec_hold(&conf->specs[i]);
 			s->kids[i].mark_start = true;
 		}
 		s->n = conf->n;
-		conf->n = 0; /* the children own the specs now */
 	}
-	conf_free(conf);
 	s->task = T_INIT;
 	return;
 
 err_nomem:
-	conf_free(conf);
 	(void)boot_done(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
 	stop(cx, s, TR_SUP_EXIT_START_FAILED);
 }
@@ -1467,11 +1334,8 @@ static void
 sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct sup *s = state;
+	const tr_sup_reply *rp;
 
-	if (s->is_stopped) {
-		(void)tr_unhandled(cx, m);
-		return;
-	}
 	switch (m->type) {
 	case TR_MSG_EXIT:
 		on_exit_signal(cx, s, m);
@@ -1480,7 +1344,19 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		on_down(cx, s, m);
 		break;
 	case MSG_ACK:
-		on_ack(s, cx, m);
+		on_ack(cx, s, m->from);
+		break;
+	case TR_MSG_SUP_REPLY:
+		/* A nested supervisor answers its start; when it failed, its
+		 * exit signal follows, and that is what is acted on. */
+		rp = TR_MSG_AS(m, tr_sup_reply);
+		if (!(m->flags & TR_MSG_F_REPLY) || rp == NULL) {
+			(void)tr_unhandled(cx, m);
+			return;
+		}
+		if (rp->status == TR_OK) {
+			on_ack(cx, s, m->from);
+		}
 		break;
 	case MSG_TIMER:
 		on_timer(cx, s, m);
@@ -1517,21 +1393,16 @@ sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct sup *s = state;
 
-	if (s->task == T_INIT || s->task == T_INIT_FAILED) {
-		/* Stopped from outside while starting: whoever waits for
-		 * the start must not wait forever. */
-		(void)boot_done(cx, s, TR_ECLOSED, reason);
-	}
+	/* Stopped from outside while starting: whoever waits for the start
+	 * must not wait forever. */
+	(void)boot_done(cx, s, TR_ECLOSED, reason);
 	flush_requests(cx, s);
 	for (size_t i = 0; i < s->n; i++) {
 		spec_fini(&s->kids[i].sp);
 	}
 	free(s->kids);
-	s->kids = NULL;
-	s->n = 0;
-	spec_fini(&s->tmpl);
+	conf_put(s->conf);
 	free(s->hist);
-	s->hist = NULL;
 }
 
 static const tr_actor_def sup_def = {
@@ -1565,20 +1436,7 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	if (err < 0) {
 		return err;
 	}
-	struct boot *b = calloc(1, sizeof(*b));
-	if (b == NULL) {
-		conf_free(conf);
-		return TR_ENOMEM;
-	}
-	b->conf = conf;
-	b->kind = BOOT_REPLY;
-	unsigned how = TR__BOOT_ASK;
-	if (flags->is_linked) {
-		b->parent = tr_self(cx);
-		how |= TR__BOOT_LINK;
-	}
-	return tr__boot_start(cx, &sup_def, how, MSG_START, b, sizeof(*b),
-			      boot_free, out, ref);
+	return sup_spawn(cx, conf, out, ref);
 }
 
 tr_err
