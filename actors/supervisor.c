@@ -310,10 +310,8 @@ struct req {
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
-	bool has_spec;
-	bool has_id;
-	char id[TR_SUP_ID_MAX];
-	struct spec spec; /* owned copy when has_spec */
+	char id[TR_SUP_ID_MAX]; /* empty when none was given */
+	struct spec spec;       /* owned copy; its id is empty when none */
 };
 
 static void
@@ -321,70 +319,10 @@ req_free(void *p)
 {
 	struct req *r = p;
 
-	if (r == NULL) {
-		return;
-	}
-	if (r->has_spec) {
+	if (r != NULL) {
 		spec_fini(&r->spec);
+		free(r);
 	}
-	free(r);
-}
-
-static tr_err
-req_make(const tr_sup_request *in, struct req **out)
-{
-	*out = NULL;
-	if (in == NULL || in->size < sizeof(*in)) {
-		return TR_EINVAL;
-	}
-	switch (in->op) {
-	case TR_SUP_OP_START_CHILD:
-	case TR_SUP_OP_WHICH_CHILDREN:
-	case TR_SUP_OP_COUNT_CHILDREN:
-	case TR_SUP_OP_STOP:
-		break;
-	case TR_SUP_OP_TERMINATE_CHILD:
-		if (in->id == NULL && tr_pid_is_none(in->pid)) {
-			return TR_EINVAL;
-		}
-		break;
-	case TR_SUP_OP_RESTART_CHILD:
-	case TR_SUP_OP_DELETE_CHILD:
-		if (in->id == NULL) {
-			return TR_EINVAL;
-		}
-		break;
-	default:
-		return TR_EINVAL;
-	}
-	struct req *r = calloc(1, sizeof(*r));
-	if (r == NULL) {
-		return TR_ENOMEM;
-	}
-	r->op = (uint32_t)in->op;
-	r->pid = in->pid;
-	r->arg = in->arg;
-	tr_err err = TR_OK;
-	if (in->id != NULL) {
-		err = id_copy(r->id, in->id);
-		r->has_id = true;
-		if (err < 0) {
-			goto err_req;
-		}
-	}
-	if (in->op == TR_SUP_OP_START_CHILD && in->spec != NULL) {
-		err = spec_copy(&r->spec, in->spec, 0);
-		r->has_spec = true;
-		if (err < 0) {
-			goto err_req;
-		}
-	}
-	*out = r;
-	return TR_OK;
-
-err_req:
-	req_free(r);
-	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -414,7 +352,6 @@ enum task {
 };
 
 struct sup {
-	tr_pid self;
 	tr_pid parent;
 	struct conf *conf; /* the start's, shared; NULL until it is taken */
 	struct child *kids;
@@ -468,7 +405,7 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 	ev.kind = kind;
 	ev.reason = reason;
 	ev.status = status;
-	ev.sup = s->self;
+	ev.sup = tr_self(cx);
 	ev.pid = pid;
 	if (c != NULL) {
 		memcpy(ev.id, c->sp.id, sizeof(ev.id));
@@ -601,7 +538,7 @@ add_restart(struct sup *s)
 static bool
 boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
-	tr_err err = reply(cx, &s->boot, 0, status, reason, s->self);
+	tr_err err = reply(cx, &s->boot, 0, status, reason, tr_self(cx));
 
 	s->boot.from = TR_PID_NONE;
 	return status != TR_OK || err == TR_OK;
@@ -686,28 +623,32 @@ sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
 			      conf_put, out, ref);
 }
 
-static tr_err
-spawn_child(tr_ctx *cx, struct sup *s, struct child *c, tr_pid *pid,
-	    bool *needs_ack)
+/* Does a child started from @sp acknowledge its start? */
+static bool
+acks(const struct spec *sp)
 {
-	*needs_ack = true;
-	if (c->sp.nested != NULL) {
+	/* A worker without init cannot fail before its first message. */
+	return sp->nested != NULL || sp->def->init != NULL;
+}
+
+static tr_err
+spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
+{
+	if (sp->nested != NULL) {
 		/* It answers its start request once its children have. */
-		return sup_spawn(cx, conf_hold(c->sp.nested), pid, NULL);
+		return sup_spawn(cx, conf_hold(sp->nested), pid, NULL);
 	}
-	if (c->sp.def->init == NULL) {
-		/* Nothing can fail before its first message. */
-		*needs_ack = false;
-		return tr_spawn_link(cx, c->sp.def, c->sp.arg, pid);
+	if (!acks(sp)) {
+		return tr_spawn_link(cx, sp->def, sp->arg, pid);
 	}
-	const struct tr__def *wd = tr__def_get(&wraps, c->sp.def, derive_wrap);
+	const struct tr__def *wd = tr__def_get(&wraps, sp->def, derive_wrap);
 	if (wd == NULL) {
 		return TR_ENOMEM;
 	}
 	struct start_rec rec = {
-		.init = c->sp.def->init,
-		.arg = c->sp.arg,
-		.sup = s->self,
+		.init = sp->def->init,
+		.arg = sp->arg,
+		.sup = tr_self(cx),
 	};
 	return tr_spawn_link(cx, &wd->def, &rec, pid);
 }
@@ -760,19 +701,15 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 static void
 start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
-	tr_pid pid = TR_PID_NONE;
-	bool needs_ack;
-
 	c->mark_start = false;
 	c->exit_pending = false;
-	tr_err err = spawn_child(cx, s, c, &pid, &needs_ack);
+	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
 		start_failed(cx, s, c, TR_EXIT_ERROR, err);
 		return;
 	}
-	c->pid = pid;
-	c->starting = needs_ack;
-	if (!needs_ack) {
+	c->starting = acks(&c->sp);
+	if (!c->starting) {
 		started(cx, s, c);
 	}
 }
@@ -796,7 +733,7 @@ arm_timer(tr_ctx *cx, struct sup *s, uint64_t ms)
 		return;
 	}
 	uint64_t seq = ++s->timer_seq;
-	if (tr_send_after(cx, s->self, MSG_TIMER, &seq, sizeof(seq), ms,
+	if (tr_send_after(cx, tr_self(cx), MSG_TIMER, &seq, sizeof(seq), ms,
 			  &s->timer) < 0) {
 		/* Without a timer there is no waiting: kill now. */
 		kill_terminating(cx, s);
@@ -886,26 +823,24 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 static bool
 step(tr_ctx *cx, struct sup *s)
 {
-	/* Stops first, last child first (reverse start order). */
+	bool stops = false;
+	uint64_t ms = 0;
+
+	/* Stops first, last child first (reverse start order); OTP stops
+	 * dynamic children all at once (they share the template's shutdown
+	 * time). Going down, a removal only moves entries already passed. */
 	for (size_t i = s->n; i-- > 0;) {
-		struct child *c = &s->kids[i];
-		if (!c->mark_term) {
-			continue;
-		}
-		if (is_simple(s)) {
-			/* OTP stops dynamic children all at once. Going down,
-			 * a removal only moves entries already passed. */
-			for (size_t j = i + 1; j-- > 0;) {
-				if (s->kids[j].mark_term) {
-					terminate_begin(cx, s, &s->kids[j]);
-				}
+		if (s->kids[i].mark_term) {
+			ms = s->kids[i].sp.shutdown_ms;
+			terminate_begin(cx, s, &s->kids[i]);
+			stops = true;
+			if (!is_simple(s)) {
+				break;
 			}
-			arm_timer(cx, s, s->conf->specs[0].shutdown_ms);
-		} else {
-			uint64_t ms = c->sp.shutdown_ms;
-			terminate_begin(cx, s, c);
-			arm_timer(cx, s, ms);
 		}
+	}
+	if (stops) {
+		arm_timer(cx, s, ms);
 		return true;
 	}
 	for (size_t i = 0; i < s->n; i++) {
@@ -1044,7 +979,7 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		req_free(r);
 		return;
 	case TR_SUP_OP_START_CHILD:
-		if (is_simple(s) ? r->has_spec : !r->has_spec) {
+		if (is_simple(s) == (r->spec.id[0] != '\0')) {
 			status = TR_EINVAL;
 			break;
 		}
@@ -1062,7 +997,8 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 			}
 			c = add_child(s, &r->spec);
 			if (c != NULL) {
-				r->has_spec = false; /* the child owns it now */
+				r->spec.nested =
+					NULL; /* the child owns it now */
 			}
 		}
 		if (c == NULL) {
@@ -1076,7 +1012,7 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 	case TR_SUP_OP_TERMINATE_CHILD:
 		if (is_simple(s)) {
 			c = find_pid(s, r->pid);
-		} else if (r->has_id) {
+		} else if (r->id[0] != '\0') {
 			c = find_id(s, r->id);
 		} else {
 			status = TR_EINVAL;
@@ -1129,48 +1065,33 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 static bool
 drain_one(tr_ctx *cx, struct sup *s)
 {
-	enum { NONE, REQ, PARENT, CHILD } what = NONE;
-	uint64_t best = UINT64_MAX;
-	struct child *bc = NULL;
+	struct req *r = s->dq_head;
+	uint64_t best = r != NULL ? r->stamp : UINT64_MAX;
+	struct child *c = NULL;
 
-	if (s->dq_head != NULL) {
-		best = s->dq_head->stamp;
-		what = REQ;
-	}
-	if (s->parent_exit_pending && s->parent_exit_stamp < best) {
-		best = s->parent_exit_stamp;
-		what = PARENT;
-	}
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->kids[i].exit_pending && s->kids[i].exit_stamp < best) {
 			best = s->kids[i].exit_stamp;
-			bc = &s->kids[i];
-			what = CHILD;
+			c = &s->kids[i];
 		}
 	}
-	switch (what) {
-	case REQ: {
-		struct req *r = s->dq_head;
-		s->dq_head = r->next;
-		if (s->dq_head == NULL) {
-			s->dq_tail = NULL;
-		}
-		r->next = NULL;
-		process_req(cx, s, r);
-		return true;
-	}
-	case PARENT:
+	if (s->parent_exit_pending && s->parent_exit_stamp < best) {
 		/* OTP: an exit from the parent means shut down, with its
 		 * reason. */
 		s->parent_exit_pending = false;
 		begin_shutdown(cx, s, s->parent_exit_reason);
-		return true;
-	case CHILD:
-		process_exit(cx, s, bc);
-		return true;
-	default:
+	} else if (c != NULL) {
+		process_exit(cx, s, c);
+	} else if (r != NULL) {
+		s->dq_head = r->next;
+		if (s->dq_head == NULL) {
+			s->dq_tail = NULL;
+		}
+		process_req(cx, s, r);
+	} else {
 		return false;
 	}
+	return true;
 }
 
 /* Runs the task and the deferred work until something must be awaited. */
@@ -1270,17 +1191,15 @@ on_timer(tr_ctx *cx, struct sup *s, const tr_msg *m)
 static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	if (!(m->flags & TR_MSG_F_PTR) || m->size != sizeof(struct req)) {
-		return;
-	}
-	struct req *r = tr_msg_take_ptr(cx, m);
+	tr_msg hdr;
+	/* Taken as a start is: the pointer, and the header to answer. */
+	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
+
 	if (r == NULL) {
 		return;
 	}
-	r->next = NULL;
 	r->stamp = ++s->next_stamp;
-	r->hdr = *m;
-	r->hdr.data = NULL; /* the header only: the pointer is ours now */
+	r->hdr = hdr;
 	if (s->dq_tail != NULL) {
 		s->dq_tail->next = r;
 	} else {
@@ -1380,10 +1299,8 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static int
 sup_init(tr_ctx *cx, void *state, void *arg)
 {
-	struct sup *s = state;
-
+	(void)state;
 	(void)arg;
-	s->self = tr_self(cx);
 	tr_trap_exit(cx, true);
 	return TR_OK;
 }
@@ -1443,16 +1360,40 @@ tr_err
 tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
 	    uint64_t timeout_ms, tr_ref *ref)
 {
-	struct req *r;
-
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL || tr_pid_is_none(sup)) {
+	if (cx == NULL || tr_pid_is_none(sup) || req == NULL ||
+	    req->size < sizeof(*req) || req->op < TR_SUP_OP_START_CHILD ||
+	    req->op > TR_SUP_OP_STOP) {
 		return TR_EINVAL;
 	}
-	tr_err err = req_make(req, &r);
+	/* The ops that name a child need the id (or, to terminate a
+	 * simple_one_for_one child, the pid). */
+	if ((req->op == TR_SUP_OP_TERMINATE_CHILD && req->id == NULL &&
+	     tr_pid_is_none(req->pid)) ||
+	    ((req->op == TR_SUP_OP_RESTART_CHILD ||
+	      req->op == TR_SUP_OP_DELETE_CHILD) &&
+	     req->id == NULL)) {
+		return TR_EINVAL;
+	}
+	struct req *r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		return TR_ENOMEM;
+	}
+	r->op = (uint32_t)req->op;
+	r->pid = req->pid;
+	r->arg = req->arg;
+	tr_err err = TR_OK;
+	if (req->id != NULL) {
+		err = id_copy(r->id, req->id);
+	}
+	if (err == TR_OK && req->op == TR_SUP_OP_START_CHILD &&
+	    req->spec != NULL) {
+		err = spec_copy(&r->spec, req->spec, 0);
+	}
 	if (err < 0) {
+		req_free(r);
 		return err;
 	}
 	if (tr_pid_is_none(tr_self(cx))) {
