@@ -47,7 +47,7 @@
  *   whose init has not returned yet counts as running);
  * - at most one child is starting at a time, and none while children
  *   are being stopped (the task waits while one is: is_waiting());
- * - a child whose exit is not yet acted on has exit_pending set; a task
+ * - a child whose exit is not yet acted on has an exit_stamp; a task
  *   that stops or starts that child consumes it (OTP flushes the EXIT).
  */
 #include <troupe/actors/supervisor.h>
@@ -98,7 +98,7 @@ struct conf {
 	uint64_t period_ms;
 	tr_pid observer;
 	size_t n;
-	struct spec *specs;
+	struct spec specs[];
 };
 
 static void conf_put(void *p);
@@ -192,7 +192,6 @@ conf_put(void *p)
 	for (size_t i = 0; i < c->n; i++) {
 		spec_fini(&c->specs[i]);
 	}
-	free(c->specs);
 	free(c);
 }
 
@@ -205,14 +204,14 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	    (unsigned)flags->strategy > TR_SUP_SIMPLE_ONE_FOR_ONE ||
 	    flags->period_ms == 0 || flags->intensity > TR_SUP_MAX_INTENSITY ||
 	    (n > 0 && specs == NULL) || depth > TR_SUP_MAX_DEPTH ||
-	    n > SIZE_MAX / sizeof(struct spec)) {
+	    n > (SIZE_MAX - sizeof(struct conf)) / sizeof(struct spec)) {
 		return TR_EINVAL;
 	}
 	/* The template is the whole description of a simple_one_for_one. */
 	if (flags->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE && n != 1) {
 		return TR_EINVAL;
 	}
-	struct conf *c = calloc(1, sizeof(*c));
+	struct conf *c = calloc(1, sizeof(*c) + n * sizeof(c->specs[0]));
 	if (c == NULL) {
 		return TR_ENOMEM;
 	}
@@ -224,13 +223,6 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	c->period_ms = flags->period_ms;
 	c->observer = flags->observer;
 	tr_err err = TR_OK;
-	if (n > 0) {
-		c->specs = calloc(n, sizeof(*c->specs));
-		if (c->specs == NULL) {
-			err = TR_ENOMEM;
-			goto err_conf;
-		}
-	}
 	for (size_t i = 0; i < n; i++) {
 		err = spec_copy(&c->specs[i], &specs[i], depth);
 		c->n = i + 1; /* conf_put() releases what this copy holds */
@@ -331,14 +323,13 @@ req_free(void *p)
 struct child {
 	struct spec sp;
 	tr_pid pid;
-	uint64_t exit_stamp;
-	tr_ref mon_ref; /* monitor of a child being stopped */
+	uint64_t exit_stamp; /* its exit not acted on yet, in order; 0: none */
+	tr_ref mon_ref;      /* monitor of a child being stopped */
 	int32_t exit_reason;
 	bool mark_term;   /* the task stops it */
 	bool mark_start;  /* the task starts it */
 	bool starting;    /* its init has not acknowledged yet */
 	bool terminating; /* stopped by the task, its exit not seen yet */
-	bool exit_pending;
 };
 
 enum task {
@@ -357,9 +348,9 @@ struct sup {
 	struct child *kids;
 	size_t n;
 	size_t cap;
-	/* Restart times (ms), a ring of conf->intensity entries. */
+	/* Restart times (ms) within the period, oldest first; room for
+	 * conf->intensity. */
 	uint64_t *hist;
-	uint32_t hist_head;
 	uint32_t hist_n;
 	uint64_t next_stamp;
 	/* The start's header, whose sender is told when the start is done:
@@ -378,9 +369,8 @@ struct sup {
 	/* Deferred work. */
 	struct req *dq_head;
 	struct req *dq_tail;
-	bool parent_exit_pending;
 	int32_t parent_exit_reason;
-	uint64_t parent_exit_stamp;
+	uint64_t parent_exit_stamp; /* 0: no exit of the parent pending */
 	bool is_stopped;
 };
 
@@ -396,17 +386,17 @@ static void
 emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
      tr_pid pid, int32_t reason, int32_t status)
 {
-	tr_sup_event ev;
+	tr_sup_event ev = {
+		.kind = kind,
+		.reason = reason,
+		.status = status,
+		.sup = tr_self(cx),
+		.pid = pid,
+	};
 
 	if (tr_pid_is_none(s->conf->observer)) {
 		return;
 	}
-	memset(&ev, 0, sizeof(ev));
-	ev.kind = kind;
-	ev.reason = reason;
-	ev.status = status;
-	ev.sup = tr_self(cx);
-	ev.pid = pid;
 	if (c != NULL) {
 		memcpy(ev.id, c->sp.id, sizeof(ev.id));
 	}
@@ -418,16 +408,16 @@ static tr_err
 reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
       int32_t reason, tr_pid pid)
 {
-	tr_sup_reply rp;
+	tr_sup_reply rp = {
+		.op = op,
+		.status = status,
+		.reason = reason,
+		.pid = pid,
+	};
 
 	if (tr_pid_is_none(hdr->from)) {
 		return TR_OK;
 	}
-	memset(&rp, 0, sizeof(rp));
-	rp.op = op;
-	rp.status = status;
-	rp.reason = reason;
-	rp.pid = pid;
 	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
@@ -479,7 +469,6 @@ add_child(struct sup *s, const struct spec *sp)
 static void
 pend_exit(struct sup *s, struct child *c, int32_t reason)
 {
-	c->exit_pending = true;
 	c->exit_reason = reason;
 	c->exit_stamp = ++s->next_stamp;
 }
@@ -511,21 +500,18 @@ static bool
 add_restart(struct sup *s)
 {
 	uint64_t now = tr__clock_ms();
-	uint32_t max = s->conf->intensity;
+	uint32_t kept = 0;
 
-	while (s->hist_n > 0) {
-		uint32_t oldest = (s->hist_head + max - s->hist_n) % max;
-		if (now - s->hist[oldest] <= s->conf->period_ms) {
-			break;
+	for (uint32_t i = 0; i < s->hist_n; i++) {
+		if (now - s->hist[i] <= s->conf->period_ms) {
+			s->hist[kept++] = s->hist[i];
 		}
-		s->hist_n--;
 	}
-	if (s->hist_n == max) {
+	s->hist_n = kept;
+	if (kept == s->conf->intensity) {
 		return false;
 	}
-	s->hist[s->hist_head] = now;
-	s->hist_head = (s->hist_head + 1) % max;
-	s->hist_n++;
+	s->hist[s->hist_n++] = now;
 	return true;
 }
 
@@ -702,7 +688,7 @@ static void
 start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	c->mark_start = false;
-	c->exit_pending = false;
+	c->exit_stamp = 0;
 	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
 		start_failed(cx, s, c, TR_EXIT_ERROR, err);
@@ -778,7 +764,7 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 	if (tr_pid_is_none(c->pid)) {
 		/* Already gone: its exit, if not acted on yet, never
 		 * will be. */
-		c->exit_pending = false;
+		c->exit_stamp = 0;
 		after_terminated(s, c);
 		return;
 	}
@@ -875,7 +861,7 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	int32_t reason = c->exit_reason;
 
-	c->exit_pending = false;
+	c->exit_stamp = 0;
 	bool again = c->sp.restart == TR_SUP_PERMANENT ||
 		     (c->sp.restart == TR_SUP_TRANSIENT &&
 		      reason != TR_EXIT_NORMAL && reason != TR_EXIT_SHUTDOWN);
@@ -936,14 +922,11 @@ reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
 static void
 reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
 {
-	tr_sup_reply rp;
+	tr_sup_reply rp = {
+		.op = r->op,
+		.specs = is_simple(s) ? 1u : (uint32_t)s->n,
+	};
 
-	if (tr_pid_is_none(r->hdr.from)) {
-		return;
-	}
-	memset(&rp, 0, sizeof(rp));
-	rp.op = r->op;
-	rp.specs = is_simple(s) ? 1u : (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
 		if (!tr_pid_is_none(s->kids[i].pid)) {
 			rp.active++;
@@ -1038,7 +1021,7 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 			status = TR_ENOENT;
 			break;
 		}
-		if (!tr_pid_is_none(c->pid) || c->exit_pending) {
+		if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
 			/* OTP: {error, running}; an exit not yet acted on
 			 * still belongs to the restart logic. */
 			status = TR_ESTATE;
@@ -1070,15 +1053,16 @@ drain_one(tr_ctx *cx, struct sup *s)
 	struct child *c = NULL;
 
 	for (size_t i = 0; i < s->n; i++) {
-		if (s->kids[i].exit_pending && s->kids[i].exit_stamp < best) {
-			best = s->kids[i].exit_stamp;
+		uint64_t stamp = s->kids[i].exit_stamp;
+		if (stamp != 0 && stamp < best) {
+			best = stamp;
 			c = &s->kids[i];
 		}
 	}
-	if (s->parent_exit_pending && s->parent_exit_stamp < best) {
+	if (s->parent_exit_stamp != 0 && s->parent_exit_stamp < best) {
 		/* OTP: an exit from the parent means shut down, with its
 		 * reason. */
-		s->parent_exit_pending = false;
+		s->parent_exit_stamp = 0;
 		begin_shutdown(cx, s, s->parent_exit_reason);
 	} else if (c != NULL) {
 		process_exit(cx, s, c);
@@ -1117,50 +1101,30 @@ run(tr_ctx *cx, struct sup *s)
 	}
 }
 
+/*
+ * @pid stopped with @reason: an exit signal, or the DOWN of a child being
+ * stopped (only those are monitored, and pids are never reused).
+ */
 static void
-on_exit_signal(tr_ctx *cx, struct sup *s, const tr_msg *m)
+on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
 {
-	const tr_exit_signal *sig = TR_MSG_AS(m, tr_exit_signal);
+	struct child *c = find_pid(s, pid);
 
-	if (sig == NULL) {
-		return;
-	}
-	struct child *c = find_pid(s, sig->from);
-	if (c != NULL) {
-		if (c->starting) {
-			/* Before its acknowledgement: its init failed. */
-			start_failed(cx, s, c, sig->reason, TR_EREJECTED);
-		} else if (c->terminating) {
-			terminate_done(cx, s, c, sig->reason);
-		} else {
-			emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, sig->reason,
-			     0);
-			c->pid = TR_PID_NONE;
-			pend_exit(s, c, sig->reason);
-		}
-		return;
-	}
-	if (!tr_pid_is_none(s->parent) && tr_pid_eq(sig->from, s->parent) &&
-	    !s->parent_exit_pending) {
-		s->parent_exit_pending = true;
-		s->parent_exit_reason = sig->reason;
+	if (c != NULL && c->starting) {
+		/* Before its acknowledgement: its init failed. */
+		start_failed(cx, s, c, reason, TR_EREJECTED);
+	} else if (c != NULL && c->terminating) {
+		terminate_done(cx, s, c, reason);
+	} else if (c != NULL) {
+		emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, reason, 0);
+		c->pid = TR_PID_NONE;
+		pend_exit(s, c, reason);
+	} else if (!tr_pid_is_none(s->parent) && tr_pid_eq(pid, s->parent) &&
+		   s->parent_exit_stamp == 0) {
+		s->parent_exit_reason = reason;
 		s->parent_exit_stamp = ++s->next_stamp;
 	}
 	/* Anything else is not ours to act on (OTP ignores it too). */
-}
-
-static void
-on_down(tr_ctx *cx, struct sup *s, const tr_msg *m)
-{
-	const tr_down *d = TR_MSG_AS(m, tr_down);
-
-	for (size_t i = 0; d != NULL && i < s->n; i++) {
-		struct child *c = &s->kids[i];
-		if (c->terminating && c->mon_ref.v == d->ref.v) {
-			terminate_done(cx, s, c, d->reason);
-			return;
-		}
-	}
 }
 
 /* A child's init returned (a nested supervisor's children started).
@@ -1253,14 +1217,22 @@ static void
 sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct sup *s = state;
+	const tr_exit_signal *sig;
+	const tr_down *down;
 	const tr_sup_reply *rp;
 
 	switch (m->type) {
 	case TR_MSG_EXIT:
-		on_exit_signal(cx, s, m);
+		sig = TR_MSG_AS(m, tr_exit_signal);
+		if (sig != NULL) {
+			on_end(cx, s, sig->from, sig->reason);
+		}
 		break;
 	case TR_MSG_DOWN:
-		on_down(cx, s, m);
+		down = TR_MSG_AS(m, tr_down);
+		if (down != NULL) {
+			on_end(cx, s, down->who, down->reason);
+		}
 		break;
 	case MSG_ACK:
 		on_ack(cx, s, m->from);
