@@ -124,14 +124,6 @@ spec_fini(struct spec *sp)
 	sp->nested = NULL;
 }
 
-/* Another copy of @sp, sharing its nested conf. */
-static struct spec
-spec_hold(const struct spec *sp)
-{
-	(void)conf_hold(sp->nested);
-	return *sp;
-}
-
 static tr_err
 id_copy(char *dst, const char *id)
 {
@@ -446,7 +438,7 @@ find_id(struct sup *s, const char *id)
 	return NULL;
 }
 
-/* Appends a child that takes over @sp (its nested conf included). */
+/* Appends a child made from a copy of @sp (sharing its nested conf). */
 static struct child *
 add_child(struct sup *s, const struct spec *sp)
 {
@@ -462,6 +454,7 @@ add_child(struct sup *s, const struct spec *sp)
 	struct child *c = &s->kids[s->n++];
 	memset(c, 0, sizeof(*c));
 	c->sp = *sp;
+	(void)conf_hold(sp->nested);
 	return c;
 }
 
@@ -732,16 +725,14 @@ arm_timer(tr_ctx *cx, struct sup *s, uint64_t ms)
 static void
 after_terminated(struct sup *s, struct child *c)
 {
-	bool drop = false;
+	bool by_req = s->task == T_REQ_TERMINATE;
 
-	if (s->task == T_RESTART) {
-		/* OTP: a temporary child stopped by its siblings' restart is
-		 * removed, not restarted. */
-		drop = c->sp.restart == TR_SUP_TEMPORARY;
-	} else if (s->task == T_REQ_TERMINATE) {
-		drop = c->sp.restart == TR_SUP_TEMPORARY || is_simple(s);
-	}
-	if (drop) {
+	/* OTP: a temporary child stopped by its siblings' restart or by a
+	 * request is removed, not restarted; so is a dynamic child stopped
+	 * by a request. */
+	if ((c->sp.restart == TR_SUP_TEMPORARY &&
+	     (by_req || s->task == T_RESTART)) ||
+	    (by_req && is_simple(s))) {
 		remove_child(s, c);
 	}
 }
@@ -944,9 +935,10 @@ reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
 static void
 process_req(tr_ctx *cx, struct sup *s, struct req *r)
 {
+	bool simple = is_simple(s);
 	struct child *c = NULL;
 	int32_t status = TR_OK;
-	tr_pid pid = TR_PID_NONE;
+	enum task task = T_NONE;
 
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
@@ -962,85 +954,65 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		req_free(r);
 		return;
 	case TR_SUP_OP_START_CHILD:
-		if (is_simple(s) == (r->spec.id[0] != '\0')) {
-			status = TR_EINVAL;
-			break;
-		}
-		if (is_simple(s)) {
-			/* A template has no nested conf to share. */
-			struct spec sp = s->conf->specs[0];
-			sp.arg = r->arg;
-			c = add_child(s, &sp);
+		if (simple == (r->spec.id[0] != '\0')) {
+			status = TR_EINVAL; /* a spec, or an argument for simple
+					     */
+		} else if (!simple && (c = find_id(s, r->spec.id)) != NULL) {
+			status = TR_EEXIST;
 		} else {
-			struct child *old = find_id(s, r->spec.id);
-			if (old != NULL) {
-				status = TR_EEXIST;
-				pid = old->pid;
-				break;
+			if (simple) {
+				/* The template, with this child's argument. */
+				r->spec = s->conf->specs[0];
+				r->spec.arg = r->arg;
 			}
 			c = add_child(s, &r->spec);
-			if (c != NULL) {
-				r->spec.nested =
-					NULL; /* the child owns it now */
-			}
+			status = c != NULL ? TR_OK : TR_ENOMEM;
+			task = T_REQ_START;
 		}
-		if (c == NULL) {
-			status = TR_ENOMEM;
-			break;
-		}
-		c->mark_start = true;
-		s->task = T_REQ_START;
-		s->task_req = r;
-		return;
+		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
-		if (is_simple(s)) {
-			c = find_pid(s, r->pid);
-		} else if (r->id[0] != '\0') {
-			c = find_id(s, r->id);
-		} else {
-			status = TR_EINVAL;
+		if (!simple && r->id[0] == '\0') {
+			status = TR_EINVAL; /* by pid is for simple_one_for_one
+					     */
 			break;
 		}
-		if (c == NULL) {
-			status = TR_ENOENT;
-			break;
-		}
-		c->mark_term = true;
-		s->task = T_REQ_TERMINATE;
-		s->task_req = r;
-		s->task_pid = c->pid;
-		return;
+		c = simple ? find_pid(s, r->pid) : find_id(s, r->id);
+		status = c != NULL ? TR_OK : TR_ENOENT;
+		task = T_REQ_TERMINATE;
+		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		if (is_simple(s)) {
-			status = TR_EINVAL;
-			break;
-		}
-		c = find_id(s, r->id);
+		c = simple ? NULL : find_id(s, r->id);
 		if (c == NULL) {
-			status = TR_ENOENT;
-			break;
-		}
-		if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
+			status = simple ? TR_EINVAL : TR_ENOENT;
+		} else if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
 			/* OTP: {error, running}; an exit not yet acted on
 			 * still belongs to the restart logic. */
 			status = TR_ESTATE;
-			pid = c->pid;
-			break;
-		}
-		if (r->op == TR_SUP_OP_DELETE_CHILD) {
+		} else if (r->op == TR_SUP_OP_DELETE_CHILD) {
 			remove_child(s, c);
-			break;
+			c = NULL;
+		} else {
+			task = T_REQ_RESTART;
 		}
-		c->mark_start = true;
-		s->task = T_REQ_RESTART;
-		s->task_req = r;
-		return;
+		break;
 	default:
 		status = TR_EINVAL;
 		break;
 	}
-	(void)reply(cx, &r->hdr, r->op, status, 0, pid);
+	if (status == TR_OK && task != T_NONE) {
+		if (task == T_REQ_TERMINATE) {
+			c->mark_term = true;
+			s->task_pid = c->pid; /* none if it does not run */
+		} else {
+			c->mark_start = true;
+		}
+		s->task = task;
+		s->task_req = r;
+		return;
+	}
+	(void)reply(cx, &r->hdr, r->op, status, 0,
+		    c != NULL ? c->pid : TR_PID_NONE);
 	req_free(r);
 }
 
@@ -1193,17 +1165,12 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 			goto err_nomem;
 		}
 	}
-	if (!is_simple(s) && conf->n > 0) {
-		s->kids = calloc(conf->n, sizeof(*s->kids));
-		if (s->kids == NULL) {
+	for (size_t i = 0; !is_simple(s) && i < conf->n; i++) {
+		struct child *c = add_child(s, &conf->specs[i]);
+		if (c == NULL) {
 			goto err_nomem;
 		}
-		s->cap = conf->n;
-		for (size_t i = 0; i < conf->n; i++) {
-			s->kids[i].sp = spec_hold(&conf->specs[i]);
-			s->kids[i].mark_start = true;
-		}
-		s->n = conf->n;
+		c->mark_start = true;
 	}
 	s->task = T_INIT;
 	return;
