@@ -101,11 +101,6 @@ struct conf {
 	struct spec specs[];
 };
 
-static void conf_put(void *p);
-static tr_err
-conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
-	  unsigned depth, struct conf **out);
-
 static struct conf *
 conf_hold(struct conf *c)
 {
@@ -117,11 +112,19 @@ conf_hold(struct conf *c)
 	return c;
 }
 
+/* Drops a reference to conf @p; the last one frees it. */
 static void
-spec_fini(struct spec *sp)
+conf_put(void *p)
 {
-	conf_put(sp->nested);
-	sp->nested = NULL;
+	struct conf *c = p;
+
+	if (c == NULL || !tr__ref_put(&c->refs)) {
+		return;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		conf_put(c->specs[i].nested);
+	}
+	free(c);
 }
 
 static tr_err
@@ -139,6 +142,10 @@ id_copy(char *dst, const char *id)
 }
 
 static tr_err
+conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
+	  unsigned depth, struct conf **out);
+
+static tr_err
 spec_copy(struct spec *dst, const tr_sup_child_spec *src, unsigned depth)
 {
 	memset(dst, 0, sizeof(*dst));
@@ -147,44 +154,29 @@ spec_copy(struct spec *dst, const tr_sup_child_spec *src, unsigned depth)
 	    (unsigned)src->type > TR_SUP_SUPERVISOR) {
 		return TR_EINVAL;
 	}
+	/* A definition (with its argument), or a nested supervisor. */
+	bool nested = src->sup_flags != NULL;
+	bool is_def = src->def != NULL &&
+		      src->def->size >= sizeof(tr_actor_def) &&
+		      src->def->handle != NULL && src->sup_specs == NULL &&
+		      src->sup_nspecs == 0;
+	if (nested ? src->def != NULL || src->arg != NULL : !is_def) {
+		return TR_EINVAL;
+	}
 	tr_err err = id_copy(dst->id, src->id);
 	if (err < 0) {
 		return err;
 	}
-	dst->restart = (uint32_t)src->restart;
-	dst->type = (uint32_t)src->type;
+	dst->def = src->def;
+	dst->arg = src->arg;
 	dst->shutdown_ms = src->shutdown_ms;
-	if (src->sup_flags != NULL) {
-		if (src->def != NULL || src->arg != NULL) {
-			return TR_EINVAL;
-		}
-		dst->type = TR_SUP_SUPERVISOR;
+	dst->restart = (uint32_t)src->restart;
+	dst->type = nested ? TR_SUP_SUPERVISOR : (uint32_t)src->type;
+	if (nested) {
 		return conf_copy(src->sup_flags, src->sup_specs,
 				 src->sup_nspecs, depth + 1, &dst->nested);
 	}
-	if (src->def == NULL || src->def->size < sizeof(tr_actor_def) ||
-	    src->def->handle == NULL || src->sup_specs != NULL ||
-	    src->sup_nspecs != 0) {
-		return TR_EINVAL;
-	}
-	dst->def = src->def;
-	dst->arg = src->arg;
 	return TR_OK;
-}
-
-/* Drops a reference to conf @p; the last one frees it. */
-static void
-conf_put(void *p)
-{
-	struct conf *c = p;
-
-	if (c == NULL || !tr__ref_put(&c->refs)) {
-		return;
-	}
-	for (size_t i = 0; i < c->n; i++) {
-		spec_fini(&c->specs[i]);
-	}
-	free(c);
 }
 
 static tr_err
@@ -304,7 +296,7 @@ req_free(void *p)
 	struct req *r = p;
 
 	if (r != NULL) {
-		spec_fini(&r->spec);
+		conf_put(r->spec.nested);
 		free(r);
 	}
 }
@@ -471,7 +463,7 @@ remove_child(struct sup *s, struct child *c)
 {
 	size_t i = (size_t)(c - s->kids);
 
-	spec_fini(&c->sp);
+	conf_put(c->sp.nested);
 	memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof(*c));
 	s->n--;
 }
@@ -1254,7 +1246,7 @@ sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)boot_done(cx, s, TR_ECLOSED, reason);
 	flush_requests(cx, s);
 	for (size_t i = 0; i < s->n; i++) {
-		spec_fini(&s->kids[i].sp);
+		conf_put(s->kids[i].sp.nested);
 	}
 	free(s->kids);
 	conf_put(s->conf);
