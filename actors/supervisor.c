@@ -624,14 +624,20 @@ spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 	return tr_spawn_link(cx, &wd->def, &rec, pid);
 }
 
+/* A child's init returned (a nested supervisor's children started).
+ * Pids are never reused, so the sender's pid names this start. */
 static void
-started(tr_ctx *cx, struct sup *s, struct child *c)
+on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 {
+	struct child *c = find_pid(s, from);
 	uint32_t kind =
 		s->task == T_RESTART ? TR_SUP_EV_RESTARTED : TR_SUP_EV_STARTED;
 
-	emit(cx, s, kind, c, c->pid, 0, 0);
-	s->task_pid = c->pid;
+	if (c != NULL && c->starting) {
+		c->starting = false;
+		emit(cx, s, kind, c, c->pid, 0, 0);
+		s->task_pid = c->pid;
+	}
 }
 
 static void
@@ -679,9 +685,9 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		start_failed(cx, s, c, TR_EXIT_ERROR, err);
 		return;
 	}
-	c->starting = acks(&c->sp);
-	if (!c->starting) {
-		started(cx, s, c);
+	c->starting = true;
+	if (!acks(&c->sp)) {
+		on_ack(cx, s, c->pid); /* started: there is nothing to await */
 	}
 }
 
@@ -911,15 +917,11 @@ reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
 	};
 
 	for (size_t i = 0; i < s->n; i++) {
-		if (!tr_pid_is_none(s->kids[i].pid)) {
-			rp.active++;
-		}
-		if (s->kids[i].sp.type == TR_SUP_SUPERVISOR) {
-			rp.supervisors++;
-		} else {
-			rp.workers++;
-		}
+		const struct child *c = &s->kids[i];
+		rp.active += tr_pid_is_none(c->pid) ? 0u : 1u;
+		rp.supervisors += c->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
 	}
+	rp.workers = (uint32_t)s->n - rp.supervisors;
 	(void)tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
@@ -1089,19 +1091,6 @@ on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
 		s->parent_exit_stamp = ++s->next_stamp;
 	}
 	/* Anything else is not ours to act on (OTP ignores it too). */
-}
-
-/* A child's init returned (a nested supervisor's children started).
- * Pids are never reused, so the sender's pid names this start. */
-static void
-on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
-{
-	struct child *c = find_pid(s, from);
-
-	if (c != NULL && c->starting) {
-		c->starting = false;
-		started(cx, s, c);
-	}
 }
 
 static void
