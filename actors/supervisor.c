@@ -1048,21 +1048,16 @@ drain_one(tr_ctx *cx, struct sup *s)
 static void
 run(tr_ctx *cx, struct sup *s)
 {
-	if (s->conf == NULL) {
-		return; /* nothing to act on before the start */
-	}
-	while (!s->is_stopped) {
-		if (s->task != T_NONE) {
-			if (is_waiting(s)) {
+	/* Nothing is acted on before the start. */
+	while (s->conf != NULL && !s->is_stopped) {
+		if (s->task == T_NONE) {
+			if (!drain_one(cx, s)) {
 				return;
 			}
-			if (!step(cx, s)) {
-				finish_task(cx, s);
-			}
-			continue;
-		}
-		if (!drain_one(cx, s)) {
+		} else if (is_waiting(s)) {
 			return;
+		} else if (!step(cx, s)) {
+			finish_task(cx, s);
 		}
 	}
 }
