@@ -387,7 +387,7 @@ TR_FAM_END
  * The children start after this returns, in the supervisor's first
  * turns. The start is a request (tr_request()) with no timeout: the
  * caller then gets exactly one outcome, with TR_MSG_F_REPLY and m->ref
- * equal to *@ref. It is a TR_MSG_SUP_REPLY with op TR_SUP_OP_START and
+ * equal to *@ref. It is a TR_MSG_SUP_REPLY with op 0 and
  * status TR_OK once every child has started; or the same reply with the
  * status of the child that failed, sent after the children already
  * started have been stopped again (the supervisor then stops with
