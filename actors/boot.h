@@ -1,6 +1,7 @@
 /*
- * Starting an actor that answers its own start, shared by the supervisor
- * and the pool (internal; not installed).
+ * Starting an actor that answers its own start, shared by the services
+ * (supervisor, pool and its gather collector, jobs, rate limiter;
+ * internal, not installed).
  *
  * The starter spawns the actor with no init argument and sends it what it
  * starts with (its "boot") as its first message: a request when the
@@ -46,9 +47,10 @@ tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how,
  * In the started actor's handler: take the boot out of the start message
  * @m (a pointer message of @size bytes), and keep in *@start the header
  * that tr_reply() answers later (start->from is TR_PID_NONE when nobody
- * waits for the answer).
- * Return: the boot, now owned by the caller; NULL when @m is not a start
- * message.
+ * waits for the answer). It takes any pointer request the same way:
+ * the supervisor takes its other requests with it too.
+ * Return: the boot, now owned by the caller; NULL when @m is not a
+ * pointer message of @size bytes.
  */
 void *tr__boot_take(tr_ctx *cx, const tr_msg *m, size_t size, tr_msg *start);
 
