@@ -569,8 +569,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_submit_req *rq = m->data;
 
-	if (m->size < sizeof(*rq) ||
-	    m->size - sizeof(*rq) != rq->payload_size ||
+	if (m->size - sizeof(*rq) != rq->payload_size ||
 	    memchr(rq->kind, '\0', sizeof(rq->kind)) == NULL) {
 		unhandled(cx, j, m);
 		return;
@@ -627,12 +626,8 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_job_req *rq = TR_MSG_AS(m, tr_jobs_job_req);
+	const tr_jobs_job_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = table_find(j, rq->id);
 	if (jb == NULL || is_final(jb->state)) {
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE, rq->id);
@@ -651,12 +646,8 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_job_req *rq = TR_MSG_AS(m, tr_jobs_job_req);
+	const tr_jobs_job_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = table_find(j, rq->id);
 	if (jb == NULL) {
 		answer(cx, m, TR_ENOENT, rq->id);
@@ -711,12 +702,8 @@ watch_all(tr_ctx *cx, struct jobs *j, tr_pid pid, bool on)
 static void
 on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_watch_req *rq = TR_MSG_AS(m, tr_jobs_watch_req);
+	const tr_jobs_watch_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	if (tr_pid_is_none(rq->pid) || tr_pid_node(rq->pid) != 0) {
 		answer(cx, m, TR_EINVAL, rq->id);
 		return;
@@ -755,10 +742,6 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	if (m->size != 0) {
-		unhandled(cx, j, m);
-		return;
-	}
 	tr_jobs_stats s = {
 		.submitted = j->submitted,
 		.queued = j->by_state[TR_JOB_QUEUED],
@@ -794,10 +777,6 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const struct done_wire *d = m->data;
 
-	if (m->size < sizeof(*d)) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = reporter(j, d->id, m);
 	if (jb == NULL) {
 		return;
@@ -827,12 +806,8 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const struct progress_wire *p = TR_MSG_AS(m, struct progress_wire);
+	const struct progress_wire *p = m->data;
 
-	if (p == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = reporter(j, p->id, m);
 	if (jb == NULL || p->percent > 100) {
 		return;
@@ -846,9 +821,9 @@ on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const uint64_t *id = TR_MSG_AS(m, uint64_t);
+	const uint64_t *id = m->data;
 
-	if (id == NULL || !tr_pid_eq(m->from, tr_self(cx))) {
+	if (!tr_pid_eq(m->from, tr_self(cx))) {
 		unhandled(cx, j, m);
 		return;
 	}
@@ -864,12 +839,8 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_down *d = TR_MSG_AS(m, tr_down);
+	const tr_down *d = m->data;
 
-	if (d == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	for (struct active **pp = &j->active; *pp != NULL; pp = &(*pp)->next) {
 		struct active *a = *pp;
 		if (a->ref.v != d->ref.v) {
@@ -932,52 +903,51 @@ on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	j->started = true;
 }
 
+/*
+ * What the service handles once started. A payload of another size than
+ * the handler's is not understood: a request is refused with TR_EINVAL,
+ * anything else is a dead letter.
+ */
+static const struct handler {
+	uint32_t type;
+	size_t size; /* of the payload, or of its head when fam */
+	bool fam;    /* the head counts the bytes after it */
+	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
+} handlers[] = {
+	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
+	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
+	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
+	{ TR_MSG_JOBS_WATCH, sizeof(tr_jobs_watch_req), false, on_watch },
+	{ TR_MSG_JOBS_STATS, 0, false, on_stats },
+	{ MSG_DONE, sizeof(struct done_wire), true, on_done },
+	{ MSG_PROGRESS, sizeof(struct progress_wire), false, on_progress },
+	{ MSG_TIMEOUT, sizeof(uint64_t), false, on_timeout },
+	{ TR_MSG_DOWN, sizeof(tr_down), false, on_down },
+};
+
 static void
 jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct jobs *j = state;
 
-	if (!j->started) {
-		/* The start is the first message (see boot.h). */
-		if (m->type == MSG_START) {
-			on_start(cx, j, m);
-		} else {
-			unhandled(cx, j, m);
-		}
+	/* The start is the first message (see boot.h), and only the first. */
+	if ((m->type == MSG_START) == j->started) {
+		unhandled(cx, j, m);
 		return;
 	}
-	switch (m->type) {
-	case TR_MSG_JOBS_SUBMIT:
-		on_submit(cx, j, m);
-		break;
-	case TR_MSG_JOBS_CANCEL:
-		on_cancel(cx, j, m);
-		break;
-	case TR_MSG_JOBS_STATUS:
-		on_status(cx, j, m);
-		break;
-	case TR_MSG_JOBS_WATCH:
-		on_watch(cx, j, m);
-		break;
-	case TR_MSG_JOBS_STATS:
-		on_stats(cx, j, m);
-		break;
-	case MSG_DONE:
-		on_done(cx, j, m);
-		break;
-	case MSG_PROGRESS:
-		on_progress(cx, j, m);
-		break;
-	case MSG_TIMEOUT:
-		on_timeout(cx, j, m);
-		break;
-	case TR_MSG_DOWN:
-		on_down(cx, j, m);
-		break;
-	default:
-		unhandled(cx, j, m);
-		break;
+	if (m->type == MSG_START) {
+		on_start(cx, j, m);
+		return;
 	}
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		const struct handler *h = &handlers[i];
+		if (h->type == m->type &&
+		    (m->size == h->size || (h->fam && m->size > h->size))) {
+			h->fn(cx, j, m);
+			return;
+		}
+	}
+	unhandled(cx, j, m);
 }
 
 /*
