@@ -101,20 +101,25 @@ struct watcher {
 	tr_ref ref; /* watchers of every job: the service's monitor */
 };
 
+/* Records in order, linked through their qnext and qprev. */
+struct fifo {
+	struct job *head;
+	struct job *tail;
+};
+
 struct kind {
 	char name[TR_JOBS_KIND_MAX + 1];
 	const tr_actor_def *def;
 	void *arg;
 	uint32_t max;
 	uint32_t active;
-	struct job *qhead;
-	struct job *qtail;
+	struct fifo queue;
 };
 
 struct job {
 	struct tr__hnode node; /* first: the table's; node.hash of the id */
 	struct job *qnext;     /* kind queue, then finished FIFO */
-	struct job *qprev;     /* kind queue only */
+	struct job *qprev;
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
@@ -158,8 +163,7 @@ struct jobs {
 	uint64_t next_id;
 	/* The table. */
 	struct tr__htab tab;
-	struct job *fin_head;
-	struct job *fin_tail;
+	struct fifo finished;
 	size_t nfinished;
 	/* The running part. */
 	struct active *active;
@@ -172,6 +176,36 @@ struct jobs {
 };
 
 /* ---- the job table ------------------------------------------------------ */
+
+static void
+fifo_push(struct fifo *q, struct job *jb)
+{
+	jb->qnext = NULL;
+	jb->qprev = q->tail;
+	if (q->tail != NULL) {
+		q->tail->qnext = jb;
+	} else {
+		q->head = jb;
+	}
+	q->tail = jb;
+}
+
+static void
+fifo_remove(struct fifo *q, struct job *jb)
+{
+	if (jb->qprev != NULL) {
+		jb->qprev->qnext = jb->qnext;
+	} else {
+		q->head = jb->qnext;
+	}
+	if (jb->qnext != NULL) {
+		jb->qnext->qprev = jb->qprev;
+	} else {
+		q->tail = jb->qprev;
+	}
+	jb->qnext = NULL;
+	jb->qprev = NULL;
+}
 
 static struct job *
 table_find(const struct jobs *j, uint64_t id)
@@ -225,20 +259,11 @@ job_free_node(struct tr__hnode *n)
 static void
 table_finished(struct jobs *j, struct job *jb)
 {
-	jb->qnext = NULL;
-	if (j->fin_tail != NULL) {
-		j->fin_tail->qnext = jb;
-	} else {
-		j->fin_head = jb;
-	}
-	j->fin_tail = jb;
+	fifo_push(&j->finished, jb);
 	j->nfinished++;
 	while (j->nfinished > j->max_finished) {
-		struct job *old = j->fin_head;
-		j->fin_head = old->qnext;
-		if (j->fin_head == NULL) {
-			j->fin_tail = NULL;
-		}
+		struct job *old = j->finished.head;
+		fifo_remove(&j->finished, old);
 		j->nfinished--;
 		tr__hash_unlink(&j->tab, &old->node);
 		job_free(old);
@@ -399,23 +424,6 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 
 /* ---- running jobs ------------------------------------------------------- */
 
-static void
-queue_remove(struct kind *k, struct job *jb)
-{
-	if (jb->qprev != NULL) {
-		jb->qprev->qnext = jb->qnext;
-	} else {
-		k->qhead = jb->qnext;
-	}
-	if (jb->qnext != NULL) {
-		jb->qnext->qprev = jb->qprev;
-	} else {
-		k->qtail = jb->qprev;
-	}
-	jb->qnext = NULL;
-	jb->qprev = NULL;
-}
-
 /* After the final state was set: the one FINISHED event, then the
  * record keeps only what status needs. */
 static void
@@ -521,9 +529,9 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 static void
 pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
-	while (k->active < k->max && k->qhead != NULL) {
-		struct job *jb = k->qhead;
-		queue_remove(k, jb);
+	while (k->active < k->max && k->queue.head != NULL) {
+		struct job *jb = k->queue.head;
+		fifo_remove(&k->queue, jb);
 		start(cx, j, k, jb);
 	}
 }
@@ -613,13 +621,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		(void)watcher_add(&jb->watchers, rq->watcher, (tr_ref){ 0 });
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
-	jb->qprev = k->qtail;
-	if (k->qtail != NULL) {
-		k->qtail->qnext = jb;
-	} else {
-		k->qhead = jb;
-	}
-	k->qtail = jb;
+	fifo_push(&k->queue, jb);
 	pump(cx, j, k);
 }
 
@@ -634,7 +636,7 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	if (jb->state == TR_JOB_QUEUED) {
-		queue_remove(jb->kind, jb);
+		fifo_remove(&jb->kind->queue, jb);
 		end_job(cx, j, jb, TR_JOB_CANCELLED, 0, "cancelled");
 	} else {
 		stop_running(cx, j, jb, TR_JOB_CANCELLED,
@@ -974,9 +976,9 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	for (uint32_t i = 0; i < j->nkinds; i++) {
 		struct kind *k = &j->kinds[i];
-		while (k->qhead != NULL) {
-			struct job *jb = k->qhead;
-			queue_remove(k, jb);
+		while (k->queue.head != NULL) {
+			struct job *jb = k->queue.head;
+			fifo_remove(&k->queue, jb);
 			end_job(cx, j, jb, TR_JOB_FAILED, 0,
 				"the service stopped");
 		}
