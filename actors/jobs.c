@@ -160,7 +160,7 @@ struct jobs {
 	struct kind *kinds;
 	uint32_t nkinds;
 	uint32_t max_finished;
-	uint64_t next_id;
+	uint64_t next_id; /* ids count the accepted jobs, from 1 */
 	/* The table. */
 	struct tr__htab tab;
 	struct fifo finished;
@@ -169,7 +169,6 @@ struct jobs {
 	struct active *active;
 	struct watcher *all;
 	/* Counters of struct tr_jobs_stats. */
-	uint64_t submitted;
 	uint64_t by_state[TR_JOB_TIMED_OUT + 1];
 	uint64_t events_dropped;
 	uint64_t unhandled;
@@ -424,11 +423,17 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 
 /* ---- running jobs ------------------------------------------------------- */
 
-/* After the final state was set: the one FINISHED event, then the
- * record keeps only what status needs. */
+/* Ends @jb in state @to, with @reason and @note, if the diagram allows:
+ * the one FINISHED event, then the record keeps only what status needs. */
 static void
-finish(tr_ctx *cx, struct jobs *j, struct job *jb)
+end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
+	const char *note)
 {
+	if (!job_transition(j, jb, to)) {
+		return;
+	}
+	jb->exit_reason = reason;
+	note_copy(jb->note, note);
 	if (jb->has_timer) {
 		(void)tr_timer_cancel(cx, jb->timer);
 		jb->has_timer = false;
@@ -438,18 +443,6 @@ finish(tr_ctx *cx, struct jobs *j, struct job *jb)
 	free(jb->start);
 	jb->start = NULL;
 	table_finished(j, jb);
-}
-
-/* Ends @jb in state @to, with @reason and @note, if the diagram allows. */
-static void
-end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
-	const char *note)
-{
-	if (job_transition(j, jb, to)) {
-		jb->exit_reason = reason;
-		note_copy(jb->note, note);
-		finish(cx, j, jb);
-	}
 }
 
 /* Ends a running job by the service's decision and stops its actor. */
@@ -610,7 +603,6 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
 	table_insert(j, jb);
-	j->submitted++;
 	j->by_state[TR_JOB_QUEUED]++;
 	/* The reply before the first event: a requester that watches the
 	 * job knows its id when the events come (one sender, in order). */
@@ -745,7 +737,7 @@ static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_jobs_stats s = {
-		.submitted = j->submitted,
+		.submitted = j->next_id,
 		.queued = j->by_state[TR_JOB_QUEUED],
 		.running = j->by_state[TR_JOB_RUNNING],
 		.succeeded = j->by_state[TR_JOB_SUCCEEDED],
@@ -783,9 +775,6 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (jb == NULL) {
 		return;
 	}
-	char note[TR_JOB_NOTE_MAX];
-	memcpy(note, d->note, sizeof(note));
-	note[TR_JOB_NOTE_MAX - 1] = '\0';
 	size_t rlen = m->size - sizeof(*d);
 	if (d->ok && rlen > 0) {
 		jb->result = malloc(rlen);
@@ -802,7 +791,7 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		jb->progress = 100;
 	}
 	end_job(cx, j, jb, d->ok ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
-		TR_EXIT_NORMAL, d->ok ? NULL : note);
+		TR_EXIT_NORMAL, d->ok ? NULL : d->note);
 }
 
 static void
@@ -815,8 +804,7 @@ on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	jb->progress = p->percent;
-	memcpy(jb->note, p->note, sizeof(jb->note));
-	jb->note[TR_JOB_NOTE_MAX - 1] = '\0';
+	note_copy(jb->note, p->note);
 	emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 }
 
@@ -1078,22 +1066,19 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 const char *
 tr_job_state_name(int state)
 {
-	switch (state) {
-	case TR_JOB_QUEUED:
-		return "queued";
-	case TR_JOB_RUNNING:
-		return "running";
-	case TR_JOB_SUCCEEDED:
-		return "succeeded";
-	case TR_JOB_FAILED:
-		return "failed";
-	case TR_JOB_CANCELLED:
-		return "cancelled";
-	case TR_JOB_TIMED_OUT:
-		return "timed out";
-	default:
+	static const char *const names[] = {
+		[TR_JOB_QUEUED] = "queued",
+		[TR_JOB_RUNNING] = "running",
+		[TR_JOB_SUCCEEDED] = "succeeded",
+		[TR_JOB_FAILED] = "failed",
+		[TR_JOB_CANCELLED] = "cancelled",
+		[TR_JOB_TIMED_OUT] = "timed out",
+	};
+
+	if (state < TR_JOB_QUEUED || state > TR_JOB_TIMED_OUT) {
 		return "?";
 	}
+	return names[state];
 }
 
 /* ---- inside job actors -------------------------------------------------- */
