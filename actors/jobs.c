@@ -363,6 +363,23 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 	}
 }
 
+/* The fields that struct tr_job_event and struct tr_job_status share,
+ * from @jb, with @rlen bytes of its result. */
+#define JOB_FILL(dst, jb, rlen)                                                \
+	do {                                                                   \
+		(dst)->id = (jb)->id;                                          \
+		(dst)->state = (jb)->state;                                    \
+		(dst)->progress = (jb)->progress;                              \
+		(dst)->exit_reason = (jb)->exit_reason;                        \
+		(dst)->worker = (jb)->worker;                                  \
+		memcpy((dst)->kind, (jb)->kind->name, sizeof((dst)->kind));    \
+		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
+		(dst)->result_size = (rlen);                                   \
+		if ((rlen) > 0) {                                              \
+			memcpy((dst)->result, (jb)->result, (rlen));           \
+		}                                                              \
+	} while (0)
+
 /* The event of @jb numbered @seq (struct tr_job_event and the result
  * bytes); NULL without memory. */
 static tr_job_event *
@@ -378,18 +395,8 @@ event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 		return NULL;
 	}
 	ev->seq = seq;
-	ev->id = jb->id;
 	ev->event = event;
-	ev->state = jb->state;
-	ev->progress = jb->progress;
-	ev->exit_reason = jb->exit_reason;
-	ev->worker = jb->worker;
-	memcpy(ev->kind, jb->kind->name, sizeof(ev->kind));
-	memcpy(ev->note, jb->note, sizeof(ev->note));
-	ev->result_size = rlen;
-	if (rlen > 0) {
-		memcpy(ev->result, jb->result, rlen);
-	}
+	JOB_FILL(ev, jb, rlen);
 	*len = sizeof(*ev) + rlen;
 	return ev;
 }
@@ -653,17 +660,7 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_ENOMEM, rq->id);
 		return;
 	}
-	st->id = jb->id;
-	st->state = jb->state;
-	st->progress = jb->progress;
-	st->exit_reason = jb->exit_reason;
-	st->worker = jb->worker;
-	memcpy(st->kind, jb->kind->name, sizeof(st->kind));
-	memcpy(st->note, jb->note, sizeof(st->note));
-	st->result_size = jb->result_len;
-	if (jb->result_len > 0) {
-		memcpy(st->result, jb->result, jb->result_len);
-	}
+	JOB_FILL(st, jb, jb->result_len);
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
 }
 
