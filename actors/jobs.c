@@ -155,12 +155,8 @@ struct boot {
 };
 
 struct jobs {
-	bool started;
-	tr_msg start; /* the start, answered once the table exists */
-	struct kind *kinds;
-	uint32_t nkinds;
-	uint32_t max_finished;
-	uint64_t next_id; /* ids count the accepted jobs, from 1 */
+	struct boot *boot; /* the kinds; NULL until the start */
+	uint64_t next_id;  /* ids count the accepted jobs, from 1 */
 	/* The table. */
 	struct tr__htab tab;
 	struct fifo finished;
@@ -260,7 +256,7 @@ table_finished(struct jobs *j, struct job *jb)
 {
 	fifo_push(&j->finished, jb);
 	j->nfinished++;
-	while (j->nfinished > j->max_finished) {
+	while (j->nfinished > j->boot->max_finished) {
 		struct job *old = j->finished.head;
 		fifo_remove(&j->finished, old);
 		j->nfinished--;
@@ -564,9 +560,9 @@ unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static struct kind *
 kind_find(const struct jobs *j, const char *name)
 {
-	for (uint32_t i = 0; i < j->nkinds; i++) {
-		if (strcmp(j->kinds[i].name, name) == 0) {
-			return &j->kinds[i];
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		if (strcmp(j->boot->kinds[i].name, name) == 0) {
+			return &j->boot->kinds[i];
 		}
 	}
 	return NULL;
@@ -871,23 +867,21 @@ boot_free(void *p)
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &j->start);
+	tr_msg start;
+	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &start);
 
 	if (b == NULL) {
 		unhandled(cx, j, m);
 		return;
 	}
-	j->kinds = b->kinds;
-	j->nkinds = b->nkinds;
-	j->max_finished = b->max_finished;
-	free(b);
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
-	answer(cx, &j->start, err, 0);
+	answer(cx, &start, err, 0);
 	if (err < 0) {
+		boot_free(b);
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
-	j->started = true;
+	j->boot = b;
 }
 
 /*
@@ -918,7 +912,7 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct jobs *j = state;
 
 	/* The start is the first message (see boot.h), and only the first. */
-	if ((m->type == MSG_START) == j->started) {
+	if ((m->type == MSG_START) == (j->boot != NULL)) {
 		unhandled(cx, j, m);
 		return;
 	}
@@ -948,6 +942,9 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	struct jobs *j = state;
 
 	(void)reason;
+	if (j->boot == NULL) {
+		return; /* never started: it has nothing */
+	}
 	while (j->active != NULL) {
 		struct active *a = j->active;
 		j->active = a->next;
@@ -959,8 +956,8 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		}
 		free(a);
 	}
-	for (uint32_t i = 0; i < j->nkinds; i++) {
-		struct kind *k = &j->kinds[i];
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		struct kind *k = &j->boot->kinds[i];
 		while (k->queue.head != NULL) {
 			struct job *jb = k->queue.head;
 			fifo_remove(&k->queue, jb);
@@ -970,7 +967,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	watchers_clear(&j->all);
 	tr__hash_fini(&j->tab, job_free_node);
-	free(j->kinds);
+	boot_free(j->boot);
 }
 
 static const tr_actor_def jobs_def = {
