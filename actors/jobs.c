@@ -151,7 +151,7 @@ struct active {
 struct boot {
 	uint32_t max_finished;
 	uint32_t nkinds;
-	struct kind *kinds;
+	struct kind kinds[];
 };
 
 struct jobs {
@@ -854,21 +854,13 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the actor ---------------------------------------------------------- */
 
-static void
-boot_free(void *p)
-{
-	struct boot *b = p;
-
-	free(b->kinds);
-	free(b);
-}
-
 /* The start: the kinds and the table. */
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_msg start;
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &start);
+	/* Its size counts the kinds; only tr_jobs_start() can send it first. */
+	struct boot *b = tr__boot_take(cx, m, m->size, &start);
 
 	if (b == NULL) {
 		unhandled(cx, j, m);
@@ -877,7 +869,7 @@ on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
 	answer(cx, &start, err, 0);
 	if (err < 0) {
-		boot_free(b);
+		free(b);
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
@@ -967,7 +959,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	watchers_clear(&j->all);
 	tr__hash_fini(&j->tab, job_free_node);
-	boot_free(j->boot);
+	free(j->boot);
 }
 
 static const tr_actor_def jobs_def = {
@@ -990,11 +982,10 @@ kind_ok(const tr_jobs_kind *k)
 	       k->max_concurrency > 0;
 }
 
-/* Checks and copies @cfg into a boot. */
+/* Whether @cfg describes a service: TR_OK, TR_EINVAL or TR_EEXIST. */
 static tr_err
-boot_make(const tr_jobs_config *cfg, struct boot **out)
+config_check(const tr_jobs_config *cfg)
 {
-	*out = NULL;
 	if (cfg == NULL || cfg->size < sizeof(*cfg) ||
 	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
 	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
@@ -1011,34 +1002,12 @@ boot_make(const tr_jobs_config *cfg, struct boot **out)
 			}
 		}
 	}
-	struct boot *b = calloc(1, sizeof(*b));
-	/* One more than asked, so that no kinds is not a NULL from calloc. */
-	struct kind *kinds = calloc(cfg->nkinds + 1, sizeof(*kinds));
-	if (b == NULL || kinds == NULL) {
-		free(b);
-		free(kinds);
-		return TR_ENOMEM;
-	}
-	for (uint32_t i = 0; i < cfg->nkinds; i++) {
-		const tr_jobs_kind *k = &cfg->kinds[i];
-		memcpy(kinds[i].name, k->name, strlen(k->name));
-		kinds[i].def = k->def;
-		kinds[i].arg = k->arg;
-		kinds[i].max = k->max_concurrency;
-	}
-	b->kinds = kinds;
-	b->nkinds = cfg->nkinds;
-	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
-						 : DEFAULT_MAX_FINISHED;
-	*out = b;
 	return TR_OK;
 }
 
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	struct boot *b;
-
 	if (out != NULL) {
 		*out = TR_PID_NONE;
 	}
@@ -1048,13 +1017,29 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	if (cx == NULL) {
 		return TR_EINVAL;
 	}
-	tr_err err = boot_make(cfg, &b);
+	tr_err err = config_check(cfg);
 	if (err < 0) {
 		return err;
 	}
+	/* The boot carries copies of the kinds, which the service keeps. */
+	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
+	struct boot *b = calloc(1, size);
+	if (b == NULL) {
+		return TR_ENOMEM;
+	}
+	b->nkinds = cfg->nkinds;
+	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
+						 : DEFAULT_MAX_FINISHED;
+	for (uint32_t i = 0; i < cfg->nkinds; i++) {
+		const tr_jobs_kind *k = &cfg->kinds[i];
+		memcpy(b->kinds[i].name, k->name, strlen(k->name));
+		b->kinds[i].def = k->def;
+		b->kinds[i].arg = k->arg;
+		b->kinds[i].max = k->max_concurrency;
+	}
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, sizeof(*b),
-			      boot_free, out, ref);
+	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, size, free, out,
+			      ref);
 }
 
 const char *
