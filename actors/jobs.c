@@ -60,23 +60,17 @@
 
 /* The service's own messages (the header keeps 0x80 and up private). */
 #define MSG_START    (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
-#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct done_wire + bytes */
-#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct progress_wire */
+#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
+#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct report */
 #define MSG_TIMEOUT  (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
 
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
 
 /* What a job actor sends (tr_job_*()). */
-struct done_wire {
+struct report {
 	uint64_t id;
-	uint32_t ok;
-	char note[TR_JOB_NOTE_MAX];
-};
-
-struct progress_wire {
-	uint64_t id;
-	uint32_t percent;
+	uint32_t value; /* MSG_DONE: whether it succeeded; else the percent */
 	char note[TR_JOB_NOTE_MAX];
 };
 
@@ -762,14 +756,14 @@ reporter(const struct jobs *j, uint64_t id, const tr_msg *m)
 static void
 on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const struct done_wire *d = m->data;
+	const struct report *d = m->data;
 
 	struct job *jb = reporter(j, d->id, m);
 	if (jb == NULL) {
 		return;
 	}
 	size_t rlen = m->size - sizeof(*d);
-	if (d->ok && rlen > 0) {
+	if (d->value && rlen > 0) {
 		jb->result = malloc(rlen);
 		if (jb->result == NULL) {
 			/* Better a failed job than a result that lies. */
@@ -780,23 +774,23 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		memcpy(jb->result, d + 1, rlen);
 		jb->result_len = rlen;
 	}
-	if (d->ok) {
+	if (d->value) {
 		jb->progress = 100;
 	}
-	end_job(cx, j, jb, d->ok ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
-		TR_EXIT_NORMAL, d->ok ? NULL : d->note);
+	end_job(cx, j, jb, d->value ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
+		TR_EXIT_NORMAL, d->value ? NULL : d->note);
 }
 
 static void
 on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const struct progress_wire *p = m->data;
+	const struct report *p = m->data;
 
 	struct job *jb = reporter(j, p->id, m);
-	if (jb == NULL || p->percent > 100) {
+	if (jb == NULL || p->value > 100) {
 		return;
 	}
-	jb->progress = p->percent;
+	jb->progress = p->value;
 	note_copy(jb->note, p->note);
 	emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 }
@@ -892,8 +886,8 @@ static const struct handler {
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
 	{ TR_MSG_JOBS_WATCH, sizeof(tr_jobs_watch_req), false, on_watch },
 	{ TR_MSG_JOBS_STATS, 0, false, on_stats },
-	{ MSG_DONE, sizeof(struct done_wire), true, on_done },
-	{ MSG_PROGRESS, sizeof(struct progress_wire), false, on_progress },
+	{ MSG_DONE, sizeof(struct report), true, on_done },
+	{ MSG_PROGRESS, sizeof(struct report), false, on_progress },
 	{ MSG_TIMEOUT, sizeof(uint64_t), false, on_timeout },
 	{ TR_MSG_DOWN, sizeof(tr_down), false, on_down },
 };
@@ -1072,7 +1066,7 @@ tr_err
 tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 		const char *note)
 {
-	struct progress_wire p;
+	struct report p;
 
 	if (cx == NULL || job == NULL || percent > 100) {
 		return TR_EINVAL;
@@ -1082,7 +1076,7 @@ tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 	}
 	memset(&p, 0, sizeof(p));
 	p.id = job->id;
-	p.percent = percent;
+	p.value = percent;
 	note_copy(p.note, note);
 	return tr_send(cx, job->service, MSG_PROGRESS, &p, sizeof(p));
 }
@@ -1099,16 +1093,16 @@ job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
 	}
 	tr_job done = *job;
 	*job = (tr_job){ 0 }; /* spent: a second report is TR_ESTATE */
-	struct done_wire *d = len <= SIZE_MAX - sizeof(*d)
-				      ? calloc(1, sizeof(*d) + len)
-				      : NULL;
+	struct report *d = len <= SIZE_MAX - sizeof(*d)
+				   ? calloc(1, sizeof(*d) + len)
+				   : NULL;
 	if (d == NULL) {
 		/* The service sees the stop as a failed job. */
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return len > SIZE_MAX - sizeof(*d) ? TR_EMSGSIZE : TR_ENOMEM;
 	}
 	d->id = done.id;
-	d->ok = ok;
+	d->value = ok;
 	note_copy(d->note, note);
 	if (len > 0) {
 		memcpy(d + 1, data, len);
