@@ -60,23 +60,17 @@
 
 /* The service's own messages (the header keeps 0x80 and up private). */
 #define MSG_START    (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
-#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct done_wire + bytes */
-#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct progress_wire */
+#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
+#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct report */
 #define MSG_TIMEOUT  (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
 
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
 
 /* What a job actor sends (tr_job_*()). */
-struct done_wire {
+struct report {
 	uint64_t id;
-	uint32_t ok;
-	char note[TR_JOB_NOTE_MAX];
-};
-
-struct progress_wire {
-	uint64_t id;
-	uint32_t percent;
+	uint32_t value; /* MSG_DONE: whether it succeeded; else the percent */
 	char note[TR_JOB_NOTE_MAX];
 };
 
@@ -101,20 +95,25 @@ struct watcher {
 	tr_ref ref; /* watchers of every job: the service's monitor */
 };
 
+/* Records in order, linked through their qnext and qprev. */
+struct fifo {
+	struct job *head;
+	struct job *tail;
+};
+
 struct kind {
 	char name[TR_JOBS_KIND_MAX + 1];
 	const tr_actor_def *def;
 	void *arg;
 	uint32_t max;
 	uint32_t active;
-	struct job *qhead;
-	struct job *qtail;
+	struct fifo queue;
 };
 
 struct job {
 	struct tr__hnode node; /* first: the table's; node.hash of the id */
 	struct job *qnext;     /* kind queue, then finished FIFO */
-	struct job *qprev;     /* kind queue only */
+	struct job *qprev;
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
@@ -146,32 +145,56 @@ struct active {
 struct boot {
 	uint32_t max_finished;
 	uint32_t nkinds;
-	struct kind *kinds;
+	struct kind kinds[];
 };
 
 struct jobs {
-	bool started;
-	tr_msg start; /* the start, answered once the table exists */
-	struct kind *kinds;
-	uint32_t nkinds;
-	uint32_t max_finished;
-	uint64_t next_id;
+	struct boot *boot; /* the kinds; NULL until the start */
+	uint64_t next_id;  /* ids count the accepted jobs, from 1 */
 	/* The table. */
 	struct tr__htab tab;
-	struct job *fin_head;
-	struct job *fin_tail;
+	struct fifo finished;
 	size_t nfinished;
 	/* The running part. */
 	struct active *active;
 	struct watcher *all;
 	/* Counters of struct tr_jobs_stats. */
-	uint64_t submitted;
 	uint64_t by_state[TR_JOB_TIMED_OUT + 1];
 	uint64_t events_dropped;
 	uint64_t unhandled;
 };
 
 /* ---- the job table ------------------------------------------------------ */
+
+static void
+fifo_push(struct fifo *q, struct job *jb)
+{
+	jb->qnext = NULL;
+	jb->qprev = q->tail;
+	if (q->tail != NULL) {
+		q->tail->qnext = jb;
+	} else {
+		q->head = jb;
+	}
+	q->tail = jb;
+}
+
+static void
+fifo_remove(struct fifo *q, struct job *jb)
+{
+	if (jb->qprev != NULL) {
+		jb->qprev->qnext = jb->qnext;
+	} else {
+		q->head = jb->qnext;
+	}
+	if (jb->qnext != NULL) {
+		jb->qnext->qprev = jb->qprev;
+	} else {
+		q->tail = jb->qprev;
+	}
+	jb->qnext = NULL;
+	jb->qprev = NULL;
+}
 
 static struct job *
 table_find(const struct jobs *j, uint64_t id)
@@ -225,20 +248,11 @@ job_free_node(struct tr__hnode *n)
 static void
 table_finished(struct jobs *j, struct job *jb)
 {
-	jb->qnext = NULL;
-	if (j->fin_tail != NULL) {
-		j->fin_tail->qnext = jb;
-	} else {
-		j->fin_head = jb;
-	}
-	j->fin_tail = jb;
+	fifo_push(&j->finished, jb);
 	j->nfinished++;
-	while (j->nfinished > j->max_finished) {
-		struct job *old = j->fin_head;
-		j->fin_head = old->qnext;
-		if (j->fin_head == NULL) {
-			j->fin_tail = NULL;
-		}
+	while (j->nfinished > j->boot->max_finished) {
+		struct job *old = j->finished.head;
+		fifo_remove(&j->finished, old);
 		j->nfinished--;
 		tr__hash_unlink(&j->tab, &old->node);
 		job_free(old);
@@ -339,6 +353,23 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 	}
 }
 
+/* The fields that struct tr_job_event and struct tr_job_status share,
+ * from @jb, with @rlen bytes of its result. */
+#define JOB_FILL(dst, jb, rlen)                                                \
+	do {                                                                   \
+		(dst)->id = (jb)->id;                                          \
+		(dst)->state = (jb)->state;                                    \
+		(dst)->progress = (jb)->progress;                              \
+		(dst)->exit_reason = (jb)->exit_reason;                        \
+		(dst)->worker = (jb)->worker;                                  \
+		memcpy((dst)->kind, (jb)->kind->name, sizeof((dst)->kind));    \
+		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
+		(dst)->result_size = (rlen);                                   \
+		if ((rlen) > 0) {                                              \
+			memcpy((dst)->result, (jb)->result, (rlen));           \
+		}                                                              \
+	} while (0)
+
 /* The event of @jb numbered @seq (struct tr_job_event and the result
  * bytes); NULL without memory. */
 static tr_job_event *
@@ -354,18 +385,8 @@ event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 		return NULL;
 	}
 	ev->seq = seq;
-	ev->id = jb->id;
 	ev->event = event;
-	ev->state = jb->state;
-	ev->progress = jb->progress;
-	ev->exit_reason = jb->exit_reason;
-	ev->worker = jb->worker;
-	memcpy(ev->kind, jb->kind->name, sizeof(ev->kind));
-	memcpy(ev->note, jb->note, sizeof(ev->note));
-	ev->result_size = rlen;
-	if (rlen > 0) {
-		memcpy(ev->result, jb->result, rlen);
-	}
+	JOB_FILL(ev, jb, rlen);
 	*len = sizeof(*ev) + rlen;
 	return ev;
 }
@@ -399,28 +420,17 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 
 /* ---- running jobs ------------------------------------------------------- */
 
+/* Ends @jb in state @to, with @reason and @note, if the diagram allows:
+ * the one FINISHED event, then the record keeps only what status needs. */
 static void
-queue_remove(struct kind *k, struct job *jb)
+end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
+	const char *note)
 {
-	if (jb->qprev != NULL) {
-		jb->qprev->qnext = jb->qnext;
-	} else {
-		k->qhead = jb->qnext;
+	if (!job_transition(j, jb, to)) {
+		return;
 	}
-	if (jb->qnext != NULL) {
-		jb->qnext->qprev = jb->qprev;
-	} else {
-		k->qtail = jb->qprev;
-	}
-	jb->qnext = NULL;
-	jb->qprev = NULL;
-}
-
-/* After the final state was set: the one FINISHED event, then the
- * record keeps only what status needs. */
-static void
-finish(tr_ctx *cx, struct jobs *j, struct job *jb)
-{
+	jb->exit_reason = reason;
+	note_copy(jb->note, note);
 	if (jb->has_timer) {
 		(void)tr_timer_cancel(cx, jb->timer);
 		jb->has_timer = false;
@@ -430,18 +440,6 @@ finish(tr_ctx *cx, struct jobs *j, struct job *jb)
 	free(jb->start);
 	jb->start = NULL;
 	table_finished(j, jb);
-}
-
-/* Ends @jb in state @to, with @reason and @note, if the diagram allows. */
-static void
-end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
-	const char *note)
-{
-	if (job_transition(j, jb, to)) {
-		jb->exit_reason = reason;
-		note_copy(jb->note, note);
-		finish(cx, j, jb);
-	}
 }
 
 /* Ends a running job by the service's decision and stops its actor. */
@@ -521,9 +519,9 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 static void
 pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
-	while (k->active < k->max && k->qhead != NULL) {
-		struct job *jb = k->qhead;
-		queue_remove(k, jb);
+	while (k->active < k->max && k->queue.head != NULL) {
+		struct job *jb = k->queue.head;
+		fifo_remove(&k->queue, jb);
 		start(cx, j, k, jb);
 	}
 }
@@ -556,9 +554,9 @@ unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static struct kind *
 kind_find(const struct jobs *j, const char *name)
 {
-	for (uint32_t i = 0; i < j->nkinds; i++) {
-		if (strcmp(j->kinds[i].name, name) == 0) {
-			return &j->kinds[i];
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		if (strcmp(j->boot->kinds[i].name, name) == 0) {
+			return &j->boot->kinds[i];
 		}
 	}
 	return NULL;
@@ -569,8 +567,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_submit_req *rq = m->data;
 
-	if (m->size < sizeof(*rq) ||
-	    m->size - sizeof(*rq) != rq->payload_size ||
+	if (m->size - sizeof(*rq) != rq->payload_size ||
 	    memchr(rq->kind, '\0', sizeof(rq->kind)) == NULL) {
 		unhandled(cx, j, m);
 		return;
@@ -603,7 +600,6 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
 	table_insert(j, jb);
-	j->submitted++;
 	j->by_state[TR_JOB_QUEUED]++;
 	/* The reply before the first event: a requester that watches the
 	 * job knows its id when the events come (one sender, in order). */
@@ -614,32 +610,22 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		(void)watcher_add(&jb->watchers, rq->watcher, (tr_ref){ 0 });
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
-	jb->qprev = k->qtail;
-	if (k->qtail != NULL) {
-		k->qtail->qnext = jb;
-	} else {
-		k->qhead = jb;
-	}
-	k->qtail = jb;
+	fifo_push(&k->queue, jb);
 	pump(cx, j, k);
 }
 
 static void
 on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_job_req *rq = TR_MSG_AS(m, tr_jobs_job_req);
+	const tr_jobs_job_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = table_find(j, rq->id);
 	if (jb == NULL || is_final(jb->state)) {
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE, rq->id);
 		return;
 	}
 	if (jb->state == TR_JOB_QUEUED) {
-		queue_remove(jb->kind, jb);
+		fifo_remove(&jb->kind->queue, jb);
 		end_job(cx, j, jb, TR_JOB_CANCELLED, 0, "cancelled");
 	} else {
 		stop_running(cx, j, jb, TR_JOB_CANCELLED,
@@ -651,12 +637,8 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_job_req *rq = TR_MSG_AS(m, tr_jobs_job_req);
+	const tr_jobs_job_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = table_find(j, rq->id);
 	if (jb == NULL) {
 		answer(cx, m, TR_ENOENT, rq->id);
@@ -668,17 +650,7 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_ENOMEM, rq->id);
 		return;
 	}
-	st->id = jb->id;
-	st->state = jb->state;
-	st->progress = jb->progress;
-	st->exit_reason = jb->exit_reason;
-	st->worker = jb->worker;
-	memcpy(st->kind, jb->kind->name, sizeof(st->kind));
-	memcpy(st->note, jb->note, sizeof(st->note));
-	st->result_size = jb->result_len;
-	if (jb->result_len > 0) {
-		memcpy(st->result, jb->result, jb->result_len);
-	}
+	JOB_FILL(st, jb, jb->result_len);
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
 }
 
@@ -711,12 +683,8 @@ watch_all(tr_ctx *cx, struct jobs *j, tr_pid pid, bool on)
 static void
 on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_jobs_watch_req *rq = TR_MSG_AS(m, tr_jobs_watch_req);
+	const tr_jobs_watch_req *rq = m->data;
 
-	if (rq == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	if (tr_pid_is_none(rq->pid) || tr_pid_node(rq->pid) != 0) {
 		answer(cx, m, TR_EINVAL, rq->id);
 		return;
@@ -755,12 +723,8 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	if (m->size != 0) {
-		unhandled(cx, j, m);
-		return;
-	}
 	tr_jobs_stats s = {
-		.submitted = j->submitted,
+		.submitted = j->next_id,
 		.queued = j->by_state[TR_JOB_QUEUED],
 		.running = j->by_state[TR_JOB_RUNNING],
 		.succeeded = j->by_state[TR_JOB_SUCCEEDED],
@@ -792,21 +756,14 @@ reporter(const struct jobs *j, uint64_t id, const tr_msg *m)
 static void
 on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const struct done_wire *d = m->data;
+	const struct report *d = m->data;
 
-	if (m->size < sizeof(*d)) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = reporter(j, d->id, m);
 	if (jb == NULL) {
 		return;
 	}
-	char note[TR_JOB_NOTE_MAX];
-	memcpy(note, d->note, sizeof(note));
-	note[TR_JOB_NOTE_MAX - 1] = '\0';
 	size_t rlen = m->size - sizeof(*d);
-	if (d->ok && rlen > 0) {
+	if (d->value && rlen > 0) {
 		jb->result = malloc(rlen);
 		if (jb->result == NULL) {
 			/* Better a failed job than a result that lies. */
@@ -817,38 +774,33 @@ on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		memcpy(jb->result, d + 1, rlen);
 		jb->result_len = rlen;
 	}
-	if (d->ok) {
+	if (d->value) {
 		jb->progress = 100;
 	}
-	end_job(cx, j, jb, d->ok ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
-		TR_EXIT_NORMAL, d->ok ? NULL : note);
+	end_job(cx, j, jb, d->value ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
+		TR_EXIT_NORMAL, d->value ? NULL : d->note);
 }
 
 static void
 on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const struct progress_wire *p = TR_MSG_AS(m, struct progress_wire);
+	const struct report *p = m->data;
 
-	if (p == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	struct job *jb = reporter(j, p->id, m);
-	if (jb == NULL || p->percent > 100) {
+	if (jb == NULL || p->value > 100) {
 		return;
 	}
-	jb->progress = p->percent;
-	memcpy(jb->note, p->note, sizeof(jb->note));
-	jb->note[TR_JOB_NOTE_MAX - 1] = '\0';
+	jb->progress = p->value;
+	note_copy(jb->note, p->note);
 	emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 }
 
 static void
 on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const uint64_t *id = TR_MSG_AS(m, uint64_t);
+	const uint64_t *id = m->data;
 
-	if (id == NULL || !tr_pid_eq(m->from, tr_self(cx))) {
+	if (!tr_pid_eq(m->from, tr_self(cx))) {
 		unhandled(cx, j, m);
 		return;
 	}
@@ -864,12 +816,8 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_down *d = TR_MSG_AS(m, tr_down);
+	const tr_down *d = m->data;
 
-	if (d == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	for (struct active **pp = &j->active; *pp != NULL; pp = &(*pp)->next) {
 		struct active *a = *pp;
 		if (a->ref.v != d->ref.v) {
@@ -900,84 +848,73 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the actor ---------------------------------------------------------- */
 
-static void
-boot_free(void *p)
-{
-	struct boot *b = p;
-
-	free(b->kinds);
-	free(b);
-}
-
 /* The start: the kinds and the table. */
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &j->start);
+	tr_msg start;
+	/* Its size counts the kinds; only tr_jobs_start() can send it first. */
+	struct boot *b = tr__boot_take(cx, m, m->size, &start);
 
 	if (b == NULL) {
 		unhandled(cx, j, m);
 		return;
 	}
-	j->kinds = b->kinds;
-	j->nkinds = b->nkinds;
-	j->max_finished = b->max_finished;
-	free(b);
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
-	answer(cx, &j->start, err, 0);
+	answer(cx, &start, err, 0);
 	if (err < 0) {
+		free(b);
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
-	j->started = true;
+	j->boot = b;
 }
+
+/*
+ * What the service handles once started. A payload of another size than
+ * the handler's is not understood: a request is refused with TR_EINVAL,
+ * anything else is a dead letter.
+ */
+static const struct handler {
+	uint32_t type;
+	size_t size; /* of the payload, or of its head when fam */
+	bool fam;    /* the head counts the bytes after it */
+	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
+} handlers[] = {
+	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
+	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
+	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
+	{ TR_MSG_JOBS_WATCH, sizeof(tr_jobs_watch_req), false, on_watch },
+	{ TR_MSG_JOBS_STATS, 0, false, on_stats },
+	{ MSG_DONE, sizeof(struct report), true, on_done },
+	{ MSG_PROGRESS, sizeof(struct report), false, on_progress },
+	{ MSG_TIMEOUT, sizeof(uint64_t), false, on_timeout },
+	{ TR_MSG_DOWN, sizeof(tr_down), false, on_down },
+};
 
 static void
 jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct jobs *j = state;
 
-	if (!j->started) {
-		/* The start is the first message (see boot.h). */
-		if (m->type == MSG_START) {
-			on_start(cx, j, m);
-		} else {
-			unhandled(cx, j, m);
-		}
+	/* The start is the first message (see boot.h), and only the first. */
+	if ((m->type == MSG_START) == (j->boot != NULL)) {
+		unhandled(cx, j, m);
 		return;
 	}
-	switch (m->type) {
-	case TR_MSG_JOBS_SUBMIT:
-		on_submit(cx, j, m);
-		break;
-	case TR_MSG_JOBS_CANCEL:
-		on_cancel(cx, j, m);
-		break;
-	case TR_MSG_JOBS_STATUS:
-		on_status(cx, j, m);
-		break;
-	case TR_MSG_JOBS_WATCH:
-		on_watch(cx, j, m);
-		break;
-	case TR_MSG_JOBS_STATS:
-		on_stats(cx, j, m);
-		break;
-	case MSG_DONE:
-		on_done(cx, j, m);
-		break;
-	case MSG_PROGRESS:
-		on_progress(cx, j, m);
-		break;
-	case MSG_TIMEOUT:
-		on_timeout(cx, j, m);
-		break;
-	case TR_MSG_DOWN:
-		on_down(cx, j, m);
-		break;
-	default:
-		unhandled(cx, j, m);
-		break;
+	if (m->type == MSG_START) {
+		on_start(cx, j, m);
+		return;
 	}
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		const struct handler *h = &handlers[i];
+		if (h->type == m->type &&
+		    (m->size == h->size || (h->fam && m->size > h->size))) {
+			h->fn(cx, j, m);
+			return;
+		}
+	}
+	unhandled(cx, j, m);
 }
 
 /*
@@ -991,6 +928,9 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	struct jobs *j = state;
 
 	(void)reason;
+	if (j->boot == NULL) {
+		return; /* never started: it has nothing */
+	}
 	while (j->active != NULL) {
 		struct active *a = j->active;
 		j->active = a->next;
@@ -1002,18 +942,18 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		}
 		free(a);
 	}
-	for (uint32_t i = 0; i < j->nkinds; i++) {
-		struct kind *k = &j->kinds[i];
-		while (k->qhead != NULL) {
-			struct job *jb = k->qhead;
-			queue_remove(k, jb);
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		struct kind *k = &j->boot->kinds[i];
+		while (k->queue.head != NULL) {
+			struct job *jb = k->queue.head;
+			fifo_remove(&k->queue, jb);
 			end_job(cx, j, jb, TR_JOB_FAILED, 0,
 				"the service stopped");
 		}
 	}
 	watchers_clear(&j->all);
 	tr__hash_fini(&j->tab, job_free_node);
-	free(j->kinds);
+	free(j->boot);
 }
 
 static const tr_actor_def jobs_def = {
@@ -1036,11 +976,10 @@ kind_ok(const tr_jobs_kind *k)
 	       k->max_concurrency > 0;
 }
 
-/* Checks and copies @cfg into a boot. */
+/* Whether @cfg describes a service: TR_OK, TR_EINVAL or TR_EEXIST. */
 static tr_err
-boot_make(const tr_jobs_config *cfg, struct boot **out)
+config_check(const tr_jobs_config *cfg)
 {
-	*out = NULL;
 	if (cfg == NULL || cfg->size < sizeof(*cfg) ||
 	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
 	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
@@ -1057,34 +996,12 @@ boot_make(const tr_jobs_config *cfg, struct boot **out)
 			}
 		}
 	}
-	struct boot *b = calloc(1, sizeof(*b));
-	/* One more than asked, so that no kinds is not a NULL from calloc. */
-	struct kind *kinds = calloc(cfg->nkinds + 1, sizeof(*kinds));
-	if (b == NULL || kinds == NULL) {
-		free(b);
-		free(kinds);
-		return TR_ENOMEM;
-	}
-	for (uint32_t i = 0; i < cfg->nkinds; i++) {
-		const tr_jobs_kind *k = &cfg->kinds[i];
-		memcpy(kinds[i].name, k->name, strlen(k->name));
-		kinds[i].def = k->def;
-		kinds[i].arg = k->arg;
-		kinds[i].max = k->max_concurrency;
-	}
-	b->kinds = kinds;
-	b->nkinds = cfg->nkinds;
-	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
-						 : DEFAULT_MAX_FINISHED;
-	*out = b;
 	return TR_OK;
 }
 
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	struct boot *b;
-
 	if (out != NULL) {
 		*out = TR_PID_NONE;
 	}
@@ -1094,34 +1011,47 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	if (cx == NULL) {
 		return TR_EINVAL;
 	}
-	tr_err err = boot_make(cfg, &b);
+	tr_err err = config_check(cfg);
 	if (err < 0) {
 		return err;
 	}
+	/* The boot carries copies of the kinds, which the service keeps. */
+	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
+	struct boot *b = calloc(1, size);
+	if (b == NULL) {
+		return TR_ENOMEM;
+	}
+	b->nkinds = cfg->nkinds;
+	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
+						 : DEFAULT_MAX_FINISHED;
+	for (uint32_t i = 0; i < cfg->nkinds; i++) {
+		const tr_jobs_kind *k = &cfg->kinds[i];
+		memcpy(b->kinds[i].name, k->name, strlen(k->name));
+		b->kinds[i].def = k->def;
+		b->kinds[i].arg = k->arg;
+		b->kinds[i].max = k->max_concurrency;
+	}
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, sizeof(*b),
-			      boot_free, out, ref);
+	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, size, free, out,
+			      ref);
 }
 
 const char *
 tr_job_state_name(int state)
 {
-	switch (state) {
-	case TR_JOB_QUEUED:
-		return "queued";
-	case TR_JOB_RUNNING:
-		return "running";
-	case TR_JOB_SUCCEEDED:
-		return "succeeded";
-	case TR_JOB_FAILED:
-		return "failed";
-	case TR_JOB_CANCELLED:
-		return "cancelled";
-	case TR_JOB_TIMED_OUT:
-		return "timed out";
-	default:
+	static const char *const names[] = {
+		[TR_JOB_QUEUED] = "queued",
+		[TR_JOB_RUNNING] = "running",
+		[TR_JOB_SUCCEEDED] = "succeeded",
+		[TR_JOB_FAILED] = "failed",
+		[TR_JOB_CANCELLED] = "cancelled",
+		[TR_JOB_TIMED_OUT] = "timed out",
+	};
+
+	if (state < TR_JOB_QUEUED || state > TR_JOB_TIMED_OUT) {
 		return "?";
 	}
+	return names[state];
 }
 
 /* ---- inside job actors -------------------------------------------------- */
@@ -1136,7 +1066,7 @@ tr_err
 tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 		const char *note)
 {
-	struct progress_wire p;
+	struct report p;
 
 	if (cx == NULL || job == NULL || percent > 100) {
 		return TR_EINVAL;
@@ -1146,7 +1076,7 @@ tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 	}
 	memset(&p, 0, sizeof(p));
 	p.id = job->id;
-	p.percent = percent;
+	p.value = percent;
 	note_copy(p.note, note);
 	return tr_send(cx, job->service, MSG_PROGRESS, &p, sizeof(p));
 }
@@ -1163,16 +1093,16 @@ job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
 	}
 	tr_job done = *job;
 	*job = (tr_job){ 0 }; /* spent: a second report is TR_ESTATE */
-	struct done_wire *d = len <= SIZE_MAX - sizeof(*d)
-				      ? calloc(1, sizeof(*d) + len)
-				      : NULL;
+	struct report *d = len <= SIZE_MAX - sizeof(*d)
+				   ? calloc(1, sizeof(*d) + len)
+				   : NULL;
 	if (d == NULL) {
 		/* The service sees the stop as a failed job. */
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return len > SIZE_MAX - sizeof(*d) ? TR_EMSGSIZE : TR_ENOMEM;
 	}
 	d->id = done.id;
-	d->ok = ok;
+	d->value = ok;
 	note_copy(d->note, note);
 	if (len > 0) {
 		memcpy(d + 1, data, len);
