@@ -187,15 +187,39 @@ sub_find(tr_pubsub *ps, tr_pid pid)
 	return (struct sub *)tr__watch_find(&ps->t, pid);
 }
 
+/* The slot of @s's membership of @t, or NULL (also when @s is NULL). */
 static struct member **
 member_slot(struct sub *s, const struct topic *t)
 {
+	if (s == NULL) {
+		return NULL;
+	}
 	struct member **pp = &s->members;
-
 	while (*pp != NULL && (*pp)->topic != t) {
 		pp = &(*pp)->next;
 	}
-	return pp;
+	return *pp != NULL ? pp : NULL;
+}
+
+/*
+ * Drop @s's membership in slot @pp: its pid leaves the topic's list.
+ * On a dead sub tr__watch_put sends nothing: it is not monitored.
+ * Return: TR_OK, or TR_ENOMEM (nothing changed).
+ */
+static tr_err
+member_drop(tr_pubsub *ps, struct sub *s, struct member **pp)
+{
+	struct member *mb = *pp;
+	tr_err err = topic_remove_pid(ps, mb->topic, s->w.pid);
+
+	if (err < 0) {
+		return err;
+	}
+	*pp = mb->next;
+	free(mb);
+	ps->st.subscriptions--;
+	(void)tr__watch_put(&ps->t, &s->w);
+	return TR_OK;
 }
 
 /*
@@ -211,16 +235,11 @@ sub_purge(struct tr__watch *ws, struct tr__watched *e)
 	struct sub *s = (struct sub *)e;
 
 	while (s->members != NULL) {
-		struct member *mb = s->members;
-		if (topic_remove_pid(ps, mb->topic, e->pid) < 0) {
+		if (member_drop(ps, s, &s->members) < 0) {
 			tr__watch_retry(ws, e);
 			return;
 		}
-		s->members = mb->next;
-		e->uses--;
-		free(mb);
 		ps->st.removed++;
-		ps->st.subscriptions--;
 	}
 	tr__watch_free(ws, e);
 }
@@ -313,7 +332,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	}
 	struct topic *t = topic_find(&k);
 	struct sub *s = sub_find(ps, pid);
-	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
+	if (member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
 	}
@@ -379,25 +398,12 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		return err;
 	}
 	pthread_mutex_lock(&ps->t.mu);
-	struct topic *t = topic_find(&k);
 	struct sub *s = sub_find(ps, pid);
-	struct member **pp =
-		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
-	if (pp == NULL || *pp == NULL) {
-		err = TR_ENOENT;
-		goto out;
+	struct member **pp = member_slot(s, topic_find(&k));
+	err = pp != NULL ? member_drop(ps, s, pp) : TR_ENOENT;
+	if (err == TR_OK) {
+		ps->st.unsubscribed++;
 	}
-	err = topic_remove_pid(ps, t, pid);
-	if (err < 0) {
-		goto out;
-	}
-	struct member *mb = *pp;
-	*pp = mb->next;
-	free(mb);
-	ps->st.unsubscribed++;
-	ps->st.subscriptions--;
-	(void)tr__watch_put(&ps->t, &s->w);
-out:
 	pthread_mutex_unlock(&ps->t.mu);
 	return err;
 }
