@@ -127,7 +127,17 @@ holder_unlink(tr_registry *reg, struct rname *n)
 	}
 }
 
-/* The watch set's purge: @e stopped (or cannot be watched). */
+/* Take @n out of its shard and off its holder's list (not freed). */
+static void
+name_drop(tr_registry *reg, struct rname *n)
+{
+	tr__names_remove(&reg->t.names, &n->key);
+	holder_unlink(reg, n);
+	reg->st.names--;
+}
+
+/* The watch set's purge: @e stopped (or cannot be watched). On a dead
+ * holder tr__watch_put sends nothing: it is not monitored. */
 static void
 holder_purge(struct tr__watch *ws, struct tr__watched *e)
 {
@@ -136,14 +146,9 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 
 	while (h->names != NULL) {
 		struct rname *n = h->names;
-		h->names = n->hnext;
-		tr__names_remove(&ws->names, &n->key);
+		name_drop(reg, n);
 		free(n);
 		reg->st.removed++;
-		reg->st.names--;
-	}
-	if (h->w.uses > 0) {
-		reg->st.holders--;
 	}
 	tr__watch_free(ws, e);
 }
@@ -211,38 +216,32 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		goto out;
 	}
 	struct rname *n = rname_find(&k);
-	struct holder *h;
-	if (n == NULL) {
-		h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
-		if (h == NULL) {
-			goto out;
-		}
-		fresh->pid = pid;
-		tr__names_insert(&reg->t.names, &fresh->key);
-		holder_link(reg, h, fresh);
-		fresh = NULL;
-		reg->st.registered++;
-		reg->st.names++;
-		goto out;
-	}
-	if (!replace || !tr_pid_eq(n->pid, expected)) {
+	if (n != NULL && (!replace || !tr_pid_eq(n->pid, expected))) {
 		err = TR_EEXIST;
 		goto out;
 	}
-	if (tr_pid_eq(n->pid, pid)) {
+	if (n != NULL && tr_pid_eq(n->pid, pid)) {
 		goto out; /* already so */
 	}
-	h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
+	struct holder *h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
 	if (h == NULL) {
 		goto out;
 	}
-	pthread_rwlock_wrlock(&k.sh->lock);
-	n->pid = pid;
-	pthread_rwlock_unlock(&k.sh->lock);
-	holder_unlink(reg, n);
+	if (n == NULL) {
+		n = fresh;
+		fresh = NULL;
+		n->pid = pid;
+		tr__names_insert(&reg->t.names, &n->key);
+		reg->st.names++;
+	} else {
+		pthread_rwlock_wrlock(&k.sh->lock);
+		n->pid = pid;
+		pthread_rwlock_unlock(&k.sh->lock);
+		holder_unlink(reg, n);
+		reg->st.replaced++;
+	}
 	holder_link(reg, h, n);
 	reg->st.registered++;
-	reg->st.replaced++;
 out:
 	pthread_mutex_unlock(&reg->t.mu);
 	free(fresh);
@@ -278,10 +277,8 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	pthread_mutex_lock(&reg->t.mu);
 	struct rname *n = rname_find(&k);
 	if (n != NULL) {
-		tr__names_remove(&reg->t.names, &n->key);
-		holder_unlink(reg, n);
+		name_drop(reg, n);
 		reg->st.unregistered++;
-		reg->st.names--;
 	}
 	pthread_mutex_unlock(&reg->t.mu);
 	if (n == NULL) {
