@@ -92,7 +92,7 @@ struct pub_counters {
 
 struct tr_pubsub {
 	struct tr__watch t; /* first: the topic shards, wmu, subs, watcher */
-	tr_pubsub_stats st; /* writer-side fields only */
+	tr_pubsub_stats st; /* writer-side fields but subscriptions (derived) */
 	struct pub_counters pc;
 };
 
@@ -144,6 +144,17 @@ free_topic(struct tr__hnode *n)
 	free(t);
 }
 
+/* Under wmu: publish @fresh as @t's list and drop the table's old one. */
+static void
+topic_swap(struct tr__shard *sh, struct topic *t, struct snap *fresh)
+{
+	pthread_rwlock_wrlock(&sh->lock);
+	struct snap *old = t->snap;
+	t->snap = fresh;
+	pthread_rwlock_unlock(&sh->lock);
+	snap_release(old);
+}
+
 /*
  * Take @pid out of @t's list; a topic left empty leaves the table.
  * Under wmu.
@@ -152,13 +163,11 @@ free_topic(struct tr__hnode *n)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct tr__shard *sh = tr__names_shard(&ps->t.names, t->key.node.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
 		tr__names_remove(&ps->t.names, &t->key);
-		snap_release(old);
-		free(t);
+		free_topic(&t->key.node);
 		ps->st.topics--;
 		return TR_OK;
 	}
@@ -172,10 +181,7 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 			fresh->pids[j++] = old->pids[i];
 		}
 	}
-	pthread_rwlock_wrlock(&sh->lock);
-	t->snap = fresh;
-	pthread_rwlock_unlock(&sh->lock);
-	snap_release(old);
+	topic_swap(tr__names_shard(&ps->t.names, t->key.node.hash), t, fresh);
 	return TR_OK;
 }
 
@@ -217,7 +223,6 @@ member_drop(tr_pubsub *ps, struct sub *s, struct member **pp)
 	}
 	*pp = mb->next;
 	free(mb);
-	ps->st.subscriptions--;
 	(void)tr__watch_put(&ps->t, &s->w);
 	return TR_OK;
 }
@@ -366,11 +371,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		tr__names_insert(&ps->t.names, &t->key);
 		ps->st.topics++;
 	} else {
-		pthread_rwlock_wrlock(&k.sh->lock);
-		struct snap *old = t->snap;
-		t->snap = fresh;
-		pthread_rwlock_unlock(&k.sh->lock);
-		snap_release(old);
+		topic_swap(k.sh, t, fresh);
 	}
 	fresh = NULL;
 	mb->topic = t;
@@ -379,7 +380,6 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	s->w.uses++;
 	mb = NULL;
 	ps->st.subscribed++;
-	ps->st.subscriptions++;
 out:
 	pthread_mutex_unlock(&ps->t.mu);
 	free(fresh_t);
@@ -498,6 +498,8 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 	*out = ps->st;
 	pthread_mutex_unlock(&ps->t.mu);
 	out->size = size;
+	/* Derived: the identity the header states. */
+	out->subscriptions = out->subscribed - out->unsubscribed - out->removed;
 	out->published =
 		atomic_load_explicit(&ps->pc.published, memory_order_relaxed);
 	out->unheard =

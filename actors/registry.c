@@ -63,8 +63,8 @@ struct holder {
 };
 
 struct tr_registry {
-	struct tr__watch t; /* first: the shards, wmu, holders, watcher */
-	tr_registry_stats st;
+	struct tr__watch t;   /* first: the shards, wmu, holders, watcher */
+	tr_registry_stats st; /* names is derived, in stats_get */
 };
 
 static tr_err
@@ -133,7 +133,6 @@ name_drop(tr_registry *reg, struct rname *n)
 {
 	tr__names_remove(&reg->t.names, &n->key);
 	holder_unlink(reg, n);
-	reg->st.names--;
 }
 
 /* The watch set's purge: @e stopped (or cannot be watched). On a dead
@@ -232,7 +231,6 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		fresh = NULL;
 		n->pid = pid;
 		tr__names_insert(&reg->t.names, &n->key);
-		reg->st.names++;
 	} else {
 		pthread_rwlock_wrlock(&k.sh->lock);
 		n->pid = pid;
@@ -326,5 +324,8 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 	*out = reg->st;
 	pthread_mutex_unlock(&reg->t.mu);
 	out->size = size;
+	/* Derived: the identity the header states. */
+	out->names = out->registered - out->unregistered - out->replaced -
+		     out->removed;
 	return TR_OK;
 }
