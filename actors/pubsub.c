@@ -96,6 +96,19 @@ struct tr_pubsub {
 	struct pub_counters pc;
 };
 
+/* The publish counters are relaxed: exact once publishing stopped. */
+static void
+count(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t
+load(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
 static tr_err
 topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
 {
@@ -187,12 +200,6 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
-static struct sub *
-sub_find(tr_pubsub *ps, tr_pid pid)
-{
-	return (struct sub *)tr__watch_find(&ps->t, pid);
-}
-
 /* The slot of @s's membership of @t, or NULL (also when @s is NULL). */
 static struct member **
 member_slot(struct sub *s, const struct topic *t)
@@ -283,17 +290,12 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
+	/* The publish counters start as tr__watch_new zeroed them. */
 	tr_pubsub *ps = tr__watch_new(rt, &watch_ops, &err);
-	if (ps == NULL) {
-		return err;
+	if (ps != NULL) {
+		*out = ps;
 	}
-	/* Before anyone can publish: *out is not set yet. */
-	atomic_init(&ps->pc.published, 0);
-	atomic_init(&ps->pc.unheard, 0);
-	atomic_init(&ps->pc.delivered, 0);
-	atomic_init(&ps->pc.failed, 0);
-	*out = ps;
-	return TR_OK;
+	return err;
 }
 
 void
@@ -336,7 +338,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		goto out;
 	}
 	struct topic *t = topic_find(&k);
-	struct sub *s = sub_find(ps, pid);
+	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
 	if (member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
@@ -398,7 +400,7 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		return err;
 	}
 	pthread_mutex_lock(&ps->t.mu);
-	struct sub *s = sub_find(ps, pid);
+	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
 	struct member **pp = member_slot(s, topic_find(&k));
 	err = pp != NULL ? member_drop(ps, s, pp) : TR_ENOENT;
 	if (err == TR_OK) {
@@ -437,18 +439,15 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 	}
 	pthread_rwlock_unlock(&k.sh->lock);
 	if (snap == NULL) {
-		atomic_fetch_add_explicit(&ps->pc.published, 1,
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&ps->pc.unheard, 1,
-					  memory_order_relaxed);
+		count(&ps->pc.published, 1);
+		count(&ps->pc.unheard, 1);
 		return 0;
 	}
 	int sent = 0;
 	uint64_t failed = 0;
 	tr_err err = TR_OK;
 	for (uint32_t i = 0; i < snap->n; i++) {
-		tr_pid to = snap->pids[i];
-		err = tr_send(cx, to, type, data, len);
+		err = tr_send(cx, snap->pids[i], type, data, len);
 		if (err == TR_OK) {
 			sent++;
 		} else if (err == TR_EINVAL || err == TR_EMSGSIZE) {
@@ -460,13 +459,12 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 		}
 	}
 	snap_release(snap);
-	atomic_fetch_add_explicit(&ps->pc.delivered, (uint64_t)sent,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&ps->pc.failed, failed, memory_order_relaxed);
+	count(&ps->pc.delivered, (uint64_t)sent);
+	count(&ps->pc.failed, failed);
 	if (err < 0) {
 		return err;
 	}
-	atomic_fetch_add_explicit(&ps->pc.published, 1, memory_order_relaxed);
+	count(&ps->pc.published, 1);
 	return sent;
 }
 
@@ -500,13 +498,9 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 	out->size = size;
 	/* Derived: the identity the header states. */
 	out->subscriptions = out->subscribed - out->unsubscribed - out->removed;
-	out->published =
-		atomic_load_explicit(&ps->pc.published, memory_order_relaxed);
-	out->unheard =
-		atomic_load_explicit(&ps->pc.unheard, memory_order_relaxed);
-	out->delivered =
-		atomic_load_explicit(&ps->pc.delivered, memory_order_relaxed);
-	out->failed =
-		atomic_load_explicit(&ps->pc.failed, memory_order_relaxed);
+	out->published = load(&ps->pc.published);
+	out->unheard = load(&ps->pc.unheard);
+	out->delivered = load(&ps->pc.delivered);
+	out->failed = load(&ps->pc.failed);
 	return TR_OK;
 }

@@ -172,8 +172,11 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	*out = tr__watch_new(rt, &watch_ops, &err);
-	return *out != NULL ? TR_OK : err;
+	tr_registry *reg = tr__watch_new(rt, &watch_ops, &err);
+	if (reg != NULL) {
+		*out = reg;
+	}
+	return err;
 }
 
 void

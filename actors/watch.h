@@ -106,8 +106,8 @@ void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
 /*
  * Allocate the module's struct (ops->size bytes, zeroed), make its tables
  * and mutex and start the watcher. The last reference frees it all.
- * Return: the module's struct, or NULL and @err (TR_ENOMEM, TR_ESYS, or
- * what spawning returned) with nothing left.
+ * Return: the module's struct and @err TR_OK, or NULL and @err
+ * (TR_ENOMEM, TR_ESYS, or what spawning returned) with nothing left.
  */
 void *
 tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err);
