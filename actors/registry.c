@@ -47,14 +47,11 @@
  * Applications never receive it. */
 #define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
 
-struct holder;
-
 struct rname {
 	struct tr__name key; /* first: the name table's entry */
 	struct rname *hprev; /* holder's name list */
 	struct rname *hnext;
-	struct holder *holder;
-	tr_pid pid; /* == holder->pid; what a lookup reads */
+	tr_pid pid; /* its holder is the watch set's entry of this pid */
 };
 
 struct holder {
@@ -95,7 +92,6 @@ free_node(struct tr__hnode *n)
 static void
 holder_link(tr_registry *reg, struct holder *h, struct rname *n)
 {
-	n->holder = h;
 	n->hprev = NULL;
 	n->hnext = h->names;
 	if (h->names != NULL) {
@@ -107,11 +103,11 @@ holder_link(tr_registry *reg, struct holder *h, struct rname *n)
 	}
 }
 
-/* Take @n off its holder's list. */
+/* Take @n off its holder's list; before @n->pid changes. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
-	struct holder *h = n->holder;
+	struct holder *h = (struct holder *)tr__watch_find(&reg->t, n->pid);
 
 	if (n->hprev != NULL) {
 		n->hprev->hnext = n->hnext;
@@ -121,7 +117,6 @@ holder_unlink(tr_registry *reg, struct rname *n)
 	if (n->hnext != NULL) {
 		n->hnext->hprev = n->hprev;
 	}
-	n->holder = NULL;
 	if (tr__watch_put(&reg->t, &h->w)) {
 		reg->st.holders--;
 	}
@@ -235,10 +230,10 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		n->pid = pid;
 		tr__names_insert(&reg->t.names, &n->key);
 	} else {
+		holder_unlink(reg, n);
 		pthread_rwlock_wrlock(&k.sh->lock);
 		n->pid = pid;
 		pthread_rwlock_unlock(&k.sh->lock);
-		holder_unlink(reg, n);
 		reg->st.replaced++;
 	}
 	holder_link(reg, h, n);
