@@ -16,8 +16,9 @@
  * with a SYNC for its pid queued to the watcher:
  *   - a new entry is announced with a SYNC sent before it is inserted; if
  *     the send fails there is no entry (tr__watch_get fails);
- *   - when tr__watch_put drops an entry's uses to zero it sends a SYNC if the
- * entry is monitored (an unmonitored one has its creation SYNC queued already);
+ *   - when tr__watch_put drops an entry's uses to zero it sends a SYNC
+ *     if the entry is monitored (an unmonitored one has its creation
+ *     SYNC queued already, or is dead and being purged);
  *   - on a SYNC the watcher frees an entry without uses (dropping its
  *     monitor) and monitors one with uses; if it cannot, the entry is
  *     purged as if its pid had stopped, so nothing stays that nobody
@@ -30,6 +31,7 @@
 #define TR_ACTORS_WATCH_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
