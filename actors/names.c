@@ -60,6 +60,21 @@ tr__names_key(struct tr__names *t, const char *name, size_t max,
 	return TR_OK;
 }
 
+void *
+tr__names_new(const struct tr__name_key *k, size_t size)
+{
+	struct tr__name *e = calloc(1, size + k->len + 1);
+
+	if (e != NULL) {
+		char *name = (char *)e + size;
+		memcpy(name, k->name, k->len); /* the NUL is calloc's */
+		e->node.hash = k->hash;
+		e->len = k->len;
+		e->name = name;
+	}
+	return e;
+}
+
 struct tr__shard *
 tr__names_shard(struct tr__names *t, uint64_t hash)
 {

@@ -27,7 +27,7 @@
 struct tr__name {
 	struct tr__hnode node; /* first; node.hash is tr__hash_bytes(name) */
 	size_t len;
-	const char *name; /* len bytes and a NUL, in the entry */
+	const char *name; /* len bytes and a NUL, after the entry */
 };
 
 struct tr__shard {
@@ -58,6 +58,9 @@ tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n));
  */
 tr_err tr__names_key(struct tr__names *t, const char *name, size_t max,
 		     struct tr__name_key *k);
+/* A zeroed entry of @size bytes (struct tr__name first), @k's name copied
+ * after them. NULL without memory. */
+void *tr__names_new(const struct tr__name_key *k, size_t size);
 /* The shard of @hash. */
 struct tr__shard *tr__names_shard(struct tr__names *t, uint64_t hash);
 /* The entry of @k. Under its shard's lock (either mode), or the module's

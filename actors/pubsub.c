@@ -17,7 +17,7 @@
  * never holds a lock that writers or other publishers wait for.
  *
  * Locks.
- *   wmu          serialises every writer: subscribe, unsubscribe and the
+ *   wmu (t.mu)   serialises every writer: subscribe, unsubscribe and the
  *                watcher's SYNC, DOWN and RETRY handling. It guards the
  *                subscriber table (the watch set), the membership lists
  *                and the writer-side counters; since every change to a shard
@@ -37,7 +37,8 @@
  *     dead and being purged (a RETRY queued); its `uses` is its number of
  *     memberships.
  *
- * Lifetime. The service is reference counted (in the watch set): one
+ * Lifetime. The service is reference counted (in the watch set, whose
+ * struct tr__watch begins it and holds the shards and wmu): one
  * reference belongs to the owner (dropped by tr_pubsub_destroy()), one to
  * the watcher (dropped by its teardown).
  */
@@ -60,8 +61,6 @@
 #define MSG_SYNC  (TR_MSG_PUBSUB_BASE + 0x80u)
 #define MSG_RETRY (TR_MSG_PUBSUB_BASE + 0x81u)
 
-#define CACHE_LINE 64u
-
 struct snap {
 	atomic_uint refs;
 	uint32_t n;
@@ -71,7 +70,6 @@ struct snap {
 struct topic {
 	struct tr__name key; /* first: the name table's entry */
 	struct snap *snap;   /* never NULL; swapped under the shard's wrlock */
-	char name[];         /* len bytes and a NUL */
 };
 
 struct member {
@@ -86,25 +84,35 @@ struct sub {
 
 /* Publish counters: relaxed, on their own line, away from wmu's. */
 struct pub_counters {
-	alignas(CACHE_LINE) atomic_uint_fast64_t published;
+	alignas(TR__CACHE_LINE) atomic_uint_fast64_t published;
 	atomic_uint_fast64_t unheard;
 	atomic_uint_fast64_t delivered;
 	atomic_uint_fast64_t failed;
 };
 
 struct tr_pubsub {
-	struct tr__names topics;
+	struct tr__watch t; /* first: the topic shards, wmu, subs, watcher */
+	tr_pubsub_stats st; /* writer-side fields but subscriptions (derived) */
 	struct pub_counters pc;
-	alignas(CACHE_LINE) pthread_mutex_t wmu;
-	tr_runtime *rt;
-	struct tr__watch watch; /* the subscribers and their watcher */
-	tr_pubsub_stats st;     /* writer-side fields only */
 };
+
+/* The publish counters are relaxed: exact once publishing stopped. */
+static void
+count(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t
+load(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
 
 static tr_err
 topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
 {
-	return tr__names_key(&ps->topics, topic, TR_PUBSUB_TOPIC_MAX, k);
+	return tr__names_key(&ps->t.names, topic, TR_PUBSUB_TOPIC_MAX, k);
 }
 
 /* ---- snapshots ----------------------------------------------------------- */
@@ -149,6 +157,17 @@ free_topic(struct tr__hnode *n)
 	free(t);
 }
 
+/* Under wmu: publish @fresh as @t's list and drop the table's old one. */
+static void
+topic_swap(struct tr__shard *sh, struct topic *t, struct snap *fresh)
+{
+	pthread_rwlock_wrlock(&sh->lock);
+	struct snap *old = t->snap;
+	t->snap = fresh;
+	pthread_rwlock_unlock(&sh->lock);
+	snap_release(old);
+}
+
 /*
  * Take @pid out of @t's list; a topic left empty leaves the table.
  * Under wmu.
@@ -157,13 +176,11 @@ free_topic(struct tr__hnode *n)
 static tr_err
 topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 {
-	struct tr__shard *sh = tr__names_shard(&ps->topics, t->key.node.hash);
 	struct snap *old = t->snap;
 
 	if (old->n == 1) {
-		tr__names_remove(&ps->topics, &t->key);
-		snap_release(old);
-		free(t);
+		tr__names_remove(&ps->t.names, &t->key);
+		free_topic(&t->key.node);
 		ps->st.topics--;
 		return TR_OK;
 	}
@@ -177,36 +194,44 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 			fresh->pids[j++] = old->pids[i];
 		}
 	}
-	pthread_rwlock_wrlock(&sh->lock);
-	t->snap = fresh;
-	pthread_rwlock_unlock(&sh->lock);
-	snap_release(old);
+	topic_swap(tr__names_shard(&ps->t.names, t->key.node.hash), t, fresh);
 	return TR_OK;
 }
 
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
-static tr_pubsub *
-pubsub_of(struct tr__watch *ws)
-{
-	return (tr_pubsub *)(void *)((char *)ws - offsetof(tr_pubsub, watch));
-}
-
-static struct sub *
-sub_find(tr_pubsub *ps, tr_pid pid)
-{
-	return (struct sub *)tr__watch_find(&ps->watch, pid);
-}
-
+/* The slot of @s's membership of @t, or NULL (also when @s is NULL). */
 static struct member **
 member_slot(struct sub *s, const struct topic *t)
 {
+	if (s == NULL) {
+		return NULL;
+	}
 	struct member **pp = &s->members;
-
 	while (*pp != NULL && (*pp)->topic != t) {
 		pp = &(*pp)->next;
 	}
-	return pp;
+	return *pp != NULL ? pp : NULL;
+}
+
+/*
+ * Drop @s's membership in slot @pp: its pid leaves the topic's list.
+ * On a dead sub tr__watch_put sends nothing: it is not monitored.
+ * Return: TR_OK, or TR_ENOMEM (nothing changed).
+ */
+static tr_err
+member_drop(tr_pubsub *ps, struct sub *s, struct member **pp)
+{
+	struct member *mb = *pp;
+	tr_err err = topic_remove_pid(ps, mb->topic, s->w.pid);
+
+	if (err < 0) {
+		return err;
+	}
+	*pp = mb->next;
+	free(mb);
+	(void)tr__watch_put(&ps->t, &s->w);
+	return TR_OK;
 }
 
 /*
@@ -218,25 +243,18 @@ member_slot(struct sub *s, const struct topic *t)
 static void
 sub_purge(struct tr__watch *ws, struct tr__watched *e)
 {
-	tr_pubsub *ps = pubsub_of(ws);
+	tr_pubsub *ps = (tr_pubsub *)ws; /* the first member */
 	struct sub *s = (struct sub *)e;
 
 	while (s->members != NULL) {
-		struct member *mb = s->members;
-		if (topic_remove_pid(ps, mb->topic, e->pid) < 0) {
+		if (member_drop(ps, s, &s->members) < 0) {
 			tr__watch_retry(ws, e);
 			return;
 		}
-		s->members = mb->next;
-		e->uses--;
-		free(mb);
 		ps->st.removed++;
-		ps->st.subscriptions--;
 	}
 	tr__watch_free(ws, e);
 }
-
-static void pubsub_free(struct tr__watch *ws);
 
 static void
 sub_free_entry(struct tr__hnode *n)
@@ -255,24 +273,14 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
 	.retry_type = MSG_RETRY,
+	.size = sizeof(tr_pubsub),
 	.entry_size = sizeof(struct sub),
 	.purge = sub_purge,
-	.free_owner = pubsub_free,
+	.free_name = free_topic,
 	.free_entry = sub_free_entry,
 };
 
 /* ---- create and destroy -------------------------------------------------- */
-
-static void
-pubsub_free(struct tr__watch *ws)
-{
-	tr_pubsub *ps = pubsub_of(ws);
-
-	tr__names_fini(&ps->topics, free_topic);
-	tr__watch_fini(ws);
-	pthread_mutex_destroy(&ps->wmu);
-	free(ps);
-}
 
 tr_err
 tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
@@ -282,39 +290,11 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	/* sizeof is a multiple of the struct's alignment, as C11 requires. */
-	tr_pubsub *ps = aligned_alloc(alignof(tr_pubsub), sizeof(*ps));
-	if (ps == NULL) {
-		return TR_ENOMEM;
+	/* The publish counters start as tr__watch_new zeroed them. */
+	tr_pubsub *ps = tr__watch_new(rt, &watch_ops, &err);
+	if (ps != NULL) {
+		*out = ps;
 	}
-	memset(ps, 0, sizeof(*ps));
-	ps->rt = rt;
-	ps->st.size = sizeof(ps->st);
-	atomic_init(&ps->pc.published, 0);
-	atomic_init(&ps->pc.unheard, 0);
-	atomic_init(&ps->pc.delivered, 0);
-	atomic_init(&ps->pc.failed, 0);
-	err = tr__names_init(&ps->topics);
-	if (err < 0) {
-		goto err_free;
-	}
-	if (pthread_mutex_init(&ps->wmu, NULL) != 0) {
-		err = TR_ESYS;
-		goto err_topics;
-	}
-	err = tr__watch_init(&ps->watch, rt, &ps->wmu, &watch_ops);
-	if (err < 0) {
-		goto err_mutex;
-	}
-	*out = ps;
-	return TR_OK;
-
-err_mutex:
-	pthread_mutex_destroy(&ps->wmu);
-err_topics:
-	tr__names_fini(&ps->topics, NULL);
-err_free:
-	free(ps);
 	return err;
 }
 
@@ -322,7 +302,7 @@ void
 tr_pubsub_destroy(tr_pubsub *ps)
 {
 	if (ps != NULL) {
-		tr__watch_destroy(&ps->watch);
+		tr__watch_destroy(&ps->t);
 	}
 }
 
@@ -352,14 +332,14 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	struct snap *fresh = NULL;
 	struct member *mb = NULL;
 
-	pthread_mutex_lock(&ps->wmu);
-	if (ps->watch.watcher_gone) {
+	pthread_mutex_lock(&ps->t.mu);
+	if (ps->t.watcher_gone) {
 		err = TR_ECLOSED;
 		goto out;
 	}
 	struct topic *t = topic_find(&k);
-	struct sub *s = sub_find(ps, pid);
-	if (t != NULL && s != NULL && *member_slot(s, t) != NULL) {
+	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
+	if (member_slot(s, t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
 	}
@@ -373,17 +353,15 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	fresh = snap_alloc(n + 1);
 	mb = malloc(sizeof(*mb));
 	if (t == NULL) {
-		fresh_t = malloc(sizeof(*fresh_t) + k.len + 1);
+		fresh_t = tr__names_new(&k, sizeof(*fresh_t));
 	}
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
 	}
-	struct tr__watched *e;
-	err = tr__watch_get(&ps->watch, pid, &e);
-	if (err < 0) {
+	s = (struct sub *)tr__watch_get(&ps->t, pid, &err);
+	if (s == NULL) {
 		goto out;
 	}
-	s = (struct sub *)e;
 	if (n > 0) {
 		memcpy(fresh->pids, t->snap->pids, (size_t)n * sizeof(tr_pid));
 	}
@@ -392,19 +370,10 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		t = fresh_t;
 		fresh_t = NULL;
 		t->snap = fresh;
-		t->key.node.hash = k.hash;
-		t->key.len = k.len;
-		t->key.name = t->name;
-		memcpy(t->name, topic, k.len);
-		t->name[k.len] = '\0';
-		tr__names_insert(&ps->topics, &t->key);
+		tr__names_insert(&ps->t.names, &t->key);
 		ps->st.topics++;
 	} else {
-		pthread_rwlock_wrlock(&k.sh->lock);
-		struct snap *old = t->snap;
-		t->snap = fresh;
-		pthread_rwlock_unlock(&k.sh->lock);
-		snap_release(old);
+		topic_swap(k.sh, t, fresh);
 	}
 	fresh = NULL;
 	mb->topic = t;
@@ -413,9 +382,8 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	s->w.uses++;
 	mb = NULL;
 	ps->st.subscribed++;
-	ps->st.subscriptions++;
 out:
-	pthread_mutex_unlock(&ps->wmu);
+	pthread_mutex_unlock(&ps->t.mu);
 	free(fresh_t);
 	free(fresh);
 	free(mb);
@@ -431,43 +399,28 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&ps->wmu);
-	struct topic *t = topic_find(&k);
-	struct sub *s = sub_find(ps, pid);
-	struct member **pp =
-		(t != NULL && s != NULL) ? member_slot(s, t) : NULL;
-	if (pp == NULL || *pp == NULL) {
-		err = TR_ENOENT;
-		goto out;
+	pthread_mutex_lock(&ps->t.mu);
+	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
+	struct member **pp = member_slot(s, topic_find(&k));
+	err = pp != NULL ? member_drop(ps, s, pp) : TR_ENOENT;
+	if (err == TR_OK) {
+		ps->st.unsubscribed++;
 	}
-	err = topic_remove_pid(ps, t, pid);
-	if (err < 0) {
-		goto out;
-	}
-	struct member *mb = *pp;
-	*pp = mb->next;
-	free(mb);
-	ps->st.unsubscribed++;
-	ps->st.subscriptions--;
-	if (--s->w.uses == 0) {
-		tr__watch_idle(&ps->watch, &s->w);
-	}
-out:
-	pthread_mutex_unlock(&ps->wmu);
+	pthread_mutex_unlock(&ps->t.mu);
 	return err;
 }
 
 /* ---- publish ------------------------------------------------------------- */
 
-/* The publish path; @cx is the publisher's context (its pid is the
- * sender). */
-static int
-publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
-	const void *data, size_t len)
+int
+tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
+		  const void *data, size_t len)
 {
 	struct tr__name_key k;
 
-	if (topic_key(ps, topic, &k) < 0 || type >= TR_MSG_SYSTEM_BASE ||
+	/* @cx is the publisher's context: its pid is the sender. */
+	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->t.rt ||
+	    topic_key(ps, topic, &k) < 0 || type >= TR_MSG_SYSTEM_BASE ||
 	    (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
@@ -486,18 +439,15 @@ publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
 	}
 	pthread_rwlock_unlock(&k.sh->lock);
 	if (snap == NULL) {
-		atomic_fetch_add_explicit(&ps->pc.published, 1,
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&ps->pc.unheard, 1,
-					  memory_order_relaxed);
+		count(&ps->pc.published, 1);
+		count(&ps->pc.unheard, 1);
 		return 0;
 	}
 	int sent = 0;
 	uint64_t failed = 0;
 	tr_err err = TR_OK;
 	for (uint32_t i = 0; i < snap->n; i++) {
-		tr_pid to = snap->pids[i];
-		err = tr_send(cx, to, type, data, len);
+		err = tr_send(cx, snap->pids[i], type, data, len);
 		if (err == TR_OK) {
 			sent++;
 		} else if (err == TR_EINVAL || err == TR_EMSGSIZE) {
@@ -509,24 +459,13 @@ publish(tr_pubsub *ps, tr_ctx *cx, const char *topic, uint32_t type,
 		}
 	}
 	snap_release(snap);
-	atomic_fetch_add_explicit(&ps->pc.delivered, (uint64_t)sent,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&ps->pc.failed, failed, memory_order_relaxed);
+	count(&ps->pc.delivered, (uint64_t)sent);
+	count(&ps->pc.failed, failed);
 	if (err < 0) {
 		return err;
 	}
-	atomic_fetch_add_explicit(&ps->pc.published, 1, memory_order_relaxed);
+	count(&ps->pc.published, 1);
 	return sent;
-}
-
-int
-tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
-		  const void *data, size_t len)
-{
-	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->rt) {
-		return TR_EINVAL;
-	}
-	return publish(ps, cx, topic, type, data, len);
 }
 
 /* ---- inspection ---------------------------------------------------------- */
@@ -553,17 +492,15 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 		return TR_EINVAL;
 	}
 	size_t size = out->size;
-	pthread_mutex_lock(&ps->wmu);
+	pthread_mutex_lock(&ps->t.mu);
 	*out = ps->st;
-	pthread_mutex_unlock(&ps->wmu);
+	pthread_mutex_unlock(&ps->t.mu);
 	out->size = size;
-	out->published =
-		atomic_load_explicit(&ps->pc.published, memory_order_relaxed);
-	out->unheard =
-		atomic_load_explicit(&ps->pc.unheard, memory_order_relaxed);
-	out->delivered =
-		atomic_load_explicit(&ps->pc.delivered, memory_order_relaxed);
-	out->failed =
-		atomic_load_explicit(&ps->pc.failed, memory_order_relaxed);
+	/* Derived: the identity the header states. */
+	out->subscriptions = out->subscribed - out->unsubscribed - out->removed;
+	out->published = load(&ps->pc.published);
+	out->unheard = load(&ps->pc.unheard);
+	out->delivered = load(&ps->pc.delivered);
+	out->failed = load(&ps->pc.failed);
 	return TR_OK;
 }

@@ -7,7 +7,7 @@
  * TR_MSG_DOWN, has holder_purge() remove their names.
  *
  * Locks.
- *   wmu          serialises every writer: register, unregister, replace,
+ *   wmu (t.mu)   serialises every writer: register, unregister, replace,
  *                and the watcher's SYNC and DOWN handling. It guards the
  *                holder table (the watch set), the counters, and since
  *                every change to a shard is made under it, a writer reads
@@ -26,7 +26,8 @@
  *   handles its DOWN, and the watcher never monitors a pid for long after
  *   its last name went.
  *
- * Lifetime. The registry is reference counted (in the watch set): one
+ * Lifetime. The registry is reference counted (in the watch set, whose
+ * struct tr__watch begins it and holds the shards and wmu): one
  * reference belongs to the owner (dropped by tr_registry_destroy()), one
  * to the watcher (dropped by its teardown), so a handler still running in
  * the watcher never sees freed memory.
@@ -37,8 +38,6 @@
 #include "watch.h"
 
 #include <pthread.h>
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,18 +47,11 @@
  * Applications never receive it. */
 #define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
 
-/* alignas on wmu keeps it off the last shard's lines. */
-#define CACHE_LINE 64u
-
-struct holder;
-
 struct rname {
 	struct tr__name key; /* first: the name table's entry */
 	struct rname *hprev; /* holder's name list */
 	struct rname *hnext;
-	struct holder *holder;
-	tr_pid pid;  /* == holder->pid; what a lookup reads */
-	char name[]; /* len bytes and a NUL */
+	tr_pid pid; /* its holder is the watch set's entry of this pid */
 };
 
 struct holder {
@@ -68,17 +60,14 @@ struct holder {
 };
 
 struct tr_registry {
-	struct tr__names names;
-	alignas(CACHE_LINE) pthread_mutex_t wmu;
-	tr_runtime *rt;
-	struct tr__watch watch; /* the holders and their watcher */
-	tr_registry_stats st;
+	struct tr__watch t;   /* first: the shards, wmu, holders, watcher */
+	tr_registry_stats st; /* names is derived, in stats_get */
 };
 
 static tr_err
 name_key(tr_registry *reg, const char *name, struct tr__name_key *k)
 {
-	return tr__names_key(&reg->names, name, TR_REGISTRY_NAME_MAX, k);
+	return tr__names_key(&reg->t.names, name, TR_REGISTRY_NAME_MAX, k);
 }
 
 /* ---- name shards (actors/names.c) -------------------------------------- */
@@ -90,36 +79,19 @@ rname_find(const struct tr__name_key *k)
 	return (struct rname *)tr__names_find(k);
 }
 
+/* For names and holders both: the node is first, and a holder's names
+ * went with the shards. */
 static void
-free_rname(struct tr__hnode *n)
+free_node(struct tr__hnode *n)
 {
-	free(n); /* the node is first */
+	free(n);
 }
 
 /* ---- holders (all under wmu) --------------------------------------------- */
 
-static tr_registry *
-registry_of(struct tr__watch *ws)
-{
-	return (tr_registry *)(void *)((char *)ws -
-				       offsetof(tr_registry, watch));
-}
-
-/* The holder of @pid, made (and announced to the watcher) if needed. */
-static tr_err
-holder_get(tr_registry *reg, tr_pid pid, struct holder **out)
-{
-	struct tr__watched *e;
-	tr_err err = tr__watch_get(&reg->watch, pid, &e);
-
-	*out = (struct holder *)e;
-	return err;
-}
-
 static void
 holder_link(tr_registry *reg, struct holder *h, struct rname *n)
 {
-	n->holder = h;
 	n->hprev = NULL;
 	n->hnext = h->names;
 	if (h->names != NULL) {
@@ -131,11 +103,11 @@ holder_link(tr_registry *reg, struct holder *h, struct rname *n)
 	}
 }
 
-/* Take @n off its holder's list. */
+/* Take @n off its holder's list; before @n->pid changes. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
-	struct holder *h = n->holder;
+	struct holder *h = (struct holder *)tr__watch_find(&reg->t, n->pid);
 
 	if (n->hprev != NULL) {
 		n->hprev->hnext = n->hnext;
@@ -145,63 +117,47 @@ holder_unlink(tr_registry *reg, struct rname *n)
 	if (n->hnext != NULL) {
 		n->hnext->hprev = n->hprev;
 	}
-	n->holder = NULL;
-	if (--h->w.uses == 0) {
+	if (tr__watch_put(&reg->t, &h->w)) {
 		reg->st.holders--;
-		tr__watch_idle(&reg->watch, &h->w);
 	}
 }
 
-/* The watch set's purge: @e stopped (or cannot be watched). */
+/* Take @n out of its shard and off its holder's list (not freed). */
+static void
+name_drop(tr_registry *reg, struct rname *n)
+{
+	tr__names_remove(&reg->t.names, &n->key);
+	holder_unlink(reg, n);
+}
+
+/* The watch set's purge: @e stopped (or cannot be watched). On a dead
+ * holder tr__watch_put sends nothing: it is not monitored. */
 static void
 holder_purge(struct tr__watch *ws, struct tr__watched *e)
 {
-	tr_registry *reg = registry_of(ws);
+	tr_registry *reg = (tr_registry *)ws; /* the first member */
 	struct holder *h = (struct holder *)e;
 
 	while (h->names != NULL) {
 		struct rname *n = h->names;
-		h->names = n->hnext;
-		tr__names_remove(&reg->names, &n->key);
+		name_drop(reg, n);
 		free(n);
 		reg->st.removed++;
-		reg->st.names--;
-	}
-	if (h->w.uses > 0) {
-		reg->st.holders--;
 	}
 	tr__watch_free(ws, e);
-}
-
-static void registry_free(struct tr__watch *ws);
-
-static void
-holder_free(struct tr__hnode *n)
-{
-	free(n); /* the node is first; its names went with the shards */
 }
 
 static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
+	.size = sizeof(tr_registry),
 	.entry_size = sizeof(struct holder),
 	.purge = holder_purge,
-	.free_owner = registry_free,
-	.free_entry = holder_free,
+	.free_name = free_node,
+	.free_entry = free_node,
 };
 
 /* ---- create and destroy -------------------------------------------------- */
-
-static void
-registry_free(struct tr__watch *ws)
-{
-	tr_registry *reg = registry_of(ws);
-
-	tr__names_fini(&reg->names, free_rname);
-	tr__watch_fini(ws);
-	pthread_mutex_destroy(&reg->wmu);
-	free(reg);
-}
 
 tr_err
 tr_registry_create(tr_runtime *rt, tr_registry **out)
@@ -211,35 +167,10 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 	if (rt == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	/* sizeof is a multiple of the struct's alignment, as C11 requires. */
-	tr_registry *reg = aligned_alloc(alignof(tr_registry), sizeof(*reg));
-	if (reg == NULL) {
-		return TR_ENOMEM;
+	tr_registry *reg = tr__watch_new(rt, &watch_ops, &err);
+	if (reg != NULL) {
+		*out = reg;
 	}
-	memset(reg, 0, sizeof(*reg));
-	reg->rt = rt;
-	reg->st.size = sizeof(reg->st);
-	err = tr__names_init(&reg->names);
-	if (err < 0) {
-		goto err_free;
-	}
-	if (pthread_mutex_init(&reg->wmu, NULL) != 0) {
-		err = TR_ESYS;
-		goto err_names;
-	}
-	err = tr__watch_init(&reg->watch, rt, &reg->wmu, &watch_ops);
-	if (err < 0) {
-		goto err_mutex;
-	}
-	*out = reg;
-	return TR_OK;
-
-err_mutex:
-	pthread_mutex_destroy(&reg->wmu);
-err_names:
-	tr__names_fini(&reg->names, NULL);
-err_free:
-	free(reg);
 	return err;
 }
 
@@ -247,27 +178,11 @@ void
 tr_registry_destroy(tr_registry *reg)
 {
 	if (reg != NULL) {
-		tr__watch_destroy(&reg->watch);
+		tr__watch_destroy(&reg->t);
 	}
 }
 
 /* ---- writers ------------------------------------------------------------- */
-
-static struct rname *
-rname_new(const struct tr__name_key *k)
-{
-	struct rname *n = malloc(sizeof(*n) + k->len + 1);
-
-	if (n != NULL) {
-		memset(n, 0, sizeof(*n));
-		n->key.node.hash = k->hash;
-		n->key.len = k->len;
-		n->key.name = n->name;
-		memcpy(n->name, k->name, k->len);
-		n->name[k->len] = '\0';
-	}
-	return n;
-}
 
 /*
  * Register or replace: give @name to @pid if it is free, or (replace
@@ -288,50 +203,43 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		return err;
 	}
 	/* Allocated before the lock; freed unused if the name exists. */
-	struct rname *fresh = rname_new(&k);
+	struct rname *fresh = tr__names_new(&k, sizeof(*fresh));
 	if (fresh == NULL) {
 		return TR_ENOMEM;
 	}
-	pthread_mutex_lock(&reg->wmu);
-	if (reg->watch.watcher_gone) {
+	pthread_mutex_lock(&reg->t.mu);
+	if (reg->t.watcher_gone) {
 		err = TR_ECLOSED;
 		goto out;
 	}
 	struct rname *n = rname_find(&k);
-	struct holder *h;
-	if (n == NULL) {
-		err = holder_get(reg, pid, &h);
-		if (err < 0) {
-			goto out;
-		}
-		fresh->pid = pid;
-		tr__names_insert(&reg->names, &fresh->key);
-		holder_link(reg, h, fresh);
-		fresh = NULL;
-		reg->st.registered++;
-		reg->st.names++;
-		goto out;
-	}
-	if (!replace || !tr_pid_eq(n->pid, expected)) {
+	if (n != NULL && (!replace || !tr_pid_eq(n->pid, expected))) {
 		err = TR_EEXIST;
 		goto out;
 	}
-	if (tr_pid_eq(n->pid, pid)) {
+	if (n != NULL && tr_pid_eq(n->pid, pid)) {
 		goto out; /* already so */
 	}
-	err = holder_get(reg, pid, &h);
-	if (err < 0) {
+	struct holder *h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
+	if (h == NULL) {
 		goto out;
 	}
-	pthread_rwlock_wrlock(&k.sh->lock);
-	n->pid = pid;
-	pthread_rwlock_unlock(&k.sh->lock);
-	holder_unlink(reg, n);
+	if (n == NULL) {
+		n = fresh;
+		fresh = NULL;
+		n->pid = pid;
+		tr__names_insert(&reg->t.names, &n->key);
+	} else {
+		holder_unlink(reg, n);
+		pthread_rwlock_wrlock(&k.sh->lock);
+		n->pid = pid;
+		pthread_rwlock_unlock(&k.sh->lock);
+		reg->st.replaced++;
+	}
 	holder_link(reg, h, n);
 	reg->st.registered++;
-	reg->st.replaced++;
 out:
-	pthread_mutex_unlock(&reg->wmu);
+	pthread_mutex_unlock(&reg->t.mu);
 	free(fresh);
 	return err;
 }
@@ -362,15 +270,13 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&reg->wmu);
+	pthread_mutex_lock(&reg->t.mu);
 	struct rname *n = rname_find(&k);
 	if (n != NULL) {
-		tr__names_remove(&reg->names, &n->key);
-		holder_unlink(reg, n);
+		name_drop(reg, n);
 		reg->st.unregistered++;
-		reg->st.names--;
 	}
-	pthread_mutex_unlock(&reg->wmu);
+	pthread_mutex_unlock(&reg->t.mu);
 	if (n == NULL) {
 		return TR_ENOENT;
 	}
@@ -412,9 +318,12 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 		return TR_EINVAL;
 	}
 	size_t size = out->size;
-	pthread_mutex_lock(&reg->wmu);
+	pthread_mutex_lock(&reg->t.mu);
 	*out = reg->st;
-	pthread_mutex_unlock(&reg->wmu);
+	pthread_mutex_unlock(&reg->t.mu);
 	out->size = size;
+	/* Derived: the identity the header states. */
+	out->names = out->registered - out->unregistered - out->replaced -
+		     out->removed;
 	return TR_OK;
 }

@@ -1,6 +1,7 @@
 /* A set of watched pids (see watch.h). */
 #include "watch.h"
 
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,44 +28,49 @@ tr__watch_find(struct tr__watch *ws, tr_pid pid)
 	return (struct tr__watched *)n;
 }
 
-tr_err
-tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out)
+struct tr__watched *
+tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 {
 	struct tr__watched *e = tr__watch_find(ws, pid);
 
+	*err = TR_OK;
 	if (e != NULL) {
-		*out = e;
-		return TR_OK;
+		return e;
 	}
 	if (ws->watcher_gone) {
-		return TR_ECLOSED;
+		*err = TR_ECLOSED;
+		return NULL;
 	}
 	e = calloc(1, ws->ops->entry_size);
 	if (e == NULL) {
-		return TR_ENOMEM;
+		*err = TR_ENOMEM;
+		return NULL;
 	}
 	e->node.hash = tr_pid_hash(pid);
 	e->pid = pid;
 	/* Announced before it exists: no entry the watcher never hears of. */
-	tr_err err = send_watcher(ws, ws->ops->sync_type, pid);
-	if (err < 0) {
+	*err = send_watcher(ws, ws->ops->sync_type, pid);
+	if (*err < 0) {
 		free(e);
-		return err;
+		return NULL;
 	}
 	tr__hash_grow(&ws->tab);
 	tr__hash_link(&ws->tab, &e->node);
-	*out = e;
-	return TR_OK;
+	return e;
 }
 
-void
-tr__watch_idle(struct tr__watch *ws, struct tr__watched *e)
+bool
+tr__watch_put(struct tr__watch *ws, struct tr__watched *e)
 {
+	if (--e->uses > 0) {
+		return false;
+	}
 	if (e->monitored) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
 		(void)send_watcher(ws, ws->ops->sync_type, e->pid);
 	}
+	return true;
 }
 
 void
@@ -87,7 +93,10 @@ static void
 release(struct tr__watch *ws)
 {
 	if (tr__ref_put(&ws->refs)) {
-		ws->ops->free_owner(ws);
+		tr__names_fini(&ws->names, ws->ops->free_name);
+		tr__hash_fini(&ws->tab, ws->ops->free_entry);
+		pthread_mutex_destroy(&ws->mu);
+		free(ws);
 	}
 }
 
@@ -145,7 +154,7 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	    m->size == sizeof(tr_pid)) {
 		tr_pid pid;
 		memcpy(&pid, m->data, sizeof(pid));
-		pthread_mutex_lock(ws->mu);
+		pthread_mutex_lock(&ws->mu);
 		if (m->type == ops->sync_type) {
 			on_sync(cx, ws, pid);
 		} else {
@@ -154,16 +163,16 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 				ops->purge(ws, e);
 			}
 		}
-		pthread_mutex_unlock(ws->mu);
+		pthread_mutex_unlock(&ws->mu);
 	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
 		tr_down d;
 		memcpy(&d, m->data, sizeof(d));
-		pthread_mutex_lock(ws->mu);
+		pthread_mutex_lock(&ws->mu);
 		struct tr__watched *e = tr__watch_find(ws, d.who);
 		if (e != NULL && e->monitored && e->ref.v == d.ref.v) {
 			purge(ws, e);
 		}
-		pthread_mutex_unlock(ws->mu);
+		pthread_mutex_unlock(&ws->mu);
 	} else {
 		(void)tr_unhandled(cx, m); /* not for a table's own actor */
 	}
@@ -179,33 +188,56 @@ tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
 	if (ws == NULL) {
 		return; /* init never ran: the spawn reference was not taken */
 	}
-	pthread_mutex_lock(ws->mu);
+	pthread_mutex_lock(&ws->mu);
 	ws->watcher_gone = true;
-	pthread_mutex_unlock(ws->mu);
+	pthread_mutex_unlock(&ws->mu);
 	release(ws);
 }
 
-/* ---- init and destroy ---------------------------------------------------- */
+/* ---- new and destroy ----------------------------------------------------- */
 
-tr_err
-tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
-	       const struct tr__watch_ops *ops)
+void *
+tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err)
 {
-	ws->mu = mu;
+	/* The size rounded up to the alignment, as C11 requires. */
+	size_t align = alignof(struct tr__watch);
+	struct tr__watch *ws =
+		aligned_alloc(align, (ops->size + align - 1) / align * align);
+
+	if (ws == NULL) {
+		*err = TR_ENOMEM;
+		return NULL;
+	}
+	memset(ws, 0, ops->size);
 	ws->rt = rt;
 	ws->ops = ops;
-	ws->watcher_gone = false;
-	if (tr__hash_init(&ws->tab, BUCKETS0) < 0) {
-		return TR_ENOMEM;
+	*err = tr__names_init(&ws->names);
+	if (*err < 0) {
+		goto err_free;
 	}
-	/* One reference for the creator, one for the watcher's teardown. */
+	*err = tr__hash_init(&ws->tab, BUCKETS0);
+	if (*err < 0) {
+		goto err_names;
+	}
+	if (pthread_mutex_init(&ws->mu, NULL) != 0) {
+		*err = TR_ESYS;
+		goto err_tab;
+	}
+	/* One reference for the owner, one for the watcher's teardown. */
 	atomic_init(&ws->refs, 2);
 	/* The definition is in the module's static ops: it outlives us. */
-	tr_err err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
-	if (err < 0) {
-		tr__hash_fini(&ws->tab, NULL);
+	*err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
+	if (*err == TR_OK) {
+		return ws;
 	}
-	return err;
+	pthread_mutex_destroy(&ws->mu);
+err_tab:
+	tr__hash_fini(&ws->tab, NULL);
+err_names:
+	tr__names_fini(&ws->names, NULL);
+err_free:
+	free(ws);
+	return NULL;
 }
 
 void
@@ -214,10 +246,4 @@ tr__watch_destroy(struct tr__watch *ws)
 	/* After a join the watcher is gone: this is a counted dead letter. */
 	(void)tr_stop(tr_runtime_ctx(ws->rt), ws->watcher, TR_EXIT_SHUTDOWN);
 	release(ws);
-}
-
-void
-tr__watch_fini(struct tr__watch *ws)
-{
-	tr__hash_fini(&ws->tab, ws->ops->free_entry);
 }

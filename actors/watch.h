@@ -1,21 +1,24 @@
 /*
  * A set of watched pids, shared by the registry and pubsub (internal; not
- * installed). Every pid that holds something in the module (names,
- * subscriptions) has an entry, embedded first in the module's own record
- * for that pid; a watcher actor monitors each entry that holds anything
- * and, when its pid stops, has the module drop what it held.
+ * installed), and the rest of what both tables are made of: the name
+ * table, the writer mutex, the reference count and the allocation. The
+ * module's own struct embeds struct tr__watch first. Every pid that holds
+ * something in the module (names, subscriptions) has an entry, embedded
+ * first in the module's own record for that pid; a watcher actor
+ * monitors each entry that holds anything and, when its pid stops, has
+ * the module drop what it held.
  *
- * Threads: every call below except init and destroy is made with the
- * module's writer mutex held (`mu`, given at init); the watcher takes
- * that mutex itself around each message it handles.
+ * Threads: every call below except new and destroy is made with the
+ * module's writer mutex held (`mu`); the watcher takes that mutex itself
+ * around each message it handles.
  *
  * Protocol, which keeps every entry that holds something monitored, or
  * with a SYNC for its pid queued to the watcher:
  *   - a new entry is announced with a SYNC sent before it is inserted; if
  *     the send fails there is no entry (tr__watch_get fails);
- *   - when an entry's uses drop to zero the module calls tr__watch_idle,
- *     which sends a SYNC if the entry is monitored (an unmonitored one has
- *     its creation SYNC queued already);
+ *   - when tr__watch_put drops an entry's uses to zero it sends a SYNC
+ *     if the entry is monitored (an unmonitored one has its creation
+ *     SYNC queued already, or is dead and being purged);
  *   - on a SYNC the watcher frees an entry without uses (dropping its
  *     monitor) and monitors one with uses; if it cannot, the entry is
  *     purged as if its pid had stopped, so nothing stays that nobody
@@ -28,6 +31,7 @@
 #define TR_ACTORS_WATCH_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +40,7 @@
 #include <troupe/troupe.h>
 
 #include "hash.h"
+#include "names.h"
 
 struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
@@ -52,6 +57,7 @@ struct tr__watch_ops {
 	tr_actor_def def;    /* the watcher: TR__WATCH_DEF("name") */
 	uint32_t sync_type;  /* message types the watcher is sent */
 	uint32_t retry_type; /* 0 when purge never defers */
+	size_t size;         /* the module's struct, tr__watch first */
 	size_t entry_size;   /* the module's record, tr__watched first */
 	/*
 	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
@@ -59,18 +65,19 @@ struct tr__watch_ops {
 	 * return with @e kept.
 	 */
 	void (*purge)(struct tr__watch *ws, struct tr__watched *e);
-	/* The last reference went: free the module (which calls fini). */
-	void (*free_owner)(struct tr__watch *ws);
-	/* From tr__watch_fini: free an entry (given by its node, its first
-	 * member) and what it still holds. */
+	/* When the last reference goes: free a name entry and an entry
+	 * (each given by its node, its first member) and what it holds. */
+	void (*free_name)(struct tr__hnode *n);
 	void (*free_entry)(struct tr__hnode *n);
 };
 
 struct tr__watch {
-	pthread_mutex_t *mu;
+	struct tr__names names; /* first: the shards that readers lock */
+	/* Every writer's mutex; aligned to keep it off the last shard. */
+	alignas(TR__CACHE_LINE) pthread_mutex_t mu;
 	tr_runtime *rt;
 	tr_pid watcher;
-	atomic_uint refs;  /* the module's creator and the watcher */
+	atomic_uint refs;  /* the module's owner and the watcher */
 	bool watcher_gone; /* under mu: no new entries */
 	struct tr__htab tab;
 	const struct tr__watch_ops *ops;
@@ -99,27 +106,27 @@ void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
 	}
 
 /*
- * Make the table and start the watcher (@mu is initialised). On an error
- * (TR_ENOMEM, or what spawning returned) nothing is left to undo here.
+ * Allocate the module's struct (ops->size bytes, zeroed), make its tables
+ * and mutex and start the watcher. The last reference frees it all.
+ * Return: the module's struct and @err TR_OK, or NULL and @err
+ * (TR_ENOMEM, TR_ESYS, or what spawning returned) with nothing left.
  */
-tr_err tr__watch_init(struct tr__watch *ws, tr_runtime *rt, pthread_mutex_t *mu,
-		      const struct tr__watch_ops *ops);
-/* The module is destroyed: stop the watcher, drop the creator's share. */
+void *
+tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err);
+/* The module is destroyed: stop the watcher, drop the owner's share. */
 void tr__watch_destroy(struct tr__watch *ws);
-/* From ops->free_owner: free every entry left, and the table. */
-void tr__watch_fini(struct tr__watch *ws);
 
 /* mu held. The entry of @pid, or NULL. */
 struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
 /*
- * mu held. The entry of @pid, made (and announced) if there is none.
- * Return: TR_OK, TR_ECLOSED (the watcher is gone), TR_ENOMEM, or the
- * send's error.
+ * mu held. The entry of @pid, made (and announced) if there is none,
+ * and @err TR_OK; or NULL and @err: TR_ECLOSED (the watcher is gone),
+ * TR_ENOMEM, or the send's error.
  */
-tr_err
-tr__watch_get(struct tr__watch *ws, tr_pid pid, struct tr__watched **out);
-/* mu held: @e's uses just dropped to zero. */
-void tr__watch_idle(struct tr__watch *ws, struct tr__watched *e);
+struct tr__watched *
+tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err);
+/* mu held: @e gives up one use. Return: true if it has none left. */
+bool tr__watch_put(struct tr__watch *ws, struct tr__watched *e);
 /* mu held: take @e out of the table and free it. */
 void tr__watch_free(struct tr__watch *ws, struct tr__watched *e);
 /* mu held, from purge: call purge on @e again later, from the watcher. */
