@@ -78,6 +78,18 @@ harness_nap_us(unsigned us)
 		}                                                              \
 	} while (0)
 
+/* Two strings are equal. */
+#define CHECK_STR(a, b)                                                        \
+	do {                                                                   \
+		const char *sa_ = (a), *sb_ = (b);                             \
+		if (strcmp(sa_, sb_) != 0) {                                   \
+			fprintf(stderr,                                        \
+				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
+				__FILE__, __LINE__, #a, sb_, sa_);             \
+			harness_failed_checks++;                               \
+		}                                                              \
+	} while (0)
+
 #define CHECK_EQ_INT(a, b)                                                     \
 	do {                                                                   \
 		long long ca_ = (long long)(a), cb_ = (long long)(b);          \

@@ -195,28 +195,6 @@ story(uint64_t id, bool *seq_ok)
 	return buf;
 }
 
-#define CHECK_STR(a, b)                                                        \
-	do {                                                                   \
-		const char *sa_ = (a), *sb_ = (b);                             \
-		if (strcmp(sa_, sb_) != 0) {                                   \
-			fprintf(stderr,                                        \
-				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
-				__FILE__, __LINE__, #a, sb_, sa_);             \
-			harness_failed_checks++;                               \
-		}                                                              \
-	} while (0)
-
-#define CHECK_STR(a, b)                                                        \
-	do {                                                                   \
-		const char *sa_ = (a), *sb_ = (b);                             \
-		if (strcmp(sa_, sb_) != 0) {                                   \
-			fprintf(stderr,                                        \
-				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
-				__FILE__, __LINE__, #a, sb_, sa_);             \
-			harness_failed_checks++;                               \
-		}                                                              \
-	} while (0)
-
 /* ---- requests from the probe ----------------------------------------------
  */
 

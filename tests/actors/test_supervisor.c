@@ -293,17 +293,6 @@ find_type(uint32_t type, size_t from)
 	return NULL;
 }
 
-#define CHECK_STR(a, b)                                                        \
-	do {                                                                   \
-		const char *sa_ = (a), *sb_ = (b);                             \
-		if (strcmp(sa_, sb_) != 0) {                                   \
-			fprintf(stderr,                                        \
-				"%s:%d: %s == \"%s\" failed: \"%s\"\n",        \
-				__FILE__, __LINE__, #a, sb_, sa_);             \
-			harness_failed_checks++;                               \
-		}                                                              \
-	} while (0)
-
 /* ---- kids --------------------------------------------------------------- */
 
 struct kid_arg {

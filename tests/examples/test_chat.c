@@ -1308,47 +1308,32 @@ test_options(void)
 
 	/* --rate 0: no limit; 300 lines at once are all said, in order,
 	 * and one worker thread is enough to serve them; with --flush-ms 0
-	 * the room writes each line at once instead of in batches. */
-	clients_init(cs, 2);
-	if (!server_start_args(&sv, unlimited)) {
-		goto out_free;
+	 * the room writes each line at once instead of in batches. Then
+	 * --window 64 --flush-ms 2: a wider window, the same lines. */
+	len = 0;
+	for (int i = 0; i < FLOOD; i++) {
+		len += (size_t)sprintf(burst + len, "r %d\n", i);
 	}
-	if (lobby_clients(sv.port, cs, nicks, 2)) {
-		len = 0;
-		for (int i = 0; i < FLOOD; i++) {
-			len += (size_t)sprintf(burst + len, "r %d\n", i);
+	len += (size_t)sprintf(burst + len, "/who\n");
+	const char *const *const unbounded[] = { unlimited, wide };
+	for (size_t k = 0; k < 2; k++) {
+		clients_init(cs, 2);
+		if (!server_start_args(&sv, unbounded[k])) {
+			goto out_free;
 		}
-		len += (size_t)sprintf(burst + len, "/who\n");
-		CHECK(client_send(a, burst, len));
-		count_rate_lines(a, &a_lines, &a_slow);
-		CHECK_EQ_U64(a_lines, FLOOD);
-		CHECK_EQ_U64(a_slow, 0);
-		SAY(b, "/who");
-		count_rate_lines(b, &b_lines, &b_slow);
-		CHECK_EQ_U64(b_lines, FLOOD);
+		if (lobby_clients(sv.port, cs, nicks, 2)) {
+			CHECK(client_send(a, burst, len));
+			count_rate_lines(a, &a_lines, &a_slow);
+			CHECK_EQ_U64(a_lines, FLOOD);
+			CHECK_EQ_U64(a_slow, 0);
+			SAY(b, "/who");
+			count_rate_lines(b, &b_lines, &b_slow);
+			CHECK_EQ_U64(b_lines, FLOOD);
+		}
+		server_stop(&sv);
+		client_close(a);
+		client_close(b);
 	}
-	server_stop(&sv);
-	client_close(a);
-	client_close(b);
-
-	/* --window 64 --flush-ms 2: a wider window, the same lines, all
-	 * said, in order. */
-	clients_init(cs, 2);
-	if (!server_start_args(&sv, wide)) {
-		goto out_free;
-	}
-	if (lobby_clients(sv.port, cs, nicks, 2)) {
-		CHECK(client_send(a, burst, len));
-		count_rate_lines(a, &a_lines, &a_slow);
-		CHECK_EQ_U64(a_lines, FLOOD);
-		CHECK_EQ_U64(a_slow, 0);
-		SAY(b, "/who");
-		count_rate_lines(b, &b_lines, &b_slow);
-		CHECK_EQ_U64(b_lines, FLOOD);
-	}
-	server_stop(&sv);
-	client_close(a);
-	client_close(b);
 
 	static const char *const bad_rate[] = { "--rate", "x", "0", NULL };
 	static const char *const bad_workers[] = { "--workers", "-1", "0",
