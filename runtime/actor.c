@@ -1132,6 +1132,16 @@ stash_drop(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 	}
 }
 
+/* Has @a, still running as pid @self, messages tr_unstash_all() put
+ * back? The pid is checked first: a stopped actor's slot is not ours. */
+static bool
+replay_due(struct tr__actor *a, uint64_t self)
+{
+	return self != 0 &&
+	       atomic_load_explicit(&a->pid, memory_order_relaxed) == self &&
+	       a->ext != NULL && a->ext->replay != NULL;
+}
+
 /* Handle the first message tr_unstash_all() put back. */
 static void
 replay_one(struct tr__worker *w, struct tr__actor *a)
@@ -1285,6 +1295,9 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 		&a->mb.head, memory_order_acquire);
 	uint64_t t = tr__ticks();
 	uint64_t start = t;
+	/* The pid this turn runs: once the actor stops, its slot may be
+	 * reused at once, and its ext is no longer this turn's to read. */
+	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
 	tr__sched_turn_began(w, start);
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
@@ -1292,13 +1305,13 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	}
 	unsigned n = 0;
 	for (; n < rt->batch; n++) {
-		if (tr__unlikely(a->ext != NULL && a->ext->replay != NULL)) {
+		if (tr__unlikely(replay_due(a, self))) {
 			/* What tr_unstash_all() put back comes first. */
 			if (atomic_load_explicit(&a->stop_for,
 						 memory_order_relaxed) != 0) {
 				take_stop(w, a);
 			}
-			if (a->ext != NULL && a->ext->replay != NULL) {
+			if (replay_due(a, self)) {
 				replay_one(w, a);
 			}
 			t = tr__ticks();
@@ -1357,7 +1370,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
 		unmute_all(w, a);
 	}
-	bool replay = a->ext != NULL && a->ext->replay != NULL;
+	bool replay = replay_due(a, self);
 	if (exhausted || replay || !tr__mailbox_mark_empty(&a->mb)) {
 		if (mute_on == NULL || exhausted || !mute(w, a, mute_on)) {
 			tr__sched_reschedule(w, a);
