@@ -18,7 +18,7 @@
  *
  * Locks.
  *   wmu (t.mu)   serialises every writer: subscribe, unsubscribe and the
- *                watcher's SYNC, DOWN and RETRY handling. It guards the
+ *                watcher's SYNC and DOWN handling. It guards the
  *                subscriber table (the watch set), the membership lists
  *                and the writer-side counters; since every change to a shard
  *                is made under it, a writer reads the shards without their
@@ -33,9 +33,9 @@
  *     membership for it in its struct sub, and no other memberships
  *     exist.
  *   - Subs are the watch set's entries (actors/watch.h), whose protocol
- *     keeps a sub with memberships monitored, or with a SYNC queued, or
- *     dead and being purged (a RETRY queued); its `uses` is its number of
- *     memberships.
+ *     keeps a sub with memberships monitored, or with a SYNC queued
+ *     (when it is dead and being purged, for a retry); its `uses` is its
+ *     number of memberships.
  *
  * Lifetime. The service is reference counted (in the watch set, whose
  * struct tr__watch begins it and holds the shards and wmu): one
@@ -57,9 +57,8 @@
 #include <string.h>
 
 /* The service tells its own actor to start or stop monitoring a
- * subscriber, or to retry a removal. Applications never receive them. */
-#define MSG_SYNC  (TR_MSG_PUBSUB_BASE + 0x80u)
-#define MSG_RETRY (TR_MSG_PUBSUB_BASE + 0x81u)
+ * subscriber, or to retry a removal. Applications never receive it. */
+#define MSG_SYNC (TR_MSG_PUBSUB_BASE + 0x80u)
 
 struct snap {
 	atomic_uint refs;
@@ -272,7 +271,6 @@ sub_free_entry(struct tr__hnode *n)
 static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
-	.retry_type = MSG_RETRY,
 	.size = sizeof(tr_pubsub),
 	.entry_size = sizeof(struct sub),
 	.purge = sub_purge,

@@ -84,7 +84,7 @@ void
 tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 {
 	/* If even this fails the entry stays, and what it holds with it. */
-	(void)send_watcher(ws, ws->ops->retry_type, e->pid);
+	(void)send_watcher(ws, ws->ops->sync_type, e->pid);
 }
 
 /* ---- the watcher actor --------------------------------------------------- */
@@ -113,7 +113,11 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 {
 	struct tr__watched *e = tr__watch_find(ws, pid);
 
-	if (e == NULL || e->dead) {
+	if (e == NULL) {
+		return;
+	}
+	if (e->dead) {
+		ws->ops->purge(ws, e); /* a retry */
 		return;
 	}
 	if (e->uses == 0) {
@@ -149,20 +153,11 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct tr__watch *ws = *(struct tr__watch **)state;
 	const struct tr__watch_ops *ops = ws->ops;
 
-	if ((m->type == ops->sync_type ||
-	     (ops->retry_type != 0 && m->type == ops->retry_type)) &&
-	    m->size == sizeof(tr_pid)) {
+	if (m->type == ops->sync_type && m->size == sizeof(tr_pid)) {
 		tr_pid pid;
 		memcpy(&pid, m->data, sizeof(pid));
 		pthread_mutex_lock(&ws->mu);
-		if (m->type == ops->sync_type) {
-			on_sync(cx, ws, pid);
-		} else {
-			struct tr__watched *e = tr__watch_find(ws, pid);
-			if (e != NULL && e->dead) {
-				ops->purge(ws, e);
-			}
-		}
+		on_sync(cx, ws, pid);
 		pthread_mutex_unlock(&ws->mu);
 	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
 		tr_down d;

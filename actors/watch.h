@@ -19,13 +19,15 @@
  *   - when tr__watch_put drops an entry's uses to zero it sends a SYNC
  *     if the entry is monitored (an unmonitored one has its creation
  *     SYNC queued already, or is dead and being purged);
- *   - on a SYNC the watcher frees an entry without uses (dropping its
+ *   - a SYNC brings the entry of its pid in line with what it holds,
+ *     so one more SYNC than needed is harmless: the watcher purges a
+ *     dead entry again, frees an entry without uses (dropping its
  *     monitor) and monitors one with uses; if it cannot, the entry is
  *     purged as if its pid had stopped, so nothing stays that nobody
  *     watches;
  *   - on a DOWN that matches an entry's monitor the entry is marked dead
  *     and purged: the module drops its uses and frees the entry, or, out
- *     of memory, asks for a RETRY and is called again from the watcher.
+ *     of memory, sends a SYNC (tr__watch_retry) to be purged again.
  */
 #ifndef TR_ACTORS_WATCH_H
 #define TR_ACTORS_WATCH_H
@@ -54,11 +56,10 @@ struct tr__watched {
 struct tr__watch;
 
 struct tr__watch_ops {
-	tr_actor_def def;    /* the watcher: TR__WATCH_DEF("name") */
-	uint32_t sync_type;  /* message types the watcher is sent */
-	uint32_t retry_type; /* 0 when purge never defers */
-	size_t size;         /* the module's struct, tr__watch first */
-	size_t entry_size;   /* the module's record, tr__watched first */
+	tr_actor_def def;   /* the watcher: TR__WATCH_DEF("name") */
+	uint32_t sync_type; /* the message type the watcher is sent */
+	size_t size;        /* the module's struct, tr__watch first */
+	size_t entry_size;  /* the module's record, tr__watched first */
 	/*
 	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
 	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
