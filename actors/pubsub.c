@@ -54,7 +54,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* The service tells its own actor to start or stop monitoring a
  * subscriber, or to retry a removal. Applications never receive it. */
@@ -62,7 +61,7 @@
 
 struct snap {
 	atomic_uint refs;
-	uint32_t n;
+	size_t n;
 	tr_pid pids[];
 };
 
@@ -116,15 +115,30 @@ topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
 
 /* ---- snapshots ----------------------------------------------------------- */
 
+/*
+ * A new list: @old's (none when NULL) with @pid added at the end, or
+ * (@add false) taken out; it has the reference of the topic that will
+ * hold it. NULL without memory.
+ */
 static struct snap *
-snap_alloc(uint32_t n)
+snap_edit(const struct snap *old, tr_pid pid, bool add)
 {
-	struct snap *s = malloc(sizeof(*s) + (size_t)n * sizeof(tr_pid));
+	size_t n = old != NULL ? old->n : 0;
+	struct snap *s =
+		malloc(sizeof(*s) + (add ? n + 1 : n - 1) * sizeof(tr_pid));
 
-	if (s != NULL) {
-		/* The reference of the topic that will hold it. */
-		atomic_init(&s->refs, 1);
-		s->n = n;
+	if (s == NULL) {
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	s->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!tr_pid_eq(old->pids[i], pid)) {
+			s->pids[s->n++] = old->pids[i];
+		}
+	}
+	if (add) {
+		s->pids[s->n++] = pid;
 	}
 	return s;
 }
@@ -183,15 +197,9 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 		ps->st.topics--;
 		return TR_OK;
 	}
-	struct snap *fresh = snap_alloc(old->n - 1);
+	struct snap *fresh = snap_edit(old, pid, false);
 	if (fresh == NULL) {
 		return TR_ENOMEM;
-	}
-	uint32_t j = 0;
-	for (uint32_t i = 0; i < old->n; i++) {
-		if (!tr_pid_eq(old->pids[i], pid)) {
-			fresh->pids[j++] = old->pids[i];
-		}
 	}
 	topic_swap(tr__names_shard(&ps->t.names, t->key.node.hash), t, fresh);
 	return TR_OK;
@@ -341,14 +349,9 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		err = TR_EEXIST;
 		goto out;
 	}
-	uint32_t n = t != NULL ? t->snap->n : 0;
-	if (n == UINT32_MAX) {
-		err = TR_ENOMEM;
-		goto out;
-	}
 	/* Everything that can fail first, then the changes. */
 	err = TR_ENOMEM;
-	fresh = snap_alloc(n + 1);
+	fresh = snap_edit(t != NULL ? t->snap : NULL, pid, true);
 	mb = malloc(sizeof(*mb));
 	if (t == NULL) {
 		fresh_t = tr__names_new(&k, sizeof(*fresh_t));
@@ -360,10 +363,6 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (s == NULL) {
 		goto out;
 	}
-	if (n > 0) {
-		memcpy(fresh->pids, t->snap->pids, (size_t)n * sizeof(tr_pid));
-	}
-	fresh->pids[n] = pid;
 	if (t == NULL) {
 		t = fresh_t;
 		fresh_t = NULL;
@@ -444,7 +443,7 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 	int sent = 0;
 	uint64_t failed = 0;
 	tr_err err = TR_OK;
-	for (uint32_t i = 0; i < snap->n; i++) {
+	for (size_t i = 0; i < snap->n; i++) {
 		err = tr_send(cx, snap->pids[i], type, data, len);
 		if (err == TR_OK) {
 			sent++;
@@ -478,7 +477,7 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 	}
 	pthread_rwlock_rdlock(&k.sh->lock);
 	struct topic *t = topic_find(&k);
-	uint32_t n = t != NULL ? t->snap->n : 0;
+	size_t n = t != NULL ? t->snap->n : 0;
 	pthread_rwlock_unlock(&k.sh->lock);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
