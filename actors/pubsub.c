@@ -30,12 +30,12 @@
  * Invariants (under wmu).
  *   - A topic is in its shard while it has at least one subscriber; its
  *     snapshot lists each subscriber once, and each listed pid has a
- *     membership for it in its struct sub, and no other memberships
+ *     membership for it on its sub's list, and no other memberships
  *     exist.
- *   - Subs are the watch set's entries (actors/watch.h), whose protocol
- *     keeps a sub with memberships monitored, or with a SYNC queued
- *     (when it is dead and being purged, for a retry); its `uses` is its
- *     number of memberships.
+ *   - Subs are the watch set's entries (actors/watch.h), which hold
+ *     their memberships, and whose protocol keeps a sub with memberships
+ *     monitored, or with a SYNC queued (when it is dead and being purged,
+ *     for a retry).
  *
  * Lifetime. The service is reference counted (in the watch set, whose
  * struct tr__watch begins it and holds the shards and wmu): one
@@ -71,13 +71,8 @@ struct topic {
 };
 
 struct member {
-	struct member *next;
+	struct tr__hold hold; /* first: on its sub's list */
 	struct topic *topic;
-};
-
-struct sub {
-	struct tr__watched w; /* first: the watch set's entry; uses = members */
-	struct member *members;
 };
 
 /* Publish counters: relaxed, on their own line, away from wmu's. */
@@ -207,37 +202,34 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
-/* The slot of @s's membership of @t, or NULL (also when @s is NULL). */
-static struct member **
-member_slot(struct sub *s, const struct topic *t)
+/* @s's membership of @t, or NULL (also when @s is NULL). */
+static struct member *
+member_find(struct tr__watched *s, const struct topic *t)
 {
-	if (s == NULL) {
-		return NULL;
+	struct tr__hold *h = s != NULL ? s->held : NULL;
+
+	/* The hold is the membership's first member. */
+	while (h != NULL && ((struct member *)h)->topic != t) {
+		h = h->next;
 	}
-	struct member **pp = &s->members;
-	while (*pp != NULL && (*pp)->topic != t) {
-		pp = &(*pp)->next;
-	}
-	return *pp != NULL ? pp : NULL;
+	return (struct member *)h;
 }
 
 /*
- * Drop @s's membership in slot @pp: its pid leaves the topic's list.
+ * Drop @s's membership @mb: its pid leaves the topic's list.
  * On a dead sub tr__watch_put sends nothing: it is not monitored.
  * Return: TR_OK, or TR_ENOMEM (nothing changed).
  */
 static tr_err
-member_drop(tr_pubsub *ps, struct sub *s, struct member **pp)
+member_drop(tr_pubsub *ps, struct tr__watched *s, struct member *mb)
 {
-	struct member *mb = *pp;
-	tr_err err = topic_remove_pid(ps, mb->topic, s->w.pid);
+	tr_err err = topic_remove_pid(ps, mb->topic, s->pid);
 
 	if (err < 0) {
 		return err;
 	}
-	*pp = mb->next;
+	(void)tr__watch_put(&ps->t, s, &mb->hold);
 	free(mb);
-	(void)tr__watch_put(&ps->t, &s->w);
 	return TR_OK;
 }
 
@@ -251,10 +243,9 @@ static void
 sub_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_pubsub *ps = (tr_pubsub *)ws; /* the first member */
-	struct sub *s = (struct sub *)e;
 
-	while (s->members != NULL) {
-		if (member_drop(ps, s, &s->members) < 0) {
+	while (e->held != NULL) {
+		if (member_drop(ps, e, (struct member *)e->held) < 0) {
 			tr__watch_retry(ws, e);
 			return;
 		}
@@ -266,12 +257,12 @@ sub_purge(struct tr__watch *ws, struct tr__watched *e)
 static void
 sub_free_entry(struct tr__hnode *n)
 {
-	struct sub *s = (struct sub *)n; /* the node is first */
+	struct tr__watched *s = (struct tr__watched *)n; /* the node is first */
 
-	while (s->members != NULL) {
-		struct member *mb = s->members;
-		s->members = mb->next;
-		free(mb);
+	while (s->held != NULL) {
+		struct tr__hold *h = s->held;
+		s->held = h->next;
+		free(h); /* the membership it is first in */
 	}
 	free(s);
 }
@@ -280,7 +271,6 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_pubsub),
-	.entry_size = sizeof(struct sub),
 	.purge = sub_purge,
 	.free_name = free_topic,
 	.free_entry = sub_free_entry,
@@ -344,8 +334,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		goto out;
 	}
 	struct topic *t = topic_find(&k);
-	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
-	if (member_slot(s, t) != NULL) {
+	if (member_find(tr__watch_find(&ps->t, pid), t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
 	}
@@ -359,7 +348,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
 	}
-	s = (struct sub *)tr__watch_get(&ps->t, pid, &err);
+	struct tr__watched *s = tr__watch_get(&ps->t, pid, &err);
 	if (s == NULL) {
 		goto out;
 	}
@@ -374,9 +363,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	}
 	fresh = NULL;
 	mb->topic = t;
-	mb->next = s->members;
-	s->members = mb;
-	s->w.uses++;
+	tr__watch_hold(s, &mb->hold);
 	mb = NULL;
 	ps->st.subscribed++;
 out:
@@ -397,9 +384,9 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		return err;
 	}
 	pthread_mutex_lock(&ps->t.mu);
-	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
-	struct member **pp = member_slot(s, topic_find(&k));
-	err = pp != NULL ? member_drop(ps, s, pp) : TR_ENOENT;
+	struct tr__watched *s = tr__watch_find(&ps->t, pid);
+	struct member *mb = member_find(s, topic_find(&k));
+	err = mb != NULL ? member_drop(ps, s, mb) : TR_ENOENT;
 	if (err == TR_OK) {
 		ps->st.unsubscribed++;
 	}

@@ -20,8 +20,7 @@
  *   - Every name is in exactly one shard chain and on the name list of
  *     the holder of its pid; a holder's list holds exactly its names.
  *   - Holders are the watch set's entries (actors/watch.h), whose
- *     protocol keeps a holder with names monitored or with a SYNC queued;
- *     its `uses` is its number of names.
+ *     protocol keeps a holder with names monitored or with a SYNC queued.
  *   Together: a holder that stops loses its names when the watcher
  *   handles its DOWN, and the watcher never monitors a pid for long after
  *   its last name went.
@@ -48,15 +47,9 @@
 #define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
 
 struct rname {
-	struct tr__name key; /* first: the name table's entry */
-	struct rname *hprev; /* holder's name list */
-	struct rname *hnext;
+	struct tr__name key;  /* first: the name table's entry */
+	struct tr__hold hold; /* on its holder's list */
 	tr_pid pid; /* its holder is the watch set's entry of this pid */
-};
-
-struct holder {
-	struct tr__watched w; /* first: the watch set's entry; uses = names */
-	struct rname *names;
 };
 
 struct tr_registry {
@@ -90,34 +83,21 @@ free_node(struct tr__hnode *n)
 /* ---- holders (all under wmu) --------------------------------------------- */
 
 static void
-holder_link(tr_registry *reg, struct holder *h, struct rname *n)
+holder_link(tr_registry *reg, struct tr__watched *h, struct rname *n)
 {
-	n->hprev = NULL;
-	n->hnext = h->names;
-	if (h->names != NULL) {
-		h->names->hprev = n;
-	}
-	h->names = n;
-	if (h->w.uses++ == 0) {
+	if (h->held == NULL) {
 		reg->st.holders++;
 	}
+	tr__watch_hold(h, &n->hold);
 }
 
 /* Take @n off its holder's list; before @n->pid changes. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
-	struct holder *h = (struct holder *)tr__watch_find(&reg->t, n->pid);
+	struct tr__watched *h = tr__watch_find(&reg->t, n->pid);
 
-	if (n->hprev != NULL) {
-		n->hprev->hnext = n->hnext;
-	} else {
-		h->names = n->hnext;
-	}
-	if (n->hnext != NULL) {
-		n->hnext->hprev = n->hprev;
-	}
-	if (tr__watch_put(&reg->t, &h->w)) {
+	if (tr__watch_put(&reg->t, h, &n->hold)) {
 		reg->st.holders--;
 	}
 }
@@ -136,10 +116,9 @@ static void
 holder_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_registry *reg = (tr_registry *)ws; /* the first member */
-	struct holder *h = (struct holder *)e;
 
-	while (h->names != NULL) {
-		struct rname *n = h->names;
+	while (e->held != NULL) {
+		struct rname *n = TR__HELD(e->held, struct rname, hold);
 		name_drop(reg, n);
 		free(n);
 		reg->st.removed++;
@@ -151,7 +130,6 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
-	.entry_size = sizeof(struct holder),
 	.purge = holder_purge,
 	.free_name = free_node,
 	.free_entry = free_node,
@@ -220,7 +198,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (n != NULL && tr_pid_eq(n->pid, pid)) {
 		goto out; /* already so */
 	}
-	struct holder *h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
+	struct tr__watched *h = tr__watch_get(&reg->t, pid, &err);
 	if (h == NULL) {
 		goto out;
 	}

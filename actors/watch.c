@@ -41,7 +41,7 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 		*err = TR_ECLOSED;
 		return NULL;
 	}
-	e = calloc(1, ws->ops->entry_size);
+	e = calloc(1, sizeof(*e));
 	if (e == NULL) {
 		*err = TR_ENOMEM;
 		return NULL;
@@ -59,10 +59,25 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 	return e;
 }
 
-bool
-tr__watch_put(struct tr__watch *ws, struct tr__watched *e)
+void
+tr__watch_hold(struct tr__watched *e, struct tr__hold *h)
 {
-	if (--e->uses > 0) {
+	h->next = e->held;
+	h->pprev = &e->held;
+	if (e->held != NULL) {
+		e->held->pprev = &h->next;
+	}
+	e->held = h;
+}
+
+bool
+tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
+{
+	*h->pprev = h->next;
+	if (h->next != NULL) {
+		h->next->pprev = h->pprev;
+	}
+	if (e->held != NULL) {
 		return false;
 	}
 	if (e->monitored) {
@@ -120,7 +135,7 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		ws->ops->purge(ws, e); /* a retry */
 		return;
 	}
-	if (e->uses == 0) {
+	if (e->held == NULL) {
 		if (e->monitored) {
 			(void)tr_demonitor(cx, e->ref);
 		}
