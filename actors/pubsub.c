@@ -102,12 +102,6 @@ load(atomic_uint_fast64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-static tr_err
-topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
-{
-	return tr__names_key(&ps->t.names, topic, TR_PUBSUB_TOPIC_MAX, k);
-}
-
 /* ---- snapshots ----------------------------------------------------------- */
 
 /*
@@ -148,13 +142,6 @@ snap_release(struct snap *s)
 }
 
 /* ---- topic shards (actors/names.c) ------------------------------------- */
-
-static struct topic *
-topic_find(const struct tr__name_key *k)
-{
-	/* The key is the first member. */
-	return (struct topic *)tr__names_find(k);
-}
 
 static void
 free_topic(struct tr__hnode *n)
@@ -271,6 +258,7 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_pubsub),
+	.name_max = TR_PUBSUB_TOPIC_MAX,
 	.purge = sub_purge,
 	.free_name = free_topic,
 	.free_entry = sub_free_entry,
@@ -312,7 +300,7 @@ member_args(tr_pubsub *ps, const char *topic, tr_pid pid,
 	if (ps == NULL || !tr__watch_can_hold(pid)) {
 		return TR_EINVAL;
 	}
-	return topic_key(ps, topic, k);
+	return tr__names_key(&ps->t.names, topic, k);
 }
 
 tr_err
@@ -333,7 +321,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct topic *t = topic_find(&k);
+	struct topic *t = tr__names_find(&k);
 	if (member_find(tr__watch_find(&ps->t, pid), t) != NULL) {
 		err = TR_EEXIST;
 		goto out;
@@ -363,7 +351,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	}
 	fresh = NULL;
 	mb->topic = t;
-	tr__watch_hold(s, &mb->hold);
+	tr__watch_hold(&ps->t, s, &mb->hold);
 	mb = NULL;
 	ps->st.subscribed++;
 out:
@@ -385,7 +373,7 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	}
 	pthread_mutex_lock(&ps->t.mu);
 	struct tr__watched *s = tr__watch_find(&ps->t, pid);
-	struct member *mb = member_find(s, topic_find(&k));
+	struct member *mb = member_find(s, tr__names_find(&k));
 	err = mb != NULL ? member_drop(ps, s, mb) : TR_ENOENT;
 	if (err == TR_OK) {
 		ps->st.unsubscribed++;
@@ -404,14 +392,14 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 
 	/* @cx is the publisher's context: its pid is the sender. */
 	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->t.rt ||
-	    topic_key(ps, topic, &k) < 0 || type >= TR_MSG_SYSTEM_BASE ||
-	    (len > 0 && data == NULL)) {
+	    tr__names_key(&ps->t.names, topic, &k) < 0 ||
+	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
 	struct snap *snap = NULL;
 
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct topic *t = topic_find(&k);
+	struct topic *t = tr__names_find(&k);
 	if (t != NULL) {
 		snap = t->snap;
 		/*
@@ -459,11 +447,11 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 {
 	struct tr__name_key k;
 
-	if (ps == NULL || topic_key(ps, topic, &k) < 0) {
+	if (ps == NULL || tr__names_key(&ps->t.names, topic, &k) < 0) {
 		return TR_EINVAL;
 	}
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct topic *t = topic_find(&k);
+	struct topic *t = tr__names_find(&k);
 	size_t n = t != NULL ? t->snap->n : 0;
 	pthread_rwlock_unlock(&k.sh->lock);
 	return n > INT32_MAX ? INT32_MAX : (int)n;

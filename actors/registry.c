@@ -54,23 +54,10 @@ struct rname {
 
 struct tr_registry {
 	struct tr__watch t;   /* first: the shards, wmu, holders, watcher */
-	tr_registry_stats st; /* names is derived, in stats_get */
+	tr_registry_stats st; /* names and holders are derived, in stats_get */
 };
 
-static tr_err
-name_key(tr_registry *reg, const char *name, struct tr__name_key *k)
-{
-	return tr__names_key(&reg->t.names, name, TR_REGISTRY_NAME_MAX, k);
-}
-
 /* ---- name shards (actors/names.c) -------------------------------------- */
-
-static struct rname *
-rname_find(const struct tr__name_key *k)
-{
-	/* The key is the first member. */
-	return (struct rname *)tr__names_find(k);
-}
 
 /* For names and holders both: the node is first, and a holder's names
  * went with the shards. */
@@ -82,24 +69,11 @@ free_node(struct tr__hnode *n)
 
 /* ---- holders (all under wmu) --------------------------------------------- */
 
-static void
-holder_link(tr_registry *reg, struct tr__watched *h, struct rname *n)
-{
-	if (h->held == NULL) {
-		reg->st.holders++;
-	}
-	tr__watch_hold(h, &n->hold);
-}
-
 /* Take @n off its holder's list; before @n->pid changes. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
-	struct tr__watched *h = tr__watch_find(&reg->t, n->pid);
-
-	if (tr__watch_put(&reg->t, h, &n->hold)) {
-		reg->st.holders--;
-	}
+	(void)tr__watch_put(&reg->t, tr__watch_find(&reg->t, n->pid), &n->hold);
 }
 
 /* Take @n out of its shard and off its holder's list (not freed). */
@@ -130,6 +104,7 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
+	.name_max = TR_REGISTRY_NAME_MAX,
 	.purge = holder_purge,
 	.free_name = free_node,
 	.free_entry = free_node,
@@ -176,7 +151,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (reg == NULL || !tr__watch_can_hold(pid)) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
@@ -190,7 +165,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct rname *n = rname_find(&k);
+	struct rname *n = tr__names_find(&k);
 	if (n != NULL && (!replace || !tr_pid_eq(n->pid, expected))) {
 		err = TR_EEXIST;
 		goto out;
@@ -214,7 +189,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		pthread_rwlock_unlock(&k.sh->lock);
 		reg->st.replaced++;
 	}
-	holder_link(reg, h, n);
+	tr__watch_hold(&reg->t, h, &n->hold);
 	reg->st.registered++;
 out:
 	pthread_mutex_unlock(&reg->t.mu);
@@ -244,12 +219,12 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (reg == NULL) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
 	pthread_mutex_lock(&reg->t.mu);
-	struct rname *n = rname_find(&k);
+	struct rname *n = tr__names_find(&k);
 	if (n != NULL) {
 		name_drop(reg, n);
 		reg->st.unregistered++;
@@ -276,12 +251,12 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (reg == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct rname *n = rname_find(&k);
+	struct rname *n = tr__names_find(&k);
 	if (n != NULL) {
 		*out = n->pid;
 	}
@@ -298,6 +273,7 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 	size_t size = out->size;
 	pthread_mutex_lock(&reg->t.mu);
 	*out = reg->st;
+	out->holders = reg->t.holding;
 	pthread_mutex_unlock(&reg->t.mu);
 	out->size = size;
 	/* Derived: the identity the header states. */

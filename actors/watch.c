@@ -60,8 +60,11 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 }
 
 void
-tr__watch_hold(struct tr__watched *e, struct tr__hold *h)
+tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 {
+	if (e->held == NULL) {
+		ws->holding++;
+	}
 	h->next = e->held;
 	h->pprev = &e->held;
 	if (e->held != NULL) {
@@ -80,6 +83,7 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 	if (e->held != NULL) {
 		return false;
 	}
+	ws->holding--;
 	if (e->monitored) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
@@ -221,7 +225,7 @@ tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err)
 	memset(ws, 0, ops->size);
 	ws->rt = rt;
 	ws->ops = ops;
-	*err = tr__names_init(&ws->names);
+	*err = tr__names_init(&ws->names, ops->name_max);
 	if (*err < 0) {
 		goto err_free;
 	}

@@ -68,6 +68,7 @@ struct tr__watch_ops {
 	tr_actor_def def;   /* the watcher: TR__WATCH_DEF("name") */
 	uint32_t sync_type; /* the message type the watcher is sent */
 	size_t size;        /* the module's struct, tr__watch first */
+	size_t name_max;    /* the longest name in its table */
 	/*
 	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
 	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
@@ -88,6 +89,7 @@ struct tr__watch {
 	tr_pid watcher;
 	atomic_uint refs;  /* the module's owner and the watcher */
 	bool watcher_gone; /* under mu: no new entries */
+	size_t holding;    /* under mu: entries that hold something */
 	struct tr__htab tab;
 	const struct tr__watch_ops *ops;
 };
@@ -135,7 +137,8 @@ struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err);
 /* mu held: @e's pid holds @h too. */
-void tr__watch_hold(struct tr__watched *e, struct tr__hold *h);
+void
+tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
 /* mu held: @e's pid gives up @h. Return: true if it holds nothing now. */
 bool
 tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
