@@ -269,15 +269,11 @@ static const struct tr__watch_ops watch_ops = {
 tr_err
 tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 {
-	tr_err err;
+	tr_err err = TR_EINVAL;
 
-	if (rt == NULL || out == NULL) {
-		return TR_EINVAL;
-	}
 	/* The publish counters start as tr__watch_new zeroed them. */
-	tr_pubsub *ps = tr__watch_new(rt, &watch_ops, &err);
-	if (ps != NULL) {
-		*out = ps;
+	if (rt != NULL && out != NULL) {
+		*out = tr__watch_new(rt, &watch_ops, &err);
 	}
 	return err;
 }

@@ -115,14 +115,10 @@ static const struct tr__watch_ops watch_ops = {
 tr_err
 tr_registry_create(tr_runtime *rt, tr_registry **out)
 {
-	tr_err err;
+	tr_err err = TR_EINVAL;
 
-	if (rt == NULL || out == NULL) {
-		return TR_EINVAL;
-	}
-	tr_registry *reg = tr__watch_new(rt, &watch_ops, &err);
-	if (reg != NULL) {
-		*out = reg;
+	if (rt != NULL && out != NULL) {
+		*out = tr__watch_new(rt, &watch_ops, &err);
 	}
 	return err;
 }

@@ -135,26 +135,19 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 	if (e == NULL) {
 		return;
 	}
-	if (e->dead) {
-		ws->ops->purge(ws, e); /* a retry */
-		return;
-	}
 	if (e->held == NULL) {
+		/* Also a dead entry: its purge would only free it. */
 		if (e->monitored) {
 			(void)tr_demonitor(cx, e->ref);
 		}
 		tr__watch_free(ws, e);
-		return;
-	}
-	if (e->monitored) {
-		return;
-	}
-	if (tr_monitor(cx, pid, &e->ref) == TR_OK) {
-		e->monitored = true;
-	} else {
-		/* Out of memory: what we cannot watch could outlive its
-		 * holder forever, so it goes now. */
+	} else if (e->dead ||
+		   (!e->monitored && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
+		/* A retry; or out of memory: what we cannot watch could
+		 * outlive its holder forever, so it goes now. */
 		purge(ws, e);
+	} else {
+		e->monitored = true;
 	}
 }
 
