@@ -133,13 +133,16 @@ tr_registry_destroy(tr_registry *reg)
 
 /* ---- writers ------------------------------------------------------------- */
 
-/*
- * Register or replace: give @name to @pid if it is free, or (replace
- * only) held by @expected.
- */
-static tr_err
-do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
-	    tr_pid expected)
+tr_err
+tr_registry_register(tr_registry *reg, const char *name, tr_pid pid)
+{
+	/* No holder is TR_PID_NONE: this is a replace of a free name. */
+	return tr_registry_replace(reg, name, TR_PID_NONE, pid);
+}
+
+tr_err
+tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
+		    tr_pid pid)
 {
 	struct tr__name_key k;
 	tr_err err;
@@ -162,7 +165,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		goto out;
 	}
 	struct rname *n = tr__names_find(&k);
-	if (n != NULL && (!replace || !tr_pid_eq(n->pid, expected))) {
+	if (n != NULL && !tr_pid_eq(n->pid, expected)) {
 		err = TR_EEXIST;
 		goto out;
 	}
@@ -191,19 +194,6 @@ out:
 	pthread_mutex_unlock(&reg->t.mu);
 	free(fresh);
 	return err;
-}
-
-tr_err
-tr_registry_register(tr_registry *reg, const char *name, tr_pid pid)
-{
-	return do_register(reg, name, pid, false, TR_PID_NONE);
-}
-
-tr_err
-tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
-		    tr_pid pid)
-{
-	return do_register(reg, name, pid, true, expected);
 }
 
 tr_err
