@@ -3,14 +3,15 @@
  * mutex, used directly by the calling threads.
  *
  * Invariants, all under b->mu:
- * - `epoch` grows by one with every state change and equals the number
- *   of changes plus one. A ticket is the epoch in which a call was
- *   allowed; an outcome with another epoch is stale and ignored, so calls
- *   from one state never count in the next.
- * - CLOSED keeps `consecutive` failures and a ring of the last `window`
- *   outcomes (`win_n` of them, `win_fail` failures). Both are cleared on
- *   every change, so each CLOSED period judges only its own calls.
- * - HALF_OPEN lets `trials_out` calls through, at most half_open_trials,
+ * - The epoch, stats.changes + 1, grows by one with every state change.
+ *   A ticket is the epoch in which a call was allowed; an outcome with
+ *   another epoch is stale and ignored, so calls from one state never
+ *   count in the next.
+ * - `c` holds the current state's counts and is cleared on every change,
+ *   so each period judges only its own calls. CLOSED keeps `consecutive`
+ *   failures and a ring of the last `window` outcomes (the last
+ *   min(calls, window) of `calls`, `win_fail` of them failures).
+ * - HALF_OPEN lets `allowed` calls through, at most half_open_trials,
  *   and closes when `trials_ok` reaches that number.
  * - OPEN turns into HALF_OPEN lazily: the first allow(), current() or
  *   snapshot() at or after opened_at + recovery_ms makes the change.
@@ -38,19 +39,18 @@ struct tr_breaker {
 	pthread_mutex_t mu;
 	/* Under mu. */
 	tr_breaker_state state;
-	uint64_t epoch;
 	uint64_t opened_at;
-	uint32_t consecutive;
-	uint8_t *win; /* 1 = failure; cfg.window entries */
-	uint32_t win_pos;
-	uint32_t win_n;
-	uint32_t win_fail;
-	uint32_t trials_out;
-	uint32_t trials_ok;
-	tr_pid *subs;
+	struct {
+		uint64_t calls; /* recorded in CLOSED */
+		uint32_t consecutive;
+		uint32_t win_fail;
+		uint32_t allowed; /* compared in HALF_OPEN only */
+		uint32_t trials_ok;
+	} c;
+	tr_pid *subs; /* in the order they subscribed */
 	size_t subs_n;
-	size_t subs_cap;
 	tr_breaker_stats stats;
+	uint8_t win[]; /* 1 = failure; cfg.window entries */
 };
 
 /* The default of cfg.clock. */
@@ -67,15 +67,10 @@ now_ms(const tr_breaker *b)
 	return b->cfg.clock(b->cfg.clock_arg);
 }
 
-static void
-counts_clear(tr_breaker *b)
+static uint64_t
+epoch(const tr_breaker *b)
 {
-	b->consecutive = 0;
-	b->win_pos = 0;
-	b->win_n = 0;
-	b->win_fail = 0;
-	b->trials_out = 0;
-	b->trials_ok = 0;
+	return b->stats.changes + 1;
 }
 
 /* Change state and tell every subscriber. Caller holds b->mu. */
@@ -84,18 +79,15 @@ transition(tr_breaker *b, tr_breaker_state to, uint64_t now)
 {
 	tr_breaker_change c = {
 		.id = b->cfg.id,
+		.seq = ++b->stats.changes,
 		.from = (uint32_t)b->state,
 		.to = (uint32_t)to,
 		.at_ms = now,
 	};
 
 	b->state = to;
-	b->epoch++;
-	counts_clear(b);
-	if (to == TR_BREAKER_OPEN) {
-		b->opened_at = now;
-	}
-	c.seq = ++b->stats.changes;
+	memset(&b->c, 0, sizeof(b->c));
+	b->opened_at = now; /* read in OPEN only */
 	for (size_t i = 0; i < b->subs_n; i++) {
 		if (tr_send(tr_runtime_ctx(b->rt), b->subs[i],
 			    TR_MSG_BREAKER_STATE, &c, sizeof(c)) != TR_OK) {
@@ -106,32 +98,35 @@ transition(tr_breaker *b, tr_breaker_state to, uint64_t now)
 
 /* The lazy OPEN -> HALF_OPEN change. Caller holds b->mu. */
 static void
-maybe_half_open(tr_breaker *b, uint64_t now)
+maybe_half_open(tr_breaker *b)
 {
+	uint64_t now = now_ms(b);
+
 	if (b->state == TR_BREAKER_OPEN && now >= b->opened_at &&
 	    now - b->opened_at >= b->cfg.recovery_ms) {
 		transition(b, TR_BREAKER_HALF_OPEN, now);
 	}
 }
 
-/* Does the CLOSED record so far call for opening? Caller holds b->mu. */
+/* Does a failure just recorded call for opening? Caller holds b->mu. */
 static bool
 should_trip(const tr_breaker *b)
 {
 	const tr_breaker_config *c = &b->cfg;
+	uint64_t n = b->c.calls < c->window ? b->c.calls : c->window;
 
+	if (b->state == TR_BREAKER_HALF_OPEN) {
+		return true; /* a failed trial */
+	}
 	if (c->failure_threshold > 0 &&
-	    b->consecutive >= c->failure_threshold) {
+	    b->c.consecutive >= c->failure_threshold) {
 		return true;
 	}
-	if (c->window > 0 && b->win_n >= c->min_calls &&
-	    (uint64_t)b->win_fail * 100u >=
-		    (uint64_t)c->failure_rate_pct * b->win_n) {
-		return true;
-	}
-	return false;
+	return c->window > 0 && n >= c->min_calls &&
+	       (uint64_t)b->c.win_fail * 100u >= c->failure_rate_pct * n;
 }
 
+/* Record a CLOSED outcome in the window's ring. */
 static void
 window_push(tr_breaker *b, bool failed)
 {
@@ -140,22 +135,19 @@ window_push(tr_breaker *b, bool failed)
 	if (m == 0) {
 		return;
 	}
-	if (b->win_n == m) {
-		b->win_fail -= b->win[b->win_pos]; /* the oldest falls out */
-	} else {
-		b->win_n++;
+	uint8_t *slot = &b->win[b->c.calls % m];
+	if (b->c.calls >= m) {
+		b->c.win_fail -= *slot; /* the oldest falls out */
 	}
-	b->win[b->win_pos] = failed ? 1 : 0;
-	b->win_fail += failed ? 1 : 0;
-	b->win_pos = (b->win_pos + 1) % m;
+	*slot = failed ? 1 : 0;
+	b->c.win_fail += *slot;
+	b->c.calls++;
 }
 
 tr_err
 tr_breaker_create(tr_runtime *rt, const tr_breaker_config *cfg,
 		  tr_breaker **out)
 {
-	tr_breaker *b;
-
 	if (cfg == NULL || out == NULL || cfg->size < sizeof(*cfg) ||
 	    (cfg->failure_threshold == 0 && cfg->window == 0) ||
 	    cfg->window > WINDOW_MAX || cfg->min_calls > cfg->window ||
@@ -164,8 +156,12 @@ tr_breaker_create(tr_runtime *rt, const tr_breaker_config *cfg,
 	    cfg->half_open_trials == 0) {
 		return TR_EINVAL;
 	}
-	b = calloc(1, sizeof(*b));
+	tr_breaker *b = calloc(1, sizeof(*b) + cfg->window);
 	if (b == NULL) {
+		return TR_ENOMEM;
+	}
+	if (pthread_mutex_init(&b->mu, NULL) != 0) {
+		free(b);
 		return TR_ENOMEM;
 	}
 	b->cfg = *cfg;
@@ -173,24 +169,11 @@ tr_breaker_create(tr_runtime *rt, const tr_breaker_config *cfg,
 	if (b->cfg.clock == NULL) {
 		b->cfg.clock = mono_ms;
 	}
-	if (b->cfg.window > 0 && b->cfg.min_calls == 0) {
+	if (b->cfg.min_calls == 0) {
 		b->cfg.min_calls = b->cfg.window;
-	}
-	if (b->cfg.window > 0) {
-		b->win = calloc(b->cfg.window, 1);
-		if (b->win == NULL) {
-			free(b);
-			return TR_ENOMEM;
-		}
-	}
-	if (pthread_mutex_init(&b->mu, NULL) != 0) {
-		free(b->win);
-		free(b);
-		return TR_ENOMEM;
 	}
 	b->rt = rt;
 	b->state = TR_BREAKER_CLOSED;
-	b->epoch = 1;
 	*out = b;
 	return TR_OK;
 }
@@ -203,55 +186,29 @@ tr_breaker_destroy(tr_breaker *b)
 	}
 	pthread_mutex_destroy(&b->mu);
 	free(b->subs);
-	free(b->win);
 	free(b);
 }
 
 tr_err
 tr_breaker_allow(tr_breaker *b, uint64_t *ticket)
 {
-	tr_err err = TR_OK;
-
 	if (b == NULL || ticket == NULL) {
 		return TR_EINVAL;
 	}
 	pthread_mutex_lock(&b->mu);
-	maybe_half_open(b, now_ms(b));
-	switch (b->state) {
-	case TR_BREAKER_CLOSED:
-		break;
-	case TR_BREAKER_HALF_OPEN:
-		if (b->trials_out < b->cfg.half_open_trials) {
-			b->trials_out++;
-		} else {
-			err = TR_EREJECTED;
-		}
-		break;
-	case TR_BREAKER_OPEN:
-	default:
-		err = TR_EREJECTED;
-		break;
-	}
-	if (err == TR_OK) {
+	maybe_half_open(b);
+	bool ok = b->state == TR_BREAKER_CLOSED ||
+		  (b->state == TR_BREAKER_HALF_OPEN &&
+		   b->c.allowed < b->cfg.half_open_trials);
+	if (ok) {
+		b->c.allowed++;
 		b->stats.allowed++;
-		*ticket = b->epoch;
 	} else {
 		b->stats.rejected++;
-		*ticket = 0;
 	}
+	*ticket = ok ? epoch(b) : 0;
 	pthread_mutex_unlock(&b->mu);
-	return err;
-}
-
-/* A call given back without an outcome: in HALF_OPEN, a trial still
- * running frees its place (trials out include the successful ones). */
-static void
-release(tr_breaker *b)
-{
-	b->stats.released++;
-	if (b->state == TR_BREAKER_HALF_OPEN && b->trials_out > b->trials_ok) {
-		b->trials_out--;
-	}
+	return ok ? TR_OK : TR_EREJECTED;
 }
 
 void
@@ -261,43 +218,37 @@ tr_breaker_record(tr_breaker *b, uint64_t ticket, tr_breaker_outcome outcome)
 	    (unsigned)outcome > TR_BREAKER_RELEASED) {
 		return;
 	}
-	pthread_mutex_lock(&b->mu);
-	if (ticket != b->epoch) {
-		b->stats.stale++;
-		pthread_mutex_unlock(&b->mu);
-		return;
-	}
-	if (outcome == TR_BREAKER_RELEASED) {
-		release(b);
-		pthread_mutex_unlock(&b->mu);
-		return;
-	}
 	bool success = outcome == TR_BREAKER_SUCCESS;
-	if (success) {
-		b->stats.successes++;
-	} else {
+	pthread_mutex_lock(&b->mu);
+	/* The ticket's state is the current one: CLOSED or HALF_OPEN, since
+	 * allow() gives no ticket in OPEN. */
+	if (ticket != epoch(b)) {
+		b->stats.stale++;
+	} else if (outcome == TR_BREAKER_RELEASED) {
+		/* No outcome: a trial still running frees its place (calls
+		 * allowed include the successful ones). */
+		b->stats.released++;
+		if (b->state == TR_BREAKER_HALF_OPEN &&
+		    b->c.allowed > b->c.trials_ok) {
+			b->c.allowed--;
+		}
+	} else if (!success) {
 		b->stats.failures++;
-	}
-	uint64_t now = now_ms(b);
-	switch (b->state) {
-	case TR_BREAKER_CLOSED:
-		b->consecutive = success ? 0 : b->consecutive + 1;
-		window_push(b, !success);
-		if (!success && should_trip(b)) {
-			transition(b, TR_BREAKER_OPEN, now);
+		if (b->state == TR_BREAKER_CLOSED) {
+			b->c.consecutive++;
+			window_push(b, true);
 		}
-		break;
-	case TR_BREAKER_HALF_OPEN:
-		if (!success) {
-			transition(b, TR_BREAKER_OPEN, now);
-		} else if (++b->trials_ok == b->cfg.half_open_trials) {
-			transition(b, TR_BREAKER_CLOSED, now);
+		if (should_trip(b)) {
+			transition(b, TR_BREAKER_OPEN, now_ms(b));
 		}
-		break;
-	case TR_BREAKER_OPEN:
-	default:
-		/* No ticket of an OPEN epoch exists: allow() rejects. */
-		break;
+	} else {
+		b->stats.successes++;
+		if (b->state == TR_BREAKER_CLOSED) {
+			b->c.consecutive = 0;
+			window_push(b, false);
+		} else if (++b->c.trials_ok == b->cfg.half_open_trials) {
+			transition(b, TR_BREAKER_CLOSED, now_ms(b));
+		}
 	}
 	pthread_mutex_unlock(&b->mu);
 }
@@ -309,39 +260,42 @@ tr_breaker_current(tr_breaker *b)
 		return TR_BREAKER_CLOSED;
 	}
 	pthread_mutex_lock(&b->mu);
-	maybe_half_open(b, now_ms(b));
+	maybe_half_open(b);
 	tr_breaker_state s = b->state;
 	pthread_mutex_unlock(&b->mu);
 	return s;
 }
 
+/* The index of @pid among the subscribers, subs_n if it is not one. */
+static size_t
+sub_index(const tr_breaker *b, tr_pid pid)
+{
+	size_t i = 0;
+
+	while (i < b->subs_n && !tr_pid_eq(b->subs[i], pid)) {
+		i++;
+	}
+	return i;
+}
+
 tr_err
 tr_breaker_subscribe(tr_breaker *b, tr_pid pid)
 {
-	tr_err err = TR_OK;
+	tr_err err = TR_EEXIST;
 
 	if (b == NULL || b->rt == NULL || tr_pid_is_none(pid)) {
 		return TR_EINVAL;
 	}
 	pthread_mutex_lock(&b->mu);
-	for (size_t i = 0; i < b->subs_n; i++) {
-		if (tr_pid_eq(b->subs[i], pid)) {
-			err = TR_EEXIST;
-			goto out;
+	if (sub_index(b, pid) == b->subs_n) {
+		/* Subscribing is rare: the list grows by one. */
+		tr_pid *v = realloc(b->subs, (b->subs_n + 1) * sizeof(*v));
+		err = v != NULL ? TR_OK : TR_ENOMEM;
+		if (v != NULL) {
+			b->subs = v;
+			b->subs[b->subs_n++] = pid;
 		}
 	}
-	if (b->subs_n == b->subs_cap) {
-		size_t cap = b->subs_cap == 0 ? 4 : b->subs_cap * 2;
-		tr_pid *v = realloc(b->subs, cap * sizeof(*v));
-		if (v == NULL) {
-			err = TR_ENOMEM;
-			goto out;
-		}
-		b->subs = v;
-		b->subs_cap = cap;
-	}
-	b->subs[b->subs_n++] = pid;
-out:
 	pthread_mutex_unlock(&b->mu);
 	return err;
 }
@@ -355,16 +309,14 @@ tr_breaker_unsubscribe(tr_breaker *b, tr_pid pid)
 		return TR_EINVAL;
 	}
 	pthread_mutex_lock(&b->mu);
-	for (size_t i = 0; i < b->subs_n; i++) {
-		if (tr_pid_eq(b->subs[i], pid)) {
-			/* Keep the order: subscribers are told in the order
-			 * they subscribed. */
-			memmove(&b->subs[i], &b->subs[i + 1],
-				(b->subs_n - i - 1) * sizeof(*b->subs));
-			b->subs_n--;
-			err = TR_OK;
-			break;
-		}
+	size_t i = sub_index(b, pid);
+	if (i < b->subs_n) {
+		/* Keep the order: subscribers are told in the order they
+		 * subscribed. */
+		memmove(&b->subs[i], &b->subs[i + 1],
+			(b->subs_n - i - 1) * sizeof(*b->subs));
+		b->subs_n--;
+		err = TR_OK;
 	}
 	pthread_mutex_unlock(&b->mu);
 	return err;
@@ -377,7 +329,7 @@ tr_breaker_snapshot(tr_breaker *b, tr_breaker_stats *out)
 		return TR_EINVAL;
 	}
 	pthread_mutex_lock(&b->mu);
-	maybe_half_open(b, now_ms(b));
+	maybe_half_open(b);
 	*out = b->stats;
 	out->size = sizeof(*out);
 	out->state = (uint32_t)b->state;
@@ -388,14 +340,11 @@ tr_breaker_snapshot(tr_breaker *b, tr_breaker_stats *out)
 const char *
 tr_breaker_state_name(int state)
 {
-	switch (state) {
-	case TR_BREAKER_CLOSED:
-		return "closed";
-	case TR_BREAKER_OPEN:
-		return "open";
-	case TR_BREAKER_HALF_OPEN:
-		return "half-open";
-	default:
-		return "?";
-	}
+	static const char *const names[] = {
+		[TR_BREAKER_CLOSED] = "closed",
+		[TR_BREAKER_OPEN] = "open",
+		[TR_BREAKER_HALF_OPEN] = "half-open",
+	};
+
+	return state >= 0 && state <= TR_BREAKER_HALF_OPEN ? names[state] : "?";
 }

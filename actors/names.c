@@ -8,11 +8,12 @@
 #define SHARD_BUCKETS0 8u
 
 tr_err
-tr__names_init(struct tr__names *t)
+tr__names_init(struct tr__names *t, size_t max)
 {
 	unsigned i = 0;
 	tr_err err = TR_OK;
 
+	t->max = max;
 	for (; i < TR__NAMES_COUNT; i++) {
 		struct tr__shard *sh = &t->shards[i];
 		err = tr__hash_init(&sh->tab, SHARD_BUCKETS0);
@@ -44,15 +45,14 @@ tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n))
 }
 
 tr_err
-tr__names_key(struct tr__names *t, const char *name, size_t max,
-	      struct tr__name_key *k)
+tr__names_key(struct tr__names *t, const char *name, struct tr__name_key *k)
 {
 	if (name == NULL) {
 		return TR_EINVAL;
 	}
 	k->name = name;
-	k->len = strnlen(name, max + 1);
-	if (k->len == 0 || k->len > max) {
+	k->len = strnlen(name, t->max + 1);
+	if (k->len == 0 || k->len > t->max) {
 		return TR_EINVAL;
 	}
 	k->hash = tr__hash_bytes(name, k->len);
@@ -82,7 +82,7 @@ tr__names_shard(struct tr__names *t, uint64_t hash)
 	return &t->shards[hash >> (64u - TR__NAMES_BITS)];
 }
 
-struct tr__name *
+void *
 tr__names_find(const struct tr__name_key *k)
 {
 	struct tr__hnode *n = tr__hash_chain(&k->sh->tab, k->hash);

@@ -37,6 +37,7 @@ struct tr__shard {
 
 struct tr__names {
 	struct tr__shard shards[TR__NAMES_COUNT];
+	size_t max; /* the longest name, in bytes */
 };
 
 /* A name checked and hashed, and the shard it belongs in. */
@@ -47,25 +48,26 @@ struct tr__name_key {
 	struct tr__shard *sh;
 };
 
-/* Return: TR_OK, TR_ENOMEM, TR_ESYS; on an error nothing is left. */
-tr_err tr__names_init(struct tr__names *t);
+/* For names of 1 to @max bytes. Return: TR_OK, TR_ENOMEM, TR_ESYS; on an
+ * error nothing is left. */
+tr_err tr__names_init(struct tr__names *t, size_t max);
 /* Free the table, calling @free_entry on each entry's node left. */
 void
 tr__names_fini(struct tr__names *t, void (*free_entry)(struct tr__hnode *n));
 /*
- * Fill @k for @name, which must be 1 to @max bytes long.
+ * Fill @k for @name, which must be 1 to the table's max bytes long.
  * Return: TR_OK, or TR_EINVAL (NULL, empty or too long).
  */
-tr_err tr__names_key(struct tr__names *t, const char *name, size_t max,
-		     struct tr__name_key *k);
+tr_err
+tr__names_key(struct tr__names *t, const char *name, struct tr__name_key *k);
 /* A zeroed entry of @size bytes (struct tr__name first), @k's name copied
  * after them. NULL without memory. */
 void *tr__names_new(const struct tr__name_key *k, size_t size);
 /* The shard of @hash. */
 struct tr__shard *tr__names_shard(struct tr__names *t, uint64_t hash);
-/* The entry of @k. Under its shard's lock (either mode), or the module's
- * writer mutex. */
-struct tr__name *tr__names_find(const struct tr__name_key *k);
+/* The entry of @k (its struct tr__name first), or NULL. Under its shard's
+ * lock (either mode), or the module's writer mutex. */
+void *tr__names_find(const struct tr__name_key *k);
 /* Writer mutex held; take @e's shard lock for writing. @e's node.hash,
  * len and name are set. */
 void tr__names_insert(struct tr__names *t, struct tr__name *e);

@@ -18,7 +18,7 @@
  *
  * Locks.
  *   wmu (t.mu)   serialises every writer: subscribe, unsubscribe and the
- *                watcher's SYNC, DOWN and RETRY handling. It guards the
+ *                watcher's SYNC and DOWN handling. It guards the
  *                subscriber table (the watch set), the membership lists
  *                and the writer-side counters; since every change to a shard
  *                is made under it, a writer reads the shards without their
@@ -30,12 +30,12 @@
  * Invariants (under wmu).
  *   - A topic is in its shard while it has at least one subscriber; its
  *     snapshot lists each subscriber once, and each listed pid has a
- *     membership for it in its struct sub, and no other memberships
+ *     membership for it on its sub's list, and no other memberships
  *     exist.
- *   - Subs are the watch set's entries (actors/watch.h), whose protocol
- *     keeps a sub with memberships monitored, or with a SYNC queued, or
- *     dead and being purged (a RETRY queued); its `uses` is its number of
- *     memberships.
+ *   - Subs are the watch set's entries (actors/watch.h), which hold
+ *     their memberships, and whose protocol keeps a sub with memberships
+ *     monitored, or with a SYNC queued (when it is dead and being purged,
+ *     for a retry).
  *
  * Lifetime. The service is reference counted (in the watch set, whose
  * struct tr__watch begins it and holds the shards and wmu): one
@@ -54,16 +54,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* The service tells its own actor to start or stop monitoring a
- * subscriber, or to retry a removal. Applications never receive them. */
-#define MSG_SYNC  (TR_MSG_PUBSUB_BASE + 0x80u)
-#define MSG_RETRY (TR_MSG_PUBSUB_BASE + 0x81u)
+ * subscriber, or to retry a removal. Applications never receive it. */
+#define MSG_SYNC (TR_MSG_PUBSUB_BASE + 0x80u)
 
 struct snap {
 	atomic_uint refs;
-	uint32_t n;
+	size_t n;
 	tr_pid pids[];
 };
 
@@ -73,13 +71,8 @@ struct topic {
 };
 
 struct member {
-	struct member *next;
+	struct tr__hold hold; /* first: on its sub's list */
 	struct topic *topic;
-};
-
-struct sub {
-	struct tr__watched w; /* first: the watch set's entry; uses = members */
-	struct member *members;
 };
 
 /* Publish counters: relaxed, on their own line, away from wmu's. */
@@ -109,23 +102,32 @@ load(atomic_uint_fast64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-static tr_err
-topic_key(tr_pubsub *ps, const char *topic, struct tr__name_key *k)
-{
-	return tr__names_key(&ps->t.names, topic, TR_PUBSUB_TOPIC_MAX, k);
-}
-
 /* ---- snapshots ----------------------------------------------------------- */
 
+/*
+ * A new list: @old's (none when NULL) with @pid added at the end, or
+ * (@add false) taken out; it has the reference of the topic that will
+ * hold it. NULL without memory.
+ */
 static struct snap *
-snap_alloc(uint32_t n)
+snap_edit(const struct snap *old, tr_pid pid, bool add)
 {
-	struct snap *s = malloc(sizeof(*s) + (size_t)n * sizeof(tr_pid));
+	size_t n = old != NULL ? old->n : 0;
+	struct snap *s =
+		malloc(sizeof(*s) + (add ? n + 1 : n - 1) * sizeof(tr_pid));
 
-	if (s != NULL) {
-		/* The reference of the topic that will hold it. */
-		atomic_init(&s->refs, 1);
-		s->n = n;
+	if (s == NULL) {
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	s->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!tr_pid_eq(old->pids[i], pid)) {
+			s->pids[s->n++] = old->pids[i];
+		}
+	}
+	if (add) {
+		s->pids[s->n++] = pid;
 	}
 	return s;
 }
@@ -140,13 +142,6 @@ snap_release(struct snap *s)
 }
 
 /* ---- topic shards (actors/names.c) ------------------------------------- */
-
-static struct topic *
-topic_find(const struct tr__name_key *k)
-{
-	/* The key is the first member. */
-	return (struct topic *)tr__names_find(k);
-}
 
 static void
 free_topic(struct tr__hnode *n)
@@ -184,15 +179,9 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 		ps->st.topics--;
 		return TR_OK;
 	}
-	struct snap *fresh = snap_alloc(old->n - 1);
+	struct snap *fresh = snap_edit(old, pid, false);
 	if (fresh == NULL) {
 		return TR_ENOMEM;
-	}
-	uint32_t j = 0;
-	for (uint32_t i = 0; i < old->n; i++) {
-		if (!tr_pid_eq(old->pids[i], pid)) {
-			fresh->pids[j++] = old->pids[i];
-		}
 	}
 	topic_swap(tr__names_shard(&ps->t.names, t->key.node.hash), t, fresh);
 	return TR_OK;
@@ -200,37 +189,34 @@ topic_remove_pid(tr_pubsub *ps, struct topic *t, tr_pid pid)
 
 /* ---- subscribers (all under wmu) ----------------------------------------- */
 
-/* The slot of @s's membership of @t, or NULL (also when @s is NULL). */
-static struct member **
-member_slot(struct sub *s, const struct topic *t)
+/* @s's membership of @t, or NULL (also when @s is NULL). */
+static struct member *
+member_find(struct tr__watched *s, const struct topic *t)
 {
-	if (s == NULL) {
-		return NULL;
+	struct tr__hold *h = s != NULL ? s->held : NULL;
+
+	/* The hold is the membership's first member. */
+	while (h != NULL && ((struct member *)h)->topic != t) {
+		h = h->next;
 	}
-	struct member **pp = &s->members;
-	while (*pp != NULL && (*pp)->topic != t) {
-		pp = &(*pp)->next;
-	}
-	return *pp != NULL ? pp : NULL;
+	return (struct member *)h;
 }
 
 /*
- * Drop @s's membership in slot @pp: its pid leaves the topic's list.
+ * Drop @s's membership @mb: its pid leaves the topic's list.
  * On a dead sub tr__watch_put sends nothing: it is not monitored.
  * Return: TR_OK, or TR_ENOMEM (nothing changed).
  */
 static tr_err
-member_drop(tr_pubsub *ps, struct sub *s, struct member **pp)
+member_drop(tr_pubsub *ps, struct tr__watched *s, struct member *mb)
 {
-	struct member *mb = *pp;
-	tr_err err = topic_remove_pid(ps, mb->topic, s->w.pid);
+	tr_err err = topic_remove_pid(ps, mb->topic, s->pid);
 
 	if (err < 0) {
 		return err;
 	}
-	*pp = mb->next;
+	(void)tr__watch_put(&ps->t, s, &mb->hold);
 	free(mb);
-	(void)tr__watch_put(&ps->t, &s->w);
 	return TR_OK;
 }
 
@@ -244,10 +230,9 @@ static void
 sub_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_pubsub *ps = (tr_pubsub *)ws; /* the first member */
-	struct sub *s = (struct sub *)e;
 
-	while (s->members != NULL) {
-		if (member_drop(ps, s, &s->members) < 0) {
+	while (e->held != NULL) {
+		if (member_drop(ps, e, (struct member *)e->held) < 0) {
 			tr__watch_retry(ws, e);
 			return;
 		}
@@ -259,12 +244,12 @@ sub_purge(struct tr__watch *ws, struct tr__watched *e)
 static void
 sub_free_entry(struct tr__hnode *n)
 {
-	struct sub *s = (struct sub *)n; /* the node is first */
+	struct tr__watched *s = (struct tr__watched *)n; /* the node is first */
 
-	while (s->members != NULL) {
-		struct member *mb = s->members;
-		s->members = mb->next;
-		free(mb);
+	while (s->held != NULL) {
+		struct tr__hold *h = s->held;
+		s->held = h->next;
+		free(h); /* the membership it is first in */
 	}
 	free(s);
 }
@@ -272,9 +257,8 @@ sub_free_entry(struct tr__hnode *n)
 static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
-	.retry_type = MSG_RETRY,
 	.size = sizeof(tr_pubsub),
-	.entry_size = sizeof(struct sub),
+	.name_max = TR_PUBSUB_TOPIC_MAX,
 	.purge = sub_purge,
 	.free_name = free_topic,
 	.free_entry = sub_free_entry,
@@ -285,15 +269,11 @@ static const struct tr__watch_ops watch_ops = {
 tr_err
 tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 {
-	tr_err err;
+	tr_err err = TR_EINVAL;
 
-	if (rt == NULL || out == NULL) {
-		return TR_EINVAL;
-	}
 	/* The publish counters start as tr__watch_new zeroed them. */
-	tr_pubsub *ps = tr__watch_new(rt, &watch_ops, &err);
-	if (ps != NULL) {
-		*out = ps;
+	if (rt != NULL && out != NULL) {
+		*out = tr__watch_new(rt, &watch_ops, &err);
 	}
 	return err;
 }
@@ -316,7 +296,7 @@ member_args(tr_pubsub *ps, const char *topic, tr_pid pid,
 	if (ps == NULL || !tr__watch_can_hold(pid)) {
 		return TR_EINVAL;
 	}
-	return topic_key(ps, topic, k);
+	return tr__names_key(&ps->t.names, topic, k);
 }
 
 tr_err
@@ -337,20 +317,14 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct topic *t = topic_find(&k);
-	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
-	if (member_slot(s, t) != NULL) {
+	struct topic *t = tr__names_find(&k);
+	if (member_find(tr__watch_find(&ps->t, pid), t) != NULL) {
 		err = TR_EEXIST;
-		goto out;
-	}
-	uint32_t n = t != NULL ? t->snap->n : 0;
-	if (n == UINT32_MAX) {
-		err = TR_ENOMEM;
 		goto out;
 	}
 	/* Everything that can fail first, then the changes. */
 	err = TR_ENOMEM;
-	fresh = snap_alloc(n + 1);
+	fresh = snap_edit(t != NULL ? t->snap : NULL, pid, true);
 	mb = malloc(sizeof(*mb));
 	if (t == NULL) {
 		fresh_t = tr__names_new(&k, sizeof(*fresh_t));
@@ -358,14 +332,10 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	if (fresh == NULL || mb == NULL || (t == NULL && fresh_t == NULL)) {
 		goto out;
 	}
-	s = (struct sub *)tr__watch_get(&ps->t, pid, &err);
+	struct tr__watched *s = tr__watch_get(&ps->t, pid, &err);
 	if (s == NULL) {
 		goto out;
 	}
-	if (n > 0) {
-		memcpy(fresh->pids, t->snap->pids, (size_t)n * sizeof(tr_pid));
-	}
-	fresh->pids[n] = pid;
 	if (t == NULL) {
 		t = fresh_t;
 		fresh_t = NULL;
@@ -377,9 +347,7 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	}
 	fresh = NULL;
 	mb->topic = t;
-	mb->next = s->members;
-	s->members = mb;
-	s->w.uses++;
+	tr__watch_hold(&ps->t, s, &mb->hold);
 	mb = NULL;
 	ps->st.subscribed++;
 out:
@@ -400,9 +368,9 @@ tr_pubsub_unsubscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 		return err;
 	}
 	pthread_mutex_lock(&ps->t.mu);
-	struct sub *s = (struct sub *)tr__watch_find(&ps->t, pid);
-	struct member **pp = member_slot(s, topic_find(&k));
-	err = pp != NULL ? member_drop(ps, s, pp) : TR_ENOENT;
+	struct tr__watched *s = tr__watch_find(&ps->t, pid);
+	struct member *mb = member_find(s, tr__names_find(&k));
+	err = mb != NULL ? member_drop(ps, s, mb) : TR_ENOENT;
 	if (err == TR_OK) {
 		ps->st.unsubscribed++;
 	}
@@ -420,14 +388,14 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 
 	/* @cx is the publisher's context: its pid is the sender. */
 	if (cx == NULL || ps == NULL || tr_ctx_runtime(cx) != ps->t.rt ||
-	    topic_key(ps, topic, &k) < 0 || type >= TR_MSG_SYSTEM_BASE ||
-	    (len > 0 && data == NULL)) {
+	    tr__names_key(&ps->t.names, topic, &k) < 0 ||
+	    type >= TR_MSG_SYSTEM_BASE || (len > 0 && data == NULL)) {
 		return TR_EINVAL;
 	}
 	struct snap *snap = NULL;
 
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct topic *t = topic_find(&k);
+	struct topic *t = tr__names_find(&k);
 	if (t != NULL) {
 		snap = t->snap;
 		/*
@@ -446,7 +414,7 @@ tr_pubsub_publish(tr_ctx *cx, tr_pubsub *ps, const char *topic, uint32_t type,
 	int sent = 0;
 	uint64_t failed = 0;
 	tr_err err = TR_OK;
-	for (uint32_t i = 0; i < snap->n; i++) {
+	for (size_t i = 0; i < snap->n; i++) {
 		err = tr_send(cx, snap->pids[i], type, data, len);
 		if (err == TR_OK) {
 			sent++;
@@ -475,12 +443,12 @@ tr_pubsub_subscribers(tr_pubsub *ps, const char *topic)
 {
 	struct tr__name_key k;
 
-	if (ps == NULL || topic_key(ps, topic, &k) < 0) {
+	if (ps == NULL || tr__names_key(&ps->t.names, topic, &k) < 0) {
 		return TR_EINVAL;
 	}
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct topic *t = topic_find(&k);
-	uint32_t n = t != NULL ? t->snap->n : 0;
+	struct topic *t = tr__names_find(&k);
+	size_t n = t != NULL ? t->snap->n : 0;
 	pthread_rwlock_unlock(&k.sh->lock);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }

@@ -46,6 +46,7 @@
 #define NS_PER_MS    1000000u
 
 struct waiter {
+	struct waiter *next;
 	tr_msg req; /* the request's header, answered later */
 	uint64_t since_ns;
 	uint32_t tokens;
@@ -55,9 +56,8 @@ struct limiter {
 	tr_ratelimit_config cfg; /* rate == 0 until the start */
 	uint64_t credit;         /* nano-tokens */
 	uint64_t last_ns;        /* when credit was last brought up to date */
-	struct waiter *q;        /* ring of cap entries, n used from head */
-	size_t cap;
-	size_t head;
+	struct waiter *head;     /* the FIFO of n waiters */
+	struct waiter **tail;    /* set by the start */
 	size_t n;
 	uint64_t queued;   /* tokens asked for by the queue */
 	uint64_t tick_seq; /* the armed tick; older ticks are ignored */
@@ -71,43 +71,27 @@ struct limiter {
  * With waiters queued the credit is not capped at the burst: served on
  * time, the queue would have taken every token as it came, so a timer
  * that fires late must find all of them, or the lateness would add up
- * and the rate drift down. Once the queue is empty the cap applies again
- * (cap_credit()).
+ * and the rate drift down. Once the queue is empty the cap applies again,
+ * here: every reading of the credit comes after a refill.
  */
 static void
 refill(struct limiter *l, uint64_t now)
 {
-	uint64_t cap = l->n > 0 ? CREDIT_LIMIT
-				: (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
+	uint64_t burst = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
 
-	if (now <= l->last_ns) {
-		return;
+	if (now > l->last_ns) {
+		uint64_t elapsed = now - l->last_ns;
+		l->last_ns = now;
+		/* Compare before multiplying, so elapsed * rate cannot
+		 * overflow. */
+		if (elapsed >= (CREDIT_LIMIT - l->credit) / l->cfg.rate + 1) {
+			l->credit = CREDIT_LIMIT;
+		} else {
+			l->credit += elapsed * l->cfg.rate;
+		}
 	}
-	uint64_t elapsed = now - l->last_ns;
-	l->last_ns = now;
-	if (l->credit >= cap) {
-		return;
-	}
-	uint64_t room = cap - l->credit;
-	/* Compare before multiplying, so elapsed * rate cannot overflow. */
-	if (elapsed >= room / l->cfg.rate + 1) {
-		l->credit = cap;
-		return;
-	}
-	l->credit += elapsed * l->cfg.rate;
-	if (l->credit > cap) {
-		l->credit = cap;
-	}
-}
-
-/* The bucket holds at most the burst when nobody waits. */
-static void
-cap_credit(struct limiter *l)
-{
-	uint64_t cap = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
-
-	if (l->n == 0 && l->credit > cap) {
-		l->credit = cap;
+	if (l->n == 0 && l->credit > burst) {
+		l->credit = burst;
 	}
 }
 
@@ -164,37 +148,35 @@ gone(tr_ctx *cx, const struct waiter *w)
 /* ---- the queue ------------------------------------------------------ */
 
 static bool
-queue_push(struct limiter *l, const struct waiter *w)
+queue_push(struct limiter *l, const tr_msg *m, uint32_t tokens, uint64_t now)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap == 0 ? 16 : l->cap * 2;
-		struct waiter *v = malloc(cap * sizeof(*v));
-		if (v == NULL) {
-			return false;
-		}
-		for (size_t i = 0; i < l->n; i++) {
-			v[i] = l->q[(l->head + i) % l->cap];
-		}
-		free(l->q);
-		l->q = v;
-		l->cap = cap;
-		l->head = 0;
+	struct waiter *w = malloc(sizeof(*w));
+
+	if (w == NULL) {
+		return false;
 	}
-	l->q[(l->head + l->n) % l->cap] = *w;
+	*w = (struct waiter){ .req = *m, .since_ns = now, .tokens = tokens };
+	w->req.data = NULL;
+	w->req.size = 0;
+	*l->tail = w;
+	l->tail = &w->next;
 	l->n++;
-	l->queued += w->tokens;
+	l->queued += tokens;
 	return true;
 }
 
-static struct waiter
-queue_pop(struct limiter *l)
+/* Take the waiter at @pp out of the queue, for the caller to free. */
+static struct waiter *
+queue_take(struct limiter *l, struct waiter **pp)
 {
-	struct waiter w = l->q[l->head];
+	struct waiter *w = *pp;
 
-	l->head = (l->head + 1) % l->cap;
+	*pp = w->next;
+	if (l->tail == &w->next) {
+		l->tail = pp;
+	}
 	l->n--;
-	l->queued -= w.tokens;
-	cap_credit(l);
+	l->queued -= w->tokens;
 	return w;
 }
 
@@ -202,33 +184,26 @@ queue_pop(struct limiter *l)
 static size_t
 purge(tr_ctx *cx, struct limiter *l)
 {
-	size_t kept = 0;
 	size_t n = l->n;
 
-	for (size_t i = 0; i < n; i++) {
-		struct waiter *w = &l->q[(l->head + i) % l->cap];
-		if (gone(cx, w)) {
-			l->queued -= w->tokens;
+	for (struct waiter **pp = &l->head; *pp != NULL;) {
+		if (gone(cx, *pp)) {
+			free(queue_take(l, pp));
 			l->st.abandoned++;
-			continue;
+		} else {
+			pp = &(*pp)->next;
 		}
-		l->q[(l->head + kept++) % l->cap] = *w;
 	}
-	l->n = kept;
-	cap_credit(l);
-	return n - kept;
+	return n - l->n;
 }
 
-/* Arm the one timer for the head's due time, @ns from now. */
+/* Arm the one timer for the head's due time, @ns (> 0) from now. */
 static void
 tick_arm(tr_ctx *cx, struct limiter *l, uint64_t ns)
 {
 	uint64_t ms = ns_to_ms_up(ns);
 
 	l->tick_seq++;
-	if (ms == 0) {
-		ms = 1;
-	}
 	/* On failure (the runtime is stopping, or no memory) the next
 	 * acquire serves the queue and arms again. */
 	l->tick_armed = tr_send_after(cx, tr_self(cx), MSG_TICK, &l->tick_seq,
@@ -239,13 +214,13 @@ tick_arm(tr_ctx *cx, struct limiter *l, uint64_t ns)
 static void
 serve(tr_ctx *cx, struct limiter *l)
 {
-	while (l->n > 0) {
-		struct waiter *h = &l->q[l->head];
+	while (l->head != NULL) {
+		struct waiter *h = l->head;
 		uint64_t now = tr__clock_ns();
 
 		if (gone(cx, h)) {
 			/* Its tokens stay in the bucket. */
-			(void)queue_pop(l);
+			free(queue_take(l, &l->head));
 			l->st.abandoned++;
 			continue;
 		}
@@ -256,10 +231,11 @@ serve(tr_ctx *cx, struct limiter *l)
 			return;
 		}
 		l->credit -= (uint64_t)h->tokens * UNITS_PER_TOKEN;
-		struct waiter w = queue_pop(l);
+		(void)queue_take(l, &l->head);
 		l->st.granted++;
-		answer(cx, &w.req, TR_OK, w.tokens,
-		       (now - w.since_ns) / NS_PER_MS);
+		answer(cx, &h->req, TR_OK, h->tokens,
+		       (now - h->since_ns) / NS_PER_MS);
+		free(h);
 	}
 	l->tick_armed = false;
 }
@@ -315,14 +291,7 @@ on_acquire(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 		answer(cx, m, TR_EREJECTED, q->tokens, ns_to_ms_up(need));
 		return;
 	}
-	struct waiter w = {
-		.req = *m,
-		.since_ns = now,
-		.tokens = q->tokens,
-	};
-	w.req.data = NULL;
-	w.req.size = 0;
-	if (!queue_push(l, &w)) {
+	if (!queue_push(l, m, q->tokens, now)) {
 		l->st.rejected++;
 		answer(cx, m, TR_ENOMEM, q->tokens, 0);
 		return;
@@ -366,6 +335,7 @@ on_start(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 	free(cfg);
 	l->credit = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
 	l->last_ns = tr__clock_ns();
+	l->tail = &l->head;
 	if (!tr_pid_is_none(start.from)) {
 		on_stats(cx, l, &start);
 	}
@@ -412,7 +382,9 @@ limiter_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)cx;
 	(void)reason;
 	/* The runtime fails the requests still queued, with our reason. */
-	free(l->q);
+	while (l->head != NULL) {
+		free(queue_take(l, &l->head));
+	}
 }
 
 static const tr_actor_def limiter_def = {

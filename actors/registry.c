@@ -20,8 +20,7 @@
  *   - Every name is in exactly one shard chain and on the name list of
  *     the holder of its pid; a holder's list holds exactly its names.
  *   - Holders are the watch set's entries (actors/watch.h), whose
- *     protocol keeps a holder with names monitored or with a SYNC queued;
- *     its `uses` is its number of names.
+ *     protocol keeps a holder with names monitored or with a SYNC queued.
  *   Together: a holder that stops loses its names when the watcher
  *   handles its DOWN, and the watcher never monitors a pid for long after
  *   its last name went.
@@ -48,36 +47,17 @@
 #define MSG_SYNC (TR_MSG_REGISTRY_BASE + 0x80u)
 
 struct rname {
-	struct tr__name key; /* first: the name table's entry */
-	struct rname *hprev; /* holder's name list */
-	struct rname *hnext;
+	struct tr__name key;  /* first: the name table's entry */
+	struct tr__hold hold; /* on its holder's list */
 	tr_pid pid; /* its holder is the watch set's entry of this pid */
-};
-
-struct holder {
-	struct tr__watched w; /* first: the watch set's entry; uses = names */
-	struct rname *names;
 };
 
 struct tr_registry {
 	struct tr__watch t;   /* first: the shards, wmu, holders, watcher */
-	tr_registry_stats st; /* names is derived, in stats_get */
+	tr_registry_stats st; /* names and holders are derived, in stats_get */
 };
 
-static tr_err
-name_key(tr_registry *reg, const char *name, struct tr__name_key *k)
-{
-	return tr__names_key(&reg->t.names, name, TR_REGISTRY_NAME_MAX, k);
-}
-
 /* ---- name shards (actors/names.c) -------------------------------------- */
-
-static struct rname *
-rname_find(const struct tr__name_key *k)
-{
-	/* The key is the first member. */
-	return (struct rname *)tr__names_find(k);
-}
 
 /* For names and holders both: the node is first, and a holder's names
  * went with the shards. */
@@ -89,37 +69,11 @@ free_node(struct tr__hnode *n)
 
 /* ---- holders (all under wmu) --------------------------------------------- */
 
-static void
-holder_link(tr_registry *reg, struct holder *h, struct rname *n)
-{
-	n->hprev = NULL;
-	n->hnext = h->names;
-	if (h->names != NULL) {
-		h->names->hprev = n;
-	}
-	h->names = n;
-	if (h->w.uses++ == 0) {
-		reg->st.holders++;
-	}
-}
-
 /* Take @n off its holder's list; before @n->pid changes. */
 static void
 holder_unlink(tr_registry *reg, struct rname *n)
 {
-	struct holder *h = (struct holder *)tr__watch_find(&reg->t, n->pid);
-
-	if (n->hprev != NULL) {
-		n->hprev->hnext = n->hnext;
-	} else {
-		h->names = n->hnext;
-	}
-	if (n->hnext != NULL) {
-		n->hnext->hprev = n->hprev;
-	}
-	if (tr__watch_put(&reg->t, &h->w)) {
-		reg->st.holders--;
-	}
+	(void)tr__watch_put(&reg->t, tr__watch_find(&reg->t, n->pid), &n->hold);
 }
 
 /* Take @n out of its shard and off its holder's list (not freed). */
@@ -136,10 +90,9 @@ static void
 holder_purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	tr_registry *reg = (tr_registry *)ws; /* the first member */
-	struct holder *h = (struct holder *)e;
 
-	while (h->names != NULL) {
-		struct rname *n = h->names;
+	while (e->held != NULL) {
+		struct rname *n = TR__HELD(e->held, struct rname, hold);
 		name_drop(reg, n);
 		free(n);
 		reg->st.removed++;
@@ -151,7 +104,7 @@ static const struct tr__watch_ops watch_ops = {
 	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
-	.entry_size = sizeof(struct holder),
+	.name_max = TR_REGISTRY_NAME_MAX,
 	.purge = holder_purge,
 	.free_name = free_node,
 	.free_entry = free_node,
@@ -162,14 +115,10 @@ static const struct tr__watch_ops watch_ops = {
 tr_err
 tr_registry_create(tr_runtime *rt, tr_registry **out)
 {
-	tr_err err;
+	tr_err err = TR_EINVAL;
 
-	if (rt == NULL || out == NULL) {
-		return TR_EINVAL;
-	}
-	tr_registry *reg = tr__watch_new(rt, &watch_ops, &err);
-	if (reg != NULL) {
-		*out = reg;
+	if (rt != NULL && out != NULL) {
+		*out = tr__watch_new(rt, &watch_ops, &err);
 	}
 	return err;
 }
@@ -184,13 +133,16 @@ tr_registry_destroy(tr_registry *reg)
 
 /* ---- writers ------------------------------------------------------------- */
 
-/*
- * Register or replace: give @name to @pid if it is free, or (replace
- * only) held by @expected.
- */
-static tr_err
-do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
-	    tr_pid expected)
+tr_err
+tr_registry_register(tr_registry *reg, const char *name, tr_pid pid)
+{
+	/* No holder is TR_PID_NONE: this is a replace of a free name. */
+	return tr_registry_replace(reg, name, TR_PID_NONE, pid);
+}
+
+tr_err
+tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
+		    tr_pid pid)
 {
 	struct tr__name_key k;
 	tr_err err;
@@ -198,7 +150,7 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 	if (reg == NULL || !tr__watch_can_hold(pid)) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
@@ -212,15 +164,15 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		err = TR_ECLOSED;
 		goto out;
 	}
-	struct rname *n = rname_find(&k);
-	if (n != NULL && (!replace || !tr_pid_eq(n->pid, expected))) {
+	struct rname *n = tr__names_find(&k);
+	if (n != NULL && !tr_pid_eq(n->pid, expected)) {
 		err = TR_EEXIST;
 		goto out;
 	}
 	if (n != NULL && tr_pid_eq(n->pid, pid)) {
 		goto out; /* already so */
 	}
-	struct holder *h = (struct holder *)tr__watch_get(&reg->t, pid, &err);
+	struct tr__watched *h = tr__watch_get(&reg->t, pid, &err);
 	if (h == NULL) {
 		goto out;
 	}
@@ -236,25 +188,12 @@ do_register(tr_registry *reg, const char *name, tr_pid pid, bool replace,
 		pthread_rwlock_unlock(&k.sh->lock);
 		reg->st.replaced++;
 	}
-	holder_link(reg, h, n);
+	tr__watch_hold(&reg->t, h, &n->hold);
 	reg->st.registered++;
 out:
 	pthread_mutex_unlock(&reg->t.mu);
 	free(fresh);
 	return err;
-}
-
-tr_err
-tr_registry_register(tr_registry *reg, const char *name, tr_pid pid)
-{
-	return do_register(reg, name, pid, false, TR_PID_NONE);
-}
-
-tr_err
-tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
-		    tr_pid pid)
-{
-	return do_register(reg, name, pid, true, expected);
 }
 
 tr_err
@@ -266,12 +205,12 @@ tr_registry_unregister(tr_registry *reg, const char *name)
 	if (reg == NULL) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
 	pthread_mutex_lock(&reg->t.mu);
-	struct rname *n = rname_find(&k);
+	struct rname *n = tr__names_find(&k);
 	if (n != NULL) {
 		name_drop(reg, n);
 		reg->st.unregistered++;
@@ -298,12 +237,12 @@ tr_registry_whereis(tr_registry *reg, const char *name, tr_pid *out)
 	if (reg == NULL || out == NULL) {
 		return TR_EINVAL;
 	}
-	err = name_key(reg, name, &k);
+	err = tr__names_key(&reg->t.names, name, &k);
 	if (err < 0) {
 		return err;
 	}
 	pthread_rwlock_rdlock(&k.sh->lock);
-	struct rname *n = rname_find(&k);
+	struct rname *n = tr__names_find(&k);
 	if (n != NULL) {
 		*out = n->pid;
 	}
@@ -320,6 +259,7 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 	size_t size = out->size;
 	pthread_mutex_lock(&reg->t.mu);
 	*out = reg->st;
+	out->holders = reg->t.holding;
 	pthread_mutex_unlock(&reg->t.mu);
 	out->size = size;
 	/* Derived: the identity the header states. */

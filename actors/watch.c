@@ -41,7 +41,7 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 		*err = TR_ECLOSED;
 		return NULL;
 	}
-	e = calloc(1, ws->ops->entry_size);
+	e = calloc(1, sizeof(*e));
 	if (e == NULL) {
 		*err = TR_ENOMEM;
 		return NULL;
@@ -59,12 +59,31 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 	return e;
 }
 
-bool
-tr__watch_put(struct tr__watch *ws, struct tr__watched *e)
+void
+tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 {
-	if (--e->uses > 0) {
+	if (e->held == NULL) {
+		ws->holding++;
+	}
+	h->next = e->held;
+	h->pprev = &e->held;
+	if (e->held != NULL) {
+		e->held->pprev = &h->next;
+	}
+	e->held = h;
+}
+
+bool
+tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
+{
+	*h->pprev = h->next;
+	if (h->next != NULL) {
+		h->next->pprev = h->pprev;
+	}
+	if (e->held != NULL) {
 		return false;
 	}
+	ws->holding--;
 	if (e->monitored) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
@@ -84,7 +103,7 @@ void
 tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 {
 	/* If even this fails the entry stays, and what it holds with it. */
-	(void)send_watcher(ws, ws->ops->retry_type, e->pid);
+	(void)send_watcher(ws, ws->ops->sync_type, e->pid);
 }
 
 /* ---- the watcher actor --------------------------------------------------- */
@@ -113,25 +132,22 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 {
 	struct tr__watched *e = tr__watch_find(ws, pid);
 
-	if (e == NULL || e->dead) {
+	if (e == NULL) {
 		return;
 	}
-	if (e->uses == 0) {
+	if (e->held == NULL) {
+		/* Also a dead entry: its purge would only free it. */
 		if (e->monitored) {
 			(void)tr_demonitor(cx, e->ref);
 		}
 		tr__watch_free(ws, e);
-		return;
-	}
-	if (e->monitored) {
-		return;
-	}
-	if (tr_monitor(cx, pid, &e->ref) == TR_OK) {
-		e->monitored = true;
-	} else {
-		/* Out of memory: what we cannot watch could outlive its
-		 * holder forever, so it goes now. */
+	} else if (e->dead ||
+		   (!e->monitored && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
+		/* A retry; or out of memory: what we cannot watch could
+		 * outlive its holder forever, so it goes now. */
 		purge(ws, e);
+	} else {
+		e->monitored = true;
 	}
 }
 
@@ -149,20 +165,11 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct tr__watch *ws = *(struct tr__watch **)state;
 	const struct tr__watch_ops *ops = ws->ops;
 
-	if ((m->type == ops->sync_type ||
-	     (ops->retry_type != 0 && m->type == ops->retry_type)) &&
-	    m->size == sizeof(tr_pid)) {
+	if (m->type == ops->sync_type && m->size == sizeof(tr_pid)) {
 		tr_pid pid;
 		memcpy(&pid, m->data, sizeof(pid));
 		pthread_mutex_lock(&ws->mu);
-		if (m->type == ops->sync_type) {
-			on_sync(cx, ws, pid);
-		} else {
-			struct tr__watched *e = tr__watch_find(ws, pid);
-			if (e != NULL && e->dead) {
-				ops->purge(ws, e);
-			}
-		}
+		on_sync(cx, ws, pid);
 		pthread_mutex_unlock(&ws->mu);
 	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
 		tr_down d;
@@ -211,7 +218,7 @@ tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err)
 	memset(ws, 0, ops->size);
 	ws->rt = rt;
 	ws->ops = ops;
-	*err = tr__names_init(&ws->names);
+	*err = tr__names_init(&ws->names, ops->name_max);
 	if (*err < 0) {
 		goto err_free;
 	}

@@ -3,10 +3,10 @@
  * installed), and the rest of what both tables are made of: the name
  * table, the writer mutex, the reference count and the allocation. The
  * module's own struct embeds struct tr__watch first. Every pid that holds
- * something in the module (names, subscriptions) has an entry, embedded
- * first in the module's own record for that pid; a watcher actor
- * monitors each entry that holds anything and, when its pid stops, has
- * the module drop what it held.
+ * something in the module (names, subscriptions) has an entry, with the
+ * list of what it holds (a struct tr__hold embedded in each); a watcher
+ * actor monitors each entry that holds anything and, when its pid stops,
+ * has the module drop what it held.
  *
  * Threads: every call below except new and destroy is made with the
  * module's writer mutex held (`mu`); the watcher takes that mutex itself
@@ -16,16 +16,18 @@
  * with a SYNC for its pid queued to the watcher:
  *   - a new entry is announced with a SYNC sent before it is inserted; if
  *     the send fails there is no entry (tr__watch_get fails);
- *   - when tr__watch_put drops an entry's uses to zero it sends a SYNC
+ *   - when tr__watch_put takes an entry's last hold it sends a SYNC
  *     if the entry is monitored (an unmonitored one has its creation
  *     SYNC queued already, or is dead and being purged);
- *   - on a SYNC the watcher frees an entry without uses (dropping its
- *     monitor) and monitors one with uses; if it cannot, the entry is
+ *   - a SYNC brings the entry of its pid in line with what it holds,
+ *     so one more SYNC than needed is harmless: the watcher purges a
+ *     dead entry again, frees an entry that holds nothing (dropping its
+ *     monitor) and monitors one that holds something; if it cannot, it is
  *     purged as if its pid had stopped, so nothing stays that nobody
  *     watches;
  *   - on a DOWN that matches an entry's monitor the entry is marked dead
- *     and purged: the module drops its uses and frees the entry, or, out
- *     of memory, asks for a RETRY and is called again from the watcher.
+ *     and purged: the module drops its holds and frees the entry, or, out
+ *     of memory, sends a SYNC (tr__watch_retry) to be purged again.
  */
 #ifndef TR_ACTORS_WATCH_H
 #define TR_ACTORS_WATCH_H
@@ -42,23 +44,31 @@
 #include "hash.h"
 #include "names.h"
 
+/* One thing a pid holds, embedded in the module's record of that thing. */
+struct tr__hold {
+	struct tr__hold *next;
+	struct tr__hold **pprev;
+};
+
+/* The record of type T whose member M is the hold @h. */
+#define TR__HELD(h, T, M) ((T *)(void *)((char *)(h)-offsetof(T, M)))
+
 struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
 	tr_ref ref; /* the watcher's monitor, when monitored */
 	bool monitored;
-	bool dead;   /* its pid stopped: being purged */
-	size_t uses; /* what the module counts as held; 0 = idle */
+	bool dead;             /* its pid stopped: being purged */
+	struct tr__hold *held; /* what it holds; NULL = idle */
 };
 
 struct tr__watch;
 
 struct tr__watch_ops {
-	tr_actor_def def;    /* the watcher: TR__WATCH_DEF("name") */
-	uint32_t sync_type;  /* message types the watcher is sent */
-	uint32_t retry_type; /* 0 when purge never defers */
-	size_t size;         /* the module's struct, tr__watch first */
-	size_t entry_size;   /* the module's record, tr__watched first */
+	tr_actor_def def;   /* the watcher: TR__WATCH_DEF("name") */
+	uint32_t sync_type; /* the message type the watcher is sent */
+	size_t size;        /* the module's struct, tr__watch first */
+	size_t name_max;    /* the longest name in its table */
 	/*
 	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
 	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
@@ -79,6 +89,7 @@ struct tr__watch {
 	tr_pid watcher;
 	atomic_uint refs;  /* the module's owner and the watcher */
 	bool watcher_gone; /* under mu: no new entries */
+	size_t holding;    /* under mu: entries that hold something */
 	struct tr__htab tab;
 	const struct tr__watch_ops *ops;
 };
@@ -125,8 +136,12 @@ struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
  */
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err);
-/* mu held: @e gives up one use. Return: true if it has none left. */
-bool tr__watch_put(struct tr__watch *ws, struct tr__watched *e);
+/* mu held: @e's pid holds @h too. */
+void
+tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
+/* mu held: @e's pid gives up @h. Return: true if it holds nothing now. */
+bool
+tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
 /* mu held: take @e out of the table and free it. */
 void tr__watch_free(struct tr__watch *ws, struct tr__watched *e);
 /* mu held, from purge: call purge on @e again later, from the watcher. */

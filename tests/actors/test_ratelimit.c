@@ -748,6 +748,67 @@ test_requester_gone(void)
 	fx_finish(&f);
 }
 
+/*
+ * Queues a request for @tokens from an actor that is then stopped, once
+ * the limiter holds @waiting requests.
+ */
+static void
+queue_dead(struct fx *f, tr_pid rl, uint32_t tokens, uint32_t waiting)
+{
+	int32_t err = -100;
+	tr_pid a = fx_spawn(f, &requester_def, NULL);
+	struct go go = { .rl = rl, .n = 1, .tokens = tokens };
+
+	SEND(f, a, MSG_GO, &go, sizeof(go));
+	CHECK(fx_recv(f, MSG_DONE, &err, sizeof(err)));
+	CHECK(fx_recv(f, MSG_DONE, &err, sizeof(err)));
+	CHECK_OK(err);
+	CHECK(WAIT_UNTIL(stats(f, rl).waiting == waiting, WAIT_MS));
+	CHECK_OK(tr_stop(tr_inbox_ctx(f->ib), a, TR_EXIT_SHUTDOWN));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f->rt, a), WAIT_MS));
+}
+
+/*
+ * Dead waiters dropped from the end of the queue, behind live ones: what
+ * is queued next still goes behind the live ones, where the next drop
+ * finds it. 1 token a second and the bucket emptied, so nothing is
+ * granted while the test looks.
+ */
+static void
+test_requesters_gone_at_the_end(void)
+{
+	struct fx f;
+	struct got g;
+
+	fx_start(&f, 2);
+	tr_pid rl = start(&f, 1, 100, -1);
+	CHECK(ask(&f, rl, 100, 0, 0, &g));
+	CHECK_OK(g.r.status);
+	tr_ref refs[3];
+	refs[0] = acquire(&f, rl, 100, -1); /* due in 100 s */
+	queue_dead(&f, rl, 100, 2);
+	/* 201 s behind the dead one, 101 s without it. */
+	refs[1] = acquire(&f, rl, 1, 150000);
+	tr_ratelimit_stats st = stats(&f, rl);
+	CHECK_EQ_U64(st.abandoned, 1);
+	CHECK_EQ_U64(st.waiting, 2);
+	queue_dead(&f, rl, 50, 3);
+	/* 152 s behind the second dead one, 102 s without it. */
+	refs[2] = acquire(&f, rl, 1, 120000);
+	st = stats(&f, rl);
+	CHECK_EQ_U64(st.abandoned, 2);
+	CHECK_EQ_U64(st.waiting, 3);
+	CHECK_EQ_U64(st.rejected, 0);
+	CHECK_EQ_U64(st.granted, 1);
+	stop(&f, rl);
+	for (int i = 0; i < 3; i++) {
+		CHECK(recv_of(&f, refs[i], 0, &g));
+		CHECK_EQ_U64(g.type, TR_MSG_REQUEST_FAILED);
+		CHECK_EQ_INT(g.reason, TR_EXIT_SHUTDOWN);
+	}
+	fx_finish(&f);
+}
+
 /* ---- starting --------------------------------------------------------- */
 
 static const tr_ratelimit_config linked_cfg = {
@@ -922,6 +983,8 @@ static const struct test_case tests[] = {
 	  test_stopped_limiter },
 	{ "ratelimit: a requester that stopped while queued takes nothing",
 	  test_requester_gone },
+	{ "ratelimit: dropping dead waiters at the end keeps the queue's end",
+	  test_requesters_gone_at_the_end },
 	{ "ratelimit: start on any context, linked to its parent", test_start },
 	{ "ratelimit: bad configuration, malformed requests, plain messages",
 	  test_bad_config_and_requests },
