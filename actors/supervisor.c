@@ -92,11 +92,7 @@ struct spec {
  */
 struct conf {
 	atomic_uint refs;
-	bool is_linked; /* linked with its starter, the parent */
-	uint32_t strategy;
-	uint32_t intensity;
-	uint64_t period_ms;
-	tr_pid observer;
+	tr_sup_flags fl; /* is_linked: linked with its starter, the parent */
 	size_t n;
 	struct spec specs[];
 };
@@ -200,12 +196,9 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 		return TR_ENOMEM;
 	}
 	atomic_init(&c->refs, 1);
+	c->fl = *flags;
 	/* A nested supervisor is always linked with its parent. */
-	c->is_linked = depth > 0 || flags->is_linked;
-	c->strategy = (uint32_t)flags->strategy;
-	c->intensity = flags->intensity;
-	c->period_ms = flags->period_ms;
-	c->observer = flags->observer;
+	c->fl.is_linked = depth > 0 || flags->is_linked;
 	tr_err err = TR_OK;
 	for (size_t i = 0; i < n; i++) {
 		err = spec_copy(&c->specs[i], &specs[i], depth);
@@ -224,7 +217,7 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	}
 	/* Dynamic children take an argument, which a nested spec has no
 	 * place for. */
-	if (c->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
+	if (c->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
 	    c->specs[0].nested != NULL) {
 		err = TR_EINVAL;
 		goto err_conf;
@@ -309,6 +302,7 @@ struct child {
 	tr_pid pid;
 	uint64_t exit_stamp; /* its exit not acted on yet, in order; 0: none */
 	tr_ref mon_ref;      /* monitor of a child being stopped */
+	tr_timer_id timer;   /* its kill after shutdown_ms, while stopped */
 	int32_t exit_reason;
 	bool mark_term;   /* the task stops it */
 	bool mark_start;  /* the task starts it */
@@ -318,12 +312,10 @@ struct child {
 
 enum task {
 	T_NONE,
-	T_INIT,
-	T_RESTART,
-	T_SHUTDOWN,
-	T_REQ_START,
-	T_REQ_RESTART,
-	T_REQ_TERMINATE,
+	T_INIT,     /* the start: answers op 0 */
+	T_RESTART,  /* after an exit */
+	T_SHUTDOWN, /* then the supervisor stops */
+	T_REQ,      /* a start, restart or termination of one child */
 };
 
 struct sup {
@@ -333,22 +325,19 @@ struct sup {
 	size_t n;
 	size_t cap;
 	/* Restart times (ms) within the period, oldest first; room for
-	 * conf->intensity. */
+	 * conf->fl.intensity. */
 	uint64_t *hist;
 	uint32_t hist_n;
 	uint64_t next_stamp;
-	/* The start's header, whose sender is told when the start is done:
-	 * TR_PID_NONE once it is told, or when nobody waits. */
-	tr_msg boot;
-	/* The task. */
+	/* The task, and the request it answers when done (the start's for
+	 * T_INIT, op 0): hdr.from is TR_PID_NONE once it is answered, or
+	 * when nobody waits. */
 	enum task task;
-	bool has_timer;
-	tr_timer_id timer;
-	uint64_t timer_seq;
-	struct req *task_req;
+	tr_msg hdr;
+	uint32_t op;
 	tr_pid task_pid;
 	int32_t task_reason;
-	int32_t fail_reason;
+	int32_t fail_reason; /* a failed start, answered after the shutdown */
 	int32_t fail_status;
 	/* Deferred work. */
 	struct req *dq_head;
@@ -363,7 +352,7 @@ static const tr_actor_def sup_def;
 static bool
 is_simple(const struct sup *s)
 {
-	return s->conf->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
+	return s->conf->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
 }
 
 static void
@@ -378,14 +367,15 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 		.pid = pid,
 	};
 
-	if (tr_pid_is_none(s->conf->observer)) {
+	if (tr_pid_is_none(s->conf->fl.observer)) {
 		return;
 	}
 	if (c != NULL) {
 		memcpy(ev.id, c->sp.id, sizeof(ev.id));
 	}
 	/* Best effort, as documented: the supervisor must not fail for it. */
-	(void)tr_send(cx, s->conf->observer, TR_MSG_SUP_EVENT, &ev, sizeof(ev));
+	(void)tr_send(cx, s->conf->fl.observer, TR_MSG_SUP_EVENT, &ev,
+		      sizeof(ev));
 }
 
 static tr_err
@@ -403,6 +393,23 @@ reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
 		return TR_OK;
 	}
 	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+}
+
+/*
+ * Answers the task's request, once: the start's carries the supervisor's
+ * pid, a request's the pid it is about. False when a successful start
+ * could not be told: whoever waits for it would wait forever, so the
+ * caller shuts down instead (and the starter's request then fails).
+ */
+static bool
+answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
+{
+	tr_pid pid = s->op == 0 ? tr_self(cx) : s->task_pid;
+	tr_err err = reply(cx, &s->hdr, s->op, status, reason,
+			   s->op == 0 || status == TR_OK ? pid : TR_PID_NONE);
+
+	s->hdr.from = TR_PID_NONE;
+	return status != TR_OK || err == TR_OK;
 }
 
 static struct child *
@@ -488,43 +495,25 @@ add_restart(struct sup *s)
 	uint32_t kept = 0;
 
 	for (uint32_t i = 0; i < s->hist_n; i++) {
-		if (now - s->hist[i] <= s->conf->period_ms) {
+		if (now - s->hist[i] <= s->conf->fl.period_ms) {
 			s->hist[kept++] = s->hist[i];
 		}
 	}
 	s->hist_n = kept;
-	if (kept == s->conf->intensity) {
+	if (kept == s->conf->fl.intensity) {
 		return false;
 	}
 	s->hist[s->hist_n++] = now;
 	return true;
 }
 
-/*
- * Answers the start (op 0), once: to the starter, which is the parent
- * supervisor for a nested one. False when a successful start could not
- * be told: whoever waits for it would wait forever, so the caller shuts
- * down instead (and the starter's request then fails).
- */
-static bool
-boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
-{
-	tr_err err = reply(cx, &s->boot, 0, status, reason, tr_self(cx));
-
-	s->boot.from = TR_PID_NONE;
-	return status != TR_OK || err == TR_OK;
-}
-
 /* Answers what is left when the supervisor stops: a stop is done, any
  * other request is not. */
 static void
-flush_requests(tr_ctx *cx, struct sup *s)
+flush_requests(tr_ctx *cx, struct sup *s, int32_t reason)
 {
-	if (s->task_req != NULL) {
-		s->task_req->next = s->dq_head;
-		s->dq_head = s->task_req;
-		s->task_req = NULL;
-	}
+	(void)answer(cx, s, s->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
+		     s->op == 0 ? reason : 0);
 	while (s->dq_head != NULL) {
 		struct req *r = s->dq_head;
 		s->dq_head = r->next;
@@ -539,23 +528,9 @@ flush_requests(tr_ctx *cx, struct sup *s)
 static void
 stop(tr_ctx *cx, struct sup *s, int32_t reason)
 {
-	flush_requests(cx, s);
+	flush_requests(cx, s, reason);
 	tr_stop_self(cx, reason);
 	s->is_stopped = true;
-}
-
-/* Answers the task's request, if it has one, and drops it. */
-static void
-task_reply(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason,
-	   tr_pid pid)
-{
-	struct req *r = s->task_req;
-
-	if (r != NULL) {
-		(void)reply(cx, &r->hdr, r->op, status, reason, pid);
-		req_free(r);
-		s->task_req = NULL;
-	}
 }
 
 /* The task becomes stopping every child, then the supervisor. */
@@ -588,7 +563,7 @@ begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 static tr_err
 sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
 {
-	unsigned how = TR__BOOT_ASK | (conf->is_linked ? TR__BOOT_LINK : 0u);
+	unsigned how = TR__BOOT_ASK | (conf->fl.is_linked ? TR__BOOT_LINK : 0u);
 
 	return tr__boot_start(cx, &sup_def, how, MSG_START, conf, sizeof(*conf),
 			      conf_put, out, ref);
@@ -653,7 +628,6 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 	}
-	task_reply(cx, s, status, reason, TR_PID_NONE);
 	if (s->task == T_INIT) {
 		/* OTP: stop the children already started, then fail; the
 		 * start is answered once they are gone. */
@@ -670,8 +644,12 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 		 * against the intensity, which bounds the retries.
 		 */
 		pend_exit(s, c, reason);
-	} else if (s->task == T_REQ_START) {
-		remove_child(s, c); /* OTP keeps no spec that failed to start */
+	} else {
+		(void)answer(cx, s, status, reason);
+		if (s->op == TR_SUP_OP_START_CHILD) {
+			/* OTP keeps no spec that failed to start */
+			remove_child(s, c);
+		}
 	}
 }
 
@@ -693,37 +671,11 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 
 /* ---- stopping ------------------------------------------------------ */
 
-static void
-kill_terminating(tr_ctx *cx, struct sup *s)
-{
-	for (size_t i = 0; i < s->n; i++) {
-		if (s->kids[i].terminating) {
-			(void)tr_exit(cx, s->kids[i].pid, TR_EXIT_KILL);
-		}
-	}
-}
-
-static void
-arm_timer(tr_ctx *cx, struct sup *s, uint64_t ms)
-{
-	if (ms == 0 || ms == TR_SUP_INFINITY || !is_waiting(s)) {
-		return;
-	}
-	uint64_t seq = ++s->timer_seq;
-	if (tr_send_after(cx, tr_self(cx), MSG_TIMER, &seq, sizeof(seq), ms,
-			  &s->timer) < 0) {
-		/* Without a timer there is no waiting: kill now. */
-		kill_terminating(cx, s);
-		return;
-	}
-	s->has_timer = true;
-}
-
 /* What a stop by the task means for the child's spec. */
 static void
 after_terminated(struct sup *s, struct child *c)
 {
-	bool by_req = s->task == T_REQ_TERMINATE;
+	bool by_req = s->task == T_REQ;
 
 	/* OTP: a temporary child stopped by its siblings' restart or by a
 	 * request is removed, not restarted; so is a dynamic child stopped
@@ -744,11 +696,15 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason);
  * drops its link to the sender, so no exit signal comes back. A child
  * that was stopping anyway may still send one first; whichever of the
  * two comes first ends the wait, and the other is ignored (a stale pid)
- * or cancelled (tr_demonitor()).
+ * or cancelled (tr_demonitor()). After shutdown_ms a timer, which names
+ * the child by its pid, has it killed; a tick that comes after its end
+ * names no child.
  */
 static void
 terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
+	uint64_t ms = c->sp.shutdown_ms;
+
 	c->mark_term = false;
 	if (tr_pid_is_none(c->pid)) {
 		/* Already gone: its exit, if not acted on yet, never
@@ -757,7 +713,6 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		after_terminated(s, c);
 		return;
 	}
-	int32_t how = c->sp.shutdown_ms == 0 ? TR_EXIT_KILL : TR_EXIT_SHUTDOWN;
 	c->terminating = true;
 	if (tr_monitor(cx, c->pid, &c->mon_ref) < 0) {
 		/* Out of memory: its end could not be seen, so it must end
@@ -767,7 +722,12 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		return;
 	}
 	(void)tr_unlink(cx, c->pid);
-	if (tr_exit(cx, c->pid, how) < 0 && how != TR_EXIT_KILL) {
+	/* Without the shutdown signal or the timer there is no waiting:
+	 * kill now. */
+	if (ms == 0 || tr_exit(cx, c->pid, TR_EXIT_SHUTDOWN) < 0 ||
+	    (ms != TR_SUP_INFINITY &&
+	     tr_send_after(cx, tr_self(cx), MSG_TIMER, &c->pid, sizeof(c->pid),
+			   ms, &c->timer) < 0)) {
 		(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
 	}
 }
@@ -779,17 +739,15 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 
 	/* No DOWN may come later (TR_ENOENT if it came already). */
 	(void)tr_demonitor(cx, c->mon_ref);
+	(void)tr_timer_cancel(cx, c->timer); /* TR_EINVAL if none */
+	c->timer = (tr_timer_id){ 0 };
 	c->terminating = false;
 	c->pid = TR_PID_NONE;
 	emit(cx, s, TR_SUP_EV_EXITED, c, old, reason, 0);
-	if (s->task == T_REQ_TERMINATE) {
+	if (s->task == T_REQ) {
 		s->task_pid = old;
 	}
 	after_terminated(s, c);
-	if (s->has_timer && !is_waiting(s)) {
-		(void)tr_timer_cancel(cx, s->timer);
-		s->has_timer = false;
-	}
 }
 
 /* ---- tasks --------------------------------------------------------- */
@@ -799,14 +757,12 @@ static bool
 step(tr_ctx *cx, struct sup *s)
 {
 	bool stops = false;
-	uint64_t ms = 0;
 
 	/* Stops first, last child first (reverse start order); OTP stops
 	 * dynamic children all at once (they share the template's shutdown
 	 * time). Going down, a removal only moves entries already passed. */
 	for (size_t i = s->n; i-- > 0;) {
 		if (s->kids[i].mark_term) {
-			ms = s->kids[i].sp.shutdown_ms;
 			terminate_begin(cx, s, &s->kids[i]);
 			stops = true;
 			if (!is_simple(s)) {
@@ -815,7 +771,6 @@ step(tr_ctx *cx, struct sup *s)
 		}
 	}
 	if (stops) {
-		arm_timer(cx, s, ms);
 		return true;
 	}
 	for (size_t i = 0; i < s->n; i++) {
@@ -833,15 +788,14 @@ finish_task(tr_ctx *cx, struct sup *s)
 	enum task t = s->task;
 
 	s->task = T_NONE;
-	task_reply(cx, s, TR_OK, 0, s->task_pid);
-	s->task_pid = TR_PID_NONE;
-	if (t == T_INIT && !boot_done(cx, s, TR_OK, 0)) {
-		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
-	} else if (t == T_SHUTDOWN) {
+	if (t == T_SHUTDOWN) {
 		/* A start that failed is answered now (see start_failed()). */
-		(void)boot_done(cx, s, s->fail_status, s->fail_reason);
+		(void)answer(cx, s, s->fail_status, s->fail_reason);
 		stop(cx, s, s->task_reason);
+	} else if (!answer(cx, s, TR_OK, 0) && t == T_INIT) {
+		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
 	}
+	s->task_pid = TR_PID_NONE;
 }
 
 /* Acts on an exit of @c that no task consumed. */
@@ -865,7 +819,7 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 		begin_shutdown(cx, s, TR_SUP_EXIT_INTENSITY);
 		return;
 	}
-	uint32_t strategy = s->conf->strategy;
+	tr_sup_strategy strategy = s->conf->fl.strategy;
 	if (strategy == TR_SUP_ONE_FOR_ALL || strategy == TR_SUP_REST_FOR_ONE) {
 		/* All children, or @c and the ones after it. */
 		size_t from = strategy == TR_SUP_ONE_FOR_ALL
@@ -882,70 +836,62 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 	s->task = T_RESTART;
 }
 
+/* which_children and count_children, from one walk over the children. */
 static void
-reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
+reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
 {
-	if (tr_pid_is_none(r->hdr.from)) {
-		return;
-	}
-	size_t size =
-		sizeof(tr_sup_children) + s->n * sizeof(tr_sup_child_info);
-	tr_sup_children *c = calloc(1, size);
-	if (c == NULL) {
-		/* The same type, without the list: one answer either way. */
-		(void)reply(cx, &r->hdr, r->op, TR_ENOMEM, 0, TR_PID_NONE);
-		return;
-	}
-	c->reply.op = r->op;
-	c->reply.count = (uint32_t)s->n;
-	for (size_t i = 0; i < s->n; i++) {
-		tr_sup_child_info *ci = &c->children[i];
-		memcpy(ci->id, s->kids[i].sp.id, sizeof(ci->id));
-		ci->pid = s->kids[i].pid;
-		ci->type = s->kids[i].sp.type;
-		ci->restart = s->kids[i].sp.restart;
-	}
-	(void)tr_reply_ptr(cx, &r->hdr, TR_MSG_SUP_CHILDREN, c, size, free);
-}
-
-static void
-reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
-{
+	size_t n = op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
+	size_t size = sizeof(tr_sup_children) + n * sizeof(tr_sup_child_info);
 	tr_sup_reply rp = {
-		.op = r->op,
+		.op = op,
 		.specs = is_simple(s) ? 1u : (uint32_t)s->n,
 	};
+	tr_sup_children *c = NULL;
 
+	if (op == TR_SUP_OP_WHICH_CHILDREN && (c = calloc(1, size)) == NULL) {
+		/* The same type, without the list: one answer either way. */
+		(void)reply(cx, hdr, op, TR_ENOMEM, 0, TR_PID_NONE);
+		return;
+	}
 	for (size_t i = 0; i < s->n; i++) {
-		const struct child *c = &s->kids[i];
-		rp.active += tr_pid_is_none(c->pid) ? 0u : 1u;
-		rp.supervisors += c->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		const struct child *k = &s->kids[i];
+		rp.active += tr_pid_is_none(k->pid) ? 0u : 1u;
+		rp.supervisors += k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		if (c != NULL) {
+			tr_sup_child_info *ci = &c->children[i];
+			memcpy(ci->id, k->sp.id, sizeof(ci->id));
+			ci->pid = k->pid;
+			ci->type = k->sp.type;
+			ci->restart = k->sp.restart;
+		}
 	}
 	rp.workers = (uint32_t)s->n - rp.supervisors;
-	(void)tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+	if (c == NULL) {
+		(void)tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+		return;
+	}
+	c->reply.op = op;
+	c->reply.count = (uint32_t)n;
+	(void)tr_reply_ptr(cx, hdr, TR_MSG_SUP_CHILDREN, c, size, free);
 }
 
-/* Takes @r: it is freed here or becomes the task's request. */
+/* Acts on request @r: answers it, or makes it the task's request. */
 static void
 process_req(tr_ctx *cx, struct sup *s, struct req *r)
 {
 	bool simple = is_simple(s);
 	struct child *c = NULL;
 	int32_t status = TR_OK;
-	enum task task = T_NONE;
 
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-		s->task_req = r;
+		s->hdr = r->hdr;
+		s->op = r->op;
 		return;
 	case TR_SUP_OP_WHICH_CHILDREN:
-		reply_children(cx, s, r);
-		req_free(r);
-		return;
 	case TR_SUP_OP_COUNT_CHILDREN:
-		reply_counts(cx, s, r);
-		req_free(r);
+		reply_children(cx, s, &r->hdr, r->op);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
@@ -961,7 +907,6 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 			}
 			c = add_child(s, &r->spec);
 			status = c != NULL ? TR_OK : TR_ENOMEM;
-			task = T_REQ_START;
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
@@ -972,7 +917,6 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		}
 		c = simple ? find_pid(s, r->pid) : find_id(s, r->id);
 		status = c != NULL ? TR_OK : TR_ENOENT;
-		task = T_REQ_TERMINATE;
 		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
@@ -986,28 +930,24 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		} else if (r->op == TR_SUP_OP_DELETE_CHILD) {
 			remove_child(s, c);
 			c = NULL;
-		} else {
-			task = T_REQ_RESTART;
 		}
 		break;
 	default:
 		status = TR_EINVAL;
 		break;
 	}
-	if (status == TR_OK && task != T_NONE) {
-		if (task == T_REQ_TERMINATE) {
-			c->mark_term = true;
-			s->task_pid = c->pid; /* none if it does not run */
-		} else {
-			c->mark_start = true;
-		}
-		s->task = task;
-		s->task_req = r;
+	if (status == TR_OK && c != NULL) {
+		/* A start, restart or termination of @c: the task's. */
+		c->mark_term = r->op == TR_SUP_OP_TERMINATE_CHILD;
+		c->mark_start = !c->mark_term;
+		s->task_pid = c->pid; /* none if it does not run */
+		s->task = T_REQ;
+		s->hdr = r->hdr;
+		s->op = r->op;
 		return;
 	}
 	(void)reply(cx, &r->hdr, r->op, status, 0,
 		    c != NULL ? c->pid : TR_PID_NONE);
-	req_free(r);
 }
 
 /* Acts on the oldest deferred thing; false when there is none. */
@@ -1038,6 +978,7 @@ drain_one(tr_ctx *cx, struct sup *s)
 			s->dq_tail = NULL;
 		}
 		process_req(cx, s, r);
+		req_free(r);
 	} else {
 		return false;
 	}
@@ -1089,18 +1030,6 @@ on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
 }
 
 static void
-on_timer(tr_ctx *cx, struct sup *s, const tr_msg *m)
-{
-	const uint64_t *seq = TR_MSG_AS(m, uint64_t);
-
-	if (seq == NULL || !s->has_timer || *seq != s->timer_seq) {
-		return; /* a tick from a timer cancelled too late */
-	}
-	s->has_timer = false;
-	kill_terminating(cx, s);
-}
-
-static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
 	tr_msg hdr;
@@ -1127,16 +1056,16 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	if (s->conf != NULL) {
 		return; /* one start only; the runtime drops the reference */
 	}
-	struct conf *conf = tr__boot_take(cx, m, sizeof(*conf), &s->boot);
+	struct conf *conf = tr__boot_take(cx, m, sizeof(*conf), &s->hdr);
 	if (conf == NULL) {
 		return;
 	}
 	s->conf = conf;
-	if (conf->is_linked) {
-		s->parent = s->boot.from;
+	if (conf->fl.is_linked) {
+		s->parent = s->hdr.from;
 	}
-	if (conf->intensity > 0) {
-		s->hist = calloc(conf->intensity, sizeof(*s->hist));
+	if (conf->fl.intensity > 0) {
+		s->hist = calloc(conf->fl.intensity, sizeof(*s->hist));
 		if (s->hist == NULL) {
 			goto err_nomem;
 		}
@@ -1152,7 +1081,7 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	return;
 
 err_nomem:
-	(void)boot_done(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
+	(void)answer(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
 	stop(cx, s, TR_SUP_EXIT_START_FAILED);
 }
 
@@ -1163,6 +1092,8 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	const tr_exit_signal *sig;
 	const tr_down *down;
 	const tr_sup_reply *rp;
+	const tr_pid *pid;
+	struct child *c;
 
 	switch (m->type) {
 	case TR_MSG_EXIT:
@@ -1193,7 +1124,12 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	case MSG_TIMER:
-		on_timer(cx, s, m);
+		/* A child's shutdown time is up: kill it if it still runs. */
+		pid = TR_MSG_AS(m, tr_pid);
+		c = pid != NULL ? find_pid(s, *pid) : NULL;
+		if (c != NULL && c->terminating) {
+			(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
+		}
 		break;
 	case MSG_REQ:
 		on_request(cx, s, m);
@@ -1225,10 +1161,9 @@ sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct sup *s = state;
 
-	/* Stopped from outside while starting: whoever waits for the start
-	 * must not wait forever. */
-	(void)boot_done(cx, s, TR_ECLOSED, reason);
-	flush_requests(cx, s);
+	/* Stopped from outside while starting or acting on requests:
+	 * whoever waits must not wait forever. */
+	flush_requests(cx, s, reason);
 	for (size_t i = 0; i < s->n; i++) {
 		conf_put(s->kids[i].sp.nested);
 	}
