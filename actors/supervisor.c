@@ -65,7 +65,7 @@
 /* The supervisor's own messages (see the header: 0x80 and up are private). */
 #define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
 #define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* no payload */
-#define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* uint64_t timer sequence */
+#define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* tr_pid of a child to kill */
 #define MSG_START (TR_MSG_SUP_BASE + 0x83u) /* pointer to struct conf */
 
 /* ------------------------------------------------------------------ */
@@ -412,26 +412,16 @@ answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 	return status != TR_OK || err == TR_OK;
 }
 
+/* The child named @id, or else the one running as @pid. */
 static struct child *
-find_pid(struct sup *s, tr_pid pid)
-{
-	if (tr_pid_is_none(pid)) {
-		return NULL;
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (tr_pid_eq(s->kids[i].pid, pid)) {
-			return &s->kids[i];
-		}
-	}
-	return NULL;
-}
-
-static struct child *
-find_id(struct sup *s, const char *id)
+find(struct sup *s, const char *id, tr_pid pid)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		if (strcmp(s->kids[i].sp.id, id) == 0) {
-			return &s->kids[i];
+		struct child *c = &s->kids[i];
+		if (id != NULL
+			    ? strcmp(c->sp.id, id) == 0
+			    : !tr_pid_is_none(pid) && tr_pid_eq(c->pid, pid)) {
+			return c;
 		}
 	}
 	return NULL;
@@ -604,7 +594,7 @@ spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 static void
 on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 {
-	struct child *c = find_pid(s, from);
+	struct child *c = find(s, NULL, from);
 	uint32_t kind =
 		s->task == T_RESTART ? TR_SUP_EV_RESTARTED : TR_SUP_EV_STARTED;
 
@@ -897,7 +887,8 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		if (simple == (r->spec.id[0] != '\0')) {
 			status = TR_EINVAL; /* a spec, or an argument for simple
 					     */
-		} else if (!simple && (c = find_id(s, r->spec.id)) != NULL) {
+		} else if (!simple &&
+			   (c = find(s, r->spec.id, TR_PID_NONE)) != NULL) {
 			status = TR_EEXIST;
 		} else {
 			if (simple) {
@@ -915,12 +906,12 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 					     */
 			break;
 		}
-		c = simple ? find_pid(s, r->pid) : find_id(s, r->id);
+		c = find(s, simple ? NULL : r->id, r->pid);
 		status = c != NULL ? TR_OK : TR_ENOENT;
 		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		c = simple ? NULL : find_id(s, r->id);
+		c = simple ? NULL : find(s, r->id, TR_PID_NONE);
 		if (c == NULL) {
 			status = simple ? TR_EINVAL : TR_ENOENT;
 		} else if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
@@ -1010,7 +1001,7 @@ run(tr_ctx *cx, struct sup *s)
 static void
 on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
 {
-	struct child *c = find_pid(s, pid);
+	struct child *c = find(s, NULL, pid);
 
 	if (c != NULL && c->starting) {
 		/* Before its acknowledgement: its init failed. */
@@ -1108,9 +1099,6 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			on_end(cx, s, down->who, down->reason);
 		}
 		break;
-	case MSG_ACK:
-		on_ack(cx, s, m->from);
-		break;
 	case TR_MSG_SUP_REPLY:
 		/* A nested supervisor answers its start; when it failed, its
 		 * exit signal follows, and that is what is acted on. */
@@ -1119,14 +1107,17 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			(void)tr_unhandled(cx, m);
 			return;
 		}
-		if (rp->status == TR_OK) {
-			on_ack(cx, s, m->from);
+		if (rp->status != TR_OK) {
+			break;
 		}
+		/* fallthrough */
+	case MSG_ACK:
+		on_ack(cx, s, m->from);
 		break;
 	case MSG_TIMER:
 		/* A child's shutdown time is up: kill it if it still runs. */
 		pid = TR_MSG_AS(m, tr_pid);
-		c = pid != NULL ? find_pid(s, *pid) : NULL;
+		c = pid != NULL ? find(s, NULL, *pid) : NULL;
 		if (c != NULL && c->terminating) {
 			(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
 		}
