@@ -10,9 +10,15 @@
  * A step that has to wait (for a child's init to return, or for a child
  * to stop) ends the turn; the message it waits for resumes the task.
  * Everything else that needs an action meanwhile (another child's exit,
- * the parent's exit, requests) gets a stamp from one counter and is acted
- * on in stamp order once the task is done: this is OTP's supervisor,
- * whose synchronous calls leave those messages in its mailbox.
+ * the parent's exit, requests) is stashed (tr_stash()) and put back
+ * when the task is done (tr_unstash_all()), ahead of anything newer, so
+ * that it is acted on in arrival order: this is OTP's supervisor, whose
+ * synchronous calls leave those messages in its mailbox. A message put
+ * back while a new task runs is stashed again, behind the ones before it.
+ * A child's exit is seen at once all the same (the child no longer runs,
+ * and the observer hears of it), and only its consequence waits. What is
+ * still stashed when the supervisor stops was never taken: the runtime
+ * fails those requests as it fails the ones left in its mailbox.
  *
  * Knowing that a child started means knowing that its init returned. A
  * worker whose definition has an init is spawned from a copy of that
@@ -47,8 +53,13 @@
  *   whose init has not returned yet counts as running);
  * - at most one child is starting at a time, and none while children
  *   are being stopped (the task waits while one is: is_waiting());
- * - a child whose exit is not yet acted on has an exit_stamp; a task
- *   that stops or starts that child consumes it (OTP flushes the EXIT).
+ * - a child whose exit is not yet acted on keeps the pid that exited in
+ *   gone (its pid is then TR_PID_NONE), and that exit is stashed; a
+ *   task that stops or starts that child consumes it (OTP flushes the
+ *   EXIT), and the exit, when put back, then names no child;
+ * - nothing but the task's own messages (acknowledgements, the ends of
+ *   the children it stops, their kill timers) is acted on while a task
+ *   is in progress or before the start: is_busy().
  */
 #include <troupe/actors/supervisor.h>
 
@@ -273,9 +284,6 @@ derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 
 /* A request in flight; the message's pointer payload. */
 struct req {
-	struct req *next; /* deferred queue */
-	uint64_t stamp;
-	tr_msg hdr; /* the request's header, for tr_reply() */
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
@@ -300,14 +308,13 @@ req_free(void *p)
 struct child {
 	struct spec sp;
 	tr_pid pid;
-	uint64_t exit_stamp; /* its exit not acted on yet, in order; 0: none */
-	tr_ref mon_ref;      /* monitor of a child being stopped */
-	tr_timer_id timer;   /* its kill after shutdown_ms, while stopped */
-	int32_t exit_reason;
-	bool mark_term;   /* the task stops it */
-	bool mark_start;  /* the task starts it */
-	bool starting;    /* its init has not acknowledged yet */
-	bool terminating; /* stopped by the task, its exit not seen yet */
+	tr_pid gone;       /* the pid whose exit is not acted on yet */
+	tr_ref mon_ref;    /* monitor of a child being stopped */
+	tr_timer_id timer; /* its kill after shutdown_ms, while stopped */
+	bool mark_term;    /* the task stops it */
+	bool mark_start;   /* the task starts it */
+	bool starting;     /* its init has not acknowledged yet */
+	bool terminating;  /* stopped by the task, its exit not seen yet */
 };
 
 enum task {
@@ -328,7 +335,6 @@ struct sup {
 	 * conf->fl.intensity. */
 	uint64_t *hist;
 	uint32_t hist_n;
-	uint64_t next_stamp;
 	/* The task, and the request it answers when done (the start's for
 	 * T_INIT, op 0): hdr.from is TR_PID_NONE once it is answered, or
 	 * when nobody waits. */
@@ -339,12 +345,6 @@ struct sup {
 	int32_t task_reason;
 	int32_t fail_reason; /* a failed start, answered after the shutdown */
 	int32_t fail_status;
-	/* Deferred work. */
-	struct req *dq_head;
-	struct req *dq_tail;
-	int32_t parent_exit_reason;
-	uint64_t parent_exit_stamp; /* 0: no exit of the parent pending */
-	bool is_stopped;
 };
 
 static const tr_actor_def sup_def;
@@ -447,14 +447,6 @@ add_child(struct sup *s, const struct spec *sp)
 	return c;
 }
 
-/* Its exit, not acted on yet, is acted on after the task, in order. */
-static void
-pend_exit(struct sup *s, struct child *c, int32_t reason)
-{
-	c->exit_reason = reason;
-	c->exit_stamp = ++s->next_stamp;
-}
-
 static void
 remove_child(struct sup *s, struct child *c)
 {
@@ -497,32 +489,6 @@ add_restart(struct sup *s)
 	return true;
 }
 
-/* Answers what is left when the supervisor stops: a stop is done, any
- * other request is not. */
-static void
-flush_requests(tr_ctx *cx, struct sup *s, int32_t reason)
-{
-	(void)answer(cx, s, s->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
-		     s->op == 0 ? reason : 0);
-	while (s->dq_head != NULL) {
-		struct req *r = s->dq_head;
-		s->dq_head = r->next;
-		(void)reply(cx, &r->hdr, r->op,
-			    r->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED, 0,
-			    TR_PID_NONE);
-		req_free(r);
-	}
-	s->dq_tail = NULL;
-}
-
-static void
-stop(tr_ctx *cx, struct sup *s, int32_t reason)
-{
-	flush_requests(cx, s, reason);
-	tr_stop_self(cx, reason);
-	s->is_stopped = true;
-}
-
 /* The task becomes stopping every child, then the supervisor. */
 static void
 mark_shutdown(struct sup *s, int32_t reason)
@@ -540,6 +506,34 @@ begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 {
 	emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
 	mark_shutdown(s, reason);
+}
+
+/* Is a task in progress (or the start not taken yet)? */
+static bool
+is_busy(const struct sup *s)
+{
+	return s->conf == NULL || s->task != T_NONE;
+}
+
+/*
+ * Keeps @m, which the task in progress cannot take, for after the task.
+ * Out of memory a request fails at once; an exit that cannot wait its
+ * turn would be lost, so the supervisor shuts down instead (with
+ * @reason), as when its restart intensity is exceeded, for its own
+ * supervisor to decide.
+ */
+static void
+defer(tr_ctx *cx, struct sup *s, const tr_msg *m, int32_t reason)
+{
+	if (tr_stash(cx, m) == TR_OK) {
+		return;
+	}
+	if (m->type == MSG_REQ) {
+		(void)tr_unhandled(cx, m);
+	} else if (s->task != T_SHUTDOWN) {
+		s->fail_status = TR_ENOMEM;
+		begin_shutdown(cx, s, reason);
+	}
 }
 
 /* ---- starting ------------------------------------------------------ */
@@ -606,8 +600,12 @@ on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 }
 
 static void
-start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
-	     int32_t status)
+process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason);
+
+/* @c did not start: its init failed (@m is its exit), or its spawn. */
+static void
+start_failed(tr_ctx *cx, struct sup *s, struct child *c, const tr_msg *m,
+	     int32_t reason, int32_t status)
 {
 	tr_pid failed = c->pid;
 
@@ -627,13 +625,19 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 	} else if (s->task == T_RESTART && status == TR_ECLOSED) {
 		/* The runtime is stopping: nothing can start again. */
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-	} else if (s->task == T_RESTART) {
+	} else if (s->task == T_RESTART && m != NULL) {
 		/*
 		 * As OTP's try_again_restart: the failure is one more exit
-		 * of this child, acted on after the task, and it counts
-		 * against the intensity, which bounds the retries.
+		 * of this child, acted on after the task in arrival order,
+		 * and it counts against the intensity, which bounds the
+		 * retries.
 		 */
-		pend_exit(s, c, reason);
+		c->gone = failed;
+		defer(cx, s, m, TR_EXIT_ERROR);
+	} else if (s->task == T_RESTART) {
+		/* A spawn that failed has no exit to wait its turn: it is
+		 * one more exit all the same, acted on at once. */
+		process_exit(cx, s, c, reason);
 	} else {
 		(void)answer(cx, s, status, reason);
 		if (s->op == TR_SUP_OP_START_CHILD) {
@@ -647,10 +651,10 @@ static void
 start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	c->mark_start = false;
-	c->exit_stamp = 0;
+	c->gone = TR_PID_NONE; /* OTP flushes the exit it replaces */
 	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
-		start_failed(cx, s, c, TR_EXIT_ERROR, err);
+		start_failed(cx, s, c, NULL, TR_EXIT_ERROR, err);
 		return;
 	}
 	c->starting = true;
@@ -699,7 +703,7 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 	if (tr_pid_is_none(c->pid)) {
 		/* Already gone: its exit, if not acted on yet, never
 		 * will be. */
-		c->exit_stamp = 0;
+		c->gone = TR_PID_NONE;
 		after_terminated(s, c);
 		return;
 	}
@@ -781,20 +785,21 @@ finish_task(tr_ctx *cx, struct sup *s)
 	if (t == T_SHUTDOWN) {
 		/* A start that failed is answered now (see start_failed()). */
 		(void)answer(cx, s, s->fail_status, s->fail_reason);
-		stop(cx, s, s->task_reason);
+		tr_stop_self(cx, s->task_reason);
 	} else if (!answer(cx, s, TR_OK, 0) && t == T_INIT) {
 		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
+	} else {
+		/* What came meanwhile, in arrival order. */
+		(void)tr_unstash_all(cx);
 	}
 	s->task_pid = TR_PID_NONE;
 }
 
 /* Acts on an exit of @c that no task consumed. */
 static void
-process_exit(tr_ctx *cx, struct sup *s, struct child *c)
+process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 {
-	int32_t reason = c->exit_reason;
-
-	c->exit_stamp = 0;
+	c->gone = TR_PID_NONE;
 	bool again = c->sp.restart == TR_SUP_PERMANENT ||
 		     (c->sp.restart == TR_SUP_TRANSIENT &&
 		      reason != TR_EXIT_NORMAL && reason != TR_EXIT_SHUTDOWN);
@@ -867,7 +872,7 @@ reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
 
 /* Acts on request @r: answers it, or makes it the task's request. */
 static void
-process_req(tr_ctx *cx, struct sup *s, struct req *r)
+process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 {
 	bool simple = is_simple(s);
 	struct child *c = NULL;
@@ -876,12 +881,12 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-		s->hdr = r->hdr;
+		s->hdr = *hdr;
 		s->op = r->op;
 		return;
 	case TR_SUP_OP_WHICH_CHILDREN:
 	case TR_SUP_OP_COUNT_CHILDREN:
-		reply_children(cx, s, &r->hdr, r->op);
+		reply_children(cx, s, hdr, r->op);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
@@ -914,7 +919,8 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		c = simple ? NULL : find(s, r->id, TR_PID_NONE);
 		if (c == NULL) {
 			status = simple ? TR_EINVAL : TR_ENOENT;
-		} else if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
+		} else if (!tr_pid_is_none(c->pid) ||
+			   !tr_pid_is_none(c->gone)) {
 			/* OTP: {error, running}; an exit not yet acted on
 			 * still belongs to the restart logic. */
 			status = TR_ESTATE;
@@ -933,111 +939,85 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		c->mark_start = !c->mark_term;
 		s->task_pid = c->pid; /* none if it does not run */
 		s->task = T_REQ;
-		s->hdr = r->hdr;
+		s->hdr = *hdr;
 		s->op = r->op;
 		return;
 	}
-	(void)reply(cx, &r->hdr, r->op, status, 0,
+	(void)reply(cx, hdr, r->op, status, 0,
 		    c != NULL ? c->pid : TR_PID_NONE);
 }
 
-/* Acts on the oldest deferred thing; false when there is none. */
-static bool
-drain_one(tr_ctx *cx, struct sup *s)
-{
-	struct req *r = s->dq_head;
-	uint64_t best = r != NULL ? r->stamp : UINT64_MAX;
-	struct child *c = NULL;
-
-	for (size_t i = 0; i < s->n; i++) {
-		uint64_t stamp = s->kids[i].exit_stamp;
-		if (stamp != 0 && stamp < best) {
-			best = stamp;
-			c = &s->kids[i];
-		}
-	}
-	if (s->parent_exit_stamp != 0 && s->parent_exit_stamp < best) {
-		/* OTP: an exit from the parent means shut down, with its
-		 * reason. */
-		s->parent_exit_stamp = 0;
-		begin_shutdown(cx, s, s->parent_exit_reason);
-	} else if (c != NULL) {
-		process_exit(cx, s, c);
-	} else if (r != NULL) {
-		s->dq_head = r->next;
-		if (s->dq_head == NULL) {
-			s->dq_tail = NULL;
-		}
-		process_req(cx, s, r);
-		req_free(r);
-	} else {
-		return false;
-	}
-	return true;
-}
-
-/* Runs the task and the deferred work until something must be awaited. */
+/* Runs the task until it must wait for a child. */
 static void
 run(tr_ctx *cx, struct sup *s)
 {
-	/* Nothing is acted on before the start. */
-	while (s->conf != NULL && !s->is_stopped) {
-		if (s->task == T_NONE) {
-			if (!drain_one(cx, s)) {
-				return;
-			}
-		} else if (is_waiting(s)) {
-			return;
-		} else if (!step(cx, s)) {
+	while (s->task != T_NONE && !is_waiting(s)) {
+		if (!step(cx, s)) {
 			finish_task(cx, s);
 		}
 	}
 }
 
 /*
- * @pid stopped with @reason: an exit signal, or the DOWN of a child being
- * stopped (only those are monitored, and pids are never reused).
+ * @pid stopped with @reason (@m says so): an exit signal, or the DOWN of
+ * a child being stopped (only those are monitored, and pids are never
+ * reused). A child's exit is seen at once (it no longer runs) and acted
+ * on in turn.
  */
 static void
-on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
+on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 {
 	struct child *c = find(s, NULL, pid);
 
 	if (c != NULL && c->starting) {
 		/* Before its acknowledgement: its init failed. */
-		start_failed(cx, s, c, reason, TR_EREJECTED);
-	} else if (c != NULL && c->terminating) {
-		terminate_done(cx, s, c, reason);
-	} else if (c != NULL) {
-		emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, reason, 0);
-		c->pid = TR_PID_NONE;
-		pend_exit(s, c, reason);
-	} else if (!tr_pid_is_none(s->parent) && tr_pid_eq(pid, s->parent) &&
-		   s->parent_exit_stamp == 0) {
-		s->parent_exit_reason = reason;
-		s->parent_exit_stamp = ++s->next_stamp;
+		start_failed(cx, s, c, m, reason, TR_EREJECTED);
+		return;
 	}
-	/* Anything else is not ours to act on (OTP ignores it too). */
+	if (c != NULL && c->terminating) {
+		terminate_done(cx, s, c, reason);
+		return;
+	}
+	if (c != NULL) {
+		emit(cx, s, TR_SUP_EV_EXITED, c, pid, reason, 0);
+		c->pid = TR_PID_NONE;
+		c->gone = pid;
+	}
+	/* Or seen before, while a task was in progress, and put back. */
+	for (size_t i = 0; i < s->n && !tr_pid_is_none(pid); i++) {
+		if (tr_pid_eq(s->kids[i].gone, pid)) {
+			c = &s->kids[i];
+		}
+	}
+	if (c == NULL && (tr_pid_is_none(pid) || !tr_pid_eq(pid, s->parent))) {
+		return; /* not ours to act on (OTP ignores it too) */
+	}
+	if (is_busy(s)) {
+		defer(cx, s, m, c != NULL ? TR_EXIT_ERROR : reason);
+	} else if (c != NULL) {
+		process_exit(cx, s, c, reason);
+	} else {
+		/* OTP: an exit from the parent means shut down, with its
+		 * reason. */
+		begin_shutdown(cx, s, reason);
+	}
 }
 
 static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
 	tr_msg hdr;
-	/* Taken as a start is: the pointer, and the header to answer. */
-	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
 
-	if (r == NULL) {
+	if (is_busy(s)) {
+		defer(cx, s, m, 0);
 		return;
 	}
-	r->stamp = ++s->next_stamp;
-	r->hdr = hdr;
-	if (s->dq_tail != NULL) {
-		s->dq_tail->next = r;
-	} else {
-		s->dq_head = r;
+	/* Taken as a start is: the pointer, and the header to answer. */
+	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
+	if (r != NULL) {
+		process_req(cx, s, &hdr, r);
+		req_free(r);
 	}
-	s->dq_tail = r;
 }
 
 /* The start: what to supervise, and whom to tell when it has started. */
@@ -1073,7 +1053,7 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 
 err_nomem:
 	(void)answer(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
-	stop(cx, s, TR_SUP_EXIT_START_FAILED);
+	tr_stop_self(cx, TR_SUP_EXIT_START_FAILED);
 }
 
 static void
@@ -1090,13 +1070,13 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	case TR_MSG_EXIT:
 		sig = TR_MSG_AS(m, tr_exit_signal);
 		if (sig != NULL) {
-			on_end(cx, s, sig->from, sig->reason);
+			on_end(cx, s, m, sig->from, sig->reason);
 		}
 		break;
 	case TR_MSG_DOWN:
 		down = TR_MSG_AS(m, tr_down);
 		if (down != NULL) {
-			on_end(cx, s, down->who, down->reason);
+			on_end(cx, s, m, down->who, down->reason);
 		}
 		break;
 	case TR_MSG_SUP_REPLY:
@@ -1152,9 +1132,12 @@ sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct sup *s = state;
 
-	/* Stopped from outside while starting or acting on requests:
-	 * whoever waits must not wait forever. */
-	flush_requests(cx, s, reason);
+	/* Stopped from outside while starting or acting on a request:
+	 * whoever waits must not wait forever. A stop is done. What is
+	 * still stashed was never taken: the runtime fails those requests
+	 * as it fails the ones left in the mailbox. */
+	(void)answer(cx, s, s->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
+		     s->op == 0 ? reason : 0);
 	for (size_t i = 0; i < s->n; i++) {
 		conf_put(s->kids[i].sp.nested);
 	}
