@@ -211,34 +211,27 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	/* A nested supervisor is always linked with its parent. */
 	c->fl.is_linked = depth > 0 || flags->is_linked;
 	tr_err err = TR_OK;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && err == TR_OK; i++) {
 		err = spec_copy(&c->specs[i], &specs[i], depth);
 		c->n = i + 1; /* conf_put() releases what this copy holds */
-		if (err < 0) {
-			goto err_conf;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = i + 1; j < n; j++) {
+		for (size_t j = 0; err == TR_OK && j < i; j++) {
 			if (strcmp(c->specs[i].id, c->specs[j].id) == 0) {
 				err = TR_EEXIST;
-				goto err_conf;
 			}
 		}
 	}
 	/* Dynamic children take an argument, which a nested spec has no
 	 * place for. */
-	if (c->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
+	if (err == TR_OK && c->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
 	    c->specs[0].nested != NULL) {
 		err = TR_EINVAL;
-		goto err_conf;
+	}
+	if (err < 0) {
+		conf_put(c);
+		return err;
 	}
 	*out = c;
 	return TR_OK;
-
-err_conf:
-	conf_put(c);
-	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -296,10 +289,8 @@ req_free(void *p)
 {
 	struct req *r = p;
 
-	if (r != NULL) {
-		conf_put(r->spec.nested);
-		free(r);
-	}
+	conf_put(r->spec.nested);
+	free(r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -489,23 +480,23 @@ add_restart(struct sup *s)
 	return true;
 }
 
-/* The task becomes stopping every child, then the supervisor. */
+/*
+ * The task becomes stopping every child, then the supervisor. A start
+ * that fails is no shutdown to the observer, which hears of the child
+ * that failed.
+ */
 static void
-mark_shutdown(struct sup *s, int32_t reason)
+begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 {
+	if (s->task != T_INIT) {
+		emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 		s->kids[i].mark_term = true;
 	}
 	s->task = T_SHUTDOWN;
 	s->task_reason = reason;
-}
-
-static void
-begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
-{
-	emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
-	mark_shutdown(s, reason);
 }
 
 /* Is a task in progress (or the start not taken yet)? */
@@ -621,7 +612,7 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, const tr_msg *m,
 		 * start is answered once they are gone. */
 		s->fail_reason = reason;
 		s->fail_status = status;
-		mark_shutdown(s, TR_SUP_EXIT_START_FAILED);
+		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
 	} else if (s->task == T_RESTART && status == TR_ECLOSED) {
 		/* The runtime is stopping: nothing can start again. */
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
@@ -1024,11 +1015,11 @@ on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 static void
 on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	if (s->conf != NULL) {
-		return; /* one start only; the runtime drops the reference */
-	}
-	struct conf *conf = tr__boot_take(cx, m, sizeof(*conf), &s->hdr);
-	if (conf == NULL) {
+	struct conf *conf;
+
+	/* One start only; the runtime drops the reference of another. */
+	if (s->conf != NULL ||
+	    (conf = tr__boot_take(cx, m, sizeof(*conf), &s->hdr)) == NULL) {
 		return;
 	}
 	s->conf = conf;
