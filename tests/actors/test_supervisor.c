@@ -1828,6 +1828,35 @@ test_while_waiting(void)
 	CHECK_EQ_INT(atomic_load(&k[0].starts), 2);
 	stop_sup(&f, sup, 1);
 
+	/* The parent's exit while a task waits: the shutdown, with the
+	 * parent's reason, comes after the task. */
+	log_reset();
+	tr_pid boss;
+	sup = boss_start(&f, &boss, &fl, specs, 2, TR_OK);
+	CHECK_EQ_INT(which(&f, sup), 2);
+	b = kid_pid("B");
+	size_t mark = log_n;
+	tr_sup_request tq;
+	memset(&tq, 0, sizeof(tq));
+	tq.size = sizeof(tq);
+	tq.op = TR_SUP_OP_TERMINATE_CHILD;
+	tq.id = "B";
+	SEND(&f, boss, MSG_BOSS_REQ, &tq, sizeof(tq));
+	WAIT_LOG(&f, count_rep(R_GOT_EXIT, "B", TR_EXIT_SHUTDOWN) == 1,
+		 WAIT_MS);
+	SEND(&f, boss, MSG_BOSS_DIE, &(int32_t){ TR_EXIT_ERROR },
+	     sizeof(int32_t));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, boss), WAIT_MS));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_QUIT, NULL, 0));
+	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
+	/* A's exit is the last thing the supervisor tells. */
+	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "A") == 1, WAIT_MS);
+	CHECK_STR(order_since(mark, false), "dB dA");
+	CHECK_EQ_INT(count_rep(R_DOWN, "B", TR_EXIT_NORMAL), 1);
+	const tr_sup_event *ev = last_ev(TR_SUP_EV_SHUTDOWN, NULL);
+	CHECK(ev != NULL && ev->reason == TR_EXIT_ERROR);
+	CHECK_EQ_INT(count_ev(TR_SUP_EV_RESTARTED, NULL), 0);
+
 	/* one_for_all: C crashes, and the restart stops B, which waits, then
 	 * A. A crashes meanwhile: the restart consumes that exit (OTP
 	 * flushes it), so once put back it restarts nothing more. */
