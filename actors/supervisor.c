@@ -10,9 +10,15 @@
  * A step that has to wait (for a child's init to return, or for a child
  * to stop) ends the turn; the message it waits for resumes the task.
  * Everything else that needs an action meanwhile (another child's exit,
- * the parent's exit, requests) gets a stamp from one counter and is acted
- * on in stamp order once the task is done: this is OTP's supervisor,
- * whose synchronous calls leave those messages in its mailbox.
+ * the parent's exit, requests) is stashed (tr_stash()) and put back
+ * when the task is done (tr_unstash_all()), ahead of anything newer, so
+ * that it is acted on in arrival order: this is OTP's supervisor, whose
+ * synchronous calls leave those messages in its mailbox. A message put
+ * back while a new task runs is stashed again, behind the ones before it.
+ * A child's exit is seen at once all the same (the child no longer runs,
+ * and the observer hears of it), and only its consequence waits. What is
+ * still stashed when the supervisor stops was never taken: the runtime
+ * fails those requests as it fails the ones left in its mailbox.
  *
  * Knowing that a child started means knowing that its init returned. A
  * worker whose definition has an init is spawned from a copy of that
@@ -47,8 +53,13 @@
  *   whose init has not returned yet counts as running);
  * - at most one child is starting at a time, and none while children
  *   are being stopped (the task waits while one is: is_waiting());
- * - a child whose exit is not yet acted on has an exit_stamp; a task
- *   that stops or starts that child consumes it (OTP flushes the EXIT).
+ * - a child whose exit is not yet acted on keeps the pid that exited in
+ *   gone (its pid is then TR_PID_NONE), and that exit is stashed; a
+ *   task that stops or starts that child consumes it (OTP flushes the
+ *   EXIT), and the exit, when put back, then names no child;
+ * - nothing but the task's own messages (acknowledgements, the ends of
+ *   the children it stops, their kill timers) is acted on while a task
+ *   is in progress or before the start: is_busy().
  */
 #include <troupe/actors/supervisor.h>
 
@@ -65,7 +76,7 @@
 /* The supervisor's own messages (see the header: 0x80 and up are private). */
 #define MSG_REQ   (TR_MSG_SUP_BASE + 0x80u) /* pointer to struct req */
 #define MSG_ACK   (TR_MSG_SUP_BASE + 0x81u) /* no payload */
-#define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* uint64_t timer sequence */
+#define MSG_TIMER (TR_MSG_SUP_BASE + 0x82u) /* tr_pid of a child to kill */
 #define MSG_START (TR_MSG_SUP_BASE + 0x83u) /* pointer to struct conf */
 
 /* ------------------------------------------------------------------ */
@@ -92,11 +103,7 @@ struct spec {
  */
 struct conf {
 	atomic_uint refs;
-	bool is_linked; /* linked with its starter, the parent */
-	uint32_t strategy;
-	uint32_t intensity;
-	uint64_t period_ms;
-	tr_pid observer;
+	tr_sup_flags fl; /* is_linked: linked with its starter, the parent */
 	size_t n;
 	struct spec specs[];
 };
@@ -200,41 +207,31 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 		return TR_ENOMEM;
 	}
 	atomic_init(&c->refs, 1);
+	c->fl = *flags;
 	/* A nested supervisor is always linked with its parent. */
-	c->is_linked = depth > 0 || flags->is_linked;
-	c->strategy = (uint32_t)flags->strategy;
-	c->intensity = flags->intensity;
-	c->period_ms = flags->period_ms;
-	c->observer = flags->observer;
+	c->fl.is_linked = depth > 0 || flags->is_linked;
 	tr_err err = TR_OK;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && err == TR_OK; i++) {
 		err = spec_copy(&c->specs[i], &specs[i], depth);
 		c->n = i + 1; /* conf_put() releases what this copy holds */
-		if (err < 0) {
-			goto err_conf;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = i + 1; j < n; j++) {
+		for (size_t j = 0; err == TR_OK && j < i; j++) {
 			if (strcmp(c->specs[i].id, c->specs[j].id) == 0) {
 				err = TR_EEXIST;
-				goto err_conf;
 			}
 		}
 	}
 	/* Dynamic children take an argument, which a nested spec has no
 	 * place for. */
-	if (c->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
+	if (err == TR_OK && c->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE &&
 	    c->specs[0].nested != NULL) {
 		err = TR_EINVAL;
-		goto err_conf;
+	}
+	if (err < 0) {
+		conf_put(c);
+		return err;
 	}
 	*out = c;
 	return TR_OK;
-
-err_conf:
-	conf_put(c);
-	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -280,9 +277,6 @@ derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 
 /* A request in flight; the message's pointer payload. */
 struct req {
-	struct req *next; /* deferred queue */
-	uint64_t stamp;
-	tr_msg hdr; /* the request's header, for tr_reply() */
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
@@ -295,10 +289,8 @@ req_free(void *p)
 {
 	struct req *r = p;
 
-	if (r != NULL) {
-		conf_put(r->spec.nested);
-		free(r);
-	}
+	conf_put(r->spec.nested);
+	free(r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -307,23 +299,21 @@ req_free(void *p)
 struct child {
 	struct spec sp;
 	tr_pid pid;
-	uint64_t exit_stamp; /* its exit not acted on yet, in order; 0: none */
-	tr_ref mon_ref;      /* monitor of a child being stopped */
-	int32_t exit_reason;
-	bool mark_term;   /* the task stops it */
-	bool mark_start;  /* the task starts it */
-	bool starting;    /* its init has not acknowledged yet */
-	bool terminating; /* stopped by the task, its exit not seen yet */
+	tr_pid gone;       /* the pid whose exit is not acted on yet */
+	tr_ref mon_ref;    /* monitor of a child being stopped */
+	tr_timer_id timer; /* its kill after shutdown_ms, while stopped */
+	bool mark_term;    /* the task stops it */
+	bool mark_start;   /* the task starts it */
+	bool starting;     /* its init has not acknowledged yet */
+	bool terminating;  /* stopped by the task, its exit not seen yet */
 };
 
 enum task {
 	T_NONE,
-	T_INIT,
-	T_RESTART,
-	T_SHUTDOWN,
-	T_REQ_START,
-	T_REQ_RESTART,
-	T_REQ_TERMINATE,
+	T_INIT,     /* the start: answers op 0 */
+	T_RESTART,  /* after an exit */
+	T_SHUTDOWN, /* then the supervisor stops */
+	T_REQ,      /* a start, restart or termination of one child */
 };
 
 struct sup {
@@ -333,29 +323,19 @@ struct sup {
 	size_t n;
 	size_t cap;
 	/* Restart times (ms) within the period, oldest first; room for
-	 * conf->intensity. */
+	 * conf->fl.intensity. */
 	uint64_t *hist;
 	uint32_t hist_n;
-	uint64_t next_stamp;
-	/* The start's header, whose sender is told when the start is done:
-	 * TR_PID_NONE once it is told, or when nobody waits. */
-	tr_msg boot;
-	/* The task. */
+	/* The task, and the request it answers when done (the start's for
+	 * T_INIT, op 0): hdr.from is TR_PID_NONE once it is answered, or
+	 * when nobody waits. */
 	enum task task;
-	bool has_timer;
-	tr_timer_id timer;
-	uint64_t timer_seq;
-	struct req *task_req;
+	tr_msg hdr;
+	uint32_t op;
 	tr_pid task_pid;
 	int32_t task_reason;
-	int32_t fail_reason;
+	int32_t fail_reason; /* a failed start, answered after the shutdown */
 	int32_t fail_status;
-	/* Deferred work. */
-	struct req *dq_head;
-	struct req *dq_tail;
-	int32_t parent_exit_reason;
-	uint64_t parent_exit_stamp; /* 0: no exit of the parent pending */
-	bool is_stopped;
 };
 
 static const tr_actor_def sup_def;
@@ -363,7 +343,7 @@ static const tr_actor_def sup_def;
 static bool
 is_simple(const struct sup *s)
 {
-	return s->conf->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
+	return s->conf->fl.strategy == TR_SUP_SIMPLE_ONE_FOR_ONE;
 }
 
 static void
@@ -378,14 +358,15 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 		.pid = pid,
 	};
 
-	if (tr_pid_is_none(s->conf->observer)) {
+	if (tr_pid_is_none(s->conf->fl.observer)) {
 		return;
 	}
 	if (c != NULL) {
 		memcpy(ev.id, c->sp.id, sizeof(ev.id));
 	}
 	/* Best effort, as documented: the supervisor must not fail for it. */
-	(void)tr_send(cx, s->conf->observer, TR_MSG_SUP_EVENT, &ev, sizeof(ev));
+	(void)tr_send(cx, s->conf->fl.observer, TR_MSG_SUP_EVENT, &ev,
+		      sizeof(ev));
 }
 
 static tr_err
@@ -405,26 +386,33 @@ reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
 	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
 }
 
-static struct child *
-find_pid(struct sup *s, tr_pid pid)
+/*
+ * Answers the task's request, once: the start's carries the supervisor's
+ * pid, a request's the pid it is about. False when a successful start
+ * could not be told: whoever waits for it would wait forever, so the
+ * caller shuts down instead (and the starter's request then fails).
+ */
+static bool
+answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
-	if (tr_pid_is_none(pid)) {
-		return NULL;
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (tr_pid_eq(s->kids[i].pid, pid)) {
-			return &s->kids[i];
-		}
-	}
-	return NULL;
+	tr_pid pid = s->op == 0 ? tr_self(cx) : s->task_pid;
+	tr_err err = reply(cx, &s->hdr, s->op, status, reason,
+			   s->op == 0 || status == TR_OK ? pid : TR_PID_NONE);
+
+	s->hdr.from = TR_PID_NONE;
+	return status != TR_OK || err == TR_OK;
 }
 
+/* The child named @id, or else the one running as @pid. */
 static struct child *
-find_id(struct sup *s, const char *id)
+find(struct sup *s, const char *id, tr_pid pid)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		if (strcmp(s->kids[i].sp.id, id) == 0) {
-			return &s->kids[i];
+		struct child *c = &s->kids[i];
+		if (id != NULL
+			    ? strcmp(c->sp.id, id) == 0
+			    : !tr_pid_is_none(pid) && tr_pid_eq(c->pid, pid)) {
+			return c;
 		}
 	}
 	return NULL;
@@ -448,14 +436,6 @@ add_child(struct sup *s, const struct spec *sp)
 	c->sp = *sp;
 	(void)conf_hold(sp->nested);
 	return c;
-}
-
-/* Its exit, not acted on yet, is acted on after the task, in order. */
-static void
-pend_exit(struct sup *s, struct child *c, int32_t reason)
-{
-	c->exit_reason = reason;
-	c->exit_stamp = ++s->next_stamp;
 }
 
 static void
@@ -488,12 +468,12 @@ add_restart(struct sup *s)
 	uint32_t kept = 0;
 
 	for (uint32_t i = 0; i < s->hist_n; i++) {
-		if (now - s->hist[i] <= s->conf->period_ms) {
+		if (now - s->hist[i] <= s->conf->fl.period_ms) {
 			s->hist[kept++] = s->hist[i];
 		}
 	}
 	s->hist_n = kept;
-	if (kept == s->conf->intensity) {
+	if (kept == s->conf->fl.intensity) {
 		return false;
 	}
 	s->hist[s->hist_n++] = now;
@@ -501,67 +481,16 @@ add_restart(struct sup *s)
 }
 
 /*
- * Answers the start (op 0), once: to the starter, which is the parent
- * supervisor for a nested one. False when a successful start could not
- * be told: whoever waits for it would wait forever, so the caller shuts
- * down instead (and the starter's request then fails).
+ * The task becomes stopping every child, then the supervisor. A start
+ * that fails is no shutdown to the observer, which hears of the child
+ * that failed.
  */
-static bool
-boot_done(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
-{
-	tr_err err = reply(cx, &s->boot, 0, status, reason, tr_self(cx));
-
-	s->boot.from = TR_PID_NONE;
-	return status != TR_OK || err == TR_OK;
-}
-
-/* Answers what is left when the supervisor stops: a stop is done, any
- * other request is not. */
 static void
-flush_requests(tr_ctx *cx, struct sup *s)
+begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 {
-	if (s->task_req != NULL) {
-		s->task_req->next = s->dq_head;
-		s->dq_head = s->task_req;
-		s->task_req = NULL;
+	if (s->task != T_INIT) {
+		emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
 	}
-	while (s->dq_head != NULL) {
-		struct req *r = s->dq_head;
-		s->dq_head = r->next;
-		(void)reply(cx, &r->hdr, r->op,
-			    r->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED, 0,
-			    TR_PID_NONE);
-		req_free(r);
-	}
-	s->dq_tail = NULL;
-}
-
-static void
-stop(tr_ctx *cx, struct sup *s, int32_t reason)
-{
-	flush_requests(cx, s);
-	tr_stop_self(cx, reason);
-	s->is_stopped = true;
-}
-
-/* Answers the task's request, if it has one, and drops it. */
-static void
-task_reply(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason,
-	   tr_pid pid)
-{
-	struct req *r = s->task_req;
-
-	if (r != NULL) {
-		(void)reply(cx, &r->hdr, r->op, status, reason, pid);
-		req_free(r);
-		s->task_req = NULL;
-	}
-}
-
-/* The task becomes stopping every child, then the supervisor. */
-static void
-mark_shutdown(struct sup *s, int32_t reason)
-{
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 		s->kids[i].mark_term = true;
@@ -570,11 +499,32 @@ mark_shutdown(struct sup *s, int32_t reason)
 	s->task_reason = reason;
 }
 
-static void
-begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
+/* Is a task in progress (or the start not taken yet)? */
+static bool
+is_busy(const struct sup *s)
 {
-	emit(cx, s, TR_SUP_EV_SHUTDOWN, NULL, TR_PID_NONE, reason, 0);
-	mark_shutdown(s, reason);
+	return s->conf == NULL || s->task != T_NONE;
+}
+
+/*
+ * Keeps @m, which the task in progress cannot take, for after the task.
+ * Out of memory a request fails at once; an exit that cannot wait its
+ * turn would be lost, so the supervisor shuts down instead (with
+ * @reason), as when its restart intensity is exceeded, for its own
+ * supervisor to decide.
+ */
+static void
+defer(tr_ctx *cx, struct sup *s, const tr_msg *m, int32_t reason)
+{
+	if (tr_stash(cx, m) == TR_OK) {
+		return;
+	}
+	if (m->type == MSG_REQ) {
+		(void)tr_unhandled(cx, m);
+	} else if (s->task != T_SHUTDOWN) {
+		s->fail_status = TR_ENOMEM;
+		begin_shutdown(cx, s, reason);
+	}
 }
 
 /* ---- starting ------------------------------------------------------ */
@@ -588,7 +538,7 @@ begin_shutdown(tr_ctx *cx, struct sup *s, int32_t reason)
 static tr_err
 sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
 {
-	unsigned how = TR__BOOT_ASK | (conf->is_linked ? TR__BOOT_LINK : 0u);
+	unsigned how = TR__BOOT_ASK | (conf->fl.is_linked ? TR__BOOT_LINK : 0u);
 
 	return tr__boot_start(cx, &sup_def, how, MSG_START, conf, sizeof(*conf),
 			      conf_put, out, ref);
@@ -629,7 +579,7 @@ spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 static void
 on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 {
-	struct child *c = find_pid(s, from);
+	struct child *c = find(s, NULL, from);
 	uint32_t kind =
 		s->task == T_RESTART ? TR_SUP_EV_RESTARTED : TR_SUP_EV_STARTED;
 
@@ -641,8 +591,12 @@ on_ack(tr_ctx *cx, struct sup *s, tr_pid from)
 }
 
 static void
-start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
-	     int32_t status)
+process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason);
+
+/* @c did not start: its init failed (@m is its exit), or its spawn. */
+static void
+start_failed(tr_ctx *cx, struct sup *s, struct child *c, const tr_msg *m,
+	     int32_t reason, int32_t status)
 {
 	tr_pid failed = c->pid;
 
@@ -653,25 +607,34 @@ start_failed(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason,
 	for (size_t i = 0; i < s->n; i++) {
 		s->kids[i].mark_start = false;
 	}
-	task_reply(cx, s, status, reason, TR_PID_NONE);
 	if (s->task == T_INIT) {
 		/* OTP: stop the children already started, then fail; the
 		 * start is answered once they are gone. */
 		s->fail_reason = reason;
 		s->fail_status = status;
-		mark_shutdown(s, TR_SUP_EXIT_START_FAILED);
+		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
 	} else if (s->task == T_RESTART && status == TR_ECLOSED) {
 		/* The runtime is stopping: nothing can start again. */
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-	} else if (s->task == T_RESTART) {
+	} else if (s->task == T_RESTART && m != NULL) {
 		/*
 		 * As OTP's try_again_restart: the failure is one more exit
-		 * of this child, acted on after the task, and it counts
-		 * against the intensity, which bounds the retries.
+		 * of this child, acted on after the task in arrival order,
+		 * and it counts against the intensity, which bounds the
+		 * retries.
 		 */
-		pend_exit(s, c, reason);
-	} else if (s->task == T_REQ_START) {
-		remove_child(s, c); /* OTP keeps no spec that failed to start */
+		c->gone = failed;
+		defer(cx, s, m, TR_EXIT_ERROR);
+	} else if (s->task == T_RESTART) {
+		/* A spawn that failed has no exit to wait its turn: it is
+		 * one more exit all the same, acted on at once. */
+		process_exit(cx, s, c, reason);
+	} else {
+		(void)answer(cx, s, status, reason);
+		if (s->op == TR_SUP_OP_START_CHILD) {
+			/* OTP keeps no spec that failed to start */
+			remove_child(s, c);
+		}
 	}
 }
 
@@ -679,10 +642,10 @@ static void
 start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	c->mark_start = false;
-	c->exit_stamp = 0;
+	c->gone = TR_PID_NONE; /* OTP flushes the exit it replaces */
 	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
-		start_failed(cx, s, c, TR_EXIT_ERROR, err);
+		start_failed(cx, s, c, NULL, TR_EXIT_ERROR, err);
 		return;
 	}
 	c->starting = true;
@@ -693,37 +656,11 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 
 /* ---- stopping ------------------------------------------------------ */
 
-static void
-kill_terminating(tr_ctx *cx, struct sup *s)
-{
-	for (size_t i = 0; i < s->n; i++) {
-		if (s->kids[i].terminating) {
-			(void)tr_exit(cx, s->kids[i].pid, TR_EXIT_KILL);
-		}
-	}
-}
-
-static void
-arm_timer(tr_ctx *cx, struct sup *s, uint64_t ms)
-{
-	if (ms == 0 || ms == TR_SUP_INFINITY || !is_waiting(s)) {
-		return;
-	}
-	uint64_t seq = ++s->timer_seq;
-	if (tr_send_after(cx, tr_self(cx), MSG_TIMER, &seq, sizeof(seq), ms,
-			  &s->timer) < 0) {
-		/* Without a timer there is no waiting: kill now. */
-		kill_terminating(cx, s);
-		return;
-	}
-	s->has_timer = true;
-}
-
 /* What a stop by the task means for the child's spec. */
 static void
 after_terminated(struct sup *s, struct child *c)
 {
-	bool by_req = s->task == T_REQ_TERMINATE;
+	bool by_req = s->task == T_REQ;
 
 	/* OTP: a temporary child stopped by its siblings' restart or by a
 	 * request is removed, not restarted; so is a dynamic child stopped
@@ -744,20 +681,23 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason);
  * drops its link to the sender, so no exit signal comes back. A child
  * that was stopping anyway may still send one first; whichever of the
  * two comes first ends the wait, and the other is ignored (a stale pid)
- * or cancelled (tr_demonitor()).
+ * or cancelled (tr_demonitor()). After shutdown_ms a timer, which names
+ * the child by its pid, has it killed; a tick that comes after its end
+ * names no child.
  */
 static void
 terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
+	uint64_t ms = c->sp.shutdown_ms;
+
 	c->mark_term = false;
 	if (tr_pid_is_none(c->pid)) {
 		/* Already gone: its exit, if not acted on yet, never
 		 * will be. */
-		c->exit_stamp = 0;
+		c->gone = TR_PID_NONE;
 		after_terminated(s, c);
 		return;
 	}
-	int32_t how = c->sp.shutdown_ms == 0 ? TR_EXIT_KILL : TR_EXIT_SHUTDOWN;
 	c->terminating = true;
 	if (tr_monitor(cx, c->pid, &c->mon_ref) < 0) {
 		/* Out of memory: its end could not be seen, so it must end
@@ -767,7 +707,12 @@ terminate_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		return;
 	}
 	(void)tr_unlink(cx, c->pid);
-	if (tr_exit(cx, c->pid, how) < 0 && how != TR_EXIT_KILL) {
+	/* Without the shutdown signal or the timer there is no waiting:
+	 * kill now. */
+	if (ms == 0 || tr_exit(cx, c->pid, TR_EXIT_SHUTDOWN) < 0 ||
+	    (ms != TR_SUP_INFINITY &&
+	     tr_send_after(cx, tr_self(cx), MSG_TIMER, &c->pid, sizeof(c->pid),
+			   ms, &c->timer) < 0)) {
 		(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
 	}
 }
@@ -779,17 +724,15 @@ terminate_done(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 
 	/* No DOWN may come later (TR_ENOENT if it came already). */
 	(void)tr_demonitor(cx, c->mon_ref);
+	(void)tr_timer_cancel(cx, c->timer); /* TR_EINVAL if none */
+	c->timer = (tr_timer_id){ 0 };
 	c->terminating = false;
 	c->pid = TR_PID_NONE;
 	emit(cx, s, TR_SUP_EV_EXITED, c, old, reason, 0);
-	if (s->task == T_REQ_TERMINATE) {
+	if (s->task == T_REQ) {
 		s->task_pid = old;
 	}
 	after_terminated(s, c);
-	if (s->has_timer && !is_waiting(s)) {
-		(void)tr_timer_cancel(cx, s->timer);
-		s->has_timer = false;
-	}
 }
 
 /* ---- tasks --------------------------------------------------------- */
@@ -799,14 +742,12 @@ static bool
 step(tr_ctx *cx, struct sup *s)
 {
 	bool stops = false;
-	uint64_t ms = 0;
 
 	/* Stops first, last child first (reverse start order); OTP stops
 	 * dynamic children all at once (they share the template's shutdown
 	 * time). Going down, a removal only moves entries already passed. */
 	for (size_t i = s->n; i-- > 0;) {
 		if (s->kids[i].mark_term) {
-			ms = s->kids[i].sp.shutdown_ms;
 			terminate_begin(cx, s, &s->kids[i]);
 			stops = true;
 			if (!is_simple(s)) {
@@ -815,7 +756,6 @@ step(tr_ctx *cx, struct sup *s)
 		}
 	}
 	if (stops) {
-		arm_timer(cx, s, ms);
 		return true;
 	}
 	for (size_t i = 0; i < s->n; i++) {
@@ -833,24 +773,24 @@ finish_task(tr_ctx *cx, struct sup *s)
 	enum task t = s->task;
 
 	s->task = T_NONE;
-	task_reply(cx, s, TR_OK, 0, s->task_pid);
-	s->task_pid = TR_PID_NONE;
-	if (t == T_INIT && !boot_done(cx, s, TR_OK, 0)) {
-		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
-	} else if (t == T_SHUTDOWN) {
+	if (t == T_SHUTDOWN) {
 		/* A start that failed is answered now (see start_failed()). */
-		(void)boot_done(cx, s, s->fail_status, s->fail_reason);
-		stop(cx, s, s->task_reason);
+		(void)answer(cx, s, s->fail_status, s->fail_reason);
+		tr_stop_self(cx, s->task_reason);
+	} else if (!answer(cx, s, TR_OK, 0) && t == T_INIT) {
+		begin_shutdown(cx, s, TR_SUP_EXIT_START_FAILED);
+	} else {
+		/* What came meanwhile, in arrival order. */
+		(void)tr_unstash_all(cx);
 	}
+	s->task_pid = TR_PID_NONE;
 }
 
 /* Acts on an exit of @c that no task consumed. */
 static void
-process_exit(tr_ctx *cx, struct sup *s, struct child *c)
+process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 {
-	int32_t reason = c->exit_reason;
-
-	c->exit_stamp = 0;
+	c->gone = TR_PID_NONE;
 	bool again = c->sp.restart == TR_SUP_PERMANENT ||
 		     (c->sp.restart == TR_SUP_TRANSIENT &&
 		      reason != TR_EXIT_NORMAL && reason != TR_EXIT_SHUTDOWN);
@@ -865,7 +805,7 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 		begin_shutdown(cx, s, TR_SUP_EXIT_INTENSITY);
 		return;
 	}
-	uint32_t strategy = s->conf->strategy;
+	tr_sup_strategy strategy = s->conf->fl.strategy;
 	if (strategy == TR_SUP_ONE_FOR_ALL || strategy == TR_SUP_REST_FOR_ONE) {
 		/* All children, or @c and the ones after it. */
 		size_t from = strategy == TR_SUP_ONE_FOR_ALL
@@ -882,76 +822,69 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c)
 	s->task = T_RESTART;
 }
 
+/* which_children and count_children, from one walk over the children. */
 static void
-reply_children(tr_ctx *cx, struct sup *s, const struct req *r)
+reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
 {
-	if (tr_pid_is_none(r->hdr.from)) {
-		return;
-	}
-	size_t size =
-		sizeof(tr_sup_children) + s->n * sizeof(tr_sup_child_info);
-	tr_sup_children *c = calloc(1, size);
-	if (c == NULL) {
-		/* The same type, without the list: one answer either way. */
-		(void)reply(cx, &r->hdr, r->op, TR_ENOMEM, 0, TR_PID_NONE);
-		return;
-	}
-	c->reply.op = r->op;
-	c->reply.count = (uint32_t)s->n;
-	for (size_t i = 0; i < s->n; i++) {
-		tr_sup_child_info *ci = &c->children[i];
-		memcpy(ci->id, s->kids[i].sp.id, sizeof(ci->id));
-		ci->pid = s->kids[i].pid;
-		ci->type = s->kids[i].sp.type;
-		ci->restart = s->kids[i].sp.restart;
-	}
-	(void)tr_reply_ptr(cx, &r->hdr, TR_MSG_SUP_CHILDREN, c, size, free);
-}
-
-static void
-reply_counts(tr_ctx *cx, struct sup *s, const struct req *r)
-{
+	size_t n = op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
+	size_t size = sizeof(tr_sup_children) + n * sizeof(tr_sup_child_info);
 	tr_sup_reply rp = {
-		.op = r->op,
+		.op = op,
 		.specs = is_simple(s) ? 1u : (uint32_t)s->n,
 	};
+	tr_sup_children *c = NULL;
 
+	if (op == TR_SUP_OP_WHICH_CHILDREN && (c = calloc(1, size)) == NULL) {
+		/* The same type, without the list: one answer either way. */
+		(void)reply(cx, hdr, op, TR_ENOMEM, 0, TR_PID_NONE);
+		return;
+	}
 	for (size_t i = 0; i < s->n; i++) {
-		const struct child *c = &s->kids[i];
-		rp.active += tr_pid_is_none(c->pid) ? 0u : 1u;
-		rp.supervisors += c->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		const struct child *k = &s->kids[i];
+		rp.active += tr_pid_is_none(k->pid) ? 0u : 1u;
+		rp.supervisors += k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		if (c != NULL) {
+			tr_sup_child_info *ci = &c->children[i];
+			memcpy(ci->id, k->sp.id, sizeof(ci->id));
+			ci->pid = k->pid;
+			ci->type = k->sp.type;
+			ci->restart = k->sp.restart;
+		}
 	}
 	rp.workers = (uint32_t)s->n - rp.supervisors;
-	(void)tr_reply(cx, &r->hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+	if (c == NULL) {
+		(void)tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
+		return;
+	}
+	c->reply.op = op;
+	c->reply.count = (uint32_t)n;
+	(void)tr_reply_ptr(cx, hdr, TR_MSG_SUP_CHILDREN, c, size, free);
 }
 
-/* Takes @r: it is freed here or becomes the task's request. */
+/* Acts on request @r: answers it, or makes it the task's request. */
 static void
-process_req(tr_ctx *cx, struct sup *s, struct req *r)
+process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 {
 	bool simple = is_simple(s);
 	struct child *c = NULL;
 	int32_t status = TR_OK;
-	enum task task = T_NONE;
 
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-		s->task_req = r;
+		s->hdr = *hdr;
+		s->op = r->op;
 		return;
 	case TR_SUP_OP_WHICH_CHILDREN:
-		reply_children(cx, s, r);
-		req_free(r);
-		return;
 	case TR_SUP_OP_COUNT_CHILDREN:
-		reply_counts(cx, s, r);
-		req_free(r);
+		reply_children(cx, s, hdr, r->op);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
 			status = TR_EINVAL; /* a spec, or an argument for simple
 					     */
-		} else if (!simple && (c = find_id(s, r->spec.id)) != NULL) {
+		} else if (!simple &&
+			   (c = find(s, r->spec.id, TR_PID_NONE)) != NULL) {
 			status = TR_EEXIST;
 		} else {
 			if (simple) {
@@ -961,7 +894,6 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 			}
 			c = add_child(s, &r->spec);
 			status = c != NULL ? TR_OK : TR_ENOMEM;
-			task = T_REQ_START;
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
@@ -970,173 +902,132 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 					     */
 			break;
 		}
-		c = simple ? find_pid(s, r->pid) : find_id(s, r->id);
+		c = find(s, simple ? NULL : r->id, r->pid);
 		status = c != NULL ? TR_OK : TR_ENOENT;
-		task = T_REQ_TERMINATE;
 		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		c = simple ? NULL : find_id(s, r->id);
+		c = simple ? NULL : find(s, r->id, TR_PID_NONE);
 		if (c == NULL) {
 			status = simple ? TR_EINVAL : TR_ENOENT;
-		} else if (!tr_pid_is_none(c->pid) || c->exit_stamp != 0) {
+		} else if (!tr_pid_is_none(c->pid) ||
+			   !tr_pid_is_none(c->gone)) {
 			/* OTP: {error, running}; an exit not yet acted on
 			 * still belongs to the restart logic. */
 			status = TR_ESTATE;
 		} else if (r->op == TR_SUP_OP_DELETE_CHILD) {
 			remove_child(s, c);
 			c = NULL;
-		} else {
-			task = T_REQ_RESTART;
 		}
 		break;
 	default:
 		status = TR_EINVAL;
 		break;
 	}
-	if (status == TR_OK && task != T_NONE) {
-		if (task == T_REQ_TERMINATE) {
-			c->mark_term = true;
-			s->task_pid = c->pid; /* none if it does not run */
-		} else {
-			c->mark_start = true;
-		}
-		s->task = task;
-		s->task_req = r;
+	if (status == TR_OK && c != NULL) {
+		/* A start, restart or termination of @c: the task's. */
+		c->mark_term = r->op == TR_SUP_OP_TERMINATE_CHILD;
+		c->mark_start = !c->mark_term;
+		s->task_pid = c->pid; /* none if it does not run */
+		s->task = T_REQ;
+		s->hdr = *hdr;
+		s->op = r->op;
 		return;
 	}
-	(void)reply(cx, &r->hdr, r->op, status, 0,
+	(void)reply(cx, hdr, r->op, status, 0,
 		    c != NULL ? c->pid : TR_PID_NONE);
-	req_free(r);
 }
 
-/* Acts on the oldest deferred thing; false when there is none. */
-static bool
-drain_one(tr_ctx *cx, struct sup *s)
-{
-	struct req *r = s->dq_head;
-	uint64_t best = r != NULL ? r->stamp : UINT64_MAX;
-	struct child *c = NULL;
-
-	for (size_t i = 0; i < s->n; i++) {
-		uint64_t stamp = s->kids[i].exit_stamp;
-		if (stamp != 0 && stamp < best) {
-			best = stamp;
-			c = &s->kids[i];
-		}
-	}
-	if (s->parent_exit_stamp != 0 && s->parent_exit_stamp < best) {
-		/* OTP: an exit from the parent means shut down, with its
-		 * reason. */
-		s->parent_exit_stamp = 0;
-		begin_shutdown(cx, s, s->parent_exit_reason);
-	} else if (c != NULL) {
-		process_exit(cx, s, c);
-	} else if (r != NULL) {
-		s->dq_head = r->next;
-		if (s->dq_head == NULL) {
-			s->dq_tail = NULL;
-		}
-		process_req(cx, s, r);
-	} else {
-		return false;
-	}
-	return true;
-}
-
-/* Runs the task and the deferred work until something must be awaited. */
+/* Runs the task until it must wait for a child. */
 static void
 run(tr_ctx *cx, struct sup *s)
 {
-	/* Nothing is acted on before the start. */
-	while (s->conf != NULL && !s->is_stopped) {
-		if (s->task == T_NONE) {
-			if (!drain_one(cx, s)) {
-				return;
-			}
-		} else if (is_waiting(s)) {
-			return;
-		} else if (!step(cx, s)) {
+	while (s->task != T_NONE && !is_waiting(s)) {
+		if (!step(cx, s)) {
 			finish_task(cx, s);
 		}
 	}
 }
 
 /*
- * @pid stopped with @reason: an exit signal, or the DOWN of a child being
- * stopped (only those are monitored, and pids are never reused).
+ * @pid stopped with @reason (@m says so): an exit signal, or the DOWN of
+ * a child being stopped (only those are monitored, and pids are never
+ * reused). A child's exit is seen at once (it no longer runs) and acted
+ * on in turn.
  */
 static void
-on_end(tr_ctx *cx, struct sup *s, tr_pid pid, int32_t reason)
+on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 {
-	struct child *c = find_pid(s, pid);
+	struct child *c = find(s, NULL, pid);
 
 	if (c != NULL && c->starting) {
 		/* Before its acknowledgement: its init failed. */
-		start_failed(cx, s, c, reason, TR_EREJECTED);
-	} else if (c != NULL && c->terminating) {
+		start_failed(cx, s, c, m, reason, TR_EREJECTED);
+		return;
+	}
+	if (c != NULL && c->terminating) {
 		terminate_done(cx, s, c, reason);
-	} else if (c != NULL) {
-		emit(cx, s, TR_SUP_EV_EXITED, c, c->pid, reason, 0);
+		return;
+	}
+	if (c != NULL) {
+		emit(cx, s, TR_SUP_EV_EXITED, c, pid, reason, 0);
 		c->pid = TR_PID_NONE;
-		pend_exit(s, c, reason);
-	} else if (!tr_pid_is_none(s->parent) && tr_pid_eq(pid, s->parent) &&
-		   s->parent_exit_stamp == 0) {
-		s->parent_exit_reason = reason;
-		s->parent_exit_stamp = ++s->next_stamp;
+		c->gone = pid;
 	}
-	/* Anything else is not ours to act on (OTP ignores it too). */
-}
-
-static void
-on_timer(tr_ctx *cx, struct sup *s, const tr_msg *m)
-{
-	const uint64_t *seq = TR_MSG_AS(m, uint64_t);
-
-	if (seq == NULL || !s->has_timer || *seq != s->timer_seq) {
-		return; /* a tick from a timer cancelled too late */
+	/* Or seen before, while a task was in progress, and put back. */
+	for (size_t i = 0; i < s->n && !tr_pid_is_none(pid); i++) {
+		if (tr_pid_eq(s->kids[i].gone, pid)) {
+			c = &s->kids[i];
+		}
 	}
-	s->has_timer = false;
-	kill_terminating(cx, s);
+	if (c == NULL && (tr_pid_is_none(pid) || !tr_pid_eq(pid, s->parent))) {
+		return; /* not ours to act on (OTP ignores it too) */
+	}
+	if (is_busy(s)) {
+		defer(cx, s, m, c != NULL ? TR_EXIT_ERROR : reason);
+	} else if (c != NULL) {
+		process_exit(cx, s, c, reason);
+	} else {
+		/* OTP: an exit from the parent means shut down, with its
+		 * reason. */
+		begin_shutdown(cx, s, reason);
+	}
 }
 
 static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
 	tr_msg hdr;
-	/* Taken as a start is: the pointer, and the header to answer. */
-	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
 
-	if (r == NULL) {
+	if (is_busy(s)) {
+		defer(cx, s, m, 0);
 		return;
 	}
-	r->stamp = ++s->next_stamp;
-	r->hdr = hdr;
-	if (s->dq_tail != NULL) {
-		s->dq_tail->next = r;
-	} else {
-		s->dq_head = r;
+	/* Taken as a start is: the pointer, and the header to answer. */
+	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
+	if (r != NULL) {
+		process_req(cx, s, &hdr, r);
+		req_free(r);
 	}
-	s->dq_tail = r;
 }
 
 /* The start: what to supervise, and whom to tell when it has started. */
 static void
 on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	if (s->conf != NULL) {
-		return; /* one start only; the runtime drops the reference */
-	}
-	struct conf *conf = tr__boot_take(cx, m, sizeof(*conf), &s->boot);
-	if (conf == NULL) {
+	struct conf *conf;
+
+	/* One start only; the runtime drops the reference of another. */
+	if (s->conf != NULL ||
+	    (conf = tr__boot_take(cx, m, sizeof(*conf), &s->hdr)) == NULL) {
 		return;
 	}
 	s->conf = conf;
-	if (conf->is_linked) {
-		s->parent = s->boot.from;
+	if (conf->fl.is_linked) {
+		s->parent = s->hdr.from;
 	}
-	if (conf->intensity > 0) {
-		s->hist = calloc(conf->intensity, sizeof(*s->hist));
+	if (conf->fl.intensity > 0) {
+		s->hist = calloc(conf->fl.intensity, sizeof(*s->hist));
 		if (s->hist == NULL) {
 			goto err_nomem;
 		}
@@ -1152,8 +1043,8 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	return;
 
 err_nomem:
-	(void)boot_done(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
-	stop(cx, s, TR_SUP_EXIT_START_FAILED);
+	(void)answer(cx, s, TR_ENOMEM, TR_SUP_EXIT_START_FAILED);
+	tr_stop_self(cx, TR_SUP_EXIT_START_FAILED);
 }
 
 static void
@@ -1163,22 +1054,21 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	const tr_exit_signal *sig;
 	const tr_down *down;
 	const tr_sup_reply *rp;
+	const tr_pid *pid;
+	struct child *c;
 
 	switch (m->type) {
 	case TR_MSG_EXIT:
 		sig = TR_MSG_AS(m, tr_exit_signal);
 		if (sig != NULL) {
-			on_end(cx, s, sig->from, sig->reason);
+			on_end(cx, s, m, sig->from, sig->reason);
 		}
 		break;
 	case TR_MSG_DOWN:
 		down = TR_MSG_AS(m, tr_down);
 		if (down != NULL) {
-			on_end(cx, s, down->who, down->reason);
+			on_end(cx, s, m, down->who, down->reason);
 		}
-		break;
-	case MSG_ACK:
-		on_ack(cx, s, m->from);
 		break;
 	case TR_MSG_SUP_REPLY:
 		/* A nested supervisor answers its start; when it failed, its
@@ -1188,12 +1078,20 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			(void)tr_unhandled(cx, m);
 			return;
 		}
-		if (rp->status == TR_OK) {
-			on_ack(cx, s, m->from);
+		if (rp->status != TR_OK) {
+			break;
 		}
+		/* fallthrough */
+	case MSG_ACK:
+		on_ack(cx, s, m->from);
 		break;
 	case MSG_TIMER:
-		on_timer(cx, s, m);
+		/* A child's shutdown time is up: kill it if it still runs. */
+		pid = TR_MSG_AS(m, tr_pid);
+		c = pid != NULL ? find(s, NULL, *pid) : NULL;
+		if (c != NULL && c->terminating) {
+			(void)tr_exit(cx, c->pid, TR_EXIT_KILL);
+		}
 		break;
 	case MSG_REQ:
 		on_request(cx, s, m);
@@ -1225,10 +1123,12 @@ sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct sup *s = state;
 
-	/* Stopped from outside while starting: whoever waits for the start
-	 * must not wait forever. */
-	(void)boot_done(cx, s, TR_ECLOSED, reason);
-	flush_requests(cx, s);
+	/* Stopped from outside while starting or acting on a request:
+	 * whoever waits must not wait forever. A stop is done. What is
+	 * still stashed was never taken: the runtime fails those requests
+	 * as it fails the ones left in the mailbox. */
+	(void)answer(cx, s, s->op == TR_SUP_OP_STOP ? TR_OK : TR_ECLOSED,
+		     s->op == 0 ? reason : 0);
 	for (size_t i = 0; i < s->n; i++) {
 		conf_put(s->kids[i].sp.nested);
 	}

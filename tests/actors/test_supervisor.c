@@ -1744,6 +1744,157 @@ test_bad_input(void)
 	tr_runtime_destroy(rt);
 }
 
+/* ---- while a task waits ------------------------------------------------- */
+
+/* Where in the log the reply of reference @ref is (log_n if nowhere). */
+static size_t
+reply_at(uint64_t ref)
+{
+	const struct entry *e = find_reply(ref);
+
+	return e != NULL ? (size_t)(e - log_v) : log_n;
+}
+
+/* Where the first event of @kind for @id since @from is (log_n if none). */
+static size_t
+ev_at(uint32_t kind, const char *id, size_t from)
+{
+	for (size_t i = from; i < log_n; i++) {
+		if (log_v[i].type == TR_MSG_SUP_EVENT &&
+		    log_v[i].ev.kind == kind &&
+		    strcmp(log_v[i].ev.id, id) == 0) {
+			return i;
+		}
+	}
+	return log_n;
+}
+
+static tr_ref
+call_op(struct fx *f, tr_pid sup, tr_sup_op op, const char *id)
+{
+	tr_sup_request q;
+	tr_ref ref = { 0 };
+
+	memset(&q, 0, sizeof(q));
+	q.size = sizeof(q);
+	q.op = op;
+	q.id = id;
+	CHECK_OK(tr_sup_call(tr_inbox_ctx(f->ib), sup, &q, 0, &ref));
+	return ref;
+}
+
+static void
+test_while_waiting(void)
+{
+	struct fx f;
+	struct kid_arg k[3];
+	const char *ids[3] = { "A", "B", "C" };
+	tr_sup_child_spec specs[3];
+
+	fx_start(&f, 2);
+	log_reset();
+	for (int i = 0; i < 3; i++) {
+		kid_arg_init(&k[i], ids[i], f.probe);
+		specs[i] = kspec(ids[i], &kid_def, &k[i], TR_SUP_PERMANENT,
+				 NOKILL_MS);
+	}
+	/* B ignores the shutdown: a task that stops B waits until B quits. */
+	k[1].trap = true;
+	k[1].ignore_shutdown = true;
+	tr_sup_flags fl = kflags(TR_SUP_ONE_FOR_ONE, 3, PERIOD_MS, f.probe);
+	tr_pid sup = start_sup(&f, &fl, specs, 2);
+	CHECK_EQ_INT(which(&f, sup), 2);
+	tr_pid a = kid_pid("A"), b = kid_pid("B");
+
+	/* While terminate_child waits for B, A crashes and a request comes.
+	 * A's exit is seen at once; the restart and the answer wait for the
+	 * task, and then come in arrival order. */
+	tr_ref term = call_op(&f, sup, TR_SUP_OP_TERMINATE_CHILD, "B");
+	WAIT_LOG(&f, count_rep(R_GOT_EXIT, "B", TR_EXIT_SHUTDOWN) == 1,
+		 WAIT_MS);
+	crash(&f, a);
+	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "A") == 1, WAIT_MS);
+	tr_ref count = call_op(&f, sup, TR_SUP_OP_COUNT_CHILDREN, NULL);
+	CHECK_EQ_INT(count_ev(TR_SUP_EV_RESTARTED, "A"), 0);
+	CHECK(find_reply(term.v) == NULL);
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_QUIT, NULL, 0));
+	WAIT_LOG(&f, find_reply(count.v) != NULL, WAIT_MS);
+	size_t t = reply_at(term.v), r = ev_at(TR_SUP_EV_RESTARTED, "A", 0);
+	CHECK(t < r && r < reply_at(count.v));
+	CHECK(t < log_n && find_reply(term.v)->rp.status == TR_OK &&
+	      tr_pid_eq(find_reply(term.v)->rp.pid, b));
+	CHECK(find_reply(count.v) != NULL &&
+	      find_reply(count.v)->rp.active == 1); /* A again; B stopped */
+	CHECK_EQ_INT(atomic_load(&k[0].starts), 2);
+	stop_sup(&f, sup, 1);
+
+	/* The parent's exit while a task waits: the shutdown, with the
+	 * parent's reason, comes after the task. */
+	log_reset();
+	tr_pid boss;
+	sup = boss_start(&f, &boss, &fl, specs, 2, TR_OK);
+	CHECK_EQ_INT(which(&f, sup), 2);
+	b = kid_pid("B");
+	size_t mark = log_n;
+	tr_sup_request tq;
+	memset(&tq, 0, sizeof(tq));
+	tq.size = sizeof(tq);
+	tq.op = TR_SUP_OP_TERMINATE_CHILD;
+	tq.id = "B";
+	SEND(&f, boss, MSG_BOSS_REQ, &tq, sizeof(tq));
+	WAIT_LOG(&f, count_rep(R_GOT_EXIT, "B", TR_EXIT_SHUTDOWN) == 1,
+		 WAIT_MS);
+	SEND(&f, boss, MSG_BOSS_DIE, &(int32_t){ TR_EXIT_ERROR },
+	     sizeof(int32_t));
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, boss), WAIT_MS));
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_QUIT, NULL, 0));
+	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
+	/* A's exit is the last thing the supervisor tells. */
+	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "A") == 1, WAIT_MS);
+	CHECK_STR(order_since(mark, false), "dB dA");
+	CHECK_EQ_INT(count_rep(R_DOWN, "B", TR_EXIT_NORMAL), 1);
+	const tr_sup_event *ev = last_ev(TR_SUP_EV_SHUTDOWN, NULL);
+	CHECK(ev != NULL && ev->reason == TR_EXIT_ERROR);
+	CHECK_EQ_INT(count_ev(TR_SUP_EV_RESTARTED, NULL), 0);
+
+	/* one_for_all: C crashes, and the restart stops B, which waits, then
+	 * A. A crashes meanwhile: the restart consumes that exit (OTP
+	 * flushes it), so once put back it restarts nothing more. */
+	log_reset();
+	for (int i = 0; i < 3; i++) {
+		atomic_store(&k[i].starts, 0);
+	}
+	fl = kflags(TR_SUP_ONE_FOR_ALL, 3, PERIOD_MS, f.probe);
+	sup = start_sup(&f, &fl, specs, 3);
+	CHECK_EQ_INT(which(&f, sup), 3);
+	a = kid_pid("A");
+	b = kid_pid("B");
+	crash(&f, kid_pid("C"));
+	WAIT_LOG(&f, count_rep(R_GOT_EXIT, "B", TR_EXIT_SHUTDOWN) == 1,
+		 WAIT_MS);
+	crash(&f, a);
+	WAIT_LOG(&f, count_ev(TR_SUP_EV_EXITED, "A") == 1, WAIT_MS);
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), b, MSG_QUIT, NULL, 0));
+	WAIT_LOG(&f, count_ev(TR_SUP_EV_RESTARTED, NULL) == 3, WAIT_MS);
+	/* This answer comes after anything the put-back exit would start. */
+	CHECK_EQ_INT(which(&f, sup), 3);
+	CHECK_EQ_INT(count_ev(TR_SUP_EV_RESTARTED, NULL), 3);
+	CHECK_EQ_INT(count_ev(TR_SUP_EV_EXITED, "A"), 1);
+	CHECK_STR(order_since(0, true), "sA sB sC dC dA dB sA sB sC");
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(atomic_load(&k[i].starts), 2);
+	}
+	/* The new B ignores the shutdown too: it quits once told. */
+	tr_ref stop = call_op(&f, sup, TR_SUP_OP_STOP, NULL);
+	WAIT_LOG(&f, count_rep(R_GOT_EXIT, "B", TR_EXIT_SHUTDOWN) == 2,
+		 WAIT_MS);
+	CHECK_OK(
+		tr_send(tr_runtime_ctx(f.rt), kid_pid("B"), MSG_QUIT, NULL, 0));
+	WAIT_LOG(&f, find_reply(stop.v) != NULL, WAIT_MS);
+	WAIT_UNTIL(alive(&f) == 1, WAIT_MS);
+	fx_finish(&f);
+}
+
 /* ---- stopped from outside ----------------------------------------------- */
 
 static void
@@ -1835,6 +1986,8 @@ static const struct test_case tests[] = {
 	  test_start_fails },
 	{ "supervisor: stopped from outside, and by the runtime",
 	  test_stopped_from_outside },
+	{ "supervisor: exits and requests while a task waits",
+	  test_while_waiting },
 	{ "supervisor: bad input", test_bad_input },
 	{ NULL, NULL },
 };

@@ -21,7 +21,7 @@
  * shutdown time. Children of a simple_one_for_one supervisor are stopped
  * all at once, as in OTP. The supervisor never blocks: while it waits for
  * a child it keeps taking messages and handles them, in arrival order,
- * once the step in progress is done.
+ * once what it is doing (a start, a restart, a request) is done.
  *
  * One start serves every caller: tr_sup_start() on an actor's context or
  * a thread's (an inbox's, the runtime's) returns at once, and the outcome
@@ -310,8 +310,10 @@ typedef struct tr_sup_request {
  *          TR_ESTATE (the child runs, for RESTART_CHILD and DELETE_CHILD;
  *          @pid is its pid); TR_EREJECTED (the child's init failed:
  *          @reason is its exit reason); TR_ECLOSED (the supervisor
- *          stopped before it could act on the request); TR_ENOMEM; or the
- *          error that kept a child from being spawned
+ *          was stopped from outside while it acted on the request, or
+ *          on its start; a request still waiting its turn then fails
+ *          with TR_MSG_REQUEST_FAILED); TR_ENOMEM; or the error that
+ *          kept a child from being spawned
  * @reason: see @status
  * @count:  TR_SUP_OP_WHICH_CHILDREN: entries of tr_sup_children.children
  * @pid:    see enum tr_sup_op
