@@ -122,10 +122,8 @@ struct job {
 	int32_t exit_reason;
 	tr_pid worker;
 	uint64_t timeout_ms;
-	tr_timer_id timer;
-	bool has_timer;
+	tr_timer_id timer;   /* zero when none was armed */
 	tr_job_start *start; /* the job actor's first message, until then */
-	size_t start_size;
 	void *result;
 	size_t result_len;
 	struct watcher *watchers;
@@ -154,7 +152,6 @@ struct jobs {
 	/* The table. */
 	struct tr__htab tab;
 	struct fifo finished;
-	size_t nfinished;
 	/* The running part. */
 	struct active *active;
 	struct watcher *all;
@@ -244,16 +241,18 @@ job_free_node(struct tr__hnode *n)
 	job_free((struct job *)n); /* the node is first */
 }
 
-/* Keeps a finished record; drops the oldest beyond the limit. */
+/* Keeps a finished record; drops the oldest beyond the limit. The
+ * finished records are those of the table that are neither queued nor
+ * running. */
 static void
 table_finished(struct jobs *j, struct job *jb)
 {
 	fifo_push(&j->finished, jb);
-	j->nfinished++;
-	while (j->nfinished > j->boot->max_finished) {
+	while (j->tab.count - j->by_state[TR_JOB_QUEUED] -
+		       j->by_state[TR_JOB_RUNNING] >
+	       j->boot->max_finished) {
 		struct job *old = j->finished.head;
 		fifo_remove(&j->finished, old);
-		j->nfinished--;
 		tr__hash_unlink(&j->tab, &old->node);
 		job_free(old);
 	}
@@ -274,20 +273,13 @@ is_final(uint32_t state)
 static bool
 job_transition(struct jobs *j, struct job *jb, uint32_t to)
 {
-	bool ok;
+	/* A queued job starts, is cancelled or fails (it could not be
+	 * started); a running one ends any way; a final state stays. */
+	bool ok = jb->state == TR_JOB_QUEUED
+			  ? to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
+				    to == TR_JOB_FAILED
+			  : jb->state == TR_JOB_RUNNING && is_final(to);
 
-	switch (jb->state) {
-	case TR_JOB_QUEUED:
-		ok = to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
-		     to == TR_JOB_FAILED; /* it could not be started */
-		break;
-	case TR_JOB_RUNNING:
-		ok = is_final(to);
-		break;
-	default:
-		ok = false;
-		break;
-	}
 	if (!ok) {
 		return false;
 	}
@@ -431,10 +423,8 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	}
 	jb->exit_reason = reason;
 	note_copy(jb->note, note);
-	if (jb->has_timer) {
-		(void)tr_timer_cancel(cx, jb->timer);
-		jb->has_timer = false;
-	}
+	/* Harmless on a timer that fired, and on none (zero). */
+	(void)tr_timer_cancel(cx, jb->timer);
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
 	watchers_clear(&jb->watchers);
 	free(jb->start);
@@ -453,16 +443,9 @@ stop_running(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	end_job(cx, j, jb, to, reason, note);
 }
 
-static void
-fail_start(tr_ctx *cx, struct jobs *j, struct job *jb, tr_err err)
-{
-	char note[TR_JOB_NOTE_MAX];
-
-	snprintf(note, sizeof(note), "could not start: %s", tr_err_name(err));
-	end_job(cx, j, jb, TR_JOB_FAILED, 0, note);
-}
-
-static void
+/* Starts @jb, taken out of its kind's queue; on an error it stays
+ * TR_JOB_QUEUED for the caller to end. */
+static tr_err
 start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 {
 	struct active *a = malloc(sizeof(*a));
@@ -470,15 +453,13 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	tr_ref ref;
 
 	if (a == NULL) {
-		fail_start(cx, j, jb, TR_ENOMEM);
-		return;
+		return TR_ENOMEM;
 	}
 	/* Monitored before it runs: even a failing init is seen. */
 	tr_err err = tr_spawn_monitor(cx, k->def, k->arg, &pid, &ref);
 	if (err < 0) {
 		free(a);
-		fail_start(cx, j, jb, err);
-		return;
+		return err;
 	}
 	/* The actor exists: it holds a slot until its DOWN. */
 	*a = (struct active){
@@ -495,11 +476,11 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	jb->start = NULL;
 	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
 	memcpy(js->kind, k->name, sizeof(js->kind));
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js, jb->start_size, free);
+	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js,
+			  sizeof(*js) + js->payload_size, free);
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
-		fail_start(cx, j, jb, err);
-		return;
+		return err;
 	}
 	jb->worker = pid;
 	(void)job_transition(j, jb, TR_JOB_RUNNING);
@@ -508,11 +489,10 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 		/* A timer that cannot be armed (no memory, the runtime
 		 * stopping) leaves the job without a limit rather than
 		 * failing a job that did nothing wrong. */
-		jb->has_timer =
-			tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
-				      sizeof(jb->id), jb->timeout_ms,
-				      &jb->timer) == TR_OK;
+		(void)tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
+				    sizeof(jb->id), jb->timeout_ms, &jb->timer);
 	}
+	return TR_OK;
 }
 
 /* Starts queued jobs of @k while it has free slots. */
@@ -522,7 +502,13 @@ pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 	while (k->active < k->max && k->queue.head != NULL) {
 		struct job *jb = k->queue.head;
 		fifo_remove(&k->queue, jb);
-		start(cx, j, k, jb);
+		tr_err err = start(cx, j, k, jb);
+		if (err < 0) {
+			char note[TR_JOB_NOTE_MAX];
+			snprintf(note, sizeof(note), "could not start: %s",
+				 tr_err_name(err));
+			end_job(cx, j, jb, TR_JOB_FAILED, 0, note);
+		}
 	}
 }
 
@@ -594,7 +580,6 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	js->payload_size = rq->payload_size;
 	memcpy(js->payload, rq->payload, rq->payload_size);
 	jb->start = js;
-	jb->start_size = size;
 	jb->id = ++j->next_id;
 	jb->kind = k;
 	jb->timeout_ms = rq->timeout_ms;
@@ -805,10 +790,9 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	struct job *jb = table_find(j, *id);
-	if (jb == NULL || jb->state != TR_JOB_RUNNING || !jb->has_timer) {
+	if (jb == NULL || jb->state != TR_JOB_RUNNING) {
 		return; /* a tick from a timer cancelled too late */
 	}
-	jb->has_timer = false;
 	stop_running(cx, j, jb, TR_JOB_TIMED_OUT, TR_JOBS_EXIT_TIMEOUT,
 		     "timed out");
 }
