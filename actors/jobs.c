@@ -59,18 +59,20 @@
 #include <string.h>
 
 /* The service's own messages (the header keeps 0x80 and up private). */
-#define MSG_START    (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
-#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
-#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct report */
-#define MSG_TIMEOUT  (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
+#define MSG_START   (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
+#define MSG_REPORT  (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
+#define MSG_TIMEOUT (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
 
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
 
-/* What a job actor sends (tr_job_*()). */
+/* What a job actor sends (tr_job_*()), in a pointer message: progress
+ * (state TR_JOB_RUNNING) or the end (TR_JOB_SUCCEEDED, with the result
+ * bytes after it, or TR_JOB_FAILED). */
 struct report {
 	uint64_t id;
-	uint32_t value; /* MSG_DONE: whether it succeeded; else the percent */
+	uint32_t state;
+	uint32_t percent;
 	char note[TR_JOB_NOTE_MAX];
 };
 
@@ -124,7 +126,7 @@ struct job {
 	uint64_t timeout_ms;
 	tr_timer_id timer;   /* zero when none was armed */
 	tr_job_start *start; /* the job actor's first message, until then */
-	void *result;
+	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
 	size_t result_len;
 	struct watcher *watchers;
 	char note[TR_JOB_NOTE_MAX];
@@ -231,7 +233,7 @@ job_free(struct job *jb)
 {
 	watchers_clear(&jb->watchers);
 	free(jb->start);
-	free(jb->result);
+	free(jb->done);
 	free(jb);
 }
 
@@ -358,7 +360,7 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
 		(dst)->result_size = (rlen);                                   \
 		if ((rlen) > 0) {                                              \
-			memcpy((dst)->result, (jb)->result, (rlen));           \
+			memcpy((dst)->result, (jb)->done + 1, (rlen));         \
 		}                                                              \
 	} while (0)
 
@@ -724,60 +726,33 @@ on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- reports, timeouts and DOWNs ---------------------------------------- */
 
-/* The running job @id whose actor sent @m; NULL for a late or stray
- * report (the job was cancelled or timed out, or a stranger sent it). */
-static struct job *
-reporter(const struct jobs *j, uint64_t id, const tr_msg *m)
+static void
+on_report(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	struct job *jb = table_find(j, id);
+	const struct report *r = m->data;
+	struct job *jb = table_find(j, r->id);
 
+	/* Believed only from the job's own actor while the job runs: a late
+	 * report (the job was cancelled or timed out) or a stranger's is
+	 * ignored, and so is one that tr_job_*() did not make. */
 	if (jb == NULL || jb->state != TR_JOB_RUNNING ||
-	    !tr_pid_eq(jb->worker, m->from)) {
-		return NULL;
-	}
-	return jb;
-}
-
-static void
-on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
-{
-	const struct report *d = m->data;
-
-	struct job *jb = reporter(j, d->id, m);
-	if (jb == NULL) {
+	    !tr_pid_eq(jb->worker, m->from) || !(m->flags & TR_MSG_F_PTR) ||
+	    r->percent > 100) {
 		return;
 	}
-	size_t rlen = m->size - sizeof(*d);
-	if (d->value && rlen > 0) {
-		jb->result = malloc(rlen);
-		if (jb->result == NULL) {
-			/* Better a failed job than a result that lies. */
-			end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_NORMAL,
-				"no memory for the result");
-			return;
-		}
-		memcpy(jb->result, d + 1, rlen);
-		jb->result_len = rlen;
-	}
-	if (d->value) {
+	if (r->state == TR_JOB_RUNNING) {
+		jb->progress = r->percent;
+		note_copy(jb->note, r->note);
+		emit(cx, j, jb, TR_JOB_EV_PROGRESS);
+	} else if (r->state == TR_JOB_SUCCEEDED) {
+		/* The record keeps the report: the result is in it. */
+		jb->done = tr_msg_take_ptr(cx, m);
+		jb->result_len = m->size - sizeof(*r);
 		jb->progress = 100;
+		end_job(cx, j, jb, TR_JOB_SUCCEEDED, TR_EXIT_NORMAL, NULL);
+	} else {
+		end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_NORMAL, r->note);
 	}
-	end_job(cx, j, jb, d->value ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
-		TR_EXIT_NORMAL, d->value ? NULL : d->note);
-}
-
-static void
-on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
-{
-	const struct report *p = m->data;
-
-	struct job *jb = reporter(j, p->id, m);
-	if (jb == NULL || p->value > 100) {
-		return;
-	}
-	jb->progress = p->value;
-	note_copy(jb->note, p->note);
-	emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 }
 
 static void
@@ -870,8 +845,7 @@ static const struct handler {
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
 	{ TR_MSG_JOBS_WATCH, sizeof(tr_jobs_watch_req), false, on_watch },
 	{ TR_MSG_JOBS_STATS, 0, false, on_stats },
-	{ MSG_DONE, sizeof(struct report), true, on_done },
-	{ MSG_PROGRESS, sizeof(struct report), false, on_progress },
+	{ MSG_REPORT, sizeof(struct report), true, on_report },
 	{ MSG_TIMEOUT, sizeof(uint64_t), false, on_timeout },
 	{ TR_MSG_DOWN, sizeof(tr_down), false, on_down },
 };
@@ -1046,28 +1020,45 @@ is_job(const tr_job *job)
 	return job->id != 0 && !tr_pid_is_none(job->service);
 }
 
+/* Sends @job's service a report, with @len bytes of @data after it. */
+static tr_err
+report(tr_ctx *cx, const tr_job *job, uint32_t state, uint32_t percent,
+       const char *note, const void *data, size_t len)
+{
+	struct report *r = len <= SIZE_MAX - sizeof(*r)
+				   ? calloc(1, sizeof(*r) + len)
+				   : NULL;
+
+	if (r == NULL) {
+		return len > SIZE_MAX - sizeof(*r) ? TR_EMSGSIZE : TR_ENOMEM;
+	}
+	r->id = job->id;
+	r->state = state;
+	r->percent = percent;
+	note_copy(r->note, note);
+	if (len > 0) {
+		memcpy(r + 1, data, len);
+	}
+	return tr_send_ptr(cx, job->service, MSG_REPORT, r, sizeof(*r) + len,
+			   free);
+}
+
 tr_err
 tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 		const char *note)
 {
-	struct report p;
-
 	if (cx == NULL || job == NULL || percent > 100) {
 		return TR_EINVAL;
 	}
 	if (!is_job(job)) {
 		return TR_ESTATE;
 	}
-	memset(&p, 0, sizeof(p));
-	p.id = job->id;
-	p.value = percent;
-	note_copy(p.note, note);
-	return tr_send(cx, job->service, MSG_PROGRESS, &p, sizeof(p));
+	return report(cx, job, TR_JOB_RUNNING, percent, note, NULL, 0);
 }
 
 static tr_err
-job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
-	size_t len)
+job_end(tr_ctx *cx, tr_job *job, uint32_t state, const char *note,
+	const void *data, size_t len)
 {
 	if (cx == NULL || job == NULL || (data == NULL && len > 0)) {
 		return TR_EINVAL;
@@ -1075,24 +1066,9 @@ job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
 	if (!is_job(job)) {
 		return TR_ESTATE;
 	}
-	tr_job done = *job;
+	tr_err err = report(cx, job, state, 0, note, data, len);
 	*job = (tr_job){ 0 }; /* spent: a second report is TR_ESTATE */
-	struct report *d = len <= SIZE_MAX - sizeof(*d)
-				   ? calloc(1, sizeof(*d) + len)
-				   : NULL;
-	if (d == NULL) {
-		/* The service sees the stop as a failed job. */
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return len > SIZE_MAX - sizeof(*d) ? TR_EMSGSIZE : TR_ENOMEM;
-	}
-	d->id = done.id;
-	d->value = ok;
-	note_copy(d->note, note);
-	if (len > 0) {
-		memcpy(d + 1, data, len);
-	}
-	tr_err err = tr_send_ptr(cx, done.service, MSG_DONE, d,
-				 sizeof(*d) + len, free);
+	/* Unreported, the stop is what the service sees: a failed job. */
 	tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
 	return err;
 }
@@ -1100,11 +1076,11 @@ job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
 tr_err
 tr_job_complete(tr_ctx *cx, tr_job *job, const void *data, size_t len)
 {
-	return job_end(cx, job, true, NULL, data, len);
+	return job_end(cx, job, TR_JOB_SUCCEEDED, NULL, data, len);
 }
 
 tr_err
 tr_job_fail(tr_ctx *cx, tr_job *job, const char *reason)
 {
-	return job_end(cx, job, false, reason, NULL, 0);
+	return job_end(cx, job, TR_JOB_FAILED, reason, NULL, 0);
 }
