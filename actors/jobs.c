@@ -304,39 +304,43 @@ has_watcher(const struct watcher *w, tr_pid pid)
 	return false;
 }
 
+/* Adds @pid to @list unless it is there; a watcher of every job is
+ * monitored (@monitor), to be dropped when it stops. */
 static tr_err
-watcher_add(struct watcher **list, tr_pid pid, tr_ref ref)
+watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 {
 	if (has_watcher(*list, pid)) {
-		return TR_EEXIST;
+		return TR_OK;
 	}
-	struct watcher *w = malloc(sizeof(*w));
+	struct watcher *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		return TR_ENOMEM;
 	}
+	tr_err err = monitor ? tr_monitor(cx, pid, &w->ref) : TR_OK;
+	if (err < 0) {
+		free(w);
+		return err;
+	}
 	w->pid = pid;
-	w->ref = ref;
 	w->next = *list;
 	*list = w;
 	return TR_OK;
 }
 
-/* Removes @pid; returns the removed entry's ref through @ref. */
-static bool
-watcher_remove(struct watcher **list, tr_pid pid, tr_ref *ref)
+/* Removes @pid from @list, if it is there. Its monitor goes too: a
+ * demonitor of none (zero) or of one that fired is harmless. */
+static void
+watcher_remove(tr_ctx *cx, struct watcher **list, tr_pid pid)
 {
 	for (struct watcher **pp = list; *pp != NULL; pp = &(*pp)->next) {
 		struct watcher *w = *pp;
 		if (tr_pid_eq(w->pid, pid)) {
 			*pp = w->next;
-			if (ref != NULL) {
-				*ref = w->ref;
-			}
+			(void)tr_demonitor(cx, w->ref);
 			free(w);
-			return true;
+			return;
 		}
 	}
-	return false;
 }
 
 static void
@@ -594,7 +598,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (!tr_pid_is_none(rq->watcher)) {
 		/* Without memory the watcher misses the events; the job
 		 * itself is not affected. */
-		(void)watcher_add(&jb->watchers, rq->watcher, (tr_ref){ 0 });
+		(void)watcher_add(cx, &jb->watchers, rq->watcher, false);
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
 	fifo_push(&k->queue, jb);
@@ -641,66 +645,34 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
 }
 
-/* Watching every job: the watcher is monitored, to drop it on DOWN. */
-static tr_err
-watch_all(tr_ctx *cx, struct jobs *j, tr_pid pid, bool on)
-{
-	tr_ref ref;
-
-	if (!on) {
-		if (watcher_remove(&j->all, pid, &ref)) {
-			(void)tr_demonitor(cx, ref);
-		}
-		return TR_OK;
-	}
-	if (has_watcher(j->all, pid)) {
-		return TR_OK;
-	}
-	tr_err err = tr_monitor(cx, pid, &ref);
-	if (err < 0) {
-		return err;
-	}
-	err = watcher_add(&j->all, pid, ref);
-	if (err < 0) {
-		(void)tr_demonitor(cx, ref);
-	}
-	return err;
-}
-
 static void
 on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_watch_req *rq = m->data;
+	struct job *jb = rq->id != 0 ? table_find(j, rq->id) : NULL;
+	struct watcher **list = rq->id == 0  ? &j->all
+				: jb != NULL ? &jb->watchers
+					     : NULL;
+	tr_job_event *ev = NULL;
+	size_t len;
+	tr_err err = TR_OK;
 
 	if (tr_pid_is_none(rq->pid) || tr_pid_node(rq->pid) != 0) {
-		answer(cx, m, TR_EINVAL, rq->id);
-		return;
-	}
-	if (rq->id == 0) {
-		answer(cx, m, watch_all(cx, j, rq->pid, rq->on), 0);
-		return;
-	}
-	struct job *jb = table_find(j, rq->id);
-	if (!rq->on) {
-		if (jb != NULL) {
-			(void)watcher_remove(&jb->watchers, rq->pid, NULL);
+		err = TR_EINVAL;
+	} else if (!rq->on) {
+		if (list != NULL) {
+			watcher_remove(cx, list, rq->pid);
 		}
-		answer(cx, m, TR_OK, rq->id);
-		return;
+	} else if (list == NULL) {
+		err = TR_ENOENT;
+	} else if (jb == NULL || !is_final(jb->state)) {
+		err = watcher_add(cx, list, rq->pid, jb == NULL);
+	} else {
+		/* It already happened: repeat the last event to this one. */
+		ev = event_make(jb, TR_JOB_EV_FINISHED, jb->seq, &len);
+		err = ev != NULL ? TR_OK : TR_ENOMEM;
 	}
-	if (jb == NULL) {
-		answer(cx, m, TR_ENOENT, rq->id);
-		return;
-	}
-	if (!is_final(jb->state)) {
-		tr_err err = watcher_add(&jb->watchers, rq->pid, (tr_ref){ 0 });
-		answer(cx, m, err == TR_EEXIST ? TR_OK : err, rq->id);
-		return;
-	}
-	/* It already happened: repeat the last event to this one. */
-	size_t len;
-	tr_job_event *ev = event_make(jb, TR_JOB_EV_FINISHED, jb->seq, &len);
-	answer(cx, m, ev != NULL ? TR_OK : TR_ENOMEM, rq->id);
+	answer(cx, m, err, rq->id);
 	if (ev != NULL) {
 		event_send(cx, j, rq->pid, ev, len);
 		free(ev);
@@ -797,12 +769,8 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		pump(cx, j, k);
 		return;
 	}
-	for (struct watcher *w = j->all; w != NULL; w = w->next) {
-		if (w->ref.v == d->ref.v) {
-			(void)watcher_remove(&j->all, w->pid, NULL);
-			return;
-		}
-	}
+	/* Not a job's: a watcher of every job stopped. */
+	watcher_remove(cx, &j->all, d->who);
 }
 
 /* ---- the actor ---------------------------------------------------------- */
