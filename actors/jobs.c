@@ -544,11 +544,11 @@ unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 }
 
 static struct kind *
-kind_find(const struct jobs *j, const char *name)
+kind_find(struct boot *b, const char *name)
 {
-	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
-		if (strcmp(j->boot->kinds[i].name, name) == 0) {
-			return &j->boot->kinds[i];
+	for (uint32_t i = 0; i < b->nkinds; i++) {
+		if (strcmp(b->kinds[i].name, name) == 0) {
+			return &b->kinds[i];
 		}
 	}
 	return NULL;
@@ -568,7 +568,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_EINVAL, 0);
 		return;
 	}
-	struct kind *k = kind_find(j, rq->kind);
+	struct kind *k = kind_find(j->boot, rq->kind);
 	if (k == NULL) {
 		answer(cx, m, TR_ENOENT, 0);
 		return;
@@ -902,29 +902,6 @@ kind_ok(const tr_jobs_kind *k)
 	       k->max_concurrency > 0;
 }
 
-/* Whether @cfg describes a service: TR_OK, TR_EINVAL or TR_EEXIST. */
-static tr_err
-config_check(const tr_jobs_config *cfg)
-{
-	if (cfg == NULL || cfg->size < sizeof(*cfg) ||
-	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
-	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
-		return TR_EINVAL;
-	}
-	for (uint32_t i = 0; i < cfg->nkinds; i++) {
-		if (!kind_ok(&cfg->kinds[i])) {
-			return TR_EINVAL;
-		}
-		for (uint32_t k = 0; k < i; k++) {
-			if (strcmp(cfg->kinds[k].name, cfg->kinds[i].name) ==
-			    0) {
-				return TR_EEXIST;
-			}
-		}
-	}
-	return TR_OK;
-}
-
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
@@ -934,28 +911,34 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL) {
+	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
+	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
 		return TR_EINVAL;
 	}
-	tr_err err = config_check(cfg);
-	if (err < 0) {
-		return err;
-	}
-	/* The boot carries copies of the kinds, which the service keeps. */
+	/* The boot carries copies of the kinds, which the service keeps;
+	 * each is checked against those copied before it. */
 	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
 	struct boot *b = calloc(1, size);
 	if (b == NULL) {
 		return TR_ENOMEM;
 	}
-	b->nkinds = cfg->nkinds;
 	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
 						 : DEFAULT_MAX_FINISHED;
 	for (uint32_t i = 0; i < cfg->nkinds; i++) {
 		const tr_jobs_kind *k = &cfg->kinds[i];
-		memcpy(b->kinds[i].name, k->name, strlen(k->name));
-		b->kinds[i].def = k->def;
-		b->kinds[i].arg = k->arg;
-		b->kinds[i].max = k->max_concurrency;
+		tr_err err = !kind_ok(k)                     ? TR_EINVAL
+			     : kind_find(b, k->name) != NULL ? TR_EEXIST
+							     : TR_OK;
+		if (err < 0) {
+			free(b);
+			return err;
+		}
+		struct kind *to = &b->kinds[b->nkinds++];
+		memcpy(to->name, k->name, strlen(k->name));
+		to->def = k->def;
+		to->arg = k->arg;
+		to->max = k->max_concurrency;
 	}
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
 	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, size, free, out,
