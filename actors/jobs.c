@@ -43,6 +43,9 @@
  * - a record in TR_JOB_QUEUED is in its kind's queue exactly once;
  * - kind->active counts the kind's job actors that exist (spawned, DOWN
  *   not handled yet); it never exceeds kind->max;
+ * - a record is in the active list (anext) exactly while its actor
+ *   exists; one that the table drops meanwhile has id 0 and waits there
+ *   for the DOWN, which frees it;
  * - a record with a final state is in the finished FIFO, has no
  *   watchers, no start message and no timer.
  */
@@ -116,6 +119,8 @@ struct job {
 	struct tr__hnode node; /* first: the table's; node.hash of the id */
 	struct job *qnext;     /* kind queue, then finished FIFO */
 	struct job *qprev;
+	struct job *anext; /* records whose actor exists (its DOWN to come) */
+	tr_ref mon;        /* that actor's monitor; zero without one */
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
@@ -132,15 +137,6 @@ struct job {
 	char note[TR_JOB_NOTE_MAX];
 };
 
-/* A job actor that exists: its slot is held until its DOWN. */
-struct active {
-	struct active *next;
-	tr_pid pid;
-	tr_ref ref;
-	uint64_t id;
-	struct kind *kind;
-};
-
 /* What the service starts with: the payload of its MSG_START. */
 struct boot {
 	uint32_t max_finished;
@@ -155,7 +151,7 @@ struct jobs {
 	struct tr__htab tab;
 	struct fifo finished;
 	/* The running part. */
-	struct active *active;
+	struct job *active; /* through anext */
 	struct watcher *all;
 	/* Counters of struct tr_jobs_stats. */
 	uint64_t by_state[TR_JOB_TIMED_OUT + 1];
@@ -256,7 +252,11 @@ table_finished(struct jobs *j, struct job *jb)
 		struct job *old = j->finished.head;
 		fifo_remove(&j->finished, old);
 		tr__hash_unlink(&j->tab, &old->node);
-		job_free(old);
+		if (old->mon.v != 0) {
+			old->id = 0; /* out of the table; freed at its DOWN */
+		} else {
+			job_free(old);
+		}
 	}
 }
 
@@ -454,28 +454,18 @@ stop_running(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 static tr_err
 start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 {
-	struct active *a = malloc(sizeof(*a));
 	tr_pid pid;
 	tr_ref ref;
 
-	if (a == NULL) {
-		return TR_ENOMEM;
-	}
 	/* Monitored before it runs: even a failing init is seen. */
 	tr_err err = tr_spawn_monitor(cx, k->def, k->arg, &pid, &ref);
 	if (err < 0) {
-		free(a);
 		return err;
 	}
-	/* The actor exists: it holds a slot until its DOWN. */
-	*a = (struct active){
-		.next = j->active,
-		.pid = pid,
-		.ref = ref,
-		.id = jb->id,
-		.kind = k,
-	};
-	j->active = a;
+	/* The actor exists: its record holds a slot until its DOWN. */
+	jb->mon = ref;
+	jb->anext = j->active;
+	j->active = jb;
 	k->active++;
 	/* Its first message; the runtime frees it on every path. */
 	tr_job_start *js = jb->start;
@@ -744,30 +734,39 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		     "timed out");
 }
 
+/* The actor of @jb is gone (@reason), its record out of the active
+ * list: its slot is free, and a job still running has failed. */
+static void
+actor_gone(tr_ctx *cx, struct jobs *j, struct job *jb, int32_t reason,
+	   const char *note)
+{
+	jb->mon = (tr_ref){ 0 };
+	jb->kind->active--;
+	if (jb->id == 0) {
+		job_free(jb); /* dropped from the table meanwhile */
+	} else {
+		end_job(cx, j, jb, TR_JOB_FAILED, reason, note);
+	}
+}
+
 static void
 on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_down *d = m->data;
 
-	for (struct active **pp = &j->active; *pp != NULL; pp = &(*pp)->next) {
-		struct active *a = *pp;
-		if (a->ref.v != d->ref.v) {
-			continue;
+	for (struct job **pp = &j->active; *pp != NULL; pp = &(*pp)->anext) {
+		struct job *jb = *pp;
+		if (jb->mon.v == d->ref.v) {
+			struct kind *k = jb->kind;
+			*pp = jb->anext;
+			/* Stopped without a result, if it runs: a crash. */
+			actor_gone(cx, j, jb, d->reason,
+				   d->reason == TR_EXIT_INIT_FAILED
+					   ? "init failed"
+					   : "stopped without a result");
+			pump(cx, j, k);
+			return;
 		}
-		*pp = a->next;
-		struct kind *k = a->kind;
-		struct job *jb = table_find(j, a->id);
-		free(a);
-		k->active--;
-		if (jb != NULL && jb->state == TR_JOB_RUNNING) {
-			/* It stopped without a result: a crash. */
-			end_job(cx, j, jb, TR_JOB_FAILED, d->reason,
-				d->reason == TR_EXIT_INIT_FAILED
-					? "init failed"
-					: "stopped without a result");
-		}
-		pump(cx, j, k);
-		return;
 	}
 	/* Not a job's: a watcher of every job stopped. */
 	watcher_remove(cx, &j->all, d->who);
@@ -858,15 +857,10 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		return; /* never started: it has nothing */
 	}
 	while (j->active != NULL) {
-		struct active *a = j->active;
-		j->active = a->next;
-		(void)tr_stop(cx, a->pid, TR_EXIT_SHUTDOWN);
-		struct job *jb = table_find(j, a->id);
-		if (jb != NULL && jb->state == TR_JOB_RUNNING) {
-			end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_SHUTDOWN,
-				"the service stopped");
-		}
-		free(a);
+		struct job *jb = j->active;
+		j->active = jb->anext;
+		(void)tr_stop(cx, jb->worker, TR_EXIT_SHUTDOWN);
+		actor_gone(cx, j, jb, TR_EXIT_SHUTDOWN, "the service stopped");
 	}
 	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
 		struct kind *k = &j->boot->kinds[i];
