@@ -79,16 +79,13 @@ struct report {
 	char note[TR_JOB_NOTE_MAX];
 };
 
+/* Copies @src (NULL for none), truncated, and zeroes the rest: nothing
+ * of an older note stays behind the NUL. */
 static void
 note_copy(char *dst, const char *src)
 {
-	size_t n = 0;
-
-	if (src != NULL) {
-		n = strnlen(src, TR_JOB_NOTE_MAX - 1);
-		memcpy(dst, src, n);
-	}
-	memset(dst + n, 0, TR_JOB_NOTE_MAX - n);
+	memset(dst, 0, TR_JOB_NOTE_MAX);
+	snprintf(dst, TR_JOB_NOTE_MAX, "%s", src != NULL ? src : "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -187,8 +184,6 @@ fifo_remove(struct fifo *q, struct job *jb)
 	} else {
 		q->tail = jb->qprev;
 	}
-	jb->qnext = NULL;
-	jb->qprev = NULL;
 }
 
 static struct job *
@@ -204,14 +199,6 @@ table_find(const struct jobs *j, uint64_t id)
 		}
 	}
 	return NULL;
-}
-
-static void
-table_insert(struct jobs *j, struct job *jb)
-{
-	jb->node.hash = tr__hash_u64(jb->id);
-	tr__hash_grow(&j->tab);
-	tr__hash_link(&j->tab, &jb->node);
 }
 
 static void
@@ -369,15 +356,12 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 	} while (0)
 
 /* The event of @jb numbered @seq (struct tr_job_event and the result
- * bytes); NULL without memory. */
+ * bytes, which only a succeeded job has, so only its FINISHED carries
+ * them); NULL without memory. */
 static tr_job_event *
 event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 {
-	size_t rlen = 0;
-
-	if (event == TR_JOB_EV_FINISHED && jb->state == TR_JOB_SUCCEEDED) {
-		rlen = jb->result_len;
-	}
+	size_t rlen = jb->result_len;
 	tr_job_event *ev = calloc(1, sizeof(*ev) + rlen);
 	if (ev == NULL) {
 		return NULL;
@@ -580,7 +564,9 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	jb->kind = k;
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
-	table_insert(j, jb);
+	jb->node.hash = tr__hash_u64(jb->id);
+	tr__hash_grow(&j->tab);
+	tr__hash_link(&j->tab, &jb->node);
 	j->by_state[TR_JOB_QUEUED]++;
 	/* The reply before the first event: a requester that watches the
 	 * job knows its id when the events come (one sender, in order). */
@@ -807,6 +793,7 @@ static const struct handler {
 	bool fam;    /* the head counts the bytes after it */
 	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
 } handlers[] = {
+	{ MSG_START, 0, true, on_start },
 	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
 	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
@@ -825,10 +812,6 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	/* The start is the first message (see boot.h), and only the first. */
 	if ((m->type == MSG_START) == (j->boot != NULL)) {
 		unhandled(cx, j, m);
-		return;
-	}
-	if (m->type == MSG_START) {
-		on_start(cx, j, m);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
@@ -943,89 +926,75 @@ const char *
 tr_job_state_name(int state)
 {
 	static const char *const names[] = {
-		[TR_JOB_QUEUED] = "queued",
-		[TR_JOB_RUNNING] = "running",
-		[TR_JOB_SUCCEEDED] = "succeeded",
-		[TR_JOB_FAILED] = "failed",
-		[TR_JOB_CANCELLED] = "cancelled",
-		[TR_JOB_TIMED_OUT] = "timed out",
+		"?",      "queued",    "running",   "succeeded",
+		"failed", "cancelled", "timed out",
 	};
 
-	if (state < TR_JOB_QUEUED || state > TR_JOB_TIMED_OUT) {
-		return "?";
-	}
-	return names[state];
+	return state >= TR_JOB_QUEUED && state <= TR_JOB_TIMED_OUT
+		       ? names[state]
+		       : "?";
 }
 
 /* ---- inside job actors -------------------------------------------------- */
 
-static bool
-is_job(const tr_job *job)
-{
-	return job->id != 0 && !tr_pid_is_none(job->service);
-}
-
-/* Sends @job's service a report, with @len bytes of @data after it. */
+/*
+ * Sends @job's service a report, with @len bytes of @data after it. An
+ * end (@state final) spends @job, so that a second report is TR_ESTATE,
+ * and stops the calling actor: when the report could not be sent, the
+ * service sees that stop as a failed job.
+ */
 static tr_err
-report(tr_ctx *cx, const tr_job *job, uint32_t state, uint32_t percent,
+report(tr_ctx *cx, tr_job *job, uint32_t state, uint32_t percent,
        const char *note, const void *data, size_t len)
 {
+	if (cx == NULL || job == NULL || percent > 100 ||
+	    (data == NULL && len > 0)) {
+		return TR_EINVAL;
+	}
+	if (job->id == 0 || tr_pid_is_none(job->service)) {
+		return TR_ESTATE; /* zeroed: no job */
+	}
 	struct report *r = len <= SIZE_MAX - sizeof(*r)
 				   ? calloc(1, sizeof(*r) + len)
 				   : NULL;
-
-	if (r == NULL) {
-		return len > SIZE_MAX - sizeof(*r) ? TR_EMSGSIZE : TR_ENOMEM;
+	tr_err err = len > SIZE_MAX - sizeof(*r) ? TR_EMSGSIZE : TR_ENOMEM;
+	if (r != NULL) {
+		r->id = job->id;
+		r->state = state;
+		r->percent = percent;
+		note_copy(r->note, note);
+		if (len > 0) {
+			memcpy(r + 1, data, len);
+		}
+		err = tr_send_ptr(cx, job->service, MSG_REPORT, r,
+				  sizeof(*r) + len, free);
 	}
-	r->id = job->id;
-	r->state = state;
-	r->percent = percent;
-	note_copy(r->note, note);
-	if (len > 0) {
-		memcpy(r + 1, data, len);
+	if (is_final(state)) {
+		*job = (tr_job){ 0 };
+		tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
 	}
-	return tr_send_ptr(cx, job->service, MSG_REPORT, r, sizeof(*r) + len,
-			   free);
+	return err;
 }
 
 tr_err
 tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 		const char *note)
 {
-	if (cx == NULL || job == NULL || percent > 100) {
-		return TR_EINVAL;
-	}
-	if (!is_job(job)) {
-		return TR_ESTATE;
-	}
-	return report(cx, job, TR_JOB_RUNNING, percent, note, NULL, 0);
-}
+	/* A progress report leaves the job as it is. */
+	tr_job copy = job != NULL ? *job : (tr_job){ 0 };
 
-static tr_err
-job_end(tr_ctx *cx, tr_job *job, uint32_t state, const char *note,
-	const void *data, size_t len)
-{
-	if (cx == NULL || job == NULL || (data == NULL && len > 0)) {
-		return TR_EINVAL;
-	}
-	if (!is_job(job)) {
-		return TR_ESTATE;
-	}
-	tr_err err = report(cx, job, state, 0, note, data, len);
-	*job = (tr_job){ 0 }; /* spent: a second report is TR_ESTATE */
-	/* Unreported, the stop is what the service sees: a failed job. */
-	tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
-	return err;
+	return report(cx, job != NULL ? &copy : NULL, TR_JOB_RUNNING, percent,
+		      note, NULL, 0);
 }
 
 tr_err
 tr_job_complete(tr_ctx *cx, tr_job *job, const void *data, size_t len)
 {
-	return job_end(cx, job, TR_JOB_SUCCEEDED, NULL, data, len);
+	return report(cx, job, TR_JOB_SUCCEEDED, 0, NULL, data, len);
 }
 
 tr_err
 tr_job_fail(tr_ctx *cx, tr_job *job, const char *reason)
 {
-	return job_end(cx, job, TR_JOB_FAILED, reason, NULL, 0);
+	return report(cx, job, TR_JOB_FAILED, 0, reason, NULL, 0);
 }
