@@ -257,7 +257,8 @@ is_final(uint32_t state)
 
 /*
  * Moves @jb to @to if the diagram allows it. Every change of state goes
- * through here, which is where a persistent store writes the record.
+ * through here, which is where a persistent store writes the record. A
+ * record that leaves TR_JOB_QUEUED leaves its kind's queue here too.
  */
 static bool
 job_transition(struct jobs *j, struct job *jb, uint32_t to)
@@ -271,6 +272,9 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 
 	if (!ok) {
 		return false;
+	}
+	if (jb->state == TR_JOB_QUEUED) {
+		fifo_remove(&jb->kind->queue, jb);
 	}
 	j->by_state[jb->state]--;
 	j->by_state[to]++;
@@ -339,8 +343,8 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 }
 
 /* The fields that struct tr_job_event and struct tr_job_status share,
- * from @jb, with @rlen bytes of its result. */
-#define JOB_FILL(dst, jb, rlen)                                                \
+ * from @jb, its result included; @dst has room for it. */
+#define JOB_FILL(dst, jb)                                                      \
 	do {                                                                   \
 		(dst)->id = (jb)->id;                                          \
 		(dst)->state = (jb)->state;                                    \
@@ -349,9 +353,10 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 		(dst)->worker = (jb)->worker;                                  \
 		memcpy((dst)->kind, (jb)->kind->name, sizeof((dst)->kind));    \
 		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
-		(dst)->result_size = (rlen);                                   \
-		if ((rlen) > 0) {                                              \
-			memcpy((dst)->result, (jb)->done + 1, (rlen));         \
+		(dst)->result_size = (jb)->result_len;                         \
+		if ((jb)->result_len > 0) {                                    \
+			memcpy((dst)->result, (jb)->done + 1,                  \
+			       (jb)->result_len);                              \
 		}                                                              \
 	} while (0)
 
@@ -361,15 +366,14 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 static tr_job_event *
 event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 {
-	size_t rlen = jb->result_len;
-	tr_job_event *ev = calloc(1, sizeof(*ev) + rlen);
+	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->result_len);
 	if (ev == NULL) {
 		return NULL;
 	}
 	ev->seq = seq;
 	ev->event = event;
-	JOB_FILL(ev, jb, rlen);
-	*len = sizeof(*ev) + rlen;
+	JOB_FILL(ev, jb);
+	*len = sizeof(*ev) + jb->result_len;
 	return ev;
 }
 
@@ -433,8 +437,8 @@ stop_running(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	end_job(cx, j, jb, to, reason, note);
 }
 
-/* Starts @jb, taken out of its kind's queue; on an error it stays
- * TR_JOB_QUEUED for the caller to end. */
+/* Starts @jb, the head of its kind's queue; on an error it stays
+ * there, TR_JOB_QUEUED, for the caller to end. */
 static tr_err
 start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 {
@@ -481,7 +485,6 @@ pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
 	while (k->active < k->max && k->queue.head != NULL) {
 		struct job *jb = k->queue.head;
-		fifo_remove(&k->queue, jb);
 		tr_err err = start(cx, j, k, jb);
 		if (err < 0) {
 			char note[TR_JOB_NOTE_MAX];
@@ -538,13 +541,11 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		unhandled(cx, j, m);
 		return;
 	}
-	if (tr_pid_node(rq->watcher) != 0) {
-		answer(cx, m, TR_EINVAL, 0);
-		return;
-	}
 	struct kind *k = kind_find(j->boot, rq->kind);
-	if (k == NULL) {
-		answer(cx, m, TR_ENOENT, 0);
+	if (k == NULL || tr_pid_node(rq->watcher) != 0) {
+		answer(cx, m,
+		       tr_pid_node(rq->watcher) != 0 ? TR_EINVAL : TR_ENOENT,
+		       0);
 		return;
 	}
 	/* The start message is made now, so the payload is copied once. */
@@ -592,7 +593,6 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	if (jb->state == TR_JOB_QUEUED) {
-		fifo_remove(&jb->kind->queue, jb);
 		end_job(cx, j, jb, TR_JOB_CANCELLED, 0, "cancelled");
 	} else {
 		stop_running(cx, j, jb, TR_JOB_CANCELLED,
@@ -607,17 +607,13 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	const tr_jobs_job_req *rq = m->data;
 
 	struct job *jb = table_find(j, rq->id);
-	if (jb == NULL) {
-		answer(cx, m, TR_ENOENT, rq->id);
-		return;
-	}
-	size_t size = sizeof(tr_job_status) + jb->result_len;
-	tr_job_status *st = calloc(1, size);
+	size_t size = sizeof(tr_job_status) + (jb != NULL ? jb->result_len : 0);
+	tr_job_status *st = jb != NULL ? calloc(1, size) : NULL;
 	if (st == NULL) {
-		answer(cx, m, TR_ENOMEM, rq->id);
+		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ENOMEM, rq->id);
 		return;
 	}
-	JOB_FILL(st, jb, jb->result_len);
+	JOB_FILL(st, jb);
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
 }
 
@@ -848,9 +844,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
 		struct kind *k = &j->boot->kinds[i];
 		while (k->queue.head != NULL) {
-			struct job *jb = k->queue.head;
-			fifo_remove(&k->queue, jb);
-			end_job(cx, j, jb, TR_JOB_FAILED, 0,
+			end_job(cx, j, k->queue.head, TR_JOB_FAILED, 0,
 				"the service stopped");
 		}
 	}
