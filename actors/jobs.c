@@ -417,6 +417,13 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	}
 	jb->exit_reason = reason;
 	note_copy(jb->note, note);
+	if (to == TR_JOB_CANCELLED || to == TR_JOB_TIMED_OUT) {
+		/* The service's decision stops the job's actor (none for a
+		 * queued job: TR_PID_NONE). The stop overtakes its queue; a
+		 * complete it sends meanwhile finds the job final and is
+		 * ignored. */
+		(void)tr_stop(cx, jb->worker, reason);
+	}
 	/* Harmless on a timer that fired, and on none (zero). */
 	(void)tr_timer_cancel(cx, jb->timer);
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
@@ -424,17 +431,6 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	free(jb->start);
 	jb->start = NULL;
 	table_finished(j, jb);
-}
-
-/* Ends a running job by the service's decision and stops its actor. */
-static void
-stop_running(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
-	     int32_t reason, const char *note)
-{
-	/* The stop overtakes its queue; a complete it sends meanwhile finds
-	 * the job final and is ignored. */
-	(void)tr_stop(cx, jb->worker, reason);
-	end_job(cx, j, jb, to, reason, note);
 }
 
 /* Starts @jb, the head of its kind's queue; on an error it stays
@@ -456,12 +452,9 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	j->active = jb;
 	k->active++;
 	/* Its first message; the runtime frees it on every path. */
-	tr_job_start *js = jb->start;
+	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start,
+			  sizeof(*jb->start) + jb->start->payload_size, free);
 	jb->start = NULL;
-	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
-	memcpy(js->kind, k->name, sizeof(js->kind));
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js,
-			  sizeof(*js) + js->payload_size, free);
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
 		return err;
@@ -548,7 +541,8 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		       0);
 		return;
 	}
-	/* The start message is made now, so the payload is copied once. */
+	/* The start message is made whole now, so the payload is copied
+	 * once. */
 	size_t size = sizeof(tr_job_start) + rq->payload_size;
 	struct job *jb = calloc(1, sizeof(*jb));
 	tr_job_start *js = calloc(1, size);
@@ -558,10 +552,12 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_ENOMEM, 0);
 		return;
 	}
+	jb->id = ++j->next_id;
+	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
+	memcpy(js->kind, k->name, sizeof(js->kind));
 	js->payload_size = rq->payload_size;
 	memcpy(js->payload, rq->payload, rq->payload_size);
 	jb->start = js;
-	jb->id = ++j->next_id;
 	jb->kind = k;
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
@@ -592,12 +588,9 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE, rq->id);
 		return;
 	}
-	if (jb->state == TR_JOB_QUEUED) {
-		end_job(cx, j, jb, TR_JOB_CANCELLED, 0, "cancelled");
-	} else {
-		stop_running(cx, j, jb, TR_JOB_CANCELLED,
-			     TR_JOBS_EXIT_CANCELLED, "cancelled");
-	}
+	end_job(cx, j, jb, TR_JOB_CANCELLED,
+		jb->state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED : 0,
+		"cancelled");
 	answer(cx, m, TR_OK, rq->id);
 }
 
@@ -708,12 +701,12 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		unhandled(cx, j, m);
 		return;
 	}
+	/* A tick from a timer cancelled too late finds the job final. */
 	struct job *jb = table_find(j, *id);
-	if (jb == NULL || jb->state != TR_JOB_RUNNING) {
-		return; /* a tick from a timer cancelled too late */
+	if (jb != NULL) {
+		end_job(cx, j, jb, TR_JOB_TIMED_OUT, TR_JOBS_EXIT_TIMEOUT,
+			"timed out");
 	}
-	stop_running(cx, j, jb, TR_JOB_TIMED_OUT, TR_JOBS_EXIT_TIMEOUT,
-		     "timed out");
 }
 
 /* The actor of @jb is gone (@reason), its record out of the active
