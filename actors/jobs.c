@@ -9,10 +9,11 @@
  *
  *   The job table  records by id in a hash table, the finished ones in
  *                  a FIFO for eviction. table_*() are the only functions
- *                  that create, find or drop records.
+ *                  that put records in the table, find or drop them.
  *   The state      job_transition() is the one place a job's state
  *   machine        changes: it checks the move against the diagram in the
- *                  header and keeps the per-state counters.
+ *                  header, takes a job that leaves TR_JOB_QUEUED out of
+ *                  its kind's queue and keeps the per-state counters.
  *   The service    the handler: requests (submit, cancel, status, watch,
  *                  stats), reports from job actors, timeouts and DOWNs.
  *                  It starts job actors (monitored), arms timeouts,
@@ -46,8 +47,9 @@
  * - a record is in the active list (anext) exactly while its actor
  *   exists; one that the table drops meanwhile has id 0 and waits there
  *   for the DOWN, which frees it;
- * - a record with a final state is in the finished FIFO, has no
- *   watchers, no start message and no timer.
+ * - a record with a final state is in the finished FIFO (or, dropped
+ *   from the table, in the active list only), has no watchers, no start
+ *   message and no timer.
  */
 #include <troupe/actors/jobs.h>
 
@@ -199,6 +201,14 @@ table_find(const struct jobs *j, uint64_t id)
 		}
 	}
 	return NULL;
+}
+
+static void
+table_insert(struct jobs *j, struct job *jb)
+{
+	jb->node.hash = tr__hash_u64(jb->id);
+	tr__hash_grow(&j->tab);
+	tr__hash_link(&j->tab, &jb->node);
 }
 
 static void
@@ -561,9 +571,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	jb->kind = k;
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
-	jb->node.hash = tr__hash_u64(jb->id);
-	tr__hash_grow(&j->tab);
-	tr__hash_link(&j->tab, &jb->node);
+	table_insert(j, jb);
 	j->by_state[TR_JOB_QUEUED]++;
 	/* The reply before the first event: a requester that watches the
 	 * job knows its id when the events come (one sender, in order). */
