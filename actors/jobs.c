@@ -345,9 +345,11 @@ watcher_remove(tr_ctx *cx, struct watcher **list, tr_pid pid)
 }
 
 static void
-event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
+event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 {
-	if (tr_send(cx, to, TR_MSG_JOB_EVENT, buf, len) == TR_EFULL) {
+	size_t len = sizeof(*ev) + ev->result_size;
+
+	if (tr_send(cx, to, TR_MSG_JOB_EVENT, ev, len) == TR_EFULL) {
 		j->events_dropped++;
 	}
 }
@@ -370,20 +372,19 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 		}                                                              \
 	} while (0)
 
-/* The event of @jb numbered @seq (struct tr_job_event and the result
- * bytes, which only a succeeded job has, so only its FINISHED carries
- * them); NULL without memory. */
+/* The job's latest event, numbered jb->seq (struct tr_job_event and the
+ * result bytes, which only a succeeded job has, so only its FINISHED
+ * carries them); NULL without memory. */
 static tr_job_event *
-event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
+event_make(const struct job *jb, uint32_t event)
 {
 	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->result_len);
 	if (ev == NULL) {
 		return NULL;
 	}
-	ev->seq = seq;
+	ev->seq = jb->seq;
 	ev->event = event;
 	JOB_FILL(ev, jb);
-	*len = sizeof(*ev) + jb->result_len;
 	return ev;
 }
 
@@ -391,24 +392,22 @@ event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 static void
 emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 {
-	size_t len;
-	uint32_t seq = ++jb->seq;
-
+	jb->seq++;
 	if (jb->watchers == NULL && j->all == NULL) {
 		return;
 	}
-	tr_job_event *ev = event_make(jb, event, seq, &len);
+	tr_job_event *ev = event_make(jb, event);
 	if (ev == NULL) {
 		/* Best effort, as documented: the gap in seq shows it. */
 		j->events_dropped++;
 		return;
 	}
 	for (struct watcher *w = jb->watchers; w != NULL; w = w->next) {
-		event_send(cx, j, w->pid, ev, len);
+		event_send(cx, j, w->pid, ev);
 	}
 	for (struct watcher *w = j->all; w != NULL; w = w->next) {
 		if (!has_watcher(jb->watchers, w->pid)) {
-			event_send(cx, j, w->pid, ev, len);
+			event_send(cx, j, w->pid, ev);
 		}
 	}
 	free(ev);
@@ -627,7 +626,6 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 				: jb != NULL ? &jb->watchers
 					     : NULL;
 	tr_job_event *ev = NULL;
-	size_t len;
 	tr_err err = TR_OK;
 
 	if (tr_pid_is_none(rq->pid) || tr_pid_node(rq->pid) != 0) {
@@ -642,12 +640,12 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		err = watcher_add(cx, list, rq->pid, jb == NULL);
 	} else {
 		/* It already happened: repeat the last event to this one. */
-		ev = event_make(jb, TR_JOB_EV_FINISHED, jb->seq, &len);
+		ev = event_make(jb, TR_JOB_EV_FINISHED);
 		err = ev != NULL ? TR_OK : TR_ENOMEM;
 	}
 	answer(cx, m, err, rq->id);
 	if (ev != NULL) {
-		event_send(cx, j, rq->pid, ev, len);
+		event_send(cx, j, rq->pid, ev);
 		free(ev);
 	}
 }
