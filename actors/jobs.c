@@ -688,9 +688,9 @@ on_report(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		note_copy(jb->note, r->note);
 		emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 	} else if (r->state == TR_JOB_SUCCEEDED) {
-		/* The record keeps the report: the result is in it. */
-		jb->done = tr_msg_take_ptr(cx, m);
+		/* The record keeps the report if a result follows it. */
 		jb->result_len = m->size - sizeof(*r);
+		jb->done = jb->result_len > 0 ? tr_msg_take_ptr(cx, m) : NULL;
 		jb->progress = 100;
 		end_job(cx, j, jb, TR_JOB_SUCCEEDED, TR_EXIT_NORMAL, NULL);
 	} else {
