@@ -9,10 +9,11 @@
  *
  *   The job table  records by id in a hash table, the finished ones in
  *                  a FIFO for eviction. table_*() are the only functions
- *                  that create, find or drop records.
+ *                  that put records in the table, find or drop them.
  *   The state      job_transition() is the one place a job's state
  *   machine        changes: it checks the move against the diagram in the
- *                  header and keeps the per-state counters.
+ *                  header, takes a job that leaves TR_JOB_QUEUED out of
+ *                  its kind's queue and keeps the per-state counters.
  *   The service    the handler: requests (submit, cancel, status, watch,
  *                  stats), reports from job actors, timeouts and DOWNs.
  *                  It starts job actors (monitored), arms timeouts,
@@ -43,8 +44,12 @@
  * - a record in TR_JOB_QUEUED is in its kind's queue exactly once;
  * - kind->active counts the kind's job actors that exist (spawned, DOWN
  *   not handled yet); it never exceeds kind->max;
- * - a record with a final state is in the finished FIFO, has no
- *   watchers, no start message and no timer.
+ * - a record is in the active list (anext) exactly while its actor
+ *   exists; one that the table drops meanwhile has id 0 and waits there
+ *   for the DOWN, which frees it;
+ * - a record with a final state is in the finished FIFO (or, dropped
+ *   from the table, in the active list only), has no watchers, no start
+ *   message and no timer.
  */
 #include <troupe/actors/jobs.h>
 
@@ -59,31 +64,30 @@
 #include <string.h>
 
 /* The service's own messages (the header keeps 0x80 and up private). */
-#define MSG_START    (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
-#define MSG_DONE     (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
-#define MSG_PROGRESS (TR_MSG_JOBS_BASE + 0x82u) /* struct report */
-#define MSG_TIMEOUT  (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
+#define MSG_START   (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
+#define MSG_REPORT  (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
+#define MSG_TIMEOUT (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
 
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
 
-/* What a job actor sends (tr_job_*()). */
+/* What a job actor sends (tr_job_*()), in a pointer message: progress
+ * (state TR_JOB_RUNNING) or the end (TR_JOB_SUCCEEDED, with the result
+ * bytes after it, or TR_JOB_FAILED). */
 struct report {
 	uint64_t id;
-	uint32_t value; /* MSG_DONE: whether it succeeded; else the percent */
+	uint32_t state;
+	uint32_t percent;
 	char note[TR_JOB_NOTE_MAX];
 };
 
+/* Copies @src (NULL for none), truncated, and zeroes the rest: nothing
+ * of an older note stays behind the NUL. */
 static void
 note_copy(char *dst, const char *src)
 {
-	size_t n = 0;
-
-	if (src != NULL) {
-		n = strnlen(src, TR_JOB_NOTE_MAX - 1);
-		memcpy(dst, src, n);
-	}
-	memset(dst + n, 0, TR_JOB_NOTE_MAX - n);
+	memset(dst, 0, TR_JOB_NOTE_MAX);
+	snprintf(dst, TR_JOB_NOTE_MAX, "%s", src != NULL ? src : "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -114,6 +118,8 @@ struct job {
 	struct tr__hnode node; /* first: the table's; node.hash of the id */
 	struct job *qnext;     /* kind queue, then finished FIFO */
 	struct job *qprev;
+	struct job *anext; /* records whose actor exists (its DOWN to come) */
+	tr_ref mon;        /* that actor's monitor; zero without one */
 	uint64_t id;
 	struct kind *kind;
 	uint32_t state;
@@ -122,23 +128,12 @@ struct job {
 	int32_t exit_reason;
 	tr_pid worker;
 	uint64_t timeout_ms;
-	tr_timer_id timer;
-	bool has_timer;
+	tr_timer_id timer;   /* zero when none was armed */
 	tr_job_start *start; /* the job actor's first message, until then */
-	size_t start_size;
-	void *result;
+	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
 	size_t result_len;
 	struct watcher *watchers;
 	char note[TR_JOB_NOTE_MAX];
-};
-
-/* A job actor that exists: its slot is held until its DOWN. */
-struct active {
-	struct active *next;
-	tr_pid pid;
-	tr_ref ref;
-	uint64_t id;
-	struct kind *kind;
 };
 
 /* What the service starts with: the payload of its MSG_START. */
@@ -154,9 +149,8 @@ struct jobs {
 	/* The table. */
 	struct tr__htab tab;
 	struct fifo finished;
-	size_t nfinished;
 	/* The running part. */
-	struct active *active;
+	struct job *active; /* through anext */
 	struct watcher *all;
 	/* Counters of struct tr_jobs_stats. */
 	uint64_t by_state[TR_JOB_TIMED_OUT + 1];
@@ -192,8 +186,6 @@ fifo_remove(struct fifo *q, struct job *jb)
 	} else {
 		q->tail = jb->qprev;
 	}
-	jb->qnext = NULL;
-	jb->qprev = NULL;
 }
 
 static struct job *
@@ -234,7 +226,7 @@ job_free(struct job *jb)
 {
 	watchers_clear(&jb->watchers);
 	free(jb->start);
-	free(jb->result);
+	free(jb->done);
 	free(jb);
 }
 
@@ -244,18 +236,24 @@ job_free_node(struct tr__hnode *n)
 	job_free((struct job *)n); /* the node is first */
 }
 
-/* Keeps a finished record; drops the oldest beyond the limit. */
+/* Keeps a finished record; drops the oldest beyond the limit. The
+ * finished records are those of the table that are neither queued nor
+ * running. */
 static void
 table_finished(struct jobs *j, struct job *jb)
 {
 	fifo_push(&j->finished, jb);
-	j->nfinished++;
-	while (j->nfinished > j->boot->max_finished) {
+	while (j->tab.count - j->by_state[TR_JOB_QUEUED] -
+		       j->by_state[TR_JOB_RUNNING] >
+	       j->boot->max_finished) {
 		struct job *old = j->finished.head;
 		fifo_remove(&j->finished, old);
-		j->nfinished--;
 		tr__hash_unlink(&j->tab, &old->node);
-		job_free(old);
+		if (old->mon.v != 0) {
+			old->id = 0; /* out of the table; freed at its DOWN */
+		} else {
+			job_free(old);
+		}
 	}
 }
 
@@ -269,27 +267,24 @@ is_final(uint32_t state)
 
 /*
  * Moves @jb to @to if the diagram allows it. Every change of state goes
- * through here, which is where a persistent store writes the record.
+ * through here, which is where a persistent store writes the record. A
+ * record that leaves TR_JOB_QUEUED leaves its kind's queue here too.
  */
 static bool
 job_transition(struct jobs *j, struct job *jb, uint32_t to)
 {
-	bool ok;
+	/* A queued job starts, is cancelled or fails (it could not be
+	 * started); a running one ends any way; a final state stays. */
+	bool ok = jb->state == TR_JOB_QUEUED
+			  ? to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
+				    to == TR_JOB_FAILED
+			  : jb->state == TR_JOB_RUNNING && is_final(to);
 
-	switch (jb->state) {
-	case TR_JOB_QUEUED:
-		ok = to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
-		     to == TR_JOB_FAILED; /* it could not be started */
-		break;
-	case TR_JOB_RUNNING:
-		ok = is_final(to);
-		break;
-	default:
-		ok = false;
-		break;
-	}
 	if (!ok) {
 		return false;
+	}
+	if (jb->state == TR_JOB_QUEUED) {
+		fifo_remove(&jb->kind->queue, jb);
 	}
 	j->by_state[jb->state]--;
 	j->by_state[to]++;
@@ -310,52 +305,58 @@ has_watcher(const struct watcher *w, tr_pid pid)
 	return false;
 }
 
+/* Adds @pid to @list unless it is there; a watcher of every job is
+ * monitored (@monitor), to be dropped when it stops. */
 static tr_err
-watcher_add(struct watcher **list, tr_pid pid, tr_ref ref)
+watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 {
 	if (has_watcher(*list, pid)) {
-		return TR_EEXIST;
+		return TR_OK;
 	}
-	struct watcher *w = malloc(sizeof(*w));
+	struct watcher *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		return TR_ENOMEM;
 	}
+	tr_err err = monitor ? tr_monitor(cx, pid, &w->ref) : TR_OK;
+	if (err < 0) {
+		free(w);
+		return err;
+	}
 	w->pid = pid;
-	w->ref = ref;
 	w->next = *list;
 	*list = w;
 	return TR_OK;
 }
 
-/* Removes @pid; returns the removed entry's ref through @ref. */
-static bool
-watcher_remove(struct watcher **list, tr_pid pid, tr_ref *ref)
+/* Removes @pid from @list, if it is there. Its monitor goes too: a
+ * demonitor of none (zero) or of one that fired is harmless. */
+static void
+watcher_remove(tr_ctx *cx, struct watcher **list, tr_pid pid)
 {
 	for (struct watcher **pp = list; *pp != NULL; pp = &(*pp)->next) {
 		struct watcher *w = *pp;
 		if (tr_pid_eq(w->pid, pid)) {
 			*pp = w->next;
-			if (ref != NULL) {
-				*ref = w->ref;
-			}
+			(void)tr_demonitor(cx, w->ref);
 			free(w);
-			return true;
+			return;
 		}
 	}
-	return false;
 }
 
 static void
-event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
+event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 {
-	if (tr_send(cx, to, TR_MSG_JOB_EVENT, buf, len) == TR_EFULL) {
+	size_t len = sizeof(*ev) + ev->result_size;
+
+	if (tr_send(cx, to, TR_MSG_JOB_EVENT, ev, len) == TR_EFULL) {
 		j->events_dropped++;
 	}
 }
 
 /* The fields that struct tr_job_event and struct tr_job_status share,
- * from @jb, with @rlen bytes of its result. */
-#define JOB_FILL(dst, jb, rlen)                                                \
+ * from @jb, its result included; @dst has room for it. */
+#define JOB_FILL(dst, jb)                                                      \
 	do {                                                                   \
 		(dst)->id = (jb)->id;                                          \
 		(dst)->state = (jb)->state;                                    \
@@ -364,30 +365,26 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const void *buf, size_t len)
 		(dst)->worker = (jb)->worker;                                  \
 		memcpy((dst)->kind, (jb)->kind->name, sizeof((dst)->kind));    \
 		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
-		(dst)->result_size = (rlen);                                   \
-		if ((rlen) > 0) {                                              \
-			memcpy((dst)->result, (jb)->result, (rlen));           \
+		(dst)->result_size = (jb)->result_len;                         \
+		if ((jb)->result_len > 0) {                                    \
+			memcpy((dst)->result, (jb)->done + 1,                  \
+			       (jb)->result_len);                              \
 		}                                                              \
 	} while (0)
 
-/* The event of @jb numbered @seq (struct tr_job_event and the result
- * bytes); NULL without memory. */
+/* The job's latest event, numbered jb->seq (struct tr_job_event and the
+ * result bytes, which only a succeeded job has, so only its FINISHED
+ * carries them); NULL without memory. */
 static tr_job_event *
-event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
+event_make(const struct job *jb, uint32_t event)
 {
-	size_t rlen = 0;
-
-	if (event == TR_JOB_EV_FINISHED && jb->state == TR_JOB_SUCCEEDED) {
-		rlen = jb->result_len;
-	}
-	tr_job_event *ev = calloc(1, sizeof(*ev) + rlen);
+	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->result_len);
 	if (ev == NULL) {
 		return NULL;
 	}
-	ev->seq = seq;
+	ev->seq = jb->seq;
 	ev->event = event;
-	JOB_FILL(ev, jb, rlen);
-	*len = sizeof(*ev) + rlen;
+	JOB_FILL(ev, jb);
 	return ev;
 }
 
@@ -395,24 +392,22 @@ event_make(const struct job *jb, uint32_t event, uint32_t seq, size_t *len)
 static void
 emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 {
-	size_t len;
-	uint32_t seq = ++jb->seq;
-
+	jb->seq++;
 	if (jb->watchers == NULL && j->all == NULL) {
 		return;
 	}
-	tr_job_event *ev = event_make(jb, event, seq, &len);
+	tr_job_event *ev = event_make(jb, event);
 	if (ev == NULL) {
 		/* Best effort, as documented: the gap in seq shows it. */
 		j->events_dropped++;
 		return;
 	}
 	for (struct watcher *w = jb->watchers; w != NULL; w = w->next) {
-		event_send(cx, j, w->pid, ev, len);
+		event_send(cx, j, w->pid, ev);
 	}
 	for (struct watcher *w = j->all; w != NULL; w = w->next) {
 		if (!has_watcher(jb->watchers, w->pid)) {
-			event_send(cx, j, w->pid, ev, len);
+			event_send(cx, j, w->pid, ev);
 		}
 	}
 	free(ev);
@@ -431,10 +426,15 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	}
 	jb->exit_reason = reason;
 	note_copy(jb->note, note);
-	if (jb->has_timer) {
-		(void)tr_timer_cancel(cx, jb->timer);
-		jb->has_timer = false;
+	if (to == TR_JOB_CANCELLED || to == TR_JOB_TIMED_OUT) {
+		/* The service's decision stops the job's actor (none for a
+		 * queued job: TR_PID_NONE). The stop overtakes its queue; a
+		 * complete it sends meanwhile finds the job final and is
+		 * ignored. */
+		(void)tr_stop(cx, jb->worker, reason);
 	}
+	/* Harmless on a timer that fired, and on none (zero). */
+	(void)tr_timer_cancel(cx, jb->timer);
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
 	watchers_clear(&jb->watchers);
 	free(jb->start);
@@ -442,64 +442,31 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	table_finished(j, jb);
 }
 
-/* Ends a running job by the service's decision and stops its actor. */
-static void
-stop_running(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
-	     int32_t reason, const char *note)
-{
-	/* The stop overtakes its queue; a complete it sends meanwhile finds
-	 * the job final and is ignored. */
-	(void)tr_stop(cx, jb->worker, reason);
-	end_job(cx, j, jb, to, reason, note);
-}
-
-static void
-fail_start(tr_ctx *cx, struct jobs *j, struct job *jb, tr_err err)
-{
-	char note[TR_JOB_NOTE_MAX];
-
-	snprintf(note, sizeof(note), "could not start: %s", tr_err_name(err));
-	end_job(cx, j, jb, TR_JOB_FAILED, 0, note);
-}
-
-static void
+/* Starts @jb, the head of its kind's queue; on an error it stays
+ * there, TR_JOB_QUEUED, for the caller to end. */
+static tr_err
 start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 {
-	struct active *a = malloc(sizeof(*a));
 	tr_pid pid;
 	tr_ref ref;
 
-	if (a == NULL) {
-		fail_start(cx, j, jb, TR_ENOMEM);
-		return;
-	}
 	/* Monitored before it runs: even a failing init is seen. */
 	tr_err err = tr_spawn_monitor(cx, k->def, k->arg, &pid, &ref);
 	if (err < 0) {
-		free(a);
-		fail_start(cx, j, jb, err);
-		return;
+		return err;
 	}
-	/* The actor exists: it holds a slot until its DOWN. */
-	*a = (struct active){
-		.next = j->active,
-		.pid = pid,
-		.ref = ref,
-		.id = jb->id,
-		.kind = k,
-	};
-	j->active = a;
+	/* The actor exists: its record holds a slot until its DOWN. */
+	jb->mon = ref;
+	jb->anext = j->active;
+	j->active = jb;
 	k->active++;
 	/* Its first message; the runtime frees it on every path. */
-	tr_job_start *js = jb->start;
+	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start,
+			  sizeof(*jb->start) + jb->start->payload_size, free);
 	jb->start = NULL;
-	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
-	memcpy(js->kind, k->name, sizeof(js->kind));
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js, jb->start_size, free);
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
-		fail_start(cx, j, jb, err);
-		return;
+		return err;
 	}
 	jb->worker = pid;
 	(void)job_transition(j, jb, TR_JOB_RUNNING);
@@ -508,11 +475,10 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 		/* A timer that cannot be armed (no memory, the runtime
 		 * stopping) leaves the job without a limit rather than
 		 * failing a job that did nothing wrong. */
-		jb->has_timer =
-			tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
-				      sizeof(jb->id), jb->timeout_ms,
-				      &jb->timer) == TR_OK;
+		(void)tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
+				    sizeof(jb->id), jb->timeout_ms, &jb->timer);
 	}
+	return TR_OK;
 }
 
 /* Starts queued jobs of @k while it has free slots. */
@@ -521,8 +487,13 @@ pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
 	while (k->active < k->max && k->queue.head != NULL) {
 		struct job *jb = k->queue.head;
-		fifo_remove(&k->queue, jb);
-		start(cx, j, k, jb);
+		tr_err err = start(cx, j, k, jb);
+		if (err < 0) {
+			char note[TR_JOB_NOTE_MAX];
+			snprintf(note, sizeof(note), "could not start: %s",
+				 tr_err_name(err));
+			end_job(cx, j, jb, TR_JOB_FAILED, 0, note);
+		}
 	}
 }
 
@@ -552,11 +523,11 @@ unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 }
 
 static struct kind *
-kind_find(const struct jobs *j, const char *name)
+kind_find(struct boot *b, const char *name)
 {
-	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
-		if (strcmp(j->boot->kinds[i].name, name) == 0) {
-			return &j->boot->kinds[i];
+	for (uint32_t i = 0; i < b->nkinds; i++) {
+		if (strcmp(b->kinds[i].name, name) == 0) {
+			return &b->kinds[i];
 		}
 	}
 	return NULL;
@@ -572,16 +543,15 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		unhandled(cx, j, m);
 		return;
 	}
-	if (tr_pid_node(rq->watcher) != 0) {
-		answer(cx, m, TR_EINVAL, 0);
+	struct kind *k = kind_find(j->boot, rq->kind);
+	if (k == NULL || tr_pid_node(rq->watcher) != 0) {
+		answer(cx, m,
+		       tr_pid_node(rq->watcher) != 0 ? TR_EINVAL : TR_ENOENT,
+		       0);
 		return;
 	}
-	struct kind *k = kind_find(j, rq->kind);
-	if (k == NULL) {
-		answer(cx, m, TR_ENOENT, 0);
-		return;
-	}
-	/* The start message is made now, so the payload is copied once. */
+	/* The start message is made whole now, so the payload is copied
+	 * once. */
 	size_t size = sizeof(tr_job_start) + rq->payload_size;
 	struct job *jb = calloc(1, sizeof(*jb));
 	tr_job_start *js = calloc(1, size);
@@ -591,11 +561,12 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_ENOMEM, 0);
 		return;
 	}
+	jb->id = ++j->next_id;
+	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
+	memcpy(js->kind, k->name, sizeof(js->kind));
 	js->payload_size = rq->payload_size;
 	memcpy(js->payload, rq->payload, rq->payload_size);
 	jb->start = js;
-	jb->start_size = size;
-	jb->id = ++j->next_id;
 	jb->kind = k;
 	jb->timeout_ms = rq->timeout_ms;
 	jb->state = TR_JOB_QUEUED;
@@ -607,7 +578,7 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (!tr_pid_is_none(rq->watcher)) {
 		/* Without memory the watcher misses the events; the job
 		 * itself is not affected. */
-		(void)watcher_add(&jb->watchers, rq->watcher, (tr_ref){ 0 });
+		(void)watcher_add(cx, &jb->watchers, rq->watcher, false);
 	}
 	emit(cx, j, jb, TR_JOB_EV_QUEUED);
 	fifo_push(&k->queue, jb);
@@ -624,13 +595,9 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE, rq->id);
 		return;
 	}
-	if (jb->state == TR_JOB_QUEUED) {
-		fifo_remove(&jb->kind->queue, jb);
-		end_job(cx, j, jb, TR_JOB_CANCELLED, 0, "cancelled");
-	} else {
-		stop_running(cx, j, jb, TR_JOB_CANCELLED,
-			     TR_JOBS_EXIT_CANCELLED, "cancelled");
-	}
+	end_job(cx, j, jb, TR_JOB_CANCELLED,
+		jb->state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED : 0,
+		"cancelled");
 	answer(cx, m, TR_OK, rq->id);
 }
 
@@ -640,82 +607,45 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	const tr_jobs_job_req *rq = m->data;
 
 	struct job *jb = table_find(j, rq->id);
-	if (jb == NULL) {
-		answer(cx, m, TR_ENOENT, rq->id);
-		return;
-	}
-	size_t size = sizeof(tr_job_status) + jb->result_len;
-	tr_job_status *st = calloc(1, size);
+	size_t size = sizeof(tr_job_status) + (jb != NULL ? jb->result_len : 0);
+	tr_job_status *st = jb != NULL ? calloc(1, size) : NULL;
 	if (st == NULL) {
-		answer(cx, m, TR_ENOMEM, rq->id);
+		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ENOMEM, rq->id);
 		return;
 	}
-	JOB_FILL(st, jb, jb->result_len);
+	JOB_FILL(st, jb);
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
-}
-
-/* Watching every job: the watcher is monitored, to drop it on DOWN. */
-static tr_err
-watch_all(tr_ctx *cx, struct jobs *j, tr_pid pid, bool on)
-{
-	tr_ref ref;
-
-	if (!on) {
-		if (watcher_remove(&j->all, pid, &ref)) {
-			(void)tr_demonitor(cx, ref);
-		}
-		return TR_OK;
-	}
-	if (has_watcher(j->all, pid)) {
-		return TR_OK;
-	}
-	tr_err err = tr_monitor(cx, pid, &ref);
-	if (err < 0) {
-		return err;
-	}
-	err = watcher_add(&j->all, pid, ref);
-	if (err < 0) {
-		(void)tr_demonitor(cx, ref);
-	}
-	return err;
 }
 
 static void
 on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_watch_req *rq = m->data;
+	struct job *jb = rq->id != 0 ? table_find(j, rq->id) : NULL;
+	struct watcher **list = rq->id == 0  ? &j->all
+				: jb != NULL ? &jb->watchers
+					     : NULL;
+	tr_job_event *ev = NULL;
+	tr_err err = TR_OK;
 
 	if (tr_pid_is_none(rq->pid) || tr_pid_node(rq->pid) != 0) {
-		answer(cx, m, TR_EINVAL, rq->id);
-		return;
-	}
-	if (rq->id == 0) {
-		answer(cx, m, watch_all(cx, j, rq->pid, rq->on), 0);
-		return;
-	}
-	struct job *jb = table_find(j, rq->id);
-	if (!rq->on) {
-		if (jb != NULL) {
-			(void)watcher_remove(&jb->watchers, rq->pid, NULL);
+		err = TR_EINVAL;
+	} else if (!rq->on) {
+		if (list != NULL) {
+			watcher_remove(cx, list, rq->pid);
 		}
-		answer(cx, m, TR_OK, rq->id);
-		return;
+	} else if (list == NULL) {
+		err = TR_ENOENT;
+	} else if (jb == NULL || !is_final(jb->state)) {
+		err = watcher_add(cx, list, rq->pid, jb == NULL);
+	} else {
+		/* It already happened: repeat the last event to this one. */
+		ev = event_make(jb, TR_JOB_EV_FINISHED);
+		err = ev != NULL ? TR_OK : TR_ENOMEM;
 	}
-	if (jb == NULL) {
-		answer(cx, m, TR_ENOENT, rq->id);
-		return;
-	}
-	if (!is_final(jb->state)) {
-		tr_err err = watcher_add(&jb->watchers, rq->pid, (tr_ref){ 0 });
-		answer(cx, m, err == TR_EEXIST ? TR_OK : err, rq->id);
-		return;
-	}
-	/* It already happened: repeat the last event to this one. */
-	size_t len;
-	tr_job_event *ev = event_make(jb, TR_JOB_EV_FINISHED, jb->seq, &len);
-	answer(cx, m, ev != NULL ? TR_OK : TR_ENOMEM, rq->id);
+	answer(cx, m, err, rq->id);
 	if (ev != NULL) {
-		event_send(cx, j, rq->pid, ev, len);
+		event_send(cx, j, rq->pid, ev);
 		free(ev);
 	}
 }
@@ -739,60 +669,33 @@ on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- reports, timeouts and DOWNs ---------------------------------------- */
 
-/* The running job @id whose actor sent @m; NULL for a late or stray
- * report (the job was cancelled or timed out, or a stranger sent it). */
-static struct job *
-reporter(const struct jobs *j, uint64_t id, const tr_msg *m)
+static void
+on_report(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	struct job *jb = table_find(j, id);
+	const struct report *r = m->data;
+	struct job *jb = table_find(j, r->id);
 
+	/* Believed only from the job's own actor while the job runs: a late
+	 * report (the job was cancelled or timed out) or a stranger's is
+	 * ignored, and so is one that tr_job_*() did not make. */
 	if (jb == NULL || jb->state != TR_JOB_RUNNING ||
-	    !tr_pid_eq(jb->worker, m->from)) {
-		return NULL;
-	}
-	return jb;
-}
-
-static void
-on_done(tr_ctx *cx, struct jobs *j, const tr_msg *m)
-{
-	const struct report *d = m->data;
-
-	struct job *jb = reporter(j, d->id, m);
-	if (jb == NULL) {
+	    !tr_pid_eq(jb->worker, m->from) || !(m->flags & TR_MSG_F_PTR) ||
+	    r->percent > 100) {
 		return;
 	}
-	size_t rlen = m->size - sizeof(*d);
-	if (d->value && rlen > 0) {
-		jb->result = malloc(rlen);
-		if (jb->result == NULL) {
-			/* Better a failed job than a result that lies. */
-			end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_NORMAL,
-				"no memory for the result");
-			return;
-		}
-		memcpy(jb->result, d + 1, rlen);
-		jb->result_len = rlen;
-	}
-	if (d->value) {
+	if (r->state == TR_JOB_RUNNING) {
+		jb->progress = r->percent;
+		note_copy(jb->note, r->note);
+		emit(cx, j, jb, TR_JOB_EV_PROGRESS);
+	} else if (r->state == TR_JOB_SUCCEEDED) {
+		/* The record keeps the report if a result follows it. */
+		jb->result_len = m->size - sizeof(*r);
+		jb->done = jb->result_len > 0 ? tr_msg_take_ptr(cx, m) : NULL;
 		jb->progress = 100;
+		end_job(cx, j, jb, TR_JOB_SUCCEEDED, TR_EXIT_NORMAL, NULL);
+	} else {
+		end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_NORMAL, r->note);
 	}
-	end_job(cx, j, jb, d->value ? TR_JOB_SUCCEEDED : TR_JOB_FAILED,
-		TR_EXIT_NORMAL, d->value ? NULL : d->note);
-}
-
-static void
-on_progress(tr_ctx *cx, struct jobs *j, const tr_msg *m)
-{
-	const struct report *p = m->data;
-
-	struct job *jb = reporter(j, p->id, m);
-	if (jb == NULL || p->value > 100) {
-		return;
-	}
-	jb->progress = p->value;
-	note_copy(jb->note, p->note);
-	emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 }
 
 static void
@@ -804,13 +707,27 @@ on_timeout(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		unhandled(cx, j, m);
 		return;
 	}
+	/* A tick from a timer cancelled too late finds the job final. */
 	struct job *jb = table_find(j, *id);
-	if (jb == NULL || jb->state != TR_JOB_RUNNING || !jb->has_timer) {
-		return; /* a tick from a timer cancelled too late */
+	if (jb != NULL) {
+		end_job(cx, j, jb, TR_JOB_TIMED_OUT, TR_JOBS_EXIT_TIMEOUT,
+			"timed out");
 	}
-	jb->has_timer = false;
-	stop_running(cx, j, jb, TR_JOB_TIMED_OUT, TR_JOBS_EXIT_TIMEOUT,
-		     "timed out");
+}
+
+/* The actor of @jb is gone (@reason), its record out of the active
+ * list: its slot is free, and a job still running has failed. */
+static void
+actor_gone(tr_ctx *cx, struct jobs *j, struct job *jb, int32_t reason,
+	   const char *note)
+{
+	jb->mon = (tr_ref){ 0 };
+	jb->kind->active--;
+	if (jb->id == 0) {
+		job_free(jb); /* dropped from the table meanwhile */
+	} else {
+		end_job(cx, j, jb, TR_JOB_FAILED, reason, note);
+	}
 }
 
 static void
@@ -818,32 +735,22 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_down *d = m->data;
 
-	for (struct active **pp = &j->active; *pp != NULL; pp = &(*pp)->next) {
-		struct active *a = *pp;
-		if (a->ref.v != d->ref.v) {
-			continue;
-		}
-		*pp = a->next;
-		struct kind *k = a->kind;
-		struct job *jb = table_find(j, a->id);
-		free(a);
-		k->active--;
-		if (jb != NULL && jb->state == TR_JOB_RUNNING) {
-			/* It stopped without a result: a crash. */
-			end_job(cx, j, jb, TR_JOB_FAILED, d->reason,
-				d->reason == TR_EXIT_INIT_FAILED
-					? "init failed"
-					: "stopped without a result");
-		}
-		pump(cx, j, k);
-		return;
-	}
-	for (struct watcher *w = j->all; w != NULL; w = w->next) {
-		if (w->ref.v == d->ref.v) {
-			(void)watcher_remove(&j->all, w->pid, NULL);
+	for (struct job **pp = &j->active; *pp != NULL; pp = &(*pp)->anext) {
+		struct job *jb = *pp;
+		if (jb->mon.v == d->ref.v) {
+			struct kind *k = jb->kind;
+			*pp = jb->anext;
+			/* Stopped without a result, if it runs: a crash. */
+			actor_gone(cx, j, jb, d->reason,
+				   d->reason == TR_EXIT_INIT_FAILED
+					   ? "init failed"
+					   : "stopped without a result");
+			pump(cx, j, k);
 			return;
 		}
 	}
+	/* Not a job's: a watcher of every job stopped. */
+	watcher_remove(cx, &j->all, d->who);
 }
 
 /* ---- the actor ---------------------------------------------------------- */
@@ -881,13 +788,13 @@ static const struct handler {
 	bool fam;    /* the head counts the bytes after it */
 	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
 } handlers[] = {
+	{ MSG_START, 0, true, on_start },
 	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
 	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
 	{ TR_MSG_JOBS_WATCH, sizeof(tr_jobs_watch_req), false, on_watch },
 	{ TR_MSG_JOBS_STATS, 0, false, on_stats },
-	{ MSG_DONE, sizeof(struct report), true, on_done },
-	{ MSG_PROGRESS, sizeof(struct report), false, on_progress },
+	{ MSG_REPORT, sizeof(struct report), true, on_report },
 	{ MSG_TIMEOUT, sizeof(uint64_t), false, on_timeout },
 	{ TR_MSG_DOWN, sizeof(tr_down), false, on_down },
 };
@@ -900,10 +807,6 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	/* The start is the first message (see boot.h), and only the first. */
 	if ((m->type == MSG_START) == (j->boot != NULL)) {
 		unhandled(cx, j, m);
-		return;
-	}
-	if (m->type == MSG_START) {
-		on_start(cx, j, m);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
@@ -932,22 +835,15 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		return; /* never started: it has nothing */
 	}
 	while (j->active != NULL) {
-		struct active *a = j->active;
-		j->active = a->next;
-		(void)tr_stop(cx, a->pid, TR_EXIT_SHUTDOWN);
-		struct job *jb = table_find(j, a->id);
-		if (jb != NULL && jb->state == TR_JOB_RUNNING) {
-			end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_SHUTDOWN,
-				"the service stopped");
-		}
-		free(a);
+		struct job *jb = j->active;
+		j->active = jb->anext;
+		(void)tr_stop(cx, jb->worker, TR_EXIT_SHUTDOWN);
+		actor_gone(cx, j, jb, TR_EXIT_SHUTDOWN, "the service stopped");
 	}
 	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
 		struct kind *k = &j->boot->kinds[i];
 		while (k->queue.head != NULL) {
-			struct job *jb = k->queue.head;
-			fifo_remove(&k->queue, jb);
-			end_job(cx, j, jb, TR_JOB_FAILED, 0,
+			end_job(cx, j, k->queue.head, TR_JOB_FAILED, 0,
 				"the service stopped");
 		}
 	}
@@ -976,29 +872,6 @@ kind_ok(const tr_jobs_kind *k)
 	       k->max_concurrency > 0;
 }
 
-/* Whether @cfg describes a service: TR_OK, TR_EINVAL or TR_EEXIST. */
-static tr_err
-config_check(const tr_jobs_config *cfg)
-{
-	if (cfg == NULL || cfg->size < sizeof(*cfg) ||
-	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
-	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
-		return TR_EINVAL;
-	}
-	for (uint32_t i = 0; i < cfg->nkinds; i++) {
-		if (!kind_ok(&cfg->kinds[i])) {
-			return TR_EINVAL;
-		}
-		for (uint32_t k = 0; k < i; k++) {
-			if (strcmp(cfg->kinds[k].name, cfg->kinds[i].name) ==
-			    0) {
-				return TR_EEXIST;
-			}
-		}
-	}
-	return TR_OK;
-}
-
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
@@ -1008,28 +881,34 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL) {
+	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
+	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
 		return TR_EINVAL;
 	}
-	tr_err err = config_check(cfg);
-	if (err < 0) {
-		return err;
-	}
-	/* The boot carries copies of the kinds, which the service keeps. */
+	/* The boot carries copies of the kinds, which the service keeps;
+	 * each is checked against those copied before it. */
 	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
 	struct boot *b = calloc(1, size);
 	if (b == NULL) {
 		return TR_ENOMEM;
 	}
-	b->nkinds = cfg->nkinds;
 	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
 						 : DEFAULT_MAX_FINISHED;
 	for (uint32_t i = 0; i < cfg->nkinds; i++) {
 		const tr_jobs_kind *k = &cfg->kinds[i];
-		memcpy(b->kinds[i].name, k->name, strlen(k->name));
-		b->kinds[i].def = k->def;
-		b->kinds[i].arg = k->arg;
-		b->kinds[i].max = k->max_concurrency;
+		tr_err err = !kind_ok(k)                     ? TR_EINVAL
+			     : kind_find(b, k->name) != NULL ? TR_EEXIST
+							     : TR_OK;
+		if (err < 0) {
+			free(b);
+			return err;
+		}
+		struct kind *to = &b->kinds[b->nkinds++];
+		memcpy(to->name, k->name, strlen(k->name));
+		to->def = k->def;
+		to->arg = k->arg;
+		to->max = k->max_concurrency;
 	}
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
 	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, size, free, out,
@@ -1040,87 +919,75 @@ const char *
 tr_job_state_name(int state)
 {
 	static const char *const names[] = {
-		[TR_JOB_QUEUED] = "queued",
-		[TR_JOB_RUNNING] = "running",
-		[TR_JOB_SUCCEEDED] = "succeeded",
-		[TR_JOB_FAILED] = "failed",
-		[TR_JOB_CANCELLED] = "cancelled",
-		[TR_JOB_TIMED_OUT] = "timed out",
+		"?",      "queued",    "running",   "succeeded",
+		"failed", "cancelled", "timed out",
 	};
 
-	if (state < TR_JOB_QUEUED || state > TR_JOB_TIMED_OUT) {
-		return "?";
-	}
-	return names[state];
+	return state >= TR_JOB_QUEUED && state <= TR_JOB_TIMED_OUT
+		       ? names[state]
+		       : "?";
 }
 
 /* ---- inside job actors -------------------------------------------------- */
 
-static bool
-is_job(const tr_job *job)
+/*
+ * Sends @job's service a report, with @len bytes of @data after it. An
+ * end (@state final) spends @job, so that a second report is TR_ESTATE,
+ * and stops the calling actor: when the report could not be sent, the
+ * service sees that stop as a failed job.
+ */
+static tr_err
+report(tr_ctx *cx, tr_job *job, uint32_t state, uint32_t percent,
+       const char *note, const void *data, size_t len)
 {
-	return job->id != 0 && !tr_pid_is_none(job->service);
+	if (cx == NULL || job == NULL || percent > 100 ||
+	    (data == NULL && len > 0)) {
+		return TR_EINVAL;
+	}
+	if (job->id == 0 || tr_pid_is_none(job->service)) {
+		return TR_ESTATE; /* zeroed: no job */
+	}
+	struct report *r = len <= SIZE_MAX - sizeof(*r)
+				   ? calloc(1, sizeof(*r) + len)
+				   : NULL;
+	tr_err err = len > SIZE_MAX - sizeof(*r) ? TR_EMSGSIZE : TR_ENOMEM;
+	if (r != NULL) {
+		r->id = job->id;
+		r->state = state;
+		r->percent = percent;
+		note_copy(r->note, note);
+		if (len > 0) {
+			memcpy(r + 1, data, len);
+		}
+		err = tr_send_ptr(cx, job->service, MSG_REPORT, r,
+				  sizeof(*r) + len, free);
+	}
+	if (is_final(state)) {
+		*job = (tr_job){ 0 };
+		tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
+	}
+	return err;
 }
 
 tr_err
 tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 		const char *note)
 {
-	struct report p;
+	/* A progress report leaves the job as it is. */
+	tr_job copy = job != NULL ? *job : (tr_job){ 0 };
 
-	if (cx == NULL || job == NULL || percent > 100) {
-		return TR_EINVAL;
-	}
-	if (!is_job(job)) {
-		return TR_ESTATE;
-	}
-	memset(&p, 0, sizeof(p));
-	p.id = job->id;
-	p.value = percent;
-	note_copy(p.note, note);
-	return tr_send(cx, job->service, MSG_PROGRESS, &p, sizeof(p));
-}
-
-static tr_err
-job_end(tr_ctx *cx, tr_job *job, bool ok, const char *note, const void *data,
-	size_t len)
-{
-	if (cx == NULL || job == NULL || (data == NULL && len > 0)) {
-		return TR_EINVAL;
-	}
-	if (!is_job(job)) {
-		return TR_ESTATE;
-	}
-	tr_job done = *job;
-	*job = (tr_job){ 0 }; /* spent: a second report is TR_ESTATE */
-	struct report *d = len <= SIZE_MAX - sizeof(*d)
-				   ? calloc(1, sizeof(*d) + len)
-				   : NULL;
-	if (d == NULL) {
-		/* The service sees the stop as a failed job. */
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return len > SIZE_MAX - sizeof(*d) ? TR_EMSGSIZE : TR_ENOMEM;
-	}
-	d->id = done.id;
-	d->value = ok;
-	note_copy(d->note, note);
-	if (len > 0) {
-		memcpy(d + 1, data, len);
-	}
-	tr_err err = tr_send_ptr(cx, done.service, MSG_DONE, d,
-				 sizeof(*d) + len, free);
-	tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
-	return err;
+	return report(cx, job != NULL ? &copy : NULL, TR_JOB_RUNNING, percent,
+		      note, NULL, 0);
 }
 
 tr_err
 tr_job_complete(tr_ctx *cx, tr_job *job, const void *data, size_t len)
 {
-	return job_end(cx, job, true, NULL, data, len);
+	return report(cx, job, TR_JOB_SUCCEEDED, 0, NULL, data, len);
 }
 
 tr_err
 tr_job_fail(tr_ctx *cx, tr_job *job, const char *reason)
 {
-	return job_end(cx, job, false, reason, NULL, 0);
+	return report(cx, job, TR_JOB_FAILED, 0, reason, NULL, 0);
 }

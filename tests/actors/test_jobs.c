@@ -1145,6 +1145,49 @@ test_max_finished(void)
 	jobs_finish(&f);
 }
 
+/*
+ * A finished job that the table drops while its actor still exists (the
+ * actor of a cancelled job is still in a handler): its status is gone at
+ * once, its late complete is ignored, and its actor's stop frees the slot.
+ */
+static void
+test_max_finished_actor_alive(void)
+{
+	static const tr_jobs_kind kinds[] = { KIND("hang", &hang_def, 2) };
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = 1,
+			       .max_finished = 1 };
+	struct fx f;
+	tr_pid j = start_cfg(&f, 3, &cfg);
+
+	uint64_t a = submit(&f, j, "hang", NULL, 0, 0);
+	uint64_t b = submit(&f, j, "hang", NULL, 0, 0);
+	CHECK(WAIT_EV(&f, count_ev(0, TR_JOB_EV_STARTED) == 2, WAIT_MS));
+	tr_pid worker = find_ev(a, TR_JOB_EV_STARTED)->ev->worker;
+	CHECK_OK(tr_send(tr_runtime_ctx(f.rt), worker, MSG_HOLD, NULL, 0));
+	CHECK(WAIT_UNTIL(atomic_load(&g.gate_in) == 1, WAIT_MS));
+	CHECK_OK(cancel(&f, j, a));
+	CHECK_OK(cancel(&f, j, b));
+	CHECK_ERR(status_get(&f, j, a).err, TR_ENOENT);
+	CHECK_EQ_U64(state_of(&f, j, b), TR_JOB_CANCELLED);
+	CHECK(tr_actor_alive(f.rt, worker));
+	atomic_store(&g.gate_open, 1);
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, worker), WAIT_MS));
+	CHECK_EQ_INT(atomic_load(&g.complete_ret), TR_OK);
+	/* Both slots are free again: two more jobs run at once. */
+	uint64_t c = submit(&f, j, "hang", NULL, 0, 0);
+	uint64_t d = submit(&f, j, "hang", NULL, 0, 0);
+	CHECK(WAIT_EV(&f, count_ev(c, TR_JOB_EV_STARTED) == 1, WAIT_MS));
+	CHECK(WAIT_EV(&f, count_ev(d, TR_JOB_EV_STARTED) == 1, WAIT_MS));
+	CHECK_EQ_INT(count_ev(a, TR_JOB_EV_FINISHED), 1);
+	tr_jobs_stats s = stats_of(&f, j);
+	CHECK_EQ_U64(s.cancelled, 2);
+	CHECK_EQ_U64(s.succeeded, 0);
+	CHECK_EQ_U64(s.running, 2);
+	jobs_finish(&f);
+}
+
 /* The pids of the first @n STARTED events. */
 static void
 started_workers(tr_pid *out, int n)
@@ -1491,6 +1534,8 @@ static const struct test_case tests[] = {
 	  test_become },
 	{ "jobs: the table keeps max_finished finished jobs",
 	  test_max_finished },
+	{ "jobs: the table drops a finished job whose actor still runs",
+	  test_max_finished_actor_alive },
 	{ "jobs: stopping the service stops the running jobs",
 	  test_stop_stops_jobs },
 	{ "jobs: a linked parent's exit stops the service and its jobs",

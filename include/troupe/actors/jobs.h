@@ -502,7 +502,7 @@ TR_API const char *tr_job_state_name(int state);
  * Thread:    actor (the job's).
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @job, @percent above 100);
  *            TR_ESTATE (a zeroed @job: no job, or one already completed
- *            or failed); the errors of tr_send().
+ *            or failed); TR_ENOMEM; the errors of tr_send_ptr().
  */
 TR_API tr_err tr_job_progress(tr_ctx *cx, const tr_job *job, uint32_t percent,
 			      const char *note);
