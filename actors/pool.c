@@ -224,15 +224,15 @@ point_cmp(const void *a, const void *b)
 	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
 }
 
-/* Rebuilds the ring from the slots; false (ring unchanged) without
- * memory. */
+/* Rebuilds the ring from the slots (at least one) for a grow; false
+ * (ring unchanged) without memory. */
 static bool
 ring_build(struct pool *p)
 {
 	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = n > 0 ? malloc(n * sizeof(*r)) : NULL;
+	struct point *r = malloc(n * sizeof(*r));
 
-	if (n > 0 && r == NULL) {
+	if (r == NULL) {
 		return false;
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
@@ -242,13 +242,34 @@ ring_build(struct pool *p)
 				(struct point){ .h = mix64(seed), .idx = i };
 		}
 	}
-	if (n > 0) {
-		qsort(r, n, sizeof(*r), point_cmp);
-	}
+	qsort(r, n, sizeof(*r), point_cmp);
 	free(p->ring);
 	p->ring = r;
 	p->nring = n;
 	return true;
+}
+
+/*
+ * Takes the points of slots [@at, @at + @count) out of the ring for a
+ * removal. A slot's points depend on its number alone and the order of
+ * the others does not change, so this is the ring a rebuild would give,
+ * without memory to fail for.
+ */
+static void
+ring_drop(struct pool *p, uint32_t at, uint32_t count)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < p->nring; i++) {
+		struct point pt = p->ring[i];
+		if (pt.idx >= at + count) {
+			pt.idx -= count;
+		} else if (pt.idx >= at) {
+			continue;
+		}
+		p->ring[k++] = pt;
+	}
+	p->nring = k;
 }
 
 /* The slot that owns @key: the first point at or after the key's hash. */
@@ -540,9 +561,9 @@ flush_ctl(tr_ctx *cx, struct pool *p)
 
 /*
  * Stops the workers through the supervisor, then the pool with @reason
- * (the first reason given). Called again once the supervisor is gone, it
- * answers every control request left (a stop is done, the rest are not)
- * and stops the pool.
+ * (the first reason given). Called again once the supervisor is gone (its
+ * exit signal), it answers every control request left (a stop is done, the rest
+ * are not) and stops the pool.
  */
 static void
 stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
@@ -554,14 +575,10 @@ stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
 			settle(cx, p, take_pending(p, &p->slots[i]), NULL);
 		}
 		if (!p->sup_gone) {
-			tr_sup_request q = { .size = sizeof(q),
-					     .op = TR_SUP_OP_STOP };
-			if (tr_sup_call(cx, p->sup, &q, 0, NULL) < 0) {
-				/* No memory for the request: the exit signal
-				 * needs none of ours and ends in the same
-				 * orderly shutdown. */
-				(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
-			}
+			/* An exit signal from its parent is the supervisor's
+			 * orderly shutdown: it stops the workers, then itself,
+			 * and the link brings its exit back to us. */
+			(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
 			return;
 		}
 	}
@@ -600,19 +617,7 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	if (!ring_build(p)) {
-		/*
-		 * No memory for a new ring. The old one still spreads keys,
-		 * but its points may name slots that moved or are gone: keep
-		 * every lookup in bounds, at the price of sending those keys
-		 * to slot 0 until the next resize.
-		 */
-		for (size_t k = 0; k < p->nring; k++) {
-			if (p->ring[k].idx >= p->n) {
-				p->ring[k].idx = 0;
-			}
-		}
-	}
+	ring_drop(p, at, count);
 	settle(cx, p, orphans, NULL);
 }
 
@@ -714,52 +719,41 @@ run_ctl(tr_ctx *cx, struct pool *p)
 	}
 }
 
-/* Routes the client's message @fw, which came as @m, by @how. */
+/*
+ * A client's message: a MSG_ROUTE (tr_pool_route(): a struct route_hdr,
+ * then the client's type's bytes), or a message of an application type
+ * sent to the pool itself (tr_send, tr_request, a registry name), routed
+ * with the pool's strategy as an Akka router takes a plain tell. A request
+ * goes to one worker, whose reply answers the requester. Another module's
+ * message, or a pointer the pool cannot pass on, is not routed, and not
+ * silently.
+ */
 static void
-route_client(tr_ctx *cx, struct pool *p, const tr_msg *m, uint32_t how,
-	     uint64_t key, const tr_msg *fw)
+on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
+	const struct route_hdr *h = m->data;
+	bool is_route = m->type == MSG_ROUTE && m->size >= sizeof(*h);
+	uint32_t how = is_route ? h->how : TR_POOL_DEFAULT;
+	tr_msg fw = *m;
+
+	if ((m->flags & TR_MSG_F_PTR) || how > TR_POOL_CONSISTENT_HASH ||
+	    (!is_route && m->type >= TR_MSG_ACTORS_BASE)) {
+		refuse(cx, p, m);
+		return;
+	}
+	if (is_route) {
+		fw = (tr_msg){ .type = h->type,
+			       .from = m->from,
+			       .data = h + 1,
+			       .size = m->size - sizeof(*h) };
+	}
+	how = how == TR_POOL_DEFAULT ? p->strategy : how;
 	p->routed[how]++;
 	if (p->phase == P_STOPPING) {
 		refuse(cx, p, m);
 		return;
 	}
-	route(cx, p, how, key, fw);
-}
-
-static void
-on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	const struct route_hdr *h = m->data;
-
-	if ((m->flags & TR_MSG_F_PTR) || m->size < sizeof(*h) ||
-	    h->how > TR_POOL_CONSISTENT_HASH) {
-		refuse(cx, p, m);
-		return;
-	}
-	tr_msg fw = { .type = h->type,
-		      .from = m->from,
-		      .data = h + 1,
-		      .size = m->size - sizeof(*h) };
-	route_client(cx, p, m, h->how == TR_POOL_DEFAULT ? p->strategy : h->how,
-		     h->key, &fw);
-}
-
-/*
- * A message of an application type sent to the pool itself (tr_send,
- * tr_request, a registry name): routed with the pool's strategy, as an
- * Akka router takes a plain tell. A request goes to one worker, whose
- * reply answers the requester. Another module's message, or a pointer the
- * pool cannot pass on, is not routed, and not silently.
- */
-static void
-on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
-		refuse(cx, p, m);
-		return;
-	}
-	route_client(cx, p, m, p->strategy, 0, m);
+	route(cx, p, how, is_route ? h->key : 0, &fw);
 }
 
 static void
@@ -883,13 +877,6 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		return;
 	}
 	switch (rp->op) {
-	case TR_SUP_OP_STOP:
-		/* Only stop_pool() asks it. The workers are gone and the
-		 * supervisor stops right after this reply: nothing left to
-		 * tell it in our teardown. */
-		p->sup_gone = true;
-		stop_pool(cx, p, p->stop_reason);
-		return;
 	case TR_SUP_OP_START_CHILD:
 		if (rp->status != TR_OK) {
 			/* The supervisor kept no spec for it: drop the slot. */
@@ -1008,9 +995,6 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		return;
 	}
 	switch (m->type) {
-	case MSG_ROUTE:
-		on_route(cx, p, m);
-		break;
 	case TR_MSG_POOL_CONTROL:
 		on_ctl(cx, p, m);
 		break;
@@ -1032,7 +1016,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		 * signal tells us. A second start is not one. */
 		break;
 	default:
-		on_plain(cx, p, m);
+		on_client(cx, p, m);
 		break;
 	}
 }
