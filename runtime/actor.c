@@ -56,6 +56,12 @@ struct tr__actor_ext {
 	struct mon_set watchers; /* monitors others hold on this actor, and
 				  * the requests it holds (see request.h) */
 	struct tr__reqtab reqs;  /* requests this actor has open */
+	/* tr_stash()ed messages, oldest first, and those tr_unstash_all()
+	 * put back: handled before the mailbox, first to last. Linked
+	 * through node.next (relaxed: only the actor's turn touches them). */
+	struct tr__msg *stash;
+	struct tr__msg *stash_last;
+	struct tr__msg *replay;
 	/* A stop that came before init (see TR__SYS_STOP): done after it. */
 	bool stop_pending;
 	int32_t stop_reason;
@@ -705,6 +711,8 @@ ext_free(struct tr__actor *a)
 /* Running                                                             */
 
 static void unmute_all(struct tr__worker *w, struct tr__actor *r);
+static void stash_drop(tr_runtime *rt, struct tr__worker *w,
+		       struct tr__msg *msg, bool put_back);
 
 static void
 ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
@@ -716,6 +724,7 @@ ctx_enter(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
 	cx->msg = m;
 	cx->ptr_taken = false;
 	cx->unhandled = false;
+	cx->stashed = false;
 	cx->stop_requested = false;
 	cx->sent0 = atomic_load_explicit(&w->stats.sent, memory_order_relaxed);
 }
@@ -782,6 +791,9 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 		while (tr__reqtab_any(&x->reqs, &r)) {
 			tr__req_unwatch_target(rt, w, self, r.to, r.ref);
 		}
+		/* A stashed request's requester had its DOWN above. */
+		stash_drop(rt, w, x->replay, true);
+		stash_drop(rt, w, x->stash, false);
 		ext_free(a);
 	}
 	/* Nobody may stay muted on an actor that will not run again. */
@@ -802,10 +814,13 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	slot_release(rt, w, a);
 }
 
+/* @node: the message's node, NULL for one the runtime made on the stack. */
 static void
-call_handler(struct tr__worker *w, struct tr__actor *a, const tr_msg *m)
+call_handler(struct tr__worker *w, struct tr__actor *a, const tr_msg *m,
+	     struct tr__msg *node)
 {
 	ctx_enter(w, a, m);
+	w->cx.node = node;
 	a->handler(&w->cx, a->state, m);
 	if (w->cx.stop_requested) {
 		terminate(w, a, w->cx.stop_reason);
@@ -836,7 +851,7 @@ request_failed(struct tr__worker *w, struct tr__actor *a, uint64_t ref,
 	tr_request_failed f;
 	tr_msg m;
 	tr__req_failed_msg(&m, &f, ref, who, reason);
-	call_handler(w, a, &m);
+	call_handler(w, a, &m, NULL);
 }
 
 /*
@@ -864,7 +879,7 @@ requests_due(struct tr__worker *w, struct tr__actor *a, uint64_t for_deadline)
 		tr_request_failed f;
 		tr_msg m;
 		tr__req_failed_msg(&m, &f, r.ref, r.to, TR_EXIT_TIMEOUT);
-		call_handler(w, a, &m);
+		call_handler(w, a, &m, NULL);
 		if (atomic_load_explicit(&a->pid, memory_order_relaxed) !=
 		    self) {
 			return; /* it stopped: its table went with it */
@@ -976,7 +991,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 				     .from = { e.from },
 				     .data = &sig,
 				     .size = sizeof(sig) };
-			call_handler(w, a, &m);
+			call_handler(w, a, &m, NULL);
 		} else if (e.reason != TR_EXIT_NORMAL) {
 			terminate(w, a, e.reason);
 		}
@@ -1037,7 +1052,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			     .from = { d.who },
 			     .data = &down,
 			     .size = sizeof(down) };
-		call_handler(w, a, &m);
+		call_handler(w, a, &m, NULL);
 		break;
 	}
 	case TR__SYS_REQ_TICK: {
@@ -1080,6 +1095,57 @@ take_request_msg(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	return true;
 }
 
+/*
+ * Handle @msg (a mailbox node or a put-back stash node), counted before
+ * the handler runs: whatever the handler makes happen, such as a report
+ * someone reads the metrics after, comes after the count. Its payload is
+ * freed after unless the handler or the stash took it.
+ */
+static void
+handle_node(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
+{
+	tr__stat_add(&w->stats.handled, 1);
+	call_handler(w, a, &msg->m, msg);
+	if (w->cx.ptr_taken) {
+		msg->m.flags &= ~TR_MSG_F_PTR; /* the handler owns it now */
+	}
+	tr__msg_free_payload(msg);
+}
+
+/*
+ * Drop a stash list at the actor's stop: each message is a dead letter.
+ * One that tr_unstash_all() put back was counted sent then; one still
+ * stashed is counted sent now, as if put back to find its actor gone.
+ */
+static void
+stash_drop(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
+	   bool put_back)
+{
+	while (msg != NULL) {
+		struct tr__msg *next = tr__msg_of(atomic_load_explicit(
+			&msg->node.next, memory_order_relaxed));
+		if (!put_back) {
+			STAT(rt, w, sent, 1);
+		}
+		STAT(rt, w, dead, 1);
+		tr__msg_discard(cache_of(w), msg);
+		msg = next;
+	}
+}
+
+/* Handle the first message tr_unstash_all() put back. */
+static void
+replay_one(struct tr__worker *w, struct tr__actor *a)
+{
+	struct tr__actor_ext *x = a->ext;
+	struct tr__msg *msg = x->replay;
+
+	x->replay = tr__msg_of(
+		atomic_load_explicit(&msg->node.next, memory_order_relaxed));
+	handle_node(w, a, msg);
+	tr__msg_free(cache_of(w), msg);
+}
+
 static void
 deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 {
@@ -1105,12 +1171,7 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 			return;
 		}
 	}
-	tr__stat_add(&w->stats.handled, 1);
-	call_handler(w, a, &msg->m);
-	if (w->cx.ptr_taken) {
-		msg->m.flags &= ~TR_MSG_F_PTR; /* the handler owns it now */
-	}
-	tr__msg_free_payload(msg);
+	handle_node(w, a, msg);
 }
 
 /*
@@ -1232,6 +1293,18 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	}
 	unsigned n = 0;
 	for (; n < rt->batch; n++) {
+		if (tr__unlikely(a->ext != NULL && a->ext->replay != NULL)) {
+			/* What tr_unstash_all() put back comes first. */
+			if (atomic_load_explicit(&a->stop_for,
+						 memory_order_relaxed) != 0) {
+				take_stop(w, a);
+			}
+			if (a->ext != NULL && a->ext->replay != NULL) {
+				replay_one(w, a);
+			}
+			t = tr__ticks();
+			continue;
+		}
 		struct tr__mnode *retired;
 		struct tr__mnode *node = tr__mailbox_pop(&a->mb, &retired);
 
@@ -1285,7 +1358,8 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
 		unmute_all(w, a);
 	}
-	if (exhausted || !tr__mailbox_mark_empty(&a->mb)) {
+	bool replay = a->ext != NULL && a->ext->replay != NULL;
+	if (exhausted || replay || !tr__mailbox_mark_empty(&a->mb)) {
 		if (mute_on == NULL || exhausted || !mute(w, a, mute_on)) {
 			tr__sched_reschedule(w, a);
 		}
@@ -1516,6 +1590,81 @@ tr_unhandled(tr_ctx *cx, const tr_msg *m)
 		(void)tr__send_sys(cx->rt, cx->w, cx->self, m->from.v,
 				   TR__SYS_DOWN, &d, sizeof(d));
 	}
+	return TR_OK;
+}
+
+tr_err
+tr_stash(tr_ctx *cx, const tr_msg *m)
+{
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL || m == NULL ||
+	    m != cx->msg || cx->unhandled || cx->stashed ||
+	    ((m->flags & TR_MSG_F_PTR) && cx->ptr_taken)) {
+		return TR_EINVAL;
+	}
+	struct tr__msg *src = cx->node;
+	bool ptr = (m->flags & TR_MSG_F_PTR) != 0;
+	if (ptr && src == NULL) {
+		return TR_EINVAL; /* cannot be: only nodes carry pointers */
+	}
+	struct tr__actor_ext *x = ext_get(cx->a);
+	struct tr__msg *msg =
+		x != NULL ? tr__msg_new(cx->w, ptr ? 0 : m->size) : NULL;
+	if (msg == NULL) {
+		return TR_ENOMEM;
+	}
+	msg->to = cx->self;
+	msg->m.type = m->type;
+	msg->m.from = m->from;
+	msg->m.ref = m->ref;
+	msg->m.flags = m->flags;
+	if (ptr) {
+		/* The pointer moves to the copy (only real nodes carry one). */
+		msg->m.data = m->data;
+		msg->m.size = m->size;
+		msg->free_fn = src->free_fn;
+		cx->ptr_taken = true;
+	} else if (m->size > 0) {
+		memcpy(msg->data, m->data, m->size);
+	}
+	atomic_store_explicit(&msg->node.next, NULL, memory_order_relaxed);
+	if (x->stash == NULL) {
+		x->stash = msg;
+	} else {
+		atomic_store_explicit(&x->stash_last->node.next, &msg->node,
+				      memory_order_relaxed);
+	}
+	x->stash_last = msg;
+	cx->stashed = true;
+	return TR_OK;
+}
+
+tr_err
+tr_unstash_all(tr_ctx *cx)
+{
+	if (!tr__ctx_ok(cx, __func__) || cx->a == NULL) {
+		return TR_EINVAL;
+	}
+	struct tr__actor_ext *x = cx->a->ext;
+	if (x == NULL || x->stash == NULL) {
+		return TR_OK;
+	}
+	/* Each counts as sent again, a message to itself, so the counts
+	 * balance while it is stashed: it was handled when stashed. */
+	uint64_t n = 0;
+	for (struct tr__msg *m = x->stash; m != NULL;
+	     m = tr__msg_of(atomic_load_explicit(&m->node.next,
+						 memory_order_relaxed))) {
+		n++;
+	}
+	STAT(cx->rt, cx->w, sent, n);
+	/* Ahead of what an earlier unstash put back and is not handled yet,
+	 * as Akka's unstashAll prepends to the mailbox. */
+	atomic_store_explicit(&x->stash_last->node.next,
+			      x->replay != NULL ? &x->replay->node : NULL,
+			      memory_order_relaxed);
+	x->replay = x->stash;
+	x->stash = NULL;
+	x->stash_last = NULL;
 	return TR_OK;
 }
 

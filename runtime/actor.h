@@ -110,6 +110,10 @@ struct tr_ctx {
 	const tr_msg *msg;
 	bool ptr_taken;
 	bool unhandled; /* tr_unhandled() was called for msg */
+	bool stashed;   /* tr_stash() was called for msg */
+	/* msg's node; NULL for a message the runtime made on the stack
+	 * (a DOWN, an exit signal, a failed request). */
+	struct tr__msg *node;
 	bool stop_requested;
 	int32_t stop_reason;
 	/* An overloaded receiver sent to this turn. */

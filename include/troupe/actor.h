@@ -309,6 +309,51 @@ TR_API void *tr_msg_take_ptr(tr_ctx *cx, const tr_msg *m);
 TR_API tr_err tr_unhandled(tr_ctx *cx, const tr_msg *m);
 
 /**
+ * tr_stash() - Keep the current message to handle it later (Akka's
+ * stash; Erlang's selective receive, which leaves a message in the
+ * mailbox). An actor that cannot take a message in its present state
+ * (a supervisor waiting for a child to start, a service not ready yet)
+ * stashes it and calls tr_unstash_all() once it can.
+ * @cx: context of the calling actor
+ * @m:  the message being handled: any message its handler sees, a DOWN,
+ *      an exit signal or a failed request included
+ *
+ * Counting: the handler saw the message, so it counts as handled;
+ * tr_unstash_all() counts each message it puts back as sent again, a
+ * message to itself; one still stashed when the actor stops counts as
+ * sent and as a dead letter. The totals balance while messages are
+ * stashed (sent == handled + dead letters), and tr_runtime_wait_idle()
+ * does not wait for them: they are the actor's to put back. A request
+ * keeps its reference, its requester's timeout and the watch on
+ * this actor while it is stashed: its requester learns of this actor's
+ * stop, and a reply after the requester's timeout is a late one. The
+ * stash is the actor's own memory: it has no bound but what the actor
+ * puts in it, and does not count against the mailbox bound.
+ * Ownership: a pointer payload moves to the stash (as with
+ * tr_msg_take_ptr()) and comes back with the message.
+ * Thread:    actor.
+ * Return:    TR_OK; TR_EINVAL (not the message of this turn, not an
+ *            actor's context, already stashed, said unhandled, or a
+ *            pointer the handler took); TR_ENOMEM (the message stays
+ *            the handler's, handled as usual).
+ */
+TR_API tr_err tr_stash(tr_ctx *cx, const tr_msg *m);
+
+/**
+ * tr_unstash_all() - Put every stashed message back: they are handled
+ * from this actor's next handler call on, in the order they were
+ * stashed, before anything else in its mailbox (and before what an
+ * earlier tr_unstash_all() put back and is not handled yet). A message
+ * handled again may be stashed again.
+ * @cx: context of the calling actor
+ *
+ * Thread:    actor.
+ * Return:    TR_OK (also with nothing stashed); TR_EINVAL (not an
+ *            actor's context).
+ */
+TR_API tr_err tr_unstash_all(tr_ctx *cx);
+
+/**
  * tr_should_yield() - True when the running handler should return soon: it
  * has sent at least the runtime's batch of messages (tr_config.batch, 100
  * by default) since it was called. A handler with more to send then posts
