@@ -35,11 +35,14 @@
  * keeps the messages lost to a crash to those already in its mailbox.
  *
  * Control. The start, resizes and stops are acted on one at a time, in
- * arrival order, from a queue whose head is the one in progress; stats
- * and worker lists are answered at once. The start is a grow from no
- * slots whose answer has op 0 and which stops the pool when it fails. A
- * resize sends START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD
- * (shrink) requests to the supervisor and answers when every reply is in.
+ * arrival order: one is in progress, and those that come meanwhile wait
+ * in the core's stash (tr_stash()) until it is done; stats and worker
+ * lists are answered at once. The start is a grow from no slots whose
+ * answer has op 0 and which stops the pool when it fails. A resize sends
+ * START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD (shrink) requests
+ * to the supervisor and answers when every reply is in. A stop answers
+ * what is still stashed once the supervisor is gone; a pool stopped from
+ * outside leaves it to the runtime, which fails those requests.
  *
  * Worker definitions. Workers are spawned from a copy of the user's
  * definition with a mailbox bound (the user's, or UINT32_MAX) so that
@@ -73,7 +76,7 @@
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
-#define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
+#define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to tr_pool_config */
 
 /*
  * Points per slot on the hash ring. With 160 (ketama's choice) the share
@@ -157,21 +160,6 @@ struct point {
 	uint32_t idx; /* into the slot array; the ring is rebuilt on change */
 };
 
-/* A control request (op 0: the start) waiting for its turn. */
-struct ctl {
-	struct ctl *next;
-	tr_msg req; /* the request's header, for tr_reply() */
-	uint32_t op;
-	uint32_t workers;
-};
-
-/* What a pool starts with, the payload of its MSG_START (boot.h): the
- * configuration and the start's own place in the control queue. */
-struct boot {
-	struct ctl ctl; /* first: freed as a struct ctl once answered */
-	tr_pool_config cfg;
-};
-
 /* P_NEW: spawned, its MSG_START not taken yet. */
 enum phase { P_NEW, P_RUNNING, P_STOPPING };
 
@@ -179,10 +167,7 @@ struct pool {
 	tr_pid sup;
 	bool sup_gone;
 	const tr_actor_def *wdef;
-	void *arg;
-	uint32_t strategy;
-	uint64_t shutdown_ms;
-	uint32_t max_pending;
+	tr_pool_config cfg; /* the defaults filled in */
 	enum phase phase;
 	int32_t stop_reason;
 	/* Slots, sorted by number. */
@@ -193,11 +178,15 @@ struct pool {
 	struct point *ring;
 	size_t nring;
 	uint32_t npending;
-	/* Control: the head is in progress while it waits for replies. */
-	struct ctl *cq_head;
-	struct ctl **cq_tail;
-	uint32_t waiting; /* supervisor replies the head awaits */
+	/* Control: the request in progress (op 0: the start) and the
+	 * supervisor replies it awaits; those that come meanwhile are
+	 * stashed. */
+	bool busy;
+	tr_msg cur; /* its header, for tr_reply() */
+	uint32_t cur_op;
 	int32_t cur_status;
+	uint32_t waiting;
+	uint32_t nstashed;
 	/* Counters of struct tr_pool_reply. */
 	uint64_t routed[TR_POOL_CONSISTENT_HASH + 1]; /* by strategy */
 	uint64_t delivered;
@@ -341,7 +330,7 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 {
 	struct pend *e = NULL;
 
-	if (p->npending < p->max_pending &&
+	if (p->npending < p->cfg.max_pending &&
 	    m->size <= SIZE_MAX - sizeof(struct pend)) {
 		e = malloc(sizeof(*e) + m->size);
 	}
@@ -535,35 +524,24 @@ reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
 	(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w, size, free);
 }
 
-/* Answers the control request at the head of the queue and drops it. */
+/* The pool stops: the control request in progress, if any, is answered
+ * (a stop is done, the rest are not). */
 static void
-ctl_answer(tr_ctx *cx, struct pool *p, int32_t status)
+ctl_close(tr_ctx *cx, struct pool *p)
 {
-	struct ctl *c = p->cq_head;
-
-	p->cq_head = c->next;
-	if (p->cq_head == NULL) {
-		p->cq_tail = &p->cq_head;
-	}
-	reply(cx, p, &c->req, c->op, status);
-	free(c);
-}
-
-/* Answers every control request left: a stop is done, the rest not. */
-static void
-flush_ctl(tr_ctx *cx, struct pool *p)
-{
-	while (p->cq_head != NULL) {
-		bool is_stop = p->cq_head->op == TR_POOL_OP_STOP;
-		ctl_answer(cx, p, is_stop ? TR_OK : TR_ECLOSED);
+	if (p->busy) {
+		p->busy = false;
+		reply(cx, p, &p->cur, p->cur_op,
+		      p->cur_op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
 	}
 }
 
 /*
  * Stops the workers through the supervisor, then the pool with @reason
  * (the first reason given). Called again once the supervisor is gone (its
- * exit signal), it answers every control request left (a stop is done, the rest
- * are not) and stops the pool.
+ * exit signal), it answers the control request in progress and those
+ * stashed behind it (a stop is done, the rest are not), and stops the
+ * pool.
  */
 static void
 stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
@@ -582,23 +560,33 @@ stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
 			return;
 		}
 	}
-	if (p->sup_gone) {
-		flush_ctl(cx, p);
+	if (!p->sup_gone) {
+		return;
+	}
+	ctl_close(cx, p);
+	if (p->nstashed == 0) {
 		tr_stop_self(cx, p->stop_reason);
+	} else {
+		/* They come back to on_ctl() before anything else, which
+		 * answers them and stops the pool after the last. */
+		(void)tr_unstash_all(cx);
 	}
 }
 
-/* The control request at the head got its last reply: answer it. A
- * start that failed stops the pool. */
+/* The control request in progress got its last reply: answer it, then
+ * take those that came meanwhile, in arrival order. A start that failed
+ * stops the pool instead. */
 static void
-ctl_done(tr_ctx *cx, struct pool *p)
+ctl_next(tr_ctx *cx, struct pool *p)
 {
-	uint32_t op = p->cq_head->op;
-
-	ctl_answer(cx, p, p->cur_status);
-	if (op == 0 && p->cur_status != TR_OK) {
+	p->busy = false;
+	reply(cx, p, &p->cur, p->cur_op, p->cur_status);
+	if (p->cur_op == 0 && p->cur_status != TR_OK) {
 		stop_pool(cx, p, TR_SUP_EXIT_START_FAILED);
+		return;
 	}
+	(void)tr_unstash_all(cx);
+	p->nstashed = 0;
 }
 
 /* Removes @count slots from @at on (a shrink, or workers that did not
@@ -647,10 +635,10 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 			.size = sizeof(spec),
 			.id = p->slots[i].id,
 			.def = p->wdef,
-			.arg = p->arg,
+			.arg = p->cfg.arg,
 			.restart = TR_SUP_PERMANENT,
 			.type = TR_SUP_WORKER,
-			.shutdown_ms = p->shutdown_ms,
+			.shutdown_ms = p->cfg.shutdown_ms,
 		};
 		tr_sup_request q = {
 			.size = sizeof(q),
@@ -697,25 +685,27 @@ resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 	remove_slots(cx, p, target, p->n - target);
 }
 
-/* Acts on the control requests in turn until one waits for replies. */
+/* Acts on control request @req: a stop, or a resize to @workers (op 0:
+ * the start's grow). */
 static void
-run_ctl(tr_ctx *cx, struct pool *p)
+ctl_begin(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
+	  uint32_t workers)
 {
-	while (p->waiting == 0 && p->cq_head != NULL && p->phase == P_RUNNING) {
-		struct ctl *c = p->cq_head;
-		p->cur_status = TR_OK;
-		if (c->op == TR_POOL_OP_STOP) {
-			stop_pool(cx, p, TR_EXIT_NORMAL);
-			return;
-		}
-		if (c->workers > p->n) {
-			resize_grow(cx, p, c->workers);
-		} else if (c->workers < p->n) {
-			resize_shrink(cx, p, c->workers);
-		}
-		if (p->waiting == 0) {
-			ctl_done(cx, p);
-		}
+	p->busy = true;
+	p->cur = *req;
+	p->cur_op = op;
+	p->cur_status = TR_OK;
+	if (op == TR_POOL_OP_STOP) {
+		stop_pool(cx, p, TR_EXIT_NORMAL);
+		return;
+	}
+	if (workers > p->n) {
+		resize_grow(cx, p, workers);
+	} else if (workers < p->n) {
+		resize_shrink(cx, p, workers);
+	}
+	if (p->waiting == 0) {
+		ctl_next(cx, p);
 	}
 }
 
@@ -747,7 +737,7 @@ on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 			       .data = h + 1,
 			       .size = m->size - sizeof(*h) };
 	}
-	how = how == TR_POOL_DEFAULT ? p->strategy : how;
+	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
 	p->routed[how]++;
 	if (p->phase == P_STOPPING) {
 		refuse(cx, p, m);
@@ -772,21 +762,31 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	if (p->phase == P_STOPPING && op != TR_POOL_OP_STOP) {
+	if (p->sup_gone) {
+		/* Stashed, and put back at the end of a stop. */
+		reply(cx, p, m, op, op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
+		if (--p->nstashed == 0) {
+			tr_stop_self(cx, p->stop_reason);
+		}
+		return;
+	}
+	bool is_stopping = p->phase == P_STOPPING;
+	if (is_stopping && op != TR_POOL_OP_STOP) {
 		reply(cx, p, m, op, TR_ECLOSED);
 		return;
 	}
-	struct ctl *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		reply(cx, p, m, op, TR_ENOMEM);
+	if (p->busy || is_stopping) {
+		/* One at a time, in arrival order: it comes back when the one
+		 * in progress is done (a stop: when the pool is). */
+		tr_err err = tr_stash(cx, m);
+		if (err < 0) {
+			reply(cx, p, m, op, err);
+		} else {
+			p->nstashed++;
+		}
 		return;
 	}
-	c->req = *m;
-	c->op = op;
-	c->workers = q->workers;
-	*p->cq_tail = c;
-	p->cq_tail = &c->next;
-	run_ctl(cx, p);
+	ctl_begin(cx, p, m, op, q->workers);
 }
 
 /*
@@ -900,8 +900,7 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		p->cur_status = rp->status;
 	}
 	if (p->waiting > 0 && --p->waiting == 0) {
-		ctl_done(cx, p);
-		run_ctl(cx, p);
+		ctl_next(cx, p);
 	}
 }
 
@@ -929,36 +928,36 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	stop_pool(cx, p, sig->reason);
 }
 
+/* @v, or @def when it is 0 (the defaults of struct tr_pool_config). */
+static uint64_t
+or_default(uint64_t v, uint64_t def)
+{
+	return v != 0 ? v : def;
+}
+
 /* The start: the supervisor, then a grow to the configured size. */
 static void
 on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
 	tr_msg start;
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &start);
+	tr_pool_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
-	if (b == NULL) {
+	if (cfg == NULL) {
 		refuse(cx, p, m);
 		return;
 	}
-	const tr_pool_config *cfg = &b->cfg;
-	b->ctl = (struct ctl){ .req = start, .workers = cfg->workers };
-	p->cq_head = &b->ctl;
-	p->cq_tail = &b->ctl.next;
+	p->cfg = *cfg;
+	free(cfg);
+	cfg = &p->cfg;
 	p->phase = P_RUNNING;
-	p->arg = cfg->arg;
-	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
-						       : cfg->strategy;
-	p->shutdown_ms =
-		cfg->shutdown_ms != 0 ? cfg->shutdown_ms : DEFAULT_SHUTDOWN_MS;
-	p->max_pending =
-		cfg->max_pending != 0 ? cfg->max_pending : DEFAULT_MAX_PENDING;
+	cfg->strategy = or_default(cfg->strategy, TR_POOL_ROUND_ROBIN);
+	cfg->shutdown_ms = or_default(cfg->shutdown_ms, DEFAULT_SHUTDOWN_MS);
+	cfg->max_pending = or_default(cfg->max_pending, DEFAULT_MAX_PENDING);
 	tr_sup_flags flags = {
 		.size = sizeof(flags),
 		.strategy = TR_SUP_ONE_FOR_ONE,
-		.intensity = cfg->intensity != 0 ? cfg->intensity
-						 : DEFAULT_INTENSITY,
-		.period_ms = cfg->period_ms != 0 ? cfg->period_ms
-						 : DEFAULT_PERIOD_MS,
+		.intensity = or_default(cfg->intensity, DEFAULT_INTENSITY),
+		.period_ms = or_default(cfg->period_ms, DEFAULT_PERIOD_MS),
 		.observer = tr_self(cx),
 		.is_linked = true,
 	};
@@ -972,12 +971,14 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
 	if (err < 0) {
+		/* The start fails: the pool stops. */
 		p->sup_gone = true;
+		p->cur = start;
 		p->cur_status = err;
-		ctl_done(cx, p); /* the start fails: the pool stops */
+		ctl_next(cx, p);
 		return;
 	}
-	run_ctl(cx, p);
+	ctl_begin(cx, p, &start, 0, cfg->workers);
 }
 
 static void
@@ -1024,10 +1025,8 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static int
 pool_init(tr_ctx *cx, void *state, void *arg)
 {
-	struct pool *p = state;
-
+	(void)state;
 	(void)arg;
-	p->cq_tail = &p->cq_head;
 	tr_trap_exit(cx, true);
 	return TR_OK;
 }
@@ -1039,8 +1038,9 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)reason;
 	/* Stopped from outside (tr_stop, the runtime): nobody may wait
-	 * forever for an answer. */
-	flush_ctl(cx, p);
+	 * forever for an answer. Those stashed fail as the runtime drops
+	 * them. */
+	ctl_close(cx, p);
 	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
 		/* A normal stop does not travel along the link: tell the
 		 * supervisor, as its parent, to stop the workers. */
@@ -1377,11 +1377,11 @@ tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 	    (unsigned)cfg->strategy > TR_POOL_BROADCAST) {
 		return TR_EINVAL;
 	}
-	struct boot *b = malloc(sizeof(*b));
+	tr_pool_config *b = malloc(sizeof(*b));
 	if (b == NULL) {
 		return TR_ENOMEM;
 	}
-	b->cfg = *cfg;
+	*b = *cfg;
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
 	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
 			      free, out, ref);
