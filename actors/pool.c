@@ -13,7 +13,9 @@
  * scatter-gather runs in a collector actor that the caller starts (so its
  * one result does not depend on the pool staying alive); the pool only
  * picks the workers and sends them the request in the collector's name,
- * answering the collector's request with the pids it asked.
+ * answering the collector's request with the pids it asked. A worker may
+ * answer before that list reaches the collector: its reply waits in the
+ * collector's stash until it does.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
  * number; a shrink removes the highest ones. The hash ring holds
@@ -1066,109 +1068,34 @@ static const tr_actor_def pool_def = {
 /* ------------------------------------------------------------------ */
 /* The scatter-gather collector                                        */
 
-/* A reply received; kept in arrival order. */
-struct rep {
-	struct rep *next;
-	tr_pid from;
-	uint32_t type;
-	size_t size;
-	unsigned char data[];
-};
-
+/*
+ * The result is built in place as the replies come: the struct
+ * tr_pool_gather_result, one entry per worker asked, then each reply's
+ * bytes at a 16-aligned offset, in the order of the entries. Entries
+ * [0, replied) are the replies in arrival order, [replied, asked) the
+ * workers that have not answered yet.
+ */
 struct collector {
 	tr_msg start;      /* the caller's request, answered by the result */
 	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
 	tr_timer_id timer; /* zero until armed */
 	bool done;
-	tr_pid *targets; /* the workers asked, once the pool said which */
-	uint32_t ntargets;
-	uint32_t nreplied;
-	struct rep *head; /* nreplied of them once the targets are known */
-	struct rep *tail;
+	tr_pool_gather_result *res; /* once the pool said whom it asked */
+	size_t len;                 /* its size */
 };
 
-static void
-reps_free(struct collector *c)
-{
-	while (c->head != NULL) {
-		struct rep *r = c->head;
-		c->head = r->next;
-		free(r);
-	}
-	c->tail = NULL;
-	c->nreplied = 0;
-}
-
-static bool
-is_target(const struct collector *c, tr_pid who)
-{
-	for (uint32_t i = 0; i < c->ntargets; i++) {
-		if (tr_pid_eq(c->targets[i], who)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool
-seen_from(const struct collector *c, tr_pid who)
-{
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		if (tr_pid_eq(r->from, who)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Where entry bytes start in a result: entries are 16-aligned. */
 static size_t
 align16(size_t n)
 {
 	return (n + 15u) & ~(size_t)15u;
 }
 
-/*
- * The result as it is sent: struct tr_pool_gather_result, its entries,
- * then each entry's bytes at a 16-aligned offset, the entries pointing
- * into the block. NULL without memory or when the size would overflow.
- */
-static unsigned char *
-result_make(const struct collector *c, int32_t status, size_t *len)
+/* Where the bytes of the replies start in a result for @asked workers. */
+static size_t
+bytes_at(uint32_t asked)
 {
-	/* One entry per worker asked at most (TR_POOL_MAX_WORKERS). */
-	tr_pool_gather_result h = { .status = status,
-				    .asked = c->ntargets,
-				    .replied = c->nreplied,
-				    .missing = c->ntargets - c->nreplied };
-	size_t at = align16(sizeof(h) + h.replied * sizeof(h.replies[0]));
-	size_t size = at;
-
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		if (r->size > SIZE_MAX - 15u - size) {
-			return NULL;
-		}
-		size += align16(r->size);
-	}
-	unsigned char *buf = calloc(1, size);
-	if (buf == NULL) {
-		return NULL;
-	}
-	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)buf;
-	*res = h;
-	uint32_t i = 0;
-	for (const struct rep *r = c->head; r != NULL; r = r->next, i++) {
-		res->replies[i].worker = r->from;
-		res->replies[i].type = r->type;
-		res->replies[i].size = r->size;
-		if (r->size > 0) {
-			res->replies[i].data = buf + at;
-			memcpy(buf + at, r->data, r->size);
-			at += align16(r->size);
-		}
-	}
-	*len = size;
-	return buf;
+	return align16(sizeof(tr_pool_gather_result) +
+		       asked * sizeof(tr_pool_gather_entry));
 }
 
 /*
@@ -1179,26 +1106,34 @@ result_make(const struct collector *c, int32_t status, size_t *len)
 static void
 collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 {
-	size_t len = 0;
+	tr_pool_gather_result *res = c->res;
 
 	c->done = true;
+	c->res = NULL;
 	/* Harmless when it fired already or was never armed. */
 	(void)tr_timer_cancel(cx, c->timer);
-	if ((status != TR_OK && status != TR_ETIMEDOUT) || c->targets == NULL) {
-		/* An error, or nobody known to be asked: the counts only. */
-		reps_free(c);
-	}
-	unsigned char *res = result_make(c, status, &len);
 	if (res == NULL) {
-		/* No room for the replies: the counts alone, as an error. */
-		reps_free(c);
-		res = result_make(c, TR_ENOMEM, &len);
+		/* Nobody known to be asked: the counts only. */
+		c->len = sizeof(*res);
+		res = calloc(1, c->len);
 	}
-	reps_free(c);
-	if (res == NULL || tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED,
-					res, len, free) < 0) {
+	if (res == NULL) {
 		/* The caller's request fails when we stop: still one
 		 * outcome. */
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		return;
+	}
+	res->status = status;
+	res->missing = res->asked - res->replied;
+	unsigned char *at = (unsigned char *)res + bytes_at(res->asked);
+	for (uint32_t i = 0; i < res->replied; i++) {
+		res->replies[i].data = res->replies[i].size > 0 ? at : NULL;
+		at += align16(res->replies[i].size);
+	}
+	memset(&res->replies[res->replied], 0,
+	       res->missing * sizeof(res->replies[0]));
+	if (tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res, c->len,
+			 free) < 0) {
 		tr_stop_self(cx, TR_EXIT_ERROR);
 		return;
 	}
@@ -1238,6 +1173,7 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
+	const tr_pid *pids = m->data;
 	size_t n = m->size / sizeof(tr_pid);
 
 	if (m->size % sizeof(tr_pid) != 0 || n > TR_POOL_MAX_WORKERS) {
@@ -1247,63 +1183,58 @@ on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 		collector_finish(cx, c, TR_ENOENT);
 		return;
 	}
-	c->targets = malloc(m->size);
-	if (c->targets == NULL) {
+	c->len = bytes_at((uint32_t)n);
+	c->res = calloc(1, c->len);
+	if (c->res == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	memcpy(c->targets, m->data, m->size);
-	c->ntargets = (uint32_t)n;
-	/* Replies that came before the list: keep those of workers asked. */
-	struct rep **pp = &c->head;
-	c->tail = NULL;
-	while (*pp != NULL) {
-		struct rep *r = *pp;
-		if (!is_target(c, r->from)) {
-			*pp = r->next;
-			free(r);
-			continue;
-		}
-		c->nreplied++;
-		c->tail = r;
-		pp = &r->next;
+	c->res->asked = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		c->res->replies[i].worker = pids[i];
 	}
-	if (c->nreplied == c->ntargets) {
-		collector_finish(cx, c, TR_OK);
-	}
+	/* The replies that came before the list, in their order. */
+	(void)tr_unstash_all(cx);
 }
 
-/* The first reply from each worker counts (before the list came, from
- * anyone: on_targets() sorts them out). */
+/*
+ * The first reply from each worker asked counts. Before the pool said
+ * whom it asked, a reply waits in the stash (without memory for that, it
+ * counts as missing).
+ */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	if (tr_pid_is_none(m->from) || seen_from(c, m->from) ||
-	    (c->targets != NULL && !is_target(c, m->from))) {
+	tr_pool_gather_result *res = c->res;
+
+	if (res == NULL) {
+		(void)tr_stash(cx, m);
 		return;
+	}
+	uint32_t i = res->replied;
+	while (i < res->asked && !tr_pid_eq(res->replies[i].worker, m->from)) {
+		i++;
 	}
 	size_t size = m->data != NULL ? m->size : 0;
-	if (size > SIZE_MAX - sizeof(struct rep)) {
-		return;
+	if (i == res->asked || size > SIZE_MAX - 15u - c->len) {
+		return; /* not asked, or answered already */
 	}
-	struct rep *r = malloc(sizeof(*r) + size);
-	if (r == NULL) {
+	res = realloc(res, c->len + align16(size));
+	if (res == NULL) {
 		return; /* counted as missing */
 	}
-	r->next = NULL;
-	r->from = m->from;
-	r->type = m->type;
-	r->size = size;
 	if (size > 0) {
-		memcpy(r->data, m->data, size);
+		memcpy((unsigned char *)res + c->len, m->data, size);
 	}
-	if (c->tail != NULL) {
-		c->tail->next = r;
-	} else {
-		c->head = r;
-	}
-	c->tail = r;
-	if (c->targets != NULL && ++c->nreplied == c->ntargets) {
+	c->res = res;
+	c->len += align16(size);
+	/* Into arrival order: it takes the place of the first worker that
+	 * has not answered. */
+	res->replies[i] = res->replies[res->replied];
+	res->replies[res->replied++] = (tr_pool_gather_entry){
+		.worker = m->from, .type = m->type, .size = size
+	};
+	if (res->replied == res->asked) {
 		collector_finish(cx, c, TR_OK);
 	}
 }
@@ -1345,8 +1276,7 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)cx;
 	(void)reason;
-	reps_free(c);
-	free(c->targets);
+	free(c->res);
 }
 
 static const tr_actor_def collector_def = {
