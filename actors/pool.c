@@ -30,11 +30,12 @@
  * took them.
  *
  * Waiting messages. A message for a slot whose worker is not running
- * waits in that slot's list (at most max_pending over the pool) and is
- * sent, in order, when the slot gets its pid. Before sending to a pid the
- * pool checks tr_actor_alive(): a worker known to be dead is treated as
- * not running at once, without waiting for the supervisor's event, which
- * keeps the messages lost to a crash to those already in its mailbox.
+ * waits in the pool's list, marked with the slot's number (at most
+ * max_pending), and is sent, in order, when the slot gets its pid. Before
+ * sending to a pid the pool checks tr_actor_alive(): a worker known to be
+ * dead is treated as not running at once, without waiting for the
+ * supervisor's event, which keeps the messages lost to a crash to those
+ * already in its mailbox.
  *
  * Control. The start, resizes and stops are acted on one at a time, in
  * arrival order: one is in progress, and those that come meanwhile wait
@@ -145,6 +146,7 @@ struct pend {
 	tr_msg m; /* m.data points at data */
 	uint64_t key;
 	uint32_t how;
+	uint32_t num; /* its slot's */
 	unsigned char data[];
 };
 
@@ -153,8 +155,6 @@ struct slot {
 	char id[ID_LEN]; /* its child id, "w<num>" */
 	tr_pid pid;      /* TR_PID_NONE while its worker does not run */
 	tr_ref starting; /* the supervisor's start of its worker, if asked */
-	struct pend *head;
-	struct pend *tail;
 };
 
 struct point {
@@ -179,6 +179,9 @@ struct pool {
 	uint32_t rr;
 	struct point *ring;
 	size_t nring;
+	/* Messages waiting for their slot's worker, in arrival order. */
+	struct pend *pending;
+	struct pend **pending_end;
 	uint32_t npending;
 	/* Control: the request in progress (op 0: the start) and the
 	 * supervisor replies it awaits; those that come meanwhile are
@@ -345,30 +348,13 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 	e->m.data = e->data;
 	e->key = key;
 	e->how = how;
+	e->num = s->num;
 	if (m->size > 0) {
 		memcpy(e->data, m->data, m->size);
 	}
-	if (s->tail != NULL) {
-		s->tail->next = e;
-	} else {
-		s->head = e;
-	}
-	s->tail = e;
+	*p->pending_end = e;
+	p->pending_end = &e->next;
 	p->npending++;
-}
-
-/* Detaches the waiting messages of @s. */
-static struct pend *
-take_pending(struct pool *p, struct slot *s)
-{
-	struct pend *list = s->head;
-
-	for (struct pend *e = list; e != NULL; e = e->next) {
-		p->npending--;
-	}
-	s->head = NULL;
-	s->tail = NULL;
-	return list;
 }
 
 /* To @s's worker, or kept until it runs; a refusal drops it. */
@@ -458,25 +444,42 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 }
 
 /*
- * Hands on the waiting messages @e: to @s's worker, which now runs, or,
- * with @s NULL, routed again, their slot being gone (a broadcast copy was
- * for that worker only). While the pool stops they are dropped.
+ * Hands on the messages waiting for the slots numbered @lo to @hi: to
+ * @to's worker, which now runs, or, with @to NULL, routed again, their
+ * slots being gone (a broadcast copy was for that worker only). While the
+ * pool stops they are dropped.
  */
 static void
-settle(tr_ctx *cx, struct pool *p, struct pend *e, struct slot *s)
+settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 {
-	while (e != NULL) {
-		struct pend *next = e->next;
+	struct pend *list = NULL, **end = &list, **pp = &p->pending;
+
+	/* Taken out first: routing them again may add to the list. */
+	while (*pp != NULL) {
+		struct pend *e = *pp;
+		if (e->num < lo || e->num > hi) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		*end = e;
+		end = &e->next;
+		p->npending--;
+	}
+	*end = NULL;
+	p->pending_end = pp;
+	while (list != NULL) {
+		struct pend *e = list;
+		list = e->next;
 		if (p->phase == P_STOPPING ||
-		    (s == NULL && e->how == TR_POOL_BROADCAST)) {
+		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
 			p->dropped++;
-		} else if (s == NULL) {
+		} else if (to == NULL) {
 			route(cx, p, e->how, e->key, &e->m);
-		} else if (deliver(cx, p, s, &e->m) < 0) {
+		} else if (deliver(cx, p, to, &e->m) < 0) {
 			p->dropped++;
 		}
 		free(e);
-		e = next;
 	}
 }
 
@@ -551,9 +554,7 @@ stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
 	if (p->phase != P_STOPPING) {
 		p->phase = P_STOPPING;
 		p->stop_reason = reason;
-		for (uint32_t i = 0; i < p->n; i++) {
-			settle(cx, p, take_pending(p, &p->slots[i]), NULL);
-		}
+		settle(cx, p, 0, UINT32_MAX, NULL);
 		if (!p->sup_gone) {
 			/* An exit signal from its parent is the supervisor's
 			 * orderly shutdown: it stops the workers, then itself,
@@ -596,19 +597,14 @@ ctl_next(tr_ctx *cx, struct pool *p)
 static void
 remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 {
-	struct pend *orphans = NULL, **tail = &orphans;
+	/* Slots are sorted by number: no other has one in between. */
+	uint32_t lo = p->slots[at].num, hi = p->slots[at + count - 1].num;
 
-	for (uint32_t i = at; i < at + count; i++) {
-		*tail = take_pending(p, &p->slots[i]);
-		while (*tail != NULL) {
-			tail = &(*tail)->next;
-		}
-	}
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
 	ring_drop(p, at, count);
-	settle(cx, p, orphans, NULL);
+	settle(cx, p, lo, hi, NULL);
 }
 
 static void
@@ -857,7 +853,7 @@ on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		/* fall through */
 	case TR_SUP_EV_STARTED:
 		s->pid = ev->pid;
-		settle(cx, p, take_pending(p, s), s);
+		settle(cx, p, s->num, s->num, s);
 		break;
 	case TR_SUP_EV_EXITED:
 		if (tr_pid_eq(s->pid, ev->pid)) {
@@ -1027,8 +1023,10 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 static int
 pool_init(tr_ctx *cx, void *state, void *arg)
 {
-	(void)state;
+	struct pool *p = state;
+
 	(void)arg;
+	p->pending_end = &p->pending;
 	tr_trap_exit(cx, true);
 	return TR_OK;
 }
@@ -1049,9 +1047,7 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
 	}
 	p->phase = P_STOPPING; /* what still waits is dropped, not routed */
-	for (uint32_t i = 0; i < p->n; i++) {
-		settle(cx, p, take_pending(p, &p->slots[i]), NULL);
-	}
+	settle(cx, p, 0, UINT32_MAX, NULL);
 	free(p->slots);
 	free(p->ring);
 }
