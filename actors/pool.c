@@ -503,30 +503,28 @@ reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
 		.restarts = p->restarts,
 	};
 
-	if (tr_pid_is_none(req->from)) {
-		return;
-	}
 	for (uint32_t i = 0; i < p->n; i++) {
 		rp.live += !tr_pid_is_none(p->slots[i].pid);
 	}
-	if (op != TR_POOL_OP_WORKERS || status != TR_OK) {
-		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
-		return;
-	}
-	size_t size = sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
-	tr_pool_workers *w = malloc(size);
-	if (w == NULL) {
+	if (op == TR_POOL_OP_WORKERS && status == TR_OK) {
+		size_t size =
+			sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
+		tr_pool_workers *w = malloc(size);
+		if (w != NULL) {
+			w->reply = rp;
+			w->reply.count = p->n;
+			for (uint32_t i = 0; i < p->n; i++) {
+				w->pids[i] = p->slots[i].pid;
+			}
+			(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w,
+					   size, free);
+			return;
+		}
 		/* The same type, without the list: one answer either way. */
 		rp.status = TR_ENOMEM;
-		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
-		return;
 	}
-	w->reply = rp;
-	w->reply.count = p->n;
-	for (uint32_t i = 0; i < p->n; i++) {
-		w->pids[i] = p->slots[i].pid;
-	}
-	(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w, size, free);
+	/* A plain message from nobody (tr_runtime_ctx()) gets none. */
+	(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 }
 
 /* The pool stops: the control request in progress, if any, is answered
@@ -874,25 +872,19 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		(void)tr_unhandled(cx, m);
 		return;
 	}
-	switch (rp->op) {
-	case TR_SUP_OP_START_CHILD:
-		if (rp->status != TR_OK) {
-			/* The supervisor kept no spec for it: drop the slot. */
-			for (uint32_t i = 0; i < p->n; i++) {
-				if (p->slots[i].starting.v == m->ref.v) {
-					remove_slots(cx, p, i, 1);
-					break;
-				}
-			}
-		}
-		break;
-	case TR_SUP_OP_TERMINATE_CHILD:
-	case TR_SUP_OP_DELETE_CHILD:
-		break;
-	default:
-		/* The supervisor's start (op 0): had it failed, it stops, and
-		 * its exit signal tells us. */
+	if (rp->op == 0) {
+		/* The supervisor's start: had it failed, it stops, and its
+		 * exit signal tells us. */
 		return;
+	}
+	/* A START_CHILD, TERMINATE_CHILD or DELETE_CHILD of a resize. */
+	for (uint32_t i = 0; rp->status != TR_OK && i < p->n; i++) {
+		if (p->slots[i].starting.v == m->ref.v) {
+			/* Its worker did not start, and the supervisor kept
+			 * no spec for it: drop the slot. */
+			remove_slots(cx, p, i, 1);
+			break;
+		}
 	}
 	if (rp->status != TR_OK && p->cur_status == TR_OK) {
 		p->cur_status = rp->status;
@@ -1075,7 +1067,6 @@ struct collector {
 	tr_msg start;      /* the caller's request, answered by the result */
 	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
 	tr_timer_id timer; /* zero until armed */
-	bool done;
 	tr_pool_gather_result *res; /* once the pool said whom it asked */
 	size_t len;                 /* its size */
 };
@@ -1104,7 +1095,6 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 {
 	tr_pool_gather_result *res = c->res;
 
-	c->done = true;
 	c->res = NULL;
 	/* Harmless when it fired already or was never armed. */
 	(void)tr_timer_cancel(cx, c->timer);
@@ -1240,16 +1230,13 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
-	/* Not started: no request to the pool yet, and not done. */
-	bool started = c->pool_ref.v != 0 || c->done;
-	if (m->type == MSG_GBOOT) {
-		if (!started) {
-			on_gather_start(cx, c, m);
-		}
+	/* Once it is done it stops: nothing comes after that turn. */
+	if (m->type == MSG_GBOOT && c->pool_ref.v == 0) {
+		on_gather_start(cx, c, m);
 		return;
 	}
-	if (c->done || !started) {
-		return; /* a late reply, or anything before the start */
+	if (c->pool_ref.v == 0 || m->type == MSG_GBOOT) {
+		return; /* anything before the start, or a second one */
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
 		if (m->type == MSG_TARGETS) {
