@@ -540,30 +540,33 @@ ctl_close(tr_ctx *cx, struct pool *p)
 }
 
 /*
- * Stops the workers through the supervisor, then the pool with @reason
- * (the first reason given). Called again once the supervisor is gone (its
- * exit signal), it answers the control request in progress and those
- * stashed behind it (a stop is done, the rest are not), and stops the
- * pool.
+ * Stops the workers through the supervisor (once; @reason is the pool's
+ * exit reason). What waits for a worker is dropped, not routed. The
+ * supervisor's exit ends the stop (stop_end()).
  */
 static void
-stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
+stop_begin(tr_ctx *cx, struct pool *p, int32_t reason)
 {
-	if (p->phase != P_STOPPING) {
-		p->phase = P_STOPPING;
-		p->stop_reason = reason;
-		settle(cx, p, 0, UINT32_MAX, NULL);
-		if (!p->sup_gone) {
-			/* An exit signal from its parent is the supervisor's
-			 * orderly shutdown: it stops the workers, then itself,
-			 * and the link brings its exit back to us. */
-			(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
-			return;
-		}
-	}
-	if (!p->sup_gone) {
+	if (p->phase == P_STOPPING) {
 		return;
 	}
+	p->phase = P_STOPPING;
+	p->stop_reason = reason;
+	settle(cx, p, 0, UINT32_MAX, NULL);
+	if (!p->sup_gone) {
+		/* An exit signal from its parent is the supervisor's orderly
+		 * shutdown: it stops the workers, then itself, and the link
+		 * brings its exit back to us. (Needed from our teardown too:
+		 * a normal stop does not travel along the link.) */
+		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
+	}
+}
+
+/* The supervisor is gone: answer the control request in progress and
+ * those stashed behind it (a stop is done, the rest are not), and stop. */
+static void
+stop_end(tr_ctx *cx, struct pool *p)
+{
 	ctl_close(cx, p);
 	if (p->nstashed == 0) {
 		tr_stop_self(cx, p->stop_reason);
@@ -583,7 +586,10 @@ ctl_next(tr_ctx *cx, struct pool *p)
 	p->busy = false;
 	reply(cx, p, &p->cur, p->cur_op, p->cur_status);
 	if (p->cur_op == 0 && p->cur_status != TR_OK) {
-		stop_pool(cx, p, TR_SUP_EXIT_START_FAILED);
+		stop_begin(cx, p, TR_SUP_EXIT_START_FAILED);
+		if (p->sup_gone) {
+			stop_end(cx, p); /* the supervisor never started */
+		}
 		return;
 	}
 	(void)tr_unstash_all(cx);
@@ -692,7 +698,7 @@ ctl_begin(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
 	p->cur_op = op;
 	p->cur_status = TR_OK;
 	if (op == TR_POOL_OP_STOP) {
-		stop_pool(cx, p, TR_EXIT_NORMAL);
+		stop_begin(cx, p, TR_EXIT_NORMAL);
 		return;
 	}
 	if (workers > p->n) {
@@ -910,12 +916,14 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->slots[i].pid = TR_PID_NONE;
 		}
-	} else if (sig->reason == TR_EXIT_NORMAL) {
-		return; /* what a link that does not trap would ignore too */
+		stop_begin(cx, p, sig->reason);
+		stop_end(cx, p);
+	} else if (sig->reason != TR_EXIT_NORMAL) {
+		/* The parent (or another linked actor) failed: stop in
+		 * order. A normal exit is what a link that does not trap
+		 * would ignore too. */
+		stop_begin(cx, p, sig->reason);
 	}
-	/* Otherwise the parent (or another linked actor) failed: stop in
-	 * order. */
-	stop_pool(cx, p, sig->reason);
 }
 
 /* @v, or @def when it is 0 (the defaults of struct tr_pool_config). */
@@ -1028,18 +1036,11 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct pool *p = state;
 
-	(void)reason;
 	/* Stopped from outside (tr_stop, the runtime): nobody may wait
 	 * forever for an answer. Those stashed fail as the runtime drops
 	 * them. */
 	ctl_close(cx, p);
-	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
-		/* A normal stop does not travel along the link: tell the
-		 * supervisor, as its parent, to stop the workers. */
-		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
-	}
-	p->phase = P_STOPPING; /* what still waits is dropped, not routed */
-	settle(cx, p, 0, UINT32_MAX, NULL);
+	stop_begin(cx, p, reason);
 	free(p->slots);
 	free(p->ring);
 }
@@ -1094,6 +1095,7 @@ static void
 collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 {
 	tr_pool_gather_result *res = c->res;
+	tr_err err = TR_ENOMEM;
 
 	c->res = NULL;
 	/* Harmless when it fired already or was never armed. */
@@ -1103,27 +1105,23 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 		c->len = sizeof(*res);
 		res = calloc(1, c->len);
 	}
-	if (res == NULL) {
-		/* The caller's request fails when we stop: still one
-		 * outcome. */
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
+	if (res != NULL) {
+		res->status = status;
+		res->missing = res->asked - res->replied;
+		unsigned char *at = (unsigned char *)res + bytes_at(res->asked);
+		for (uint32_t i = 0; i < res->replied; i++) {
+			tr_pool_gather_entry *e = &res->replies[i];
+			e->data = e->size > 0 ? at : NULL;
+			at += align16(e->size);
+		}
+		memset(&res->replies[res->replied], 0,
+		       res->missing * sizeof(res->replies[0]));
+		err = tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res,
+				   c->len, free);
 	}
-	res->status = status;
-	res->missing = res->asked - res->replied;
-	unsigned char *at = (unsigned char *)res + bytes_at(res->asked);
-	for (uint32_t i = 0; i < res->replied; i++) {
-		res->replies[i].data = res->replies[i].size > 0 ? at : NULL;
-		at += align16(res->replies[i].size);
-	}
-	memset(&res->replies[res->replied], 0,
-	       res->missing * sizeof(res->replies[0]));
-	if (tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res, c->len,
-			 free) < 0) {
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
-	}
-	tr_stop_self(cx, TR_EXIT_NORMAL);
+	/* Without a result, the caller's request fails when we stop: still
+	 * one outcome. */
+	tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
 }
 
 /*
