@@ -182,7 +182,6 @@ struct pool {
 	/* Messages waiting for their slot's worker, in arrival order. */
 	struct pend *pending;
 	struct pend **pending_end;
-	uint32_t npending;
 	/* Control: the request in progress (op 0: the start) and the
 	 * supervisor replies it awaits; those that come meanwhile are
 	 * stashed. */
@@ -194,10 +193,7 @@ struct pool {
 	uint32_t nstashed;
 	/* Counters of struct tr_pool_reply. */
 	uint64_t routed[TR_POOL_CONSISTENT_HASH + 1]; /* by strategy */
-	uint64_t delivered;
-	uint64_t dropped;
-	uint64_t gathers;
-	uint64_t restarts;
+	tr_pool_reply st; /* delivered, dropped, gathers, restarts, pending */
 };
 
 /* splitmix64: a step of its sequence, then the shared finalizer. */
@@ -308,7 +304,7 @@ slot_live(tr_ctx *cx, struct slot *s)
 static void
 refuse(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	p->dropped++;
+	p->st.dropped++;
 	(void)tr_unhandled(cx, m);
 }
 
@@ -323,7 +319,7 @@ deliver(tr_ctx *cx, struct pool *p, struct slot *s, const tr_msg *m)
 	tr_err err = tr_forward(cx, s->pid, m);
 
 	if (err == TR_OK) {
-		p->delivered++;
+		p->st.delivered++;
 	}
 	return err;
 }
@@ -335,12 +331,12 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 {
 	struct pend *e = NULL;
 
-	if (p->npending < p->cfg.max_pending &&
+	if (p->st.pending < p->cfg.max_pending &&
 	    m->size <= SIZE_MAX - sizeof(struct pend)) {
 		e = malloc(sizeof(*e) + m->size);
 	}
 	if (e == NULL) {
-		p->dropped++;
+		p->st.dropped++;
 		return;
 	}
 	e->next = NULL;
@@ -354,7 +350,7 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 	}
 	*p->pending_end = e;
 	p->pending_end = &e->next;
-	p->npending++;
+	p->st.pending++;
 }
 
 /* To @s's worker, or kept until it runs; a refusal drops it. */
@@ -365,7 +361,7 @@ send_or_hold(tr_ctx *cx, struct pool *p, struct slot *s, uint32_t how,
 	if (!slot_live(cx, s)) {
 		hold(p, s, how, key, m);
 	} else if (deliver(cx, p, s, m) < 0) {
-		p->dropped++;
+		p->st.dropped++;
 	}
 }
 
@@ -409,7 +405,7 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, const tr_msg *m)
 	if (best != UINT32_MAX && deliver(cx, p, &p->slots[best], m) == TR_OK) {
 		p->rr = best + 1;
 	} else if (any_live) {
-		p->dropped++;
+		p->st.dropped++;
 	} else {
 		/* No worker runs: wait for the next slot in turn. */
 		uint32_t idx = p->rr % p->n;
@@ -422,7 +418,7 @@ static void
 route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 {
 	if (p->n == 0) {
-		p->dropped++;
+		p->st.dropped++;
 		return;
 	}
 	if ((m->flags & TR_MSG_F_REQUEST) && how == TR_POOL_BROADCAST) {
@@ -464,7 +460,7 @@ settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 		*pp = e->next;
 		*end = e;
 		end = &e->next;
-		p->npending--;
+		p->st.pending--;
 	}
 	*end = NULL;
 	p->pending_end = pp;
@@ -473,11 +469,11 @@ settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 		list = e->next;
 		if (p->phase == P_STOPPING ||
 		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
-			p->dropped++;
+			p->st.dropped++;
 		} else if (to == NULL) {
 			route(cx, p, e->how, e->key, &e->m);
 		} else if (deliver(cx, p, to, &e->m) < 0) {
-			p->dropped++;
+			p->st.dropped++;
 		}
 		free(e);
 	}
@@ -488,20 +484,15 @@ static void
 reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
       int32_t status)
 {
-	tr_pool_reply rp = {
-		.op = op,
-		.status = status,
-		.workers = p->n,
-		.pending = p->npending,
-		.round_robin = p->routed[TR_POOL_ROUND_ROBIN],
-		.least_loaded = p->routed[TR_POOL_LEAST_LOADED],
-		.broadcast = p->routed[TR_POOL_BROADCAST],
-		.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH],
-		.delivered = p->delivered,
-		.dropped = p->dropped,
-		.gathers = p->gathers,
-		.restarts = p->restarts,
-	};
+	tr_pool_reply rp = p->st;
+
+	rp.op = op;
+	rp.status = status;
+	rp.workers = p->n;
+	rp.round_robin = p->routed[TR_POOL_ROUND_ROBIN];
+	rp.least_loaded = p->routed[TR_POOL_LEAST_LOADED];
+	rp.broadcast = p->routed[TR_POOL_BROADCAST];
+	rp.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
 
 	for (uint32_t i = 0; i < p->n; i++) {
 		rp.live += !tr_pid_is_none(p->slots[i].pid);
@@ -611,6 +602,25 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	settle(cx, p, lo, hi, NULL);
 }
 
+/* One request to the supervisor for the control request in progress,
+ * whose reply it then awaits; an error is its status. */
+static tr_err
+sup_ask(tr_ctx *cx, struct pool *p, tr_sup_op op, const char *id,
+	const tr_sup_child_spec *spec, tr_ref *ref)
+{
+	tr_sup_request q = {
+		.size = sizeof(q), .op = op, .spec = spec, .id = id
+	};
+	tr_err err = tr_sup_call(cx, p->sup, &q, 0, ref);
+
+	if (err == TR_OK) {
+		p->waiting++;
+	} else if (p->cur_status == TR_OK) {
+		p->cur_status = err;
+	}
+	return err;
+}
+
 static void
 resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 {
@@ -635,28 +645,20 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 	for (uint32_t i = old; i < target; i++) {
 		tr_sup_child_spec spec = {
 			.size = sizeof(spec),
-			.id = p->slots[i].id,
+			.id = s[i].id,
 			.def = p->wdef,
 			.arg = p->cfg.arg,
 			.restart = TR_SUP_PERMANENT,
 			.type = TR_SUP_WORKER,
 			.shutdown_ms = p->cfg.shutdown_ms,
 		};
-		tr_sup_request q = {
-			.size = sizeof(q),
-			.op = TR_SUP_OP_START_CHILD,
-			.spec = &spec,
-		};
-		tr_err err =
-			tr_sup_call(cx, p->sup, &q, 0, &p->slots[i].starting);
-		if (err < 0) {
+		if (sup_ask(cx, p, TR_SUP_OP_START_CHILD, NULL, &spec,
+			    &s[i].starting) < 0) {
 			/* This and the later slots will not start: drop them
 			 * (nothing can wait for them yet). */
-			p->cur_status = err;
 			remove_slots(cx, p, i, target - i);
 			return;
 		}
-		p->waiting++;
 	}
 }
 
@@ -664,24 +666,14 @@ static void
 resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 {
 	for (uint32_t i = target; i < p->n; i++) {
-		tr_sup_request q = {
-			.size = sizeof(q),
-			.op = TR_SUP_OP_TERMINATE_CHILD,
-			.id = p->slots[i].id,
-		};
 		/* The supervisor acts on requests in order: the delete finds
 		 * the child stopped. */
-		tr_err err = tr_sup_call(cx, p->sup, &q, 0, NULL);
+		const char *id = p->slots[i].id;
+		tr_err err = sup_ask(cx, p, TR_SUP_OP_TERMINATE_CHILD, id, NULL,
+				     NULL);
 		if (err == TR_OK) {
-			p->waiting++;
-			q.op = TR_SUP_OP_DELETE_CHILD;
-			err = tr_sup_call(cx, p->sup, &q, 0, NULL);
-			if (err == TR_OK) {
-				p->waiting++;
-			}
-		}
-		if (err < 0 && p->cur_status == TR_OK) {
-			p->cur_status = err;
+			(void)sup_ask(cx, p, TR_SUP_OP_DELETE_CHILD, id, NULL,
+				      NULL);
 		}
 	}
 	remove_slots(cx, p, target, p->n - target);
@@ -809,7 +801,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		(void)tr_unhandled(cx, m);
 		return;
 	}
-	p->gathers++;
+	p->st.gathers++;
 	/* The collector is the sender: replies go to it. */
 	tr_msg fw = { .type = a->type,
 		      .from = m->from,
@@ -853,7 +845,7 @@ on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	}
 	switch (ev->kind) {
 	case TR_SUP_EV_RESTARTED:
-		p->restarts++;
+		p->st.restarts++;
 		/* fall through */
 	case TR_SUP_EV_STARTED:
 		s->pid = ev->pid;
