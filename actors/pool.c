@@ -756,17 +756,15 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	if (p->sup_gone) {
-		/* Stashed, and put back at the end of a stop. */
+	bool is_stopping = p->phase == P_STOPPING;
+	if (p->sup_gone || (is_stopping && op != TR_POOL_OP_STOP)) {
+		/* Too late to act on; a stop is done once the supervisor is
+		 * gone. After that only those stashed come here, put back by
+		 * stop_end(), and the pool stops after the last. */
 		reply(cx, p, m, op, op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
-		if (--p->nstashed == 0) {
+		if (p->sup_gone && --p->nstashed == 0) {
 			tr_stop_self(cx, p->stop_reason);
 		}
-		return;
-	}
-	bool is_stopping = p->phase == P_STOPPING;
-	if (is_stopping && op != TR_POOL_OP_STOP) {
-		reply(cx, p, m, op, TR_ECLOSED);
 		return;
 	}
 	if (p->busy || is_stopping) {
@@ -1149,12 +1147,10 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
+	/* At most TR_POOL_MAX_WORKERS, from the pool (its reply). */
 	const tr_pid *pids = m->data;
 	size_t n = m->size / sizeof(tr_pid);
 
-	if (m->size % sizeof(tr_pid) != 0 || n > TR_POOL_MAX_WORKERS) {
-		return;
-	}
 	if (n == 0) {
 		collector_finish(cx, c, TR_ENOENT);
 		return;
