@@ -159,7 +159,7 @@ struct slot {
 
 struct point {
 	uint64_t h;
-	uint32_t idx; /* into the slot array; the ring is rebuilt on change */
+	uint32_t idx; /* into the slot array, kept in step with it */
 };
 
 /* P_NEW: spawned, its MSG_START not taken yet. */
@@ -289,14 +289,11 @@ ring_lookup(const struct pool *p, uint64_t key)
 static bool
 slot_live(tr_ctx *cx, struct slot *s)
 {
-	if (tr_pid_is_none(s->pid)) {
-		return false;
-	}
-	if (!tr_actor_alive(tr_ctx_runtime(cx), s->pid)) {
+	if (!tr_pid_is_none(s->pid) &&
+	    !tr_actor_alive(tr_ctx_runtime(cx), s->pid)) {
 		s->pid = TR_PID_NONE;
-		return false;
 	}
-	return true;
+	return !tr_pid_is_none(s->pid);
 }
 
 /* Counts a message the pool does not take (a dead letter; a request
