@@ -31,6 +31,7 @@
 #include "runtime/inbox.h"
 #include "runtime/io_loop.h"
 #include "runtime/pid.h"
+#include "runtime/remote.h"
 #include "runtime/request.h"
 #include "runtime/runtime.h"
 #include "runtime/sched.h"
@@ -67,21 +68,6 @@ struct tr__actor_ext {
 	int32_t stop_reason;
 };
 
-/* Payloads of system messages. */
-struct sys_exit {
-	uint64_t from;
-	int32_t reason;
-	/* The sender stopped (a link fired), so the link is gone. A signal
-	 * from tr_exit() leaves the link in place, as Erlang's exit/2. */
-	bool link_ended;
-};
-
-struct sys_down {
-	uint64_t ref;
-	uint64_t who;
-	int32_t reason;
-};
-
 /* Free slots kept per worker before half are handed to the shared list. */
 #define WORKER_FREE_SLOTS_MAX 4096u
 
@@ -91,8 +77,8 @@ stats_of(tr_runtime *rt, struct tr__worker *w)
 	return w != NULL ? &w->stats : &rt->foreign;
 }
 
-static void
-stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
+void
+tr__stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
 {
 	_Atomic uint64_t *c =
 		(_Atomic uint64_t *)(void *)((char *)stats_of(rt, w) + off);
@@ -105,7 +91,7 @@ stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n)
 }
 
 #define STAT(rt, w, field, n)                                                  \
-	stat_inc((rt), (w), offsetof(struct tr__stats, field), (n))
+	tr__stat_inc((rt), (w), offsetof(struct tr__stats, field), (n))
 
 static struct tr__msg_cache *
 cache_of(struct tr__worker *w)
@@ -237,6 +223,13 @@ slot_release(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a)
 static void dead_letter(tr_runtime *rt, struct tr__worker *w,
 			struct tr__msg *msg, bool free_node);
 
+void
+tr__dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg)
+{
+	STAT(rt, w, sent, 1);
+	dead_letter(rt, w, msg, true);
+}
+
 tr_err
 tr__send_sys(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
 	     uint32_t type, const void *data, size_t len)
@@ -289,15 +282,17 @@ tr_err
 tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
 	      struct tr__msg *msg, bool bounded)
 {
-	struct tr__actor *a = tr__actor_lookup(rt, to);
-
 	msg->to = to;
+	if (tr__unlikely(tr__pid_node(to) != 0)) {
+		return tr__remote_out(rt, w, msg);
+	}
+	struct tr__actor *a = tr__actor_lookup(rt, to);
 	if (tr__unlikely(a == NULL ||
 			 atomic_load_explicit(&a->pid, memory_order_relaxed) !=
 				 to)) {
 		STAT(rt, w, sent, 1);
 		dead_letter(rt, w, msg, true);
-		return tr__pid_node(to) != 0 ? TR_EUNREACH : TR_OK;
+		return TR_OK;
 	}
 	if (bounded) {
 		uint32_t bound =
@@ -407,25 +402,29 @@ static void
 dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 	    bool free_node)
 {
+	/* What cannot reach another node: its node is unknown or down. */
+	int32_t why = tr__pid_node(msg->to) != 0 ? TR_EXIT_NOCONNECTION
+						 : TR_EXIT_NOPROC;
+
 	STAT(rt, w, dead, 1);
 	if ((msg->m.flags & TR_MSG_F_REQUEST) && msg->m.from.v != 0) {
 		/* A request nobody took: its outcome is a failure. */
-		struct sys_down d = { .ref = msg->m.ref.v,
-				      .who = msg->to,
-				      .reason = TR_EXIT_NOPROC };
+		struct tr__sys_down d = { .ref = msg->m.ref.v,
+					  .who = msg->to,
+					  .reason = why };
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN,
 				   &d, sizeof(d));
 	} else if (msg->m.type == TR__SYS_LINK) {
-		struct sys_exit e = { .from = msg->to,
-				      .reason = TR_EXIT_NOPROC,
-				      .link_ended = true };
+		struct tr__sys_exit e = { .from = msg->to,
+					  .reason = why,
+					  .link_ended = true };
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_EXIT,
 				   &e, sizeof(e));
 	} else if (msg->m.type == TR__SYS_MONITOR) {
-		struct sys_down d;
+		struct tr__sys_down d;
 		memcpy(&d.ref, msg->m.data, sizeof(d.ref));
 		d.who = msg->to;
-		d.reason = TR_EXIT_NOPROC;
+		d.reason = why;
 		(void)tr__send_sys(rt, w, msg->to, msg->m.from.v, TR__SYS_DOWN,
 				   &d, sizeof(d));
 	}
@@ -758,18 +757,18 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 	int32_t seen = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
 	if (a->ext != NULL) {
 		struct tr__actor_ext *x = a->ext;
-		struct sys_exit e = { .from = self,
-				      .reason = seen,
-				      .link_ended = true };
+		struct tr__sys_exit e = { .from = self,
+					  .reason = seen,
+					  .link_ended = true };
 
 		for (uint32_t i = 0; i < x->links.n; i++) {
 			(void)tr__send_sys(rt, w, self, x->links.v[i].pid,
 					   TR__SYS_EXIT, &e, sizeof(e));
 		}
 		for (uint32_t i = 0; i < x->watchers.n; i++) {
-			struct sys_down d = { .ref = x->watchers.v[i].ref,
-					      .who = self,
-					      .reason = seen };
+			struct tr__sys_down d = { .ref = x->watchers.v[i].ref,
+						  .who = self,
+						  .reason = seen };
 			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
 					   TR__SYS_DOWN, &d, sizeof(d));
 		}
@@ -974,7 +973,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		break;
 	}
 	case TR__SYS_EXIT: {
-		struct sys_exit e;
+		struct tr__sys_exit e;
 		memcpy(&e, msg->m.data, sizeof(e));
 		if (e.link_ended && a->ext != NULL) {
 			int i = set_find_pid(&a->ext->links, e.from);
@@ -1033,7 +1032,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		break;
 	}
 	case TR__SYS_DOWN: {
-		struct sys_down d;
+		struct tr__sys_down d;
 		memcpy(&d, msg->m.data, sizeof(d));
 		if (d.ref & TR__REF_REQ) {
 			request_failed(w, a, d.ref, d.who, d.reason);
@@ -1131,6 +1130,16 @@ stash_drop(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 		tr__msg_discard(cache_of(w), msg);
 		msg = next;
 	}
+}
+
+/* Has @a, still running as pid @self, messages tr_unstash_all() put
+ * back? The pid is checked first: a stopped actor's slot is not ours. */
+static bool
+replay_due(struct tr__actor *a, uint64_t self)
+{
+	return self != 0 &&
+	       atomic_load_explicit(&a->pid, memory_order_relaxed) == self &&
+	       a->ext != NULL && a->ext->replay != NULL;
 }
 
 /* Handle the first message tr_unstash_all() put back. */
@@ -1286,6 +1295,9 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 		&a->mb.head, memory_order_acquire);
 	uint64_t t = tr__ticks();
 	uint64_t start = t;
+	/* The pid this turn runs: once the actor stops, its slot may be
+	 * reused at once, and its ext is no longer this turn's to read. */
+	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
 	tr__sched_turn_began(w, start);
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
@@ -1293,13 +1305,13 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	}
 	unsigned n = 0;
 	for (; n < rt->batch; n++) {
-		if (tr__unlikely(a->ext != NULL && a->ext->replay != NULL)) {
+		if (tr__unlikely(replay_due(a, self))) {
 			/* What tr_unstash_all() put back comes first. */
 			if (atomic_load_explicit(&a->stop_for,
 						 memory_order_relaxed) != 0) {
 				take_stop(w, a);
 			}
-			if (a->ext != NULL && a->ext->replay != NULL) {
+			if (replay_due(a, self)) {
 				replay_one(w, a);
 			}
 			t = tr__ticks();
@@ -1358,7 +1370,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
 		unmute_all(w, a);
 	}
-	bool replay = a->ext != NULL && a->ext->replay != NULL;
+	bool replay = replay_due(a, self);
 	if (exhausted || replay || !tr__mailbox_mark_empty(&a->mb)) {
 		if (mute_on == NULL || exhausted || !mute(w, a, mute_on)) {
 			tr__sched_reschedule(w, a);
@@ -1583,9 +1595,9 @@ tr_unhandled(tr_ctx *cx, const tr_msg *m)
 	STAT(cx->rt, cx->w, dead, 1);
 	if ((m->flags & TR_MSG_F_REQUEST) && m->from.v != 0) {
 		/* Its one outcome, now rather than at its timeout. */
-		struct sys_down d = { .ref = m->ref.v,
-				      .who = cx->self,
-				      .reason = TR_EXIT_UNHANDLED };
+		struct tr__sys_down d = { .ref = m->ref.v,
+					  .who = cx->self,
+					  .reason = TR_EXIT_UNHANDLED };
 		tr__actor_unwatch(cx, m->ref.v);
 		(void)tr__send_sys(cx->rt, cx->w, cx->self, m->from.v,
 				   TR__SYS_DOWN, &d, sizeof(d));
@@ -1773,7 +1785,7 @@ tr_exit(tr_ctx *cx, tr_pid who, int32_t reason)
 	if (!tr__ctx_ok(cx, __func__) || who.v == 0) {
 		return TR_EINVAL;
 	}
-	struct sys_exit e = { .from = cx->self, .reason = reason };
+	struct tr__sys_exit e = { .from = cx->self, .reason = reason };
 	return tr__send_sys(cx->rt, ctx_worker(cx), cx->self, who.v,
 			    TR__SYS_EXIT, &e, sizeof(e));
 }
@@ -1795,8 +1807,10 @@ tr_link(tr_ctx *cx, tr_pid other)
 			return err;
 		}
 	}
-	return tr__send_sys(cx->rt, cx->w, cx->self, other.v, TR__SYS_LINK,
-			    NULL, 0);
+	tr_err err = tr__send_sys(cx->rt, cx->w, cx->self, other.v,
+				  TR__SYS_LINK, NULL, 0);
+	/* An unreachable node: its exit signal (noconnection) is on its way. */
+	return err == TR_EUNREACH ? TR_OK : err;
 }
 
 tr_err
@@ -1849,7 +1863,8 @@ tr_monitor(tr_ctx *cx, tr_pid who, tr_ref *out)
 	}
 	err = tr__send_sys(cx->rt, cx->w, cx->self, who.v, TR__SYS_MONITOR,
 			   &ref, sizeof(ref));
-	if (err < 0) {
+	/* An unreachable node: its DOWN (noconnection) is on its way. */
+	if (err < 0 && err != TR_EUNREACH) {
 		set_remove_at(&x->monitors, (int)x->monitors.n - 1);
 		return err;
 	}

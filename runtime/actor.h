@@ -30,6 +30,21 @@
 struct tr__worker;
 struct tr__actor_ext;
 
+/* Payloads of system messages. */
+struct tr__sys_exit {
+	uint64_t from;
+	int32_t reason;
+	/* The sender stopped (a link fired), so the link is gone. A signal
+	 * from tr_exit() leaves the link in place, as Erlang's exit/2. */
+	bool link_ended;
+};
+
+struct tr__sys_down {
+	uint64_t ref;
+	uint64_t who;
+	int32_t reason;
+};
+
 /* Internal message types (all at or above TR_MSG_SYSTEM_BASE). */
 #define TR__SYS_BASE      0xFFFFFF00u
 #define TR__SYS_INIT      (TR__SYS_BASE + 1)
@@ -245,6 +260,10 @@ void tr__actor_unwatch(tr_ctx *cx, uint64_t ref);
 
 /* Free a node that was never sent, on worker @w or any thread (NULL). */
 void tr__msg_discard_any(struct tr__worker *w, struct tr__msg *msg);
+
+/* Add @n to the counter at @off of @w's stats (the shared ones when @w is
+ * NULL). */
+void tr__stat_inc(tr_runtime *rt, struct tr__worker *w, size_t off, uint64_t n);
 
 /* Slot table: the actor for a local pid value, or NULL (unknown slot). */
 struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);

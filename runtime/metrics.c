@@ -62,6 +62,8 @@ tr_runtime_metrics(tr_runtime *rt, tr_metrics *out)
 	out->mutes = s.mutes;
 	out->io_polls = s.io_polls;
 	out->io_takeovers = tr__io_takeovers(rt->io);
+	out->msgs_remote_out = s.remote_out;
+	out->msgs_remote_in = s.remote_in;
 	uint64_t hist[TR__HIST_BUCKETS];
 	uint64_t total = 0;
 	for (unsigned b = 0; b < TR__HIST_BUCKETS; b++) {
@@ -116,6 +118,8 @@ tr_runtime_metrics_json(tr_runtime *rt)
 		{ "mutes", m.mutes },
 		{ "io_polls", m.io_polls },
 		{ "io_takeovers", m.io_takeovers },
+		{ "msgs_remote_out", m.msgs_remote_out },
+		{ "msgs_remote_in", m.msgs_remote_in },
 	};
 	bool ok = true;
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

@@ -14,6 +14,7 @@
  */
 #include "runtime/runtime.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -357,6 +358,8 @@ tr_runtime_destroy(tr_runtime *rt)
 	tr__blocking_fini(&rt->blocking);
 	tr__sched_fini(rt);
 	tr__free(rt->chunks, sizeof(*rt->chunks) * TR__MAX_CHUNKS);
+	free((void *)(uintptr_t)atomic_load_explicit(&rt->remote,
+						     memory_order_relaxed));
 	pthread_mutex_destroy(&rt->slot_mu);
 	pthread_mutex_destroy(&rt->life_mu);
 	pthread_cond_destroy(&rt->life_cv);

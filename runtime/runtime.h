@@ -17,6 +17,7 @@
 #include "runtime/actor.h"
 #include "runtime/blocking.h"
 #include "runtime/io_loop.h"
+#include "runtime/remote.h"
 #include "runtime/stats.h"
 
 /* Slot table geometry: 2^12 actors per chunk, 2^16 chunks = 2^28 slots. */
@@ -97,6 +98,8 @@ struct tr_runtime {
 	_Atomic uint64_t gave_back_ns; /* last idle give-back (sched.c) */
 
 	struct tr__io *io; /* the I/O thread (runtime/io_loop.c) */
+	/* The distribution layer, attached once (runtime/remote.c). */
+	_Atomic(const struct tr__remote *) remote;
 	struct tr__msg_pool msg_pool;
 	struct tr__stats foreign;
 	struct tr__blocking blocking;

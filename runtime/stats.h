@@ -32,6 +32,9 @@ struct tr__stats {
 	_Atomic uint64_t
 		rescues; /* the monitor woke a worker for a stuck queue */
 	_Atomic uint64_t compacts; /* the monitor found spreading slower */
+	_Atomic uint64_t
+		remote_out;         /* operations the distribution layer took */
+	_Atomic uint64_t remote_in; /* operations it handed in */
 	_Atomic uint64_t hist[TR__HIST_BUCKETS];
 };
 

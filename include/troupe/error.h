@@ -26,7 +26,8 @@ extern "C" {
 	X(EUNREACH, -9, "node unreachable")                                    \
 	X(ESYS, -10, "system call failed")                                     \
 	X(EREJECTED, -11, "rejected")                                          \
-	X(EEXIST, -12, "already exists")
+	X(EEXIST, -12, "already exists")                                       \
+	X(EREMOTE, -13, "a pointer payload cannot go to another node")
 
 typedef enum tr_err {
 	TR_OK = 0,

@@ -56,6 +56,12 @@ extern "C" {
  *                     that loop: io_threads > workers). Often rising means
  *                     the workers are saturated and I/O waits for the I/O
  *                     threads
+ * @msgs_remote_out:   operations (sends, replies, links, monitors, exit
+ *                     signals, DOWNs) handed to the distribution layer for
+ *                     actors of other nodes; not in @msgs_sent
+ * @msgs_remote_in:    operations the distribution layer handed in from
+ *                     other nodes; each is then a local message in
+ *                     @msgs_sent
  */
 typedef struct tr_metrics {
 	size_t size;
@@ -79,6 +85,8 @@ typedef struct tr_metrics {
 	uint64_t mutes;
 	uint64_t io_polls;
 	uint64_t io_takeovers;
+	uint64_t msgs_remote_out;
+	uint64_t msgs_remote_in;
 } tr_metrics;
 
 /**

@@ -61,6 +61,8 @@ extern "C" {
 	7 /* a request's timeout passed (TR_MSG_REQUEST_FAILED) */
 #define TR_EXIT_UNHANDLED                                                      \
 	8 /* the target did not handle the request (tr_unhandled()) */
+#define TR_EXIT_NOCONNECTION                                                   \
+	9 /* the actor's node is unknown, down, or its link was lost */
 #define TR_EXIT_USER 256
 
 /** TR_MSG_F_PTR - Flag in tr_msg.flags: the payload is an owned pointer. */
