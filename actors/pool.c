@@ -13,7 +13,9 @@
  * scatter-gather runs in a collector actor that the caller starts (so its
  * one result does not depend on the pool staying alive); the pool only
  * picks the workers and sends them the request in the collector's name,
- * answering the collector's request with the pids it asked.
+ * answering the collector's request with the pids it asked. A worker may
+ * answer before that list reaches the collector: its reply waits in the
+ * collector's stash until it does.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
  * number; a shrink removes the highest ones. The hash ring holds
@@ -28,18 +30,22 @@
  * took them.
  *
  * Waiting messages. A message for a slot whose worker is not running
- * waits in that slot's list (at most max_pending over the pool) and is
- * sent, in order, when the slot gets its pid. Before sending to a pid the
- * pool checks tr_actor_alive(): a worker known to be dead is treated as
- * not running at once, without waiting for the supervisor's event, which
- * keeps the messages lost to a crash to those already in its mailbox.
+ * waits in the pool's list, marked with the slot's number (at most
+ * max_pending), and is sent, in order, when the slot gets its pid. Before
+ * sending to a pid the pool checks tr_actor_alive(): a worker known to be
+ * dead is treated as not running at once, without waiting for the
+ * supervisor's event, which keeps the messages lost to a crash to those
+ * already in its mailbox.
  *
  * Control. The start, resizes and stops are acted on one at a time, in
- * arrival order, from a queue whose head is the one in progress; stats
- * and worker lists are answered at once. The start is a grow from no
- * slots whose answer has op 0 and which stops the pool when it fails. A
- * resize sends START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD
- * (shrink) requests to the supervisor and answers when every reply is in.
+ * arrival order: one is in progress, and those that come meanwhile wait
+ * in the core's stash (tr_stash()) until it is done; stats and worker
+ * lists are answered at once. The start is a grow from no slots whose
+ * answer has op 0 and which stops the pool when it fails. A resize sends
+ * START_CHILD (grow) or TERMINATE_CHILD + DELETE_CHILD (shrink) requests
+ * to the supervisor and answers when every reply is in. A stop answers
+ * what is still stashed once the supervisor is gone; a pool stopped from
+ * outside leaves it to the runtime, which fails those requests.
  *
  * Worker definitions. Workers are spawned from a copy of the user's
  * definition with a mailbox bound (the user's, or UINT32_MAX) so that
@@ -73,7 +79,7 @@
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
-#define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to struct boot */
+#define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to tr_pool_config */
 
 /*
  * Points per slot on the hash ring. With 160 (ketama's choice) the share
@@ -140,6 +146,7 @@ struct pend {
 	tr_msg m; /* m.data points at data */
 	uint64_t key;
 	uint32_t how;
+	uint32_t num; /* its slot's */
 	unsigned char data[];
 };
 
@@ -148,28 +155,11 @@ struct slot {
 	char id[ID_LEN]; /* its child id, "w<num>" */
 	tr_pid pid;      /* TR_PID_NONE while its worker does not run */
 	tr_ref starting; /* the supervisor's start of its worker, if asked */
-	struct pend *head;
-	struct pend *tail;
 };
 
 struct point {
 	uint64_t h;
-	uint32_t idx; /* into the slot array; the ring is rebuilt on change */
-};
-
-/* A control request (op 0: the start) waiting for its turn. */
-struct ctl {
-	struct ctl *next;
-	tr_msg req; /* the request's header, for tr_reply() */
-	uint32_t op;
-	uint32_t workers;
-};
-
-/* What a pool starts with, the payload of its MSG_START (boot.h): the
- * configuration and the start's own place in the control queue. */
-struct boot {
-	struct ctl ctl; /* first: freed as a struct ctl once answered */
-	tr_pool_config cfg;
+	uint32_t idx; /* into the slot array, kept in step with it */
 };
 
 /* P_NEW: spawned, its MSG_START not taken yet. */
@@ -179,10 +169,7 @@ struct pool {
 	tr_pid sup;
 	bool sup_gone;
 	const tr_actor_def *wdef;
-	void *arg;
-	uint32_t strategy;
-	uint64_t shutdown_ms;
-	uint32_t max_pending;
+	tr_pool_config cfg; /* the defaults filled in */
 	enum phase phase;
 	int32_t stop_reason;
 	/* Slots, sorted by number. */
@@ -192,18 +179,21 @@ struct pool {
 	uint32_t rr;
 	struct point *ring;
 	size_t nring;
-	uint32_t npending;
-	/* Control: the head is in progress while it waits for replies. */
-	struct ctl *cq_head;
-	struct ctl **cq_tail;
-	uint32_t waiting; /* supervisor replies the head awaits */
+	/* Messages waiting for their slot's worker, in arrival order. */
+	struct pend *pending;
+	struct pend **pending_end;
+	/* Control: the request in progress (op 0: the start) and the
+	 * supervisor replies it awaits; those that come meanwhile are
+	 * stashed. */
+	bool busy;
+	tr_msg cur; /* its header, for tr_reply() */
+	uint32_t cur_op;
 	int32_t cur_status;
+	uint32_t waiting;
+	uint32_t nstashed;
 	/* Counters of struct tr_pool_reply. */
 	uint64_t routed[TR_POOL_CONSISTENT_HASH + 1]; /* by strategy */
-	uint64_t delivered;
-	uint64_t dropped;
-	uint64_t gathers;
-	uint64_t restarts;
+	tr_pool_reply st; /* delivered, dropped, gathers, restarts, pending */
 };
 
 /* splitmix64: a step of its sequence, then the shared finalizer. */
@@ -224,15 +214,15 @@ point_cmp(const void *a, const void *b)
 	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
 }
 
-/* Rebuilds the ring from the slots; false (ring unchanged) without
- * memory. */
+/* Rebuilds the ring from the slots (at least one) for a grow; false
+ * (ring unchanged) without memory. */
 static bool
 ring_build(struct pool *p)
 {
 	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = n > 0 ? malloc(n * sizeof(*r)) : NULL;
+	struct point *r = malloc(n * sizeof(*r));
 
-	if (n > 0 && r == NULL) {
+	if (r == NULL) {
 		return false;
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
@@ -242,13 +232,34 @@ ring_build(struct pool *p)
 				(struct point){ .h = mix64(seed), .idx = i };
 		}
 	}
-	if (n > 0) {
-		qsort(r, n, sizeof(*r), point_cmp);
-	}
+	qsort(r, n, sizeof(*r), point_cmp);
 	free(p->ring);
 	p->ring = r;
 	p->nring = n;
 	return true;
+}
+
+/*
+ * Takes the points of slots [@at, @at + @count) out of the ring for a
+ * removal. A slot's points depend on its number alone and the order of
+ * the others does not change, so this is the ring a rebuild would give,
+ * without memory to fail for.
+ */
+static void
+ring_drop(struct pool *p, uint32_t at, uint32_t count)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < p->nring; i++) {
+		struct point pt = p->ring[i];
+		if (pt.idx >= at + count) {
+			pt.idx -= count;
+		} else if (pt.idx >= at) {
+			continue;
+		}
+		p->ring[k++] = pt;
+	}
+	p->nring = k;
 }
 
 /* The slot that owns @key: the first point at or after the key's hash. */
@@ -278,14 +289,11 @@ ring_lookup(const struct pool *p, uint64_t key)
 static bool
 slot_live(tr_ctx *cx, struct slot *s)
 {
-	if (tr_pid_is_none(s->pid)) {
-		return false;
-	}
-	if (!tr_actor_alive(tr_ctx_runtime(cx), s->pid)) {
+	if (!tr_pid_is_none(s->pid) &&
+	    !tr_actor_alive(tr_ctx_runtime(cx), s->pid)) {
 		s->pid = TR_PID_NONE;
-		return false;
 	}
-	return true;
+	return !tr_pid_is_none(s->pid);
 }
 
 /* Counts a message the pool does not take (a dead letter; a request
@@ -293,7 +301,7 @@ slot_live(tr_ctx *cx, struct slot *s)
 static void
 refuse(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	p->dropped++;
+	p->st.dropped++;
 	(void)tr_unhandled(cx, m);
 }
 
@@ -308,7 +316,7 @@ deliver(tr_ctx *cx, struct pool *p, struct slot *s, const tr_msg *m)
 	tr_err err = tr_forward(cx, s->pid, m);
 
 	if (err == TR_OK) {
-		p->delivered++;
+		p->st.delivered++;
 	}
 	return err;
 }
@@ -320,12 +328,12 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 {
 	struct pend *e = NULL;
 
-	if (p->npending < p->max_pending &&
+	if (p->st.pending < p->cfg.max_pending &&
 	    m->size <= SIZE_MAX - sizeof(struct pend)) {
 		e = malloc(sizeof(*e) + m->size);
 	}
 	if (e == NULL) {
-		p->dropped++;
+		p->st.dropped++;
 		return;
 	}
 	e->next = NULL;
@@ -333,30 +341,13 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 	e->m.data = e->data;
 	e->key = key;
 	e->how = how;
+	e->num = s->num;
 	if (m->size > 0) {
 		memcpy(e->data, m->data, m->size);
 	}
-	if (s->tail != NULL) {
-		s->tail->next = e;
-	} else {
-		s->head = e;
-	}
-	s->tail = e;
-	p->npending++;
-}
-
-/* Detaches the waiting messages of @s. */
-static struct pend *
-take_pending(struct pool *p, struct slot *s)
-{
-	struct pend *list = s->head;
-
-	for (struct pend *e = list; e != NULL; e = e->next) {
-		p->npending--;
-	}
-	s->head = NULL;
-	s->tail = NULL;
-	return list;
+	*p->pending_end = e;
+	p->pending_end = &e->next;
+	p->st.pending++;
 }
 
 /* To @s's worker, or kept until it runs; a refusal drops it. */
@@ -367,7 +358,7 @@ send_or_hold(tr_ctx *cx, struct pool *p, struct slot *s, uint32_t how,
 	if (!slot_live(cx, s)) {
 		hold(p, s, how, key, m);
 	} else if (deliver(cx, p, s, m) < 0) {
-		p->dropped++;
+		p->st.dropped++;
 	}
 }
 
@@ -411,7 +402,7 @@ route_any(tr_ctx *cx, struct pool *p, uint32_t how, const tr_msg *m)
 	if (best != UINT32_MAX && deliver(cx, p, &p->slots[best], m) == TR_OK) {
 		p->rr = best + 1;
 	} else if (any_live) {
-		p->dropped++;
+		p->st.dropped++;
 	} else {
 		/* No worker runs: wait for the next slot in turn. */
 		uint32_t idx = p->rr % p->n;
@@ -424,7 +415,7 @@ static void
 route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 {
 	if (p->n == 0) {
-		p->dropped++;
+		p->st.dropped++;
 		return;
 	}
 	if ((m->flags & TR_MSG_F_REQUEST) && how == TR_POOL_BROADCAST) {
@@ -446,25 +437,42 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 }
 
 /*
- * Hands on the waiting messages @e: to @s's worker, which now runs, or,
- * with @s NULL, routed again, their slot being gone (a broadcast copy was
- * for that worker only). While the pool stops they are dropped.
+ * Hands on the messages waiting for the slots numbered @lo to @hi: to
+ * @to's worker, which now runs, or, with @to NULL, routed again, their
+ * slots being gone (a broadcast copy was for that worker only). While the
+ * pool stops they are dropped.
  */
 static void
-settle(tr_ctx *cx, struct pool *p, struct pend *e, struct slot *s)
+settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 {
-	while (e != NULL) {
-		struct pend *next = e->next;
+	struct pend *list = NULL, **end = &list, **pp = &p->pending;
+
+	/* Taken out first: routing them again may add to the list. */
+	while (*pp != NULL) {
+		struct pend *e = *pp;
+		if (e->num < lo || e->num > hi) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		*end = e;
+		end = &e->next;
+		p->st.pending--;
+	}
+	*end = NULL;
+	p->pending_end = pp;
+	while (list != NULL) {
+		struct pend *e = list;
+		list = e->next;
 		if (p->phase == P_STOPPING ||
-		    (s == NULL && e->how == TR_POOL_BROADCAST)) {
-			p->dropped++;
-		} else if (s == NULL) {
+		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
+			p->st.dropped++;
+		} else if (to == NULL) {
 			route(cx, p, e->how, e->key, &e->m);
-		} else if (deliver(cx, p, s, &e->m) < 0) {
-			p->dropped++;
+		} else if (deliver(cx, p, to, &e->m) < 0) {
+			p->st.dropped++;
 		}
 		free(e);
-		e = next;
 	}
 }
 
@@ -473,115 +481,107 @@ static void
 reply(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
       int32_t status)
 {
-	tr_pool_reply rp = {
-		.op = op,
-		.status = status,
-		.workers = p->n,
-		.pending = p->npending,
-		.round_robin = p->routed[TR_POOL_ROUND_ROBIN],
-		.least_loaded = p->routed[TR_POOL_LEAST_LOADED],
-		.broadcast = p->routed[TR_POOL_BROADCAST],
-		.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH],
-		.delivered = p->delivered,
-		.dropped = p->dropped,
-		.gathers = p->gathers,
-		.restarts = p->restarts,
-	};
+	tr_pool_reply rp = p->st;
 
-	if (tr_pid_is_none(req->from)) {
-		return;
-	}
+	rp.op = op;
+	rp.status = status;
+	rp.workers = p->n;
+	rp.round_robin = p->routed[TR_POOL_ROUND_ROBIN];
+	rp.least_loaded = p->routed[TR_POOL_LEAST_LOADED];
+	rp.broadcast = p->routed[TR_POOL_BROADCAST];
+	rp.consistent_hash = p->routed[TR_POOL_CONSISTENT_HASH];
+
 	for (uint32_t i = 0; i < p->n; i++) {
 		rp.live += !tr_pid_is_none(p->slots[i].pid);
 	}
-	if (op != TR_POOL_OP_WORKERS || status != TR_OK) {
-		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
-		return;
-	}
-	size_t size = sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
-	tr_pool_workers *w = malloc(size);
-	if (w == NULL) {
+	if (op == TR_POOL_OP_WORKERS && status == TR_OK) {
+		size_t size =
+			sizeof(tr_pool_workers) + (size_t)p->n * sizeof(tr_pid);
+		tr_pool_workers *w = malloc(size);
+		if (w != NULL) {
+			w->reply = rp;
+			w->reply.count = p->n;
+			for (uint32_t i = 0; i < p->n; i++) {
+				w->pids[i] = p->slots[i].pid;
+			}
+			(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w,
+					   size, free);
+			return;
+		}
 		/* The same type, without the list: one answer either way. */
 		rp.status = TR_ENOMEM;
-		(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
-		return;
 	}
-	w->reply = rp;
-	w->reply.count = p->n;
-	for (uint32_t i = 0; i < p->n; i++) {
-		w->pids[i] = p->slots[i].pid;
-	}
-	(void)tr_reply_ptr(cx, req, TR_MSG_POOL_WORKERS, w, size, free);
+	/* A plain message from nobody (tr_runtime_ctx()) gets none. */
+	(void)tr_reply(cx, req, TR_MSG_POOL_REPLY, &rp, sizeof(rp));
 }
 
-/* Answers the control request at the head of the queue and drops it. */
+/* The pool stops: the control request in progress, if any, is answered
+ * (a stop is done, the rest are not). */
 static void
-ctl_answer(tr_ctx *cx, struct pool *p, int32_t status)
+ctl_close(tr_ctx *cx, struct pool *p)
 {
-	struct ctl *c = p->cq_head;
-
-	p->cq_head = c->next;
-	if (p->cq_head == NULL) {
-		p->cq_tail = &p->cq_head;
-	}
-	reply(cx, p, &c->req, c->op, status);
-	free(c);
-}
-
-/* Answers every control request left: a stop is done, the rest not. */
-static void
-flush_ctl(tr_ctx *cx, struct pool *p)
-{
-	while (p->cq_head != NULL) {
-		bool is_stop = p->cq_head->op == TR_POOL_OP_STOP;
-		ctl_answer(cx, p, is_stop ? TR_OK : TR_ECLOSED);
+	if (p->busy) {
+		p->busy = false;
+		reply(cx, p, &p->cur, p->cur_op,
+		      p->cur_op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
 	}
 }
 
 /*
- * Stops the workers through the supervisor, then the pool with @reason
- * (the first reason given). Called again once the supervisor is gone, it
- * answers every control request left (a stop is done, the rest are not)
- * and stops the pool.
+ * Stops the workers through the supervisor (once; @reason is the pool's
+ * exit reason). What waits for a worker is dropped, not routed. The
+ * supervisor's exit ends the stop (stop_end()).
  */
 static void
-stop_pool(tr_ctx *cx, struct pool *p, int32_t reason)
+stop_begin(tr_ctx *cx, struct pool *p, int32_t reason)
 {
-	if (p->phase != P_STOPPING) {
-		p->phase = P_STOPPING;
-		p->stop_reason = reason;
-		for (uint32_t i = 0; i < p->n; i++) {
-			settle(cx, p, take_pending(p, &p->slots[i]), NULL);
-		}
-		if (!p->sup_gone) {
-			tr_sup_request q = { .size = sizeof(q),
-					     .op = TR_SUP_OP_STOP };
-			if (tr_sup_call(cx, p->sup, &q, 0, NULL) < 0) {
-				/* No memory for the request: the exit signal
-				 * needs none of ours and ends in the same
-				 * orderly shutdown. */
-				(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
-			}
-			return;
-		}
+	if (p->phase == P_STOPPING) {
+		return;
 	}
-	if (p->sup_gone) {
-		flush_ctl(cx, p);
-		tr_stop_self(cx, p->stop_reason);
+	p->phase = P_STOPPING;
+	p->stop_reason = reason;
+	settle(cx, p, 0, UINT32_MAX, NULL);
+	if (!p->sup_gone) {
+		/* An exit signal from its parent is the supervisor's orderly
+		 * shutdown: it stops the workers, then itself, and the link
+		 * brings its exit back to us. (Needed from our teardown too:
+		 * a normal stop does not travel along the link.) */
+		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
 	}
 }
 
-/* The control request at the head got its last reply: answer it. A
- * start that failed stops the pool. */
+/* The supervisor is gone: answer the control request in progress and
+ * those stashed behind it (a stop is done, the rest are not), and stop. */
 static void
-ctl_done(tr_ctx *cx, struct pool *p)
+stop_end(tr_ctx *cx, struct pool *p)
 {
-	uint32_t op = p->cq_head->op;
-
-	ctl_answer(cx, p, p->cur_status);
-	if (op == 0 && p->cur_status != TR_OK) {
-		stop_pool(cx, p, TR_SUP_EXIT_START_FAILED);
+	ctl_close(cx, p);
+	if (p->nstashed == 0) {
+		tr_stop_self(cx, p->stop_reason);
+	} else {
+		/* They come back to on_ctl() before anything else, which
+		 * answers them and stops the pool after the last. */
+		(void)tr_unstash_all(cx);
 	}
+}
+
+/* The control request in progress got its last reply: answer it, then
+ * take those that came meanwhile, in arrival order. A start that failed
+ * stops the pool instead. */
+static void
+ctl_next(tr_ctx *cx, struct pool *p)
+{
+	p->busy = false;
+	reply(cx, p, &p->cur, p->cur_op, p->cur_status);
+	if (p->cur_op == 0 && p->cur_status != TR_OK) {
+		stop_begin(cx, p, TR_SUP_EXIT_START_FAILED);
+		if (p->sup_gone) {
+			stop_end(cx, p); /* the supervisor never started */
+		}
+		return;
+	}
+	(void)tr_unstash_all(cx);
+	p->nstashed = 0;
 }
 
 /* Removes @count slots from @at on (a shrink, or workers that did not
@@ -589,31 +589,33 @@ ctl_done(tr_ctx *cx, struct pool *p)
 static void
 remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 {
-	struct pend *orphans = NULL, **tail = &orphans;
+	/* Slots are sorted by number: no other has one in between. */
+	uint32_t lo = p->slots[at].num, hi = p->slots[at + count - 1].num;
 
-	for (uint32_t i = at; i < at + count; i++) {
-		*tail = take_pending(p, &p->slots[i]);
-		while (*tail != NULL) {
-			tail = &(*tail)->next;
-		}
-	}
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	if (!ring_build(p)) {
-		/*
-		 * No memory for a new ring. The old one still spreads keys,
-		 * but its points may name slots that moved or are gone: keep
-		 * every lookup in bounds, at the price of sending those keys
-		 * to slot 0 until the next resize.
-		 */
-		for (size_t k = 0; k < p->nring; k++) {
-			if (p->ring[k].idx >= p->n) {
-				p->ring[k].idx = 0;
-			}
-		}
+	ring_drop(p, at, count);
+	settle(cx, p, lo, hi, NULL);
+}
+
+/* One request to the supervisor for the control request in progress,
+ * whose reply it then awaits; an error is its status. */
+static tr_err
+sup_ask(tr_ctx *cx, struct pool *p, tr_sup_op op, const char *id,
+	const tr_sup_child_spec *spec, tr_ref *ref)
+{
+	tr_sup_request q = {
+		.size = sizeof(q), .op = op, .spec = spec, .id = id
+	};
+	tr_err err = tr_sup_call(cx, p->sup, &q, 0, ref);
+
+	if (err == TR_OK) {
+		p->waiting++;
+	} else if (p->cur_status == TR_OK) {
+		p->cur_status = err;
 	}
-	settle(cx, p, orphans, NULL);
+	return err;
 }
 
 static void
@@ -640,28 +642,20 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 	for (uint32_t i = old; i < target; i++) {
 		tr_sup_child_spec spec = {
 			.size = sizeof(spec),
-			.id = p->slots[i].id,
+			.id = s[i].id,
 			.def = p->wdef,
-			.arg = p->arg,
+			.arg = p->cfg.arg,
 			.restart = TR_SUP_PERMANENT,
 			.type = TR_SUP_WORKER,
-			.shutdown_ms = p->shutdown_ms,
+			.shutdown_ms = p->cfg.shutdown_ms,
 		};
-		tr_sup_request q = {
-			.size = sizeof(q),
-			.op = TR_SUP_OP_START_CHILD,
-			.spec = &spec,
-		};
-		tr_err err =
-			tr_sup_call(cx, p->sup, &q, 0, &p->slots[i].starting);
-		if (err < 0) {
+		if (sup_ask(cx, p, TR_SUP_OP_START_CHILD, NULL, &spec,
+			    &s[i].starting) < 0) {
 			/* This and the later slots will not start: drop them
 			 * (nothing can wait for them yet). */
-			p->cur_status = err;
 			remove_slots(cx, p, i, target - i);
 			return;
 		}
-		p->waiting++;
 	}
 }
 
@@ -669,97 +663,78 @@ static void
 resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 {
 	for (uint32_t i = target; i < p->n; i++) {
-		tr_sup_request q = {
-			.size = sizeof(q),
-			.op = TR_SUP_OP_TERMINATE_CHILD,
-			.id = p->slots[i].id,
-		};
 		/* The supervisor acts on requests in order: the delete finds
 		 * the child stopped. */
-		tr_err err = tr_sup_call(cx, p->sup, &q, 0, NULL);
+		const char *id = p->slots[i].id;
+		tr_err err = sup_ask(cx, p, TR_SUP_OP_TERMINATE_CHILD, id, NULL,
+				     NULL);
 		if (err == TR_OK) {
-			p->waiting++;
-			q.op = TR_SUP_OP_DELETE_CHILD;
-			err = tr_sup_call(cx, p->sup, &q, 0, NULL);
-			if (err == TR_OK) {
-				p->waiting++;
-			}
-		}
-		if (err < 0 && p->cur_status == TR_OK) {
-			p->cur_status = err;
+			(void)sup_ask(cx, p, TR_SUP_OP_DELETE_CHILD, id, NULL,
+				      NULL);
 		}
 	}
 	remove_slots(cx, p, target, p->n - target);
 }
 
-/* Acts on the control requests in turn until one waits for replies. */
+/* Acts on control request @req: a stop, or a resize to @workers (op 0:
+ * the start's grow). */
 static void
-run_ctl(tr_ctx *cx, struct pool *p)
+ctl_begin(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
+	  uint32_t workers)
 {
-	while (p->waiting == 0 && p->cq_head != NULL && p->phase == P_RUNNING) {
-		struct ctl *c = p->cq_head;
-		p->cur_status = TR_OK;
-		if (c->op == TR_POOL_OP_STOP) {
-			stop_pool(cx, p, TR_EXIT_NORMAL);
-			return;
-		}
-		if (c->workers > p->n) {
-			resize_grow(cx, p, c->workers);
-		} else if (c->workers < p->n) {
-			resize_shrink(cx, p, c->workers);
-		}
-		if (p->waiting == 0) {
-			ctl_done(cx, p);
-		}
+	p->busy = true;
+	p->cur = *req;
+	p->cur_op = op;
+	p->cur_status = TR_OK;
+	if (op == TR_POOL_OP_STOP) {
+		stop_begin(cx, p, TR_EXIT_NORMAL);
+		return;
+	}
+	if (workers > p->n) {
+		resize_grow(cx, p, workers);
+	} else if (workers < p->n) {
+		resize_shrink(cx, p, workers);
+	}
+	if (p->waiting == 0) {
+		ctl_next(cx, p);
 	}
 }
 
-/* Routes the client's message @fw, which came as @m, by @how. */
+/*
+ * A client's message: a MSG_ROUTE (tr_pool_route(): a struct route_hdr,
+ * then the client's type's bytes), or a message of an application type
+ * sent to the pool itself (tr_send, tr_request, a registry name), routed
+ * with the pool's strategy as an Akka router takes a plain tell. A request
+ * goes to one worker, whose reply answers the requester. Another module's
+ * message, or a pointer the pool cannot pass on, is not routed, and not
+ * silently.
+ */
 static void
-route_client(tr_ctx *cx, struct pool *p, const tr_msg *m, uint32_t how,
-	     uint64_t key, const tr_msg *fw)
+on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
+	const struct route_hdr *h = m->data;
+	bool is_route = m->type == MSG_ROUTE && m->size >= sizeof(*h);
+	uint32_t how = is_route ? h->how : TR_POOL_DEFAULT;
+	tr_msg fw = *m;
+
+	if ((m->flags & TR_MSG_F_PTR) || how > TR_POOL_CONSISTENT_HASH ||
+	    (!is_route && m->type >= TR_MSG_ACTORS_BASE)) {
+		refuse(cx, p, m);
+		return;
+	}
+	if (is_route) {
+		fw = (tr_msg){ .type = h->type,
+			       .from = m->from,
+			       .data = h + 1,
+			       .size = m->size - sizeof(*h) };
+	}
+	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
 	p->routed[how]++;
 	if (p->phase == P_STOPPING) {
 		refuse(cx, p, m);
 		return;
 	}
-	route(cx, p, how, key, fw);
-}
-
-static void
-on_route(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	const struct route_hdr *h = m->data;
-
-	if ((m->flags & TR_MSG_F_PTR) || m->size < sizeof(*h) ||
-	    h->how > TR_POOL_CONSISTENT_HASH) {
-		refuse(cx, p, m);
-		return;
-	}
-	tr_msg fw = { .type = h->type,
-		      .from = m->from,
-		      .data = h + 1,
-		      .size = m->size - sizeof(*h) };
-	route_client(cx, p, m, h->how == TR_POOL_DEFAULT ? p->strategy : h->how,
-		     h->key, &fw);
-}
-
-/*
- * A message of an application type sent to the pool itself (tr_send,
- * tr_request, a registry name): routed with the pool's strategy, as an
- * Akka router takes a plain tell. A request goes to one worker, whose
- * reply answers the requester. Another module's message, or a pointer the
- * pool cannot pass on, is not routed, and not silently.
- */
-static void
-on_plain(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	if (m->type >= TR_MSG_ACTORS_BASE || (m->flags & TR_MSG_F_PTR)) {
-		refuse(cx, p, m);
-		return;
-	}
-	route_client(cx, p, m, p->strategy, 0, m);
+	route(cx, p, how, is_route ? h->key : 0, &fw);
 }
 
 static void
@@ -778,21 +753,29 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	if (p->phase == P_STOPPING && op != TR_POOL_OP_STOP) {
-		reply(cx, p, m, op, TR_ECLOSED);
+	bool is_stopping = p->phase == P_STOPPING;
+	if (p->sup_gone || (is_stopping && op != TR_POOL_OP_STOP)) {
+		/* Too late to act on; a stop is done once the supervisor is
+		 * gone. After that only those stashed come here, put back by
+		 * stop_end(), and the pool stops after the last. */
+		reply(cx, p, m, op, op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
+		if (p->sup_gone && --p->nstashed == 0) {
+			tr_stop_self(cx, p->stop_reason);
+		}
 		return;
 	}
-	struct ctl *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		reply(cx, p, m, op, TR_ENOMEM);
+	if (p->busy || is_stopping) {
+		/* One at a time, in arrival order: it comes back when the one
+		 * in progress is done (a stop: when the pool is). */
+		tr_err err = tr_stash(cx, m);
+		if (err < 0) {
+			reply(cx, p, m, op, err);
+		} else {
+			p->nstashed++;
+		}
 		return;
 	}
-	c->req = *m;
-	c->op = op;
-	c->workers = q->workers;
-	*p->cq_tail = c;
-	p->cq_tail = &c->next;
-	run_ctl(cx, p);
+	ctl_begin(cx, p, m, op, q->workers);
 }
 
 /*
@@ -813,7 +796,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		(void)tr_unhandled(cx, m);
 		return;
 	}
-	p->gathers++;
+	p->st.gathers++;
 	/* The collector is the sender: replies go to it. */
 	tr_msg fw = { .type = a->type,
 		      .from = m->from,
@@ -857,11 +840,11 @@ on_event(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	}
 	switch (ev->kind) {
 	case TR_SUP_EV_RESTARTED:
-		p->restarts++;
+		p->st.restarts++;
 		/* fall through */
 	case TR_SUP_EV_STARTED:
 		s->pid = ev->pid;
-		settle(cx, p, take_pending(p, s), s);
+		settle(cx, p, s->num, s->num, s);
 		break;
 	case TR_SUP_EV_EXITED:
 		if (tr_pid_eq(s->pid, ev->pid)) {
@@ -882,39 +865,25 @@ on_sup_reply(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		(void)tr_unhandled(cx, m);
 		return;
 	}
-	switch (rp->op) {
-	case TR_SUP_OP_STOP:
-		/* Only stop_pool() asks it. The workers are gone and the
-		 * supervisor stops right after this reply: nothing left to
-		 * tell it in our teardown. */
-		p->sup_gone = true;
-		stop_pool(cx, p, p->stop_reason);
+	if (rp->op == 0) {
+		/* The supervisor's start: had it failed, it stops, and its
+		 * exit signal tells us. */
 		return;
-	case TR_SUP_OP_START_CHILD:
-		if (rp->status != TR_OK) {
-			/* The supervisor kept no spec for it: drop the slot. */
-			for (uint32_t i = 0; i < p->n; i++) {
-				if (p->slots[i].starting.v == m->ref.v) {
-					remove_slots(cx, p, i, 1);
-					break;
-				}
-			}
+	}
+	/* A START_CHILD, TERMINATE_CHILD or DELETE_CHILD of a resize. */
+	for (uint32_t i = 0; rp->status != TR_OK && i < p->n; i++) {
+		if (p->slots[i].starting.v == m->ref.v) {
+			/* Its worker did not start, and the supervisor kept
+			 * no spec for it: drop the slot. */
+			remove_slots(cx, p, i, 1);
+			break;
 		}
-		break;
-	case TR_SUP_OP_TERMINATE_CHILD:
-	case TR_SUP_OP_DELETE_CHILD:
-		break;
-	default:
-		/* The supervisor's start (op 0): had it failed, it stops, and
-		 * its exit signal tells us. */
-		return;
 	}
 	if (rp->status != TR_OK && p->cur_status == TR_OK) {
 		p->cur_status = rp->status;
 	}
 	if (p->waiting > 0 && --p->waiting == 0) {
-		ctl_done(cx, p);
-		run_ctl(cx, p);
+		ctl_next(cx, p);
 	}
 }
 
@@ -934,12 +903,21 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->slots[i].pid = TR_PID_NONE;
 		}
-	} else if (sig->reason == TR_EXIT_NORMAL) {
-		return; /* what a link that does not trap would ignore too */
+		stop_begin(cx, p, sig->reason);
+		stop_end(cx, p);
+	} else if (sig->reason != TR_EXIT_NORMAL) {
+		/* The parent (or another linked actor) failed: stop in
+		 * order. A normal exit is what a link that does not trap
+		 * would ignore too. */
+		stop_begin(cx, p, sig->reason);
 	}
-	/* Otherwise the parent (or another linked actor) failed: stop in
-	 * order. */
-	stop_pool(cx, p, sig->reason);
+}
+
+/* @v, or @def when it is 0 (the defaults of struct tr_pool_config). */
+static uint64_t
+or_default(uint64_t v, uint64_t def)
+{
+	return v != 0 ? v : def;
 }
 
 /* The start: the supervisor, then a grow to the configured size. */
@@ -947,31 +925,24 @@ static void
 on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
 	tr_msg start;
-	struct boot *b = tr__boot_take(cx, m, sizeof(*b), &start);
+	tr_pool_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
-	if (b == NULL) {
+	if (cfg == NULL) {
 		refuse(cx, p, m);
 		return;
 	}
-	const tr_pool_config *cfg = &b->cfg;
-	b->ctl = (struct ctl){ .req = start, .workers = cfg->workers };
-	p->cq_head = &b->ctl;
-	p->cq_tail = &b->ctl.next;
+	p->cfg = *cfg;
+	free(cfg);
+	cfg = &p->cfg;
 	p->phase = P_RUNNING;
-	p->arg = cfg->arg;
-	p->strategy = cfg->strategy == TR_POOL_DEFAULT ? TR_POOL_ROUND_ROBIN
-						       : cfg->strategy;
-	p->shutdown_ms =
-		cfg->shutdown_ms != 0 ? cfg->shutdown_ms : DEFAULT_SHUTDOWN_MS;
-	p->max_pending =
-		cfg->max_pending != 0 ? cfg->max_pending : DEFAULT_MAX_PENDING;
+	cfg->strategy = or_default(cfg->strategy, TR_POOL_ROUND_ROBIN);
+	cfg->shutdown_ms = or_default(cfg->shutdown_ms, DEFAULT_SHUTDOWN_MS);
+	cfg->max_pending = or_default(cfg->max_pending, DEFAULT_MAX_PENDING);
 	tr_sup_flags flags = {
 		.size = sizeof(flags),
 		.strategy = TR_SUP_ONE_FOR_ONE,
-		.intensity = cfg->intensity != 0 ? cfg->intensity
-						 : DEFAULT_INTENSITY,
-		.period_ms = cfg->period_ms != 0 ? cfg->period_ms
-						 : DEFAULT_PERIOD_MS,
+		.intensity = or_default(cfg->intensity, DEFAULT_INTENSITY),
+		.period_ms = or_default(cfg->period_ms, DEFAULT_PERIOD_MS),
 		.observer = tr_self(cx),
 		.is_linked = true,
 	};
@@ -985,12 +956,14 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
 	if (err < 0) {
+		/* The start fails: the pool stops. */
 		p->sup_gone = true;
+		p->cur = start;
 		p->cur_status = err;
-		ctl_done(cx, p); /* the start fails: the pool stops */
+		ctl_next(cx, p);
 		return;
 	}
-	run_ctl(cx, p);
+	ctl_begin(cx, p, &start, 0, cfg->workers);
 }
 
 static void
@@ -1008,9 +981,6 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		return;
 	}
 	switch (m->type) {
-	case MSG_ROUTE:
-		on_route(cx, p, m);
-		break;
 	case TR_MSG_POOL_CONTROL:
 		on_ctl(cx, p, m);
 		break;
@@ -1032,7 +1002,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		 * signal tells us. A second start is not one. */
 		break;
 	default:
-		on_plain(cx, p, m);
+		on_client(cx, p, m);
 		break;
 	}
 }
@@ -1043,7 +1013,7 @@ pool_init(tr_ctx *cx, void *state, void *arg)
 	struct pool *p = state;
 
 	(void)arg;
-	p->cq_tail = &p->cq_head;
+	p->pending_end = &p->pending;
 	tr_trap_exit(cx, true);
 	return TR_OK;
 }
@@ -1053,19 +1023,11 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct pool *p = state;
 
-	(void)reason;
 	/* Stopped from outside (tr_stop, the runtime): nobody may wait
-	 * forever for an answer. */
-	flush_ctl(cx, p);
-	if (!p->sup_gone && !tr_pid_is_none(p->sup)) {
-		/* A normal stop does not travel along the link: tell the
-		 * supervisor, as its parent, to stop the workers. */
-		(void)tr_exit(cx, p->sup, TR_EXIT_SHUTDOWN);
-	}
-	p->phase = P_STOPPING; /* what still waits is dropped, not routed */
-	for (uint32_t i = 0; i < p->n; i++) {
-		settle(cx, p, take_pending(p, &p->slots[i]), NULL);
-	}
+	 * forever for an answer. Those stashed fail as the runtime drops
+	 * them. */
+	ctl_close(cx, p);
+	stop_begin(cx, p, reason);
 	free(p->slots);
 	free(p->ring);
 }
@@ -1082,109 +1044,33 @@ static const tr_actor_def pool_def = {
 /* ------------------------------------------------------------------ */
 /* The scatter-gather collector                                        */
 
-/* A reply received; kept in arrival order. */
-struct rep {
-	struct rep *next;
-	tr_pid from;
-	uint32_t type;
-	size_t size;
-	unsigned char data[];
-};
-
+/*
+ * The result is built in place as the replies come: the struct
+ * tr_pool_gather_result, one entry per worker asked, then each reply's
+ * bytes at a 16-aligned offset, in the order of the entries. Entries
+ * [0, replied) are the replies in arrival order, [replied, asked) the
+ * workers that have not answered yet.
+ */
 struct collector {
 	tr_msg start;      /* the caller's request, answered by the result */
 	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
 	tr_timer_id timer; /* zero until armed */
-	bool done;
-	tr_pid *targets; /* the workers asked, once the pool said which */
-	uint32_t ntargets;
-	uint32_t nreplied;
-	struct rep *head; /* nreplied of them once the targets are known */
-	struct rep *tail;
+	tr_pool_gather_result *res; /* once the pool said whom it asked */
+	size_t len;                 /* its size */
 };
 
-static void
-reps_free(struct collector *c)
-{
-	while (c->head != NULL) {
-		struct rep *r = c->head;
-		c->head = r->next;
-		free(r);
-	}
-	c->tail = NULL;
-	c->nreplied = 0;
-}
-
-static bool
-is_target(const struct collector *c, tr_pid who)
-{
-	for (uint32_t i = 0; i < c->ntargets; i++) {
-		if (tr_pid_eq(c->targets[i], who)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool
-seen_from(const struct collector *c, tr_pid who)
-{
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		if (tr_pid_eq(r->from, who)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Where entry bytes start in a result: entries are 16-aligned. */
 static size_t
 align16(size_t n)
 {
 	return (n + 15u) & ~(size_t)15u;
 }
 
-/*
- * The result as it is sent: struct tr_pool_gather_result, its entries,
- * then each entry's bytes at a 16-aligned offset, the entries pointing
- * into the block. NULL without memory or when the size would overflow.
- */
-static unsigned char *
-result_make(const struct collector *c, int32_t status, size_t *len)
+/* Where the bytes of the replies start in a result for @asked workers. */
+static size_t
+bytes_at(uint32_t asked)
 {
-	/* One entry per worker asked at most (TR_POOL_MAX_WORKERS). */
-	tr_pool_gather_result h = { .status = status,
-				    .asked = c->ntargets,
-				    .replied = c->nreplied,
-				    .missing = c->ntargets - c->nreplied };
-	size_t at = align16(sizeof(h) + h.replied * sizeof(h.replies[0]));
-	size_t size = at;
-
-	for (const struct rep *r = c->head; r != NULL; r = r->next) {
-		if (r->size > SIZE_MAX - 15u - size) {
-			return NULL;
-		}
-		size += align16(r->size);
-	}
-	unsigned char *buf = calloc(1, size);
-	if (buf == NULL) {
-		return NULL;
-	}
-	tr_pool_gather_result *res = (tr_pool_gather_result *)(void *)buf;
-	*res = h;
-	uint32_t i = 0;
-	for (const struct rep *r = c->head; r != NULL; r = r->next, i++) {
-		res->replies[i].worker = r->from;
-		res->replies[i].type = r->type;
-		res->replies[i].size = r->size;
-		if (r->size > 0) {
-			res->replies[i].data = buf + at;
-			memcpy(buf + at, r->data, r->size);
-			at += align16(r->size);
-		}
-	}
-	*len = size;
-	return buf;
+	return align16(sizeof(tr_pool_gather_result) +
+		       asked * sizeof(tr_pool_gather_entry));
 }
 
 /*
@@ -1195,30 +1081,34 @@ result_make(const struct collector *c, int32_t status, size_t *len)
 static void
 collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 {
-	size_t len = 0;
+	tr_pool_gather_result *res = c->res;
+	tr_err err = TR_ENOMEM;
 
-	c->done = true;
+	c->res = NULL;
 	/* Harmless when it fired already or was never armed. */
 	(void)tr_timer_cancel(cx, c->timer);
-	if ((status != TR_OK && status != TR_ETIMEDOUT) || c->targets == NULL) {
-		/* An error, or nobody known to be asked: the counts only. */
-		reps_free(c);
-	}
-	unsigned char *res = result_make(c, status, &len);
 	if (res == NULL) {
-		/* No room for the replies: the counts alone, as an error. */
-		reps_free(c);
-		res = result_make(c, TR_ENOMEM, &len);
+		/* Nobody known to be asked: the counts only. */
+		c->len = sizeof(*res);
+		res = calloc(1, c->len);
 	}
-	reps_free(c);
-	if (res == NULL || tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED,
-					res, len, free) < 0) {
-		/* The caller's request fails when we stop: still one
-		 * outcome. */
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
+	if (res != NULL) {
+		res->status = status;
+		res->missing = res->asked - res->replied;
+		unsigned char *at = (unsigned char *)res + bytes_at(res->asked);
+		for (uint32_t i = 0; i < res->replied; i++) {
+			tr_pool_gather_entry *e = &res->replies[i];
+			e->data = e->size > 0 ? at : NULL;
+			at += align16(e->size);
+		}
+		memset(&res->replies[res->replied], 0,
+		       res->missing * sizeof(res->replies[0]));
+		err = tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res,
+				   c->len, free);
 	}
-	tr_stop_self(cx, TR_EXIT_NORMAL);
+	/* Without a result, the caller's request fails when we stop: still
+	 * one outcome. */
+	tr_stop_self(cx, err == TR_OK ? TR_EXIT_NORMAL : TR_EXIT_ERROR);
 }
 
 /*
@@ -1254,72 +1144,66 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
+	/* At most TR_POOL_MAX_WORKERS, from the pool (its reply). */
+	const tr_pid *pids = m->data;
 	size_t n = m->size / sizeof(tr_pid);
 
-	if (m->size % sizeof(tr_pid) != 0 || n > TR_POOL_MAX_WORKERS) {
-		return;
-	}
 	if (n == 0) {
 		collector_finish(cx, c, TR_ENOENT);
 		return;
 	}
-	c->targets = malloc(m->size);
-	if (c->targets == NULL) {
+	c->len = bytes_at((uint32_t)n);
+	c->res = calloc(1, c->len);
+	if (c->res == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	memcpy(c->targets, m->data, m->size);
-	c->ntargets = (uint32_t)n;
-	/* Replies that came before the list: keep those of workers asked. */
-	struct rep **pp = &c->head;
-	c->tail = NULL;
-	while (*pp != NULL) {
-		struct rep *r = *pp;
-		if (!is_target(c, r->from)) {
-			*pp = r->next;
-			free(r);
-			continue;
-		}
-		c->nreplied++;
-		c->tail = r;
-		pp = &r->next;
+	c->res->asked = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		c->res->replies[i].worker = pids[i];
 	}
-	if (c->nreplied == c->ntargets) {
-		collector_finish(cx, c, TR_OK);
-	}
+	/* The replies that came before the list, in their order. */
+	(void)tr_unstash_all(cx);
 }
 
-/* The first reply from each worker counts (before the list came, from
- * anyone: on_targets() sorts them out). */
+/*
+ * The first reply from each worker asked counts. Before the pool said
+ * whom it asked, a reply waits in the stash (without memory for that, it
+ * counts as missing).
+ */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
-	if (tr_pid_is_none(m->from) || seen_from(c, m->from) ||
-	    (c->targets != NULL && !is_target(c, m->from))) {
+	tr_pool_gather_result *res = c->res;
+
+	if (res == NULL) {
+		(void)tr_stash(cx, m);
 		return;
+	}
+	uint32_t i = res->replied;
+	while (i < res->asked && !tr_pid_eq(res->replies[i].worker, m->from)) {
+		i++;
 	}
 	size_t size = m->data != NULL ? m->size : 0;
-	if (size > SIZE_MAX - sizeof(struct rep)) {
-		return;
+	if (i == res->asked || size > SIZE_MAX - 15u - c->len) {
+		return; /* not asked, or answered already */
 	}
-	struct rep *r = malloc(sizeof(*r) + size);
-	if (r == NULL) {
+	res = realloc(res, c->len + align16(size));
+	if (res == NULL) {
 		return; /* counted as missing */
 	}
-	r->next = NULL;
-	r->from = m->from;
-	r->type = m->type;
-	r->size = size;
 	if (size > 0) {
-		memcpy(r->data, m->data, size);
+		memcpy((unsigned char *)res + c->len, m->data, size);
 	}
-	if (c->tail != NULL) {
-		c->tail->next = r;
-	} else {
-		c->head = r;
-	}
-	c->tail = r;
-	if (c->targets != NULL && ++c->nreplied == c->ntargets) {
+	c->res = res;
+	c->len += align16(size);
+	/* Into arrival order: it takes the place of the first worker that
+	 * has not answered. */
+	res->replies[i] = res->replies[res->replied];
+	res->replies[res->replied++] = (tr_pool_gather_entry){
+		.worker = m->from, .type = m->type, .size = size
+	};
+	if (res->replied == res->asked) {
 		collector_finish(cx, c, TR_OK);
 	}
 }
@@ -1329,16 +1213,13 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
-	/* Not started: no request to the pool yet, and not done. */
-	bool started = c->pool_ref.v != 0 || c->done;
-	if (m->type == MSG_GBOOT) {
-		if (!started) {
-			on_gather_start(cx, c, m);
-		}
+	/* Once it is done it stops: nothing comes after that turn. */
+	if (m->type == MSG_GBOOT && c->pool_ref.v == 0) {
+		on_gather_start(cx, c, m);
 		return;
 	}
-	if (c->done || !started) {
-		return; /* a late reply, or anything before the start */
+	if (c->pool_ref.v == 0 || m->type == MSG_GBOOT) {
+		return; /* anything before the start, or a second one */
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
 		if (m->type == MSG_TARGETS) {
@@ -1361,8 +1242,7 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)cx;
 	(void)reason;
-	reps_free(c);
-	free(c->targets);
+	free(c->res);
 }
 
 static const tr_actor_def collector_def = {
@@ -1393,11 +1273,11 @@ tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 	    (unsigned)cfg->strategy > TR_POOL_BROADCAST) {
 		return TR_EINVAL;
 	}
-	struct boot *b = malloc(sizeof(*b));
+	tr_pool_config *b = malloc(sizeof(*b));
 	if (b == NULL) {
 		return TR_ENOMEM;
 	}
-	b->cfg = *cfg;
+	*b = *cfg;
 	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
 	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
 			      free, out, ref);

@@ -951,6 +951,77 @@ test_resize(void)
 	fx_finish(&f);
 }
 
+/*
+ * Resizes and stops sent one after another wait their turn: each is
+ * answered in arrival order once the one before is done, a stats request
+ * is answered whenever it comes, a second stop is answered when the pool
+ * has stopped, and a resize after a stop is refused.
+ */
+static void
+test_control_in_turn(void)
+{
+	enum { R4, R1, STATS, STOP1, STOP2, R3, NREQ };
+	static const tr_pool_request qs[NREQ] = {
+		[R4] = { .op = TR_POOL_OP_RESIZE, .workers = 4 },
+		[R1] = { .op = TR_POOL_OP_RESIZE, .workers = 1 },
+		[STATS] = { .op = TR_POOL_OP_STATS },
+		[STOP1] = { .op = TR_POOL_OP_STOP },
+		[STOP2] = { .op = TR_POOL_OP_STOP },
+		[R3] = { .op = TR_POOL_OP_RESIZE, .workers = 3 },
+	};
+	struct fx f;
+	tr_ref refs[NREQ];
+	tr_pool_reply got[NREQ];
+	int order[NREQ], at = 0;
+
+	world_reset();
+	fx_start(&f, 2);
+	tr_pid pool = start_pool(&f, 2, TR_POOL_ROUND_ROBIN);
+	for (int i = 0; i < NREQ; i++) {
+		CHECK_OK(tr_request(tr_inbox_ctx(f.ib), pool,
+				    TR_MSG_POOL_CONTROL, &qs[i], sizeof(qs[i]),
+				    0, &refs[i]));
+		order[i] = -1;
+	}
+	while (at < NREQ) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(f.ib, NULL, FX_REPLY_MS, &r) != TR_OK) {
+			CHECK(false);
+			break;
+		}
+		const tr_pool_reply *rp = TR_MSG_AS(&r, tr_pool_reply);
+		for (int i = 0; rp != NULL && i < NREQ; i++) {
+			if ((r.flags & TR_MSG_F_REPLY) &&
+			    r.ref.v == refs[i].v &&
+			    r.type == TR_MSG_POOL_REPLY && order[i] < 0) {
+				order[i] = at++;
+				got[i] = *rp;
+			}
+		}
+		tr_received_fini(&r);
+	}
+	for (int i = 0; i < NREQ && at == NREQ; i++) {
+		CHECK_EQ_U64(got[i].op, qs[i].op);
+	}
+	if (at == NREQ) {
+		CHECK_OK(got[R4].status);
+		CHECK_EQ_U64(got[R4].workers, 4);
+		CHECK_OK(got[R1].status);
+		CHECK_EQ_U64(got[R1].workers, 1);
+		CHECK_OK(got[STATS].status);
+		CHECK_OK(got[STOP1].status);
+		CHECK_OK(got[STOP2].status);
+		CHECK_ERR(got[R3].status, TR_ECLOSED);
+		CHECK(order[R4] < order[R1]);
+		CHECK(order[R1] < order[STOP1]);
+		CHECK(order[STOP1] < order[STOP2]);
+	}
+	CHECK(WAIT_UNTIL(!tr_actor_alive(f.rt, pool), WAIT_MS));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_alive == 1, WAIT_MS));
+	fx_finish(&f);
+}
+
 /* ---- a pool started by an actor ----------------------------------------- */
 
 struct fwd {
@@ -1384,6 +1455,7 @@ static const struct test_case tests[] = {
 	{ "pool: messages routed before the workers run wait for them",
 	  test_routed_before_start },
 	{ "pool: resize up and down", test_resize },
+	{ "pool: control requests wait their turn", test_control_in_turn },
 	{ "pool: started by an actor, stopped through the link",
 	  test_start_link },
 	{ "pool: the supervisor's restart limit stops the pool",

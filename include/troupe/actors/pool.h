@@ -37,7 +37,10 @@
  * exactly one outcome under the request's reference: the pool's reply
  * (TR_MSG_POOL_REPLY, or TR_MSG_POOL_WORKERS for the worker list), or
  * TR_MSG_REQUEST_FAILED when the pool stopped first or the timeout
- * passed.
+ * passed. A resize or stop still waiting for its turn when the pool is
+ * stopped from outside (tr_stop(), the runtime's stop) gets that failure
+ * (sent as a plain message, it becomes a counted dead letter); the one in
+ * progress is answered (a stop as done, a resize with TR_ECLOSED).
  *
  * Every call that sends takes the caller's context, an actor's or a
  * thread's (tr_inbox_ctx(), tr_runtime_ctx()): its pid is the sender the
