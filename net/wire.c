@@ -261,8 +261,14 @@ check_pid(uint64_t w, const trn_tags *tags)
 	return TRN_OK;
 }
 
-/* What each field of a kind must be. */
-enum need { ZERO, ANY, SET };
+/*
+ * What each field of a kind must be. OWN is a pid on the sending node
+ * (tag 1): a node speaks for its own actors only when it links, monitors,
+ * sends an exit signal or reports a death, so a peer cannot forge these on
+ * behalf of a third node's actor. A SEND may carry a third node's pid as
+ * its sender (a request forwarded on that actor's behalf).
+ */
+enum need { ZERO, ANY, SET, OWN };
 
 struct rule {
 	uint16_t flags;   /* allowed flags */
@@ -278,12 +284,12 @@ struct rule {
 static const struct rule rules[TRN_KIND_LAST + 1] = {
 	[TRN_SEND] = { TRN_F_REQUEST | TRN_F_REPLY, ANY, ZERO, ANY, SET, ANY,
 		       ZERO, 1 },
-	[TRN_LINK] = { 0, ZERO, ZERO, SET, SET, ZERO, ZERO, 0 },
-	[TRN_UNLINK] = { 0, ZERO, ZERO, SET, SET, ZERO, ZERO, 0 },
-	[TRN_EXIT] = { TRN_F_LINK_ENDED, ZERO, ANY, SET, SET, ZERO, ZERO, 0 },
-	[TRN_MONITOR] = { 0, ZERO, ZERO, SET, SET, SET, ZERO, 0 },
-	[TRN_DEMONITOR] = { 0, ZERO, ZERO, SET, SET, SET, ZERO, 0 },
-	[TRN_DOWN] = { 0, ZERO, ANY, ZERO, SET, SET, SET, 0 },
+	[TRN_LINK] = { 0, ZERO, ZERO, OWN, SET, ZERO, ZERO, 0 },
+	[TRN_UNLINK] = { 0, ZERO, ZERO, OWN, SET, ZERO, ZERO, 0 },
+	[TRN_EXIT] = { TRN_F_LINK_ENDED, ZERO, ANY, OWN, SET, ZERO, ZERO, 0 },
+	[TRN_MONITOR] = { 0, ZERO, ZERO, OWN, SET, SET, ZERO, 0 },
+	[TRN_DEMONITOR] = { 0, ZERO, ZERO, OWN, SET, SET, ZERO, 0 },
+	[TRN_DOWN] = { 0, ZERO, ANY, ZERO, SET, SET, OWN, 0 },
 	[TRN_HEARTBEAT] = { 0, ZERO, ZERO, ZERO, ZERO, ANY, ZERO, 0 },
 	[TRN_NODE] = { 0, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, 2 },
 	[TRN_CHUNK] = { TRN_F_REQUEST | TRN_F_REPLY, ANY, ZERO, ANY, SET, ANY,
@@ -315,8 +321,8 @@ check_fields(const trn_frame *f, const struct rule *ru, const trn_tags *tags)
 		return f->body_len != 0 && ru->has_body == 0 ? TRN_EBODY_SIZE
 							     : TRN_ENONZERO;
 	}
-	if ((ru->from == SET && f->from == 0) ||
-	    (ru->to == SET && f->to == 0) || (ru->who == SET && f->who == 0)) {
+	if ((ru->from == OWN && f->from == 0) ||
+	    (ru->to == SET && f->to == 0) || (ru->who == OWN && f->who == 0)) {
 		return TRN_ENO_PID;
 	}
 	if ((err = check_pid(f->from, tags)) < 0 ||
@@ -326,6 +332,10 @@ check_fields(const trn_frame *f, const struct rule *ru, const trn_tags *tags)
 	}
 	if (ru->to == SET && trn_wpid_tag(f->to) != TRN_TAG_RECEIVER) {
 		return TRN_EWRONG_NODE;
+	}
+	if ((ru->from == OWN && trn_wpid_tag(f->from) != TRN_TAG_SENDER) ||
+	    (ru->who == OWN && trn_wpid_tag(f->who) != TRN_TAG_SENDER)) {
+		return TRN_ENOT_SENDER;
 	}
 	/* A request or a reply is matched by its reference, nothing else. */
 	bool wants_ref = ru->ref == SET ||

@@ -115,7 +115,8 @@ enum trn_kind {
 	X(CHUNK_MESSAGES, -23, "too many messages in reassembly")              \
 	X(CHUNK_BYTES, -24, "too many bytes in reassembly")                    \
 	X(NOMEM, -25, "out of memory")                                         \
-	X(INVAL, -26, "invalid argument")
+	X(INVAL, -26, "invalid argument")                                      \
+	X(NOT_SENDER, -27, "pid not on the sending node where it must be")
 
 enum trn_err {
 	TRN_OK = 0,

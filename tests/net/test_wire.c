@@ -611,6 +611,51 @@ test_refuses_wrong_node(void)
 }
 
 static void
+set_from_tag_receiver(trn_buf *b)
+{
+	b->data[22] = TRN_TAG_RECEIVER;
+}
+
+static void
+set_who_tag_receiver(trn_buf *b)
+{
+	b->data[46] = TRN_TAG_RECEIVER;
+}
+
+static void
+test_refuses_pid_not_on_sender(void)
+{
+	/* Links, monitors, exits and deaths only for the sender's actors. */
+	uint8_t kinds[] = { TRN_LINK, TRN_UNLINK, TRN_EXIT, TRN_MONITOR,
+			    TRN_DEMONITOR };
+	for (size_t i = 0; i < sizeof(kinds); i++) {
+		CHECK_TRN(corrupt_and_decode(kinds[i], set_from_tag_receiver),
+			  TRN_ENOT_SENDER);
+	}
+	CHECK_TRN(corrupt_and_decode(TRN_DOWN, set_who_tag_receiver),
+		  TRN_ENOT_SENDER);
+
+	/* Nor for a third node's, even one the link has defined. */
+	trn_tags out;
+	trn_buf b;
+	trn_frame f = valid(TRN_EXIT);
+	uint16_t tag;
+
+	trn_tags_init(&out);
+	trn_buf_init(&b, TRN_BATCH_MAX_DEFAULT);
+	CHECK_TRN(trn_tags_put(&out, &b, "gamma", 5, 1, &tag), TRN_OK);
+	f.from = trn_wpid(tag, LOCAL_A);
+	CHECK_TRN(trn_frame_append(&b, &f), TRN_ENOT_SENDER);
+	/* A SEND may carry one: a request forwarded for that actor. */
+	f = valid(TRN_SEND);
+	f.from = trn_wpid(tag, LOCAL_A);
+	CHECK_TRN(trn_frame_append(&b, &f), TRN_OK);
+	f.from = trn_wpid(TRN_TAG_RECEIVER, LOCAL_A);
+	CHECK_TRN(trn_frame_append(&b, &f), TRN_OK);
+	trn_buf_fini(&b);
+}
+
+static void
 clear_ref(trn_buf *b)
 {
 	memset(b->data + 32, 0, 8);
@@ -900,14 +945,14 @@ test_encoder_refuses_invalid_frames(void)
 static void
 test_error_names_are_distinct(void)
 {
-	for (int a = -26; a <= 0; a++) {
+	for (int a = -27; a <= 0; a++) {
 		CHECK(strcmp(trn_err_name(a), "TRN_E?") != 0);
 		CHECK(strcmp(trn_strerror(a), "unknown error") != 0);
 		for (int c = a + 1; c <= 0; c++) {
 			CHECK(strcmp(trn_err_name(a), trn_err_name(c)) != 0);
 		}
 	}
-	CHECK_STR(trn_err_name(-27), "TRN_E?");
+	CHECK_STR(trn_err_name(-28), "TRN_E?");
 	CHECK_STR(trn_err_name(TRN_ETOO_BIG), "TRN_ETOO_BIG");
 }
 
@@ -1239,6 +1284,8 @@ static const struct test_case tests[] = {
 	{ "wire: refuses a malformed pid", test_refuses_bad_pid },
 	{ "wire: refuses an unknown tag", test_refuses_unknown_tag },
 	{ "wire: refuses an addressee elsewhere", test_refuses_wrong_node },
+	{ "wire: refuses a pid not on the sender",
+	  test_refuses_pid_not_on_sender },
 	{ "wire: refuses a missing ref", test_refuses_missing_ref },
 	{ "wire: refuses a bad node name", test_refuses_bad_name },
 	{ "wire: refuses a tag out of range", test_refuses_tag_range },
