@@ -83,6 +83,7 @@ enum trn_kind {
 #define TRN_F_REQUEST    0x0001u /* SEND, CHUNK: a request (ref is set) */
 #define TRN_F_REPLY      0x0002u /* SEND, CHUNK: a reply (ref is set) */
 #define TRN_F_LINK_ENDED 0x0004u /* EXIT: sent because a link ended */
+#define TRN_F_STOP       0x0008u /* EXIT: a stop (tr_stop), not a signal */
 
 /*
  * Every refusal and failure has its own code, so a link can count them by

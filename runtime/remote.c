@@ -206,6 +206,7 @@ tr_remote_attach(tr_runtime *rt, tr_remote_hook *hook)
 	}
 	r->out = hook->out;
 	r->arg = hook->arg;
+	r->release = hook->release;
 	const struct tr__remote *none = NULL;
 	/* release: pairs with the acquire in tr__remote_out. */
 	if (!atomic_compare_exchange_strong_explicit(&rt->remote, &none, r,

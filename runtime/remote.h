@@ -15,6 +15,7 @@ struct tr__worker;
 struct tr__remote {
 	tr_err (*out)(void *arg, const tr_remote_op *op);
 	void *arg;
+	void (*release)(void *arg);
 };
 
 /*

@@ -358,8 +358,13 @@ tr_runtime_destroy(tr_runtime *rt)
 	tr__blocking_fini(&rt->blocking);
 	tr__sched_fini(rt);
 	tr__free(rt->chunks, sizeof(*rt->chunks) * TR__MAX_CHUNKS);
-	free((void *)(uintptr_t)atomic_load_explicit(&rt->remote,
-						     memory_order_relaxed));
+	struct tr__remote *remote =
+		(struct tr__remote *)(uintptr_t)atomic_load_explicit(
+			&rt->remote, memory_order_relaxed);
+	if (remote != NULL && remote->release != NULL) {
+		remote->release(remote->arg);
+	}
+	free(remote);
 	pthread_mutex_destroy(&rt->slot_mu);
 	pthread_mutex_destroy(&rt->life_mu);
 	pthread_cond_destroy(&rt->life_cv);

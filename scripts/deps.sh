@@ -3,7 +3,8 @@
 # missing. Run as root (or with sudo). Safe to run again.
 set -euo pipefail
 pkgs=(gcc g++ libc6-dev binutils meson ninja-build pkg-config python3
-      libck-dev libcjson-dev libuv1-dev libsqlite3-dev libmbedtls-dev)
+      libck-dev libcjson-dev libuv1-dev libsqlite3-dev libmbedtls-dev
+      libnng-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||

@@ -60,6 +60,10 @@ def main():
     act = os.path.join(inc, "actors")
     if os.path.isdir(act):
         names += sorted("actors/" + n for n in os.listdir(act) if n.endswith(".h"))
+    # The distribution layer (libtroupe-net) last.
+    net = os.path.join(inc, "net")
+    if os.path.isdir(net):
+        names += sorted("net/" + n for n in os.listdir(net) if n.endswith(".h"))
     out = ["# troupe API reference", "",
            "Generated from the comments in `include/troupe/*.h` by "
            "`scripts/gen-api-doc.py`; the headers are the source of truth.", ""]

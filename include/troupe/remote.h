@@ -98,6 +98,9 @@ typedef struct tr_remote_op {
  *        caller's). Returns TR_OK when it took the operation, TR_EUNREACH
  *        (the node is unknown, down or its link full) to refuse it.
  * @arg:  set by the layer: passed to @out
+ * @release: set by the layer, may be NULL: called once by
+ *        tr_runtime_destroy() with @arg, after which @out is never
+ *        called again, so the layer can free what @out uses
  * @in:   set by the runtime at attach: hands it one operation from another
  *        node, for a local @to (a remote @from, or TR_PID_NONE). Any
  *        thread. Returns TR_OK; TR_EINVAL for an operation that is not
@@ -111,8 +114,35 @@ typedef struct tr_remote_hook {
 	size_t size;
 	tr_err (*out)(void *arg, const tr_remote_op *op);
 	void *arg;
+	void (*release)(void *arg);
 	tr_err (*in)(tr_runtime *rt, const tr_remote_op *op);
 } tr_remote_hook;
+
+/*
+ * A pid of another node as the layer builds it: node @node (1..65535, the
+ * layer's number for that node's life) and the pid's local part on its
+ * own node (@local, its generation and slot: tr_remote_pid_local() of the
+ * pid there). The runtime owns the layout; these are its two accessors
+ * for the layer.
+ */
+#define TR_REMOTE_LOCAL_BITS 48
+#define TR_REMOTE_LOCAL_MASK ((UINT64_C(1) << TR_REMOTE_LOCAL_BITS) - 1)
+
+static inline tr_pid
+tr_remote_pid(uint32_t node, uint64_t local)
+{
+	tr_pid p;
+
+	p.v = ((uint64_t)(node & 0xFFFFu) << TR_REMOTE_LOCAL_BITS) |
+	      (local & TR_REMOTE_LOCAL_MASK);
+	return p;
+}
+
+static inline uint64_t
+tr_remote_pid_local(tr_pid p)
+{
+	return p.v & TR_REMOTE_LOCAL_MASK;
+}
 
 /**
  * tr_remote_attach() - Attach the distribution layer to @rt: from now on

@@ -1,0 +1,1853 @@
+/*
+ * A node: the listener, one connection per peer, the handshake, the
+ * translation of pids between a node's view and the wire, what crosses
+ * each link (so that losing it fails exactly that), heartbeats and
+ * reconnects. The wire format and the handshake messages are net/wire.c
+ * and net/handshake.c; this file does the I/O, on nng's byte streams.
+ *
+ * Why streams and not one pair1 socket per peer: a pair1 socket that is
+ * not polyamorous takes one pipe, so a node listening on one address
+ * could not accept a second peer without a socket and a port per peer
+ * (polyamorous mode drops messages and is deprecated). nng's stream
+ * dialers and listeners are the transport its protocols are built on
+ * (the same TCP and TLS code and options, the same aio model); a link
+ * adds a 4-byte length to each batch of frames.
+ *
+ * Threads:
+ * - `out` (the runtime's hook) runs on any thread that sends to a remote
+ *   pid: it translates, appends to the link's open batch and starts a
+ *   send if none is under way;
+ * - nng's callbacks (accept, dial, send, receive) run on nng's threads;
+ *   they never block and never run user code: what arrives goes to the
+ *   runtime's `in`, which only queues;
+ * - one thread of ours ticks: heartbeats, silence timeouts, reconnects,
+ *   and freeing closed connections (nng_aio_stop must not run in a
+ *   callback).
+ * One mutex (net->mu) guards everything but the runtime's `in`, which is
+ * always called without it: `in` may make the runtime call `out` at once
+ * (a dead letter answering a remote requester).
+ *
+ * Invariants:
+ * - a peer is UP with exactly one connection, `conn`, and one life, `node`
+ *   (its number in pids); a life ends once, and then every request,
+ *   monitor and link in its `tracks` gets TR_EXIT_NOCONNECTION;
+ * - a connection's frames are decoded by one receive at a time, in order,
+ *   so the order of a sender->receiver pair holds; nothing is resent, so
+ *   nothing is delivered twice.
+ */
+#include <troupe/net/net.h>
+#include <troupe/remote.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <nng/nng.h>
+
+#include "net/handshake.h"
+#include "net/wire.h"
+
+/* Largest batch a peer may send (its length prefix is checked first). */
+#define BATCH_MAX_IN (TRN_BATCH_MAX_DEFAULT + TRN_BODY_MAX_DEFAULT)
+/* Refused frames after which a connection is closed. */
+#define REFUSALS_MAX 64
+/* Numbers of node lives: 1..LIVES_MAX (the pid's 16-bit node part). */
+#define LIVES_MAX 65535u
+
+/* What crossed a link and must fail when it is lost. */
+enum { TRACK_REQ = 1, TRACK_MON, TRACK_LINK };
+
+struct track {
+	uint8_t kind;
+	tr_pid local;  /* the requester, monitor holder, linked actor */
+	tr_pid remote; /* the target, monitored or linked actor */
+	uint64_t ref;  /* REQ, MON */
+};
+
+/* One sealed batch waiting to be sent. */
+struct batch {
+	struct batch *next;
+	uint8_t hdr[4];
+	uint8_t *data;
+	size_t len;
+};
+
+enum { C_HELLO, C_RESPONSE, C_UP, C_CLOSED };
+
+struct conn {
+	struct tr_net *net;
+	struct conn *next; /* net->conns */
+	struct peer *peer; /* NULL until an accepted one names itself */
+	nng_stream *s;
+	int state;
+	bool dialed; /* this side dialed: the dialer's handshake role */
+	trn_hello own;
+	trn_hello theirs;
+	/* Sending: the open batch, sealed ones, the one under way. */
+	nng_aio *tx_aio;
+	trn_buf open;
+	struct batch *sealed, *sealed_last;
+	struct batch *tx; /* being sent */
+	size_t tx_off;    /* bytes of it sent, prefix included */
+	size_t queued;    /* bytes in open and sealed */
+	uint64_t msg_ids; /* chunked messages sent */
+	/* Receiving. */
+	nng_aio *rx_aio;
+	uint8_t rx_hdr[4];
+	uint8_t *rx_buf;
+	size_t rx_len; /* body length, once the prefix is in */
+	size_t rx_off;
+	bool rx_in_body;
+	trn_tags tags_out, tags_in;
+	uint16_t tag_node[TRN_TAG_LIMIT]; /* node numbers of tags_in's tags */
+	trn_reasm reasm;
+	uint64_t last_rx, last_tx; /* ms */
+	unsigned refusals;
+};
+
+struct peer {
+	struct peer *next;
+	struct tr_net *net;
+	char name[TRN_NAME_MAX + 1]; /* "" until known */
+	char url[128];               /* "" for one that only dialed us */
+	uint32_t creation;
+	uint16_t node; /* its current or last life; 0: never up */
+	struct conn *conn;
+	/* Dialing. */
+	nng_stream_dialer *dialer;
+	nng_aio *dial_aio;
+	bool dialing;
+	bool redial; /* keep dialing while down */
+	uint64_t retry_at;
+	uint32_t backoff;
+	/* The life's tracks. */
+	struct track *tracks;
+	size_t ntracks, captracks;
+	uint64_t sent, received, refused;
+};
+
+struct life {
+	char name[TRN_NAME_MAX + 1];
+	uint32_t creation;
+	struct peer *peer; /* NULL for a third node seen in pids only */
+};
+
+struct sub {
+	tr_pid who;
+};
+
+struct tr_net {
+	tr_runtime *rt;
+	tr_remote_hook hook;
+	pthread_mutex_t mu;
+	tr_net_config cfg;
+	char name[TRN_NAME_MAX + 1];
+	uint32_t creation;
+	uint8_t *secret;
+	size_t secret_len;
+	nng_stream_listener *listener;
+	nng_aio *accept_aio;
+	char address[160];
+	struct peer *peers;
+	struct conn *conns;  /* every connection not yet freed */
+	struct life **lives; /* [1..LIVES_MAX] */
+	uint32_t next_life;
+	struct sub *subs;
+	size_t nsubs, capsubs;
+	bool stopping;
+	bool stopped;     /* tr_net_stop() returned: `out` refuses everything */
+	uint64_t refused; /* connections refused before they were up */
+	uint64_t frames_refused; /* frames refused on links that were up */
+	pthread_t ticker;
+	pthread_cond_t tick_cv;
+	bool ticker_started;
+};
+
+/* Work gathered under the mutex and done after it: `in` calls and node
+ * events must not run with it held. */
+struct later {
+	tr_remote_op *ops;
+	size_t nops, capops;
+	tr_net_node_event *evs;
+	bool *up;
+	size_t nevs, capevs;
+	/* Closed connections to free, on the ticker or at stop. */
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t
+get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred work                                                       */
+
+static void
+later_op(struct later *l, const tr_remote_op *op)
+{
+	if (l->nops == l->capops) {
+		size_t cap = l->capops ? 2 * l->capops : 16;
+		tr_remote_op *v = realloc(l->ops, cap * sizeof(*v));
+		if (v == NULL) {
+			return; /* the outcome is lost; a timeout covers it */
+		}
+		l->ops = v;
+		l->capops = cap;
+	}
+	l->ops[l->nops++] = *op;
+}
+
+static void
+later_event(struct later *l, const struct peer *p, bool up, int32_t reason)
+{
+	if (l->nevs == l->capevs) {
+		size_t cap = l->capevs ? 2 * l->capevs : 4;
+		tr_net_node_event *v = realloc(l->evs, cap * sizeof(*v));
+		bool *u = realloc(l->up, cap * sizeof(*u));
+		if (v != NULL) {
+			l->evs = v;
+		}
+		if (u != NULL) {
+			l->up = u;
+		}
+		if (v == NULL || u == NULL) {
+			return;
+		}
+		l->capevs = cap;
+	}
+	tr_net_node_event *e = &l->evs[l->nevs];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->name, sizeof(e->name), "%s", p->name);
+	e->creation = p->creation;
+	e->reason = reason;
+	l->up[l->nevs++] = up;
+}
+
+/* Run what was gathered; called without the mutex. */
+static void
+later_run(tr_net *net, struct later *l)
+{
+	for (size_t i = 0; i < l->nops; i++) {
+		(void)net->hook.in(net->rt, &l->ops[i]);
+	}
+	if (l->nevs > 0) {
+		tr_pid *who = NULL;
+		size_t n = 0;
+		pthread_mutex_lock(&net->mu);
+		if (net->nsubs > 0) {
+			who = malloc(net->nsubs * sizeof(*who));
+			for (size_t i = 0; who != NULL && i < net->nsubs; i++) {
+				who[n++] = net->subs[i].who;
+			}
+		}
+		pthread_mutex_unlock(&net->mu);
+		tr_ctx *cx = tr_runtime_ctx(net->rt);
+		for (size_t i = 0; i < l->nevs; i++) {
+			for (size_t j = 0; j < n; j++) {
+				(void)tr_send(cx, who[j],
+					      l->up[i] ? TR_MSG_NET_NODEUP
+						       : TR_MSG_NET_NODEDOWN,
+					      &l->evs[i], sizeof(l->evs[i]));
+			}
+		}
+		free(who);
+	}
+	free(l->ops);
+	free(l->evs);
+	free(l->up);
+	memset(l, 0, sizeof(*l));
+}
+
+/* ------------------------------------------------------------------ */
+/* Lives: node numbers                                                  */
+
+static uint16_t
+life_find(tr_net *net, const char *name, uint32_t creation)
+{
+	for (uint32_t i = 1; i < net->next_life; i++) {
+		struct life *l = net->lives[i];
+		if (l != NULL && l->creation == creation &&
+		    strcmp(l->name, name) == 0) {
+			return (uint16_t)i;
+		}
+	}
+	return 0;
+}
+
+/* The number of (name, creation), made if new; 0 when none is left. */
+static uint16_t
+life_get(tr_net *net, const char *name, uint32_t creation)
+{
+	uint16_t n = life_find(net, name, creation);
+
+	if (n != 0 || net->next_life > LIVES_MAX) {
+		return n;
+	}
+	struct life *l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		return 0;
+	}
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->creation = creation;
+	n = (uint16_t)net->next_life++;
+	net->lives[n] = l;
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tracks                                                              */
+
+static void
+track_add(struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
+	  uint64_t ref)
+{
+	if (kind == TRACK_LINK) {
+		for (size_t i = 0; i < p->ntracks; i++) {
+			struct track *t = &p->tracks[i];
+			if (t->kind == TRACK_LINK &&
+			    tr_pid_eq(t->local, local) &&
+			    tr_pid_eq(t->remote, remote)) {
+				return;
+			}
+		}
+	}
+	if (p->ntracks == p->captracks) {
+		size_t cap = p->captracks ? 2 * p->captracks : 16;
+		struct track *v = realloc(p->tracks, cap * sizeof(*v));
+		if (v == NULL) {
+			return; /* untracked: a timeout or stop covers it */
+		}
+		p->tracks = v;
+		p->captracks = cap;
+	}
+	p->tracks[p->ntracks++] = (struct track){ kind, local, remote, ref };
+}
+
+/* Remove the tracks of @kind (0: REQ or MON) matching @ref, or for links
+ * the pair (local, remote). */
+static void
+track_del(struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
+	  uint64_t ref)
+{
+	for (size_t i = p->ntracks; i-- > 0;) {
+		struct track *t = &p->tracks[i];
+		bool hit;
+		if (kind == TRACK_LINK) {
+			hit = t->kind == TRACK_LINK &&
+			      tr_pid_eq(t->local, local) &&
+			      tr_pid_eq(t->remote, remote);
+		} else {
+			hit = t->kind != TRACK_LINK &&
+			      (kind == 0 || t->kind == kind) && t->ref == ref &&
+			      tr_pid_eq(t->local, local);
+		}
+		if (hit) {
+			p->tracks[i] = p->tracks[--p->ntracks];
+			return;
+		}
+	}
+}
+
+/* The end of @p's life: each track's outcome, gathered in @l. */
+static void
+tracks_fail(struct peer *p, struct later *l)
+{
+	for (size_t i = 0; i < p->ntracks; i++) {
+		struct track *t = &p->tracks[i];
+		tr_remote_op op = { .from = t->remote,
+				    .to = t->local,
+				    .who = t->remote,
+				    .reason = TR_EXIT_NOCONNECTION };
+		if (t->kind == TRACK_LINK) {
+			op.kind = TR_REMOTE_EXIT;
+			op.link_ended = true;
+		} else {
+			op.kind = TR_REMOTE_DOWN;
+			op.ref.v = t->ref;
+		}
+		later_op(l, &op);
+	}
+	p->ntracks = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections: sending                                                */
+
+static void conn_close(struct conn *c, struct later *l, int32_t why);
+
+/* Seal the open batch, if it holds anything. */
+static int
+seal(struct conn *c)
+{
+	if (c->open.len == 0) {
+		return 0;
+	}
+	struct batch *b = malloc(sizeof(*b));
+	if (b == NULL) {
+		return -1;
+	}
+	b->next = NULL;
+	b->data = c->open.data;
+	b->len = c->open.len;
+	put_le32(b->hdr, (uint32_t)b->len);
+	trn_buf_init(&c->open, TRN_BATCH_MAX_DEFAULT);
+	if (c->sealed_last != NULL) {
+		c->sealed_last->next = b;
+	} else {
+		c->sealed = b;
+	}
+	c->sealed_last = b;
+	return 0;
+}
+
+static void
+tx_submit(struct conn *c)
+{
+	struct batch *b = c->tx;
+	nng_iov iov[2];
+	unsigned n = 0;
+
+	if (c->tx_off < 4) {
+		iov[n].iov_buf = b->hdr + c->tx_off;
+		iov[n].iov_len = 4 - c->tx_off;
+		n++;
+		iov[n].iov_buf = b->data;
+		iov[n].iov_len = b->len;
+		n++;
+	} else {
+		iov[n].iov_buf = b->data + (c->tx_off - 4);
+		iov[n].iov_len = b->len - (c->tx_off - 4);
+		n++;
+	}
+	(void)nng_aio_set_iov(c->tx_aio, n, iov);
+	nng_stream_send(c->s, c->tx_aio);
+}
+
+/* Start sending the next batch, unless one is under way. */
+static void
+tx_kick(struct conn *c)
+{
+	if (c->tx != NULL || c->state == C_CLOSED) {
+		return;
+	}
+	if (c->sealed == NULL && seal(c) < 0) {
+		return;
+	}
+	struct batch *b = c->sealed;
+	if (b == NULL) {
+		return;
+	}
+	c->sealed = b->next;
+	if (c->sealed == NULL) {
+		c->sealed_last = NULL;
+	}
+	c->tx = b;
+	c->tx_off = 0;
+	c->last_tx = now_ms();
+	tx_submit(c);
+}
+
+static void
+batch_free(struct batch *b)
+{
+	free(b->data);
+	free(b);
+}
+
+static void
+tx_done(void *arg)
+{
+	struct conn *c = arg;
+	tr_net *net = c->net;
+	struct later l = { 0 };
+	int rv = nng_aio_result(c->tx_aio);
+
+	pthread_mutex_lock(&net->mu);
+	if (rv != 0 || c->state == C_CLOSED) {
+		conn_close(c, &l, TR_EXIT_NOCONNECTION);
+	} else {
+		c->tx_off += nng_aio_count(c->tx_aio);
+		if (c->tx_off < c->tx->len + 4) {
+			tx_submit(c); /* a partial write */
+		} else {
+			c->queued -= c->tx->len;
+			batch_free(c->tx);
+			c->tx = NULL;
+			tx_kick(c);
+		}
+	}
+	pthread_mutex_unlock(&net->mu);
+	later_run(net, &l);
+}
+
+/* Queue one whole message (a handshake message) as its own batch. */
+static int
+queue_raw(struct conn *c, char *data, size_t len)
+{
+	if (seal(c) < 0) {
+		free(data);
+		return -1;
+	}
+	c->open.data = (uint8_t *)data;
+	c->open.len = len;
+	c->open.cap = len;
+	if (seal(c) < 0) {
+		return -1;
+	}
+	c->queued += len;
+	tx_kick(c);
+	return 0;
+}
+
+/* Append a frame to the open batch, sealing it when full. */
+static int
+queue_frame(struct conn *c, const trn_frame *f)
+{
+	size_t before = c->open.len;
+	int rv = trn_frame_append(&c->open, f);
+
+	if (rv == TRN_EFULL) {
+		if (seal(c) < 0) {
+			return TRN_ENOMEM;
+		}
+		before = 0;
+		rv = trn_frame_append(&c->open, f);
+	}
+	if (rv == TRN_OK) {
+		c->queued += c->open.len - before;
+	}
+	return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pids: a node's view <-> the wire                                    */
+
+/* The wire pid of @p on connection @c; false for a node @c cannot name. */
+static bool
+wire_of(tr_net *net, struct conn *c, tr_pid p, uint64_t *w)
+{
+	uint32_t node = tr_pid_node(p);
+
+	if (tr_pid_is_none(p)) {
+		*w = 0;
+		return true;
+	}
+	if (node == 0) {
+		*w = trn_wpid(TRN_TAG_SENDER, tr_remote_pid_local(p));
+		return true;
+	}
+	if (node == c->peer->node) {
+		*w = trn_wpid(TRN_TAG_RECEIVER, tr_remote_pid_local(p));
+		return true;
+	}
+	struct life *l = net->lives[node];
+	uint16_t tag;
+	size_t before = c->open.len;
+	if (l == NULL ||
+	    trn_tags_put(&c->tags_out, &c->open, l->name, strlen(l->name),
+			 l->creation, &tag) != TRN_OK) {
+		return false;
+	}
+	c->queued += c->open.len - before;
+	*w = trn_wpid(tag, tr_remote_pid_local(p));
+	return true;
+}
+
+/* This node's view of wire pid @w from connection @c. */
+static bool
+pid_of(tr_net *net, struct conn *c, uint64_t w, tr_pid *p)
+{
+	uint16_t tag = trn_wpid_tag(w);
+	uint64_t local = trn_wpid_local(w);
+
+	switch (tag) {
+	case TRN_TAG_NONE:
+		*p = TR_PID_NONE;
+		return local == 0;
+	case TRN_TAG_SENDER:
+		*p = tr_remote_pid(c->peer->node, local);
+		return true;
+	case TRN_TAG_RECEIVER:
+		*p = tr_remote_pid(0, local);
+		return true;
+	default:
+		break;
+	}
+	uint16_t node = c->tag_node[tag];
+	if (node == 0) {
+		const trn_node *n = trn_tags_get(&c->tags_in, tag);
+		if (n == NULL) {
+			return false;
+		}
+		if (n->creation == net->creation &&
+		    strcmp(n->name, net->name) == 0) {
+			*p = tr_remote_pid(0, local); /* ours, come back */
+			return true;
+		}
+		node = life_get(net, n->name, n->creation);
+		if (node == 0) {
+			return false;
+		}
+		c->tag_node[tag] = node;
+	}
+	*p = tr_remote_pid(node, local);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The hook's out                                                      */
+
+static const uint8_t kind_of_op[] = {
+	[TR_REMOTE_SEND] = TRN_SEND,
+	[TR_REMOTE_LINK] = TRN_LINK,
+	[TR_REMOTE_UNLINK] = TRN_UNLINK,
+	[TR_REMOTE_EXIT] = TRN_EXIT,
+	[TR_REMOTE_STOP] = TRN_EXIT,
+	[TR_REMOTE_MONITOR] = TRN_MONITOR,
+	[TR_REMOTE_DEMONITOR] = TRN_DEMONITOR,
+	[TR_REMOTE_DOWN] = TRN_DOWN,
+};
+
+/* What @op tells the tracks of @p (out: it leaves; in: it arrived). */
+static void
+track_op(struct peer *p, const tr_remote_op *op, bool out)
+{
+	tr_pid local = out ? op->from : op->to;
+	tr_pid remote = out ? op->to : op->from;
+
+	switch (op->kind) {
+	case TR_REMOTE_SEND:
+		if (out && (op->flags & TR_MSG_F_REQUEST) &&
+		    !tr_pid_is_none(local)) {
+			track_add(p, TRACK_REQ, local, remote, op->ref.v);
+		} else if (!out && (op->flags & TR_MSG_F_REPLY)) {
+			track_del(p, TRACK_REQ, local, remote, op->ref.v);
+		}
+		break;
+	case TR_REMOTE_MONITOR:
+		if (out) {
+			track_add(p, TRACK_MON, local, remote, op->ref.v);
+		}
+		break;
+	case TR_REMOTE_DEMONITOR:
+		if (out) {
+			track_del(p, TRACK_MON, local, remote, op->ref.v);
+		}
+		break;
+	case TR_REMOTE_DOWN:
+		if (!out) {
+			track_del(p, 0, local, remote, op->ref.v);
+		}
+		break;
+	case TR_REMOTE_LINK:
+		track_add(p, TRACK_LINK, local, remote, 0);
+		break;
+	case TR_REMOTE_UNLINK:
+		track_del(p, TRACK_LINK, local, remote, 0);
+		break;
+	case TR_REMOTE_EXIT:
+		if (op->link_ended) {
+			track_del(p, TRACK_LINK, local, remote, 0);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static tr_err
+net_out(void *arg, const tr_remote_op *op)
+{
+	tr_net *net = arg;
+	uint32_t node = tr_pid_node(op->to);
+	tr_err err = TR_EUNREACH;
+
+	if (op->kind == 0 || op->kind > TR_REMOTE_DOWN || node == 0) {
+		return TR_EUNREACH;
+	}
+	pthread_mutex_lock(&net->mu);
+	struct life *l = !net->stopped ? net->lives[node] : NULL;
+	struct peer *p = l != NULL ? l->peer : NULL;
+	struct conn *c = p != NULL && p->node == node ? p->conn : NULL;
+	trn_frame f;
+	memset(&f, 0, sizeof(f));
+	if (c == NULL || c->state != C_UP ||
+	    c->queued + op->size > net->cfg.link_bytes) {
+		goto out;
+	}
+	f.kind = kind_of_op[op->kind];
+	f.reason = op->reason;
+	f.ref = op->ref.v;
+	if (!wire_of(net, c, op->from, &f.from) ||
+	    !wire_of(net, c, op->to, &f.to) ||
+	    !wire_of(net, c, op->who, &f.who)) {
+		goto out;
+	}
+	switch (op->kind) {
+	case TR_REMOTE_SEND:
+		f.type = op->type;
+		f.flags = (op->flags & TR_MSG_F_REQUEST ? TRN_F_REQUEST : 0) |
+			  (op->flags & TR_MSG_F_REPLY ? TRN_F_REPLY : 0);
+		if (f.flags == 0) {
+			f.ref = 0;
+		}
+		f.body = op->data;
+		f.body_len = (uint32_t)op->size;
+		break;
+	case TR_REMOTE_EXIT:
+		/* An exit signal is always from its sender: who is implied. */
+		f.flags = op->link_ended ? TRN_F_LINK_ENDED : 0;
+		f.who = 0;
+		break;
+	case TR_REMOTE_STOP:
+		f.flags = TRN_F_STOP;
+		break;
+	case TR_REMOTE_DOWN:
+		/* A DOWN is about who, the only sender it has. */
+		f.from = 0;
+		break;
+	default:
+		break;
+	}
+	int rv;
+	if (op->kind == TR_REMOTE_SEND && op->size > TRN_CHUNK_SIZE_DEFAULT) {
+		uint64_t id = ++c->msg_ids;
+		rv = TRN_OK;
+		for (size_t off = 0; rv == TRN_OK && off < op->size;
+		     off += TRN_CHUNK_SIZE_DEFAULT) {
+			size_t piece = op->size - off;
+			if (piece > TRN_CHUNK_SIZE_DEFAULT) {
+				piece = TRN_CHUNK_SIZE_DEFAULT;
+			}
+			size_t before = c->open.len;
+			rv = trn_chunk_append(&c->open, &f, id, (uint32_t)off,
+					      (uint32_t)piece);
+			if (rv == TRN_EFULL && seal(c) == 0) {
+				before = 0;
+				rv = trn_chunk_append(&c->open, &f, id,
+						      (uint32_t)off,
+						      (uint32_t)piece);
+			}
+			c->queued += c->open.len - before;
+		}
+	} else {
+		rv = queue_frame(c, &f);
+	}
+	if (rv != TRN_OK) {
+		goto out;
+	}
+	p->sent++;
+	track_op(p, op, true);
+	tx_kick(c);
+	err = TR_OK;
+out:
+	pthread_mutex_unlock(&net->mu);
+	return err;
+}
+
+static void
+net_release(void *arg)
+{
+	tr_net *net = arg;
+
+	pthread_mutex_destroy(&net->mu);
+	pthread_cond_destroy(&net->tick_cv);
+	free(net);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections: receiving                                              */
+
+static void rx_start(struct conn *c);
+
+/* One frame of an UP connection, to an operation for `in`. */
+static bool
+op_from_frame(tr_net *net, struct conn *c, const trn_frame *f, tr_remote_op *op)
+{
+	memset(op, 0, sizeof(*op));
+	if (!pid_of(net, c, f->from, &op->from) ||
+	    !pid_of(net, c, f->to, &op->to) ||
+	    !pid_of(net, c, f->who, &op->who)) {
+		return false;
+	}
+	op->ref.v = f->ref;
+	op->reason = f->reason;
+	switch (f->kind) {
+	case TRN_SEND:
+		op->kind = TR_REMOTE_SEND;
+		op->type = f->type;
+		op->flags = (f->flags & TRN_F_REQUEST ? TR_MSG_F_REQUEST : 0) |
+			    (f->flags & TRN_F_REPLY ? TR_MSG_F_REPLY : 0);
+		op->data = f->body;
+		op->size = f->body_len;
+		return true;
+	case TRN_LINK:
+		op->kind = TR_REMOTE_LINK;
+		return true;
+	case TRN_UNLINK:
+		op->kind = TR_REMOTE_UNLINK;
+		return true;
+	case TRN_EXIT:
+		if (f->flags & TRN_F_STOP) {
+			op->kind = TR_REMOTE_STOP;
+			return (f->flags & TRN_F_LINK_ENDED) == 0;
+		}
+		op->kind = TR_REMOTE_EXIT;
+		op->who = op->from;
+		op->link_ended = (f->flags & TRN_F_LINK_ENDED) != 0;
+		return true;
+	case TRN_MONITOR:
+		op->kind = TR_REMOTE_MONITOR;
+		return true;
+	case TRN_DEMONITOR:
+		op->kind = TR_REMOTE_DEMONITOR;
+		return true;
+	case TRN_DOWN:
+		op->kind = TR_REMOTE_DOWN;
+		op->from = op->who;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A refused frame: counted; a peer that keeps sending them is closed. */
+static void
+refuse(struct conn *c, struct later *l)
+{
+	if (c->state != C_UP) {
+		c->net->refused++;
+		return; /* the caller closes it */
+	}
+	c->net->frames_refused++;
+	if (c->peer != NULL) {
+		c->peer->refused++;
+	}
+	if (++c->refusals > REFUSALS_MAX) {
+		conn_close(c, l, TR_EXIT_NOCONNECTION);
+	}
+}
+
+/* The frames of one batch; called with the mutex held, drops it to hand
+ * each operation in. Returns false when the connection closed. */
+static bool
+rx_frames(tr_net *net, struct conn *c, struct later *l)
+{
+	trn_reader r;
+	trn_frame f;
+	int rv;
+
+	trn_reader_init(&r, c->rx_buf, c->rx_len, TRN_BODY_MAX_DEFAULT,
+			&c->tags_in);
+	while ((rv = trn_reader_next(&r, &f)) != 0) {
+		if (rv < 0) {
+			refuse(c, l);
+			if (r.broken || c->state == C_CLOSED) {
+				conn_close(c, l, TR_EXIT_NOCONNECTION);
+				return false;
+			}
+			continue;
+		}
+		if (f.kind == TRN_HEARTBEAT || f.kind == TRN_NODE) {
+			continue;
+		}
+		uint8_t *whole = NULL;
+		if (f.kind == TRN_CHUNK) {
+			trn_frame done;
+			int got = trn_reasm_add(&c->reasm, &f, &done, &whole);
+			if (got < 0) {
+				refuse(c, l);
+				continue;
+			}
+			if (got == 0) {
+				continue;
+			}
+			f = done;
+		}
+		tr_remote_op op;
+		if (!op_from_frame(net, c, &f, &op) ||
+		    tr_pid_node(op.to) != 0) {
+			free(whole);
+			refuse(c, l);
+			continue;
+		}
+		c->peer->received++;
+		track_op(c->peer, &op, false);
+		pthread_mutex_unlock(&net->mu);
+		tr_err err = net->hook.in(net->rt, &op);
+		pthread_mutex_lock(&net->mu);
+		free(whole);
+		if (err == TR_EINVAL) {
+			refuse(c, l);
+		}
+		if (c->state == C_CLOSED) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void conn_up(struct conn *c, struct later *l);
+
+/* A whole message arrived: a handshake step, or a batch of frames. */
+static void
+rx_message(struct conn *c, struct later *l)
+{
+	tr_net *net = c->net;
+	uint8_t mac[TRN_MAC_SIZE];
+
+	switch (c->state) {
+	case C_HELLO: {
+		char *resp = NULL;
+		size_t rlen = 0;
+		if (trn_hello_parse((const char *)c->rx_buf, c->rx_len,
+				    &c->theirs) != TRN_HS_OK ||
+		    trn_hs_mac(net->secret, net->secret_len,
+			       c->dialed ? TRN_ROLE_DIALER : TRN_ROLE_LISTENER,
+			       &c->own, &c->theirs, mac) != TRN_HS_OK ||
+		    trn_response_encode(mac, &resp, &rlen) != TRN_HS_OK) {
+			refuse(c, l);
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+		c->state = C_RESPONSE;
+		(void)queue_raw(c, resp, rlen);
+		return;
+	}
+	case C_RESPONSE:
+		if (trn_response_parse((const char *)c->rx_buf, c->rx_len,
+				       mac) != TRN_HS_OK ||
+		    trn_hs_verify(net->secret, net->secret_len,
+				  c->dialed ? TRN_ROLE_LISTENER
+					    : TRN_ROLE_DIALER,
+				  &c->own, &c->theirs, mac) != TRN_HS_OK) {
+			refuse(c, l);
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+		conn_up(c, l);
+		return;
+	case C_UP:
+		(void)rx_frames(net, c, l);
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+rx_submit(struct conn *c)
+{
+	nng_iov iov;
+
+	if (!c->rx_in_body) {
+		iov.iov_buf = c->rx_hdr + c->rx_off;
+		iov.iov_len = 4 - c->rx_off;
+	} else {
+		iov.iov_buf = c->rx_buf + c->rx_off;
+		iov.iov_len = c->rx_len - c->rx_off;
+	}
+	(void)nng_aio_set_iov(c->rx_aio, 1, &iov);
+	nng_stream_recv(c->s, c->rx_aio);
+}
+
+static void
+rx_start(struct conn *c)
+{
+	free(c->rx_buf);
+	c->rx_buf = NULL;
+	c->rx_in_body = false;
+	c->rx_off = 0;
+	rx_submit(c);
+}
+
+static void
+rx_done(void *arg)
+{
+	struct conn *c = arg;
+	tr_net *net = c->net;
+	struct later l = { 0 };
+	int rv = nng_aio_result(c->rx_aio);
+
+	pthread_mutex_lock(&net->mu);
+	if (rv != 0 || c->state == C_CLOSED) {
+		conn_close(c, &l, TR_EXIT_NOCONNECTION);
+		goto done;
+	}
+	c->rx_off += nng_aio_count(c->rx_aio);
+	c->last_rx = now_ms();
+	if (!c->rx_in_body) {
+		if (c->rx_off < 4) {
+			rx_submit(c);
+			goto done;
+		}
+		size_t len = get_le32(c->rx_hdr);
+		size_t max = c->state == C_UP ? BATCH_MAX_IN : TRN_HS_MAX;
+		if (len == 0 || len > max) {
+			/* Checked before anything is allocated for it. */
+			refuse(c, &l);
+			conn_close(c, &l, TR_EXIT_NOCONNECTION);
+			goto done;
+		}
+		c->rx_buf = malloc(len);
+		if (c->rx_buf == NULL) {
+			conn_close(c, &l, TR_EXIT_NOCONNECTION);
+			goto done;
+		}
+		c->rx_len = len;
+		c->rx_off = 0;
+		c->rx_in_body = true;
+		rx_submit(c);
+		goto done;
+	}
+	if (c->rx_off < c->rx_len) {
+		rx_submit(c);
+		goto done;
+	}
+	rx_message(c, &l);
+	if (c->state != C_CLOSED) {
+		rx_start(c);
+	}
+done:
+	pthread_mutex_unlock(&net->mu);
+	later_run(net, &l);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections: life                                                   */
+
+/* A connected stream: say hello and read the peer's. */
+static void
+conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	char *hello = NULL;
+	size_t len = 0;
+	trn_reasm_limits lim = { TRN_REASM_MESSAGES_DEFAULT,
+				 TRN_REASM_BYTES_DEFAULT,
+				 TRN_MESSAGE_MAX_DEFAULT };
+
+	if (c == NULL || nng_aio_alloc(&c->tx_aio, tx_done, c) != 0 ||
+	    nng_aio_alloc(&c->rx_aio, rx_done, c) != 0 ||
+	    trn_reasm_init(&c->reasm, &lim) != TRN_OK ||
+	    trn_hello_init(&c->own, net->name, net->creation) != TRN_HS_OK ||
+	    trn_hello_encode(&c->own, &hello, &len) != TRN_HS_OK) {
+		if (c != NULL) {
+			nng_aio_free(c->tx_aio);
+			nng_aio_free(c->rx_aio);
+			trn_reasm_fini(&c->reasm);
+			free(c);
+		}
+		nng_stream_free(s);
+		return;
+	}
+	(void)nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
+	c->net = net;
+	c->s = s;
+	c->peer = dialed_peer;
+	c->dialed = dialed_peer != NULL;
+	c->state = C_HELLO;
+	c->last_rx = c->last_tx = now_ms();
+	trn_buf_init(&c->open, TRN_BATCH_MAX_DEFAULT);
+	trn_tags_init(&c->tags_out);
+	trn_tags_init(&c->tags_in);
+	c->next = net->conns;
+	net->conns = c;
+	if (dialed_peer != NULL) {
+		dialed_peer->conn = c; /* so the ticker does not dial again */
+	}
+	(void)queue_raw(c, hello, len);
+	rx_start(c);
+}
+
+static struct peer *
+peer_new(tr_net *net)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (p != NULL) {
+		p->net = net;
+		p->backoff = net->cfg.reconnect_min_ms;
+		p->next = net->peers;
+		net->peers = p;
+	}
+	return p;
+}
+
+static struct peer *
+peer_named(tr_net *net, const char *name)
+{
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (strcmp(p->name, name) == 0) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * @d (dialing, nameless) takes over every state of @p. @p stays as an
+ * idle record without a name (its dial may be under way; it is freed at
+ * the stop).
+ */
+static void
+peer_adopt(tr_net *net, struct peer *d, struct peer *p)
+{
+	snprintf(d->name, sizeof(d->name), "%s", p->name);
+	d->creation = p->creation;
+	d->node = p->node;
+	d->conn = p->conn;
+	d->tracks = p->tracks;
+	d->ntracks = p->ntracks;
+	d->captracks = p->captracks;
+	d->sent += p->sent;
+	d->received += p->received;
+	d->refused += p->refused;
+	for (struct conn *c = net->conns; c != NULL; c = c->next) {
+		if (c->peer == p) {
+			c->peer = d;
+		}
+	}
+	if (d->node != 0 && net->lives[d->node] != NULL) {
+		net->lives[d->node]->peer = d;
+	}
+	p->name[0] = '\0';
+	p->url[0] = '\0';
+	p->redial = false;
+	p->conn = NULL;
+	p->tracks = NULL;
+	p->ntracks = p->captracks = 0;
+	p->node = 0;
+}
+
+/* The end of @p's current life (its connection is closing). */
+static void
+life_end(tr_net *net, struct peer *p, struct later *l, int32_t why)
+{
+	(void)net;
+	tracks_fail(p, l);
+	later_event(l, p, false, why);
+	p->conn = NULL;
+	if (p->redial && !net->stopping) {
+		p->retry_at = now_ms() + p->backoff;
+	}
+}
+
+static void
+conn_close(struct conn *c, struct later *l, int32_t why)
+{
+	if (c->state == C_CLOSED) {
+		return;
+	}
+	bool was_up = c->state == C_UP;
+	c->state = C_CLOSED;
+	nng_stream_close(c->s);
+	if (c->peer != NULL && c->peer->conn == c) {
+		if (was_up) {
+			life_end(c->net, c->peer, l, why);
+		} else {
+			/* A handshake that failed: dial again later. */
+			struct peer *p = c->peer;
+			p->conn = NULL;
+			p->retry_at = now_ms() + p->backoff;
+			p->backoff =
+				p->backoff * 2 > c->net->cfg.reconnect_max_ms
+					? c->net->cfg.reconnect_max_ms
+					: p->backoff * 2;
+		}
+	}
+}
+
+/* The handshake succeeded: @c is the peer's connection from now on. */
+static void
+conn_up(struct conn *c, struct later *l)
+{
+	tr_net *net = c->net;
+	const trn_hello *h = &c->theirs;
+	struct peer *p = peer_named(net, h->name);
+
+	if (strcmp(h->name, net->name) == 0) {
+		conn_close(c, l, TR_EXIT_NOCONNECTION); /* ourselves */
+		return;
+	}
+	if (c->peer != NULL && c->peer != p) {
+		if (p == NULL) {
+			/* A dialed peer learns its name. */
+			p = c->peer;
+			snprintf(p->name, sizeof(p->name), "%s", h->name);
+		} else if (p->dialer == NULL || p->conn == NULL) {
+			/* Known by an accepted connection, or dialed at an
+			 * address it no longer answers at: this dialing
+			 * record takes its place. */
+			peer_adopt(net, c->peer, p);
+			p = c->peer;
+		} else {
+			/* Dialed at two addresses: one record dials. */
+			c->peer->redial = false;
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+	}
+	if (p == NULL) {
+		p = peer_new(net);
+		if (p == NULL) {
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+		snprintf(p->name, sizeof(p->name), "%s", h->name);
+	}
+	c->peer = p;
+	if (p->conn != NULL && p->conn != c) {
+		struct conn *old = p->conn;
+		bool same_life =
+			p->creation == h->creation && old->state == C_UP;
+		/* Both sides dialed at once: keep the connection dialed by
+		 * the smaller name, which both sides compute alike. */
+		bool keep_old = same_life && (old->dialed ==
+					      (strcmp(net->name, h->name) < 0));
+		if (keep_old) {
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+		if (same_life) {
+			/* The same life goes on over the new connection. */
+			old->peer = NULL;
+			conn_close(old, l, TR_EXIT_NOCONNECTION);
+		} else {
+			conn_close(old, l, TR_EXIT_NOCONNECTION);
+		}
+	}
+	if (p->creation != h->creation || p->node == 0) {
+		uint16_t node = life_get(net, h->name, h->creation);
+		if (node == 0) {
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return;
+		}
+		if (p->node != 0 && net->lives[p->node] != NULL) {
+			net->lives[p->node]->peer = NULL; /* stale from now */
+		}
+		p->node = node;
+		p->creation = h->creation;
+		net->lives[node]->peer = p;
+		later_event(l, p, true, 0);
+	}
+	p->conn = c;
+	p->backoff = net->cfg.reconnect_min_ms;
+	c->state = C_UP;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dialing and accepting                                               */
+
+static void
+dial_done(void *arg)
+{
+	struct peer *p = arg;
+	tr_net *net = NULL;
+	int rv = nng_aio_result(p->dial_aio);
+	nng_stream *s = rv == 0 ? nng_aio_get_output(p->dial_aio, 0) : NULL;
+
+	net = p->net;
+	pthread_mutex_lock(&net->mu);
+	p->dialing = false;
+	if (net->stopping) {
+		if (s != NULL) {
+			nng_stream_free(s);
+		}
+	} else if (s != NULL) {
+		conn_new(net, s, p);
+	} else {
+		/* Back off: double, with up to a quarter of jitter. */
+		uint32_t jitter = 0;
+		(void)getrandom(&jitter, sizeof(jitter), 0);
+		uint32_t b = p->backoff;
+		p->retry_at = now_ms() + b + (b / 4 ? jitter % (b / 4) : 0);
+		p->backoff = b * 2 > net->cfg.reconnect_max_ms
+				     ? net->cfg.reconnect_max_ms
+				     : b * 2;
+	}
+	pthread_mutex_unlock(&net->mu);
+}
+
+static void
+accept_done(void *arg)
+{
+	tr_net *net = arg;
+	int rv = nng_aio_result(net->accept_aio);
+
+	pthread_mutex_lock(&net->mu);
+	if (rv == 0) {
+		nng_stream *s = nng_aio_get_output(net->accept_aio, 0);
+		if (net->stopping) {
+			nng_stream_free(s);
+		} else {
+			conn_new(net, s, NULL);
+		}
+	}
+	if (!net->stopping && rv != NNG_ECLOSED) {
+		nng_stream_listener_accept(net->listener, net->accept_aio);
+	}
+	pthread_mutex_unlock(&net->mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* The ticker: heartbeats, silence, reconnects, freeing                */
+
+static void
+conn_free(struct conn *c)
+{
+	nng_aio_stop(c->tx_aio);
+	nng_aio_stop(c->rx_aio);
+	nng_aio_free(c->tx_aio);
+	nng_aio_free(c->rx_aio);
+	nng_stream_free(c->s);
+	if (c->tx != NULL) {
+		batch_free(c->tx);
+	}
+	while (c->sealed != NULL) {
+		struct batch *b = c->sealed;
+		c->sealed = b->next;
+		batch_free(b);
+	}
+	trn_buf_fini(&c->open);
+	trn_reasm_fini(&c->reasm);
+	free(c->rx_buf);
+	free(c);
+}
+
+/* Take the closed connections off the list (with the mutex held). */
+static struct conn *
+closed_take(tr_net *net)
+{
+	struct conn *dead = NULL;
+
+	for (struct conn **cp = &net->conns; *cp != NULL;) {
+		struct conn *c = *cp;
+		if (c->state == C_CLOSED) {
+			*cp = c->next;
+			c->next = dead;
+			dead = c;
+		} else {
+			cp = &c->next;
+		}
+	}
+	return dead;
+}
+
+static void
+tick(tr_net *net, struct later *l)
+{
+	uint64_t now = now_ms();
+
+	for (struct conn *c = net->conns; c != NULL; c = c->next) {
+		if (c->state == C_CLOSED) {
+			continue;
+		}
+		if (now - c->last_rx > net->cfg.timeout_ms) {
+			if (c->state != C_UP) {
+				net->refused++; /* a handshake that stalled */
+			}
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+		} else if (c->state == C_UP &&
+			   now - c->last_tx >= net->cfg.heartbeat_ms) {
+			trn_frame f = { .kind = TRN_HEARTBEAT };
+			if (queue_frame(c, &f) == TRN_OK) {
+				tx_kick(c);
+			}
+			c->last_tx = now; /* even when full: it is sending */
+		}
+	}
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (p->redial && p->conn == NULL && !p->dialing &&
+		    p->dialer != NULL && now >= p->retry_at) {
+			p->dialing = true;
+			nng_stream_dialer_dial(p->dialer, p->dial_aio);
+		}
+	}
+}
+
+static void *
+ticker_main(void *arg)
+{
+	tr_net *net = arg;
+	uint32_t period = net->cfg.heartbeat_ms / 4;
+
+	if (period > 50 || period == 0) {
+		period = 50;
+	}
+	pthread_mutex_lock(&net->mu);
+	while (!net->stopping) {
+		struct later l = { 0 };
+		tick(net, &l);
+		struct conn *dead = closed_take(net);
+		pthread_mutex_unlock(&net->mu);
+		later_run(net, &l);
+		while (dead != NULL) {
+			struct conn *c = dead;
+			dead = c->next;
+			conn_free(c);
+		}
+		pthread_mutex_lock(&net->mu);
+		if (net->stopping) {
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)period * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		(void)pthread_cond_timedwait(&net->tick_cv, &net->mu, &ts);
+	}
+	pthread_mutex_unlock(&net->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API                                                          */
+
+static tr_err
+peer_dial(tr_net *net, const char *url)
+{
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (strcmp(p->url, url) == 0) {
+			return TR_EEXIST;
+		}
+	}
+	if (strlen(url) >= sizeof(((struct peer *)0)->url)) {
+		return TR_EINVAL;
+	}
+	struct peer *p = peer_new(net);
+	if (p == NULL) {
+		return TR_ENOMEM;
+	}
+	snprintf(p->url, sizeof(p->url), "%s", url);
+	if (nng_stream_dialer_alloc(&p->dialer, url) != 0) {
+		p->dialer = NULL;
+		return TR_EINVAL; /* the record stays, idle, until the stop */
+	}
+	if (nng_aio_alloc(&p->dial_aio, dial_done, p) != 0) {
+		return TR_ENOMEM;
+	}
+	p->redial = true;
+	p->dialing = true;
+	nng_stream_dialer_dial(p->dialer, p->dial_aio);
+	return TR_OK;
+}
+
+tr_err
+tr_net_connect(tr_net *net, const char *url)
+{
+	if (net == NULL || url == NULL) {
+		return TR_EINVAL;
+	}
+	pthread_mutex_lock(&net->mu);
+	tr_err err = net->stopping ? TR_ESTATE : peer_dial(net, url);
+	pthread_mutex_unlock(&net->mu);
+	return err;
+}
+
+tr_err
+tr_net_disconnect(tr_net *net, const char *name)
+{
+	struct later l = { 0 };
+	tr_err err = TR_ENOENT;
+
+	if (net == NULL || name == NULL) {
+		return TR_EINVAL;
+	}
+	pthread_mutex_lock(&net->mu);
+	struct peer *p = peer_named(net, name);
+	if (p != NULL) {
+		p->redial = false;
+		if (p->conn != NULL) {
+			conn_close(p->conn, &l, TR_EXIT_NOCONNECTION);
+		}
+		err = TR_OK;
+	}
+	pthread_mutex_unlock(&net->mu);
+	later_run(net, &l);
+	return err;
+}
+
+size_t
+tr_net_nodes(tr_net *net, tr_net_node *out, size_t cap)
+{
+	size_t n = 0;
+
+	if (net == NULL) {
+		return 0;
+	}
+	pthread_mutex_lock(&net->mu);
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (p->name[0] == '\0') {
+			continue; /* dialed, never answered */
+		}
+		if (n < cap && out != NULL) {
+			tr_net_node *o = &out[n];
+			memset(o, 0, sizeof(*o));
+			snprintf(o->name, sizeof(o->name), "%s", p->name);
+			snprintf(o->url, sizeof(o->url), "%s", p->url);
+			o->state = p->conn == NULL          ? TR_NET_DOWN
+				   : p->conn->state == C_UP ? TR_NET_UP
+							    : TR_NET_CONNECTING;
+			o->creation = p->creation;
+			o->sent = p->sent;
+			o->received = p->received;
+			o->refused = p->refused;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&net->mu);
+	return n;
+}
+
+tr_err
+tr_net_monitor_nodes(tr_net *net, tr_pid who, bool on)
+{
+	tr_err err = TR_OK;
+
+	if (net == NULL || tr_pid_is_none(who)) {
+		return TR_EINVAL;
+	}
+	pthread_mutex_lock(&net->mu);
+	size_t i = 0;
+	while (i < net->nsubs && !tr_pid_eq(net->subs[i].who, who)) {
+		i++;
+	}
+	if (!on && i < net->nsubs) {
+		net->subs[i] = net->subs[--net->nsubs];
+	} else if (on && i == net->nsubs) {
+		if (net->nsubs == net->capsubs) {
+			size_t cap = net->capsubs ? 2 * net->capsubs : 4;
+			struct sub *v = realloc(net->subs, cap * sizeof(*v));
+			if (v == NULL) {
+				err = TR_ENOMEM;
+				goto out;
+			}
+			net->subs = v;
+			net->capsubs = cap;
+		}
+		net->subs[net->nsubs++].who = who;
+	}
+out:
+	pthread_mutex_unlock(&net->mu);
+	return err;
+}
+
+tr_err
+tr_net_address(tr_net *net, char *buf, size_t len)
+{
+	if (net == NULL || buf == NULL) {
+		return TR_EINVAL;
+	}
+	if (net->address[0] == '\0') {
+		return TR_ENOENT;
+	}
+	if (strlen(net->address) >= len) {
+		return TR_EINVAL;
+	}
+	memcpy(buf, net->address, strlen(net->address) + 1);
+	return TR_OK;
+}
+
+/* The pid bytes: version, name length, name (64), creation, local. */
+#define PID_VERSION 1u
+
+tr_err
+tr_net_pid_encode(tr_net *net, tr_pid pid, void *buf)
+{
+	uint8_t *b = buf;
+	const char *name = NULL;
+	uint32_t creation = 0;
+
+	if (net == NULL || buf == NULL) {
+		return TR_EINVAL;
+	}
+	memset(b, 0, TR_NET_PID_SIZE);
+	pthread_mutex_lock(&net->mu);
+	uint32_t node = tr_pid_node(pid);
+	if (node == 0) {
+		name = net->name;
+		creation = net->creation;
+	} else if (!net->stopped && net->lives[node] != NULL) {
+		name = net->lives[node]->name;
+		creation = net->lives[node]->creation;
+	}
+	if (name != NULL) {
+		size_t n = strlen(name);
+		b[0] = PID_VERSION;
+		b[1] = (uint8_t)n;
+		memcpy(b + 2, name, n);
+		put_le32(b + 66, creation);
+		uint64_t local = tr_remote_pid_local(pid);
+		put_le32(b + 70, (uint32_t)local);
+		put_le32(b + 74, (uint32_t)(local >> 32));
+	}
+	pthread_mutex_unlock(&net->mu);
+	return name != NULL ? TR_OK : TR_ENOENT;
+}
+
+tr_err
+tr_net_pid_decode(tr_net *net, const void *buf, tr_pid *out)
+{
+	const uint8_t *b = buf;
+	char name[TRN_NAME_MAX + 1];
+
+	if (net == NULL || buf == NULL || out == NULL) {
+		return TR_EINVAL;
+	}
+	size_t n = b[1];
+	uint64_t local = get_le32(b + 70) | (uint64_t)get_le32(b + 74) << 32;
+	if (b[0] != PID_VERSION || !trn_name_valid((const char *)b + 2, n) ||
+	    local == 0 || (local & ~(uint64_t)TR_REMOTE_LOCAL_MASK) != 0) {
+		return TR_EINVAL;
+	}
+	memcpy(name, b + 2, n);
+	name[n] = '\0';
+	uint32_t creation = get_le32(b + 66);
+	tr_err err = TR_OK;
+	pthread_mutex_lock(&net->mu);
+	if (creation == net->creation && strcmp(name, net->name) == 0) {
+		*out = tr_remote_pid(0, local);
+	} else {
+		uint16_t node =
+			net->stopped ? 0 : life_get(net, name, creation);
+		*out = tr_remote_pid(node, local);
+		err = node != 0 ? TR_OK : TR_ENOMEM;
+	}
+	pthread_mutex_unlock(&net->mu);
+	return err;
+}
+
+static tr_err
+net_listen(tr_net *net, const char *url)
+{
+	int port = 0;
+
+	if (nng_stream_listener_alloc(&net->listener, url) != 0) {
+		net->listener = NULL;
+		return TR_EINVAL;
+	}
+	if (nng_stream_listener_listen(net->listener) != 0) {
+		return TR_ESYS;
+	}
+	if (nng_aio_alloc(&net->accept_aio, accept_done, net) != 0) {
+		return TR_ENOMEM;
+	}
+	/* The URL with the port the system picked for port 0. */
+	const char *colon = strrchr(url, ':');
+	if (nng_stream_listener_get_int(net->listener, NNG_OPT_TCP_BOUND_PORT,
+					&port) == 0 &&
+	    colon != NULL) {
+		snprintf(net->address, sizeof(net->address), "%.*s:%d",
+			 (int)(colon - url), url, port);
+	} else {
+		snprintf(net->address, sizeof(net->address), "%s", url);
+	}
+	nng_stream_listener_accept(net->listener, net->accept_aio);
+	return TR_OK;
+}
+
+static void
+net_free_io(tr_net *net)
+{
+	if (net->listener != NULL) {
+		nng_stream_listener_close(net->listener);
+	}
+	if (net->accept_aio != NULL) {
+		nng_aio_stop(net->accept_aio);
+		nng_aio_free(net->accept_aio);
+		net->accept_aio = NULL;
+	}
+	if (net->listener != NULL) {
+		nng_stream_listener_free(net->listener);
+		net->listener = NULL;
+	}
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (p->dial_aio != NULL) {
+			nng_aio_stop(p->dial_aio);
+		}
+	}
+	struct conn *c = net->conns;
+	net->conns = NULL;
+	while (c != NULL) {
+		struct conn *next = c->next;
+		conn_free(c);
+		c = next;
+	}
+	while (net->peers != NULL) {
+		struct peer *p = net->peers;
+		net->peers = p->next;
+		if (p->dial_aio != NULL) {
+			nng_aio_free(p->dial_aio);
+		}
+		if (p->dialer != NULL) {
+			nng_stream_dialer_free(p->dialer); /* closes it */
+		}
+		free(p->tracks);
+		free(p);
+	}
+	for (uint32_t i = 1; i < net->next_life; i++) {
+		free(net->lives[i]);
+	}
+	free(net->lives);
+	net->lives = NULL;
+	free(net->subs);
+	net->subs = NULL;
+	free(net->secret);
+	net->secret = NULL;
+}
+
+tr_err
+tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
+{
+	if (rt == NULL || cfg == NULL || out == NULL ||
+	    cfg->size < sizeof(*cfg) || cfg->name == NULL ||
+	    !trn_name_valid(cfg->name, strlen(cfg->name)) ||
+	    cfg->secret == NULL || cfg->secret_len < 16) {
+		return TR_EINVAL;
+	}
+	tr_net *net = calloc(1, sizeof(*net));
+	if (net == NULL) {
+		return TR_ENOMEM;
+	}
+	net->rt = rt;
+	net->cfg = *cfg;
+	net->cfg.name = NULL;
+	net->cfg.listen = NULL;
+	net->cfg.seeds = NULL;
+	net->cfg.secret = NULL;
+	if (net->cfg.heartbeat_ms == 0) {
+		net->cfg.heartbeat_ms = 1000;
+	}
+	if (net->cfg.timeout_ms == 0) {
+		net->cfg.timeout_ms = 3000;
+	}
+	if (net->cfg.reconnect_min_ms == 0) {
+		net->cfg.reconnect_min_ms = 100;
+	}
+	if (net->cfg.reconnect_max_ms < net->cfg.reconnect_min_ms) {
+		net->cfg.reconnect_max_ms = net->cfg.reconnect_min_ms > 5000
+						    ? net->cfg.reconnect_min_ms
+						    : 5000;
+	}
+	if (net->cfg.link_bytes == 0) {
+		net->cfg.link_bytes = 8u << 20;
+	}
+	snprintf(net->name, sizeof(net->name), "%s", cfg->name);
+	pthread_mutex_init(&net->mu, NULL);
+	pthread_cond_init(&net->tick_cv, NULL);
+	net->next_life = 1;
+	net->lives = calloc(LIVES_MAX + 1, sizeof(*net->lives));
+	net->secret = malloc(cfg->secret_len);
+	while (net->creation == 0) {
+		if (getrandom(&net->creation, sizeof(net->creation), 0) !=
+		    sizeof(net->creation)) {
+			net->creation = (uint32_t)now_ms() | 1u;
+		}
+	}
+	tr_err err =
+		net->lives != NULL && net->secret != NULL ? TR_OK : TR_ENOMEM;
+	if (err == TR_OK) {
+		memcpy(net->secret, cfg->secret, cfg->secret_len);
+		net->secret_len = cfg->secret_len;
+		if (cfg->listen != NULL) {
+			err = net_listen(net, cfg->listen);
+		}
+	}
+	if (err == TR_OK) {
+		net->hook.size = sizeof(net->hook);
+		net->hook.out = net_out;
+		net->hook.arg = net;
+		net->hook.release = net_release;
+		err = tr_remote_attach(rt, &net->hook);
+	}
+	if (err != TR_OK) {
+		pthread_mutex_lock(&net->mu);
+		net->stopping = true;
+		pthread_mutex_unlock(&net->mu);
+		net_free_io(net);
+		net_release(net);
+		return err;
+	}
+	pthread_mutex_lock(&net->mu);
+	for (size_t i = 0; cfg->seeds != NULL && cfg->seeds[i] != NULL; i++) {
+		(void)peer_dial(net, cfg->seeds[i]);
+	}
+	pthread_mutex_unlock(&net->mu);
+	if (pthread_create(&net->ticker, NULL, ticker_main, net) == 0) {
+		net->ticker_started = true;
+	}
+	*out = net;
+	return TR_OK;
+}
+
+void
+tr_net_stop(tr_net *net)
+{
+	struct later l = { 0 };
+
+	if (net == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&net->mu);
+	net->stopping = true;
+	for (struct conn *c = net->conns; c != NULL; c = c->next) {
+		conn_close(c, &l, TR_EXIT_SHUTDOWN);
+	}
+	pthread_cond_signal(&net->tick_cv);
+	pthread_mutex_unlock(&net->mu);
+	later_run(net, &l);
+	if (net->ticker_started) {
+		pthread_join(net->ticker, NULL);
+	}
+	/* From here `out` refuses and reads nothing net_free_io() frees. */
+	pthread_mutex_lock(&net->mu);
+	net->stopped = true;
+	pthread_mutex_unlock(&net->mu);
+	net_free_io(net);
+	/* The struct itself stays until the runtime's destroy releases
+	 * it: the runtime may still call `out`, which now refuses. */
+}
+
+tr_err
+tr_net_stats_get(tr_net *net, tr_net_stats *out)
+{
+	if (net == NULL || out == NULL) {
+		return TR_EINVAL;
+	}
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&net->mu);
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		out->links_up += p->conn != NULL && p->conn->state == C_UP;
+	}
+	out->refused = net->refused;
+	out->frames_refused = net->frames_refused;
+	pthread_mutex_unlock(&net->mu);
+	return TR_OK;
+}
