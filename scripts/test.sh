@@ -64,5 +64,20 @@ if [ $quick = 0 ]; then
 		-Db_sanitize=thread -Db_lundef=false -Dwerror=true \
 		-Dc_args=-DCK_USE_CC_BUILTINS=1
 fi
+if [ $quick = 0 ]; then
+	# The frame and handshake decoders under libFuzzer, for a bounded time
+	# over the committed corpus (clang; docs/NET.md has a long run). Each
+	# target counts as one test.
+	echo "== libFuzzer smoke (build/fuzz)"
+	bash scripts/deps.sh --fuzz || failed=$((failed + 1))
+	while read -r line; do
+		echo "$line"
+		case "$line" in
+		fuzz_*": ok"*) passed=$((passed + 1)) ;;
+		fuzz_*) failed=$((failed + 1)) ;;
+		fuzz:*) failed=$((failed + 1)) ;;
+		esac
+	done < <(bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1)
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
