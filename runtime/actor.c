@@ -1303,9 +1303,15 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
 		a->sched_ts = 0;
 	}
+	/* Whether put-back messages may be waiting: set here and by
+	 * tr_unstash_all(), so the common turn reads nothing more. */
+	w->cx.unstashed = replay_due(a, self);
 	unsigned n = 0;
 	for (; n < rt->batch; n++) {
-		if (tr__unlikely(replay_due(a, self))) {
+		if (tr__unlikely(w->cx.unstashed)) {
+			w->cx.unstashed = replay_due(a, self);
+		}
+		if (tr__unlikely(w->cx.unstashed)) {
 			/* What tr_unstash_all() put back comes first. */
 			if (atomic_load_explicit(&a->stop_for,
 						 memory_order_relaxed) != 0) {
@@ -1370,7 +1376,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
 		unmute_all(w, a);
 	}
-	bool replay = replay_due(a, self);
+	bool replay = w->cx.unstashed && replay_due(a, self);
 	if (exhausted || replay || !tr__mailbox_mark_empty(&a->mb)) {
 		if (mute_on == NULL || exhausted || !mute(w, a, mute_on)) {
 			tr__sched_reschedule(w, a);
@@ -1674,6 +1680,7 @@ tr_unstash_all(tr_ctx *cx)
 	atomic_store_explicit(&x->stash_last->node.next,
 			      x->replay != NULL ? &x->replay->node : NULL,
 			      memory_order_relaxed);
+	cx->unstashed = true; /* the running turn takes them first */
 	x->replay = x->stash;
 	x->stash = NULL;
 	x->stash_last = NULL;

@@ -126,6 +126,9 @@ struct tr_ctx {
 	bool ptr_taken;
 	bool unhandled; /* tr_unhandled() was called for msg */
 	bool stashed;   /* tr_stash() was called for msg */
+	/* The running turn may have put-back messages (tr_unstash_all): set
+	 * per turn, not per message. */
+	bool unstashed;
 	/* msg's node; NULL for a message the runtime made on the stack
 	 * (a DOWN, an exit signal, a failed request). */
 	struct tr__msg *node;
