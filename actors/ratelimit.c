@@ -399,23 +399,9 @@ tr_err
 tr_ratelimit_start(tr_ctx *cx, const tr_ratelimit_config *cfg, tr_pid *out,
 		   tr_ref *ref)
 {
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
-	    cfg->rate == 0 || cfg->burst == 0) {
-		return TR_EINVAL;
-	}
-	tr_ratelimit_config *b = malloc(sizeof(*b));
-	if (b == NULL) {
-		return TR_ENOMEM;
-	}
-	*b = *cfg;
-	b->size = sizeof(*b);
-	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &limiter_def, how, MSG_START, b, sizeof(*b),
-			      free, out, ref);
+	bool ok = cx != NULL && cfg != NULL && cfg->size >= sizeof(*cfg) &&
+		  cfg->rate != 0 && cfg->burst != 0;
+
+	return tr__boot_copy(cx, &limiter_def, ok && cfg->is_linked, MSG_START,
+			     ok ? cfg : NULL, sizeof(*cfg), out, ref);
 }
