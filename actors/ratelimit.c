@@ -155,9 +155,8 @@ queue_push(struct limiter *l, const tr_msg *m, uint32_t tokens, uint64_t now)
 	if (w == NULL) {
 		return false;
 	}
+	/* Only the header is kept: tr_reply() reads no payload. */
 	*w = (struct waiter){ .req = *m, .since_ns = now, .tokens = tokens };
-	w->req.data = NULL;
-	w->req.size = 0;
 	*l->tail = w;
 	l->tail = &w->next;
 	l->n++;
