@@ -1,31 +1,36 @@
 /* Starting an actor that answers its own start (see boot.h). */
 #include "boot.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 tr_err
-tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how, uint32_t type,
-	       void *boot, size_t size, tr_free_fn free_fn, tr_pid *out,
-	       tr_ref *ref)
+tr__boot_fail(tr_err err, tr_pid *out, tr_ref *ref)
 {
-	bool link = (how & TR__BOOT_LINK) != 0;
-	tr_pid pid = TR_PID_NONE;
-	tr_ref r = { 0 };
-	tr_err err;
-
 	if (out != NULL) {
 		*out = TR_PID_NONE;
 	}
 	if (ref != NULL) {
-		*ref = r;
+		*ref = (tr_ref){ 0 };
 	}
-	err = link ? tr_spawn_link(cx, def, NULL, &pid)
-		   : tr_spawn(cx, def, NULL, &pid);
+	return err;
+}
+
+tr_err
+tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
+	       void *boot, size_t size, tr_free_fn free_fn, tr_pid *out,
+	       tr_ref *ref)
+{
+	tr_pid pid = TR_PID_NONE;
+	tr_ref r = { 0 };
+	tr_err err = link ? tr_spawn_link(cx, def, NULL, &pid)
+			  : tr_spawn(cx, def, NULL, &pid);
+
 	if (err < 0) {
 		free_fn(boot);
-		return err;
+		return tr__boot_fail(err, out, ref);
 	}
-	if ((how & TR__BOOT_ASK) && !tr_pid_is_none(tr_self(cx))) {
+	if (!tr_pid_is_none(tr_self(cx))) {
 		err = tr_request_ptr(cx, pid, type, boot, size, free_fn, 0, &r);
 	} else {
 		err = tr_send_ptr(cx, pid, type, boot, size, free_fn);
@@ -37,7 +42,7 @@ tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how, uint32_t type,
 			(void)tr_unlink(cx, pid);
 		}
 		(void)tr_stop(cx, pid, TR_EXIT_NORMAL);
-		return err;
+		return tr__boot_fail(err, out, ref);
 	}
 	if (out != NULL) {
 		*out = pid;
@@ -46,6 +51,20 @@ tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how, uint32_t type,
 		*ref = r;
 	}
 	return TR_OK;
+}
+
+tr_err
+tr__boot_copy(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
+	      const void *cfg, size_t size, tr_pid *out, tr_ref *ref)
+{
+	void *boot = cfg != NULL ? malloc(size) : NULL;
+
+	if (boot == NULL) {
+		return tr__boot_fail(cfg != NULL ? TR_ENOMEM : TR_EINVAL, out,
+				     ref);
+	}
+	memcpy(boot, cfg, size);
+	return tr__boot_start(cx, def, link, type, boot, size, free, out, ref);
 }
 
 void *

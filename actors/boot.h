@@ -19,19 +19,12 @@
 
 #include <troupe/troupe.h>
 
-/* How tr__boot_start() starts an actor. */
-enum {
-	TR__BOOT_LINK = 1u << 0, /* linked with the calling actor */
-	TR__BOOT_ASK = 1u << 1,  /* a request, when the context has a pid */
-};
-
 /*
  * Spawn an actor from @def and send it @boot, a pointer message of @type
- * and @size handed over with @free_fn. @how is TR__BOOT_* bits: with
- * TR__BOOT_LINK the actor is linked with the calling actor; with
- * TR__BOOT_ASK, on a context that has a pid (an actor's or an inbox's),
- * the message is a request with no timeout whose reference goes to
- * *@ref. Otherwise it is a plain send and *@ref is zero.
+ * and @size handed over with @free_fn. With @link the actor is linked
+ * with the calling actor. On a context that has a pid (an actor's or an
+ * inbox's) the message is a request with no timeout whose reference goes
+ * to *@ref; otherwise it is a plain send and *@ref is zero.
  * @out, @ref: may be NULL; set on every path (TR_PID_NONE and zero on
  * error).
  * Ownership: @boot moves on every path (@free_fn frees it on error).
@@ -39,9 +32,22 @@ enum {
  * nothing is left running (an actor spawned before the send failed is
  * unlinked and stopped).
  */
-tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, unsigned how,
+tr_err tr__boot_start(tr_ctx *cx, const tr_actor_def *def, bool link,
 		      uint32_t type, void *boot, size_t size,
 		      tr_free_fn free_fn, tr_pid *out, tr_ref *ref);
+
+/*
+ * tr__boot_start() with a copy of @cfg, @size bytes freed with free(),
+ * as the boot: a start whose configuration is one flat struct. @cfg is
+ * NULL when the caller found the configuration invalid: TR_EINVAL.
+ */
+tr_err
+tr__boot_copy(tr_ctx *cx, const tr_actor_def *def, bool link, uint32_t type,
+	      const void *cfg, size_t size, tr_pid *out, tr_ref *ref);
+
+/* A start that fails before it spawns: set *@out and *@ref (each may be
+ * NULL) as tr__boot_start() does on error, and return @err. */
+tr_err tr__boot_fail(tr_err err, tr_pid *out, tr_ref *ref);
 
 /*
  * In the started actor's handler: take the boot out of the start message

@@ -875,23 +875,17 @@ kind_ok(const tr_jobs_kind *k)
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
 	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
 	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
 	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
-		return TR_EINVAL;
+		return tr__boot_fail(TR_EINVAL, out, ref);
 	}
 	/* The boot carries copies of the kinds, which the service keeps;
 	 * each is checked against those copied before it. */
 	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
 	struct boot *b = calloc(1, size);
 	if (b == NULL) {
-		return TR_ENOMEM;
+		return tr__boot_fail(TR_ENOMEM, out, ref);
 	}
 	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
 						 : DEFAULT_MAX_FINISHED;
@@ -902,7 +896,7 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 							     : TR_OK;
 		if (err < 0) {
 			free(b);
-			return err;
+			return tr__boot_fail(err, out, ref);
 		}
 		struct kind *to = &b->kinds[b->nkinds++];
 		memcpy(to->name, k->name, strlen(k->name));
@@ -910,9 +904,8 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 		to->arg = k->arg;
 		to->max = k->max_concurrency;
 	}
-	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &jobs_def, how, MSG_START, b, size, free, out,
-			      ref);
+	return tr__boot_start(cx, &jobs_def, cfg->is_linked, MSG_START, b, size,
+			      free, out, ref);
 }
 
 const char *

@@ -1259,28 +1259,15 @@ static const tr_actor_def collector_def = {
 tr_err
 tr_pool_start(tr_ctx *cx, const tr_pool_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
 	/* A hash needs a key: it cannot be the strategy of a plain send. */
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
-	    cfg->def == NULL || cfg->def->size < sizeof(tr_actor_def) ||
-	    cfg->def->handle == NULL || cfg->workers == 0 ||
-	    cfg->workers > TR_POOL_MAX_WORKERS ||
-	    (unsigned)cfg->strategy > TR_POOL_BROADCAST) {
-		return TR_EINVAL;
-	}
-	tr_pool_config *b = malloc(sizeof(*b));
-	if (b == NULL) {
-		return TR_ENOMEM;
-	}
-	*b = *cfg;
-	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &pool_def, how, MSG_START, b, sizeof(*b),
-			      free, out, ref);
+	bool ok = cx != NULL && cfg != NULL && cfg->size >= sizeof(*cfg) &&
+		  cfg->def != NULL && cfg->def->size >= sizeof(tr_actor_def) &&
+		  cfg->def->handle != NULL && cfg->workers != 0 &&
+		  cfg->workers <= TR_POOL_MAX_WORKERS &&
+		  (unsigned)cfg->strategy <= TR_POOL_BROADCAST;
+
+	return tr__boot_copy(cx, &pool_def, ok && cfg->is_linked, MSG_START,
+			     ok ? cfg : NULL, sizeof(*cfg), out, ref);
 }
 
 tr_err
@@ -1315,22 +1302,19 @@ tr_err
 tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	       tr_ref *ref)
 {
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
 	if (cx == NULL || req == NULL || req->size < sizeof(*req) ||
 	    tr_pid_is_none(pool) || tr_pid_is_none(tr_self(cx)) ||
 	    req->type >= TR_MSG_SYSTEM_BASE ||
 	    (req->data == NULL && req->len > 0) || req->timeout_ms == 0) {
-		return TR_EINVAL;
+		return tr__boot_fail(TR_EINVAL, NULL, ref);
 	}
 	if (req->len > SIZE_MAX - sizeof(struct gather_arg)) {
-		return TR_EMSGSIZE;
+		return tr__boot_fail(TR_EMSGSIZE, NULL, ref);
 	}
 	size_t size = sizeof(struct gather_arg) + req->len;
 	struct gather_arg *a = malloc(size);
 	if (a == NULL) {
-		return TR_ENOMEM;
+		return tr__boot_fail(TR_ENOMEM, NULL, ref);
 	}
 	a->pool = pool;
 	a->timeout_ms = req->timeout_ms;
@@ -1340,6 +1324,6 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 	if (req->len > 0) {
 		memcpy(a->data, req->data, req->len);
 	}
-	return tr__boot_start(cx, &collector_def, TR__BOOT_ASK, MSG_GBOOT, a,
-			      size, free, NULL, ref);
+	return tr__boot_start(cx, &collector_def, false, MSG_GBOOT, a, size,
+			      free, NULL, ref);
 }

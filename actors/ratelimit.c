@@ -155,9 +155,8 @@ queue_push(struct limiter *l, const tr_msg *m, uint32_t tokens, uint64_t now)
 	if (w == NULL) {
 		return false;
 	}
+	/* Only the header is kept: tr_reply() reads no payload. */
 	*w = (struct waiter){ .req = *m, .since_ns = now, .tokens = tokens };
-	w->req.data = NULL;
-	w->req.size = 0;
 	*l->tail = w;
 	l->tail = &w->next;
 	l->n++;
@@ -399,23 +398,9 @@ tr_err
 tr_ratelimit_start(tr_ctx *cx, const tr_ratelimit_config *cfg, tr_pid *out,
 		   tr_ref *ref)
 {
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
-	    cfg->rate == 0 || cfg->burst == 0) {
-		return TR_EINVAL;
-	}
-	tr_ratelimit_config *b = malloc(sizeof(*b));
-	if (b == NULL) {
-		return TR_ENOMEM;
-	}
-	*b = *cfg;
-	b->size = sizeof(*b);
-	unsigned how = TR__BOOT_ASK | (cfg->is_linked ? TR__BOOT_LINK : 0);
-	return tr__boot_start(cx, &limiter_def, how, MSG_START, b, sizeof(*b),
-			      free, out, ref);
+	bool ok = cx != NULL && cfg != NULL && cfg->size >= sizeof(*cfg) &&
+		  cfg->rate != 0 && cfg->burst != 0;
+
+	return tr__boot_copy(cx, &limiter_def, ok && cfg->is_linked, MSG_START,
+			     ok ? cfg : NULL, sizeof(*cfg), out, ref);
 }

@@ -538,10 +538,8 @@ defer(tr_ctx *cx, struct sup *s, const tr_msg *m, int32_t reason)
 static tr_err
 sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
 {
-	unsigned how = TR__BOOT_ASK | (conf->fl.is_linked ? TR__BOOT_LINK : 0u);
-
-	return tr__boot_start(cx, &sup_def, how, MSG_START, conf, sizeof(*conf),
-			      conf_put, out, ref);
+	return tr__boot_start(cx, &sup_def, conf->fl.is_linked, MSG_START, conf,
+			      sizeof(*conf), conf_put, out, ref);
 }
 
 /* Does a child started from @sp acknowledge its start? */
@@ -1154,19 +1152,11 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	     const tr_sup_child_spec *specs, size_t n, tr_pid *out, tr_ref *ref)
 {
 	struct conf *conf;
+	tr_err err =
+		cx != NULL ? conf_copy(flags, specs, n, 0, &conf) : TR_EINVAL;
 
-	if (out != NULL) {
-		*out = TR_PID_NONE;
-	}
-	if (ref != NULL) {
-		*ref = (tr_ref){ 0 };
-	}
-	if (cx == NULL) {
-		return TR_EINVAL;
-	}
-	tr_err err = conf_copy(flags, specs, n, 0, &conf);
 	if (err < 0) {
-		return err;
+		return tr__boot_fail(err, out, ref);
 	}
 	return sup_spawn(cx, conf, out, ref);
 }

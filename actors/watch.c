@@ -9,11 +9,12 @@
 
 #define BUCKETS0 16u
 
+/* A SYNC for @pid to the watcher. */
 static tr_err
-send_watcher(struct tr__watch *ws, uint32_t type, tr_pid pid)
+sync_send(struct tr__watch *ws, tr_pid pid)
 {
-	return tr_send(tr_runtime_ctx(ws->rt), ws->watcher, type, &pid,
-		       sizeof(pid));
+	return tr_send(tr_runtime_ctx(ws->rt), ws->watcher, ws->ops->sync_type,
+		       &pid, sizeof(pid));
 }
 
 struct tr__watched *
@@ -49,7 +50,7 @@ tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 	e->node.hash = tr_pid_hash(pid);
 	e->pid = pid;
 	/* Announced before it exists: no entry the watcher never hears of. */
-	*err = send_watcher(ws, ws->ops->sync_type, pid);
+	*err = sync_send(ws, pid);
 	if (*err < 0) {
 		free(e);
 		return NULL;
@@ -87,7 +88,7 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 	if (e->monitored) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
-		(void)send_watcher(ws, ws->ops->sync_type, e->pid);
+		(void)sync_send(ws, e->pid);
 	}
 	return true;
 }
@@ -103,7 +104,7 @@ void
 tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
 {
 	/* If even this fails the entry stays, and what it holds with it. */
-	(void)send_watcher(ws, ws->ops->sync_type, e->pid);
+	(void)sync_send(ws, e->pid);
 }
 
 /* ---- the watcher actor --------------------------------------------------- */
@@ -163,20 +164,17 @@ void
 tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct tr__watch *ws = *(struct tr__watch **)state;
-	const struct tr__watch_ops *ops = ws->ops;
+	const tr_pid *pid = TR_MSG_AS(m, tr_pid);
+	const tr_down *d = TR_MSG_AS(m, tr_down);
 
-	if (m->type == ops->sync_type && m->size == sizeof(tr_pid)) {
-		tr_pid pid;
-		memcpy(&pid, m->data, sizeof(pid));
+	if (m->type == ws->ops->sync_type && pid != NULL) {
 		pthread_mutex_lock(&ws->mu);
-		on_sync(cx, ws, pid);
+		on_sync(cx, ws, *pid);
 		pthread_mutex_unlock(&ws->mu);
-	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
-		tr_down d;
-		memcpy(&d, m->data, sizeof(d));
+	} else if (m->type == TR_MSG_DOWN && d != NULL) {
 		pthread_mutex_lock(&ws->mu);
-		struct tr__watched *e = tr__watch_find(ws, d.who);
-		if (e != NULL && e->monitored && e->ref.v == d.ref.v) {
+		struct tr__watched *e = tr__watch_find(ws, d->who);
+		if (e != NULL && e->monitored && e->ref.v == d->ref.v) {
 			purge(ws, e);
 		}
 		pthread_mutex_unlock(&ws->mu);
