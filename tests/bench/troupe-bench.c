@@ -46,6 +46,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <troupe/net/net.h>
 #include <troupe/troupe.h>
 
 /* Message types; all below TR_MSG_SYSTEM_BASE. */
@@ -128,6 +135,11 @@ struct bench {
 	char why[192];  /* empty while the check holds */
 	char extra[96]; /* more JSON fields, starting with a comma, or "" */
 	tr_pid *idle_pids;
+	/* Two-node workloads: this node, node B's process and its stdin. */
+	tr_net *net;
+	pid_t child;
+	int to_child;
+	uint64_t retries;
 	/* Filled before a workload starts and immutable while it runs. */
 	tr_pid table[MAX_TABLE];
 };
@@ -343,6 +355,12 @@ send_main(struct bench *b, tr_pid to, uint32_t type, const void *data,
 	must(tr_send(tr_inbox_ctx(b->inbox), to, type, data, len), "tr_send");
 }
 
+static void
+send_u64_main(struct bench *b, tr_pid to, uint32_t type, uint64_t x)
+{
+	send_main(b, to, type, &x, sizeof(x));
+}
+
 /* Wait for the next report; it must be of @type with exactly @len bytes. */
 static void
 recv_report(struct bench *b, uint32_t type, void *out, size_t len)
@@ -356,7 +374,9 @@ recv_report(struct bench *b, uint32_t type, void *out, size_t len)
 			   "want type %" PRIu32 " with %zu",
 			   r.type, r.size, type, len);
 	}
-	memcpy(out, r.data, len);
+	if (len > 0) {
+		memcpy(out, r.data, len);
+	}
 	tr_received_fini(&r);
 }
 
@@ -1674,6 +1694,395 @@ run_rescue(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * remote_pingpong, remote_stream: two nodes, two processes
+ *
+ * Node A is this process; node B is this program again
+ * (/proc/self/exe with the hidden arguments NODE_B_ARG <bench> <url>),
+ * started as a child with pipes on its stdin and stdout. A listens on a
+ * loopback port the system picks; B dials it, spawns its actor and writes
+ * that actor's pid (tr_net_pid_encode, in hex) on one line of its stdout,
+ * then waits for the end of its stdin. A decodes the pid once the link is
+ * up, runs the workload (the clock starts after the link is up and one
+ * untimed exchange has proved B's actor answers), closes B's stdin, reaps
+ * B and reports B's CPU time (wait4) per message on stderr.
+ *
+ * remote_pingpong reuses ping and pong: ping on A, pong on B, one round
+ * trip at a time. remote_stream: a sender on A sends n messages of 64
+ * bytes (byte 0 is the index mod 256, byte 63 its complement) to a sink on
+ * B, which checks both bytes of each (order per pair gives the index) and
+ * answers its count once it has all n. A send the link refuses because
+ * its queue is full (TR_EUNREACH past link_bytes) is tried again on the
+ * sender's next turn, never dropped; the retries are reported on stderr.
+ * After the n messages the sender sends an end marker, ordered after
+ * them, so that a sink that did not reach n answers at once.
+ */
+
+static unsigned bench_threads(void);
+
+#define NODE_B_ARG      "--node-b"
+#define REMOTE_PAYLOAD  64u
+#define REMOTE_SECRET   "troupe-bench two-node secret"
+#define REMOTE_PID_LINE (2 * TR_NET_PID_SIZE + 2)
+
+/* This process's node; set before any actor sends to a remote pid. */
+static tr_net *g_net;
+
+struct stream_start {
+	tr_pid sink;
+	uint64_t n;
+};
+
+struct stream_sender {
+	tr_pid sink;
+	tr_pid report;
+	uint64_t n;
+	uint64_t sent; /* n + 1 once the end marker is sent */
+	uint64_t retries;
+	uint8_t buf[REMOTE_PAYLOAD];
+};
+
+struct stream_sink {
+	tr_pid report;
+	uint64_t want;
+	uint64_t count;
+	uint64_t bad;
+};
+
+struct stream_total {
+	uint64_t count;
+	uint64_t bad;
+};
+
+/* The link refused a send: fine while it is up (its queue is full). */
+static void
+remote_refused(void)
+{
+	tr_net_stats st;
+
+	if (tr_net_stats_get(g_net, &st) < 0 || st.links_up == 0) {
+		bench_fail("the link to node B is down");
+	}
+}
+
+static void
+stream_chunk(tr_ctx *cx, struct stream_sender *s)
+{
+	for (uint64_t i = 0; s->sent <= s->n;) {
+		tr_err err;
+
+		if (s->sent < s->n) {
+			s->buf[0] = (uint8_t)s->sent;
+			s->buf[REMOTE_PAYLOAD - 1] = (uint8_t)~s->sent;
+			err = tr_send(cx, s->sink, MSG_DATA, s->buf,
+				      sizeof(s->buf));
+		} else {
+			err = tr_send(cx, s->sink, MSG_GET, NULL, 0);
+		}
+		if (err == TR_EUNREACH) {
+			/* The link's queue is full: again on a later turn. */
+			remote_refused();
+			s->retries++;
+			send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
+			return;
+		}
+		if (err < 0) {
+			bench_fail("remote tr_send: %s", tr_err_name(err));
+		}
+		s->sent++;
+		if (s->sent <= s->n && chunk_over(cx, ++i)) {
+			send_msg(cx, tr_self(cx), MSG_CONT, NULL, 0);
+			return;
+		}
+	}
+	send_u64(cx, s->report, MSG_DONE, s->retries);
+}
+
+static void
+stream_sender_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct stream_sender *s = state;
+
+	switch (m->type) {
+	case MSG_START: {
+		struct stream_start st;
+
+		msg_read(m, &st, sizeof(st));
+		s->sink = st.sink;
+		s->n = st.n;
+		s->report = m->from;
+		for (unsigned i = 0; i < REMOTE_PAYLOAD; i++) {
+			s->buf[i] = (uint8_t)('a' + i % 26);
+		}
+		stream_chunk(cx, s);
+		break;
+	}
+	case MSG_CONT:
+		stream_chunk(cx, s);
+		break;
+	default:
+		unexpected("stream sender", m);
+	}
+}
+
+static void
+stream_sink_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct stream_sink *k = state;
+
+	switch (m->type) {
+	case MSG_SETUP:
+		/* Untimed: proves the sink is there and the path works. */
+		k->want = msg_u64(m);
+		k->report = m->from;
+		send_msg(cx, m->from, MSG_ANS, NULL, 0);
+		break;
+	case MSG_DATA: {
+		const uint8_t *p = m->data;
+
+		if (m->size != REMOTE_PAYLOAD || p == NULL ||
+		    p[0] != (uint8_t)k->count ||
+		    p[REMOTE_PAYLOAD - 1] != (uint8_t)~k->count) {
+			k->bad++;
+		}
+		if (++k->count == k->want) {
+			struct stream_total t = { k->count, k->bad };
+
+			send_msg(cx, k->report, MSG_TOTAL, &t, sizeof(t));
+		}
+		break;
+	}
+	case MSG_GET:
+		/* The end marker: answered only if the count fell short. */
+		if (k->count != k->want) {
+			struct stream_total t = { k->count, k->bad };
+
+			send_msg(cx, k->report, MSG_TOTAL, &t, sizeof(t));
+		}
+		break;
+	default:
+		unexpected("stream sink", m);
+	}
+}
+
+static const tr_actor_def stream_sender_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "stream_sender",
+	.state_size = sizeof(struct stream_sender),
+	.handle = stream_sender_handle,
+};
+
+static const tr_actor_def stream_sink_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "stream_sink",
+	.state_size = sizeof(struct stream_sink),
+	.handle = stream_sink_handle,
+};
+
+static tr_net_config
+remote_config(const char *name, const char *listen, const char *const *seeds)
+{
+	tr_net_config nc = { .size = sizeof(nc),
+			     .name = name,
+			     .listen = listen,
+			     .seeds = seeds,
+			     .secret = REMOTE_SECRET,
+			     .secret_len = strlen(REMOTE_SECRET) };
+
+	return nc;
+}
+
+/*
+ * Node B: dial A at @url, spawn the actor of @bench, write its pid on
+ * stdout, and stop cleanly at the end of stdin.
+ */
+static int
+node_b_main(const char *bench, const char *url)
+{
+	const char *seeds[] = { url, NULL };
+	tr_net_config nc = remote_config("bench_b", NULL, seeds);
+	tr_config cfg = tr_config_default();
+	uint8_t raw[TR_NET_PID_SIZE];
+	char line[REMOTE_PID_LINE];
+	tr_runtime *rt;
+	tr_pid pid;
+	char c;
+
+	cfg.workers = bench_threads();
+	must(tr_runtime_create(&cfg, &rt), "node B: tr_runtime_create");
+	must(tr_runtime_start(rt), "node B: tr_runtime_start");
+	must(tr_net_start(rt, &nc, &g_net), "node B: tr_net_start");
+	const tr_actor_def *def = strcmp(bench, "remote_pingpong") == 0
+					  ? &pong_def
+					  : &stream_sink_def;
+	must(tr_spawn(tr_runtime_ctx(rt), def, NULL, &pid), "node B: tr_spawn");
+	must(tr_net_pid_encode(g_net, pid, raw), "node B: tr_net_pid_encode");
+	for (unsigned i = 0; i < TR_NET_PID_SIZE; i++) {
+		snprintf(line + 2 * i, 3, "%02x", raw[i]);
+	}
+	printf("%s\n", line);
+	fflush(stdout);
+	/* Node A closes our stdin when it is done (or dies). */
+	while (read(STDIN_FILENO, &c, 1) > 0) {
+	}
+	tr_runtime_stop(rt);
+	must(tr_runtime_join(rt), "node B: tr_runtime_join");
+	tr_net_stop(g_net);
+	tr_runtime_destroy(rt);
+	return 0;
+}
+
+/* Start node B and return its actor's pid, once the link is up. */
+static tr_pid
+node_b_start(struct bench *b, const char *bench)
+{
+	char url[160];
+	int to_b[2], from_b[2];
+	tr_net_config nc = remote_config("bench_a", "tcp://127.0.0.1:0", NULL);
+
+	must(tr_net_start(b->rt, &nc, &g_net), "tr_net_start");
+	b->net = g_net;
+	must(tr_net_address(g_net, url, sizeof(url)), "tr_net_address");
+	must(tr_net_monitor_nodes(g_net, b->inbox_pid, true),
+	     "tr_net_monitor_nodes");
+	if (pipe2(to_b, O_CLOEXEC) < 0 || pipe2(from_b, O_CLOEXEC) < 0) {
+		bench_fail("pipe: %s", strerror(errno));
+	}
+	fflush(NULL);
+	pid_t child = fork();
+	if (child < 0) {
+		bench_fail("fork: %s", strerror(errno));
+	}
+	if (child == 0) {
+		/* Node B never outlives node A. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (dup2(to_b[0], STDIN_FILENO) < 0 ||
+		    dup2(from_b[1], STDOUT_FILENO) < 0) {
+			_exit(127);
+		}
+		execl("/proc/self/exe", "troupe-bench", NODE_B_ARG, bench, url,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(to_b[0]);
+	close(from_b[1]);
+	b->child = child;
+	b->to_child = to_b[1];
+
+	/* B's pid, in hex on one line; anything else is B's failure. */
+	char line[512];
+	uint8_t raw[TR_NET_PID_SIZE];
+	FILE *in = fdopen(from_b[0], "r");
+	if (in == NULL || fgets(line, sizeof(line), in) == NULL) {
+		bench_fail("node B wrote no pid");
+	}
+	fclose(in);
+	line[strcspn(line, "\n")] = '\0';
+	for (unsigned i = 0; i < TR_NET_PID_SIZE; i++) {
+		unsigned x;
+
+		if (strlen(line) != 2 * TR_NET_PID_SIZE ||
+		    sscanf(line + 2 * i, "%2x", &x) != 1) {
+			bench_fail("node B: %s", line);
+		}
+		raw[i] = (uint8_t)x;
+	}
+	tr_net_node_event ev;
+	recv_report(b, TR_MSG_NET_NODEUP, &ev, sizeof(ev));
+	must(tr_net_monitor_nodes(g_net, b->inbox_pid, false),
+	     "tr_net_monitor_nodes");
+	tr_pid pid;
+	must(tr_net_pid_decode(g_net, raw, &pid), "tr_net_pid_decode");
+	return pid;
+}
+
+static void
+run_remote_pingpong(struct bench *b)
+{
+	tr_pid pong = node_b_start(b, "remote_pingpong");
+	struct ping_start s = { .pong = pong, .n = b->n };
+	tr_pid ping = spawn_main(b, &ping_def);
+	uint64_t got;
+
+	/* One untimed round trip: B's actor answers over the link. */
+	send_u64_main(b, pong, MSG_PING, 0);
+	recv_report(b, MSG_PONG, &got, sizeof(got));
+
+	double t0 = now_s();
+	send_main(b, ping, MSG_START, &s, sizeof(s));
+	recv_report(b, MSG_DONE, &got, sizeof(got));
+	b->wall_s = now_s() - t0;
+	if (got != b->n) {
+		check_fail(b, "answers=%" PRIu64, got);
+	}
+}
+
+static void
+run_remote_stream(struct bench *b)
+{
+	tr_pid sink = node_b_start(b, "remote_stream");
+	struct stream_start s = { .sink = sink, .n = b->n };
+	tr_pid sender = spawn_main(b, &stream_sender_def);
+	struct stream_total t = { 0, 0 };
+	bool total = false, done = false;
+
+	send_u64_main(b, sink, MSG_SETUP, b->n);
+	recv_report(b, MSG_ANS, NULL, 0);
+
+	double t0 = now_s();
+	send_main(b, sender, MSG_START, &s, sizeof(s));
+	/* The sink's answer stops the clock; the sender's retries come in
+	 * either order with it. */
+	while (!total || !done) {
+		tr_received r;
+
+		must(tr_inbox_recv(b->inbox, NULL, -1, &r), "tr_inbox_recv");
+		if (r.type == MSG_TOTAL && r.size == sizeof(t) && !total) {
+			b->wall_s = now_s() - t0;
+			memcpy(&t, r.data, sizeof(t));
+			total = true;
+		} else if (r.type == MSG_DONE && r.size == sizeof(uint64_t) &&
+			   !done) {
+			memcpy(&b->retries, r.data, sizeof(uint64_t));
+			done = true;
+		} else {
+			bench_fail("report of type %" PRIu32, r.type);
+		}
+		tr_received_fini(&r);
+	}
+	if (t.count != b->n || t.bad != 0) {
+		check_fail(b, "count=%" PRIu64 " bad_payloads=%" PRIu64,
+			   t.count, t.bad);
+	}
+}
+
+/*
+ * After the workload: close B's stdin so that it stops, reap it, and
+ * report its CPU time per message (start-up and shutdown included).
+ */
+static void
+node_b_finish(struct bench *b)
+{
+	struct rusage ru;
+	int status;
+
+	close(b->to_child);
+	if (wait4(b->child, &status, 0, &ru) < 0) {
+		bench_fail("wait4: %s", strerror(errno));
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		check_fail(b, "node B ended with status %d", status);
+	}
+	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+		     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+	fprintf(stderr,
+		"node B cpu: %.3f s (user %.3f, sys %.3f), %.3f us per "
+		"message of n\n",
+		cpu, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6,
+		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6,
+		cpu * 1e6 / (double)b->n);
+}
+
+/* ------------------------------------------------------------------------
  * main
  */
 
@@ -1689,6 +2098,8 @@ static const struct workload workloads[] = {
 	{ "compute", 200000, "tasks/s", run_compute },
 	{ "fanout", 10000000, "msgs/s", run_fanout },
 	{ "rescue", 1000, "us_median_wait", run_rescue },
+	{ "remote_pingpong", 200000, "round_trips/s", run_remote_pingpong },
+	{ "remote_stream", 2000000, "msgs/s", run_remote_stream },
 };
 
 #define N_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -1727,6 +2138,13 @@ main(int argc, char **argv)
 	const struct workload *w = NULL;
 	struct bench b = { .n = 0 };
 
+	if (argc == 4 && strcmp(argv[1], NODE_B_ARG) == 0) {
+		snprintf(g_head, sizeof(g_head),
+			 "{\"impl\":\"troupe\",\"bench\":\"%s\",\"node\":\"B\"",
+			 argv[2]);
+		watchdog_arm();
+		return node_b_main(argv[2], argv[3]);
+	}
 	if (argc < 2 || argc > 3) {
 		usage();
 	}
@@ -1794,9 +2212,20 @@ main(int argc, char **argv)
 		tr_free_string(json);
 	}
 
+	if (b.child > 0) {
+		node_b_finish(&b);
+		if (strcmp(w->name, "remote_stream") == 0) {
+			fprintf(stderr,
+				"sends refused by a full link and retried: "
+				"%" PRIu64 "\n",
+				b.retries);
+		}
+	}
 	tr_inbox_destroy(b.inbox);
 	tr_runtime_stop(b.rt);
 	must(tr_runtime_join(b.rt), "tr_runtime_join");
+	/* The node after the runtime's join, before its destroy. */
+	tr_net_stop(b.net);
 	tr_runtime_destroy(b.rt);
 	free(b.idle_pids);
 
