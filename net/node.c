@@ -117,6 +117,7 @@ struct peer {
 	char url[128];               /* "" for one that only dialed us */
 	uint32_t creation;
 	uint16_t node; /* its current or last life; 0: never up */
+	bool up;       /* a NODEUP was told, and no NODEDOWN since */
 	struct conn *conn;
 	/* Dialing. */
 	nng_stream_dialer *dialer;
@@ -1121,6 +1122,7 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	snprintf(d->name, sizeof(d->name), "%s", p->name);
 	d->creation = p->creation;
 	d->node = p->node;
+	d->up = p->up;
 	d->conn = p->conn;
 	d->tracks = p->tracks;
 	d->ntracks = p->ntracks;
@@ -1143,6 +1145,7 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	p->tracks = NULL;
 	p->ntracks = p->captracks = 0;
 	p->node = 0;
+	p->up = false;
 }
 
 /* The end of @p's current life (its connection is closing). */
@@ -1152,6 +1155,7 @@ life_end(tr_net *net, struct peer *p, struct later *l, int32_t why)
 	(void)net;
 	tracks_fail(p, l);
 	later_event(l, p, false, why);
+	p->up = false;
 	p->conn = NULL;
 	if (p->redial && !net->stopping) {
 		p->retry_at = now_ms() + p->backoff;
@@ -1227,9 +1231,14 @@ conn_up(struct conn *c, struct later *l)
 		bool same_life =
 			p->creation == h->creation && old->state == C_UP;
 		/* Both sides dialed at once: keep the connection dialed by
-		 * the smaller name, which both sides compute alike. */
-		bool keep_old = same_life && (old->dialed ==
-					      (strcmp(net->name, h->name) < 0));
+		 * the smaller name, which both sides compute alike. Two
+		 * connections dialed by the same side are no such race: the
+		 * peer dialed again because it gave the old one up (it
+		 * declared this node down while this node was frozen, say),
+		 * so the new one wins. */
+		bool keep_old =
+			same_life && old->dialed != c->dialed &&
+			(old->dialed == (strcmp(net->name, h->name) < 0));
 		if (keep_old) {
 			conn_close(c, l, TR_EXIT_NOCONNECTION);
 			return;
@@ -1254,6 +1263,12 @@ conn_up(struct conn *c, struct later *l)
 		p->node = node;
 		p->creation = h->creation;
 		net->lives[node]->peer = p;
+	}
+	/* Up again after a NODEDOWN, in a new life or in the same one (a
+	 * peer declared down by the silence timeout that answers again,
+	 * once its process is resumed after SIGSTOP, say). */
+	if (!p->up) {
+		p->up = true;
 		later_event(l, p, true, 0);
 	}
 	p->conn = c;

@@ -1,0 +1,548 @@
+/*
+ * Nodes as separate processes on loopback: the failures one process
+ * cannot show. Each test forks and execs node_proc (its path is the
+ * first argument), reads the line with its address and its echo actor's
+ * pid, and connects a node of its own, in this process, to it. Then it
+ * kills the child (SIGKILL), freezes it (SIGSTOP, then SIGCONT) or
+ * restarts it under the same name, and checks what the node here sees.
+ *
+ * Heartbeats are short (100 ms, a peer silent for 600 ms is down) so
+ * that the tests are quick, but nothing asserts a duration: each wait is
+ * for an event, with FX_REPLY_MS as the failure. Children are always
+ * reaped, and killed on a failure path (and by the kernel if this
+ * process dies: PR_SET_PDEATHSIG).
+ *
+ *     test_procs NODE_PROC [NAME-FILTER]
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <troupe/troupe.h>
+#include <troupe/net/net.h>
+
+#include "harness.h"
+#include "fixture.h"
+
+static const char secret[] = "a cluster secret of some length";
+static const char *node_proc;
+
+#define HEARTBEAT_MS "100"
+#define TIMEOUT_MS   "600"
+
+enum {
+	ECHO = 1, /* int n: node_proc's echo answers n + 1 */
+	HOLD,     /* a request node_proc's echo never answers */
+	WATCH,    /* request, tr_pid: monitor it; the reply is the tr_ref */
+	WATCHED,  /* tr_down, watcher -> the one that asked */
+};
+
+/* Monitors are an actor's: this one holds them for the probe (an inbox)
+ * and hands each DOWN on to it. */
+struct watcher {
+	tr_pid probe;
+};
+
+static void
+watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct watcher *w = state;
+
+	if (m->type == WATCH) {
+		const tr_pid *p = TR_MSG_AS(m, tr_pid);
+		tr_ref ref = { 0 };
+		w->probe = m->from;
+		CHECK(p != NULL);
+		if (p != NULL) {
+			CHECK_OK(tr_monitor(cx, *p, &ref));
+		}
+		CHECK_OK(tr_reply(cx, m, WATCH, &ref, sizeof(ref)));
+	} else if (m->type == TR_MSG_DOWN) {
+		const tr_down *d = TR_MSG_AS(m, tr_down);
+		CHECK(d != NULL);
+		if (d != NULL) {
+			CHECK_OK(tr_send(cx, w->probe, WATCHED, d, sizeof(*d)));
+		}
+	}
+}
+
+static const tr_actor_def watcher_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "watcher",
+	.state_size = sizeof(struct watcher),
+	.handle = watcher_handle,
+};
+
+/* ---- the child ---- */
+
+struct child {
+	pid_t pid; /* 0: none */
+	char addr[160];
+	unsigned char echo[TR_NET_PID_SIZE]; /* tr_net_pid_encode() bytes */
+};
+
+static int
+hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9') {
+		return ch - '0';
+	}
+	if (ch >= 'a' && ch <= 'f') {
+		return ch - 'a' + 10;
+	}
+	return -1;
+}
+
+/* Reads the child's line "ADDRESS PID-HEX\n" from @fd. */
+static bool
+child_line(struct child *c, int fd)
+{
+	char line[512];
+	size_t len = 0;
+	uint64_t deadline = harness_now_ms() + FX_REPLY_MS;
+
+	while (len == 0 || line[len - 1] != '\n') {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = harness_now_ms();
+		if (len == sizeof(line) - 1 || now >= deadline) {
+			return false;
+		}
+		int r = poll(&p, 1, (int)(deadline - now));
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			return false;
+		}
+		ssize_t got = read(fd, line + len, sizeof(line) - 1 - len);
+		if (got <= 0) {
+			return false; /* the child ended before its line */
+		}
+		len += (size_t)got;
+	}
+	line[len - 1] = '\0';
+	char *hex = strchr(line, ' ');
+	if (hex == NULL || strlen(hex + 1) != 2 * TR_NET_PID_SIZE ||
+	    (size_t)(hex - line) >= sizeof(c->addr)) {
+		return false;
+	}
+	memcpy(c->addr, line, (size_t)(hex - line));
+	c->addr[hex - line] = '\0';
+	hex++;
+	for (size_t i = 0; i < TR_NET_PID_SIZE; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			return false;
+		}
+		c->echo[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static void child_kill(struct child *c);
+
+/* Starts node_proc as node @name listening on @listen. */
+static bool
+child_start(struct child *c, const char *name, const char *listen)
+{
+	int fds[2];
+
+	memset(c, 0, sizeof(*c));
+	if (pipe(fds) != 0) {
+		CHECK(false);
+		return false;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* Only async-signal-safe calls until exec. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		(void)dup2(fds[1], STDOUT_FILENO);
+		(void)close(fds[0]);
+		(void)close(fds[1]);
+		execl(node_proc, node_proc, name, listen, secret, HEARTBEAT_MS,
+		      TIMEOUT_MS, (char *)NULL);
+		_exit(127);
+	}
+	(void)close(fds[1]);
+	if (pid < 0) {
+		(void)close(fds[0]);
+		CHECK(false);
+		return false;
+	}
+	c->pid = pid;
+	bool ok = child_line(c, fds[0]);
+	(void)close(fds[0]);
+	if (!ok) {
+		fprintf(stderr, "  no line from node_proc %s\n", name);
+		CHECK(false);
+		child_kill(c);
+	}
+	return ok;
+}
+
+/* The child's end, whatever state it is in (a failure path). */
+static void
+child_kill(struct child *c)
+{
+	if (c->pid > 0) {
+		(void)kill(c->pid, SIGKILL);
+		(void)kill(c->pid, SIGCONT);
+		while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
+		}
+		c->pid = 0;
+	}
+}
+
+/* Waits for a change of the child's state; returns the status. */
+static int
+child_wait(struct child *c, int flags)
+{
+	int st = 0;
+	pid_t r;
+
+	while ((r = waitpid(c->pid, &st, flags)) < 0 && errno == EINTR) {
+	}
+	CHECK(r == c->pid);
+	if (r == c->pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
+		c->pid = 0; /* reaped */
+	}
+	return st;
+}
+
+/* A graceful stop: SIGTERM, and node_proc exits 0 when every message it
+ * saw was counted. */
+static void
+child_term(struct child *c)
+{
+	if (c->pid <= 0) {
+		return;
+	}
+	CHECK_OK(kill(c->pid, SIGTERM));
+	int st = child_wait(c, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	child_kill(c); /* only if the wait failed */
+}
+
+/* ---- the node here ---- */
+
+struct node {
+	struct fx f;
+	tr_net *net;
+};
+
+static void
+node_start(struct node *n, const char *name)
+{
+	tr_net_config cfg = { .size = sizeof(cfg),
+			      .name = name,
+			      .listen = "tcp://127.0.0.1:0",
+			      .secret = secret,
+			      .secret_len = strlen(secret),
+			      .heartbeat_ms = atoi(HEARTBEAT_MS),
+			      .timeout_ms = atoi(TIMEOUT_MS),
+			      .reconnect_min_ms = 50,
+			      .reconnect_max_ms = 400 };
+
+	memset(n, 0, sizeof(*n));
+	fx_start(&n->f, 2);
+	CHECK_OK(tr_net_start(n->f.rt, &cfg, &n->net));
+	CHECK_OK(tr_net_monitor_nodes(n->net, n->f.probe, true));
+}
+
+/* The documented order: runtime stop and join, node stop, destroy. */
+static void
+node_finish(struct node *n)
+{
+	tr_inbox_destroy(n->f.ib);
+	tr_runtime_stop(n->f.rt);
+	CHECK_OK(tr_runtime_join(n->f.rt));
+	tr_net_stop(n->net);
+	check_final_metrics(n->f.rt);
+	tr_runtime_destroy(n->f.rt);
+}
+
+static tr_ctx *
+cx_of(struct node *n)
+{
+	return tr_inbox_ctx(n->f.ib);
+}
+
+/* Waits for the node event @type about @name; gives its creation. */
+static bool
+node_event(struct node *n, uint32_t type, const char *name, uint32_t *creation)
+{
+	tr_net_node_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	if (!fx_recv(&n->f, type, &ev, sizeof(ev))) {
+		return false;
+	}
+	CHECK_STR(ev.name, name);
+	CHECK(ev.creation != 0);
+	if (type == TR_MSG_NET_NODEDOWN) {
+		CHECK_EQ_INT(ev.reason, TR_EXIT_NOCONNECTION);
+	}
+	if (creation != NULL) {
+		*creation = ev.creation;
+	}
+	return strcmp(ev.name, name) == 0;
+}
+
+/* A request ECHO n to @e answered with n + 1. */
+static void
+echo_ok(struct node *n, tr_pid e, int v)
+{
+	tr_ref ref;
+	int got = 0;
+
+	CHECK_OK(tr_request(cx_of(n), e, ECHO, &v, sizeof(v), 0, &ref));
+	CHECK(fx_recv_ref(&n->f, ref, ECHO, e, &got, sizeof(got)));
+	CHECK_EQ_INT(got, v + 1);
+}
+
+/* Connects @n to the child and gives the child's echo actor. */
+static tr_pid
+connect_child(struct node *n, struct child *c, const char *name,
+	      uint32_t *creation)
+{
+	tr_pid e = TR_PID_NONE;
+
+	CHECK_OK(tr_net_connect(n->net, c->addr));
+	CHECK(node_event(n, TR_MSG_NET_NODEUP, name, creation));
+	CHECK_OK(tr_net_pid_decode(n->net, c->echo, &e));
+	CHECK(!tr_pid_is_none(e));
+	return e;
+}
+
+/* What is held on the child's echo actor when the link goes: a monitor
+ * (a watcher's, for the probe) and a request it never answers. A request
+ * answered afterwards proves that the child took both: the monitor left
+ * before the watcher's reply, and one connection carries frames in
+ * order. */
+struct held {
+	tr_ref mon;
+	tr_ref req;
+};
+
+static void
+hold(struct node *n, tr_pid e, struct held *h)
+{
+	tr_pid w = fx_spawn(&n->f, &watcher_def, NULL);
+	tr_ref ref;
+
+	memset(&h->mon, 0, sizeof(h->mon));
+	CHECK_OK(tr_request(cx_of(n), w, WATCH, &e, sizeof(e), 0, &ref));
+	CHECK(fx_recv_ref(&n->f, ref, WATCH, w, &h->mon, sizeof(h->mon)));
+	CHECK_OK(tr_request(cx_of(n), e, HOLD, NULL, 0, 0, &h->req));
+	echo_ok(n, e, 1);
+}
+
+/* The link to @name is lost: the request fails, the monitor gets its
+ * DOWN and the node monitor its NODEDOWN, each with
+ * TR_EXIT_NOCONNECTION, and each once. */
+static void
+check_lost(struct node *n, tr_pid e, const struct held *h, const char *name)
+{
+	tr_received r;
+
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_inbox_recv(n->f.ib, &h->req, FX_REPLY_MS, &r));
+	const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
+	CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
+	      fl->reason == TR_EXIT_NOCONNECTION);
+	tr_received_fini(&r);
+	/* The DOWN and the NODEDOWN, in either order. */
+	int downs = 0, nodedowns = 0;
+	for (int i = 0; i < 2; i++) {
+		memset(&r, 0, sizeof(r));
+		CHECK_OK(tr_inbox_recv(n->f.ib, NULL, FX_REPLY_MS, &r));
+		if (r.type == WATCHED) {
+			const tr_down *d = TR_MSG_AS(&r, tr_down);
+			CHECK(d != NULL && d->ref.v == h->mon.v &&
+			      tr_pid_eq(d->who, e) &&
+			      d->reason == TR_EXIT_NOCONNECTION);
+			downs++;
+		} else if (r.type == TR_MSG_NET_NODEDOWN) {
+			const tr_net_node_event *ev =
+				TR_MSG_AS(&r, tr_net_node_event);
+			CHECK(ev != NULL && strcmp(ev->name, name) == 0 &&
+			      ev->reason == TR_EXIT_NOCONNECTION);
+			nodedowns++;
+		} else {
+			fprintf(stderr, "  unexpected message type %u\n",
+				r.type);
+		}
+		tr_received_fini(&r);
+	}
+	CHECK_EQ_INT(downs, 1);
+	CHECK_EQ_INT(nodedowns, 1);
+	/* Once only: nothing more comes once this node is idle. */
+	CHECK_OK(tr_runtime_wait_idle(n->f.rt, FX_REPLY_MS));
+	CHECK(fx_recv_none(&n->f, 100));
+	/* While the node is down, a send to it is refused at once. */
+	int v = 0;
+	CHECK_ERR(tr_send(cx_of(n), e, ECHO, &v, sizeof(v)), TR_EUNREACH);
+}
+
+/* ---- tests ---- */
+
+/* A send and a request to an actor in another process. */
+static void
+test_send_and_request(void)
+{
+	struct child c;
+	struct node n;
+
+	if (!child_start(&c, "node-b", "tcp://127.0.0.1:0")) {
+		return;
+	}
+	node_start(&n, "node-a");
+	tr_pid e = connect_child(&n, &c, "node-b", NULL);
+	int v = 41, got = 0;
+	CHECK_OK(tr_send(cx_of(&n), e, ECHO, &v, sizeof(v)));
+	CHECK(fx_recv(&n.f, ECHO, &got, sizeof(got)));
+	CHECK_EQ_INT(got, 42);
+	echo_ok(&n, e, 7);
+	node_finish(&n);
+	child_term(&c);
+	child_kill(&c);
+}
+
+/* kill -9: the monitor and the pending request get TR_EXIT_NOCONNECTION
+ * once, and a NODEDOWN comes (the connection is reset, or heartbeats
+ * time out). */
+static void
+test_kill(void)
+{
+	struct child c;
+	struct node n;
+	struct held h;
+
+	if (!child_start(&c, "node-b", "tcp://127.0.0.1:0")) {
+		return;
+	}
+	node_start(&n, "node-a");
+	tr_pid e = connect_child(&n, &c, "node-b", NULL);
+	hold(&n, e, &h);
+	CHECK_OK(kill(c.pid, SIGKILL));
+	int st = child_wait(&c, 0);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	check_lost(&n, e, &h, "node-b");
+	node_finish(&n);
+	child_kill(&c);
+}
+
+/*
+ * SIGSTOP: a frozen peer behind a TCP connection that stays open (the
+ * kernel still acknowledges what this node sends). Only the heartbeats
+ * notice it: after the timeout the peer is declared down, the monitor
+ * and the request get TR_EXIT_NOCONNECTION and a NODEDOWN comes, while
+ * the process is alive and merely stopped. This node keeps dialing it
+ * (tr_net_connect() redials with back-off); its dials reach the kernel's
+ * listen queue but no handshake answers, and each is given up after the
+ * timeout.
+ *
+ * After SIGCONT the child answers again and the link comes back: a
+ * NODEUP with the same creation, since the process did not restart. Its
+ * pids are therefore valid again (a pid names a life, and this is the
+ * same life): a request to the echo actor is answered. What the link
+ * lost stays lost: the monitor and the request have had their outcome
+ * and get no second one, and nothing is resent.
+ */
+static void
+test_stop_and_continue(void)
+{
+	struct child c;
+	struct node n;
+	struct held h;
+	uint32_t life = 0, again = 0;
+
+	if (!child_start(&c, "node-b", "tcp://127.0.0.1:0")) {
+		return;
+	}
+	node_start(&n, "node-a");
+	tr_pid e = connect_child(&n, &c, "node-b", &life);
+	hold(&n, e, &h);
+	CHECK_OK(kill(c.pid, SIGSTOP));
+	int st = child_wait(&c, WUNTRACED);
+	CHECK(WIFSTOPPED(st));
+	check_lost(&n, e, &h, "node-b");
+	/* Declared down while the process is still there, stopped. */
+	st = 0;
+	CHECK(waitpid(c.pid, &st, WNOHANG) == 0);
+
+	CHECK_OK(kill(c.pid, SIGCONT));
+	CHECK(node_event(&n, TR_MSG_NET_NODEUP, "node-b", &again));
+	CHECK_EQ_U64(again, life);
+	echo_ok(&n, e, 99);
+	/* The monitor and the request had their outcome once; the link's
+	 * return brings nothing else. */
+	CHECK_OK(tr_runtime_wait_idle(n.f.rt, FX_REPLY_MS));
+	CHECK(fx_recv_none(&n.f, 100));
+	node_finish(&n);
+	child_term(&c);
+	child_kill(&c);
+}
+
+/* A child restarted under the same name, at the same address, is a new
+ * life: this node redials it on its own, its old pids are dead letters
+ * (TR_EUNREACH), its new ones work. */
+static void
+test_restart(void)
+{
+	struct child c, c2;
+	struct node n;
+	uint32_t life = 0, life2 = 0;
+
+	if (!child_start(&c, "node-b", "tcp://127.0.0.1:0")) {
+		return;
+	}
+	node_start(&n, "node-a");
+	tr_pid old = connect_child(&n, &c, "node-b", &life);
+	echo_ok(&n, old, 1);
+	child_term(&c);
+	CHECK(node_event(&n, TR_MSG_NET_NODEDOWN, "node-b", NULL));
+
+	if (child_start(&c2, "node-b", c.addr)) {
+		CHECK(node_event(&n, TR_MSG_NET_NODEUP, "node-b", &life2));
+		CHECK(life2 != life);
+		int v = 0;
+		CHECK_ERR(tr_send(cx_of(&n), old, ECHO, &v, sizeof(v)),
+			  TR_EUNREACH);
+		tr_pid e = TR_PID_NONE;
+		CHECK_OK(tr_net_pid_decode(n.net, c2.echo, &e));
+		CHECK(!tr_pid_eq(e, old));
+		echo_ok(&n, e, 5);
+	}
+	node_finish(&n);
+	child_term(&c2);
+	child_kill(&c2);
+	child_kill(&c);
+}
+
+static const struct test_case tests[] = {
+	{ "procs: send_and_request", test_send_and_request },
+	{ "procs: kill", test_kill },
+	{ "procs: stop_and_continue", test_stop_and_continue },
+	{ "procs: restart", test_restart },
+	{ NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_procs NODE_PROC [NAME-FILTER]\n");
+		return 2;
+	}
+	node_proc = argv[1];
+	/* A write to a child that died must not end this process. */
+	signal(SIGPIPE, SIG_IGN);
+	return harness_run(tests, argc - 1, argv + 1);
+}
