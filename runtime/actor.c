@@ -1137,8 +1137,11 @@ stash_drop(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
 static bool
 replay_due(struct tr__actor *a, uint64_t self)
 {
+	/* acquire: pairs with the spawner's release of the pid, so a slot
+	 * reused by a spawn on another thread shows its new ext, not one
+	 * being written. */
 	return self != 0 &&
-	       atomic_load_explicit(&a->pid, memory_order_relaxed) == self &&
+	       atomic_load_explicit(&a->pid, memory_order_acquire) == self &&
 	       a->ext != NULL && a->ext->replay != NULL;
 }
 
@@ -1297,7 +1300,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	uint64_t start = t;
 	/* The pid this turn runs: once the actor stops, its slot may be
 	 * reused at once, and its ext is no longer this turn's to read. */
-	uint64_t self = atomic_load_explicit(&a->pid, memory_order_relaxed);
+	uint64_t self = atomic_load_explicit(&a->pid, memory_order_acquire);
 	tr__sched_turn_began(w, start);
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
