@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(gcc g++ libc6-dev binutils meson ninja-build pkg-config python3
       libck-dev libcjson-dev libuv1-dev libsqlite3-dev libmbedtls-dev
-      libnng-dev)
+      libnng-dev iproute2)
 # --fuzz: what the libFuzzer targets need (scripts/fuzz.sh).
 if [ "${1:-}" = "--fuzz" ]; then
 	pkgs=(clang libclang-rt-14-dev)
