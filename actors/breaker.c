@@ -58,7 +58,7 @@ static uint64_t
 mono_ms(void *arg)
 {
 	(void)arg;
-	return tr__clock_ms();
+	return tr__clock_ns() / 1000000u;
 }
 
 static uint64_t

@@ -464,7 +464,7 @@ is_waiting(const struct sup *s)
 static bool
 add_restart(struct sup *s)
 {
-	uint64_t now = tr__clock_ms();
+	uint64_t now = tr__clock_ns() / 1000000u;
 	uint32_t kept = 0;
 
 	for (uint32_t i = 0; i < s->hist_n; i++) {
