@@ -281,9 +281,8 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 void
 tr_pubsub_destroy(tr_pubsub *ps)
 {
-	if (ps != NULL) {
-		tr__watch_destroy(&ps->t);
-	}
+	/* The watch set is the first member. */
+	tr__watch_destroy((struct tr__watch *)ps);
 }
 
 /* ---- subscribe and unsubscribe ------------------------------------------- */

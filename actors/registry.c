@@ -126,9 +126,8 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 void
 tr_registry_destroy(tr_registry *reg)
 {
-	if (reg != NULL) {
-		tr__watch_destroy(&reg->t);
-	}
+	/* The watch set is the first member. */
+	tr__watch_destroy((struct tr__watch *)reg);
 }
 
 /* ---- writers ------------------------------------------------------------- */

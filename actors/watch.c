@@ -248,6 +248,9 @@ err_free:
 void
 tr__watch_destroy(struct tr__watch *ws)
 {
+	if (ws == NULL) {
+		return;
+	}
 	/* After a join the watcher is gone: this is a counted dead letter. */
 	(void)tr_stop(tr_runtime_ctx(ws->rt), ws->watcher, TR_EXIT_SHUTDOWN);
 	release(ws);

@@ -124,7 +124,8 @@ void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
  */
 void *
 tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err);
-/* The module is destroyed: stop the watcher, drop the owner's share. */
+/* The module is destroyed: stop the watcher, drop the owner's share.
+ * NULL: nothing. */
 void tr__watch_destroy(struct tr__watch *ws);
 
 /* mu held. The entry of @pid, or NULL. */
