@@ -214,13 +214,18 @@ point_cmp(const void *a, const void *b)
 	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
 }
 
-/* Rebuilds the ring from the slots (at least one) for a grow; false
- * (ring unchanged) without memory. */
+/*
+ * Rebuilds the ring from the slots. A slot's points depend on its number
+ * alone and ties sort by slot order, which a removal keeps, so after a
+ * removal this is the ring the old one less the removed points would be;
+ * it then reuses the larger array it has, without memory to fail for.
+ * False (ring unchanged) without memory for a grow.
+ */
 static bool
 ring_build(struct pool *p)
 {
 	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = malloc(n * sizeof(*r));
+	struct point *r = n <= p->nring ? p->ring : malloc(n * sizeof(*r));
 
 	if (r == NULL) {
 		return false;
@@ -233,33 +238,12 @@ ring_build(struct pool *p)
 		}
 	}
 	qsort(r, n, sizeof(*r), point_cmp);
-	free(p->ring);
+	if (r != p->ring) {
+		free(p->ring);
+	}
 	p->ring = r;
 	p->nring = n;
 	return true;
-}
-
-/*
- * Takes the points of slots [@at, @at + @count) out of the ring for a
- * removal. A slot's points depend on its number alone and the order of
- * the others does not change, so this is the ring a rebuild would give,
- * without memory to fail for.
- */
-static void
-ring_drop(struct pool *p, uint32_t at, uint32_t count)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < p->nring; i++) {
-		struct point pt = p->ring[i];
-		if (pt.idx >= at + count) {
-			pt.idx -= count;
-		} else if (pt.idx >= at) {
-			continue;
-		}
-		p->ring[k++] = pt;
-	}
-	p->nring = k;
 }
 
 /* The slot that owns @key: the first point at or after the key's hash. */
@@ -328,8 +312,8 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 {
 	struct pend *e = NULL;
 
-	if (p->st.pending < p->cfg.max_pending &&
-	    m->size <= SIZE_MAX - sizeof(struct pend)) {
+	/* A message's size is below the runtime's maximum: no overflow. */
+	if (p->st.pending < p->cfg.max_pending) {
 		e = malloc(sizeof(*e) + m->size);
 	}
 	if (e == NULL) {
@@ -595,7 +579,7 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	ring_drop(p, at, count);
+	(void)ring_build(p); /* smaller: it cannot fail */
 	settle(cx, p, lo, hi, NULL);
 }
 
@@ -677,15 +661,16 @@ resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 }
 
 /* Acts on control request @req: a stop, or a resize to @workers (op 0:
- * the start's grow). */
+ * the start's grow; @status is an error when the start failed already,
+ * and nothing grows). */
 static void
 ctl_begin(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
-	  uint32_t workers)
+	  uint32_t workers, int32_t status)
 {
 	p->busy = true;
 	p->cur = *req;
 	p->cur_op = op;
-	p->cur_status = TR_OK;
+	p->cur_status = status;
 	if (op == TR_POOL_OP_STOP) {
 		stop_begin(cx, p, TR_EXIT_NORMAL);
 		return;
@@ -775,7 +760,7 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		}
 		return;
 	}
-	ctl_begin(cx, p, m, op, q->workers);
+	ctl_begin(cx, p, m, op, q->workers, TR_OK);
 }
 
 /*
@@ -955,15 +940,10 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		 * replies to the grow's requests. */
 		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
-	if (err < 0) {
-		/* The start fails: the pool stops. */
-		p->sup_gone = true;
-		p->cur = start;
-		p->cur_status = err;
-		ctl_next(cx, p);
-		return;
-	}
-	ctl_begin(cx, p, &start, 0, cfg->workers);
+	/* A start that failed grows nothing, and ctl_next() stops the
+	 * pool. */
+	p->sup_gone = err < 0;
+	ctl_begin(cx, p, &start, 0, err < 0 ? 0 : cfg->workers, err);
 }
 
 static void
@@ -1114,19 +1094,13 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 /*
  * The start: arm the timeout and ask the pool to send the request to its
  * workers in our name. The pool's answer, or its death, is the outcome of
- * that request in the core.
+ * that request in the core. The start is the first message, made by
+ * tr_pool_gather() before anyone else knows our pid, so it is well formed.
  */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
-
-	if (a == NULL || m->size < sizeof(*a) ||
-	    a->len != m->size - sizeof(*a)) {
-		free(a);
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
-	}
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
 				   a->timeout_ms, &c->timer);
 	if (err == TR_OK) {
@@ -1213,13 +1187,11 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
-	/* Once it is done it stops: nothing comes after that turn. */
-	if (m->type == MSG_GBOOT && c->pool_ref.v == 0) {
+	/* The start is the first message (see on_gather_start()); once it
+	 * is done it stops: nothing comes after that turn. */
+	if (c->pool_ref.v == 0) {
 		on_gather_start(cx, c, m);
 		return;
-	}
-	if (c->pool_ref.v == 0 || m->type == MSG_GBOOT) {
-		return; /* anything before the start, or a second one */
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
 		if (m->type == MSG_TARGETS) {
