@@ -110,14 +110,12 @@ struct route_hdr {
 /*
  * A scatter-gather: what a collector starts with (its start message,
  * boot.h), then, unchanged, the request it makes of the pool (a pointer
- * message that moves on).
+ * message that moves on). The caller's request is copied whole, its
+ * bytes after it (req.data still points at the caller's: never read).
  */
 struct gather_arg {
 	tr_pid pool;
-	uint64_t timeout_ms;
-	uint32_t count;
-	uint32_t type;
-	size_t len;
+	tr_pool_gather_req req;
 	unsigned char data[];
 };
 
@@ -777,16 +775,16 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	uint32_t n = 0, picked = 0;
 
 	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
-	    a->len != m->size - sizeof(*a)) {
+	    a->req.len != m->size - sizeof(*a)) {
 		(void)tr_unhandled(cx, m);
 		return;
 	}
 	p->st.gathers++;
 	/* The collector is the sender: replies go to it. */
-	tr_msg fw = { .type = a->type,
+	tr_msg fw = { .type = a->req.type,
 		      .from = m->from,
 		      .data = a->data,
-		      .size = a->len };
+		      .size = a->req.len };
 	for (uint32_t i = 0; p->phase != P_STOPPING && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
 		struct slot *s = &p->slots[idx];
@@ -796,7 +794,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		if (deliver(cx, p, s, &fw) == TR_OK) {
 			pids[n++] = s->pid;
 		}
-		if (++picked == a->count) {
+		if (++picked == a->req.count) {
 			p->rr = idx + 1;
 			break;
 		}
@@ -1102,7 +1100,7 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
-				   a->timeout_ms, &c->timer);
+				   a->req.timeout_ms, &c->timer);
 	if (err == TR_OK) {
 		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
 				     0, &c->pool_ref);
@@ -1289,10 +1287,7 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 		return tr__boot_fail(TR_ENOMEM, NULL, ref);
 	}
 	a->pool = pool;
-	a->timeout_ms = req->timeout_ms;
-	a->count = req->count;
-	a->type = req->type;
-	a->len = req->len;
+	a->req = *req;
 	if (req->len > 0) {
 		memcpy(a->data, req->data, req->len);
 	}
