@@ -255,7 +255,6 @@ sub_free_entry(struct tr__hnode *n)
 }
 
 static const struct tr__watch_ops watch_ops = {
-	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_pubsub),
 	.name_max = TR_PUBSUB_TOPIC_MAX,

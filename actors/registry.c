@@ -101,7 +101,6 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 }
 
 static const struct tr__watch_ops watch_ops = {
-	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
 	.name_max = TR_REGISTRY_NAME_MAX,

@@ -152,16 +152,16 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 	}
 }
 
-int
-tr__watch_actor_init(tr_ctx *cx, void *state, void *arg)
+static int
+watcher_init(tr_ctx *cx, void *state, void *arg)
 {
 	(void)cx;
 	*(struct tr__watch **)state = arg;
 	return TR_OK;
 }
 
-void
-tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
+static void
+watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct tr__watch *ws = *(struct tr__watch **)state;
 	const tr_pid *pid = TR_MSG_AS(m, tr_pid);
@@ -183,8 +183,8 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 }
 
-void
-tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
+static void
+watcher_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct tr__watch *ws = *(struct tr__watch **)state;
 
@@ -198,6 +198,16 @@ tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
 	pthread_mutex_unlock(&ws->mu);
 	release(ws);
 }
+
+/* One definition for every module's watcher: it outlives them all. */
+static const tr_actor_def watcher_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "watch",
+	.state_size = sizeof(struct tr__watch *),
+	.init = watcher_init,
+	.teardown = watcher_teardown,
+	.handle = watcher_handle,
+};
 
 /* ---- new and destroy ----------------------------------------------------- */
 
@@ -230,8 +240,7 @@ tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err)
 	}
 	/* One reference for the owner, one for the watcher's teardown. */
 	atomic_init(&ws->refs, 2);
-	/* The definition is in the module's static ops: it outlives us. */
-	*err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
+	*err = tr_spawn(tr_runtime_ctx(rt), &watcher_def, ws, &ws->watcher);
 	if (*err == TR_OK) {
 		return ws;
 	}
