@@ -160,15 +160,13 @@ struct point {
 	uint32_t idx; /* into the slot array, kept in step with it */
 };
 
-/* P_NEW: spawned, its MSG_START not taken yet. */
-enum phase { P_NEW, P_RUNNING, P_STOPPING };
-
 struct pool {
 	tr_pid sup;
 	bool sup_gone;
 	const tr_actor_def *wdef;
-	tr_pool_config cfg; /* the defaults filled in */
-	enum phase phase;
+	tr_pool_config
+		cfg; /* the defaults filled in; def NULL until the start */
+	bool is_stopping;
 	int32_t stop_reason;
 	/* Slots, sorted by number. */
 	struct slot *slots;
@@ -446,7 +444,7 @@ settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 	while (list != NULL) {
 		struct pend *e = list;
 		list = e->next;
-		if (p->phase == P_STOPPING ||
+		if (p->is_stopping ||
 		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
 			p->st.dropped++;
 		} else if (to == NULL) {
@@ -517,10 +515,10 @@ ctl_close(tr_ctx *cx, struct pool *p)
 static void
 stop_begin(tr_ctx *cx, struct pool *p, int32_t reason)
 {
-	if (p->phase == P_STOPPING) {
+	if (p->is_stopping) {
 		return;
 	}
-	p->phase = P_STOPPING;
+	p->is_stopping = true;
 	p->stop_reason = reason;
 	settle(cx, p, 0, UINT32_MAX, NULL);
 	if (!p->sup_gone) {
@@ -713,7 +711,7 @@ on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	}
 	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
 	p->routed[how]++;
-	if (p->phase == P_STOPPING) {
+	if (p->is_stopping) {
 		refuse(cx, p, m);
 		return;
 	}
@@ -736,8 +734,7 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	bool is_stopping = p->phase == P_STOPPING;
-	if (p->sup_gone || (is_stopping && op != TR_POOL_OP_STOP)) {
+	if (p->sup_gone || (p->is_stopping && op != TR_POOL_OP_STOP)) {
 		/* Too late to act on; a stop is done once the supervisor is
 		 * gone. After that only those stashed come here, put back by
 		 * stop_end(), and the pool stops after the last. */
@@ -747,7 +744,7 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		}
 		return;
 	}
-	if (p->busy || is_stopping) {
+	if (p->busy || p->is_stopping) {
 		/* One at a time, in arrival order: it comes back when the one
 		 * in progress is done (a stop: when the pool is). */
 		tr_err err = tr_stash(cx, m);
@@ -785,7 +782,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		      .from = m->from,
 		      .data = a->data,
 		      .size = a->req.len };
-	for (uint32_t i = 0; p->phase != P_STOPPING && i < p->n; i++) {
+	for (uint32_t i = 0; !p->is_stopping && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
 		struct slot *s = &p->slots[idx];
 		if (!slot_live(cx, s)) {
@@ -917,7 +914,6 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	p->cfg = *cfg;
 	free(cfg);
 	cfg = &p->cfg;
-	p->phase = P_RUNNING;
 	cfg->strategy = or_default(cfg->strategy, TR_POOL_ROUND_ROBIN);
 	cfg->shutdown_ms = or_default(cfg->shutdown_ms, DEFAULT_SHUTDOWN_MS);
 	cfg->max_pending = or_default(cfg->max_pending, DEFAULT_MAX_PENDING);
@@ -949,7 +945,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct pool *p = state;
 
-	if (p->phase == P_NEW) {
+	if (p->cfg.def == NULL) {
 		/* The start is the first message (see boot.h). */
 		if (m->type == MSG_START) {
 			on_start(cx, p, m);
