@@ -217,19 +217,16 @@ watchers_clear(struct watcher **list)
 	}
 }
 
+/* Frees the record whose node is @n (the table's free function too). */
 static void
-job_free(struct job *jb)
+job_free(struct tr__hnode *n)
 {
+	struct job *jb = (struct job *)n; /* the node is first */
+
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	free(jb->done);
 	free(jb);
-}
-
-static void
-job_free_node(struct tr__hnode *n)
-{
-	job_free((struct job *)n); /* the node is first */
 }
 
 /* Keeps a finished record; drops the oldest beyond the limit. The
@@ -249,7 +246,7 @@ table_finished(struct jobs *j, struct job *jb)
 			old->st.id =
 				0; /* out of the table; freed at its DOWN */
 		} else {
-			job_free(old);
+			job_free(&old->node);
 		}
 	}
 }
@@ -720,7 +717,7 @@ actor_gone(tr_ctx *cx, struct jobs *j, struct job *jb, int32_t reason,
 	jb->mon = (tr_ref){ 0 };
 	jb->kind->active--;
 	if (jb->st.id == 0) {
-		job_free(jb); /* dropped from the table meanwhile */
+		job_free(&jb->node); /* dropped from the table meanwhile */
 	} else {
 		end_job(cx, j, jb, TR_JOB_FAILED, reason, note);
 	}
@@ -844,7 +841,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		}
 	}
 	watchers_clear(&j->all);
-	tr__hash_fini(&j->tab, job_free_node);
+	tr__hash_fini(&j->tab, job_free);
 	free(j->boot);
 }
 
