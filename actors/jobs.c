@@ -748,18 +748,13 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the actor ---------------------------------------------------------- */
 
-/* The start: the kinds and the table. */
+/* The start, the first message (see boot.h): the kinds and the table. */
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_msg start;
-	/* Its size counts the kinds; only tr_jobs_start() can send it first. */
+	/* Its size counts the kinds. */
 	struct boot *b = tr__boot_take(cx, m, m->size, &start);
-
-	if (b == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
 	answer(cx, &start, err, 0);
 	if (err < 0) {
@@ -781,7 +776,6 @@ static const struct handler {
 	bool fam;    /* the head counts the bytes after it */
 	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
 } handlers[] = {
-	{ MSG_START, 0, true, on_start },
 	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
 	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
@@ -797,9 +791,8 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct jobs *j = state;
 
-	/* The start is the first message (see boot.h), and only the first. */
-	if ((m->type == MSG_START) == (j->boot != NULL)) {
-		unhandled(cx, j, m);
+	if (j->boot == NULL) {
+		on_start(cx, j, m);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {

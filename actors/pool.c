@@ -907,10 +907,6 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	tr_msg start;
 	tr_pool_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
-	if (cfg == NULL) {
-		refuse(cx, p, m);
-		return;
-	}
 	p->cfg = *cfg;
 	free(cfg);
 	cfg = &p->cfg;
@@ -946,12 +942,7 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	struct pool *p = state;
 
 	if (p->cfg.def == NULL) {
-		/* The start is the first message (see boot.h). */
-		if (m->type == MSG_START) {
-			on_start(cx, p, m);
-		} else {
-			refuse(cx, p, m);
-		}
+		on_start(cx, p, m); /* the first message (see boot.h) */
 		return;
 	}
 	switch (m->type) {
