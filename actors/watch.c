@@ -85,7 +85,7 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 		return false;
 	}
 	ws->holding--;
-	if (e->monitored) {
+	if (e->ref.v != 0) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
 		(void)sync_send(ws, e->pid);
@@ -124,7 +124,7 @@ static void
 purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	e->dead = true;
-	e->monitored = false;
+	e->ref = (tr_ref){ 0 }; /* it fired, or there was none */
 	ws->ops->purge(ws, e);
 }
 
@@ -137,18 +137,15 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		return;
 	}
 	if (e->held == NULL) {
-		/* Also a dead entry: its purge would only free it. */
-		if (e->monitored) {
-			(void)tr_demonitor(cx, e->ref);
-		}
+		/* Also a dead entry: its purge would only free it. A
+		 * demonitor of none (zero) is harmless. */
+		(void)tr_demonitor(cx, e->ref);
 		tr__watch_free(ws, e);
 	} else if (e->dead ||
-		   (!e->monitored && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
+		   (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
 		/* A retry; or out of memory: what we cannot watch could
 		 * outlive its holder forever, so it goes now. */
 		purge(ws, e);
-	} else {
-		e->monitored = true;
 	}
 }
 
@@ -174,7 +171,7 @@ watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	} else if (m->type == TR_MSG_DOWN && d != NULL) {
 		pthread_mutex_lock(&ws->mu);
 		struct tr__watched *e = tr__watch_find(ws, d->who);
-		if (e != NULL && e->monitored && e->ref.v == d->ref.v) {
+		if (e != NULL && e->ref.v == d->ref.v) {
 			purge(ws, e);
 		}
 		pthread_mutex_unlock(&ws->mu);

@@ -56,9 +56,8 @@ struct tr__hold {
 struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
-	tr_ref ref; /* the watcher's monitor, when monitored */
-	bool monitored;
-	bool dead;             /* its pid stopped: being purged */
+	tr_ref ref; /* the watcher's monitor; zero when not monitored */
+	bool dead;  /* its pid stopped: being purged */
 	struct tr__hold *held; /* what it holds; NULL = idle */
 };
 
