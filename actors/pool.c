@@ -161,8 +161,7 @@ struct point {
 };
 
 struct pool {
-	tr_pid sup;
-	bool sup_gone;
+	tr_pid sup; /* TR_PID_NONE before it started and once it is gone */
 	const tr_actor_def *wdef;
 	tr_pool_config
 		cfg; /* the defaults filled in; def NULL until the start */
@@ -521,7 +520,7 @@ stop_begin(tr_ctx *cx, struct pool *p, int32_t reason)
 	p->is_stopping = true;
 	p->stop_reason = reason;
 	settle(cx, p, 0, UINT32_MAX, NULL);
-	if (!p->sup_gone) {
+	if (!tr_pid_is_none(p->sup)) {
 		/* An exit signal from its parent is the supervisor's orderly
 		 * shutdown: it stops the workers, then itself, and the link
 		 * brings its exit back to us. (Needed from our teardown too:
@@ -555,7 +554,7 @@ ctl_next(tr_ctx *cx, struct pool *p)
 	reply(cx, p, &p->cur, p->cur_op, p->cur_status);
 	if (p->cur_op == 0 && p->cur_status != TR_OK) {
 		stop_begin(cx, p, TR_SUP_EXIT_START_FAILED);
-		if (p->sup_gone) {
+		if (tr_pid_is_none(p->sup)) {
 			stop_end(cx, p); /* the supervisor never started */
 		}
 		return;
@@ -734,12 +733,13 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	if (p->sup_gone || (p->is_stopping && op != TR_POOL_OP_STOP)) {
+	if (tr_pid_is_none(p->sup) ||
+	    (p->is_stopping && op != TR_POOL_OP_STOP)) {
 		/* Too late to act on; a stop is done once the supervisor is
 		 * gone. After that only those stashed come here, put back by
 		 * stop_end(), and the pool stops after the last. */
 		reply(cx, p, m, op, op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
-		if (p->sup_gone && --p->nstashed == 0) {
+		if (tr_pid_is_none(p->sup) && --p->nstashed == 0) {
 			tr_stop_self(cx, p->stop_reason);
 		}
 		return;
@@ -879,7 +879,7 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		/* The supervisor is gone, and the workers with it: at the
 		 * end of our stop, or because it gave up (its restart
 		 * intensity), and then so does the pool, with its reason. */
-		p->sup_gone = true;
+		p->sup = TR_PID_NONE;
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->slots[i].pid = TR_PID_NONE;
 		}
@@ -930,9 +930,8 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		 * replies to the grow's requests. */
 		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
-	/* A start that failed grows nothing, and ctl_next() stops the
-	 * pool. */
-	p->sup_gone = err < 0;
+	/* A start that failed (the supervisor's pid is none) grows nothing,
+	 * and ctl_next() stops the pool. */
 	ctl_begin(cx, p, &start, 0, err < 0 ? 0 : cfg->workers, err);
 }
 
