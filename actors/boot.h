@@ -4,7 +4,9 @@
  * internal, not installed).
  *
  * The starter spawns the actor with no init argument and sends it what it
- * starts with (its "boot") as its first message: a request when the
+ * starts with (its "boot") as its first message. Nothing can come before
+ * it, since nobody else knows the pid yet, so the started actor takes its
+ * first message as its boot without checking it. It is a request when the
  * starter can receive the outcome, so that exactly one answer reaches it
  * (the actor's reply, or TR_MSG_REQUEST_FAILED if the actor stops before
  * it takes the boot), and a plain message otherwise. The boot is a

@@ -58,19 +58,13 @@ static uint64_t
 mono_ms(void *arg)
 {
 	(void)arg;
-	return tr__clock_ms();
+	return tr__clock_ns() / 1000000u;
 }
 
 static uint64_t
 now_ms(const tr_breaker *b)
 {
 	return b->cfg.clock(b->cfg.clock_arg);
-}
-
-static uint64_t
-epoch(const tr_breaker *b)
-{
-	return b->stats.changes + 1;
 }
 
 /* Change state and tell every subscriber. Caller holds b->mu. */
@@ -206,7 +200,7 @@ tr_breaker_allow(tr_breaker *b, uint64_t *ticket)
 	} else {
 		b->stats.rejected++;
 	}
-	*ticket = ok ? epoch(b) : 0;
+	*ticket = ok ? b->stats.changes + 1 : 0; /* the epoch */
 	pthread_mutex_unlock(&b->mu);
 	return ok ? TR_OK : TR_EREJECTED;
 }
@@ -220,9 +214,10 @@ tr_breaker_record(tr_breaker *b, uint64_t ticket, tr_breaker_outcome outcome)
 	}
 	bool success = outcome == TR_BREAKER_SUCCESS;
 	pthread_mutex_lock(&b->mu);
-	/* The ticket's state is the current one: CLOSED or HALF_OPEN, since
-	 * allow() gives no ticket in OPEN. */
-	if (ticket != epoch(b)) {
+	/* A ticket of another epoch is stale; otherwise its state is the
+	 * current one: CLOSED or HALF_OPEN, since allow() gives no ticket in
+	 * OPEN. */
+	if (ticket != b->stats.changes + 1) {
 		b->stats.stale++;
 	} else if (outcome == TR_BREAKER_RELEASED) {
 		/* No outcome: a trial still running frees its place (calls

@@ -10,10 +10,17 @@
 #define TR_ACTORS_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
-/* Nanoseconds of CLOCK_MONOTONIC. */
-uint64_t tr__clock_ns(void);
-/* Milliseconds of CLOCK_MONOTONIC, rounded down. */
-uint64_t tr__clock_ms(void);
+/* Nanoseconds of CLOCK_MONOTONIC (milliseconds: divide by 10^6, which
+ * rounds down). */
+static inline uint64_t
+tr__clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 #endif /* TR_ACTORS_CLOCK_H */

@@ -120,20 +120,16 @@ struct job {
 	struct job *qprev;
 	struct job *anext; /* records whose actor exists (its DOWN to come) */
 	tr_ref mon;        /* that actor's monitor; zero without one */
-	uint64_t id;
+	/* The job as status tells it (the result bytes are done's): id,
+	 * state, progress, exit_reason, worker, kind's name, note. */
+	tr_job_status st;
 	struct kind *kind;
-	uint32_t state;
-	uint32_t progress;
 	uint32_t seq; /* events sent */
-	int32_t exit_reason;
-	tr_pid worker;
 	uint64_t timeout_ms;
 	tr_timer_id timer;   /* zero when none was armed */
 	tr_job_start *start; /* the job actor's first message, until then */
 	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
-	size_t result_len;
 	struct watcher *watchers;
-	char note[TR_JOB_NOTE_MAX];
 };
 
 /* What the service starts with: the payload of its MSG_START. */
@@ -196,7 +192,7 @@ table_find(const struct jobs *j, uint64_t id)
 	for (struct tr__hnode *n = tr__hash_chain(&j->tab, hash); n != NULL;
 	     n = n->next) {
 		struct job *jb = (struct job *)n; /* the node is first */
-		if (jb->id == id) {
+		if (jb->st.id == id) {
 			return jb;
 		}
 	}
@@ -206,7 +202,7 @@ table_find(const struct jobs *j, uint64_t id)
 static void
 table_insert(struct jobs *j, struct job *jb)
 {
-	jb->node.hash = tr__hash_u64(jb->id);
+	jb->node.hash = tr__hash_u64(jb->st.id);
 	tr__hash_grow(&j->tab);
 	tr__hash_link(&j->tab, &jb->node);
 }
@@ -221,19 +217,16 @@ watchers_clear(struct watcher **list)
 	}
 }
 
+/* Frees the record whose node is @n (the table's free function too). */
 static void
-job_free(struct job *jb)
+job_free(struct tr__hnode *n)
 {
+	struct job *jb = (struct job *)n; /* the node is first */
+
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	free(jb->done);
 	free(jb);
-}
-
-static void
-job_free_node(struct tr__hnode *n)
-{
-	job_free((struct job *)n); /* the node is first */
 }
 
 /* Keeps a finished record; drops the oldest beyond the limit. The
@@ -250,9 +243,10 @@ table_finished(struct jobs *j, struct job *jb)
 		fifo_remove(&j->finished, old);
 		tr__hash_unlink(&j->tab, &old->node);
 		if (old->mon.v != 0) {
-			old->id = 0; /* out of the table; freed at its DOWN */
+			old->st.id =
+				0; /* out of the table; freed at its DOWN */
 		} else {
-			job_free(old);
+			job_free(&old->node);
 		}
 	}
 }
@@ -275,20 +269,20 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 {
 	/* A queued job starts, is cancelled or fails (it could not be
 	 * started); a running one ends any way; a final state stays. */
-	bool ok = jb->state == TR_JOB_QUEUED
+	bool ok = jb->st.state == TR_JOB_QUEUED
 			  ? to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
 				    to == TR_JOB_FAILED
-			  : jb->state == TR_JOB_RUNNING && is_final(to);
+			  : jb->st.state == TR_JOB_RUNNING && is_final(to);
 
 	if (!ok) {
 		return false;
 	}
-	if (jb->state == TR_JOB_QUEUED) {
+	if (jb->st.state == TR_JOB_QUEUED) {
 		fifo_remove(&jb->kind->queue, jb);
 	}
-	j->by_state[jb->state]--;
+	j->by_state[jb->st.state]--;
 	j->by_state[to]++;
-	jb->state = to;
+	jb->st.state = to;
 	return true;
 }
 
@@ -354,37 +348,29 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 	}
 }
 
-/* The fields that struct tr_job_event and struct tr_job_status share,
- * from @jb, its result included; @dst has room for it. */
-#define JOB_FILL(dst, jb)                                                      \
-	do {                                                                   \
-		(dst)->id = (jb)->id;                                          \
-		(dst)->state = (jb)->state;                                    \
-		(dst)->progress = (jb)->progress;                              \
-		(dst)->exit_reason = (jb)->exit_reason;                        \
-		(dst)->worker = (jb)->worker;                                  \
-		memcpy((dst)->kind, (jb)->kind->name, sizeof((dst)->kind));    \
-		memcpy((dst)->note, (jb)->note, sizeof((dst)->note));          \
-		(dst)->result_size = (jb)->result_len;                         \
-		if ((jb)->result_len > 0) {                                    \
-			memcpy((dst)->result, (jb)->done + 1,                  \
-			       (jb)->result_len);                              \
-		}                                                              \
-	} while (0)
-
 /* The job's latest event, numbered jb->seq (struct tr_job_event and the
  * result bytes, which only a succeeded job has, so only its FINISHED
  * carries them); NULL without memory. */
 static tr_job_event *
 event_make(const struct job *jb, uint32_t event)
 {
-	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->result_len);
+	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->st.result_size);
 	if (ev == NULL) {
 		return NULL;
 	}
+	ev->id = jb->st.id;
 	ev->seq = jb->seq;
 	ev->event = event;
-	JOB_FILL(ev, jb);
+	ev->state = jb->st.state;
+	ev->progress = jb->st.progress;
+	ev->exit_reason = jb->st.exit_reason;
+	ev->worker = jb->st.worker;
+	memcpy(ev->kind, jb->st.kind, sizeof(ev->kind));
+	memcpy(ev->note, jb->st.note, sizeof(ev->note));
+	ev->result_size = jb->st.result_size;
+	if (jb->st.result_size > 0) {
+		memcpy(ev->result, jb->done + 1, jb->st.result_size);
+	}
 	return ev;
 }
 
@@ -424,14 +410,14 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	if (!job_transition(j, jb, to)) {
 		return;
 	}
-	jb->exit_reason = reason;
-	note_copy(jb->note, note);
+	jb->st.exit_reason = reason;
+	note_copy(jb->st.note, note);
 	if (to == TR_JOB_CANCELLED || to == TR_JOB_TIMED_OUT) {
 		/* The service's decision stops the job's actor (none for a
 		 * queued job: TR_PID_NONE). The stop overtakes its queue; a
 		 * complete it sends meanwhile finds the job final and is
 		 * ignored. */
-		(void)tr_stop(cx, jb->worker, reason);
+		(void)tr_stop(cx, jb->st.worker, reason);
 	}
 	/* Harmless on a timer that fired, and on none (zero). */
 	(void)tr_timer_cancel(cx, jb->timer);
@@ -468,15 +454,16 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
 		return err;
 	}
-	jb->worker = pid;
+	jb->st.worker = pid;
 	(void)job_transition(j, jb, TR_JOB_RUNNING);
 	emit(cx, j, jb, TR_JOB_EV_STARTED);
 	if (jb->timeout_ms > 0) {
 		/* A timer that cannot be armed (no memory, the runtime
 		 * stopping) leaves the job without a limit rather than
 		 * failing a job that did nothing wrong. */
-		(void)tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->id,
-				    sizeof(jb->id), jb->timeout_ms, &jb->timer);
+		(void)tr_send_after(cx, tr_self(cx), MSG_TIMEOUT, &jb->st.id,
+				    sizeof(jb->st.id), jb->timeout_ms,
+				    &jb->timer);
 	}
 	return TR_OK;
 }
@@ -561,20 +548,21 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		answer(cx, m, TR_ENOMEM, 0);
 		return;
 	}
-	jb->id = ++j->next_id;
-	js->job = (tr_job){ .service = tr_self(cx), .id = jb->id };
+	jb->st.id = ++j->next_id;
+	js->job = (tr_job){ .service = tr_self(cx), .id = jb->st.id };
 	memcpy(js->kind, k->name, sizeof(js->kind));
 	js->payload_size = rq->payload_size;
 	memcpy(js->payload, rq->payload, rq->payload_size);
 	jb->start = js;
 	jb->kind = k;
+	memcpy(jb->st.kind, k->name, sizeof(jb->st.kind));
 	jb->timeout_ms = rq->timeout_ms;
-	jb->state = TR_JOB_QUEUED;
+	jb->st.state = TR_JOB_QUEUED;
 	table_insert(j, jb);
 	j->by_state[TR_JOB_QUEUED]++;
 	/* The reply before the first event: a requester that watches the
 	 * job knows its id when the events come (one sender, in order). */
-	answer(cx, m, TR_OK, jb->id);
+	answer(cx, m, TR_OK, jb->st.id);
 	if (!tr_pid_is_none(rq->watcher)) {
 		/* Without memory the watcher misses the events; the job
 		 * itself is not affected. */
@@ -591,12 +579,12 @@ on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	const tr_jobs_job_req *rq = m->data;
 
 	struct job *jb = table_find(j, rq->id);
-	if (jb == NULL || is_final(jb->state)) {
+	if (jb == NULL || is_final(jb->st.state)) {
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE, rq->id);
 		return;
 	}
 	end_job(cx, j, jb, TR_JOB_CANCELLED,
-		jb->state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED : 0,
+		jb->st.state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED : 0,
 		"cancelled");
 	answer(cx, m, TR_OK, rq->id);
 }
@@ -607,13 +595,17 @@ on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	const tr_jobs_job_req *rq = m->data;
 
 	struct job *jb = table_find(j, rq->id);
-	size_t size = sizeof(tr_job_status) + (jb != NULL ? jb->result_len : 0);
+	size_t size =
+		sizeof(tr_job_status) + (jb != NULL ? jb->st.result_size : 0);
 	tr_job_status *st = jb != NULL ? calloc(1, size) : NULL;
 	if (st == NULL) {
 		answer(cx, m, jb == NULL ? TR_ENOENT : TR_ENOMEM, rq->id);
 		return;
 	}
-	JOB_FILL(st, jb);
+	*st = jb->st;
+	if (jb->st.result_size > 0) {
+		memcpy(st->result, jb->done + 1, jb->st.result_size);
+	}
 	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
 }
 
@@ -636,7 +628,7 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		}
 	} else if (list == NULL) {
 		err = TR_ENOENT;
-	} else if (jb == NULL || !is_final(jb->state)) {
+	} else if (jb == NULL || !is_final(jb->st.state)) {
 		err = watcher_add(cx, list, rq->pid, jb == NULL);
 	} else {
 		/* It already happened: repeat the last event to this one. */
@@ -678,20 +670,21 @@ on_report(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	/* Believed only from the job's own actor while the job runs: a late
 	 * report (the job was cancelled or timed out) or a stranger's is
 	 * ignored, and so is one that tr_job_*() did not make. */
-	if (jb == NULL || jb->state != TR_JOB_RUNNING ||
-	    !tr_pid_eq(jb->worker, m->from) || !(m->flags & TR_MSG_F_PTR) ||
+	if (jb == NULL || jb->st.state != TR_JOB_RUNNING ||
+	    !tr_pid_eq(jb->st.worker, m->from) || !(m->flags & TR_MSG_F_PTR) ||
 	    r->percent > 100) {
 		return;
 	}
 	if (r->state == TR_JOB_RUNNING) {
-		jb->progress = r->percent;
-		note_copy(jb->note, r->note);
+		jb->st.progress = r->percent;
+		note_copy(jb->st.note, r->note);
 		emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 	} else if (r->state == TR_JOB_SUCCEEDED) {
 		/* The record keeps the report if a result follows it. */
-		jb->result_len = m->size - sizeof(*r);
-		jb->done = jb->result_len > 0 ? tr_msg_take_ptr(cx, m) : NULL;
-		jb->progress = 100;
+		jb->st.result_size = m->size - sizeof(*r);
+		jb->done =
+			jb->st.result_size > 0 ? tr_msg_take_ptr(cx, m) : NULL;
+		jb->st.progress = 100;
 		end_job(cx, j, jb, TR_JOB_SUCCEEDED, TR_EXIT_NORMAL, NULL);
 	} else {
 		end_job(cx, j, jb, TR_JOB_FAILED, TR_EXIT_NORMAL, r->note);
@@ -723,8 +716,8 @@ actor_gone(tr_ctx *cx, struct jobs *j, struct job *jb, int32_t reason,
 {
 	jb->mon = (tr_ref){ 0 };
 	jb->kind->active--;
-	if (jb->id == 0) {
-		job_free(jb); /* dropped from the table meanwhile */
+	if (jb->st.id == 0) {
+		job_free(&jb->node); /* dropped from the table meanwhile */
 	} else {
 		end_job(cx, j, jb, TR_JOB_FAILED, reason, note);
 	}
@@ -755,18 +748,13 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the actor ---------------------------------------------------------- */
 
-/* The start: the kinds and the table. */
+/* The start, the first message (see boot.h): the kinds and the table. */
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_msg start;
-	/* Its size counts the kinds; only tr_jobs_start() can send it first. */
+	/* Its size counts the kinds. */
 	struct boot *b = tr__boot_take(cx, m, m->size, &start);
-
-	if (b == NULL) {
-		unhandled(cx, j, m);
-		return;
-	}
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
 	answer(cx, &start, err, 0);
 	if (err < 0) {
@@ -788,7 +776,6 @@ static const struct handler {
 	bool fam;    /* the head counts the bytes after it */
 	void (*fn)(tr_ctx *cx, struct jobs *j, const tr_msg *m);
 } handlers[] = {
-	{ MSG_START, 0, true, on_start },
 	{ TR_MSG_JOBS_SUBMIT, sizeof(tr_jobs_submit_req), true, on_submit },
 	{ TR_MSG_JOBS_CANCEL, sizeof(tr_jobs_job_req), false, on_cancel },
 	{ TR_MSG_JOBS_STATUS, sizeof(tr_jobs_job_req), false, on_status },
@@ -804,9 +791,8 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct jobs *j = state;
 
-	/* The start is the first message (see boot.h), and only the first. */
-	if ((m->type == MSG_START) == (j->boot != NULL)) {
-		unhandled(cx, j, m);
+	if (j->boot == NULL) {
+		on_start(cx, j, m);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
@@ -837,7 +823,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	while (j->active != NULL) {
 		struct job *jb = j->active;
 		j->active = jb->anext;
-		(void)tr_stop(cx, jb->worker, TR_EXIT_SHUTDOWN);
+		(void)tr_stop(cx, jb->st.worker, TR_EXIT_SHUTDOWN);
 		actor_gone(cx, j, jb, TR_EXIT_SHUTDOWN, "the service stopped");
 	}
 	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
@@ -848,7 +834,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 		}
 	}
 	watchers_clear(&j->all);
-	tr__hash_fini(&j->tab, job_free_node);
+	tr__hash_fini(&j->tab, job_free);
 	free(j->boot);
 }
 

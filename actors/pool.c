@@ -110,14 +110,12 @@ struct route_hdr {
 /*
  * A scatter-gather: what a collector starts with (its start message,
  * boot.h), then, unchanged, the request it makes of the pool (a pointer
- * message that moves on).
+ * message that moves on). The caller's request is copied whole, its
+ * bytes after it (req.data still points at the caller's: never read).
  */
 struct gather_arg {
 	tr_pid pool;
-	uint64_t timeout_ms;
-	uint32_t count;
-	uint32_t type;
-	size_t len;
+	tr_pool_gather_req req;
 	unsigned char data[];
 };
 
@@ -162,15 +160,12 @@ struct point {
 	uint32_t idx; /* into the slot array, kept in step with it */
 };
 
-/* P_NEW: spawned, its MSG_START not taken yet. */
-enum phase { P_NEW, P_RUNNING, P_STOPPING };
-
 struct pool {
-	tr_pid sup;
-	bool sup_gone;
+	tr_pid sup; /* TR_PID_NONE before it started and once it is gone */
 	const tr_actor_def *wdef;
-	tr_pool_config cfg; /* the defaults filled in */
-	enum phase phase;
+	tr_pool_config
+		cfg; /* the defaults filled in; def NULL until the start */
+	bool is_stopping;
 	int32_t stop_reason;
 	/* Slots, sorted by number. */
 	struct slot *slots;
@@ -214,13 +209,18 @@ point_cmp(const void *a, const void *b)
 	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
 }
 
-/* Rebuilds the ring from the slots (at least one) for a grow; false
- * (ring unchanged) without memory. */
+/*
+ * Rebuilds the ring from the slots. A slot's points depend on its number
+ * alone and ties sort by slot order, which a removal keeps, so after a
+ * removal this is the ring the old one less the removed points would be;
+ * it then reuses the larger array it has, without memory to fail for.
+ * False (ring unchanged) without memory for a grow.
+ */
 static bool
 ring_build(struct pool *p)
 {
 	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = malloc(n * sizeof(*r));
+	struct point *r = n <= p->nring ? p->ring : malloc(n * sizeof(*r));
 
 	if (r == NULL) {
 		return false;
@@ -233,33 +233,12 @@ ring_build(struct pool *p)
 		}
 	}
 	qsort(r, n, sizeof(*r), point_cmp);
-	free(p->ring);
+	if (r != p->ring) {
+		free(p->ring);
+	}
 	p->ring = r;
 	p->nring = n;
 	return true;
-}
-
-/*
- * Takes the points of slots [@at, @at + @count) out of the ring for a
- * removal. A slot's points depend on its number alone and the order of
- * the others does not change, so this is the ring a rebuild would give,
- * without memory to fail for.
- */
-static void
-ring_drop(struct pool *p, uint32_t at, uint32_t count)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < p->nring; i++) {
-		struct point pt = p->ring[i];
-		if (pt.idx >= at + count) {
-			pt.idx -= count;
-		} else if (pt.idx >= at) {
-			continue;
-		}
-		p->ring[k++] = pt;
-	}
-	p->nring = k;
 }
 
 /* The slot that owns @key: the first point at or after the key's hash. */
@@ -328,8 +307,8 @@ hold(struct pool *p, struct slot *s, uint32_t how, uint64_t key,
 {
 	struct pend *e = NULL;
 
-	if (p->st.pending < p->cfg.max_pending &&
-	    m->size <= SIZE_MAX - sizeof(struct pend)) {
+	/* A message's size is below the runtime's maximum: no overflow. */
+	if (p->st.pending < p->cfg.max_pending) {
 		e = malloc(sizeof(*e) + m->size);
 	}
 	if (e == NULL) {
@@ -464,7 +443,7 @@ settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 	while (list != NULL) {
 		struct pend *e = list;
 		list = e->next;
-		if (p->phase == P_STOPPING ||
+		if (p->is_stopping ||
 		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
 			p->st.dropped++;
 		} else if (to == NULL) {
@@ -535,13 +514,13 @@ ctl_close(tr_ctx *cx, struct pool *p)
 static void
 stop_begin(tr_ctx *cx, struct pool *p, int32_t reason)
 {
-	if (p->phase == P_STOPPING) {
+	if (p->is_stopping) {
 		return;
 	}
-	p->phase = P_STOPPING;
+	p->is_stopping = true;
 	p->stop_reason = reason;
 	settle(cx, p, 0, UINT32_MAX, NULL);
-	if (!p->sup_gone) {
+	if (!tr_pid_is_none(p->sup)) {
 		/* An exit signal from its parent is the supervisor's orderly
 		 * shutdown: it stops the workers, then itself, and the link
 		 * brings its exit back to us. (Needed from our teardown too:
@@ -575,7 +554,7 @@ ctl_next(tr_ctx *cx, struct pool *p)
 	reply(cx, p, &p->cur, p->cur_op, p->cur_status);
 	if (p->cur_op == 0 && p->cur_status != TR_OK) {
 		stop_begin(cx, p, TR_SUP_EXIT_START_FAILED);
-		if (p->sup_gone) {
+		if (tr_pid_is_none(p->sup)) {
 			stop_end(cx, p); /* the supervisor never started */
 		}
 		return;
@@ -595,7 +574,7 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	ring_drop(p, at, count);
+	(void)ring_build(p); /* smaller: it cannot fail */
 	settle(cx, p, lo, hi, NULL);
 }
 
@@ -677,15 +656,16 @@ resize_shrink(tr_ctx *cx, struct pool *p, uint32_t target)
 }
 
 /* Acts on control request @req: a stop, or a resize to @workers (op 0:
- * the start's grow). */
+ * the start's grow; @status is an error when the start failed already,
+ * and nothing grows). */
 static void
 ctl_begin(tr_ctx *cx, struct pool *p, const tr_msg *req, uint32_t op,
-	  uint32_t workers)
+	  uint32_t workers, int32_t status)
 {
 	p->busy = true;
 	p->cur = *req;
 	p->cur_op = op;
-	p->cur_status = TR_OK;
+	p->cur_status = status;
 	if (op == TR_POOL_OP_STOP) {
 		stop_begin(cx, p, TR_EXIT_NORMAL);
 		return;
@@ -730,7 +710,7 @@ on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	}
 	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
 	p->routed[how]++;
-	if (p->phase == P_STOPPING) {
+	if (p->is_stopping) {
 		refuse(cx, p, m);
 		return;
 	}
@@ -753,18 +733,18 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		reply(cx, p, m, op, TR_EINVAL);
 		return;
 	}
-	bool is_stopping = p->phase == P_STOPPING;
-	if (p->sup_gone || (is_stopping && op != TR_POOL_OP_STOP)) {
+	if (tr_pid_is_none(p->sup) ||
+	    (p->is_stopping && op != TR_POOL_OP_STOP)) {
 		/* Too late to act on; a stop is done once the supervisor is
 		 * gone. After that only those stashed come here, put back by
 		 * stop_end(), and the pool stops after the last. */
 		reply(cx, p, m, op, op == TR_POOL_OP_STOP ? TR_OK : TR_ECLOSED);
-		if (p->sup_gone && --p->nstashed == 0) {
+		if (tr_pid_is_none(p->sup) && --p->nstashed == 0) {
 			tr_stop_self(cx, p->stop_reason);
 		}
 		return;
 	}
-	if (p->busy || is_stopping) {
+	if (p->busy || p->is_stopping) {
 		/* One at a time, in arrival order: it comes back when the one
 		 * in progress is done (a stop: when the pool is). */
 		tr_err err = tr_stash(cx, m);
@@ -775,7 +755,7 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		}
 		return;
 	}
-	ctl_begin(cx, p, m, op, q->workers);
+	ctl_begin(cx, p, m, op, q->workers, TR_OK);
 }
 
 /*
@@ -792,17 +772,17 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	uint32_t n = 0, picked = 0;
 
 	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
-	    a->len != m->size - sizeof(*a)) {
+	    a->req.len != m->size - sizeof(*a)) {
 		(void)tr_unhandled(cx, m);
 		return;
 	}
 	p->st.gathers++;
 	/* The collector is the sender: replies go to it. */
-	tr_msg fw = { .type = a->type,
+	tr_msg fw = { .type = a->req.type,
 		      .from = m->from,
 		      .data = a->data,
-		      .size = a->len };
-	for (uint32_t i = 0; p->phase != P_STOPPING && i < p->n; i++) {
+		      .size = a->req.len };
+	for (uint32_t i = 0; !p->is_stopping && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
 		struct slot *s = &p->slots[idx];
 		if (!slot_live(cx, s)) {
@@ -811,7 +791,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		if (deliver(cx, p, s, &fw) == TR_OK) {
 			pids[n++] = s->pid;
 		}
-		if (++picked == a->count) {
+		if (++picked == a->req.count) {
 			p->rr = idx + 1;
 			break;
 		}
@@ -899,7 +879,7 @@ on_exit_signal(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		/* The supervisor is gone, and the workers with it: at the
 		 * end of our stop, or because it gave up (its restart
 		 * intensity), and then so does the pool, with its reason. */
-		p->sup_gone = true;
+		p->sup = TR_PID_NONE;
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->slots[i].pid = TR_PID_NONE;
 		}
@@ -927,14 +907,9 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	tr_msg start;
 	tr_pool_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
-	if (cfg == NULL) {
-		refuse(cx, p, m);
-		return;
-	}
 	p->cfg = *cfg;
 	free(cfg);
 	cfg = &p->cfg;
-	p->phase = P_RUNNING;
 	cfg->strategy = or_default(cfg->strategy, TR_POOL_ROUND_ROBIN);
 	cfg->shutdown_ms = or_default(cfg->shutdown_ms, DEFAULT_SHUTDOWN_MS);
 	cfg->max_pending = or_default(cfg->max_pending, DEFAULT_MAX_PENDING);
@@ -955,15 +930,9 @@ on_start(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		 * replies to the grow's requests. */
 		err = tr_sup_start(cx, &flags, NULL, 0, &p->sup, NULL);
 	}
-	if (err < 0) {
-		/* The start fails: the pool stops. */
-		p->sup_gone = true;
-		p->cur = start;
-		p->cur_status = err;
-		ctl_next(cx, p);
-		return;
-	}
-	ctl_begin(cx, p, &start, 0, cfg->workers);
+	/* A start that failed (the supervisor's pid is none) grows nothing,
+	 * and ctl_next() stops the pool. */
+	ctl_begin(cx, p, &start, 0, err < 0 ? 0 : cfg->workers, err);
 }
 
 static void
@@ -971,13 +940,8 @@ pool_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct pool *p = state;
 
-	if (p->phase == P_NEW) {
-		/* The start is the first message (see boot.h). */
-		if (m->type == MSG_START) {
-			on_start(cx, p, m);
-		} else {
-			refuse(cx, p, m);
-		}
+	if (p->cfg.def == NULL) {
+		on_start(cx, p, m); /* the first message (see boot.h) */
 		return;
 	}
 	switch (m->type) {
@@ -1114,21 +1078,15 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 /*
  * The start: arm the timeout and ask the pool to send the request to its
  * workers in our name. The pool's answer, or its death, is the outcome of
- * that request in the core.
+ * that request in the core. The start is the first message, made by
+ * tr_pool_gather() before anyone else knows our pid, so it is well formed.
  */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
-
-	if (a == NULL || m->size < sizeof(*a) ||
-	    a->len != m->size - sizeof(*a)) {
-		free(a);
-		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
-	}
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
-				   a->timeout_ms, &c->timer);
+				   a->req.timeout_ms, &c->timer);
 	if (err == TR_OK) {
 		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
 				     0, &c->pool_ref);
@@ -1213,13 +1171,11 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct collector *c = state;
 
-	/* Once it is done it stops: nothing comes after that turn. */
-	if (m->type == MSG_GBOOT && c->pool_ref.v == 0) {
+	/* The start is the first message (see on_gather_start()); once it
+	 * is done it stops: nothing comes after that turn. */
+	if (c->pool_ref.v == 0) {
 		on_gather_start(cx, c, m);
 		return;
-	}
-	if (c->pool_ref.v == 0 || m->type == MSG_GBOOT) {
-		return; /* anything before the start, or a second one */
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
 		if (m->type == MSG_TARGETS) {
@@ -1317,10 +1273,7 @@ tr_pool_gather(tr_ctx *cx, tr_pid pool, const tr_pool_gather_req *req,
 		return tr__boot_fail(TR_ENOMEM, NULL, ref);
 	}
 	a->pool = pool;
-	a->timeout_ms = req->timeout_ms;
-	a->count = req->count;
-	a->type = req->type;
-	a->len = req->len;
+	a->req = *req;
 	if (req->len > 0) {
 		memcpy(a->data, req->data, req->len);
 	}

@@ -255,7 +255,6 @@ sub_free_entry(struct tr__hnode *n)
 }
 
 static const struct tr__watch_ops watch_ops = {
-	.def = TR__WATCH_DEF("pubsub"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_pubsub),
 	.name_max = TR_PUBSUB_TOPIC_MAX,
@@ -281,9 +280,8 @@ tr_pubsub_create(tr_runtime *rt, tr_pubsub **out)
 void
 tr_pubsub_destroy(tr_pubsub *ps)
 {
-	if (ps != NULL) {
-		tr__watch_destroy(&ps->t);
-	}
+	/* The watch set is the first member. */
+	tr__watch_destroy((struct tr__watch *)ps);
 }
 
 /* ---- subscribe and unsubscribe ------------------------------------------- */

@@ -317,37 +317,30 @@ on_stats(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 		       sizeof(l->st));
 }
 
-/*
- * The first message: the configuration, answered with the stats. False
- * when @m is not a start (only a forged one can be).
- */
-static bool
+/* The first message (see boot.h): the configuration, answered with the
+ * stats. */
+static void
 on_start(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 {
 	tr_msg start;
 	tr_ratelimit_config *cfg = tr__boot_take(cx, m, sizeof(*cfg), &start);
 
-	if (cfg == NULL) {
-		return false;
-	}
 	l->cfg = *cfg;
 	free(cfg);
 	l->credit = (uint64_t)l->cfg.burst * UNITS_PER_TOKEN;
 	l->last_ns = tr__clock_ns();
 	l->tail = &l->head;
-	if (!tr_pid_is_none(start.from)) {
-		on_stats(cx, l, &start);
-	}
-	return true;
+	/* Nobody to answer (tr_runtime_ctx()) makes the reply fail. */
+	on_stats(cx, l, &start);
 }
 
 static void
 limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct limiter *l = state;
-	bool started = l->cfg.rate != 0;
 
-	if (m->type == MSG_START && !started && on_start(cx, l, m)) {
+	if (l->cfg.rate == 0) {
+		on_start(cx, l, m); /* the rate is not 0 after it */
 		return;
 	}
 	if (m->type == MSG_TICK && tr_pid_eq(m->from, tr_self(cx))) {
@@ -363,9 +356,9 @@ limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		(void)tr_unhandled(cx, m);
 		return;
 	}
-	if (started && m->type == TR_MSG_RATELIMIT_ACQUIRE) {
+	if (m->type == TR_MSG_RATELIMIT_ACQUIRE) {
 		on_acquire(cx, l, m);
-	} else if (started && m->type == TR_MSG_RATELIMIT_STATS) {
+	} else if (m->type == TR_MSG_RATELIMIT_STATS) {
 		on_stats(cx, l, m);
 	} else {
 		l->st.invalid++;

@@ -101,7 +101,6 @@ holder_purge(struct tr__watch *ws, struct tr__watched *e)
 }
 
 static const struct tr__watch_ops watch_ops = {
-	.def = TR__WATCH_DEF("registry"),
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
 	.name_max = TR_REGISTRY_NAME_MAX,
@@ -126,9 +125,8 @@ tr_registry_create(tr_runtime *rt, tr_registry **out)
 void
 tr_registry_destroy(tr_registry *reg)
 {
-	if (reg != NULL) {
-		tr__watch_destroy(&reg->t);
-	}
+	/* The watch set is the first member. */
+	tr__watch_destroy((struct tr__watch *)reg);
 }
 
 /* ---- writers ------------------------------------------------------------- */

@@ -21,15 +21,15 @@
  * fails those requests as it fails the ones left in its mailbox.
  *
  * Knowing that a child started means knowing that its init returned. A
- * worker whose definition has an init is spawned from a copy of that
- * definition whose init calls the real one and then sends the supervisor
- * an acknowledgement (MSG_ACK) before returning. The copies live in a
- * process-wide list that only grows, one entry per distinct definition,
- * and is never freed: a child may outlive its supervisor (a runtime stop,
- * a kill), and the definition an actor was spawned with must outlive the
- * actor. A worker without init cannot fail to start and needs no copy. A
- * nested supervisor is started as any supervisor is, and its start's
- * reply is its acknowledgement.
+ * worker is spawned from a copy of its definition whose init calls the
+ * real one, if there is one, and then sends the supervisor an
+ * acknowledgement (MSG_ACK) before returning: a worker without init is
+ * started once it has run its first turn, the same way. The copies live
+ * in a process-wide list that only grows, one entry per distinct
+ * definition, and is never freed: a child may outlive its supervisor (a
+ * runtime stop, a kill), and the definition an actor was spawned with
+ * must outlive the actor. A nested supervisor is started as any
+ * supervisor is, and its start's reply is its acknowledgement.
  *
  * Starting. Whoever starts a supervisor spawns it and sends it its
  * flags and specs as its first message (MSG_START, actors/boot.h): a
@@ -249,7 +249,7 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 {
 	const struct start_rec *rec = arg;
 
-	int r = rec->init(cx, state, rec->arg);
+	int r = rec->init != NULL ? rec->init(cx, state, rec->arg) : TR_OK;
 	if (r < 0) {
 		return r;
 	}
@@ -261,7 +261,7 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 
 static _Atomic(struct tr__def *) wraps;
 
-/* Children with an init start from a copy whose init acknowledges. */
+/* Workers start from a copy whose init acknowledges. */
 static void
 derive_wrap(const tr_actor_def *user, tr_actor_def *out)
 {
@@ -464,7 +464,7 @@ is_waiting(const struct sup *s)
 static bool
 add_restart(struct sup *s)
 {
-	uint64_t now = tr__clock_ms();
+	uint64_t now = tr__clock_ns() / 1000000u;
 	uint32_t kept = 0;
 
 	for (uint32_t i = 0; i < s->hist_n; i++) {
@@ -542,23 +542,12 @@ sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
 			      sizeof(*conf), conf_put, out, ref);
 }
 
-/* Does a child started from @sp acknowledge its start? */
-static bool
-acks(const struct spec *sp)
-{
-	/* A worker without init cannot fail before its first message. */
-	return sp->nested != NULL || sp->def->init != NULL;
-}
-
 static tr_err
 spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 {
 	if (sp->nested != NULL) {
 		/* It answers its start request once its children have. */
 		return sup_spawn(cx, conf_hold(sp->nested), pid, NULL);
-	}
-	if (!acks(sp)) {
-		return tr_spawn_link(cx, sp->def, sp->arg, pid);
 	}
 	const struct tr__def *wd = tr__def_get(&wraps, sp->def, derive_wrap);
 	if (wd == NULL) {
@@ -647,9 +636,6 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 		return;
 	}
 	c->starting = true;
-	if (!acks(&c->sp)) {
-		on_ack(cx, s, c->pid); /* started: there is nothing to await */
-	}
 }
 
 /* ---- stopping ------------------------------------------------------ */

@@ -85,7 +85,7 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 		return false;
 	}
 	ws->holding--;
-	if (e->monitored) {
+	if (e->ref.v != 0) {
 		/* The watcher drops the monitor and the entry. On failure the
 		 * monitor stays until the pid stops. */
 		(void)sync_send(ws, e->pid);
@@ -124,7 +124,7 @@ static void
 purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	e->dead = true;
-	e->monitored = false;
+	e->ref = (tr_ref){ 0 }; /* it fired, or there was none */
 	ws->ops->purge(ws, e);
 }
 
@@ -137,31 +137,28 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		return;
 	}
 	if (e->held == NULL) {
-		/* Also a dead entry: its purge would only free it. */
-		if (e->monitored) {
-			(void)tr_demonitor(cx, e->ref);
-		}
+		/* Also a dead entry: its purge would only free it. A
+		 * demonitor of none (zero) is harmless. */
+		(void)tr_demonitor(cx, e->ref);
 		tr__watch_free(ws, e);
 	} else if (e->dead ||
-		   (!e->monitored && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
+		   (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
 		/* A retry; or out of memory: what we cannot watch could
 		 * outlive its holder forever, so it goes now. */
 		purge(ws, e);
-	} else {
-		e->monitored = true;
 	}
 }
 
-int
-tr__watch_actor_init(tr_ctx *cx, void *state, void *arg)
+static int
+watcher_init(tr_ctx *cx, void *state, void *arg)
 {
 	(void)cx;
 	*(struct tr__watch **)state = arg;
 	return TR_OK;
 }
 
-void
-tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
+static void
+watcher_handle(tr_ctx *cx, void *state, const tr_msg *m)
 {
 	struct tr__watch *ws = *(struct tr__watch **)state;
 	const tr_pid *pid = TR_MSG_AS(m, tr_pid);
@@ -174,7 +171,7 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	} else if (m->type == TR_MSG_DOWN && d != NULL) {
 		pthread_mutex_lock(&ws->mu);
 		struct tr__watched *e = tr__watch_find(ws, d->who);
-		if (e != NULL && e->monitored && e->ref.v == d->ref.v) {
+		if (e != NULL && e->ref.v == d->ref.v) {
 			purge(ws, e);
 		}
 		pthread_mutex_unlock(&ws->mu);
@@ -183,8 +180,8 @@ tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 }
 
-void
-tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
+static void
+watcher_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
 	struct tr__watch *ws = *(struct tr__watch **)state;
 
@@ -198,6 +195,16 @@ tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason)
 	pthread_mutex_unlock(&ws->mu);
 	release(ws);
 }
+
+/* One definition for every module's watcher: it outlives them all. */
+static const tr_actor_def watcher_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "watch",
+	.state_size = sizeof(struct tr__watch *),
+	.init = watcher_init,
+	.teardown = watcher_teardown,
+	.handle = watcher_handle,
+};
 
 /* ---- new and destroy ----------------------------------------------------- */
 
@@ -230,8 +237,7 @@ tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err)
 	}
 	/* One reference for the owner, one for the watcher's teardown. */
 	atomic_init(&ws->refs, 2);
-	/* The definition is in the module's static ops: it outlives us. */
-	*err = tr_spawn(tr_runtime_ctx(rt), &ops->def, ws, &ws->watcher);
+	*err = tr_spawn(tr_runtime_ctx(rt), &watcher_def, ws, &ws->watcher);
 	if (*err == TR_OK) {
 		return ws;
 	}
@@ -248,6 +254,9 @@ err_free:
 void
 tr__watch_destroy(struct tr__watch *ws)
 {
+	if (ws == NULL) {
+		return;
+	}
 	/* After a join the watcher is gone: this is a counted dead letter. */
 	(void)tr_stop(tr_runtime_ctx(ws->rt), ws->watcher, TR_EXIT_SHUTDOWN);
 	release(ws);

@@ -56,16 +56,14 @@ struct tr__hold {
 struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
-	tr_ref ref; /* the watcher's monitor, when monitored */
-	bool monitored;
-	bool dead;             /* its pid stopped: being purged */
+	tr_ref ref; /* the watcher's monitor; zero when not monitored */
+	bool dead;  /* its pid stopped: being purged */
 	struct tr__hold *held; /* what it holds; NULL = idle */
 };
 
 struct tr__watch;
 
 struct tr__watch_ops {
-	tr_actor_def def;   /* the watcher: TR__WATCH_DEF("name") */
 	uint32_t sync_type; /* the message type the watcher is sent */
 	size_t size;        /* the module's struct, tr__watch first */
 	size_t name_max;    /* the longest name in its table */
@@ -101,21 +99,6 @@ tr__watch_can_hold(tr_pid pid)
 	return !tr_pid_is_none(pid) && tr_pid_node(pid) == 0;
 }
 
-/* The watcher actor's functions, for TR__WATCH_DEF. */
-int tr__watch_actor_init(tr_ctx *cx, void *state, void *arg);
-void tr__watch_actor_handle(tr_ctx *cx, void *state, const tr_msg *m);
-void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
-
-/* The watcher's definition, named after its module. */
-#define TR__WATCH_DEF(NAME)                                                    \
-	{                                                                      \
-		.size = sizeof(tr_actor_def), .name = (NAME),                  \
-		.state_size = sizeof(struct tr__watch *),                      \
-		.init = tr__watch_actor_init,                                  \
-		.teardown = tr__watch_actor_teardown,                          \
-		.handle = tr__watch_actor_handle,                              \
-	}
-
 /*
  * Allocate the module's struct (ops->size bytes, zeroed), make its tables
  * and mutex and start the watcher. The last reference frees it all.
@@ -124,7 +107,8 @@ void tr__watch_actor_teardown(tr_ctx *cx, void *state, int32_t reason);
  */
 void *
 tr__watch_new(tr_runtime *rt, const struct tr__watch_ops *ops, tr_err *err);
-/* The module is destroyed: stop the watcher, drop the owner's share. */
+/* The module is destroyed: stop the watcher, drop the owner's share.
+ * NULL: nothing. */
 void tr__watch_destroy(struct tr__watch *ws);
 
 /* mu held. The entry of @pid, or NULL. */
