@@ -3,7 +3,10 @@
  * on the message path.
  *
  *   hello     {"troupe": 1, "name": "alpha", "creation": 7,
- *              "nonce": "<32 random bytes, 64 hex digits>"}
+ *              "nonce": "<32 random bytes, 64 hex digits>",
+ *              "service": 4097}
+ *   ("service", optional: the local part of the node's service actor's
+ *   pid, 1..2^48-1; absent or 0: the node runs none)
  *   response  {"mac": "<HMAC-SHA256, 64 hex digits>"}
  *
  * Each side sends its hello, reads the peer's, then sends its response:
@@ -67,7 +70,11 @@ typedef struct trn_hello {
 	uint8_t name_len;
 	char name[TRN_NAME_MAX + 1]; /* NUL-terminated */
 	uint8_t nonce[TRN_NONCE_SIZE];
+	uint64_t service; /* its service's pid, local part; 0: none */
 } trn_hello;
+
+/* Largest service pid local part (48 bits, exact in a JSON number). */
+#define TRN_SERVICE_MAX ((UINT64_C(1) << 48) - 1)
 
 /*
  * trn_hello_init() - This side's hello, with a fresh nonce.
@@ -87,7 +94,8 @@ trn_response_encode(const uint8_t mac[TRN_MAC_SIZE], char **out, size_t *len);
 
 /*
  * trn_hello_parse() - Read a peer's hello from @len bytes (no NUL needed).
- * Unknown fields are ignored, for later versions' additions.
+ * Unknown fields are ignored, for later versions' additions; the
+ * optional "service" must be an integer 0..TRN_SERVICE_MAX (TYPE).
  * Return: TRN_HS_OK or one of TOO_BIG, JSON, TYPE, MISSING, VERSION,
  * NAME, NONCE, NOMEM.
  */
