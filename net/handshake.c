@@ -146,7 +146,8 @@ trn_hello_encode(const trn_hello *h, char **out, size_t *len)
 
 	if (h->name_len != strnlen(h->name, sizeof(h->name)) ||
 	    !trn_name_valid(h->name, h->name_len) ||
-	    h->service > TRN_SERVICE_MAX) {
+	    h->service > TRN_SERVICE_MAX ||
+	    strnlen(h->listen, sizeof(h->listen)) == sizeof(h->listen)) {
 		return TRN_HS_EINVAL;
 	}
 	to_hex(h->nonce, TRN_NONCE_SIZE, nonce);
@@ -158,7 +159,9 @@ trn_hello_encode(const trn_hello *h, char **out, size_t *len)
 	    cJSON_AddStringToObject(o, "nonce", nonce) == NULL ||
 	    (h->service != 0 &&
 	     cJSON_AddNumberToObject(o, "service", (double)h->service) ==
-		     NULL)) {
+		     NULL) ||
+	    (h->listen[0] != '\0' &&
+	     cJSON_AddStringToObject(o, "listen", h->listen) == NULL)) {
 		cJSON_Delete(o);
 		return TRN_HS_ENOMEM;
 	}
@@ -281,6 +284,7 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 	const cJSON *creation = cJSON_GetObjectItemCaseSensitive(o, "creation");
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(o, "nonce");
 	const cJSON *service = cJSON_GetObjectItemCaseSensitive(o, "service");
+	const cJSON *listen = cJSON_GetObjectItemCaseSensitive(o, "listen");
 	trn_hello h = { 0 };
 
 	if (version == NULL || name == NULL || creation == NULL ||
@@ -290,7 +294,11 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 		   !cJSON_IsString(name) ||
 		   !get_uint(creation, UINT32_MAX, &h.creation) ||
 		   !cJSON_IsString(nonce) ||
-		   (service != NULL && !get_u48(service, &h.service))) {
+		   (service != NULL && !get_u48(service, &h.service)) ||
+		   (listen != NULL &&
+		    (!cJSON_IsString(listen) ||
+		     listen->valuestring[0] == '\0' ||
+		     strlen(listen->valuestring) > TRN_URL_MAX))) {
 		err = TRN_HS_ETYPE;
 	} else if (h.version != TRN_HS_VERSION) {
 		err = TRN_HS_EVERSION;
@@ -302,6 +310,10 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 	} else {
 		h.name_len = (uint8_t)strlen(name->valuestring);
 		memcpy(h.name, name->valuestring, h.name_len);
+		if (listen != NULL) {
+			memcpy(h.listen, listen->valuestring,
+			       strlen(listen->valuestring));
+		}
 		*out = h;
 	}
 	cJSON_Delete(o);

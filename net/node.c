@@ -120,6 +120,7 @@ struct peer {
 	uint16_t node;    /* its current or last life; 0: never up */
 	bool up;          /* a NODEUP was told, and no NODEDOWN since */
 	uint64_t service; /* its service's local part (hello); 0: none */
+	char listen[TRN_URL_MAX + 1]; /* where it listens (hello); "" */
 	struct conn *conn;
 	/* Dialing. */
 	nng_stream_dialer *dialer;
@@ -194,7 +195,35 @@ struct later {
 	tr_net_node_event *evs;
 	bool *up;
 	size_t nevs, capevs;
-	/* Closed connections to free, on the ticker or at stop. */
+	struct told *told; /* peer lists for peers' services */
+};
+
+/*
+ * The full mesh: when a link comes up, each side tells the other's
+ * service the peers it has up and where they listen
+ * (TRN_MSG_PEERS, a payload of struct peers), and a service dials those
+ * its node does not know. Internal to the layer; docs/NET.md describes it.
+ */
+#define TRN_MSG_PEERS (TR_MSG_NET_BASE + 0x80u)
+/* Peers one list names at most. */
+#define PEERS_MAX 256
+
+struct peer_entry {
+	char name[TR_NET_KEY_SIZE];
+	char url[TRN_URL_MAX + 1];
+};
+
+struct peers {
+	uint32_t count;
+	uint32_t pad;
+	struct peer_entry v[];
+};
+
+struct told {
+	struct told *next;
+	tr_pid to;
+	size_t len;
+	struct peers *list;
 };
 
 static uint64_t
@@ -294,6 +323,14 @@ later_run(tr_net *net, struct later *l)
 			}
 		}
 		free(who);
+	}
+	while (l->told != NULL) {
+		struct told *t = l->told;
+		l->told = t->next;
+		(void)tr_send(tr_runtime_ctx(net->rt), t->to, TRN_MSG_PEERS,
+			      t->list, t->len);
+		free(t->list);
+		free(t);
 	}
 	free(l->ops);
 	free(l->evs);
@@ -932,6 +969,8 @@ rx_frames(tr_net *net, struct conn *c, struct later *l)
 }
 
 static void conn_up(struct conn *c, struct later *l);
+static void tell_peers(tr_net *net, struct peer *to, struct later *l);
+static tr_err peer_dial(tr_net *net, const char *url);
 
 /* A whole message arrived: a handshake step, or a batch of frames. */
 static void
@@ -1078,6 +1117,10 @@ conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
 		trn_hello_init(&c->own, net->name, net->creation) == TRN_HS_OK;
 	if (ok) {
 		c->own.service = tr_remote_pid_local(net->service);
+		if (strlen(net->address) <= TRN_URL_MAX) {
+			memcpy(c->own.listen, net->address,
+			       strlen(net->address) + 1);
+		}
 		ok = trn_hello_encode(&c->own, &hello, &len) == TRN_HS_OK;
 	}
 	if (!ok) {
@@ -1147,6 +1190,7 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	d->node = p->node;
 	d->up = p->up;
 	d->service = p->service;
+	memcpy(d->listen, p->listen, sizeof(d->listen));
 	d->conn = p->conn;
 	d->tracks = p->tracks;
 	d->ntracks = p->ntracks;
@@ -1297,8 +1341,10 @@ conn_up(struct conn *c, struct later *l)
 	}
 	p->conn = c;
 	p->service = h->service;
+	memcpy(p->listen, h->listen, sizeof(p->listen));
 	p->backoff = net->cfg.reconnect_min_ms;
 	c->state = C_UP;
+	tell_peers(net, p, l);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1618,6 +1664,75 @@ svc_spawn(tr_ctx *cx, tr_net *net, const tr_msg *m)
 	(void)tr_reply(cx, m, TR_MSG_NET_PID, &rep, sizeof(rep));
 }
 
+/* The peers up besides @to that can be dialed, for @to's service: sent
+ * once the mutex is dropped. */
+static void
+tell_peers(tr_net *net, struct peer *to, struct later *l)
+{
+	size_t n = 0;
+
+	if (to->service == 0) {
+		return;
+	}
+	struct told *t = calloc(1, sizeof(*t));
+	struct peers *list =
+		calloc(1, sizeof(*list) + PEERS_MAX * sizeof(list->v[0]));
+	if (t == NULL || list == NULL) {
+		free(t);
+		free(list);
+		return; /* the mesh waits for the next link to come up */
+	}
+	for (struct peer *p = net->peers; p != NULL && n < PEERS_MAX;
+	     p = p->next) {
+		const char *url = p->url[0] != '\0' ? p->url : p->listen;
+		if (p == to || p->conn == NULL || p->conn->state != C_UP ||
+		    url[0] == '\0' || strlen(url) > TRN_URL_MAX) {
+			continue;
+		}
+		snprintf(list->v[n].name, sizeof(list->v[n].name), "%s",
+			 p->name);
+		memcpy(list->v[n].url, url, strlen(url) + 1);
+		n++;
+	}
+	if (n == 0) {
+		free(t);
+		free(list);
+		return; /* nothing it could learn */
+	}
+	list->count = (uint32_t)n;
+	t->to = tr_remote_pid(to->node, to->service);
+	t->len = sizeof(*list) + n * sizeof(list->v[0]);
+	t->list = list;
+	t->next = l->told;
+	l->told = t;
+}
+
+/* A peer's list: dial the nodes this one does not know. */
+static void
+svc_peers(tr_ctx *cx, tr_net *net, const tr_msg *m)
+{
+	const struct peers *list = TR_MSG_AS_FAM(m, struct peers, count, v);
+
+	if (list == NULL || list->count > PEERS_MAX) {
+		(void)tr_unhandled(cx, m);
+		return;
+	}
+	pthread_mutex_lock(&net->mu);
+	for (uint32_t i = 0; i < list->count && !net->stopping; i++) {
+		const struct peer_entry *e = &list->v[i];
+		size_t n = strnlen(e->name, sizeof(e->name));
+		size_t u = strnlen(e->url, sizeof(e->url));
+		if (n == sizeof(e->name) || !trn_name_valid(e->name, n) ||
+		    u == 0 || u == sizeof(e->url) ||
+		    strcmp(e->name, net->name) == 0 ||
+		    peer_named(net, e->name) != NULL) {
+			continue;
+		}
+		(void)peer_dial(net, e->url); /* TR_EEXIST: dialing it */
+	}
+	pthread_mutex_unlock(&net->mu);
+}
+
 struct svc {
 	tr_net *net;
 };
@@ -1644,6 +1759,9 @@ svc_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		break;
 	case TR_MSG_NET_SPAWN:
 		svc_spawn(cx, net, m);
+		break;
+	case TRN_MSG_PEERS:
+		svc_peers(cx, net, m);
 		break;
 	default:
 		/* A request gets its outcome (TR_EXIT_UNHANDLED); a plain

@@ -646,6 +646,41 @@ test_link_lost_while_waiting(void)
 	nodes_finish(all, 2);
 }
 
+/* The transitive full mesh: a node that joins through one seed is told
+ * the seed's peers and connects to each; a node that joins later reaches
+ * every node, and a name on a node it never dialed is reached. */
+static void
+test_full_mesh(void)
+{
+	struct node a, b, c, d;
+	int n = 9, got = 0;
+
+	node_start(&a, "alpha", 2, true);
+	node_start(&b, "beta", 2, false);
+	node_start(&c, "gamma", 2, false);
+	node_start(&d, "delta", 2, false);
+	join(&a, "alpha", &b, "beta");
+	join(&b, "beta", &c, "gamma");
+	CHECK(WAIT_UNTIL(is_up(&c, "alpha") && is_up(&a, "gamma"),
+			 FX_REPLY_MS));
+	join(&c, "gamma", &d, "delta");
+	CHECK(WAIT_UNTIL(is_up(&d, "alpha") && is_up(&d, "beta") &&
+				 is_up(&a, "delta") && is_up(&b, "delta"),
+			 FX_REPLY_MS));
+	/* Each pair once: every node has the three others, no more. */
+	struct node *all[] = { &a, &b, &c, &d };
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ_U64(tr_net_nodes(all[i]->net, NULL, 0), 3);
+	}
+	tr_pid e = fx_spawn(&a.f, &adder_def, NULL);
+	CHECK_OK(tr_registry_register(a.reg, "adder", e));
+	CHECK_OK(tr_net_send_name(tr_inbox_ctx(d.f.ib), d.net, "alpha", "adder",
+				  ECHO, &n, sizeof(n)));
+	CHECK(fx_recv(&d.f, ECHO, &got, sizeof(got)));
+	CHECK_EQ_INT(got, 10);
+	nodes_finish(all, 4);
+}
+
 static const struct test_case tests[] = {
 	{ "send_and_lookup", test_send_and_lookup },
 	{ "missing_name_and_bad_requests", test_missing_name_and_bad_requests },
@@ -653,6 +688,7 @@ static const struct test_case tests[] = {
 	{ "spawn_link", test_spawn_link },
 	{ "bare_node", test_bare_node },
 	{ "link_lost_while_waiting", test_link_lost_while_waiting },
+	{ "full_mesh", test_full_mesh },
 	{ NULL, NULL },
 };
 

@@ -72,9 +72,13 @@ typedef struct tr_net_def {
  *                     [A-Za-z0-9_.-]
  * @listen:            nng URL to listen on ("tcp://host:port"; port 0
  *                     picks a free one, see tr_net_address()), or NULL
- *                     for a node that only dials
+ *                     for a node that only dials. Peers tell each other
+ *                     this URL (with the port got), so it must be one
+ *                     the cluster's nodes can reach.
  * @seeds:             URLs of nodes to connect to at start, NULL-ended
- *                     array, or NULL
+ *                     array, or NULL; the node then connects to every
+ *                     node they know, and they tell it of later ones
+ *                     (the transitive full mesh)
  * @secret:            the cluster secret (bytes), @secret_len of them,
  *                     at least 16
  * @heartbeat_ms:      a link with nothing else to send sends a heartbeat
@@ -273,7 +277,8 @@ TR_API void tr_net_stop(tr_net *net);
 /**
  * tr_net_connect() - Dial the node at @url (and keep dialing it, with
  * back-off, whenever the link is down). Its name is learnt in the
- * handshake. Returns at once.
+ * handshake; once up, each side tells the other of its peers, and each
+ * dials those it does not know. Returns at once.
  * Thread:    any.
  * Return:    TR_OK; TR_EINVAL (a URL nng does not take); TR_EEXIST
  *            (already dialed); TR_ENOMEM.
