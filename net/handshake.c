@@ -145,7 +145,9 @@ trn_hello_encode(const trn_hello *h, char **out, size_t *len)
 	char nonce[2 * TRN_NONCE_SIZE + 1];
 
 	if (h->name_len != strnlen(h->name, sizeof(h->name)) ||
-	    !trn_name_valid(h->name, h->name_len)) {
+	    !trn_name_valid(h->name, h->name_len) ||
+	    h->service > TRN_SERVICE_MAX ||
+	    strnlen(h->listen, sizeof(h->listen)) == sizeof(h->listen)) {
 		return TRN_HS_EINVAL;
 	}
 	to_hex(h->nonce, TRN_NONCE_SIZE, nonce);
@@ -154,7 +156,12 @@ trn_hello_encode(const trn_hello *h, char **out, size_t *len)
 	    cJSON_AddNumberToObject(o, "troupe", h->version) == NULL ||
 	    cJSON_AddStringToObject(o, "name", h->name) == NULL ||
 	    cJSON_AddNumberToObject(o, "creation", h->creation) == NULL ||
-	    cJSON_AddStringToObject(o, "nonce", nonce) == NULL) {
+	    cJSON_AddStringToObject(o, "nonce", nonce) == NULL ||
+	    (h->service != 0 &&
+	     cJSON_AddNumberToObject(o, "service", (double)h->service) ==
+		     NULL) ||
+	    (h->listen[0] != '\0' &&
+	     cJSON_AddStringToObject(o, "listen", h->listen) == NULL)) {
 		cJSON_Delete(o);
 		return TRN_HS_ENOMEM;
 	}
@@ -248,6 +255,22 @@ get_uint(const cJSON *item, double max, uint32_t *out)
 	return true;
 }
 
+/* A JSON number that is an integer in [0, TRN_SERVICE_MAX]: 48 bits,
+ * which a double holds exactly. */
+static bool
+get_u48(const cJSON *item, uint64_t *out)
+{
+	if (!cJSON_IsNumber(item)) {
+		return false;
+	}
+	double d = item->valuedouble;
+	if (!(d >= 0 && d <= (double)TRN_SERVICE_MAX) || floor(d) != d) {
+		return false;
+	}
+	*out = (uint64_t)d;
+	return true;
+}
+
 int
 trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 {
@@ -260,6 +283,8 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
 	const cJSON *creation = cJSON_GetObjectItemCaseSensitive(o, "creation");
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(o, "nonce");
+	const cJSON *service = cJSON_GetObjectItemCaseSensitive(o, "service");
+	const cJSON *listen = cJSON_GetObjectItemCaseSensitive(o, "listen");
 	trn_hello h = { 0 };
 
 	if (version == NULL || name == NULL || creation == NULL ||
@@ -268,7 +293,12 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 	} else if (!get_uint(version, UINT32_MAX, &h.version) ||
 		   !cJSON_IsString(name) ||
 		   !get_uint(creation, UINT32_MAX, &h.creation) ||
-		   !cJSON_IsString(nonce)) {
+		   !cJSON_IsString(nonce) ||
+		   (service != NULL && !get_u48(service, &h.service)) ||
+		   (listen != NULL &&
+		    (!cJSON_IsString(listen) ||
+		     listen->valuestring[0] == '\0' ||
+		     strlen(listen->valuestring) > TRN_URL_MAX))) {
 		err = TRN_HS_ETYPE;
 	} else if (h.version != TRN_HS_VERSION) {
 		err = TRN_HS_EVERSION;
@@ -280,6 +310,10 @@ trn_hello_parse(const char *buf, size_t len, trn_hello *out)
 	} else {
 		h.name_len = (uint8_t)strlen(name->valuestring);
 		memcpy(h.name, name->valuestring, h.name_len);
+		if (listen != NULL) {
+			memcpy(h.listen, listen->valuestring,
+			       strlen(listen->valuestring));
+		}
 		*out = h;
 	}
 	cJSON_Delete(o);

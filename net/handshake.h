@@ -3,7 +3,12 @@
  * on the message path.
  *
  *   hello     {"troupe": 1, "name": "alpha", "creation": 7,
- *              "nonce": "<32 random bytes, 64 hex digits>"}
+ *              "nonce": "<32 random bytes, 64 hex digits>",
+ *              "service": 4097, "listen": "tcp://10.0.0.1:7001"}
+ *   ("service", optional: the local part of the node's service actor's
+ *   pid, 1..2^48-1; absent or 0: the node runs none. "listen", optional:
+ *   the URL the node listens on, 1..TRN_URL_MAX bytes, for peers that
+ *   tell others about it)
  *   response  {"mac": "<HMAC-SHA256, 64 hex digits>"}
  *
  * Each side sends its hello, reads the peer's, then sends its response:
@@ -61,13 +66,21 @@ enum trn_hs_err {
 const char *trn_hs_err_name(int err);
 const char *trn_hs_strerror(int err);
 
+/* Longest listen URL a hello carries, in bytes. */
+#define TRN_URL_MAX 127
+
 typedef struct trn_hello {
 	uint32_t version;
 	uint32_t creation;
 	uint8_t name_len;
 	char name[TRN_NAME_MAX + 1]; /* NUL-terminated */
 	uint8_t nonce[TRN_NONCE_SIZE];
+	uint64_t service; /* its service's pid, local part; 0: none */
+	char listen[TRN_URL_MAX + 1]; /* the URL it listens on; "": none */
 } trn_hello;
+
+/* Largest service pid local part (48 bits, exact in a JSON number). */
+#define TRN_SERVICE_MAX ((UINT64_C(1) << 48) - 1)
 
 /*
  * trn_hello_init() - This side's hello, with a fresh nonce.
@@ -87,7 +100,9 @@ trn_response_encode(const uint8_t mac[TRN_MAC_SIZE], char **out, size_t *len);
 
 /*
  * trn_hello_parse() - Read a peer's hello from @len bytes (no NUL needed).
- * Unknown fields are ignored, for later versions' additions.
+ * Unknown fields are ignored, for later versions' additions; the
+ * optional "service" must be an integer 0..TRN_SERVICE_MAX and the
+ * optional "listen" a string of 1..TRN_URL_MAX bytes (TYPE).
  * Return: TRN_HS_OK or one of TOO_BIG, JSON, TYPE, MISSING, VERSION,
  * NAME, NONCE, NOMEM.
  */

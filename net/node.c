@@ -35,6 +35,7 @@
  *   so the order of a sender->receiver pair holds; nothing is resent, so
  *   nothing is delivered twice.
  */
+#include <troupe/actors/registry.h>
 #include <troupe/net/net.h>
 #include <troupe/remote.h>
 
@@ -116,8 +117,10 @@ struct peer {
 	char name[TRN_NAME_MAX + 1]; /* "" until known */
 	char url[128];               /* "" for one that only dialed us */
 	uint32_t creation;
-	uint16_t node; /* its current or last life; 0: never up */
-	bool up;       /* a NODEUP was told, and no NODEDOWN since */
+	uint16_t node;    /* its current or last life; 0: never up */
+	bool up;          /* a NODEUP was told, and no NODEDOWN since */
+	uint64_t service; /* its service's local part (hello); 0: none */
+	char listen[TRN_URL_MAX + 1]; /* where it listens (hello); "" */
 	struct conn *conn;
 	/* Dialing. */
 	nng_stream_dialer *dialer;
@@ -140,6 +143,14 @@ struct life {
 
 struct sub {
 	tr_pid who;
+};
+
+/* A definition other nodes may spawn: the user's, and the copy the
+ * service spawns, whose init links to the requester first. */
+struct netdef {
+	char name[TR_NET_KEY_SIZE];
+	const tr_actor_def *user;
+	tr_actor_def wrapped;
 };
 
 struct tr_net {
@@ -167,6 +178,13 @@ struct tr_net {
 	pthread_t ticker;
 	pthread_cond_t tick_cv;
 	bool ticker_started;
+	/* The service (its actor reads these; they live until release). */
+	tr_pid service;
+	struct tr_registry *registry;
+	struct netdef *defs;
+	size_t ndefs;
+	_Atomic uint64_t names_sent, names_missed, lookups, spawned,
+		spawns_refused;
 };
 
 /* Work gathered under the mutex and done after it: `in` calls and node
@@ -177,7 +195,35 @@ struct later {
 	tr_net_node_event *evs;
 	bool *up;
 	size_t nevs, capevs;
-	/* Closed connections to free, on the ticker or at stop. */
+	struct told *told; /* peer lists for peers' services */
+};
+
+/*
+ * The full mesh: when a link comes up, each side tells the other's
+ * service the peers it has up and where they listen
+ * (TRN_MSG_PEERS, a payload of struct peers), and a service dials those
+ * its node does not know. Internal to the layer; docs/NET.md describes it.
+ */
+#define TRN_MSG_PEERS (TR_MSG_NET_BASE + 0x80u)
+/* Peers one list names at most. */
+#define PEERS_MAX 256
+
+struct peer_entry {
+	char name[TR_NET_KEY_SIZE];
+	char url[TRN_URL_MAX + 1];
+};
+
+struct peers {
+	uint32_t count;
+	uint32_t pad;
+	struct peer_entry v[];
+};
+
+struct told {
+	struct told *next;
+	tr_pid to;
+	size_t len;
+	struct peers *list;
 };
 
 static uint64_t
@@ -277,6 +323,14 @@ later_run(tr_net *net, struct later *l)
 			}
 		}
 		free(who);
+	}
+	while (l->told != NULL) {
+		struct told *t = l->told;
+		l->told = t->next;
+		(void)tr_send(tr_runtime_ctx(net->rt), t->to, TRN_MSG_PEERS,
+			      t->list, t->len);
+		free(t->list);
+		free(t);
 	}
 	free(l->ops);
 	free(l->evs);
@@ -778,6 +832,7 @@ net_release(void *arg)
 
 	pthread_mutex_destroy(&net->mu);
 	pthread_cond_destroy(&net->tick_cv);
+	free(net->defs);
 	free(net);
 }
 
@@ -914,6 +969,8 @@ rx_frames(tr_net *net, struct conn *c, struct later *l)
 }
 
 static void conn_up(struct conn *c, struct later *l);
+static void tell_peers(tr_net *net, struct peer *to, struct later *l);
+static tr_err peer_dial(tr_net *net, const char *url);
 
 /* A whole message arrived: a handshake step, or a batch of frames. */
 static void
@@ -1053,11 +1110,20 @@ conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
 				 TRN_REASM_BYTES_DEFAULT,
 				 TRN_MESSAGE_MAX_DEFAULT };
 
-	if (c == NULL || nng_aio_alloc(&c->tx_aio, tx_done, c) != 0 ||
-	    nng_aio_alloc(&c->rx_aio, rx_done, c) != 0 ||
-	    trn_reasm_init(&c->reasm, &lim) != TRN_OK ||
-	    trn_hello_init(&c->own, net->name, net->creation) != TRN_HS_OK ||
-	    trn_hello_encode(&c->own, &hello, &len) != TRN_HS_OK) {
+	bool ok =
+		c != NULL && nng_aio_alloc(&c->tx_aio, tx_done, c) == 0 &&
+		nng_aio_alloc(&c->rx_aio, rx_done, c) == 0 &&
+		trn_reasm_init(&c->reasm, &lim) == TRN_OK &&
+		trn_hello_init(&c->own, net->name, net->creation) == TRN_HS_OK;
+	if (ok) {
+		c->own.service = tr_remote_pid_local(net->service);
+		if (strlen(net->address) <= TRN_URL_MAX) {
+			memcpy(c->own.listen, net->address,
+			       strlen(net->address) + 1);
+		}
+		ok = trn_hello_encode(&c->own, &hello, &len) == TRN_HS_OK;
+	}
+	if (!ok) {
 		if (c != NULL) {
 			nng_aio_free(c->tx_aio);
 			nng_aio_free(c->rx_aio);
@@ -1123,6 +1189,8 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	d->creation = p->creation;
 	d->node = p->node;
 	d->up = p->up;
+	d->service = p->service;
+	memcpy(d->listen, p->listen, sizeof(d->listen));
 	d->conn = p->conn;
 	d->tracks = p->tracks;
 	d->ntracks = p->ntracks;
@@ -1272,8 +1340,11 @@ conn_up(struct conn *c, struct later *l)
 		later_event(l, p, true, 0);
 	}
 	p->conn = c;
+	p->service = h->service;
+	memcpy(p->listen, h->listen, sizeof(p->listen));
 	p->backoff = net->cfg.reconnect_min_ms;
 	c->state = C_UP;
+	tell_peers(net, p, l);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1440,6 +1511,335 @@ ticker_main(void *arg)
 	}
 	pthread_mutex_unlock(&net->mu);
 	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The service: names and spawns for other nodes                       */
+
+/* A NUL-terminated key of 1..TR_NET_KEY_SIZE - 1 bytes. */
+static bool
+key_valid(const char *k)
+{
+	return k[0] != '\0' && memchr(k, '\0', TR_NET_KEY_SIZE) != NULL;
+}
+
+static const struct netdef *
+def_find(tr_net *net, const char *name)
+{
+	for (size_t i = 0; i < net->ndefs; i++) {
+		if (strcmp(net->defs[i].name, name) == 0) {
+			return &net->defs[i];
+		}
+	}
+	return NULL;
+}
+
+/*
+ * What a spawned actor's init gets: its definition, the requester and
+ * the flags, then the definition's arg_size bytes. 32 bytes, so the
+ * user's argument after it keeps the copy's 16-byte alignment.
+ */
+struct spawn_arg {
+	const struct netdef *nd;
+	tr_pid parent;
+	uint32_t flags;
+	uint32_t has_arg;
+	uint64_t pad;
+};
+_Static_assert(sizeof(struct spawn_arg) % 16 == 0, "alignment of the arg");
+
+/* The init of every actor spawned for another node: the link to the
+ * requester comes first, so that even an init that fails reaches it. */
+static int
+spawned_init(tr_ctx *cx, void *state, void *arg)
+{
+	struct spawn_arg *a = arg;
+	const tr_actor_def *user = a->nd->user;
+
+	if ((a->flags & TR_NET_SPAWN_LINK) && tr_link(cx, a->parent) != TR_OK) {
+		return -1;
+	}
+	if (user->init == NULL) {
+		return 0;
+	}
+	return user->init(cx, state, a->has_arg ? (void *)(a + 1) : NULL);
+}
+
+static void
+svc_send_name(tr_ctx *cx, tr_net *net, const tr_msg *m)
+{
+	const tr_net_send *rq = TR_MSG_AS_FAM(m, tr_net_send, len, data);
+	tr_pid to = TR_PID_NONE;
+	/* The sender must be remote, or nobody: `in` gives the holder the
+	 * message as from it, which a local sender cannot be. */
+	bool ok = rq != NULL && key_valid(rq->name) &&
+		  rq->type < TR_MSG_SYSTEM_BASE && net->registry != NULL &&
+		  (tr_pid_is_none(m->from) || tr_pid_node(m->from) != 0) &&
+		  tr_registry_whereis(net->registry, rq->name, &to) == TR_OK;
+
+	if (ok) {
+		tr_remote_op op = { .kind = TR_REMOTE_SEND,
+				    .type = rq->type,
+				    .from = m->from,
+				    .to = to,
+				    .data = rq->len > 0 ? rq->data : NULL,
+				    .size = rq->len };
+		ok = net->hook.in(net->rt, &op) == TR_OK;
+	}
+	if (ok) {
+		atomic_fetch_add_explicit(&net->names_sent, 1,
+					  memory_order_relaxed);
+	} else {
+		/* No such name: a counted dead letter here, as Erlang drops
+		 * it (silently there). */
+		atomic_fetch_add_explicit(&net->names_missed, 1,
+					  memory_order_relaxed);
+		(void)tr_unhandled(cx, m);
+	}
+}
+
+static void
+svc_whereis(tr_ctx *cx, tr_net *net, const tr_msg *m)
+{
+	const tr_net_name *rq = TR_MSG_AS(m, tr_net_name);
+	tr_net_pid_reply rep;
+	tr_pid pid = TR_PID_NONE;
+
+	memset(&rep, 0, sizeof(rep));
+	if (rq == NULL || !key_valid(rq->name)) {
+		rep.status = TR_EINVAL;
+	} else if (net->registry == NULL) {
+		rep.status = TR_ENOENT;
+	} else {
+		rep.status = tr_registry_whereis(net->registry, rq->name, &pid);
+	}
+	if (rep.status == TR_OK) {
+		rep.status = tr_net_pid_encode(net, pid, rep.pid);
+	}
+	atomic_fetch_add_explicit(&net->lookups, 1, memory_order_relaxed);
+	(void)tr_reply(cx, m, TR_MSG_NET_PID, &rep, sizeof(rep));
+}
+
+static void
+svc_spawn(tr_ctx *cx, tr_net *net, const tr_msg *m)
+{
+	const tr_net_spawn *rq = TR_MSG_AS_FAM(m, tr_net_spawn, arg_len, arg);
+	const struct netdef *nd = NULL;
+	tr_net_pid_reply rep;
+	tr_pid child = TR_PID_NONE;
+
+	memset(&rep, 0, sizeof(rep));
+	if (rq == NULL || !key_valid(rq->def) ||
+	    (rq->flags & ~TR_NET_SPAWN_LINK) != 0 ||
+	    ((rq->flags & TR_NET_SPAWN_LINK) && tr_pid_is_none(m->from))) {
+		rep.status = TR_EINVAL;
+	} else if ((nd = def_find(net, rq->def)) == NULL) {
+		rep.status = TR_ENOENT;
+	} else if (rq->arg_len != 0 && rq->arg_len != nd->user->arg_size) {
+		rep.status = TR_EINVAL;
+	} else {
+		size_t total = sizeof(struct spawn_arg) + nd->user->arg_size;
+		struct spawn_arg *a = calloc(1, total);
+		if (a == NULL) {
+			rep.status = TR_ENOMEM;
+		} else {
+			a->nd = nd;
+			a->parent = m->from;
+			a->flags = rq->flags;
+			a->has_arg = rq->arg_len != 0;
+			if (rq->arg_len != 0) {
+				memcpy(a + 1, rq->arg, rq->arg_len);
+			}
+			/* The spawn copies the argument (arg_size is set). */
+			rep.status = tr_spawn(cx, &nd->wrapped, a, &child);
+			free(a);
+		}
+	}
+	if (rep.status == TR_OK) {
+		rep.status = tr_net_pid_encode(net, child, rep.pid);
+	}
+	atomic_fetch_add_explicit(rep.status == TR_OK ? &net->spawned
+						      : &net->spawns_refused,
+				  1, memory_order_relaxed);
+	(void)tr_reply(cx, m, TR_MSG_NET_PID, &rep, sizeof(rep));
+}
+
+/* The peers up besides @to that can be dialed, for @to's service: sent
+ * once the mutex is dropped. */
+static void
+tell_peers(tr_net *net, struct peer *to, struct later *l)
+{
+	size_t n = 0;
+
+	if (to->service == 0) {
+		return;
+	}
+	struct told *t = calloc(1, sizeof(*t));
+	struct peers *list =
+		calloc(1, sizeof(*list) + PEERS_MAX * sizeof(list->v[0]));
+	if (t == NULL || list == NULL) {
+		free(t);
+		free(list);
+		return; /* the mesh waits for the next link to come up */
+	}
+	for (struct peer *p = net->peers; p != NULL && n < PEERS_MAX;
+	     p = p->next) {
+		const char *url = p->url[0] != '\0' ? p->url : p->listen;
+		if (p == to || p->conn == NULL || p->conn->state != C_UP ||
+		    url[0] == '\0' || strlen(url) > TRN_URL_MAX) {
+			continue;
+		}
+		snprintf(list->v[n].name, sizeof(list->v[n].name), "%s",
+			 p->name);
+		memcpy(list->v[n].url, url, strlen(url) + 1);
+		n++;
+	}
+	if (n == 0) {
+		free(t);
+		free(list);
+		return; /* nothing it could learn */
+	}
+	list->count = (uint32_t)n;
+	t->to = tr_remote_pid(to->node, to->service);
+	t->len = sizeof(*list) + n * sizeof(list->v[0]);
+	t->list = list;
+	t->next = l->told;
+	l->told = t;
+}
+
+/* A peer's list: dial the nodes this one does not know. */
+static void
+svc_peers(tr_ctx *cx, tr_net *net, const tr_msg *m)
+{
+	const struct peers *list = TR_MSG_AS_FAM(m, struct peers, count, v);
+
+	if (list == NULL || list->count > PEERS_MAX) {
+		(void)tr_unhandled(cx, m);
+		return;
+	}
+	pthread_mutex_lock(&net->mu);
+	for (uint32_t i = 0; i < list->count && !net->stopping; i++) {
+		const struct peer_entry *e = &list->v[i];
+		size_t n = strnlen(e->name, sizeof(e->name));
+		size_t u = strnlen(e->url, sizeof(e->url));
+		if (n == sizeof(e->name) || !trn_name_valid(e->name, n) ||
+		    u == 0 || u == sizeof(e->url) ||
+		    strcmp(e->name, net->name) == 0 ||
+		    peer_named(net, e->name) != NULL) {
+			continue;
+		}
+		(void)peer_dial(net, e->url); /* TR_EEXIST: dialing it */
+	}
+	pthread_mutex_unlock(&net->mu);
+}
+
+struct svc {
+	tr_net *net;
+};
+
+static int
+svc_init(tr_ctx *cx, void *state, void *arg)
+{
+	(void)cx;
+	((struct svc *)state)->net = arg;
+	return 0;
+}
+
+static void
+svc_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_net *net = ((struct svc *)state)->net;
+
+	switch (m->type) {
+	case TR_MSG_NET_SEND_NAME:
+		svc_send_name(cx, net, m);
+		break;
+	case TR_MSG_NET_WHEREIS:
+		svc_whereis(cx, net, m);
+		break;
+	case TR_MSG_NET_SPAWN:
+		svc_spawn(cx, net, m);
+		break;
+	case TRN_MSG_PEERS:
+		svc_peers(cx, net, m);
+		break;
+	default:
+		/* A request gets its outcome (TR_EXIT_UNHANDLED); a plain
+		 * message is a counted dead letter. */
+		(void)tr_unhandled(cx, m);
+		break;
+	}
+}
+
+static const tr_actor_def svc_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "net-service",
+	.state_size = sizeof(struct svc),
+	.init = svc_init,
+	.handle = svc_handle,
+};
+
+/* Check and copy the spawnable definitions of @cfg. */
+static tr_err
+defs_copy(tr_net *net, const tr_net_config *cfg)
+{
+	if (cfg->ndefs == 0) {
+		return TR_OK;
+	}
+	if (cfg->defs == NULL) {
+		return TR_EINVAL;
+	}
+	net->defs = calloc(cfg->ndefs, sizeof(*net->defs));
+	if (net->defs == NULL) {
+		return TR_ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->ndefs; i++) {
+		const tr_net_def *d = &cfg->defs[i];
+		struct netdef *nd = &net->defs[i];
+		size_t n = d->name != NULL ? strlen(d->name) : 0;
+		if (n == 0 || n >= TR_NET_KEY_SIZE || d->def == NULL ||
+		    d->def->size < sizeof(tr_actor_def) ||
+		    d->def->handle == NULL || def_find(net, d->name) != NULL) {
+			return TR_EINVAL;
+		}
+		memcpy(nd->name, d->name, n);
+		nd->user = d->def;
+		nd->wrapped = *d->def;
+		nd->wrapped.size = sizeof(tr_actor_def);
+		nd->wrapped.init = spawned_init;
+		nd->wrapped.arg_size =
+			sizeof(struct spawn_arg) + d->def->arg_size;
+		net->ndefs = i + 1;
+	}
+	return TR_OK;
+}
+
+tr_err
+tr_net_service(tr_net *net, const char *node, tr_pid *out)
+{
+	tr_err err = TR_ENOENT;
+
+	if (net == NULL || node == NULL || out == NULL) {
+		return TR_EINVAL;
+	}
+	*out = TR_PID_NONE;
+	pthread_mutex_lock(&net->mu);
+	if (strcmp(node, net->name) == 0) {
+		*out = net->service;
+		err = TR_OK;
+	} else if (node[0] != '\0' && !net->stopped) {
+		struct peer *p = peer_named(net, node);
+		if (p == NULL || p->node == 0 || p->service == 0) {
+			err = TR_ENOENT;
+		} else if (p->conn == NULL || p->conn->state != C_UP) {
+			err = TR_EUNREACH;
+		} else {
+			*out = tr_remote_pid(p->node, p->service);
+			err = TR_OK;
+		}
+	}
+	pthread_mutex_unlock(&net->mu);
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1774,6 +2174,9 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 	if (net->cfg.link_bytes == 0) {
 		net->cfg.link_bytes = 8u << 20;
 	}
+	net->cfg.registry = NULL;
+	net->cfg.defs = NULL;
+	net->registry = cfg->registry;
 	snprintf(net->name, sizeof(net->name), "%s", cfg->name);
 	pthread_mutex_init(&net->mu, NULL);
 	pthread_cond_init(&net->tick_cv, NULL);
@@ -1789,6 +2192,14 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 	tr_err err =
 		net->lives != NULL && net->secret != NULL ? TR_OK : TR_ENOMEM;
 	if (err == TR_OK) {
+		err = defs_copy(net, cfg);
+	}
+	/* The service first: every hello names it. */
+	if (err == TR_OK) {
+		err = tr_spawn(tr_runtime_ctx(rt), &svc_def, net,
+			       &net->service);
+	}
+	if (err == TR_OK) {
 		memcpy(net->secret, cfg->secret, cfg->secret_len);
 		net->secret_len = cfg->secret_len;
 		if (cfg->listen != NULL) {
@@ -1803,6 +2214,11 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 		err = tr_remote_attach(rt, &net->hook);
 	}
 	if (err != TR_OK) {
+		if (!tr_pid_is_none(net->service)) {
+			/* No one knows its pid: it gets no message. */
+			(void)tr_stop(tr_runtime_ctx(rt), net->service,
+				      TR_EXIT_SHUTDOWN);
+		}
 		pthread_mutex_lock(&net->mu);
 		net->stopping = true;
 		pthread_mutex_unlock(&net->mu);
@@ -1829,6 +2245,11 @@ tr_net_stop(tr_net *net)
 
 	if (net == NULL) {
 		return;
+	}
+	/* Gone with the runtime, normally (stopped and joined first). */
+	if (tr_actor_alive(net->rt, net->service)) {
+		(void)tr_stop(tr_runtime_ctx(net->rt), net->service,
+			      TR_EXIT_SHUTDOWN);
 	}
 	pthread_mutex_lock(&net->mu);
 	net->stopping = true;
@@ -1864,5 +2285,10 @@ tr_net_stats_get(tr_net *net, tr_net_stats *out)
 	out->refused = net->refused;
 	out->frames_refused = net->frames_refused;
 	pthread_mutex_unlock(&net->mu);
+	out->names_sent = atomic_load(&net->names_sent);
+	out->names_missed = atomic_load(&net->names_missed);
+	out->lookups = atomic_load(&net->lookups);
+	out->spawned = atomic_load(&net->spawned);
+	out->spawns_refused = atomic_load(&net->spawns_refused);
 	return TR_OK;
 }

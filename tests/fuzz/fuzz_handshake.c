@@ -27,6 +27,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (trn_hello_parse(s, len, &again) != TRN_HS_OK ||
 		    again.version != h.version ||
 		    again.creation != h.creation ||
+		    again.service != h.service ||
+		    strcmp(again.listen, h.listen) != 0 ||
 		    again.name_len != h.name_len ||
 		    strcmp(again.name, h.name) != 0 ||
 		    memcmp(again.nonce, h.nonce, TRN_NONCE_SIZE) != 0) {

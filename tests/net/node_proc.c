@@ -6,7 +6,9 @@
  * It starts a runtime and a node, spawns an echo actor (a message of
  * type 1 carrying an int n is answered with n + 1, as a reply to a
  * request or a message to its sender; anything else, a request of
- * another type say, is left unanswered), prints one line
+ * another type say, is left unanswered), registers it as "echo" in the
+ * registry the node serves, lets other nodes spawn more of it by the
+ * definition name "echo", prints one line
  *
  *     ADDRESS PID-HEX
  *
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include <troupe/troupe.h>
+#include <troupe/actors/registry.h>
 #include <troupe/net/net.h>
 
 enum { ECHO = 1 };
@@ -80,8 +83,12 @@ main(int argc, char **argv)
 		nc.heartbeat_ms = (uint32_t)strtoul(argv[4], NULL, 10);
 		nc.timeout_ms = (uint32_t)strtoul(argv[5], NULL, 10);
 	}
+	static const tr_net_def defs[] = { { "echo", &echo_def } };
+	nc.defs = defs;
+	nc.ndefs = 1;
 	tr_config cfg = tr_config_default();
 	cfg.workers = 2;
+	tr_registry *reg;
 	tr_runtime *rt;
 	tr_net *net;
 	tr_pid echo;
@@ -89,15 +96,18 @@ main(int argc, char **argv)
 	char addr[160];
 	int err;
 	if ((err = tr_runtime_create(&cfg, &rt)) != TR_OK ||
-	    (err = tr_runtime_start(rt)) != TR_OK) {
+	    (err = tr_runtime_start(rt)) != TR_OK ||
+	    (err = tr_registry_create(rt, &reg)) != TR_OK) {
 		return fail("runtime", err);
 	}
+	nc.registry = reg;
 	if ((err = tr_net_start(rt, &nc, &net)) != TR_OK ||
 	    (err = tr_net_address(net, addr, sizeof(addr))) != TR_OK) {
 		return fail("node", err);
 	}
 	if ((err = tr_spawn(tr_runtime_ctx(rt), &echo_def, NULL, &echo)) !=
 		    TR_OK ||
+	    (err = tr_registry_register(reg, "echo", echo)) != TR_OK ||
 	    (err = tr_net_pid_encode(net, echo, pid)) != TR_OK) {
 		return fail("echo", err);
 	}
@@ -116,6 +126,7 @@ main(int argc, char **argv)
 		return fail("join", err);
 	}
 	tr_net_stop(net);
+	tr_registry_destroy(reg);
 	tr_metrics m = { .size = sizeof(m) };
 	int rc = 0;
 	if (tr_runtime_metrics(rt, &m) != TR_OK ||

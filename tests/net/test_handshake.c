@@ -85,6 +85,73 @@ test_hello_round_trip(void)
 	free(s);
 }
 
+/* The optional service pid and listen URL: absent is 0 or "", a value
+ * in range round-trips, anything else is refused as a wrong type. */
+static void
+test_hello_service(void)
+{
+	trn_hello a, b;
+	char *s;
+	size_t len;
+
+	CHECK_HS(trn_hello_init(&a, "alpha", 1), TRN_HS_OK);
+	CHECK_EQ_U64(a.service, 0);
+	CHECK_HS(trn_hello_encode(&a, &s, &len), TRN_HS_OK);
+	CHECK(strstr(s, "service") == NULL);
+	free(s);
+	a.service = TRN_SERVICE_MAX;
+	CHECK_HS(trn_hello_encode(&a, &s, &len), TRN_HS_OK);
+	CHECK_HS(trn_hello_parse(s, len, &b), TRN_HS_OK);
+	CHECK_EQ_U64(b.service, TRN_SERVICE_MAX);
+	free(s);
+	a.service = TRN_SERVICE_MAX + 1;
+	CHECK_HS(trn_hello_encode(&a, &s, &len), TRN_HS_EINVAL);
+
+	/* The optional listen URL: a non-empty string, at most
+	 * TRN_URL_MAX bytes. */
+	a.service = 0;
+	snprintf(a.listen, sizeof(a.listen), "tcp://127.0.0.1:7001");
+	CHECK_HS(trn_hello_encode(&a, &s, &len), TRN_HS_OK);
+	CHECK_HS(trn_hello_parse(s, len, &b), TRN_HS_OK);
+	CHECK_STR(b.listen, "tcp://127.0.0.1:7001");
+	free(s);
+	static const char *const bad_listen[] = { "\"\"", "7", "null" };
+	for (size_t i = 0; i < 3; i++) {
+		char buf[512];
+		snprintf(buf, sizeof(buf),
+			 "{\"troupe\": 1, \"name\": \"b\", \"creation\": 0, "
+			 "\"nonce\": \"%064d\", \"listen\": %s}",
+			 0, bad_listen[i]);
+		CHECK_HS(parse_hello(buf), TRN_HS_ETYPE);
+	}
+	char longurl[TRN_URL_MAX + 2];
+	memset(longurl, 'u', sizeof(longurl) - 1);
+	longurl[sizeof(longurl) - 1] = '\0';
+	char buf2[512];
+	snprintf(buf2, sizeof(buf2),
+		 "{\"troupe\": 1, \"name\": \"b\", \"creation\": 0, "
+		 "\"nonce\": \"%064d\", \"listen\": \"%s\"}",
+		 0, longurl);
+	CHECK_HS(parse_hello(buf2), TRN_HS_ETYPE);
+	longurl[TRN_URL_MAX] = '\0';
+	snprintf(buf2, sizeof(buf2),
+		 "{\"troupe\": 1, \"name\": \"b\", \"creation\": 0, "
+		 "\"nonce\": \"%064d\", \"listen\": \"%s\"}",
+		 0, longurl);
+	CHECK_HS(parse_hello(buf2), TRN_HS_OK);
+
+	static const char *const bad[] = { "-1", "1.5", "\"7\"",
+					   "281474976710656", "true" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char buf[512];
+		snprintf(buf, sizeof(buf),
+			 "{\"troupe\": 1, \"name\": \"b\", \"creation\": 0, "
+			 "\"nonce\": \"%064d\", \"service\": %s}",
+			 0, bad[i]);
+		CHECK_HS(parse_hello(buf), TRN_HS_ETYPE);
+	}
+}
+
 static void
 test_hello_init_refuses_bad_names(void)
 {
@@ -449,6 +516,7 @@ test_error_names_are_distinct(void)
 
 static const struct test_case tests[] = {
 	{ "handshake: hello round-trips", test_hello_round_trip },
+	{ "handshake: the optional service pid", test_hello_service },
 	{ "handshake: hello refuses bad names",
 	  test_hello_init_refuses_bad_names },
 	{ "handshake: HMAC-SHA256, RFC 4231 case 2", test_hmac_rfc4231_case_2 },

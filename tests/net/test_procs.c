@@ -145,7 +145,8 @@ check_lost(struct node *n, tr_pid e, const struct held *h, const char *name)
 
 /* ---- tests ---- */
 
-/* A send and a request to an actor in another process. */
+/* A send and a request to an actor in another process; a send to its
+ * name and a spawn there. */
 static void
 test_send_and_request(void)
 {
@@ -162,6 +163,27 @@ test_send_and_request(void)
 	CHECK(fx_recv(&n.f, ECHO, &got, sizeof(got)));
 	CHECK_EQ_INT(got, 42);
 	echo_ok(&n, e, 7);
+
+	/* A send to its name there, and a spawn there by definition name. */
+	CHECK_OK(tr_net_send_name(cx_of(&n), n.net, "node-b", "echo", ECHO, &v,
+				  sizeof(v)));
+	CHECK(fx_recv(&n.f, ECHO, &got, sizeof(got)));
+	CHECK_EQ_INT(got, 42);
+	tr_pid svc = TR_PID_NONE, e2 = TR_PID_NONE;
+	tr_net_spawn sp;
+	tr_net_pid_reply rep;
+	tr_ref ref;
+	memset(&sp, 0, sizeof(sp));
+	memset(&rep, 0, sizeof(rep));
+	snprintf(sp.def, sizeof(sp.def), "echo");
+	CHECK_OK(tr_net_service(n.net, "node-b", &svc));
+	CHECK_OK(tr_request(cx_of(&n), svc, TR_MSG_NET_SPAWN, &sp, sizeof(sp),
+			    0, &ref));
+	CHECK(fx_recv_ref(&n.f, ref, TR_MSG_NET_PID, svc, &rep, sizeof(rep)));
+	CHECK_EQ_INT(rep.status, TR_OK);
+	CHECK_OK(tr_net_pid_decode(n.net, rep.pid, &e2));
+	CHECK(!tr_pid_eq(e2, e));
+	echo_ok(&n, e2, 9);
 	node_finish(&n);
 	child_term(&c);
 	child_kill(&c);
