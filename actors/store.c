@@ -470,7 +470,9 @@ buf_add(struct buf *b, const void *src, size_t n, size_t align)
 		b->p = p;
 		b->cap = cap;
 	}
-	memset(b->p + b->n, 0, at - b->n);
+	if (at > b->n) {
+		memset(b->p + b->n, 0, at - b->n);
+	}
 	if (n > 0) {
 		memcpy(b->p + at, src, n);
 	}
@@ -526,11 +528,16 @@ do_read(struct db *d, struct op *o)
 			p->last_seq = last;
 			p->count = count;
 			p->more = more;
-			memcpy(p->events, evs.p, evs.n);
 			for (uint32_t i = 0; i < count; i++) {
+				memcpy(&p->events[i],
+				       evs.p + i * sizeof(tr_store_event),
+				       sizeof(tr_store_event));
 				p->events[i].offset += head;
 			}
-			memcpy((unsigned char *)p + head, bytes.p, bytes.n);
+			if (bytes.n > 0) {
+				memcpy((unsigned char *)p + head, bytes.p,
+				       bytes.n);
+			}
 			o->out = p;
 			o->out_size = head + bytes.n;
 			rc = SQLITE_OK;
@@ -688,11 +695,16 @@ do_log_query(struct db *d, struct op *o)
 		if (p != NULL) {
 			p->count = count;
 			p->more = more;
-			memcpy(p->records, recs.p, recs.n);
 			for (uint32_t i = 0; i < count; i++) {
+				memcpy(&p->records[i],
+				       recs.p + i * sizeof(tr_store_log_record),
+				       sizeof(tr_store_log_record));
 				p->records[i].body_offset += head;
 			}
-			memcpy((unsigned char *)p + head, bodies.p, bodies.n);
+			if (bodies.n > 0) {
+				memcpy((unsigned char *)p + head, bodies.p,
+				       bodies.n);
+			}
 			o->out = p;
 			o->out_size = head + bodies.n;
 			rc = SQLITE_OK;
