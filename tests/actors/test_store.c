@@ -919,6 +919,66 @@ test_full(void)
 	fx_finish(&f);
 }
 
+/* Writes in flight together, so that transactions hold several: the
+ * ones that do not fit fail alone, and the others of their transaction
+ * are on disk. */
+static void
+test_full_batch(void)
+{
+	enum { N = 120 };
+	struct fx f;
+	char p[256], id[32];
+	static unsigned char big[3000];
+	tr_ref refs[N];
+	int outcome[N]; /* 1 acknowledged, 0 refused as full */
+	int nacked = 0, nfull = 0;
+
+	fx_start(&f, 2);
+	path_of(p, sizeof(p), "fullbatch.db");
+	tr_store_config c = config(p);
+	c.max_page_count = 24;
+	tr_pid s = open_ok(&f, &c);
+	memset(big, 'b', sizeof(big));
+	for (int i = 0; i < N; i++) {
+		size_t n = i % 2 == 0 ? sizeof(big) : 1;
+		size_t sz = sizeof(tr_store_put_req) + n;
+		tr_store_put_req *q = calloc(1, sz);
+		snprintf(q->id, sizeof(q->id), "fb/%d", i);
+		q->size = n;
+		memcpy(q->data, big, n);
+		CHECK_OK(tr_request(tr_inbox_ctx(f.ib), s, TR_MSG_STORE_PUT, q,
+				    sz, 0, &refs[i]));
+		free(q);
+	}
+	for (int i = 0; i < N; i++) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		CHECK_OK(tr_inbox_recv(f.ib, &refs[i], FX_REPLY_MS, &r));
+		int st = status_of(&r);
+		CHECK(st == TR_OK || st == TR_EFULL);
+		outcome[i] = st == TR_OK;
+		nacked += st == TR_OK;
+		nfull += st == TR_EFULL;
+		tr_received_fini(&r);
+	}
+	CHECK(nacked > 0);
+	CHECK(nfull > 0);
+	tr_store_stats st = stats(&f, s);
+	CHECK_EQ_U64(st.writes, (uint64_t)nacked);
+	CHECK_EQ_U64(st.write_errors, (uint64_t)nfull);
+	fprintf(stderr, "  %d acknowledged, %d full, batches of up to %llu\n",
+		nacked, nfull, (unsigned long long)st.batch_max);
+	stop_store(&f, s);
+	for (int i = 0; i < N; i++) {
+		char sql[128];
+		snprintf(id, sizeof(id), "fb/%d", i);
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM troupe_kv WHERE id = '%s'", id);
+		CHECK_EQ_INT(sql_count(p, sql), outcome[i]);
+	}
+	fx_finish(&f);
+}
+
 static void
 test_locked(void)
 {
@@ -1146,6 +1206,8 @@ static const struct test_case tests[] = {
 	{ "store: a newer schema version", test_newer_schema },
 	{ "store: a foreign schema", test_foreign_schema },
 	{ "store: a full database loses no acknowledged write", test_full },
+	{ "store: a full database in the middle of a transaction",
+	  test_full_batch },
 	{ "store: a lock held by another connection", test_locked },
 	{ "store: group commit over 50 writers", test_group_commit },
 	{ "store: a stop commits and answers what it took", test_stop_flushes },
