@@ -564,7 +564,7 @@ typedef struct tr_store_prune_req {
  * struct tr_store_stats - Payload of TR_MSG_STORE_STATS_REPLY.
  * @writes:       writes acknowledged
  * @write_errors: writes answered with an error
- * @reads:        reads answered (with data or TR_ENOENT)
+ * @reads:        reads answered, with data or an error (TR_ENOENT...)
  * @transactions: transactions committed that held writes; fewer than
  *                @writes when writes were gathered
  * @batch_max:    the most requests one transaction held
