@@ -1365,6 +1365,16 @@ dial_done(void *arg)
 		if (s != NULL) {
 			nng_stream_free(s);
 		}
+	} else if (s != NULL && p->conn != NULL) {
+		/*
+		 * The peer dialed us while this dial was under way and its
+		 * connection is up: keep it. Going on would put this stream
+		 * in p->conn over the live one, which would then be nobody's
+		 * and, once the peer closes ours, the link would be declared
+		 * down while it is up (both sides redialing at once after a
+		 * loss, as full-mesh peers do).
+		 */
+		nng_stream_free(s);
 	} else if (s != NULL) {
 		conn_new(net, s, p);
 	} else {
