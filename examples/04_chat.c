@@ -12,6 +12,12 @@
  *                          room has written them out (default 8)
  *       --stop-timeout S   how long a stop waits for clients to go, in
  *                          seconds (default 5; decimals allowed)
+ *       --node NAME        be node NAME of a cluster of chat servers (see
+ *                          "Across nodes"); then also
+ *       --listen URL       where other nodes reach this one
+ *                          (default tcp://127.0.0.1:0: a free port)
+ *       --join URL         a node of the cluster to join (repeatable)
+ *       --secret S         the cluster's secret, at least 16 bytes
  *     nc 127.0.0.1 7001    (in two terminals, then type)
  *
  * The protocol is one line per command or message:
@@ -22,6 +28,7 @@
  *     /who         the members of your room, sorted
  *     /rooms       every room with its number of members
  *     /stats       your room's size and how many messages wait for it
+ *     /nodes       the chat servers of the cluster that are up
  *     /quit        the server says "* bye" and closes
  *     text         said to your room: every member gets "NAME: text"
  *
@@ -106,6 +113,33 @@
  * then, and it is cheap: a closing session ignores input, a stopping room
  * drops lines, and the windows keep every room's queue short. A second
  * signal stops at once.
+ *
+ * Across nodes (--node). Several servers form a cluster (libtroupe-net,
+ * <troupe/net/net.h>): each keeps its own clients, their sessions and
+ * its directory, and a room is one actor in the cluster, on its home
+ * node: the one its name (case folded) hashes to among the nodes up,
+ * sorted by name. Every node computes the same home from the same list
+ * with no message exchanged, which is why this rule was chosen over
+ * "where it was first created", which would take a question to every
+ * node on each first join. A session's /join goes to its own directory
+ * as before; the directory hands a join for a room homed elsewhere to
+ * the directory of the home node (registered there under the name
+ * "chat-directory", so a name send reaches it), with the session's pid
+ * written by tr_net_pid_encode(). That directory starts the room if
+ * needed and passes the join on, and from then on the session and its
+ * room talk directly, pid to pid, across the link: lines said, /who,
+ * /stats, leave. The one difference for the room is how it writes to a
+ * member: a local member's connection it writes itself; to a member of
+ * another node it sends the bytes (MSG_OUT), and that member's session
+ * writes them. Pointers do not cross nodes, so what goes to a remote pid
+ * is copied. What this leaves alone: nicks are unique per node, /rooms
+ * lists the rooms homed on this node, and the home is computed when a
+ * join happens, so a node that comes up later can be the home for new
+ * joins of a room whose earlier members stay where they are (a room
+ * split until they rejoin). A session monitors a room of another node:
+ * if that node goes, what the session said there and any answer it
+ * waits for are lost, so it tells its client "! room NAME lost with its
+ * node" and closes; the client may come back and join again.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -117,6 +151,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <troupe/actors/registry.h>
+#include <troupe/net/net.h>
 #include <troupe/troupe.h>
 
 enum {
@@ -169,7 +205,12 @@ enum {
 	MSG_SUMMARY,         /* room -> itself, by timer: none */
 	MSG_SHUTDOWN,        /* main -> directory -> rooms, sessions: none */
 	MSG_ALL_GONE,        /* directory -> main's inbox: none */
+	MSG_OUT,             /* room -> session of another node: bytes */
+	MSG_REMOTE_JOIN,     /* directory -> home directory: remote_join */
+	MSG_NODES,           /* session -> directory: none */
 };
+
+#define DIRECTORY_NAME "chat-directory" /* in each node's registry */
 
 struct name_msg {
 	char name[NAME_MAX_LEN + 1];
@@ -179,6 +220,14 @@ struct name_msg {
 struct join_msg {
 	tr_pid session;
 	tr_tcp conn; /* where the room writes to this member */
+	char nick[NAME_MAX_LEN + 1];
+	char room[NAME_MAX_LEN + 1];
+};
+
+/* A join passed to the room's home node: the session's pid as
+ * tr_net_pid_encode() writes it, since a raw pid means nothing there. */
+struct remote_join {
+	uint8_t session[TR_NET_PID_SIZE];
 	char nick[NAME_MAX_LEN + 1];
 	char room[NAME_MAX_LEN + 1];
 };
@@ -200,7 +249,13 @@ static struct {
 	unsigned window;   /* lines a session may have at its room */
 	uint64_t stop_ms;
 	uint16_t port;
+	const char *node; /* --node: NULL outside a cluster */
+	const char *listen;
+	const char *secret;
+	const char *joins[9]; /* --join URLs, NULL-ended */
+	unsigned njoins;
 } opt = {
+	.listen = "tcp://127.0.0.1:0",
 	.rate = DEFAULT_RATE,
 	.flush_ms = FLUSH_MS,
 	.window = SAY_WINDOW,
@@ -217,6 +272,11 @@ static tr_pid directory_pid;
 
 /* Set by the server actor, read by main() after tr_runtime_join(). */
 static bool listen_failed;
+
+/* With --node: this node, and the URL it listens on. main() sets them
+ * before the server may print them; actors only read them. */
+static tr_net *net;
+static char node_addr[160];
 
 /* ------------------------------------------------------------------ */
 /* Small helpers shared by the actors                                  */
@@ -291,6 +351,29 @@ conn_printf(tr_ctx *cx, tr_tcp conn, const char *fmt, ...)
 	}
 }
 
+/* A pid of another node (a session or a room there). */
+static bool
+is_remote(tr_pid pid)
+{
+	return tr_pid_node(pid) != 0;
+}
+
+/*
+ * Hand a malloc()ed line to @to: moved as a pointer on this node, copied
+ * to another node (a pointer means nothing there). Either way the line
+ * is the callee's: freed here or by the runtime.
+ */
+static tr_err
+send_line(tr_ctx *cx, tr_pid to, uint32_t type, char *line, size_t len)
+{
+	if (is_remote(to)) {
+		tr_err err = tr_send(cx, to, type, line, len);
+		free(line);
+		return err;
+	}
+	return tr_send_ptr(cx, to, type, line, len, free);
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -314,7 +397,7 @@ reply_text(tr_ctx *cx, tr_pid to, char *line, size_t len)
 		(void)tr_send(cx, to, MSG_TEXT, busy, sizeof(busy) - 1);
 		return;
 	}
-	(void)tr_send_ptr(cx, to, MSG_TEXT, line, len, free);
+	send_line(cx, to, MSG_TEXT, line, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -362,6 +445,17 @@ room_announces(const struct room *r, size_t members)
 	return !r->is_stopping && members <= ANNOUNCE_MAX;
 }
 
+/* Write to a member: its connection, or its session on another node. */
+static void
+member_write(tr_ctx *cx, const struct member *mb, const void *buf, size_t len)
+{
+	if (is_remote(mb->session)) {
+		(void)tr_send(cx, mb->session, MSG_OUT, buf, len);
+	} else {
+		(void)tr_tcp_write(cx, mb->conn, buf, len);
+	}
+}
+
 /*
  * Tell @mb what it has not had of the batch, and acknowledge its lines.
  * Writes from one actor go out in order, so every member sees the room's
@@ -371,8 +465,8 @@ static void
 room_catch_up(tr_ctx *cx, struct room *r, struct member *mb)
 {
 	if (r->out_len > mb->out_from) {
-		(void)tr_tcp_write(cx, mb->conn, r->out + mb->out_from,
-				   r->out_len - mb->out_from);
+		member_write(cx, mb, r->out + mb->out_from,
+			     r->out_len - mb->out_from);
 	}
 	mb->out_from = r->out_len;
 	if (mb->said > 0) {
@@ -577,7 +671,10 @@ room_join(tr_ctx *cx, struct room *r, const struct join_msg *j)
 	r->n++;
 	room_report(cx, r);
 	/* ...and its own join at once, before its session goes on. */
-	conn_printf(cx, mb->conn, "* %s joined %s\n", mb->nick, r->name);
+	char line[NAME_MAX_LEN * 2 + 16];
+	int n = snprintf(line, sizeof(line), "* %s joined %s\n", mb->nick,
+			 r->name);
+	member_write(cx, mb, line, (size_t)n);
 	memset(&named, 0, sizeof(named));
 	memcpy(named.name, r->name, sizeof(named.name));
 	(void)tr_send(cx, j->session, MSG_JOINED, &named, sizeof(named));
@@ -964,6 +1061,88 @@ dir_maybe_stop_room(tr_ctx *cx, struct directory *d, struct room_entry *e)
 	dir_remove_room(d, e);
 }
 
+/* The nodes up, this one included, sorted by name: @names gets up to
+ * @cap pointers into @v. Returns how many. */
+static size_t
+cluster_nodes(tr_net_node *v, size_t vcap, const char **names, size_t cap)
+{
+	size_t k = tr_net_nodes(net, v, vcap);
+	size_t n = 0;
+
+	names[n++] = opt.node;
+	for (size_t i = 0; i < k && i < vcap && n < cap; i++) {
+		if (v[i].state == TR_NET_UP) {
+			names[n++] = v[i].name;
+		}
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	return n;
+}
+
+enum { CLUSTER_MAX = 64 };
+
+/*
+ * The home of room @name: the node it hashes to (FNV-1a of the name in
+ * lower case) among the nodes up, sorted by name, into @home.
+ */
+static void
+room_home(const char *name, char *home, size_t cap)
+{
+	tr_net_node v[CLUSTER_MAX];
+	const char *names[CLUSTER_MAX + 1];
+	size_t n = cluster_nodes(v, CLUSTER_MAX, names, CLUSTER_MAX + 1);
+	uint32_t h = 2166136261u;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		char c = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+		h = (h ^ (uint8_t)c) * 16777619u;
+	}
+	snprintf(home, cap, "%s", names[h % n]);
+}
+
+/* "* nodes: alpha beta\n": what room_home() chooses among. */
+static void
+dir_nodes(tr_ctx *cx, tr_pid asker)
+{
+	static const char none[] = "! not in a cluster\n";
+	tr_net_node v[CLUSTER_MAX];
+	const char *names[CLUSTER_MAX + 1];
+
+	if (net == NULL) {
+		(void)tr_send(cx, asker, MSG_TEXT, none, sizeof(none) - 1);
+		return;
+	}
+	size_t n = cluster_nodes(v, CLUSTER_MAX, names, CLUSTER_MAX + 1);
+	char *line = malloc(sizeof("* nodes:\n") + n * (TR_NET_NAME_MAX + 1));
+	size_t len = 0;
+	if (line != NULL) {
+		len = (size_t)sprintf(line, "* nodes:");
+		for (size_t i = 0; i < n; i++) {
+			len += (size_t)sprintf(line + len, " %s", names[i]);
+		}
+		line[len++] = '\n';
+	}
+	reply_text(cx, asker, line, len);
+}
+
+/*
+ * A join for a room homed on another node: to that node's directory, by
+ * name. If it cannot leave (the node just went down), the join fails and
+ * the client may try again.
+ */
+static bool
+dir_join_remote(tr_ctx *cx, const struct join_msg *j, const char *home)
+{
+	struct remote_join rj;
+
+	memset(&rj, 0, sizeof(rj));
+	memcpy(rj.nick, j->nick, sizeof(rj.nick));
+	memcpy(rj.room, j->room, sizeof(rj.room));
+	return tr_net_pid_encode(net, j->session, rj.session) == TR_OK &&
+	       tr_net_send_name(cx, net, home, DIRECTORY_NAME, MSG_REMOTE_JOIN,
+				&rj, sizeof(rj)) == TR_OK;
+}
+
 static void
 dir_join(tr_ctx *cx, struct directory *d, struct join_msg *j)
 {
@@ -971,6 +1150,17 @@ dir_join(tr_ctx *cx, struct directory *d, struct join_msg *j)
 
 	if (d->is_stopping) {
 		goto err_reply;
+	}
+	if (net != NULL && !is_remote(j->session)) {
+		char home[TR_NET_NAME_MAX + 1];
+
+		room_home(j->room, home, sizeof(home));
+		if (strcmp(home, opt.node) != 0) {
+			if (!dir_join_remote(cx, j, home)) {
+				goto err_reply;
+			}
+			return;
+		}
 	}
 	if (e == NULL) {
 		/* First join: the room is born. We monitor it so that our
@@ -1090,6 +1280,32 @@ dir_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		break;
 	}
+	case MSG_REMOTE_JOIN: {
+		/* Another node's session joins a room homed here. */
+		const struct remote_join *rj = TR_MSG_AS(m, struct remote_join);
+		struct join_msg j;
+
+		memset(&j, 0, sizeof(j));
+		if (net == NULL || rj == NULL ||
+		    tr_net_pid_decode(net, rj->session, &j.session) != TR_OK ||
+		    !is_remote(j.session)) {
+			(void)tr_unhandled(cx, m);
+			break;
+		}
+		memcpy(j.nick, rj->nick, sizeof(j.nick));
+		memcpy(j.room, rj->room, sizeof(j.room));
+		j.nick[NAME_MAX_LEN] = '\0';
+		j.room[NAME_MAX_LEN] = '\0';
+		if (!valid_name(j.room, strlen(j.room))) {
+			(void)tr_unhandled(cx, m);
+			break;
+		}
+		dir_join(cx, d, &j);
+		break;
+	}
+	case MSG_NODES:
+		dir_nodes(cx, from);
+		break;
 	case MSG_ROOMS:
 		dir_rooms(cx, d, from);
 		break;
@@ -1177,6 +1393,7 @@ struct session {
 	tr_framer framer;
 	char nick[NAME_MAX_LEN + 1];      /* "" until the directory names us */
 	tr_pid room;                      /* TR_PID_NONE while in no room */
+	tr_ref room_mon;                  /* our monitor on a remote room */
 	char room_name[NAME_MAX_LEN + 1]; /* as the room spells it */
 	char next_room[NAME_MAX_LEN + 1]; /* the room a join is for */
 	bool is_waiting;   /* a request is out: new lines go to the backlog */
@@ -1314,8 +1531,8 @@ session_say(tr_ctx *cx, struct session *s, const char *text, size_t len)
 	memcpy(line + nick_len, ": ", 2);
 	memcpy(line + nick_len + 2, text, len);
 	line[total - 1] = '\n';
-	/* Ownership moves on every path: on failure the runtime frees it. */
-	if (tr_send_ptr(cx, s->room, MSG_SAY, line, total, free) == TR_OK) {
+	/* Ownership moves on every path: on failure it is freed. */
+	if (send_line(cx, s->room, MSG_SAY, line, total) == TR_OK) {
 		s->at_room++; /* until the room's MSG_SAID */
 	}
 }
@@ -1456,6 +1673,8 @@ session_run(tr_ctx *cx, struct session *s, const char *line, size_t len)
 		session_ask_room(cx, s, MSG_STATS);
 	} else if (is_cmd(line, cmd_len, "/rooms")) {
 		session_ask(cx, s, directory_pid, MSG_ROOMS);
+	} else if (is_cmd(line, cmd_len, "/nodes")) {
+		session_ask(cx, s, directory_pid, MSG_NODES);
 	} else if (is_cmd(line, cmd_len, "/quit")) {
 		session_finish(cx, s, true);
 	} else {
@@ -1666,6 +1885,10 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	}
 	case MSG_LEFT:
 		/* The room wrote out all we said before it answered. */
+		if (s->room_mon.v != 0) {
+			(void)tr_demonitor(cx, s->room_mon);
+			s->room_mon.v = 0;
+		}
 		s->at_room = 0;
 		s->room = TR_PID_NONE;
 		s->room_name[0] = '\0';
@@ -1686,6 +1909,12 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		memcpy(&n, m->data, sizeof(n));
 		s->room = tr_sender(cx);
+		/* A room on another node can go with its node, and then no
+		 * answer we wait for would come: watch it. */
+		if (is_remote(s->room) &&
+		    tr_monitor(cx, s->room, &s->room_mon) != TR_OK) {
+			s->room_mon.v = 0;
+		}
 		memcpy(s->room_name, n.name, sizeof(s->room_name));
 		s->room_name[NAME_MAX_LEN] = '\0';
 		session_resume(cx, s);
@@ -1696,11 +1925,34 @@ session_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		session_resume(cx, s);
 		break;
 	case MSG_TEXT:
-		/* The answer to /who, /stats or /rooms, copied or handed
-		 * over. */
+		/* The answer to /who, /stats, /rooms or /nodes, copied or
+		 * handed over. */
 		(void)tr_tcp_write(cx, s->conn, m->data, m->size);
 		session_resume(cx, s);
 		break;
+	case MSG_OUT:
+		/* What our room, on another node, writes to us. */
+		if (is_remote(m->from)) {
+			(void)tr_tcp_write(cx, s->conn, m->data, m->size);
+		}
+		break;
+	case TR_MSG_DOWN: {
+		/* Our room on another node is gone, with its node (or its
+		 * node stopped). What we said there and any answer we wait
+		 * for are lost with it: tell the client and close, it may
+		 * come back and join again. */
+		const tr_down *dn = TR_MSG_AS(m, tr_down);
+
+		if (dn != NULL && dn->ref.v == s->room_mon.v &&
+		    !s->is_closing) {
+			s->room_mon.v = 0;
+			conn_printf(cx, s->conn,
+				    "! room %s lost with its node\n",
+				    s->room_name);
+			session_close(cx, s);
+		}
+		break;
+	}
 	case MSG_RATE_WINDOW_END:
 		s->is_window_open = false;
 		break;
@@ -1766,7 +2018,12 @@ server_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			return;
 		}
 		/* The one line on stdout; scripts wait for it. */
-		printf("listening on %u\n", l.port);
+		if (net != NULL) {
+			printf("listening on %u, node %s at %s\n", l.port,
+			       opt.node, node_addr);
+		} else {
+			printf("listening on %u\n", l.port);
+		}
 		fflush(stdout);
 	}
 }
@@ -1794,7 +2051,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: example-chat [--rate LINES_PER_SEC] "
 			"[--workers N] [--flush-ms MS] [--window LINES] "
-			"[--stop-timeout SECONDS] [port]\n");
+			"[--stop-timeout SECONDS] [--node NAME [--listen URL] "
+			"[--join URL]... --secret SECRET] [port]\n");
 	exit(2);
 }
 
@@ -1850,10 +2108,54 @@ parse_options(int argc, char **argv)
 				usage();
 			}
 			opt.stop_ms = (uint64_t)(sec * 1000.0);
+		} else if (strcmp(a, "--node") == 0) {
+			opt.node = v;
+		} else if (strcmp(a, "--listen") == 0) {
+			opt.listen = v;
+		} else if (strcmp(a, "--join") == 0 && opt.njoins < 8) {
+			opt.joins[opt.njoins++] = v;
+		} else if (strcmp(a, "--secret") == 0) {
+			opt.secret = v;
 		} else {
 			usage();
 		}
 	}
+	/* The cluster's options go with --node, and it needs a secret. */
+	if ((opt.node == NULL) != (opt.secret == NULL) ||
+	    (opt.node == NULL && opt.njoins > 0)) {
+		usage();
+	}
+}
+
+/*
+ * With --node: make the runtime a node of the chat cluster. The registry
+ * holds the one name other nodes reach here, the directory's.
+ */
+static bool
+cluster_start(tr_runtime *rt, tr_registry **reg)
+{
+	tr_net_config nc = { .size = sizeof(nc),
+			     .name = opt.node,
+			     .listen = opt.listen,
+			     .seeds = opt.joins,
+			     .secret = opt.secret,
+			     .secret_len = strlen(opt.secret) };
+	tr_err err;
+
+	if ((err = tr_registry_create(rt, reg)) != TR_OK ||
+	    (err = tr_registry_register(*reg, DIRECTORY_NAME, directory_pid)) !=
+		    TR_OK) {
+		fprintf(stderr, "chat: registry: %s\n", tr_err_name(err));
+		return false;
+	}
+	nc.registry = *reg;
+	if ((err = tr_net_start(rt, &nc, &net)) != TR_OK ||
+	    (err = tr_net_address(net, node_addr, sizeof(node_addr))) !=
+		    TR_OK) {
+		fprintf(stderr, "chat: node: %s\n", tr_err_name(err));
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -1898,6 +2200,7 @@ main(int argc, char **argv)
 	bool failed = false;
 	tr_runtime *rt;
 	tr_inbox *ib = NULL;
+	tr_registry *reg = NULL;
 	tr_pid server;
 
 	parse_options(argc, argv);
@@ -1931,7 +2234,8 @@ main(int argc, char **argv)
 	 * run the stop (shut_down). Installed before we listen, so a signal
 	 * sent once "listening" is printed is always handled.
 	 */
-	if (tr_inbox_create(rt, &ib) < 0 ||
+	if ((opt.node != NULL && !cluster_start(rt, &reg)) ||
+	    tr_inbox_create(rt, &ib) < 0 ||
 	    tr_runtime_handle_signals(rt, tr_self(tr_inbox_ctx(ib))) < 0 ||
 	    tr_send(tr_runtime_ctx(rt), server, MSG_START, &opt.port,
 		    sizeof(opt.port)) < 0) {
@@ -1959,6 +2263,12 @@ main(int argc, char **argv)
 	 */
 	tr_runtime_stop(rt);
 	tr_runtime_join(rt);
+	/* The node after the join (the last monitors and exits of actors
+	 * still cross), before the runtime's memory. */
+	if (net != NULL) {
+		tr_net_stop(net);
+	}
+	tr_registry_destroy(reg);
 	tr_inbox_destroy(ib);
 	tr_runtime_destroy(rt);
 	return failed || listen_failed ? 1 : 0;

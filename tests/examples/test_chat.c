@@ -58,6 +58,7 @@ struct server {
 	pid_t pid;
 	int out; /* its stdout */
 	uint16_t port;
+	char node_url[128]; /* with --node: where other nodes reach it */
 };
 
 static void
@@ -70,7 +71,8 @@ server_kill(struct server *sv)
 
 /*
  * Start `example-chat [@args...] 0` and read the port from its first
- * line. @args is NULL or a NULL-terminated list of options.
+ * line. @args is NULL or a NULL-terminated list of options. A node of a
+ * cluster (--node) says "listening on <port>, node <name> at <url>".
  */
 static bool
 server_start_args(struct server *sv, const char *const *args)
@@ -130,8 +132,13 @@ server_start_args(struct server *sv, const char *const *args)
 	}
 	line[len] = '\0';
 	unsigned port = 0;
-	char want[64] = "";
-	if (sscanf(line, "listening on %u", &port) == 1) {
+	char want[160] = "";
+	char node[64] = "";
+	sv->node_url[0] = '\0';
+	if (sscanf(line, "listening on %u, node %63s at %127s", &port, node,
+		   sv->node_url) == 3) {
+		fmt(want, sizeof(want), "%s", line);
+	} else if (sscanf(line, "listening on %u", &port) == 1) {
 		fmt(want, sizeof(want), "listening on %u\n", port);
 	}
 	if (port == 0 || port > 65535 || strcmp(line, want) != 0) {
@@ -1775,6 +1782,92 @@ out:
 	free(cs);
 }
 
+/*
+ * --node: two chat servers, a and b, in one cluster; a client on each
+ * joins the same room, and what one says reaches the other, whichever of
+ * the two nodes the room lives on (one of the clients is remote to it).
+ */
+static bool
+wait_nodes(struct client *c, const char *want)
+{
+	static char got[CLIENT_BUF];
+	uint64_t deadline = harness_now_ms() + LINE_WAIT_MS;
+
+	while (harness_now_ms() < deadline) {
+		SAY(c, "/nodes");
+		if (!client_line(c, got, sizeof(got), LINE_WAIT_MS)) {
+			break;
+		}
+		if (strcmp(got, want) == 0) {
+			return true;
+		}
+		harness_nap_us(20000);
+	}
+	fprintf(stderr, "%s:%d: never got \"%s\"\n", __FILE__, __LINE__, want);
+	harness_failed_checks++;
+	return false;
+}
+
+static void
+test_cluster(void)
+{
+	static const char secret[] = "chat-cluster-test-secret";
+	struct client cs[2];
+	struct client *x = &cs[0], *y = &cs[1];
+	struct server a, b;
+
+	clients_init(cs, 2);
+	const char *const args_a[] = { "--node", "a", "--secret", secret,
+				       NULL };
+	if (!server_start_args(&a, args_a)) {
+		return;
+	}
+	CHECK(a.node_url[0] != '\0');
+	const char *const args_b[] = { "--node",   "b",    "--join", a.node_url,
+				       "--secret", secret, NULL };
+	if (!server_start_args(&b, args_b)) {
+		server_stop(&a);
+		return;
+	}
+	/* Each sees the other up before the rooms are placed: both then
+	 * compute the same home. */
+	if (!client_open(x, a.port) || !client_open(y, b.port) ||
+	    !EXPECT(x, "* welcome, you are guest1") ||
+	    !EXPECT(y, "* welcome, you are guest1") ||
+	    !wait_nodes(x, "* nodes: a b") || !wait_nodes(y, "* nodes: a b")) {
+		goto out;
+	}
+	SAY(x, "/nick alice");
+	SKIP_UNTIL(x, "* you are now alice");
+	SAY(y, "/nick bob");
+	SKIP_UNTIL(y, "* you are now bob");
+	SAY(x, "/join kitchen");
+	SKIP_UNTIL(x, "* alice joined kitchen");
+	SAY(y, "/join kitchen");
+	SKIP_UNTIL(y, "* bob joined kitchen");
+	SKIP_UNTIL(x, "* bob joined kitchen");
+
+	/* A line from b's client reaches a's, and back. */
+	SAY(y, "hello from b");
+	EXPECT(y, "bob: hello from b");
+	EXPECT(x, "bob: hello from b");
+	SAY(x, "hello from a");
+	EXPECT(x, "alice: hello from a");
+	EXPECT(y, "alice: hello from a");
+	SAY(y, "/who");
+	EXPECT(y, "* members: alice bob");
+	SAY(x, "/who");
+	EXPECT(x, "* members: alice bob");
+	SAY(y, "/join lobby");
+	EXPECT(x, "* bob left");
+out:
+	server_stop(&b);
+	server_stop(&a);
+	for (size_t i = 0; i < 2; i++) {
+		client_close(&cs[i]);
+	}
+}
+
 static const struct test_case tests[] = {
 	{ "chat: welcome, nicks, lobby broadcast, quit", test_nicks_and_lobby },
 	{ "chat: rooms: join, leave, who, rooms", test_rooms },
@@ -1797,6 +1890,7 @@ static const struct test_case tests[] = {
 	  test_busy_room_holds_senders_back },
 	{ "chat: SIGTERM under load: everyone told, exit 0",
 	  test_stop_under_load },
+	{ "chat: --node: two servers, one room, lines cross", test_cluster },
 	{ NULL, NULL },
 };
 
