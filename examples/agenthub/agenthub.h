@@ -65,6 +65,15 @@ enum {
 #define TOPIC_BREAKER  "breaker"
 #define JOB_KIND_TASK  "task" /* the kind of job a task runs as */
 
+/* Kinds of the activity log's records (--db), in the order of a task's
+ * life; each body is a JSON object with "run" (see struct hub). */
+#define LOG_START     "start"     /* main: a run began */
+#define LOG_TASK      "task"      /* manager: a task was taken */
+#define LOG_RESULT    "result"    /* manager: its result went out */
+#define LOG_ABORTED   "aborted"   /* manager: failed by the stop's deadline */
+#define LOG_CANCELLED "cancelled" /* manager: its client went away */
+#define LOG_STOP      "stop"      /* main: the run ended, its counts */
+
 /* The exit reason of an injected crash (reasons from TR_EXIT_USER up are
  * the application's). */
 #define REASON_CRASH (TR_EXIT_USER + 1)
@@ -117,10 +126,13 @@ struct listening {
 };
 
 /* MSG_TASK: a task from a session. @seq is the session's own number for
- * it, echoed in every answer. The text follows the struct. */
+ * it, echoed in every answer. The text (@len bytes) follows the struct,
+ * then the client's id for the task as JSON text (@id_len bytes, "\"a1\""
+ * or "17"), which the manager writes to the activity log. */
 struct task_msg {
 	uint32_t seq;
 	uint32_t len;
+	uint32_t id_len;
 	char text[];
 };
 
@@ -258,6 +270,10 @@ struct mgr_status {
 	uint64_t cancelled; /* dropped because the session went away */
 	uint64_t aborted;   /* of the results: failed by MSG_ABORT */
 	uint64_t in_flight;
+	/* With --db: activity-log records asked for, and their outcomes so
+	 * far (sent == written + failed once none is in flight). */
+	uint64_t log_sent, log_written, log_failed;
+	char log_error[128]; /* the first failure's text; "" if none */
 };
 
 /* MSG_CLIENT_DONE: what one simulated client saw. */
@@ -292,6 +308,7 @@ struct hub_options {
 	uint64_t seed;            /* --seed */
 	bool is_quiet;            /* --quiet: no live progress lines */
 	unsigned stop_timeout_ms; /* --stop-timeout (s): Ctrl-C's bound */
+	const char *db;           /* --db FILE: the activity log; NULL: none */
 };
 
 struct data_file {
@@ -303,9 +320,9 @@ struct data_file {
  * Everything the actors share, set by main() before tr_runtime_start()
  * and read-only from then on: the settings, the data files, and the
  * standard services (each is safe to call from any thread). @jobs, the
- * jobs service's pid, is set once the runtime runs, before main() starts
- * the manager, the one actor that talks to it (the spawn orders the
- * write before the manager's reads).
+ * jobs service's pid, and @store and @run are set once the runtime runs,
+ * before main() starts the manager, the one actor that talks to them
+ * (the spawn orders the writes before the manager's reads).
  */
 struct hub {
 	struct hub_options opt;
@@ -318,6 +335,10 @@ struct hub {
 	tr_pid limiter; /* requests: <troupe/actors/ratelimit.h> */
 	tr_breaker *breaker;
 	tr_pid jobs; /* an actor: every call is a request (jobs.h) */
+	/* With --db: the store that keeps the activity log (store.h), and
+	 * this run's id, in every record; TR_PID_NONE and 0 without. */
+	tr_pid store;
+	uint64_t run;
 };
 
 extern struct hub hub;
@@ -445,6 +466,7 @@ struct lead_result {
 /* main.c */
 uint64_t now_ns(void);
 uint64_t now_ms(void);
+uint64_t wall_ms(void);   /* the wall clock, ms since the epoch (the log's) */
 double hub_seconds(void); /* seconds since the run began */
 tr_err register_name(tr_ctx *cx, const char *name);
 

@@ -13,6 +13,11 @@
  *                                  if it passes)
  *     agenthub --no-load           only the hub, until Ctrl-C; then
  *     nc 127.0.0.1 7400            and type "summarise the docs"
+ *     agenthub --db hub.db         the same, keeping an activity log in
+ *                                  hub.db (SQLite): every task taken and
+ *                                  how it ended; at startup, what the
+ *                                  previous runs finished and which of
+ *                                  their tasks were interrupted
  *
  * The protocol, one JSON object per line each way:
  *
@@ -58,6 +63,30 @@
  * the hub accepted still gets exactly one result. Then the runtime stops,
  * the summary and the checks are printed, and the exit status is 0 if
  * they pass. A second signal stops at once.
+ *
+ * --db FILE keeps an activity log in FILE through a store actor
+ * (<troupe/actors/store.h>), opened before anything else starts; a file
+ * the store refuses (not a database, a newer or foreign schema, locked)
+ * ends the program with status 2 and the store's reason on stderr. Each
+ * run has an id, the wall clock in ms at its start, in every record:
+ *
+ *   kind       by       body
+ *   start      main     {"run", "pid", "employees"}
+ *   task       manager  {"run", "task", "seq", "id", "text", "subtasks"}
+ *   result     manager  {"run", "task", "ok", "ms", "result"} ("summary"
+ *                        in place of "result" when it is over 4 KB)
+ *   aborted    manager  the same, for a task failed by the stop's deadline
+ *   cancelled  manager  {"run", "task", "ms"}: its client went away
+ *   stop       main     {"run", "tasks", "results", "cancelled"}
+ *
+ * "task" is the task's number (its job's id), "seq" and "id" the
+ * session's and the client's names for it. Before serving, the hub reads
+ * the log back and prints a line per previous run: how many tasks
+ * finished (ok, failed), and the numbers of those interrupted (taken,
+ * with no result and not cancelled: the hub was killed while they ran):
+ *
+ *   db         previous run 1733598000123: 412 finished (398 ok,
+ *              14 failed), 3 interrupted: 17, 18, 22
  */
 #include "agenthub.h"
 
@@ -70,8 +99,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include <troupe/actors/pool.h>
+#include <troupe/actors/store.h>
 #include <troupe/actors/supervisor.h>
 
 #ifndef AGENTHUB_DATA_DIR
@@ -88,6 +121,10 @@ enum {
 	 * messages each; this only bounds a hub that is broken. */
 	ABORT_WAIT_MS = 5000,
 	DEFAULT_STOP_TIMEOUT_S = 5,
+	DB_WAIT_MS = 60000,        /* for one answer of the store */
+	DB_PAGE = 1000,            /* records read at once */
+	DB_RUNS_SHOWN = 10,        /* previous runs reported one by one */
+	DB_INTERRUPTED_SHOWN = 20, /* task numbers listed per run */
 };
 
 uint64_t
@@ -103,6 +140,15 @@ uint64_t
 now_ms(void)
 {
 	return now_ns() / 1000000u;
+}
+
+uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 double
@@ -181,6 +227,13 @@ usage(FILE *f)
 		"1)\n"
 		"  --data DIR            the data files (default: the shipped "
 		"ones)\n"
+		"  --db FILE             keep an activity log in FILE "
+		"(SQLite): every task\n"
+		"                        and its result; at startup, report "
+		"what the\n"
+		"                        previous runs finished and which "
+		"tasks were\n"
+		"                        interrupted\n"
 		"  --quiet               no progress lines\n",
 		DEFAULT_PORT, DEFAULT_STOP_TIMEOUT_S);
 }
@@ -298,6 +351,9 @@ parse_options(int argc, char **argv, struct hub_options *o,
 			o->seed = n;
 		} else if (strcmp(a, "--data") == 0) {
 			*data_dir = v;
+		} else if (strcmp(a, "--db") == 0) {
+			ok = v[0] != '\0';
+			o->db = v;
 		} else {
 			ok = false;
 		}
@@ -388,6 +444,17 @@ load_data_dir(const char *dir)
 /* ------------------------------------------------------------------ */
 /* The run, seen from main                                             */
 
+/* What one previous run did, as its records in the log tell (--db). */
+struct prev_run {
+	uint64_t run;
+	uint64_t finished, ok, failed; /* failed includes aborted */
+	uint64_t aborted;              /* failed by the stop's deadline */
+	uint64_t cancelled;            /* their client went away */
+	uint64_t interrupted;          /* taken, no result, not cancelled */
+	uint64_t listed[DB_INTERRUPTED_SHOWN]; /* the first interrupted */
+	bool has_stop;                         /* it wrote its stop record */
+};
+
 struct run {
 	tr_runtime *rt;
 	tr_inbox *inbox;
@@ -418,6 +485,13 @@ struct run {
 	double load_s;
 	tr_metrics fin;
 	tr_jobs_stats jobs;
+	/* --db */
+	struct prev_run *prev; /* what the previous runs did, oldest first */
+	size_t n_prev;
+	char db_read_error[TR_STORE_ERROR_SIZE]; /* the log unreadable */
+	uint64_t db_written, db_failed;          /* main's own records */
+	bool has_store_stats;
+	tr_store_stats store_stats;
 };
 
 static void
@@ -562,6 +636,406 @@ await_start(struct run *r, tr_ref ref)
 	return err;
 }
 
+/* ------------------------------------------------------------------ */
+/* The activity log (--db)                                             */
+
+/* One record of the log, as much of it as the report needs. */
+enum rec_what {
+	REC_TASK = 1,
+	REC_OK,
+	REC_FAILED,
+	REC_ABORTED,
+	REC_CANCELLED,
+	REC_STOP,
+};
+
+struct rec {
+	uint64_t run;
+	uint64_t task;
+	uint64_t id;   /* the record's: the order they were written in */
+	uint32_t what; /* enum rec_what */
+};
+
+struct recs {
+	struct rec *items;
+	size_t n, cap;
+	uint64_t last_run; /* the highest run id seen, start records too */
+};
+
+/* Stop what setup() started so far and leave with @status. */
+static void
+give_up(struct run *r, int status)
+{
+	tr_runtime_stop(r->rt);
+	(void)tr_runtime_join(r->rt);
+	tr_inbox_destroy(r->inbox);
+	tr_runtime_destroy(r->rt);
+	exit(status);
+}
+
+/* A request to the store, waited for; its outcome in *@m (then
+ * tr_received_fini). */
+static tr_err
+store_call(struct run *r, uint32_t type, const void *req, size_t size,
+	   tr_received *m)
+{
+	tr_ref ref;
+	tr_err err =
+		tr_request(r->cx, hub.store, type, req, size, DB_WAIT_MS, &ref);
+
+	return err < 0 ? err : tr_inbox_recv(r->inbox, &ref, -1, m);
+}
+
+/* One of main's own records (start, stop), waited for; @body is freed. */
+static void
+db_append(struct run *r, const char *kind, cJSON *body)
+{
+	char *text = body != NULL ? cJSON_PrintUnformatted(body) : NULL;
+	size_t len = text != NULL ? strlen(text) : 0;
+	tr_store_log_req *q = text != NULL ? calloc(1, sizeof(*q) + len) : NULL;
+	tr_received m;
+
+	cJSON_Delete(body);
+	if (q == NULL) {
+		cJSON_free(text);
+		r->db_failed++;
+		return;
+	}
+	q->time_ms = (int64_t)wall_ms();
+	snprintf(q->kind, sizeof(q->kind), "%s", kind);
+	snprintf(q->actor, sizeof(q->actor), "agenthub");
+	q->size = len;
+	memcpy(q->body, text, len);
+	cJSON_free(text);
+	if (store_call(r, TR_MSG_STORE_LOG_APPEND, q, sizeof(*q) + len, &m) <
+	    0) {
+		r->db_failed++;
+	} else {
+		if (m.type == TR_MSG_STORE_REPLY) {
+			r->db_written++;
+		} else {
+			r->db_failed++;
+		}
+		tr_received_fini(&m);
+	}
+	free(q);
+}
+
+/* Keep what the report needs of one record; false when out of memory. */
+static bool
+db_note(struct recs *rs, const tr_store_log_record *rec, const char *body)
+{
+	cJSON *o = cJSON_ParseWithLength(body, rec->body_size);
+	const cJSON *run = cJSON_GetObjectItemCaseSensitive(o, "run");
+	const cJSON *task = cJSON_GetObjectItemCaseSensitive(o, "task");
+	struct rec x = { .id = rec->id };
+
+	/* Records of other writers, or without a run, are not ours. */
+	if (!cJSON_IsNumber(run) || run->valuedouble < 1) {
+		cJSON_Delete(o);
+		return true;
+	}
+	x.run = (uint64_t)run->valuedouble;
+	if (x.run > rs->last_run) {
+		rs->last_run = x.run;
+	}
+	x.task = cJSON_IsNumber(task) && task->valuedouble >= 0
+			 ? (uint64_t)task->valuedouble
+			 : 0;
+	if (strcmp(rec->kind, LOG_TASK) == 0) {
+		x.what = REC_TASK;
+	} else if (strcmp(rec->kind, LOG_RESULT) == 0) {
+		x.what = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))
+				 ? REC_OK
+				 : REC_FAILED;
+	} else if (strcmp(rec->kind, LOG_ABORTED) == 0) {
+		x.what = REC_ABORTED;
+	} else if (strcmp(rec->kind, LOG_CANCELLED) == 0) {
+		x.what = REC_CANCELLED;
+	} else if (strcmp(rec->kind, LOG_STOP) == 0) {
+		x.what = REC_STOP;
+	}
+	cJSON_Delete(o);
+	if (x.what == 0 || (x.what != REC_STOP && x.task == 0)) {
+		return true; /* a start record, or one we do not know */
+	}
+	if (rs->n == rs->cap) {
+		size_t ncap = rs->cap > 0 ? rs->cap * 2 : 1024;
+		struct rec *p = realloc(rs->items, ncap * sizeof(*p));
+
+		if (p == NULL) {
+			return false;
+		}
+		rs->items = p;
+		rs->cap = ncap;
+	}
+	rs->items[rs->n++] = x;
+	return true;
+}
+
+/* Read the whole log, a page at a time; false (and why in the run) if
+ * it could not be read to its end. */
+static bool
+db_read(struct run *r, struct recs *rs)
+{
+	uint64_t after = 0;
+
+	for (;;) {
+		tr_store_log_query q = { .after_id = after, .limit = DB_PAGE };
+		tr_received m;
+		tr_err err = store_call(r, TR_MSG_STORE_LOG_QUERY, &q,
+					sizeof(q), &m);
+
+		if (err < 0) {
+			snprintf(r->db_read_error, sizeof(r->db_read_error),
+				 "%s", tr_strerror(err));
+			return false;
+		}
+		const tr_store_log_page *p = m.data;
+		const tr_store_error *e = TR_MSG_AS(&m, tr_store_error);
+		if (m.type != TR_MSG_STORE_LOG || m.size < sizeof(*p) ||
+		    (m.size - sizeof(*p)) / sizeof(p->records[0]) < p->count) {
+			snprintf(r->db_read_error, sizeof(r->db_read_error),
+				 "%s",
+				 e != NULL ? e->text
+					   : "an answer not understood");
+			tr_received_fini(&m);
+			return false;
+		}
+		bool is_ok = true;
+		for (uint32_t i = 0; i < p->count && is_ok; i++) {
+			const tr_store_log_record *rec = &p->records[i];
+
+			if (rec->body_offset > m.size ||
+			    rec->body_size >= m.size - rec->body_offset) {
+				continue; /* cannot be: skip it */
+			}
+			after = rec->id;
+			is_ok = db_note(rs, rec,
+					(const char *)m.data +
+						rec->body_offset);
+		}
+		bool is_more = p->more != 0 && p->count > 0;
+		tr_received_fini(&m);
+		if (!is_ok) {
+			snprintf(r->db_read_error, sizeof(r->db_read_error),
+				 "out of memory");
+			return false;
+		}
+		if (!is_more) {
+			return true;
+		}
+	}
+}
+
+static int
+cmp_rec(const void *a, const void *b)
+{
+	const struct rec *x = a, *y = b;
+
+	if (x->run != y->run) {
+		return x->run < y->run ? -1 : 1;
+	}
+	if (x->task != y->task) {
+		return x->task < y->task ? -1 : 1;
+	}
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* From the records, what each previous run did: per run, per task, how
+ * the task ended, if it did. */
+static void
+db_tally(struct run *r, struct recs *rs)
+{
+	if (rs->n == 0) {
+		return; /* an empty log: nothing to sort (items is NULL) */
+	}
+	qsort(rs->items, rs->n, sizeof(*rs->items), cmp_rec);
+	for (size_t i = 0; i < rs->n;) {
+		struct prev_run *pr;
+
+		if (r->n_prev == 0 ||
+		    r->prev[r->n_prev - 1].run != rs->items[i].run) {
+			pr = realloc(r->prev, (r->n_prev + 1) * sizeof(*pr));
+			if (pr == NULL) {
+				return; /* out of memory: report what we have */
+			}
+			r->prev = pr;
+			r->prev[r->n_prev] =
+				(struct prev_run){ .run = rs->items[i].run };
+			r->n_prev++;
+		}
+		pr = &r->prev[r->n_prev - 1];
+
+		/* One task: every record with its run and number. */
+		size_t j = i;
+		bool is_taken = false, is_cancelled = false;
+		uint32_t end = 0;
+		for (; j < rs->n && rs->items[j].run == pr->run &&
+		       rs->items[j].task == rs->items[i].task;
+		     j++) {
+			uint32_t w = rs->items[j].what;
+
+			if (w == REC_STOP) {
+				pr->has_stop = true;
+			} else if (w == REC_TASK) {
+				is_taken = true;
+			} else if (w == REC_CANCELLED) {
+				is_cancelled = true;
+			} else if (end == 0) {
+				end = w;
+			}
+		}
+		if (end != 0) {
+			pr->finished++;
+			pr->ok += end == REC_OK;
+			pr->failed += end != REC_OK;
+			pr->aborted += end == REC_ABORTED;
+		} else if (is_cancelled) {
+			pr->cancelled++;
+		} else if (is_taken) {
+			if (pr->interrupted < DB_INTERRUPTED_SHOWN) {
+				pr->listed[pr->interrupted] = rs->items[i].task;
+			}
+			pr->interrupted++;
+		}
+		i = j;
+	}
+}
+
+/*
+ * --db: start the store and wait for its answer; a file it refuses ends
+ * the program (status 2) before anything else starts. Then read what the
+ * previous runs left in the log, choose this run's id (after theirs,
+ * even if the clock went back) and write its start record.
+ */
+static void
+db_open(struct run *r)
+{
+	tr_store_config sc = {
+		.size = sizeof(sc),
+		.path = hub.opt.db,
+		.durability = TR_STORE_NORMAL,
+	};
+	struct recs rs = { 0 };
+	tr_received m;
+	tr_ref ref;
+	tr_err err = tr_store_start(r->cx, &sc, &hub.store, &ref);
+
+	if (err == TR_OK) {
+		err = tr_inbox_recv(r->inbox, &ref, -1, &m);
+	}
+	if (err < 0) {
+		fprintf(stderr, "agenthub: --db %s: %s\n", hub.opt.db,
+			tr_strerror(err));
+		give_up(r, 2);
+	}
+	if (m.type != TR_MSG_STORE_REPLY) {
+		const tr_store_error *e = TR_MSG_AS(&m, tr_store_error);
+
+		/* The store's text names the file and the reason. */
+		fprintf(stderr, "agenthub: --db: %s\n",
+			e != NULL ? e->text : "the store stopped");
+		tr_received_fini(&m);
+		give_up(r, 2);
+	}
+	tr_received_fini(&m);
+
+	(void)db_read(r, &rs);
+	db_tally(r, &rs);
+	hub.run = wall_ms();
+	if (hub.run <= rs.last_run) {
+		hub.run = rs.last_run + 1;
+	}
+	free(rs.items);
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "run", (double)hub.run);
+	cJSON_AddNumberToObject(o, "pid", (double)getpid());
+	cJSON_AddNumberToObject(o, "employees", hub.opt.employees);
+	db_append(r, LOG_START, o);
+}
+
+/* The report of the previous runs, one line each, the latest last. */
+static void
+db_print_report(const struct run *r)
+{
+	size_t first =
+		r->n_prev > DB_RUNS_SHOWN ? r->n_prev - DB_RUNS_SHOWN : 0;
+
+	printf("  db         %s, this run %" PRIu64 "%s\n", hub.opt.db, hub.run,
+	       r->n_prev == 0 ? "; no previous run" : "");
+	if (r->db_read_error[0] != '\0') {
+		printf("  db         cannot read the activity log: %s\n",
+		       r->db_read_error);
+	}
+	if (first > 0) {
+		uint64_t finished = 0, interrupted = 0;
+
+		for (size_t i = 0; i < first; i++) {
+			finished += r->prev[i].finished;
+			interrupted += r->prev[i].interrupted;
+		}
+		printf("  db         %zu earlier runs: %" PRIu64
+		       " finished, %" PRIu64 " interrupted\n",
+		       first, finished, interrupted);
+	}
+	for (size_t i = first; i < r->n_prev; i++) {
+		const struct prev_run *p = &r->prev[i];
+
+		printf("  db         %s %" PRIu64 ": %" PRIu64
+		       " finished (%" PRIu64 " ok, %" PRIu64 " failed",
+		       i + 1 == r->n_prev ? "previous run" : "run", p->run,
+		       p->finished, p->ok, p->failed);
+		if (p->aborted > 0) {
+			printf(", %" PRIu64 " of them at the stop's deadline",
+			       p->aborted);
+		}
+		printf("), %" PRIu64 " interrupted", p->interrupted);
+		for (uint64_t k = 0;
+		     k < p->interrupted && k < DB_INTERRUPTED_SHOWN; k++) {
+			printf("%s%" PRIu64, k == 0 ? ": " : ", ",
+			       p->listed[k]);
+		}
+		if (p->interrupted > DB_INTERRUPTED_SHOWN) {
+			printf(", ... (%" PRIu64 " more)",
+			       p->interrupted - DB_INTERRUPTED_SHOWN);
+		}
+		if (p->cancelled > 0) {
+			printf("; %" PRIu64 " cancelled (client gone)",
+			       p->cancelled);
+		}
+		if (!p->has_stop) {
+			printf("; no stop record (killed?)");
+		}
+		printf("\n");
+	}
+}
+
+/* --db, at the end: the stop record, then the store's counters, to check
+ * them against the manager's (every record written or refused once). */
+static void
+db_finish(struct run *r)
+{
+	tr_received m;
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "run", (double)hub.run);
+	cJSON_AddNumberToObject(o, "tasks", (double)r->status.tasks);
+	cJSON_AddNumberToObject(o, "results", (double)r->status.results);
+	cJSON_AddNumberToObject(o, "cancelled", (double)r->status.cancelled);
+	db_append(r, LOG_STOP, o);
+	if (store_call(r, TR_MSG_STORE_STATS, NULL, 0, &m) < 0) {
+		return;
+	}
+	const tr_store_stats *st = TR_MSG_AS(&m, tr_store_stats);
+	if (m.type == TR_MSG_STORE_STATS_REPLY && st != NULL) {
+		r->store_stats = *st;
+		r->has_store_stats = true;
+	}
+	tr_received_fini(&m);
+}
+
 /* Create the services and the actors; listen. */
 static void
 setup(struct run *r)
@@ -574,8 +1048,22 @@ setup(struct run *r)
 	if ((err = tr_runtime_create(&cfg, &r->rt)) < 0) {
 		die("tr_runtime_create", err);
 	}
+	hub.t0_ns = now_ns();
+	if ((err = tr_runtime_start(r->rt)) < 0 ||
+	    (err = tr_inbox_create(r->rt, &r->inbox)) < 0) {
+		die("starting the runtime", err);
+	}
+	r->cx = tr_inbox_ctx(r->inbox);
+	r->me = tr_self(tr_inbox_ctx(r->inbox));
 
-	/* The shared services. `hub` is complete before any thread runs. */
+	/* The activity log first: a file the store refuses ends the program
+	 * before anything else runs. */
+	if (hub.opt.db != NULL) {
+		db_open(r);
+	}
+
+	/* The shared services. `hub` is complete before any actor that reads
+	 * it is spawned (a spawn orders what came before it). */
 	tr_ratelimit_config rl = {
 		.size = sizeof(rl),
 		.rate = hub.opt.model_rate, /* calls per second */
@@ -599,13 +1087,6 @@ setup(struct run *r)
 	    (err = tr_breaker_create(r->rt, &bc, &hub.breaker)) < 0) {
 		die("creating the services", err);
 	}
-	hub.t0_ns = now_ns();
-	if ((err = tr_runtime_start(r->rt)) < 0 ||
-	    (err = tr_inbox_create(r->rt, &r->inbox)) < 0) {
-		die("starting the runtime", err);
-	}
-	r->cx = tr_inbox_ctx(r->inbox);
-	r->me = tr_self(tr_inbox_ctx(r->inbox));
 	/* Ctrl-C and SIGTERM come to the inbox as messages. */
 	if ((err = tr_runtime_handle_signals(r->rt, r->me)) < 0) {
 		die("tr_runtime_handle_signals", err);
@@ -819,8 +1300,12 @@ wait_settled(struct run *r, uint64_t deadline_ms, unsigned signals)
 		if (!wait_for(r, has_status, ask_ms)) {
 			continue;
 		}
-		bool is_idle = r->status.in_flight == 0 && sessions_settled() &&
-			       (r->n_clients == 0 || all_reported(r));
+		/* With --db, every record answered too. */
+		bool is_idle =
+			r->status.in_flight == 0 && sessions_settled() &&
+			(r->n_clients == 0 || all_reported(r)) &&
+			r->status.log_sent ==
+				r->status.log_written + r->status.log_failed;
 		if (is_idle) {
 			tr_pool_request q = { .op = TR_POOL_OP_STATS };
 			r->has_pool = false;
@@ -1002,6 +1487,16 @@ print_summary(const struct run *r)
 		       stat_get(&stats.sess_rejected), r->status.aborted,
 		       hub.opt.stop_timeout_ms / 1000.0);
 	}
+	if (hub.opt.db != NULL) {
+		const struct mgr_status *st = &r->status;
+
+		printf("  db         %" PRIu64 " records written, %" PRIu64
+		       " failed (run %" PRIu64 ")%s%s\n",
+		       r->db_written + st->log_written,
+		       r->db_failed + st->log_failed, hub.run,
+		       st->log_error[0] != '\0' ? "; the first: " : "",
+		       st->log_error);
+	}
 	printf("  runtime    %" PRIu64 " messages handled, %" PRIu64
 	       " dead letters, %" PRIu64 " actors spawned\n",
 	       r->fin.msgs_handled, r->fin.dead_letters, r->fin.actors_spawned);
@@ -1101,6 +1596,28 @@ check(const struct run *r)
 		       " answered, the long line cut off",
 		       c.errors_expected, c.errors_seen);
 	}
+	if (hub.opt.db != NULL) {
+		/* One record per task taken and one per ending; each written
+		 * or refused once, as the store counted them too. */
+		const tr_store_stats *ss = &r->store_stats;
+		uint64_t sent = st->log_sent;
+
+		expect(r->has_store_stats &&
+			       sent == st->tasks + st->results +
+					       st->cancelled &&
+			       sent == st->log_written + st->log_failed &&
+			       ss->writes == r->db_written + st->log_written &&
+			       ss->write_errors ==
+				       r->db_failed + st->log_failed,
+		       "the activity log: %" PRIu64 " records == %" PRIu64
+		       " tasks + %" PRIu64 " results + %" PRIu64
+		       " cancelled == %" PRIu64 " written + %" PRIu64
+		       " failed; the store wrote %" PRIu64
+		       " with main's %" PRIu64 ", refused %" PRIu64,
+		       sent, st->tasks, st->results, st->cancelled,
+		       st->log_written, st->log_failed, ss->writes,
+		       r->db_written, ss->write_errors);
+	}
 	/*
 	 * Every crash before the hub settled was restarted. An employee may
 	 * still finish the attempt of a task its client cancelled and crash
@@ -1153,6 +1670,9 @@ main(int argc, char **argv)
 		       hub.opt.outage_every_ms / 1000);
 	}
 	printf("; %u calls/s through the rate limiter\n", hub.opt.model_rate);
+	if (hub.opt.db != NULL) {
+		db_print_report(&r);
+	}
 	if (hub.opt.is_no_load) {
 		printf("  no load: connect with nc 127.0.0.1 %u, type a task "
 		       "(Ctrl-C to stop)\n",
@@ -1184,6 +1704,9 @@ main(int argc, char **argv)
 	}
 	collect_report(&r);
 	collect_jobs(&r);
+	if (hub.opt.db != NULL) {
+		db_finish(&r);
+	}
 	stop(&r);
 	print_summary(&r);
 	check(&r);
@@ -1196,6 +1719,7 @@ main(int argc, char **argv)
 	free(r.clients);
 	free(r.client_args);
 	free(r.reports);
+	free(r.prev);
 	printf("%s\n", failures == 0 ? "all checks passed" : "CHECKS FAILED");
 	return failures == 0 ? 0 : 1;
 }

@@ -41,6 +41,17 @@
  * "breaker" topic and publishes each task's lifecycle on "tasks", where
  * the monitor listens.
  *
+ * With --db it writes the same lifecycle to the activity log, a store
+ * actor's (<troupe/actors/store.h>): one record when a task is taken
+ * (LOG_TASK: its number, the client's id, the text, the subtasks) and one
+ * when it ends (LOG_RESULT with the result or a summary of it,
+ * LOG_ABORTED, LOG_CANCELLED), each a TR_MSG_STORE_LOG_APPEND request
+ * with the run's id in its body. The store acknowledges a record once it
+ * is on disk; nothing waits for that, and a record the store refuses is
+ * counted, never a task's failure. A restarted hub reads the records back
+ * (main.c) to tell which tasks of the last run finished and which were
+ * interrupted.
+ *
  * In asyncio terms: the manager is the dispatcher that would call
  * job_manager.submit_job() and forward status updates to the websocket of
  * whoever asked.
@@ -56,6 +67,7 @@
 #include <cjson/cJSON.h>
 
 #include <troupe/actors/jobs.h>
+#include <troupe/actors/store.h>
 
 /* A task the manager took and has not answered yet. */
 struct task {
@@ -69,6 +81,9 @@ struct task {
 	bool is_accepted; /* MSG_ACCEPTED sent */
 	bool is_answered; /* MSG_RESULT sent (by MSG_ABORT): nothing more */
 	bool is_orphan;   /* its session stopped before the job had an id */
+	/* With --db, until the task's record is written: its text, then
+	 * the client's id as JSON text, each NUL-terminated; may be NULL. */
+	char *note;
 };
 
 /* A session we monitor because it has tasks. */
@@ -83,8 +98,10 @@ struct manager {
 	struct watch *watches;
 	size_t n_watches, cap_watches;
 	uint64_t taken, answered, cancelled, aborted;
-	bool is_stopping; /* MSG_SHUTDOWN came: no new tasks */
-	bool is_aborted;  /* MSG_ABORT came: open tasks fail at once */
+	uint64_t log_sent, log_written, log_failed; /* records, with --db */
+	char log_error[128]; /* the first record the store refused, and why */
+	bool is_stopping;    /* MSG_SHUTDOWN came: no new tasks */
+	bool is_aborted;     /* MSG_ABORT came: open tasks fail at once */
 };
 
 /* ------------------------------------------------------------------ */
@@ -122,6 +139,7 @@ task_remove(struct manager *mg, struct task *t)
 {
 	size_t i = (size_t)(t - mg->tasks);
 
+	free(t->note);
 	memmove(&mg->tasks[i], &mg->tasks[i + 1],
 		(mg->n_tasks - i - 1) * sizeof(*mg->tasks));
 	mg->n_tasks--;
@@ -185,6 +203,168 @@ publish(tr_ctx *cx, const struct task *t, uint32_t kind, bool ok, uint64_t ms)
 }
 
 /* ------------------------------------------------------------------ */
+/* The activity log (--db)                                             */
+
+/* Results longer than this are logged as a summary (log_result()). */
+enum { LOG_RESULT_MAX = 4096 };
+
+/* A record's body: {"run": ..., "task": ...}, the rest added by the
+ * caller; NULL without --db or memory. */
+static cJSON *
+log_body(const struct task *t)
+{
+	cJSON *o;
+
+	if (hub.opt.db == NULL || (o = cJSON_CreateObject()) == NULL) {
+		return NULL;
+	}
+	cJSON_AddNumberToObject(o, "run", (double)hub.run);
+	cJSON_AddNumberToObject(o, "task", (double)t->job);
+	return o;
+}
+
+static void
+log_failed(struct manager *mg, const char *why)
+{
+	if (mg->log_failed++ == 0) {
+		snprintf(mg->log_error, sizeof(mg->log_error), "%s", why);
+	}
+}
+
+/*
+ * Append a record of @kind with @body (freed here) to the log: a request
+ * whose outcome comes to log_outcome(). Nothing waits for it.
+ */
+static void
+log_append(tr_ctx *cx, struct manager *mg, const char *kind, cJSON *body)
+{
+	if (body == NULL) {
+		if (hub.opt.db != NULL) { /* out of memory: one record less */
+			mg->log_sent++;
+			log_failed(mg, "out of memory");
+		}
+		return;
+	}
+	char *text = cJSON_PrintUnformatted(body);
+	size_t len = text != NULL ? strlen(text) : 0;
+	tr_store_log_req *q = text != NULL ? calloc(1, sizeof(*q) + len) : NULL;
+
+	cJSON_Delete(body);
+	mg->log_sent++;
+	if (q == NULL) {
+		cJSON_free(text);
+		log_failed(mg, "out of memory");
+		return;
+	}
+	q->time_ms = (int64_t)wall_ms();
+	snprintf(q->kind, sizeof(q->kind), "%s", kind);
+	snprintf(q->actor, sizeof(q->actor), "manager");
+	q->size = len;
+	memcpy(q->body, text, len);
+	cJSON_free(text);
+	/* No timeout: the store answers every write, once it is on disk or
+	 * refused, so that the counts in the summary are exact. */
+	tr_ref ref;
+	tr_err err = tr_request_ptr(cx, hub.store, TR_MSG_STORE_LOG_APPEND, q,
+				    sizeof(*q) + len, free, 0, &ref);
+	if (err < 0) {
+		log_failed(mg, tr_strerror(err));
+	}
+}
+
+/* The store's answer to a record, or TR_MSG_REQUEST_FAILED (it is gone). */
+static void
+log_outcome(struct manager *mg, const tr_msg *m)
+{
+	const tr_store_error *e = TR_MSG_AS(m, tr_store_error);
+
+	if (m->type == TR_MSG_STORE_REPLY) {
+		mg->log_written++;
+	} else if (m->type == TR_MSG_STORE_ERROR && e != NULL) {
+		char why[sizeof(mg->log_error)];
+		size_t n = strnlen(e->text, sizeof(why) - 1); /* cut */
+
+		memcpy(why, e->text, n);
+		why[n] = '\0';
+		log_failed(mg, why);
+	} else if (m->type == TR_MSG_STORE_ERROR) {
+		log_failed(mg, "an error the manager cannot read");
+	} else {
+		log_failed(mg, "the store is gone");
+	}
+}
+
+/* LOG_TASK, once the task has its number. */
+static void
+log_task(tr_ctx *cx, struct manager *mg, struct task *t)
+{
+	cJSON *o = log_body(t);
+
+	if (o != NULL) {
+		cJSON_AddNumberToObject(o, "seq", t->seq);
+		if (t->note != NULL) {
+			const char *text = t->note;
+			cJSON *id = cJSON_Parse(text + strlen(text) + 1);
+
+			if (id != NULL) {
+				cJSON_AddItemToObject(o, "id", id);
+			}
+			cJSON_AddStringToObject(o, "text", text);
+		}
+		cJSON_AddNumberToObject(o, "subtasks", t->total);
+	}
+	free(t->note);
+	t->note = NULL;
+	log_append(cx, mg, LOG_TASK, o);
+}
+
+/*
+ * LOG_RESULT or LOG_ABORTED: how it ended, and the result object itself
+ * if it is short; a long one is summed up by its numbers ("subtasks",
+ * "retries"), its "error", and how many files and failed subtasks it
+ * lists.
+ */
+static void
+log_result(tr_ctx *cx, struct manager *mg, const struct task *t,
+	   const char *kind, bool ok, uint64_t ms, const char *json)
+{
+	cJSON *o = log_body(t);
+	size_t len = strlen(json);
+	cJSON *res = o != NULL ? cJSON_Parse(json) : NULL;
+
+	if (o != NULL) {
+		cJSON_AddBoolToObject(o, "ok", ok);
+		cJSON_AddNumberToObject(o, "ms", (double)ms);
+	}
+	if (res != NULL && len > LOG_RESULT_MAX) {
+		cJSON *sum = cJSON_CreateObject();
+		const cJSON *f;
+
+		cJSON_AddNumberToObject(sum, "bytes", (double)len);
+		cJSON_ArrayForEach(f, res)
+		{
+			if (cJSON_IsNumber(f)) {
+				cJSON_AddNumberToObject(sum, f->string,
+							f->valuedouble);
+			} else if (cJSON_IsString(f) &&
+				   strlen(f->valuestring) < 256) {
+				cJSON_AddStringToObject(sum, f->string,
+							f->valuestring);
+			} else if (cJSON_IsArray(f) || cJSON_IsObject(f)) {
+				cJSON_AddNumberToObject(sum, f->string,
+							cJSON_GetArraySize(f));
+			}
+		}
+		cJSON_Delete(res);
+		res = sum;
+		cJSON_AddItemToObject(o, "summary", res);
+	} else if (res != NULL) {
+		cJSON_AddItemToObject(o, "result", res);
+	}
+	log_append(cx, mg, kind, o);
+}
+
+/* ------------------------------------------------------------------ */
 /* Taking tasks                                                        */
 
 static void
@@ -219,7 +399,8 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		return;
 	}
 	memcpy(&hdr, m->data, sizeof(hdr));
-	if (hdr.len > TASK_TEXT_MAX || m->size != sizeof(hdr) + hdr.len) {
+	if (hdr.len > TASK_TEXT_MAX || hdr.id_len >= ID_TEXT_MAX ||
+	    m->size != sizeof(hdr) + hdr.len + hdr.id_len) {
 		return;
 	}
 	if (mg->is_stopping) {
@@ -246,10 +427,20 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 	memcpy(rq->payload, a, len);
 	uint32_t total = a->plan.n;
 	free(a);
+	/* For the task's record, once it has a number (log_task()). */
+	char *note = NULL;
+	if (hub.opt.db != NULL &&
+	    (note = malloc(hdr.len + hdr.id_len + 2)) != NULL) {
+		memcpy(note, text, hdr.len);
+		note[hdr.len] = '\0';
+		memcpy(note + hdr.len + 1, text + hdr.len, hdr.id_len);
+		note[hdr.len + 1 + hdr.id_len] = '\0';
+	}
 	/* The request moves as a pointer (freed by the runtime on every
 	 * path); its one outcome comes to submitted(). */
 	if (tr_request_ptr(cx, hub.jobs, TR_MSG_JOBS_SUBMIT, rq,
 			   sizeof(*rq) + len, free, 0, &ref) < 0) {
+		free(note);
 		reject(cx, session, hdr.seq, REJECT_BUSY);
 		return;
 	}
@@ -259,6 +450,7 @@ take_task(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 		.seq = hdr.seq,
 		.total = total,
 		.t0_ns = now_ns(),
+		.note = note,
 	};
 	return;
 
@@ -300,10 +492,11 @@ accept_task(tr_ctx *cx, struct task *t)
 	publish(cx, t, TASK_EV_ACCEPTED, false, 0);
 }
 
-/* The one result of a task. @json is the "result" object. */
+/* The one result of a task. @json is the "result" object; @kind is how
+ * the activity log records it (LOG_RESULT, LOG_ABORTED). */
 static void
 answer_task(tr_ctx *cx, struct manager *mg, struct task *t, bool ok,
-	    const char *json)
+	    const char *json, const char *kind)
 {
 	uint64_t ms = (now_ns() - t->t0_ns) / 1000000u;
 	size_t len = strlen(json);
@@ -322,6 +515,9 @@ answer_task(tr_ctx *cx, struct manager *mg, struct task *t, bool ok,
 	t->is_answered = true;
 	mg->answered++;
 	publish(cx, t, TASK_EV_DONE, ok, ms);
+	if (hub.opt.db != NULL) {
+		log_result(cx, mg, t, kind, ok, ms, json);
+	}
 }
 
 static void
@@ -341,19 +537,29 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 	case TR_JOB_SUCCEEDED:
 		if (ev->result_size > sizeof(*lr) &&
 		    ((const char *)ev->result)[ev->result_size - 1] == '\0') {
-			answer_task(cx, mg, t, lr->ok, lr->json);
+			answer_task(cx, mg, t, lr->ok, lr->json, LOG_RESULT);
 			task_remove(mg, t);
 			return;
 		}
 		snprintf(why, sizeof(why), "the task's lead sent no result");
 		break;
-	case TR_JOB_CANCELLED:
+	case TR_JOB_CANCELLED: {
 		/* Only when its session went away: nobody to answer. */
+		uint64_t ms = (now_ns() - t->t0_ns) / 1000000u;
+
 		mg->cancelled++;
-		publish(cx, t, TASK_EV_CANCELLED, false,
-			(now_ns() - t->t0_ns) / 1000000u);
+		publish(cx, t, TASK_EV_CANCELLED, false, ms);
+		if (hub.opt.db != NULL) {
+			cJSON *o = log_body(t);
+
+			if (o != NULL) {
+				cJSON_AddNumberToObject(o, "ms", (double)ms);
+			}
+			log_append(cx, mg, LOG_CANCELLED, o);
+		}
 		task_remove(mg, t);
 		return;
+	}
 	case TR_JOB_TIMED_OUT:
 		snprintf(why, sizeof(why), "timed out after %u ms",
 			 hub.opt.task_timeout_ms);
@@ -364,7 +570,7 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 		break;
 	}
 	owned = failure_json(t, why);
-	answer_task(cx, mg, t, false, owned != NULL ? owned : "{}");
+	answer_task(cx, mg, t, false, owned != NULL ? owned : "{}", LOG_RESULT);
 	cJSON_free(owned);
 	task_remove(mg, t);
 }
@@ -424,7 +630,7 @@ abort_task(tr_ctx *cx, struct manager *mg, struct task *t)
 		accept_task(cx, t); /* taken, so accepted first */
 	}
 	char *json = failure_json(t, "the hub is stopping");
-	answer_task(cx, mg, t, false, json != NULL ? json : "{}");
+	answer_task(cx, mg, t, false, json != NULL ? json : "{}", LOG_ABORTED);
 	cJSON_free(json);
 	mg->aborted++;
 	cancel_job(cx, t->job);
@@ -468,6 +674,9 @@ submitted(tr_ctx *cx, struct manager *mg, const tr_msg *m)
 	}
 	t->job = rep->id;
 	mg->taken++;
+	if (hub.opt.db != NULL) {
+		log_task(cx, mg, t);
+	}
 	if (mg->is_aborted) {
 		abort_task(cx, mg, t);
 	} else if (t->is_orphan) {
@@ -527,10 +736,32 @@ manager_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		job_event(cx, mg, m);
 		break;
 	case TR_MSG_JOBS_REPLY:
-	case TR_MSG_REQUEST_FAILED:
 		/* A submit's outcome; the plain answers to cancels go. */
 		if (m->flags & TR_MSG_F_REPLY) {
 			submitted(cx, mg, m);
+		}
+		break;
+	case TR_MSG_REQUEST_FAILED: {
+		/* Of a submit, or of a record: the failure names whom the
+		 * request went to. */
+		const tr_request_failed *f = TR_MSG_AS(m, tr_request_failed);
+
+		if (!(m->flags & TR_MSG_F_REPLY)) {
+			break;
+		}
+		if (hub.opt.db != NULL && f != NULL &&
+		    tr_pid_eq(f->to, hub.store)) {
+			log_outcome(mg, m);
+		} else {
+			submitted(cx, mg, m);
+		}
+		break;
+	}
+	case TR_MSG_STORE_REPLY:
+	case TR_MSG_STORE_ERROR:
+		/* A record is on disk, or the store refused it. */
+		if ((m->flags & TR_MSG_F_REPLY) && hub.opt.db != NULL) {
+			log_outcome(mg, m);
 		}
 		break;
 	case TR_MSG_DOWN: {
@@ -558,7 +789,11 @@ manager_handle(tr_ctx *cx, void *state, const tr_msg *m)
 			.cancelled = mg->cancelled,
 			.aborted = mg->aborted,
 			.in_flight = mg->n_tasks,
+			.log_sent = mg->log_sent,
+			.log_written = mg->log_written,
+			.log_failed = mg->log_failed,
 		};
+		memcpy(st.log_error, mg->log_error, sizeof(st.log_error));
 		(void)tr_send(cx, tr_sender(cx), MSG_STATUS_REPLY, &st,
 			      sizeof(st));
 		break;
@@ -575,6 +810,9 @@ manager_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)reason;
 	(void)tr_breaker_unsubscribe(hub.breaker, tr_self(cx));
+	for (size_t i = 0; i < mg->n_tasks; i++) {
+		free(mg->tasks[i].note);
+	}
 	free(mg->tasks);
 	free(mg->watches);
 }

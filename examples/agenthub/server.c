@@ -199,7 +199,8 @@ static void
 submit(tr_ctx *cx, struct session *s, const char *id, const char *text,
        size_t len)
 {
-	unsigned char buf[sizeof(struct task_msg) + TASK_TEXT_MAX];
+	unsigned char
+		buf[sizeof(struct task_msg) + TASK_TEXT_MAX + ID_TEXT_MAX];
 	struct open_task *t = NULL;
 	tr_pid manager;
 
@@ -228,10 +229,16 @@ submit(tr_ctx *cx, struct session *s, const char *id, const char *text,
 		send_error(cx, s, id, "manager unavailable");
 		return;
 	}
-	struct task_msg hdr = { .seq = ++s->next_seq, .len = (uint32_t)len };
+	/* The id goes along for the activity log (--db). */
+	size_t id_len = strnlen(id, ID_TEXT_MAX - 1);
+	struct task_msg hdr = { .seq = ++s->next_seq,
+				.len = (uint32_t)len,
+				.id_len = (uint32_t)id_len };
 	memcpy(buf, &hdr, sizeof(hdr));
 	memcpy(buf + sizeof(hdr), text, len);
-	if (tr_send(cx, manager, MSG_TASK, buf, sizeof(hdr) + len) < 0) {
+	memcpy(buf + sizeof(hdr) + len, id, id_len);
+	if (tr_send(cx, manager, MSG_TASK, buf, sizeof(hdr) + len + id_len) <
+	    0) {
 		send_error(cx, s, id, "manager unavailable");
 		return;
 	}
