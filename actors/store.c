@@ -1509,11 +1509,15 @@ on_done(tr_ctx *cx, struct store *s)
 		tr_store_reply r = { 0 };
 		(void)tr_reply(cx, &start, TR_MSG_STORE_REPLY, &r, sizeof(r));
 	}
+	/* The thread first: what gathered meanwhile commits while this
+	 * batch's answers go out, instead of after them. */
 	if (b != NULL) {
 		s->inflight = false;
-		answer_batch(cx, s, b);
 	}
 	hand_over(s);
+	if (b != NULL) {
+		answer_batch(cx, s, b);
+	}
 }
 
 static void
