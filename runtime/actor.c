@@ -54,9 +54,12 @@ struct tr__actor_ext {
 	struct tr__io_gone *io_gone;
 	struct mon_set links;    /* ref unused */
 	struct mon_set monitors; /* monitors this actor holds on others */
-	struct mon_set watchers; /* monitors others hold on this actor, and
-				  * the requests it holds (see request.h) */
-	struct tr__reqtab reqs;  /* requests this actor has open */
+	/* Monitors others hold on this actor, and the requests it holds
+	 * (see request.h): ref -> the watcher's pid, in a table keyed by
+	 * the reference, since a store or a router holds thousands and
+	 * answers them in any order. */
+	struct tr__reqtab watchers;
+	struct tr__reqtab reqs; /* requests this actor has open */
 	/* tr_stash()ed messages, oldest first, and those tr_unstash_all()
 	 * put back: handled before the mailbox, first to last. Linked
 	 * through node.next (relaxed: only the actor's turn touches them). */
@@ -470,10 +473,11 @@ spawn_relate(tr_runtime *rt, struct tr__actor *child, uint64_t child_pid,
 	if (o->flags & TR__SPAWN_MONITOR) {
 		uint64_t ref = atomic_fetch_add_explicit(&rt->next_ref, 1,
 							 memory_order_relaxed);
-		if (set_add(&cx->watchers, ref, ppid) < 0) {
+		if (tr__reqtab_add(&cx->watchers, ref, ppid, 0) < 0) {
 			goto err_link;
 		}
 		if (set_add(&px->monitors, ref, child_pid) < 0) {
+			(void)tr__reqtab_take(&cx->watchers, ref, NULL);
 			goto err_link;
 		}
 		if (o->ref_out != NULL) {
@@ -699,7 +703,7 @@ ext_free(struct tr__actor *a)
 	}
 	set_fini(&a->ext->links);
 	set_fini(&a->ext->monitors);
-	set_fini(&a->ext->watchers);
+	tr__reqtab_fini(&a->ext->watchers);
 	tr__reqtab_fini(&a->ext->reqs);
 	tr__io_gone_discard(a->ext->io_gone);
 	tr__free(a->ext, sizeof(*a->ext));
@@ -765,12 +769,16 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 			(void)tr__send_sys(rt, w, self, x->links.v[i].pid,
 					   TR__SYS_EXIT, &e, sizeof(e));
 		}
-		for (uint32_t i = 0; i < x->watchers.n; i++) {
-			struct tr__sys_down d = { .ref = x->watchers.v[i].ref,
+		for (uint32_t i = 0; x->watchers.n > 0 && i < x->watchers.cap;
+		     i++) {
+			const struct tr__req *r = &x->watchers.v[i];
+			struct tr__sys_down d = { .ref = r->ref,
 						  .who = self,
 						  .reason = seen };
-			(void)tr__send_sys(rt, w, self, x->watchers.v[i].pid,
-					   TR__SYS_DOWN, &d, sizeof(d));
+			if (r->ref != 0) {
+				(void)tr__send_sys(rt, w, self, r->to,
+						   TR__SYS_DOWN, &d, sizeof(d));
+			}
 		}
 		if (x->io_gone != NULL) {
 			/* Its child processes and sockets end with it. */
@@ -911,9 +919,8 @@ tr__actor_unwatch(tr_ctx *cx, uint64_t ref)
 		return;
 	}
 	struct tr__actor_ext *x = cx->a->ext;
-	int i = x != NULL ? set_find_ref(&x->watchers, ref) : -1;
-	if (i >= 0) {
-		set_remove_at(&x->watchers, i);
+	if (x != NULL) {
+		(void)tr__reqtab_take(&x->watchers, ref, NULL);
 	}
 }
 
@@ -1016,7 +1023,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		memcpy(&ref, msg->m.data, sizeof(ref));
 		struct tr__actor_ext *x = ext_get(a);
 		if (x != NULL) {
-			(void)set_add(&x->watchers, ref, from);
+			(void)tr__reqtab_add(&x->watchers, ref, from, 0);
 		}
 		break;
 	}
@@ -1024,10 +1031,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		uint64_t ref;
 		memcpy(&ref, msg->m.data, sizeof(ref));
 		if (a->ext != NULL) {
-			int i = set_find_ref(&a->ext->watchers, ref);
-			if (i >= 0) {
-				set_remove_at(&a->ext->watchers, i);
-			}
+			(void)tr__reqtab_take(&a->ext->watchers, ref, NULL);
 		}
 		break;
 	}
@@ -1089,7 +1093,8 @@ take_request_msg(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	/* Without memory the request is still handled; only the target's
 	 * death would then go unnoticed, and the timeout covers it. */
 	if (x != NULL) {
-		(void)set_add(&x->watchers, msg->m.ref.v, msg->m.from.v);
+		(void)tr__reqtab_add(&x->watchers, msg->m.ref.v, msg->m.from.v,
+				     0);
 	}
 	return true;
 }
