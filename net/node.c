@@ -571,10 +571,10 @@ queue_raw(struct conn *c, char *data, size_t len)
 	c->open.data = (uint8_t *)data;
 	c->open.len = len;
 	c->open.cap = len;
-	if (seal(c) < 0) {
-		return -1;
-	}
+	/* Counted now: sealed here or later by tx_kick, it is sent, and
+	 * tx_done takes its length off. */
 	c->queued += len;
+	(void)seal(c);
 	tx_kick(c);
 	return 0;
 }
@@ -2094,7 +2094,8 @@ net_listen(tr_net *net, const char *url)
 	} else {
 		snprintf(net->address, sizeof(net->address), "%s", url);
 	}
-	nng_stream_listener_accept(net->listener, net->accept_aio);
+	/* Accepting starts in tr_net_start(), once the hook is attached:
+	 * a peer's frames need its `in`. */
 	return TR_OK;
 }
 
@@ -2222,6 +2223,9 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 		net->hook.arg = net;
 		net->hook.release = net_release;
 		err = tr_remote_attach(rt, &net->hook);
+	}
+	if (err == TR_OK && net->listener != NULL) {
+		nng_stream_listener_accept(net->listener, net->accept_aio);
 	}
 	if (err != TR_OK) {
 		if (!tr_pid_is_none(net->service)) {
