@@ -73,7 +73,8 @@ typedef struct tr_net_def {
  * @size:              sizeof(tr_net_config)
  * @name:              this node's name, 1 to TR_NET_NAME_MAX bytes of
  *                     [A-Za-z0-9_.-]
- * @listen:            nng URL to listen on ("tcp://host:port"; port 0
+ * @listen:            nng URL to listen on ("tcp://host:port", or
+ *                     "tls+tcp://host:port" with the tls_ fields; port 0
  *                     picks a free one, see tr_net_address()), or NULL
  *                     for a node that only dials. Peers tell each other
  *                     this URL (with the port got), so it must be one
