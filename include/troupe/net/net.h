@@ -23,8 +23,11 @@
  * are refused at once (TR_EUNREACH, a counted dead letter), never queued.
  *
  * Links prove a shared cluster secret in their handshake
- * (HMAC-SHA256 over both sides' fresh nonces, docs/NET.md); a peer that
- * fails it is refused and counted, and nothing it sent reaches an actor.
+ * (HMAC-SHA256 over both sides' fresh nonces, docs/NET.md), and, on
+ * tls+tcp, run over mutual TLS first (each side's certificate required
+ * and checked against the cluster's CA or pinned certificates); a peer
+ * that fails either is refused and counted, and nothing it sent reaches
+ * an actor.
  * Heartbeats declare a silent peer (frozen, or behind a dead connection)
  * down within the configured timeout.
  */
@@ -70,7 +73,8 @@ typedef struct tr_net_def {
  * @size:              sizeof(tr_net_config)
  * @name:              this node's name, 1 to TR_NET_NAME_MAX bytes of
  *                     [A-Za-z0-9_.-]
- * @listen:            nng URL to listen on ("tcp://host:port"; port 0
+ * @listen:            nng URL to listen on ("tcp://host:port", or
+ *                     "tls+tcp://host:port" with the tls_ fields; port 0
  *                     picks a free one, see tr_net_address()), or NULL
  *                     for a node that only dials. Peers tell each other
  *                     this URL (with the port got), so it must be one
@@ -98,6 +102,18 @@ typedef struct tr_net_def {
  *                     (TR_MSG_NET_SPAWN), @ndefs of them, or NULL;
  *                     copied (names of at most TR_NET_KEY_SIZE - 1
  *                     bytes, each once)
+ * @tls_cert:          mutual TLS (docs/NET.md), or NULL for plain tcp:
+ *                     this node's certificate, PEM text (its chain up to
+ *                     the CA may follow it)
+ * @tls_key:           its private key, PEM text, not encrypted
+ * @tls_ca:            PEM text of the certificates a peer's must chain
+ *                     to: the cluster's CA, or, to pin peers, their own
+ *                     self-signed certificates (then only those exact
+ *                     certificates are taken). The three are all NULL
+ *                     or all set, and copied. With them, @listen, the
+ *                     seeds and every dial are tls+tcp:// URLs (a tcp://
+ *                     one is TR_EINVAL); both sides require the other's
+ *                     certificate, and the secret is proven on top.
  */
 typedef struct tr_net_config {
 	size_t size;
@@ -114,6 +130,9 @@ typedef struct tr_net_config {
 	struct tr_registry *registry;
 	const tr_net_def *defs;
 	size_t ndefs;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_ca;
 } tr_net_config;
 
 /** enum tr_net_state - A peer's state, as tr_net_nodes() reports it. */
@@ -132,7 +151,8 @@ typedef enum tr_net_state {
  * @sent:     frames sent to it over every life
  * @received: frames received from it
  * @refused:  frames or handshakes from it refused (bad frames, a wrong
- *            secret)
+ *            secret; for a peer this node dials, a TLS handshake that
+ *            failed its certificate)
  */
 typedef struct tr_net_node {
 	char name[TR_NET_NAME_MAX + 1];
@@ -255,7 +275,8 @@ typedef struct tr_net_node_event {
  * @out: the node
  *
  * Thread:    setup.
- * Return:    TR_OK; TR_EINVAL (a bad name, URL or short secret);
+ * Return:    TR_OK; TR_EINVAL (a bad name, URL or short secret; TLS
+ *            PEM text that does not parse, or only part of it set);
  *            TR_ESTATE (a layer is attached already); TR_ESYS (the
  *            listener could not start: the address is taken, say);
  *            TR_ENOMEM.
@@ -280,8 +301,9 @@ TR_API void tr_net_stop(tr_net *net);
  * handshake; once up, each side tells the other of its peers, and each
  * dials those it does not know. Returns at once.
  * Thread:    any.
- * Return:    TR_OK; TR_EINVAL (a URL nng does not take); TR_EEXIST
- *            (already dialed); TR_ENOMEM.
+ * Return:    TR_OK; TR_EINVAL (a URL nng does not take, or of the other
+ *            kind: tcp:// on a TLS node, tls+tcp:// on a plain one);
+ *            TR_EEXIST (already dialed); TR_ENOMEM.
  */
 TR_API tr_err tr_net_connect(tr_net *net, const char *url);
 
@@ -405,7 +427,9 @@ TR_API tr_err tr_net_monitor_nodes(tr_net *net, tr_pid who, bool on);
  * @links_up:       peers up now
  * @refused:        connections refused: a bad or failed handshake (a
  *                  wrong secret, garbage, a length over the maximum, a
- *                  silent connection), before any frame was taken
+ *                  silent connection; with TLS, a peer certificate of no
+ *                  trusted CA or pin, an expired one, or bytes that are
+ *                  not TLS), before any frame was taken
  * @frames_refused: frames refused on authenticated links (malformed, a
  *                  pid of no node, a target that is not local)
  * @names_sent:     name sends this node's service delivered
