@@ -79,6 +79,9 @@ struct batch {
 	size_t len;
 };
 
+/* After an accept that failed, the next one waits this long. */
+#define ACCEPT_RETRY_MS 100u
+
 enum { C_HELLO, C_RESPONSE, C_UP, C_CLOSED };
 
 struct conn {
@@ -167,6 +170,11 @@ struct tr_net {
 	nng_tls_config *tls_server, *tls_client;
 	nng_stream_listener *listener;
 	nng_aio *accept_aio;
+	/* An accept that failed is tried again by the ticker at this time
+	 * (ms), not at once: a lasting error (no file descriptors) would
+	 * otherwise spin on an nng thread. */
+	bool accept_idle;
+	uint64_t accept_retry_at;
 	char address[160];
 	struct peer *peers;
 	struct conn *conns;  /* every connection not yet freed */
@@ -1445,8 +1453,11 @@ accept_done(void *arg)
 			conn_new(net, s, NULL);
 		}
 	}
-	if (!net->stopping && rv != NNG_ECLOSED) {
+	if (!net->stopping && rv == 0) {
 		nng_stream_listener_accept(net->listener, net->accept_aio);
+	} else if (!net->stopping && rv != NNG_ECLOSED) {
+		net->accept_idle = true;
+		net->accept_retry_at = now_ms() + ACCEPT_RETRY_MS;
 	}
 	pthread_mutex_unlock(&net->mu);
 }
@@ -1500,6 +1511,10 @@ tick(tr_net *net, struct later *l)
 {
 	uint64_t now = now_ms();
 
+	if (net->accept_idle && now >= net->accept_retry_at && !net->stopping) {
+		net->accept_idle = false;
+		nng_stream_listener_accept(net->listener, net->accept_aio);
+	}
 	for (struct conn *c = net->conns; c != NULL; c = c->next) {
 		if (c->state == C_CLOSED) {
 			continue;
