@@ -164,9 +164,9 @@ struct job {
 
 /* A submit waiting for the store to commit it. */
 struct sub {
-	struct sub *next;
-	tr_ref ref; /* the APPEND's */
-	tr_msg req; /* the submit's header, to answer */
+	struct tr__hnode node; /* first: the pending table's; hash of ref */
+	tr_ref ref;            /* the APPEND's */
+	tr_msg req;            /* the submit's header, to answer */
 	tr_pid watcher;
 	struct job *jb; /* not in the table yet */
 };
@@ -191,12 +191,12 @@ struct jobs {
 	struct watcher *all;
 	/* With a store. */
 	tr_ref store_mon;
-	tr_ref read_ref;    /* the replay's page under way */
-	bool replaying;     /* until the journal is read back */
-	bool stopping;      /* the teardown: nothing more is written */
-	tr_msg start;       /* answered once replayed */
-	struct sub *subs;   /* submits waiting for their commit */
-	struct fifo orphan; /* replayed jobs of a kind no longer run */
+	tr_ref read_ref;      /* the replay's page under way */
+	bool replaying;       /* until the journal is read back */
+	bool stopping;        /* the teardown: nothing more is written */
+	tr_msg start;         /* answered once replayed */
+	struct tr__htab subs; /* submits waiting for their commit, by ref */
+	struct fifo orphan;   /* replayed jobs of a kind no longer run */
 	/* Counters of struct tr_jobs_stats. */
 	uint64_t submitted;
 	uint64_t by_state[TR_JOB_INTERRUPTED + 1];
@@ -713,8 +713,19 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	sb->req.size = 0;
 	sb->watcher = rq->watcher;
 	sb->jb = jb;
-	sb->next = j->subs;
-	j->subs = sb;
+	sb->node.hash = tr__hash_u64(sb->ref.v);
+	tr__hash_grow(&j->subs);
+	tr__hash_link(&j->subs, &sb->node);
+}
+
+/* Frees a submit that waited (the pending table's free function). */
+static void
+sub_free(struct tr__hnode *n)
+{
+	struct sub *sb = (struct sub *)n; /* the node is first */
+
+	job_free(&sb->jb->node);
+	free(sb);
 }
 
 /* The store's answer to the submit @sb waits for. */
@@ -1166,7 +1177,10 @@ on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	j->replaying = true;
-	err = tr_monitor(cx, b->store, &j->store_mon);
+	err = tr__hash_init(&j->subs, TABLE_BUCKETS0);
+	if (err == TR_OK) {
+		err = tr_monitor(cx, b->store, &j->store_mon);
+	}
 	if (err == TR_OK) {
 		err = replay_read(cx, j, 0);
 	}
@@ -1185,10 +1199,12 @@ on_store_reply(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (!(m->flags & TR_MSG_F_REPLY) || tr_pid_is_none(j->boot->store)) {
 		return false;
 	}
-	for (struct sub **pp = &j->subs; *pp != NULL; pp = &(*pp)->next) {
-		struct sub *sb = *pp;
+	for (struct tr__hnode *n =
+		     tr__hash_chain(&j->subs, tr__hash_u64(m->ref.v));
+	     n != NULL; n = n->next) {
+		struct sub *sb = (struct sub *)n; /* the node is first */
 		if (sb->ref.v == m->ref.v) {
-			*pp = sb->next;
+			tr__hash_unlink(&j->subs, n);
 			submit_done(cx, j, sb, m);
 			return true;
 		}
@@ -1269,12 +1285,7 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	/* The journal keeps the jobs as they were: a restart decides. */
 	j->stopping = true;
-	while (j->subs != NULL) {
-		struct sub *sb = j->subs;
-		j->subs = sb->next;
-		job_free(&sb->jb->node);
-		free(sb);
-	}
+	tr__hash_fini(&j->subs, sub_free);
 	while (j->active != NULL) {
 		struct job *jb = j->active;
 		j->active = jb->anext;

@@ -1806,6 +1806,28 @@ test_durable_store_gone(void)
 
 	disk_make(&d);
 	tr_pid j = life_start(&f, &d, 0, kinds, 1);
+	/* A store needs a name that fits a persistent id. */
+	char longname[TR_STORE_ID_SIZE + 1];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = 1,
+			       .store = d.store };
+	tr_pid other = TR_PID_NONE;
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	cfg.name = "";
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	cfg.name = longname;
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	/* A config of the size before the store is one without it. */
+	cfg.size = offsetof(tr_jobs_config, store);
+	CHECK_OK(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL));
+	CHECK(!tr_pid_is_none(other));
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), other, TR_EXIT_SHUTDOWN));
 	uint64_t id = submit_quiet(&f, j, "held", "x");
 	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 1, WAIT_MS));
 	CHECK_EQ_U64(journal_last(&f, &d), 2); /* its start is written */

@@ -139,8 +139,8 @@ extern "C" {
  * remote watcher), TR_ENOMEM; with a store, the store's status when it
  * refused the write (TR_EFULL...), and then nothing was queued. With a
  * store the reply waits until the job is committed. The job is in the
- * table (TR_JOB_QUEUED) when the reply is sent, and the reply comes before any
- * of the job's events when the requester is its watcher.
+ * table (TR_JOB_QUEUED) when the reply is sent, and the reply comes
+ * before any of the job's events when the requester is its watcher.
  */
 #define TR_MSG_JOBS_SUBMIT (TR_MSG_JOBS_BASE + 0x10u)
 
