@@ -37,6 +37,17 @@
  * wrapped handler ran; a tr_become() in a job replaced the wrapper, and
  * the user's handler was then given the header as its state.
  *
+ * Durable jobs. With a store, the table is kept in a journal under the
+ * service's name (struct jrec, one per change; host byte order, as the
+ * file is this machine's). journal() is the one writer: a submit waits
+ * for its commit (struct sub) before it enters the table, every other
+ * change is written behind, its acknowledgement ignored and a refusal
+ * fatal. The start reads the journal back (replay_*()) with every other
+ * message stashed, then decides what the jobs that were running become
+ * (replay_end()) and answers the start. The teardown writes nothing:
+ * the jobs it ends in memory are left as they are on disk, for the next
+ * start. The journal is not trimmed.
+ *
  * Threads: none of its own, and no lock: every function but
  * tr_jobs_start() and the tr_job_*() calls runs in the service's turns.
  *
@@ -67,6 +78,23 @@
 #define MSG_START   (TR_MSG_JOBS_BASE + 0x80u) /* pointer to struct boot */
 #define MSG_REPORT  (TR_MSG_JOBS_BASE + 0x81u) /* struct report + bytes */
 #define MSG_TIMEOUT (TR_MSG_JOBS_BASE + 0x83u) /* uint64_t id, from itself */
+
+/* Journal records (struct jrec's type). */
+enum { J_SUBMIT = 1, J_START, J_PROGRESS, J_FINISH };
+
+/* One event of the journal: a change of one job, with @size bytes after
+ * it (SUBMIT: the payload; FINISH: the result). */
+struct jrec {
+	uint32_t type;
+	uint32_t state; /* FINISH: the final state */
+	uint64_t id;
+	uint64_t timeout_ms; /* SUBMIT */
+	uint32_t progress;   /* PROGRESS, FINISH */
+	int32_t exit_reason; /* FINISH */
+	char kind[TR_JOBS_KIND_MAX + 1];
+	char note[TR_JOB_NOTE_MAX]; /* PROGRESS, FINISH */
+	uint64_t size;
+};
 
 #define DEFAULT_MAX_FINISHED 10000u
 #define TABLE_BUCKETS0       64u
@@ -111,6 +139,7 @@ struct kind {
 	void *arg;
 	uint32_t max;
 	uint32_t active;
+	uint32_t on_restart;
 	struct fifo queue;
 };
 
@@ -130,10 +159,22 @@ struct job {
 	tr_job_start *start; /* the job actor's first message, until then */
 	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
 	struct watcher *watchers;
+	bool was_running; /* replay: started and not finished */
+};
+
+/* A submit waiting for the store to commit it. */
+struct sub {
+	struct tr__hnode node; /* first: the pending table's; hash of ref */
+	tr_ref ref;            /* the APPEND's */
+	tr_msg req;            /* the submit's header, to answer */
+	tr_pid watcher;
+	struct job *jb; /* not in the table yet */
 };
 
 /* What the service starts with: the payload of its MSG_START. */
 struct boot {
+	tr_pid store;                /* TR_PID_NONE: memory only */
+	char name[TR_STORE_ID_SIZE]; /* the journal's id */
 	uint32_t max_finished;
 	uint32_t nkinds;
 	struct kind kinds[];
@@ -148,8 +189,17 @@ struct jobs {
 	/* The running part. */
 	struct job *active; /* through anext */
 	struct watcher *all;
+	/* With a store. */
+	tr_ref store_mon;
+	tr_ref read_ref;      /* the replay's page under way */
+	bool replaying;       /* until the journal is read back */
+	bool stopping;        /* the teardown: nothing more is written */
+	tr_msg start;         /* answered once replayed */
+	struct tr__htab subs; /* submits waiting for their commit, by ref */
+	struct fifo orphan;   /* replayed jobs of a kind no longer run */
 	/* Counters of struct tr_jobs_stats. */
-	uint64_t by_state[TR_JOB_TIMED_OUT + 1];
+	uint64_t submitted;
+	uint64_t by_state[TR_JOB_INTERRUPTED + 1];
 	uint64_t events_dropped;
 	uint64_t unhandled;
 };
@@ -182,6 +232,14 @@ fifo_remove(struct fifo *q, struct job *jb)
 	} else {
 		q->tail = jb->qprev;
 	}
+}
+
+/* The queue a queued record is in: its kind's, or for a replayed job
+ * whose kind the service no longer runs, the orphans'. */
+static struct fifo *
+queue_of(struct jobs *j, struct job *jb)
+{
+	return jb->kind != NULL ? &jb->kind->queue : &j->orphan;
 }
 
 static struct job *
@@ -269,21 +327,72 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 {
 	/* A queued job starts, is cancelled or fails (it could not be
 	 * started); a running one ends any way; a final state stays. */
+	/* A replayed queued job that was running is interrupted. */
 	bool ok = jb->st.state == TR_JOB_QUEUED
 			  ? to == TR_JOB_RUNNING || to == TR_JOB_CANCELLED ||
-				    to == TR_JOB_FAILED
+				    to == TR_JOB_FAILED ||
+				    to == TR_JOB_INTERRUPTED
 			  : jb->st.state == TR_JOB_RUNNING && is_final(to);
 
 	if (!ok) {
 		return false;
 	}
 	if (jb->st.state == TR_JOB_QUEUED) {
-		fifo_remove(&jb->kind->queue, jb);
+		fifo_remove(queue_of(j, jb), jb);
 	}
 	j->by_state[jb->st.state]--;
 	j->by_state[to]++;
 	jb->st.state = to;
 	return true;
+}
+
+/* ---- the journal -------------------------------------------------------- */
+
+/*
+ * Appends a @type record of @jb to the journal, with @len bytes of @data
+ * after it. With @ref, the caller waits for the answer under *@ref; without
+ * it the record is written behind, and one that cannot even be sent stops
+ * the service, whose journal would no longer be its table. Without a
+ * store, and in the teardown, nothing is written.
+ */
+static tr_err
+journal(tr_ctx *cx, struct jobs *j, const struct job *jb, uint32_t type,
+	const void *data, size_t len, tr_ref *ref)
+{
+	tr_ref behind;
+	tr_err err = TR_ENOMEM;
+
+	if (tr_pid_is_none(j->boot->store) || j->stopping) {
+		return TR_OK;
+	}
+	size_t n = sizeof(tr_store_append_req) + sizeof(struct jrec) + len;
+	tr_store_append_req *q = calloc(1, n);
+	if (q != NULL) {
+		struct jrec r;
+		memset(&r, 0, sizeof(r));
+		r.type = type;
+		r.state = jb->st.state;
+		r.id = jb->st.id;
+		r.timeout_ms = jb->timeout_ms;
+		r.progress = jb->st.progress;
+		r.exit_reason = jb->st.exit_reason;
+		memcpy(r.kind, jb->st.kind, sizeof(r.kind));
+		memcpy(r.note, jb->st.note, sizeof(r.note));
+		r.size = len;
+		memcpy(q->id, j->boot->name, sizeof(q->id));
+		q->size = sizeof(r) + len;
+		memcpy(q->data, &r, sizeof(r));
+		if (len > 0) {
+			memcpy(q->data + sizeof(r), data, len);
+		}
+		/* The runtime owns @q from here, on every path. */
+		err = tr_request_ptr(cx, j->boot->store, TR_MSG_STORE_APPEND, q,
+				     n, free, 0, ref != NULL ? ref : &behind);
+	}
+	if (err < 0 && ref == NULL) {
+		tr_stop_self(cx, TR_EXIT_ERROR);
+	}
+	return err;
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -421,6 +530,9 @@ end_job(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to, int32_t reason,
 	}
 	/* Harmless on a timer that fired, and on none (zero). */
 	(void)tr_timer_cancel(cx, jb->timer);
+	(void)journal(cx, j, jb, J_FINISH,
+		      jb->done != NULL ? (const void *)(jb->done + 1) : NULL,
+		      jb->st.result_size, NULL);
 	emit(cx, j, jb, TR_JOB_EV_FINISHED);
 	watchers_clear(&jb->watchers);
 	free(jb->start);
@@ -456,6 +568,7 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	}
 	jb->st.worker = pid;
 	(void)job_transition(j, jb, TR_JOB_RUNNING);
+	(void)journal(cx, j, jb, J_START, NULL, 0, NULL);
 	emit(cx, j, jb, TR_JOB_EV_STARTED);
 	if (jb->timeout_ms > 0) {
 		/* A timer that cannot be armed (no memory, the runtime
@@ -520,6 +633,28 @@ kind_find(struct boot *b, const char *name)
 	return NULL;
 }
 
+/* Puts the new job @jb in the table and its queue, and answers the
+ * submit @m with its id. */
+static void
+job_accept(tr_ctx *cx, struct jobs *j, struct job *jb, const tr_msg *m,
+	   tr_pid watcher)
+{
+	table_insert(j, jb);
+	j->by_state[TR_JOB_QUEUED]++;
+	j->submitted++;
+	/* The reply before the first event: a requester that watches the
+	 * job knows its id when the events come (one sender, in order). */
+	answer(cx, m, TR_OK, jb->st.id);
+	if (!tr_pid_is_none(watcher)) {
+		/* Without memory the watcher misses the events; the job
+		 * itself is not affected. */
+		(void)watcher_add(cx, &jb->watchers, watcher, false);
+	}
+	emit(cx, j, jb, TR_JOB_EV_QUEUED);
+	fifo_push(&jb->kind->queue, jb);
+	pump(cx, j, jb->kind);
+}
+
 static void
 on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
@@ -558,19 +693,61 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	memcpy(jb->st.kind, k->name, sizeof(jb->st.kind));
 	jb->timeout_ms = rq->timeout_ms;
 	jb->st.state = TR_JOB_QUEUED;
-	table_insert(j, jb);
-	j->by_state[TR_JOB_QUEUED]++;
-	/* The reply before the first event: a requester that watches the
-	 * job knows its id when the events come (one sender, in order). */
-	answer(cx, m, TR_OK, jb->st.id);
-	if (!tr_pid_is_none(rq->watcher)) {
-		/* Without memory the watcher misses the events; the job
-		 * itself is not affected. */
-		(void)watcher_add(cx, &jb->watchers, rq->watcher, false);
+	if (tr_pid_is_none(j->boot->store)) {
+		job_accept(cx, j, jb, m, rq->watcher);
+		return;
 	}
-	emit(cx, j, jb, TR_JOB_EV_QUEUED);
-	fifo_push(&k->queue, jb);
-	pump(cx, j, k);
+	/* Acknowledged once committed: until then the job is nowhere. */
+	struct sub *sb = calloc(1, sizeof(*sb));
+	tr_err err = sb != NULL ? journal(cx, j, jb, J_SUBMIT, js->payload,
+					  js->payload_size, &sb->ref)
+				: TR_ENOMEM;
+	if (err < 0) {
+		free(sb);
+		job_free(&jb->node);
+		answer(cx, m, err, 0);
+		return;
+	}
+	sb->req = *m;
+	sb->req.data = NULL;
+	sb->req.size = 0;
+	sb->watcher = rq->watcher;
+	sb->jb = jb;
+	sb->node.hash = tr__hash_u64(sb->ref.v);
+	tr__hash_grow(&j->subs);
+	tr__hash_link(&j->subs, &sb->node);
+}
+
+/* Frees a submit that waited (the pending table's free function). */
+static void
+sub_free(struct tr__hnode *n)
+{
+	struct sub *sb = (struct sub *)n; /* the node is first */
+
+	job_free(&sb->jb->node);
+	free(sb);
+}
+
+/* The store's answer to the submit @sb waits for. */
+static void
+submit_done(tr_ctx *cx, struct jobs *j, struct sub *sb, const tr_msg *m)
+{
+	const tr_store_error *se = TR_MSG_AS(m, tr_store_error);
+
+	if (m->type == TR_MSG_STORE_REPLY) {
+		job_accept(cx, j, sb->jb, &sb->req, sb->watcher);
+	} else {
+		job_free(&sb->jb->node);
+		if (m->type == TR_MSG_STORE_ERROR && se != NULL) {
+			answer(cx, &sb->req,
+			       se->status < 0 ? se->status : TR_ESYS, 0);
+		} else {
+			/* The store is gone: so is the service (the runtime
+			 * fails the submit). */
+			tr_stop_self(cx, TR_EXIT_ERROR);
+		}
+	}
+	free(sb);
 }
 
 static void
@@ -646,13 +823,14 @@ static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_jobs_stats s = {
-		.submitted = j->next_id,
+		.submitted = j->submitted,
 		.queued = j->by_state[TR_JOB_QUEUED],
 		.running = j->by_state[TR_JOB_RUNNING],
 		.succeeded = j->by_state[TR_JOB_SUCCEEDED],
 		.failed = j->by_state[TR_JOB_FAILED],
 		.cancelled = j->by_state[TR_JOB_CANCELLED],
 		.timed_out = j->by_state[TR_JOB_TIMED_OUT],
+		.interrupted = j->by_state[TR_JOB_INTERRUPTED],
 		.events_dropped = j->events_dropped,
 		.unhandled = j->unhandled,
 	};
@@ -678,6 +856,7 @@ on_report(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (r->state == TR_JOB_RUNNING) {
 		jb->st.progress = r->percent;
 		note_copy(jb->st.note, r->note);
+		(void)journal(cx, j, jb, J_PROGRESS, NULL, 0, NULL);
 		emit(cx, j, jb, TR_JOB_EV_PROGRESS);
 	} else if (r->state == TR_JOB_SUCCEEDED) {
 		/* The record keeps the report if a result follows it. */
@@ -728,6 +907,13 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_down *d = m->data;
 
+	if (j->store_mon.v != 0 && d->ref.v == j->store_mon.v) {
+		/* What is on disk is what it is; the table cannot go on
+		 * without it (as a persistent actor's state cannot). */
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		return;
+	}
+
 	for (struct job **pp = &j->active; *pp != NULL; pp = &(*pp)->anext) {
 		struct job *jb = *pp;
 		if (jb->mon.v == d->ref.v) {
@@ -748,21 +934,286 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the actor ---------------------------------------------------------- */
 
-/* The start, the first message (see boot.h): the kinds and the table. */
+/* ---- the replay --------------------------------------------------------- */
+
+/* Asks the store for the journal's events after @seq. */
+static tr_err
+replay_read(tr_ctx *cx, struct jobs *j, uint64_t seq)
+{
+	tr_store_read_req q;
+
+	memset(&q, 0, sizeof(q));
+	memcpy(q.id, j->boot->name, sizeof(q.id));
+	q.after_seq = seq;
+	return tr_request(cx, j->boot->store, TR_MSG_STORE_READ, &q, sizeof(q),
+			  0, &j->read_ref);
+}
+
+/* The start cannot be answered with a table: answer it with @err, and
+ * stop. */
+static void
+replay_fail(tr_ctx *cx, struct jobs *j, tr_err err)
+{
+	answer(cx, &j->start, err, 0);
+	tr_stop_self(cx, TR_EXIT_ERROR);
+}
+
+/* A SUBMIT read back: the job, queued (the orphans' queue for a kind
+ * the service no longer runs). */
+static tr_err
+replay_submit(tr_ctx *cx, struct jobs *j, const struct jrec *r,
+	      const unsigned char *payload)
+{
+	if (r->id == 0 || table_find(j, r->id) != NULL) {
+		return TR_EINVAL;
+	}
+	struct job *jb = calloc(1, sizeof(*jb));
+	tr_job_start *js = calloc(1, sizeof(*js) + r->size);
+	if (jb == NULL || js == NULL) {
+		free(jb);
+		free(js);
+		return TR_ENOMEM;
+	}
+	js->job = (tr_job){ .service = tr_self(cx), .id = r->id };
+	memcpy(js->kind, r->kind, sizeof(js->kind));
+	js->payload_size = r->size;
+	memcpy(js->payload, payload, r->size);
+	jb->start = js;
+	jb->kind = kind_find(j->boot, r->kind);
+	jb->st.id = r->id;
+	memcpy(jb->st.kind, r->kind, sizeof(jb->st.kind));
+	jb->timeout_ms = r->timeout_ms;
+	jb->st.state = TR_JOB_QUEUED;
+	table_insert(j, jb);
+	j->by_state[TR_JOB_QUEUED]++;
+	j->submitted++;
+	fifo_push(queue_of(j, jb), jb);
+	if (r->id > j->next_id) {
+		j->next_id = r->id;
+	}
+	return TR_OK;
+}
+
+/* A FINISH read back: the job leaves its queue for the finished ones,
+ * without a diagram to check (it is a record of what happened). */
+static tr_err
+replay_finish(struct jobs *j, struct job *jb, const struct jrec *r,
+	      const unsigned char *result)
+{
+	if (!is_final(r->state) || r->state > TR_JOB_INTERRUPTED) {
+		return TR_EINVAL;
+	}
+	if (r->size > 0) {
+		jb->done = malloc(sizeof(struct report) + r->size);
+		if (jb->done == NULL) {
+			return TR_ENOMEM;
+		}
+		memcpy(jb->done + 1, result, r->size);
+	}
+	fifo_remove(queue_of(j, jb), jb);
+	j->by_state[TR_JOB_QUEUED]--;
+	j->by_state[r->state]++;
+	jb->st.state = r->state;
+	jb->st.progress = r->progress;
+	jb->st.exit_reason = r->exit_reason;
+	jb->st.result_size = r->size;
+	memcpy(jb->st.note, r->note, sizeof(jb->st.note));
+	jb->was_running = false;
+	free(jb->start);
+	jb->start = NULL;
+	table_finished(j, jb);
+	return TR_OK;
+}
+
+/*
+ * Applies one event of the journal. Until the replay ends, every job
+ * not finished is TR_JOB_QUEUED in its queue, and one that was started
+ * is marked: replay_end() decides what it becomes. An event of a job
+ * the table no longer holds (dropped beyond max_finished) is skipped.
+ */
+static tr_err
+replay_event(tr_ctx *cx, struct jobs *j, const unsigned char *data, size_t len)
+{
+	struct jrec r;
+
+	if (len < sizeof(r)) {
+		return TR_EINVAL;
+	}
+	memcpy(&r, data, sizeof(r));
+	if (len - sizeof(r) != r.size) {
+		return TR_EINVAL;
+	}
+	r.kind[sizeof(r.kind) - 1] = '\0';
+	r.note[sizeof(r.note) - 1] = '\0';
+	if (r.type == J_SUBMIT) {
+		return replay_submit(cx, j, &r, data + sizeof(r));
+	}
+	struct job *jb = table_find(j, r.id);
+	if (jb == NULL || is_final(jb->st.state)) {
+		return r.type >= J_START && r.type <= J_FINISH ? TR_OK
+							       : TR_EINVAL;
+	}
+	switch (r.type) {
+	case J_START:
+		jb->was_running = true;
+		return TR_OK;
+	case J_PROGRESS:
+		jb->st.progress = r.progress <= 100 ? r.progress : 100;
+		memcpy(jb->st.note, r.note, sizeof(jb->st.note));
+		return TR_OK;
+	case J_FINISH:
+		return replay_finish(j, jb, &r, data + sizeof(r));
+	default:
+		return TR_EINVAL;
+	}
+}
+
+/* The jobs of queue @q that were running end interrupted, or stay
+ * queued (run again) when their kind says so; a job of a kind the
+ * service no longer runs ends interrupted. */
+static void
+replay_settle(tr_ctx *cx, struct jobs *j, struct fifo *q)
+{
+	struct job *next;
+
+	for (struct job *jb = q->head; jb != NULL; jb = next) {
+		next = jb->qnext;
+		if (jb->kind == NULL) {
+			end_job(cx, j, jb, TR_JOB_INTERRUPTED, 0,
+				"its kind is not run any more");
+		} else if (jb->was_running &&
+			   jb->kind->on_restart != TR_JOBS_RESTART_RESUBMIT) {
+			end_job(cx, j, jb, TR_JOB_INTERRUPTED, 0,
+				"interrupted by a restart");
+		} else if (jb->was_running) {
+			/* Runs again from the start. */
+			jb->st.progress = 0;
+			note_copy(jb->st.note, NULL);
+		}
+		jb->was_running = false;
+	}
+}
+
+/* The journal is read: settle the jobs that ran, answer the start, take
+ * the requests that waited, and start jobs. */
+static void
+replay_end(tr_ctx *cx, struct jobs *j)
+{
+	j->replaying = false;
+	j->read_ref = (tr_ref){ 0 };
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		replay_settle(cx, j, &j->boot->kinds[i].queue);
+	}
+	replay_settle(cx, j, &j->orphan);
+	answer(cx, &j->start, TR_OK, 0);
+	(void)tr_unstash_all(cx);
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		pump(cx, j, &j->boot->kinds[i]);
+	}
+}
+
+/* A page of the journal, or the store's refusal to give one. */
+static void
+replay_page(tr_ctx *cx, struct jobs *j, const tr_msg *m)
+{
+	const tr_store_events *pg = m->data;
+	const tr_store_error *se = TR_MSG_AS(m, tr_store_error);
+
+	if (m->type == TR_MSG_STORE_ERROR && se != NULL) {
+		replay_fail(cx, j, se->status < 0 ? se->status : TR_ESYS);
+		return;
+	}
+	if (m->type != TR_MSG_STORE_EVENTS) {
+		replay_fail(cx, j, TR_ECLOSED); /* the store is gone */
+		return;
+	}
+	if (m->size < sizeof(*pg) ||
+	    (m->size - sizeof(*pg)) / sizeof(pg->events[0]) < pg->count) {
+		replay_fail(cx, j, TR_EINVAL);
+		return;
+	}
+	uint64_t seq = 0;
+	for (uint32_t i = 0; i < pg->count; i++) {
+		const tr_store_event *ev = &pg->events[i];
+		tr_err err =
+			ev->offset > m->size || ev->size > m->size - ev->offset
+				? TR_EINVAL
+				: replay_event(cx, j,
+					       (const unsigned char *)m->data +
+						       ev->offset,
+					       ev->size);
+		if (err < 0) {
+			replay_fail(cx, j, err);
+			return;
+		}
+		seq = ev->seq;
+	}
+	if (pg->more != 0 && pg->count > 0) {
+		tr_err err = replay_read(cx, j, seq);
+		if (err < 0) {
+			replay_fail(cx, j, err);
+		}
+		return;
+	}
+	replay_end(cx, j);
+}
+
+/* The start, the first message (see boot.h): the kinds and the table;
+ * with a store, the journal is read back before the start is answered. */
 static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	tr_msg start;
 	/* Its size counts the kinds. */
-	struct boot *b = tr__boot_take(cx, m, m->size, &start);
+	struct boot *b = tr__boot_take(cx, m, m->size, &j->start);
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
-	answer(cx, &start, err, 0);
 	if (err < 0) {
 		free(b);
-		tr_stop_self(cx, TR_EXIT_ERROR);
+		replay_fail(cx, j, err);
 		return;
 	}
 	j->boot = b;
+	if (tr_pid_is_none(b->store)) {
+		answer(cx, &j->start, TR_OK, 0);
+		return;
+	}
+	j->replaying = true;
+	err = tr__hash_init(&j->subs, TABLE_BUCKETS0);
+	if (err == TR_OK) {
+		err = tr_monitor(cx, b->store, &j->store_mon);
+	}
+	if (err == TR_OK) {
+		err = replay_read(cx, j, 0);
+	}
+	if (err < 0) {
+		replay_fail(cx, j, err);
+	}
+}
+
+/* A reply to one of the service's own requests to the store: a submit's
+ * commit, or a record written behind (its acknowledgement is not needed;
+ * its refusal means the journal lost a change, and the service stops).
+ * False when @m is no such reply. */
+static bool
+on_store_reply(tr_ctx *cx, struct jobs *j, const tr_msg *m)
+{
+	if (!(m->flags & TR_MSG_F_REPLY) || tr_pid_is_none(j->boot->store)) {
+		return false;
+	}
+	for (struct tr__hnode *n =
+		     tr__hash_chain(&j->subs, tr__hash_u64(m->ref.v));
+	     n != NULL; n = n->next) {
+		struct sub *sb = (struct sub *)n; /* the node is first */
+		if (sb->ref.v == m->ref.v) {
+			tr__hash_unlink(&j->subs, n);
+			submit_done(cx, j, sb, m);
+			return true;
+		}
+	}
+	if (m->type == TR_MSG_STORE_ERROR || m->type == TR_MSG_REQUEST_FAILED) {
+		tr_stop_self(cx, TR_EXIT_ERROR);
+		return true;
+	}
+	return m->type == TR_MSG_STORE_REPLY;
 }
 
 /*
@@ -795,6 +1246,18 @@ jobs_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		on_start(cx, j, m);
 		return;
 	}
+	if (j->replaying) {
+		/* Everything else waits for the table. */
+		if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == j->read_ref.v) {
+			replay_page(cx, j, m);
+		} else if (tr_stash(cx, m) < 0) {
+			unhandled(cx, j, m);
+		}
+		return;
+	}
+	if (on_store_reply(cx, j, m)) {
+		return;
+	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
 		const struct handler *h = &handlers[i];
 		if (h->type == m->type &&
@@ -820,6 +1283,9 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 	if (j->boot == NULL) {
 		return; /* never started: it has nothing */
 	}
+	/* The journal keeps the jobs as they were: a restart decides. */
+	j->stopping = true;
+	tr__hash_fini(&j->subs, sub_free);
 	while (j->active != NULL) {
 		struct job *jb = j->active;
 		j->active = jb->anext;
@@ -832,6 +1298,10 @@ jobs_teardown(tr_ctx *cx, void *state, int32_t reason)
 			end_job(cx, j, k->queue.head, TR_JOB_FAILED, 0,
 				"the service stopped");
 		}
+	}
+	while (j->orphan.head != NULL) { /* stopped while replaying */
+		end_job(cx, j, j->orphan.head, TR_JOB_FAILED, 0,
+			"the service stopped");
 	}
 	watchers_clear(&j->all);
 	tr__hash_fini(&j->tab, job_free);
@@ -855,15 +1325,27 @@ kind_ok(const tr_jobs_kind *k)
 
 	return n > 0 && n <= TR_JOBS_KIND_MAX && k->def != NULL &&
 	       k->def->size >= sizeof(tr_actor_def) && k->def->handle != NULL &&
-	       k->max_concurrency > 0;
+	       k->max_concurrency > 0 &&
+	       (k->on_restart == TR_JOBS_RESTART_INTERRUPT ||
+		k->on_restart == TR_JOBS_RESTART_RESUBMIT);
 }
 
 tr_err
 tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	/* A size that ends before the store: a caller of an older header,
+	 * with no store. */
+	if (cx == NULL || cfg == NULL ||
+	    cfg->size < offsetof(tr_jobs_config, store) ||
 	    cfg->nkinds > TR_JOBS_MAX_KINDS ||
 	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
+		return tr__boot_fail(TR_EINVAL, out, ref);
+	}
+	tr_pid store = cfg->size >= sizeof(*cfg) ? cfg->store : TR_PID_NONE;
+	size_t nlen = !tr_pid_is_none(store) && cfg->name != NULL
+			      ? strnlen(cfg->name, TR_STORE_ID_SIZE)
+			      : 0;
+	if (!tr_pid_is_none(store) && (nlen == 0 || nlen >= TR_STORE_ID_SIZE)) {
 		return tr__boot_fail(TR_EINVAL, out, ref);
 	}
 	/* The boot carries copies of the kinds, which the service keeps;
@@ -875,6 +1357,8 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	}
 	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
 						 : DEFAULT_MAX_FINISHED;
+	b->store = store;
+	memcpy(b->name, cfg->name != NULL ? cfg->name : "", nlen);
 	for (uint32_t i = 0; i < cfg->nkinds; i++) {
 		const tr_jobs_kind *k = &cfg->kinds[i];
 		tr_err err = !kind_ok(k)                     ? TR_EINVAL
@@ -889,6 +1373,7 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 		to->def = k->def;
 		to->arg = k->arg;
 		to->max = k->max_concurrency;
+		to->on_restart = k->on_restart;
 	}
 	return tr__boot_start(cx, &jobs_def, cfg->is_linked, MSG_START, b, size,
 			      free, out, ref);
@@ -899,10 +1384,10 @@ tr_job_state_name(int state)
 {
 	static const char *const names[] = {
 		"?",      "queued",    "running",   "succeeded",
-		"failed", "cancelled", "timed out",
+		"failed", "cancelled", "timed out", "interrupted",
 	};
 
-	return state >= TR_JOB_QUEUED && state <= TR_JOB_TIMED_OUT
+	return state >= TR_JOB_QUEUED && state <= TR_JOB_INTERRUPTED
 		       ? names[state]
 		       : "?";
 }

@@ -6,7 +6,9 @@
  * behaviour, the service's stop (by tr_stop and through its parent's
  * link) with jobs running, the start's checks, requests it cannot use
  * (answered with an error, or counted), and exactly one final event per
- * job over 200 mixed jobs.
+ * job over 200 mixed jobs; durable jobs on a store: what a restart
+ * finds (finished, interrupted, resubmitted, queued jobs, ids going on),
+ * a submit the store refuses, and the store stopping under the service.
  *
  * The probe is an inbox: it starts the service and makes every request
  * with tr_request(), taking each outcome with tr_inbox_recv() and its
@@ -23,6 +25,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Generous, for the sanitizer builds on a busy machine: reaching one of
  * these deadlines is a failure. */
@@ -42,6 +45,8 @@ enum {
 	MSG_STRANGE,    /* a type the service does not know */
 	MSG_START_JOBS, /* parent: start a linked service, report its pid */
 	MSG_STARTED,    /* parent -> probe: tr_pid of the service */
+	MSG_MONITOR,    /* monitor: monitor this tr_pid, tell the sender */
+	MSG_GONE,       /* monitor -> probe: int32_t reason of the DOWN */
 };
 
 #define ORDER_MAX 64
@@ -1521,6 +1526,326 @@ test_mixed_200(void)
 	jobs_finish(&f);
 }
 
+/* ---- durable jobs ----------------------------------------------------------
+ */
+
+/* A store on a file of a temporary directory, for several lives. */
+struct disk {
+	char dir[64];
+	char path[96];
+	tr_pid store;
+};
+
+static void
+disk_make(struct disk *d)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/troupe-jobs-XXXXXX");
+	CHECK(mkdtemp(d->dir) != NULL);
+	snprintf(d->path, sizeof(d->path), "%s/db", d->dir);
+}
+
+static void
+disk_remove(struct disk *d)
+{
+	static const char *const tails[] = { "", "-wal", "-shm", "-journal" };
+	char p[128];
+
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", d->path, tails[i]);
+		(void)unlink(p);
+	}
+	CHECK_OK(rmdir(d->dir));
+}
+
+/* A new runtime, the store on @d's file, and a jobs service "jobs" on
+ * it with @kinds: one life. */
+static tr_pid
+life_start(struct fx *f, struct disk *d, uint32_t max_pages,
+	   const tr_jobs_kind *kinds, uint32_t nkinds)
+{
+	tr_store_config sc = { .size = sizeof(sc),
+			       .path = d->path,
+			       .max_page_count = max_pages };
+	tr_ref ref;
+	tr_store_reply sr;
+
+	world_reset();
+	log_reset();
+	fx_start(f, 2);
+	CHECK_OK(tr_store_start(tr_inbox_ctx(f->ib), &sc, &d->store, &ref));
+	CHECK(fx_recv_ref(f, ref, TR_MSG_STORE_REPLY, d->store, &sr,
+			  sizeof(sr)));
+
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = nkinds,
+			       .store = d->store,
+			       .name = "jobs" };
+	tr_pid j = TR_PID_NONE;
+	tr_jobs_reply rep = { .status = 1 };
+	CHECK_OK(tr_jobs_start(tr_inbox_ctx(f->ib), &cfg, &j, &ref));
+	CHECK(fx_recv_ref(f, ref, TR_MSG_JOBS_REPLY, j, &rep, sizeof(rep)));
+	CHECK_OK(rep.status);
+	return j;
+}
+
+/*
+ * The journal's last sequence number, read by the probe. The store takes
+ * requests in order, so once this answers, every record the service
+ * sent before the probe asked is in the database: the next stop loses
+ * none of them.
+ */
+static uint64_t
+journal_last(struct fx *f, struct disk *d)
+{
+	tr_store_read_req q = { .max_count = 1 };
+	tr_received r;
+	uint64_t last = 0;
+
+	snprintf(q.id, sizeof(q.id), "jobs");
+	if (ask(f, d->store, TR_MSG_STORE_READ, &q, sizeof(q), &r) &&
+	    r.type == TR_MSG_STORE_EVENTS &&
+	    r.size >= sizeof(tr_store_events)) {
+		last = ((const tr_store_events *)r.data)->last_seq;
+	} else {
+		fprintf(stderr, "  probe: no page of the journal\n");
+		harness_failed_checks++;
+	}
+	tr_received_fini(&r);
+	return last;
+}
+
+/* Submits without a watcher (events of one life are not looked at). */
+static uint64_t
+submit_quiet(struct fx *f, tr_pid j, const char *kind, const char *p)
+{
+	uint64_t id = 0;
+
+	CHECK_OK(submit_req(f, j, kind, p, strlen(p), 0, TR_PID_NONE, &id));
+	return id;
+}
+
+static bool
+order_has(uint64_t id, unsigned n)
+{
+	for (unsigned i = 0; i < n && i < ORDER_MAX; i++) {
+		if (atomic_load(&g.order[i]) == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+test_durable_restart(void)
+{
+	/* "held" jobs are interrupted by a restart, "again" jobs run again;
+	 * both hold their slot until released. */
+	static const tr_jobs_kind kinds[] = {
+		KIND("echo", &echo_def, 2),
+		KIND("held", &slow_def, 1),
+		{ .name = "again",
+		  .def = &slow_def,
+		  .max_concurrency = 1,
+		  .on_restart = TR_JOBS_RESTART_RESUBMIT },
+	};
+	struct disk d;
+	struct fx f;
+
+	disk_make(&d);
+
+	/* First life: one job finished, one of each kind running, one of
+	 * each queued behind it. */
+	tr_pid j = life_start(&f, &d, 0, kinds, 3);
+	uint64_t echo = submit_quiet(&f, j, "echo", "a");
+	CHECK(WAIT_UNTIL(state_of(&f, j, echo) == TR_JOB_SUCCEEDED, WAIT_MS));
+	uint64_t held = submit_quiet(&f, j, "held", "h1");
+	uint64_t held_q = submit_quiet(&f, j, "held", "h2");
+	uint64_t again = submit_quiet(&f, j, "again", "g1");
+	uint64_t again_q = submit_quiet(&f, j, "again", "g2");
+	CHECK_EQ_U64(echo, 1);
+	CHECK_EQ_U64(again_q, 5);
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 2, WAIT_MS));
+	CHECK_EQ_U64(state_of(&f, j, held), TR_JOB_RUNNING);
+	CHECK_EQ_U64(state_of(&f, j, held_q), TR_JOB_QUEUED);
+	CHECK_EQ_U64(state_of(&f, j, again), TR_JOB_RUNNING);
+	CHECK_EQ_U64(state_of(&f, j, again_q), TR_JOB_QUEUED);
+	/* One event per change: five submits, three starts, one finish. */
+	CHECK_EQ_U64(journal_last(&f, &d), 9);
+	/* The runtime stops with the jobs as they are: the service writes
+	 * nothing of its stop, as if the process had been killed. */
+	jobs_finish(&f);
+
+	/* Second life: the journal read back. */
+	j = life_start(&f, &d, 0, kinds, 3);
+	struct status st = status_of(&f, j, echo);
+	CHECK_EQ_U64(st.state, TR_JOB_SUCCEEDED);
+	CHECK_EQ_U64(st.result_size, 6);
+	CHECK(memcmp(st.result, "echo:a", 6) == 0);
+	CHECK(tr_pid_is_none(st.worker)); /* a pid of an earlier life */
+	st = status_of(&f, j, held);
+	CHECK_EQ_U64(st.state, TR_JOB_INTERRUPTED);
+	CHECK_STR(st.note, "interrupted by a restart");
+	CHECK_STR(st.kind, "held");
+	/* The queued "held" job and the resubmitted "again" job run; the
+	 * queued "again" job waits behind it. */
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 2, WAIT_MS));
+	CHECK(order_has(held_q, 2));
+	CHECK(order_has(again, 2));
+	CHECK_EQ_U64(state_of(&f, j, again), TR_JOB_RUNNING);
+	CHECK_EQ_U64(state_of(&f, j, again_q), TR_JOB_QUEUED);
+	/* Ids go on after the old ones. */
+	uint64_t echo2 = submit_quiet(&f, j, "echo", "b");
+	CHECK_EQ_U64(echo2, 6);
+	atomic_store(&g.release, 1);
+	CHECK(WAIT_UNTIL(state_of(&f, j, held_q) == TR_JOB_SUCCEEDED &&
+				 state_of(&f, j, again) == TR_JOB_SUCCEEDED &&
+				 state_of(&f, j, again_q) == TR_JOB_SUCCEEDED &&
+				 state_of(&f, j, echo2) == TR_JOB_SUCCEEDED,
+			 WAIT_MS));
+	CHECK(order_has(again_q, 3));
+	tr_jobs_stats s = stats_of(&f, j);
+	CHECK_EQ_U64(s.submitted, 6);
+	CHECK_EQ_U64(s.succeeded, 5);
+	CHECK_EQ_U64(s.interrupted, 1);
+	CHECK_EQ_U64(
+		s.queued + s.running + s.failed + s.cancelled + s.timed_out, 0);
+	CHECK_EQ_U64(s.unhandled, 0);
+	(void)journal_last(&f, &d);
+	jobs_finish(&f);
+
+	/* Third life: the interruption and the second life's ends were
+	 * written too; nothing runs again. */
+	j = life_start(&f, &d, 0, kinds, 3);
+	CHECK_EQ_U64(state_of(&f, j, held), TR_JOB_INTERRUPTED);
+	CHECK_EQ_U64(state_of(&f, j, again), TR_JOB_SUCCEEDED);
+	CHECK_EQ_U64(state_of(&f, j, echo2), TR_JOB_SUCCEEDED);
+	CHECK_EQ_U64(submit_quiet(&f, j, "echo", "c"), 7);
+	CHECK(WAIT_UNTIL(state_of(&f, j, 7) == TR_JOB_SUCCEEDED, WAIT_MS));
+	s = stats_of(&f, j);
+	CHECK_EQ_U64(s.submitted, 7);
+	CHECK_EQ_U64(s.succeeded, 6);
+	CHECK_EQ_U64(s.interrupted, 1);
+	CHECK_EQ_U64(atomic_load(&g.norder), 0); /* no slow job started */
+	jobs_finish(&f);
+	disk_remove(&d);
+}
+
+/* A store that is full refuses a submit: the submitter gets its status
+ * and nothing is queued; the service goes on. */
+static void
+test_durable_store_full(void)
+{
+	static const tr_jobs_kind kinds[] = { KIND("held", &slow_def, 1) };
+	static char big[64 * 1024];
+	struct disk d;
+	struct fx f;
+	uint64_t accepted = 0;
+	tr_err refused = TR_OK;
+
+	disk_make(&d);
+	memset(big, 'x', sizeof(big) - 1);
+	tr_pid j = life_start(&f, &d, 64, kinds, 1); /* a few of them fill it */
+	for (int i = 0; i < 64 && refused == TR_OK; i++) {
+		uint64_t id = 0;
+		tr_err err = submit_req(&f, j, "held", big, sizeof(big), 0,
+					TR_PID_NONE, &id);
+		if (err == TR_OK) {
+			CHECK_EQ_U64(id, accepted + 1);
+			accepted++;
+		} else {
+			CHECK_EQ_U64(id, 0);
+			refused = err;
+		}
+	}
+	CHECK_EQ_INT(refused, TR_EFULL);
+	CHECK(accepted > 0);
+	tr_jobs_stats s = stats_of(&f, j);
+	CHECK_EQ_U64(s.submitted, accepted);
+	CHECK_EQ_U64(s.queued + s.running, accepted);
+	CHECK_EQ_U64(s.unhandled, 0);
+	CHECK_ERR(status_get(&f, j, accepted + 1).err, TR_ENOENT);
+	jobs_finish(&f);
+	disk_remove(&d);
+}
+
+/* monitor: watches a pid for the probe (an inbox has no monitors). */
+static void
+monitor_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	tr_pid *probe = state;
+	tr_ref ref;
+
+	if (m->type == MSG_MONITOR && m->size == sizeof(tr_pid)) {
+		*probe = m->from;
+		(void)tr_monitor(cx, *(const tr_pid *)m->data, &ref);
+		(void)tr_send(cx, *probe, MSG_MONITOR, NULL, 0);
+	} else if (m->type == TR_MSG_DOWN && m->size == sizeof(tr_down)) {
+		int32_t reason = ((const tr_down *)m->data)->reason;
+		(void)tr_send(cx, *probe, MSG_GONE, &reason, sizeof(reason));
+	}
+}
+
+static const tr_actor_def monitor_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "monitor",
+	.state_size = sizeof(tr_pid),
+	.handle = monitor_handle,
+};
+
+/* The store stops under the service: the service stops with
+ * TR_EXIT_ERROR; a restart on the file finds the jobs. */
+static void
+test_durable_store_gone(void)
+{
+	static const tr_jobs_kind kinds[] = { KIND("held", &slow_def, 1) };
+	struct disk d;
+	struct fx f;
+	int32_t reason = -1;
+
+	disk_make(&d);
+	tr_pid j = life_start(&f, &d, 0, kinds, 1);
+	/* A store needs a name that fits a persistent id. */
+	char longname[TR_STORE_ID_SIZE + 1];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = 1,
+			       .store = d.store };
+	tr_pid other = TR_PID_NONE;
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	cfg.name = "";
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	cfg.name = longname;
+	CHECK_ERR(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL),
+		  TR_EINVAL);
+	/* A config of the size before the store is one without it. */
+	cfg.size = offsetof(tr_jobs_config, store);
+	CHECK_OK(tr_jobs_start(tr_runtime_ctx(f.rt), &cfg, &other, NULL));
+	CHECK(!tr_pid_is_none(other));
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), other, TR_EXIT_SHUTDOWN));
+	uint64_t id = submit_quiet(&f, j, "held", "x");
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 1, WAIT_MS));
+	CHECK_EQ_U64(journal_last(&f, &d), 2); /* its start is written */
+	tr_pid mon = fx_spawn(&f, &monitor_def, NULL);
+	SEND(&f, mon, MSG_MONITOR, &j, sizeof(j));
+	CHECK(fx_recv(&f, MSG_MONITOR, NULL, 0));
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), d.store, TR_EXIT_SHUTDOWN));
+	CHECK(fx_recv(&f, MSG_GONE, &reason, sizeof(reason)));
+	CHECK_EQ_INT(reason, TR_EXIT_ERROR);
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 0, WAIT_MS));
+	jobs_finish(&f);
+
+	j = life_start(&f, &d, 0, kinds, 1);
+	CHECK_EQ_U64(state_of(&f, j, id), TR_JOB_INTERRUPTED);
+	jobs_finish(&f);
+	disk_remove(&d);
+}
+
 static const struct test_case tests[] = {
 	{ "jobs: submit and complete with a result", test_complete },
 	{ "jobs: progress events in order", test_progress },
@@ -1546,6 +1871,13 @@ static const struct test_case tests[] = {
 	  test_unknown_and_bad_input },
 	{ "jobs: exactly one final event per job over 200 mixed jobs",
 	  test_mixed_200 },
+	{ "jobs: a restart on the store finds finished, interrupted, "
+	  "resubmitted and queued jobs",
+	  test_durable_restart },
+	{ "jobs: a submit the full store refuses is answered with its status",
+	  test_durable_store_full },
+	{ "jobs: the store gone stops the service; a restart finds its jobs",
+	  test_durable_store_gone },
 	{ NULL, NULL },
 };
 

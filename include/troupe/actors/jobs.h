@@ -43,6 +43,9 @@
  *     |                  '------timeout-----> TIMED_OUT
  *     '------cancel----------------------->  CANCELLED
  *
+ * and, with a store, at a restart: RUNNING --> INTERRUPTED (or QUEUED
+ * again, per kind).
+ *
  * The first of those events that the service handles decides the final
  * state; whatever comes later (a complete after a cancel, say) is
  * ignored. Each job gets exactly one TR_JOB_EV_FINISHED event, also when
@@ -51,9 +54,23 @@
  *
  * The service's actor makes every state change and sends every event,
  * so a watcher sees one job's events in order (queued, started,
- * progress..., finished). Jobs live in memory only; the table and the
- * state machine are kept apart in the code so that a persistence layer
- * can take over the table.
+ * progress..., finished).
+ *
+ * Durable jobs. Without a store (tr_jobs_config.store TR_PID_NONE) jobs
+ * live in memory only. Given a store (<troupe/actors/store.h>) and a
+ * name, the service keeps a journal under the name: one event per
+ * change (submitted, with kind, timeout and payload; started; progress;
+ * finished, with state, note and result). A submit is answered only once
+ * the store has committed it; the other events are written behind, in
+ * their order. At its start the service reads the journal back before
+ * it answers: finished jobs are in the table again (max_finished
+ * applies), queued jobs are queued again in their order, and each job
+ * that was running ends TR_JOB_INTERRUPTED (written to the journal) or
+ * is queued again, as its kind's on_restart says. Ids go on from the
+ * highest one read. Nothing is sent to the watchers or job actors of an
+ * earlier life. A service that stops writes nothing of its stop: its
+ * unfinished jobs are what a restart finds. The store gone or refusing
+ * an event written behind stops the service with TR_EXIT_ERROR.
  *
  * A running job's slot is freed when its actor has stopped (not when its
  * final state is decided), so the concurrency limit counts actors that
@@ -65,6 +82,7 @@
 #include <stdint.h>
 
 #include <troupe/troupe.h>
+#include <troupe/actors/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -118,9 +136,11 @@ extern "C" {
  * sizeof(tr_jobs_submit_req) + payload_size). Reply: TR_MSG_JOBS_REPLY
  * with the new job's id (never 0); status TR_ENOENT (no such kind),
  * TR_EINVAL (a size that does not add up, a kind name without a NUL, a
- * remote watcher), TR_ENOMEM. The job is in the table (TR_JOB_QUEUED)
- * when the reply is sent, and the reply comes before any of the job's
- * events when the requester is its watcher.
+ * remote watcher), TR_ENOMEM; with a store, the store's status when it
+ * refused the write (TR_EFULL...), and then nothing was queued. With a
+ * store the reply waits until the job is committed. The job is in the
+ * table (TR_JOB_QUEUED) when the reply is sent, and the reply comes
+ * before any of the job's events when the requester is its watcher.
  */
 #define TR_MSG_JOBS_SUBMIT (TR_MSG_JOBS_BASE + 0x10u)
 
@@ -190,6 +210,9 @@ extern "C" {
  *                    stopped first
  * @TR_JOB_CANCELLED: a cancel came first
  * @TR_JOB_TIMED_OUT: it was still running when its timeout passed
+ * @TR_JOB_INTERRUPTED: it was running when the service of a store
+ *                    stopped, and its kind is not resubmitted: the
+ *                    service's restart ended it
  */
 typedef enum tr_job_state {
 	TR_JOB_QUEUED = 1,
@@ -198,7 +221,20 @@ typedef enum tr_job_state {
 	TR_JOB_FAILED = 4,
 	TR_JOB_CANCELLED = 5,
 	TR_JOB_TIMED_OUT = 6,
+	TR_JOB_INTERRUPTED = 7,
 } tr_job_state;
+
+/**
+ * enum tr_jobs_on_restart - What a restart of a service with a store does
+ * with a kind's jobs that were running (struct tr_jobs_kind).
+ * @TR_JOBS_RESTART_INTERRUPT: they end TR_JOB_INTERRUPTED (the default)
+ * @TR_JOBS_RESTART_RESUBMIT:  they are queued again with their payload
+ *                             and run again from the start
+ */
+typedef enum tr_jobs_on_restart {
+	TR_JOBS_RESTART_INTERRUPT = 0,
+	TR_JOBS_RESTART_RESUBMIT = 1,
+} tr_jobs_on_restart;
 
 /**
  * enum tr_job_event_kind - What a TR_MSG_JOB_EVENT reports.
@@ -331,12 +367,17 @@ TR_FAM_END
  *                   caller as long as the service may start jobs
  * @max_concurrency: at most this many actors of the kind exist at once,
  *                   at least 1
+ * @on_restart:      enum tr_jobs_on_restart: what a restart with a store
+ *                   does with the kind's jobs that were running; 0
+ *                   (TR_JOBS_RESTART_INTERRUPT) by default. Resubmit only
+ *                   jobs that can run twice
  */
 typedef struct tr_jobs_kind {
 	const char *name;
 	const tr_actor_def *def;
 	void *arg;
 	uint32_t max_concurrency;
+	uint32_t on_restart;
 } tr_jobs_kind;
 
 /**
@@ -352,6 +393,15 @@ typedef struct tr_jobs_kind {
  *                abnormal exit stops the service, and so its job actors.
  *                Only an actor can be linked (a thread's context gives
  *                TR_EINVAL). False (the default): no link
+ * @store:        a store (tr_store_start()) that keeps the jobs, see
+ *                "Durable jobs" above; TR_PID_NONE (the default): jobs
+ *                in memory only
+ * @name:         with @store: the journal's persistent id, 1 to
+ *                TR_STORE_ID_SIZE - 1 bytes, copied; one service per name
+ *                and store. Ignored without @store
+ *
+ * A @size that ends before @store (a caller built against an older
+ * header) is a service without a store.
  */
 typedef struct tr_jobs_config {
 	size_t size;
@@ -359,6 +409,8 @@ typedef struct tr_jobs_config {
 	uint32_t nkinds;
 	uint32_t max_finished;
 	bool is_linked;
+	tr_pid store;
+	const char *name;
 } tr_jobs_config;
 
 /**
@@ -418,18 +470,19 @@ typedef struct tr_jobs_reply {
 
 /**
  * struct tr_jobs_stats - Payload of TR_MSG_JOBS_STATS_REPLY.
- * @submitted: jobs accepted
+ * @submitted: jobs accepted; with a store, those the start read back
+ *             from the journal included
  * @queued:    jobs waiting for a slot now
  * @running:   jobs in TR_JOB_RUNNING now
- * @succeeded, @failed, @cancelled, @timed_out: jobs that ended so
- *             (each job counts once)
+ * @succeeded, @failed, @cancelled, @timed_out, @interrupted: jobs that
+ *             ended so (each job counts once)
  * @events_dropped: events a watcher's mailbox refused (TR_EFULL)
  * @unhandled: messages the service could not use: an unknown type, a
  *             payload of the wrong size (requests among them were
  *             answered with TR_EINVAL)
  *
  * submitted == queued + running + succeeded + failed + cancelled +
- * timed_out.
+ * timed_out + interrupted.
  */
 typedef struct tr_jobs_stats {
 	uint64_t submitted;
@@ -439,6 +492,7 @@ typedef struct tr_jobs_stats {
 	uint64_t failed;
 	uint64_t cancelled;
 	uint64_t timed_out;
+	uint64_t interrupted;
 	uint64_t events_dropped;
 	uint64_t unhandled;
 } tr_jobs_stats;
@@ -455,7 +509,10 @@ typedef struct tr_jobs_stats {
  *
  * The start is a request with no timeout: the caller gets exactly one
  * outcome under *@ref, a TR_MSG_JOBS_REPLY with status TR_OK once the
- * service runs (or TR_ENOMEM, after which it stops), or
+ * service runs, with a store once it has read its journal back (or an
+ * error, after which it stops with TR_EXIT_ERROR: TR_ENOMEM; with a
+ * store, the store's status, TR_ECLOSED for a store that is gone,
+ * TR_EINVAL for a journal it cannot read), or
  * TR_MSG_REQUEST_FAILED if it was stopped before it took its start.
  * Requests sent before that wait in its mailbox. Waiting is optional.
  *
@@ -465,12 +522,15 @@ typedef struct tr_jobs_stats {
  * which overtakes their queues), and every job that has not finished
  * ends TR_JOB_FAILED with the note "the service stopped" (exit_reason
  * TR_EXIT_SHUTDOWN for one that ran): its watchers get its FINISHED
- * event. Requests after that get TR_MSG_REQUEST_FAILED.
+ * event. With a store that end is not written: the journal keeps those
+ * jobs queued or running, for the next start. Requests after that get
+ * TR_MSG_REQUEST_FAILED.
  * Ownership: @cfg and its kinds are copied; each kind's def and arg are
  *            borrowed as struct tr_jobs_kind says.
  * Thread:    actor, or a thread's context.
  * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a small @cfg->size,
- *            too many kinds, a bad name, definition or limit,
+ *            too many kinds, a bad name, definition, limit or
+ *            on_restart, a store without a valid @cfg->name,
  *            @cfg->is_linked on a thread's context); TR_EEXIST (two
  *            kinds of one name); TR_ENOMEM; TR_ECLOSED (the runtime is
  *            stopping). On error no actor was left running and no reply
@@ -484,7 +544,8 @@ TR_API tr_err tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out,
  * Ownership: none (the string is static).
  * Thread:    any.
  * Return:    a static string ("queued", "running", "succeeded", "failed",
- *            "cancelled", "timed out"), or "?" for anything else.
+ *            "cancelled", "timed out", "interrupted"), or "?" for
+ *            anything else.
  */
 TR_API const char *tr_job_state_name(int state);
 
