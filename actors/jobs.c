@@ -66,6 +66,7 @@
 
 #include "boot.h"
 #include "hash.h"
+#include "journal.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -940,13 +941,8 @@ on_down(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static tr_err
 replay_read(tr_ctx *cx, struct jobs *j, uint64_t seq)
 {
-	tr_store_read_req q;
-
-	memset(&q, 0, sizeof(q));
-	memcpy(q.id, j->boot->name, sizeof(q.id));
-	q.after_seq = seq;
-	return tr_request(cx, j->boot->store, TR_MSG_STORE_READ, &q, sizeof(q),
-			  0, &j->read_ref);
+	return tr__journal_read(cx, j->boot->store, j->boot->name, seq,
+				&j->read_ref);
 }
 
 /* The start cannot be answered with a table: answer it with @err, and
@@ -1116,7 +1112,7 @@ replay_end(tr_ctx *cx, struct jobs *j)
 static void
 replay_page(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	const tr_store_events *pg = m->data;
+	const tr_store_events *pg = tr__journal_page(m, 0);
 	const tr_store_error *se = TR_MSG_AS(m, tr_store_error);
 
 	if (m->type == TR_MSG_STORE_ERROR && se != NULL) {
@@ -1127,21 +1123,16 @@ replay_page(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		replay_fail(cx, j, TR_ECLOSED); /* the store is gone */
 		return;
 	}
-	if (m->size < sizeof(*pg) ||
-	    (m->size - sizeof(*pg)) / sizeof(pg->events[0]) < pg->count) {
+	if (pg == NULL) {
 		replay_fail(cx, j, TR_EINVAL);
 		return;
 	}
 	uint64_t seq = 0;
 	for (uint32_t i = 0; i < pg->count; i++) {
 		const tr_store_event *ev = &pg->events[i];
-		tr_err err =
-			ev->offset > m->size || ev->size > m->size - ev->offset
-				? TR_EINVAL
-				: replay_event(cx, j,
-					       (const unsigned char *)m->data +
-						       ev->offset,
-					       ev->size);
+		tr_err err = replay_event(
+			cx, j, (const unsigned char *)m->data + ev->offset,
+			ev->size);
 		if (err < 0) {
 			replay_fail(cx, j, err);
 			return;

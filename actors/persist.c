@@ -27,6 +27,7 @@
 
 #include "boot.h"
 #include "defs.h"
+#include "journal.h"
 
 /* Private messages. */
 #define MSG_BOOT (TR_MSG_PERSIST_BASE + 0x80u)
@@ -161,14 +162,8 @@ fail_with(tr_ctx *cx, struct pa *p, const tr_msg *m, const char *what)
 static void
 read_after(tr_ctx *cx, struct pa *p, uint64_t seq)
 {
-	tr_store_read_req q;
-
-	memset(&q, 0, sizeof(q));
-	memcpy(q.id, p->id, sizeof(q.id));
-	q.after_seq = seq;
 	p->phase = P_EVENTS;
-	tr_err err = tr_request(cx, p->store, TR_MSG_STORE_READ, &q, sizeof(q),
-				0, &p->rec_ref);
+	tr_err err = tr__journal_read(cx, p->store, p->id, seq, &p->rec_ref);
 	if (err < 0) {
 		tr_store_error e;
 		error_of(&e, err, p->id, "cannot ask the store for events");
@@ -193,30 +188,6 @@ load_snapshot(struct pa *p, const tr_msg *m)
 	}
 	memcpy(p->state, s->data, s->size);
 	return true;
-}
-
-/* A page of events is well formed: every event's bytes inside the
- * payload, sequence numbers rising past what is applied. */
-static const tr_store_events *
-page_of(const struct pa *p, const tr_msg *m)
-{
-	const tr_store_events *pg = m->data;
-
-	if (m->type != TR_MSG_STORE_EVENTS || pg == NULL ||
-	    m->size < sizeof(*pg) ||
-	    (m->size - sizeof(*pg)) / sizeof(pg->events[0]) < pg->count) {
-		return NULL;
-	}
-	uint64_t seq = p->last_seq;
-	for (uint32_t i = 0; i < pg->count; i++) {
-		const tr_store_event *ev = &pg->events[i];
-		if (ev->seq <= seq || ev->offset > m->size ||
-		    ev->size > m->size - ev->offset) {
-			return NULL;
-		}
-		seq = ev->seq;
-	}
-	return pg;
 }
 
 static void
@@ -277,7 +248,7 @@ recovery_step(tr_ctx *cx, struct pa *p, const tr_msg *m)
 		}
 		return;
 	}
-	const tr_store_events *pg = page_of(p, m);
+	const tr_store_events *pg = tr__journal_page(m, p->last_seq);
 	if (pg == NULL) {
 		fail_with(cx, p, m, "a strange page of events");
 		return;
