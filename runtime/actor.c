@@ -223,14 +223,15 @@ slot_release(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a)
 /* ------------------------------------------------------------------ */
 /* Sending                                                             */
 
-static void dead_letter(tr_runtime *rt, struct tr__worker *w,
-			struct tr__msg *msg, bool free_node);
+static void
+dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
+	    bool free_node, bool known, int32_t why);
 
 void
 tr__dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg)
 {
 	STAT(rt, w, sent, 1);
-	dead_letter(rt, w, msg, true);
+	dead_letter(rt, w, msg, true, false, 0);
 }
 
 tr_err
@@ -294,7 +295,7 @@ tr__send_node(tr_runtime *rt, struct tr__worker *w, uint64_t to,
 			 atomic_load_explicit(&a->pid, memory_order_relaxed) !=
 				 to)) {
 		STAT(rt, w, sent, 1);
-		dead_letter(rt, w, msg, true);
+		dead_letter(rt, w, msg, true, false, 0);
 		return TR_OK;
 	}
 	if (bounded) {
@@ -397,17 +398,20 @@ err_free:
 
 /*
  * A message that reaches no actor: count it, answer link and monitor
- * requests with TR_EXIT_NOPROC so the requester learns the actor is gone,
- * free its pointer payload, and free the node unless the mailbox still
- * holds it as its tail (@free_node false).
+ * requests and requests with @why if @known (else TR_EXIT_NOPROC, or
+ * TR_EXIT_NOCONNECTION for another node's pid) so the requester learns
+ * the actor is gone, free its pointer payload, and free the node unless
+ * the mailbox still holds it as its tail (@free_node false).
  */
 static void
 dead_letter(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg,
-	    bool free_node)
+	    bool free_node, bool known, int32_t why)
 {
 	/* What cannot reach another node: its node is unknown or down. */
-	int32_t why = tr__pid_node(msg->to) != 0 ? TR_EXIT_NOCONNECTION
+	if (!known) {
+		why = tr__pid_node(msg->to) != 0 ? TR_EXIT_NOCONNECTION
 						 : TR_EXIT_NOPROC;
+	}
 
 	STAT(rt, w, dead, 1);
 	if ((msg->m.flags & TR_MSG_F_REQUEST) && msg->m.from.v != 0) {
@@ -1086,7 +1090,7 @@ take_request_msg(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		if (req_take(a, msg->m.ref.v)) {
 			return true;
 		}
-		dead_letter(w->rt, w, msg, false);
+		dead_letter(w->rt, w, msg, false, false, 0);
 		return false;
 	}
 	struct tr__actor_ext *x = ext_get(a);
@@ -1169,13 +1173,21 @@ deliver(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	tr_runtime *rt = w->rt;
 
 	if (msg->to != atomic_load_explicit(&a->pid, memory_order_relaxed)) {
-		if (msg->m.type == TR__SYS_STOP && msg->to == a->overtaken) {
-			/* The queued copy of a stop that was taken ahead of
-			 * it (take_stop): done, not a dead letter. */
-			tr__stat_add(&w->stats.handled, 1);
-			return;
+		bool ahead = msg->to == a->overtaken && a->overtaken_ahead;
+		if (ahead) {
+			if (msg->m.type == TR__SYS_STOP) {
+				/* The queued copy of a stop that was taken
+				 * ahead of it (take_stop): done, not a dead
+				 * letter. What follows it came after it. */
+				a->overtaken_ahead = false;
+				tr__stat_add(&w->stats.handled, 1);
+				return;
+			}
+			/* Queued ahead of the stop: a monitor or link made
+			 * before it sees the real reason, as it would have
+			 * had the stop waited its turn. */
 		}
-		dead_letter(rt, w, msg, false);
+		dead_letter(rt, w, msg, false, ahead, a->overtaken_why);
 		return;
 	}
 	if (msg->m.type >= TR__SYS_BASE) {
@@ -1207,9 +1219,11 @@ take_stop(struct tr__worker *w, struct tr__actor *a)
 	if (to != pid || pid == 0 || (a->flags & TR__A_INIT_PENDING)) {
 		return;
 	}
+	int32_t why = atomic_load_explicit(&a->stop_why, memory_order_relaxed);
 	a->overtaken = pid;
-	terminate(w, a,
-		  atomic_load_explicit(&a->stop_why, memory_order_relaxed));
+	a->overtaken_why = why == TR_EXIT_KILL ? TR_EXIT_KILLED : why;
+	a->overtaken_ahead = true;
+	terminate(w, a, why);
 }
 
 static void

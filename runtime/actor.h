@@ -104,6 +104,8 @@ struct tr__actor {
 	struct tr__actor_ext *ext; /* links and monitors, made on first use */
 	uint64_t sched_ts;         /* ticks when made runnable; 0 = no sample */
 	uint64_t overtaken;        /* last pid stopped ahead of its queue */
+	int32_t overtaken_why;     /* its reason */
+	bool overtaken_ahead;      /* its STOP copy not seen yet (deliver) */
 	uint32_t gen; /* generation of the next spawn in this slot */
 	/*
 	 * The pid the runtime's stop already sent its STOP to, and whether

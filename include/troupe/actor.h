@@ -421,10 +421,12 @@ TR_API void tr_stop_self(tr_ctx *cx, int32_t reason);
  * The stop overtakes the messages already in its mailbox, as an Erlang
  * exit signal does: the actor finishes the message it is handling (and
  * its init, if that has not run yet) and stops before the next one; what
- * was still queued for it becomes dead letters. It cannot be trapped. To
- * have an actor finish its queue first, send it a message of your own
- * that makes it call tr_stop_self(). Stopping the calling actor itself is
- * tr_stop_self().
+ * was still queued for it becomes dead letters. A monitor, link or request
+ * queued ahead of the stop is answered with @reason (it was made while
+ * the actor lived), one queued behind it with TR_EXIT_NOPROC. It cannot
+ * be trapped. To have an actor finish its queue first, send it a message
+ * of your own that makes it call tr_stop_self(). Stopping the calling
+ * actor itself is tr_stop_self().
  * Thread:    as tr_send().
  * Return:    TR_OK (a stale pid is a dead letter), TR_EINVAL, TR_ENOMEM.
  */

@@ -403,7 +403,8 @@ link_then_stop(int from_outside)
 	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
 	if (from_outside) {
 		/* b took the link first: a stop from outside overtakes what
-		 * is queued (the link would get TR_EXIT_NOPROC). */
+		 * is queued, though a link queued ahead of it sees its
+		 * reason too (test_stop_overtakes_in_order). */
 		CHECK_OK(tr_runtime_wait_idle(f.rt, IDLE_MS));
 		CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), b, reason));
 	} else {
@@ -785,6 +786,62 @@ test_demonitor_queued_down(void)
 	fx_finish(&f);
 }
 
+/*
+ * A stop from outside overtakes b's queue, but the signals queued ahead of
+ * it keep their place among signals: a monitor and a link that reached b
+ * before the stop see the stop's reason, as they would had the stop waited
+ * its turn; a monitor that came after the stop finds b gone (noproc), as
+ * in Erlang, where a process handles the signals it receives in order.
+ */
+static void
+test_stop_overtakes_in_order(void)
+{
+	struct fx f;
+	struct got g;
+	struct cmd c;
+	int32_t reason = TR_EXIT_USER + 5;
+
+	atomic_store(&race_go, 0);
+	atomic_store(&holding, 0);
+	fx_start(&f, 2);
+	tr_pid mon = fx_spawn(&f, &mon_def, NULL);
+	tr_pid a = fx_spawn(&f, &lk_def, NULL);
+	tr_pid b = fx_spawn(&f, &lk_def, NULL);
+	CHECK_OK(cmd(&f, a, MSG_L_TRAP, TR_PID_NONE, 1));
+	c = (struct cmd){ b, 0, 0 };
+	SEND(&f, b, MSG_L_HOLD, &c, sizeof(c));
+	WAIT_UNTIL(atomic_load(&holding) == 1, REPLY_MS);
+	/* While b holds its worker: a monitor and a link queue up, */
+	tr_ref before = watch(&f, mon, b);
+	CHECK_OK(cmd(&f, a, MSG_L_LINK, b, 0));
+	/* then the stop, then a monitor behind it. */
+	CHECK_OK(tr_stop(tr_runtime_ctx(f.rt), b, reason));
+	tr_ref after = watch(&f, mon, b);
+	atomic_store(&race_go, 1);
+	CHECK(collect(&f, 3, &g));
+	CHECK_EQ_INT(g.ndown, 2);
+	CHECK_EQ_INT(g.nexit, 1);
+	int seen = 0;
+	for (int i = 0; i < g.ndown; i++) {
+		CHECK(tr_pid_eq(g.down[i].who, b));
+		if (g.down[i].ref.v == before.v) {
+			CHECK_EQ_INT(g.down[i].reason, reason);
+			seen |= 1;
+		} else if (g.down[i].ref.v == after.v) {
+			CHECK_EQ_INT(g.down[i].reason, TR_EXIT_NOPROC);
+			seen |= 2;
+		}
+	}
+	CHECK_EQ_INT(seen, 3);
+	CHECK(tr_pid_eq(g.exit[0].by, a));
+	CHECK(tr_pid_eq(g.exit[0].from, b));
+	CHECK_EQ_INT(g.exit[0].reason, reason);
+	expect_quiet(&f);
+	tr_metrics m = fx_metrics(&f);
+	CHECK_EQ_U64(m.msgs_sent, m.msgs_handled + m.dead_letters);
+	fx_finish(&f);
+}
+
 static void
 test_noproc(void)
 {
@@ -911,6 +968,8 @@ static const struct test_case tests[] = {
 	{ "monitor: demonitor suppresses the down", test_demonitor },
 	{ "monitor: demonitor suppresses an already queued down",
 	  test_demonitor_queued_down },
+	{ "link: a stop overtakes the queue, signals ahead see its reason",
+	  test_stop_overtakes_in_order },
 	{ "monitor: dead pid gives TR_EXIT_NOPROC to monitor and link",
 	  test_noproc },
 	{ "link: misuse returns TR_EINVAL", test_misuse },
