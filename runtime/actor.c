@@ -1027,7 +1027,7 @@ handle_system(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 		memcpy(&ref, msg->m.data, sizeof(ref));
 		struct tr__actor_ext *x = ext_get(a);
 		if (x != NULL) {
-			(void)tr__reqtab_add(&x->watchers, ref, from, 0);
+			(void)tr__watch_add(&x->watchers, ref, from, 0);
 		}
 		break;
 	}
@@ -1097,8 +1097,8 @@ take_request_msg(struct tr__worker *w, struct tr__actor *a, struct tr__msg *msg)
 	/* Without memory the request is still handled; only the target's
 	 * death would then go unnoticed, and the timeout covers it. */
 	if (x != NULL) {
-		(void)tr__reqtab_add(&x->watchers, msg->m.ref.v, msg->m.from.v,
-				     0);
+		(void)tr__watch_add(&x->watchers, msg->m.ref.v, msg->m.from.v,
+				    msg->deadline);
 	}
 	return true;
 }
@@ -1657,6 +1657,7 @@ tr_stash(tr_ctx *cx, const tr_msg *m)
 	msg->m.from = m->from;
 	msg->m.ref = m->ref;
 	msg->m.flags = m->flags;
+	msg->deadline = src != NULL ? src->deadline : 0;
 	if (ptr) {
 		/* The pointer moves to the copy (only real nodes carry one). */
 		msg->m.data = m->data;

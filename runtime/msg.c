@@ -188,6 +188,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 		msg->alloc_size = (uint32_t)need;
 		msg->iflags = 0;
 		msg->m.ref.v = 0;
+		msg->deadline = 0;
 		return msg;
 	}
 	if (caches != NULL &&
@@ -205,6 +206,7 @@ tr__msg_alloc(struct tr__msg_cache *caches, size_t len)
 	msg->alloc_size = class_size[cls];
 	msg->iflags = 0;
 	msg->m.ref.v = 0; /* only requests and replies set it */
+	msg->deadline = 0;
 	return msg;
 }
 

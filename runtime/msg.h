@@ -42,6 +42,9 @@ struct tr__msg {
 	uint16_t cls;
 	uint16_t iflags;
 	uint32_t alloc_size; /* for TR__MSG_BIG nodes */
+	/* A request's deadline on tr__clock_ns(), 0 for none: its holder's
+	 * watch expires with it (see request.h). In what was padding. */
+	uint64_t deadline;
 	_Alignas(16) unsigned char data[];
 };
 

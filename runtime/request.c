@@ -73,12 +73,18 @@ grow(struct tr__reqtab *t)
 	return TR_OK;
 }
 
+/* At most 3/4 full, so a probe always ends. */
+static bool
+full(const struct tr__reqtab *t)
+{
+	return (t->n + 1) * 4 > t->cap * 3;
+}
+
 int
 tr__reqtab_add(struct tr__reqtab *t, uint64_t ref, uint64_t to,
 	       uint64_t deadline)
 {
-	/* At most 3/4 full, so a probe always ends. */
-	if ((t->n + 1) * 4 > t->cap * 3 && grow(t) < 0) {
+	if (full(t) && grow(t) < 0) {
 		return TR_ENOMEM;
 	}
 	struct tr__req r = { .ref = ref, .to = to, .deadline = deadline };
@@ -143,6 +149,24 @@ tr__reqtab_due(struct tr__reqtab *t, uint64_t now, struct tr__req *out)
 		}
 	}
 	return false;
+}
+
+int
+tr__watch_add(struct tr__reqtab *t, uint64_t ref, uint64_t to,
+	      uint64_t deadline)
+{
+	if (full(t) && t->n > 0) {
+		uint64_t now = tr__clock_ns();
+		/* One pass: a removal moves later entries back into the
+		 * hole, so the slot is looked at again. */
+		for (uint32_t i = 0; i < t->cap; i++) {
+			while (t->v[i].ref != 0 && t->v[i].deadline != 0 &&
+			       t->v[i].deadline <= now) {
+				remove_at(t, i);
+			}
+		}
+	}
+	return tr__reqtab_add(t, ref, to, deadline);
 }
 
 bool
@@ -239,14 +263,8 @@ tr__req_unwatch_target(struct tr_runtime *rt, struct tr__worker *w,
  * inbox's (under its mutex, tr__inbox_req_add).
  */
 static tr_err
-register_req(tr_ctx *cx, uint64_t ref, uint64_t to, uint64_t timeout_ms)
+register_req(tr_ctx *cx, uint64_t ref, uint64_t to, uint64_t deadline)
 {
-	/* Past about 100 years a timeout is no timeout (and the product
-	 * would wrap). */
-	uint64_t deadline = timeout_ms == 0 || timeout_ms > UINT64_C(3) << 40
-				    ? 0
-				    : tr__clock_ns() + timeout_ms * 1000000u;
-
 	if (cx->inbox != NULL) {
 		return tr__inbox_req_add(cx->inbox, ref, to, deadline);
 	}
@@ -277,7 +295,12 @@ request(tr_ctx *cx, tr_pid to, struct tr__msg *msg, uint64_t timeout_ms,
 		return TR_EINVAL; /* a teardown's context, or a stale one */
 	}
 	uint64_t ref = tr__req_ref(cx->rt);
-	tr_err err = register_req(cx, ref, to.v, timeout_ms);
+	/* Past about 100 years a timeout is no timeout (and the product
+	 * would wrap). */
+	uint64_t deadline = timeout_ms == 0 || timeout_ms > UINT64_C(3) << 40
+				    ? 0
+				    : tr__clock_ns() + timeout_ms * 1000000u;
+	tr_err err = register_req(cx, ref, to.v, deadline);
 
 	if (err < 0) {
 		tr__msg_discard_any(cx->w, msg);
@@ -286,6 +309,7 @@ request(tr_ctx *cx, tr_pid to, struct tr__msg *msg, uint64_t timeout_ms,
 	msg->m.flags |= TR_MSG_F_REQUEST;
 	msg->m.ref.v = ref;
 	msg->m.from.v = cx->self;
+	msg->deadline = deadline;
 	/*
 	 * A target that does not exist makes the request a dead letter,
 	 * which answers it with TR_MSG_REQUEST_FAILED (TR_EXIT_NOPROC):
@@ -471,6 +495,11 @@ tr_forward(tr_ctx *cx, tr_pid to, const tr_msg *m)
 	if (m->flags & TR_MSG_F_REQUEST) {
 		msg->m.flags |= TR_MSG_F_REQUEST;
 		msg->m.ref = m->ref;
+		/* The next holder's watch expires when the requester's
+		 * timeout does (a stash copy knows it too). */
+		if (cx->node != NULL && &cx->node->m == m) {
+			msg->deadline = cx->node->deadline;
+		}
 	}
 	msg->m.from = m->from; /* the reply goes to the original sender */
 	err = tr__send_node(cx->rt, cx->w, to.v, msg, true);

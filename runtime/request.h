@@ -69,6 +69,17 @@ bool tr__reqtab_take(struct tr__reqtab *t, uint64_t ref, struct tr__req *out);
  */
 bool tr__reqtab_due(struct tr__reqtab *t, uint64_t now, struct tr__req *out);
 
+/*
+ * Add a target's watch for the requester @to (see above): until
+ * @deadline, the request's (0: until answered or cancelled). A table
+ * about to grow first drops the watches whose deadline passed: their
+ * requesters have timed out, and they cancel the watch only at the
+ * target they asked, which a forwarded request has left. So a holder
+ * keeps no more than its live requests' watches, give or take a growth.
+ */
+int tr__watch_add(struct tr__reqtab *t, uint64_t ref, uint64_t to,
+		  uint64_t deadline);
+
 /* Remove any one open request into *out; false when none is open. */
 bool tr__reqtab_any(struct tr__reqtab *t, struct tr__req *out);
 

@@ -22,6 +22,8 @@
 
 #include "harness.h"
 #include "fixture.h"
+#include "runtime/clock.h"
+#include "runtime/request.h"
 
 enum {
 	ECHO = 1,   /* int: reply with n + 1 */
@@ -1322,6 +1324,48 @@ test_payload_views(void)
 	CHECK(TR_MSG_AS(&m, struct fam) == NULL);
 }
 
+/*
+ * A target's watches: one whose requester's deadline passed is dropped
+ * when the table would grow (a forwarded request's requester cancels its
+ * watch only at the target it asked), and none other is: no deadline,
+ * a deadline to come, or a monitor's.
+ */
+static void
+test_watches_expire(void)
+{
+	struct tr__reqtab t;
+	struct tr__req r;
+	uint64_t now = tr__clock_ns();
+	uint64_t past = now > 1000 ? now - 1000 : 1;
+	uint64_t future = now + UINT64_C(3600) * 1000000000u;
+
+	memset(&t, 0, sizeof(t));
+	/* 20 expired watches among 40 that must stay. */
+	for (uint64_t i = 1; i <= 60; i++) {
+		uint64_t d = i % 3 == 0 ? 0 : i % 3 == 1 ? past : future;
+		CHECK_OK(tr__reqtab_add(&t, i | TR__REF_REQ, 7, d));
+	}
+	uint32_t cap = t.cap;
+	/* Fill to the point of growth with watches that never expire. */
+	uint64_t ref = 1000;
+	while ((t.n + 1) * 4 <= t.cap * 3) {
+		CHECK_OK(tr__watch_add(&t, ref++ | TR__REF_REQ, 7, 0));
+	}
+	uint32_t before = t.n;
+	CHECK_OK(tr__watch_add(&t, ref++ | TR__REF_REQ, 7, 0));
+	CHECK_EQ_U64(t.cap, cap); /* made room instead of growing */
+	CHECK(t.n < before);
+	for (uint64_t i = 1; i <= 60; i++) {
+		bool stays = i % 3 != 1;
+		CHECK(tr__reqtab_take(&t, i | TR__REF_REQ, &r) == stays);
+	}
+	for (uint64_t i = 1000; i < ref; i++) {
+		CHECK(tr__reqtab_take(&t, i | TR__REF_REQ, &r));
+	}
+	CHECK_EQ_U64(t.n, 0);
+	tr__reqtab_fini(&t);
+}
+
 static const struct test_case tests[] = {
 	{ "payload_views", test_payload_views },
 	{ "unhandled", test_unhandled },
@@ -1330,6 +1374,7 @@ static const struct test_case tests[] = {
 	{ "target_stops_holding", test_target_stops_holding },
 	{ "timeout_then_late_reply", test_timeout_then_late_reply },
 	{ "forward", test_forward },
+	{ "watches_expire", test_watches_expire },
 	{ "inbox_context", test_inbox_context },
 	{ "stress_one_outcome", test_stress_one_outcome },
 	{ "reply_then_stop", test_reply_then_stop },
