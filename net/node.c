@@ -52,6 +52,7 @@
 #include <nng/supplemental/tls/tls.h>
 
 #include "net/handshake.h"
+#include "net/txq.h"
 #include "net/wire.h"
 
 /* Largest batch a peer may send (its length prefix is checked first). */
@@ -71,14 +72,6 @@ struct track {
 	uint64_t ref;  /* REQ, MON */
 };
 
-/* One sealed batch waiting to be sent. */
-struct batch {
-	struct batch *next;
-	uint8_t hdr[4];
-	uint8_t *data;
-	size_t len;
-};
-
 /* After an accept that failed, the next one waits this long. */
 #define ACCEPT_RETRY_MS 100u
 
@@ -93,14 +86,11 @@ struct conn {
 	bool dialed; /* this side dialed: the dialer's handshake role */
 	trn_hello own;
 	trn_hello theirs;
-	/* Sending: the open batch, sealed ones, the one under way. */
+	/* Sending: what waits (net/txq.h), the batch under way. */
 	nng_aio *tx_aio;
-	trn_buf open;
-	struct batch *sealed, *sealed_last;
-	struct batch *tx; /* being sent */
-	size_t tx_off;    /* bytes of it sent, prefix included */
-	size_t queued;    /* bytes in open and sealed */
-	uint64_t msg_ids; /* chunked messages sent */
+	trn_txq txq;
+	trn_batch *tx; /* being sent */
+	size_t tx_off; /* bytes of it sent, prefix included */
 	/* Receiving. */
 	nng_aio *rx_aio;
 	uint8_t rx_hdr[4];
@@ -497,35 +487,10 @@ conn_failed(struct conn *c, int rv)
 	}
 }
 
-/* Seal the open batch, if it holds anything. */
-static int
-seal(struct conn *c)
-{
-	if (c->open.len == 0) {
-		return 0;
-	}
-	struct batch *b = malloc(sizeof(*b));
-	if (b == NULL) {
-		return -1;
-	}
-	b->next = NULL;
-	b->data = c->open.data;
-	b->len = c->open.len;
-	put_le32(b->hdr, (uint32_t)b->len);
-	trn_buf_init(&c->open, TRN_BATCH_MAX_DEFAULT);
-	if (c->sealed_last != NULL) {
-		c->sealed_last->next = b;
-	} else {
-		c->sealed = b;
-	}
-	c->sealed_last = b;
-	return 0;
-}
-
 static void
 tx_submit(struct conn *c)
 {
-	struct batch *b = c->tx;
+	trn_batch *b = c->tx;
 	nng_iov iov[2];
 	unsigned n = 0;
 
@@ -552,28 +517,13 @@ tx_kick(struct conn *c)
 	if (c->tx != NULL || c->state == C_CLOSED) {
 		return;
 	}
-	if (c->sealed == NULL && seal(c) < 0) {
-		return;
+	c->tx = trn_txq_next(&c->txq);
+	if (c->tx == NULL) {
+		return; /* nothing, or no memory: the ticker tries again */
 	}
-	struct batch *b = c->sealed;
-	if (b == NULL) {
-		return;
-	}
-	c->sealed = b->next;
-	if (c->sealed == NULL) {
-		c->sealed_last = NULL;
-	}
-	c->tx = b;
 	c->tx_off = 0;
 	c->last_tx = now_ms();
 	tx_submit(c);
-}
-
-static void
-batch_free(struct batch *b)
-{
-	free(b->data);
-	free(b);
 }
 
 static void
@@ -593,8 +543,7 @@ tx_done(void *arg)
 		if (c->tx_off < c->tx->len + 4) {
 			tx_submit(c); /* a partial write */
 		} else {
-			c->queued -= c->tx->len;
-			batch_free(c->tx);
+			trn_txq_done(&c->txq, c->tx);
 			c->tx = NULL;
 			tx_kick(c);
 		}
@@ -607,39 +556,18 @@ tx_done(void *arg)
 static int
 queue_raw(struct conn *c, char *data, size_t len)
 {
-	if (seal(c) < 0) {
-		free(data);
+	if (trn_txq_raw(&c->txq, data, len) != TRN_OK) {
 		return -1;
 	}
-	c->open.data = (uint8_t *)data;
-	c->open.len = len;
-	c->open.cap = len;
-	/* Counted now: sealed here or later by tx_kick, it is sent, and
-	 * tx_done takes its length off. */
-	c->queued += len;
-	(void)seal(c);
 	tx_kick(c);
 	return 0;
 }
 
-/* Append a frame to the open batch, sealing it when full. */
+/* Queue a frame of the link's own (no pair). */
 static int
 queue_frame(struct conn *c, const trn_frame *f)
 {
-	size_t before = c->open.len;
-	int rv = trn_frame_append(&c->open, f);
-
-	if (rv == TRN_EFULL) {
-		if (seal(c) < 0) {
-			return TRN_ENOMEM;
-		}
-		before = 0;
-		rv = trn_frame_append(&c->open, f);
-	}
-	if (rv == TRN_OK) {
-		c->queued += c->open.len - before;
-	}
-	return rv;
+	return trn_txq_frame(&c->txq, f, 0, 0, TRN_CHUNK_SIZE_DEFAULT);
 }
 
 /* ------------------------------------------------------------------ */
@@ -664,14 +592,17 @@ wire_of(tr_net *net, struct conn *c, tr_pid p, uint64_t *w)
 		return true;
 	}
 	struct life *l = net->lives[node];
+	trn_buf *b = trn_txq_node_buf(&c->txq);
 	uint16_t tag;
-	size_t before = c->open.len;
-	if (l == NULL ||
-	    trn_tags_put(&c->tags_out, &c->open, l->name, strlen(l->name),
-			 l->creation, &tag) != TRN_OK) {
+	size_t before = b != NULL ? b->len : 0;
+	if (l == NULL || b == NULL ||
+	    trn_tags_put(&c->tags_out, b, l->name, strlen(l->name), l->creation,
+			 &tag) != TRN_OK) {
 		return false;
 	}
-	c->queued += c->open.len - before;
+	if (b->len != before) {
+		trn_txq_node_added(&c->txq, b->len - before);
+	}
 	*w = trn_wpid(tag, tr_remote_pid_local(p));
 	return true;
 }
@@ -795,7 +726,7 @@ net_out(void *arg, const tr_remote_op *op)
 	trn_frame f;
 	memset(&f, 0, sizeof(f));
 	if (c == NULL || c->state != C_UP ||
-	    c->queued + op->size > net->cfg.link_bytes) {
+	    trn_txq_queued(&c->txq) + op->size > net->cfg.link_bytes) {
 		goto out;
 	}
 	f.kind = kind_of_op[op->kind];
@@ -832,30 +763,10 @@ net_out(void *arg, const tr_remote_op *op)
 	default:
 		break;
 	}
-	int rv;
-	if (op->kind == TR_REMOTE_SEND && op->size > TRN_CHUNK_SIZE_DEFAULT) {
-		uint64_t id = ++c->msg_ids;
-		rv = TRN_OK;
-		for (size_t off = 0; rv == TRN_OK && off < op->size;
-		     off += TRN_CHUNK_SIZE_DEFAULT) {
-			size_t piece = op->size - off;
-			if (piece > TRN_CHUNK_SIZE_DEFAULT) {
-				piece = TRN_CHUNK_SIZE_DEFAULT;
-			}
-			size_t before = c->open.len;
-			rv = trn_chunk_append(&c->open, &f, id, (uint32_t)off,
-					      (uint32_t)piece);
-			if (rv == TRN_EFULL && seal(c) == 0) {
-				before = 0;
-				rv = trn_chunk_append(&c->open, &f, id,
-						      (uint32_t)off,
-						      (uint32_t)piece);
-			}
-			c->queued += c->open.len - before;
-		}
-	} else {
-		rv = queue_frame(c, &f);
-	}
+	/* A large SEND leaves in chunks between other traffic; the pair's
+	 * order holds (net/txq.h). */
+	int rv = trn_txq_frame(&c->txq, &f, op->from.v, op->to.v,
+			       TRN_CHUNK_SIZE_DEFAULT);
 	if (rv != TRN_OK) {
 		goto out;
 	}
@@ -1184,7 +1095,7 @@ conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
 	c->dialed = dialed_peer != NULL;
 	c->state = C_HELLO;
 	c->last_rx = c->last_tx = now_ms();
-	trn_buf_init(&c->open, TRN_BATCH_MAX_DEFAULT);
+	trn_txq_init(&c->txq, TRN_BATCH_MAX_DEFAULT);
 	trn_tags_init(&c->tags_out);
 	trn_tags_init(&c->tags_in);
 	c->next = net->conns;
@@ -1473,15 +1384,8 @@ conn_free(struct conn *c)
 	nng_aio_free(c->tx_aio);
 	nng_aio_free(c->rx_aio);
 	nng_stream_free(c->s);
-	if (c->tx != NULL) {
-		batch_free(c->tx);
-	}
-	while (c->sealed != NULL) {
-		struct batch *b = c->sealed;
-		c->sealed = b->next;
-		batch_free(b);
-	}
-	trn_buf_fini(&c->open);
+	trn_batch_free(c->tx);
+	trn_txq_fini(&c->txq);
 	trn_reasm_fini(&c->reasm);
 	free(c->rx_buf);
 	free(c);
@@ -1519,6 +1423,7 @@ tick(tr_net *net, struct later *l)
 		if (c->state == C_CLOSED) {
 			continue;
 		}
+		tx_kick(c); /* after a batch that found no memory */
 		if (now - c->last_rx > net->cfg.timeout_ms) {
 			if (c->state != C_UP) {
 				net->refused++; /* a handshake that stalled */
