@@ -57,6 +57,9 @@
 
 /* Largest batch a peer may send (its length prefix is checked first). */
 #define BATCH_MAX_IN (TRN_BATCH_MAX_DEFAULT + TRN_BODY_MAX_DEFAULT)
+/* A link's read buffer: one read takes what arrived, up to this much (a
+ * longer batch gets a buffer of its size). */
+#define RX_BUF (64u * 1024u)
 /* Refused frames after which a connection is closed. */
 #define REFUSALS_MAX 64
 /* Numbers of node lives: 1..LIVES_MAX (the pid's 16-bit node part). */
@@ -93,11 +96,9 @@ struct conn {
 	size_t tx_off; /* bytes of it sent, prefix included */
 	/* Receiving. */
 	nng_aio *rx_aio;
-	uint8_t rx_hdr[4];
-	uint8_t *rx_buf;
-	size_t rx_len; /* body length, once the prefix is in */
-	size_t rx_off;
-	bool rx_in_body;
+	uint8_t *rx_buf; /* what arrived and is not handled yet */
+	size_t rx_len;
+	size_t rx_cap;
 	trn_tags tags_out, tags_in;
 	uint16_t tag_node[TRN_TAG_LIMIT]; /* node numbers of tags_in's tags */
 	trn_reasm reasm;
@@ -866,14 +867,14 @@ refuse(struct conn *c, struct later *l)
 /* The frames of one batch; called with the mutex held, drops it to hand
  * each operation in. Returns false when the connection closed. */
 static bool
-rx_frames(tr_net *net, struct conn *c, struct later *l)
+rx_frames(tr_net *net, struct conn *c, const uint8_t *batch, size_t len,
+	  struct later *l)
 {
 	trn_reader r;
 	trn_frame f;
 	int rv;
 
-	trn_reader_init(&r, c->rx_buf, c->rx_len, TRN_BODY_MAX_DEFAULT,
-			&c->tags_in);
+	trn_reader_init(&r, batch, len, TRN_BODY_MAX_DEFAULT, &c->tags_in);
 	while ((rv = trn_reader_next(&r, &f)) != 0) {
 		if (rv < 0) {
 			refuse(c, l);
@@ -928,7 +929,7 @@ static tr_err peer_dial(tr_net *net, const char *url);
 
 /* A whole message arrived: a handshake step, or a batch of frames. */
 static void
-rx_message(struct conn *c, struct later *l)
+rx_message(struct conn *c, const uint8_t *msg, size_t len, struct later *l)
 {
 	tr_net *net = c->net;
 	uint8_t mac[TRN_MAC_SIZE];
@@ -937,8 +938,8 @@ rx_message(struct conn *c, struct later *l)
 	case C_HELLO: {
 		char *resp = NULL;
 		size_t rlen = 0;
-		if (trn_hello_parse((const char *)c->rx_buf, c->rx_len,
-				    &c->theirs) != TRN_HS_OK ||
+		if (trn_hello_parse((const char *)msg, len, &c->theirs) !=
+			    TRN_HS_OK ||
 		    trn_hs_mac(net->secret, net->secret_len,
 			       c->dialed ? TRN_ROLE_DIALER : TRN_ROLE_LISTENER,
 			       &c->own, &c->theirs, mac) != TRN_HS_OK ||
@@ -952,8 +953,8 @@ rx_message(struct conn *c, struct later *l)
 		return;
 	}
 	case C_RESPONSE:
-		if (trn_response_parse((const char *)c->rx_buf, c->rx_len,
-				       mac) != TRN_HS_OK ||
+		if (trn_response_parse((const char *)msg, len, mac) !=
+			    TRN_HS_OK ||
 		    trn_hs_verify(net->secret, net->secret_len,
 				  c->dialed ? TRN_ROLE_LISTENER
 					    : TRN_ROLE_DIALER,
@@ -965,25 +966,21 @@ rx_message(struct conn *c, struct later *l)
 		conn_up(c, l);
 		return;
 	case C_UP:
-		(void)rx_frames(net, c, l);
+		(void)rx_frames(net, c, msg, len, l);
 		return;
 	default:
 		return;
 	}
 }
 
+/* Read what the stream has, as much as the buffer takes. */
 static void
 rx_submit(struct conn *c)
 {
 	nng_iov iov;
 
-	if (!c->rx_in_body) {
-		iov.iov_buf = c->rx_hdr + c->rx_off;
-		iov.iov_len = 4 - c->rx_off;
-	} else {
-		iov.iov_buf = c->rx_buf + c->rx_off;
-		iov.iov_len = c->rx_len - c->rx_off;
-	}
+	iov.iov_buf = c->rx_buf + c->rx_len;
+	iov.iov_len = c->rx_cap - c->rx_len;
 	(void)nng_aio_set_iov(c->rx_aio, 1, &iov);
 	nng_stream_recv(c->s, c->rx_aio);
 }
@@ -991,11 +988,63 @@ rx_submit(struct conn *c)
 static void
 rx_start(struct conn *c)
 {
-	free(c->rx_buf);
-	c->rx_buf = NULL;
-	c->rx_in_body = false;
-	c->rx_off = 0;
+	c->rx_buf = malloc(RX_BUF);
+	if (c->rx_buf == NULL) {
+		return; /* the handshake's timeout closes it */
+	}
+	c->rx_cap = RX_BUF;
+	c->rx_len = 0;
 	rx_submit(c);
+}
+
+/*
+ * Handle every whole message the buffer holds (a read may bring several,
+ * or part of one), keep the rest at its start, and make room for a
+ * message longer than the buffer. False when the connection closed.
+ */
+static bool
+rx_messages(struct conn *c, struct later *l)
+{
+	size_t off = 0;
+
+	while (c->rx_len - off >= 4 && c->state != C_CLOSED) {
+		size_t len = get_le32(c->rx_buf + off);
+		size_t max = c->state == C_UP ? BATCH_MAX_IN : TRN_HS_MAX;
+		if (len == 0 || len > max) {
+			/* Checked before anything is allocated for it. */
+			refuse(c, l);
+			conn_close(c, l, TR_EXIT_NOCONNECTION);
+			return false;
+		}
+		if (c->rx_len - off - 4 < len) {
+			if (len + 4 > c->rx_cap) {
+				uint8_t *b = malloc(len + 4);
+				if (b == NULL) {
+					conn_close(c, l, TR_EXIT_NOCONNECTION);
+					return false;
+				}
+				memcpy(b, c->rx_buf + off, c->rx_len - off);
+				free(c->rx_buf);
+				c->rx_buf = b;
+				c->rx_cap = len + 4;
+				c->rx_len -= off;
+				off = 0;
+			}
+			break;
+		}
+		/* rx_frames drops the mutex, but only this callback touches
+		 * the buffer, and it is not read into until we return. */
+		rx_message(c, c->rx_buf + off + 4, len, l);
+		off += 4 + len;
+	}
+	if (c->state == C_CLOSED) {
+		return false;
+	}
+	if (off > 0) {
+		memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
+		c->rx_len -= off;
+	}
+	return true;
 }
 
 static void
@@ -1010,43 +1059,13 @@ rx_done(void *arg)
 	if (rv != 0 || c->state == C_CLOSED) {
 		conn_failed(c, rv);
 		conn_close(c, &l, TR_EXIT_NOCONNECTION);
-		goto done;
-	}
-	c->rx_off += nng_aio_count(c->rx_aio);
-	c->last_rx = now_ms();
-	if (!c->rx_in_body) {
-		if (c->rx_off < 4) {
+	} else {
+		c->rx_len += nng_aio_count(c->rx_aio);
+		c->last_rx = now_ms();
+		if (rx_messages(c, &l)) {
 			rx_submit(c);
-			goto done;
 		}
-		size_t len = get_le32(c->rx_hdr);
-		size_t max = c->state == C_UP ? BATCH_MAX_IN : TRN_HS_MAX;
-		if (len == 0 || len > max) {
-			/* Checked before anything is allocated for it. */
-			refuse(c, &l);
-			conn_close(c, &l, TR_EXIT_NOCONNECTION);
-			goto done;
-		}
-		c->rx_buf = malloc(len);
-		if (c->rx_buf == NULL) {
-			conn_close(c, &l, TR_EXIT_NOCONNECTION);
-			goto done;
-		}
-		c->rx_len = len;
-		c->rx_off = 0;
-		c->rx_in_body = true;
-		rx_submit(c);
-		goto done;
 	}
-	if (c->rx_off < c->rx_len) {
-		rx_submit(c);
-		goto done;
-	}
-	rx_message(c, &l);
-	if (c->state != C_CLOSED) {
-		rx_start(c);
-	}
-done:
 	pthread_mutex_unlock(&net->mu);
 	later_run(net, &l);
 }

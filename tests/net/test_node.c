@@ -19,9 +19,12 @@
 
 #include <troupe/troupe.h>
 #include <troupe/net/net.h>
+#include <troupe/remote.h>
 
 #include "harness.h"
 #include "fixture.h"
+#include "net/handshake.h"
+#include "net/wire.h"
 
 static const char secret[] = "a cluster secret of some length";
 
@@ -499,12 +502,193 @@ test_new_life(void)
 	nodes_finish(all, 2);
 }
 
+/* ---- a peer written by hand, on a raw socket ---- */
+
+static bool
+write_all(int s, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t k = write(s, c, n);
+		if (k <= 0) {
+			return false;
+		}
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static bool
+read_all(int s, void *p, size_t n)
+{
+	char *c = p;
+
+	while (n > 0) {
+		ssize_t k = read(s, c, n);
+		if (k <= 0) {
+			return false;
+		}
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* One length-prefixed message of at most @cap bytes; its length or 0. */
+static size_t
+read_msg(int s, uint8_t *buf, size_t cap)
+{
+	uint8_t h[4];
+
+	if (!read_all(s, h, 4)) {
+		return 0;
+	}
+	size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 |
+		     (size_t)h[3] << 24;
+	return len <= cap && read_all(s, buf, len) ? len : 0;
+}
+
+static void
+prefix(uint8_t *p, size_t len)
+{
+	p[0] = (uint8_t)len;
+	p[1] = (uint8_t)(len >> 8);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 24);
+}
+
+/* A batch of one SEND of ECHO n to @to (its local part), prefixed. */
+static size_t
+echo_batch(uint8_t *out, uint64_t to, int n)
+{
+	trn_buf b;
+	trn_frame f = { .kind = TRN_SEND, .type = ECHO };
+	size_t len = 0;
+
+	f.from = trn_wpid(TRN_TAG_SENDER, 77);
+	f.to = trn_wpid(TRN_TAG_RECEIVER, to);
+	f.body = (const uint8_t *)&n;
+	f.body_len = sizeof(n);
+	trn_buf_init(&b, 1024);
+	CHECK_EQ_INT(trn_frame_append(&b, &f), TRN_OK);
+	if (b.len > 0 && b.len <= 256) {
+		prefix(out, b.len);
+		memcpy(out + 4, b.data, b.len);
+		len = 4 + b.len;
+	}
+	trn_buf_fini(&b);
+	return len;
+}
+
+/*
+ * What a link reads is a byte stream: a hello that comes a byte at a
+ * time, two batches in one write, a batch cut inside its length prefix
+ * and inside its body are each read whole, in order, and nothing is
+ * refused. The peer is written by hand on a raw socket with the wire and
+ * handshake code.
+ */
+static void
+test_stream_cut_anywhere(void)
+{
+	struct node a;
+	uint8_t buf[4096];
+	trn_hello mine, theirs;
+	uint8_t mac[TRN_MAC_SIZE];
+	char *text = NULL;
+	size_t len = 0;
+	tr_net_stats st;
+
+	node_start(&a, "alpha", secret);
+	tr_pid e = fx_spawn(&a.f, &echo_def, NULL);
+	int port = atoi(strrchr(a.addr, ':') + 1);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { FX_REPLY_MS / 1000, 0 };
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+	CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+
+	/* The handshake: our hello a byte at a time. */
+	CHECK_EQ_INT(trn_hello_init(&mine, "delta", 1), TRN_HS_OK);
+	CHECK_EQ_INT(trn_hello_encode(&mine, &text, &len), TRN_HS_OK);
+	prefix(buf, len);
+	memcpy(buf + 4, text, len);
+	free(text);
+	for (size_t i = 0; i < len + 4; i++) {
+		CHECK(write_all(s, buf + i, 1));
+	}
+	size_t n = read_msg(s, buf, sizeof(buf));
+	CHECK(n > 0);
+	CHECK_EQ_INT(trn_hello_parse((const char *)buf, n, &theirs), TRN_HS_OK);
+	CHECK_EQ_INT(trn_hs_mac(secret, strlen(secret), TRN_ROLE_DIALER, &mine,
+				&theirs, mac),
+		     TRN_HS_OK);
+	CHECK_EQ_INT(trn_response_encode(mac, &text, &len), TRN_HS_OK);
+	prefix(buf, len);
+	memcpy(buf + 4, text, len);
+	free(text);
+	CHECK(write_all(s, buf, len + 4));
+	n = read_msg(s, buf, sizeof(buf));
+	CHECK(n > 0);
+	CHECK_EQ_INT(trn_response_parse((const char *)buf, n, mac), TRN_HS_OK);
+	CHECK_EQ_INT(trn_hs_verify(secret, strlen(secret), TRN_ROLE_LISTENER,
+				   &mine, &theirs, mac),
+		     TRN_HS_OK);
+	CHECK(WAIT_UNTIL(is_up(&a, "delta"), FX_REPLY_MS));
+
+	/* Two batches in one write, then one cut twice. */
+	uint64_t to = tr_remote_pid_local(e);
+	size_t l1 = echo_batch(buf, to, 1);
+	size_t l2 = echo_batch(buf + l1, to, 2);
+	CHECK(l1 > 0 && l2 > 0);
+	CHECK(write_all(s, buf, l1 + l2));
+	size_t l3 = echo_batch(buf, to, 3);
+	CHECK(l3 > 10);
+	CHECK(write_all(s, buf, 2));
+	harness_nap_us(2000);
+	CHECK(write_all(s, buf + 2, 8));
+	harness_nap_us(2000);
+	CHECK(write_all(s, buf + 10, l3 - 10));
+
+	/* The answers, in order (heartbeats aside). */
+	int want = 2;
+	while (want <= 4 && (n = read_msg(s, buf, sizeof(buf))) > 0) {
+		trn_reader r;
+		trn_frame f;
+		trn_reader_init(&r, buf, n, TRN_BODY_MAX_DEFAULT, NULL);
+		while (trn_reader_next(&r, &f) == 1) {
+			if (f.kind != TRN_SEND) {
+				continue;
+			}
+			int v = 0;
+			CHECK_EQ_INT(f.type, ECHO);
+			CHECK_EQ_U64(f.body_len, sizeof(v));
+			if (f.body_len == sizeof(v)) {
+				memcpy(&v, f.body, sizeof(v));
+			}
+			CHECK_EQ_INT(v, want);
+			CHECK_EQ_U64(f.to, trn_wpid(TRN_TAG_RECEIVER, 77));
+			want++;
+		}
+	}
+	CHECK_EQ_INT(want, 5);
+	CHECK_OK(tr_net_stats_get(a.net, &st));
+	CHECK_EQ_U64(st.frames_refused, 0);
+	close(s);
+	struct node *all[] = { &a };
+	nodes_finish(all, 1);
+}
+
 static const struct test_case tests[] = {
 	{ "send_and_request", test_send_and_request },
 	{ "order_under_load", test_order_under_load },
 	{ "monitor_and_link_loss", test_monitor_and_link_loss },
 	{ "refusals", test_refusals },
 	{ "new_life", test_new_life },
+	{ "stream_cut_anywhere", test_stream_cut_anywhere },
 	{ NULL, NULL },
 };
 
