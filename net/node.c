@@ -94,6 +94,7 @@ struct conn {
 	trn_txq txq;
 	trn_batch *tx; /* being sent */
 	size_t tx_off; /* bytes of it sent, prefix included */
+	tr_pid held;   /* its peer's gate while it holds senders back */
 	/* Receiving. */
 	nng_aio *rx_aio;
 	uint8_t *rx_buf; /* what arrived and is not handled yet */
@@ -115,6 +116,7 @@ struct peer {
 	uint16_t node;    /* its current or last life; 0: never up */
 	bool up;          /* a NODEUP was told, and no NODEDOWN since */
 	uint64_t service; /* its service's local part (hello); 0: none */
+	tr_pid gate;      /* what senders to it are held back on */
 	char listen[TRN_URL_MAX + 1]; /* where it listens (hello); "" */
 	struct conn *conn;
 	/* Dialing. */
@@ -177,6 +179,8 @@ struct tr_net {
 	bool stopped;     /* tr_net_stop() returned: `out` refuses everything */
 	uint64_t refused; /* connections refused before they were up */
 	uint64_t frames_refused; /* frames refused on links that were up */
+	uint64_t held;           /* links that began holding senders back */
+	uint64_t sends_refused;  /* sends refused by a full link */
 	pthread_t ticker;
 	pthread_cond_t tick_cv;
 	bool ticker_started;
@@ -488,6 +492,51 @@ conn_failed(struct conn *c, int rv)
 	}
 }
 
+/* A peer's gate (hold_back): sent nothing, it never runs a turn. */
+static void
+gate_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	tr_unhandled(cx, m);
+}
+
+static const tr_actor_def gate_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "net-gate",
+	.handle = gate_handle,
+};
+
+/*
+ * Backpressure. Past half its bound a link holds back the actors that
+ * send to it: the runtime mutes each on the peer's gate (an actor that
+ * is sent nothing) at the end of its turn, as it mutes a sender to an
+ * overloaded actor; once the link has drained to a quarter, or closed,
+ * they all go on. Past the bound itself a send is refused: holding back
+ * acts between turns, and a turn may send a lot.
+ */
+static void
+hold_back(struct conn *c, struct peer *p, tr_remote_op *op)
+{
+	tr_net *net = c->net;
+
+	if (tr_pid_is_none(c->held) && !tr_pid_is_none(p->gate) &&
+	    trn_txq_queued(&c->txq) > net->cfg.link_bytes / 2 &&
+	    net->hook.hold(net->rt, p->gate, true) == TR_OK) {
+		c->held = p->gate;
+		net->held++;
+	}
+	op->hold = c->held;
+}
+
+static void
+let_go(struct conn *c)
+{
+	tr_net *net = c->net;
+
+	(void)net->hook.hold(net->rt, c->held, false);
+	c->held = TR_PID_NONE;
+}
+
 static void
 tx_submit(struct conn *c)
 {
@@ -547,6 +596,11 @@ tx_done(void *arg)
 			trn_txq_done(&c->txq, c->tx);
 			c->tx = NULL;
 			tx_kick(c);
+			if (!tr_pid_is_none(c->held) &&
+			    trn_txq_queued(&c->txq) <=
+				    net->cfg.link_bytes / 4) {
+				let_go(c);
+			}
 		}
 	}
 	pthread_mutex_unlock(&net->mu);
@@ -711,7 +765,7 @@ track_op(struct peer *p, const tr_remote_op *op, bool out)
 }
 
 static tr_err
-net_out(void *arg, const tr_remote_op *op)
+net_out(void *arg, tr_remote_op *op)
 {
 	tr_net *net = arg;
 	uint32_t node = tr_pid_node(op->to);
@@ -726,8 +780,11 @@ net_out(void *arg, const tr_remote_op *op)
 	struct conn *c = p != NULL && p->node == node ? p->conn : NULL;
 	trn_frame f;
 	memset(&f, 0, sizeof(f));
-	if (c == NULL || c->state != C_UP ||
-	    trn_txq_queued(&c->txq) + op->size > net->cfg.link_bytes) {
+	if (c == NULL || c->state != C_UP) {
+		goto out;
+	}
+	if (trn_txq_queued(&c->txq) + op->size > net->cfg.link_bytes) {
+		net->sends_refused++;
 		goto out;
 	}
 	f.kind = kind_of_op[op->kind];
@@ -774,6 +831,7 @@ net_out(void *arg, const tr_remote_op *op)
 	p->sent++;
 	track_op(p, op, true);
 	tx_kick(c);
+	hold_back(c, p, op);
 	err = TR_OK;
 out:
 	pthread_mutex_unlock(&net->mu);
@@ -1169,6 +1227,10 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	d->tracks = p->tracks;
 	d->ntracks = p->ntracks;
 	d->captracks = p->captracks;
+	if (tr_pid_is_none(d->gate)) {
+		d->gate = p->gate;
+		p->gate = TR_PID_NONE;
+	}
 	d->sent += p->sent;
 	d->received += p->received;
 	d->refused += p->refused;
@@ -1213,6 +1275,9 @@ conn_close(struct conn *c, struct later *l, int32_t why)
 	bool was_up = c->state == C_UP;
 	c->state = C_CLOSED;
 	nng_stream_close(c->s);
+	if (!tr_pid_is_none(c->held)) {
+		let_go(c); /* their sends are dead letters now */
+	}
 	if (c->peer != NULL && c->peer->conn == c) {
 		if (was_up) {
 			life_end(c->net, c->peer, l, why);
@@ -1317,6 +1382,11 @@ conn_up(struct conn *c, struct later *l)
 	p->service = h->service;
 	memcpy(p->listen, h->listen, sizeof(p->listen));
 	p->backoff = net->cfg.reconnect_min_ms;
+	if (tr_pid_is_none(p->gate) &&
+	    tr_spawn(tr_runtime_ctx(net->rt), &gate_def, NULL, &p->gate) !=
+		    TR_OK) {
+		p->gate = TR_PID_NONE; /* then a full link only refuses */
+	}
 	c->state = C_UP;
 	tell_peers(net, p, l);
 }
@@ -2326,6 +2396,12 @@ tr_net_stop(tr_net *net)
 			      TR_EXIT_SHUTDOWN);
 	}
 	pthread_mutex_lock(&net->mu);
+	for (struct peer *p = net->peers; p != NULL; p = p->next) {
+		if (tr_actor_alive(net->rt, p->gate)) {
+			(void)tr_stop(tr_runtime_ctx(net->rt), p->gate,
+				      TR_EXIT_SHUTDOWN);
+		}
+	}
 	net->stopping = true;
 	for (struct conn *c = net->conns; c != NULL; c = c->next) {
 		conn_close(c, &l, TR_EXIT_SHUTDOWN);
@@ -2358,6 +2434,8 @@ tr_net_stats_get(tr_net *net, tr_net_stats *out)
 	}
 	out->refused = net->refused;
 	out->frames_refused = net->frames_refused;
+	out->holds = net->held;
+	out->sends_refused = net->sends_refused;
 	pthread_mutex_unlock(&net->mu);
 	out->names_sent = atomic_load(&net->names_sent);
 	out->names_missed = atomic_load(&net->names_missed);

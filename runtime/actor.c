@@ -717,7 +717,8 @@ ext_free(struct tr__actor *a)
 /* ------------------------------------------------------------------ */
 /* Running                                                             */
 
-static void unmute_all(struct tr__worker *w, struct tr__actor *r);
+static void
+unmute_all(tr_runtime *rt, struct tr__worker *w, struct tr__actor *r);
 static void stash_drop(tr_runtime *rt, struct tr__worker *w,
 		       struct tr__msg *msg, bool put_back);
 
@@ -808,7 +809,7 @@ terminate(struct tr__worker *w, struct tr__actor *a, int32_t reason)
 		ext_free(a);
 	}
 	/* Nobody may stay muted on an actor that will not run again. */
-	unmute_all(w, a);
+	unmute_all(rt, w, a);
 	a->flags = 0;
 	STAT(rt, w, stopped, 1);
 	if (a->gen == TR__PID_GEN_MASK) {
@@ -1238,9 +1239,10 @@ record_delay(struct tr__worker *w, uint64_t ticks)
 	tr__stat_add(&w->stats.hist[b], 1);
 }
 
-/* Take @r's whole muted stack and requeue each actor on it. */
+/* Take @r's whole muted stack and requeue each actor on it (@w NULL: a
+ * thread that is not a worker, through the inject queue). */
 static void
-requeue_muted(struct tr__worker *w, struct tr__actor *r)
+requeue_muted(tr_runtime *rt, struct tr__worker *w, struct tr__actor *r)
 {
 	/* seq_cst: see unmute_all() and mute(). */
 	struct tr__actor *m =
@@ -1248,7 +1250,11 @@ requeue_muted(struct tr__worker *w, struct tr__actor *r)
 	while (m != NULL) {
 		struct tr__actor *next =
 			(struct tr__actor *)(void *)m->qlink.next;
-		tr__sched_reschedule(w, m);
+		if (w != NULL) {
+			tr__sched_reschedule(w, m);
+		} else {
+			tr__sched_schedule(rt, NULL, m);
+		}
 		m = next;
 	}
 }
@@ -1259,7 +1265,7 @@ requeue_muted(struct tr__worker *w, struct tr__actor *r)
  * after it pushed itself (so that nobody is left on the stack).
  */
 static void
-unmute_all(struct tr__worker *w, struct tr__actor *r)
+unmute_all(tr_runtime *rt, struct tr__worker *w, struct tr__actor *r)
 {
 	/*
 	 * seq_cst store and exchange: the Dekker pair of the push and load in
@@ -1267,7 +1273,7 @@ unmute_all(struct tr__worker *w, struct tr__actor *r)
 	 * exchange sees its push.
 	 */
 	atomic_store_explicit(&r->overloaded, 0, memory_order_seq_cst);
-	requeue_muted(w, r);
+	requeue_muted(rt, w, r);
 }
 
 /*
@@ -1293,10 +1299,46 @@ mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 							memory_order_relaxed));
 	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst)) {
 		/* r caught up meanwhile: its unmute may have missed us. */
-		requeue_muted(w, r);
+		requeue_muted(w->rt, w, r);
 	}
 	tr__stat_add(&w->stats.mutes, 1);
 	return true;
+}
+
+/*
+ * The distribution layer's hold (tr_remote_hook.hold): while @gate is
+ * held, it looks overloaded, so an actor whose send the layer tagged with
+ * it is muted on it at the end of its turn (tr__remote_out); letting go
+ * requeues them all. @gate is an actor of the layer's that receives no
+ * messages, so no turn of its own clears the flag. Any thread.
+ */
+tr_err
+tr__actor_hold(tr_runtime *rt, uint64_t gate, bool on)
+{
+	struct tr__actor *a = tr__actor_lookup(rt, gate);
+
+	if (a == NULL || tr__pid_node(gate) != 0 ||
+	    atomic_load_explicit(&a->pid, memory_order_acquire) != gate) {
+		return TR_EINVAL;
+	}
+	if (on) {
+		/* seq_cst: the Dekker pair with mute(), as unmute_all(). */
+		atomic_store_explicit(&a->overloaded, 1, memory_order_seq_cst);
+	} else {
+		unmute_all(rt, tr__sched_current(rt), a);
+	}
+	return TR_OK;
+}
+
+/* Mute the running turn's actor on @gate when its turn ends. */
+void
+tr__actor_hold_sender(tr_runtime *rt, struct tr__worker *w, uint64_t gate)
+{
+	struct tr__actor *g = tr__actor_lookup(rt, gate);
+
+	if (w != NULL && w->cx.a != NULL && g != NULL && w->cx.a != g) {
+		w->cx.mute_on = g;
+	}
 }
 
 uint64_t
@@ -1396,7 +1438,7 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 					      memory_order_relaxed);
 		}
 	} else if (atomic_load_explicit(&a->overloaded, memory_order_relaxed)) {
-		unmute_all(w, a);
+		unmute_all(rt, w, a);
 	}
 	bool replay = w->cx.unstashed && replay_due(a, self);
 	if (exhausted || replay || !tr__mailbox_mark_empty(&a->mb)) {

@@ -280,6 +280,11 @@ struct tr__actor *tr__actor_lookup(tr_runtime *rt, uint64_t pid);
  */
 uint64_t tr__actor_stop_all(tr_runtime *rt, bool overtake);
 
+/* The distribution layer's hold on its actor @gate (remote.h); and the
+ * running turn's actor, which sent on a congested link, muted on it. */
+tr_err tr__actor_hold(tr_runtime *rt, uint64_t gate, bool on);
+void tr__actor_hold_sender(tr_runtime *rt, struct tr__worker *w, uint64_t gate);
+
 /* Free all slots, states and queued messages (runtime destroy). */
 void tr__actor_table_fini(tr_runtime *rt);
 

@@ -91,6 +91,9 @@ tr__remote_out(tr_runtime *rt, struct tr__worker *w, struct tr__msg *msg)
 	if (r != NULL && op_of(msg, &op) && r->out(r->arg, &op) == TR_OK) {
 		STAT(rt, w, remote_out, 1);
 		tr__msg_discard_any(w, msg);
+		if (op.hold.v != 0) {
+			tr__actor_hold_sender(rt, w, op.hold.v);
+		}
 		return TR_OK;
 	}
 	tr__dead_letter(rt, w, msg);
@@ -193,6 +196,12 @@ remote_in(tr_runtime *rt, const tr_remote_op *op)
 	return err;
 }
 
+static tr_err
+remote_hold(tr_runtime *rt, tr_pid gate, bool on)
+{
+	return rt != NULL ? tr__actor_hold(rt, gate.v, on) : TR_EINVAL;
+}
+
 tr_err
 tr_remote_attach(tr_runtime *rt, tr_remote_hook *hook)
 {
@@ -216,5 +225,6 @@ tr_remote_attach(tr_runtime *rt, tr_remote_hook *hook)
 		return TR_ESTATE;
 	}
 	hook->in = remote_in;
+	hook->hold = remote_hold;
 	return TR_OK;
 }

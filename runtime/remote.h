@@ -13,7 +13,7 @@ struct tr__worker;
 
 /* The attached layer, published once (tr_runtime.remote). */
 struct tr__remote {
-	tr_err (*out)(void *arg, const tr_remote_op *op);
+	tr_err (*out)(void *arg, tr_remote_op *op);
 	void *arg;
 	void (*release)(void *arg);
 };

@@ -73,6 +73,12 @@ typedef enum tr_remote_kind {
  *              MONITOR, DEMONITOR, DOWN: the monitor's or request's
  * @data:       SEND: the payload (copied bytes; never a pointer payload)
  * @size:       SEND: its length
+ * @hold:       set by @out when it took the operation but the link is
+ *              congested: an actor of the layer's that @hold (the hook)
+ *              holds; the sending actor is muted on it at the end of its
+ *              turn, as a sender to an overloaded actor is, until the
+ *              layer lets it go. TR_PID_NONE (as the runtime passes it):
+ *              no holding back.
  */
 typedef struct tr_remote_op {
 	uint32_t kind;
@@ -86,6 +92,7 @@ typedef struct tr_remote_op {
 	tr_ref ref;
 	const void *data;
 	size_t size;
+	tr_pid hold;
 } tr_remote_op;
 
 /**
@@ -95,8 +102,9 @@ typedef struct tr_remote_op {
  *        on any thread (workers, threads' contexts, I/O threads), several
  *        at once; must not block and must not call back into the runtime
  *        except @in. It copies what it keeps (@op and its data are the
- *        caller's). Returns TR_OK when it took the operation, TR_EUNREACH
- *        (the node is unknown, down or its link full) to refuse it.
+ *        caller's); it may set @op->hold. Returns TR_OK when it took
+ *        the operation, TR_EUNREACH (the node is unknown, down or its
+ *        link full) to refuse it.
  * @arg:  set by the layer: passed to @out
  * @release: set by the layer, may be NULL: called once by
  *        tr_runtime_destroy() with @arg, after which @out is never
@@ -109,13 +117,19 @@ typedef struct tr_remote_op {
  *        target that does not exist makes it a dead letter, as a local
  *        send would (TR_OK). Remote messages are not held back by a
  *        mailbox bound: the link's own bound holds remote senders back.
+ * @hold: set by the runtime at attach: @on, makes @gate (a local actor
+ *        of the layer's that is sent nothing) hold back the actors whose
+ *        sends @out tags with it; off, lets them all go. Any thread, also
+ *        under the layer's locks (it only flags and requeues). Returns
+ *        TR_OK, or TR_EINVAL for a @gate that is not a live local actor.
  */
 typedef struct tr_remote_hook {
 	size_t size;
-	tr_err (*out)(void *arg, const tr_remote_op *op);
+	tr_err (*out)(void *arg, tr_remote_op *op);
 	void *arg;
 	void (*release)(void *arg);
 	tr_err (*in)(tr_runtime *rt, const tr_remote_op *op);
+	tr_err (*hold)(tr_runtime *rt, tr_pid gate, bool on);
 } tr_remote_hook;
 
 /*

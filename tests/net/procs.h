@@ -37,6 +37,10 @@ enum {
 #define HEARTBEAT_MS "100"
 #define TIMEOUT_MS   "600"
 
+/* The child's silence timeout: a test that freezes the child without
+ * losing the link makes it long. */
+static const char *child_timeout_ms = TIMEOUT_MS;
+
 /* ---- the child ---- */
 
 struct child {
@@ -140,7 +144,7 @@ child_start_with(struct child *c, const char *name, const char *listen,
 		(void)close(fds[0]);
 		(void)close(fds[1]);
 		execl(node_proc, node_proc, name, listen, secret, HEARTBEAT_MS,
-		      TIMEOUT_MS, (char *)NULL);
+		      child_timeout_ms, (char *)NULL);
 		_exit(127);
 	}
 	(void)close(fds[1]);
@@ -217,8 +221,9 @@ struct node {
 	tr_net *net;
 };
 
-static inline void
-node_start_at(struct node *n, const char *name, const char *listen)
+/* The node's configuration as the tests use it. */
+static inline tr_net_config
+node_config(const char *name, const char *listen)
 {
 	tr_net_config cfg = { .size = sizeof(cfg),
 			      .name = name,
@@ -229,11 +234,24 @@ node_start_at(struct node *n, const char *name, const char *listen)
 			      .timeout_ms = atoi(TIMEOUT_MS),
 			      .reconnect_min_ms = 50,
 			      .reconnect_max_ms = 400 };
+	return cfg;
+}
 
+static inline void
+node_start_cfg(struct node *n, const tr_net_config *cfg)
+{
 	memset(n, 0, sizeof(*n));
 	fx_start(&n->f, 2);
-	CHECK_OK(tr_net_start(n->f.rt, &cfg, &n->net));
+	CHECK_OK(tr_net_start(n->f.rt, cfg, &n->net));
 	CHECK_OK(tr_net_monitor_nodes(n->net, n->f.probe, true));
+}
+
+static inline void
+node_start_at(struct node *n, const char *name, const char *listen)
+{
+	tr_net_config cfg = node_config(name, listen);
+
+	node_start_cfg(n, &cfg);
 }
 
 static inline void

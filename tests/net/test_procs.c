@@ -35,6 +35,10 @@ enum {
 	WATCH = PROCS_FREE, /* request, tr_pid: monitor it; the reply is
 			     * the tr_ref */
 	WATCHED,            /* tr_down, watcher -> the one that asked */
+	FLOOD,              /* struct flood: a flooder's orders */
+	MORE,               /* flooder -> itself: the next turn */
+	BULK,               /* bytes the child's echo actor ignores */
+	FLOODED,            /* struct flooded, flooder -> the one that asked */
 };
 
 /* Monitors are an actor's: this one holds them for the probe (an inbox)
@@ -142,6 +146,91 @@ check_lost(struct node *n, tr_pid e, const struct held *h, const char *name)
 	int v = 0;
 	CHECK_ERR(tr_send(cx_of(n), e, ECHO, &v, sizeof(v)), TR_EUNREACH);
 }
+
+/* A flooder sends @total BULK messages of @size bytes to @to, @per_turn
+ * a turn, then a request ECHO; with its answer (all BULK were taken
+ * before it, per-pair order) it reports how many sends were refused. */
+struct flood {
+	tr_pid to;
+	uint32_t total, per_turn, size;
+};
+
+struct flooded {
+	uint32_t sent, refused, turns;
+	int32_t echo;
+};
+
+struct flooder {
+	struct flood f;
+	struct flooded r;
+	tr_pid probe;
+	tr_ref echo;
+	unsigned char *bytes;
+};
+
+static void
+flooder_turn(tr_ctx *cx, struct flooder *s)
+{
+	s->r.turns++;
+	for (uint32_t i = 0; i < s->f.per_turn && s->r.sent < s->f.total; i++) {
+		s->r.sent++;
+		if (tr_send(cx, s->f.to, BULK, s->bytes, s->f.size) != TR_OK) {
+			s->r.refused++;
+		}
+	}
+	if (s->r.sent < s->f.total) {
+		CHECK_OK(tr_send(cx, tr_self(cx), MORE, NULL, 0));
+	} else {
+		int v = 41;
+		CHECK_OK(tr_request(cx, s->f.to, ECHO, &v, sizeof(v), 0,
+				    &s->echo));
+	}
+}
+
+static void
+flooder_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct flooder *s = state;
+
+	if (m->type == FLOOD) {
+		const struct flood *f = TR_MSG_AS(m, struct flood);
+		CHECK(f != NULL && s->bytes == NULL);
+		if (f == NULL || s->bytes != NULL) {
+			return;
+		}
+		s->f = *f;
+		s->probe = m->from;
+		s->bytes = calloc(1, f->size);
+		CHECK(s->bytes != NULL);
+		flooder_turn(cx, s);
+	} else if (m->type == MORE && s->bytes != NULL) {
+		flooder_turn(cx, s);
+	} else if (m->type == ECHO && m->ref.v == s->echo.v) {
+		const int *v = TR_MSG_AS(m, int);
+		s->r.echo = v != NULL ? *v : -1;
+		CHECK_OK(tr_send(cx, s->probe, FLOODED, &s->r, sizeof(s->r)));
+	} else {
+		CHECK(false);
+	}
+}
+
+static void
+flooder_teardown(tr_ctx *cx, void *state, int32_t reason)
+{
+	struct flooder *s = state;
+
+	(void)cx;
+	(void)reason;
+	free(s->bytes);
+}
+
+static const tr_actor_def flooder_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "flooder",
+	.state_size = sizeof(struct flooder),
+	.handle = flooder_handle,
+	.teardown = flooder_teardown,
+};
 
 /* ---- tests ---- */
 
@@ -301,11 +390,66 @@ test_restart(void)
 	child_kill(&c);
 }
 
+/*
+ * A peer that stops reading (a frozen process): the link fills and holds
+ * back the actor that floods it, with nothing refused and the link's
+ * queue within its bound; once the peer reads again, everything arrives.
+ * The flood (24 MiB) is larger than loopback's socket buffers can hide,
+ * so the hold must come; both sides' silence timeouts are long, so the
+ * link outlives the freeze.
+ */
+static void
+test_peer_stops_reading(void)
+{
+	struct child c;
+	struct node n;
+	tr_net_stats st;
+
+	child_timeout_ms = "60000";
+	bool started = child_start(&c, "node-b", "tcp://127.0.0.1:0");
+	child_timeout_ms = TIMEOUT_MS;
+	if (!started) {
+		return;
+	}
+	tr_net_config cfg = node_config("node-a", "tcp://127.0.0.1:0");
+	cfg.timeout_ms = 60000;
+	cfg.link_bytes = 1u << 20;
+	node_start_cfg(&n, &cfg);
+	tr_pid e = connect_child(&n, &c, "node-b", NULL);
+	echo_ok(&n, e, 1);
+	CHECK_OK(kill(c.pid, SIGSTOP));
+	int st_child = child_wait(&c, WUNTRACED);
+	CHECK(WIFSTOPPED(st_child));
+
+	/* Two 60 KiB messages a turn: a turn adds less than the bound's
+	 * half, so a held sender never reaches the bound. */
+	struct flood f = { e, 400, 2, 60 * 1024 };
+	tr_pid fl = fx_spawn(&n.f, &flooder_def, NULL);
+	SEND(&n.f, fl, FLOOD, &f, sizeof(f));
+	CHECK(WAIT_UNTIL(tr_net_stats_get(n.net, &st) == TR_OK && st.holds >= 1,
+			 FX_REPLY_MS));
+	CHECK_OK(kill(c.pid, SIGCONT));
+
+	struct flooded r;
+	memset(&r, 0, sizeof(r));
+	CHECK(fx_recv(&n.f, FLOODED, &r, sizeof(r)));
+	CHECK_EQ_INT(r.sent, f.total);
+	CHECK_EQ_INT(r.refused, 0);
+	CHECK_EQ_INT(r.echo, 42);
+	CHECK_OK(tr_net_stats_get(n.net, &st));
+	CHECK_EQ_U64(st.sends_refused, 0);
+	CHECK(fx_metrics(&n.f).mutes >= 1);
+	node_finish(&n);
+	child_term(&c);
+	child_kill(&c);
+}
+
 static const struct test_case tests[] = {
 	{ "procs: send_and_request", test_send_and_request },
 	{ "procs: kill", test_kill },
 	{ "procs: stop_and_continue", test_stop_and_continue },
 	{ "procs: restart", test_restart },
+	{ "procs: peer_stops_reading", test_peer_stops_reading },
 	{ NULL, NULL },
 };
 

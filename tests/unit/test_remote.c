@@ -28,6 +28,7 @@ struct side {
 	_Atomic bool cut;      /* refuse everything, as a lost link */
 	_Atomic unsigned busy; /* calls of loop_out under way */
 	_Atomic unsigned refused;
+	_Atomic uint64_t gate; /* tags every taken send with it (hold) */
 };
 
 /* @p in the other node's view: ours (node 0) is its node 1, and back. */
@@ -50,7 +51,7 @@ remote(tr_pid local_there)
 }
 
 static tr_err
-loop_out(void *arg, const tr_remote_op *op)
+loop_out(void *arg, tr_remote_op *op)
 {
 	struct side *s = arg;
 
@@ -68,6 +69,7 @@ loop_out(void *arg, const tr_remote_op *op)
 	in.who = flip(op->who);
 	tr_err err = s->peer->hook.in(s->peer->f.rt, &in);
 	CHECK_OK(err);
+	op->hold.v = atomic_load(&s->gate);
 	atomic_fetch_sub(&s->busy, 1);
 	return err;
 }
@@ -125,6 +127,9 @@ enum {
 	LINK_ERR, /* int32_t */
 	PTR_TO,   /* tr_pid: tr_send_ptr to it, report the error */
 	PTR_ERR,  /* int32_t */
+	PUSH,     /* struct push: send SINK to a pid, one per turn */
+	NEXT,     /* pusher -> itself: the next turn */
+	SINK,     /* counted by the sink */
 };
 
 static void
@@ -255,6 +260,73 @@ recv_seen(struct fx *f, uint32_t type, int32_t reason, tr_pid who)
 	}
 	return true;
 }
+
+/* A pusher sends one SINK per turn and posts itself the next turn. */
+struct push {
+	tr_pid to;
+	int32_t left;
+};
+
+static _Atomic unsigned push_turns, sunk;
+
+static void
+pusher_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct push *p = state;
+
+	if (m->type == PUSH) {
+		const struct push *q = TR_MSG_AS(m, struct push);
+		CHECK(q != NULL);
+		if (q == NULL) {
+			return;
+		}
+		*p = *q;
+	} else if (m->type != NEXT) {
+		CHECK(false);
+		return;
+	}
+	atomic_fetch_add(&push_turns, 1);
+	CHECK_OK(tr_send(cx, p->to, SINK, NULL, 0));
+	if (--p->left > 0) {
+		CHECK_OK(tr_send(cx, tr_self(cx), NEXT, NULL, 0));
+	}
+}
+
+static const tr_actor_def pusher_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "pusher",
+	.state_size = sizeof(struct push),
+	.handle = pusher_handle,
+};
+
+static void
+sink_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	CHECK_EQ_INT(m->type, SINK);
+	atomic_fetch_add(&sunk, 1);
+}
+
+static const tr_actor_def sink_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "sink",
+	.handle = sink_handle,
+};
+
+/* The layer's gate: sent nothing, so it never runs a turn. */
+static void
+gate_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	tr_unhandled(cx, m);
+}
+
+static const tr_actor_def gate_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "gate",
+	.handle = gate_handle,
+};
 
 /* ---- tests ---- */
 
@@ -476,6 +548,51 @@ test_bad_input(void)
 	sides_finish(&a, &b, 1);
 }
 
+/*
+ * A congested link holds its senders back as an overloaded actor does:
+ * the layer tags a send with its gate, which it holds; the sender is muted
+ * on the gate at the end of that turn and runs no other until the layer
+ * lets go (from a thread that is not a worker here). A gate that is not
+ * a live local actor is refused.
+ */
+static void
+test_hold(void)
+{
+	struct side a, b;
+	const int32_t n = 50;
+
+	sides_start(&a, &b);
+	CHECK(a.hook.hold != NULL);
+	atomic_store(&push_turns, 0);
+	atomic_store(&sunk, 0);
+	tr_pid sink = remote(fx_spawn(&b.f, &sink_def, NULL));
+	tr_pid gate = fx_spawn(&a.f, &gate_def, NULL);
+	tr_pid pusher = fx_spawn(&a.f, &pusher_def, NULL);
+	CHECK_ERR(a.hook.hold(a.f.rt, sink, true), TR_EINVAL);
+	CHECK_ERR(
+		a.hook.hold(a.f.rt, (tr_pid){ tr__pid_make(0, 1, 4000) }, true),
+		TR_EINVAL);
+	CHECK_OK(tr_runtime_wait_idle(a.f.rt, FX_REPLY_MS));
+	tr_metrics before = fx_metrics(&a.f);
+
+	CHECK_OK(a.hook.hold(a.f.rt, gate, true));
+	atomic_store(&a.gate, gate.v);
+	struct push go = { sink, n };
+	SEND(&a.f, pusher, PUSH, &go, sizeof(go));
+	/* Muted after its first turn, with its NEXT queued. */
+	CHECK(WAIT_UNTIL(fx_metrics(&a.f).mutes > before.mutes, FX_REPLY_MS));
+	CHECK_EQ_INT(atomic_load(&push_turns), 1);
+	CHECK(WAIT_UNTIL(atomic_load(&sunk) == 1, FX_REPLY_MS));
+	CHECK_EQ_INT(atomic_load(&push_turns), 1);
+
+	/* Let go: it runs to the end. */
+	atomic_store(&a.gate, 0);
+	CHECK_OK(a.hook.hold(a.f.rt, gate, false));
+	CHECK(WAIT_UNTIL(atomic_load(&sunk) == (unsigned)n, FX_REPLY_MS));
+	CHECK_EQ_INT(atomic_load(&push_turns), n);
+	sides_finish(&a, &b, 0);
+}
+
 static const struct test_case tests[] = {
 	{ "send_and_answer", test_send_and_answer },
 	{ "request", test_request },
@@ -483,6 +600,7 @@ static const struct test_case tests[] = {
 	{ "unreachable", test_unreachable },
 	{ "pointers_and_no_layer", test_pointers_and_no_layer },
 	{ "bad_input", test_bad_input },
+	{ "hold", test_hold },
 	{ NULL, NULL },
 };
 

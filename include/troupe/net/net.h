@@ -91,9 +91,12 @@ typedef struct tr_net_def {
  * @reconnect_min_ms:  first wait before a dial is tried again (0: 100);
  *                     each failure doubles it, with jitter, up to
  * @reconnect_max_ms:  (0: 5000)
- * @link_bytes:        bytes a link may hold queued for its peer; a send
- *                     past it is refused (TR_EUNREACH, a dead letter)
- *                     (0: 8 MiB)
+ * @link_bytes:        bytes a link may hold queued for its peer (0: 8 MiB).
+ *                     Past half of it, an actor that sends to the link is
+ *                     held back (muted at the end of its turn, as a
+ *                     sender to an overloaded actor) until it drained to
+ *                     a quarter; a send past the bound itself is refused
+ *                     (TR_EUNREACH, a dead letter)
  * @registry:          the names other nodes may send to and look up
  *                     (TR_MSG_NET_SEND_NAME, TR_MSG_NET_WHEREIS), or NULL:
  *                     every name is then "no such name". It must outlive
@@ -438,6 +441,9 @@ TR_API tr_err tr_net_monitor_nodes(tr_net *net, tr_pid who, bool on);
  * @lookups:        TR_MSG_NET_WHEREIS answered (hits and misses)
  * @spawned:        actors spawned for other nodes
  * @spawns_refused: TR_MSG_NET_SPAWN answered with an error
+ * @holds:          times a link passed half its bound and began holding
+ *                  its senders back (@link_bytes)
+ * @sends_refused:  sends refused because a link was at its bound
  */
 typedef struct tr_net_stats {
 	uint64_t links_up;
@@ -448,6 +454,8 @@ typedef struct tr_net_stats {
 	uint64_t lookups;
 	uint64_t spawned;
 	uint64_t spawns_refused;
+	uint64_t holds;
+	uint64_t sends_refused;
 } tr_net_stats;
 
 /** tr_net_stats() - Fill @out. Thread: any. Return: TR_OK; TR_EINVAL. */
