@@ -864,13 +864,6 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	    (cfg->kinds == NULL && cfg->nkinds > 0)) {
 		return tr__boot_fail(TR_EINVAL, out, ref);
 	}
-	tr_pid store = cfg->size >= sizeof(*cfg) ? cfg->store : TR_PID_NONE;
-	size_t nlen = !tr_pid_is_none(store) && cfg->name != NULL
-			      ? strnlen(cfg->name, TR_STORE_ID_SIZE)
-			      : 0;
-	if (!tr_pid_is_none(store) && (nlen == 0 || nlen >= TR_STORE_ID_SIZE)) {
-		return tr__boot_fail(TR_EINVAL, out, ref);
-	}
 	/* The boot carries copies of the kinds, which the service keeps;
 	 * each is checked against those copied before it. */
 	size_t size = sizeof(struct boot) + cfg->nkinds * sizeof(struct kind);
@@ -880,16 +873,14 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 	}
 	b->max_finished = cfg->max_finished != 0 ? cfg->max_finished
 						 : DEFAULT_MAX_FINISHED;
-	b->store = store;
-	memcpy(b->name, cfg->name != NULL ? cfg->name : "", nlen);
-	for (uint32_t i = 0; i < cfg->nkinds; i++) {
+	tr_err err = tr__jobs_store_config(b, cfg);
+	for (uint32_t i = 0; err == TR_OK && i < cfg->nkinds; i++) {
 		const tr_jobs_kind *k = &cfg->kinds[i];
-		tr_err err = !kind_ok(k)                         ? TR_EINVAL
-			     : tr__jobs_kind(b, k->name) != NULL ? TR_EEXIST
-								 : TR_OK;
+		err = !kind_ok(k)                         ? TR_EINVAL
+		      : tr__jobs_kind(b, k->name) != NULL ? TR_EEXIST
+							  : TR_OK;
 		if (err < 0) {
-			free(b);
-			return tr__boot_fail(err, out, ref);
+			break;
 		}
 		struct kind *to = &b->kinds[b->nkinds++];
 		memcpy(to->name, k->name, strlen(k->name));
@@ -897,6 +888,10 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 		to->arg = k->arg;
 		to->max = k->max_concurrency;
 		to->on_restart = k->on_restart;
+	}
+	if (err < 0) {
+		free(b);
+		return tr__boot_fail(err, out, ref);
 	}
 	return tr__boot_start(cx, &jobs_def, cfg->is_linked, MSG_START, b, size,
 			      free, out, ref);

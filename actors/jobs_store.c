@@ -422,6 +422,23 @@ replay_page(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 /* ---- the seam ------------------------------------------------------------ */
 
+tr_err
+tr__jobs_store_config(struct boot *b, const tr_jobs_config *cfg)
+{
+	/* A size that ends before the store: a caller of an older header,
+	 * with no store. */
+	if (cfg->size < sizeof(*cfg) || tr_pid_is_none(cfg->store)) {
+		return TR_OK;
+	}
+	size_t n = cfg->name != NULL ? strnlen(cfg->name, TR_STORE_ID_SIZE) : 0;
+	if (n == 0 || n >= TR_STORE_ID_SIZE) {
+		return TR_EINVAL;
+	}
+	b->store = cfg->store;
+	memcpy(b->name, cfg->name, n);
+	return TR_OK;
+}
+
 void
 tr__jobs_store_start(tr_ctx *cx, struct jobs *j, const tr_msg *start)
 {

@@ -125,6 +125,10 @@ void tr__jobs_pump(tr_ctx *cx, struct jobs *j, struct kind *k);
 
 /* ---- jobs_store.c ---- */
 
+/* The start's store and name, from @cfg (whose size reaches the store)
+ * into @b; TR_EINVAL for a store without a valid name. */
+tr_err tr__jobs_store_config(struct boot *b, const tr_jobs_config *cfg);
+
 /* The start with a store: the journal is read back before the start
  * @start is answered. An error answers it, and stops the service. */
 void tr__jobs_store_start(tr_ctx *cx, struct jobs *j, const tr_msg *start);
