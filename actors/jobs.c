@@ -4,16 +4,18 @@
  *
  * The service is one actor that owns everything: the job table, the
  * kind queues, the job actors it started, the watchers. Three parts are
- * kept apart so that a persistence layer can replace the first one and
- * write through the second:
+ * kept apart, so that the durable part (jobs_store.c) can fill the first
+ * one and write through the second:
  *
  *   The job table  records by id in a hash table, the finished ones in
- *                  a FIFO for eviction. table_*() are the only functions
- *                  that put records in the table, find or drop them.
+ *                  a FIFO for eviction. tr__jobs_find(), _enqueue() and
+ *                  _finished() are the only functions that put records
+ *                  in the table, find or drop them.
  *   The state      job_transition() is the one place a job's state
  *   machine        changes: it checks the move against the diagram in the
  *                  header, takes a job that leaves TR_JOB_QUEUED out of
- *                  its kind's queue and keeps the per-state counters.
+ *                  its kind's queue and keeps the per-state counters (a
+ *                  replay moves a record to the state it reads back).
  *   The service    the handler: requests (submit, cancel, status, watch,
  *                  stats), reports from job actors, timeouts and DOWNs.
  *                  It starts job actors (monitored), arms timeouts,
@@ -111,8 +113,8 @@ fifo_push(struct fifo *q, struct job *jb)
 	q->tail = jb;
 }
 
-static void
-fifo_remove(struct fifo *q, struct job *jb)
+void
+tr__jobs_fifo_remove(struct fifo *q, struct job *jb)
 {
 	if (jb->qprev != NULL) {
 		jb->qprev->qnext = jb->qnext;
@@ -173,18 +175,15 @@ tr__jobs_free(struct tr__hnode *n)
 	free(jb);
 }
 
-/* Keeps a finished record; drops the oldest beyond the limit. The
- * finished records are those of the table that are neither queued nor
- * running. */
-static void
-table_finished(struct jobs *j, struct job *jb)
+void
+tr__jobs_finished(struct jobs *j, struct job *jb)
 {
 	fifo_push(&j->finished, jb);
 	while (j->tab.count - j->by_state[TR_JOB_QUEUED] -
 		       j->by_state[TR_JOB_RUNNING] >
 	       j->boot->max_finished) {
 		struct job *old = j->finished.head;
-		fifo_remove(&j->finished, old);
+		tr__jobs_fifo_remove(&j->finished, old);
 		tr__hash_unlink(&j->tab, &old->node);
 		if (old->mon.v != 0) {
 			old->st.id =
@@ -193,18 +192,6 @@ table_finished(struct jobs *j, struct job *jb)
 			tr__jobs_free(&old->node);
 		}
 	}
-}
-
-void
-tr__jobs_settle(struct jobs *j, struct job *jb, uint32_t state)
-{
-	fifo_remove(&jb->kind->queue, jb);
-	j->by_state[TR_JOB_QUEUED]--;
-	j->by_state[state]++;
-	jb->st.state = state;
-	free(jb->start);
-	jb->start = NULL;
-	table_finished(j, jb);
 }
 
 /* ---- the state machine -------------------------------------------------- */
@@ -230,7 +217,7 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 		return false;
 	}
 	if (jb->st.state == TR_JOB_QUEUED) {
-		fifo_remove(&jb->kind->queue, jb);
+		tr__jobs_fifo_remove(&jb->kind->queue, jb);
 	}
 	j->by_state[jb->st.state]--;
 	j->by_state[to]++;
@@ -381,7 +368,7 @@ tr__jobs_end(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	jb->start = NULL;
-	table_finished(j, jb);
+	tr__jobs_finished(j, jb);
 }
 
 /* Starts @jb, the head of its kind's queue; on an error it stays

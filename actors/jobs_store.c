@@ -282,12 +282,18 @@ replay_finish(struct jobs *j, struct job *jb, const struct jrec *r,
 		}
 		memcpy(jb->done + 1, result, r->size);
 	}
+	tr__jobs_fifo_remove(&jb->kind->queue, jb);
+	j->by_state[TR_JOB_QUEUED]--;
+	j->by_state[r->state]++;
+	jb->st.state = r->state;
 	jb->st.progress = r->progress;
 	jb->st.exit_reason = r->exit_reason;
 	jb->st.result_size = r->size;
 	memcpy(jb->st.note, r->note, sizeof(jb->st.note));
 	jb->was_running = false;
-	tr__jobs_settle(j, jb, r->state);
+	free(jb->start);
+	jb->start = NULL;
+	tr__jobs_finished(j, jb);
 	return TR_OK;
 }
 

@@ -115,8 +115,11 @@ void tr__jobs_enqueue(struct jobs *j, struct job *jb);
  * @watcher (or none) it was queued. */
 void tr__jobs_accept(tr_ctx *cx, struct jobs *j, struct job *jb,
 		     const tr_msg *m, tr_pid watcher);
-/* A queued @jb read back final, in @state: no diagram, nothing sent. */
-void tr__jobs_settle(struct jobs *j, struct job *jb, uint32_t state);
+void tr__jobs_fifo_remove(struct fifo *q, struct job *jb);
+/* Keeps a finished record; drops the oldest beyond the limit. The
+ * finished records are those of the table that are neither queued nor
+ * running. */
+void tr__jobs_finished(struct jobs *j, struct job *jb);
 /* Ends @jb in the final state @to if the diagram allows (end_job()). */
 void tr__jobs_end(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 		  int32_t reason, const char *note);
