@@ -40,10 +40,11 @@
  * the user's handler was then given the header as its state.
  *
  * Durable jobs. With a store, jobs_store.c keeps the table in a journal
- * and reads it back at the start (see there). This file calls it at four
- * points: the start, a submit (answered once committed), every event
- * but the queued one (written behind, in emit()), and the teardown,
- * which writes nothing; and it lets it see every message first.
+ * and reads it back at the start (see there). This file calls it for
+ * the configuration's store, at the start, for a submit (answered once
+ * committed), for every event but the queued one (written behind, in
+ * emit()) and at the teardown, which writes nothing; and it lets it see
+ * every message first.
  *
  * Threads: none of its own, and no lock: every function but
  * tr_jobs_start() and the tr_job_*() calls runs in the service's turns.
