@@ -129,6 +129,8 @@ struct peer {
 	/* The life's tracks. */
 	struct track *tracks;
 	size_t ntracks, captracks;
+	uint32_t *tidx; /* their index (track_find) */
+	uint32_t tidx_cap;
 	uint64_t sent, received, refused;
 };
 
@@ -383,58 +385,179 @@ life_get(tr_net *net, const char *name, uint32_t creation)
 /* ------------------------------------------------------------------ */
 /* Tracks                                                              */
 
-static void
-track_add(struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
-	  uint64_t ref)
+/*
+ * A peer's tracks: an array (failed in one pass when the link is lost)
+ * with an open-addressing index over it, so that adding and dropping one
+ * costs the same with ten or a million in flight. REQ and MON are keyed
+ * by their reference and local pid (references are unique), LINK by its
+ * two pids. The index holds positions + 1; 0 is an empty slot.
+ */
+static uint64_t
+track_hash(uint8_t kind, tr_pid local, tr_pid remote, uint64_t ref)
+{
+	uint64_t h =
+		kind == TRACK_LINK
+			? local.v ^ (remote.v * UINT64_C(0x9E3779B97F4A7C15))
+			: ref ^ (local.v * UINT64_C(0xC2B2AE3D27D4EB4F));
+	h ^= h >> 31;
+	h *= UINT64_C(0xBF58476D1CE4E5B9);
+	return h ^ (h >> 29);
+}
+
+static uint64_t
+track_hash_of(const struct track *t)
+{
+	return track_hash(t->kind == TRACK_LINK ? TRACK_LINK : 0, t->local,
+			  t->remote, t->ref);
+}
+
+/* Does @t answer a lookup of @kind (0: REQ or MON)? */
+static bool
+track_is(const struct track *t, uint8_t kind, tr_pid local, tr_pid remote,
+	 uint64_t ref)
 {
 	if (kind == TRACK_LINK) {
-		for (size_t i = 0; i < p->ntracks; i++) {
-			struct track *t = &p->tracks[i];
-			if (t->kind == TRACK_LINK &&
-			    tr_pid_eq(t->local, local) &&
-			    tr_pid_eq(t->remote, remote)) {
-				return;
-			}
+		return t->kind == TRACK_LINK && tr_pid_eq(t->local, local) &&
+		       tr_pid_eq(t->remote, remote);
+	}
+	return t->kind != TRACK_LINK && (kind == 0 || t->kind == kind) &&
+	       t->ref == ref && tr_pid_eq(t->local, local);
+}
+
+/* The index slot holding position @pos of the array. */
+static uint32_t
+track_slot_of(const struct peer *p, uint32_t pos)
+{
+	uint32_t mask = p->tidx_cap - 1;
+	uint32_t i = (uint32_t)track_hash_of(&p->tracks[pos]) & mask;
+
+	while (p->tidx[i] != pos + 1) {
+		i = (i + 1) & mask;
+	}
+	return i;
+}
+
+static void
+track_index_put(struct peer *p, uint32_t pos)
+{
+	uint32_t mask = p->tidx_cap - 1;
+	uint32_t i = (uint32_t)track_hash_of(&p->tracks[pos]) & mask;
+
+	while (p->tidx[i] != 0) {
+		i = (i + 1) & mask;
+	}
+	p->tidx[i] = pos + 1;
+}
+
+/* Empty index slot @i, moving later entries of the run back into it. */
+static void
+track_index_del(struct peer *p, uint32_t i)
+{
+	uint32_t mask = p->tidx_cap - 1;
+
+	p->tidx[i] = 0;
+	for (uint32_t j = (i + 1) & mask; p->tidx[j] != 0; j = (j + 1) & mask) {
+		uint32_t home =
+			(uint32_t)track_hash_of(&p->tracks[p->tidx[j] - 1]) &
+			mask;
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			p->tidx[i] = p->tidx[j];
+			p->tidx[j] = 0;
+			i = j;
 		}
 	}
+}
+
+/* Position of the track a lookup finds, or -1. */
+static int64_t
+track_find(const struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
+	   uint64_t ref)
+{
+	if (p->ntracks == 0) {
+		return -1;
+	}
+	uint32_t mask = p->tidx_cap - 1;
+	uint64_t h = track_hash(kind == TRACK_LINK ? TRACK_LINK : 0, local,
+				remote, ref);
+	for (uint32_t i = (uint32_t)h & mask; p->tidx[i] != 0;
+	     i = (i + 1) & mask) {
+		uint32_t pos = p->tidx[i] - 1;
+		if (track_is(&p->tracks[pos], kind, local, remote, ref)) {
+			return pos;
+		}
+	}
+	return -1;
+}
+
+/* Room for one more track and its index entry; false without memory. */
+static bool
+track_room(struct peer *p)
+{
 	if (p->ntracks == p->captracks) {
 		size_t cap = p->captracks ? 2 * p->captracks : 16;
+		if (cap > UINT32_MAX / 4) {
+			return false;
+		}
 		struct track *v = realloc(p->tracks, cap * sizeof(*v));
 		if (v == NULL) {
-			return; /* untracked: a timeout or stop covers it */
+			return false;
 		}
 		p->tracks = v;
 		p->captracks = cap;
 	}
-	p->tracks[p->ntracks++] = (struct track){ kind, local, remote, ref };
+	if ((p->ntracks + 1) * 2 > p->tidx_cap) {
+		uint32_t cap = p->tidx_cap ? 2 * p->tidx_cap : 32;
+		uint32_t *idx = calloc(cap, sizeof(*idx));
+		if (idx == NULL) {
+			return false;
+		}
+		free(p->tidx);
+		p->tidx = idx;
+		p->tidx_cap = cap;
+		for (uint32_t i = 0; i < p->ntracks; i++) {
+			track_index_put(p, i);
+		}
+	}
+	return true;
+}
+
+static void
+track_add(struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
+	  uint64_t ref)
+{
+	if (kind == TRACK_LINK && track_find(p, kind, local, remote, 0) >= 0) {
+		return;
+	}
+	if (!track_room(p)) {
+		return; /* untracked: a timeout or stop covers it */
+	}
+	p->tracks[p->ntracks] = (struct track){ kind, local, remote, ref };
+	track_index_put(p, (uint32_t)p->ntracks);
+	p->ntracks++;
 }
 
 /* Remove the tracks of @kind (0: REQ or MON) matching @ref, or for links
- * the pair (local, remote). */
+ * the one between @local and @remote. */
 static void
 track_del(struct peer *p, uint8_t kind, tr_pid local, tr_pid remote,
 	  uint64_t ref)
 {
-	for (size_t i = p->ntracks; i-- > 0;) {
-		struct track *t = &p->tracks[i];
-		bool hit;
-		if (kind == TRACK_LINK) {
-			hit = t->kind == TRACK_LINK &&
-			      tr_pid_eq(t->local, local) &&
-			      tr_pid_eq(t->remote, remote);
-		} else {
-			hit = t->kind != TRACK_LINK &&
-			      (kind == 0 || t->kind == kind) && t->ref == ref &&
-			      tr_pid_eq(t->local, local);
-		}
-		if (hit) {
-			p->tracks[i] = p->tracks[--p->ntracks];
-			return;
-		}
+	int64_t at = track_find(p, kind, local, remote, ref);
+
+	if (at < 0) {
+		return;
 	}
+	uint32_t pos = (uint32_t)at;
+	uint32_t last = (uint32_t)p->ntracks - 1;
+	track_index_del(p, track_slot_of(p, pos));
+	if (pos != last) {
+		/* The last one moves into the hole: its entry follows. */
+		p->tidx[track_slot_of(p, last)] = pos + 1;
+		p->tracks[pos] = p->tracks[last];
+	}
+	p->ntracks--;
 }
 
-/* The end of @p's life: each track's outcome, gathered in @l. */
 static void
 tracks_fail(struct peer *p, struct later *l)
 {
@@ -454,6 +577,9 @@ tracks_fail(struct peer *p, struct later *l)
 		later_op(l, &op);
 	}
 	p->ntracks = 0;
+	if (p->tidx != NULL) {
+		memset(p->tidx, 0, p->tidx_cap * sizeof(*p->tidx));
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1224,9 +1350,13 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	d->service = p->service;
 	memcpy(d->listen, p->listen, sizeof(d->listen));
 	d->conn = p->conn;
+	free(d->tracks);
+	free(d->tidx);
 	d->tracks = p->tracks;
 	d->ntracks = p->ntracks;
 	d->captracks = p->captracks;
+	d->tidx = p->tidx;
+	d->tidx_cap = p->tidx_cap;
 	if (tr_pid_is_none(d->gate)) {
 		d->gate = p->gate;
 		p->gate = TR_PID_NONE;
@@ -1248,6 +1378,8 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	p->conn = NULL;
 	p->tracks = NULL;
 	p->ntracks = p->captracks = 0;
+	p->tidx = NULL;
+	p->tidx_cap = 0;
 	p->node = 0;
 	p->up = false;
 }
@@ -2212,6 +2344,7 @@ net_free_io(tr_net *net)
 			nng_stream_dialer_free(p->dialer); /* closes it */
 		}
 		free(p->tracks);
+		free(p->tidx);
 		free(p);
 	}
 	for (uint32_t i = 1; i < net->next_life; i++) {

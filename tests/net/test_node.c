@@ -502,6 +502,78 @@ test_new_life(void)
 	nodes_finish(all, 2);
 }
 
+/*
+ * Thousands of requests in flight on one link, half answered in any
+ * order and half held: losing the link fails exactly the held ones, each
+ * once. (The link's index of what crossed it drops each answered one.)
+ */
+static void
+test_many_in_flight(void)
+{
+	struct node a, b;
+	enum { N = 3000 };
+	static tr_ref held[N];
+	tr_ref ref;
+
+	connect_pair(&a, &b);
+	tr_pid e = carry(&a, &b, fx_spawn(&a.f, &echo_def, NULL));
+	tr_ctx *cx = tr_inbox_ctx(b.f.ib);
+	for (int i = 0; i < N; i++) {
+		CHECK_OK(tr_request(cx, e, ECHO, &i, sizeof(i), 0, &ref));
+		CHECK_OK(tr_request(cx, e, HOLD, NULL, 0, 0, &held[i]));
+	}
+	int answers = 0;
+	long sum = 0;
+	while (answers < N) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(b.f.ib, NULL, FX_REPLY_MS, &r) != TR_OK) {
+			break;
+		}
+		const int *v = TR_MSG_AS(&r, int);
+		CHECK(r.type == ECHO && v != NULL);
+		sum += v != NULL ? *v : 0;
+		answers++;
+		tr_received_fini(&r);
+	}
+	CHECK_EQ_INT(answers, N);
+	CHECK_EQ_U64(sum, (uint64_t)N * (N + 1) / 2);
+	CHECK_OK(tr_runtime_wait_idle(a.f.rt, FX_REPLY_MS));
+	CHECK_OK(tr_net_disconnect(b.net, "alpha"));
+	int failed = 0, nodedown = 0;
+	while (failed < N || nodedown < 1) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		if (tr_inbox_recv(b.f.ib, NULL, FX_REPLY_MS, &r) != TR_OK) {
+			break;
+		}
+		const tr_request_failed *fl = TR_MSG_AS(&r, tr_request_failed);
+		if (r.type == TR_MSG_NET_NODEDOWN) {
+			nodedown++;
+		} else {
+			CHECK(r.type == TR_MSG_REQUEST_FAILED && fl != NULL &&
+			      fl->reason == TR_EXIT_NOCONNECTION);
+			/* One of the held, and each once. */
+			int k = 0;
+			while (k < N && held[k].v != r.ref.v) {
+				k++;
+			}
+			CHECK(k < N);
+			if (k < N) {
+				held[k].v = 0;
+			}
+			failed++;
+		}
+		tr_received_fini(&r);
+	}
+	CHECK_EQ_INT(failed, N);
+	CHECK_EQ_INT(nodedown, 1);
+	CHECK_OK(tr_runtime_wait_idle(b.f.rt, FX_REPLY_MS));
+	CHECK(fx_recv_none(&b.f, 50));
+	struct node *all[] = { &a, &b };
+	nodes_finish(all, 2);
+}
+
 /* ---- a peer written by hand, on a raw socket ---- */
 
 static bool
@@ -689,6 +761,7 @@ static const struct test_case tests[] = {
 	{ "refusals", test_refusals },
 	{ "new_life", test_new_life },
 	{ "stream_cut_anywhere", test_stream_cut_anywhere },
+	{ "many_in_flight", test_many_in_flight },
 	{ NULL, NULL },
 };
 
