@@ -265,10 +265,25 @@ static const char *const migrations[TR_STORE_SCHEMA_VERSION] = {
 	"CREATE INDEX troupe_log_kind ON troupe_log (kind, time_ms);",
 };
 
+/*
+ * The journals' last sequence numbers, as this transaction sees them, so
+ * that an append reads no row to learn it: the store is its database's
+ * only writer. Direct-mapped (a collision only costs a read), set by an
+ * append once both its rows are written, and emptied by every rollback.
+ */
+#define HEADS 1024u
+
+struct head {
+	bool valid;
+	uint64_t last;
+	char id[TR_STORE_ID_SIZE];
+};
+
 struct db {
 	sqlite3 *h;
 	sqlite3_stmt *st[ST_N];
 	const char *path;
+	struct head *heads; /* HEADS of them */
 };
 
 /* The tr_err a SQLite result code stands for. */
@@ -341,17 +356,47 @@ bind_id(sqlite3_stmt *s, int i, const char *id)
 	return sqlite3_bind_text(s, i, id, -1, SQLITE_STATIC);
 }
 
+static struct head *
+head_slot(struct db *d, const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const void *)id; *p != 0; p++) {
+		h = (h ^ *p) * 16777619u;
+	}
+	return &d->heads[h & (HEADS - 1)];
+}
+
 /* The journal's last sequence number into *@out (0 for none). */
 static int
 head_get(struct db *d, const char *id, uint64_t *out)
 {
-	sqlite3_stmt *s = stmt(d, ST_HEAD_GET);
+	struct head *c = head_slot(d, id);
 
+	if (c->valid && strcmp(c->id, id) == 0) {
+		*out = c->last;
+		return SQLITE_OK;
+	}
+	sqlite3_stmt *s = stmt(d, ST_HEAD_GET);
 	bind_id(s, 1, id);
 	int rc = sqlite3_step(s);
 	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		return rc;
+	}
+	c->valid = true;
+	c->last = *out;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	return SQLITE_OK;
+}
+
+static void
+heads_forget(struct db *d)
+{
+	for (uint32_t i = 0; i < HEADS; i++) {
+		d->heads[i].valid = false;
+	}
 }
 
 /* ---- the requests, each on the open transaction ---------------------- */
@@ -443,6 +488,12 @@ do_append(struct db *d, struct op *o)
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)(last + 1));
 	rc = run(s);
 	o->value = last + 1;
+	if (rc == SQLITE_OK) {
+		struct head *c = head_slot(d, q->id);
+		c->valid = true;
+		c->last = last + 1;
+		snprintf(c->id, sizeof(c->id), "%s", q->id);
+	}
 	return rc;
 }
 
@@ -774,38 +825,54 @@ kind_of(uint32_t type)
 	return NULL;
 }
 
+/* How run_op() left the transaction. */
+enum run_result {
+	RUN_OK,          /* the op is done; the transaction goes on */
+	RUN_ROLLED_BACK, /* SQLite rolled the whole transaction back */
+	RUN_CAREFUL,     /* a write failed part way: undo, then savepoints */
+};
+
 /*
- * One op in the open transaction: a write in a savepoint of its own, so
- * that its failure undoes only it. Returns false when SQLite rolled the
- * whole transaction back (possible after SQLITE_FULL, SQLITE_IOERR,
- * SQLITE_BUSY or SQLITE_NOMEM): the batch is then run again without the
- * op, which is final.
+ * One op in the open transaction. A batch runs first without savepoints
+ * (two statements fewer per write): a write that SQLite fails part way
+ * may have left part of itself, so the whole transaction is undone and
+ * the batch run again (@careful) with each write in a savepoint of its
+ * own, so that its failure undoes only it. A write refused by its own
+ * check (a sequence number, an older snapshot) writes nothing first, so
+ * it needs no savepoint. SQLite may also roll the whole transaction back
+ * by itself (after SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY or
+ * SQLITE_NOMEM): the batch is then run again without the op, which is
+ * final.
  */
-static bool
-run_op(struct db *d, struct op *o)
+static enum run_result
+run_op(struct db *d, struct op *o, bool careful)
 {
 	const struct kind *k = kind_of(o->hdr.type);
-	int rc = o->is_write ? run_st(d, ST_SAVEPOINT) : SQLITE_OK;
+	bool sp = o->is_write && careful;
+	int rc = sp ? run_st(d, ST_SAVEPOINT) : SQLITE_OK;
 
 	if (rc == SQLITE_OK) {
 		rc = k->fn(d, o);
 	}
+	if (rc != SQLITE_OK && o->is_write && !careful) {
+		return RUN_CAREFUL;
+	}
 	if (rc != SQLITE_OK) {
 		op_fail_db(d, o, rc, k->what);
 		if (sqlite3_get_autocommit(d->h)) {
-			return false;
+			return RUN_ROLLED_BACK;
 		}
 	}
-	if (o->is_write && o->status != TR_OK) {
+	if (sp && o->status != TR_OK) {
 		(void)run_st(d, ST_ROLLBACK_TO);
 	}
-	if (o->is_write) {
+	if (sp) {
 		(void)run_st(d, ST_RELEASE);
 	}
 	if (o->state != OP_FINAL) {
 		o->state = OP_RAN;
 	}
-	return true;
+	return RUN_OK;
 }
 
 /* Undo what the rolled-back transaction did for the ops that ran. */
@@ -824,10 +891,12 @@ batch_undo(struct batch *b)
 	}
 }
 
-/* One transaction for the batch (more after an automatic rollback). */
+/* One transaction for the batch (more after a rollback). */
 static void
 run_batch(struct db *d, struct batch *b)
 {
+	bool careful = false;
+
 	for (;;) {
 		bool writes = false, any = false;
 		for (uint32_t i = 0; i < b->n; i++) {
@@ -853,14 +922,19 @@ run_batch(struct db *d, struct batch *b)
 			}
 			return;
 		}
-		bool whole = true;
-		for (uint32_t i = 0; i < b->n && whole; i++) {
+		enum run_result r = RUN_OK;
+		for (uint32_t i = 0; i < b->n && r == RUN_OK; i++) {
 			if (b->v[i]->state == OP_TODO) {
-				whole = run_op(d, b->v[i]);
+				r = run_op(d, b->v[i], careful);
 			}
 		}
-		if (!whole) {
+		if (r != RUN_OK) {
+			if (!sqlite3_get_autocommit(d->h)) {
+				(void)run_st(d, ST_ROLLBACK);
+			}
+			heads_forget(d);
 			batch_undo(b);
+			careful = careful || r == RUN_CAREFUL;
 			continue;
 		}
 		rc = run_st(d, ST_COMMIT);
@@ -869,6 +943,7 @@ run_batch(struct db *d, struct batch *b)
 			memset(&tmp, 0, sizeof(tmp));
 			op_fail_db(d, &tmp, rc, "commit");
 			(void)run_st(d, ST_ROLLBACK);
+			heads_forget(d);
 			for (uint32_t i = 0; i < b->n; i++) {
 				struct op *o = b->v[i];
 				if (o->state == OP_RAN) {
@@ -1029,6 +1104,8 @@ db_close(struct db *d)
 	}
 	sqlite3_close(d->h); /* NULL is a no-op */
 	d->h = NULL;
+	free(d->heads);
+	d->heads = NULL;
 }
 
 static int
@@ -1038,6 +1115,12 @@ db_open(struct db *d, const struct boot *b, struct open_err *e)
 	char sql[96];
 
 	d->path = b->path;
+	d->heads = calloc(HEADS, sizeof(*d->heads));
+	if (d->heads == NULL) {
+		return open_fail(e, TR_ENOMEM, SQLITE_NOMEM,
+				 "store %s: cannot open: out of memory",
+				 b->path);
+	}
 	int rc = sqlite3_open_v2(b->path, &d->h,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					 SQLITE_OPEN_NOMUTEX,

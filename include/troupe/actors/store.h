@@ -51,9 +51,10 @@
  * append, prune) is answered only after the transaction that holds it has
  * committed. Writes that arrive while a transaction commits are gathered
  * into the next one (group commit), so a commit is paid once for many
- * writers. Each write runs in a savepoint of its own: a write that fails
- * gets its TR_MSG_STORE_ERROR and the others of its transaction are
- * committed without it. What an acknowledged write survives depends on
+ * writers. A write that fails gets its TR_MSG_STORE_ERROR and the others
+ * of its transaction are committed without it (the transaction is run
+ * again with a savepoint per write). The store must be its file's only
+ * writer. What an acknowledged write survives depends on
  * tr_store_config.durability: TR_STORE_NORMAL the process being killed,
  * TR_STORE_FULL also a power loss.
  *
