@@ -645,9 +645,12 @@ hold_back(struct conn *c, struct peer *p, tr_remote_op *op)
 {
 	tr_net *net = c->net;
 
-	if (tr_pid_is_none(c->held) && !tr_pid_is_none(p->gate) &&
+	/* Held again on every send past the mark: the gate's first turn
+	 * (its start) clears the flag if it comes after the first hold. */
+	if (!tr_pid_is_none(p->gate) &&
 	    trn_txq_queued(&c->txq) > net->cfg.link_bytes / 2 &&
-	    net->hook.hold(net->rt, p->gate, true) == TR_OK) {
+	    net->hook.hold(net->rt, p->gate, true) == TR_OK &&
+	    tr_pid_is_none(c->held)) {
 		c->held = p->gate;
 		net->held++;
 	}

@@ -1336,7 +1336,8 @@ tr__actor_hold_sender(tr_runtime *rt, struct tr__worker *w, uint64_t gate)
 {
 	struct tr__actor *g = tr__actor_lookup(rt, gate);
 
-	if (w != NULL && w->cx.a != NULL && g != NULL && w->cx.a != g) {
+	if (w != NULL && w->cx.a != NULL && g != NULL && w->cx.a != g &&
+	    atomic_load_explicit(&g->pid, memory_order_relaxed) == gate) {
 		w->cx.mute_on = g;
 	}
 }
