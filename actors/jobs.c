@@ -172,6 +172,7 @@ tr__jobs_free(struct tr__hnode *n)
 
 	watchers_clear(&jb->watchers);
 	free(jb->start);
+	free(jb->kept);
 	free(jb->done);
 	free(jb);
 }
@@ -369,6 +370,8 @@ tr__jobs_end(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	jb->start = NULL;
+	free(jb->kept);
+	jb->kept = NULL;
 	tr__jobs_finished(j, jb);
 }
 
@@ -390,9 +393,18 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	jb->anext = j->active;
 	j->active = jb;
 	k->active++;
+	/* A job that runs again after a restart keeps its payload for the
+	 * journal's snapshots (jobs_store.c); without memory for it, a
+	 * snapshot made while it runs lacks it. */
+	size_t len = sizeof(*jb->start) + jb->start->payload_size;
+	if (j->store != NULL && k->on_restart == TR_JOBS_RESTART_RESUBMIT) {
+		jb->kept = malloc(len);
+		if (jb->kept != NULL) {
+			memcpy(jb->kept, jb->start, len);
+		}
+	}
 	/* Its first message; the runtime frees it on every path. */
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start,
-			  sizeof(*jb->start) + jb->start->payload_size, free);
+	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start, len, free);
 	jb->start = NULL;
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);

@@ -11,7 +11,20 @@
  * stashed, then decides what the jobs that were running become
  * (replay_end()) and answers the start. The teardown writes nothing:
  * the jobs it ends in memory are left as they are on disk, for the next
- * start. The journal is not trimmed.
+ * start.
+ *
+ * Compaction. Once the records written since the last snapshot pass a
+ * bound that grows with the table (COMPACT_MIN + 2 per job held), the
+ * service writes a MARK record. Its acknowledgement names its sequence
+ * number S and comes after those of every record written before it, so
+ * the table then holds all that the records up to S say (a refused write
+ * either stopped the service or changed nothing), and perhaps some of
+ * what came after. That table, as records (image()), is saved as the
+ * journal's snapshot at S; once it is committed the events up to S are
+ * trimmed. A start loads the snapshot, then replays the events after it,
+ * which the image may already hold: a second QUEUED of a job is skipped,
+ * and the other events are idempotent on the state they led to. A
+ * refusal along the way only leaves the journal longer.
  *
  * Threads: the service's turns only, as jobs.c.
  */
@@ -22,6 +35,11 @@
 #include <string.h>
 
 #define SUBS_BUCKETS0 64u
+/* Records written before the first compaction, with an empty table. */
+#define COMPACT_MIN 256u
+/* A record that is no change of a job: the compaction's mark, and the
+ * first record of an image. Its id is the highest job id given so far. */
+#define J_MARK 0x4d41524bu
 
 /*
  * One event of the journal: a change of one job, with @size bytes after
@@ -59,6 +77,11 @@ struct jobs_store {
 	 * runs: its queue holds them until the replay ends, and it has no
 	 * slot (max 0), so none of them is started. */
 	struct kind orphans;
+	bool loading;    /* the replay's snapshot load is read_ref */
+	uint64_t since;  /* records written since the last compaction began */
+	tr_ref mark_ref; /* the MARK under way; zero: none */
+	tr_ref snap_ref, trim_ref; /* the image's save, then the trim */
+	uint64_t snap_seq;         /* the MARK's sequence number */
 };
 
 /* The status of the store's refusal @m (TR_ESYS if it has none), or
@@ -76,6 +99,31 @@ refusal(const tr_msg *m)
 
 /* ---- the journal -------------------------------------------------------- */
 
+/* Writes the @type record of @jb at @at, with @len bytes of @data after
+ * it; returns its size. */
+static size_t
+put_record(unsigned char *at, const struct job *jb, uint32_t type,
+	   const void *data, size_t len)
+{
+	struct jrec r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.state = jb->st.state;
+	r.id = jb->st.id;
+	r.timeout_ms = jb->timeout_ms;
+	r.progress = jb->st.progress;
+	r.exit_reason = jb->st.exit_reason;
+	memcpy(r.kind, jb->st.kind, sizeof(r.kind));
+	memcpy(r.note, jb->st.note, sizeof(r.note));
+	r.size = len;
+	memcpy(at, &r, sizeof(r));
+	if (len > 0) {
+		memcpy(at + sizeof(r), data, len);
+	}
+	return sizeof(r) + len;
+}
+
 /*
  * Appends the @type record of @jb to the journal, with the bytes that
  * follow it (QUEUED: the payload; FINISHED: the result). With @ref, the
@@ -92,7 +140,7 @@ journal(tr_ctx *cx, struct jobs *j, const struct job *jb, uint32_t type,
 	tr_ref behind;
 	tr_err err = TR_ENOMEM;
 
-	if (type == TR_JOB_EV_QUEUED) {
+	if (type == TR_JOB_EV_QUEUED && jb->start != NULL) {
 		data = jb->start->payload;
 		len = jb->start->payload_size;
 	} else if (type == TR_JOB_EV_FINISHED && jb->done != NULL) {
@@ -102,23 +150,8 @@ journal(tr_ctx *cx, struct jobs *j, const struct job *jb, uint32_t type,
 	size_t n = sizeof(tr_store_append_req) + sizeof(struct jrec) + len;
 	tr_store_append_req *q = calloc(1, n);
 	if (q != NULL) {
-		struct jrec r;
-		memset(&r, 0, sizeof(r));
-		r.type = type;
-		r.state = jb->st.state;
-		r.id = jb->st.id;
-		r.timeout_ms = jb->timeout_ms;
-		r.progress = jb->st.progress;
-		r.exit_reason = jb->st.exit_reason;
-		memcpy(r.kind, jb->st.kind, sizeof(r.kind));
-		memcpy(r.note, jb->st.note, sizeof(r.note));
-		r.size = len;
 		memcpy(q->id, j->boot->name, sizeof(q->id));
-		q->size = sizeof(r) + len;
-		memcpy(q->data, &r, sizeof(r));
-		if (len > 0) {
-			memcpy(q->data + sizeof(r), data, len);
-		}
+		q->size = put_record(q->data, jb, type, data, len);
 		/* The runtime owns @q from here, on every path. */
 		err = tr_request_ptr(cx, j->boot->store, TR_MSG_STORE_APPEND, q,
 				     n, free, 0, ref != NULL ? ref : &behind);
@@ -126,8 +159,13 @@ journal(tr_ctx *cx, struct jobs *j, const struct job *jb, uint32_t type,
 	if (err < 0 && ref == NULL) {
 		tr_stop_self(cx, TR_EXIT_ERROR);
 	}
+	if (err == TR_OK) {
+		j->store->since++;
+	}
 	return err;
 }
+
+static void maybe_compact(tr_ctx *cx, struct jobs *j);
 
 void
 tr__jobs_store_write(tr_ctx *cx, struct jobs *j, const struct job *jb,
@@ -135,6 +173,7 @@ tr__jobs_store_write(tr_ctx *cx, struct jobs *j, const struct job *jb,
 {
 	if (j->store != NULL) {
 		(void)journal(cx, j, jb, event, NULL);
+		maybe_compact(cx, j);
 	}
 }
 
@@ -160,6 +199,7 @@ tr__jobs_store_submit(tr_ctx *cx, struct jobs *j, struct job *jb,
 	sb->node.hash = tr__hash_u64(sb->ref.v);
 	tr__hash_grow(&j->store->subs);
 	tr__hash_link(&j->store->subs, &sb->node);
+	maybe_compact(cx, j);
 }
 
 /* Frees a submit that waited (the pending table's free function). */
@@ -193,6 +233,163 @@ submit_done(tr_ctx *cx, struct jobs *j, struct sub *sb, const tr_msg *m)
 	free(sb);
 }
 
+/* ---- compaction ---------------------------------------------------------- */
+
+/* The records of @jb in an image, at @at (NULL: only measured). */
+static size_t
+image_job(unsigned char *at, const struct job *jb)
+{
+	size_t n = 0;
+	const tr_job_start *st = jb->start != NULL ? jb->start : jb->kept;
+	const void *payload = st != NULL ? st->payload : NULL;
+	size_t plen = st != NULL ? st->payload_size : 0;
+	size_t rlen = jb->done != NULL ? jb->st.result_size : 0;
+	unsigned char *p = at;
+
+	/* Measured as written: a record and its bytes. */
+	n += sizeof(struct jrec) + plen;
+	if (p != NULL) {
+		p += put_record(p, jb, TR_JOB_EV_QUEUED, payload, plen);
+	}
+	if (tr__jobs_is_final(jb->st.state)) {
+		n += sizeof(struct jrec) + rlen;
+		if (p != NULL) {
+			p += put_record(p, jb, TR_JOB_EV_FINISHED,
+					jb->done != NULL ? jb->done + 1 : NULL,
+					rlen);
+		}
+	} else if (jb->st.state == TR_JOB_RUNNING) {
+		n += 2 * sizeof(struct jrec);
+		if (p != NULL) {
+			p += put_record(p, jb, TR_JOB_EV_STARTED, NULL, 0);
+			p += put_record(p, jb, TR_JOB_EV_PROGRESS, NULL, 0);
+		}
+	}
+	return n;
+}
+
+/*
+ * The table as records (@at NULL: only measured): a MARK with the
+ * highest id given, the finished jobs oldest first, the running ones,
+ * then each kind's queue in order, so that a replay rebuilds the same
+ * table, queues and finished order included.
+ */
+static size_t
+image(unsigned char *at, const struct jobs *j)
+{
+	struct job mark;
+	size_t n = sizeof(struct jrec);
+
+	memset(&mark, 0, sizeof(mark));
+	mark.st.id = j->next_id;
+	if (at != NULL) {
+		put_record(at, &mark, J_MARK, NULL, 0);
+	}
+	for (const struct job *jb = j->finished.head; jb != NULL;
+	     jb = jb->qnext) {
+		n += image_job(at != NULL ? at + n : NULL, jb);
+	}
+	for (const struct job *jb = j->active; jb != NULL; jb = jb->anext) {
+		if (jb->st.id != 0 && jb->st.state == TR_JOB_RUNNING) {
+			n += image_job(at != NULL ? at + n : NULL, jb);
+		}
+	}
+	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
+		for (const struct job *jb = j->boot->kinds[i].queue.head;
+		     jb != NULL; jb = jb->qnext) {
+			n += image_job(at != NULL ? at + n : NULL, jb);
+		}
+	}
+	return n;
+}
+
+/* Past the bound, and nothing of a compaction under way: write a MARK. */
+static void
+maybe_compact(tr_ctx *cx, struct jobs *j)
+{
+	struct jobs_store *s = j->store;
+	struct job mark;
+
+	if (s->since < COMPACT_MIN + 2 * (uint64_t)j->tab.count ||
+	    s->read_ref.v != 0 || s->mark_ref.v != 0 || s->snap_ref.v != 0 ||
+	    s->trim_ref.v != 0) {
+		return;
+	}
+	memset(&mark, 0, sizeof(mark));
+	mark.st.id = j->next_id;
+	if (journal(cx, j, &mark, J_MARK, &s->mark_ref) == TR_OK) {
+		s->since = 0;
+	}
+}
+
+/*
+ * The MARK is committed at @seq: save the table, as it is now, as the
+ * snapshot at @seq. The table may already hold changes written after the
+ * MARK; their records replay onto it harmlessly (a second QUEUED of a
+ * job is skipped, the other events are idempotent on the state they
+ * led to).
+ */
+static void
+mark_done(tr_ctx *cx, struct jobs *j, uint64_t seq)
+{
+	struct jobs_store *s = j->store;
+	size_t len = image(NULL, j);
+	size_t n = sizeof(tr_store_snapshot_req) + len;
+	tr_store_snapshot_req *q = calloc(1, n);
+
+	if (q == NULL) {
+		return; /* the journal stays longer */
+	}
+	memcpy(q->id, j->boot->name, sizeof(q->id));
+	q->seq = seq;
+	q->size = image(q->data, j);
+	if (tr_request_ptr(cx, j->boot->store, TR_MSG_STORE_SNAPSHOT_SAVE, q, n,
+			   free, 0, &s->snap_ref) == TR_OK) {
+		s->snap_seq = seq;
+	}
+}
+
+/* The snapshot is committed: the events it holds can go. */
+static void
+snap_done(tr_ctx *cx, struct jobs *j)
+{
+	struct jobs_store *s = j->store;
+	tr_store_trim_req q;
+
+	memset(&q, 0, sizeof(q));
+	memcpy(q.id, j->boot->name, sizeof(q.id));
+	q.to_seq = s->snap_seq;
+	(void)tr_request(cx, j->boot->store, TR_MSG_STORE_TRIM, &q, sizeof(q),
+			 0, &s->trim_ref);
+}
+
+/* The answers to the compaction's own requests; false for another. A
+ * refusal only leaves the journal longer. */
+static bool
+on_compaction(tr_ctx *cx, struct jobs *j, const tr_msg *m)
+{
+	struct jobs_store *s = j->store;
+	const tr_store_reply *r = TR_MSG_AS(m, tr_store_reply);
+	bool ok = m->type == TR_MSG_STORE_REPLY && r != NULL;
+
+	if (m->ref.v == s->mark_ref.v) {
+		s->mark_ref = (tr_ref){ 0 };
+		if (ok) {
+			mark_done(cx, j, r->value);
+		}
+	} else if (m->ref.v == s->snap_ref.v) {
+		s->snap_ref = (tr_ref){ 0 };
+		if (ok) {
+			snap_done(cx, j);
+		}
+	} else if (m->ref.v == s->trim_ref.v) {
+		s->trim_ref = (tr_ref){ 0 };
+	} else {
+		return false;
+	}
+	return true;
+}
+
 /*
  * A reply to one of the service's own requests to the store: a submit's
  * commit, or a record written behind (its acknowledgement is not needed;
@@ -206,6 +403,9 @@ on_store_reply(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 
 	if (!(m->flags & TR_MSG_F_REPLY)) {
 		return false;
+	}
+	if (m->ref.v != 0 && on_compaction(cx, j, m)) {
+		return true;
 	}
 	for (struct tr__hnode *n = tr__hash_chain(subs, tr__hash_u64(m->ref.v));
 	     n != NULL; n = n->next) {
@@ -250,8 +450,11 @@ replay_submit(tr_ctx *cx, struct jobs *j, const struct jrec *r,
 {
 	struct kind *k = tr__jobs_kind(j->boot, r->kind);
 
-	if (r->id == 0 || tr__jobs_find(j, r->id) != NULL) {
+	if (r->id == 0) {
 		return TR_EINVAL;
+	}
+	if (tr__jobs_find(j, r->id) != NULL) {
+		return TR_OK; /* in the snapshot already */
 	}
 	struct job *jb =
 		tr__jobs_new(cx, k != NULL ? k : &j->store->orphans, r->kind,
@@ -320,6 +523,12 @@ replay_event(tr_ctx *cx, struct jobs *j, const unsigned char *data, size_t len)
 	if (r.type == TR_JOB_EV_QUEUED) {
 		return replay_submit(cx, j, &r, data + sizeof(r));
 	}
+	if (r.type == J_MARK) {
+		if (r.id > j->next_id) {
+			j->next_id = r.id; /* ids are never given twice */
+		}
+		return TR_OK;
+	}
 	struct job *jb = tr__jobs_find(j, r.id);
 	if (jb == NULL || tr__jobs_is_final(jb->st.state)) {
 		return r.type >= TR_JOB_EV_STARTED &&
@@ -382,6 +591,47 @@ replay_end(tr_ctx *cx, struct jobs *j)
 	(void)tr_unstash_all(cx);
 	for (uint32_t i = 0; i < j->boot->nkinds; i++) {
 		tr__jobs_pump(cx, j, &j->boot->kinds[i]);
+	}
+}
+
+/* The snapshot, or its absence: its records, then the events after it. */
+static void
+replay_snapshot(tr_ctx *cx, struct jobs *j, const tr_msg *m)
+{
+	const tr_store_snapshot *sn =
+		TR_MSG_AS_FAM(m, tr_store_snapshot, size, data);
+	tr_err err = refusal(m);
+	uint64_t seq = 0;
+
+	j->store->loading = false;
+	if (m->type == TR_MSG_STORE_SNAPSHOT && sn != NULL) {
+		size_t off = 0;
+		while (err == TR_OK && off < sn->size) {
+			struct jrec r;
+			if (sn->size - off < sizeof(r)) {
+				err = TR_EINVAL;
+				break;
+			}
+			memcpy(&r, sn->data + off, sizeof(r));
+			if (r.size > sn->size - off - sizeof(r)) {
+				err = TR_EINVAL;
+				break;
+			}
+			err = replay_event(cx, j, sn->data + off,
+					   sizeof(r) + r.size);
+			off += sizeof(r) + r.size;
+		}
+		seq = sn->seq;
+	} else if (err == TR_ENOENT) {
+		err = TR_OK; /* none yet: every event */
+	} else if (err == TR_OK) {
+		err = m->type == TR_MSG_REQUEST_FAILED ? TR_ECLOSED : TR_EINVAL;
+	}
+	if (err == TR_OK) {
+		err = replay_read(cx, j, seq);
+	}
+	if (err < 0) {
+		replay_fail(cx, j, err);
 	}
 }
 
@@ -462,7 +712,12 @@ tr__jobs_store_start(tr_ctx *cx, struct jobs *j, const tr_msg *start)
 		err = tr_monitor(cx, j->boot->store, &s->mon);
 	}
 	if (err == TR_OK) {
-		err = replay_read(cx, j, 0);
+		tr_store_key_req q;
+		memset(&q, 0, sizeof(q));
+		memcpy(q.id, j->boot->name, sizeof(q.id));
+		err = tr_request(cx, j->boot->store, TR_MSG_STORE_SNAPSHOT_LOAD,
+				 &q, sizeof(q), 0, &s->read_ref);
+		s->loading = err == TR_OK;
 	}
 	if (err < 0) {
 		replay_fail(cx, j, err);
@@ -481,7 +736,11 @@ tr__jobs_store_handle(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 	if (s->read_ref.v != 0) {
 		/* Everything else waits for the table. */
 		if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == s->read_ref.v) {
-			replay_page(cx, j, m);
+			if (s->loading) {
+				replay_snapshot(cx, j, m);
+			} else {
+				replay_page(cx, j, m);
+			}
 		} else if (tr_stash(cx, m) < 0) {
 			tr__jobs_unhandled(cx, j, m);
 		}

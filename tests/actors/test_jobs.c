@@ -56,6 +56,7 @@ struct world {
 	atomic_int high;
 	atomic_uint norder;
 	_Atomic uint64_t order[ORDER_MAX];
+	_Atomic uint64_t payload[ORDER_MAX]; /* its first 8 bytes */
 	atomic_int release;
 	atomic_int gate_in;
 	atomic_int gate_open;
@@ -493,6 +494,10 @@ slow_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 		unsigned k = atomic_fetch_add(&g.norder, 1);
 		if (k < ORDER_MAX) {
+			uint64_t head = 0;
+			memcpy(&head, js->payload,
+			       js->payload_size < 8 ? js->payload_size : 8);
+			atomic_store(&g.payload[k], head);
 			atomic_store(&g.order[k], js->job.id);
 		}
 		(void)tr_send_every(cx, tr_self(cx), MSG_POLL, NULL, 0, 2,
@@ -1732,6 +1737,127 @@ test_durable_restart(void)
 	disk_remove(&d);
 }
 
+/* The sequence number of the journal's first event left (0: none). */
+static uint64_t
+journal_first(struct fx *f, struct disk *d)
+{
+	tr_store_read_req q = { .max_count = 1 };
+	tr_received r;
+	uint64_t first = 0;
+
+	snprintf(q.id, sizeof(q.id), "jobs");
+	if (ask(f, d->store, TR_MSG_STORE_READ, &q, sizeof(q), &r) &&
+	    r.type == TR_MSG_STORE_EVENTS &&
+	    r.size >= sizeof(tr_store_events)) {
+		const tr_store_events *pg = r.data;
+		first = pg->count > 0 ? pg->events[0].seq : 0;
+	}
+	tr_received_fini(&r);
+	return first;
+}
+
+/*
+ * The journal is compacted: after hundreds of jobs its early events are
+ * gone, replaced by a snapshot of the table, and a restart rebuilds the
+ * same table from it: the finished jobs kept (with their results), a
+ * running job interrupted, one that runs again with its payload, the
+ * queue in order, and ids that go on after the highest given.
+ */
+/* One life of test_durable_compaction: the store and the service with
+ * @max_finished. */
+static tr_pid
+compaction_life(struct fx *f, struct disk *d, const tr_jobs_kind *kinds,
+		uint32_t nkinds, uint32_t max_finished)
+{
+	tr_store_config sc = { .size = sizeof(sc), .path = d->path };
+	tr_store_reply sr;
+	tr_ref ref;
+
+	world_reset();
+	log_reset();
+	fx_start(f, 2);
+	CHECK_OK(tr_store_start(tr_inbox_ctx(f->ib), &sc, &d->store, &ref));
+	CHECK(fx_recv_ref(f, ref, TR_MSG_STORE_REPLY, d->store, &sr,
+			  sizeof(sr)));
+	tr_jobs_config cfg = { .size = sizeof(cfg),
+			       .kinds = kinds,
+			       .nkinds = nkinds,
+			       .max_finished = max_finished,
+			       .store = d->store,
+			       .name = "jobs" };
+	tr_pid j = TR_PID_NONE;
+	tr_jobs_reply rep = { .status = 1 };
+	CHECK_OK(tr_jobs_start(tr_inbox_ctx(f->ib), &cfg, &j, &ref));
+	CHECK(fx_recv_ref(f, ref, TR_MSG_JOBS_REPLY, j, &rep, sizeof(rep)));
+	CHECK_OK(rep.status);
+	return j;
+}
+
+static void
+test_durable_compaction(void)
+{
+	static const tr_jobs_kind kinds[] = {
+		KIND("echo", &echo_def, 2),
+		KIND("held", &slow_def, 1),
+		{ .name = "again",
+		  .def = &slow_def,
+		  .max_concurrency = 1,
+		  .on_restart = TR_JOBS_RESTART_RESUBMIT },
+	};
+	enum { N = 400, KEPT = 8 };
+	struct disk d;
+	struct fx f;
+
+	disk_make(&d);
+	tr_pid j = compaction_life(&f, &d, kinds, 3, KEPT);
+	uint64_t held = submit_quiet(&f, j, "held", "h1");
+	uint64_t again = submit_quiet(&f, j, "again", "g1");
+	uint64_t again_q = submit_quiet(&f, j, "again", "g2");
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 2, WAIT_MS));
+	uint64_t last = 0;
+	char p[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(p, sizeof(p), "%d", i);
+		last = submit_quiet(&f, j, "echo", p);
+	}
+	CHECK(WAIT_UNTIL(state_of(&f, j, last) == TR_JOB_SUCCEEDED, WAIT_MS));
+	/* 1,200 records and more; the early ones are trimmed once a
+	 * snapshot holds them. */
+	CHECK(WAIT_UNTIL(journal_first(&f, &d) > 200, WAIT_MS));
+	(void)journal_last(&f, &d);
+	jobs_finish(&f);
+
+	j = compaction_life(&f, &d, kinds, 3, KEPT);
+	CHECK_EQ_U64(state_of(&f, j, held), TR_JOB_INTERRUPTED);
+	/* The job that runs again has its payload back. */
+	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 1, WAIT_MS));
+	CHECK_EQ_U64(atomic_load(&g.order[0]), again);
+	uint64_t g1 = 0;
+	memcpy(&g1, "g1", 2);
+	CHECK_EQ_U64(atomic_load(&g.payload[0]), g1);
+	CHECK_EQ_U64(state_of(&f, j, again), TR_JOB_RUNNING);
+	CHECK_EQ_U64(state_of(&f, j, again_q), TR_JOB_QUEUED);
+	/* KEPT finished jobs: the interrupted one and the last echo jobs,
+	 * with their results; none before. */
+	for (uint64_t id = last - KEPT + 2; id <= last; id++) {
+		struct status st = status_of(&f, j, id);
+		char want[32];
+		int n = snprintf(want, sizeof(want), "echo:%d",
+				 (int)(id - (last - N + 1)));
+		CHECK_EQ_U64(st.state, TR_JOB_SUCCEEDED);
+		CHECK_EQ_U64(st.result_size, (uint64_t)n);
+		CHECK(memcmp(st.result, want, (size_t)n) == 0);
+	}
+	CHECK(status_get(&f, j, last - KEPT + 1).err < 0);
+	CHECK_EQ_U64(submit_quiet(&f, j, "echo", "x"), last + 1);
+	atomic_store(&g.release, 1);
+	CHECK(WAIT_UNTIL(state_of(&f, j, again) == TR_JOB_SUCCEEDED &&
+				 state_of(&f, j, again_q) == TR_JOB_SUCCEEDED,
+			 WAIT_MS));
+	jobs_finish(&f);
+	disk_remove(&d);
+}
+
 /* A store that is full refuses a submit: the submitter gets its status
  * and nothing is queued; the service goes on. */
 static void
@@ -1871,6 +1997,8 @@ static const struct test_case tests[] = {
 	  test_unknown_and_bad_input },
 	{ "jobs: exactly one final event per job over 200 mixed jobs",
 	  test_mixed_200 },
+	{ "jobs: the journal is compacted into a snapshot a restart reads",
+	  test_durable_compaction },
 	{ "jobs: a restart on the store finds finished, interrupted, "
 	  "resubmitted and queued jobs",
 	  test_durable_restart },
