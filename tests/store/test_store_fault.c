@@ -99,11 +99,13 @@ static _Atomic int mode;
 static _Atomic uint64_t fail_at;  /* the operation that fails; 0: none */
 static _Atomic uint64_t calls;    /* operations counted since armed */
 static _Atomic uint64_t hit_kind; /* K_N + 1 until the fault is reached */
+static _Atomic bool persist;      /* every operation after it fails too */
 static uint64_t kinds_hit[K_N];   /* over a sweep: faults by kind */
 
 static void
-arm(int m, uint64_t n)
+arm(int m, uint64_t n, bool all_after)
 {
+	atomic_store(&persist, all_after);
 	atomic_store(&calls, 0);
 	atomic_store(&hit_kind, K_N + 1);
 	atomic_store(&fail_at, n);
@@ -131,11 +133,12 @@ fault(int m, enum op_kind k)
 		return false;
 	}
 	uint64_t n = atomic_fetch_add(&calls, 1) + 1;
-	if (n != atomic_load(&fail_at)) {
-		return false;
+	uint64_t at = atomic_load(&fail_at);
+	if (n == at) {
+		atomic_store(&hit_kind, (uint64_t)k);
+		return true;
 	}
-	atomic_store(&hit_kind, (uint64_t)k);
-	return true;
+	return at != 0 && n > at && atomic_load(&persist);
 }
 
 static bool
@@ -217,8 +220,9 @@ static int
 f_lock(sqlite3_file *f, int level)
 {
 	if (vfault(K_LOCK)) {
-		return level == SQLITE_LOCK_SHARED ? SQLITE_IOERR_LOCK
-						   : SQLITE_BUSY;
+		return level == SQLITE_LOCK_SHARED || atomic_load(&persist)
+			       ? SQLITE_IOERR_LOCK
+			       : SQLITE_BUSY;
 	}
 	return REAL(f)->pMethods->xLock(REAL(f), level);
 }
@@ -272,9 +276,13 @@ f_shmmap(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp)
 static int
 f_shmlock(sqlite3_file *f, int off, int n, int flags)
 {
-	/* An unlock cannot fail in the real one either. */
+	/* An unlock cannot fail in the real one either. A lock that stays
+	 * busy would make every transaction wait its busy timeout, and
+	 * SQLite's WAL reader retry for seconds: a disk that went away
+	 * fails instead. */
 	if ((flags & SQLITE_SHM_LOCK) && vfault(K_SHMLOCK)) {
-		return SQLITE_BUSY;
+		return atomic_load(&persist) ? SQLITE_IOERR_SHMLOCK
+					     : SQLITE_BUSY;
 	}
 	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
 }
@@ -618,7 +626,9 @@ enum step_kind {
 };
 
 /* Each writer's script; a put or a get names its key by a step's index
- * (the put's own, or the one it reads or deletes). */
+ * (the put's own, or the one it reads or deletes); an append with key 1
+ * asks for a sequence number out of turn, which the store refuses after
+ * its savepoint began (a ROLLBACK TO in the batch). */
 static const struct step {
 	enum step_kind kind;
 	int key;
@@ -628,7 +638,7 @@ static const struct step {
 	{ S_APPEND, 0 },    { S_GET, 0 },    { S_READ, 0 },
 	{ S_TRIM, 0 },      { S_APPEND, 0 }, { S_SNAP_LOAD, 5 },
 	{ S_LOG_QUERY, 3 }, { S_DELETE, 4 }, { S_PRUNE, 0 },
-	{ S_STATS, 0 },
+	{ S_APPEND, 1 },    { S_STATS, 0 },
 };
 
 #define STEPS    ((int)(sizeof(script) / sizeof(script[0])))
@@ -659,10 +669,12 @@ acked(const struct att *a)
 }
 
 /* Answered with an error: it may have committed or not. */
+static bool sqlite_status(int32_t st);
+
 static bool
 doubt(const struct att *a)
 {
-	return a->sent && a->got == 1 && a->status != TR_OK;
+	return a->sent && a->got == 1 && sqlite_status(a->status);
 }
 
 /* The bytes a step writes: @n bytes that name the writer and the step. */
@@ -814,7 +826,9 @@ writer_send(tr_ctx *cx, struct writer *w)
 	case S_APPEND: {
 		tr_store_append_req *q = (void *)buf;
 		snprintf(q->id, sizeof(q->id), "j/%d", w->idx);
-		q->seq = w->any_seq ? 0 : w->last + 1;
+		q->seq = st->key == 1 ? w->last + 100
+			 : w->any_seq ? 0
+				      : w->last + 1;
 		q->size = gen(q->data, w->idx, s);
 		a->seq = q->seq;
 		type = TR_MSG_STORE_APPEND;
@@ -983,7 +997,7 @@ writer_take(struct writer *w, const tr_msg *m)
 	if (st->kind == S_APPEND && a->status == TR_OK) {
 		w->last = a->value;
 	}
-	if (st->kind == S_APPEND && a->status == TR_EEXIST) {
+	if (st->kind == S_APPEND && st->key == 0 && a->status == TR_EEXIST) {
 		w->any_seq = true;
 	}
 }
@@ -1040,6 +1054,8 @@ struct tally {
 	unsigned doubtful_seen; /* errored writes found on disk */
 };
 
+static uint32_t durability; /* of the sweep's stores */
+
 static tr_store_config
 config(const char *path)
 {
@@ -1048,7 +1064,7 @@ config(const char *path)
 	memset(&c, 0, sizeof(c));
 	c.size = sizeof(c);
 	c.path = path;
-	c.durability = TR_STORE_NORMAL;
+	c.durability = durability;
 	return c;
 }
 
@@ -1110,10 +1126,12 @@ static int run_failures; /* checks failed in this run */
 		}                                                              \
 	} while (0)
 
-/* The outcomes the writers took. */
-static void
+/* The outcomes the writers took; returns how many SQLite failed. */
+static int
 check_outcomes(struct tally *t)
 {
+	int failed = 0;
+
 	for (int w = 0; w < WRITERS; w++) {
 		bool doubt_append = false;
 		for (int s = 0; s < STEPS; s++) {
@@ -1123,6 +1141,11 @@ check_outcomes(struct tally *t)
 			RCHECK(a->status != 1,
 			       "writer %d step %d: outcome type 0x%x (%s)", w,
 			       s, a->type, a->text);
+			RCHECK(!(script[s].kind == S_APPEND &&
+				 script[s].key == 1 && acked(a)),
+			       "writer %d step %d: an append out of turn "
+			       "acknowledged",
+			       w, s);
 			RCHECK(a->bad == 0,
 			       "writer %d step %d: a read returned what was "
 			       "not written",
@@ -1130,7 +1153,6 @@ check_outcomes(struct tally *t)
 			if (a->status == TR_OK || a->status == 1) {
 				continue;
 			}
-			t->req_errors++;
 			bool own = false;
 			/* What may be refused for a reason of its own. */
 			if (a->status == TR_ENOENT) {
@@ -1140,7 +1162,7 @@ check_outcomes(struct tally *t)
 				      !acked(src);
 			} else if (a->status == TR_EEXIST) {
 				own = script[s].kind == S_APPEND &&
-				      doubt_append;
+				      (doubt_append || script[s].key == 1);
 			}
 			RCHECK(own || sqlite_status(a->status),
 			       "writer %d step %d: status %s: %s", w, s,
@@ -1152,8 +1174,11 @@ check_outcomes(struct tally *t)
 			if (script[s].kind == S_APPEND && !own) {
 				doubt_append = true;
 			}
+			failed += !own;
 		}
 	}
+	t->req_errors += (unsigned)failed;
+	return failed;
 }
 
 /* ---- what is in the file, read with the faults off ----------------------- */
@@ -1437,7 +1462,8 @@ check_file(const char *path, bool opened, struct tally *t)
  * stop; then, unarmed, what is in the file and a new start on it.
  */
 static void
-run_once(struct fx *f, int m, uint64_t n, const char *path, struct tally *t)
+run_once(struct fx *f, int m, uint64_t n, bool all_after, const char *path,
+	 struct tally *t)
 {
 	tr_pid store, w[WRITERS];
 	char text[TR_STORE_ERROR_SIZE];
@@ -1448,7 +1474,7 @@ run_once(struct fx *f, int m, uint64_t n, const char *path, struct tally *t)
 	atomic_store(&strays, 0);
 	run_path = path;
 	t->runs++;
-	arm(m, n);
+	arm(m, n, all_after);
 	int st = start_store(f, path, &store, text, sizeof(text));
 	if (st != TR_OK) {
 		t->open_failed++;
@@ -1476,7 +1502,11 @@ run_once(struct fx *f, int m, uint64_t n, const char *path, struct tally *t)
 		}
 		RCHECK(atomic_load(&strays) == 0, "%d outcomes nobody asked",
 		       atomic_load(&strays));
-		check_outcomes(t);
+		int failed = check_outcomes(t);
+		/* One fault fails one transaction at most: the requests in
+		 * it (one per writer), not the store's later ones. */
+		RCHECK(all_after || failed <= WRITERS,
+		       "one fault, %d requests failed", failed);
 	}
 	disarm();
 	RCHECK(fd_count() == fds, "%d descriptors before the run, %d after",
@@ -1490,7 +1520,7 @@ run_once(struct fx *f, int m, uint64_t n, const char *path, struct tally *t)
 }
 
 static void
-sweep(int m, const char *label)
+sweep(int m, bool all_after, uint32_t dur, const char *label)
 {
 	struct fx f;
 	struct tally t;
@@ -1500,11 +1530,12 @@ sweep(int m, const char *label)
 
 	memset(&t, 0, sizeof(t));
 	memset(kinds_hit, 0, sizeof(kinds_hit));
+	durability = dur;
 	fx_start(&f, 2);
 	snprintf(path, sizeof(path), "%s/run.db", dir);
 	for (n = 1; n < MAX_POINTS; n++) {
 		run_failures = 0;
-		run_once(&f, m, n, path, &t);
+		run_once(&f, m, n, all_after, path, &t);
 		if (run_failures > 0) {
 			fprintf(stderr,
 				"  %s: the failure above is at point %llu"
@@ -1523,9 +1554,10 @@ sweep(int m, const char *label)
 		}
 	}
 	CHECK(n < MAX_POINTS);
-	printf("  %s: %u fault points (a run without one needs %llu "
-	       "operations), %u starts failed, %u requests answered with an "
-	       "error, %u of those writes on disk\n ",
+	printf("  %s: %u fault points (the last run, which reached none, "
+	       "counted %llu operations), %u starts failed, %u requests "
+	       "answered with an error, %u of those writes on disk\n "
+	       " first fault by kind:",
 	       label, points, (unsigned long long)atomic_load(&calls),
 	       t.open_failed, t.req_errors, t.doubtful_seen);
 	for (int k = 0; k < K_N; k++) {
@@ -1544,13 +1576,29 @@ sweep(int m, const char *label)
 static void
 test_vfs(void)
 {
-	sweep(MODE_VFS, "vfs");
+	sweep(MODE_VFS, false, TR_STORE_NORMAL, "vfs, once, normal");
+}
+
+/* With an fsync per commit: a sync that fails after the frames were
+ * written. */
+static void
+test_vfs_full(void)
+{
+	sweep(MODE_VFS, false, TR_STORE_FULL, "vfs, once, full");
+}
+
+/* As a disk that goes away: from the N-th operation on, every one fails,
+ * the store's close included. */
+static void
+test_vfs_persistent(void)
+{
+	sweep(MODE_VFS, true, TR_STORE_FULL, "vfs, from then on, full");
 }
 
 static void
 test_malloc(void)
 {
-	sweep(MODE_MALLOC, "malloc");
+	sweep(MODE_MALLOC, false, TR_STORE_NORMAL, "malloc, once, normal");
 }
 
 /* With nothing armed a run passes: the checks hold on a good run. */
@@ -1565,21 +1613,30 @@ test_no_fault(void)
 	fx_start(&f, 2);
 	snprintf(path, sizeof(path), "%s/run.db", dir);
 	run_failures = 0;
-	run_once(&f, MODE_VFS, 0, path, &t);
+	run_once(&f, MODE_VFS, 0, false, path, &t);
 	CHECK(!reached());
 	CHECK_EQ_INT(t.req_errors, 0);
 	for (int w = 0; w < WRITERS; w++) {
 		for (int s = 0; s < STEPS; s++) {
-			CHECK(acked(&atts[w][s]));
+			bool out_of_turn = script[s].kind == S_APPEND &&
+					   script[s].key == 1;
+			CHECK(out_of_turn ? atts[w][s].status == TR_EEXIST
+					  : acked(&atts[w][s]));
 		}
 	}
 	fx_finish(&f);
 }
 
 static const struct test_case tests[] = {
-	{ "store fault: a run without a fault passes", test_no_fault },
-	{ "store fault: every VFS operation fails once", test_vfs },
-	{ "store fault: every SQLite allocation fails once", test_malloc },
+	{ "store fault vfs: a run without a fault passes", test_no_fault },
+	{ "store fault vfs: every operation fails once, durability normal",
+	  test_vfs },
+	{ "store fault vfs: every operation fails once, durability full",
+	  test_vfs_full },
+	{ "store fault vfs: every operation fails from one on",
+	  test_vfs_persistent },
+	{ "store fault malloc: every SQLite allocation fails once",
+	  test_malloc },
 	{ NULL, NULL },
 };
 
