@@ -1056,6 +1056,11 @@ struct tally {
 
 static uint32_t durability; /* of the sweep's stores */
 
+/* The points this process fails: share_first, then every share_step-th
+ * ("K/M" after the test's name: points K, K + M, ...), so that M
+ * processes share a sweep. */
+static uint64_t share_first = 1, share_step = 1;
+
 static tr_store_config
 config(const char *path)
 {
@@ -1533,7 +1538,7 @@ sweep(int m, bool all_after, uint32_t dur, const char *label)
 	durability = dur;
 	fx_start(&f, 2);
 	snprintf(path, sizeof(path), "%s/run.db", dir);
-	for (n = 1; n < MAX_POINTS; n++) {
+	for (n = share_first; n < MAX_POINTS; n += share_step) {
 		run_failures = 0;
 		run_once(&f, m, n, all_after, path, &t);
 		if (run_failures > 0) {
@@ -1565,6 +1570,12 @@ sweep(int m, bool all_after, uint32_t dur, const char *label)
 			printf(" %s %llu", kind_name[k],
 			       (unsigned long long)kinds_hit[k]);
 		}
+	}
+	if (share_step > 1) {
+		printf(" (this process: points %llu, %llu + %llu, ...)",
+		       (unsigned long long)share_first,
+		       (unsigned long long)share_first,
+		       (unsigned long long)share_step);
 	}
 	printf("\n");
 	/* The sweep must have met failures it could report. */
@@ -1643,6 +1654,16 @@ static const struct test_case tests[] = {
 int
 main(int argc, char **argv)
 {
+	unsigned k, m;
+
+	if (argc > 2) {
+		if (sscanf(argv[2], "%u/%u", &k, &m) != 2 || k < 1 || k > m) {
+			fprintf(stderr, "usage: %s [NAME [K/M]]\n", argv[0]);
+			return 2;
+		}
+		share_first = k;
+		share_step = m;
+	}
 	install();
 	dir_make();
 	int rc = harness_run(tests, argc, argv);
