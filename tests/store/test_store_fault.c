@@ -3,29 +3,40 @@
  * *fault.test and tests/fault/fault_alloc.c): for N = 1, 2, 3, ... the
  * N-th SQLite-level operation of a run fails, and the store's promises
  * are checked each time, until a run ends without reaching its fault,
- * which means every operation of the run was failed once.
+ * which means every operation of the run was failed once. Operations
+ * are counted per phase of the run (the open, the requests, the stop;
+ * see enum phase), so that the open and the stop, which do the same in
+ * every run, are covered whatever the requests did.
+ *
+ *     test_store_fault [NAME [K/M]]    K/M: this process takes the
+ *                                      points K, K + M, K + 2M, ...
  *
  * Two kinds of operation, both through SQLite's public interfaces:
  *   vfs     a VFS registered as the default one, which hands every call
  *           to the real one except the N-th (open, read, write, truncate,
  *           sync, file size, lock, unlock, reserved-lock check, shared
- *           memory map and lock, access, delete, full pathname, close):
- *           that one returns SQLite's I/O error for its kind, SQLITE_FULL
- *           for every other write, SQLITE_BUSY for a lock (which the busy
- *           timeout retries);
+ *           memory map, lock and unmap, access, delete, full pathname,
+ *           close): that one returns SQLite's I/O error for its kind,
+ *           SQLITE_FULL for every other write, SQLITE_BUSY for a lock
+ *           (which the busy timeout retries);
  *   malloc  SQLite's allocator (SQLITE_CONFIG_MALLOC, set before SQLite
  *           initializes), whose N-th allocation or reallocation fails.
+ * The VFS sweeps run at both durabilities, on a new file and on a file
+ * with data and a WAL left to recover, and once more with every
+ * operation failing from the N-th on (a disk that went away).
  *
- * A run: a store is started on a new file, and a few writer actors each
- * run a script of requests on it, one at a time each (so their writes are
- * gathered into shared transactions): puts, appends with the expected
- * sequence number, a log append, a snapshot save, a get, a journal read,
- * a trim, a snapshot load, a log query, a delete, a prune, the stats.
- * Each run checks:
+ * A run: a store is started, and a few writer actors each run a script
+ * of requests on it, one at a time each (so their writes are gathered
+ * into shared transactions): puts, appends with the expected sequence
+ * number and one out of turn, a log append, a snapshot save, a get, a
+ * journal read, a trim, a snapshot load, a log query, a delete, a prune,
+ * the stats. Each run checks:
  *   - every request gets exactly one outcome, within a generous deadline
  *     (a failure), and a reply or a TR_MSG_STORE_ERROR whose status says
- *     SQLite refused, never TR_MSG_REQUEST_FAILED (the store must live)
- *     nor TR_EINVAL; a read that succeeds returns what was written;
+ *     SQLite refused and whose text names the file, never
+ *     TR_MSG_REQUEST_FAILED (the store must live) nor TR_EINVAL; a read
+ *     that succeeds returns what was written; one fault fails at most
+ *     the requests of one transaction;
  *   - a start that fails is a TR_MSG_STORE_ERROR that names the file, the
  *     store is gone, and no file is left open (the process's descriptors
  *     are counted) nor locked;
@@ -34,8 +45,8 @@
  *     with its bytes, nothing is there that was not written, a write
  *     answered with an error may be there or not (a commit can fail
  *     after its frames reached the file) but only with its own bytes, a
- *     journal has no gap and its head is its last event; and a store
- *     opens it.
+ *     journal has no gap and its head is its last event, the data the
+ *     file had before the run is all there; and a store opens it.
  * ASan (leaks) and the exit status cover "never crashes".
  */
 #include <troupe/troupe.h>
@@ -95,17 +106,44 @@ static const char *const kind_name[K_N] = {
 	"chklock", "shmmap", "shmlock", "shmunmap", "malloc",
 };
 
+/*
+ * A run has three phases, and operations are counted in each from 1: the
+ * open (until the start's answer), the requests, the stop (from
+ * tr_stop() on). The store's thread is idle at each boundary. The open
+ * and the stop do the same operations in every run, so every one of them
+ * is reached; how many transactions the requests take depends on how
+ * the writers' requests meet (group commit), so that phase is swept up
+ * to the longest run seen.
+ */
+enum phase { PH_OPEN = 1, PH_WORK, PH_STOP, PH_N };
+
+static const char *const phase_name[PH_N] = {
+	[PH_OPEN] = "open",
+	[PH_WORK] = "requests",
+	[PH_STOP] = "stop",
+};
+
 static _Atomic int mode;
+static _Atomic int phase;         /* the run's phase */
+static _Atomic int fail_phase;    /* the phase whose operation fails */
 static _Atomic uint64_t fail_at;  /* the operation that fails; 0: none */
-static _Atomic uint64_t calls;    /* operations counted since armed */
+static _Atomic uint64_t calls;    /* operations of fail_phase counted */
 static _Atomic uint64_t hit_kind; /* K_N + 1 until the fault is reached */
 static _Atomic bool persist;      /* every operation after it fails too */
 static uint64_t kinds_hit[K_N];   /* over a sweep: faults by kind */
 
+static bool
+reached(void)
+{
+	return atomic_load(&hit_kind) < K_N;
+}
+
 static void
-arm(int m, uint64_t n, bool all_after)
+arm(int m, int ph, uint64_t n, bool all_after)
 {
 	atomic_store(&persist, all_after);
+	atomic_store(&phase, PH_OPEN);
+	atomic_store(&fail_phase, ph);
 	atomic_store(&calls, 0);
 	atomic_store(&hit_kind, K_N + 1);
 	atomic_store(&fail_at, n);
@@ -119,18 +157,17 @@ disarm(void)
 	atomic_store(&fail_at, 0);
 }
 
-static bool
-reached(void)
-{
-	return atomic_load(&hit_kind) < K_N;
-}
-
 /* Counts an operation of @m; true when it is the one to fail. */
 static bool
 fault(int m, enum op_kind k)
 {
 	if (atomic_load(&mode) != m) {
 		return false;
+	}
+	int ph = atomic_load(&phase), fp = atomic_load(&fail_phase);
+	if (ph != fp) {
+		/* A disk that went away stays away. */
+		return ph > fp && atomic_load(&persist) && reached();
 	}
 	uint64_t n = atomic_fetch_add(&calls, 1) + 1;
 	uint64_t at = atomic_load(&fail_at);
@@ -605,6 +642,41 @@ fd_count(void)
 	}
 	closedir(d);
 	return n;
+}
+
+/* Removes a database and its companions. */
+static void
+db_remove(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+	char p[512];
+
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		unlink(p);
+	}
+}
+
+static void
+file_copy(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb");
+	FILE *out = fopen(to, "wb");
+	char b[8192];
+	size_t n;
+
+	if (in == NULL || out == NULL) {
+		fprintf(stderr, "cannot copy %s to %s\n", from, to);
+		exit(1);
+	}
+	while ((n = fread(b, 1, sizeof(b), in)) > 0) {
+		if (fwrite(b, 1, n, out) != n) {
+			fprintf(stderr, "cannot copy %s to %s\n", from, to);
+			exit(1);
+		}
+	}
+	fclose(in);
+	fclose(out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1186,6 +1258,145 @@ check_outcomes(struct tally *t)
 	return failed;
 }
 
+/* ---- a file with data, and a WAL to recover --------------------------------
+ */
+
+/*
+ * The "existing file" sweep starts each run on a copy of a database
+ * that holds values and a journal, with a WAL that a process left behind
+ * (copied while its connection was open): the store's open reads a real
+ * schema and recovers the WAL under the fault.
+ */
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql);
+
+static bool seeded;
+static char seed_db[300];
+
+#define SEEDS 10
+
+static size_t
+seed_bytes(unsigned char *out, int k)
+{
+	size_t n = 100 + (size_t)k * 300;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i] = (unsigned char)(k * 29 + (int)i * 3);
+	}
+	return n;
+}
+
+static void
+seed_call(struct fx *f, tr_pid s, uint32_t type, const void *p, size_t n)
+{
+	tr_ref ref = { 0 };
+	tr_received r;
+
+	memset(&r, 0, sizeof(r));
+	CHECK_OK(tr_request(tr_inbox_ctx(f->ib), s, type, p, n, 0, &ref));
+	CHECK_OK(tr_inbox_recv(f->ib, &ref, FX_REPLY_MS, &r));
+	CHECK_EQ_U64(r.type, TR_MSG_STORE_REPLY);
+	tr_received_fini(&r);
+}
+
+static int
+start_store(struct fx *f, const char *path, tr_pid *out, char *text, size_t tn);
+static void stop_wait(struct fx *f, tr_pid p);
+
+static void
+make_seed(struct fx *f)
+{
+	static _Alignas(16) unsigned char b[sizeof(tr_store_put_req) + 4096];
+	char src[300], p[320], text[TR_STORE_ERROR_SIZE];
+	tr_pid s;
+
+	snprintf(src, sizeof(src), "%s/seed-src.db", dir);
+	snprintf(seed_db, sizeof(seed_db), "%s/seed.db", dir);
+	CHECK_EQ_INT(start_store(f, src, &s, text, sizeof(text)), TR_OK);
+	for (int k = 0; k < SEEDS; k++) {
+		tr_store_put_req *q = (void *)b;
+		memset(b, 0, sizeof(b));
+		snprintf(q->id, sizeof(q->id), "seed/%d", k);
+		q->size = seed_bytes(q->data, k);
+		seed_call(f, s, TR_MSG_STORE_PUT, q, sizeof(*q) + q->size);
+	}
+	for (int k = 0; k < 5; k++) {
+		tr_store_append_req *q = (void *)b;
+		memset(b, 0, sizeof(b));
+		snprintf(q->id, sizeof(q->id), "seed/j");
+		q->size = seed_bytes(q->data, k);
+		seed_call(f, s, TR_MSG_STORE_APPEND, q, sizeof(*q) + q->size);
+	}
+	stop_wait(f, s);
+	/* One more transaction, in the WAL only, and the files copied
+	 * before the connection closes (and checkpoints). */
+	sqlite3 *db = NULL;
+	CHECK(sqlite3_open_v2(src, &db, SQLITE_OPEN_READWRITE,
+			      real_vfs->zName) == SQLITE_OK);
+	CHECK(sqlite3_exec(db,
+			   "INSERT INTO troupe_kv (id, value) VALUES "
+			   "('seed/wal', x'0102')",
+			   NULL, NULL, NULL) == SQLITE_OK);
+	file_copy(src, seed_db);
+	snprintf(text, sizeof(text), "%s-wal", src);
+	snprintf(p, sizeof(p), "%s-wal", seed_db);
+	file_copy(text, p);
+	sqlite3_close(db);
+	db_remove(src);
+}
+
+/* A copy of the seed at @path. */
+static void
+seed_copy(const char *path)
+{
+	char a[320], b[320];
+
+	file_copy(seed_db, path);
+	snprintf(a, sizeof(a), "%s-wal", seed_db);
+	snprintf(b, sizeof(b), "%s-wal", path);
+	file_copy(a, b);
+}
+
+/* What the seed holds is all there. */
+static void
+check_seed(sqlite3 *db)
+{
+	unsigned char want[4096];
+	sqlite3_stmt *s = prep(db, "SELECT value FROM troupe_kv "
+				   "WHERE id = ?1");
+	char id[32];
+
+	for (int k = 0; k <= SEEDS && s != NULL; k++) {
+		size_t n = k < SEEDS ? seed_bytes(want, k) : 2;
+		if (k == SEEDS) {
+			want[0] = 1;
+			want[1] = 2;
+			snprintf(id, sizeof(id), "seed/wal");
+		} else {
+			snprintf(id, sizeof(id), "seed/%d", k);
+		}
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+		RCHECK(sqlite3_step(s) == SQLITE_ROW &&
+			       (size_t)sqlite3_column_bytes(s, 0) == n &&
+			       memcmp(sqlite3_column_blob(s, 0), want, n) == 0,
+		       "%s: the seed's value is gone", id);
+	}
+	sqlite3_finalize(s);
+	s = prep(db, "SELECT seq, data FROM troupe_journal "
+		     "WHERE id = 'seed/j' ORDER BY seq");
+	int k = 0;
+	while (s != NULL && sqlite3_step(s) == SQLITE_ROW) {
+		size_t n = seed_bytes(want, k);
+		RCHECK(sqlite3_column_int64(s, 0) == k + 1 &&
+			       (size_t)sqlite3_column_bytes(s, 1) == n &&
+			       memcmp(sqlite3_column_blob(s, 1), want, n) == 0,
+		       "seed/j: event %d changed", k + 1);
+		k++;
+	}
+	RCHECK(k == 5, "seed/j: %d events, not 5", k);
+	sqlite3_finalize(s);
+}
+
 /* ---- what is in the file, read with the faults off ----------------------- */
 
 static sqlite3_stmt *
@@ -1209,6 +1420,9 @@ check_kv(sqlite3 *db, struct tally *t)
 	while (s != NULL && sqlite3_step(s) == SQLITE_ROW) {
 		int w = -1, k = -1;
 		const char *id = (const char *)sqlite3_column_text(s, 0);
+		if (seeded && id != NULL && strncmp(id, "seed/", 5) == 0) {
+			continue; /* check_seed() */
+		}
 		RCHECK(id != NULL && sscanf(id, "kv/%d/%d", &w, &k) == 2 &&
 			       w >= 0 && w < WRITERS && k >= 0 && k < STEPS &&
 			       script[k].kind == S_PUT,
@@ -1267,7 +1481,8 @@ check_journals(sqlite3 *db, struct tally *t)
 	sqlite3_stmt *hd = prep(db, "SELECT last_seq FROM troupe_journal_head"
 				    " WHERE id = ?1");
 	sqlite3_stmt *all = prep(db, "SELECT count(*) FROM troupe_journal "
-				     "WHERE id NOT LIKE 'j/%'");
+				     "WHERE id NOT LIKE 'j/%' AND "
+				     "id NOT LIKE 'seed/%'");
 
 	if (ev == NULL || hd == NULL || all == NULL) {
 		goto out;
@@ -1447,6 +1662,9 @@ check_file(const char *path, bool opened, struct tally *t)
 	       "%s: integrity check: %s", path,
 	       s != NULL ? (const char *)sqlite3_column_text(s, 0) : "");
 	sqlite3_finalize(s);
+	if (seeded) {
+		check_seed(db);
+	}
 	if (opened) {
 		s = prep(db, "PRAGMA journal_mode");
 		RCHECK(s != NULL && sqlite3_step(s) == SQLITE_ROW &&
@@ -1467,8 +1685,8 @@ check_file(const char *path, bool opened, struct tally *t)
  * stop; then, unarmed, what is in the file and a new start on it.
  */
 static void
-run_once(struct fx *f, int m, uint64_t n, bool all_after, const char *path,
-	 struct tally *t)
+run_once(struct fx *f, int m, int ph, uint64_t n, bool all_after,
+	 const char *path, struct tally *t)
 {
 	tr_pid store, w[WRITERS];
 	char text[TR_STORE_ERROR_SIZE];
@@ -1479,8 +1697,12 @@ run_once(struct fx *f, int m, uint64_t n, bool all_after, const char *path,
 	atomic_store(&strays, 0);
 	run_path = path;
 	t->runs++;
-	arm(m, n, all_after);
+	if (seeded) {
+		seed_copy(path);
+	}
+	arm(m, ph, n, all_after);
 	int st = start_store(f, path, &store, text, sizeof(text));
+	atomic_store(&phase, PH_WORK);
 	if (st != TR_OK) {
 		t->open_failed++;
 		RCHECK(st < 0 && sqlite_status(st), "start: status %d: %s", st,
@@ -1499,6 +1721,7 @@ run_once(struct fx *f, int m, uint64_t n, bool all_after, const char *path,
 					 0));
 		}
 		WAIT_UNTIL(atomic_load(&finished) == WRITERS, WAIT_MS);
+		atomic_store(&phase, PH_STOP);
 		stop_wait(f, store);
 		/* Anything the store still sent has reached the writers. */
 		CHECK_OK(tr_runtime_wait_idle(f->rt, WAIT_MS));
@@ -1521,7 +1744,7 @@ run_once(struct fx *f, int m, uint64_t n, bool all_after, const char *path,
 	st = start_store(f, path, &store, text, sizeof(text));
 	RCHECK(st == TR_OK, "reopen: %s", text);
 	stop_wait(f, store);
-	dir_clear(false);
+	db_remove(path);
 }
 
 static void
@@ -1530,41 +1753,54 @@ sweep(int m, bool all_after, uint32_t dur, const char *label)
 	struct fx f;
 	struct tally t;
 	char path[300];
-	uint64_t n;
-	unsigned points = 0;
+	unsigned points[PH_N] = { 0 };
+	uint64_t longest[PH_N] = { 0 };
 
 	memset(&t, 0, sizeof(t));
 	memset(kinds_hit, 0, sizeof(kinds_hit));
 	durability = dur;
 	fx_start(&f, 2);
 	snprintf(path, sizeof(path), "%s/run.db", dir);
-	for (n = share_first; n < MAX_POINTS; n += share_step) {
-		run_failures = 0;
-		run_once(&f, m, n, all_after, path, &t);
-		if (run_failures > 0) {
-			fprintf(stderr,
-				"  %s: the failure above is at point %llu"
-				" (%s)\n",
-				label, (unsigned long long)n,
-				reached() ? kind_name[atomic_load(&hit_kind)]
-					  : "not reached");
-		}
-		if (!reached()) {
-			break;
-		}
-		kinds_hit[atomic_load(&hit_kind)]++;
-		points++;
-		if (run_failures > 0) {
-			break; /* one point's report is enough */
-		}
+	if (seeded) {
+		make_seed(&f);
 	}
-	CHECK(n < MAX_POINTS);
-	printf("  %s: %u fault points (the last run, which reached none, "
-	       "counted %llu operations), %u starts failed, %u requests "
-	       "answered with an error, %u of those writes on disk\n "
-	       " first fault by kind:",
-	       label, points, (unsigned long long)atomic_load(&calls),
-	       t.open_failed, t.req_errors, t.doubtful_seen);
+	run_failures = 0;
+	for (int ph = PH_OPEN; ph < PH_N && run_failures == 0; ph++) {
+		uint64_t n;
+		for (n = share_first; n < MAX_POINTS; n += share_step) {
+			run_once(&f, m, ph, n, all_after, path, &t);
+			if (run_failures > 0) {
+				fprintf(stderr,
+					"  %s: the failure above is at point "
+					"%llu of the %s (%s)\n",
+					label, (unsigned long long)n,
+					phase_name[ph],
+					reached() ? kind_name[atomic_load(
+							    &hit_kind)]
+						  : "not reached");
+				break; /* one point's report is enough */
+			}
+			uint64_t c = atomic_load(&calls);
+			longest[ph] = c > longest[ph] ? c : longest[ph];
+			if (reached()) {
+				kinds_hit[atomic_load(&hit_kind)]++;
+				points[ph]++;
+			} else if (n >= longest[ph]) {
+				break; /* past every run seen */
+			}
+		}
+		CHECK(n < MAX_POINTS);
+	}
+	printf("  %s: fault points: %u in the open, %u in the requests, "
+	       "%u in the stop (the longest runs: %llu, %llu, %llu "
+	       "operations); %u starts failed, %u requests answered with "
+	       "an error, %u of those writes on disk\n "
+	       " faults by kind:",
+	       label, points[PH_OPEN], points[PH_WORK], points[PH_STOP],
+	       (unsigned long long)longest[PH_OPEN],
+	       (unsigned long long)longest[PH_WORK],
+	       (unsigned long long)longest[PH_STOP], t.open_failed,
+	       t.req_errors, t.doubtful_seen);
 	for (int k = 0; k < K_N; k++) {
 		if (kinds_hit[k] > 0) {
 			printf(" %s %llu", kind_name[k],
@@ -1598,6 +1834,17 @@ test_vfs_full(void)
 	sweep(MODE_VFS, false, TR_STORE_FULL, "vfs, once, full");
 }
 
+/* On a file with data and a WAL to recover: the open reads and recovers
+ * under the fault. */
+static void
+test_vfs_existing(void)
+{
+	seeded = true;
+	sweep(MODE_VFS, false, TR_STORE_NORMAL,
+	      "vfs, once, a file with data and a WAL");
+	seeded = false;
+}
+
 /* As a disk that goes away: from the N-th operation on, every one fails,
  * the store's close included. */
 static void
@@ -1624,7 +1871,7 @@ test_no_fault(void)
 	fx_start(&f, 2);
 	snprintf(path, sizeof(path), "%s/run.db", dir);
 	run_failures = 0;
-	run_once(&f, MODE_VFS, 0, false, path, &t);
+	run_once(&f, MODE_VFS, PH_OPEN, 0, false, path, &t);
 	CHECK(!reached());
 	CHECK_EQ_INT(t.req_errors, 0);
 	for (int w = 0; w < WRITERS; w++) {
@@ -1644,6 +1891,8 @@ static const struct test_case tests[] = {
 	  test_vfs },
 	{ "store fault vfs: every operation fails once, durability full",
 	  test_vfs_full },
+	{ "store fault vfs: every operation fails once, on a file to recover",
+	  test_vfs_existing },
 	{ "store fault vfs: every operation fails from one on",
 	  test_vfs_persistent },
 	{ "store fault malloc: every SQLite allocation fails once",
