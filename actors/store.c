@@ -869,6 +869,11 @@ run_op(struct db *d, struct op *o, bool careful)
 	if (sp) {
 		(void)run_st(d, ST_RELEASE);
 	}
+	if (sp && sqlite3_get_autocommit(d->h)) {
+		/* The savepoint's end took the transaction with it: what
+		 * ran in it is undone, so the batch runs again. */
+		return RUN_ROLLED_BACK;
+	}
 	if (o->state != OP_FINAL) {
 		o->state = OP_RAN;
 	}
