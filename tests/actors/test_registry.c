@@ -536,6 +536,7 @@ struct race {
 	tr_pid pool[RACE_POOL];
 	atomic_bool stopped[RACE_POOL];
 	atomic_uint_fast64_t ops;
+	atomic_uint_fast64_t gate; /* racers wait while ops is past it */
 	atomic_bool go;
 };
 
@@ -583,6 +584,12 @@ racer_main(void *arg)
 		harness_nap_us(100);
 	}
 	for (int i = 0; i < RACE_ITERS; i++) {
+		/* The stopper's next stop comes before the race goes on: on
+		 * a busy machine it could otherwise run only once every
+		 * racer is done, and no stop would meet a name. */
+		while (atomic_load(&r->ops) >= atomic_load(&r->gate)) {
+			harness_nap_us(50);
+		}
 		uint64_t x = xorshift(&seed);
 		const char *name = race_names[x % RACE_NAMES];
 		tr_pid pid = r->pool[(x >> 8) % RACE_POOL];
@@ -627,17 +634,24 @@ racer_main(void *arg)
 	return NULL;
 }
 
-/* Stops RACE_STOPS pool actors, spread over the racers' run. */
+static uint64_t
+stop_at(int k)
+{
+	uint64_t total = (uint64_t)RACE_THREADS * RACE_ITERS;
+
+	return total * (uint64_t)(k + 1) / (RACE_STOPS + 2);
+}
+
+/* Stops RACE_STOPS pool actors, spread over the racers' run: the racers
+ * wait at each stop's gate until it is made. */
 static void *
 stopper_main(void *arg)
 {
 	struct race *r = arg;
-	uint64_t total = (uint64_t)RACE_THREADS * RACE_ITERS;
 
 	for (int k = 0; k < RACE_STOPS; k++) {
-		uint64_t at = total * (uint64_t)(k + 1) / (RACE_STOPS + 2);
 		uint64_t deadline = harness_now_ms() + IDLE_MS;
-		while (atomic_load(&r->ops) < at &&
+		while (atomic_load(&r->ops) < stop_at(k) &&
 		       harness_now_ms() < deadline) {
 			harness_nap_us(50);
 		}
@@ -645,6 +659,8 @@ stopper_main(void *arg)
 		atomic_store(&r->stopped[i], true);
 		(void)tr_stop(tr_runtime_ctx(r->f->rt), r->pool[i],
 			      TR_EXIT_ERROR);
+		atomic_store(&r->gate,
+			     k + 1 < RACE_STOPS ? stop_at(k + 1) : UINT64_MAX);
 	}
 	return NULL;
 }
@@ -660,6 +676,7 @@ test_race(void)
 	setup(&f, 2);
 	memset(&r, 0, sizeof(r));
 	r.f = &f;
+	atomic_init(&r.gate, stop_at(0));
 	for (int i = 0; i < RACE_POOL; i++) {
 		r.pool[i] = fx_spawn(&f, &node_def, NULL);
 		atomic_init(&r.stopped[i], false);
