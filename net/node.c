@@ -243,22 +243,6 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t
-get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 /* ------------------------------------------------------------------ */
 /* Deferred work                                                       */
 
@@ -1195,7 +1179,7 @@ rx_messages(struct conn *c, struct later *l)
 	size_t off = 0;
 
 	while (c->rx_len - off >= 4 && c->state != C_CLOSED) {
-		size_t len = get_le32(c->rx_buf + off);
+		size_t len = trn_get32(c->rx_buf + off);
 		size_t max = c->state == C_UP ? BATCH_MAX_IN : TRN_HS_MAX;
 		if (len == 0 || len > max) {
 			/* Checked before anything is allocated for it. */
@@ -2233,10 +2217,10 @@ tr_net_pid_encode(tr_net *net, tr_pid pid, void *buf)
 		b[0] = PID_VERSION;
 		b[1] = (uint8_t)n;
 		memcpy(b + 2, name, n);
-		put_le32(b + 66, creation);
+		trn_put32(b + 66, creation);
 		uint64_t local = tr_remote_pid_local(pid);
-		put_le32(b + 70, (uint32_t)local);
-		put_le32(b + 74, (uint32_t)(local >> 32));
+		trn_put32(b + 70, (uint32_t)local);
+		trn_put32(b + 74, (uint32_t)(local >> 32));
 	}
 	pthread_mutex_unlock(&net->mu);
 	return name != NULL ? TR_OK : TR_ENOENT;
@@ -2252,14 +2236,14 @@ tr_net_pid_decode(tr_net *net, const void *buf, tr_pid *out)
 		return TR_EINVAL;
 	}
 	size_t n = b[1];
-	uint64_t local = get_le32(b + 70) | (uint64_t)get_le32(b + 74) << 32;
+	uint64_t local = trn_get32(b + 70) | (uint64_t)trn_get32(b + 74) << 32;
 	if (b[0] != PID_VERSION || !trn_name_valid((const char *)b + 2, n) ||
 	    local == 0 || (local & ~(uint64_t)TR_REMOTE_LOCAL_MASK) != 0) {
 		return TR_EINVAL;
 	}
 	memcpy(name, b + 2, n);
 	name[n] = '\0';
-	uint32_t creation = get_le32(b + 66);
+	uint32_t creation = trn_get32(b + 66);
 	tr_err err = TR_OK;
 	pthread_mutex_lock(&net->mu);
 	if (creation == net->creation && strcmp(name, net->name) == 0) {

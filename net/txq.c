@@ -22,15 +22,6 @@ struct trn_bulk {
 /* Smallest piece cut to fill the end of a batch (unless it is the last). */
 #define PIECE_MIN 4096u
 
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 /* A batch of @len bytes at @data (taken), or NULL without memory. */
 static trn_batch *
 batch_new(uint8_t *data, size_t len, size_t charge)
@@ -44,7 +35,7 @@ batch_new(uint8_t *data, size_t len, size_t charge)
 	b->data = data;
 	b->len = len;
 	b->charge = charge;
-	put_le32(b->hdr, (uint32_t)len);
+	trn_put32(b->hdr, (uint32_t)len);
 	return b;
 }
 

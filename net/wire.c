@@ -46,49 +46,6 @@ trn_strerror(int err)
 	return "unknown error";
 }
 
-/* Little-endian loads and stores, byte by byte. */
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) {
-		p[i] = (uint8_t)(v >> (8 * i));
-	}
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 bool
 trn_name_valid(const char *name, size_t len)
 {
@@ -232,14 +189,14 @@ put_header(uint8_t *p, const trn_frame *f)
 {
 	p[0] = TRN_WIRE_VERSION;
 	p[1] = f->kind;
-	put16(p + 2, f->flags);
-	put32(p + 4, f->type);
-	put32(p + 8, f->body_len);
-	put32(p + 12, (uint32_t)f->reason);
-	put64(p + 16, f->from);
-	put64(p + 24, f->to);
-	put64(p + 32, f->ref);
-	put64(p + 40, f->who);
+	trn_put16(p + 2, f->flags);
+	trn_put32(p + 4, f->type);
+	trn_put32(p + 8, f->body_len);
+	trn_put32(p + 12, (uint32_t)f->reason);
+	trn_put64(p + 16, f->from);
+	trn_put64(p + 24, f->to);
+	trn_put64(p + 32, f->ref);
+	trn_put64(p + 40, f->who);
 }
 
 /* Checking. */
@@ -359,8 +316,8 @@ check_node_body(const trn_frame *f)
 	    f->body_len > TRN_NODE_BODY_MIN + TRN_NAME_MAX) {
 		return TRN_EBODY_SIZE;
 	}
-	uint16_t tag = get16(f->body);
-	uint16_t len = get16(f->body + 6);
+	uint16_t tag = trn_get16(f->body);
+	uint16_t len = trn_get16(f->body + 6);
 	if (len != f->body_len - TRN_NODE_BODY_MIN) {
 		return TRN_EBODY_SIZE;
 	}
@@ -390,8 +347,8 @@ trn_frame_check(const trn_frame *f, const trn_tags *tags, uint32_t body_max)
 		if (f->body_len < TRN_CHUNK_INFO_SIZE) {
 			return TRN_EBODY_SIZE;
 		}
-		uint32_t offset = get32(f->body + 8);
-		uint32_t total = get32(f->body + 12);
+		uint32_t offset = trn_get32(f->body + 8);
+		uint32_t total = trn_get32(f->body + 12);
 		uint32_t piece = f->body_len - TRN_CHUNK_INFO_SIZE;
 		if (piece == 0 || offset >= total || piece > total - offset) {
 			return TRN_ECHUNK_PIECE;
@@ -461,9 +418,9 @@ trn_chunk_append(trn_buf *b, const trn_frame *send, uint64_t msg_id,
 	}
 	uint8_t *p = b->data + b->len;
 	put_header(p, &c);
-	put64(p + TRN_HEADER_SIZE, msg_id);
-	put32(p + TRN_HEADER_SIZE + 8, offset);
-	put32(p + TRN_HEADER_SIZE + 12, send->body_len);
+	trn_put64(p + TRN_HEADER_SIZE, msg_id);
+	trn_put32(p + TRN_HEADER_SIZE + 8, offset);
+	trn_put32(p + TRN_HEADER_SIZE + 12, send->body_len);
 	memcpy(p + TRN_HEADER_SIZE + TRN_CHUNK_INFO_SIZE, send->body + offset,
 	       piece_len);
 	b->len += TRN_HEADER_SIZE + (size_t)c.body_len;
@@ -486,9 +443,9 @@ trn_tags_put(trn_tags *t, trn_buf *b, const char *name, size_t name_len,
 		return TRN_ETAGS_FULL;
 	}
 	uint8_t body[TRN_NODE_BODY_MIN + TRN_NAME_MAX];
-	put16(body, t->next);
-	put32(body + 2, creation);
-	put16(body + 6, (uint16_t)name_len);
+	trn_put16(body, t->next);
+	trn_put32(body + 2, creation);
+	trn_put16(body + 6, (uint16_t)name_len);
 	memcpy(body + TRN_NODE_BODY_MIN, name, name_len);
 	trn_frame f = { .kind = TRN_NODE,
 			.body = body,
@@ -520,8 +477,8 @@ trn_reader_init(trn_reader *r, const void *data, size_t len, uint32_t body_max,
 static int
 learn_node(trn_tags *t, const trn_frame *f)
 {
-	uint16_t tag = get16(f->body);
-	uint32_t creation = get32(f->body + 2);
+	uint16_t tag = trn_get16(f->body);
+	uint32_t creation = trn_get32(f->body + 2);
 	const char *name = (const char *)f->body + TRN_NODE_BODY_MIN;
 	size_t len = f->body_len - TRN_NODE_BODY_MIN;
 
@@ -550,7 +507,7 @@ trn_reader_next(trn_reader *r, trn_frame *f)
 	if (p[0] != TRN_WIRE_VERSION) {
 		return r->broken = TRN_EVERSION;
 	}
-	uint32_t body_len = get32(p + 8);
+	uint32_t body_len = trn_get32(p + 8);
 	/* The length is checked before anything is read or allocated. */
 	if (body_len > r->body_max) {
 		return r->broken = TRN_ETOO_BIG;
@@ -559,14 +516,14 @@ trn_reader_next(trn_reader *r, trn_frame *f)
 		return r->broken = TRN_ETRUNCATED;
 	}
 	f->kind = p[1];
-	f->flags = get16(p + 2);
-	f->type = get32(p + 4);
+	f->flags = trn_get16(p + 2);
+	f->type = trn_get32(p + 4);
 	f->body_len = body_len;
-	f->reason = (int32_t)get32(p + 12);
-	f->from = get64(p + 16);
-	f->to = get64(p + 24);
-	f->ref = get64(p + 32);
-	f->who = get64(p + 40);
+	f->reason = (int32_t)trn_get32(p + 12);
+	f->from = trn_get64(p + 16);
+	f->to = trn_get64(p + 24);
+	f->ref = trn_get64(p + 32);
+	f->who = trn_get64(p + 40);
 	f->body = p + TRN_HEADER_SIZE;
 	r->off += TRN_HEADER_SIZE + (size_t)body_len;
 
@@ -635,9 +592,9 @@ trn_reasm_add(trn_reasm *r, const trn_frame *f, trn_frame *out, uint8_t **body)
 	    f->body == NULL) {
 		return TRN_EINVAL;
 	}
-	uint64_t id = get64(f->body);
-	uint32_t offset = get32(f->body + 8);
-	uint32_t total = get32(f->body + 12);
+	uint64_t id = trn_get64(f->body);
+	uint32_t offset = trn_get32(f->body + 8);
+	uint32_t total = trn_get32(f->body + 12);
 	uint32_t piece = f->body_len - TRN_CHUNK_INFO_SIZE;
 	struct trn_reasm_msg *m = NULL, *free_slot = NULL;
 

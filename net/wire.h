@@ -173,6 +173,49 @@ typedef struct trn_node {
 	char name[TRN_NAME_MAX + 1]; /* NUL-terminated */
 } trn_node;
 
+/* Little-endian loads and stores, byte by byte (the wire's, and a link's
+ * length prefix). */
+static inline uint16_t
+trn_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static inline uint32_t
+trn_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+trn_get64(const uint8_t *p)
+{
+	return (uint64_t)trn_get32(p) | (uint64_t)trn_get32(p + 4) << 32;
+}
+
+static inline void
+trn_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void
+trn_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static inline void
+trn_put64(uint8_t *p, uint64_t v)
+{
+	trn_put32(p, (uint32_t)v);
+	trn_put32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* Whether name[0..len) is a valid node name (1..63 of [A-Za-z0-9_.-]). */
 bool trn_name_valid(const char *name, size_t len);
 

@@ -1564,10 +1564,11 @@ disk_remove(struct disk *d)
 }
 
 /* A new runtime, the store on @d's file, and a jobs service "jobs" on
- * it with @kinds: one life. */
+ * it with @kinds (and @max_finished, 0 for the default): one life. */
 static tr_pid
-life_start(struct fx *f, struct disk *d, uint32_t max_pages,
-	   const tr_jobs_kind *kinds, uint32_t nkinds)
+life_start_with(struct fx *f, struct disk *d, uint32_t max_pages,
+		uint32_t max_finished, const tr_jobs_kind *kinds,
+		uint32_t nkinds)
 {
 	tr_store_config sc = { .size = sizeof(sc),
 			       .path = d->path,
@@ -1585,6 +1586,7 @@ life_start(struct fx *f, struct disk *d, uint32_t max_pages,
 	tr_jobs_config cfg = { .size = sizeof(cfg),
 			       .kinds = kinds,
 			       .nkinds = nkinds,
+			       .max_finished = max_finished,
 			       .store = d->store,
 			       .name = "jobs" };
 	tr_pid j = TR_PID_NONE;
@@ -1593,6 +1595,13 @@ life_start(struct fx *f, struct disk *d, uint32_t max_pages,
 	CHECK(fx_recv_ref(f, ref, TR_MSG_JOBS_REPLY, j, &rep, sizeof(rep)));
 	CHECK_OK(rep.status);
 	return j;
+}
+
+static tr_pid
+life_start(struct fx *f, struct disk *d, uint32_t max_pages,
+	   const tr_jobs_kind *kinds, uint32_t nkinds)
+{
+	return life_start_with(f, d, max_pages, 0, kinds, nkinds);
 }
 
 /*
@@ -1763,36 +1772,6 @@ journal_first(struct fx *f, struct disk *d)
  * running job interrupted, one that runs again with its payload, the
  * queue in order, and ids that go on after the highest given.
  */
-/* One life of test_durable_compaction: the store and the service with
- * @max_finished. */
-static tr_pid
-compaction_life(struct fx *f, struct disk *d, const tr_jobs_kind *kinds,
-		uint32_t nkinds, uint32_t max_finished)
-{
-	tr_store_config sc = { .size = sizeof(sc), .path = d->path };
-	tr_store_reply sr;
-	tr_ref ref;
-
-	world_reset();
-	log_reset();
-	fx_start(f, 2);
-	CHECK_OK(tr_store_start(tr_inbox_ctx(f->ib), &sc, &d->store, &ref));
-	CHECK(fx_recv_ref(f, ref, TR_MSG_STORE_REPLY, d->store, &sr,
-			  sizeof(sr)));
-	tr_jobs_config cfg = { .size = sizeof(cfg),
-			       .kinds = kinds,
-			       .nkinds = nkinds,
-			       .max_finished = max_finished,
-			       .store = d->store,
-			       .name = "jobs" };
-	tr_pid j = TR_PID_NONE;
-	tr_jobs_reply rep = { .status = 1 };
-	CHECK_OK(tr_jobs_start(tr_inbox_ctx(f->ib), &cfg, &j, &ref));
-	CHECK(fx_recv_ref(f, ref, TR_MSG_JOBS_REPLY, j, &rep, sizeof(rep)));
-	CHECK_OK(rep.status);
-	return j;
-}
-
 static void
 test_durable_compaction(void)
 {
@@ -1809,7 +1788,7 @@ test_durable_compaction(void)
 	struct fx f;
 
 	disk_make(&d);
-	tr_pid j = compaction_life(&f, &d, kinds, 3, KEPT);
+	tr_pid j = life_start_with(&f, &d, 0, KEPT, kinds, 3);
 	uint64_t held = submit_quiet(&f, j, "held", "h1");
 	uint64_t again = submit_quiet(&f, j, "again", "g1");
 	uint64_t again_q = submit_quiet(&f, j, "again", "g2");
@@ -1827,7 +1806,7 @@ test_durable_compaction(void)
 	(void)journal_last(&f, &d);
 	jobs_finish(&f);
 
-	j = compaction_life(&f, &d, kinds, 3, KEPT);
+	j = life_start_with(&f, &d, 0, KEPT, kinds, 3);
 	CHECK_EQ_U64(state_of(&f, j, held), TR_JOB_INTERRUPTED);
 	/* The job that runs again has its payload back. */
 	CHECK(WAIT_UNTIL(atomic_load(&g.running) == 1, WAIT_MS));
