@@ -1610,23 +1610,37 @@ life_start(struct fx *f, struct disk *d, uint32_t max_pages,
  * sent before the probe asked is in the database: the next stop loses
  * none of them.
  */
-static uint64_t
-journal_last(struct fx *f, struct disk *d)
+/* The journal's first page of one event: its first sequence number left
+ * (0: none) and its last one. False when no page came. */
+static bool
+journal_page(struct fx *f, struct disk *d, uint64_t *first, uint64_t *last)
 {
 	tr_store_read_req q = { .max_count = 1 };
 	tr_received r;
-	uint64_t last = 0;
+	bool ok = false;
 
 	snprintf(q.id, sizeof(q.id), "jobs");
 	if (ask(f, d->store, TR_MSG_STORE_READ, &q, sizeof(q), &r) &&
 	    r.type == TR_MSG_STORE_EVENTS &&
 	    r.size >= sizeof(tr_store_events)) {
-		last = ((const tr_store_events *)r.data)->last_seq;
-	} else {
+		const tr_store_events *pg = r.data;
+		*first = pg->count > 0 ? pg->events[0].seq : 0;
+		*last = pg->last_seq;
+		ok = true;
+	}
+	tr_received_fini(&r);
+	return ok;
+}
+
+static uint64_t
+journal_last(struct fx *f, struct disk *d)
+{
+	uint64_t first = 0, last = 0;
+
+	if (!journal_page(f, d, &first, &last)) {
 		fprintf(stderr, "  probe: no page of the journal\n");
 		harness_failed_checks++;
 	}
-	tr_received_fini(&r);
 	return last;
 }
 
@@ -1750,18 +1764,9 @@ test_durable_restart(void)
 static uint64_t
 journal_first(struct fx *f, struct disk *d)
 {
-	tr_store_read_req q = { .max_count = 1 };
-	tr_received r;
-	uint64_t first = 0;
+	uint64_t first = 0, last = 0;
 
-	snprintf(q.id, sizeof(q.id), "jobs");
-	if (ask(f, d->store, TR_MSG_STORE_READ, &q, sizeof(q), &r) &&
-	    r.type == TR_MSG_STORE_EVENTS &&
-	    r.size >= sizeof(tr_store_events)) {
-		const tr_store_events *pg = r.data;
-		first = pg->count > 0 ? pg->events[0].seq : 0;
-	}
-	tr_received_fini(&r);
+	(void)journal_page(f, d, &first, &last);
 	return first;
 }
 
