@@ -1250,6 +1250,7 @@ requeue_muted(tr_runtime *rt, struct tr__worker *w, struct tr__actor *r)
 	while (m != NULL) {
 		struct tr__actor *next =
 			(struct tr__actor *)(void *)m->qlink.next;
+		atomic_store_explicit(&m->muted_on, 0, memory_order_relaxed);
 		if (w != NULL) {
 			tr__sched_reschedule(w, m);
 		} else {
@@ -1277,6 +1278,29 @@ unmute_all(tr_runtime *rt, struct tr__worker *w, struct tr__actor *r)
 }
 
 /*
+ * @a is being stopped: if it is muted, requeue what is muted with it, so
+ * that it runs and takes its stop. Muting holds back a sender's next
+ * turn; a stop must not wait for the receiver to catch up, which a
+ * receiver stuck in a long turn, or a link to a peer that stopped
+ * reading, may never do. The others requeued with it lose nothing: they
+ * run a turn and are muted again if they send to it again. A stale
+ * muted_on (a already requeued) only requeues early.
+ */
+static void
+release_muted(tr_runtime *rt, struct tr__worker *w, struct tr__actor *a)
+{
+	uint32_t on = atomic_load_explicit(&a->muted_on, memory_order_seq_cst);
+
+	if (on == 0) {
+		return;
+	}
+	struct tr__actor *r = tr__actor_lookup(rt, tr__pid_make(0, 0, on - 1));
+	if (r != NULL) {
+		requeue_muted(rt, w, r);
+	}
+}
+
+/*
  * Park @a (which has messages left) on @r's muted stack instead of
  * requeueing it. Returns false when @a must be requeued after all: @r is
  * @a's own slot or no longer overloaded.
@@ -1288,6 +1312,9 @@ mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 	    !atomic_load_explicit(&r->overloaded, memory_order_relaxed)) {
 		return false;
 	}
+	/* seq_cst: the Dekker pair of tr__actor_stop()'s store of stop_for
+	 * and load of muted_on, with our load of stop_for below. */
+	atomic_store_explicit(&a->muted_on, r->slot + 1, memory_order_seq_cst);
 	/* release: pairs with the acquire in tr__actor_run when requeued. */
 	atomic_store_explicit(&a->handoff, 1, memory_order_release);
 	struct tr__actor *head =
@@ -1297,8 +1324,11 @@ mute(struct tr__worker *w, struct tr__actor *a, struct tr__actor *r)
 	} while (!atomic_compare_exchange_weak_explicit(&r->muted, &head, a,
 							memory_order_seq_cst,
 							memory_order_relaxed));
-	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst)) {
-		/* r caught up meanwhile: its unmute may have missed us. */
+	if (!atomic_load_explicit(&r->overloaded, memory_order_seq_cst) ||
+	    atomic_load_explicit(&a->stop_for, memory_order_seq_cst) ==
+		    atomic_load_explicit(&a->pid, memory_order_relaxed)) {
+		/* r caught up meanwhile, or we are being stopped: the
+		 * unmute or the stop may have missed us. */
 		requeue_muted(w->rt, w, r);
 	}
 	tr__stat_add(&w->stats.mutes, 1);
@@ -1846,8 +1876,10 @@ tr__actor_stop(tr_runtime *rt, struct tr__worker *w, uint64_t from, uint64_t to,
 				      memory_order_relaxed);
 		/* release: pairs with the acquire in take_stop(), which then
 		 * reads this stop's reason. A mark for an older pid of the
-		 * slot is never taken (the pids differ). */
-		atomic_store_explicit(&a->stop_for, to, memory_order_release);
+		 * slot is never taken (the pids differ). seq_cst: the Dekker
+		 * pair of mute()'s store of muted_on and load of stop_for. */
+		atomic_store_explicit(&a->stop_for, to, memory_order_seq_cst);
+		release_muted(rt, w, a);
 	}
 	return err;
 }

@@ -92,9 +92,13 @@ struct tr__actor {
 	 * ends with the mailbox caught up. An actor that sent to an
 	 * overloaded one during its turn, and would be requeued, is parked
 	 * on `muted` (a Treiber stack linked through qlink) instead, and
-	 * requeued when the receiver catches up. See docs/ARCHITECTURE.md.
+	 * requeued when the receiver catches up, or when the muted actor is
+	 * stopped. See docs/ARCHITECTURE.md.
 	 */
 	_Atomic uint32_t overloaded;
+	/* The slot + 1 of the actor this one is muted on, 0 if none (a
+	 * stop releases it: tr__actor_stop). */
+	_Atomic uint32_t muted_on;
 	_Atomic(struct tr__actor *) muted;
 
 	/* Owned by the running thread. */

@@ -437,11 +437,48 @@ find_local(struct tr__worker *w)
 }
 
 /*
+ * A steal for backlog takes half of the victim's ring, up to this many
+ * actors (Go steals half of a local queue of 256). Taking one at a time
+ * left a thousand chatty actors in limbo on two workers: each steal woke
+ * the thief for one actor, whose peers mostly sat queued on the victim,
+ * so it ran dry within microseconds and slept again, thousands of times a
+ * second, each time at the cost of a wake-up on the victim's core. Half a
+ * backlog either keeps the thief busy (the work spreads, and the monitor
+ * then measures whether spreading pays) or not at all. The cap keeps a
+ * tree of spawns local: what is stolen is the oldest of the ring, each a
+ * subtree of its own; a thief that took a thousand fresh leaves would
+ * send every one's result back across cores.
+ */
+#define STEAL_BATCH_MAX 128u
+
+/* After the first actor of a steal from @v's ring: move up to @want - 1
+ * more of it onto our own ring, behind nothing (we were idle). */
+static void
+steal_more(struct tr__worker *w, struct tr__worker *v, unsigned want)
+{
+	struct tr__actor *a;
+
+	want = want < STEAL_BATCH_MAX ? want : STEAL_BATCH_MAX;
+	while (want > 1 && w->ovf_head == NULL &&
+	       ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
+		/* acquire, then release: whoever runs `a` from our ring
+		 * (us or a thief of ours) sees what its scheduler wrote. */
+		(void)atomic_load_explicit(&a->handoff, memory_order_acquire);
+		atomic_store_explicit(&a->handoff, 1, memory_order_release);
+		if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, a)) {
+			ovf_append(w, a);
+		}
+		tr__stat_add(&w->stats.steals, 1);
+		want--;
+	}
+}
+
+/*
  * Take work from another worker. A victim that keeps starting new turns is
- * making progress: take from its ring only if worth_moving(). A victim in
- * a turn older than STUCK_US is stuck in a long handler: then take even
- * its lone ring entry or the actor in its next slot, which would otherwise
- * wait for the whole turn.
+ * making progress: take from its ring only if worth_moving(), and then
+ * half of it (steal_more()). A victim in a turn older than STUCK_US is
+ * stuck in a long handler: then take even its lone ring entry or the actor
+ * in its next slot, which would otherwise wait for the whole turn.
  */
 static struct tr__actor *
 steal(struct tr__worker *w)
@@ -459,6 +496,9 @@ steal(struct tr__worker *w)
 		if ((is_stuck ? queued > 0 : worth_moving(rt, v, queued)) &&
 		    ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &a)) {
 			tr__stat_add(&w->stats.steals, 1);
+			if (!is_stuck) {
+				steal_more(w, v, queued / 2);
+			}
 			return a;
 		}
 		if (!is_stuck) {

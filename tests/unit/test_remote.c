@@ -590,6 +590,23 @@ test_hold(void)
 	CHECK_OK(a.hook.hold(a.f.rt, gate, false));
 	CHECK(WAIT_UNTIL(atomic_load(&sunk) == (unsigned)n, FX_REPLY_MS));
 	CHECK_EQ_INT(atomic_load(&push_turns), n);
+
+	/* A sender muted on a held gate can still be stopped: its stop does
+	 * not wait for the layer to let go, and it runs no other turn. */
+	before = fx_metrics(&a.f);
+	atomic_store(&push_turns, 0);
+	CHECK_OK(a.hook.hold(a.f.rt, gate, true));
+	atomic_store(&a.gate, gate.v);
+	tr_pid second = fx_spawn(&a.f, &pusher_def, NULL);
+	SEND(&a.f, second, PUSH, &go, sizeof(go));
+	CHECK(WAIT_UNTIL(fx_metrics(&a.f).mutes > before.mutes, FX_REPLY_MS));
+	CHECK_OK(tr_stop(tr_inbox_ctx(a.f.ib), second, TR_EXIT_SHUTDOWN));
+	CHECK(WAIT_UNTIL(fx_metrics(&a.f).actors_stopped >
+				 before.actors_stopped,
+			 FX_REPLY_MS));
+	CHECK_EQ_INT(atomic_load(&push_turns), 1);
+	atomic_store(&a.gate, 0);
+	CHECK_OK(a.hook.hold(a.f.rt, gate, false));
 	sides_finish(&a, &b, 0);
 }
 

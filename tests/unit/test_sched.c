@@ -283,6 +283,139 @@ test_pinned(void)
 	rescue_trials(1, BY_FOREIGN, 20, 1);
 }
 
+/*
+ * A sender muted on a receiver stuck in a long turn can still be stopped.
+ * The flooder F sends the sink K 300 messages per turn, the first time
+ * followed by a block, and posts itself the next turn. K is first held in
+ * a gate until F's first turn is done, so that K's next turn finds more
+ * than a batch queued and uses its whole batch: K is overloaded from then
+ * on (only a turn that ends short of its batch clears that). Then K
+ * reaches the block and stays in it until the test lets it go, so F is
+ * muted on K with its next turn queued and nothing will unmute it. A stop
+ * of F must not wait for K: F's stop is seen (an actor stopped) while K
+ * still blocks. Without the release, F stays parked until K catches up,
+ * which it does only after the wait below ran out.
+ */
+enum {
+	MSG_FLOOD = 10, /* to F: struct flood; and F's own next turn */
+	MSG_DATA,       /* F to K */
+	MSG_GATE,       /* to K: wait until `k_fill` */
+	MSG_BLOCK,      /* F to K: block until `k_go` */
+};
+
+struct flood {
+	tr_pid k;
+	uint32_t turns;
+};
+
+/* seq_cst: set by the test thread, or by an actor for the test thread. */
+static atomic_int k_fill, k_go, k_blocked, f_turns;
+
+static void
+flood_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct flood *f = state;
+	const struct flood *first = TR_MSG_AS(m, struct flood);
+
+	if (m->type != MSG_FLOOD) {
+		return;
+	}
+	if (first != NULL) {
+		*f = *first;
+	}
+	for (unsigned i = 0; i < 300; i++) {
+		tr_send(cx, f->k, MSG_DATA, NULL, 0);
+	}
+	if (f->turns++ == 0) {
+		tr_send(cx, f->k, MSG_BLOCK, NULL, 0);
+	}
+	tr_send(cx, tr_self(cx), MSG_FLOOD, NULL, 0);
+	atomic_fetch_add(&f_turns, 1);
+}
+
+/* Wait until @flag is set, or for longer than the test waits for anything:
+ * K gives up only after the test has failed. */
+static void
+wait_flag(atomic_int *flag)
+{
+	uint64_t until = ms_now() + 2 * WAIT_MS;
+
+	while (atomic_load(flag) == 0 && ms_now() < until) {
+		sched_yield();
+	}
+}
+
+static void
+sink_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	if (m->type == MSG_GATE) {
+		wait_flag(&k_fill);
+	} else if (m->type == MSG_BLOCK) {
+		atomic_store(&k_blocked, 1);
+		wait_flag(&k_go);
+	}
+}
+
+static const tr_actor_def flood_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "flood",
+	.state_size = sizeof(struct flood),
+	.handle = flood_handle,
+};
+
+static const tr_actor_def sink_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "sink",
+	.handle = sink_handle,
+};
+
+static void
+stop_muted(unsigned io_dedicated)
+{
+	struct fx f;
+	tr_config cfg = tr_config_default();
+
+	cfg.workers = 2;
+	cfg.io_dedicated = io_dedicated;
+	fx_start_cfg(&f, &cfg);
+	atomic_store(&k_fill, 0);
+	atomic_store(&k_go, 0);
+	atomic_store(&k_blocked, 0);
+	atomic_store(&f_turns, 0);
+	tr_pid k = fx_spawn(&f, &sink_def, NULL);
+	tr_pid fl = fx_spawn(&f, &flood_def, NULL);
+	CHECK_OK(tr_runtime_wait_idle(f.rt, WAIT_MS));
+	tr_metrics before = fx_metrics(&f);
+	struct flood go = { k, 0 };
+
+	SEND(&f, k, MSG_GATE, NULL, 0);
+	SEND(&f, fl, MSG_FLOOD, &go, sizeof(go));
+	CHECK(WAIT_UNTIL(atomic_load(&f_turns) >= 1, WAIT_MS));
+	atomic_store(&k_fill, 1);
+	CHECK(WAIT_UNTIL(atomic_load(&k_blocked) == 1, WAIT_MS));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).mutes > before.mutes, WAIT_MS));
+	CHECK_OK(tr_stop(tr_inbox_ctx(f.ib), fl, TR_EXIT_SHUTDOWN));
+	CHECK(WAIT_UNTIL(fx_metrics(&f).actors_stopped > before.actors_stopped,
+			 WAIT_MS));
+	atomic_store(&k_fill, 1);
+	atomic_store(&k_go, 1);
+	fx_finish(&f);
+}
+
+static void
+test_stop_muted_futex(void)
+{
+	stop_muted(1);
+}
+
+static void
+test_stop_muted_poll(void)
+{
+	stop_muted(0);
+}
+
 static const struct test_case tests[] = {
 	{ "sched: an actor queued behind a long turn runs elsewhere "
 	  "(io_dedicated)",
@@ -306,6 +439,12 @@ static const struct test_case tests[] = {
 	  test_foreign_poll },
 	{ "sched: pinned workers run on one CPU each, and are rescued too",
 	  test_pinned },
+	{ "sched: a sender muted on a stuck receiver can be stopped "
+	  "(io_dedicated)",
+	  test_stop_muted_futex },
+	{ "sched: a sender muted on a stuck receiver can be stopped "
+	  "(workers poll I/O)",
+	  test_stop_muted_poll },
 	{ NULL, NULL },
 };
 
