@@ -7,7 +7,8 @@
  *   The actor   takes requests on a worker, checks them (sizes, ids, the
  *               JSON of a log body) and answers what it refuses at once.
  *               What it accepts becomes an op (the request's header and a
- *               copy of its payload) appended to the pending batch.
+ *               copy of its payload) appended to the last pending batch,
+ *               or to a new one when that batch is full (max_batch ops).
  *   The thread  opens the file, then runs one batch at a time: one
  *               transaction, a savepoint per write, a commit. It writes
  *               each op's outcome into the op and nothing else.
@@ -31,9 +32,10 @@
  *
  * Stop. The teardown (on a worker) tells the thread it is closing, waits
  * for the batch the thread holds, answers it, hands over the pending
- * batch as the last one, waits for it, answers it, and joins the thread,
- * which closes the database. The wait is bounded by one transaction. What
- * was still in the mailbox is failed by the runtime (TR_EXIT_NOPROC).
+ * batches one at a time, waits for each and answers it, and joins the
+ * thread, which closes the database. The wait is bounded by one
+ * transaction per max_batch ops the store took. What was still in the
+ * mailbox is failed by the runtime (TR_EXIT_NOPROC).
  *
  * Threads: the handler and teardown run on workers (one at a time, the
  * actor's turns); store_thread() on its own thread. They share only
@@ -74,6 +76,15 @@
 #define DEFAULT_LOG_LIMIT 100u
 #define DEFAULT_BYTES     (1u << 20)
 
+/*
+ * Ops in one transaction when the configuration says 0. A bound keeps a
+ * transaction's memory (the ops, SQLite's dirty pages) and the teardown's
+ * wait in proportion to it. 4096 still shares each commit among
+ * thousands of writes; 10,000 writers with one write in flight each
+ * gather about 5,000 per transaction, so they meet it only now and then.
+ */
+#define DEFAULT_MAX_BATCH 4096u
+
 /* "TRPS" in PRAGMA application_id: a file with tables and another id is
  * not the store's. */
 #define APPLICATION_ID 0x54525053
@@ -107,7 +118,8 @@ struct batch {
 	struct op **v;
 	uint32_t n;
 	uint32_t cap;
-	bool committed; /* a transaction with writes committed */
+	bool committed;     /* a transaction with writes committed */
+	struct batch *next; /* the pending batch after it (see accept()) */
 };
 
 static void
@@ -155,6 +167,7 @@ op_fail(struct op *o, int32_t status, int32_t code, const char *fmt, ...)
 /* The channel                                                         */
 
 struct boot {
+	uint32_t max_batch; /* ops per transaction, never 0 */
 	uint32_t durability;
 	uint32_t busy_timeout_ms;
 	uint32_t max_page_count;
@@ -1271,7 +1284,10 @@ struct store {
 	bool inflight; /* a batch is with the thread */
 	tr_msg start;  /* the start's header */
 	bool started;  /* the start was answered */
+	/* What waits for the thread: a list of batches of at most
+	 * boot->max_batch ops each, in the order the store took them. */
 	struct batch *pending;
+	struct batch *pending_tail;
 	tr_store_stats stats;
 };
 
@@ -1369,46 +1385,79 @@ answer_batch(tr_ctx *cx, struct store *s, struct batch *b)
 	batch_free(b);
 }
 
-/* The thread is idle: give it what gathered. */
+/* Takes the first pending batch off the list (NULL when none). */
+static struct batch *
+pending_pop(struct store *s)
+{
+	struct batch *b = s->pending;
+
+	if (b != NULL) {
+		s->pending = b->next;
+		b->next = NULL;
+		if (s->pending == NULL) {
+			s->pending_tail = NULL;
+		}
+	}
+	return b;
+}
+
+/* The thread is idle: give it the oldest batch that gathered. */
 static void
 hand_over(struct store *s)
 {
 	if (s->inflight || !s->open || s->pending == NULL) {
 		return;
 	}
+	struct batch *b = pending_pop(s);
 	pthread_mutex_lock(&s->ch->mu);
-	s->ch->todo = s->pending;
+	s->ch->todo = b;
 	pthread_cond_broadcast(&s->ch->cv);
 	pthread_mutex_unlock(&s->ch->mu);
-	s->pending = NULL;
 	s->inflight = true;
 }
 
-/* Every op of @b fails with the open's error. */
+/* Every op of every pending batch fails with the open's error. */
 static void
-fail_batch(tr_ctx *cx, struct store *s, struct batch *b)
+fail_pending(tr_ctx *cx, struct store *s)
 {
-	for (uint32_t i = 0; b != NULL && i < b->n; i++) {
-		struct op *o = b->v[i];
-		op_fail(o, s->ch->open_status, s->ch->open_code, "%s",
-			s->ch->open_err);
-		answer_op(cx, s, o);
+	struct batch *b;
+
+	while ((b = pending_pop(s)) != NULL) {
+		for (uint32_t i = 0; i < b->n; i++) {
+			struct op *o = b->v[i];
+			op_fail(o, s->ch->open_status, s->ch->open_code, "%s",
+				s->ch->open_err);
+			answer_op(cx, s, o);
+		}
+		batch_free(b);
 	}
-	batch_free(b);
 }
 
-/* Adds the request @m (checked) to the pending batch. */
+/*
+ * Adds the request @m (checked) to the last pending batch, or to a new
+ * one when that batch holds boot->max_batch ops: what is over the bound
+ * waits for a later transaction, in order.
+ */
 static void
 accept(tr_ctx *cx, struct store *s, const tr_msg *m, bool is_write)
 {
 	struct op *o = calloc(1, sizeof(*o) + m->size);
-	struct batch *b = s->pending;
+	struct batch *b = s->pending_tail;
 
-	if (b == NULL && o != NULL) {
-		b = s->pending = calloc(1, sizeof(*b));
+	if ((b == NULL || b->n == s->boot->max_batch) && o != NULL) {
+		b = calloc(1, sizeof(*b));
+		if (b != NULL && s->pending_tail != NULL) {
+			s->pending_tail->next = b;
+			s->pending_tail = b;
+		} else if (b != NULL) {
+			s->pending = s->pending_tail = b;
+		}
 	}
 	if (b != NULL && o != NULL && b->n == b->cap) {
 		uint32_t cap = b->cap == 0 ? 16 : b->cap * 2;
+		if (cap > s->boot->max_batch) {
+			cap = s->boot->max_batch;
+		}
 		struct op **v = realloc(b->v, cap * sizeof(*v));
 		if (v != NULL) {
 			b->v = v;
@@ -1590,9 +1639,7 @@ on_done(tr_ctx *cx, struct store *s)
 		if (s->ch->open_status < 0) {
 			send_error(cx, &start, s->ch->open_status,
 				   s->ch->open_code, s->ch->open_err);
-			struct batch *p = s->pending;
-			s->pending = NULL;
-			fail_batch(cx, s, p);
+			fail_pending(cx, s);
 			tr_stop_self(cx, TR_EXIT_ERROR);
 			return;
 		}
@@ -1710,7 +1757,10 @@ store_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)reason;
 	if (ch == NULL) {
-		batch_free(s->pending);
+		struct batch *p;
+		while ((p = pending_pop(s)) != NULL) {
+			batch_free(p);
+		}
 		free(s->boot);
 		return;
 	}
@@ -1739,19 +1789,16 @@ store_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	s->open = open_ok;
 	s->inflight = false;
-	if (open_ok && s->pending != NULL) {
+	while (open_ok && s->pending != NULL) {
+		b = pending_pop(s);
 		pthread_mutex_lock(&ch->mu);
-		ch->todo = s->pending;
-		s->pending = NULL;
+		ch->todo = b;
 		pthread_cond_broadcast(&ch->cv);
 		b = wait_done(ch);
 		pthread_mutex_unlock(&ch->mu);
 		answer_batch(cx, s, b);
-	} else if (s->pending != NULL) {
-		struct batch *p = s->pending;
-		s->pending = NULL;
-		fail_batch(cx, s, p);
 	}
+	fail_pending(cx, s);
 	pthread_mutex_lock(&ch->mu);
 	ch->quit = true;
 	pthread_cond_broadcast(&ch->cv);
@@ -1774,7 +1821,10 @@ static const tr_actor_def store_def = {
 tr_err
 tr_store_start(tr_ctx *cx, const tr_store_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	/* A size that ends before max_batch: a caller of an older header,
+	 * which gets the default bound. */
+	if (cx == NULL || cfg == NULL ||
+	    cfg->size < offsetof(tr_store_config, max_batch) ||
 	    cfg->path == NULL || cfg->path[0] == '\0' ||
 	    cfg->durability > TR_STORE_FULL) {
 		return tr__boot_fail(TR_EINVAL, out, ref);
@@ -1785,6 +1835,11 @@ tr_store_start(tr_ctx *cx, const tr_store_config *cfg, tr_pid *out, tr_ref *ref)
 	if (b == NULL) {
 		return tr__boot_fail(TR_ENOMEM, out, ref);
 	}
+	b->max_batch = cfg->size >= offsetof(tr_store_config, max_batch) +
+						       sizeof(cfg->max_batch) &&
+				       cfg->max_batch != 0
+			       ? cfg->max_batch
+			       : DEFAULT_MAX_BATCH;
 	b->durability = cfg->durability;
 	b->busy_timeout_ms = cfg->busy_timeout_ms != 0 ? cfg->busy_timeout_ms
 						       : DEFAULT_BUSY_MS;
