@@ -281,22 +281,38 @@ static const char *const migrations[TR_STORE_SCHEMA_VERSION] = {
 /*
  * The journals' last sequence numbers, as this transaction sees them, so
  * that an append reads no row to learn it: the store is its database's
- * only writer. Direct-mapped (a collision only costs a read), set by an
- * append once both its rows are written, and emptied by every rollback.
+ * only writer. Set by a read of the head and by an append once both its
+ * rows are written, and emptied by every rollback.
+ *
+ * A hash table (open addressing, linear probing, at most half full) of
+ * the ids, whose text is kept in one arena. It grows up to HEADS_MAX
+ * slots, enough for 32,768 journals; past that it is emptied and fills
+ * again, which only costs reads. It was a direct-mapped array of 1,024
+ * slots: with 10,000 writers each append missed and read its head.
  */
-#define HEADS 1024u
+#define HEADS_MIN 1024u
+#define HEADS_MAX 65536u
 
 struct head {
-	bool valid;
 	uint64_t last;
-	char id[TR_STORE_ID_SIZE];
+	uint32_t hash;
+	uint32_t at; /* the id's offset in the arena plus one; 0: empty */
+};
+
+struct heads {
+	struct head *v;
+	uint32_t cap; /* a power of two, 0 before the first use */
+	uint32_t n;
+	char *ids; /* the arena: NUL-terminated ids */
+	size_t ids_n;
+	size_t ids_cap;
 };
 
 struct db {
 	sqlite3 *h;
 	sqlite3_stmt *st[ST_N];
 	const char *path;
-	struct head *heads; /* HEADS of them */
+	struct heads heads;
 };
 
 /* The tr_err a SQLite result code stands for. */
@@ -369,26 +385,132 @@ bind_id(sqlite3_stmt *s, int i, const char *id)
 	return sqlite3_bind_text(s, i, id, -1, SQLITE_STATIC);
 }
 
-static struct head *
-head_slot(struct db *d, const char *id)
+static uint32_t
+id_hash(const char *id, size_t *len)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
+	const unsigned char *p = (const void *)id;
 
-	for (const unsigned char *p = (const void *)id; *p != 0; p++) {
+	for (; *p != 0; p++) {
 		h = (h ^ *p) * 16777619u;
 	}
-	return &d->heads[h & (HEADS - 1)];
+	*len = (size_t)(p - (const unsigned char *)id);
+	return h;
+}
+
+/* The slot of @id, or the empty slot where it would go. */
+static struct head *
+heads_find(const struct heads *t, const char *id, uint32_t hash)
+{
+	for (uint32_t i = hash & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+		struct head *c = &t->v[i];
+		if (c->at == 0 ||
+		    (c->hash == hash && strcmp(t->ids + c->at - 1, id) == 0)) {
+			return c;
+		}
+	}
+}
+
+static void
+heads_forget(struct db *d)
+{
+	struct heads *t = &d->heads;
+
+	if (t->n > 0) {
+		memset(t->v, 0, t->cap * sizeof(*t->v));
+	}
+	t->n = 0;
+	t->ids_n = 0;
+}
+
+static void
+heads_fini(struct heads *t)
+{
+	free(t->v);
+	free(t->ids);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Doubles the table (from none to HEADS_MIN); false without memory. */
+static bool
+heads_grow(struct heads *t)
+{
+	uint32_t cap = t->cap == 0 ? HEADS_MIN : t->cap * 2;
+	struct head *v = calloc(cap, sizeof(*v));
+
+	if (v == NULL) {
+		return false;
+	}
+	struct heads old = *t;
+	t->v = v;
+	t->cap = cap;
+	for (uint32_t i = 0; i < old.cap; i++) {
+		if (old.v[i].at != 0) {
+			*heads_find(t, old.ids + old.v[i].at - 1,
+				    old.v[i].hash) = old.v[i];
+		}
+	}
+	free(old.v);
+	return true;
+}
+
+/* The journal @id's last sequence number is @last. Without memory the
+ * head is not kept, which only costs a read. */
+static void
+head_set(struct db *d, const char *id, uint64_t last)
+{
+	struct heads *t = &d->heads;
+	size_t len;
+	uint32_t hash = id_hash(id, &len);
+
+	if (t->cap > 0) {
+		struct head *c = heads_find(t, id, hash);
+		if (c->at != 0) {
+			c->last = last;
+			return;
+		}
+	}
+	if ((t->n + 1) * 2 > t->cap) {
+		if (t->cap >= HEADS_MAX) {
+			heads_forget(d);
+		} else if (!heads_grow(t)) {
+			return;
+		}
+	}
+	if (t->ids_n + len + 1 > t->ids_cap) {
+		size_t cap = t->ids_cap == 0 ? 4096 : t->ids_cap * 2;
+		while (cap < t->ids_n + len + 1) {
+			cap *= 2;
+		}
+		char *ids = realloc(t->ids, cap);
+		if (ids == NULL) {
+			return;
+		}
+		t->ids = ids;
+		t->ids_cap = cap;
+	}
+	memcpy(t->ids + t->ids_n, id, len + 1);
+	struct head *c = heads_find(t, id, hash);
+	c->last = last;
+	c->hash = hash;
+	c->at = (uint32_t)t->ids_n + 1;
+	t->ids_n += len + 1;
+	t->n++;
 }
 
 /* The journal's last sequence number into *@out (0 for none). */
 static int
 head_get(struct db *d, const char *id, uint64_t *out)
 {
-	struct head *c = head_slot(d, id);
+	const struct heads *t = &d->heads;
 
-	if (c->valid && strcmp(c->id, id) == 0) {
-		*out = c->last;
-		return SQLITE_OK;
+	if (t->n > 0) {
+		size_t len;
+		const struct head *c = heads_find(t, id, id_hash(id, &len));
+		if (c->at != 0) {
+			*out = c->last;
+			return SQLITE_OK;
+		}
 	}
 	sqlite3_stmt *s = stmt(d, ST_HEAD_GET);
 	bind_id(s, 1, id);
@@ -398,18 +520,8 @@ head_get(struct db *d, const char *id, uint64_t *out)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		return rc;
 	}
-	c->valid = true;
-	c->last = *out;
-	snprintf(c->id, sizeof(c->id), "%s", id);
+	head_set(d, id, *out);
 	return SQLITE_OK;
-}
-
-static void
-heads_forget(struct db *d)
-{
-	for (uint32_t i = 0; i < HEADS; i++) {
-		d->heads[i].valid = false;
-	}
 }
 
 /* ---- the requests, each on the open transaction ---------------------- */
@@ -502,10 +614,7 @@ do_append(struct db *d, struct op *o)
 	rc = run(s);
 	o->value = last + 1;
 	if (rc == SQLITE_OK) {
-		struct head *c = head_slot(d, q->id);
-		c->valid = true;
-		c->last = last + 1;
-		snprintf(c->id, sizeof(c->id), "%s", q->id);
+		head_set(d, q->id, last + 1);
 	}
 	return rc;
 }
@@ -1122,8 +1231,7 @@ db_close(struct db *d)
 	}
 	sqlite3_close(d->h); /* NULL is a no-op */
 	d->h = NULL;
-	free(d->heads);
-	d->heads = NULL;
+	heads_fini(&d->heads);
 }
 
 static int
@@ -1133,12 +1241,6 @@ db_open(struct db *d, const struct boot *b, struct open_err *e)
 	char sql[96];
 
 	d->path = b->path;
-	d->heads = calloc(HEADS, sizeof(*d->heads));
-	if (d->heads == NULL) {
-		return open_fail(e, TR_ENOMEM, SQLITE_NOMEM,
-				 "store %s: cannot open: out of memory",
-				 b->path);
-	}
 	int rc = sqlite3_open_v2(b->path, &d->h,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					 SQLITE_OPEN_NOMUTEX,
