@@ -7,7 +7,8 @@
  *   The actor   takes requests on a worker, checks them (sizes, ids, the
  *               JSON of a log body) and answers what it refuses at once.
  *               What it accepts becomes an op (the request's header and a
- *               copy of its payload) appended to the pending batch.
+ *               copy of its payload) appended to the last pending batch,
+ *               or to a new one when that batch is full (max_batch ops).
  *   The thread  opens the file, then runs one batch at a time: one
  *               transaction, a savepoint per write, a commit. It writes
  *               each op's outcome into the op and nothing else.
@@ -31,9 +32,10 @@
  *
  * Stop. The teardown (on a worker) tells the thread it is closing, waits
  * for the batch the thread holds, answers it, hands over the pending
- * batch as the last one, waits for it, answers it, and joins the thread,
- * which closes the database. The wait is bounded by one transaction. What
- * was still in the mailbox is failed by the runtime (TR_EXIT_NOPROC).
+ * batches one at a time, waits for each and answers it, and joins the
+ * thread, which closes the database. The wait is bounded by one
+ * transaction per max_batch ops the store took. What was still in the
+ * mailbox is failed by the runtime (TR_EXIT_NOPROC).
  *
  * Threads: the handler and teardown run on workers (one at a time, the
  * actor's turns); store_thread() on its own thread. They share only
@@ -74,6 +76,15 @@
 #define DEFAULT_LOG_LIMIT 100u
 #define DEFAULT_BYTES     (1u << 20)
 
+/*
+ * Ops in one transaction when the configuration says 0. A bound keeps a
+ * transaction's memory (the ops, SQLite's dirty pages) and the teardown's
+ * wait in proportion to it. 4096 still shares each commit among
+ * thousands of writes; 10,000 writers with one write in flight each
+ * gather about 5,000 per transaction, so they meet it only now and then.
+ */
+#define DEFAULT_MAX_BATCH 4096u
+
 /* "TRPS" in PRAGMA application_id: a file with tables and another id is
  * not the store's. */
 #define APPLICATION_ID 0x54525053
@@ -107,7 +118,8 @@ struct batch {
 	struct op **v;
 	uint32_t n;
 	uint32_t cap;
-	bool committed; /* a transaction with writes committed */
+	bool committed;     /* a transaction with writes committed */
+	struct batch *next; /* the pending batch after it (see accept()) */
 };
 
 static void
@@ -155,6 +167,7 @@ op_fail(struct op *o, int32_t status, int32_t code, const char *fmt, ...)
 /* The channel                                                         */
 
 struct boot {
+	uint32_t max_batch; /* ops per transaction, never 0 */
 	uint32_t durability;
 	uint32_t busy_timeout_ms;
 	uint32_t max_page_count;
@@ -268,22 +281,38 @@ static const char *const migrations[TR_STORE_SCHEMA_VERSION] = {
 /*
  * The journals' last sequence numbers, as this transaction sees them, so
  * that an append reads no row to learn it: the store is its database's
- * only writer. Direct-mapped (a collision only costs a read), set by an
- * append once both its rows are written, and emptied by every rollback.
+ * only writer. Set by a read of the head and by an append once both its
+ * rows are written, and emptied by every rollback.
+ *
+ * A hash table (open addressing, linear probing, at most half full) of
+ * the ids, whose text is kept in one arena. It grows up to HEADS_MAX
+ * slots, enough for 32,768 journals; past that it is emptied and fills
+ * again, which only costs reads. It was a direct-mapped array of 1,024
+ * slots: with 10,000 writers each append missed and read its head.
  */
-#define HEADS 1024u
+#define HEADS_MIN 1024u
+#define HEADS_MAX 65536u
 
 struct head {
-	bool valid;
 	uint64_t last;
-	char id[TR_STORE_ID_SIZE];
+	uint32_t hash;
+	uint32_t at; /* the id's offset in the arena plus one; 0: empty */
+};
+
+struct heads {
+	struct head *v;
+	uint32_t cap; /* a power of two, 0 before the first use */
+	uint32_t n;
+	char *ids; /* the arena: NUL-terminated ids */
+	size_t ids_n;
+	size_t ids_cap;
 };
 
 struct db {
 	sqlite3 *h;
 	sqlite3_stmt *st[ST_N];
 	const char *path;
-	struct head *heads; /* HEADS of them */
+	struct heads heads;
 };
 
 /* The tr_err a SQLite result code stands for. */
@@ -356,26 +385,132 @@ bind_id(sqlite3_stmt *s, int i, const char *id)
 	return sqlite3_bind_text(s, i, id, -1, SQLITE_STATIC);
 }
 
-static struct head *
-head_slot(struct db *d, const char *id)
+static uint32_t
+id_hash(const char *id, size_t *len)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
+	const unsigned char *p = (const void *)id;
 
-	for (const unsigned char *p = (const void *)id; *p != 0; p++) {
+	for (; *p != 0; p++) {
 		h = (h ^ *p) * 16777619u;
 	}
-	return &d->heads[h & (HEADS - 1)];
+	*len = (size_t)(p - (const unsigned char *)id);
+	return h;
+}
+
+/* The slot of @id, or the empty slot where it would go. */
+static struct head *
+heads_find(const struct heads *t, const char *id, uint32_t hash)
+{
+	for (uint32_t i = hash & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+		struct head *c = &t->v[i];
+		if (c->at == 0 ||
+		    (c->hash == hash && strcmp(t->ids + c->at - 1, id) == 0)) {
+			return c;
+		}
+	}
+}
+
+static void
+heads_forget(struct db *d)
+{
+	struct heads *t = &d->heads;
+
+	if (t->n > 0) {
+		memset(t->v, 0, t->cap * sizeof(*t->v));
+	}
+	t->n = 0;
+	t->ids_n = 0;
+}
+
+static void
+heads_fini(struct heads *t)
+{
+	free(t->v);
+	free(t->ids);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Doubles the table (from none to HEADS_MIN); false without memory. */
+static bool
+heads_grow(struct heads *t)
+{
+	uint32_t cap = t->cap == 0 ? HEADS_MIN : t->cap * 2;
+	struct head *v = calloc(cap, sizeof(*v));
+
+	if (v == NULL) {
+		return false;
+	}
+	struct heads old = *t;
+	t->v = v;
+	t->cap = cap;
+	for (uint32_t i = 0; i < old.cap; i++) {
+		if (old.v[i].at != 0) {
+			*heads_find(t, old.ids + old.v[i].at - 1,
+				    old.v[i].hash) = old.v[i];
+		}
+	}
+	free(old.v);
+	return true;
+}
+
+/* The journal @id's last sequence number is @last. Without memory the
+ * head is not kept, which only costs a read. */
+static void
+head_set(struct db *d, const char *id, uint64_t last)
+{
+	struct heads *t = &d->heads;
+	size_t len;
+	uint32_t hash = id_hash(id, &len);
+
+	if (t->cap > 0) {
+		struct head *c = heads_find(t, id, hash);
+		if (c->at != 0) {
+			c->last = last;
+			return;
+		}
+	}
+	if ((t->n + 1) * 2 > t->cap) {
+		if (t->cap >= HEADS_MAX) {
+			heads_forget(d);
+		} else if (!heads_grow(t)) {
+			return;
+		}
+	}
+	if (t->ids_n + len + 1 > t->ids_cap) {
+		size_t cap = t->ids_cap == 0 ? 4096 : t->ids_cap * 2;
+		while (cap < t->ids_n + len + 1) {
+			cap *= 2;
+		}
+		char *ids = realloc(t->ids, cap);
+		if (ids == NULL) {
+			return;
+		}
+		t->ids = ids;
+		t->ids_cap = cap;
+	}
+	memcpy(t->ids + t->ids_n, id, len + 1);
+	struct head *c = heads_find(t, id, hash);
+	c->last = last;
+	c->hash = hash;
+	c->at = (uint32_t)t->ids_n + 1;
+	t->ids_n += len + 1;
+	t->n++;
 }
 
 /* The journal's last sequence number into *@out (0 for none). */
 static int
 head_get(struct db *d, const char *id, uint64_t *out)
 {
-	struct head *c = head_slot(d, id);
+	const struct heads *t = &d->heads;
 
-	if (c->valid && strcmp(c->id, id) == 0) {
-		*out = c->last;
-		return SQLITE_OK;
+	if (t->n > 0) {
+		size_t len;
+		const struct head *c = heads_find(t, id, id_hash(id, &len));
+		if (c->at != 0) {
+			*out = c->last;
+			return SQLITE_OK;
+		}
 	}
 	sqlite3_stmt *s = stmt(d, ST_HEAD_GET);
 	bind_id(s, 1, id);
@@ -385,18 +520,8 @@ head_get(struct db *d, const char *id, uint64_t *out)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		return rc;
 	}
-	c->valid = true;
-	c->last = *out;
-	snprintf(c->id, sizeof(c->id), "%s", id);
+	head_set(d, id, *out);
 	return SQLITE_OK;
-}
-
-static void
-heads_forget(struct db *d)
-{
-	for (uint32_t i = 0; i < HEADS; i++) {
-		d->heads[i].valid = false;
-	}
 }
 
 /* ---- the requests, each on the open transaction ---------------------- */
@@ -489,10 +614,7 @@ do_append(struct db *d, struct op *o)
 	rc = run(s);
 	o->value = last + 1;
 	if (rc == SQLITE_OK) {
-		struct head *c = head_slot(d, q->id);
-		c->valid = true;
-		c->last = last + 1;
-		snprintf(c->id, sizeof(c->id), "%s", q->id);
+		head_set(d, q->id, last + 1);
 	}
 	return rc;
 }
@@ -1109,8 +1231,7 @@ db_close(struct db *d)
 	}
 	sqlite3_close(d->h); /* NULL is a no-op */
 	d->h = NULL;
-	free(d->heads);
-	d->heads = NULL;
+	heads_fini(&d->heads);
 }
 
 static int
@@ -1120,12 +1241,6 @@ db_open(struct db *d, const struct boot *b, struct open_err *e)
 	char sql[96];
 
 	d->path = b->path;
-	d->heads = calloc(HEADS, sizeof(*d->heads));
-	if (d->heads == NULL) {
-		return open_fail(e, TR_ENOMEM, SQLITE_NOMEM,
-				 "store %s: cannot open: out of memory",
-				 b->path);
-	}
 	int rc = sqlite3_open_v2(b->path, &d->h,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					 SQLITE_OPEN_NOMUTEX,
@@ -1271,7 +1386,10 @@ struct store {
 	bool inflight; /* a batch is with the thread */
 	tr_msg start;  /* the start's header */
 	bool started;  /* the start was answered */
+	/* What waits for the thread: a list of batches of at most
+	 * boot->max_batch ops each, in the order the store took them. */
 	struct batch *pending;
+	struct batch *pending_tail;
 	tr_store_stats stats;
 };
 
@@ -1369,46 +1487,79 @@ answer_batch(tr_ctx *cx, struct store *s, struct batch *b)
 	batch_free(b);
 }
 
-/* The thread is idle: give it what gathered. */
+/* Takes the first pending batch off the list (NULL when none). */
+static struct batch *
+pending_pop(struct store *s)
+{
+	struct batch *b = s->pending;
+
+	if (b != NULL) {
+		s->pending = b->next;
+		b->next = NULL;
+		if (s->pending == NULL) {
+			s->pending_tail = NULL;
+		}
+	}
+	return b;
+}
+
+/* The thread is idle: give it the oldest batch that gathered. */
 static void
 hand_over(struct store *s)
 {
 	if (s->inflight || !s->open || s->pending == NULL) {
 		return;
 	}
+	struct batch *b = pending_pop(s);
 	pthread_mutex_lock(&s->ch->mu);
-	s->ch->todo = s->pending;
+	s->ch->todo = b;
 	pthread_cond_broadcast(&s->ch->cv);
 	pthread_mutex_unlock(&s->ch->mu);
-	s->pending = NULL;
 	s->inflight = true;
 }
 
-/* Every op of @b fails with the open's error. */
+/* Every op of every pending batch fails with the open's error. */
 static void
-fail_batch(tr_ctx *cx, struct store *s, struct batch *b)
+fail_pending(tr_ctx *cx, struct store *s)
 {
-	for (uint32_t i = 0; b != NULL && i < b->n; i++) {
-		struct op *o = b->v[i];
-		op_fail(o, s->ch->open_status, s->ch->open_code, "%s",
-			s->ch->open_err);
-		answer_op(cx, s, o);
+	struct batch *b;
+
+	while ((b = pending_pop(s)) != NULL) {
+		for (uint32_t i = 0; i < b->n; i++) {
+			struct op *o = b->v[i];
+			op_fail(o, s->ch->open_status, s->ch->open_code, "%s",
+				s->ch->open_err);
+			answer_op(cx, s, o);
+		}
+		batch_free(b);
 	}
-	batch_free(b);
 }
 
-/* Adds the request @m (checked) to the pending batch. */
+/*
+ * Adds the request @m (checked) to the last pending batch, or to a new
+ * one when that batch holds boot->max_batch ops: what is over the bound
+ * waits for a later transaction, in order.
+ */
 static void
 accept(tr_ctx *cx, struct store *s, const tr_msg *m, bool is_write)
 {
 	struct op *o = calloc(1, sizeof(*o) + m->size);
-	struct batch *b = s->pending;
+	struct batch *b = s->pending_tail;
 
-	if (b == NULL && o != NULL) {
-		b = s->pending = calloc(1, sizeof(*b));
+	if ((b == NULL || b->n == s->boot->max_batch) && o != NULL) {
+		b = calloc(1, sizeof(*b));
+		if (b != NULL && s->pending_tail != NULL) {
+			s->pending_tail->next = b;
+			s->pending_tail = b;
+		} else if (b != NULL) {
+			s->pending = s->pending_tail = b;
+		}
 	}
 	if (b != NULL && o != NULL && b->n == b->cap) {
 		uint32_t cap = b->cap == 0 ? 16 : b->cap * 2;
+		if (cap > s->boot->max_batch) {
+			cap = s->boot->max_batch;
+		}
 		struct op **v = realloc(b->v, cap * sizeof(*v));
 		if (v != NULL) {
 			b->v = v;
@@ -1590,9 +1741,7 @@ on_done(tr_ctx *cx, struct store *s)
 		if (s->ch->open_status < 0) {
 			send_error(cx, &start, s->ch->open_status,
 				   s->ch->open_code, s->ch->open_err);
-			struct batch *p = s->pending;
-			s->pending = NULL;
-			fail_batch(cx, s, p);
+			fail_pending(cx, s);
 			tr_stop_self(cx, TR_EXIT_ERROR);
 			return;
 		}
@@ -1710,7 +1859,10 @@ store_teardown(tr_ctx *cx, void *state, int32_t reason)
 
 	(void)reason;
 	if (ch == NULL) {
-		batch_free(s->pending);
+		struct batch *p;
+		while ((p = pending_pop(s)) != NULL) {
+			batch_free(p);
+		}
 		free(s->boot);
 		return;
 	}
@@ -1739,19 +1891,16 @@ store_teardown(tr_ctx *cx, void *state, int32_t reason)
 	}
 	s->open = open_ok;
 	s->inflight = false;
-	if (open_ok && s->pending != NULL) {
+	while (open_ok && s->pending != NULL) {
+		b = pending_pop(s);
 		pthread_mutex_lock(&ch->mu);
-		ch->todo = s->pending;
-		s->pending = NULL;
+		ch->todo = b;
 		pthread_cond_broadcast(&ch->cv);
 		b = wait_done(ch);
 		pthread_mutex_unlock(&ch->mu);
 		answer_batch(cx, s, b);
-	} else if (s->pending != NULL) {
-		struct batch *p = s->pending;
-		s->pending = NULL;
-		fail_batch(cx, s, p);
 	}
+	fail_pending(cx, s);
 	pthread_mutex_lock(&ch->mu);
 	ch->quit = true;
 	pthread_cond_broadcast(&ch->cv);
@@ -1774,7 +1923,10 @@ static const tr_actor_def store_def = {
 tr_err
 tr_store_start(tr_ctx *cx, const tr_store_config *cfg, tr_pid *out, tr_ref *ref)
 {
-	if (cx == NULL || cfg == NULL || cfg->size < sizeof(*cfg) ||
+	/* A size that ends before max_batch: a caller of an older header,
+	 * which gets the default bound. */
+	if (cx == NULL || cfg == NULL ||
+	    cfg->size < offsetof(tr_store_config, max_batch) ||
 	    cfg->path == NULL || cfg->path[0] == '\0' ||
 	    cfg->durability > TR_STORE_FULL) {
 		return tr__boot_fail(TR_EINVAL, out, ref);
@@ -1785,6 +1937,11 @@ tr_store_start(tr_ctx *cx, const tr_store_config *cfg, tr_pid *out, tr_ref *ref)
 	if (b == NULL) {
 		return tr__boot_fail(TR_ENOMEM, out, ref);
 	}
+	b->max_batch = cfg->size >= offsetof(tr_store_config, max_batch) +
+						       sizeof(cfg->max_batch) &&
+				       cfg->max_batch != 0
+			       ? cfg->max_batch
+			       : DEFAULT_MAX_BATCH;
 	b->durability = cfg->durability;
 	b->busy_timeout_ms = cfg->busy_timeout_ms != 0 ? cfg->busy_timeout_ms
 						       : DEFAULT_BUSY_MS;

@@ -564,9 +564,22 @@ job_finished(tr_ctx *cx, struct manager *mg, struct task *t,
 		snprintf(why, sizeof(why), "timed out after %u ms",
 			 hub.opt.task_timeout_ms);
 		break;
-	default:
+	case TR_JOB_INTERRUPTED:
+		/* Only a jobs service with a store ends a job so: it was
+		 * running when the service stopped, and a restart ended it
+		 * rather than run it again. The hub's service keeps no store,
+		 * but a task must not read as its lead's failure. */
+		snprintf(why, sizeof(why),
+			 "the jobs service was restarted while the task ran");
+		break;
+	case TR_JOB_FAILED:
 		snprintf(why, sizeof(why), "the task's lead failed%s%s",
 			 ev->note[0] ? ": " : "", ev->note);
+		break;
+	default:
+		/* A state this program does not know (a newer library's). */
+		snprintf(why, sizeof(why), "the task's job ended in state %u",
+			 (unsigned)ev->state);
 		break;
 	}
 	owned = failure_json(t, why);

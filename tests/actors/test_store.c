@@ -17,6 +17,7 @@
 #include <troupe/actors/store.h>
 
 #include <dirent.h>
+#include <stddef.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -1134,10 +1135,117 @@ test_group_commit(void)
 	fx_finish(&f);
 }
 
-/* A stop while writes are queued: each write has one outcome, and every
- * acknowledged one is on disk. */
+/*
+ * A bound on a transaction: the writers of the group commit test and a
+ * burst of requests sent without waiting (which, unbounded, gather by the
+ * hundred behind the first transaction) under max_batch = 8. No
+ * transaction holds more, every write is acknowledged once, and every row
+ * is in the file after a reopen.
+ */
 static void
-test_stop_flushes(void)
+test_batch_cap(void)
+{
+	enum { CAP = 8, BURST = 600 };
+	struct fx f;
+	char p[256], v[64];
+	tr_pid w[WRITERS];
+	static tr_ref refs[BURST];
+	int burst_acked = 0;
+
+	atomic_store(&acks, 0);
+	atomic_store(&errors, 0);
+	fx_start(&f, 2);
+	path_of(p, sizeof(p), "cap.db");
+	tr_store_config c = config(p);
+	c.max_batch = CAP;
+	tr_pid s = open_ok(&f, &c);
+	for (uint32_t i = 0; i < WRITERS; i++) {
+		struct writer a = { .store = s, .idx = i };
+		w[i] = fx_spawn(&f, &writer_def, &a);
+	}
+	for (uint32_t i = 0; i < WRITERS; i++) {
+		CHECK_OK(tr_send(tr_runtime_ctx(f.rt), w[i], MSG_GO, NULL, 0));
+	}
+	for (int i = 0; i < BURST; i++) {
+		struct {
+			tr_store_put_req q;
+			char v[16];
+		} b;
+		memset(&b, 0, sizeof(b));
+		snprintf(b.q.id, sizeof(b.q.id), "burst/%d", i);
+		int n = snprintf(b.v, sizeof(b.v), "%d", i);
+		b.q.size = (uint64_t)n;
+		CHECK_OK(tr_request(tr_inbox_ctx(f.ib), s, TR_MSG_STORE_PUT, &b,
+				    sizeof(b.q) + (size_t)n, 0, &refs[i]));
+	}
+	for (int i = 0; i < BURST; i++) {
+		tr_received r;
+		memset(&r, 0, sizeof(r));
+		CHECK_OK(tr_inbox_recv(f.ib, &refs[i], FX_REPLY_MS, &r));
+		burst_acked += r.type == TR_MSG_STORE_REPLY;
+		tr_received_fini(&r);
+	}
+	CHECK_EQ_INT(burst_acked, BURST);
+	WAIT_UNTIL(atomic_load(&acks) + atomic_load(&errors) ==
+			   WRITERS * WRITES,
+		   WAIT_MS);
+	CHECK_EQ_INT(atomic_load(&acks), WRITERS * WRITES);
+	CHECK_EQ_INT(atomic_load(&errors), 0);
+	tr_store_stats st = stats(&f, s);
+	CHECK_EQ_U64(st.writes, WRITERS * WRITES + BURST);
+	CHECK_EQ_U64(st.write_errors, 0);
+	CHECK(st.batch_max <= CAP);
+	CHECK(st.transactions * CAP >= st.writes);
+	fprintf(stderr, "  %llu writes in %llu transactions (at most %llu)\n",
+		(unsigned long long)st.writes,
+		(unsigned long long)st.transactions,
+		(unsigned long long)st.batch_max);
+	stop_store(&f, s);
+	/* No outcome came twice: none is left in the inbox, and the
+	 * writers, all stopped, counted one each. */
+	CHECK(fx_recv_none(&f, 0));
+	CHECK_EQ_INT(atomic_load(&acks), WRITERS * WRITES);
+
+	CHECK_EQ_INT(sql_count(p, "SELECT count(*) FROM troupe_kv"),
+		     WRITERS * WRITES + BURST);
+	s = open_ok(&f, &c);
+	CHECK_EQ_INT(get_str(&f, s, "w49/199", v, sizeof(v)), TR_OK);
+	CHECK_STR(v, "199");
+	CHECK_EQ_INT(get_str(&f, s, "burst/599", v, sizeof(v)), TR_OK);
+	CHECK_STR(v, "599");
+	fx_finish(&f);
+}
+
+/* A config of the size before max_batch is taken, with the default
+ * bound. */
+static void
+test_old_config_size(void)
+{
+	struct fx f;
+	char p[256], v[16];
+
+	fx_start(&f, 2);
+	path_of(p, sizeof(p), "oldsize.db");
+	tr_store_config c = config(p);
+	c.size = offsetof(tr_store_config, max_batch);
+	c.max_batch = 1; /* beyond the size: not read */
+	tr_pid s = open_ok(&f, &c);
+	CHECK_EQ_INT(put_str(&f, s, "k", "v"), TR_OK);
+	CHECK_EQ_INT(get_str(&f, s, "k", v, sizeof(v)), TR_OK);
+	CHECK_STR(v, "v");
+	c.size = offsetof(tr_store_config, max_batch) - 1;
+	tr_pid pid;
+	tr_ref ref;
+	CHECK_ERR(tr_store_start(tr_inbox_ctx(f.ib), &c, &pid, &ref),
+		  TR_EINVAL);
+	fx_finish(&f);
+}
+
+/* A stop while writes are queued: each write has one outcome, and every
+ * acknowledged one is on disk. With a small @max_batch the teardown has
+ * several pending batches to commit. */
+static void
+stop_flushes(const char *name, uint32_t max_batch)
 {
 	enum { N = 400 };
 	struct fx f;
@@ -1147,8 +1255,9 @@ test_stop_flushes(void)
 	int nacked = 0, nfailed = 0;
 
 	fx_start(&f, 2);
-	path_of(p, sizeof(p), "stop.db");
+	path_of(p, sizeof(p), name);
 	tr_store_config c = config(p);
+	c.max_batch = max_batch;
 	tr_pid s = open_ok(&f, &c);
 	for (int i = 0; i < N; i++) {
 		struct {
@@ -1196,6 +1305,18 @@ test_stop_flushes(void)
 	fx_finish(&f);
 }
 
+static void
+test_stop_flushes(void)
+{
+	stop_flushes("stop.db", 0);
+}
+
+static void
+test_stop_flushes_bounded(void)
+{
+	stop_flushes("stopcap.db", 16);
+}
+
 static const struct test_case tests[] = {
 	{ "store: start checks its configuration", test_start_checks },
 	{ "store: put, get, delete, across a reopen", test_kv },
@@ -1210,7 +1331,11 @@ static const struct test_case tests[] = {
 	  test_full_batch },
 	{ "store: a lock held by another connection", test_locked },
 	{ "store: group commit over 50 writers", test_group_commit },
+	{ "store: a bound on a transaction", test_batch_cap },
+	{ "store: a config of an older size", test_old_config_size },
 	{ "store: a stop commits and answers what it took", test_stop_flushes },
+	{ "store: a stop commits its pending batches one by one",
+	  test_stop_flushes_bounded },
 	{ NULL, NULL },
 };
 

@@ -272,6 +272,12 @@ typedef enum tr_store_durability {
  * @is_linked:       tr_store_start() links the store with the calling
  *                   actor (OTP's start_link); only an actor can be linked
  *                   (a thread's context gives TR_EINVAL)
+ * @max_batch:       at most this many requests in one transaction; what
+ *                   gathers beyond it waits for the next one, in order;
+ *                   0 means 4096. It bounds a transaction's memory and
+ *                   how long a stop waits per transaction; a small one
+ *                   costs commits under many writers. A caller whose
+ *                   @size ends before this field gets the default.
  */
 typedef struct tr_store_config {
 	size_t size;
@@ -280,6 +286,7 @@ typedef struct tr_store_config {
 	uint32_t busy_timeout_ms;
 	uint32_t max_page_count;
 	bool is_linked;
+	uint32_t max_batch;
 } tr_store_config;
 
 /**
@@ -568,7 +575,8 @@ typedef struct tr_store_prune_req {
  * @reads:        reads answered, with data or an error (TR_ENOENT...)
  * @transactions: transactions committed that held writes; fewer than
  *                @writes when writes were gathered
- * @batch_max:    the most requests one transaction held
+ * @batch_max:    the most requests one transaction held (at most
+ *                tr_store_config.max_batch)
  * @unhandled:    messages the store could not use (requests among them
  *                were answered with TR_EINVAL)
  */
@@ -604,12 +612,14 @@ typedef struct tr_store_stats {
  *
  * The store stops like any actor: tr_stop(), an exit signal, its parent's
  * exit with @cfg->is_linked, the runtime's stop. Then it commits what it
- * holds (its teardown waits for that transaction), answers it, and closes
- * the file; what was still in its mailbox gets TR_MSG_REQUEST_FAILED
- * (TR_EXIT_NOPROC), as for any actor.
+ * holds (its teardown waits for those transactions, one per
+ * @cfg->max_batch requests), answers it, and closes the file; what was
+ * still in its mailbox gets TR_MSG_REQUEST_FAILED (TR_EXIT_NOPROC), as
+ * for any actor.
  * Ownership: @cfg and its path are copied.
  * Thread:    actor, or a thread's context.
- * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a small @cfg->size, no
+ * Return:    TR_OK; TR_EINVAL (NULL @cx or @cfg, a @cfg->size that ends
+ *            before @cfg->max_batch, no
  *            path, an unknown durability, @cfg->is_linked on a thread's
  *            context); TR_ENOMEM; TR_ECLOSED (the runtime is stopping). On
  *            error no actor was left running and no answer comes.
