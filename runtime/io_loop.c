@@ -465,6 +465,9 @@ tr__io_run_once(struct tr__io *io, uint64_t within_ns)
 	bool timed = within_ns != 0 && !uv_is_closing((uv_handle_t *)&io->wake);
 
 	if (timed) {
+		/* The loop's clock is as old as its last pass, which may be
+		 * long ago: a timer armed on it would be due at once. */
+		uv_update_time(&io->loop);
 		/* libuv polls in whole milliseconds: round up. */
 		uv_timer_start(&io->wake, wake_fired,
 			       (within_ns + 999999u) / 1000000u, 0);
