@@ -1372,7 +1372,20 @@ tr__actor_hold_sender(tr_runtime *rt, struct tr__worker *w, uint64_t gate)
 	}
 }
 
-uint64_t
+/* A handler call that began at @began has ended: count it if it was slow.
+ * Return: now (ticks), when the next one begins. */
+static uint64_t
+handler_ended(struct tr__worker *w, uint64_t began)
+{
+	uint64_t now = tr__ticks();
+
+	if (now - began > w->rt->slow_ticks) {
+		tr__stat_add(&w->stats.slow, 1);
+	}
+	return now;
+}
+
+void
 tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 {
 	tr_runtime *rt = w->rt;
@@ -1393,6 +1406,9 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	/* The pid this turn runs: once the actor stops, its slot may be
 	 * reused at once, and its ext is no longer this turn's to read. */
 	uint64_t self = atomic_load_explicit(&a->pid, memory_order_acquire);
+	/* This reading of the clock ends the turn before (the only one a
+	 * turn of one message needs). */
+	tr__sched_settle(w, start);
 	tr__sched_turn_began(w, start);
 	if (a->sched_ts != 0) {
 		record_delay(w, t > a->sched_ts ? t - a->sched_ts : 0);
@@ -1401,6 +1417,9 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 	/* Whether put-back messages may be waiting: set here and by
 	 * tr_unstash_all(), so the common turn reads nothing more. */
 	w->cx.unstashed = replay_due(a, self);
+	/* A handler call ran in this turn: the next one reads the clock,
+	 * which ends it (t: when it began). */
+	bool called = false;
 	unsigned n = 0;
 	for (; n < rt->batch; n++) {
 		if (tr__unlikely(w->cx.unstashed)) {
@@ -1413,9 +1432,12 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 				take_stop(w, a);
 			}
 			if (replay_due(a, self)) {
+				if (called) {
+					t = handler_ended(w, t);
+				}
 				replay_one(w, a);
+				called = true;
 			}
-			t = tr__ticks();
 			continue;
 		}
 		struct tr__mnode *retired;
@@ -1447,12 +1469,11 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 				 0)) {
 			take_stop(w, a);
 		}
-		deliver(w, a, msg);
-		uint64_t now = tr__ticks();
-		if (now - t > rt->slow_ticks) {
-			tr__stat_add(&w->stats.slow, 1);
+		if (called) {
+			t = handler_ended(w, t);
 		}
-		t = now;
+		deliver(w, a, msg);
+		called = true;
 		if (node == last) {
 			n++;
 			break;
@@ -1477,7 +1498,8 @@ tr__actor_run(struct tr__worker *w, struct tr__actor *a)
 			tr__sched_reschedule(w, a);
 		}
 	}
-	return t - start;
+	w->prev_start = start;
+	w->prev_last = called ? t : 0;
 }
 
 /* ------------------------------------------------------------------ */

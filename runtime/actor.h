@@ -177,10 +177,10 @@ tr__ctx_ok(const tr_ctx *cx, const char *fn)
 }
 
 /*
- * Run one turn of @a on worker @w (at most the configured batch).
- * Returns how long the handlers took, in ticks.
+ * Run one turn of @a on worker @w (at most the configured batch). The turn
+ * is left for tr__sched_settle() to account for, after the turn before.
  */
-uint64_t tr__actor_run(struct tr__worker *w, struct tr__actor *a);
+void tr__actor_run(struct tr__worker *w, struct tr__actor *a);
 
 /*
  * Send a prepared node (type, flags, from, data, size, free_fn set) to @to.

@@ -1011,6 +1011,29 @@ monitor_main(void *arg)
 	return NULL;
 }
 
+void
+tr__sched_settle(struct tr__worker *w, uint64_t now)
+{
+	if (w->prev_start == 0) {
+		return;
+	}
+	uint64_t len = now > w->prev_start ? now - w->prev_start : 0;
+
+	if (w->prev_last != 0 && now > w->prev_last &&
+	    now - w->prev_last > w->rt->slow_ticks) {
+		tr__stat_add(&w->stats.slow, 1);
+	}
+	w->prev_start = 0;
+	atomic_store_explicit(
+		&w->busy,
+		atomic_load_explicit(&w->busy, memory_order_relaxed) + len,
+		memory_order_relaxed);
+	/* avg += (len - avg) / 8, kept for thieves (steal()). */
+	uint64_t avg = atomic_load_explicit(&w->turn_avg, memory_order_relaxed);
+	atomic_store_explicit(&w->turn_avg, avg - avg / 8 + len / 8,
+			      memory_order_relaxed);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -1032,6 +1055,8 @@ worker_main(void *arg)
 		struct tr__actor *a = find_local(w);
 
 		if (a == NULL) {
+			/* The last turn ended: before any wait. */
+			tr__sched_settle(w, tr__ticks());
 			/*
 			 * Spinning catches work without a futex call; a free
 			 * loop's poll catches it as cheaply, and I/O too.
@@ -1057,24 +1082,12 @@ worker_main(void *arg)
 		if (a != NULL) {
 			/* Odd while a turn runs: see tr__sched_settled(). */
 			tr__stat_add(&w->turns, 1);
-			/* tr__actor_run stamps turn_start (turn_began()). */
-			uint64_t len = tr__actor_run(w, a);
+			/* tr__actor_run stamps turn_start (turn_began()) and
+			 * settles the turn before. */
+			tr__actor_run(w, a);
 			atomic_store_explicit(&w->turn_start, 0,
 					      memory_order_relaxed);
-			atomic_store_explicit(
-				&w->busy,
-				atomic_load_explicit(&w->busy,
-						     memory_order_relaxed) +
-					len,
-				memory_order_relaxed);
 			tr__stat_add(&w->turns, 1);
-			/* avg += (len - avg) / 8, kept for thieves (steal()).
-			 */
-			uint64_t avg = atomic_load_explicit(
-				&w->turn_avg, memory_order_relaxed);
-			atomic_store_explicit(&w->turn_avg,
-					      avg - avg / 8 + len / 8,
-					      memory_order_relaxed);
 			continue;
 		}
 		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {

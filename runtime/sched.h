@@ -57,6 +57,15 @@ struct tr__worker {
 	_Atomic uint32_t ovf_n;
 	struct tr__actor *free_slots;
 	unsigned n_free_slots;
+	/*
+	 * The last turn, until it is accounted for (tr__sched_settle): when
+	 * it began and when its last handler call began (ticks), 0 if none
+	 * waits. Its end is the next reading of the clock the worker makes
+	 * anyway, the next turn's start or the moment it finds nothing to
+	 * run, so a turn costs one reading, not two.
+	 */
+	uint64_t prev_start;
+	uint64_t prev_last;
 	struct tr__msg_cache cache[TR__MSG_CLASSES];
 	struct tr__stats stats;
 };
@@ -93,6 +102,14 @@ tr__sched_turn_began(struct tr__worker *w, uint64_t start)
 {
 	atomic_store_explicit(&w->turn_start, start, memory_order_relaxed);
 }
+
+/*
+ * Account for @w's last turn, which ended before @now (tr__ticks): its
+ * length goes to the monitor's busy time and the thieves' average, and
+ * its last handler call, if longer than the slow threshold, to the slow
+ * handlers. Owner only; nothing if no turn waits.
+ */
+void tr__sched_settle(struct tr__worker *w, uint64_t now);
 
 /* Put @a back on @w's queue after a turn that left messages. */
 void tr__sched_reschedule(struct tr__worker *w, struct tr__actor *a);
