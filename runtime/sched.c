@@ -1056,7 +1056,9 @@ worker_main(void *arg)
 
 		if (a == NULL) {
 			/* The last turn ended: before any wait. */
-			tr__sched_settle(w, tr__ticks());
+			if (w->prev_start != 0) {
+				tr__sched_settle(w, tr__ticks());
+			}
 			/*
 			 * Spinning catches work without a futex call; a free
 			 * loop's poll catches it as cheaply, and I/O too.
