@@ -100,6 +100,8 @@ struct conn {
 	uint8_t *rx_buf; /* what arrived and is not handled yet */
 	size_t rx_len;
 	size_t rx_cap;
+	tr_pid rx;           /* the actor that handles its batches (rx_def) */
+	unsigned rx_pending; /* batches handed to it and not handled yet */
 	trn_tags tags_out, tags_in;
 	uint16_t tag_node[TRN_TAG_LIMIT]; /* node numbers of tags_in's tags */
 	trn_reasm reasm;
@@ -117,6 +119,7 @@ struct peer {
 	bool up;          /* a NODEUP was told, and no NODEDOWN since */
 	uint64_t service; /* its service's local part (hello); 0: none */
 	tr_pid gate;      /* what senders to it are held back on */
+	tr_pid rx;        /* handles what its connections read (rx_def) */
 	char listen[TRN_URL_MAX + 1]; /* where it listens (hello); "" */
 	struct conn *conn;
 	/* Dialing. */
@@ -213,6 +216,9 @@ struct later {
  * its node does not know. Internal to the layer; docs/NET.md describes it.
  */
 #define TRN_MSG_PEERS (TR_MSG_NET_BASE + 0x80u)
+/* What a link read, for its peer's rx actor (struct rx_batch, a pointer
+ * message from the runtime's context). */
+#define TRN_MSG_RX (TR_MSG_NET_BASE + 0x81u)
 /* Peers one list names at most. */
 #define PEERS_MAX 256
 
@@ -1169,14 +1175,77 @@ rx_start(struct conn *c)
 }
 
 /*
+ * Decoding a link's frames and handing them in runs on a worker, not on
+ * nng's thread that read them: there the messages are built from the
+ * worker's cache and queued where their receivers run, and the reading
+ * thread only reads. A link's reader hands each read's whole messages,
+ * with the buffer they are in, to its peer's rx actor, in order: it reads
+ * again only after the hand-off. `c` stays allocated while a batch is
+ * pending (closed_take() skips it), and a batch the runtime drops unread
+ * frees its buffer only.
+ */
+struct rx_batch {
+	struct conn *c;
+	uint8_t *buf;
+	size_t off, end; /* [off, end): whole length-prefixed messages */
+};
+
+static void
+rx_batch_free(void *p)
+{
+	struct rx_batch *b = p;
+
+	free(b->buf);
+	free(b);
+}
+
+static void
+rx_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)state;
+	if (m->type != TRN_MSG_RX || !tr_pid_is_none(m->from) ||
+	    (m->flags & TR_MSG_F_PTR) == 0 ||
+	    m->size != sizeof(struct rx_batch)) {
+		tr_unhandled(cx, m);
+		return;
+	}
+	const struct rx_batch *b = m->data;
+	struct conn *c = b->c;
+	tr_net *net = c->net;
+	struct later l = { 0 };
+
+	pthread_mutex_lock(&net->mu);
+	for (size_t off = b->off; off < b->end && c->state == C_UP;) {
+		size_t len = trn_get32(b->buf + off);
+		if (!rx_frames(net, c, b->buf + off + 4, len, &l)) {
+			break;
+		}
+		off += 4 + len;
+	}
+	c->rx_pending--;
+	pthread_mutex_unlock(&net->mu);
+	later_run(net, &l);
+}
+
+static const tr_actor_def rx_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "net-rx",
+	.handle = rx_handle,
+};
+
+/*
  * Handle every whole message the buffer holds (a read may bring several,
  * or part of one), keep the rest at its start, and make room for a
- * message longer than the buffer. False when the connection closed.
+ * message longer than the buffer. Once the link is up, its whole
+ * messages are not handled here but put in *@out, for its actor (rx_def),
+ * with the buffer they are in. False when the connection closed.
  */
 static bool
-rx_messages(struct conn *c, struct later *l)
+rx_messages(struct conn *c, struct later *l, struct rx_batch **out)
 {
 	size_t off = 0;
+	size_t hand = SIZE_MAX; /* where the messages for the actor begin */
+	size_t need = 0;        /* a longer buffer the next message needs */
 
 	while (c->rx_len - off >= 4 && c->state != C_CLOSED) {
 		size_t len = trn_get32(c->rx_buf + off);
@@ -1188,33 +1257,53 @@ rx_messages(struct conn *c, struct later *l)
 			return false;
 		}
 		if (c->rx_len - off - 4 < len) {
-			if (len + 4 > c->rx_cap) {
-				uint8_t *b = malloc(len + 4);
-				if (b == NULL) {
-					conn_close(c, l, TR_EXIT_NOCONNECTION);
-					return false;
-				}
-				memcpy(b, c->rx_buf + off, c->rx_len - off);
-				free(c->rx_buf);
-				c->rx_buf = b;
-				c->rx_cap = len + 4;
-				c->rx_len -= off;
-				off = 0;
-			}
+			need = len + 4 > c->rx_cap ? len + 4 : 0;
 			break;
 		}
-		/* rx_frames drops the mutex, but only this callback touches
-		 * the buffer, and it is not read into until we return. */
-		rx_message(c, c->rx_buf + off + 4, len, l);
+		if (c->state == C_UP && !tr_pid_is_none(c->rx)) {
+			hand = hand == SIZE_MAX ? off : hand;
+		} else {
+			/* rx_frames drops the mutex, but only this callback
+			 * touches the buffer, and it is not read into until
+			 * we return. */
+			rx_message(c, c->rx_buf + off + 4, len, l);
+		}
 		off += 4 + len;
 	}
 	if (c->state == C_CLOSED) {
 		return false;
 	}
-	if (off > 0) {
-		memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
-		c->rx_len -= off;
+	if (hand == SIZE_MAX && need == 0) {
+		if (off > 0) {
+			memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
+			c->rx_len -= off;
+		}
+		return true;
 	}
+	/* A new buffer for what follows: the batch keeps the old one, or
+	 * the next message is longer than it. */
+	size_t cap = need > c->rx_cap ? need : c->rx_cap;
+	uint8_t *buf = malloc(cap);
+	struct rx_batch *b = hand != SIZE_MAX ? malloc(sizeof(*b)) : NULL;
+	if (buf == NULL || (hand != SIZE_MAX && b == NULL)) {
+		free(buf);
+		free(b);
+		conn_close(c, l, TR_EXIT_NOCONNECTION);
+		return false;
+	}
+	memcpy(buf, c->rx_buf + off, c->rx_len - off);
+	if (b != NULL) {
+		b->c = c;
+		b->buf = c->rx_buf;
+		b->off = hand;
+		b->end = off;
+		*out = b;
+	} else {
+		free(c->rx_buf);
+	}
+	c->rx_buf = buf;
+	c->rx_cap = cap;
+	c->rx_len -= off;
 	return true;
 }
 
@@ -1225,6 +1314,8 @@ rx_done(void *arg)
 	tr_net *net = c->net;
 	struct later l = { 0 };
 	int rv = nng_aio_result(c->rx_aio);
+	struct rx_batch *b = NULL;
+	tr_pid to = TR_PID_NONE;
 
 	pthread_mutex_lock(&net->mu);
 	if (rv != 0 || c->state == C_CLOSED) {
@@ -1233,11 +1324,32 @@ rx_done(void *arg)
 	} else {
 		c->rx_len += nng_aio_count(c->rx_aio);
 		c->last_rx = now_ms();
-		if (rx_messages(c, &l)) {
-			rx_submit(c);
+		if (rx_messages(c, &l, &b)) {
+			if (b == NULL) {
+				rx_submit(c);
+			} else {
+				c->rx_pending++;
+				to = c->rx;
+			}
 		}
 	}
 	pthread_mutex_unlock(&net->mu);
+	if (b != NULL) {
+		/* Outside the mutex: a failed send frees the batch at once.
+		 * Read again only after the hand-off, so the actor gets this
+		 * link's batches in order (the aio lives until we return). */
+		tr_err err =
+			tr_send_ptr(tr_runtime_ctx(net->rt), to, TRN_MSG_RX, b,
+				    sizeof(*b), rx_batch_free);
+		pthread_mutex_lock(&net->mu);
+		if (err != TR_OK) {
+			c->rx_pending--;
+			conn_close(c, &l, TR_EXIT_NOCONNECTION);
+		} else if (c->state != C_CLOSED) {
+			rx_submit(c);
+		}
+		pthread_mutex_unlock(&net->mu);
+	}
 	later_run(net, &l);
 }
 
@@ -1347,6 +1459,10 @@ peer_adopt(tr_net *net, struct peer *d, struct peer *p)
 	if (tr_pid_is_none(d->gate)) {
 		d->gate = p->gate;
 		p->gate = TR_PID_NONE;
+	}
+	if (tr_pid_is_none(d->rx)) {
+		d->rx = p->rx;
+		p->rx = TR_PID_NONE;
 	}
 	d->sent += p->sent;
 	d->received += p->received;
@@ -1506,6 +1622,11 @@ conn_up(struct conn *c, struct later *l)
 		    TR_OK) {
 		p->gate = TR_PID_NONE; /* then a full link only refuses */
 	}
+	if (!tr_actor_alive(net->rt, p->rx) &&
+	    tr_spawn(tr_runtime_ctx(net->rt), &rx_def, NULL, &p->rx) != TR_OK) {
+		p->rx = TR_PID_NONE; /* then its reader hands frames in */
+	}
+	c->rx = p->rx;
 	c->state = C_UP;
 	tell_peers(net, p, l);
 }
@@ -1607,7 +1728,10 @@ closed_take(tr_net *net)
 
 	for (struct conn **cp = &net->conns; *cp != NULL;) {
 		struct conn *c = *cp;
-		if (c->state == C_CLOSED) {
+		/* Not while its actor has batches to handle (a stopped
+		 * actor handles none: the runtime freed them). */
+		if (c->state == C_CLOSED &&
+		    (c->rx_pending == 0 || !tr_actor_alive(net->rt, c->rx))) {
 			*cp = c->next;
 			c->next = dead;
 			dead = c;
@@ -2519,6 +2643,10 @@ tr_net_stop(tr_net *net)
 	for (struct peer *p = net->peers; p != NULL; p = p->next) {
 		if (tr_actor_alive(net->rt, p->gate)) {
 			(void)tr_stop(tr_runtime_ctx(net->rt), p->gate,
+				      TR_EXIT_SHUTDOWN);
+		}
+		if (tr_actor_alive(net->rt, p->rx)) {
+			(void)tr_stop(tr_runtime_ctx(net->rt), p->rx,
 				      TR_EXIT_SHUTDOWN);
 		}
 	}

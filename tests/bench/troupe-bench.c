@@ -2219,6 +2219,13 @@ main(int argc, char **argv)
 				"sends refused by a full link and retried: "
 				"%" PRIu64 "\n",
 				b.retries);
+			tr_net_stats ns;
+			if (tr_net_stats_get(b.net, &ns) == TR_OK) {
+				fprintf(stderr,
+					"senders held by a full link: "
+					"%" PRIu64 "\n",
+					ns.holds);
+			}
 		}
 	}
 	tr_inbox_destroy(b.inbox);
