@@ -289,27 +289,17 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 	}
 }
 
-/* The job's latest event, numbered jb->seq (struct tr_job_event and the
- * result bytes, which only a succeeded job has, so only its FINISHED
- * carries them); NULL without memory. */
+/* The job's latest event (jb->st) with the result bytes, which only a
+ * succeeded job has, so only its FINISHED carries them; NULL without
+ * memory. */
 static tr_job_event *
-event_make(const struct job *jb, uint32_t event)
+event_make(const struct job *jb)
 {
-	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->st.result_size);
-	if (ev == NULL) {
-		return NULL;
+	tr_job_event *ev = malloc(sizeof(*ev) + jb->st.result_size);
+	if (ev != NULL) {
+		*ev = jb->st;
 	}
-	ev->id = jb->st.id;
-	ev->seq = jb->seq;
-	ev->event = event;
-	ev->state = jb->st.state;
-	ev->progress = jb->st.progress;
-	ev->exit_reason = jb->st.exit_reason;
-	ev->worker = jb->st.worker;
-	memcpy(ev->kind, jb->st.kind, sizeof(ev->kind));
-	memcpy(ev->note, jb->st.note, sizeof(ev->note));
-	ev->result_size = jb->st.result_size;
-	if (jb->st.result_size > 0) {
+	if (ev != NULL && jb->st.result_size > 0) {
 		memcpy(ev->result, jb->done + 1, jb->st.result_size);
 	}
 	return ev;
@@ -323,11 +313,12 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 	if (event != TR_JOB_EV_QUEUED) {
 		tr__jobs_store_write(cx, j, jb, event);
 	}
-	jb->seq++;
+	jb->st.seq++;
+	jb->st.event = event;
 	if (jb->watchers == NULL && j->all == NULL) {
 		return;
 	}
-	tr_job_event *ev = event_make(jb, event);
+	tr_job_event *ev = event_make(jb);
 	if (ev == NULL) {
 		/* Best effort, as documented: the gap in seq shows it. */
 		j->events_dropped++;
@@ -498,6 +489,7 @@ tr__jobs_new(tr_ctx *cx, struct kind *k, const char *kind, uint64_t id,
 	memcpy(jb->st.kind, kind, sizeof(jb->st.kind));
 	jb->timeout_ms = timeout_ms;
 	jb->st.state = TR_JOB_QUEUED;
+	jb->st.event = TR_JOB_EV_QUEUED;
 	return jb;
 }
 
@@ -573,21 +565,16 @@ static void
 on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_job_req *rq = m->data;
-
 	struct job *jb = tr__jobs_find(j, rq->id);
-	size_t size =
-		sizeof(tr_job_status) + (jb != NULL ? jb->st.result_size : 0);
-	tr_job_status *st = jb != NULL ? calloc(1, size) : NULL;
-	if (st == NULL) {
+	tr_job_event *ev = jb != NULL ? event_make(jb) : NULL;
+
+	if (ev == NULL) {
 		tr__jobs_answer(cx, m, jb == NULL ? TR_ENOENT : TR_ENOMEM,
 				rq->id);
 		return;
 	}
-	*st = jb->st;
-	if (jb->st.result_size > 0) {
-		memcpy(st->result, jb->done + 1, jb->st.result_size);
-	}
-	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
+	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, ev,
+			   sizeof(*ev) + ev->result_size, free);
 }
 
 static void
@@ -613,7 +600,7 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		err = watcher_add(cx, list, rq->pid, jb == NULL);
 	} else {
 		/* It already happened: repeat the last event to this one. */
-		ev = event_make(jb, TR_JOB_EV_FINISHED);
+		ev = event_make(jb);
 		err = ev != NULL ? TR_OK : TR_ENOMEM;
 	}
 	tr__jobs_answer(cx, m, err, rq->id);

@@ -489,6 +489,7 @@ replay_finish(struct jobs *j, struct job *jb, const struct jrec *r,
 	j->by_state[TR_JOB_QUEUED]--;
 	j->by_state[r->state]++;
 	jb->st.state = r->state;
+	jb->st.event = TR_JOB_EV_FINISHED;
 	jb->st.progress = r->progress;
 	jb->st.exit_reason = r->exit_reason;
 	jb->st.result_size = r->size;

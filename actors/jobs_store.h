@@ -49,11 +49,10 @@ struct job {
 	struct job *qprev;
 	struct job *anext; /* records whose actor exists (its DOWN to come) */
 	tr_ref mon;        /* that actor's monitor; zero without one */
-	/* The job as status tells it (the result bytes are done's): id,
-	 * state, progress, exit_reason, worker, kind's name, note. */
-	tr_job_status st;
+	/* The job's latest event, which status tells too (the result
+	 * bytes are done's); seq counts the events sent. */
+	tr_job_event st;
 	struct kind *kind;
-	uint32_t seq; /* events sent */
 	uint64_t timeout_ms;
 	tr_timer_id timer;   /* zero when none was armed */
 	tr_job_start *start; /* the job actor's first message, until then */
