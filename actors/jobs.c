@@ -172,7 +172,6 @@ tr__jobs_free(struct tr__hnode *n)
 
 	watchers_clear(&jb->watchers);
 	free(jb->start);
-	free(jb->kept);
 	free(jb->done);
 	free(jb);
 }
@@ -361,8 +360,6 @@ tr__jobs_end(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	jb->start = NULL;
-	free(jb->kept);
-	jb->kept = NULL;
 	tr__jobs_finished(j, jb);
 }
 
@@ -384,19 +381,16 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	jb->anext = j->active;
 	j->active = jb;
 	k->active++;
-	/* A job that runs again after a restart keeps its payload for the
-	 * journal's snapshots (jobs_store.c); without memory for it, a
-	 * snapshot made while it runs lacks it. */
+	/* Its first message is a copy: the record keeps the start until
+	 * the job ends, for the journal's snapshots (jobs_store.c). The
+	 * runtime frees the copy on every path. */
 	size_t len = sizeof(*jb->start) + jb->start->payload_size;
-	if (j->store != NULL && k->on_restart == TR_JOBS_RESTART_RESUBMIT) {
-		jb->kept = malloc(len);
-		if (jb->kept != NULL) {
-			memcpy(jb->kept, jb->start, len);
-		}
+	tr_job_start *js = malloc(len);
+	err = js != NULL ? TR_OK : TR_ENOMEM;
+	if (js != NULL) {
+		memcpy(js, jb->start, len);
+		err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js, len, free);
 	}
-	/* Its first message; the runtime frees it on every path. */
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start, len, free);
-	jb->start = NULL;
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
 		return err;
@@ -467,7 +461,7 @@ tr__jobs_kind(struct boot *b, const char *name)
 	return NULL;
 }
 
-/* The start message is made whole now, so the payload is copied once. */
+/* The start message is made whole now: each start sends a copy of it. */
 struct job *
 tr__jobs_new(tr_ctx *cx, struct kind *k, const char *kind, uint64_t id,
 	     uint64_t timeout_ms, const void *payload, size_t len)
@@ -521,18 +515,17 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	struct kind *k = tr__jobs_kind(j->boot, rq->kind);
-	if (k == NULL || tr_pid_node(rq->watcher) != 0) {
-		tr__jobs_answer(cx, m,
-				tr_pid_node(rq->watcher) != 0 ? TR_EINVAL
-							      : TR_ENOENT,
-				0);
-		return;
-	}
-	struct job *jb =
-		tr__jobs_new(cx, k, k->name, j->next_id + 1, rq->timeout_ms,
-			     rq->payload, rq->payload_size);
+	/* What the submit is answered with when no record is made. */
+	tr_err err = tr_pid_node(rq->watcher) != 0 ? TR_EINVAL
+		     : k == NULL                   ? TR_ENOENT
+						   : TR_ENOMEM;
+	struct job *jb = err == TR_ENOMEM
+				 ? tr__jobs_new(cx, k, k->name, j->next_id + 1,
+						rq->timeout_ms, rq->payload,
+						rq->payload_size)
+				 : NULL;
 	if (jb == NULL) {
-		tr__jobs_answer(cx, m, TR_ENOMEM, 0);
+		tr__jobs_answer(cx, m, err, 0);
 		return;
 	}
 	j->next_id++;

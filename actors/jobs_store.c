@@ -240,7 +240,7 @@ static size_t
 image_job(unsigned char *at, const struct job *jb)
 {
 	size_t n = 0;
-	const tr_job_start *st = jb->start != NULL ? jb->start : jb->kept;
+	const tr_job_start *st = jb->start;
 	const void *payload = st != NULL ? st->payload : NULL;
 	size_t plen = st != NULL ? st->payload_size : 0;
 	size_t rlen = jb->done != NULL ? jb->st.result_size : 0;

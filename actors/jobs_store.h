@@ -55,9 +55,7 @@ struct job {
 	struct kind *kind;
 	uint64_t timeout_ms;
 	tr_timer_id timer;   /* zero when none was armed */
-	tr_job_start *start; /* the job actor's first message, until then */
-	tr_job_start *kept;  /* with a store, a copy of it while a job that
-			      * runs again after a restart runs */
+	tr_job_start *start; /* the job actor's first message, until the end */
 	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
 	struct watcher *watchers;
 	bool was_running; /* replay: started and not finished */
