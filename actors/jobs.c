@@ -151,7 +151,7 @@ tr__jobs_enqueue(struct jobs *j, struct job *jb)
 	tr__hash_grow(&j->tab);
 	tr__hash_link(&j->tab, &jb->node);
 	j->by_state[TR_JOB_QUEUED]++;
-	j->submitted++;
+	j->stats.submitted++;
 	fifo_push(&jb->kind->queue, jb);
 }
 
@@ -284,7 +284,7 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 	size_t len = sizeof(*ev) + ev->result_size;
 
 	if (tr_send(cx, to, TR_MSG_JOB_EVENT, ev, len) == TR_EFULL) {
-		j->events_dropped++;
+		j->stats.events_dropped++;
 	}
 }
 
@@ -320,7 +320,7 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 	tr_job_event *ev = event_make(jb);
 	if (ev == NULL) {
 		/* Best effort, as documented: the gap in seq shows it. */
-		j->events_dropped++;
+		j->stats.events_dropped++;
 		return;
 	}
 	for (struct watcher *w = jb->watchers; w != NULL; w = w->next) {
@@ -442,7 +442,7 @@ tr__jobs_answer(tr_ctx *cx, const tr_msg *m, tr_err status, uint64_t id)
 void
 tr__jobs_unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	j->unhandled++;
+	j->stats.unhandled++;
 	if (m->flags & TR_MSG_F_REQUEST) {
 		tr__jobs_answer(cx, m, TR_EINVAL, 0);
 	} else {
@@ -606,19 +606,8 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	tr_jobs_stats s = {
-		.submitted = j->submitted,
-		.queued = j->by_state[TR_JOB_QUEUED],
-		.running = j->by_state[TR_JOB_RUNNING],
-		.succeeded = j->by_state[TR_JOB_SUCCEEDED],
-		.failed = j->by_state[TR_JOB_FAILED],
-		.cancelled = j->by_state[TR_JOB_CANCELLED],
-		.timed_out = j->by_state[TR_JOB_TIMED_OUT],
-		.interrupted = j->by_state[TR_JOB_INTERRUPTED],
-		.events_dropped = j->events_dropped,
-		.unhandled = j->unhandled,
-	};
-	(void)tr_reply(cx, m, TR_MSG_JOBS_STATS_REPLY, &s, sizeof(s));
+	(void)tr_reply(cx, m, TR_MSG_JOBS_STATS_REPLY, &j->stats,
+		       sizeof(j->stats));
 }
 
 /* ---- reports, timeouts and DOWNs ---------------------------------------- */

@@ -80,12 +80,18 @@ struct jobs {
 	struct job *active; /* through anext */
 	struct watcher *all;
 	struct jobs_store *store; /* with a store, until the teardown */
-	/* Counters of struct tr_jobs_stats. */
-	uint64_t submitted;
-	uint64_t by_state[TR_JOB_INTERRUPTED + 1];
-	uint64_t events_dropped;
-	uint64_t unhandled;
+	/* The counters, as a stats request reads them. The struct lists
+	 * the jobs in each state in the order of enum tr_job_state, right
+	 * after submitted: by_state[s] is the count of state s. */
+	union {
+		tr_jobs_stats stats;
+		uint64_t by_state[TR_JOB_INTERRUPTED + 1];
+	};
 };
+
+_Static_assert(offsetof(tr_jobs_stats, interrupted) ==
+		       TR_JOB_INTERRUPTED * sizeof(uint64_t),
+	       "by_state[s] is the counter of state s");
 
 static inline bool
 tr__jobs_is_final(uint32_t state)
