@@ -191,15 +191,13 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	  unsigned depth, struct conf **out)
 {
 	*out = NULL;
+	/* The template is the whole description of a simple_one_for_one. */
 	if (flags == NULL || flags->size < sizeof(*flags) ||
 	    (unsigned)flags->strategy > TR_SUP_SIMPLE_ONE_FOR_ONE ||
 	    flags->period_ms == 0 || flags->intensity > TR_SUP_MAX_INTENSITY ||
 	    (n > 0 && specs == NULL) || depth > TR_SUP_MAX_DEPTH ||
-	    n > (SIZE_MAX - sizeof(struct conf)) / sizeof(struct spec)) {
-		return TR_EINVAL;
-	}
-	/* The template is the whole description of a simple_one_for_one. */
-	if (flags->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE && n != 1) {
+	    n > (SIZE_MAX - sizeof(struct conf)) / sizeof(struct spec) ||
+	    (flags->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE && n != 1)) {
 		return TR_EINVAL;
 	}
 	struct conf *c = calloc(1, sizeof(*c) + n * sizeof(c->specs[0]));
@@ -322,10 +320,10 @@ struct sup {
 	struct child *kids;
 	size_t n;
 	size_t cap;
-	/* Restart times (ms) within the period, oldest first; room for
-	 * conf->fl.intensity. */
+	/* The last restart times (ms), a ring of conf->fl.intensity. */
 	uint64_t *hist;
 	uint32_t hist_n;
+	uint32_t hist_i;
 	/* The task, and the request it answers when done (the start's for
 	 * T_INIT, op 0): hdr.from is TR_PID_NONE once it is answered, or
 	 * when nobody waits. */
@@ -369,35 +367,26 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 		      sizeof(ev));
 }
 
-static tr_err
-reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
-      int32_t reason, tr_pid pid)
-{
-	tr_sup_reply rp = {
-		.op = op,
-		.status = status,
-		.reason = reason,
-		.pid = pid,
-	};
-
-	if (tr_pid_is_none(hdr->from)) {
-		return TR_OK;
-	}
-	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
-}
-
 /*
- * Answers the task's request, once: the start's carries the supervisor's
- * pid, a request's the pid it is about. False when a successful start
- * could not be told: whoever waits for it would wait forever, so the
- * caller shuts down instead (and the starter's request then fails).
+ * Answers the task's request (hdr, op), once: the start's carries the
+ * supervisor's pid, a request's the pid it is about. False when a
+ * successful start could not be told: whoever waits for it would wait
+ * forever, so the caller shuts down instead (and the starter's request
+ * then fails).
  */
 static bool
 answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
-	tr_pid pid = s->op == 0 ? tr_self(cx) : s->task_pid;
-	tr_err err = reply(cx, &s->hdr, s->op, status, reason,
-			   s->op == 0 || status == TR_OK ? pid : TR_PID_NONE);
+	tr_sup_reply rp = {
+		.op = s->op,
+		.status = status,
+		.reason = reason,
+		.pid = s->op == 0 ? tr_self(cx) : s->task_pid,
+	};
+	tr_err err = tr_pid_is_none(s->hdr.from)
+			     ? TR_OK
+			     : tr_reply(cx, &s->hdr, TR_MSG_SUP_REPLY, &rp,
+					sizeof(rp));
 
 	s->hdr.from = TR_PID_NONE;
 	return status != TR_OK || err == TR_OK;
@@ -460,23 +449,25 @@ is_waiting(const struct sup *s)
 	return false;
 }
 
-/* OTP's add_restart: false when this restart is one too many. */
+/*
+ * OTP's add_restart: false when this restart is one too many, that is
+ * when the last @intensity restarts all fall within the period. The
+ * history is a ring of the last @intensity restart times; hist_n counts
+ * the restarts up to its size, hist_i is where the oldest is.
+ */
 static bool
 add_restart(struct sup *s)
 {
 	uint64_t now = tr__clock_ns() / 1000000u;
-	uint32_t kept = 0;
+	uint32_t max = s->conf->fl.intensity;
 
-	for (uint32_t i = 0; i < s->hist_n; i++) {
-		if (now - s->hist[i] <= s->conf->fl.period_ms) {
-			s->hist[kept++] = s->hist[i];
-		}
-	}
-	s->hist_n = kept;
-	if (kept == s->conf->fl.intensity) {
+	if (max == 0 || (s->hist_n == max &&
+			 now - s->hist[s->hist_i] <= s->conf->fl.period_ms)) {
 		return false;
 	}
-	s->hist[s->hist_n++] = now;
+	s->hist[s->hist_i] = now;
+	s->hist_i = (s->hist_i + 1) % max;
+	s->hist_n += s->hist_n < max ? 1u : 0u;
 	return true;
 }
 
@@ -806,28 +797,30 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 	s->task = T_RESTART;
 }
 
-/* which_children and count_children, from one walk over the children. */
+/* which_children and count_children (the request in s->hdr), from one
+ * walk over the children: the counts are the head of the list, which
+ * count_children sends alone. */
 static void
-reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
+reply_children(tr_ctx *cx, struct sup *s)
 {
-	size_t n = op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
+	size_t n = s->op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
 	size_t size = sizeof(tr_sup_children) + n * sizeof(tr_sup_child_info);
-	tr_sup_reply rp = {
-		.op = op,
-		.specs = is_simple(s) ? 1u : (uint32_t)s->n,
-	};
-	tr_sup_children *c = NULL;
+	tr_sup_children *c = calloc(1, size);
 
-	if (op == TR_SUP_OP_WHICH_CHILDREN && (c = calloc(1, size)) == NULL) {
-		/* The same type, without the list: one answer either way. */
-		(void)reply(cx, hdr, op, TR_ENOMEM, 0, TR_PID_NONE);
+	s->task_pid = TR_PID_NONE;
+	if (c == NULL) {
+		(void)answer(cx, s, TR_ENOMEM, 0);
 		return;
 	}
+	c->reply.op = s->op;
+	c->reply.count = (uint32_t)n;
+	c->reply.specs = is_simple(s) ? 1u : (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct child *k = &s->kids[i];
-		rp.active += tr_pid_is_none(k->pid) ? 0u : 1u;
-		rp.supervisors += k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
-		if (c != NULL) {
+		c->reply.active += tr_pid_is_none(k->pid) ? 0u : 1u;
+		c->reply.supervisors +=
+			k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		if (i < n) {
 			tr_sup_child_info *ci = &c->children[i];
 			memcpy(ci->id, k->sp.id, sizeof(ci->id));
 			ci->pid = k->pid;
@@ -835,14 +828,16 @@ reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
 			ci->restart = k->sp.restart;
 		}
 	}
-	rp.workers = (uint32_t)s->n - rp.supervisors;
-	if (c == NULL) {
-		(void)tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
-		return;
+	c->reply.workers = (uint32_t)s->n - c->reply.supervisors;
+	if (s->op == TR_SUP_OP_WHICH_CHILDREN) {
+		(void)tr_reply_ptr(cx, &s->hdr, TR_MSG_SUP_CHILDREN, c, size,
+				   free);
+	} else {
+		(void)tr_reply(cx, &s->hdr, TR_MSG_SUP_REPLY, &c->reply,
+			       sizeof(c->reply));
+		free(c);
 	}
-	c->reply.op = op;
-	c->reply.count = (uint32_t)n;
-	(void)tr_reply_ptr(cx, hdr, TR_MSG_SUP_CHILDREN, c, size, free);
+	s->hdr.from = TR_PID_NONE;
 }
 
 /* Acts on request @r: answers it, or makes it the task's request. */
@@ -853,15 +848,15 @@ process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 	struct child *c = NULL;
 	int32_t status = TR_OK;
 
+	s->hdr = *hdr;
+	s->op = r->op;
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-		s->hdr = *hdr;
-		s->op = r->op;
 		return;
 	case TR_SUP_OP_WHICH_CHILDREN:
 	case TR_SUP_OP_COUNT_CHILDREN:
-		reply_children(cx, s, hdr, r->op);
+		reply_children(cx, s);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
@@ -908,18 +903,15 @@ process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 		status = TR_EINVAL;
 		break;
 	}
+	s->task_pid = c != NULL ? c->pid : TR_PID_NONE;
 	if (status == TR_OK && c != NULL) {
 		/* A start, restart or termination of @c: the task's. */
 		c->mark_term = r->op == TR_SUP_OP_TERMINATE_CHILD;
 		c->mark_start = !c->mark_term;
-		s->task_pid = c->pid; /* none if it does not run */
 		s->task = T_REQ;
-		s->hdr = *hdr;
-		s->op = r->op;
 		return;
 	}
-	(void)reply(cx, hdr, r->op, status, 0,
-		    c != NULL ? c->pid : TR_PID_NONE);
+	(void)answer(cx, s, status, 0);
 }
 
 /* Runs the task until it must wait for a child. */
