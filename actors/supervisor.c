@@ -278,8 +278,9 @@ struct req {
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
-	char id[TR_SUP_ID_MAX]; /* empty when none was given */
-	struct spec spec;       /* owned copy; its id is empty when none */
+	/* START_CHILD: an owned copy of the spec; otherwise only the id of
+	 * the child. The id is empty when none was given. */
+	struct spec spec;
 };
 
 static void
@@ -392,15 +393,18 @@ answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 	return status != TR_OK || err == TR_OK;
 }
 
-/* The child named @id, or else the one running as @pid. */
+/* The child named @id, or else the one running as @pid or whose exit as
+ * @pid is not acted on yet (gone: OTP still has that child until it
+ * takes the EXIT). */
 static struct child *
 find(struct sup *s, const char *id, tr_pid pid)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct child *c = &s->kids[i];
-		if (id != NULL
-			    ? strcmp(c->sp.id, id) == 0
-			    : !tr_pid_is_none(pid) && tr_pid_eq(c->pid, pid)) {
+		if (id != NULL ? strcmp(c->sp.id, id) == 0
+			       : !tr_pid_is_none(pid) &&
+					 (tr_pid_eq(c->pid, pid) ||
+					  tr_pid_eq(c->gone, pid))) {
 			return c;
 		}
 	}
@@ -876,17 +880,17 @@ process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
-		if (!simple && r->id[0] == '\0') {
+		if (!simple && r->spec.id[0] == '\0') {
 			status = TR_EINVAL; /* by pid is for simple_one_for_one
 					     */
 			break;
 		}
-		c = find(s, simple ? NULL : r->id, r->pid);
+		c = find(s, simple ? NULL : r->spec.id, r->pid);
 		status = c != NULL ? TR_OK : TR_ENOENT;
 		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		c = simple ? NULL : find(s, r->id, TR_PID_NONE);
+		c = simple ? NULL : find(s, r->spec.id, TR_PID_NONE);
 		if (c == NULL) {
 			status = simple ? TR_EINVAL : TR_ENOENT;
 		} else if (!tr_pid_is_none(c->pid) ||
@@ -945,16 +949,12 @@ on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 		terminate_done(cx, s, c, reason);
 		return;
 	}
-	if (c != NULL) {
+	/* Seen now, or before (gone), while a task was in progress, and
+	 * put back. */
+	if (c != NULL && tr_pid_eq(c->pid, pid)) {
 		emit(cx, s, TR_SUP_EV_EXITED, c, pid, reason, 0);
 		c->pid = TR_PID_NONE;
 		c->gone = pid;
-	}
-	/* Or seen before, while a task was in progress, and put back. */
-	for (size_t i = 0; i < s->n && !tr_pid_is_none(pid); i++) {
-		if (tr_pid_eq(s->kids[i].gone, pid)) {
-			c = &s->kids[i];
-		}
 	}
 	if (c == NULL && (tr_pid_is_none(pid) || !tr_pid_eq(pid, s->parent))) {
 		return; /* not ours to act on (OTP ignores it too) */
@@ -1168,12 +1168,10 @@ tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
 	r->pid = req->pid;
 	r->arg = req->arg;
 	tr_err err = TR_OK;
-	if (req->id != NULL) {
-		err = id_copy(r->id, req->id);
-	}
-	if (err == TR_OK && req->op == TR_SUP_OP_START_CHILD &&
-	    req->spec != NULL) {
+	if (req->op == TR_SUP_OP_START_CHILD && req->spec != NULL) {
 		err = spec_copy(&r->spec, req->spec, 0);
+	} else if (req->op != TR_SUP_OP_START_CHILD && req->id != NULL) {
+		err = id_copy(r->spec.id, req->id);
 	}
 	if (err < 0) {
 		req_free(r);
