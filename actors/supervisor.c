@@ -524,25 +524,16 @@ defer(tr_ctx *cx, struct sup *s, const tr_msg *m, int32_t reason)
 
 /* ---- starting ------------------------------------------------------ */
 
-/*
- * Spawns a supervisor that starts with @conf (a reference, taken on
- * every path), linked with the caller when the conf says so. The conf is
- * the start message's payload, so that the runtime drops the reference
- * if the supervisor never takes it (a runtime stop, a kill).
- */
-static tr_err
-sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
-{
-	return tr__boot_start(cx, &sup_def, conf->fl.is_linked, MSG_START, conf,
-			      sizeof(*conf), conf_put, out, ref);
-}
-
 static tr_err
 spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 {
 	if (sp->nested != NULL) {
-		/* It answers its start request once its children have. */
-		return sup_spawn(cx, conf_hold(sp->nested), pid, NULL);
+		/* It answers its start request once its children have; the
+		 * conf is a reference, taken on every path (see
+		 * tr_sup_start()). */
+		return tr__boot_start(cx, &sup_def, true, MSG_START,
+				      conf_hold(sp->nested),
+				      sizeof(struct conf), conf_put, pid, NULL);
 	}
 	const struct tr__def *wd = tr__def_get(&wraps, sp->def, derive_wrap);
 	if (wd == NULL) {
@@ -725,13 +716,10 @@ step(tr_ctx *cx, struct sup *s)
 	/* Stops first, last child first (reverse start order); OTP stops
 	 * dynamic children all at once (they share the template's shutdown
 	 * time). Going down, a removal only moves entries already passed. */
-	for (size_t i = s->n; i-- > 0;) {
+	for (size_t i = s->n; i-- > 0 && (!stops || is_simple(s));) {
 		if (s->kids[i].mark_term) {
 			terminate_begin(cx, s, &s->kids[i]);
 			stops = true;
-			if (!is_simple(s)) {
-				break;
-			}
 		}
 	}
 	if (stops) {
@@ -784,19 +772,18 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 		begin_shutdown(cx, s, TR_SUP_EXIT_INTENSITY);
 		return;
 	}
-	tr_sup_strategy strategy = s->conf->fl.strategy;
-	if (strategy == TR_SUP_ONE_FOR_ALL || strategy == TR_SUP_REST_FOR_ONE) {
-		/* All children, or @c and the ones after it. */
-		size_t from = strategy == TR_SUP_ONE_FOR_ALL
-				      ? 0
-				      : (size_t)(c - s->kids);
-		for (size_t i = from; i < s->n; i++) {
-			struct child *k = &s->kids[i];
-			k->mark_term = k != c;
-			k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
-		}
-	} else {
-		c->mark_start = true;
+	/* One loop for every strategy: all children (one_for_all), @c and
+	 * the ones after it (rest_for_one), or @c alone. A temporary
+	 * sibling is stopped and not started again. */
+	tr_sup_strategy st = s->conf->fl.strategy;
+	size_t at = (size_t)(c - s->kids);
+	size_t end = st == TR_SUP_ONE_FOR_ALL || st == TR_SUP_REST_FOR_ONE
+			     ? s->n
+			     : at + 1;
+	for (size_t i = st == TR_SUP_ONE_FOR_ALL ? 0 : at; i < end; i++) {
+		struct child *k = &s->kids[i];
+		k->mark_term = k != c;
+		k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
 	}
 	s->task = T_RESTART;
 }
@@ -1136,7 +1123,11 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	if (err < 0) {
 		return tr__boot_fail(err, out, ref);
 	}
-	return sup_spawn(cx, conf, out, ref);
+	/* The conf is the start message's payload, so that the runtime
+	 * drops the reference if the supervisor never takes it (a runtime
+	 * stop, a kill). */
+	return tr__boot_start(cx, &sup_def, conf->fl.is_linked, MSG_START, conf,
+			      sizeof(*conf), conf_put, out, ref);
 }
 
 tr_err
