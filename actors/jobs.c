@@ -228,15 +228,15 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 
 /* ---- events ------------------------------------------------------------- */
 
-static bool
-has_watcher(const struct watcher *w, tr_pid pid)
+/* Where @pid is in @list: the link that points to it, or the list's
+ * end. */
+static struct watcher **
+watcher_at(struct watcher **list, tr_pid pid)
 {
-	for (; w != NULL; w = w->next) {
-		if (tr_pid_eq(w->pid, pid)) {
-			return true;
-		}
+	while (*list != NULL && !tr_pid_eq((*list)->pid, pid)) {
+		list = &(*list)->next;
 	}
-	return false;
+	return list;
 }
 
 /* Adds @pid to @list unless it is there; a watcher of every job is
@@ -244,7 +244,7 @@ has_watcher(const struct watcher *w, tr_pid pid)
 static tr_err
 watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 {
-	if (has_watcher(*list, pid)) {
+	if (*watcher_at(list, pid) != NULL) {
 		return TR_OK;
 	}
 	struct watcher *w = calloc(1, sizeof(*w));
@@ -267,14 +267,13 @@ watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 static void
 watcher_remove(tr_ctx *cx, struct watcher **list, tr_pid pid)
 {
-	for (struct watcher **pp = list; *pp != NULL; pp = &(*pp)->next) {
-		struct watcher *w = *pp;
-		if (tr_pid_eq(w->pid, pid)) {
-			*pp = w->next;
-			(void)tr_demonitor(cx, w->ref);
-			free(w);
-			return;
-		}
+	struct watcher **at = watcher_at(list, pid);
+	struct watcher *w = *at;
+
+	if (w != NULL) {
+		*at = w->next;
+		(void)tr_demonitor(cx, w->ref);
+		free(w);
 	}
 }
 
@@ -327,7 +326,7 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 		event_send(cx, j, w->pid, ev);
 	}
 	for (struct watcher *w = j->all; w != NULL; w = w->next) {
-		if (!has_watcher(jb->watchers, w->pid)) {
+		if (*watcher_at(&jb->watchers, w->pid) == NULL) {
 			event_send(cx, j, w->pid, ev);
 		}
 	}

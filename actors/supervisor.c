@@ -989,11 +989,10 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	if (conf->fl.is_linked) {
 		s->parent = s->hdr.from;
 	}
-	if (conf->fl.intensity > 0) {
-		s->hist = calloc(conf->fl.intensity, sizeof(*s->hist));
-		if (s->hist == NULL) {
-			goto err_nomem;
-		}
+	/* One more entry than used: no allocation of size zero. */
+	s->hist = calloc(conf->fl.intensity + 1u, sizeof(*s->hist));
+	if (s->hist == NULL) {
+		goto err_nomem;
 	}
 	for (size_t i = 0; !is_simple(s) && i < conf->n; i++) {
 		struct child *c = add_child(s, &conf->specs[i]);
@@ -1137,14 +1136,12 @@ tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL || tr_pid_is_none(sup) || req == NULL ||
-	    req->size < sizeof(*req) || req->op < TR_SUP_OP_START_CHILD ||
-	    req->op > TR_SUP_OP_STOP) {
-		return TR_EINVAL;
-	}
 	/* The ops that name a child need the id (or, to terminate a
 	 * simple_one_for_one child, the pid). */
-	if ((req->op == TR_SUP_OP_TERMINATE_CHILD && req->id == NULL &&
+	if (cx == NULL || tr_pid_is_none(sup) || req == NULL ||
+	    req->size < sizeof(*req) || req->op < TR_SUP_OP_START_CHILD ||
+	    req->op > TR_SUP_OP_STOP ||
+	    (req->op == TR_SUP_OP_TERMINATE_CHILD && req->id == NULL &&
 	     tr_pid_is_none(req->pid)) ||
 	    ((req->op == TR_SUP_OP_RESTART_CHILD ||
 	      req->op == TR_SUP_OP_DELETE_CHILD) &&
