@@ -52,7 +52,7 @@
  * Invariants:
  * - a record in TR_JOB_QUEUED is in its kind's queue exactly once;
  * - kind->active counts the kind's job actors that exist (spawned, DOWN
- *   not handled yet); it never exceeds kind->max;
+ *   not handled yet); it never exceeds kind->cfg.max_concurrency;
  * - a record is in the active list (anext) exactly while its actor
  *   exists; one that the table drops meanwhile has id 0 and waits there
  *   for the DOWN, which frees it;
@@ -371,7 +371,7 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	tr_ref ref;
 
 	/* Monitored before it runs: even a failing init is seen. */
-	tr_err err = tr_spawn_monitor(cx, k->def, k->arg, &pid, &ref);
+	tr_err err = tr_spawn_monitor(cx, k->cfg.def, k->cfg.arg, &pid, &ref);
 	if (err < 0) {
 		return err;
 	}
@@ -412,7 +412,7 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 void
 tr__jobs_pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
-	while (k->active < k->max && k->queue.head != NULL) {
+	while (k->active < k->cfg.max_concurrency && k->queue.head != NULL) {
 		struct job *jb = k->queue.head;
 		tr_err err = start(cx, j, k, jb);
 		if (err < 0) {
@@ -852,10 +852,8 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 		}
 		struct kind *to = &b->kinds[b->nkinds++];
 		memcpy(to->name, k->name, strlen(k->name));
-		to->def = k->def;
-		to->arg = k->arg;
-		to->max = k->max_concurrency;
-		to->on_restart = k->on_restart;
+		to->cfg = *k;
+		to->cfg.name = to->name;
 	}
 	if (err < 0) {
 		free(b);

@@ -566,7 +566,7 @@ replay_settle(tr_ctx *cx, struct jobs *j, struct kind *k)
 			tr__jobs_end(cx, j, jb, TR_JOB_INTERRUPTED, 0,
 				     "its kind is not run any more");
 		} else if (jb->was_running &&
-			   k->on_restart != TR_JOBS_RESTART_RESUBMIT) {
+			   k->cfg.on_restart != TR_JOBS_RESTART_RESUBMIT) {
 			tr__jobs_end(cx, j, jb, TR_JOB_INTERRUPTED, 0,
 				     "interrupted by a restart");
 		} else if (jb->was_running) {

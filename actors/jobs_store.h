@@ -35,11 +35,8 @@ struct fifo {
 
 struct kind {
 	char name[TR_JOBS_KIND_MAX + 1];
-	const tr_actor_def *def;
-	void *arg;
-	uint32_t max;
+	tr_jobs_kind cfg; /* as given, but its name is the copy above */
 	uint32_t active;
-	uint32_t on_restart;
 	struct fifo queue;
 };
 
