@@ -137,10 +137,8 @@ conf_put(void *p)
 static tr_err
 id_copy(char *dst, const char *id)
 {
-	if (id == NULL) {
-		return TR_EINVAL;
-	}
-	size_t len = strnlen(id, TR_SUP_ID_MAX);
+	size_t len = id != NULL ? strnlen(id, TR_SUP_ID_MAX) : 0;
+
 	if (len == 0 || len == TR_SUP_ID_MAX) {
 		return TR_EINVAL;
 	}
@@ -167,23 +165,18 @@ spec_copy(struct spec *dst, const tr_sup_child_spec *src, unsigned depth)
 		      src->def->size >= sizeof(tr_actor_def) &&
 		      src->def->handle != NULL && src->sup_specs == NULL &&
 		      src->sup_nspecs == 0;
-	if (nested ? src->def != NULL || src->arg != NULL : !is_def) {
+	if ((nested ? src->def != NULL || src->arg != NULL : !is_def) ||
+	    id_copy(dst->id, src->id) < 0) {
 		return TR_EINVAL;
-	}
-	tr_err err = id_copy(dst->id, src->id);
-	if (err < 0) {
-		return err;
 	}
 	dst->def = src->def;
 	dst->arg = src->arg;
 	dst->shutdown_ms = src->shutdown_ms;
 	dst->restart = (uint32_t)src->restart;
 	dst->type = nested ? TR_SUP_SUPERVISOR : (uint32_t)src->type;
-	if (nested) {
-		return conf_copy(src->sup_flags, src->sup_specs,
-				 src->sup_nspecs, depth + 1, &dst->nested);
-	}
-	return TR_OK;
+	return nested ? conf_copy(src->sup_flags, src->sup_specs,
+				  src->sup_nspecs, depth + 1, &dst->nested)
+		      : TR_OK;
 }
 
 static tr_err
@@ -213,9 +206,9 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 		err = spec_copy(&c->specs[i], &specs[i], depth);
 		c->n = i + 1; /* conf_put() releases what this copy holds */
 		for (size_t j = 0; err == TR_OK && j < i; j++) {
-			if (strcmp(c->specs[i].id, c->specs[j].id) == 0) {
-				err = TR_EEXIST;
-			}
+			err = strcmp(c->specs[i].id, c->specs[j].id) == 0
+				      ? TR_EEXIST
+				      : TR_OK;
 		}
 	}
 	/* Dynamic children take an argument, which a nested spec has no
@@ -248,13 +241,10 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 	const struct start_rec *rec = arg;
 
 	int r = rec->init != NULL ? rec->init(cx, state, rec->arg) : TR_OK;
-	if (r < 0) {
-		return r;
-	}
+
 	/* Without the acknowledgement the supervisor would wait forever, so
 	 * failing to send it fails the start (teardown still runs). */
-	tr_err err = tr_send(cx, rec->sup, MSG_ACK, NULL, 0);
-	return err < 0 ? err : r;
+	return r < 0 ? r : tr_send(cx, rec->sup, MSG_ACK, NULL, 0);
 }
 
 static _Atomic(struct tr__def *) wraps;
