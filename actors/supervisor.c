@@ -821,15 +821,15 @@ reply_children(tr_ctx *cx, struct sup *s)
 	s->hdr.from = TR_PID_NONE;
 }
 
-/* Acts on request @r: answers it, or makes it the task's request. */
+/* Acts on request @r (its header in s->hdr): answers it, or makes it
+ * the task's request. */
 static void
-process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
+process_req(tr_ctx *cx, struct sup *s, struct req *r)
 {
 	bool simple = is_simple(s);
 	struct child *c = NULL;
 	int32_t status = TR_OK;
 
-	s->hdr = *hdr;
 	s->op = r->op;
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
@@ -950,16 +950,15 @@ on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	tr_msg hdr;
-
 	if (is_busy(s)) {
 		defer(cx, s, m, 0);
 		return;
 	}
-	/* Taken as a start is: the pointer, and the header to answer. */
-	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
+	/* Taken as a start is: the pointer, and the header to answer, which
+	 * becomes the task's (nothing else waits for an answer now). */
+	struct req *r = tr__boot_take(cx, m, sizeof(*r), &s->hdr);
 	if (r != NULL) {
-		process_req(cx, s, &hdr, r);
+		process_req(cx, s, r);
 		req_free(r);
 	}
 }
@@ -976,9 +975,7 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 		return;
 	}
 	s->conf = conf;
-	if (conf->fl.is_linked) {
-		s->parent = s->hdr.from;
-	}
+	s->parent = conf->fl.is_linked ? s->hdr.from : TR_PID_NONE;
 	/* One more entry than used: no allocation of size zero. */
 	s->hist = calloc(conf->fl.intensity + 1u, sizeof(*s->hist));
 	if (s->hist == NULL) {
