@@ -539,18 +539,19 @@ static void
 on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_job_req *rq = m->data;
-
 	struct job *jb = tr__jobs_find(j, rq->id);
-	if (jb == NULL || tr__jobs_is_final(jb->st.state)) {
-		tr__jobs_answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE,
-				rq->id);
-		return;
+	tr_err err = jb == NULL                        ? TR_ENOENT
+		     : tr__jobs_is_final(jb->st.state) ? TR_ESTATE
+						       : TR_OK;
+
+	if (err == TR_OK) {
+		tr__jobs_end(cx, j, jb, TR_JOB_CANCELLED,
+			     jb->st.state == TR_JOB_RUNNING
+				     ? TR_JOBS_EXIT_CANCELLED
+				     : 0,
+			     "cancelled");
 	}
-	tr__jobs_end(cx, j, jb, TR_JOB_CANCELLED,
-		     jb->st.state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED
-						    : 0,
-		     "cancelled");
-	tr__jobs_answer(cx, m, TR_OK, rq->id);
+	tr__jobs_answer(cx, m, err, rq->id);
 }
 
 static void
@@ -704,17 +705,14 @@ static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_msg start;
-	/* Its size counts the kinds. */
-	struct boot *b = tr__boot_take(cx, m, m->size, &start);
+	/* Its size counts the kinds. Held from now on, the teardown frees
+	 * it whatever happens next. */
+	j->boot = tr__boot_take(cx, m, m->size, &start);
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
 	if (err < 0) {
-		free(b);
 		tr__jobs_answer(cx, &start, err, 0);
 		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
-	}
-	j->boot = b;
-	if (tr_pid_is_none(b->store)) {
+	} else if (tr_pid_is_none(j->boot->store)) {
 		tr__jobs_answer(cx, &start, TR_OK, 0);
 	} else {
 		tr__jobs_store_start(cx, j, &start);
