@@ -36,7 +36,7 @@
  * request from an actor (a parent supervisor too) or an inbox, answered
  * with TR_MSG_SUP_REPLY once the children have started (or one failed),
  * or a plain message from the runtime's context. Nothing happens before
- * it: the supervisor's init only traps exits.
+ * it: the supervisor has no init, and traps exits from its start on.
  *
  * Threads: every function that takes a struct sup runs in that
  * supervisor's turns. The public start and request functions run on the
@@ -976,6 +976,11 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 	}
 	s->conf = conf;
 	s->parent = conf->fl.is_linked ? s->hdr.from : TR_PID_NONE;
+	/* Exits become messages from the start on, before any child runs.
+	 * Only a linked parent could signal earlier: an abnormal exit of
+	 * the parent before the start stops the supervisor, with no
+	 * children to stop, as the shutdown would. */
+	tr_trap_exit(cx, true);
 	/* One more entry than used: no allocation of size zero. */
 	s->hist = calloc(conf->fl.intensity + 1u, sizeof(*s->hist));
 	if (s->hist == NULL) {
@@ -1057,16 +1062,6 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	run(cx, s);
 }
 
-/* The start itself comes as the first message (MSG_START, see boot.h). */
-static int
-sup_init(tr_ctx *cx, void *state, void *arg)
-{
-	(void)state;
-	(void)arg;
-	tr_trap_exit(cx, true);
-	return TR_OK;
-}
-
 static void
 sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
@@ -1090,7 +1085,6 @@ static const tr_actor_def sup_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "supervisor",
 	.state_size = sizeof(struct sup),
-	.init = sup_init,
 	.teardown = sup_teardown,
 	.handle = sup_handle,
 };
