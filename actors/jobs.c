@@ -187,8 +187,8 @@ tr__jobs_finished(struct jobs *j, struct job *jb)
 		tr__jobs_fifo_remove(&j->finished, old);
 		tr__hash_unlink(&j->tab, &old->node);
 		if (old->mon.v != 0) {
-			old->st.id =
-				0; /* out of the table; freed at its DOWN */
+			/* Out of the table; freed at its DOWN. */
+			old->st.id = 0;
 		} else {
 			tr__jobs_free(&old->node);
 		}

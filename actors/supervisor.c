@@ -415,8 +415,7 @@ add_child(struct sup *s, const struct spec *sp)
 		s->cap = cap;
 	}
 	struct child *c = &s->kids[s->n++];
-	memset(c, 0, sizeof(*c));
-	c->sp = *sp;
+	*c = (struct child){ .sp = *sp };
 	(void)conf_hold(sp->nested);
 	return c;
 }
@@ -606,12 +605,11 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	c->mark_start = false;
 	c->gone = TR_PID_NONE; /* OTP flushes the exit it replaces */
+	c->starting = true;
 	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
 		start_failed(cx, s, c, NULL, TR_EXIT_ERROR, err);
-		return;
 	}
-	c->starting = true;
 }
 
 /* ---- stopping ------------------------------------------------------ */
@@ -841,8 +839,8 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
-			status = TR_EINVAL; /* a spec, or an argument for simple
-					     */
+			/* A spec, or an argument for simple_one_for_one. */
+			status = TR_EINVAL;
 		} else if (!simple &&
 			   (c = find(s, r->spec.id, TR_PID_NONE)) != NULL) {
 			status = TR_EEXIST;
@@ -858,8 +856,8 @@ process_req(tr_ctx *cx, struct sup *s, struct req *r)
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
 		if (!simple && r->spec.id[0] == '\0') {
-			status = TR_EINVAL; /* by pid is for simple_one_for_one
-					     */
+			/* By pid is for simple_one_for_one. */
+			status = TR_EINVAL;
 			break;
 		}
 		c = find(s, simple ? NULL : r->spec.id, r->pid);
