@@ -28,8 +28,8 @@
  * Job actors are spawned from the kind's definition as it is, with the
  * kind's argument: nothing wraps the user's init, handler or state, so
  * tr_become() in a job actor is an ordinary tr_become(). The job comes as
- * the actor's first message (TR_MSG_JOB_START, a pointer message that the
- * runtime frees if the actor never takes it), and it names the job with
+ * the actor's first message (TR_MSG_JOB_START, a copy of the record's
+ * start message), and it names the job with
  * a struct tr_job (this service's pid and the job's id) that the job
  * actor passes to tr_job_progress(), tr_job_complete() and tr_job_fail().
  * Those functions only send to the service, which believes a report only
@@ -381,15 +381,9 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	j->active = jb;
 	k->active++;
 	/* Its first message is a copy: the record keeps the start until
-	 * the job ends, for the journal's snapshots (jobs_store.c). The
-	 * runtime frees the copy on every path. */
-	size_t len = sizeof(*jb->start) + jb->start->payload_size;
-	tr_job_start *js = malloc(len);
-	err = js != NULL ? TR_OK : TR_ENOMEM;
-	if (js != NULL) {
-		memcpy(js, jb->start, len);
-		err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, js, len, free);
-	}
+	 * the job ends, for the journal's snapshots (jobs_store.c). */
+	err = tr_send(cx, pid, TR_MSG_JOB_START, jb->start,
+		      sizeof(*jb->start) + jb->start->payload_size);
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
 		return err;

@@ -125,10 +125,9 @@ extern "C" {
 /**
  * TR_MSG_JOB_START - A job actor's job: the first message the service
  * sends it, before anything else can reach it. Payload: struct
- * tr_job_start, of variable length, in a pointer message: read m->data
- * as a `const tr_job_start *`; keep it past the handler with
- * tr_msg_take_ptr() (then free() it), or copy what you need. The sender
- * is the service.
+ * tr_job_start, of variable length, a copied message (as an event):
+ * read m->data as a `const tr_job_start *` in place, and copy what you
+ * keep past the handler. The sender is the service.
  */
 #define TR_MSG_JOB_START (TR_MSG_JOBS_BASE + 0x04u)
 
@@ -321,7 +320,7 @@ typedef struct tr_job {
  * @payload_size: number of bytes in @payload
  * @payload:      the bytes given at submit
  *
- * Variable length, in a pointer message: m->size is
+ * Variable length, a copied message: m->size is
  * sizeof(tr_job_start) + payload_size.
  */
 TR_FAM_BEGIN
