@@ -106,27 +106,19 @@ fifo_push(struct fifo *q, struct job *jb)
 {
 	jb->qnext = NULL;
 	jb->qprev = q->tail;
-	if (q->tail != NULL) {
-		q->tail->qnext = jb;
-	} else {
-		q->head = jb;
-	}
+	/* The link that points at the new last record: the old last's, or
+	 * the head of an empty queue. */
+	*(q->tail != NULL ? &q->tail->qnext : &q->head) = jb;
 	q->tail = jb;
 }
 
 void
 tr__jobs_fifo_remove(struct fifo *q, struct job *jb)
 {
-	if (jb->qprev != NULL) {
-		jb->qprev->qnext = jb->qnext;
-	} else {
-		q->head = jb->qnext;
-	}
-	if (jb->qnext != NULL) {
-		jb->qnext->qprev = jb->qprev;
-	} else {
-		q->tail = jb->qprev;
-	}
+	/* Each neighbour's link to @jb, or the queue's end where it has
+	 * none. */
+	*(jb->qprev != NULL ? &jb->qprev->qnext : &q->head) = jb->qnext;
+	*(jb->qnext != NULL ? &jb->qnext->qprev : &q->tail) = jb->qprev;
 }
 
 struct job *

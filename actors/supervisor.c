@@ -423,11 +423,9 @@ add_child(struct sup *s, const struct spec *sp)
 static void
 remove_child(struct sup *s, struct child *c)
 {
-	size_t i = (size_t)(c - s->kids);
-
 	conf_put(c->sp.nested);
-	memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof(*c));
 	s->n--;
+	memmove(c, c + 1, (size_t)(&s->kids[s->n] - c) * sizeof(*c));
 }
 
 /* Is the task waiting for a child: for its init to return, or its end? */
