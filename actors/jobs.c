@@ -28,8 +28,8 @@
  * Job actors are spawned from the kind's definition as it is, with the
  * kind's argument: nothing wraps the user's init, handler or state, so
  * tr_become() in a job actor is an ordinary tr_become(). The job comes as
- * the actor's first message (TR_MSG_JOB_START, a pointer message that the
- * runtime frees if the actor never takes it), and it names the job with
+ * the actor's first message (TR_MSG_JOB_START, a copy of the record's
+ * start message), and it names the job with
  * a struct tr_job (this service's pid and the job's id) that the job
  * actor passes to tr_job_progress(), tr_job_complete() and tr_job_fail().
  * Those functions only send to the service, which believes a report only
@@ -52,7 +52,7 @@
  * Invariants:
  * - a record in TR_JOB_QUEUED is in its kind's queue exactly once;
  * - kind->active counts the kind's job actors that exist (spawned, DOWN
- *   not handled yet); it never exceeds kind->max;
+ *   not handled yet); it never exceeds kind->cfg.max_concurrency;
  * - a record is in the active list (anext) exactly while its actor
  *   exists; one that the table drops meanwhile has id 0 and waits there
  *   for the DOWN, which frees it;
@@ -106,27 +106,19 @@ fifo_push(struct fifo *q, struct job *jb)
 {
 	jb->qnext = NULL;
 	jb->qprev = q->tail;
-	if (q->tail != NULL) {
-		q->tail->qnext = jb;
-	} else {
-		q->head = jb;
-	}
+	/* The link that points at the new last record: the old last's, or
+	 * the head of an empty queue. */
+	*(q->tail != NULL ? &q->tail->qnext : &q->head) = jb;
 	q->tail = jb;
 }
 
 void
 tr__jobs_fifo_remove(struct fifo *q, struct job *jb)
 {
-	if (jb->qprev != NULL) {
-		jb->qprev->qnext = jb->qnext;
-	} else {
-		q->head = jb->qnext;
-	}
-	if (jb->qnext != NULL) {
-		jb->qnext->qprev = jb->qprev;
-	} else {
-		q->tail = jb->qprev;
-	}
+	/* Each neighbour's link to @jb, or the queue's end where it has
+	 * none. */
+	*(jb->qprev != NULL ? &jb->qprev->qnext : &q->head) = jb->qnext;
+	*(jb->qnext != NULL ? &jb->qnext->qprev : &q->tail) = jb->qprev;
 }
 
 struct job *
@@ -151,7 +143,7 @@ tr__jobs_enqueue(struct jobs *j, struct job *jb)
 	tr__hash_grow(&j->tab);
 	tr__hash_link(&j->tab, &jb->node);
 	j->by_state[TR_JOB_QUEUED]++;
-	j->submitted++;
+	j->stats.submitted++;
 	fifo_push(&jb->kind->queue, jb);
 }
 
@@ -172,7 +164,6 @@ tr__jobs_free(struct tr__hnode *n)
 
 	watchers_clear(&jb->watchers);
 	free(jb->start);
-	free(jb->kept);
 	free(jb->done);
 	free(jb);
 }
@@ -188,8 +179,8 @@ tr__jobs_finished(struct jobs *j, struct job *jb)
 		tr__jobs_fifo_remove(&j->finished, old);
 		tr__hash_unlink(&j->tab, &old->node);
 		if (old->mon.v != 0) {
-			old->st.id =
-				0; /* out of the table; freed at its DOWN */
+			/* Out of the table; freed at its DOWN. */
+			old->st.id = 0;
 		} else {
 			tr__jobs_free(&old->node);
 		}
@@ -229,15 +220,15 @@ job_transition(struct jobs *j, struct job *jb, uint32_t to)
 
 /* ---- events ------------------------------------------------------------- */
 
-static bool
-has_watcher(const struct watcher *w, tr_pid pid)
+/* Where @pid is in @list: the link that points to it, or the list's
+ * end. */
+static struct watcher **
+watcher_at(struct watcher **list, tr_pid pid)
 {
-	for (; w != NULL; w = w->next) {
-		if (tr_pid_eq(w->pid, pid)) {
-			return true;
-		}
+	while (*list != NULL && !tr_pid_eq((*list)->pid, pid)) {
+		list = &(*list)->next;
 	}
-	return false;
+	return list;
 }
 
 /* Adds @pid to @list unless it is there; a watcher of every job is
@@ -245,7 +236,7 @@ has_watcher(const struct watcher *w, tr_pid pid)
 static tr_err
 watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 {
-	if (has_watcher(*list, pid)) {
+	if (*watcher_at(list, pid) != NULL) {
 		return TR_OK;
 	}
 	struct watcher *w = calloc(1, sizeof(*w));
@@ -268,14 +259,13 @@ watcher_add(tr_ctx *cx, struct watcher **list, tr_pid pid, bool monitor)
 static void
 watcher_remove(tr_ctx *cx, struct watcher **list, tr_pid pid)
 {
-	for (struct watcher **pp = list; *pp != NULL; pp = &(*pp)->next) {
-		struct watcher *w = *pp;
-		if (tr_pid_eq(w->pid, pid)) {
-			*pp = w->next;
-			(void)tr_demonitor(cx, w->ref);
-			free(w);
-			return;
-		}
+	struct watcher **at = watcher_at(list, pid);
+	struct watcher *w = *at;
+
+	if (w != NULL) {
+		*at = w->next;
+		(void)tr_demonitor(cx, w->ref);
+		free(w);
 	}
 }
 
@@ -285,31 +275,21 @@ event_send(tr_ctx *cx, struct jobs *j, tr_pid to, const tr_job_event *ev)
 	size_t len = sizeof(*ev) + ev->result_size;
 
 	if (tr_send(cx, to, TR_MSG_JOB_EVENT, ev, len) == TR_EFULL) {
-		j->events_dropped++;
+		j->stats.events_dropped++;
 	}
 }
 
-/* The job's latest event, numbered jb->seq (struct tr_job_event and the
- * result bytes, which only a succeeded job has, so only its FINISHED
- * carries them); NULL without memory. */
+/* The job's latest event (jb->st) with the result bytes, which only a
+ * succeeded job has, so only its FINISHED carries them; NULL without
+ * memory. */
 static tr_job_event *
-event_make(const struct job *jb, uint32_t event)
+event_make(const struct job *jb)
 {
-	tr_job_event *ev = calloc(1, sizeof(*ev) + jb->st.result_size);
-	if (ev == NULL) {
-		return NULL;
+	tr_job_event *ev = malloc(sizeof(*ev) + jb->st.result_size);
+	if (ev != NULL) {
+		*ev = jb->st;
 	}
-	ev->id = jb->st.id;
-	ev->seq = jb->seq;
-	ev->event = event;
-	ev->state = jb->st.state;
-	ev->progress = jb->st.progress;
-	ev->exit_reason = jb->st.exit_reason;
-	ev->worker = jb->st.worker;
-	memcpy(ev->kind, jb->st.kind, sizeof(ev->kind));
-	memcpy(ev->note, jb->st.note, sizeof(ev->note));
-	ev->result_size = jb->st.result_size;
-	if (jb->st.result_size > 0) {
+	if (ev != NULL && jb->st.result_size > 0) {
 		memcpy(ev->result, jb->done + 1, jb->st.result_size);
 	}
 	return ev;
@@ -323,21 +303,22 @@ emit(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t event)
 	if (event != TR_JOB_EV_QUEUED) {
 		tr__jobs_store_write(cx, j, jb, event);
 	}
-	jb->seq++;
+	jb->st.seq++;
+	jb->st.event = event;
 	if (jb->watchers == NULL && j->all == NULL) {
 		return;
 	}
-	tr_job_event *ev = event_make(jb, event);
+	tr_job_event *ev = event_make(jb);
 	if (ev == NULL) {
 		/* Best effort, as documented: the gap in seq shows it. */
-		j->events_dropped++;
+		j->stats.events_dropped++;
 		return;
 	}
 	for (struct watcher *w = jb->watchers; w != NULL; w = w->next) {
 		event_send(cx, j, w->pid, ev);
 	}
 	for (struct watcher *w = j->all; w != NULL; w = w->next) {
-		if (!has_watcher(jb->watchers, w->pid)) {
+		if (*watcher_at(&jb->watchers, w->pid) == NULL) {
 			event_send(cx, j, w->pid, ev);
 		}
 	}
@@ -370,8 +351,6 @@ tr__jobs_end(tr_ctx *cx, struct jobs *j, struct job *jb, uint32_t to,
 	watchers_clear(&jb->watchers);
 	free(jb->start);
 	jb->start = NULL;
-	free(jb->kept);
-	jb->kept = NULL;
 	tr__jobs_finished(j, jb);
 }
 
@@ -384,7 +363,7 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	tr_ref ref;
 
 	/* Monitored before it runs: even a failing init is seen. */
-	tr_err err = tr_spawn_monitor(cx, k->def, k->arg, &pid, &ref);
+	tr_err err = tr_spawn_monitor(cx, k->cfg.def, k->cfg.arg, &pid, &ref);
 	if (err < 0) {
 		return err;
 	}
@@ -393,19 +372,10 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 	jb->anext = j->active;
 	j->active = jb;
 	k->active++;
-	/* A job that runs again after a restart keeps its payload for the
-	 * journal's snapshots (jobs_store.c); without memory for it, a
-	 * snapshot made while it runs lacks it. */
-	size_t len = sizeof(*jb->start) + jb->start->payload_size;
-	if (j->store != NULL && k->on_restart == TR_JOBS_RESTART_RESUBMIT) {
-		jb->kept = malloc(len);
-		if (jb->kept != NULL) {
-			memcpy(jb->kept, jb->start, len);
-		}
-	}
-	/* Its first message; the runtime frees it on every path. */
-	err = tr_send_ptr(cx, pid, TR_MSG_JOB_START, jb->start, len, free);
-	jb->start = NULL;
+	/* Its first message is a copy: the record keeps the start until
+	 * the job ends, for the journal's snapshots (jobs_store.c). */
+	err = tr_send(cx, pid, TR_MSG_JOB_START, jb->start,
+		      sizeof(*jb->start) + jb->start->payload_size);
 	if (err < 0) {
 		(void)tr_stop(cx, pid, TR_EXIT_ERROR);
 		return err;
@@ -428,7 +398,7 @@ start(tr_ctx *cx, struct jobs *j, struct kind *k, struct job *jb)
 void
 tr__jobs_pump(tr_ctx *cx, struct jobs *j, struct kind *k)
 {
-	while (k->active < k->max && k->queue.head != NULL) {
+	while (k->active < k->cfg.max_concurrency && k->queue.head != NULL) {
 		struct job *jb = k->queue.head;
 		tr_err err = start(cx, j, k, jb);
 		if (err < 0) {
@@ -457,7 +427,7 @@ tr__jobs_answer(tr_ctx *cx, const tr_msg *m, tr_err status, uint64_t id)
 void
 tr__jobs_unhandled(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	j->unhandled++;
+	j->stats.unhandled++;
 	if (m->flags & TR_MSG_F_REQUEST) {
 		tr__jobs_answer(cx, m, TR_EINVAL, 0);
 	} else {
@@ -476,7 +446,7 @@ tr__jobs_kind(struct boot *b, const char *name)
 	return NULL;
 }
 
-/* The start message is made whole now, so the payload is copied once. */
+/* The start message is made whole now: each start sends a copy of it. */
 struct job *
 tr__jobs_new(tr_ctx *cx, struct kind *k, const char *kind, uint64_t id,
 	     uint64_t timeout_ms, const void *payload, size_t len)
@@ -498,6 +468,7 @@ tr__jobs_new(tr_ctx *cx, struct kind *k, const char *kind, uint64_t id,
 	memcpy(jb->st.kind, kind, sizeof(jb->st.kind));
 	jb->timeout_ms = timeout_ms;
 	jb->st.state = TR_JOB_QUEUED;
+	jb->st.event = TR_JOB_EV_QUEUED;
 	return jb;
 }
 
@@ -529,18 +500,17 @@ on_submit(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		return;
 	}
 	struct kind *k = tr__jobs_kind(j->boot, rq->kind);
-	if (k == NULL || tr_pid_node(rq->watcher) != 0) {
-		tr__jobs_answer(cx, m,
-				tr_pid_node(rq->watcher) != 0 ? TR_EINVAL
-							      : TR_ENOENT,
-				0);
-		return;
-	}
-	struct job *jb =
-		tr__jobs_new(cx, k, k->name, j->next_id + 1, rq->timeout_ms,
-			     rq->payload, rq->payload_size);
+	/* What the submit is answered with when no record is made. */
+	tr_err err = tr_pid_node(rq->watcher) != 0 ? TR_EINVAL
+		     : k == NULL                   ? TR_ENOENT
+						   : TR_ENOMEM;
+	struct job *jb = err == TR_ENOMEM
+				 ? tr__jobs_new(cx, k, k->name, j->next_id + 1,
+						rq->timeout_ms, rq->payload,
+						rq->payload_size)
+				 : NULL;
 	if (jb == NULL) {
-		tr__jobs_answer(cx, m, TR_ENOMEM, 0);
+		tr__jobs_answer(cx, m, err, 0);
 		return;
 	}
 	j->next_id++;
@@ -555,39 +525,35 @@ static void
 on_cancel(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_job_req *rq = m->data;
-
 	struct job *jb = tr__jobs_find(j, rq->id);
-	if (jb == NULL || tr__jobs_is_final(jb->st.state)) {
-		tr__jobs_answer(cx, m, jb == NULL ? TR_ENOENT : TR_ESTATE,
-				rq->id);
-		return;
+	tr_err err = jb == NULL                        ? TR_ENOENT
+		     : tr__jobs_is_final(jb->st.state) ? TR_ESTATE
+						       : TR_OK;
+
+	if (err == TR_OK) {
+		tr__jobs_end(cx, j, jb, TR_JOB_CANCELLED,
+			     jb->st.state == TR_JOB_RUNNING
+				     ? TR_JOBS_EXIT_CANCELLED
+				     : 0,
+			     "cancelled");
 	}
-	tr__jobs_end(cx, j, jb, TR_JOB_CANCELLED,
-		     jb->st.state == TR_JOB_RUNNING ? TR_JOBS_EXIT_CANCELLED
-						    : 0,
-		     "cancelled");
-	tr__jobs_answer(cx, m, TR_OK, rq->id);
+	tr__jobs_answer(cx, m, err, rq->id);
 }
 
 static void
 on_status(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	const tr_jobs_job_req *rq = m->data;
-
 	struct job *jb = tr__jobs_find(j, rq->id);
-	size_t size =
-		sizeof(tr_job_status) + (jb != NULL ? jb->st.result_size : 0);
-	tr_job_status *st = jb != NULL ? calloc(1, size) : NULL;
-	if (st == NULL) {
+	tr_job_event *ev = jb != NULL ? event_make(jb) : NULL;
+
+	if (ev == NULL) {
 		tr__jobs_answer(cx, m, jb == NULL ? TR_ENOENT : TR_ENOMEM,
 				rq->id);
 		return;
 	}
-	*st = jb->st;
-	if (jb->st.result_size > 0) {
-		memcpy(st->result, jb->done + 1, jb->st.result_size);
-	}
-	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, st, size, free);
+	(void)tr_reply_ptr(cx, m, TR_MSG_JOBS_STATUS_REPLY, ev,
+			   sizeof(*ev) + ev->result_size, free);
 }
 
 static void
@@ -613,7 +579,7 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 		err = watcher_add(cx, list, rq->pid, jb == NULL);
 	} else {
 		/* It already happened: repeat the last event to this one. */
-		ev = event_make(jb, TR_JOB_EV_FINISHED);
+		ev = event_make(jb);
 		err = ev != NULL ? TR_OK : TR_ENOMEM;
 	}
 	tr__jobs_answer(cx, m, err, rq->id);
@@ -626,19 +592,8 @@ on_watch(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 static void
 on_stats(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
-	tr_jobs_stats s = {
-		.submitted = j->submitted,
-		.queued = j->by_state[TR_JOB_QUEUED],
-		.running = j->by_state[TR_JOB_RUNNING],
-		.succeeded = j->by_state[TR_JOB_SUCCEEDED],
-		.failed = j->by_state[TR_JOB_FAILED],
-		.cancelled = j->by_state[TR_JOB_CANCELLED],
-		.timed_out = j->by_state[TR_JOB_TIMED_OUT],
-		.interrupted = j->by_state[TR_JOB_INTERRUPTED],
-		.events_dropped = j->events_dropped,
-		.unhandled = j->unhandled,
-	};
-	(void)tr_reply(cx, m, TR_MSG_JOBS_STATS_REPLY, &s, sizeof(s));
+	(void)tr_reply(cx, m, TR_MSG_JOBS_STATS_REPLY, &j->stats,
+		       sizeof(j->stats));
 }
 
 /* ---- reports, timeouts and DOWNs ---------------------------------------- */
@@ -736,17 +691,14 @@ static void
 on_start(tr_ctx *cx, struct jobs *j, const tr_msg *m)
 {
 	tr_msg start;
-	/* Its size counts the kinds. */
-	struct boot *b = tr__boot_take(cx, m, m->size, &start);
+	/* Its size counts the kinds. Held from now on, the teardown frees
+	 * it whatever happens next. */
+	j->boot = tr__boot_take(cx, m, m->size, &start);
 	tr_err err = tr__hash_init(&j->tab, TABLE_BUCKETS0);
 	if (err < 0) {
-		free(b);
 		tr__jobs_answer(cx, &start, err, 0);
 		tr_stop_self(cx, TR_EXIT_ERROR);
-		return;
-	}
-	j->boot = b;
-	if (tr_pid_is_none(b->store)) {
+	} else if (tr_pid_is_none(j->boot->store)) {
 		tr__jobs_answer(cx, &start, TR_OK, 0);
 	} else {
 		tr__jobs_store_start(cx, j, &start);
@@ -884,10 +836,8 @@ tr_jobs_start(tr_ctx *cx, const tr_jobs_config *cfg, tr_pid *out, tr_ref *ref)
 		}
 		struct kind *to = &b->kinds[b->nkinds++];
 		memcpy(to->name, k->name, strlen(k->name));
-		to->def = k->def;
-		to->arg = k->arg;
-		to->max = k->max_concurrency;
-		to->on_restart = k->on_restart;
+		to->cfg = *k;
+		to->cfg.name = to->name;
 	}
 	if (err < 0) {
 		free(b);

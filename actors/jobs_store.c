@@ -240,7 +240,7 @@ static size_t
 image_job(unsigned char *at, const struct job *jb)
 {
 	size_t n = 0;
-	const tr_job_start *st = jb->start != NULL ? jb->start : jb->kept;
+	const tr_job_start *st = jb->start;
 	const void *payload = st != NULL ? st->payload : NULL;
 	size_t plen = st != NULL ? st->payload_size : 0;
 	size_t rlen = jb->done != NULL ? jb->st.result_size : 0;
@@ -489,6 +489,7 @@ replay_finish(struct jobs *j, struct job *jb, const struct jrec *r,
 	j->by_state[TR_JOB_QUEUED]--;
 	j->by_state[r->state]++;
 	jb->st.state = r->state;
+	jb->st.event = TR_JOB_EV_FINISHED;
 	jb->st.progress = r->progress;
 	jb->st.exit_reason = r->exit_reason;
 	jb->st.result_size = r->size;
@@ -565,7 +566,7 @@ replay_settle(tr_ctx *cx, struct jobs *j, struct kind *k)
 			tr__jobs_end(cx, j, jb, TR_JOB_INTERRUPTED, 0,
 				     "its kind is not run any more");
 		} else if (jb->was_running &&
-			   k->on_restart != TR_JOBS_RESTART_RESUBMIT) {
+			   k->cfg.on_restart != TR_JOBS_RESTART_RESUBMIT) {
 			tr__jobs_end(cx, j, jb, TR_JOB_INTERRUPTED, 0,
 				     "interrupted by a restart");
 		} else if (jb->was_running) {

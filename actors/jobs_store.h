@@ -35,11 +35,8 @@ struct fifo {
 
 struct kind {
 	char name[TR_JOBS_KIND_MAX + 1];
-	const tr_actor_def *def;
-	void *arg;
-	uint32_t max;
+	tr_jobs_kind cfg; /* as given, but its name is the copy above */
 	uint32_t active;
-	uint32_t on_restart;
 	struct fifo queue;
 };
 
@@ -49,16 +46,13 @@ struct job {
 	struct job *qprev;
 	struct job *anext; /* records whose actor exists (its DOWN to come) */
 	tr_ref mon;        /* that actor's monitor; zero without one */
-	/* The job as status tells it (the result bytes are done's): id,
-	 * state, progress, exit_reason, worker, kind's name, note. */
-	tr_job_status st;
+	/* The job's latest event, which status tells too (the result
+	 * bytes are done's); seq counts the events sent. */
+	tr_job_event st;
 	struct kind *kind;
-	uint32_t seq; /* events sent */
 	uint64_t timeout_ms;
 	tr_timer_id timer;   /* zero when none was armed */
-	tr_job_start *start; /* the job actor's first message, until then */
-	tr_job_start *kept;  /* with a store, a copy of it while a job that
-			      * runs again after a restart runs */
+	tr_job_start *start; /* the job actor's first message, until the end */
 	struct report *done; /* TR_JOB_SUCCEEDED: the result follows it */
 	struct watcher *watchers;
 	bool was_running; /* replay: started and not finished */
@@ -83,12 +77,18 @@ struct jobs {
 	struct job *active; /* through anext */
 	struct watcher *all;
 	struct jobs_store *store; /* with a store, until the teardown */
-	/* Counters of struct tr_jobs_stats. */
-	uint64_t submitted;
-	uint64_t by_state[TR_JOB_INTERRUPTED + 1];
-	uint64_t events_dropped;
-	uint64_t unhandled;
+	/* The counters, as a stats request reads them. The struct lists
+	 * the jobs in each state in the order of enum tr_job_state, right
+	 * after submitted: by_state[s] is the count of state s. */
+	union {
+		tr_jobs_stats stats;
+		uint64_t by_state[TR_JOB_INTERRUPTED + 1];
+	};
 };
+
+_Static_assert(offsetof(tr_jobs_stats, interrupted) ==
+		       TR_JOB_INTERRUPTED * sizeof(uint64_t),
+	       "by_state[s] is the counter of state s");
 
 static inline bool
 tr__jobs_is_final(uint32_t state)

@@ -36,7 +36,7 @@
  * request from an actor (a parent supervisor too) or an inbox, answered
  * with TR_MSG_SUP_REPLY once the children have started (or one failed),
  * or a plain message from the runtime's context. Nothing happens before
- * it: the supervisor's init only traps exits.
+ * it: the supervisor has no init, and traps exits from its start on.
  *
  * Threads: every function that takes a struct sup runs in that
  * supervisor's turns. The public start and request functions run on the
@@ -137,10 +137,8 @@ conf_put(void *p)
 static tr_err
 id_copy(char *dst, const char *id)
 {
-	if (id == NULL) {
-		return TR_EINVAL;
-	}
-	size_t len = strnlen(id, TR_SUP_ID_MAX);
+	size_t len = id != NULL ? strnlen(id, TR_SUP_ID_MAX) : 0;
+
 	if (len == 0 || len == TR_SUP_ID_MAX) {
 		return TR_EINVAL;
 	}
@@ -167,23 +165,18 @@ spec_copy(struct spec *dst, const tr_sup_child_spec *src, unsigned depth)
 		      src->def->size >= sizeof(tr_actor_def) &&
 		      src->def->handle != NULL && src->sup_specs == NULL &&
 		      src->sup_nspecs == 0;
-	if (nested ? src->def != NULL || src->arg != NULL : !is_def) {
+	if ((nested ? src->def != NULL || src->arg != NULL : !is_def) ||
+	    id_copy(dst->id, src->id) < 0) {
 		return TR_EINVAL;
-	}
-	tr_err err = id_copy(dst->id, src->id);
-	if (err < 0) {
-		return err;
 	}
 	dst->def = src->def;
 	dst->arg = src->arg;
 	dst->shutdown_ms = src->shutdown_ms;
 	dst->restart = (uint32_t)src->restart;
 	dst->type = nested ? TR_SUP_SUPERVISOR : (uint32_t)src->type;
-	if (nested) {
-		return conf_copy(src->sup_flags, src->sup_specs,
-				 src->sup_nspecs, depth + 1, &dst->nested);
-	}
-	return TR_OK;
+	return nested ? conf_copy(src->sup_flags, src->sup_specs,
+				  src->sup_nspecs, depth + 1, &dst->nested)
+		      : TR_OK;
 }
 
 static tr_err
@@ -191,15 +184,13 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 	  unsigned depth, struct conf **out)
 {
 	*out = NULL;
+	/* The template is the whole description of a simple_one_for_one. */
 	if (flags == NULL || flags->size < sizeof(*flags) ||
 	    (unsigned)flags->strategy > TR_SUP_SIMPLE_ONE_FOR_ONE ||
 	    flags->period_ms == 0 || flags->intensity > TR_SUP_MAX_INTENSITY ||
 	    (n > 0 && specs == NULL) || depth > TR_SUP_MAX_DEPTH ||
-	    n > (SIZE_MAX - sizeof(struct conf)) / sizeof(struct spec)) {
-		return TR_EINVAL;
-	}
-	/* The template is the whole description of a simple_one_for_one. */
-	if (flags->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE && n != 1) {
+	    n > (SIZE_MAX - sizeof(struct conf)) / sizeof(struct spec) ||
+	    (flags->strategy == TR_SUP_SIMPLE_ONE_FOR_ONE && n != 1)) {
 		return TR_EINVAL;
 	}
 	struct conf *c = calloc(1, sizeof(*c) + n * sizeof(c->specs[0]));
@@ -215,9 +206,9 @@ conf_copy(const tr_sup_flags *flags, const tr_sup_child_spec *specs, size_t n,
 		err = spec_copy(&c->specs[i], &specs[i], depth);
 		c->n = i + 1; /* conf_put() releases what this copy holds */
 		for (size_t j = 0; err == TR_OK && j < i; j++) {
-			if (strcmp(c->specs[i].id, c->specs[j].id) == 0) {
-				err = TR_EEXIST;
-			}
+			err = strcmp(c->specs[i].id, c->specs[j].id) == 0
+				      ? TR_EEXIST
+				      : TR_OK;
 		}
 	}
 	/* Dynamic children take an argument, which a nested spec has no
@@ -250,13 +241,10 @@ wrap_init(tr_ctx *cx, void *state, void *arg)
 	const struct start_rec *rec = arg;
 
 	int r = rec->init != NULL ? rec->init(cx, state, rec->arg) : TR_OK;
-	if (r < 0) {
-		return r;
-	}
+
 	/* Without the acknowledgement the supervisor would wait forever, so
 	 * failing to send it fails the start (teardown still runs). */
-	tr_err err = tr_send(cx, rec->sup, MSG_ACK, NULL, 0);
-	return err < 0 ? err : r;
+	return r < 0 ? r : tr_send(cx, rec->sup, MSG_ACK, NULL, 0);
 }
 
 static _Atomic(struct tr__def *) wraps;
@@ -280,8 +268,9 @@ struct req {
 	tr_pid pid;
 	void *arg;
 	uint32_t op;
-	char id[TR_SUP_ID_MAX]; /* empty when none was given */
-	struct spec spec;       /* owned copy; its id is empty when none */
+	/* START_CHILD: an owned copy of the spec; otherwise only the id of
+	 * the child. The id is empty when none was given. */
+	struct spec spec;
 };
 
 static void
@@ -322,10 +311,10 @@ struct sup {
 	struct child *kids;
 	size_t n;
 	size_t cap;
-	/* Restart times (ms) within the period, oldest first; room for
-	 * conf->fl.intensity. */
+	/* The last restart times (ms), a ring of conf->fl.intensity. */
 	uint64_t *hist;
 	uint32_t hist_n;
+	uint32_t hist_i;
 	/* The task, and the request it answers when done (the start's for
 	 * T_INIT, op 0): hdr.from is TR_PID_NONE once it is answered, or
 	 * when nobody waits. */
@@ -369,49 +358,43 @@ emit(tr_ctx *cx, struct sup *s, uint32_t kind, const struct child *c,
 		      sizeof(ev));
 }
 
-static tr_err
-reply(tr_ctx *cx, const tr_msg *hdr, uint32_t op, int32_t status,
-      int32_t reason, tr_pid pid)
-{
-	tr_sup_reply rp = {
-		.op = op,
-		.status = status,
-		.reason = reason,
-		.pid = pid,
-	};
-
-	if (tr_pid_is_none(hdr->from)) {
-		return TR_OK;
-	}
-	return tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
-}
-
 /*
- * Answers the task's request, once: the start's carries the supervisor's
- * pid, a request's the pid it is about. False when a successful start
- * could not be told: whoever waits for it would wait forever, so the
- * caller shuts down instead (and the starter's request then fails).
+ * Answers the task's request (hdr, op), once: the start's carries the
+ * supervisor's pid, a request's the pid it is about. False when a
+ * successful start could not be told: whoever waits for it would wait
+ * forever, so the caller shuts down instead (and the starter's request
+ * then fails).
  */
 static bool
 answer(tr_ctx *cx, struct sup *s, int32_t status, int32_t reason)
 {
-	tr_pid pid = s->op == 0 ? tr_self(cx) : s->task_pid;
-	tr_err err = reply(cx, &s->hdr, s->op, status, reason,
-			   s->op == 0 || status == TR_OK ? pid : TR_PID_NONE);
+	tr_sup_reply rp = {
+		.op = s->op,
+		.status = status,
+		.reason = reason,
+		.pid = s->op == 0 ? tr_self(cx) : s->task_pid,
+	};
+	tr_err err = tr_pid_is_none(s->hdr.from)
+			     ? TR_OK
+			     : tr_reply(cx, &s->hdr, TR_MSG_SUP_REPLY, &rp,
+					sizeof(rp));
 
 	s->hdr.from = TR_PID_NONE;
 	return status != TR_OK || err == TR_OK;
 }
 
-/* The child named @id, or else the one running as @pid. */
+/* The child named @id, or else the one running as @pid or whose exit as
+ * @pid is not acted on yet (gone: OTP still has that child until it
+ * takes the EXIT). */
 static struct child *
 find(struct sup *s, const char *id, tr_pid pid)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct child *c = &s->kids[i];
-		if (id != NULL
-			    ? strcmp(c->sp.id, id) == 0
-			    : !tr_pid_is_none(pid) && tr_pid_eq(c->pid, pid)) {
+		if (id != NULL ? strcmp(c->sp.id, id) == 0
+			       : !tr_pid_is_none(pid) &&
+					 (tr_pid_eq(c->pid, pid) ||
+					  tr_pid_eq(c->gone, pid))) {
 			return c;
 		}
 	}
@@ -432,8 +415,7 @@ add_child(struct sup *s, const struct spec *sp)
 		s->cap = cap;
 	}
 	struct child *c = &s->kids[s->n++];
-	memset(c, 0, sizeof(*c));
-	c->sp = *sp;
+	*c = (struct child){ .sp = *sp };
 	(void)conf_hold(sp->nested);
 	return c;
 }
@@ -441,11 +423,9 @@ add_child(struct sup *s, const struct spec *sp)
 static void
 remove_child(struct sup *s, struct child *c)
 {
-	size_t i = (size_t)(c - s->kids);
-
 	conf_put(c->sp.nested);
-	memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof(*c));
 	s->n--;
+	memmove(c, c + 1, (size_t)(&s->kids[s->n] - c) * sizeof(*c));
 }
 
 /* Is the task waiting for a child: for its init to return, or its end? */
@@ -460,23 +440,25 @@ is_waiting(const struct sup *s)
 	return false;
 }
 
-/* OTP's add_restart: false when this restart is one too many. */
+/*
+ * OTP's add_restart: false when this restart is one too many, that is
+ * when the last @intensity restarts all fall within the period. The
+ * history is a ring of the last @intensity restart times; hist_n counts
+ * the restarts up to its size, hist_i is where the oldest is.
+ */
 static bool
 add_restart(struct sup *s)
 {
 	uint64_t now = tr__clock_ns() / 1000000u;
-	uint32_t kept = 0;
+	uint32_t max = s->conf->fl.intensity;
 
-	for (uint32_t i = 0; i < s->hist_n; i++) {
-		if (now - s->hist[i] <= s->conf->fl.period_ms) {
-			s->hist[kept++] = s->hist[i];
-		}
-	}
-	s->hist_n = kept;
-	if (kept == s->conf->fl.intensity) {
+	if (max == 0 || (s->hist_n == max &&
+			 now - s->hist[s->hist_i] <= s->conf->fl.period_ms)) {
 		return false;
 	}
-	s->hist[s->hist_n++] = now;
+	s->hist[s->hist_i] = now;
+	s->hist_i = (s->hist_i + 1) % max;
+	s->hist_n += s->hist_n < max ? 1u : 0u;
 	return true;
 }
 
@@ -529,25 +511,16 @@ defer(tr_ctx *cx, struct sup *s, const tr_msg *m, int32_t reason)
 
 /* ---- starting ------------------------------------------------------ */
 
-/*
- * Spawns a supervisor that starts with @conf (a reference, taken on
- * every path), linked with the caller when the conf says so. The conf is
- * the start message's payload, so that the runtime drops the reference
- * if the supervisor never takes it (a runtime stop, a kill).
- */
-static tr_err
-sup_spawn(tr_ctx *cx, struct conf *conf, tr_pid *out, tr_ref *ref)
-{
-	return tr__boot_start(cx, &sup_def, conf->fl.is_linked, MSG_START, conf,
-			      sizeof(*conf), conf_put, out, ref);
-}
-
 static tr_err
 spawn_child(tr_ctx *cx, const struct spec *sp, tr_pid *pid)
 {
 	if (sp->nested != NULL) {
-		/* It answers its start request once its children have. */
-		return sup_spawn(cx, conf_hold(sp->nested), pid, NULL);
+		/* It answers its start request once its children have; the
+		 * conf is a reference, taken on every path (see
+		 * tr_sup_start()). */
+		return tr__boot_start(cx, &sup_def, true, MSG_START,
+				      conf_hold(sp->nested),
+				      sizeof(struct conf), conf_put, pid, NULL);
 	}
 	const struct tr__def *wd = tr__def_get(&wraps, sp->def, derive_wrap);
 	if (wd == NULL) {
@@ -630,12 +603,11 @@ start_begin(tr_ctx *cx, struct sup *s, struct child *c)
 {
 	c->mark_start = false;
 	c->gone = TR_PID_NONE; /* OTP flushes the exit it replaces */
+	c->starting = true;
 	tr_err err = spawn_child(cx, &c->sp, &c->pid);
 	if (err < 0) {
 		start_failed(cx, s, c, NULL, TR_EXIT_ERROR, err);
-		return;
 	}
-	c->starting = true;
 }
 
 /* ---- stopping ------------------------------------------------------ */
@@ -730,13 +702,10 @@ step(tr_ctx *cx, struct sup *s)
 	/* Stops first, last child first (reverse start order); OTP stops
 	 * dynamic children all at once (they share the template's shutdown
 	 * time). Going down, a removal only moves entries already passed. */
-	for (size_t i = s->n; i-- > 0;) {
+	for (size_t i = s->n; i-- > 0 && (!stops || is_simple(s));) {
 		if (s->kids[i].mark_term) {
 			terminate_begin(cx, s, &s->kids[i]);
 			stops = true;
-			if (!is_simple(s)) {
-				break;
-			}
 		}
 	}
 	if (stops) {
@@ -789,45 +758,46 @@ process_exit(tr_ctx *cx, struct sup *s, struct child *c, int32_t reason)
 		begin_shutdown(cx, s, TR_SUP_EXIT_INTENSITY);
 		return;
 	}
-	tr_sup_strategy strategy = s->conf->fl.strategy;
-	if (strategy == TR_SUP_ONE_FOR_ALL || strategy == TR_SUP_REST_FOR_ONE) {
-		/* All children, or @c and the ones after it. */
-		size_t from = strategy == TR_SUP_ONE_FOR_ALL
-				      ? 0
-				      : (size_t)(c - s->kids);
-		for (size_t i = from; i < s->n; i++) {
-			struct child *k = &s->kids[i];
-			k->mark_term = k != c;
-			k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
-		}
-	} else {
-		c->mark_start = true;
+	/* One loop for every strategy: all children (one_for_all), @c and
+	 * the ones after it (rest_for_one), or @c alone. A temporary
+	 * sibling is stopped and not started again. */
+	tr_sup_strategy st = s->conf->fl.strategy;
+	size_t at = (size_t)(c - s->kids);
+	size_t end = st == TR_SUP_ONE_FOR_ALL || st == TR_SUP_REST_FOR_ONE
+			     ? s->n
+			     : at + 1;
+	for (size_t i = st == TR_SUP_ONE_FOR_ALL ? 0 : at; i < end; i++) {
+		struct child *k = &s->kids[i];
+		k->mark_term = k != c;
+		k->mark_start = k->sp.restart != TR_SUP_TEMPORARY;
 	}
 	s->task = T_RESTART;
 }
 
-/* which_children and count_children, from one walk over the children. */
+/* which_children and count_children (the request in s->hdr), from one
+ * walk over the children: the counts are the head of the list, which
+ * count_children sends alone. */
 static void
-reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
+reply_children(tr_ctx *cx, struct sup *s)
 {
-	size_t n = op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
+	size_t n = s->op == TR_SUP_OP_WHICH_CHILDREN ? s->n : 0;
 	size_t size = sizeof(tr_sup_children) + n * sizeof(tr_sup_child_info);
-	tr_sup_reply rp = {
-		.op = op,
-		.specs = is_simple(s) ? 1u : (uint32_t)s->n,
-	};
-	tr_sup_children *c = NULL;
+	tr_sup_children *c = calloc(1, size);
 
-	if (op == TR_SUP_OP_WHICH_CHILDREN && (c = calloc(1, size)) == NULL) {
-		/* The same type, without the list: one answer either way. */
-		(void)reply(cx, hdr, op, TR_ENOMEM, 0, TR_PID_NONE);
+	s->task_pid = TR_PID_NONE;
+	if (c == NULL) {
+		(void)answer(cx, s, TR_ENOMEM, 0);
 		return;
 	}
+	c->reply.op = s->op;
+	c->reply.count = (uint32_t)n;
+	c->reply.specs = is_simple(s) ? 1u : (uint32_t)s->n;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct child *k = &s->kids[i];
-		rp.active += tr_pid_is_none(k->pid) ? 0u : 1u;
-		rp.supervisors += k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
-		if (c != NULL) {
+		c->reply.active += tr_pid_is_none(k->pid) ? 0u : 1u;
+		c->reply.supervisors +=
+			k->sp.type == TR_SUP_SUPERVISOR ? 1u : 0u;
+		if (i < n) {
 			tr_sup_child_info *ci = &c->children[i];
 			memcpy(ci->id, k->sp.id, sizeof(ci->id));
 			ci->pid = k->pid;
@@ -835,38 +805,40 @@ reply_children(tr_ctx *cx, struct sup *s, const tr_msg *hdr, uint32_t op)
 			ci->restart = k->sp.restart;
 		}
 	}
-	rp.workers = (uint32_t)s->n - rp.supervisors;
-	if (c == NULL) {
-		(void)tr_reply(cx, hdr, TR_MSG_SUP_REPLY, &rp, sizeof(rp));
-		return;
+	c->reply.workers = (uint32_t)s->n - c->reply.supervisors;
+	if (s->op == TR_SUP_OP_WHICH_CHILDREN) {
+		(void)tr_reply_ptr(cx, &s->hdr, TR_MSG_SUP_CHILDREN, c, size,
+				   free);
+	} else {
+		(void)tr_reply(cx, &s->hdr, TR_MSG_SUP_REPLY, &c->reply,
+			       sizeof(c->reply));
+		free(c);
 	}
-	c->reply.op = op;
-	c->reply.count = (uint32_t)n;
-	(void)tr_reply_ptr(cx, hdr, TR_MSG_SUP_CHILDREN, c, size, free);
+	s->hdr.from = TR_PID_NONE;
 }
 
-/* Acts on request @r: answers it, or makes it the task's request. */
+/* Acts on request @r (its header in s->hdr): answers it, or makes it
+ * the task's request. */
 static void
-process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
+process_req(tr_ctx *cx, struct sup *s, struct req *r)
 {
 	bool simple = is_simple(s);
 	struct child *c = NULL;
 	int32_t status = TR_OK;
 
+	s->op = r->op;
 	switch (r->op) {
 	case TR_SUP_OP_STOP:
 		begin_shutdown(cx, s, TR_EXIT_SHUTDOWN);
-		s->hdr = *hdr;
-		s->op = r->op;
 		return;
 	case TR_SUP_OP_WHICH_CHILDREN:
 	case TR_SUP_OP_COUNT_CHILDREN:
-		reply_children(cx, s, hdr, r->op);
+		reply_children(cx, s);
 		return;
 	case TR_SUP_OP_START_CHILD:
 		if (simple == (r->spec.id[0] != '\0')) {
-			status = TR_EINVAL; /* a spec, or an argument for simple
-					     */
+			/* A spec, or an argument for simple_one_for_one. */
+			status = TR_EINVAL;
 		} else if (!simple &&
 			   (c = find(s, r->spec.id, TR_PID_NONE)) != NULL) {
 			status = TR_EEXIST;
@@ -881,17 +853,17 @@ process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 		}
 		break;
 	case TR_SUP_OP_TERMINATE_CHILD:
-		if (!simple && r->id[0] == '\0') {
-			status = TR_EINVAL; /* by pid is for simple_one_for_one
-					     */
+		if (!simple && r->spec.id[0] == '\0') {
+			/* By pid is for simple_one_for_one. */
+			status = TR_EINVAL;
 			break;
 		}
-		c = find(s, simple ? NULL : r->id, r->pid);
+		c = find(s, simple ? NULL : r->spec.id, r->pid);
 		status = c != NULL ? TR_OK : TR_ENOENT;
 		break;
 	case TR_SUP_OP_RESTART_CHILD:
 	case TR_SUP_OP_DELETE_CHILD:
-		c = simple ? NULL : find(s, r->id, TR_PID_NONE);
+		c = simple ? NULL : find(s, r->spec.id, TR_PID_NONE);
 		if (c == NULL) {
 			status = simple ? TR_EINVAL : TR_ENOENT;
 		} else if (!tr_pid_is_none(c->pid) ||
@@ -908,18 +880,15 @@ process_req(tr_ctx *cx, struct sup *s, const tr_msg *hdr, struct req *r)
 		status = TR_EINVAL;
 		break;
 	}
+	s->task_pid = c != NULL ? c->pid : TR_PID_NONE;
 	if (status == TR_OK && c != NULL) {
 		/* A start, restart or termination of @c: the task's. */
 		c->mark_term = r->op == TR_SUP_OP_TERMINATE_CHILD;
 		c->mark_start = !c->mark_term;
-		s->task_pid = c->pid; /* none if it does not run */
 		s->task = T_REQ;
-		s->hdr = *hdr;
-		s->op = r->op;
 		return;
 	}
-	(void)reply(cx, hdr, r->op, status, 0,
-		    c != NULL ? c->pid : TR_PID_NONE);
+	(void)answer(cx, s, status, 0);
 }
 
 /* Runs the task until it must wait for a child. */
@@ -953,16 +922,12 @@ on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 		terminate_done(cx, s, c, reason);
 		return;
 	}
-	if (c != NULL) {
+	/* Seen now, or before (gone), while a task was in progress, and
+	 * put back. */
+	if (c != NULL && tr_pid_eq(c->pid, pid)) {
 		emit(cx, s, TR_SUP_EV_EXITED, c, pid, reason, 0);
 		c->pid = TR_PID_NONE;
 		c->gone = pid;
-	}
-	/* Or seen before, while a task was in progress, and put back. */
-	for (size_t i = 0; i < s->n && !tr_pid_is_none(pid); i++) {
-		if (tr_pid_eq(s->kids[i].gone, pid)) {
-			c = &s->kids[i];
-		}
 	}
 	if (c == NULL && (tr_pid_is_none(pid) || !tr_pid_eq(pid, s->parent))) {
 		return; /* not ours to act on (OTP ignores it too) */
@@ -981,16 +946,15 @@ on_end(tr_ctx *cx, struct sup *s, const tr_msg *m, tr_pid pid, int32_t reason)
 static void
 on_request(tr_ctx *cx, struct sup *s, const tr_msg *m)
 {
-	tr_msg hdr;
-
 	if (is_busy(s)) {
 		defer(cx, s, m, 0);
 		return;
 	}
-	/* Taken as a start is: the pointer, and the header to answer. */
-	struct req *r = tr__boot_take(cx, m, sizeof(*r), &hdr);
+	/* Taken as a start is: the pointer, and the header to answer, which
+	 * becomes the task's (nothing else waits for an answer now). */
+	struct req *r = tr__boot_take(cx, m, sizeof(*r), &s->hdr);
 	if (r != NULL) {
-		process_req(cx, s, &hdr, r);
+		process_req(cx, s, r);
 		req_free(r);
 	}
 }
@@ -1007,14 +971,16 @@ on_start(tr_ctx *cx, struct sup *s, const tr_msg *m)
 		return;
 	}
 	s->conf = conf;
-	if (conf->fl.is_linked) {
-		s->parent = s->hdr.from;
-	}
-	if (conf->fl.intensity > 0) {
-		s->hist = calloc(conf->fl.intensity, sizeof(*s->hist));
-		if (s->hist == NULL) {
-			goto err_nomem;
-		}
+	s->parent = conf->fl.is_linked ? s->hdr.from : TR_PID_NONE;
+	/* Exits become messages from the start on, before any child runs.
+	 * Only a linked parent could signal earlier: an abnormal exit of
+	 * the parent before the start stops the supervisor, with no
+	 * children to stop, as the shutdown would. */
+	tr_trap_exit(cx, true);
+	/* One more entry than used: no allocation of size zero. */
+	s->hist = calloc(conf->fl.intensity + 1u, sizeof(*s->hist));
+	if (s->hist == NULL) {
+		goto err_nomem;
 	}
 	for (size_t i = 0; !is_simple(s) && i < conf->n; i++) {
 		struct child *c = add_child(s, &conf->specs[i]);
@@ -1092,16 +1058,6 @@ sup_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	run(cx, s);
 }
 
-/* The start itself comes as the first message (MSG_START, see boot.h). */
-static int
-sup_init(tr_ctx *cx, void *state, void *arg)
-{
-	(void)state;
-	(void)arg;
-	tr_trap_exit(cx, true);
-	return TR_OK;
-}
-
 static void
 sup_teardown(tr_ctx *cx, void *state, int32_t reason)
 {
@@ -1125,7 +1081,6 @@ static const tr_actor_def sup_def = {
 	.size = sizeof(tr_actor_def),
 	.name = "supervisor",
 	.state_size = sizeof(struct sup),
-	.init = sup_init,
 	.teardown = sup_teardown,
 	.handle = sup_handle,
 };
@@ -1144,7 +1099,11 @@ tr_sup_start(tr_ctx *cx, const tr_sup_flags *flags,
 	if (err < 0) {
 		return tr__boot_fail(err, out, ref);
 	}
-	return sup_spawn(cx, conf, out, ref);
+	/* The conf is the start message's payload, so that the runtime
+	 * drops the reference if the supervisor never takes it (a runtime
+	 * stop, a kill). */
+	return tr__boot_start(cx, &sup_def, conf->fl.is_linked, MSG_START, conf,
+			      sizeof(*conf), conf_put, out, ref);
 }
 
 tr_err
@@ -1154,14 +1113,12 @@ tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
 	if (ref != NULL) {
 		*ref = (tr_ref){ 0 };
 	}
-	if (cx == NULL || tr_pid_is_none(sup) || req == NULL ||
-	    req->size < sizeof(*req) || req->op < TR_SUP_OP_START_CHILD ||
-	    req->op > TR_SUP_OP_STOP) {
-		return TR_EINVAL;
-	}
 	/* The ops that name a child need the id (or, to terminate a
 	 * simple_one_for_one child, the pid). */
-	if ((req->op == TR_SUP_OP_TERMINATE_CHILD && req->id == NULL &&
+	if (cx == NULL || tr_pid_is_none(sup) || req == NULL ||
+	    req->size < sizeof(*req) || req->op < TR_SUP_OP_START_CHILD ||
+	    req->op > TR_SUP_OP_STOP ||
+	    (req->op == TR_SUP_OP_TERMINATE_CHILD && req->id == NULL &&
 	     tr_pid_is_none(req->pid)) ||
 	    ((req->op == TR_SUP_OP_RESTART_CHILD ||
 	      req->op == TR_SUP_OP_DELETE_CHILD) &&
@@ -1176,12 +1133,10 @@ tr_sup_call(tr_ctx *cx, tr_pid sup, const tr_sup_request *req,
 	r->pid = req->pid;
 	r->arg = req->arg;
 	tr_err err = TR_OK;
-	if (req->id != NULL) {
-		err = id_copy(r->id, req->id);
-	}
-	if (err == TR_OK && req->op == TR_SUP_OP_START_CHILD &&
-	    req->spec != NULL) {
+	if (req->op == TR_SUP_OP_START_CHILD && req->spec != NULL) {
 		err = spec_copy(&r->spec, req->spec, 0);
+	} else if (req->op != TR_SUP_OP_START_CHILD && req->id != NULL) {
+		err = id_copy(r->spec.id, req->id);
 	}
 	if (err < 0) {
 		req_free(r);

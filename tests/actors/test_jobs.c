@@ -332,7 +332,7 @@ status_get(struct fx *f, tr_pid j, uint64_t id)
 	memset(&s, 0, sizeof(s));
 	s.err = TR_ETIMEDOUT;
 	if (ask(f, j, TR_MSG_JOBS_STATUS, &rq, sizeof(rq), &r)) {
-		const tr_job_status *st = r.data;
+		const tr_job_event *st = r.data;
 		if (r.type == TR_MSG_JOBS_STATUS_REPLY &&
 		    (r.flags & TR_MSG_F_PTR) && r.size >= sizeof(*st) &&
 		    r.size - sizeof(*st) == st->result_size &&

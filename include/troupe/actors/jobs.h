@@ -108,9 +108,11 @@ extern "C" {
 
 /**
  * TR_MSG_JOBS_STATUS_REPLY - The answer to a status request for a job
- * the table holds. Payload: struct tr_job_status, of variable length, in
- * a pointer message: read m->data as a `const tr_job_status *`; m->size
- * is sizeof(tr_job_status) plus result_size.
+ * the table holds: the job's latest event (its @event and @seq), as
+ * its watchers got it. Payload: struct tr_job_event, of variable
+ * length, in a pointer message: read m->data as a
+ * `const tr_job_event *`; m->size is sizeof(tr_job_event) plus
+ * result_size; from an inbox, tr_received_fini() frees it.
  */
 #define TR_MSG_JOBS_STATUS_REPLY (TR_MSG_JOBS_BASE + 0x02u)
 
@@ -123,10 +125,9 @@ extern "C" {
 /**
  * TR_MSG_JOB_START - A job actor's job: the first message the service
  * sends it, before anything else can reach it. Payload: struct
- * tr_job_start, of variable length, in a pointer message: read m->data
- * as a `const tr_job_start *`; keep it past the handler with
- * tr_msg_take_ptr() (then free() it), or copy what you need. The sender
- * is the service.
+ * tr_job_start, of variable length, a copied message (as an event):
+ * read m->data as a `const tr_job_start *` in place, and copy what you
+ * keep past the handler. The sender is the service.
  */
 #define TR_MSG_JOB_START (TR_MSG_JOBS_BASE + 0x04u)
 
@@ -252,11 +253,14 @@ typedef enum tr_job_event_kind {
 } tr_job_event_kind;
 
 /**
- * struct tr_job_event - Payload of TR_MSG_JOB_EVENT.
+ * struct tr_job_event - Payload of TR_MSG_JOB_EVENT, and of
+ * TR_MSG_JOBS_STATUS_REPLY (a job as the table holds it: its latest
+ * event).
  * @id:          the job
  * @seq:         1 for the job's first event, then one more for each;
  *               a watcher that sees a gap subscribed late or lost an
- *               event to a full mailbox
+ *               event to a full mailbox. A job read back from a store
+ *               counts from 0 again (its earlier events are not sent)
  * @event:       enum tr_job_event_kind
  * @state:       enum tr_job_state after the event
  * @progress:    last reported progress, 0 to 100
@@ -265,7 +269,7 @@ typedef enum tr_job_event_kind {
  *               (TR_EXIT_NORMAL for tr_job_fail()); 0 otherwise
  * @worker:      the job's actor (TR_PID_NONE before it started)
  * @kind:        the job's kind
- * @note:        PROGRESS: the progress note; FINISHED: the failure
+ * @note:        the last progress note; FINISHED: the failure
  *               reason, or what ended the job; may be empty
  * @result_size: number of bytes in @result
  * @result:      FINISHED of a succeeded job: the result bytes; none
@@ -298,33 +302,6 @@ typedef struct tr_job_event {
 TR_FAM_END
 
 /**
- * struct tr_job_status - Payload of TR_MSG_JOBS_STATUS_REPLY: a job as
- * the table holds it.
- * @id, @state, @progress, @exit_reason, @worker, @kind: as in struct
- *               tr_job_event
- * @note:        the last progress note, or the failure reason
- * @result_size: number of bytes in @result
- * @result:      TR_JOB_SUCCEEDED: the result bytes
- *
- * Variable length, in a pointer message: m->size is
- * sizeof(tr_job_status) + result_size. Read it in place; from an inbox,
- * tr_received_fini() frees it.
- */
-TR_FAM_BEGIN
-typedef struct tr_job_status {
-	uint64_t id;
-	uint32_t state;
-	uint32_t progress;
-	int32_t exit_reason;
-	tr_pid worker;
-	char kind[TR_JOBS_KIND_MAX + 1];
-	char note[TR_JOB_NOTE_MAX];
-	uint64_t result_size;
-	unsigned char result[];
-} tr_job_status;
-TR_FAM_END
-
-/**
  * struct tr_job - A job, as its actor names it to tr_job_progress(),
  * tr_job_complete() and tr_job_fail(). Plain data: keep it in the job
  * actor's state (it survives tr_become()). A zeroed one is no job.
@@ -343,7 +320,7 @@ typedef struct tr_job {
  * @payload_size: number of bytes in @payload
  * @payload:      the bytes given at submit
  *
- * Variable length, in a pointer message: m->size is
+ * Variable length, a copied message: m->size is
  * sizeof(tr_job_start) + payload_size.
  */
 TR_FAM_BEGIN

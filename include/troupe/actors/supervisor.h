@@ -256,10 +256,12 @@ typedef struct tr_sup_event {
  * @TR_SUP_OP_START_CHILD:    add @spec and start it (@arg instead for
  *                            simple_one_for_one); reply @pid
  * @TR_SUP_OP_TERMINATE_CHILD: stop child @id (by @pid for
- *                            simple_one_for_one) as a shutdown would; the
- *                            spec stays (temporary and simple_one_for_one
- *                            children are removed); reply @pid = the pid
- *                            that was stopped, TR_PID_NONE if none ran
+ *                            simple_one_for_one, also one that stopped
+ *                            and whose exit waits its turn, as in OTP)
+ *                            as a shutdown would; the spec stays
+ *                            (temporary and simple_one_for_one children
+ *                            are removed); reply @pid = the pid that was
+ *                            stopped, TR_PID_NONE if none ran
  * @TR_SUP_OP_RESTART_CHILD:  start the stopped child @id again; reply @pid
  * @TR_SUP_OP_DELETE_CHILD:   remove the spec of the stopped child @id
  * @TR_SUP_OP_WHICH_CHILDREN: reply with one tr_sup_child_info per child,
