@@ -60,6 +60,9 @@
 /* A link's read buffer: one read takes what arrived, up to this much (a
  * longer batch gets a buffer of its size). */
 #define RX_BUF (64u * 1024u)
+/* Reads a link hands its actor ahead of it before it stops reading (so
+ * at most about this many buffers wait per link; see rx_done()). */
+#define RX_PENDING_MAX 16u
 /* Refused frames after which a connection is closed. */
 #define REFUSALS_MAX 64
 /* Numbers of node lives: 1..LIVES_MAX (the pid's 16-bit node part). */
@@ -102,6 +105,7 @@ struct conn {
 	size_t rx_cap;
 	tr_pid rx;           /* the actor that handles its batches (rx_def) */
 	unsigned rx_pending; /* batches handed to it and not handled yet */
+	bool rx_paused;      /* not reading until its actor catches up */
 	trn_tags tags_out, tags_in;
 	uint16_t tag_node[TRN_TAG_LIMIT]; /* node numbers of tags_in's tags */
 	trn_reasm reasm;
@@ -1223,6 +1227,12 @@ rx_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		off += 4 + len;
 	}
 	c->rx_pending--;
+	if (c->rx_paused && c->state != C_CLOSED &&
+	    c->rx_pending <= RX_PENDING_MAX / 2) {
+		c->rx_paused = false;
+		c->last_rx = now_ms(); /* it was not silent, we were slow */
+		rx_submit(c);
+	}
 	pthread_mutex_unlock(&net->mu);
 	later_run(net, &l);
 }
@@ -1345,6 +1355,13 @@ rx_done(void *arg)
 		if (err != TR_OK) {
 			c->rx_pending--;
 			conn_close(c, &l, TR_EXIT_NOCONNECTION);
+		} else if (c->rx_pending >= RX_PENDING_MAX) {
+			/* Its receivers do not keep up (the actor is muted on
+			 * one, or the workers are busy): stop reading, so the
+			 * peer's link fills and holds its senders back, rather
+			 * than read into memory here without bound. The actor
+			 * reads again once it has caught up by half. */
+			c->rx_paused = true;
 		} else if (c->state != C_CLOSED) {
 			rx_submit(c);
 		}
@@ -1756,7 +1773,9 @@ tick(tr_net *net, struct later *l)
 			continue;
 		}
 		tx_kick(c); /* after a batch that found no memory */
-		if (now - c->last_rx > net->cfg.timeout_ms) {
+		/* A link that is not reading has not heard its peer because
+		 * this node is behind, not because the peer is silent. */
+		if (!c->rx_paused && now - c->last_rx > net->cfg.timeout_ms) {
 			if (c->state != C_UP) {
 				net->refused++; /* a handshake that stalled */
 			}

@@ -109,6 +109,7 @@ enum {
 	COUNT,    /* request: answer with struct tally */
 	GO,       /* struct go: a sender's orders */
 	BIG,      /* any bytes: answer struct sum */
+	FLOOD,    /* FLOOD_SIZE bytes, a sequence number first */
 };
 
 struct sum {
@@ -754,6 +755,142 @@ test_stream_cut_anywhere(void)
 	nodes_finish(all, 1);
 }
 
+/*
+ * A peer floods a node whose workers are all busy. The node's link hands
+ * its actor RX_PENDING_MAX reads and then stops reading (it would read
+ * the whole flood into memory otherwise), so the flood waits in the
+ * peer's link, which holds the flooder back. Once the workers are free,
+ * every message arrives once, in order.
+ */
+enum { FLOOD_N = 3000, FLOOD_SIZE = 16 * 1024, FLOOD_READS_MAX = 16 };
+
+static _Atomic uint32_t flood_got, flood_disorder, stalled;
+static atomic_bool stall_release;
+
+static void
+staller_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	(void)m;
+	atomic_fetch_add(&stalled, 1);
+	uint64_t deadline = harness_now_ms() + FX_REPLY_MS;
+	while (!atomic_load(&stall_release) && harness_now_ms() < deadline) {
+		harness_nap_us(1000);
+	}
+	CHECK(atomic_load(&stall_release));
+}
+
+static const tr_actor_def staller_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "staller",
+	.handle = staller_handle,
+};
+
+static void
+sink_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	(void)cx;
+	(void)state;
+	uint32_t n;
+
+	CHECK(m->type == FLOOD && m->size == FLOOD_SIZE);
+	if (m->type != FLOOD || m->size != FLOOD_SIZE) {
+		return;
+	}
+	memcpy(&n, m->data, sizeof(n));
+	if (n != atomic_load(&flood_got)) {
+		atomic_fetch_add(&flood_disorder, 1);
+	}
+	atomic_fetch_add(&flood_got, 1);
+}
+
+static const tr_actor_def sink_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "sink",
+	.handle = sink_handle,
+};
+
+struct flooder {
+	tr_pid to;
+	uint32_t next;
+	unsigned char buf[FLOOD_SIZE];
+};
+
+static void
+flooder_handle(tr_ctx *cx, void *state, const tr_msg *m)
+{
+	struct flooder *s = state;
+	const tr_pid *to = TR_MSG_AS(m, tr_pid);
+
+	if (to != NULL) {
+		s->to = *to;
+	}
+	while (s->next < FLOOD_N) {
+		memcpy(s->buf, &s->next, sizeof(s->next));
+		tr_err err = tr_send(cx, s->to, FLOOD, s->buf, sizeof(s->buf));
+		if (err == TR_EUNREACH) {
+			/* The link's queue is full: try again next turn. */
+			CHECK_OK(tr_send(cx, tr_self(cx), GO, NULL, 0));
+			return;
+		}
+		CHECK_OK(err);
+		s->next++;
+		if (s->next < FLOOD_N && tr_should_yield(cx)) {
+			CHECK_OK(tr_send(cx, tr_self(cx), GO, NULL, 0));
+			return;
+		}
+	}
+}
+
+static const tr_actor_def flooder_def = {
+	.size = sizeof(tr_actor_def),
+	.name = "flooder",
+	.state_size = sizeof(struct flooder),
+	.handle = flooder_handle,
+};
+
+static uint64_t
+holds_of(struct node *n)
+{
+	tr_net_stats st;
+
+	CHECK_OK(tr_net_stats_get(n->net, &st));
+	return st.holds;
+}
+
+static void
+test_flood_of_a_busy_node(void)
+{
+	struct node a, b;
+
+	atomic_store(&flood_got, 0);
+	atomic_store(&flood_disorder, 0);
+	atomic_store(&stalled, 0);
+	atomic_store(&stall_release, false);
+	connect_pair(&a, &b);
+	tr_pid to = carry(&a, &b, fx_spawn(&a.f, &sink_def, NULL));
+	/* Both of A's workers busy (the second staller is taken from the
+	 * first one's stuck worker by the other). */
+	for (int i = 0; i < 2; i++) {
+		SEND(&a.f, fx_spawn(&a.f, &staller_def, NULL), GO, NULL, 0);
+	}
+	CHECK(WAIT_UNTIL(atomic_load(&stalled) == 2, FX_REPLY_MS));
+	uint64_t handed0 = fx_metrics(&a.f).msgs_sent;
+	tr_pid fl = fx_spawn(&b.f, &flooder_def, NULL);
+	SEND(&b.f, fl, GO, &to, sizeof(to));
+	/* 48 MiB do not fit in A's reads, the sockets and B's link. */
+	CHECK(WAIT_UNTIL(holds_of(&b) > 0, FX_REPLY_MS));
+	uint64_t handed = fx_metrics(&a.f).msgs_sent - handed0;
+	CHECK(handed <= FLOOD_READS_MAX);
+	atomic_store(&stall_release, true);
+	CHECK(WAIT_UNTIL(atomic_load(&flood_got) == FLOOD_N, FX_REPLY_MS));
+	CHECK_EQ_U64(atomic_load(&flood_got), FLOOD_N);
+	CHECK_EQ_U64(atomic_load(&flood_disorder), 0);
+	struct node *all[] = { &a, &b };
+	nodes_finish(all, 2);
+}
+
 static const struct test_case tests[] = {
 	{ "send_and_request", test_send_and_request },
 	{ "order_under_load", test_order_under_load },
@@ -762,6 +899,7 @@ static const struct test_case tests[] = {
 	{ "new_life", test_new_life },
 	{ "stream_cut_anywhere", test_stream_cut_anywhere },
 	{ "many_in_flight", test_many_in_flight },
+	{ "flood_of_a_busy_node", test_flood_of_a_busy_node },
 	{ NULL, NULL },
 };
 
