@@ -18,10 +18,10 @@
  * collector's stash until it does.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
- * number; a shrink removes the highest ones. The hash ring holds
- * RING_POINTS points per slot, derived from the slot's number alone, so a
- * restarted worker keeps its keys and a resize moves only the keys whose
- * nearest point changed (about 1/N of them).
+ * number; a shrink removes the highest ones. A key belongs to a slot by
+ * its place in that array (jump consistent hashing, see hash_owner()),
+ * so a restarted worker keeps its keys and a resize moves only the keys
+ * of the slots it adds or removes (about 1/N of them).
  *
  * Sending for the client. The pool hands each message on with
  * tr_forward() from its own turn: the worker sees the client as the
@@ -80,14 +80,6 @@
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to tr_pool_config */
-
-/*
- * Points per slot on the hash ring. With 160 (ketama's choice) the share
- * of keys of each of N slots stays within a few percent of 1/N, so a
- * resize moves close to the ideal fraction of keys, and a ring of the
- * largest pool (1024 slots) is still only 2.5 MB.
- */
-#define RING_POINTS 160u
 
 /* Defaults of struct tr_pool_config (documented there). */
 #define DEFAULT_INTENSITY   10u
@@ -155,11 +147,6 @@ struct slot {
 	tr_ref starting; /* the supervisor's start of its worker, if asked */
 };
 
-struct point {
-	uint64_t h;
-	uint32_t idx; /* into the slot array, kept in step with it */
-};
-
 struct pool {
 	tr_pid sup; /* TR_PID_NONE before it started and once it is gone */
 	const tr_actor_def *wdef;
@@ -172,8 +159,6 @@ struct pool {
 	uint32_t n;
 	uint32_t next_num;
 	uint32_t rr;
-	struct point *ring;
-	size_t nring;
 	/* Messages waiting for their slot's worker, in arrival order. */
 	struct pend *pending;
 	struct pend **pending_end;
@@ -191,74 +176,27 @@ struct pool {
 	tr_pool_reply st; /* delivered, dropped, gathers, restarts, pending */
 };
 
-/* splitmix64: a step of its sequence, then the shared finalizer. */
-static uint64_t
-mix64(uint64_t x)
-{
-	return tr__hash_u64(x + 0x9E3779B97F4A7C15ull);
-}
-
-static int
-point_cmp(const void *a, const void *b)
-{
-	const struct point *pa = a, *pb = b;
-
-	if (pa->h != pb->h) {
-		return pa->h < pb->h ? -1 : 1;
-	}
-	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
-}
-
 /*
- * Rebuilds the ring from the slots. A slot's points depend on its number
- * alone and ties sort by slot order, which a removal keeps, so after a
- * removal this is the ring the old one less the removed points would be;
- * it then reuses the larger array it has, without memory to fail for.
- * False (ring unchanged) without memory for a grow.
+ * The slot that owns @key: jump consistent hashing (Lamping and Veach)
+ * over the slot array, which keeps no table and takes O(log N) steps. A
+ * restarted worker keeps its slot, and so its keys; a grow moves to each
+ * new slot its share of the keys (about 1/N of them) and no other key,
+ * and a shrink, which removes the last slots, moves only theirs.
  */
-static bool
-ring_build(struct pool *p)
-{
-	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = n <= p->nring ? p->ring : malloc(n * sizeof(*r));
-
-	if (r == NULL) {
-		return false;
-	}
-	for (uint32_t i = 0; i < p->n; i++) {
-		for (uint32_t k = 0; k < RING_POINTS; k++) {
-			uint64_t seed = ((uint64_t)p->slots[i].num << 32) | k;
-			r[(size_t)i * RING_POINTS + k] =
-				(struct point){ .h = mix64(seed), .idx = i };
-		}
-	}
-	qsort(r, n, sizeof(*r), point_cmp);
-	if (r != p->ring) {
-		free(p->ring);
-	}
-	p->ring = r;
-	p->nring = n;
-	return true;
-}
-
-/* The slot that owns @key: the first point at or after the key's hash. */
 static uint32_t
-ring_lookup(const struct pool *p, uint64_t key)
+hash_owner(const struct pool *p, uint64_t key)
 {
-	/* Keys are often small consecutive numbers: mix them first, with a
-	 * constant that keeps key k apart from slot points. */
-	uint64_t h = mix64(key ^ 0x5851F42D4C957F2Dull);
-	size_t lo = 0, hi = p->nring;
+	/* Keys are often small consecutive numbers: mix them first. */
+	uint64_t x = tr__hash_u64(key);
+	int64_t b = 0, j = 0;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (p->ring[mid].h < h) {
-			lo = mid + 1;
-		} else {
-			hi = mid;
-		}
+	while (j < (int64_t)p->n) {
+		b = j;
+		x = x * 2862933555777941757ull + 1;
+		j = (int64_t)((double)(b + 1) *
+			      ((double)(1ll << 31) / (double)((x >> 33) + 1)));
 	}
-	return p->ring[lo == p->nring ? 0 : lo].idx;
+	return (uint32_t)b;
 }
 
 /*
@@ -404,7 +342,7 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 	if (how == TR_POOL_CONSISTENT_HASH) {
 		/* The key belongs to its slot: wait for its worker if need
 		 * be. */
-		struct slot *s = &p->slots[ring_lookup(p, key)];
+		struct slot *s = &p->slots[hash_owner(p, key)];
 		send_or_hold(cx, p, s, how, key, m);
 	} else if (how == TR_POOL_BROADCAST) {
 		for (uint32_t i = 0; i < p->n; i++) {
@@ -574,7 +512,6 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	(void)ring_build(p); /* smaller: it cannot fail */
 	settle(cx, p, lo, hi, NULL);
 }
 
@@ -600,7 +537,6 @@ sup_ask(tr_ctx *cx, struct pool *p, tr_sup_op op, const char *id,
 static void
 resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 {
-	uint32_t old = p->n;
 	struct slot *s = realloc(p->slots, target * sizeof(*s));
 
 	if (s == NULL) {
@@ -608,17 +544,10 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		return;
 	}
 	p->slots = s;
-	for (uint32_t i = old; i < target; i++) {
+	for (uint32_t i = p->n; i < target; i++) {
 		s[i] = (struct slot){ .num = p->next_num++ };
 		snprintf(s[i].id, sizeof(s[i].id), "w%u", s[i].num);
-	}
-	p->n = target;
-	if (!ring_build(p)) {
-		p->n = old;
-		p->cur_status = TR_ENOMEM;
-		return;
-	}
-	for (uint32_t i = old; i < target; i++) {
+		p->n = i + 1;
 		tr_sup_child_spec spec = {
 			.size = sizeof(spec),
 			.id = s[i].id,
@@ -630,9 +559,9 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		};
 		if (sup_ask(cx, p, TR_SUP_OP_START_CHILD, NULL, &spec,
 			    &s[i].starting) < 0) {
-			/* This and the later slots will not start: drop them
-			 * (nothing can wait for them yet). */
-			remove_slots(cx, p, i, target - i);
+			/* It will not start: drop it (nothing can wait for it
+			 * yet), and grow no further. */
+			remove_slots(cx, p, i, 1);
 			return;
 		}
 	}
@@ -993,7 +922,6 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 	ctl_close(cx, p);
 	stop_begin(cx, p, reason);
 	free(p->slots);
-	free(p->ring);
 }
 
 static const tr_actor_def pool_def = {

@@ -10,9 +10,9 @@
  * The workers are children of a supervisor (<troupe/actors/supervisor.h>,
  * one_for_one, permanent children) that the pool starts linked to itself
  * and observes: a worker that stops is restarted, and the pool routes to
- * the replacement from the moment the supervisor reports it. Each worker
- * slot has a stable number, so the consistent-hash ring does not change
- * when a worker is replaced.
+ * the replacement from the moment the supervisor reports it. A worker
+ * keeps its slot when it is replaced, so a consistent hash still sends
+ * its keys there.
  *
  * Routing keeps the sender. A client sends its message to the pool
  * (tr_send(), tr_pool_route()); the pool passes it on with
@@ -110,7 +110,7 @@ extern "C" {
  *                           ties go round robin
  * @TR_POOL_BROADCAST:       a copy to every worker
  * @TR_POOL_CONSISTENT_HASH: the worker that owns the caller's 64-bit key
- *                           on a hash ring with 160 points per worker,
+ *                           by jump consistent hashing over the slots,
  *                           so a resize moves about 1/N of the keys
  */
 typedef enum tr_pool_strategy {
