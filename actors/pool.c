@@ -12,10 +12,8 @@
  * a slot its current pid, TR_SUP_EV_EXITED takes it away. A
  * scatter-gather runs in a collector actor that the caller starts (so its
  * one result does not depend on the pool staying alive); the pool only
- * picks the workers and sends them the request in the collector's name,
- * answering the collector's request with the pids it asked. A worker may
- * answer before that list reaches the collector: its reply waits in the
- * collector's stash until it does.
+ * picks the workers, answering the collector's request with their pids,
+ * and the collector sends them the request itself.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
  * number; a shrink removes the highest ones. A key belongs to a slot by
@@ -75,7 +73,7 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: gather_arg */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: uint32_t count */
 #define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
@@ -101,9 +99,8 @@ struct route_hdr {
 
 /*
  * A scatter-gather: what a collector starts with (its start message,
- * boot.h), then, unchanged, the request it makes of the pool (a pointer
- * message that moves on). The caller's request is copied whole, its
- * bytes after it (req.data still points at the caller's: never read).
+ * boot.h). The caller's request is copied whole, its bytes after it
+ * (req.data still points at the caller's: never read).
  */
 struct gather_arg {
 	tr_pid pool;
@@ -688,39 +685,29 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 }
 
 /*
- * Sends a scatter-gather's request, in the collector's name, to the next
- * @count running workers in round-robin order (all when 0), and answers
- * the collector with the pids of those that took it: none when the pool
- * stops or no worker runs, and the collector then ends at once.
+ * Picks the workers of a scatter-gather: the next @count running workers
+ * in round-robin order (all when 0). The collector sends them the
+ * request itself; none when the pool stops or no worker runs, and the
+ * collector then ends at once.
  */
 static void
 on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	const struct gather_arg *a = m->data;
+	const uint32_t *count = TR_MSG_AS(m, uint32_t);
 	tr_pid pids[TR_POOL_MAX_WORKERS];
-	uint32_t n = 0, picked = 0;
+	uint32_t n = 0;
 
-	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
-	    a->req.len != m->size - sizeof(*a)) {
+	if (count == NULL) {
 		(void)tr_unhandled(cx, m);
 		return;
 	}
 	p->st.gathers++;
-	/* The collector is the sender: replies go to it. */
-	tr_msg fw = { .type = a->req.type,
-		      .from = m->from,
-		      .data = a->data,
-		      .size = a->req.len };
 	for (uint32_t i = 0; !p->is_stopping && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
-		struct slot *s = &p->slots[idx];
-		if (!slot_live(cx, s)) {
-			continue;
+		if (slot_live(cx, &p->slots[idx])) {
+			pids[n++] = p->slots[idx].pid;
 		}
-		if (deliver(cx, p, s, &fw) == TR_OK) {
-			pids[n++] = s->pid;
-		}
-		if (++picked == a->req.count) {
+		if (n == *count) {
 			p->rr = idx + 1;
 			break;
 		}
@@ -944,10 +931,11 @@ static const tr_actor_def pool_def = {
  * workers that have not answered yet.
  */
 struct collector {
-	tr_msg start;      /* the caller's request, answered by the result */
+	tr_msg start; /* the caller's request, answered by the result */
+	struct gather_arg *arg; /* what it started with */
 	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
 	tr_timer_id timer; /* zero until armed */
-	tr_pool_gather_result *res; /* once the pool said whom it asked */
+	tr_pool_gather_result *res; /* once the pool said whom to ask */
 	size_t len;                 /* its size */
 };
 
@@ -1004,10 +992,10 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 }
 
 /*
- * The start: arm the timeout and ask the pool to send the request to its
- * workers in our name. The pool's answer, or its death, is the outcome of
- * that request in the core. The start is the first message, made by
- * tr_pool_gather() before anyone else knows our pid, so it is well formed.
+ * The start: arm the timeout and ask the pool which workers to ask. The
+ * pool's answer, or its death, is the outcome of that request in the
+ * core. The start is the first message, made by tr_pool_gather() before
+ * anyone else knows our pid, so it is well formed.
  */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
@@ -1015,58 +1003,51 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
 				   a->req.timeout_ms, &c->timer);
+
+	c->arg = a;
 	if (err == TR_OK) {
-		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
-				     0, &c->pool_ref);
-	} else {
-		free(a);
+		err = tr_request(cx, a->pool, MSG_GATHER, &a->req.count,
+				 sizeof(a->req.count), 0, &c->pool_ref);
 	}
 	if (err < 0) {
 		collector_finish(cx, c, err);
 	}
 }
 
-/* The pool's answer: the workers it asked. */
+/* The pool's answer: the workers to ask. The request goes from us, so
+ * they answer us. */
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	/* At most TR_POOL_MAX_WORKERS, from the pool (its reply). */
 	const tr_pid *pids = m->data;
 	size_t n = m->size / sizeof(tr_pid);
+	const struct gather_arg *a = c->arg;
 
-	if (n == 0) {
-		collector_finish(cx, c, TR_ENOENT);
-		return;
-	}
-	c->len = bytes_at((uint32_t)n);
-	c->res = calloc(1, c->len);
+	c->res = calloc(1, bytes_at((uint32_t)n));
 	if (c->res == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	c->res->asked = (uint32_t)n;
 	for (size_t i = 0; i < n; i++) {
-		c->res->replies[i].worker = pids[i];
+		if (tr_send(cx, pids[i], a->req.type, a->data, a->req.len) ==
+		    TR_OK) {
+			c->res->replies[c->res->asked++].worker = pids[i];
+		}
 	}
-	/* The replies that came before the list, in their order. */
-	(void)tr_unstash_all(cx);
+	c->len = bytes_at(c->res->asked);
+	if (c->res->asked == 0) {
+		collector_finish(cx, c, TR_ENOENT);
+	}
 }
 
-/*
- * The first reply from each worker asked counts. Before the pool said
- * whom it asked, a reply waits in the stash (without memory for that, it
- * counts as missing).
- */
+/* The first reply from each worker asked counts. */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	tr_pool_gather_result *res = c->res;
-
-	if (res == NULL) {
-		(void)tr_stash(cx, m);
-		return;
-	}
 	uint32_t i = res->replied;
+
 	while (i < res->asked && !tr_pid_eq(res->replies[i].worker, m->from)) {
 		i++;
 	}
@@ -1114,8 +1095,9 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		}
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
 		collector_finish(cx, c, TR_ETIMEDOUT);
-	} else if (m->type < TR_MSG_SYSTEM_BASE) {
-		on_worker_reply(cx, c, m);
+	} else if (m->type < TR_MSG_SYSTEM_BASE && c->res != NULL) {
+		on_worker_reply(cx, c,
+				m); /* only after the workers were asked */
 	}
 }
 
@@ -1127,6 +1109,7 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)cx;
 	(void)reason;
 	free(c->res);
+	free(c->arg);
 }
 
 static const tr_actor_def collector_def = {

@@ -225,8 +225,9 @@ typedef struct tr_pool_request {
  * @round_robin, @least_loaded, @broadcast, @consistent_hash: messages
  *                   routed by each strategy (a broadcast counts once)
  * @delivered:       messages handed to workers (each broadcast copy
- *                   counts); handled or counted as dead letters by the
- *                   runtime from there
+ *                   counts; a scatter-gather's requests do not, its
+ *                   collector sends them); handled or counted as dead
+ *                   letters by the runtime from there
  * @dropped:         messages the pool could not hand to any worker: a
  *                   bounded worker mailbox full (TR_EFULL), more than
  *                   @max_pending waiting, routed while the pool stops,
@@ -415,10 +416,11 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
  * @req:  the request
  * @ref:  on success the reference the result answers; may be NULL
  *
- * A request in the core to a short-lived collector actor, which the pool
- * lets send the request to the chosen workers in its name, so a worker
- * answers it like any message, with tr_reply() or by sending to
- * tr_sender(). A reply counts when it comes from a worker that was asked
+ * A request in the core to a short-lived collector actor, which asks the
+ * pool which workers to ask and sends them the request itself, so a
+ * worker answers it like any message, with tr_reply() or by sending to
+ * tr_sender(). The pool counts it in @gathers, not its copies in
+ * @delivered. A reply counts when it comes from a worker that was asked
  * (the first one from each). When every asked worker replied, or when
  * @req->timeout_ms has passed since the collector started, it answers
  * with a TR_MSG_POOL_GATHERED whose payload is a struct
