@@ -311,10 +311,6 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	struct member *mb = NULL;
 
 	pthread_mutex_lock(&ps->t.mu);
-	if (ps->t.watcher_gone) {
-		err = TR_ECLOSED;
-		goto out;
-	}
 	struct topic *t = tr__names_find(&k);
 	if (member_find(tr__watch_find(&ps->t, pid), t) != NULL) {
 		err = TR_EEXIST;

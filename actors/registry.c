@@ -158,10 +158,6 @@ tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
 		return TR_ENOMEM;
 	}
 	pthread_mutex_lock(&reg->t.mu);
-	if (reg->t.watcher_gone) {
-		err = TR_ECLOSED;
-		goto out;
-	}
 	struct rname *n = tr__names_find(&k);
 	if (n != NULL && !tr_pid_eq(n->pid, expected)) {
 		err = TR_EEXIST;

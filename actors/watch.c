@@ -32,15 +32,14 @@ tr__watch_find(struct tr__watch *ws, tr_pid pid)
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 {
-	struct tr__watched *e = tr__watch_find(ws, pid);
-
-	*err = TR_OK;
-	if (e != NULL) {
-		return e;
-	}
 	if (ws->watcher_gone) {
 		*err = TR_ECLOSED;
 		return NULL;
+	}
+	struct tr__watched *e = tr__watch_find(ws, pid);
+	*err = TR_OK;
+	if (e != NULL) {
+		return e;
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL) {

@@ -115,8 +115,8 @@ void tr__watch_destroy(struct tr__watch *ws);
 struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
 /*
  * mu held. The entry of @pid, made (and announced) if there is none,
- * and @err TR_OK; or NULL and @err: TR_ECLOSED (the watcher is gone),
- * TR_ENOMEM, or the send's error.
+ * and @err TR_OK; or NULL and @err: TR_ECLOSED (the watcher is gone: no
+ * pid can hold more), TR_ENOMEM, or the send's error.
  */
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err);
