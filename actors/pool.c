@@ -359,25 +359,19 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 static void
 settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 {
-	struct pend *list = NULL, **end = &list, **pp = &p->pending;
-
-	/* Taken out first: routing them again may add to the list. */
-	while (*pp != NULL) {
+	/* Routing one again may add it at the end, for a slot outside the
+	 * range: the walk passes it by. */
+	for (struct pend **pp = &p->pending; *pp != NULL;) {
 		struct pend *e = *pp;
 		if (e->num < lo || e->num > hi) {
 			pp = &e->next;
 			continue;
 		}
 		*pp = e->next;
-		*end = e;
-		end = &e->next;
+		if (p->pending_end == &e->next) {
+			p->pending_end = pp;
+		}
 		p->st.pending--;
-	}
-	*end = NULL;
-	p->pending_end = pp;
-	while (list != NULL) {
-		struct pend *e = list;
-		list = e->next;
 		if (p->is_stopping ||
 		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
 			p->st.dropped++;
