@@ -92,20 +92,6 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 	return true;
 }
 
-void
-tr__watch_free(struct tr__watch *ws, struct tr__watched *e)
-{
-	tr__hash_unlink(&ws->tab, &e->node);
-	free(e);
-}
-
-void
-tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
-{
-	/* If even this fails the entry stays, and what it holds with it. */
-	(void)sync_send(ws, e->pid);
-}
-
 /* ---- the watcher actor --------------------------------------------------- */
 
 static void
@@ -120,11 +106,27 @@ release(struct tr__watch *ws)
 }
 
 static void
+entry_free(struct tr__watch *ws, struct tr__watched *e)
+{
+	tr__hash_unlink(&ws->tab, &e->node);
+	free(e);
+}
+
+/* What @e's pid held goes, then the entry. Out of memory, the rest is
+ * retried from the watcher's mailbox; if even that send fails, it stays
+ * (and publishes to it, say, are dead letters). */
+static void
 purge(struct tr__watch *ws, struct tr__watched *e)
 {
 	e->dead = true;
 	e->ref = (tr_ref){ 0 }; /* it fired, or there was none */
-	ws->ops->purge(ws, e);
+	while (e->held != NULL) {
+		if (ws->ops->drop(ws, e, e->held) < 0) {
+			(void)sync_send(ws, e->pid);
+			return;
+		}
+	}
+	entry_free(ws, e);
 }
 
 static void
@@ -139,7 +141,7 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		/* Also a dead entry: its purge would only free it. A
 		 * demonitor of none (zero) is harmless. */
 		(void)tr_demonitor(cx, e->ref);
-		tr__watch_free(ws, e);
+		entry_free(ws, e);
 	} else if (e->dead ||
 		   (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
 		/* A retry; or out of memory: what we cannot watch could

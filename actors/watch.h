@@ -26,8 +26,8 @@
  *     purged as if its pid had stopped, so nothing stays that nobody
  *     watches;
  *   - on a DOWN that matches an entry's monitor the entry is marked dead
- *     and purged: the module drops its holds and frees the entry, or, out
- *     of memory, sends a SYNC (tr__watch_retry) to be purged again.
+ *     and purged: the module drops its holds one by one and the entry is
+ *     freed, or, out of memory, a SYNC is sent to purge the rest again.
  */
 #ifndef TR_ACTORS_WATCH_H
 #define TR_ACTORS_WATCH_H
@@ -68,11 +68,12 @@ struct tr__watch_ops {
 	size_t size;        /* the module's struct, tr__watch first */
 	size_t name_max;    /* the longest name in its table */
 	/*
-	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
-	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
-	 * return with @e kept.
+	 * mu held: @e's pid stopped or cannot be watched. Drop @h, the
+	 * first thing it holds, and tr__watch_put() it. Return: TR_OK, or
+	 * TR_ENOMEM with nothing changed (the rest is purged again later).
 	 */
-	void (*purge)(struct tr__watch *ws, struct tr__watched *e);
+	tr_err (*drop)(struct tr__watch *ws, struct tr__watched *e,
+		       struct tr__hold *h);
 	/* When the last reference goes: free a name entry and an entry
 	 * (each given by its node, its first member) and what it holds. */
 	void (*free_name)(struct tr__hnode *n);
@@ -126,9 +127,5 @@ tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
 /* mu held: @e's pid gives up @h. Return: true if it holds nothing now. */
 bool
 tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
-/* mu held: take @e out of the table and free it. */
-void tr__watch_free(struct tr__watch *ws, struct tr__watched *e);
-/* mu held, from purge: call purge on @e again later, from the watcher. */
-void tr__watch_retry(struct tr__watch *ws, struct tr__watched *e);
 
 #endif /* TR_ACTORS_WATCH_H */
