@@ -210,15 +210,6 @@ slot_live(tr_ctx *cx, struct slot *s)
 	return !tr_pid_is_none(s->pid);
 }
 
-/* Counts a message the pool does not take (a dead letter; a request
- * fails at once). */
-static void
-refuse(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	p->st.dropped++;
-	(void)tr_unhandled(cx, m);
-}
-
 /*
  * Sends the client's message @m to @s's worker, forwarded: the worker
  * sees the client as the sender, and for a request the worker's
@@ -615,24 +606,26 @@ on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	const struct route_hdr *h = m->data;
 	bool is_route = m->type == MSG_ROUTE && m->size >= sizeof(*h);
 	uint32_t how = is_route ? h->how : TR_POOL_DEFAULT;
-	tr_msg fw = *m;
+	bool is_bad = (m->flags & TR_MSG_F_PTR) ||
+		      how > TR_POOL_CONSISTENT_HASH ||
+		      (!is_route && m->type >= TR_MSG_ACTORS_BASE);
 
-	if ((m->flags & TR_MSG_F_PTR) || how > TR_POOL_CONSISTENT_HASH ||
-	    (!is_route && m->type >= TR_MSG_ACTORS_BASE)) {
-		refuse(cx, p, m);
+	if (!is_bad) {
+		how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
+		p->routed[how]++;
+	}
+	if (is_bad || p->is_stopping) {
+		/* A dead letter; a request fails at once. */
+		p->st.dropped++;
+		(void)tr_unhandled(cx, m);
 		return;
 	}
+	tr_msg fw = *m;
 	if (is_route) {
 		fw = (tr_msg){ .type = h->type,
 			       .from = m->from,
 			       .data = h + 1,
 			       .size = m->size - sizeof(*h) };
-	}
-	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
-	p->routed[how]++;
-	if (p->is_stopping) {
-		refuse(cx, p, m);
-		return;
 	}
 	route(cx, p, how, is_route ? h->key : 0, &fw);
 }
