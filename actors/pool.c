@@ -968,8 +968,6 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 			e->data = e->size > 0 ? at : NULL;
 			at += align16(e->size);
 		}
-		memset(&res->replies[res->replied], 0,
-		       res->missing * sizeof(res->replies[0]));
 		err = tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res,
 				   c->len, free);
 	}

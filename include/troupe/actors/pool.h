@@ -320,14 +320,16 @@ typedef struct tr_pool_gather_entry {
  * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
  *           came first: the replies received are included, @missing
  *           did not answer); TR_ENOENT (the pool stopped, or had no
- *           running worker, before it sent the request); TR_ENOMEM (the
+ *           running worker, before the request was sent); TR_ENOMEM (the
  *           replies could not be kept: only the counts come, with
  *           @replied 0)
  * @asked:   workers the request was sent to
  * @replied: entries of @replies, at most one per worker asked, in
  *           arrival order
  * @missing: @asked - @replied
- * @replies: the replies; their bytes follow in the same block
+ * @replies: the replies, then @missing entries naming the workers that
+ *           did not answer (type 0, no bytes); the replies' bytes follow
+ *           in the same block
  *
  * A pointer message of variable length (its entries point into it, so
  * it is handed over, never copied): read m->data in place as a
