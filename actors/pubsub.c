@@ -446,11 +446,10 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 	if (ps == NULL || out == NULL || out->size < sizeof(*out)) {
 		return TR_EINVAL;
 	}
-	size_t size = out->size;
 	pthread_mutex_lock(&ps->t.mu);
 	*out = ps->st;
 	pthread_mutex_unlock(&ps->t.mu);
-	out->size = size;
+	out->size = sizeof(*out);
 	/* Derived: the identity the header states. */
 	out->subscriptions = out->subscribed - out->unsubscribed - out->removed;
 	out->published = load(&ps->pc.published);

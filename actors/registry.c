@@ -250,12 +250,11 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 	if (reg == NULL || out == NULL || out->size < sizeof(*out)) {
 		return TR_EINVAL;
 	}
-	size_t size = out->size;
 	pthread_mutex_lock(&reg->t.mu);
 	*out = reg->st;
 	out->holders = reg->t.holding;
 	pthread_mutex_unlock(&reg->t.mu);
-	out->size = size;
+	out->size = sizeof(*out);
 	/* Derived: the identity the header states. */
 	out->names = out->registered - out->unregistered - out->replaced -
 		     out->removed;
