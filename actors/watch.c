@@ -118,7 +118,6 @@ entry_free(struct tr__watch *ws, struct tr__watched *e)
 static void
 purge(struct tr__watch *ws, struct tr__watched *e)
 {
-	e->dead = true;
 	e->ref = (tr_ref){ 0 }; /* it fired, or there was none */
 	while (e->held != NULL) {
 		if (ws->ops->drop(ws, e, e->held) < 0) {
@@ -138,14 +137,12 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		return;
 	}
 	if (e->held == NULL) {
-		/* Also a dead entry: its purge would only free it. A
-		 * demonitor of none (zero) is harmless. */
+		/* A demonitor of none (zero) is harmless. */
 		(void)tr_demonitor(cx, e->ref);
 		entry_free(ws, e);
-	} else if (e->dead ||
-		   (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
-		/* A retry; or out of memory: what we cannot watch could
-		 * outlive its holder forever, so it goes now. */
+	} else if (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK) {
+		/* Out of memory: what we cannot watch could outlive its
+		 * holder forever, so it goes now. */
 		purge(ws, e);
 	}
 }

@@ -17,17 +17,18 @@
  *   - a new entry is announced with a SYNC sent before it is inserted; if
  *     the send fails there is no entry (tr__watch_get fails);
  *   - when tr__watch_put takes an entry's last hold it sends a SYNC
- *     if the entry is monitored (an unmonitored one has its creation
- *     SYNC queued already, or is dead and being purged);
+ *     if the entry is monitored (an unmonitored one has a SYNC queued
+ *     already: its creation's, or a purge's retry);
  *   - a SYNC brings the entry of its pid in line with what it holds,
- *     so one more SYNC than needed is harmless: the watcher purges a
- *     dead entry again, frees an entry that holds nothing (dropping its
- *     monitor) and monitors one that holds something; if it cannot, it is
- *     purged as if its pid had stopped, so nothing stays that nobody
- *     watches;
- *   - on a DOWN that matches an entry's monitor the entry is marked dead
- *     and purged: the module drops its holds one by one and the entry is
- *     freed, or, out of memory, a SYNC is sent to purge the rest again.
+ *     so one more SYNC than needed is harmless: the watcher frees an
+ *     entry that holds nothing (dropping its monitor) and monitors one
+ *     that holds something; if it cannot, it is purged as if its pid had
+ *     stopped, so nothing stays that nobody watches;
+ *   - on a DOWN that matches an entry's monitor the entry is purged: the
+ *     module drops its holds one by one and the entry is freed, or, out
+ *     of memory, the monitor is gone and a SYNC is sent: the monitor
+ *     made again reports a stopped pid at once (TR_EXIT_NOPROC), and the
+ *     purge goes on.
  */
 #ifndef TR_ACTORS_WATCH_H
 #define TR_ACTORS_WATCH_H
@@ -57,7 +58,6 @@ struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
 	tr_ref ref; /* the watcher's monitor; zero when not monitored */
-	bool dead;  /* its pid stopped: being purged */
 	struct tr__hold *held; /* what it holds; NULL = idle */
 };
 
