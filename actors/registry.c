@@ -37,10 +37,7 @@
 #include "watch.h"
 
 #include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* The registry tells its own actor to start or stop monitoring a pid.
  * Applications never receive it. */
