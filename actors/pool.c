@@ -73,8 +73,7 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: uint32_t count */
-#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* uint32_t count; reply pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to tr_pool_config */
@@ -700,7 +699,7 @@ on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 		}
 	}
 	/* Without memory for the reply the collector ends with its timeout. */
-	(void)tr_reply(cx, m, MSG_TARGETS, pids, n * sizeof(tr_pid));
+	(void)tr_reply(cx, m, MSG_GATHER, pids, n * sizeof(tr_pid));
 }
 
 static void
@@ -1072,17 +1071,17 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		return;
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
-		if (m->type == MSG_TARGETS) {
-			on_targets(cx, c, m);
-		} else {
+		if (m->type == TR_MSG_REQUEST_FAILED) {
 			/* The pool stopped before it answered. */
 			collector_finish(cx, c, TR_ENOENT);
+		} else {
+			on_targets(cx, c, m);
 		}
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
 		collector_finish(cx, c, TR_ETIMEDOUT);
 	} else if (m->type < TR_MSG_SYSTEM_BASE && c->res != NULL) {
-		on_worker_reply(cx, c,
-				m); /* only after the workers were asked */
+		/* Only once the workers were asked. */
+		on_worker_reply(cx, c, m);
 	}
 }
 
