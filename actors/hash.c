@@ -54,23 +54,18 @@ tr__hash_fini(struct tr__htab *t, void (*free_node)(struct tr__hnode *n))
 	t->buckets = NULL;
 }
 
-struct tr__hnode **
-tr__hash_grow_prepare(const struct tr__htab *t)
+void
+tr__hash_grow(struct tr__htab *t)
 {
-	if (t->count + 1 <= t->nbuckets) {
-		return NULL;
-	}
-	return calloc(t->nbuckets * 2, sizeof(struct tr__hnode *));
-}
-
-struct tr__hnode **
-tr__hash_grow_commit(struct tr__htab *t, struct tr__hnode **fresh)
-{
-	struct tr__hnode **old = t->buckets;
 	size_t nb = t->nbuckets * 2;
+	struct tr__hnode **fresh =
+		t->count + 1 <= t->nbuckets ? NULL : calloc(nb, sizeof(*fresh));
 
+	if (fresh == NULL) {
+		return;
+	}
 	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct tr__hnode *n = old[i];
+		struct tr__hnode *n = t->buckets[i];
 		while (n != NULL) {
 			struct tr__hnode *next = n->next;
 			size_t b = n->hash & (nb - 1);
@@ -79,19 +74,9 @@ tr__hash_grow_commit(struct tr__htab *t, struct tr__hnode **fresh)
 			n = next;
 		}
 	}
+	free(t->buckets);
 	t->buckets = fresh;
 	t->nbuckets = nb;
-	return old;
-}
-
-void
-tr__hash_grow(struct tr__htab *t)
-{
-	struct tr__hnode **fresh = tr__hash_grow_prepare(t);
-
-	if (fresh != NULL) {
-		free(tr__hash_grow_commit(t, fresh));
-	}
 }
 
 void

@@ -7,8 +7,8 @@
  * The caller walks a chain itself, since only it knows its key.
  *
  * Threads: none of its own; the caller serialises changes (and, for the
- * name shards, holds its rwlock around the moments tr__hash_grow_commit,
- * tr__hash_link and tr__hash_unlink change a chain).
+ * name shards, holds its rwlock around tr__hash_grow, tr__hash_link and
+ * tr__hash_unlink, which change chains).
  */
 #ifndef TR_ACTORS_HASH_H
 #define TR_ACTORS_HASH_H
@@ -47,17 +47,8 @@ tr__hash_chain(const struct tr__htab *t, uint64_t hash)
 	return t->buckets[hash & (t->nbuckets - 1)];
 }
 
-/*
- * Growing in two steps, so that a table read under a lock is locked only
- * for the second: _prepare allocates the doubled buckets when the next
- * insertion would pass a load of one (NULL when not needed, or without
- * memory: the chains then just grow longer), _commit moves the nodes
- * there and returns the old buckets for the caller to free.
- */
-struct tr__hnode **tr__hash_grow_prepare(const struct tr__htab *t);
-struct tr__hnode **
-tr__hash_grow_commit(struct tr__htab *t, struct tr__hnode **fresh);
-/* Both steps and the free, for a table without readers of its own. */
+/* Double the buckets when the next insertion would pass a load of one
+ * (without memory the chains just grow longer). */
 void tr__hash_grow(struct tr__htab *t);
 
 /* Put @n (its hash set) in its chain; no growing. */

@@ -102,18 +102,13 @@ void
 tr__names_insert(struct tr__names *t, struct tr__name *e)
 {
 	struct tr__shard *sh = tr__names_shard(t, e->node.hash);
-	/* The doubled buckets are allocated before the lock is taken, so
-	 * readers wait only for the rehash. */
-	struct tr__hnode **fresh = tr__hash_grow_prepare(&sh->tab);
-	struct tr__hnode **old = NULL;
 
+	/* Readers wait for a doubling, which happens log2(names) times:
+	 * zeroing the new buckets costs what the rehash does. */
 	pthread_rwlock_wrlock(&sh->lock);
-	if (fresh != NULL) {
-		old = tr__hash_grow_commit(&sh->tab, fresh);
-	}
+	tr__hash_grow(&sh->tab);
 	tr__hash_link(&sh->tab, &e->node);
 	pthread_rwlock_unlock(&sh->lock);
-	free(old);
 }
 
 void

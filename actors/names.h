@@ -5,8 +5,8 @@
  * rarely meet on one lock, few enough that a table of a handful of names
  * stays small. Each shard has a rwlock that lookups take for reading,
  * and writers, already serialised by their module's own mutex, take for
- * writing only to change a chain, so readers never wait for an
- * allocation.
+ * writing only to change a chain (entries are allocated before), so
+ * readers wait for no allocation but a doubling of the shard's buckets.
  */
 #ifndef TR_ACTORS_NAMES_H
 #define TR_ACTORS_NAMES_H

@@ -12,16 +12,14 @@
  * a slot its current pid, TR_SUP_EV_EXITED takes it away. A
  * scatter-gather runs in a collector actor that the caller starts (so its
  * one result does not depend on the pool staying alive); the pool only
- * picks the workers and sends them the request in the collector's name,
- * answering the collector's request with the pids it asked. A worker may
- * answer before that list reaches the collector: its reply waits in the
- * collector's stash until it does.
+ * picks the workers, answering the collector's request with their pids,
+ * and the collector sends them the request itself.
  *
  * Slots. Slot numbers only grow and the slot array is kept sorted by
- * number; a shrink removes the highest ones. The hash ring holds
- * RING_POINTS points per slot, derived from the slot's number alone, so a
- * restarted worker keeps its keys and a resize moves only the keys whose
- * nearest point changed (about 1/N of them).
+ * number; a shrink removes the highest ones. A key belongs to a slot by
+ * its place in that array (jump consistent hashing, see hash_owner()),
+ * so a restarted worker keeps its keys and a resize moves only the keys
+ * of the slots it adds or removes (about 1/N of them).
  *
  * Sending for the client. The pool hands each message on with
  * tr_forward() from its own turn: the worker sees the client as the
@@ -75,19 +73,10 @@
 
 /* The pool's own messages (the header keeps 0x80 and up private). */
 #define MSG_ROUTE    (TR_MSG_POOL_BASE + 0x80u) /* struct route_hdr + bytes */
-#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* request: gather_arg */
-#define MSG_TARGETS  (TR_MSG_POOL_BASE + 0x83u) /* its reply: the pids asked */
+#define MSG_GATHER   (TR_MSG_POOL_BASE + 0x82u) /* uint32_t count; reply pids */
 #define MSG_GTIMEOUT (TR_MSG_POOL_BASE + 0x84u) /* collector's timeout */
 #define MSG_GBOOT    (TR_MSG_POOL_BASE + 0x85u) /* pointer to gather_arg */
 #define MSG_START    (TR_MSG_POOL_BASE + 0x86u) /* pointer to tr_pool_config */
-
-/*
- * Points per slot on the hash ring. With 160 (ketama's choice) the share
- * of keys of each of N slots stays within a few percent of 1/N, so a
- * resize moves close to the ideal fraction of keys, and a ring of the
- * largest pool (1024 slots) is still only 2.5 MB.
- */
-#define RING_POINTS 160u
 
 /* Defaults of struct tr_pool_config (documented there). */
 #define DEFAULT_INTENSITY   10u
@@ -109,9 +98,8 @@ struct route_hdr {
 
 /*
  * A scatter-gather: what a collector starts with (its start message,
- * boot.h), then, unchanged, the request it makes of the pool (a pointer
- * message that moves on). The caller's request is copied whole, its
- * bytes after it (req.data still points at the caller's: never read).
+ * boot.h). The caller's request is copied whole, its bytes after it
+ * (req.data still points at the caller's: never read).
  */
 struct gather_arg {
 	tr_pid pool;
@@ -155,11 +143,6 @@ struct slot {
 	tr_ref starting; /* the supervisor's start of its worker, if asked */
 };
 
-struct point {
-	uint64_t h;
-	uint32_t idx; /* into the slot array, kept in step with it */
-};
-
 struct pool {
 	tr_pid sup; /* TR_PID_NONE before it started and once it is gone */
 	const tr_actor_def *wdef;
@@ -172,8 +155,6 @@ struct pool {
 	uint32_t n;
 	uint32_t next_num;
 	uint32_t rr;
-	struct point *ring;
-	size_t nring;
 	/* Messages waiting for their slot's worker, in arrival order. */
 	struct pend *pending;
 	struct pend **pending_end;
@@ -191,74 +172,27 @@ struct pool {
 	tr_pool_reply st; /* delivered, dropped, gathers, restarts, pending */
 };
 
-/* splitmix64: a step of its sequence, then the shared finalizer. */
-static uint64_t
-mix64(uint64_t x)
-{
-	return tr__hash_u64(x + 0x9E3779B97F4A7C15ull);
-}
-
-static int
-point_cmp(const void *a, const void *b)
-{
-	const struct point *pa = a, *pb = b;
-
-	if (pa->h != pb->h) {
-		return pa->h < pb->h ? -1 : 1;
-	}
-	return pa->idx < pb->idx ? -1 : pa->idx > pb->idx;
-}
-
 /*
- * Rebuilds the ring from the slots. A slot's points depend on its number
- * alone and ties sort by slot order, which a removal keeps, so after a
- * removal this is the ring the old one less the removed points would be;
- * it then reuses the larger array it has, without memory to fail for.
- * False (ring unchanged) without memory for a grow.
+ * The slot that owns @key: jump consistent hashing (Lamping and Veach)
+ * over the slot array, which keeps no table and takes O(log N) steps. A
+ * restarted worker keeps its slot, and so its keys; a grow moves to each
+ * new slot its share of the keys (about 1/N of them) and no other key,
+ * and a shrink, which removes the last slots, moves only theirs.
  */
-static bool
-ring_build(struct pool *p)
-{
-	size_t n = (size_t)p->n * RING_POINTS;
-	struct point *r = n <= p->nring ? p->ring : malloc(n * sizeof(*r));
-
-	if (r == NULL) {
-		return false;
-	}
-	for (uint32_t i = 0; i < p->n; i++) {
-		for (uint32_t k = 0; k < RING_POINTS; k++) {
-			uint64_t seed = ((uint64_t)p->slots[i].num << 32) | k;
-			r[(size_t)i * RING_POINTS + k] =
-				(struct point){ .h = mix64(seed), .idx = i };
-		}
-	}
-	qsort(r, n, sizeof(*r), point_cmp);
-	if (r != p->ring) {
-		free(p->ring);
-	}
-	p->ring = r;
-	p->nring = n;
-	return true;
-}
-
-/* The slot that owns @key: the first point at or after the key's hash. */
 static uint32_t
-ring_lookup(const struct pool *p, uint64_t key)
+hash_owner(const struct pool *p, uint64_t key)
 {
-	/* Keys are often small consecutive numbers: mix them first, with a
-	 * constant that keeps key k apart from slot points. */
-	uint64_t h = mix64(key ^ 0x5851F42D4C957F2Dull);
-	size_t lo = 0, hi = p->nring;
+	/* Keys are often small consecutive numbers: mix them first. */
+	uint64_t x = tr__hash_u64(key);
+	int64_t b = 0, j = 0;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (p->ring[mid].h < h) {
-			lo = mid + 1;
-		} else {
-			hi = mid;
-		}
+	while (j < (int64_t)p->n) {
+		b = j;
+		x = x * 2862933555777941757ull + 1;
+		j = (int64_t)((double)(b + 1) *
+			      ((double)(1ll << 31) / (double)((x >> 33) + 1)));
 	}
-	return p->ring[lo == p->nring ? 0 : lo].idx;
+	return (uint32_t)b;
 }
 
 /*
@@ -273,15 +207,6 @@ slot_live(tr_ctx *cx, struct slot *s)
 		s->pid = TR_PID_NONE;
 	}
 	return !tr_pid_is_none(s->pid);
-}
-
-/* Counts a message the pool does not take (a dead letter; a request
- * fails at once). */
-static void
-refuse(tr_ctx *cx, struct pool *p, const tr_msg *m)
-{
-	p->st.dropped++;
-	(void)tr_unhandled(cx, m);
 }
 
 /*
@@ -404,7 +329,7 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 	if (how == TR_POOL_CONSISTENT_HASH) {
 		/* The key belongs to its slot: wait for its worker if need
 		 * be. */
-		struct slot *s = &p->slots[ring_lookup(p, key)];
+		struct slot *s = &p->slots[hash_owner(p, key)];
 		send_or_hold(cx, p, s, how, key, m);
 	} else if (how == TR_POOL_BROADCAST) {
 		for (uint32_t i = 0; i < p->n; i++) {
@@ -424,25 +349,19 @@ route(tr_ctx *cx, struct pool *p, uint32_t how, uint64_t key, const tr_msg *m)
 static void
 settle(tr_ctx *cx, struct pool *p, uint32_t lo, uint32_t hi, struct slot *to)
 {
-	struct pend *list = NULL, **end = &list, **pp = &p->pending;
-
-	/* Taken out first: routing them again may add to the list. */
-	while (*pp != NULL) {
+	/* Routing one again may add it at the end, for a slot outside the
+	 * range: the walk passes it by. */
+	for (struct pend **pp = &p->pending; *pp != NULL;) {
 		struct pend *e = *pp;
 		if (e->num < lo || e->num > hi) {
 			pp = &e->next;
 			continue;
 		}
 		*pp = e->next;
-		*end = e;
-		end = &e->next;
+		if (p->pending_end == &e->next) {
+			p->pending_end = pp;
+		}
 		p->st.pending--;
-	}
-	*end = NULL;
-	p->pending_end = pp;
-	while (list != NULL) {
-		struct pend *e = list;
-		list = e->next;
 		if (p->is_stopping ||
 		    (to == NULL && e->how == TR_POOL_BROADCAST)) {
 			p->st.dropped++;
@@ -574,7 +493,6 @@ remove_slots(tr_ctx *cx, struct pool *p, uint32_t at, uint32_t count)
 	memmove(&p->slots[at], &p->slots[at + count],
 		(p->n - at - count) * sizeof(p->slots[0]));
 	p->n -= count;
-	(void)ring_build(p); /* smaller: it cannot fail */
 	settle(cx, p, lo, hi, NULL);
 }
 
@@ -600,7 +518,6 @@ sup_ask(tr_ctx *cx, struct pool *p, tr_sup_op op, const char *id,
 static void
 resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 {
-	uint32_t old = p->n;
 	struct slot *s = realloc(p->slots, target * sizeof(*s));
 
 	if (s == NULL) {
@@ -608,17 +525,10 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		return;
 	}
 	p->slots = s;
-	for (uint32_t i = old; i < target; i++) {
+	for (uint32_t i = p->n; i < target; i++) {
 		s[i] = (struct slot){ .num = p->next_num++ };
 		snprintf(s[i].id, sizeof(s[i].id), "w%u", s[i].num);
-	}
-	p->n = target;
-	if (!ring_build(p)) {
-		p->n = old;
-		p->cur_status = TR_ENOMEM;
-		return;
-	}
-	for (uint32_t i = old; i < target; i++) {
+		p->n = i + 1;
 		tr_sup_child_spec spec = {
 			.size = sizeof(spec),
 			.id = s[i].id,
@@ -630,9 +540,9 @@ resize_grow(tr_ctx *cx, struct pool *p, uint32_t target)
 		};
 		if (sup_ask(cx, p, TR_SUP_OP_START_CHILD, NULL, &spec,
 			    &s[i].starting) < 0) {
-			/* This and the later slots will not start: drop them
-			 * (nothing can wait for them yet). */
-			remove_slots(cx, p, i, target - i);
+			/* It will not start: drop it (nothing can wait for it
+			 * yet), and grow no further. */
+			remove_slots(cx, p, i, 1);
 			return;
 		}
 	}
@@ -695,24 +605,26 @@ on_client(tr_ctx *cx, struct pool *p, const tr_msg *m)
 	const struct route_hdr *h = m->data;
 	bool is_route = m->type == MSG_ROUTE && m->size >= sizeof(*h);
 	uint32_t how = is_route ? h->how : TR_POOL_DEFAULT;
-	tr_msg fw = *m;
+	bool is_bad = (m->flags & TR_MSG_F_PTR) ||
+		      how > TR_POOL_CONSISTENT_HASH ||
+		      (!is_route && m->type >= TR_MSG_ACTORS_BASE);
 
-	if ((m->flags & TR_MSG_F_PTR) || how > TR_POOL_CONSISTENT_HASH ||
-	    (!is_route && m->type >= TR_MSG_ACTORS_BASE)) {
-		refuse(cx, p, m);
+	if (!is_bad) {
+		how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
+		p->routed[how]++;
+	}
+	if (is_bad || p->is_stopping) {
+		/* A dead letter; a request fails at once. */
+		p->st.dropped++;
+		(void)tr_unhandled(cx, m);
 		return;
 	}
+	tr_msg fw = *m;
 	if (is_route) {
 		fw = (tr_msg){ .type = h->type,
 			       .from = m->from,
 			       .data = h + 1,
 			       .size = m->size - sizeof(*h) };
-	}
-	how = how == TR_POOL_DEFAULT ? p->cfg.strategy : how;
-	p->routed[how]++;
-	if (p->is_stopping) {
-		refuse(cx, p, m);
-		return;
 	}
 	route(cx, p, how, is_route ? h->key : 0, &fw);
 }
@@ -759,45 +671,35 @@ on_ctl(tr_ctx *cx, struct pool *p, const tr_msg *m)
 }
 
 /*
- * Sends a scatter-gather's request, in the collector's name, to the next
- * @count running workers in round-robin order (all when 0), and answers
- * the collector with the pids of those that took it: none when the pool
- * stops or no worker runs, and the collector then ends at once.
+ * Picks the workers of a scatter-gather: the next @count running workers
+ * in round-robin order (all when 0). The collector sends them the
+ * request itself; none when the pool stops or no worker runs, and the
+ * collector then ends at once.
  */
 static void
 on_gather(tr_ctx *cx, struct pool *p, const tr_msg *m)
 {
-	const struct gather_arg *a = m->data;
+	const uint32_t *count = TR_MSG_AS(m, uint32_t);
 	tr_pid pids[TR_POOL_MAX_WORKERS];
-	uint32_t n = 0, picked = 0;
+	uint32_t n = 0;
 
-	if (!(m->flags & TR_MSG_F_PTR) || m->size < sizeof(*a) ||
-	    a->req.len != m->size - sizeof(*a)) {
+	if (count == NULL) {
 		(void)tr_unhandled(cx, m);
 		return;
 	}
 	p->st.gathers++;
-	/* The collector is the sender: replies go to it. */
-	tr_msg fw = { .type = a->req.type,
-		      .from = m->from,
-		      .data = a->data,
-		      .size = a->req.len };
 	for (uint32_t i = 0; !p->is_stopping && i < p->n; i++) {
 		uint32_t idx = (p->rr + i) % p->n;
-		struct slot *s = &p->slots[idx];
-		if (!slot_live(cx, s)) {
-			continue;
+		if (slot_live(cx, &p->slots[idx])) {
+			pids[n++] = p->slots[idx].pid;
 		}
-		if (deliver(cx, p, s, &fw) == TR_OK) {
-			pids[n++] = s->pid;
-		}
-		if (++picked == a->req.count) {
+		if (n == *count) {
 			p->rr = idx + 1;
 			break;
 		}
 	}
 	/* Without memory for the reply the collector ends with its timeout. */
-	(void)tr_reply(cx, m, MSG_TARGETS, pids, n * sizeof(tr_pid));
+	(void)tr_reply(cx, m, MSG_GATHER, pids, n * sizeof(tr_pid));
 }
 
 static void
@@ -993,7 +895,6 @@ pool_teardown(tr_ctx *cx, void *state, int32_t reason)
 	ctl_close(cx, p);
 	stop_begin(cx, p, reason);
 	free(p->slots);
-	free(p->ring);
 }
 
 static const tr_actor_def pool_def = {
@@ -1016,10 +917,11 @@ static const tr_actor_def pool_def = {
  * workers that have not answered yet.
  */
 struct collector {
-	tr_msg start;      /* the caller's request, answered by the result */
+	tr_msg start; /* the caller's request, answered by the result */
+	struct gather_arg *arg; /* what it started with */
 	tr_ref pool_ref;   /* our request to the pool; zero until it is made */
 	tr_timer_id timer; /* zero until armed */
-	tr_pool_gather_result *res; /* once the pool said whom it asked */
+	tr_pool_gather_result *res; /* once the pool said whom to ask */
 	size_t len;                 /* its size */
 };
 
@@ -1065,8 +967,6 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 			e->data = e->size > 0 ? at : NULL;
 			at += align16(e->size);
 		}
-		memset(&res->replies[res->replied], 0,
-		       res->missing * sizeof(res->replies[0]));
 		err = tr_reply_ptr(cx, &c->start, TR_MSG_POOL_GATHERED, res,
 				   c->len, free);
 	}
@@ -1076,10 +976,10 @@ collector_finish(tr_ctx *cx, struct collector *c, int32_t status)
 }
 
 /*
- * The start: arm the timeout and ask the pool to send the request to its
- * workers in our name. The pool's answer, or its death, is the outcome of
- * that request in the core. The start is the first message, made by
- * tr_pool_gather() before anyone else knows our pid, so it is well formed.
+ * The start: arm the timeout and ask the pool which workers to ask. The
+ * pool's answer, or its death, is the outcome of that request in the
+ * core. The start is the first message, made by tr_pool_gather() before
+ * anyone else knows our pid, so it is well formed.
  */
 static void
 on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
@@ -1087,58 +987,51 @@ on_gather_start(tr_ctx *cx, struct collector *c, const tr_msg *m)
 	struct gather_arg *a = tr__boot_take(cx, m, m->size, &c->start);
 	tr_err err = tr_send_after(cx, tr_self(cx), MSG_GTIMEOUT, NULL, 0,
 				   a->req.timeout_ms, &c->timer);
+
+	c->arg = a;
 	if (err == TR_OK) {
-		err = tr_request_ptr(cx, a->pool, MSG_GATHER, a, m->size, free,
-				     0, &c->pool_ref);
-	} else {
-		free(a);
+		err = tr_request(cx, a->pool, MSG_GATHER, &a->req.count,
+				 sizeof(a->req.count), 0, &c->pool_ref);
 	}
 	if (err < 0) {
 		collector_finish(cx, c, err);
 	}
 }
 
-/* The pool's answer: the workers it asked. */
+/* The pool's answer: the workers to ask. The request goes from us, so
+ * they answer us. */
 static void
 on_targets(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	/* At most TR_POOL_MAX_WORKERS, from the pool (its reply). */
 	const tr_pid *pids = m->data;
 	size_t n = m->size / sizeof(tr_pid);
+	const struct gather_arg *a = c->arg;
 
-	if (n == 0) {
-		collector_finish(cx, c, TR_ENOENT);
-		return;
-	}
-	c->len = bytes_at((uint32_t)n);
-	c->res = calloc(1, c->len);
+	c->res = calloc(1, bytes_at((uint32_t)n));
 	if (c->res == NULL) {
 		collector_finish(cx, c, TR_ENOMEM);
 		return;
 	}
-	c->res->asked = (uint32_t)n;
 	for (size_t i = 0; i < n; i++) {
-		c->res->replies[i].worker = pids[i];
+		if (tr_send(cx, pids[i], a->req.type, a->data, a->req.len) ==
+		    TR_OK) {
+			c->res->replies[c->res->asked++].worker = pids[i];
+		}
 	}
-	/* The replies that came before the list, in their order. */
-	(void)tr_unstash_all(cx);
+	c->len = bytes_at(c->res->asked);
+	if (c->res->asked == 0) {
+		collector_finish(cx, c, TR_ENOENT);
+	}
 }
 
-/*
- * The first reply from each worker asked counts. Before the pool said
- * whom it asked, a reply waits in the stash (without memory for that, it
- * counts as missing).
- */
+/* The first reply from each worker asked counts. */
 static void
 on_worker_reply(tr_ctx *cx, struct collector *c, const tr_msg *m)
 {
 	tr_pool_gather_result *res = c->res;
-
-	if (res == NULL) {
-		(void)tr_stash(cx, m);
-		return;
-	}
 	uint32_t i = res->replied;
+
 	while (i < res->asked && !tr_pid_eq(res->replies[i].worker, m->from)) {
 		i++;
 	}
@@ -1178,15 +1071,16 @@ collector_handle(tr_ctx *cx, void *state, const tr_msg *m)
 		return;
 	}
 	if ((m->flags & TR_MSG_F_REPLY) && m->ref.v == c->pool_ref.v) {
-		if (m->type == MSG_TARGETS) {
-			on_targets(cx, c, m);
-		} else {
+		if (m->type == TR_MSG_REQUEST_FAILED) {
 			/* The pool stopped before it answered. */
 			collector_finish(cx, c, TR_ENOENT);
+		} else {
+			on_targets(cx, c, m);
 		}
 	} else if (m->type == MSG_GTIMEOUT && tr_pid_eq(m->from, tr_self(cx))) {
 		collector_finish(cx, c, TR_ETIMEDOUT);
-	} else if (m->type < TR_MSG_SYSTEM_BASE) {
+	} else if (m->type < TR_MSG_SYSTEM_BASE && c->res != NULL) {
+		/* Only once the workers were asked. */
 		on_worker_reply(cx, c, m);
 	}
 }
@@ -1199,6 +1093,7 @@ collector_teardown(tr_ctx *cx, void *state, int32_t reason)
 	(void)cx;
 	(void)reason;
 	free(c->res);
+	free(c->arg);
 }
 
 static const tr_actor_def collector_def = {

@@ -5,7 +5,7 @@
  * Threads. Every entry point runs on any thread, handlers included. The
  * service's own actor (the watcher, actors/watch.c) runs on a worker like
  * any actor; it monitors subscribers and, on their TR_MSG_DOWN, has
- * sub_purge() remove their memberships.
+ * sub_drop() remove their memberships.
  *
  * Snapshots. A topic's subscribers are an immutable array with a
  * reference count (struct snap). A publish takes a reference under the
@@ -220,25 +220,18 @@ member_drop(tr_pubsub *ps, struct tr__watched *s, struct member *mb)
 	return TR_OK;
 }
 
-/*
- * The watch set's purge: remove every membership of a sub whose pid
- * stopped (or cannot be watched). Without memory for a smaller list the
- * rest is retried from the watcher's mailbox; if even that send fails the
- * remaining entries stay, and publishes to them are dead letters.
- */
-static void
-sub_purge(struct tr__watch *ws, struct tr__watched *e)
+/* The watch set's drop: a membership of a sub whose pid stopped (or
+ * cannot be watched). */
+static tr_err
+sub_drop(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 {
 	tr_pubsub *ps = (tr_pubsub *)ws; /* the first member */
+	tr_err err = member_drop(ps, e, (struct member *)h);
 
-	while (e->held != NULL) {
-		if (member_drop(ps, e, (struct member *)e->held) < 0) {
-			tr__watch_retry(ws, e);
-			return;
-		}
+	if (err == TR_OK) {
 		ps->st.removed++;
 	}
-	tr__watch_free(ws, e);
+	return err;
 }
 
 static void
@@ -258,7 +251,7 @@ static const struct tr__watch_ops watch_ops = {
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_pubsub),
 	.name_max = TR_PUBSUB_TOPIC_MAX,
-	.purge = sub_purge,
+	.drop = sub_drop,
 	.free_name = free_topic,
 	.free_entry = sub_free_entry,
 };
@@ -311,10 +304,6 @@ tr_pubsub_subscribe(tr_pubsub *ps, const char *topic, tr_pid pid)
 	struct member *mb = NULL;
 
 	pthread_mutex_lock(&ps->t.mu);
-	if (ps->t.watcher_gone) {
-		err = TR_ECLOSED;
-		goto out;
-	}
 	struct topic *t = tr__names_find(&k);
 	if (member_find(tr__watch_find(&ps->t, pid), t) != NULL) {
 		err = TR_EEXIST;
@@ -457,11 +446,10 @@ tr_pubsub_stats_get(tr_pubsub *ps, tr_pubsub_stats *out)
 	if (ps == NULL || out == NULL || out->size < sizeof(*out)) {
 		return TR_EINVAL;
 	}
-	size_t size = out->size;
 	pthread_mutex_lock(&ps->t.mu);
 	*out = ps->st;
 	pthread_mutex_unlock(&ps->t.mu);
-	out->size = size;
+	out->size = sizeof(*out);
 	/* Derived: the identity the header states. */
 	out->subscriptions = out->subscribed - out->unsubscribed - out->removed;
 	out->published = load(&ps->pc.published);

@@ -5,7 +5,9 @@
  * The actor holds everything: the credit, when it was last refilled, the
  * FIFO queue of waiting requests (a copy of each request's header, which
  * tr_reply() answers later) and the one timer armed for the first
- * waiter's due time. It starts from its first message (MSG_START, see
+ * waiter's due time. Every request that fits joins the queue; at its
+ * head it is granted as soon as its tokens are there, which for a
+ * request to an empty queue with the tokens ready is at once. It starts from its first message (MSG_START, see
  * boot.h), which carries the configuration checked by
  * tr_ratelimit_start().
  *
@@ -209,13 +211,13 @@ tick_arm(tr_ctx *cx, struct limiter *l, uint64_t ns)
 				      sizeof(l->tick_seq), ms, NULL) == TR_OK;
 }
 
-/* Grant every waiter whose tokens are there, then arm for the next. */
+/* Grant every waiter whose tokens are there at @now, then arm for the
+ * next. */
 static void
-serve(tr_ctx *cx, struct limiter *l)
+serve(tr_ctx *cx, struct limiter *l, uint64_t now)
 {
 	while (l->head != NULL) {
 		struct waiter *h = l->head;
-		uint64_t now = tr__clock_ns();
 
 		if (gone(cx, h)) {
 			/* Its tokens stay in the bucket. */
@@ -267,23 +269,17 @@ on_acquire(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 	/* A negative wait means the default; a negative default, none. */
 	int64_t max_wait =
 		q->max_wait_ms < 0 ? l->cfg.max_wait_ms : q->max_wait_ms;
-	if (l->n > 0 && !l->tick_armed) {
-		serve(cx, l); /* its timer could not be armed */
-	}
 	uint64_t now = tr__clock_ns();
+	if (l->n > 0 && !l->tick_armed) {
+		serve(cx, l, now); /* its timer could not be armed */
+	}
 	refill(l, now);
 	uint64_t need = wait_ns(l, l->queued + q->tokens);
 	if (!fits(l, need, max_wait) && purge(cx, l) > 0) {
 		/* Waiters ahead had stopped: the head may be new, or due. */
-		serve(cx, l);
+		serve(cx, l, now);
 		refill(l, now);
 		need = wait_ns(l, l->queued + q->tokens);
-	}
-	if (l->n == 0 && need == 0) {
-		l->credit -= (uint64_t)q->tokens * UNITS_PER_TOKEN;
-		l->st.granted++;
-		answer(cx, m, TR_OK, q->tokens, 0);
-		return;
 	}
 	if (!fits(l, need, max_wait)) {
 		l->st.rejected++;
@@ -296,8 +292,9 @@ on_acquire(tr_ctx *cx, struct limiter *l, const tr_msg *m)
 		return;
 	}
 	if (l->n == 1) {
-		/* A new head; otherwise the head's timer is already armed. */
-		tick_arm(cx, l, need);
+		/* A new head, granted now or when its timer fires; otherwise
+		 * the head's timer is already armed. */
+		serve(cx, l, now);
 	}
 }
 
@@ -346,7 +343,7 @@ limiter_handle(tr_ctx *cx, void *state, const tr_msg *m)
 	if (m->type == MSG_TICK && tr_pid_eq(m->from, tr_self(cx))) {
 		const uint64_t *seq = TR_MSG_AS(m, uint64_t);
 		if (seq != NULL && l->tick_armed && *seq == l->tick_seq) {
-			serve(cx, l);
+			serve(cx, l, tr__clock_ns());
 		}
 		return;
 	}

@@ -4,7 +4,7 @@
  * Threads. Every entry point runs on any thread, handlers included. The
  * registry's own actor (the watcher, actors/watch.c) runs on a worker
  * like any actor; it monitors the pids that hold names and, on their
- * TR_MSG_DOWN, has holder_purge() remove their names.
+ * TR_MSG_DOWN, has holder_drop() remove their names.
  *
  * Locks.
  *   wmu (t.mu)   serialises every writer: register, unregister, replace,
@@ -37,10 +37,7 @@
 #include "watch.h"
 
 #include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* The registry tells its own actor to start or stop monitoring a pid.
  * Applications never receive it. */
@@ -84,27 +81,27 @@ name_drop(tr_registry *reg, struct rname *n)
 	holder_unlink(reg, n);
 }
 
-/* The watch set's purge: @e stopped (or cannot be watched). On a dead
- * holder tr__watch_put sends nothing: it is not monitored. */
-static void
-holder_purge(struct tr__watch *ws, struct tr__watched *e)
+/* The watch set's drop: a name of a holder that stopped (or cannot be
+ * watched). On a dead holder tr__watch_put sends nothing: it is not
+ * monitored. */
+static tr_err
+holder_drop(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 {
 	tr_registry *reg = (tr_registry *)ws; /* the first member */
+	struct rname *n = TR__HELD(h, struct rname, hold);
 
-	while (e->held != NULL) {
-		struct rname *n = TR__HELD(e->held, struct rname, hold);
-		name_drop(reg, n);
-		free(n);
-		reg->st.removed++;
-	}
-	tr__watch_free(ws, e);
+	(void)e;
+	name_drop(reg, n);
+	free(n);
+	reg->st.removed++;
+	return TR_OK;
 }
 
 static const struct tr__watch_ops watch_ops = {
 	.sync_type = MSG_SYNC,
 	.size = sizeof(tr_registry),
 	.name_max = TR_REGISTRY_NAME_MAX,
-	.purge = holder_purge,
+	.drop = holder_drop,
 	.free_name = free_node,
 	.free_entry = free_node,
 };
@@ -158,10 +155,6 @@ tr_registry_replace(tr_registry *reg, const char *name, tr_pid expected,
 		return TR_ENOMEM;
 	}
 	pthread_mutex_lock(&reg->t.mu);
-	if (reg->t.watcher_gone) {
-		err = TR_ECLOSED;
-		goto out;
-	}
 	struct rname *n = tr__names_find(&k);
 	if (n != NULL && !tr_pid_eq(n->pid, expected)) {
 		err = TR_EEXIST;
@@ -254,12 +247,11 @@ tr_registry_stats_get(tr_registry *reg, tr_registry_stats *out)
 	if (reg == NULL || out == NULL || out->size < sizeof(*out)) {
 		return TR_EINVAL;
 	}
-	size_t size = out->size;
 	pthread_mutex_lock(&reg->t.mu);
 	*out = reg->st;
 	out->holders = reg->t.holding;
 	pthread_mutex_unlock(&reg->t.mu);
-	out->size = size;
+	out->size = sizeof(*out);
 	/* Derived: the identity the header states. */
 	out->names = out->registered - out->unregistered - out->replaced -
 		     out->removed;

@@ -32,15 +32,14 @@ tr__watch_find(struct tr__watch *ws, tr_pid pid)
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err)
 {
-	struct tr__watched *e = tr__watch_find(ws, pid);
-
-	*err = TR_OK;
-	if (e != NULL) {
-		return e;
-	}
 	if (ws->watcher_gone) {
 		*err = TR_ECLOSED;
 		return NULL;
+	}
+	struct tr__watched *e = tr__watch_find(ws, pid);
+	*err = TR_OK;
+	if (e != NULL) {
+		return e;
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL) {
@@ -93,20 +92,6 @@ tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h)
 	return true;
 }
 
-void
-tr__watch_free(struct tr__watch *ws, struct tr__watched *e)
-{
-	tr__hash_unlink(&ws->tab, &e->node);
-	free(e);
-}
-
-void
-tr__watch_retry(struct tr__watch *ws, struct tr__watched *e)
-{
-	/* If even this fails the entry stays, and what it holds with it. */
-	(void)sync_send(ws, e->pid);
-}
-
 /* ---- the watcher actor --------------------------------------------------- */
 
 static void
@@ -121,11 +106,26 @@ release(struct tr__watch *ws)
 }
 
 static void
+entry_free(struct tr__watch *ws, struct tr__watched *e)
+{
+	tr__hash_unlink(&ws->tab, &e->node);
+	free(e);
+}
+
+/* What @e's pid held goes, then the entry. Out of memory, the rest is
+ * retried from the watcher's mailbox; if even that send fails, it stays
+ * (and publishes to it, say, are dead letters). */
+static void
 purge(struct tr__watch *ws, struct tr__watched *e)
 {
-	e->dead = true;
 	e->ref = (tr_ref){ 0 }; /* it fired, or there was none */
-	ws->ops->purge(ws, e);
+	while (e->held != NULL) {
+		if (ws->ops->drop(ws, e, e->held) < 0) {
+			(void)sync_send(ws, e->pid);
+			return;
+		}
+	}
+	entry_free(ws, e);
 }
 
 static void
@@ -137,14 +137,12 @@ on_sync(tr_ctx *cx, struct tr__watch *ws, tr_pid pid)
 		return;
 	}
 	if (e->held == NULL) {
-		/* Also a dead entry: its purge would only free it. A
-		 * demonitor of none (zero) is harmless. */
+		/* A demonitor of none (zero) is harmless. */
 		(void)tr_demonitor(cx, e->ref);
-		tr__watch_free(ws, e);
-	} else if (e->dead ||
-		   (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK)) {
-		/* A retry; or out of memory: what we cannot watch could
-		 * outlive its holder forever, so it goes now. */
+		entry_free(ws, e);
+	} else if (e->ref.v == 0 && tr_monitor(cx, pid, &e->ref) != TR_OK) {
+		/* Out of memory: what we cannot watch could outlive its
+		 * holder forever, so it goes now. */
 		purge(ws, e);
 	}
 }

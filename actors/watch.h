@@ -17,17 +17,18 @@
  *   - a new entry is announced with a SYNC sent before it is inserted; if
  *     the send fails there is no entry (tr__watch_get fails);
  *   - when tr__watch_put takes an entry's last hold it sends a SYNC
- *     if the entry is monitored (an unmonitored one has its creation
- *     SYNC queued already, or is dead and being purged);
+ *     if the entry is monitored (an unmonitored one has a SYNC queued
+ *     already: its creation's, or a purge's retry);
  *   - a SYNC brings the entry of its pid in line with what it holds,
- *     so one more SYNC than needed is harmless: the watcher purges a
- *     dead entry again, frees an entry that holds nothing (dropping its
- *     monitor) and monitors one that holds something; if it cannot, it is
- *     purged as if its pid had stopped, so nothing stays that nobody
- *     watches;
- *   - on a DOWN that matches an entry's monitor the entry is marked dead
- *     and purged: the module drops its holds and frees the entry, or, out
- *     of memory, sends a SYNC (tr__watch_retry) to be purged again.
+ *     so one more SYNC than needed is harmless: the watcher frees an
+ *     entry that holds nothing (dropping its monitor) and monitors one
+ *     that holds something; if it cannot, it is purged as if its pid had
+ *     stopped, so nothing stays that nobody watches;
+ *   - on a DOWN that matches an entry's monitor the entry is purged: the
+ *     module drops its holds one by one and the entry is freed, or, out
+ *     of memory, the monitor is gone and a SYNC is sent: the monitor
+ *     made again reports a stopped pid at once (TR_EXIT_NOPROC), and the
+ *     purge goes on.
  */
 #ifndef TR_ACTORS_WATCH_H
 #define TR_ACTORS_WATCH_H
@@ -57,7 +58,6 @@ struct tr__watched {
 	struct tr__hnode node; /* first; node.hash is tr_pid_hash(pid) */
 	tr_pid pid;
 	tr_ref ref; /* the watcher's monitor; zero when not monitored */
-	bool dead;  /* its pid stopped: being purged */
 	struct tr__hold *held; /* what it holds; NULL = idle */
 };
 
@@ -68,11 +68,12 @@ struct tr__watch_ops {
 	size_t size;        /* the module's struct, tr__watch first */
 	size_t name_max;    /* the longest name in its table */
 	/*
-	 * mu held: @e's pid stopped or cannot be watched. Drop all it holds
-	 * and tr__watch_free() it, or, out of memory, tr__watch_retry() and
-	 * return with @e kept.
+	 * mu held: @e's pid stopped or cannot be watched. Drop @h, the
+	 * first thing it holds, and tr__watch_put() it. Return: TR_OK, or
+	 * TR_ENOMEM with nothing changed (the rest is purged again later).
 	 */
-	void (*purge)(struct tr__watch *ws, struct tr__watched *e);
+	tr_err (*drop)(struct tr__watch *ws, struct tr__watched *e,
+		       struct tr__hold *h);
 	/* When the last reference goes: free a name entry and an entry
 	 * (each given by its node, its first member) and what it holds. */
 	void (*free_name)(struct tr__hnode *n);
@@ -115,8 +116,8 @@ void tr__watch_destroy(struct tr__watch *ws);
 struct tr__watched *tr__watch_find(struct tr__watch *ws, tr_pid pid);
 /*
  * mu held. The entry of @pid, made (and announced) if there is none,
- * and @err TR_OK; or NULL and @err: TR_ECLOSED (the watcher is gone),
- * TR_ENOMEM, or the send's error.
+ * and @err TR_OK; or NULL and @err: TR_ECLOSED (the watcher is gone: no
+ * pid can hold more), TR_ENOMEM, or the send's error.
  */
 struct tr__watched *
 tr__watch_get(struct tr__watch *ws, tr_pid pid, tr_err *err);
@@ -126,9 +127,5 @@ tr__watch_hold(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
 /* mu held: @e's pid gives up @h. Return: true if it holds nothing now. */
 bool
 tr__watch_put(struct tr__watch *ws, struct tr__watched *e, struct tr__hold *h);
-/* mu held: take @e out of the table and free it. */
-void tr__watch_free(struct tr__watch *ws, struct tr__watched *e);
-/* mu held, from purge: call purge on @e again later, from the watcher. */
-void tr__watch_retry(struct tr__watch *ws, struct tr__watched *e);
 
 #endif /* TR_ACTORS_WATCH_H */

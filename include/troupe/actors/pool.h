@@ -10,9 +10,9 @@
  * The workers are children of a supervisor (<troupe/actors/supervisor.h>,
  * one_for_one, permanent children) that the pool starts linked to itself
  * and observes: a worker that stops is restarted, and the pool routes to
- * the replacement from the moment the supervisor reports it. Each worker
- * slot has a stable number, so the consistent-hash ring does not change
- * when a worker is replaced.
+ * the replacement from the moment the supervisor reports it. A worker
+ * keeps its slot when it is replaced, so a consistent hash still sends
+ * its keys there.
  *
  * Routing keeps the sender. A client sends its message to the pool
  * (tr_send(), tr_pool_route()); the pool passes it on with
@@ -110,7 +110,7 @@ extern "C" {
  *                           ties go round robin
  * @TR_POOL_BROADCAST:       a copy to every worker
  * @TR_POOL_CONSISTENT_HASH: the worker that owns the caller's 64-bit key
- *                           on a hash ring with 160 points per worker,
+ *                           by jump consistent hashing over the slots,
  *                           so a resize moves about 1/N of the keys
  */
 typedef enum tr_pool_strategy {
@@ -225,8 +225,9 @@ typedef struct tr_pool_request {
  * @round_robin, @least_loaded, @broadcast, @consistent_hash: messages
  *                   routed by each strategy (a broadcast counts once)
  * @delivered:       messages handed to workers (each broadcast copy
- *                   counts); handled or counted as dead letters by the
- *                   runtime from there
+ *                   counts; a scatter-gather's requests do not, its
+ *                   collector sends them); handled or counted as dead
+ *                   letters by the runtime from there
  * @dropped:         messages the pool could not hand to any worker: a
  *                   bounded worker mailbox full (TR_EFULL), more than
  *                   @max_pending waiting, routed while the pool stops,
@@ -319,14 +320,16 @@ typedef struct tr_pool_gather_entry {
  * @status:  TR_OK (every worker asked replied); TR_ETIMEDOUT (the timeout
  *           came first: the replies received are included, @missing
  *           did not answer); TR_ENOENT (the pool stopped, or had no
- *           running worker, before it sent the request); TR_ENOMEM (the
+ *           running worker, before the request was sent); TR_ENOMEM (the
  *           replies could not be kept: only the counts come, with
  *           @replied 0)
  * @asked:   workers the request was sent to
  * @replied: entries of @replies, at most one per worker asked, in
  *           arrival order
  * @missing: @asked - @replied
- * @replies: the replies; their bytes follow in the same block
+ * @replies: the replies, then @missing entries naming the workers that
+ *           did not answer (type 0, no bytes); the replies' bytes follow
+ *           in the same block
  *
  * A pointer message of variable length (its entries point into it, so
  * it is handed over, never copied): read m->data in place as a
@@ -415,10 +418,11 @@ TR_API tr_err tr_pool_route(tr_ctx *cx, tr_pid pool, tr_pool_strategy how,
  * @req:  the request
  * @ref:  on success the reference the result answers; may be NULL
  *
- * A request in the core to a short-lived collector actor, which the pool
- * lets send the request to the chosen workers in its name, so a worker
- * answers it like any message, with tr_reply() or by sending to
- * tr_sender(). A reply counts when it comes from a worker that was asked
+ * A request in the core to a short-lived collector actor, which asks the
+ * pool which workers to ask and sends them the request itself, so a
+ * worker answers it like any message, with tr_reply() or by sending to
+ * tr_sender(). The pool counts it in @gathers, not its copies in
+ * @delivered. A reply counts when it comes from a worker that was asked
  * (the first one from each). When every asked worker replied, or when
  * @req->timeout_ms has passed since the collector started, it answers
  * with a TR_MSG_POOL_GATHERED whose payload is a struct
