@@ -231,8 +231,11 @@ static const char *const sql_text[ST_N] = {
 		      "VALUES (?1, ?2)",
 	[ST_KV_GET] = "SELECT value FROM troupe_kv WHERE id = ?1",
 	[ST_KV_DEL] = "DELETE FROM troupe_kv WHERE id = ?1",
-	[ST_HEAD_GET] = "SELECT last_seq FROM troupe_journal_head "
-			"WHERE id = ?1",
+	/* A journal's head is its last event, or the row a trim left. */
+	[ST_HEAD_GET] = "SELECT max(coalesce((SELECT last_seq FROM "
+			"troupe_journal_head WHERE id = ?1), 0), "
+			"coalesce((SELECT max(seq) FROM troupe_journal "
+			"WHERE id = ?1), 0))",
 	[ST_HEAD_SET] = "INSERT OR REPLACE INTO troupe_journal_head "
 			"(id, last_seq) VALUES (?1, ?2)",
 	[ST_EV_INS] = "INSERT INTO troupe_journal (id, seq, data) "
@@ -276,13 +279,20 @@ static const char *const migrations[TR_STORE_SCHEMA_VERSION] = {
 	" body TEXT NOT NULL);"
 	"CREATE INDEX troupe_log_time ON troupe_log (time_ms);"
 	"CREATE INDEX troupe_log_kind ON troupe_log (kind, time_ms);",
+	/* 1 -> 2: troupe_journal_head keeps a journal's last sequence
+	 * number only for what its events no longer show (a trim that took
+	 * them all); an append writes no head row. Version 1's rows, one
+	 * per journal, stay valid, so no table changes; the version is
+	 * raised so that a library that reads heads from that table alone
+	 * refuses a file written without them. */
+	"-- no change to the tables",
 };
 
 /*
  * The journals' last sequence numbers, as this transaction sees them, so
  * that an append reads no row to learn it: the store is its database's
- * only writer. Set by a read of the head and by an append once both its
- * rows are written, and emptied by every rollback.
+ * only writer. Set by a read of the head and by an append once its row
+ * is written, and emptied by every rollback.
  *
  * A hash table (open addressing, linear probing, at most half full) of
  * the ids, whose text is kept in one arena. It grows up to HEADS_MAX
@@ -291,7 +301,17 @@ static const char *const migrations[TR_STORE_SCHEMA_VERSION] = {
  * slots: with 10,000 writers each append missed and read its head.
  */
 #define HEADS_MIN 1024u
-#define HEADS_MAX 65536u
+/*
+ * WAL frames after which a commit checkpoints (SQLite's default is 1,000).
+ * A group commit of thousands of writes to as many journals writes about
+ * that many frames, so with the default nearly every commit ran a
+ * checkpoint, copying back pages the next commit would write again: with
+ * 10,000 writers that halved the acknowledged rate (docs/BENCHMARKS.md,
+ * "Heads from the events, and fewer checkpoints"). At 4 KiB pages this
+ * lets the WAL reach about 64 MiB between checkpoints.
+ */
+#define CHECKPOINT_FRAMES 16384u
+#define HEADS_MAX         65536u
 
 struct head {
 	uint64_t last;
@@ -600,17 +620,11 @@ do_append(struct db *d, struct op *o)
 			(unsigned long long)(last + 1));
 		return SQLITE_OK;
 	}
+	/* The event is its journal's head: no head row (see ST_HEAD_GET). */
 	sqlite3_stmt *s = stmt(d, ST_EV_INS);
 	bind_id(s, 1, q->id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)(last + 1));
 	bind_bytes(s, 3, q->data, q->size);
-	rc = run(s);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	s = stmt(d, ST_HEAD_SET);
-	bind_id(s, 1, q->id);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)(last + 1));
 	rc = run(s);
 	o->value = last + 1;
 	if (rc == SQLITE_OK) {
@@ -727,11 +741,23 @@ static int
 do_trim(struct db *d, struct op *o)
 {
 	const tr_store_trim_req *q = (const void *)o->data;
-	sqlite3_stmt *s = stmt(d, ST_EV_TRIM);
+	uint64_t last;
+	int rc = head_get(d, q->id, &last);
 
+	/* The events may all go: their head is kept as a row. */
+	if (rc == SQLITE_OK && last > 0) {
+		sqlite3_stmt *h = stmt(d, ST_HEAD_SET);
+		bind_id(h, 1, q->id);
+		sqlite3_bind_int64(h, 2, (sqlite3_int64)last);
+		rc = run(h);
+	}
+	if (rc != SQLITE_OK) {
+		return rc;
+	}
+	sqlite3_stmt *s = stmt(d, ST_EV_TRIM);
 	bind_id(s, 1, q->id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)q->to_seq);
-	int rc = run(s);
+	rc = run(s);
 	o->value = rc == SQLITE_OK ? (uint64_t)sqlite3_changes(d->h) : 0;
 	return rc;
 }
@@ -1271,6 +1297,11 @@ db_open(struct db *d, const struct boot *b, struct open_err *e)
 		snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s",
 			 b->durability == TR_STORE_FULL ? "FULL" : "NORMAL");
 		rc = sqlite3_exec(d->h, sql, NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK) {
+		snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint = %u",
+			 CHECKPOINT_FRAMES);
+		rc = query_int(d, sql, &dummy);
 	}
 	if (rc == SQLITE_OK && b->max_page_count != 0) {
 		snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %u",

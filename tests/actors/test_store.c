@@ -584,6 +584,25 @@ test_journal(void)
 	CHECK_EQ_U64(n, 6);
 	CHECK_STR(bodies[5], "e12");
 	CHECK_EQ_U64(sql_count(p, "SELECT count(*) FROM troupe_journal"), 7);
+
+	/* A trim that takes every event keeps the journal's head. */
+	memset(&t, 0, sizeof(t));
+	snprintf(t.id, sizeof(t.id), "other");
+	t.to_seq = 1;
+	r = call(&f, s, TR_MSG_STORE_TRIM, &t, sizeof(t));
+	CHECK_EQ_U64(value_of(&r), 1);
+	tr_received_fini(&r);
+	/* A file of version 1 kept a head row per journal: it still
+	 * counts ("old" had 9 events, all trimmed). */
+	stop_store(&f, s);
+	sql_exec(p, "INSERT INTO troupe_journal_head (id, last_seq) "
+		    "VALUES ('old', 9); PRAGMA user_version = 1;");
+	s = open_ok(&f, &c);
+	CHECK_EQ_INT(sql_count(p, "PRAGMA user_version"),
+		     TR_STORE_SCHEMA_VERSION);
+	CHECK_EQ_U64(append_v(&f, s, "other", 0, "o2"), 2);
+	CHECK_EQ_U64(append_v(&f, s, "old", 0, "x"), 10);
+	CHECK_EQ_U64(append_v(&f, s, "acct", 0, "e13"), 13);
 	fx_finish(&f);
 }
 

@@ -1488,8 +1488,12 @@ check_journals(sqlite3 *db, struct tally *t)
 {
 	sqlite3_stmt *ev = prep(db, "SELECT seq, data FROM troupe_journal "
 				    "WHERE id = ?1 ORDER BY seq");
-	sqlite3_stmt *hd = prep(db, "SELECT last_seq FROM troupe_journal_head"
-				    " WHERE id = ?1");
+	/* The head as the store reads it: the last event, or what a trim
+	 * that took them all left in troupe_journal_head. */
+	sqlite3_stmt *hd = prep(
+		db, "SELECT max(coalesce((SELECT last_seq FROM "
+		    "troupe_journal_head WHERE id = ?1), 0), coalesce((SELECT "
+		    "max(seq) FROM troupe_journal WHERE id = ?1), 0))");
 	sqlite3_stmt *all = prep(db, "SELECT count(*) FROM troupe_journal "
 				     "WHERE id NOT LIKE 'j/%' AND "
 				     "id NOT LIKE 'seed/%'");

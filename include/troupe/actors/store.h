@@ -242,7 +242,7 @@ extern "C" {
  * The version of the schema this library writes (PRAGMA user_version). A
  * database of a higher version is refused at start.
  */
-#define TR_STORE_SCHEMA_VERSION 1
+#define TR_STORE_SCHEMA_VERSION 2
 
 /**
  * enum tr_store_durability - What an acknowledged write survives.
