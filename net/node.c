@@ -51,6 +51,7 @@
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "net/alloc.h"
 #include "net/handshake.h"
 #include "net/txq.h"
 #include "net/wire.h"
@@ -261,7 +262,7 @@ later_op(struct later *l, const tr_remote_op *op)
 {
 	if (l->nops == l->capops) {
 		size_t cap = l->capops ? 2 * l->capops : 16;
-		tr_remote_op *v = realloc(l->ops, cap * sizeof(*v));
+		tr_remote_op *v = trn_realloc(l->ops, cap * sizeof(*v));
 		if (v == NULL) {
 			return; /* the outcome is lost; a timeout covers it */
 		}
@@ -276,8 +277,8 @@ later_event(struct later *l, const struct peer *p, bool up, int32_t reason)
 {
 	if (l->nevs == l->capevs) {
 		size_t cap = l->capevs ? 2 * l->capevs : 4;
-		tr_net_node_event *v = realloc(l->evs, cap * sizeof(*v));
-		bool *u = realloc(l->up, cap * sizeof(*u));
+		tr_net_node_event *v = trn_realloc(l->evs, cap * sizeof(*v));
+		bool *u = trn_realloc(l->up, cap * sizeof(*u));
 		if (v != NULL) {
 			l->evs = v;
 		}
@@ -309,7 +310,7 @@ later_run(tr_net *net, struct later *l)
 		size_t n = 0;
 		pthread_mutex_lock(&net->mu);
 		if (net->nsubs > 0) {
-			who = malloc(net->nsubs * sizeof(*who));
+			who = trn_malloc(net->nsubs * sizeof(*who));
 			for (size_t i = 0; who != NULL && i < net->nsubs; i++) {
 				who[n++] = net->subs[i].who;
 			}
@@ -365,7 +366,7 @@ life_get(tr_net *net, const char *name, uint32_t creation)
 	if (n != 0 || net->next_life > LIVES_MAX) {
 		return n;
 	}
-	struct life *l = calloc(1, sizeof(*l));
+	struct life *l = trn_calloc(1, sizeof(*l));
 	if (l == NULL) {
 		return 0;
 	}
@@ -492,7 +493,7 @@ track_room(struct peer *p)
 		if (cap > UINT32_MAX / 4) {
 			return false;
 		}
-		struct track *v = realloc(p->tracks, cap * sizeof(*v));
+		struct track *v = trn_realloc(p->tracks, cap * sizeof(*v));
 		if (v == NULL) {
 			return false;
 		}
@@ -501,7 +502,7 @@ track_room(struct peer *p)
 	}
 	if ((p->ntracks + 1) * 2 > p->tidx_cap) {
 		uint32_t cap = p->tidx_cap ? 2 * p->tidx_cap : 32;
-		uint32_t *idx = calloc(cap, sizeof(*idx));
+		uint32_t *idx = trn_calloc(cap, sizeof(*idx));
 		if (idx == NULL) {
 			return false;
 		}
@@ -1169,7 +1170,7 @@ rx_submit(struct conn *c)
 static void
 rx_start(struct conn *c)
 {
-	c->rx_buf = malloc(RX_BUF);
+	c->rx_buf = trn_malloc(RX_BUF);
 	if (c->rx_buf == NULL) {
 		return; /* the handshake's timeout closes it */
 	}
@@ -1293,8 +1294,8 @@ rx_messages(struct conn *c, struct later *l, struct rx_batch **out)
 	/* A new buffer for what follows: the batch keeps the old one, or
 	 * the next message is longer than it. */
 	size_t cap = need > c->rx_cap ? need : c->rx_cap;
-	uint8_t *buf = malloc(cap);
-	struct rx_batch *b = hand != SIZE_MAX ? malloc(sizeof(*b)) : NULL;
+	uint8_t *buf = trn_malloc(cap);
+	struct rx_batch *b = hand != SIZE_MAX ? trn_malloc(sizeof(*b)) : NULL;
 	if (buf == NULL || (hand != SIZE_MAX && b == NULL)) {
 		free(buf);
 		free(b);
@@ -1377,7 +1378,7 @@ rx_done(void *arg)
 static void
 conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = trn_calloc(1, sizeof(*c));
 	char *hello = NULL;
 	size_t len = 0;
 	trn_reasm_limits lim = { TRN_REASM_MESSAGES_DEFAULT,
@@ -1429,7 +1430,7 @@ conn_new(tr_net *net, nng_stream *s, struct peer *dialed_peer)
 static struct peer *
 peer_new(tr_net *net)
 {
-	struct peer *p = calloc(1, sizeof(*p));
+	struct peer *p = trn_calloc(1, sizeof(*p));
 
 	if (p != NULL) {
 		p->net = net;
@@ -1960,7 +1961,7 @@ svc_spawn(tr_ctx *cx, tr_net *net, const tr_msg *m)
 		rep.status = TR_EINVAL;
 	} else {
 		size_t total = sizeof(struct spawn_arg) + nd->user->arg_size;
-		struct spawn_arg *a = calloc(1, total);
+		struct spawn_arg *a = trn_calloc(1, total);
 		if (a == NULL) {
 			rep.status = TR_ENOMEM;
 		} else {
@@ -1995,9 +1996,9 @@ tell_peers(tr_net *net, struct peer *to, struct later *l)
 	if (to->service == 0) {
 		return;
 	}
-	struct told *t = calloc(1, sizeof(*t));
+	struct told *t = trn_calloc(1, sizeof(*t));
 	struct peers *list =
-		calloc(1, sizeof(*list) + PEERS_MAX * sizeof(list->v[0]));
+		trn_calloc(1, sizeof(*list) + PEERS_MAX * sizeof(list->v[0]));
 	if (t == NULL || list == NULL) {
 		free(t);
 		free(list);
@@ -2110,7 +2111,7 @@ defs_copy(tr_net *net, const tr_net_config *cfg)
 	if (cfg->defs == NULL) {
 		return TR_EINVAL;
 	}
-	net->defs = calloc(cfg->ndefs, sizeof(*net->defs));
+	net->defs = trn_calloc(cfg->ndefs, sizeof(*net->defs));
 	if (net->defs == NULL) {
 		return TR_ENOMEM;
 	}
@@ -2301,7 +2302,8 @@ tr_net_monitor_nodes(tr_net *net, tr_pid who, bool on)
 	} else if (on && i == net->nsubs) {
 		if (net->nsubs == net->capsubs) {
 			size_t cap = net->capsubs ? 2 * net->capsubs : 4;
-			struct sub *v = realloc(net->subs, cap * sizeof(*v));
+			struct sub *v =
+				trn_realloc(net->subs, cap * sizeof(*v));
 			if (v == NULL) {
 				err = TR_ENOMEM;
 				goto out;
@@ -2545,7 +2547,7 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 	    cfg->secret == NULL || cfg->secret_len < 16) {
 		return TR_EINVAL;
 	}
-	tr_net *net = calloc(1, sizeof(*net));
+	tr_net *net = trn_calloc(1, sizeof(*net));
 	if (net == NULL) {
 		return TR_ENOMEM;
 	}
@@ -2582,8 +2584,8 @@ tr_net_start(tr_runtime *rt, const tr_net_config *cfg, tr_net **out)
 	pthread_mutex_init(&net->mu, NULL);
 	pthread_cond_init(&net->tick_cv, NULL);
 	net->next_life = 1;
-	net->lives = calloc(LIVES_MAX + 1, sizeof(*net->lives));
-	net->secret = malloc(cfg->secret_len);
+	net->lives = trn_calloc(LIVES_MAX + 1, sizeof(*net->lives));
+	net->secret = trn_malloc(cfg->secret_len);
 	while (net->creation == 0) {
 		if (getrandom(&net->creation, sizeof(net->creation), 0) !=
 		    sizeof(net->creation)) {

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/alloc.h"
+
 /* A large message in the bulk lane, and its pair's frames held behind. */
 struct trn_bulk {
 	struct trn_bulk *next;
@@ -26,7 +28,7 @@ struct trn_bulk {
 static trn_batch *
 batch_new(uint8_t *data, size_t len, size_t charge)
 {
-	trn_batch *b = malloc(sizeof(*b));
+	trn_batch *b = trn_malloc(sizeof(*b));
 
 	if (b == NULL) {
 		return NULL;
@@ -226,11 +228,11 @@ bulk_add(trn_txq *q, const trn_frame *f, uint64_t from, uint64_t to,
 	if (rv < 0) {
 		return rv;
 	}
-	struct trn_bulk *m = calloc(1, sizeof(*m));
+	struct trn_bulk *m = trn_calloc(1, sizeof(*m));
 	if (m == NULL) {
 		return TRN_ENOMEM;
 	}
-	m->body = malloc(f->body_len);
+	m->body = trn_malloc(f->body_len);
 	if (m->body == NULL || raise_barrier(q) < 0) {
 		free(m->body);
 		free(m);

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/alloc.h"
+
 const char *
 trn_err_name(int err)
 {
@@ -175,7 +177,7 @@ buf_reserve(trn_buf *b, size_t n)
 	if (cap > b->max) {
 		cap = b->max;
 	}
-	uint8_t *p = realloc(b->data, cap);
+	uint8_t *p = trn_realloc(b->data, cap);
 	if (p == NULL) {
 		return TRN_ENOMEM;
 	}
@@ -553,7 +555,7 @@ trn_reasm_init(trn_reasm *r, const trn_reasm_limits *lim)
 	    lim->max_message == 0) {
 		return TRN_EINVAL;
 	}
-	r->msgs = calloc(lim->max_messages, sizeof(*r->msgs));
+	r->msgs = trn_calloc(lim->max_messages, sizeof(*r->msgs));
 	if (r->msgs == NULL) {
 		return TRN_ENOMEM;
 	}
@@ -636,7 +638,7 @@ trn_reasm_add(trn_reasm *r, const trn_frame *f, trn_frame *out, uint8_t **body)
 		if (total > r->lim.max_bytes - r->bytes) {
 			return TRN_ECHUNK_BYTES;
 		}
-		uint8_t *data = malloc(total);
+		uint8_t *data = trn_malloc(total);
 		if (data == NULL) {
 			return TRN_ENOMEM;
 		}
