@@ -1379,9 +1379,7 @@ handler_ended(struct tr__worker *w, uint64_t began)
 {
 	uint64_t now = tr__ticks();
 
-	if (now - began > w->rt->slow_ticks) {
-		tr__stat_add(&w->stats.slow, 1);
-	}
+	tr__sched_call_ended(w, began, now, w->rt->slow_ticks);
 	return now;
 }
 

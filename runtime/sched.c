@@ -1019,9 +1019,8 @@ tr__sched_settle(struct tr__worker *w, uint64_t now)
 	}
 	uint64_t len = now > w->prev_start ? now - w->prev_start : 0;
 
-	if (w->prev_last != 0 && now > w->prev_last &&
-	    now - w->prev_last > w->rt->slow_ticks) {
-		tr__stat_add(&w->stats.slow, 1);
+	if (w->prev_last != 0) {
+		tr__sched_call_ended(w, w->prev_last, now, w->rt->slow_ticks);
 	}
 	w->prev_start = 0;
 	atomic_store_explicit(

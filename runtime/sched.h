@@ -104,6 +104,20 @@ tr__sched_turn_began(struct tr__worker *w, uint64_t start)
 }
 
 /*
+ * A handler call that began at @began (tr__ticks) ended by @now: count it
+ * in the slow handlers if it took longer than @slow ticks. The one rule
+ * for both places a call's end is read (tr__actor_run, tr__sched_settle).
+ */
+static inline void
+tr__sched_call_ended(struct tr__worker *w, uint64_t began, uint64_t now,
+		     uint64_t slow)
+{
+	if (now > began && now - began > slow) {
+		tr__stat_add(&w->stats.slow, 1);
+	}
+}
+
+/*
  * Account for @w's last turn, which ended before @now (tr__ticks): its
  * length goes to the monitor's busy time and the thieves' average, and
  * its last handler call, if longer than the slow threshold, to the slow
